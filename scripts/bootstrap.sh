@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Sourced by scripts/run.sh and scripts/test.sh: finds a Python >= 3.12, makes .venv and
+# installs schoolgate into it (again only when pyproject.toml changes).
+# Sets SG_VENV and SG_PY for the caller.
+set -euo pipefail
+
+SG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SG_VENV="${SG_VENV:-$SG_ROOT/.venv}"
+
+sg_python_ok() {  # true when "$1" is a Python interpreter >= 3.12
+    "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1
+}
+
+sg_find_python() {
+    local candidates=()
+    [ -n "${SCHOOLGATE_PYTHON:-}" ] && candidates+=("$SCHOOLGATE_PYTHON")
+    candidates+=(python3.13 python3.12 python3.14)
+    local pyenv_root="${PYENV_ROOT:-$HOME/.pyenv}"
+    if [ -d "$pyenv_root/versions" ]; then
+        # newest 3.12+ pyenv build first
+        while IFS= read -r v; do candidates+=("$pyenv_root/versions/$v/bin/python3"); done < <(
+            ls "$pyenv_root/versions" 2>/dev/null | grep -E '^3\.(1[2-9]|[2-9][0-9])(\.[0-9]+)*$' | sort -rV)
+    fi
+    candidates+=(python3 python)
+    local c
+    for c in "${candidates[@]}"; do
+        if command -v "$c" >/dev/null 2>&1 && sg_python_ok "$c"; then
+            command -v "$c"; return 0
+        fi
+    done
+    return 1
+}
+
+if [ ! -x "$SG_VENV/bin/python" ] || ! sg_python_ok "$SG_VENV/bin/python"; then
+    if ! base_python="$(sg_find_python)"; then
+        cat >&2 <<'MSG'
+schoolgate needs Python 3.12 or newer (mitmproxy 12 does), and none was found.
+Looked for: $SCHOOLGATE_PYTHON, python3.13, python3.12, pyenv's 3.12+ builds, python3.
+Install one, for example:
+  Debian/Ubuntu:  apt-get install python3.12 python3.12-venv   (or a newer python3)
+  pyenv:          pyenv install 3.12
+then run this command again (or point SCHOOLGATE_PYTHON at the interpreter).
+MSG
+        exit 3
+    fi
+    echo "schoolgate: creating $SG_VENV with $base_python ($("$base_python" -V 2>&1))" >&2
+    rm -rf "$SG_VENV"
+    "$base_python" -m venv "$SG_VENV"
+fi
+
+SG_PY="$SG_VENV/bin/python"
+stamp="$SG_VENV/.schoolgate-installed"
+want="$(cat "$SG_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "schoolgate: installing schoolgate and its dependencies into $SG_VENV" >&2
+    "$SG_PY" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+    "$SG_PY" -m pip install --quiet --disable-pip-version-check -e "$SG_ROOT[test]" >&2
+    echo "$want" > "$stamp"
+fi
+export SG_ROOT SG_VENV SG_PY
+export PATH="$SG_VENV/bin:$PATH"

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Start schoolgate on embedded defaults (the seed policy, the demo directory, SQLite).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+exec "$SG_VENV/bin/schoolgate" run "$@"
