@@ -1,0 +1,45 @@
+"""The `schoolgate` command line: a thin layer that wires the packages together."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module registers its sub-commands; the order is the order of `schoolgate --help`.
+COMMAND_MODULES = (
+    "schoolgate.commands.run",
+    "schoolgate.commands.gateway",
+    "schoolgate.commands.policy",
+    "schoolgate.commands.explain",
+)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="schoolgate",
+        description="Web filtering and access-control gateway for UK primary schools.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a command not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    result: int = args.handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

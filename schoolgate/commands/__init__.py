@@ -1,0 +1,1 @@
+"""One module per `schoolgate` sub-command; each exposes `register(subparsers)`."""
