@@ -196,6 +196,7 @@ class Category:
     sensitive: bool = False
     lists: tuple[str, ...] = ()  # the list files it was built from (for people to read)
     domain_count: int = 0
+    example_domain: str = ""  # one listed domain, for tables and examples
 
 
 @dataclass(frozen=True, slots=True)

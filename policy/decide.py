@@ -1,0 +1,240 @@
+"""decide(policy, request, subject, overrides, at) -> Decision: the one place a verdict is made.
+
+Precedence, first match wins (the CHECKS tuple below, in this order):
+
+1. locked     - a locked category: no exception, admin or approver can ever unblock it;
+2. sanction   - a supervised-only user is blocked everywhere except the supervised allowlist,
+                unless a supervised session is open;
+3. exception  - an approved, unexpired exception (user/group/role/everyone x host/category),
+                or a local allow-list entry; never for a category not unblockable for the role;
+4. rules      - the local block list, circumvention tricks (public IP literals, page-rewriting
+                proxies of blocked sites), then the policy's rules in file order;
+5. default    - the policy's default verdict.
+
+A host that cannot be understood is blocked (Reason.INVALID_HOST) before any check: fail closed.
+For a block that time will lift, `opens_at` says when access next opens for this subject.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from policy.hostnames import HostError, is_subdomain_or_same, normalise_host, unwrap_rewriting_proxy
+from policy.model import (
+    NO_OVERRIDES,
+    ApprovedException,
+    Decision,
+    Overrides,
+    Policy,
+    Reason,
+    Request,
+    Rule,
+    Scope,
+    Subject,
+    TargetKind,
+    Verdict,
+)
+
+# How far ahead opens_at looks, in calendar changes (each is a break, lesson, day boundary...).
+_OPENS_AT_STEPS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    policy: Policy
+    host: str
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    categories: tuple[str, ...]  # most specific first
+    subject: Subject
+    overrides: Overrides
+    at: datetime
+
+
+Check = Callable[[_Context], Decision | None]
+
+
+def decide(policy: Policy, request: Request, subject: Subject, overrides: Overrides | None,
+           at: datetime) -> Decision:
+    """The verdict for `subject` asking for `request` at the aware instant `at`.
+
+    `overrides` None means none (no exceptions, sanctions or local lists)."""
+    overrides = overrides or NO_OVERRIDES
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("decide() needs an aware datetime for 'at' (for example "
+                         "datetime.now(UTC)); a naive one has no place in time")
+    if subject.role not in policy.roles:
+        # An unknown role gets the most restrictive one: fail closed.
+        subject = replace(subject, role=policy.default_role)
+    host = normalise_host(request.host)
+    if isinstance(host, HostError):
+        return Decision(Verdict.BLOCK, Reason.INVALID_HOST, rule=host.message)
+    ctx = _Context(policy, host.name, host.ip, policy.domains.categories(host.name), subject,
+                   overrides, at)
+    decision = _first(ctx)
+    if decision.verdict is Verdict.BLOCK and decision.reason in _TIME_BOUND_REASONS:
+        opens = _opens_at(ctx)
+        if opens is not None:
+            decision = replace(decision, opens_at=opens)
+    return decision
+
+
+def _first(ctx: _Context) -> Decision:
+    for _name, check in CHECKS:
+        decision = check(ctx)
+        if decision is not None:
+            return decision
+    raise AssertionError("the default check always decides")  # pragma: no cover
+
+
+# --- the checks, in precedence order ---------------------------------------------------------
+
+
+def _locked(ctx: _Context) -> Decision | None:
+    for name in ctx.categories:
+        if ctx.policy.categories[name].locked:
+            return _block(ctx, Reason.LOCKED, rule=name, category=name)
+    return None
+
+
+def _sanction(ctx: _Context) -> Decision | None:
+    user = ctx.subject.user
+    if user is None:
+        return None
+    sanction = next((s for s in ctx.overrides.sanctions if s.user == user and s.active(ctx.at)),
+                    None)
+    if sanction is None:
+        return None
+    if any(s.user == user and s.active(ctx.at) for s in ctx.overrides.supervised_sessions):
+        return None
+    if any(is_subdomain_or_same(ctx.host, allowed)
+           for allowed in ctx.policy.circumvention.supervised_allowlist):
+        return None
+    return _block(ctx, Reason.SUPERVISED_ONLY, rule=sanction.id)
+
+
+def _exception(ctx: _Context) -> Decision | None:
+    role = ctx.subject.role
+    if any(role in ctx.policy.categories[c].not_unblockable_for for c in ctx.categories):
+        return None  # the policy says no exception may open this for this role
+    for entry in ctx.overrides.local_list:
+        if entry.verdict is Verdict.ALLOW and is_subdomain_or_same(ctx.host, entry.host):
+            return Decision(Verdict.ALLOW, Reason.EXCEPTION, rule=f"local-allow:{entry.host}",
+                            category=_first_category(ctx), host=ctx.host)
+    for exc in ctx.overrides.exceptions:
+        if exc.active(ctx.at) and _covers(exc, ctx):
+            category = exc.target if exc.target_kind is TargetKind.CATEGORY else None
+            return Decision(Verdict.ALLOW, Reason.EXCEPTION, rule=exc.id,
+                            category=category or _first_category(ctx), host=ctx.host)
+    return None
+
+
+def _rules(ctx: _Context) -> Decision | None:
+    for entry in ctx.overrides.local_list:
+        if entry.verdict is Verdict.BLOCK and is_subdomain_or_same(ctx.host, entry.host):
+            return _block(ctx, Reason.LOCAL_BLOCK, rule=f"local-block:{entry.host}",
+                          category=_first_category(ctx))
+    settings = ctx.policy.circumvention
+    if ctx.ip is not None and settings.block_ip_literals and ctx.ip.is_global:
+        return _block(ctx, Reason.CIRCUMVENTION, rule="ip-literal", technique="ip_literal")
+    if settings.block_rewriting_proxies:
+        target = unwrap_rewriting_proxy(ctx.host)
+        if target is not None:
+            inner = decide(ctx.policy, Request(target), ctx.subject, ctx.overrides, ctx.at)
+            if inner.verdict is Verdict.BLOCK:
+                return Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=inner.rule,
+                                category=inner.category, host=ctx.host,
+                                technique="rewriting_proxy")
+    for rule in ctx.policy.rules:
+        category = _rule_category(rule, ctx)
+        if category is None or not ctx.policy.calendar.matches(rule.when, ctx.at):
+            continue
+        if rule.verdict is Verdict.ALLOW:
+            return Decision(Verdict.ALLOW, Reason.RULE_ALLOW, rule=rule.name, category=category,
+                            host=ctx.host)
+        if ctx.policy.categories[category].circumvention:
+            return _block(ctx, Reason.CIRCUMVENTION, rule=rule.name, category=category,
+                          technique=category)
+        return _block(ctx, Reason.RULE_BLOCK, rule=rule.name, category=category)
+    return None
+
+
+def _default(ctx: _Context) -> Decision:
+    if ctx.policy.default is Verdict.ALLOW:
+        return Decision(Verdict.ALLOW, Reason.DEFAULT_ALLOW, category=_first_category(ctx),
+                        host=ctx.host)
+    return _block(ctx, Reason.DEFAULT_BLOCK, category=_first_category(ctx))
+
+
+CHECKS: tuple[tuple[str, Check], ...] = (
+    ("locked", _locked),
+    ("sanction", _sanction),
+    ("exception", _exception),
+    ("rules", _rules),
+    ("default", _default),
+)
+
+# Blocks that the calendar or a future exception may lift (others never open by themselves).
+_TIME_BOUND_REASONS = frozenset({Reason.RULE_BLOCK, Reason.DEFAULT_BLOCK,
+                                 Reason.SUPERVISED_ONLY})
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _block(ctx: _Context, reason: Reason, *, rule: str | None = None,
+           category: str | None = None, technique: str | None = None) -> Decision:
+    return Decision(Verdict.BLOCK, reason, rule=rule, category=category, host=ctx.host,
+                    technique=technique)
+
+
+def _first_category(ctx: _Context) -> str | None:
+    return ctx.categories[0] if ctx.categories else None
+
+
+def _rule_category(rule: Rule, ctx: _Context) -> str | None:
+    """The most specific of the host's categories that `rule` covers for this role, if any."""
+    if ctx.subject.role not in rule.roles:
+        return None
+    return next((c for c in ctx.categories if c in rule.categories), None)
+
+
+def _covers(exc: ApprovedException, ctx: _Context) -> bool:
+    subject = ctx.subject
+    match exc.scope:
+        case Scope.EVERYONE:
+            who = True
+        case Scope.USER:
+            who = subject.user is not None and exc.who == subject.user
+        case Scope.GROUP:
+            who = exc.who in subject.groups
+        case Scope.ROLE:
+            who = exc.who == subject.role
+    if not who:
+        return False
+    if exc.target_kind is TargetKind.HOST:
+        return is_subdomain_or_same(ctx.host, exc.target)
+    return exc.target in ctx.categories
+
+
+def _opens_at(ctx: _Context) -> datetime | None:
+    """The first instant after ctx.at at which this subject would be allowed this host, if the
+    calendar, a sanction's end or an exception's start will bring one; None if nothing will."""
+    calendar = ctx.policy.calendar
+    timed = [r.when for r in ctx.policy.rules
+             if not r.when.always and _rule_category(r, ctx) is not None]
+    instants = {e.starts for e in ctx.overrides.exceptions if e.starts > ctx.at}
+    instants |= {s.ends for s in ctx.overrides.sanctions
+                 if s.user == ctx.subject.user and s.ends is not None and s.ends > ctx.at}
+    at = ctx.at
+    for _ in range(_OPENS_AT_STEPS):
+        changes = [c for c in (calendar.next_change(w, at) for w in timed) if c is not None]
+        changes += [i for i in instants if i > at]
+        if not changes:
+            return None
+        at = min(changes)
+        if _first(replace(ctx, at=at)).verdict is Verdict.ALLOW:
+            return at
+    return None

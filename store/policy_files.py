@@ -1,0 +1,61 @@
+"""Read a policy file and the domain-list files it names, and parse them with `policy.parse`.
+
+A list named in a policy is looked for beside the policy file first, then among the lists
+schoolgate ships (policy/data/lists/), so a school can override one list without copying all.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from policy.errors import PolicyError
+from policy.model import Policy
+from policy.parse import list_files_named, parse_policy
+
+SHIPPED = resources.files("policy") / "data"
+SEED_POLICY_NAME = "seed.yaml"
+
+
+def shipped_lists_dir() -> Path:
+    return Path(str(SHIPPED / "lists"))
+
+
+def seed_policy_path() -> Path:
+    return Path(str(SHIPPED / SEED_POLICY_NAME))
+
+
+def load_policy(path: Path | str | None = None) -> Policy:
+    """Load and parse a policy file (None: the shipped seed policy).
+
+    Raises PolicyError (with every problem listed) for a missing, unreadable or bad file."""
+    policy_path = Path(path) if path is not None else seed_policy_path()
+    source = str(path) if path is not None else f"seed policy ({policy_path})"
+    try:
+        text = policy_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(source, ["the file does not exist (give the path of a policy YAML "
+                                   "file, or leave it out to use the seed policy)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(source, [f"cannot read the file: {exc}"]) from None
+    lists: dict[str, str] = {}
+    for name in list_files_named(text):
+        found = _find_list(name, policy_path.parent)
+        if found is not None:
+            try:
+                lists[name] = found.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise PolicyError(source, [f"list file {found}: cannot read it: {exc}"]) from None
+    return parse_policy(text, source=source, lists=lists)
+
+
+def _find_list(name: str, policy_dir: Path) -> Path | None:
+    if Path(name).name != name:
+        # A path ("lists/extra.txt") is the school's own file, relative to the policy file.
+        candidate = policy_dir / name
+        return candidate if candidate.is_file() else None
+    for folder in (policy_dir, shipped_lists_dir()):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
