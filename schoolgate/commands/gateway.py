@@ -1,0 +1,107 @@
+"""`schoolgate gateway`: check the policy, make the school CA if needed, then run mitmdump with
+schoolgate's addons (lazy upstream connections, onboarding off, our confdir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from policy.errors import PolicyError
+from proxy_addons.ca import ensure_school_ca
+from store.policy_files import load_policy
+
+DEFAULT_DATA_DIR = Path("var/schoolgate")
+MODES = ("regular", "transparent")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "gateway", help="run the filtering gateway (mitmproxy with schoolgate's addons)",
+        description="Validate the policy, then run mitmdump with schoolgate's addons. Arguments "
+                    "after '--' go to mitmdump unchanged (e.g. -- --set tcp_timeout=300).")
+    parser.add_argument("--policy", type=Path, help="policy file (default: the seed policy)")
+    parser.add_argument("--listen-host", default="", help="address to listen on (default: all)")
+    parser.add_argument("--listen-port", type=int, default=8080, help="port (default: 8080)")
+    parser.add_argument("--mode", choices=MODES, default="regular",
+                        help="regular: an explicit proxy (PAC/WPAD, proxy auth); transparent: "
+                             "traffic redirected by the firewall (default: regular)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where the CA, the link-signing secret and the overrides live "
+                             "(default: $SCHOOLGATE_DATA_DIR or ./var/schoolgate)")
+    parser.add_argument("--identity", type=Path, help="identity settings file (directory, "
+                        "local users, subnets); default: everyone gets the default role")
+    parser.add_argument("--overrides", type=Path, default=None,
+                        help="overrides snapshot file (default: DATA_DIR/overrides.json)")
+    parser.add_argument("--admin-url", default="http://127.0.0.1:8081",
+                        help="the admin service's address, for 'Ask for access' links")
+    parser.add_argument("--gateway-host", default="",
+                        help="the gateway's host name as clients know it (PAC file)")
+    parser.add_argument("--school-name", default=os.environ.get("SCHOOLGATE_SCHOOL_NAME",
+                                                                "School"),
+                        help="the school's name, put in the CA certificate made on first start")
+    parser.add_argument("mitmdump_args", nargs=argparse.REMAINDER,
+                        help="after '--': extra mitmdump arguments")
+    parser.set_defaults(handler=run_gateway)
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    if args.data_dir is not None:
+        return Path(args.data_dir)
+    return Path(os.environ.get("SCHOOLGATE_DATA_DIR", "") or DEFAULT_DATA_DIR)
+
+
+def mitmdump_arguments(args: argparse.Namespace, data: Path) -> list[str]:
+    """The mitmdump command line (without the program name) for these arguments."""
+    loader = Path(str(resources.files("proxy_addons") / "loader.py"))
+    overrides = args.overrides if args.overrides is not None else data / "overrides.json"
+    extra = list(args.mitmdump_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    sets = {
+        "connection_strategy": "lazy",  # a blocked site is never contacted
+        "onboarding": "false",  # the CA is handed out by /ca.pem, not mitm.it
+        "confdir": str((data / "ca").resolve()),
+        "schoolgate_policy": str(args.policy.resolve()) if args.policy else "",
+        "schoolgate_overrides": str(overrides.resolve()),
+        "schoolgate_secret_file": str((data / "secret").resolve()),
+        "schoolgate_admin_url": args.admin_url,
+        "schoolgate_gateway_host": args.gateway_host,
+    }
+    if args.identity is not None:
+        sets["schoolgate_identity"] = str(args.identity.resolve())
+    command = ["-q", "--mode", args.mode, "--listen-port", str(args.listen_port)]
+    if args.listen_host:
+        command += ["--listen-host", args.listen_host]
+    command += ["-s", str(loader)]
+    for name, value in sets.items():
+        command += ["--set", f"{name}={value}"]
+    return command + extra
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    try:
+        load_policy(args.policy)
+    except PolicyError as exc:
+        print(f"schoolgate gateway: the policy cannot be used, so the gateway was not "
+              f"started:\n{exc}", file=sys.stderr)
+        return 2
+    data = data_dir(args)
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        ca = ensure_school_ca(data / "ca", args.school_name)
+    except OSError as exc:
+        print(f"schoolgate gateway: cannot prepare the data directory {data}: {exc}",
+              file=sys.stderr)
+        return 2
+    if ca.created:
+        print(f"schoolgate gateway: made the school CA; install {ca.cert_pem_path} on school "
+              "devices as a trusted root", file=sys.stderr)
+    from mitmproxy.tools.main import mitmdump  # imported late: it is slow to import
+
+    mitmdump(mitmdump_arguments(args, data))
+    return 0
