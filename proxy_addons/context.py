@@ -18,9 +18,10 @@ class IdentitySource(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who is behind a connection. Never holds a password."""
+    """Who is behind a connection. Never holds a password. `role` None means the policy's
+    default (most restrictive) role: nothing mapped this person or device to a role."""
 
-    role: str
+    role: str | None
     source: IdentitySource
     user: str | None = None
     groups: frozenset[str] = frozenset()
