@@ -9,6 +9,7 @@ kernel but never answered: the time-out path). Never touches a system slapd or p
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime
 import ipaddress
 import os
@@ -53,6 +54,13 @@ GROUPS_TO_ROLES = (
 )
 
 _SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM slapd if the test process dies without stopping
+    it, so no server outlives a crashed or killed test run (Linux prctl PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -103,6 +111,7 @@ class SlapdServer:
         self.process = subprocess.Popen(
             [self.slapd, "-f", str(self.root / "slapd.conf"), "-h", self.url + "/", "-d", "0"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         self._wait_ready()
