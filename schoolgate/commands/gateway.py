@@ -63,6 +63,9 @@ def mitmdump_arguments(args: argparse.Namespace, data: Path) -> list[str]:
     if extra[:1] == ["--"]:
         extra = extra[1:]
     sets = {
+        # What -q does, as settings, so that a later --set (e.g. from -- ...) can change it.
+        "termlog_verbosity": "error",
+        "flow_detail": "0",
         "connection_strategy": "lazy",  # a blocked site is never contacted
         "onboarding": "false",  # the CA is handed out by /ca.pem, not mitm.it
         "confdir": str((data / "ca").resolve()),
@@ -74,13 +77,34 @@ def mitmdump_arguments(args: argparse.Namespace, data: Path) -> list[str]:
     }
     if args.identity is not None:
         sets["schoolgate_identity"] = str(args.identity.resolve())
-    command = ["-q", "--mode", args.mode, "--listen-port", str(args.listen_port)]
+    extra = _merge_sets(extra, sets)
+    command = ["--mode", args.mode, "--listen-port", str(args.listen_port)]
     if args.listen_host:
         command += ["--listen-host", args.listen_host]
     command += ["-s", str(loader)]
     for name, value in sets.items():
         command += ["--set", f"{name}={value}"]
     return command + extra
+
+
+def _merge_sets(extra: list[str], sets: dict[str, str]) -> list[str]:
+    """Move `--set name=value` pairs from `extra` into `sets` (the later value wins): mitmdump
+    refuses two values for one option."""
+    rest: list[str] = []
+    items = iter(extra)
+    for arg in items:
+        value = next(items, None) if arg == "--set" else None
+        if arg == "--set" and value is not None and "=" in value:
+            name, _, setting = value.partition("=")
+            sets[name] = setting
+        elif arg.startswith("--set=") and "=" in arg[6:]:
+            name, _, setting = arg[6:].partition("=")
+            sets[name] = setting
+        else:
+            rest.append(arg)
+            if value is not None:
+                rest.append(value)
+    return rest
 
 
 def run_gateway(args: argparse.Namespace) -> int:
