@@ -1,0 +1,87 @@
+"""The block page: plain words, when it opens, a signed 'Ask for access' link, escaping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from policy.model import Decision, Reason, Subject, Verdict
+from proxy_addons.blockpage import BlockPageSettings, describe_opening, make_block_page
+from store.policy_files import load_policy
+from store.tokens import read_access_token
+
+SECRET = b"s" * 40
+SETTINGS = BlockPageSettings("http://admin.test:8081/", SECRET)
+# Monday 23 November 2026, 09:30 in London (GMT): lesson time in the seed policy.
+AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def seed():  # type: ignore[no-untyped-def]
+    return load_policy()
+
+
+def test_time_based_block_says_when_it_opens(seed) -> None:  # type: ignore[no-untyped-def]
+    opens = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
+    decision = Decision(Verdict.BLOCK, Reason.RULE_BLOCK, rule="staff-facebook-otherwise",
+                        category="facebook", host="www.facebook.com", opens_at=opens)
+    response = make_block_page(decision, Subject("staff", "mrs.jones"), site="www.facebook.com",
+                               at=AT, policy=seed, settings=SETTINGS)
+    html = response.text or ""
+    assert response.status_code == 403
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "This website is blocked at school" in html
+    assert "You can use it at morning break, from 10:30." in html
+    assert "If you need this website for your learning, ask for access." in html
+    assert "Business Manager" in html
+    for detail in ("staff-facebook-otherwise", "rule_block", "facebook", "mrs.jones", "staff"):
+        assert detail in html
+
+
+def test_ask_for_access_link_carries_a_signed_token(seed) -> None:  # type: ignore[no-untyped-def]
+    decision = Decision(Verdict.BLOCK, Reason.RULE_BLOCK, rule="x-and-instagram",
+                        category="x", host="x.com")
+    html = make_block_page(decision, Subject("pupil", "pupil1"), site="x.com", at=AT,
+                           policy=seed, settings=SETTINGS).text or ""
+    start = html.index('href="') + len('href="')
+    url = urlparse(html[start:html.index('"', start)].replace("&amp;", "&"))
+    assert (url.scheme, url.netloc, url.path) == ("http", "admin.test:8081", "/requests/new")
+    claims = read_access_token(SECRET, parse_qs(url.query)["token"][0], max_age_seconds=10**9)
+    assert (claims.user, claims.role, claims.host, claims.category, claims.reason, claims.at) \
+        == ("pupil1", "pupil", "x.com", "x", "rule_block", AT)
+
+
+@pytest.mark.parametrize("reason", [r for r in Reason if r not in (Reason.RULE_ALLOW,
+                                    Reason.DEFAULT_ALLOW, Reason.EXCEPTION)])
+def test_every_block_reason_has_plain_words(seed, reason: Reason) -> None:  # type: ignore[no-untyped-def]
+    decision = Decision(Verdict.BLOCK, reason, host="example.test")
+    html = make_block_page(decision, Subject("pupil"), site="example.test", at=AT,
+                           policy=seed, settings=SETTINGS).text or ""
+    assert reason.value in html
+    assert "(not signed in)" in html
+
+
+def test_what_the_client_sent_is_escaped(seed) -> None:  # type: ignore[no-untyped-def]
+    hostile = '<script>alert("x")</script>.test'
+    decision = Decision(Verdict.BLOCK, Reason.INVALID_HOST, rule="<b>bad</b>")
+    html = make_block_page(decision, Subject("pupil", '<img src=x onerror=1>'), site=hostile,
+                           at=AT, policy=seed, settings=SETTINGS).text or ""
+    assert "<script>" not in html
+    assert "<img" not in html
+    assert "<b>bad" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_opening_on_another_day_names_the_day(seed) -> None:  # type: ignore[no-untyped-def]
+    friday_evening = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
+    monday_break = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
+    assert describe_opening(seed, monday_break, friday_evening) == \
+        "You can use it at morning break on Monday, from 10:30."
+
+
+def test_template_file_exists() -> None:
+    import proxy_addons
+    assert (Path(proxy_addons.__file__).parent / "templates" / "blocked.html").is_file()

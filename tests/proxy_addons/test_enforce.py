@@ -1,0 +1,245 @@
+"""Enforce addon units: mitmproxy's taddons/tflow with a real policy file written by the test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.connection import Server
+from mitmproxy.proxy import context as proxy_context
+from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy.tls import ClientHello, ClientHelloData
+
+import proxy_addons.enforce as enforce_module
+from policy.model import LocalListEntry, Overrides, Reason, Verdict
+from proxy_addons import context
+from proxy_addons.context import Identity, IdentitySource
+from proxy_addons.enforce import Enforce
+from store.snapshots import write_overrides_atomically
+from tests.support.gateway import write_policy
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.yaml"
+    write_policy(path, in_break=False)
+    return path
+
+
+@pytest.fixture
+def addon(policy_file: Path, tmp_path: Path) -> Iterator[tuple[Enforce, taddons.context]]:
+    enforce = Enforce()
+    with taddons.context(enforce) as tctx:
+        tctx.configure(enforce, schoolgate_policy=str(policy_file),
+                       schoolgate_secret_file=str(tmp_path / "secret"))
+        yield enforce, tctx
+
+
+def request_flow(host: str, *, role: str | None = None, user: str | None = None,
+                 scheme: str = "https", host_header: str | None = None) -> http.HTTPFlow:
+    flow = tflow.tflow(req=tutils.treq(host=host, port=443 if scheme == "https" else 80,
+                                       scheme=scheme.encode(), authority=b""))
+    flow.request.headers["Host"] = host_header or host
+    flow.client_conn.sni = host if scheme == "https" else None
+    if role is not None or user is not None:
+        flow.metadata[context.IDENTITY] = Identity(role=role, source=IdentitySource.LOCAL,
+                                                   user=user)
+    return flow
+
+
+@pytest.mark.parametrize(("host", "role", "blocked"), [
+    ("x.com", "staff", True),
+    ("api.twitter.com", "social_media_manager", True),
+    ("www.instagram.com", "pupil", True),
+    ("www.facebook.com", "pupil", True),
+    ("www.facebook.com", "staff", True),  # lesson time
+    ("www.facebook.com", "social_media_manager", False),
+    ("www.tiktok.com", "pupil", True),
+    ("www.tiktok.com", "staff", False),
+    ("learning.test", "pupil", False),
+    ("xbox.com", "pupil", False),  # label boundaries
+    ("www.facebook.com", None, True),  # no identity: the default (pupil) role
+    ("www.facebook.com", "governor", True),  # unknown role: the default role
+])
+def test_requestheaders_applies_the_policy(addon: tuple[Enforce, taddons.context], host: str,
+                                           role: str | None, blocked: bool) -> None:
+    enforce, _ = addon
+    flow = request_flow(host, role=role)
+    enforce.requestheaders(flow)
+    decision = flow.metadata[context.DECISION]
+    assert (decision.verdict is Verdict.BLOCK) is blocked
+    if blocked:
+        assert flow.response is not None
+        assert flow.response.status_code == 403
+        assert flow.response.headers["Cache-Control"] == "no-store"
+        assert b"This website is blocked at school" in flow.response.content
+    else:
+        assert flow.response is None
+
+
+def test_an_earlier_answer_is_respected(addon: tuple[Enforce, taddons.context]) -> None:
+    enforce, _ = addon
+    flow = request_flow("x.com")
+    flow.response = http.Response.make(407)
+    enforce.requestheaders(flow)
+    assert flow.response.status_code == 407
+    assert context.DECISION not in flow.metadata
+
+
+def test_host_header_that_disagrees_with_the_destination_is_blocked(
+        addon: tuple[Enforce, taddons.context]) -> None:
+    enforce, _ = addon
+    flow = request_flow("learning.test", role="staff", host_header="x.com")
+    enforce.requestheaders(flow)
+    decision = flow.metadata[context.DECISION]
+    assert decision.reason is Reason.CIRCUMVENTION
+    assert decision.technique == enforce_module.MISMATCH
+    assert flow.response is not None
+    assert flow.response.status_code == 403
+
+
+def test_an_exception_while_deciding_blocks(addon: tuple[Enforce, taddons.context],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    enforce, _ = addon
+
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(enforce_module, "decide", explode)
+    flow = request_flow("learning.test", role="staff")
+    enforce.requestheaders(flow)
+    assert flow.metadata[context.DECISION].reason is Reason.ENGINE_ERROR
+    assert flow.response is not None
+    assert flow.response.status_code == 403
+    assert enforce.stats["engine_errors"] == 1
+
+
+def test_blocked_connect_is_let_through_for_the_page_or_refused(
+        addon: tuple[Enforce, taddons.context]) -> None:
+    enforce, tctx = addon
+    flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="x.com", port=443,
+                                       authority=b"x.com:443", path=b""))
+    enforce.http_connect(flow)
+    assert flow.response is None  # intercepted later to show the page
+    tctx.configure(enforce, schoolgate_https_block_page=False)
+    flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="x.com", port=443,
+                                       authority=b"x.com:443", path=b""))
+    enforce.http_connect(flow)
+    assert flow.response is not None
+    assert flow.response.status_code == 403
+
+
+def clienthello(host: str, sni: str | None) -> ClientHelloData:
+    from mitmproxy import ctx as mitm_ctx
+    client = tflow.tclient_conn()
+    ctx = proxy_context.Context(client, mitm_ctx.options)
+    ctx.server = Server(address=(host, 443))
+    hello = ClientHello(_client_hello_bytes(sni))
+    return ClientHelloData(ctx, hello)
+
+
+def _client_hello_bytes(sni: str | None) -> bytes:
+    """A real ClientHello made by Python's ssl module (handshake message only)."""
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=sni)
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    record = outgoing.read()
+    return record[9:]  # strip the TLS record header (5 bytes) and handshake header (4)
+
+
+@pytest.mark.parametrize(("host", "sni", "ignored"), [
+    ("learning.test", "learning.test", True),  # allowed, uncategorised: passed through
+    ("bank.test", "bank.test", True),  # sensitive: never decrypted
+    ("www.facebook.com", "www.facebook.com", False),  # categorised: its verdict can change
+    ("x.com", "x.com", False),  # blocked: intercepted for the page
+    ("learning.test", "x.com", False),  # SNI disagrees with CONNECT: intercepted and blocked
+])
+def test_clienthello_passes_through_only_what_needs_no_inspection(
+        addon: tuple[Enforce, taddons.context], host: str, sni: str, ignored: bool) -> None:
+    enforce, _ = addon
+    data = clienthello(host, sni)
+    enforce.tls_clienthello(data)
+    assert data.ignore_connection is ignored
+
+
+def test_sni_mismatch_blocks_every_request_in_the_tunnel(
+        addon: tuple[Enforce, taddons.context]) -> None:
+    enforce, _ = addon
+    data = clienthello("learning.test", "x.com")
+    enforce.tls_clienthello(data)
+    flow = request_flow("learning.test", role="staff")
+    flow.client_conn = data.context.client
+    enforce.requestheaders(flow)
+    assert flow.metadata[context.DECISION].technique == enforce_module.MISMATCH
+
+
+def test_configured_sensitive_hosts_are_never_decrypted(
+        addon: tuple[Enforce, taddons.context]) -> None:
+    enforce, tctx = addon
+    tctx.configure(enforce, schoolgate_sensitive_hosts=["nhs.test"])
+    data = clienthello("www.nhs.test", "www.nhs.test")
+    enforce.tls_clienthello(data)
+    assert data.ignore_connection
+
+
+def test_a_bad_policy_option_is_refused_and_the_running_one_stays(
+        addon: tuple[Enforce, taddons.context], tmp_path: Path) -> None:
+    enforce, tctx = addon
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: broken\n")
+    with pytest.raises(exceptions.OptionsError, match=r"bad\.yaml"):
+        tctx.configure(enforce, schoolgate_policy=str(bad))
+    flow = request_flow("x.com", role="staff")
+    enforce.requestheaders(flow)
+    assert flow.response is not None
+    assert flow.response.status_code == 403
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("schoolgate_sensitive_hosts", ["bad host name!"]),
+    ("schoolgate_refresh_seconds", 0.0),
+    ("schoolgate_admin_url", "ftp://admin"),
+])
+def test_bad_options_are_refused(addon: tuple[Enforce, taddons.context], option: str,
+                                 value: object) -> None:
+    enforce, tctx = addon
+    with pytest.raises(exceptions.OptionsError, match=option):
+        tctx.configure(enforce, **{option: value})
+
+
+async def test_refresh_picks_up_overrides_and_a_changed_policy(
+        addon: tuple[Enforce, taddons.context], tmp_path: Path, policy_file: Path) -> None:
+    enforce, tctx = addon
+    overrides = tmp_path / "overrides.json"
+    write_overrides_atomically(overrides, Overrides())
+    tctx.configure(enforce, schoolgate_overrides=str(overrides))
+    write_overrides_atomically(overrides, Overrides(local_list=(
+        LocalListEntry("learning.test", Verdict.BLOCK, "reported"),)))
+    await enforce.refresh()
+    flow = request_flow("learning.test", role="staff")
+    enforce.requestheaders(flow)
+    assert flow.metadata[context.DECISION].reason is Reason.LOCAL_BLOCK
+    # A broken policy file is refused on refresh; the running policy stays.
+    policy_file.write_text("roles: [")
+    await enforce.refresh()
+    assert enforce.stats["policy_reload_refused"] == 1
+    flow = request_flow("x.com", role="staff")
+    enforce.requestheaders(flow)
+    assert flow.metadata[context.DECISION].reason is Reason.RULE_BLOCK
+
+
+def test_staff_may_use_facebook_in_the_break(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    write_policy(path, in_break=True)
+    enforce = Enforce()
+    with taddons.context(enforce) as tctx:
+        tctx.configure(enforce, schoolgate_policy=str(path))
+        flow = request_flow("www.facebook.com", role="staff")
+        enforce.requestheaders(flow)
+    assert flow.response is None
+    assert flow.metadata[context.DECISION].reason is Reason.RULE_ALLOW
