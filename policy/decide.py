@@ -19,10 +19,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from policy.hostnames import HostError, is_subdomain_or_same, normalise_host, unwrap_rewriting_proxy
+from policy.hostnames import (
+    HostError,
+    is_subdomain_or_same,
+    normalise_host,
+    unwrap_rewriting_proxy,
+)
 from policy.model import (
     NO_OVERRIDES,
     ApprovedException,
@@ -42,15 +48,30 @@ from policy.model import (
 _OPENS_AT_STEPS = 64
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
-    policy: Policy
-    host: str
+# Host spellings remembered per policy (a pure memo: same input, same facts); bounded.
+_MEMO_LIMIT = 65_536
+_WINDOW_HORIZON = timedelta(days=400)
+
+
+class _HostFacts(NamedTuple):
+    """What a host spelling means under one policy: worked out once, then remembered."""
+
+    name: str
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     categories: tuple[str, ...]  # most specific first
+    proxied: str | None  # the host a page-rewriting proxy shows, if it is one
+
+
+class _Context(NamedTuple):
+    policy: Policy
+    host: _HostFacts
     subject: Subject
     overrides: Overrides
     at: datetime
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return self.host.categories
 
 
 Check = Callable[[_Context], Decision | None]
@@ -61,24 +82,58 @@ def decide(policy: Policy, request: Request, subject: Subject, overrides: Overri
     """The verdict for `subject` asking for `request` at the aware instant `at`.
 
     `overrides` None means none (no exceptions, sanctions or local lists)."""
-    overrides = overrides or NO_OVERRIDES
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("decide() needs an aware datetime for 'at' (for example "
                          "datetime.now(UTC)); a naive one has no place in time")
     if subject.role not in policy.roles:
         # An unknown role gets the most restrictive one: fail closed.
         subject = replace(subject, role=policy.default_role)
-    host = normalise_host(request.host)
-    if isinstance(host, HostError):
-        return Decision(Verdict.BLOCK, Reason.INVALID_HOST, rule=host.message)
-    ctx = _Context(policy, host.name, host.ip, policy.domains.categories(host.name), subject,
-                   overrides, at)
+    facts = host_facts(policy, request.host)
+    if isinstance(facts, HostError):
+        return Decision(Verdict.BLOCK, Reason.INVALID_HOST, rule=facts.message)
+    ctx = _Context(policy, facts, subject, overrides or NO_OVERRIDES, at)
     decision = _first(ctx)
     if decision.verdict is Verdict.BLOCK and decision.reason in _TIME_BOUND_REASONS:
         opens = _opens_at(ctx)
         if opens is not None:
-            decision = replace(decision, opens_at=opens)
+            decision = decision._replace(opens_at=opens)
     return decision
+
+
+def host_facts(policy: Policy, raw: str) -> _HostFacts | HostError:
+    """Normalise `raw` and look up its categories under `policy`, remembering the answer."""
+    memo = policy.memo
+    facts = memo.get(raw)
+    if facts is None:
+        host = normalise_host(raw)
+        if isinstance(host, HostError):
+            facts = host
+        else:
+            proxied = None if host.ip else unwrap_rewriting_proxy(host.name)
+            facts = _HostFacts(host.name, host.ip, policy.domains.categories(host.name), proxied)
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[raw] = facts
+    assert isinstance(facts, _HostFacts | HostError)
+    return facts
+
+
+def window_open(policy: Policy, rule: Rule, at: datetime) -> bool:
+    """calendar.matches(rule.when, at), remembered until the calendar's next change: the answer
+    holds from the instant it was worked out until next_change, to the second."""
+    known = policy.window_memo.get(rule.name)
+    if known is not None:
+        since, until, value = known
+        if since <= at < until:
+            return value
+    calendar = policy.calendar
+    when = rule.when
+    value = calendar.matches(when, at)
+    # next_change looks _WINDOW_HORIZON ahead; None means "no change before then", not never.
+    until = (calendar.next_change(when, at, horizon_days=_WINDOW_HORIZON.days)
+             or at + _WINDOW_HORIZON)
+    policy.window_memo[rule.name] = (at, until, value)
+    return value
 
 
 def _first(ctx: _Context) -> Decision:
@@ -101,7 +156,7 @@ def _locked(ctx: _Context) -> Decision | None:
 
 def _sanction(ctx: _Context) -> Decision | None:
     user = ctx.subject.user
-    if user is None:
+    if user is None or not ctx.overrides.sanctions:
         return None
     sanction = next((s for s in ctx.overrides.sanctions if s.user == user and s.active(ctx.at)),
                     None)
@@ -109,51 +164,56 @@ def _sanction(ctx: _Context) -> Decision | None:
         return None
     if any(s.user == user and s.active(ctx.at) for s in ctx.overrides.supervised_sessions):
         return None
-    if any(is_subdomain_or_same(ctx.host, allowed)
+    if any(is_subdomain_or_same(ctx.host.name, allowed)
            for allowed in ctx.policy.circumvention.supervised_allowlist):
         return None
     return _block(ctx, Reason.SUPERVISED_ONLY, rule=sanction.id)
 
 
 def _exception(ctx: _Context) -> Decision | None:
+    if not (ctx.overrides.exceptions or ctx.overrides.local_list):
+        return None
     role = ctx.subject.role
     if any(role in ctx.policy.categories[c].not_unblockable_for for c in ctx.categories):
         return None  # the policy says no exception may open this for this role
     for entry in ctx.overrides.local_list:
-        if entry.verdict is Verdict.ALLOW and is_subdomain_or_same(ctx.host, entry.host):
+        if entry.verdict is Verdict.ALLOW and is_subdomain_or_same(ctx.host.name, entry.host):
             return Decision(Verdict.ALLOW, Reason.EXCEPTION, rule=f"local-allow:{entry.host}",
-                            category=_first_category(ctx), host=ctx.host)
+                            category=_first_category(ctx), host=ctx.host.name)
     for exc in ctx.overrides.exceptions:
         if exc.active(ctx.at) and _covers(exc, ctx):
             category = exc.target if exc.target_kind is TargetKind.CATEGORY else None
             return Decision(Verdict.ALLOW, Reason.EXCEPTION, rule=exc.id,
-                            category=category or _first_category(ctx), host=ctx.host)
+                            category=category or _first_category(ctx), host=ctx.host.name)
     return None
 
 
 def _rules(ctx: _Context) -> Decision | None:
     for entry in ctx.overrides.local_list:
-        if entry.verdict is Verdict.BLOCK and is_subdomain_or_same(ctx.host, entry.host):
+        if entry.verdict is Verdict.BLOCK and is_subdomain_or_same(ctx.host.name, entry.host):
             return _block(ctx, Reason.LOCAL_BLOCK, rule=f"local-block:{entry.host}",
                           category=_first_category(ctx))
     settings = ctx.policy.circumvention
-    if ctx.ip is not None and settings.block_ip_literals and ctx.ip.is_global:
+    ip = ctx.host.ip
+    if ip is not None and settings.block_ip_literals and ip.is_global:
         return _block(ctx, Reason.CIRCUMVENTION, rule="ip-literal", technique="ip_literal")
-    if settings.block_rewriting_proxies:
-        target = unwrap_rewriting_proxy(ctx.host)
-        if target is not None:
-            inner = decide(ctx.policy, Request(target), ctx.subject, ctx.overrides, ctx.at)
-            if inner.verdict is Verdict.BLOCK:
-                return Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=inner.rule,
-                                category=inner.category, host=ctx.host,
-                                technique="rewriting_proxy")
-    for rule in ctx.policy.rules:
+    target = ctx.host.proxied
+    if target is not None and settings.block_rewriting_proxies:
+        inner = decide(ctx.policy, Request(target), ctx.subject, ctx.overrides, ctx.at)
+        if inner.verdict is Verdict.BLOCK:
+            return Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=inner.rule,
+                            category=inner.category, host=ctx.host.name,
+                            technique="rewriting_proxy")
+    if not ctx.categories:
+        return None  # no rule can name an uncategorised host
+    for rule in ctx.policy.rules_by_role[ctx.subject.role]:
         category = _rule_category(rule, ctx)
-        if category is None or not ctx.policy.calendar.matches(rule.when, ctx.at):
+        if category is None or not (rule.when.always
+                                    or window_open(ctx.policy, rule, ctx.at)):
             continue
         if rule.verdict is Verdict.ALLOW:
             return Decision(Verdict.ALLOW, Reason.RULE_ALLOW, rule=rule.name, category=category,
-                            host=ctx.host)
+                            host=ctx.host.name)
         if ctx.policy.categories[category].circumvention:
             return _block(ctx, Reason.CIRCUMVENTION, rule=rule.name, category=category,
                           technique=category)
@@ -164,7 +224,7 @@ def _rules(ctx: _Context) -> Decision | None:
 def _default(ctx: _Context) -> Decision:
     if ctx.policy.default is Verdict.ALLOW:
         return Decision(Verdict.ALLOW, Reason.DEFAULT_ALLOW, category=_first_category(ctx),
-                        host=ctx.host)
+                        host=ctx.host.name)
     return _block(ctx, Reason.DEFAULT_BLOCK, category=_first_category(ctx))
 
 
@@ -186,7 +246,7 @@ _TIME_BOUND_REASONS = frozenset({Reason.RULE_BLOCK, Reason.DEFAULT_BLOCK,
 
 def _block(ctx: _Context, reason: Reason, *, rule: str | None = None,
            category: str | None = None, technique: str | None = None) -> Decision:
-    return Decision(Verdict.BLOCK, reason, rule=rule, category=category, host=ctx.host,
+    return Decision(Verdict.BLOCK, reason, rule=rule, category=category, host=ctx.host.name,
                     technique=technique)
 
 
@@ -198,7 +258,10 @@ def _rule_category(rule: Rule, ctx: _Context) -> str | None:
     """The most specific of the host's categories that `rule` covers for this role, if any."""
     if ctx.subject.role not in rule.roles:
         return None
-    return next((c for c in ctx.categories if c in rule.categories), None)
+    for category in ctx.categories:
+        if category in rule.categories:
+            return category
+    return None
 
 
 def _covers(exc: ApprovedException, ctx: _Context) -> bool:
@@ -215,7 +278,7 @@ def _covers(exc: ApprovedException, ctx: _Context) -> bool:
     if not who:
         return False
     if exc.target_kind is TargetKind.HOST:
-        return is_subdomain_or_same(ctx.host, exc.target)
+        return is_subdomain_or_same(ctx.host.name, exc.target)
     return exc.target in ctx.categories
 
 
@@ -223,7 +286,7 @@ def _opens_at(ctx: _Context) -> datetime | None:
     """The first instant after ctx.at at which this subject would be allowed this host, if the
     calendar, a sanction's end or an exception's start will bring one; None if nothing will."""
     calendar = ctx.policy.calendar
-    timed = [r.when for r in ctx.policy.rules
+    timed = [r.when for r in ctx.policy.rules_by_role[ctx.subject.role]
              if not r.when.always and _rule_category(r, ctx) is not None]
     instants = {e.starts for e in ctx.overrides.exceptions if e.starts > ctx.at}
     instants |= {s.ends for s in ctx.overrides.sanctions
@@ -235,6 +298,6 @@ def _opens_at(ctx: _Context) -> datetime | None:
         if not changes:
             return None
         at = min(changes)
-        if _first(replace(ctx, at=at)).verdict is Verdict.ALLOW:
+        if _first(ctx._replace(at=at)).verdict is Verdict.ALLOW:
             return at
     return None

@@ -47,11 +47,12 @@ class _PolicyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
+                first = seen[key].start_mark.line + 1
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping", node.start_mark,
-                    f"the key {key!r} appears twice (first at line {seen[key].start_mark.line + 1})",
+                    f"the key {key!r} appears twice (first at line {first})",
                     key_node.start_mark,
                 )
             seen[key] = key_node
@@ -266,7 +267,8 @@ class _Builder:
         domains = self._index(domain_lists)
         if self.problems:
             raise PolicyError(self.source, self.problems)
-        assert calendar is not None and domains is not None
+        assert calendar is not None
+        assert domains is not None
         return Policy(
             name=spec.name, source=self.source, roles=roles, default_role=spec.default_role,
             categories=categories, domains=domains, calendar=calendar, rules=rules,
@@ -277,7 +279,7 @@ class _Builder:
                     ) -> frozenset[str]:
         if value == ALL_ROLES:
             return frozenset(roles)
-        names = []
+        names: list[str] = []
         for i, name in enumerate(value):
             if name == ALL_ROLES:
                 names.extend(roles)
@@ -348,6 +350,7 @@ class _Builder:
     def _calendar(self) -> Calendar | None:
         cal = self.spec.calendar
         where = "calendar"
+        problems_before = len(self.problems)
         try:
             zone = ZoneInfo(cal.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -376,6 +379,8 @@ class _Builder:
             closures=tuple(DateRange(c.name, c.start, c.end or c.start) for c in cal.closures),
             bank_holidays=None if cal.bank_holidays == "none" else cal.bank_holidays,
         )
+        if len(self.problems) > problems_before:
+            return calendar  # bad times were replaced by 00:00: more problems would mislead
         # calendar_problems names periods by their sorted place; map back to the file's order
         order = sorted(range(len(periods)), key=lambda i: periods[i].start)
         for place, message in calendar_problems(calendar):

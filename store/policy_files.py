@@ -6,23 +6,23 @@ schoolgate ships (policy/data/lists/), so a school can override one list without
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
+import policy
 from policy.errors import PolicyError
 from policy.model import Policy
 from policy.parse import list_files_named, parse_policy
 
-SHIPPED = resources.files("policy") / "data"
+SHIPPED = Path(policy.__file__).resolve().parent / "data"
 SEED_POLICY_NAME = "seed.yaml"
 
 
 def shipped_lists_dir() -> Path:
-    return Path(str(SHIPPED / "lists"))
+    return SHIPPED / "lists"
 
 
 def seed_policy_path() -> Path:
-    return Path(str(SHIPPED / SEED_POLICY_NAME))
+    return SHIPPED / SEED_POLICY_NAME
 
 
 def load_policy(path: Path | str | None = None) -> Policy:

@@ -54,7 +54,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def policy_table(policy: Policy, day: date) -> tuple[list[str], list[list[str]], str]:
     """(header, rows, note): each role x category (and uncategorised sites) against each part
-    of `day`, the verdict at the middle of that part. Pure apart from nothing: used by tests."""
+    of `day`, the verdict at the middle of that part."""
     cal = policy.calendar
     zone = cal.timezone
     segments = [(start, end, name) for start, end, name, _ in cal.day_timeline(day)]
@@ -65,7 +65,8 @@ def policy_table(policy: Policy, day: date) -> tuple[list[str], list[list[str]],
     else:
         parts = [(time(0), time(23, 59, 59), "all day")]
         noon = datetime.combine(day, time(12), zone)
-        note = f"{day.isoformat()} ({day.strftime('%A')}) is not a school day: {cal.describe(noon)}."
+        note = (f"{day.isoformat()} ({day.strftime('%A')}) is not a school day: "
+                f"{cal.describe(noon)}.")
     header = ["role", "category"] + [f"{name} {s:%H:%M}-{e:%H:%M}" for s, e, name in parts]
     hosts = [(name, c.example_domain) for name, c in policy.categories.items() if c.example_domain]
     hosts.append(("(uncategorised)", UNCATEGORISED_HOST))
@@ -74,7 +75,8 @@ def policy_table(policy: Policy, day: date) -> tuple[list[str], list[list[str]],
         for category, host in hosts:
             row = [role, category]
             for start, end, _ in parts:
-                middle = _middle(datetime.combine(day, start, zone), datetime.combine(day, end, zone))
+                middle = _middle(datetime.combine(day, start, zone),
+                                 datetime.combine(day, end, zone))
                 decision = decide(policy, Request(host), Subject(role=role), None, middle)
                 row.append("allow" if decision.verdict is Verdict.ALLOW else "BLOCK")
             rows.append(row)

@@ -153,7 +153,9 @@ STAFF_FACEBOOK = [
     (datetime(2026, 3, 30, 9, 29, 59, tzinfo=UTC), False, datetime(2026, 3, 30, 9, 30, tzinfo=UTC)),
     (datetime(2026, 10, 26, 10, 30, tzinfo=UTC), True, None),
     (datetime(2026, 10, 26, 9, 30, tzinfo=UTC), False, datetime(2026, 10, 26, 10, 30, tzinfo=UTC)),
-    (datetime(2027, 3, 29, 11, 0, tzinfo=UTC), True, None),   # 12:00 BST, lunch
+    (datetime(2027, 3, 30, 11, 0, tzinfo=UTC), True, None),   # 12:00 BST, lunch
+    (datetime(2027, 3, 29, 11, 0, tzinfo=UTC), False,  # Easter Monday 2027: no school
+     datetime(2027, 3, 30, 9, 30, tzinfo=UTC)),
     (datetime(2027, 11, 1, 12, 0, tzinfo=UTC), True, None),   # 12:00 GMT, lunch
     (datetime(2027, 11, 1, 11, 59, 59, tzinfo=UTC), False, datetime(2027, 11, 1, 12, tzinfo=UTC)),
 ]

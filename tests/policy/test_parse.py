@@ -8,8 +8,7 @@ import yaml
 from policy.errors import PolicyError
 from policy.model import PeriodKind, Verdict
 from policy.parse import list_files_named, parse_policy
-
-from .conftest import POLICY_TEXT
+from tests.support.policies import POLICY_TEXT
 
 
 def broken(old: str, new: str) -> str:
