@@ -24,7 +24,8 @@ ERRORS = [
      "locked_cat, social, vpn, x)"),
     ("unknown role in a rule", broken("roles: [staff], categories: [facebook], action: block",
                                       "roles: [staf], categories: [facebook], action: block"),
-     "rules[4].roles[0]: unknown role 'staf' (known: pupil, social_media_manager, staff, or 'all')"),
+     "rules[4].roles[0]: unknown role 'staf' "
+     "(known: pupil, social_media_manager, staff, or 'all')"),
     ("unknown default role", broken("default_role: pupil", "default_role: guest"),
      "default_role: unknown role 'guest'"),
     ("unknown key", broken("default: allow", "default: allow\ncolour: blue"),
@@ -86,8 +87,8 @@ def test_times_stay_times_not_sexagesimal_numbers() -> None:
         "morning break", PeriodKind.BREAK, 10, 30)
 
 
-def test_parsed_policy_is_frozen(policy_text: str = POLICY_TEXT) -> None:
-    policy = parse_policy(policy_text, source="p.yaml")
+def test_parsed_policy_is_frozen() -> None:
+    policy = parse_policy(POLICY_TEXT, source="p.yaml")
     assert policy.default is Verdict.ALLOW
     assert policy.rules[3].when.windows == ("break",)
     assert policy.categories["x"].not_unblockable_for == frozenset(policy.roles)
