@@ -1,0 +1,135 @@
+"""The IT technician's commands, run as they would run them: the installed `schoolgate`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from store.policy_files import seed_policy_path
+
+SCHOOLGATE = str(Path(sys.executable).parent / "schoolgate")
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SCHOOLGATE, *args], capture_output=True, text=True, input=stdin,
+                          timeout=120, check=False)
+
+
+def test_policy_check_seed() -> None:
+    result = run("policy", "check", str(seed_policy_path()))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+    assert result.stdout.count("\n") == 1  # a one-line summary
+
+
+def test_policy_check_lists_every_problem(tmp_path: Path) -> None:
+    text = seed_policy_path().read_text()
+    text = text.replace("categories: [x, instagram]", "categories: [x, instagramm]")
+    text = text.replace("default_role: pupil", "default_role: pupils")
+    text = text.replace('start: "10:30"', 'start: "25:30"')
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(text)
+    for name in ("x.txt", "instagram.txt"):  # lists beside the policy are found first
+        shutil.copy(seed_policy_path().parent / "lists" / name, tmp_path / name)
+    result = run("policy", "check", str(bad))
+    assert result.returncode == 1
+    assert "3 problems" in result.stderr
+    assert "rules[0].categories[1]: unknown category 'instagramm'" in result.stderr
+    assert "default_role: unknown role 'pupils'" in result.stderr
+    assert "calendar.periods[0].start: '25:30' is not a time of day" in result.stderr
+
+
+def test_policy_check_missing_file(tmp_path: Path) -> None:
+    result = run("policy", "check", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+
+
+# The seed rules at the times that matter (Monday 23 November 2026 is a school day, GMT).
+EXPLAIN = [
+    ("staff", "www.facebook.com", "2026-11-23T10:29:59", "block", "2026-11-23T10:30:00+00:00"),
+    ("staff", "www.facebook.com", "2026-11-23T10:30:00", "allow", None),
+    ("staff", "www.facebook.com", "2026-11-23T10:45:00", "block", "2026-11-23T12:00:00+00:00"),
+    ("staff", "www.facebook.com", "2026-11-23T12:30:00Z", "allow", None),
+    ("staff", "www.facebook.com", "2027-06-14T09:35:00Z", "allow", None),  # 10:35 BST
+    ("staff", "www.facebook.com", "2027-06-14T10:35:00Z", "block", "2027-06-14T12:00:00+01:00"),
+    ("social_media_manager", "facebook.com", "2026-11-23T09:00", "allow", None),
+    ("pupil", "facebook.com", "2026-11-23T12:30", "block", None),
+    ("pupil", "vm.tiktok.com", "2026-11-23T12:30", "block", None),
+    ("staff", "vm.tiktok.com", "2026-11-23T09:30", "allow", None),
+    ("social_media_manager", "x.com", "2026-11-23T12:30", "block", None),
+    ("staff", "www.instagram.com", "2026-11-23T12:30", "block", None),
+    ("pupil", "dns.google", "2026-11-23T12:30", "block", None),
+]
+
+
+@pytest.mark.parametrize(("role", "host", "at", "verdict", "opens_at"), EXPLAIN)
+def test_explain_json(role: str, host: str, at: str, verdict: str, opens_at: str | None) -> None:
+    result = run("explain", "--role", role, "--host", host, "--at", at, "--json")
+    assert result.returncode == 0, result.stderr
+    decision = json.loads(result.stdout)
+    assert decision["verdict"] == verdict
+    assert decision["opens_at"] == opens_at
+    assert decision["explanation"]
+
+
+def test_explain_words_say_when_it_opens() -> None:
+    result = run("explain", "--role", "staff", "--host", "facebook.com", "--at",
+                 "2026-11-23T09:00")
+    assert result.returncode == 0
+    assert "Blocked" in result.stdout
+    assert "staff-facebook-otherwise" in result.stdout
+    assert "Access next opens Monday 23 November 2026 at 10:30 (morning break)" in result.stdout
+
+
+def test_explain_refuses_an_unknown_role() -> None:
+    result = run("explain", "--role", "teacher", "--host", "x.com")
+    assert result.returncode == 2
+    assert "unknown role 'teacher' (known: pupil, staff, social_media_manager)" in result.stderr
+
+
+def test_explain_batch_keeps_order_and_reports_bad_lines() -> None:
+    lines = [
+        {"role": "staff", "host": "facebook.com", "at": "2026-11-23T10:35:00Z"},
+        {"role": "pupil", "host": "facebook.com", "at": "2026-11-23T10:35:00Z"},
+        {"host": "x.com"},
+        {"user": "somebody", "host": "tiktok.com", "at": "2026-11-23T10:35:00Z"},
+    ]
+    text = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n"
+    result = run("explain", "--batch", "-", stdin=text)
+    assert result.returncode == 1  # some lines were bad
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["line"] for o in out] == [1, 2, 3, 4, 5]
+    assert out[0]["verdict"] == "allow"
+    assert out[1]["verdict"] == "block"
+    assert "give 'role' or 'user'" in out[2]["error"]
+    assert (out[3]["role"], out[3]["verdict"]) == ("pupil", "block")  # unknown user: pupil
+    assert "error" in out[4]
+
+
+def test_policy_table_for_the_governors() -> None:
+    result = run("policy", "table", "--date", "2026-11-23", "--csv")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(",") for line in result.stdout.splitlines()]
+    header = rows[0]
+    assert header[:2] == ["role", "category"]
+    assert any(h.startswith("morning break 10:30-10:45") for h in header)
+    staff_facebook = next(r for r in rows if r[:2] == ["staff", "facebook"])
+    by_period = dict(zip(header[2:], staff_facebook[2:], strict=True))
+    assert by_period["morning break 10:30-10:45"] == "allow"
+    assert by_period["lunch 12:00-13:00"] == "allow"
+    assert by_period["lesson 08:45-10:30"] == "BLOCK"
+    assert by_period["after school 15:15-23:59"] == "BLOCK"
+    pupil_social = next(r for r in rows if r[:2] == ["pupil", "social"])
+    assert set(pupil_social[2:]) == {"BLOCK"}
+
+
+def test_policy_table_on_a_weekend() -> None:
+    result = run("policy", "table", "--date", "2026-11-28")
+    assert result.returncode == 0
+    assert "is not a school day: weekend" in result.stdout
