@@ -11,8 +11,12 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "schoolgate.commands.run",
     "schoolgate.commands.gateway",
+    "schoolgate.commands.admin",
     "schoolgate.commands.policy",
     "schoolgate.commands.explain",
+    "schoolgate.commands.db",
+    "schoolgate.commands.ca",
+    "schoolgate.commands.pac",
 )
 
 
