@@ -7,6 +7,7 @@ import socket
 import ssl
 from base64 import b64encode
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -240,3 +241,48 @@ def test_gateway_refuses_to_start_with_a_bad_policy(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "gateway was not started" in result.stderr
     assert "bad.yaml" in result.stderr
+
+
+def test_a_websocket_opened_in_the_break_is_cut_when_the_break_ends(tmp_path: Path) -> None:
+    from wsproto import ConnectionType, WSConnection
+    from wsproto import events as ws_events
+
+    policy = tmp_path / "policy.yaml"
+    break_ends = write_policy(policy, in_break=True, break_seconds=25)
+    with running_gateway(tmp_path, policy=policy,
+                         identity=write_identity(tmp_path / "id")) as gw:
+        raw = socket.create_connection(("127.0.0.1", gw.port), timeout=20)
+        raw.sendall(b"CONNECT www.facebook.com:443 HTTP/1.1\r\nHost: www.facebook.com:443\r\n"
+                    + f"Proxy-Authorization: {_auth('staff1')}\r\n\r\n".encode())
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(cafile=str(gw.ca_pem))
+        tls = context.wrap_socket(raw, server_hostname="www.facebook.com")
+        ws = WSConnection(ConnectionType.CLIENT)
+        tls.sendall(ws.send(ws_events.Request(host="www.facebook.com", target="/chat")))
+
+        def next_event() -> ws_events.Event | None:
+            while True:
+                for event in ws.events():
+                    return event
+                data = tls.recv(65536)
+                ws.receive_data(data or None)
+                if not data:
+                    return None
+
+        assert isinstance(next_event(), ws_events.AcceptConnection)
+        tls.sendall(ws.send(ws_events.Message(data="hello in the break")))
+        echo = next_event()
+        assert isinstance(echo, ws_events.TextMessage)
+        assert echo.data == "hello in the break"
+        # Nothing more is sent: the gateway must close the idle socket itself once the break
+        # ends (the policy's lunch ends 25 s after it was written).
+        tls.settimeout(120)
+        try:
+            closed = next_event()
+        except (ConnectionError, ssl.SSLError):
+            closed = None
+        assert closed is None or isinstance(closed, ws_events.CloseConnection)
+        assert datetime.now(UTC) >= break_ends  # cut because the break ended, not before
+        tls.close()
+        assert fetch(gw, "staff1", "https://www.facebook.com/").status_code == 403

@@ -8,7 +8,9 @@ tests/support/route_to_origins.py, loaded after schoolgate's addons.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
@@ -30,12 +32,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from wsproto import events as wsevents
+from wsproto.connection import Connection as WsConnection
+from wsproto.connection import ConnectionType as WsType
 
 from store.directory import hash_password
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = Path(__file__).resolve().parent
 SCHOOLGATE = Path(sys.executable).parent / "schoolgate"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 PASSWORD = "correct horse"  # every test user's password
 USERS = {"pupil1": ["Pupils"], "staff1": ["Staff"], "smm1": ["Staff", "SocialMedia"]}
 
@@ -147,6 +153,9 @@ def start_origin(ca: OriginCA | None) -> Origin:
             sni = getattr(self.connection, "schoolgate_sni", None)
             with origin.lock:
                 origin.requests.append(Seen(sni, self.headers.get("Host", ""), self.path))
+            if self.headers.get("Upgrade", "").lower() == "websocket":
+                self.echo_websocket()
+                return
             body = f"hello from the origin: host={self.headers.get('Host')}\n".encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -154,6 +163,33 @@ def start_origin(ca: OriginCA | None) -> Origin:
             self.send_header("Alt-Svc", 'h3=":443"; ma=86400')
             self.end_headers()
             self.wfile.write(body)
+
+        def echo_websocket(self) -> None:
+            """Accept a websocket and echo its messages until either side closes it."""
+            key = self.headers["Sec-WebSocket-Key"].encode()
+            accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept)
+            self.end_headers()
+            self.wfile.flush()
+            ws = WsConnection(WsType.SERVER)
+            while True:
+                try:
+                    data = self.connection.recv(65536)
+                except OSError:
+                    return
+                ws.receive_data(data or None)
+                for event in ws.events():
+                    if isinstance(event, wsevents.Message):
+                        self.connection.sendall(ws.send(wsevents.Message(data=event.data)))
+                    elif isinstance(event, wsevents.CloseConnection):
+                        with contextlib.suppress(Exception):
+                            self.connection.sendall(ws.send(event.response()))
+                        return
+                if not data:
+                    return
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
