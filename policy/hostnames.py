@@ -8,6 +8,7 @@ on label boundaries, and `unwrap_rewriting_proxy` reads the target out of proxy 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -31,6 +32,7 @@ MAX_NAME_LENGTH = 253  # RFC 1035 limit on a name's text form, without the trail
 MAX_LABEL_LENGTH = 63
 # Longer input is refused before any Unicode work, so hostile headers cost little.
 MAX_INPUT_LENGTH = 1024
+_REMEMBER_UP_TO = 300  # longer input is read afresh each time, so the cache stays small
 
 # Only ASCII whitespace is forgiven around a host; a browser would refuse anything else.
 _SURROUNDING_SPACE = " \t\n\r\f\v"
@@ -84,15 +86,28 @@ def normalise_host(raw: str) -> Host | HostError:
     """The canonical `Host` for `raw` as received (Host header, SNI, CONNECT), or why not.
 
     Never raises: anything that cannot be understood is a HostError, so callers fail closed.
+    Recent answers are remembered (a bounded LRU), so a host seen before costs one lookup.
     """
     if not isinstance(raw, str):
         return HostError(raw=f"<{type(raw).__name__}>", message="a host name must be text")
+    if len(raw) > _REMEMBER_UP_TO:
+        return _read_host(raw)  # never a real host: not worth the memory of remembering
+    return _normalise_remembered(raw)
+
+
+def _read_host(raw: str) -> Host | HostError:
     try:
         return _normalise(raw)
     except _Refused as refused:
         return HostError(raw=raw, message=str(refused))
     except Exception as exc:  # the contract is "never raises": a crash here would fail open
         return HostError(raw=raw, message=f"could not be read as a host name ({exc!r})")
+
+
+# The same few thousand hosts come back all day, and building even a frozen Host costs more
+# than a cache hit; the bound keeps a flood of made-up names from costing memory. (Building
+# an index reads its entries with _read_host, so a reload does not flush this.)
+_normalise_remembered = functools.lru_cache(maxsize=16384)(_read_host)
 
 
 def _normalise(raw: str) -> Host:
@@ -281,13 +296,14 @@ class DomainIndex:
     (pickle) is refused; rebuild it from the lists instead.
     """
 
-    __slots__ = ("_by_mask", "_masks", "_max_dots", "_min_dots", "_names")
+    __slots__ = ("_by_mask", "_masks", "_max_dots", "_min_dots", "_names", "_recent")
 
     _masks: dict[int, int]
     _names: tuple[str, ...]
     _by_mask: dict[int, tuple[str, ...]]
     _min_dots: int
     _max_dots: int
+    _recent: dict[str, tuple[str, ...]]
 
     def __init__(self, masks: dict[int, int], names: tuple[str, ...], *, min_dots: int,
                  max_dots: int) -> None:
@@ -297,6 +313,7 @@ class DomainIndex:
         self._by_mask = {mask: self._names_of(mask) for mask in set(masks.values())}
         self._min_dots = min_dots  # the fewest and most dots in any listed entry
         self._max_dots = max_dots
+        self._recent = {}  # a memo of recent answers: the index itself never changes
 
     @classmethod
     def build(cls, lists: Mapping[str, Iterable[str]]) -> Self:
@@ -338,6 +355,15 @@ class DomainIndex:
         Most specific suffix first, each category once; within one suffix, in the order the
         categories were given to `build`. `name` must be canonical (see `normalise_host`).
         """
+        found = self._recent.get(name)
+        if found is None:
+            found = self._lookup(name)
+            if len(self._recent) >= _RECENT_LIMIT:
+                self._recent.clear()  # crude but bounded, and cheap: a miss is only a lookup
+            self._recent[name] = found
+        return found
+
+    def _lookup(self, name: str) -> tuple[str, ...]:
         get = self._masks.get
         dots = name.count(".")
         # Only suffixes with as many labels as some listed domain can match: skip the rest.
@@ -381,7 +407,7 @@ class DomainIndex:
 def _check_canonical(category: str, entry: object) -> None:
     if not isinstance(entry, str):
         raise ValueError(f"category {category!r}: {entry!r} is not a domain name (not text)")
-    found = normalise_host(entry)
+    found = _read_host(entry)
     if isinstance(found, HostError):
         raise ValueError(f"category {category!r}: {entry!r} is not a host name: "
                          f"{found.message}")
@@ -390,6 +416,7 @@ def _check_canonical(category: str, entry: object) -> None:
                          f"it as {found.name!r}")
 
 
+_RECENT_LIMIT = 16384
 _NO_DEPTH = 1 << 30  # an empty index looks nothing up
 _EMPTY_INDEX = DomainIndex({}, (), min_dots=_NO_DEPTH, max_dots=-1)
 

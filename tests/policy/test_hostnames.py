@@ -6,6 +6,7 @@ import copy
 import ipaddress
 import pickle
 import string
+from collections.abc import Iterator
 
 import idna
 import pytest
@@ -201,6 +202,15 @@ def test_a_non_string_is_an_error_not_an_exception() -> None:
     assert result == HostError(raw="<bytes>", message="a host name must be text")
 
 
+@pytest.fixture
+def uncached() -> Iterator[None]:
+    """Forget remembered answers, so a test sees the parsing code run."""
+    hostnames._normalise_remembered.cache_clear()
+    yield
+    hostnames._normalise_remembered.cache_clear()
+
+
+@pytest.mark.usefixtures("uncached")
 def test_an_unexpected_failure_inside_is_an_error_not_an_exception(
         monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*_args: object, **_kwargs: object) -> str:
@@ -211,6 +221,16 @@ def test_an_unexpected_failure_inside_is_an_error_not_an_exception(
     assert "boom" in result.message
 
 
+@pytest.mark.usefixtures("uncached")
+def test_only_short_input_is_remembered() -> None:
+    long_input = "a" * 400
+    for raw in ("x.com", long_input, "x.com", long_input):
+        normalise_host(raw)
+    info = hostnames._normalise_remembered.cache_info()
+    assert (info.hits, info.misses, info.currsize) == (1, 1, 1)
+
+
+@pytest.mark.usefixtures("uncached")
 def test_canonical_ascii_hosts_do_not_touch_the_idna_library(
         monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*_args: object, **_kwargs: object) -> str:
@@ -441,6 +461,17 @@ def test_build_refuses_entries_that_are_not_canonical(
 def test_build_accepts_any_iterable_of_domains() -> None:
     index = DomainIndex.build({"x": (d for d in ["x.com", "t.co"])})
     assert index.categories("t.co") == ("x",)
+
+
+def test_remembered_answers_stay_right_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hostnames, "_RECENT_LIMIT", 4)
+    index = DomainIndex.build({"x": ["x.com"], "y": ["y.org"]})
+    hosts = [f"h{i}.x.com" for i in range(10)] + [f"h{i}.y.org" for i in range(10)]
+    for _ in range(2):
+        for host in hosts:
+            assert index.categories(host) == (("x",) if host.endswith("x.com") else ("y",))
+            assert len(index._recent) <= 4
+    assert index.categories("other.net") == ()
 
 
 def test_the_index_cannot_be_sent_to_another_process() -> None:
