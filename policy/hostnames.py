@@ -470,9 +470,11 @@ def _punycode_label(label: str) -> str | None:
 def _decode_translate_goog(label: str) -> str | None:
     # Google's "decode the publisher's hostname" steps (developers.google.com/search/docs/
     # appearance/ad-network-and-translation): a "0-" prefix marks a host whose first label was
-    # an A-label, its "xn--" dropped; then lone '-' -> '.', '--' -> '-'. A "1-" prefix (also
-    # flagged only in the _x_tr_enc query parameter, which a host check cannot see) is kept:
-    # "1.example.com" still falls under example.com, so keeping it cannot open a blocked site.
+    # an A-label, its "xn--" dropped; then lone '-' -> '.', '--' -> '-'. A "1-" prefix is
+    # flagged only in the _x_tr_enc query parameter, which a host check cannot see, so it is
+    # kept: "1.example.com" still falls under example.com and cannot open a blocked site. For
+    # the same reason a long host whose leading labels went into the _x_tr_hp parameter
+    # decodes to a parent domain of the target, which still has the parent's categories.
     if label.startswith("xn--"):
         text = _punycode_label(label)
         return None if text is None else _as_target(_split_hyphens(text))
@@ -494,7 +496,8 @@ def _decode_amp_cache(label: str) -> str | None:
         label = text
     target = _as_target(_split_hyphens(label))
     if target is None and label.startswith("0-") and label.endswith("-0"):
-        # a label that would have '--' in its 3rd and 4th places is wrapped in "0-...-0"
+        # tolerate a "0-...-0" wrapper (for labels that would have '--' in their 3rd and 4th
+        # places), which the plain reading refuses: its last label "0" is not IPv4
         target = _as_target(_split_hyphens(label[2:-2]))
     return target
 
