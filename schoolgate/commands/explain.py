@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from policy.decide import decide
-from policy.errors import PolicyError
 from policy.explain import explain_decision
 from policy.model import Decision, Policy, Request, Subject
-from store.policy_files import load_policy
+from schoolgate.commands.common import load_policy_or_report
 
 
 def register(subparsers: Any) -> None:
@@ -72,10 +71,8 @@ def subject_for(policy: Policy, role: str | None, user: str | None,
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        print(exc, file=sys.stderr)
+    policy = load_policy_or_report(args.policy)
+    if policy is None:
         return 1
     if args.batch:
         return run_batch(policy, args.batch)

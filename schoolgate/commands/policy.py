@@ -9,9 +9,8 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from policy.decide import decide
-from policy.errors import PolicyError
 from policy.model import Policy, Request, Subject, Verdict
-from store.policy_files import load_policy
+from schoolgate.commands.common import load_policy_or_report
 
 UNCATEGORISED_HOST = "uncategorised-site.example"
 
@@ -43,10 +42,8 @@ def summary(policy: Policy) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(args.file)
-    except PolicyError as exc:
-        print(exc, file=sys.stderr)
+    policy = load_policy_or_report(args.file)
+    if policy is None:
         return 1
     print(summary(policy))
     return 0
@@ -89,10 +86,8 @@ def _middle(start: datetime, end: datetime) -> datetime:
 
 
 def run_table(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        print(exc, file=sys.stderr)
+    policy = load_policy_or_report(args.policy)
+    if policy is None:
         return 1
     day = args.date or datetime.now(policy.calendar.timezone).date()
     header, rows, note = policy_table(policy, day)
