@@ -24,12 +24,11 @@ from mitmproxy.proxy import mode_specs
 
 from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
-from store.directory import Directory, DirectoryUnavailable, LdapDirectory, LocalDirectory
+from store.directory import Directory, DirectoryUnavailable, make_directory
 from store.identity_config import (
     IdentityConfig,
     IdentityConfigError,
     LdapSettings,
-    LocalSettings,
     load_identity_config,
 )
 
@@ -104,11 +103,12 @@ def load_setup(path: str) -> Setup:
     if not path:
         return Setup()
     config = load_identity_config(Path(path))
-    if isinstance(config.directory, LdapSettings):
-        return Setup(config, LdapDirectory(config.directory), IdentitySource.DIRECTORY)
-    if isinstance(config.directory, LocalSettings):
-        return Setup(config, LocalDirectory(config.directory.users_file), IdentitySource.LOCAL)
-    return Setup(config)
+    directory = make_directory(config.directory)
+    if directory is None:
+        return Setup(config)
+    source = (IdentitySource.DIRECTORY if isinstance(config.directory, LdapSettings)
+              else IdentitySource.LOCAL)
+    return Setup(config, directory, source)
 
 
 class Identify:

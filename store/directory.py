@@ -31,7 +31,13 @@ from ldap3.utils.dn import parse_dn
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as checked_dataclass
 
-from store.identity_config import GroupMode, IdentityConfigError, LdapSettings, located_problems
+from store.identity_config import (
+    GroupMode,
+    IdentityConfigError,
+    LdapSettings,
+    LocalSettings,
+    located_problems,
+)
 
 T = TypeVar("T")
 
@@ -59,6 +65,10 @@ class DirectoryUser:
 class Directory(Protocol):
     async def authenticate(self, username: str, password: str) -> DirectoryUser | None:
         """The user, or None for an unknown user or a wrong password."""
+        ...
+
+    async def lookup(self, username: str) -> DirectoryUser | None:
+        """Who `username` is (groups), without checking a password: for 'explain' questions."""
         ...
 
     def close(self) -> None:
@@ -173,7 +183,14 @@ class LocalDirectory:
             matches = await asyncio.to_thread(verify_password, password, encoded)
         if found is None or not matches or not password:
             return None
-        name, user = found
+        return self._as_user(*found)
+
+    async def lookup(self, username: str) -> DirectoryUser | None:
+        found = self._users.get(username.casefold())
+        return self._as_user(*found) if found else None
+
+    @staticmethod
+    def _as_user(name: str, user: LocalUser) -> DirectoryUser:
         return DirectoryUser(name, frozenset(user.groups), user.display_name or name)
 
     def close(self) -> None:
@@ -233,6 +250,12 @@ class LdapDirectory:
             return None
         return await self._call(self._authenticate_sync, username, password)
 
+    async def lookup(self, username: str) -> DirectoryUser | None:
+        """The user's name and groups found with the service account; no password checked."""
+        if not username or len(username) > 256:
+            return None
+        return await self._call(self._lookup_sync, username)
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         while True:
@@ -270,6 +293,13 @@ class LdapDirectory:
         dn, attributes = found
         if not self._bind_as(dn, password):
             return None
+        return self._user(username, dn, attributes)
+
+    def _lookup_sync(self, username: str) -> DirectoryUser | None:
+        found = self._with_service(lambda conn: self._find_user(conn, username))
+        return None if found is None else self._user(username, *found)
+
+    def _user(self, username: str, dn: str, attributes: Any) -> DirectoryUser:
         s = self._settings
         if s.groups.mode is GroupMode.MEMBER_OF:
             groups = [_group_name(value) for value in _values(attributes, "memberOf")]
@@ -385,3 +415,12 @@ class LdapDirectory:
 def _close(conn: ldap3.Connection) -> None:
     with contextlib.suppress(Exception):
         conn.unbind()
+
+
+def make_directory(settings: LdapSettings | LocalSettings | None) -> Directory | None:
+    """The directory an identity configuration names (None: nobody signs in)."""
+    if isinstance(settings, LdapSettings):
+        return LdapDirectory(settings)
+    if isinstance(settings, LocalSettings):
+        return LocalDirectory(settings.users_file)
+    return None

@@ -133,3 +133,20 @@ def test_policy_table_on_a_weekend() -> None:
     result = run("policy", "table", "--date", "2026-11-28")
     assert result.returncode == 0
     assert "is not a school day: weekend" in result.stdout
+
+
+DEMO_IDENTITY = str(Path(__file__).resolve().parents[2] / "store" / "data" / "demo-identity.yaml")
+
+
+@pytest.mark.parametrize(("user", "role", "verdict"), [
+    ("socialmedia1", "social_media_manager", "allow"),  # the official accounts, in lesson time
+    ("teacher1", "staff", "block"),
+    ("pupil1", "pupil", "block"),
+    ("someone-unknown", "pupil", "block"),  # unknown users get the default role
+])
+def test_explain_user_gets_the_role_from_the_directory(user: str, role: str, verdict: str) -> None:
+    result = run("explain", "--user", user, "--identity", DEMO_IDENTITY, "--host", "facebook.com",
+                 "--at", "2026-11-23T09:00", "--json")
+    assert result.returncode == 0, result.stderr
+    decision = json.loads(result.stdout)
+    assert (decision["role"], decision["verdict"]) == (role, verdict)

@@ -56,6 +56,19 @@ async def test_user_names_ignore_case_and_come_back_as_the_directory_spells_them
     assert user.username == "teacher1"
 
 
+@pytest.mark.parametrize("username", list(PEOPLE))
+async def test_lookup_finds_groups_without_a_password(directory: LdapDirectory,
+                                                      username: str) -> None:
+    display, _password, groups = PEOPLE[username]
+    assert await directory.lookup(username) == DirectoryUser(username, frozenset(groups), display)
+
+
+@pytest.mark.parametrize("username", ["nobody", "", "*", "pupil*", "*)(uid=*"])
+async def test_lookup_of_unknown_or_hostile_names_finds_nobody(directory: LdapDirectory,
+                                                               username: str) -> None:
+    assert await directory.lookup(username) is None
+
+
 @pytest.mark.parametrize(("username", "password"), [
     ("pupil1", "teacher1-pass"),  # someone else's password
     ("pupil1", "PUPIL1-PASS"),  # passwords do not ignore case
@@ -173,6 +186,14 @@ async def test_demo_accounts_sign_in_with_the_documented_passwords(username: str
     assert (user.username, user.groups) == (username, groups)
     assert await directory.authenticate(username.upper(), f"{username}-demo") == user
     assert await directory.authenticate(username, f"{username}-DEMO") is None
+
+
+async def test_the_users_file_answers_lookups() -> None:
+    directory = LocalDirectory(DEMO_USERS)
+    found = await directory.lookup("DSL1")
+    assert found is not None
+    assert (found.username, found.groups) == ("dsl1", {"Staff", "DSL"})
+    assert await directory.lookup("nobody") is None
 
 
 @pytest.mark.parametrize(("username", "password"), [
