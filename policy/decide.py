@@ -118,6 +118,19 @@ def host_facts(policy: Policy, raw: str) -> _HostFacts | HostError:
     return facts
 
 
+def unblockable(policy: Policy, host: str, role: str) -> bool:
+    """Whether an exception could ever open `host` for `role`: not when any of its categories
+    is locked or marked not unblockable for the role (nor when the host cannot be read)."""
+    facts = host_facts(policy, host)
+    if isinstance(facts, HostError):
+        return False
+    for name in facts.categories:
+        category = policy.categories[name]
+        if category.locked or role in category.not_unblockable_for:
+            return False
+    return True
+
+
 def window_open(policy: Policy, rule: Rule, at: datetime) -> bool:
     """calendar.matches(rule.when, at), remembered until the calendar's next change: the answer
     holds from the instant it was worked out until next_change, to the second."""

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 import jinja2
 from mitmproxy import http
 
+from policy.decide import unblockable
 from policy.explain import explain_decision, format_when
 from policy.model import Decision, Policy, Reason, Subject
 from store.tokens import AccessClaims, make_access_token
@@ -78,6 +79,7 @@ def render_block_page(decision: Decision, subject: Subject, *, site: str, at: da
         why=why,
         opens=opens,
         ask_url=ask_url,
+        can_ask=_can_ask(policy, decision, subject, site),
         host=decision.host,
         reason=decision.reason.value,
         rule=decision.rule,
@@ -88,6 +90,17 @@ def render_block_page(decision: Decision, subject: Subject, *, site: str, at: da
         when=format_when(policy, at) if policy is not None else at.isoformat(),
         explanation=explain_decision(policy, decision, subject, at) if policy else "",
     )
+
+
+def _can_ask(policy: Policy | None, decision: Decision, subject: Subject, site: str) -> bool:
+    """Offer "Ask for access" only where an approval could open the site: never for a locked
+    category or one the policy says cannot be unblocked for this role; a supervised-only
+    sanction is lifted by the DSL, not by an unblock request."""
+    if decision.reason is Reason.SUPERVISED_ONLY:
+        return False
+    if policy is None:
+        return True
+    return unblockable(policy, decision.host or site, subject.role)
 
 
 def describe_opening(policy: Policy, opens_at: datetime, at: datetime) -> str:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from policy.decide import CHECKS, decide
+from policy.decide import CHECKS, decide, unblockable
 from policy.model import (
     ApprovedException,
     LocalListEntry,
@@ -292,3 +292,17 @@ def test_unknown_role_gets_the_default_role(policy: Policy) -> None:
 def test_naive_time_is_refused(policy: Policy) -> None:
     with pytest.raises(ValueError, match="aware datetime"):
         decide(policy, Request("x.com"), PUPIL, None, datetime(2026, 11, 23, 10, 0))
+
+
+@pytest.mark.parametrize(("host", "role", "expected"), [
+    ("tiktok.com", "pupil", True),
+    ("facebook.com", "pupil", True),
+    ("x.com", "staff", False),  # not unblockable for anyone
+    ("www.locked.example", "staff", False),  # locked
+    ("nordvpn.com", "pupil", False),
+    ("nordvpn.com", "staff", True),
+    ("example.org", "pupil", True),
+    ("exa mple", "pupil", False),  # cannot be read: nothing to grant
+])
+def test_unblockable(policy: Policy, host: str, role: str, expected: bool) -> None:
+    assert unblockable(policy, host, role) is expected

@@ -42,16 +42,38 @@ def test_time_based_block_says_when_it_opens(seed) -> None:  # type: ignore[no-u
 
 
 def test_ask_for_access_link_carries_a_signed_token(seed) -> None:  # type: ignore[no-untyped-def]
-    decision = Decision(Verdict.BLOCK, Reason.RULE_BLOCK, rule="x-and-instagram",
-                        category="x", host="x.com")
-    html = make_block_page(decision, Subject("pupil", "pupil1"), site="x.com", at=AT,
+    decision = Decision(Verdict.BLOCK, Reason.RULE_BLOCK, rule="pupils-social-media",
+                        category="social", host="www.tiktok.com")
+    html = make_block_page(decision, Subject("pupil", "pupil1"), site="www.tiktok.com", at=AT,
                            policy=seed, settings=SETTINGS).text or ""
     start = html.index('href="') + len('href="')
     url = urlparse(html[start:html.index('"', start)].replace("&amp;", "&"))
     assert (url.scheme, url.netloc, url.path) == ("http", "admin.test:8081", "/requests/new")
     claims = read_access_token(SECRET, parse_qs(url.query)["token"][0], max_age_seconds=10**9)
     assert (claims.user, claims.role, claims.host, claims.category, claims.reason, claims.at) \
-        == ("pupil1", "pupil", "x.com", "x", "rule_block", AT)
+        == ("pupil1", "pupil", "www.tiktok.com", "social", "rule_block", AT)
+
+
+ASKING = [
+    # (role, host, reason, category, offers "Ask for access")
+    ("pupil", "www.tiktok.com", Reason.RULE_BLOCK, "social", True),
+    ("staff", "x.com", Reason.RULE_BLOCK, "x", False),  # X is never unblockable, for anyone
+    ("social_media_manager", "www.instagram.com", Reason.RULE_BLOCK, "instagram", False),
+    ("pupil", "nordvpn.com", Reason.CIRCUMVENTION, "vpn", False),  # not for pupils
+    ("staff", "nordvpn.com", Reason.CIRCUMVENTION, "vpn", True),
+    ("pupil", "www.bbc.co.uk", Reason.SUPERVISED_ONLY, None, False),  # the DSL lifts those
+]
+
+
+@pytest.mark.parametrize(("role", "host", "reason", "category", "offered"), ASKING)
+def test_ask_for_access_only_where_an_approval_could_open_it(  # type: ignore[no-untyped-def]
+        seed, role: str, host: str, reason: Reason, category: str | None,
+        offered: bool) -> None:
+    decision = Decision(Verdict.BLOCK, reason, category=category, host=host)
+    html = make_block_page(decision, Subject(role, "someone"), site=host, at=AT, policy=seed,
+                           settings=SETTINGS).text or ""
+    assert ("/requests/new?token=" in html) is offered
+    assert ("cannot be unblocked at school" in html) is not offered
 
 
 @pytest.mark.parametrize("reason", [r for r in Reason if r not in (Reason.RULE_ALLOW,
