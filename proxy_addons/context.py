@@ -1,12 +1,18 @@
-"""What the gateway's addons tell each other about a flow, through `flow.metadata`.
+"""What the gateway's addons tell each other about a flow, through `flow.metadata`, and about a
+TLS ClientHello (which has no flow) through a small per-connection notice board.
 
-Addons never import each other; they agree on these keys and this value type instead.
+Addons never import each other; they agree on these keys and these value types instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+
+from policy.model import Decision, Overrides, Policy, Subject
+from proxy_addons.blockpage import BlockPageSettings
 
 
 class IdentitySource(StrEnum):
@@ -31,3 +37,33 @@ class Identity:
 IDENTITY = "schoolgate.identity"  # Identity
 DECISION = "schoolgate.decision"  # policy.model.Decision of the request
 TECHNIQUE = "schoolgate.technique"  # circumvention technique name, when one was seen
+INPUTS = "schoolgate.inputs"  # DecisionInputs the flow's decision was made from
+EVIDENCE = "schoolgate.evidence"  # Mapping[str, str]: what a detector saw (never bodies,
+#                                   cookies or passwords)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionInputs:
+    """What Enforce decided a flow from, so a later addon can decide another host (an archived
+    page's target, a Referer) for the same person at the same instant, with policy.decide."""
+
+    policy: Policy
+    subject: Subject
+    overrides: Overrides
+    at: datetime
+    page: BlockPageSettings  # how Enforce renders block pages, for a later addon's blocks
+
+
+@dataclass(frozen=True, slots=True)
+class HelloNote:
+    """What was decided at a connection's TLS ClientHello, where no flow exists to carry it:
+    Enforce writes the decision, Detect may add a technique, RecordEvents reads it once."""
+
+    decision: Decision
+    passthrough: bool  # the bytes were relayed without decryption
+    sni: str | None
+    evidence: Mapping[str, str] | None = None
+
+
+# client connection id -> its ClientHello note; removed when the connection ends.
+hello_notes: dict[str, HelloNote] = {}

@@ -47,11 +47,12 @@ from proxy_addons import context
 from proxy_addons.blockpage import BlockPageSettings, make_block_page
 from store.policy_files import load_policy
 from store.snapshots import FileOverridesSource, OverridesSource
+from store.techniques import Technique
 from store.tokens import load_or_create_secret
 
 logger = logging.getLogger(__name__)
 
-MISMATCH = "host_mismatch"  # circumvention technique: CONNECT target, SNI and Host disagree
+MISMATCH = Technique.HOST_MISMATCH  # circumvention: CONNECT target, SNI and Host disagree
 FileStamp = tuple[int, int, int]  # (inode, size, mtime_ns): has a file been replaced?
 
 
@@ -197,8 +198,11 @@ class Enforce:
             snap = self._state()
             subject = self._subject(flow, snap.policy)
             self._subjects[flow.client_conn.id] = subject
-            decision, _at = self._decide(snap, flow.request.host, flow.request.port, subject)
+            decision, at = self._decide(snap, flow.request.host, flow.request.port, subject)
             flow.metadata[context.DECISION] = decision
+            flow.metadata[context.INPUTS] = context.DecisionInputs(snap.policy, subject,
+                                                                   self._overrides, at,
+                                                                   snap.page)
             if decision.allowed:
                 return
             never = decision.host is None or self._never_decrypt(snap, decision.host)
@@ -230,12 +234,15 @@ class Enforce:
                 data.ignore_connection = True
                 if not decision.allowed:
                     self._refuse.add(client.id)  # closed in server_connect, nothing decrypted
-                return
-            if decision.allowed and host is not None and not self._needs_inspection(snap, host):
+            elif decision.allowed and host is not None and \
+                    not self._needs_inspection(snap, host):
                 self.stats["passthrough"] += 1
                 data.ignore_connection = True
-                return
-            self.stats["intercepted"] += 1
+            else:
+                self.stats["intercepted"] += 1
+            # Only relayed connections are recorded from here; intercepted ones per request.
+            context.hello_notes[client.id] = context.HelloNote(decision, data.ignore_connection,
+                                                               sni)
         except Exception:
             # Intercepting is the safe side: every request inside is decided again.
             self.stats["engine_errors"] += 1
@@ -251,6 +258,9 @@ class Enforce:
         try:
             decision, at, subject = self._decide_request(flow)
             flow.metadata[context.DECISION] = decision
+            snap = self._state()
+            flow.metadata[context.INPUTS] = context.DecisionInputs(
+                snap.policy, subject, self._overrides, at, snap.page)
             if not decision.allowed:
                 flow.response = self._block_response(flow, decision, subject, at)
         except Exception:
@@ -270,6 +280,7 @@ class Enforce:
         self._subjects.pop(client.id, None)
         self._tunnel_blocks.pop(client.id, None)
         self._refuse.discard(client.id)
+        context.hello_notes.pop(client.id, None)
 
     # --- helpers -----------------------------------------------------------------------------
 
