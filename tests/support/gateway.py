@@ -4,6 +4,9 @@ subprocess on loopback, local HTTP and HTTPS origins with their own test CA, and
 The origins count connections and record every request (SNI, Host, path), so a test can prove a
 blocked site was never contacted. Allowed host names are routed to them by
 tests/support/route_to_origins.py, loaded after schoolgate's addons.
+
+The engine (`schoolgate gateway --engine`) is `engine=` or else $SCHOOLGATE_E2E_ENGINE
+(default mitmdump): `SCHOOLGATE_E2E_ENGINE=lean pytest tests/e2e` runs the suite on the lean one.
 """
 
 from __future__ import annotations
@@ -45,9 +48,17 @@ WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 PASSWORD = "correct horse"  # every test user's password
 USERS = {"pupil1": ["Pupils"], "staff1": ["Staff"], "smm1": ["Staff", "SocialMedia"]}
 
+ENGINES = ("mitmdump", "lean")  # schoolgate gateway --engine
 # Host names the tests use; every one is routed to the local origins if it is ever contacted.
 ORIGIN_HOSTS = ("learning.test", "x.com", "twitter.com", "instagram.com", "facebook.com",
                 "tiktok.com", "proxysite.test", "bank.test", "explode.test")
+
+
+def default_engine() -> str:
+    engine = os.environ.get("SCHOOLGATE_E2E_ENGINE", "") or "mitmdump"
+    if engine not in ENGINES:
+        raise ValueError(f"SCHOOLGATE_E2E_ENGINE={engine!r}: expected one of {ENGINES}")
+    return engine
 
 
 def free_port() -> int:
@@ -322,6 +333,7 @@ class Gateway:
     test_ca: OriginCA
     http_origin: Origin
     https_origin: Origin
+    engine: str = "mitmdump"
 
     @property
     def ca_pem(self) -> Path:
@@ -361,8 +373,11 @@ class Gateway:
 @contextlib.contextmanager
 def running_gateway(folder: Path, *, policy: Path | None, identity: Path | None = None,
                     overrides: Path | None = None, extra_scripts: Sequence[Path] = (),
-                    extra_args: Sequence[str] = ()) -> Iterator[Gateway]:
-    """Start `schoolgate gateway` with the test routing (and any extra scripts); stop it after."""
+                    extra_args: Sequence[str] = (), engine: str | None = None
+                    ) -> Iterator[Gateway]:
+    """Start `schoolgate gateway` with the test routing (and any extra scripts); stop it after.
+    `engine`: "mitmdump" or "lean" (default: $SCHOOLGATE_E2E_ENGINE, else mitmdump)."""
+    engine = engine or default_engine()
     folder.mkdir(parents=True, exist_ok=True)
     test_ca = OriginCA.make(folder / "origin-ca", ORIGIN_HOSTS)
     http_origin, https_origin = start_origin(None), start_origin(test_ca)
@@ -373,7 +388,7 @@ def running_gateway(folder: Path, *, policy: Path | None, identity: Path | None 
     data_dir = folder / "data"
     command = [str(SCHOOLGATE), "gateway", "--listen-host", "127.0.0.1",
                "--listen-port", str(port), "--data-dir", str(data_dir),
-               "--school-name", "Test Primary School"]
+               "--school-name", "Test Primary School", "--engine", engine]
     if policy is not None:
         command += ["--policy", str(policy)]
     if identity is not None:
@@ -390,7 +405,7 @@ def running_gateway(folder: Path, *, policy: Path | None, identity: Path | None 
     with log.open("wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
                                 env=env)
-    gateway = Gateway(proc, port, data_dir, log, test_ca, http_origin, https_origin)
+    gateway = Gateway(proc, port, data_dir, log, test_ca, http_origin, https_origin, engine)
     try:
         wait_until_listening(port, proc, log)
         yield gateway
