@@ -1,0 +1,449 @@
+"""Circumvention signals that need more than the host name: DNS-over-HTTPS to any host, archive,
+cache and translation viewers of blocked pages, TLS Encrypted ClientHello, CONNECT to unusual
+ports, non-HTTP protocols inside a tunnel, the same blocked platform again and again, and
+(blocked but never counted) a blocked platform's widgets on an allowed page.
+
+Runs after Enforce and reads what it decided (flow.metadata DECISION and INPUTS). A finding sets
+flow.metadata TECHNIQUE and EVIDENCE (what was seen: never bodies, cookies or passwords); a new
+block also replaces DECISION and the response. Any error blocks (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from mitmproxy import ctx, exceptions, http, tcp
+from mitmproxy.addonmanager import Loader
+from mitmproxy.connection import Client
+from mitmproxy.proxy.server_hooks import ServerConnectionHookData
+from mitmproxy.tls import ClientHelloData
+
+from policy.decide import decide
+from policy.hostnames import HostError, is_subdomain_or_same, normalise_host
+from policy.model import Decision, Reason, Request, Verdict
+from proxy_addons import context
+from proxy_addons.blockpage import make_block_page
+from store.techniques import Technique
+
+logger = logging.getLogger(__name__)
+
+DOH_TYPES = ("application/dns-message", "application/dns-json")
+ECH_EXTENSION = 0xFE0D  # TLS Encrypted ClientHello (draft-ietf-tls-esni; IANA registry)
+Evidence = dict[str, str]
+
+# --- pure detection helpers ----------------------------------------------------------------
+
+
+def doh_evidence(path: str, query: str, content_type: str, accept: str) -> Evidence | None:
+    """What marks a request as DNS-over-HTTPS (RFC 8484 and the JSON API), else None."""
+    for header, value in (("content-type", content_type), ("accept", accept)):
+        lowered = value.lower()
+        for kind in DOH_TYPES:
+            if kind in lowered:
+                return {"signal": header, "value": kind}
+    if path.rstrip("/").lower().endswith("/dns-query"):
+        return {"signal": "path", "value": "/dns-query"}
+    try:
+        if "dns" in parse_qs(query, keep_blank_values=True, max_num_fields=100):
+            return {"signal": "query", "value": "dns="}
+    except ValueError:
+        return None
+    return None
+
+
+def url_host(text: str) -> str | None:
+    """The normalised host of a URL, or of a bare "host/path" as archives write it; None if
+    there is none. Percent-encoding and Wayback's "https:/x.com" are undone first."""
+    text = unquote(text.strip())
+    text = re.sub(r"^[a-z][a-z0-9+.-]*:/*", "", text, flags=re.IGNORECASE)
+    text = text.lstrip("/")
+    host = re.split(r"[/?#\\]", text, maxsplit=1)[0]
+    host = host.rpartition("@")[2]
+    host = host.partition("]")[0] + "]" if host.startswith("[") else host.partition(":")[0]
+    host = host.removeprefix("*.").rstrip("*")  # Wayback wildcards: *.x.com, x.com*
+    if not host or "*" in host:
+        return None
+    found = normalise_host(host)
+    if isinstance(found, HostError) or ("." not in found.name and found.ip is None):
+        return None
+    return found.name
+
+
+_WAYBACK_HOSTS = ("web.archive.org", "wayback.archive.org")
+_WAYBACK_PATH = re.compile(r"^/(?:web|save)/(?:[0-9*]{1,14}[a-z_*]*/)?(.+)$", re.IGNORECASE)
+_ARCHIVE_TODAY = ("archive.today", "archive.ph", "archive.is", "archive.li", "archive.vn",
+                  "archive.md", "archive.fo")
+_ARCHIVE_TODAY_PATH = re.compile(
+    r"^/(?:(?:newest|oldest|timegate|timemap(?:/\w+)?)/|[0-9.\-]{8,}/|o/\w+/)?(.+)$")
+_GOOGLE_TRANSLATE = re.compile(r"^translate\.google(\.com?)?(\.[a-z]{2,3})?$")
+
+
+def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | None:
+    """If `host` + `path` + `query` shows another site's page (an archive, a cache, a
+    translation proxy), that site's host and the technique; else None."""
+    params = _params(query)
+    if host in _WAYBACK_HOSTS or host.endswith(".web.archive.org"):
+        match = _WAYBACK_PATH.match(path)
+        if match:
+            return _found(Technique.ARCHIVE_VIEWER, match.group(1))
+        return _found(Technique.ARCHIVE_VIEWER, params.get("url"))
+    if host in _ARCHIVE_TODAY:
+        target = params.get("url") or (params.get("q") if path.startswith("/search") else None)
+        if target:
+            return _found(Technique.ARCHIVE_VIEWER, target)
+        match = _ARCHIVE_TODAY_PATH.match(path)
+        text = match.group(1) if match else ""
+        # a bare short id (/AbC12) names no site; only something with a dot does
+        return _found(Technique.ARCHIVE_VIEWER, text) if "." in text else None
+    if host == "webcache.googleusercontent.com":
+        cached = params.get("q", "")
+        if cached.startswith("cache:"):
+            rest = cached[len("cache:"):]
+            # "cache:<id>:<url>" or "cache:<url>"
+            head, sep, tail = rest.partition(":")
+            if sep and re.fullmatch(r"[A-Za-z0-9_-]{6,}", head) and not tail.startswith("//"):
+                rest = tail
+            return _found(Technique.ARCHIVE_VIEWER, rest)
+        return None
+    if _GOOGLE_TRANSLATE.match(host) or host == "translate.googleusercontent.com":
+        return _found(Technique.REWRITING_PROXY, params.get("u"))
+    if host in ("translatetheweb.com", "www.translatetheweb.com"):
+        return _found(Technique.REWRITING_PROXY, params.get("a"))
+    return None
+
+
+def _params(query: str) -> dict[str, str]:
+    try:
+        parsed = parse_qs(query, keep_blank_values=False, max_num_fields=100)
+    except ValueError:
+        return {}
+    return {name: values[0] for name, values in parsed.items()}
+
+
+def _found(technique: Technique, text: str | None) -> tuple[Technique, str] | None:
+    target = url_host(text) if text else None
+    return (technique, target) if target else None
+
+
+def has_ech(extensions: Iterable[tuple[int, bytes]]) -> bool:
+    return any(kind == ECH_EXTENSION for kind, _ in extensions)
+
+
+def looks_embedded(headers: Mapping[str, str]) -> bool:
+    """Was this request made by a page for one of its parts (a script, an iframe, an image, a
+    fetch) rather than by the person going to the site? Judged by Sec-Fetch-* when the browser
+    sends them, else by a Referer with an Accept that does not ask for a page."""
+    dest = headers.get("sec-fetch-dest", "").lower()
+    site = headers.get("sec-fetch-site", "").lower()
+    if site in ("none", "same-origin", "same-site"):
+        return False  # typed or bookmarked, or the blocked site's own page
+    if dest:
+        return dest != "document"
+    if not headers.get("referer"):
+        return False
+    return "text/html" not in headers.get("accept", "").lower()
+
+
+def referer_host(headers: Mapping[str, str]) -> str | None:
+    referer = headers.get("referer", "")
+    if not referer:
+        return None
+    try:
+        name = urlsplit(referer).hostname
+    except ValueError:
+        return None
+    return url_host(name) if name else None
+
+
+class RepeatCounter:
+    """Blocked requests per (who, platform) in a sliding window; says when one reaches the
+    threshold, then starts that count again. Bounded: idle keys are dropped."""
+
+    def __init__(self, threshold: int, window_seconds: float, *, max_keys: int = 50_000) -> None:
+        self.threshold = threshold
+        self.window = window_seconds
+        self.max_keys = max_keys
+        self._seen: dict[tuple[str, str], deque[float]] = {}
+
+    def add(self, who: str, platform: str, now: float) -> int | None:
+        """Count one; the count if it reached the threshold (the count restarts), else None."""
+        key = (who, platform)
+        times = self._seen.get(key)
+        if times is None:
+            if len(self._seen) >= self.max_keys:
+                self._prune(now)
+            times = self._seen[key] = deque()
+        times.append(now)
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(times) >= self.threshold:
+            count = len(times)
+            del self._seen[key]
+            return count
+        return None
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, t in self._seen.items() if not t or t[-1] <= now - self.window]:
+            del self._seen[key]
+        if len(self._seen) >= self.max_keys:
+            self._seen.clear()  # a flood of distinct keys: forget rather than grow
+
+
+def parse_ports(values: Sequence[str]) -> frozenset[int]:
+    ports = set()
+    for value in values:
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise ValueError(f"{value!r} is not a port number (1-65535)")
+        ports.add(int(value))
+    return frozenset(ports)
+
+
+# Blocks that count towards "the same platform again and again": the person chose the site.
+_REPEATABLE = frozenset({Reason.RULE_BLOCK, Reason.LOCKED, Reason.LOCAL_BLOCK})
+
+# --- the addon -------------------------------------------------------------------------------
+
+
+class Detect:
+    def __init__(self) -> None:
+        self._ports: frozenset[int] = frozenset({80, 443})
+        self._repeats = RepeatCounter(5, 120.0)
+        self._refuse: set[str] = set()  # client ids to close before they reach a server
+        self.stats: Counter[str] = Counter()
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option("schoolgate_connect_ports", Sequence[str], ["80", "443"],
+                          "Ports a CONNECT tunnel may go to; any other port is blocked as a "
+                          "circumvention attempt (technique unusual_port).")
+        loader.add_option("schoolgate_repeat_count", int, 5,
+                          "Blocked requests by one person to one blocked platform within "
+                          "schoolgate_repeat_window_seconds that count as one circumvention "
+                          "attempt (technique repeated_attempts).")
+        loader.add_option("schoolgate_repeat_window_seconds", int, 120,
+                          "The window for schoolgate_repeat_count, in seconds.")
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        if "schoolgate_connect_ports" in updated:
+            try:
+                self._ports = parse_ports(opts.schoolgate_connect_ports)
+            except ValueError as exc:
+                raise _options_error(f"schoolgate_connect_ports: {exc}") from None
+        if updated & {"schoolgate_repeat_count", "schoolgate_repeat_window_seconds"}:
+            if opts.schoolgate_repeat_count < 2 or opts.schoolgate_repeat_window_seconds < 1:
+                raise _options_error("schoolgate_repeat_count must be at least 2 and "
+                                     "schoolgate_repeat_window_seconds at least 1")
+            self._repeats = RepeatCounter(opts.schoolgate_repeat_count,
+                                          opts.schoolgate_repeat_window_seconds)
+
+    # --- CONNECT: unusual ports --------------------------------------------------------------
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        try:
+            decision = flow.metadata.get(context.DECISION)
+            port = flow.request.port
+            if isinstance(decision, Decision) and decision.allowed and port not in self._ports:
+                blocked = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="unusual-port",
+                                   category=decision.category, host=decision.host,
+                                   technique=Technique.UNUSUAL_PORT)
+                self._found(flow, blocked, {"port": str(port)})
+                flow.response = _plain_403(blocked)
+        except Exception:
+            self._error(flow, "http_connect")
+
+    # --- TLS ClientHello: Encrypted ClientHello ----------------------------------------------
+
+    def tls_clienthello(self, data: ClientHelloData) -> None:
+        client, server = data.context.client, data.context.server
+        if server.address is None:
+            return  # TLS to the gateway itself (secure web proxy)
+        try:
+            if not has_ech(data.client_hello.extensions):
+                return
+            sni = data.client_hello.sni
+            note = context.hello_notes.get(client.id)
+            host = note.decision.host if note is not None else None
+            decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="encrypted-client-hello",
+                                host=host or _name(sni or str(server.address[0])),
+                                technique=Technique.ECH)
+            # Refused, not intercepted: the real destination is hidden inside the extension.
+            self._refuse_hello(data, decision, {"outer_sni": sni or "",
+                                                "extension": hex(ECH_EXTENSION)})
+        except Exception:
+            self.stats["engine_errors"] += 1
+            logger.exception("checking the TLS ClientHello failed; refusing the connection")
+            self._refuse_hello(data, Decision(Verdict.BLOCK, Reason.ENGINE_ERROR), None)
+
+    def _refuse_hello(self, data: ClientHelloData, decision: Decision,
+                      evidence: Evidence | None) -> None:
+        self.stats["blocked"] += 1
+        client = data.context.client
+        data.ignore_connection = True  # relayed to nowhere: server_connect refuses it
+        self._refuse.add(client.id)
+        context.hello_notes[client.id] = context.HelloNote(
+            decision, passthrough=False, sni=data.client_hello.sni, evidence=evidence)
+
+    def server_connect(self, data: ServerConnectionHookData) -> None:
+        if data.client.id in self._refuse:
+            data.server.error = "blocked by the school's web filter"
+
+    # --- inside a tunnel: not HTTP at all ----------------------------------------------------
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        try:
+            address = flow.server_conn.address
+            host = flow.client_conn.sni or (str(address[0]) if address else "")
+            decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="tunnel-protocol",
+                                host=_name(host) if host else None,
+                                technique=Technique.TUNNEL_PROTOCOL)
+            evidence = {"port": str(address[1]) if address else "",
+                        "inside_tls": "yes" if flow.client_conn.tls_established else "no"}
+        except Exception:
+            logger.exception("describing a TCP tunnel failed; blocking it")
+            self.stats["engine_errors"] += 1
+            decision, evidence = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR), {}
+        self._found(flow, decision, evidence)
+        self._refuse.add(flow.client_conn.id)  # the relay's server connection is refused
+        if flow.server_conn.timestamp_start is not None:
+            _close_client(flow.client_conn)  # already connected (eager): close it now
+
+    # --- every intercepted request -----------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.error or not flow.live:
+            return
+        decision = flow.metadata.get(context.DECISION)
+        inputs = flow.metadata.get(context.INPUTS)
+        if not isinstance(decision, Decision) or not isinstance(inputs, context.DecisionInputs):
+            return  # not decided by Enforce: a gateway page, or a 407
+        try:
+            if decision.allowed:
+                if flow.response is None:
+                    self._look_deeper(flow, decision, inputs)
+            elif decision.technique is None:
+                self._classify_block(flow, decision, inputs)
+        except Exception:
+            self._error(flow, "requestheaders")
+
+    def _look_deeper(self, flow: http.HTTPFlow, decision: Decision,
+                     inputs: context.DecisionInputs) -> None:
+        request = flow.request
+        path, _, query = request.path.partition("?")
+        evidence = doh_evidence(path, query, request.headers.get("content-type", ""),
+                                request.headers.get("accept", ""))
+        if evidence is not None:
+            self._block(flow, inputs, Decision(
+                Verdict.BLOCK, Reason.CIRCUMVENTION, rule="dns-over-https",
+                category=decision.category, host=decision.host,
+                technique=Technique.DOH_CONTENT), evidence)
+            return
+        viewed = viewed_target(decision.host or "", path, query)
+        if viewed is None:
+            return
+        technique, target = viewed
+        inner = decide(inputs.policy, Request(target), inputs.subject, inputs.overrides,
+                       inputs.at)
+        if inner.allowed:
+            return
+        self._block(flow, inputs, Decision(
+            Verdict.BLOCK, Reason.CIRCUMVENTION, rule=inner.rule, category=inner.category,
+            host=decision.host, technique=technique),
+            {"viewer": decision.host or "", "target": target, "target_reason": inner.reason})
+
+    def _classify_block(self, flow: http.HTTPFlow, decision: Decision,
+                        inputs: context.DecisionInputs) -> None:
+        """A plain block by Enforce: a widget on an allowed page (recorded, never counted), or
+        the same platform once too often (an attempt)."""
+        headers = flow.request.headers
+        if looks_embedded(headers):
+            page = referer_host(headers)
+            if page is not None and decision.host is not None and \
+                    not is_subdomain_or_same(page, decision.host):
+                on_page = decide(inputs.policy, Request(page), inputs.subject,
+                                 inputs.overrides, inputs.at)
+                if on_page.allowed and on_page.category != decision.category:
+                    self._found(flow, None, {"page": page, "dest": headers.get(
+                        "sec-fetch-dest", ""), "platform": decision.category or ""},
+                        technique=Technique.EMBEDDED_WIDGET)
+                    return
+        if decision.reason not in _REPEATABLE or decision.category is None:
+            return
+        if headers.get("sec-fetch-dest", "document").lower() != "document":
+            return  # a favicon or a part of the block page: not the person asking again
+        who = inputs.subject.user or _client_ip(flow.client_conn)
+        count = self._repeats.add(who, decision.category, time.monotonic())
+        if count is not None:
+            self._found(flow, None, {"platform": decision.category, "count": str(count),
+                                     "window_seconds": f"{self._repeats.window:g}"},
+                        technique=Technique.REPEATED_ATTEMPTS)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _block(self, flow: http.HTTPFlow, inputs: context.DecisionInputs, decision: Decision,
+               evidence: Evidence) -> None:
+        self._found(flow, decision, evidence)
+        try:
+            flow.response = make_block_page(decision, inputs.subject,
+                                            site=flow.request.pretty_host, at=inputs.at,
+                                            policy=inputs.policy, settings=inputs.page)
+        except Exception:
+            logger.exception("rendering the block page failed; sending a plain one")
+            flow.response = _plain_403(decision)
+
+    def _found(self, flow: http.HTTPFlow | tcp.TCPFlow, decision: Decision | None,
+               evidence: Evidence, *, technique: str | None = None) -> None:
+        """Mark a finding on the flow; `decision` None keeps the flow's (already a block)."""
+        if decision is not None:
+            flow.metadata[context.DECISION] = decision
+            technique = decision.technique
+            self.stats["blocked"] += 1
+        flow.metadata[context.TECHNIQUE] = technique
+        flow.metadata[context.EVIDENCE] = evidence
+        self.stats[f"technique:{technique}"] += 1
+
+    def _error(self, flow: http.HTTPFlow, where: str) -> None:
+        self.stats["engine_errors"] += 1
+        logger.exception("circumvention detection failed in %s; blocking (fail closed)", where)
+        decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
+        flow.metadata[context.DECISION] = decision
+        flow.response = _plain_403(decision)
+
+    def client_disconnected(self, client: Client) -> None:
+        self._refuse.discard(client.id)
+
+
+def _options_error(message: str) -> exceptions.OptionsError:
+    return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
+
+
+def _plain_403(decision: Decision) -> http.Response:
+    text = (f"Blocked by the school's web filter ({decision.reason.value}"
+            f"{': ' + decision.technique if decision.technique else ''}).\n")
+    return http.Response.make(403, text.encode(), {"Content-Type": "text/plain; charset=utf-8",
+                                                   "Cache-Control": "no-store"})
+
+
+def _name(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    host = normalise_host(raw)
+    return None if isinstance(host, HostError) else host.name
+
+
+def _client_ip(client: Client) -> str:
+    return str(client.peername[0]) if client.peername else "unknown"
+
+
+def _close_client(client: Client) -> None:
+    master = getattr(ctx, "master", None)
+    proxyserver = master.addons.get("proxyserver") if master is not None else None
+    handler = getattr(proxyserver, "connections", {}).get(client.id)
+    if handler is not None:
+        handler.close_connection(client)
