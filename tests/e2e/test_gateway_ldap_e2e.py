@@ -4,6 +4,7 @@ role while new sign-ins get the default role (never a 407), until LDAP is back."
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ def fetch(gw: Gateway, user: str, password: str, url: str) -> httpx.Response:
         return client.get(url)
 
 
+@contextlib.contextmanager
 def _gateway(folder: Path, ldap: SlapdServer) -> Iterator[Gateway]:
     """A gateway in lesson time whose identity file points at `ldap`; refused sign-ins and
     fallbacks are remembered for 1 s only, so a recovery shows at once."""
@@ -45,7 +47,8 @@ def ldap_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp("ldap-gateway")
     ldap = start_slapd(folder)
     try:
-        yield from _gateway(folder, ldap)
+        with _gateway(folder, ldap) as gw:
+            yield gw
     finally:
         ldap.stop()
 
@@ -92,7 +95,7 @@ def test_ldap_outage_keeps_signed_in_users_and_gives_new_ones_the_default_role(
     need_program("slapd", "slapd")
     ldap = start_slapd(tmp_path)
     try:
-        for gw in _gateway(tmp_path, ldap):
+        with _gateway(tmp_path, ldap) as gw:
             assert fetch(gw, "teacher1", "teacher1-pass", "https://www.tiktok.com/"
                          ).status_code == 200
             ldap.stop()
