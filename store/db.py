@@ -1,0 +1,159 @@
+"""Connecting to the shared database and keeping its schema current: engines tuned for SQLite
+(WAL) and PostgreSQL, Alembic upgrades run from code, and the start-up check that refuses an
+out-of-date schema with the command that fixes it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+MIGRATIONS = Path(__file__).resolve().with_name("migrations")
+DATABASE_FILE = "schoolgate.db"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+POSTGRES_CONNECT_TIMEOUT_S = 5
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database's schema is not the one this schoolgate was built for; the message says
+    what to run."""
+
+
+def default_database_url(data_dir: Path) -> str:
+    """The embedded default: a SQLite file in the data directory."""
+    return f"sqlite:///{(data_dir / DATABASE_FILE).resolve()}"
+
+
+def database_url_from_environment(data_dir: Path | None = None) -> str:
+    """$SCHOOLGATE_DATABASE_URL, else the SQLite file in `data_dir` (default: $SCHOOLGATE_DATA_DIR
+    or ./var/schoolgate, as `schoolgate gateway` uses)."""
+    url = os.environ.get("SCHOOLGATE_DATABASE_URL", "")
+    if url:
+        return url
+    if data_dir is None:
+        data_dir = Path(os.environ.get("SCHOOLGATE_DATA_DIR", "") or "var/schoolgate")
+    return default_database_url(data_dir)
+
+
+def normalise_url(url: str | URL) -> URL:
+    """The URL with PostgreSQL's driver made explicit (psycopg 3, the one we ship)."""
+    parsed = make_url(url)
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def display_url(url: str | URL) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    return normalise_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine for `url`. SQLite: WAL, a busy timeout and foreign keys on every connection.
+    PostgreSQL (psycopg 3): connections checked before use and a short connect timeout, so an
+    outage is noticed in seconds rather than hanging a writer."""
+    parsed = normalise_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            kwargs.setdefault("connect_args", {}).setdefault("timeout",
+                                                             SQLITE_BUSY_TIMEOUT_MS / 1000)
+        engine = create_engine(parsed, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if backend == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout",
+                                                         POSTGRES_CONNECT_TIMEOUT_S)
+        return create_engine(parsed, **kwargs)
+    raise ValueError(f"database URL {display_url(parsed)!r}: schoolgate supports sqlite:/// "
+                     "files and postgresql+psycopg:// servers")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # WAL lets the admin read while the gateway writes; NORMAL is durable across process crashes
+    # in WAL mode (only an OS crash can lose the last commits).
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def alembic_config(url: str | URL | None = None) -> Config:
+    """Alembic's configuration, built in code (no alembic.ini): the migrations in this package."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url is not None:
+        # Through attributes, not the ini options: those interpolate '%' (e.g. in passwords).
+        config.attributes["url"] = normalise_url(url)
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "store/migrations has no revisions"
+    return head
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory SQLite."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def upgrade(url: str | URL, revision: str = "head") -> None:
+    """Apply every migration up to `revision` (default: the newest). A SQLite file (and its
+    directory) is made if missing."""
+    parsed = normalise_url(url)
+    path = sqlite_file(parsed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(parsed)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(parsed)
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at; None for an empty database."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Raise SchemaOutOfDate unless the database is at this schoolgate's newest revision."""
+    url = engine.url.render_as_string(hide_password=True)
+    head = head_revision()
+    current = current_revision(engine)
+    if current == head:
+        return
+    script = ScriptDirectory.from_config(alembic_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current is not None and current not in known:
+        raise SchemaOutOfDate(
+            f"the database {url} is at schema revision {current!r}, which this version of "
+            f"schoolgate does not know (it expects {head!r}): the database was upgraded by a "
+            "newer schoolgate; install that version (or newer) here too")
+    where = "empty (no schoolgate tables)" if current is None else f"at revision {current!r}"
+    raise SchemaOutOfDate(
+        f"the database {url} is {where}, but this version of schoolgate needs revision "
+        f"{head!r}; run: schoolgate db upgrade --database '{url}'")

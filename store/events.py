@@ -1,0 +1,687 @@
+"""Recording decisions without ever losing one or making the proxy wait: `EventWriter.submit`
+puts an `Event` on a bounded queue; a background task inserts batches from a worker thread, and
+when the database is slow or down the batches go to an append-only spool file that is replayed,
+in order, when it returns. Inserts are idempotent (keyed by the event id), so a crash between an
+insert and the spool's truncation cannot make a duplicate.
+
+Ordering: each writer numbers its events (`seq`, increasing, starting from the microsecond
+clock at start-up so a restarted writer continues above the previous run); read them in order
+with ORDER BY at, seq. Spool files are replayed oldest first, each in file order, in between
+the live batches: once the database is back, new events are not held up behind the backlog
+(so rows arrive out of insertion order during a replay; `at` and `seq` order them).
+
+Durability: what is in the spool survives a crash (fsync'd per batch); what is still in the
+in-memory queue (at most `queue_size` events, normally well under a second's worth) is lost if
+the process is killed with SIGKILL. `close()` empties the queue into the database or the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import itertools
+import json
+import logging
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import Engine, Executable, String
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, IntegrityError
+
+from policy.model import Reason, Verdict
+from store.models import CircumventionAttemptRow, EventRow
+
+logger = logging.getLogger(__name__)
+
+JSONScalar = str | int | float | bool | None
+SPOOL_SUFFIX = ".jsonl"
+REJECTED_FILE = "rejected.events"  # JSON lines the database refused (never replayed)
+_READ_BYTES = 4 << 20  # how much of a spool file one replay step reads at most
+
+
+# Event ids: a random UUID-4 prefix per process and a counter in the last 48 bits. As unique as
+# uuid4() across replicas (62 random bits per process) and several times cheaper per request.
+_ID_PREFIX = str(uuid.uuid4())[:24]
+_ID_COUNTER = itertools.count(int.from_bytes(os.urandom(5)))
+
+
+def new_event_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFF_FFFF_FFFF:012x}"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEvidence:
+    """What made an event a circumvention attempt. `counted=False` for a blocked platform's
+    widget loaded by an allowed page: recorded, but never counted towards a sanction."""
+
+    evidence: Mapping[str, JSONScalar] = field(default_factory=dict)
+    counted: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One decision, as recorded. There is no field for passwords, cookies or bodies; `path`
+    and `query` are kept only when `intercepted` (the traffic was decrypted)."""
+
+    at: datetime  # aware
+    host: str
+    verdict: Verdict
+    reason: Reason
+    user: str | None = None
+    role: str | None = None
+    identity_source: str | None = None
+    client_ip: str | None = None
+    device: str | None = None
+    method: str | None = None
+    scheme: str | None = None
+    port: int | None = None
+    path: str | None = None
+    query: str | None = None
+    search_terms: str | None = None
+    category: str | None = None
+    rule: str | None = None
+    technique: str | None = None
+    intercepted: bool = False
+    attempt: AttemptEvidence | None = None
+    id: str = field(default_factory=new_event_id)
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None:
+            raise ValueError(f"Event.at must be an aware datetime, not {self.at!r} "
+                             "(use datetime.now(UTC))")
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """Counters since the writer started. `dropped` must stay 0."""
+
+    submitted: int  # accepted by submit()
+    queued: int  # in the memory queue now
+    written: int  # inserted straight from the queue
+    spooled: int  # written to a spool file
+    replayed: int  # spooled events inserted later (including ones a previous run left)
+    dropped: int  # lost: could be neither inserted nor spooled
+    spool_bytes: int  # spooled and not yet replayed, over all spool files
+    db_failures: int
+    bad_spool_lines: int  # unreadable lines skipped in a spool (a torn write at a crash)
+    rejected: int  # refused by the database for their content; kept in rejected.events
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+def _row(replica: str, seq: int, event: Event) -> dict[str, Any]:
+    decrypted = event.intercepted
+    return {
+        "id": event.id, "replica": replica, "seq": seq, "at": event.at, "user": event.user,
+        "role": event.role, "identity_source": event.identity_source,
+        "client_ip": event.client_ip, "device": event.device, "method": event.method,
+        "scheme": event.scheme, "host": event.host, "port": event.port,
+        "path": event.path if decrypted else None,
+        "query": event.query if decrypted else None,
+        "search_terms": event.search_terms, "category": event.category,
+        "verdict": str(event.verdict), "reason": str(event.reason), "rule": event.rule,
+        "technique": event.technique, "intercepted": decrypted,
+    }
+
+
+def _attempt(event: Event) -> dict[str, Any] | None:
+    if event.attempt is None:
+        return None
+    return {"evidence": dict(event.attempt.evidence), "counted": event.attempt.counted}
+
+
+def _json_line(row: Mapping[str, Any], attempt: Mapping[str, Any] | None) -> bytes:
+    record = dict(row)
+    record["at"] = row["at"].isoformat()
+    record["attempt"] = attempt
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def _from_json_line(line: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    record = json.loads(line)
+    if not isinstance(record, dict) or "id" not in record or "at" not in record:
+        raise ValueError("not an event record")
+    attempt = record.pop("attempt", None)
+    record["at"] = datetime.fromisoformat(record["at"])
+    if record["at"].tzinfo is None:
+        raise ValueError("naive time")
+    return record, attempt
+
+
+Item = tuple[dict[str, Any], dict[str, Any] | None]  # (events row, attempt or None)
+
+
+def _attempt_row(row: Mapping[str, Any], attempt: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "event_id": row["id"], "at": row["at"], "user": row["user"],
+            "client_ip": row["client_ip"], "host": row["host"],
+            "technique": row["technique"] or "unknown",
+            "evidence": attempt.get("evidence") or {}, "counted": bool(attempt.get("counted"))}
+
+
+class EventInserter:
+    """Inserts batches of event rows idempotently (ON CONFLICT (id) DO NOTHING), the fastest
+    way each database offers: SQLite's executemany of plain tuples; on PostgreSQL one INSERT
+    ... SELECT FROM unnest(column arrays) per batch (about three times executemany's rate).
+
+    A batch the database refuses for its content (not for an outage) is retried row by row,
+    with over-long strings cut to their column's size; rows still refused are returned."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        table = EventRow.__table__
+        self.columns = [c.name for c in table.columns]
+        self.lengths = {c.name: c.type.length for c in table.columns
+                        if isinstance(c.type, String) and c.type.length}
+        quoted = ", ".join(engine.dialect.identifier_preparer.quote(c) for c in self.columns)
+        if self.dialect == "sqlite":
+            marks = ", ".join("?" for _ in self.columns)
+            # Built from our own table's column names only: no outside text reaches it.
+            self.sql = (f"INSERT INTO events ({quoted}) VALUES ({marks}) "  # noqa: S608
+                        "ON CONFLICT (id) DO NOTHING")
+            self.attempts: Executable = sqlite.insert(CircumventionAttemptRow) \
+                .on_conflict_do_nothing(index_elements=["id"])
+        elif self.dialect == "postgresql":
+            arrays = ", ".join(f"%s::{c.type.compile(engine.dialect)}[]" for c in table.columns)
+            self.sql = (f"INSERT INTO events ({quoted}) SELECT * "  # noqa: S608
+                        f"FROM unnest({arrays}) ON CONFLICT (id) DO NOTHING")
+            self.attempts = postgresql.insert(CircumventionAttemptRow) \
+                .on_conflict_do_nothing(index_elements=["id"])
+        else:
+            raise ValueError(f"the event writer supports SQLite and PostgreSQL, not "
+                             f"{self.dialect}")
+
+    def _params(self, rows: list[dict[str, Any]]) -> Any:
+        columns = self.columns
+        if self.dialect == "sqlite":
+            # The text form SQLAlchemy's SQLite DateTime uses, so ORM reads and comparisons
+            # see the same values as rows it wrote itself.
+            return [tuple(_sqlite_time(r[c]) if c == "at" else r[c] for c in columns)
+                    for r in rows]
+        return [[r[c] for r in rows] for c in columns]
+
+    def insert(self, items: list[Item]) -> None:
+        """Insert one batch in one transaction."""
+        rows = [row for row, _ in items]
+        attempts = [_attempt_row(row, attempt) for row, attempt in items if attempt is not None]
+        with self.engine.begin() as conn:
+            if self.dialect == "sqlite":
+                conn.exec_driver_sql(self.sql, self._params(rows))
+            else:
+                conn.exec_driver_sql(self.sql, tuple(self._params(rows)))
+            if attempts:
+                conn.execute(self.attempts, attempts)
+
+    def insert_or_reject(self, items: list[Item]) -> list[Item]:
+        """`insert`, and if the database refuses the content, row by row; returns the rows
+        that could not be stored (outages still raise: those are retried later)."""
+        try:
+            self.insert(items)
+            return []
+        except (DataError, IntegrityError) as exc:
+            logger.warning("the database refused a batch of events (%s); storing them one by "
+                           "one", str(exc).splitlines()[0])
+        rejected = []
+        for row, attempt in items:
+            try:
+                self.insert([(self._cut(row), attempt)])
+            except (DataError, IntegrityError) as exc:
+                logger.error("the database refused event %s: %s", row.get("id"),
+                             str(exc).splitlines()[0])
+                rejected.append((row, attempt))
+        return rejected
+
+    def _cut(self, row: dict[str, Any]) -> dict[str, Any]:
+        cut = dict(row)
+        for name, length in self.lengths.items():
+            value = cut.get(name)
+            if isinstance(value, str) and len(value) > length:
+                cut[name] = value[:length]
+        return cut
+
+
+def _sqlite_time(at: datetime) -> str:
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+# --- the spool -----------------------------------------------------------------------------
+
+
+class _Spool:
+    """One append-only JSON-lines spool file, locked (flock) by the writer that owns it.
+
+    `read_offset` is how far it has been replayed; once everything is replayed, the owner
+    truncates it. Thread-safe: appends come from the file thread and (queue full) the loop."""
+
+    def __init__(self, path: Path, fd: int, *, owned: bool) -> None:
+        self.path = path
+        self.fd = fd
+        self.owned = owned  # ours to append to; otherwise left by a dead writer
+        self.lock = threading.Lock()
+        self.size = os.fstat(fd).st_size
+        self.read_offset = 0
+
+    @classmethod
+    def create(cls, directory: Path, name: str) -> _Spool:
+        # Locked under a temporary name first, so that no other writer's start-up scan can
+        # mistake the new file for an orphan before we hold its lock.
+        temp = directory / f".{name}.new"
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path = directory / f"{name}{SPOOL_SUFFIX}"
+        os.replace(temp, path)
+        return cls(path, fd, owned=True)
+
+    @classmethod
+    def claim(cls, path: Path) -> _Spool | None:
+        """Take over a spool file whose writer is gone (nobody holds its lock); None if a live
+        writer holds it or it has already been replayed and removed."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        if os.fstat(fd).st_nlink == 0:  # replayed and removed by another writer meanwhile
+            os.close(fd)
+            return None
+        return cls(path, fd, owned=False)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.size - self.read_offset
+
+    def append(self, data: bytes, *, sync: bool) -> None:
+        with self.lock:
+            view = memoryview(data)
+            while view:
+                written = os.write(self.fd, view)
+                view = view[written:]
+            self.size += len(data)
+            if sync:
+                os.fsync(self.fd)
+
+    def read(self, max_lines: int) -> tuple[list[bytes], int]:
+        """Up to `max_lines` complete lines from the replay point, and the offset after them.
+        An incomplete last line (a write torn by a crash) is not returned."""
+        with self.lock:
+            start = self.read_offset
+            data = os.pread(self.fd, min(_READ_BYTES, self.size - start), start)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            return [], start
+        lines = data[:cut].split(b"\n")[:max_lines]
+        return lines, start + sum(len(line) + 1 for line in lines)
+
+    def commit(self, offset: int) -> None:
+        """Everything before `offset` is in the database; empty the file once all of it is."""
+        with self.lock:
+            self.read_offset = offset
+            if self.owned and self.read_offset >= self.size:
+                os.ftruncate(self.fd, 0)
+                self.size = self.read_offset = 0
+
+    def torn_tail(self) -> bool:
+        """Only an incomplete line is left (a dead writer's last, torn write)."""
+        return self.pending_bytes > 0 and not self.owned
+
+    def close(self, *, remove: bool) -> None:
+        with self.lock:
+            if remove:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+            os.close(self.fd)  # releases the lock
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:60] or "gateway"
+
+
+# --- the writer ----------------------------------------------------------------------------
+
+
+class EventWriter:
+    """Records events to the database through a bounded queue, a batching background task and,
+    when the database is unavailable, a spool file replayed later.
+
+    Use from one asyncio loop: `await start()` (in mitmproxy: `running`), `submit(event)` from
+    hooks, `await close()` (in `done`)."""
+
+    def __init__(self, engine: Engine, *, spool_dir: Path, replica: str | None = None,
+                 queue_size: int = 20_000, batch_size: int = 2_000,
+                 flush_seconds: float = 0.2, retry_seconds: float = 1.0,
+                 db_timeout_seconds: float = 10.0, siem_path: str | None = None) -> None:
+        if queue_size < 1 or batch_size < 1:
+            raise ValueError("queue_size and batch_size must be at least 1")
+        self.engine = engine
+        self.spool_dir = spool_dir
+        self.replica = replica or socket.gethostname()
+        self.batch_size = batch_size
+        self.flush_seconds = flush_seconds
+        self.retry_seconds = retry_seconds
+        self.db_timeout_seconds = db_timeout_seconds
+        self.siem_path = siem_path
+        self._inserter = EventInserter(engine)
+        self._queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue(maxsize=queue_size)
+        self._seq = time.time_ns() // 1000
+        self._spool: _Spool | None = None
+        self._orphans: list[_Spool] = []
+        self._siem: TextIO | None = None
+        self._siem_lock = threading.Lock()
+        # One thread for the database (a hung call blocks only it), one for files.
+        self._db_pool = ThreadPoolExecutor(1, thread_name_prefix="sg-events-db")
+        self._file_pool = ThreadPoolExecutor(1, thread_name_prefix="sg-events-file")
+        self._inflight: asyncio.Future[None] | None = None
+        self._retry_at = 0.0  # monotonic time before which the database is not tried
+        self._db_problem: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = False
+        self._n = dict.fromkeys(("submitted", "written", "spooled", "replayed", "dropped",
+                                 "db_failures", "bad_spool_lines", "rejected"), 0)
+
+    # --- the hot path ----------------------------------------------------------------------
+
+    def submit(self, event: Event) -> None:
+        """Hand an event over for recording: O(1), never blocks on the database, never raises.
+        With the queue full (the database far behind) it goes to the spool file at once."""
+        try:
+            self._seq += 1
+            item = (self._seq, event)
+            if self._closed:
+                raise RuntimeError("the event writer is closed")
+            self._n["submitted"] += 1
+            try:
+                self._queue.put_nowait(item)
+            except asyncio.QueueFull:
+                self._spool_now([item])
+        except Exception:
+            self._n["dropped"] += 1
+            logger.exception("an event could not be recorded (dropped): %s %s",
+                             getattr(event, "host", "?"), getattr(event, "at", "?"))
+
+    @property
+    def stats(self) -> WriterStats:
+        spool = self._spool.pending_bytes if self._spool is not None else 0
+        return WriterStats(
+            submitted=self._n["submitted"], queued=self._queue.qsize(),
+            written=self._n["written"], spooled=self._n["spooled"],
+            replayed=self._n["replayed"], dropped=self._n["dropped"],
+            spool_bytes=spool + sum(o.pending_bytes for o in self._orphans),
+            db_failures=self._n["db_failures"], bad_spool_lines=self._n["bad_spool_lines"],
+            rejected=self._n["rejected"])
+
+    @property
+    def spool_path(self) -> Path | None:
+        return self._spool.path if self._spool is not None else None
+
+    # --- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open this writer's spool, claim spools left by writers that died (replayed first,
+        oldest first), and start the background task."""
+        if self._task is not None:
+            return
+        await asyncio.get_running_loop().run_in_executor(self._file_pool, self._open_files)
+        self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                            name="schoolgate-event-writer")
+
+    def _open_files(self) -> None:
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        found = sorted(self.spool_dir.glob(f"*{SPOOL_SUFFIX}"),
+                       key=lambda p: (p.stat().st_mtime_ns if p.exists() else 0, p.name))
+        for path in found:
+            orphan = _Spool.claim(path)
+            if orphan is None:
+                continue
+            if orphan.size == 0:
+                orphan.close(remove=True)
+                continue
+            logger.warning("replaying %d bytes of events spooled by a previous run: %s",
+                           orphan.size, path)
+            self._orphans.append(orphan)
+        name = f"{_safe_name(self.replica)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._spool = _Spool.create(self.spool_dir, name)
+        if self.siem_path == "-":
+            self._siem = sys.stdout
+        elif self.siem_path:
+            self._siem = open(self.siem_path, "a", encoding="utf-8")  # noqa: SIM115
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop: write what is queued to the database, or to the spool if it cannot be written
+        within `timeout` seconds. The spool stays on disk for the next start if not empty."""
+        if self._closed:
+            return
+        self._closing = True
+        task = self._task
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            except Exception:
+                logger.exception("the event writer's task failed")
+        leftover: list[tuple[int, Event]] = []
+        while not self._queue.empty():
+            leftover.append(self._queue.get_nowait())
+        self._closed = True
+        if leftover:
+            self._spool_now(leftover, sync=True)
+        await asyncio.get_running_loop().run_in_executor(self._file_pool, self._close_files)
+        self._file_pool.shutdown(wait=True)
+        self._db_pool.shutdown(wait=False)  # a hung database call must not hold up the exit
+
+    def _close_files(self) -> None:
+        if self._spool is not None:
+            self._spool.close(remove=self._spool.pending_bytes == 0)
+        for orphan in self._orphans:
+            orphan.close(remove=False)
+        if self._siem is not None and self._siem is not sys.stdout:
+            self._siem.close()
+
+    # --- the background task ---------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            backlog = self._spool_pending() and not self._db_resting()
+            batch = await self._collect(wait=not backlog)
+            if batch:
+                await self._deliver(batch)
+            if self._spool_pending() and not self._db_resting():
+                await self._replay()
+            if self._closing and self._queue.empty() and (
+                    not self._spool_pending() or self._db_resting()):
+                return
+
+    async def _collect(self, *, wait: bool) -> list[tuple[int, Event]]:
+        """The next batch: up to batch_size events. With `wait`, wait a little for the first
+        one and then up to flush_seconds to fill the batch (fewer, larger transactions)."""
+        queue = self._queue
+        batch: list[tuple[int, Event]] = []
+        if queue.empty():
+            if not wait or self._closing:
+                return batch
+            idle = self.retry_seconds if self._spool_pending() else 0.5
+            try:
+                batch.append(await asyncio.wait_for(queue.get(), idle))
+            except TimeoutError:
+                return batch
+            if queue.qsize() + 1 < self.batch_size and not self._closing:
+                await asyncio.sleep(self.flush_seconds)
+        while len(batch) < self.batch_size and not queue.empty():
+            batch.append(queue.get_nowait())
+        return batch
+
+    def _spool_pending(self) -> bool:
+        return bool(self._orphans) or (self._spool is not None and
+                                       self._spool.pending_bytes > 0)
+
+    def _db_resting(self) -> bool:
+        return time.monotonic() < self._retry_at
+
+    async def _deliver(self, batch: list[tuple[int, Event]]) -> None:
+        replica = self.replica
+        if self._db_resting():
+            await self._to_spool(batch)
+            return
+        if await self._call_db(lambda: self._insert_events(replica, batch)):
+            self._n["written"] += len(batch)
+            if self._siem is not None:
+                await self._in_file_thread(lambda: self._write_siem(replica, batch))
+        else:
+            await self._to_spool(batch)
+
+    def _insert_events(self, replica: str, batch: list[tuple[int, Event]]) -> None:
+        items = [(_row(replica, seq, event), _attempt(event)) for seq, event in batch]
+        self._store(items)
+
+    def _store(self, items: list[Item]) -> None:
+        """Insert (in the database thread); rows refused for their content are set aside in
+        rejected.jsonl next to the spool, for people to look at, and counted."""
+        rejected = self._inserter.insert_or_reject(items)
+        if rejected:
+            with open(self.spool_dir / REJECTED_FILE, "ab") as out:
+                out.write(b"".join(_json_line(row, attempt) for row, attempt in rejected))
+            self._n["rejected"] += len(rejected)
+
+    async def _replay(self) -> None:
+        """Insert spooled events, oldest file first, in file order, until done, the database
+        fails, or a batch of new events is waiting (they go first; replay resumes after)."""
+        while self._spool_pending():
+            source = self._orphans[0] if self._orphans else self._spool
+            assert source is not None
+            lines, end = await self._in_file_thread(partial(source.read, self.batch_size))
+            if not lines:
+                if source.owned:
+                    return
+                if source.torn_tail():
+                    self._n["bad_spool_lines"] += 1
+                    logger.warning("%s: skipped an incomplete last line (the writer died "
+                                   "while writing it)", source.path)
+                self._orphans.pop(0)
+                await self._in_file_thread(partial(source.close, remove=True))
+                continue
+            items = self._parse(source, lines)
+            if items and not await self._call_db(
+                    partial(self._store, items)):
+                return
+            source.commit(end)
+            self._n["replayed"] += len(items)
+            if self._queue.qsize() >= self.batch_size:
+                return
+
+    def _parse(self, source: _Spool, lines: list[bytes]) -> list[Item]:
+        items = []
+        for line in lines:
+            try:
+                items.append(_from_json_line(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                self._n["bad_spool_lines"] += 1
+                logger.warning("%s: skipped an unreadable spooled event (%s): %.200r",
+                               source.path, exc, line)
+        return items
+
+    # --- database calls, spool and SIEM writes ------------------------------------------------
+
+    async def _call_db(self, work: Callable[[], None]) -> bool:
+        """Run `work` in the database thread; False (and rest a while) if it fails or takes
+        longer than db_timeout_seconds. A timed-out call keeps running in its thread; nothing
+        else is tried until it ends (its rows, if it commits, are skipped again on replay)."""
+        if self._inflight is not None and not self._inflight.done():
+            self._failed("the previous database call has not finished")
+            return False
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._db_pool, work)
+        future.add_done_callback(_consume)
+        self._inflight = future
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.db_timeout_seconds)
+        except TimeoutError:
+            self._failed(f"a write took more than {self.db_timeout_seconds:g} s")
+            return False
+        except Exception as exc:
+            text = str(exc).strip().splitlines()
+            self._failed(text[0] if text else type(exc).__name__)
+            return False
+        if self._db_problem is not None:
+            logger.warning("the events database is back; replaying the spool")
+            self._db_problem = None
+        return True
+
+    def _failed(self, problem: str) -> None:
+        self._n["db_failures"] += 1
+        self._retry_at = time.monotonic() + self.retry_seconds
+        if self._db_problem is None:
+            logger.warning("cannot write events to the database %s (%s); spooling them to %s "
+                           "and retrying every %g s",
+                           self.engine.url.render_as_string(hide_password=True), problem,
+                           self.spool_dir, self.retry_seconds)
+        self._db_problem = problem
+
+    async def _to_spool(self, batch: list[tuple[int, Event]]) -> None:
+        replica = self.replica
+        await self._in_file_thread(lambda: self._spool_lines(replica, batch, sync=True))
+
+    def _spool_now(self, batch: list[tuple[int, Event]], *, sync: bool = False) -> None:
+        """Spool from the loop thread: for the queue-full case and at close."""
+        self._spool_lines(self.replica, batch, sync=sync)
+
+    def _spool_lines(self, replica: str, batch: list[tuple[int, Event]], *, sync: bool) -> None:
+        if self._spool is None:
+            raise RuntimeError("the event writer was not started: no spool file is open")
+        data = b"".join(_json_line(_row(replica, seq, event), _attempt(event))
+                        for seq, event in batch)
+        try:
+            self._spool.append(data, sync=sync)
+        except OSError:
+            self._n["dropped"] += len(batch)
+            logger.exception("%d events lost: the database is unavailable and the spool file "
+                             "%s cannot be written", len(batch), self._spool.path)
+            return
+        self._n["spooled"] += len(batch)
+        if self._siem is not None:
+            self._write_siem(replica, batch)
+
+    async def _in_file_thread(self, work: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._file_pool, work)
+
+    def _write_siem(self, replica: str, batch: list[tuple[int, Event]]) -> None:
+        """The events as JSON lines for a SIEM (first delivery only, never again on replay)."""
+        out = self._siem
+        if out is None:
+            return
+        text = "".join(_json_line(_row(replica, seq, e), _attempt(e)).decode()
+                       for seq, e in batch)
+        try:
+            with self._siem_lock:
+                out.write(text)
+                out.flush()
+        except (OSError, ValueError):
+            logger.exception("writing events to the SIEM output %s failed", self.siem_path)
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    # A timed-out call may fail later, when nobody awaits it; fetch its error so that asyncio
+    # does not report it as never retrieved.
+    if not future.cancelled():
+        future.exception()
