@@ -1,1 +1,2 @@
-"""The admin service: a FastAPI app (REST API and server-rendered pages) for the people who run the filter."""
+"""The admin service: a FastAPI app (REST API and server-rendered pages) for the people who
+run the filter."""

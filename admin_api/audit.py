@@ -1,0 +1,61 @@
+"""The audit log, read-only: a page with paging and filters, a CSV export and the API
+(IT technicians and the DSL). Entries are written by the service functions."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from admin_api.deps import AuditReader, Db
+from admin_api.render import Pages, get_pages
+from admin_api.schemas import AuditEntryPublic
+from admin_api.services import audit as service
+
+router = APIRouter(tags=["audit log"])
+api = APIRouter(prefix="/api", tags=["audit log"])
+Page = Annotated[int, Query(ge=1, le=100_000)]
+Text = Annotated[str, Query(max_length=200)]
+
+
+@router.get("/audit", include_in_schema=False)
+def audit_page(request: Request, pages: Annotated[Pages, Depends(get_pages)], user: AuditReader,
+               session: Db, page: Page = 1, action: Text = "", actor: Text = "") -> Response:
+    rows, total = service.list_entries(session, page=page, action=action or None,
+                                       actor=actor or None)
+    pages_count = max(1, -(-total // service.PAGE_SIZE))
+    return pages.render(request, "audit.html", user=user, rows=rows, total=total, page=page,
+                        pages_count=pages_count, action=action, actor=actor)
+
+
+def _cell(value: str) -> str:
+    # A cell starting with = + - @ would be run as a formula by a spreadsheet.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@router.get("/audit.csv", include_in_schema=False)
+def audit_csv(user: AuditReader, session: Db) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "at_utc", "actor", "actor_roles", "action", "target", "before",
+                     "after"])
+    for row in service.export_entries(session):
+        writer.writerow([row.id, row.at.isoformat(), _cell(row.actor), row.actor_roles,
+                         row.action, _cell(row.target),
+                         _cell(json.dumps(row.before, sort_keys=True)) if row.before else "",
+                         _cell(json.dumps(row.after, sort_keys=True)) if row.after else ""])
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": 'attachment; filename="schoolgate-audit-log.csv"'})
+
+
+@api.get("/audit", response_model=list[AuditEntryPublic])
+def audit_entries(user: AuditReader, session: Db, page: Page = 1, action: Text = "",
+                  actor: Text = "") -> list[AuditEntryPublic]:
+    """One page (100) of entries, newest first."""
+    rows, _ = service.list_entries(session, page=page, action=action or None,
+                                   actor=actor or None)
+    return [AuditEntryPublic.model_validate(row) for row in rows]

@@ -1,0 +1,138 @@
+"""Signing in and out: the form, the checks (break-glass administrator, the local admin accounts
+file, then the school directory), sign-in throttling, and the session that follows.
+
+LDAP filter escaping is the directory's job (store.directory escapes the user name); the form
+only refuses what is not a user name at all (too long, control characters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from admin_api.deps import Res, client_ip, optional_user
+from admin_api.errors import InvalidInput, TooManyAttempts, Unavailable
+from admin_api.forms import SingleLine, form_fields, validate
+from admin_api.render import Pages, get_pages
+from admin_api.resources import Resources
+from admin_api.roles import ADMIN_ROLES, Role, SignedInUser, roles_for
+from admin_api.services import audit
+from admin_api.sessions import start_session
+from store.directory import DirectoryUnavailable, DirectoryUser, verify_password
+
+router = APIRouter(tags=["sign-in"])
+
+
+class SignIn(BaseModel):
+    username: Annotated[SingleLine, Field(min_length=1, max_length=256)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+    next: Annotated[str, Field(max_length=2048)] = "/"
+
+
+def safe_next(target: str) -> str:
+    """Only a path on this site: never an open redirect to another one."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def user_from_directory(resources: Resources, found: DirectoryUser, source: str,
+                        ) -> SignedInUser:
+    policy = resources.policy
+    policy_role = resources.identity.role_for_groups(found.groups) or policy.default_role
+    roles = roles_for(groups=found.groups, admin_groups=resources.settings.admin_groups,
+                      policy_role=policy_role, default_role=policy.default_role)
+    return SignedInUser(username=found.username, display_name=found.display_name,
+                        roles=roles, policy_role=policy_role, groups=found.groups, source=source)
+
+
+async def authenticate(resources: Resources, username: str, password: str,
+                       ) -> SignedInUser | None:
+    """The person, or None for a wrong user name or password. Unavailable if the directory
+    cannot answer (the break-glass administrator and admin accounts still work)."""
+    settings = resources.settings
+    if settings.breakglass_username and settings.breakglass_password_hash and \
+            hmac.compare_digest(username.casefold().encode(),
+                                settings.breakglass_username.casefold().encode()):
+        ok = await asyncio.to_thread(verify_password, password,
+                                     settings.breakglass_password_hash.get_secret_value())
+        if not ok:
+            return None
+        roles = frozenset({Role.STAFF, *settings.breakglass_roles})
+        return SignedInUser(username=settings.breakglass_username,
+                            display_name="Break-glass administrator", roles=roles,
+                            policy_role=resources.policy.default_role, source="break-glass")
+    if resources.admin_accounts is not None:
+        found = await resources.admin_accounts.authenticate(username, password)
+        if found is not None:
+            return user_from_directory(resources, found, "admin accounts file")
+    if resources.directory is None:
+        return None
+    try:
+        found = await resources.directory.authenticate(username, password)
+    except DirectoryUnavailable:
+        raise Unavailable("the school directory cannot be reached just now, so staff and "
+                          "pupils cannot sign in; try again in a minute (IT: see the admin's "
+                          "log)") from None
+    return user_from_directory(resources, found, "directory") if found else None
+
+
+@router.get("/signin", include_in_schema=False)
+def signin_form(request: Request, pages: Annotated[Pages, Depends(get_pages)],
+                user: Annotated[SignedInUser | None, Depends(optional_user)],
+                next: str = "/") -> Response:
+    return pages.render(request, "signin.html", user=user, next=safe_next(next[:2048]),
+                        errors={}, username="")
+
+
+@router.post("/signin", include_in_schema=False)
+async def signin(request: Request, resources: Res,
+                 pages: Annotated[Pages, Depends(get_pages)],
+                 fields: Annotated[dict[str, str], Depends(form_fields)]) -> Response:
+    next_page = safe_next(fields.get("next", "/")[:2048])
+    typed = fields.get("username", "")[:256]
+
+    def again(errors: dict[str, str], status: int) -> Response:
+        return pages.render(request, "signin.html", user=None, next=next_page, errors=errors,
+                            username=typed, status=status)
+
+    try:
+        form = validate(SignIn, fields)
+    except InvalidInput as error:
+        return again(error.problems, 422)
+    ip = client_ip(request)
+    wait = resources.throttle.retry_after(form.username, ip)
+    if wait is not None:
+        minutes = max(1, round(wait / 60))
+        raise TooManyAttempts(f"too many failed sign-ins; please wait about {minutes} minute"
+                              f"{'s' if minutes != 1 else ''} and try again", retry_after=wait)
+    user = await authenticate(resources, form.username, form.password)
+    if user is None:
+        resources.throttle.failed(form.username, ip)
+        return again({"form": "That user name and password do not match. Check them and try "
+                              "again."}, 401)
+    resources.throttle.succeeded(form.username)
+    start_session(request, user)
+    if user.roles & ADMIN_ROLES or user.source == "break-glass":
+        await run_in_threadpool(_record_signin, resources, user, ip)
+    return RedirectResponse(next_page, status_code=303)
+
+
+def _record_signin(resources: Resources, user: SignedInUser, ip: str) -> None:
+    with resources.sessions() as session:
+        audit.record(session, actor=user, action="signin", target=f"session:{user.source}",
+                     at=datetime.now(UTC), after={"ip": ip, "roles": sorted(user.roles)})
+        session.commit()
+
+
+@router.post("/signout", include_in_schema=False)
+def signout(request: Request) -> Response:
+    start_session(request, None)
+    return RedirectResponse("/signin", status_code=303)

@@ -1,0 +1,79 @@
+"""The admin's domain errors, and the HTTP status each one means. One exception handler in
+admin_api/app.py turns them into a page (for people) or JSON (under /api).
+
+    AdminError              base: .status, .code and a message that says what to do
+    ├── NotSignedIn         401  no session, or it expired (pages redirect to the sign-in form)
+    ├── NotAllowed          403  the signed-in role may not do this
+    │   └── CsrfFailed      403  a form came without this session's anti-forgery token
+    ├── NotFound            404  no such request, exception or list entry
+    ├── Conflict            409  the thing changed meanwhile (e.g. a request already decided)
+    ├── InvalidInput        422  form or JSON fields wrong; .problems maps field -> message
+    │   └── PolicyForbids   422  the policy does not allow this grant (locked, not unblockable)
+    ├── TooManyAttempts     429  sign-in throttled; .retry_after seconds
+    └── Unavailable         503  the directory or the database cannot be reached
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class AdminError(Exception):
+    status = 500
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotSignedIn(AdminError):
+    status = 401
+    code = "not_signed_in"
+
+
+class NotAllowed(AdminError):
+    status = 403
+    code = "not_allowed"
+
+
+class CsrfFailed(NotAllowed):
+    code = "csrf_failed"
+
+
+class NotFound(AdminError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AdminError):
+    status = 409
+    code = "conflict"
+
+
+class InvalidInput(AdminError):
+    status = 422
+    code = "invalid_input"
+
+    def __init__(self, problems: Mapping[str, str], message: str | None = None) -> None:
+        self.problems = dict(problems)
+        super().__init__(message or "; ".join(f"{field}: {text}" if field else text
+                                              for field, text in self.problems.items()))
+
+
+class PolicyForbids(InvalidInput):
+    code = "policy_forbids"
+
+
+class TooManyAttempts(AdminError):
+    status = 429
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(AdminError):
+    status = 503
+    code = "unavailable"

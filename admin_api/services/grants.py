@@ -1,0 +1,185 @@
+"""What an approval grants, checked against the policy at approval time: who (scope), what
+(a host or a category), and for how long (some hours, until a time, a named period of a school
+day from the policy's calendar, or permanently). Locked categories and categories the policy
+marks not unblockable for a role are refused here with a clear message (decide() refuses them
+too, so a grant the policy forbids could never take effect anyway).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+
+from admin_api.errors import InvalidInput, PolicyForbids
+from policy.hostnames import HostError, normalise_host
+from policy.model import Policy, Scope, TargetKind
+
+MAX_AHEAD = timedelta(days=366)
+_PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})-(\d{2}:\d{2})$")
+
+
+class Duration(StrEnum):
+    HOURS = "hours"  # from now, for a number of hours
+    UNTIL = "until"  # from now until a date and time
+    PERIOD = "period"  # a named period of a school day (e.g. this afternoon's lesson)
+    PERMANENT = "permanent"  # no end (everyone x host: a local allow-list entry)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    scope: Scope
+    who: str | None  # user, group or role name; None for everyone
+    target_kind: TargetKind
+    target: str  # normalised host or category name
+    starts: datetime
+    ends: datetime | None
+    label: str = ""  # the period's words, when a period was chosen
+
+    @property
+    def local_allow(self) -> bool:
+        """Permanent, for everyone, one host: kept as a local allow-list entry."""
+        return (self.ends is None and self.scope is Scope.EVERYONE
+                and self.target_kind is TargetKind.HOST)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"scope": self.scope.value, "who": self.who,
+                "target_kind": self.target_kind.value, "target": self.target,
+                "starts": self.starts.isoformat(),
+                "ends": self.ends.isoformat() if self.ends else None, "label": self.label}
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodChoice:
+    value: str  # "YYYY-MM-DD HH:MM-HH:MM"
+    label: str
+    day_label: str
+
+
+def _hm(t: time) -> str:
+    return t.strftime("%H:%M")
+
+
+def period_words(name: str, start: time, end: time) -> str:
+    part = "" if name != "lesson" else (" (morning)" if start < time(12) else " (afternoon)")
+    return f"{name}{part}, {_hm(start)}–{_hm(end)}"
+
+
+def period_choices(policy: Policy, *, now: datetime, days: int = 7) -> list[PeriodChoice]:
+    """The periods of the next `days` days' school days that have not ended yet."""
+    cal = policy.calendar
+    today = now.astimezone(cal.timezone).date()
+    choices = []
+    for offset in range(days):
+        day = today + timedelta(days=offset)
+        for start, end, name, _ in cal.day_timeline(day):
+            if datetime.combine(day, end, cal.timezone) <= now:
+                continue
+            day_label = "Today" if offset == 0 else f"{day.strftime('%A')} {day.day} " \
+                                                    f"{day.strftime('%B')}"
+            choices.append(PeriodChoice(f"{day.isoformat()} {_hm(start)}-{_hm(end)}",
+                                        period_words(name, start, end), day_label))
+    return choices
+
+
+def period_times(policy: Policy, *, now: datetime) -> list[tuple[str, str]]:
+    """("HH:MM-HH:MM", words) for each part of the school day, from the next school days."""
+    seen: dict[str, str] = {}
+    for choice in period_choices(policy, now=now.replace(hour=0, minute=0), days=14):
+        times = choice.value.split(" ", 1)[1]
+        seen.setdefault(times, choice.label)
+    return sorted(seen.items())
+
+
+def resolve_period(policy: Policy, value: str, *, now: datetime, field: str = "period",
+                   ) -> tuple[datetime, datetime, str]:
+    """(starts, ends, words) for "YYYY-MM-DD HH:MM-HH:MM", which must be one of that school
+    day's periods in the calendar and not over yet."""
+    match = _PERIOD.match(value.strip())
+    if match is None:
+        raise InvalidInput({field: "choose a period from the list"})
+    try:
+        day = date.fromisoformat(match.group(1))
+        start, end = time.fromisoformat(match.group(2)), time.fromisoformat(match.group(3))
+    except ValueError:
+        raise InvalidInput({field: "choose a period from the list"}) from None
+    cal = policy.calendar
+    if not timedelta(days=-1) <= day - now.astimezone(cal.timezone).date() <= MAX_AHEAD:
+        raise InvalidInput({field: "choose a school day within the next year"})
+    for seg_start, seg_end, name, _ in cal.day_timeline(day):
+        if (seg_start, seg_end) == (start, end):
+            starts = datetime.combine(day, start, cal.timezone)
+            ends = datetime.combine(day, end, cal.timezone)
+            if ends <= now:
+                raise InvalidInput({field: "that period is over; choose one still to come"})
+            return starts, ends, f"{day.strftime('%A')} {day.day} {day.strftime('%B')}: " + \
+                period_words(name, start, end)
+    noon = datetime.combine(day, time(12), cal.timezone)
+    if not cal.day_timeline(day):
+        raise InvalidInput({field: f"{day.isoformat()} is not a school day "
+                                   f"({cal.describe(noon)})"})
+    raise InvalidInput({field: f"there is no period {_hm(start)}-{_hm(end)} on "
+                               f"{day.isoformat()} in the school's calendar"})
+
+
+def resolve_times(policy: Policy, *, duration: Duration, now: datetime, hours: int,
+                  until: datetime | None, period: str | None,
+                  ) -> tuple[datetime, datetime | None, str]:
+    """(starts, ends, words) for the chosen duration; `until` without a zone is school time."""
+    if duration is Duration.HOURS:
+        return now, now + timedelta(hours=hours), f"for {hours} hour{'s' if hours != 1 else ''}"
+    if duration is Duration.UNTIL:
+        if until is None:
+            raise InvalidInput({"until": "give the date and time the access should end"})
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=policy.calendar.timezone)
+        if until <= now:
+            raise InvalidInput({"until": "that time has passed; give a time still to come"})
+        if until - now > MAX_AHEAD:
+            raise InvalidInput({"until": "that is more than a year ahead; choose "
+                                         "'permanently' instead, or an earlier time"})
+        return now, until, ""
+    if duration is Duration.PERIOD:
+        if not period:
+            raise InvalidInput({"period": "choose a period from the list"})
+        return resolve_period(policy, period, now=now)
+    return now, None, "permanently"
+
+
+def check_grant(policy: Policy, grant: Grant, *, user_role: str | None) -> None:
+    """PolicyForbids if the policy does not let this grant open what it targets for whom it
+    covers; InvalidInput for an unknown category, role or a bad host."""
+    if grant.target_kind is TargetKind.CATEGORY:
+        if grant.target not in policy.categories:
+            raise InvalidInput({"target_kind": "this site is in no category of the policy; "
+                                               "approve it for the site instead"})
+        categories: tuple[str, ...] = (grant.target,)
+    else:
+        host = normalise_host(grant.target)
+        if isinstance(host, HostError):
+            raise InvalidInput({"target": host.message})
+        categories = policy.domains.categories(host.name)
+    if grant.scope is Scope.ROLE and grant.who not in policy.roles:
+        raise InvalidInput({"who": f"choose a role of the policy ({', '.join(policy.roles)})"})
+    if grant.scope is Scope.USER:
+        covered = {user_role or policy.default_role}
+        whom = f"{grant.who} (role {next(iter(covered))})"
+    elif grant.scope is Scope.ROLE:
+        covered = {grant.who or ""}
+        whom = f"the role {grant.who}"
+    else:
+        covered = set(policy.roles)  # a group, or everyone, may include any role
+        whom = f"the group {grant.who}" if grant.scope is Scope.GROUP else "everyone"
+    for name in categories:
+        category = policy.categories[name]
+        if category.locked:
+            raise PolicyForbids({"target": f"{grant.target} is in the locked category "
+                                           f"'{name}': nothing can unblock it, not even an "
+                                           "approved exception"})
+        refused = sorted(covered & category.not_unblockable_for)
+        if refused:
+            raise PolicyForbids({"scope": f"the policy says the category '{name}' cannot be "
+                                          f"unblocked for {', '.join(refused)}; a grant to "
+                                          f"{whom} would cover them, so it is refused"})

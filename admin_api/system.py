@@ -1,0 +1,74 @@
+"""Health and configuration: /healthz (the process is up), /readyz (the database answers at the
+current schema and a policy is loaded), and the IT technician's system page (the same checks
+and the settings in force, secrets left out)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
+
+from admin_api.deps import ItTechnician, Res
+from admin_api.render import Pages, get_pages
+from admin_api.resources import Resources
+from store.db import SchemaOutOfDate, display_url, require_current_schema
+
+router = APIRouter(tags=["health"])
+
+
+def readiness(resources: Resources) -> dict[str, Any]:
+    checks: dict[str, Any] = {"policy": {"ok": True, "name": resources.policy.name}}
+    try:
+        require_current_schema(resources.engine)
+        checks["database"] = {"ok": True}
+    except SchemaOutOfDate as error:
+        checks["database"] = {"ok": False, "problem": str(error)}
+    except (SQLAlchemyError, OSError) as error:
+        checks["database"] = {"ok": False, "problem": f"cannot reach the database "
+                                                      f"({type(error).__name__})"}
+    return {"ready": all(check["ok"] for check in checks.values()), "checks": checks}
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The admin process is up (no dependencies checked)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(resources: Res) -> Response:
+    """Ready to serve: the database answers at the current schema and a policy is loaded."""
+    result = readiness(resources)
+    return JSONResponse(result, status_code=200 if result["ready"] else 503)
+
+
+def configuration(resources: Resources) -> list[tuple[str, str]]:
+    s = resources.settings
+    directory = resources.identity.directory
+    return [
+        ("Environment", s.environment.value),
+        ("Database", display_url(s.effective_database_url)),
+        ("Data directory", str(s.data_dir)),
+        ("Identity file", str(s.identity_file or "(none)")),
+        ("Directory", getattr(directory, "kind", "none")),
+        ("Admin accounts file", str(s.admin_accounts_file or "(none)")),
+        ("Break-glass administrator", s.breakglass_username or "(none)"),
+        ("Policy", f"{resources.policy.name} ({resources.policy.source})"),
+        ("Gateway", s.gateway_url),
+        ("School time zone", s.school_timezone),
+        ("Session lifetime", f"{s.session_max_age_seconds // 60} minutes"),
+        ("Secure cookies", "yes" if s.cookie_secure else "no (http demo)"),
+        ("Sign-in throttling", f"{s.signin_max_failures_per_user} failures per user name, "
+                               f"{s.signin_max_failures_per_ip} per address, in "
+                               f"{s.signin_window_seconds // 60} minutes (in memory)"),
+        ("Admin groups", ", ".join(f"{g} → {r.value}" for g, r in s.admin_groups.items())),
+    ]
+
+
+@router.get("/system", include_in_schema=False)
+def system_page(request: Request, pages: Annotated[Pages, Depends(get_pages)],
+                user: ItTechnician, resources: Res) -> Response:
+    return pages.render(request, "system.html", user=user, health=readiness(resources),
+                        config=configuration(resources))
