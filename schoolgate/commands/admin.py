@@ -1,0 +1,117 @@
+"""`schoolgate admin`: run the admin service (uvicorn). Settings come from SCHOOLGATE_* variables;
+the flags here override them. On the embedded default database (SQLite in the data directory)
+the migrations are applied first; any other database must already be at the current schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+import store
+from store.db import SchemaOutOfDate, display_url, make_engine, require_current_schema, upgrade
+
+DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "admin", help="run the admin service (web pages and API for staff)",
+        description="Run the admin web service. Flags override SCHOOLGATE_* settings.")
+    parser.add_argument("--listen-host", default="127.0.0.1", help="address (127.0.0.1)")
+    parser.add_argument("--listen-port", type=int, default=8081, help="port (8081)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where the database and secrets live ($SCHOOLGATE_DATA_DIR or "
+                             "./var/schoolgate)")
+    parser.add_argument("--identity", type=Path, default=None,
+                        help="identity settings (the directory staff and pupils sign in with)")
+    parser.add_argument("--policy", type=Path, default=None,
+                        help="policy file (default: the seed policy)")
+    parser.add_argument("--gateway-url", default=None, help="the gateway's address")
+    parser.add_argument("--database", default=None,
+                        help="database URL (default: $SCHOOLGATE_DATABASE_URL, else "
+                             "schoolgate.db in the data directory, migrated automatically)")
+    parser.set_defaults(handler=run_admin)
+
+
+def _is_demo(identity: Path | None) -> bool:
+    return identity is not None and identity.resolve() == DEMO_IDENTITY.resolve()
+
+
+def settings_from(args: argparse.Namespace) -> Any:
+    """Settings from the environment with the flags on top. The shipped demo directory (public
+    passwords) means a demo: development mode and plain-http cookies unless set otherwise."""
+    from admin_api.settings import Settings
+
+    explicit: dict[str, Any] = {}
+    for flag, name in (("data_dir", "data_dir"), ("identity", "identity_file"),
+                       ("policy", "policy_file"), ("gateway_url", "gateway_url"),
+                       ("database", "database_url")):
+        value = getattr(args, flag)
+        if value is not None:
+            explicit[name] = value
+    identity = args.identity or (Path(os.environ["SCHOOLGATE_IDENTITY_FILE"])
+                                 if os.environ.get("SCHOOLGATE_IDENTITY_FILE") else None)
+    if _is_demo(identity):
+        if "SCHOOLGATE_ENVIRONMENT" not in os.environ:
+            explicit["environment"] = "development"
+        if "SCHOOLGATE_COOKIE_SECURE" not in os.environ:
+            explicit["cookie_secure"] = False
+    return Settings(**explicit)
+
+
+def prepare_database(url: str, *, embedded: bool) -> str | None:
+    """None when the database is ready; otherwise the message saying what to run."""
+    try:
+        if embedded:
+            upgrade(url)
+        engine = make_engine(url)
+        try:
+            require_current_schema(engine)
+        finally:
+            engine.dispose()
+    except SchemaOutOfDate as error:
+        return str(error)
+    except (SQLAlchemyError, OSError) as error:
+        return f"cannot use the database {display_url(url)}: {error}"
+    return None
+
+
+def run_admin(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from admin_api.app import make_app
+    from admin_api.resources import make_resources
+    from policy.errors import PolicyError
+    from store.identity_config import IdentityConfigError
+
+    try:
+        settings = settings_from(args)
+    except ValidationError as error:
+        for item in error.errors():
+            where = ".".join(str(p) for p in item["loc"]) or "settings"
+            print(f"schoolgate admin: {where}: {item['msg'].removeprefix('Value error, ')}",
+                  file=sys.stderr)
+        return 2
+    problem = prepare_database(settings.effective_database_url,
+                               embedded=settings.embedded_database)
+    if problem is not None:
+        print(f"schoolgate admin: {problem}", file=sys.stderr)
+        return 2
+    try:
+        resources = make_resources(settings)
+    except (IdentityConfigError, PolicyError, ValueError, OSError) as error:
+        print(f"schoolgate admin: {error}", file=sys.stderr)
+        return 2
+    app = make_app(resources=resources)
+    print(f"schoolgate admin: http://{args.listen_host}:{args.listen_port}/ "
+          f"(database {display_url(settings.effective_database_url)})", flush=True)
+    uvicorn.run(app, host=args.listen_host, port=args.listen_port, log_level="info",
+                proxy_headers=False, server_header=False)
+    return 0
