@@ -1,0 +1,106 @@
+"""deploy/prometheus and deploy/grafana: promtool accepts the scrape config and the rules, the
+rules' own unit tests pass (each alert fires on what should raise it), and every metric the
+rules and dashboards query is one that schoolgate really exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy_addons.metrics import GatewayCollector, Metrics
+from schoolgate.admin_metrics import install_admin_metrics
+from store.db import upgrade
+from tests.support.needs import need_program
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+PROMETHEUS = DEPLOY / "prometheus"
+DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+NAME = re.compile(r"\bschoolgate_[a-z_]+\b")
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    tool = need_program("promtool", "prometheus")
+    return subprocess.run([tool, *args], cwd=PROMETHEUS, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args", [("check", "config", "prometheus.yml"),
+                                  ("check", "rules", "schoolgate-rules.yml"),
+                                  ("test", "rules", "schoolgate-rules.test.yml")])
+def test_promtool_accepts(args: tuple[str, ...]) -> None:
+    result = promtool(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_every_alert_the_issue_asks_for_is_there() -> None:
+    rules = (PROMETHEUS / "schoolgate-rules.yml").read_text()
+    for alert in ("SchoolgateGatewayDown", "SchoolgateEngineErrors", "SchoolgateEventsDropped",
+                  "SchoolgateSpoolGrowing", "SchoolgateDirectoryUnreachable"):
+        assert f"alert: {alert}" in rules
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """Every sample name the gateway and the admin export when all their parts are present."""
+    metrics = Metrics()
+    for stage in ("connect", "request"):
+        metrics.requests.labels(stage, "block", "rule_block", "x", "pupil").inc()
+        metrics.latency.labels(stage).observe(0.001)
+    metrics.attempts.labels("doh").inc()
+    metrics.identities.labels("directory").inc()
+    writer = SimpleNamespace(stats={"queue_depth": 1, "spool_bytes": 10, "spooled_pending": 1,
+                                    "written": 5, "dropped": 0, "spooled": 1,
+                                    "write_errors": 0})
+    addons: dict[str, Any] = {
+        "enforce": SimpleNamespace(stats={"intercepted": 1}),
+        "identify": SimpleNamespace(stats={"directory_lookups": 1, "directory_seconds": 0.1}),
+        "recordevents": SimpleNamespace(writer=writer)}
+    metrics.registry.register(GatewayCollector(addons.get, lambda: ("abc", 0.0, "ok")))
+    text = generate_latest(metrics.registry).decode()
+    folder = tmp_path_factory.mktemp("admin-db")
+    url = f"sqlite:///{folder / 'schoolgate.db'}"
+    upgrade(url)
+    admin = install_admin_metrics(FastAPI(), url)
+    admin_histogram = admin._names_to_collectors["schoolgate_admin_request_seconds"]
+    admin_histogram.labels("GET", "/", "2xx").observe(0.01)  # type: ignore[attr-defined]
+    text += generate_latest(admin).decode()
+    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def queried(text: str) -> set[str]:
+    return set(NAME.findall(text))
+
+
+def test_the_rules_query_only_exported_metrics(exported: set[str]) -> None:
+    names = queried((PROMETHEUS / "schoolgate-rules.yml").read_text())
+    assert names
+    assert names - exported == set()
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_dashboards_query_only_exported_metrics(path: Path, exported: set[str]) -> None:
+    dashboard = json.loads(path.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert exprs
+    assert queried("\n".join(exprs)) - exported == set()
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_there_is_a_dashboard_for_it_and_one_for_the_dsl() -> None:
+    titles = {json.loads(p.read_text())["uid"]: p for p in DASHBOARDS}
+    assert set(titles) == {"schoolgate-it", "schoolgate-dsl"}
+    dsl = titles["schoolgate-dsl"].read_text()
+    for metric in ("schoolgate_circumvention_attempts_total",
+                   "schoolgate_admin_unblock_requests_pending", "schoolgate_admin_alerts_open"):
+        assert metric in dsl
