@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
-from admin_api.deps import CurrentUser, optional_user
+from admin_api.deps import CurrentUser
 from admin_api.render import Pages, get_pages, nav_for
-from admin_api.roles import SignedInUser
 from admin_api.schemas import MePublic
 
 router = APIRouter(tags=["home"])
@@ -17,10 +16,8 @@ api = APIRouter(prefix="/api", tags=["home"])
 
 
 @router.get("/", include_in_schema=False)
-def home(request: Request, pages: Annotated[Pages, Depends(get_pages)],
-         user: Annotated[SignedInUser | None, Depends(optional_user)]) -> Response:
-    if user is None:
-        return RedirectResponse("/signin", status_code=303)
+def home(request: Request, pages: Annotated[Pages, Depends(get_pages)], user: CurrentUser,
+         ) -> Response:
     return pages.render(request, "home.html", user=user, items=nav_for(user))
 
 

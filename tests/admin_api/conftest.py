@@ -1,0 +1,154 @@
+"""Fixtures for the admin tests: the admin app on a migrated SQLite file and on PostgreSQL (a
+schema of its own in this session's database), the demo directory, one signed-in user per
+role through dependency overrides, and clients that carry the session's CSRF token."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from admin_api.app import make_app
+from admin_api.deps import current_user
+from admin_api.resources import Resources, make_resources
+from admin_api.roles import Role, SignedInUser
+from admin_api.settings import Environment, Settings
+from admin_api.throttle import SignInThrottle
+from policy.model import Scope, TargetKind, Verdict
+from store.admin_models import RequestState, UnblockRequestRow
+from store.db import upgrade
+from store.models import ExceptionRow, LocalListRow
+from tests.support.postgres import postgres_session_url, shared_postgres_url
+
+__all__ = ["postgres_session_url"]
+
+DEMO_IDENTITY = Path(__file__).resolve().parents[2] / "store" / "data" / "demo-identity.yaml"
+TEST_SECRET = "test-session-secret-0123456789abcdef0123456789"
+
+USERS: dict[str, SignedInUser | None] = {
+    "anonymous": None,
+    "pupil": SignedInUser("pupil1", "Pupil One", frozenset({Role.PUPIL}), "pupil",
+                          frozenset({"Pupils", "Year5"})),
+    "staff": SignedInUser("teacher1", "Teacher One", frozenset({Role.STAFF}), "staff",
+                          frozenset({"Staff"})),
+    "business_manager": SignedInUser("bursar1", "Business Manager",
+                                     frozenset({Role.STAFF, Role.BUSINESS_MANAGER}), "staff",
+                                     frozenset({"Staff", "BusinessManagers"})),
+    "dsl": SignedInUser("dsl1", "DSL", frozenset({Role.STAFF, Role.DSL}), "staff",
+                        frozenset({"Staff", "DSL"})),
+    "it_technician": SignedInUser("it1", "IT", frozenset({Role.STAFF, Role.IT_TECHNICIAN}),
+                                  "staff", frozenset({"Staff", "ITTechnicians"})),
+}
+ROLES = tuple(USERS)
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def settings_for(url: str, data_dir: Path, **extra: object) -> Settings:
+    values: dict[str, object] = {
+        "environment": Environment.PRODUCTION, "data_dir": data_dir, "database_url": url,
+        "identity_file": DEMO_IDENTITY, "session_secret": TEST_SECRET, "cookie_secure": False,
+        "school_name": "Test Primary"}
+    values.update(extra)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('admin-db') / 'schoolgate.db'}"
+    else:
+        url = shared_postgres_url(request.getfixturevalue("postgres_session_url"))
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def resources(database_url: str, tmp_path_factory: pytest.TempPathFactory,
+              ) -> Iterator[Resources]:
+    made = make_resources(settings_for(database_url, tmp_path_factory.mktemp("admin-data")))
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="session")
+def shared_app(resources: Resources) -> FastAPI:
+    return make_app(resources=resources)
+
+
+@pytest.fixture
+def app(shared_app: FastAPI, resources: Resources) -> Iterator[FastAPI]:
+    resources.throttle = SignInThrottle(max_per_user=5, max_per_ip=30, window_seconds=900)
+    yield shared_app
+    shared_app.dependency_overrides.clear()
+
+
+def client_for(app: FastAPI, role: str) -> tuple[TestClient, str]:
+    """A client signed in as `role` (through the current_user override) and its CSRF token."""
+    user = USERS[role]
+    if user is not None:
+        app.dependency_overrides[current_user] = lambda: user
+    client = TestClient(app, follow_redirects=False)
+    found = CSRF.search(client.get("/signin").text)
+    assert found is not None
+    return client, found.group(1)
+
+
+def sign_in(app: FastAPI, username: str, password: str, next_page: str = "/") -> TestClient:
+    """A client signed in for real, through the form and the demo directory."""
+    client = TestClient(app, follow_redirects=False)
+    token = CSRF.search(client.get("/signin").text)
+    assert token is not None
+    answer = client.post("/signin", data={"username": username, "password": password,
+                                          "csrf_token": token.group(1), "next": next_page})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def csrf_of(client: TestClient, page: str = "/requests/mine") -> str:
+    found = CSRF.search(client.get(page).text)
+    assert found is not None
+    return found.group(1)
+
+
+@dataclass
+class World:
+    """Rows a matrix test can act on: a pending request by pupil1, an exception, a list entry."""
+
+    request_id: str
+    exception_id: str
+    host: str
+
+
+def make_world(resources: Resources) -> World:
+    now = datetime.now(UTC)
+    tag = uuid.uuid4().hex[:10]
+    world = World(request_id=str(uuid.uuid4()), exception_id=str(uuid.uuid4()),
+                  host=f"listed-{tag}.example")
+    with resources.sessions() as session:
+        session.add(UnblockRequestRow(
+            id=world.request_id, created_at=now, requester="pupil1", requester_name="Pupil One",
+            requester_role="pupil", blocked_user="pupil1", blocked_role="pupil",
+            blocked_at=now, block_reason="rule_block", from_block_page=True,
+            host=f"www.site-{tag}.example", category=None, why="For my Viking project.",
+            state=RequestState.PENDING))
+        session.add(ExceptionRow(
+            id=world.exception_id, scope=Scope.USER, who="pupil2", target_kind=TargetKind.HOST,
+            target=f"www.open-{tag}.example", starts=now, ends=now + timedelta(hours=1),
+            created_by="someone", created_at=now, note=""))
+        session.add(LocalListRow(host=world.host, verdict=Verdict.BLOCK, note="",
+                                 added_by="someone", added_at=now))
+        session.commit()
+    return world
+
+
+@pytest.fixture
+def world(resources: Resources) -> World:
+    return make_world(resources)
