@@ -1,0 +1,297 @@
+"""The unblock-request workflow end to end, in-process: the block page's signed link, the written
+request, the Business Manager's decision, the exceptions row and the change counter the gateway
+watches, the gateway's own decision afterwards, and what the requester sees."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi import FastAPI
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import select
+
+from admin_api.resources import Resources
+from policy.decide import decide
+from policy.model import Reason, Request, Scope, Subject, TargetKind, Verdict
+from store.admin_models import AuditEntryRow, RequestState, UnblockRequestRow
+from store.models import ChangeCounter, ExceptionRow, LocalListRow
+from store.overrides_db import DatabaseOverridesSource
+from store.tokens import AccessClaims, make_access_token
+from tests.admin_api.conftest import client_for, csrf_of, sign_in
+
+WHY = "We are studying how people share news online in our literacy lesson."
+
+
+def counter(resources: Resources) -> int:
+    with resources.sessions() as session:
+        return int(session.scalars(select(ChangeCounter.counter)).one())
+
+
+def block_link(resources: Resources, host: str = "www.tiktok.com", user: str = "pupil1",
+               category: str = "social") -> str:
+    claims = AccessClaims(host=host, role="pupil", at=datetime.now(UTC), user=user,
+                          category=category, reason="rule_block")
+    return make_access_token(resources.access_token_secret, claims)
+
+
+def request_id_from(location: str) -> str:
+    found = re.fullmatch(r"/requests/([0-9a-f-]{36})", location)
+    assert found is not None, location
+    return found.group(1)
+
+
+def test_block_page_link_to_approval_to_the_gateway_allowing_it(app: FastAPI,
+                                                                resources: Resources) -> None:
+    pupil = sign_in(app, "pupil1", "pupil1-demo")
+    token = block_link(resources)
+    form = pupil.get("/requests/new", params={"token": token})
+    assert form.status_code == 200
+    assert "www.tiktok.com" in form.text
+    assert "social" in form.text
+    sent = pupil.post("/requests/new", data={"token": token, "why": WHY,
+                                             "host": "evil.example",  # ignored: the link says
+                                             "csrf_token": csrf_of(pupil)})
+    assert sent.status_code == 303
+    request_id = request_id_from(sent.headers["location"])
+
+    bursar = sign_in(app, "bursar1", "bursar1-demo")
+    queue = bursar.get("/requests").text
+    assert "www.tiktok.com" in queue
+    assert "Pupil One" in queue
+    detail = bursar.get(f"/requests/{request_id}").text
+    assert "pupils-social-media" in detail  # the decision context, in the policy's words
+    before = counter(resources)
+    approved = bursar.post(f"/requests/{request_id}/approve", data={
+        "scope": "user", "target_kind": "host", "duration": "hours", "hours": "1",
+        "note": "For this lesson only", "csrf_token": csrf_of(bursar)})
+    assert approved.status_code == 303
+    assert counter(resources) > before
+
+    with resources.sessions() as session:
+        row = session.get(UnblockRequestRow, request_id)
+        assert row is not None
+        assert row.state is RequestState.APPROVED
+        assert row.reviewed_by == "bursar1"
+        assert row.host == "www.tiktok.com"
+        exception = session.get(ExceptionRow, row.exception_id)
+        assert exception is not None
+        assert (exception.scope, exception.who) == (Scope.USER, "pupil1")
+        assert (exception.target_kind, exception.target) == (TargetKind.HOST, "www.tiktok.com")
+        assert exception.ends is not None
+        assert timedelta(minutes=59) < exception.ends - exception.starts <= timedelta(hours=1)
+        actions = session.scalars(select(AuditEntryRow.action).where(
+            AuditEntryRow.target == f"request:{request_id}")).all()
+        assert sorted(actions) == ["request.approve", "request.create"]
+
+    # What the gateway reads from the database now lets pupil1 in, and nobody else.
+    overrides = DatabaseOverridesSource(resources.engine).load_now()
+    now = datetime.now(UTC)
+    pupil1 = Subject(role="pupil", user="pupil1", groups=frozenset({"Pupils"}))
+    allowed = decide(resources.policy, Request("www.tiktok.com"), pupil1, overrides, now)
+    assert (allowed.verdict, allowed.reason) == (Verdict.ALLOW, Reason.EXCEPTION)
+    other = decide(resources.policy, Request("www.tiktok.com"),
+                   Subject(role="pupil", user="pupil2"), overrides, now)
+    assert other.verdict is Verdict.BLOCK
+    later = decide(resources.policy, Request("www.tiktok.com"), pupil1, overrides,
+                   now + timedelta(hours=1, seconds=1))
+    assert later.verdict is Verdict.BLOCK  # it expires by itself
+
+    mine = pupil.get("/requests/mine").text
+    assert "www.tiktok.com" in mine
+    assert "approved" in mine
+    assert "For this lesson only" in pupil.get(f"/requests/{request_id}").text
+
+
+def test_a_denial_and_its_reason_reach_the_requester(app: FastAPI) -> None:
+    teacher = sign_in(app, "teacher1", "teacher1-demo")
+    sent = teacher.post("/requests/new", data={"host": "www.reddit.com", "why": WHY,
+                                               "csrf_token": csrf_of(teacher)})
+    request_id = request_id_from(sent.headers["location"])
+    bursar = sign_in(app, "bursar1", "bursar1-demo")
+    denied = bursar.post(f"/requests/{request_id}/deny", data={
+        "reason": "Please use the school's news sites instead.",
+        "csrf_token": csrf_of(bursar)})
+    assert denied.status_code == 303
+    page = teacher.get(f"/requests/{request_id}").text
+    assert "denied" in page
+    assert "Please use the school&#39;s news sites instead." in page
+    again = bursar.post(f"/requests/{request_id}/approve", data={"csrf_token": csrf_of(bursar)})
+    assert again.status_code == 409  # already decided
+
+
+def test_a_teacher_asks_for_a_class_for_a_lesson_and_gets_that_period(
+        app: FastAPI, resources: Resources) -> None:
+    teacher = sign_in(app, "teacher1", "teacher1-demo")
+    cal = resources.policy.calendar
+    day = datetime.now(cal.timezone).date() + timedelta(days=1)
+    while not cal.day_timeline(day):
+        day += timedelta(days=1)
+    start, end, _, _ = cal.day_timeline(day)[-1]  # the afternoon's lesson
+    period = f"{start:%H:%M}-{end:%H:%M}"
+    sent = teacher.post("/requests/new", data={
+        "host": "www.tiktok.com", "why": WHY, "for_group": "Year5",
+        "wanted_on": day.isoformat(), "wanted_period": period, "csrf_token": csrf_of(teacher)})
+    assert sent.status_code == 303, sent.text
+    request_id = request_id_from(sent.headers["location"])
+    bursar = sign_in(app, "bursar1", "bursar1-demo")
+    approved = bursar.post(f"/requests/{request_id}/approve", data={
+        "scope": "group", "target_kind": "category", "duration": "period",
+        "period": f"{day.isoformat()} {period}", "csrf_token": csrf_of(bursar)})
+    assert approved.status_code == 303, approved.text
+    with resources.sessions() as session:
+        row = session.get(UnblockRequestRow, request_id)
+        assert row is not None
+        assert row.exception_id is not None
+        exception = session.get(ExceptionRow, row.exception_id)
+        assert exception is not None
+        assert (exception.scope, exception.who) == (Scope.GROUP, "Year5")
+        assert (exception.target_kind, exception.target) == (TargetKind.CATEGORY, "social")
+        assert exception.starts == datetime.combine(day, start, cal.timezone)
+        assert exception.ends == datetime.combine(day, end, cal.timezone)
+
+
+def test_a_pupil_cannot_ask_for_a_whole_class(app: FastAPI) -> None:
+    pupil, csrf = client_for(app, "pupil")
+    answer = pupil.post("/requests/new", data={"host": "www.tiktok.com", "why": WHY,
+                                               "for_group": "Year5", "csrf_token": csrf})
+    assert answer.status_code == 403
+
+
+def test_permanent_for_everyone_is_a_local_allow_entry(app: FastAPI,
+                                                       resources: Resources) -> None:
+    pupil, csrf = client_for(app, "pupil")
+    host = f"www.museum-{time.time_ns()}.example"
+    sent = pupil.post("/requests/new", data={"host": host, "why": WHY, "csrf_token": csrf})
+    request_id = request_id_from(sent.headers["location"])
+    bursar, csrf = client_for(app, "business_manager")
+    approved = bursar.post(f"/requests/{request_id}/approve", data={
+        "scope": "everyone", "target_kind": "host", "duration": "permanent", "csrf_token": csrf})
+    assert approved.status_code == 303
+    with resources.sessions() as session:
+        entry = session.get(LocalListRow, host)
+        assert entry is not None
+        assert entry.verdict is Verdict.ALLOW
+
+
+def _pending(app: FastAPI, role: str, host: str) -> str:
+    client, csrf = client_for(app, role)
+    sent = client.post("/requests/new", data={"host": host, "why": WHY, "csrf_token": csrf})
+    assert sent.status_code == 303, sent.text
+    app.dependency_overrides.clear()
+    return request_id_from(sent.headers["location"])
+
+
+def test_nobody_approves_their_own_request(app: FastAPI, resources: Resources) -> None:
+    request_id = _pending(app, "business_manager", "www.facebook.com")
+    bursar, csrf = client_for(app, "business_manager")
+    assert "Approve" not in bursar.get(f"/requests/{request_id}").text
+    answer = bursar.post(f"/requests/{request_id}/approve", data={
+        "scope": "user", "duration": "hours", "hours": "1", "csrf_token": csrf})
+    assert answer.status_code == 403
+    assert "your own request" in answer.text
+    api = bursar.post(f"/api/requests/{request_id}/deny", json={"reason": "mine anyway"},
+                      headers={"X-CSRF-Token": csrf})
+    assert api.status_code == 403
+    with resources.sessions() as session:
+        row = session.get(UnblockRequestRow, request_id)
+        assert row is not None
+        assert row.state is RequestState.PENDING
+
+
+@pytest.mark.parametrize(("host", "form", "words"), [
+    # X is not unblockable for anyone: not for the pupil, not for everyone.
+    ("x.com", {"scope": "user", "target_kind": "host"}, "cannot be unblocked for pupil"),
+    ("x.com", {"scope": "everyone", "target_kind": "category"}, "cannot be unblocked for"),
+    # web proxies are not unblockable for pupils: a group might hold pupils.
+    ("www.croxyproxy.com", {"scope": "group", "who": "Year5", "target_kind": "host"},
+     "cannot be unblocked for pupil"),
+    ("www.croxyproxy.com", {"scope": "role", "who": "pupil", "target_kind": "host"},
+     "cannot be unblocked for pupil"),
+])
+def test_what_the_policy_forbids_is_refused_with_a_clear_message(
+        app: FastAPI, resources: Resources, host: str, form: dict[str, str],
+        words: str) -> None:
+    request_id = _pending(app, "pupil", host)
+    bursar, csrf = client_for(app, "business_manager")
+    before = counter(resources)
+    answer = bursar.post(f"/requests/{request_id}/approve", data={
+        **form, "duration": "hours", "hours": "1", "csrf_token": csrf})
+    assert answer.status_code == 422
+    assert words in answer.text
+    assert counter(resources) == before
+    with resources.sessions() as session:
+        row = session.get(UnblockRequestRow, request_id)
+        assert row is not None
+        assert row.state is RequestState.PENDING
+
+
+def test_a_locked_category_is_refused(app: FastAPI, resources: Resources) -> None:
+    request_id = _pending(app, "pupil", "www.example.org")
+    with resources.sessions() as session:
+        row = session.get(UnblockRequestRow, request_id)
+        assert row is not None
+        row.category = "illegal_content"  # the locked slot of the seed policy
+        session.commit()
+    bursar, csrf = client_for(app, "business_manager")
+    answer = bursar.post(f"/api/requests/{request_id}/approve", json={
+        "scope": "user", "target_kind": "category", "duration": "hours", "hours": 1},
+        headers={"X-CSRF-Token": csrf})
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "policy_forbids"
+    assert "locked" in answer.json()["message"]
+
+
+def _old_token(resources: Resources) -> str:
+    class Old(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - 30 * 86400
+
+    serializer = URLSafeTimedSerializer(resources.access_token_secret,
+                                        salt="schoolgate.access-request.v1", signer=Old)
+    return str(serializer.dumps({"host": "www.tiktok.com", "role": "pupil",
+                                 "at": datetime.now(UTC).isoformat(), "user": "pupil1"}))
+
+
+@pytest.mark.parametrize(("kind", "words"), [
+    ("forged", "not genuine"), ("tampered", "not genuine"), ("expired", "older than")])
+def test_a_forged_or_expired_link_is_refused_and_fills_nothing(
+        app: FastAPI, resources: Resources, kind: str, words: str) -> None:
+    genuine = block_link(resources, host="www.snapchat.com")
+    token = {"forged": make_access_token(b"not-the-school-secret" * 2, AccessClaims(
+                 host="www.snapchat.com", role="pupil", at=datetime.now(UTC))),
+             "tampered": genuine[:-3] + ("AAA" if not genuine.endswith("AAA") else "BBB"),
+             "expired": _old_token(resources)}[kind]
+    pupil, csrf = client_for(app, "pupil")
+    page = pupil.get("/requests/new", params={"token": token})
+    assert page.status_code == 400
+    assert words in page.text
+    assert "www.snapchat.com" not in page.text
+    posted = pupil.post("/requests/new", data={"token": token, "why": WHY, "csrf_token": csrf})
+    assert posted.status_code == 400
+    api = pupil.post("/api/requests", json={"token": token, "why": WHY},
+                     headers={"X-CSRF-Token": csrf})
+    assert api.status_code == 422
+    assert words in api.json()["message"]
+
+
+def test_revoking_an_exception_ends_it_and_bumps_the_counter(app: FastAPI,
+                                                             resources: Resources) -> None:
+    request_id = _pending(app, "pupil", "www.tiktok.com")
+    bursar, csrf = client_for(app, "business_manager")
+    done = bursar.post(f"/api/requests/{request_id}/approve", headers={"X-CSRF-Token": csrf},
+                       json={"scope": "user", "duration": "hours", "hours": 3}).json()
+    assert done["state"] == "approved"
+    with resources.sessions() as session:
+        row = session.get(UnblockRequestRow, request_id)
+        assert row is not None
+        exception_id = row.exception_id
+    listed = bursar.get("/api/exceptions").json()
+    assert exception_id in {item["id"] for item in listed}
+    before = counter(resources)
+    revoked = bursar.post(f"/exceptions/{exception_id}/revoke", data={"csrf_token": csrf})
+    assert revoked.status_code == 303
+    assert counter(resources) > before
+    assert exception_id not in {item["id"] for item in bursar.get("/api/exceptions").json()}
