@@ -45,6 +45,7 @@ from policy.model import (
 )
 from proxy_addons import context
 from proxy_addons.blockpage import BlockPageSettings, make_block_page
+from store.overrides_db import DatabaseOverridesSource
 from store.policy_files import load_policy
 from store.snapshots import FileOverridesSource, OverridesSource
 from store.techniques import Technique
@@ -88,6 +89,7 @@ class Enforce:
                           "Overrides snapshot file (JSON: exceptions, sanctions, supervised "
                           "sessions, local lists), replaced atomically by the admin. Empty: "
                           "none.")
+        loader.add_option(*context.DATABASE_URL_OPTION)
         loader.add_option("schoolgate_sensitive_hosts", Sequence[str], [],
                           "Extra hosts (and their subdomains) never decrypted, besides the "
                           "policy's sensitive categories.")
@@ -133,8 +135,16 @@ class Enforce:
         page = old.page if old is not None and "schoolgate_secret_file" not in updated else None
         if page is None or page.admin_url != admin_url:
             page = BlockPageSettings(admin_url, _secret(opts.schoolgate_secret_file))
-        if old is None or "schoolgate_overrides" in updated:
-            if opts.schoolgate_overrides:
+        if old is None or updated & {"schoolgate_overrides", "schoolgate_database_url"}:
+            if opts.schoolgate_database_url:
+                # The database replaces the snapshot file (and the admin writes there).
+                try:
+                    db_source = DatabaseOverridesSource.from_url(opts.schoolgate_database_url)
+                except Exception as exc:
+                    raise _options_error(f"schoolgate_database_url: {exc}") from None
+                self._overrides = db_source.load_now()
+                self._source = db_source
+            elif opts.schoolgate_overrides:
                 source = FileOverridesSource(Path(opts.schoolgate_overrides).expanduser())
                 self._overrides = source.load_now()
                 self._source = source

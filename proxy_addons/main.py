@@ -5,21 +5,30 @@
                   request must never be forwarded (mitmproxy would send it to itself).
 2. Identify     - who is asking (proxy auth, subnet, else the default role); answers 407s.
 3. Enforce      - the policy's verdict at CONNECT, ClientHello and every request; block pages.
-4. StripAltSvc  - allowed responses: drop Alt-Svc (no HTTP/3 round the proxy), stream bodies.
+4. Detect       - circumvention signals that need more than the host name (DoH by content,
+                  archive viewers, ECH, odd ports, tunnels, repeats, widgets); blocks on top of
+                  an allowed verdict, and marks Enforce's blocks that are attempts.
+5. StripAltSvc  - allowed responses: drop Alt-Svc (no HTTP/3 round the proxy), stream bodies.
+6. RecordEvents - last: every final decision becomes an event; attempts feed sanctions/alerts.
 
-Each addon leaves a flow alone once an earlier one has answered it (`flow.response` set).
+Each addon leaves a flow alone once an earlier one has answered it (`flow.response` set);
+Detect and RecordEvents read what Enforce decided (flow.metadata) rather than deciding again.
 """
 
 from __future__ import annotations
 
 from proxy_addons.altsvc import StripAltSvc
+from proxy_addons.detect import Detect
 from proxy_addons.enforce import Enforce
 from proxy_addons.gateway_pages import GatewayPages
 from proxy_addons.identity import Identify
+from proxy_addons.record import RecordEvents
 
 addons: list[object] = [
     GatewayPages(),
     Identify(),
     Enforce(),
+    Detect(),
     StripAltSvc(),
+    RecordEvents(),
 ]

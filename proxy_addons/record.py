@@ -1,0 +1,547 @@
+"""Record every decision as an event: intercepted traffic per request, relayed (passed-through or
+refused) traffic per connection. Hooks only build an `Event` and hand it to the `EventWriter`
+(never waiting on the database); circumvention attempts also feed the sanction threshold and
+raise alerts, written and pushed by a background task.
+
+Last in the addon list, so it sees the final decision (Enforce's, or Detect's on top of it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import re
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mitmproxy import ctx, exceptions, http, tcp
+from mitmproxy.addonmanager import Loader
+from mitmproxy.connection import Client
+from mitmproxy.tls import ClientHelloData
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from policy.model import CircumventionSettings, Decision
+from proxy_addons import context
+from proxy_addons.search_terms import search_terms
+from store.alerts import (
+    NO_PUSH,
+    Alert,
+    AlertKind,
+    PushSettings,
+    attempt_severity,
+    load_push_settings,
+    mark_pushed,
+    push_alert,
+    raise_alert,
+)
+from store.db import SchemaOutOfDate, display_url, make_engine, require_current_schema
+from store.events import AttemptEvidence, Event, EventWriter
+from store.sanctions import AttemptWindow, on_threshold
+from store.techniques import counted
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT = 2000  # characters of a path or query kept
+# Query parameters whose values are never recorded (credentials and tokens in URLs).
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|key|session|sid|code|sig|cred",
+                           re.IGNORECASE)
+_STATIC_OPTIONS = ("schoolgate_database_url", "schoolgate_spool_dir", "schoolgate_siem")
+
+# --- building events (pure) ----------------------------------------------------------------
+
+
+def redact_query(query: str) -> str:
+    """The query string with the values of credential-like parameters replaced."""
+    if not query:
+        return query
+    parts = []
+    for part in query.split("&"):
+        name, eq, _value = part.partition("=")
+        parts.append(f"{name}=[redacted]" if eq and _SECRET_PARAM.search(name) else part)
+    return "&".join(parts)[:MAX_TEXT]
+
+
+def client_ip(client: Client) -> str | None:
+    if not client.peername:
+        return None
+    ip = str(client.peername[0])
+    return ip.removeprefix("::ffff:") if ip.startswith("::ffff:") and "." in ip else ip
+
+
+def make_event(*, decision: Decision, at: datetime, host: str, identity: object,
+               role: str | None, ip: str | None, device: str | None, method: str | None,
+               scheme: str | None, port: int | None, target: str | None, intercepted: bool,
+               technique: str | None, evidence: Mapping[str, Any] | None) -> Event:
+    """One event. `target` is the request path with its query; it is kept (redacted) only for
+    intercepted traffic. A technique makes it a circumvention attempt."""
+    path = query = terms = None
+    if intercepted and target is not None:
+        raw_path, _, raw_query = target.partition("?")
+        path, query = raw_path[:MAX_TEXT], redact_query(raw_query) or None
+        terms = search_terms(host, raw_path, raw_query)
+    user = source = None
+    if isinstance(identity, context.Identity):
+        user, source = identity.user, str(identity.source)
+        role = role or identity.role
+    attempt = None
+    if technique:
+        attempt = AttemptEvidence(evidence={str(k): _scalar(v) for k, v in
+                                            (evidence or {}).items()},
+                                  counted=counted(technique))
+    return Event(at=at, host=host[:300], verdict=decision.verdict, reason=decision.reason,
+                 user=user, role=role, identity_source=source, client_ip=ip, device=device,
+                 method=method, scheme=scheme, port=port, path=path, query=query,
+                 search_terms=terms, category=decision.category, rule=decision.rule,
+                 technique=technique, intercepted=intercepted, attempt=attempt)
+
+
+def _scalar(value: object) -> str | int | float | bool | None:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def parse_devices(text: str, *, source: str) -> dict[str, str]:
+    """A YAML mapping of client IP address -> device name; ValueError lists every problem."""
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{source}: expected a mapping of IP address -> device name")
+    devices, problems = {}, []
+    for ip, name in raw.items():
+        try:
+            parsed = ipaddress.ip_address(str(ip))
+            mapped = getattr(parsed, "ipv4_mapped", None)  # as client_ip() reports it
+            address = str(mapped or parsed)
+        except ValueError:
+            problems.append(f"{ip!r}: not an IP address")
+            continue
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"{ip}: the device name must be text")
+            continue
+        devices[address] = name.strip()[:200]
+    if problems:
+        raise ValueError("\n  ".join([f"{source}: {len(problems)} problem(s)", *problems]))
+    return devices
+
+
+# --- without a database: JSON lines only ---------------------------------------------------------
+
+
+class SiemLines:
+    """Events as JSON lines to a file or stdout, written from a worker thread (no database)."""
+
+    def __init__(self, path: str, *, limit: int = 100_000) -> None:
+        self.path = path
+        self._pending: deque[str] = deque(maxlen=limit)  # the oldest go first if it stalls
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, event: Event) -> None:
+        record = asdict(event)
+        record["at"] = event.at.isoformat()
+        self._pending.append(json.dumps(record, default=str, separators=(",", ":")))
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        lines = [self._pending.popleft() for _ in range(len(self._pending))]
+        if lines:
+            await asyncio.to_thread(self._write, "\n".join(lines) + "\n")
+
+    def _write(self, text: str) -> None:
+        import sys
+        if self.path == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(text)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._flush()
+
+
+# --- background work: alerts and sanctions ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A database write off the request path; returns the alert it raised (to push)."""
+
+    what: str
+    run: Callable[[Session], Alert | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Tunnel:
+    identity: object
+    role: str | None
+
+
+class RecordEvents:
+    def __init__(self) -> None:
+        self._sink: EventWriter | SiemLines | None = None
+        self._engine: Engine | None = None
+        self._enabled = True
+        self._devices: dict[str, str] = {}
+        self._push: PushSettings = NO_PUSH
+        self._tunnels: dict[str, _Tunnel] = {}
+        self._window = AttemptWindow()
+        self._settings = CircumventionSettings()  # the running policy's (seen on each flow)
+        self._alerted: dict[tuple[str, str], float] = {}  # (who, technique) -> last alert
+        self._jobs: asyncio.Queue[_Job] = asyncio.Queue(maxsize=10_000)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._starting: asyncio.Task[None] | None = None
+        self._started = False
+        self.job_retries = 30
+        self.job_retry_seconds = 2.0
+        self.stats: Counter[str] = Counter()
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option("schoolgate_recording", bool, True,
+                          "Record every decision as an event (database and/or SIEM lines).")
+        loader.add_option(*context.DATABASE_URL_OPTION)
+        loader.add_option("schoolgate_spool_dir", str, "",
+                          "Where events wait on disk while the database is unavailable. Empty: "
+                          "'spool' next to the CA directory (confdir).")
+        loader.add_option("schoolgate_siem", str, "",
+                          "Also write events as JSON lines to this file, or '-' for stdout.")
+        loader.add_option("schoolgate_devices", str, "",
+                          "YAML file mapping client IP addresses to device names, recorded "
+                          "with each event.")
+        loader.add_option("schoolgate_alert_push", str, "",
+                          "YAML file saying where urgent alerts are pushed at once (email via "
+                          "SMTP, a webhook); see docs/monitoring.md. Empty: nothing pushed.")
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        if self._started and updated & set(_STATIC_OPTIONS):
+            raise _options_error(f"{', '.join(sorted(updated & set(_STATIC_OPTIONS)))} cannot "
+                                 "change while the gateway runs; restart it")
+        self._enabled = opts.schoolgate_recording
+        if "schoolgate_devices" in updated:
+            self._devices = _load(opts.schoolgate_devices, parse_devices, "schoolgate_devices")
+        if "schoolgate_alert_push" in updated:
+            path = opts.schoolgate_alert_push
+            try:
+                self._push = load_push_settings(Path(path).expanduser()) if path else NO_PUSH
+            except ValueError as exc:
+                raise _options_error(f"schoolgate_alert_push: {exc}") from None
+        if "schoolgate_database_url" in updated:
+            self._engine = _engine(opts.schoolgate_database_url)
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    def running(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        opts = ctx.options
+        if not self._enabled:
+            return
+        if self._engine is not None:
+            spool = opts.schoolgate_spool_dir or str(Path(opts.confdir).expanduser().parent
+                                                     / "spool")
+            self._sink = EventWriter(self._engine, spool_dir=Path(spool),
+                                     siem_path=opts.schoolgate_siem or None)
+        elif opts.schoolgate_siem:
+            self._sink = SiemLines(opts.schoolgate_siem)
+        loop = asyncio.get_running_loop()
+        if self._sink is not None:
+            self._starting = loop.create_task(self._sink_start(self._sink))
+        if self._engine is not None:
+            self._tasks.append(loop.create_task(self._work_forever()))
+
+    @staticmethod
+    async def _sink_start(sink: EventWriter | SiemLines) -> None:
+        try:
+            await sink.start()
+        except Exception:
+            logger.exception("the event writer could not start; events stay queued in memory")
+
+    async def done(self) -> None:
+        if self._starting is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._starting, 30)
+            self._starting = None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._jobs.join(), 5)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._sink is not None:
+            await self._sink.close()
+            self._sink = None
+
+    # --- the hooks ---------------------------------------------------------------------------
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        inputs = flow.metadata.get(context.INPUTS)
+        role = inputs.subject.role if isinstance(inputs, context.DecisionInputs) else None
+        self._tunnels[flow.client_conn.id] = _Tunnel(flow.metadata.get(context.IDENTITY), role)
+        if flow.response is not None:  # refused at the CONNECT: nothing follows
+            self._record_flow(flow, intercepted=False)
+
+    def tls_clienthello(self, data: ClientHelloData) -> None:
+        client = data.context.client
+        note = context.hello_notes.get(client.id)
+        if note is None or not data.ignore_connection:
+            return  # intercepted: recorded per request
+        try:
+            tunnel = self._tunnels.get(client.id)
+            address = data.context.server.address
+            technique = note.decision.technique
+            self._submit(make_event(
+                decision=note.decision, at=datetime.now(UTC),
+                host=note.decision.host or note.sni or (str(address[0]) if address else "?"),
+                identity=tunnel.identity if tunnel else None,
+                role=tunnel.role if tunnel else None, ip=client_ip(client),
+                device=self._devices.get(client_ip(client) or ""), method=None,
+                scheme="https", port=address[1] if address else None, target=None,
+                intercepted=False, technique=technique,
+                evidence=note.evidence or _decided_evidence(note.decision)))
+        except Exception:
+            self._failed("tls_clienthello")
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self._record_flow(flow, intercepted=True)
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        self._record_flow(flow, intercepted=False)
+
+    def client_disconnected(self, client: Client) -> None:
+        self._tunnels.pop(client.id, None)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _record_flow(self, flow: http.HTTPFlow | tcp.TCPFlow, *, intercepted: bool) -> None:
+        if not self._enabled:
+            return
+        decision = flow.metadata.get(context.DECISION)
+        if not isinstance(decision, Decision):
+            return  # not decided: a gateway page, a 407
+        try:
+            inputs = flow.metadata.get(context.INPUTS)
+            at, role = datetime.now(UTC), None
+            if isinstance(inputs, context.DecisionInputs):
+                at, role = inputs.at, inputs.subject.role
+                self._settings = inputs.policy.circumvention
+            identity = flow.metadata.get(context.IDENTITY)
+            tunnel = self._tunnels.get(flow.client_conn.id)
+            if identity is None and tunnel is not None:
+                identity, role = tunnel.identity, role or tunnel.role
+            technique = flow.metadata.get(context.TECHNIQUE) or decision.technique
+            evidence = flow.metadata.get(context.EVIDENCE)
+            ip = client_ip(flow.client_conn)
+            method: str | None
+            scheme: str | None
+            port: int | None
+            if isinstance(flow, http.HTTPFlow):
+                request = flow.request
+                host = decision.host or request.pretty_host
+                if evidence is None and technique:
+                    evidence = _decided_evidence(decision, request, flow.client_conn.sni)
+                method, scheme, port = request.method, request.scheme, request.port
+                target = request.path if request.method != "CONNECT" else None
+            else:
+                address = flow.server_conn.address
+                host = decision.host or (str(address[0]) if address else "?")
+                method, scheme, port = None, None, address[1] if address else None
+                target = None
+            self._submit(make_event(
+                decision=decision, at=at, host=host, identity=identity, role=role, ip=ip,
+                device=self._devices.get(ip or ""), method=method, scheme=scheme, port=port,
+                target=target, intercepted=intercepted, technique=technique,
+                evidence=evidence))
+        except Exception:
+            self._failed("recording")
+
+    def _submit(self, event: Event) -> None:
+        self.stats["events"] += 1
+        if self._sink is not None:
+            self._sink.submit(event)
+        attempt = event.attempt
+        if attempt is None or event.technique is None:
+            return
+        self.stats["attempts"] += 1
+        if not attempt.counted or self._engine is None:
+            return
+        who = event.user or event.client_ip or "unknown"
+        self._alert_attempt(event, who)
+        if event.user is not None:
+            reached = self._window.add(event.user, event.at, self._settings)
+            if reached is not None:
+                self._queue(_Job("threshold", _threshold_job(event, reached, self._settings)))
+
+    def _alert_attempt(self, event: Event, who: str) -> None:
+        """One alert per person and technique per threshold window: the attempts table keeps
+        every attempt, the DSL's list stays readable."""
+        key = (who, event.technique or "")
+        now = time.monotonic()
+        last = self._alerted.get(key)
+        if last is not None and now - last < self._settings.threshold_window_seconds:
+            return
+        if len(self._alerted) > 50_000:
+            self._alerted.clear()
+        self._alerted[key] = now
+        self._queue(_Job("alert", _attempt_alert_job(event)))
+
+    def _queue(self, job: _Job) -> None:
+        try:
+            self._jobs.put_nowait(job)
+        except asyncio.QueueFull:
+            self.stats["jobs_dropped"] += 1
+            logger.warning("too many alert and sanction writes waiting; dropped one (%s)",
+                           job.what)
+
+    async def _work_forever(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            try:
+                alert = await self._run_job(job)
+                if alert is not None and self._push.wants(alert):
+                    await self._push_alert(alert)
+            except Exception:
+                logger.exception("an alert or sanction job failed")
+            finally:
+                self._jobs.task_done()
+
+    async def _run_job(self, job: _Job) -> Alert | None:
+        engine = self._engine
+        assert engine is not None
+        for attempt in range(self.job_retries):
+            try:
+                return await asyncio.to_thread(_in_transaction, engine, job.run)
+            except Exception as exc:
+                self.stats["job_failures"] += 1
+                if attempt == 0:
+                    logger.warning("writing a %s to the database failed (%s); retrying",
+                                   job.what, str(exc).splitlines()[0] if str(exc) else exc)
+                await asyncio.sleep(self.job_retry_seconds)
+        self.stats["jobs_dropped"] += 1
+        logger.error("gave up writing a %s to the database", job.what)
+        return None
+
+    async def _push_alert(self, alert: Alert) -> None:
+        results = await push_alert(self._push, alert)
+        for channel, problem in results.items():
+            if problem is not None:
+                self.stats["push_failures"] += 1
+                logger.warning("pushing alert %s by %s failed: %s", alert.id, channel, problem)
+        if results and all(p is None for p in results.values()):
+            self.stats["pushed"] += 1
+            engine = self._engine
+            assert engine is not None
+            await asyncio.to_thread(_in_transaction, engine, lambda s: _mark(s, alert))
+
+    def _failed(self, where: str) -> None:
+        # Recording never blocks traffic: the decision stands; the failure is counted and logged.
+        self.stats["record_errors"] += 1
+        logger.exception("recording an event failed in %s", where)
+
+
+def _mark(session: Session, alert: Alert) -> None:
+    mark_pushed(session=session, alert_id=alert.id, at=datetime.now(UTC))
+
+
+def _in_transaction(engine: Engine, work: Callable[[Session], Alert | None]) -> Alert | None:
+    with Session(engine) as session, session.begin():
+        return work(session)
+
+
+def _attempt_alert_job(event: Event) -> Callable[[Session], Alert | None]:
+    technique = event.technique or "unknown"
+    who = event.user or f"the device at {event.client_ip or 'an unknown address'}"
+    details = {"technique": technique, "host": event.host, "client_ip": event.client_ip,
+               "event_id": event.id, **(event.attempt.evidence if event.attempt else {})}
+
+    def run(session: Session) -> Alert:
+        return raise_alert(session=session, severity=attempt_severity(technique),
+                           kind=AlertKind.ATTEMPT, user=event.user, at=event.at,
+                           summary=f"{who} tried to get round the filter ({technique}: "
+                                   f"{event.host})", details=details)
+    return run
+
+
+def _threshold_job(event: Event, attempts: tuple[datetime, ...],
+                   settings: CircumventionSettings) -> Callable[[Session], Alert | None]:
+    user = event.user
+    assert user is not None
+
+    def run(session: Session) -> Alert:
+        return on_threshold(session=session, user=user, attempts=attempts, settings=settings,
+                            at=event.at, details={"last_technique": event.technique,
+                                                  "last_host": event.host}).alert
+    return run
+
+
+def _decided_evidence(decision: Decision, request: http.Request | None = None,
+                      sni: str | None = None) -> dict[str, str]:
+    """Evidence for techniques decided from the host name: what was asked and what matched."""
+    evidence = {"host": decision.host or "", "rule": decision.rule or "",
+                "category": decision.category or ""}
+    if request is not None:
+        evidence["host_header"] = request.pretty_host
+        if request.method == "CONNECT" or sni:
+            evidence["connect"] = request.host
+        if sni:
+            evidence["sni"] = sni
+    return {k: v for k, v in evidence.items() if v}
+
+
+def _engine(url: str) -> Engine | None:
+    if not url:
+        return None
+    try:
+        engine = make_engine(url)
+    except Exception as exc:
+        raise _options_error(f"schoolgate_database_url: {display_url(url)}: {exc}") from None
+    try:
+        require_current_schema(engine)
+    except SchemaOutOfDate as exc:
+        raise _options_error(f"schoolgate_database_url: {exc}") from None
+    except SQLAlchemyError as exc:
+        # Unreachable now: filter anyway; events wait in the spool until it is back.
+        logger.warning("the database %s cannot be reached (%s); events will be spooled until "
+                       "it is back", display_url(url), str(exc).strip().splitlines()[0])
+    return engine
+
+
+def _load(path: str, parse: Callable[..., dict[str, str]], option: str) -> dict[str, str]:
+    if not path:
+        return {}
+    try:
+        return parse(Path(path).expanduser().read_text(encoding="utf-8"), source=path)
+    except OSError as exc:
+        raise _options_error(f"{option}: cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise _options_error(f"{option}: {exc}") from None
+
+
+def _options_error(message: str) -> exceptions.OptionsError:
+    return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
