@@ -15,6 +15,7 @@ import re
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from mitmproxy import ctx, exceptions, http, tcp
@@ -115,6 +116,15 @@ def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | N
     if host in ("translatetheweb.com", "www.translatetheweb.com"):
         return _found(Technique.REWRITING_PROXY, params.get("a"))
     return None
+
+
+def is_viewer_host(host: str) -> bool:
+    """Does this host show other sites' pages by URL (so its traffic must be decrypted for
+    `viewed_target` to read the path)?"""
+    return (host in _WAYBACK_HOSTS or host.endswith(".web.archive.org")
+            or host in _ARCHIVE_TODAY or host == "webcache.googleusercontent.com"
+            or bool(_GOOGLE_TRANSLATE.match(host)) or host == "translate.googleusercontent.com"
+            or host in ("translatetheweb.com", "www.translatetheweb.com"))
 
 
 def _params(query: str) -> dict[str, str]:
@@ -266,6 +276,7 @@ class Detect:
             return  # TLS to the gateway itself (secure web proxy)
         try:
             if not has_ech(data.client_hello.extensions):
+                self._inspect_viewers(data)
                 return
             sni = data.client_hello.sni
             note = context.hello_notes.get(client.id)
@@ -280,6 +291,17 @@ class Detect:
             self.stats["engine_errors"] += 1
             logger.exception("checking the TLS ClientHello failed; refusing the connection")
             self._refuse_hello(data, Decision(Verdict.BLOCK, Reason.ENGINE_ERROR), None)
+
+    def _inspect_viewers(self, data: ClientHelloData) -> None:
+        """An allowed archive or translation viewer would be relayed unread: decrypt it, so
+        each request's target is decided (every request inside is decided again)."""
+        client = data.context.client
+        note = context.hello_notes.get(client.id)
+        if data.ignore_connection and note is not None and note.passthrough and \
+                note.decision.allowed and is_viewer_host(note.decision.host or ""):
+            data.ignore_connection = False
+            context.hello_notes[client.id] = replace(note, passthrough=False)
+            self.stats["viewers_intercepted"] += 1
 
     def _refuse_hello(self, data: ClientHelloData, decision: Decision,
                       evidence: Evidence | None) -> None:

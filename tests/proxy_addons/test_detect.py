@@ -336,6 +336,18 @@ def test_plain_client_hello_is_left_alone(addons: tuple[Enforce, Detect, taddons
     assert note.evidence is None
 
 
+def test_allowed_archive_viewers_are_decrypted_not_relayed(
+        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    enforce, detect, _ = addons
+    for sni, relayed in (("web.archive.org", False), ("archive.ph", False),
+                         ("translate.google.com", False), ("learning.test", True)):
+        data = hello(sni)
+        enforce.tls_clienthello(data)
+        detect.tls_clienthello(data)
+        assert data.ignore_connection is relayed
+        assert context.hello_notes[data.context.client.id].passthrough is relayed
+
+
 def test_a_tcp_tunnel_is_blocked(addons: tuple[Enforce, Detect, taddons.context]) -> None:
     _, detect, _ = addons
     flow = tflow.ttcpflow()
