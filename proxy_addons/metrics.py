@@ -66,7 +66,9 @@ WRITER_COUNTERS = (
     (("written",), "schoolgate_events_written_total", "Events written to the database."),
     (("dropped",), "schoolgate_events_dropped_total", "Events lost. Must stay 0."),
     (("spooled",), "schoolgate_events_spooled_total", "Events written to the spool file."),
-    (("write_errors",), "schoolgate_events_write_errors_total",
+    (("replayed",), "schoolgate_events_replayed_total",
+     "Spooled events inserted once the database answered again."),
+    (("db_failures", "write_errors"), "schoolgate_events_write_errors_total",
      "Batches the database refused or timed out on (then spooled)."),
 )
 
@@ -338,7 +340,8 @@ def _writer_stats(find: Callable[[str], Any]) -> Mapping[str, Any] | None:
         addon = find(name)
         if addon is None:
             continue
-        writer = getattr(addon, "writer", None)
+        # RecordEvents keeps its writer as `_sink` (an EventWriter, or SIEM lines only).
+        writer = getattr(addon, "writer", None) or getattr(addon, "_sink", None)
         stats = getattr(writer, "stats", None) if writer is not None else None
         if stats is None:
             stats = getattr(addon, "writer_stats", None)
