@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -215,7 +215,7 @@ class EventInserter:
                     for r in rows]
         return [[r[c] for r in rows] for c in columns]
 
-    def insert(self, items: list[Item]) -> None:
+    def insert(self, items: Sequence[Item]) -> None:
         """Insert one batch in one transaction."""
         rows = [row for row, _ in items]
         attempts = [_attempt_row(row, attempt) for row, attempt in items if attempt is not None]

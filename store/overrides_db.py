@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, or_, select
+from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from policy.hostnames import HostError, normalise_host
 from policy.model import (
@@ -73,14 +74,14 @@ class DatabaseOverridesSource:
     def load_now(self) -> Overrides:
         """Blocking form of `load` (for start-up and tests). Never raises."""
         try:
-            with self.engine.connect() as conn:
-                counter = conn.scalar(select(ChangeCounter.counter)
+            with Session(self.engine) as session:
+                counter = session.scalar(select(ChangeCounter.counter)
                                       .where(ChangeCounter.id == CHANGES_ROW))
                 stale = time.monotonic() - self._loaded_at >= self._full_reload_seconds
                 if counter is not None and counter == self._counter and not stale:
                     self._recovered()
                     return self._current
-                overrides = self._read(conn)
+                overrides = self._read(session)
         except SQLAlchemyError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             self._problem(f"reading the overrides from the database "
@@ -93,12 +94,12 @@ class DatabaseOverridesSource:
         self._recovered()
         return self._current
 
-    def _read(self, conn: Connection) -> Overrides:
+    def _read(self, session: Session) -> Overrides:
         since = self._clock() - ENDED_GRACE
         exceptions = []
-        for e in conn.execute(select(ExceptionRow).where(
+        for e in session.scalars(select(ExceptionRow).where(
                 or_(ExceptionRow.ends.is_(None), ExceptionRow.ends > since))
-                .order_by(ExceptionRow.starts, ExceptionRow.id)).scalars():
+                .order_by(ExceptionRow.starts, ExceptionRow.id)):
             target = e.target
             if e.target_kind is TargetKind.HOST:
                 host = self._host(e.target, f"exception {e.id}")
@@ -110,17 +111,17 @@ class DatabaseOverridesSource:
                                                 starts=e.starts, ends=e.ends, who=e.who))
         sanctions = tuple(
             Sanction(s.id, s.user, s.starts, s.ends)
-            for s in conn.execute(select(SanctionRow).where(
+            for s in session.scalars(select(SanctionRow).where(
                 SanctionRow.state == SanctionState.PLACED,
                 or_(SanctionRow.ends.is_(None), SanctionRow.ends > since))
-                .order_by(SanctionRow.starts, SanctionRow.id)).scalars())
+                .order_by(SanctionRow.starts, SanctionRow.id)))
         sessions = tuple(
             SupervisedSession(s.user, s.starts, s.ends)
-            for s in conn.execute(select(SupervisedSessionRow).where(
+            for s in session.scalars(select(SupervisedSessionRow).where(
                 SupervisedSessionRow.ends > since)
-                .order_by(SupervisedSessionRow.starts, SupervisedSessionRow.id)).scalars())
+                .order_by(SupervisedSessionRow.starts, SupervisedSessionRow.id)))
         local = []
-        for row in conn.execute(select(LocalListRow).order_by(LocalListRow.host)).scalars():
+        for row in session.scalars(select(LocalListRow).order_by(LocalListRow.host)):
             host = self._host(row.host, "local list entry")
             if host is not None:
                 local.append(LocalListEntry(host, row.verdict, row.note))

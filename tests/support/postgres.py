@@ -214,3 +214,11 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind: a SQLite file, and a schema on the shared PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'schoolgate.db'}"
+    return shared_postgres_url(request.getfixturevalue("postgres_session_url"))
