@@ -11,10 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -82,7 +79,13 @@ async def handle_framework_error(request: Request, error: Exception) -> Response
     """FastAPI's own answers (bad query parameters, unknown paths) as pages for people."""
     if _wants_json(request) or request.url.path in ("/docs", "/openapi.json"):
         if isinstance(error, RequestValidationError):
-            return await request_validation_exception_handler(request, error)
+            # Our own body, without FastAPI's echo of the input: that may hold text that
+            # cannot even be encoded (lone surrogates), and it repeats what was sent.
+            problems = {".".join(str(p) for p in item["loc"]): str(item["msg"])
+                        for item in error.errors()}
+            return JSONResponse({"error": "invalid_input", "message": "; ".join(
+                f"{where}: {text}" for where, text in problems.items()),
+                "problems": problems}, status_code=422)
         assert isinstance(error, StarletteHTTPException)
         return await http_exception_handler(request, error)
     if isinstance(error, RequestValidationError):

@@ -94,7 +94,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _secrets(self) -> Settings:
         development = self.environment is Environment.DEVELOPMENT
-        secret = self.session_secret.get_secret_value() if self.session_secret else None
+        secret = (self.session_secret.get_secret_value() if self.session_secret is not None
+                  else None)
         if secret is not None and is_placeholder(secret) and not development:
             raise ValueError("SCHOOLGATE_SESSION_SECRET is empty, too short or a placeholder: "
                              f"set it to at least {MIN_SECRET_LENGTH} random characters (e.g. "
