@@ -300,7 +300,8 @@ def write_policy(path: Path, *, in_break: bool, break_seconds: int = 1800,
     temp = path.with_suffix(".tmp")
     temp.write_text(text)
     os.replace(temp, path)
-    return end if in_break else start
+    # The policy holds whole seconds, so say when the break really ends (or starts) there.
+    return (end if in_break else start).replace(microsecond=0)
 
 
 def write_identity(folder: Path) -> Path:
