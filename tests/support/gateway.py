@@ -51,7 +51,9 @@ USERS = {"pupil1": ["Pupils"], "staff1": ["Staff"], "smm1": ["Staff", "SocialMed
 ENGINES = ("mitmdump", "lean")  # schoolgate gateway --engine
 # Host names the tests use; every one is routed to the local origins if it is ever contacted.
 ORIGIN_HOSTS = ("learning.test", "x.com", "twitter.com", "instagram.com", "facebook.com",
-                "tiktok.com", "proxysite.test", "bank.test", "explode.test")
+                "tiktok.com", "proxysite.test", "bank.test", "explode.test",
+                # archive and translation viewers, a search engine, an allowed news site
+                "archive.org", "archive.ph", "translate.goog", "google.com", "bbc.co.uk")
 
 
 def default_engine() -> str:
