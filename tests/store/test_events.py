@@ -338,3 +338,26 @@ async def test_a_live_writers_spool_is_never_taken_by_another(tmp_path: Path) ->
         await first.close()
         down.dispose()
         up.dispose()
+
+
+async def test_rows_the_database_refuses_are_set_aside_not_retried_forever(
+        database_url: str, tmp_path: Path) -> None:
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    good, long_host, bad = _event(0), _event(1, host="a" * 400 + ".example"), _event(2)
+    lines = [_json_line(_row("old", i, e), None) for i, e in enumerate((good, long_host, bad))]
+    lines[2] = lines[2].replace(b'"verdict":"allow"', b'"verdict":"maybe"')
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "old-1-dead.jsonl").write_bytes(b"".join(lines))
+    writer = _writer(engine, tmp_path)
+    await writer.start()
+    try:
+        await _until(lambda: writer.stats.spool_bytes == 0, "the old spool replayed")
+        assert writer.stats.rejected == 1
+        assert {id for id, _ in _rows(engine)} == {good.id, long_host.id}
+        rejected = (spool / "rejected.events").read_text().splitlines()
+        assert [json.loads(line)["id"] for line in rejected] == [bad.id]
+    finally:
+        await writer.close()
+        engine.dispose()
