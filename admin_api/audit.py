@@ -12,6 +12,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from admin_api.deps import AuditReader, Db
+from admin_api.errors import InvalidInput
+from admin_api.forms import check_single_line
 from admin_api.render import Pages, get_pages
 from admin_api.schemas import AuditEntryPublic
 from admin_api.services import audit as service
@@ -22,11 +24,25 @@ Page = Annotated[int, Query(ge=1, le=100_000)]
 Text = Annotated[str, Query(max_length=200)]
 
 
+def _filters(action: str, actor: str) -> tuple[str | None, str | None]:
+    """The filters as typed, checked: ordinary one-line text only."""
+    problems = {}
+    for field, value in (("action", action), ("actor", actor)):
+        try:
+            check_single_line(value)
+        except ValueError as error:
+            problems[field] = str(error)
+    if problems:
+        raise InvalidInput(problems)
+    return action.strip() or None, actor.strip() or None
+
+
 @router.get("/audit", include_in_schema=False)
 def audit_page(request: Request, pages: Annotated[Pages, Depends(get_pages)], user: AuditReader,
                session: Db, page: Page = 1, action: Text = "", actor: Text = "") -> Response:
-    rows, total = service.list_entries(session, page=page, action=action or None,
-                                       actor=actor or None)
+    wanted_action, wanted_actor = _filters(action, actor)
+    rows, total = service.list_entries(session, page=page, action=wanted_action,
+                                       actor=wanted_actor)
     pages_count = max(1, -(-total // service.PAGE_SIZE))
     return pages.render(request, "audit.html", user=user, rows=rows, total=total, page=page,
                         pages_count=pages_count, action=action, actor=actor)
@@ -56,6 +72,6 @@ def audit_csv(user: AuditReader, session: Db) -> Response:
 def audit_entries(user: AuditReader, session: Db, page: Page = 1, action: Text = "",
                   actor: Text = "") -> list[AuditEntryPublic]:
     """One page (100) of entries, newest first."""
-    rows, _ = service.list_entries(session, page=page, action=action or None,
-                                   actor=actor or None)
+    wanted_action, wanted_actor = _filters(action, actor)
+    rows, _ = service.list_entries(session, page=page, action=wanted_action, actor=wanted_actor)
     return [AuditEntryPublic.model_validate(row) for row in rows]

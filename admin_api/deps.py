@@ -4,6 +4,7 @@ loaders that fetch a thing only if this person may act on it. Routes never check
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -21,6 +22,7 @@ ROLE_WORDS = {
     Role.PUPIL: "pupils", Role.STAFF: "staff", Role.BUSINESS_MANAGER: "the Business Manager",
     Role.DSL: "the Designated Safeguarding Lead", Role.IT_TECHNICIAN: "IT technicians",
 }
+_ID = re.compile(r"[0-9a-fA-F-]{1,36}")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Db = Annotated[Session, Depends(db_session)]
@@ -64,8 +66,13 @@ Staff = Annotated[SignedInUser, Depends(require_role(Role.STAFF, Role.BUSINESS_M
                                                      Role.DSL, Role.IT_TECHNICIAN))]
 
 
+def looks_like_id(value: str) -> bool:
+    """Ids are UUIDs: anything else cannot name a row (and is never sent to the database)."""
+    return _ID.fullmatch(value) is not None
+
+
 def _load_request(session: Session, request_id: str) -> UnblockRequestRow:
-    row = session.get(UnblockRequestRow, request_id[:36])
+    row = session.get(UnblockRequestRow, request_id) if looks_like_id(request_id) else None
     if row is None:
         raise NotFound(f"there is no unblock request {request_id[:36]!r}")
     return row

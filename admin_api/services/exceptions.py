@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from admin_api.deps import looks_like_id
 from admin_api.errors import Conflict, NotFound
 from admin_api.roles import SignedInUser
 from admin_api.services import audit
@@ -31,7 +32,7 @@ def current_and_future(session: Session, *, at: datetime) -> Sequence[ExceptionR
 
 def revoke(session: Session, *, actor: SignedInUser, exception_id: str, at: datetime,
            ) -> ExceptionRow:
-    row = session.get(ExceptionRow, exception_id[:36])
+    row = session.get(ExceptionRow, exception_id) if looks_like_id(exception_id) else None
     if row is None:
         raise NotFound(f"there is no exception {exception_id[:36]!r}")
     if row.ends is not None and row.ends <= at:

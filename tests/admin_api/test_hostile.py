@@ -116,3 +116,14 @@ def test_a_request_body_too_large_is_refused_early(app: FastAPI) -> None:
     client, csrf = client_for(app, "it_technician")
     answer = client.post("/policy/check", data={"text": "a" * 2_000_000, "csrf_token": csrf})
     assert answer.status_code == 413
+
+
+@pytest.mark.parametrize("piece", ["%00", "x%00y", "%27%3B--", "%E2%80%AE", "a" * 300, "..%2F.."])
+def test_hostile_ids_in_paths_are_not_found(app: FastAPI, piece: str) -> None:
+    client, csrf = client_for(app, "business_manager")
+    for method, path in (("GET", f"/requests/{piece}"), ("GET", f"/api/requests/{piece}"),
+                         ("POST", f"/exceptions/{piece}/revoke"),
+                         ("POST", f"/api/exceptions/{piece}/revoke"),
+                         ("DELETE", f"/api/lists/{piece}")):
+        answer = client.request(method, path, headers={"X-CSRF-Token": csrf})
+        assert answer.status_code in (404, 422), (method, path, answer.text[:200])
