@@ -438,11 +438,16 @@ class EventWriter:
     async def start(self) -> None:
         """Open this writer's spool, claim spools left by writers that died (replayed first,
         oldest first), and start the background task."""
+        self.start_soon()
+
+    def start_soon(self) -> None:
+        """`start` for synchronous hooks (mitmproxy's `running`): needs a running loop. The
+        file work here is a directory listing and a few opens, done once."""
         if self._task is not None:
             return
-        await asyncio.get_running_loop().run_in_executor(self._file_pool, self._open_files)
-        self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                            name="schoolgate-event-writer")
+        loop = asyncio.get_running_loop()
+        self._open_files()
+        self._task = loop.create_task(self._run(), name="schoolgate-event-writer")
 
     def _open_files(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
