@@ -205,8 +205,10 @@ class RepeatCounter:
 
 
 def parse_ports(values: Sequence[str]) -> frozenset[int]:
+    """Port numbers from option values; each may be a comma-separated list ("80,443,8443"),
+    since `schoolgate gateway -- --set` passes one value per option."""
     ports = set()
-    for value in values:
+    for value in (v.strip() for item in values for v in item.split(",")):
         if not value.isdigit() or not 0 < int(value) < 65536:
             raise ValueError(f"{value!r} is not a port number (1-65535)")
         ports.add(int(value))
@@ -228,8 +230,9 @@ class Detect:
 
     def load(self, loader: Loader) -> None:
         loader.add_option("schoolgate_connect_ports", Sequence[str], ["80", "443"],
-                          "Ports a CONNECT tunnel may go to; any other port is blocked as a "
-                          "circumvention attempt (technique unusual_port).")
+                          "Ports a CONNECT tunnel may go to (each value may be a comma-separated "
+                          "list); any other port is blocked as a circumvention attempt "
+                          "(technique unusual_port).")
         loader.add_option("schoolgate_repeat_count", int, 5,
                           "Blocked requests by one person to one blocked platform within "
                           "schoolgate_repeat_window_seconds that count as one circumvention "

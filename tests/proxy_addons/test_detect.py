@@ -142,6 +142,10 @@ def test_repeat_counter_stays_bounded() -> None:
     assert len(counter._seen) <= 10
 
 
+def test_ports_may_be_comma_separated() -> None:
+    assert parse_ports(["80, 443,8443"]) == frozenset({80, 443, 8443})
+
+
 @pytest.mark.parametrize(("values", "ok"), [(["80", "443"], True), (["8080"], True),
                                              (["http"], False), (["0"], False),
                                              (["70000"], False)])
