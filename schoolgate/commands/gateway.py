@@ -15,6 +15,7 @@ from typing import Any
 from policy.errors import PolicyError
 from proxy_addons.ca import ensure_school_ca
 from store.policy_files import load_policy
+from store.tokens import load_or_create_secret
 
 DEFAULT_DATA_DIR = Path("var/schoolgate")
 MODES = ("regular", "transparent")
@@ -51,6 +52,10 @@ def register(subparsers: Any) -> None:
                              "lean: only the built-ins the gateway needs (about half the CPU "
                              "per request; accepts -s and --set after '--', no script "
                              "hot-reload) (default: mitmdump)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="gateway processes sharing the listening port (SO_REUSEPORT), "
+                             "e.g. one per core; worker i serves metrics on the metrics port "
+                             "+ i (default: 1)")
     parser.add_argument("mitmdump_args", nargs=argparse.REMAINDER,
                         help="after '--': extra mitmdump arguments")
     parser.set_defaults(handler=run_gateway)
@@ -135,6 +140,27 @@ def run_gateway(args: argparse.Namespace) -> int:
     if ca.created:
         print(f"schoolgate gateway: made the school CA; install {ca.cert_pem_path} on school "
               "devices as a trusted root", file=sys.stderr)
+    if args.workers < 1:
+        print("schoolgate gateway: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        from schoolgate.workers import run_workers
+
+        load_or_create_secret(data / "secret")  # made once, before the workers share it
+        return run_workers(args.workers, lambda index: _serve_worker(args, data, index))
+    return _serve(args, data)
+
+
+def _serve_worker(args: argparse.Namespace, data: Path, index: int) -> int:
+    from schoolgate.workers import enable_reuse_port, worker_arguments
+
+    enable_reuse_port()
+    worker = argparse.Namespace(**vars(args))
+    worker.mitmdump_args = worker_arguments(args.mitmdump_args, index)
+    return _serve(worker, data)
+
+
+def _serve(args: argparse.Namespace, data: Path) -> int:
     if args.engine == "lean":
         from schoolgate.lean import run_lean  # imported late: mitmproxy is slow to import
 

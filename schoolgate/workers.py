@@ -1,0 +1,105 @@
+"""Several gateway processes on one host behind one listening address: the parent forks N workers
+that each listen on the same port with SO_REUSEPORT, so the kernel spreads new connections over
+them (no user-space balancer in the data path); if one worker dies, all stop, and the service
+manager restarts the gateway whole.
+
+mitmproxy has no option for SO_REUSEPORT: its listener calls `asyncio.start_server(handler,
+host, port)`, so each worker makes asyncio's `start_server` pass `reuse_port=True` before
+mitmproxy starts. Each worker serves its metrics on the base metrics port + its index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
+
+METRICS_OPTION = "schoolgate_metrics_port"
+DEFAULT_METRICS_PORT = 9090
+
+
+def enable_reuse_port() -> None:
+    """From now on, asyncio listening sockets in this process are made with SO_REUSEPORT."""
+    original = asyncio.start_server
+    if getattr(original, "schoolgate_reuse_port", False):
+        return
+
+    @functools.wraps(original)
+    async def start_server(*args: Any, **kwargs: Any) -> asyncio.Server:
+        kwargs.setdefault("reuse_port", True)
+        return await original(*args, **kwargs)
+
+    start_server.schoolgate_reuse_port = True  # type: ignore[attr-defined]
+    asyncio.start_server = start_server
+
+
+def worker_arguments(extra: Sequence[str], index: int) -> list[str]:
+    """The extra mitmdump arguments for worker `index`: its own metrics port (base + index)."""
+    base = DEFAULT_METRICS_PORT
+    items = list(extra)
+    for i, arg in enumerate(items):
+        value = items[i + 1] if arg == "--set" and i + 1 < len(items) else \
+            arg[6:] if arg.startswith("--set=") else ""
+        if value.startswith(f"{METRICS_OPTION}="):
+            base = int(value.partition("=")[2])
+    if base == 0:
+        return items
+    if items[:1] != ["--"]:
+        items = ["--", *items]
+    return [*items, "--set", f"{METRICS_OPTION}={base + index}"]
+
+
+def run_workers(count: int, run_one: Callable[[int], int]) -> int:
+    """Fork `count` workers running `run_one(index)`; wait; forward SIGTERM/SIGINT/SIGHUP.
+    Returns 0 if every worker ended cleanly, else the first failing worker's status."""
+    children: dict[int, int] = {}
+    for index in range(count):
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the parent's code
+            code = 1
+            try:
+                code = run_one(index)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = index
+    stopping = False
+
+    def stop_all(signum: int, _frame: FrameType | None = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM if signum != signal.SIGINT else signal.SIGINT)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop_all)
+    result = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid not in children:
+            continue
+        index = children.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and result == 0:
+            result = code if code > 0 else 128 - code
+        if not stopping:
+            print(f"schoolgate gateway: worker {index} ended (status {code}); stopping the "
+                  "others so the service restarts whole", file=sys.stderr, flush=True)
+            stop_all(signal.SIGTERM)
+    return result
