@@ -33,10 +33,20 @@ _ENGINES: tuple[tuple[re.Pattern[str], re.Pattern[str], tuple[str, ...]], ...] =
     ))
 
 
+# A cheap first look that rules out the hosts that are no search engine (nearly all of them,
+# on every request): each engine's host pattern contains one of these words.
+_ENGINE_WORDS = ("google", "bing", "duckduckgo", "youtube", "yahoo", "ecosia", "startpage",
+                 "wikipedia", "brave", "kiddle", "yandex", "baidu", "qwant", "swisscows", "ask")
+
+
 def search_terms(host: str, path: str, query: str) -> str | None:
     """The words searched for, if `host` + `path` is a known engine's search and `query` (the
     raw query string, without '?') carries them; else None. Whitespace is collapsed."""
+    if not query:
+        return None
     host = host.lower().rstrip(".")
+    if not any(word in host for word in _ENGINE_WORDS):
+        return None
     for host_re, path_re, params in _ENGINES:
         if not host_re.search(host) or not path_re.match(path or "/"):
             continue
