@@ -1,0 +1,139 @@
+"""Supervised-only sanctions, as pages and under /api/monitoring: the DSL sees those in force
+and those recommended by the threshold, places, extends (or confirms) and lifts them, and opens
+a supervised session. Effective at every gateway within seconds (the change counter)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+
+from admin_api.deps import Db, Dsl, Now
+from admin_api.errors import InvalidInput
+from admin_api.forms import form_fields, validate
+from admin_api.monitoring_deps import ChangeableSanction
+from admin_api.monitoring_schemas import (
+    SanctionCreate,
+    SanctionExtend,
+    SanctionLift,
+    SanctionPublic,
+    SupervisedSessionCreate,
+    SupervisedSessionPublic,
+)
+from admin_api.render import Pages, get_pages
+from admin_api.services import sanctions as service
+
+router = APIRouter(tags=["sanctions"])
+api = APIRouter(tags=["sanctions"])
+PagesDep = Annotated[Pages, Depends(get_pages)]
+Form = Annotated[dict[str, str], Depends(form_fields)]
+BACK = "/monitoring/sanctions"
+
+
+def _ends(days: int | None, now: datetime) -> datetime | None:
+    return now + timedelta(days=days) if days is not None else None
+
+
+def _page(request: Request, pages: Pages, user: Dsl, session: Db, now: datetime, *,
+          errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
+          status: int = 200) -> Response:
+    return pages.render(request, "monitoring_sanctions.html", user=user,
+                        view=service.sanctions_view(session, at=now), errors=errors or {},
+                        values=values or {}, status=status)
+
+
+@router.get(BACK, include_in_schema=False)
+def sanctions_page(request: Request, pages: PagesDep, user: Dsl, session: Db,
+                   now: Now) -> Response:
+    return _page(request, pages, user, session, now)
+
+
+@router.post(BACK, include_in_schema=False)
+def place_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now,
+               fields: Form) -> Response:
+    try:
+        form = validate(SanctionCreate, fields)
+        service.place(session, actor=user, user=form.user, ends=_ends(form.days, now),
+                      reason=form.reason, at=now)
+    except InvalidInput as error:
+        return _page(request, pages, user, session, now, errors=error.problems, values=fields,
+                     status=422)
+    return RedirectResponse(BACK, status_code=303)
+
+
+@router.post(BACK + "/{sanction_id}/extend", include_in_schema=False)
+def extend_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now,
+                sanction: ChangeableSanction, fields: Form) -> Response:
+    try:
+        form = validate(SanctionExtend, fields)
+        service.extend(session, actor=user, sanction=sanction, ends=_ends(form.days, now),
+                       note=form.note, at=now)
+    except InvalidInput as error:
+        return _page(request, pages, user, session, now, errors=error.problems, status=422)
+    return RedirectResponse(BACK, status_code=303)
+
+
+@router.post(BACK + "/{sanction_id}/lift", include_in_schema=False)
+def lift_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now,
+              sanction: ChangeableSanction, fields: Form) -> Response:
+    try:
+        form = validate(SanctionLift, fields)
+    except InvalidInput as error:
+        return _page(request, pages, user, session, now, errors=error.problems, status=422)
+    service.lift(session, actor=user, sanction=sanction, note=form.note, at=now)
+    return RedirectResponse(BACK, status_code=303)
+
+
+@router.post("/monitoring/supervised-sessions", include_in_schema=False)
+def open_session_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now,
+                      fields: Form) -> Response:
+    try:
+        form = validate(SupervisedSessionCreate, fields)
+        service.open_session(session, actor=user, user=form.user, minutes=form.minutes, at=now)
+    except InvalidInput as error:
+        return _page(request, pages, user, session, now, errors=error.problems, values=fields,
+                     status=422)
+    return RedirectResponse(BACK, status_code=303)
+
+
+@api.get("/sanctions", response_model=list[SanctionPublic])
+def list_sanctions(user: Dsl, session: Db, now: Now) -> list[SanctionPublic]:
+    """Sanctions in force, then recommendations, then those lifted or ended in 30 days."""
+    view = service.sanctions_view(session, at=now)
+    return [SanctionPublic.model_validate(r)
+            for r in (*view.in_force, *view.recommended, *view.recent)]
+
+
+@api.post("/sanctions", response_model=SanctionPublic, status_code=201)
+def place(body: SanctionCreate, user: Dsl, session: Db, now: Now) -> SanctionPublic:
+    """Supervised-only from now for `days` days (or until lifted)."""
+    return SanctionPublic.model_validate(service.place(
+        session, actor=user, user=body.user, ends=_ends(body.days, now), reason=body.reason,
+        at=now))
+
+
+@api.post("/sanctions/{sanction_id}/extend", response_model=SanctionPublic)
+def extend(body: SanctionExtend, user: Dsl, session: Db, now: Now,
+           sanction: ChangeableSanction) -> SanctionPublic:
+    """A new end, `days` from now (or until lifted); a recommendation extended is placed."""
+    return SanctionPublic.model_validate(service.extend(
+        session, actor=user, sanction=sanction, ends=_ends(body.days, now), note=body.note,
+        at=now))
+
+
+@api.post("/sanctions/{sanction_id}/lift", response_model=SanctionPublic)
+def lift(body: SanctionLift, user: Dsl, session: Db, now: Now,
+         sanction: ChangeableSanction) -> SanctionPublic:
+    """End the sanction now (or dismiss a recommendation)."""
+    return SanctionPublic.model_validate(service.lift(session, actor=user, sanction=sanction,
+                                                      note=body.note, at=now))
+
+
+@api.post("/supervised-sessions", response_model=SupervisedSessionPublic, status_code=201)
+def open_session(body: SupervisedSessionCreate, user: Dsl, session: Db,
+                 now: Now) -> SupervisedSessionPublic:
+    """The signed-in member of staff supervises `user` from now for `minutes`."""
+    return SupervisedSessionPublic.model_validate(service.open_session(
+        session, actor=user, user=body.user, minutes=body.minutes, at=now))
