@@ -17,7 +17,7 @@ from admin_api.render import Pages, get_pages
 from admin_api.schemas import PolicyCheckCreate, PolicyCheckPublic
 from policy.errors import PolicyError
 from policy.parse import list_files_named, parse_policy
-from schoolgate.commands.policy import policy_table, summary
+from policy.table import policy_table, summary
 from store.policy_files import shipped_lists_dir
 
 router = APIRouter(tags=["policy"])

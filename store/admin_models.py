@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Date, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from store.models import Base, _enum
+from store.models import Base, enum_column
 
 
 class RequestState(StrEnum):
@@ -45,7 +45,7 @@ class UnblockRequestRow(Base):
     for_group: Mapped[str | None] = mapped_column(String(200))
     wanted_on: Mapped[date | None] = mapped_column(Date)
     wanted_period: Mapped[str | None] = mapped_column(String(32))  # "HH:MM-HH:MM" on wanted_on
-    state: Mapped[RequestState] = mapped_column(_enum(RequestState, "state"))
+    state: Mapped[RequestState] = mapped_column(enum_column(RequestState, "state"))
     reviewed_by: Mapped[str | None] = mapped_column(String(200))
     reviewed_at: Mapped[datetime | None]
     review_note: Mapped[str | None] = mapped_column(Text)  # the reason for a denial, or a note

@@ -85,7 +85,7 @@ class AlertState(StrEnum):
     CLOSED = "closed"
 
 
-def _enum(cls: type[StrEnum], name: str) -> Enum:
+def enum_column(cls: type[StrEnum], name: str) -> Enum:
     """A StrEnum stored as its value in a short string column with a CHECK constraint."""
     return Enum(cls, name=name, native_enum=False, create_constraint=True, length=16,
                 values_callable=lambda members: [m.value for m in members],
@@ -120,7 +120,7 @@ class EventRow(Base):
     query: Mapped[str | None] = mapped_column(Text)
     search_terms: Mapped[str | None] = mapped_column(Text)
     category: Mapped[str | None] = mapped_column(String(100))
-    verdict: Mapped[Verdict] = mapped_column(_enum(Verdict, "verdict"))
+    verdict: Mapped[Verdict] = mapped_column(enum_column(Verdict, "verdict"))
     # Reason and technique codes grow with the policy engine: plain strings, no constraint.
     reason: Mapped[str] = mapped_column(String(32))
     rule: Mapped[str | None] = mapped_column(String(200))
@@ -167,7 +167,7 @@ class SanctionRow(Base):
     ends: Mapped[datetime | None]
     reason: Mapped[str] = mapped_column(Text)
     placed_by: Mapped[str] = mapped_column(String(200))  # a user name, or "schoolgate"
-    state: Mapped[SanctionState] = mapped_column(_enum(SanctionState, "state"))
+    state: Mapped[SanctionState] = mapped_column(enum_column(SanctionState, "state"))
     lifted_by: Mapped[str | None] = mapped_column(String(200))
     lifted_at: Mapped[datetime | None]
     note: Mapped[str] = mapped_column(Text, default="")
@@ -191,9 +191,9 @@ class ExceptionRow(Base):
     __tablename__ = "exceptions"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    scope: Mapped[Scope] = mapped_column(_enum(Scope, "scope"))
+    scope: Mapped[Scope] = mapped_column(enum_column(Scope, "scope"))
     who: Mapped[str | None] = mapped_column(String(200))  # None for everyone
-    target_kind: Mapped[TargetKind] = mapped_column(_enum(TargetKind, "target_kind"))
+    target_kind: Mapped[TargetKind] = mapped_column(enum_column(TargetKind, "target_kind"))
     target: Mapped[str] = mapped_column(String(300))  # normalised host, or a category name
     starts: Mapped[datetime]
     ends: Mapped[datetime | None]
@@ -209,7 +209,7 @@ class LocalListRow(Base):
     __tablename__ = "local_list"
 
     host: Mapped[str] = mapped_column(String(300), primary_key=True)  # normalised
-    verdict: Mapped[Verdict] = mapped_column(_enum(Verdict, "verdict"))
+    verdict: Mapped[Verdict] = mapped_column(enum_column(Verdict, "verdict"))
     note: Mapped[str] = mapped_column(Text, default="")
     added_by: Mapped[str] = mapped_column(String(200))
     added_at: Mapped[datetime]
@@ -222,12 +222,12 @@ class AlertRow(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     at: Mapped[datetime]
-    severity: Mapped[AlertSeverity] = mapped_column(_enum(AlertSeverity, "severity"))
+    severity: Mapped[AlertSeverity] = mapped_column(enum_column(AlertSeverity, "severity"))
     kind: Mapped[str] = mapped_column(String(64))
     user: Mapped[str | None] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state: Mapped[AlertState] = mapped_column(_enum(AlertState, "state"))
+    state: Mapped[AlertState] = mapped_column(enum_column(AlertState, "state"))
     acknowledged_by: Mapped[str | None] = mapped_column(String(200))
     action_taken: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str | None] = mapped_column(Text)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from typing import Any
 
-from policy.decide import decide
-from policy.model import Policy, Request, Subject, Verdict
+from policy.table import policy_table, summary
 from schoolgate.commands.common import load_policy_or_report
-
-UNCATEGORISED_HOST = "uncategorised-site.example"
 
 
 def register(subparsers: Any) -> None:
@@ -34,55 +31,12 @@ def register(subparsers: Any) -> None:
     table.set_defaults(handler=run_table)
 
 
-def summary(policy: Policy) -> str:
-    domains = sum(c.domain_count for c in policy.categories.values())
-    return (f"{policy.source}: OK: '{policy.name}': {len(policy.roles)} roles, "
-            f"{len(policy.categories)} categories ({domains} domains), {len(policy.rules)} "
-            f"rules, default {policy.default.value} (default role {policy.default_role})")
-
-
 def run_check(args: argparse.Namespace) -> int:
     policy = load_policy_or_report(args.file)
     if policy is None:
         return 1
     print(summary(policy))
     return 0
-
-
-def policy_table(policy: Policy, day: date) -> tuple[list[str], list[list[str]], str]:
-    """(header, rows, note): each role x category (and uncategorised sites) against each part
-    of `day`, the verdict at the middle of that part."""
-    cal = policy.calendar
-    zone = cal.timezone
-    segments = [(start, end, name) for start, end, name, _ in cal.day_timeline(day)]
-    if segments:
-        parts = [(time(0), cal.day_start, "before school"), *segments,
-                 (cal.day_end, time(23, 59, 59), "after school")]
-        note = f"{day.isoformat()} ({day.strftime('%A')}) is a school day."
-    else:
-        parts = [(time(0), time(23, 59, 59), "all day")]
-        noon = datetime.combine(day, time(12), zone)
-        note = (f"{day.isoformat()} ({day.strftime('%A')}) is not a school day: "
-                f"{cal.describe(noon)}.")
-    header = ["role", "category"] + [f"{name} {s:%H:%M}-{e:%H:%M}" for s, e, name in parts]
-    hosts = [(name, c.example_domain) for name, c in policy.categories.items() if c.example_domain]
-    hosts.append(("(uncategorised)", UNCATEGORISED_HOST))
-    rows = []
-    for role in policy.roles:
-        for category, host in hosts:
-            row = [role, category]
-            for start, end, _ in parts:
-                middle = _middle(datetime.combine(day, start, zone),
-                                 datetime.combine(day, end, zone))
-                decision = decide(policy, Request(host), Subject(role=role), None, middle)
-                row.append("allow" if decision.verdict is Verdict.ALLOW else "BLOCK")
-            rows.append(row)
-    return header, rows, note
-
-
-def _middle(start: datetime, end: datetime) -> datetime:
-    a, b = start.astimezone(UTC), end.astimezone(UTC)
-    return a + (b - a) / 2
 
 
 def run_table(args: argparse.Namespace) -> int:

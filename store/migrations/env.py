@@ -6,6 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import store.admin_models  # noqa: F401 - registers the admin tables on the metadata
 from store.db import make_engine
 from store.models import Base
 
