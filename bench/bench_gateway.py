@@ -212,6 +212,9 @@ def environment(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Star
                 *pin_proxy, str(BIN / "schoolgate"), "gateway", "--engine", engine,
                 "--policy", str(policy), "--listen-host", "127.0.0.1",
                 "--listen-port", str(port), "--data-dir", str(data), "--", "--set", upstream_ca,
+                # Detect blocks CONNECTs to ports other than these (one value: gateway.py's
+                # merging of --set keeps the last value of each option).
+                "--set", f"schoolgate_connect_ports={setup.https_port}",
             ], port)
         yield setup, proxies
     finally:
