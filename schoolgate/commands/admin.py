@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
 import store
-from store.db import SchemaOutOfDate, display_url, make_engine, require_current_schema, upgrade
+from schoolgate.commands.common import prepare_database
+from store.db import display_url
 
 DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
 
@@ -64,23 +64,6 @@ def settings_from(args: argparse.Namespace) -> Any:
         if "SCHOOLGATE_COOKIE_SECURE" not in os.environ:
             explicit["cookie_secure"] = False
     return Settings(**explicit)
-
-
-def prepare_database(url: str, *, embedded: bool) -> str | None:
-    """None when the database is ready; otherwise the message saying what to run."""
-    try:
-        if embedded:
-            upgrade(url)
-        engine = make_engine(url)
-        try:
-            require_current_schema(engine)
-        finally:
-            engine.dispose()
-    except SchemaOutOfDate as error:
-        return str(error)
-    except (SQLAlchemyError, OSError) as error:
-        return f"cannot use the database {display_url(url)}: {error}"
-    return None
 
 
 def run_admin(args: argparse.Namespace) -> int:

@@ -1,12 +1,16 @@
-"""What several sub-commands share: loading the policy the way a technician expects."""
+"""What several sub-commands share: loading the policy and preparing the database the way a
+technician expects."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from policy.errors import PolicyError
 from policy.model import Policy
+from store.db import SchemaOutOfDate, display_url, make_engine, require_current_schema, upgrade
 from store.policy_files import load_policy
 
 
@@ -17,3 +21,20 @@ def load_policy_or_report(path: Path | str | None) -> Policy | None:
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return None
+
+
+def prepare_database(url: str, *, embedded: bool) -> str | None:
+    """None when the database is ready; otherwise the message saying what to run."""
+    try:
+        if embedded:
+            upgrade(url)
+        engine = make_engine(url)
+        try:
+            require_current_schema(engine)
+        finally:
+            engine.dispose()
+    except SchemaOutOfDate as error:
+        return str(error)
+    except (SQLAlchemyError, OSError) as error:
+        return f"cannot use the database {display_url(url)}: {error}"
+    return None

@@ -14,6 +14,8 @@ from typing import Any
 
 from policy.errors import PolicyError
 from proxy_addons.ca import ensure_school_ca
+from schoolgate.commands.common import prepare_database
+from store.db import database_url_from_environment, default_database_url
 from store.policy_files import load_policy
 from store.tokens import load_or_create_secret
 
@@ -38,8 +40,17 @@ def register(subparsers: Any) -> None:
                              "(default: $SCHOOLGATE_DATA_DIR or ./var/schoolgate)")
     parser.add_argument("--identity", type=Path, help="identity settings file (directory, "
                         "local users, subnets); default: everyone gets the default role")
+    parser.add_argument("--database", default=None,
+                        help="database the admin writes exceptions, sanctions and local lists "
+                             "to, and events are recorded in (default: "
+                             "$SCHOOLGATE_DATABASE_URL, else SQLite in the data directory, "
+                             "migrated on start)")
     parser.add_argument("--overrides", type=Path, default=None,
-                        help="overrides snapshot file (default: DATA_DIR/overrides.json)")
+                        help="run without a database: read exceptions, sanctions and local "
+                             "lists from this snapshot file instead (events go only to "
+                             "--siem)")
+    parser.add_argument("--siem", default=None,
+                        help="also write every event as a JSON line to this file ('-': stdout)")
     parser.add_argument("--admin-url", default="http://127.0.0.1:8081",
                         help="the admin service's address, for 'Ask for access' links")
     parser.add_argument("--gateway-host", default="",
@@ -72,7 +83,7 @@ def mitmdump_arguments(args: argparse.Namespace, data: Path, *, loader_script: b
     """The mitmdump command line (without the program name) for these arguments; without the
     loader script for the lean engine, which adds the addons itself."""
     loader = Path(str(resources.files("proxy_addons") / "loader.py"))
-    overrides = args.overrides if args.overrides is not None else data / "overrides.json"
+    database = database_for(args, data)
     extra = list(args.mitmdump_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
@@ -84,11 +95,18 @@ def mitmdump_arguments(args: argparse.Namespace, data: Path, *, loader_script: b
         "onboarding": "false",  # the CA is handed out by /ca.pem, not mitm.it
         "confdir": str((data / "ca").resolve()),
         "schoolgate_policy": str(args.policy.resolve()) if args.policy else "",
-        "schoolgate_overrides": str(overrides.resolve()),
+        "schoolgate_spool_dir": str((data / "spool").resolve()),
         "schoolgate_secret_file": str((data / "secret").resolve()),
         "schoolgate_admin_url": args.admin_url,
         "schoolgate_gateway_host": args.gateway_host,
     }
+    if database is not None:
+        sets["schoolgate_database_url"] = database
+    else:
+        overrides = args.overrides if args.overrides is not None else data / "overrides.json"
+        sets["schoolgate_overrides"] = str(overrides.resolve())
+    if args.siem:
+        sets["schoolgate_siem"] = args.siem if args.siem == "-" else str(Path(args.siem).resolve())
     if args.identity is not None:
         sets["schoolgate_identity"] = str(args.identity.resolve())
     extra = _merge_sets(extra, sets)
@@ -100,6 +118,13 @@ def mitmdump_arguments(args: argparse.Namespace, data: Path, *, loader_script: b
     for name, value in sets.items():
         command += ["--set", f"{name}={value}"]
     return command + extra
+
+
+def database_for(args: argparse.Namespace, data: Path) -> str | None:
+    """The database URL the gateway uses; None when it runs on a snapshot file instead."""
+    if args.database is None and args.overrides is not None:
+        return None
+    return str(args.database or database_url_from_environment(data))
 
 
 def _merge_sets(extra: list[str], sets: dict[str, str]) -> list[str]:
@@ -143,6 +168,13 @@ def run_gateway(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("schoolgate gateway: --workers must be at least 1", file=sys.stderr)
         return 2
+    database = database_for(args, data)
+    if database is not None:
+        # The embedded SQLite is migrated here; any other database must already be current.
+        problem = prepare_database(database, embedded=database == default_database_url(data))
+        if problem is not None:
+            print(f"schoolgate gateway: {problem}", file=sys.stderr)
+            return 2
     if args.workers > 1:
         from schoolgate.workers import run_workers
 
