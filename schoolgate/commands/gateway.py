@@ -109,15 +109,13 @@ def mitmdump_arguments(args: argparse.Namespace, data: Path, *, loader_script: b
         sets["schoolgate_siem"] = args.siem if args.siem == "-" else str(Path(args.siem).resolve())
     if args.identity is not None:
         sets["schoolgate_identity"] = str(args.identity.resolve())
-    extra = _merge_sets(extra, sets)
+    extra, set_args = _merge_sets(extra, sets)
     command = ["--mode", args.mode, "--listen-port", str(args.listen_port)]
     if args.listen_host:
         command += ["--listen-host", args.listen_host]
     if loader_script:
         command += ["-s", str(loader)]
-    for name, value in sets.items():
-        command += ["--set", f"{name}={value}"]
-    return command + extra
+    return command + set_args + extra
 
 
 def database_for(args: argparse.Namespace, data: Path) -> str | None:
@@ -127,24 +125,28 @@ def database_for(args: argparse.Namespace, data: Path) -> str | None:
     return str(args.database or database_url_from_environment(data))
 
 
-def _merge_sets(extra: list[str], sets: dict[str, str]) -> list[str]:
-    """Move `--set name=value` pairs from `extra` into `sets` (the later value wins): mitmdump
-    refuses two values for one option."""
+def _merge_sets(extra: list[str], sets: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Split `--set name=value` pairs out of `extra`: (the other arguments, the --set arguments).
+    A name the extra arguments set replaces our default for it (mitmdump refuses two values for
+    one plain option); every value they give is kept, so list options can be set several times
+    (e.g. schoolgate_connect_ports=80 and =443)."""
     rest: list[str] = []
+    given: dict[str, list[str]] = {}
     items = iter(extra)
     for arg in items:
         value = next(items, None) if arg == "--set" else None
+        if arg.startswith("--set=") and "=" in arg[6:]:
+            value, arg = arg[6:], "--set"
         if arg == "--set" and value is not None and "=" in value:
             name, _, setting = value.partition("=")
-            sets[name] = setting
-        elif arg.startswith("--set=") and "=" in arg[6:]:
-            name, _, setting = arg[6:].partition("=")
-            sets[name] = setting
+            given.setdefault(name, []).append(setting)
         else:
             rest.append(arg)
             if value is not None:
                 rest.append(value)
-    return rest
+    merged = {name: [value] for name, value in sets.items() if name not in given} | given
+    return rest, [arg for name, values in merged.items() for value in values
+                  for arg in ("--set", f"{name}={value}")]
 
 
 def run_gateway(args: argparse.Namespace) -> int:
