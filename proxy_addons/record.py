@@ -203,7 +203,7 @@ class _Tunnel:
 
 class RecordEvents:
     def __init__(self) -> None:
-        self._sink: EventWriter | SiemLines | None = None
+        self._sink: EventWriter | SiemLines | None = None  # see `writer`
         self._engine: Engine | None = None
         self._enabled = True
         self._devices: dict[str, str] = {}
@@ -219,6 +219,11 @@ class RecordEvents:
         self.job_retries = 30
         self.job_retry_seconds = 2.0
         self.stats: Counter[str] = Counter()
+
+    @property
+    def writer(self) -> EventWriter | SiemLines | None:
+        """Where events go (read by the Metrics addon at scrape time)."""
+        return self._sink
 
     def load(self, loader: Loader) -> None:
         loader.add_option("schoolgate_recording", bool, True,
@@ -310,7 +315,7 @@ class RecordEvents:
     def tls_clienthello(self, data: ClientHelloData) -> None:
         client = data.context.client
         note = context.hello_notes.get(client.id)
-        if note is None or not data.ignore_connection:
+        if note is None or not data.ignore_connection or not self._recording:
             return  # intercepted: recorded per request
         try:
             tunnel = self._tunnels.get(client.id)
@@ -339,8 +344,13 @@ class RecordEvents:
 
     # --- helpers -------------------------------------------------------------------------------
 
+    @property
+    def _recording(self) -> bool:
+        """Is there anywhere to record to? (No database and no SIEM: build nothing.)"""
+        return self._enabled and (self._sink is not None or self._engine is not None)
+
     def _record_flow(self, flow: http.HTTPFlow | tcp.TCPFlow, *, intercepted: bool) -> None:
-        if not self._enabled:
+        if not self._recording:
             return
         decision = flow.metadata.get(context.DECISION)
         if not isinstance(decision, Decision):
