@@ -96,8 +96,9 @@ class Enforce:
         loader.add_option("schoolgate_https_block_page", bool, True,
                           "Intercept blocked HTTPS sites to show the block page (devices trust "
                           "the school CA). False: refuse their CONNECT with 403.")
-        loader.add_option("schoolgate_refresh_seconds", float, 2.0,
-                          "How often the overrides and the policy file are re-read.")
+        loader.add_option("schoolgate_refresh_ms", int, 2000,
+                          "How often, in milliseconds, the overrides and the policy file are "
+                          "re-read (a change reaches the gateway within this time).")
         loader.add_option("schoolgate_admin_url", str, "http://127.0.0.1:8081",
                           "Base URL of the admin service; the block page's 'Ask for access' "
                           "link points at its /requests/new form.")
@@ -126,8 +127,8 @@ class Enforce:
                 raise _options_error(f"schoolgate_sensitive_hosts: {raw!r}: "
                                               f"{host.message}")
             sensitive.append(host.name)
-        if opts.schoolgate_refresh_seconds <= 0:
-            raise _options_error("schoolgate_refresh_seconds must be more than 0")
+        if opts.schoolgate_refresh_ms < 100:
+            raise _options_error("schoolgate_refresh_ms must be at least 100 (milliseconds)")
         admin_url = opts.schoolgate_admin_url
         if not admin_url.startswith(("http://", "https://")):
             raise _options_error(f"schoolgate_admin_url: {admin_url!r} is not an "
@@ -152,7 +153,7 @@ class Enforce:
                 self._source, self._overrides = None, NO_OVERRIDES
         self._snap = _Snapshot(policy, path, stamp, tuple(sensitive),
                                opts.schoolgate_https_block_page, page,
-                               opts.schoolgate_refresh_seconds)
+                               opts.schoolgate_refresh_ms / 1000)
 
     # --- background refresh ------------------------------------------------------------------
 

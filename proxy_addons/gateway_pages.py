@@ -143,10 +143,14 @@ class GatewayPages:
         if ":" in host:
             host = f"[{host}]"
         proxy = f"PROXY {host}:{sockname[1]}"
-        gateway = self._gateway_host or str(sockname[0])
-        # json.dumps: a valid, safely quoted JavaScript string literal.
-        return (f"var GATEWAY = {json.dumps(gateway)};\nvar PROXY = {json.dumps(proxy)};\n"
-                + _PAC)
+        return make_pac(self._gateway_host or str(sockname[0]), proxy)
+
+
+def make_pac(gateway: str, proxies: str) -> str:
+    """The PAC file: DIRECT for `gateway` itself, localhost and private or loopback IP literals;
+    everything else through `proxies` ("PROXY host:port[; PROXY ...]"), never DIRECT."""
+    # json.dumps: a valid, safely quoted JavaScript string literal.
+    return f"var GATEWAY = {json.dumps(gateway)};\nvar PROXY = {json.dumps(proxies)};\n" + _PAC
 
 
 def _read_ca(confdir: Path) -> _CA | None:

@@ -114,6 +114,7 @@ def load_setup(path: str) -> Setup:
 class Identify:
     def __init__(self) -> None:
         self.stats: Counter[str] = Counter()
+        self.directory_seconds = 0.0  # time spent waiting for the directory (for metrics)
         self.clock: Callable[[], float] = time.monotonic
         self._setup = Setup()
         self._secret = secrets.token_bytes(32)
@@ -210,6 +211,7 @@ class Identify:
         assert setup.directory is not None
         ttl = setup.config.cache
         self.stats["directory_lookups"] += 1
+        started = time.monotonic()
         try:
             user = await setup.directory.authenticate(username, password)
         except DirectoryUnavailable as error:
@@ -222,6 +224,8 @@ class Identify:
             fallback = setup.cache.stale(key) or DEFAULT
             setup.cache.put(key, fallback, self.clock() + ttl.negative_seconds)
             return fallback
+        finally:
+            self.directory_seconds += time.monotonic() - started
         if self._directory_down:
             log.info("the directory is answering again")
             self._directory_down = False

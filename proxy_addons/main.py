@@ -9,7 +9,8 @@
                   archive viewers, ECH, odd ports, tunnels, repeats, widgets); blocks on top of
                   an allowed verdict, and marks Enforce's blocks that are attempts.
 5. StripAltSvc  - allowed responses: drop Alt-Svc (no HTTP/3 round the proxy), stream bodies.
-6. RecordEvents - last: every final decision becomes an event; attempts feed sanctions/alerts.
+6. RecordEvents - every final decision becomes an event; attempts feed sanctions/alerts.
+7. Metrics      - last, so it sees every decision: Prometheus counters on their own port.
 
 Each addon leaves a flow alone once an earlier one has answered it (`flow.response` set);
 Detect and RecordEvents read what Enforce decided (flow.metadata) rather than deciding again.
@@ -22,6 +23,7 @@ from proxy_addons.detect import Detect
 from proxy_addons.enforce import Enforce
 from proxy_addons.gateway_pages import GatewayPages
 from proxy_addons.identity import Identify
+from proxy_addons.metrics import Metrics
 from proxy_addons.record import RecordEvents
 
 addons: list[object] = [
@@ -31,4 +33,5 @@ addons: list[object] = [
     Detect(),
     StripAltSvc(),
     RecordEvents(),
+    Metrics(),
 ]

@@ -151,7 +151,7 @@ class GatewayCollector(Collector):
         yield when
         for key, name, text in IDENTIFY_COUNTERS:
             yield _counter(name, text, identify.get(key, 0))
-        seconds = identify.get("directory_seconds")
+        seconds = getattr(self._find("identify"), "directory_seconds", None)
         if seconds is not None:
             yield _counter("schoolgate_directory_seconds", "Time spent waiting for the "
                            "directory (divide by the look-ups for the mean).", seconds)
@@ -340,8 +340,7 @@ def _writer_stats(find: Callable[[str], Any]) -> Mapping[str, Any] | None:
         addon = find(name)
         if addon is None:
             continue
-        # RecordEvents keeps its writer as `_sink` (an EventWriter, or SIEM lines only).
-        writer = getattr(addon, "writer", None) or getattr(addon, "_sink", None)
+        writer = getattr(addon, "writer", None)
         stats = getattr(writer, "stats", None) if writer is not None else None
         if stats is None:
             stats = getattr(addon, "writer_stats", None)

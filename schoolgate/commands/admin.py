@@ -72,6 +72,7 @@ def run_admin(args: argparse.Namespace) -> int:
     from admin_api.app import make_app
     from admin_api.resources import make_resources
     from policy.errors import PolicyError
+    from schoolgate.admin_metrics import install_admin_metrics
     from store.identity_config import IdentityConfigError
 
     try:
@@ -93,6 +94,7 @@ def run_admin(args: argparse.Namespace) -> int:
         print(f"schoolgate admin: {error}", file=sys.stderr)
         return 2
     app = make_app(resources=resources)
+    install_admin_metrics(app, settings.effective_database_url)
     print(f"schoolgate admin: http://{args.listen_host}:{args.listen_port}/ "
           f"(database {display_url(settings.effective_database_url)})", flush=True)
     uvicorn.run(app, host=args.listen_host, port=args.listen_port, log_level="info",

@@ -4,12 +4,11 @@ text the gateway serves at /proxy.pac and /wpad.dat, and say how to publish it (
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from proxy_addons.gateway_pages import _PAC as PAC_BODY  # the gateway's own rules, not a copy
+from proxy_addons import gateway_pages
 
 WPAD_NOTES = """\
 How devices find this file:
@@ -32,8 +31,7 @@ def make_pac(gateways: list[tuple[str, int]]) -> str:
     if not gateways:
         raise ValueError("at least one gateway is needed")
     proxies = "; ".join(f"PROXY {_bracket(host)}:{port}" for host, port in gateways)
-    return (f"var GATEWAY = {json.dumps(gateways[0][0])};\nvar PROXY = {json.dumps(proxies)};\n"
-            + PAC_BODY)
+    return gateway_pages.make_pac(gateways[0][0], proxies)
 
 
 def parse_gateway(text: str, default_port: int) -> tuple[str, int]:

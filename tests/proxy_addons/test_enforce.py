@@ -202,7 +202,8 @@ def test_a_bad_policy_option_is_refused_and_the_running_one_stays(
 
 @pytest.mark.parametrize(("option", "value"), [
     ("schoolgate_sensitive_hosts", ["bad host name!"]),
-    ("schoolgate_refresh_seconds", 0.0),
+    ("schoolgate_refresh_ms", 0),
+    ("schoolgate_refresh_ms", 99),
     ("schoolgate_admin_url", "ftp://admin"),
 ])
 def test_bad_options_are_refused(addon: tuple[Enforce, taddons.context], option: str,
