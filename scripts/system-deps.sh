@@ -4,13 +4,22 @@
 # them then skip with a message (or fail, under CI=true).
 set -uo pipefail
 
+export PATH="$PATH:/usr/sbin:/sbin"
 need=()
-command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need+=(slapd)
-command -v ldapadd >/dev/null 2>&1 || need+=(ldap-utils)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
-command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
+want() {  # want PROGRAM PACKAGE: add PACKAGE when PROGRAM is missing
+    command -v "$1" >/dev/null 2>&1 || need+=("$2")
+}
+want slapd slapd                    # a real LDAP server for the directory tests
+want ldapadd ldap-utils
+want chromium chromium              # browser tests (Playwright drives Debian's chromium)
+want chromedriver chromium-driver
+want certutil libnss3-tools         # trusting the school CA in the browser's NSS store
+want wrk wrk                        # benchmarks
+want nft nftables                   # transparent mode rules, tested in network namespaces
+want ip iproute2
+want docker-compose docker-compose  # checks deploy/compose with compose's own parser
+want systemd-analyze systemd        # checks the systemd units
+want promtool prometheus            # checks the Prometheus rules (the daemon is not started)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -23,8 +32,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         printf '#!/bin/sh\nexit 101\n' > "$policy_rc" && chmod +x "$policy_rc" && created_policy_rc=1
     fi
     apt-get update -qq >/dev/null 2>&1 || true
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
-        || echo "schoolgate: could not install ${need[*]}; the tests that need them will say so" >&2
+    if ! apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
+        for package in "${need[@]}"; do  # one by one, so one missing package costs only itself
+            apt-get install -y -qq --no-install-recommends "$package" >/dev/null 2>&1 \
+                || echo "schoolgate: could not install $package; the tests that need it will say so" >&2
+        done
+    fi
     [ "$created_policy_rc" = 1 ] && rm -f "$policy_rc"
 else
     echo "schoolgate: missing Debian packages for some tests: ${need[*]} (install them as root with apt-get)" >&2
