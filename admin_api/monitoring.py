@@ -191,8 +191,13 @@ def timeline_page(request: Request, pages: PagesDep, user: Dsl, session: Db, zon
             found = _timeline(session, zone, user=who, at=at, event=event, minutes=minutes)
         except InvalidInput as error:
             errors = error.problems
+    values = {"user": who, "at": at, "minutes": minutes}
+    if found is not None:  # show what was found (e.g. around an event) in the form
+        middle = found.start + (found.end - found.start) / 2
+        values |= {"user": found.user, "at": middle.astimezone(zone).replace(tzinfo=None)
+                   .isoformat(timespec="seconds")}
     return pages.render(request, "monitoring_timeline.html", user=user, timeline=found,
-                        errors=errors, values={"user": who, "at": at, "minutes": minutes},
+                        errors=errors, values=values,
                         status=422 if errors else 200)
 
 

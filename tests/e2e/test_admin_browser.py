@@ -1,0 +1,259 @@
+"""The admin in a real browser against the real services: headless Chromium (trusting the school
+CA from its own NSS store) browses through a real gateway subprocess as a pupil, and uses the
+real admin (`schoolgate admin`, uvicorn) that shares the gateway's SQLite database, data
+directory and signing secret. The story, with a screenshot of every step kept as an artefact:
+
+1. the pupil is blocked from a social site and sees the block page; tries a web proxy too;
+2. follows "Ask for access", signs in to the admin as the pupil and writes why;
+3. the Business Manager signs in and approves it for one hour;
+4. the pupil's next request goes through the gateway (within the refresh interval);
+5. the DSL finds the blocked event and the attempt in the explorer, opens the pupil's
+   timeline and records an incident note.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from store.db import upgrade
+from tests.support.gateway import (
+    SCHOOLGATE,
+    free_port,
+    noon_zone,
+    policy_text,
+    running_gateway,
+    wait_for,
+    wait_until_listening,
+)
+from tests.support.needs import need, need_program
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_IDENTITY = ROOT / "store" / "data" / "demo-identity.yaml"
+BLOCKED = "www.tiktok.com"  # category "social": blocked for pupils, may be granted
+PROXY_SITE = "proxysite.test"  # category "web_proxy": a circumvention attempt
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-quic", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+# The pupil browses plain http:// for now. Chromium (156) sends a GREASE Encrypted ClientHello
+# extension in every TLS handshake, and the gateway's Detect addon refuses any ClientHello with
+# that extension as an ECH attempt, so every https:// site is refused (no block page); no
+# command-line switch turns the GREASE off any more (only the EncryptedClientHelloEnabled
+# policy). Reported; once Detect tells GREASE from real ECH, set this to "https" (the browser
+# already trusts the school CA).
+SCHEME = "http"
+
+
+def write_recommending_policy(path: Path) -> None:
+    """The e2e test policy (no break now), but reaching the attempts threshold only recommends
+    a sanction: Chromium's own background connections count as attempts today (see SCHEME),
+    and a sanction placed on its own would block the pupil's approved site."""
+    now = datetime.now(UTC)
+    text = policy_text(break_from=now - timedelta(hours=4),
+                       break_until=now - timedelta(hours=3, minutes=30), zone=noon_zone(now))
+    path.write_text(text + "circumvention:\n  threshold: {attempts: 3, within_minutes: 10}\n"
+                           "  on_threshold: recommend\n")
+
+
+def trust_gateway_ca(home: Path, ca_pem: Path, certutil: str) -> None:
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    subprocess.run([certutil, "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
+    subprocess.run([certutil, "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "school", "-i",
+                    str(ca_pem)], check=True)
+
+
+class Shots:
+    """Numbered screenshots in the artefacts folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+
+    def take(self, page: Any, name: str) -> None:
+        self.count += 1
+        page.screenshot(path=str(self.folder / f"admin-{self.count:02d}-{name}.png"),
+                        full_page=True)
+
+
+def sign_in(page: Any, admin: str, username: str) -> None:
+    """Sign in on the page the admin sent us to (or the sign-in page)."""
+    if "/signin" not in page.url:
+        page.goto(f"{admin}/signin")
+    page.fill("#username", username)
+    page.fill("#password", f"{username}-demo")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert "/signin" not in page.url, page.inner_text("main")
+
+
+def test_the_unblock_story_and_the_dsls_incident_note(tmp_path: Path,
+                                                      artefacts_dir: Path) -> None:
+    chromium = need_program("chromium", "chromium")
+    certutil = need_program("certutil", "libnss3-tools")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need(False, "playwright", "pip install playwright (the Python package; the browser is "
+                                  "Debian's chromium)")
+        raise
+    policy = tmp_path / "policy.yaml"
+    write_recommending_policy(policy)
+    database = f"sqlite:///{tmp_path / 'schoolgate.db'}"
+    upgrade(database)
+    shots = Shots(artefacts_dir)
+    # The admin's address goes on the block page, so pick it before the gateway starts.
+    admin_port = free_port()
+    admin = f"http://127.0.0.1:{admin_port}"
+    with running_gateway(tmp_path / "gw", policy=policy, identity=DEMO_IDENTITY, extra_args=[
+            "--set", f"schoolgate_database_url={database}",
+            "--set", f"schoolgate_admin_url={admin}"]) as gw, \
+            running_admin(admin_port, tmp_path, gw.data_dir, database, policy):
+        home = tmp_path / "home"
+        trust_gateway_ca(home, gw.ca_pem, certutil)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium, env={**os.environ, "HOME": str(home)},
+                args=CHROMIUM_ARGS,
+                # The admin is reached directly, as the school's PAC file arranges.
+                proxy={"server": f"http://127.0.0.1:{gw.port}", "username": "pupil1",
+                       "password": "pupil1-demo", "bypass": "127.0.0.1"})
+            try:
+                _story(browser, admin, shots)
+            finally:
+                browser.close()
+    assert shots.count >= 10
+
+
+@contextlib.contextmanager
+def running_admin(port: int, folder: Path, data_dir: Path, database: str,
+                  policy: Path) -> Iterator[None]:
+    """`schoolgate admin` on `port`, sharing the gateway's data directory (its secret signs
+    the block page's links) and database."""
+    log = folder / "admin.log"
+    command = [str(SCHOOLGATE), "admin", "--listen-host", "127.0.0.1", "--listen-port",
+               str(port), "--data-dir", str(data_dir), "--identity", str(DEMO_IDENTITY),
+               "--policy", str(policy), "--database", database]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHOOLGATE_SCHOOL_NAME": "Test Primary"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
+                                env=env)
+    try:
+        wait_until_listening(port, proc, log)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _story(browser: Any, admin: str, shots: Shots) -> None:
+    pupil = browser.new_context().new_page()
+    # 1. Blocked, with the block page; then a web proxy (an attempt).
+    answer = pupil.goto(f"{SCHEME}://{BLOCKED}/")
+    assert answer is not None
+    assert answer.status == 403
+    assert "This website is blocked at school" in pupil.inner_text("body")
+    shots.take(pupil, "pupil-blocked")
+    ask = pupil.get_attribute("a.ask", "href") or ""
+    assert ask.startswith(f"{admin}/requests/new?token=")
+    proxied = pupil.goto(f"{SCHEME}://{PROXY_SITE}/")
+    assert proxied is not None
+    assert proxied.status == 403
+    shots.take(pupil, "pupil-tries-a-proxy")
+
+    # 2. Ask for access: sign in as the pupil, write why.
+    pupil.goto(ask)
+    assert "/signin" in pupil.url
+    shots.take(pupil, "pupil-signin")
+    sign_in(pupil, admin, "pupil1")
+    assert "/requests/new" in pupil.url
+    assert BLOCKED in pupil.inner_text("main")
+    pupil.fill("#why", "Our class is making a dance video for the summer show.")
+    shots.take(pupil, "pupil-writes-why")
+    pupil.click("form[action='/requests/new'] button[type=submit]")
+    pupil.wait_for_load_state()
+    assert re.search(r"/requests/[0-9a-f-]{36}$", pupil.url), pupil.url
+    request_url = pupil.url
+    assert "pending" in pupil.inner_text("main").lower()
+    shots.take(pupil, "pupil-request-sent")
+
+    # 3. The Business Manager approves it for one hour.
+    bursar = browser.new_context().new_page()
+    bursar.goto(f"{admin}/requests")
+    sign_in(bursar, admin, "bursar1")
+    bursar.goto(request_url.replace(request_url.split("/requests/")[0], admin))
+    shots.take(bursar, "bursar-sees-the-request")
+    bursar.check("input[name=scope][value=user]")
+    bursar.check("input[name=target_kind][value=host]")
+    bursar.check("input[name=duration][value=hours]")
+    bursar.fill("#hours", "1")
+    bursar.click("form[action$='/approve'] button[type=submit]")
+    bursar.wait_for_load_state()
+    assert "approved" in bursar.inner_text("main").lower()
+    shots.take(bursar, "bursar-approved")
+    approved_at = time.monotonic()
+
+    # 4. The pupil's next request goes through (the gateway refreshes every 2 s).
+    def opens() -> bool:
+        found = pupil.goto(f"{SCHEME}://{BLOCKED}/")
+        return found is not None and found.status == 200
+
+    wait_for(opens, timeout=30, what=f"the gateway to let pupil1 open {BLOCKED}")
+    took = time.monotonic() - approved_at
+    assert "hello from the origin" in pupil.inner_text("body")
+    shots.take(pupil, "pupil-gets-through")
+
+    # 5. The DSL finds the event and the attempt, and records an incident note.
+    dsl = browser.new_context().new_page()
+    dsl.goto(f"{admin}/monitoring/events?user=pupil1&host={PROXY_SITE}")
+    sign_in(dsl, admin, "dsl1")
+    wait_for(lambda: _rows_for(dsl, f"{admin}/monitoring/events?user=pupil1&host={PROXY_SITE}",
+                               PROXY_SITE) > 0, timeout=30, what="the attempt to be recorded")
+    attempt_row = dsl.locator("tbody tr", has_text=PROXY_SITE).first
+    assert "web_proxy" in attempt_row.inner_text()
+    shots.take(dsl, "dsl-finds-the-attempt")
+    assert _rows_for(dsl, f"{admin}/monitoring/events?user=pupil1&host={BLOCKED}"
+                          "&verdict=block", BLOCKED) > 0
+    shots.take(dsl, "dsl-finds-the-blocked-event")
+    dsl.locator("tbody tr").first.get_by_role("link", name="Timeline").click()
+    dsl.wait_for_load_state()
+    timeline = dsl.inner_text("main")
+    assert "pupil1" in timeline
+    assert PROXY_SITE in timeline
+    shots.take(dsl, "dsl-timeline")
+    dsl.get_by_role("link", name="Write an incident note about pupil1").click()
+    dsl.wait_for_load_state()
+    dsl.fill("#what_happened", f"Tried {PROXY_SITE} after {BLOCKED} was blocked.")
+    dsl.fill("#action_taken", "Spoke to pupil1 with the class teacher.")
+    dsl.fill("#outcome", "Understood the rules; no sanction this time.")
+    shots.take(dsl, "dsl-writes-a-note")
+    dsl.click("form[action='/monitoring/incidents'] button[type=submit]")
+    dsl.wait_for_load_state()
+    notes = dsl.inner_text("main")
+    assert "Spoke to pupil1 with the class teacher." in notes
+    assert "written" in notes.lower()
+    shots.take(dsl, "dsl-note-saved")
+    # The Business Manager may not see pupils' browsing.
+    bursar.goto(f"{admin}/monitoring/events?user=pupil1")
+    assert "only the Designated Safeguarding Lead" in bursar.inner_text("main")
+    print(f"the approval reached the gateway in about {took:.1f} s")
+
+
+def _rows_for(page: Any, url: str, host: str) -> int:
+    page.goto(url)
+    count: int = page.locator("tbody tr", has_text=host).count()
+    return count
