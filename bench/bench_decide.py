@@ -65,18 +65,34 @@ def measure(policy: Policy, n: int) -> tuple[float, float]:
     return statistics.median(per_batch), per_batch[int(len(per_batch) * 0.99) - 1]
 
 
+def calibration_ns(rounds: int = 200) -> float:
+    """Median ns of a fixed pure-Python workload (ten dict look-ups): how fast this machine runs
+    Python right now. Divide decide's median by it to compare runs on a busy and a quiet
+    machine."""
+    table = {"a": 1, "b": 2, "c": 3}
+    get = table.get
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        for _ in range(100):
+            get("a"), get("b"), get("c"), get("d"), get("e")
+            get("a"), get("b"), get("c"), get("d"), get("e")
+        samples.append((time.perf_counter_ns() - start) / 100)
+    return statistics.median(samples)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="0,1000,10000,100000,1000000")
     parser.add_argument("--n", type=int, default=200_000, help="decisions per size")
     args = parser.parse_args()
     print(f"{'synthetic domains':>18} {'index size':>10} {'median ns':>10} {'p99 ns':>8} "
-          f"{'decisions/s':>12} {'bytes/domain':>13}")
+          f"{'decisions/s':>12} {'bytes/domain':>13} {'calibration ns':>15}")
     for size in (int(s) for s in args.sizes.split(",")):
         policy, per_domain = seed_with_synthetic(size)
         median, p99 = measure(policy, args.n)
         print(f"{size:>18,} {len(policy.domains):>10,} {median:>10.0f} {p99:>8.0f} "
-              f"{1e9 / median:>12,.0f} {per_domain:>13.1f}")
+              f"{1e9 / median:>12,.0f} {per_domain:>13.1f} {calibration_ns():>15.0f}")
         del policy
         gc.collect()
 

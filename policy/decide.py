@@ -60,6 +60,9 @@ class _HostFacts(NamedTuple):
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     categories: tuple[str, ...]  # most specific first
     proxied: str | None  # the host a page-rewriting proxy shows, if it is one
+    # Decisions that depend only on the host and a rule (or the default), made once: keyed by
+    # the rule's name ("" for the default). opens_at is added per call, with _replace.
+    decisions: dict[str, Decision]
 
 
 class _Context(NamedTuple):
@@ -68,6 +71,7 @@ class _Context(NamedTuple):
     subject: Subject
     overrides: Overrides
     at: datetime
+    stamp: float  # at as a POSIX timestamp: compared without time-zone arithmetic
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -91,7 +95,7 @@ def decide(policy: Policy, request: Request, subject: Subject, overrides: Overri
     facts = host_facts(policy, request.host)
     if isinstance(facts, HostError):
         return Decision(Verdict.BLOCK, Reason.INVALID_HOST, rule=facts.message)
-    ctx = _Context(policy, facts, subject, overrides or NO_OVERRIDES, at)
+    ctx = _Context(policy, facts, subject, overrides or NO_OVERRIDES, at, at.timestamp())
     decision = _first(ctx)
     if decision.verdict is Verdict.BLOCK and decision.reason in _TIME_BOUND_REASONS:
         opens = _opens_at(ctx)
@@ -110,7 +114,8 @@ def host_facts(policy: Policy, raw: str) -> _HostFacts | HostError:
             facts = host
         else:
             proxied = None if host.ip else unwrap_rewriting_proxy(host.name)
-            facts = _HostFacts(host.name, host.ip, policy.domains.categories(host.name), proxied)
+            facts = _HostFacts(host.name, host.ip, policy.domains.categories(host.name), proxied,
+                               {})
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
         memo[raw] = facts
@@ -131,21 +136,22 @@ def unblockable(policy: Policy, host: str, role: str) -> bool:
     return True
 
 
-def window_open(policy: Policy, rule: Rule, at: datetime) -> bool:
+def window_open(policy: Policy, rule: Rule, at: datetime, stamp: float) -> bool:
     """calendar.matches(rule.when, at), remembered until the calendar's next change: the answer
-    holds from the instant it was worked out until next_change, to the second."""
+    holds from the instant it was worked out until next_change, to the second. `stamp` is
+    at.timestamp(), so the memo compares plain numbers."""
     known = policy.window_memo.get(rule.name)
     if known is not None:
         since, until, value = known
-        if since <= at < until:
+        if since <= stamp < until:
             return value
     calendar = policy.calendar
     when = rule.when
     value = calendar.matches(when, at)
     # next_change looks _WINDOW_HORIZON ahead; None means "no change before then", not never.
-    until = (calendar.next_change(when, at, horizon_days=_WINDOW_HORIZON.days)
-             or at + _WINDOW_HORIZON)
-    policy.window_memo[rule.name] = (at, until, value)
+    change = (calendar.next_change(when, at, horizon_days=_WINDOW_HORIZON.days)
+              or at + _WINDOW_HORIZON)
+    policy.window_memo[rule.name] = (stamp, change.timestamp(), value)
     return value
 
 
@@ -222,23 +228,35 @@ def _rules(ctx: _Context) -> Decision | None:
     for rule in ctx.policy.rules_by_role[ctx.subject.role]:
         category = _rule_category(rule, ctx)
         if category is None or not (rule.when.always
-                                    or window_open(ctx.policy, rule, ctx.at)):
+                                    or window_open(ctx.policy, rule, ctx.at, ctx.stamp)):
             continue
-        if rule.verdict is Verdict.ALLOW:
-            return Decision(Verdict.ALLOW, Reason.RULE_ALLOW, rule=rule.name, category=category,
-                            host=ctx.host.name)
-        if ctx.policy.categories[category].circumvention:
-            return _block(ctx, Reason.CIRCUMVENTION, rule=rule.name, category=category,
-                          technique=category)
-        return _block(ctx, Reason.RULE_BLOCK, rule=rule.name, category=category)
+        made = ctx.host.decisions.get(rule.name)
+        if made is None:
+            made = ctx.host.decisions[rule.name] = _rule_decision(ctx, rule, category)
+        return made
     return None
 
 
-def _default(ctx: _Context) -> Decision:
-    if ctx.policy.default is Verdict.ALLOW:
-        return Decision(Verdict.ALLOW, Reason.DEFAULT_ALLOW, category=_first_category(ctx),
+def _rule_decision(ctx: _Context, rule: Rule, category: str) -> Decision:
+    if rule.verdict is Verdict.ALLOW:
+        return Decision(Verdict.ALLOW, Reason.RULE_ALLOW, rule=rule.name, category=category,
                         host=ctx.host.name)
-    return _block(ctx, Reason.DEFAULT_BLOCK, category=_first_category(ctx))
+    if ctx.policy.categories[category].circumvention:
+        return _block(ctx, Reason.CIRCUMVENTION, rule=rule.name, category=category,
+                      technique=category)
+    return _block(ctx, Reason.RULE_BLOCK, rule=rule.name, category=category)
+
+
+def _default(ctx: _Context) -> Decision:
+    made = ctx.host.decisions.get("")
+    if made is None:
+        if ctx.policy.default is Verdict.ALLOW:
+            made = Decision(Verdict.ALLOW, Reason.DEFAULT_ALLOW, category=_first_category(ctx),
+                            host=ctx.host.name)
+        else:
+            made = _block(ctx, Reason.DEFAULT_BLOCK, category=_first_category(ctx))
+        ctx.host.decisions[""] = made
+    return made
 
 
 CHECKS: tuple[tuple[str, Check], ...] = (
@@ -311,6 +329,6 @@ def _opens_at(ctx: _Context) -> datetime | None:
         if not changes:
             return None
         at = min(changes)
-        if _first(ctx._replace(at=at)).verdict is Verdict.ALLOW:
+        if _first(ctx._replace(at=at, stamp=at.timestamp())).verdict is Verdict.ALLOW:
             return at
     return None

@@ -257,7 +257,7 @@ class Policy:
     rules_by_role: Mapping[str, tuple[Rule, ...]] = field(
         default_factory=dict, compare=False, repr=False)
     memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
-    window_memo: dict[str, tuple[datetime, datetime, bool]] = field(
+    window_memo: dict[str, tuple[float, float, bool]] = field(
         default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
