@@ -239,7 +239,9 @@ def test_the_explain_plans_use_the_event_indexes(resources: Resources, seed: See
                     "EXPLAIN QUERY PLAN " + str(compiled), values).all())
                 assert "SCAN events" not in plan.replace("SEARCH events", ""), plan
             assert "ix_events_" in plan, plan
-            if index is not None:
+            # SQLite always takes the filter's own index; PostgreSQL weighs the statistics
+            # (for a common user, a backwards scan of ix_events_at stopped by the LIMIT).
+            if index is not None and dialect.name == "sqlite":
                 assert index in plan, plan
 
 
