@@ -63,6 +63,7 @@ class HelloNote:
     passthrough: bool  # the bytes were relayed without decryption
     sni: str | None
     evidence: Mapping[str, str] | None = None
+    never_decrypt: bool = False  # a sensitive host (banking, health): never intercepted
 
 
 # The one option two addons declare (Enforce reads overrides from it, RecordEvents writes to

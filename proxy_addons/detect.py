@@ -22,7 +22,7 @@ from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Client
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
-from mitmproxy.tls import ClientHelloData
+from mitmproxy.tls import ClientHelloData, TlsData
 
 from policy.decide import decide
 from policy.hostnames import HostError, is_subdomain_or_same, normalise_host
@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 DOH_TYPES = ("application/dns-message", "application/dns-json")
 ECH_EXTENSION = 0xFE0D  # TLS Encrypted ClientHello (draft-ietf-tls-esni; IANA registry)
+ECH_RULE = "encrypted-client-hello"
+# How a client's "ech_required" alert (121) reads in the TLS library's error text.
+_ECH_REFUSAL = re.compile(r"\bech\b|ech_required|\b121\b")
 Evidence = dict[str, str]
 
 # --- pure detection helpers ----------------------------------------------------------------
@@ -140,6 +143,11 @@ def _found(technique: Technique, text: str | None) -> tuple[Technique, str] | No
     return (technique, target) if target else None
 
 
+def ech_refused(error: str) -> bool:
+    """Does a failed client handshake's error say the client wanted its ECH accepted?"""
+    return _ECH_REFUSAL.search(error.lower()) is not None
+
+
 def has_ech(extensions: Iterable[tuple[int, bytes]]) -> bool:
     return any(kind == ECH_EXTENSION for kind, _ in extensions)
 
@@ -226,6 +234,7 @@ class Detect:
         self._ports: frozenset[int] = frozenset({80, 443})
         self._repeats = RepeatCounter(5, 120.0)
         self._refuse: set[str] = set()  # client ids to close before they reach a server
+        self._ech_clients: set[str] = set()  # client ids whose ClientHello carried ECH
         self.stats: Counter[str] = Counter()
 
     def load(self, loader: Loader) -> None:
@@ -274,26 +283,67 @@ class Detect:
     # --- TLS ClientHello: Encrypted ClientHello ----------------------------------------------
 
     def tls_clienthello(self, data: ClientHelloData) -> None:
-        client, server = data.context.client, data.context.server
+        server = data.context.server
         if server.address is None:
             return  # TLS to the gateway itself (secure web proxy)
         try:
             if not has_ech(data.client_hello.extensions):
                 self._inspect_viewers(data)
                 return
-            sni = data.client_hello.sni
-            note = context.hello_notes.get(client.id)
-            host = note.decision.host if note is not None else None
-            decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="encrypted-client-hello",
-                                host=host or _name(sni or str(server.address[0])),
-                                technique=Technique.ECH)
-            # Refused, not intercepted: the real destination is hidden inside the extension.
-            self._refuse_hello(data, decision, {"outer_sni": sni or "",
-                                                "extension": hex(ECH_EXTENSION)})
+            self._encrypted_hello(data)
         except Exception:
             self.stats["engine_errors"] += 1
             logger.exception("checking the TLS ClientHello failed; refusing the connection")
             self._refuse_hello(data, Decision(Verdict.BLOCK, Reason.ENGINE_ERROR), None)
+
+    def _encrypted_hello(self, data: ClientHelloData) -> None:
+        """A ClientHello carrying Encrypted ClientHello. Browsers send a dummy one ("GREASE")
+        in every handshake, and by design it looks exactly like real ECH, so it is never a
+        reason to refuse. It is never relayed unread either (a real one could hide any host
+        behind an allowed outer name): the gateway answers the handshake itself and does not
+        accept ECH. A dummy carries on as usual; a client really hiding its destination must
+        retry without ECH (then its real destination is decided) or give up, which
+        tls_failed_client records as an attempt. An outer name that disagrees with the CONNECT
+        target was already blocked by Enforce: it is named an ECH attempt here."""
+        client = data.context.client
+        sni = data.client_hello.sni
+        note = context.hello_notes.get(client.id)
+        evidence = {"outer_sni": sni or "", "extension": hex(ECH_EXTENSION)}
+        self.stats["ech_seen"] += 1
+        if note is not None and note.decision.technique == Technique.HOST_MISMATCH:
+            decision = note.decision._replace(rule=ECH_RULE, technique=Technique.ECH)
+            context.hello_notes[client.id] = replace(note, decision=decision, evidence=evidence)
+            return
+        self._ech_clients.add(client.id)
+        if data.ignore_connection and not (note is not None and note.never_decrypt):
+            data.ignore_connection = False
+            self.stats["ech_intercepted"] += 1
+            if note is not None:
+                context.hello_notes[client.id] = replace(note, passthrough=False)
+
+    def tls_failed_client(self, data: TlsData) -> None:
+        """A client that sent ECH and then gave up on our handshake because we did not accept
+        its ECH (alert ech_required): it was hiding its destination."""
+        client = data.context.client
+        if client.id not in self._ech_clients:
+            return
+        error = client.error or ""
+        if not ech_refused(error):
+            return  # some other failure (an untrusted CA, a closed tab): not an attempt
+        try:
+            note = context.hello_notes.get(client.id)
+            sni = note.sni if note is not None else client.sni
+            host = note.decision.host if note is not None else _name(sni or "")
+            decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=ECH_RULE, host=host,
+                                technique=Technique.ECH)
+            self.stats["blocked"] += 1
+            context.hello_notes[client.id] = context.HelloNote(
+                decision, passthrough=False, sni=sni,
+                evidence={"outer_sni": sni or "", "extension": hex(ECH_EXTENSION),
+                          "client_error": error[:200]})
+        except Exception:
+            self.stats["engine_errors"] += 1
+            logger.exception("recording an encrypted ClientHello attempt failed")
 
     def _inspect_viewers(self, data: ClientHelloData) -> None:
         """An allowed archive or translation viewer would be relayed unread: decrypt it, so
@@ -442,6 +492,7 @@ class Detect:
 
     def client_disconnected(self, client: Client) -> None:
         self._refuse.discard(client.id)
+        self._ech_clients.discard(client.id)
 
 
 def _options_error(message: str) -> exceptions.OptionsError:

@@ -241,7 +241,8 @@ class Enforce:
                 decision, _ = self._decide(snap, sni or server.address[0], server.address[1],
                                            subject)
             host = decision.host
-            if host is not None and self._never_decrypt(snap, host):
+            never = host is not None and self._never_decrypt(snap, host)
+            if never:
                 data.ignore_connection = True
                 if not decision.allowed:
                     self._refuse.add(client.id)  # closed in server_connect, nothing decrypted
@@ -253,7 +254,7 @@ class Enforce:
                 self.stats["intercepted"] += 1
             # Only relayed connections are recorded from here; intercepted ones per request.
             context.hello_notes[client.id] = context.HelloNote(decision, data.ignore_connection,
-                                                               sni)
+                                                               sni, never_decrypt=never)
         except Exception:
             # Intercepting is the safe side: every request inside is decided again.
             self.stats["engine_errors"] += 1

@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.addonmanager import Loader
-from mitmproxy.connection import Client
-from mitmproxy.tls import ClientHelloData
+from mitmproxy.connection import Address, Client
+from mitmproxy.tls import ClientHelloData, TlsData
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -48,7 +48,7 @@ from store.alerts import (
 from store.db import SchemaOutOfDate, display_url, make_engine, require_current_schema
 from store.events import AttemptEvidence, Event, EventWriter
 from store.sanctions import AttemptWindow, on_threshold
-from store.techniques import counted
+from store.techniques import Technique, counted
 
 logger = logging.getLogger(__name__)
 
@@ -313,13 +313,24 @@ class RecordEvents:
             self._record_flow(flow, intercepted=False)
 
     def tls_clienthello(self, data: ClientHelloData) -> None:
+        note = context.hello_notes.get(data.context.client.id)
+        if note is None or not data.ignore_connection:
+            return  # intercepted: recorded per request
+        self._record_hello(data.context.client, data.context.server.address, note)
+
+    def tls_failed_client(self, data: TlsData) -> None:
+        """A handshake the client gave up on that Detect judged an attempt (ECH refused)."""
         client = data.context.client
         note = context.hello_notes.get(client.id)
-        if note is None or not data.ignore_connection or not self._recording:
-            return  # intercepted: recorded per request
+        if note is not None and note.decision.technique == Technique.ECH:
+            self._record_hello(client, data.context.server.address, note)
+
+    def _record_hello(self, client: Client, address: Address | None,
+                      note: context.HelloNote) -> None:
+        if not self._recording:
+            return
         try:
             tunnel = self._tunnels.get(client.id)
-            address = data.context.server.address
             technique = note.decision.technique
             self._submit(make_event(
                 decision=note.decision, at=datetime.now(UTC),

@@ -45,13 +45,10 @@ BLOCKED = "www.tiktok.com"  # category "social": blocked for pupils, may be gran
 PROXY_SITE = "proxysite.test"  # category "web_proxy": a circumvention attempt
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-quic", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-# The pupil browses plain http:// for now. Chromium (156) sends a GREASE Encrypted ClientHello
-# extension in every TLS handshake, and the gateway's Detect addon refuses any ClientHello with
-# that extension as an ECH attempt, so every https:// site is refused (no block page); no
-# command-line switch turns the GREASE off any more (only the EncryptedClientHelloEnabled
-# policy). Reported; once Detect tells GREASE from real ECH, set this to "https" (the browser
-# already trusts the school CA).
-SCHEME = "http"
+# The pupil browses https:// through the gateway, whose CA the browser trusts. (Chromium sends a
+# dummy "GREASE" Encrypted ClientHello extension in every handshake; the gateway intercepts such
+# connections rather than refusing them.)
+SCHEME = "https"
 
 
 def write_recommending_policy(path: Path) -> None:

@@ -39,7 +39,12 @@ from tests.support.gateway import (
     write_policy,
 )
 from tests.support.postgres import shared_postgres_database
-from tests.support.tls_hello import ECH, ECH_PAYLOAD, client_hello_record
+from tests.support.tls_hello import (
+    ECH,
+    ECH_PAYLOAD,
+    client_hello_record,
+    real_client_hello_record,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -195,11 +200,29 @@ def tunnel(gw: Gateway, first_bytes: bytes) -> bytes:
         return received
 
 
-def test_encrypted_client_hello_is_refused(anon: Gateway, db: str) -> None:
+def first_reply(gw: Gateway, first_bytes: bytes) -> bytes:
+    """CONNECT learning.test:443, send `first_bytes`, return the gateway's first answer."""
+    with socket.create_connection(("127.0.0.1", gw.port), 10) as raw:
+        raw.sendall(b"CONNECT learning.test:443 HTTP/1.1\r\nHost: learning.test:443\r\n\r\n")
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        raw.sendall(first_bytes)
+        with contextlib.suppress(OSError):
+            return raw.recv(4096)
+    return b""
+
+
+def test_a_dummy_ech_extension_is_answered_not_refused(anon: Gateway, db: str) -> None:
+    # Chromium sends a dummy ("GREASE") ECH extension in every handshake: it must still work.
+    reply = first_reply(anon, real_client_hello_record("learning.test", {ECH: ECH_PAYLOAD}))
+    assert reply[:1] == b"\x16"  # a TLS handshake record: the gateway answered (intercepted)
+    assert not [e for e in events(db) if e.technique == Technique.ECH]
+
+
+def test_ech_behind_another_outer_name_is_an_attempt(anon: Gateway, db: str) -> None:
     before = anon.https_origin.connections
-    assert tunnel(anon, client_hello_record("learning.test", {ECH: ECH_PAYLOAD})) == b""
+    first_reply(anon, client_hello_record("cover.test", {ECH: ECH_PAYLOAD}))
     row = event_for(db, lambda e: e.technique == Technique.ECH, "the ECH event")
-    assert (row.verdict, row.intercepted, row.path) == ("block", False, None)
+    assert (row.verdict, row.reason) == ("block", "circumvention")
     assert anon.https_origin.connections == before  # the server was never contacted
 
 

@@ -4,6 +4,7 @@ a real policy file) for each technique."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from mitmproxy import exceptions, http
 from mitmproxy.connection import Server
 from mitmproxy.proxy import context as proxy_context
 from mitmproxy.test import taddons, tflow, tutils
-from mitmproxy.tls import ClientHello, ClientHelloData
+from mitmproxy.tls import ClientHello, ClientHelloData, TlsData
 
 from policy.model import Decision, Reason, Verdict
 from proxy_addons import context
@@ -20,6 +21,7 @@ from proxy_addons.detect import (
     Detect,
     RepeatCounter,
     doh_evidence,
+    ech_refused,
     has_ech,
     looks_embedded,
     parse_ports,
@@ -98,6 +100,18 @@ ARCHIVE, PROXY = Technique.ARCHIVE_VIEWER, Technique.REWRITING_PROXY
 def test_viewed_target(host: str, path: str, query: str,
                        found: tuple[Technique, str] | None) -> None:
     assert viewed_target(host, path, query) == found
+
+
+@pytest.mark.parametrize(("error", "refused"), [
+    ("OpenSSL Error([('SSL routines', '', 'tlsv1 alert ech required')])", True),
+    ("OpenSSL Error([('SSL routines', '', 'ssl/tls alert ech_required')])", True),
+    ("OpenSSL Error([('SSL routines', '', 'tlsv1 alert unknown (121)')])", True),
+    ("OpenSSL Error([('SSL routines', '', 'tlsv1 alert unknown ca')])", False),
+    ("The client may not trust the proxy's certificate (technical detail)", False),
+    ("connection closed", False),
+])
+def test_ech_refused(error: str, refused: bool) -> None:
+    assert ech_refused(error) is refused
 
 
 def test_has_ech() -> None:
@@ -310,22 +324,43 @@ def hello(sni: str, extensions: dict[int, bytes] | None = None) -> ClientHelloDa
     return ClientHelloData(ctx, ClientHello(client_hello_body(sni, extensions)))
 
 
-def test_encrypted_client_hello_is_refused_and_noted(
+def test_a_dummy_ech_extension_is_intercepted_not_refused(
+        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    enforce, detect, _ = addons
+    data = hello("learning.test", {ECH: ECH_PAYLOAD})
+    enforce.tls_clienthello(data)
+    assert data.ignore_connection  # Enforce would relay this allowed host unread ...
+    detect.tls_clienthello(data)
+    assert not data.ignore_connection  # ... but nothing carrying ECH is relayed unread
+    note = context.hello_notes[data.context.client.id]
+    assert note.decision.allowed
+    assert note.decision.technique is None  # browsers send a dummy one: not an attempt
+
+
+def test_ech_the_client_insists_on_is_an_attempt(
         addons: tuple[Enforce, Detect, taddons.context]) -> None:
     enforce, detect, _ = addons
     data = hello("learning.test", {ECH: ECH_PAYLOAD})
     enforce.tls_clienthello(data)
     detect.tls_clienthello(data)
+    client = data.context.client
+    client.error = "OpenSSL Error([('SSL routines', '', 'tlsv1 alert ech required')])"
+    detect.tls_failed_client(TlsData(client, data.context))
+    note = context.hello_notes[client.id]
+    assert (note.decision.verdict, note.decision.technique) == (Verdict.BLOCK, Technique.ECH)
+    assert note.evidence is not None
+    assert note.evidence["outer_sni"] == "learning.test"
+
+
+def test_ech_with_a_sensitive_host_is_still_never_decrypted(
+        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    enforce, detect, _ = addons
+    data = hello("bank.test", {ECH: ECH_PAYLOAD})
+    enforce.tls_clienthello(data)
     note = context.hello_notes[data.context.client.id]
-    assert note.decision.technique == Technique.ECH
-    assert not note.decision.allowed
-    assert note.evidence == {"outer_sni": "learning.test", "extension": "0xfe0d"}
-    assert data.ignore_connection  # relayed to nowhere ...
-    server = Server(address=("learning.test", 443))
-    from mitmproxy.proxy.server_hooks import ServerConnectionHookData
-    connect = ServerConnectionHookData(server, data.context.client)
-    detect.server_connect(connect)
-    assert server.error  # ... because the server connection is refused
+    context.hello_notes[data.context.client.id] = replace(note, never_decrypt=True)
+    detect.tls_clienthello(data)
+    assert data.ignore_connection
 
 
 def test_plain_client_hello_is_left_alone(addons: tuple[Enforce, Detect, taddons.context]
