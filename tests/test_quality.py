@@ -23,3 +23,10 @@ def test_ruff() -> None:
 def test_mypy_strict() -> None:
     result = run(str(BIN / "mypy"), "--strict", *[p for p in PACKAGES if (ROOT / p).is_dir()])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_modules_have_unique_names() -> None:
+    # The suite has no __init__.py files: two test modules with one name cannot both be
+    # collected in a clean checkout.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
