@@ -41,16 +41,23 @@ def enable_reuse_port() -> None:
 
 
 def worker_arguments(extra: Sequence[str], index: int) -> list[str]:
-    """The extra mitmdump arguments for worker `index`: its own metrics port (base + index)."""
+    """The extra mitmdump arguments for worker `index`: its own metrics port (base + index),
+    replacing any metrics port setting in `extra` (whose value is the base)."""
     base = DEFAULT_METRICS_PORT
-    items = list(extra)
-    for i, arg in enumerate(items):
-        value = items[i + 1] if arg == "--set" and i + 1 < len(items) else \
-            arg[6:] if arg.startswith("--set=") else ""
-        if value.startswith(f"{METRICS_OPTION}="):
-            base = int(value.partition("=")[2])
+    items: list[str] = []
+    arguments = iter(extra)
+    for arg in arguments:
+        pair = next(arguments, "") if arg == "--set" else arg[6:] if arg.startswith("--set=") \
+            else None
+        if pair is not None and pair.startswith(f"{METRICS_OPTION}="):
+            base = int(pair.partition("=")[2])
+            continue
+        items.append(arg)
+        if arg == "--set" and pair is not None:
+            items.append(pair)
     if base == 0:
-        return items
+        return [*items, "--set", f"{METRICS_OPTION}=0"] if items[:1] == ["--"] else \
+            ["--", *items, "--set", f"{METRICS_OPTION}=0"]
     if items[:1] != ["--"]:
         items = ["--", *items]
     return [*items, "--set", f"{METRICS_OPTION}={base + index}"]

@@ -63,7 +63,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
                                     "write_errors": 0})
     addons: dict[str, Any] = {
         "enforce": SimpleNamespace(stats={"intercepted": 1}),
-        "identify": SimpleNamespace(stats={"directory_lookups": 1, "directory_seconds": 0.1}),
+        "identify": SimpleNamespace(stats={"directory_lookups": 1}, directory_seconds=0.1),
         "recordevents": SimpleNamespace(writer=writer)}
     metrics.registry.register(GatewayCollector(addons.get, lambda: ("abc", 0.0, "ok")))
     text = generate_latest(metrics.registry).decode()

@@ -138,9 +138,10 @@ def test_a_dead_worker_takes_the_gateway_down_for_a_clean_restart(workers: Worke
 @pytest.mark.parametrize(("extra", "index", "expected"), [
     ([], 0, ["--", "--set", "schoolgate_metrics_port=9090"]),
     ([], 1, ["--", "--set", "schoolgate_metrics_port=9091"]),
-    (["--", "--set", "schoolgate_metrics_port=9200"], 2,
-     ["--", "--set", "schoolgate_metrics_port=9200", "--set", "schoolgate_metrics_port=9202"]),
-    (["--set=schoolgate_metrics_port=0"], 3, ["--set=schoolgate_metrics_port=0"]),
+    # the given port is the base, replaced (not repeated: mitmdump takes one value per option)
+    (["--", "--set", "schoolgate_metrics_port=9200", "-s", "x.py"], 2,
+     ["--", "-s", "x.py", "--set", "schoolgate_metrics_port=9202"]),
+    (["--set=schoolgate_metrics_port=0"], 3, ["--", "--set", "schoolgate_metrics_port=0"]),
 ])
 def test_worker_arguments(extra: list[str], index: int, expected: list[str]) -> None:
     assert worker_arguments(extra, index) == expected
