@@ -63,6 +63,16 @@ def make_block_page(decision: Decision, subject: Subject, *, site: str, at: date
     })
 
 
+def make_plain_block(decision: Decision) -> http.Response:
+    """A plain-text 403 where no page can be shown (a refused CONNECT, an error while deciding,
+    a page that failed to render): the reason, and what it was about."""
+    about = decision.technique or decision.host
+    text = (f"Blocked by the school's web filter ({decision.reason.value}"
+            f"{': ' + about if about else ''}).\n")
+    return http.Response.make(403, text.encode(), {"Content-Type": "text/plain; charset=utf-8",
+                                                   "Cache-Control": "no-store"})
+
+
 def render_block_page(decision: Decision, subject: Subject, *, site: str, at: datetime,
                       policy: Policy | None, settings: BlockPageSettings) -> str:
     claims = AccessClaims(host=decision.host or site, role=subject.role, at=at,

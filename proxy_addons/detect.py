@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from mitmproxy import ctx, exceptions, http, tcp
+from mitmproxy import ctx, http, tcp
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Client
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
@@ -28,7 +28,8 @@ from policy.decide import decide
 from policy.hostnames import HostError, is_subdomain_or_same, normalise_host
 from policy.model import Decision, Reason, Request, Verdict
 from proxy_addons import context
-from proxy_addons.blockpage import make_block_page
+from proxy_addons.blockpage import make_block_page, make_plain_block
+from proxy_addons.errors import options_error
 from store.techniques import Technique
 
 logger = logging.getLogger(__name__)
@@ -255,10 +256,10 @@ class Detect:
             try:
                 self._ports = parse_ports(opts.schoolgate_connect_ports)
             except ValueError as exc:
-                raise _options_error(f"schoolgate_connect_ports: {exc}") from None
+                raise options_error(f"schoolgate_connect_ports: {exc}") from None
         if updated & {"schoolgate_repeat_count", "schoolgate_repeat_window_seconds"}:
             if opts.schoolgate_repeat_count < 2 or opts.schoolgate_repeat_window_seconds < 1:
-                raise _options_error("schoolgate_repeat_count must be at least 2 and "
+                raise options_error("schoolgate_repeat_count must be at least 2 and "
                                      "schoolgate_repeat_window_seconds at least 1")
             self._repeats = RepeatCounter(opts.schoolgate_repeat_count,
                                           opts.schoolgate_repeat_window_seconds)
@@ -276,7 +277,7 @@ class Detect:
                                    category=decision.category, host=decision.host,
                                    technique=Technique.UNUSUAL_PORT)
                 self._found(flow, blocked, {"port": str(port)})
-                flow.response = _plain_403(blocked)
+                flow.response = make_plain_block(blocked)
         except Exception:
             self._error(flow, "http_connect")
 
@@ -470,7 +471,7 @@ class Detect:
                                             policy=inputs.policy, settings=inputs.page)
         except Exception:
             logger.exception("rendering the block page failed; sending a plain one")
-            flow.response = _plain_403(decision)
+            flow.response = make_plain_block(decision)
 
     def _found(self, flow: http.HTTPFlow | tcp.TCPFlow, decision: Decision | None,
                evidence: Evidence, *, technique: str | None = None) -> None:
@@ -488,22 +489,13 @@ class Detect:
         logger.exception("circumvention detection failed in %s; blocking (fail closed)", where)
         decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
         flow.metadata[context.DECISION] = decision
-        flow.response = _plain_403(decision)
+        flow.response = make_plain_block(decision)
 
     def client_disconnected(self, client: Client) -> None:
         self._refuse.discard(client.id)
         self._ech_clients.discard(client.id)
 
 
-def _options_error(message: str) -> exceptions.OptionsError:
-    return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
-
-
-def _plain_403(decision: Decision) -> http.Response:
-    text = (f"Blocked by the school's web filter ({decision.reason.value}"
-            f"{': ' + decision.technique if decision.technique else ''}).\n")
-    return http.Response.make(403, text.encode(), {"Content-Type": "text/plain; charset=utf-8",
-                                                   "Cache-Control": "no-store"})
 
 
 def _name(raw: str | None) -> str | None:

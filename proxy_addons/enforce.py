@@ -44,7 +44,8 @@ from policy.model import (
     Verdict,
 )
 from proxy_addons import context
-from proxy_addons.blockpage import BlockPageSettings, make_block_page
+from proxy_addons.blockpage import BlockPageSettings, make_block_page, make_plain_block
+from proxy_addons.errors import options_error
 from store.overrides_db import DatabaseOverridesSource
 from store.policy_files import load_policy
 from store.snapshots import FileOverridesSource, OverridesSource
@@ -116,7 +117,7 @@ class Enforce:
             try:
                 policy = load_policy(path)
             except PolicyError as exc:
-                raise _options_error(f"schoolgate_policy: {exc}") from None
+                raise options_error(f"schoolgate_policy: {exc}") from None
             stamp = _stamp(path)
         else:
             policy, path, stamp = old.policy, old.policy_path, old.policy_stamp
@@ -124,14 +125,14 @@ class Enforce:
         for raw in opts.schoolgate_sensitive_hosts:
             host = normalise_host(raw)
             if isinstance(host, HostError):
-                raise _options_error(f"schoolgate_sensitive_hosts: {raw!r}: "
+                raise options_error(f"schoolgate_sensitive_hosts: {raw!r}: "
                                               f"{host.message}")
             sensitive.append(host.name)
         if opts.schoolgate_refresh_ms < 100:
-            raise _options_error("schoolgate_refresh_ms must be at least 100 (milliseconds)")
+            raise options_error("schoolgate_refresh_ms must be at least 100 (milliseconds)")
         admin_url = opts.schoolgate_admin_url
         if not admin_url.startswith(("http://", "https://")):
-            raise _options_error(f"schoolgate_admin_url: {admin_url!r} is not an "
+            raise options_error(f"schoolgate_admin_url: {admin_url!r} is not an "
                                           "http:// or https:// URL")
         page = old.page if old is not None and "schoolgate_secret_file" not in updated else None
         if page is None or page.admin_url != admin_url:
@@ -142,7 +143,7 @@ class Enforce:
                 try:
                     db_source = DatabaseOverridesSource.from_url(opts.schoolgate_database_url)
                 except Exception as exc:
-                    raise _options_error(f"schoolgate_database_url: {exc}") from None
+                    raise options_error(f"schoolgate_database_url: {exc}") from None
                 self._overrides = db_source.load_now()
                 self._source = db_source
             elif opts.schoolgate_overrides:
@@ -219,7 +220,7 @@ class Enforce:
             never = decision.host is None or self._never_decrypt(snap, decision.host)
             if never or not snap.https_block_page:
                 self.stats["refused"] += 1
-                flow.response = _plain_403(decision)
+                flow.response = make_plain_block(decision)
         except Exception:
             self._engine_error(flow, "http_connect")
 
@@ -377,26 +378,16 @@ class Enforce:
                                    policy=snap.policy, settings=snap.page)
         except Exception:
             logger.exception("rendering the block page failed; sending a plain one")
-            return _plain_403(decision)
+            return make_plain_block(decision)
 
     def _engine_error(self, flow: http.HTTPFlow, where: str) -> None:
         self.stats["engine_errors"] += 1
         logger.exception("deciding failed in %s; blocking (fail closed)", where)
         decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
         flow.metadata[context.DECISION] = decision
-        flow.response = _plain_403(decision)
+        flow.response = make_plain_block(decision)
 
 
-def _options_error(message: str) -> exceptions.OptionsError:
-    # OptionsError: mitmproxy rolls the option change back and keeps the running state.
-    return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
-
-
-def _plain_403(decision: Decision) -> http.Response:
-    text = (f"Blocked by the school's web filter ({decision.reason.value}"
-            f"{': ' + decision.host if decision.host else ''}).\n")
-    return http.Response.make(403, text.encode(), {"Content-Type": "text/plain; charset=utf-8",
-                                                   "Cache-Control": "no-store"})
 
 
 def _name(raw: str) -> str | None:
@@ -431,7 +422,7 @@ def _secret(path: str) -> bytes:
     try:
         return load_or_create_secret(Path(path).expanduser())
     except (OSError, ValueError) as exc:
-        raise _options_error(f"schoolgate_secret_file: {exc}") from None
+        raise options_error(f"schoolgate_secret_file: {exc}") from None
 
 
 def _close_client(flow: http.HTTPFlow) -> None:

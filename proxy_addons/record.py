@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from mitmproxy import ctx, exceptions, http, tcp
+from mitmproxy import ctx, http, tcp
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Address, Client
 from mitmproxy.tls import ClientHelloData, TlsData
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from policy.model import CircumventionSettings, Decision
 from proxy_addons import context
+from proxy_addons.errors import options_error
 from proxy_addons.search_terms import search_terms
 from store.alerts import (
     NO_PUSH,
@@ -244,7 +245,7 @@ class RecordEvents:
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
         if self._started and updated & set(_STATIC_OPTIONS):
-            raise _options_error(f"{', '.join(sorted(updated & set(_STATIC_OPTIONS)))} cannot "
+            raise options_error(f"{', '.join(sorted(updated & set(_STATIC_OPTIONS)))} cannot "
                                  "change while the gateway runs; restart it")
         self._enabled = opts.schoolgate_recording
         if "schoolgate_devices" in updated:
@@ -254,7 +255,7 @@ class RecordEvents:
             try:
                 self._push = load_push_settings(Path(path).expanduser()) if path else NO_PUSH
             except ValueError as exc:
-                raise _options_error(f"schoolgate_alert_push: {exc}") from None
+                raise options_error(f"schoolgate_alert_push: {exc}") from None
         if "schoolgate_database_url" in updated:
             self._engine = _engine(opts.schoolgate_database_url)
 
@@ -541,11 +542,11 @@ def _engine(url: str) -> Engine | None:
     try:
         engine = make_engine(url)
     except Exception as exc:
-        raise _options_error(f"schoolgate_database_url: {display_url(url)}: {exc}") from None
+        raise options_error(f"schoolgate_database_url: {display_url(url)}: {exc}") from None
     try:
         require_current_schema(engine)
     except SchemaOutOfDate as exc:
-        raise _options_error(f"schoolgate_database_url: {exc}") from None
+        raise options_error(f"schoolgate_database_url: {exc}") from None
     except SQLAlchemyError as exc:
         # Unreachable now: filter anyway; events wait in the spool until it is back.
         logger.warning("the database %s cannot be reached (%s); events will be spooled until "
@@ -559,10 +560,7 @@ def _load(path: str, parse: Callable[..., dict[str, str]], option: str) -> dict[
     try:
         return parse(Path(path).expanduser().read_text(encoding="utf-8"), source=path)
     except OSError as exc:
-        raise _options_error(f"{option}: cannot read {path}: {exc.strerror}") from None
+        raise options_error(f"{option}: cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:
-        raise _options_error(f"{option}: {exc}") from None
+        raise options_error(f"{option}: {exc}") from None
 
-
-def _options_error(message: str) -> exceptions.OptionsError:
-    return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]

@@ -13,7 +13,7 @@ from mitmproxy import http
 from mitmproxy.connection import Server
 from mitmproxy.proxy import context as proxy_context
 from mitmproxy.test import taddons, tflow, tutils
-from mitmproxy.tls import ClientHello, ClientHelloData
+from mitmproxy.tls import ClientHello, ClientHelloData, TlsData
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -125,6 +125,12 @@ class Rig:
             addon.tls_clienthello(data)
         return data
 
+    def client_gives_up(self, data: ClientHelloData, error: str) -> None:
+        """The client aborts the gateway's handshake with `error` (tls_failed_client)."""
+        data.context.client.error = error
+        for addon in (self.detect, self.record):
+            addon.tls_failed_client(TlsData(data.context.client, data.context))
+
     def events(self) -> list[EventRow]:
         with Session(self.engine) as session:
             return list(session.scalars(select(EventRow).order_by(EventRow.seq)))
@@ -176,7 +182,11 @@ async def test_attempts_are_recorded_with_evidence_and_widgets_are_not_counted(r
     rig.request("platform.twitter.com", "/embed", headers={
         "sec-fetch-dest": "iframe", "sec-fetch-site": "cross-site",
         "referer": "https://www.bbc.co.uk/news"})
-    rig.hello("learning.test", {ECH: ECH_PAYLOAD})
+    dummy = rig.hello("learning.test", {ECH: ECH_PAYLOAD})  # a browser's dummy: no attempt
+    insisting = rig.hello("learning.test", {ECH: ECH_PAYLOAD})
+    rig.client_gives_up(insisting, "OpenSSL Error([('SSL routines', '', 'tlsv1 alert ech "
+                                   "required')])")
+    assert not dummy.ignore_connection  # never relayed unread
     await rig.record.done()
     with Session(rig.engine) as session:
         attempts = {a.technique: a for a in session.scalars(select(CircumventionAttemptRow))}
