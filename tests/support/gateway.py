@@ -39,6 +39,7 @@ from wsproto import events as wsevents
 from wsproto.connection import Connection as WsConnection
 from wsproto.connection import ConnectionType as WsType
 
+from schoolgate.commands.gateway import DEFAULT_ENGINE, ENGINES
 from store.directory import hash_password
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 PASSWORD = "correct horse"  # every test user's password
 USERS = {"pupil1": ["Pupils"], "staff1": ["Staff"], "smm1": ["Staff", "SocialMedia"]}
 
-ENGINES = ("mitmdump", "lean")  # schoolgate gateway --engine
+
 # Host names the tests use; every one is routed to the local origins if it is ever contacted.
 ORIGIN_HOSTS = ("learning.test", "x.com", "twitter.com", "instagram.com", "facebook.com",
                 "tiktok.com", "proxysite.test", "bank.test", "explode.test",
@@ -57,7 +58,7 @@ ORIGIN_HOSTS = ("learning.test", "x.com", "twitter.com", "instagram.com", "faceb
 
 
 def default_engine() -> str:
-    engine = os.environ.get("SCHOOLGATE_E2E_ENGINE", "") or "mitmdump"
+    engine = os.environ.get("SCHOOLGATE_E2E_ENGINE", "") or DEFAULT_ENGINE
     if engine not in ENGINES:
         raise ValueError(f"SCHOOLGATE_E2E_ENGINE={engine!r}: expected one of {ENGINES}")
     return engine
