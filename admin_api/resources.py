@@ -26,11 +26,9 @@ from admin_api.settings import (
 from admin_api.throttle import SignInThrottle
 from policy.model import Policy
 from store.db import make_engine
-from store.directory import Directory, LdapDirectory, LocalDirectory
+from store.directory import Directory, LocalDirectory, make_directory
 from store.identity_config import (
     IdentityConfig,
-    LdapSettings,
-    LocalSettings,
     load_identity_config,
 )
 from store.policy_files import load_policy
@@ -76,15 +74,6 @@ def load_session_secret(settings: Settings) -> bytes:
     return text.encode()
 
 
-def make_directory(identity: IdentityConfig) -> Directory | None:
-    directory = identity.directory
-    if isinstance(directory, LdapSettings):
-        return LdapDirectory(directory)
-    if isinstance(directory, LocalSettings):
-        return LocalDirectory(directory.users_file)
-    return None
-
-
 def make_resources(settings: Settings, *, engine: Engine | None = None) -> Resources:
     identity = (load_identity_config(settings.identity_file) if settings.identity_file
                 else IdentityConfig())
@@ -96,7 +85,7 @@ def make_resources(settings: Settings, *, engine: Engine | None = None) -> Resou
         sessions=sessionmaker(engine, expire_on_commit=False),
         policy=load_policy(settings.policy_file),
         identity=identity,
-        directory=make_directory(identity),
+        directory=make_directory(identity.directory),
         admin_accounts=LocalDirectory(accounts) if accounts else None,
         access_token_secret=load_or_create_secret(settings.data_dir / ACCESS_TOKEN_SECRET_FILE),
         codec=SessionCodec(load_session_secret(settings),

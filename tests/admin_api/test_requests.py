@@ -20,7 +20,7 @@ from store.admin_models import AuditEntryRow, RequestState, UnblockRequestRow
 from store.models import ChangeCounter, ExceptionRow, LocalListRow
 from store.overrides_db import DatabaseOverridesSource
 from store.tokens import AccessClaims, make_access_token
-from tests.admin_api.conftest import client_for, csrf_of, sign_in
+from tests.admin_api.conftest import World, client_for, csrf_of, sign_in
 
 WHY = "We are studying how people share news online in our literacy lesson."
 
@@ -295,3 +295,30 @@ def test_revoking_an_exception_ends_it_and_bumps_the_counter(app: FastAPI,
     assert revoked.status_code == 303
     assert counter(resources) > before
     assert exception_id not in {item["id"] for item in bursar.get("/api/exceptions").json()}
+
+
+@pytest.mark.parametrize(("who", "role", "verdict", "rule"), [
+    ("socialmedia1", "social_media_manager", "allow", "official-accounts"),  # from the directory
+    ("teacher1", "staff", "block", "staff-facebook-otherwise"),
+    ("nobody-known", "pupil", "block", "pupils-social-media"),  # unknown: the default role
+])
+def test_explain_takes_a_users_role_from_the_directory(app: FastAPI, who: str, role: str,
+                                                       verdict: str, rule: str) -> None:
+    client, _ = client_for(app, "business_manager")
+    answer = client.get("/api/explain", params={"who": who, "host": "www.facebook.com",
+                                                "at": "2026-11-23T09:00"})
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["role"], answer.json()["verdict"], answer.json()["rule"]) == (
+        role, verdict, rule)
+
+
+def test_explain_sees_the_local_lists_and_exceptions_as_the_gateway_does(
+        app: FastAPI, world: World) -> None:
+    client, _ = client_for(app, "business_manager")
+    listed = client.get("/api/explain", params={"role": "staff", "host": world.host}).json()
+    assert (listed["verdict"], listed["reason"]) == ("block", "local_block")
+    opened_host = world.host.replace("listed-", "www.open-")
+    for who, reason in (("pupil2", "exception"), ("pupil1", "default_allow")):
+        answer = client.get("/api/explain", params={"role": "pupil", "who": who,
+                                                    "host": opened_host}).json()
+        assert answer["reason"] == reason, (who, answer)
