@@ -47,3 +47,18 @@ def test_extra_sets_replace_defaults_and_list_options_keep_every_value(tmp_path:
     assert [v for n, v in sets if n == "connection_strategy"] == ["eager"]
     assert [v for n, v in sets if n == "schoolgate_connect_ports"] == ["80", "443"]
     assert argv[-2:] == ["-s", "extra.py"]
+
+
+def test_the_gateway_refuses_an_out_of_date_database_and_says_what_to_run(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    other = tmp_path / "elsewhere.db"  # not the embedded default: never migrated for you
+    other.write_bytes(b"")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "schoolgate"), "gateway", "--data-dir",
+         str(tmp_path / "data"), "--listen-port", "0", "--database", f"sqlite:///{other}"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "schoolgate db upgrade --database" in result.stderr
