@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from store.db import upgrade
+from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
 from tests.support.gateway import (
     SCHOOLGATE,
     free_port,
@@ -35,7 +36,6 @@ from tests.support.gateway import (
     wait_for,
     wait_until_listening,
 )
-from tests.support.needs import need, need_program
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -43,8 +43,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO_IDENTITY = ROOT / "store" / "data" / "demo-identity.yaml"
 BLOCKED = "www.tiktok.com"  # category "social": blocked for pupils, may be granted
 PROXY_SITE = "proxysite.test"  # category "web_proxy": a circumvention attempt
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 # The pupil browses https:// through the gateway, whose CA the browser trusts. (Chromium sends a
 # dummy "GREASE" Encrypted ClientHello extension in every handshake; the gateway intercepts such
 # connections rather than refusing them.)
@@ -53,21 +51,13 @@ SCHEME = "https"
 
 def write_recommending_policy(path: Path) -> None:
     """The e2e test policy (no break now), but reaching the attempts threshold only recommends
-    a sanction: Chromium's own background connections count as attempts today (see SCHEME),
-    and a sanction placed on its own would block the pupil's approved site."""
+    a sanction: the story's own blocked visits must not put the pupil on a supervised-only
+    sanction that would then block the site the Business Manager approves."""
     now = datetime.now(UTC)
     text = policy_text(break_from=now - timedelta(hours=4),
                        break_until=now - timedelta(hours=3, minutes=30), zone=noon_zone(now))
     path.write_text(text + "circumvention:\n  threshold: {attempts: 3, within_minutes: 10}\n"
                            "  on_threshold: recommend\n")
-
-
-def trust_gateway_ca(home: Path, ca_pem: Path, certutil: str) -> None:
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
-    subprocess.run([certutil, "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
-    subprocess.run([certutil, "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "school", "-i",
-                    str(ca_pem)], check=True)
 
 
 class Shots:
@@ -96,14 +86,7 @@ def sign_in(page: Any, admin: str, username: str) -> None:
 
 def test_the_unblock_story_and_the_dsls_incident_note(tmp_path: Path,
                                                       artefacts_dir: Path) -> None:
-    chromium = need_program("chromium", "chromium")
-    certutil = need_program("certutil", "libnss3-tools")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "playwright", "pip install playwright (the Python package; the browser is "
-                                  "Debian's chromium)")
-        raise
+    chromium, certutil, sync_api = need_browser()
     policy = tmp_path / "policy.yaml"
     write_recommending_policy(policy)
     database = f"sqlite:///{tmp_path / 'schoolgate.db'}"
@@ -117,8 +100,8 @@ def test_the_unblock_story_and_the_dsls_incident_note(tmp_path: Path,
             "--set", f"schoolgate_admin_url={admin}"]) as gw, \
             running_admin(admin_port, tmp_path, gw.data_dir, database, policy):
         home = tmp_path / "home"
-        trust_gateway_ca(home, gw.ca_pem, certutil)
-        with sync_playwright() as p:
+        trust_ca(home, gw.ca_pem, certutil)
+        with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=chromium, env={**os.environ, "HOME": str(home)},
                 args=CHROMIUM_ARGS,

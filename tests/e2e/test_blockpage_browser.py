@@ -4,42 +4,28 @@ CA from its own NSS store, as a school device would. A screenshot is kept as an 
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
 from tests.support.gateway import PASSWORD, running_gateway, write_identity, write_policy
-from tests.support.needs import need, need_program
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 def test_block_page_renders_in_chromium(tmp_path: Path, artefacts_dir: Path) -> None:
-    chromium = need_program("chromium", "chromium")
-    certutil = need_program("certutil", "libnss3-tools")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "playwright", "pip install playwright (the Python package; the browser is "
-                                  "Debian's chromium)")
-        raise
+    chromium, certutil, sync_api = need_browser()
     policy = tmp_path / "policy.yaml"
     write_policy(policy, in_break=False)
     home = tmp_path / "home"
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
     with running_gateway(tmp_path / "gw", policy=policy,
                          identity=write_identity(tmp_path / "id")) as gw:
-        subprocess.run([certutil, "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
-        subprocess.run([certutil, "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "school",
-                        "-i", str(gw.ca_pem)], check=True)
+        trust_ca(home, gw.ca_pem, certutil)
         env = {**os.environ, "HOME": str(home)}
-        with sync_playwright() as p:
+        with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=chromium, env=env,
-                args=["--no-sandbox", "--disable-quic", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync"],
+                executable_path=chromium, env=env, args=CHROMIUM_ARGS,
                 proxy={"server": f"http://127.0.0.1:{gw.port}", "username": "staff1",
                        "password": PASSWORD})
             try:
