@@ -191,3 +191,18 @@ def test_a_hostile_user_name_against_real_ldap_signs_nobody_in(
         assert client.get("/api/me").status_code == 401
     # and the real person still signs in through the same form
     assert sign_in(app, "pupil1", "pupil1-pass").get("/api/me").json()["username"] == "pupil1"
+
+
+@pytest.mark.parametrize(("username", "role"), [
+    ("bursar1", "business_manager"), ("dsl1", "dsl"), ("it1", "it_technician")])
+def test_admin_roles_come_from_the_real_directorys_groups(
+        shared_slapd: SlapdServer, tmp_path: Path, resources: Resources, username: str,
+        role: str) -> None:
+    identity = shared_slapd.write_identity_config(tmp_path / "identity")
+    settings = settings_for(resources.settings.effective_database_url, tmp_path,
+                            identity_file=identity)
+    app = make_app(resources=make_resources(settings))
+    me = sign_in(app, username, f"{username}-pass").get("/api/me").json()
+    assert role in me["roles"]
+    others = {"business_manager", "dsl", "it_technician"} - {role}
+    assert not others & set(me["roles"])
