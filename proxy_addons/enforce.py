@@ -159,6 +159,11 @@ class Enforce:
     # --- background refresh ------------------------------------------------------------------
 
     def running(self) -> None:
+        # Here, not in configure: the first configure sees the defaults, before --set arrives.
+        if not ctx.options.schoolgate_secret_file:
+            logger.warning("schoolgate_secret_file is not set: 'Ask for access' links are "
+                           "signed with a secret for this run only, and the admin cannot "
+                           "check them")
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
 
@@ -415,9 +420,7 @@ def _stamp(path: Path | None) -> FileStamp | None:
 
 
 def _secret(path: str) -> bytes:
-    if not path:
-        logger.warning("schoolgate_secret_file is not set: 'Ask for access' links are signed "
-                       "with a secret for this run only, and the admin cannot check them")
+    if not path:  # said once the options are final, in running()
         return secrets.token_hex(32).encode()
     try:
         return load_or_create_secret(Path(path).expanduser())
