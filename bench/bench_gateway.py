@@ -176,30 +176,36 @@ def pinning(enabled: bool) -> tuple[list[str], list[str]]:
     return ["taskset", "-c", str(cpus[-1])], ["taskset", "-c", load]
 
 
-@contextlib.contextmanager
-def environment(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Started]]]:
+def origin_setup(folder: Path, pin: bool) -> tuple[Setup, list[str]]:
+    """The shared part of a benchmark run: CPU pinning, the origins' CA, an nginx origin
+    configured (not started) on free ports, and the benchmark policy in `folder`. Returns the
+    Setup (its school_ca still to be set) and the command that starts nginx."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists() or shutil.which("wrk") is None:
         raise SystemExit("needs nginx and wrk: apt-get install -y nginx-light wrk")
     pin_proxy, pin_load = pinning(pin)
     origin_ca = OriginCA.make(folder / "origin-ca", [PLAIN_HOST, INTERCEPT_HOST, PASS_HOST])
-    data = folder / "gateway-data"
-    data.mkdir()
-    school = ensure_school_ca(data / "ca", "Benchmark Primary School")
-    setup = Setup(folder, origin_ca, school.cert_pem_path, free_port(), free_port(),
-                  pin_proxy, pin_load)
+    setup = Setup(folder, origin_ca, Path(), free_port(), free_port(), pin_proxy, pin_load)
     (folder / "nginx" / "tmp").mkdir(parents=True)
     conf = folder / "nginx" / "nginx.conf"
     conf.write_text(NGINX_CONF.format(dir=folder / "nginx", http_port=setup.http_port,
                                       https_port=setup.https_port, cert=origin_ca.cert_pem,
                                       key=origin_ca.key_pem))
-    policy = folder / "policy.yaml"
-    policy.write_text(BENCH_POLICY)
+    (folder / "policy.yaml").write_text(BENCH_POLICY)
+    return setup, [*pin_load, nginx, "-c", str(conf), "-p", str(folder / "nginx")]
+
+
+@contextlib.contextmanager
+def environment(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Started]]]:
+    setup, nginx = origin_setup(folder, pin)
+    pin_proxy, origin_ca, policy = setup.pin_proxy, setup.origin_ca, folder / "policy.yaml"
+    data = folder / "gateway-data"
+    data.mkdir()
+    setup.school_ca = ensure_school_ca(data / "ca", "Benchmark Primary School").cert_pem_path
     upstream_ca = f"ssl_verify_upstream_trusted_ca={origin_ca.ca_pem}"
     proxies: dict[str, Started] = {}
     try:
-        setup.start("nginx", [*pin_load, nginx, "-c", str(conf), "-p", str(folder / "nginx")],
-                    setup.http_port)
+        setup.start("nginx", nginx, setup.http_port)
         port = free_port()
         proxies["bare"] = setup.start("bare", [
             *pin_proxy, str(BIN / "mitmdump"), "-q", "--listen-host", "127.0.0.1",
@@ -212,8 +218,7 @@ def environment(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Star
                 *pin_proxy, str(BIN / "schoolgate"), "gateway", "--engine", engine,
                 "--policy", str(policy), "--listen-host", "127.0.0.1",
                 "--listen-port", str(port), "--data-dir", str(data), "--", "--set", upstream_ca,
-                # Detect blocks CONNECTs to ports other than these (one value: gateway.py's
-                # merging of --set keeps the last value of each option).
+                # Detect blocks CONNECTs to ports other than these: the origin's is odd.
                 "--set", f"schoolgate_connect_ports={setup.https_port}",
             ], port)
         yield setup, proxies

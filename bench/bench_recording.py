@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -27,10 +26,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_gateway import (  # noqa: E402
-    BENCH_POLICY,
     BIN,
     FULL,
-    NGINX_CONF,
     QUICK,
     WARMUP,
     Setup,
@@ -38,12 +35,12 @@ from bench_gateway import (  # noqa: E402
     drive,
     free_port,
     machine_state,
-    pinning,
+    origin_setup,
 )
 
 from proxy_addons.ca import ensure_school_ca  # noqa: E402
+from schoolgate.commands.gateway import DEFAULT_ENGINE, ENGINES  # noqa: E402
 from store.db import make_engine, upgrade  # noqa: E402
-from tests.support.gateway import OriginCA  # noqa: E402
 
 CLASSES = ("http", "https_keepalive")  # what recording touches: one event per request
 SETUPS = ("off", "on")
@@ -52,27 +49,14 @@ SETUPS = ("off", "on")
 @contextlib.contextmanager
 def environment(folder: Path, pin: bool, engine: str) -> Iterator[tuple[Setup, dict[str, Started],
                                                                         str]]:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists() or shutil.which("wrk") is None:
-        raise SystemExit("needs nginx and wrk: apt-get install -y nginx-light wrk")
-    pin_proxy, pin_load = pinning(pin)
-    from bench_gateway import INTERCEPT_HOST, PASS_HOST, PLAIN_HOST
-    origin_ca = OriginCA.make(folder / "origin-ca", [PLAIN_HOST, INTERCEPT_HOST, PASS_HOST])
-    setup = Setup(folder, origin_ca, Path(), free_port(), free_port(), pin_proxy, pin_load)
-    (folder / "nginx" / "tmp").mkdir(parents=True)
-    conf = folder / "nginx" / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=folder / "nginx", http_port=setup.http_port,
-                                      https_port=setup.https_port, cert=origin_ca.cert_pem,
-                                      key=origin_ca.key_pem))
-    policy = folder / "policy.yaml"
-    policy.write_text(BENCH_POLICY)
+    setup, nginx = origin_setup(folder, pin)
+    pin_proxy, origin_ca, policy = setup.pin_proxy, setup.origin_ca, folder / "policy.yaml"
     database = f"sqlite:///{folder / 'schoolgate.db'}"
     upgrade(database)
     upstream_ca = f"ssl_verify_upstream_trusted_ca={origin_ca.ca_pem}"
     proxies: dict[str, Started] = {}
     try:
-        setup.start("nginx", [*pin_load, nginx, "-c", str(conf), "-p", str(folder / "nginx")],
-                    setup.http_port)
+        setup.start("nginx", nginx, setup.http_port)
         for name in SETUPS:
             data = folder / f"data-{name}"
             data.mkdir()
@@ -114,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, small loads")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5; quick 1)")
-    parser.add_argument("--engine", choices=("mitmdump", "lean"), default="mitmdump")
+    parser.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                        help=f"the gateway engine (default: {DEFAULT_ENGINE}, as the product's)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     args = parser.parse_args(argv)
     load = QUICK if args.quick else FULL
