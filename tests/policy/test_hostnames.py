@@ -547,3 +547,28 @@ def test_unwrapped_targets_are_canonical_and_shorter(prefix_source: str) -> None
             assert isinstance(again, Host)
             assert again.name == target
             assert len(target) < len(name)  # so unwrapping again always ends
+
+
+# --- exact hosts in the index ("full:") ----------------------------------------------------------
+
+
+def test_an_exact_host_matches_itself_only_and_comes_first() -> None:
+    index = DomainIndex.build({"cdn": ["fastly.example"],
+                               "x": ["full:twitter.map.fastly.example", "x.com"]})
+    assert index.categories("twitter.map.fastly.example") == ("x", "cdn")
+    assert index.categories("a.twitter.map.fastly.example") == ("cdn",)
+    assert index.categories("map.fastly.example") == ("cdn",)
+    assert index.categories("api.x.com") == ("x",)
+
+
+@pytest.mark.parametrize("host", ["twitter.map.fastly.net", "dualstack.twitter.map.fastly.net"])
+def test_an_index_of_exact_hosts_alone_matches_nothing_else(host: str) -> None:
+    index = DomainIndex.build({"x": [f"full:{host}"]})
+    assert index.categories(host) == ("x",)
+    for other in ("map.fastly.net", "fastly.net", f"www.{host}", "net", "other.map.fastly.net"):
+        assert index.categories(other) == (), other
+
+
+def test_a_bad_exact_host_is_refused_with_the_category() -> None:
+    with pytest.raises(ValueError, match=r"category 'x'.*'Twitter\.Map\.Fastly\.Net'"):
+        DomainIndex.build({"x": ["full:Twitter.Map.Fastly.Net"]})
