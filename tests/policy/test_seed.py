@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from policy.decide import decide
+from policy.explain import explain_decision
 from policy.model import Policy, Reason, Request, Subject, Verdict
 from policy.parse import parse_policy
 from store.policy_files import load_policy
@@ -265,3 +266,13 @@ def test_content_categories_block_pupils_and_staff_as_described(name: str) -> No
     assert staff.allowed is (name in CONTENT_FOR_PUPILS)
     description = policy.categories[name].description
     assert ("for everyone" in description) is (name in CONTENT_FOR_EVERYONE)
+
+
+@pytest.mark.parametrize(("host", "words"), [
+    ("faceb00k.com", "lookalike letters"),
+    ("nitter.net", "shows X or Instagram another way"),
+])
+def test_explain_says_what_the_new_circumvention_classes_are(seed: Policy, host: str,
+                                                             words: str) -> None:
+    decision = decide(seed, Request(host), STAFF, None, LUNCH)
+    assert words in explain_decision(seed, decision, STAFF, LUNCH)
