@@ -23,7 +23,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from policy.hostclass import name_categories
 from policy.hostnames import (
     HostError,
     is_subdomain_or_same,
@@ -115,10 +114,8 @@ def host_facts(policy: Policy, raw: str) -> _HostFacts | HostError:
             facts = host
         else:
             proxied = None if host.ip else unwrap_rewriting_proxy(host.name)
-            listed = policy.domains.categories(host.name)
-            categories = listed if host.ip else name_categories(policy.categories, host.name,
-                                                                listed)
-            facts = _HostFacts(host.name, host.ip, categories, proxied, {})
+            facts = _HostFacts(host.name, host.ip, policy.domains.categories(host.name), proxied,
+                               {})
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
         memo[raw] = facts

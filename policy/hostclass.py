@@ -19,6 +19,7 @@ from importlib import resources
 from publicsuffixlist import PublicSuffixList
 
 __all__ = [
+    "DERIVED_CATEGORIES",
     "FRONTEND",
     "LOOKALIKE",
     "PROTECTED_DOMAINS",
@@ -99,6 +100,10 @@ CDN_NAMES: dict[str, str] = {
     "tiktok": "social", "bytedance": "social", "snapchat": "social", "reddit": "social",
     "discord": "social", "whatsapp": "social",
 }
+
+# Every category name_categories can add: an index without any of them skips the work.
+DERIVED_CATEGORIES = frozenset({LOOKALIKE, FRONTEND, _TOR, *PROTECTED_DOMAINS.values(),
+                                *BRANDS.values(), *CDN_NAMES.values()})
 
 _PSL = PublicSuffixList(only_icann=True)  # ICANN section only: github.io is not a suffix
 

@@ -19,6 +19,8 @@ from typing import NoReturn, Self
 import idna
 from idna.core import uts46_remap
 
+from policy.hostclass import DERIVED_CATEGORIES, name_categories
+
 __all__ = [
     "EXACT_PREFIX",
     "DomainIndex",
@@ -299,7 +301,8 @@ class DomainIndex:
     (pickle) is refused; rebuild it from the lists instead.
     """
 
-    __slots__ = ("_by_mask", "_exact", "_masks", "_max_dots", "_min_dots", "_names", "_recent")
+    __slots__ = ("_by_mask", "_classify", "_exact", "_masks", "_max_dots", "_min_dots", "_names",
+                 "_recent")
 
     _masks: dict[int, int]
     _names: tuple[str, ...]
@@ -308,12 +311,15 @@ class DomainIndex:
     _max_dots: int
     _recent: dict[str, tuple[str, ...]]
     _exact: bool
+    _classify: frozenset[str]
 
     def __init__(self, masks: dict[int, int], names: tuple[str, ...], *, min_dots: int,
                  max_dots: int, exact: bool = False) -> None:
         """Use `DomainIndex.build` or `DomainIndex.empty()`."""
         self._masks = masks
         self._exact = exact  # whether any entry is an exact host ("full:name")
+        # the categories the name-shape classes (policy/hostclass.py) may add, if any
+        self._classify = frozenset(names) & DERIVED_CATEGORIES
         self._names = names
         self._by_mask = {mask: self._names_of(mask) for mask in set(masks.values())}
         self._min_dots = min_dots  # the fewest and most dots in any listed entry
@@ -368,10 +374,14 @@ class DomainIndex:
 
         Most specific suffix first, each category once; within one suffix, in the order the
         categories were given to `build`. `name` must be canonical (see `normalise_host`).
+        Categories the name's shape shows (a lookalike, a front-end, an .onion name ...: see
+        policy/hostclass.py) come with them, most specific first, where the index has them.
         """
         found = self._recent.get(name)
         if found is None:
             found = self._lookup(name)
+            if self._classify and not _is_ip_text(name):
+                found = name_categories(self._classify, name, found)
             if len(self._recent) >= _RECENT_LIMIT:
                 self._recent.clear()  # crude but bounded, and cheap: a miss is only a lookup
             self._recent[name] = found
@@ -433,6 +443,12 @@ def _check_canonical(category: str, entry: object) -> None:
     if found.name != entry:
         raise ValueError(f"category {category!r}: {entry!r} is not in canonical form; write "
                          f"it as {found.name!r}")
+
+
+def _is_ip_text(name: str) -> bool:
+    # canonical IP literals: IPv6 has ':', IPv4 ends in a digit (no host name's last label is
+    # all digits, and none of the classes applies to a name whose top label ends in one)
+    return ":" in name or name[-1:].isdigit()
 
 
 _RECENT_LIMIT = 16384

@@ -563,10 +563,26 @@ def test_an_exact_host_matches_itself_only_and_comes_first() -> None:
 
 @pytest.mark.parametrize("host", ["twitter.map.fastly.net", "dualstack.twitter.map.fastly.net"])
 def test_an_index_of_exact_hosts_alone_matches_nothing_else(host: str) -> None:
-    index = DomainIndex.build({"x": [f"full:{host}"]})
-    assert index.categories(host) == ("x",)
+    index = DomainIndex.build({"cdn_host": [f"full:{host}"]})
+    assert index.categories(host) == ("cdn_host",)
     for other in ("map.fastly.net", "fastly.net", f"www.{host}", "net", "other.map.fastly.net"):
         assert index.categories(other) == (), other
+
+
+def test_the_index_adds_the_classes_a_name_shows_when_it_has_their_categories() -> None:
+    # policy/hostclass.py: lookalikes, front-ends, .onion names, platform CDN names
+    index = DomainIndex.build({"facebook": ["facebook.com"], "x": ["x.com"], "tor": [],
+                               "lookalike": [], "platform_frontend": []})
+    assert index.categories("faceb00k.com") == ("lookalike",)
+    assert index.categories("nitter.net") == ("platform_frontend",)
+    assert index.categories("abc.onion") == ("tor",)
+    assert index.categories("www.twitter.map.fastly.net") == ("x",)
+    assert index.categories("facebook.de") == ("facebook",)
+    assert index.categories("www.facebook.com") == ("facebook",)
+    assert index.categories("192.0.2.1") == ()
+    plain = DomainIndex.build({"blocked": ["facebook.com"]})
+    assert plain.categories("faceb00k.com") == ()
+    assert plain.categories("nitter.net") == ()
 
 
 def test_a_bad_exact_host_is_refused_with_the_category() -> None:
