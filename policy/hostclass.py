@@ -62,6 +62,19 @@ BRANDS: dict[str, str] = {
     "musically": "social", "douyin": "social",
 }
 
+# Long brand names whose typo-squats (within this many edits or swaps: faceboook, instgram,
+# imtagram) and names built around them (wwwfacebook, facebook-login, snapchat-hack) are
+# lookalikes unless the platform's own list names them. Shorter names (twitter ~ twister,
+# discord ~ discard, reddit ~ redditch) would catch ordinary words, so they are not here;
+# labels containing "twitter" or "instagram" are front-ends (below).
+TYPO_BRANDS: dict[str, tuple[int, str]] = {
+    "facebook": (2, "facebook"), "instagram": (2, "instagram"), "snapchat": (1, "social"),
+    "whatsapp": (1, "social"),
+}
+# Ordinary names within those distances, never lookalikes.
+NOT_TYPOS = frozenset({"casebook", "facebank", "racebook", "pacebook", "notebook", "whatsup",
+                       "snapchap", "snapcat", "instagrab"})
+
 # Special-use and alternative-root top-level names (RFC 7686 .onion; Tor's .exit; I2P's .i2p;
 # Lokinet's .loki): only an anonymity network resolves them, so asking for one is using it.
 # Local names (.local, .localhost, .internal, .home.arpa) are not a way round the filter and
@@ -183,8 +196,9 @@ _PROTECTED_SKELETONS: dict[str, str] = {skeleton(d): d for d in PROTECTED_DOMAIN
 _BRAND_SKELETONS: dict[str, str] = {skeleton(b): b for b in BRANDS}
 
 
-def _lookalike_of(registrable: str) -> str | None:
-    """The protected domain `registrable` imitates, if it is a confusable and not the same."""
+def _lookalike_of(registrable: str, listed: tuple[str, ...]) -> str | None:
+    """The protected domain or brand `registrable` imitates, if it is a confusable, a typo-squat
+    or a name built around the brand, and not the platform's own (listed) name."""
     if registrable in PROTECTED_DOMAINS:
         return None
     shape = skeleton(registrable)
@@ -192,10 +206,38 @@ def _lookalike_of(registrable: str) -> str | None:
     if imitated is not None:
         return imitated
     label = shape.partition(".")[0]
+    own = registrable.partition(".")[0]
     brand = _BRAND_SKELETONS.get(label)
-    if brand is not None and registrable.partition(".")[0] != brand:
-        return brand  # f\u0430cebook.de, faceb00k.co.uk: the brand under any suffix
+    if brand is not None:
+        return brand if own != brand else None  # f\u0430cebook.de, faceb00k.co.uk
+    if any(infix in label for infix in FRONTEND_INFIXES):
+        return None  # fxtwitter, ddinstagram, instagramez: front-ends, found below
+    for brand, (distance, category) in TYPO_BRANDS.items():
+        if category in listed or own == brand or label in NOT_TYPOS:
+            continue  # the platform's own names (facebookmail.com) are in its list
+        if brand in label or _within(label, brand, distance):
+            return brand  # faceboook.com, instgram.com, wwwfacebook.com, facebook-login.com
     return None
+
+
+def _within(text: str, target: str, limit: int) -> bool:
+    """Whether the optimal-string-alignment distance (edits, adjacent swaps) is <= limit."""
+    if abs(len(text) - len(target)) > limit:
+        return False
+    previous2: list[int] = []
+    previous = list(range(len(target) + 1))
+    for i, char in enumerate(text, start=1):
+        current = [i]
+        for j, wanted in enumerate(target, start=1):
+            cost = min(previous[j] + 1, current[j - 1] + 1,
+                       previous[j - 1] + (char != wanted))
+            if (i > 1 and j > 1 and char == target[j - 2] and text[i - 2] == wanted):
+                cost = min(cost, previous2[j - 2] + 1)
+            current.append(cost)
+        if min(current) > limit:
+            return False
+        previous2, previous = previous, current
+    return previous[-1] <= limit
 
 
 def _under(name: str, domains: tuple[str, ...]) -> bool:
@@ -242,7 +284,7 @@ def name_categories(known: Container[str], name: str, listed: tuple[str, ...],
     if tor is not None:
         found.append(tor)
     registrable = registrable_domain(name)
-    if registrable is not None and LOOKALIKE in known and _lookalike_of(registrable):
+    if registrable is not None and LOOKALIKE in known and _lookalike_of(registrable, listed):
         found.append(LOOKALIKE)
     cdn = cdn_platform(name)
     if cdn is not None:

@@ -75,7 +75,7 @@ def test_a_confusable_of_a_protected_domain_is_a_lookalike(host: str) -> None:
 
 @pytest.mark.parametrize("host", [
     "facebook.com", "www.facebook.com", "x.com", "t.co", "instagram.com", "m.me",
-    "xbox.com", "notx.com", "x.co", "face-book-club.org", "facebooks.example",
+    "xbox.com", "notx.com", "x.co", "face-book-club.org",
     "mybook.com", "twitters.example", "bbc.co.uk", "www.rnib.org.uk", "clever.com",
     "facebook.com.evil.example", "instagram.github.io", "ticktock.example", "discordia.org",
 ])
@@ -206,3 +206,27 @@ def test_the_first_look_at_a_name_is_fast() -> None:
         name_categories(KNOWN, name, ())
     per_name = (time.perf_counter() - started) / len(names)
     assert per_name < 0.0005, f"{per_name * 1e6:.0f} us per name"  # about 30 us in practice
+
+
+TYPO_FAMILY = ["faceboook.com", "facebok.com", "fcaebook.com", "facebbook.org", "faacebok.com",
+               "facboo.com", "wwwfacebook.com", "facebook-login.com", "hackfacebook.net",
+               "instgram.com", "imtagram.com", "intagrm.com", "instagran.com",
+               "snapchatt.com", "snapchat-hack.example", "whatsap.com", "whatsapp-plus.info"]
+
+
+@pytest.mark.parametrize("host", TYPO_FAMILY)
+def test_typo_squats_and_names_built_on_a_long_brand_are_lookalikes(host: str) -> None:
+    assert derived(host)[0] == LOOKALIKE
+
+
+@pytest.mark.parametrize("host", ["casebook.com", "notebook.com", "facebank.com",
+                                  "racebook.example", "whatsup.example", "snapcat.example",
+                                  "twister.com", "discard.com", "redditch.gov.uk",
+                                  "instagrab.example", "webook.com", "facetime.example"])
+def test_ordinary_words_near_a_brand_are_not_lookalikes(host: str) -> None:
+    assert LOOKALIKE not in derived(host)
+
+
+def test_a_platforms_own_listed_name_is_never_its_typo() -> None:
+    assert derived("facebookmail.com", ("facebook",)) == ("facebook",)
+    assert derived("whatsappbrand.com", ("social",)) == ("social",)
