@@ -24,6 +24,7 @@ __all__ = [
     "LOOKALIKE",
     "PROTECTED_DOMAINS",
     "cdn_platform",
+    "circumvention_word",
     "name_categories",
     "registrable_domain",
     "skeleton",
@@ -33,6 +34,7 @@ __all__ = [
 LOOKALIKE = "lookalike"  # the category (and circumvention technique) of a lookalike domain
 FRONTEND = "platform_frontend"  # ... of a third-party front-end, mirror or viewer
 _TOR = "tor"
+_TOR_CATEGORY = _TOR
 
 # The registrable domains of the protected platforms, with the category each belongs to. A
 # host whose registrable domain is confusable with one of these (but is not one of them) is a
@@ -75,6 +77,18 @@ TYPO_BRANDS: dict[str, tuple[int, str]] = {
 NOT_TYPOS = frozenset({"casebook", "facebank", "racebook", "pacebook", "notebook", "whatsup",
                        "snapchap", "snapcat", "instagrab"})
 
+# Words in a registrable domain's own name that advertise a way round the filter: proxy and
+# unblocker sites (croxyproxy, proxysite, unblockit, "unblocked games"), VPN providers
+# (nordvpn, hotspotvpn, vpnbook), Tor2web gateways (onion.ly, onion.ws, tor2web.org). Only
+# the registrable name is read, never a subdomain: vpn.trust.org.uk or proxy.school.uk are a
+# school's own services. Applied only to hosts no list names.
+CIRCUMVENTION_WORDS: dict[str, str] = {"proxy": "web_proxy", "unblock": "web_proxy",
+                                       "vpn": "vpn", "tor2web": _TOR_CATEGORY}
+# ...and the whole-name Tor2web gateway brand
+TOR2WEB_NAMES = frozenset({"onion", "tor2web", "onionlink", "onionpet"})
+# Names that carry such a word for an ordinary reason.
+NOT_CIRCUMVENTION = frozenset({"proxyvote", "proxymity"})
+
 # Special-use and alternative-root top-level names (RFC 7686 .onion; Tor's .exit; I2P's .i2p;
 # Lokinet's .loki): only an anonymity network resolves them, so asking for one is using it.
 # Local names (.local, .localhost, .internal, .home.arpa) are not a way round the filter and
@@ -116,7 +130,8 @@ CDN_NAMES: dict[str, str] = {
 
 # Every category name_categories can add: an index without any of them skips the work.
 DERIVED_CATEGORIES = frozenset({LOOKALIKE, FRONTEND, _TOR, *PROTECTED_DOMAINS.values(),
-                                *BRANDS.values(), *CDN_NAMES.values()})
+                                *BRANDS.values(), *CDN_NAMES.values(),
+                                *CIRCUMVENTION_WORDS.values()})
 
 _PSL = PublicSuffixList(only_icann=True)  # ICANN section only: github.io is not a suffix
 
@@ -240,6 +255,19 @@ def _within(text: str, target: str, limit: int) -> bool:
     return previous[-1] <= limit
 
 
+def circumvention_word(label: str) -> str | None:
+    """The circumvention category a registrable name's own label advertises, else None:
+    'croxyproxy' -> web_proxy, 'nordvpn' -> vpn, 'onion' (onion.ly) -> tor."""
+    if label in NOT_CIRCUMVENTION:
+        return None
+    if label in TOR2WEB_NAMES:
+        return _TOR
+    for word, category in CIRCUMVENTION_WORDS.items():
+        if word in label:
+            return category
+    return None
+
+
 def _under(name: str, domains: tuple[str, ...]) -> bool:
     return any(name == d or name.endswith("." + d) for d in domains)
 
@@ -299,6 +327,10 @@ def name_categories(known: Container[str], name: str, listed: tuple[str, ...],
             labels.append(registrable.partition(".")[0])
         if _is_frontend(labels):
             found.append(FRONTEND)
+    if not listed and not found and registrable is not None:
+        word = circumvention_word(registrable.partition(".")[0])
+        if word is not None:
+            found.append(word)
     if registrable is not None and LOOKALIKE not in found:
         brand = BRANDS.get(registrable.partition(".")[0])
         if brand is not None and brand in known and brand not in listed:

@@ -230,3 +230,31 @@ def test_ordinary_words_near_a_brand_are_not_lookalikes(host: str) -> None:
 def test_a_platforms_own_listed_name_is_never_its_typo() -> None:
     assert derived("facebookmail.com", ("facebook",)) == ("facebook",)
     assert derived("whatsappbrand.com", ("social",)) == ("social",)
+
+
+KNOWN_CIRCUMVENTION = KNOWN | {"web_proxy", "vpn"}
+
+
+@pytest.mark.parametrize(("host", "category"), [
+    ("croxyproxy.example", "web_proxy"), ("www.proxysite.example", "web_proxy"),
+    ("my-free-proxy.co.uk", "web_proxy"), ("unblockit.example", "web_proxy"),
+    ("unblocked-games-66.example", "web_proxy"), ("hotspotvpn.example", "vpn"),
+    ("www.vpnbook.example", "vpn"), ("free-vpn.co.uk", "vpn"), ("onion.ws", "tor"),
+    ("onion.example", "tor"), ("tor2web.example", "tor"),
+])
+def test_a_name_that_advertises_a_way_round_the_filter_is_that_way(host: str,
+                                                                   category: str) -> None:
+    assert name_categories(KNOWN_CIRCUMVENTION, canonical(host), ()) == (category,)
+
+
+@pytest.mark.parametrize("host", [
+    "proxy.school.org.uk", "vpn.trust.org.uk", "webproxy.lea.example.net",
+    "proxyvote.com", "approximate.example", "onions.co.uk", "theonion.com",
+    "torquay.gov.uk", "history.example", "www.bbc.co.uk",
+])
+def test_a_schools_own_proxy_or_vpn_host_and_ordinary_words_are_not(host: str) -> None:
+    assert name_categories(KNOWN_CIRCUMVENTION, canonical(host), ()) == ()
+
+
+def test_a_listed_host_is_not_reread_for_circumvention_words() -> None:
+    assert name_categories(KNOWN_CIRCUMVENTION, "vpnbank.example", ("banking",)) == ("banking",)
