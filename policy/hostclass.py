@@ -190,6 +190,11 @@ def skeleton(text: str) -> str:
     as browsers' spoof checks do). A-labels ("xn--...") are read as their Unicode first."""
     if "xn--" in text:
         text = ".".join(_ulabel(label) for label in text.split("."))
+    if text.isascii():  # the common case: only UTS #39's ASCII-to-ASCII pairs apply
+        folded = text.lower().translate(_ASCII_DIGITS)
+        for sequence, replacement in _ASCII_SEQUENCES:
+            folded = folded.replace(sequence, replacement)
+        return folded
     decomposed = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
     chars = [_TO_ASCII.get(c, c) for c in decomposed if unicodedata.category(c) != "Mn"]
     folded = "".join(chars).casefold().translate(_ASCII_DIGITS)
@@ -237,8 +242,8 @@ def _lookalike_of(registrable: str, listed: tuple[str, ...]) -> str | None:
 
 def _within(text: str, target: str, limit: int) -> bool:
     """Whether the optimal-string-alignment distance (edits, adjacent swaps) is <= limit."""
-    if abs(len(text) - len(target)) > limit:
-        return False
+    if abs(len(text) - len(target)) > limit or len(set(target) - set(text)) > limit:
+        return False  # each letter of the target that `text` lacks costs at least one edit
     previous2: list[int] = []
     previous = list(range(len(target) + 1))
     for i, char in enumerate(text, start=1):
@@ -286,13 +291,13 @@ def cdn_platform(name: str) -> str | None:
     return None
 
 
+_SOFTWARE_TOKEN = re.compile(rf"(?:^|-)(?:{'|'.join(FRONTEND_SOFTWARE)})[0-9]*(?:-|$)")
+
+
 def _is_frontend(labels: Iterable[str]) -> bool:
     for label in labels:
-        for token in label.split("-"):
-            for software in FRONTEND_SOFTWARE:
-                rest = token[len(software):]
-                if token.startswith(software) and (not rest or rest.isdigit()):
-                    return True
+        if _SOFTWARE_TOKEN.search(label):
+            return True
         if label in FRONTEND_INFIXES:
             continue  # the platform's own name: a regional domain, not a front-end
         if any(infix in label for infix in FRONTEND_INFIXES):

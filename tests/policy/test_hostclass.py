@@ -205,7 +205,9 @@ def test_the_first_look_at_a_name_is_fast() -> None:
     for name in names:
         name_categories(KNOWN, name, ())
     per_name = (time.perf_counter() - started) / len(names)
-    assert per_name < 0.0005, f"{per_name * 1e6:.0f} us per name"  # about 30 us in practice
+    # about 30 us on an idle machine; the bound leaves room for a busy CI machine and still
+    # catches a real regression (reading the confusables or the PSL per call costs ms)
+    assert per_name < 0.002, f"{per_name * 1e6:.0f} us per name"
 
 
 TYPO_FAMILY = ["faceboook.com", "facebok.com", "fcaebook.com", "facebbook.org", "faacebok.com",
