@@ -1,11 +1,13 @@
 """What a host is by the shape of its name, where no list can keep up: the classes of docs/lists.md.
 
 `name_categories(known, name, listed)` adds, to the categories the lists gave a canonical host
-name, those its name alone shows: a lookalike (Unicode confusable) of a protected platform's
-domain, a front-end, mirror or viewer of X or Instagram, an anonymity network's special-use
-name (.onion ...), Instagram served from Meta's shared CDN, and a platform's own brand under
-another country's suffix. Pure; the Public Suffix List and the Unicode confusables come from
-the data the `publicsuffixlist` and `confusable-homoglyphs` packages ship, read once at import.
+name, those its name alone shows: a lookalike (a Unicode confusable or typo-squat) of a
+protected platform's domain, a front-end, mirror or viewer of X or Instagram, an anonymity
+network's special-use name (.onion ...), Instagram served from Meta's shared CDN, a platform's
+own name under a shared CDN, a name that advertises a proxy or VPN, and a platform's brand
+under another country's suffix. Pure: the Public Suffix List and the Unicode confusables come
+from the data the `publicsuffixlist` and `confusable-homoglyphs` packages ship, read once at
+import.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ __all__ = [
 LOOKALIKE = "lookalike"  # the category (and circumvention technique) of a lookalike domain
 FRONTEND = "platform_frontend"  # ... of a third-party front-end, mirror or viewer
 _TOR = "tor"
-_TOR_CATEGORY = _TOR
 
 # The registrable domains of the protected platforms, with the category each belongs to. A
 # host whose registrable domain is confusable with one of these (but is not one of them) is a
@@ -83,9 +84,9 @@ NOT_TYPOS = frozenset({"casebook", "facebank", "racebook", "pacebook", "notebook
 # the registrable name is read, never a subdomain: vpn.trust.org.uk or proxy.school.uk are a
 # school's own services. Applied only to hosts no list names.
 CIRCUMVENTION_WORDS: dict[str, str] = {"proxy": "web_proxy", "unblock": "web_proxy",
-                                       "vpn": "vpn", "tor2web": _TOR_CATEGORY}
+                                       "vpn": "vpn", "tor2web": _TOR}
 # ...and the whole-name Tor2web gateway brand
-TOR2WEB_NAMES = frozenset({"onion", "tor2web", "onionlink", "onionpet"})
+TOR2WEB_NAMES = frozenset({"onion", "tor2web"})
 # Names that carry such a word for an ordinary reason.
 NOT_CIRCUMVENTION = frozenset({"proxyvote", "proxymity"})
 
