@@ -276,3 +276,30 @@ def test_explain_says_what_the_new_circumvention_classes_are(seed: Policy, host:
                                                              words: str) -> None:
     decision = decide(seed, Request(host), STAFF, None, LUNCH)
     assert words in explain_decision(seed, decision, STAFF, LUNCH)
+
+
+# A sample of what v2fly domain-list-community (commit c975ccef9c19) and AdGuard's services
+# attribute to the platforms, typo-squats included: all of it is closed to pupils, and the
+# typo-squats are lookalikes for everyone.
+FROM_THE_SOURCES = ["acebooik.com", "faacebok.com", "facbook.com", "facebokbook.com",
+                    "faceebot.com", "facebook-login.com", "wwwfacebook.com", "fbworkmail.com",
+                    "atdmt2.com", "crowdtangle.com", "groups.com", "workplace.com",
+                    "imtagram.com", "instgram.com", "lnstagram-help.com", "instagramtips.com",
+                    "carstagram.com", "tik-tokapi.com", "tiktokrow-cdn.com", "douyinpic.com",
+                    "roovza.launches.appsflyersdk.com", "airhornbot.com", "whatsapp-plus.me",
+                    "redditmail.com", "twitter.biz", "twvid.com", "dns.seia.io",
+                    "common.dot.dns.yandex.net"]
+
+
+@pytest.mark.parametrize("host", FROM_THE_SOURCES)
+def test_names_the_maintained_sources_attribute_to_a_platform_are_closed_to_pupils(
+        seed: Policy, host: str) -> None:
+    for at in (LESSON, LUNCH):
+        assert not decide(seed, Request(host), PUPIL, None, at).allowed, host
+
+
+@pytest.mark.parametrize("host", ["acebooik.com", "faacebok.com", "facebokbook.com",
+                                  "wwwfacebook.com", "imtagram.com", "lnstagram-help.com"])
+def test_typo_squats_are_lookalikes_even_for_staff_at_break(seed: Policy, host: str) -> None:
+    decision = decide(seed, Request(host), STAFF, None, LUNCH)
+    assert (decision.verdict, decision.technique) == (Verdict.BLOCK, "lookalike")
