@@ -111,9 +111,11 @@ _VIEWER_WORDS = re.compile(
     r"view|stalk|stor(?:y|ies)|save|download|dl|dp|anon|reel|gram|navigat|snap|fix|zoom|"
     r"follow|profile|pic|photo|video|ssss?|fetch|look|hunt|peek|spy|highlight")
 
-# Hosts under Meta's shared CDN whose labels name Instagram are Instagram, not Facebook:
-# instagram.flhr8-1.fna.fbcdn.net (cdninstagram.com is in the Instagram list whole).
-_META_CDNS = ("fbcdn.net",)
+# Hosts under Meta's shared CDN and edge whose labels name Instagram or WhatsApp are those
+# apps, not Facebook: instagram.flhr8-1.fna.fbcdn.net, z-p42-instagram.c10r.facebook.com,
+# whatsapp-cdn-shv-01-lhr8.fbcdn.net (cdninstagram.com is in the Instagram list whole).
+_META_CDNS = ("fbcdn.net", "facebook.com", "facebook.net")
+_META_APPS = (("instagram", "instagram"), ("whatsapp", "social"))
 _PLATFORM_CATEGORIES = frozenset({"x", "instagram", "facebook"})
 
 # CDNs that thousands of sites share, whose customers' host names carry the customer's name:
@@ -274,6 +276,17 @@ def circumvention_word(label: str) -> str | None:
     return None
 
 
+def _meta_app(name: str) -> str | None:
+    """Instagram's or WhatsApp's category for their hosts on Meta's CDN and edge, else None."""
+    if not _under(name, _META_CDNS):
+        return None
+    labels = name.split(".")[:-2]
+    for word, category in _META_APPS:
+        if any(word in label for label in labels):
+            return category
+    return None
+
+
 def _under(name: str, domains: tuple[str, ...]) -> bool:
     return any(name == d or name.endswith("." + d) for d in domains)
 
@@ -323,9 +336,8 @@ def name_categories(known: Container[str], name: str, listed: tuple[str, ...],
     cdn = cdn_platform(name)
     if cdn is not None:
         found.append(cdn)  # the platform's own name under a shared CDN: not a front-end
-    elif "instagram" in known and _under(name, _META_CDNS) and any(
-            "instagram" in label for label in name.split(".")[:-2]):
-        found.append("instagram")  # Instagram on Meta's CDN: more specific than Facebook
+    elif (app := _meta_app(name)) is not None:
+        found.append(app)  # Instagram on Meta's CDN: more specific than Facebook
     elif FRONTEND in known and not _PLATFORM_CATEGORIES.intersection(listed):
         inner = name[: -len(registrable) - 1] if registrable and registrable != name else ""
         labels = [*inner.split(".")] if inner else []

@@ -139,6 +139,7 @@ def test_short_or_ordinary_brand_words_and_subdomains_are_not_regional(host: str
 @pytest.mark.parametrize("host", [
     "instagram.flhr8-1.fna.fbcdn.net", "instagram.fman2-1.fna.fbcdn.net",
     "instagram.fbom3-2.fna.fbcdn.net", "scontent-instagram.xx.fbcdn.net",
+    "z-p42-instagram.c10r.facebook.com", "instagram.c10r.facebook.com",
 ])
 def test_instagram_on_metas_cdn_is_instagram_before_facebook(host: str) -> None:
     assert derived(host, ("facebook",)) == ("instagram", "facebook")
@@ -148,6 +149,11 @@ def test_instagram_on_metas_cdn_is_instagram_before_facebook(host: str) -> None:
                                   "video.flhr8-1.fna.fbcdn.net", "instagram.example.net"])
 def test_facebooks_own_cdn_stays_facebook(host: str) -> None:
     assert "instagram" not in derived(host, ("facebook",))
+
+
+def test_whatsapp_on_metas_cdn_is_whatsapp() -> None:
+    assert derived("whatsapp-cdn-shv-01-lhr8.fbcdn.net", ("facebook",)) == ("social",
+                                                                            "facebook")
 
 
 @pytest.mark.parametrize(("host", "category"), [

@@ -50,6 +50,7 @@ X_AND_INSTAGRAM = ["x.com", "www.x.com", "api.x.com", "twitter.com", "mobile.twi
                    "twitter.map.fastly.net", "dualstack.twitter.map.fastly.net",
                    "instagramstatic-a.akamaihd.net",
                    "instagram.flhr8-1.fna.fbcdn.net", "instagram.fman2-1.fna.fbcdn.net",
+                   "z-p42-instagram.c10r.facebook.com",
                    "scontent-lhr6-2.cdninstagram.com", "static.cdninstagram.com"]
 
 
