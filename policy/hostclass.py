@@ -91,10 +91,11 @@ TOR2WEB_NAMES = frozenset({"onion", "tor2web"})
 NOT_CIRCUMVENTION = frozenset({"proxyvote", "proxymity"})
 
 # Special-use and alternative-root top-level names (RFC 7686 .onion; Tor's .exit; I2P's .i2p;
-# Lokinet's .loki): only an anonymity network resolves them, so asking for one is using it.
-# Local names (.local, .localhost, .internal, .home.arpa) are not a way round the filter and
-# are left to the gateway's address checks.
-ANONYMITY_TLDS = frozenset({"onion", "exit", "i2p", "loki"})
+# Lokinet's .loki; RFC 9476 .alt, the namespace for names outside the DNS such as GNS):
+# only an anonymity network or another name system resolves them, so asking for one is using
+# it. Local names (.local, .localhost, .internal, .home.arpa, .test) are not a way round the
+# filter and are left to the gateway's address checks.
+ANONYMITY_TLDS = frozenset({"onion", "exit", "i2p", "loki", "alt"})
 
 # Front-end and viewer software named in a host's labels (a whole '-'-separated token, or the
 # token followed by digits: nitter.net, nitter.poast.org, nitter-2.example.org), per

@@ -178,7 +178,7 @@ def test_the_shared_cdn_and_its_other_customers_are_not_a_platform(host: str) ->
 
 @pytest.mark.parametrize("host", ["duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion",
                                   "www.example.onion", "example.exit", "example.i2p",
-                                  "example.loki", "ONION-site.onion."])
+                                  "example.loki", "ONION-site.onion.", "name.gns.alt"])
 def test_anonymity_network_names_are_tor(host: str) -> None:
     assert special_use(canonical(host)) == "tor"
     assert derived(host)[0] == "tor"
