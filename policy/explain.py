@@ -13,6 +13,8 @@ TECHNIQUES = {
     "vpn": "a VPN service",
     "tor": "Tor",
     "doh": "DNS-over-HTTPS, which hides look-ups from the school's filter",
+    "platform_frontend": "a front-end, mirror or viewer site that shows X or Instagram another way",
+    "lookalike": "a name made to look like a social-media site's own, with lookalike letters",
 }
 
 

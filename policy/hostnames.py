@@ -19,7 +19,10 @@ from typing import NoReturn, Self
 import idna
 from idna.core import uts46_remap
 
+from policy.hostclass import DERIVED_CATEGORIES, name_categories
+
 __all__ = [
+    "EXACT_PREFIX",
     "DomainIndex",
     "Host",
     "HostError",
@@ -28,6 +31,8 @@ __all__ = [
     "unwrap_rewriting_proxy",
 ]
 
+# A list entry "full:<host>" covers that host only, not its subdomains (v2fly's spelling).
+EXACT_PREFIX = "full:"
 MAX_NAME_LENGTH = 253  # RFC 1035 limit on a name's text form, without the trailing dot
 MAX_LABEL_LENGTH = 63
 # Longer input is refused before any Unicode work, so hostile headers cost little.
@@ -296,7 +301,8 @@ class DomainIndex:
     (pickle) is refused; rebuild it from the lists instead.
     """
 
-    __slots__ = ("_by_mask", "_masks", "_max_dots", "_min_dots", "_names", "_recent")
+    __slots__ = ("_by_mask", "_classify", "_exact", "_masks", "_max_dots", "_min_dots", "_names",
+                 "_recent")
 
     _masks: dict[int, int]
     _names: tuple[str, ...]
@@ -304,11 +310,16 @@ class DomainIndex:
     _min_dots: int
     _max_dots: int
     _recent: dict[str, tuple[str, ...]]
+    _exact: bool
+    _classify: frozenset[str]
 
     def __init__(self, masks: dict[int, int], names: tuple[str, ...], *, min_dots: int,
-                 max_dots: int) -> None:
+                 max_dots: int, exact: bool = False) -> None:
         """Use `DomainIndex.build` or `DomainIndex.empty()`."""
         self._masks = masks
+        self._exact = exact  # whether any entry is an exact host ("full:name")
+        # the categories the name-shape classes (policy/hostclass.py) may add, if any
+        self._classify = frozenset(names) & DERIVED_CATEGORIES
         self._names = names
         self._by_mask = {mask: self._names_of(mask) for mask in set(masks.values())}
         self._min_dots = min_dots  # the fewest and most dots in any listed entry
@@ -319,12 +330,15 @@ class DomainIndex:
     def build(cls, lists: Mapping[str, Iterable[str]]) -> Self:
         """An index of category -> canonical domains (or IP literals, matched exactly).
 
+        An entry written `full:<host>` (EXACT_PREFIX) covers that one host and no subdomain:
+        for CDN names such as `twitter.map.fastly.net`, where the parent is shared.
         Raises ValueError naming the category and the entry if an entry is not canonical.
         """
         names = tuple(lists)
         masks: dict[int, int] = {}
         interned: dict[int, int] = {}
         depths: set[int] = set()
+        exact = False
         for bit, category in enumerate(names):
             entries = lists[category]
             if not isinstance(category, str) or not category:
@@ -335,14 +349,20 @@ class DomainIndex:
                                  f"single string {entries[:40]!r}")
             flag = 1 << bit
             for entry in entries:
-                _check_canonical(category, entry)
-                depths.add(entry.count("."))
-                key = hash(entry)
+                if isinstance(entry, str) and entry.startswith(EXACT_PREFIX):
+                    # stored under its own spelling, which no suffix walk ever hashes
+                    _check_canonical(category, entry[len(EXACT_PREFIX):])
+                    exact = True
+                    key = hash(entry)
+                else:
+                    _check_canonical(category, entry)
+                    depths.add(entry.count("."))
+                    key = hash(entry)
                 mask = masks.get(key, 0) | flag
                 masks[key] = interned.setdefault(mask, mask)  # a few ints shared by all
         if not depths:
-            return cls(masks, names, min_dots=_NO_DEPTH, max_dots=-1)
-        return cls(masks, names, min_dots=min(depths), max_dots=max(depths))
+            return cls(masks, names, min_dots=_NO_DEPTH, max_dots=-1, exact=exact)
+        return cls(masks, names, min_dots=min(depths), max_dots=max(depths), exact=exact)
 
     @classmethod
     def empty(cls) -> DomainIndex:
@@ -354,10 +374,14 @@ class DomainIndex:
 
         Most specific suffix first, each category once; within one suffix, in the order the
         categories were given to `build`. `name` must be canonical (see `normalise_host`).
+        Categories the name's shape shows (a lookalike, a front-end, an .onion name ...: see
+        policy/hostclass.py) come with them, most specific first, where the index has them.
         """
         found = self._recent.get(name)
         if found is None:
             found = self._lookup(name)
+            if self._classify and not _is_ip_text(name):
+                found = name_categories(self._classify, name, found)
             if len(self._recent) >= _RECENT_LIMIT:
                 self._recent.clear()  # crude but bounded, and cheap: a miss is only a lookup
             self._recent[name] = found
@@ -371,6 +395,11 @@ class DomainIndex:
         last = dots - self._min_dots
         seen = 0
         result: tuple[str, ...] = ()
+        if self._exact:  # an exact host is more specific than any suffix
+            found = get(hash(EXACT_PREFIX + name))
+            if found is not None:
+                result = self._by_mask.get(found) or self._names_of(found)
+                seen = found
         stripped = 0
         start = 0
         while stripped <= last:
@@ -414,6 +443,12 @@ def _check_canonical(category: str, entry: object) -> None:
     if found.name != entry:
         raise ValueError(f"category {category!r}: {entry!r} is not in canonical form; write "
                          f"it as {found.name!r}")
+
+
+def _is_ip_text(name: str) -> bool:
+    # canonical IP literals: IPv6 has ':', IPv4 ends in a digit (no host name's last label is
+    # all digits, and none of the classes applies to a name whose top label ends in one)
+    return ":" in name or name[-1:].isdigit()
 
 
 _RECENT_LIMIT = 16384

@@ -15,6 +15,9 @@ from datetime import date
 import idna
 
 HEADER_KEYS = ("category", "description", "compiled", "source")
+# "full:<host>" lists that one host only, not its subdomains: for a platform's own name under a
+# CDN that thousands of sites share (twitter.map.fastly.net). The spelling is v2fly's.
+EXACT_PREFIX = "full:"
 
 # A canonical DNS name: lowercase labels of 1-63 characters from a-z 0-9 - _, none starting or
 # ending with '-', at least two labels, no trailing dot. Underscore is allowed because real
@@ -36,7 +39,7 @@ class DomainList:
     description: str
     compiled: date
     sources: tuple[str, ...]
-    domains: tuple[str, ...]  # in file order, no duplicates
+    domains: tuple[str, ...]  # in file order, no duplicates; exact hosts as "full:<host>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,8 @@ def parse_domain_list(text: str, *, source: str) -> DomainList | list[ListProble
             continue
         in_header = False
         entry = line.partition("#")[0].strip()
-        message = _entry_problem(entry)
+        exact = entry.startswith(EXACT_PREFIX)
+        message = _entry_problem(entry[len(EXACT_PREFIX):] if exact else entry)
         if message is not None:
             problem(line_no, message)
             continue
@@ -112,7 +116,13 @@ def parse_domain_list(text: str, *, source: str) -> DomainList | list[ListProble
 
 
 def parents(domain: str) -> Iterable[str]:
-    """`domain` itself and each parent that still has two labels: a.b.c.d -> a.b.c.d, b.c.d, c.d."""
+    """`domain` itself and each parent that still has two labels: a.b.c.d -> a.b.c.d, b.c.d, c.d.
+
+    For an exact host ("full:a.b.c") the first is the entry itself, then the parents that cover
+    the host (a.b.c, b.c): an exact host is covered by a listed domain, never the other way."""
+    if domain.startswith(EXACT_PREFIX):
+        yield domain
+        domain = domain[len(EXACT_PREFIX):]
     labels = domain.split(".")
     for i in range(len(labels) - 1):
         yield ".".join(labels[i:])

@@ -299,7 +299,7 @@ def test_revoking_an_exception_ends_it_and_bumps_the_counter(app: FastAPI,
 
 @pytest.mark.parametrize(("who", "role", "verdict", "rule"), [
     ("socialmedia1", "social_media_manager", "allow", "official-accounts"),  # from the directory
-    ("teacher1", "staff", "block", "staff-facebook-otherwise"),
+    ("teacher1", "staff", "block", "staff-social-media-otherwise"),
     ("nobody-known", "pupil", "block", "pupils-social-media"),  # unknown: the default role
 ])
 def test_explain_takes_a_users_role_from_the_directory(app: FastAPI, who: str, role: str,

@@ -62,7 +62,10 @@ SEED_RULES = [
     ("staff1", "https://www.facebook.com/", 403, 200),
     ("smm1", "https://www.facebook.com/", 200, 200),
     ("pupil1", "https://www.tiktok.com/", 403, 403),
-    ("staff1", "https://www.tiktok.com/", 200, 200),
+    ("staff1", "https://www.tiktok.com/", 403, 200),  # staff: social media at break only
+    ("smm1", "https://www.tiktok.com/", 200, 200),
+    ("pupil1", "https://violence.test/", 403, 403),  # content blocked for pupils only
+    ("staff1", "https://violence.test/", 200, 200),
     ("pupil1", "https://proxysite.test/browse?u=x.com", 403, 403),
     ("staff1", "https://proxysite.test/", 403, 403),
     ("pupil1", "https://learning.test/", 200, 200),
@@ -87,7 +90,7 @@ def test_block_page_says_when_facebook_opens_for_staff(lesson: Gateway) -> None:
     response = fetch(lesson, "staff1", "https://www.facebook.com/")
     assert response.status_code == 403
     assert "You can use it at lunch" in response.text
-    assert "staff-facebook-otherwise" in response.text  # details for staff: the rule
+    assert "staff-social-media-otherwise" in response.text  # details for staff: the rule
     assert "/requests/new?token=" in response.text
 
 

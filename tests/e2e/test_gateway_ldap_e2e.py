@@ -57,7 +57,9 @@ def ldap_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 BY_GROUP = [
     ("pupil1", "https://www.tiktok.com/", 403),  # Pupils -> pupil: no social media
     ("pupil1", "https://learning.test/", 200),
-    ("teacher1", "https://www.tiktok.com/", 200),  # Staff -> staff
+    ("teacher1", "https://violence.test/", 200),  # Staff -> staff (content for pupils only)
+    ("pupil1", "https://violence.test/", 403),
+    ("teacher1", "https://www.tiktok.com/", 403),  # staff: social media at break only
     ("teacher1", "https://www.facebook.com/", 403),  # staff: Facebook only at break
     ("socialmedia1", "https://www.facebook.com/", 200),  # SocialMedia -> the official accounts
     ("socialmedia1", "https://x.com/", 403),  # X is blocked for everyone
@@ -96,25 +98,25 @@ def test_ldap_outage_keeps_signed_in_users_and_gives_new_ones_the_default_role(
     ldap = start_slapd(tmp_path)
     try:
         with _gateway(tmp_path, ldap) as gw:
-            assert fetch(gw, "teacher1", "teacher1-pass", "https://www.tiktok.com/"
+            assert fetch(gw, "teacher1", "teacher1-pass", "https://violence.test/"
                          ).status_code == 200
             ldap.stop()
 
             # Signed in before the outage: keeps the staff role.
-            assert fetch(gw, "teacher1", "teacher1-pass", "https://www.tiktok.com/"
+            assert fetch(gw, "teacher1", "teacher1-pass", "https://violence.test/"
                          ).status_code == 200
             # New sign-ins: the default role (pupil), not a 407.
             blocked = fetch(gw, "socialmedia1", "socialmedia1-pass", "https://www.facebook.com/")
             assert blocked.status_code == 403
             assert "This website is blocked at school" in blocked.text
             assert fetch(gw, "dsl1", "dsl1-pass", "http://learning.test/").status_code == 200
-            assert fetch(gw, "dsl1", "dsl1-pass", "https://www.tiktok.com/").status_code == 403
+            assert fetch(gw, "dsl1", "dsl1-pass", "https://violence.test/").status_code == 403
             assert "directory is unavailable" in gw.log_text()
 
             ldap.start()
             # Someone never seen before signs in at once; those who fell back recover once
             # their short fallback (negative_seconds) has run out.
-            assert fetch(gw, "it1", "it1-pass", "https://www.tiktok.com/").status_code == 200
+            assert fetch(gw, "it1", "it1-pass", "https://violence.test/").status_code == 200
             wait_for(lambda: fetch(gw, "socialmedia1", "socialmedia1-pass",
                                    "https://www.facebook.com/").status_code == 200,
                      what="the social media manager's role once LDAP is back")

@@ -547,3 +547,44 @@ def test_unwrapped_targets_are_canonical_and_shorter(prefix_source: str) -> None
             assert isinstance(again, Host)
             assert again.name == target
             assert len(target) < len(name)  # so unwrapping again always ends
+
+
+# --- exact hosts in the index ("full:") ----------------------------------------------------------
+
+
+def test_an_exact_host_matches_itself_only_and_comes_first() -> None:
+    index = DomainIndex.build({"cdn": ["fastly.example"],
+                               "x": ["full:twitter.map.fastly.example", "x.com"]})
+    assert index.categories("twitter.map.fastly.example") == ("x", "cdn")
+    assert index.categories("a.twitter.map.fastly.example") == ("cdn",)
+    assert index.categories("map.fastly.example") == ("cdn",)
+    assert index.categories("api.x.com") == ("x",)
+
+
+@pytest.mark.parametrize("host", ["twitter.map.fastly.net", "dualstack.twitter.map.fastly.net"])
+def test_an_index_of_exact_hosts_alone_matches_nothing_else(host: str) -> None:
+    index = DomainIndex.build({"cdn_host": [f"full:{host}"]})
+    assert index.categories(host) == ("cdn_host",)
+    for other in ("map.fastly.net", "fastly.net", f"www.{host}", "net", "other.map.fastly.net"):
+        assert index.categories(other) == (), other
+
+
+def test_the_index_adds_the_classes_a_name_shows_when_it_has_their_categories() -> None:
+    # policy/hostclass.py: lookalikes, front-ends, .onion names, platform CDN names
+    index = DomainIndex.build({"facebook": ["facebook.com"], "x": ["x.com"], "tor": [],
+                               "lookalike": [], "platform_frontend": []})
+    assert index.categories("faceb00k.com") == ("lookalike",)
+    assert index.categories("nitter.net") == ("platform_frontend",)
+    assert index.categories("abc.onion") == ("tor",)
+    assert index.categories("www.twitter.map.fastly.net") == ("x",)
+    assert index.categories("facebook.de") == ("facebook",)
+    assert index.categories("www.facebook.com") == ("facebook",)
+    assert index.categories("192.0.2.1") == ()
+    plain = DomainIndex.build({"blocked": ["facebook.com"]})
+    assert plain.categories("faceb00k.com") == ()
+    assert plain.categories("nitter.net") == ()
+
+
+def test_a_bad_exact_host_is_refused_with_the_category() -> None:
+    with pytest.raises(ValueError, match=r"category 'x'.*'Twitter\.Map\.Fastly\.Net'"):
+        DomainIndex.build({"x": ["full:Twitter.Map.Fastly.Net"]})

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy.lists import (
+    EXACT_PREFIX,
     DomainList,
     ListOverlap,
     ListProblem,
@@ -21,7 +22,7 @@ from policy.lists import (
 
 LISTS_DIR = Path(__file__).resolve().parents[2] / "policy" / "data" / "lists"
 SHIPPED = ("x", "instagram", "facebook", "social", "web_proxy", "vpn", "tor", "doh", "banking",
-           "health")
+           "health", "platform_frontend", "lookalike")
 
 # Registrable domains that unrelated sites share: listing one would block half the web.
 # A single platform-owned host under one of them (one S3 bucket, one Akamai name) is fine.
@@ -59,7 +60,7 @@ def all_shipped() -> list[DomainList]:
 
 def covering(host: str) -> set[str]:
     """The categories whose list covers `host` (matched on label boundaries)."""
-    names = set(parents(host))
+    names = set(parents(host)) | {EXACT_PREFIX + host}
     return {d.category for d in all_shipped() if names & set(d.domains)}
 
 
@@ -87,6 +88,16 @@ def test_no_list_names_shared_infrastructure(name: str) -> None:
     assert sorted(set(shipped(name).domains) & SHARED_INFRASTRUCTURE) == []
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_host_under_shared_infrastructure_is_listed_exactly_or_is_a_platform_bucket(
+        name: str) -> None:
+    # "full:" entries name one host; the parent they sit under is always shared infrastructure
+    # or a domain of the platform's own, never a bare CDN name
+    for entry in shipped(name).domains:
+        if entry.startswith(EXACT_PREFIX):
+            assert entry[len(EXACT_PREFIX):] not in SHARED_INFRASTRUCTURE
+
+
 @pytest.mark.parametrize(("name", "domain"), [
     ("x", "x.com"), ("x", "twitter.com"), ("x", "t.co"), ("x", "twimg.com"), ("x", "twttr.com"),
     ("x", "tweetdeck.com"), ("x", "pscp.tv"),
@@ -98,6 +109,12 @@ def test_no_list_names_shared_infrastructure(name: str) -> None:
     ("social", "tiktok.com"), ("social", "snapchat.com"), ("social", "whatsapp.com"),
     ("social", "discord.com"), ("social", "reddit.com"), ("social", "threads.net"),
     ("web_proxy", "croxyproxy.com"), ("vpn", "nordvpn.com"), ("tor", "torproject.org"),
+    ("social", "byteoversea.com"), ("social", "ibytedtos.com"), ("social", "snssdk.com"),
+    ("social", "full:reddit.map.fastly.net"), ("social", "full:bytedance.map.fastly.net"),
+    ("x", "full:twitter.map.fastly.net"), ("facebook", "full:fbcdn-a.akamaihd.net"),
+    ("instagram", "full:instagramstatic-a.akamaihd.net"),
+    ("vpn", "prmsrvs.com"), ("vpn", "whiskergalaxy.com"), ("vpn", "holavpn.net"),
+    ("platform_frontend", "xcancel.com"), ("platform_frontend", "picuki.com"),
     ("doh", "dns.google"), ("doh", "cloudflare-dns.com"), ("doh", "one.one.one.one"),
     ("banking", "nationwide.co.uk"), ("health", "nhs.uk"),
 ])
@@ -139,6 +156,11 @@ def test_list_leaves_out_domain(name: str, domain: str) -> None:
     ("abcdefghijklmnop.onion.ly", {"tor"}),
     ("www.croxyproxy.rocks", {"web_proxy"}),
     ("bank.barclays.co.uk", {"banking"}),
+    ("twitter.map.fastly.net", {"x"}),  # an exact host...
+    ("www.twitter.map.fastly.net", set()),  # ...covers no subdomain
+    ("map.fastly.net", set()),
+    ("fbcdn-a.akamaihd.net", {"facebook"}),
+    ("other-a.akamaihd.net", set()),
     ("www.marksandspencer.com", set()),
     ("111.nhs.uk", {"health"}),
 ])
@@ -296,3 +318,48 @@ def test_overlap_of_a_domain_and_a_parent_is_found_both_ways_round() -> None:
 
 def test_overlap_is_on_label_boundaries() -> None:
     assert find_overlaps([_list("x", "x.com"), _list("other", "notx.com", "xbox.com")]) == []
+
+
+# --- exact hosts ("full:") ---------------------------------------------------------------------
+
+
+def test_an_exact_host_entry_is_parsed_and_kept_with_its_prefix() -> None:
+    parsed = parse_domain_list(HEADER + "example.com\nfull:cdn.shared.net  # one host\n",
+                               source="t.txt")
+    assert isinstance(parsed, DomainList)
+    assert parsed.domains == ("example.com", "full:cdn.shared.net")
+
+
+@pytest.mark.parametrize(("entry", "fix"), [
+    ("full:Cdn.Shared.net", "lowercase"),
+    ("full:*.shared.net", "instead of"),
+    ("full:https://cdn.shared.net/", "not a domain"),
+    ("full:", "one label"),
+])
+def test_a_bad_exact_host_is_reported_like_any_entry(entry: str, fix: str) -> None:
+    problems = parse_domain_list(HEADER + entry + "\n", source="t.txt")
+    assert isinstance(problems, list)
+    assert any(fix in p.message for p in problems), problems
+
+
+def test_an_exact_host_under_a_listed_domain_is_reported_as_covered() -> None:
+    problems = parse_domain_list(HEADER + "shared.net\nfull:cdn.shared.net\n", source="t.txt")
+    assert isinstance(problems, list)
+    assert [p.where for p in problems] == ["t.txt:6"]
+    assert "already covered by 'shared.net'" in problems[0].message
+
+
+def test_an_exact_host_overlaps_a_domain_in_another_list_but_not_a_sibling() -> None:
+    a = parse_domain_list(HEADER.replace("t\n", "a\n", 1) + "full:cdn.shared.net\n",
+                          source="a.txt")
+    b = parse_domain_list(HEADER.replace("t\n", "b\n", 1) + "cdn.shared.net\n",
+                          source="b.txt")
+    c = parse_domain_list(HEADER.replace("t\n", "c\n", 1) + "full:img.shared.net\n",
+                          source="c.txt")
+    assert isinstance(a, DomainList)
+    assert isinstance(b, DomainList)
+    assert isinstance(c, DomainList)
+    assert find_overlaps([a, b]) == [
+        ListOverlap("full:cdn.shared.net", "a", "cdn.shared.net", "b")]
+    assert find_overlaps([a, c]) == []
+    assert list(parents("full:a.b.c")) == ["full:a.b.c", "a.b.c", "b.c"]

@@ -22,8 +22,9 @@ ERRORS = [
      broken("categories: [vpn], action", "categories: [vpn, gamez], action"),
      "rules[1].categories[1]: unknown category 'gamez' (known: bank, facebook, instagram, "
      "locked_cat, social, vpn, x)"),
-    ("unknown role in a rule", broken("roles: [staff], categories: [facebook], action: block",
-                                      "roles: [staf], categories: [facebook], action: block"),
+    ("unknown role in a rule", broken("roles: [staff], categories: [facebook, social], action: "
+                                      "block", "roles: [staf], categories: [facebook], action: "
+                                      "block"),
      "rules[4].roles[0]: unknown role 'staf' "
      "(known: pupil, social_media_manager, staff, or 'all')"),
     ("unknown default role", broken("default_role: pupil", "default_role: guest"),

@@ -57,7 +57,7 @@ def request_flow(host: str, *, role: str | None = None, user: str | None = None,
     ("www.facebook.com", "staff", True),  # lesson time
     ("www.facebook.com", "social_media_manager", False),
     ("www.tiktok.com", "pupil", True),
-    ("www.tiktok.com", "staff", False),
+    ("www.tiktok.com", "staff", True),  # lesson time: staff use social media at break only
     ("learning.test", "pupil", False),
     ("xbox.com", "pupil", False),  # label boundaries
     ("www.facebook.com", None, True),  # no identity: the default (pupil) role

@@ -61,7 +61,7 @@ EXPLAIN = [
     ("social_media_manager", "facebook.com", "2026-11-23T09:00", "allow", None),
     ("pupil", "facebook.com", "2026-11-23T12:30", "block", None),
     ("pupil", "vm.tiktok.com", "2026-11-23T12:30", "block", None),
-    ("staff", "vm.tiktok.com", "2026-11-23T09:30", "allow", None),
+    ("staff", "vm.tiktok.com", "2026-11-23T09:30", "block", "2026-11-23T10:30:00+00:00"),
     ("social_media_manager", "x.com", "2026-11-23T12:30", "block", None),
     ("staff", "www.instagram.com", "2026-11-23T12:30", "block", None),
     ("pupil", "dns.google", "2026-11-23T12:30", "block", None),
@@ -83,7 +83,7 @@ def test_explain_words_say_when_it_opens() -> None:
                  "2026-11-23T09:00")
     assert result.returncode == 0
     assert "Blocked" in result.stdout
-    assert "staff-facebook-otherwise" in result.stdout
+    assert "staff-social-media-otherwise" in result.stdout
     assert "Access next opens Monday 23 November 2026 at 10:30 (morning break)" in result.stdout
 
 
@@ -127,6 +127,14 @@ def test_policy_table_for_the_governors() -> None:
     assert by_period["after school 15:15-23:59"] == "BLOCK"
     pupil_social = next(r for r in rows if r[:2] == ["pupil", "social"])
     assert set(pupil_social[2:]) == {"BLOCK"}
+    # the seeds: staff use social media at break only, like Facebook
+    staff_social = dict(zip(header[2:], next(r for r in rows if r[:2] == ["staff", "social"])[2:],
+                            strict=True))
+    assert staff_social == by_period
+    official = next(r for r in rows if r[:2] == ["social_media_manager", "social"])
+    assert set(official[2:]) == {"allow"}
+    frontend = next(r for r in rows if r[:2] == ["staff", "platform_frontend"])
+    assert set(frontend[2:]) == {"BLOCK"}
 
 
 def test_policy_table_on_a_weekend() -> None:

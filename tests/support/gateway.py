@@ -52,7 +52,7 @@ USERS = {"pupil1": ["Pupils"], "staff1": ["Staff"], "smm1": ["Staff", "SocialMed
 
 # Host names the tests use; every one is routed to the local origins if it is ever contacted.
 ORIGIN_HOSTS = ("learning.test", "x.com", "twitter.com", "instagram.com", "facebook.com",
-                "tiktok.com", "proxysite.test", "bank.test", "explode.test",
+                "tiktok.com", "proxysite.test", "bank.test", "explode.test", "violence.test",
                 # archive and translation viewers, a search engine, an allowed news site
                 "archive.org", "archive.ph", "translate.goog", "google.com", "bbc.co.uk")
 
@@ -265,6 +265,7 @@ categories:
   instagram: {{domains: [instagram.com, cdninstagram.com], not_unblockable_for: all}}
   facebook: {{domains: [facebook.com, fbcdn.net]}}
   social: {{domains: [tiktok.com]}}
+  violence: {{domains: [violence.test], not_unblockable_for: [pupil]}}
   web_proxy: {{domains: [proxysite.test], circumvention: true, not_unblockable_for: [pupil]}}
   banking: {{domains: [bank.test], sensitive: true}}
 calendar:
@@ -277,11 +278,13 @@ calendar:
 rules:
   - {{name: x-and-instagram, roles: all, categories: [x, instagram], action: block}}
   - {{name: circumvention, roles: all, categories: [web_proxy], action: block}}
-  - {{name: official-accounts, roles: [social_media_manager], categories: [facebook],
+  - {{name: content-for-pupils, roles: [pupil], categories: [violence], action: block}}
+  - {{name: official-accounts, roles: [social_media_manager], categories: [facebook, social],
      action: allow}}
-  - {{name: staff-facebook-at-break, roles: [staff], categories: [facebook], when: [break],
-     action: allow}}
-  - {{name: staff-facebook-otherwise, roles: [staff], categories: [facebook], action: block}}
+  - {{name: staff-social-media-at-break, roles: [staff], categories: [facebook, social],
+     when: [break], action: allow}}
+  - {{name: staff-social-media-otherwise, roles: [staff], categories: [facebook, social],
+     action: block}}
   - {{name: pupils-social-media, roles: [pupil], categories: [facebook, social],
      action: block}}
 default: allow

@@ -23,9 +23,9 @@ calendar:
 rules:
   - {name: x-and-instagram, roles: all, categories: [x, instagram], action: block}
   - {name: circumvention, roles: all, categories: [vpn], action: block}
-  - {name: official-accounts, roles: [social_media_manager], categories: [facebook], action: allow}
-  - {name: staff-facebook-at-break, roles: [staff], categories: [facebook], when: [break], action: allow}
-  - {name: staff-facebook-otherwise, roles: [staff], categories: [facebook], action: block}
+  - {name: official-accounts, roles: [social_media_manager], categories: [facebook, social], action: allow}
+  - {name: staff-social-media-at-break, roles: [staff], categories: [facebook, social], when: [break], action: allow}
+  - {name: staff-social-media-otherwise, roles: [staff], categories: [facebook, social], action: block}
   - {name: pupils-social-media, roles: [pupil], categories: [facebook, social], action: block}
   - {name: staff-locked, roles: [staff], categories: [locked_cat], action: allow}
 default: allow
