@@ -156,5 +156,5 @@ class PortSettings:
     """The `ports:` key: where a CONNECT tunnel (`connect`) and a plain-HTTP request or
     websocket (`http`) may go, for every role and every host."""
 
-    connect: frozenset[int] = frozenset({443})
+    connect: frozenset[int] = frozenset({443, 80})  # 80: ws:// through a proxy is a CONNECT
     http: frozenset[int] = frozenset({80})

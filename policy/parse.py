@@ -174,7 +174,7 @@ class _InternalIn(_Strict):
 
 
 class _PortsIn(_Strict):
-    connect: list[Port] = Field(default=[443], min_length=1)
+    connect: list[Port] = Field(default=[443, 80], min_length=1)
     http: list[Port] = Field(default=[80], min_length=1)
 
 
