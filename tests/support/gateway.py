@@ -408,7 +408,9 @@ def running_gateway(folder: Path, *, policy: Path | None, identity: Path | None 
     command += ["--", "--set", "termlog_verbosity=warn"]
     for script in (*extra_scripts, SUPPORT / "route_to_origins.py"):
         command += ["-s", str(script)]
-    command += ["--set", f"test_routes={routes}", "--set", f"schoolgate_hosts_file={hosts}",
+    if not any(str(a).startswith("schoolgate_hosts_file=") for a in extra_args):
+        command += ["--set", f"schoolgate_hosts_file={hosts}"]  # unless the test gives its own
+    command += ["--set", f"test_routes={routes}",
                 "--set", f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}", *extra_args]
     log = folder / "gateway.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
