@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Client
+from mitmproxy.proxy.mode_specs import TransparentMode
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
 from policy.addresses import InternalKind, IPAddress, address_kind
@@ -246,8 +247,11 @@ class GuardDestinations:
         self._who[client] = (inputs.policy, role)
         if not decision.allowed:
             return  # answered by the gateway: nothing is connected
-        name = flow.request.host.lower().rstrip(".")
-        port = flow.request.port
+        name, port = flow.request.host.lower().rstrip("."), flow.request.port
+        address = flow.server_conn.address
+        if isinstance(flow.client_conn.proxy_mode, TransparentMode) and address:
+            # the connection goes where the client was going, whatever the Host header says
+            name, port = str(address[0]), int(address[1])
         if (client, name, port) in self._pins:
             return
         try:
@@ -267,10 +271,10 @@ class GuardDestinations:
         if found is None:
             self._pins[(client, name, port)] = addresses[0]
             return
-        kind, address = found
+        kind, refused = found
         self._block(flow, inputs, Decision(
             Verdict.BLOCK, Reason.INTERNAL_ADDRESS, rule=f"internal:{kind.value}",
-            category=decision.category, host=decision.host), connect, str(address))
+            category=decision.category, host=decision.host), connect, str(refused))
 
     def _block(self, flow: http.HTTPFlow, inputs: context.DecisionInputs, decision: Decision,
                connect: bool, address: str | None) -> None:

@@ -192,3 +192,15 @@ def test_own_ports_and_bad_options(guard: tuple[GuardDestinations, taddons.conte
         tctx.configure(addon, schoolgate_hosts_file="/nonexistent/hosts")
     with pytest.raises(exceptions.OptionsError, match="schoolgate_resolve_timeout_ms"):
         tctx.configure(addon, schoolgate_resolve_timeout_ms=1)
+
+
+async def test_transparent_mode_judges_where_the_client_was_going(
+        guard: tuple[GuardDestinations, taddons.context]) -> None:
+    from mitmproxy.proxy.mode_specs import ProxyMode
+    addon, _ = guard
+    flow = decided("learning.test", 80)  # the Host header names a public site ...
+    flow.client_conn.proxy_mode = ProxyMode.parse("transparent")
+    flow.server_conn.address = ("10.0.0.1", 80)  # ... but the packets were going here
+    await addon.requestheaders(flow)
+    assert flow.response is not None
+    assert flow.metadata[context.DECISION].reason is Reason.INTERNAL_ADDRESS
