@@ -350,3 +350,50 @@ def test_internal_refusals_are_recorded(seed: Setup) -> None:
     event = next(e for e in recorded() if e.get("host") == "cloud.test")
     assert event["verdict"] == "block"
     assert event.get("user") == "pupil1"
+
+
+# --- page-rewriting proxies through a real gateway (security review finding 2) -----------------
+
+
+@pytest.fixture(scope="module")
+def rewriting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The seed policy with the review's two mistakes made: a local allow of translate.goog
+    ("EAL pupils need translation") and an approval of pupil1's request for a translated
+    Instagram page."""
+    from datetime import UTC, datetime, timedelta
+
+    from policy.model import (
+        ApprovedException,
+        LocalListEntry,
+        Overrides,
+        Scope,
+        TargetKind,
+        Verdict,
+    )
+    from store.snapshots import write_overrides_atomically
+    folder = tmp_path_factory.mktemp("rewriting")
+    overrides = folder / "overrides.json"
+    write_overrides_atomically(overrides, Overrides(
+        exceptions=(ApprovedException(
+            "approved-1", Scope.USER, TargetKind.HOST, "www-instagram-com.translate.goog",
+            starts=datetime.now(UTC) - timedelta(hours=1), who="pupil1"),),
+        local_list=(LocalListEntry("translate.goog", Verdict.ALLOW, "EAL pupils"),)))
+    with running_gateway(folder, policy=None, identity=write_identity(folder / "id"),
+                         overrides=overrides) as gw:
+        yield gw
+
+
+@pytest.mark.parametrize(("user", "url", "status"), [
+    ("pupil1", "https://www-instagram-com.translate.goog/", 403),  # approved, still locked
+    ("staff1", "https://www-instagram-com.translate.goog/", 403),
+    ("staff1", "https://www-x-com.translate.goog/home", 403),
+    ("pupil1", "https://www-tiktok-com.translate.goog/", 403),  # social: not for pupils
+    ("staff1", "https://www-tiktok-com.translate.goog/", 200),  # allowed anyway for staff
+    ("pupil1", "https://www-bbc-co-uk.translate.goog/news", 200),
+])
+def test_a_rewriting_proxy_opens_only_what_would_be_allowed_anyway(
+        rewriting: Gateway, user: str, url: str, status: int) -> None:
+    response = get(rewriting, user, url)
+    assert response.status_code == status, (user, url, response.text[:300])
+    if status == 403:
+        assert "/requests/new?token=" not in response.text or "tiktok" in url
