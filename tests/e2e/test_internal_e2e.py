@@ -397,3 +397,20 @@ def test_a_rewriting_proxy_opens_only_what_would_be_allowed_anyway(
     assert response.status_code == status, (user, url, response.text[:300])
     if status == 403:
         assert "/requests/new?token=" not in response.text or "tiktok" in url
+
+
+@pytest.mark.parametrize("spelling", ["0x7f.1", "2130706433", "127.0.0.2", "[::1]",
+                                      "[::ffff:127.0.0.1]", "rebind.test"])
+def test_the_gateways_own_port_is_not_reachable_through_it(seed: Setup, spelling: str) -> None:
+    status, body = plain(seed.gw, "staff1", f"{spelling}:{seed.gw.port}", "/proxy.pac")
+    assert status == 403, body[:200]
+    # a literal is refused by its address; a name by the seed's ports before it is looked up
+    assert ("internal_address" if spelling != "rebind.test" else "unusual_port") in body
+    assert seed.gw.port not in {c["port"] for c in seed.connects_seen()}
+
+
+def test_a_name_that_cannot_be_looked_up_is_refused(seed: Setup) -> None:
+    status, body = plain(seed.gw, "staff1", "no-such-name.test")
+    assert status == 502
+    assert "could not find" in body
+    assert "no-such-name.test" not in {str(c["host"]) for c in seed.connects_seen()}
