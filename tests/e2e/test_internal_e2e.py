@@ -115,7 +115,10 @@ def start(folder: Path, *, widen: bool) -> Iterator[Setup]:
     v6 = listen(socket.AF_INET6, "::1", v4.port) if _free_v6(v4.port) else listen(
         socket.AF_INET6, "::1")
     allowed = listen(socket.AF_INET, "127.0.0.1")
-    text = SEED
+    # Many refusals here count as attempts (odd ports): the DSL is told rather than pupil1
+    # sanctioned, so a later test is not answered "supervised only" instead.
+    text = SEED.replace("on_threshold: sanction ", "on_threshold: recommend")
+    assert "on_threshold: recommend" in text
     if widen:
         ports = f"{v4.port}, {v6.port}, {allowed.port}"
         text = text.replace("  connect: [443, 80]", f"  connect: [443, 80, {ports}]")
