@@ -181,12 +181,21 @@ class GuardDestinations:
     # --- the hooks ---------------------------------------------------------------------------
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
-        await self._guard(flow, connect=True)
+        await self._guard_safely(flow, connect=True)
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
-        await self._guard(flow, connect=False)
+        await self._guard_safely(flow, connect=False)
 
     async def server_connect(self, data: ServerConnectionHookData) -> None:
+        # mitmproxy swallows a hook's exception and connects anyway: refuse instead.
+        try:
+            await self._check_connect(data)
+        except Exception:
+            self.stats["engine_errors"] += 1
+            logger.exception("checking an upstream connection failed; refusing it")
+            data.server.error = "refused by the school's web filter (internal error)"
+
+    async def _check_connect(self, data: ServerConnectionHookData) -> None:
         server = data.server
         if server.address is None or server.error:
             return
@@ -235,6 +244,16 @@ class GuardDestinations:
 
     # --- helpers -----------------------------------------------------------------------------
 
+    async def _guard_safely(self, flow: http.HTTPFlow, *, connect: bool) -> None:
+        try:
+            await self._guard(flow, connect=connect)
+        except Exception:
+            self.stats["engine_errors"] += 1
+            logger.exception("checking a destination failed; blocking (fail closed)")
+            decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
+            flow.metadata[context.DECISION] = decision
+            flow.response = make_plain_block(decision)
+
     async def _guard(self, flow: http.HTTPFlow, *, connect: bool) -> None:
         if flow.response or flow.error or not flow.live:
             return
@@ -261,11 +280,6 @@ class GuardDestinations:
             flow.response = http.Response.make(
                 502, f"The school's web filter could not find this website ({exc}).\n".encode(),
                 {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"})
-            return
-        except Exception:
-            logger.exception("looking up %s failed; blocking (fail closed)", name)
-            self._block(flow, inputs, Decision(Verdict.BLOCK, Reason.ENGINE_ERROR), connect,
-                        None)
             return
         found = judge(inputs.policy, role, name, port, addresses, self.own_ports)
         if found is None:

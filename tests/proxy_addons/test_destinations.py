@@ -204,3 +204,23 @@ async def test_transparent_mode_judges_where_the_client_was_going(
     await addon.requestheaders(flow)
     assert flow.response is not None
     assert flow.metadata[context.DECISION].reason is Reason.INTERNAL_ADDRESS
+
+
+class BrokenResolver(Resolver):
+    async def resolve(self, name: str, port: int) -> tuple[ipaddress.IPv4Address, ...]:
+        raise RuntimeError("resolver bug")
+
+
+async def test_an_error_while_checking_fails_closed(
+        guard: tuple[GuardDestinations, taddons.context]) -> None:
+    addon, _ = guard
+    addon.resolver = BrokenResolver()
+    flow = decided("learning.test", 80)
+    await addon.requestheaders(flow)
+    assert flow.response is not None
+    assert flow.response.status_code == 403
+    assert flow.metadata[context.DECISION].reason is Reason.ENGINE_ERROR
+    data = hook(flow, "learning.test", 80)
+    await addon.server_connect(data)
+    assert data.server.error is not None
+    assert data.server.address == ("learning.test", 80)  # never pinned anywhere
