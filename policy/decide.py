@@ -3,13 +3,21 @@
 Precedence, first match wins (the CHECKS tuple below, in this order):
 
 1. locked     - a locked category: no exception, admin or approver can ever unblock it;
-2. sanction   - a supervised-only user is blocked everywhere except the supervised allowlist,
+2. internal   - an internal destination (loopback, private, link-local, cloud metadata, a
+                local or single-label name) not on the policy's `internal.allow` list for the
+                role and port: Reason.INTERNAL_ADDRESS;
+3. sanction   - a supervised-only user is blocked everywhere except the supervised allowlist,
                 unless a supervised session is open;
-3. exception  - an approved, unexpired exception (user/group/role/everyone x host/category),
+4. exception  - an approved, unexpired exception (user/group/role/everyone x host/category),
                 or a local allow-list entry; never for a category not unblockable for the role;
-4. rules      - the local block list, circumvention tricks (public IP literals, page-rewriting
+5. rules      - the local block list, circumvention tricks (public IP literals, page-rewriting
                 proxies of blocked sites), then the policy's rules in file order;
-5. default    - the policy's default verdict.
+6. default    - the policy's default verdict.
+
+A page-rewriting proxy host (www-instagram-com.translate.goog) carries the categories of the
+site it shows: locked and not-unblockable categories of that inner site are judged before any
+exception, and an exception or local allow of the proxy host opens only inner sites that
+would be allowed anyway.
 
 A host that cannot be understood is blocked (Reason.INVALID_HOST) before any check: fail closed.
 For a block that time will lift, `opens_at` says when access next opens for this subject.
@@ -23,6 +31,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from policy.addresses import InternalKind, host_kind
 from policy.hostnames import (
     HostError,
     is_subdomain_or_same,
@@ -60,6 +69,7 @@ class _HostFacts(NamedTuple):
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     categories: tuple[str, ...]  # most specific first
     proxied: str | None  # the host a page-rewriting proxy shows, if it is one
+    internal: InternalKind | None  # why the host is internal by its name or address, if it is
     # Decisions that depend only on the host and a rule (or the default), made once: keyed by
     # the rule's name ("" for the default). opens_at is added per call, with _replace.
     decisions: dict[str, Decision]
@@ -72,6 +82,7 @@ class _Context(NamedTuple):
     overrides: Overrides
     at: datetime
     stamp: float  # at as a POSIX timestamp: compared without time-zone arithmetic
+    port: int | None = None  # the destination port, when the request names one
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -95,7 +106,8 @@ def decide(policy: Policy, request: Request, subject: Subject, overrides: Overri
     facts = host_facts(policy, request.host)
     if isinstance(facts, HostError):
         return Decision(Verdict.BLOCK, Reason.INVALID_HOST, rule=facts.message)
-    ctx = _Context(policy, facts, subject, overrides or NO_OVERRIDES, at, at.timestamp())
+    ctx = _Context(policy, facts, subject, overrides or NO_OVERRIDES, at, at.timestamp(),
+                   request.port)
     decision = _first(ctx)
     if decision.verdict is Verdict.BLOCK and decision.reason in _TIME_BOUND_REASONS:
         opens = _opens_at(ctx)
@@ -115,7 +127,7 @@ def host_facts(policy: Policy, raw: str) -> _HostFacts | HostError:
         else:
             proxied = None if host.ip else unwrap_rewriting_proxy(host.name)
             facts = _HostFacts(host.name, host.ip, policy.domains.categories(host.name), proxied,
-                               {})
+                               host_kind(host.name, host.ip), {})
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
         memo[raw] = facts
@@ -125,15 +137,31 @@ def host_facts(policy: Policy, raw: str) -> _HostFacts | HostError:
 
 def unblockable(policy: Policy, host: str, role: str) -> bool:
     """Whether an exception could ever open `host` for `role`: not when any of its categories
-    is locked or marked not unblockable for the role (nor when the host cannot be read)."""
+    is locked or marked not unblockable for the role, nor when it is a page-rewriting proxy
+    of a site for which that is so (nor when the host cannot be read)."""
     facts = host_facts(policy, host)
     if isinstance(facts, HostError):
         return False
-    for name in facts.categories:
+    for name in judged_categories(policy, facts):
         category = policy.categories[name]
         if category.locked or role in category.not_unblockable_for:
             return False
     return True
+
+
+def judged_categories(policy: Policy, facts: _HostFacts) -> tuple[str, ...]:
+    """The categories a host is judged by: its own, then those of the site it shows if it is a
+    page-rewriting proxy (nested proxies unwrapped a few levels)."""
+    categories = facts.categories
+    for _ in range(4):
+        if facts.proxied is None:
+            break
+        inner = host_facts(policy, facts.proxied)
+        if isinstance(inner, HostError):
+            break
+        categories += inner.categories
+        facts = inner
+    return categories
 
 
 def window_open(policy: Policy, rule: Rule, at: datetime, stamp: float) -> bool:
@@ -167,10 +195,20 @@ def _first(ctx: _Context) -> Decision:
 
 
 def _locked(ctx: _Context) -> Decision | None:
-    for name in ctx.categories:
+    for name in judged_categories(ctx.policy, ctx.host):
         if ctx.policy.categories[name].locked:
             return _block(ctx, Reason.LOCKED, rule=name, category=name)
     return None
+
+
+def _internal(ctx: _Context) -> Decision | None:
+    kind = ctx.host.internal
+    if kind is None:
+        return None
+    if ctx.policy.internal.allowed(ctx.host.name, ctx.host.ip, ctx.subject.role,
+                                   ctx.port) is not None:
+        return None  # the school lets this role reach it: the other checks decide
+    return _block(ctx, Reason.INTERNAL_ADDRESS, rule=f"internal:{kind.value}")
 
 
 def _sanction(ctx: _Context) -> Decision | None:
@@ -193,8 +231,14 @@ def _exception(ctx: _Context) -> Decision | None:
     if not (ctx.overrides.exceptions or ctx.overrides.local_list):
         return None
     role = ctx.subject.role
-    if any(role in ctx.policy.categories[c].not_unblockable_for for c in ctx.categories):
+    judged = judged_categories(ctx.policy, ctx.host)
+    if any(role in ctx.policy.categories[c].not_unblockable_for for c in judged):
         return None  # the policy says no exception may open this for this role
+    target = ctx.host.proxied
+    if target is not None and ctx.policy.circumvention.block_rewriting_proxies:
+        inner = decide(ctx.policy, Request(target, ctx.port), ctx.subject, ctx.overrides, ctx.at)
+        if not inner.allowed:
+            return None  # a rewriting proxy opens only what would be allowed anyway
     for entry in ctx.overrides.local_list:
         if entry.verdict is Verdict.ALLOW and is_subdomain_or_same(ctx.host.name, entry.host):
             return Decision(Verdict.ALLOW, Reason.EXCEPTION, rule=f"local-allow:{entry.host}",
@@ -261,6 +305,7 @@ def _default(ctx: _Context) -> Decision:
 
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("locked", _locked),
+    ("internal", _internal),
     ("sanction", _sanction),
     ("exception", _exception),
     ("rules", _rules),

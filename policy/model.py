@@ -12,6 +12,8 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
+from policy.addresses import InternalSettings, PortSettings
+
 if TYPE_CHECKING:
     from policy.calendar import Calendar
     from policy.hostnames import DomainIndex
@@ -35,6 +37,8 @@ class Reason(StrEnum):
     DEFAULT_ALLOW = "default_allow"
     DEFAULT_BLOCK = "default_block"
     INVALID_HOST = "invalid_host"  # the host name could not be understood: fail closed
+    INTERNAL_ADDRESS = "internal_address"  # loopback, private, link-local, metadata, a local
+    #                                        name: not on the policy's internal allow list
     ENGINE_ERROR = "engine_error"  # deciding failed: fail closed (set by the enforcement point)
 
 
@@ -251,6 +255,8 @@ class Policy:
     rules: tuple[Rule, ...]
     default: Verdict
     circumvention: CircumventionSettings = field(default_factory=CircumventionSettings)
+    internal: InternalSettings = field(default_factory=InternalSettings)
+    ports: PortSettings = field(default_factory=PortSettings)
     # Derived for speed, not part of the policy's value: the rules that name each role, in
     # order, and bounded memos of what decide() learnt: host spellings; each rule's calendar
     # window (open or shut, and until when).

@@ -6,6 +6,7 @@ domain-list files it names (`list_files_named`) and passes their texts in.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, time
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from policy.addresses import InternalAllow, InternalSettings, IPNetwork, PortSettings
 from policy.calendar import BankHolidayRegion, Calendar, calendar_problems
 from policy.errors import PolicyError
 from policy.hostnames import DomainIndex, HostError, normalise_host
@@ -156,6 +158,26 @@ class _CircumventionIn(_Strict):
     supervised_allowlist: list[str] = []
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _InternalAllowIn(_Strict):
+    hosts: list[str] = Field(min_length=1)
+    roles: list[str] | Literal["all"]
+    ports: list[Port] = []
+    direct: bool = False
+    note: str = ""
+
+
+class _InternalIn(_Strict):
+    allow: list[_InternalAllowIn] = []
+
+
+class _PortsIn(_Strict):
+    connect: list[Port] = Field(default=[443, 80], min_length=1)
+    http: list[Port] = Field(default=[80], min_length=1)
+
+
 class _PolicyIn(_Strict):
     name: str = Field(min_length=1, max_length=200)
     roles: dict[Name, str] = Field(min_length=1)
@@ -165,6 +187,8 @@ class _PolicyIn(_Strict):
     rules: list[_RuleIn] = []
     default: Verdict
     circumvention: _CircumventionIn = _CircumventionIn()
+    internal: _InternalIn = _InternalIn()
+    ports: _PortsIn = _PortsIn()
 
 
 # --- public functions ------------------------------------------------------------------------
@@ -264,6 +288,7 @@ class _Builder:
         calendar = self._calendar()
         rules = self._rules(roles, categories, calendar)
         circumvention = self._circumvention()
+        internal = self._internal(roles)
         domains = self._index(domain_lists)
         if self.problems:
             raise PolicyError(self.source, self.problems)
@@ -272,7 +297,9 @@ class _Builder:
         return Policy(
             name=spec.name, source=self.source, roles=roles, default_role=spec.default_role,
             categories=categories, domains=domains, calendar=calendar, rules=rules,
-            default=spec.default, circumvention=circumvention,
+            default=spec.default, circumvention=circumvention, internal=internal,
+            ports=PortSettings(connect=frozenset(spec.ports.connect),
+                               http=frozenset(spec.ports.http)),
         )
 
     def _role_names(self, value: list[str] | str, where: str, roles: Mapping[str, Role],
@@ -438,3 +465,31 @@ class _Builder:
             sanction_days=spec.sanction_days,
             supervised_allowlist=tuple(allow),
         )
+
+    def _internal(self, roles: Mapping[str, Role]) -> InternalSettings:
+        entries = []
+        for i, entry in enumerate(self.spec.internal.allow):
+            where = f"internal.allow[{i}]"
+            hosts: list[str] = []
+            networks: list[IPNetwork] = []
+            for j, raw in enumerate(entry.hosts):
+                if "/" in raw:
+                    try:
+                        networks.append(ipaddress.ip_network(raw, strict=True))
+                    except ValueError as exc:
+                        self.problem(f"{where}.hosts[{j}]", f"{raw!r} is not an address range: "
+                                     f"{exc} (write it like 10.0.5.0/24 or fd00:1::/64)")
+                    continue
+                host = normalise_host(raw)
+                if isinstance(host, HostError):
+                    self.problem(f"{where}.hosts[{j}]", f"{raw!r} is not a host name, address "
+                                                        f"or address range: {host.message}")
+                elif host.ip is not None:
+                    networks.append(ipaddress.ip_network(host.ip))
+                else:
+                    hosts.append(host.name)
+            entries.append(InternalAllow(
+                hosts=tuple(hosts), networks=tuple(networks),
+                roles=self._role_names(entry.roles, f"{where}.roles", roles),
+                ports=frozenset(entry.ports), direct=entry.direct, note=entry.note))
+        return InternalSettings(allow=tuple(entries))

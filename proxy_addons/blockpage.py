@@ -16,6 +16,7 @@ from mitmproxy import http
 
 from policy.decide import unblockable
 from policy.explain import explain_decision, format_when
+from policy.hostnames import unwrap_rewriting_proxy
 from policy.model import Decision, Policy, Reason, Subject
 from store.tokens import AccessClaims, make_access_token
 
@@ -35,6 +36,8 @@ _WHY = {
     Reason.CIRCUMVENTION: "This looks like a way to get round the school's filter, so it is "
                           "blocked. The school keeps a record of this.",
     Reason.DEFAULT_BLOCK: "This website is not on the list of websites you can use at school.",
+    Reason.INTERNAL_ADDRESS: "This address is part of the school's own computer systems, so "
+                             "it cannot be opened through the filter.",
     Reason.INVALID_HOST: "We could not understand this web address, so it is blocked to keep "
                          "you safe.",
     Reason.ENGINE_ERROR: "Something went wrong while checking this website, so it is blocked "
@@ -75,7 +78,9 @@ def make_plain_block(decision: Decision) -> http.Response:
 
 def render_block_page(decision: Decision, subject: Subject, *, site: str, at: datetime,
                       policy: Policy | None, settings: BlockPageSettings) -> str:
-    claims = AccessClaims(host=decision.host or site, role=subject.role, at=at,
+    # "Ask for access" from a page-rewriting proxy asks for the site it shows.
+    asked = decision.host or site
+    claims = AccessClaims(host=unwrap_rewriting_proxy(asked) or asked, role=subject.role, at=at,
                           user=subject.user, category=decision.category,
                           reason=decision.reason.value)
     token = make_access_token(settings.secret, claims)
@@ -105,8 +110,10 @@ def render_block_page(decision: Decision, subject: Subject, *, site: str, at: da
 def _can_ask(policy: Policy | None, decision: Decision, subject: Subject, site: str) -> bool:
     """Offer "Ask for access" only where an approval could open the site: never for a locked
     category or one the policy says cannot be unblocked for this role; a supervised-only
-    sanction is lifted by the DSL, not by an unblock request."""
-    if decision.reason is Reason.SUPERVISED_ONLY:
+    sanction is lifted by the DSL, not by an unblock request; an internal address is opened
+    only by the policy's internal allow list. A page-rewriting proxy is judged by the site it
+    shows (`unblockable` does that)."""
+    if decision.reason in (Reason.SUPERVISED_ONLY, Reason.INTERNAL_ADDRESS):
         return False
     if policy is None:
         return True

@@ -1,7 +1,8 @@
 """Circumvention signals that need more than the host name: DNS-over-HTTPS to any host, archive,
-cache and translation viewers of blocked pages, TLS Encrypted ClientHello, CONNECT to unusual
-ports, non-HTTP protocols inside a tunnel, the same blocked platform again and again, and
-(blocked but never counted) a blocked platform's widgets on an allowed page.
+cache and translation viewers of blocked pages, TLS Encrypted ClientHello, CONNECT and plain HTTP
+to ports the policy does not allow (`ports:`), non-HTTP protocols inside a tunnel, the same
+blocked platform again and again, and (blocked but never counted) a blocked platform's widgets
+on an allowed page.
 
 Runs after Enforce and reads what it decided (flow.metadata DECISION and INPUTS). A finding sets
 flow.metadata TECHNIQUE and EVIDENCE (what was seen: never bodies, cookies or passwords); a new
@@ -232,17 +233,18 @@ _REPEATABLE = frozenset({Reason.RULE_BLOCK, Reason.LOCKED, Reason.LOCAL_BLOCK})
 
 class Detect:
     def __init__(self) -> None:
-        self._ports: frozenset[int] = frozenset({80, 443})
+        self._ports: frozenset[int] = frozenset()  # the option; empty: the policy's ports
         self._repeats = RepeatCounter(5, 120.0)
         self._refuse: set[str] = set()  # client ids to close before they reach a server
         self._ech_clients: set[str] = set()  # client ids whose ClientHello carried ECH
         self.stats: Counter[str] = Counter()
 
     def load(self, loader: Loader) -> None:
-        loader.add_option("schoolgate_connect_ports", Sequence[str], ["80", "443"],
-                          "Ports a CONNECT tunnel may go to (each value may be a comma-separated "
-                          "list); any other port is blocked as a circumvention attempt "
-                          "(technique unusual_port).")
+        loader.add_option("schoolgate_connect_ports", Sequence[str], [],
+                          "Overrides the policy's ports.connect (say it in the policy instead): "
+                          "ports a CONNECT tunnel may go to (each value may be a comma-separated "
+                          "list); any other port is refused at the CONNECT, for every host, as a "
+                          "circumvention attempt (technique unusual_port). Empty: the policy's.")
         loader.add_option("schoolgate_repeat_count", int, 5,
                           "Blocked requests by one person to one blocked platform within "
                           "schoolgate_repeat_window_seconds that count as one circumvention "
@@ -267,16 +269,20 @@ class Detect:
     # --- CONNECT: unusual ports --------------------------------------------------------------
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
+        """A CONNECT to a port the policy does not allow is refused here, whatever the host's
+        verdict: a blocked host too (it would otherwise be answered 200 for its block page)."""
         if flow.response or flow.error or not flow.live:
             return
         try:
             decision = flow.metadata.get(context.DECISION)
+            inputs = flow.metadata.get(context.INPUTS)
+            if not isinstance(decision, Decision) or \
+                    not isinstance(inputs, context.DecisionInputs):
+                return  # not decided by Enforce: a gateway page, or a 407
             port = flow.request.port
-            if isinstance(decision, Decision) and decision.allowed and port not in self._ports:
-                blocked = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="unusual-port",
-                                   category=decision.category, host=decision.host,
-                                   technique=Technique.UNUSUAL_PORT)
-                self._found(flow, blocked, {"port": str(port)})
+            if port not in (self._ports or inputs.policy.ports.connect):
+                blocked = _unusual_port(decision)
+                self._found(flow, blocked, {"port": str(port), "kind": "connect"})
                 flow.response = make_plain_block(blocked)
         except Exception:
             self._error(flow, "http_connect")
@@ -411,6 +417,12 @@ class Detect:
     def _look_deeper(self, flow: http.HTTPFlow, decision: Decision,
                      inputs: context.DecisionInputs) -> None:
         request = flow.request
+        ports = inputs.policy.ports.http if request.scheme == "http" else \
+            (self._ports or inputs.policy.ports.connect)
+        if request.port not in ports:
+            self._block(flow, inputs, _unusual_port(decision),
+                        {"port": str(request.port), "kind": request.scheme})
+            return
         path, _, query = request.path.partition("?")
         evidence = doh_evidence(path, query, request.headers.get("content-type", ""),
                                 request.headers.get("accept", ""))
@@ -503,6 +515,12 @@ def _name(raw: str | None) -> str | None:
         return None
     host = normalise_host(raw)
     return None if isinstance(host, HostError) else host.name
+
+
+def _unusual_port(decision: Decision) -> Decision:
+    return Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="unusual-port",
+                    category=decision.category, host=decision.host,
+                    technique=Technique.UNUSUAL_PORT)
 
 
 def _client_ip(client: Client) -> str:

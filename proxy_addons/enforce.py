@@ -223,7 +223,9 @@ class Enforce:
             if decision.allowed:
                 return
             never = decision.host is None or self._never_decrypt(snap, decision.host)
-            if never or not snap.https_block_page:
+            # An internal address is refused at once: no tunnel is ever opened towards one.
+            if never or not snap.https_block_page or \
+                    decision.reason is Reason.INTERNAL_ADDRESS:
                 self.stats["refused"] += 1
                 flow.response = make_plain_block(decision)
         except Exception:

@@ -19,19 +19,33 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy.mode_specs import RegularMode
 
+from policy.addresses import InternalSettings
+from policy.errors import PolicyError
 from proxy_addons.ca import CERT_PEM
+from store.policy_files import load_policy
 
 logger = logging.getLogger(__name__)
 
 PAC_TYPE = "application/x-ns-proxy-autoconfig"
 
-# DIRECT only for the gateway and private or loopback IPv4 literals. Host names are never
-# resolved here (dnsResolve/isInNet on a name would let DNS decide what skips the filter).
+# DIRECT only for the gateway, private or loopback IPv4 literals, and the policy's internal
+# allow-list entries marked `direct` (names and their subdomains; IPv4 ranges, for literals).
+# Host names are never resolved here (dnsResolve/isInNet on a name would let DNS decide what
+# skips the filter).
 _PAC = """\
 function FindProxyForURL(url, host) {
   host = host.toLowerCase();
   if (host === "localhost" || host === GATEWAY) return "DIRECT";
-  if (/^\\d{1,3}(\\.\\d{1,3}){3}$/.test(host) &&
+  for (var i = 0; i < DIRECT_NAMES.length; i++) {
+    var name = DIRECT_NAMES[i];
+    if (host === name || (host.length > name.length &&
+        host.substring(host.length - name.length - 1) === "." + name)) return "DIRECT";
+  }
+  var literal = /^\\d{1,3}(\\.\\d{1,3}){3}$/.test(host);
+  for (var j = 0; literal && j < DIRECT_NETS.length; j++) {
+    if (isInNet(host, DIRECT_NETS[j][0], DIRECT_NETS[j][1])) return "DIRECT";
+  }
+  if (literal &&
       (isInNet(host, "10.0.0.0", "255.0.0.0") ||
        isInNet(host, "172.16.0.0", "255.240.0.0") ||
        isInNet(host, "192.168.0.0", "255.255.0.0") ||
@@ -66,6 +80,8 @@ class GatewayPages:
     def __init__(self) -> None:
         self._gateway_host = ""
         self._ca: _CA | None = None
+        self._internal: InternalSettings | None = None  # the policy's, for the PAC file
+        self._policy_stamp: tuple[str, float] | None = None
 
     def load(self, loader: Loader) -> None:
         loader.add_option("schoolgate_gateway_host", str, "",
@@ -143,14 +159,37 @@ class GatewayPages:
         if ":" in host:
             host = f"[{host}]"
         proxy = f"PROXY {host}:{sockname[1]}"
-        return make_pac(self._gateway_host or str(sockname[0]), proxy)
+        return make_pac(self._gateway_host or str(sockname[0]), proxy, self._policy_internal())
+
+    def _policy_internal(self) -> InternalSettings | None:
+        """The policy's internal settings, re-read only when the policy file has changed (the
+        PAC file is fetched rarely; a bad file keeps the last good answer)."""
+        raw = str(getattr(ctx.options, "schoolgate_policy", "") or "")
+        try:
+            stamp = (raw, Path(raw).expanduser().stat().st_mtime if raw else 0.0)
+        except OSError:
+            return self._internal
+        if stamp != self._policy_stamp:
+            try:
+                self._internal = load_policy(Path(raw).expanduser() if raw else None).internal
+            except PolicyError:
+                logger.warning("the PAC file keeps the last good policy's DIRECT entries")
+            self._policy_stamp = stamp
+        return self._internal
 
 
-def make_pac(gateway: str, proxies: str) -> str:
-    """The PAC file: DIRECT for `gateway` itself, localhost and private or loopback IP literals;
+def make_pac(gateway: str, proxies: str, internal: InternalSettings | None = None) -> str:
+    """The PAC file: DIRECT for `gateway` itself, localhost, private or loopback IP literals and
+    the `internal.allow` entries marked `direct` (names with their subdomains, IPv4 ranges);
     everything else through `proxies` ("PROXY host:port[; PROXY ...]"), never DIRECT."""
-    # json.dumps: a valid, safely quoted JavaScript string literal.
-    return f"var GATEWAY = {json.dumps(gateway)};\nvar PROXY = {json.dumps(proxies)};\n" + _PAC
+    direct = [entry for entry in (internal.allow if internal else ()) if entry.direct]
+    names = sorted({host for entry in direct for host in entry.hosts})
+    nets = [[str(net.network_address), str(net.netmask)] for entry in direct
+            for net in entry.networks if net.version == 4]
+    # json.dumps: a valid, safely quoted JavaScript literal.
+    return (f"var GATEWAY = {json.dumps(gateway)};\nvar PROXY = {json.dumps(proxies)};\n"
+            f"var DIRECT_NAMES = {json.dumps(names)};\nvar DIRECT_NETS = {json.dumps(nets)};\n"
+            + _PAC)
 
 
 def _read_ca(confdir: Path) -> _CA | None:

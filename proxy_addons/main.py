@@ -8,6 +8,9 @@
 4. Detect       - circumvention signals that need more than the host name (DoH by content,
                   archive viewers, ECH, odd ports, tunnels, repeats, widgets); blocks on top of
                   an allowed verdict, and marks Enforce's blocks that are attempts.
+   GuardDestinations - an allowed destination is looked up once; any internal address not on
+                  the policy's internal allow list is refused; the connection is pinned to the
+                  checked address (no DNS rebinding).
 5. StripAltSvc  - allowed responses: drop Alt-Svc (no HTTP/3 round the proxy), stream bodies.
 6. RecordEvents - every final decision becomes an event; attempts feed sanctions/alerts.
 7. Metrics      - last, so it sees every decision: Prometheus counters on their own port.
@@ -19,6 +22,7 @@ Detect and RecordEvents read what Enforce decided (flow.metadata) rather than de
 from __future__ import annotations
 
 from proxy_addons.altsvc import StripAltSvc
+from proxy_addons.destinations import GuardDestinations
 from proxy_addons.detect import Detect
 from proxy_addons.enforce import Enforce
 from proxy_addons.gateway_pages import GatewayPages
@@ -31,6 +35,7 @@ addons: list[object] = [
     Identify(),
     Enforce(),
     Detect(),
+    GuardDestinations(),
     StripAltSvc(),
     RecordEvents(),
     Metrics(),

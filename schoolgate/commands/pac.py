@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from policy.addresses import InternalSettings
+from policy.errors import PolicyError
 from proxy_addons import gateway_pages
+from store.policy_files import load_policy
 
 WPAD_NOTES = """\
 How devices find this file:
@@ -25,13 +28,14 @@ How devices find this file:
 """
 
 
-def make_pac(gateways: list[tuple[str, int]]) -> str:
-    """The PAC text: DIRECT for the first gateway itself, localhost and private or loopback IP
-    literals; every other host through the gateways in order (fail-over), never DIRECT."""
+def make_pac(gateways: list[tuple[str, int]], internal: InternalSettings | None = None) -> str:
+    """The PAC text: DIRECT for the first gateway itself, localhost, private or loopback IP
+    literals and the policy's `internal.allow` entries marked `direct: true`; every other host
+    through the gateways in order (fail-over), never DIRECT."""
     if not gateways:
         raise ValueError("at least one gateway is needed")
     proxies = "; ".join(f"PROXY {_bracket(host)}:{port}" for host, port in gateways)
-    return gateway_pages.make_pac(gateways[0][0], proxies)
+    return gateway_pages.make_pac(gateways[0][0], proxies, internal)
 
 
 def parse_gateway(text: str, default_port: int) -> tuple[str, int]:
@@ -71,6 +75,9 @@ def register(subparsers: Any) -> None:
                         help="the gateway as devices reach it; repeat for fail-over, in order")
     parser.add_argument("--port", type=int, default=8080,
                         help="port for gateways given without one (default: 8080)")
+    parser.add_argument("--policy", type=Path, metavar="FILE",
+                        help="the policy whose internal.allow entries marked 'direct: true' go "
+                             "DIRECT (default: the seed policy)")
     parser.add_argument("--out", type=Path, help="write here (default: standard output)")
     parser.add_argument("--no-notes", action="store_true",
                         help="do not print the WPAD notes (on standard error)")
@@ -83,7 +90,12 @@ def run_pac(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"schoolgate pac: --gateway {exc}", file=sys.stderr)
         return 2
-    text = make_pac(gateways)
+    try:
+        internal = load_policy(args.policy).internal
+    except PolicyError as exc:
+        print(f"schoolgate pac: --policy: {exc}", file=sys.stderr)
+        return 2
+    text = make_pac(gateways, internal)
     if args.out is None:
         sys.stdout.write(text)
     else:

@@ -46,7 +46,8 @@ SANCTION_STAFF = Sanction(id="sanction-2", user="teacher1", starts=MONDAY - time
 
 
 def test_precedence_is_written_once_in_order() -> None:
-    assert [name for name, _ in CHECKS] == ["locked", "sanction", "exception", "rules", "default"]
+    assert [name for name, _ in CHECKS] == ["locked", "internal", "sanction", "exception", "rules",
+                                            "default"]
 
 
 # Every precedence pair: the earlier check wins over the later one.
@@ -267,8 +268,8 @@ TRICKS = [
     ("134744072", Verdict.BLOCK, Reason.CIRCUMVENTION, "ip_literal"),
     ("0x8.0x8.0x8.0x8", Verdict.BLOCK, Reason.CIRCUMVENTION, "ip_literal"),
     ("[2001:4860:4860::8888]", Verdict.BLOCK, Reason.CIRCUMVENTION, "ip_literal"),
-    ("10.1.2.3", Verdict.ALLOW, Reason.DEFAULT_ALLOW, None),
-    ("127.0.0.1", Verdict.ALLOW, Reason.DEFAULT_ALLOW, None),
+    ("10.1.2.3", Verdict.BLOCK, Reason.INTERNAL_ADDRESS, None),
+    ("127.0.0.1", Verdict.BLOCK, Reason.INTERNAL_ADDRESS, None),
     ("nordvpn.com", Verdict.BLOCK, Reason.CIRCUMVENTION, "vpn"),
     ("X.COM.", Verdict.BLOCK, Reason.RULE_BLOCK, None),
     ("ｘ.ｃｏｍ", Verdict.BLOCK, Reason.RULE_BLOCK, None),

@@ -295,20 +295,58 @@ def test_the_same_blocked_platform_again_and_again_is_one_attempt(
     assert context.TECHNIQUE not in favicon.metadata
 
 
-def test_unusual_connect_port_is_refused(addons: tuple[Enforce, Detect, taddons.context]
-                                         ) -> None:
+def connect(host: str, port: int) -> http.HTTPFlow:
+    flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host=host, port=port, path=b"",
+                                       authority=f"{host}:{port}".encode()))
+    flow.metadata[context.IDENTITY] = Identity(role="pupil", source=IdentitySource.LOCAL,
+                                               user="pupil1")
+    return flow
+
+
+@pytest.mark.parametrize("host", ["learning.test", "x.com", "www.tiktok.com"])
+def test_unusual_connect_port_is_refused_for_allowed_and_blocked_hosts(
+        addons: tuple[Enforce, Detect, taddons.context], host: str) -> None:
     enforce, detect, _ = addons
-    for port, blocked in ((443, False), (80, False), (8443, True), (22, True)):
-        flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="learning.test", port=port,
-                                           path=b"", authority=f"learning.test:{port}".encode()))
+    for port, blocked in ((443, False), (80, False), (8443, True), (22, True), (6379, True)):
+        flow = connect(host, port)
+        enforce.http_connect(flow)
+        detect.http_connect(flow)
+        if not blocked:
+            # an allowed host is let through; a blocked one is answered 200 for its block page
+            assert flow.response is None, (host, port)
+            continue
+        assert flow.response is not None, (host, port)
+        assert flow.response.status_code == 403
+        assert flow.metadata[context.TECHNIQUE] == Technique.UNUSUAL_PORT
+        assert flow.metadata[context.EVIDENCE] == {"port": str(port), "kind": "connect"}
+
+
+def test_the_connect_ports_option_still_overrides_the_policy(
+        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    enforce, detect, tctx = addons
+    tctx.configure(detect, schoolgate_connect_ports=["443,8443"])
+    for port, blocked in ((8443, False), (80, True)):
+        flow = connect("learning.test", port)
         enforce.http_connect(flow)
         detect.http_connect(flow)
         assert (flow.response is not None) is blocked
-        if blocked:
-            assert flow.response is not None
-            assert flow.response.status_code == 403
-            assert flow.metadata[context.TECHNIQUE] == Technique.UNUSUAL_PORT
-            assert flow.metadata[context.EVIDENCE] == {"port": str(port)}
+
+
+@pytest.mark.parametrize(("port", "blocked"), [(80, False), (8080, True), (6379, True),
+                                               (22, True)])
+def test_plain_http_goes_only_to_the_policys_http_ports(
+        addons: tuple[Enforce, Detect, taddons.context], port: int, blocked: bool) -> None:
+    flow = tflow.tflow(req=tutils.treq(host="learning.test", port=port, scheme=b"http",
+                                       authority=b"", path=b"/"))
+    flow.request.headers["Host"] = f"learning.test:{port}" if port != 80 else "learning.test"
+    flow.client_conn.sni = None  # plain HTTP: no TLS to the gateway
+    flow.metadata[context.IDENTITY] = Identity(role="staff", source=IdentitySource.LOCAL,
+                                               user="staff1")
+    decision = run(addons, flow)
+    assert (flow.response is not None) is blocked
+    if blocked:
+        assert decision.technique == Technique.UNUSUAL_PORT
+        assert flow.metadata[context.EVIDENCE] == {"port": str(port), "kind": "http"}
 
 
 def test_connect_ports_option_is_validated(addons: tuple[Enforce, Detect, taddons.context]

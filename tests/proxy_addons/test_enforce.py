@@ -131,6 +131,19 @@ def test_blocked_connect_is_let_through_for_the_page_or_refused(
     assert flow.response.status_code == 403
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "10.0.0.1",
+                                  "169.254.169.254", "prometheus"])
+def test_a_connect_to_an_internal_address_is_refused_at_once(
+        addon: tuple[Enforce, taddons.context], host: str) -> None:
+    enforce, _ = addon
+    flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host=host, port=443,
+                                       authority=f"{host}:443".encode(), path=b""))
+    enforce.http_connect(flow)
+    assert flow.response is not None  # never a tunnel, not even for a block page
+    assert flow.response.status_code == 403
+    assert b"internal_address" in (flow.response.content or b"")
+
+
 def clienthello(host: str, sni: str | None) -> ClientHelloData:
     from mitmproxy import ctx as mitm_ctx
     client = tflow.tclient_conn()

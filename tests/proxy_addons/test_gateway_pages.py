@@ -111,3 +111,61 @@ def test_bad_gateway_host_is_refused(pages: tuple[GatewayPages, taddons.context]
     addon, tctx = pages
     with pytest.raises(exceptions.OptionsError, match="schoolgate_gateway_host"):
         tctx.configure(addon, schoolgate_gateway_host="http://gateway/")
+
+
+# --- the policy's internal allow list in the PAC file ------------------------------------------
+
+DIRECT_POLICY = """
+internal:
+  allow:
+    - {hosts: [mis.school.lan, 10.20.0.0/16], roles: [staff], direct: true}
+    - {hosts: [printer.school.lan, 192.0.2.0/24], roles: all}
+"""
+
+
+def direct_policy(tmp_path: Path) -> Path:
+    seed = (Path(__file__).resolve().parents[2] / "policy" / "data" / "seed.yaml").read_text()
+    path = tmp_path / "policy.yaml"
+    path.write_text(seed.replace("internal:\n  allow: []\n", "") + DIRECT_POLICY)
+    lists = Path(__file__).resolve().parents[2] / "policy" / "data" / "lists"
+    for item in lists.iterdir():
+        (tmp_path / item.name).write_text(item.read_text())
+    return path
+
+
+PAC_DIRECT = [  # (host, DIRECT?): only the entries marked direct, names on label boundaries
+    ("mis.school.lan", True), ("reports.mis.school.lan", True), ("notmis.school.lan", False),
+    ("mis.school.lan.evil.com", False), ("10.20.3.4", True), ("printer.school.lan", False),
+    ("192.0.2.7", False), ("www.bbc.co.uk", False),
+]
+
+
+def test_the_served_pac_sends_the_policys_direct_entries_direct(
+        pages: tuple[GatewayPages, taddons.context], tmp_path: Path) -> None:
+    from tests.schoolgate.test_pac import evaluate
+    addon, tctx = pages
+    tctx.options.add_option("schoolgate_policy", str, "", "the policy file")  # Enforce's option
+    tctx.options.schoolgate_policy = str(direct_policy(tmp_path))
+    flow = get(*GATEWAY, "/proxy.pac")
+    addon.requestheaders(flow)
+    assert flow.response is not None
+    answers = evaluate(flow.response.text or "", [h for h, _ in PAC_DIRECT], tmp_path)
+    assert [a == "DIRECT" for a in answers] == [d for _, d in PAC_DIRECT]
+
+
+def test_the_pac_command_reads_the_policy(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from schoolgate.cli import main
+    from tests.schoolgate.test_pac import evaluate
+    out = tmp_path / "proxy.pac"
+    assert main(["pac", "--gateway", "gw.school.lan", "--policy",
+                 str(direct_policy(tmp_path)), "--out", str(out), "--no-notes"]) == 0
+    answers = evaluate(out.read_text(), [h for h, _ in PAC_DIRECT], tmp_path)
+    assert [a == "DIRECT" for a in answers] == [d for _, d in PAC_DIRECT]
+    # the seed policy has no direct entries: a name is never DIRECT
+    assert main(["pac", "--gateway", "gw.school.lan", "--out", str(out), "--no-notes"]) == 0
+    assert evaluate(out.read_text(), ["mis.school.lan"], tmp_path) == ["PROXY gw.school.lan:8080"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\n")
+    assert main(["pac", "--gateway", "gw.school.lan", "--policy", str(bad)]) == 2
+    assert "--policy" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 subprocess on loopback, local HTTP and HTTPS origins with their own test CA, and test policies.
 
 The origins count connections and record every request (SNI, Host, path), so a test can prove a
-blocked site was never contacted. Allowed host names are routed to them by
+blocked site was never contacted. Allowed host names are looked up in a hosts file given to the
+gateway (schoolgate_hosts_file: no DNS) and routed to the origins by
 tests/support/route_to_origins.py, loaded after schoolgate's addons.
 
 The engine (`schoolgate gateway --engine`) is `engine=` or else $SCHOOLGATE_E2E_ENGINE
@@ -41,6 +42,7 @@ from wsproto.connection import ConnectionType as WsType
 
 from schoolgate.commands.gateway import DEFAULT_ENGINE, ENGINES
 from store.directory import hash_password
+from tests.support.route_to_origins import STAND_IN
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = Path(__file__).resolve().parent
@@ -391,6 +393,10 @@ def running_gateway(folder: Path, *, policy: Path | None, identity: Path | None 
     routes = folder / "routes.json"
     routes.write_text(json.dumps({name: {"http": http_origin.port, "https": https_origin.port}
                                   for name in ORIGIN_HOSTS}))
+    # No DNS here: the gateway looks origin names up in this file (one stand-in public address,
+    # which route_to_origins.py turns into the local origins after the gateway has checked it).
+    hosts = folder / "hosts"
+    hosts.write_text("".join(f"{STAND_IN} {name} *.{name}\n" for name in ORIGIN_HOSTS))
     port = free_port()
     data_dir = folder / "data"
     command = [str(SCHOOLGATE), "gateway", "--listen-host", "127.0.0.1",
@@ -405,6 +411,8 @@ def running_gateway(folder: Path, *, policy: Path | None, identity: Path | None 
     command += ["--", "--set", "termlog_verbosity=warn"]
     for script in (*extra_scripts, SUPPORT / "route_to_origins.py"):
         command += ["-s", str(script)]
+    if not any(str(a).startswith("schoolgate_hosts_file=") for a in extra_args):
+        command += ["--set", f"schoolgate_hosts_file={hosts}"]  # unless the test gives its own
     command += ["--set", f"test_routes={routes}",
                 "--set", f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}", *extra_args]
     log = folder / "gateway.log"

@@ -1,22 +1,23 @@
 """Test-only mitmdump script: sends traffic for the test's host names to local origins.
 
-This machine has no DNS, so allowed hosts are routed here, after schoolgate's addons have
-decided: intercepted requests by editing the request's destination (put back once the response
-is in, so later checks of the flow see what the client asked for), passed-through TLS by editing
-the server address. Never used outside tests.
+This machine has no DNS. The harness gives the gateway a hosts file (schoolgate_hosts_file) that
+names every origin host with one stand-in public address, STAND_IN; the gateway decides, looks
+the name up there, checks the address and pins the connection to it; then this script, loaded
+after schoolgate's addons, turns a connection to STAND_IN (or, without the hosts file, to an
+origin host name) into one to the local origin: the HTTPS origin for TLS or port 443, else the
+HTTP origin. Nothing is ever sent to STAND_IN. Never used outside tests.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
-ORIGINAL = "test.original_destination"
+STAND_IN = "192.0.0.9"  # a public address no test ever reaches: always rewritten here
 
 
 class RouteToOrigins:
@@ -30,37 +31,26 @@ class RouteToOrigins:
         if "test_routes" in updated and ctx.options.test_routes:
             self.routes = json.loads(Path(ctx.options.test_routes).read_text())
 
-    def _port(self, host: str, scheme: str) -> int | None:
+    def _ports(self, host: str) -> dict[str, int] | None:
         host = host.lower().rstrip(".")
+        if host == STAND_IN:
+            return next(iter(self.routes.values()), None)
         for name, ports in self.routes.items():
             if host == name or host.endswith("." + name):
-                return ports.get(scheme)
+                return ports
         return None
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error:
-            return
-        port = self._port(flow.request.host, flow.request.scheme)
-        if port is None:
-            return
-        flow.metadata[ORIGINAL] = (flow.request.host, flow.request.port)
-        host_header = flow.request.host_header
-        flow.request.host = "127.0.0.1"
-        flow.request.port = port
-        flow.request.host_header = host_header
-
-    def response(self, flow: http.HTTPFlow) -> None:
-        original: Any = flow.metadata.get(ORIGINAL)
-        if original:
-            flow.request.data.host, flow.request.data.port = original
-
     def server_connect(self, data: ServerConnectionHookData) -> None:
-        if data.server.address is None:
+        if data.server.address is None or data.server.error:
             return
         host, port = data.server.address
-        target = self._port(str(host), "https" if port == 443 else "http")
-        if target is not None:
-            data.server.address = ("127.0.0.1", target)
+        ports = self._ports(str(host))
+        if ports is None:
+            if str(host) == STAND_IN:
+                data.server.error = "test routing: no origin for the stand-in address"
+            return
+        scheme = "https" if data.server.tls or port == 443 else "http"
+        data.server.address = ("127.0.0.1", ports[scheme])
 
 
 addons = [RouteToOrigins()]
