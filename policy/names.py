@@ -36,3 +36,12 @@ def same_user(a: str, b: str) -> bool:
         return canonical_user(a) == canonical_user(b)
     except ValueError:
         return False
+
+
+def user_key(raw: str) -> str:
+    """The canonical form of a stored user name, for matching; a stored value that is not a
+    user name at all is kept as it is (it can then match nobody's canonical name)."""
+    try:
+        return canonical_user(raw)
+    except ValueError:
+        return raw
