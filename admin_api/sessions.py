@@ -19,6 +19,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
@@ -113,12 +114,17 @@ def end_sessions(db: Session, *, username: str, at: datetime) -> None:
     """Every session of `username` issued up to `at` ends (signing out, or removing someone);
     commits."""
     key = _stamp_key(username)
-    row = db.get(SessionStampRow, key)
-    if row is None:
-        db.add(SessionStampRow(user=key, valid_after=at))
-    elif row.valid_after < at:
-        row.valid_after = at
-    db.commit()
+    for _ in range(2):  # a second try if another sign-out made the row meanwhile
+        row = db.get(SessionStampRow, key)
+        if row is None:
+            db.add(SessionStampRow(user=key, valid_after=at))
+        elif row.valid_after < at:
+            row.valid_after = at
+        try:
+            db.commit()
+            return
+        except IntegrityError:
+            db.rollback()
 
 
 def valid_after(db: Session, *, username: str) -> datetime | None:
