@@ -319,3 +319,27 @@ def test_a_role_removed_in_the_directory_ends_at_the_next_request(
     with slapd_server.admin_connection() as ldap:
         assert ldap.delete(f"uid=bursar1,{slapd_server.people_dn}"), ldap.result
     assert client.get("/api/me").status_code == 401
+
+
+def test_behind_a_trusted_reverse_proxy_each_client_is_counted_apart(
+        resources: Resources, tmp_path: Path) -> None:
+    settings = settings_for(resources.settings.effective_database_url, tmp_path,
+                            trusted_proxies=["192.0.2.1/32"])
+    made = make_resources(settings)
+    made.throttle = SignInThrottle(None, max_per_user=5, max_per_ip=30, window_seconds=900)
+    app = make_app(resources=made)
+    proxy = TestClient(app, follow_redirects=False, client=("192.0.2.1", 40000))
+
+    def via_proxy(client_address: str, password: str) -> int:
+        return proxy.post("/signin", headers={"X-Forwarded-For": client_address},
+                          data=_form(proxy, username="dsl1", password=password)).status_code
+
+    assert [via_proxy("10.0.0.66", f"g{n}") for n in range(6)] == [401] * 5 + [429]
+    assert via_proxy("10.0.0.20", "dsl1-demo") == 303
+    # Anyone else's X-Forwarded-For is ignored: no fresh tries by naming another address.
+    direct = TestClient(app, follow_redirects=False, client=("10.0.0.77", 40000))
+    statuses = [direct.post("/signin", headers={"X-Forwarded-For": f"10.9.0.{n}"},
+                            data=_form(direct, username="dsl1", password=f"g{n}")).status_code
+                for n in range(6)]
+    assert statuses == [401] * 5 + [429]
+    made.close()
