@@ -29,6 +29,7 @@ from admin_api import (
     requests,
     system,
 )
+from admin_api.auth import load_session
 from admin_api.deps import check_csrf
 from admin_api.errors import AdminError, NotSignedIn, TooManyAttempts
 from admin_api.render import Pages
@@ -124,7 +125,7 @@ def make_app(settings: Settings | None = None, *, resources: Resources | None = 
         if length and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return JSONResponse({"error": "too_large", "message": "the request is too large"},
                                 status_code=413)
-        request.state.session = resources.codec.read(request)
+        request.state.session = await load_session(resources, request)
         response = await call_next(request)
         session: SessionData = request.state.session
         if session.changed:

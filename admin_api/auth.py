@@ -1,14 +1,19 @@
 """Signing in and out: the form, the checks (break-glass administrator, the local admin accounts
-file, then the school directory), sign-in throttling, and the session that follows.
+file, then the school directory), sign-in throttling, and the session that follows: checked on
+every request against the server's "valid after" stamp, with the person's roles read again from
+the directory every `role_refresh_seconds`.
 
-LDAP filter escaping is the directory's job (store.directory escapes the user name); the form
-only refuses what is not a user name at all (too long, control characters).
+User names are compared in their canonical form (policy/names.py). LDAP filter escaping is the
+directory's job (store.directory escapes the user name); the form only refuses what is not a
+user name at all (too long, control characters).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -24,9 +29,11 @@ from admin_api.render import Pages, get_pages
 from admin_api.resources import Resources
 from admin_api.roles import ADMIN_ROLES, Role, SignedInUser, roles_for
 from admin_api.services import audit
-from admin_api.sessions import start_session
+from admin_api.sessions import SessionData, end_sessions, start_session, valid_after
+from policy.names import canonical_user
 from store.directory import DirectoryUnavailable, DirectoryUser, verify_password
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["sign-in"])
 
 
@@ -59,8 +66,8 @@ async def authenticate(resources: Resources, username: str, password: str,
     cannot answer (the break-glass administrator and admin accounts still work)."""
     settings = resources.settings
     if settings.breakglass_username and settings.breakglass_password_hash and \
-            hmac.compare_digest(username.casefold().encode(),
-                                settings.breakglass_username.casefold().encode()):
+            hmac.compare_digest(_canonical(username).encode(),
+                                _canonical(settings.breakglass_username).encode()):
         ok = await asyncio.to_thread(verify_password, password,
                                      settings.breakglass_password_hash.get_secret_value())
         if not ok:
@@ -82,6 +89,59 @@ async def authenticate(resources: Resources, username: str, password: str,
                           "pupils cannot sign in; try again in a minute (IT: see the admin's "
                           "log)") from None
     return user_from_directory(resources, found, "directory") if found else None
+
+
+def _canonical(username: str) -> str:
+    try:
+        return canonical_user(username)
+    except ValueError:
+        return username
+
+
+async def refreshed_user(resources: Resources, user: SignedInUser) -> SignedInUser | None:
+    """The person as the directory has them now: new roles, or None if they are gone.
+    DirectoryUnavailable if it cannot say."""
+    if user.source == "break-glass":
+        name = resources.settings.breakglass_username
+        return user if name and _canonical(name) == _canonical(user.username) else None
+    directory = (resources.admin_accounts if user.source == "admin accounts file"
+                 else resources.directory)
+    if directory is None:
+        return None
+    found = await directory.lookup(user.username)
+    return user_from_directory(resources, found, user.source) if found else None
+
+
+async def load_session(resources: Resources, request: Request) -> SessionData:
+    """The request's session, ended if it was signed out on the server (finding 12), and with
+    the roles read again from the directory when they are older than role_refresh_seconds."""
+    session = resources.codec.read(request)
+    user = session.user
+    if user is None:
+        return session
+    stamp = await run_in_threadpool(_valid_after, resources, user.username)
+    if stamp is not None and session.issued <= stamp.timestamp():
+        return SessionData()  # signed out (or removed) since this cookie was issued
+    now = time.time()
+    if now - session.checked < resources.settings.role_refresh_seconds:
+        return session
+    try:
+        fresh = await refreshed_user(resources, user)
+    except DirectoryUnavailable:
+        log.warning("could not re-read %s's roles (the directory is unavailable); trying again "
+                    "at their next request", user.username)
+        return session
+    if fresh is None:
+        log.info("%s is no longer in the directory: their admin session has ended",
+                 user.username)
+        return SessionData()
+    session.user, session.checked, session.changed = fresh, now, True
+    return session
+
+
+def _valid_after(resources: Resources, username: str) -> datetime | None:
+    with resources.sessions() as db:
+        return valid_after(db, username=username)
 
 
 @router.get("/signin", include_in_schema=False)
@@ -107,18 +167,24 @@ async def signin(request: Request, resources: Res,
         form = validate(SignIn, fields)
     except InvalidInput as error:
         return again(error.problems, 422)
+    try:
+        username = canonical_user(form.username)
+    except ValueError as error:
+        return again({"username": str(error)}, 422)
     ip = client_ip(request)
-    wait = resources.throttle.retry_after(form.username, ip)
-    if wait is not None:
+    # Counted before the password is checked (released if it is right): a burst of guesses
+    # cannot all pass the check before any of them is counted (finding 5).
+    attempt = await run_in_threadpool(resources.throttle.reserve, username, ip)
+    if not attempt.allowed:
+        wait = attempt.retry_after
         minutes = max(1, round(wait / 60))
         raise TooManyAttempts(f"too many failed sign-ins; please wait about {minutes} minute"
                               f"{'s' if minutes != 1 else ''} and try again", retry_after=wait)
-    user = await authenticate(resources, form.username, form.password)
+    user = await authenticate(resources, username, form.password)
     if user is None:
-        resources.throttle.failed(form.username, ip)
         return again({"form": "That user name and password do not match. Check them and try "
                               "again."}, 401)
-    resources.throttle.succeeded(form.username)
+    await run_in_threadpool(resources.throttle.succeeded, attempt)
     start_session(request, user)
     if user.roles & ADMIN_ROLES or user.source == "break-glass":
         await run_in_threadpool(_record_signin, resources, user, ip)
@@ -133,6 +199,11 @@ def _record_signin(resources: Resources, user: SignedInUser, ip: str) -> None:
 
 
 @router.post("/signout", include_in_schema=False)
-def signout(request: Request) -> Response:
+def signout(request: Request, resources: Res,
+            user: Annotated[SignedInUser | None, Depends(optional_user)]) -> Response:
+    """Ends this person's sessions on the server too: a copied cookie no longer works."""
+    if user is not None:
+        with resources.sessions() as db:
+            end_sessions(db, username=user.username, at=datetime.now(UTC))
     start_session(request, None)
     return RedirectResponse("/signin", status_code=303)

@@ -16,6 +16,7 @@ from admin_api.errors import Conflict, CsrfFailed, NotAllowed, NotFound, NotSign
 from admin_api.resources import Resources, db_session, get_resources
 from admin_api.roles import Role, SignedInUser
 from admin_api.sessions import CSRF_FIELD, CSRF_HEADER, csrf_matches, session_of
+from admin_api.throttle import client_address
 from store.admin_models import RequestState, UnblockRequestRow
 
 ROLE_WORDS = {
@@ -119,7 +120,8 @@ async def check_csrf(request: Request) -> None:
 
 
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address; behind a configured reverse proxy, the one it forwards."""
+    return client_address(request, get_resources(request).settings.trusted_proxies)
 
 
 def get_now() -> datetime:

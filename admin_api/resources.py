@@ -91,7 +91,7 @@ def make_resources(settings: Settings, *, engine: Engine | None = None) -> Resou
         codec=SessionCodec(load_session_secret(settings),
                            max_age_seconds=settings.session_max_age_seconds,
                            secure=settings.cookie_secure),
-        throttle=SignInThrottle(max_per_user=settings.signin_max_failures_per_user,
+        throttle=SignInThrottle(engine, max_per_user=settings.signin_max_failures_per_user,
                                 max_per_ip=settings.signin_max_failures_per_ip,
                                 window_seconds=settings.signin_window_seconds),
     )

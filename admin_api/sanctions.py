@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from admin_api.deps import Db, Dsl, Now
+from admin_api.deps import Db, Dsl, Now, Res
 from admin_api.errors import InvalidInput
 from admin_api.forms import form_fields, validate
 from admin_api.monitoring_deps import ChangeableSanction
@@ -52,11 +52,11 @@ def sanctions_page(request: Request, pages: PagesDep, user: Dsl, session: Db,
 
 @router.post(BACK, include_in_schema=False)
 def place_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now,
-               fields: Form) -> Response:
+               fields: Form, res: Res) -> Response:
     try:
         form = validate(SanctionCreate, fields)
         service.place(session, actor=user, user=form.user, ends=_ends(form.days, now),
-                      reason=form.reason, at=now)
+                      reason=form.reason, at=now, directory=res.directory)
     except InvalidInput as error:
         return _page(request, pages, user, session, now, errors=error.problems, values=fields,
                      status=422)
@@ -88,10 +88,11 @@ def lift_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: No
 
 @router.post("/monitoring/supervised-sessions", include_in_schema=False)
 def open_session_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now,
-                      fields: Form) -> Response:
+                      fields: Form, res: Res) -> Response:
     try:
         form = validate(SupervisedSessionCreate, fields)
-        service.open_session(session, actor=user, user=form.user, minutes=form.minutes, at=now)
+        service.open_session(session, actor=user, user=form.user, minutes=form.minutes, at=now,
+                             directory=res.directory)
     except InvalidInput as error:
         return _page(request, pages, user, session, now, errors=error.problems, values=fields,
                      status=422)
@@ -107,11 +108,11 @@ def list_sanctions(user: Dsl, session: Db, now: Now) -> list[SanctionPublic]:
 
 
 @api.post("/sanctions", response_model=SanctionPublic, status_code=201)
-def place(body: SanctionCreate, user: Dsl, session: Db, now: Now) -> SanctionPublic:
+def place(body: SanctionCreate, user: Dsl, session: Db, now: Now, res: Res) -> SanctionPublic:
     """Supervised-only from now for `days` days (or until lifted)."""
     return SanctionPublic.model_validate(service.place(
         session, actor=user, user=body.user, ends=_ends(body.days, now), reason=body.reason,
-        at=now))
+        at=now, directory=res.directory))
 
 
 @api.post("/sanctions/{sanction_id}/extend", response_model=SanctionPublic)
@@ -133,7 +134,8 @@ def lift(body: SanctionLift, user: Dsl, session: Db, now: Now,
 
 @api.post("/supervised-sessions", response_model=SupervisedSessionPublic, status_code=201)
 def open_session(body: SupervisedSessionCreate, user: Dsl, session: Db,
-                 now: Now) -> SupervisedSessionPublic:
+                 now: Now, res: Res) -> SupervisedSessionPublic:
     """The signed-in member of staff supervises `user` from now for `minutes`."""
     return SupervisedSessionPublic.model_validate(service.open_session(
-        session, actor=user, user=body.user, minutes=body.minutes, at=now))
+        session, actor=user, user=body.user, minutes=body.minutes, at=now,
+        directory=res.directory))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from admin_api.roles import Role
@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     signin_max_failures_per_user: Annotated[int, Field(ge=1, le=1000)] = 5
     signin_max_failures_per_ip: Annotated[int, Field(ge=1, le=10000)] = 30
     signin_window_seconds: Annotated[int, Field(ge=10, le=86400)] = 900
+    # Reverse proxies in front of the admin whose X-Forwarded-For is believed (docs/identity.md).
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
+    role_refresh_seconds: Annotated[int, Field(ge=0, le=3600)] = 300  # roles re-read (0: always)
     access_link_max_age_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 7 * 86400
 
     @field_validator("school_timezone")

@@ -1,62 +1,71 @@
-"""Sign-in throttling: too many failed sign-ins for one user name, or from one address, within
-a window stop further tries for a while. Kept in memory: right for one admin process (several
-processes would each count separately, which only loosens the limit by that factor).
+"""The admin's sign-in throttle and the client address it counts by.
+
+Failed sign-ins are counted in the shared database (store/throttle.py), so every admin process
+sees the same counts and a burst is counted before any password is checked. Keys: the user name
+from one address (`signin_max_failures_per_user`), one address (`signin_max_failures_per_ip`)
+and the user name from anywhere (four times the per-user limit), each with back-off; so five
+wrong passwords typed by someone else never keep the DSL out from her own desk.
+
+The address is the connection's, or, only when that connection comes from one of the configured
+`trusted_proxies`, the nearest untrusted address in its X-Forwarded-For header: a header sent by
+anyone else is ignored, so nobody picks their own address.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
+import ipaddress
+from collections.abc import Sequence
 
-_MAX_KEYS = 50_000  # bound the memory a flood of made-up names can take
+from sqlalchemy import Engine
+from starlette.requests import Request
+
+from store.throttle import ADDRESS, USER, USER_AT_ADDRESS, Attempt, Limit, Throttle
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_FORWARDED = 20  # addresses read from X-Forwarded-For, nearest first
 
 
 class SignInThrottle:
-    def __init__(self, *, max_per_user: int, max_per_ip: int, window_seconds: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._limits = {"user": max_per_user, "ip": max_per_ip}
-        self._window = window_seconds
-        self._clock = clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
+    """Sign-in attempts for the admin, reserved before the password is checked."""
 
-    def _keys(self, username: str, ip: str) -> list[tuple[str, str]]:
-        return [("user", username.strip().casefold()), ("ip", ip)]
+    def __init__(self, engine: Engine | None, *, max_per_user: int, max_per_ip: int,
+                 window_seconds: float) -> None:
+        self.throttle = Throttle(engine, scope="admin", limits={
+            USER_AT_ADDRESS: Limit(max_per_user, window_seconds),
+            ADDRESS: Limit(max_per_ip, window_seconds),
+            USER: Limit(4 * max_per_user, window_seconds),
+        })
 
-    def retry_after(self, username: str, ip: str) -> int | None:
-        """Seconds until a sign-in may be tried again, or None if it may be tried now."""
-        now = self._clock()
-        wait = 0.0
-        with self._lock:
-            for key in self._keys(username, ip):
-                failures = self._recent(key, now)
-                if failures is not None and len(failures) >= self._limits[key[0]]:
-                    wait = max(wait, failures[0] + self._window - now)
-        return max(1, int(wait) + 1) if wait > 0 else None
+    def reserve(self, user: str, address: str) -> Attempt:
+        """`user` is the canonical user name. Blocking: call from a worker thread."""
+        return self.throttle.reserve(user=user, address=address)
 
-    def failed(self, username: str, ip: str) -> None:
-        now = self._clock()
-        with self._lock:
-            if len(self._failures) >= _MAX_KEYS:
-                self._prune(now)
-            for key in self._keys(username, ip):
-                self._failures.setdefault(key, deque(maxlen=self._limits[key[0]])).append(now)
+    def succeeded(self, attempt: Attempt) -> None:
+        self.throttle.succeeded(attempt)
 
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(("user", username.strip().casefold()), None)
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float] | None:
-        failures = self._failures.get(key)
-        while failures and failures[0] <= now - self._window:
-            failures.popleft()
-        return failures
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
 
-    def _prune(self, now: float) -> None:
-        for key in list(self._failures):
-            if not self._recent(key, now):
-                del self._failures[key]
-        if len(self._failures) >= _MAX_KEYS:
-            self._failures.clear()  # under a flood, forget rather than grow
+
+def client_address(request: Request, trusted_proxies: Sequence[Network]) -> str:
+    """The client's address as the admin should believe it (see the module docstring)."""
+    peer = request.client.host if request.client else "unknown"
+
+    def trusted(text: str) -> bool:
+        found = _address(text)
+        return found is not None and any(found in network for network in trusted_proxies)
+
+    if not trusted_proxies or not trusted(peer):
+        return peer
+    hops = [hop.strip() for line in request.headers.getlist("x-forwarded-for")
+            for hop in line.split(",")][-MAX_FORWARDED:]
+    for hop in reversed(hops):
+        if _address(hop) is None:
+            return peer  # not an address: a forged or broken header proves nothing
+        if not trusted(hop):
+            return str(_address(hop))
+    return peer

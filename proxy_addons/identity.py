@@ -1,6 +1,15 @@
 """Who is behind a connection: proxy credentials checked against the school directory, else the
 client's subnet, else the policy's default role. The answer goes into
-`flow.metadata[context.IDENTITY]`; wrong credentials get a 407 (explicit proxy only).
+`flow.metadata[context.IDENTITY]` with the canonical user name (policy/names.py); wrong
+credentials get a 407 (explicit proxy only).
+
+Password guessing is throttled (store/throttle.py, shared by every worker and replica through the
+database): per user name and per client address, with back-off, and the directory is never asked
+while a name is backed off, so a pupil can neither guess a teacher's password nor lock her out of
+Active Directory. Only the unknown-credential path touches the database; known credentials are
+answered from the cache. Credentials the directory could not check (it is down, or this addon
+failed) get a 407, never an anonymous default role; only the exact user and password verified
+before keep their identity while the directory is down.
 """
 
 from __future__ import annotations
@@ -21,9 +30,13 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Client
 from mitmproxy.proxy import mode_specs
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from policy.names import canonical_user
 from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
+from store.db import make_engine
 from store.directory import Directory, DirectoryUnavailable, make_directory
 from store.identity_config import (
     IdentityConfig,
@@ -31,6 +44,7 @@ from store.identity_config import (
     LdapSettings,
     load_identity_config,
 )
+from store.throttle import ADDRESS, USER, Attempt, Limit, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +72,27 @@ def is_explicit(flow: http.HTTPFlow) -> bool:
     return isinstance(mode, mode_specs.RegularMode | mode_specs.UpstreamMode)
 
 
-def make_challenge() -> http.Response:
-    return http.Response.make(
-        407, b"Sign in with your school account to use the internet.\n",
-        {"Proxy-Authenticate": 'Basic realm="schoolgate"', "Cache-Control": "no-store",
-         "Content-Type": "text/plain; charset=utf-8"})
+def make_challenge(retry_after: int = 0) -> http.Response:
+    """The 407 that asks for a sign-in; with `retry_after`, it also says to wait."""
+    headers = {"Proxy-Authenticate": 'Basic realm="schoolgate"', "Cache-Control": "no-store",
+               "Content-Type": "text/plain; charset=utf-8"}
+    text = "Sign in with your school account to use the internet.\n"
+    if retry_after:
+        minutes = max(1, round(retry_after / 60))
+        headers["Retry-After"] = str(retry_after)
+        text = (f"Too many wrong passwords. Wait {minutes} minute{'s' if minutes != 1 else ''}, "
+                "then sign in with your school account again.\n")
+    return http.Response.make(407, text.encode(), headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """Ask for credentials (again), after `retry_after` seconds if that is not 0."""
+
+    retry_after: int = 0
+
+
+ASK = Challenge()
 
 
 class TtlCache:
@@ -98,6 +128,12 @@ class Setup:
     cache: TtlCache = field(default_factory=TtlCache)
 
 
+def make_throttle(engine: Engine | None, *, per_user: int, per_address: int,
+                  window_seconds: int) -> Throttle:
+    return Throttle(engine, scope="proxy", limits={
+        USER: Limit(per_user, window_seconds), ADDRESS: Limit(per_address, window_seconds)})
+
+
 def load_setup(path: str) -> Setup:
     """Read the identity configuration at `path` ("" = nobody authenticates)."""
     if not path:
@@ -119,8 +155,11 @@ class Identify:
         self._setup = Setup()
         self._secret = secrets.token_bytes(32)
         self._tunnels: dict[str, Identity] = {}  # client connection id -> who opened the tunnel
-        self._pending: dict[_Key, asyncio.Future[Identity | None]] = {}
+        self._pending: dict[_Key, asyncio.Future[Identity | Challenge]] = {}
         self._directory_down = False
+        self._down_until = 0.0  # while the directory is down, do not wait on it for each sign-in
+        self._engine: Engine | None = None
+        self.throttle = make_throttle(None, per_user=3, per_address=30, window_seconds=600)
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -128,8 +167,26 @@ class Identify:
             "Path of the identity configuration (identity.yaml): the directory to check proxy "
             "credentials against, groups and subnets mapped to roles, cache times. Empty: "
             "nobody signs in and everyone gets the policy's default role.")
+        loader.add_option(*context.DATABASE_URL_OPTION)
+        loader.add_option(
+            "schoolgate_signin_failures_per_user", int, 3,
+            "Wrong proxy passwords allowed for one user name per window before the directory "
+            "is no longer asked for that name (keep it well below Active Directory's lock-out "
+            "threshold, so a pupil guessing cannot lock a teacher out).")
+        loader.add_option(
+            "schoolgate_signin_failures_per_address", int, 30,
+            "Wrong proxy passwords allowed from one client address per window.")
+        loader.add_option(
+            "schoolgate_signin_window_seconds", int, 600,
+            "The sign-in throttle's window; each window in a row that reaches a limit doubles "
+            "the wait (up to an hour).")
 
     def configure(self, updated: set[str]) -> None:
+        throttle_options = {"schoolgate_database_url", "schoolgate_signin_failures_per_user",
+                            "schoolgate_signin_failures_per_address",
+                            "schoolgate_signin_window_seconds"}
+        if updated & throttle_options:
+            self._configure_throttle()
         if "schoolgate_identity" not in updated:
             return
         try:
@@ -140,9 +197,35 @@ class Identify:
         if old.directory is not None:
             old.directory.close()
 
+    def _configure_throttle(self) -> None:
+        opts = ctx.options
+        limits = (opts.schoolgate_signin_failures_per_user,
+                  opts.schoolgate_signin_failures_per_address,
+                  opts.schoolgate_signin_window_seconds)
+        if min(limits) < 1:
+            raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
+                "schoolgate_signin_failures_per_user, _per_address and _window_seconds must be "
+                "at least 1")
+        engine = None
+        if opts.schoolgate_database_url:
+            try:
+                engine = make_engine(opts.schoolgate_database_url)
+            except (ValueError, SQLAlchemyError, ImportError) as error:
+                raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
+                    f"schoolgate_database_url: {error}") from None
+        old_engine, self._engine = self._engine, engine
+        self.throttle.close()
+        self.throttle = make_throttle(engine, per_user=limits[0], per_address=limits[1],
+                                      window_seconds=limits[2])
+        if old_engine is not None:
+            old_engine.dispose()
+
     def done(self) -> None:
         if self._setup.directory is not None:
             self._setup.directory.close()
+        self.throttle.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
     def client_disconnected(self, client: Client) -> None:
         self._tunnels.pop(client.id, None)
@@ -160,15 +243,24 @@ class Identify:
             # Requests inside a tunnel belong to whoever opened it (checked once, at CONNECT).
             known = None if tunnel else self._tunnels.get(flow.client_conn.id)
             identity = known or await self._identify(flow)
-            if identity is None:
+            if isinstance(identity, Challenge):
                 self.stats["challenged"] += 1
-                flow.response = make_challenge()
+                flow.response = make_challenge(identity.retry_after)
                 return
             flow.metadata[context.IDENTITY] = identity
             if tunnel:
                 self._tunnels[flow.client_conn.id] = identity
-        except Exception:  # fail closed: an unidentified flow gets the most restrictive role
+        except Exception:
+            # Fail closed: credentials nobody could check are asked for again (never the default
+            # role, which would escape the claimed user's sanction); without credentials, the
+            # most restrictive role.
             self.stats["hook_errors"] += 1
+            if is_explicit(flow) and AUTH_HEADER in flow.request.headers:
+                log.warning("identifying a client failed; asking it to sign in again",
+                            exc_info=True)
+                self.stats["challenged"] += 1
+                flow.response = make_challenge()
+                return
             log.warning("identifying a client failed; it gets the default role", exc_info=True)
             flow.metadata[context.IDENTITY] = DEFAULT
             if tunnel:
@@ -176,40 +268,72 @@ class Identify:
         finally:
             flow.request.headers.pop(AUTH_HEADER, None)  # never forwarded upstream
 
-    async def _identify(self, flow: http.HTTPFlow) -> Identity | None:
-        """The identity, or None when the client must be asked for credentials."""
+    async def _identify(self, flow: http.HTTPFlow) -> Identity | Challenge:
+        """The identity, or a Challenge when the client must be asked for credentials."""
         setup = self._setup
         explicit = is_explicit(flow)
         header = flow.request.headers.get(AUTH_HEADER)
         if explicit and header is not None and setup.directory is not None:
             credentials = parse_basic(header)
-            return await self._check(setup, *credentials) if credentials else None
+            if credentials is None:
+                return ASK
+            try:
+                username = canonical_user(credentials[0])
+            except ValueError:
+                return ASK  # not a user name at all: nobody to ask the directory about
+            peer = flow.client_conn.peername
+            address = str(peer[0]) if peer else "unknown"
+            return await self._check(setup, username, credentials[1], address)
         peer = flow.client_conn.peername
         subnet = setup.config.subnet_for(str(peer[0])) if peer else None
         if subnet and (subnet.without_auth or not explicit or not setup.config.auth_required):
             return Identity(role=subnet.role, source=IdentitySource.SUBNET)
         if explicit and setup.config.auth_required and setup.directory is not None:
-            return None
+            return ASK
         return DEFAULT
 
-    async def _check(self, setup: Setup, username: str, password: str) -> Identity | None:
+    async def _check(self, setup: Setup, username: str, password: str, address: str
+                     ) -> Identity | Challenge:
         key = (username, hmac.digest(self._secret, password.encode(), hashlib.sha256))
         hit, identity = setup.cache.get(key, self.clock())
         if hit:
             self.stats["cache_hits"] += 1
-            return identity
+            return identity or ASK
         # Browsers open several connections at once with the same credentials: ask once.
         pending = self._pending.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(self._ask(setup, key, username, password))
+            pending = asyncio.ensure_future(self._ask(setup, key, username, password, address))
             if not pending.done():
                 self._pending[key] = pending
                 pending.add_done_callback(lambda _: self._pending.pop(key, None))
         return await asyncio.shield(pending)
 
-    async def _ask(self, setup: Setup, key: _Key, username: str, password: str) -> Identity | None:
+    def _unverified(self, setup: Setup, key: _Key, why: str) -> Identity | Challenge:
+        """Credentials that could not be checked: only the exact pair verified before keeps
+        its identity; anything else is asked again (fail closed)."""
+        stale = setup.cache.stale(key)
+        if stale is not None:
+            self.stats["stale_identities"] += 1
+            return stale
+        self.stats["unverified"] += 1
+        log.info("a sign-in for %r could not be checked (%s): asked to sign in again",
+                 key[0], why)
+        return ASK
+
+    async def _ask(self, setup: Setup, key: _Key, username: str, password: str,
+                   address: str) -> Identity | Challenge:
         assert setup.directory is not None
         ttl = setup.config.cache
+        if self.clock() < self._down_until:
+            return self._unverified(setup, key, "the directory is down")
+        attempt: Attempt = await asyncio.to_thread(self.throttle.reserve, user=username,
+                                                   address=address)
+        if not attempt.allowed:
+            self.stats["throttled"] += 1
+            stale = setup.cache.stale(key)
+            if stale is not None:  # verified before: no need to ask the directory
+                return stale
+            return Challenge(attempt.retry_after)
         self.stats["directory_lookups"] += 1
         started = time.monotonic()
         try:
@@ -217,13 +341,12 @@ class Identify:
         except DirectoryUnavailable as error:
             self.stats["directory_errors"] += 1
             if not self._directory_down:
-                log.warning("the directory is unavailable; signed-in users keep their role, "
-                            "new sign-ins get the default role: %s", error)
+                log.warning("the directory is unavailable; people already signed in keep their "
+                            "role, other sign-ins are asked again until it answers: %s", error)
             self._directory_down = True
-            # Held briefly, so that a hung directory does not delay every plain-HTTP request.
-            fallback = setup.cache.stale(key) or DEFAULT
-            setup.cache.put(key, fallback, self.clock() + ttl.negative_seconds)
-            return fallback
+            # For a short while, do not wait on a hung directory for every new sign-in.
+            self._down_until = self.clock() + ttl.negative_seconds
+            return self._unverified(setup, key, "the directory is down")
         finally:
             self.directory_seconds += time.monotonic() - started
         if self._directory_down:
@@ -232,9 +355,14 @@ class Identify:
         if user is None:
             self.stats["rejected"] += 1
             setup.cache.put(key, None, self.clock() + ttl.negative_seconds)
-            return None
+            return ASK
+        await asyncio.to_thread(self.throttle.succeeded, attempt)
         self.stats["authenticated"] += 1
+        try:
+            name = canonical_user(user.username)
+        except ValueError:
+            name = username
         identity = Identity(role=setup.config.role_for_groups(user.groups), source=setup.source,
-                            user=user.username, groups=user.groups)
+                            user=name, groups=user.groups)
         setup.cache.put(key, identity, self.clock() + ttl.positive_seconds)
         return identity

@@ -53,6 +53,10 @@ IDENTIFY_COUNTERS = (
      "Requests answered with 407 (sign in)."),
     ("rejected", "schoolgate_identity_rejected_total",
      "Sign-ins the directory refused (wrong user name or password)."),
+    ("throttled", "schoolgate_identity_throttled_total",
+     "Sign-ins refused without asking the directory: too many wrong passwords (back-off)."),
+    ("unverified", "schoolgate_identity_unverified_total",
+     "Sign-ins asked again because the directory could not check them (it was down)."),
 )
 WRITER_GAUGES = (
     (("queue_depth", "queued"), "schoolgate_events_queue_depth",

@@ -4,6 +4,9 @@
 the caller's event loop never waits on the network); `LocalDirectory` reads a users file with
 hashed passwords (the embedded directory for the demo and schools without LDAP). Both raise
 `DirectoryUnavailable` when they cannot answer. Passwords are never stored or logged.
+
+Both look people up by the canonical user name (policy/names.py: NFKC, case-folded, trimmed)
+and answer with the canonical name, so every spelling of a name is one person everywhere.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ldap3.utils.dn import parse_dn
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as checked_dataclass
 
+from policy.names import canonical_user
 from store.identity_config import (
     GroupMode,
     IdentityConfigError,
@@ -154,10 +158,15 @@ def parse_users_file(text: str, *, source: str) -> Mapping[str, LocalUser]:
     seen: dict[str, str] = {}
     problems = []
     for name in parsed.users:
-        if name.casefold() in seen:
-            problems.append(f"{source}: users.{name}: same user as {seen[name.casefold()]!r} "
-                            "(user names ignore case)")
-        seen[name.casefold()] = name
+        try:
+            canonical = canonical_user(name)
+        except ValueError as error:
+            problems.append(f"{source}: users.{name!r}: {error}")
+            continue
+        if canonical in seen:
+            problems.append(f"{source}: users.{name}: same user as {seen[canonical]!r} "
+                            "(user names ignore case and width)")
+        seen[canonical] = name
     if problems:
         raise IdentityConfigError(problems)
     return parsed.users
@@ -173,12 +182,18 @@ class LocalDirectory:
             raise IdentityConfigError([f"{path}: cannot read the users file: "
                                        f"{error.strerror or error}"]) from None
         users = parse_users_file(text, source=path.name)
-        self._users = {name.casefold(): (name, user) for name, user in users.items()}
+        self._users = {canonical_user(name): (name, user) for name, user in users.items()}
         self._slots = asyncio.Semaphore(4)  # each check holds 16 MiB for scrypt
 
+    def _find(self, username: str) -> tuple[str, str, LocalUser] | None:
+        """(canonical name, name as written in the file, user), or None."""
+        name = _canonical_or_none(username)
+        found = self._users.get(name) if name is not None else None
+        return (name, *found) if name is not None and found is not None else None
+
     async def authenticate(self, username: str, password: str) -> DirectoryUser | None:
-        found = self._users.get(username.casefold())
-        encoded = found[1].password_hash if found else _DUMMY_HASH
+        found = self._find(username)
+        encoded = found[2].password_hash if found else _DUMMY_HASH
         async with self._slots:
             matches = await asyncio.to_thread(verify_password, password, encoded)
         if found is None or not matches or not password:
@@ -186,12 +201,12 @@ class LocalDirectory:
         return self._as_user(*found)
 
     async def lookup(self, username: str) -> DirectoryUser | None:
-        found = self._users.get(username.casefold())
+        found = self._find(username)
         return self._as_user(*found) if found else None
 
     @staticmethod
-    def _as_user(name: str, user: LocalUser) -> DirectoryUser:
-        return DirectoryUser(name, frozenset(user.groups), user.display_name or name)
+    def _as_user(name: str, written: str, user: LocalUser) -> DirectoryUser:
+        return DirectoryUser(name, frozenset(user.groups), user.display_name or written)
 
     def close(self) -> None:
         pass
@@ -246,15 +261,17 @@ class LdapDirectory:
 
     async def authenticate(self, username: str, password: str) -> DirectoryUser | None:
         # An empty password would be an unauthenticated bind, which LDAP servers accept.
-        if not username or not password or len(username) > 256 or len(password) > 1024:
+        name = _canonical_or_none(username)
+        if name is None or not password or len(password) > 1024:
             return None
-        return await self._call(self._authenticate_sync, username, password)
+        return await self._call(self._authenticate_sync, name, password)
 
     async def lookup(self, username: str) -> DirectoryUser | None:
         """The user's name and groups found with the service account; no password checked."""
-        if not username or len(username) > 256:
+        name = _canonical_or_none(username)
+        if name is None:
             return None
-        return await self._call(self._lookup_sync, username)
+        return await self._call(self._lookup_sync, name)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -289,6 +306,11 @@ class LdapDirectory:
     def _authenticate_sync(self, username: str, password: str) -> DirectoryUser | None:
         found = self._with_service(lambda conn: self._find_user(conn, username))
         if found is None:
+            # Bind anyway (as nobody), so an unknown user costs what a wrong password costs
+            # and the timing does not tell who exists (the local directory's dummy hash).
+            with contextlib.suppress(DirectoryUnavailable):
+                self._bind_as(f"cn=schoolgate-nobody-{os.urandom(6).hex()},"
+                              f"{self._settings.user_search_base}", password)
             return None
         dn, attributes = found
         if not self._bind_as(dn, password):
@@ -308,7 +330,7 @@ class LdapDirectory:
         name = next(iter(_values(attributes, s.username_attribute)), username)
         display = next(iter(_values(attributes, s.display_name_attribute)
                             or _values(attributes, "cn")), name)
-        return DirectoryUser(name, frozenset(groups), display)
+        return DirectoryUser(_canonical_or_none(name) or username, frozenset(groups), display)
 
     def _find_user(self, conn: ldap3.Connection, username: str) -> tuple[str, Any] | None:
         s = self._settings
@@ -410,6 +432,13 @@ class LdapDirectory:
             _close(conn)
             raise _ServerError(f"StartTLS refused: {conn.result['description']}")
         return conn
+
+
+def _canonical_or_none(username: str) -> str | None:
+    try:
+        return canonical_user(username)
+    except ValueError:
+        return None
 
 
 def _close(conn: ldap3.Connection) -> None:

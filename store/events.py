@@ -43,6 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 
 from policy.model import Reason, Verdict
+from policy.names import user_key
 from store.models import CircumventionAttemptRow, EventRow
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ class Event:
         if self.at.tzinfo is None:
             raise ValueError(f"Event.at must be an aware datetime, not {self.at!r} "
                              "(use datetime.now(UTC))")
+        if self.user is not None:  # one spelling of a person in the records
+            object.__setattr__(self, "user", user_key(self.user))
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,6 +236,31 @@ class AlertRow(Base):
     __table_args__ = (Index("ix_alerts_state_at", "state", "at"),)
 
 
+class SignInThrottleRow(Base):
+    """Failed sign-ins counted for one key (a user name, an address, or both), shared by every
+    gateway replica and admin process: see store/throttle.py. The key is a hash, so the table
+    holds no user names or addresses."""
+
+    __tablename__ = "signin_throttle"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)  # in the current window
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    strikes: Mapped[int] = mapped_column(Integer)  # windows in a row that reached the limit
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # meaningless after
+
+
+class SessionStampRow(Base):
+    """The admin's per-person "valid after" stamp: a session cookie issued before it is no
+    longer accepted (signing out, or a member of staff signed out everywhere)."""
+
+    __tablename__ = "session_stamps"
+
+    user: Mapped[str] = mapped_column(String(256), primary_key=True)  # canonical user name
+    valid_after: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ChangeCounter(Base):
     """One row whose counter goes up with every write to the override tables (by triggers, and
     by `bump_change_counter`): the gateway's cheap "did anything change?" check."""

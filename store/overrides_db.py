@@ -21,9 +21,11 @@ from policy.model import (
     LocalListEntry,
     Overrides,
     Sanction,
+    Scope,
     SupervisedSession,
     TargetKind,
 )
+from policy.names import user_key
 from store.db import make_engine
 from store.models import (
     CHANGES_ROW,
@@ -106,17 +108,18 @@ class DatabaseOverridesSource:
                 if host is None:
                     continue
                 target = host
+            who = user_key(e.who) if e.scope is Scope.USER and e.who else e.who
             exceptions.append(ApprovedException(id=e.id, scope=e.scope,
                                                 target_kind=e.target_kind, target=target,
-                                                starts=e.starts, ends=e.ends, who=e.who))
+                                                starts=e.starts, ends=e.ends, who=who))
         sanctions = tuple(
-            Sanction(s.id, s.user, s.starts, s.ends)
+            Sanction(s.id, user_key(s.user), s.starts, s.ends)
             for s in session.scalars(select(SanctionRow).where(
                 SanctionRow.state == SanctionState.PLACED,
                 or_(SanctionRow.ends.is_(None), SanctionRow.ends > since))
                 .order_by(SanctionRow.starts, SanctionRow.id)))
         sessions = tuple(
-            SupervisedSession(s.user, s.starts, s.ends)
+            SupervisedSession(user_key(s.user), s.starts, s.ends)
             for s in session.scalars(select(SupervisedSessionRow).where(
                 SupervisedSessionRow.ends > since)
                 .order_by(SupervisedSessionRow.starts, SupervisedSessionRow.id)))

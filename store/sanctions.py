@@ -5,6 +5,8 @@ sanctions and open supervised sessions, for the gateway and the admin alike.
 
 Service functions work in the caller's transaction (`with Session(engine) as s, s.begin():`);
 every write to sanctions or sessions bumps the change counter, so every gateway picks it up.
+User names are stored and compared in their canonical form (policy/names.py): a sanction typed
+`Pupil1` applies to `pupil1`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from policy.model import CircumventionSettings, SanctionAction
+from policy.names import canonical_user
 from store.alerts import Alert, AlertKind, raise_alert
 from store.models import (
     AlertSeverity,
@@ -132,8 +135,7 @@ def place_sanction(*, session: Session, user: str, starts: datetime, ends: datet
                    state: SanctionState = SanctionState.PLACED) -> str:
     """A supervised-only sanction on `user` for [starts, ends) (ends None: until lifted), or
     with state RECOMMENDED a recommendation the DSL decides on. Returns its id."""
-    if not user:
-        raise ValueError("a sanction needs a user name")
+    user = canonical_user(user)  # ValueError says what is wrong with the name
     if ends is not None and ends <= starts:
         raise ValueError(f"a sanction must end after it starts ({starts.isoformat()} -> "
                          f"{ends.isoformat()})")
@@ -179,6 +181,7 @@ def lift_sanction(*, session: Session, sanction_id: str, by: str, at: datetime,
 def open_supervised_session(*, session: Session, user: str, starts: datetime, ends: datetime,
                             opened_by: str) -> str:
     """A member of staff supervises `user` for [starts, ends): the sanction does not block."""
+    user = canonical_user(user)
     if ends <= starts:
         raise ValueError("a supervised session must end after it starts")
     session_id = str(uuid.uuid4())
@@ -191,6 +194,10 @@ def open_supervised_session(*, session: Session, user: str, starts: datetime, en
 
 def active_sanction(*, session: Session, user: str, at: datetime) -> SanctionRow | None:
     """The placed sanction in force on `user` at `at`, if any."""
+    try:
+        user = canonical_user(user)
+    except ValueError:
+        return None
     return session.scalars(select(SanctionRow).where(
         SanctionRow.user == user, SanctionRow.state == SanctionState.PLACED,
         SanctionRow.starts <= at, or_(SanctionRow.ends.is_(None), SanctionRow.ends > at))

@@ -29,6 +29,7 @@ from policy.model import (
     TargetKind,
     Verdict,
 )
+from policy.names import user_key
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def parse_overrides(text: str, *, source: str) -> Overrides:
             id=e.id, scope=e.scope, target_kind=e.target_kind,
             target=host(e.target, f"exceptions.{i}.target")
             if e.target_kind is TargetKind.HOST else e.target,
-            starts=e.starts, ends=e.ends, who=e.who)
+            starts=e.starts, ends=e.ends,
+            who=user_key(e.who) if e.scope is Scope.USER and e.who else e.who)
         for i, e in enumerate(spec.exceptions))
     local = tuple(LocalListEntry(host(e.host, f"local_list.{i}.host"), e.verdict, e.note)
                   for i, e in enumerate(spec.local_list))
@@ -124,8 +126,9 @@ def parse_overrides(text: str, *, source: str) -> Overrides:
         raise SnapshotError("\n  ".join([f"{source}: {len(problems)} problem(s)", *problems]))
     return Overrides(
         exceptions=exceptions,
-        sanctions=tuple(Sanction(s.id, s.user, s.starts, s.ends) for s in spec.sanctions),
-        supervised_sessions=tuple(SupervisedSession(s.user, s.starts, s.ends)
+        sanctions=tuple(Sanction(s.id, user_key(s.user), s.starts, s.ends)
+                        for s in spec.sanctions),
+        supervised_sessions=tuple(SupervisedSession(user_key(s.user), s.starts, s.ends)
                                   for s in spec.supervised_sessions),
         local_list=local,
     )

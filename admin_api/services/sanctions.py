@@ -1,22 +1,30 @@
 """The DSL's supervised-only sanctions ("a ban from using school computing equipment, other than
 with close supervision"): list them, place, extend, lift, and open a supervised session. The
 writes go through store/sanctions.py (which bumps the change counter, so every gateway applies
-them within seconds) and are audited in the same transaction."""
+them within seconds) and are audited in the same transaction.
+
+The user name is checked against the school's directory and stored in its canonical form
+(policy/names.py), so a sanction typed `Pupil1` applies to `pupil1`, and a misspelt name is
+refused rather than recorded as a sanction that applies to nobody."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio.from_thread
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from admin_api.errors import InvalidInput
+from admin_api.errors import InvalidInput, Unavailable
 from admin_api.roles import SignedInUser
 from admin_api.services import audit
+from policy.names import canonical_user
 from store import sanctions as store
+from store.directory import Directory, DirectoryUnavailable, DirectoryUser
 from store.models import SanctionRow, SanctionState, SupervisedSessionRow
 
 RECENT = timedelta(days=30)  # ended or lifted sanctions this recent are listed too
@@ -58,9 +66,39 @@ def _refused(error: ValueError, field: str) -> InvalidInput:
     return InvalidInput({field: str(error)})
 
 
+def directory_name(directory: Directory | None, typed: str) -> str:
+    """The canonical name of the person `typed` names. InvalidInput if it is not a user name or
+    the directory does not know it; Unavailable if the directory cannot be asked."""
+    try:
+        name = canonical_user(typed)
+    except ValueError as error:
+        raise _refused(error, "user") from None
+    if directory is None:
+        return name
+    try:
+        found = _lookup(directory, name)
+    except DirectoryUnavailable:
+        raise Unavailable("the school directory cannot be reached just now, so that name "
+                          "cannot be checked; try again in a minute") from None
+    if found is None:
+        raise InvalidInput({"user": f"We could not find anyone called {typed.strip()!r} in the "
+                                    "school's directory: check the spelling"})
+    return canonical_user(found.username)
+
+
+def _lookup(directory: Directory, name: str) -> DirectoryUser | None:
+    """Ask the directory from a route's worker thread, on the application's event loop."""
+    try:
+        return anyio.from_thread.run(directory.lookup, name)
+    except RuntimeError:  # not in a worker thread of the app (a script, a test)
+        return asyncio.run(directory.lookup(name))
+
+
 def place(session: Session, *, actor: SignedInUser, user: str, ends: datetime | None,
-          reason: str, at: datetime) -> SanctionRow:
-    """Supervised-only for `user` from now until `ends` (None: until lifted)."""
+          reason: str, at: datetime, directory: Directory | None = None) -> SanctionRow:
+    """Supervised-only for `user` from now until `ends` (None: until lifted). With a directory,
+    only a person it knows."""
+    user = directory_name(directory, user)
     try:
         sanction_id = store.place_sanction(session=session, user=user, starts=at, ends=ends,
                                            reason=reason, placed_by=actor.username)
@@ -106,8 +144,9 @@ def lift(session: Session, *, actor: SignedInUser, sanction: SanctionRow, note: 
 
 
 def open_session(session: Session, *, actor: SignedInUser, user: str, minutes: int,
-                 at: datetime) -> SupervisedSessionRow:
+                 at: datetime, directory: Directory | None = None) -> SupervisedSessionRow:
     """`actor` supervises `user` from now for `minutes`: the sanction does not block meanwhile."""
+    user = directory_name(directory, user)
     try:
         session_id = store.open_supervised_session(
             session=session, user=user, starts=at, ends=at + timedelta(minutes=minutes),

@@ -85,7 +85,7 @@ def shared_app(resources: Resources) -> FastAPI:
 
 @pytest.fixture
 def app(shared_app: FastAPI, resources: Resources) -> Iterator[FastAPI]:
-    resources.throttle = SignInThrottle(max_per_user=5, max_per_ip=30, window_seconds=900)
+    resources.throttle = SignInThrottle(None, max_per_user=5, max_per_ip=30, window_seconds=900)
     yield shared_app
     shared_app.dependency_overrides.clear()
 

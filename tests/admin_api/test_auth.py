@@ -4,22 +4,30 @@ hostile user name against a real slapd."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import ldap3
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
+from sqlalchemy import delete
+from starlette.requests import Request
 
 from admin_api.app import make_app
 from admin_api.resources import Resources, make_resources
 from admin_api.settings import Settings
-from admin_api.throttle import SignInThrottle
+from admin_api.throttle import SignInThrottle, client_address
 from store.directory import hash_password
+from store.models import SignInThrottleRow
 from tests.admin_api.conftest import CSRF, TEST_SECRET, settings_for, sign_in
-from tests.support.slapd import SlapdServer, shared_slapd
+from tests.support.slapd import SlapdServer, shared_slapd, slapd_server
 
-__all__ = ["shared_slapd"]
+__all__ = ["shared_slapd", "slapd_server"]
 
 
 def _form(client: TestClient, **fields: str) -> dict[str, str]:
@@ -103,7 +111,7 @@ def test_sign_in_is_throttled_per_user_name(app: FastAPI, resources: Resources) 
 
 
 def test_sign_in_is_throttled_per_address(app: FastAPI, resources: Resources) -> None:
-    resources.throttle = SignInThrottle(max_per_user=100, max_per_ip=3, window_seconds=60)
+    resources.throttle = SignInThrottle(None, max_per_user=100, max_per_ip=3, window_seconds=60)
     client = TestClient(app, follow_redirects=False)
     for name in ("a1", "a2", "a3"):
         client.post("/signin", data=_form(client, username=name, password="x"))
@@ -112,15 +120,96 @@ def test_sign_in_is_throttled_per_address(app: FastAPI, resources: Resources) ->
     assert answer.status_code == 429
 
 
-def test_the_throttle_forgets_after_its_window() -> None:
-    now = [0.0]
-    throttle = SignInThrottle(max_per_user=2, max_per_ip=100, window_seconds=60,
-                              clock=lambda: now[0])
-    throttle.failed("Pupil1", "10.0.0.1")
-    throttle.failed("pupil1", "10.0.0.2")
-    assert throttle.retry_after("PUPIL1", "10.0.0.3") == 61
-    now[0] = 60.5
-    assert throttle.retry_after("pupil1", "10.0.0.3") is None
+@pytest.fixture
+def shared_throttle(resources: Resources) -> Iterator[SignInThrottle]:
+    """The throttle as the admin really runs it: in the shared database (emptied first)."""
+    with resources.engine.begin() as conn:
+        conn.execute(delete(SignInThrottleRow))
+    resources.throttle = SignInThrottle(resources.engine, max_per_user=5, max_per_ip=30,
+                                        window_seconds=900)
+    yield resources.throttle
+    with resources.engine.begin() as conn:
+        conn.execute(delete(SignInThrottleRow))
+
+
+def test_full_width_spellings_get_no_extra_tries(app: FastAPI,
+                                                 shared_throttle: SignInThrottle) -> None:
+    # Finding 6: each of 255 full-width/ASCII mixes of a name had its own five tries.
+    client = TestClient(app, follow_redirects=False)
+    for typed in ("teacher1", "ｔｅａｃｈｅｒ１", "TEACHER1", "ｔeacher1", "teacher１"):
+        answer = client.post("/signin", data=_form(client, username=typed, password="x"))
+        assert answer.status_code == 401
+    for typed in ("teacheｒ1", "teacher1"):
+        answer = client.post("/signin", data=_form(client, username=typed,
+                                                   password="teacher1-demo"))
+        assert answer.status_code == 429
+
+
+async def test_a_burst_of_guesses_is_counted_before_any_password_is_checked(
+        app: FastAPI, shared_throttle: SignInThrottle) -> None:
+    # Finding 5: 60 parallel wrong passwords and one right one: 401 x60, then signed in.
+    async def attempt(n: int) -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as client:
+            token = CSRF.search((await client.get("/signin")).text)
+            assert token is not None
+            password = "dsl1-demo" if n == 29 else f"guess{n}"
+            answer = await client.post("/signin", data={
+                "username": "dsl1", "password": password, "csrf_token": token.group(1)})
+            return answer.status_code
+
+    statuses = await asyncio.gather(*(attempt(n) for n in range(30)))
+    assert statuses.count(401) + statuses.count(303) == 5
+    assert statuses.count(429) == 25
+
+
+def test_someone_elses_guesses_do_not_keep_the_dsl_out(app: FastAPI,
+                                                       shared_throttle: SignInThrottle) -> None:
+    # Finding 13: five wrong passwords from anywhere locked the DSL out for 15 minutes.
+    guesser = TestClient(app, follow_redirects=False, client=("10.0.0.66", 50000))
+    for n in range(5):
+        guesser.post("/signin", data=_form(guesser, username="dsl1", password=f"g{n}"))
+    answer = guesser.post("/signin", data=_form(guesser, username="dsl1", password="dsl1-demo"))
+    assert answer.status_code == 429
+    dsl = TestClient(app, follow_redirects=False, client=("10.0.0.20", 50000))
+    answer = dsl.post("/signin", data=_form(dsl, username="dsl1", password="dsl1-demo"))
+    assert answer.status_code == 303
+
+
+def _request(peer: str, *forwarded: str) -> Request:
+    headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
+    return Request({"type": "http", "method": "POST", "path": "/signin", "headers": headers,
+                    "client": (peer, 50000), "query_string": b""})
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "expected"), [
+    ("10.0.0.66", ["1.2.3.4"], "10.0.0.66"),  # not a trusted proxy: the header is ignored
+    ("192.0.2.1", ["10.0.0.66"], "10.0.0.66"),  # the reverse proxy says who it is for
+    ("192.0.2.1", ["6.6.6.6, 10.0.0.66"], "10.0.0.66"),  # the client's own header is not believed
+    ("192.0.2.1", ["6.6.6.6", "10.0.0.66, 192.0.2.2"], "10.0.0.66"),  # two trusted hops
+    ("192.0.2.1", ["not-an-address"], "192.0.2.1"),
+    ("192.0.2.1", [], "192.0.2.1"),
+])
+def test_the_client_address_comes_from_a_configured_reverse_proxy_only(
+        peer: str, forwarded: list[str], expected: str) -> None:
+    trusted = [ipaddress.ip_network("192.0.2.0/30")]
+    assert client_address(_request(peer, *forwarded), trusted) == expected
+    assert client_address(_request(peer, *forwarded), []) == peer
+
+
+def test_signing_out_ends_the_session_on_the_server(app: FastAPI) -> None:
+    # Finding 12: a copied cookie stayed valid for 8 hours after signing out.
+    client = sign_in(app, "bursar1", "bursar1-demo")
+    copied = client.cookies["sg_session"]
+    assert client.get("/api/me").status_code == 200
+    token = CSRF.search(client.get("/").text)
+    assert token is not None
+    assert client.post("/signout", data={"csrf_token": token.group(1)}).status_code == 303
+    thief = TestClient(app, follow_redirects=False)
+    thief.cookies.set("sg_session", copied)
+    assert thief.get("/api/me").status_code == 401
+    # and signing in again afterwards works
+    assert sign_in(app, "bursar1", "bursar1-demo").get("/api/me").status_code == 200
 
 
 def test_next_never_leads_off_the_site(app: FastAPI) -> None:
@@ -206,3 +295,51 @@ def test_admin_roles_come_from_the_real_directorys_groups(
     assert role in me["roles"]
     others = {"business_manager", "dsl", "it_technician"} - {role}
     assert not others & set(me["roles"])
+
+
+@pytest.mark.ldap
+def test_a_role_removed_in_the_directory_ends_at_the_next_request(
+        slapd_server: SlapdServer, tmp_path: Path, resources: Resources) -> None:
+    # Finding 12: the roles lived in the cookie for 8 hours.
+    identity = slapd_server.write_identity_config(tmp_path / "identity")
+    settings = settings_for(resources.settings.effective_database_url, tmp_path,
+                            identity_file=identity, role_refresh_seconds=0)
+    app = make_app(resources=make_resources(settings))
+    client = sign_in(app, "bursar1", "bursar1-pass")
+    assert "business_manager" in client.get("/api/me").json()["roles"]
+    with slapd_server.admin_connection() as ldap:
+        group = f"cn=BusinessManagers,{slapd_server.groups_dn}"
+        user = f"uid=bursar1,{slapd_server.people_dn}"
+        assert user in str(ldap.search(group, "(objectClass=*)", attributes=["member"])
+                           and ldap.entries[0].member.values)
+        someone_else = f"uid=teacher1,{slapd_server.people_dn}"  # the group cannot be empty
+        assert ldap.modify(group, {"member": [(ldap3.MODIFY_REPLACE, [someone_else])]}), \
+            ldap.result
+    assert "business_manager" not in client.get("/api/me").json()["roles"]
+    with slapd_server.admin_connection() as ldap:
+        assert ldap.delete(f"uid=bursar1,{slapd_server.people_dn}"), ldap.result
+    assert client.get("/api/me").status_code == 401
+
+
+def test_behind_a_trusted_reverse_proxy_each_client_is_counted_apart(
+        resources: Resources, tmp_path: Path) -> None:
+    settings = settings_for(resources.settings.effective_database_url, tmp_path,
+                            trusted_proxies=["192.0.2.1/32"])
+    made = make_resources(settings)
+    made.throttle = SignInThrottle(None, max_per_user=5, max_per_ip=30, window_seconds=900)
+    app = make_app(resources=made)
+    proxy = TestClient(app, follow_redirects=False, client=("192.0.2.1", 40000))
+
+    def via_proxy(client_address: str, password: str) -> int:
+        return proxy.post("/signin", headers={"X-Forwarded-For": client_address},
+                          data=_form(proxy, username="dsl1", password=password)).status_code
+
+    assert [via_proxy("10.0.0.66", f"g{n}") for n in range(6)] == [401] * 5 + [429]
+    assert via_proxy("10.0.0.20", "dsl1-demo") == 303
+    # Anyone else's X-Forwarded-For is ignored: no fresh tries by naming another address.
+    direct = TestClient(app, follow_redirects=False, client=("10.0.0.77", 40000))
+    statuses = [direct.post("/signin", headers={"X-Forwarded-For": f"10.9.0.{n}"},
+                            data=_form(direct, username="dsl1", password=f"g{n}")).status_code
+                for n in range(6)]
+    assert statuses == [401] * 5 + [429]
+    made.close()

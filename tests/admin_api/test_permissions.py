@@ -73,9 +73,9 @@ ENDPOINTS = [
                    "action_taken": "Spoke to them.", "outcome": "Understood."}),
     Endpoint("GET", "/monitoring/sanctions", DSL, 200),
     Endpoint("POST", "/monitoring/sanctions", DSL, 303,
-             form={"user": "pupil-{tag}", "days": "2", "reason": "Repeated proxy use."}),
+             form={"user": "it1", "days": "2", "reason": "Repeated proxy use."}),  # known name
     Endpoint("POST", "/monitoring/supervised-sessions", DSL, 303,
-             form={"user": "pupil-{tag}", "minutes": "30"}),
+             form={"user": "it1", "minutes": "30"}),
     Endpoint("GET", "/monitoring/charts", DSL, 200),
     Endpoint("GET", "/monitoring/weekly", DSL, 200),
     Endpoint("GET", "/monitoring/weekly.csv", DSL, 200),
@@ -107,9 +107,9 @@ ENDPOINTS = [
                    "action_taken": "Spoke to them.", "outcome": "Understood."}),
     Endpoint("GET", "/api/monitoring/sanctions", DSL, 200),
     Endpoint("POST", "/api/monitoring/sanctions", DSL, 201,
-             json={"user": "pupil-{tag}", "reason": "Repeated proxy use."}),
+             json={"user": "it1", "reason": "Repeated proxy use."}),
     Endpoint("POST", "/api/monitoring/supervised-sessions", DSL, 201,
-             json={"user": "pupil-{tag}", "minutes": 30}),
+             json={"user": "it1", "minutes": 30}),
     Endpoint("GET", "/api/monitoring/charts", DSL, 200),
     Endpoint("GET", "/api/monitoring/weekly", DSL, 200),
     # open to everyone

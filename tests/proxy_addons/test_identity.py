@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,11 @@ from mitmproxy.test import taddons, tflow
 from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
 from proxy_addons.identity import DEFAULT, Identify, parse_basic
+from store.db import upgrade
+from tests.support.postgres import database_url, postgres_session_url
 from tests.support.slapd import SlapdServer
+
+__all__ = ["database_url", "postgres_session_url"]
 
 DATA = Path(__file__).resolve().parents[2] / "store" / "data"
 DEMO = DATA / "demo-identity.yaml"
@@ -234,15 +239,27 @@ async def test_an_error_inside_the_hook_fails_closed(addon: Identify) -> None:
         raise RuntimeError("clock broke")
 
     addon.clock = broken_clock
+    # Credentials nobody could check are asked for again (finding 11: never the default role).
     flow = make_flow(auth=basic("teacher1", "teacher1-demo"), connect=True)
     await addon.http_connect(flow)
-    assert identity_of(flow) == DEFAULT
-    assert flow.response is None
+    assert challenged(flow)
+    assert identity_of(flow) is None
     assert "Proxy-Authorization" not in flow.request.headers
     assert addon.stats["hook_errors"] == 1
-    inside = make_flow(client=flow.client_conn)
+    # Without credentials (a transparent client), the most restrictive role.
+    plain = make_flow(mode="transparent", connect=True)
+    addon._setup = dataclasses.replace(addon._setup, config=dataclasses.replace(
+        addon._setup.config, subnets=()))
+    addon._identify = broken_identify  # type: ignore[method-assign]
+    await addon.http_connect(plain)
+    assert identity_of(plain) == DEFAULT
+    inside = make_flow(client=plain.client_conn)
     await addon.requestheaders(inside)
     assert identity_of(inside) == DEFAULT
+
+
+async def broken_identify(flow: http.HTTPFlow) -> Identity:
+    raise RuntimeError("identify broke")
 
 
 async def test_a_bad_configuration_is_refused_and_the_running_one_kept(
@@ -283,8 +300,9 @@ async def test_ldap_sign_in_gives_role_and_groups(addon: Identify, shared_slapd:
 
 
 @pytest.mark.ldap
-async def test_ldap_down_mid_run_cached_users_keep_their_role_new_users_get_the_default(
+async def test_ldap_down_mid_run_only_the_exact_pairs_verified_before_get_in(
         addon: Identify, slapd_server: SlapdServer, tmp_path: Path) -> None:
+    # Finding 11: while the directory was down, any credentials got the default role.
     configure(addon, slapd_server.write_identity_config(tmp_path))
     now = [0.0]
     addon.clock = lambda: now[0]
@@ -299,14 +317,20 @@ async def test_ldap_down_mid_run_cached_users_keep_their_role_new_users_get_the_
     assert (addon.stats["directory_lookups"], addon.stats["directory_errors"]) == (1, 0)
 
     await addon.requestheaders(new := make_flow(auth=basic("socialmedia1", "socialmedia1-pass")))
-    assert identity_of(new) == DEFAULT
-    assert new.response is None  # not a 407: the password may well be right
+    assert challenged(new)  # could not be checked: asked again, never let in anonymously
+    assert identity_of(new) is None
     assert addon.stats["directory_errors"] == 1
+    for auth in (basic("nobody", "x"), basic("teacher1", "a-guess"), basic("pupil1", "pw")):
+        await addon.requestheaders(guess := make_flow(auth=auth))
+        assert challenged(guess)
+        assert identity_of(guess) is None
+    assert addon.stats["directory_lookups"] == 2  # the directory is not waited on again at once
 
     now[0] = 3600.0  # past the positive TTL while the directory is still down
     await addon.requestheaders(stale := make_flow(auth=teacher))
-    assert identity_of(stale) == staff
+    assert identity_of(stale) == staff  # the exact user and password verified before
     assert addon.stats["directory_errors"] == 2
+    assert addon.stats["unverified"] == 4
 
     slapd_server.start()
     now[0] = 7200.0  # past the short hold of answers given while the directory was down
@@ -314,3 +338,98 @@ async def test_ldap_down_mid_run_cached_users_keep_their_role_new_users_get_the_
     found = identity_of(back)
     assert found is not None
     assert found.role == "social_media_manager"
+
+
+# --- one name, and no password guessing (findings 3 and 6) ------------------------------------
+
+
+@pytest.mark.parametrize("typed", ["PUPIL1", "ｐｕｐｉｌ１", " Pupil1 "])
+async def test_the_subjects_user_is_the_canonical_name(addon: Identify, typed: str) -> None:
+    configure(addon, DEMO)
+    await addon.requestheaders(flow := make_flow(auth=basic(typed, "pupil1-demo")))
+    found = identity_of(flow)
+    assert found is not None
+    assert found.user == "pupil1"
+
+
+async def test_a_user_name_with_control_characters_is_not_tried(addon: Identify) -> None:
+    configure(addon, DEMO)
+    await addon.requestheaders(flow := make_flow(auth=basic("pupil\x001", "pupil1-demo")))
+    assert challenged(flow)
+    assert addon.stats["directory_lookups"] == 0
+
+
+def retry_after(flow: http.HTTPFlow) -> int:
+    assert challenged(flow)
+    assert flow.response is not None
+    return int(flow.response.headers.get("Retry-After", "0"))
+
+
+async def test_guessing_stops_after_three_wrong_passwords_and_the_directory_is_not_asked(
+        addon: Identify) -> None:
+    # Finding 3: ~930 guesses a minute, the right password accepted at the end.
+    configure(addon, DEMO)
+    for n in range(3):
+        await addon.requestheaders(flow := make_flow(auth=basic("teacher1", f"guess{n}")))
+        assert retry_after(flow) == 0
+    for auth in (basic("teacher1", "guess3"), basic("teacher1", "teacher1-demo"),
+                 basic("ｔｅａｃｈｅｒ１", "teacher1-demo"), basic("TEACHER1", "guess4")):
+        await addon.requestheaders(flow := make_flow(auth=auth, peer="192.0.2.77"))
+        assert 500 < retry_after(flow) <= 600, auth
+        assert flow.response is not None
+        assert b"Too many wrong passwords" in flow.response.content
+    assert addon.stats["directory_lookups"] == 3
+    assert addon.stats["throttled"] == 4
+    # Someone else from the same room is not affected.
+    await addon.requestheaders(other := make_flow(auth=basic("pupil1", "pupil1-demo")))
+    assert identity_of(other) is not None
+
+
+async def test_people_signed_in_before_are_not_locked_out_by_a_guesser(
+        addon: Identify, tmp_path: Path) -> None:
+    configure(addon, local_config(tmp_path, cache={"positive_seconds": 60}))
+    now = [0.0]
+    addon.clock = lambda: now[0]
+    await addon.requestheaders(flow := make_flow(auth=basic("teacher1", "teacher1-demo")))
+    assert identity_of(flow) is not None
+    for n in range(5):
+        await addon.requestheaders(make_flow(auth=basic("teacher1", f"guess{n}"),
+                                             peer="192.0.2.66"))
+    now[0] = 120.0  # her cached sign-in has expired; her name is backed off
+    await addon.requestheaders(again := make_flow(auth=basic("teacher1", "teacher1-demo")))
+    found = identity_of(again)
+    assert found is not None
+    assert found.user == "teacher1"
+
+
+async def test_one_address_trying_many_names_is_backed_off(addon: Identify) -> None:
+    configure(addon, DEMO)
+    ctx.options.update(schoolgate_signin_failures_per_address=4)
+    for name in ("teacher1", "dsl1", "it1", "bursar1"):
+        await addon.requestheaders(flow := make_flow(auth=basic(name, "guess"),
+                                                     peer="192.0.2.66"))
+        assert retry_after(flow) == 0
+    await addon.requestheaders(flow := make_flow(auth=basic("pupil1", "pupil1-demo"),
+                                                 peer="192.0.2.66"))
+    assert retry_after(flow) > 0
+    await addon.requestheaders(flow := make_flow(auth=basic("pupil1", "pupil1-demo"),
+                                                 peer="192.0.2.67"))
+    assert identity_of(flow) is not None
+
+
+def test_bad_throttle_options_are_refused(addon: Identify) -> None:
+    with pytest.raises(exceptions.OptionsError, match="at least 1"):
+        ctx.options.update(schoolgate_signin_failures_per_user=0)
+
+
+async def test_every_worker_and_replica_shares_the_count(database_url: str) -> None:
+    upgrade(database_url)
+    for worker in range(4):  # four gateway processes, one after another, one database
+        identify = Identify()
+        with taddons.context(identify):
+            configure(identify, DEMO)
+            ctx.options.update(schoolgate_database_url=database_url)
+            await identify.requestheaders(flow := make_flow(auth=basic("dsl1", f"g{worker}"),
+                                                            peer=f"192.0.2.{worker + 1}"))
+            assert (retry_after(flow) > 0) is (worker == 3), worker
+        identify.done()

@@ -234,7 +234,7 @@ def test_hashes_are_salted() -> None:
       "users.yaml: users.a.group: unknown setting (check the spelling)"]),
     (f"users:\n  Ann: {{password_hash: '{hash_password('x')}'}}\n"
      f"  ann: {{password_hash: '{hash_password('y')}'}}\n",
-     ["users.yaml: users.ann: same user as 'Ann' (user names ignore case)"]),
+     ["users.yaml: users.ann: same user as 'Ann' (user names ignore case and width)"]),
     ("people: []\n", ["users.yaml: users: required setting is missing",
                       "users.yaml: people: unknown setting (check the spelling)"]),
 ])
@@ -242,3 +242,62 @@ def test_users_file_problems_are_located(text: str, problems: list[str]) -> None
     with pytest.raises(IdentityConfigError) as raised:
         parse_users_file(text, source="users.yaml")
     assert list(raised.value.problems) == problems
+
+
+# --- one canonical name (finding 6) and no user-existence oracle (finding 22) ---------------
+
+
+@pytest.mark.parametrize("typed", ["ｔｅａｃｈｅｒ１", "TEACHER１", " Teacher1 "])
+async def test_every_spelling_signs_in_as_the_canonical_name(directory: LdapDirectory,
+                                                             typed: str) -> None:
+    user = await directory.authenticate(typed, "teacher1-pass")
+    assert user is not None
+    assert user.username == "teacher1"
+    found = await directory.lookup(typed)
+    assert found is not None
+    assert found.username == "teacher1"
+
+
+@pytest.mark.parametrize("typed", ["ｐｕｐｉｌ１", "PUPIL1", "pupil1 "])
+async def test_the_users_file_knows_every_spelling_by_the_canonical_name(typed: str) -> None:
+    local = LocalDirectory(DEMO_USERS)
+    user = await local.authenticate(typed, "pupil1-demo")
+    assert user is not None
+    assert user.username == "pupil1"
+    found = await local.lookup(typed)
+    assert found is not None
+    assert found.username == "pupil1"
+
+
+def test_a_users_file_name_with_control_characters_is_refused() -> None:
+    encoded = hash_password("x")
+    with pytest.raises(IdentityConfigError) as raised:
+        parse_users_file(f'users:\n  "ann\\x07": {{password_hash: "{encoded}"}}\n',
+                         source="users.yaml")
+    assert "control or invisible characters" in raised.value.problems[0]
+
+
+class CountingLdap(LdapDirectory):
+    """The real directory, counting the connections it opens to the server."""
+
+    opened = 0
+
+    def _connect(self, user: str, password: str):  # type: ignore[no-untyped-def]
+        CountingLdap.opened += 1
+        return super()._connect(user, password)
+
+
+async def test_an_unknown_user_costs_the_directory_what_a_wrong_password_costs(
+        shared_slapd: SlapdServer, tmp_path: Path) -> None:
+    # Finding 22: a wrong password bound as the user, an unknown user did not (~1 ms less).
+    ldap = CountingLdap(settings_for(shared_slapd, tmp_path))
+    try:
+        await ldap.authenticate("teacher1", "warm-the-pool")
+        cost = {}
+        for name in ("teacher1", "nobody-at-all"):
+            CountingLdap.opened = 0
+            assert await ldap.authenticate(name, "wrong-password") is None
+            cost[name] = CountingLdap.opened
+        assert cost["nobody-at-all"] == cost["teacher1"] == 1
+    finally:
+        ldap.close()

@@ -133,7 +133,7 @@ def test_place_extend_lift_and_supervise_reach_the_gateway_snapshot(engine: Engi
 
 @pytest.mark.parametrize(("call", "error"), [
     (lambda s: place_sanction(session=s, user="", starts=T0, ends=None, reason="r",
-                              placed_by="dsl"), "needs a user"),
+                              placed_by="dsl"), "user name is empty"),
     (lambda s: place_sanction(session=s, user="p", starts=T0, ends=T0, reason="r",
                               placed_by="dsl"), "must end after it starts"),
     (lambda s: extend_sanction(session=s, sanction_id="nope", ends=None, by="dsl"),
@@ -156,3 +156,31 @@ def test_a_lifted_sanction_cannot_be_extended(engine: Engine) -> None:
         lift_sanction(session=session, sanction_id=sid, by="dsl", at=T0)
         with pytest.raises(ValueError, match="was lifted"):
             extend_sanction(session=session, sanction_id=sid, ends=None, by="dsl")
+
+
+# --- one canonical name (finding 10) ---------------------------------------------------------
+
+
+def test_a_sanction_is_stored_and_found_under_the_canonical_name(engine: Engine) -> None:
+    now = datetime.now(UTC)  # the overrides source reads the real clock
+    with Session(engine) as session, session.begin():
+        place_sanction(session=session, user=" ＰＵＰＩＬ１", starts=now, ends=None,
+                       reason="typed on a Japanese keyboard", placed_by="dsl1")
+        open_supervised_session(session=session, user="Pupil1", starts=now,
+                                ends=now + timedelta(minutes=30), opened_by="teacher1")
+    with Session(engine) as session:
+        assert session.scalars(select(SanctionRow.user)).all() == ["pupil1"]
+        found = active_sanction(session=session, user="PUPIL1", at=now + timedelta(hours=1))
+        assert found is not None
+    overrides = DatabaseOverridesSource(engine).load_now()
+    assert [s.user for s in overrides.sanctions] == ["pupil1"]
+    assert [s.user for s in overrides.supervised_sessions] == ["pupil1"]
+
+
+def test_rows_written_before_names_were_canonical_still_apply(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        session.add(SanctionRow(id="old", user="Pupil1", starts=now, ends=None, reason="old",
+                                placed_by="dsl1", state=SanctionState.PLACED, note=""))
+    overrides = DatabaseOverridesSource(engine).load_now()
+    assert [s.user for s in overrides.sanctions] == ["pupil1"]
