@@ -429,6 +429,7 @@ class ListFile:
     compiled: date
     sources: tuple[str, ...]
     entries: tuple[ListEntry, ...] = field(default=())
+    remarks: tuple[str, ...] = ()  # comment lines written after the header
 
 
 def compact(entries: Iterable[ListEntry]) -> tuple[ListEntry, ...]:
@@ -448,6 +449,7 @@ def format_list_file(lst: ListFile) -> str:
     lines = [f"# category: {lst.category}", f"# description: {_one_line(lst.description)}",
              f"# compiled: {lst.compiled.isoformat()}"]
     lines.extend(f"# source: {_one_line(s)}" for s in lst.sources)
+    lines.extend(f"# {_one_line(r)}" for r in lst.remarks)
     for entry in lst.entries:
         comment = _one_line(entry.comment)
         lines.append(f"{entry.host}  # {comment}" if comment else entry.host)

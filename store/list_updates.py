@@ -394,12 +394,12 @@ def update_lists(config_path: Path, *, now: datetime, policy_path: Path | None =
             if not outcome.error:
                 outcome.error = entry["last_error"]
             continue
-        _write_atomic(out_dir / outcome.list_name, text.encode("utf-8"))
+        write_atomic(out_dir / outcome.list_name, text.encode("utf-8"))
         outcome.written = True
         entry.update({"updated_at": now.isoformat(), "entries": outcome.entries,
                       "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
                       "last_error": ""})
-    _write_atomic(out_dir / STATE_FILE, json.dumps({"lists": state}, indent=2,
+    write_atomic(out_dir / STATE_FILE, json.dumps({"lists": state}, indent=2,
                                                    sort_keys=True).encode("utf-8"))
     return UpdateReport(tuple(outcomes), policy_error)
 
@@ -443,7 +443,7 @@ def _load_state(out_dir: Path) -> dict[str, Any]:
         if isinstance(lists, dict) else {}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write beside `path`, flush to disk, then rename over it: readers see old or new."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

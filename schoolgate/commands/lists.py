@@ -14,10 +14,13 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+import policy
 from store.db import display_url, make_engine
+from store.list_build import BuildError, build_lists, load_manifest
 from store.list_status import CONFIG_FILE, ListsReport, ListStatusReader
-from store.list_updates import ListsConfigError, raise_list_alerts, update_lists
+from store.list_updates import ListsConfigError, raise_list_alerts, update_lists, write_atomic
 
+SHIPPED_MANIFEST = Path(policy.__file__).resolve().parent / "data" / "sources.yaml"
 DB_HELP = ("database to raise alerts for IT in (stale or failing lists); default: "
            "$SCHOOLGATE_DATABASE_URL, else no alerts")
 
@@ -49,6 +52,21 @@ def register(subparsers: Any) -> None:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument("--database", help=DB_HELP)
     status.set_defaults(handler=run_status)
+
+    build = sub.add_parser(
+        "build", help="build list files from pinned upstream checkouts (sources.yaml)",
+        description="Read the upstream checkouts named in the manifest (each in "
+                    "UPSTREAM/<source>/ at its pinned commit; every file's sha256 is checked) "
+                    "and write one list file per output. The same inputs always give the same "
+                    "bytes. With --check, write nothing and exit 1 if a file would change.")
+    build.add_argument("--manifest", type=Path, default=SHIPPED_MANIFEST,
+                       help="the manifest (default: policy/data/sources.yaml)")
+    build.add_argument("--upstream", type=Path, required=True,
+                       help="folder holding one checkout per source, named after it")
+    build.add_argument("--out", type=Path, required=True, help="where to write the lists")
+    build.add_argument("--check", action="store_true",
+                       help="compare with the files in --out instead of writing")
+    build.set_defaults(handler=run_build)
 
 
 def run_update(args: argparse.Namespace) -> int:
@@ -84,6 +102,30 @@ def run_status(args: argparse.Namespace) -> int:
     _alerts(args.database, report, [], now)
     bad = report.stale or [s for s in report.lists if s.updated_by == "missing"]
     return 1 if bad else 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    try:
+        manifest, hand = load_manifest(args.manifest)
+        built = build_lists(manifest, hand, args.upstream)
+    except BuildError as exc:
+        print(f"schoolgate lists build: {exc}", file=sys.stderr)
+        return 2
+    changed = 0
+    for item in built:
+        target = args.out / item.name
+        current = target.read_bytes() if target.is_file() else None
+        same = current == item.text.encode("utf-8")
+        if args.check:
+            print(f"{item.name}: {'same' if same else 'DIFFERS'} ({item.entries} entries)")
+        elif not same:
+            args.out.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, item.text.encode("utf-8"))
+            print(f"{item.name}: written ({item.entries} entries)")
+        else:
+            print(f"{item.name}: unchanged ({item.entries} entries)")
+        changed += not same
+    return 1 if args.check and changed else 0
 
 
 def format_status(report: ListsReport) -> str:
