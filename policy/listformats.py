@@ -114,6 +114,10 @@ def canonical_host(raw: str) -> str | FormatProblem:
 
     IP addresses and one-label names are refused: lists hold registrable names and hosts.
     """
+    if len(raw) <= 253 and DOMAIN_RE.fullmatch(raw) is not None and "xn--" not in raw:
+        last = raw.rpartition(".")[2]
+        if not last.isdigit() and not last.startswith("0x"):
+            return raw  # already canonical: the common case in big lists, kept cheap
     host = normalise_host(raw)
     if isinstance(host, HostError):
         return FormatProblem("", host.message)
