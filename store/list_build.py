@@ -39,6 +39,8 @@ BUILT_MARK = ("Built by 'schoolgate lists build' from policy/data/sources.yaml: 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_FILE_BYTES = 50_000_000
+# libyaml's safe loader when PyYAML was built with it (service files can be long), else Python's
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Strict(BaseModel):
@@ -205,7 +207,7 @@ def _adguard_service(text: str | None, path: str, problems: list[str]) -> Parsed
         problems.append(f"{path} is not pinned under the source's files")
         return ParsedList(())
     try:
-        spec = yaml.safe_load(text)
+        spec = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         problems.append(f"{path}: not YAML: {exc}")
         return ParsedList(())
