@@ -27,6 +27,12 @@ DEFAULT_MAX_AGE = timedelta(days=7)
 _HEADER_LINES = 40  # the '# compiled:' header is at the top of a list file
 
 FileStamp = tuple[int, int, int]  # (inode, size, mtime_ns)
+# libyaml's safe loader when PyYAML has it: the gateway re-reads the policy's list names often
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)  # noqa: S506
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +108,7 @@ def read_state(policy_dir: Path) -> dict[str, Any]:
 def read_max_age(policy_dir: Path) -> timedelta:
     """`max_age_hours` from lists.yaml beside the policy, else DEFAULT_MAX_AGE."""
     try:
-        spec = yaml.safe_load((policy_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        spec = _load_yaml(policy_dir / CONFIG_FILE)
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return DEFAULT_MAX_AGE
     hours = spec.get("max_age_hours") if isinstance(spec, dict) else None
@@ -128,7 +134,7 @@ def policy_stamp(path: Path) -> tuple[FileStamp | None, ...]:
     written, replaced or appearing beside the policy changes it (so the gateway reloads)."""
     stamps = [_stamp(path)]
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = _load_yaml(path)
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return tuple(stamps)
     for name in sorted(_categories(spec)[1]):
@@ -149,7 +155,7 @@ class ListStatusReader:
         path = policy_path if policy_path is not None else seed_policy_path()
         policy_dir = path.parent
         try:
-            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+            spec = _load_yaml(path)
         except (OSError, yaml.YAMLError, UnicodeDecodeError):
             spec = {}
         categories, named, inline, locked = _categories(spec)
