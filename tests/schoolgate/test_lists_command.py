@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from schoolgate.cli import main
 from schoolgate.commands.run import banner
+from store.db import make_engine, upgrade
+from store.models import AlertRow
 
 POLICY = """
 name: cli lists
@@ -76,3 +81,26 @@ def test_run_banner_names_the_empty_categories(policy: Path) -> None:
     text = banner(args, {"gateway"})
     assert "Empty categories (they block nothing yet): illegal_content." in text
     assert "schoolgate lists update" in text
+
+
+def test_status_raises_a_stale_alert_in_the_database(policy: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    upgrade(url)
+    (policy.parent / "lists.yaml").write_text("max_age_hours: 1\nsources:\n  - {name: feed, "
+                                              "category: adult, format: domains, "
+                                              "path: feed.txt}\n")
+    old = (datetime.now(UTC) - timedelta(hours=5)).isoformat()
+    (policy.parent / "lists-state.json").write_text(json.dumps(
+        {"lists": {"adult.txt": {"updated_at": old, "last_error": ""}}}))
+    assert main(["lists", "status", "--policy", str(policy), "--database", url]) == 1
+    assert "raised 1 alert(s) for IT" in capsys.readouterr().out
+    assert main(["lists", "status", "--policy", str(policy), "--database", url]) == 1
+    assert "raised" not in capsys.readouterr().out  # already open: not raised twice
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            rows = session.scalars(select(AlertRow)).all()
+    finally:
+        engine.dispose()
+    assert [(r.kind, r.details["list"]) for r in rows] == [("list_stale", "adult.txt")]

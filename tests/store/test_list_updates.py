@@ -9,6 +9,7 @@ import io
 import json
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +63,8 @@ class Origin:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path == "/slow":
+                    time.sleep(3)
                 body = files.get(self.path)
                 if body is None:
                     self.send_error(404)
@@ -328,3 +331,14 @@ def test_alerts_for_stale_and_failed_lists_raised_once(origin: Origin, school: P
     assert kinds == [AlertKinds.LIST_STALE, AlertKinds.LIST_UPDATE_FAILED]
     assert "adult.txt" in summaries
     assert "HTTP 404" in summaries
+
+
+def test_a_source_that_hangs_times_out(origin: Origin, school: Path) -> None:
+    origin.files["/slow"] = b"late.example\n"
+    config = write_config(school, f"timeout_seconds: 0.5\nsources:\n  - {{name: s, category: "
+                                  f"adult, format: domains, url: \"{origin.url}/slow\"}}\n")
+    started = time.monotonic()
+    report = update_lists(config, now=NOW, policy_path=school)
+    assert time.monotonic() - started < 3
+    assert "cannot fetch" in report.outcomes[0].error
+    assert adult_domains(school) == ("old.example",)
