@@ -195,10 +195,16 @@ def _expected_sha256(spec: SourceSpec, fetch: Fetch, timeout: float) -> str | No
         return spec.sha256
     if spec.sha256_url is None:
         return None
-    text = fetch(spec.sha256_url, 10_000, timeout).decode("ascii", "replace").strip()
-    digest = text.split()[0].lower() if text else ""
+    text = fetch(spec.sha256_url, 1_000_000, timeout).decode("ascii", "replace")
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    # 'sha256sum' output may list several files ('HEX  name' or 'HEX *name'): take ours
+    wanted = (spec.url or "").rsplit("/", 1)[-1]
+    named = [r[0] for r in rows if len(r) >= 2 and r[-1].lstrip("*").rsplit("/", 1)[-1] ==
+             wanted]
+    digest = (named[0] if named else rows[0][0] if rows else "").lower()
     if not _SHA256.fullmatch(digest):
-        raise SourceFailed(f"{spec.sha256_url} does not start with a SHA-256 checksum")
+        raise SourceFailed(f"{spec.sha256_url} does not start with a SHA-256 checksum (or "
+                           f"has none for {wanted or 'the file'})")
     return digest
 
 

@@ -342,3 +342,15 @@ def test_a_source_that_hangs_times_out(origin: Origin, school: Path) -> None:
     assert time.monotonic() - started < 3
     assert "cannot fetch" in report.outcomes[0].error
     assert adult_domains(school) == ("old.example",)
+
+
+def test_checksum_file_listing_several_files(origin: Origin, school: Path) -> None:
+    body = b"sum.example\n"
+    origin.files["/lists/adult.txt"] = body
+    origin.files["/lists/SHA256SUMS"] = (
+        f"{'1' * 64}  gambling.txt\n{hashlib.sha256(body).hexdigest()} *adult.txt\n").encode()
+    config = write_config(school, f"sources:\n  - {{name: s, category: adult, format: domains, "
+                                  f"url: \"{origin.url}/lists/adult.txt\", "
+                                  f"sha256_url: \"{origin.url}/lists/SHA256SUMS\"}}\n")
+    assert update_lists(config, now=NOW, policy_path=school).ok
+    assert adult_domains(school) == ("sum.example",)
