@@ -1,9 +1,11 @@
 """Health and configuration: /healthz (the process is up), /readyz (the database answers at the
-current schema and a policy is loaded), and the IT technician's system page (the same checks
-and the settings in force, secrets left out)."""
+current schema and a policy is loaded), and the IT technician's system page (the same checks,
+each domain list's age and entry count, the empty categories and how to fill them, and the
+settings in force, secrets left out)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -14,8 +16,10 @@ from admin_api.deps import ItTechnician, Res
 from admin_api.render import Pages, get_pages
 from admin_api.resources import Resources
 from store.db import SchemaOutOfDate, display_url, require_current_schema
+from store.list_status import ListsReport, ListStatusReader
 
 router = APIRouter(tags=["health"])
+_lists = ListStatusReader()  # remembers each list file's count until the file changes
 
 
 def readiness(resources: Resources) -> dict[str, Any]:
@@ -67,8 +71,24 @@ def configuration(resources: Resources) -> list[tuple[str, str]]:
     ]
 
 
+def lists_report(resources: Resources) -> ListsReport:
+    return _lists.read(resources.settings.policy_file, now=datetime.now(UTC))
+
+
+def age_text(seconds: float | None) -> str:
+    """'3 hours', '12 days': how old a list is, for a busy reader."""
+    if seconds is None:
+        return "unknown"
+    if seconds < 2 * 3600:
+        return f"{max(0, round(seconds / 60))} minutes"
+    if seconds < 2 * 86400:
+        return f"{round(seconds / 3600)} hours"
+    return f"{round(seconds / 86400)} days"
+
+
 @router.get("/system", include_in_schema=False)
 def system_page(request: Request, pages: Annotated[Pages, Depends(get_pages)],
                 user: ItTechnician, resources: Res) -> Response:
     return pages.render(request, "system.html", user=user, health=readiness(resources),
-                        config=configuration(resources))
+                        config=configuration(resources), lists=lists_report(resources),
+                        age_text=age_text)

@@ -46,6 +46,7 @@ from policy.model import (
 from proxy_addons import context
 from proxy_addons.blockpage import BlockPageSettings, make_block_page, make_plain_block
 from proxy_addons.errors import options_error
+from store.list_status import policy_stamp
 from store.overrides_db import DatabaseOverridesSource
 from store.policy_files import load_policy
 from store.snapshots import FileOverridesSource, OverridesSource
@@ -55,7 +56,8 @@ from store.tokens import load_or_create_secret
 logger = logging.getLogger(__name__)
 
 MISMATCH = Technique.HOST_MISMATCH  # circumvention: CONNECT target, SNI and Host disagree
-FileStamp = tuple[int, int, int]  # (inode, size, mtime_ns): has a file been replaced?
+# (inode, size, mtime_ns) of the policy file and each list it names: has a file been replaced?
+FileStamp = tuple[tuple[int, int, int] | None, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,13 +414,7 @@ def _transparent(client: Client) -> bool:
 
 
 def _stamp(path: Path | None) -> FileStamp | None:
-    if path is None:
-        return None
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+    return None if path is None else policy_stamp(path)
 
 
 def _secret(path: str) -> bytes:

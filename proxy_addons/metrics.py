@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -28,6 +30,7 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
 from proxy_addons import context
+from store.list_status import ListsReport, ListStatusReader
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ MAX_LABEL_VALUES = 64
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0, 10.0)
 STALL_SECONDS = 15.0  # /healthz fails when the event loop has not ticked for this long
+LISTS_EVERY_SECONDS = 30.0  # how often the lists' state is re-read (and at every reload)
 WRITER_ADDONS = ("recordevents", "record")  # where the event writer may live, by addon name
 
 # (stats key of the addon, metric name, help): counters other addons keep in their `stats`.
@@ -114,9 +118,11 @@ class GatewayCollector(Collector):
     server's thread: it only reads counters, never changes them."""
 
     def __init__(self, find_addon: Callable[[str], Any], policy: Callable[[], tuple[str, float,
-                                                                                    str]]) -> None:
+                                                                                    str]],
+                 lists: Callable[[], ListsReport | None] = lambda: None) -> None:
         self._find = find_addon
         self._policy = policy
+        self._lists = lists
 
     def collect(self) -> Iterator[Metric]:
         enforce = _stats(self._find("enforce"))
@@ -160,6 +166,7 @@ class GatewayCollector(Collector):
             yield _counter("schoolgate_directory_seconds", "Time spent waiting for the "
                            "directory (divide by the look-ups for the mean).", seconds)
         yield from self._writer()
+        yield from list_metrics(self._lists(), time.time())
 
     def _writer(self) -> Iterable[Metric]:
         stats = _writer_stats(self._find)
@@ -208,7 +215,11 @@ class Metrics:
         self.identities = Counter(
             "schoolgate_identities", "Requests by where the user's identity came from.",
             ["source"], registry=self.registry)
-        self.registry.register(GatewayCollector(self._find, lambda: self._policy_state))
+        self._list_reader = ListStatusReader()
+        self.lists: ListsReport | None = None
+        self._lists_due = 0.0
+        self.registry.register(GatewayCollector(self._find, lambda: self._policy_state,
+                                                lambda: self.lists))
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -317,7 +328,20 @@ class Metrics:
                 else:
                     self._policy_state = (self._policy_state[0], time.time(), "refused")
                 self._seen_reloads = seen
+                self._lists_due = 0.0  # a reload may have brought new lists
+            if time.monotonic() >= self._lists_due:
+                self._lists_due = time.monotonic() + LISTS_EVERY_SECONDS
+                await self.refresh_lists()
             await asyncio.sleep(1.0)
+
+    async def refresh_lists(self) -> None:
+        """Re-read each list's age and entry count (counting a changed file once)."""
+        path = Path(self._policy_path).expanduser() if self._policy_path else None
+        try:
+            self.lists = await asyncio.to_thread(
+                self._list_reader.read, path, now=datetime.now(UTC))
+        except Exception:  # health must keep answering; the next tick tries again
+            logger.warning("reading the lists' state failed", exc_info=True)
 
     def _app(self) -> Callable[..., Iterable[bytes]]:
         metrics_app = make_wsgi_app(self.registry)
@@ -326,12 +350,45 @@ class Metrics:
             if environ.get("PATH_INFO") == "/healthz":
                 stalled = time.monotonic() - self._last_tick > STALL_SECONDS
                 status = "503 Service Unavailable" if stalled else "200 OK"
-                start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
-                return [b"event loop stalled\n" if stalled else b"ok\n"]
+                start_response(status, [("Content-Type", "application/json")])
+                return [json.dumps(health(stalled, self.lists)).encode()]
             result: Iterable[bytes] = metrics_app(environ, start_response)
             return result
 
         return app
+
+
+def health(stalled: bool, lists: ListsReport | None) -> dict[str, Any]:
+    """The /healthz body. Stale lists or empty categories do not fail the probe (restarting
+    the gateway would not fix them); they are there for people and monitoring to read."""
+    body: dict[str, Any] = {"status": "event loop stalled" if stalled else "ok"}
+    if lists is not None:
+        body.update(lists.as_json())
+    return body
+
+
+def list_metrics(report: ListsReport | None, now: float) -> Iterator[Metric]:
+    """Each list's entries and age, whether it is stale, and the empty categories."""
+    if report is None:
+        return
+    entries = GaugeMetricFamily("schoolgate_list_entries", "Entries in each domain list file "
+                                "the policy names.", labels=["list"])
+    age = GaugeMetricFamily("schoolgate_list_age_seconds", "Seconds since each list was last "
+                            "updated ('lists update') or compiled (its header date).",
+                            labels=["list"])
+    stale = GaugeMetricFamily("schoolgate_list_stale", "1 if a list that 'lists update' keeps "
+                              "is older than its allowed age, or missing.", labels=["list"])
+    for status in report.lists:
+        label = Path(status.name).stem  # no dots or slashes in label values
+        entries.add_metric([label], float(status.entries))
+        if status.updated_at is not None:
+            age.add_metric([label], max(0.0, now - status.updated_at.timestamp()))
+        stale.add_metric([label], 1.0 if status.stale else 0.0)
+    empty = GaugeMetricFamily("schoolgate_category_empty", "1 for each category with no "
+                              "domains (it blocks nothing until filled).", labels=["category"])
+    for category in report.empty:
+        empty.add_metric([category.name], 1.0)
+    yield from (entries, age, stale, empty)
 
 
 def _stats(addon: Any) -> Mapping[str, Any]:

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "schoolgate.commands.gateway",
     "schoolgate.commands.admin",
     "schoolgate.commands.policy",
+    "schoolgate.commands.lists",
     "schoolgate.commands.explain",
     "schoolgate.commands.db",
     "schoolgate.commands.ca",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import store
+from schoolgate.commands.lists import empty_category_lines
 
 DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
 DEMO_ACCOUNTS = ("pupil1", "pupil2", "teacher1", "socialmedia1", "bursar1", "dsl1", "it1")
@@ -105,6 +106,7 @@ def banner(args: argparse.Namespace, started: set[str]) -> str:
     lines += [
         f"  Policy:    {args.policy or 'the seed policy (policy/data/seed.yaml)'}",
         f"  Data:      {args.data_dir}",
+        *empty_category_lines(args.policy),
         "  Demo accounts (proxy sign-in): " + ", ".join(f"{u} / {u}-demo" for u in DEMO_ACCOUNTS),
         "",
         "Try it:",

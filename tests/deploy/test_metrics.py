@@ -200,4 +200,4 @@ def test_healthz_answers(gateway: tuple[Gateway, Scraper, Path]) -> None:
     _, scraper, _ = gateway
     response = httpx.get(f"{scraper.url}/healthz", timeout=5, trust_env=False)
     assert response.status_code == 200
-    assert response.text == "ok\n"
+    assert response.json()["status"] == "ok"
