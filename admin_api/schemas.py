@@ -147,6 +147,8 @@ class ExplainPublic(BaseModel):
     user: str | None
     at: datetime
     explanation: str
+    known_user: bool | None = None  # for a named person: whether the directory knows them
+    includes: str = ""  # what the answer took into account, in words
 
 
 class PolicyCheckCreate(_In):
