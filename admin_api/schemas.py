@@ -134,6 +134,7 @@ class AuditEntryPublic(_Out):
     target: str
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+    details_hidden: bool = False  # a safeguarding action's details: for the DSL only
 
 
 class ExplainPublic(BaseModel):
