@@ -119,7 +119,8 @@ ENDPOINTS = [
     Endpoint("GET", "/healthz", PUBLIC, 200),
     Endpoint("GET", "/readyz", PUBLIC, 200),
     Endpoint("GET", "/signin", PUBLIC, 200),
-    Endpoint("GET", "/openapi.json", PUBLIC, 200),
+    Endpoint("GET", "/openapi.json", ALL, 200),  # signed in (security finding 22)
+    Endpoint("GET", "/docs", ALL, 200),
 ]
 
 
