@@ -27,6 +27,7 @@ from admin_api import (
     lists,
     monitoring,
     policy_view,
+    records,
     requests,
     system,
 )
@@ -167,7 +168,7 @@ def make_app(settings: Settings | None = None, *, resources: Resources | None = 
         third-party script (finding 20)."""
         return HTMLResponse(_DOCS_PAGE, headers={"Cache-Control": "no-store"})
     for module in (home, auth, requests, lists, exceptions, explain, policy_view, audit,
-                   system, monitoring):
+                   system, monitoring, records):
         app.include_router(module.router)
         if hasattr(module, "api"):
             app.include_router(module.api)

@@ -152,6 +152,10 @@ class ExplainPublic(BaseModel):
     includes: str = ""  # what the answer took into account, in words
 
 
+class SubjectAccessCreate(_In):
+    user: Annotated[SingleLine, Field(min_length=1, max_length=200)]
+
+
 class PolicyCheckCreate(_In):
     text: Annotated[str, Field(min_length=1, max_length=512_000)]
 
