@@ -207,7 +207,8 @@ def _detail(request: Request, pages: Pages, resources: Resources, user: CurrentU
         request, "request_detail.html", user=user, row=row,
         context=decision_context(policy, row, now), can_review=may_review(user, row),
         periods=period_choices(policy, now=now), roles=list(policy.roles),
-        errors=errors or {}, values=values or {}, status=status, notice=notice_for(request),
+        errors={k: v for k, v in (errors or {}).items() if k != "confirm_wide"},
+        values=values or {}, status=status, notice=notice_for(request),
         wide=(errors or {}).get("confirm_wide", ""))
 
 
