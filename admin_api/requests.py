@@ -39,7 +39,7 @@ from admin_api.schemas import (
     UnblockRequestPublic,
 )
 from admin_api.services import requests as service
-from admin_api.services.grants import Grant, period_choices, period_times, resolve_times
+from admin_api.services.grants import Duration, Grant, period_choices, period_times, resolve_times
 from admin_api.services.people import count_covered, look_up
 from policy.decide import decide
 from policy.explain import explain_decision
@@ -109,6 +109,9 @@ def build_grant(policy: Policy, row: UnblockRequestRow, form: ApprovalCreate, no
         raise InvalidInput({"target_kind": "this site is in no category of the policy; "
                                            "approve it for the site instead"})
     target = row.category if form.target_kind is TargetKind.CATEGORY else row.host
+    if form.until is not None and form.duration is not Duration.UNTIL:
+        raise InvalidInput({"until": "you typed an end time but chose another “For how long”: "
+                                     "choose “Until” to use that time, or clear it"})
     starts, ends, label = resolve_times(policy, duration=form.duration, now=now,
                                         hours=form.hours, until=form.until, period=form.period)
     return Grant(scope=form.scope, who=who, target_kind=form.target_kind, target=target or "",

@@ -231,3 +231,25 @@ def test_deny_asks_for_a_reason_and_a_confirmation(app: FastAPI, resources: Reso
         "reason": "Not for school work.", "confirm": "yes", "csrf_token": csrf_of(bursar)})
     assert done.status_code == 303
     assert "Denied." in bursar.get(done.headers["location"]).text
+
+
+def test_a_typed_end_time_is_never_silently_ignored(app: FastAPI, resources: Resources) -> None:
+    """UX finding 8: an "Until" typed while "For 1 hour" stays chosen was dropped."""
+    request_id = stored_request(resources, "www.tiktok.com")
+    until = (datetime.now(UTC) + timedelta(hours=5)).isoformat()
+    status, body = _approve(app, request_id, scope="user", duration="hours", until=until)
+    assert status == 422
+    assert "you typed an end time" in str(body["problems"])
+    assert _state(resources, request_id).state is RequestState.PENDING
+
+
+def test_after_deciding_the_next_request_is_one_click_away(app: FastAPI,
+                                                           resources: Resources) -> None:
+    request_id = stored_request(resources, "www.tiktok.com")
+    bursar = sign_in(app, "bursar1", "bursar1-demo")
+    done = bursar.post(f"/requests/{request_id}/approve", data={
+        "scope": "user", "target_kind": "host", "duration": "hours", "hours": "1",
+        "csrf_token": csrf_of(bursar)})
+    assert done.status_code == 303
+    assert 'href="/requests">Next request in the queue' in bursar.get(
+        done.headers["location"]).text
