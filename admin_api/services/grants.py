@@ -15,7 +15,7 @@ from typing import Any
 
 from admin_api.errors import InvalidInput, PolicyForbids
 from policy.decide import unblockable
-from policy.hostnames import HostError, normalise_host
+from policy.hostnames import HostError, normalise_host, unwrap_rewriting_proxy
 from policy.model import Policy, Scope, TargetKind
 
 MAX_AHEAD = timedelta(days=366)
@@ -161,6 +161,28 @@ def _covered(policy: Policy, grant: Grant, user_roles: frozenset[str]) -> tuple[
                                else "everyone")
 
 
+def judged_hosts(name: str) -> tuple[str, ...]:
+    """The host, and the site a page-rewriting proxy host stands for
+    ("www-instagram-com.translate.goog" is www.instagram.com too)."""
+    inner = unwrap_rewriting_proxy(name)
+    return (name, inner) if inner else (name,)
+
+
+def is_rewriting_proxy(name: str) -> bool:
+    """Whether `name` is a page-rewriting proxy itself (translate.goog, cdn.ampproject.org):
+    opening it opens every site through it."""
+    return unwrap_rewriting_proxy(f"www-example-org.{name}") is not None
+
+
+def never_unblockable_for(policy: Policy, name: str, roles: set[str]) -> list[str]:
+    """Those of `roles` for whom the site can never be unblocked (judged through
+    page-rewriting proxies too); every role for a page-rewriting proxy itself."""
+    if is_rewriting_proxy(name):
+        return sorted(roles)
+    return sorted(role for role in roles
+                  if not all(unblockable(policy, host, role) for host in judged_hosts(name)))
+
+
 def _categories(policy: Policy, grant: Grant) -> tuple[str, ...]:
     if grant.target_kind is TargetKind.CATEGORY:
         if grant.target not in policy.categories:
@@ -170,7 +192,10 @@ def _categories(policy: Policy, grant: Grant) -> tuple[str, ...]:
     host = normalise_host(grant.target)
     if isinstance(host, HostError):
         raise InvalidInput({"target": host.message})
-    return policy.domains.categories(host.name)
+    found: dict[str, None] = {}
+    for name in judged_hosts(host.name):
+        found.update(dict.fromkeys(policy.domains.categories(name)))
+    return tuple(found)
 
 
 def check_grant(policy: Policy, grant: Grant, *, user_roles: frozenset[str]) -> None:
@@ -202,12 +227,16 @@ def check_grant(policy: Policy, grant: Grant, *, user_roles: frozenset[str]) -> 
                                           "a whole category at once: approve this one site "
                                           "for the person or the class that asked"})
     if grant.target_kind is TargetKind.HOST:
-        for role in sorted(covered & set(policy.roles)):
-            if not unblockable(policy, grant.target, role):  # also inside rewriting proxies
-                raise PolicyForbids({"scope": f"{grant.target} can never be unblocked for "
-                                              f"{role}s (the school's policy keeps it "
-                                              f"blocked); a grant to {whom} would cover "
-                                              "them, so it is refused"})
+        if is_rewriting_proxy(grant.target):
+            raise PolicyForbids({"target": f"{grant.target} is a page-rewriting proxy: opening "
+                                           "it would open every website through it, "
+                                           "including ones that can never be unblocked"})
+        refused = never_unblockable_for(policy, grant.target, covered & set(policy.roles))
+        if refused:
+            raise PolicyForbids({"scope": f"{grant.target} can never be unblocked for "
+                                          f"{refused[0]}s (the school's policy keeps it "
+                                          f"blocked); a grant to {whom} would cover them, so "
+                                          "it is refused"})
 
 
 def widenings(grant: Grant, *, asked_for_group: str | None) -> list[str]:

@@ -14,9 +14,13 @@ from sqlalchemy.orm import Session
 from admin_api.errors import InvalidInput, NotFound, PolicyForbids
 from admin_api.roles import SignedInUser
 from admin_api.services import audit
-from admin_api.services.grants import Grant, check_grant
+from admin_api.services.grants import (
+    Grant,
+    check_grant,
+    is_rewriting_proxy,
+    never_unblockable_for,
+)
 from admin_api.services.sites import refuse_public_suffix, site_name
-from policy.decide import unblockable
 from policy.hostnames import is_subdomain_or_same
 from policy.model import Policy, Scope, TargetKind, Verdict
 from store.models import ExceptionRow, LocalListRow, bump_change_counter
@@ -39,11 +43,15 @@ def check_allow(policy: Policy, name: str) -> None:
     """A local allow is a grant to everyone for one site, permanently: it goes through the
     same check as an approval, and is refused where it could never work (a site the policy
     never unblocks for some role, judged inside page-rewriting proxies too)."""
-    for role in policy.roles:
-        if not unblockable(policy, name, role):
-            raise PolicyForbids({"host": f"{name} can never be unblocked for {role}s: the "
-                                         "school's policy keeps it blocked, so an allow here "
-                                         "would not work. Nothing has been changed."})
+    if is_rewriting_proxy(name):
+        raise PolicyForbids({"host": f"{name} is a page-rewriting proxy: allowing it would "
+                                     "open every website through it, including ones that can "
+                                     "never be unblocked. Nothing has been changed."})
+    refused = never_unblockable_for(policy, name, set(policy.roles))
+    if refused:
+        raise PolicyForbids({"host": f"{name} can never be unblocked for {refused[0]}s: the "
+                                     "school's policy keeps it blocked, so an allow here "
+                                     "would not work. Nothing has been changed."})
     check_grant(policy, Grant(scope=Scope.EVERYONE, who=None, target_kind=TargetKind.HOST,
                               target=name, starts=datetime.min.replace(tzinfo=UTC), ends=None),
                 user_roles=frozenset())

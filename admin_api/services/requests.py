@@ -22,13 +22,13 @@ from admin_api.services import audit
 from admin_api.services.grants import (
     Grant,
     check_grant,
+    never_unblockable_for,
     reach_words,
     resolve_period,
     widenings,
 )
 from admin_api.services.lists import blocked_by
 from admin_api.services.sites import site_of
-from policy.decide import unblockable
 from policy.hostnames import HostError, normalise_host
 from policy.model import Policy, TargetKind, Verdict
 from store.admin_models import RequestState, UnblockRequestRow
@@ -76,11 +76,12 @@ def create_request(session: Session, *, requester: SignedInUser, form: UnblockRe
         raise NotAllowed("only staff can ask for access for a class or group")
     roles = set(policy.roles) if form.for_group else {
         claims.role if claims is not None and claims.role else requester.policy_role}
-    for role in sorted(roles & set(policy.roles)) or [policy.default_role]:
-        if not unblockable(policy, host.name, role):
-            raise InvalidInput({"host": f"{host.name} can never be unblocked at school, even "
-                                        "if you ask: the school's policy keeps it blocked "
-                                        f"for {role}s. Nothing has been sent."})
+    judged = (roles & set(policy.roles)) or {policy.default_role}
+    refused = never_unblockable_for(policy, host.name, judged)
+    if refused:
+        raise InvalidInput({"host": f"{host.name} can never be unblocked at school, even if "
+                                    "you ask: the school's policy keeps it blocked for "
+                                    f"{refused[0]}s. Nothing has been sent."})
     if form.wanted_on is not None and form.wanted_period is not None:
         resolve_period(policy, f"{form.wanted_on.isoformat()} {form.wanted_period}", now=at,
                        field="wanted_period")

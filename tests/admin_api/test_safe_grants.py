@@ -253,3 +253,19 @@ def test_after_deciding_the_next_request_is_one_click_away(app: FastAPI,
     assert done.status_code == 303
     assert 'href="/requests">Next request in the queue' in bursar.get(
         done.headers["location"]).text
+
+
+def test_a_request_or_grant_through_a_page_rewriting_proxy_is_judged_by_the_site_inside(
+        app: FastAPI, resources: Resources) -> None:
+    """Security finding 2, admin side: an ordinary approval opened Instagram through
+    www-instagram-com.translate.goog."""
+    pupil, csrf = client_for(app, "pupil")
+    typed = pupil.post("/api/requests", json={"host": "www-instagram-com.translate.goog",
+                                              "why": WHY}, headers={"X-CSRF-Token": csrf})
+    assert typed.status_code == 422
+    assert "can never be unblocked" in typed.json()["message"]
+    request_id = stored_request(resources, "www-instagram-com.translate.goog")  # already queued
+    status, body = _approve(app, request_id, scope="user", target_kind="host")
+    assert status == 422, body
+    assert body["error"] == "policy_forbids"
+    assert _state(resources, request_id).state is RequestState.PENDING

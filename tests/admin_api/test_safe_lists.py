@@ -174,3 +174,19 @@ def test_revoke_asks_for_a_reason_confirms_and_says_what_happened(
             AuditEntryRow.target == f"exception:{exception_id}")).one()
         assert entry.after is not None
         assert entry.after["reason"] == "Lesson over"
+
+
+@pytest.mark.parametrize(("host", "words"), [
+    ("www-instagram-com.translate.goog", "can never be unblocked for"),
+    ("x-com.cdn.ampproject.org", "can never be unblocked for"),
+    ("www-croxyproxy-com.translate.goog", "can never be unblocked for pupils"),
+    ("cdn.ampproject.org", "is a page-rewriting proxy"),
+])
+def test_a_local_allow_through_a_page_rewriting_proxy_is_judged_by_the_site_inside(
+        app: FastAPI, host: str, words: str) -> None:
+    """Security finding 2, admin side: a local allow opened X, Instagram and web proxies for
+    everyone through Google Translate and AMP host names."""
+    status, body = _add(app, host, "allow")
+    assert status == 422, body
+    assert words in str(body["message"])
+    assert _explain(app, "www-x-com.translate.goog", role="pupil")["verdict"] == "block"
