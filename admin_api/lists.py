@@ -14,6 +14,7 @@ from admin_api.errors import InvalidInput
 from admin_api.forms import form_fields, validate
 from admin_api.notices import notice_for
 from admin_api.render import Pages, get_pages
+from admin_api.resources import get_resources
 from admin_api.schemas import LocalListEntryCreate, LocalListEntryPublic, RemovalCreate
 from admin_api.services import lists as service
 from policy.model import Verdict
@@ -27,9 +28,13 @@ Form = Annotated[dict[str, str], Depends(form_fields)]
 def _page(request: Request, pages: Pages, user: BusinessManager, session: Db, *,
           errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
           status: int = 200, notice: str = "") -> Response:
+    policy = get_resources(request).policy
+    never = [name for name, category in policy.categories.items()
+             if category.locked or category.not_unblockable_for
+             or category.no_wide_grants_for]
     return pages.render(request, "lists.html", user=user, rows=service.entries(session),
                         errors=errors or {}, values=values or {}, status=status,
-                        notice=notice or notice_for(request))
+                        notice=notice or notice_for(request), never=never)
 
 
 @router.get("/lists", include_in_schema=False)

@@ -6,6 +6,7 @@ end with a message. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -190,3 +191,11 @@ def test_a_local_allow_through_a_page_rewriting_proxy_is_judged_by_the_site_insi
     assert status == 422, body
     assert words in str(body["message"])
     assert _explain(app, "www-x-com.translate.goog", role="pupil")["verdict"] == "block"
+
+
+def test_the_lists_page_says_which_categories_cannot_be_allowed_here(app: FastAPI) -> None:
+    client, _ = client_for(app, "business_manager")
+    page = client.get("/lists").text
+    assert "Sites in these categories cannot be allowed for everyone here" in page
+    for name in ("x", "instagram", "social", "web_proxy", "illegal_content"):
+        assert re.search(rf"[ :,]{name}[,.]", page), name
