@@ -40,7 +40,7 @@ from admin_api.schemas import (
 )
 from admin_api.services import requests as service
 from admin_api.services.grants import Duration, Grant, period_choices, period_times, resolve_times
-from admin_api.services.people import count_covered, look_up
+from admin_api.services.people import count_covered, group_role, look_up
 from policy.decide import decide
 from policy.explain import explain_decision
 from policy.model import Policy, Scope, Subject, TargetKind
@@ -61,16 +61,25 @@ def read_claims(resources: Resources, token: str) -> AccessClaims:
                              max_age_seconds=resources.settings.access_link_max_age_seconds)
 
 
-def decision_context(policy: Policy, row: UnblockRequestRow, at: datetime) -> str:
-    """Why the site is blocked for the person it was blocked for, in the policy's words (the
-    decision, not the person's browsing)."""
-    subject = Subject(role=row.blocked_role or row.requester_role,
-                      user=row.blocked_user or row.requester)
+def decision_context(policy: Policy, row: UnblockRequestRow, at: datetime, *,
+                     group_role: str | None = None) -> str:
+    """Why the site is blocked for the people the request is about, in the policy's words
+    (the decision, not anyone's browsing): for a class or group, its members (`group_role`,
+    their role in the directory), not the teacher who asked."""
+    if row.for_group:
+        subject = Subject(role=group_role or policy.default_role, user=None,
+                          groups=frozenset({row.for_group}))
+    else:
+        subject = Subject(role=row.blocked_role or row.requester_role,
+                          user=row.blocked_user or row.requester)
     if subject.role not in policy.roles:
-        subject = Subject(role=policy.default_role, user=subject.user)
+        subject = Subject(role=policy.default_role, user=subject.user, groups=subject.groups)
     when = row.blocked_at or at
     decision = decide(policy, PolicyRequest(row.host), subject, None, when)
-    return explain_decision(policy, decision, subject, when)
+    words = explain_decision(policy, decision, subject, when)
+    if row.for_group:
+        words = f"For the class or group {row.for_group} ({subject.role}s):\n{words}"
+    return words
 
 
 def build_grant(policy: Policy, row: UnblockRequestRow, form: ApprovalCreate, now: datetime,
@@ -208,7 +217,9 @@ def _detail(request: Request, pages: Pages, resources: Resources, user: CurrentU
     policy = resources.policy
     return pages.render(
         request, "request_detail.html", user=user, row=row,
-        context=decision_context(policy, row, now), can_review=may_review(user, row),
+        context=decision_context(policy, row, now, group_role=group_role(resources,
+                                                                         row.for_group)),
+        can_review=may_review(user, row),
         periods=period_choices(policy, now=now), roles=list(policy.roles),
         errors={k: v for k, v in (errors or {}).items() if k != "confirm_wide"},
         values=values or {}, status=status, notice=notice_for(request),

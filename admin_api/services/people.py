@@ -5,6 +5,7 @@ or a role holds (for the plain summary of a wide grant's reach), where the direc
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from admin_api.resources import Resources
@@ -70,3 +71,16 @@ def count_covered(resources: Resources, *, scope: Scope, who: str | None) -> int
         return sum(1 for u in users
                    if (resources.identity.role_for_groups(u.groups) or default) == who)
     return len(users)
+
+
+def group_role(resources: Resources, group: str | None) -> str | None:
+    """The role most members of `group` have (for explaining a class request), or None if
+    the directory cannot list them."""
+    users = _everyone(resources) if group else None
+    if not users or not group:
+        return None
+    default = resources.policy.default_role
+    wanted = group.casefold()
+    roles = Counter(resources.identity.role_for_groups(u.groups) or default for u in users
+                    if wanted in {g.casefold() for g in u.groups})
+    return roles.most_common(1)[0][0] if roles else None

@@ -269,3 +269,20 @@ def test_a_request_or_grant_through_a_page_rewriting_proxy_is_judged_by_the_site
     assert status == 422, body
     assert body["error"] == "policy_forbids"
     assert _state(resources, request_id).state is RequestState.PENDING
+
+
+def test_a_class_request_is_explained_for_the_class_not_the_teacher(
+        app: FastAPI, resources: Resources) -> None:
+    """UX finding 5: the approval page explained Year 6's TikTok request for the teacher
+    ("Allowed ... for teacher1 (staff)")."""
+    teacher, csrf = client_for(app, "staff")
+    sent = teacher.post("/requests/new", data={"host": "www.tiktok.com", "why": WHY,
+                                               "for_group": "Year5", "csrf_token": csrf})
+    assert sent.status_code == 303, sent.text
+    request_id = request_id_from(sent.headers["location"])
+    app.dependency_overrides.clear()
+    bursar, _ = client_for(app, "business_manager")
+    page = bursar.get(f"/requests/{request_id}").text
+    assert "For the class or group Year5 (pupils)" in page
+    assert "pupils-social-media" in page
+    assert "for teacher1" not in page
