@@ -28,7 +28,7 @@ from admin_api.services.grants import (
     widenings,
 )
 from admin_api.services.lists import blocked_by
-from admin_api.services.sites import site_of
+from admin_api.services.sites import refuse_public_suffix, site_of
 from policy.hostnames import HostError, normalise_host
 from policy.model import Policy, TargetKind, Verdict
 from store.admin_models import RequestState, UnblockRequestRow
@@ -60,6 +60,7 @@ def create_request(session: Session, *, requester: SignedInUser, form: UnblockRe
     if isinstance(host, HostError):
         raise InvalidInput({"host": "we could not read that as a website. Type or paste its "
                                     "address, for example www.example.org"})
+    refuse_public_suffix(host.name)
     if claims is not None:
         used = session.scalar(select(UnblockRequestRow.id).where(
             UnblockRequestRow.from_block_page.is_(True),
@@ -138,6 +139,7 @@ def approve_request(session: Session, *, row: UnblockRequestRow, reviewer: Signe
     exception_id: str | None = None
     local_host: str | None = None
     if grant.local_allow:
+        refuse_public_suffix(grant.target, field="target")
         existing = session.get(LocalListRow, grant.target)
         previous = ({"host": existing.host, "verdict": existing.verdict.value,
                      "note": existing.note} if existing else None)

@@ -286,3 +286,17 @@ def test_a_class_request_is_explained_for_the_class_not_the_teacher(
     assert "For the class or group Year5 (pupils)" in page
     assert "pupils-social-media" in page
     assert "for teacher1" not in page
+
+
+def test_a_request_for_a_whole_ending_is_refused_and_never_becomes_a_local_allow(
+        app: FastAPI, resources: Resources) -> None:
+    pupil, csrf = client_for(app, "pupil")
+    typed = pupil.post("/api/requests", json={"host": "co.uk", "why": WHY},
+                       headers={"X-CSRF-Token": csrf})
+    assert typed.status_code == 422
+    assert "a whole ending shared by many websites" in typed.json()["message"]
+    request_id = stored_request(resources, "co.uk")  # queued before this check existed
+    status, body = _approve(app, request_id, scope="everyone", duration="permanent",
+                            confirm_wide=True)
+    assert status == 422, body
+    assert _state(resources, request_id).state is RequestState.PENDING
