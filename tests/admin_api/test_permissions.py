@@ -119,6 +119,12 @@ ENDPOINTS = [
     Endpoint("GET", "/healthz", PUBLIC, 200),
     Endpoint("GET", "/readyz", PUBLIC, 200),
     Endpoint("GET", "/signin", PUBLIC, 200),
+    # confirmation pages and records (issue 13)
+    Endpoint("GET", "/lists/remove?host={host}", BM, 200),
+    Endpoint("GET", "/exceptions/{exception}/revoke", BM, 200),
+    Endpoint("GET", "/records", AUDIT, 200),
+    Endpoint("POST", "/records/subject-access", AUDIT, 200, form={"user": "pupil1"}),
+    Endpoint("POST", "/api/records/subject-access", AUDIT, 200, json={"user": "pupil1"}),
     Endpoint("GET", "/openapi.json", ALL, 200),  # signed in (security finding 22)
     Endpoint("GET", "/docs", ALL, 200),
 ]
