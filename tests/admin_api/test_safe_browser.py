@@ -189,3 +189,29 @@ def _story(browser: Any, admin: str, shots: Shots) -> None:
     assert "Removed from the local lists" in main_text(bursar)
     assert "www.badsite.example" not in main_text(bursar).split("On the lists", 1)[1]
     shots.take(bursar, "bursar-removed")
+
+
+def test_docs_work_in_the_browser_with_the_csp_on(tmp_path: Path, artefacts_dir: Path) -> None:
+    """Security finding 20: Swagger UI from our own origin, under the pages' CSP, still shows
+    the API's operations, and nothing is loaded from another origin."""
+    chromium, _, sync_api = need_browser()
+    with running_admin(tmp_path) as admin, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = signed_in(browser, admin, "it1")
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            refused: list[str] = []
+            page.on("console", lambda message: refused.append(message.text)
+                    if "Content Security Policy" in message.text else None)
+            answer = page.goto(f"{admin}/docs")
+            assert answer is not None
+            assert "default-src 'self'" in answer.headers["content-security-policy"]
+            page.wait_for_selector(".opblock", timeout=20_000)
+            assert "/api/requests" in page.inner_text("body")
+            page.screenshot(path=str(artefacts_dir / "safe-docs.png"))
+        finally:
+            browser.close()
+    assert requested
+    assert all(url.startswith(admin) or url.startswith("data:") for url in requested), requested
+    assert refused == []
