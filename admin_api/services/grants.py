@@ -263,16 +263,20 @@ def reach_words(policy: Policy, grant: Grant, *, people: int | None) -> str:
     """The grant's reach in a sentence: "This lets all 312 pupils use 47 sites in the category
     'social' until Friday 18 December, 14:00." (`people`: how many it covers, if known)."""
     count = f"{people} " if people is not None else ""
+    persons = "person" if people == 1 else "people"
+    every = "the" if people == 1 else "all"
     match grant.scope:
         case Scope.USER:
             whom = str(grant.who)
         case Scope.GROUP:
-            whom = f"all {count}people in {grant.who}"
+            whom = f"{every} {count}{persons} in {grant.who}"
         case Scope.ROLE:
             role = str(grant.who)
-            whom = f"all {count}{'pupils' if role == 'pupil' else 'people with the role ' + role}"
+            pupils = "pupil" if people == 1 else "pupils"
+            whom = (f"{every} {count}"
+                    f"{pupils if role == 'pupil' else persons + ' with the role ' + role}")
         case _:
-            whom = f"all {count}people at school (everyone)"
+            whom = f"all {count}{persons} at school (everyone)"
     if grant.target_kind is TargetKind.CATEGORY:
         category = policy.categories.get(grant.target)
         sites = category.domain_count if category else 0
