@@ -13,9 +13,10 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from admin_api import (
     audit,
@@ -26,11 +27,12 @@ from admin_api import (
     lists,
     monitoring,
     policy_view,
+    records,
     requests,
     system,
 )
 from admin_api.auth import load_session
-from admin_api.deps import check_csrf
+from admin_api.deps import CurrentUser, check_csrf
 from admin_api.errors import AdminError, NotSignedIn, TooManyAttempts
 from admin_api.render import Pages
 from admin_api.resources import Resources, make_resources
@@ -41,6 +43,15 @@ STATIC = Path(__file__).resolve().with_name("static")
 MAX_BODY_BYTES = 1_500_000  # a pasted policy (512 kB) and some; forms are far smaller
 _CSP = ("default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'")
+
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en-GB"><head><meta charset="utf-8"><title>schoolgate admin API</title>
+<link rel="stylesheet" href="/docs-assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs-assets/swagger-ui-bundle.js"></script>
+<script src="/static/swagger-init.js"></script></body></html>
+"""
 
 
 def _wants_json(request: Request) -> bool:
@@ -112,7 +123,7 @@ def make_app(settings: Settings | None = None, *, resources: Resources | None = 
                   description="Unblock requests, local lists, exceptions, explain, the policy "
                               "and the audit log. Sign in at /signin; unsafe calls need the "
                               "session's X-CSRF-Token header.",
-                  docs_url="/docs", redoc_url=None, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
                   dependencies=[Depends(check_csrf)])
     app.state.resources = resources
     app.state.pages = Pages(school_name=settings.school_name, zone=settings.zone)
@@ -125,6 +136,11 @@ def make_app(settings: Settings | None = None, *, resources: Resources | None = 
         if length and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return JSONResponse({"error": "too_large", "message": "the request is too large"},
                                 status_code=413)
+        if request.url.path.endswith(".csv") and request.headers.get(
+                "sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            # An export is audited: a link on another site must not make someone "export".
+            return JSONResponse({"error": "not_allowed", "message": "open the export from the "
+                                 "admin's own page"}, status_code=403)
         request.state.session = await load_session(resources, request)
         response = await call_next(request)
         session: SessionData = request.state.session
@@ -133,16 +149,27 @@ def make_app(settings: Settings | None = None, *, resources: Resources | None = 
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.url.path != "/docs":  # Swagger UI loads its own scripts
-            response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("Content-Security-Policy", _CSP)  # /docs too
         return response
 
     app.add_exception_handler(AdminError, handle_admin_error)
     app.add_exception_handler(RequestValidationError, handle_framework_error)
     app.add_exception_handler(StarletteHTTPException, handle_framework_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(user: CurrentUser) -> JSONResponse:
+        """The API's description, for people signed in (finding 22: not for anyone)."""
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(user: CurrentUser) -> HTMLResponse:
+        """Swagger UI from the package's own files on this origin, with the CSP kept: no
+        third-party script (finding 20)."""
+        return HTMLResponse(_DOCS_PAGE, headers={"Cache-Control": "no-store"})
     for module in (home, auth, requests, lists, exceptions, explain, policy_view, audit,
-                   system, monitoring):
+                   system, monitoring, records):
         app.include_router(module.router)
         if hasattr(module, "api"):
             app.include_router(module.api)

@@ -1,5 +1,6 @@
 """The audit log, read-only: a page with paging and filters, a CSV export and the API
-(IT technicians and the DSL). Entries are written by the service functions."""
+(IT technicians and the DSL). Entries are written by the service functions. IT sees that a
+safeguarding action happened (who, what, which record, when), not its details."""
 
 from __future__ import annotations
 
@@ -41,16 +42,19 @@ def _filters(action: str, actor: str) -> tuple[str | None, str | None]:
 def audit_page(request: Request, pages: Annotated[Pages, Depends(get_pages)], user: AuditReader,
                session: Db, page: Page = 1, action: Text = "", actor: Text = "") -> Response:
     wanted_action, wanted_actor = _filters(action, actor)
-    rows, total = service.list_entries(session, page=page, action=wanted_action,
-                                       actor=wanted_actor)
+    found, total = service.list_entries(session, page=page, action=wanted_action,
+                                        actor=wanted_actor)
+    rows = service.for_reader(found, user)
     pages_count = max(1, -(-total // service.PAGE_SIZE))
     return pages.render(request, "audit.html", user=user, rows=rows, total=total, page=page,
                         pages_count=pages_count, action=action, actor=actor)
 
 
 def _cell(value: str) -> str:
-    # A cell starting with = + - @ would be run as a formula by a spreadsheet.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    # A cell starting with = + - @ (or their full-width forms, which spreadsheets also read
+    # as formulas) would be run as a formula by a spreadsheet.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b",
+                                         "\uff0d", "\uff20") else value
 
 
 @router.get("/audit.csv", include_in_schema=False)
@@ -59,7 +63,7 @@ def audit_csv(user: AuditReader, session: Db) -> Response:
     writer = csv.writer(out)
     writer.writerow(["id", "at_utc", "actor", "actor_roles", "action", "target", "before",
                      "after"])
-    for row in service.export_entries(session):
+    for row in service.for_reader(service.export_entries(session), user):
         writer.writerow([row.id, row.at.isoformat(), _cell(row.actor), row.actor_roles,
                          row.action, _cell(row.target),
                          _cell(json.dumps(row.before, sort_keys=True)) if row.before else "",
@@ -74,4 +78,4 @@ def audit_entries(user: AuditReader, session: Db, page: Page = 1, action: Text =
     """One page (100) of entries, newest first."""
     wanted_action, wanted_actor = _filters(action, actor)
     rows, _ = service.list_entries(session, page=page, action=wanted_action, actor=wanted_actor)
-    return [AuditEntryPublic.model_validate(row) for row in rows]
+    return [AuditEntryPublic.model_validate(row) for row in service.for_reader(rows, user)]

@@ -8,25 +8,57 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from admin_api.deps import BusinessManager, Db, Now
+from admin_api.errors import InvalidInput
+from admin_api.forms import form_fields, validate
+from admin_api.notices import notice_for
 from admin_api.render import Pages, get_pages
-from admin_api.schemas import ExceptionPublic
+from admin_api.schemas import ExceptionPublic, RemovalCreate, RevocationCreate
 from admin_api.services import exceptions as service
+from store.models import ExceptionRow
 
 router = APIRouter(tags=["exceptions"])
 api = APIRouter(prefix="/api", tags=["exceptions"])
+PagesDep = Annotated[Pages, Depends(get_pages)]
+Form = Annotated[dict[str, str], Depends(form_fields)]
 
 
 @router.get("/exceptions", include_in_schema=False)
 def exceptions_page(request: Request, pages: Annotated[Pages, Depends(get_pages)],
                     user: BusinessManager, session: Db, now: Now) -> Response:
     return pages.render(request, "exceptions.html", user=user, now=now,
-                        rows=service.current_and_future(session, at=now))
+                        rows=service.current_and_future(session, at=now),
+                        notice=notice_for(request))
+
+
+def _confirm(request: Request, pages: Pages, user: BusinessManager, row: ExceptionRow, *,
+             errors: dict[str, str], values: dict[str, str], status: int) -> Response:
+    whom = f"{row.scope.value}{' ' + row.who if row.who else ''}"
+    return pages.render(request, "confirm.html", user=user, title="Revoke this exception?",
+                        what=f"{row.target} will no longer be open for {whom}; the gateway "
+                             "stops it within a few seconds. The record stays.",
+                        action=f"/exceptions/{row.id}/revoke", hidden={},
+                        button="Yes, revoke it", back="/exceptions", errors=errors,
+                        values=values, status=status)
+
+
+@router.get("/exceptions/{exception_id}/revoke", include_in_schema=False)
+def confirm_revoke_page(exception_id: str, request: Request, pages: PagesDep,
+                        user: BusinessManager, session: Db) -> Response:
+    row = service.load(session, exception_id)
+    return _confirm(request, pages, user, row, errors={}, values={}, status=200)
 
 
 @router.post("/exceptions/{exception_id}/revoke", include_in_schema=False)
-def revoke_page(exception_id: str, user: BusinessManager, session: Db, now: Now) -> Response:
-    service.revoke(session, actor=user, exception_id=exception_id, at=now)
-    return RedirectResponse("/exceptions", status_code=303)
+def revoke_page(exception_id: str, request: Request, pages: PagesDep, user: BusinessManager,
+                session: Db, now: Now, fields: Form) -> Response:
+    try:
+        form = validate(RemovalCreate, fields)
+    except InvalidInput as error:
+        row = service.load(session, exception_id)
+        return _confirm(request, pages, user, row, errors=error.problems, values=fields,
+                        status=422)
+    service.revoke(session, actor=user, exception_id=exception_id, at=now, reason=form.reason)
+    return RedirectResponse("/exceptions?done=revoked", status_code=303)
 
 
 @api.get("/exceptions", response_model=list[ExceptionPublic])
@@ -37,7 +69,10 @@ def list_exceptions(user: BusinessManager, session: Db, now: Now) -> list[Except
 
 
 @api.post("/exceptions/{exception_id}/revoke", response_model=ExceptionPublic)
-def revoke(exception_id: str, user: BusinessManager, session: Db, now: Now) -> ExceptionPublic:
-    """End an exception now (the record stays; the gateway stops honouring it in seconds)."""
+def revoke(exception_id: str, user: BusinessManager, session: Db, now: Now,
+           body: RevocationCreate | None = None) -> ExceptionPublic:
+    """End an exception now (the record stays; the gateway stops honouring it in seconds);
+    the optional `reason` is kept in the audit log."""
     return ExceptionPublic.model_validate(
-        service.revoke(session, actor=user, exception_id=exception_id, at=now))
+        service.revoke(session, actor=user, exception_id=exception_id, at=now,
+                       reason=body.reason if body else ""))

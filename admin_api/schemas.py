@@ -4,7 +4,7 @@ with a clear message) and XPublic (what the API returns); the tables are in stor
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -78,10 +78,23 @@ class ApprovalCreate(_In):
     until: datetime | None = None  # without a zone: the school's time
     period: Annotated[str, Field(max_length=40)] | None = None
     note: Annotated[FreeText, Field(max_length=500)] = ""
+    confirm_wide: bool = False  # the reviewer read the reach of a wider-than-asked grant
 
 
 class DenialCreate(_In):
     reason: Annotated[FreeText, Field(min_length=5, max_length=1000)]
+
+
+class RemovalCreate(_In):
+    """A destructive action from a page (remove, revoke): the reason, and the confirmation
+    that the person meant it (the confirmation page's button)."""
+
+    reason: Annotated[FreeText, Field(min_length=5, max_length=500)]
+    confirm: Literal["yes"]
+
+
+class RevocationCreate(_In):
+    reason: Annotated[FreeText, Field(max_length=500)] = ""
 
 
 class LocalListEntryCreate(_In):
@@ -121,6 +134,7 @@ class AuditEntryPublic(_Out):
     target: str
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+    details_hidden: bool = False  # a safeguarding action's details: for the DSL only
 
 
 class ExplainPublic(BaseModel):
@@ -134,6 +148,12 @@ class ExplainPublic(BaseModel):
     user: str | None
     at: datetime
     explanation: str
+    known_user: bool | None = None  # for a named person: whether the directory knows them
+    includes: str = ""  # what the answer took into account, in words
+
+
+class SubjectAccessCreate(_In):
+    user: Annotated[SingleLine, Field(min_length=1, max_length=200)]
 
 
 class PolicyCheckCreate(_In):

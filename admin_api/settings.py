@@ -42,6 +42,7 @@ DEFAULT_ADMIN_GROUPS: dict[str, Role] = {
 def is_placeholder(secret: str) -> bool:
     text = secret.strip()
     return (text.lower() in PLACEHOLDERS or len(text) < MIN_SECRET_LENGTH
+            or len(set(text)) < 8  # "aaaa…" is long but guessable: not random characters
             or text.lower().startswith(("change", "your-", "<")))
 
 

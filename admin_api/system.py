@@ -43,9 +43,10 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(resources: Res) -> Response:
-    """Ready to serve: the database answers at the current schema and a policy is loaded."""
-    result = readiness(resources)
-    return JSONResponse(result, status_code=200 if result["ready"] else 503)
+    """Ready to serve: the database answers at the current schema and a policy is loaded.
+    Without sign-in (for probes), so it says only ready or not; the checks are on /system."""
+    ready = bool(readiness(resources)["ready"])
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
 def configuration(resources: Resources) -> list[tuple[str, str]]:

@@ -9,7 +9,8 @@ Precedence, first match wins (the CHECKS tuple below, in this order):
 3. sanction   - a supervised-only user is blocked everywhere except the supervised allowlist,
                 unless a supervised session is open;
 4. exception  - an approved, unexpired exception (user/group/role/everyone x host/category),
-                or a local allow-list entry; never for a category not unblockable for the role;
+                or a local allow-list entry; never for a category not unblockable for the role,
+                nor when it is broader than a local block of the site (the block wins);
 5. rules      - the local block list, circumvention tricks (public IP literals, page-rewriting
                 proxies of blocked sites), then the policy's rules in file order;
 6. default    - the policy's default verdict.
@@ -239,16 +240,28 @@ def _exception(ctx: _Context) -> Decision | None:
         inner = decide(ctx.policy, Request(target, ctx.port), ctx.subject, ctx.overrides, ctx.at)
         if not inner.allowed:
             return None  # a rewriting proxy opens only what would be allowed anyway
+    # A local block wins over a broader local allow or exception (a parent site, a category);
+    # one for the blocked site itself or narrower is the Business Manager's deliberate choice.
+    blocks = [entry.host for entry in ctx.overrides.local_list
+              if entry.verdict is Verdict.BLOCK and is_subdomain_or_same(ctx.host.name, entry.host)]
     for entry in ctx.overrides.local_list:
-        if entry.verdict is Verdict.ALLOW and is_subdomain_or_same(ctx.host.name, entry.host):
+        if entry.verdict is Verdict.ALLOW and is_subdomain_or_same(ctx.host.name, entry.host) \
+                and not any(_broader(entry.host, block) for block in blocks):
             return Decision(Verdict.ALLOW, Reason.EXCEPTION, rule=f"local-allow:{entry.host}",
                             category=_first_category(ctx), host=ctx.host.name)
     for exc in ctx.overrides.exceptions:
-        if exc.active(ctx.at) and _covers(exc, ctx):
+        if exc.active(ctx.at) and _covers(exc, ctx) and not (blocks and (
+                exc.target_kind is TargetKind.CATEGORY
+                or any(_broader(exc.target, block) for block in blocks))):
             category = exc.target if exc.target_kind is TargetKind.CATEGORY else None
             return Decision(Verdict.ALLOW, Reason.EXCEPTION, rule=exc.id,
                             category=category or _first_category(ctx), host=ctx.host.name)
     return None
+
+
+def _broader(opened: str, blocked: str) -> bool:
+    """Whether an allow or exception for `opened` is broader than a local block of `blocked`."""
+    return opened != blocked and is_subdomain_or_same(blocked, opened)
 
 
 def _rules(ctx: _Context) -> Decision | None:

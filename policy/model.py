@@ -196,6 +196,7 @@ class Category:
     description: str = ""
     locked: bool = False
     not_unblockable_for: frozenset[str] = frozenset()  # role names
+    no_wide_grants_for: frozenset[str] = frozenset()  # roles: no category/everyone-wide grant
     circumvention: bool = False
     sensitive: bool = False
     lists: tuple[str, ...] = ()  # the list files it was built from (for people to read)

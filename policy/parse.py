@@ -103,6 +103,7 @@ class _CategoryIn(_Strict):
     domains: list[str] = []
     locked: bool = False
     not_unblockable_for: list[str] | Literal["all"] = []
+    no_wide_grants_for: list[str] | Literal["all"] = []
     circumvention: bool = False
     sensitive: bool = False
 
@@ -353,6 +354,8 @@ class _Builder:
                 name=name, description=cat.description, locked=cat.locked,
                 not_unblockable_for=self._role_names(cat.not_unblockable_for,
                                                      f"{where}.not_unblockable_for", roles),
+                no_wide_grants_for=self._role_names(cat.no_wide_grants_for,
+                                                    f"{where}.no_wide_grants_for", roles),
                 circumvention=cat.circumvention, sensitive=cat.sensitive,
                 lists=tuple(cat.lists), domain_count=len(unique),
                 example_domain=unique[0] if unique else "",

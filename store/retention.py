@@ -1,14 +1,19 @@
 """Retention: delete what is older than the school keeps it, table by table, in bounded batches
-so that a purge never holds a long lock over the gateway's writes."""
+so that a purge never holds a long lock over the gateway's writes. Every table that holds
+personal data has a period (docs/admin.md, "Records and retention", gives the guidance each
+default follows)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, delete, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
+from store.admin_models import AuditEntryRow, UnblockRequestRow
+from store.incident_models import IncidentNoteRow
 from store.models import (
     AlertRow,
     Base,
@@ -30,9 +35,19 @@ class RetentionDays:
     attempts: int = 365  # circumvention attempts
     alerts: int = 365
     sanctions: int = 365  # sanctions (and supervised sessions) after they ended
+    # The admin's records. Audit log: three years, so that each annual filtering review (DfE
+    # filtering and monitoring standards) and the one after can read the year's decisions.
+    audit_log: int = 3 * 365
+    # Unblock requests (pupils' names and reasons): one year, the review's period.
+    requests: int = 365
+    # Incident notes are safeguarding records: the IRMS toolkit for schools keeps child
+    # protection records until the child's 25th birthday; 25 years from the note is never
+    # shorter than that for a primary pupil. Set it to the school's records policy.
+    incident_notes: int = 25 * 365
 
     def __post_init__(self) -> None:
-        for name in ("events", "attempts", "alerts", "sanctions"):
+        for name in ("events", "attempts", "alerts", "sanctions", "audit_log", "requests",
+                     "incident_notes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"retention for {name} must be at least 1 day, not "
                                  f"{getattr(self, name)}")
@@ -62,10 +77,16 @@ def purge(engine: Engine, *, now: datetime, days: RetentionDays | None = None,
                              batch),
         "supervised_sessions": _delete(engine, SupervisedSessionRow, SupervisedSessionRow.id,
                                        SupervisedSessionRow.ends < ended, batch),
+        "audit_log": _delete(engine, AuditEntryRow, AuditEntryRow.id,
+                             AuditEntryRow.at < before(days.audit_log), batch),
+        "unblock_requests": _delete(engine, UnblockRequestRow, UnblockRequestRow.id,
+                                    UnblockRequestRow.created_at < before(days.requests), batch),
+        "incident_notes": _delete(engine, IncidentNoteRow, IncidentNoteRow.id,
+                                  IncidentNoteRow.at < before(days.incident_notes), batch),
     }
 
 
-def _delete(engine: Engine, table: type[Base], key: InstrumentedAttribute[str],
+def _delete(engine: Engine, table: type[Base], key: InstrumentedAttribute[Any],
             old: ColumnElement[bool], batch: int) -> int:
     total = 0
     while True:

@@ -47,7 +47,8 @@ def acknowledge(session: Session, *, actor: SignedInUser, alert: AlertRow,
     alert.state = AlertState.ACKNOWLEDGED
     alert.acknowledged_by = actor.username
     audit.record(session, actor=actor, action="alert.acknowledge", target=f"alert:{alert.id}",
-                 at=at, before=before, after=as_json(alert))
+                 at=at, before=audit.without_notes(before),
+                 after=audit.without_notes(as_json(alert)))
     session.commit()
     return alert
 
@@ -65,6 +66,7 @@ def close(session: Session, *, actor: SignedInUser, alert: AlertRow, action_take
                               action_taken=action_taken, outcome=outcome, at=at,
                               happened_at=alert.at, alert_id=alert.id)
     audit.record(session, actor=actor, action="alert.close", target=f"alert:{alert.id}", at=at,
-                 before=before, after={**as_json(alert), "incident_note": note.id})
+                 before=audit.without_notes(before),
+                 after=audit.without_notes({**as_json(alert), "incident_note": note.id}))
     session.commit()
     return note

@@ -30,17 +30,22 @@ def current_and_future(session: Session, *, at: datetime) -> Sequence[ExceptionR
                            .order_by(ExceptionRow.starts).limit(1000)).all()
 
 
-def revoke(session: Session, *, actor: SignedInUser, exception_id: str, at: datetime,
-           ) -> ExceptionRow:
+def load(session: Session, exception_id: str) -> ExceptionRow:
     row = session.get(ExceptionRow, exception_id) if looks_like_id(exception_id) else None
     if row is None:
         raise NotFound(f"there is no exception {exception_id[:36]!r}")
+    return row
+
+
+def revoke(session: Session, *, actor: SignedInUser, exception_id: str, at: datetime,
+           reason: str = "") -> ExceptionRow:
+    row = load(session, exception_id)
     if row.ends is not None and row.ends <= at:
         raise Conflict("this exception has already ended")
     before = _as_json(row)
     row.ends = max(at, row.starts)  # a future one ends before it starts: never active
     bump_change_counter(session)
     audit.record(session, actor=actor, action="exception.revoke", target=f"exception:{row.id}",
-                 at=at, before=before, after=_as_json(row))
+                 at=at, before=before, after={**_as_json(row), "reason": reason})
     session.commit()
     return row

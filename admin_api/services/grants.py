@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from admin_api.errors import InvalidInput, PolicyForbids
-from policy.hostnames import HostError, normalise_host
+from policy.decide import unblockable
+from policy.hostnames import HostError, normalise_host, unwrap_rewriting_proxy
 from policy.model import Policy, Scope, TargetKind
 
 MAX_AHEAD = timedelta(days=366)
@@ -148,30 +149,66 @@ def resolve_times(policy: Policy, *, duration: Duration, now: datetime, hours: i
     return now, None, "permanently"
 
 
-def check_grant(policy: Policy, grant: Grant, *, user_role: str | None) -> None:
-    """PolicyForbids if the policy does not let this grant open what it targets for whom it
-    covers; InvalidInput for an unknown category, role or a bad host."""
+def _covered(policy: Policy, grant: Grant, user_roles: frozenset[str]) -> tuple[set[str], str]:
+    """The policy roles a grant may cover, and whom it names in words."""
+    if grant.scope is Scope.USER:
+        covered = set(user_roles) or {policy.default_role}
+        return covered, f"{grant.who} (role {', '.join(sorted(covered))})"
+    if grant.scope is Scope.ROLE:
+        return {grant.who or ""}, f"the role {grant.who}"
+    # a group, or everyone, may include any role
+    return set(policy.roles), (f"the group {grant.who}" if grant.scope is Scope.GROUP
+                               else "everyone")
+
+
+def judged_hosts(name: str) -> tuple[str, ...]:
+    """The host, and the site a page-rewriting proxy host stands for
+    ("www-instagram-com.translate.goog" is www.instagram.com too)."""
+    inner = unwrap_rewriting_proxy(name)
+    return (name, inner) if inner else (name,)
+
+
+def is_rewriting_proxy(name: str) -> bool:
+    """Whether `name` is a page-rewriting proxy itself (translate.goog, cdn.ampproject.org):
+    opening it opens every site through it."""
+    return unwrap_rewriting_proxy(f"www-example-org.{name}") is not None
+
+
+def never_unblockable_for(policy: Policy, name: str, roles: set[str]) -> list[str]:
+    """Those of `roles` for whom the site can never be unblocked (judged through
+    page-rewriting proxies too); every role for a page-rewriting proxy itself."""
+    if is_rewriting_proxy(name):
+        return sorted(roles)
+    return sorted(role for role in roles
+                  if not all(unblockable(policy, host, role) for host in judged_hosts(name)))
+
+
+def _categories(policy: Policy, grant: Grant) -> tuple[str, ...]:
     if grant.target_kind is TargetKind.CATEGORY:
         if grant.target not in policy.categories:
             raise InvalidInput({"target_kind": "this site is in no category of the policy; "
                                                "approve it for the site instead"})
-        categories: tuple[str, ...] = (grant.target,)
-    else:
-        host = normalise_host(grant.target)
-        if isinstance(host, HostError):
-            raise InvalidInput({"target": host.message})
-        categories = policy.domains.categories(host.name)
+        return (grant.target,)
+    host = normalise_host(grant.target)
+    if isinstance(host, HostError):
+        raise InvalidInput({"target": host.message})
+    found: dict[str, None] = {}
+    for name in judged_hosts(host.name):
+        found.update(dict.fromkeys(policy.domains.categories(name)))
+    return tuple(found)
+
+
+def check_grant(policy: Policy, grant: Grant, *, user_roles: frozenset[str]) -> None:
+    """PolicyForbids if the policy does not let this grant open what it targets for whom it
+    covers (`user_roles`: the roles of the one person a user grant names), or if it is a
+    category-wide or everyone-wide opening that the category forbids for a role it covers
+    (`no_wide_grants_for`); InvalidInput for an unknown category, role or a bad host."""
+    categories = _categories(policy, grant)
     if grant.scope is Scope.ROLE and grant.who not in policy.roles:
         raise InvalidInput({"who": f"choose a role of the policy ({', '.join(policy.roles)})"})
-    if grant.scope is Scope.USER:
-        covered = {user_role or policy.default_role}
-        whom = f"{grant.who} (role {next(iter(covered))})"
-    elif grant.scope is Scope.ROLE:
-        covered = {grant.who or ""}
-        whom = f"the role {grant.who}"
-    else:
-        covered = set(policy.roles)  # a group, or everyone, may include any role
-        whom = f"the group {grant.who}" if grant.scope is Scope.GROUP else "everyone"
+    covered, whom = _covered(policy, grant, user_roles)
+    wide = grant.target_kind is TargetKind.CATEGORY or grant.scope in (Scope.EVERYONE,
+                                                                         Scope.ROLE)
     for name in categories:
         category = policy.categories[name]
         if category.locked:
@@ -183,3 +220,72 @@ def check_grant(policy: Policy, grant: Grant, *, user_role: str | None) -> None:
             raise PolicyForbids({"scope": f"the policy says the category '{name}' cannot be "
                                           f"unblocked for {', '.join(refused)}; a grant to "
                                           f"{whom} would cover them, so it is refused"})
+        narrow_only = sorted(covered & category.no_wide_grants_for)
+        if wide and narrow_only:
+            raise PolicyForbids({"scope": f"the school's policy does not allow opening "
+                                          f"'{name}' for all {', '.join(narrow_only)}s or for "
+                                          "a whole category at once: approve this one site "
+                                          "for the person or the class that asked"})
+    if grant.target_kind is TargetKind.HOST:
+        if is_rewriting_proxy(grant.target):
+            raise PolicyForbids({"target": f"{grant.target} is a page-rewriting proxy: opening "
+                                           "it would open every website through it, "
+                                           "including ones that can never be unblocked"})
+        refused = never_unblockable_for(policy, grant.target, covered & set(policy.roles))
+        if refused:
+            raise PolicyForbids({"scope": f"{grant.target} can never be unblocked for "
+                                          f"{refused[0]}s (the school's policy keeps it "
+                                          f"blocked); a grant to {whom} would cover them, so "
+                                          "it is refused"})
+
+
+def widenings(grant: Grant, *, asked_for_group: str | None) -> list[str]:
+    """How this grant is wider than the request it answers (empty: as narrow as asked):
+    a role, everyone, another group, a whole category, longer than a day, or permanently."""
+    wider = []
+    if grant.scope is Scope.ROLE:
+        wider.append(f"everyone with the role {grant.who}")
+    elif grant.scope is Scope.EVERYONE:
+        wider.append("everyone")
+    elif grant.scope is Scope.GROUP and (grant.who or "").casefold() != (
+            asked_for_group or "").casefold():
+        wider.append(f"the whole group {grant.who}")
+    if grant.target_kind is TargetKind.CATEGORY:
+        wider.append(f"every site in the category '{grant.target}'")
+    if grant.ends is None:
+        wider.append("permanently")
+    elif grant.ends - grant.starts > timedelta(days=1):
+        wider.append("for longer than a day")
+    return wider
+
+
+def reach_words(policy: Policy, grant: Grant, *, people: int | None) -> str:
+    """The grant's reach in a sentence: "This lets all 312 pupils use 47 sites in the category
+    'social' until Friday 18 December, 14:00." (`people`: how many it covers, if known)."""
+    count = f"{people} " if people is not None else ""
+    persons = "person" if people == 1 else "people"
+    every = "the" if people == 1 else "all"
+    match grant.scope:
+        case Scope.USER:
+            whom = str(grant.who)
+        case Scope.GROUP:
+            whom = f"{every} {count}{persons} in {grant.who}"
+        case Scope.ROLE:
+            role = str(grant.who)
+            pupils = "pupil" if people == 1 else "pupils"
+            whom = (f"{every} {count}"
+                    f"{pupils if role == 'pupil' else persons + ' with the role ' + role}")
+        case _:
+            whom = f"all {count}{persons} at school (everyone)"
+    if grant.target_kind is TargetKind.CATEGORY:
+        category = policy.categories.get(grant.target)
+        sites = category.domain_count if category else 0
+        what = f"{sites} sites in the category '{grant.target}'"
+    else:
+        what = f"{grant.target} (and its subdomains)"
+    if grant.ends is None:
+        until = "permanently, until someone removes it"
+    else:
+        end = grant.ends.astimezone(policy.calendar.timezone)
+        until = f"until {end.strftime('%A')} {end.day} {end.strftime('%B')}, {_hm(end.time())}"
+    return f"This lets {whom} use {what} {until}."

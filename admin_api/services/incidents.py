@@ -35,7 +35,7 @@ def add_note(session: Session, *, actor: SignedInUser, user: str, what_happened:
                           event_id=event_id)
     session.add(row)
     audit.record(session, actor=actor, action="incident.write", target=f"incident:{row.id}",
-                 at=at, after=as_json(row))
+                 at=at, after=audit.without_notes(as_json(row)))
     return row
 
 

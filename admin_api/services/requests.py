@@ -19,9 +19,18 @@ from admin_api.errors import Conflict, InvalidInput, NotAllowed
 from admin_api.roles import SignedInUser
 from admin_api.schemas import UnblockRequestCreate
 from admin_api.services import audit
-from admin_api.services.grants import Grant, check_grant, resolve_period
+from admin_api.services.grants import (
+    Grant,
+    check_grant,
+    never_unblockable_for,
+    reach_words,
+    resolve_period,
+    widenings,
+)
+from admin_api.services.lists import blocked_by
+from admin_api.services.sites import refuse_public_suffix, site_of
 from policy.hostnames import HostError, normalise_host
-from policy.model import Policy, Verdict
+from policy.model import Policy, TargetKind, Verdict
 from store.admin_models import RequestState, UnblockRequestRow
 from store.models import ExceptionRow, LocalListRow, bump_change_counter
 from store.tokens import AccessClaims
@@ -42,16 +51,38 @@ def create_request(session: Session, *, requester: SignedInUser, form: UnblockRe
                    ) -> UnblockRequestRow:
     """Record a written request. `claims` come from a genuine block-page link (checked by the
     caller); without them the host is the one typed."""
-    raw_host = claims.host if claims is not None else form.host
+    if claims is not None and claims.user and not requester.same_person(claims.user):
+        raise InvalidInput({"token": "this link was made for someone else's block page. "
+                                     "Use the link on your own block page, or type the "
+                                     "website's name instead"})
+    raw_host = claims.host if claims is not None else site_of(form.host)
     host = normalise_host(raw_host)
     if isinstance(host, HostError):
-        raise InvalidInput({"host": f"{host.message}; type just the site's name, for example "
-                                    "www.example.org"})
+        raise InvalidInput({"host": "we could not read that as a website. Type or paste its "
+                                    "address, for example www.example.org"})
+    refuse_public_suffix(host.name)
+    if claims is not None:
+        used = session.scalar(select(UnblockRequestRow.id).where(
+            UnblockRequestRow.from_block_page.is_(True),
+            UnblockRequestRow.host == host.name,
+            UnblockRequestRow.blocked_at == claims.at,
+            func.lower(UnblockRequestRow.requester) == requester.username.casefold()).limit(1))
+        if used is not None:
+            raise InvalidInput({"token": "you have already sent a request from this link; "
+                                         "see “My requests” for the answer"})
     category = claims.category if claims is not None else None
     if category is None:
         category = next(iter(policy.domains.categories(host.name)), None)
     if form.for_group is not None and not requester.is_staff:
         raise NotAllowed("only staff can ask for access for a class or group")
+    roles = set(policy.roles) if form.for_group else {
+        claims.role if claims is not None and claims.role else requester.policy_role}
+    judged = (roles & set(policy.roles)) or {policy.default_role}
+    refused = never_unblockable_for(policy, host.name, judged)
+    if refused:
+        raise InvalidInput({"host": f"{host.name} can never be unblocked at school, even if "
+                                    "you ask: the school's policy keeps it blocked for "
+                                    f"{refused[0]}s. Nothing has been sent."})
     if form.wanted_on is not None and form.wanted_period is not None:
         resolve_period(policy, f"{form.wanted_on.isoformat()} {form.wanted_period}", now=at,
                        field="wanted_period")
@@ -86,13 +117,29 @@ def _decide(session: Session, *, row: UnblockRequestRow, reviewer: SignedInUser,
 
 
 def approve_request(session: Session, *, row: UnblockRequestRow, reviewer: SignedInUser,
-                    grant: Grant, note: str, policy: Policy, at: datetime) -> UnblockRequestRow:
-    """Grant access as `grant` says, after checking it against the policy."""
-    check_grant(policy, grant, user_role=row.blocked_role or row.requester_role)
+                    grant: Grant, note: str, policy: Policy, at: datetime,
+                    user_roles: frozenset[str] = frozenset(), confirmed: bool = False,
+                    people: int | None = None) -> UnblockRequestRow:
+    """Grant access as `grant` says, after checking it against the policy (a grant to one
+    person with `user_roles`, that person's roles), and only with `confirmed` if it is wider
+    than the request."""
+    check_grant(policy, grant, user_roles=user_roles or frozenset(
+        {row.blocked_role or row.requester_role}))
+    wider = widenings(grant, asked_for_group=row.for_group)
+    blocking = blocked_by(session, name=row.host)
+    if blocking is not None:
+        wider.append(f"past the local block of {blocking}"
+                     + (" (the block still wins for a whole category)"
+                        if grant.target_kind is TargetKind.CATEGORY else ""))
+    if wider and not confirmed:
+        raise InvalidInput({"confirm_wide": f"{reach_words(policy, grant, people=people)} "
+                                            f"That is wider than the request ({', '.join(wider)})"
+                                            ". Check it, then confirm to go ahead."})
     before = snapshot(row)
     exception_id: str | None = None
     local_host: str | None = None
     if grant.local_allow:
+        refuse_public_suffix(grant.target, field="target")
         existing = session.get(LocalListRow, grant.target)
         previous = ({"host": existing.host, "verdict": existing.verdict.value,
                      "note": existing.note} if existing else None)

@@ -107,7 +107,7 @@ def place(session: Session, *, actor: SignedInUser, user: str, ends: datetime | 
         raise _refused(error, "ends") from None
     row = session.get_one(SanctionRow, sanction_id)
     audit.record(session, actor=actor, action="sanction.place", target=f"sanction:{row.id}",
-                 at=at, after=as_json(row))
+                 at=at, after=audit.without_notes(as_json(row)))
     session.commit()
     return row
 
@@ -126,7 +126,8 @@ def extend(session: Session, *, actor: SignedInUser, sanction: SanctionRow,
         raise _refused(error, "ends") from None
     action = "sanction.extend" if before["state"] == SanctionState.PLACED else "sanction.confirm"
     audit.record(session, actor=actor, action=action, target=f"sanction:{sanction.id}", at=at,
-                 before=before, after=as_json(sanction))
+                 before=audit.without_notes(before),
+                 after=audit.without_notes(as_json(sanction)))
     session.commit()
     return sanction
 
@@ -138,7 +139,8 @@ def lift(session: Session, *, actor: SignedInUser, sanction: SanctionRow, note: 
     store.lift_sanction(session=session, sanction_id=sanction.id, by=actor.username, at=at,
                         note=note or None)
     audit.record(session, actor=actor, action="sanction.lift", target=f"sanction:{sanction.id}",
-                 at=at, before=before, after=as_json(sanction))
+                 at=at, before=audit.without_notes(before),
+                 after=audit.without_notes(as_json(sanction)))
     session.commit()
     return sanction
 

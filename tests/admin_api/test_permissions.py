@@ -49,13 +49,16 @@ ENDPOINTS = [
     Endpoint("GET", "/requests/{request}", OWNER_OR_BM, 200),
     Endpoint("POST", "/requests/{request}/approve", BM, 303,
              form={"scope": "user", "target_kind": "host", "duration": "hours", "hours": "1"}),
-    Endpoint("POST", "/requests/{request}/deny", BM, 303, form={"reason": "Not for school."}),
+    Endpoint("POST", "/requests/{request}/deny", BM, 303, form={"reason": "Not for school.",
+                                                                    "confirm": "yes"}),
     Endpoint("GET", "/lists", BM, 200),
     Endpoint("POST", "/lists", BM, 303, form={"host": "new-{tag}.example", "verdict": "block",
                                               "note": "reported by a teacher"}),
-    Endpoint("POST", "/lists/remove", BM, 303, form={"host": "{host}"}),
+    Endpoint("POST", "/lists/remove", BM, 303, form={"host": "{host}", "reason": "Not needed",
+                                                     "confirm": "yes"}),
     Endpoint("GET", "/exceptions", BM, 200),
-    Endpoint("POST", "/exceptions/{exception}/revoke", BM, 303, form={}),
+    Endpoint("POST", "/exceptions/{exception}/revoke", BM, 303,
+             form={"reason": "Lesson cancelled", "confirm": "yes"}),
     Endpoint("GET", "/explain?host=www.tiktok.com&role=pupil", STAFF_SIDE, 200),
     Endpoint("GET", "/policy", IT, 200),
     Endpoint("POST", "/policy/check", IT, 200, form={"text": "name: x\n"}),
@@ -116,7 +119,14 @@ ENDPOINTS = [
     Endpoint("GET", "/healthz", PUBLIC, 200),
     Endpoint("GET", "/readyz", PUBLIC, 200),
     Endpoint("GET", "/signin", PUBLIC, 200),
-    Endpoint("GET", "/openapi.json", PUBLIC, 200),
+    # confirmation pages and records (issue 13)
+    Endpoint("GET", "/lists/remove?host={host}", BM, 200),
+    Endpoint("GET", "/exceptions/{exception}/revoke", BM, 200),
+    Endpoint("GET", "/records", AUDIT, 200),
+    Endpoint("POST", "/records/subject-access", AUDIT, 200, form={"user": "pupil1"}),
+    Endpoint("POST", "/api/records/subject-access", AUDIT, 200, json={"user": "pupil1"}),
+    Endpoint("GET", "/openapi.json", ALL, 200),  # signed in (security finding 22)
+    Endpoint("GET", "/docs", ALL, 200),
 ]
 
 

@@ -166,7 +166,7 @@ def _story(browser: Any, admin: str, shots: Shots) -> None:
     shots.take(pupil, "pupil-writes-why")
     pupil.click("form[action='/requests/new'] button[type=submit]")
     pupil.wait_for_load_state()
-    assert re.search(r"/requests/[0-9a-f-]{36}$", pupil.url), pupil.url
+    assert re.search(r"/requests/[0-9a-f-]{36}(\?done=sent)?$", pupil.url), pupil.url
     request_url = pupil.url
     assert "pending" in pupil.inner_text("main").lower()
     shots.take(pupil, "pupil-request-sent")

@@ -74,7 +74,8 @@ def test_each_table_keeps_its_own_number_of_days(database_url: str) -> None:
         counts = purge(engine, now=NOW, days=RetentionDays(), batch=2)
 
         assert counts == {"events": 2, "circumvention_attempts": 1, "alerts": 1,
-                          "sanctions": 3, "supervised_sessions": 1}
+                          "sanctions": 3, "supervised_sessions": 1, "audit_log": 0,
+                          "unblock_requests": 0, "incident_notes": 0}
         with Session(engine) as session:
             assert sorted(session.scalars(select(EventRow.at))) == [
                 NOW - age * DAY for age in (90, 89, 0)]

@@ -1,0 +1,26 @@
+"""What a person is told after an action: every action ends on a page that says what happened.
+The redirect after a change carries `?done=<code>`; the page looks the code up here, so no text
+from the address is ever shown (only these fixed sentences)."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+NOTICES = {
+    "sent": "Sent - the Business Manager will look at it. You will see the answer here and "
+            "under “My requests”. If it is approved, this page says until when you can use "
+            "the website.",
+    "approved": "Approved. The access starts within a few seconds.",
+    "denied": "Denied. The person who asked will see your reason.",
+    "list-block": "Added to the block list. It is blocked for everyone within a few seconds.",
+    "list-allow": "Added to the allow list. It is allowed for everyone within a few seconds "
+                  "(unless the policy can never unblock it).",
+    "list-removed": "Removed from the local lists. The change reaches the gateway within a few "
+                    "seconds.",
+    "revoked": "Revoked. The access has ended; the gateway stops it within a few seconds.",
+}
+
+
+def notice_for(request: Request) -> str:
+    """The sentence for this page's `done` code, or "" (unknown codes say nothing)."""
+    return NOTICES.get(request.query_params.get("done", ""), "")

@@ -1,0 +1,217 @@
+"""The dangerous paths of the admin in a real browser (issue 13, "Safe by default"): headless
+Chromium against a real `schoolgate admin` process (uvicorn, the seed policy, the demo
+directory, SQLite), with a screenshot of every step at desktop width and of the confirmation
+steps at phone width, kept as artefacts:
+
+1. a teacher pastes a URL to ask for a class, and is told what happens next;
+2. the Business Manager tries "everyone" and "the whole category": the seed policy refuses;
+3. approves what was asked (the class, the site) and is told it is done;
+4. a pupil's request, widened to every pupil, needs the confirmation that states its reach;
+5. the local lists refuse a whole ending (co.uk); removing an entry asks why and confirms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from store.db import upgrade
+from tests.support.browser import CHROMIUM_ARGS, need_browser
+from tests.support.gateway import SCHOOLGATE, free_port, wait_until_listening
+
+pytestmark = [pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_IDENTITY = ROOT / "store" / "data" / "demo-identity.yaml"
+WHY = "We are making a class video about online safety in our computing lesson."
+PHONE = {"width": 390, "height": 844}
+
+
+@contextlib.contextmanager
+def running_admin(folder: Path) -> Iterator[str]:
+    """`schoolgate admin` on a free loopback port with its own data directory and database."""
+    database = f"sqlite:///{folder / 'schoolgate.db'}"
+    upgrade(database)
+    port = free_port()
+    data_dir = folder / "data"
+    data_dir.mkdir()
+    log = folder / "admin.log"
+    command = [str(SCHOOLGATE), "admin", "--listen-host", "127.0.0.1", "--listen-port",
+               str(port), "--data-dir", str(data_dir), "--identity", str(DEMO_IDENTITY),
+               "--database", database]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHOOLGATE_SCHOOL_NAME": "Test Primary"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
+                                env=env)
+    try:
+        wait_until_listening(port, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Shots:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+
+    def take(self, page: Any, name: str) -> None:
+        self.count += 1
+        page.screenshot(path=str(self.folder / f"safe-{self.count:02d}-{name}.png"),
+                        full_page=True)
+
+
+def signed_in(browser: Any, admin: str, username: str) -> Any:
+    page = browser.new_context().new_page()
+    page.goto(f"{admin}/signin")
+    page.fill("#username", username)
+    page.fill("#password", f"{username}-demo")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert "/signin" not in page.url, page.inner_text("main")
+    return page
+
+
+def main_text(page: Any) -> str:
+    return str(page.inner_text("main"))
+
+
+def test_the_wide_grant_needs_its_confirmation_and_the_seed_refuses_it_for_pupils(
+        tmp_path: Path, artefacts_dir: Path) -> None:
+    chromium, _, sync_api = need_browser()
+    shots = Shots(artefacts_dir)
+    with running_admin(tmp_path) as admin, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            _story(browser, admin, shots)
+        finally:
+            browser.close()
+    assert shots.count >= 8
+
+
+def _story(browser: Any, admin: str, shots: Shots) -> None:
+    # 1. A teacher pastes the address of a TikTok video and asks for Year5.
+    teacher = signed_in(browser, admin, "teacher1")
+    teacher.goto(f"{admin}/requests/new")
+    teacher.fill("#host", "https://www.tiktok.com/@bbcbitesize/video/123?lang=en")
+    teacher.fill("#why", WHY)
+    teacher.click("details summary")
+    teacher.fill("#for_group", "Year5")
+    teacher.click("button:has-text('Send the request')")
+    teacher.wait_for_load_state()
+    assert "Sent - the Business Manager will look at it" in main_text(teacher)
+    assert "Request for www.tiktok.com" in main_text(teacher)
+    shots.take(teacher, "teacher-sent")
+    request_url = teacher.url.split("?")[0]
+
+    # 2. The Business Manager tries everyone, then the whole category: both refused.
+    bursar = signed_in(browser, admin, "bursar1")
+    bursar.goto(request_url)
+    bursar.check("input[name=scope][value=everyone]")
+    bursar.click("button:has-text('Approve')")
+    bursar.wait_for_load_state()
+    assert "does not allow opening 'social'" in main_text(bursar)
+    shots.take(bursar, "bursar-everyone-refused")
+    bursar.check("input[name=scope][value=group]")
+    bursar.check("input[name=target_kind][value=category]")
+    bursar.click("button:has-text('Approve')")
+    bursar.wait_for_load_state()
+    assert "does not allow opening 'social'" in main_text(bursar)
+    assert "Check before you approve" not in main_text(bursar)  # refused, not confirmable
+
+    # 3. What was asked: the class and the site. No confirmation needed; a message says so.
+    bursar.check("input[name=scope][value=group]")
+    bursar.check("input[name=target_kind][value=host]")
+    bursar.click("button:has-text('Approve')")
+    bursar.wait_for_load_state()
+    assert "Approved. The access starts within a few seconds." in main_text(bursar)
+    shots.take(bursar, "bursar-class-approved")
+
+    # 4. A pupil asks for a site; widening it to every pupil needs the confirmation.
+    pupil = signed_in(browser, admin, "pupil1")
+    pupil.goto(f"{admin}/requests/new")
+    pupil.fill("#host", "https://www.example-museum.org/vikings")
+    pupil.fill("#why", WHY)
+    pupil.click("button:has-text('Send the request')")
+    pupil.wait_for_load_state()
+    assert "Sent - the Business Manager will look at it" in main_text(pupil)
+    pupil_request = pupil.url.split("?")[0]
+    bursar.goto(pupil_request)
+    bursar.check("input[name=scope][value=role]")
+    bursar.fill("#who", "pupil")
+    bursar.click("button:has-text('Approve')")
+    bursar.wait_for_load_state()
+    reach = main_text(bursar)
+    assert "Check before you approve" in reach
+    assert "This lets all 2 pupils use www.example-museum.org" in reach
+    shots.take(bursar, "bursar-wide-confirmation")
+    bursar.set_viewport_size(PHONE)
+    shots.take(bursar, "bursar-wide-confirmation-phone")
+    bursar.set_viewport_size({"width": 1366, "height": 768})
+    bursar.click("button:has-text('Yes, approve this wider access')")
+    bursar.wait_for_load_state()
+    assert "Approved." in main_text(bursar)
+    pupil.goto(pupil_request)
+    assert "you can use it until" in main_text(pupil)
+    shots.take(pupil, "pupil-approved-until")
+
+    # 5. The local lists: a whole ending is refused; removing asks why and confirms.
+    bursar.goto(f"{admin}/lists")
+    bursar.fill("#host", "co.uk")
+    bursar.check("input[name=verdict][value=allow]")
+    bursar.click("button:has-text('Add to the list')")
+    bursar.wait_for_load_state()
+    assert "a whole ending shared by many websites" in main_text(bursar)
+    shots.take(bursar, "bursar-lists-suffix-refused")
+    bursar.fill("#host", "https://www.badsite.example/page")
+    bursar.check("input[name=verdict][value=block]")
+    bursar.click("button:has-text('Add to the list')")
+    bursar.wait_for_load_state()
+    assert "Added to the block list" in main_text(bursar)
+    bursar.click("a:has-text('Remove www.badsite.example')")
+    bursar.wait_for_load_state()
+    assert "Remove www.badsite.example?" in main_text(bursar)
+    bursar.fill("#reason", "Reported by mistake")
+    shots.take(bursar, "bursar-remove-confirm")
+    bursar.click("button:has-text('Yes, remove www.badsite.example')")
+    bursar.wait_for_load_state()
+    assert "Removed from the local lists" in main_text(bursar)
+    assert "www.badsite.example" not in main_text(bursar).split("On the lists", 1)[1]
+    shots.take(bursar, "bursar-removed")
+
+
+def test_docs_work_in_the_browser_with_the_csp_on(tmp_path: Path, artefacts_dir: Path) -> None:
+    """Security finding 20: Swagger UI from our own origin, under the pages' CSP, still shows
+    the API's operations, and nothing is loaded from another origin."""
+    chromium, _, sync_api = need_browser()
+    with running_admin(tmp_path) as admin, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = signed_in(browser, admin, "it1")
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            refused: list[str] = []
+            page.on("console", lambda message: refused.append(message.text)
+                    if "Content Security Policy" in message.text else None)
+            answer = page.goto(f"{admin}/docs")
+            assert answer is not None
+            assert "default-src 'self'" in answer.headers["content-security-policy"]
+            page.wait_for_selector(".opblock", timeout=20_000)
+            assert "/api/requests" in page.inner_text("body")
+            page.screenshot(path=str(artefacts_dir / "safe-docs.png"))
+        finally:
+            browser.close()
+    assert requested
+    assert all(url.startswith(admin) or url.startswith("data:") for url in requested), requested
+    assert refused == []
