@@ -5,8 +5,9 @@ zone (they are stored in UTC).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,8 @@ def role_label(user: SignedInUser) -> str:
 class Pages:
     """Renders templates with what every page needs (user, nav, CSRF token, school)."""
 
-    def __init__(self, *, school_name: str, zone: Any) -> None:
+    def __init__(self, *, school_name: str, zone: Any,
+                 now: Callable[[], datetime] | None = None) -> None:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
             autoescape=True,  # every template, whatever its name
@@ -72,10 +74,16 @@ class Pages:
             lstrip_blocks=True,
         )
         self.zone = zone
-        self.env.filters["local"] = self.local_time
+        self.now = now or (lambda: datetime.now(UTC))
+        self.env.filters["when"] = self.when
+        self.env.filters["local"] = self.when  # the older name, kept for templates not yet moved
+        self.env.filters["day"] = self.day
         self.env.globals["school_name"] = school_name
 
-    def local_time(self, value: datetime | str | None, with_day: bool = True) -> str:
+    def when(self, value: datetime | str | None, with_day: bool = True,
+             seconds: bool = False) -> str:
+        """'Friday 18 December, 10:30' in the school's zone ('Friday 18 December 2027, 10:30'
+        outside this year; '10:30' alone with `with_day=False`; '10:30:05' with `seconds`)."""
         if value is None or value == "":
             return "—"
         if isinstance(value, str):
@@ -84,11 +92,27 @@ class Pages:
             except ValueError:
                 return str(value)
         if value.tzinfo is None:
-            return value.isoformat(sep=" ", timespec="minutes")
+            value = value.replace(tzinfo=UTC)  # stored times are UTC
         local = value.astimezone(self.zone)
+        clock = local.strftime("%H:%M:%S" if seconds else "%H:%M")
         if not with_day:
-            return local.strftime("%H:%M")
-        return f"{local.strftime('%a')} {local.day} {local.strftime('%b %Y, %H:%M')}"
+            return clock
+        return f"{self.day(local.date())}, {clock}"
+
+    def day(self, value: date | datetime | str | None) -> str:
+        """'Friday 18 December' (with the year when it is not this year)."""
+        if value is None or value == "":
+            return "—"
+        if isinstance(value, str):
+            try:
+                value = date.fromisoformat(value)
+            except ValueError:
+                return str(value)
+        if isinstance(value, datetime):
+            value = value.astimezone(self.zone).date()
+        this_year = self.now().astimezone(self.zone).year
+        year = "" if value.year == this_year else f" {value.year}"
+        return f"{value.strftime('%A')} {value.day} {value.strftime('%B')}{year}"
 
     def render(self, request: Request, template: str, *, user: SignedInUser | None,
                status: int = 200, **context: Any) -> HTMLResponse:
