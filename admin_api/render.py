@@ -15,6 +15,8 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from admin_api import words
+from admin_api.notifications import waiting_for
 from admin_api.roles import ADMIN_ROLES, EVERYONE, STAFF_SIDE, Role, SignedInUser
 from admin_api.sessions import session_of
 
@@ -79,6 +81,10 @@ class Pages:
         self.env.filters["local"] = self.when  # the older name, kept for templates not yet moved
         self.env.filters["day"] = self.day
         self.env.globals["school_name"] = school_name
+        self.env.filters["category"] = words.category_words
+        self.env.filters["technique"] = words.technique_words
+        self.env.filters["reason"] = words.reason_words
+        self.env.filters["alert_kind"] = words.alert_kind_words
 
     def when(self, value: datetime | str | None, with_day: bool = True,
              seconds: bool = False) -> str:
@@ -118,6 +124,7 @@ class Pages:
                status: int = 200, **context: Any) -> HTMLResponse:
         html = self.env.get_template(template).render(
             user=user, nav=nav_for(user), role_label=role_label(user) if user else "",
+            waiting=waiting_for(request, user),
             csrf_token=session_of(request).csrf, path=request.url.path, **context)
         return HTMLResponse(html, status_code=status,
                             headers={"Cache-Control": "no-store"})
