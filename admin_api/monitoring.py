@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from admin_api import alerts, incidents, reports, sanctions
+from admin_api import alerts, incidents, reports, sanctions, words
 from admin_api.deps import Db, Dsl, Now, Res, looks_like_id
 from admin_api.errors import InvalidInput, NotFound
 from admin_api.forms import validate
@@ -59,9 +59,13 @@ def event_query(user: Text = "", ip: Text = "", host: Text = "", category: Text 
 Filters = Annotated[dict[str, str], Depends(event_query)]
 
 
-def parse_filters(raw: dict[str, str], zone: ZoneInfo) -> EventFilter:
-    """The filter for the query; InvalidInput (field -> what is wrong) otherwise."""
+def parse_filters(raw: dict[str, str], zone: ZoneInfo, *, loose: bool = False) -> EventFilter:
+    """The filter for the query; InvalidInput (field -> what is wrong) otherwise. `loose`
+    (the DSL's pages): part of a name, a site with its subdomains, categories and techniques
+    by their names in words ('social media', 'proxy'), favicons left out."""
     query = validate(EventQuery, {k: v.strip() for k, v in raw.items() if v.strip()})
+    if loose:
+        return _loose_filter(query, zone)
     host = None
     if query.host:
         found = normalise_host(query.host)
@@ -77,6 +81,26 @@ def parse_filters(raw: dict[str, str], zone: ZoneInfo) -> EventFilter:
     return EventFilter(user=query.user or None, client_ip=query.ip or None, host=host,
                        category=query.category or None, verdict=query.verdict,
                        technique=query.technique or None, since=since, until=until)
+
+
+def _loose_filter(query: EventQuery, zone: ZoneInfo) -> EventFilter:
+    site = query.host.strip().lower().rstrip(".").removeprefix("www.") or None
+    since = until = None
+    if query.from_day:
+        since = day_bounds(query.from_day, query.from_day, zone)[0]
+    if query.to_day:
+        until = day_bounds(query.to_day, query.to_day, zone)[1]
+
+    def codes(typed: str, table: dict[str, str]) -> tuple[str, ...] | None:
+        if not typed:
+            return None
+        return tuple(words.codes_matching(typed, table)) or (typed,)
+
+    return EventFilter(user_contains=query.user or None, client_ip=query.ip or None,
+                       host_within=site, categories=codes(query.category, words.CATEGORIES),
+                       verdict=query.verdict,
+                       techniques=codes(query.technique, words.TECHNIQUES),
+                       since=since, until=until, skip_favicons=True)
 
 
 def parse_cursor(text: str, field: str) -> Cursor | None:
@@ -103,7 +127,7 @@ def events_page(request: Request, pages: PagesDep, user: Dsl, session: Db, zone:
     errors: dict[str, str] = {}
     page = service.EventPage([], None, None)
     try:
-        filters = parse_filters(raw, zone)
+        filters = parse_filters(raw, zone, loose=True)
         page = service.events_page(session, filters=filters,
                                    older=parse_cursor(older, "older"),
                                    newer=parse_cursor(newer, "newer"))
@@ -146,7 +170,7 @@ def _csv_lines(rows: Iterator[EventRow], zone: ZoneInfo) -> Iterator[str]:
 def events_csv(user: Dsl, session: Db, resources: Res, zone: Zone, now: Now,
                raw: Filters) -> Response:
     """Every matching event, newest first, streamed (the export is in the audit log)."""
-    filters = parse_filters(raw, zone)
+    filters = parse_filters(raw, zone, loose=True)
     audit.record(session, actor=user, action="events.export", target="events", at=now,
                  after={k: v for k, v in raw.items() if v})
     session.commit()

@@ -5,7 +5,8 @@ zone (they are stored in UTC).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -85,6 +86,9 @@ class Pages:
         self.env.filters["technique"] = words.technique_words
         self.env.filters["reason"] = words.reason_words
         self.env.filters["alert_kind"] = words.alert_kind_words
+        self.env.filters["plain_times"] = self.plain_times
+        self.env.filters["details"] = self.details
+        self.env.globals["kinds"] = list(words.CATEGORIES.items())
 
     def when(self, value: datetime | str | None, with_day: bool = True,
              seconds: bool = False) -> str:
@@ -104,6 +108,42 @@ class Pages:
         if not with_day:
             return clock
         return f"{self.day(local.date())}, {clock}"
+
+    def plain_times(self, text: str) -> str:
+        """Text with machine times in it ('until 2026-12-17 00:56 UTC') read as people say
+        them ('until Thursday 17 December, 00:56', in the school's zone)."""
+        def local(found: re.Match[str]) -> str:
+            try:
+                stamp = found.group(1).removesuffix(" UTC").removesuffix("Z")
+                moment = datetime.fromisoformat(stamp.replace(" ", "T"))  # naive: UTC
+            except ValueError:
+                return found.group(0)
+            return self.when(moment, seconds=False)
+        return _MACHINE_TIME.sub(local, text)
+
+    def details(self, values: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """An alert's details as (label, text) in words: ids left out (they stay in the API),
+        seconds as minutes, times as `when`, techniques and categories by name."""
+        shown: list[tuple[str, str]] = []
+        for key, value in values.items():
+            if key == "id" or key.endswith("_id") or key.endswith("_ids") or value in (None, ""):
+                continue
+            label = _DETAIL_LABELS.get(key) or key.removesuffix("_seconds").replace(
+                "_", " ").capitalize()
+            if key.endswith("_seconds") and isinstance(value, int | float):
+                text = f"{round(value / 60)} minutes" if value >= 60 else f"{value} seconds"
+            elif key in ("technique", "techniques"):
+                text = ", ".join(words.technique_words(str(v)) for v in _listed(value))
+            elif key in ("category", "categories"):
+                text = ", ".join(words.category_words(str(v)) for v in _listed(value))
+            elif isinstance(value, str) and _ISO_TIME.fullmatch(value):
+                text = self.when(value)
+            elif isinstance(value, list | tuple):
+                text = ", ".join(str(v) for v in value)
+            else:
+                text = str(value)
+            shown.append((label, text))
+        return shown
 
     def day(self, value: date | datetime | str | None) -> str:
         """'Friday 18 December' (with the year when it is not this year)."""
@@ -128,6 +168,17 @@ class Pages:
             csrf_token=session_of(request).csrf, path=request.url.path, **context)
         return HTMLResponse(html, status_code=status,
                             headers={"Cache-Control": "no-store"})
+
+
+_MACHINE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+                           r"(?:[+-]\d{2}:\d{2}| UTC|Z)?)")
+_DETAIL_LABELS = {"window_seconds": "Within", "host": "Website", "hosts": "Websites",
+                  "technique": "Way round the filter", "category": "Kind of website"}
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}.*")
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def get_pages(request: Request) -> Pages:
