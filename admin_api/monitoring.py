@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from admin_api import alerts, incidents, reports, sanctions, words
+from admin_api import alerts, evidence, incidents, reports, sanctions, words
 from admin_api.deps import Db, Dsl, Now, Res, looks_like_id
 from admin_api.errors import InvalidInput, NotFound
 from admin_api.forms import validate
@@ -38,6 +38,7 @@ api = APIRouter(prefix="/api/monitoring", tags=["monitoring"])
 for _area in (alerts, incidents, sanctions, reports):
     router.include_router(_area.router)
     api.include_router(_area.api)
+router.include_router(evidence.router)  # the annual review: for the DSL, IT and the bursar
 
 PagesDep = Annotated[Pages, Depends(get_pages)]
 Text = Annotated[str, Query(max_length=300)]

@@ -44,6 +44,8 @@ NAV: list[NavItem] = [
     NavItem("Policy", "/policy", frozenset({Role.IT_TECHNICIAN})),
     NavItem("System", "/system", frozenset({Role.IT_TECHNICIAN})),
     NavItem("Audit log", "/audit", frozenset({Role.IT_TECHNICIAN, Role.DSL})),
+    NavItem("Annual review", "/review",
+            frozenset({Role.DSL, Role.IT_TECHNICIAN, Role.BUSINESS_MANAGER})),
 ]
 
 ROLE_LABELS = {
