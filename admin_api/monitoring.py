@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import func, select
 
 from admin_api import alerts, evidence, incidents, reports, sanctions, words
 from admin_api.deps import Db, Dsl, Now, Res, looks_like_id
@@ -193,11 +194,19 @@ def _timeline(session: Db, zone: ZoneInfo, *, user: str, at: str, event: str,
         return service.timeline(session, user=row.user, around=row.at, minutes=minutes)
     problems = {}
     if not user.strip():
-        problems["user"] = "say whose timeline to show (their user name)"
-    try:
-        around = school_time(datetime.fromisoformat(at.strip()), zone)
-    except ValueError:
-        problems["at"] = "must be a date and time (YYYY-MM-DD HH:MM)"
+        problems["user"] = "Please type whose timeline to show (their user name)"
+    around = datetime.now(UTC)
+    if at.strip():
+        try:
+            around = school_time(datetime.fromisoformat(at.strip()), zone)
+        except ValueError:
+            problems["at"] = ("Please give the time as a day and a time, for example "
+                              "2026-12-18 10:30 (or leave it empty for their latest visits)")
+    elif user.strip():  # no time: around this person's latest visit
+        latest = session.scalar(select(func.max(EventRow.at)).where(
+            EventRow.user == user.strip()))
+        if latest is not None:
+            around = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
     if problems:
         raise InvalidInput(problems)
     return service.timeline(session, user=user.strip(), around=around, minutes=minutes)

@@ -108,3 +108,13 @@ def test_an_alert_reads_without_ids_or_machine_times(
     assert "sanction_placed" not in main
     assert not re.search(r"\d{4}-\d{2}-\d{2}T", main)
     assert "Sanction id" not in main
+
+
+def test_a_timeline_needs_only_a_name(app: FastAPI,
+                                      visits: tuple[str, dict[str, str], str]) -> None:
+    tag, ids, _ = visits
+    client, _ = client_for(app, "dsl")
+    page = client.get("/monitoring/timeline", params={"user": f"{tag}-pupil1"})
+    assert page.status_code == 200
+    assert ids["page"] in page.text  # around their latest visit
+    assert "YYYY" not in page.text
