@@ -78,7 +78,7 @@ def pack_pdf(pack: EvidencePack, *, school: str, zone: ZoneInfo) -> bytes:
     pdf.para(pack.table_note)
     pdf.grid(pack.header, pack.rows, 7)
     pdf.heading("3. Live test through the gateway")
-    pdf.para(f"Asked {pack.gateway}. Passed {pack.passed}, failed {pack.failed}, "
+    pdf.para(f"{pack.gateway}. Passed {pack.passed}, failed {pack.failed}, "
              f"not tried {len(pack.checks) - pack.passed - pack.failed}.")
     pdf.grid(["What", "Who", "Website", "Policy says", "Gateway did", "Result"],
              [[c.about, c.role, c.host, "blocked" if c.expected.value == "block" else "allowed",

@@ -273,7 +273,11 @@ def build_pack(session: Session, *, policy: Policy, day: date, now: datetime,
                policy_text: str = "") -> EvidencePack:
     """The whole pack for `day` (the live test runs `now`)."""
     lists = load_lists(policy, list_folders)
-    header, rows, note = policy_table(policy, day)
+    header, table, note = policy_table(policy, day)
+    header = ["Who", "Kind of website", *header[2:]]
+    verdicts = {"BLOCK": "blocked", "allow": "allowed"}
+    rows = [[row[0], category_words(row[1]) if row[1] != "(uncategorised)" else "any other site",
+             *(verdicts.get(cell, cell) for cell in row[2:])] for row in table]
     safesearch = ("The policy does not enforce SafeSearch: searches are not filtered by the "
                   "search engines' own safe modes. Consider it at this review.")
     return EvidencePack(
@@ -283,6 +287,7 @@ def build_pack(session: Session, *, policy: Policy, day: date, now: datetime,
         lists=list_freshness(policy, lists, day),
         counts=counts(session, day=day, zone=policy.calendar.timezone),
         safesearch=safesearch,
-        gateway=(f"the gateway at {gateway.proxy_url}" if gateway else
-                 "no gateway was set for the live test (SCHOOLGATE_REVIEW_PROXY)"))
+        gateway=(f"Asked the gateway at {gateway.proxy_url}" if gateway else
+                 "No gateway was set for the live test (SCHOOLGATE_REVIEW_PROXY), so only the "
+                 "policy's answers are shown"))
 
