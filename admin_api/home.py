@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from admin_api.deps import CurrentUser, Db, Now
 from admin_api.notifications import recent_outcomes, waiting_counts
 from admin_api.render import Pages, get_pages, nav_for
-from admin_api.roles import ADMIN_ROLES
+from admin_api.roles import ADMIN_ROLES, Role
 from admin_api.schemas import MePublic
 
 router = APIRouter(tags=["home"])
@@ -27,7 +27,8 @@ def home(request: Request, pages: Annotated[Pages, Depends(get_pages)], user: Cu
                         todo=waiting_counts(session, user),
                         outcomes=recent_outcomes(session, username=user.username,
                                                  since=now - OUTCOMES_SHOWN_FOR),
-                        is_admin=not user.roles.isdisjoint(ADMIN_ROLES))
+                        is_admin=not user.roles.isdisjoint(ADMIN_ROLES),
+                        is_pupil=Role.PUPIL in user.roles)
 
 
 @api.get("/me", response_model=MePublic)

@@ -91,6 +91,7 @@ class Pages:
         self.env.filters["plain_times"] = self.plain_times
         self.env.filters["details"] = self.details
         self.env.globals["kinds"] = list(words.CATEGORIES.items())
+        self.env.globals["kinds_by_code"] = dict(words.CATEGORIES)
 
     def when(self, value: datetime | str | None, with_day: bool = True,
              seconds: bool = False) -> str:
