@@ -130,10 +130,9 @@ def site_of(text: str) -> str:
     text = text.strip()
     if "/" not in text and "@" not in text and "?" not in text and "#" not in text:
         return text
-    parsed = urlsplit(text if "://" in text else "//" + text.lstrip("/"))
     try:
-        host = parsed.hostname
-    except ValueError:
+        host = urlsplit(text if "://" in text else "//" + text.lstrip("/")).hostname
+    except ValueError:  # e.g. an unclosed '[': the host checks then say what is wrong
         return text
     return host or text
 
