@@ -17,6 +17,36 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# What each form field is, in the words of the person filling it in.
+FIELD_WORDS: dict[str, str] = {
+    "why": "why you need it", "host": "the website", "site": "the website",
+    "who": "who it is for", "for_group": "the class or group", "wanted_on": "the day",
+    "wanted_period": "the lesson", "until": "the end time", "hours": "the number of hours",
+    "days": "the number of days", "minutes": "the number of minutes", "note": "the note",
+    "user": "the person's user name", "username": "your user name",
+    "password": "your password", "what_happened": "what happened",
+    "action_taken": "what was done", "outcome": "the outcome", "reason": "the reason",
+    "from": "the first day", "to": "the last day", "at": "the time", "ip": "the address",
+    "category": "the kind of website", "technique": "the way round the filter",
+    "verdict": "block or allow", "scope": "who it is for", "target_kind": "what it opens",
+    "duration": "for how long", "period": "the period", "text": "the policy",
+    "week": "the week",
+}
+
+
+def field_words(field: str) -> str:
+    """The field's name as the person filling in the form knows it."""
+    return FIELD_WORDS.get(field, field.replace("_", " "))
+
+
+def plain_problem(field: str, text: str) -> str:
+    """A problem as a sentence that names its field: 'contains a slash' on `host` becomes
+    'The website contains a slash'."""
+    text = text.strip()
+    if text[:1].islower() and field not in ("", "form"):
+        text = f"{field_words(field)} {text}"
+    return text[:1].upper() + text[1:]
+
 
 class AdminError(Exception):
     status = 500
@@ -56,7 +86,7 @@ class InvalidInput(AdminError):
     code = "invalid_input"
 
     def __init__(self, problems: Mapping[str, str], message: str | None = None) -> None:
-        self.problems = dict(problems)
+        self.problems = {field: plain_problem(field, text) for field, text in problems.items()}
         super().__init__(message or "; ".join(f"{field}: {text}" if field else text
                                               for field, text in self.problems.items()))
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import func, select
 
-from admin_api import alerts, incidents, reports, sanctions
+from admin_api import alerts, evidence, incidents, reports, sanctions, words
 from admin_api.deps import Db, Dsl, Now, Res, looks_like_id
 from admin_api.errors import InvalidInput, NotFound
 from admin_api.forms import validate
@@ -38,6 +39,7 @@ api = APIRouter(prefix="/api/monitoring", tags=["monitoring"])
 for _area in (alerts, incidents, sanctions, reports):
     router.include_router(_area.router)
     api.include_router(_area.api)
+router.include_router(evidence.router)  # the annual review: for the DSL, IT and the bursar
 
 PagesDep = Annotated[Pages, Depends(get_pages)]
 Text = Annotated[str, Query(max_length=300)]
@@ -59,9 +61,13 @@ def event_query(user: Text = "", ip: Text = "", host: Text = "", category: Text 
 Filters = Annotated[dict[str, str], Depends(event_query)]
 
 
-def parse_filters(raw: dict[str, str], zone: ZoneInfo) -> EventFilter:
-    """The filter for the query; InvalidInput (field -> what is wrong) otherwise."""
+def parse_filters(raw: dict[str, str], zone: ZoneInfo, *, loose: bool = False) -> EventFilter:
+    """The filter for the query; InvalidInput (field -> what is wrong) otherwise. `loose`
+    (the DSL's pages): part of a name, a site with its subdomains, categories and techniques
+    by their names in words ('social media', 'proxy'), favicons left out."""
     query = validate(EventQuery, {k: v.strip() for k, v in raw.items() if v.strip()})
+    if loose:
+        return _loose_filter(query, zone)
     host = None
     if query.host:
         found = normalise_host(query.host)
@@ -77,6 +83,26 @@ def parse_filters(raw: dict[str, str], zone: ZoneInfo) -> EventFilter:
     return EventFilter(user=query.user or None, client_ip=query.ip or None, host=host,
                        category=query.category or None, verdict=query.verdict,
                        technique=query.technique or None, since=since, until=until)
+
+
+def _loose_filter(query: EventQuery, zone: ZoneInfo) -> EventFilter:
+    site = query.host.strip().lower().rstrip(".").removeprefix("www.") or None
+    since = until = None
+    if query.from_day:
+        since = day_bounds(query.from_day, query.from_day, zone)[0]
+    if query.to_day:
+        until = day_bounds(query.to_day, query.to_day, zone)[1]
+
+    def codes(typed: str, table: dict[str, str]) -> tuple[str, ...] | None:
+        if not typed:
+            return None
+        return tuple(words.codes_matching(typed, table)) or (typed,)
+
+    return EventFilter(user_contains=query.user or None, client_ip=query.ip or None,
+                       host_within=site, categories=codes(query.category, words.CATEGORIES),
+                       verdict=query.verdict,
+                       techniques=codes(query.technique, words.TECHNIQUES),
+                       since=since, until=until, skip_favicons=True)
 
 
 def parse_cursor(text: str, field: str) -> Cursor | None:
@@ -103,7 +129,7 @@ def events_page(request: Request, pages: PagesDep, user: Dsl, session: Db, zone:
     errors: dict[str, str] = {}
     page = service.EventPage([], None, None)
     try:
-        filters = parse_filters(raw, zone)
+        filters = parse_filters(raw, zone, loose=True)
         page = service.events_page(session, filters=filters,
                                    older=parse_cursor(older, "older"),
                                    newer=parse_cursor(newer, "newer"))
@@ -146,7 +172,7 @@ def _csv_lines(rows: Iterator[EventRow], zone: ZoneInfo) -> Iterator[str]:
 def events_csv(user: Dsl, session: Db, resources: Res, zone: Zone, now: Now,
                raw: Filters) -> Response:
     """Every matching event, newest first, streamed (the export is in the audit log)."""
-    filters = parse_filters(raw, zone)
+    filters = parse_filters(raw, zone, loose=True)
     audit.record(session, actor=user, action="events.export", target="events", at=now,
                  after={k: v for k, v in raw.items() if v})
     session.commit()
@@ -168,11 +194,19 @@ def _timeline(session: Db, zone: ZoneInfo, *, user: str, at: str, event: str,
         return service.timeline(session, user=row.user, around=row.at, minutes=minutes)
     problems = {}
     if not user.strip():
-        problems["user"] = "say whose timeline to show (their user name)"
-    try:
-        around = school_time(datetime.fromisoformat(at.strip()), zone)
-    except ValueError:
-        problems["at"] = "must be a date and time (YYYY-MM-DD HH:MM)"
+        problems["user"] = "Please type whose timeline to show (their user name)"
+    around = datetime.now(UTC)
+    if at.strip():
+        try:
+            around = school_time(datetime.fromisoformat(at.strip()), zone)
+        except ValueError:
+            problems["at"] = ("Please give the time as a day and a time, for example "
+                              "2026-12-18 10:30 (or leave it empty for their latest visits)")
+    elif user.strip():  # no time: around this person's latest visit
+        latest = session.scalar(select(func.max(EventRow.at)).where(
+            EventRow.user == user.strip()))
+        if latest is not None:
+            around = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
     if problems:
         raise InvalidInput(problems)
     return service.timeline(session, user=user.strip(), around=around, minutes=minutes)

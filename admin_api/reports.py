@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from admin_api import words
 from admin_api.deps import Db, Dsl, Now
 from admin_api.errors import InvalidInput
 from admin_api.monitoring_deps import Zone
@@ -58,6 +59,14 @@ def _series(counts: service.DailyCounts) -> DailySeriesPublic:
                              series={k: list(v) for k, v in counts.series.items()})
 
 
+def _in_words(series: dict[str, tuple[int, ...]], *, techniques: bool = False,
+              ) -> dict[str, tuple[int, ...]]:
+    """The series' names as people know them ('social' -> 'social media')."""
+    name = words.technique_words if techniques else words.category_words
+    return {(name(key) if key != "attempts" else "attempts"): values
+            for key, values in series.items()}
+
+
 @router.get("/monitoring/charts", include_in_schema=False)
 def charts_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now,
                 zone: Zone, first_text: Annotated[str, Query(alias="from", max_length=30)] = "",
@@ -70,11 +79,12 @@ def charts_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: 
     return pages.render(
         request, "monitoring_charts.html", user=user, first=first, last=last,
         blocked=blocked, attempts=attempts, top=top,
-        blocked_svg=stacked_bars(title="Blocked requests per day, by category",
-                                 days=blocked.days, series=blocked.series),
-        attempts_svg=stacked_bars(title="Circumvention attempts per day", days=attempts.days,
-                                  series=attempts.series),
-        top_svg=ranking_bars(title="Users with most attempts", items=top))
+        blocked_svg=stacked_bars(title="Websites blocked per day, by kind",
+                                 days=blocked.days, series=_in_words(blocked.series)),
+        attempts_svg=stacked_bars(title="Attempts to get round the filter per day",
+                                  days=attempts.days, series=_in_words(attempts.series,
+                                                                       techniques=True)),
+        top_svg=ranking_bars(title="People with the most attempts", items=top))
 
 
 @router.get("/monitoring/weekly", include_in_schema=False)
@@ -86,12 +96,13 @@ def weekly_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: 
     return pages.render(
         request, "monitoring_weekly.html", user=user, summary=summary,
         previous=monday - timedelta(days=7), following=monday + timedelta(days=7),
-        blocked_svg=stacked_bars(title="Blocked requests per day, by category",
+        blocked_svg=stacked_bars(title="Websites blocked per day, by kind",
                                  days=summary.blocked_daily.days,
-                                 series=summary.blocked_daily.series),
-        attempts_svg=stacked_bars(title="Circumvention attempts per day",
+                                 series=_in_words(summary.blocked_daily.series)),
+        attempts_svg=stacked_bars(title="Attempts to get round the filter per day",
                                   days=summary.attempts_daily.days,
-                                  series=summary.attempts_daily.series))
+                                  series=_in_words(summary.attempts_daily.series,
+                                                   techniques=True)))
 
 
 @router.get("/monitoring/weekly.csv", include_in_schema=False)

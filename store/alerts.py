@@ -16,12 +16,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -85,15 +93,48 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class EmailSecurity(StrEnum):
+    """How the connection to the mail server is protected."""
+
+    STARTTLS = "starttls"  # upgrade a plain connection (port 587); the default
+    TLS = "tls"  # TLS from the first byte (port 465)
+    NONE = "none"  # clear text: only when turned off on purpose, and never with a login
+
+
+_DEFAULT_PORT = {EmailSecurity.STARTTLS: 587, EmailSecurity.TLS: 465, EmailSecurity.NONE: 25}
+
+
 class EmailSettings(_Strict):
+    """Where e-mail goes. The connection is encrypted (STARTTLS, or TLS with `security: tls`)
+    unless `security: none` turns that off explicitly; a login is refused without it."""
+
     host: str = Field(min_length=1)
-    port: int = Field(default=25, ge=1, le=65535)
-    starttls: bool = False
+    port: int | None = Field(default=None, ge=1, le=65535)  # None: the security's usual port
+    security: EmailSecurity = EmailSecurity.STARTTLS
+    starttls: bool | None = None  # the older switch: true is `security: starttls`
     sender: str = Field(alias="from", min_length=3)
     to: tuple[str, ...] = Field(min_length=1)
     username: str | None = None
     password_file: Path | None = None  # the password is read from here, never written inline
+    ca_file: Path | None = None  # a school's own CA for the mail server; else the system's
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _encrypted_unless_turned_off(self) -> EmailSettings:
+        if self.starttls is False:
+            raise ValueError("starttls: false would send e-mail (pupils' names, alerts) in "
+                             "clear text; remove it to use STARTTLS, or write `security: none` "
+                             "if the mail server really has no TLS")
+        if self.starttls and self.security is not EmailSecurity.STARTTLS:
+            raise ValueError("give either `security` or the older `starttls`, not both")
+        if self.security is EmailSecurity.NONE and self.username:
+            raise ValueError("a login (username) would send the password in clear text with "
+                             "`security: none`; use `security: starttls` or `tls`")
+        return self
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port or _DEFAULT_PORT[self.security]
 
 
 class WebhookSettings(_Strict):
@@ -152,14 +193,33 @@ def load_push_settings(path: Path) -> PushSettings:
 
 def send_email(settings: EmailSettings, alert: Alert) -> None:
     """Send one alert by SMTP (blocking: call it in a thread). Raises on failure."""
+    send_message(settings, subject=f"[schoolgate {alert.severity} alert] {alert.summary}",
+                 text=_email_text(alert))
+
+
+def send_message(settings: EmailSettings, *, subject: str, text: str,
+                 to: tuple[str, ...] | None = None) -> None:
+    """Send one plain-text e-mail by SMTP, encrypted as `settings.security` says (blocking:
+    call it in a thread); `to` overrides the settings' recipients. The server's certificate
+    is checked (against `ca_file` if given). Raises on failure: a server that offers no
+    STARTTLS is refused, never used in clear text."""
     message = EmailMessage()
-    message["Subject"] = f"[schoolgate {alert.severity} alert] {alert.summary}"
+    message["Subject"] = subject
     message["From"] = settings.sender
-    message["To"] = ", ".join(settings.to)
-    message.set_content(_email_text(alert))
-    with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_seconds) as smtp:
-        if settings.starttls:
-            smtp.starttls(context=ssl.create_default_context())
+    message["To"] = ", ".join(to or settings.to)
+    message.set_content(text)
+    context = ssl.create_default_context(
+        cafile=str(settings.ca_file) if settings.ca_file else None)
+    smtp: smtplib.SMTP
+    if settings.security is EmailSecurity.TLS:
+        smtp = smtplib.SMTP_SSL(settings.host, settings.smtp_port,
+                                timeout=settings.timeout_seconds, context=context)
+    else:
+        smtp = smtplib.SMTP(settings.host, settings.smtp_port,
+                            timeout=settings.timeout_seconds)
+    with smtp:
+        if settings.security is EmailSecurity.STARTTLS:
+            smtp.starttls(context=context)  # SMTPNotSupportedError if the server cannot
         if settings.username:
             if settings.password_file is None:
                 raise ValueError("email.username is set but email.password_file is not")

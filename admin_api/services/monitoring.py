@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from policy.model import Verdict
@@ -42,9 +42,33 @@ class EventFilter:
     technique: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # The pages' looser filters (the API keeps the exact ones above): part of a user name (any
+    # case), a site and its subdomains (or part of a name without a dot), any of some
+    # categories or techniques, and leaving out the favicon a browser fetches by itself after
+    # every page (one act shown once).
+    user_contains: str | None = None
+    host_within: str | None = None
+    categories: tuple[str, ...] | None = None
+    techniques: tuple[str, ...] | None = None
+    skip_favicons: bool = False
 
     def conditions(self) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
+        if self.user_contains:
+            found.append(func.lower(EventRow.user).contains(self.user_contains.lower(),
+                                                            autoescape=True))
+        if self.host_within:
+            site = self.host_within
+            found.append(or_(EventRow.host == site,
+                             EventRow.host.endswith("." + site, autoescape=True))
+                         if "." in site else EventRow.host.contains(site, autoescape=True))
+        if self.categories is not None:
+            found.append(EventRow.category.in_(self.categories))
+        if self.techniques is not None:
+            found.append(EventRow.technique.in_(self.techniques))
+        if self.skip_favicons:
+            found.append(or_(EventRow.path.is_(None),
+                             ~EventRow.path.startswith("/favicon.ico")))
         for column, value in ((EventRow.user, self.user), (EventRow.client_ip, self.client_ip),
                               (EventRow.host, self.host), (EventRow.category, self.category),
                               (EventRow.technique, self.technique)):

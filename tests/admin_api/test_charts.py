@@ -65,7 +65,7 @@ def test_the_charts_page_draws_inline_svg_and_the_numbers(app: FastAPI, seed: Se
     assert page.status_code == 200
     assert page.text.count("<svg") == 3
     assert "<script" not in page.text
-    assert "Blocked requests per day, by category" in page.text
+    assert "Websites blocked per day, by kind" in page.text
     assert seed.users()[0] in page.text  # top users
 
 

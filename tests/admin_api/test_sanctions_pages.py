@@ -139,7 +139,7 @@ def test_bad_input_gets_a_clear_message_and_changes_nothing(
     counter = _counter(resources)
     answer = client.post(path, data={"csrf_token": csrf, **fields})
     assert answer.status_code == 422
-    assert f">{field}</a>" in answer.text
+    assert f'<a href="#{field.lower()}">' in answer.text  # the sentence links to the field
     assert _counter(resources) == counter
 
 

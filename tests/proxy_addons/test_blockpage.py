@@ -82,7 +82,8 @@ def test_ask_for_access_only_where_an_approval_could_open_it(  # type: ignore[no
     html = make_block_page(decision, Subject(role, "someone"), site=host, at=AT, policy=seed,
                            settings=SETTINGS).text or ""
     assert ("/requests/new?token=" in html) is offered
-    assert ("cannot be unblocked at school" in html) is not offered
+    sanctioned = reason is Reason.SUPERVISED_ONLY  # says "only with a teacher" instead
+    assert ("cannot be unblocked at school" in html) is (not offered and not sanctioned)
 
 
 @pytest.mark.parametrize("reason", [r for r in Reason if r not in (Reason.RULE_ALLOW,
@@ -110,7 +111,7 @@ def test_opening_on_another_day_names_the_day(seed) -> None:  # type: ignore[no-
     friday_evening = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
     monday_break = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
     assert describe_opening(seed, monday_break, friday_evening) == \
-        "You can use it at morning break on Monday, from 10:30."
+        "You can use it at morning break on Monday 23 November, from 10:30."
 
 
 def test_template_file_exists() -> None:

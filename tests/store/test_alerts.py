@@ -24,6 +24,7 @@ from store.alerts import (
 from store.db import make_engine, upgrade
 from store.models import AlertRow, AlertSeverity, AlertState
 from store.techniques import Technique
+from tests.admin_api.mail_tls import make_mail_tls
 from tests.support.smtp_sink import smtp_sink
 from tests.support.webhook_sink import webhook_sink
 
@@ -101,17 +102,19 @@ def test_nothing_is_pushed_unless_configured_and_urgent() -> None:
 def test_high_alert_is_emailed_and_posted(tmp_path: Path) -> None:
     password = tmp_path / "smtp-password"
     password.write_text("s3cret\n")
-    with smtp_sink() as smtp, webhook_sink(fail_first=1) as hook:
+    tls = make_mail_tls(tmp_path)  # e-mail goes over STARTTLS by default
+    with smtp_sink(tls.server) as smtp, webhook_sink(fail_first=1) as hook:
         settings = parse_push_settings(
             f"email: {{host: 127.0.0.1, port: {smtp.port}, from: gate@school.test, "
             f"to: [dsl@school.test, deputy@school.test], username: gate, "
-            f"password_file: '{password}'}}\n"
+            f"password_file: '{password}', ca_file: '{tls.cert}'}}\n"
             f"webhook: {{url: '{hook.url}', retries: 2, timeout_seconds: 2}}\n", source="t")
         result = asyncio.run(push_alert(settings, an_alert()))
         assert result == {"email": None, "webhook": None}
         (mail,) = smtp.messages
         assert mail.recipients == ["dsl@school.test", "deputy@school.test"]
         assert mail.login == "gate"
+        assert mail.encrypted
         assert "[schoolgate high alert]" in mail.message["Subject"]
         assert "pupil1" in mail.message.get_payload()
         assert hook.tries == 2  # the first try got a 503 and was retried

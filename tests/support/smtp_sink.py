@@ -1,10 +1,12 @@
 """A tiny SMTP server on loopback that keeps every message it is given (just enough of RFC 5321
-for smtplib: EHLO/HELO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT), for alert tests."""
+for smtplib: EHLO/HELO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT, and STARTTLS when given
+a server TLS context), for alert tests. Each message records whether it came encrypted."""
 
 from __future__ import annotations
 
 import base64
 import socketserver
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ class Received:
     recipients: list[str]
     message: Message
     login: str | None
+    encrypted: bool = False
 
 
 @dataclass
@@ -29,7 +32,7 @@ class SmtpSink:
 
 
 @contextmanager
-def smtp_sink() -> Iterator[SmtpSink]:
+def smtp_sink(tls: ssl.SSLContext | None = None) -> Iterator[SmtpSink]:
     sink: SmtpSink
 
     class Handler(socketserver.StreamRequestHandler):
@@ -39,6 +42,7 @@ def smtp_sink() -> Iterator[SmtpSink]:
         def handle(self) -> None:
             self.reply("220 sink ESMTP")
             sender, recipients, login = "", [], None
+            encrypted = False
             while True:
                 raw = self.rfile.readline()
                 if not raw:
@@ -47,7 +51,16 @@ def smtp_sink() -> Iterator[SmtpSink]:
                 verb = line[:4].upper()
                 if verb == "EHLO":
                     self.reply("250-sink")
+                    if tls is not None and not encrypted:
+                        self.reply("250-STARTTLS")
                     self.reply("250 AUTH PLAIN")
+                elif line.upper() == "STARTTLS" and tls is not None and not encrypted:
+                    self.reply("220 go ahead")
+                    self.wfile.flush()
+                    self.connection = tls.wrap_socket(self.connection, server_side=True)
+                    self.rfile = self.connection.makefile("rb")
+                    self.wfile = self.connection.makefile("wb", buffering=0)
+                    encrypted = True
                 elif verb == "HELO":
                     self.reply("250 sink")
                 elif verb == "AUTH":
@@ -68,7 +81,8 @@ def smtp_sink() -> Iterator[SmtpSink]:
                         body += chunk[1:] if chunk.startswith(b"..") else chunk
                     with sink.lock:
                         sink.messages.append(Received(sender, recipients,
-                                                      message_from_bytes(body), login))
+                                                      message_from_bytes(body), login,
+                                                      encrypted))
                     sender, recipients = "", []
                     self.reply("250 queued")
                 elif verb == "QUIT":

@@ -1,0 +1,91 @@
+"""Names as people know them: the policy's categories, the ways round the filter, reasons and
+alert kinds, in the DSL's and the Business Manager's words (the codes stay in the API and in
+CSV exports). One place, used by the pages (`words` in every template) and the e-mails."""
+
+from __future__ import annotations
+
+CATEGORIES = {
+    "illegal_content": "illegal content (IWF/CTIRU lists)",
+    "x": "X (Twitter)",
+    "instagram": "Instagram",
+    "facebook": "Facebook",
+    "social": "social media",
+    "web_proxy": "web proxies and unblockers",
+    "vpn": "VPNs",
+    "tor": "Tor",
+    "doh": "hidden web look-ups (DNS-over-HTTPS)",
+    "banking": "banking",
+    "health": "health",
+}
+
+TECHNIQUES = {
+    "ip_literal": "typed a number instead of a site's name",
+    "rewriting_proxy": "a translate or rewriting proxy",
+    "host_mismatch": "a disguised site name",
+    "web_proxy": "a web proxy or unblocker site",
+    "vpn": "a VPN",
+    "tor": "Tor",
+    "doh": "hidden web look-ups (DNS-over-HTTPS)",
+    "doh_content": "hidden web look-ups (DNS-over-HTTPS)",
+    "archive_viewer": "an archive or cache copy of a blocked page",
+    "ech": "a hidden destination (encrypted hello)",
+    "unusual_port": "an unusual connection port",
+    "tunnel_protocol": "a tunnel (VPN or similar)",
+    "repeated_attempts": "kept trying a blocked site",
+    "embedded_widget": "a blocked site's widget on another page",
+}
+
+REASONS = {
+    "locked": "never allowed (locked list)",
+    "supervised_only": "supervised only (sanction)",
+    "exception": "allowed by an approved request",
+    "local_block": "on the school's block list",
+    "local_allow": "on the school's allow list",
+    "rule_block": "blocked by the policy",
+    "rule_allow": "allowed by the policy",
+    "circumvention": "a way round the filter",
+    "default_block": "not on the allowed list",
+    "default_allow": "allowed",
+    "invalid_host": "address not understood",
+    "engine_error": "the filter had a problem",
+}
+
+ALERT_KINDS = {
+    "circumvention_attempt": "tried to get round the filter",
+    "sanction_placed": "supervised only: placed automatically",
+    "sanction_recommended": "supervised only: recommended",
+}
+
+
+def _plain(code: str) -> str:
+    return code.replace("_", " ")
+
+
+def category_words(code: str | None) -> str:
+    """'social' -> 'social media'; no category -> 'other'."""
+    if not code:
+        return "other"
+    return CATEGORIES.get(code, _plain(code))
+
+
+def technique_words(code: str | None) -> str:
+    return TECHNIQUES.get(code, _plain(code)) if code else ""
+
+
+def reason_words(code: str | None) -> str:
+    return REASONS.get(code, _plain(code)) if code else ""
+
+
+def alert_kind_words(code: str | None) -> str:
+    return ALERT_KINDS.get(code, _plain(code)) if code else ""
+
+
+def codes_matching(words: str, table: dict[str, str]) -> list[str]:
+    """The codes whose code or name contains `words` (any case): 'social media' -> ['social'],
+    'proxy' -> ['web_proxy', 'rewriting_proxy']."""
+    needle = words.strip().lower()
+    if not needle:
+        return []
+    return [code for code, name in table.items()
+            if needle in code.lower() or needle in name.lower()
+            or needle.replace(" ", "_") in code.lower()]
