@@ -6,8 +6,10 @@ the migrations are applied first; any other database must already be at the curr
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from schoolgate.commands.common import prepare_database
 from store.db import display_url
 
 DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
+POLICY_CHECK_SECONDS = 5.0
+logger = logging.getLogger("schoolgate.admin")
 
 
 def register(subparsers: Any) -> None:
@@ -50,6 +54,57 @@ def register(subparsers: Any) -> None:
                              "whose X-Forwarded-For/-Proto headers give the client's address "
                              "and https ($SCHOOLGATE_FORWARDED_ALLOW_IPS; default: none)")
     parser.set_defaults(handler=run_admin)
+
+
+class PolicyWatcher:
+    """Keeps the admin's policy the file's: the gateway reloads a changed policy by itself, and
+    the admin's pages (policy table, explain, unblock requests) must say the same. A file that
+    fails its check is refused, loudly, and the policy in force stays; the file is watched by
+    its own name (not the resolved one), so a Kubernetes ConfigMap update counts."""
+
+    def __init__(self, resources: Any, path: Path) -> None:
+        self.resources = resources
+        self.path = path.absolute()
+        self.stamp = self._stamp()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def check(self) -> bool:
+        """Reload when the file changed; True when a new policy is now in force."""
+        from policy.errors import PolicyError
+        from store.policy_files import load_policy
+
+        stamp = self._stamp()
+        if stamp == self.stamp or stamp is None:
+            return False
+        self.stamp = stamp
+        try:
+            policy = load_policy(self.path)
+        except PolicyError as error:
+            logger.warning("the changed policy file was refused; the policy in force "
+                           "stays:\n%s", error)
+            return False
+        self.resources.policy = policy  # one reference swap: requests see old or new, whole
+        logger.warning("policy reloaded from %s", self.path)
+        return True
+
+    def start(self, interval: float = POLICY_CHECK_SECONDS) -> threading.Thread:
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.check()
+                except Exception:  # never let the watcher die silently
+                    logger.warning("checking the policy file failed", exc_info=True)
+
+        stop = threading.Event()
+        thread = threading.Thread(target=loop, name="policy-watcher", daemon=True)
+        thread.start()
+        return thread
 
 
 def _env_path(name: str) -> Path | None:
@@ -140,6 +195,8 @@ def run_admin(args: argparse.Namespace) -> int:
         return 2
     app = make_app(resources=resources)
     install_admin_metrics(app, settings.effective_database_url)
+    if settings.policy_file is not None:
+        PolicyWatcher(resources, Path(settings.policy_file)).start()
     scheme = "https" if tls else "http"
     print(f"schoolgate admin: {scheme}://{args.listen_host}:{args.listen_port}/ "
           f"(database {display_url(settings.effective_database_url)})", flush=True)

@@ -129,3 +129,43 @@ def test_the_admin_serves_https_with_a_certificate_from_the_school_ca(tmp_path: 
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+# --- L7: the admin follows the policy file ------------------------------------------------------
+
+SEED = Path(__file__).resolve().parents[2] / "policy" / "data" / "seed.yaml"
+
+
+def test_the_admin_reloads_a_changed_policy_and_keeps_the_old_on_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from schoolgate.commands.admin import PolicyWatcher
+    from store.policy_files import load_policy
+
+    folder = tmp_path / "cm"
+    (folder / "..v1").mkdir(parents=True)
+    (folder / "..v1" / "policy.yaml").write_text(SEED.read_text())
+    (folder / "..data").symlink_to("..v1")
+    (folder / "policy.yaml").symlink_to("..data/policy.yaml")
+    resources = argparse.Namespace(policy=load_policy(folder / "policy.yaml"))
+    first = resources.policy
+    watcher = PolicyWatcher(resources, folder / "policy.yaml")
+    assert watcher.check() is False  # unchanged
+
+    (folder / "..v2").mkdir()
+    (folder / "..v2" / "policy.yaml").write_text(
+        SEED.read_text().replace('name: "Seed social-media policy (UK primary school)"',
+                                 'name: "Updated"'))
+    (folder / "..tmp").symlink_to("..v2")
+    os.replace(folder / "..tmp", folder / "..data")  # kubelet's swap
+    assert watcher.check() is True
+    assert resources.policy is not first
+    assert resources.policy.name == "Updated"
+
+    (folder / "..v3").mkdir()
+    (folder / "..v3" / "policy.yaml").write_text("rules: [\n")
+    (folder / "..tmp").symlink_to("..v3")
+    os.replace(folder / "..tmp", folder / "..data")
+    with caplog.at_level("WARNING", logger="schoolgate.admin"):
+        assert watcher.check() is False
+    assert resources.policy.name == "Updated"
+    assert "refused" in caplog.text
