@@ -5,6 +5,7 @@ finished migrations); the image runs as a non-root user with the data directory 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -118,12 +119,56 @@ def test_the_dockerfile() -> None:
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
     froms = [line for line in lines if line.startswith("FROM ")]
     assert froms
-    assert all(line.split()[1] == "python:3.12-slim" for line in froms)
+    # one fixed Python release (3.12, what the project supports), never a moving tag
+    assert all(re.fullmatch(r"python:3\.12\.\d+-slim-bookworm", line.split()[1]) for line in froms)
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users == ["schoolgate"]  # the last stage runs as a non-root user
     assert 'VOLUME ["/var/lib/schoolgate"]' in lines
-    assert any("pip install --no-cache-dir ." in line for line in lines)
+    text = "\n".join(lines)
+    assert "pip install --no-cache-dir --require-hashes -r requirements.lock" in text
+    assert "pip install --no-cache-dir --no-deps ." in text  # nothing resolved at build time
+    assert text.index("requirements.lock") < text.index("--no-deps .")
     assert 'ENTRYPOINT ["schoolgate"]' in lines
+
+
+def _lock() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock as {name: (version, hashes)}."""
+    entries: dict[str, tuple[str, list[str]]] = {}
+    name = ""
+    for raw in (ROOT / "requirements.lock").read_text().splitlines():
+        line = raw.strip().rstrip("\\").strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("--hash="):
+            entries[name][1].append(line.removeprefix("--hash="))
+        else:
+            assert not line.startswith("--"), f"no index options in the lock: {line}"
+            package, _, version = line.partition("==")
+            assert version, f"not pinned: {line}"
+            name = package.lower().replace("_", "-")
+            entries[name] = (version, [])
+    return entries
+
+
+def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    """L6: image builds resolved unpinned dependencies."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    lock = _lock()
+    assert all(hashes and all(h.startswith("sha256:") for h in hashes)
+               for _, hashes in lock.values())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for spec in project["dependencies"]:
+        requirement = Requirement(spec)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in lock, f"{name} is not in requirements.lock: run ./scripts/lock.sh"
+        assert requirement.specifier.contains(lock[name][0]), \
+            f"{name}=={lock[name][0]} does not satisfy {spec}: run ./scripts/lock.sh"
+    # mitmproxy's own dependencies are locked too, not only ours
+    assert {"cryptography", "h2", "mitmproxy-rs", "pyopenssl"} <= set(lock)
+
 
 
 def test_a_purge_job_applies_retention(config: dict[str, Any]) -> None:
