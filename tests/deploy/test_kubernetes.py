@@ -306,3 +306,37 @@ def test_the_database_comes_from_a_secret() -> None:
     for workload in [*workloads("overlays/trust"), *build("migrate")]:
         container = pod_spec(workload)["containers"][0]
         assert {"secretRef": {"name": "schoolgate-env"}} in container["envFrom"]
+
+
+def test_ca_rotation_with_the_manifests(tmp_path: Path) -> None:
+    """H7.6: the files the gateway's init container copies from the schoolgate-ca Secret are
+    the ones `schoolgate ca rotate` keeps current: after staging, the published file holds both
+    certificates; after activation, the key file holds the new CA."""
+    import shlex
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+
+    from proxy_addons.ca import ensure_school_ca
+    from schoolgate.commands.ca import activate, stage
+
+    init = pod_spec(one("overlays/trust", "StatefulSet", "schoolgate-gateway"))["initContainers"][0]
+    script = init["command"][-1]
+    copied = {Path(word).name for word in shlex.split(script.replace("&&", " "))
+              if word.startswith("/ca/")}
+    assert copied == {"mitmproxy-ca.pem", "mitmproxy-ca-cert.pem", "secret"}
+    confdir = tmp_path / "ca"
+    now = datetime(2026, 9, 1, tzinfo=UTC)
+    ensure_school_ca(confdir, "Trust", now=now)
+    stage(confdir, "Trust", timedelta(days=1), now)
+    assert len(x509.load_pem_x509_certificates(
+        (confdir / "mitmproxy-ca-cert.pem").read_bytes())) == 2
+    staged = x509.load_pem_x509_certificates((confdir / "next-ca.pem").read_bytes())[0]
+    activate(confdir, now + timedelta(days=2))
+    in_use = x509.load_pem_x509_certificates((confdir / "mitmproxy-ca.pem").read_bytes())[0]
+    assert in_use == staged
+    for name in copied - {"secret"}:
+        assert (confdir / name).is_file()
+    docs = (ROOT / "docs" / "kubernetes.md").read_text()
+    for name in copied - {"secret"}:
+        assert f"--from-file=./trust-ca/ca/{name}" in docs
