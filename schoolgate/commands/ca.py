@@ -361,7 +361,11 @@ def run_server_cert(args: argparse.Namespace) -> int:
         confdir.parent.mkdir(parents=True, exist_ok=True)
         ensure_school_ca(confdir, args.school_name)
         chain, key = server_cert(confdir, args.host, datetime.now(UTC))
-        args.out_dir.mkdir(parents=True, exist_ok=True)
+        if not args.out_dir.exists():
+            args.out_dir.mkdir(parents=True)
+            owner = confdir.parent.stat()  # the data directory's owner: the service user
+            if os.geteuid() == 0:
+                os.chown(args.out_dir, owner.st_uid, owner.st_gid)
         _write_atomic(args.out_dir / "admin-cert.pem", chain, 0o644)
         _write_atomic(args.out_dir / "admin-key.pem", key, 0o600)
     except (CAError, OSError) as exc:
