@@ -53,6 +53,7 @@ def test_the_embedded_database_is_migrated_and_any_other_is_only_checked(
 
 import os  # noqa: E402
 import socket  # noqa: E402
+import ssl  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -117,8 +118,8 @@ def test_the_admin_serves_https_with_a_certificate_from_the_school_ca(tmp_path: 
         deadline = time.monotonic() + 60
         while True:
             try:
-                page = httpx.get(f"https://127.0.0.1:{port}/signin", verify=ca, timeout=5,
-                                 trust_env=False)
+                page = httpx.get(f"https://127.0.0.1:{port}/signin", timeout=5, trust_env=False,
+                                 verify=ssl.create_default_context(cafile=ca))
                 break
             except httpx.ConnectError:
                 assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
