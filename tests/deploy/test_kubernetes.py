@@ -297,6 +297,9 @@ def test_the_gateway_probes_use_its_metrics_health_endpoint_and_proxy_port() -> 
     labels = gateway["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert service["spec"]["externalTrafficPolicy"] == "Local"  # client addresses kept
+    ranges = service["spec"]["loadBalancerSourceRanges"]  # never an open proxy
+    assert ranges
+    assert all(ipaddress.ip_network(r).is_private for r in ranges)
 
 
 def test_the_database_comes_from_a_secret() -> None:
