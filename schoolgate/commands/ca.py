@@ -165,6 +165,20 @@ def republish(confdir: Path, now: datetime) -> Published:
     return pub
 
 
+def refresh_published(confdir: Path, now: datetime) -> int:
+    """Drop certificates whose overlap has ended from the published file (what /ca.pem serves);
+    returns how many went. `ca status` and `ca export` call it, so they drop out by themselves."""
+    try:
+        served = _certs((confdir / CERT_PEM).read_bytes())
+    except (FileNotFoundError, ValueError):
+        served = []
+    pub = published(confdir, now)
+    if served == pub.all():
+        return 0
+    republish(confdir, now)
+    return max(len(served) - len(pub.all()), 0)
+
+
 def _certs(pem: bytes) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(pem)
 
@@ -315,6 +329,7 @@ def _confdir(args: argparse.Namespace) -> Path:
 
 def run_export(args: argparse.Namespace) -> int:
     try:
+        _refresh(_confdir(args))
         data = export(_confdir(args), args.format, datetime.now(UTC),
                       current_only=args.current_only, staged=args.staged)
         if args.out is None:
@@ -355,6 +370,15 @@ def run_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refresh(confdir: Path) -> None:
+    if not (confdir / KEY_AND_CERT).exists():
+        return  # published() says what is wrong
+    dropped = refresh_published(confdir, datetime.now(UTC))
+    if dropped:
+        print(f"schoolgate ca: {dropped} old certificate(s) whose overlap has ended are no "
+              "longer published", file=sys.stderr)
+
+
 def run_server_cert(args: argparse.Namespace) -> int:
     confdir = _confdir(args)
     try:
@@ -381,8 +405,9 @@ def run_server_cert(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     confdir = _confdir(args)
     try:
+        _refresh(confdir)
         pub = published(confdir, datetime.now(UTC))
-    except CAError as exc:
+    except (CAError, OSError) as exc:
         print(f"schoolgate ca status: {exc}", file=sys.stderr)
         return 2
     state = read_state(confdir)

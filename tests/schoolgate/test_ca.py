@@ -211,3 +211,17 @@ def test_a_running_gateway_serves_the_staged_ca_without_a_restart(tmp_path: Path
         after = httpx.get(url, timeout=20, trust_env=False).content
         assert len(x509.load_pem_x509_certificates(after)) == 2
         assert gateway.proc.poll() is None
+
+
+def test_an_old_certificate_leaves_the_published_file_after_its_overlap(confdir: Path) -> None:
+    """H7.5: it stayed in /ca.pem's file until the next rotation."""
+    from schoolgate.commands.ca import refresh_published
+
+    stage(confdir, "Test Primary", DAY, T0)
+    activate(confdir, T0 + 2 * DAY)
+    served = confdir / CERT_PEM
+    assert len(x509.load_pem_x509_certificates(served.read_bytes())) == 2
+    assert refresh_published(confdir, T0 + 2 * DAY) == 0  # still in its overlap
+    assert refresh_published(confdir, T0 + 4 * DAY) == 1
+    assert x509.load_pem_x509_certificates(served.read_bytes()) == [
+        published(confdir, T0 + 4 * DAY).current]
