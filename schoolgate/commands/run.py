@@ -113,6 +113,8 @@ def _child_commands(args: argparse.Namespace) -> dict[str, list[str]]:
                "--identity", str(args.identity), "--admin-url", admin_url]
     if args.policy:
         gateway += ["--policy", str(args.policy)]
+    if args.public_name:
+        gateway += ["--gateway-host", args.public_name]  # the PAC file names it too
     commands = {"gateway": gateway}
     if _admin_available():
         admin = [*me, "admin", "--listen-host", args.listen_host or "0.0.0.0",  # noqa: S104

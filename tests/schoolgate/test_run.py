@@ -102,6 +102,8 @@ def test_listening_on_all_addresses_makes_the_admin_and_links_reachable(tmp_path
         for p in (port, admin_port):
             with socket.create_connection(("127.0.0.2", p), timeout=5):
                 pass
+        pac = httpx.get(f"http://127.0.0.2:{port}/proxy.pac", timeout=20)
+        assert f"PROXY gateway.school.test:{port}" in pac.text
         signin = httpx.get(f"http://127.0.0.2:{admin_port}/signin", timeout=20)
         assert signin.status_code == 200
         proxy = f"http://pupil1:pupil1-demo@127.0.0.2:{port}"
