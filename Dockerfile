@@ -1,18 +1,21 @@
 # schoolgate: one image for the gateway, the admin and the migrations (the command picks which).
 #   docker build -t schoolgate .
-FROM python:3.12-slim AS build
+# Reproducible: a fixed Python release, and every dependency pinned with its hash in
+# requirements.lock (./scripts/lock.sh remakes it from pyproject.toml).
+FROM python:3.12.8-slim-bookworm AS build
 WORKDIR /src
+COPY requirements.lock ./
+RUN python -m venv /opt/schoolgate \
+ && /opt/schoolgate/bin/pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY policy ./policy
 COPY proxy_addons ./proxy_addons
 COPY store ./store
 COPY admin_api ./admin_api
 COPY schoolgate ./schoolgate
-RUN python -m venv /opt/schoolgate \
- && /opt/schoolgate/bin/pip install --no-cache-dir --upgrade pip \
- && /opt/schoolgate/bin/pip install --no-cache-dir .
+RUN /opt/schoolgate/bin/pip install --no-cache-dir --no-deps .
 
-FROM python:3.12-slim
+FROM python:3.12.8-slim-bookworm
 RUN groupadd --system --gid 10001 schoolgate \
  && useradd --system --uid 10001 --gid schoolgate --home-dir /var/lib/schoolgate \
         --shell /usr/sbin/nologin schoolgate \

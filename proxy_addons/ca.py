@@ -38,7 +38,11 @@ def ensure_school_ca(confdir: Path, school_name: str, *, now: datetime | None = 
     """Make the school CA in `confdir` unless one is already there; return where it is."""
     if (confdir / KEY_AND_CERT).exists():
         return SchoolCA(confdir, created=False)
-    confdir.mkdir(parents=True, exist_ok=True)
+    if not confdir.exists():
+        confdir.mkdir(parents=True)
+        owner = confdir.parent.stat()
+        if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
+            os.chown(confdir, owner.st_uid, owner.st_gid)
     key, cert = make_school_ca(school_name, now=now or datetime.now(UTC))
     key_pem = key.private_bytes(serialization.Encoding.PEM,
                                 serialization.PrivateFormat.TraditionalOpenSSL,
@@ -81,6 +85,10 @@ def make_school_ca(school_name: str, *, now: datetime,
 
 def _write(path: Path, data: bytes, *, mode: int) -> None:
     # O_EXCL + the mode at creation: the key file is never readable by others, not even briefly.
+    # Owned like the data directory: root preparing it must leave the service user its own CA.
+    owner = path.parent.parent.stat()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as out:
+        if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
+            os.fchown(out.fileno(), owner.st_uid, owner.st_gid)
         out.write(data)

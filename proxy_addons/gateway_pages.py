@@ -138,6 +138,7 @@ class GatewayPages:
             return http.Response.make(200, self._pac(flow).encode(), {
                 "Content-Type": PAC_TYPE, "Cache-Control": "max-age=300"})
         if path in ("/ca.pem", "/ca.crt"):
+            self._ca = reread_ca(Path(ctx.options.confdir).expanduser(), self._ca)
             if self._ca is None:
                 return http.Response.make(503, b"The school certificate is not ready yet.\n")
             if path == "/ca.pem":
@@ -199,6 +200,18 @@ def _read_ca(confdir: Path) -> _CA | None:
         return None
     cert = x509.load_pem_x509_certificate(pem)
     return _CA(pem=pem, der=cert.public_bytes(serialization.Encoding.DER))
+
+
+def reread_ca(confdir: Path, known: _CA | None) -> _CA | None:
+    """The published certificates as they are now (`schoolgate ca rotate` rewrites them while
+    the gateway runs); `known` when the file is unchanged or cannot be read."""
+    try:
+        pem = (confdir / CERT_PEM).read_bytes()
+    except OSError:
+        return known
+    if known is not None and pem == known.pem:
+        return known
+    return _read_ca(confdir) or known
 
 
 def _is_loopback(address: str) -> bool:

@@ -37,7 +37,11 @@ if [ ! -x "$SG_VENV/bin/python" ] || ! sg_python_ok "$SG_VENV/bin/python"; then
 schoolgate needs Python 3.12 or newer (mitmproxy 12 does), and none was found.
 Looked for: $SCHOOLGATE_PYTHON, python3.13, python3.12, pyenv's 3.12+ builds, python3.
 Install one, for example:
-  Debian/Ubuntu:  apt-get install python3.12 python3.12-venv   (or a newer python3)
+  Ubuntu 24.04:   apt-get install python3.12 python3.12-venv
+  Debian 12:      its python3 is 3.11; get a 3.12 from uv, a maintained installer:
+                    python3 -m venv /opt/uv && /opt/uv/bin/pip install uv
+                    /opt/uv/bin/uv python install 3.12
+                  then SCHOOLGATE_PYTHON="$(/opt/uv/bin/uv python find 3.12)"
   pyenv:          pyenv install 3.12
 then run this command again (or point SCHOOLGATE_PYTHON at the interpreter).
 MSG

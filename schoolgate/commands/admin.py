@@ -6,8 +6,10 @@ the migrations are applied first; any other database must already be at the curr
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from schoolgate.commands.common import prepare_database
 from store.db import display_url
 
 DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
+POLICY_CHECK_SECONDS = 5.0
+logger = logging.getLogger("schoolgate.admin")
 
 
 def register(subparsers: Any) -> None:
@@ -37,7 +41,93 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--database", default=None,
                         help="database URL (default: $SCHOOLGATE_DATABASE_URL, else "
                              "schoolgate.db in the data directory, migrated automatically)")
+    parser.add_argument("--tls-cert", type=Path,
+                        default=_env_path("SCHOOLGATE_ADMIN_TLS_CERT"),
+                        help="serve HTTPS with this certificate (PEM, with its chain), e.g. "
+                             "one from 'schoolgate ca server-cert' ($SCHOOLGATE_ADMIN_TLS_CERT)")
+    parser.add_argument("--tls-key", type=Path, default=_env_path("SCHOOLGATE_ADMIN_TLS_KEY"),
+                        help="the certificate's private key ($SCHOOLGATE_ADMIN_TLS_KEY)")
+    parser.add_argument("--forwarded-allow-ips",
+                        default=os.environ.get("SCHOOLGATE_FORWARDED_ALLOW_IPS") or None,
+                        help="behind an HTTPS reverse proxy or Ingress: the proxy's addresses "
+                             "(comma-separated, or * when only the proxy can reach the admin), "
+                             "whose X-Forwarded-For/-Proto headers give the client's address "
+                             "and https ($SCHOOLGATE_FORWARDED_ALLOW_IPS; default: none)")
     parser.set_defaults(handler=run_admin)
+
+
+class PolicyWatcher:
+    """Keeps the admin's policy the file's: the gateway reloads a changed policy by itself, and
+    the admin's pages (policy table, explain, unblock requests) must say the same. A file that
+    fails its check is refused, loudly, and the policy in force stays; the file is watched by
+    its own name (not the resolved one), so a Kubernetes ConfigMap update counts."""
+
+    def __init__(self, resources: Any, path: Path) -> None:
+        self.resources = resources
+        self.path = path.absolute()
+        self.stamp = self._stamp()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def check(self) -> bool:
+        """Reload when the file changed; True when a new policy is now in force."""
+        from policy.errors import PolicyError
+        from store.policy_files import load_policy
+
+        stamp = self._stamp()
+        if stamp == self.stamp or stamp is None:
+            return False
+        self.stamp = stamp
+        try:
+            policy = load_policy(self.path)
+        except PolicyError as error:
+            logger.warning("the changed policy file was refused; the policy in force "
+                           "stays:\n%s", error)
+            return False
+        self.resources.policy = policy  # one reference swap: requests see old or new, whole
+        logger.warning("policy reloaded from %s", self.path)
+        return True
+
+    def start(self, interval: float = POLICY_CHECK_SECONDS) -> threading.Thread:
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.check()
+                except Exception:  # never let the watcher die silently
+                    logger.warning("checking the policy file failed", exc_info=True)
+
+        stop = threading.Event()
+        thread = threading.Thread(target=loop, name="policy-watcher", daemon=True)
+        thread.start()
+        return thread
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def plain_http_problem(*, cookie_secure: bool, listen_host: str, tls: bool,
+                       behind_proxy: bool) -> str | None:
+    """Why sign-in would fail without a word, or None. Browsers drop a Secure cookie sent over
+    plain http:// to any address but loopback, so signing in would just start again."""
+    if not cookie_secure or tls or behind_proxy:
+        return None
+    if listen_host in LOOPBACK_NAMES or listen_host.startswith("127."):
+        return None  # loopback: only a local HTTPS reverse proxy (or this machine) reaches it
+    return (f"the admin would serve plain HTTP on {listen_host}, but its sign-in cookie is "
+            "Secure, so browsers would drop it and nobody could sign in. Serve HTTPS "
+            "(--tls-cert/--tls-key, e.g. from 'schoolgate ca server-cert'), or put it behind "
+            "an HTTPS reverse proxy and set --forwarded-allow-ips, or for a plain-HTTP trial "
+            "set SCHOOLGATE_COOKIE_SECURE=false")
 
 
 def _is_demo(identity: Path | None) -> bool:
@@ -93,10 +183,27 @@ def run_admin(args: argparse.Namespace) -> int:
     except (IdentityConfigError, PolicyError, ValueError, OSError) as error:
         print(f"schoolgate admin: {error}", file=sys.stderr)
         return 2
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("schoolgate admin: HTTPS needs both --tls-cert and --tls-key", file=sys.stderr)
+        return 2
+    tls = args.tls_cert is not None
+    problem = plain_http_problem(cookie_secure=settings.cookie_secure,
+                                 listen_host=args.listen_host, tls=tls,
+                                 behind_proxy=args.forwarded_allow_ips is not None)
+    if problem is not None:
+        print(f"schoolgate admin: {problem}", file=sys.stderr)
+        return 2
     app = make_app(resources=resources)
     install_admin_metrics(app, settings.effective_database_url)
-    print(f"schoolgate admin: http://{args.listen_host}:{args.listen_port}/ "
+    if settings.policy_file is not None:
+        PolicyWatcher(resources, Path(settings.policy_file)).start()
+    scheme = "https" if tls else "http"
+    print(f"schoolgate admin: {scheme}://{args.listen_host}:{args.listen_port}/ "
           f"(database {display_url(settings.effective_database_url)})", flush=True)
     uvicorn.run(app, host=args.listen_host, port=args.listen_port, log_level="info",
-                proxy_headers=False, server_header=False)
+                proxy_headers=args.forwarded_allow_ips is not None,
+                forwarded_allow_ips=args.forwarded_allow_ips,
+                ssl_certfile=str(args.tls_cert) if tls else None,
+                ssl_keyfile=str(args.tls_key) if tls else None,
+                server_header=False)
     return 0

@@ -1,16 +1,20 @@
-"""`schoolgate ca export|rotate|status`: hand the school CA certificate out in the formats device
-managers want, and replace the CA without breaking devices (stage a new CA, publish both, switch
-after an overlap, keep the old one published until devices have moved on).
+"""`schoolgate ca export|rotate|status|server-cert`: hand the school CA certificate out in the
+formats device managers want, and replace the CA without breaking devices (stage a new CA,
+publish both, switch after an overlap, keep the old one published until devices have moved on).
 
 Files in the gateway's CA folder (DATA_DIR/ca): mitmproxy-ca.pem (key + certificate in use,
 secret), mitmproxy-ca-cert.pem/.cer (what is published: the certificate in use, then a staged
 next one, then previous ones still in their overlap), next-ca.pem (a staged CA, secret),
-previous/*.pem (old certificates) and rotation.json (the dates).
+previous/*.pem (old certificates) and rotation.json (the dates). Every file written keeps the
+folder's owner, so running this as root leaves the service user able to read its own CA.
+`server-cert` issues a certificate from the school CA for the admin's HTTPS, which devices that
+trust the CA for the gateway accept too.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
@@ -20,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from proxy_addons.ca import CERT_CER, CERT_PEM, KEY_AND_CERT, make_school_ca
+from proxy_addons.ca import CERT_CER, CERT_PEM, KEY_AND_CERT, ensure_school_ca, make_school_ca
 from schoolgate.commands.gateway import data_dir
 
 NEXT = "next-ca.pem"
@@ -76,15 +82,23 @@ def published(confdir: Path, now: datetime) -> Published:
     return Published(current, nxt, previous)
 
 
-def export(confdir: Path, fmt: str, now: datetime, *, current_only: bool = False) -> bytes:
-    """The published certificates as PEM (a bundle), DER (the one in use only: DER holds one
-    certificate) or PKCS#12 (certificates only, no key, no password)."""
+def export(confdir: Path, fmt: str, now: datetime, *, current_only: bool = False,
+           staged: bool = False) -> bytes:
+    """The published certificates as PEM (a bundle), DER (one certificate: the one in use, or
+    the staged one) or PKCS#12 (certificates only, no key, no password). `staged`: only the
+    staged next CA, in any format, to hand out before it goes live."""
     pub = published(confdir, now)
-    certs = [pub.current] if current_only else pub.all()
+    if staged and pub.next is None:
+        raise CAError("no new CA is staged: 'schoolgate ca rotate' stages one")
+    if staged:
+        assert pub.next is not None
+        certs = [pub.next]
+    else:
+        certs = [pub.current] if current_only else pub.all()
     if fmt == "pem":
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
     if fmt == "der":
-        return pub.current.public_bytes(serialization.Encoding.DER)
+        return certs[0].public_bytes(serialization.Encoding.DER)
     if fmt == "p12":
         return pkcs12.serialize_key_and_certificates(
             b"school web filter CA", None, None, certs, serialization.NoEncryption())
@@ -123,7 +137,11 @@ def activate(confdir: Path, now: datetime, *, force: bool = False) -> Published:
                       "have had time to trust it; --force switches now (devices that do not "
                       "trust it yet will show certificate errors)")
     old = _certs((confdir / KEY_AND_CERT).read_bytes())[0]
-    (confdir / PREVIOUS).mkdir(exist_ok=True)
+    if not (confdir / PREVIOUS).exists():
+        (confdir / PREVIOUS).mkdir()
+        folder = confdir.stat()
+        if os.geteuid() == 0:
+            os.chown(confdir / PREVIOUS, folder.st_uid, folder.st_gid)
     name = f"{old.serial_number:x}.pem"
     _write_atomic(confdir / PREVIOUS / name, old.public_bytes(serialization.Encoding.PEM), 0o644)
     os.replace(confdir / NEXT, confdir / KEY_AND_CERT)  # the old private key is gone for good
@@ -147,17 +165,95 @@ def republish(confdir: Path, now: datetime) -> Published:
     return pub
 
 
+def refresh_published(confdir: Path, now: datetime) -> int:
+    """Drop certificates whose overlap has ended from the published file (what /ca.pem serves);
+    returns how many went. `ca status` and `ca export` call it, so they drop out by themselves."""
+    try:
+        served = _certs((confdir / CERT_PEM).read_bytes())
+    except (FileNotFoundError, ValueError):
+        served = []
+    pub = published(confdir, now)
+    if served == pub.all():
+        return 0
+    republish(confdir, now)
+    return max(len(served) - len(pub.all()), 0)
+
+
 def _certs(pem: bytes) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(pem)
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write a new file in place of `path`, owned like its folder (root running this for the
+    service user must not leave files the service cannot read)."""
     temp = path.with_name(f".{path.name}.tmp")
     temp.unlink(missing_ok=True)
+    folder = path.parent.stat()
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as out:
+        if os.geteuid() == 0 and (folder.st_uid, folder.st_gid) != (0, 0):
+            os.fchown(out.fileno(), folder.st_uid, folder.st_gid)
         out.write(data)
     os.replace(temp, path)
+
+
+def school_name_of(confdir: Path) -> str:
+    """The school name in the CA in use (its O=), for a new CA that keeps it."""
+    current = _certs((confdir / KEY_AND_CERT).read_bytes())[0]
+    names = current.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(names[0].value) if names else "School"
+
+
+SERVER_CERT_DAYS = 397  # the longest browsers accept for a server certificate
+
+
+def server_cert(confdir: Path, hosts: list[str], now: datetime) -> tuple[bytes, bytes]:
+    """A server certificate for `hosts` (names or addresses) signed by the school CA in use:
+    (certificate then the CA, as PEM; its private key as PEM)."""
+    try:
+        key_and_cert = (confdir / KEY_AND_CERT).read_bytes()
+    except FileNotFoundError:
+        raise CAError(f"there is no school CA in {confdir} yet") from None
+    ca_key = serialization.load_pem_private_key(key_and_cert, password=None)
+    ca_cert = _certs(key_and_cert)[0]
+    if not hosts:
+        raise CAError("give at least one --host (the name people type, e.g. admin.school.lan)")
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            if not host or any(c in host for c in "/: \\"):
+                raise CAError(f"--host {host!r} is not a host name or address") from None
+            names.append(x509.DNSName(host.lower().rstrip(".")))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0][:64])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(min(now + timedelta(days=SERVER_CERT_DAYS),
+                             ca_cert.not_valid_after_utc))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            ca_cert.public_key()), critical=False)  # type: ignore[arg-type]
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    chain = cert.public_bytes(serialization.Encoding.PEM) + \
+        ca_cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return chain, key_pem
 
 
 def describe(cert: x509.Certificate) -> str:
@@ -182,10 +278,15 @@ def register(subparsers: Any) -> None:
                               description="pem: every published certificate (during a rotation "
                                           "both); der: the one in use (.cer/.crt for Windows, "
                                           "Intune, Jamf, ChromeOS); p12: certificates only.")
-    exp.add_argument("--format", choices=FORMATS, default="pem")
+    exp.add_argument("--format", choices=FORMATS, default="pem",
+                     help="pem (default), der (.cer/.crt) or p12")
     exp.add_argument("--out", type=Path, help="write here (default: standard output)")
-    exp.add_argument("--current-only", action="store_true",
-                     help="only the certificate in use, even during a rotation")
+    which = exp.add_mutually_exclusive_group()
+    which.add_argument("--current-only", action="store_true",
+                       help="only the certificate in use, even during a rotation")
+    which.add_argument("--staged", action="store_true",
+                       help="only the staged new CA (after 'ca rotate', before --activate): "
+                            "hand it to device managers in any format before it goes live")
     exp.set_defaults(handler=run_export)
 
     rot = commands.add_parser("rotate", parents=[common], help="stage a new CA, or switch to it",
@@ -199,8 +300,24 @@ def register(subparsers: Any) -> None:
     rot.add_argument("--activate", action="store_true", help="put the staged CA in use")
     rot.add_argument("--force", action="store_true", help="with --activate: before the overlap "
                                                           "has passed")
-    rot.add_argument("--school-name", default=os.environ.get("SCHOOLGATE_SCHOOL_NAME", "School"))
+    rot.add_argument("--school-name", default=os.environ.get("SCHOOLGATE_SCHOOL_NAME") or None,
+                     help="the name in the new CA (default: $SCHOOLGATE_SCHOOL_NAME, else the "
+                          "name in the CA in use)")
     rot.set_defaults(handler=run_rotate)
+
+    srv = commands.add_parser(
+        "server-cert", parents=[common],
+        help="issue an HTTPS certificate for the admin from the school CA",
+        description="Issue a certificate (and key) for the admin's HTTPS from the school CA, "
+                    "which school devices already trust for the gateway; makes the CA first if "
+                    "there is none. Serve it with 'schoolgate admin --tls-cert --tls-key'.")
+    srv.add_argument("--host", action="append", default=[], required=True,
+                     help="a name or address people reach the admin by (repeat for more)")
+    srv.add_argument("--out-dir", type=Path, required=True,
+                     help="writes admin-cert.pem (certificate and CA) and admin-key.pem here")
+    srv.add_argument("--school-name", default=os.environ.get("SCHOOLGATE_SCHOOL_NAME", "School"),
+                     help="the school's name, for a CA made now ($SCHOOLGATE_SCHOOL_NAME)")
+    srv.set_defaults(handler=run_server_cert)
 
     status = commands.add_parser("status", parents=[common], help="what is in use and published")
     status.set_defaults(handler=run_status)
@@ -212,8 +329,9 @@ def _confdir(args: argparse.Namespace) -> Path:
 
 def run_export(args: argparse.Namespace) -> int:
     try:
+        _refresh(_confdir(args))
         data = export(_confdir(args), args.format, datetime.now(UTC),
-                      current_only=args.current_only)
+                      current_only=args.current_only, staged=args.staged)
         if args.out is None:
             sys.stdout.buffer.write(data)
         else:
@@ -231,26 +349,65 @@ def run_rotate(args: argparse.Namespace) -> int:
         if args.activate:
             pub = activate(confdir, now, force=args.force)
             print(f"schoolgate ca: now in use: {describe(pub.current)}. Restart the gateway "
-                  "(every worker) to use it. Still published: "
+                  "(every worker) to sign with it. Still published: "
                   f"{len(pub.previous)} previous certificate(s).", file=sys.stderr)
             return 0
         if args.overlap_days < 1:
             raise CAError("--overlap-days must be at least 1")
-        after = stage(confdir, args.school_name, timedelta(days=args.overlap_days), now)
+        school = args.school_name
+        if school is None:
+            published(confdir, now)  # says clearly when there is no CA at all
+            school = school_name_of(confdir)
+        after = stage(confdir, school, timedelta(days=args.overlap_days), now)
     except (CAError, OSError) as exc:
         print(f"schoolgate ca rotate: {exc}", file=sys.stderr)
         return 2
-    print(f"schoolgate ca: a new CA is staged and published beside the one in use. Distribute "
-          f"'schoolgate ca export --format pem' (both certificates) now; after {after:%Y-%m-%d} "
-          "run 'schoolgate ca rotate --activate' and restart the gateway.", file=sys.stderr)
+    print(f"schoolgate ca: a new CA is staged and published beside the one in use (the "
+          "running gateway's /ca.pem serves both now). Distribute it now: 'schoolgate ca export "
+          "--format pem' (both certificates), or '--staged --format der|p12|pem' (the new one); "
+          f"after {after:%Y-%m-%d} run 'schoolgate ca rotate --activate' and restart the "
+          "gateway.", file=sys.stderr)
+    return 0
+
+
+def _refresh(confdir: Path) -> None:
+    if not (confdir / KEY_AND_CERT).exists():
+        return  # published() says what is wrong
+    dropped = refresh_published(confdir, datetime.now(UTC))
+    if dropped:
+        print(f"schoolgate ca: {dropped} old certificate(s) whose overlap has ended are no "
+              "longer published", file=sys.stderr)
+
+
+def run_server_cert(args: argparse.Namespace) -> int:
+    confdir = _confdir(args)
+    try:
+        confdir.parent.mkdir(parents=True, exist_ok=True)
+        ensure_school_ca(confdir, args.school_name)
+        chain, key = server_cert(confdir, args.host, datetime.now(UTC))
+        if not args.out_dir.exists():
+            args.out_dir.mkdir(parents=True)
+            owner = confdir.parent.stat()  # the data directory's owner: the service user
+            if os.geteuid() == 0:
+                os.chown(args.out_dir, owner.st_uid, owner.st_gid)
+        _write_atomic(args.out_dir / "admin-cert.pem", chain, 0o644)
+        _write_atomic(args.out_dir / "admin-key.pem", key, 0o600)
+    except (CAError, OSError) as exc:
+        print(f"schoolgate ca server-cert: {exc}", file=sys.stderr)
+        return 2
+    print(f"schoolgate ca: wrote {args.out_dir / 'admin-cert.pem'} and admin-key.pem for "
+          f"{', '.join(args.host)}; serve them with 'schoolgate admin --tls-cert "
+          f"{args.out_dir / 'admin-cert.pem'} --tls-key {args.out_dir / 'admin-key.pem'}'",
+          file=sys.stderr)
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
     confdir = _confdir(args)
     try:
+        _refresh(confdir)
         pub = published(confdir, datetime.now(UTC))
-    except CAError as exc:
+    except (CAError, OSError) as exc:
         print(f"schoolgate ca status: {exc}", file=sys.stderr)
         return 2
     state = read_state(confdir)

@@ -90,12 +90,13 @@ def mitmdump_arguments(args: argparse.Namespace, data: Path, *, loader_script: b
         extra = extra[1:]
     sets = {
         # What -q does, as settings, so that a later --set (e.g. from -- ...) can change it.
-        "termlog_verbosity": "error",
+        "termlog_verbosity": "warn",  # operators need the warnings (policy refused, db down)
         "flow_detail": "0",
         "connection_strategy": "lazy",  # a blocked site is never contacted
         "onboarding": "false",  # the CA is handed out by /ca.pem, not mitm.it
         "confdir": str((data / "ca").resolve()),
-        "schoolgate_policy": str(args.policy.resolve()) if args.policy else "",
+        # absolute, not resolved: a ConfigMap swaps the ..data symlink under this name
+        "schoolgate_policy": str(args.policy.absolute()) if args.policy else "",
         "schoolgate_spool_dir": str((data / "spool").resolve()),
         "schoolgate_secret_file": str((data / "secret").resolve()),
         "schoolgate_admin_url": args.admin_url,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import os
 import signal
 import socket
@@ -31,7 +32,12 @@ def register(subparsers: Any) -> None:
         description="Start the gateway (and the admin) on embedded defaults and say where to "
                     "point a browser and the proxy. Ctrl-C stops everything.")
     parser.add_argument("--listen-host", default="127.0.0.1",
-                        help="the gateway's address (default 127.0.0.1; 0.0.0.0 for the LAN)")
+                        help="the address the gateway and the admin listen on (default "
+                             "127.0.0.1; 0.0.0.0 makes both reachable from the school network)")
+    parser.add_argument("--public-name", default=None,
+                        help="the name or address devices reach this machine by, used in the "
+                             "banner and the block page's links (default: the listen address, "
+                             "or this machine's own address when listening on 0.0.0.0)")
     parser.add_argument("--listen-port", type=int, default=8080, help="gateway port (8080)")
     parser.add_argument("--admin-port", type=int, default=8081, help="admin port (8081)")
     parser.add_argument("--data-dir", type=Path,
@@ -48,22 +54,72 @@ WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - names, not a bindin
 
 
 def reachable_host(listen_host: str) -> str:
-    """The address to tell people: a wildcard listen address is reachable on loopback."""
+    """The address this machine reaches its own listener on: loopback for a wildcard."""
     return "127.0.0.1" if listen_host in WILDCARDS else listen_host
+
+
+def own_address() -> str:
+    """This machine's address on the network (not loopback), or 127.0.0.1 when it has none.
+    A UDP connect() only picks a route: no packet is sent."""
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            address = str(info[4][0])
+            if not ipaddress.ip_address(address).is_loopback:
+                return address
+    except OSError:
+        pass
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: routing only, nothing is sent
+            address = str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+    return "127.0.0.1" if address == "0.0.0.0" else address  # noqa: S104 - a value
+
+
+def public_host(args: argparse.Namespace) -> str:
+    """The host name or address to tell people and to put into links."""
+    if args.public_name:
+        return str(args.public_name)
+    if args.listen_host in WILDCARDS:
+        return own_address()
+    return str(args.listen_host)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def port_problem(host: str, port: int, flag: str) -> str | None:
+    """None when `port` can be listened on at `host`; otherwise what to do, naming our flag."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    address = host or "0.0.0.0"  # noqa: S104 - a test bind, closed at once
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError as error:
+            return (f"cannot listen on {address} port {port} ({error.strerror}): "
+                    f"another program uses it. Stop that program, or choose another port "
+                    f"with {flag} PORT")
+    return None
 
 
 def _child_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     me = [sys.executable, "-m", "schoolgate.cli"]
-    host = reachable_host(args.listen_host)
+    host = _url_host(public_host(args))
     admin_url = f"http://{host}:{args.admin_port}"
     gateway = [*me, "gateway", "--listen-host", args.listen_host,
                "--listen-port", str(args.listen_port), "--data-dir", str(args.data_dir),
                "--identity", str(args.identity), "--admin-url", admin_url]
     if args.policy:
         gateway += ["--policy", str(args.policy)]
+    if args.public_name:
+        gateway += ["--gateway-host", args.public_name]  # the PAC file names it too
     commands = {"gateway": gateway}
     if _admin_available():
-        admin = [*me, "admin", "--listen-host", host, "--listen-port", str(args.admin_port),
+        admin = [*me, "admin", "--listen-host", args.listen_host or "0.0.0.0",  # noqa: S104
+                 "--listen-port", str(args.admin_port),
                  "--data-dir", str(args.data_dir), "--identity", str(args.identity),
                  "--gateway-url", f"http://{host}:{args.listen_port}"]
         if args.policy:
@@ -91,7 +147,7 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], seconds
 
 
 def banner(args: argparse.Namespace, started: set[str]) -> str:
-    host = reachable_host(args.listen_host)
+    host = _url_host(public_host(args))
     proxy = f"{host}:{args.listen_port}"
     lines = [
         "",
@@ -103,6 +159,9 @@ def banner(args: argparse.Namespace, started: set[str]) -> str:
     if "admin" in started:
         lines.append(f"  Admin:     http://{host}:{args.admin_port}/  (sign in with a demo "
                      "account: bursar1, dsl1, it1)")
+        lines.append("             plain HTTP on purpose, for this trial: its sign-in cookie is "
+                     "not marked Secure. For real use put the admin behind HTTPS "
+                     "(docs/quick-start.md).")
     lines += [
         f"  Policy:    {args.policy or 'the seed policy (policy/data/seed.yaml)'}",
         f"  Data:      {args.data_dir}",
@@ -132,9 +191,19 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     host = reachable_host(args.listen_host)
     ports = {"gateway": args.listen_port, "admin": args.admin_port}
+    commands = _child_commands(args)
+    flags = {"gateway": "--listen-port", "admin": "--admin-port"}
+    for name in commands:
+        problem = port_problem(args.listen_host, ports[name], flags[name])
+        if problem is not None:
+            print(f"schoolgate run: the {name} {problem}", file=sys.stderr)
+            return 2
     try:
-        for name, command in _child_commands(args).items():
-            children[name] = subprocess.Popen(command)
+        for name, command in commands.items():
+            env = dict(os.environ)
+            if name == "admin":
+                env["SCHOOLGATE_COOKIE_SECURE"] = "false"  # the plain-HTTP trial, on purpose
+            children[name] = subprocess.Popen(command, env=env)
             if not _wait_listening(host, ports[name], children[name], 60):
                 print(f"schoolgate run: the {name} did not start (see the messages above)",
                       file=sys.stderr)

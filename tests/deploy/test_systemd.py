@@ -72,3 +72,15 @@ def test_migrations_run_before_the_gateway_and_the_admin() -> None:
         text = (DEPLOY / name).read_text()
         assert "Requires=schoolgate-db-upgrade.service" in text
         assert "CapabilityBoundingSet=\n" in text  # no capabilities at all on port 8080/8081
+
+
+def test_every_setting_the_units_use_is_in_the_env_file_example() -> None:
+    """A unit's ${NAME} left undefined expands to nothing (M2: no metrics port setting)."""
+    folder = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
+    example = (folder / "schoolgate.env.example").read_text()
+    defined = set(re.findall(r"^([A-Z_]+)=", example, re.M))
+    for unit in folder.glob("schoolgate-*.service"):
+        used = set(re.findall(r"\$\{([A-Z_]+)\}", unit.read_text()))
+        assert used <= defined, (unit.name, used - defined)
+    gateway = (folder / "schoolgate-gateway.service").read_text()
+    assert "schoolgate_metrics_port=${SCHOOLGATE_METRICS_PORT}" in gateway

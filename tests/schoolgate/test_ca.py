@@ -3,6 +3,7 @@ leaves devices without a certificate they trust (stage, overlap, switch, retire)
 
 from __future__ import annotations
 
+import os
 import shutil
 import ssl
 import stat
@@ -126,3 +127,101 @@ def test_the_commands(tmp_path: Path, confdir: Path, capsys: pytest.CaptureFixtu
     assert main(["ca", "rotate", "--data-dir", data, "--activate", "--force"]) == 0
     assert main(["ca", "export", "--data-dir", str(tmp_path / "nowhere")]) == 2
     assert "no school CA" in capsys.readouterr().err
+
+
+# --- the operations review's findings (H7, H1) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["pem", "der", "p12"])
+def test_the_staged_certificate_exports_in_every_format_before_it_goes_live(
+        confdir: Path, fmt: str) -> None:
+    with pytest.raises(CAError, match="no new CA is staged"):
+        export(confdir, fmt, T0, staged=True)
+    stage(confdir, "Test Primary", 30 * DAY, T0)
+    pub = published(confdir, T0)
+    assert pub.next is not None
+    data = export(confdir, fmt, T0, staged=True)
+    if fmt == "pem":
+        certs = x509.load_pem_x509_certificates(data)
+    elif fmt == "der":
+        certs = [x509.load_der_x509_certificate(data)]
+    else:
+        certs = [c.certificate for c in pkcs12.load_pkcs12(data, None).additional_certs]
+    assert certs == [pub.next]  # the new one only, not the one in use
+
+
+def test_the_staged_der_export_from_the_command_line(tmp_path: Path, confdir: Path) -> None:
+    data = str(confdir.parent)
+    assert main(["ca", "rotate", "--data-dir", data, "--overlap-days", "14"]) == 0
+    out = tmp_path / "school-ca-next.cer"
+    assert main(["ca", "export", "--data-dir", data, "--staged", "--format", "der",
+                 "--out", str(out)]) == 0
+    assert x509.load_der_x509_certificate(out.read_bytes()) == published(confdir, T0).next
+
+
+def test_the_new_ca_keeps_the_school_name_of_the_one_in_use(
+        confdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCHOOLGATE_SCHOOL_NAME", raising=False)
+    assert main(["ca", "rotate", "--data-dir", str(confdir.parent)]) == 0
+    staged = published(confdir, T0).next
+    assert staged is not None
+    assert "O=Test Primary" in staged.subject.rfc4514_string()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_rotating_as_root_keeps_the_files_the_service_users(confdir: Path) -> None:
+    service = 65534  # nobody: stands for the schoolgate user
+    for path in [confdir, *confdir.iterdir()]:
+        os.chown(path, service, service)
+    stage(confdir, "Test Primary", DAY, T0)
+    activate(confdir, T0 + 2 * DAY)
+    for path in confdir.rglob("*"):
+        if path.parent == confdir or path.parent.name == "previous":
+            assert path.stat().st_uid == service, path
+    assert stat.S_IMODE((confdir / KEY_AND_CERT).stat().st_mode) == 0o600
+
+
+def test_a_server_certificate_for_the_admin_is_issued_by_the_school_ca(
+        tmp_path: Path, confdir: Path) -> None:
+    out = tmp_path / "tls"
+    assert main(["ca", "server-cert", "--data-dir", str(confdir.parent), "--host",
+                 "admin.school.test", "--host", "127.0.0.1", "--out-dir", str(out)]) == 0
+    context = ssl.create_default_context(cafile=str(confdir / CERT_PEM))
+    context.load_cert_chain(out / "admin-cert.pem", out / "admin-key.pem")  # key matches
+    leaf, issuer = x509.load_pem_x509_certificates((out / "admin-cert.pem").read_bytes())
+    assert issuer == published(confdir, T0).current
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["admin.school.test"]
+    assert stat.S_IMODE((out / "admin-key.pem").stat().st_mode) == 0o600
+    assert main(["ca", "server-cert", "--data-dir", str(confdir.parent), "--host", "a/b",
+                 "--out-dir", str(out)]) == 2
+
+
+@pytest.mark.e2e
+def test_a_running_gateway_serves_the_staged_ca_without_a_restart(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.support.gateway import running_gateway
+
+    with running_gateway(tmp_path / "gw", policy=None) as gateway:
+        url = f"http://127.0.0.1:{gateway.port}/ca.pem"
+        before = httpx.get(url, timeout=20, trust_env=False).content
+        assert len(x509.load_pem_x509_certificates(before)) == 1
+        assert main(["ca", "rotate", "--data-dir", str(gateway.data_dir)]) == 0
+        after = httpx.get(url, timeout=20, trust_env=False).content
+        assert len(x509.load_pem_x509_certificates(after)) == 2
+        assert gateway.proc.poll() is None
+
+
+def test_an_old_certificate_leaves_the_published_file_after_its_overlap(confdir: Path) -> None:
+    """H7.5: it stayed in /ca.pem's file until the next rotation."""
+    from schoolgate.commands.ca import refresh_published
+
+    stage(confdir, "Test Primary", DAY, T0)
+    activate(confdir, T0 + 2 * DAY)
+    served = confdir / CERT_PEM
+    assert len(x509.load_pem_x509_certificates(served.read_bytes())) == 2
+    assert refresh_published(confdir, T0 + 2 * DAY) == 0  # still in its overlap
+    assert refresh_published(confdir, T0 + 4 * DAY) == 1
+    assert x509.load_pem_x509_certificates(served.read_bytes()) == [
+        published(confdir, T0 + 4 * DAY).current]
