@@ -26,6 +26,7 @@ from policy.decide import decide
 from policy.explain import explain_decision
 from policy.model import Overrides, Policy, Scope, Subject
 from policy.model import Request as PolicyRequest
+from policy.names import user_key
 from store.overrides_db import DatabaseOverridesSource
 
 router = APIRouter(tags=["explain"])
@@ -75,12 +76,12 @@ def visible_overrides(overrides: Overrides, viewer: SignedInUser) -> tuple[Overr
     if viewer.has(Role.DSL, Role.IT_TECHNICIAN):
         return overrides, ("the policy, the local lists, every exception in force, and "
                            "supervised-only sanctions")
-    own = viewer.username.casefold()
+    own = user_key(viewer.username)
     exceptions = tuple(exc for exc in overrides.exceptions
                        if exc.scope is not Scope.USER or viewer.has(Role.BUSINESS_MANAGER)
-                       or (exc.who or "").casefold() == own)
-    sanctions = tuple(s for s in overrides.sanctions if s.user.casefold() == own)
-    sessions = tuple(s for s in overrides.supervised_sessions if s.user.casefold() == own)
+                       or user_key(exc.who or "") == own)
+    sanctions = tuple(s for s in overrides.sanctions if user_key(s.user) == own)
+    sessions = tuple(s for s in overrides.supervised_sessions if user_key(s.user) == own)
     named = ("every exception in force" if viewer.has(Role.BUSINESS_MANAGER) else
              "exceptions for classes, groups, roles and everyone (not those for other named "
              "people)")
@@ -118,7 +119,8 @@ async def as_the_gateway(resources: Resources, *, role: str, who: str, host: str
             role = resources.policy.default_role
     overrides = await run_in_threadpool(DatabaseOverridesSource(resources.engine).load_now)
     shown, includes = visible_overrides(overrides, viewer)
-    answer = explain(resources.policy, role=role, user=who, host=site_of(host), at=at,
+    answer = explain(resources.policy, role=role, user=user_key(name) if name else "",
+                     host=site_of(host), at=at,
                      now=now, overrides=shown, groups=groups)
     return answer.model_copy(update={"known_user": known, "includes": includes,
                                      "explanation": note + answer.explanation})

@@ -70,6 +70,10 @@ def explain_decision(policy: Policy, decision: Decision, subject: Subject,
         case Reason.INVALID_HOST:
             lines.append(f"The host name could not be understood ({decision.rule}); it is "
                          "blocked to be safe.")
+        case Reason.INTERNAL_ADDRESS:
+            lines.append(f"{host} is inside the school's own network (or the gateway itself), "
+                         "which cannot be reached through the filter unless IT has listed it "
+                         "under 'internal: allow' in the policy.")
         case Reason.ENGINE_ERROR:
             lines.append("Deciding failed, so the gateway blocked it to be safe; IT has the "
                          "details in the gateway log.")

@@ -87,3 +87,16 @@ def test_staff_explain_leaves_out_other_peoples_sanctions_and_exceptions(
         assert "not sanctions" in sanctioned["includes"]
     opened = client.get("/api/explain", params={"who": "pupil1", "host": host}).json()
     assert (opened["reason"] == "exception") is sees_exception, opened
+
+
+def test_a_name_typed_in_another_case_or_width_is_the_same_person(
+        app: FastAPI, resources: Resources) -> None:
+    # Security finding 10: Explain must see the sanction the gateway applies to 'pupil-x'
+    # when the DSL types 'Pupil-X' or its full-width spelling.
+    _, name = _sanction_and_exception(resources)
+    client, _ = client_for(app, "dsl")
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in name.upper())
+    for typed in (name.upper(), f"  {name.title()} ", fullwidth):
+        body = client.get("/api/explain", params={"who": typed,
+                                                  "host": "www.example.org"}).json()
+        assert body["reason"] == "supervised_only", (typed, body)

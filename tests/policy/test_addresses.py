@@ -283,3 +283,13 @@ def test_an_approval_of_a_rewritten_site_is_an_approval_of_the_site(seed: Policy
     assert decide(seed, Request(outer), PUPIL, inner, LESSON).allowed
     assert unblockable(seed, outer, "pupil")
     assert not unblockable(seed, "www-croxyproxy-com.translate.goog", "pupil")
+
+
+def test_explain_says_why_an_internal_address_is_blocked(seed: Policy) -> None:
+    from policy.explain import explain_decision
+
+    decision = decide(seed, Request("127.0.0.1", 8081), PUPIL, None, LESSON)
+    words = explain_decision(seed, decision, PUPIL, LESSON)
+    assert "school's own network" in words
+    assert "internal: allow" in words
+    assert "Reason: internal_address" not in words
