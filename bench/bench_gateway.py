@@ -77,6 +77,13 @@ rules:
   - {{name: pupils-social, roles: [pupil], categories: [social], action: block}}
   - {{name: curriculum, roles: [pupil], categories: [curriculum], action: allow}}
 default: allow
+# The origins are this machine's loopback (nginx on free ports): internal addresses, which the
+# gateway refuses unless the policy lists them, on ports it refuses unless the policy names them.
+internal:
+  allow:
+    - {{hosts: [{PLAIN_HOST}, {INTERCEPT_HOST}, {PASS_HOST}, 127.0.0.1/32], roles: [pupil],
+       note: "the benchmark's origins"}}
+ports: {{connect: [443, 80, HTTPS_PORT], http: [80, HTTP_PORT]}}
 """
 
 NGINX_CONF = """\
@@ -191,7 +198,8 @@ def origin_setup(folder: Path, pin: bool) -> tuple[Setup, list[str]]:
     conf.write_text(NGINX_CONF.format(dir=folder / "nginx", http_port=setup.http_port,
                                       https_port=setup.https_port, cert=origin_ca.cert_pem,
                                       key=origin_ca.key_pem))
-    (folder / "policy.yaml").write_text(BENCH_POLICY)
+    (folder / "policy.yaml").write_text(BENCH_POLICY.replace("HTTPS_PORT", str(setup.https_port))
+                                        .replace("HTTP_PORT", str(setup.http_port)))
     return setup, [*pin_load, nginx, "-c", str(conf), "-p", str(folder / "nginx")]
 
 
