@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "schoolgate.commands.run",
     "schoolgate.commands.gateway",
     "schoolgate.commands.admin",
+    "schoolgate.commands.notify",
     "schoolgate.commands.policy",
     "schoolgate.commands.lists",
     "schoolgate.commands.explain",

@@ -67,7 +67,7 @@ def config(empty_env_file: Path) -> dict[str, Any]:
 
 def test_every_service_is_there(config: dict[str, Any]) -> None:
     assert set(config["services"]) == {"postgres", "migrate", "admin-cert", "gateway", "admin",
-                                       "purge", "alertmanager", "prometheus", "grafana"}
+                                       "purge", "notify", "alertmanager", "prometheus", "grafana"}
 
 
 @pytest.mark.parametrize("service", ["postgres", "gateway", "admin", "purge", "alertmanager",
