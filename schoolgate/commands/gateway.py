@@ -15,7 +15,7 @@ from typing import Any
 from policy.errors import PolicyError
 from proxy_addons.ca import ensure_school_ca
 from schoolgate.commands.common import prepare_database
-from store.db import database_url_from_environment, default_database_url
+from store.db import database_url_from_environment, default_database_url, secure_directory
 from store.policy_files import load_policy
 from store.tokens import load_or_create_secret
 
@@ -159,7 +159,7 @@ def run_gateway(args: argparse.Namespace) -> int:
         return 2
     data = data_dir(args)
     try:
-        data.mkdir(parents=True, exist_ok=True)
+        secure_directory(data)
         ca = ensure_school_ca(data / "ca", args.school_name)
     except OSError as exc:
         print(f"schoolgate gateway: cannot prepare the data directory {data}: {exc}",

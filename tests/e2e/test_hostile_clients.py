@@ -173,3 +173,13 @@ def test_large_body_for_a_sign_in_answer_is_not_read(gateway: Gateway) -> None:
         upload()
     assert sent[0] < 50_000_000
     assert rss_mib(gateway.proc.pid) - idle < RETURN_MIB
+
+
+def test_the_running_gateways_data_is_private(gateway: Gateway) -> None:
+    # Review finding 15, on a gateway started by hand (no systemd UMask).
+    assert gateway.data_dir.stat().st_mode & 0o777 == 0o750
+    for name in ("schoolgate.db", "schoolgate.db-wal", "schoolgate.db-shm"):
+        path = gateway.data_dir / name
+        if path.exists():
+            assert path.stat().st_mode & 0o777 == 0o600, name
+    assert (gateway.data_dir / "schoolgate.db").exists()
