@@ -323,7 +323,12 @@ class Metrics:
                 stalled = time.monotonic() - self._last_tick > STALL_SECONDS
                 status = "503 Service Unavailable" if stalled else "200 OK"
                 start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
-                return [b"event loop stalled\n" if stalled else b"ok\n"]
+                body = b"event loop stalled\n" if stalled else b"ok\n"
+                # Still serving (200), but on old or no overrides: say so (store/snapshots.py).
+                overrides = str(getattr(self._find("enforce"), "overrides_state", "") or "")
+                if overrides and overrides != "database":
+                    body += f"overrides: {overrides}\n".encode()
+                return [body]
             result: Iterable[bytes] = metrics_app(environ, start_response)
             return result
 
