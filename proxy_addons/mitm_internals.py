@@ -121,8 +121,14 @@ def _limited_handle_event(self: Any, event: events.Event
         return  # ours, and for a head that has arrived (or a connection closed) since
     if isinstance(event, events.DataReceived) and self.state in (self.read_headers, self.wait):
         # While a request is being answered (`wait`), whatever the client sends next is
-        # buffered too (pipelining): the same bound applies to it.
-        problem = _check_head(bytes(self.buf) + event.data, limits)
+        # buffered too (pipelining, or a TLS ClientHello sent before the CONNECT's answer,
+        # which is not text): only its size is bounded there.
+        data = bytes(self.buf) + event.data
+        if self.state == self.wait:
+            problem = None if len(data) <= limits.max_bytes else (
+                "head_too_large", 431, "The request headers are too large.")
+        else:
+            problem = _check_head(data, limits)
         if problem is not None:
             stat, status, text = problem
             _stats[stat] += 1

@@ -5,6 +5,7 @@ out-of-date schema with the command that fixes it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -50,7 +51,12 @@ def secure_sqlite_file(path: Path) -> None:
     only, whatever the umask; SQLite gives -wal and -shm the main file's permissions when it
     makes them, so this also holds for the ones made later."""
     secure_directory(path.parent)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, DATABASE_FILE_MODE))
+    if not path.exists():
+        # Only when missing: closing any descriptor of a file SQLite has open in this process
+        # would drop that process's locks on it (POSIX), so an existing file is never opened.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             DATABASE_FILE_MODE))
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         try:
             if file.stat().st_mode & 0o777 != DATABASE_FILE_MODE:
