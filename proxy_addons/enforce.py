@@ -49,7 +49,7 @@ from proxy_addons.errors import options_error
 from store.list_status import policy_stamp
 from store.overrides_db import DatabaseOverridesSource
 from store.policy_files import load_policy
-from store.snapshots import FileOverridesSource, OverridesSource
+from store.snapshots import FileOverridesSource, LastSnapshotSource, OverridesSource
 from store.techniques import Technique
 from store.tokens import load_or_create_secret
 
@@ -85,13 +85,19 @@ class Enforce:
         self._task: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
 
+    @property
+    def overrides_state(self) -> str:
+        """Where the overrides in force come from, when that is not simply the database."""
+        return str(getattr(self._source, "state", ""))
+
     def load(self, loader: Loader) -> None:
         loader.add_option("schoolgate_policy", str, "",
                           "Policy file (YAML). Empty: the seed policy shipped with schoolgate.")
         loader.add_option("schoolgate_overrides", str, "",
                           "Overrides snapshot file (JSON: exceptions, sanctions, supervised "
                           "sessions, local lists), replaced atomically by the admin. Empty: "
-                          "none.")
+                          "none. With a database: where the last overrides read from it are "
+                          "kept, for a start while it is down.")
         loader.add_option(*context.DATABASE_URL_OPTION)
         loader.add_option("schoolgate_sensitive_hosts", Sequence[str], [],
                           "Extra hosts (and their subdomains) never decrypted, besides the "
@@ -146,12 +152,15 @@ class Enforce:
                     db_source = DatabaseOverridesSource.from_url(opts.schoolgate_database_url)
                 except Exception as exc:
                     raise options_error(f"schoolgate_database_url: {exc}") from None
-                self._overrides = db_source.load_now()
-                self._source = db_source
-            elif opts.schoolgate_overrides:
-                source = FileOverridesSource(Path(opts.schoolgate_overrides).expanduser())
+                source: DatabaseOverridesSource | LastSnapshotSource = db_source
+                if opts.schoolgate_overrides:
+                    source = LastSnapshotSource(db_source, Path(opts.schoolgate_overrides))
                 self._overrides = source.load_now()
                 self._source = source
+            elif opts.schoolgate_overrides:
+                file_source = FileOverridesSource(Path(opts.schoolgate_overrides).expanduser())
+                self._overrides = file_source.load_now()
+                self._source = file_source
             else:
                 self._source, self._overrides = None, NO_OVERRIDES
         self._snap = _Snapshot(policy, path, stamp, tuple(sensitive),

@@ -13,7 +13,9 @@
                   checked address (no DNS rebinding).
 5. StripAltSvc  - allowed responses: drop Alt-Svc (no HTTP/3 round the proxy), stream bodies.
 6. RecordEvents - every final decision becomes an event; attempts feed sanctions/alerts.
-7. Metrics      - last, so it sees every decision: Prometheus counters on their own port.
+7. Metrics      - after the deciders, so it sees every decision: Prometheus counters.
+8. Limits       - connection caps and time-outs (hooks that decide nothing), and, after every
+                  other addon has answered a request, refuses to read a large body for it.
 
 Each addon leaves a flow alone once an earlier one has answered it (`flow.response` set);
 Detect and RecordEvents read what Enforce decided (flow.metadata) rather than deciding again.
@@ -27,6 +29,7 @@ from proxy_addons.detect import Detect
 from proxy_addons.enforce import Enforce
 from proxy_addons.gateway_pages import GatewayPages
 from proxy_addons.identity import Identify
+from proxy_addons.limits import Limits
 from proxy_addons.metrics import Metrics
 from proxy_addons.record import RecordEvents
 
@@ -39,4 +42,5 @@ addons: list[object] = [
     StripAltSvc(),
     RecordEvents(),
     Metrics(),
+    Limits(),
 ]

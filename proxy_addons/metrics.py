@@ -351,7 +351,12 @@ class Metrics:
                 stalled = time.monotonic() - self._last_tick > STALL_SECONDS
                 status = "503 Service Unavailable" if stalled else "200 OK"
                 start_response(status, [("Content-Type", "application/json")])
-                return [json.dumps(health(stalled, self.lists)).encode()]
+                answer = health(stalled, self.lists)
+                # Still serving (200), but on old or no overrides: say so (store/snapshots.py).
+                overrides = str(getattr(self._find("enforce"), "overrides_state", "") or "")
+                if overrides and overrides != "database":
+                    answer["overrides"] = overrides
+                return [json.dumps(answer).encode()]
             result: Iterable[bytes] = metrics_app(environ, start_response)
             return result
 

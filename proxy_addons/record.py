@@ -55,22 +55,61 @@ logger = logging.getLogger(__name__)
 
 MAX_TEXT = 2000  # characters of a path or query kept
 # Query parameters whose values are never recorded (credentials and tokens in URLs).
-_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|key|session|sid|code|sig|cred",
-                           re.IGNORECASE)
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|key|session|sid|code|sig|cred|otp|"
+                           r"ticket|jwt|bearer|saml|nonce", re.IGNORECASE)
+# An e-mail address, also percent-encoded (@ as %40): replaced wherever it appears.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
+                    re.IGNORECASE)
+# A JSON Web Token (header.payload.signature), whatever the parameter is called.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
+# Path segments after which the next segment is a secret (/reset/<token>, /invite/<code>).
+_SECRET_BEFORE = frozenset({
+    "reset", "reset-password", "password-reset", "resetpassword", "password", "verify",
+    "verify-email", "verification", "confirm", "confirmation", "activate", "activation",
+    "invite", "invitation", "magic", "magic-link", "magiclink", "token", "tokens",
+    "unsubscribe", "share", "otp", "recover", "recovery"})
+# A token-like run inside a segment: 20+ letters and digits mixed, or 32+ hex digits.
+_TOKEN_RUN = re.compile(r"(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}|"
+                        r"[0-9a-fA-F]{32,}")
+REDACTED = "[redacted]"
 _STATIC_OPTIONS = ("schoolgate_database_url", "schoolgate_spool_dir", "schoolgate_siem")
 
 # --- building events (pure) ----------------------------------------------------------------
 
 
 def redact_query(query: str) -> str:
-    """The query string with the values of credential-like parameters replaced."""
+    """The query string with the values of credential-like parameters replaced, and e-mail
+    addresses and tokens (JWTs) in any value."""
     if not query:
         return query
     parts = []
     for part in query.split("&"):
-        name, eq, _value = part.partition("=")
-        parts.append(f"{name}=[redacted]" if eq and _SECRET_PARAM.search(name) else part)
+        name, eq, value = part.partition("=")
+        if eq and _SECRET_PARAM.search(name):
+            parts.append(f"{name}={REDACTED}")
+            continue
+        value = _JWT.sub(REDACTED, _EMAIL.sub("[email]", value))
+        name = _EMAIL.sub("[email]", name)
+        parts.append(f"{name}{eq}{value}")
     return "&".join(parts)[:MAX_TEXT]
+
+
+def redact_path(path: str) -> str:
+    """The path with secrets taken out: the segment after /reset/, /invite/, /verify/ ...,
+    token-like runs (long mixed letters and digits, long hex, JWTs) and e-mail addresses."""
+    if not path:
+        return path
+    segments = path.split("/")
+    kept = []
+    secret_next = False
+    for segment in segments:
+        if secret_next and len(segment) >= 6:
+            kept.append(REDACTED)
+        else:
+            segment = _EMAIL.sub("[email]", segment)
+            kept.append(_TOKEN_RUN.sub(REDACTED, _JWT.sub(REDACTED, segment)))
+        secret_next = segment.lower() in _SECRET_BEFORE
+    return "/".join(kept)
 
 
 def client_ip(client: Client) -> str | None:
@@ -89,8 +128,9 @@ def make_event(*, decision: Decision, at: datetime, host: str, identity: object,
     path = query = terms = None
     if intercepted and target is not None:
         raw_path, _, raw_query = target.partition("?")
-        path, query = raw_path[:MAX_TEXT], redact_query(raw_query) or None
+        path, query = redact_path(raw_path[:MAX_TEXT]), redact_query(raw_query) or None
         terms = search_terms(host, raw_path, raw_query)
+        terms = _EMAIL.sub("[email]", terms) if terms else terms
     user = source = None
     if isinstance(identity, context.Identity):
         user, source = identity.user, str(identity.source)

@@ -5,6 +5,8 @@ out-of-date schema with the command that fixes it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,51 @@ from sqlalchemy.pool import ConnectionPoolEntry
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 DATABASE_FILE = "schoolgate.db"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+DATA_DIR_MODE = 0o750  # the service's group may read (backups); nobody else
+DATABASE_FILE_MODE = 0o600  # every event, incident note and the audit log are in it
 POSTGRES_CONNECT_TIMEOUT_S = 5
 
 
 class SchemaOutOfDate(RuntimeError):
     """The database's schema is not the one this schoolgate was built for; the message says
     what to run."""
+
+
+def secure_directory(path: Path) -> Path:
+    """Make `path` (and missing parents) with DATA_DIR_MODE whatever the umask, and take the
+    permissions of everybody else away from it if it already exists."""
+    path.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o007:
+        try:
+            path.chmod(mode & 0o770)
+        except PermissionError:  # not ours (e.g. /tmp): leave it, and say so
+            logging.getLogger(__name__).warning(
+                "%s is open to every user (mode %o) and is not ours to change", path, mode)
+    return path
+
+
+def secure_sqlite_file(path: Path) -> None:
+    """The SQLite file (made empty if missing) and its -wal/-shm files readable by the owner
+    only, whatever the umask; SQLite gives -wal and -shm the main file's permissions when it
+    makes them, so this also holds for the ones made later."""
+    secure_directory(path.parent)
+    if not path.exists():
+        # Only when missing: closing any descriptor of a file SQLite has open in this process
+        # would drop that process's locks on it (POSIX), so an existing file is never opened.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             DATABASE_FILE_MODE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if file.stat().st_mode & 0o777 != DATABASE_FILE_MODE:
+                file.chmod(DATABASE_FILE_MODE)
+        except FileNotFoundError:
+            pass
+        except PermissionError:  # not ours (e.g. made by another service account): say so
+            logging.getLogger(__name__).warning(
+                "cannot restrict %s to its owner (mode %o wanted); fix it with chmod 600",
+                file, DATABASE_FILE_MODE)
 
 
 def default_database_url(data_dir: Path) -> str:
@@ -65,6 +106,7 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
+            secure_sqlite_file(Path(parsed.database))
             kwargs.setdefault("connect_args", {}).setdefault("timeout",
                                                              SQLITE_BUSY_TIMEOUT_MS / 1000)
         engine = create_engine(parsed, **kwargs)
@@ -122,7 +164,7 @@ def upgrade(url: str | URL, revision: str = "head") -> None:
     parsed = normalise_url(url)
     path = sqlite_file(parsed)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        secure_sqlite_file(path)
     engine = make_engine(parsed)
     try:
         with engine.begin() as connection:

@@ -44,6 +44,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from policy.model import Reason, Verdict
 from policy.names import user_key
+from store.db import sqlite_file
 from store.models import CircumventionAttemptRow, EventRow
 
 logger = logging.getLogger(__name__)
@@ -358,6 +359,62 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:60] or "gateway"
 
 
+# --- the SQLite file under the writer ------------------------------------------------------
+
+
+class DatabaseFileProblem(OSError):
+    """The SQLite file the writer writes to is gone, replaced or read-only (review finding 14:
+    pooled connections otherwise go on "writing" into a deleted file)."""
+
+
+class _SqliteFileWatch:
+    """Notices the SQLite file being deleted, replaced (a backup copied over it) or made
+    read-only: checked (one stat) before and after every write, in the database thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.path = sqlite_file(engine.url)
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) we are writing to
+
+    def before(self) -> None:
+        """Raise DatabaseFileProblem if the file cannot be written now; after a replacement,
+        drop the pooled connections so that the next write opens the new file."""
+        if self.path is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self.engine.dispose()  # let go of the deleted file
+            self._identity = None
+            raise DatabaseFileProblem(
+                f"the database file {self.path} is gone (deleted or moved); put it back or "
+                "run 'schoolgate db upgrade'") from None
+        identity = (st.st_dev, st.st_ino)
+        if self._identity is not None and identity != self._identity:
+            logger.warning("the database file %s was replaced while the gateway ran; reopening "
+                           "it", self.path)
+            self.engine.dispose()
+        self._identity = identity
+        if not st.st_mode & 0o200:
+            raise DatabaseFileProblem(f"the database file {self.path} is read-only; make it "
+                                      "writable again (chmod 600)")
+
+    def after(self) -> None:
+        """Raise DatabaseFileProblem if the file went away or was replaced during the write
+        (the batch may have gone into the old file: it is spooled, and inserting it again is
+        harmless)."""
+        if self.path is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise DatabaseFileProblem(f"the database file {self.path} went away during a "
+                                      "write") from None
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise DatabaseFileProblem(f"the database file {self.path} was replaced during a "
+                                      "write")
+
+
 # --- the writer ----------------------------------------------------------------------------
 
 
@@ -383,6 +440,7 @@ class EventWriter:
         self.db_timeout_seconds = db_timeout_seconds
         self.siem_path = siem_path
         self._inserter = EventInserter(engine)
+        self._file = _SqliteFileWatch(engine)
         self._queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue(maxsize=queue_size)
         self._seq = time.time_ns() // 1000
         self._spool: _Spool | None = None
@@ -619,7 +677,7 @@ class EventWriter:
             self._failed("the previous database call has not finished")
             return False
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._db_pool, work)
+        future = loop.run_in_executor(self._db_pool, partial(self._watched, work))
         future.add_done_callback(_consume)
         self._inflight = future
         try:
@@ -635,6 +693,11 @@ class EventWriter:
             logger.warning("the events database is back; replaying the spool")
             self._db_problem = None
         return True
+
+    def _watched(self, work: Callable[[], None]) -> None:
+        self._file.before()
+        work()
+        self._file.after()
 
     def _failed(self, problem: str) -> None:
         self._n["db_failures"] += 1

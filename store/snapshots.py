@@ -206,3 +206,83 @@ class FileOverridesSource:
         if message != self.last_problem:
             logger.warning("%s", message)
         self.last_problem = message
+
+
+class _DatabaseSource(Protocol):
+    last_problem: str | None
+
+    def load_now(self) -> Overrides: ...
+
+
+class LastSnapshotSource:
+    """A database source that also keeps the last overrides it read on disk, so that a gateway
+    started while the database is down enforces the school's exceptions, sanctions and local
+    lists from that snapshot (and, until one exists, runs on the policy alone, saying so). Once
+    the database answers, its overrides replace the snapshot's and the file is brought up to
+    date. `state` says which of the three is in force (for the log and health)."""
+
+    DATABASE = "database"
+    SNAPSHOT = "last snapshot (database unreachable)"
+    POLICY_ONLY = "policy only (database unreachable, no snapshot yet)"
+
+    def __init__(self, database: _DatabaseSource, path: Path) -> None:
+        self.database = database
+        self.path = path
+        self.state = self.POLICY_ONLY
+        self._saved: Overrides | None = None  # what the file holds (as last written by us)
+        self._fallback: Overrides | None = None  # read from the file when the database is down
+
+    @property
+    def last_problem(self) -> str | None:
+        return self.database.last_problem
+
+    async def load(self) -> Overrides:
+        return await asyncio.to_thread(self.load_now)
+
+    def load_now(self) -> Overrides:
+        """Blocking form of `load`. Never raises."""
+        overrides = self.database.load_now()
+        if self.database.last_problem is None:
+            if self.state != self.DATABASE:
+                if self._fallback is not None:
+                    logger.warning("the overrides database answers again; its overrides "
+                                   "replace the last snapshot's")
+                self.state = self.DATABASE
+            if overrides is not self._saved:
+                self._save(overrides)
+            return overrides
+        if self.state == self.DATABASE:
+            return overrides  # read once this run: the database source keeps that snapshot
+        if self._fallback is None:
+            self._fallback = self._read_snapshot()
+        return self._fallback
+
+    def _save(self, overrides: Overrides) -> None:
+        try:
+            write_overrides_atomically(self.path, overrides)
+        except OSError as exc:
+            logger.warning("cannot save the overrides snapshot %s (%s); a start while the "
+                           "database is down would run on the policy alone", self.path, exc)
+            return
+        self._saved = overrides
+
+    def _read_snapshot(self) -> Overrides:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            overrides = parse_overrides(text, source=str(self.path))
+        except FileNotFoundError:
+            self.state = self.POLICY_ONLY
+            logger.warning("the overrides database cannot be read and there is no saved "
+                           "snapshot (%s) yet: running on the policy alone (no exceptions, "
+                           "sanctions or local lists) until the database answers", self.path)
+            return Overrides()
+        except (OSError, UnicodeDecodeError, SnapshotError) as exc:
+            self.state = self.POLICY_ONLY
+            logger.warning("the overrides database cannot be read and the saved snapshot is "
+                           "unusable (%s): running on the policy alone until the database "
+                           "answers", exc)
+            return Overrides()
+        self.state = self.SNAPSHOT
+        logger.warning("the overrides database cannot be read: enforcing the last snapshot "
+                       "saved in %s until it answers", self.path)
+        return overrides

@@ -12,10 +12,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
 from policy.errors import PolicyError
 from proxy_addons.ca import ensure_school_ca
 from schoolgate.commands.common import prepare_database
-from store.db import database_url_from_environment, default_database_url
+from store.db import (
+    database_url_from_environment,
+    default_database_url,
+    display_url,
+    make_engine,
+    secure_directory,
+)
 from store.policy_files import load_policy
 from store.tokens import load_or_create_secret
 
@@ -23,6 +31,7 @@ DEFAULT_DATA_DIR = Path("var/schoolgate")
 MODES = ("regular", "transparent")
 DEFAULT_ENGINE = "lean"  # passes every gateway test, and is the one within 1.10x bare mitmdump
 ENGINES = ("mitmdump", "lean")
+LAST_OVERRIDES = "overrides-last.json"
 
 
 def register(subparsers: Any) -> None:
@@ -104,6 +113,8 @@ def mitmdump_arguments(args: argparse.Namespace, data: Path, *, loader_script: b
     }
     if database is not None:
         sets["schoolgate_database_url"] = database
+        # The last overrides read from the database, enforced if it is down at the next start.
+        sets["schoolgate_overrides"] = str((data / LAST_OVERRIDES).resolve())
     else:
         overrides = args.overrides if args.overrides is not None else data / "overrides.json"
         sets["schoolgate_overrides"] = str(overrides.resolve())
@@ -125,6 +136,21 @@ def database_for(args: argparse.Namespace, data: Path) -> str | None:
     if args.database is None and args.overrides is not None:
         return None
     return str(args.database or database_url_from_environment(data))
+
+
+def database_answers(url: str) -> bool:
+    """Whether a connection to the database can be made now (its schema is checked after)."""
+    try:
+        engine = make_engine(url)
+    except (ValueError, SQLAlchemyError):
+        return True  # not an outage: prepare_database reports the real problem
+    try:
+        with engine.connect():
+            return True
+    except OperationalError:
+        return False
+    finally:
+        engine.dispose()
 
 
 def _merge_sets(extra: list[str], sets: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -160,7 +186,7 @@ def run_gateway(args: argparse.Namespace) -> int:
         return 2
     data = data_dir(args)
     try:
-        data.mkdir(parents=True, exist_ok=True)
+        secure_directory(data)
         ca = ensure_school_ca(data / "ca", args.school_name)
     except OSError as exc:
         print(f"schoolgate gateway: cannot prepare the data directory {data}: {exc}",
@@ -175,10 +201,17 @@ def run_gateway(args: argparse.Namespace) -> int:
     database = database_for(args, data)
     if database is not None:
         # The embedded SQLite is migrated here; any other database must already be current.
-        problem = prepare_database(database, embedded=database == default_database_url(data))
-        if problem is not None:
-            print(f"schoolgate gateway: {problem}", file=sys.stderr)
-            return 2
+        embedded = database == default_database_url(data)
+        if not embedded and not database_answers(database):
+            print(f"schoolgate gateway: the database {display_url(database)} does not answer; "
+                  "starting without it: events wait in the spool, and the overrides come from "
+                  f"the last snapshot ({data / LAST_OVERRIDES}) or, without one, the policy "
+                  "alone, until it is back", file=sys.stderr)
+        else:
+            problem = prepare_database(database, embedded=embedded)
+            if problem is not None:
+                print(f"schoolgate gateway: {problem}", file=sys.stderr)
+                return 2
     if args.workers > 1:
         from schoolgate.workers import run_workers
 

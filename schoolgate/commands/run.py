@@ -21,6 +21,7 @@ from typing import Any
 
 import store
 from schoolgate.commands.lists import empty_category_lines
+from store.db import secure_directory
 
 DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
 DEMO_ACCOUNTS = ("pupil1", "pupil2", "teacher1", "socialmedia1", "bursar1", "dsl1", "it1")
@@ -179,7 +180,7 @@ def banner(args: argparse.Namespace, started: set[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_directory(args.data_dir)  # 0750 whatever the umask (review finding 15)
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 

@@ -27,7 +27,9 @@ def test_safe_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert sets["onboarding"] == "false"
     assert sets["confdir"] == str((tmp_path / "ca").resolve())
     assert sets["schoolgate_database_url"] == f"sqlite:///{tmp_path}/schoolgate.db"
-    assert "schoolgate_overrides" not in sets
+    # With a database, the overrides file is only where the last ones read are kept (for a
+    # start while the database is down), never a second source.
+    assert sets["schoolgate_overrides"] == str((tmp_path / "overrides-last.json").resolve())
     assert not any(name.startswith("emudhra") for name in sets)
 
 

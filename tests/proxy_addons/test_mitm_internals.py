@@ -1,0 +1,92 @@
+"""The mitmproxy internals schoolgate relies on (proxy_addons/mitm_internals.py) are where we
+expect them; if an upgrade moves one, these fail loudly rather than a limit silently lapsing.
+Also the head checks as a table, and the Limits addon's option validation."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from mitmproxy import exceptions, version
+from mitmproxy.addons import proxyserver
+from mitmproxy.proxy import commands, events, server
+from mitmproxy.proxy.layers.http import _base, _http1, _http2, _http3
+from mitmproxy.test import taddons
+
+from proxy_addons import mitm_internals
+from proxy_addons.limits import Limits
+from proxy_addons.mitm_internals import HeadLimits, _check_head
+
+
+def test_mitmproxy_is_the_version_the_internals_were_read_from() -> None:
+    assert version.VERSION.startswith("12."), (
+        f"mitmproxy {version.VERSION}: re-read proxy_addons/mitm_internals.py against it")
+
+
+def test_http1_server_still_buffers_the_head_where_we_bound_it() -> None:
+    source = inspect.getsource(_http1.Http1Connection._handle_event)
+    assert "self.buf += event.data" in source
+    assert "self.state(event)" in source
+    head = inspect.getsource(_http1.Http1Server.read_headers)
+    assert "self.buf.maybe_extract_lines()" in head
+    for state in ("read_headers", "read_body", "wait", "done", "passthrough"):
+        assert callable(getattr(_http1.Http1Server, state)), state
+    assert inspect.signature(_http1.make_error_response).parameters.keys() >= {"status_code"}
+
+
+def test_the_patches_are_installed_by_the_addon() -> None:
+    with taddons.context(Limits()):
+        assert _http1.Http1Server._handle_event is mitm_internals._limited_handle_event
+        assert version.MITMPROXY == "schoolgate"
+        for module in (_base, _http1, _http2, _http3):
+            assert module.format_error is mitm_internals.format_error  # type: ignore[attr-defined]
+        body = _http1.make_error_response(502, "x")
+        assert b"mitmproxy" not in body.lower()
+        assert b"Server: schoolgate" in body
+
+
+def test_wakeups_and_closing_are_where_we_use_them() -> None:
+    assert "delay" in inspect.signature(commands.RequestWakeup).parameters
+    assert issubclass(events.Wakeup, events.CommandCompleted)
+    assert callable(server.ConnectionHandler.on_timeout)
+    assert "self.connections" in inspect.getsource(proxyserver.Proxyserver.register_connection)
+    assert "self.client.error" in inspect.getsource(server.ConnectionHandler.handle_client)
+    close = inspect.getsource(mitm_internals._original_close_connection or
+                              server.ConnectionHandler.close_connection)
+    assert "handler.cancel(" in close
+    assert "self.transports[connection]" in close
+    assert "writer.close()" in inspect.getsource(server.ConnectionHandler.handle_connection)
+
+
+LIMITS = HeadLimits(max_line=100, max_bytes=400, max_headers=5)
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"GET http://a.test/ HTTP/1.1\r\nHost: a\r\n\r\n", None),
+    (b"GET http://a.test/ HTTP/1.1\r\nHo", None),  # incomplete but within bounds
+    (b"GET /" + b"a" * 100, 414),  # no end of line yet, already too long
+    (b"GET /" + b"a" * 100 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nX: " + b"a" * 400, 431),  # never-ending header
+    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 6, 431),  # too many header lines, unfinished
+    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 4 + b"\r\n", None),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" + b"b" * 5000, None),  # a body is not the head
+])
+def test_head_checks(data: bytes, expected: int | None) -> None:
+    problem = _check_head(data, LIMITS)
+    assert (problem[1] if problem else None) == expected
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("schoolgate_max_header_bytes", 10),
+    ("schoolgate_head_timeout", 0),
+    ("schoolgate_max_connections_per_client", 0),
+    ("schoolgate_max_request_line", 1 << 20),  # larger than the whole head
+])
+def test_bad_limits_are_refused_and_the_old_ones_stay(name: str, value: int) -> None:
+    addon = Limits()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, schoolgate_max_headers=50)
+        with pytest.raises(exceptions.OptionsError, match=name):
+            tctx.configure(addon, **{name: value})
+        assert mitm_internals._limits.max_headers == 50
+        tctx.configure(addon, schoolgate_max_headers=100)
