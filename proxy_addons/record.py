@@ -3,6 +3,13 @@ refused) traffic per connection. Hooks only build an `Event` and hand it to the 
 (never waiting on the database); circumvention attempts also feed the sanction threshold and
 raise alerts, written and pushed by a background task.
 
+An attempt is an act, not a request (docs/monitoring.md, "What counts as one attempt"): the
+requests one person's device makes to the same registrable site with the same technique within
+`schoolgate_act_seconds` of the act's first request are one act. Every request is still recorded;
+only the act's first is `counted`, the others name it (`same_act_as`). Only counted acts raise an
+alert and count towards the sanction threshold, which is kept in the database (shared by every
+worker and replica).
+
 Last in the addon list, so it sees the final decision (Enforce's, or Detect's on top of it).
 """
 
@@ -17,8 +24,8 @@ import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from policy.hostclass import registrable_domain
 from policy.model import CircumventionSettings, Decision
 from proxy_addons import context
 from proxy_addons.errors import options_error
@@ -48,12 +56,13 @@ from store.alerts import (
 )
 from store.db import SchemaOutOfDate, display_url, make_engine, require_current_schema
 from store.events import AttemptEvidence, Event, EventWriter
-from store.sanctions import AttemptWindow, on_threshold
+from store.sanctions import count_act, on_threshold
 from store.techniques import Technique, counted
 
 logger = logging.getLogger(__name__)
 
 MAX_TEXT = 2000  # characters of a path or query kept
+ACT_SECONDS = 30  # default of schoolgate_act_seconds: one act's follow-up requests
 # Query parameters whose values are never recorded (credentials and tokens in URLs).
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|key|session|sid|code|sig|cred",
                            re.IGNORECASE)
@@ -185,6 +194,51 @@ class SiemLines:
         await self._flush()
 
 
+# --- one act, many requests ----------------------------------------------------------------------
+
+
+class ActWindow:
+    """The acts in progress: (who, registrable site, technique) -> (first request's time, its
+    event id). `first_of` says whether an event is a follow-up of an act (the first event's id)
+    or starts a new one (None). Bounded: a flood of keys forgets finished acts first."""
+
+    def __init__(self, seconds: float, *, max_keys: int = 50_000) -> None:
+        self.seconds = seconds
+        self.max_keys = max_keys
+        self._acts: dict[tuple[str, str, str], tuple[datetime, str]] = {}
+
+    def first_of(self, event: Event) -> str | None:
+        who = event.user or event.client_ip or "unknown"
+        key = (who, act_site(event.host), event.technique or "")
+        window = timedelta(seconds=self.seconds)
+        found = self._acts.get(key)
+        if found is not None and timedelta(0) <= event.at - found[0] < window:
+            return found[1]
+        if len(self._acts) >= self.max_keys:
+            self._acts = {k: v for k, v in self._acts.items() if event.at - v[0] < window}
+            if len(self._acts) >= self.max_keys:
+                self._acts.clear()
+        self._acts[key] = (event.at, event.id)
+        return None
+
+
+def act_site(host: str) -> str:
+    """The site an act is about: the registrable domain (www.vpn.example and cdn.vpn.example
+    are one site); for a name under no public suffix (a local .test name) its last two labels;
+    an IP address or a single label as it is."""
+    name = host.lower().rstrip(".").strip("[]")
+    try:
+        ipaddress.ip_address(name)
+        return name
+    except ValueError:
+        pass
+    try:
+        found = registrable_domain(name)
+    except Exception:
+        found = None
+    return found or ".".join(name.split(".")[-2:])
+
+
 # --- background work: alerts and sanctions ------------------------------------------------------
 
 
@@ -210,7 +264,7 @@ class RecordEvents:
         self._devices: dict[str, str] = {}
         self._push: PushSettings = NO_PUSH
         self._tunnels: dict[str, _Tunnel] = {}
-        self._window = AttemptWindow()
+        self._acts = ActWindow(ACT_SECONDS)
         self._settings = CircumventionSettings()  # the running policy's (seen on each flow)
         self._alerted: dict[tuple[str, str], float] = {}  # (who, technique) -> last alert
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue(maxsize=10_000)
@@ -238,6 +292,10 @@ class RecordEvents:
         loader.add_option("schoolgate_devices", str, "",
                           "YAML file mapping client IP addresses to device names, recorded "
                           "with each event.")
+        loader.add_option("schoolgate_act_seconds", int, ACT_SECONDS,
+                          "Requests from one person or device to the same site with the same "
+                          "technique within this many seconds of the first are one attempt "
+                          "(favicons, retries, reloads); see docs/monitoring.md.")
         loader.add_option("schoolgate_alert_push", str, "",
                           "YAML file saying where urgent alerts are pushed at once (email via "
                           "SMTP, a webhook); see docs/monitoring.md. Empty: nothing pushed.")
@@ -248,6 +306,10 @@ class RecordEvents:
             raise options_error(f"{', '.join(sorted(updated & set(_STATIC_OPTIONS)))} cannot "
                                  "change while the gateway runs; restart it")
         self._enabled = opts.schoolgate_recording
+        if opts.schoolgate_act_seconds < 0:
+            raise options_error("schoolgate_act_seconds must be 0 or more (0: every request "
+                                "is its own attempt)")
+        self._acts.seconds = opts.schoolgate_act_seconds
         if "schoolgate_devices" in updated:
             self._devices = _load(opts.schoolgate_devices, parse_devices, "schoolgate_devices")
         if "schoolgate_alert_push" in updated:
@@ -405,6 +467,12 @@ class RecordEvents:
 
     def _submit(self, event: Event) -> None:
         self.stats["events"] += 1
+        if event.attempt is not None and event.technique is not None and event.attempt.counted:
+            first = self._acts.first_of(event)
+            if first is not None:  # a follow-up of an act already counted
+                self.stats["follow_ups"] += 1
+                event = replace(event, attempt=AttemptEvidence(
+                    evidence={**event.attempt.evidence, "same_act_as": first}, counted=False))
         if self._sink is not None:
             self._sink.submit(event)
         attempt = event.attempt
@@ -413,12 +481,11 @@ class RecordEvents:
         self.stats["attempts"] += 1
         if not attempt.counted or self._engine is None:
             return
+        self.stats["acts"] += 1
         who = event.user or event.client_ip or "unknown"
         self._alert_attempt(event, who)
         if event.user is not None:
-            reached = self._window.add(event.user, event.at, self._settings)
-            if reached is not None:
-                self._queue(_Job("threshold", _threshold_job(event, reached, self._settings)))
+            self._queue(_Job("threshold", _threshold_job(event, self._settings)))
 
     def _alert_attempt(self, event: Event, who: str) -> None:
         """One alert per person and technique per threshold window: the attempts table keeps
@@ -510,12 +577,17 @@ def _attempt_alert_job(event: Event) -> Callable[[Session], Alert | None]:
     return run
 
 
-def _threshold_job(event: Event, attempts: tuple[datetime, ...],
-                   settings: CircumventionSettings) -> Callable[[Session], Alert | None]:
+def _threshold_job(event: Event, settings: CircumventionSettings
+                   ) -> Callable[[Session], Alert | None]:
+    """Count the act in the shared window; if it reached the threshold, act on it (in the same
+    transaction, so two gateways cannot both act on one threshold)."""
     user = event.user
     assert user is not None
 
-    def run(session: Session) -> Alert:
+    def run(session: Session) -> Alert | None:
+        attempts = count_act(session=session, user=user, at=event.at, settings=settings)
+        if attempts is None:
+            return None
         return on_threshold(session=session, user=user, attempts=attempts, settings=settings,
                             at=event.at, details={"last_technique": event.technique,
                                                   "last_host": event.host}).alert
