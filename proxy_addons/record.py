@@ -39,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from policy.hostclass import registrable_domain
-from policy.model import CircumventionSettings, Decision
+from policy.model import CircumventionSettings, Decision, Reason, Verdict
 from proxy_addons import context
 from proxy_addons.errors import options_error
 from proxy_addons.search_terms import search_terms
@@ -194,6 +194,61 @@ class SiemLines:
         await self._flush()
 
 
+# --- what mitmproxy refuses before any addon sees it ---------------------------------------------
+
+REFUSAL_LOGGER = "mitmproxy.proxy.server"  # where mitmproxy logs a request it could not read
+MAX_SENT = 300  # characters of an unreadable request line kept
+# "<peer>: Bad HTTP request line: b'...'" and the like (mitmproxy/net/http/http1/read.py)
+_REFUSED = re.compile(r": (Bad HTTP request line|Invalid header line|Invalid headers|"
+                      r"Unknown HTTP version|Bad HTTP request|Invalid HTTP)(?:: (.*))?$",
+                      re.DOTALL)
+_USERINFO = re.compile(r"(//)[^/@\s'\\]*@")  # user:password@ in a URL: never recorded
+_SENT_HOST = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://(?:\[redacted\]@)?"
+                        r"([A-Za-z0-9._-]{1,253})(?=[:/ ?#']|$)")
+
+
+class RefusalLog(logging.Filter):
+    """A filter on mitmproxy's proxy server logger: a request that mitmproxy refused before any
+    hook (it logs the client's address and the error at INFO) becomes a recorded attempt.
+
+    The logger is set to INFO so that those records are made even when the gateway logs only
+    warnings; the filter then lets through (to the terminal and to addons) only the records the
+    root logger's level would have let through, so nothing else changes."""
+
+    def __init__(self, record: RecordEvents) -> None:
+        super().__init__()
+        self.record = record
+        self._level: int | None = None
+
+    def install(self) -> None:
+        logger = logging.getLogger(REFUSAL_LOGGER)
+        if self._level is None:
+            self._level = logger.level
+            logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+            logger.addFilter(self)
+
+    def remove(self) -> None:
+        if self._level is not None:
+            logger = logging.getLogger(REFUSAL_LOGGER)
+            logger.removeFilter(self)
+            logger.setLevel(self._level)
+            self._level = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            with contextlib.suppress(Exception):
+                self._note(record)
+        return record.levelno >= logging.getLogger().getEffectiveLevel()
+
+    def _note(self, record: logging.LogRecord) -> None:
+        found = _REFUSED.search(record.getMessage())
+        if found is None:
+            return
+        peer = getattr(record, "client", None)
+        self.record.refused_by_mitmproxy(peer if isinstance(peer, tuple) else None,
+                                         found.group(1), (found.group(2) or "").strip())
+
+
 # --- one act, many requests ----------------------------------------------------------------------
 
 
@@ -264,6 +319,10 @@ class RecordEvents:
         self._devices: dict[str, str] = {}
         self._push: PushSettings = NO_PUSH
         self._tunnels: dict[str, _Tunnel] = {}
+        # Blocked tunnels with nothing recorded yet: recorded once if the client goes away
+        # without a request (a handshake cut short); dropped when a request is recorded.
+        self._unanswered: dict[str, Event] = {}
+        self._refusals = RefusalLog(self)
         self._acts = ActWindow(ACT_SECONDS)
         self._settings = CircumventionSettings()  # the running policy's (seen on each flow)
         self._alerted: dict[tuple[str, str], float] = {}  # (who, technique) -> last alert
@@ -330,6 +389,7 @@ class RecordEvents:
         opts = ctx.options
         if not self._enabled:
             return
+        self._refusals.install()
         if self._engine is not None:
             spool = opts.schoolgate_spool_dir or str(Path(opts.confdir).expanduser().parent
                                                      / "spool")
@@ -351,6 +411,7 @@ class RecordEvents:
             logger.exception("the event writer could not start; events stay queued in memory")
 
     async def done(self) -> None:
+        self._refusals.remove()
         if self._starting is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._starting, 30)
@@ -374,6 +435,38 @@ class RecordEvents:
         self._tunnels[flow.client_conn.id] = _Tunnel(flow.metadata.get(context.IDENTITY), role)
         if flow.response is not None:  # refused at the CONNECT: nothing follows
             self._record_flow(flow, intercepted=False)
+            return
+        decision = flow.metadata.get(context.DECISION)
+        if isinstance(decision, Decision) and not decision.allowed:
+            event = self._flow_event(flow, intercepted=False)
+            if event is not None:
+                self._unanswered[flow.client_conn.id] = event
+
+    def refused_by_mitmproxy(self, peer: Address | None, error: str, sent: str) -> None:
+        """mitmproxy refused what a client sent before any addon saw a request (a malformed
+        request line, a URL with user-info, invalid characters): recorded as an attempt with
+        what was sent, bounded and escaped (`sent` is already a Python bytes repr)."""
+        if not self._recording:
+            return
+        try:
+            sent = _USERINFO.sub(r"\1[redacted]@", sent)[:MAX_SENT]
+            found = _SENT_HOST.search(sent)
+            host = found.group(1).lower()[:300] if found else "(unreadable request)"
+            ip = None
+            if peer:
+                ip = str(peer[0])
+                ip = ip.removeprefix("::ffff:") if ip.startswith("::ffff:") and "." in ip \
+                    else ip
+            technique = Technique.MALFORMED_REQUEST
+            decision = Decision(Verdict.BLOCK, Reason.INVALID_HOST, host=host,
+                                technique=technique)
+            self._submit(make_event(
+                decision=decision, at=datetime.now(UTC), host=host, identity=None, role=None,
+                ip=ip, device=self._devices.get(ip or ""), method=None, scheme=None, port=None,
+                target=None, intercepted=False, technique=technique,
+                evidence={"error": error[:200], "sent": sent}))
+        except Exception:
+            self._failed("refused_by_mitmproxy")
 
     def tls_clienthello(self, data: ClientHelloData) -> None:
         note = context.hello_notes.get(data.context.client.id)
@@ -392,6 +485,7 @@ class RecordEvents:
                       note: context.HelloNote) -> None:
         if not self._recording:
             return
+        self._unanswered.pop(client.id, None)
         try:
             tunnel = self._tunnels.get(client.id)
             technique = note.decision.technique
@@ -415,6 +509,14 @@ class RecordEvents:
 
     def client_disconnected(self, client: Client) -> None:
         self._tunnels.pop(client.id, None)
+        event = self._unanswered.pop(client.id, None)
+        if event is not None and self._recording:  # blocked, and cut before any request
+            attempt = event.attempt
+            if attempt is not None:
+                attempt = AttemptEvidence(evidence={**attempt.evidence,
+                                                    "cut": "no request after the CONNECT"},
+                                          counted=attempt.counted)
+            self._submit(replace(event, attempt=attempt))
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -426,9 +528,16 @@ class RecordEvents:
     def _record_flow(self, flow: http.HTTPFlow | tcp.TCPFlow, *, intercepted: bool) -> None:
         if not self._recording:
             return
+        event = self._flow_event(flow, intercepted=intercepted)
+        if event is not None:
+            self._unanswered.pop(flow.client_conn.id, None)
+            self._submit(event)
+
+    def _flow_event(self, flow: http.HTTPFlow | tcp.TCPFlow, *, intercepted: bool
+                    ) -> Event | None:
         decision = flow.metadata.get(context.DECISION)
         if not isinstance(decision, Decision):
-            return  # not decided: a gateway page, a 407
+            return None  # not decided: a gateway page, a 407
         try:
             inputs = flow.metadata.get(context.INPUTS)
             at, role = datetime.now(UTC), None
@@ -457,13 +566,14 @@ class RecordEvents:
                 host = decision.host or (str(address[0]) if address else "?")
                 method, scheme, port = None, None, address[1] if address else None
                 target = None
-            self._submit(make_event(
+            return make_event(
                 decision=decision, at=at, host=host, identity=identity, role=role, ip=ip,
                 device=self._devices.get(ip or ""), method=method, scheme=scheme, port=port,
                 target=target, intercepted=intercepted, technique=technique,
-                evidence=evidence))
+                evidence=evidence)
         except Exception:
             self._failed("recording")
+            return None
 
     def _submit(self, event: Event) -> None:
         self.stats["events"] += 1

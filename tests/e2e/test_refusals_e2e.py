@@ -1,0 +1,134 @@
+"""Every refusal recorded, through the real gateway: requests mitmproxy refuses before any addon
+sees them (a malformed request line, a URL with user-info, invalid characters) are recorded as
+attempts with what was sent (bounded, escaped, no password), and a TLS handshake towards a
+blocked host that is cut with no request after it is recorded once."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.db import make_engine, upgrade
+from store.models import CircumventionAttemptRow, EventRow
+from store.techniques import Technique
+from tests.support.gateway import Gateway, running_gateway, wait_for, write_policy
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'schoolgate.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, db: str) -> Iterator[Gateway]:
+    folder = tmp_path_factory.mktemp("gw")
+    policy = folder / "policy.yaml"
+    write_policy(policy, in_break=False)
+    with running_gateway(folder, policy=policy,
+                         extra_args=["--set", f"schoolgate_database_url={db}"]) as gateway:
+        yield gateway
+
+
+def send_raw(gw: Gateway, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", gw.port), 10) as raw:
+        raw.sendall(data)
+        received = b""
+        with contextlib.suppress(OSError):
+            while chunk := raw.recv(4096):
+                received += chunk
+        return received
+
+
+def malformed(url: str) -> list[CircumventionAttemptRow]:
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            return list(session.scalars(select(CircumventionAttemptRow).where(
+                CircumventionAttemptRow.technique == Technique.MALFORMED_REQUEST)))
+    finally:
+        engine.dispose()
+
+
+def events_for(url: str, host: str) -> list[EventRow]:
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            return list(session.scalars(select(EventRow).where(EventRow.host == host)))
+    finally:
+        engine.dispose()
+
+
+def recorded_with(url: str, text: str) -> CircumventionAttemptRow:
+    found: list[CircumventionAttemptRow] = []
+
+    def seen() -> bool:
+        found[:] = [a for a in malformed(url) if text in str(a.evidence.get("sent"))]
+        return bool(found)
+    wait_for(seen, timeout=20, what=f"a malformed request with {text!r} recorded")
+    return found[0]
+
+
+def test_a_url_with_user_info_is_recorded_without_the_password(gw: Gateway, db: str) -> None:
+    reply = send_raw(gw, b"GET http://pupil:hunter2@www.tiktok.com/ HTTP/1.1\r\n"
+                         b"Host: www.tiktok.com\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400")
+    row = recorded_with(db, "[redacted]@www.tiktok.com")
+    assert row.host == "www.tiktok.com"
+    assert row.client_ip == "127.0.0.1"
+    assert "hunter2" not in repr(row.evidence)
+    assert row.evidence["error"] == "Bad HTTP request line"
+    assert not gw.contacted("www.tiktok.com")
+
+
+def test_invalid_characters_and_garbage_are_recorded_escaped_and_bounded(gw: Gateway,
+                                                                          db: str) -> None:
+    send_raw(gw, b"GET http://x.com/a\x01b\xff HTTP/1.1\r\nHost: x.com\r\n\r\n")
+    row = recorded_with(db, "a\\x01b\\xff")  # escaped, never raw control bytes
+    assert row.host == "x.com"
+    send_raw(gw, b"NONSENSE" + b"A" * 5000 + b"\r\n\r\n")
+    long = recorded_with(db, "NONSENSE")
+    assert long.host == "(unreadable request)"
+    assert len(str(long.evidence["sent"])) <= 300
+
+
+def test_a_handshake_to_a_blocked_host_cut_with_no_request_is_recorded_once(
+        gw: Gateway, db: str) -> None:
+    host = "tiktok.com"
+    before = len(events_for(db, host))
+    with socket.create_connection(("127.0.0.1", gw.port), 10) as raw:
+        raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        context = ssl.create_default_context(cafile=str(gw.ca_pem))
+        with context.wrap_socket(raw, server_hostname=host):
+            pass  # the handshake completes; no request; the client goes away
+    wait_for(lambda: len(events_for(db, host)) > before, timeout=20,
+             what="the cut handshake recorded")
+    with contextlib.suppress(Exception):
+        wait_for(lambda: len(events_for(db, host)) > before + 1, timeout=3, what="a second")
+    rows = events_for(db, host)[before:]
+    assert len(rows) == 1
+    assert rows[0].verdict == "block"
+
+
+def test_a_handshake_followed_by_a_request_is_recorded_once_not_twice(gw: Gateway,
+                                                                      db: str) -> None:
+    host = "www.tiktok.com"
+    before = len(events_for(db, host))
+    with gw.client(None, trust="gateway") as client:
+        assert client.get(f"https://{host}/").status_code == 403
+    wait_for(lambda: len(events_for(db, host)) > before, timeout=20, what="the request")
+    with contextlib.suppress(Exception):
+        wait_for(lambda: len(events_for(db, host)) > before + 1, timeout=3, what="a second")
+    assert len(events_for(db, host)) == before + 1
+
+
