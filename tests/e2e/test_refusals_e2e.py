@@ -132,3 +132,34 @@ def test_a_handshake_followed_by_a_request_is_recorded_once_not_twice(gw: Gatewa
     assert len(events_for(db, host)) == before + 1
 
 
+
+
+def upgrade_attempts(url: str) -> list[CircumventionAttemptRow]:
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            return list(session.scalars(select(CircumventionAttemptRow).where(
+                CircumventionAttemptRow.technique == Technique.PROTOCOL_UPGRADE)))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("upgrade", ["h2c", "TLS/1.2", "connect-udp"])
+def test_an_upgrade_to_another_protocol_is_refused_and_recorded(gw: Gateway, db: str,
+                                                                upgrade: str) -> None:
+    reply = send_raw(gw, b"GET http://learning.test/upgrade HTTP/1.1\r\nHost: learning.test\r\n"
+                         b"Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__"
+                         b"\r\nUpgrade: " + upgrade.encode() + b"\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 403")
+    wait_for(lambda: any(a.evidence.get("upgrade") == upgrade for a in upgrade_attempts(db)),
+             timeout=20, what=f"the {upgrade} upgrade recorded")
+    assert not any(s.path == "/upgrade" for s in gw.http_origin.requests)
+
+
+def test_a_websocket_upgrade_is_not_refused(gw: Gateway) -> None:
+    with socket.create_connection(("127.0.0.1", gw.port), 10) as raw:
+        raw.sendall(b"GET http://learning.test/ws HTTP/1.1\r\nHost: learning.test\r\n"
+                    b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13"
+                    b"\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        reply = raw.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 101")
