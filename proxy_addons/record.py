@@ -200,8 +200,8 @@ REFUSAL_LOGGER = "mitmproxy.proxy.server"  # where mitmproxy logs a request it c
 MAX_SENT = 300  # characters of an unreadable request line kept
 # "<peer>: Bad HTTP request line: b'...'" and the like (mitmproxy/net/http/http1/read.py)
 _REFUSED = re.compile(r": (Bad HTTP request line|Invalid header line|Invalid headers|"
-                      r"Unknown HTTP version|Bad HTTP request|Invalid HTTP)(?:: (.*))?$",
-                      re.DOTALL)
+                      r"Unknown HTTP version|Bad HTTP request|Invalid HTTP/2 request headers|"
+                      r"HTTP/2 protocol error|Invalid HTTP)(?:: (.*))?$", re.DOTALL)
 _USERINFO = re.compile(r"(//)[^/@\s'\\]*@")  # user:password@ in a URL: never recorded
 _SENT_HOST = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://(?:\[redacted\]@)?"
                         r"([A-Za-z0-9._-]{1,253})(?=[:/ ?#']|$)")
@@ -457,7 +457,9 @@ class RecordEvents:
                 ip = str(peer[0])
                 ip = ip.removeprefix("::ffff:") if ip.startswith("::ffff:") and "." in ip \
                     else ip
-            technique = Technique.MALFORMED_REQUEST
+            # HTTP/2 extended CONNECT (RFC 8441, `:protocol`) asks for another protocol
+            technique = Technique.PROTOCOL_UPGRADE if ":protocol" in sent else \
+                Technique.MALFORMED_REQUEST
             decision = Decision(Verdict.BLOCK, Reason.INVALID_HOST, host=host,
                                 technique=technique)
             self._submit(make_event(

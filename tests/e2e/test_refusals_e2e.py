@@ -163,3 +163,37 @@ def test_a_websocket_upgrade_is_not_refused(gw: Gateway) -> None:
                     b"\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         reply = raw.recv(4096)
     assert reply.startswith(b"HTTP/1.1 101")
+
+
+def test_http2_extended_connect_is_refused_and_recorded(gw: Gateway, db: str) -> None:
+    import h2.config
+    import h2.connection
+
+    host = "www.tiktok.com"  # decrypted (to show the block page), so spoken to in HTTP/2
+    with socket.create_connection(("127.0.0.1", gw.port), 10) as raw:
+        raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        context = ssl.create_default_context(cafile=str(gw.ca_pem))
+        context.set_alpn_protocols(["h2"])
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            assert tls.selected_alpn_protocol() == "h2"
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(
+                client_side=True, validate_outbound_headers=False,
+                normalize_outbound_headers=False))
+            conn.initiate_connection()
+            conn.send_headers(1, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                  (":scheme", "https"), (":path", "/chat"),
+                                  (":authority", host), ("sec-websocket-version", "13")])
+            tls.sendall(conn.data_to_send())
+            received = b""
+            with contextlib.suppress(OSError):
+                while chunk := tls.recv(4096):
+                    received += chunk
+                    events = conn.receive_data(chunk)
+                    if any(type(e).__name__ in ("ConnectionTerminated", "StreamReset",
+                                                "ResponseReceived") for e in events):
+                        break
+    wait_for(lambda: any(":protocol" in str(a.evidence.get("sent"))
+                         for a in upgrade_attempts(db)),
+             timeout=20, what="the extended CONNECT recorded")
+    assert not any(s.path == "/chat" for s in gw.https_origin.requests)
