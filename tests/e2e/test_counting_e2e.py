@@ -143,3 +143,45 @@ def test_two_gateways_on_postgresql_reach_the_threshold_together(tmp_path: Path)
     with shared_postgres_database() as url:
         upgrade(url)
         reach_the_threshold_together(tmp_path, url)
+
+
+@pytest.mark.browser
+def test_a_blocked_widget_on_an_allowed_page_in_chromium_is_never_counted(
+        tmp_path: Path, sqlite_url: str) -> None:
+    chromium, certutil, sync_api = need_browser()
+    policy = tmp_path / "policy.yaml"
+    sanction_policy(policy)
+    home = tmp_path / "home"
+    engine = make_engine(sqlite_url)
+
+    def twitter_attempts() -> list[CircumventionAttemptRow]:
+        with Session(engine) as session:
+            return list(session.scalars(select(CircumventionAttemptRow).where(
+                CircumventionAttemptRow.host == "platform.twitter.com")))
+    with running_gateway(tmp_path / "gw", policy=policy,
+                         identity=write_identity(tmp_path / "id"),
+                         extra_args=["--set", f"schoolgate_database_url={sqlite_url}"]) as gw:
+        trust_ca(home, gw.ca_pem, certutil)
+        env = {**os.environ, "HOME": str(home)}
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium, env=env, args=CHROMIUM_ARGS,
+                proxy={"server": f"http://127.0.0.1:{gw.port}", "username": "pupil1",
+                       "password": PASSWORD})
+            try:
+                page = browser.new_page()
+                # An allowed news page (served by the browser itself) embedding an X post.
+                page.route("https://www.bbc.co.uk/news", lambda route: route.fulfill(
+                    status=200, content_type="text/html",
+                    body='<h1>News</h1><iframe src="https://platform.twitter.com/embed/'
+                         'Tweet.html?id=1"></iframe>'))
+                page.goto("https://www.bbc.co.uk/news")
+                wait_for(lambda: bool(twitter_attempts()), timeout=20,
+                         what="the widget recorded")
+            finally:
+                browser.close()
+        rows = twitter_attempts()
+        engine.dispose()
+    assert {r.technique for r in rows} == {"embedded_widget"}
+    assert not any(r.counted for r in rows)
+    assert not gw.contacted("platform.twitter.com")
