@@ -33,6 +33,8 @@ TECHNIQUES = {
     "tunnel_protocol": "a tunnel (VPN or similar)",
     "repeated_attempts": "kept trying a blocked site",
     "embedded_widget": "a blocked site's widget on another page",
+    "malformed_request": "a broken or disguised web address",
+    "protocol_upgrade": "tried to switch to another kind of connection",
 }
 
 REASONS = {

@@ -34,7 +34,8 @@ _WHY = {
     Reason.LOCAL_BLOCK: "Your school has blocked this website.",
     Reason.RULE_BLOCK: "Your school has decided this website is not for use at school.",
     Reason.CIRCUMVENTION: "This website is a way to get round the school's safety filter, so "
-                          "it is blocked. Your teachers can see that it was tried.",
+                          "it is blocked. Your teachers can see that it was tried. If you keep "
+                          "trying, you may have to use the computer only with a teacher.",
     Reason.DEFAULT_BLOCK: "This website is not on the list of websites you can use at school.",
     Reason.INTERNAL_ADDRESS: "This address is part of the school's own computer systems, so "
                              "it cannot be opened through the filter.",
@@ -55,7 +56,9 @@ _WHY_STAFF = {
     Reason.RULE_BLOCK: "The school's policy does not allow this site for your role at this "
                        "time.",
     Reason.CIRCUMVENTION: "This looks like a way to get round the school's filter (a proxy, "
-                          "VPN or similar), so it is blocked and the attempt is recorded.",
+                          "VPN or similar), so it is blocked and the attempt is recorded. "
+                          "Repeated attempts are reported to the Designated Safeguarding Lead, "
+                          "who may make your account supervised only.",
     Reason.DEFAULT_BLOCK: "This site is not on the list of sites allowed for your role.",
     Reason.INVALID_HOST: "The filter could not understand this web address, so it is blocked.",
     Reason.ENGINE_ERROR: "The filter hit an error while checking this site, so it is blocked to "

@@ -154,6 +154,18 @@ def has_ech(extensions: Iterable[tuple[int, bytes]]) -> bool:
     return any(kind == ECH_EXTENSION for kind, _ in extensions)
 
 
+# Protocols a request may ask to switch to: websockets are how web apps talk; anything else (h2c,
+# TLS by RFC 2817, connect-udp over HTTP/1.1, ...) would take the connection past the filter's
+# HTTP inspection, so it is refused and recorded.
+ALLOWED_UPGRADES = frozenset({"websocket"})
+
+
+def refused_upgrade(header: str) -> str | None:
+    """The Upgrade header's value if it asks for a protocol other than websocket, else None."""
+    tokens = [t.strip().split("/")[0].lower() for t in header.split(",") if t.strip()]
+    return header.strip() if any(t not in ALLOWED_UPGRADES for t in tokens) else None
+
+
 def looks_embedded(headers: Mapping[str, str]) -> bool:
     """Was this request made by a page for one of its parts (a script, an iframe, an image, a
     fetch) rather than by the person going to the site? Judged by Sec-Fetch-* when the browser
@@ -422,6 +434,13 @@ class Detect:
         if request.port not in ports:
             self._block(flow, inputs, _unusual_port(decision),
                         {"port": str(request.port), "kind": request.scheme})
+            return
+        upgrade = refused_upgrade(request.headers.get("upgrade", ""))
+        if upgrade is not None:
+            self._block(flow, inputs, Decision(
+                Verdict.BLOCK, Reason.CIRCUMVENTION, rule="protocol-upgrade",
+                category=decision.category, host=decision.host,
+                technique=Technique.PROTOCOL_UPGRADE), {"upgrade": upgrade[:100]})
             return
         path, _, query = request.path.partition("?")
         evidence = doh_evidence(path, query, request.headers.get("content-type", ""),

@@ -3,6 +3,13 @@ refused) traffic per connection. Hooks only build an `Event` and hand it to the 
 (never waiting on the database); circumvention attempts also feed the sanction threshold and
 raise alerts, written and pushed by a background task.
 
+An attempt is an act, not a request (docs/monitoring.md, "What counts as one attempt"): the
+requests one person's device makes to the same registrable site with the same technique within
+`schoolgate_act_seconds` of the act's first request are one act. Every request is still recorded;
+only the act's first is `counted`, the others name it (`same_act_as`). Only counted acts raise an
+alert and count towards the sanction threshold, which is kept in the database (shared by every
+worker and replica).
+
 Last in the addon list, so it sees the final decision (Enforce's, or Detect's on top of it).
 """
 
@@ -17,8 +24,8 @@ import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +38,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from policy.model import CircumventionSettings, Decision
+from policy.hostclass import registrable_domain
+from policy.model import CircumventionSettings, Decision, Reason, Verdict
 from proxy_addons import context
 from proxy_addons.errors import options_error
 from proxy_addons.search_terms import search_terms
@@ -48,12 +56,13 @@ from store.alerts import (
 )
 from store.db import SchemaOutOfDate, display_url, make_engine, require_current_schema
 from store.events import AttemptEvidence, Event, EventWriter
-from store.sanctions import AttemptWindow, on_threshold
+from store.sanctions import count_act, on_threshold
 from store.techniques import Technique, counted
 
 logger = logging.getLogger(__name__)
 
 MAX_TEXT = 2000  # characters of a path or query kept
+ACT_SECONDS = 30  # default of schoolgate_act_seconds: one act's follow-up requests
 # Query parameters whose values are never recorded (credentials and tokens in URLs).
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|key|session|sid|code|sig|cred|otp|"
                            r"ticket|jwt|bearer|saml|nonce", re.IGNORECASE)
@@ -225,6 +234,106 @@ class SiemLines:
         await self._flush()
 
 
+# --- what mitmproxy refuses before any addon sees it ---------------------------------------------
+
+REFUSAL_LOGGER = "mitmproxy.proxy.server"  # where mitmproxy logs a request it could not read
+MAX_SENT = 300  # characters of an unreadable request line kept
+# "<peer>: Bad HTTP request line: b'...'" and the like (mitmproxy/net/http/http1/read.py)
+_REFUSED = re.compile(r": (Bad HTTP request line|Invalid header line|Invalid headers|"
+                      r"Unknown HTTP version|Bad HTTP request|Invalid HTTP/2 request headers|"
+                      r"HTTP/2 protocol error|Invalid HTTP)(?:: (.*))?$", re.DOTALL)
+_USERINFO = re.compile(r"(//)[^/@\s'\\]*@")  # user:password@ in a URL: never recorded
+_SENT_HOST = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://(?:\[redacted\]@)?"
+                        r"([A-Za-z0-9._-]{1,253})(?=[:/ ?#']|$)")
+
+
+class RefusalLog(logging.Filter):
+    """A filter on mitmproxy's proxy server logger: a request that mitmproxy refused before any
+    hook (it logs the client's address and the error at INFO) becomes a recorded attempt.
+
+    The logger is set to INFO so that those records are made even when the gateway logs only
+    warnings; the filter then lets through (to the terminal and to addons) only the records the
+    root logger's level would have let through, so nothing else changes."""
+
+    def __init__(self, record: RecordEvents) -> None:
+        super().__init__()
+        self.record = record
+        self._level: int | None = None
+
+    def install(self) -> None:
+        logger = logging.getLogger(REFUSAL_LOGGER)
+        if self._level is None:
+            self._level = logger.level
+            logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+            logger.addFilter(self)
+
+    def remove(self) -> None:
+        if self._level is not None:
+            logger = logging.getLogger(REFUSAL_LOGGER)
+            logger.removeFilter(self)
+            logger.setLevel(self._level)
+            self._level = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            with contextlib.suppress(Exception):
+                self._note(record)
+        return record.levelno >= logging.getLogger().getEffectiveLevel()
+
+    def _note(self, record: logging.LogRecord) -> None:
+        found = _REFUSED.search(record.getMessage())
+        if found is None:
+            return
+        peer = getattr(record, "client", None)
+        self.record.refused_by_mitmproxy(peer if isinstance(peer, tuple) else None,
+                                         found.group(1), (found.group(2) or "").strip())
+
+
+# --- one act, many requests ----------------------------------------------------------------------
+
+
+class ActWindow:
+    """The acts in progress: (who, registrable site, technique) -> (first request's time, its
+    event id). `first_of` says whether an event is a follow-up of an act (the first event's id)
+    or starts a new one (None). Bounded: a flood of keys forgets finished acts first."""
+
+    def __init__(self, seconds: float, *, max_keys: int = 50_000) -> None:
+        self.seconds = seconds
+        self.max_keys = max_keys
+        self._acts: dict[tuple[str, str, str], tuple[datetime, str]] = {}
+
+    def first_of(self, event: Event) -> str | None:
+        who = event.user or event.client_ip or "unknown"
+        key = (who, act_site(event.host), event.technique or "")
+        window = timedelta(seconds=self.seconds)
+        found = self._acts.get(key)
+        if found is not None and timedelta(0) <= event.at - found[0] < window:
+            return found[1]
+        if len(self._acts) >= self.max_keys:
+            self._acts = {k: v for k, v in self._acts.items() if event.at - v[0] < window}
+            if len(self._acts) >= self.max_keys:
+                self._acts.clear()
+        self._acts[key] = (event.at, event.id)
+        return None
+
+
+def act_site(host: str) -> str:
+    """The site an act is about: the registrable domain (www.vpn.example and cdn.vpn.example
+    are one site); for a name under no public suffix (a local .test name) its last two labels;
+    an IP address or a single label as it is."""
+    name = host.lower().rstrip(".").strip("[]")
+    try:
+        ipaddress.ip_address(name)
+        return name
+    except ValueError:
+        pass
+    try:
+        found = registrable_domain(name)
+    except Exception:
+        found = None
+    return found or ".".join(name.split(".")[-2:])
+
+
 # --- background work: alerts and sanctions ------------------------------------------------------
 
 
@@ -250,7 +359,11 @@ class RecordEvents:
         self._devices: dict[str, str] = {}
         self._push: PushSettings = NO_PUSH
         self._tunnels: dict[str, _Tunnel] = {}
-        self._window = AttemptWindow()
+        # Blocked tunnels with nothing recorded yet: recorded once if the client goes away
+        # without a request (a handshake cut short); dropped when a request is recorded.
+        self._unanswered: dict[str, Event] = {}
+        self._refusals = RefusalLog(self)
+        self._acts = ActWindow(ACT_SECONDS)
         self._settings = CircumventionSettings()  # the running policy's (seen on each flow)
         self._alerted: dict[tuple[str, str], float] = {}  # (who, technique) -> last alert
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue(maxsize=10_000)
@@ -278,6 +391,10 @@ class RecordEvents:
         loader.add_option("schoolgate_devices", str, "",
                           "YAML file mapping client IP addresses to device names, recorded "
                           "with each event.")
+        loader.add_option("schoolgate_act_seconds", int, ACT_SECONDS,
+                          "Requests from one person or device to the same site with the same "
+                          "technique within this many seconds of the first are one attempt "
+                          "(favicons, retries, reloads); see docs/monitoring.md.")
         loader.add_option("schoolgate_alert_push", str, "",
                           "YAML file saying where urgent alerts are pushed at once (email via "
                           "SMTP, a webhook); see docs/monitoring.md. Empty: nothing pushed.")
@@ -288,6 +405,10 @@ class RecordEvents:
             raise options_error(f"{', '.join(sorted(updated & set(_STATIC_OPTIONS)))} cannot "
                                  "change while the gateway runs; restart it")
         self._enabled = opts.schoolgate_recording
+        if opts.schoolgate_act_seconds < 0:
+            raise options_error("schoolgate_act_seconds must be 0 or more (0: every request "
+                                "is its own attempt)")
+        self._acts.seconds = opts.schoolgate_act_seconds
         if "schoolgate_devices" in updated:
             self._devices = _load(opts.schoolgate_devices, parse_devices, "schoolgate_devices")
         if "schoolgate_alert_push" in updated:
@@ -308,6 +429,7 @@ class RecordEvents:
         opts = ctx.options
         if not self._enabled:
             return
+        self._refusals.install()
         if self._engine is not None:
             spool = opts.schoolgate_spool_dir or str(Path(opts.confdir).expanduser().parent
                                                      / "spool")
@@ -329,6 +451,7 @@ class RecordEvents:
             logger.exception("the event writer could not start; events stay queued in memory")
 
     async def done(self) -> None:
+        self._refusals.remove()
         if self._starting is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._starting, 30)
@@ -352,6 +475,40 @@ class RecordEvents:
         self._tunnels[flow.client_conn.id] = _Tunnel(flow.metadata.get(context.IDENTITY), role)
         if flow.response is not None:  # refused at the CONNECT: nothing follows
             self._record_flow(flow, intercepted=False)
+            return
+        decision = flow.metadata.get(context.DECISION)
+        if isinstance(decision, Decision) and not decision.allowed:
+            event = self._flow_event(flow, intercepted=False)
+            if event is not None:
+                self._unanswered[flow.client_conn.id] = event
+
+    def refused_by_mitmproxy(self, peer: Address | None, error: str, sent: str) -> None:
+        """mitmproxy refused what a client sent before any addon saw a request (a malformed
+        request line, a URL with user-info, invalid characters): recorded as an attempt with
+        what was sent, bounded and escaped (`sent` is already a Python bytes repr)."""
+        if not self._recording:
+            return
+        try:
+            sent = _USERINFO.sub(r"\1[redacted]@", sent)[:MAX_SENT]
+            found = _SENT_HOST.search(sent)
+            host = found.group(1).lower()[:300] if found else "(unreadable request)"
+            ip = None
+            if peer:
+                ip = str(peer[0])
+                ip = ip.removeprefix("::ffff:") if ip.startswith("::ffff:") and "." in ip \
+                    else ip
+            # HTTP/2 extended CONNECT (RFC 8441, `:protocol`) asks for another protocol
+            technique = Technique.PROTOCOL_UPGRADE if ":protocol" in sent else \
+                Technique.MALFORMED_REQUEST
+            decision = Decision(Verdict.BLOCK, Reason.INVALID_HOST, host=host,
+                                technique=technique)
+            self._submit(make_event(
+                decision=decision, at=datetime.now(UTC), host=host, identity=None, role=None,
+                ip=ip, device=self._devices.get(ip or ""), method=None, scheme=None, port=None,
+                target=None, intercepted=False, technique=technique,
+                evidence={"error": error[:200], "sent": sent}))
+        except Exception:
+            self._failed("refused_by_mitmproxy")
 
     def tls_clienthello(self, data: ClientHelloData) -> None:
         note = context.hello_notes.get(data.context.client.id)
@@ -370,6 +527,7 @@ class RecordEvents:
                       note: context.HelloNote) -> None:
         if not self._recording:
             return
+        self._unanswered.pop(client.id, None)
         try:
             tunnel = self._tunnels.get(client.id)
             technique = note.decision.technique
@@ -393,6 +551,14 @@ class RecordEvents:
 
     def client_disconnected(self, client: Client) -> None:
         self._tunnels.pop(client.id, None)
+        event = self._unanswered.pop(client.id, None)
+        if event is not None and self._recording:  # blocked, and cut before any request
+            attempt = event.attempt
+            if attempt is not None:
+                attempt = AttemptEvidence(evidence={**attempt.evidence,
+                                                    "cut": "no request after the CONNECT"},
+                                          counted=attempt.counted)
+            self._submit(replace(event, attempt=attempt))
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -404,9 +570,16 @@ class RecordEvents:
     def _record_flow(self, flow: http.HTTPFlow | tcp.TCPFlow, *, intercepted: bool) -> None:
         if not self._recording:
             return
+        event = self._flow_event(flow, intercepted=intercepted)
+        if event is not None:
+            self._unanswered.pop(flow.client_conn.id, None)
+            self._submit(event)
+
+    def _flow_event(self, flow: http.HTTPFlow | tcp.TCPFlow, *, intercepted: bool
+                    ) -> Event | None:
         decision = flow.metadata.get(context.DECISION)
         if not isinstance(decision, Decision):
-            return  # not decided: a gateway page, a 407
+            return None  # not decided: a gateway page, a 407
         try:
             inputs = flow.metadata.get(context.INPUTS)
             at, role = datetime.now(UTC), None
@@ -435,16 +608,23 @@ class RecordEvents:
                 host = decision.host or (str(address[0]) if address else "?")
                 method, scheme, port = None, None, address[1] if address else None
                 target = None
-            self._submit(make_event(
+            return make_event(
                 decision=decision, at=at, host=host, identity=identity, role=role, ip=ip,
                 device=self._devices.get(ip or ""), method=method, scheme=scheme, port=port,
                 target=target, intercepted=intercepted, technique=technique,
-                evidence=evidence))
+                evidence=evidence)
         except Exception:
             self._failed("recording")
+            return None
 
     def _submit(self, event: Event) -> None:
         self.stats["events"] += 1
+        if event.attempt is not None and event.technique is not None and event.attempt.counted:
+            first = self._acts.first_of(event)
+            if first is not None:  # a follow-up of an act already counted
+                self.stats["follow_ups"] += 1
+                event = replace(event, attempt=AttemptEvidence(
+                    evidence={**event.attempt.evidence, "same_act_as": first}, counted=False))
         if self._sink is not None:
             self._sink.submit(event)
         attempt = event.attempt
@@ -453,12 +633,11 @@ class RecordEvents:
         self.stats["attempts"] += 1
         if not attempt.counted or self._engine is None:
             return
+        self.stats["acts"] += 1
         who = event.user or event.client_ip or "unknown"
         self._alert_attempt(event, who)
         if event.user is not None:
-            reached = self._window.add(event.user, event.at, self._settings)
-            if reached is not None:
-                self._queue(_Job("threshold", _threshold_job(event, reached, self._settings)))
+            self._queue(_Job("threshold", _threshold_job(event, self._settings)))
 
     def _alert_attempt(self, event: Event, who: str) -> None:
         """One alert per person and technique per threshold window: the attempts table keeps
@@ -550,12 +729,17 @@ def _attempt_alert_job(event: Event) -> Callable[[Session], Alert | None]:
     return run
 
 
-def _threshold_job(event: Event, attempts: tuple[datetime, ...],
-                   settings: CircumventionSettings) -> Callable[[Session], Alert | None]:
+def _threshold_job(event: Event, settings: CircumventionSettings
+                   ) -> Callable[[Session], Alert | None]:
+    """Count the act in the shared window; if it reached the threshold, act on it (in the same
+    transaction, so two gateways cannot both act on one threshold)."""
     user = event.user
     assert user is not None
 
-    def run(session: Session) -> Alert:
+    def run(session: Session) -> Alert | None:
+        attempts = count_act(session=session, user=user, at=event.at, settings=settings)
+        if attempts is None:
+            return None
         return on_threshold(session=session, user=user, attempts=attempts, settings=settings,
                             at=event.at, details={"last_technique": event.technique,
                                                   "last_host": event.host}).alert

@@ -156,6 +156,18 @@ class CircumventionAttemptRow(Base):
     __table_args__ = (Index("ix_circumvention_attempts_user_at", "user", "at"),)
 
 
+class AttemptCountRow(Base):
+    """The counted acts of one user still inside the sanction threshold's window, shared by
+    every gateway worker and replica (store/sanctions.py `count_act`): the threshold is reached
+    together, not per process. `times` is a JSON list of ISO 8601 UTC instants."""
+
+    __tablename__ = "attempt_counts"
+
+    user: Mapped[str] = mapped_column(String(200), primary_key=True)  # canonical user name
+    times: Mapped[list[str]] = mapped_column(JSON)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class SanctionRow(Base):
     """A supervised-only sanction (placed) or a recommendation of one, and who lifted it."""
 

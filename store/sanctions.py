@@ -1,6 +1,7 @@
-"""Supervised-only sanctions: the circumvention threshold (`AttemptWindow`, an in-memory sliding
-window per user, because the gateway must not query the database per request; the database stays
-the record across replicas) and the service functions that place, recommend, extend and lift
+"""Supervised-only sanctions: the circumvention threshold (`count_act`, a sliding window per
+user kept in the database so that every gateway worker and replica counts towards the same
+threshold; the gateway calls it off the request path, once per counted act, never per request)
+and the service functions that place, recommend, extend and lift
 sanctions and open supervised sessions, for the gateway and the admin alike.
 
 Service functions work in the caller's transaction (`with Session(engine) as s, s.begin():`);
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Table, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from policy.model import CircumventionSettings, SanctionAction
@@ -26,6 +28,7 @@ from policy.names import canonical_user
 from store.alerts import Alert, AlertKind, raise_alert
 from store.models import (
     AlertSeverity,
+    AttemptCountRow,
     SanctionRow,
     SanctionState,
     SupervisedSessionRow,
@@ -76,6 +79,30 @@ class AttemptWindow:
             del self._seen[user]
         if len(self._seen) >= self.max_users:
             self._seen.clear()
+
+
+def count_act(*, session: Session, user: str, at: datetime, settings: CircumventionSettings
+              ) -> tuple[datetime, ...] | None:
+    """Count one act of `user` at `at` in the shared window (the database): the acts in the
+    window if this one reached `threshold_attempts` within `threshold_window_seconds` (the
+    count then starts again), else None. The user's row is written first and locked, so
+    simultaneous acts from two gateways are counted one after the other, never both missed."""
+    user = canonical_user(user)
+    table: Table = AttemptCountRow.__table__  # type: ignore[assignment]
+    conn = session.connection()
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    # The first statement writes: SQLite takes its write lock here, PostgreSQL the row lock next.
+    conn.execute(insert(table).values(user=user, times=[], updated=at)
+                 .on_conflict_do_nothing(index_elements=["user"]))
+    row = conn.execute(select(table.c.times).where(table.c.user == user)
+                       .with_for_update()).one()
+    window = timedelta(seconds=settings.threshold_window_seconds)
+    times = sorted([*(datetime.fromisoformat(t) for t in row.times or ()), at])
+    times = [t for t in times if t > at - window]
+    reached = len(times) >= settings.threshold_attempts
+    kept = [] if reached else [t.isoformat() for t in times]
+    conn.execute(update(table).where(table.c.user == user).values(times=kept, updated=at))
+    return tuple(times) if reached else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,8 @@ class Technique(StrEnum):
     TUNNEL_PROTOCOL = "tunnel_protocol"  # neither TLS nor HTTP inside a tunnel (VPN, SSH...)
     REPEATED_ATTEMPTS = "repeated_attempts"  # the same blocked platform again and again
     EMBEDDED_WIDGET = "embedded_widget"  # a blocked platform's widget on an allowed page
+    MALFORMED_REQUEST = "malformed_request"  # refused by mitmproxy before any rule could run
+    PROTOCOL_UPGRADE = "protocol_upgrade"  # Upgrade: h2c, TLS, connect-udp... (not websocket)
 
 
 # Blocked, recorded, but never counted towards a sanction: nobody chose to load them.

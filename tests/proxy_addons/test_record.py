@@ -203,6 +203,8 @@ async def test_attempts_are_recorded_with_evidence_and_widgets_are_not_counted(r
 
 
 async def test_three_attempts_place_a_sanction(rig: Rig) -> None:
+    with taddons.context(rig.record) as tctx:  # each request its own act (no act window)
+        tctx.configure(rig.record, schoolgate_act_seconds=0)
     for path in ("/web/2024/https://x.com/", "/web/2024/https://www.instagram.com/",
                  "/web/2024/https://twitter.com/"):
         flow = rig.request("web.archive.org", path)

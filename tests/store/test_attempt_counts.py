@@ -1,0 +1,64 @@
+"""store/sanctions.py `count_act`: the sanction threshold counted in the database, so every
+gateway worker and replica reaches it together (real SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from policy.model import CircumventionSettings
+from store.db import make_engine, upgrade
+from store.sanctions import count_act
+from tests.support.postgres import database_url, postgres_session_url
+
+__all__ = ["database_url", "postgres_session_url"]
+
+T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+SETTINGS = CircumventionSettings(threshold_attempts=3, threshold_window_seconds=600)
+
+
+@pytest.fixture
+def engines(database_url: str) -> Iterator[tuple[Engine, Engine]]:
+    """Two engines on one database: two gateway processes."""
+    upgrade(database_url)
+    one, two = make_engine(database_url), make_engine(database_url)
+    yield one, two
+    one.dispose()
+    two.dispose()
+
+
+def act(engine: Engine, at: datetime, user: str = "pupil1") -> tuple[datetime, ...] | None:
+    with Session(engine) as session, session.begin():
+        return count_act(session=session, user=user, at=at, settings=SETTINGS)
+
+
+def test_two_processes_reach_the_threshold_together(engines: tuple[Engine, Engine]) -> None:
+    one, two = engines
+    assert act(one, T0) is None
+    assert act(two, T0 + timedelta(minutes=1)) is None
+    reached = act(one, T0 + timedelta(minutes=2), user="Pupil1")  # one person, any spelling
+    assert reached == (T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2))
+    assert act(two, T0 + timedelta(minutes=3)) is None  # the count started again
+
+
+def test_acts_outside_the_window_do_not_count(engines: tuple[Engine, Engine]) -> None:
+    one, two = engines
+    assert act(one, T0) is None
+    assert act(two, T0 + timedelta(minutes=6)) is None
+    assert act(one, T0 + timedelta(minutes=11)) is None  # the first is out of the window
+    assert act(two, T0 + timedelta(minutes=12)) is not None
+    assert act(one, T0, user="pupil2") is None  # counted per person
+
+
+def test_simultaneous_acts_from_two_processes_are_all_counted(
+        engines: tuple[Engine, Engine]) -> None:
+    one, two = engines
+    at = [T0 + timedelta(seconds=i) for i in range(30)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: act(one if i % 2 else two, at[i]), range(30)))
+    assert sum(r is not None for r in results) == 10  # 30 acts, a threshold every 3
