@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
