@@ -1,6 +1,6 @@
 """What someone searched for, read from a decrypted search engine or site-search URL (the DfE
 filtering standard asks for "the search term"), and how that engine's safe mode is forced: a
-table of engines read once from a data file (policy/data/lists/search_sites.yaml, editable),
+table of engines read once from a data file (policy/data/search_sites.yaml, editable),
 then pure look-ups.
 """
 
@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 import yaml
 
 MAX_TERMS = 500  # characters kept: enough for any real search, bounded for the database
-SITES_FILE = Path(__file__).resolve().parents[1] / "policy" / "data" / "lists" / "search_sites.yaml"
+SITES_FILE = Path(__file__).resolve().parents[1] / "policy" / "data" / "search_sites.yaml"
 SAFE_BY_DESIGN = "safe"  # the site is safe by design (a children's engine, a site search)
 CANNOT_ENFORCE = "none"  # no documented way to force its safe mode
 

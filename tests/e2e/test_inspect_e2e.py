@@ -240,3 +240,17 @@ def test_an_ordinary_search_is_recorded_without_an_alert(setup: Setup) -> None:
              what="the search terms in the events")
     alerts = [a for a in rows(setup.db, AlertRow) if a.kind == "safeguarding_search"]
     assert all("volcano" not in a.summary for a in alerts)
+
+
+@pytest.mark.parametrize(("path", "rule", "technique"), [
+    ("/glype/browse.php?u=https%3A%2F%2Finstagram.com%2F&b=4", "web-proxy-script", "web_proxy"),
+    ("/.well-known/masque/udp/192.0.2.1/53/", "tunnel-upgrade", "tunnel_protocol"),
+])
+def test_signatures_on_unlisted_hosts_are_recorded_as_attempts(
+        setup: Setup, path: str, rule: str, technique: str) -> None:
+    assert get(setup, "pupil1", f"https://learning.test{path}").status_code == 403
+
+    def recorded() -> bool:
+        return any(e.rule == rule and e.technique == technique and e.user == "pupil1"
+                   and e.host == "learning.test" for e in rows(setup.db, EventRow))
+    wait_for(recorded, what=f"an attempt event for {rule}")
