@@ -19,7 +19,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
 from mitmproxy import ctx, http
 from sqlalchemy import Engine as DbEngine
@@ -31,7 +32,15 @@ from policy.model import Decision, Reason, Verdict
 from proxy_addons import context
 from proxy_addons.blockpage import make_plain_block
 from proxy_addons.search_terms import CANNOT_ENFORCE, ENGINES, Engine, engine_terms, search_engine
-from store.alerts import raise_alert
+from store.alerts import (
+    NO_PUSH,
+    Alert,
+    PushSettings,
+    load_push_settings,
+    mark_pushed,
+    push_alert,
+    raise_alert,
+)
 from store.models import AlertSeverity
 
 logger = logging.getLogger(__name__)
@@ -101,6 +110,7 @@ class _Finding:
 class SafeSearch:
     def __init__(self) -> None:
         self._db: DbEngine | None = None
+        self._push: PushSettings = NO_PUSH
         self._jobs: asyncio.Queue[_Finding] = asyncio.Queue(maxsize=10_000)
         self._task: asyncio.Task[None] | None = None
         self._alerted: dict[tuple[str, str], float] = {}
@@ -115,6 +125,13 @@ class SafeSearch:
             except Exception:
                 logger.warning("safeguarding search alerts: the database %s cannot be used; "
                                "alerts go to the log only", url.split("@")[-1], exc_info=True)
+        push = getattr(ctx.options, "schoolgate_alert_push", "")
+        if push:  # the same settings as the attempt alerts (validated by RecordEvents)
+            try:
+                self._push = load_push_settings(Path(push).expanduser())
+            except ValueError:
+                logger.warning("safeguarding search alerts are not pushed: %s is not valid",
+                               push)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._work_forever())
 
@@ -221,13 +238,20 @@ class SafeSearch:
         job = _alert_job(finding, summary)
         for attempt in range(3):
             try:
-                await asyncio.to_thread(_in_transaction, db, job)
+                alert = await asyncio.to_thread(_in_transaction, db, job)
                 self.stats["alerts_raised"] += 1
-                return
+                break
             except Exception:
                 if attempt == 2:
                     raise
                 await asyncio.sleep(1.0)
+        if not self._push.wants(alert):
+            return
+        results = await push_alert(self._push, alert)
+        if results and all(problem is None for problem in results.values()):
+            await asyncio.to_thread(_in_transaction, db, lambda session: _mark(session, alert))
+        else:
+            logger.warning("pushing safeguarding alert %s failed: %s", alert.id, results)
 
 
 def alert_summary(who: str, terms: str, matched: tuple[SearchTerm, ...], engine: str) -> str:
@@ -241,19 +265,23 @@ def alert_severity(matched: tuple[SearchTerm, ...]) -> AlertSeverity:
     return AlertSeverity.MEDIUM
 
 
-def _alert_job(finding: _Finding, summary: str) -> Callable[[Session], object]:
+def _mark(session: Session, alert: Alert) -> None:
+    mark_pushed(session=session, alert_id=alert.id, at=datetime.now(UTC))
+
+
+def _alert_job(finding: _Finding, summary: str) -> Callable[[Session], Alert]:
     details = {"search_terms": finding.terms, "matched": [t.words for t in finding.matched],
                "topics": sorted({t.topic for t in finding.matched}), "engine": finding.engine,
                "page": finding.page, "role": finding.role, "client_ip": finding.client_ip,
                "at": finding.at.isoformat()}
 
-    def run(session: Session) -> object:
+    def run(session: Session) -> Alert:
         return raise_alert(session=session, severity=alert_severity(finding.matched),
                            kind=ALERT_KIND, user=finding.user, at=finding.at,
                            summary=summary, details=details)
     return run
 
 
-def _in_transaction(engine: DbEngine, work: Callable[[Session], object]) -> object:
+def _in_transaction[T](engine: DbEngine, work: Callable[[Session], T]) -> T:
     with Session(engine) as session, session.begin():
         return work(session)

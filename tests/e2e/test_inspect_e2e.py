@@ -5,8 +5,10 @@ engines' names routed to the loopback origins, which record the headers they rec
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -44,6 +46,7 @@ class Setup:
     gateway: Gateway
     db: str
     received: list[Received]
+    pushed: list[dict[str, Any]] = field(default_factory=list)
 
     def seen(self, host: str, path_start: str) -> list[Received]:
         return [r for r in list(self.received)
@@ -77,13 +80,31 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         origin.server.RequestHandlerClass = Recording
         return origin
 
+    pushed: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            pushed.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    push = folder / "push.yaml"
+    push.write_text(f"webhook: {{url: 'http://127.0.0.1:{hook.server_address[1]}/hook'}}\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(harness, "ORIGIN_HOSTS", (*harness.ORIGIN_HOSTS, *ENGINE_HOSTS))
         mp.setattr(harness, "start_origin", recording_origin)
         identity = write_identity(folder / "identity")
         with running_gateway(folder / "gw", policy=policy, identity=identity, extra_args=[
-                "--set", f"schoolgate_database_url={db}"]) as gw:
-            yield Setup(gw, db, received)
+                "--set", f"schoolgate_database_url={db}",
+                "--set", f"schoolgate_alert_push={push}"]) as gw:
+            yield Setup(gw, db, received, pushed)
+    hook.shutdown()
 
 
 def get(setup: Setup, user: str, url: str, *, trust: str = "gateway",
@@ -231,6 +252,13 @@ def test_a_worrying_search_raises_an_alert_with_the_term_user_time_and_page(setu
     assert details["matched"] == ["self harm"]
     assert details["page"] == "www.google.co.uk/search"
     assert "Self-Harm" in alert.summary
+    # self-harm is urgent: pushed at once to the school's webhook, and marked as pushed
+    wait_for(lambda: any(p.get("kind") == "safeguarding_search" for p in setup.pushed),
+             what="the alert pushed to the webhook")
+    sent = next(p for p in setup.pushed if p.get("kind") == "safeguarding_search")
+    assert sent["user"] == "pupil1"
+    wait_for(lambda: any(a.pushed_at is not None for a in rows(setup.db, AlertRow)
+                         if a.kind == "safeguarding_search"), what="the alert marked pushed")
 
 
 def test_an_ordinary_search_is_recorded_without_an_alert(setup: Setup) -> None:
