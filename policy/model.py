@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
 from policy.addresses import InternalSettings, PortSettings
+from policy.inspection import InspectionSettings, SearchSettings
 
 if TYPE_CHECKING:
     from policy.calendar import Calendar
@@ -258,6 +259,8 @@ class Policy:
     circumvention: CircumventionSettings = field(default_factory=CircumventionSettings)
     internal: InternalSettings = field(default_factory=InternalSettings)
     ports: PortSettings = field(default_factory=PortSettings)
+    inspection: InspectionSettings = field(default_factory=InspectionSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
     # Derived for speed, not part of the policy's value: the rules that name each role, in
     # order, and bounded memos of what decide() learnt: host spellings; each rule's calendar
     # window (open or shut, and until when).

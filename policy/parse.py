@@ -20,6 +20,15 @@ from policy.addresses import InternalAllow, InternalSettings, IPNetwork, PortSet
 from policy.calendar import BankHolidayRegion, Calendar, calendar_problems
 from policy.errors import PolicyError
 from policy.hostnames import DomainIndex, HostError, normalise_host
+from policy.inspection import (
+    InspectionSettings,
+    InspectMode,
+    RoleInspection,
+    SearchSettings,
+    SearchTerm,
+    YouTubeMode,
+    parse_term_list,
+)
 from policy.lists import DomainList, parse_domain_list
 from policy.model import (
     Category,
@@ -179,6 +188,16 @@ class _PortsIn(_Strict):
     http: list[Port] = Field(default=[80], min_length=1)
 
 
+class _RoleInspectionIn(_Strict):
+    inspect: InspectMode = InspectMode.LISTED
+    safe_search: bool = False
+    youtube: YouTubeMode = YouTubeMode.OFF
+
+
+class _SearchIn(_Strict):
+    alert_terms: list[str] = []  # term list files (one term or phrase a line)
+
+
 class _PolicyIn(_Strict):
     name: str = Field(min_length=1, max_length=200)
     roles: dict[Name, str] = Field(min_length=1)
@@ -190,6 +209,8 @@ class _PolicyIn(_Strict):
     circumvention: _CircumventionIn = _CircumventionIn()
     internal: _InternalIn = _InternalIn()
     ports: _PortsIn = _PortsIn()
+    inspection: dict[str, _RoleInspectionIn] = {}
+    search: _SearchIn = _SearchIn()
 
 
 # --- public functions ------------------------------------------------------------------------
@@ -209,6 +230,10 @@ def list_files_named(text: str) -> tuple[str, ...]:
             lists = spec.get("lists") if isinstance(spec, dict) else None
             if isinstance(lists, list):
                 names.extend(n for n in lists if isinstance(n, str) and n not in names)
+    search = data.get("search") if isinstance(data, dict) else None
+    terms = search.get("alert_terms") if isinstance(search, dict) else None
+    if isinstance(terms, list):
+        names.extend(n for n in terms if isinstance(n, str) and n not in names)
     return tuple(names)
 
 
@@ -290,6 +315,8 @@ class _Builder:
         rules = self._rules(roles, categories, calendar)
         circumvention = self._circumvention()
         internal = self._internal(roles)
+        inspection = self._inspection(roles)
+        search = self._search()
         domains = self._index(domain_lists)
         if self.problems:
             raise PolicyError(self.source, self.problems)
@@ -301,6 +328,7 @@ class _Builder:
             default=spec.default, circumvention=circumvention, internal=internal,
             ports=PortSettings(connect=frozenset(spec.ports.connect),
                                http=frozenset(spec.ports.http)),
+            inspection=inspection, search=search,
         )
 
     def _role_names(self, value: list[str] | str, where: str, roles: Mapping[str, Role],
@@ -468,6 +496,30 @@ class _Builder:
             sanction_days=spec.sanction_days,
             supervised_allowlist=tuple(allow),
         )
+
+    def _inspection(self, roles: Mapping[str, Role]) -> InspectionSettings:
+        by_role = {}
+        for role, spec in self.spec.inspection.items():
+            if role not in roles:
+                self.problem(f"inspection.{role}", f"unknown role {role!r} (known: "
+                                                   f"{_known(roles)})")
+                continue
+            by_role[role] = RoleInspection(spec.inspect, spec.safe_search, spec.youtube)
+        return InspectionSettings(by_role)
+
+    def _search(self) -> SearchSettings:
+        terms: list[SearchTerm] = []
+        for i, name in enumerate(self.spec.search.alert_terms):
+            text = self.lists.get(name)
+            if text is None:
+                self.problem(f"search.alert_terms[{i}]", f"the term list {name!r} was not found "
+                             "(put it beside the policy file, or name a shipped one)")
+                continue
+            found, problems = parse_term_list(text, source=name)
+            terms.extend(found)
+            for problem in problems:
+                self.problem(f"search.alert_terms[{i}]", problem)
+        return SearchSettings(tuple(terms), tuple(self.spec.search.alert_terms))
 
     def _internal(self, roles: Mapping[str, Role]) -> InternalSettings:
         entries = []

@@ -31,6 +31,7 @@ from policy.model import Decision, Reason, Request, Verdict
 from proxy_addons import context
 from proxy_addons.blockpage import make_block_page, make_plain_block
 from proxy_addons.errors import options_error
+from proxy_addons.proxy_scripts import proxy_script_evidence, tunnel_upgrade_evidence
 from store.techniques import Technique
 
 logger = logging.getLogger(__name__)
@@ -451,6 +452,12 @@ class Detect:
                 category=decision.category, host=decision.host,
                 technique=Technique.DOH_CONTENT), evidence)
             return
+        found = self._proxy_or_tunnel(request, path, query)
+        if found is not None:
+            self._block(flow, inputs, Decision(
+                Verdict.BLOCK, Reason.CIRCUMVENTION, rule=found[0], category=decision.category,
+                host=decision.host, technique=found[1]), found[2])
+            return
         viewed = viewed_target(decision.host or "", path, query)
         if viewed is None:
             return
@@ -463,6 +470,18 @@ class Detect:
             Verdict.BLOCK, Reason.CIRCUMVENTION, rule=inner.rule, category=inner.category,
             host=decision.host, technique=technique),
             {"viewer": decision.host or "", "target": target, "target_reason": inner.reason})
+
+    @staticmethod
+    def _proxy_or_tunnel(request: http.Request, path: str,
+                         query: str) -> tuple[str, str, Evidence] | None:
+        """A web-proxy script on any host, or a request asking to become a tunnel (MASQUE)."""
+        tunnel = tunnel_upgrade_evidence(path, request.headers.get("upgrade", ""))
+        if tunnel is not None:
+            return "tunnel-upgrade", Technique.TUNNEL_PROTOCOL, tunnel
+        script = proxy_script_evidence(path, query)
+        if script is not None:
+            return "web-proxy-script", Technique.WEB_PROXY, script
+        return None
 
     def _classify_block(self, flow: http.HTTPFlow, decision: Decision,
                         inputs: context.DecisionInputs) -> None:

@@ -33,6 +33,7 @@ from policy.hostnames import (
     normalise_host,
     unwrap_rewriting_proxy,
 )
+from policy.inspection import InspectMode, YouTubeMode
 from policy.model import (
     NO_OVERRIDES,
     Decision,
@@ -46,6 +47,7 @@ from policy.model import (
 from proxy_addons import context
 from proxy_addons.blockpage import BlockPageSettings, make_block_page, make_plain_block
 from proxy_addons.errors import options_error
+from proxy_addons.safesearch import is_search_host
 from store.list_status import policy_stamp
 from store.overrides_db import DatabaseOverridesSource
 from store.policy_files import load_policy
@@ -266,7 +268,7 @@ class Enforce:
                 if not decision.allowed:
                     self._refuse.add(client.id)  # closed in server_connect, nothing decrypted
             elif decision.allowed and host is not None and \
-                    not self._needs_inspection(snap, host):
+                    not self._needs_inspection(snap, host, subject):
                 self.stats["passthrough"] += 1
                 data.ignore_connection = True
             else:
@@ -362,9 +364,17 @@ class Enforce:
         categories = snap.policy.domains.categories(host)
         return any(snap.policy.categories[c].sensitive for c in categories)
 
-    def _needs_inspection(self, snap: _Snapshot, host: str) -> bool:
-        """Whose verdict can change per request (role, time, exceptions): any categorised host,
-        and page-rewriting proxies, which can show any site."""
+    def _needs_inspection(self, snap: _Snapshot, host: str, subject: Subject) -> bool:
+        """Must this allowed connection be decrypted? Always for a role with `inspect: all`
+        (the never-decrypt hosts were passed through before this is asked); for the others,
+        whose verdict can change per request (role, time, exceptions): any categorised host,
+        page-rewriting proxies, which can show any site, and the search engines and YouTube
+        when the role's safe search or Restricted Mode must be forced."""
+        role = snap.policy.inspection.for_role(subject.role)
+        if role.inspect is InspectMode.ALL:
+            return True
+        if (role.safe_search or role.youtube is not YouTubeMode.OFF) and is_search_host(host):
+            return True
         return bool(snap.policy.domains.categories(host)) or \
             unwrap_rewriting_proxy(host) is not None
 

@@ -32,12 +32,14 @@ from proxy_addons.identity import Identify
 from proxy_addons.limits import Limits
 from proxy_addons.metrics import Metrics
 from proxy_addons.record import RecordEvents
+from proxy_addons.safesearch import SafeSearch
 
 addons: list[object] = [
     GatewayPages(),
     Identify(),
     Enforce(),
     Detect(),
+    SafeSearch(),
     GuardDestinations(),
     StripAltSvc(),
     RecordEvents(),

@@ -148,7 +148,7 @@ def with_seed(extra: str) -> Policy:
 
 def load_policy_text(text: str) -> Policy:
     folder = Path(__file__).resolve().parents[2] / "policy" / "data"
-    lists = {p.name: p.read_text() for p in folder.glob("lists/*.txt")}
+    lists = {p.name: p.read_text() for p in folder.glob("lists/*.t*")}  # .txt lists, .terms
     return parse_policy(text, source="policy.yaml", lists=lists)
 
 

@@ -17,7 +17,7 @@ from store.policy_files import load_policy
 
 SEED = Path(__file__).resolve().parents[2] / "policy" / "data" / "seed.yaml"
 SHIPPED_LISTS = {path.name: path.read_text(encoding="utf-8")
-                 for path in (SEED.parent / "lists").glob("*.txt")}
+                 for path in (SEED.parent / "lists").glob("*.t*")}  # .txt lists, .terms
 
 LONDON = ZoneInfo("Europe/London")
 LESSON = datetime(2026, 11, 23, 9, 15, tzinfo=LONDON)  # Monday
