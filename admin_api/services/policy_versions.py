@@ -1,0 +1,119 @@
+"""Changing the policy from the admin: check a new text exactly as the gateway will load it,
+save it as a new version (author, reason, diff, audit entry) and write the policy file
+atomically so the gateway reloads it; restore an old version the same way; notice files edited
+outside the admin and local-list changes, and record them as versions too."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from admin_api.errors import Conflict, InvalidInput, NotFound
+from admin_api.roles import SignedInUser
+from admin_api.services import audit
+from policy.errors import PolicyError
+from policy.model import Policy
+from store import policy_versions as versions
+from store.models import PolicyVersionRow
+from store.policy_files import load_policy
+
+MAX_REASON = 1000
+LISTS_AUTHOR = "the local lists page (see the audit log for each change)"
+LISTS_REASON = "the local lists changed"
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A policy text that loads exactly as the gateway would load it from `path`."""
+
+    text: str
+    policy: Policy
+
+
+def editable_path(policy_file: Path | None) -> Path:
+    """The policy file the admin may change, or Conflict saying how to give it one."""
+    if policy_file is None:
+        raise Conflict("The gateway runs the seed policy shipped with schoolgate, which cannot "
+                       "be changed here. Copy it to a file, set SCHOOLGATE_POLICY_FILE (and the "
+                       "gateway's schoolgate_policy option) to that file, and restart.")
+    return policy_file
+
+
+def check_text(text: str, *, path: Path) -> Checked:
+    """Load `text` as if it were the file at `path` (its lists are found beside that file,
+    then among the shipped ones), or InvalidInput listing every problem with its place."""
+    fd, tmp = tempfile.mkstemp(prefix=".policy-check-", suffix=".yaml", dir=path.parent)
+    tmp_path = Path(tmp)
+    try:
+        with open(fd, "wb") as out:
+            out.write(text.encode("utf-8"))
+        try:
+            policy = load_policy(tmp_path)
+        except PolicyError as error:
+            problems = [p.replace(str(tmp_path), path.name) for p in error.problems]
+            raise InvalidInput({"text": "; ".join(problems)}) from None
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    return Checked(text=text, policy=policy)
+
+
+def _reason(reason: str) -> str:
+    cleaned = " ".join(reason.split())
+    if not cleaned:
+        raise InvalidInput({"reason": "say why the policy is changing (for the governors' "
+                                      "record)"})
+    if len(cleaned) > MAX_REASON:
+        raise InvalidInput({"reason": f"keep the reason under {MAX_REASON} characters"})
+    return cleaned
+
+
+def save(session: Session, *, actor: SignedInUser, path: Path, text: str, reason: str,
+         at: datetime) -> tuple[PolicyVersionRow | None, Policy]:
+    """Check `text`, record it as a new version with an audit entry, write the file atomically
+    and commit. Returns (the new version or None when nothing changed, the parsed policy)."""
+    why = _reason(reason)
+    checked = check_text(text, path=path)
+    versions.notice_file(session, path, at=at)  # an outside edit first gets its own version
+    before = versions.latest(session, versions.POLICY)
+    row = versions.record(session, kind=versions.POLICY, text=checked.text,
+                          author=actor.username, reason=why, at=at)
+    if row is None:
+        return None, checked.policy
+    audit.record(session, actor=actor, action="policy.change",
+                 target=f"policy version {row.id} ({versions.short_id(row.sha256)})", at=at,
+                 before=_summary(before), after={**(_summary(row) or {}), "diff": row.diff})
+    versions.write_atomically(path, checked.text)
+    session.commit()
+    return row, checked.policy
+
+
+def restore(session: Session, *, actor: SignedInUser, path: Path, version_id: int,
+            reason: str, at: datetime) -> tuple[PolicyVersionRow | None, Policy]:
+    """Make an old policy version the running one again (as a new version)."""
+    old = versions.get(session, version_id)
+    if old is None or old.kind != versions.POLICY:
+        raise NotFound(f"There is no policy version {version_id}.")
+    why = _reason(reason)
+    return save(session, actor=actor, path=path, text=old.text,
+                reason=f"restored version {old.id}: {why}", at=at)
+
+
+def notice_lists(session: Session, *, at: datetime) -> PolicyVersionRow | None:
+    """Record the local lists as a version when they changed since the last one (each change
+    is also in the audit log with who made it). Commits."""
+    row = versions.record(session, kind=versions.LISTS, text=versions.lists_text(session),
+                          author=LISTS_AUTHOR, reason=LISTS_REASON, at=at)
+    if row is not None:
+        session.commit()
+    return row
+
+
+def _summary(row: PolicyVersionRow | None) -> dict[str, object] | None:
+    if row is None:
+        return None
+    return {"version": row.id, "sha256": versions.short_id(row.sha256), "author": row.author,
+            "reason": row.reason}
