@@ -178,3 +178,18 @@ def test_only_it_may_change_the_policy(admin: Admin, role: str) -> None:
     assert answer.status_code == 403
     assert client.get("/policy/versions").status_code == 403
     assert admin.path.read_bytes() == original
+
+
+def test_the_admin_and_the_gateway_give_the_same_short_version(admin: Admin) -> None:
+    from proxy_addons.metrics import policy_version  # the label of schoolgate_policy_info
+
+    client, token = _it(admin)
+    new_text = admin.path.read_text(encoding="utf-8") + "\n# a comment, so a new version\n"
+    answer = client.post("/policy/edit", data={
+        "csrf_token": token, "text": new_text, "reason": "comment", "action": "save"})
+    assert answer.status_code == 303, answer.text
+    row = _latest(admin)
+    assert versions.short_id(row.sha256) == policy_version(str(admin.path))
+    api = client.get("/api/policy/versions").json()
+    assert api["running"]["id"] == row.id
+    assert api["running"]["short"] == policy_version(str(admin.path))
