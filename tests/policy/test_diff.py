@@ -3,7 +3,7 @@ grouped and worded for people; the governors' tables side by side name the chang
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from policy.diff import GAIN, LOSE, replay, table_diff
@@ -81,3 +81,31 @@ def test_the_governors_tables_name_the_changed_cells(tmp_path: Path) -> None:
         "staff facebook morning break 10:30-10:45: allow -> BLOCK",
         "staff facebook lunch 12:00-13:00: allow -> BLOCK",
     }
+
+
+def test_remembering_verdicts_gives_the_same_answer_as_deciding_each_one(
+        tmp_path: Path) -> None:
+    """Every 7 minutes for a week (weekend, bank-holiday-free days, both breaks, before and
+    after school), several roles and sites: the grouped replay equals a plain count made by
+    calling decide() for every single request."""
+    from policy.decide import decide
+    from policy.model import Request, Subject
+
+    old, new = policies(tmp_path)
+    hosts = ["www.facebook.com", "tiktok.com", "www.bbc.co.uk", "x.com", "unknown.example"]
+    start = datetime(2026, 11, 21, 0, 3, tzinfo=UTC)  # a Saturday
+    history = [(f"u{i % 11}", ("staff", "pupil", "social_media_manager")[i % 3],
+                hosts[i % len(hosts)], start + timedelta(minutes=7 * i))
+               for i in range(7 * 24 * 60 // 7)]
+    found = replay(old, new, history)
+    expected: dict[tuple[str, str], int] = {}
+    for user, role, host, when in history:
+        subject = Subject(role=role, user=user)
+        a = decide(old, Request(host), subject, None, when).verdict
+        b = decide(new, Request(host), subject, None, when).verdict
+        if a is not b:
+            key = (role, old.calendar.describe(when))
+            expected[key] = expected.get(key, 0) + 1
+    assert expected  # the change shows in this history
+    assert {(f.role, f.when): f.requests for f in found.flips} == expected
+    assert found.changed == sum(expected.values())
