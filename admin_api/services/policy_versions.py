@@ -88,7 +88,10 @@ def save(session: Session, *, actor: SignedInUser, path: Path, text: str, reason
                  before=_summary(before), after={**(_summary(row) or {}), "diff": row.diff})
     versions.write_atomically(path, checked.text)
     session.commit()
-    return row, checked.policy
+    try:  # the same text, now named after the real file (its summary names the file)
+        return row, load_policy(path)
+    except PolicyError:
+        return row, checked.policy
 
 
 def restore(session: Session, *, actor: SignedInUser, path: Path, version_id: int,
@@ -105,8 +108,11 @@ def restore(session: Session, *, actor: SignedInUser, path: Path, version_id: in
 def notice_lists(session: Session, *, at: datetime) -> PolicyVersionRow | None:
     """Record the local lists as a version when they changed since the last one (each change
     is also in the audit log with who made it). Commits."""
-    row = versions.record(session, kind=versions.LISTS, text=versions.lists_text(session),
-                          author=LISTS_AUTHOR, reason=LISTS_REASON, at=at)
+    text = versions.lists_text(session)
+    if not text and versions.latest(session, versions.LISTS) is None:
+        return None  # no lists yet: nothing to record
+    row = versions.record(session, kind=versions.LISTS, text=text, author=LISTS_AUTHOR,
+                          reason=LISTS_REASON, at=at)
     if row is not None:
         session.commit()
     return row

@@ -193,3 +193,13 @@ def test_the_admin_and_the_gateway_give_the_same_short_version(admin: Admin) -> 
     api = client.get("/api/policy/versions").json()
     assert api["running"]["id"] == row.id
     assert api["running"]["short"] == policy_version(str(admin.path))
+
+
+def test_after_a_save_the_page_names_the_real_file_not_a_temporary(admin: Admin) -> None:
+    client, token = _it(admin)
+    new_text = admin.path.read_text(encoding="utf-8") + "\n# named after the file\n"
+    answer = client.post("/policy/edit", data={
+        "csrf_token": token, "text": new_text, "reason": "r", "action": "save"})
+    assert answer.status_code == 303
+    assert admin.resources.policy.source == str(admin.path)
+    assert ".policy-check-" not in client.get("/policy").text
