@@ -203,3 +203,53 @@ def test_after_a_save_the_page_names_the_real_file_not_a_temporary(admin: Admin)
     assert answer.status_code == 303
     assert admin.resources.policy.source == str(admin.path)
     assert ".policy-check-" not in client.get("/policy").text
+
+
+@pytest.mark.parametrize(("method", "url", "data", "status"), [
+    ("post", "/policy/edit", {"text": "a" * 600_000, "reason": "r", "action": "save"}, 422),
+    ("post", "/policy/edit", {"text": "name: [unclosed\n", "reason": "r", "action": "save"},
+     422),
+    ("post", "/policy/edit", {"text": "x", "reason": "r", "action": "preview", "days": "400"},
+     422),
+    ("post", "/policy/edit", {"text": "x", "reason": "r", "action": "preview", "days": "soon"},
+     422),
+    ("post", "/policy/edit", {"text": "x", "reason": "r" * 2000, "action": "save"}, 422),
+    ("get", "/policy/versions/999999999", None, 404),
+    ("get", "/policy/versions/abc", None, 422),
+    ("get", "/policy/versions/99999999999999999999", None, 422),
+    ("post", "/policy/versions/999999999/restore", {"reason": "r"}, 404),
+])
+def test_hostile_input_gets_a_clear_answer_and_changes_nothing(
+        admin: Admin, method: str, url: str, data: dict[str, str] | None, status: int) -> None:
+    client, token = _it(admin)
+    original = admin.path.read_bytes()
+    if method == "get":
+        answer = client.get(url)
+    else:
+        answer = client.post(url, data={"csrf_token": token, **(data or {})})
+    assert answer.status_code == status, answer.text[:500]
+    assert admin.path.read_bytes() == original
+
+
+def test_a_restore_needs_a_reason(admin: Admin) -> None:
+    client, token = _it(admin)
+    client.get("/policy")
+    first = _latest(admin)
+    original = admin.path.read_bytes()
+    answer = client.post(f"/policy/versions/{first.id}/restore",
+                         data={"csrf_token": token, "reason": ""})
+    assert answer.status_code == 422
+    assert "why the policy is changing" in answer.text
+    assert admin.path.read_bytes() == original
+
+
+def test_the_seed_policy_cannot_be_edited_and_the_page_says_how(app: FastAPI) -> None:
+    client, token = client_for(app, "it_technician")
+    page = client.get("/policy")
+    assert page.status_code == 200
+    assert "SCHOOLGATE_POLICY_FILE" in page.text
+    assert 'id="edit-form"' not in page.text
+    answer = client.post("/policy/edit", data={"csrf_token": token, "text": "name: x\n",
+                                               "reason": "r", "action": "save"})
+    assert answer.status_code == 409
+    assert "seed policy" in answer.text
