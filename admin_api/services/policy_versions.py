@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from admin_api.errors import Conflict, InvalidInput, NotFound
+from admin_api.errors import Conflict, InvalidInput, NotFound, Unavailable
 from admin_api.roles import SignedInUser
 from admin_api.services import audit
 from policy.errors import PolicyError
@@ -86,7 +86,13 @@ def save(session: Session, *, actor: SignedInUser, path: Path, text: str, reason
     audit.record(session, actor=actor, action="policy.change",
                  target=f"policy version {row.id} ({versions.short_id(row.sha256)})", at=at,
                  before=_summary(before), after={**(_summary(row) or {}), "diff": row.diff})
-    versions.write_atomically(path, checked.text)
+    try:
+        versions.write_atomically(path, checked.text)
+    except OSError as error:
+        session.rollback()
+        raise Unavailable(f"The policy file {path} could not be written "
+                          f"({error.strerror or error}): the admin needs to be allowed to "
+                          "write to its folder. Nothing was changed.") from None
     session.commit()
     try:  # the same text, now named after the real file (its summary names the file)
         return row, load_policy(path)
