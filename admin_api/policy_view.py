@@ -186,9 +186,12 @@ async def edit_page(request: Request, pages: PagesDep, user: ItTechnician, resou
 
 @router.get("/policy/versions", include_in_schema=False)
 def versions_page(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
-                  now: Now, session: Db) -> Response:
+                  now: Now, session: Db,
+                  saved: Annotated[str, Query(max_length=40, pattern=r"^[0-9a-z-]*$")] = "",
+                  ) -> Response:
     running = running_version(session, resources, now)
     return pages.render(request, "policy_versions.html", user=user, version=running,
+                        saved=saved,
                         policy_rows=versions.history(session, versions.POLICY),
                         list_rows=versions.history(session, versions.LISTS),
                         short=versions.short_id)
@@ -209,6 +212,19 @@ def version_page(request: Request, pages: PagesDep, user: ItTechnician, resource
 async def restore_page(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
                        now: Now, session: Db, version_id: VersionId) -> Response:
     form = await _edit_form(request)
+    old = versions.get(session, version_id)
+    if old is not None and old.kind == versions.LISTS:
+        try:
+            restored = service.restore_lists(session, actor=user, version_id=version_id,
+                                             reason=form.get("reason", ""),
+                                             policy=resources.policy, at=now)
+        except InvalidInput as error:
+            session.rollback()
+            return pages.render(request, "policy_version.html", user=user,
+                                version=running_version(session, resources, now), row=old,
+                                short=versions.short_id, errors=error.problems, status=422)
+        done = f"lists-version-{restored.id}" if restored is not None else "unchanged"
+        return RedirectResponse(f"/policy/versions?saved={done}", status_code=303)
     path = service.editable_path(resources.settings.policy_file)
     try:
         row, policy = service.restore(session, actor=user, path=path, version_id=version_id,

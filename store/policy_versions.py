@@ -112,6 +112,18 @@ def lists_text(session: Session) -> str:
                    for row in rows)
 
 
+def parse_lists_text(text: str) -> list[tuple[str, str, str]]:
+    """(verdict, host, note) for each line of a lists version (the inverse of lists_text)."""
+    entries = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        head, _, note = line.partition("  # ")
+        verdict, _, host = head.strip().partition(" ")
+        entries.append((verdict, host.strip(), note.strip()))
+    return entries
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Replace `path` with `text` in one step (a temporary file beside it, flushed, then
     renamed), so the gateway reads either the old file or the new one, never half."""

@@ -10,15 +10,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin_api.errors import Conflict, InvalidInput, NotFound, Unavailable
 from admin_api.roles import SignedInUser
 from admin_api.services import audit
+from admin_api.services.lists import check_allow
 from policy.errors import PolicyError
-from policy.model import Policy
+from policy.model import Policy, Verdict
 from store import policy_versions as versions
-from store.models import PolicyVersionRow
+from store.models import LocalListRow, PolicyVersionRow, bump_change_counter
 from store.policy_files import load_policy
 
 MAX_REASON = 1000
@@ -109,6 +111,40 @@ def restore(session: Session, *, actor: SignedInUser, path: Path, version_id: in
     why = _reason(reason)
     return save(session, actor=actor, path=path, text=old.text,
                 reason=f"restored version {old.id}: {why}", at=at)
+
+
+def restore_lists(session: Session, *, actor: SignedInUser, version_id: int, reason: str,
+                  policy: Policy, at: datetime) -> PolicyVersionRow | None:
+    """Make the local lists what they were in an old lists version (as a new version). Each
+    allow is checked again against the policy in force, as when it was first added; if any is
+    refused, nothing changes."""
+    old = versions.get(session, version_id)
+    if old is None or old.kind != versions.LISTS:
+        raise NotFound(f"There is no lists version {version_id}.")
+    why = _reason(reason)
+    notice_lists(session, at=at)  # changes since the last look get their own version first
+    wanted = versions.parse_lists_text(old.text)
+    for verdict, host, _ in wanted:
+        if verdict == Verdict.ALLOW.value:
+            check_allow(policy, host)
+    before = versions.lists_text(session)
+    for entry in session.scalars(select(LocalListRow)).all():
+        session.delete(entry)
+    session.flush()
+    for verdict, host, note in wanted:
+        session.add(LocalListRow(host=host, verdict=Verdict(verdict), note=note,
+                                 added_by=actor.username, added_at=at))
+    session.flush()
+    bump_change_counter(session)
+    row = versions.record(session, kind=versions.LISTS, text=versions.lists_text(session),
+                          author=actor.username, reason=f"restored version {old.id}: {why}",
+                          at=at)
+    audit.record(session, actor=actor, action="list.restore",
+                 target=f"lists version {row.id if row else old.id}", at=at,
+                 before={"lists": before},
+                 after={"restored": old.id, "reason": why, "diff": row.diff if row else ""})
+    session.commit()
+    return row
 
 
 def notice_lists(session: Session, *, at: datetime) -> PolicyVersionRow | None:

@@ -253,3 +253,43 @@ def test_the_seed_policy_cannot_be_edited_and_the_page_says_how(app: FastAPI) ->
                                                "reason": "r", "action": "save"})
     assert answer.status_code == 409
     assert "seed policy" in answer.text
+
+
+def test_local_list_changes_become_versions_and_an_old_one_can_be_restored(
+        admin: Admin) -> None:
+    from store.models import LocalListRow
+
+    tag = uuid.uuid4().hex[:8]
+    first_host, second_host = f"first-{tag}.example", f"second-{tag}.example"
+    client, token = _it(admin)
+    with admin.resources.sessions() as session:
+        session.add(LocalListRow(host=first_host, verdict=Verdict.BLOCK, note="reported",
+                                 added_by="bursar1", added_at=NOW))
+        session.commit()
+    client.get("/policy/versions")
+    with admin.resources.sessions() as session:
+        kept = versions.latest(session, versions.LISTS)
+        assert kept is not None
+        assert f"block {first_host}  # reported\n" in kept.text
+        session.delete(session.get(LocalListRow, first_host))
+        session.add(LocalListRow(host=second_host, verdict=Verdict.BLOCK, note="",
+                                 added_by="bursar1", added_at=NOW))
+        session.commit()
+    answer = client.post(f"/policy/versions/{kept.id}/restore",
+                         data={"csrf_token": token, "reason": "the old block was right"})
+    assert answer.status_code == 303, answer.text
+    with admin.resources.sessions() as session:
+        assert session.get(LocalListRow, first_host) is not None
+        assert session.get(LocalListRow, second_host) is None
+        latest = versions.latest(session, versions.LISTS)
+        assert latest is not None
+        assert latest.text == kept.text
+        assert latest.reason == f"restored version {kept.id}: the old block was right"
+        between = [r for r in versions.history(session, versions.LISTS)
+                   if kept.id < r.id < latest.id]
+        assert any(second_host in r.text for r in between)  # the change in between was kept
+        entry = session.scalars(select(AuditEntryRow).where(
+            AuditEntryRow.action == "list.restore").order_by(AuditEntryRow.id.desc())).first()
+        assert entry is not None
+        assert entry.after is not None
+        assert f"-block {second_host}" in str(entry.after["diff"])
