@@ -295,3 +295,23 @@ class PolicyVersionRow(Base):
     diff: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index("ix_policy_versions_kind_id", "kind", "id"),)
+
+
+class ShadowDifferenceRow(Base):
+    """Requests where a policy running in shadow would have decided differently from the live
+    one (which alone was enforced), counted per gateway flush: who (role), which site, both
+    verdicts, the shadow rule that decided, and for which shadow text (its SHA-256)."""
+
+    __tablename__ = "shadow_differences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    shadow_sha256: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]  # the last request counted in this row
+    role: Mapped[str] = mapped_column(String(100))
+    host: Mapped[str] = mapped_column(String(300))
+    live: Mapped[str] = mapped_column(String(16))  # the enforced verdict
+    shadow: Mapped[str] = mapped_column(String(16))  # the shadow policy's verdict
+    rule: Mapped[str] = mapped_column(String(200))  # the shadow rule that decided ("" default)
+    requests: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_shadow_differences_sha_at", "shadow_sha256", "at"),)

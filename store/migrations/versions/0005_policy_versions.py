@@ -1,4 +1,5 @@
-"""Versions of the policy file and of the local lists: text, hash, author, time, reason, diff.
+"""Versions of the policy file and of the local lists (text, hash, author, time, reason, diff),
+and the differences a policy running in shadow records.
 
 Revision ID: 0005_policy_versions
 Revises: 0004_throttle
@@ -34,8 +35,25 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_policy_versions")),
     )
     op.create_index("ix_policy_versions_kind_id", "policy_versions", ["kind", "id"])
+    op.create_table(
+        "shadow_differences",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("shadow_sha256", sa.String(64), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("role", sa.String(100), nullable=False),
+        sa.Column("host", sa.String(300), nullable=False),
+        sa.Column("live", sa.String(16), nullable=False),
+        sa.Column("shadow", sa.String(16), nullable=False),
+        sa.Column("rule", sa.String(200), nullable=False),
+        sa.Column("requests", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_shadow_differences")),
+    )
+    op.create_index("ix_shadow_differences_sha_at", "shadow_differences",
+                    ["shadow_sha256", "at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_shadow_differences_sha_at", table_name="shadow_differences")
+    op.drop_table("shadow_differences")
     op.drop_index("ix_policy_versions_kind_id", table_name="policy_versions")
     op.drop_table("policy_versions")

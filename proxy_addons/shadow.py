@@ -1,0 +1,180 @@
+"""Shadow mode: decide each request a second time with a proposed policy, for chosen roles, and
+count where it differs from the live verdict. Only the live verdict is enforced: this addon
+never answers, blocks or changes a flow, and any error in it is counted and swallowed.
+
+The proposed policy is `shadow.yaml` beside the live policy file, and the roles it runs for are
+`shadow-roles.txt` (one a line; empty or missing: every role); the admin writes both. A
+background task re-reads them when they change and writes the counted differences to the
+database every few seconds, so the request path does one extra `decide()` and a counter.
+Runs after Enforce (it reads Enforce's decision from flow.metadata).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mitmproxy import ctx, http
+from mitmproxy.addonmanager import Loader
+from sqlalchemy import Engine, insert
+
+from policy.decide import decide
+from policy.errors import PolicyError
+from policy.model import Decision, Policy, Reason, Request, Subject
+from proxy_addons import context
+from store.db import make_engine
+from store.models import ShadowDifferenceRow
+from store.policy_files import load_policy
+from store.policy_versions import content_hash
+
+logger = logging.getLogger(__name__)
+
+SHADOW_POLICY = "shadow.yaml"
+SHADOW_ROLES = "shadow-roles.txt"
+# Only verdicts the policy text made are compared: overrides, circumvention and address checks
+# come before the rules and are the same under either policy.
+COMPARED = frozenset({Reason.RULE_ALLOW, Reason.RULE_BLOCK, Reason.DEFAULT_ALLOW,
+                      Reason.DEFAULT_BLOCK})
+EVERY_SECONDS = 2.0
+Key = tuple[str, str, str, str, str]  # role, host, live verdict, shadow verdict, shadow rule
+
+
+class Shadow:
+    def __init__(self) -> None:
+        self._policy: Policy | None = None
+        self._sha = ""
+        self._roles: frozenset[str] = frozenset()
+        self._stamp: tuple[object, ...] | None = None
+        self._pending: Counter[Key] = Counter()
+        self._engine: Engine | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.stats: Counter[str] = Counter()
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option("schoolgate_shadow_dir", str, "",
+                          "Folder holding shadow.yaml (a proposed policy decided alongside the "
+                          "live one, never enforced) and shadow-roles.txt. Empty: the folder "
+                          "of the policy file.")
+
+    def running(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._forever())
+
+    async def done(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await asyncio.to_thread(self.flush)
+
+    # --- the request path ----------------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        policy = self._policy
+        if policy is None:
+            return
+        try:
+            live = flow.metadata.get(context.DECISION)
+            if not isinstance(live, Decision) or live.reason not in COMPARED:
+                return
+            ident = flow.metadata.get(context.IDENTITY)
+            role = getattr(ident, "role", None) or policy.default_role
+            if self._roles and role not in self._roles:
+                return
+            host = live.host or flow.request.pretty_host
+            subject = Subject(role, getattr(ident, "user", None),
+                              getattr(ident, "groups", frozenset()))
+            shadow = decide(policy, Request(host, flow.request.port), subject, None,
+                            datetime.now(UTC))
+            self.stats["compared"] += 1
+            if shadow.verdict is not live.verdict:
+                self._pending[(role, host, str(live.verdict), str(shadow.verdict),
+                               shadow.rule or "")] += 1
+        except Exception:  # shadow mode must never change what happens to a request
+            self.stats["errors"] += 1
+            logger.warning("shadow decision failed", exc_info=True)
+
+    # --- background ----------------------------------------------------------------------------
+
+    async def _forever(self) -> None:
+        while True:
+            await asyncio.sleep(EVERY_SECONDS)
+            try:
+                await asyncio.to_thread(self.reload)
+                await asyncio.to_thread(self.flush)
+            except Exception:
+                self.stats["errors"] += 1
+                logger.warning("shadow mode: reloading or writing failed", exc_info=True)
+
+    def _folder(self) -> Path | None:
+        if ctx.options.schoolgate_shadow_dir:
+            return Path(ctx.options.schoolgate_shadow_dir).expanduser()
+        policy = getattr(ctx.options, "schoolgate_policy", "")
+        return Path(policy).expanduser().parent if policy else None
+
+    def reload(self) -> None:
+        """Load the shadow policy and roles when their files changed (none: shadow off)."""
+        folder = self._folder()
+        if folder is None:
+            return
+        files = (folder / SHADOW_POLICY, folder / SHADOW_ROLES)
+        stamp = tuple((s.st_ino, s.st_size, s.st_mtime_ns) if (s := _stat(f)) else None
+                      for f in files)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        if stamp[0] is None:
+            self._policy, self._sha = None, ""
+            logger.warning("shadow mode is off")
+            return
+        try:
+            policy = load_policy(files[0])
+            text = files[0].read_bytes().decode("utf-8")
+            roles = files[1].read_text(encoding="utf-8") if stamp[1] else ""
+        except (PolicyError, OSError, UnicodeDecodeError) as error:
+            self._policy = None
+            logger.warning("shadow mode is off: the shadow policy was refused: %s", error)
+            return
+        self._roles = frozenset(line.strip() for line in roles.splitlines() if line.strip())
+        self._policy, self._sha = policy, content_hash(text)
+        logger.warning("shadow mode: %s runs in shadow for %s", files[0],
+                       ", ".join(sorted(self._roles)) or "every role")
+
+    def flush(self) -> None:
+        """Write the counted differences (nothing is lost if writing fails: they wait)."""
+        if not self._pending or not self._sha:
+            return
+        url = getattr(ctx.options, "schoolgate_database_url", "")
+        if not url:
+            return
+        if self._engine is None:
+            self._engine = make_engine(url)
+        pending, self._pending = self._pending, Counter()
+        now = datetime.now(UTC)
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(ShadowDifferenceRow), [
+                    {"shadow_sha256": self._sha, "at": now, "role": role[:100],
+                     "host": host[:300], "live": live, "shadow": shadow, "rule": rule[:200],
+                     "requests": count}
+                    for (role, host, live, shadow, rule), count in pending.items()])
+        except Exception:
+            self._pending.update(pending)
+            raise
+        self.stats["written"] += sum(pending.values())
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
+addons = [Shadow()]
