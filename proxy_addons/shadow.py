@@ -6,7 +6,8 @@ The proposed policy is `shadow.yaml` beside the live policy file, and the roles 
 `shadow-roles.txt` (one a line; empty or missing: every role); the admin writes both. A
 background task re-reads them when they change and writes the counted differences to the
 database every few seconds, so the request path does one extra `decide()` and a counter.
-Runs after Enforce (it reads Enforce's decision from flow.metadata).
+Runs right after Enforce in proxy_addons/main.py (it reads Enforce's decision from
+flow.metadata).
 """
 
 from __future__ import annotations
@@ -176,5 +177,3 @@ def _stat(path: Path) -> os.stat_result | None:
     except OSError:
         return None
 
-
-addons = [Shadow()]

@@ -1,4 +1,4 @@
-"""Shadow mode through the real gateway (`schoolgate gateway` with proxy_addons/shadow.py):
+"""Shadow mode through the real gateway (`schoolgate gateway`, whose addons include Shadow):
 the live policy alone is enforced, and the requests where the proposed policy (shadow.yaml,
 for the roles in shadow-roles.txt) would decide differently are written to the database."""
 
@@ -17,9 +17,6 @@ from store.models import ShadowDifferenceRow
 from tests.support.gateway import Gateway, running_gateway, wait_for, write_identity, write_policy
 
 pytestmark = pytest.mark.e2e
-
-SHADOW_ADDON = Path(__file__).resolve().parents[2] / "proxy_addons" / "shadow.py"
-
 
 def fetch(gw: Gateway, user: str, url: str) -> httpx.Response:
     with gw.client(user, trust="both") as client:
@@ -40,8 +37,8 @@ def test_the_shadow_records_differences_and_enforces_nothing(tmp_path: Path) -> 
     write_policy(policy, in_break=False)  # live: now is lesson time, staff may not use Facebook
     write_policy(tmp_path / SHADOW_POLICY, in_break=True)  # shadow: now is lunch, they may
     (tmp_path / SHADOW_ROLES).write_text("staff\n", encoding="utf-8")
-    with running_gateway(tmp_path, policy=policy, identity=write_identity(tmp_path / "id"),
-                         extra_scripts=[SHADOW_ADDON]) as gw:
+    with running_gateway(tmp_path, policy=policy,
+                         identity=write_identity(tmp_path / "id")) as gw:
         wait_for(lambda: "runs in shadow for staff" in gw.log_text(), timeout=30,
                  what="the shadow policy loaded")
         for _ in range(3):
