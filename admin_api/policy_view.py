@@ -24,6 +24,7 @@ from policy.errors import PolicyError
 from policy.parse import list_files_named, parse_policy
 from policy.table import policy_table, summary
 from store import policy_versions as versions
+from store.policy_files import load_policy as load_policy_file
 from store.policy_files import shipped_lists_dir
 
 router = APIRouter(tags=["policy"])
@@ -168,6 +169,11 @@ async def edit_page(request: Request, pages: PagesDep, user: ItTechnician, resou
     try:
         if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
             raise InvalidInput({"text": f"the policy is longer than {MAX_POLICY_BYTES:,} bytes"})
+        if form.get("action") == "shadow":
+            service.start_shadow(session, actor=user, path=path, text=text,
+                                 roles=form.get("shadow_roles", ""), running=resources.policy,
+                                 at=now)
+            return RedirectResponse("/policy/shadow", status_code=303)
         if form.get("action") == "save":
             row, policy = service.save(session, actor=user, path=path, text=text,
                                        reason=reason, at=now)
@@ -240,6 +246,41 @@ async def restore_page(request: Request, pages: PagesDep, user: ItTechnician, re
     resources.policy = policy
     done = f"version-{row.id}" if row is not None else "unchanged"
     return RedirectResponse(f"/policy?saved={done}", status_code=303)
+
+
+@router.get("/policy/shadow", include_in_schema=False)
+def shadow_page(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
+                now: Now, session: Db) -> Response:
+    """What the policy running in shadow would have done differently, so far."""
+    path = service.editable_path(resources.settings.policy_file)
+    state = service.shadow_state(path)
+    rows = service.shadow_report(session, sha256=state.sha256) if state is not None else []
+    return pages.render(request, "policy_shadow.html", user=user, state=state, rows=rows,
+                        short=versions.short_id, errors={},
+                        version=running_version(session, resources, now))
+
+
+@router.post("/policy/shadow/{outcome}", include_in_schema=False)
+async def shadow_end_page(request: Request, pages: PagesDep, user: ItTechnician,
+                          resources: Res, now: Now, session: Db,
+                          outcome: Annotated[str, Path(pattern="^(promote|discard)$")],
+                          ) -> Response:
+    form = await _edit_form(request)
+    path = service.editable_path(resources.settings.policy_file)
+    try:
+        row = service.end_shadow(session, actor=user, path=path, promote=outcome == "promote",
+                                 reason=form.get("reason", ""), at=now)
+    except InvalidInput as error:
+        session.rollback()
+        state = service.shadow_state(path)
+        rows = service.shadow_report(session, sha256=state.sha256) if state else []
+        return pages.render(request, "policy_shadow.html", user=user, state=state, rows=rows,
+                            short=versions.short_id, errors=error.problems, status=422,
+                            version=running_version(session, resources, now))
+    if row is not None:
+        resources.policy = load_policy_file(path)
+        return RedirectResponse(f"/policy?saved=version-{row.id}", status_code=303)
+    return RedirectResponse("/policy?saved=shadow-" + outcome + "ed", status_code=303)
 
 
 @api.get("/policy/versions")

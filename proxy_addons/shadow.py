@@ -31,12 +31,10 @@ from proxy_addons import context
 from store.db import make_engine
 from store.models import ShadowDifferenceRow
 from store.policy_files import load_policy
-from store.policy_versions import content_hash
+from store.policy_versions import SHADOW_POLICY, SHADOW_ROLES, content_hash
 
 logger = logging.getLogger(__name__)
 
-SHADOW_POLICY = "shadow.yaml"
-SHADOW_ROLES = "shadow-roles.txt"
 # Only verdicts the policy text made are compared: overrides, circumvention and address checks
 # come before the rules and are the same under either policy.
 COMPARED = frozenset({Reason.RULE_ALLOW, Reason.RULE_BLOCK, Reason.DEFAULT_ALLOW,

@@ -27,6 +27,10 @@ OUTSIDE = "edited outside the admin"
 FIRST_SEEN = "the policy in force when the admin first looked (no earlier version recorded)"
 CHANGED_OUTSIDE = "the policy file on the server changed without the admin"
 MAX_DIFF_CHARS = 200_000
+# Shadow mode, beside the policy file: the proposed policy and the roles it runs for (written by
+# the admin, read by the gateway's Shadow addon).
+SHADOW_POLICY = "shadow.yaml"
+SHADOW_ROLES = "shadow-roles.txt"
 
 
 def content_hash(text: str) -> str:

@@ -1,7 +1,9 @@
 """Changing the policy from the admin: check a new text exactly as the gateway will load it,
 save it as a new version (author, reason, diff, audit entry) and write the policy file
 atomically so the gateway reloads it; restore an old version the same way; notice files edited
-outside the admin and local-list changes, and record them as versions too."""
+outside the admin and local-list changes, and record them as versions too; run a proposed text
+in shadow (the gateway decides with it too and records differences), then promote or
+discard it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from admin_api.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -20,10 +22,16 @@ from admin_api.services.lists import check_allow
 from policy.errors import PolicyError
 from policy.model import Policy, Verdict
 from store import policy_versions as versions
-from store.models import LocalListRow, PolicyVersionRow, bump_change_counter
+from store.models import (
+    LocalListRow,
+    PolicyVersionRow,
+    ShadowDifferenceRow,
+    bump_change_counter,
+)
 from store.policy_files import load_policy
 
 MAX_REASON = 1000
+SHADOW_POLICY, SHADOW_ROLES = versions.SHADOW_POLICY, versions.SHADOW_ROLES
 LISTS_AUTHOR = "the local lists page (see the audit log for each change)"
 LISTS_REASON = "the local lists changed"
 
@@ -165,3 +173,91 @@ def _summary(row: PolicyVersionRow | None) -> dict[str, object] | None:
         return None
     return {"version": row.id, "sha256": versions.short_id(row.sha256), "author": row.author,
             "reason": row.reason}
+
+
+# --- shadow mode ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowState:
+    text: str
+    sha256: str
+    roles: tuple[str, ...]  # empty: every role
+
+
+def shadow_files(path: Path) -> tuple[Path, Path]:
+    return path.parent / SHADOW_POLICY, path.parent / SHADOW_ROLES
+
+
+def shadow_state(path: Path) -> ShadowState | None:
+    """The proposed policy running in shadow beside `path`, if any."""
+    policy_file, roles_file = shadow_files(path)
+    try:
+        text = versions.read_policy_text(policy_file)
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        roles = roles_file.read_text(encoding="utf-8")
+    except OSError:
+        roles = ""
+    return ShadowState(text, versions.content_hash(text),
+                       tuple(r.strip() for r in roles.splitlines() if r.strip()))
+
+
+def start_shadow(session: Session, *, actor: SignedInUser, path: Path, text: str,
+                 roles: str, running: Policy, at: datetime) -> ShadowState:
+    """Check `text` and run it in shadow for `roles` (comma-separated; empty: every role)."""
+    checked = check_text(text, path=path)
+    wanted = tuple(dict.fromkeys(r.strip() for r in roles.split(",") if r.strip()))
+    unknown = [r for r in wanted if r not in running.roles]
+    if unknown:
+        raise InvalidInput({"shadow_roles": f"unknown role {unknown[0]!r} (the roles are: "
+                                            f"{', '.join(running.roles)})"})
+    policy_file, roles_file = shadow_files(path)
+    versions.write_atomically(roles_file, "".join(f"{r}\n" for r in wanted))
+    versions.write_atomically(policy_file, checked.text)
+    state = ShadowState(checked.text, versions.content_hash(checked.text), wanted)
+    audit.record(session, actor=actor, action="policy.shadow.start",
+                 target=f"shadow {versions.short_id(state.sha256)}", at=at,
+                 after={"roles": list(wanted) or "every role",
+                        "diff": versions.unified_diff(
+                            versions.read_policy_text(path), checked.text,
+                            old_name="running policy", new_name="shadow")})
+    session.commit()
+    return state
+
+
+def shadow_report(session: Session, *, sha256: str, limit: int = 500,
+                  ) -> list[tuple[str, str, str, str, str, int]]:
+    """(role, host, live, shadow, rule, requests) for one shadow text, most requests first."""
+    total = func.sum(ShadowDifferenceRow.requests)
+    query = (select(ShadowDifferenceRow.role, ShadowDifferenceRow.host, ShadowDifferenceRow.live,
+                    ShadowDifferenceRow.shadow, ShadowDifferenceRow.rule, total)
+             .where(ShadowDifferenceRow.shadow_sha256 == sha256)
+             .group_by(ShadowDifferenceRow.role, ShadowDifferenceRow.host,
+                       ShadowDifferenceRow.live, ShadowDifferenceRow.shadow,
+                       ShadowDifferenceRow.rule)
+             .order_by(total.desc()).limit(limit))
+    return [(r, h, live, s, rule, int(n or 0))
+            for r, h, live, s, rule, n in session.execute(query)]
+
+
+def end_shadow(session: Session, *, actor: SignedInUser, path: Path, promote: bool,
+               reason: str, at: datetime) -> PolicyVersionRow | None:
+    """Promote the shadow policy (saved as a new version) or discard it; either way the shadow
+    files are removed, so the gateway stops deciding twice."""
+    state = shadow_state(path)
+    if state is None:
+        raise NotFound("No policy is running in shadow.")
+    row = None
+    if promote:
+        row, _ = save(session, actor=actor, path=path, text=state.text,
+                      reason=f"promoted from shadow: {_reason(reason)}", at=at)
+    for file in shadow_files(path):
+        file.unlink(missing_ok=True)
+    audit.record(session, actor=actor, action="policy.shadow." +
+                 ("promote" if promote else "discard"),
+                 target=f"shadow {versions.short_id(state.sha256)}", at=at,
+                 after={"version": row.id if row else None, "reason": reason.strip()})
+    session.commit()
+    return row

@@ -293,3 +293,59 @@ def test_local_list_changes_become_versions_and_an_old_one_can_be_restored(
         assert entry is not None
         assert entry.after is not None
         assert f"-block {second_host}" in str(entry.after["diff"])
+
+
+def test_a_proposed_policy_runs_in_shadow_shows_its_differences_and_is_promoted(
+        admin: Admin) -> None:
+    from store.models import ShadowDifferenceRow
+
+    client, token = _it(admin)
+    original = admin.path.read_text(encoding="utf-8")
+    proposed = original.replace(BREAK_RULE, NO_FACEBOOK_AT_BREAK)
+    refused = client.post("/policy/edit", data={
+        "csrf_token": token, "text": proposed, "shadow_roles": "staff, wizards",
+        "action": "shadow"})
+    assert refused.status_code == 422
+    assert "unknown role &#39;wizards&#39;" in refused.text
+    answer = client.post("/policy/edit", data={
+        "csrf_token": token, "text": proposed, "shadow_roles": "staff", "action": "shadow"})
+    assert answer.status_code == 303, answer.text
+    shadow_file = admin.path.parent / versions.SHADOW_POLICY
+    assert shadow_file.read_text(encoding="utf-8") == proposed
+    assert (admin.path.parent / versions.SHADOW_ROLES).read_text() == "staff\n"
+    assert admin.path.read_text(encoding="utf-8") == original  # nothing enforced
+    sha = versions.content_hash(proposed)
+    with admin.resources.sessions() as session:
+        for requests in (2, 3):
+            session.add(ShadowDifferenceRow(
+                shadow_sha256=sha, at=NOW, role="staff", host="facebook.com", live="allow",
+                shadow="block", rule="staff-social-media-otherwise", requests=requests))
+        session.commit()
+    report = client.get("/policy/shadow")
+    assert report.status_code == 200
+    assert "being tried in shadow for staff" in report.text
+    assert "facebook.com" in report.text
+    assert "<td>5</td>" in report.text
+    assert client.post("/policy/shadow/promote",
+                       data={"csrf_token": token, "reason": ""}).status_code == 422
+    done = client.post("/policy/shadow/promote",
+                       data={"csrf_token": token, "reason": "a week in shadow, as expected"})
+    assert done.status_code == 303, done.text
+    assert admin.path.read_text(encoding="utf-8") == proposed
+    assert not shadow_file.exists()
+    assert _latest(admin).reason == "promoted from shadow: a week in shadow, as expected"
+
+
+def test_a_shadow_can_be_discarded(admin: Admin) -> None:
+    client, token = _it(admin)
+    original = admin.path.read_text(encoding="utf-8")
+    client.post("/policy/edit", data={
+        "csrf_token": token, "text": original + "\n# trial\n", "action": "shadow"})
+    assert (admin.path.parent / versions.SHADOW_POLICY).exists()
+    done = client.post("/policy/shadow/discard", data={"csrf_token": token})
+    assert done.status_code == 303
+    assert not (admin.path.parent / versions.SHADOW_POLICY).exists()
+    assert admin.path.read_text(encoding="utf-8") == original
+    assert "Nothing is being tried in shadow" in client.get("/policy/shadow").text
+    assert client.post("/policy/shadow/discard",
+                       data={"csrf_token": token}).status_code == 404
