@@ -74,7 +74,17 @@ class Shadow:
 
     # --- the request path ----------------------------------------------------------------------
 
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """HTTPS and other tunnels: compared once per CONNECT (as events count passed-through
+        traffic per connection)."""
+        self._compare(flow)
+
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Plain HTTP: each request (requests inside a tunnel were compared at its CONNECT)."""
+        if flow.request.scheme == "http":
+            self._compare(flow)
+
+    def _compare(self, flow: http.HTTPFlow) -> None:
         policy = self._policy
         if policy is None:
             return

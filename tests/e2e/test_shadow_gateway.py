@@ -44,11 +44,14 @@ def test_the_shadow_records_differences_and_enforces_nothing(tmp_path: Path) -> 
         for _ in range(3):
             assert fetch(gw, "staff1", "http://facebook.com/").status_code == 403  # live
         assert fetch(gw, "pupil1", "http://facebook.com/").status_code == 403
+        assert fetch(gw, "staff1", "https://www.facebook.com/").status_code == 403  # CONNECT
         assert fetch(gw, "staff1", "http://learning.test/").status_code == 200
         assert not gw.contacted("facebook.com")  # enforcement unchanged: never reached
-        wait_for(lambda: sum(r.requests for r in _rows(gw)) >= 3, timeout=30,
+        wait_for(lambda: sum(r.requests for r in _rows(gw)) >= 4, timeout=30,
                  what="the differences written")
         rows = _rows(gw)
     assert {(r.role, r.host, r.live, r.shadow, r.rule) for r in rows} == {
-        ("staff", "facebook.com", "block", "allow", "staff-social-media-at-break")}
-    assert sum(r.requests for r in rows) == 3  # pupils are not in shadow; same verdicts skip
+        ("staff", "facebook.com", "block", "allow", "staff-social-media-at-break"),
+        ("staff", "www.facebook.com", "block", "allow", "staff-social-media-at-break")}
+    # pupils are not in shadow; same verdicts are not differences; HTTPS counts once (CONNECT)
+    assert sum(r.requests for r in rows) == 4
