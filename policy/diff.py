@@ -69,7 +69,7 @@ def replay(old: Policy, new: Policy,
     for user, role, host, at in decisions:
         replayed += 1
         the_role = role or old.default_role
-        memo = (the_role, host, _windows(old, at), _windows(new, at))
+        memo = (the_role, host, open_windows(old, at), open_windows(new, at))
         pair = remembered.get(memo)
         if pair is None:
             if len(remembered) >= MAX_REMEMBERED:
@@ -101,9 +101,10 @@ def _verdict(policy: Policy, host: str, subject: Subject, at: datetime) -> Decis
     return decide(policy, Request(host), subject, None, at)
 
 
-def _windows(policy: Policy, at: datetime) -> frozenset[str]:
+def open_windows(policy: Policy, at: datetime) -> frozenset[str]:
     """The calendar windows open at `at`: with no overrides, all that time changes in a
-    verdict (rules match on windows; expiries belong to overrides)."""
+    verdict (rules match on windows; expiries belong to overrides), so a verdict decided once
+    for (role, host, port, open windows) holds for every such request."""
     cal = policy.calendar
     return cal._active(at.astimezone(cal.timezone))  # same package; read only
 

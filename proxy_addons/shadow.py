@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,8 +26,9 @@ from mitmproxy.addonmanager import Loader
 from sqlalchemy import Engine, insert
 
 from policy.decide import decide
+from policy.diff import open_windows
 from policy.errors import PolicyError
-from policy.model import Decision, Policy, Reason, Request, Subject
+from policy.model import Decision, Policy, Reason, Request, Subject, Verdict
 from proxy_addons import context
 from store.db import make_engine
 from store.models import ShadowDifferenceRow
@@ -40,14 +42,27 @@ logger = logging.getLogger(__name__)
 COMPARED = frozenset({Reason.RULE_ALLOW, Reason.RULE_BLOCK, Reason.DEFAULT_ALLOW,
                       Reason.DEFAULT_BLOCK})
 EVERY_SECONDS = 2.0
-Key = tuple[str, str, str, str, str]  # role, host, live verdict, shadow verdict, shadow rule
+# shadow sha256, role, host, live verdict, shadow verdict, shadow rule
+Key = tuple[str, str, str, str, str, str]
+MAX_REMEMBERED = 50_000  # shadow verdicts kept per (role, host, port, open windows)
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """The policy in shadow, replaced whole on reload (so a request never mixes two). Without
+    overrides a verdict depends only on (role, host, port, open windows): see
+    policy.diff.open_windows; `remembered` keeps those, so most requests cost a look-up."""
+
+    policy: Policy
+    sha256: str
+    roles: frozenset[str]  # empty: every role
+    remembered: dict[tuple[str, str, int | None, frozenset[str]], tuple[Verdict, str]] = field(
+        default_factory=dict)
 
 
 class Shadow:
     def __init__(self) -> None:
-        self._policy: Policy | None = None
-        self._sha = ""
-        self._roles: frozenset[str] = frozenset()
+        self.trial: Trial | None = None
         self._stamp: tuple[object, ...] | None = None
         self._pending: Counter[Key] = Counter()
         self._engine: Engine | None = None
@@ -85,26 +100,32 @@ class Shadow:
             self._compare(flow)
 
     def _compare(self, flow: http.HTTPFlow) -> None:
-        policy = self._policy
-        if policy is None:
+        trial = self.trial
+        if trial is None:
             return
+        policy = trial.policy
         try:
             live = flow.metadata.get(context.DECISION)
             if not isinstance(live, Decision) or live.reason not in COMPARED:
                 return
             ident = flow.metadata.get(context.IDENTITY)
             role = getattr(ident, "role", None) or policy.default_role
-            if self._roles and role not in self._roles:
+            if trial.roles and role not in trial.roles:
                 return
             host = live.host or flow.request.pretty_host
-            subject = Subject(role, getattr(ident, "user", None),
-                              getattr(ident, "groups", frozenset()))
-            shadow = decide(policy, Request(host, flow.request.port), subject, None,
-                            datetime.now(UTC))
+            port = flow.request.port
+            now = datetime.now(UTC)
+            memo = (role, host, port, open_windows(policy, now))
+            found = trial.remembered.get(memo)
+            if found is None:
+                if len(trial.remembered) >= MAX_REMEMBERED:
+                    trial.remembered.clear()
+                shadow = decide(policy, Request(host, port), Subject(role), None, now)
+                found = trial.remembered[memo] = (shadow.verdict, shadow.rule or "")
             self.stats["compared"] += 1
-            if shadow.verdict is not live.verdict:
-                self._pending[(role, host, str(live.verdict), str(shadow.verdict),
-                               shadow.rule or "")] += 1
+            if found[0] is not live.verdict:
+                self._pending[(trial.sha256, role, host, str(live.verdict), str(found[0]),
+                               found[1])] += 1
         except Exception:  # shadow mode must never change what happens to a request
             self.stats["errors"] += 1
             logger.warning("shadow decision failed", exc_info=True)
@@ -139,7 +160,7 @@ class Shadow:
             return
         self._stamp = stamp
         if stamp[0] is None:
-            self._policy, self._sha = None, ""
+            self.trial = None
             logger.warning("shadow mode is off")
             return
         try:
@@ -147,17 +168,17 @@ class Shadow:
             text = files[0].read_bytes().decode("utf-8")
             roles = files[1].read_text(encoding="utf-8") if stamp[1] else ""
         except (PolicyError, OSError, UnicodeDecodeError) as error:
-            self._policy = None
+            self.trial = None
             logger.warning("shadow mode is off: the shadow policy was refused: %s", error)
             return
-        self._roles = frozenset(line.strip() for line in roles.splitlines() if line.strip())
-        self._policy, self._sha = policy, content_hash(text)
+        wanted = frozenset(line.strip() for line in roles.splitlines() if line.strip())
+        self.trial = Trial(policy, content_hash(text), wanted)
         logger.warning("shadow mode: %s runs in shadow for %s", files[0],
-                       ", ".join(sorted(self._roles)) or "every role")
+                       ", ".join(sorted(wanted)) or "every role")
 
     def flush(self) -> None:
         """Write the counted differences (nothing is lost if writing fails: they wait)."""
-        if not self._pending or not self._sha:
+        if not self._pending:
             return
         url = getattr(ctx.options, "schoolgate_database_url", "")
         if not url:
@@ -169,10 +190,9 @@ class Shadow:
         try:
             with self._engine.begin() as conn:
                 conn.execute(insert(ShadowDifferenceRow), [
-                    {"shadow_sha256": self._sha, "at": now, "role": role[:100],
-                     "host": host[:300], "live": live, "shadow": shadow, "rule": rule[:200],
-                     "requests": count}
-                    for (role, host, live, shadow, rule), count in pending.items()])
+                    {"shadow_sha256": sha, "at": now, "role": role[:100], "host": host[:300],
+                     "live": live, "shadow": shadow, "rule": rule[:200], "requests": count}
+                    for (sha, role, host, live, shadow, rule), count in pending.items()])
         except Exception:
             self._pending.update(pending)
             raise
