@@ -5,6 +5,8 @@
                   request must never be forwarded (mitmproxy would send it to itself).
 2. Identify     - who is asking (proxy auth, subnet, else the default role); answers 407s.
 3. Enforce      - the policy's verdict at CONNECT, ClientHello and every request; block pages.
+   Shadow       - a proposed policy (shadow.yaml) decides again for chosen roles; differences
+                  are recorded, nothing is enforced.
 4. Detect       - circumvention signals that need more than the host name (DoH by content,
                   archive viewers, ECH, odd ports, tunnels, repeats, widgets); blocks on top of
                   an allowed verdict, and marks Enforce's blocks that are attempts.
@@ -33,11 +35,13 @@ from proxy_addons.limits import Limits
 from proxy_addons.metrics import Metrics
 from proxy_addons.record import RecordEvents
 from proxy_addons.safesearch import SafeSearch
+from proxy_addons.shadow import Shadow
 
 addons: list[object] = [
     GatewayPages(),
     Identify(),
     Enforce(),
+    Shadow(),
     Detect(),
     SafeSearch(),
     GuardDestinations(),

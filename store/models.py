@@ -288,3 +288,42 @@ def bump_change_counter(session: Session) -> None:
     double count is harmless: readers only compare for equality)."""
     session.execute(update(ChangeCounter).where(ChangeCounter.id == CHANGES_ROW)
                     .values(counter=ChangeCounter.counter + 1))
+
+
+class PolicyVersionRow(Base):
+    """One version of the policy file or of the local lists: the whole text, its SHA-256, who
+    saved it, when, why, and the unified diff from the version before (of the same kind).
+    `id` is the sequence number people see ("version 12"); a version is never changed."""
+
+    __tablename__ = "policy_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "policy" or "lists"
+    sha256: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    author: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    diff: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_policy_versions_kind_id", "kind", "id"),)
+
+
+class ShadowDifferenceRow(Base):
+    """Requests where a policy running in shadow would have decided differently from the live
+    one (which alone was enforced), counted per gateway flush: who (role), which site, both
+    verdicts, the shadow rule that decided, and for which shadow text (its SHA-256)."""
+
+    __tablename__ = "shadow_differences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    shadow_sha256: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]  # the last request counted in this row
+    role: Mapped[str] = mapped_column(String(100))
+    host: Mapped[str] = mapped_column(String(300))
+    live: Mapped[str] = mapped_column(String(16))  # the enforced verdict
+    shadow: Mapped[str] = mapped_column(String(16))  # the shadow policy's verdict
+    rule: Mapped[str] = mapped_column(String(200))  # the shadow rule that decided ("" default)
+    requests: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_shadow_differences_sha_at", "shadow_sha256", "at"),)

@@ -1,15 +1,24 @@
-"""`schoolgate policy check FILE` and `schoolgate policy table`: the policy for people."""
+"""`schoolgate policy check FILE`, `schoolgate policy table` and `schoolgate policy diff OLD NEW`:
+the policy for people, and what a change to it would do."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from policy.diff import replay, table_diff
 from policy.table import policy_table, summary
-from schoolgate.commands.common import load_policy_or_report
+from schoolgate.commands.common import load_policy_or_report, prepare_database
+from store.db import database_url_from_environment, display_url, make_engine
+from store.policy_versions import recorded_decisions
+
+_DURATION = re.compile(r"^(\d{1,3})([dh])$")
 
 
 def register(subparsers: Any) -> None:
@@ -29,6 +38,23 @@ def register(subparsers: Any) -> None:
                        help="the day to show, YYYY-MM-DD (default: today)")
     table.add_argument("--csv", action="store_true", help="print CSV instead of a text table")
     table.set_defaults(handler=run_table)
+
+    diff = sub.add_parser("diff", help="what changing from OLD to NEW would do",
+                          description="The governors' table cells that change (for --date), "
+                                      "and with --against-history the recorded decisions of "
+                                      "that many days replayed through both policies, the "
+                                      "ones that flip grouped in words. Exit 1 if a policy "
+                                      "has problems.")
+    diff.add_argument("old", help="the policy in force (YAML file)")
+    diff.add_argument("new", help="the proposed policy (YAML file)")
+    diff.add_argument("--against-history", metavar="DURATION", default=None,
+                      help="replay the recorded decisions of the last DURATION, e.g. 7d or 12h")
+    diff.add_argument("--database", default=None,
+                      help="database URL holding the events (default: $SCHOOLGATE_DATABASE_URL, "
+                           "else the embedded SQLite file)")
+    diff.add_argument("--date", type=date.fromisoformat, default=None,
+                      help="the day of the governors' table, YYYY-MM-DD (default: today)")
+    diff.set_defaults(handler=run_diff)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -56,4 +82,55 @@ def run_table(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def parse_duration(text: str) -> timedelta:
+    """'7d' or '12h' as a timedelta; ValueError saying what to write otherwise."""
+    found = _DURATION.match(text.strip())
+    if found is None or int(found.group(1)) == 0:
+        raise ValueError(f"--against-history {text!r}: write a number of days or hours, "
+                         "e.g. 7d or 12h")
+    amount = int(found.group(1))
+    return timedelta(days=amount) if found.group(2) == "d" else timedelta(hours=amount)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    old = load_policy_or_report(args.old)
+    new = load_policy_or_report(args.new)
+    if old is None or new is None:
+        return 1
+    day = args.date or datetime.now(old.calendar.timezone).date()
+    tables = table_diff(old, new, day)
+    print(f"The governors' table for {day.isoformat()}:")
+    if tables.changed_cells:
+        for cell in tables.changed_cells:
+            print(f"  {cell}")
+    else:
+        print("  no cell changes")
+    if args.against_history is None:
+        return 0
+    try:
+        span = parse_duration(args.against_history)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    url = args.database or database_url_from_environment()
+    problem = prepare_database(url, embedded=False)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 1
+    now = datetime.now(UTC)
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            found = replay(old, new, recorded_decisions(session, since=now - span, until=now))
+    finally:
+        engine.dispose()
+    print(f"\nRecorded decisions since {(now - span).isoformat(timespec='minutes')} "
+          f"({display_url(url)}): {found.replayed:,} replayed, {found.changed:,} would change.")
+    for flip in found.flips:
+        print(f"  {flip.sentence}")
+    if not found.flips:
+        print("  nobody would notice a difference")
     return 0
