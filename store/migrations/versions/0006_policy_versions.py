@@ -1,7 +1,7 @@
 """Versions of the policy file and of the local lists (text, hash, author, time, reason, diff),
 and the differences a policy running in shadow records.
 
-Revision ID: 0005_policy_versions
+Revision ID: 0006_policy_versions
 Revises: 0004_throttle
 Create Date: 2026-12-03
 """
@@ -15,7 +15,7 @@ from alembic import op
 
 from store.models import UTCDateTime
 
-revision: str = "0005_policy_versions"
+revision: str = "0006_policy_versions"
 down_revision: str | None = "0005_attempt_counts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
