@@ -115,6 +115,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
         policy = folder / "policy.yaml"
         write_policy(policy, in_break=False)
+        # The lab's "internet" is a private network of the test's own namespaces, which the
+        # gateway refuses as internal unless the policy lists it.
+        with policy.open("a") as extra:
+            extra.write("internal:\n  allow:\n    - {hosts: [10.77.1.0/24], roles: [staff], "
+                        "note: the lab's internet}\n")
         identity = folder / "identity.yaml"
         identity.write_text("subnets:\n  - {cidr: 10.77.0.0/24, role: staff, without_auth: true}"
                             "\nauth_required: false\n")

@@ -78,10 +78,11 @@ def test_every_blocking_rule_holds_through_the_gateway(gateway: tuple[Gateway, P
 def test_a_rule_the_gateway_does_not_enforce_fails(gateway: tuple[Gateway, Path],
                                                     tmp_path: Path) -> None:
     gw, running = gateway
-    # The admin reviews a stricter policy than the gateway runs: staff may not use TikTok.
+    # The admin reviews a stricter policy than the gateway runs: staff may not see the
+    # violence category either (the running policy blocks it for pupils only, at any time).
     stricter = tmp_path / "stricter.yaml"
     stricter.write_text(running.read_text().replace(
-        "rules:\n", "rules:\n  - {name: staff-no-social, roles: [staff], categories: [social],"
+        "rules:\n", "rules:\n  - {name: staff-no-social, roles: [staff], categories: [violence],"
                     " action: block}\n", 1))
     client = TestClient(admin_for(tmp_path, stricter, gw))
     text = client.get("/review", params={"date": "2026-12-18"}).text

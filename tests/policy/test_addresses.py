@@ -28,7 +28,7 @@ from policy.model import (
 )
 from policy.parse import parse_policy
 from store.policy_files import load_policy
-from tests.policy.test_decide import LESSON, PUPIL, STAFF
+from tests.policy.test_decide import BREAK, LESSON, PUPIL, STAFF
 
 SEED_TEXT = (Path(__file__).resolve().parents[2] / "policy" / "data" / "seed.yaml").read_text()
 
@@ -262,11 +262,14 @@ def test_a_local_allow_of_a_rewriting_host_opens_only_what_is_allowed_anyway(
     # allowed anyway: opens
     assert decide(seed, Request("www-bbc-co-uk.translate.goog"), PUPIL, overrides,
                   LESSON).allowed
-    # TikTok: blocked for pupils, open to staff; a web proxy: blocked for everyone
+    # TikTok: blocked for pupils; for staff only at break, as TikTok itself is; a web proxy:
+    # blocked for everyone
     assert not decide(seed, Request("www-tiktok-com.translate.goog"), PUPIL, overrides,
-                      LESSON).allowed
+                      BREAK).allowed
     assert decide(seed, Request("www-tiktok-com.translate.goog"), STAFF, overrides,
-                  LESSON).allowed
+                  BREAK).allowed
+    assert not decide(seed, Request("www-tiktok-com.translate.goog"), STAFF, overrides,
+                      LESSON).allowed
     assert not decide(seed, Request("www-croxyproxy-com.translate.goog"), STAFF, overrides,
                       LESSON).allowed
 

@@ -77,7 +77,7 @@ def test_status_exit_code_for_a_missing_list(policy: Path,
 
 def test_run_banner_names_the_empty_categories(policy: Path) -> None:
     args = argparse.Namespace(listen_host="127.0.0.1", listen_port=8080, admin_port=8081,
-                              policy=policy, data_dir=Path("var"))
+                              policy=policy, data_dir=Path("var"), public_name=None)
     text = banner(args, {"gateway"})
     assert "Empty categories (they block nothing yet): illegal_content." in text
     assert "schoolgate lists update" in text
