@@ -34,6 +34,7 @@ from policy.model import Decision, Policy, Reason, Verdict
 from proxy_addons import context
 from proxy_addons.blockpage import make_block_page, make_plain_block
 from proxy_addons.errors import options_error
+from proxy_addons.mitm_internals import name_open_server
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +233,8 @@ class GuardDestinations:
         back the name it was asked for, so later requests to that name can reuse it."""
         named = self._named.pop(data.server.id, None)
         if named is not None:
-            data.server.address = named
+            name_open_server(data.server, named)  # the connection is open: mitmproxy refuses
+            # a plain assignment (proxy_addons/mitm_internals.py, item 5)
 
     def server_connect_error(self, data: ServerConnectionHookData) -> None:
         self._named.pop(data.server.id, None)

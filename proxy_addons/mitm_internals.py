@@ -209,3 +209,14 @@ def install() -> None:
     _anonymise_errors()
     _bound_request_heads()
     _really_close()
+
+
+# --- 5. giving an open server connection back its name ---------------------------------------
+# Relies on: `connection.Server.__setattr__` refusing to change `address` once the connection is
+# open, and otherwise storing it in the instance `__dict__` as a plain dataclass field.
+# GuardDestinations (destinations.py) connects to the address it checked, then gives the open
+# connection back the name it was asked for, so later requests to that name can reuse it.
+
+
+def name_open_server(server_conn: Any, address: tuple[str, int]) -> None:
+    server_conn.__dict__["address"] = address

@@ -90,3 +90,16 @@ def test_bad_limits_are_refused_and_the_old_ones_stay(name: str, value: int) -> 
             tctx.configure(addon, **{name: value})
         assert mitm_internals._limits.max_headers == 50
         tctx.configure(addon, schoolgate_max_headers=100)
+
+
+def test_an_open_server_connection_can_be_given_back_its_name() -> None:
+    from mitmproxy.connection import ConnectionState, Server
+
+    from proxy_addons.mitm_internals import name_open_server
+
+    conn = Server(address=("192.0.2.7", 443))
+    conn.state = ConnectionState.OPEN
+    with pytest.raises(RuntimeError, match="open connection"):
+        conn.address = ("www.example.org", 443)  # why the helper exists
+    name_open_server(conn, ("www.example.org", 443))
+    assert conn.address == ("www.example.org", 443)
