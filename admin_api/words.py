@@ -56,6 +56,9 @@ ALERT_KINDS = {
     "circumvention_attempt": "tried to get round the filter",
     "sanction_placed": "supervised only: placed automatically",
     "sanction_recommended": "supervised only: recommended",
+    "safeguarding_search": "searched for something worrying",
+    "list_stale": "a filter list is out of date",
+    "list_update_failed": "a filter list could not be updated",
 }
 
 

@@ -118,3 +118,12 @@ def test_a_timeline_needs_only_a_name(app: FastAPI,
     assert page.status_code == 200
     assert ids["page"] in page.text  # around their latest visit
     assert "YYYY" not in page.text
+
+
+def test_every_alert_kind_the_gateway_raises_has_words() -> None:
+    from admin_api.words import alert_kind_words
+
+    for kind in ("circumvention_attempt", "sanction_placed", "sanction_recommended",
+                 "safeguarding_search", "list_stale", "list_update_failed"):
+        assert "_" not in alert_kind_words(kind), kind
+    assert alert_kind_words("safeguarding_search") == "searched for something worrying"
