@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from store.policy_files import seed_policy_path, shipped_lists_dir
+from store.policy_files import find_list, seed_policy_path
 
 STATE_FILE = "lists-state.json"  # beside the policy file, written by `lists update`
 CONFIG_FILE = "lists.yaml"  # beside the policy file: where `lists update` gets each list
@@ -115,18 +115,6 @@ def read_max_age(policy_dir: Path) -> timedelta:
     if isinstance(hours, int | float) and not isinstance(hours, bool) and hours > 0:
         return timedelta(hours=hours)
     return DEFAULT_MAX_AGE
-
-
-def find_list(name: str, policy_dir: Path) -> Path | None:
-    """Where the loader finds list `name`: beside the policy first, then the shipped lists."""
-    if Path(name).name != name:
-        candidate = policy_dir / name
-        return candidate if candidate.is_file() else None
-    for folder in (policy_dir, shipped_lists_dir()):
-        candidate = folder / name
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def policy_stamp(path: Path) -> tuple[FileStamp | None, ...]:

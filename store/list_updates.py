@@ -49,9 +49,9 @@ from store.list_status import (
     STATE_FILE,
     ListsReport,
     ListStatusReader,
-    find_list,
 )
 from store.models import AlertRow, AlertSeverity, AlertState
+from store.policy_files import find_list
 
 MAX_BYTES_LIMIT = 2_000_000_000
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -40,7 +40,7 @@ def load_policy(path: Path | str | None = None) -> Policy:
         raise PolicyError(source, [f"cannot read the file: {exc}"]) from None
     lists: dict[str, str] = {}
     for name in list_files_named(text):
-        found = _find_list(name, policy_path.parent)
+        found = find_list(name, policy_path.parent)
         if found is not None:
             try:
                 lists[name] = found.read_text(encoding="utf-8")
@@ -49,7 +49,8 @@ def load_policy(path: Path | str | None = None) -> Policy:
     return parse_policy(text, source=source, lists=lists)
 
 
-def _find_list(name: str, policy_dir: Path) -> Path | None:
+def find_list(name: str, policy_dir: Path) -> Path | None:
+    """Where the loader finds list `name`: beside the policy first, then the shipped lists."""
     if Path(name).name != name:
         # A path ("lists/extra.txt") is the school's own file, relative to the policy file.
         candidate = policy_dir / name
