@@ -40,7 +40,7 @@ def tcp_accept(port: int) -> None:
 
 
 threading.Thread(target=udp_echo, daemon=True).start()
-for extra in (22, 853):
+for extra in (22, 853, 2222):
     threading.Thread(target=tcp_accept, args=(extra,), daemon=True).start()
 print("ready", flush=True)
 ThreadingHTTPServer((ADDRESS, 80), Handler).serve_forever()

@@ -71,6 +71,8 @@ def configured_rules(lan_if: str, port: int) -> str:
     text = re.sub(r'^define LAN_IF = .*$', f'define LAN_IF = "{lan_if}"', text, flags=re.M)
     text = re.sub(r'^define GATEWAY_PORT = .*$', f"define GATEWAY_PORT = {port}", text,
                   flags=re.M)
+    text = re.sub(r'^define LAN_TO_SERVERS = .*$',
+                  f"define LAN_TO_SERVERS = {{ {SERVER_IP} . 2222 }}", text, flags=re.M)
     return re.sub(r'^define DNS_SERVERS = .*$', f"define DNS_SERVERS = {{ {SERVER_IP} }}",
                   text, flags=re.M)
 
@@ -187,8 +189,15 @@ def test_direct_egress_that_skips_the_gateway_is_refused(lab: Lab, port: str) ->
     assert lab.probe("tcp", SERVER_IP, port)["error"] == "ConnectionRefusedError"
 
 
-def test_an_allowed_port_still_passes(lab: Lab) -> None:
-    assert lab.probe("tcp", SERVER_IP, "22") == {"connected": True}
+def test_ssh_to_an_internet_host_is_refused(lab: Lab) -> None:
+    """Ops review L1: the example opened TCP 22 to every host, an SSH-tunnel way round."""
+    assert lab.probe("tcp", SERVER_IP, "22")["error"] == "ConnectionRefusedError"
+
+
+def test_a_listed_server_and_port_still_passes(lab: Lab) -> None:
+    """LAN_TO_SERVERS (address . port) lets the LAN reach a named server directly, and only
+    on its listed port."""
+    assert lab.probe("tcp", SERVER_IP, "2222") == {"connected": True}
 
 
 def test_the_client_was_identified_by_its_subnet(lab: Lab) -> None:
