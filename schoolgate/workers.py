@@ -1,7 +1,8 @@
 """Several gateway processes on one host behind one listening address: the parent forks N workers
 that each listen on the same port with SO_REUSEPORT, so the kernel spreads new connections over
 them (no user-space balancer in the data path); if one worker dies, all stop, and the service
-manager restarts the gateway whole.
+manager restarts the gateway whole. If the parent dies (even by SIGKILL, outside systemd's
+cgroup), the kernel sends each worker SIGTERM (PR_SET_PDEATHSIG), so no orphan keeps serving.
 
 mitmproxy has no option for SO_REUSEPORT: its listener calls `asyncio.start_server(handler,
 host, port)`, so each worker makes asyncio's `start_server` pass `reuse_port=True` before
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import os
 import signal
@@ -23,6 +26,19 @@ from typing import Any
 
 METRICS_OPTION = "schoolgate_metrics_port"
 DEFAULT_METRICS_PORT = 9090
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def end_with_parent(parent: int) -> None:
+    """In a worker: ask the kernel for SIGTERM when the parent dies; exit now if it already has
+    (it may have died between the fork and the request). Linux only; elsewhere nothing."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def enable_reuse_port() -> None:
@@ -67,11 +83,13 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
     """Fork `count` workers running `run_one(index)`; wait; forward SIGTERM/SIGINT/SIGHUP.
     Returns 0 if every worker ended cleanly, else the first failing worker's status."""
     children: dict[int, int] = {}
+    parent = os.getpid()
     for index in range(count):
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the parent's code
             code = 1
             try:
+                end_with_parent(parent)
                 code = run_one(index)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1

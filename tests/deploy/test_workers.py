@@ -135,6 +135,26 @@ def test_a_dead_worker_takes_the_gateway_down_for_a_clean_restart(workers: Worke
     assert "worker 0 ended" in workers.log.read_text()
 
 
+def gone(pid: int) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+def test_a_killed_master_takes_its_workers_with_it(workers: Workers) -> None:
+    """Ops review L9: outside systemd (no cgroup to clean up), a master killed with SIGKILL
+    left its workers serving as orphans; each worker now ends when its parent dies."""
+    children = workers.children()
+    assert len(children) == WORKERS
+    workers.proc.kill()
+    workers.proc.wait(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(gone(p) for p in children):
+        time.sleep(0.2)
+    assert all(gone(p) for p in children), children
+
+
 @pytest.mark.parametrize(("extra", "index", "expected"), [
     ([], 0, ["--", "--set", "schoolgate_metrics_port=9090"]),
     ([], 1, ["--", "--set", "schoolgate_metrics_port=9091"]),
