@@ -13,12 +13,14 @@ is checked too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
 from tests.support.needs import need
 from tests.support.slapd import GROUPS_DN, PEOPLE_DN, SlapdServer, running_slapd
@@ -93,7 +96,7 @@ def test_the_docs_have_commands_and_the_not_here_list_is_current() -> None:
 
 
 class Sandbox:
-    def __init__(self, root: Path, slapd: SlapdServer) -> None:
+    def __init__(self, root: Path, slapd: SlapdServer | None) -> None:
         self.root = root
         self.slapd = slapd
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SCHOOLGATE_")}
@@ -104,8 +107,10 @@ class Sandbox:
         self.env["PATH"] = f"{python312.parent}:{self.env.get('PATH', '')}:/usr/sbin:/sbin"
 
     def path(self, text: str) -> str:
-        for where in ("/etc/schoolgate", "/var/lib/schoolgate", "/opt/schoolgate", "/opt/uv",
-                      "/opt/python", "/etc/systemd/system"):
+        text = text.replace("sqlite:////", f"sqlite:///{self.root}/")  # an absolute file URL
+        text = re.sub(r"(?<=-C )/etc(?=\s)", f"{self.root}/etc", text)  # tar -C /etc
+        for where in ("/etc/schoolgate", "/var/lib/schoolgate", "/var/backups/schoolgate",
+                      "/opt/schoolgate", "/opt/uv", "/opt/python", "/etc/systemd/system"):
             text = re.sub(rf"(?<![\w/]){re.escape(where)}(?=[/\s'\"]|$)",
                           f"{self.root}{where}", text)
         return text
@@ -129,12 +134,15 @@ class Sandbox:
             assert target.is_file(), f"{command}: the file to edit is not there"
             return None
         command = command.replace("schoolgate:schoolgate", "nobody:nogroup")
+        command = command.replace("-o schoolgate -g schoolgate", "-o nobody -g nogroup")
         command = command.replace("root:schoolgate", "root:nogroup")
         # As root: this machine's Python 3.12 lives under /root, which `nobody` cannot read.
         # The files must still end up the service user's (the data directory's owner).
         command = command.replace("sudo -u schoolgate ", "")
         command = re.sub(r"(^|[|&] *)sudo ", r"\1", command)
-        command = command.replace("the-service-account-password", self.slapd.service_password)
+        if self.slapd is not None:
+            command = command.replace("the-service-account-password",
+                                      self.slapd.service_password)
         command = command.replace("--user jsmith", "--user teacher1")
         return self.path(command)
 
@@ -151,6 +159,7 @@ class Sandbox:
 
     def write_identity(self, doc_yaml: str) -> None:
         """The page's identity.yaml, its directory pointed at the test's slapd."""
+        assert self.slapd is not None
         document = yaml.safe_load(doc_yaml)
         directory = document["directory"]
         assert directory["bind_password_file"] == "/etc/schoolgate/ldap-bind-password"
@@ -274,6 +283,76 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# --- backup and restore ------------------------------------------------------------------------
+
+BACKUP_NOT_HERE = ("pg_dump", "pg_restore")  # PostgreSQL's own tools: the SQLite steps run here
+
+
+@pytest.mark.e2e
+def test_the_backup_and_restore_commands_run_as_written(sandbox: Path, tmp_path: Path) -> None:
+    """docs/backup.md on a server laid out as the quick start leaves it (the installed units,
+    the data directory with its CA, secret, spool and SQLite database): back up, lose a row,
+    restore, check. Ops review M8: the page used a sqlite3 program that is never installed and a
+    backup folder the service user could not write."""
+    from datetime import date
+
+    from proxy_addons.ca import ensure_school_ca
+    from store.db import upgrade
+    from store.tokens import load_or_create_secret
+
+    need(os.geteuid() == 0, "root", "the backup commands run as root (sudo)")
+    page = ROOT / "docs" / "backup.md"
+    box = Sandbox(sandbox, None)
+    venv = sandbox / "opt" / "schoolgate" / "venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").symlink_to(sys.executable)
+    (venv / "schoolgate").symlink_to(VENV_BIN / "schoolgate")
+    for unit in (ROOT / "deploy" / "systemd").glob("schoolgate-*"):
+        shutil.copy(unit, sandbox / "etc" / "systemd" / "system")
+    data, etc = sandbox / "var" / "lib" / "schoolgate", sandbox / "etc" / "schoolgate"
+    (data / "spool").mkdir(parents=True)
+    etc.mkdir(parents=True)
+    shutil.copy(ROOT / "policy" / "data" / "seed.yaml", etc / "policy.yaml")
+    ca = ensure_school_ca(data / "ca", "Example Primary School")
+    serial = x509.load_pem_x509_certificate(ca.cert_pem_path.read_bytes()).serial_number
+    load_or_create_secret(data / "secret")
+    database = data / "schoolgate.db"
+    upgrade(f"sqlite:///{database}")
+    sql(database, "CREATE TABLE backup_probe (note TEXT)")
+    sql(database, "INSERT INTO backup_probe VALUES ('yesterday')")
+    subprocess.run(["chown", "-R", "nobody:nogroup", str(data)], check=True)
+    today = date.today().isoformat()
+    ran: list[str] = []
+    for command in sh_commands(page):
+        if command.startswith(BACKUP_NOT_HERE):
+            continue
+        if command.startswith("sudo systemctl start"):  # after the restore: the data is back
+            assert sql(database, "SELECT note FROM backup_probe") == [("yesterday",)]
+        runnable = box.rewrite(command.replace("DATE", today))
+        if runnable is None:
+            continue
+        result = box.run(runnable, timeout=120)
+        assert result.returncode == 0, (
+            f"docs/backup.md: {command}\n(ran as: {runnable})\n{result.stdout}{result.stderr}")
+        ran.append(command)
+        if "sqlite3.connect(sys.argv[1]).backup" in command:  # the backup is taken: lose a row
+            sql(database, "DELETE FROM backup_probe")
+        if " ca status " in command:  # the certificate the devices trust, back in place
+            assert f"serial {serial:x}" in result.stdout, result.stdout
+    backups = sandbox / "var" / "backups" / "schoolgate"
+    assert (backups / f"schoolgate-{today}.db").is_file()
+    assert (backups / f"data-{today}.tar.gz").is_file()
+    assert backups.stat().st_uid == int(subprocess.check_output(["id", "-u", "nobody"]))
+    assert any(" db status " in c for c in ran)
+    assert any(" ca status " in c for c in ran)
+
+
+def sql(database: Path, statement: str) -> list[tuple[object, ...]]:
+    """One statement on its own connection, closed after (the restore replaces the file)."""
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        return db.execute(statement).fetchall()
 
 
 # --- the README --------------------------------------------------------------------------------
