@@ -104,3 +104,28 @@ def test_there_is_a_dashboard_for_it_and_one_for_the_dsl() -> None:
     for metric in ("schoolgate_circumvention_attempts_total",
                    "schoolgate_admin_unblock_requests_pending", "schoolgate_admin_alerts_open"):
         assert metric in dsl
+
+
+# Gauges the admin reads from the database: every admin replica reports the same value.
+DATABASE_GAUGES = ("schoolgate_admin_unblock_requests_pending", "schoolgate_admin_alerts_open",
+                   "schoolgate_admin_unblock_request_oldest_pending_timestamp_seconds")
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_database_gauges_are_not_added_up_over_admin_replicas(path: Path) -> None:
+    """Ops review M10: with two admin replicas, sum() doubled the requests waiting and the
+    open alerts. A value read from the one database is taken once per label set (max),
+    whatever the number of replicas; only then may series be added up."""
+    exprs = [t["expr"] for p in json.loads(path.read_text())["panels"] for t in p["targets"]]
+    exprs += re.findall(r"expr: (.*)", (PROMETHEUS / "schoolgate-rules.yml").read_text())
+    for expr in exprs:
+        plain = re.sub(r"\s+(by|without)\s*\([^()]*\)", "", expr)  # sum by (x) (...) -> sum (...)
+        for gauge in DATABASE_GAUGES:
+            assert not re.search(rf"\b(sum|count)\s*\(\s*{gauge}\b", plain), expr
+
+
+def test_the_gauge_check_sees_a_sum() -> None:
+    for bad in ("sum(schoolgate_admin_alerts_open)",
+                "sum by (severity) (schoolgate_admin_alerts_open)"):
+        plain = re.sub(r"\s+(by|without)\s*\([^()]*\)", "", bad)
+        assert re.search(r"\b(sum|count)\s*\(\s*schoolgate_admin_alerts_open\b", plain)
