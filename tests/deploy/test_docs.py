@@ -52,14 +52,14 @@ def sh_commands(path: Path) -> list[str]:
     in_block = False
     pending = ""
     for line in path.read_text().splitlines():
-        if line.startswith("```"):
+        if line.lstrip().startswith("```"):  # also blocks indented inside a list
             in_block = line.strip() == "```sh"
             continue
         if not in_block:
             continue
-        text = pending + line
+        text = f"{pending} {line.strip()}" if pending else line.strip()
         if text.endswith("\\"):
-            pending = text[:-1]
+            pending = text[:-1].rstrip()
             continue
         pending = ""
         command = strip_comment(text).strip()
