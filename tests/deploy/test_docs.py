@@ -272,11 +272,17 @@ def check_metrics_command(box: Sandbox, command: str) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "schoolgate_requests_total" in result.stdout
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc)
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as a service manager stops it; SIGKILL if it has not ended in 20 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def _free_port() -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tomllib
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.deploy.test_docs import terminate
 from tests.support.gateway import free_port, wait_until_listening
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,9 +116,4 @@ def test_the_image_migrates_and_filters(image: Path, tmp_path: Path) -> None:
         assert answer.status_code == 403
         assert "This website is blocked at school" in answer.text
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc)
