@@ -15,11 +15,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
+COMPAT_TABLE = "schema_compat"  # the oldest revision whose code still works (0007)
+log = logging.getLogger(__name__)
 DATABASE_FILE = "schoolgate.db"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 DATA_DIR_MODE = 0o750  # the service's group may read (backups); nobody else
@@ -159,7 +161,8 @@ def sqlite_file(url: str | URL) -> Path | None:
 
 
 def upgrade(url: str | URL, revision: str = "head") -> None:
-    """Apply every migration up to `revision` (default: the newest). A SQLite file (and its
+    """Apply every migration up to `revision` (default: the newest), then record the oldest
+    revision whose code still works on the result (`schema_compat`). A SQLite file (and its
     directory) is made if missing."""
     parsed = normalise_url(url)
     path = sqlite_file(parsed)
@@ -171,8 +174,42 @@ def upgrade(url: str | URL, revision: str = "head") -> None:
             config = alembic_config(parsed)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+            reached = MigrationContext.configure(connection).get_current_revision()
+            if reached is not None and inspect(connection).has_table(COMPAT_TABLE):
+                connection.execute(text("DELETE FROM schema_compat"))
+                connection.execute(
+                    text("INSERT INTO schema_compat (id, oldest_compatible) VALUES (1, :o)"),
+                    {"o": oldest_compatible(reached)})
     finally:
         engine.dispose()
+
+
+def oldest_compatible(revision: str) -> str:
+    """The oldest revision whose code works on a database at `revision`: walking down the
+    migrations while each says `expand_only = True` (it only added tables, nullable columns or
+    indexes, so the code before it never notices)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    current = script.get_revision(revision)
+    assert current is not None, revision
+    while getattr(current.module, "expand_only", False) and isinstance(current.down_revision,
+                                                                        str):
+        below = script.get_revision(current.down_revision)
+        assert below is not None
+        current = below
+    return current.revision
+
+
+def _compatible_with_this_release(engine: Engine) -> str | None:
+    """The oldest revision a newer schema says it still serves, when this release is that
+    revision or newer (so it keeps working); None otherwise."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table(COMPAT_TABLE):
+            return None
+        oldest = connection.execute(
+            text("SELECT oldest_compatible FROM schema_compat")).scalar()
+    script = ScriptDirectory.from_config(alembic_config())
+    ours = {rev.revision for rev in script.walk_revisions()}  # this release's head and below
+    return oldest if oldest in ours else None
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -191,6 +228,12 @@ def require_current_schema(engine: Engine) -> None:
     script = ScriptDirectory.from_config(alembic_config())
     known = {rev.revision for rev in script.walk_revisions()}
     if current is not None and current not in known:
+        serves = _compatible_with_this_release(engine)
+        if serves is not None:  # a newer release only expanded the schema: carry on
+            log.info("the database %s is at revision %r, newer than this schoolgate's %r; it "
+                     "still serves every release since %r, so this one runs on it (upgrade "
+                     "this one soon)", url, current, head, serves)
+            return
         raise SchemaOutOfDate(
             f"the database {url} is at schema revision {current!r}, which this version of "
             f"schoolgate does not know (it expects {head!r}): the database was upgraded by a "

@@ -327,3 +327,13 @@ class ShadowDifferenceRow(Base):
     requests: Mapped[int] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_shadow_differences_sha_at", "shadow_sha256", "at"),)
+
+
+class SchemaCompatRow(Base):
+    """One row: the oldest schema revision whose code still works on this database, written by
+    every `schoolgate db upgrade` from the migrations' `expand_only` marks (store/db.py)."""
+
+    __tablename__ = "schema_compat"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    oldest_compatible: Mapped[str] = mapped_column(String(64))
