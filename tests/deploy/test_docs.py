@@ -412,3 +412,22 @@ def blocked_now(user: str, host: str) -> bool:
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return '"block"' in result.stdout
+
+
+def test_the_overview_says_what_the_seed_does_at_the_threshold() -> None:
+    """Ops review L5: the overview and the seed policy disagreed on whether repeated attempts
+    place a sanction or recommend one to the DSL."""
+    seed = yaml.safe_load((ROOT / "policy" / "data" / "seed.yaml").read_text())
+    found = _values(seed, "on_threshold")
+    assert len(found) == 1
+    overview = " ".join((ROOT / "docs" / "overview.md").read_text().split())
+    assert f"seed policy's `on_threshold: {found[0]}`" in overview
+
+
+def _values(node: object, key: str) -> list[object]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == key] + [
+            x for v in node.values() for x in _values(v, key)]
+    if isinstance(node, list):
+        return [x for v in node for x in _values(v, key)]
+    return []
