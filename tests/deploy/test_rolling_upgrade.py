@@ -8,8 +8,6 @@ PostgreSQL. docs/upgrading.md says the rule for writing migrations."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
@@ -18,22 +16,17 @@ from store.db import (
     SchemaOutOfDate,
     alembic_config,
     head_revision,
-    make_engine,
     oldest_compatible,
     require_current_schema,
-    upgrade,
 )
-from tests.support.postgres import database_url, postgres_session_url
+from tests.support.postgres import database_url, migrated_engine, postgres_session_url
 
-__all__ = ["database_url", "postgres_session_url"]
+__all__ = ["database_url", "migrated_engine", "postgres_session_url"]
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade(database_url)
-    made = make_engine(database_url)
-    yield made
-    made.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 def newer_release_upgraded(engine: Engine, *, oldest: str) -> None:

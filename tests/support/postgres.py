@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy import Engine
 
 from tests.support.needs import need
 
@@ -222,3 +223,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'schoolgate.db'}"
     return shared_postgres_url(request.getfixturevalue("postgres_session_url"))
+
+
+@pytest.fixture
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on a database of each kind (database_url), migrated to the newest schema."""
+    from store.db import make_engine, upgrade
+
+    upgrade(database_url)
+    made = make_engine(database_url)
+    yield made
+    made.dispose()
