@@ -355,6 +355,7 @@ def test_a_cronjob_sends_the_notifications_and_remembers_what_it_sent(folder: st
     cron = one(folder, "CronJob", "schoolgate-notify")
     assert cron["spec"]["schedule"] == "*/5 * * * *"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cron["spec"]["suspend"] is False  # on unless a school without mail turns it off
     spec = pod_spec(cron)
     container = spec["containers"][0]
     assert container["args"][:2] == ["notify", "--settings"]
