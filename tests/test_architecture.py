@@ -15,6 +15,7 @@ back-edge cannot hide in a function body.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,6 +100,7 @@ def top(tree: ast.AST) -> Iterator[tuple[int, str]]:
         yield line, module.split(".")[0]
 
 
+@functools.cache
 def parse(path: Path) -> ast.AST:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
