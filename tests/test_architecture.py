@@ -174,13 +174,13 @@ def test_our_packages_are_imported_by_their_installed_names() -> None:
 
 def test_the_guard_sees_a_back_edge() -> None:
     # The checks above must be able to fail: a lazy import inside a function is found.
-    tree = ast.parse("def f():\n    from admin_api import app\n    return app\n")
-    assert [name for _, name in top(tree)] == ["admin_api", "admin_api"]
-    assert ours(f"{import_prefix('admin_api')}.app") == "admin_api"
+    admin = import_prefix("admin_api")
+    tree = ast.parse(f"def f():\n    from {admin} import app\n    return app\n")
+    assert [ours(name) for _, name in imported(tree)] == ["admin_api", "admin_api"]
 
 
-def test_the_guard_sees_a_package_imported_from_the_cli_namespace() -> None:
-    tree = ast.parse("from schoolgate import proxy_addons\n")
-    assert ("schoolgate.proxy_addons" in [name for _, name in imported(tree)])
+def test_the_guard_sees_a_package_imported_as_a_name() -> None:
+    # `from schoolgate import proxy_addons` imports the package once it lives under schoolgate/
+    tree = ast.parse(f"from {CLI} import {'proxy_addons'}\n")
     renamed = import_prefix("proxy_addons") != "proxy_addons"
-    assert (ours("schoolgate.proxy_addons") == "proxy_addons") is renamed
+    assert ("proxy_addons" in [ours(name) for _, name in imported(tree)]) is renamed
