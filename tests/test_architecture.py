@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CLI = "schoolgate"
+from tests.support.layout import CLI, ROOT, import_prefix, package_dir
+
 LAYERS = ("policy", "store", "proxy_addons", "admin_api")
 OURS = {*LAYERS, CLI}
 
@@ -49,18 +49,6 @@ IO_ATTRIBUTES = {"read_text", "read_bytes", "write_text", "write_bytes", "open",
 # The one read policy/ does: a library's own shipped data, read once like tzdata (ZoneInfo):
 # Unicode's confusables from confusable-homoglyphs. (file in policy's folder, what) pairs.
 ALLOWED_READS = {("hostclass.py", "read_text"), ("hostclass.py", "importlib")}
-
-
-def package_dir(package: str) -> Path:
-    """Where `package`'s folder is: top level, or under schoolgate/ once renamed."""
-    top = ROOT / package
-    return top if package == CLI or top.is_dir() else ROOT / CLI / package
-
-
-def import_prefix(package: str) -> str:
-    """The name `package` is imported by: `policy` at top level, `schoolgate.policy` under
-    schoolgate/."""
-    return package if package_dir(package) == ROOT / package else f"{CLI}.{package}"
 
 
 def ours(module: str) -> str | None:

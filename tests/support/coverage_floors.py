@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.layout import ROOT, package_dir
+
 FLOORS_OPTION = "--coverage-floors"
 # Line coverage, per cent, measured by the full suite on 2026-12-03 and rounded down.
 FLOORS: dict[str, float] = {"policy": 95.0, "store": 90.0}
@@ -35,12 +36,6 @@ class Measured:
         verdict = "BELOW ITS FLOOR" if self.broken else "ok"
         return (f"{self.package}/: {self.percent:.1f} % of lines (floor {self.floor:.0f} %) "
                 f"{verdict}")
-
-
-def package_dir(package: str) -> Path:
-    """The package's folder: top level, or under schoolgate/ (docs/architecture-names.md)."""
-    top = ROOT / package
-    return top if top.is_dir() else ROOT / "schoolgate" / package
 
 
 def measure(data_file: Path, floors: dict[str, float]) -> list[Measured]:
