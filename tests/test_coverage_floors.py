@@ -47,7 +47,7 @@ def test_without_the_option_the_floors_are_not_checked(tmp_path: Path) -> None:
 def test_the_floors_are_for_policy_and_store_and_the_words_say_when_one_is_broken() -> None:
     assert set(FLOORS) == {"policy", "store"}
     assert all(package_dir(p).is_dir() for p in FLOORS)
-    assert Measured("store", 89.94, 90.0).broken
-    assert not Measured("store", 90.0, 90.0).broken
-    assert Measured("store", 89.94, 90.0).words() == (
-        "store/: 89.9 % of lines (floor 90 %) BELOW ITS FLOOR")
+    assert Measured("store", 90.94, 91.0).broken
+    assert not Measured("store", 91.0, 91.0).broken
+    assert Measured("store", 90.94, 91.0).words() == (
+        "store/: 90.9 % of lines (floor 91 %) BELOW ITS FLOOR")

@@ -18,8 +18,9 @@ import pytest
 from tests.support.layout import ROOT, package_dir
 
 FLOORS_OPTION = "--coverage-floors"
-# Line coverage, per cent, measured by the full suite on 2026-12-03 and rounded down.
-FLOORS: dict[str, float] = {"policy": 95.0, "store": 90.0}
+# Line coverage in per cent, rounded down from what tests/policy and tests/store alone measured
+# on 2026-12-03 (policy/ 97.6 %, store/ 91.2 %; the whole suite covers at least that much).
+FLOORS: dict[str, float] = {"policy": 97.0, "store": 91.0}
 
 
 @dataclass(frozen=True)
