@@ -223,10 +223,8 @@ def test_hostile_input_gets_a_clear_answer_and_changes_nothing(
         admin: Admin, method: str, url: str, data: dict[str, str] | None, status: int) -> None:
     client, token = _it(admin)
     original = admin.path.read_bytes()
-    if method == "get":
-        answer = client.get(url)
-    else:
-        answer = client.post(url, data={"csrf_token": token, **(data or {})})
+    answer = (client.get(url) if method == "get"
+              else client.post(url, data={"csrf_token": token, **(data or {})}))
     assert answer.status_code == status, answer.text[:500]
     assert admin.path.read_bytes() == original
 

@@ -39,10 +39,11 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 NOT_HERE = {
     # command prefix -> why it cannot run on this (Debian 12) machine
-    "sudo apt-get install -y python3.12 python3.12-venv git":
-        "Ubuntu 24.04 only: Debian 12 has no python3.12 package (the Debian steps run instead)",
-    "sudo python3.12 -m venv /opt/schoolgate/venv":
-        "the Ubuntu 24.04 step; the Debian step makes the same environment with uv",
+    "sudo apt-get install -y python3.12 python3.12-venv git": (
+        "Ubuntu 24.04 only: Debian 12 has no python3.12 package "
+        "(the Debian steps run instead)"),
+    "sudo python3.12 -m venv /opt/schoolgate/venv": (
+        "the Ubuntu 24.04 step; the Debian step makes the same environment with uv"),
 }
 
 

@@ -71,6 +71,8 @@ def test_the_exit_code_of_the_command_is_kept() -> None:
 @pytest.mark.parametrize("script", ["test.sh"])
 def test_the_test_command_runs_pytest_under_with_postgres(script: str) -> None:
     text = (ROOT / "scripts" / script).read_text()
-    assert 'with-postgres.sh" "$SG_PY" -m pytest "$@"' in text
+    assert 'with-postgres.sh" "$SG_PY" -m pytest "${coverage[@]}" "$@"' in text
+    # the fast lane needs neither PostgreSQL nor the system packages
+    assert 'exec "$SG_PY" -m pytest --fast "$@"' in text
     assert "./scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
     assert "./scripts/test.sh" in (ROOT / "README.md").read_text()

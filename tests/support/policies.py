@@ -1,7 +1,5 @@
 """Policy texts the tests build on: a small inline policy with the seed's rules."""
 
-# ruff: noqa: E501 - YAML flow mappings read best one rule per line
-
 POLICY_TEXT = """
 name: test policy
 roles: {pupil: Pupils, staff: Staff, social_media_manager: Official accounts}

@@ -24,6 +24,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Engine
 
+from tests.support.lanes import refuse_in_fast_lane
 from tests.support.needs import need
 
 SHARED_HOST = os.environ.get("SCHOOLGATE_TEST_PG_HOST", "127.0.0.1")
@@ -44,6 +45,7 @@ def _url(dbname: str, port: int = SHARED_PORT, host: str = SHARED_HOST,
 
 
 def shared_postgres_available() -> bool:
+    refuse_in_fast_lane("the shared PostgreSQL server")
     try:
         with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
             conn.execute("SELECT 1")
