@@ -5,8 +5,10 @@ through the policy editor's own path (reason, checks, diff, audit, file, gateway
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -75,6 +77,27 @@ class Row:
         return cls(item.kind.value, item.name, item.start.isoformat(), end, why)
 
 
+def running_calendar(session: Db, resources: Resources, now: datetime) -> Calendar:
+    """The calendar of the policy file as it is now (an edit made on the server is noticed
+    and used: the form must not drop dates written into the file by hand), else the admin's
+    own policy's."""
+    path = resources.settings.policy_file
+    if path is None:
+        return resources.policy.calendar
+    running_version(session, resources, now)
+    latest = versions.latest(session, versions.POLICY)
+    found = _calendar_of(latest.text, path) if latest is not None else None
+    return found or resources.policy.calendar
+
+
+@functools.lru_cache(maxsize=4)
+def _calendar_of(text: str, path: Path) -> Calendar | None:
+    try:
+        return service.check_text(text, path=path).policy.calendar
+    except InvalidInput:
+        return None  # a file broken on the server: saving says what is wrong with it
+
+
 def _region(cal: Calendar) -> str:
     return cal.bank_holidays.value if cal.bank_holidays else "none"
 
@@ -88,7 +111,7 @@ def year_page(request: Request, pages: PagesDep, user: CalendarReader, resources
               year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
               saved: Annotated[str, Query(max_length=40, pattern=SAVED)] = "") -> Response:
     """The school year as months of days, each marked in words."""
-    cal = resources.policy.calendar
+    cal = running_calendar(session, resources, now)
     today = now.astimezone(cal.timezone).date()
     first_year = year if year is not None else school_year_start(today)
     it = Role.IT_TECHNICIAN in user.roles
@@ -145,7 +168,7 @@ def edit_page(request: Request, pages: PagesDep, user: ItTechnician, resources: 
               session: Db) -> Response:
     """The terms, holidays, INSET days and closures of the running policy, to change."""
     service.editable_path(resources.settings.policy_file)
-    cal = resources.policy.calendar
+    cal = running_calendar(session, resources, now)
     return _editor(request, pages, user, resources, session=session, now=now,
                    rows=[Row.of(i) for i in items_of(cal)], region=_region(cal))
 
@@ -233,7 +256,7 @@ def calendar_preview(session: Db, resources: Resources, text: str, *, days: int,
     """'What would change?' for a calendar: the days that change (this school year and the
     next, and as far as any date reaches), then the recorded history replayed."""
     path = service.editable_path(resources.settings.policy_file)
-    old = resources.policy.calendar
+    old = running_calendar(session, resources, now)
     new = service.check_text(text, path=path).policy.calendar
     today = now.astimezone(old.timezone).date()
     reach = [*items_of(old), *items_of(new)]
@@ -281,8 +304,13 @@ async def edit_post(request: Request, pages: PagesDep, user: ItTechnician, resou
                                    now=now)
     except InvalidInput as error:
         session.rollback()
+        # The whole policy's problems (a file broken on the server) have no box here.
+        problems = {("form" if field == "text" else field): message
+                    for field, message in error.problems.items()}
+        if "form" in problems and "text" in error.problems:
+            problems["form"] = f"The policy file has a problem: {problems['form']}"
         return _editor(request, pages, user, resources, session=session, now=now, rows=rows,
-                       region=region, reason=reason, errors=error.problems, status=422)
+                       region=region, reason=reason, errors=problems, status=422)
     return _editor(request, pages, user, resources, session=session, now=now, rows=rows,
                    region=region, reason=reason, preview=preview)
 
@@ -299,7 +327,7 @@ async def import_post(request: Request, pages: PagesDep, user: ItTechnician, res
     """Read an uploaded .ics and show the editor with its dates in place of those it covers,
     each saying how it was understood. Nothing is saved until 'Save'."""
     service.editable_path(resources.settings.policy_file)
-    cal = resources.policy.calendar
+    cal = running_calendar(session, resources, now)
     rows, region = [Row.of(i) for i in items_of(cal)], _region(cal)
     try:
         form = await _form(request, files=1)

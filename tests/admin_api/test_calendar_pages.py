@@ -144,6 +144,29 @@ def test_a_save_is_a_new_policy_version_with_the_diff_in_the_audit_log(admin: Ad
         _rows(client.get("/calendar/edit").text)
 
 
+def test_the_editor_and_year_view_show_dates_edited_on_the_server(admin: Admin) -> None:
+    # Saving the form must not drop dates someone wrote into the file by hand meanwhile.
+    client, _ = client_for(admin.app, "it_technician")
+    client.get("/calendar")
+    text = admin.path.read_text(encoding="utf-8").replace(
+        "  closures: []", '  closures:\n    - {name: "Boiler broken", start: 2026-12-04}')
+    admin.path.write_text(text, encoding="utf-8")
+    assert ("closure", "Boiler broken", "2026-12-04", "") in \
+        _rows(client.get("/calendar/edit").text)
+    assert "Friday 4 December: Boiler broken (school closed)" in client.get("/calendar").text
+
+
+def test_a_policy_file_broken_on_the_server_is_said_plainly(admin: Admin) -> None:
+    client, _ = client_for(admin.app, "it_technician")
+    client.get("/calendar")
+    admin.path.write_text(admin.path.read_text(encoding="utf-8").replace(
+        "default: ", "defualt: "), encoding="utf-8")
+    answer = _save(admin, YEAR)
+    assert answer.status_code == 422
+    assert "defualt: unknown key" in answer.text
+    assert 'href="#text"' not in answer.text  # the calendar page has no policy text box
+
+
 @pytest.mark.parametrize(("rows", "reason", "field", "words"), [
     (YEAR, "", "reason", "say why the policy is changing"),
     ([("closure", "Snow day", "2026-12-05", "2026-12-04")], "x", "end_0",
