@@ -208,7 +208,7 @@ def items_from_rows(rows: list[Row]) -> tuple[DatedItem, ...]:
             else start
         if start is None or end is None:
             continue
-        name = row.name if kind is DateKind.TERM else name_for(kind, row.name)
+        name = name_for(kind, row.name)
         items.append(DatedItem(start, end, kind, name))
         places.append(i)
     for index, message in item_problems(tuple(items)):

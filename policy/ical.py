@@ -20,7 +20,7 @@ from dateutil.rrule import rrulestr
 from policy.calendar import Calendar
 from policy.term_dates import KIND_WORDS, MAX_ITEMS, DatedItem, DateKind, kind_of_name
 
-MAX_ICS_BYTES = 2_000_000
+MAX_ICS_BYTES = 1_000_000  # under the admin's body limit; term dates take a few kB
 MAX_EVENTS = 2000
 MAX_OCCURRENCES = 60  # of one repeating event inside the file's span
 _START = r"starts?|begins?|opens?|commences?|first day"
@@ -129,7 +129,10 @@ def _events(parsed: icalendar.Component, cal: Calendar) -> tuple[list[_Event], l
 
 
 def _summary(component: icalendar.Component) -> str:
-    return " ".join(str(component.get("SUMMARY", "")).split())[:100] or "(no title)"
+    """The event's title on one line, without hidden or control characters."""
+    text = "".join(c if c.isprintable() else " " if c.isspace() else ""
+                   for c in str(component.get("SUMMARY", "")))
+    return " ".join(text.split())[:100] or "(no title)"
 
 
 def _local_day(value: date | datetime, cal: Calendar, *, end: bool) -> date:

@@ -114,6 +114,9 @@ def item_problems(items: tuple[DatedItem, ...]) -> list[tuple[int, str]]:
             problems.append((i, "give it a name, like 'Autumn term' or 'Snow day'"))
         elif len(item.name) > 100:
             problems.append((i, "keep the name under 100 characters"))
+        elif not all(c.isprintable() for c in item.name):
+            problems.append((i, "the name has a hidden or control character (a line break, "
+                                "a direction mark, ...): type it again"))
         if item.end < item.start:
             problems.append((i, f"it ends ({_day(item.end)}) before it starts "
                                 f"({_day(item.start)}): swap the dates"))

@@ -270,3 +270,55 @@ def test_with_the_seed_policy_the_editor_says_how_to_get_a_school_copy(
     finally:
         app.dependency_overrides.clear()
         made.close()
+
+
+HOSTILE = {
+    "script": "<script>alert('x')</script>",
+    "attribute": '" onmouseover="alert(1)" x="',
+    "huge": "A" * 200_000,
+    "unicode": "Ωmega 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \u202egnp.exe \ufeff 😀",
+    "control": "line\x00with\x07nul\x1b[31m",
+    "template": "{{ 7*7 }}{% raw %}",
+    "yaml": "x}\n  - {name: evil, start: 2026-12-25}\n#",
+    "number": "99999999999999999999",
+}
+
+
+@pytest.mark.parametrize("field", ["kind_0", "name_0", "start_0", "end_0", "reason",
+                                   "bank_holidays", "rows", "days"])
+@pytest.mark.parametrize("value", list(HOSTILE), ids=list(HOSTILE))
+def test_hostile_input_gets_words_never_a_crash(admin: Admin, field: str, value: str) -> None:
+    if "postgresql" in admin.resources.settings.database_url and value != "control":
+        pytest.skip("the database is not reached before the form is checked: SQLite is enough")
+    client, token = client_for(admin.app, "it_technician")
+    before = admin.path.read_text(encoding="utf-8")
+    for action in ("preview", "save"):
+        data = _form(token, [("closure", "Snow day", "2026-12-04", "")], reason="x",
+                     action=action) | {field: HOSTILE[value]}
+        answer = client.post("/calendar/edit", data=data)
+        assert answer.status_code < 500, answer.text[-2000:]
+        assert "<script>alert" not in answer.text
+        assert 'onmouseover="alert(1)"' not in answer.text
+    text = admin.path.read_text(encoding="utf-8")
+    if text != before:  # saved: then the text is a valid policy holding what was meant
+        cal = load_policy(admin.path).calendar
+        assert [c.name for c in cal.closures] in (["Snow day"],
+                                                  [" ".join(HOSTILE[value].split())])
+        assert all(c.isprintable() or c == " " for c in "".join(x.name for x in cal.closures))
+
+
+def test_a_hostile_ics_is_shown_escaped_and_a_huge_one_refused(admin: Admin) -> None:
+    client, token = client_for(admin.app, "it_technician")
+    raw = (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:1\r\n"
+           b"DTSTART;VALUE=DATE:20261204\r\nSUMMARY:<script>alert('x')</script> snow\x00 day"
+           b"\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    answer = client.post("/calendar/import", data={"csrf_token": token},
+                         files={"file": ("x.ics", raw, "text/calendar")})
+    assert answer.status_code == 200
+    assert "<script>alert" not in answer.text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; snow day" in answer.text
+    huge = b"BEGIN:VCALENDAR\r\n" + b"X-FILL:" + b"a" * 1_200_000 + b"\r\nEND:VCALENDAR\r\n"
+    answer = client.post("/calendar/import", data={"csrf_token": token},
+                         files={"file": ("x.ics", huge, "text/calendar")})
+    assert answer.status_code == 422
+    assert "larger than 1 MB" in answer.text

@@ -124,7 +124,7 @@ def test_a_cancelled_event_is_not_imported_and_a_one_off_bank_holiday_is() -> No
     (b"not a calendar at all", "this is not an iCalendar (.ics) file"),
     (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n",
      "the file has no events with dates: nothing to import"),
-    (b"x" * (MAX_ICS_BYTES + 1), "the file is larger than 2 MB"),
+    (b"x" * (MAX_ICS_BYTES + 1), "the file is larger than 1 MB"),
 ])
 def test_a_file_that_is_not_term_dates_gets_words_not_a_crash(raw: bytes, says: str) -> None:
     found = parse_term_dates_ics(raw, calendar())

@@ -119,6 +119,9 @@ def test_item_problems_say_which_row_and_what_to_do() -> None:
         (1, "'Spring term' overlaps the term 'Autumn term' (Thursday 3 September 2026 to "
             "Friday 18 December 2026): terms may not share a day")]
     assert item_problems((AUTUMN, HALF_TERM, INSET, SNOW)) == []
+    hidden = DatedItem(SNOW.start, SNOW.end, SNOW.kind, "Snow\u202eyad")
+    assert item_problems((hidden,)) == [(0, "the name has a hidden or control character (a "
+                                            "line break, a direction mark, ...): type it again")]
 
 
 @pytest.mark.parametrize(("day", "kind", "note", "school"), [
