@@ -7,46 +7,26 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select
 
 from admin_api.app import make_app
-from admin_api.deps import get_now
-from admin_api.resources import Resources, make_resources
+from admin_api.resources import make_resources
 from policy.term_dates import DateKind, DayKind, day_of, items_of
 from store import policy_versions as versions
 from store.admin_models import AuditEntryRow
-from store.policy_files import load_policy, seed_policy_path
+from store.policy_files import load_policy
+from tests.admin_api import test_policy_pages
 from tests.admin_api.conftest import client_for, settings_for
+from tests.admin_api.test_hostile import HOSTILE as FORM_HOSTILE
+from tests.admin_api.test_policy_pages import Admin
 
-NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # a Monday afternoon
+admin = test_policy_pages.admin  # the same fixture: a school copy of the seed, the time fixed
 ICS = Path(__file__).resolve().parents[1] / "policy" / "ics"
 SNOW_DAY = date(2026, 12, 4)
-
-
-@dataclass
-class Admin:
-    app: FastAPI
-    resources: Resources
-    path: Path
-
-
-@pytest.fixture
-def admin(database_url: str, tmp_path: Path) -> Iterator[Admin]:
-    path = tmp_path / "policy.yaml"
-    path.write_bytes(seed_policy_path().read_bytes())
-    made = make_resources(settings_for(database_url, tmp_path / "data", policy_file=path))
-    app = make_app(resources=made)
-    app.dependency_overrides[get_now] = lambda: NOW
-    yield Admin(app, made, path)
-    app.dependency_overrides.clear()
-    made.close()
 
 
 def _rows(page: str) -> list[tuple[str, str, str, str]]:
@@ -272,16 +252,8 @@ def test_with_the_seed_policy_the_editor_says_how_to_get_a_school_copy(
         made.close()
 
 
-HOSTILE = {
-    "script": "<script>alert('x')</script>",
-    "attribute": '" onmouseover="alert(1)" x="',
-    "huge": "A" * 200_000,
-    "unicode": "Ωmega 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \u202egnp.exe \ufeff 😀",
-    "control": "line\x00with\x07nul\x1b[31m",
-    "template": "{{ 7*7 }}{% raw %}",
-    "yaml": "x}\n  - {name: evil, start: 2026-12-25}\n#",
-    "number": "99999999999999999999",
-}
+HOSTILE = FORM_HOSTILE | {"yaml": "x}\n  - {name: evil, start: 2026-12-25}\n#",
+                         "number": "99999999999999999999"}
 
 
 @pytest.mark.parametrize("field", ["kind_0", "name_0", "start_0", "end_0", "reason",
