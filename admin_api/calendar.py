@@ -120,7 +120,8 @@ def year_page(request: Request, pages: PagesDep, user: CalendarReader, resources
                         first_year=first_year, today=today, codes=list(DAY_CODES.items()),
                         code_of=DAY_CODES, words=DAY_WORDS, weekdays=WEEKDAYS,
                         items=[i for i in items_of(cal) if _in_year(i, first_year)],
-                        kind_words=KIND_WORDS, region=_region(cal), saved=saved,
+                        kind_words=KIND_WORDS, region=dict(REGIONS)[_region(cal)],
+                        saved=saved,
                         version=running_version(session, resources, now) if it else None,
                         can_edit=it, bank_holidays=_bank_holidays(cal, first_year))
 
