@@ -178,3 +178,27 @@ def test_a_term_start_without_an_end_is_left_out_saying_so() -> None:
     found = parse_term_dates_ics(raw, calendar())
     assert [(u.item, u.why) for u in found.understood] == [
         (None, "the start of a term with no end after it: left out")]
+
+
+@pytest.mark.parametrize(("start", "end", "first", "last"), [
+    # The night clocks go back (25 October 2026, a 25-hour day), in UTC: 00:00 BST to 00:00 GMT.
+    ("DTSTART:20261024T230000Z", "DTEND:20261026T000000Z", date(2026, 10, 25),
+     date(2026, 10, 25)),
+    # The night clocks go forward (28 March 2027, a 23-hour day): 00:00 GMT to 00:00 BST.
+    ("DTSTART:20270328T000000Z", "DTEND:20270328T230000Z", date(2027, 3, 28),
+     date(2027, 3, 28)),
+    # The same days with the school's own zone named.
+    ("DTSTART;TZID=Europe/London:20261025T000000", "DTEND;TZID=Europe/London:20261026T000000",
+     date(2026, 10, 25), date(2026, 10, 25)),
+    ("DTSTART;TZID=Europe/London:20270328T000000", "DTEND;TZID=Europe/London:20270329T000000",
+     date(2027, 3, 28), date(2027, 3, 28)),
+    # One second past midnight is the next day.
+    ("DTSTART;TZID=Europe/London:20270328T000000", "DTEND;TZID=Europe/London:20270329T000001",
+     date(2027, 3, 28), date(2027, 3, 29)),
+])
+def test_days_across_both_daylight_saving_changes(start: str, end: str, first: date,
+                                                   last: date) -> None:
+    raw = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:1\r\n"
+           f"{start}\r\n{end}\r\nSUMMARY:Snow day\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n").encode()
+    found = parse_term_dates_ics(raw, calendar())
+    assert [(u.start, u.end) for u in found.understood] == [(first, last)]
