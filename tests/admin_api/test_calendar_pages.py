@@ -192,6 +192,14 @@ def test_what_would_change_names_the_days_and_saves_nothing(admin: Admin) -> Non
     assert admin.path.read_text(encoding="utf-8") == before
 
 
+def test_leave_out_removes_a_row(admin: Admin) -> None:
+    assert _save(admin, YEAR).status_code == 303
+    assert _save(admin, [YEAR[0], ("leave", *YEAR[1][1:])], reason="no half term").status_code \
+        == 303
+    cal = load_policy(admin.path).calendar
+    assert (len(cal.terms), cal.closures) == (1, ())
+
+
 def test_add_rows_keeps_what_was_typed(admin: Admin) -> None:
     client, token = client_for(admin.app, "it_technician")
     answer = client.post("/calendar/edit", data=_form(token, YEAR, action="add"))
