@@ -212,10 +212,9 @@ def items_from_rows(rows: list[Row]) -> tuple[DatedItem, ...]:
         name = name_for(kind, row.name)
         items.append(DatedItem(start, end, kind, name))
         places.append(i)
-    for index, message in item_problems(tuple(items)):
+    for index, field, message in item_problems(tuple(items)):
         i = places[index] if index < len(places) else len(rows)
         label = f"Row {i + 1}" + (f" ({rows[i].name})" if i < len(rows) and rows[i].name else "")
-        field = "name" if "name" in message else "start" if "overlaps" in message else "end"
         problems.setdefault(f"{field}_{i}", f"{label}: {message}")
     if problems:
         raise InvalidInput(problems)

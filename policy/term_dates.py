@@ -104,27 +104,28 @@ def items_of(cal: Calendar) -> tuple[DatedItem, ...]:
     return tuple(sorted(found))
 
 
-def item_problems(items: tuple[DatedItem, ...]) -> list[tuple[int, str]]:
-    """What is wrong with edited items, each as (index, message in words); empty when fine."""
-    problems: list[tuple[int, str]] = []
+def item_problems(items: tuple[DatedItem, ...]) -> list[tuple[int, str, str]]:
+    """What is wrong with edited items, each as (index, "name", "start" or "end", message in
+    words); empty when fine."""
+    problems: list[tuple[int, str, str]] = []
     if len(items) > MAX_ITEMS:
-        problems.append((MAX_ITEMS, f"keep to {MAX_ITEMS} dates at most"))
+        problems.append((MAX_ITEMS, "name", f"keep to {MAX_ITEMS} dates at most"))
     for i, item in enumerate(items):
         if not item.name.strip():
-            problems.append((i, "give it a name, like 'Autumn term' or 'Snow day'"))
+            problems.append((i, "name", "give it a name, like 'Autumn term' or 'Snow day'"))
         elif len(item.name) > 100:
-            problems.append((i, "keep the name under 100 characters"))
+            problems.append((i, "name", "keep the name under 100 characters"))
         elif not all(c.isprintable() for c in item.name):
-            problems.append((i, "the name has a hidden or control character (a line break, "
+            problems.append((i, "name", "the name has a hidden or control character (a line break, "
                                 "a direction mark, ...): type it again"))
         if item.end < item.start:
-            problems.append((i, f"it ends ({_day(item.end)}) before it starts "
+            problems.append((i, "end", f"it ends ({_day(item.end)}) before it starts "
                                 f"({_day(item.start)}): swap the dates"))
     terms = [(i, t) for i, t in enumerate(items) if t.kind is DateKind.TERM and t.start <= t.end]
     for n, (_, first) in enumerate(terms):
         for j, second in terms[n + 1:]:
             if first.start <= second.end and second.start <= first.end:
-                problems.append((j, f"'{second.name}' overlaps the term '{first.name}' "
+                problems.append((j, "start", f"'{second.name}' overlaps the term '{first.name}' "
                                     f"({_day(first.start)} to {_day(first.end)}): terms "
                                     "may not share a day"))
     return problems

@@ -158,6 +158,9 @@ def test_a_policy_file_broken_on_the_server_is_said_plainly(admin: Admin) -> Non
      "Row 1: give it a name, like 'Autumn term' or 'Snow day'"),
     ([*YEAR, ("term", "Spring term", "2026-12-01", "2027-03-26")], "x", "start_2",
      "Row 3 (Spring term): 'Spring term' overlaps the term 'Autumn term'"),
+    # the place comes from the check, not from words in the message ("name" in a name)
+    ([*YEAR, ("term", "Surname term", "2026-12-01", "2027-03-26")], "x", "start_2",
+     "Row 3 (Surname term): 'Surname term' overlaps the term 'Autumn term'"),
     ([("closure", "x" * 101, "2026-12-04", "")], "x", "name_0",
      "keep the name under 100 characters"),
 ])

@@ -113,15 +113,16 @@ def test_item_problems_say_which_row_and_what_to_do() -> None:
     backwards = DatedItem(date(2026, 12, 5), date(2026, 12, 4), DateKind.CLOSURE, "Snow day")
     nameless = DatedItem(date(2027, 1, 4), date(2027, 1, 4), DateKind.INSET, " ")
     assert item_problems((AUTUMN, spring, backwards, nameless)) == [
-        (2, "it ends (Friday 4 December 2026) before it starts (Saturday 5 December 2026): "
-            "swap the dates"),
-        (3, "give it a name, like 'Autumn term' or 'Snow day'"),
-        (1, "'Spring term' overlaps the term 'Autumn term' (Thursday 3 September 2026 to "
-            "Friday 18 December 2026): terms may not share a day")]
+        (2, "end", "it ends (Friday 4 December 2026) before it starts (Saturday 5 December "
+                   "2026): swap the dates"),
+        (3, "name", "give it a name, like 'Autumn term' or 'Snow day'"),
+        (1, "start", "'Spring term' overlaps the term 'Autumn term' (Thursday 3 September 2026 "
+                     "to Friday 18 December 2026): terms may not share a day")]
     assert item_problems((AUTUMN, HALF_TERM, INSET, SNOW)) == []
     hidden = DatedItem(SNOW.start, SNOW.end, SNOW.kind, "Snow\u202eyad")
-    assert item_problems((hidden,)) == [(0, "the name has a hidden or control character (a "
-                                            "line break, a direction mark, ...): type it again")]
+    assert item_problems((hidden,)) == [(0, "name", "the name has a hidden or control character "
+                                                    "(a line break, a direction mark, ...): "
+                                                    "type it again")]
 
 
 @pytest.mark.parametrize(("day", "kind", "note", "school"), [
