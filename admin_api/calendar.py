@@ -350,5 +350,6 @@ async def import_post(request: Request, pages: PagesDep, user: ItTechnician, res
     rows += [Row(LEAVE_OUT, u.summary, u.start.isoformat(),
                  "" if u.end == u.start else u.end.isoformat(), u.why)
              for u in found.understood if u.item is None]
+    rows.sort(key=lambda row: (row.start, row.end))
     return _editor(request, pages, user, resources, session=session, now=now, rows=rows,
                    region=region, imported=found)
