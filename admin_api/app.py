@@ -21,6 +21,7 @@ from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 from admin_api import (
     audit,
     auth,
+    calendar,
     exceptions,
     explain,
     home,
@@ -169,7 +170,7 @@ def make_app(settings: Settings | None = None, *, resources: Resources | None = 
         third-party script (finding 20)."""
         return HTMLResponse(_DOCS_PAGE, headers={"Cache-Control": "no-store"})
     for module in (home, auth, requests, lists, exceptions, explain, policy_view, audit,
-                   system, monitoring, records):
+                   system, monitoring, records, calendar):
         app.include_router(module.router)
         if hasattr(module, "api"):
             app.include_router(module.api)

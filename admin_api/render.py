@@ -42,6 +42,8 @@ NAV: list[NavItem] = [
     NavItem("Monitoring", "/monitoring", frozenset({Role.DSL})),
     NavItem("Explain", "/explain", STAFF_SIDE),
     NavItem("Policy", "/policy", frozenset({Role.IT_TECHNICIAN})),
+    NavItem("School calendar", "/calendar",
+            frozenset({Role.IT_TECHNICIAN, Role.BUSINESS_MANAGER, Role.DSL})),
     NavItem("System", "/system", frozenset({Role.IT_TECHNICIAN})),
     NavItem("Audit log", "/audit", frozenset({Role.IT_TECHNICIAN, Role.DSL})),
     NavItem("Annual review", "/review",

@@ -78,6 +78,8 @@ def _reason(reason: str) -> str:
                                       "record)"})
     if len(cleaned) > MAX_REASON:
         raise InvalidInput({"reason": f"keep the reason under {MAX_REASON} characters"})
+    if not cleaned.isprintable():  # a NUL cannot even be stored in PostgreSQL
+        raise InvalidInput({"reason": "has a hidden or control character: type it again"})
     return cleaned
 
 

@@ -62,6 +62,7 @@ ENDPOINTS = [
     Endpoint("GET", "/explain?host=www.tiktok.com&role=pupil", STAFF_SIDE, 200),
     Endpoint("GET", "/policy", IT, 200),
     Endpoint("POST", "/policy/check", IT, 200, form={"text": "name: x\n"}),
+    Endpoint("GET", "/calendar", AUDIT | BM, 200),
     Endpoint("GET", "/system", IT, 200),
     Endpoint("GET", "/audit", AUDIT, 200),
     Endpoint("GET", "/audit.csv", AUDIT, 200),
