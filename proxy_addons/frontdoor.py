@@ -7,7 +7,7 @@ it itself:
 
 1. It announces the client (the `client_connected` hook: connection caps) and reads the proxy
    request.
-2. A CONNECT to port 443, by a client it can identify without the directory, to a host the
+2. A CONNECT by a client it can identify without the directory, to a host and port the
    policy would relay unread (`Gate.passes_through`), gets the gateway's CONNECT hooks, run
    exactly as mitmproxy runs them (identity, decision, ports, internal addresses, detectors,
    events, metrics). Their answer (407, 403, 502) is sent from here; else 200.
@@ -223,15 +223,15 @@ class _Door:
             return None
 
     def _fast_request(self, head: bytes, data: bytes) -> http.Request | None:
-        """The CONNECT, when it is one the front door serves: port 443, HTTP/1, within the head
-        limits, valid for mitmproxy, no body."""
+        """The CONNECT, when it is one the front door serves: HTTP/1, within the head limits,
+        valid for mitmproxy, no body. (Ports are the hooks' to refuse, answered from here.)"""
         if mitm_internals.check_head(data) is not None:
             return None
         try:
             request = http1.read_request_head(head.split(b"\r\n"))
         except ValueError:
             return None
-        if request.method != "CONNECT" or request.port != 443 or \
+        if request.method != "CONNECT" or \
                 request.http_version not in ("HTTP/1.1", "HTTP/1.0") or \
                 "content-length" in request.headers or "transfer-encoding" in request.headers:
             return None
