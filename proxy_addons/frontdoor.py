@@ -111,8 +111,7 @@ class FrontDoor:
         except Exception:
             self.stats["errors"] += 1
             logger.exception("the front door failed on a connection; closing it")
-            door.close()
-            await door.finish()
+            await door.end()
 
 
 def _assemble(response: http.Response) -> bytes:
@@ -164,8 +163,7 @@ class _Door:
             await gate.run_hook(server_hooks.ClientConnectedHook(self.client))
             if self.client.error:
                 stats["refused"] += 1
-                self.close()
-                await self.finish()
+                await self.end()
                 return
             data = await self._read_head()
             if data is None:
@@ -203,12 +201,10 @@ class _Door:
                 if data.strip():
                     self.writer.write(mitm_internals.error_response(
                         408, "The request took too long to arrive."))
-                self.close()
-                await self.finish()
+                await self.end()
                 return None
             if not chunk:
-                self.close()
-                await self.finish()
+                await self.end()
                 return None
             data += chunk
         return data
@@ -269,8 +265,7 @@ class _Door:
                 self.writer.write(_assemble(flow.response))
             await run(HttpConnectErrorHook(flow))
             flow.live = False
-            self.close()
-            await self.finish()
+            await self.end()
             return None
         self.server.address = (request.host, request.port)
         flow.response = http.Response(request.data.http_version, 200, b"Connection established",
@@ -297,8 +292,7 @@ class _Door:
             if chunk is None:
                 break  # slow: mitmproxy's time-outs apply from here
             if not chunk:
-                self.close()
-                await self.finish()
+                await self.end()
                 return
             data += chunk
         sni = None if hello is None else hello.sni
@@ -320,8 +314,7 @@ class _Door:
             stats["disagreed"] += 1
             logger.warning("the front door closed a tunnel to %s: the gateway's hooks would "
                            "not relay it unread", host)
-            self.close()
-            await self.finish()
+            await self.end()
             return
         upstream = await self._open_server()
         if upstream is None:
@@ -356,8 +349,7 @@ class _Door:
                 server.error = str(error) or type(error).__name__
         if transport is None:
             await run(server_hooks.ServerConnectErrorHook(data))
-            self.close()
-            await self.finish()
+            await self.end()
             return None
         server.peername = transport.get_extra_info("peername")
         server.sockname = transport.get_extra_info("sockname")
@@ -372,6 +364,11 @@ class _Door:
         self.finished = True  # mitmproxy sends client_disconnected from here on
         await mitm_internals.hand_over(self.instance, self.reader, self.writer,
                                        client=self.client, tunnel=tunnel)
+
+    async def end(self) -> None:
+        """Close the client's connection here, and say so to the hooks."""
+        self.close()
+        await self.finish()
 
     async def finish(self) -> None:
         """client_disconnected, once, for a client announced and not handed over."""

@@ -18,13 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from wsproto import ConnectionType, WSConnection
 from wsproto import events as wsevents
 
-from store.db import make_engine, upgrade
-from store.models import EventRow
+from store.db import upgrade
+from tests.e2e.test_detection_e2e import events
 from tests.support.gateway import (
     PASSWORD,
     Gateway,
@@ -46,35 +44,34 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(scope="module")
-def door(tmp_path_factory: pytest.TempPathFactory, db: str) -> Iterator[Gateway]:
-    """The lean gateway (front door on, the default) in lesson time, with sign-ins, recording
-    into SQLite, metrics, and a short head time-out."""
-    folder = tmp_path_factory.mktemp("door")
-    policy = folder / "policy.yaml"
-    write_policy(policy, in_break=False)
+@contextlib.contextmanager
+def lean_gateway(folder: Path, *extra: str, signs_in: bool = True) -> Iterator[Gateway]:
+    """The lean gateway in lesson time, with metrics (`gw.metrics_port`) and `extra` options."""
+    policy_file = folder / "policy.yaml"
+    write_policy(policy_file, in_break=False)
     metrics = free_port()
-    with running_gateway(folder, policy=policy, identity=write_identity(folder / "id"),
+    identity = write_identity(folder / "id") if signs_in else None
+    with running_gateway(folder, policy=policy_file, identity=identity,
                          engine="lean", extra_args=[
-                             "--set", f"schoolgate_database_url={db}",
-                             "--set", f"schoolgate_metrics_port={metrics}",
-                             "--set", "schoolgate_head_timeout=3"]) as gw:
+                             "--set", f"schoolgate_metrics_port={metrics}", *extra]) as gw:
         gw.metrics_port = metrics  # type: ignore[attr-defined]
         yield gw
 
 
 @pytest.fixture(scope="module")
-def tried(tmp_path_factory: pytest.TempPathFactory, db: str) -> Iterator[Gateway]:
-    """The same gateway for the tests that make circumvention attempts (which, repeated, put a
-    sanction on the user and would change what the other tests see)."""
-    folder = tmp_path_factory.mktemp("tried")
-    policy = folder / "policy.yaml"
-    write_policy(policy, in_break=False)
-    metrics = free_port()
-    with running_gateway(folder, policy=policy, identity=write_identity(folder / "id"),
-                         engine="lean", extra_args=[
-                             "--set", f"schoolgate_metrics_port={metrics}"]) as gw:
-        gw.metrics_port = metrics  # type: ignore[attr-defined]
+def door(tmp_path_factory: pytest.TempPathFactory, db: str) -> Iterator[Gateway]:
+    """The lean gateway (front door on, the default), with sign-ins, recording into SQLite and
+    a short head time-out."""
+    with lean_gateway(tmp_path_factory.mktemp("door"), "--set", f"schoolgate_database_url={db}",
+                      "--set", "schoolgate_head_timeout=3") as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def tried(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The same gateway, not recording, for the tests that make circumvention attempts (which,
+    recorded and repeated, put a sanction on the user and would change what others see)."""
+    with lean_gateway(tmp_path_factory.mktemp("tried")) as gw:
         yield gw
 
 
@@ -94,13 +91,14 @@ def auth(user: str, password: str = PASSWORD) -> str:
     return "Basic " + b64encode(f"{user}:{password}".encode()).decode()
 
 
-def events(url: str) -> list[EventRow]:
-    engine = make_engine(url)
-    try:
-        with Session(engine) as session:
-            return list(session.scalars(select(EventRow)))
-    finally:
-        engine.dispose()
+def spliced(gw: Gateway, user: str, url: str) -> httpx.Response:
+    """GET `url` as `user`, trusting only the origin's certificate; the front door spliced it."""
+    before = door_counts(gw)
+    with gw.client(user, trust="origin") as client:
+        response = client.get(url)
+    assert response.status_code == 200
+    counted(gw, "spliced", before)
+    return response
 
 
 def signed_in(gw: Gateway, user: str) -> None:
@@ -130,12 +128,8 @@ def read_all(raw: socket.socket) -> bytes:
 def test_an_allowed_uncategorised_tunnel_is_spliced_by_the_front_door(door: Gateway,
                                                                       db: str) -> None:
     signed_in(door, "pupil1")
-    before = door_counts(door)
-    with door.client("pupil1", trust="origin") as client:  # only the origin's certificate works
-        response = client.get("https://learning.test/spliced")
-    assert response.status_code == 200
+    response = spliced(door, "pupil1", "https://learning.test/spliced")
     assert "hello from the origin" in response.text
-    counted(door, "spliced", before)
     # Recorded as mitmproxy's relayed tunnels are: one event, not intercepted, by the user.
     row = None
 
@@ -151,10 +145,7 @@ def test_an_allowed_uncategorised_tunnel_is_spliced_by_the_front_door(door: Gate
 
 def test_a_never_decrypted_host_is_spliced_even_though_categorised(door: Gateway) -> None:
     signed_in(door, "pupil1")
-    before = door_counts(door)
-    with door.client("pupil1", trust="origin") as client:
-        assert client.get("https://bank.test/").status_code == 200
-    counted(door, "spliced", before)
+    spliced(door, "pupil1", "https://bank.test/")
 
 
 def test_large_transfers_both_ways_keep_every_byte(door: Gateway) -> None:
@@ -265,10 +256,7 @@ def test_sign_ins_go_to_mitmproxy_until_the_directory_has_answered(door: Gateway
     counted(door, "handed_over", before, more=2)
     assert door_counts(door).get("spliced", 0) == before.get("spliced", 0)
     signed_in(door, "staff1")
-    before = door_counts(door)
-    with door.client("staff1", trust="origin") as client:
-        assert client.get("https://learning.test/").status_code == 200
-    counted(door, "spliced", before)
+    spliced(door, "staff1", "https://learning.test/")
 
 
 # --- hostile clients ------------------------------------------------------------------------------
@@ -300,18 +288,11 @@ def test_clients_vanishing_mid_hello_leave_the_gateway_serving(door: Gateway) ->
         assert raw.recv(4096).startswith(b"HTTP/1.1 200")
         raw.sendall(hello[:cut])
         raw.close()
-    with door.client("pupil1", trust="origin") as client:
-        assert client.get("https://learning.test/after").status_code == 200
+    spliced(door, "pupil1", "https://learning.test/after")
 
 
 def test_the_front_door_can_be_switched_off(tmp_path: Path) -> None:
-    policy = tmp_path / "policy.yaml"
-    write_policy(policy, in_break=False)
-    metrics = free_port()
-    with running_gateway(tmp_path, policy=policy, engine="lean", extra_args=[
-            "--set", "schoolgate_front_door=false",
-            "--set", f"schoolgate_metrics_port={metrics}"]) as gw:
+    with lean_gateway(tmp_path, "--set", "schoolgate_front_door=false", signs_in=False) as gw:
         with gw.client(None, trust="origin") as client:
             assert client.get("https://learning.test/").status_code == 200
-        gw.metrics_port = metrics  # type: ignore[attr-defined]
         assert door_counts(gw) == {}
