@@ -180,7 +180,7 @@ class _Door:
             opened = await self._connect_hooks(request)
             if opened is None:
                 return
-            await self._tunnel(opened, request.host, identity, rest)
+            await self._tunnel(opened, request.host, rest)
         finally:
             if connections.get(self.client.id) is self:
                 del connections[self.client.id]
@@ -274,8 +274,7 @@ class _Door:
         self.writer.write(_assemble(flow.response))
         return flow
 
-    async def _tunnel(self, flow: http.HTTPFlow, host: str, identity: Identity,
-                      data: bytes) -> None:
+    async def _tunnel(self, flow: http.HTTPFlow, host: str, data: bytes) -> None:
         stats, run = self.owner.stats, self.owner.gate.run_hook
         assert self.server is not None
         hello = None
@@ -296,9 +295,9 @@ class _Door:
                 return
             data += chunk
         sni = None if hello is None else hello.sni
+        # (An SNI naming the CONNECT's host, however spelt, was decided with it.)
         if hello is None or has_ech(hello.extensions) or is_viewer_host(host) or \
-                (sni and (not _same_host(sni, host) or
-                          not self._passes(sni, flow.request.port, identity))):
+                (sni and sni != host and not _same_host(sni, host)):
             stats["handed_over_in_tunnel"] += 1
             await self._hand_over(data, tunnel=self.server)
             return
