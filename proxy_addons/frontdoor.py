@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 CONNECT = b"CONNECT "
 HELLO_MAX = 64 * 1024  # a ClientHello larger than this goes to mitmproxy
-PIPE_BUFFER = 64 * 1024  # bytes read at once per direction of a spliced tunnel
+PIPE_BUFFER = 32 * 1024  # bytes read at once per direction of a spliced tunnel (64 KiB a tunnel)
 CONNECT_SECONDS = 10.0  # to open the upstream connection
 
 
