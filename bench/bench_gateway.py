@@ -1,14 +1,20 @@
-"""Benchmark: CPU per request of schoolgate's gateway (both engines) against bare mitmdump, in the
-same run, on loopback, for plain HTTP, intercepted HTTPS (kept and new connections) and
-passed-through HTTPS. Not a test: it prints the table for docs/benchmarks.md.
+"""Benchmark: CPU per request of schoolgate's gateway against bare mitmdump, Squid and e2guardian,
+in the same run, on loopback, for plain HTTP, passed-through HTTPS (a new tunnel per request, and
+kept alive) and intercepted HTTPS (kept and new connections). Not a test: it prints the table
+for docs/benchmarks.md, with ratios (compare within one run: the machine may be shared).
 
-    .venv/bin/python bench/bench_gateway.py [--quick] [--rounds 5] [--json FILE]
+    .venv/bin/python bench/bench_gateway.py [--quick] [--rounds 5] [--proxies ...] [--json FILE]
 
-Needs wrk and nginx (Debian: apt-get install wrk nginx-light). It starts its own nginx on free
-loopback ports (never the system one), three proxies (bare mitmdump, `schoolgate gateway`,
-`schoolgate gateway --engine lean`) and drives each in turn, alternating the order every round.
-CPU per request is the proxy process's utime+stime (/proc/PID/stat) over the requests that
-completed with a 200. Every load is bounded in count and time and stops by itself.
+Needs wrk and nginx (Debian: apt-get install wrk nginx-light); Squid and e2guardian are optional
+comparators (apt-get install squid e2guardian), skipped with a message when not installed. It
+starts its own nginx, and its own instance of each proxy, on free loopback ports (never the
+system's services): bare mitmdump, the lean gateway with its front door (the default, "lean"),
+the lean gateway without it ("lean_mitm": mitmproxy serves every connection), optionally
+`--engine mitmdump` ("schoolgate"), Squid and e2guardian; and drives each in turn, rotating the
+order every round. No DNS and no /etc/hosts: the gateways look the benchmark's names up in a
+hosts file of its own; the other proxies are given loopback addresses; every client sends the
+name as SNI. CPU per request is the proxy process's utime+stime (/proc/PID/stat) over the
+requests that completed with a 200. Every load is bounded in count and time and stops by itself.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import ssl
@@ -42,20 +49,30 @@ BIN = Path(sys.executable).parent
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_proxy.lua"
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
-# Host names that resolve to 127.0.0.1 here without DNS (/etc/hosts): one per class, so the
-# policy and bare mitmdump's --ignore-hosts can treat each class as it should be treated.
-PLAIN_HOST = "localhost"  # plain HTTP, uncategorised: allowed
-INTERCEPT_HOST = "vm"  # categorised ("curriculum", allowed): schoolgate decrypts it
-PASS_HOST = "runsc"  # uncategorised, allowed: schoolgate passes it through
-PROXIES = ("bare", "schoolgate", "lean")
-CLASSES = ("http", "https_keepalive", "https_newconn", "https_passthrough")
+# The benchmark's own names, one per class, so the policy and bare mitmdump's --ignore-hosts can
+# treat each class as it should be treated. The gateways resolve them through a hosts file of the
+# benchmark's (schoolgate_hosts_file); the other proxies get the address instead of the name.
+PLAIN_HOST = "plain.bench.test"  # plain HTTP, uncategorised: allowed
+INTERCEPT_HOST = "inspect.bench.test"  # categorised ("curriculum", allowed): decrypted
+PASS_HOST = "pass.bench.test"  # uncategorised, allowed: passed through
+ADDRESSES = {PLAIN_HOST: "127.0.0.1", INTERCEPT_HOST: "127.0.0.1", PASS_HOST: "127.0.0.2"}
+PROXIES = ("bare", "lean_mitm", "lean", "schoolgate", "squid", "e2guardian")
+DEFAULT_PROXIES = ("bare", "lean_mitm", "lean", "squid", "e2guardian")
+GATEWAYS = {"lean", "lean_mitm", "schoolgate"}  # take names (their own hosts file)
+PASS_ONLY = {"squid", "e2guardian"}  # configured without decryption: passthrough and HTTP only
+CLASSES = ("http", "https_passthrough", "https_passthrough_keepalive", "https_keepalive",
+           "https_newconn")
 CLASS_TITLES = {
-    "http": "plain HTTP, keep-alive (wrk, absolute-form)",
+    "http": "plain HTTP 22 B, keep-alive (wrk, absolute-form)",
+    "https_passthrough": "HTTPS passed through, new tunnel per request",
+    "https_passthrough_keepalive": "HTTPS passed through, keep-alive",
     "https_keepalive": "HTTPS intercepted, keep-alive",
     "https_newconn": "HTTPS intercepted, new connection per request",
-    "https_passthrough": "HTTPS passed through, new connection per request",
 }
-TARGETS_US = {"http": 884.0, "https_passthrough": 150.0}  # e2guardian / squid reference (issue 3)
+# Issue 15's targets for the lean gateway (with its front door), as ratios in one run.
+TARGETS = {"http": ("e2guardian", 1.0), "https_passthrough": ("e2guardian", 1.0),
+           "https_passthrough_keepalive": ("squid", 2.0), "https_keepalive": ("bare", 1.0),
+           "https_newconn": ("bare", 1.0)}
 
 BENCH_POLICY = f"""\
 name: "gateway benchmark policy"
@@ -81,8 +98,8 @@ default: allow
 # gateway refuses unless the policy lists them, on ports it refuses unless the policy names them.
 internal:
   allow:
-    - {{hosts: [{PLAIN_HOST}, {INTERCEPT_HOST}, {PASS_HOST}, 127.0.0.1/32], roles: [pupil],
-       note: "the benchmark's origins"}}
+    - {{hosts: [{PLAIN_HOST}, {INTERCEPT_HOST}, {PASS_HOST}, 127.0.0.1/32, 127.0.0.2/32],
+       roles: [pupil], note: "the benchmark's origins"}}
 ports: {{connect: [443, 80, HTTPS_PORT], http: [80, HTTP_PORT]}}
 """
 
@@ -100,11 +117,31 @@ http {{
     server {{
         listen 127.0.0.1:{http_port};
         listen 127.0.0.1:{https_port} ssl;
+        listen 127.0.0.2:{https_port} ssl;
         ssl_certificate {cert}; ssl_certificate_key {key};
         location / {{ default_type text/plain; return 200 "hello from the origin\\n"; }}
     }}
 }}
 """
+
+
+SQUID_CONF = """\
+http_port 127.0.0.1:{port}
+http_access allow all
+cache deny all
+cache_mem 8 MB
+access_log none
+cache_store_log none
+cache_log {dir}/cache.log
+pid_filename {dir}/squid.pid
+coredump_dir {dir}
+shutdown_lifetime 1 seconds
+"""
+
+# e2guardian: Debian's configuration with these settings replaced (no upstream proxy: it
+# connects directly; no decryption, its default; dockermode keeps it in the foreground).
+E2GUARDIAN_SETTINGS = {"filterip": "127.0.0.1", "nodaemon": "on", "dockermode": "on",
+                       "nologger": "on", "loglevel": "0", "httpworkers": "100"}
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -183,6 +220,42 @@ def pinning(enabled: bool) -> tuple[list[str], list[str]]:
     return ["taskset", "-c", str(cpus[-1])], ["taskset", "-c", load]
 
 
+def target(proxy: str, host: str) -> str:
+    """What `proxy` is asked to connect to for `host`: the name for the gateways, else its
+    loopback address (the client still sends the name as SNI)."""
+    return host if proxy in GATEWAYS else ADDRESSES[host]
+
+
+def squid_command(folder: Path, port: int) -> list[str] | None:
+    squid = shutil.which("squid") or "/usr/sbin/squid"
+    if not Path(squid).exists():
+        return None
+    own = folder / "squid"
+    own.mkdir(mode=0o777)
+    own.chmod(0o777)  # squid drops to its own user
+    (own / "squid.conf").write_text(SQUID_CONF.format(port=port, dir=own))
+    return [squid, "-N", "-f", str(own / "squid.conf")]
+
+
+def e2guardian_command(folder: Path, port: int) -> list[str] | None:
+    e2guardian = shutil.which("e2guardian") or "/usr/sbin/e2guardian"
+    debian = Path("/etc/e2guardian/e2guardian.conf")
+    if not Path(e2guardian).exists() or not debian.exists():
+        return None
+    own = folder / "e2guardian"
+    own.mkdir(mode=0o777)
+    own.chmod(0o777)  # e2guardian drops to its own user
+    settings = {**E2GUARDIAN_SETTINGS, "filterports": str(port),
+                "transparenthttpsport": str(free_port()), "pidfilename": f"'{own}/e2.pid'"}
+    lines = [line for line in debian.read_text().splitlines()
+             if line.lstrip("#").split("=")[0].strip() not in settings]
+    lines += [f"{name} = {value}" for name, value in settings.items()]
+    # e2guardian reads its filter group's file next to the main one (NAMEf1.conf).
+    (own / "e2guardian.conf").write_text("\n".join(lines) + "\n")
+    (own / "e2guardianf1.conf").symlink_to(debian.with_name("e2guardianf1.conf"))
+    return [e2guardian, "-c", str(own / "e2guardian.conf")]
+
+
 def origin_setup(folder: Path, pin: bool) -> tuple[Setup, list[str]]:
     """The shared part of a benchmark run: CPU pinning, the origins' CA, an nginx origin
     configured (not started) on free ports, and the benchmark policy in `folder`. Returns the
@@ -191,6 +264,7 @@ def origin_setup(folder: Path, pin: bool) -> tuple[Setup, list[str]]:
     if not Path(nginx).exists() or shutil.which("wrk") is None:
         raise SystemExit("needs nginx and wrk: apt-get install -y nginx-light wrk")
     pin_proxy, pin_load = pinning(pin)
+    folder.chmod(0o755)  # Squid and e2guardian run as their own users
     origin_ca = OriginCA.make(folder / "origin-ca", [PLAIN_HOST, INTERCEPT_HOST, PASS_HOST])
     setup = Setup(folder, origin_ca, Path(), free_port(), free_port(), pin_proxy, pin_load)
     (folder / "nginx" / "tmp").mkdir(parents=True)
@@ -200,11 +274,14 @@ def origin_setup(folder: Path, pin: bool) -> tuple[Setup, list[str]]:
                                       key=origin_ca.key_pem))
     (folder / "policy.yaml").write_text(BENCH_POLICY.replace("HTTPS_PORT", str(setup.https_port))
                                         .replace("HTTP_PORT", str(setup.http_port)))
+    (folder / "hosts").write_text("".join(f"{address} {name}\n"
+                                          for name, address in ADDRESSES.items()))
     return setup, [*pin_load, nginx, "-c", str(conf), "-p", str(folder / "nginx")]
 
 
 @contextlib.contextmanager
-def environment(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Started]]]:
+def environment(folder: Path, pin: bool, wanted: Sequence[str]
+                ) -> Iterator[tuple[Setup, dict[str, Started]]]:
     setup, nginx = origin_setup(folder, pin)
     pin_proxy, origin_ca, policy = setup.pin_proxy, setup.origin_ca, folder / "policy.yaml"
     data = folder / "gateway-data"
@@ -214,13 +291,17 @@ def environment(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Star
     proxies: dict[str, Started] = {}
     try:
         setup.start("nginx", nginx, setup.http_port)
-        port = free_port()
-        proxies["bare"] = setup.start("bare", [
-            *pin_proxy, str(BIN / "mitmdump"), "-q", "--listen-host", "127.0.0.1",
-            "--listen-port", str(port), "--set", "connection_strategy=lazy",
-            "--set", f"confdir={data / 'ca'}", "--set", upstream_ca,
-            "--ignore-hosts", rf"^{PASS_HOST}:"], port)
-        for name, engine in (("schoolgate", "mitmdump"), ("lean", "lean")):
+        if "bare" in wanted:
+            port = free_port()
+            proxies["bare"] = setup.start("bare", [
+                *pin_proxy, str(BIN / "mitmdump"), "-q", "--listen-host", "127.0.0.1",
+                "--listen-port", str(port), "--set", "connection_strategy=lazy",
+                "--set", f"confdir={data / 'ca'}", "--set", upstream_ca,
+                "--ignore-hosts", rf"^{re.escape(ADDRESSES[PASS_HOST])}:"], port)
+        for name, engine, extra in (("schoolgate", "mitmdump", []), ("lean_mitm", "lean", [
+                "--set", "schoolgate_front_door=false"]), ("lean", "lean", [])):
+            if name not in wanted:
+                continue
             port = free_port()
             proxies[name] = setup.start(name, [
                 *pin_proxy, str(BIN / "schoolgate"), "gateway", "--engine", engine,
@@ -228,7 +309,18 @@ def environment(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Star
                 "--listen-port", str(port), "--data-dir", str(data), "--", "--set", upstream_ca,
                 # Detect blocks CONNECTs to ports other than these: the origin's is odd.
                 "--set", f"schoolgate_connect_ports={setup.https_port}",
+                "--set", f"schoolgate_hosts_file={folder / 'hosts'}", *extra,
             ], port)
+        for name, make in (("squid", squid_command), ("e2guardian", e2guardian_command)):
+            if name not in wanted:
+                continue
+            port = free_port()
+            command = make(folder, port)
+            if command is None:
+                print(f"# {name} is not installed (apt-get install -y {name}): left out",
+                      flush=True)
+                continue
+            proxies[name] = setup.start(name, [*pin_proxy, *command], port)
         yield setup, proxies
     finally:
         setup.stop_all()
@@ -257,12 +349,12 @@ WARMUP = Load(seconds=1, wrk_connections=2, connections=2, requests_per_connecti
               new_connections=5, concurrency=2)
 
 
-def run_wrk(setup: Setup, proxy_port: int, load: Load) -> int:
+def run_wrk(setup: Setup, proxy: str, proxy_port: int, load: Load) -> int:
     """Plain HTTP through the proxy; the number of requests answered without error."""
-    target = f"http://{PLAIN_HOST}:{setup.http_port}/"
+    url = f"http://{target(proxy, PLAIN_HOST)}:{setup.http_port}/"
     command = [*setup.pin_load, "wrk", "-t1", f"-c{load.wrk_connections}",
                f"-d{max(1, round(load.seconds))}s", "--timeout", "10s", "-s", str(WRK_SCRIPT),
-               f"http://127.0.0.1:{proxy_port}", "--", target]
+               f"http://127.0.0.1:{proxy_port}", "--", url]
     result = subprocess.run(command, capture_output=True, text=True, timeout=load.seconds + 60)
     line = next((x for x in result.stdout.splitlines() if x.startswith("{")), None)
     if line is None:
@@ -291,13 +383,14 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _connection(proxy_port: int, host: str, port: int, requests: int,
+async def _connection(proxy_port: int, to: str, host: str, port: int, requests: int,
                       context: ssl.SSLContext) -> int:
-    """CONNECT, TLS, then `requests` GETs on the one connection; how many got a 200."""
+    """CONNECT `to`, TLS with SNI `host`, then `requests` GETs on the one connection; how many
+    got a 200."""
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
     ok = 0
     try:
-        writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        writer.write(f"CONNECT {to}:{port} HTTP/1.1\r\nHost: {to}:{port}\r\n\r\n".encode())
         await writer.drain()
         reply = await reader.readuntil(b"\r\n\r\n")
         if not reply.startswith(b"HTTP/1.1 200"):
@@ -316,8 +409,9 @@ async def _connection(proxy_port: int, host: str, port: int, requests: int,
     return ok
 
 
-async def _https_load(proxy_port: int, host: str, port: int, connections: int, requests: int,
-                      concurrency: int, seconds: float, context: ssl.SSLContext) -> int:
+async def _https_load(proxy_port: int, to: str, host: str, port: int, connections: int,
+                      requests: int, concurrency: int, seconds: float,
+                      context: ssl.SSLContext) -> int:
     deadline = time.monotonic() + seconds
     queue = iter(range(connections))
     done = failed = 0
@@ -329,7 +423,7 @@ async def _https_load(proxy_port: int, host: str, port: int, connections: int, r
                 return
             try:
                 ok = await asyncio.wait_for(
-                    _connection(proxy_port, host, port, requests, context), timeout=30)
+                    _connection(proxy_port, to, host, port, requests, context), timeout=30)
             except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError):
                 failed += 1
                 continue
@@ -341,24 +435,27 @@ async def _https_load(proxy_port: int, host: str, port: int, connections: int, r
     return done
 
 
-def run_https(setup: Setup, proxy_port: int, kind: str, load: Load) -> int:
+def run_https(setup: Setup, proxy: str, proxy_port: int, kind: str, load: Load) -> int:
     context = client_context(setup)
     if kind == "https_keepalive":
         host, connections, requests = INTERCEPT_HOST, load.connections, load.requests_per_connection
     elif kind == "https_newconn":
         host, connections, requests = INTERCEPT_HOST, load.new_connections, 1
+    elif kind == "https_passthrough_keepalive":
+        host, connections, requests = PASS_HOST, load.connections, load.requests_per_connection
     else:
         host, connections, requests = PASS_HOST, load.new_connections, 1
     concurrency = min(load.concurrency, connections)
-    return asyncio.run(_https_load(proxy_port, host, setup.https_port, connections, requests,
-                                   concurrency, load.seconds * 4, context))
+    return asyncio.run(_https_load(proxy_port, target(proxy, host), host, setup.https_port,
+                                   connections, requests, concurrency, load.seconds * 4,
+                                   context))
 
 
 def drive(setup: Setup, proxy: Started, kind: str, load: Load) -> tuple[float, int]:
     """One measurement: (CPU seconds the proxy used, requests completed)."""
     before = cpu_seconds(proxy.proc.pid)
-    completed = (run_wrk(setup, proxy.port, load) if kind == "http"
-                 else run_https(setup, proxy.port, kind, load))
+    completed = (run_wrk(setup, proxy.name, proxy.port, load) if kind == "http"
+                 else run_https(setup, proxy.name, proxy.port, kind, load))
     time.sleep(0.5)  # let the proxy finish closing the connections: that is its work too
     return cpu_seconds(proxy.proc.pid) - before, completed
 
@@ -367,8 +464,8 @@ def issuer_seen(setup: Setup, proxy: Started, host: str) -> str:
     """The common name of the certificate issuer the client sees for `host` via `proxy`."""
     async def probe() -> str:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-        target = f"{host}:{setup.https_port}"
-        writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        to = f"{target(proxy.name, host)}:{setup.https_port}"
+        writer.write(f"CONNECT {to} HTTP/1.1\r\nHost: {to}\r\n\r\n".encode())
         await reader.readuntil(b"\r\n\r\n")
         await writer.start_tls(client_context(setup), server_hostname=host)
         transport = writer.transport
@@ -397,88 +494,111 @@ def machine_state() -> dict[str, object]:
             "mitmproxy": mitmproxy.version.VERSION}
 
 
+def applies(kind: str, proxy: str) -> bool:
+    """Squid and e2guardian are set up to pass HTTPS through, never to decrypt it."""
+    return not (proxy in PASS_ONLY and kind in ("https_keepalive", "https_newconn"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, small loads")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5; quick 1)")
     parser.add_argument("--classes", default=",".join(CLASSES),
                         help=f"comma-separated subset of {','.join(CLASSES)}")
+    parser.add_argument("--proxies", default=",".join(DEFAULT_PROXIES),
+                        help=f"comma-separated subset of {','.join(PROXIES)}")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--json", type=Path, help="also write every sample to this file")
     args = parser.parse_args(argv)
     load = QUICK if args.quick else FULL
     rounds = args.rounds or (1 if args.quick else 5)
     classes = [c for c in args.classes.split(",") if c]
-    unknown = set(classes) - set(CLASSES)
+    wanted = [p for p in args.proxies.split(",") if p]
+    unknown = (set(classes) - set(CLASSES)) | (set(wanted) - set(PROXIES))
     if unknown:
-        parser.error(f"unknown classes {sorted(unknown)}; known: {', '.join(CLASSES)}")
+        parser.error(f"unknown {sorted(unknown)}; classes: {', '.join(CLASSES)}; "
+                     f"proxies: {', '.join(PROXIES)}")
 
     state = machine_state()
     print(f"# {state['date']}; {state['cpus']} CPUs ({state['cpu_model']}); load average "
           f"{state['loadavg']}; Python {state['python']}; mitmproxy {state['mitmproxy']}")
     samples: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp, \
-            environment(Path(tmp), not args.no_pin) as (setup, proxies):
+            environment(Path(tmp), not args.no_pin, wanted) as (setup, proxies):
         print(f"# pinning: proxies {setup.pin_proxy[-1:] or 'none'}, load and origin "
               f"{setup.pin_load[-1:] or 'none'}")
+        names = list(proxies)
         for name, proxy in proxies.items():
-            seen = {h: issuer_seen(setup, proxy, h) for h in (INTERCEPT_HOST, PASS_HOST)}
-            print(f"# {name}: {INTERCEPT_HOST} certificate issued by {seen[INTERCEPT_HOST]!r}, "
-                  f"{PASS_HOST} by {seen[PASS_HOST]!r}")
+            hosts = [h for h in (INTERCEPT_HOST, PASS_HOST)
+                     if h == PASS_HOST or name not in PASS_ONLY]
+            seen = {h: issuer_seen(setup, proxy, h) for h in hosts}
+            print(f"# {name}: " + ", ".join(f"{h} certificate issued by {seen[h]!r}"
+                                             for h in hosts))
             for kind in classes:  # warm-up: certificates, caches, imports
-                drive(setup, proxy, kind, WARMUP)
+                if applies(kind, name):
+                    drive(setup, proxy, kind, WARMUP)
         for number in range(rounds):
-            order = list(PROXIES[number % 3:] + PROXIES[:number % 3])
+            shift = number % len(names)
+            order = names[shift:] + names[:shift]
             for kind in classes:
                 for name in order:
+                    if not applies(kind, name):
+                        continue
                     cpu, completed = drive(setup, proxies[name], kind, load)
                     us = cpu / completed * 1e6 if completed else float("nan")
                     samples.append({"round": number, "class": kind, "proxy": name,
                                     "cpu_s": round(cpu, 3), "requests": completed,
                                     "us_per_request": round(us, 1)})
-                    print(f"round {number + 1}/{rounds} {kind:18} {name:10} {completed:6} req "
+                    print(f"round {number + 1}/{rounds} {kind:28} {name:10} {completed:6} req "
                           f"{cpu:6.2f} s CPU {us:8.0f} us/req", flush=True)
         state["loadavg_after"] = os.getloadavg()
-    print_table(samples, classes)
+    print_table(samples, classes, names)
     print(f"# load average at the end: {state['loadavg_after']}")
     if args.json:
         args.json.write_text(json.dumps({"machine": state, "samples": samples}, indent=1))
     return 0
 
 
-def print_table(samples: list[dict[str, object]], classes: Sequence[str]) -> None:
+def print_table(samples: list[dict[str, object]], classes: Sequence[str],
+                names: Sequence[str]) -> None:
     def values(kind: str, proxy: str) -> list[float]:
         return [float(str(s["us_per_request"])) for s in samples
                 if s["class"] == kind and s["proxy"] == proxy]
 
-    def round_ratios(kind: str, proxy: str, against_kind: str | None = None) -> list[float]:
+    def round_ratios(kind: str, proxy: str, against: str) -> list[float]:
         ratios = []
         for r in sorted({int(str(s["round"])) for s in samples}):
             mine = [float(str(s["us_per_request"])) for s in samples if s["round"] == r
                     and s["class"] == kind and s["proxy"] == proxy]
-            bare = [float(str(s["us_per_request"])) for s in samples if s["round"] == r
-                    and s["class"] == (against_kind or kind) and s["proxy"] == "bare"]
-            if mine and bare and bare[0] > 0:
-                ratios.append(mine[0] / bare[0])
+            other = [float(str(s["us_per_request"])) for s in samples if s["round"] == r
+                     and s["class"] == kind and s["proxy"] == against]
+            if mine and other and other[0] > 0:
+                ratios.append(mine[0] / other[0])
         return ratios
 
-    print("\nCPU per request (µs, median over rounds); ratio = median of per-round ratios to bare")
-    print(f"{'class':52} {'bare':>7} {'schoolgate':>10} {'ratio':>6} {'lean':>7} {'ratio':>6}"
-          f" {'target':>7}")
+    def cell(value: float) -> str:
+        return "-" if value != value else f"{value:,.0f}"  # NaN: not measured
+
+    print("\nCPU per request of the proxy process (µs, median over rounds)")
+    print(f"| class | {' | '.join(names)} |")
+    print(f"|---|{'---:|' * len(names)}")
     for kind in classes:
-        bare, sg, lean = (median(values(kind, p)) for p in PROXIES)
-        target = TARGETS_US.get(kind)
-        print(f"{CLASS_TITLES[kind]:52} {bare:7.0f} {sg:10.0f} "
-              f"{median(round_ratios(kind, 'schoolgate')):6.2f} {lean:7.0f} "
-              f"{median(round_ratios(kind, 'lean')):6.2f} "
-              f"{f'{target:.0f}' if target else '-':>7}")
-    if "https_passthrough" in classes and "https_newconn" in classes:
-        print(f"{'  passed through, vs bare intercepting (new conn.)':52} "
-              f"{median(values('https_newconn', 'bare')):7.0f} "
-              f"{median(values('https_passthrough', 'schoolgate')):10.0f} "
-              f"{median(round_ratios('https_passthrough', 'schoolgate', 'https_newconn')):6.2f} "
-              f"{median(values('https_passthrough', 'lean')):7.0f} "
-              f"{median(round_ratios('https_passthrough', 'lean', 'https_newconn')):6.2f}")
+        print(f"| {CLASS_TITLES[kind]} | "
+              + " | ".join(cell(median(values(kind, n))) for n in names) + " |")
+    if "lean" not in names:
+        return
+    others = [n for n in names if n != "lean"]
+    print("\nlean (with the front door) / each other proxy: median of the per-round ratios;"
+          " target: issue 15's")
+    print(f"| class | {' | '.join('lean / ' + n for n in others)} | target |")
+    print(f"|---|{'---:|' * (len(others) + 1)}")
+    for kind in classes:
+        ratios = []
+        for other in others:
+            r = round_ratios(kind, "lean", other)
+            ratios.append(f"{median(r):.2f}" if r else "-")
+        against, limit = TARGETS[kind]
+        print(f"| {CLASS_TITLES[kind]} | {' | '.join(ratios)} | <= {limit:g} x {against} |")
 
 
 if __name__ == "__main__":

@@ -355,8 +355,20 @@ class Enforce:
         if not isinstance(ident, context.Identity):
             remembered = self._subjects.get(flow.client_conn.id)
             return remembered or Subject(policy.default_role)
-        role = ident.role if ident.role in policy.roles and ident.role else policy.default_role
-        return Subject(role, ident.user, ident.groups)
+        return _subject_of(ident, policy)
+
+    def passes_through(self, host: str, port: int, identity: context.Identity) -> bool:
+        """Would a CONNECT to host:port by `identity`, whose ClientHello names the same host,
+        be relayed unread (allowed, and never decrypted or not to be inspected)? Pure: no
+        stats, no state; the front door's first look, before the hooks decide for real."""
+        snap = self._state()
+        subject = _subject_of(identity, snap.policy)
+        decision = decide(snap.policy, Request(host, port), subject, self._overrides,
+                          datetime.now(UTC))
+        if not decision.allowed or decision.host is None:
+            return False
+        return self._never_decrypt(snap, decision.host) or \
+            not self._needs_inspection(snap, decision.host, subject)
 
     def _never_decrypt(self, snap: _Snapshot, host: str) -> bool:
         if any(is_subdomain_or_same(host, s) for s in snap.sensitive_hosts):
@@ -416,6 +428,11 @@ class Enforce:
         flow.response = make_plain_block(decision)
 
 
+
+
+def _subject_of(ident: context.Identity, policy: Policy) -> Subject:
+    role = ident.role if ident.role in policy.roles and ident.role else policy.default_role
+    return Subject(role, ident.user, ident.groups)
 
 
 def _name(raw: str) -> str | None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
-from mitmproxy.connection import Client
+from mitmproxy.connection import Address, Client
 from mitmproxy.proxy import mode_specs
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -273,28 +273,35 @@ class Identify:
         setup = self._setup
         explicit = is_explicit(flow)
         header = flow.request.headers.get(AUTH_HEADER)
+        peer = flow.client_conn.peername
         if explicit and header is not None and setup.directory is not None:
-            credentials = parse_basic(header)
+            credentials = _credentials(header)
             if credentials is None:
                 return ASK
-            try:
-                username = canonical_user(credentials[0])
-            except ValueError:
-                return ASK  # not a user name at all: nobody to ask the directory about
-            peer = flow.client_conn.peername
             address = str(peer[0]) if peer else "unknown"
-            return await self._check(setup, username, credentials[1], address)
-        peer = flow.client_conn.peername
-        subnet = setup.config.subnet_for(str(peer[0])) if peer else None
-        if subnet and (subnet.without_auth or not explicit or not setup.config.auth_required):
-            return Identity(role=subnet.role, source=IdentitySource.SUBNET)
-        if explicit and setup.config.auth_required and setup.directory is not None:
-            return ASK
-        return DEFAULT
+            return await self._check(setup, credentials[0], credentials[1], address)
+        return _without_credentials(setup, peer, explicit=explicit)
+
+    def identify_now(self, header: str | None, peer: Address | None
+                     ) -> Identity | Challenge | None:
+        """What an explicit proxy client's CONNECT would be identified as, when that needs no
+        directory and changes nothing (no throttle, no stats): None when it would have to ask
+        the directory (credentials not in the cache). For the front door's first look."""
+        setup = self._setup
+        if header is not None and setup.directory is not None:
+            credentials = _credentials(header)
+            if credentials is None:
+                return ASK
+            hit, identity = setup.cache.get(self._key(*credentials), self.clock())
+            return (identity or ASK) if hit else None
+        return _without_credentials(setup, peer, explicit=True)
+
+    def _key(self, username: str, password: str) -> _Key:
+        return (username, hmac.digest(self._secret, password.encode(), hashlib.sha256))
 
     async def _check(self, setup: Setup, username: str, password: str, address: str
                      ) -> Identity | Challenge:
-        key = (username, hmac.digest(self._secret, password.encode(), hashlib.sha256))
+        key = self._key(username, password)
         hit, identity = setup.cache.get(key, self.clock())
         if hit:
             self.stats["cache_hits"] += 1
@@ -366,3 +373,24 @@ class Identify:
                             user=name, groups=user.groups)
         setup.cache.put(key, identity, self.clock() + ttl.positive_seconds)
         return identity
+
+
+def _credentials(header: str) -> tuple[str, str] | None:
+    """(canonical user name, password) of a Basic header; None if it holds no user name."""
+    credentials = parse_basic(header)
+    if credentials is None:
+        return None
+    try:
+        return canonical_user(credentials[0]), credentials[1]
+    except ValueError:
+        return None  # not a user name at all: nobody to ask the directory about
+
+
+def _without_credentials(setup: Setup, peer: Address | None, *, explicit: bool
+                         ) -> Identity | Challenge:
+    subnet = setup.config.subnet_for(str(peer[0])) if peer else None
+    if subnet and (subnet.without_auth or not explicit or not setup.config.auth_required):
+        return Identity(role=subnet.role, source=IdentitySource.SUBNET)
+    if explicit and setup.config.auth_required and setup.directory is not None:
+        return ASK
+    return DEFAULT

@@ -133,6 +133,11 @@ class GatewayCollector(Collector):
         for key, handling in ENFORCE_CONNECTIONS:
             connections.add_metric([handling], float(enforce.get(key, 0)))
         yield connections
+        door = _stats(self._find("frontdoor"))
+        if door:
+            yield _labelled("schoolgate_front_door", "Connections by what the front door did "
+                            "with them (spliced: relayed by schoolgate itself; handed_over: "
+                            "served by mitmproxy).", "outcome", door)
         errors = CounterMetricFamily(
             "schoolgate_engine_errors", "Errors inside the gateway's addons (each one failed "
             "closed: the flow was blocked or given the default role).", labels=["addon"])
@@ -394,6 +399,14 @@ def list_metrics(report: ListsReport | None, now: float) -> Iterator[Metric]:
     for category in report.empty:
         empty.add_metric([category.name], 1.0)
     yield from (entries, age, stale, empty)
+
+
+def _labelled(name: str, text: str, label: str, counts: Mapping[str, Any]
+              ) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, text, labels=[label])
+    for key in sorted(counts):
+        family.add_metric([key], float(counts[key]))
+    return family
 
 
 def _stats(addon: Any) -> Mapping[str, Any]:

@@ -1,7 +1,8 @@
 """The only place schoolgate reaches into mitmproxy 12.2.3's private internals: the HTTP/1
 request-head limits and time-out (mitmproxy buffers a request head without any bound: "FIXME:
 protect against header size DoS" in `Http1Server.read_headers`), error responses that do not
-name the proxy, and closing a client connection from an addon.
+name the proxy, closing a client connection from an addon, and the front door's way in and
+hand-over (proxy_addons/frontdoor.py).
 
 Each item below names what it relies on. `tests/proxy_addons/test_mitm_internals.py` checks
 every one of them, so an upgrade that moves them fails loudly instead of silently dropping a
@@ -10,18 +11,31 @@ limit.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import html
 import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from mitmproxy import version
+from mitmproxy import ctx, version
 from mitmproxy.connection import Client
 from mitmproxy.net.http import status_codes
-from mitmproxy.proxy import commands, events, server
-from mitmproxy.proxy.layers.http import _base, _http1, _http2, _http3
+from mitmproxy.proxy import (
+    commands,
+    events,
+    layer,
+    mode_servers,
+    mode_specs,
+    server,
+    server_hooks,
+)
+from mitmproxy.proxy import context as proxy_context
+from mitmproxy.proxy.layers import modes
+from mitmproxy.proxy.layers import tls as tls_layer
+from mitmproxy.proxy.layers.http import _base, _hooks, _http1, _http2, _http3
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +67,26 @@ def set_head_limits(limits: HeadLimits) -> None:
 def head_stats() -> dict[str, int]:
     """How often each head limit has closed a connection (in this process)."""
     return dict(_stats)
+
+
+def head_limits() -> HeadLimits:
+    """The limits in force (the front door applies them to the heads it reads itself)."""
+    return _limits
+
+
+def check_head(data: bytes) -> tuple[str, int, str] | None:
+    """What is wrong with a (possibly incomplete) request head under the limits in force."""
+    return _check_head(data, _limits)
+
+
+def note_head_timeout() -> None:
+    """A head that took too long, closed by the front door: counted with mitmproxy's."""
+    _stats["head_timeouts"] += 1
+
+
+def error_response(status: int, text: str) -> bytes:
+    """mitmproxy's HTTP/1 error response (anonymised like the others)."""
+    return bytes(_http1.make_error_response(status, text))
 
 
 # --- 1. error responses ----------------------------------------------------------------------
@@ -220,3 +254,124 @@ def install() -> None:
 
 def name_open_server(server_conn: Any, address: tuple[str, int]) -> None:
     server_conn.__dict__["address"] = address
+
+
+# --- 6. the front door: its way in, its hand-over, and the ClientHello parser ------------------
+# Relies on:
+# - `Proxyserver.servers.changed`, an AsyncSignal sent with the new server instances before they
+#   start listening, and a regular-mode instance listening with
+#   `asyncio.start_server(self.handle_stream, ...)`: an instance attribute `handle_stream` set
+#   before it starts receives every accepted connection (the front door's way in);
+# - `ServerInstance.handle_stream(reader, writer)` serving one connection with mitmproxy, and
+#   `ServerInstance.make_top_layer(context)` / `.manager.register_connection(id, handler)`;
+# - `mode_servers.ProxyConnectionHandler(master, reader, writer, options, mode)` with its
+#   `client`, `transports` ({client: ConnectionIO(reader=, writer=)}), `layer` and
+#   `handle_client()`, which sends ClientConnectedHook first;
+# - `layers.modes.DestinationKnown` (`finish_start()`, `child_layer`) and `layer.NextLayer`: a
+#   tunnel whose CONNECT the front door has answered continues where mitmproxy's own CONNECT
+#   handling would (NextLayer on the tunnel's bytes, `context.server.address` the target);
+# - asyncio's `StreamReader._buffer` (a bytearray of what was read from the socket and not yet
+#   consumed): what the front door read is put back in front of it, so mitmproxy reads the
+#   original bytes from the original peer;
+# - `mitmproxy.proxy.layers.tls.parse_client_hello(data)`: None until the whole ClientHello is
+#   there, ValueError when it is not one.
+
+def route_streams(proxyserver: Any, accept: Callable[[Any, Any, Any], Any]) -> None:
+    """From now on, every connection accepted by a regular-mode server goes to
+    `accept(instance, reader, writer)` instead of mitmproxy (which `hand_over` reaches). Call it
+    before the servers start (at `load`); `accept` must stay referenced (a weak signal)."""
+    router = _Router(proxyserver, accept)
+    proxyserver.servers.changed.connect(router.route)
+    _routers.append(router)
+
+
+class _Router:
+    def __init__(self, proxyserver: Any, accept: Callable[[Any, Any, Any], Any]) -> None:
+        self.proxyserver, self.accept = proxyserver, accept
+
+    def route(self) -> None:
+        for instance in self.proxyserver.servers:
+            if isinstance(instance.mode, mode_specs.RegularMode) and \
+                    not getattr(instance, "_sg_routed", False):
+                instance._sg_routed = True
+                instance.handle_stream = functools.partial(self.accept, instance)
+
+
+_routers: list[_Router] = []  # the signal holds weak references only
+
+
+def unread(reader: asyncio.StreamReader, data: bytes) -> None:
+    """Put `data` back in front of what `reader` has buffered."""
+    if data:
+        reader._buffer[0:0] = data  # type: ignore[attr-defined]
+
+
+def take_buffered(reader: asyncio.StreamReader) -> bytes:
+    """Whatever `reader` has buffered and nobody has read yet (it is cleared)."""
+    buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
+    data = bytes(buffer)
+    buffer.clear()
+    return data
+
+
+async def hand_over(instance: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    client: Client | None = None, tunnel: Any = None) -> None:
+    """Let mitmproxy serve this connection from here on. Without `client`, from scratch, as if
+    it had accepted it. With `client` (whose client_connected hook has run already), as that
+    client: from the proxy request on, or, with `tunnel` (the Server of a CONNECT the front
+    door has answered), from the first byte inside the tunnel."""
+    if client is None:
+        await type(instance).handle_stream(instance, reader, writer)
+        return
+    master = ctx.master
+    handler = _Resumed(master, reader, writer, ctx.options,  # type: ignore[no-untyped-call]
+                       instance.mode)
+    handler.client = client
+    handler.transports = {client: server.ConnectionIO(handler=None, reader=reader,
+                                                      writer=writer)}
+    handler.timeout_watchdog = server.TimeoutWatchdog(ctx.options.tcp_timeout,
+                                                      handler.on_timeout)
+    context = proxy_context.Context(client, ctx.options)
+    if tunnel is None:
+        handler.layer = instance.make_top_layer(context)
+    else:
+        context.server = tunnel
+        handler.layer = _Tunnel(context)
+    with instance.manager.register_connection(client.id, handler):
+        await handler.handle_client()
+
+
+class _Resumed(mode_servers.ProxyConnectionHandler):
+    """mitmproxy's connection handler for a client the front door has announced already."""
+
+    _announced = False
+
+    async def handle_hook(self, hook: commands.StartHook) -> None:
+        if isinstance(hook, server_hooks.ClientConnectedHook) and not self._announced:
+            self._announced = True
+            return
+        await super().handle_hook(hook)
+
+
+class _Tunnel(modes.DestinationKnown):
+    """The inside of a tunnel whose CONNECT was answered: what comes next is decided on its
+    bytes, as mitmproxy does after its own CONNECT."""
+
+    def _handle_event(self, event: events.Event) -> Generator[commands.Command, Any, None]:
+        if isinstance(event, events.Start):
+            self.child_layer = layer.NextLayer(self.context)
+            yield from self.finish_start()
+
+
+# The hooks the front door sends itself: mitmproxy keeps their classes beside the layers that
+# send them (`layers/http/_hooks.py`, `layers/tls.py`), not in its public `hooks` module.
+HttpConnectHook = _hooks.HttpConnectHook
+HttpConnectedHook = _hooks.HttpConnectedHook
+HttpConnectErrorHook = _hooks.HttpConnectErrorHook
+TlsClienthelloHook = tls_layer.TlsClienthelloHook
+
+
+def parse_hello(data: bytes) -> Any:
+    """mitmproxy's ClientHello from the first bytes of a connection: None while incomplete;
+    ValueError if they are not a TLS ClientHello."""
+    return tls_layer.parse_client_hello(data)

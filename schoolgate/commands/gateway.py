@@ -231,7 +231,7 @@ def _serve_worker(args: argparse.Namespace, data: Path, index: int) -> int:
 
 def _serve(args: argparse.Namespace, data: Path) -> int:
     if args.engine == "lean":
-        from schoolgate.lean import run_lean  # imported late: mitmproxy is slow to import
+        from proxy_addons.engine import run_lean  # imported late: mitmproxy is slow to import
 
         return run_lean(mitmdump_arguments(args, data, loader_script=False))
     from mitmproxy.tools.main import mitmdump

@@ -40,6 +40,8 @@ LABELS: dict[str, set[str] | None] = {
     "technique": None,  # code constants; checked against hosts and users below
     "source": {"directory", "local", "subnet", "default"},
     "handling": {"intercepted", "passed_through", "refused"},
+    "outcome": {"refused", "handed_over", "tunnels", "answered", "handed_over_in_tunnel",
+                "disagreed", "spliced", "errors"},  # the front door's
     "addon": {"enforce", "identify"},
     "result": {"ok", "refused", "error"},
     "version": None,  # 12 hex digits, checked below

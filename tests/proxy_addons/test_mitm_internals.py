@@ -4,18 +4,21 @@ Also the head checks as a table, and the Limits addon's option validation."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 import pytest
 from mitmproxy import exceptions, version
 from mitmproxy.addons import proxyserver
-from mitmproxy.proxy import commands, events, server
+from mitmproxy.proxy import commands, events, layer, mode_servers, server
+from mitmproxy.proxy.layers import modes
 from mitmproxy.proxy.layers.http import _base, _http1, _http2, _http3
 from mitmproxy.test import taddons
 
 from proxy_addons import mitm_internals
 from proxy_addons.limits import Limits
 from proxy_addons.mitm_internals import HeadLimits, _check_head
+from tests.support.tls_hello import ECH, client_hello_record
 
 
 def test_mitmproxy_is_the_version_the_internals_were_read_from() -> None:
@@ -103,3 +106,63 @@ def test_an_open_server_connection_can_be_given_back_its_name() -> None:
         conn.address = ("www.example.org", 443)  # why the helper exists
     name_open_server(conn, ("www.example.org", 443))
     assert conn.address == ("www.example.org", 443)
+
+
+# --- item 6: the front door's way in, its hand-over, and the ClientHello parser ------------
+
+
+def test_a_regular_server_still_listens_with_its_handle_stream_attribute() -> None:
+    """The front door's way in: an instance attribute `handle_stream`, set when the servers
+    change and before they listen, receives every accepted connection."""
+    listen = inspect.getsource(mode_servers.AsyncioServerInstance.listen)
+    assert "asyncio.start_server(self.handle_stream" in listen
+    update = inspect.getsource(proxyserver.Servers.update)
+    # the signal is sent with the new instances before any of them starts
+    assert "await self.changed.send()" in update.split("for ret in")[0]
+    instance = mode_servers.ServerInstance.make("regular", proxyserver.Proxyserver())
+    assert inspect.signature(instance.handle_stream).parameters.keys() == {"reader", "writer"}
+    assert callable(instance.make_top_layer)
+
+
+def test_the_hand_over_still_fits_mitmproxys_connection_handler() -> None:
+    init = inspect.signature(mode_servers.ProxyConnectionHandler.__init__).parameters
+    assert list(init) == ["self", "master", "r", "w", "options", "mode"]
+    handle = inspect.getsource(server.ConnectionHandler.handle_client)
+    assert handle.index("ClientConnectedHook(self.client)") < handle.index("handle_connection")
+    assert "self.transports[self.client]" in handle
+    assert set(inspect.signature(server.ConnectionIO).parameters) == {"handler", "reader",
+                                                                      "writer"}
+    assert list(inspect.signature(server.TimeoutWatchdog).parameters) == ["timeout", "callback"]
+    start = inspect.getsource(modes.DestinationKnown.finish_start)
+    assert "self.child_layer.handle_event(events.Start())" in start
+    assert next(iter(inspect.signature(layer.NextLayer).parameters)) == "context"
+
+
+def test_a_stream_reader_still_keeps_its_bytes_in_a_buffer() -> None:
+    async def check() -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"world")
+        mitm_internals.unread(reader, b"hello ")
+        assert await reader.readexactly(11) == b"hello world"
+        reader.feed_data(b"left")
+        assert mitm_internals.take_buffered(reader) == b"left"
+        reader.feed_eof()
+        assert await reader.read() == b""
+    asyncio.run(check())
+
+
+def test_mitmproxys_client_hello_parser_is_where_the_front_door_uses_it() -> None:
+    record = client_hello_record("learning.test", {ECH: b"\x00"})
+    assert mitm_internals.parse_hello(record[:20]) is None  # incomplete: read on
+    hello = mitm_internals.parse_hello(record)
+    assert hello.sni == "learning.test"
+    assert ECH in [kind for kind, _ in hello.extensions]
+    with pytest.raises(ValueError, match="TLS record"):
+        mitm_internals.parse_hello(b"SSH-2.0-OpenSSH_9.6\r\n")
+    with pytest.raises(ValueError, match="empty"):
+        mitm_internals.parse_hello(b"\x16\x03\x01\x00\x00")
+    for hook, name in ((mitm_internals.HttpConnectHook, "http_connect"),
+                       (mitm_internals.HttpConnectedHook, "http_connected"),
+                       (mitm_internals.HttpConnectErrorHook, "http_connect_error"),
+                       (mitm_internals.TlsClienthelloHook, "tls_clienthello")):
+        assert hook.name == name

@@ -32,6 +32,10 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 
+from proxy_addons.enforce import Enforce
+from proxy_addons.frontdoor import FrontDoor, Gate
+from proxy_addons.identity import Identify
+
 logger = logging.getLogger(__name__)
 
 PROG = "schoolgate gateway --engine lean"
@@ -160,6 +164,19 @@ class LeanMaster(master.Master):
         manager.add(*addons)
 
 
+def front_door(lean: LeanMaster, addons: Sequence[object]) -> FrontDoor | None:
+    """The front door, wired to the gateway's Identify and Enforce and to the addon chain's
+    hooks (the one place they meet); None without those addons (then mitmproxy serves all)."""
+    identify = next((a for a in addons if isinstance(a, Identify)), None)
+    enforce = next((a for a in addons if isinstance(a, Enforce)), None)
+    proxyserver = lean.addons.get("proxyserver")  # type: ignore[no-untyped-call]
+    if identify is None or enforce is None or proxyserver is None:
+        return None
+    gate = Gate(identify=identify.identify_now, passes_through=enforce.passes_through,
+                run_hook=lean.addons.handle_lifecycle)
+    return FrontDoor(proxyserver, gate)
+
+
 def _options_error(message: str) -> exceptions.OptionsError:
     return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
 
@@ -213,6 +230,9 @@ async def _main(arguments: Sequence[str], addons: Sequence[object]) -> int:
     try:
         # Scripts go straight after schoolgate's addons, where mitmdump's ScriptLoader has them.
         lean = LeanMaster(opts, [*addons, *load_scripts(args.scripts)])
+        door = front_door(lean, addons)
+        if door is not None:
+            lean.add(door)
         opts.set(*option_specs(args))
     except exceptions.OptionsError as error:
         print(f"{PROG}: {error}", file=sys.stderr)

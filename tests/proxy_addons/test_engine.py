@@ -1,0 +1,93 @@
+"""The lean engine (proxy_addons/engine.py) on its own: its command line, its hook dispatch table
+and where the front door is wired in. The gateway itself runs on it in tests/e2e."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions, hooks, options
+from mitmproxy.proxy import server_hooks
+from mitmproxy.test import tflow
+
+from proxy_addons.enforce import Enforce
+from proxy_addons.engine import (
+    LeanMaster,
+    front_door,
+    load_scripts,
+    make_parser,
+    option_specs,
+)
+from proxy_addons.frontdoor import FrontDoor
+from proxy_addons.identity import Identify
+
+
+def specs(*argv: str) -> list[str]:
+    return option_specs(make_parser().parse_args(list(argv)))
+
+
+def test_the_command_line_becomes_mitmproxy_settings() -> None:
+    assert specs("--mode", "regular", "--listen-host", "127.0.0.1", "--listen-port", "3128",
+                 "-q", "--set", "schoolgate_front_door=false") == [
+        "mode=regular", "listen_host=127.0.0.1", "listen_port=3128",
+        "termlog_verbosity=error", "schoolgate_front_door=false"]
+
+
+def test_mitmdump_only_options_are_ignored_when_harmless_and_refused_otherwise() -> None:
+    assert specs("--set", "flow_detail=0", "--set", "onboarding=false") == []
+    with pytest.raises(exceptions.OptionsError, match="use --engine mitmdump"):
+        specs("--set", "flow_detail=2")
+
+
+def test_a_missing_script_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(exceptions.OptionsError, match="does not exist"):
+        load_scripts([str(tmp_path / "nowhere.py")])
+
+
+class Calls:
+    """A real addon that notes the hooks it gets, and fails or halts when told."""
+
+    def __init__(self, name: str, seen: list[str], fail: bool = False,
+                 halt: bool = False) -> None:
+        self.name, self.seen, self.fail, self.halt = name, seen, fail, halt
+
+    async def client_connected(self, client: object) -> None:
+        self.seen.append(self.name)
+        if self.fail:
+            raise RuntimeError("this addon fails")
+        if self.halt:
+            raise exceptions.AddonHalt
+
+
+def test_the_dispatch_table_runs_every_handler_in_order_past_a_failing_one() -> None:
+    seen: list[str] = []
+
+    async def run() -> None:
+        lean = LeanMaster(options.Options(), [Calls("a", seen, fail=True), Calls("b", seen),
+                                              Calls("c", seen, halt=True), Calls("d", seen)])
+        client = tflow.tclient_conn()
+        await lean.addons.handle_lifecycle(server_hooks.ClientConnectedHook(client))
+        # looked up once per hook, rebuilt when the chain changes
+        table = lean.addons.handlers  # type: ignore[attr-defined]
+        before = table(server_hooks.ClientConnectedHook(client))
+        assert table(server_hooks.ClientConnectedHook(client)) is before  # looked up once
+        lean.add(Calls("e", seen))
+        assert len(table(server_hooks.ClientConnectedHook(client))) == len(before) + 1
+    asyncio.run(run())
+    assert seen == ["a", "b", "c"]  # "a" failed (logged), "c" halted the event
+
+
+def test_the_front_door_is_wired_only_with_identify_and_enforce() -> None:
+    async def run() -> None:
+        bare = LeanMaster(options.Options(), [])
+        assert front_door(bare, []) is None
+        identify, enforce = Identify(), Enforce()
+        lean = LeanMaster(options.Options(), [identify, enforce])
+        door = front_door(lean, [identify, enforce])
+        assert isinstance(door, FrontDoor)
+        assert door.gate.identify == identify.identify_now
+        assert door.gate.passes_through == enforce.passes_through
+        hook: hooks.Hook = server_hooks.ClientConnectedHook(tflow.tclient_conn())
+        await door.gate.run_hook(hook)  # the chain's own dispatch
+    asyncio.run(run())
