@@ -6,6 +6,7 @@ schoolgate ships (policy/data/lists/), so a school can override one list without
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import policy
@@ -46,7 +47,34 @@ def load_policy(path: Path | str | None = None) -> Policy:
                 lists[name] = found.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise PolicyError(source, [f"list file {found}: cannot read it: {exc}"]) from None
-    return parse_policy(text, source=source, lists=lists)
+    key = _content_key(source, text, lists)
+    last = _last_loaded
+    if last is not None and last[0] == key:
+        return last[1]
+    loaded = parse_policy(text, source=source, lists=lists)
+    _remember(key, loaded)
+    return loaded
+
+
+# The last policy loaded, by the digest of every byte it was made from. `schoolgate gateway`
+# checks the policy before it starts mitmdump in the same process, and the enforcing addon
+# then loads it again: with millions of listed domains, parsing twice doubled the start time.
+# A Policy never changes once made, so the same bytes may share one.
+_last_loaded: tuple[bytes, Policy] | None = None
+
+
+def _content_key(source: str, text: str, lists: dict[str, str]) -> bytes:
+    digest = hashlib.blake2b(digest_size=32)
+    for part in (source, text, *(f"{name}\0{body}" for name, body in sorted(lists.items()))):
+        data = part.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.digest()
+
+
+def _remember(key: bytes, loaded: Policy) -> None:
+    global _last_loaded  # noqa: PLW0603 - one slot, replaced whole
+    _last_loaded = (key, loaded)
 
 
 def find_list(name: str, policy_dir: Path) -> Path | None:
