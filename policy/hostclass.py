@@ -5,9 +5,9 @@ name, those its name alone shows: a lookalike (a Unicode confusable or typo-squa
 protected platform's domain, a front-end, mirror or viewer of X or Instagram, an anonymity
 network's special-use name (.onion ...), Instagram served from Meta's shared CDN, a platform's
 own name under a shared CDN, a name that advertises a proxy or VPN, a platform's brand under
-another country's suffix, and a name under a top-level domain made for adult content. Pure: the Public Suffix List and the Unicode confusables come
-from the data the `publicsuffixlist` and `confusable-homoglyphs` packages ship, read once at
-import.
+another country's suffix, and a name under a top-level domain made for adult content. Pure:
+the Public Suffix List and the Unicode confusables come from the data the `publicsuffixlist`
+and `confusable-homoglyphs` packages ship, read once at import.
 """
 
 from __future__ import annotations

@@ -336,7 +336,9 @@ def resolve_v2fly(files: Mapping[str, str], root: str, *, data_dir: str = "data"
     (file name -> text, the `data/` directory). `keyword:` and `regexp:` rules are counted and
     skipped (they are not host names); entries carrying any of `exclude_attrs` are left out.
     With `exact_hosts`, a `full:` rule gives "full:<host>" (that one host, as the project's
-    list format writes it); without, the host and its subdomains. Cycles, missing files and chains deeper than MAX_INCLUDE_DEPTH are problems."""
+    list format writes it); without, the host and its subdomains. A one-label `domain:` rule
+    (a whole top-level domain: `.adult`) is counted and skipped. Cycles, missing files and
+    chains deeper than MAX_INCLUDE_DEPTH are problems."""
     reader = _Reader(_in(data_dir, root))
     excluded = frozenset(exclude_attrs)
     parsed: dict[str, V2flyFile] = {}

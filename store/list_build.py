@@ -21,7 +21,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from policy.lists import EXACT_PREFIX
 from policy.listformats import (
     ListEntry,
     ListFile,
@@ -34,6 +33,7 @@ from policy.listformats import (
     parse_list,
     resolve_v2fly,
 )
+from policy.lists import EXACT_PREFIX
 
 BUILT_MARK = ("Built by 'schoolgate lists build' from policy/data/sources.yaml: do not edit by "
               "hand; change the manifest or hand-added.yaml and rebuild.")

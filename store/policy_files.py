@@ -79,7 +79,7 @@ def _content_key(source: str, text: str, lists: dict[str, str]) -> bytes:
 
 
 def _remember(key: bytes, loaded: Policy | None) -> None:
-    global _last_loaded  # noqa: PLW0603 - one slot, replaced whole
+    global _last_loaded
     _last_loaded = (key, loaded) if loaded is not None else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from policy.lists import DomainList, parse_domain_list
 from schoolgate.cli import main
 from schoolgate.commands.lists import SHIPPED_MANIFEST, VENDORED_UPSTREAM
 from store.list_build import BUILT_MARK, BuildError, build_lists, load_manifest
+from store.list_status import ListStatusReader
 from store.policy_files import shipped_lists_dir
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -172,4 +174,21 @@ def test_every_vendored_file_is_pinned_and_licensed() -> None:
         present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
         assert present == set(source.files), name
         assert "LICENSE" in source.files, name
-        assert source.commit in readme and source.repository in readme, name
+        assert source.commit in readme, name
+        assert source.repository in readme, name
+
+
+def test_the_seed_ships_no_empty_content_category() -> None:
+    """What `lists status`, /healthz and the System page show for the shipped seed: every
+    content category has entries and an age; only the licensed illegal-content slot is empty."""
+    report = ListStatusReader().read(None, now=datetime(2026, 12, 3, tzinfo=UTC))
+    assert [e.name for e in report.empty] == ["illegal_content"]
+    by_category = {c: s for s in report.lists for c in s.categories}
+    for category in ("adult", "gambling", "malware_phishing", "piracy", "violence", "self_harm",
+                     "extremism", "discrimination", "drugs"):
+        status = by_category[category]
+        assert status.entries > 0, status
+        assert status.age_seconds is not None, status
+        assert status.updated_by == "compiled"
+        assert not status.stale
+    assert by_category["adult"].entries > 5000  # v2fly's category-porn, not only the core
