@@ -192,3 +192,30 @@ def test_the_seed_ships_no_empty_content_category() -> None:
         assert status.updated_by == "compiled"
         assert not status.stale
     assert by_category["adult"].entries > 5000  # v2fly's category-porn, not only the core
+
+
+def test_exact_hosts_grouped_reasons_and_stale_removals(tmp_path: Path) -> None:
+    """v2fly's `full:` stays one host; several names may share one reason; a removal that no
+    feed gives any more is reported (so the hand-kept file cannot rot); a whole top-level
+    domain (`domain:adult`) is skipped, not an error."""
+    manifest = write_fixture(tmp_path)
+    data = tmp_path / "upstream" / "v2" / "data" / "chirp"
+    text = data.read_text() + "full:cdn.shared.example\nadult\n"
+    data.write_text(text)
+    manifest.write_text(manifest.read_text().replace(
+        hashlib.sha256(UPSTREAM["v2"]["data/chirp"].encode()).hexdigest(),
+        hashlib.sha256(text.encode()).hexdigest()))
+    (tmp_path / "hand-added.yaml").write_text(HAND.replace(
+        "    - {domain: chirpp.example, reason: \"a typo-squat, not the platform\"}\n",
+        "    - reason: \"typo-squats, not the platform\"\n"
+        "      domains: [chirpp.example, chirp-global.example]\n"))
+    loaded, hand = load_manifest(manifest)
+    (built,) = build_lists(loaded, hand, tmp_path / "upstream")
+    assert "full:cdn.shared.example  # v2@0123456789ab data/chirp\n" in built.text
+    assert "chirp-global.example" not in built.text
+    assert "\nadult" not in built.text
+    (tmp_path / "hand-added.yaml").write_text(HAND + "    - {domain: gone.example, reason: "
+                                                     "\"no longer upstream\"}\n")
+    loaded, hand = load_manifest(manifest)
+    with pytest.raises(BuildError, match=r"remove 'gone\.example': no feed gives it"):
+        build_lists(loaded, hand, tmp_path / "upstream")
