@@ -48,25 +48,27 @@ def load_policy(path: Path | str | None = None) -> Policy:
                 lists[name] = found.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise PolicyError(source, [f"list file {found}: cannot read it: {exc}"]) from None
-    key = _content_key(str(policy_path.resolve()), text, lists)
-    last = _last_loaded
-    if last is not None and last[0] == key:  # the same file, however it was spelled
+    real = str(policy_path.resolve())
+    key = _content_key(real, text, lists)
+    last = _last_loaded.get(real)
+    if last is not None and last[0] == key:  # the same bytes, however the path was spelled
         return last[1] if last[1].source == source else replace(last[1], source=source)
     loaded = parse_policy(text, source=source, lists=lists)
-    _remember(key, loaded)
+    _last_loaded[real] = (key, loaded)
     return loaded
 
 
-# The last policy loaded, by the digest of every byte it was made from. `schoolgate gateway`
-# checks the policy before it starts mitmdump in the same process, and the enforcing addon
-# then loads it again: with millions of listed domains, parsing twice doubled the start time.
-# A Policy never changes once made, so the same bytes may share one.
-_last_loaded: tuple[bytes, Policy] | None = None
+# The last policy loaded from each file, by the digest of every byte it was made from.
+# `schoolgate gateway` checks the policy before it starts mitmdump in the same process, and
+# the enforcing addon then loads it again: with millions of listed domains, parsing twice
+# doubled the start time. A Policy never changes once made, so the same bytes may share one;
+# one slot per file, so a reload replaces the old policy instead of keeping it alive.
+_last_loaded: dict[str, tuple[bytes, Policy]] = {}
 
 
 def forget_loaded_policy() -> None:
-    """Drop the remembered policy (a benchmark measuring a load from scratch needs this)."""
-    _remember(b"", None)
+    """Drop the remembered policies (a benchmark measuring a load from scratch needs this)."""
+    _last_loaded.clear()
 
 
 def _content_key(source: str, text: str, lists: dict[str, str]) -> bytes:
@@ -76,11 +78,6 @@ def _content_key(source: str, text: str, lists: dict[str, str]) -> bytes:
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
     return digest.digest()
-
-
-def _remember(key: bytes, loaded: Policy | None) -> None:
-    global _last_loaded
-    _last_loaded = (key, loaded) if loaded is not None else None
 
 
 def find_list(name: str, policy_dir: Path) -> Path | None:

@@ -28,6 +28,8 @@ def test_the_same_bytes_are_parsed_once_and_any_change_is_seen(tmp_path: Path) -
     (tmp_path / "mine.txt").write_text(LIST)
     first = load_policy(policy)
     assert load_policy(policy) is first
+    load_policy()  # another file (the seed) in between keeps its own slot
+    assert load_policy(policy) is first
     # the gateway checks it by the path as given, its addon loads it by the absolute path
     spelled = load_policy(tmp_path / "." / "policy.yaml")
     assert spelled.domains is first.domains
