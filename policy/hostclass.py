@@ -4,10 +4,10 @@
 name, those its name alone shows: a lookalike (a Unicode confusable or typo-squat) of a
 protected platform's domain, a front-end, mirror or viewer of X or Instagram, an anonymity
 network's special-use name (.onion ...), Instagram served from Meta's shared CDN, a platform's
-own name under a shared CDN, a name that advertises a proxy or VPN, and a platform's brand
-under another country's suffix. Pure: the Public Suffix List and the Unicode confusables come
-from the data the `publicsuffixlist` and `confusable-homoglyphs` packages ship, read once at
-import.
+own name under a shared CDN, a name that advertises a proxy or VPN, a platform's brand under
+another country's suffix, and a name under a top-level domain made for adult content. Pure:
+the Public Suffix List and the Unicode confusables come from the data the `publicsuffixlist`
+and `confusable-homoglyphs` packages ship, read once at import.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from importlib import resources
 from publicsuffixlist import PublicSuffixList
 
 __all__ = [
+    "ADULT_TLDS",
     "DERIVED_CATEGORIES",
     "FRONTEND",
     "LOOKALIKE",
@@ -97,6 +98,12 @@ NOT_CIRCUMVENTION = frozenset({"proxyvote", "proxymity"})
 # filter and are left to the gateway's address checks.
 ANONYMITY_TLDS = frozenset({"onion", "exit", "i2p", "loki", "alt"})
 
+# Top-level domains ICANN delegated for adult content (.xxx, sponsored, 2011; .porn, .adult and
+# .sex, 2015): every name under them is pornography's (v2fly's category-porn lists .adult and
+# .porn whole; a list file can only hold names under a TLD, so the rule does it).
+ADULT = "adult"
+ADULT_TLDS = frozenset({"xxx", "porn", "adult", "sex"})
+
 # Front-end and viewer software named in a host's labels (a whole '-'-separated token, or the
 # token followed by digits: nitter.net, nitter.poast.org, nitter-2.example.org), per
 # zedeus/nitter's instance wiki, Bibliogram's and Proxigram's, Redlib's and ProxiTok's docs.
@@ -133,7 +140,7 @@ CDN_NAMES: dict[str, str] = {
 }
 
 # Every category name_categories can add: an index without any of them skips the work.
-DERIVED_CATEGORIES = frozenset({LOOKALIKE, FRONTEND, _TOR, *PROTECTED_DOMAINS.values(),
+DERIVED_CATEGORIES = frozenset({LOOKALIKE, FRONTEND, _TOR, ADULT, *PROTECTED_DOMAINS.values(),
                                 *BRANDS.values(), *CDN_NAMES.values(),
                                 *CIRCUMVENTION_WORDS.values()})
 
@@ -218,6 +225,10 @@ def _ulabel(label: str) -> str:
 
 _PROTECTED_SKELETONS: dict[str, str] = {skeleton(d): d for d in PROTECTED_DOMAINS}
 _BRAND_SKELETONS: dict[str, str] = {skeleton(b): b for b in BRANDS}
+# The same with 'l' read as 'i' (twltter, redd1t, whatsapp with a capital I shown as l): UTS #39
+# does not call them confusable, but in most fonts they are. Only for whole brand labels, which
+# are long and distinctive; never for short domains (lg.me is not ig.me).
+_BRAND_LOOSE: dict[str, str] = {skeleton(b).replace("l", "i"): b for b in BRANDS}
 
 
 def _lookalike_of(registrable: str, listed: tuple[str, ...]) -> str | None:
@@ -231,7 +242,7 @@ def _lookalike_of(registrable: str, listed: tuple[str, ...]) -> str | None:
         return imitated
     label = shape.partition(".")[0]
     own = registrable.partition(".")[0]
-    brand = _BRAND_SKELETONS.get(label)
+    brand = _BRAND_SKELETONS.get(label) or _BRAND_LOOSE.get(label.replace("l", "i"))
     if brand is not None:
         return brand if own != brand else None  # f\u0430cebook.de, faceb00k.co.uk
     if any(infix in label for infix in FRONTEND_INFIXES):
@@ -328,9 +339,11 @@ def name_categories(known: Container[str], name: str, listed: tuple[str, ...],
     first) with what the name itself shows, most specific first. Only categories in `known`
     (the policy's) are added. `name` is a host name, never an IP literal."""
     found: list[str] = []
-    tor = special_use(name)
-    if tor is not None:
-        found.append(tor)
+    last = name.rpartition(".")[2]
+    if last in ANONYMITY_TLDS:
+        found.append(_TOR)
+    elif last in ADULT_TLDS:
+        found.append(ADULT)
     registrable = registrable_domain(name)
     if registrable is not None and LOOKALIKE in known and _lookalike_of(registrable, listed):
         found.append(LOOKALIKE)

@@ -327,12 +327,15 @@ class DomainIndex:
         self._recent = {}  # a memo of recent answers: the index itself never changes
 
     @classmethod
-    def build(cls, lists: Mapping[str, Iterable[str]]) -> Self:
+    def build(cls, lists: Mapping[str, Iterable[str]], *, checked: bool = False) -> Self:
         """An index of category -> canonical domains (or IP literals, matched exactly).
 
         An entry written `full:<host>` (EXACT_PREFIX) covers that one host and no subdomain:
         for CDN names such as `twitter.map.fastly.net`, where the parent is shared.
-        Raises ValueError naming the category and the entry if an entry is not canonical.
+        Raises ValueError naming the category and the entry if an entry is not canonical,
+        unless `checked`: the caller has already made every entry canonical (the policy
+        parser has, through `parse_domain_list` and `normalise_host`), so with millions of
+        entries they are not checked a second time.
         """
         names = tuple(lists)
         masks: dict[int, int] = {}
@@ -351,13 +354,14 @@ class DomainIndex:
             for entry in entries:
                 if isinstance(entry, str) and entry.startswith(EXACT_PREFIX):
                     # stored under its own spelling, which no suffix walk ever hashes
-                    _check_canonical(category, entry[len(EXACT_PREFIX):])
+                    if not checked:
+                        _check_canonical(category, entry[len(EXACT_PREFIX):])
                     exact = True
-                    key = hash(entry)
                 else:
-                    _check_canonical(category, entry)
+                    if not checked:
+                        _check_canonical(category, entry)
                     depths.add(entry.count("."))
-                    key = hash(entry)
+                key = hash(entry)
                 mask = masks.get(key, 0) | flag
                 masks[key] = interned.setdefault(mask, mask)  # a few ints shared by all
         if not depths:

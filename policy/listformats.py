@@ -18,7 +18,7 @@ from datetime import date
 from enum import StrEnum
 
 from policy.hostnames import HostError, normalise_host
-from policy.lists import DOMAIN_RE, parents
+from policy.lists import DOMAIN_RE, EXACT_PREFIX, parents
 
 MAX_LINE_LENGTH = 4096  # no real list line is longer; longer ones are refused unread
 MAX_PROBLEMS = 200  # problems kept per file (all are counted)
@@ -83,13 +83,14 @@ class _Reader:
             self.problems.append(FormatProblem(f"{file or self.source}:{line_no}", message))
 
     def host(self, line_no: int, raw: str, *, what: str = "entry",
-             file: str | None = None) -> str | None:
-        """Add `raw` as a host name, or note the problem. Returns the canonical name."""
+             file: str | None = None, prefix: str = "") -> str | None:
+        """Add `raw` as a host name (with `prefix`, such as "full:"), or note the problem.
+        Returns the canonical name."""
         name = canonical_host(raw)
         if isinstance(name, FormatProblem):
             self.problem(line_no, f"{what} {raw[:80]!r}: {name.message}", file=file)
             return None
-        self.hosts.setdefault(name, None)
+        self.hosts.setdefault(prefix + name, None)
         return name
 
     def lines(self, text: str) -> Iterable[tuple[int, str]]:
@@ -330,11 +331,14 @@ def parse_v2fly_file(text: str, *, name: str, source: str | None = None) -> V2fl
 
 
 def resolve_v2fly(files: Mapping[str, str], root: str, *, data_dir: str = "data",
-                  exclude_attrs: Iterable[str] = ()) -> ParsedList:
+                  exclude_attrs: Iterable[str] = (), exact_hosts: bool = False) -> ParsedList:
     """The host names of v2fly list `root`, following its `include:` lines through `files`
     (file name -> text, the `data/` directory). `keyword:` and `regexp:` rules are counted and
     skipped (they are not host names); entries carrying any of `exclude_attrs` are left out.
-    Cycles, missing files and chains deeper than MAX_INCLUDE_DEPTH are problems."""
+    With `exact_hosts`, a `full:` rule gives "full:<host>" (that one host, as the project's
+    list format writes it); without, the host and its subdomains. A one-label `domain:` rule
+    (a whole top-level domain: `.adult`) is counted and skipped. Cycles, missing files and
+    chains deeper than MAX_INCLUDE_DEPTH are problems."""
     reader = _Reader(_in(data_dir, root))
     excluded = frozenset(exclude_attrs)
     parsed: dict[str, V2flyFile] = {}
@@ -380,7 +384,12 @@ def resolve_v2fly(files: Mapping[str, str], root: str, *, data_dir: str = "data"
                 reader.skipped[f"{rule.kind}: rules (they match patterns, not host "
                                "names)"] += 1
                 continue
-            reader.host(rule.line, rule.value, file=_in(data_dir, name))
+            if rule.kind == "domain" and "." not in rule.value.strip("."):
+                reader.skipped["whole top-level domains (a list holds names, not "
+                               "'.adult' or '.hsbc')"] += 1
+                continue
+            exact = EXACT_PREFIX if exact_hosts and rule.kind == "full" else ""
+            reader.host(rule.line, rule.value, file=_in(data_dir, name), prefix=exact)
         for inc in file.includes:
             visit(inc.name, wanted | inc.wanted, unwanted | inc.unwanted, (*chain, name),
                   f"{_in(data_dir, name)}:{inc.line}")

@@ -148,11 +148,19 @@ def _check_coverage(seen: dict[str, int], problem: Callable[[int, str], None]) -
     # A domain already covers its subdomains, so a listed subdomain of a listed domain is dead
     # weight that misleads the next reader into thinking it is needed.
     for domain, line_no in seen.items():
-        for parent in list(parents(domain))[1:]:
-            if parent in seen:
-                problem(line_no, f"'{domain}' is already covered by '{parent}' on line "
-                                 f"{seen[parent]}: remove it (or make it a comment)")
-                break
+        name = domain.removeprefix(EXACT_PREFIX)
+        if len(name) != len(domain) and name in seen:  # "full:a.b" under a listed "a.b"
+            parent: str | None = name
+        else:
+            parent = None
+            dot = name.find(".")
+            while parent is None and name.find(".", dot + 1) != -1:
+                candidate = name[dot + 1:]  # each parent with two labels or more
+                parent = candidate if candidate in seen else None
+                dot = name.find(".", dot + 1)
+        if parent is not None:
+            problem(line_no, f"'{domain}' is already covered by '{parent}' on line "
+                             f"{seen[parent]}: remove it (or make it a comment)")
 
 
 def _check_header(headers: dict[str, tuple[str, int]], sources: list[str], source: str,
@@ -203,7 +211,7 @@ def _iso_date(value: str) -> date | None:
 def _entry_problem(entry: str) -> str | None:
     """Why `entry` is not a canonical domain (and how to write it), or None if it is one."""
     if DOMAIN_RE.fullmatch(entry) and len(entry) <= 253 and not entry.rsplit(".", 1)[1].isdigit():
-        return _punycode_problem(entry)
+        return _punycode_problem(entry) if "xn--" in entry else None
     shown = f"'{entry}'"
     if any(ch.isspace() for ch in entry):
         return f"{shown} has spaces: write one domain per line"

@@ -392,7 +392,8 @@ class _Builder:
 
     def _index(self, domain_lists: Mapping[str, list[str]]) -> DomainIndex | None:
         try:
-            return DomainIndex.build(domain_lists)
+            # every entry is canonical already: parse_domain_list or normalise_host made it so
+            return DomainIndex.build(domain_lists, checked=True)
         except ValueError as exc:
             self.problem("categories", str(exc))
             return None

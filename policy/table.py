@@ -3,9 +3,11 @@ each part of a day, and a one-line summary. Pure: the day is passed in."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time
 
 from policy.decide import decide
+from policy.hostnames import DomainIndex
 from policy.model import Policy, Request, Subject, Verdict
 
 UNCATEGORISED_HOST = "uncategorised-site.example"
@@ -34,19 +36,45 @@ def policy_table(policy: Policy, day: date) -> tuple[list[str], list[list[str]],
         note = (f"{day.isoformat()} ({day.strftime('%A')}) is not a school day: "
                 f"{cal.describe(noon)}.")
     header = ["role", "category"] + [f"{name} {s:%H:%M}-{e:%H:%M}" for s, e, name in parts]
-    hosts = [(name, c.example_domain) for name, c in policy.categories.items() if c.example_domain]
-    hosts.append(("(uncategorised)", UNCATEGORISED_HOST))
+    # Every category, the empty ones too: what the rules would do once a list fills them.
+    probes = [(name, *_probe(policy, name, c.example_domain))
+              for name, c in policy.categories.items()]
+    probes.append(("(uncategorised)", policy, UNCATEGORISED_HOST))
     rows = []
     for role in policy.roles:
-        for category, host in hosts:
+        for category, judged, host in probes:
             row = [role, category]
             for start, end, _ in parts:
                 middle = _middle(datetime.combine(day, start, zone),
                                  datetime.combine(day, end, zone))
-                decision = decide(policy, Request(host), Subject(role=role), None, middle)
+                decision = decide(judged, Request(host), Subject(role=role), None, middle)
                 row.append("allow" if decision.verdict is Verdict.ALLOW else "BLOCK")
             rows.append(row)
-    return header, rows, note
+    return header, rows, note + _category_notes(policy)
+
+
+def _probe(policy: Policy, name: str, example: str) -> tuple[Policy, str]:
+    """The policy and a host to decide on for category `name`: its first listed domain, or for
+    an empty category a stand-in host that only that category holds."""
+    if example:
+        return policy, example
+    host = f"{name.replace('_', '-')}.empty-category.example"
+    index = DomainIndex.build({name: [host]}, checked=True)
+    return replace(policy, domains=index, memo={}, window_memo={}), host
+
+
+def _category_notes(policy: Policy) -> str:
+    locked = [n for n, c in policy.categories.items() if c.locked]
+    empty = [n for n, c in policy.categories.items() if not c.domain_count]
+    notes = ""
+    if locked:
+        notes += (f" Locked (no exception, admin or approver can ever unblock it): "
+                  f"{', '.join(locked)}.")
+    if empty:
+        notes += (f" Empty, so they block nothing yet; the rows show what happens "
+                  f"once they are filled by list updates ('schoolgate lists update'): "
+                  f"{', '.join(empty)}.")
+    return notes
 
 
 def _middle(start: datetime, end: datetime) -> datetime:

@@ -33,6 +33,7 @@ from policy.listformats import (
     parse_list,
     resolve_v2fly,
 )
+from policy.lists import EXACT_PREFIX
 
 BUILT_MARK = ("Built by 'schoolgate lists build' from policy/data/sources.yaml: do not edit by "
               "hand; change the manifest or hand-added.yaml and rebuild.")
@@ -80,11 +81,25 @@ class Output(_Strict):
     description: str = Field(min_length=1)
     compiled: date  # written into the file: fixed here, so the build does not depend on today
     feeds: tuple[Feed, ...] = ()
+    remarks: tuple[str, ...] = ()  # comment paragraphs written after the header
 
 
 class HandEntry(_Strict):
-    domain: str
+    """One name (`domain`) or several (`domains`) added or removed by hand, with the reason."""
+
+    domain: str | None = None
+    domains: tuple[str, ...] = ()
     reason: str = Field(min_length=3)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> HandEntry:
+        if (self.domain is None) == (not self.domains):
+            raise ValueError("give either 'domain: NAME' or 'domains: [NAME, ...]'")
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.domain,) if self.domain is not None else self.domains
 
 
 class HandList(_Strict):
@@ -153,37 +168,50 @@ def build_lists(manifest: Manifest, hand: Mapping[str, HandList], upstream: Path
             entries.extend(ListEntry(h, f"{tag} {paths[0]}") for h in parsed.hosts)
             sources.append(f"{src.repository} {', '.join(paths)} (commit {src.commit})")
         own = hand.get(output.list, HandList())
-        removed: dict[str, str] = {}
-        for item in own.remove:
-            name = canonical_host(item.domain)
-            if isinstance(name, str):
-                removed[name] = item.reason
-            else:
-                problems.append(f"{manifest.hand_added}: {output.list}: remove "
-                                f"{item.domain!r}: {name.message}")
-        for item in own.add:
-            name = canonical_host(item.domain)
-            if isinstance(name, str):
-                entries.append(ListEntry(name, f"hand: {item.reason}"))
-            else:
-                problems.append(f"{manifest.hand_added}: {output.list}: add "
-                                f"{item.domain!r}: {name.message}")
+        where = f"{manifest.hand_added}: {output.list}:"
+        removed = {name: raw for _, raw, name in _hand_names(own.remove, problems,
+                                                             f"{where} remove")}
+        given = {e.host for e in entries}
+        problems.extend(f"{where} remove {raw!r}: no feed gives it: drop the entry"
+                        for name, raw in removed.items()
+                        if name not in given and EXACT_PREFIX + name not in given)
+        entries = [e for e in entries if e.host not in removed
+                   and e.host.removeprefix(EXACT_PREFIX) not in removed]
+        for item, _, name in _hand_names(own.add, problems, f"{where} add"):
+            entries.append(ListEntry(name, f"hand: {item.reason}"))
         if own.add:
             sources.append(f"hand-added entries, each with its reason ({manifest.hand_added})")
-        kept = compact(e for e in entries if e.host not in removed)
+        kept = compact(entries)
         text = format_list_file(ListFile(output.category, output.description, output.compiled,
-                                         tuple(sources), kept, (BUILT_MARK,)))
+                                         tuple(sources), kept, (BUILT_MARK, *output.remarks)))
         built.append(BuiltList(output.list, text, len(kept)))
     if problems:
         raise BuildError("\n".join(problems))
     return built
 
 
+def _hand_names(items: tuple[HandEntry, ...], problems: list[str], where: str
+                ) -> list[tuple[HandEntry, str, str]]:
+    """(entry, name as written, canonical name) of every name in `items`; a `full:` prefix (one
+    host, not its subdomains) is kept. Names that are not host names become problems."""
+    out: list[tuple[HandEntry, str, str]] = []
+    for item in items:
+        for raw in item.names:
+            exact = EXACT_PREFIX if raw.startswith(EXACT_PREFIX) else ""
+            name = canonical_host(raw.removeprefix(EXACT_PREFIX))
+            if isinstance(name, str):
+                out.append((item, raw, exact + name))
+            else:
+                problems.append(f"{where} {raw!r}: {name.message}")
+    return out
+
+
 def _feed(feed: Feed, files: Mapping[str, str], problems: list[str], out: str
           ) -> tuple[ParsedList, list[str]]:
     if feed.kind == "v2fly":
         data = {p.removeprefix("data/"): t for p, t in files.items() if p.startswith("data/")}
-        parsed = resolve_v2fly(data, feed.name, exclude_attrs=feed.exclude_attrs)
+        parsed = resolve_v2fly(data, feed.name, exclude_attrs=feed.exclude_attrs,
+                               exact_hosts=True)
         paths = [f"data/{feed.name}"]
     elif feed.kind == "adguard-service":
         path = f"services/{feed.name}.yml"

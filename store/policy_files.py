@@ -6,6 +6,8 @@ schoolgate ships (policy/data/lists/), so a school can override one list without
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import policy
@@ -46,7 +48,36 @@ def load_policy(path: Path | str | None = None) -> Policy:
                 lists[name] = found.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise PolicyError(source, [f"list file {found}: cannot read it: {exc}"]) from None
-    return parse_policy(text, source=source, lists=lists)
+    real = str(policy_path.resolve())
+    key = _content_key(real, text, lists)
+    last = _last_loaded.get(real)
+    if last is not None and last[0] == key:  # the same bytes, however the path was spelled
+        return last[1] if last[1].source == source else replace(last[1], source=source)
+    loaded = parse_policy(text, source=source, lists=lists)
+    _last_loaded[real] = (key, loaded)
+    return loaded
+
+
+# The last policy loaded from each file, by the digest of every byte it was made from.
+# `schoolgate gateway` checks the policy before it starts mitmdump in the same process, and
+# the enforcing addon then loads it again: with millions of listed domains, parsing twice
+# doubled the start time. A Policy never changes once made, so the same bytes may share one;
+# one slot per file, so a reload replaces the old policy instead of keeping it alive.
+_last_loaded: dict[str, tuple[bytes, Policy]] = {}
+
+
+def forget_loaded_policy() -> None:
+    """Drop the remembered policies (a benchmark measuring a load from scratch needs this)."""
+    _last_loaded.clear()
+
+
+def _content_key(source: str, text: str, lists: dict[str, str]) -> bytes:
+    digest = hashlib.blake2b(digest_size=32)
+    for part in (source, text, *(f"{name}\0{body}" for name, body in sorted(lists.items()))):
+        data = part.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.digest()
 
 
 def find_list(name: str, policy_dir: Path) -> Path | None:

@@ -21,6 +21,8 @@ from store.list_status import CONFIG_FILE, ListsReport, ListStatusReader
 from store.list_updates import ListsConfigError, raise_list_alerts, update_lists, write_atomic
 
 SHIPPED_MANIFEST = Path(policy.__file__).resolve().parent / "data" / "sources.yaml"
+VENDORED_UPSTREAM = SHIPPED_MANIFEST.parent / "upstream"  # the pinned files, with their licences
+SHIPPED_LISTS = SHIPPED_MANIFEST.parent / "lists"
 DB_HELP = ("database to raise alerts for IT in (stale or failing lists); default: "
            "$SCHOOLGATE_DATABASE_URL, else no alerts")
 
@@ -61,9 +63,11 @@ def register(subparsers: Any) -> None:
                     "bytes. With --check, write nothing and exit 1 if a file would change.")
     build.add_argument("--manifest", type=Path, default=SHIPPED_MANIFEST,
                        help="the manifest (default: policy/data/sources.yaml)")
-    build.add_argument("--upstream", type=Path, required=True,
-                       help="folder holding one checkout per source, named after it")
-    build.add_argument("--out", type=Path, required=True, help="where to write the lists")
+    build.add_argument("--upstream", type=Path, default=VENDORED_UPSTREAM,
+                       help="folder holding one checkout per source, named after it (default: "
+                            "the pinned files vendored in policy/data/upstream)")
+    build.add_argument("--out", type=Path, default=SHIPPED_LISTS,
+                       help="where to write the lists (default: policy/data/lists)")
     build.add_argument("--check", action="store_true",
                        help="compare with the files in --out instead of writing")
     build.set_defaults(handler=run_build)

@@ -22,7 +22,9 @@ from policy.lists import (
 
 LISTS_DIR = Path(__file__).resolve().parents[2] / "policy" / "data" / "lists"
 SHIPPED = ("x", "instagram", "facebook", "social", "web_proxy", "vpn", "tor", "doh", "banking",
-           "health", "platform_frontend", "lookalike", "pinned_apps")
+           "health", "platform_frontend", "lookalike", "pinned_apps", "adult", "gambling",
+           "malware_phishing", "piracy", "violence", "self_harm", "extremism",
+           "discrimination", "drugs")
 
 # Registrable domains that unrelated sites share: listing one would block half the web.
 # A single platform-owned host under one of them (one S3 bucket, one Akamai name) is fine.

@@ -68,9 +68,12 @@ def test_update_failure_and_bad_config_exit_codes(policy: Path,
 
 def test_status_exit_code_for_a_missing_list(policy: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # a list of the school's own (schoolgate ships no list of that name to fall back on)
+    policy.write_text(POLICY.replace("adult.txt", "adult-local.txt"))
+    (policy.parent / "adult-local.txt").write_text(ADULT)
     assert main(["lists", "status", "--policy", str(policy)]) == 0
-    assert "adult.txt" in capsys.readouterr().out
-    (policy.parent / "adult.txt").unlink()
+    assert "adult-local.txt" in capsys.readouterr().out
+    (policy.parent / "adult-local.txt").unlink()
     assert main(["lists", "status", "--policy", str(policy)]) == 1
     assert "missing" in capsys.readouterr().out
 

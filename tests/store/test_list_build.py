@@ -1,18 +1,20 @@
 """`schoolgate lists build`: deterministic and byte for byte on a small upstream fixture the test
-writes itself; the real upstream check runs only when SCHOOLGATE_UPSTREAM_DIR is set."""
+writes itself, and the shipped lists from the pinned upstream files vendored in the repository."""
 
 from __future__ import annotations
 
 import hashlib
-import os
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from policy.lists import DomainList, parse_domain_list
 from schoolgate.cli import main
-from schoolgate.commands.lists import SHIPPED_MANIFEST
+from schoolgate.commands.lists import SHIPPED_MANIFEST, VENDORED_UPSTREAM
 from store.list_build import BUILT_MARK, BuildError, build_lists, load_manifest
+from store.list_status import ListStatusReader
 from store.policy_files import shipped_lists_dir
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -144,19 +146,76 @@ def test_the_shipped_manifest_is_valid() -> None:
     assert all(item.reason for h in hand.values() for item in (*h.add, *h.remove))
 
 
-def test_real_upstream_build() -> None:
-    """With SCHOOLGATE_UPSTREAM_DIR: build from real checkouts of the pinned commits (every
-    file's sha256 checked), twice, identically; and every shipped list that says it was built
-    must be exactly what the build gives."""
-    upstream = os.environ.get("SCHOOLGATE_UPSTREAM_DIR", "")
-    if not upstream:
-        pytest.skip("set SCHOOLGATE_UPSTREAM_DIR to a folder holding a checkout of each source "
-                    "in policy/data/sources.yaml at its commit, named after the source (e.g. "
-                    "DIR/v2fly = v2fly/domain-list-community at the pinned commit)")
+def test_every_shipped_list_is_the_build_of_the_vendored_pinned_sources() -> None:
+    """The pinned upstream files are vendored (policy/data/upstream, with their licences), so
+    this runs on any machine: build them twice, identically (every file's sha256 checked), and
+    every shipped list must be exactly what the build gives, each entry naming its source."""
     manifest, hand = load_manifest(SHIPPED_MANIFEST)
-    built = build_lists(manifest, hand, Path(upstream))
-    assert built == build_lists(manifest, hand, Path(upstream))
+    built = build_lists(manifest, hand, VENDORED_UPSTREAM)
+    assert built == build_lists(manifest, hand, VENDORED_UPSTREAM)
+    assert sorted(item.name for item in built) == sorted(
+        p.name for p in shipped_lists_dir().glob("*.txt"))
     for item in built:
-        shipped = shipped_lists_dir() / item.name
-        if BUILT_MARK in shipped.read_text():
-            assert shipped.read_text() == item.text, item.name
+        shipped = (shipped_lists_dir() / item.name).read_text(encoding="utf-8")
+        assert BUILT_MARK in shipped, item.name
+        assert shipped == item.text, f"{item.name}: run 'schoolgate lists build' and review"
+        for line in shipped.splitlines():
+            if line and not line.startswith("#"):
+                assert re.search(r"  # (v2fly@[0-9a-f]{12} data/\S+|hand: .{3,})$", line), line
+
+
+def test_every_vendored_file_is_pinned_and_licensed() -> None:
+    """Only the files the manifest reads are vendored, each with its sha256 in the manifest,
+    beside the source's licence and a README naming the source and commit."""
+    manifest, _ = load_manifest(SHIPPED_MANIFEST)
+    readme = (VENDORED_UPSTREAM / "README.md").read_text(encoding="utf-8")
+    for name, source in manifest.sources.items():
+        root = VENDORED_UPSTREAM / name
+        present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+        assert present == set(source.files), name
+        assert "LICENSE" in source.files, name
+        assert source.commit in readme, name
+        assert source.repository in readme, name
+
+
+def test_the_seed_ships_no_empty_content_category() -> None:
+    """What `lists status`, /healthz and the System page show for the shipped seed: every
+    content category has entries and an age; only the licensed illegal-content slot is empty."""
+    report = ListStatusReader().read(None, now=datetime(2026, 12, 3, tzinfo=UTC))
+    assert [e.name for e in report.empty] == ["illegal_content"]
+    by_category = {c: s for s in report.lists for c in s.categories}
+    for category in ("adult", "gambling", "malware_phishing", "piracy", "violence", "self_harm",
+                     "extremism", "discrimination", "drugs"):
+        status = by_category[category]
+        assert status.entries > 0, status
+        assert status.age_seconds is not None, status
+        assert status.updated_by == "compiled"
+        assert not status.stale
+    assert by_category["adult"].entries > 5000  # v2fly's category-porn, not only the core
+
+
+def test_exact_hosts_grouped_reasons_and_stale_removals(tmp_path: Path) -> None:
+    """v2fly's `full:` stays one host; several names may share one reason; a removal that no
+    feed gives any more is reported (so the hand-kept file cannot rot); a whole top-level
+    domain (`domain:adult`) is skipped, not an error."""
+    manifest = write_fixture(tmp_path)
+    data = tmp_path / "upstream" / "v2" / "data" / "chirp"
+    text = data.read_text() + "full:cdn.shared.example\nadult\n"
+    data.write_text(text)
+    manifest.write_text(manifest.read_text().replace(
+        hashlib.sha256(UPSTREAM["v2"]["data/chirp"].encode()).hexdigest(),
+        hashlib.sha256(text.encode()).hexdigest()))
+    (tmp_path / "hand-added.yaml").write_text(HAND.replace(
+        "    - {domain: chirpp.example, reason: \"a typo-squat, not the platform\"}\n",
+        "    - reason: \"typo-squats, not the platform\"\n"
+        "      domains: [chirpp.example, chirp-global.example]\n"))
+    loaded, hand = load_manifest(manifest)
+    (built,) = build_lists(loaded, hand, tmp_path / "upstream")
+    assert "full:cdn.shared.example  # v2@0123456789ab data/chirp\n" in built.text
+    assert "chirp-global.example" not in built.text
+    assert "\nadult" not in built.text
+    (tmp_path / "hand-added.yaml").write_text(HAND + "    - {domain: gone.example, reason: "
+                                                     "\"no longer upstream\"}\n")
+    loaded, hand = load_manifest(manifest)
+    with pytest.raises(BuildError, match=r"remove 'gone\.example': no feed gives it"):
+        build_lists(loaded, hand, tmp_path / "upstream")
