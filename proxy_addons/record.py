@@ -549,6 +549,10 @@ class RecordEvents:
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         self._record_flow(flow, intercepted=False)
 
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(context.LATE):  # blocked when its page arrived (CheckPages)
+            self._record_flow(flow, intercepted=True)
+
     def client_disconnected(self, client: Client) -> None:
         self._tunnels.pop(client.id, None)
         event = self._unanswered.pop(client.id, None)
