@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 import tests.support.gateway as harness
-from store.db import make_engine, upgrade
+from store.db import upgrade
 from store.models import CircumventionAttemptRow, EventRow
+from tests.e2e.test_inspect_e2e import rows
 from tests.support.gateway import Gateway, running_gateway, wait_for, write_identity, write_policy
 
 REAL_START_ORIGIN = harness.start_origin
@@ -96,15 +95,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         with running_gateway(folder / "gw", policy=policy, identity=identity,
                              extra_args=["--set", f"schoolgate_database_url={db}"]) as gw:
             yield Setup(gw, db)
-
-
-def rows(db: str, model: type[Any]) -> list[Any]:
-    engine = make_engine(db)
-    try:
-        with Session(engine) as session:
-            return list(session.scalars(select(model)))
-    finally:
-        engine.dispose()
 
 
 def events(db: str) -> list[EventRow]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from store.db import make_engine, upgrade
@@ -25,8 +25,14 @@ from tests.e2e.test_admin_browser import (
     sign_in,
     write_recommending_policy,
 )
-from tests.e2e.test_admin_stories import WIDTHS, Story, _browser, _context
-from tests.support.browser import need_browser, trust_ca
+from tests.e2e.test_admin_stories import (
+    WIDTHS,
+    Story,
+    _browser,
+    _context,
+    chromium,  # noqa: F401  (the fixture, for `services`)
+)
+from tests.e2e.test_inspect_e2e import rows
 from tests.support.gateway import free_port, running_gateway, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -48,14 +54,6 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         yield {"admin": admin, "gw": gw, "home": tmp / "home", "db": database}
 
 
-@pytest.fixture(scope="module")
-def chromium(services: dict[str, Any]) -> Iterator[tuple[Any, str]]:
-    chromium_path, certutil, sync_api = need_browser()
-    trust_ca(services["home"], services["gw"].ca_pem, certutil)
-    with sync_api.sync_playwright() as p:
-        yield p, chromium_path
-
-
 def sanction_both(database: str) -> None:
     """pupil1 and pupil2 supervised-only for 14 days, no session open."""
     now = datetime.now(UTC)
@@ -73,15 +71,6 @@ def sanction_both(database: str) -> None:
         engine.dispose()
 
 
-def sessions(database: str) -> list[SupervisedSessionRow]:
-    engine = make_engine(database)
-    try:
-        with Session(engine) as session:
-            return list(session.scalars(select(SupervisedSessionRow)))
-    finally:
-        engine.dispose()
-
-
 def pupil1_status(services: dict[str, Any]) -> int:
     gw = services["gw"]
     with httpx.Client(proxy=f"http://pupil1:pupil1-demo@127.0.0.1:{gw.port}",
@@ -91,7 +80,7 @@ def pupil1_status(services: dict[str, Any]) -> int:
 
 @pytest.mark.parametrize("width", list(WIDTHS))
 def test_a_teacher_supervises_a_pupil_of_their_class(services: dict[str, Any],
-                                                      chromium: tuple[Any, str],
+                                                      chromium: tuple[Any, str],  # noqa: F811
                                                       artefacts_dir: Path, width: str) -> None:
     shots = artefacts_dir / "stories"
     shots.mkdir(exist_ok=True)
@@ -116,7 +105,7 @@ def test_a_teacher_supervises_a_pupil_of_their_class(services: dict[str, Any],
     finally:
         browser.close()
     assert story.problems == [], "\n".join(story.problems)
-    (opened,) = sessions(database)
+    (opened,) = rows(database, SupervisedSessionRow)
     assert (opened.user, opened.opened_by) == ("pupil1", "teacher1")
     assert opened.ends - opened.starts == timedelta(minutes=40)
     wait_for(lambda: pupil1_status(services) == 200, what="pupil1 browsing while supervised")
