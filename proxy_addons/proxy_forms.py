@@ -23,6 +23,7 @@ form, and a search field alone (q, "Search") does not ask for a web address.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -31,6 +32,8 @@ from urllib.parse import urlsplit
 Evidence = dict[str, str]
 
 MAX_CHARS = 256 * 1024  # a proxy's own page is small; only the start of a page is read
+MAX_FORM_CHARS = 16 * 1024  # and its form smaller still: only the start of each form is read
+MAX_FORMS = 20  # a proxy's page has one or two forms
 
 _GLYPE_OPTIONS = frozenset({"encodeurl", "encodepage", "allowcookies", "stripjs",
                             "stripobjects", "tempcookies", "showform", "striptitle"})
@@ -68,14 +71,12 @@ class _Form:
 
 
 class _Reader(HTMLParser):
-    """Collects the forms, their fields and the page's visible words; nothing else."""
+    """Collects one piece of a page's forms, their fields and their visible words."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.forms: list[_Form] = []
-        self.loose: _Form = _Form("")  # fields outside any form
         self._open: _Form | None = None
-        self.words: list[str] = []
         self._skip = 0  # inside <script> or <style>
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -92,7 +93,9 @@ class _Reader(HTMLParser):
                         values.get("type", "").lower())
 
     def _field(self, values: dict[str, str], kind: str) -> None:
-        form = self._open if self._open is not None else self.loose
+        form = self._open
+        if form is None:
+            return
         name = values.get("name", "")
         form.names.add(name.lower())
         if kind == "password":
@@ -113,41 +116,62 @@ class _Reader(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._skip or not data.strip():
             return
-        self.words.append(data)
         if self._open is not None:
             self._open.label_text.append(data)
 
 
-def read_forms(html: str) -> tuple[list[_Form], _Form, str]:
-    reader = _Reader()
-    try:
-        reader.feed(html[:MAX_CHARS])
-        reader.close()
-    except Exception:  # html.parser is lenient; what it read before giving up is judged
-        reader.words.append("")
-    return reader.forms, reader.loose, " ".join(" ".join(reader.words).split())
+# A page is read in pieces, not parsed whole (html.parser takes a quarter of a second on a long
+# article): the forms (forms do not nest), then, only if one asks for a web address, the words.
+_NOT_WORDS = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+_MINIPROXY_FIELD = re.compile(r"name\s*=\s*[\"']?miniProxyFormAction\b", re.IGNORECASE)
+
+
+def read_forms(html: str) -> list[_Form]:
+    """The page's first MAX_FORMS forms, each read from its first MAX_FORM_CHARS."""
+    forms: list[_Form] = []
+    lowered = html.lower()
+    start = lowered.find("<form")
+    while start >= 0 and len(forms) < MAX_FORMS:
+        end = lowered.find("</form", start, start + MAX_FORM_CHARS)
+        stop = end if end >= 0 else start + MAX_FORM_CHARS
+        reader = _Reader()
+        # html.parser is lenient; what it read before giving up (if ever) is judged
+        with contextlib.suppress(Exception):
+            reader.feed(html[start:stop])
+            reader.close()
+        forms.extend(reader.forms)
+        start = lowered.find("<form", stop)
+    return forms
+
+
+def page_words(html: str) -> str:
+    """The page's visible words (and its title), roughly: no scripts, styles or tags."""
+    return " ".join(_TAG.sub(" ", _NOT_WORDS.sub(" ", html)).split())
 
 
 def proxy_form_evidence(html: str) -> Evidence | None:
     """What marks this HTML page as a web-proxy script's own page (its URL form or the form it
-    adds to proxied pages), else None. `html` is the decoded page text."""
-    if "<form" not in html[:MAX_CHARS].lower() and "miniproxyformaction" not in \
-            html[:MAX_CHARS].lower():
-        return None
-    forms, loose, words = read_forms(html)
-    for form in (*forms, loose):
+    adds to proxied pages), else None. `html` is the decoded page text; only its first
+    MAX_CHARS are read."""
+    html = html[:MAX_CHARS]
+    if _MINIPROXY_FIELD.search(html):
+        return {"script": "miniproxy", "field": "miniProxyFormAction"}
+    forms = read_forms(html)
+    for form in forms:
         found = _known_script(form)
         if found is not None:
             return found
-    proxy_talk = _PROXY_WORDS.search(words)
+    asking = [(form, name) for form in forms
+              if (name := _asks_for_a_web_address(form)) is not None]
+    if not asking:
+        return None
+    proxy_talk = _PROXY_WORDS.search(page_words(html))
     if proxy_talk is None:
         return None
-    for form in forms:
-        field_name = _asks_for_a_web_address(form)
-        if field_name is not None:
-            return {"script": "web-proxy-form", "field": field_name[:50],
-                    "action": _short(form.action), "words": proxy_talk.group(0)[:50]}
-    return None
+    form, field_name = asking[0]
+    return {"script": "web-proxy-form", "field": field_name[:50],
+            "action": _short(form.action), "words": proxy_talk.group(0)[:50]}
 
 
 def _known_script(form: _Form) -> Evidence | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy_addons.proxy_forms import MAX_CHARS, proxy_form_evidence
+from proxy_addons.proxy_forms import MAX_CHARS, MAX_FORM_CHARS, MAX_FORMS, proxy_form_evidence
 
 PAGES = Path(__file__).parent / "proxy_pages"
 
@@ -69,3 +69,13 @@ def test_only_the_start_of_a_long_page_is_read() -> None:
                                   "<form><input type=url name=u></form>"])
 def test_broken_html_is_no_error(junk: str) -> None:
     proxy_form_evidence(junk)
+
+
+def test_only_the_first_forms_and_the_start_of_each_are_read() -> None:
+    glype = (PAGES / "written_from/glype-default.html").read_text()
+    ordinary = '<form action="/s"><input name="q"></form>'
+    assert proxy_form_evidence(ordinary * (MAX_FORMS - 1) + glype) is not None
+    assert proxy_form_evidence(ordinary * MAX_FORMS + glype) is None
+    long_form = glype.replace('<form action="includes', "<form " + " " * MAX_FORM_CHARS +
+                              'action="includes')
+    assert proxy_form_evidence(long_form) is None
