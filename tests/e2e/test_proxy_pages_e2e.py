@@ -7,6 +7,7 @@ pages with forms arrive untouched, and staff (`inspect: listed`) are not inspect
 from __future__ import annotations
 
 import gzip
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,15 @@ import tests.support.gateway as harness
 from store.db import upgrade
 from store.models import CircumventionAttemptRow, EventRow
 from tests.e2e.test_inspect_e2e import rows
-from tests.support.gateway import Gateway, running_gateway, wait_for, write_identity, write_policy
+from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
+from tests.support.gateway import (
+    PASSWORD,
+    Gateway,
+    running_gateway,
+    wait_for,
+    write_identity,
+    write_policy,
+)
 
 REAL_START_ORIGIN = harness.start_origin
 BIG_TAIL = b"<p>" + b"long page " * 40_000 + b"</p>"  # beyond what is held to be checked
@@ -184,3 +193,28 @@ def test_a_kept_alive_connection_carries_twenty_requests(setup: Setup, user: str
                     .status_code for n in range(20)]
     assert statuses == [200] * 20
     assert origin.connections - before == 1
+
+
+@pytest.mark.browser
+def test_chromium_is_shown_the_block_page_for_a_proxy_front_page(setup: Setup,
+                                                                 tmp_path: Path) -> None:
+    chromium, certutil, sync_api = need_browser()
+    home = tmp_path / "home"
+    trust_ca(home, setup.gateway.ca_pem, certutil)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium, env={**os.environ, "HOME": str(home)},
+            args=CHROMIUM_ARGS, proxy={"server": f"http://127.0.0.1:{setup.gateway.port}",
+                                       "username": "pupil1", "password": PASSWORD})
+        try:
+            page = browser.new_page()
+            blocked = page.goto("https://learning.test/pages/held_out/php-proxy-fork.html")
+            assert blocked is not None
+            assert blocked.status == 403
+            assert "Powered by" not in page.inner_text("body")
+            fine = page.goto("https://learning.test/pages/ordinary/school-search.html")
+            assert fine is not None
+            assert fine.status == 200
+            assert "Oakfield Primary School" in page.inner_text("body")
+        finally:
+            browser.close()
