@@ -80,7 +80,7 @@ def test_a_pupil_of_another_class_is_refused(app: FastAPI, resources: Resources,
     with resources.sessions() as session:
         opened = session.scalars(select(SupervisedSessionRow).where(
             SupervisedSessionRow.user == "pupil2",
-            SupervisedSessionRow.ends > datetime.now(UTC))).all()
+            SupervisedSessionRow.opened_by == "teacher1")).all()
     assert opened == []
 
 
