@@ -13,6 +13,8 @@ back from streaming:
   front page is a few kilobytes);
 - anything else (images, scripts, downloads, large pages) streams as before.
 A finding marks the flow (DECISION, TECHNIQUE, EVIDENCE, LATE) for RecordEvents' `response`.
+An error fails closed: a held page that cannot be read is blocked (engine_error), and a flow
+that cannot even be prepared is closed.
 """
 
 from __future__ import annotations
@@ -118,9 +120,10 @@ class CheckPages:
             flow.metadata[HELD] = True
             self.stats["held"] += 1
             response.stream = False if size is not None else _Holder(flow, self)
-        except Exception:
+        except Exception:  # fail closed: a page that cannot be checked is not shown
             self.stats["engine_errors"] += 1
-            logger.exception("preparing to check a page failed; passing it on unchecked")
+            logger.exception("preparing to check a page failed; closing the connection")
+            flow.kill()  # type: ignore[no-untyped-call]
 
     def response(self, flow: http.HTTPFlow) -> None:
         response = flow.response
@@ -139,9 +142,13 @@ class CheckPages:
         if evidence is not None:
             inputs = flow.metadata[context.INPUTS]
             decision = self._found(flow, evidence)
-            flow.response = make_block_page(decision, inputs.subject,
-                                            site=flow.request.pretty_host, at=inputs.at,
-                                            policy=inputs.policy, settings=inputs.page)
+            try:
+                flow.response = make_block_page(decision, inputs.subject,
+                                                site=flow.request.pretty_host, at=inputs.at,
+                                                policy=inputs.policy, settings=inputs.page)
+            except Exception:
+                logger.exception("rendering the block page failed; sending a plain one")
+                flow.response = make_plain_block(decision)
 
     def check_held(self, flow: http.HTTPFlow, body: bytes) -> bytes | None:
         """A streamed page's whole body: the block page's bytes (in the page's own content

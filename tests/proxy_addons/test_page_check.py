@@ -98,3 +98,13 @@ def test_an_error_while_reading_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert flow.response.status_code == 403
     assert flow.metadata[context.DECISION].reason is Reason.ENGINE_ERROR
     assert addon.stats["engine_errors"] == 1
+
+
+def test_an_error_before_reading_closes_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(request: http.Request, response: http.Response) -> bool:
+        raise RuntimeError("boom")
+    monkeypatch.setattr(page_check, "is_page_to_check", broken)
+    addon, flow = CheckPages(), flow_for("pupil")
+    addon.responseheaders(flow)
+    assert flow.error is not None  # killed: nothing of the page is passed on
+    assert addon.stats["engine_errors"] == 1
