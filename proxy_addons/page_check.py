@@ -28,7 +28,7 @@ from mitmproxy import http
 from policy.inspection import InspectMode
 from policy.model import Decision, Reason, Verdict
 from proxy_addons import context
-from proxy_addons.blockpage import make_block_page, make_plain_block, render_block_page
+from proxy_addons.blockpage import make_block_or_plain, make_plain_block, render_block_page
 from proxy_addons.proxy_forms import proxy_form_evidence
 from store.techniques import Technique
 
@@ -142,13 +142,9 @@ class CheckPages:
         if evidence is not None:
             inputs = flow.metadata[context.INPUTS]
             decision = self._found(flow, evidence)
-            try:
-                flow.response = make_block_page(decision, inputs.subject,
+            flow.response = make_block_or_plain(decision, inputs.subject,
                                                 site=flow.request.pretty_host, at=inputs.at,
                                                 policy=inputs.policy, settings=inputs.page)
-            except Exception:
-                logger.exception("rendering the block page failed; sending a plain one")
-                flow.response = make_plain_block(decision)
 
     def check_held(self, flow: http.HTTPFlow, body: bytes) -> bytes | None:
         """A streamed page's whole body: the block page's bytes (in the page's own content
