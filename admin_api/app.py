@@ -31,6 +31,7 @@ from admin_api import (
     records,
     requests,
     system,
+    teacher,
 )
 from admin_api.auth import load_session
 from admin_api.deps import CurrentUser, check_csrf
@@ -170,7 +171,7 @@ def make_app(settings: Settings | None = None, *, resources: Resources | None = 
         third-party script (finding 20)."""
         return HTMLResponse(_DOCS_PAGE, headers={"Cache-Control": "no-store"})
     for module in (home, auth, requests, lists, exceptions, explain, policy_view, audit,
-                   system, monitoring, records, calendar):
+                   system, monitoring, records, calendar, teacher):
         app.include_router(module.router)
         if hasattr(module, "api"):
             app.include_router(module.api)

@@ -40,6 +40,7 @@ NAV: list[NavItem] = [
     NavItem("Local lists", "/lists", frozenset({Role.BUSINESS_MANAGER})),
     NavItem("Exceptions", "/exceptions", frozenset({Role.BUSINESS_MANAGER})),
     NavItem("Monitoring", "/monitoring", frozenset({Role.DSL})),
+    NavItem("My class", "/teacher", frozenset({Role.STAFF})),
     NavItem("Explain", "/explain", STAFF_SIDE),
     NavItem("Policy", "/policy", frozenset({Role.IT_TECHNICIAN})),
     NavItem("School calendar", "/calendar",

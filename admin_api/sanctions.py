@@ -1,8 +1,8 @@
 """Supervised-only sanctions, as pages and under /api/monitoring: the DSL sees those in force
 and those recommended by the threshold, places, extends (or confirms) and lifts them. Any member
-of staff (a class teacher, not only the DSL) opens a supervised session for a pupil: the
-directories have no groups saying which teacher has which class, so it is not limited to "their
-class"; every session is in the audit log with who opened it. Effective at every gateway within
+of staff opens a supervised session for a pupil of their class (the identity file's `classes:`
+say which directory groups teach which; the DSL may for anyone; services/classes.py); every
+session is in the audit log with who opened it. Effective at every gateway within
 seconds (the change counter)."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from admin_api.monitoring_schemas import (
 from admin_api.render import Pages, get_pages
 from admin_api.roles import Role
 from admin_api.services import sanctions as service
+from admin_api.services.classes import check_may_supervise
 
 router = APIRouter(tags=["sanctions"])
 api = APIRouter(tags=["sanctions"])
@@ -96,7 +97,9 @@ def open_session_page(request: Request, pages: PagesDep, user: Staff, session: D
     dsl = user.has(Role.DSL)
     try:
         form = validate(SupervisedSessionCreate, fields)
-        service.open_session(session, actor=user, user=form.user, minutes=form.minutes, at=now,
+        pupil = check_may_supervise(identity=res.identity, directory=res.directory, actor=user,
+                                    user=form.user)
+        service.open_session(session, actor=user, user=pupil, minutes=form.minutes, at=now,
                              directory=res.directory)
     except InvalidInput as error:
         if not dsl:  # the sanctions page is the DSL's: a teacher is told in plain words
@@ -142,7 +145,10 @@ def lift(body: SanctionLift, user: Dsl, session: Db, now: Now,
 @api.post("/supervised-sessions", response_model=SupervisedSessionPublic, status_code=201)
 def open_session(body: SupervisedSessionCreate, user: Staff, session: Db,
                  now: Now, res: Res) -> SupervisedSessionPublic:
-    """The signed-in member of staff supervises `user` from now for `minutes`."""
+    """The signed-in member of staff supervises `user` (a pupil of their class; anyone, for
+    the DSL) from now for `minutes`."""
+    pupil = check_may_supervise(identity=res.identity, directory=res.directory, actor=user,
+                                user=body.user)
     return SupervisedSessionPublic.model_validate(service.open_session(
-        session, actor=user, user=body.user, minutes=body.minutes, at=now,
+        session, actor=user, user=pupil, minutes=body.minutes, at=now,
         directory=res.directory))

@@ -240,7 +240,7 @@ class CircumventionSettings:
     block_rewriting_proxies: bool = True
     threshold_attempts: int = 3
     threshold_window_seconds: int = 600
-    on_threshold: SanctionAction = SanctionAction.SANCTION
+    on_threshold: SanctionAction = SanctionAction.RECOMMEND
     sanction_days: int = 14
     supervised_allowlist: tuple[str, ...] = ()  # normalised hosts a sanctioned user may still use
 

@@ -163,7 +163,7 @@ class _CircumventionIn(_Strict):
     block_ip_literals: bool = True
     block_rewriting_proxies: bool = True
     threshold: _ThresholdIn = _ThresholdIn(attempts=3, within_minutes=10)
-    on_threshold: SanctionAction = SanctionAction.SANCTION
+    on_threshold: SanctionAction = SanctionAction.RECOMMEND
     sanction_days: int = Field(default=14, ge=1, le=366)
     supervised_allowlist: list[str] = []
 

@@ -40,6 +40,8 @@ TECHNIQUE = "schoolgate.technique"  # circumvention technique name, when one was
 INPUTS = "schoolgate.inputs"  # DecisionInputs the flow's decision was made from
 EVIDENCE = "schoolgate.evidence"  # Mapping[str, str]: what a detector saw (never bodies,
 #                                   cookies or passwords)
+LATE = "schoolgate.late"  # True: the decision changed after the request was recorded (a page
+#                           checked when its response arrived); RecordEvents records it again
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@
                   the policy's internal allow list is refused; the connection is pinned to the
                   checked address (no DNS rebinding).
 5. StripAltSvc  - allowed responses: drop Alt-Svc (no HTTP/3 round the proxy), stream bodies.
+   CheckPages   - for roles with `inspect: all`, holds an allowed HTML page back from streaming
+                  and blocks it if it is a web-proxy script's own form (after StripAltSvc).
 6. RecordEvents - every final decision becomes an event; attempts feed sanctions/alerts.
 7. Metrics      - after the deciders, so it sees every decision: Prometheus counters.
 8. Limits       - connection caps and time-outs (hooks that decide nothing), and, after every
@@ -33,6 +35,7 @@ from proxy_addons.gateway_pages import GatewayPages
 from proxy_addons.identity import Identify
 from proxy_addons.limits import Limits
 from proxy_addons.metrics import Metrics
+from proxy_addons.page_check import CheckPages
 from proxy_addons.record import RecordEvents
 from proxy_addons.safesearch import SafeSearch
 from proxy_addons.shadow import Shadow
@@ -46,6 +49,7 @@ addons: list[object] = [
     SafeSearch(),
     GuardDestinations(),
     StripAltSvc(),
+    CheckPages(),
     RecordEvents(),
     Metrics(),
     Limits(),

@@ -549,6 +549,10 @@ class RecordEvents:
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         self._record_flow(flow, intercepted=False)
 
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(context.LATE):  # blocked when its page arrived (CheckPages)
+            self._record_flow(flow, intercepted=True)
+
     def client_disconnected(self, client: Client) -> None:
         self._tunnels.pop(client.id, None)
         event = self._unanswered.pop(client.id, None)
@@ -637,7 +641,8 @@ class RecordEvents:
         who = event.user or event.client_ip or "unknown"
         self._alert_attempt(event, who)
         if event.user is not None:
-            self._queue(_Job("threshold", _threshold_job(event, self._settings)))
+            self._queue(_Job("threshold", _threshold_job(event, self._settings,
+                                                         self._acts.seconds)))
 
     def _alert_attempt(self, event: Event, who: str) -> None:
         """One alert per person and technique per threshold window: the attempts table keeps
@@ -729,15 +734,18 @@ def _attempt_alert_job(event: Event) -> Callable[[Session], Alert | None]:
     return run
 
 
-def _threshold_job(event: Event, settings: CircumventionSettings
+def _threshold_job(event: Event, settings: CircumventionSettings, act_seconds: float
                    ) -> Callable[[Session], Alert | None]:
     """Count the act in the shared window; if it reached the threshold, act on it (in the same
-    transaction, so two gateways cannot both act on one threshold)."""
+    transaction, so two gateways cannot both act on one threshold). The act is named by site
+    and technique, so a follow-up that another worker counted first is not counted again."""
     user = event.user
     assert user is not None
+    act = f"{act_site(event.host)}|{event.technique or ''}"
 
     def run(session: Session) -> Alert | None:
-        attempts = count_act(session=session, user=user, at=event.at, settings=settings)
+        attempts = count_act(session=session, user=user, at=event.at, settings=settings,
+                             act=act, act_seconds=act_seconds)
         if attempts is None:
             return None
         return on_threshold(session=session, user=user, attempts=attempts, settings=settings,

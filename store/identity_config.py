@@ -1,5 +1,6 @@
 """The identity configuration file (identity.yaml): which directory to ask, how its groups and the
-client subnets map to the policy's roles, and how long answers are cached.
+client subnets map to the policy's roles, which teachers' groups teach which pupils' groups
+(`classes:`), and how long answers are cached.
 
 `parse_identity_config(text, source=...)` is text -> frozen values and reports every problem with
 its place (`identity.yaml: groups_to_roles[2].role: ...`); `load_identity_config(path)` reads the
@@ -159,6 +160,15 @@ class SubnetRole:
 
 
 @dataclass(frozen=True, config=_STRICT)
+class ClassGroup:
+    """Members of the directory group `group` teach the pupils in the groups `teaches`."""
+
+    group: Annotated[str, Field(min_length=1, max_length=256)]
+    teaches: Annotated[tuple[Annotated[str, Field(min_length=1, max_length=256)], ...],
+                       Field(min_length=1)]
+
+
+@dataclass(frozen=True, config=_STRICT)
 class CacheTtl:
     positive_seconds: Annotated[float, Field(ge=0, le=86400)] = 600.0
     negative_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
@@ -172,6 +182,13 @@ class IdentityConfig:
     cache: CacheTtl = CacheTtl()
     # Explicit proxy: answer 407 to clients without credentials outside unauthenticated subnets.
     auth_required: bool = True
+    classes: tuple[ClassGroup, ...] = ()  # which teachers' groups teach which pupils' groups
+
+    def classes_taught(self, groups: Iterable[str]) -> frozenset[str]:
+        """The pupils' groups (case-folded) that a member of `groups` teaches."""
+        held = {group.casefold() for group in groups}
+        return frozenset(taught.casefold() for mapping in self.classes
+                         if mapping.group.casefold() in held for taught in mapping.teaches)
 
     def role_for_groups(self, groups: Iterable[str]) -> str | None:
         """The role of the first mapping whose group the user is in (names compare as AD does,

@@ -159,13 +159,16 @@ class CircumventionAttemptRow(Base):
 class AttemptCountRow(Base):
     """The counted acts of one user still inside the sanction threshold's window, shared by
     every gateway worker and replica (store/sanctions.py `count_act`): the threshold is reached
-    together, not per process. `times` is a JSON list of ISO 8601 UTC instants."""
+    together, not per process. `times` is a JSON list of ISO 8601 UTC instants. `acts` maps
+    the acts in progress ("site|technique") to when each began, so a follow-up request seen by
+    another worker is not a second act."""
 
     __tablename__ = "attempt_counts"
 
     user: Mapped[str] = mapped_column(String(200), primary_key=True)  # canonical user name
     times: Mapped[list[str]] = mapped_column(JSON)
     updated: Mapped[datetime] = mapped_column(UTCDateTime)
+    acts: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
 
 class SanctionRow(Base):

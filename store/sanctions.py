@@ -81,12 +81,16 @@ class AttemptWindow:
             self._seen.clear()
 
 
-def count_act(*, session: Session, user: str, at: datetime, settings: CircumventionSettings
+def count_act(*, session: Session, user: str, at: datetime, settings: CircumventionSettings,
+              act: str | None = None, act_seconds: float = 0.0
               ) -> tuple[datetime, ...] | None:
     """Count one act of `user` at `at` in the shared window (the database): the acts in the
     window if this one reached `threshold_attempts` within `threshold_window_seconds` (the
     count then starts again), else None. The user's row is written first and locked, so
-    simultaneous acts from two gateways are counted one after the other, never both missed."""
+    simultaneous acts from two gateways are counted one after the other, never both missed.
+
+    `act` names the act ("site|technique"): one that began less than `act_seconds` before `at`
+    (on any worker) is the same act, and is not counted again."""
     user = canonical_user(user)
     table: Table = AttemptCountRow.__table__  # type: ignore[assignment]
     conn = session.connection()
@@ -94,15 +98,37 @@ def count_act(*, session: Session, user: str, at: datetime, settings: Circumvent
     # The first statement writes: SQLite takes its write lock here, PostgreSQL the row lock next.
     conn.execute(insert(table).values(user=user, times=[], updated=at)
                  .on_conflict_do_nothing(index_elements=["user"]))
-    row = conn.execute(select(table.c.times).where(table.c.user == user)
+    row = conn.execute(select(table.c.times, table.c.acts).where(table.c.user == user)
                        .with_for_update()).one()
+    acts = _acts_in_progress(row.acts, at, act_seconds)
+    if act is not None and act_seconds > 0:
+        began = acts.get(act)
+        if began is not None and timedelta(0) <= at - began < timedelta(seconds=act_seconds):
+            return None  # a follow-up of an act already counted (by this worker or another)
+        acts[act] = at
     window = timedelta(seconds=settings.threshold_window_seconds)
     times = sorted([*(datetime.fromisoformat(t) for t in row.times or ()), at])
     times = [t for t in times if t > at - window]
     reached = len(times) >= settings.threshold_attempts
     kept = [] if reached else [t.isoformat() for t in times]
-    conn.execute(update(table).where(table.c.user == user).values(times=kept, updated=at))
+    conn.execute(update(table).where(table.c.user == user).values(
+        times=kept, updated=at, acts={k: v.isoformat() for k, v in acts.items()} or None))
     return tuple(times) if reached else None
+
+
+def _acts_in_progress(stored: Any, at: datetime, act_seconds: float) -> dict[str, datetime]:
+    """The stored acts that may still have follow-ups at `at` (bounded: at most 100)."""
+    if not isinstance(stored, dict) or act_seconds <= 0:
+        return {}
+    acts: dict[str, datetime] = {}
+    for key, when in stored.items():
+        try:
+            began = datetime.fromisoformat(str(when))
+        except ValueError:
+            continue
+        if at - began < timedelta(seconds=act_seconds):
+            acts[str(key)] = began
+    return dict(sorted(acts.items(), key=lambda item: item[1])[-100:])
 
 
 @dataclass(frozen=True, slots=True)

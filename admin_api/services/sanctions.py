@@ -76,7 +76,7 @@ def directory_name(directory: Directory | None, typed: str) -> str:
     if directory is None:
         return name
     try:
-        found = _lookup(directory, name)
+        found = lookup_user(directory, name)
     except DirectoryUnavailable:
         raise Unavailable("the school directory cannot be reached just now, so that name "
                           "cannot be checked; try again in a minute") from None
@@ -86,7 +86,7 @@ def directory_name(directory: Directory | None, typed: str) -> str:
     return canonical_user(found.username)
 
 
-def _lookup(directory: Directory, name: str) -> DirectoryUser | None:
+def lookup_user(directory: Directory, name: str) -> DirectoryUser | None:
     """Ask the directory from a route's worker thread, on the application's event loop."""
     try:
         return anyio.from_thread.run(directory.lookup, name)

@@ -37,7 +37,7 @@ USERS: dict[str, SignedInUser | None] = {
     "pupil": SignedInUser("pupil1", "Pupil One", frozenset({Role.PUPIL}), "pupil",
                           frozenset({"Pupils", "Year5"})),
     "staff": SignedInUser("teacher1", "Teacher One", frozenset({Role.STAFF}), "staff",
-                          frozenset({"Staff"})),
+                          frozenset({"Staff", "Teachers-Year5"})),
     "business_manager": SignedInUser("bursar1", "Business Manager",
                                      frozenset({Role.STAFF, Role.BUSINESS_MANAGER}), "staff",
                                      frozenset({"Staff", "BusinessManagers"})),

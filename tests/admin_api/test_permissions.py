@@ -78,8 +78,11 @@ ENDPOINTS = [
     Endpoint("GET", "/monitoring/sanctions", DSL, 200),
     Endpoint("POST", "/monitoring/sanctions", DSL, 303,
              form={"user": "it1", "days": "2", "reason": "Repeated proxy use."}),  # known name
-    Endpoint("POST", "/monitoring/supervised-sessions", STAFF_SIDE, 303,
+    # it1 is in no teacher's class: only the DSL supervises anyone (services/classes.py)
+    Endpoint("POST", "/monitoring/supervised-sessions", DSL, 303,
              form={"user": "it1", "minutes": "30"}),
+    Endpoint("GET", "/teacher", STAFF_SIDE, 200),
+    Endpoint("POST", "/teacher", DSL, 303, form={"user": "it1", "minutes": "20"}),
     Endpoint("GET", "/monitoring/charts", DSL, 200),
     Endpoint("GET", "/monitoring/weekly", DSL, 200),
     Endpoint("GET", "/monitoring/weekly.csv", DSL, 200),
@@ -112,7 +115,7 @@ ENDPOINTS = [
     Endpoint("GET", "/api/monitoring/sanctions", DSL, 200),
     Endpoint("POST", "/api/monitoring/sanctions", DSL, 201,
              json={"user": "it1", "reason": "Repeated proxy use."}),
-    Endpoint("POST", "/api/monitoring/supervised-sessions", STAFF_SIDE, 201,
+    Endpoint("POST", "/api/monitoring/supervised-sessions", DSL, 201,
              json={"user": "it1", "minutes": 30}),
     Endpoint("GET", "/api/monitoring/charts", DSL, 200),
     Endpoint("GET", "/api/monitoring/weekly", DSL, 200),

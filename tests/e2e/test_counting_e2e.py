@@ -185,3 +185,28 @@ def test_a_blocked_widget_on_an_allowed_page_in_chromium_is_never_counted(
     assert {r.technique for r in rows} == {"embedded_widget"}
     assert not any(r.counted for r in rows)
     assert not gw.contacted("platform.twitter.com")
+
+
+def test_one_act_through_two_gateways_counts_once(tmp_path: Path, sqlite_url: str) -> None:
+    # The threshold is 2 acts here: a page through one gateway process and its reload through
+    # the other (one act) must not reach it; a later, deliberate try does.
+    policy = tmp_path / "policy.yaml"
+    sanction_policy(policy)
+    policy.write_text(policy.read_text().replace("attempts: 3,", "attempts: 2,"))
+    identity = write_identity(tmp_path / "id")
+    args = ["--set", f"schoolgate_database_url={sqlite_url}",
+            "--set", f"schoolgate_act_seconds={ACT_SECONDS}"]
+    with running_gateway(tmp_path / "a", policy=policy, identity=identity,
+                         extra_args=args) as one, \
+            running_gateway(tmp_path / "b", policy=policy, identity=identity,
+                            extra_args=args) as two:
+        assert get(one, "https://proxysite.test/", "pupil1").status_code == 403
+        assert get(two, "https://proxysite.test/", "pupil1").status_code == 403  # the reload
+        wait_for(lambda: len(proxysite_attempts(sqlite_url)) == 2, timeout=20,
+                 what="both requests recorded")
+        time.sleep(2)  # the threshold jobs run off the request path
+        assert not sanctioned(sqlite_url)
+        time.sleep(ACT_SECONDS + 0.5)
+        assert get(two, "https://proxysite.test/again", "pupil1").status_code == 403
+        wait_for(lambda: sanctioned(sqlite_url), timeout=20,
+                 what="the sanction after the second act")

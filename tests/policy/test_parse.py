@@ -102,3 +102,21 @@ def test_list_files_named() -> None:
     assert list_files_named(text) == ("a.txt", "b.txt")
     assert list_files_named("roles: [") == ()
     assert yaml.safe_load(text)  # the text itself is fine YAML
+
+
+def test_a_threshold_recommends_a_sanction_unless_the_policy_says_sanction() -> None:
+    # The safe default (ops review L5): reaching the threshold proposes a sanction to the DSL;
+    # one is placed automatically only when the school writes `on_threshold: sanction`.
+    from policy.model import SanctionAction
+    data = yaml.safe_load(POLICY_TEXT)
+    data.setdefault("circumvention", {}).pop("on_threshold", None)
+    policy = parse_policy(yaml.safe_dump(data), source="p.yaml")
+    assert policy.circumvention.on_threshold is SanctionAction.RECOMMEND
+    data["circumvention"]["on_threshold"] = "sanction"
+    policy = parse_policy(yaml.safe_dump(data), source="p.yaml")
+    assert policy.circumvention.on_threshold is SanctionAction.SANCTION
+
+
+def test_the_model_default_is_to_recommend() -> None:
+    from policy.model import CircumventionSettings, SanctionAction
+    assert CircumventionSettings().on_threshold is SanctionAction.RECOMMEND

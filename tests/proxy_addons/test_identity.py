@@ -161,7 +161,7 @@ SUBNETS = [{"cidr": "10.20.0.0/16", "role": "pupil", "without_auth": True},
     ("10.99.1.1", "wireguard", basic("teacher1", "teacher1-demo"), DEFAULT),
     # Credentials beat the subnet: a teacher signing in on a pupil device.
     ("10.20.1.1", "regular", basic("teacher1", "teacher1-demo"),
-     Identity("staff", IdentitySource.LOCAL, "teacher1", frozenset({"Staff"}))),
+     Identity("staff", IdentitySource.LOCAL, "teacher1", frozenset({"Staff", "Teachers-Year5"}))),
 ])
 async def test_subnets_map_devices_that_cannot_sign_in(
         addon: Identify, tmp_path: Path, peer: str, mode: str, auth: str | None,
@@ -207,7 +207,7 @@ async def test_simultaneous_sign_ins_ask_the_directory_once(addon: Identify) -> 
     flows = [make_flow(auth=basic("teacher1", "teacher1-demo")) for _ in range(6)]
     await asyncio.gather(*(addon.requestheaders(flow) for flow in flows))
     assert {identity_of(flow) for flow in flows} == {
-        Identity("staff", IdentitySource.LOCAL, "teacher1", frozenset({"Staff"}))}
+        Identity("staff", IdentitySource.LOCAL, "teacher1", frozenset({"Staff", "Teachers-Year5"}))}
     assert addon.stats["directory_lookups"] == 1
 
 

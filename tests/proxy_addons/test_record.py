@@ -202,9 +202,17 @@ async def test_attempts_are_recorded_with_evidence_and_widgets_are_not_counted(r
     assert sorted(a.details["technique"] for a in alerts) == ["archive_viewer", "ech"]
 
 
-async def test_three_attempts_place_a_sanction(rig: Rig) -> None:
+@pytest.mark.parametrize(("tail", "state", "alert"), [
+    ("", SanctionState.RECOMMENDED, "sanction_recommended"),  # the default: the DSL decides
+    ("circumvention: {on_threshold: sanction}\n", SanctionState.PLACED, "sanction_placed"),
+])
+async def test_three_attempts_recommend_or_place_a_sanction(
+        rig: Rig, tmp_path: Path, tail: str, state: SanctionState, alert: str) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy.read_text() + tail)
     with taddons.context(rig.record) as tctx:  # each request its own act (no act window)
         tctx.configure(rig.record, schoolgate_act_seconds=0)
+    await rig.enforce.refresh()
     for path in ("/web/2024/https://x.com/", "/web/2024/https://www.instagram.com/",
                  "/web/2024/https://twitter.com/"):
         flow = rig.request("web.archive.org", path)
@@ -212,9 +220,9 @@ async def test_three_attempts_place_a_sanction(rig: Rig) -> None:
     await rig.record.done()
     with Session(rig.engine) as session:
         (sanction,) = session.scalars(select(SanctionRow))
-        assert (sanction.user, sanction.state) == ("pupil1", SanctionState.PLACED)
+        assert (sanction.user, sanction.state) == ("pupil1", state)
         kinds = sorted(a.kind for a in session.scalars(select(AlertRow)))
-    assert kinds == ["circumvention_attempt", "sanction_placed"]  # attempt alerts are throttled
+    assert kinds == ["circumvention_attempt", alert]  # attempt alerts are throttled
 
 
 async def test_recording_off_records_nothing(rig: Rig) -> None:

@@ -62,3 +62,31 @@ def test_simultaneous_acts_from_two_processes_are_all_counted(
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda i: act(one if i % 2 else two, at[i]), range(30)))
     assert sum(r is not None for r in results) == 10  # 30 acts, a threshold every 3
+
+
+def shared_act(engine: Engine, at: datetime, site: str, user: str = "pupil1",
+               ) -> tuple[datetime, ...] | None:
+    with Session(engine) as session, session.begin():
+        return count_act(session=session, user=user, at=at, settings=SETTINGS,
+                         act=f"{site}|web_proxy", act_seconds=30)
+
+
+def test_one_act_seen_by_two_processes_counts_once(engines: tuple[Engine, Engine]) -> None:
+    # The page from one worker, its favicon and a reload through another: one act.
+    one, two = engines
+    assert shared_act(one, T0, "proxysite.test") is None
+    assert shared_act(two, T0 + timedelta(seconds=2), "proxysite.test") is None
+    assert shared_act(one, T0 + timedelta(seconds=20), "proxysite.test") is None
+    # a different site at once, and the same site after the act's window: two more acts
+    assert shared_act(two, T0 + timedelta(seconds=21), "vpn.test") is None
+    reached = shared_act(one, T0 + timedelta(seconds=40), "proxysite.test")
+    assert reached == (T0, T0 + timedelta(seconds=21), T0 + timedelta(seconds=40))
+
+
+def test_acts_are_shared_per_person(engines: tuple[Engine, Engine]) -> None:
+    one, two = engines
+    assert shared_act(one, T0, "proxysite.test") is None
+    assert shared_act(two, T0 + timedelta(seconds=1), "proxysite.test", user="pupil2") is None
+    assert shared_act(two, T0 + timedelta(seconds=2), "proxysite.test", user="PUPIL2") is None
+    assert shared_act(one, T0 + timedelta(seconds=3), "vpn.test") is None
+    assert shared_act(one, T0 + timedelta(seconds=4), "tor.test") is not None  # pupil1: 3 acts

@@ -169,7 +169,7 @@ def test_a_missing_bind_password_file_is_a_configuration_error(shared_slapd: Sla
 DEMO = {  # user -> groups, as documented at the top of store/data/demo-users.yaml
     "pupil1": {"Pupils", "Year5"},
     "pupil2": {"Pupils", "Year6"},
-    "teacher1": {"Staff"},
+    "teacher1": {"Staff", "Teachers-Year5"},
     "socialmedia1": {"Staff", "SocialMedia"},
     "bursar1": {"Staff", "BusinessManagers"},
     "dsl1": {"Staff", "DSL"},
