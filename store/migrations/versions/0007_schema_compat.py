@@ -2,7 +2,7 @@
 by every `schoolgate db upgrade`, so that a replica of the previous release keeps working after
 an expand-only migration during a rolling upgrade (docs/upgrading.md).
 
-Revision ID: 0007_i14_schema_compat
+Revision ID: 0007_schema_compat
 Revises: 0006_policy_versions
 Create Date: 2026-12-03
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_i14_schema_compat"
+revision: str = "0007_schema_compat"
 down_revision: str | None = "0006_policy_versions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
