@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -32,6 +32,7 @@ from proxy_addons import context
 from proxy_addons.blockpage import make_block_page, make_plain_block
 from proxy_addons.errors import options_error
 from proxy_addons.proxy_scripts import proxy_script_evidence, tunnel_upgrade_evidence
+from proxy_addons.stats import GatewayStats
 from store.techniques import Technique
 
 logger = logging.getLogger(__name__)
@@ -245,12 +246,12 @@ _REPEATABLE = frozenset({Reason.RULE_BLOCK, Reason.LOCKED, Reason.LOCAL_BLOCK})
 
 
 class Detect:
-    def __init__(self) -> None:
+    def __init__(self, stats: GatewayStats | None = None) -> None:
         self._ports: frozenset[int] = frozenset()  # the option; empty: the policy's ports
         self._repeats = RepeatCounter(5, 120.0)
         self._refuse: set[str] = set()  # client ids to close before they reach a server
         self._ech_clients: set[str] = set()  # client ids whose ClientHello carried ECH
-        self.stats: Counter[str] = Counter()
+        self.stats = stats or GatewayStats()
 
     def load(self, loader: Loader) -> None:
         loader.add_option("schoolgate_connect_ports", Sequence[str], [],
@@ -312,7 +313,7 @@ class Detect:
                 return
             self._encrypted_hello(data)
         except Exception:
-            self.stats["engine_errors"] += 1
+            self.stats.detect_errors += 1
             logger.exception("checking the TLS ClientHello failed; refusing the connection")
             self._refuse_hello(data, Decision(Verdict.BLOCK, Reason.ENGINE_ERROR), None)
 
@@ -329,7 +330,7 @@ class Detect:
         sni = data.client_hello.sni
         note = context.hello_notes.get(client.id)
         evidence = {"outer_sni": sni or "", "extension": hex(ECH_EXTENSION)}
-        self.stats["ech_seen"] += 1
+        self.stats.ech_seen += 1
         if note is not None and note.decision.technique == Technique.HOST_MISMATCH:
             decision = note.decision._replace(rule=ECH_RULE, technique=Technique.ECH)
             context.hello_notes[client.id] = replace(note, decision=decision, evidence=evidence)
@@ -337,7 +338,7 @@ class Detect:
         self._ech_clients.add(client.id)
         if data.ignore_connection and not (note is not None and note.never_decrypt):
             data.ignore_connection = False
-            self.stats["ech_intercepted"] += 1
+            self.stats.ech_intercepted += 1
             if note is not None:
                 context.hello_notes[client.id] = replace(note, passthrough=False)
 
@@ -356,13 +357,13 @@ class Detect:
             host = note.decision.host if note is not None else _name(sni or "")
             decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=ECH_RULE, host=host,
                                 technique=Technique.ECH)
-            self.stats["blocked"] += 1
+            self.stats.detect_blocked += 1
             context.hello_notes[client.id] = context.HelloNote(
                 decision, passthrough=False, sni=sni,
                 evidence={"outer_sni": sni or "", "extension": hex(ECH_EXTENSION),
                           "client_error": error[:200]})
         except Exception:
-            self.stats["engine_errors"] += 1
+            self.stats.detect_errors += 1
             logger.exception("recording an encrypted ClientHello attempt failed")
 
     def _inspect_viewers(self, data: ClientHelloData) -> None:
@@ -374,11 +375,11 @@ class Detect:
                 note.decision.allowed and is_viewer_host(note.decision.host or ""):
             data.ignore_connection = False
             context.hello_notes[client.id] = replace(note, passthrough=False)
-            self.stats["viewers_intercepted"] += 1
+            self.stats.viewers_intercepted += 1
 
     def _refuse_hello(self, data: ClientHelloData, decision: Decision,
                       evidence: Evidence | None) -> None:
-        self.stats["blocked"] += 1
+        self.stats.detect_blocked += 1
         client = data.context.client
         data.ignore_connection = True  # relayed to nowhere: server_connect refuses it
         self._refuse.add(client.id)
@@ -402,7 +403,7 @@ class Detect:
                         "inside_tls": "yes" if flow.client_conn.tls_established else "no"}
         except Exception:
             logger.exception("describing a TCP tunnel failed; blocking it")
-            self.stats["engine_errors"] += 1
+            self.stats.detect_errors += 1
             decision, evidence = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR), {}
         self._found(flow, decision, evidence)
         self._refuse.add(flow.client_conn.id)  # the relay's server connection is refused
@@ -529,13 +530,12 @@ class Detect:
         if decision is not None:
             flow.metadata[context.DECISION] = decision
             technique = decision.technique
-            self.stats["blocked"] += 1
+            self.stats.detect_blocked += 1
         flow.metadata[context.TECHNIQUE] = technique
         flow.metadata[context.EVIDENCE] = evidence
-        self.stats[f"technique:{technique}"] += 1
 
     def _error(self, flow: http.HTTPFlow, where: str) -> None:
-        self.stats["engine_errors"] += 1
+        self.stats.detect_errors += 1
         logger.exception("circumvention detection failed in %s; blocking (fail closed)", where)
         decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
         flow.metadata[context.DECISION] = decision

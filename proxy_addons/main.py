@@ -1,5 +1,8 @@
 """The gateway's addons, in the order mitmproxy runs them; the order is the precedence.
 
+0. PolicySource - the policy and overrides in force (options, validation, snapshots, refresh);
+                  decides nothing, so it is first: every addon below that reads the policy gets
+                  it by constructor, here.
 1. GatewayPages - requests addressed to the gateway itself (PAC, CA, instructions) are answered
                   first: browsers fetch the PAC file without proxy credentials, and such a
                   request must never be forwarded (mitmproxy would send it to itself).
@@ -33,20 +36,26 @@ from proxy_addons.gateway_pages import GatewayPages
 from proxy_addons.identity import Identify
 from proxy_addons.limits import Limits
 from proxy_addons.metrics import Metrics
+from proxy_addons.policy_source import PolicySource
 from proxy_addons.record import RecordEvents
 from proxy_addons.safesearch import SafeSearch
 from proxy_addons.shadow import Shadow
+from proxy_addons.stats import GatewayStats
+
+stats = GatewayStats()  # every addon's counters, exported by Metrics
+source = PolicySource(stats)  # the policy and overrides in force
 
 addons: list[object] = [
-    GatewayPages(),
-    Identify(),
-    Enforce(),
-    Shadow(),
-    Detect(),
-    SafeSearch(),
-    GuardDestinations(),
+    source,
+    GatewayPages(source),
+    Identify(stats),
+    Enforce(source, stats),
+    Shadow(source, stats),
+    Detect(stats),
+    SafeSearch(stats),
+    GuardDestinations(stats),
     StripAltSvc(),
-    RecordEvents(),
-    Metrics(),
-    Limits(),
+    RecordEvents(stats),
+    Metrics(source, stats),
+    Limits(stats),
 ]

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -43,6 +43,7 @@ from policy.model import CircumventionSettings, Decision, Reason, Verdict
 from proxy_addons import context
 from proxy_addons.errors import options_error
 from proxy_addons.search_terms import search_terms
+from proxy_addons.stats import GatewayStats
 from store.alerts import (
     NO_PUSH,
     Alert,
@@ -352,7 +353,7 @@ class _Tunnel:
 
 
 class RecordEvents:
-    def __init__(self) -> None:
+    def __init__(self, stats: GatewayStats | None = None) -> None:
         self._sink: EventWriter | SiemLines | None = None  # see `writer`
         self._engine: Engine | None = None
         self._enabled = True
@@ -372,7 +373,7 @@ class RecordEvents:
         self._started = False
         self.job_retries = 30
         self.job_retry_seconds = 2.0
-        self.stats: Counter[str] = Counter()
+        self.stats = stats or GatewayStats()
 
     @property
     def writer(self) -> EventWriter | SiemLines | None:
@@ -433,8 +434,10 @@ class RecordEvents:
         if self._engine is not None:
             spool = opts.schoolgate_spool_dir or str(Path(opts.confdir).expanduser().parent
                                                      / "spool")
-            self._sink = EventWriter(self._engine, spool_dir=Path(spool),
-                                     siem_path=opts.schoolgate_siem or None)
+            writer = EventWriter(self._engine, spool_dir=Path(spool),
+                                 siem_path=opts.schoolgate_siem or None)
+            self._sink = writer
+            self.stats.event_writer = lambda: writer.stats
         elif opts.schoolgate_siem:
             self._sink = SiemLines(opts.schoolgate_siem)
         loop = asyncio.get_running_loop()
@@ -618,11 +621,11 @@ class RecordEvents:
             return None
 
     def _submit(self, event: Event) -> None:
-        self.stats["events"] += 1
+        self.stats.events += 1
         if event.attempt is not None and event.technique is not None and event.attempt.counted:
             first = self._acts.first_of(event)
             if first is not None:  # a follow-up of an act already counted
-                self.stats["follow_ups"] += 1
+                self.stats.follow_ups += 1
                 event = replace(event, attempt=AttemptEvidence(
                     evidence={**event.attempt.evidence, "same_act_as": first}, counted=False))
         if self._sink is not None:
@@ -630,10 +633,10 @@ class RecordEvents:
         attempt = event.attempt
         if attempt is None or event.technique is None:
             return
-        self.stats["attempts"] += 1
+        self.stats.attempts += 1
         if not attempt.counted or self._engine is None:
             return
-        self.stats["acts"] += 1
+        self.stats.acts += 1
         who = event.user or event.client_ip or "unknown"
         self._alert_attempt(event, who)
         if event.user is not None:
@@ -656,7 +659,7 @@ class RecordEvents:
         try:
             self._jobs.put_nowait(job)
         except asyncio.QueueFull:
-            self.stats["jobs_dropped"] += 1
+            self.stats.alert_jobs_dropped += 1
             logger.warning("too many alert and sanction writes waiting; dropped one (%s)",
                            job.what)
 
@@ -665,9 +668,12 @@ class RecordEvents:
             job = await self._jobs.get()
             try:
                 alert = await self._run_job(job)
-                if alert is not None and self._push.wants(alert):
-                    await self._push_alert(alert)
+                if alert is not None:
+                    self.stats.alerts_raised += 1
+                    if self._push.wants(alert):
+                        await self._push_alert(alert)
             except Exception:
+                self.stats.alerts_errors += 1
                 logger.exception("an alert or sanction job failed")
             finally:
                 self._jobs.task_done()
@@ -679,12 +685,12 @@ class RecordEvents:
             try:
                 return await asyncio.to_thread(_in_transaction, engine, job.run)
             except Exception as exc:
-                self.stats["job_failures"] += 1
+                self.stats.alerts_errors += 1
                 if attempt == 0:
                     logger.warning("writing a %s to the database failed (%s); retrying",
                                    job.what, str(exc).splitlines()[0] if str(exc) else exc)
                 await asyncio.sleep(self.job_retry_seconds)
-        self.stats["jobs_dropped"] += 1
+        self.stats.alert_jobs_dropped += 1
         logger.error("gave up writing a %s to the database", job.what)
         return None
 
@@ -692,17 +698,17 @@ class RecordEvents:
         results = await push_alert(self._push, alert)
         for channel, problem in results.items():
             if problem is not None:
-                self.stats["push_failures"] += 1
+                self.stats.alerts_errors += 1
                 logger.warning("pushing alert %s by %s failed: %s", alert.id, channel, problem)
         if results and all(p is None for p in results.values()):
-            self.stats["pushed"] += 1
+            self.stats.alerts_pushed += 1
             engine = self._engine
             assert engine is not None
             await asyncio.to_thread(_in_transaction, engine, lambda s: _mark(s, alert))
 
     def _failed(self, where: str) -> None:
         # Recording never blocks traffic: the decision stands; the failure is counted and logged.
-        self.stats["record_errors"] += 1
+        self.stats.record_errors += 1
         logger.exception("recording an event failed in %s", where)
 
 

@@ -16,7 +16,6 @@ import contextlib
 import html
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from policy.model import Decision, Reason, Verdict
 from proxy_addons import context
 from proxy_addons.blockpage import make_plain_block
 from proxy_addons.search_terms import CANNOT_ENFORCE, ENGINES, Engine, engine_terms, search_engine
+from proxy_addons.stats import GatewayStats
 from store.alerts import (
     NO_PUSH,
     Alert,
@@ -108,13 +108,13 @@ class _Finding:
 
 
 class SafeSearch:
-    def __init__(self) -> None:
+    def __init__(self, stats: GatewayStats | None = None) -> None:
         self._db: DbEngine | None = None
         self._push: PushSettings = NO_PUSH
         self._jobs: asyncio.Queue[_Finding] = asyncio.Queue(maxsize=10_000)
         self._task: asyncio.Task[None] | None = None
         self._alerted: dict[tuple[str, str], float] = {}
-        self.stats: Counter[str] = Counter()
+        self.stats = stats or GatewayStats()
 
     def running(self) -> None:
         url = getattr(ctx.options, "schoolgate_database_url", "")
@@ -153,7 +153,7 @@ class SafeSearch:
         try:
             self._make_safe(flow, decision, inputs)
         except Exception:
-            self.stats["engine_errors"] += 1
+            self.stats.safesearch_errors += 1
             logger.exception("making a search safe failed; blocking (fail closed)")
             blocked = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR, host=decision.host)
             flow.metadata[context.DECISION] = blocked
@@ -167,7 +167,7 @@ class SafeSearch:
         header = youtube_header(settings.youtube)
         if header is not None and is_youtube_host(host):
             request.headers["YouTube-Restrict"] = header  # replaces any the client sent
-            self.stats["youtube_restricted"] += 1
+            self.stats.youtube_restricted += 1
         path, _, query = request.path.partition("?")
         engine = search_engine(host, path)
         if engine is None:
@@ -180,12 +180,12 @@ class SafeSearch:
                                        host=host)
                     flow.metadata[context.DECISION] = blocked
                     flow.response = unsafe_search_page(engine.name, host)
-                    self.stats["unsafe_search_blocked"] += 1
+                    self.stats.unsafe_search_blocked += 1
                     self._check_terms(flow, inputs, engine, terms)
                 return
             for name, value in safe_query(engine):
                 request.query[name] = value  # replaces the client's own value
-            self.stats["safe_search_forced"] += 1
+            self.stats.safe_search_forced += 1
         if terms:
             self._check_terms(flow, inputs, engine, terms)
 
@@ -211,11 +211,11 @@ class SafeSearch:
         page = f"{flow.request.pretty_host}{flow.request.path.partition('?')[0]}"[:500]
         finding = _Finding(user, who, inputs.subject.role, inputs.at, terms, matched,
                            engine.name, page, ip)
-        self.stats["safeguarding_searches"] += 1
+        self.stats.safeguarding_searches += 1
         try:
             self._jobs.put_nowait(finding)
         except asyncio.QueueFull:
-            self.stats["alerts_dropped"] += 1
+            self.stats.alert_jobs_dropped += 1
             logger.warning("too many safeguarding alerts waiting; dropped one")
 
     async def _work_forever(self) -> None:
@@ -224,7 +224,7 @@ class SafeSearch:
             try:
                 await self._raise(finding)
             except Exception:
-                self.stats["alert_failures"] += 1
+                self.stats.alerts_errors += 1
                 logger.exception("raising a safeguarding search alert failed")
             finally:
                 self._jobs.task_done()
@@ -239,7 +239,7 @@ class SafeSearch:
         for attempt in range(3):
             try:
                 alert = await asyncio.to_thread(_in_transaction, db, job)
-                self.stats["alerts_raised"] += 1
+                self.stats.alerts_raised += 1
                 break
             except Exception:
                 if attempt == 2:

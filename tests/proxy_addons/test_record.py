@@ -22,6 +22,7 @@ from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
 from proxy_addons.detect import Detect
 from proxy_addons.enforce import Enforce
+from proxy_addons.policy_source import PolicySource
 from proxy_addons.record import RecordEvents, make_event, parse_devices, redact_query
 from store.db import make_engine, upgrade
 from store.models import (
@@ -142,8 +143,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     write_policy(policy, in_break=False)
     url = f"sqlite:///{tmp_path / 'sg.db'}"
     upgrade(url)
-    enforce, detect, record = Enforce(), Detect(), RecordEvents()
-    with taddons.context(enforce, detect, record) as tctx:
+    source = PolicySource()
+    enforce, detect, record = Enforce(source), Detect(), RecordEvents()
+    with taddons.context(source, enforce, detect, record) as tctx:
         tctx.configure(enforce, schoolgate_policy=str(policy),
                        schoolgate_secret_file=str(tmp_path / "secret"),
                        schoolgate_database_url=url, schoolgate_spool_dir=str(tmp_path / "spool"),
