@@ -33,7 +33,7 @@ from proxy_addons import context
 from proxy_addons.errors import options_error
 from proxy_addons.policy_source import PolicySource, ReloadResult
 from proxy_addons.stats import GatewayStats, counters
-from store.events import WriterStats
+from store.event_writer import WriterStats
 from store.list_status import ListsReport, ListStatusReader
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
                    5.0, 10.0)
 STALL_SECONDS = 15.0  # /healthz fails when the event loop has not ticked for this long
 LISTS_EVERY_SECONDS = 30.0  # how often the lists' state is re-read (and at every reload)
-# The event writer's own counters (store.events.WriterStats field, metric name, help).
+# The event writer's own counters (store.event_writer.WriterStats field, metric name, help).
 WRITER_GAUGES = (
     ("queued", "schoolgate_events_queue_depth", "Events waiting in memory for the writer."),
     ("spool_bytes", "schoolgate_events_spool_bytes",

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from store.events import WriterStats
+from store.event_writer import WriterStats
 
 ENGINE_ERRORS = ("Errors inside the gateway's addons. A deciding addon failed closed (the flow "
                  "was blocked, or given the default role); recording, alert and shadow errors "

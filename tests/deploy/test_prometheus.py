@@ -19,7 +19,7 @@ from proxy_addons.policy_source import PolicySource
 from proxy_addons.stats import GatewayStats
 from schoolgate.admin_metrics import install_admin_metrics
 from store.db import upgrade
-from store.events import WriterStats
+from store.event_writer import WriterStats
 from tests.support.needs import need_program
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -21,7 +21,7 @@ from proxy_addons.enforce import Enforce
 from proxy_addons.metrics import WRITER_COUNTERS, WRITER_GAUGES, GatewayCollector, Metrics
 from proxy_addons.policy_source import PolicySource
 from proxy_addons.stats import GatewayStats, Metric, counters
-from store.events import WriterStats
+from store.event_writer import WriterStats
 from tests.support.gateway import write_policy
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -23,7 +23,8 @@ from proxy_addons.context import Identity, IdentitySource
 from proxy_addons.detect import Detect
 from proxy_addons.enforce import Enforce
 from proxy_addons.policy_source import PolicySource
-from proxy_addons.record import RecordEvents, make_event, parse_devices, redact_query
+from proxy_addons.record import RecordEvents
+from proxy_addons.recording import make_event, parse_devices, redact_query
 from store.db import make_engine, upgrade
 from store.models import (
     AlertRow,
