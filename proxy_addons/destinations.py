@@ -31,8 +31,9 @@ from policy.addresses import InternalKind, IPAddress, address_kind
 from policy.hostnames import Host, HostError, normalise_host
 from policy.model import Decision, Policy, Reason, Verdict
 from proxy_addons import context
-from proxy_addons.blockpage import make_block_page, make_plain_block
+from proxy_addons.blockpage import make_plain_block
 from proxy_addons.errors import options_error
+from proxy_addons.flows import block_response, fail_closed
 from proxy_addons.mitm_internals import name_open_server
 from proxy_addons.stats import GatewayStats
 
@@ -251,10 +252,7 @@ class GuardDestinations:
             await self._guard(flow, connect=connect)
         except Exception:
             self.stats.destinations_errors += 1
-            logger.exception("checking a destination failed; blocking (fail closed)")
-            decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
-            flow.metadata[context.DECISION] = decision
-            flow.response = make_plain_block(decision)
+            fail_closed(flow, "checking a destination", "guard")
 
     async def _guard(self, flow: http.HTTPFlow, *, connect: bool) -> None:
         if flow.response or flow.error or not flow.live:
@@ -301,10 +299,5 @@ class GuardDestinations:
         if connect:
             flow.response = make_plain_block(decision)
             return
-        try:
-            flow.response = make_block_page(decision, inputs.subject,
-                                            site=flow.request.pretty_host, at=inputs.at,
-                                            policy=inputs.policy, settings=inputs.page)
-        except Exception:
-            logger.exception("rendering the block page failed; sending a plain one")
-            flow.response = make_plain_block(decision)
+        flow.response = block_response(flow, decision, inputs.subject, at=inputs.at,
+                                       policy=inputs.policy, page=inputs.page)

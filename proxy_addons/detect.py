@@ -29,8 +29,9 @@ from policy.decide import decide
 from policy.hostnames import HostError, is_subdomain_or_same, normalise_host
 from policy.model import Decision, Reason, Request, Verdict
 from proxy_addons import context
-from proxy_addons.blockpage import make_block_page, make_plain_block
+from proxy_addons.blockpage import make_plain_block
 from proxy_addons.errors import options_error
+from proxy_addons.flows import block_response, client_ip, close_client, fail_closed, host_name
 from proxy_addons.proxy_scripts import proxy_script_evidence, tunnel_upgrade_evidence
 from proxy_addons.stats import GatewayStats
 from store.techniques import Technique
@@ -354,7 +355,7 @@ class Detect:
         try:
             note = context.hello_notes.get(client.id)
             sni = note.sni if note is not None else client.sni
-            host = note.decision.host if note is not None else _name(sni or "")
+            host = note.decision.host if note is not None else host_name(sni or "")
             decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=ECH_RULE, host=host,
                                 technique=Technique.ECH)
             self.stats.detect_blocked += 1
@@ -397,7 +398,7 @@ class Detect:
             address = flow.server_conn.address
             host = flow.client_conn.sni or (str(address[0]) if address else "")
             decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="tunnel-protocol",
-                                host=_name(host) if host else None,
+                                host=host_name(host) if host else None,
                                 technique=Technique.TUNNEL_PROTOCOL)
             evidence = {"port": str(address[1]) if address else "",
                         "inside_tls": "yes" if flow.client_conn.tls_established else "no"}
@@ -408,7 +409,7 @@ class Detect:
         self._found(flow, decision, evidence)
         self._refuse.add(flow.client_conn.id)  # the relay's server connection is refused
         if flow.server_conn.timestamp_start is not None:
-            _close_client(flow.client_conn)  # already connected (eager): close it now
+            close_client(flow.client_conn)  # already connected (eager): close it now
 
     # --- every intercepted request -----------------------------------------------------------
 
@@ -504,7 +505,7 @@ class Detect:
             return
         if headers.get("sec-fetch-dest", "document").lower() != "document":
             return  # a favicon or a part of the block page: not the person asking again
-        who = inputs.subject.user or _client_ip(flow.client_conn)
+        who = inputs.subject.user or client_ip(flow.client_conn) or "unknown"
         count = self._repeats.add(who, decision.category, time.monotonic())
         if count is not None:
             self._found(flow, None, {"platform": decision.category, "count": str(count),
@@ -516,13 +517,8 @@ class Detect:
     def _block(self, flow: http.HTTPFlow, inputs: context.DecisionInputs, decision: Decision,
                evidence: Evidence) -> None:
         self._found(flow, decision, evidence)
-        try:
-            flow.response = make_block_page(decision, inputs.subject,
-                                            site=flow.request.pretty_host, at=inputs.at,
-                                            policy=inputs.policy, settings=inputs.page)
-        except Exception:
-            logger.exception("rendering the block page failed; sending a plain one")
-            flow.response = make_plain_block(decision)
+        flow.response = block_response(flow, decision, inputs.subject, at=inputs.at,
+                                       policy=inputs.policy, page=inputs.page)
 
     def _found(self, flow: http.HTTPFlow | tcp.TCPFlow, decision: Decision | None,
                evidence: Evidence, *, technique: str | None = None) -> None:
@@ -536,38 +532,14 @@ class Detect:
 
     def _error(self, flow: http.HTTPFlow, where: str) -> None:
         self.stats.detect_errors += 1
-        logger.exception("circumvention detection failed in %s; blocking (fail closed)", where)
-        decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
-        flow.metadata[context.DECISION] = decision
-        flow.response = make_plain_block(decision)
+        fail_closed(flow, "circumvention detection", where)
 
     def client_disconnected(self, client: Client) -> None:
         self._refuse.discard(client.id)
         self._ech_clients.discard(client.id)
 
 
-
-
-def _name(raw: str | None) -> str | None:
-    if not raw:
-        return None
-    host = normalise_host(raw)
-    return None if isinstance(host, HostError) else host.name
-
-
 def _unusual_port(decision: Decision) -> Decision:
     return Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="unusual-port",
                     category=decision.category, host=decision.host,
                     technique=Technique.UNUSUAL_PORT)
-
-
-def _client_ip(client: Client) -> str:
-    return str(client.peername[0]) if client.peername else "unknown"
-
-
-def _close_client(client: Client) -> None:
-    master = getattr(ctx, "master", None)
-    proxyserver = master.addons.get("proxyserver") if master is not None else None
-    handler = getattr(proxyserver, "connections", {}).get(client.id)
-    if handler is not None:
-        handler.close_connection(client)

@@ -31,8 +31,9 @@ from policy.hostnames import (
 from policy.inspection import InspectMode, YouTubeMode
 from policy.model import Decision, Policy, Reason, Request, Subject, Verdict
 from proxy_addons import context
-from proxy_addons.blockpage import make_block_page, make_plain_block
+from proxy_addons.blockpage import make_plain_block
 from proxy_addons.errors import options_error
+from proxy_addons.flows import block_response, close_client, fail_closed, host_name
 from proxy_addons.policy_source import PolicySnapshot, PolicySource
 from proxy_addons.safesearch import is_search_host
 from proxy_addons.stats import GatewayStats
@@ -122,7 +123,7 @@ class Enforce:
             connect_host = None if _transparent(client) else server.address[0]
             if sni and connect_host and not _same_host(sni, connect_host):
                 decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="sni-mismatch",
-                                    host=_name(connect_host), technique=MISMATCH)
+                                    host=host_name(connect_host), technique=MISMATCH)
                 self._tunnel_blocks[client.id] = decision
             else:
                 decision, _ = self._decide(snap, sni or server.address[0], server.address[1],
@@ -203,7 +204,7 @@ class Enforce:
             names.append(flow.client_conn.sni)
         if any(not _same_host(asked, other) for other in names[1:]):
             return (Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="host-mismatch",
-                             host=_name(names[-1]), technique=MISMATCH),
+                             host=host_name(names[-1]), technique=MISMATCH),
                     datetime.now(UTC), subject)
         decision, at = self._decide(snap, asked, flow.request.port, subject)
         return decision, at, subject
@@ -255,49 +256,25 @@ class Enforce:
             flow.websocket.messages[-1].drop()  # type: ignore[no-untyped-call]
         self.stats.websockets_cut += 1
         self._websockets.pop(flow.id, None)
-        _close_client(flow)
+        with contextlib.suppress(exceptions.ControlException):
+            flow.kill()  # type: ignore[no-untyped-call]
+        close_client(flow.client_conn)
 
     def _block_response(self, flow: http.HTTPFlow, decision: Decision, subject: Subject,
                         at: datetime) -> http.Response:
         snap = self._source.snapshot
-        try:
-            return make_block_page(decision, subject, site=flow.request.pretty_host, at=at,
-                                   policy=snap.policy, settings=snap.page)
-        except Exception:
-            logger.exception("rendering the block page failed; sending a plain one")
-            return make_plain_block(decision)
+        return block_response(flow, decision, subject, at=at, policy=snap.policy,
+                              page=snap.page)
 
     def _engine_error(self, flow: http.HTTPFlow, where: str) -> None:
         self.stats.enforce_errors += 1
-        logger.exception("deciding failed in %s; blocking (fail closed)", where)
-        decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
-        flow.metadata[context.DECISION] = decision
-        flow.response = make_plain_block(decision)
-
-
-
-
-def _name(raw: str) -> str | None:
-    host = normalise_host(raw)
-    return None if isinstance(host, HostError) else host.name
+        fail_closed(flow, "deciding", where)
 
 
 def _same_host(a: str, b: str) -> bool:
-    na, nb = _name(a), _name(b)
+    na, nb = host_name(a), host_name(b)
     return na is not None and na == nb
 
 
 def _transparent(client: Client) -> bool:
     return isinstance(client.proxy_mode, TransparentMode)
-
-
-def _close_client(flow: http.HTTPFlow) -> None:
-    """Close the client's connection now. mitmproxy 12 has no public call for this outside a
-    hook (`flow.kill()` is only noticed by the HTTP layer), so use the connection handler."""
-    with contextlib.suppress(exceptions.ControlException):
-        flow.kill()  # type: ignore[no-untyped-call]
-    master = getattr(ctx, "master", None)
-    proxyserver = master.addons.get("proxyserver") if master is not None else None
-    handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
-    if handler is not None:
-        handler.close_connection(flow.client_conn)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Client
 from mitmproxy.proxy import mode_specs
@@ -36,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from policy.names import canonical_user
 from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
+from proxy_addons.errors import options_error
 from proxy_addons.stats import GatewayStats
 from store.db import make_engine
 from store.directory import Directory, DirectoryUnavailable, make_directory
@@ -192,7 +193,7 @@ class Identify:
         try:
             setup = load_setup(ctx.options.schoolgate_identity)
         except IdentityConfigError as error:
-            raise exceptions.OptionsError(str(error)) from None  # type: ignore[no-untyped-call]
+            raise options_error(str(error)) from None
         old, self._setup = self._setup, setup
         if old.directory is not None:
             old.directory.close()
@@ -203,7 +204,7 @@ class Identify:
                   opts.schoolgate_signin_failures_per_address,
                   opts.schoolgate_signin_window_seconds)
         if min(limits) < 1:
-            raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
+            raise options_error(
                 "schoolgate_signin_failures_per_user, _per_address and _window_seconds must be "
                 "at least 1")
         engine = None
@@ -211,8 +212,7 @@ class Identify:
             try:
                 engine = make_engine(opts.schoolgate_database_url)
             except (ValueError, SQLAlchemyError, ImportError) as error:
-                raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
-                    f"schoolgate_database_url: {error}") from None
+                raise options_error(f"schoolgate_database_url: {error}") from None
         old_engine, self._engine = self._engine, engine
         self.throttle.close()
         self.throttle = make_throttle(engine, per_user=limits[0], per_address=limits[1],
