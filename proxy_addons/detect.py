@@ -28,13 +28,13 @@ from mitmproxy.tls import ClientHelloData, TlsData
 from policy.decide import decide
 from policy.hostnames import HostError, is_subdomain_or_same, normalise_host
 from policy.model import Decision, Reason, Request, Verdict
+from policy.techniques import Technique
 from proxy_addons import context
 from proxy_addons.blockpage import make_plain_block
 from proxy_addons.errors import options_error
 from proxy_addons.flows import block_response, client_ip, close_client, fail_closed, host_name
 from proxy_addons.proxy_scripts import proxy_script_evidence, tunnel_upgrade_evidence
 from proxy_addons.stats import GatewayStats
-from store.techniques import Technique
 
 logger = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from policy.hostnames import (
 )
 from policy.inspection import InspectMode, YouTubeMode
 from policy.model import Decision, Policy, Reason, Request, Subject, Verdict
+from policy.techniques import Technique
 from proxy_addons import context
 from proxy_addons.blockpage import make_plain_block
 from proxy_addons.errors import options_error
@@ -37,7 +38,6 @@ from proxy_addons.flows import block_response, close_client, fail_closed, host_n
 from proxy_addons.policy_source import PolicySnapshot, PolicySource
 from proxy_addons.safesearch import is_search_host
 from proxy_addons.stats import GatewayStats
-from store.techniques import Technique
 
 logger = logging.getLogger(__name__)
 

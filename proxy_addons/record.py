@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from policy.model import CircumventionSettings, Decision, Reason, Verdict
+from policy.techniques import Technique
 from proxy_addons import context
 from proxy_addons.errors import options_error
 from proxy_addons.flows import address_ip, client_ip
@@ -49,7 +50,6 @@ from store.escalation import AlertWorker, attempt_alert_job, threshold_job
 from store.event_writer import EventWriter
 from store.events import AttemptEvidence, Event
 from store.siem import SiemLines
-from store.techniques import Technique
 
 logger = logging.getLogger(__name__)
 

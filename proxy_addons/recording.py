@@ -16,10 +16,10 @@ from mitmproxy import http
 
 from policy.hostclass import registrable_domain
 from policy.model import Decision
+from policy.techniques import counted
 from proxy_addons import context
 from proxy_addons.search_terms import search_terms
 from store.events import AttemptEvidence, Event
-from store.techniques import counted
 
 MAX_TEXT = 2000  # characters of a path or query kept
 # Query parameters whose values are never recorded (credentials and tokens in URLs).

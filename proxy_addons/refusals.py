@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from mitmproxy.connection import Address
 
-from store.techniques import Technique
+from policy.techniques import Technique
 
 REFUSAL_LOGGER = "mitmproxy.proxy.server"  # where mitmproxy logs a request it could not read
 MAX_SENT = 300  # characters of an unreadable request line kept

@@ -15,6 +15,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from mitmproxy.tls import ClientHello, ClientHelloData, TlsData
 
 from policy.model import Decision, Reason, Verdict
+from policy.techniques import Technique
 from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
 from proxy_addons.detect import (
@@ -30,7 +31,6 @@ from proxy_addons.detect import (
 )
 from proxy_addons.enforce import Enforce
 from proxy_addons.policy_source import PolicySource
-from store.techniques import Technique
 from tests.support.gateway import write_policy
 from tests.support.tls_hello import ECH, ECH_PAYLOAD, client_hello_body
 

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from policy.model import Decision, Reason, Verdict
+from policy.techniques import Technique
 from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
 from proxy_addons.detect import Detect
@@ -33,7 +34,6 @@ from store.models import (
     SanctionRow,
     SanctionState,
 )
-from store.techniques import Technique
 from tests.support.gateway import write_policy
 from tests.support.tls_hello import ECH, ECH_PAYLOAD, client_hello_body
 
