@@ -6,6 +6,7 @@ schoolgate ships (policy/data/lists/), so a school can override one list without
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import policy
@@ -15,6 +16,9 @@ from policy.parse import list_files_named, parse_policy
 
 SHIPPED = Path(policy.__file__).resolve().parent / "data"
 SEED_POLICY_NAME = "seed.yaml"
+# Keys the domain index's hashes (policy/hostnames.py DomainIndex): secret, new in each process,
+# so that a pinned PYTHONHASHSEED does not make its collisions searchable.
+INDEX_KEY = secrets.token_hex(16)
 
 
 def shipped_lists_dir() -> Path:
@@ -46,7 +50,7 @@ def load_policy(path: Path | str | None = None) -> Policy:
                 lists[name] = found.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise PolicyError(source, [f"list file {found}: cannot read it: {exc}"]) from None
-    return parse_policy(text, source=source, lists=lists)
+    return parse_policy(text, source=source, lists=lists, index_key=INDEX_KEY)
 
 
 def find_list(name: str, policy_dir: Path) -> Path | None:
