@@ -152,11 +152,11 @@ class Setup:
     pin_load: list[str]  # taskset prefix for nginx and wrk
     started: list[Started] = field(default_factory=list)
 
-    def start(self, name: str, command: list[str], port: int) -> Started:
+    def start(self, name: str, command: list[str], port: int, root: Path = ROOT) -> Started:
         log = self.folder / f"{name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=self.folder, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                    cwd=self.folder, env={**os.environ, "PYTHONPATH": str(root)})
         one = Started(name, port, proc, log)
         self.started.append(one)
         wait_listening(port, proc, log, name)
@@ -204,7 +204,8 @@ def origin_setup(folder: Path, pin: bool) -> tuple[Setup, list[str]]:
 
 
 @contextlib.contextmanager
-def environment(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Started]]]:
+def environment(folder: Path, pin: bool, baseline: Path | None = None
+                ) -> Iterator[tuple[Setup, dict[str, Started]]]:
     setup, nginx = origin_setup(folder, pin)
     pin_proxy, origin_ca, policy = setup.pin_proxy, setup.origin_ca, folder / "policy.yaml"
     data = folder / "gateway-data"
@@ -220,7 +221,10 @@ def environment(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Star
             "--listen-port", str(port), "--set", "connection_strategy=lazy",
             "--set", f"confdir={data / 'ca'}", "--set", upstream_ca,
             "--ignore-hosts", rf"^{PASS_HOST}:"], port)
-        for name, engine in (("schoolgate", "mitmdump"), ("lean", "lean")):
+        runs = [("schoolgate", "mitmdump", ROOT), ("lean", "lean", ROOT)]
+        if baseline is not None:  # the same commands from another checkout (--baseline)
+            runs += [("schoolgate-base", "mitmdump", baseline), ("lean-base", "lean", baseline)]
+        for name, engine, root in runs:
             port = free_port()
             proxies[name] = setup.start(name, [
                 *pin_proxy, str(BIN / "schoolgate"), "gateway", "--engine", engine,
@@ -228,7 +232,7 @@ def environment(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Star
                 "--listen-port", str(port), "--data-dir", str(data), "--", "--set", upstream_ca,
                 # Detect blocks CONNECTs to ports other than these: the origin's is odd.
                 "--set", f"schoolgate_connect_ports={setup.https_port}",
-            ], port)
+            ], port, root)
         yield setup, proxies
     finally:
         setup.stop_all()
@@ -405,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(CLASSES)}")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--json", type=Path, help="also write every sample to this file")
+    parser.add_argument("--baseline", type=Path, help="also run both engines from this checkout "
+                        "(e.g. a git worktree of an older commit), as schoolgate-base and "
+                        "lean-base, in the same rounds")
     args = parser.parse_args(argv)
     load = QUICK if args.quick else FULL
     rounds = args.rounds or (1 if args.quick else 5)
@@ -418,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{state['loadavg']}; Python {state['python']}; mitmproxy {state['mitmproxy']}")
     samples: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp, \
-            environment(Path(tmp), not args.no_pin) as (setup, proxies):
+            environment(Path(tmp), not args.no_pin, args.baseline) as (setup, proxies):
         print(f"# pinning: proxies {setup.pin_proxy[-1:] or 'none'}, load and origin "
               f"{setup.pin_load[-1:] or 'none'}")
         for name, proxy in proxies.items():
@@ -428,7 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for kind in classes:  # warm-up: certificates, caches, imports
                 drive(setup, proxy, kind, WARMUP)
         for number in range(rounds):
-            order = list(PROXIES[number % 3:] + PROXIES[:number % 3])
+            names = list(proxies)
+            order = names[number % len(names):] + names[:number % len(names)]
             for kind in classes:
                 for name in order:
                     cpu, completed = drive(setup, proxies[name], kind, load)
@@ -440,6 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           f"{cpu:6.2f} s CPU {us:8.0f} us/req", flush=True)
         state["loadavg_after"] = os.getloadavg()
     print_table(samples, classes)
+    if args.baseline is not None:
+        print_baseline(samples, classes, args.baseline)
     print(f"# load average at the end: {state['loadavg_after']}")
     if args.json:
         args.json.write_text(json.dumps({"machine": state, "samples": samples}, indent=1))
@@ -479,6 +489,24 @@ def print_table(samples: list[dict[str, object]], classes: Sequence[str]) -> Non
               f"{median(round_ratios('https_passthrough', 'schoolgate', 'https_newconn')):6.2f} "
               f"{median(values('https_passthrough', 'lean')):7.0f} "
               f"{median(round_ratios('https_passthrough', 'lean', 'https_newconn')):6.2f}")
+
+
+def print_baseline(samples: list[dict[str, object]], classes: Sequence[str],
+                   baseline: Path) -> None:
+    """This checkout against --baseline, engine by engine: median of the per-round ratios."""
+    def per_round(kind: str, proxy: str) -> dict[int, float]:
+        return {int(str(s["round"])): float(str(s["us_per_request"])) for s in samples
+                if s["class"] == kind and s["proxy"] == proxy}
+
+    print(f"\nthis checkout / {baseline} (median of per-round ratios; rounds in brackets)")
+    for kind in classes:
+        cells = []
+        for engine in ("schoolgate", "lean"):
+            new, old = per_round(kind, engine), per_round(kind, f"{engine}-base")
+            ratios = [new[r] / old[r] for r in sorted(new) if r in old and old[r] > 0]
+            cells.append(f"{engine} {median(ratios):5.2f} ["
+                         + ", ".join(f"{x:.2f}" for x in ratios) + "]")
+        print(f"{CLASS_TITLES[kind]:52} " + "   ".join(cells))
 
 
 if __name__ == "__main__":
