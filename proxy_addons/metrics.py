@@ -11,7 +11,6 @@ a host or an address.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -30,6 +29,7 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
 from proxy_addons import context
+from proxy_addons.background import Background
 from proxy_addons.errors import options_error
 from proxy_addons.policy_source import PolicySource, ReloadResult
 from proxy_addons.stats import GatewayStats, counters
@@ -157,7 +157,7 @@ class Metrics:
         self._source = source
         self._stats = stats
         self._server: WSGIServer | None = None
-        self._tick_task: asyncio.Task[None] | None = None
+        self._tick_task = Background(self._tick_forever)
         self._last_tick = time.monotonic()
         self._seen_reloads = 0
         self._labels = {name: BoundedLabel() for name in ("category", "role", "technique")}
@@ -202,8 +202,7 @@ class Metrics:
                 "schoolgate_metrics_host is empty: give an address such as 127.0.0.1")
 
     def running(self) -> None:
-        if self._tick_task is None:
-            self._tick_task = asyncio.get_running_loop().create_task(self._tick_forever())
+        self._tick_task.start()
         port = ctx.options.schoolgate_metrics_port
         if port and self._server is None:
             host = ctx.options.schoolgate_metrics_host
@@ -221,11 +220,7 @@ class Metrics:
             server, self._server = self._server, None
             await asyncio.to_thread(server.shutdown)
             server.server_close()
-        if self._tick_task is not None:
-            self._tick_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tick_task
-            self._tick_task = None
+        await self._tick_task.stop()
 
     # --- per-flow observations (this addon runs last, after every decision) -------------------
 

@@ -7,7 +7,6 @@ read it get it by constructor (proxy_addons/main.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
@@ -23,6 +22,7 @@ from mitmproxy.addonmanager import Loader
 from policy.errors import PolicyError
 from policy.model import NO_OVERRIDES, Overrides, Policy
 from proxy_addons import context
+from proxy_addons.background import Background
 from proxy_addons.blockpage import BlockPageSettings
 from proxy_addons.errors import options_error
 from proxy_addons.stats import GatewayStats
@@ -75,7 +75,7 @@ class PolicySource:
         self.stats = stats or GatewayStats()
         self.overrides: Overrides = NO_OVERRIDES
         self._source: OverridesSource | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background(self._refresh_forever)
         self._listeners: list[Callable[[], None]] = []
         self.last_reload = LastReload(ReloadResult.OK, time.time())
 
@@ -146,15 +146,10 @@ class PolicySource:
             logger.warning("schoolgate_secret_file is not set: 'Ask for access' links are "
                            "signed with a secret for this run only, and the admin cannot "
                            "check them")
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+        self._task.start()
 
     async def done(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def _refresh_forever(self) -> None:
         while True:

@@ -13,7 +13,6 @@ flow.metadata).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections import Counter
@@ -30,6 +29,7 @@ from policy.diff import open_windows
 from policy.errors import PolicyError
 from policy.model import Decision, Policy, Reason, Request, Subject, Verdict
 from proxy_addons import context
+from proxy_addons.background import Background
 from proxy_addons.policy_source import PolicySource
 from proxy_addons.stats import GatewayStats
 from store.db import make_engine
@@ -69,7 +69,7 @@ class Shadow:
         self._stamp: tuple[object, ...] | None = None
         self._pending: Counter[Key] = Counter()
         self._engine: Engine | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background(self._forever)
         self.stats = stats or GatewayStats()
 
     def load(self, loader: Loader) -> None:
@@ -79,15 +79,10 @@ class Shadow:
                           "of the policy file.")
 
     def running(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._forever())
+        self._task.start()
 
     async def done(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         await asyncio.to_thread(self.flush)
 
     # --- the request path ----------------------------------------------------------------------
