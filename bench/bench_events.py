@@ -22,7 +22,8 @@ from sqlalchemy import text
 
 from policy.model import Reason, Verdict
 from store.db import make_engine, upgrade
-from store.events import AttemptEvidence, Event, EventWriter
+from store.event_writer import EventWriter
+from store.events import AttemptEvidence, Event
 
 HOSTS = ["www.bbc.co.uk", "classroom.google.com", "www.instagram.com", "cdn.jsdelivr.net"]
 

@@ -189,11 +189,11 @@ class Setup:
     pin_load: list[str]  # taskset prefix for nginx and wrk
     started: list[Started] = field(default_factory=list)
 
-    def start(self, name: str, command: list[str], port: int) -> Started:
+    def start(self, name: str, command: list[str], port: int, root: Path = ROOT) -> Started:
         log = self.folder / f"{name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=self.folder, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                    cwd=self.folder, env={**os.environ, "PYTHONPATH": str(root)})
         one = Started(name, port, proc, log)
         self.started.append(one)
         wait_listening(port, proc, log, name)
@@ -280,7 +280,7 @@ def origin_setup(folder: Path, pin: bool) -> tuple[Setup, list[str]]:
 
 
 @contextlib.contextmanager
-def environment(folder: Path, pin: bool, wanted: Sequence[str]
+def environment(folder: Path, pin: bool, wanted: Sequence[str], baseline: Path | None = None
                 ) -> Iterator[tuple[Setup, dict[str, Started]]]:
     setup, nginx = origin_setup(folder, pin)
     pin_proxy, origin_ca, policy = setup.pin_proxy, setup.origin_ca, folder / "policy.yaml"
@@ -298,10 +298,15 @@ def environment(folder: Path, pin: bool, wanted: Sequence[str]
                 "--listen-port", str(port), "--set", "connection_strategy=lazy",
                 "--set", f"confdir={data / 'ca'}", "--set", upstream_ca,
                 "--ignore-hosts", rf"^{re.escape(ADDRESSES[PASS_HOST])}:"], port)
-        for name, engine, extra in (("schoolgate", "mitmdump", []), ("lean_mitm", "lean", [
-                "--set", "schoolgate_front_door=false"]), ("lean", "lean", [])):
-            if name not in wanted:
-                continue
+        runs: list[tuple[str, str, list[str], Path]] = [
+            (name, engine, extra, ROOT) for name, engine, extra in (
+                ("schoolgate", "mitmdump", []),
+                ("lean_mitm", "lean", ["--set", "schoolgate_front_door=false"]),
+                ("lean", "lean", [])) if name in wanted]
+        if baseline is not None:  # the same commands from another checkout (--baseline)
+            runs += [("schoolgate-base", "mitmdump", [], baseline),
+                     ("lean-base", "lean", [], baseline)]
+        for name, engine, extra, root in runs:
             port = free_port()
             proxies[name] = setup.start(name, [
                 *pin_proxy, str(BIN / "schoolgate"), "gateway", "--engine", engine,
@@ -310,7 +315,7 @@ def environment(folder: Path, pin: bool, wanted: Sequence[str]
                 # Detect blocks CONNECTs to ports other than these: the origin's is odd.
                 "--set", f"schoolgate_connect_ports={setup.https_port}",
                 "--set", f"schoolgate_hosts_file={folder / 'hosts'}", *extra,
-            ], port)
+            ], port, root)
         for name, make in (("squid", squid_command), ("e2guardian", e2guardian_command)):
             if name not in wanted:
                 continue
@@ -509,6 +514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(PROXIES)}")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--json", type=Path, help="also write every sample to this file")
+    parser.add_argument("--baseline", type=Path, help="also run both engines from this checkout "
+                        "(e.g. a git worktree of an older commit), as schoolgate-base and "
+                        "lean-base, in the same rounds")
     args = parser.parse_args(argv)
     load = QUICK if args.quick else FULL
     rounds = args.rounds or (1 if args.quick else 5)
@@ -524,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{state['loadavg']}; Python {state['python']}; mitmproxy {state['mitmproxy']}")
     samples: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp, \
-            environment(Path(tmp), not args.no_pin, wanted) as (setup, proxies):
+            environment(Path(tmp), not args.no_pin, wanted, args.baseline) as (setup, proxies):
         print(f"# pinning: proxies {setup.pin_proxy[-1:] or 'none'}, load and origin "
               f"{setup.pin_load[-1:] or 'none'}")
         names = list(proxies)
@@ -553,6 +561,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           f"{cpu:6.2f} s CPU {us:8.0f} us/req", flush=True)
         state["loadavg_after"] = os.getloadavg()
     print_table(samples, classes, names)
+    if args.baseline is not None:
+        print_baseline(samples, classes, args.baseline)
     print(f"# load average at the end: {state['loadavg_after']}")
     if args.json:
         args.json.write_text(json.dumps({"machine": state, "samples": samples}, indent=1))
@@ -599,6 +609,24 @@ def print_table(samples: list[dict[str, object]], classes: Sequence[str],
             ratios.append(f"{median(r):.2f}" if r else "-")
         against, limit = TARGETS[kind]
         print(f"| {CLASS_TITLES[kind]} | {' | '.join(ratios)} | <= {limit:g} x {against} |")
+
+
+def print_baseline(samples: list[dict[str, object]], classes: Sequence[str],
+                   baseline: Path) -> None:
+    """This checkout against --baseline, engine by engine: median of the per-round ratios."""
+    def per_round(kind: str, proxy: str) -> dict[int, float]:
+        return {int(str(s["round"])): float(str(s["us_per_request"])) for s in samples
+                if s["class"] == kind and s["proxy"] == proxy}
+
+    print(f"\nthis checkout / {baseline} (median of per-round ratios; rounds in brackets)")
+    for kind in classes:
+        cells = []
+        for engine in ("schoolgate", "lean"):
+            new, old = per_round(kind, engine), per_round(kind, f"{engine}-base")
+            ratios = [new[r] / old[r] for r in sorted(new) if r in old and old[r] > 0]
+            cells.append(f"{engine} {median(ratios):5.2f} ["
+                         + ", ".join(f"{x:.2f}" for x in ratios) + "]")
+        print(f"{CLASS_TITLES[kind]:52} " + "   ".join(cells))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from mitmproxy.test import taddons, tflow
 
 from policy.model import Decision, Reason, Verdict
 from proxy_addons import context
+from proxy_addons.policy_source import PolicySource
 from proxy_addons.shadow import Shadow, Trial
 from store.policy_files import load_policy
 
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     args = parser.parse_args()
     batch = flows(args.n)
-    shadow = Shadow()
+    shadow = Shadow(PolicySource())
     with taddons.context(shadow):
         off = [per_request(shadow, batch) for _ in range(3)]
         shadow.trial = Trial(load_policy(None), "bench", frozenset())

@@ -11,9 +11,11 @@ Precedence, first match wins (the CHECKS tuple below, in this order):
 4. exception  - an approved, unexpired exception (user/group/role/everyone x host/category),
                 or a local allow-list entry; never for a category not unblockable for the role,
                 nor when it is broader than a local block of the site (the block wins);
-5. rules      - the local block list, circumvention tricks (public IP literals, page-rewriting
-                proxies of blocked sites), then the policy's rules in file order;
-6. default    - the policy's default verdict.
+5. local_block     - the school's local block list (the admin's "block this site");
+6. ip_literal      - a public IP address instead of a name (circumvention);
+7. rewriting_proxy - a page-rewriting proxy (translate.goog) showing a blocked site;
+8. rules           - the policy's rules for the role, in file order;
+9. default         - the policy's default verdict.
 
 A page-rewriting proxy host (www-instagram-com.translate.goog) carries the categories of the
 site it shows: locked and not-unblockable categories of that inner site are judged before any
@@ -53,6 +55,7 @@ from policy.model import (
     TargetKind,
     Verdict,
 )
+from policy.techniques import Technique
 
 # How far ahead opens_at looks, in calendar changes (each is a break, lesson, day boundary...).
 _OPENS_AT_STEPS = 64
@@ -264,22 +267,34 @@ def _broader(opened: str, blocked: str) -> bool:
     return opened != blocked and is_subdomain_or_same(blocked, opened)
 
 
-def _rules(ctx: _Context) -> Decision | None:
+def _local_block(ctx: _Context) -> Decision | None:
     for entry in ctx.overrides.local_list:
         if entry.verdict is Verdict.BLOCK and is_subdomain_or_same(ctx.host.name, entry.host):
             return _block(ctx, Reason.LOCAL_BLOCK, rule=f"local-block:{entry.host}",
                           category=_first_category(ctx))
-    settings = ctx.policy.circumvention
+    return None
+
+
+def _ip_literal(ctx: _Context) -> Decision | None:
     ip = ctx.host.ip
-    if ip is not None and settings.block_ip_literals and ip.is_global:
-        return _block(ctx, Reason.CIRCUMVENTION, rule="ip-literal", technique="ip_literal")
+    if ip is not None and ctx.policy.circumvention.block_ip_literals and ip.is_global:
+        return _block(ctx, Reason.CIRCUMVENTION, rule="ip-literal",
+                      technique=Technique.IP_LITERAL)
+    return None
+
+
+def _rewriting_proxy(ctx: _Context) -> Decision | None:
     target = ctx.host.proxied
-    if target is not None and settings.block_rewriting_proxies:
+    if target is not None and ctx.policy.circumvention.block_rewriting_proxies:
         inner = decide(ctx.policy, Request(target), ctx.subject, ctx.overrides, ctx.at)
         if inner.verdict is Verdict.BLOCK:
             return Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=inner.rule,
                             category=inner.category, host=ctx.host.name,
-                            technique="rewriting_proxy")
+                            technique=Technique.REWRITING_PROXY)
+    return None
+
+
+def _rules(ctx: _Context) -> Decision | None:
     if not ctx.categories:
         return None  # no rule can name an uncategorised host
     for rule in ctx.policy.rules_by_role[ctx.subject.role]:
@@ -321,6 +336,9 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("internal", _internal),
     ("sanction", _sanction),
     ("exception", _exception),
+    ("local_block", _local_block),
+    ("ip_literal", _ip_literal),
+    ("rewriting_proxy", _rewriting_proxy),
     ("rules", _rules),
     ("default", _default),
 )

@@ -5,17 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from policy.model import Decision, Policy, Reason, Subject
-
-TECHNIQUES = {
-    "ip_literal": "a public IP address typed instead of a site's name",
-    "rewriting_proxy": "a page-rewriting proxy (such as a translate proxy) showing a blocked site",
-    "web_proxy": "a web proxy or unblocker site",
-    "vpn": "a VPN service",
-    "tor": "Tor",
-    "doh": "DNS-over-HTTPS, which hides look-ups from the school's filter",
-    "platform_frontend": "a front-end, mirror or viewer site that shows X or Instagram another way",
-    "lookalike": "a name made to look like a social-media site's own, with lookalike letters",
-}
+from policy.techniques import describe_technique
 
 
 def format_when(policy: Policy, at: datetime) -> str:
@@ -23,10 +13,6 @@ def format_when(policy: Policy, at: datetime) -> str:
     local = at.astimezone(policy.calendar.timezone)
     clock = local.strftime("%H:%M:%S") if local.second else local.strftime("%H:%M")
     return f"{local.strftime('%A')} {local.day} {local.strftime('%B %Y')} at {clock}"
-
-
-def describe_technique(technique: str) -> str:
-    return TECHNIQUES.get(technique, technique.replace("_", " "))
 
 
 def explain_decision(policy: Policy, decision: Decision, subject: Subject,

@@ -287,22 +287,26 @@ def is_subdomain_or_same(name: str, domain: str) -> bool:
 class DomainIndex:
     """Maps canonical domains to categories; a domain covers itself and all its subdomains.
 
-    Memory is kept small by storing, per domain, only `hash(domain)` (Python's 64-bit keyed
-    SipHash of the text, seeded at random per process) and a bitmask of its categories; the
-    domain text itself is not kept. A lookup walks the host's suffixes from the most specific.
+    Memory is kept small by storing, per domain, only `hash(key + domain)` (Python's 64-bit
+    SipHash of the text behind the index's own secret `key`) and a bitmask of its categories;
+    the domain text itself is not kept. A lookup walks the host's suffixes from the most
+    specific.
 
     The trade-off: two different names with the same hash would be confused. For a name that
     is listed nothing can go wrong (its own entry is always found, so a listed domain is never
     missed); an unlisted name could, with probability about n / 2**64 per suffix looked up (five
-    in a million million at a million domains), pick up the categories of a listed one. The
-    hash key is secret and changes with each process, so such a name cannot be searched for
-    by a pupil; and because it only ever *adds* categories, with block lists it fails closed.
-    The index is only valid in the process that built it, so copying it between processes
-    (pickle) is refused; rebuild it from the lists instead.
+    in a million million at a million domains), pick up the categories of a listed one. Such a
+    name cannot be searched for by a pupil because the hash is keyed by a secret that changes
+    with each process: the `key` the caller gives (store/policy_files.py makes a random one per
+    process), hashed in front of every name, so that an interpreter whose own hash seed is
+    pinned (PYTHONHASHSEED) keeps the index's key secret all the same; with no key, Python's
+    per-process seed is the only secret. Because a collision only ever *adds* categories, with
+    block lists it fails closed. The index is only valid in the process that built it, so
+    copying it between processes (pickle) is refused; rebuild it from the lists instead.
     """
 
-    __slots__ = ("_by_mask", "_classify", "_exact", "_masks", "_max_dots", "_min_dots", "_names",
-                 "_recent")
+    __slots__ = ("_by_mask", "_classify", "_exact", "_key", "_masks", "_max_dots", "_min_dots",
+                 "_names", "_recent")
 
     _masks: dict[int, int]
     _names: tuple[str, ...]
@@ -312,11 +316,13 @@ class DomainIndex:
     _recent: dict[str, tuple[str, ...]]
     _exact: bool
     _classify: frozenset[str]
+    _key: str
 
     def __init__(self, masks: dict[int, int], names: tuple[str, ...], *, min_dots: int,
-                 max_dots: int, exact: bool = False) -> None:
+                 max_dots: int, exact: bool = False, key: str = "") -> None:
         """Use `DomainIndex.build` or `DomainIndex.empty()`."""
         self._masks = masks
+        self._key = key
         self._exact = exact  # whether any entry is an exact host ("full:name")
         # the categories the name-shape classes (policy/hostclass.py) may add, if any
         self._classify = frozenset(names) & DERIVED_CATEGORIES
@@ -327,8 +333,10 @@ class DomainIndex:
         self._recent = {}  # a memo of recent answers: the index itself never changes
 
     @classmethod
-    def build(cls, lists: Mapping[str, Iterable[str]], *, checked: bool = False) -> Self:
-        """An index of category -> canonical domains (or IP literals, matched exactly).
+    def build(cls, lists: Mapping[str, Iterable[str]], *, key: str = "",
+              checked: bool = False) -> Self:
+        """An index of category -> canonical domains (or IP literals, matched exactly), its
+        hashes keyed by the secret `key` (see the class docstring).
 
         An entry written `full:<host>` (EXACT_PREFIX) covers that one host and no subdomain:
         for CDN names such as `twitter.map.fastly.net`, where the parent is shared.
@@ -361,12 +369,13 @@ class DomainIndex:
                     if not checked:
                         _check_canonical(category, entry)
                     depths.add(entry.count("."))
-                key = hash(entry)
-                mask = masks.get(key, 0) | flag
-                masks[key] = interned.setdefault(mask, mask)  # a few ints shared by all
+                stored = hash(key + entry)
+                mask = masks.get(stored, 0) | flag
+                masks[stored] = interned.setdefault(mask, mask)  # a few ints shared by all
         if not depths:
-            return cls(masks, names, min_dots=_NO_DEPTH, max_dots=-1, exact=exact)
-        return cls(masks, names, min_dots=min(depths), max_dots=max(depths), exact=exact)
+            return cls(masks, names, min_dots=_NO_DEPTH, max_dots=-1, exact=exact, key=key)
+        return cls(masks, names, min_dots=min(depths), max_dots=max(depths), exact=exact,
+                   key=key)
 
     @classmethod
     def empty(cls) -> DomainIndex:
@@ -393,6 +402,7 @@ class DomainIndex:
 
     def _lookup(self, name: str) -> tuple[str, ...]:
         get = self._masks.get
+        key = self._key
         dots = name.count(".")
         # Only suffixes with as many labels as some listed domain can match: skip the rest.
         skip = dots - self._max_dots
@@ -400,7 +410,7 @@ class DomainIndex:
         seen = 0
         result: tuple[str, ...] = ()
         if self._exact:  # an exact host is more specific than any suffix
-            found = get(hash(EXACT_PREFIX + name))
+            found = get(hash(key + EXACT_PREFIX + name))
             if found is not None:
                 result = self._by_mask.get(found) or self._names_of(found)
                 seen = found
@@ -408,7 +418,7 @@ class DomainIndex:
         start = 0
         while stripped <= last:
             if stripped >= skip:
-                found = get(hash(name[start:] if start else name))
+                found = get(hash(key + (name[start:] if start else name)))
                 if found is not None and found & ~seen:
                     new = found & ~seen
                     result += self._by_mask.get(new) or self._names_of(new)

@@ -237,8 +237,10 @@ def list_files_named(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse_policy(text: str, *, source: str, lists: Mapping[str, str] | None = None) -> Policy:
-    """Parse a policy text. `lists` maps each list file name the policy names to its text.
+def parse_policy(text: str, *, source: str, lists: Mapping[str, str] | None = None,
+                 index_key: str = "") -> Policy:
+    """Parse a policy text. `lists` maps each list file name the policy names to its text;
+    `index_key` is the secret that keys the domain index's hashes (see DomainIndex).
 
     Raises PolicyError listing every problem found, each with its place."""
     data = _load_yaml(text, source)
@@ -250,7 +252,7 @@ def parse_policy(text: str, *, source: str, lists: Mapping[str, str] | None = No
         spec = _PolicyIn.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(source, _schema_problems(exc)) from None
-    return _Builder(spec, source, lists or {}).build()
+    return _Builder(spec, source, lists or {}, index_key).build()
 
 
 def _schema_problems(exc: ValidationError) -> list[str]:
@@ -295,7 +297,9 @@ def _parse_clock(value: str) -> time | None:
 class _Builder:
     """Turns the validated schema into frozen policy objects, collecting semantic problems."""
 
-    def __init__(self, spec: _PolicyIn, source: str, lists: Mapping[str, str]) -> None:
+    def __init__(self, spec: _PolicyIn, source: str, lists: Mapping[str, str],
+                 index_key: str = "") -> None:
+        self.index_key = index_key
         self.spec = spec
         self.source = source
         self.lists = lists
@@ -393,7 +397,7 @@ class _Builder:
     def _index(self, domain_lists: Mapping[str, list[str]]) -> DomainIndex | None:
         try:
             # every entry is canonical already: parse_domain_list or normalise_host made it so
-            return DomainIndex.build(domain_lists, checked=True)
+            return DomainIndex.build(domain_lists, key=self.index_key, checked=True)
         except ValueError as exc:
             self.problem("categories", str(exc))
             return None

@@ -8,7 +8,6 @@ client is escaped by the template (autoescape on).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
@@ -89,19 +88,6 @@ def make_block_page(decision: Decision, subject: Subject, *, site: str, at: date
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
     })
-
-
-def make_block_or_plain(decision: Decision, subject: Subject, *, site: str, at: datetime,
-                        policy: Policy | None, settings: BlockPageSettings) -> http.Response:
-    """The block page, or the plain block if the page fails to render (logged): never no
-    answer, since mitmproxy would pass the original response on."""
-    try:
-        return make_block_page(decision, subject, site=site, at=at, policy=policy,
-                               settings=settings)
-    except Exception:
-        logging.getLogger(__name__).exception(
-            "rendering the block page failed; sending a plain one")
-        return make_plain_block(decision)
 
 
 def make_plain_block(decision: Decision) -> http.Response:

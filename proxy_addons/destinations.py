@@ -17,7 +17,6 @@ import ipaddress
 import logging
 import socket
 import time
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,9 +31,11 @@ from policy.addresses import InternalKind, IPAddress, address_kind
 from policy.hostnames import Host, HostError, normalise_host
 from policy.model import Decision, Policy, Reason, Verdict
 from proxy_addons import context
-from proxy_addons.blockpage import make_block_page, make_plain_block
+from proxy_addons.blockpage import make_plain_block
 from proxy_addons.errors import options_error
+from proxy_addons.flows import block_response, fail_closed
 from proxy_addons.mitm_internals import name_open_server
+from proxy_addons.stats import GatewayStats
 
 logger = logging.getLogger(__name__)
 
@@ -140,14 +141,14 @@ def judge(policy: Policy | None, role: str | None, name: str, port: int,
 
 
 class GuardDestinations:
-    def __init__(self) -> None:
+    def __init__(self, stats: GatewayStats | None = None) -> None:
         self.resolver = Resolver()
         self.own_ports: frozenset[int] = frozenset()
         # (client id, name, port) -> the checked address that connection must go to
         self._pins: dict[tuple[str, str, int], IPAddress] = {}
         self._who: dict[str, tuple[Policy, str]] = {}  # client id -> policy and role
         self._named: dict[str, tuple[str, int]] = {}  # server id -> the address it was asked as
-        self.stats: Counter[str] = Counter()
+        self.stats = stats or GatewayStats()
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -192,7 +193,7 @@ class GuardDestinations:
         try:
             await self._check_connect(data)
         except Exception:
-            self.stats["engine_errors"] += 1
+            self.stats.destinations_errors += 1
             logger.exception("checking an upstream connection failed; refusing it")
             data.server.error = "refused by the school's web filter (internal error)"
 
@@ -216,7 +217,7 @@ class GuardDestinations:
                 return
             found = judge(policy, role, name, port, addresses, self.own_ports)
             if found is not None:
-                self.stats["refused_at_connect"] += 1
+                self.stats.destinations_blocked += 1
                 logger.warning("refused a connection to %s:%s (%s, %s)", name, port,
                                found[1], found[0].value)
                 server.error = "refused by the school's web filter (internal address)"
@@ -250,11 +251,8 @@ class GuardDestinations:
         try:
             await self._guard(flow, connect=connect)
         except Exception:
-            self.stats["engine_errors"] += 1
-            logger.exception("checking a destination failed; blocking (fail closed)")
-            decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
-            flow.metadata[context.DECISION] = decision
-            flow.response = make_plain_block(decision)
+            self.stats.destinations_errors += 1
+            fail_closed(flow, "checking a destination", "guard")
 
     async def _guard(self, flow: http.HTTPFlow, *, connect: bool) -> None:
         if flow.response or flow.error or not flow.live:
@@ -278,7 +276,7 @@ class GuardDestinations:
         try:
             addresses = await self.resolver.resolve(name, port)
         except LookupFailed as exc:
-            self.stats["lookup_failed"] += 1
+            self.stats.destinations_lookup_failed += 1
             flow.response = http.Response.make(
                 502, f"The school's web filter could not find this website ({exc}).\n".encode(),
                 {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"})
@@ -294,17 +292,12 @@ class GuardDestinations:
 
     def _block(self, flow: http.HTTPFlow, inputs: context.DecisionInputs, decision: Decision,
                connect: bool, address: str | None) -> None:
-        self.stats["blocked"] += 1
+        self.stats.destinations_blocked += 1
         flow.metadata[context.DECISION] = decision
         if address is not None:
             flow.metadata[context.EVIDENCE] = {"resolved_address": address}
         if connect:
             flow.response = make_plain_block(decision)
             return
-        try:
-            flow.response = make_block_page(decision, inputs.subject,
-                                            site=flow.request.pretty_host, at=inputs.at,
-                                            policy=inputs.policy, settings=inputs.page)
-        except Exception:
-            logger.exception("rendering the block page failed; sending a plain one")
-            flow.response = make_plain_block(decision)
+        flow.response = block_response(flow, decision, inputs.subject, at=inputs.at,
+                                       policy=inputs.policy, page=inputs.page)

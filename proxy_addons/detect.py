@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -28,11 +28,13 @@ from mitmproxy.tls import ClientHelloData, TlsData
 from policy.decide import decide
 from policy.hostnames import HostError, is_subdomain_or_same, normalise_host
 from policy.model import Decision, Reason, Request, Verdict
+from policy.techniques import Technique
 from proxy_addons import context
-from proxy_addons.blockpage import make_block_page, make_plain_block
+from proxy_addons.blockpage import make_plain_block
 from proxy_addons.errors import options_error
+from proxy_addons.flows import block_response, client_ip, close_client, fail_closed, host_name
 from proxy_addons.proxy_scripts import proxy_script_evidence, tunnel_upgrade_evidence
-from store.techniques import Technique
+from proxy_addons.stats import GatewayStats
 
 logger = logging.getLogger(__name__)
 
@@ -245,12 +247,12 @@ _REPEATABLE = frozenset({Reason.RULE_BLOCK, Reason.LOCKED, Reason.LOCAL_BLOCK})
 
 
 class Detect:
-    def __init__(self) -> None:
+    def __init__(self, stats: GatewayStats | None = None) -> None:
         self._ports: frozenset[int] = frozenset()  # the option; empty: the policy's ports
         self._repeats = RepeatCounter(5, 120.0)
         self._refuse: set[str] = set()  # client ids to close before they reach a server
         self._ech_clients: set[str] = set()  # client ids whose ClientHello carried ECH
-        self.stats: Counter[str] = Counter()
+        self.stats = stats or GatewayStats()
 
     def load(self, loader: Loader) -> None:
         loader.add_option("schoolgate_connect_ports", Sequence[str], [],
@@ -312,7 +314,7 @@ class Detect:
                 return
             self._encrypted_hello(data)
         except Exception:
-            self.stats["engine_errors"] += 1
+            self.stats.detect_errors += 1
             logger.exception("checking the TLS ClientHello failed; refusing the connection")
             self._refuse_hello(data, Decision(Verdict.BLOCK, Reason.ENGINE_ERROR), None)
 
@@ -329,7 +331,7 @@ class Detect:
         sni = data.client_hello.sni
         note = context.hello_notes.get(client.id)
         evidence = {"outer_sni": sni or "", "extension": hex(ECH_EXTENSION)}
-        self.stats["ech_seen"] += 1
+        self.stats.ech_seen += 1
         if note is not None and note.decision.technique == Technique.HOST_MISMATCH:
             decision = note.decision._replace(rule=ECH_RULE, technique=Technique.ECH)
             context.hello_notes[client.id] = replace(note, decision=decision, evidence=evidence)
@@ -337,7 +339,7 @@ class Detect:
         self._ech_clients.add(client.id)
         if data.ignore_connection and not (note is not None and note.never_decrypt):
             data.ignore_connection = False
-            self.stats["ech_intercepted"] += 1
+            self.stats.ech_intercepted += 1
             if note is not None:
                 context.hello_notes[client.id] = replace(note, passthrough=False)
 
@@ -353,16 +355,16 @@ class Detect:
         try:
             note = context.hello_notes.get(client.id)
             sni = note.sni if note is not None else client.sni
-            host = note.decision.host if note is not None else _name(sni or "")
+            host = note.decision.host if note is not None else host_name(sni or "")
             decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=ECH_RULE, host=host,
                                 technique=Technique.ECH)
-            self.stats["blocked"] += 1
+            self.stats.detect_blocked += 1
             context.hello_notes[client.id] = context.HelloNote(
                 decision, passthrough=False, sni=sni,
                 evidence={"outer_sni": sni or "", "extension": hex(ECH_EXTENSION),
                           "client_error": error[:200]})
         except Exception:
-            self.stats["engine_errors"] += 1
+            self.stats.detect_errors += 1
             logger.exception("recording an encrypted ClientHello attempt failed")
 
     def _inspect_viewers(self, data: ClientHelloData) -> None:
@@ -374,11 +376,11 @@ class Detect:
                 note.decision.allowed and is_viewer_host(note.decision.host or ""):
             data.ignore_connection = False
             context.hello_notes[client.id] = replace(note, passthrough=False)
-            self.stats["viewers_intercepted"] += 1
+            self.stats.viewers_intercepted += 1
 
     def _refuse_hello(self, data: ClientHelloData, decision: Decision,
                       evidence: Evidence | None) -> None:
-        self.stats["blocked"] += 1
+        self.stats.detect_blocked += 1
         client = data.context.client
         data.ignore_connection = True  # relayed to nowhere: server_connect refuses it
         self._refuse.add(client.id)
@@ -396,18 +398,18 @@ class Detect:
             address = flow.server_conn.address
             host = flow.client_conn.sni or (str(address[0]) if address else "")
             decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="tunnel-protocol",
-                                host=_name(host) if host else None,
+                                host=host_name(host) if host else None,
                                 technique=Technique.TUNNEL_PROTOCOL)
             evidence = {"port": str(address[1]) if address else "",
                         "inside_tls": "yes" if flow.client_conn.tls_established else "no"}
         except Exception:
             logger.exception("describing a TCP tunnel failed; blocking it")
-            self.stats["engine_errors"] += 1
+            self.stats.detect_errors += 1
             decision, evidence = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR), {}
         self._found(flow, decision, evidence)
         self._refuse.add(flow.client_conn.id)  # the relay's server connection is refused
         if flow.server_conn.timestamp_start is not None:
-            _close_client(flow.client_conn)  # already connected (eager): close it now
+            close_client(flow.client_conn)  # already connected (eager): close it now
 
     # --- every intercepted request -----------------------------------------------------------
 
@@ -503,7 +505,7 @@ class Detect:
             return
         if headers.get("sec-fetch-dest", "document").lower() != "document":
             return  # a favicon or a part of the block page: not the person asking again
-        who = inputs.subject.user or _client_ip(flow.client_conn)
+        who = inputs.subject.user or client_ip(flow.client_conn) or "unknown"
         count = self._repeats.add(who, decision.category, time.monotonic())
         if count is not None:
             self._found(flow, None, {"platform": decision.category, "count": str(count),
@@ -515,13 +517,8 @@ class Detect:
     def _block(self, flow: http.HTTPFlow, inputs: context.DecisionInputs, decision: Decision,
                evidence: Evidence) -> None:
         self._found(flow, decision, evidence)
-        try:
-            flow.response = make_block_page(decision, inputs.subject,
-                                            site=flow.request.pretty_host, at=inputs.at,
-                                            policy=inputs.policy, settings=inputs.page)
-        except Exception:
-            logger.exception("rendering the block page failed; sending a plain one")
-            flow.response = make_plain_block(decision)
+        flow.response = block_response(flow, decision, inputs.subject, at=inputs.at,
+                                       policy=inputs.policy, page=inputs.page)
 
     def _found(self, flow: http.HTTPFlow | tcp.TCPFlow, decision: Decision | None,
                evidence: Evidence, *, technique: str | None = None) -> None:
@@ -529,45 +526,20 @@ class Detect:
         if decision is not None:
             flow.metadata[context.DECISION] = decision
             technique = decision.technique
-            self.stats["blocked"] += 1
+            self.stats.detect_blocked += 1
         flow.metadata[context.TECHNIQUE] = technique
         flow.metadata[context.EVIDENCE] = evidence
-        self.stats[f"technique:{technique}"] += 1
 
     def _error(self, flow: http.HTTPFlow, where: str) -> None:
-        self.stats["engine_errors"] += 1
-        logger.exception("circumvention detection failed in %s; blocking (fail closed)", where)
-        decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
-        flow.metadata[context.DECISION] = decision
-        flow.response = make_plain_block(decision)
+        self.stats.detect_errors += 1
+        fail_closed(flow, "circumvention detection", where)
 
     def client_disconnected(self, client: Client) -> None:
         self._refuse.discard(client.id)
         self._ech_clients.discard(client.id)
 
 
-
-
-def _name(raw: str | None) -> str | None:
-    if not raw:
-        return None
-    host = normalise_host(raw)
-    return None if isinstance(host, HostError) else host.name
-
-
 def _unusual_port(decision: Decision) -> Decision:
     return Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="unusual-port",
                     category=decision.category, host=decision.host,
                     technique=Technique.UNUSUAL_PORT)
-
-
-def _client_ip(client: Client) -> str:
-    return str(client.peername[0]) if client.peername else "unknown"
-
-
-def _close_client(client: Client) -> None:
-    master = getattr(ctx, "master", None)
-    proxyserver = master.addons.get("proxyserver") if master is not None else None
-    handler = getattr(proxyserver, "connections", {}).get(client.id)
-    if handler is not None:
-        handler.close_connection(client)

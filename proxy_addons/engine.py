@@ -174,7 +174,7 @@ def front_door(lean: LeanMaster, addons: Sequence[object]) -> FrontDoor | None:
         return None
     gate = Gate(identify=identify.identify_now, passes_through=enforce.passes_through,
                 run_hook=lean.addons.handle_lifecycle)
-    return FrontDoor(proxyserver, gate)
+    return FrontDoor(proxyserver, gate, enforce.stats)
 
 
 def _options_error(message: str) -> exceptions.OptionsError:

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,16 +46,17 @@ from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.http import HTTPMode, validate_request
 from mitmproxy.tls import ClientHelloData
 
-from policy.hostnames import HostError, normalise_host
 from proxy_addons import mitm_internals
 from proxy_addons.context import Identity
 from proxy_addons.detect import has_ech, is_viewer_host
+from proxy_addons.flows import same_host
 from proxy_addons.mitm_internals import (
     HttpConnectedHook,
     HttpConnectErrorHook,
     HttpConnectHook,
     TlsClienthelloHook,
 )
+from proxy_addons.stats import GatewayStats
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +82,10 @@ class Gate:
 class FrontDoor:
     """The addon: routes the regular-mode server's connections through the front door."""
 
-    def __init__(self, proxyserver: Any, gate: Gate) -> None:
+    def __init__(self, proxyserver: Any, gate: Gate, stats: GatewayStats | None = None) -> None:
         self.gate = gate
         self.proxyserver = proxyserver
-        self.stats: Counter[str] = Counter()
+        self.stats = stats if stats is not None else GatewayStats()
         self.enabled = True
         mitm_internals.route_streams(proxyserver, self.accept)
 
@@ -109,7 +109,7 @@ class FrontDoor:
         try:
             await door.serve()
         except Exception:
-            self.stats["errors"] += 1
+            self.stats.front_door_errors += 1
             logger.exception("the front door failed on a connection; closing it")
             await door.end()
 
@@ -118,10 +118,6 @@ def _assemble(response: http.Response) -> bytes:
     return bytes(http1.assemble_response(response))  # type: ignore[no-untyped-call]
 
 
-def _same_host(a: str, b: str) -> bool:
-    na, nb = normalise_host(a), normalise_host(b)
-    return not isinstance(na, HostError) and not isinstance(nb, HostError) and \
-        na.name == nb.name
 
 
 class _Door:
@@ -162,7 +158,7 @@ class _Door:
             self.announced = True
             await gate.run_hook(server_hooks.ClientConnectedHook(self.client))
             if self.client.error:
-                stats["refused"] += 1
+                stats.door_refused += 1
                 await self.end()
                 return
             data = await self._read_head()
@@ -173,10 +169,10 @@ class _Door:
             identity = None if request is None else self._identity(request)
             if request is None or identity is None or \
                     not self._passes(request.host, request.port, identity):
-                stats["handed_over"] += 1
+                stats.door_handed_over += 1
                 await self._hand_over(data, tunnel=None)
                 return
-            stats["tunnels"] += 1
+            stats.door_tunnels += 1
             opened = await self._connect_hooks(request)
             if opened is None:
                 return
@@ -192,7 +188,7 @@ class _Door:
         limits = mitm_internals.head_limits()
         while b"\r\n\r\n" not in data:
             if not CONNECT.startswith(data[:len(CONNECT)]) or len(data) > limits.max_bytes:
-                self.owner.stats["handed_over"] += 1
+                self.owner.stats.door_handed_over += 1
                 await self._hand_over(data, tunnel=None)
                 return None
             chunk = await self._read(limits.max_bytes + 1)
@@ -260,7 +256,7 @@ class _Door:
         flow.request = request
         await run(HttpConnectHook(flow))
         if flow.response is not None or flow.error is not None:
-            self.owner.stats["answered"] += 1
+            self.owner.stats.door_answered += 1
             if flow.response is not None and flow.error is None:
                 self.writer.write(_assemble(flow.response))
             await run(HttpConnectErrorHook(flow))
@@ -297,8 +293,8 @@ class _Door:
         sni = None if hello is None else hello.sni
         # (An SNI naming the CONNECT's host, however spelt, was decided with it.)
         if hello is None or has_ech(hello.extensions) or is_viewer_host(host) or \
-                (sni and sni != host and not _same_host(sni, host)):
-            stats["handed_over_in_tunnel"] += 1
+                (sni and sni != host and not same_host(sni, host)):
+            stats.door_handed_over_in_tunnel += 1
             await self._hand_over(data, tunnel=self.server)
             return
         self.client.sni = sni
@@ -310,7 +306,7 @@ class _Door:
         if not hello_data.ignore_connection:
             # The first look said "relay", the gateway's hooks say "inspect" (or refuse): never
             # relay it; the hooks have run, so mitmproxy cannot start over. Close it.
-            stats["disagreed"] += 1
+            stats.door_disagreed += 1
             logger.warning("the front door closed a tunnel to %s: the gateway's hooks would "
                            "not relay it unread", host)
             await self.end()
@@ -319,7 +315,7 @@ class _Door:
         if upstream is None:
             return
         self.owner.proxyserver.connections.pop(self.client.id, None)  # ours to time out now
-        stats["spliced"] += 1
+        stats.door_spliced += 1
         await _Splice.run(self.reader, self.writer, upstream, data,
                           float(ctx.options.tcp_timeout))
         self.server.timestamp_end = time.time()

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy.mode_specs import RegularMode
 
 from policy.addresses import InternalSettings
-from policy.errors import PolicyError
 from proxy_addons.ca import CERT_PEM
-from store.policy_files import load_policy
-
-logger = logging.getLogger(__name__)
+from proxy_addons.errors import options_error
+from proxy_addons.policy_source import PolicySource
 
 PAC_TYPE = "application/x-ns-proxy-autoconfig"
 
@@ -77,11 +74,10 @@ class _CA:
 
 
 class GatewayPages:
-    def __init__(self) -> None:
+    def __init__(self, source: PolicySource) -> None:
+        self._source = source  # the policy's internal settings, for the PAC file
         self._gateway_host = ""
         self._ca: _CA | None = None
-        self._internal: InternalSettings | None = None  # the policy's, for the PAC file
-        self._policy_stamp: tuple[str, float] | None = None
 
     def load(self, loader: Loader) -> None:
         loader.add_option("schoolgate_gateway_host", str, "",
@@ -93,7 +89,7 @@ class GatewayPages:
         if "schoolgate_gateway_host" in updated:
             name = ctx.options.schoolgate_gateway_host.strip().lower().rstrip(".")
             if any(c in name for c in "/:\"' \\"):
-                raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
+                raise options_error(
                     f"schoolgate_gateway_host: {name!r} is not a host name (give just the name, "
                     "for example gateway.school.lan)")
             self._gateway_host = name
@@ -163,20 +159,12 @@ class GatewayPages:
         return make_pac(self._gateway_host or str(sockname[0]), proxy, self._policy_internal())
 
     def _policy_internal(self) -> InternalSettings | None:
-        """The policy's internal settings, re-read only when the policy file has changed (the
-        PAC file is fetched rarely; a bad file keeps the last good answer)."""
-        raw = str(getattr(ctx.options, "schoolgate_policy", "") or "")
+        """The policy's internal settings, as PolicySource holds them (a refused file keeps the
+        last good policy's DIRECT entries)."""
         try:
-            stamp = (raw, Path(raw).expanduser().stat().st_mtime if raw else 0.0)
-        except OSError:
-            return self._internal
-        if stamp != self._policy_stamp:
-            try:
-                self._internal = load_policy(Path(raw).expanduser() if raw else None).internal
-            except PolicyError:
-                logger.warning("the PAC file keeps the last good policy's DIRECT entries")
-            self._policy_stamp = stamp
-        return self._internal
+            return self._source.snapshot.policy.internal
+        except AttributeError:  # not configured yet
+            return None
 
 
 def make_pac(gateway: str, proxies: str, internal: InternalSettings | None = None) -> str:

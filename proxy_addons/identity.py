@@ -21,12 +21,12 @@ import hmac
 import logging
 import secrets
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Address, Client
 from mitmproxy.proxy import mode_specs
@@ -36,6 +36,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from policy.names import canonical_user
 from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
+from proxy_addons.errors import options_error
+from proxy_addons.stats import GatewayStats
 from store.db import make_engine
 from store.directory import Directory, DirectoryUnavailable, make_directory
 from store.identity_config import (
@@ -148,9 +150,8 @@ def load_setup(path: str) -> Setup:
 
 
 class Identify:
-    def __init__(self) -> None:
-        self.stats: Counter[str] = Counter()
-        self.directory_seconds = 0.0  # time spent waiting for the directory (for metrics)
+    def __init__(self, stats: GatewayStats | None = None) -> None:
+        self.stats = stats or GatewayStats()
         self.clock: Callable[[], float] = time.monotonic
         self._setup = Setup()
         self._secret = secrets.token_bytes(32)
@@ -192,7 +193,7 @@ class Identify:
         try:
             setup = load_setup(ctx.options.schoolgate_identity)
         except IdentityConfigError as error:
-            raise exceptions.OptionsError(str(error)) from None  # type: ignore[no-untyped-call]
+            raise options_error(str(error)) from None
         old, self._setup = self._setup, setup
         if old.directory is not None:
             old.directory.close()
@@ -203,7 +204,7 @@ class Identify:
                   opts.schoolgate_signin_failures_per_address,
                   opts.schoolgate_signin_window_seconds)
         if min(limits) < 1:
-            raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
+            raise options_error(
                 "schoolgate_signin_failures_per_user, _per_address and _window_seconds must be "
                 "at least 1")
         engine = None
@@ -211,8 +212,7 @@ class Identify:
             try:
                 engine = make_engine(opts.schoolgate_database_url)
             except (ValueError, SQLAlchemyError, ImportError) as error:
-                raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
-                    f"schoolgate_database_url: {error}") from None
+                raise options_error(f"schoolgate_database_url: {error}") from None
         old_engine, self._engine = self._engine, engine
         self.throttle.close()
         self.throttle = make_throttle(engine, per_user=limits[0], per_address=limits[1],
@@ -244,7 +244,7 @@ class Identify:
             known = None if tunnel else self._tunnels.get(flow.client_conn.id)
             identity = known or await self._identify(flow)
             if isinstance(identity, Challenge):
-                self.stats["challenged"] += 1
+                self.stats.challenged += 1
                 flow.response = make_challenge(identity.retry_after)
                 return
             flow.metadata[context.IDENTITY] = identity
@@ -254,11 +254,11 @@ class Identify:
             # Fail closed: credentials nobody could check are asked for again (never the default
             # role, which would escape the claimed user's sanction); without credentials, the
             # most restrictive role.
-            self.stats["hook_errors"] += 1
+            self.stats.identify_errors += 1
             if is_explicit(flow) and AUTH_HEADER in flow.request.headers:
                 log.warning("identifying a client failed; asking it to sign in again",
                             exc_info=True)
-                self.stats["challenged"] += 1
+                self.stats.challenged += 1
                 flow.response = make_challenge()
                 return
             log.warning("identifying a client failed; it gets the default role", exc_info=True)
@@ -304,7 +304,7 @@ class Identify:
         key = self._key(username, password)
         hit, identity = setup.cache.get(key, self.clock())
         if hit:
-            self.stats["cache_hits"] += 1
+            self.stats.cache_hits += 1
             return identity or ASK
         # Browsers open several connections at once with the same credentials: ask once.
         pending = self._pending.get(key)
@@ -320,9 +320,9 @@ class Identify:
         its identity; anything else is asked again (fail closed)."""
         stale = setup.cache.stale(key)
         if stale is not None:
-            self.stats["stale_identities"] += 1
+            self.stats.stale_identities += 1
             return stale
-        self.stats["unverified"] += 1
+        self.stats.unverified += 1
         log.info("a sign-in for %r could not be checked (%s): asked to sign in again",
                  key[0], why)
         return ASK
@@ -336,17 +336,17 @@ class Identify:
         attempt: Attempt = await asyncio.to_thread(self.throttle.reserve, user=username,
                                                    address=address)
         if not attempt.allowed:
-            self.stats["throttled"] += 1
+            self.stats.throttled += 1
             stale = setup.cache.stale(key)
             if stale is not None:  # verified before: no need to ask the directory
                 return stale
             return Challenge(attempt.retry_after)
-        self.stats["directory_lookups"] += 1
+        self.stats.directory_lookups += 1
         started = time.monotonic()
         try:
             user = await setup.directory.authenticate(username, password)
         except DirectoryUnavailable as error:
-            self.stats["directory_errors"] += 1
+            self.stats.directory_errors += 1
             if not self._directory_down:
                 log.warning("the directory is unavailable; people already signed in keep their "
                             "role, other sign-ins are asked again until it answers: %s", error)
@@ -355,16 +355,16 @@ class Identify:
             self._down_until = self.clock() + ttl.negative_seconds
             return self._unverified(setup, key, "the directory is down")
         finally:
-            self.directory_seconds += time.monotonic() - started
+            self.stats.directory_seconds += time.monotonic() - started
         if self._directory_down:
             log.info("the directory is answering again")
             self._directory_down = False
         if user is None:
-            self.stats["rejected"] += 1
+            self.stats.rejected += 1
             setup.cache.put(key, None, self.clock() + ttl.negative_seconds)
             return ASK
         await asyncio.to_thread(self.throttle.succeeded, attempt)
-        self.stats["authenticated"] += 1
+        self.stats.authenticated += 1
         try:
             name = canonical_user(user.username)
         except ValueError:

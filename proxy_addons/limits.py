@@ -22,6 +22,7 @@ from mitmproxy.connection import Client
 
 from proxy_addons import mitm_internals
 from proxy_addons.errors import options_error
+from proxy_addons.stats import GatewayStats
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +67,12 @@ def _body_size(request: http.Request) -> int | None:
 
 
 class Limits:
-    def __init__(self) -> None:
+    def __init__(self, stats: GatewayStats | None = None) -> None:
         self._per_address: Counter[str] = Counter()
         self._total = 0
         self._counted: set[str] = set()  # client ids counted in the totals above
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self.stats: dict[str, int] = {"refused_per_client": 0, "refused_total": 0,
-                                      "first_request_timeouts": 0, "answered_body_closed": 0}
+        self.stats = stats or GatewayStats()
 
     def load(self, loader: Loader) -> None:
         mitm_internals.install()
@@ -109,11 +109,11 @@ class Limits:
         address = _address(client)
         opts = ctx.options
         if self._total >= opts.schoolgate_max_connections:
-            self.stats["refused_total"] += 1
+            self.stats.refused_total += 1
             client.error = "too many connections to the gateway"  # mitmproxy closes it
             return
         if self._per_address[address] >= opts.schoolgate_max_connections_per_client:
-            self.stats["refused_per_client"] += 1
+            self.stats.refused_per_client += 1
             client.error = f"too many connections from {address}"
             return
         self._per_address[address] += 1
@@ -145,7 +145,7 @@ class Limits:
         close = mitm_internals.close_client(addons.get("proxyserver"), client)
         if close is None:
             return
-        self.stats["first_request_timeouts"] += 1
+        self.stats.first_request_timeouts += 1
         task: Any = asyncio.get_running_loop().create_task(close())
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
@@ -167,7 +167,7 @@ class Limits:
             if size is None or size > ctx.options.schoolgate_max_answered_body:
                 # Answered already (sign in, block page): mitmproxy would read the whole body
                 # into memory before sending the answer. Not one this large or of unknown size.
-                self.stats["answered_body_closed"] += 1
+                self.stats.answered_body_closed += 1
                 flow.kill()  # type: ignore[no-untyped-call]
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:

@@ -1,8 +1,9 @@
 """Prometheus metrics for the gateway, served on a port of their own (`/metrics`, `/healthz`).
 
 Per-flow counters are observed at the end of the addon chain from what the other addons left in
-`flow.metadata`; everything the other addons count themselves (their `stats`) is read at scrape
-time by a collector, so no other addon imports this one. Every label value comes from a small,
+`flow.metadata`; what the addons count themselves is one `GatewayStats` (proxy_addons/stats.py),
+exported field by field at scrape time with the policy's state from `PolicySource`, both given
+by constructor, so no addon imports or looks up another. Every label value comes from a small,
 fixed set (verdicts, reasons, the policy's roles and categories, technique names): never a user,
 a host or an address.
 """
@@ -10,19 +11,17 @@ a host or an address.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -30,6 +29,11 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
 from proxy_addons import context
+from proxy_addons.background import Background
+from proxy_addons.errors import options_error
+from proxy_addons.policy_source import PolicySource, ReloadResult
+from proxy_addons.stats import GatewayStats, counters
+from store.event_writer import WriterStats
 from store.list_status import ListsReport, ListStatusReader
 
 logger = logging.getLogger(__name__)
@@ -41,43 +45,22 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
                    5.0, 10.0)
 STALL_SECONDS = 15.0  # /healthz fails when the event loop has not ticked for this long
 LISTS_EVERY_SECONDS = 30.0  # how often the lists' state is re-read (and at every reload)
-WRITER_ADDONS = ("recordevents", "record")  # where the event writer may live, by addon name
-
-# (stats key of the addon, metric name, help): counters other addons keep in their `stats`.
-ENFORCE_CONNECTIONS = (("intercepted", "intercepted"), ("passthrough", "passed_through"),
-                       ("refused", "refused"))
-IDENTIFY_COUNTERS = (
-    ("directory_lookups", "schoolgate_directory_lookups_total",
-     "Sign-ins checked against the directory (cache misses)."),
-    ("directory_errors", "schoolgate_directory_errors_total",
-     "Directory look-ups that failed (unreachable, timed out, refused the service account)."),
-    ("cache_hits", "schoolgate_identity_cache_hits_total",
-     "Sign-ins answered from the identity cache."),
-    ("challenged", "schoolgate_identity_challenges_total",
-     "Requests answered with 407 (sign in)."),
-    ("rejected", "schoolgate_identity_rejected_total",
-     "Sign-ins the directory refused (wrong user name or password)."),
-    ("throttled", "schoolgate_identity_throttled_total",
-     "Sign-ins refused without asking the directory: too many wrong passwords (back-off)."),
-    ("unverified", "schoolgate_identity_unverified_total",
-     "Sign-ins asked again because the directory could not check them (it was down)."),
-)
+# The event writer's own counters (store.event_writer.WriterStats field, metric name, help).
 WRITER_GAUGES = (
-    (("queue_depth", "queued"), "schoolgate_events_queue_depth",
-     "Events waiting in memory for the writer."),
-    (("spool_bytes",), "schoolgate_events_spool_bytes",
+    ("queued", "schoolgate_events_queue_depth", "Events waiting in memory for the writer."),
+    ("spool_bytes", "schoolgate_events_spool_bytes",
      "Size of the on-disk spool of events not yet in the database."),
-    (("spooled_pending", "spool_events"), "schoolgate_events_spool_events",
-     "Events in the on-disk spool not yet in the database."),
 )
 WRITER_COUNTERS = (
-    (("written",), "schoolgate_events_written_total", "Events written to the database."),
-    (("dropped",), "schoolgate_events_dropped_total", "Events lost. Must stay 0."),
-    (("spooled",), "schoolgate_events_spooled_total", "Events written to the spool file."),
-    (("replayed",), "schoolgate_events_replayed_total",
+    ("written", "schoolgate_events_written_total", "Events written to the database."),
+    ("dropped", "schoolgate_events_dropped_total", "Events lost. Must stay 0."),
+    ("spooled", "schoolgate_events_spooled_total", "Events written to the spool file."),
+    ("replayed", "schoolgate_events_replayed_total",
      "Spooled events inserted once the database answered again."),
-    (("db_failures", "write_errors"), "schoolgate_events_write_errors_total",
+    ("db_failures", "schoolgate_events_write_errors_total",
      "Batches the database refused or timed out on (then spooled)."),
+    ("rejected", "schoolgate_events_rejected_total",
+     "Events the database refused for their content (kept in rejected.events)."),
 )
 
 
@@ -101,110 +84,82 @@ class BoundedLabel:
             return text
 
 
-def policy_version(path: str) -> str:
-    """A short, stable label for the policy in force: the first 12 hex digits of the SHA-256 of
-    the file, or 'seed' when the shipped seed policy is used."""
-    if not path:
-        return "seed"
-    try:
-        data = Path(path).expanduser().read_bytes()
-    except OSError:
-        return "unreadable"
-    return hashlib.sha256(data).hexdigest()[:12]
-
-
 class GatewayCollector(Collector):
-    """Reads other addons' `stats` (and the event writer's) at scrape time. Runs in the metrics
-    server's thread: it only reads counters, never changes them."""
+    """Exports `GatewayStats` field by field, the policy's version and reload state, the event
+    writer's counters and the lists' state, at scrape time. Runs in the metrics server's
+    thread: it only reads, never changes anything."""
 
-    def __init__(self, find_addon: Callable[[str], Any], policy: Callable[[], tuple[str, float,
-                                                                                    str]],
+    def __init__(self, stats: GatewayStats, source: PolicySource,
                  lists: Callable[[], ListsReport | None] = lambda: None) -> None:
-        self._find = find_addon
-        self._policy = policy
+        self._stats = stats
+        self._source = source
         self._lists = lists
 
     def collect(self) -> Iterator[Metric]:
-        enforce = _stats(self._find("enforce"))
-        identify = _stats(self._find("identify"))
-        connections = CounterMetricFamily(
-            "schoolgate_connections", "TLS connections by how the gateway handled them.",
-            labels=["handling"])
-        for key, handling in ENFORCE_CONNECTIONS:
-            connections.add_metric([handling], float(enforce.get(key, 0)))
-        yield connections
-        door = _stats(self._find("frontdoor"))
-        if door:
-            yield _labelled("schoolgate_front_door", "Connections by what the front door did "
-                            "with them (spliced: relayed by schoolgate itself; handed_over: "
-                            "served by mitmproxy).", "outcome", door)
-        errors = CounterMetricFamily(
-            "schoolgate_engine_errors", "Errors inside the gateway's addons (each one failed "
-            "closed: the flow was blocked or given the default role).", labels=["addon"])
-        errors.add_metric(["enforce"], float(enforce.get("engine_errors", 0)))
-        errors.add_metric(["identify"], float(identify.get("hook_errors", 0)))
-        yield errors
-        reloads = CounterMetricFamily(
-            "schoolgate_policy_reloads", "Policy file reloads by result.", labels=["result"])
-        reloads.add_metric(["ok"], float(enforce.get("policy_reloads", 0)))
-        reloads.add_metric(["refused"], float(enforce.get("policy_reload_refused", 0)))
-        reloads.add_metric(["error"], float(enforce.get("refresh_errors", 0)))
-        yield reloads
-        version, at, result = self._policy()
-        info = GaugeMetricFamily("schoolgate_policy_info",
-                                 "The policy in force (version: hash of the file; 1 = current).",
-                                 labels=["version"])
-        info.add_metric([version], 1.0)
-        yield info
-        last = GaugeMetricFamily("schoolgate_policy_last_reload_success",
-                                 "1 if the last policy (re)load was accepted, 0 if refused.")
-        last.add_metric([], 1.0 if result == "ok" else 0.0)
-        yield last
-        when = GaugeMetricFamily("schoolgate_policy_last_reload_timestamp_seconds",
-                                 "When the policy was last (re)loaded or refused (Unix time).")
-        when.add_metric([], at)
-        yield when
-        for key, name, text in IDENTIFY_COUNTERS:
-            yield _counter(name, text, identify.get(key, 0))
-        seconds = getattr(self._find("identify"), "directory_seconds", None)
-        if seconds is not None:
-            yield _counter("schoolgate_directory_seconds", "Time spent waiting for the "
-                           "directory (divide by the look-ups for the mean).", seconds)
-        yield from self._writer()
+        yield from stats_metrics(self._stats)
+        yield from policy_metrics(self._source)
+        yield from writer_metrics(self._stats.event_writer)
         yield from list_metrics(self._lists(), time.time())
 
-    def _writer(self) -> Iterable[Metric]:
-        stats = _writer_stats(self._find)
-        present = GaugeMetricFamily("schoolgate_event_writer_present",
-                                    "1 if the event recorder is loaded in this gateway.")
-        present.add_metric([], 0.0 if stats is None else 1.0)
-        yield present
-        if stats is None:
-            return
-        for keys, name, text in WRITER_GAUGES:
-            value = _first(stats, keys)
-            if value is not None:
-                gauge = GaugeMetricFamily(name, text)
-                gauge.add_metric([], float(value))
-                yield gauge
-        for keys, name, text in WRITER_COUNTERS:
-            value = _first(stats, keys)
-            if value is not None or name == "schoolgate_events_dropped_total":
-                yield _counter(name, text, value or 0)
+
+def stats_metrics(stats: GatewayStats) -> Iterator[Metric]:
+    """One counter family per metric name, one sample per GatewayStats field."""
+    families: dict[str, CounterMetricFamily] = {}
+    for metric, value in counters(stats):
+        family = families.get(metric.name)
+        if family is None:
+            family = families[metric.name] = CounterMetricFamily(
+                metric.name, metric.help, labels=list(metric.labels))
+        family.add_metric(list(metric.labels.values()), value)
+    yield from families.values()
+
+
+def policy_metrics(source: PolicySource) -> Iterator[Metric]:
+    """The policy in force and how its last (re)load went."""
+    snapshot = getattr(source, "snapshot", None)
+    info = GaugeMetricFamily("schoolgate_policy_info",
+                             "The policy in force (version: hash of the file; 1 = current).",
+                             labels=["version"])
+    info.add_metric([snapshot.version if snapshot is not None else "none"], 1.0)
+    last_reload = source.last_reload
+    last = GaugeMetricFamily("schoolgate_policy_last_reload_success",
+                             "1 if the last policy (re)load was accepted, 0 if refused.")
+    last.add_metric([], 1.0 if last_reload.result is ReloadResult.OK else 0.0)
+    when = GaugeMetricFamily("schoolgate_policy_last_reload_timestamp_seconds",
+                             "When the policy was last (re)loaded or refused (Unix time).")
+    when.add_metric([], last_reload.at)
+    yield from (info, last, when)
+
+
+def writer_metrics(read: Callable[[], WriterStats] | None) -> Iterator[Metric]:
+    """The event writer's counters, when this gateway has one (recording to a database)."""
+    present = GaugeMetricFamily("schoolgate_event_writer_present",
+                                "1 if the event recorder is loaded in this gateway.")
+    present.add_metric([], 0.0 if read is None else 1.0)
+    yield present
+    if read is None:
+        return
+    stats = read()
+    for attribute, name, text in WRITER_GAUGES:
+        gauge = GaugeMetricFamily(name, text)
+        gauge.add_metric([], float(getattr(stats, attribute)))
+        yield gauge
+    for attribute, name, text in WRITER_COUNTERS:
+        yield _counter(name, text, getattr(stats, attribute))
 
 
 class Metrics:
     """Counts decisions, latency and circumvention per flow; serves /metrics and /healthz."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, source: PolicySource, stats: GatewayStats,
+                 registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self._master: Any = None
+        self._source = source
+        self._stats = stats
         self._server: WSGIServer | None = None
-        self._tick_task: asyncio.Task[None] | None = None
+        self._tick_task = Background(self._tick_forever)
         self._last_tick = time.monotonic()
-        self._policy_path = ""
-        self._policy_state: tuple[str, float, str] = ("seed", time.time(), "ok")
-        self._seen_reloads: tuple[int, int] = (0, 0)
+        self._seen_reloads = 0
         self._labels = {name: BoundedLabel() for name in ("category", "role", "technique")}
         self.requests = Counter(
             "schoolgate_requests", "Decisions on requests (stage=request) and on CONNECT "
@@ -223,8 +178,7 @@ class Metrics:
         self._list_reader = ListStatusReader()
         self.lists: ListsReport | None = None
         self._lists_due = 0.0
-        self.registry.register(GatewayCollector(self._find, lambda: self._policy_state,
-                                                lambda: self.lists))
+        self.registry.register(GatewayCollector(stats, source, lambda: self.lists))
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -240,20 +194,15 @@ class Metrics:
         if "schoolgate_metrics_port" in updated:
             port = ctx.options.schoolgate_metrics_port
             if not 0 <= port <= 65535:
-                raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
+                raise options_error(
                     f"schoolgate_metrics_port: {port} is not a port (0-65535; 0 turns the "
                     "metrics endpoint off)")
         if "schoolgate_metrics_host" in updated and not ctx.options.schoolgate_metrics_host:
-            raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
+            raise options_error(
                 "schoolgate_metrics_host is empty: give an address such as 127.0.0.1")
-        if "schoolgate_policy" in updated and hasattr(ctx.options, "schoolgate_policy"):
-            self._policy_path = ctx.options.schoolgate_policy
-            self._policy_state = (policy_version(self._policy_path), time.time(), "ok")
 
     def running(self) -> None:
-        self._master = ctx.master
-        if self._tick_task is None:
-            self._tick_task = asyncio.get_running_loop().create_task(self._tick_forever())
+        self._tick_task.start()
         port = ctx.options.schoolgate_metrics_port
         if port and self._server is None:
             host = ctx.options.schoolgate_metrics_host
@@ -271,11 +220,7 @@ class Metrics:
             server, self._server = self._server, None
             await asyncio.to_thread(server.shutdown)
             server.server_close()
-        if self._tick_task is not None:
-            self._tick_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tick_task
-            self._tick_task = None
+        await self._tick_task.stop()
 
     # --- per-flow observations (this addon runs last, after every decision) -------------------
 
@@ -316,23 +261,12 @@ class Metrics:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _find(self, name: str) -> Any:
-        master = self._master
-        return master.addons.get(name) if master is not None else None
-
     async def _tick_forever(self) -> None:
-        """Proves the event loop is alive (for /healthz) and notices policy reloads."""
+        """Proves the event loop is alive (for /healthz) and re-reads the lists' state."""
         while True:
             self._last_tick = time.monotonic()
-            stats = _stats(self._find("enforce"))
-            seen = (int(stats.get("policy_reloads", 0)), int(stats.get("policy_reload_refused", 0)))
-            if seen != self._seen_reloads:
-                if seen[0] != self._seen_reloads[0]:
-                    version = await asyncio.to_thread(policy_version, self._policy_path)
-                    self._policy_state = (version, time.time(), "ok")
-                else:
-                    self._policy_state = (self._policy_state[0], time.time(), "refused")
-                self._seen_reloads = seen
+            if self._stats.policy_reloads != self._seen_reloads:
+                self._seen_reloads = self._stats.policy_reloads
                 self._lists_due = 0.0  # a reload may have brought new lists
             if time.monotonic() >= self._lists_due:
                 self._lists_due = time.monotonic() + LISTS_EVERY_SECONDS
@@ -341,7 +275,10 @@ class Metrics:
 
     async def refresh_lists(self) -> None:
         """Re-read each list's age and entry count (counting a changed file once)."""
-        path = Path(self._policy_path).expanduser() if self._policy_path else None
+        try:
+            path = self._source.snapshot.path
+        except AttributeError:  # not configured yet
+            return
         try:
             self.lists = await asyncio.to_thread(
                 self._list_reader.read, path, now=datetime.now(UTC))
@@ -358,7 +295,7 @@ class Metrics:
                 start_response(status, [("Content-Type", "application/json")])
                 answer = health(stalled, self.lists)
                 # Still serving (200), but on old or no overrides: say so (store/snapshots.py).
-                overrides = str(getattr(self._find("enforce"), "overrides_state", "") or "")
+                overrides = self._source.overrides_state
                 if overrides and overrides != "database":
                     answer["overrides"] = overrides
                 return [json.dumps(answer).encode()]
@@ -399,45 +336,6 @@ def list_metrics(report: ListsReport | None, now: float) -> Iterator[Metric]:
     for category in report.empty:
         empty.add_metric([category.name], 1.0)
     yield from (entries, age, stale, empty)
-
-
-def _labelled(name: str, text: str, label: str, counts: Mapping[str, Any]
-              ) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, text, labels=[label])
-    for key in sorted(counts):
-        family.add_metric([key], float(counts[key]))
-    return family
-
-
-def _stats(addon: Any) -> Mapping[str, Any]:
-    stats = getattr(addon, "stats", None)
-    return stats if isinstance(stats, Mapping) else {}
-
-
-def _writer_stats(find: Callable[[str], Any]) -> Mapping[str, Any] | None:
-    for name in WRITER_ADDONS:
-        addon = find(name)
-        if addon is None:
-            continue
-        writer = getattr(addon, "writer", None)
-        stats = getattr(writer, "stats", None) if writer is not None else None
-        if stats is None:
-            stats = getattr(addon, "writer_stats", None)
-        if callable(stats):
-            stats = stats()
-        if isinstance(stats, Mapping):
-            return stats
-        if stats is not None and hasattr(stats, "__dataclass_fields__"):
-            return {f: getattr(stats, f) for f in stats.__dataclass_fields__}
-    return None
-
-
-def _first(stats: Mapping[str, Any], keys: Iterable[str]) -> float | None:
-    for key in keys:
-        value = stats.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-    return None
 
 
 def _counter(name: str, text: str, value: float) -> CounterMetricFamily:

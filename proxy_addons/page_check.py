@@ -20,17 +20,18 @@ that cannot even be prepared is closed.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterable
 
 from mitmproxy import http
 
 from policy.inspection import InspectMode
 from policy.model import Decision, Reason, Verdict
+from policy.techniques import Technique
 from proxy_addons import context
-from proxy_addons.blockpage import make_block_or_plain, make_plain_block, render_block_page
+from proxy_addons.blockpage import make_plain_block, render_block_page
+from proxy_addons.flows import block_response
 from proxy_addons.proxy_forms import proxy_form_evidence
-from store.techniques import Technique
+from proxy_addons.stats import GatewayStats
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class _Holder:
             if self._size <= MAX_HELD:
                 return []  # not b"": an empty chunk would end a chunked body
             self._released = True
-            self._addon.stats["too_large"] += 1
+            self._addon.stats.pages_too_large += 1
             return self._take()
         self._released = True  # the end of the body: check what was held
         body = b"".join(self._take_list())
@@ -96,8 +97,8 @@ class _Holder:
 
 
 class CheckPages:
-    def __init__(self) -> None:
-        self.stats: Counter[str] = Counter()
+    def __init__(self, stats: GatewayStats | None = None) -> None:
+        self.stats = stats if stats is not None else GatewayStats()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
@@ -115,13 +116,13 @@ class CheckPages:
                 return
             size = announced_size(response)
             if size is not None and size > MAX_HELD:
-                self.stats["too_large"] += 1
+                self.stats.pages_too_large += 1
                 return
             flow.metadata[HELD] = True
-            self.stats["held"] += 1
+            self.stats.pages_held += 1
             response.stream = False if size is not None else _Holder(flow, self)
         except Exception:  # fail closed: a page that cannot be checked is not shown
-            self.stats["engine_errors"] += 1
+            self.stats.page_check_errors += 1
             logger.exception("preparing to check a page failed; closing the connection")
             flow.kill()  # type: ignore[no-untyped-call]
 
@@ -132,7 +133,7 @@ class CheckPages:
         try:
             evidence = proxy_form_evidence(response.get_text(strict=False) or "")
         except Exception:  # fail closed: the page is not shown unchecked
-            self.stats["engine_errors"] += 1
+            self.stats.page_check_errors += 1
             logger.exception("checking a page for a web-proxy form failed; blocking it")
             decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR, rule=RULE)
             flow.metadata[context.DECISION] = decision
@@ -142,9 +143,8 @@ class CheckPages:
         if evidence is not None:
             inputs = flow.metadata[context.INPUTS]
             decision = self._found(flow, evidence)
-            flow.response = make_block_or_plain(decision, inputs.subject,
-                                                site=flow.request.pretty_host, at=inputs.at,
-                                                policy=inputs.policy, settings=inputs.page)
+            flow.response = block_response(flow, decision, inputs.subject, at=inputs.at,
+                                           policy=inputs.policy, page=inputs.page)
 
     def check_held(self, flow: http.HTTPFlow, body: bytes) -> bytes | None:
         """A streamed page's whole body: the block page's bytes (in the page's own content
@@ -166,7 +166,7 @@ class CheckPages:
                                            policy=inputs.policy, settings=inputs.page)
             return probe.raw_content
         except Exception:  # fail closed: the page is not shown unchecked
-            self.stats["engine_errors"] += 1
+            self.stats.page_check_errors += 1
             logger.exception("checking a streamed page failed; dropping its body")
             flow.metadata[context.DECISION] = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR,
                                                        rule=RULE)
@@ -182,6 +182,6 @@ class CheckPages:
         flow.metadata[context.TECHNIQUE] = Technique.WEB_PROXY
         flow.metadata[context.EVIDENCE] = evidence
         flow.metadata[context.LATE] = True
-        self.stats["blocked"] += 1
+        self.stats.pages_blocked += 1
         return decision
 

@@ -11,19 +11,14 @@ background task, never on the request path.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import html
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from mitmproxy import ctx, http
-from sqlalchemy import Engine as DbEngine
 from sqlalchemy.orm import Session
 
 from policy.hostnames import is_subdomain_or_same
@@ -31,16 +26,17 @@ from policy.inspection import RoleInspection, SearchTerm, YouTubeMode
 from policy.model import Decision, Reason, Verdict
 from proxy_addons import context
 from proxy_addons.blockpage import make_plain_block
+from proxy_addons.flows import client_ip
 from proxy_addons.search_terms import CANNOT_ENFORCE, ENGINES, Engine, engine_terms, search_engine
+from proxy_addons.stats import GatewayStats
 from store.alerts import (
     NO_PUSH,
     Alert,
-    PushSettings,
     load_push_settings,
-    mark_pushed,
-    push_alert,
     raise_alert,
 )
+from store.db import make_engine
+from store.escalation import AlertWorker, Job
 from store.models import AlertSeverity
 
 logger = logging.getLogger(__name__)
@@ -108,39 +104,36 @@ class _Finding:
 
 
 class SafeSearch:
-    def __init__(self) -> None:
-        self._db: DbEngine | None = None
-        self._push: PushSettings = NO_PUSH
-        self._jobs: asyncio.Queue[_Finding] = asyncio.Queue(maxsize=10_000)
-        self._task: asyncio.Task[None] | None = None
+    def __init__(self, stats: GatewayStats | None = None) -> None:
+        self._worker: AlertWorker | None = None  # with a database: writes and pushes alerts
         self._alerted: dict[tuple[str, str], float] = {}
-        self.stats: Counter[str] = Counter()
+        self.stats = stats or GatewayStats()
 
     def running(self) -> None:
         url = getattr(ctx.options, "schoolgate_database_url", "")
-        if url:
+        if not url or self._worker is not None:
+            return
+        push = NO_PUSH
+        path = getattr(ctx.options, "schoolgate_alert_push", "")
+        if path:  # the same settings as the attempt alerts (validated by RecordEvents)
             try:
-                from store.db import make_engine  # only with a database
-                self._db = make_engine(url)
-            except Exception:
-                logger.warning("safeguarding search alerts: the database %s cannot be used; "
-                               "alerts go to the log only", url.split("@")[-1], exc_info=True)
-        push = getattr(ctx.options, "schoolgate_alert_push", "")
-        if push:  # the same settings as the attempt alerts (validated by RecordEvents)
-            try:
-                self._push = load_push_settings(Path(push).expanduser())
+                push = load_push_settings(Path(path).expanduser())
             except ValueError:
                 logger.warning("safeguarding search alerts are not pushed: %s is not valid",
-                               push)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._work_forever())
+                               path)
+        try:
+            engine = make_engine(url)
+        except Exception:
+            logger.warning("safeguarding search alerts: the database %s cannot be used; "
+                           "alerts go to the log only", url.split("@")[-1], exc_info=True)
+            return
+        self._worker = AlertWorker(engine, self.stats, push=push, retries=3, retry_seconds=1.0)
+        self._worker.start()
 
     async def done(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._worker is not None:
+            await self._worker.close()
+            self._worker = None
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
@@ -153,7 +146,7 @@ class SafeSearch:
         try:
             self._make_safe(flow, decision, inputs)
         except Exception:
-            self.stats["engine_errors"] += 1
+            self.stats.safesearch_errors += 1
             logger.exception("making a search safe failed; blocking (fail closed)")
             blocked = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR, host=decision.host)
             flow.metadata[context.DECISION] = blocked
@@ -167,7 +160,7 @@ class SafeSearch:
         header = youtube_header(settings.youtube)
         if header is not None and is_youtube_host(host):
             request.headers["YouTube-Restrict"] = header  # replaces any the client sent
-            self.stats["youtube_restricted"] += 1
+            self.stats.youtube_restricted += 1
         path, _, query = request.path.partition("?")
         engine = search_engine(host, path)
         if engine is None:
@@ -180,12 +173,12 @@ class SafeSearch:
                                        host=host)
                     flow.metadata[context.DECISION] = blocked
                     flow.response = unsafe_search_page(engine.name, host)
-                    self.stats["unsafe_search_blocked"] += 1
+                    self.stats.unsafe_search_blocked += 1
                     self._check_terms(flow, inputs, engine, terms)
                 return
             for name, value in safe_query(engine):
                 request.query[name] = value  # replaces the client's own value
-            self.stats["safe_search_forced"] += 1
+            self.stats.safe_search_forced += 1
         if terms:
             self._check_terms(flow, inputs, engine, terms)
 
@@ -198,7 +191,7 @@ class SafeSearch:
             return
         ident = flow.metadata.get(context.IDENTITY)
         user = ident.user if isinstance(ident, context.Identity) else None
-        ip = str(flow.client_conn.peername[0]) if flow.client_conn.peername else None
+        ip = client_ip(flow.client_conn)
         who = user or ip or "unknown"
         now = time.monotonic()
         key = (who, matched[0].words)
@@ -209,49 +202,13 @@ class SafeSearch:
             self._alerted.clear()
         self._alerted[key] = now
         page = f"{flow.request.pretty_host}{flow.request.path.partition('?')[0]}"[:500]
-        finding = _Finding(user, who, inputs.subject.role, inputs.at, terms, matched,
-                           engine.name, page, ip)
-        self.stats["safeguarding_searches"] += 1
-        try:
-            self._jobs.put_nowait(finding)
-        except asyncio.QueueFull:
-            self.stats["alerts_dropped"] += 1
-            logger.warning("too many safeguarding alerts waiting; dropped one")
-
-    async def _work_forever(self) -> None:
-        while True:
-            finding = await self._jobs.get()
-            try:
-                await self._raise(finding)
-            except Exception:
-                self.stats["alert_failures"] += 1
-                logger.exception("raising a safeguarding search alert failed")
-            finally:
-                self._jobs.task_done()
-
-    async def _raise(self, finding: _Finding) -> None:
-        summary = alert_summary(finding.who, finding.terms, finding.matched, finding.engine)
+        self.stats.safeguarding_searches += 1
+        summary = alert_summary(who, terms, matched, engine.name)
         logger.warning("safeguarding search: %s", summary)
-        db = self._db
-        if db is None:
-            return
-        job = _alert_job(finding, summary)
-        for attempt in range(3):
-            try:
-                alert = await asyncio.to_thread(_in_transaction, db, job)
-                self.stats["alerts_raised"] += 1
-                break
-            except Exception:
-                if attempt == 2:
-                    raise
-                await asyncio.sleep(1.0)
-        if not self._push.wants(alert):
-            return
-        results = await push_alert(self._push, alert)
-        if results and all(problem is None for problem in results.values()):
-            await asyncio.to_thread(_in_transaction, db, lambda session: _mark(session, alert))
-        else:
-            logger.warning("pushing safeguarding alert %s failed: %s", alert.id, results)
+        if self._worker is not None:
+            self._worker.submit(_alert_job(_Finding(user, who, inputs.subject.role, inputs.at,
+                                                    terms, matched, engine.name, page, ip),
+                                           summary))
 
 
 def alert_summary(who: str, terms: str, matched: tuple[SearchTerm, ...], engine: str) -> str:
@@ -265,11 +222,7 @@ def alert_severity(matched: tuple[SearchTerm, ...]) -> AlertSeverity:
     return AlertSeverity.MEDIUM
 
 
-def _mark(session: Session, alert: Alert) -> None:
-    mark_pushed(session=session, alert_id=alert.id, at=datetime.now(UTC))
-
-
-def _alert_job(finding: _Finding, summary: str) -> Callable[[Session], Alert]:
+def _alert_job(finding: _Finding, summary: str) -> Job:
     details = {"search_terms": finding.terms, "matched": [t.words for t in finding.matched],
                "topics": sorted({t.topic for t in finding.matched}), "engine": finding.engine,
                "page": finding.page, "role": finding.role, "client_ip": finding.client_ip,
@@ -279,9 +232,4 @@ def _alert_job(finding: _Finding, summary: str) -> Callable[[Session], Alert]:
         return raise_alert(session=session, severity=alert_severity(finding.matched),
                            kind=ALERT_KIND, user=finding.user, at=finding.at,
                            summary=summary, details=details)
-    return run
-
-
-def _in_transaction[T](engine: DbEngine, work: Callable[[Session], T]) -> T:
-    with Session(engine) as session, session.begin():
-        return work(session)
+    return Job("safeguarding alert", run)

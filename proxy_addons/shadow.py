@@ -13,7 +13,6 @@ flow.metadata).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections import Counter
@@ -30,6 +29,9 @@ from policy.diff import open_windows
 from policy.errors import PolicyError
 from policy.model import Decision, Policy, Reason, Request, Subject, Verdict
 from proxy_addons import context
+from proxy_addons.background import Background
+from proxy_addons.policy_source import PolicySource
+from proxy_addons.stats import GatewayStats
 from store.db import make_engine
 from store.models import ShadowDifferenceRow
 from store.policy_files import load_policy
@@ -61,13 +63,14 @@ class Trial:
 
 
 class Shadow:
-    def __init__(self) -> None:
+    def __init__(self, source: PolicySource, stats: GatewayStats | None = None) -> None:
+        self._source = source  # where the live policy file is
         self.trial: Trial | None = None
         self._stamp: tuple[object, ...] | None = None
         self._pending: Counter[Key] = Counter()
         self._engine: Engine | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.stats: Counter[str] = Counter()
+        self._task = Background(self._forever)
+        self.stats = stats or GatewayStats()
 
     def load(self, loader: Loader) -> None:
         loader.add_option("schoolgate_shadow_dir", str, "",
@@ -76,15 +79,10 @@ class Shadow:
                           "of the policy file.")
 
     def running(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._forever())
+        self._task.start()
 
     async def done(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         await asyncio.to_thread(self.flush)
 
     # --- the request path ----------------------------------------------------------------------
@@ -122,12 +120,12 @@ class Shadow:
                     trial.remembered.clear()
                 shadow = decide(policy, Request(host, port), Subject(role), None, now)
                 found = trial.remembered[memo] = (shadow.verdict, shadow.rule or "")
-            self.stats["compared"] += 1
+            self.stats.shadow_compared += 1
             if found[0] is not live.verdict:
                 self._pending[(trial.sha256, role, host, str(live.verdict), str(found[0]),
                                found[1])] += 1
         except Exception:  # shadow mode must never change what happens to a request
-            self.stats["errors"] += 1
+            self.stats.shadow_errors += 1
             logger.warning("shadow decision failed", exc_info=True)
 
     # --- background ----------------------------------------------------------------------------
@@ -139,14 +137,14 @@ class Shadow:
                 await asyncio.to_thread(self.reload)
                 await asyncio.to_thread(self.flush)
             except Exception:
-                self.stats["errors"] += 1
+                self.stats.shadow_errors += 1
                 logger.warning("shadow mode: reloading or writing failed", exc_info=True)
 
     def _folder(self) -> Path | None:
         if ctx.options.schoolgate_shadow_dir:
             return Path(ctx.options.schoolgate_shadow_dir).expanduser()
-        policy = getattr(ctx.options, "schoolgate_policy", "")
-        return Path(policy).expanduser().parent if policy else None
+        live = self._source.snapshot.path
+        return live.parent if live is not None else None
 
     def reload(self) -> None:
         """Load the shadow policy and roles when their files changed (none: shadow off)."""
@@ -196,7 +194,7 @@ class Shadow:
         except Exception:
             self._pending.update(pending)
             raise
-        self.stats["written"] += sum(pending.values())
+        self.stats.shadow_written += sum(pending.values())
 
 
 def _stat(path: Path) -> os.stat_result | None:

@@ -33,8 +33,8 @@ from pydantic import (
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from policy.techniques import HIGH_SEVERITY, Technique
 from store.models import AlertRow, AlertSeverity, AlertState
-from store.techniques import HIGH_SEVERITY, Technique
 
 _RANK = {AlertSeverity.LOW: 0, AlertSeverity.MEDIUM: 1, AlertSeverity.HIGH: 2}
 

@@ -1,7 +1,8 @@
 """The tables the gateway and the admin share, as SQLAlchemy 2 typed models on one metadata.
 
 Timestamps are aware UTC everywhere (`UTCDateTime`, also on SQLite). Only Alembic revisions in
-store/migrations change the schema; the admin adds its tables here, in later revisions.
+store/migrations change the schema. The admin's own tables are in store/admin_models.py and the
+DSL's incident notes in store/incident_models.py, on the same metadata.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ schoolgate ships (policy/data/lists/), so a school can override one list without
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from policy.parse import list_files_named, parse_policy
 
 SHIPPED = Path(policy.__file__).resolve().parent / "data"
 SEED_POLICY_NAME = "seed.yaml"
+# Keys the domain index's hashes (policy/hostnames.py DomainIndex): secret, new in each process,
+# so that a pinned PYTHONHASHSEED does not make its collisions searchable.
+INDEX_KEY = secrets.token_hex(16)
 
 
 def shipped_lists_dir() -> Path:
@@ -53,7 +57,7 @@ def load_policy(path: Path | str | None = None) -> Policy:
     last = _last_loaded.get(real)
     if last is not None and last[0] == key:  # the same bytes, however the path was spelled
         return last[1] if last[1].source == source else replace(last[1], source=source)
-    loaded = parse_policy(text, source=source, lists=lists)
+    loaded = parse_policy(text, source=source, lists=lists, index_key=INDEX_KEY)
     _last_loaded[real] = (key, loaded)
     return loaded
 

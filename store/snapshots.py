@@ -1,8 +1,9 @@
 """The overrides snapshot (exceptions, sanctions, supervised sessions, local lists) the gateway
-reads from memory, and where it comes from: for now a JSON file replaced atomically.
+reads from memory, and where it comes from: a JSON file replaced atomically, or the last snapshot
+read from the database (store/overrides_db.py reads the database itself).
 
-`OverridesSource` is the interface a database-backed source will also implement; the gateway
-calls `load()` from a background task, never on the request path.
+`OverridesSource` is the interface all of them implement; the gateway calls `load_now()` once
+when its options are set and `load()` from a background task, never on the request path.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 class OverridesSource(Protocol):
     """Somewhere the current overrides can be read from, as one whole snapshot."""
+
+    def load_now(self) -> Overrides: ...
 
     async def load(self) -> Overrides: ...
 

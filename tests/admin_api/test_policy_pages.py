@@ -181,7 +181,7 @@ def test_only_it_may_change_the_policy(admin: Admin, role: str) -> None:
 
 
 def test_the_admin_and_the_gateway_give_the_same_short_version(admin: Admin) -> None:
-    from proxy_addons.metrics import policy_version  # the label of schoolgate_policy_info
+    from proxy_addons.policy_source import policy_version  # schoolgate_policy_info's label
 
     client, token = _it(admin)
     new_text = admin.path.read_text(encoding="utf-8") + "\n# a comment, so a new version\n"
@@ -189,10 +189,10 @@ def test_the_admin_and_the_gateway_give_the_same_short_version(admin: Admin) -> 
         "csrf_token": token, "text": new_text, "reason": "comment", "action": "save"})
     assert answer.status_code == 303, answer.text
     row = _latest(admin)
-    assert versions.short_id(row.sha256) == policy_version(str(admin.path))
+    assert versions.short_id(row.sha256) == policy_version(admin.path)
     api = client.get("/api/policy/versions").json()
     assert api["running"]["id"] == row.id
-    assert api["running"]["short"] == policy_version(str(admin.path))
+    assert api["running"]["short"] == policy_version(admin.path)
 
 
 def test_after_a_save_the_page_names_the_real_file_not_a_temporary(admin: Admin) -> None:

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from policy.model import Reason, Verdict
+from proxy_addons.stats import GatewayStats, counters
 from store.db import upgrade
 from tests.support.gateway import (
     ORIGIN_HOSTS,
@@ -30,6 +31,18 @@ pytestmark = pytest.mark.e2e
 HERE = Path(__file__).resolve().parent
 SUPPORT = HERE.parent / "support"
 
+
+
+def _stats_labels() -> dict[str, set[str]]:
+    """The fixed label values of the gateway's own counters (proxy_addons/stats.py)."""
+    found: dict[str, set[str]] = {}
+    for metric, _ in counters(GatewayStats()):
+        for name, value in metric.labels.items():
+            found.setdefault(name, set()).add(value)
+    return found
+
+
+STATS_LABELS = _stats_labels()
 # Every label the gateway may use, and the values it may take (None: checked separately).
 LABELS: dict[str, set[str] | None] = {
     "stage": {"connect", "request"},
@@ -40,9 +53,9 @@ LABELS: dict[str, set[str] | None] = {
     "technique": None,  # code constants; checked against hosts and users below
     "source": {"directory", "local", "subnet", "default"},
     "handling": {"intercepted", "passed_through", "refused"},
-    "outcome": {"refused", "handed_over", "tunnels", "answered", "handed_over_in_tunnel",
-                "disagreed", "spliced", "errors"},  # the front door's
-    "addon": {"enforce", "identify"},
+    "outcome": STATS_LABELS["outcome"],  # the front door's
+    "addon": STATS_LABELS["addon"],  # every addon's engine errors (review 2026-12, F3)
+    "limit": STATS_LABELS["limit"],
     "result": {"ok", "refused", "error"},
     "version": None,  # 12 hex digits, checked below
     "le": None,  # histogram buckets

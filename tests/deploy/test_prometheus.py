@@ -8,17 +8,18 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy_addons.metrics import GatewayCollector, Metrics
+from proxy_addons.metrics import Metrics
+from proxy_addons.policy_source import PolicySource
+from proxy_addons.stats import GatewayStats
 from schoolgate.admin_metrics import install_admin_metrics
 from store.db import upgrade
+from store.event_writer import WriterStats
 from tests.support.needs import need_program
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -52,20 +53,18 @@ def test_every_alert_the_issue_asks_for_is_there() -> None:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """Every sample name the gateway and the admin export when all their parts are present."""
-    metrics = Metrics()
+    stats = GatewayStats()
+    source = PolicySource(stats)
+    metrics = Metrics(source, stats)
     for stage in ("connect", "request"):
         metrics.requests.labels(stage, "block", "rule_block", "x", "pupil").inc()
         metrics.latency.labels(stage).observe(0.001)
     metrics.attempts.labels("doh").inc()
     metrics.identities.labels("directory").inc()
-    writer = SimpleNamespace(stats={"queue_depth": 1, "spool_bytes": 10, "spooled_pending": 1,
-                                    "written": 5, "dropped": 0, "spooled": 1,
-                                    "write_errors": 0})
-    addons: dict[str, Any] = {
-        "enforce": SimpleNamespace(stats={"intercepted": 1}),
-        "identify": SimpleNamespace(stats={"directory_lookups": 1}, directory_seconds=0.1),
-        "recordevents": SimpleNamespace(writer=writer)}
-    metrics.registry.register(GatewayCollector(addons.get, lambda: ("abc", 0.0, "ok")))
+    # The real writer's counters (not a stand-in whose names could drift from it).
+    stats.event_writer = lambda: WriterStats(
+        submitted=6, queued=1, written=5, spooled=1, replayed=0, dropped=0, spool_bytes=10,
+        db_failures=0, bad_spool_lines=0, rejected=0)
     text = generate_latest(metrics.registry).decode()
     folder = tmp_path_factory.mktemp("admin-db")
     url = f"sqlite:///{folder / 'schoolgate.db'}"

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from policy.model import Scope, TargetKind
+from policy.techniques import Technique
 from store.db import make_engine, upgrade
 from store.models import (
     CircumventionAttemptRow,
@@ -28,7 +29,6 @@ from store.models import (
     bump_change_counter,
 )
 from store.sanctions import place_sanction
-from store.techniques import Technique
 from tests.support.gateway import (
     Gateway,
     noon_zone,

@@ -46,8 +46,11 @@ SANCTION_STAFF = Sanction(id="sanction-2", user="teacher1", starts=MONDAY - time
 
 
 def test_precedence_is_written_once_in_order() -> None:
-    assert [name for name, _ in CHECKS] == ["locked", "internal", "sanction", "exception", "rules",
-                                            "default"]
+    assert [name for name, _ in CHECKS] == [
+        "locked", "internal", "sanction", "exception",
+        # what was one `rules` step, its four sub-steps named (review 2026-12, 1.2 point 3)
+        "local_block", "ip_literal", "rewriting_proxy", "rules",
+        "default"]
 
 
 # Every precedence pair: the earlier check wins over the later one.

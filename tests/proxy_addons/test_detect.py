@@ -15,6 +15,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from mitmproxy.tls import ClientHello, ClientHelloData, TlsData
 
 from policy.model import Decision, Reason, Verdict
+from policy.techniques import Technique
 from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
 from proxy_addons.detect import (
@@ -29,7 +30,7 @@ from proxy_addons.detect import (
     viewed_target,
 )
 from proxy_addons.enforce import Enforce
-from store.techniques import Technique
+from proxy_addons.policy_source import PolicySource
 from tests.support.gateway import write_policy
 from tests.support.tls_hello import ECH, ECH_PAYLOAD, client_hello_body
 
@@ -178,8 +179,9 @@ def test_parse_ports(values: list[str], ok: bool) -> None:
 def addons(tmp_path: Path) -> Iterator[tuple[Enforce, Detect, taddons.context]]:
     policy = tmp_path / "policy.yaml"
     write_policy(policy, in_break=False)
-    enforce, detect = Enforce(), Detect()
-    with taddons.context(enforce, detect) as tctx:
+    source = PolicySource()
+    enforce, detect = Enforce(source), Detect()
+    with taddons.context(source, enforce, detect) as tctx:
         tctx.configure(enforce, schoolgate_policy=str(policy),
                        schoolgate_secret_file=str(tmp_path / "secret"),
                        schoolgate_repeat_count=3)
@@ -451,4 +453,4 @@ def test_an_error_while_detecting_blocks(addons: tuple[Enforce, Detect, taddons.
     assert decision.reason is Reason.ENGINE_ERROR
     assert flow.response is not None
     assert flow.response.status_code == 403
-    assert addons[1].stats["engine_errors"] == 1
+    assert addons[1].stats.detect_errors == 1

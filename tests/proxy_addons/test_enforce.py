@@ -17,6 +17,7 @@ from policy.model import LocalListEntry, Overrides, Reason, Verdict
 from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
 from proxy_addons.enforce import Enforce
+from proxy_addons.policy_source import PolicySource
 from store.snapshots import write_overrides_atomically
 from tests.support.gateway import write_policy
 
@@ -30,8 +31,9 @@ def policy_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def addon(policy_file: Path, tmp_path: Path) -> Iterator[tuple[Enforce, taddons.context]]:
-    enforce = Enforce()
-    with taddons.context(enforce) as tctx:
+    source = PolicySource()
+    enforce = Enforce(source)
+    with taddons.context(source, enforce) as tctx:
         tctx.configure(enforce, schoolgate_policy=str(policy_file),
                        schoolgate_secret_file=str(tmp_path / "secret"))
         yield enforce, tctx
@@ -113,7 +115,7 @@ def test_an_exception_while_deciding_blocks(addon: tuple[Enforce, taddons.contex
     assert flow.metadata[context.DECISION].reason is Reason.ENGINE_ERROR
     assert flow.response is not None
     assert flow.response.status_code == 403
-    assert enforce.stats["engine_errors"] == 1
+    assert enforce.stats.enforce_errors == 1
 
 
 def test_blocked_connect_is_let_through_for_the_page_or_refused(
@@ -234,14 +236,14 @@ async def test_refresh_picks_up_overrides_and_a_changed_policy(
     tctx.configure(enforce, schoolgate_overrides=str(overrides))
     write_overrides_atomically(overrides, Overrides(local_list=(
         LocalListEntry("learning.test", Verdict.BLOCK, "reported"),)))
-    await enforce.refresh()
+    await enforce._source.refresh()
     flow = request_flow("learning.test", role="staff")
     enforce.requestheaders(flow)
     assert flow.metadata[context.DECISION].reason is Reason.LOCAL_BLOCK
     # A broken policy file is refused on refresh; the running policy stays.
     policy_file.write_text("roles: [")
-    await enforce.refresh()
-    assert enforce.stats["policy_reload_refused"] == 1
+    await enforce._source.refresh()
+    assert enforce._source.stats.policy_reloads_refused == 1
     flow = request_flow("x.com", role="staff")
     enforce.requestheaders(flow)
     assert flow.metadata[context.DECISION].reason is Reason.RULE_BLOCK
@@ -250,8 +252,9 @@ async def test_refresh_picks_up_overrides_and_a_changed_policy(
 def test_staff_may_use_facebook_in_the_break(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     write_policy(path, in_break=True)
-    enforce = Enforce()
-    with taddons.context(enforce) as tctx:
+    source = PolicySource()
+    enforce = Enforce(source)
+    with taddons.context(source, enforce) as tctx:
         tctx.configure(enforce, schoolgate_policy=str(path))
         flow = request_flow("www.facebook.com", role="staff")
         enforce.requestheaders(flow)

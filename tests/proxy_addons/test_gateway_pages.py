@@ -14,6 +14,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from proxy_addons.ca import CERT_PEM, ensure_school_ca
 from proxy_addons.gateway_pages import PAC_TYPE, GatewayPages
+from proxy_addons.policy_source import PolicySource
 
 GATEWAY = ("10.0.0.5", 8080)
 
@@ -21,8 +22,9 @@ GATEWAY = ("10.0.0.5", 8080)
 @pytest.fixture
 def pages(tmp_path: Path) -> Iterator[tuple[GatewayPages, taddons.context]]:
     ensure_school_ca(tmp_path, "Test Primary", now=datetime(2026, 1, 1, tzinfo=UTC))
-    addon = GatewayPages()
-    with taddons.context(addon) as tctx:
+    source = PolicySource()
+    addon = GatewayPages(source)
+    with taddons.context(source, addon) as tctx:
         tctx.configure(addon, confdir=str(tmp_path))
         yield addon, tctx
 
@@ -144,8 +146,7 @@ def test_the_served_pac_sends_the_policys_direct_entries_direct(
         pages: tuple[GatewayPages, taddons.context], tmp_path: Path) -> None:
     from tests.schoolgate.test_pac import evaluate
     addon, tctx = pages
-    tctx.options.add_option("schoolgate_policy", str, "", "the policy file")  # Enforce's option
-    tctx.options.schoolgate_policy = str(direct_policy(tmp_path))
+    tctx.options.schoolgate_policy = str(direct_policy(tmp_path))  # PolicySource's option
     flow = get(*GATEWAY, "/proxy.pac")
     addon.requestheaders(flow)
     assert flow.response is not None

@@ -182,7 +182,7 @@ async def test_a_tunnel_is_checked_once_and_its_requests_share_the_identity(
     await addon.requestheaders(inside)
     assert identity_of(inside) == identity_of(connect)
     assert identity_of(inside) is not None
-    assert addon.stats["directory_lookups"] == 1
+    assert addon.stats.directory_lookups == 1
     addon.client_disconnected(connect.client_conn)
     after = make_flow(client=connect.client_conn)
     await addon.requestheaders(after)
@@ -198,8 +198,8 @@ async def test_plain_http_uses_the_cache_not_the_directory(addon: Identify) -> N
     for _ in range(2):
         await addon.requestheaders(wrong := make_flow(auth=basic("pupil1", "nope")))
         assert challenged(wrong)
-    assert addon.stats["directory_lookups"] == 2  # one sign-in, one refusal; the rest cached
-    assert addon.stats["cache_hits"] == 3
+    assert addon.stats.directory_lookups == 2  # one sign-in, one refusal; the rest cached
+    assert addon.stats.cache_hits == 3
 
 
 async def test_simultaneous_sign_ins_ask_the_directory_once(addon: Identify) -> None:
@@ -208,7 +208,7 @@ async def test_simultaneous_sign_ins_ask_the_directory_once(addon: Identify) -> 
     await asyncio.gather(*(addon.requestheaders(flow) for flow in flows))
     assert {identity_of(flow) for flow in flows} == {
         Identity("staff", IdentitySource.LOCAL, "teacher1", frozenset({"Staff", "Teachers-Year5"}))}
-    assert addon.stats["directory_lookups"] == 1
+    assert addon.stats.directory_lookups == 1
 
 
 async def test_a_positive_answer_expires_after_its_ttl(addon: Identify, tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ async def test_a_positive_answer_expires_after_its_ttl(addon: Identify, tmp_path
     for at in (1000.0, 1059.0, 1061.0):
         now[0] = at
         await addon.requestheaders(make_flow(auth=basic("it1", "it1-demo")))
-    assert addon.stats["directory_lookups"] == 2
+    assert addon.stats.directory_lookups == 2
 
 
 async def test_an_earlier_addons_answer_is_left_alone(addon: Identify) -> None:
@@ -229,7 +229,7 @@ async def test_an_earlier_addons_answer_is_left_alone(addon: Identify) -> None:
     assert flow.response.status_code == 200
     assert identity_of(flow) is None
     assert "Proxy-Authorization" not in flow.request.headers
-    assert addon.stats["directory_lookups"] == 0
+    assert addon.stats.directory_lookups == 0
 
 
 async def test_an_error_inside_the_hook_fails_closed(addon: Identify) -> None:
@@ -245,7 +245,7 @@ async def test_an_error_inside_the_hook_fails_closed(addon: Identify) -> None:
     assert challenged(flow)
     assert identity_of(flow) is None
     assert "Proxy-Authorization" not in flow.request.headers
-    assert addon.stats["hook_errors"] == 1
+    assert addon.stats.identify_errors == 1
     # Without credentials (a transparent client), the most restrictive role.
     plain = make_flow(mode="transparent", connect=True)
     addon._setup = dataclasses.replace(addon._setup, config=dataclasses.replace(
@@ -314,23 +314,23 @@ async def test_ldap_down_mid_run_only_the_exact_pairs_verified_before_get_in(
     slapd_server.stop()
     await addon.requestheaders(cached := make_flow(auth=teacher))
     assert identity_of(cached) == staff  # from the cache: the directory was not asked
-    assert (addon.stats["directory_lookups"], addon.stats["directory_errors"]) == (1, 0)
+    assert (addon.stats.directory_lookups, addon.stats.directory_errors) == (1, 0)
 
     await addon.requestheaders(new := make_flow(auth=basic("socialmedia1", "socialmedia1-pass")))
     assert challenged(new)  # could not be checked: asked again, never let in anonymously
     assert identity_of(new) is None
-    assert addon.stats["directory_errors"] == 1
+    assert addon.stats.directory_errors == 1
     for auth in (basic("nobody", "x"), basic("teacher1", "a-guess"), basic("pupil1", "pw")):
         await addon.requestheaders(guess := make_flow(auth=auth))
         assert challenged(guess)
         assert identity_of(guess) is None
-    assert addon.stats["directory_lookups"] == 2  # the directory is not waited on again at once
+    assert addon.stats.directory_lookups == 2  # the directory is not waited on again at once
 
     now[0] = 3600.0  # past the positive TTL while the directory is still down
     await addon.requestheaders(stale := make_flow(auth=teacher))
     assert identity_of(stale) == staff  # the exact user and password verified before
-    assert addon.stats["directory_errors"] == 2
-    assert addon.stats["unverified"] == 4
+    assert addon.stats.directory_errors == 2
+    assert addon.stats.unverified == 4
 
     slapd_server.start()
     now[0] = 7200.0  # past the short hold of answers given while the directory was down
@@ -356,7 +356,7 @@ async def test_a_user_name_with_control_characters_is_not_tried(addon: Identify)
     configure(addon, DEMO)
     await addon.requestheaders(flow := make_flow(auth=basic("pupil\x001", "pupil1-demo")))
     assert challenged(flow)
-    assert addon.stats["directory_lookups"] == 0
+    assert addon.stats.directory_lookups == 0
 
 
 def retry_after(flow: http.HTTPFlow) -> int:
@@ -378,8 +378,8 @@ async def test_guessing_stops_after_three_wrong_passwords_and_the_directory_is_n
         assert 500 < retry_after(flow) <= 600, auth
         assert flow.response is not None
         assert b"Too many wrong passwords" in flow.response.content
-    assert addon.stats["directory_lookups"] == 3
-    assert addon.stats["throttled"] == 4
+    assert addon.stats.directory_lookups == 3
+    assert addon.stats.throttled == 4
     # Someone else from the same room is not affected.
     await addon.requestheaders(other := make_flow(auth=basic("pupil1", "pupil1-demo")))
     assert identity_of(other) is not None

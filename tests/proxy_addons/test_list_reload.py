@@ -11,6 +11,7 @@ from policy.model import Reason
 from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
 from proxy_addons.enforce import Enforce
+from proxy_addons.policy_source import PolicySource
 from store.list_updates import update_lists
 
 POLICY = """
@@ -47,16 +48,17 @@ async def test_updated_list_is_enforced_without_a_restart(tmp_path: Path) -> Non
     config = tmp_path / "lists.yaml"
     config.write_text("sources:\n  - {name: feed, category: adult, format: domains, "
                       "path: feed.txt}\n")
-    enforce = Enforce()
-    with taddons.context(enforce) as tctx:
+    source = PolicySource()
+    enforce = Enforce(source)
+    with taddons.context(source, enforce) as tctx:
         tctx.configure(enforce, schoolgate_policy=str(policy),
                        schoolgate_secret_file=str(tmp_path / "secret"))
         assert decide(enforce, "www.porn.example") is Reason.DEFAULT_ALLOW
         assert decide(enforce, "old.example") is Reason.RULE_BLOCK
         assert update_lists(config, now=datetime.now(UTC), policy_path=policy).ok
-        await enforce.refresh()
-        assert enforce.stats["policy_reloads"] == 1
+        await source.refresh()
+        assert source.stats.policy_reloads == 1
         assert decide(enforce, "www.porn.example") is Reason.RULE_BLOCK
         assert decide(enforce, "old.example") is Reason.DEFAULT_ALLOW
-        await enforce.refresh()  # nothing changed: no second reload
-        assert enforce.stats["policy_reloads"] == 1
+        await source.refresh()  # nothing changed: no second reload
+        assert source.stats.policy_reloads == 1

@@ -18,11 +18,14 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from policy.model import Decision, Reason, Verdict
+from policy.techniques import Technique
 from proxy_addons import context
 from proxy_addons.context import Identity, IdentitySource
 from proxy_addons.detect import Detect
 from proxy_addons.enforce import Enforce
-from proxy_addons.record import RecordEvents, make_event, parse_devices, redact_query
+from proxy_addons.policy_source import PolicySource
+from proxy_addons.record import RecordEvents
+from proxy_addons.recording import make_event, parse_devices, redact_query
 from store.db import make_engine, upgrade
 from store.models import (
     AlertRow,
@@ -31,7 +34,6 @@ from store.models import (
     SanctionRow,
     SanctionState,
 )
-from store.techniques import Technique
 from tests.support.gateway import write_policy
 from tests.support.tls_hello import ECH, ECH_PAYLOAD, client_hello_body
 
@@ -142,8 +144,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     write_policy(policy, in_break=False)
     url = f"sqlite:///{tmp_path / 'sg.db'}"
     upgrade(url)
-    enforce, detect, record = Enforce(), Detect(), RecordEvents()
-    with taddons.context(enforce, detect, record) as tctx:
+    source = PolicySource()
+    enforce, detect, record = Enforce(source), Detect(), RecordEvents()
+    with taddons.context(source, enforce, detect, record) as tctx:
         tctx.configure(enforce, schoolgate_policy=str(policy),
                        schoolgate_secret_file=str(tmp_path / "secret"),
                        schoolgate_database_url=url, schoolgate_spool_dir=str(tmp_path / "spool"),

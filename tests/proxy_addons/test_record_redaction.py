@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from policy.model import Decision, Reason, Verdict
-from proxy_addons.record import make_event, redact_path, redact_query
+from proxy_addons.recording import make_event, redact_path, redact_query
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwdXBpbDEifQ.c2lnbmF0dXJlLXNpZw"
 

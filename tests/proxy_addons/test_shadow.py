@@ -11,6 +11,7 @@ from mitmproxy.test import taddons, tflow
 from policy.decide import decide
 from policy.model import Decision, Reason, Request, Subject, Verdict
 from proxy_addons import context
+from proxy_addons.policy_source import PolicySource
 from proxy_addons.shadow import Shadow, Trial
 from store.policy_files import load_policy
 
@@ -28,7 +29,7 @@ def _flow(host: str, role: str, verdict: Verdict, reason: Reason = Reason.RULE_A
 
 
 def test_only_chosen_roles_and_rule_verdicts_are_compared() -> None:
-    shadow = Shadow()
+    shadow = Shadow(PolicySource())
     seed = load_policy(None)
     with taddons.context(shadow):
         shadow.trial = Trial(seed, "abc", frozenset({"pupil"}))
@@ -42,7 +43,7 @@ def test_only_chosen_roles_and_rule_verdicts_are_compared() -> None:
 
 
 def test_a_remembered_verdict_is_the_one_decide_gives() -> None:
-    shadow = Shadow()
+    shadow = Shadow(PolicySource())
     seed = load_policy(None)
     with taddons.context(shadow):
         shadow.trial = Trial(seed, "abc", frozenset())
@@ -56,7 +57,7 @@ def test_a_remembered_verdict_is_the_one_decide_gives() -> None:
 
 
 def test_a_failing_comparison_changes_nothing_and_is_counted() -> None:
-    shadow = Shadow()
+    shadow = Shadow(PolicySource())
     with taddons.context(shadow):
         shadow.trial = Trial(load_policy(None), "abc", frozenset())
         flow = _flow("x.com", "pupil", Verdict.ALLOW)
@@ -64,11 +65,11 @@ def test_a_failing_comparison_changes_nothing_and_is_counted() -> None:
             role=["pupil"], source=context.IdentitySource.LOCAL)  # type: ignore[arg-type]
         shadow.requestheaders(flow)
     assert flow.response is None
-    assert shadow.stats["errors"] == 1
+    assert shadow.stats.shadow_errors == 1
 
 
 def test_no_trial_means_nothing_is_compared() -> None:
-    shadow = Shadow()
+    shadow = Shadow(PolicySource())
     with taddons.context(shadow):
         shadow.requestheaders(_flow("x.com", "pupil", Verdict.ALLOW))
-    assert shadow.stats["compared"] == 0
+    assert shadow.stats.shadow_compared == 0

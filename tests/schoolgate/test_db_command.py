@@ -13,7 +13,8 @@ from sqlalchemy import text
 
 from policy.model import Reason, Verdict
 from store.db import head_revision, make_engine
-from store.events import Event, EventInserter, _row
+from store.event_writer import EventInserter
+from store.events import Event, event_row
 from tests.support.postgres import database_url, postgres_session_url
 
 __all__ = ["database_url", "postgres_session_url"]
@@ -49,7 +50,7 @@ def test_upgrade_status_and_purge_by_url(database_url: str, tmp_path: Path) -> N
     engine = make_engine(database_url)
     now = datetime.now(UTC)
     EventInserter(engine).insert([
-        (_row("r", i, Event(at=now - timedelta(days=age), host="x.example",
+        (event_row("r", i, Event(at=now - timedelta(days=age), host="x.example",
                             verdict=Verdict.ALLOW, reason=Reason.RULE_ALLOW)), None)
         for i, age in enumerate([1, 40, 100])])
     purged = run("purge", "--database", database_url, "--events-days", "30", cwd=tmp_path)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from policy.techniques import Technique
 from store.alerts import (
     Alert,
     AlertKind,
@@ -23,7 +24,6 @@ from store.alerts import (
 )
 from store.db import make_engine, upgrade
 from store.models import AlertRow, AlertSeverity, AlertState
-from store.techniques import Technique
 from tests.admin_api.mail_tls import make_mail_tls
 from tests.support.smtp_sink import smtp_sink
 from tests.support.webhook_sink import webhook_sink

@@ -1,5 +1,6 @@
-"""store/events.py: the event writer batches, spools when the database is down, replays in
-order exactly once (also a spool left by a killed process), and never drops an event."""
+"""store/event_writer.py (with store/spool.py and store/events.py): the event writer batches,
+spools when the database is down, replays in order exactly once (also a spool left by a killed
+process), and never drops an event."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from sqlalchemy import Engine, text
 
 from policy.model import Reason, Verdict
 from store.db import make_engine, upgrade
-from store.events import AttemptEvidence, Event, EventInserter, EventWriter, _json_line, _row
+from store.event_writer import EventInserter, EventWriter
+from store.events import AttemptEvidence, Event, event_row, json_line
 from tests.support.event_writer_child import numbered
 from tests.support.postgres import (
     PrivatePostgres,
@@ -252,11 +254,11 @@ async def test_a_replay_after_a_crash_between_insert_and_truncation_makes_no_dup
     upgrade(database_url)
     engine = make_engine(database_url)
     events = [_event(i) for i in range(300)]
-    rows = [(_row("old", i, e), None) for i, e in enumerate(events)]
+    rows = [(event_row("old", i, e), None) for i, e in enumerate(events)]
     EventInserter(engine).insert(rows[:200])  # inserted, but the spool was never truncated
     spool = tmp_path / "spool"
     spool.mkdir()
-    torn = b"".join(_json_line(row, None) for row, _ in rows) + b'{"id": "torn'
+    torn = b"".join(json_line(row, None) for row, _ in rows) + b'{"id": "torn'
     (spool / "old-1-dead.jsonl").write_bytes(torn)
     writer = _writer(engine, tmp_path)
     await writer.start()
@@ -345,7 +347,7 @@ async def test_rows_the_database_refuses_are_set_aside_not_retried_forever(
     upgrade(database_url)
     engine = make_engine(database_url)
     good, long_host, bad = _event(0), _event(1, host="a" * 400 + ".example"), _event(2)
-    lines = [_json_line(_row("old", i, e), None) for i, e in enumerate((good, long_host, bad))]
+    lines = [json_line(event_row("old", i, e), None) for i, e in enumerate((good, long_host, bad))]
     lines[2] = lines[2].replace(b'"verdict":"allow"', b'"verdict":"maybe"')
     spool = tmp_path / "spool"
     spool.mkdir()

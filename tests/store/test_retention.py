@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from policy.model import Reason, Verdict
 from store.db import make_engine, upgrade
+from store.event_writer import EventInserter
 from store.events import Event as RecordedEvent
-from store.events import EventInserter, _row
+from store.events import event_row as _row
 from store.models import (
     AlertRow,
     AlertSeverity,

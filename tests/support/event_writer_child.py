@@ -12,7 +12,8 @@ from pathlib import Path
 
 from policy.model import Reason, Verdict
 from store.db import make_engine
-from store.events import Event, EventWriter
+from store.event_writer import EventWriter
+from store.events import Event
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
