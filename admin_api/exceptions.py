@@ -10,7 +10,6 @@ from fastapi.responses import RedirectResponse, Response
 from admin_api.deps import BusinessManager, Db, Now
 from admin_api.errors import InvalidInput
 from admin_api.forms import form_fields, validate
-from admin_api.notices import notice_for
 from admin_api.render import Pages, get_pages
 from admin_api.schemas import ExceptionPublic, RemovalCreate, RevocationCreate
 from admin_api.services import exceptions as service
@@ -26,8 +25,7 @@ Form = Annotated[dict[str, str], Depends(form_fields)]
 def exceptions_page(request: Request, pages: Annotated[Pages, Depends(get_pages)],
                     user: BusinessManager, session: Db, now: Now) -> Response:
     return pages.render(request, "exceptions.html", user=user, now=now,
-                        rows=service.current_and_future(session, at=now),
-                        notice=notice_for(request))
+                        rows=service.current_and_future(session, at=now))
 
 
 def _confirm(request: Request, pages: Pages, user: BusinessManager, row: ExceptionRow, *,

@@ -28,7 +28,6 @@ from admin_api.deps import (
 )
 from admin_api.errors import InvalidInput, NotAllowed
 from admin_api.forms import form_fields, validate
-from admin_api.notices import notice_for
 from admin_api.render import Pages, get_pages
 from admin_api.resources import Resources
 from admin_api.roles import SignedInUser
@@ -207,8 +206,7 @@ def queue_page(request: Request, pages: PagesDep, user: BusinessManager, session
     return pages.render(request, "requests_queue.html", user=user,
                         pending=service.queue(session),
                         decided=service.queue(session, state=RequestState.APPROVED)[:50],
-                        denied=service.queue(session, state=RequestState.DENIED)[:50],
-                        notice=notice_for(request))
+                        denied=service.queue(session, state=RequestState.DENIED)[:50])
 
 
 def _detail(request: Request, pages: Pages, resources: Resources, user: CurrentUser,
@@ -222,7 +220,7 @@ def _detail(request: Request, pages: Pages, resources: Resources, user: CurrentU
         can_review=may_review(user, row),
         periods=period_choices(policy, now=now), roles=list(policy.roles),
         errors={k: v for k, v in (errors or {}).items() if k != "confirm_wide"},
-        values=values or {}, status=status, notice=notice_for(request),
+        values=values or {}, status=status,
         wide=(errors or {}).get("confirm_wide", ""))
 
 

@@ -17,6 +17,7 @@ from admin_api.deps import Db, Dsl, Now, Res, Staff
 from admin_api.errors import InvalidInput
 from admin_api.forms import form_fields, validate
 from admin_api.monitoring_deps import ChangeableSanction
+from store.models import SanctionRow, SanctionState
 from admin_api.monitoring_schemas import (
     SanctionCreate,
     SanctionExtend,
@@ -27,6 +28,7 @@ from admin_api.monitoring_schemas import (
 )
 from admin_api.render import Pages, get_pages
 from admin_api.roles import Role
+from admin_api.schemas import RemovalCreate
 from admin_api.services import sanctions as service
 
 router = APIRouter(tags=["sanctions"])
@@ -64,7 +66,7 @@ def place_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: N
     except InvalidInput as error:
         return _page(request, pages, user, session, now, errors=error.problems, values=fields,
                      status=422)
-    return RedirectResponse(BACK, status_code=303)
+    return RedirectResponse(BACK + "?done=sanction-placed", status_code=303)
 
 
 @router.post(BACK + "/{sanction_id}/extend", include_in_schema=False)
@@ -72,22 +74,51 @@ def extend_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: 
                 sanction: ChangeableSanction, fields: Form) -> Response:
     try:
         form = validate(SanctionExtend, fields)
+        recommended = sanction.state is SanctionState.RECOMMENDED
         service.extend(session, actor=user, sanction=sanction, ends=_ends(form.days, now),
                        note=form.note, at=now)
     except InvalidInput as error:
         return _page(request, pages, user, session, now, errors=error.problems, status=422)
-    return RedirectResponse(BACK, status_code=303)
+    done = "sanction-confirmed" if recommended else "sanction-extended"
+    return RedirectResponse(f"{BACK}?done={done}", status_code=303)
+
+
+def _confirm_lift(request: Request, pages: Pages, user: Dsl, sanction: SanctionRow, *,
+                  errors: dict[str, str], values: dict[str, str], status: int) -> Response:
+    if sanction.state is SanctionState.RECOMMENDED:
+        title = f"Dismiss the recommendation for {sanction.user}?"
+        what = (f"No sanction will be placed on {sanction.user} for this. The record stays, "
+                "with your reason.")
+        button = "Yes, dismiss it"
+    else:
+        title = f"Lift the sanction for {sanction.user}?"
+        what = (f"{sanction.user} will be able to use the computer without supervision again "
+                "within a few seconds. The record stays, with your reason.")
+        button = "Yes, lift it"
+    return pages.render(request, "confirm.html", user=user, title=title, what=what,
+                        action=f"{BACK}/{sanction.id}/lift", hidden={}, button=button,
+                        back=BACK, errors=errors, values=values, status=status)
+
+
+@router.get(BACK + "/{sanction_id}/lift", include_in_schema=False)
+def confirm_lift_page(request: Request, pages: PagesDep, user: Dsl,
+                      sanction: ChangeableSanction) -> Response:
+    return _confirm_lift(request, pages, user, sanction, errors={}, values={}, status=200)
 
 
 @router.post(BACK + "/{sanction_id}/lift", include_in_schema=False)
 def lift_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now,
               sanction: ChangeableSanction, fields: Form) -> Response:
+    """Lift (or dismiss) from the confirmation page: a reason and the confirmation."""
     try:
-        form = validate(SanctionLift, fields)
+        form = validate(RemovalCreate, fields)
     except InvalidInput as error:
-        return _page(request, pages, user, session, now, errors=error.problems, status=422)
-    service.lift(session, actor=user, sanction=sanction, note=form.note, at=now)
-    return RedirectResponse(BACK, status_code=303)
+        return _confirm_lift(request, pages, user, sanction, errors=error.problems,
+                             values=fields, status=422)
+    recommended = sanction.state is SanctionState.RECOMMENDED
+    service.lift(session, actor=user, sanction=sanction, note=form.reason, at=now)
+    done = "sanction-dismissed" if recommended else "sanction-lifted"
+    return RedirectResponse(f"{BACK}?done={done}", status_code=303)
 
 
 @router.post("/monitoring/supervised-sessions", include_in_schema=False)
@@ -103,7 +134,7 @@ def open_session_page(request: Request, pages: PagesDep, user: Staff, session: D
             raise
         return _page(request, pages, user, session, now, errors=error.problems, values=fields,
                      status=422)
-    return RedirectResponse(BACK if dsl else "/", status_code=303)
+    return RedirectResponse((BACK if dsl else "/") + "?done=session-opened", status_code=303)
 
 
 @api.get("/sanctions", response_model=list[SanctionPublic])
