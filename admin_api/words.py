@@ -16,6 +16,7 @@ CATEGORIES = {
     "doh": "hidden web look-ups (DNS-over-HTTPS)",
     "banking": "banking",
     "health": "health",
+    "(no category)": "other blocks (supervised-only, errors)",  # services.reports.UNCATEGORISED
 }
 
 TECHNIQUES = {
