@@ -89,6 +89,7 @@ class Pages:
         self.env.filters["technique"] = words.technique_words
         self.env.filters["reason"] = words.reason_words
         self.env.filters["alert_kind"] = words.alert_kind_words
+        self.env.filters["role"] = words.role_words
         self.env.filters["plain_times"] = self.plain_times
         self.env.filters["details"] = self.details
         self.env.globals["kinds"] = list(words.CATEGORIES.items())
