@@ -95,8 +95,9 @@ def pack_pdf(pack: EvidencePack, *, school: str, zone: ZoneInfo) -> bytes:
     pdf.para(f"{pack.gateway}. Passed {pack.passed}, failed {pack.failed}, "
              f"not tried {len(pack.checks) - pack.passed - pack.failed}.")
     pdf.grid(["What", "Who", "Website", "Policy says", "Gateway did", "Result"],
-             [[c.about, role_words(c.role), c.host, "blocked" if c.expected.value == "block" else "allowed",
-               c.live, "pass" if c.passed else ("FAIL" if c.passed is False else "-")]
+             [[c.about, role_words(c.role), c.host,
+               "blocked" if c.expected.value == "block" else "allowed", c.live,
+               "pass" if c.passed else ("FAIL" if c.passed is False else "-")]
               for c in pack.checks], widths=(52, 26, 32, 18, 36, 16))
     pdf.para(pack.safesearch)
     pdf.heading("4. How fresh the lists are")

@@ -17,7 +17,6 @@ from admin_api.deps import Db, Dsl, Now, Res, Staff
 from admin_api.errors import InvalidInput
 from admin_api.forms import form_fields, validate
 from admin_api.monitoring_deps import ChangeableSanction
-from store.models import SanctionRow, SanctionState
 from admin_api.monitoring_schemas import (
     SanctionCreate,
     SanctionExtend,
@@ -30,6 +29,7 @@ from admin_api.render import Pages, get_pages
 from admin_api.roles import Role
 from admin_api.schemas import RemovalCreate
 from admin_api.services import sanctions as service
+from store.models import SanctionRow, SanctionState
 
 router = APIRouter(tags=["sanctions"])
 api = APIRouter(tags=["sanctions"])

@@ -295,7 +295,8 @@ def build_pack(session: Session, *, policy: Policy, day: date, now: datetime,
     header, table, note = policy_table(policy, day)
     header = ["Who", "Kind of website", *header[2:]]
     verdicts = {"BLOCK": "blocked", "allow": "allowed"}
-    rows = [[role_words(row[0]), category_words(row[1]) if row[1] != "(uncategorised)" else "any other site",
+    rows = [[role_words(row[0]),
+             category_words(row[1]) if row[1] != "(uncategorised)" else "any other site",
              *(verdicts.get(cell, cell) for cell in row[2:])] for row in table]
     safesearch = safe_search_words(policy)
     return EvidencePack(

@@ -36,7 +36,7 @@ def test_a_teacher_opens_a_supervised_session_and_it_is_audited(app: FastAPI,
                            data={"csrf_token": csrf, "user": user, "minutes": "20"},
                            follow_redirects=False)
         assert page.status_code == 303
-        assert page.headers["location"] == "/"  # not the DSL's sanctions page
+        assert page.headers["location"] == "/?done=session-opened"  # not the DSL's page
         with resources.sessions() as session:
             row = session.get_one(SupervisedSessionRow, session_id)
             audit = session.scalars(select(AuditEntryRow).where(
