@@ -200,8 +200,9 @@ async def test_the_users_file_answers_lookups() -> None:
 
 async def test_an_address_that_could_inject_mail_headers_is_left_out(tmp_path: Path) -> None:
     users = tmp_path / "users.yaml"
-    users.write_text("users:\n  a: {password_hash: '%s', mail: \"a@x.test\\nBcc: b@y.test\"}\n"
-                     % hash_password("a-pass"))
+    digest = hash_password("a-pass")
+    users.write_text(f"users:\n  a: {{password_hash: '{digest}', "
+                     "mail: \"a@x.test\\nBcc: b@y.test\"}\n")
     found = await LocalDirectory(users).lookup("a")
     assert found is not None
     assert found.mail == ""
