@@ -229,6 +229,8 @@ def decision_context(policy: Policy, row: UnblockRequestRow, at: datetime, *,
     when = row.blocked_at or at
     decision = decide(policy, PolicyRequest(row.host), subject, None, when)
     words = explain_decision(policy, decision, subject, when)
+    # Read by the Business Manager, who decides: not "ask the Business Manager".
+    words = words.replace("; ask the Business Manager if you need it.", ".")
     if row.for_group:
         words = f"For the class or group {row.for_group} ({subject.role}s):\n{words}"
     return words
