@@ -30,21 +30,29 @@ def notify(data_dir: Path, settings: Path, **env_extra: str) -> subprocess.Compl
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_a_new_request_reaches_the_business_manager_once(tmp_path: Path) -> None:
+def data_with_request(tmp_path: Path, **row: object) -> Path:
+    """A data directory whose SQLite database holds one unblock request (`row` overrides)."""
     data = tmp_path / "data"
     data.mkdir()
     url = f"sqlite:///{data / 'schoolgate.db'}"
     upgrade(url)
     engine = make_engine(url)
     now = datetime.now(UTC)
+    values: dict[str, object] = {
+        "id": str(uuid.uuid4()), "created_at": now, "requester": "pupil1",
+        "requester_name": "Pupil One", "requester_role": "pupil", "blocked_user": "pupil1",
+        "blocked_role": "pupil", "blocked_at": now, "block_reason": "rule_block",
+        "from_block_page": True, "host": "www.tiktok.com", "category": "social",
+        "why": "For our dance topic in PE.", "state": RequestState.PENDING}
     with Session(engine) as session:
-        session.add(UnblockRequestRow(
-            id=str(uuid.uuid4()), created_at=now, requester="pupil1", requester_name="Pupil One",
-            requester_role="pupil", blocked_user="pupil1", blocked_role="pupil", blocked_at=now,
-            block_reason="rule_block", from_block_page=True, host="www.tiktok.com",
-            category="social", why="For our dance topic in PE.", state=RequestState.PENDING))
+        session.add(UnblockRequestRow(**(values | row)))
         session.commit()
     engine.dispose()
+    return data
+
+
+def test_a_new_request_reaches_the_business_manager_once(tmp_path: Path) -> None:
+    data = data_with_request(tmp_path)
     tls = make_mail_tls(tmp_path)
     with smtp_sink(tls.server) as sink:
         settings = tmp_path / "notifications.yaml"
@@ -74,22 +82,11 @@ def test_a_broken_settings_file_is_refused_in_words(tmp_path: Path) -> None:
 
 
 def test_the_requester_is_told_at_the_address_the_directory_gives(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    url = f"sqlite:///{data / 'schoolgate.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    now = datetime.now(UTC)
-    with Session(engine) as session:
-        session.add(UnblockRequestRow(
-            id=str(uuid.uuid4()), created_at=now, requester="teacher1",
-            requester_name="Teacher One", requester_role="staff", blocked_user="teacher1",
-            blocked_role="staff", blocked_at=now, block_reason="rule_block",
-            from_block_page=True, host="www.reddit.com", category="social",
-            why="For our dance topic in PE.", state=RequestState.DENIED,
-            reviewed_by="bursar1", reviewed_at=now, review_note="Please use the library."))
-        session.commit()
-    engine.dispose()
+    data = data_with_request(
+        tmp_path, requester="teacher1", requester_name="Teacher One", requester_role="staff",
+        blocked_user="teacher1", blocked_role="staff", host="www.reddit.com",
+        state=RequestState.DENIED, reviewed_by="bursar1", reviewed_at=datetime.now(UTC),
+        review_note="Please use the library.")
     tls = make_mail_tls(tmp_path)
     with smtp_sink(tls.server) as sink:
         settings = tmp_path / "notifications.yaml"
