@@ -61,7 +61,8 @@ def alert_page(request: Request, pages: PagesDep, user: Dsl, session: Db,
 @router.post("/monitoring/alerts/{alert_id}/acknowledge", include_in_schema=False)
 def acknowledge_page(user: Dsl, session: Db, now: Now, alert: OpenAlert) -> Response:
     service.acknowledge(session, actor=user, alert=alert, at=now)
-    return RedirectResponse(f"/monitoring/alerts/{alert.id}", status_code=303)
+    return RedirectResponse(f"/monitoring/alerts/{alert.id}?done=alert-acknowledged",
+                            status_code=303)
 
 
 @router.post("/monitoring/alerts/{alert_id}/close", include_in_schema=False)
@@ -74,7 +75,7 @@ def close_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: N
                        values=fields, status=422)
     service.close(session, actor=user, alert=alert, action_taken=form.action_taken,
                   outcome=form.outcome, what_happened=form.what_happened, at=now)
-    return RedirectResponse(f"/monitoring/alerts/{alert.id}", status_code=303)
+    return RedirectResponse(f"/monitoring/alerts/{alert.id}?done=alert-closed", status_code=303)
 
 
 @api.get("/alerts", response_model=list[AlertPublic])

@@ -14,7 +14,7 @@ import asyncio
 import hmac
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -22,7 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from admin_api.deps import Res, client_ip, optional_user
+from admin_api.deps import Now, Res, client_ip, optional_user
 from admin_api.errors import InvalidInput, TooManyAttempts, Unavailable
 from admin_api.forms import SingleLine, form_fields, validate
 from admin_api.render import Pages, get_pages
@@ -153,7 +153,7 @@ def signin_form(request: Request, pages: Annotated[Pages, Depends(get_pages)],
 
 
 @router.post("/signin", include_in_schema=False)
-async def signin(request: Request, resources: Res,
+async def signin(request: Request, resources: Res, now: Now,
                  pages: Annotated[Pages, Depends(get_pages)],
                  fields: Annotated[dict[str, str], Depends(form_fields)]) -> Response:
     next_page = safe_next(fields.get("next", "/")[:2048])
@@ -187,23 +187,23 @@ async def signin(request: Request, resources: Res,
     await run_in_threadpool(resources.throttle.succeeded, attempt)
     start_session(request, user)
     if user.roles & ADMIN_ROLES or user.source == "break-glass":
-        await run_in_threadpool(_record_signin, resources, user, ip)
+        await run_in_threadpool(_record_signin, resources, user, ip, now)
     return RedirectResponse(next_page, status_code=303)
 
 
-def _record_signin(resources: Resources, user: SignedInUser, ip: str) -> None:
+def _record_signin(resources: Resources, user: SignedInUser, ip: str, now: datetime) -> None:
     with resources.sessions() as session:
         audit.record(session, actor=user, action="signin", target=f"session:{user.source}",
-                     at=datetime.now(UTC), after={"ip": ip, "roles": sorted(user.roles)})
+                     at=now, after={"ip": ip, "roles": sorted(user.roles)})
         session.commit()
 
 
 @router.post("/signout", include_in_schema=False)
-def signout(request: Request, resources: Res,
+def signout(request: Request, resources: Res, now: Now,
             user: Annotated[SignedInUser | None, Depends(optional_user)]) -> Response:
     """Ends this person's sessions on the server too: a copied cookie no longer works."""
     if user is not None:
         with resources.sessions() as db:
-            end_sessions(db, username=user.username, at=datetime.now(UTC))
+            end_sessions(db, username=user.username, at=now)
     start_session(request, None)
     return RedirectResponse("/signin", status_code=303)

@@ -16,11 +16,12 @@ from fastapi.responses import RedirectResponse, Response
 
 from admin_api.deps import Db, ItTechnician, Now, Res, require_role
 from admin_api.errors import InvalidInput
-from admin_api.policy_view import preview_against_history, running_version
+from admin_api.policy_view import preview_against_history
 from admin_api.render import Pages, get_pages
 from admin_api.resources import Resources
 from admin_api.roles import Role, SignedInUser
 from admin_api.services import policy_versions as service
+from admin_api.services.policy_view import running_version
 from policy.calendar import BankHolidayRegion, Calendar
 from policy.ical import MAX_ICS_BYTES, IcsImport, parse_term_dates_ics
 from policy.term_dates import (

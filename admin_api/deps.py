@@ -18,6 +18,7 @@ from admin_api.roles import Role, SignedInUser
 from admin_api.sessions import CSRF_FIELD, CSRF_HEADER, csrf_matches, session_of
 from admin_api.throttle import client_address
 from store.admin_models import RequestState, UnblockRequestRow
+from store.models import ExceptionRow
 
 ROLE_WORDS = {
     Role.PUPIL: "pupils", Role.STAFF: "staff", Role.BUSINESS_MANAGER: "the Business Manager",
@@ -72,6 +73,18 @@ def looks_like_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
 
 
+def approved_exception(exception_id: Annotated[str, Path(max_length=36)],
+                       user: BusinessManager, session: Db) -> ExceptionRow:
+    """An approved exception, for the Business Manager (who lists and revokes them)."""
+    row = session.get(ExceptionRow, exception_id) if looks_like_id(exception_id) else None
+    if row is None:
+        raise NotFound(f"there is no exception {exception_id[:36]!r}")
+    return row
+
+
+ApprovedException = Annotated[ExceptionRow, Depends(approved_exception)]
+
+
 def _load_request(session: Session, request_id: str) -> UnblockRequestRow:
     row = session.get(UnblockRequestRow, request_id) if looks_like_id(request_id) else None
     if row is None:
@@ -93,11 +106,19 @@ def reviewable_unblock_request(request_id: Annotated[str, Path(max_length=36)],
     """The request, if it exists, is still pending, and is not the reviewer's own (nobody
     approves their own request)."""
     row = _load_request(session, request_id)
-    if row.state is not RequestState.PENDING:
-        raise Conflict(f"this request was already {row.state.value} by {row.reviewed_by}")
-    if user.same_person(row.requester) or user.same_person(row.blocked_user):
-        raise NotAllowed("this is your own request: another Business Manager must decide it")
+    refusal = _why_not_review(user, row)
+    if refusal is not None:
+        raise refusal
     return row
+
+
+def _why_not_review(user: SignedInUser, row: UnblockRequestRow) -> Conflict | NotAllowed | None:
+    """Why this Business Manager may not decide this request now, or None."""
+    if row.state is not RequestState.PENDING:
+        return Conflict(f"this request was already {row.state.value} by {row.reviewed_by}")
+    if user.same_person(row.requester) or user.same_person(row.blocked_user):
+        return NotAllowed("this is your own request: another Business Manager must decide it")
+    return None
 
 
 async def check_csrf(request: Request) -> None:
@@ -133,6 +154,5 @@ Now = Annotated[datetime, Depends(get_now)]
 
 
 def may_review(user: SignedInUser, row: UnblockRequestRow) -> bool:
-    """Whether to offer the decision forms: the same test reviewable_unblock_request makes."""
-    return (user.has(Role.BUSINESS_MANAGER) and row.state is RequestState.PENDING
-            and not user.same_person(row.requester) and not user.same_person(row.blocked_user))
+    """Whether to offer the decision forms: the same rule reviewable_unblock_request applies."""
+    return user.has(Role.BUSINESS_MANAGER) and _why_not_review(user, row) is None

@@ -7,10 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from admin_api.deps import BusinessManager, Db, Now
+from admin_api.deps import ApprovedException, BusinessManager, Db, Now
 from admin_api.errors import InvalidInput
 from admin_api.forms import form_fields, validate
-from admin_api.notices import notice_for
 from admin_api.render import Pages, get_pages
 from admin_api.schemas import ExceptionPublic, RemovalCreate, RevocationCreate
 from admin_api.services import exceptions as service
@@ -26,8 +25,7 @@ Form = Annotated[dict[str, str], Depends(form_fields)]
 def exceptions_page(request: Request, pages: Annotated[Pages, Depends(get_pages)],
                     user: BusinessManager, session: Db, now: Now) -> Response:
     return pages.render(request, "exceptions.html", user=user, now=now,
-                        rows=service.current_and_future(session, at=now),
-                        notice=notice_for(request))
+                        rows=service.current_and_future(session, at=now))
 
 
 def _confirm(request: Request, pages: Pages, user: BusinessManager, row: ExceptionRow, *,
@@ -42,22 +40,20 @@ def _confirm(request: Request, pages: Pages, user: BusinessManager, row: Excepti
 
 
 @router.get("/exceptions/{exception_id}/revoke", include_in_schema=False)
-def confirm_revoke_page(exception_id: str, request: Request, pages: PagesDep,
-                        user: BusinessManager, session: Db) -> Response:
-    row = service.load(session, exception_id)
+def confirm_revoke_page(request: Request, pages: PagesDep, user: BusinessManager,
+                        row: ApprovedException) -> Response:
     return _confirm(request, pages, user, row, errors={}, values={}, status=200)
 
 
 @router.post("/exceptions/{exception_id}/revoke", include_in_schema=False)
-def revoke_page(exception_id: str, request: Request, pages: PagesDep, user: BusinessManager,
-                session: Db, now: Now, fields: Form) -> Response:
+def revoke_page(request: Request, pages: PagesDep, user: BusinessManager, session: Db,
+                now: Now, row: ApprovedException, fields: Form) -> Response:
     try:
         form = validate(RemovalCreate, fields)
     except InvalidInput as error:
-        row = service.load(session, exception_id)
         return _confirm(request, pages, user, row, errors=error.problems, values=fields,
                         status=422)
-    service.revoke(session, actor=user, exception_id=exception_id, at=now, reason=form.reason)
+    service.revoke(session, actor=user, row=row, at=now, reason=form.reason)
     return RedirectResponse("/exceptions?done=revoked", status_code=303)
 
 
@@ -69,10 +65,10 @@ def list_exceptions(user: BusinessManager, session: Db, now: Now) -> list[Except
 
 
 @api.post("/exceptions/{exception_id}/revoke", response_model=ExceptionPublic)
-def revoke(exception_id: str, user: BusinessManager, session: Db, now: Now,
+def revoke(user: BusinessManager, session: Db, now: Now, row: ApprovedException,
            body: RevocationCreate | None = None) -> ExceptionPublic:
     """End an exception now (the record stays; the gateway stops honouring it in seconds);
     the optional `reason` is kept in the audit log."""
     return ExceptionPublic.model_validate(
-        service.revoke(session, actor=user, exception_id=exception_id, at=now,
+        service.revoke(session, actor=user, row=row, at=now,
                        reason=body.reason if body else ""))

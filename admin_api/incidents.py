@@ -60,8 +60,9 @@ def write_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: N
     except InvalidInput as error:
         return _page(request, pages, user, session, about="", errors=error.problems,
                      values=fields, status=422)
-    return RedirectResponse(f"/monitoring/incidents?user={quote(note.user, safe='')}#n-{note.id}",
-                            status_code=303)
+    return RedirectResponse(
+        f"/monitoring/incidents?user={quote(note.user, safe='')}&done=note-written#n-{note.id}",
+        status_code=303)
 
 
 @api.get("/incidents", response_model=list[IncidentNotePublic])

@@ -12,7 +12,6 @@ from fastapi.responses import RedirectResponse, Response
 from admin_api.deps import BusinessManager, Db, Now, Res
 from admin_api.errors import InvalidInput
 from admin_api.forms import form_fields, validate
-from admin_api.notices import notice_for
 from admin_api.render import Pages, get_pages
 from admin_api.resources import get_resources
 from admin_api.schemas import LocalListEntryCreate, LocalListEntryPublic, RemovalCreate
@@ -34,7 +33,7 @@ def _page(request: Request, pages: Pages, user: BusinessManager, session: Db, *,
              or category.no_wide_grants_for]
     return pages.render(request, "lists.html", user=user, rows=service.entries(session),
                         errors=errors or {}, values=values or {}, status=status,
-                        notice=notice or notice_for(request), never=never)
+                        never=never, **({"notice": notice} if notice else {}))
 
 
 @router.get("/lists", include_in_schema=False)

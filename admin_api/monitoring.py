@@ -45,7 +45,6 @@ PagesDep = Annotated[Pages, Depends(get_pages)]
 Text = Annotated[str, Query(max_length=300)]
 CursorText = Annotated[str, Query(max_length=200)]
 Minutes = Annotated[int, Query(ge=1, le=service.MAX_TIMELINE_MINUTES)]
-FILTER_FIELDS = ("user", "ip", "host", "category", "verdict", "technique", "from", "to")
 
 
 def event_query(user: Text = "", ip: Text = "", host: Text = "", category: Text = "",
@@ -184,7 +183,7 @@ def events_csv(user: Dsl, session: Db, resources: Res, zone: Zone, now: Now,
 
 
 def _timeline(session: Db, zone: ZoneInfo, *, user: str, at: str, event: str,
-              minutes: int) -> service.Timeline:
+              minutes: int, now: datetime) -> service.Timeline:
     if event:
         row = session.get(EventRow, event) if looks_like_id(event) else None
         if row is None:
@@ -195,7 +194,7 @@ def _timeline(session: Db, zone: ZoneInfo, *, user: str, at: str, event: str,
     problems = {}
     if not user.strip():
         problems["user"] = "Please type whose timeline to show (their user name)"
-    around = datetime.now(UTC)
+    around = now
     if at.strip():
         try:
             around = school_time(datetime.fromisoformat(at.strip()), zone)
@@ -214,6 +213,7 @@ def _timeline(session: Db, zone: ZoneInfo, *, user: str, at: str, event: str,
 
 @router.get("/monitoring/timeline", include_in_schema=False)
 def timeline_page(request: Request, pages: PagesDep, user: Dsl, session: Db, zone: Zone,
+                  now: Now,
                   who: Annotated[str, Query(alias="user", max_length=200)] = "",
                   at: Annotated[str, Query(max_length=40)] = "",
                   event: Annotated[str, Query(max_length=40)] = "",
@@ -222,7 +222,8 @@ def timeline_page(request: Request, pages: PagesDep, user: Dsl, session: Db, zon
     found = None
     if who or at or event:
         try:
-            found = _timeline(session, zone, user=who, at=at, event=event, minutes=minutes)
+            found = _timeline(session, zone, user=who, at=at, event=event, minutes=minutes,
+                              now=now)
         except InvalidInput as error:
             errors = error.problems
     values = {"user": who, "at": at, "minutes": minutes}
@@ -251,12 +252,12 @@ def list_events(user: Dsl, session: Db, zone: Zone, raw: Filters, older: CursorT
 
 
 @api.get("/timeline", response_model=TimelinePublic)
-def get_timeline(user: Dsl, session: Db, zone: Zone,
+def get_timeline(user: Dsl, session: Db, zone: Zone, now: Now,
                  who: Annotated[str, Query(alias="user", max_length=200)] = "",
                  at: Annotated[str, Query(max_length=40)] = "",
                  event: Annotated[str, Query(max_length=40)] = "",
                  minutes: Minutes = 30) -> TimelinePublic:
     """One user's events, attempts and incident notes from `minutes` before to `minutes` after
     `at` (school time if no zone is given), or around one event (`event`)."""
-    found = _timeline(session, zone, user=who, at=at, event=event, minutes=minutes)
+    found = _timeline(session, zone, user=who, at=at, event=event, minutes=minutes, now=now)
     return TimelinePublic.model_validate(found, from_attributes=True)

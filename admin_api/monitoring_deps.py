@@ -48,7 +48,6 @@ def changeable_sanction(row: Annotated[SanctionRow, Depends(dsl_sanction)]) -> S
 
 DslAlert = Annotated[AlertRow, Depends(dsl_alert)]
 OpenAlert = Annotated[AlertRow, Depends(open_alert)]
-DslSanction = Annotated[SanctionRow, Depends(dsl_sanction)]
 ChangeableSanction = Annotated[SanctionRow, Depends(changeable_sanction)]
 
 

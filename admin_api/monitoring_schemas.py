@@ -8,9 +8,10 @@ import ipaddress
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from admin_api.forms import FreeText, SingleLine
+from admin_api.schemas import In, Out
 from policy.model import Verdict
 from store.models import AlertSeverity, AlertState, SanctionState
 
@@ -18,15 +19,7 @@ UserName = Annotated[SingleLine, Field(min_length=1, max_length=200)]
 Note = Annotated[FreeText, Field(min_length=3, max_length=4000)]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_max_length=100_000)
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-
-class EventQuery(_In):
+class EventQuery(In):
     """The explorer's filters as typed (every one optional). Dates are school days (the
     school's zone), `to` included."""
 
@@ -56,7 +49,7 @@ class EventQuery(_In):
         return self
 
 
-class EventPublic(_Out):
+class EventPublic(Out):
     id: str
     at: datetime
     user: str | None
@@ -78,7 +71,7 @@ class EventPublic(_Out):
     intercepted: bool
 
 
-class EventPagePublic(BaseModel):
+class EventPagePublic(Out):
     """One page, newest first; pass `older` (or `newer`) back as the cursor for the next."""
 
     events: list[EventPublic]
@@ -86,7 +79,7 @@ class EventPagePublic(BaseModel):
     newer: str | None
 
 
-class AttemptPublic(_Out):
+class AttemptPublic(Out):
     id: str
     event_id: str | None
     at: datetime
@@ -98,7 +91,7 @@ class AttemptPublic(_Out):
     counted: bool
 
 
-class IncidentNoteCreate(_In):
+class IncidentNoteCreate(In):
     """What happened, the action taken and the outcome (DfE: "a documented process for
     recording incidents that includes what action was taken and the outcomes")."""
 
@@ -111,7 +104,7 @@ class IncidentNoteCreate(_In):
     event_id: Annotated[str, Field(max_length=36, pattern=r"^[0-9a-fA-F-]{1,36}$")] | None = None
 
 
-class IncidentNotePublic(_Out):
+class IncidentNotePublic(Out):
     id: str
     at: datetime
     user: str
@@ -124,7 +117,7 @@ class IncidentNotePublic(_Out):
     event_id: str | None
 
 
-class TimelinePublic(BaseModel):
+class TimelinePublic(Out):
     user: str
     start: datetime
     end: datetime
@@ -134,7 +127,7 @@ class TimelinePublic(BaseModel):
     truncated: bool
 
 
-class AlertPublic(_Out):
+class AlertPublic(Out):
     id: str
     at: datetime
     severity: AlertSeverity
@@ -148,7 +141,7 @@ class AlertPublic(_Out):
     outcome: str | None
 
 
-class AlertClose(_In):
+class AlertClose(In):
     """Closing an alert: the action taken and the outcome (and, if more than the alert's own
     summary, what happened). Kept as an incident note about the alert's user."""
 
@@ -157,7 +150,7 @@ class AlertClose(_In):
     what_happened: Annotated[FreeText, Field(max_length=4000)] = ""
 
 
-class SanctionPublic(_Out):
+class SanctionPublic(Out):
     id: str
     user: str
     starts: datetime
@@ -170,7 +163,7 @@ class SanctionPublic(_Out):
     note: str
 
 
-class SanctionCreate(_In):
+class SanctionCreate(In):
     """Supervised-only from now, for `days` days (1 to 365), or until lifted when `days` is
     left out."""
 
@@ -179,25 +172,25 @@ class SanctionCreate(_In):
     days: Annotated[int, Field(ge=1, le=365)] | None = None
 
 
-class SanctionExtend(_In):
+class SanctionExtend(In):
     """A new end: `days` from now, or until lifted when left out."""
 
     days: Annotated[int, Field(ge=1, le=365)] | None = None
     note: Annotated[FreeText, Field(max_length=2000)] = ""
 
 
-class SanctionLift(_In):
+class SanctionLift(In):
     note: Annotated[FreeText, Field(max_length=2000)] = ""
 
 
-class SupervisedSessionCreate(_In):
+class SupervisedSessionCreate(In):
     """A member of staff supervises `user` from now for `minutes` (5 to 480)."""
 
     user: UserName
     minutes: Annotated[int, Field(ge=5, le=480)] = 60
 
 
-class SupervisedSessionPublic(_Out):
+class SupervisedSessionPublic(Out):
     id: str
     user: str
     starts: datetime
@@ -205,12 +198,12 @@ class SupervisedSessionPublic(_Out):
     opened_by: str
 
 
-class DailySeriesPublic(BaseModel):
+class DailySeriesPublic(Out):
     days: list[date]
     series: dict[str, list[int]]
 
 
-class ChartsPublic(BaseModel):
+class ChartsPublic(Out):
     first: date
     last: date
     blocked_per_day: DailySeriesPublic
@@ -218,7 +211,7 @@ class ChartsPublic(BaseModel):
     top_users_by_attempts: list[tuple[str, int]]
 
 
-class WeeklySummaryPublic(BaseModel):
+class WeeklySummaryPublic(Out):
     first: date
     last: date
     events: int

@@ -18,6 +18,20 @@ NOTICES = {
     "list-removed": "Removed from the local lists. The change reaches the gateway within a few "
                     "seconds.",
     "revoked": "Revoked. The access has ended; the gateway stops it within a few seconds.",
+    "sanction-placed": "Sanction placed. The gateway applies it within a few seconds; the "
+                       "pupil can use the computer only in a supervised session.",
+    "sanction-extended": "Extended. The new end date is shown below.",
+    "sanction-confirmed": "Sanction placed. The recommendation is now in force, within a few "
+                          "seconds.",
+    "sanction-lifted": "Lifted. The pupil can use the computer as before within a few "
+                       "seconds; your reason is kept with the record.",
+    "sanction-dismissed": "Dismissed. No sanction was placed; your reason is kept with the "
+                          "record.",
+    "session-opened": "Supervised session open. The pupil can use the computer while you "
+                      "supervise them, until the time shown.",
+    "alert-acknowledged": "Acknowledged. Others can see that you are dealing with it.",
+    "alert-closed": "Closed. What you did and the outcome are kept as an incident note.",
+    "note-written": "Note written. It is kept as written; to correct it, write another.",
 }
 
 

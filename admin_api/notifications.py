@@ -11,6 +11,7 @@ beside the data, so a timer may call it every few minutes (`python -m admin_api.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -33,6 +34,7 @@ from admin_api.services.reports import week_of, weekly_summary
 from admin_api.words import category_words, technique_words
 from store.admin_models import RequestState, UnblockRequestRow
 from store.alerts import EmailSettings, send_message
+from store.directory import Directory
 from store.models import AlertRow, AlertSeverity, AlertState
 
 log = logging.getLogger("schoolgate.notifications")
@@ -110,8 +112,16 @@ class NotificationSettings(_Strict):
     admin_url: str = "http://127.0.0.1:8081"
     business_manager: BusinessManagerNotices | None = None
     dsl: DslNotices | None = None
-    requesters: bool = True  # tell each requester the outcome, where an address is known
-    addresses: dict[str, str] = Field(default_factory=dict)  # user name -> e-mail address
+    requesters: bool = True  # tell each requester the outcome, where the directory has one
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_address_map(cls, raw: object) -> object:
+        if isinstance(raw, dict) and "addresses" in raw:
+            raise ValueError("'addresses' is no longer read: each requester's e-mail address "
+                             "comes from the directory (LDAP 'mail', or 'mail' in the users "
+                             "file); remove the 'addresses' section")
+        return raw
 
 
 def parse_notification_settings(text: str, *, source: str) -> NotificationSettings:
@@ -217,11 +227,32 @@ def _due(now_local: datetime, at: time, last: datetime, zone: ZoneInfo,
     return False
 
 
+class DirectoryAddresses:
+    """A requester's e-mail address from the school directory (None where it has none).
+    The directory is asked once per person and run; if it cannot answer, the error goes up
+    and the decision is mailed at a later run."""
+
+    def __init__(self, directory: Directory) -> None:
+        self._directory = directory
+        self._loop = asyncio.new_event_loop()
+        self._known: dict[str, str | None] = {}
+
+    def __call__(self, username: str) -> str | None:
+        if username not in self._known:
+            found = self._loop.run_until_complete(self._directory.lookup(username))
+            self._known[username] = (found.mail or None) if found is not None else None
+        return self._known[username]
+
+    def close(self) -> None:
+        self._loop.close()
+
+
 def run_notifications(session: Session, settings: NotificationSettings, *, now: datetime,
                       zone: ZoneInfo, state_file: Path, mailer: Mailer = _smtp,
                       address_of: Callable[[str], str | None] | None = None) -> Sent:
     """Send whatever is due now; remember it in `state_file` so it is sent once. A failed
-    e-mail is logged and tried again at the next run."""
+    e-mail is logged and tried again at the next run. `address_of` gives a requester's
+    e-mail address (`DirectoryAddresses`); without it, requesters are told on their pages only."""
     state = _State.load(state_file)
     first_run = now - timedelta(days=1)  # on the very first run, look back one day
     sent = Sent()
@@ -276,8 +307,12 @@ def run_notifications(session: Session, settings: NotificationSettings, *, now: 
         ).all()
         newest = since
         for row in rows:
-            address = settings.addresses.get(row.requester) or (
-                address_of(row.requester) if address_of else None)
+            try:
+                address = address_of(row.requester) if address_of else None
+            except Exception as exc:  # the directory did not answer: try again next time
+                log.warning("no e-mail address for %s: %s", row.requester, exc)
+                sent.failed.append(f"address of {row.requester}: {exc}")
+                break
             reviewed = _aware(row.reviewed_at or now)
             if address is None:
                 newest = max(newest, reviewed)  # nobody to tell: the page shows it
@@ -372,11 +407,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     admin = get_settings()
     resources = make_resources(admin)
+    addresses = DirectoryAddresses(resources.directory) if resources.directory else None
     try:
         with resources.sessions() as session:
             sent = run_notifications(session, notices, now=datetime.now(UTC), zone=admin.zone,
-                                     state_file=admin.data_dir / "notifications-state.json")
+                                     state_file=admin.data_dir / "notifications-state.json",
+                                     address_of=addresses)
     finally:
+        if addresses is not None:
+            addresses.close()
         resources.close()
     for to, subject in sent.mails:
         print(f"sent to {', '.join(to)}: {subject}")

@@ -19,13 +19,11 @@ from admin_api.render import Pages, get_pages
 from admin_api.resources import Resources
 from admin_api.schemas import PolicyCheckCreate, PolicyCheckPublic
 from admin_api.services import policy_versions as service
+from admin_api.services.policy_view import check_policy_text, running_version
 from policy.diff import replay, table_diff
-from policy.errors import PolicyError
-from policy.parse import list_files_named, parse_policy
 from policy.table import policy_table, summary
 from store import policy_versions as versions
 from store.policy_files import load_policy as load_policy_file
-from store.policy_files import shipped_lists_dir
 
 router = APIRouter(tags=["policy"])
 api = APIRouter(prefix="/api", tags=["policy"])
@@ -36,46 +34,13 @@ MAX_PREVIEW_DAYS = 31
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-def check_policy_text(text: str, *, source: str = "pasted policy") -> PolicyCheckPublic:
-    """Parse `text` (lists it names are taken from the ones schoolgate ships)."""
-    lists: dict[str, str] = {}
-    for name in list_files_named(text):
-        candidate = shipped_lists_dir() / name
-        if "/" not in name and "\\" not in name and candidate.is_file():
-            lists[name] = candidate.read_text(encoding="utf-8")
-    try:
-        policy = parse_policy(text, source=source, lists=lists)
-    except PolicyError as error:
-        return PolicyCheckPublic(ok=False, summary=f"{len(error.problems)} problem(s) found",
-                                 problems=error.problems)
-    except Exception as error:  # hostile text must get an answer, never a crash
-        return PolicyCheckPublic(ok=False, summary="the text could not be read as a policy",
-                                 problems=[f"{source}: {type(error).__name__}"])
-    return PolicyCheckPublic(ok=True, summary=summary(policy), problems=[])
-
-
-def running_version(session: Db, resources: Resources, at: datetime) -> dict[str, Any]:
-    """Which policy version runs (noticing first a file edited outside the admin, and
-    local-list changes), for the page and the API."""
-    path = resources.settings.policy_file
-    if path is not None:
-        versions.notice_file(session, path, at=at)
-    service.notice_lists(session, at=at)
-    row = versions.latest(session, versions.POLICY) if path is not None else None
-    lists_row = versions.latest(session, versions.LISTS)
-    return {"editable": path is not None, "file": str(path) if path else "the seed policy",
-            "id": row.id if row else None, "short": versions.short_id(row.sha256) if row
-            else "seed", "author": row.author if row else "", "at": row.at if row else None,
-            "reason": row.reason if row else "", "lists_id": lists_row.id if lists_row else None}
-
-
 def _page(request: Request, pages: Pages, user: ItTechnician, resources: Res, day: date,
           *, session: Db, now: datetime, result: PolicyCheckPublic | None = None,
           text: str = "", errors: dict[str, str] | None = None, status: int = 200,
           edit_text: str | None = None, reason: str = "", preview: dict[str, Any] | None = None,
           saved: str = "") -> Response:
     policy = resources.policy
-    if abs((day - datetime.now(policy.calendar.timezone).date()).days) > MAX_DAYS_AWAY:
+    if abs((day - now.astimezone(policy.calendar.timezone).date()).days) > MAX_DAYS_AWAY:
         raise InvalidInput({"date": "choose a day within ten years of today"})
     header, rows, note = policy_table(policy, day)
     version = running_version(session, resources, now)
@@ -312,4 +277,4 @@ def policy_table_api(user: ItTechnician, resources: Res, now: Now,
         raise InvalidInput({"date": "choose a day within ten years of today"})
     header, rows, note = policy_table(resources.policy, the_day)
     return {"summary": summary(resources.policy), "note": note, "header": header, "rows": rows,
-            "generated_at": datetime.now(resources.policy.calendar.timezone).isoformat()}
+            "generated_at": now.astimezone(resources.policy.calendar.timezone).isoformat()}

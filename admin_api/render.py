@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from admin_api import words
+from admin_api.notices import notice_for
 from admin_api.notifications import waiting_for
 from admin_api.roles import ADMIN_ROLES, EVERYONE, STAFF_SIDE, Role, SignedInUser
 from admin_api.sessions import session_of
@@ -91,6 +92,7 @@ class Pages:
         self.env.filters["technique"] = words.technique_words
         self.env.filters["reason"] = words.reason_words
         self.env.filters["alert_kind"] = words.alert_kind_words
+        self.env.filters["role"] = words.role_words
         self.env.filters["plain_times"] = self.plain_times
         self.env.filters["details"] = self.details
         self.env.globals["kinds"] = list(words.CATEGORIES.items())
@@ -168,6 +170,7 @@ class Pages:
 
     def render(self, request: Request, template: str, *, user: SignedInUser | None,
                status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("notice", notice_for(request))  # what the last action did
         html = self.env.get_template(template).render(
             user=user, nav=nav_for(user), role_label=role_label(user) if user else "",
             waiting=waiting_for(request, user),

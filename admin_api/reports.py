@@ -25,7 +25,6 @@ from admin_api.svg import ranking_bars, stacked_bars
 router = APIRouter(tags=["reports"])
 api = APIRouter(tags=["reports"])
 PagesDep = Annotated[Pages, Depends(get_pages)]
-DayText = Annotated[str, Query(max_length=30)]
 DEFAULT_DAYS = 14
 
 

@@ -11,10 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-import anyio.from_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.orm import Session
 
 from admin_api.deps import (
     BusinessManager,
@@ -26,12 +24,10 @@ from admin_api.deps import (
     reviewable_unblock_request,
     visible_unblock_request,
 )
-from admin_api.errors import InvalidInput, NotAllowed
+from admin_api.errors import InvalidInput
 from admin_api.forms import form_fields, validate
-from admin_api.notices import notice_for
 from admin_api.render import Pages, get_pages
 from admin_api.resources import Resources
-from admin_api.roles import SignedInUser
 from admin_api.schemas import (
     ApprovalCreate,
     DenialCreate,
@@ -39,14 +35,11 @@ from admin_api.schemas import (
     UnblockRequestPublic,
 )
 from admin_api.services import requests as service
-from admin_api.services.grants import Duration, Grant, period_choices, period_times, resolve_times
-from admin_api.services.people import count_covered, group_role, look_up
-from policy.decide import decide
-from policy.explain import explain_decision
-from policy.model import Policy, Scope, Subject, TargetKind
-from policy.model import Request as PolicyRequest
+from admin_api.services.grants import period_choices, period_times
+from admin_api.services.people import group_role
+from admin_api.services.requests import approve, decision_context, read_claims
 from store.admin_models import RequestState, UnblockRequestRow
-from store.tokens import AccessClaims, AccessTokenError, read_access_token
+from store.tokens import AccessTokenError
 
 router = APIRouter(tags=["unblock requests"])
 api = APIRouter(prefix="/api", tags=["unblock requests"])
@@ -54,100 +47,6 @@ PagesDep = Annotated[Pages, Depends(get_pages)]
 Form = Annotated[dict[str, str], Depends(form_fields)]
 Reviewable = Annotated[UnblockRequestRow, Depends(reviewable_unblock_request)]
 Visible = Annotated[UnblockRequestRow, Depends(visible_unblock_request)]
-
-
-def read_claims(resources: Resources, token: str) -> AccessClaims:
-    return read_access_token(resources.access_token_secret, token[:4096],
-                             max_age_seconds=resources.settings.access_link_max_age_seconds)
-
-
-def decision_context(policy: Policy, row: UnblockRequestRow, at: datetime, *,
-                     group_role: str | None = None) -> str:
-    """Why the site is blocked for the people the request is about, in the policy's words
-    (the decision, not anyone's browsing): for a class or group, its members (`group_role`,
-    their role in the directory), not the teacher who asked."""
-    if row.for_group:
-        subject = Subject(role=group_role or policy.default_role, user=None,
-                          groups=frozenset({row.for_group}))
-    else:
-        subject = Subject(role=row.blocked_role or row.requester_role,
-                          user=row.blocked_user or row.requester)
-    if subject.role not in policy.roles:
-        subject = Subject(role=policy.default_role, user=subject.user, groups=subject.groups)
-    when = row.blocked_at or at
-    decision = decide(policy, PolicyRequest(row.host), subject, None, when)
-    words = explain_decision(policy, decision, subject, when)
-    if row.for_group:
-        words = f"For the class or group {row.for_group} ({subject.role}s):\n{words}"
-    return words
-
-
-def build_grant(policy: Policy, row: UnblockRequestRow, form: ApprovalCreate, now: datetime,
-                reviewer: SignedInUser) -> Grant:
-    """The grant the form asks for. Nobody decides their own request, in any field: a grant
-    for one person is for the person who was blocked or who asked, and a role or group grant
-    must not include the reviewer."""
-    who: str | None
-    match form.scope:
-        case Scope.USER:
-            who = form.who or row.blocked_user or row.requester
-            allowed = {name.casefold() for name in (row.blocked_user, row.requester) if name}
-            if who.casefold() not in allowed:
-                raise InvalidInput({"who": "a grant for one person can only be for the person "
-                                           "who was blocked or who asked ("
-                                           f"{' or '.join(sorted(allowed))}); to open it for "
-                                           "others, choose a class or group"})
-            if reviewer.same_person(who):
-                raise NotAllowed("this would give you access yourself: another Business "
-                                 "Manager must decide it")
-        case Scope.GROUP:
-            who = form.who or row.for_group
-            if not who:
-                raise InvalidInput({"who": "name the group or class (as in the directory)"})
-            if who.casefold() in {group.casefold() for group in reviewer.groups}:
-                raise NotAllowed(f"you are in the group {who}, so this would give you access "
-                                 "too: another Business Manager must decide it")
-        case Scope.ROLE:
-            who = form.who or row.blocked_role or row.requester_role
-            if who == reviewer.policy_role:
-                raise NotAllowed(f"you have the role {who}, so this would give you access "
-                                 "too: another Business Manager must decide it")
-        case _:
-            who = None
-    if form.target_kind is TargetKind.CATEGORY and not row.category:
-        raise InvalidInput({"target_kind": "this site is in no category of the policy; "
-                                           "approve it for the site instead"})
-    target = row.category if form.target_kind is TargetKind.CATEGORY else row.host
-    if form.until is not None and form.duration is not Duration.UNTIL:
-        raise InvalidInput({"until": "you typed an end time but chose another “For how long”: "
-                                     "choose “Until” to use that time, or clear it"})
-    starts, ends, label = resolve_times(policy, duration=form.duration, now=now,
-                                        hours=form.hours, until=form.until, period=form.period)
-    return Grant(scope=form.scope, who=who, target_kind=form.target_kind, target=target or "",
-                 starts=starts, ends=ends, label=label)
-
-
-def beneficiary_roles(resources: Resources, row: UnblockRequestRow, grant: Grant,
-                      ) -> frozenset[str]:
-    """For a grant to one person, the roles to check it with: the role recorded for them (the
-    block page's or their session's) and their role in the directory now (unknown: the default
-    role). Never the reviewer's. Called from a worker thread (a sync route)."""
-    if grant.scope is not Scope.USER or grant.who is None:
-        return frozenset()
-    recorded = (row.blocked_role if row.blocked_user and grant.who.casefold()
-                == row.blocked_user.casefold() else row.requester_role)
-    person = anyio.from_thread.run(look_up, resources, grant.who)
-    return frozenset(role for role in (recorded, person.role) if role)
-
-
-def approve(resources: Resources, session: Session, *, row: UnblockRequestRow,
-            reviewer: SignedInUser, form: ApprovalCreate, now: datetime) -> UnblockRequestRow:
-    grant = build_grant(resources.policy, row, form, now, reviewer)
-    return service.approve_request(
-        session, row=row, reviewer=reviewer, grant=grant, note=form.note,
-        policy=resources.policy, at=now, user_roles=beneficiary_roles(resources, row, grant),
-        confirmed=form.confirm_wide,
-        people=count_covered(resources, scope=grant.scope, who=grant.who))
 
 
 # --- pages ---------------------------------------------------------------------------------
@@ -207,8 +106,7 @@ def queue_page(request: Request, pages: PagesDep, user: BusinessManager, session
     return pages.render(request, "requests_queue.html", user=user,
                         pending=service.queue(session),
                         decided=service.queue(session, state=RequestState.APPROVED)[:50],
-                        denied=service.queue(session, state=RequestState.DENIED)[:50],
-                        notice=notice_for(request))
+                        denied=service.queue(session, state=RequestState.DENIED)[:50])
 
 
 def _detail(request: Request, pages: Pages, resources: Resources, user: CurrentUser,
@@ -222,7 +120,7 @@ def _detail(request: Request, pages: Pages, resources: Resources, user: CurrentU
         can_review=may_review(user, row),
         periods=period_choices(policy, now=now), roles=list(policy.roles),
         errors={k: v for k, v in (errors or {}).items() if k != "confirm_wide"},
-        values=values or {}, status=status, notice=notice_for(request),
+        values=values or {}, status=status,
         wide=(errors or {}).get("confirm_wide", ""))
 
 

@@ -27,8 +27,10 @@ from admin_api.monitoring_schemas import (
 )
 from admin_api.render import Pages, get_pages
 from admin_api.roles import Role
+from admin_api.schemas import RemovalCreate
 from admin_api.services import sanctions as service
 from admin_api.services.classes import check_may_supervise
+from store.models import SanctionRow, SanctionState
 
 router = APIRouter(tags=["sanctions"])
 api = APIRouter(tags=["sanctions"])
@@ -65,7 +67,7 @@ def place_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: N
     except InvalidInput as error:
         return _page(request, pages, user, session, now, errors=error.problems, values=fields,
                      status=422)
-    return RedirectResponse(BACK, status_code=303)
+    return RedirectResponse(BACK + "?done=sanction-placed", status_code=303)
 
 
 @router.post(BACK + "/{sanction_id}/extend", include_in_schema=False)
@@ -73,22 +75,51 @@ def extend_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: 
                 sanction: ChangeableSanction, fields: Form) -> Response:
     try:
         form = validate(SanctionExtend, fields)
+        recommended = sanction.state is SanctionState.RECOMMENDED
         service.extend(session, actor=user, sanction=sanction, ends=_ends(form.days, now),
                        note=form.note, at=now)
     except InvalidInput as error:
         return _page(request, pages, user, session, now, errors=error.problems, status=422)
-    return RedirectResponse(BACK, status_code=303)
+    done = "sanction-confirmed" if recommended else "sanction-extended"
+    return RedirectResponse(f"{BACK}?done={done}", status_code=303)
+
+
+def _confirm_lift(request: Request, pages: Pages, user: Dsl, sanction: SanctionRow, *,
+                  errors: dict[str, str], values: dict[str, str], status: int) -> Response:
+    if sanction.state is SanctionState.RECOMMENDED:
+        title = f"Dismiss the recommendation for {sanction.user}?"
+        what = (f"No sanction will be placed on {sanction.user} for this. The record stays, "
+                "with your reason.")
+        button = "Yes, dismiss it"
+    else:
+        title = f"Lift the sanction for {sanction.user}?"
+        what = (f"{sanction.user} will be able to use the computer without supervision again "
+                "within a few seconds. The record stays, with your reason.")
+        button = "Yes, lift it"
+    return pages.render(request, "confirm.html", user=user, title=title, what=what,
+                        action=f"{BACK}/{sanction.id}/lift", hidden={}, button=button,
+                        back=BACK, errors=errors, values=values, status=status)
+
+
+@router.get(BACK + "/{sanction_id}/lift", include_in_schema=False)
+def confirm_lift_page(request: Request, pages: PagesDep, user: Dsl,
+                      sanction: ChangeableSanction) -> Response:
+    return _confirm_lift(request, pages, user, sanction, errors={}, values={}, status=200)
 
 
 @router.post(BACK + "/{sanction_id}/lift", include_in_schema=False)
 def lift_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now,
               sanction: ChangeableSanction, fields: Form) -> Response:
+    """Lift (or dismiss) from the confirmation page: a reason and the confirmation."""
     try:
-        form = validate(SanctionLift, fields)
+        form = validate(RemovalCreate, fields)
     except InvalidInput as error:
-        return _page(request, pages, user, session, now, errors=error.problems, status=422)
-    service.lift(session, actor=user, sanction=sanction, note=form.note, at=now)
-    return RedirectResponse(BACK, status_code=303)
+        return _confirm_lift(request, pages, user, sanction, errors=error.problems,
+                             values=fields, status=422)
+    recommended = sanction.state is SanctionState.RECOMMENDED
+    service.lift(session, actor=user, sanction=sanction, note=form.reason, at=now)
+    done = "sanction-dismissed" if recommended else "sanction-lifted"
+    return RedirectResponse(f"{BACK}?done={done}", status_code=303)
 
 
 @router.post("/monitoring/supervised-sessions", include_in_schema=False)
@@ -106,7 +137,7 @@ def open_session_page(request: Request, pages: PagesDep, user: Staff, session: D
             raise
         return _page(request, pages, user, session, now, errors=error.problems, values=fields,
                      status=422)
-    return RedirectResponse(BACK if dsl else "/", status_code=303)
+    return RedirectResponse((BACK if dsl else "/") + "?done=session-opened", status_code=303)
 
 
 @api.get("/sanctions", response_model=list[SanctionPublic])

@@ -4,12 +4,12 @@ with a clear message) and XPublic (what the API returns); the tables are in stor
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from admin_api.forms import FreeText, SingleLine
-from admin_api.services.grants import Duration
 from policy.model import Scope, TargetKind, Verdict
 from store.admin_models import RequestState
 
@@ -17,15 +17,28 @@ GroupName = Annotated[SingleLine, Field(max_length=200, pattern=r"^[\w][\w .'&()
 PeriodText = Annotated[str, Field(pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")]
 
 
-class _In(BaseModel):
+class In(BaseModel):
+    """The base of every XCreate (and query) schema, here and in monitoring_schemas."""
+
     model_config = ConfigDict(extra="ignore", str_max_length=100_000)
 
 
-class _Out(BaseModel):
+class Out(BaseModel):
+    """The base of every XPublic schema: built from a table row's attributes."""
+
     model_config = ConfigDict(from_attributes=True)
 
 
-class UnblockRequestCreate(_In):
+class Duration(StrEnum):
+    """How long an approval lasts (services/grants.py turns it into a start and an end)."""
+
+    HOURS = "hours"  # from now, for a number of hours
+    UNTIL = "until"  # from now until a date and time
+    PERIOD = "period"  # a named period of a school day (e.g. this afternoon's lesson)
+    PERMANENT = "permanent"  # no end (everyone x host: a local allow-list entry)
+
+
+class UnblockRequestCreate(In):
     """A written request. From the block page, `token` (its signed link) says what was
     blocked; otherwise `host` does. A teacher may ask for a class or group in advance
     (`for_group`, `wanted_on`, `wanted_period`)."""
@@ -46,7 +59,7 @@ class UnblockRequestCreate(_In):
         return self
 
 
-class UnblockRequestPublic(_Out):
+class UnblockRequestPublic(Out):
     id: str
     created_at: datetime
     requester: str
@@ -67,7 +80,7 @@ class UnblockRequestPublic(_Out):
     grant: dict[str, Any] | None
 
 
-class ApprovalCreate(_In):
+class ApprovalCreate(In):
     """The Business Manager's approval: scope (who), target (what) and duration (how long)."""
 
     scope: Scope = Scope.USER
@@ -81,11 +94,11 @@ class ApprovalCreate(_In):
     confirm_wide: bool = False  # the reviewer read the reach of a wider-than-asked grant
 
 
-class DenialCreate(_In):
+class DenialCreate(In):
     reason: Annotated[FreeText, Field(min_length=5, max_length=1000)]
 
 
-class RemovalCreate(_In):
+class RemovalCreate(In):
     """A destructive action from a page (remove, revoke): the reason, and the confirmation
     that the person meant it (the confirmation page's button)."""
 
@@ -93,17 +106,17 @@ class RemovalCreate(_In):
     confirm: Literal["yes"]
 
 
-class RevocationCreate(_In):
+class RevocationCreate(In):
     reason: Annotated[FreeText, Field(max_length=500)] = ""
 
 
-class LocalListEntryCreate(_In):
+class LocalListEntryCreate(In):
     host: Annotated[SingleLine, Field(min_length=1, max_length=300)]
     verdict: Verdict
     note: Annotated[FreeText, Field(max_length=500)] = ""
 
 
-class LocalListEntryPublic(_Out):
+class LocalListEntryPublic(Out):
     host: str
     verdict: Verdict
     note: str
@@ -111,7 +124,7 @@ class LocalListEntryPublic(_Out):
     added_at: datetime
 
 
-class ExceptionPublic(_Out):
+class ExceptionPublic(Out):
     id: str
     scope: Scope
     who: str | None
@@ -125,7 +138,7 @@ class ExceptionPublic(_Out):
     note: str
 
 
-class AuditEntryPublic(_Out):
+class AuditEntryPublic(Out):
     id: int
     at: datetime
     actor: str
@@ -137,7 +150,7 @@ class AuditEntryPublic(_Out):
     details_hidden: bool = False  # a safeguarding action's details: for the DSL only
 
 
-class ExplainPublic(BaseModel):
+class ExplainPublic(Out):
     verdict: Verdict
     reason: str
     rule: str | None
@@ -152,21 +165,21 @@ class ExplainPublic(BaseModel):
     includes: str = ""  # what the answer took into account, in words
 
 
-class SubjectAccessCreate(_In):
+class SubjectAccessCreate(In):
     user: Annotated[SingleLine, Field(min_length=1, max_length=200)]
 
 
-class PolicyCheckCreate(_In):
+class PolicyCheckCreate(In):
     text: Annotated[str, Field(min_length=1, max_length=512_000)]
 
 
-class PolicyCheckPublic(BaseModel):
+class PolicyCheckPublic(Out):
     ok: bool
     summary: str
     problems: list[str]
 
 
-class MePublic(BaseModel):
+class MePublic(Out):
     username: str
     display_name: str
     roles: list[str]

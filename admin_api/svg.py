@@ -20,14 +20,17 @@ def colour(index: int) -> str:
     return PALETTE[min(index, len(PALETTE) - 1)]
 
 
-def _nice_max(value: int) -> int:
-    """The smallest 1, 2 or 5 x 10^n at least `value`: the top of the axis."""
-    top = 1
+def _axis(value: int) -> tuple[int, int]:
+    """(top, step) of the y axis: the step is 1, 2 or 5 x 10^n, at most four steps reach
+    `value`, and the top is the first whole step at or above it (ticks are whole numbers)."""
+    if value <= 0:
+        return 4, 1
+    scale = 1
     while True:
-        for step in (1, 2, 5):
-            if top * step >= value:
-                return top * step
-        top *= 10
+        for step in (scale, 2 * scale, 5 * scale):
+            if step * 4 >= value:
+                return step * -(-value // step), step
+        scale *= 10
 
 
 def stacked_bars(*, title: str, days: Sequence[date], series: Mapping[str, Sequence[int]],
@@ -37,15 +40,14 @@ def stacked_bars(*, title: str, days: Sequence[date], series: Mapping[str, Seque
     left, right, top, bottom = 44, 10, 28, 46
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum(values[i] for values in series.values()) for i in range(len(days))]
-    y_max = _nice_max(max(totals, default=0))
+    y_max, step = _axis(max(totals, default=0))
     slot = plot_w / max(len(days), 1)
     bar = max(min(slot * 0.7, 40), 1)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
              f'width="100%" role="img" aria-label="{escape(title)}" class="chart">',
              f"<title>{escape(title)}</title>"]
-    for tick in range(5):
-        value = y_max * tick // 4
-        y = top + plot_h - plot_h * tick / 4
+    for value in range(0, y_max + 1, step):
+        y = top + plot_h - plot_h * value / y_max
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
                      'stroke="#dddddd"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>'

@@ -5,14 +5,14 @@ settings in force, secrets left out)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from admin_api.deps import ItTechnician, Res
+from admin_api.deps import ItTechnician, Now, Res
 from admin_api.render import Pages, get_pages
 from admin_api.resources import Resources
 from store.db import SchemaOutOfDate, display_url, require_current_schema
@@ -72,8 +72,8 @@ def configuration(resources: Resources) -> list[tuple[str, str]]:
     ]
 
 
-def lists_report(resources: Resources) -> ListsReport:
-    return _lists.read(resources.settings.policy_file, now=datetime.now(UTC))
+def lists_report(resources: Resources, *, now: datetime) -> ListsReport:
+    return _lists.read(resources.settings.policy_file, now=now)
 
 
 def age_text(seconds: float | None) -> str:
@@ -89,7 +89,8 @@ def age_text(seconds: float | None) -> str:
 
 @router.get("/system", include_in_schema=False)
 def system_page(request: Request, pages: Annotated[Pages, Depends(get_pages)],
-                user: ItTechnician, resources: Res) -> Response:
+                user: ItTechnician, resources: Res, now: Now) -> Response:
     return pages.render(request, "system.html", user=user, health=readiness(resources),
-                        config=configuration(resources), lists=lists_report(resources),
+                        config=configuration(resources),
+                        lists=lists_report(resources, now=now),
                         age_text=age_text)

@@ -66,11 +66,19 @@ def _plain(code: str) -> str:
     return code.replace("_", " ")
 
 
+UNCATEGORISED_WORDS = {"(no category)": "other blocks (supervised-only, errors)"}  # reports
+
+
 def category_words(code: str | None) -> str:
     """'social' -> 'social media'; no category -> 'other'."""
     if not code:
         return "other"
-    return CATEGORIES.get(code, _plain(code))
+    return CATEGORIES.get(code) or UNCATEGORISED_WORDS.get(code) or _plain(code)
+
+
+def role_words(code: str | None) -> str:
+    """A policy role as people say it: 'social_media_manager' -> 'social media manager'."""
+    return _plain(code) if code else ""
 
 
 def technique_words(code: str | None) -> str:

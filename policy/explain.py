@@ -32,7 +32,7 @@ def explain_decision(policy: Policy, decision: Decision, subject: Subject,
             lines.append(f"{host} is in {cat_words}, which is locked: no exception, admin or "
                          "approver can unblock it.")
         case Reason.SUPERVISED_ONLY:
-            lines.append(f"{subject.user} is on a supervised-only sanction ({decision.rule}): "
+            lines.append(f"{subject.user} is on a supervised-only sanction: "
                          "only the supervised allowlist can be used until a member of staff "
                          "opens a supervised session.")
         case Reason.EXCEPTION:
@@ -51,8 +51,13 @@ def explain_decision(policy: Policy, decision: Decision, subject: Subject,
                          f"decided: {rule.description or rule.name}")
             lines.append(f"{host} is in {cat_words}.")
         case Reason.DEFAULT_ALLOW | Reason.DEFAULT_BLOCK:
-            lines.append(f"No rule covers {cat_words} for role {subject.role}, so the "
-                         f"policy's default applies ({policy.default.value}).")
+            if category is None:
+                lines.append(f"{host} is in no category of the policy, and no rule covers it "
+                             f"for role {subject.role}, so the policy's default applies "
+                             f"({policy.default.value}).")
+            else:
+                lines.append(f"No rule covers {cat_words} for role {subject.role}, so the "
+                             f"policy's default applies ({policy.default.value}).")
         case Reason.INVALID_HOST:
             lines.append(f"The host name could not be understood ({decision.rule}); it is "
                          "blocked to be safe.")

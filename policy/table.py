@@ -29,11 +29,11 @@ def policy_table(policy: Policy, day: date) -> tuple[list[str], list[list[str]],
     if segments:
         parts = [(time(0), cal.day_start, "before school"), *segments,
                  (cal.day_end, time(23, 59, 59), "after school")]
-        note = f"{day.isoformat()} ({day.strftime('%A')}) is a school day."
+        note = f"{day:%A} {day.day} {day:%B %Y} is a school day."
     else:
         parts = [(time(0), time(23, 59, 59), "all day")]
         noon = datetime.combine(day, time(12), zone)
-        note = (f"{day.isoformat()} ({day.strftime('%A')}) is not a school day: "
+        note = (f"{day:%A} {day.day} {day:%B %Y} is not a school day: "
                 f"{cal.describe(noon)}.")
     header = ["role", "category"] + [f"{name} {s:%H:%M}-{e:%H:%M}" for s, e, name in parts]
     # Every category, the empty ones too: what the rules would do once a list fills them.

@@ -21,6 +21,7 @@ want docker-compose docker-compose  # checks deploy/compose with compose's own p
 want systemd-analyze systemd        # checks the systemd units
 want promtool prometheus            # checks the Prometheus rules (the daemon is not started)
 want amtool prometheus-alertmanager # checks the Alertmanager config compose uses
+want pdftotext poppler-utils        # reads the evidence pack PDF back in its test
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

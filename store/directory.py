@@ -20,6 +20,7 @@ import hmac
 import math
 import os
 import queue
+import re
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,17 @@ class DirectoryUser:
     username: str
     groups: frozenset[str]
     display_name: str
+    mail: str = ""  # the e-mail address the directory holds, or "" (see `plain_address`)
+
+
+# One address, nothing that could add a mail header or a second recipient.
+_ADDRESS = re.compile(r"[^@\s,;<>\"]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z0-9-]{2,63}")
+
+
+def plain_address(value: str) -> str:
+    """`value` if it is one plain e-mail address, else "" (never a header or a list)."""
+    value = value.strip()
+    return value if _ADDRESS.fullmatch(value) else ""
 
 
 class Directory(Protocol):
@@ -135,6 +147,7 @@ class LocalUser:
     password_hash: Annotated[str, AfterValidator(_check_hash)]
     display_name: str = ""
     groups: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    mail: str = ""
 
 
 @checked_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
@@ -206,7 +219,8 @@ class LocalDirectory:
 
     @staticmethod
     def _as_user(name: str, written: str, user: LocalUser) -> DirectoryUser:
-        return DirectoryUser(name, frozenset(user.groups), user.display_name or written)
+        return DirectoryUser(name, frozenset(user.groups), user.display_name or written,
+                             plain_address(user.mail))
 
     def close(self) -> None:
         pass
@@ -330,11 +344,13 @@ class LdapDirectory:
         name = next(iter(_values(attributes, s.username_attribute)), username)
         display = next(iter(_values(attributes, s.display_name_attribute)
                             or _values(attributes, "cn")), name)
-        return DirectoryUser(_canonical_or_none(name) or username, frozenset(groups), display)
+        mail = plain_address(next(iter(_values(attributes, s.mail_attribute)), ""))
+        return DirectoryUser(_canonical_or_none(name) or username, frozenset(groups), display,
+                             mail)
 
     def _find_user(self, conn: ldap3.Connection, username: str) -> tuple[str, Any] | None:
         s = self._settings
-        wanted = [s.username_attribute, s.display_name_attribute, "cn"]
+        wanted = [s.username_attribute, s.display_name_attribute, "cn", s.mail_attribute]
         if s.groups.mode is GroupMode.MEMBER_OF:
             wanted.append("memberOf")
         query = s.user_filter.format(username=escape_filter_chars(username))

@@ -157,12 +157,12 @@ def attempt_alert_job(event: Event) -> Job:
     return Job("alert", run)
 
 
-def threshold_job(event: Event, settings: CircumventionSettings, *, act: str,
-                  act_seconds: float) -> Job:
+def threshold_job(event: Event, settings: CircumventionSettings, *, act: str | None = None,
+                  act_seconds: float = 0.0) -> Job:
     """Count the act in the shared window; if it reached the threshold, act on it (in the same
     transaction, so two gateways cannot both act on one threshold). `act` names the act (its
-    site and technique), so a follow-up that another worker counted first is not counted
-    again."""
+    site and technique), so a follow-up that another worker counted first within
+    `act_seconds` is not counted again; without it every call is an act of its own."""
     user = event.user
     if user is None:
         raise ValueError("only a signed-in person's attempts count towards a sanction")

@@ -110,6 +110,7 @@ class LdapSettings:
     user_filter: str = "(uid={username})"
     username_attribute: str = "uid"  # AD: sAMAccountName
     display_name_attribute: str = "displayName"
+    mail_attribute: str = "mail"  # the person's e-mail address, for the admin's notifications
     start_tls: bool = False
     ca_file: Path | None = None  # CA bundle for ldaps:// and StartTLS; else the system's CAs
     groups: GroupLookup = GroupLookup()

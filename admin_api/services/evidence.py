@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from admin_api.services.reports import day_bounds
-from admin_api.words import category_words
+from admin_api.words import category_words, role_words
 from policy.decide import decide
 from policy.lists import DomainList, parse_domain_list
 from policy.model import NO_OVERRIDES, Policy, Request, Subject, Verdict
@@ -113,7 +113,7 @@ def rules_in_words(policy: Policy) -> list[str]:
     """Each rule as one sentence, in file order, then the default."""
     lines: list[str] = []
     for rule in policy.rules:
-        who = ", ".join(sorted(rule.roles))
+        who = ", ".join(role_words(r) for r in sorted(rule.roles))
         what = ", ".join(category_words(c) for c in sorted(rule.categories))
         verb = "may use" if rule.verdict is Verdict.ALLOW else "may not use"
         when = "at any time" if rule.when.always else "at the times the rule names"
@@ -123,8 +123,27 @@ def rules_in_words(policy: Policy) -> list[str]:
     if locked:
         lines.append(f"Never allowed for anyone, whatever is approved: {', '.join(locked)}.")
     lines.append(f"Anything else is {'allowed' if policy.default is Verdict.ALLOW else 'blocked'}"
-                 f"; a person the filter cannot identify is treated as {policy.default_role}.")
+                 f"; a person the filter cannot identify is treated as "
+                 f"{role_words(policy.default_role)}.")
     return lines
+
+
+def safe_search_words(policy: Policy) -> str:
+    """What the policy forces on searches and YouTube, per role, in one or two sentences."""
+    roles = sorted(policy.roles)
+    forced = [r for r in roles if policy.inspection.for_role(r).safe_search]
+    if not forced:
+        return ("The policy does not enforce SafeSearch: searches are not filtered by the "
+                "search engines' own safe modes. Consider it at this review.")
+    others = [role_words(r) for r in roles if r not in forced]
+    text = (f"SafeSearch is forced for {', '.join(role_words(r) for r in forced)} (Google, "
+            "Bing, DuckDuckGo and Yahoo; a search engine where it cannot be forced is "
+            "blocked)" + (f", not for {', '.join(others)}" if others else "") + ".")
+    youtube = [f"{role_words(r)} ({policy.inspection.for_role(r).youtube.value})" for r in roles
+               if policy.inspection.for_role(r).youtube.value != "off"]
+    if youtube:
+        text += f" YouTube Restricted Mode: {', '.join(youtube)}."
+    return text + " This is the policy's setting; the live test does not search."
 
 
 def load_lists(policy: Policy, folders: Sequence[Path]) -> dict[str, DomainList]:
@@ -200,7 +219,7 @@ def _specs(policy: Policy, lists: dict[str, DomainList],
     for rule in policy.rules:
         for role in sorted(rule.roles):
             for category in sorted(rule.categories):
-                add(f"rule '{rule.name}' ({category_words(category)})", role, category)
+                add(f"{category_words(category)} (rule {rule.name})", role, category)
     for listed in policy.categories.values():
         if listed.circumvention or listed.locked:
             kind = "locked list" if listed.locked else "way round the filter"
@@ -276,10 +295,10 @@ def build_pack(session: Session, *, policy: Policy, day: date, now: datetime,
     header, table, note = policy_table(policy, day)
     header = ["Who", "Kind of website", *header[2:]]
     verdicts = {"BLOCK": "blocked", "allow": "allowed"}
-    rows = [[row[0], category_words(row[1]) if row[1] != "(uncategorised)" else "any other site",
+    rows = [[role_words(row[0]),
+             category_words(row[1]) if row[1] != "(uncategorised)" else "any other site",
              *(verdicts.get(cell, cell) for cell in row[2:])] for row in table]
-    safesearch = ("The policy does not enforce SafeSearch: searches are not filtered by the "
-                  "search engines' own safe modes. Consider it at this review.")
+    safesearch = safe_search_words(policy)
     return EvidencePack(
         day=day, made_at=now, policy_name=policy.name, rules_in_words=rules_in_words(policy),
         header=header, rows=rows, table_note=note,

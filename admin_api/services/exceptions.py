@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from admin_api.deps import looks_like_id
-from admin_api.errors import Conflict, NotFound
+from admin_api.errors import Conflict
 from admin_api.roles import SignedInUser
 from admin_api.services import audit
 from store.models import ExceptionRow, bump_change_counter
@@ -30,16 +29,9 @@ def current_and_future(session: Session, *, at: datetime) -> Sequence[ExceptionR
                            .order_by(ExceptionRow.starts).limit(1000)).all()
 
 
-def load(session: Session, exception_id: str) -> ExceptionRow:
-    row = session.get(ExceptionRow, exception_id) if looks_like_id(exception_id) else None
-    if row is None:
-        raise NotFound(f"there is no exception {exception_id[:36]!r}")
-    return row
-
-
-def revoke(session: Session, *, actor: SignedInUser, exception_id: str, at: datetime,
+def revoke(session: Session, *, actor: SignedInUser, row: ExceptionRow, at: datetime,
            reason: str = "") -> ExceptionRow:
-    row = load(session, exception_id)
+    """End `row` now (loaded by the route's ApprovedException dependency)."""
     if row.ends is not None and row.ends <= at:
         raise Conflict("this exception has already ended")
     before = _as_json(row)

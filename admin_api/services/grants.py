@@ -10,23 +10,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from enum import StrEnum
 from typing import Any
 
-from admin_api.errors import InvalidInput, PolicyForbids
+from admin_api.errors import InvalidInput, NotAllowed, PolicyForbids
+from admin_api.roles import SignedInUser
+from admin_api.schemas import ApprovalCreate, Duration
 from policy.decide import unblockable
 from policy.hostnames import HostError, normalise_host, unwrap_rewriting_proxy
 from policy.model import Policy, Scope, TargetKind
+from store.admin_models import UnblockRequestRow
 
 MAX_AHEAD = timedelta(days=366)
 _PERIOD = re.compile(r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})-(\d{2}:\d{2})$")
-
-
-class Duration(StrEnum):
-    HOURS = "hours"  # from now, for a number of hours
-    UNTIL = "until"  # from now until a date and time
-    PERIOD = "period"  # a named period of a school day (e.g. this afternoon's lesson)
-    PERMANENT = "permanent"  # no end (everyone x host: a local allow-list entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,3 +284,48 @@ def reach_words(policy: Policy, grant: Grant, *, people: int | None) -> str:
         end = grant.ends.astimezone(policy.calendar.timezone)
         until = f"until {end.strftime('%A')} {end.day} {end.strftime('%B')}, {_hm(end.time())}"
     return f"This lets {whom} use {what} {until}."
+
+
+def build_grant(policy: Policy, row: UnblockRequestRow, form: ApprovalCreate, now: datetime,
+                reviewer: SignedInUser) -> Grant:
+    """The grant the form asks for. Nobody decides their own request, in any field: a grant
+    for one person is for the person who was blocked or who asked, and a role or group grant
+    must not include the reviewer."""
+    who: str | None
+    match form.scope:
+        case Scope.USER:
+            who = form.who or row.blocked_user or row.requester
+            allowed = {name.casefold() for name in (row.blocked_user, row.requester) if name}
+            if who.casefold() not in allowed:
+                raise InvalidInput({"who": "a grant for one person can only be for the person "
+                                           "who was blocked or who asked ("
+                                           f"{' or '.join(sorted(allowed))}); to open it for "
+                                           "others, choose a class or group"})
+            if reviewer.same_person(who):
+                raise NotAllowed("this would give you access yourself: another Business "
+                                 "Manager must decide it")
+        case Scope.GROUP:
+            who = form.who or row.for_group
+            if not who:
+                raise InvalidInput({"who": "name the group or class (as in the directory)"})
+            if who.casefold() in {group.casefold() for group in reviewer.groups}:
+                raise NotAllowed(f"you are in the group {who}, so this would give you access "
+                                 "too: another Business Manager must decide it")
+        case Scope.ROLE:
+            who = form.who or row.blocked_role or row.requester_role
+            if who == reviewer.policy_role:
+                raise NotAllowed(f"you have the role {who}, so this would give you access "
+                                 "too: another Business Manager must decide it")
+        case _:
+            who = None
+    if form.target_kind is TargetKind.CATEGORY and not row.category:
+        raise InvalidInput({"target_kind": "this site is in no category of the policy; "
+                                           "approve it for the site instead"})
+    target = row.category if form.target_kind is TargetKind.CATEGORY else row.host
+    if form.until is not None and form.duration is not Duration.UNTIL:
+        raise InvalidInput({"until": "you typed an end time but chose another “For how long”: "
+                                     "choose “Until” to use that time, or clear it"})
+    starts, ends, label = resolve_times(policy, duration=form.duration, now=now,
+                                        hours=form.hours, until=form.until, period=form.period)
+    return Grant(scope=form.scope, who=who, target_kind=form.target_kind, target=target or "",
+                 starts=starts, ends=ends, label=label)

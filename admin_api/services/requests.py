@@ -12,15 +12,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import anyio.from_thread
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from admin_api.errors import Conflict, InvalidInput, NotAllowed
+from admin_api.resources import Resources
 from admin_api.roles import SignedInUser
-from admin_api.schemas import UnblockRequestCreate
+from admin_api.schemas import ApprovalCreate, UnblockRequestCreate
 from admin_api.services import audit
 from admin_api.services.grants import (
     Grant,
+    build_grant,
     check_grant,
     never_unblockable_for,
     reach_words,
@@ -28,12 +31,16 @@ from admin_api.services.grants import (
     widenings,
 )
 from admin_api.services.lists import blocked_by
+from admin_api.services.people import count_covered, look_up
 from admin_api.services.sites import refuse_public_suffix, site_of
+from policy.decide import decide
+from policy.explain import explain_decision
 from policy.hostnames import HostError, normalise_host
-from policy.model import Policy, TargetKind, Verdict
+from policy.model import Policy, Scope, Subject, TargetKind, Verdict
+from policy.model import Request as PolicyRequest
 from store.admin_models import RequestState, UnblockRequestRow
 from store.models import ExceptionRow, LocalListRow, bump_change_counter
-from store.tokens import AccessClaims
+from store.tokens import AccessClaims, read_access_token
 
 QUEUE_LIMIT = 500
 
@@ -196,3 +203,57 @@ def queue(session: Session, *, state: RequestState = RequestState.PENDING,
              else UnblockRequestRow.reviewed_at.desc())
     return session.scalars(select(UnblockRequestRow).where(UnblockRequestRow.state == state)
                            .order_by(order).limit(QUEUE_LIMIT)).all()
+
+
+# --- reading links, explaining and approving (called by the routes) -----------------------
+
+
+def read_claims(resources: Resources, token: str) -> AccessClaims:
+    return read_access_token(resources.access_token_secret, token[:4096],
+                             max_age_seconds=resources.settings.access_link_max_age_seconds)
+
+
+def decision_context(policy: Policy, row: UnblockRequestRow, at: datetime, *,
+                     group_role: str | None = None) -> str:
+    """Why the site is blocked for the people the request is about, in the policy's words
+    (the decision, not anyone's browsing): for a class or group, its members (`group_role`,
+    their role in the directory), not the teacher who asked."""
+    if row.for_group:
+        subject = Subject(role=group_role or policy.default_role, user=None,
+                          groups=frozenset({row.for_group}))
+    else:
+        subject = Subject(role=row.blocked_role or row.requester_role,
+                          user=row.blocked_user or row.requester)
+    if subject.role not in policy.roles:
+        subject = Subject(role=policy.default_role, user=subject.user, groups=subject.groups)
+    when = row.blocked_at or at
+    decision = decide(policy, PolicyRequest(row.host), subject, None, when)
+    words = explain_decision(policy, decision, subject, when)
+    # Read by the Business Manager, who decides: not "ask the Business Manager".
+    words = words.replace("; ask the Business Manager if you need it.", ".")
+    if row.for_group:
+        words = f"For the class or group {row.for_group} ({subject.role}s):\n{words}"
+    return words
+
+
+def beneficiary_roles(resources: Resources, row: UnblockRequestRow, grant: Grant,
+                      ) -> frozenset[str]:
+    """For a grant to one person, the roles to check it with: the role recorded for them (the
+    block page's or their session's) and their role in the directory now (unknown: the default
+    role). Never the reviewer's. Called from a worker thread (a sync route)."""
+    if grant.scope is not Scope.USER or grant.who is None:
+        return frozenset()
+    recorded = (row.blocked_role if row.blocked_user and grant.who.casefold()
+                == row.blocked_user.casefold() else row.requester_role)
+    person = anyio.from_thread.run(look_up, resources, grant.who)
+    return frozenset(role for role in (recorded, person.role) if role)
+
+
+def approve(resources: Resources, session: Session, *, row: UnblockRequestRow,
+            reviewer: SignedInUser, form: ApprovalCreate, now: datetime) -> UnblockRequestRow:
+    grant = build_grant(resources.policy, row, form, now, reviewer)
+    return approve_request(
+        session, row=row, reviewer=reviewer, grant=grant, note=form.note,
+        policy=resources.policy, at=now, user_roles=beneficiary_roles(resources, row, grant),
+        confirmed=form.confirm_wide,
+        people=count_covered(resources, scope=grant.scope, who=grant.who))

@@ -130,3 +130,19 @@ def test_an_empty_span_draws_an_empty_chart() -> None:
     assert svg.startswith("<svg")
     assert svg.endswith("</svg>")
     assert "<rect" not in svg
+
+
+@pytest.mark.parametrize("top", [1, 3, 7, 8, 10, 13, 99, 250])
+def test_the_axis_ticks_are_whole_even_steps_a_bar_can_be_read_against(top: int) -> None:
+    # UX review: ticks were rounded to 0, 2, 5, 7, 10, so a bar of 8 sat between "7" and "10".
+    svg = str(stacked_bars(title="t", days=[date(2026, 12, 7)], series={"social": [top]}))
+    ticks = [(float(y), int(n)) for y, n in
+             re.findall(r'<text x="\d+" y="([\d.]+)" text-anchor="end"[^>]*>(\d+)</text>', svg)]
+    values = [n for _y, n in ticks]
+    step = values[1] - values[0]
+    assert values == [step * i for i in range(len(values))]  # 0 and equal whole steps
+    assert values[-1] >= top > values[-1] - step  # the top tick is the first at or above
+    assert 2 <= len(values) <= 5
+    bottom_y, top_y = ticks[0][0], ticks[-1][0]
+    for y, n in ticks:  # each label sits where its value is drawn
+        assert abs(y - (bottom_y + (top_y - bottom_y) * n / values[-1])) < 0.2

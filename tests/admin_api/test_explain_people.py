@@ -5,6 +5,7 @@ not learn about other people's sanctions or exceptions. On SQLite and PostgreSQL
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -100,3 +101,18 @@ def test_a_name_typed_in_another_case_or_width_is_the_same_person(
         body = client.get("/api/explain", params={"who": typed,
                                                   "host": "www.example.org"}).json()
         assert body["reason"] == "supervised_only", (typed, body)
+
+
+def test_the_explain_page_speaks_in_words_without_ids(app: FastAPI,
+                                                      resources: Resources) -> None:
+    # UX findings 5 and 3: "No rule covers no category for role staff", and a sanction's id
+    # in the sentence the DSL reads.
+    _, name = _sanction_and_exception(resources)
+    client, _ = client_for(app, "dsl")
+    plain = client.get("/api/explain", params={"role": "staff",
+                                               "host": "www.example.org"}).json()
+    assert "covers no category" not in plain["explanation"]
+    assert "www.example.org is in no category of the policy" in plain["explanation"]
+    page = client.get("/explain", params={"who": name, "host": "www.example.org"}).text
+    assert "supervised-only" in page
+    assert re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}", page) is None, "an id on the page"

@@ -127,3 +127,11 @@ def test_every_alert_kind_the_gateway_raises_has_words() -> None:
                  "safeguarding_search", "list_stale", "list_update_failed"):
         assert "_" not in alert_kind_words(kind), kind
     assert alert_kind_words("safeguarding_search") == "searched for something worrying"
+
+
+def test_blocks_without_a_kind_of_website_are_named_in_words() -> None:
+    # UX review: the weekly summary listed "(no category)" (they are supervised-only blocks).
+    from admin_api.services.reports import UNCATEGORISED
+    from admin_api.words import category_words
+
+    assert category_words(UNCATEGORISED) == "other blocks (supervised-only, errors)"

@@ -1,7 +1,8 @@
 """Nobody left waiting (admin_api/notifications.py): the counts beside the menu and on the start
 page, and the scheduled e-mails (new requests, each or as a daily digest, to the Business
 Manager; the outcome to the requester; new alerts and the weekly summary to the DSL), sent
-once each, through the real SMTP sink over STARTTLS."""
+once each, through the real SMTP sink over STARTTLS. A requester's address comes from the
+directory (the demo users file here; LDAP's `mail` in tests/store/test_directory.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from admin_api.notifications import (
+    DirectoryAddresses,
     NotificationSettings,
     parse_notification_settings,
     run_notifications,
@@ -25,11 +27,13 @@ from admin_api.resources import Resources
 from store.admin_models import RequestState, UnblockRequestRow
 from store.alerts import EmailSettings
 from store.db import make_engine, upgrade
+from store.directory import DirectoryUnavailable, DirectoryUser, LocalDirectory
 from store.models import AlertRow, AlertSeverity, AlertState
 from tests.admin_api.conftest import World, client_for
 from tests.admin_api.mail_tls import MailTls, make_mail_tls
 from tests.support.smtp_sink import Received, SmtpSink, smtp_sink
 
+DEMO_USERS = Path(__file__).resolve().parents[2] / "store" / "data" / "demo-users.yaml"
 LONDON = ZoneInfo("Europe/London")
 # Friday 18 December 2026, 10:00 in London (GMT).
 NOW = datetime(2026, 12, 18, 10, 0, tzinfo=UTC)
@@ -61,8 +65,7 @@ def settings_for(sink: SmtpSink, tls: MailTls, extra: str = "") -> NotificationS
         f"to: [unused@school.test], ca_file: '{tls.cert}'}}\n"
         "admin_url: https://admin.school.test\n"
         "business_manager: {to: [bursar@school.test]}\n"
-        "dsl: {to: [dsl@school.test]}\n"
-        "addresses: {teacher1: teacher1@school.test}\n" + extra, source="notifications.yaml")
+        "dsl: {to: [dsl@school.test]}\n" + extra, source="notifications.yaml")
 
 
 def add_request(session: Session, *, host: str, at: datetime, requester: str = "pupil1",
@@ -88,8 +91,11 @@ def text_of(mail: Received) -> str:
 
 def run(db: sessionmaker[Session], settings: NotificationSettings, now: datetime,
         state: Path) -> list[str]:
+    addresses = DirectoryAddresses(LocalDirectory(DEMO_USERS))
     with db() as session:
-        sent = run_notifications(session, settings, now=now, zone=LONDON, state_file=state)
+        sent = run_notifications(session, settings, now=now, zone=LONDON, state_file=state,
+                                 address_of=addresses)
+    addresses.close()
     assert sent.failed == []
     return [subject for _to, subject in sent.mails]
 
@@ -151,8 +157,8 @@ def test_the_requester_hears_the_outcome_where_an_address_is_known(
     state = tmp_path / "state.json"
     assert run(db, settings, NOW, state) == [
         "Yes: you can use www.bbc.co.uk until Friday 18 December, 14:00",
-        "Not this time: www.reddit.com"]  # pupil7 has no address: their page tells them
-    assert [m.recipients for m in sink.messages] == [["teacher1@school.test"]] * 2
+        "Not this time: www.reddit.com"]  # pupil7 is unknown: their page tells them
+    assert [m.recipients for m in sink.messages] == [["teacher1@demo.school.example"]] * 2
     denied = text_of(sink.messages[1])
     assert "The reason: Please use the library." in denied
     assert run(db, settings, NOW + timedelta(minutes=5), state) == []
@@ -215,3 +221,36 @@ def test_the_business_manager_sees_the_count_on_every_page(app: FastAPI, world: 
     assert f'<span class="count">{waiting}<span class="visually-hidden"> waiting' in lists
     pupil, _ = client_for(app, "pupil")
     assert 'class="count"' not in pupil.get("/").text
+
+
+def test_an_address_map_in_the_file_is_refused_in_words() -> None:
+    with pytest.raises(ValueError, match="comes from the directory"):
+        parse_notification_settings("email: {host: h, from: a@b.c, to: [d@e.f]}\n"
+                                    "addresses: {teacher1: t@school.test}\n", source="n.yaml")
+
+
+class _Down:
+    """A directory that cannot answer (the DC is down)."""
+
+    async def lookup(self, username: str) -> DirectoryUser | None:
+        raise DirectoryUnavailable("the directory did not answer")
+
+
+def test_a_directory_outage_keeps_the_answer_for_the_next_run(
+        db: sessionmaker[Session], sink: SmtpSink, tls: MailTls, tmp_path: Path) -> None:
+    with db() as session:
+        add_request(session, host="www.bbc.co.uk", at=NOW - timedelta(hours=2),
+                    requester="teacher1", state=RequestState.DENIED,
+                    reviewed_at=NOW - timedelta(minutes=30), note="Use the library copy.")
+    settings = settings_for(sink, tls).model_copy(update={"business_manager": None,
+                                                          "dsl": None})
+    state = tmp_path / "state.json"
+    down = DirectoryAddresses(_Down())  # type: ignore[arg-type]
+    with db() as session:
+        sent = run_notifications(session, settings, now=NOW, zone=LONDON, state_file=state,
+                                 address_of=down)
+    down.close()
+    assert sent.mails == []
+    assert sent.failed == ["address of teacher1: the directory did not answer"]
+    assert run(db, settings, NOW + timedelta(minutes=5), state) == [
+        "Not this time: www.bbc.co.uk"]

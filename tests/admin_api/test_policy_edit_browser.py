@@ -7,8 +7,6 @@ Screenshots of each step are kept as artefacts."""
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
@@ -22,13 +20,10 @@ from policy.model import Reason, Verdict
 from store.db import make_engine, upgrade
 from store.models import EventRow
 from store.policy_files import load_policy, seed_policy_path
-from tests.support.browser import CHROMIUM_ARGS, need_browser
-from tests.support.gateway import SCHOOLGATE, free_port, wait_until_listening
+from tests.support.browser import CHROMIUM_ARGS, need_browser, running_admin, sign_in
 
 pytestmark = [pytest.mark.browser]
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_IDENTITY = ROOT / "store" / "data" / "demo-identity.yaml"
 BREAK_RULE = "    categories: [facebook, social]\n    when: [break]\n"
 
 
@@ -43,7 +38,8 @@ def _recent_lunch() -> datetime:
 
 
 @contextlib.contextmanager
-def running_admin(folder: Path, policy: Path) -> Iterator[str]:
+def admin_with_lunch_events(folder: Path, policy: Path) -> Iterator[str]:
+    """The admin on a database holding three Facebook visits at a recent lunch."""
     database = f"sqlite:///{folder / 'schoolgate.db'}"
     upgrade(database)
     engine = make_engine(database)
@@ -56,27 +52,8 @@ def running_admin(folder: Path, policy: Path) -> Iterator[str]:
                                  reason=Reason.RULE_ALLOW.value, intercepted=False))
         session.commit()
     engine.dispose()
-    port = free_port()
-    data_dir = folder / "data"
-    data_dir.mkdir()
-    log = folder / "admin.log"
-    command = [str(SCHOOLGATE), "admin", "--listen-host", "127.0.0.1", "--listen-port",
-               str(port), "--data-dir", str(data_dir), "--identity", str(DEMO_IDENTITY),
-               "--database", database, "--policy", str(policy)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHOOLGATE_SCHOOL_NAME": "Test Primary"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
-                                env=env)
-    try:
-        wait_until_listening(port, proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with running_admin(folder, database=database, policy=policy) as admin:
+        yield admin
 
 
 def test_edit_preview_save_and_restore_in_a_browser(tmp_path: Path,
@@ -85,7 +62,7 @@ def test_edit_preview_save_and_restore_in_a_browser(tmp_path: Path,
     policy = tmp_path / "policy.yaml"
     policy.write_bytes(seed_policy_path().read_bytes())
     original = policy.read_text(encoding="utf-8")
-    with running_admin(tmp_path, policy) as admin, sync_api.sync_playwright() as p:
+    with admin_with_lunch_events(tmp_path, policy) as admin, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             _story(browser.new_context().new_page(), admin, policy, original, artefacts_dir)
@@ -99,11 +76,7 @@ def _shot(page: Any, folder: Path, name: str) -> None:
 
 
 def _story(page: Any, admin: str, policy: Path, original: str, shots: Path) -> None:
-    page.goto(f"{admin}/signin")
-    page.fill("#username", "it1")
-    page.fill("#password", "it1-demo")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    sign_in(page, admin, "it1")
     page.goto(f"{admin}/policy")
     assert "Running: version 1" in page.inner_text("#running-version")
 

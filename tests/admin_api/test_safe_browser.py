@@ -13,8 +13,6 @@ steps at phone width, kept as artefacts:
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,65 +20,21 @@ from typing import Any
 import pytest
 
 from store.db import upgrade
-from tests.support.browser import CHROMIUM_ARGS, need_browser
-from tests.support.gateway import SCHOOLGATE, free_port, wait_until_listening
+from tests.support.browser import CHROMIUM_ARGS, Shots, need_browser, running_admin, signed_in
 
 pytestmark = [pytest.mark.browser]
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_IDENTITY = ROOT / "store" / "data" / "demo-identity.yaml"
 WHY = "We are making a class video about online safety in our computing lesson."
 PHONE = {"width": 390, "height": 844}
 
 
 @contextlib.contextmanager
-def running_admin(folder: Path) -> Iterator[str]:
-    """`schoolgate admin` on a free loopback port with its own data directory and database."""
+def _admin(folder: Path) -> Iterator[str]:
+    """The admin on its own SQLite database in `folder`."""
     database = f"sqlite:///{folder / 'schoolgate.db'}"
     upgrade(database)
-    port = free_port()
-    data_dir = folder / "data"
-    data_dir.mkdir()
-    log = folder / "admin.log"
-    command = [str(SCHOOLGATE), "admin", "--listen-host", "127.0.0.1", "--listen-port",
-               str(port), "--data-dir", str(data_dir), "--identity", str(DEMO_IDENTITY),
-               "--database", database]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHOOLGATE_SCHOOL_NAME": "Test Primary"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
-                                env=env)
-    try:
-        wait_until_listening(port, proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-class Shots:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.count = 0
-
-    def take(self, page: Any, name: str) -> None:
-        self.count += 1
-        page.screenshot(path=str(self.folder / f"safe-{self.count:02d}-{name}.png"),
-                        full_page=True)
-
-
-def signed_in(browser: Any, admin: str, username: str) -> Any:
-    page = browser.new_context().new_page()
-    page.goto(f"{admin}/signin")
-    page.fill("#username", username)
-    page.fill("#password", f"{username}-demo")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    assert "/signin" not in page.url, page.inner_text("main")
-    return page
+    with running_admin(folder, database=database) as admin:
+        yield admin
 
 
 def main_text(page: Any) -> str:
@@ -90,8 +44,8 @@ def main_text(page: Any) -> str:
 def test_the_wide_grant_needs_its_confirmation_and_the_seed_refuses_it_for_pupils(
         tmp_path: Path, artefacts_dir: Path) -> None:
     chromium, _, sync_api = need_browser()
-    shots = Shots(artefacts_dir)
-    with running_admin(tmp_path) as admin, sync_api.sync_playwright() as p:
+    shots = Shots(artefacts_dir, "safe")
+    with _admin(tmp_path) as admin, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             _story(browser, admin, shots)
@@ -195,7 +149,7 @@ def test_docs_work_in_the_browser_with_the_csp_on(tmp_path: Path, artefacts_dir:
     """Security finding 20: Swagger UI from our own origin, under the pages' CSP, still shows
     the API's operations, and nothing is loaded from another origin."""
     chromium, _, sync_api = need_browser()
-    with running_admin(tmp_path) as admin, sync_api.sync_playwright() as p:
+    with _admin(tmp_path) as admin, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = signed_in(browser, admin, "it1")

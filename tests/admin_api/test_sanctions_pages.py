@@ -94,7 +94,7 @@ def test_extend_lift_and_a_supervised_session(app: FastAPI, resources: Resources
     assert opened.ends - opened.starts == timedelta(minutes=45)
     assert opened.opened_by == "dsl1"
     lifted = client.post(f"/monitoring/sanctions/{sanction_id}/lift",
-                         data={"csrf_token": csrf, "note": "Apologised."})
+                         data={"csrf_token": csrf, "reason": "Apologised.", "confirm": "yes"})
     assert lifted.status_code == 303
     assert _counter(resources) >= counter + 3
     with resources.sessions() as session:
@@ -150,7 +150,7 @@ def test_only_the_dsl_may_change_a_sanction(app: FastAPI, resources: Resources, 
     sanction_id = _recommended(resources, f"pupil-{uuid.uuid4().hex[:6]}")
     client, csrf = client_for(app, role)
     page = client.post(f"/monitoring/sanctions/{sanction_id}/{action}",
-                       data={"csrf_token": csrf})
+                       data={"csrf_token": csrf, "reason": "Spoke to them.", "confirm": "yes"})
     api = client.post(f"/api/monitoring/sanctions/{sanction_id}/{action}",
                       headers={"X-CSRF-Token": csrf}, json={})
     if role == "dsl":

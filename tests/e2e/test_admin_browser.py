@@ -13,12 +13,9 @@ directory and signing secret. The story, with a screenshot of every step kept as
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,21 +23,25 @@ from typing import Any
 import pytest
 
 from store.db import upgrade
-from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
+from tests.support.browser import (
+    CHROMIUM_ARGS,
+    DEMO_IDENTITY,
+    Shots,
+    need_browser,
+    running_admin,
+    sign_in,
+    trust_ca,
+)
 from tests.support.gateway import (
-    SCHOOLGATE,
     free_port,
     noon_zone,
     policy_text,
     running_gateway,
     wait_for,
-    wait_until_listening,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_IDENTITY = ROOT / "store" / "data" / "demo-identity.yaml"
 BLOCKED = "www.tiktok.com"  # category "social": blocked for pupils, may be granted
 PROXY_SITE = "proxysite.test"  # category "web_proxy": a circumvention attempt
 # The pupil browses https:// through the gateway, whose CA the browser trusts. (Chromium sends a
@@ -60,30 +61,6 @@ def write_recommending_policy(path: Path) -> None:
                            "  on_threshold: recommend\n")
 
 
-class Shots:
-    """Numbered screenshots in the artefacts folder."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.count = 0
-
-    def take(self, page: Any, name: str) -> None:
-        self.count += 1
-        page.screenshot(path=str(self.folder / f"admin-{self.count:02d}-{name}.png"),
-                        full_page=True)
-
-
-def sign_in(page: Any, admin: str, username: str) -> None:
-    """Sign in on the page the admin sent us to (or the sign-in page)."""
-    if "/signin" not in page.url:
-        page.goto(f"{admin}/signin")
-    page.fill("#username", username)
-    page.fill("#password", f"{username}-demo")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    assert "/signin" not in page.url, page.inner_text("main")
-
-
 def test_the_unblock_story_and_the_dsls_incident_note(tmp_path: Path,
                                                       artefacts_dir: Path) -> None:
     chromium, certutil, sync_api = need_browser()
@@ -91,14 +68,15 @@ def test_the_unblock_story_and_the_dsls_incident_note(tmp_path: Path,
     write_recommending_policy(policy)
     database = f"sqlite:///{tmp_path / 'schoolgate.db'}"
     upgrade(database)
-    shots = Shots(artefacts_dir)
+    shots = Shots(artefacts_dir, "admin")
     # The admin's address goes on the block page, so pick it before the gateway starts.
     admin_port = free_port()
     admin = f"http://127.0.0.1:{admin_port}"
     with running_gateway(tmp_path / "gw", policy=policy, identity=DEMO_IDENTITY, extra_args=[
             "--set", f"schoolgate_database_url={database}",
             "--set", f"schoolgate_admin_url={admin}"]) as gw, \
-            running_admin(admin_port, tmp_path, gw.data_dir, database, policy):
+            running_admin(tmp_path, port=admin_port, data_dir=gw.data_dir, database=database,
+                          policy=policy):
         home = tmp_path / "home"
         trust_ca(home, gw.ca_pem, certutil)
         with sync_api.sync_playwright() as p:
@@ -113,31 +91,6 @@ def test_the_unblock_story_and_the_dsls_incident_note(tmp_path: Path,
             finally:
                 browser.close()
     assert shots.count >= 10
-
-
-@contextlib.contextmanager
-def running_admin(port: int, folder: Path, data_dir: Path, database: str,
-                  policy: Path) -> Iterator[None]:
-    """`schoolgate admin` on `port`, sharing the gateway's data directory (its secret signs
-    the block page's links) and database."""
-    log = folder / "admin.log"
-    command = [str(SCHOOLGATE), "admin", "--listen-host", "127.0.0.1", "--listen-port",
-               str(port), "--data-dir", str(data_dir), "--identity", str(DEMO_IDENTITY),
-               "--policy", str(policy), "--database", database]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHOOLGATE_SCHOOL_NAME": "Test Primary"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
-                                env=env)
-    try:
-        wait_until_listening(port, proc, log)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def _story(browser: Any, admin: str, shots: Shots) -> None:

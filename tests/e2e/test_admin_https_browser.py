@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from schoolgate.cli import main
-from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
+from tests.support.browser import CHROMIUM_ARGS, need_browser, sign_in, trust_ca
 from tests.support.gateway import SCHOOLGATE, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -60,11 +60,7 @@ def test_signing_in_to_the_https_admin_under_its_host_name_works(tmp_path: Path)
                 context = browser.new_context()
                 page = context.new_page()
                 page.goto(f"https://{NAME}:{port}/signin")  # no certificate warning: trusted
-                page.fill("#username", "bursar1")
-                page.fill("#password", "bursar1-demo")
-                page.click("button[type=submit]")
-                page.wait_for_load_state()
-                assert "/signin" not in page.url, page.content()[:2000]
+                sign_in(page, f"https://{NAME}:{port}", "bursar1")
                 cookies = context.cookies()
                 assert cookies
                 assert all(c["secure"] for c in cookies)

@@ -33,13 +33,15 @@ from store.models import (
     SanctionRow,
     SanctionState,
 )
-from tests.e2e.test_admin_browser import (
+from tests.e2e.test_admin_browser import write_recommending_policy
+from tests.support.browser import (
+    CHROMIUM_ARGS,
     DEMO_IDENTITY,
+    need_browser,
     running_admin,
     sign_in,
-    write_recommending_policy,
+    trust_ca,
 )
-from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
 from tests.support.gateway import free_port, running_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -178,7 +180,8 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     with running_gateway(tmp / "gw", policy=policy, identity=DEMO_IDENTITY, extra_args=[
             "--set", f"schoolgate_database_url={database}",
             "--set", f"schoolgate_admin_url={admin}"]) as gw, \
-            running_admin(admin_port, tmp, gw.data_dir, database, policy):
+            running_admin(tmp, port=admin_port, data_dir=gw.data_dir, database=database,
+                          policy=policy):
         yield {"admin": admin, "gw": gw, "ids": ids, "home": tmp / "home"}
 
 

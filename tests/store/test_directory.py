@@ -20,7 +20,7 @@ from store.directory import (
     verify_password,
 )
 from store.identity_config import IdentityConfigError, LdapSettings, load_identity_config
-from tests.support.slapd import PEOPLE, SlapdServer, start_slapd
+from tests.support.slapd import MAIL, PEOPLE, SlapdServer, start_slapd
 
 pytestmark = pytest.mark.ldap
 DEMO_USERS = Path(__file__).resolve().parents[2] / "store" / "data" / "demo-users.yaml"
@@ -46,7 +46,7 @@ async def test_each_person_signs_in_with_their_groups(directory: LdapDirectory,
                                                       username: str) -> None:
     display, password, groups = PEOPLE[username]
     user = await directory.authenticate(username, password)
-    assert user == DirectoryUser(username, frozenset(groups), display)
+    assert user == DirectoryUser(username, frozenset(groups), display, MAIL.get(username, ""))
 
 
 async def test_user_names_ignore_case_and_come_back_as_the_directory_spells_them(
@@ -60,7 +60,8 @@ async def test_user_names_ignore_case_and_come_back_as_the_directory_spells_them
 async def test_lookup_finds_groups_without_a_password(directory: LdapDirectory,
                                                       username: str) -> None:
     display, _password, groups = PEOPLE[username]
-    assert await directory.lookup(username) == DirectoryUser(username, frozenset(groups), display)
+    assert await directory.lookup(username) == DirectoryUser(username, frozenset(groups), display,
+                                                             MAIL.get(username, ""))
 
 
 @pytest.mark.parametrize("username", ["nobody", "", "*", "pupil*", "*)(uid=*"])
@@ -193,7 +194,18 @@ async def test_the_users_file_answers_lookups() -> None:
     found = await directory.lookup("DSL1")
     assert found is not None
     assert (found.username, found.groups) == ("dsl1", {"Staff", "DSL"})
+    assert found.mail == "dsl1@demo.school.example"  # the demo directory gives addresses
     assert await directory.lookup("nobody") is None
+
+
+async def test_an_address_that_could_inject_mail_headers_is_left_out(tmp_path: Path) -> None:
+    users = tmp_path / "users.yaml"
+    digest = hash_password("a-pass")
+    users.write_text(f"users:\n  a: {{password_hash: '{digest}', "
+                     "mail: \"a@x.test\\nBcc: b@y.test\"}\n")
+    found = await LocalDirectory(users).lookup("a")
+    assert found is not None
+    assert found.mail == ""
 
 
 @pytest.mark.parametrize(("username", "password"), [

@@ -1,13 +1,23 @@
 """Headless Chromium for the browser tests, as a school device: Debian's chromium driven by
-Playwright, trusting the school CA from its own NSS store."""
+Playwright, trusting the school CA from its own NSS store; and what every admin browser test
+needs: `schoolgate admin` on a free loopback port, signing in through the form, numbered
+screenshots."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from tests.support.gateway import SCHOOLGATE, free_port, wait_until_listening
 from tests.support.needs import need, need_program
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_IDENTITY = ROOT / "store" / "data" / "demo-identity.yaml"
 
 # No QUIC (the gateway is an explicit TCP proxy); no background traffic to the outside world.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-quic", "--disable-background-networking",
@@ -34,3 +44,66 @@ def trust_ca(home: Path, ca_pem: Path, certutil: str) -> None:
     subprocess.run([certutil, "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
     subprocess.run([certutil, "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "school", "-i",
                     str(ca_pem)], check=True)
+
+
+def sign_in(page: Any, admin: str, username: str, password: str | None = None) -> None:
+    """Sign in through the form (the page the admin sent us to, or /signin); the demo
+    directory's password is `<user>-demo`."""
+    if "/signin" not in page.url:
+        page.goto(f"{admin}/signin")
+    page.fill("#username", username)
+    page.fill("#password", password if password is not None else f"{username}-demo")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert "/signin" not in page.url, page.inner_text("main")
+
+
+def signed_in(browser: Any, admin: str, username: str) -> Any:
+    """A new page in a new context (its own cookies), signed in as `username`."""
+    page = browser.new_context().new_page()
+    sign_in(page, admin, username)
+    return page
+
+
+class Shots:
+    """Numbered full-page screenshots in a folder, named `<prefix>-NN-<name>.png`."""
+
+    def __init__(self, folder: Path, prefix: str) -> None:
+        self.folder = folder
+        self.prefix = prefix
+        self.count = 0
+
+    def take(self, page: Any, name: str) -> None:
+        self.count += 1
+        page.screenshot(path=str(self.folder / f"{self.prefix}-{self.count:02d}-{name}.png"),
+                        full_page=True)
+
+
+@contextlib.contextmanager
+def running_admin(folder: Path, *, database: str, port: int | None = None,
+                  data_dir: Path | None = None, policy: Path | None = None) -> Iterator[str]:
+    """`schoolgate admin` on a free (or the given) loopback port with the demo directory,
+    `folder/data` as its data directory unless one is given (a gateway's, whose secret signs
+    the block page's links), until the block ends; yields its address."""
+    port = port or free_port()
+    if data_dir is None:
+        data_dir = folder / "data"
+        data_dir.mkdir()
+    log = folder / "admin.log"
+    command = [str(SCHOOLGATE), "admin", "--listen-host", "127.0.0.1", "--listen-port",
+               str(port), "--data-dir", str(data_dir), "--identity", str(DEMO_IDENTITY),
+               "--database", database, *(["--policy", str(policy)] if policy else [])]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHOOLGATE_SCHOOL_NAME": "Test Primary"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
+                                env=env)
+    try:
+        wait_until_listening(port, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -44,6 +44,8 @@ PEOPLE: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "it1": ("IT Technician", "it1-pass", ("Staff", "ITTechnicians")),
     "visitor1": ("Visitor Without Groups", "visitor1-pass", ()),
 }
+# username -> e-mail address (LDAP `mail`); visitor1 has none.
+MAIL = {name: f"{name}@school.test" for name in PEOPLE if name != "visitor1"}
 GROUPS = ("Pupils", "Year5", "Staff", "SocialMedia", "BusinessManagers", "DSL", "ITTechnicians")
 
 # The seed policy's roles; first matching group wins.
@@ -197,6 +199,7 @@ class SlapdServer:
                     "displayName": display, "userPassword": password,
                     "uidNumber": 10000 + index, "gidNumber": 10000,
                     "homeDirectory": f"/home/{name}",
+                    **({"mail": MAIL[name]} if name in MAIL else {}),
                 })
             # Added after the people, so the memberof overlay writes each person's memberOf.
             for group in GROUPS:
