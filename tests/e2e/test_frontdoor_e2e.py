@@ -295,4 +295,5 @@ def test_the_front_door_can_be_switched_off(tmp_path: Path) -> None:
     with lean_gateway(tmp_path, "--set", "schoolgate_front_door=false", signs_in=False) as gw:
         with gw.client(None, trust="origin") as client:
             assert client.get("https://learning.test/").status_code == 200
-        assert door_counts(gw) == {}
+        counts = door_counts(gw)
+        assert counts and not any(counts.values())  # exported, and nothing went through it
