@@ -21,6 +21,8 @@ from proxy_addons.engine import (
 )
 from proxy_addons.frontdoor import FrontDoor
 from proxy_addons.identity import Identify
+from proxy_addons.policy_source import PolicySource
+from proxy_addons.stats import GatewayStats
 
 
 def specs(*argv: str) -> list[str]:
@@ -82,12 +84,14 @@ def test_the_front_door_is_wired_only_with_identify_and_enforce() -> None:
     async def run() -> None:
         bare = LeanMaster(options.Options(), [])
         assert front_door(bare, []) is None
-        identify, enforce = Identify(), Enforce()
+        stats = GatewayStats()
+        identify, enforce = Identify(stats), Enforce(PolicySource(stats), stats)
         lean = LeanMaster(options.Options(), [identify, enforce])
         door = front_door(lean, [identify, enforce])
         assert isinstance(door, FrontDoor)
         assert door.gate.identify == identify.identify_now
         assert door.gate.passes_through == enforce.passes_through
+        assert door.stats is stats  # the front door counts in the gateway's one GatewayStats
         hook: hooks.Hook = server_hooks.ClientConnectedHook(tflow.tclient_conn())
         await door.gate.run_hook(hook)  # the chain's own dispatch
     asyncio.run(run())
