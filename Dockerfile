@@ -8,10 +8,6 @@ COPY requirements.lock ./
 RUN python -m venv /opt/schoolgate \
  && /opt/schoolgate/bin/pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
-COPY policy ./policy
-COPY proxy_addons ./proxy_addons
-COPY store ./store
-COPY admin_api ./admin_api
 COPY schoolgate ./schoolgate
 RUN /opt/schoolgate/bin/pip install --no-cache-dir --no-deps .
 

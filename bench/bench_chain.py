@@ -20,7 +20,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from proxy_addons.main import addons
+from schoolgate.proxy_addons.main import addons
 from tests.support.gateway import write_policy
 
 HOSTS = ["learning.test", "www.bbc.co.uk", "x.com", "www.facebook.com", "cdn.example.org",

@@ -13,10 +13,10 @@ import time
 import tracemalloc
 from datetime import UTC, datetime
 
-from policy.decide import decide
-from policy.model import Policy, Request, Subject
-from policy.parse import list_files_named, parse_policy
-from store.policy_files import seed_policy_path, shipped_lists_dir
+from schoolgate.policy.decide import decide
+from schoolgate.policy.model import Policy, Request, Subject
+from schoolgate.policy.parse import list_files_named, parse_policy
+from schoolgate.store.policy_files import seed_policy_path, shipped_lists_dir
 
 SYNTHETIC = "synthetic.txt"
 # A mix of what a school sees: allowed sites, listed platforms, deep subdomains, misses.

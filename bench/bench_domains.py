@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from policy import hostnames
-from policy.hostnames import DomainIndex, Host, normalise_host
+from schoolgate.policy import hostnames
+from schoolgate.policy.hostnames import DomainIndex, Host, normalise_host
 
 REAL = {
     "x": ["x.com", "twitter.com", "t.co", "twimg.com"],

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from policy.model import Reason, Verdict
-from store.db import make_engine, upgrade
-from store.event_writer import EventWriter
-from store.events import AttemptEvidence, Event
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.event_writer import EventWriter
+from schoolgate.store.events import AttemptEvidence, Event
 
 HOSTS = ["www.bbc.co.uk", "classroom.google.com", "www.instagram.com", "cdn.jsdelivr.net"]
 

@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from proxy_addons.ca import ensure_school_ca  # noqa: E402
+from schoolgate.proxy_addons.ca import ensure_school_ca  # noqa: E402
 from tests.support.gateway import OriginCA  # noqa: E402
 
 BIN = Path(sys.executable).parent

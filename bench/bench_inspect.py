@@ -45,7 +45,7 @@ from bench_gateway import (
     pinning,
 )
 
-from proxy_addons.ca import ensure_school_ca
+from schoolgate.proxy_addons.ca import ensure_school_ca
 from tests.support.gateway import OriginCA, start_origin
 
 MODES = ("listed", "all")

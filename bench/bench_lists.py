@@ -29,12 +29,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_domains import synthetic_domains
-from policy.decide import decide
-from policy.listformats import ListEntry, ListFile, compact, format_list_file
-from policy.model import NO_OVERRIDES, Policy, Request, Subject
-from store.list_build import build_lists, load_manifest
-from store.list_updates import update_lists
-from store.policy_files import forget_loaded_policy, load_policy
+from schoolgate.policy.decide import decide
+from schoolgate.policy.listformats import ListEntry, ListFile, compact, format_list_file
+from schoolgate.policy.model import NO_OVERRIDES, Policy, Request, Subject
+from schoolgate.store.list_build import build_lists, load_manifest
+from schoolgate.store.list_updates import update_lists
+from schoolgate.store.policy_files import forget_loaded_policy, load_policy
 
 BIN = Path(sys.executable).parent
 POLICY = """\

@@ -20,12 +20,12 @@ from pathlib import Path
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from policy.diff import replay
-from policy.model import Reason, Verdict
-from store.db import make_engine, upgrade
-from store.models import EventRow
-from store.policy_files import load_policy, seed_policy_path
-from store.policy_versions import recorded_decisions
+from schoolgate.policy.diff import replay
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import EventRow
+from schoolgate.store.policy_files import load_policy, seed_policy_path
+from schoolgate.store.policy_versions import recorded_decisions
 
 HOSTS = [
     "www.bbc.co.uk", "www.facebook.com", "scontent-lhr8-1.xx.fbcdn.net", "pbs.twimg.com",

@@ -38,9 +38,9 @@ from bench_gateway import (  # noqa: E402
     origin_setup,
 )
 
-from proxy_addons.ca import ensure_school_ca  # noqa: E402
 from schoolgate.commands.gateway import DEFAULT_ENGINE, ENGINES  # noqa: E402
-from store.db import make_engine, upgrade  # noqa: E402
+from schoolgate.proxy_addons.ca import ensure_school_ca  # noqa: E402
+from schoolgate.store.db import make_engine, upgrade  # noqa: E402
 
 CLASSES = ("http", "https_keepalive")  # what recording touches: one event per request
 SETUPS = ("off", "on")
@@ -85,7 +85,7 @@ def events_written(database: str) -> int:
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
-    from store.models import EventRow
+    from schoolgate.store.models import EventRow
     engine = make_engine(database)
     try:
         with Session(engine) as session:

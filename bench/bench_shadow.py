@@ -13,11 +13,11 @@ import time
 
 from mitmproxy.test import taddons, tflow
 
-from policy.model import Decision, Reason, Verdict
-from proxy_addons import context
-from proxy_addons.policy_source import PolicySource
-from proxy_addons.shadow import Shadow, Trial
-from store.policy_files import load_policy
+from schoolgate.policy.model import Decision, Reason, Verdict
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.policy_source import PolicySource
+from schoolgate.proxy_addons.shadow import Shadow, Trial
+from schoolgate.store.policy_files import load_policy
 
 HOSTS = ["www.bbc.co.uk", "www.facebook.com", "www.tiktok.com", "classroom.google.com",
          "example.org", "pbs.twimg.com"]

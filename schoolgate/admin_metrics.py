@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from store.db import make_engine
+from schoolgate.store.db import make_engine
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 # environment, the Debian packages the real-parts tests use, and a PostgreSQL server (the
 # machine's on 127.0.0.1:5432, else a private one started for this run and stopped after).
 # The whole suite (no arguments) also measures coverage, writes the report to test-artifacts/
-# and fails when policy/ or store/ falls below its floor (tests/support/coverage_floors.py).
+# and fails when schoolgate/policy/ or schoolgate/store/ falls below its floor (tests/support/coverage_floors.py).
 #
 #   ./scripts/test.sh --fast [pytest arguments]   the fast lane: the tests that start no process
 #                                                 and need no service (no system packages, no

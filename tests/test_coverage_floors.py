@@ -22,7 +22,7 @@ def run_pytest(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          f"--basetemp={tmp_path / 'inner'}", "--cov", "--cov-report=",
          f"--cov-config={ROOT.parent / 'pyproject.toml'}", *extra,
-         str(ROOT / "policy" / "test_names.py")],
+         str(ROOT / "schoolgate" / "policy" / "test_names.py")],
         cwd=ROOT.parent, capture_output=True, text=True, timeout=600, check=False,
         env={"COVERAGE_FILE": str(data), "PATH": str(Path(sys.executable).parent)})
 

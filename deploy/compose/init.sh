@@ -42,7 +42,7 @@ fi
 
 if [ ! -f config/identity.yaml ]; then
     cat > config/identity.yaml <<'YAML'
-# How the gateway and the admin know who is who (every key: store/data/demo-identity.yaml).
+# How the gateway and the admin know who is who (every key: schoolgate/store/data/demo-identity.yaml).
 directory:
   kind: ldap
   url: ldaps://dc1.school.lan                     # your domain controller

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-import store
+from schoolgate import store
 from schoolgate.commands.common import prepare_database
-from store.db import display_url
+from schoolgate.store.db import display_url
 
 DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
 POLICY_CHECK_SECONDS = 5.0
@@ -76,8 +76,8 @@ class PolicyWatcher:
 
     def check(self) -> bool:
         """Reload when the file changed; True when a new policy is now in force."""
-        from policy.errors import PolicyError
-        from store.policy_files import load_policy
+        from schoolgate.policy.errors import PolicyError
+        from schoolgate.store.policy_files import load_policy
 
         stamp = self._stamp()
         if stamp == self.stamp or stamp is None:
@@ -137,7 +137,7 @@ def _is_demo(identity: Path | None) -> bool:
 def settings_from(args: argparse.Namespace) -> Any:
     """Settings from the environment with the flags on top. The shipped demo directory (public
     passwords) means a demo: development mode and plain-http cookies unless set otherwise."""
-    from admin_api.settings import Settings
+    from schoolgate.admin_api.settings import Settings
 
     explicit: dict[str, Any] = {}
     for flag, name in (("data_dir", "data_dir"), ("identity", "identity_file"),
@@ -159,11 +159,11 @@ def settings_from(args: argparse.Namespace) -> Any:
 def run_admin(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from admin_api.app import make_app
-    from admin_api.resources import make_resources
-    from policy.errors import PolicyError
+    from schoolgate.admin_api.app import make_app
+    from schoolgate.admin_api.resources import make_resources
     from schoolgate.admin_metrics import install_admin_metrics
-    from store.identity_config import IdentityConfigError
+    from schoolgate.policy.errors import PolicyError
+    from schoolgate.store.identity_config import IdentityConfigError
 
     try:
         settings = settings_from(args)

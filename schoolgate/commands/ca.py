@@ -29,8 +29,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from proxy_addons.ca import CERT_CER, CERT_PEM, KEY_AND_CERT, ensure_school_ca, make_school_ca
 from schoolgate.commands.gateway import data_dir
+from schoolgate.proxy_addons.ca import (
+    CERT_CER,
+    CERT_PEM,
+    KEY_AND_CERT,
+    ensure_school_ca,
+    make_school_ca,
+)
 
 NEXT = "next-ca.pem"
 PREVIOUS = "previous"

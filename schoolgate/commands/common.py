@@ -8,10 +8,16 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from policy.errors import PolicyError
-from policy.model import Policy
-from store.db import SchemaOutOfDate, display_url, make_engine, require_current_schema, upgrade
-from store.policy_files import load_policy
+from schoolgate.policy.errors import PolicyError
+from schoolgate.policy.model import Policy
+from schoolgate.store.db import (
+    SchemaOutOfDate,
+    display_url,
+    make_engine,
+    require_current_schema,
+    upgrade,
+)
+from schoolgate.store.policy_files import load_policy
 
 
 def load_policy_or_report(path: Path | str | None) -> Policy | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from store.db import (
+from schoolgate.store.db import (
     SchemaOutOfDate,
     current_revision,
     database_url_from_environment,
@@ -21,7 +21,7 @@ from store.db import (
     sqlite_file,
     upgrade,
 )
-from store.retention import RetentionDays, purge
+from schoolgate.store.retention import RetentionDays, purge
 
 URL_HELP = ("database URL, e.g. sqlite:////var/lib/schoolgate/schoolgate.db or "
             "postgresql+psycopg://user:password@host/schoolgate (default: "

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from policy.decide import decide
-from policy.explain import explain_decision
-from policy.model import Decision, Policy, Request, Subject
 from schoolgate.commands.common import load_policy_or_report
-from store.directory import DirectoryUnavailable, make_directory
-from store.identity_config import IdentityConfigError, load_identity_config
+from schoolgate.policy.decide import decide
+from schoolgate.policy.explain import explain_decision
+from schoolgate.policy.model import Decision, Policy, Request, Subject
+from schoolgate.store.directory import DirectoryUnavailable, make_directory
+from schoolgate.store.identity_config import IdentityConfigError, load_identity_config
 
 
 def register(subparsers: Any) -> None:

@@ -14,18 +14,18 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from policy.errors import PolicyError
-from proxy_addons.ca import ensure_school_ca
 from schoolgate.commands.common import prepare_database
-from store.db import (
+from schoolgate.policy.errors import PolicyError
+from schoolgate.proxy_addons.ca import ensure_school_ca
+from schoolgate.store.db import (
     database_url_from_environment,
     default_database_url,
     display_url,
     make_engine,
     secure_directory,
 )
-from store.policy_files import load_policy
-from store.tokens import load_or_create_secret
+from schoolgate.store.policy_files import load_policy
+from schoolgate.store.tokens import load_or_create_secret
 
 DEFAULT_DATA_DIR = Path("var/schoolgate")
 MODES = ("regular", "transparent")
@@ -92,7 +92,7 @@ def mitmdump_arguments(args: argparse.Namespace, data: Path, *, loader_script: b
                        ) -> list[str]:
     """The mitmdump command line (without the program name) for these arguments; without the
     loader script for the lean engine, which adds the addons itself."""
-    loader = Path(str(resources.files("proxy_addons") / "loader.py"))
+    loader = Path(str(resources.files("schoolgate.proxy_addons") / "loader.py"))
     database = database_for(args, data)
     extra = list(args.mitmdump_args)
     if extra[:1] == ["--"]:
@@ -231,7 +231,9 @@ def _serve_worker(args: argparse.Namespace, data: Path, index: int) -> int:
 
 def _serve(args: argparse.Namespace, data: Path) -> int:
     if args.engine == "lean":
-        from proxy_addons.engine import run_lean  # imported late: mitmproxy is slow to import
+        from schoolgate.proxy_addons.engine import (
+            run_lean,  # imported late: mitmproxy is slow to import
+        )
 
         return run_lean(mitmdump_arguments(args, data, loader_script=False))
     from mitmproxy.tools.main import mitmdump

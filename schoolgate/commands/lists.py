@@ -14,11 +14,16 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-import policy
-from store.db import display_url, make_engine
-from store.list_build import BuildError, build_lists, load_manifest
-from store.list_status import CONFIG_FILE, ListsReport, ListStatusReader
-from store.list_updates import ListsConfigError, raise_list_alerts, update_lists, write_atomic
+from schoolgate import policy
+from schoolgate.store.db import display_url, make_engine
+from schoolgate.store.list_build import BuildError, build_lists, load_manifest
+from schoolgate.store.list_status import CONFIG_FILE, ListsReport, ListStatusReader
+from schoolgate.store.list_updates import (
+    ListsConfigError,
+    raise_list_alerts,
+    update_lists,
+    write_atomic,
+)
 
 SHIPPED_MANIFEST = Path(policy.__file__).resolve().parent / "data" / "sources.yaml"
 VENDORED_UPSTREAM = SHIPPED_MANIFEST.parent / "upstream"  # the pinned files, with their licences

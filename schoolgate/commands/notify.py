@@ -24,6 +24,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from admin_api.notifications import main
+    from schoolgate.admin_api.notifications import main
 
     return main(["--settings", str(args.settings)])

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from policy.addresses import InternalSettings
-from policy.errors import PolicyError
-from proxy_addons import gateway_pages
-from store.policy_files import load_policy
+from schoolgate.policy.addresses import InternalSettings
+from schoolgate.policy.errors import PolicyError
+from schoolgate.proxy_addons import gateway_pages
+from schoolgate.store.policy_files import load_policy
 
 WPAD_NOTES = """\
 How devices find this file:

@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from policy.diff import replay, table_diff
-from policy.table import policy_table, summary
 from schoolgate.commands.common import load_policy_or_report, prepare_database
-from store.db import database_url_from_environment, display_url, make_engine
-from store.policy_versions import recorded_decisions
+from schoolgate.policy.diff import replay, table_diff
+from schoolgate.policy.table import policy_table, summary
+from schoolgate.store.db import database_url_from_environment, display_url, make_engine
+from schoolgate.store.policy_versions import recorded_decisions
 
 _DURATION = re.compile(r"^(\d{1,3})([dh])$")
 

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import store
+from schoolgate import store
 from schoolgate.commands.lists import empty_category_lines
-from store.db import secure_directory
+from schoolgate.store.db import secure_directory
 
 DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
 DEMO_ACCOUNTS = ("pupil1", "pupil2", "teacher1", "socialmedia1", "bursar1", "dsl1", "it1")

@@ -15,21 +15,21 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from admin_api.app import make_app
-from admin_api.deps import current_user
-from admin_api.resources import Resources, make_resources
-from admin_api.roles import Role, SignedInUser
-from admin_api.settings import Environment, Settings
-from admin_api.throttle import SignInThrottle
-from policy.model import Scope, TargetKind, Verdict
-from store.admin_models import RequestState, UnblockRequestRow
-from store.db import upgrade
-from store.models import ExceptionRow, LocalListRow
+from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.deps import current_user
+from schoolgate.admin_api.resources import Resources, make_resources
+from schoolgate.admin_api.roles import Role, SignedInUser
+from schoolgate.admin_api.settings import Environment, Settings
+from schoolgate.admin_api.throttle import SignInThrottle
+from schoolgate.policy.model import Scope, TargetKind, Verdict
+from schoolgate.store.admin_models import RequestState, UnblockRequestRow
+from schoolgate.store.db import upgrade
+from schoolgate.store.models import ExceptionRow, LocalListRow
 from tests.support.postgres import postgres_session_url, shared_postgres_url
 
 __all__ = ["postgres_session_url"]
 
-DEMO_IDENTITY = Path(__file__).resolve().parents[2] / "store" / "data" / "demo-identity.yaml"
+DEMO_IDENTITY = Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-identity.yaml"
 TEST_SECRET = "test-session-secret-0123456789abcdef0123456789"
 
 USERS: dict[str, SignedInUser | None] = {

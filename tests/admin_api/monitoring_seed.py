@@ -12,7 +12,13 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.models import AlertRow, AlertSeverity, AlertState, CircumventionAttemptRow, EventRow
+from schoolgate.store.models import (
+    AlertRow,
+    AlertSeverity,
+    AlertState,
+    CircumventionAttemptRow,
+    EventRow,
+)
 
 HOSTS = ("www.tiktok.com", "x.com", "www.bbc.co.uk", "proxysite.test")
 CATEGORIES = {"www.tiktok.com": "social", "x.com": "x", "www.bbc.co.uk": None,

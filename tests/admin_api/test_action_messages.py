@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from admin_api.resources import Resources
-from store.admin_models import AuditEntryRow
-from store.models import AlertRow, AlertSeverity, AlertState, SanctionRow, SanctionState
-from store.sanctions import place_sanction
+from schoolgate.admin_api.resources import Resources
+from schoolgate.store.admin_models import AuditEntryRow
+from schoolgate.store.models import AlertRow, AlertSeverity, AlertState, SanctionRow, SanctionState
+from schoolgate.store.sanctions import place_sanction
 from tests.admin_api.conftest import client_for
 
 NOTICE = re.compile(r'<div class="ok-summary" role="status"><p>([^<]+)</p>')

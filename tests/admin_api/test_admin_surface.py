@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from admin_api.settings import Settings
+from schoolgate.admin_api.settings import Settings
 from tests.admin_api.conftest import client_for
 
 

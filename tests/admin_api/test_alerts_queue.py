@@ -12,10 +12,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from admin_api.resources import Resources
-from store.admin_models import AuditEntryRow
-from store.incident_models import IncidentNoteRow
-from store.models import AlertRow, AlertSeverity, AlertState
+from schoolgate.admin_api.resources import Resources
+from schoolgate.store.admin_models import AuditEntryRow
+from schoolgate.store.incident_models import IncidentNoteRow
+from schoolgate.store.models import AlertRow, AlertSeverity, AlertState
 from tests.admin_api.conftest import ROLES, client_for
 
 

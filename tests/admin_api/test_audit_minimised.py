@@ -13,10 +13,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from admin_api.resources import Resources
-from admin_api.roles import SignedInUser
-from admin_api.services import audit
-from store.admin_models import AuditEntryRow
+from schoolgate.admin_api.resources import Resources
+from schoolgate.admin_api.roles import SignedInUser
+from schoolgate.admin_api.services import audit
+from schoolgate.store.admin_models import AuditEntryRow
 from tests.admin_api.conftest import USERS, client_for
 
 SECRET_TEXT = "Disclosed a worry about home at break"

@@ -18,12 +18,12 @@ from pydantic import ValidationError
 from sqlalchemy import delete
 from starlette.requests import Request
 
-from admin_api.app import make_app
-from admin_api.resources import Resources, make_resources
-from admin_api.settings import Settings
-from admin_api.throttle import SignInThrottle, client_address
-from store.directory import hash_password
-from store.models import SignInThrottleRow
+from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.resources import Resources, make_resources
+from schoolgate.admin_api.settings import Settings
+from schoolgate.admin_api.throttle import SignInThrottle, client_address
+from schoolgate.store.directory import hash_password
+from schoolgate.store.models import SignInThrottleRow
 from tests.admin_api.conftest import CSRF, TEST_SECRET, settings_for, sign_in
 from tests.support.slapd import SlapdServer, shared_slapd, slapd_server
 

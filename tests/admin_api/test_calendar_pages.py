@@ -13,19 +13,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from admin_api.app import make_app
-from admin_api.resources import make_resources
-from policy.term_dates import DateKind, DayKind, day_of, items_of
-from store import policy_versions as versions
-from store.admin_models import AuditEntryRow
-from store.policy_files import load_policy
+from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.resources import make_resources
+from schoolgate.policy.term_dates import DateKind, DayKind, day_of, items_of
+from schoolgate.store import policy_versions as versions
+from schoolgate.store.admin_models import AuditEntryRow
+from schoolgate.store.policy_files import load_policy
 from tests.admin_api import test_policy_pages
 from tests.admin_api.conftest import client_for, settings_for
 from tests.admin_api.test_hostile import HOSTILE as FORM_HOSTILE
 from tests.admin_api.test_policy_pages import Admin
 
 admin = test_policy_pages.admin  # the same fixture: a school copy of the seed, the time fixed
-ICS = Path(__file__).resolve().parents[1] / "policy" / "ics"
+ICS = Path(__file__).resolve().parents[1] / "schoolgate" / "policy" / "ics"
 SNOW_DAY = date(2026, 12, 4)
 
 

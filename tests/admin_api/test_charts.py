@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi import FastAPI
 
-from admin_api.resources import Resources
-from admin_api.svg import ranking_bars, stacked_bars
+from schoolgate.admin_api.resources import Resources
+from schoolgate.admin_api.svg import ranking_bars, stacked_bars
 from tests.admin_api.conftest import client_for
 from tests.admin_api.monitoring_seed import Seed, seed_events
 

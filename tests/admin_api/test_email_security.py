@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from store.alerts import (
+from schoolgate.store.alerts import (
     Alert,
     EmailSecurity,
     parse_push_settings,
     push_alert,
     send_message,
 )
-from store.models import AlertSeverity
+from schoolgate.store.models import AlertSeverity
 from tests.admin_api.mail_tls import MailTls, make_mail_tls
 from tests.support.smtp_sink import smtp_sink
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from admin_api.evidence import review_gateway
+from schoolgate.admin_api.evidence import review_gateway
 from tests.admin_api.conftest import client_for
 
 

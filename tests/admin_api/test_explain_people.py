@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi import FastAPI
 
-from admin_api.resources import Resources
-from policy.model import Scope, TargetKind
-from store.models import ExceptionRow, SanctionRow, SanctionState
+from schoolgate.admin_api.resources import Resources
+from schoolgate.policy.model import Scope, TargetKind
+from schoolgate.store.models import ExceptionRow, SanctionRow, SanctionState
 from tests.admin_api.conftest import client_for
 
 BREAK = "2026-12-07T10:35"  # Monday, morning break: staff may use Facebook

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from admin_api.errors import InvalidInput, PolicyForbids
-from admin_api.services.grants import (
+from schoolgate.admin_api.errors import InvalidInput, PolicyForbids
+from schoolgate.admin_api.services.grants import (
     Duration,
     Grant,
     check_grant,
@@ -25,8 +25,8 @@ from admin_api.services.grants import (
     resolve_times,
     widenings,
 )
-from policy.model import Policy, Scope, TargetKind
-from store.policy_files import load_policy
+from schoolgate.policy.model import Policy, Scope, TargetKind
+from schoolgate.store.policy_files import load_policy
 
 LONDON = ZoneInfo("Europe/London")
 # Monday 23 November 2026 (GMT), a school day of the seed calendar.

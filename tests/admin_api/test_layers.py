@@ -10,9 +10,9 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = ROOT / "admin_api"
-DEPENDENCIES = {"admin_api.deps", "admin_api.monitoring_deps"}
-SCHEMAS = {"admin_api.schemas", "admin_api.monitoring_schemas"}
+PACKAGE = ROOT / "schoolgate" / "admin_api"
+DEPENDENCIES = {"schoolgate.admin_api.deps", "schoolgate.admin_api.monitoring_deps"}
+SCHEMAS = {"schoolgate.admin_api.schemas", "schoolgate.admin_api.monitoring_schemas"}
 CLOCK_READS = {"now", "utcnow", "today"}  # time.time(): cookie stamps, not a route's time
 
 
@@ -25,7 +25,7 @@ def _tree(path: Path) -> ast.Module:
 
 
 def _imports(tree: ast.AST) -> set[str]:
-    """Every admin_api module imported, `from admin_api.services import x` as its module."""
+    """Every admin_api module imported, `from schoolgate.admin_api.services import x` as its module."""
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -48,7 +48,7 @@ def _route_modules() -> set[str]:
 
 
 def test_there_are_routes_to_check() -> None:
-    assert {"admin_api.requests", "admin_api.explain", "admin_api.policy_view"} <= \
+    assert {"schoolgate.admin_api.requests", "schoolgate.admin_api.explain", "schoolgate.admin_api.policy_view"} <= \
         _route_modules()
 
 
@@ -63,7 +63,7 @@ def test_services_never_import_dependencies_or_routes() -> None:
 def test_schemas_never_import_services() -> None:
     wrong = [f"{module} imports {name}" for module in sorted(SCHEMAS)
              for name in sorted(_imports(_tree(ROOT / (module.replace(".", "/") + ".py"))))
-             if name.startswith("admin_api.services")]
+             if name.startswith("schoolgate.admin_api.services")]
     assert wrong == []
 
 

@@ -18,10 +18,10 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from admin_api.resources import Resources
-from admin_api.services.monitoring import Cursor, EventFilter, events_query
-from policy.model import Verdict
-from store.admin_models import AuditEntryRow
+from schoolgate.admin_api.resources import Resources
+from schoolgate.admin_api.services.monitoring import Cursor, EventFilter, events_query
+from schoolgate.policy.model import Verdict
+from schoolgate.store.admin_models import AuditEntryRow
 from tests.admin_api.conftest import client_for
 from tests.admin_api.monitoring_seed import Seed, seed_events
 
@@ -173,7 +173,7 @@ def test_a_cell_that_a_spreadsheet_would_run_is_defused(app: FastAPI,
                                                        resources: Resources) -> None:
     seed = seed_events(resources.sessions, count=10)
     with resources.sessions() as session:
-        from store.models import EventRow
+        from schoolgate.store.models import EventRow
         row = session.get_one(EventRow, seed.events[0]["id"])
         row.search_terms = "=HYPERLINK(\"http://evil\")"
         session.commit()

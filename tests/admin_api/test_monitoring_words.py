@@ -13,8 +13,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import insert
 
-from admin_api.resources import Resources
-from store.models import AlertRow, AlertSeverity, AlertState, EventRow
+from schoolgate.admin_api.resources import Resources
+from schoolgate.store.models import AlertRow, AlertSeverity, AlertState, EventRow
 from tests.admin_api.conftest import client_for
 
 ROW = re.compile(r'<tr id="e-([0-9a-f-]{36})">')
@@ -121,7 +121,7 @@ def test_a_timeline_needs_only_a_name(app: FastAPI,
 
 
 def test_every_alert_kind_the_gateway_raises_has_words() -> None:
-    from admin_api.words import alert_kind_words
+    from schoolgate.admin_api.words import alert_kind_words
 
     for kind in ("circumvention_attempt", "sanction_placed", "sanction_recommended",
                  "safeguarding_search", "list_stale", "list_update_failed"):
@@ -131,7 +131,7 @@ def test_every_alert_kind_the_gateway_raises_has_words() -> None:
 
 def test_blocks_without_a_kind_of_website_are_named_in_words() -> None:
     # UX review: the weekly summary listed "(no category)" (they are supervised-only blocks).
-    from admin_api.services.reports import UNCATEGORISED
-    from admin_api.words import category_words
+    from schoolgate.admin_api.services.reports import UNCATEGORISED
+    from schoolgate.admin_api.words import category_words
 
     assert category_words(UNCATEGORISED) == "other blocks (supervised-only, errors)"

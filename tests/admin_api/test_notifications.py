@@ -17,23 +17,23 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin_api.notifications import (
+from schoolgate.admin_api.notifications import (
     DirectoryAddresses,
     NotificationSettings,
     parse_notification_settings,
     run_notifications,
 )
-from admin_api.resources import Resources
-from store.admin_models import RequestState, UnblockRequestRow
-from store.alerts import EmailSettings
-from store.db import make_engine, upgrade
-from store.directory import DirectoryUnavailable, DirectoryUser, LocalDirectory
-from store.models import AlertRow, AlertSeverity, AlertState
+from schoolgate.admin_api.resources import Resources
+from schoolgate.store.admin_models import RequestState, UnblockRequestRow
+from schoolgate.store.alerts import EmailSettings
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.directory import DirectoryUnavailable, DirectoryUser, LocalDirectory
+from schoolgate.store.models import AlertRow, AlertSeverity, AlertState
 from tests.admin_api.conftest import World, client_for
 from tests.admin_api.mail_tls import MailTls, make_mail_tls
 from tests.support.smtp_sink import Received, SmtpSink, smtp_sink
 
-DEMO_USERS = Path(__file__).resolve().parents[2] / "store" / "data" / "demo-users.yaml"
+DEMO_USERS = Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-users.yaml"
 LONDON = ZoneInfo("Europe/London")
 # Friday 18 December 2026, 10:00 in London (GMT).
 NOW = datetime(2026, 12, 18, 10, 0, tzinfo=UTC)

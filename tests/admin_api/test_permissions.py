@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from admin_api.resources import Resources
+from schoolgate.admin_api.resources import Resources
 from tests.admin_api.conftest import ROLES, World, client_for
 
 ALL = frozenset(ROLES) - {"anonymous"}

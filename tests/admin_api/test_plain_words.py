@@ -11,12 +11,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from admin_api.errors import InvalidInput
-from admin_api.forms import site_of, validate
-from admin_api.render import Pages
-from admin_api.resources import Resources
-from admin_api.schemas import LocalListEntryCreate, UnblockRequestCreate
-from store.admin_models import UnblockRequestRow
+from schoolgate.admin_api.errors import InvalidInput
+from schoolgate.admin_api.forms import site_of, validate
+from schoolgate.admin_api.render import Pages
+from schoolgate.admin_api.resources import Resources
+from schoolgate.admin_api.schemas import LocalListEntryCreate, UnblockRequestCreate
+from schoolgate.store.admin_models import UnblockRequestRow
 from tests.admin_api.conftest import client_for
 
 LONDON = ZoneInfo("Europe/London")

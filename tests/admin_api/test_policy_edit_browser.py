@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from policy.model import Reason, Verdict
-from store.db import make_engine, upgrade
-from store.models import EventRow
-from store.policy_files import load_policy, seed_policy_path
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import EventRow
+from schoolgate.store.policy_files import load_policy, seed_policy_path
 from tests.support.browser import CHROMIUM_ARGS, need_browser, running_admin, sign_in
 
 pytestmark = [pytest.mark.browser]

@@ -18,14 +18,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from admin_api.app import make_app
-from admin_api.deps import get_now
-from admin_api.resources import Resources, make_resources
-from policy.model import Reason, Verdict
-from store import policy_versions as versions
-from store.admin_models import AuditEntryRow
-from store.models import EventRow
-from store.policy_files import seed_policy_path
+from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.deps import get_now
+from schoolgate.admin_api.resources import Resources, make_resources
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store import policy_versions as versions
+from schoolgate.store.admin_models import AuditEntryRow
+from schoolgate.store.models import EventRow
+from schoolgate.store.policy_files import seed_policy_path
 from tests.admin_api.conftest import client_for, settings_for
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # a Monday afternoon
@@ -181,7 +181,9 @@ def test_only_it_may_change_the_policy(admin: Admin, role: str) -> None:
 
 
 def test_the_admin_and_the_gateway_give_the_same_short_version(admin: Admin) -> None:
-    from proxy_addons.policy_source import policy_version  # schoolgate_policy_info's label
+    from schoolgate.proxy_addons.policy_source import (
+        policy_version,  # schoolgate_policy_info's label
+    )
 
     client, token = _it(admin)
     new_text = admin.path.read_text(encoding="utf-8") + "\n# a comment, so a new version\n"
@@ -255,7 +257,7 @@ def test_the_seed_policy_cannot_be_edited_and_the_page_says_how(app: FastAPI) ->
 
 def test_local_list_changes_become_versions_and_an_old_one_can_be_restored(
         admin: Admin) -> None:
-    from store.models import LocalListRow
+    from schoolgate.store.models import LocalListRow
 
     tag = uuid.uuid4().hex[:8]
     first_host, second_host = f"first-{tag}.example", f"second-{tag}.example"
@@ -295,7 +297,7 @@ def test_local_list_changes_become_versions_and_an_old_one_can_be_restored(
 
 def test_a_proposed_policy_runs_in_shadow_shows_its_differences_and_is_promoted(
         admin: Admin) -> None:
-    from store.models import ShadowDifferenceRow
+    from schoolgate.store.models import ShadowDifferenceRow
 
     client, token = _it(admin)
     original = admin.path.read_text(encoding="utf-8")

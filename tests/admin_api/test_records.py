@@ -13,12 +13,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from admin_api.resources import Resources
-from policy.model import Verdict
-from store.admin_models import AuditEntryRow, RequestState, UnblockRequestRow
-from store.incident_models import IncidentNoteRow
-from store.models import EventRow
-from store.retention import RetentionDays, purge
+from schoolgate.admin_api.resources import Resources
+from schoolgate.policy.model import Verdict
+from schoolgate.store.admin_models import AuditEntryRow, RequestState, UnblockRequestRow
+from schoolgate.store.incident_models import IncidentNoteRow
+from schoolgate.store.models import EventRow
+from schoolgate.store.retention import RetentionDays, purge
 from tests.admin_api.conftest import ROLES, client_for
 
 DAY = timedelta(days=1)

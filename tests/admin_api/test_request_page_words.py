@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 
-from admin_api.resources import Resources
+from schoolgate.admin_api.resources import Resources
 from tests.admin_api.conftest import client_for
 
 

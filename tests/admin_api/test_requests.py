@@ -14,13 +14,13 @@ from fastapi import FastAPI
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from admin_api.resources import Resources
-from policy.decide import decide
-from policy.model import Reason, Request, Scope, Subject, TargetKind, Verdict
-from store.admin_models import AuditEntryRow, RequestState, UnblockRequestRow
-from store.models import ChangeCounter, ExceptionRow, LocalListRow
-from store.overrides_db import DatabaseOverridesSource
-from store.tokens import AccessClaims, make_access_token
+from schoolgate.admin_api.resources import Resources
+from schoolgate.policy.decide import decide
+from schoolgate.policy.model import Reason, Request, Scope, Subject, TargetKind, Verdict
+from schoolgate.store.admin_models import AuditEntryRow, RequestState, UnblockRequestRow
+from schoolgate.store.models import ChangeCounter, ExceptionRow, LocalListRow
+from schoolgate.store.overrides_db import DatabaseOverridesSource
+from schoolgate.store.tokens import AccessClaims, make_access_token
 from tests.admin_api.conftest import World, client_for, csrf_of, sign_in
 
 WHY = "We are studying how people share news online in our literacy lesson."

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from store.db import upgrade
+from schoolgate.store.db import upgrade
 from tests.support.browser import CHROMIUM_ARGS, Shots, need_browser, running_admin, signed_in
 
 pytestmark = [pytest.mark.browser]

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi import FastAPI
 
-from admin_api.resources import Resources
-from store.admin_models import RequestState, UnblockRequestRow
-from store.models import ExceptionRow
+from schoolgate.admin_api.resources import Resources
+from schoolgate.store.admin_models import RequestState, UnblockRequestRow
+from schoolgate.store.models import ExceptionRow
 from tests.admin_api.conftest import client_for, csrf_of, sign_in
 from tests.admin_api.test_requests import WHY, block_link, request_id_from, stored_request
 

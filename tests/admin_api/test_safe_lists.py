@@ -15,10 +15,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from admin_api.resources import Resources
-from policy.model import Scope, TargetKind
-from store.admin_models import AuditEntryRow
-from store.models import ExceptionRow, LocalListRow
+from schoolgate.admin_api.resources import Resources
+from schoolgate.policy.model import Scope, TargetKind
+from schoolgate.store.admin_models import AuditEntryRow
+from schoolgate.store.models import ExceptionRow, LocalListRow
 from tests.admin_api.conftest import client_for, csrf_of, sign_in
 from tests.admin_api.test_requests import stored_request
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from admin_api.resources import Resources
-from policy.decide import decide
-from policy.model import Reason, Request, Subject
-from store.models import SanctionRow
-from store.overrides_db import DatabaseOverridesSource
+from schoolgate.admin_api.resources import Resources
+from schoolgate.policy.decide import decide
+from schoolgate.policy.model import Reason, Request, Subject
+from schoolgate.store.models import SanctionRow
+from schoolgate.store.overrides_db import DatabaseOverridesSource
 from tests.admin_api.conftest import client_for
 
 

@@ -12,17 +12,17 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from admin_api.resources import Resources
-from store.admin_models import AuditEntryRow
-from store.models import (
+from schoolgate.admin_api.resources import Resources
+from schoolgate.store.admin_models import AuditEntryRow
+from schoolgate.store.models import (
     CHANGES_ROW,
     ChangeCounter,
     SanctionRow,
     SanctionState,
     SupervisedSessionRow,
 )
-from store.overrides_db import DatabaseOverridesSource
-from store.sanctions import place_sanction
+from schoolgate.store.overrides_db import DatabaseOverridesSource
+from schoolgate.store.sanctions import place_sanction
 from tests.admin_api.conftest import ROLES, client_for
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from admin_api.app import make_app
-from admin_api.deps import current_user
-from admin_api.resources import make_resources
-from store.db import upgrade
+from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.deps import current_user
+from schoolgate.admin_api.resources import make_resources
+from schoolgate.store.db import upgrade
 from tests.admin_api.conftest import USERS, settings_for
 from tests.admin_api.monitoring_seed import seed_events
 from tests.admin_api.schemathesis_run import call_operations

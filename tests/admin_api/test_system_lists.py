@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from admin_api.app import make_app
-from admin_api.resources import make_resources
-from admin_api.system import age_text
+from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.resources import make_resources
+from schoolgate.admin_api.system import age_text
 from tests.admin_api.conftest import client_for, settings_for
 
 POLICY = """

@@ -13,14 +13,14 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from admin_api.deps import current_user
-from admin_api.resources import Resources
-from admin_api.roles import Role, SignedInUser
-from store.admin_models import AuditEntryRow
-from store.identity_config import parse_identity_config
-from store.models import SupervisedSessionRow
-from store.overrides_db import DatabaseOverridesSource
-from store.sanctions import lift_sanction, place_sanction
+from schoolgate.admin_api.deps import current_user
+from schoolgate.admin_api.resources import Resources
+from schoolgate.admin_api.roles import Role, SignedInUser
+from schoolgate.store.admin_models import AuditEntryRow
+from schoolgate.store.identity_config import parse_identity_config
+from schoolgate.store.models import SupervisedSessionRow
+from schoolgate.store.overrides_db import DatabaseOverridesSource
+from schoolgate.store.sanctions import lift_sanction, place_sanction
 from tests.admin_api.conftest import client_for
 
 
@@ -143,7 +143,7 @@ def test_the_identity_file_says_which_class_each_group_teaches() -> None:
     ("classes:\n  - {group: T5, teaches: [Year5], extra: 1}\n", "classes[0].extra"),
 ])
 def test_a_wrong_class_mapping_is_refused_with_its_place(text: str, where: str) -> None:
-    from store.identity_config import IdentityConfigError
+    from schoolgate.store.identity_config import IdentityConfigError
     with pytest.raises(IdentityConfigError) as raised:
         parse_identity_config(text, source="identity.yaml")
     assert f"identity.yaml: {where}" in str(raised.value)

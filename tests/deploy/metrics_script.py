@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from proxy_addons.main import addons as installed
-from proxy_addons.metrics import Metrics
+from schoolgate.proxy_addons.main import addons as installed
+from schoolgate.proxy_addons.metrics import Metrics
 
 assert any(isinstance(a, Metrics) for a in installed), "proxy_addons/main.py lost Metrics"
 addons: list[object] = []

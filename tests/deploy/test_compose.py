@@ -214,7 +214,7 @@ def test_one_command_makes_every_file_the_stack_needs(tmp_path: Path) -> None:
     """M11: init.sh makes .env (random secrets), the policy, an identity template, the bind
     password file and Alertmanager's e-mail config; compose then accepts the folder, amtool the
     Alertmanager config, and `policy check` the policy. A second run keeps what is there."""
-    from store.policy_files import load_policy
+    from schoolgate.store.policy_files import load_policy
 
     env = {**os.environ, "SCHOOLGATE_COMPOSE_DIR": str(tmp_path)}
     first = subprocess.run([str(COMPOSE / "init.sh")], env=env, capture_output=True, text=True,

@@ -305,9 +305,9 @@ def test_the_backup_and_restore_commands_run_as_written(sandbox: Path, tmp_path:
     backup folder the service user could not write."""
     from datetime import date
 
-    from proxy_addons.ca import ensure_school_ca
-    from store.db import upgrade
-    from store.tokens import load_or_create_secret
+    from schoolgate.proxy_addons.ca import ensure_school_ca
+    from schoolgate.store.db import upgrade
+    from schoolgate.store.tokens import load_or_create_secret
 
     need(os.geteuid() == 0, "root", "the backup commands run as root (sudo)")
     page = ROOT / "docs" / "backup.md"
@@ -321,7 +321,7 @@ def test_the_backup_and_restore_commands_run_as_written(sandbox: Path, tmp_path:
     data, etc = sandbox / "var" / "lib" / "schoolgate", sandbox / "etc" / "schoolgate"
     (data / "spool").mkdir(parents=True)
     etc.mkdir(parents=True)
-    shutil.copy(ROOT / "policy" / "data" / "seed.yaml", etc / "policy.yaml")
+    shutil.copy(ROOT / "schoolgate" / "policy" / "data" / "seed.yaml", etc / "policy.yaml")
     ca = ensure_school_ca(data / "ca", "Example Primary School")
     serial = x509.load_pem_x509_certificate(ca.cert_pem_path.read_bytes()).serial_number
     load_or_create_secret(data / "secret")
@@ -409,7 +409,7 @@ def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
 def blocked_now(user: str, host: str) -> bool:
     result = subprocess.run(
         [str(VENV_BIN / "schoolgate"), "explain", "--user", user, "--identity",
-         str(ROOT / "store" / "data" / "demo-identity.yaml"), "--host", host, "--json"],
+         str(ROOT / "schoolgate" / "store" / "data" / "demo-identity.yaml"), "--host", host, "--json"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return '"block"' in result.stdout
@@ -418,7 +418,7 @@ def blocked_now(user: str, host: str) -> bool:
 def test_the_overview_says_what_the_seed_does_at_the_threshold() -> None:
     """Ops review L5: the overview and the seed policy disagreed on whether repeated attempts
     place a sanction or recommend one to the DSL."""
-    seed = yaml.safe_load((ROOT / "policy" / "data" / "seed.yaml").read_text())
+    seed = yaml.safe_load((ROOT / "schoolgate" / "policy" / "data" / "seed.yaml").read_text())
     found = _values(seed, "on_threshold")
     assert len(found) == 1
     overview = " ".join((ROOT / "docs" / "overview.md").read_text().split())

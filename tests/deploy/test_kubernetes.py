@@ -125,7 +125,7 @@ def test_a_policy_update_reaches_the_pods_as_a_symlink_swap(folder: str) -> None
 
 
 def test_the_overlay_policies_pass_the_policy_check() -> None:
-    from store.policy_files import load_policy
+    from schoolgate.store.policy_files import load_policy
 
     for folder in OVERLAYS:
         assert load_policy(KUBE / folder / "policy.yaml").rules
@@ -320,8 +320,8 @@ def test_ca_rotation_with_the_manifests(tmp_path: Path) -> None:
 
     from cryptography import x509
 
-    from proxy_addons.ca import ensure_school_ca
     from schoolgate.commands.ca import activate, stage
+    from schoolgate.proxy_addons.ca import ensure_school_ca
 
     init = pod_spec(one("overlays/trust", "StatefulSet", "schoolgate-gateway"))["initContainers"][0]
     script = init["command"][-1]
@@ -350,7 +350,7 @@ def test_a_cronjob_sends_the_notifications_and_remembers_what_it_sent(folder: st
     """Issue 14: `schoolgate notify` every five minutes, like the systemd timer and the compose
     service; one run at a time, with the admin's settings, and its state (what was sent) on a
     volume that outlives the run, so nothing is sent twice."""
-    from admin_api.notifications import parse_notification_settings
+    from schoolgate.admin_api.notifications import parse_notification_settings
 
     cron = one(folder, "CronJob", "schoolgate-notify")
     assert cron["spec"]["schedule"] == "*/5 * * * *"

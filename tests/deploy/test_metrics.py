@@ -12,9 +12,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from policy.model import Reason, Verdict
-from proxy_addons.stats import GatewayStats, counters
-from store.db import upgrade
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.proxy_addons.stats import GatewayStats, counters
+from schoolgate.store.db import upgrade
 from tests.support.gateway import (
     ORIGIN_HOSTS,
     USERS,

@@ -14,12 +14,12 @@ from fastapi import FastAPI
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy_addons.metrics import Metrics
-from proxy_addons.policy_source import PolicySource
-from proxy_addons.stats import GatewayStats
 from schoolgate.admin_metrics import install_admin_metrics
-from store.db import upgrade
-from store.event_writer import WriterStats
+from schoolgate.proxy_addons.metrics import Metrics
+from schoolgate.proxy_addons.policy_source import PolicySource
+from schoolgate.proxy_addons.stats import GatewayStats
+from schoolgate.store.db import upgrade
+from schoolgate.store.event_writer import WriterStats
 from tests.support.needs import need_program
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -18,9 +18,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from admin_api.app import make_app
-from admin_api.resources import Resources, make_resources
-from store.db import upgrade
+from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.resources import Resources, make_resources
+from schoolgate.store.db import upgrade
 from tests.admin_api.conftest import CSRF, settings_for, sign_in
 from tests.support.postgres import database_url, postgres_session_url
 

@@ -12,7 +12,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
-from store.db import (
+from schoolgate.store.db import (
     SchemaOutOfDate,
     alembic_config,
     head_revision,

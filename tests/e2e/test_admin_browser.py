@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from store.db import upgrade
+from schoolgate.store.db import upgrade
 from tests.support.browser import (
     CHROMIUM_ARGS,
     DEMO_IDENTITY,

@@ -22,7 +22,7 @@ from tests.support.gateway import SCHOOLGATE, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_IDENTITY = ROOT / "store" / "data" / "demo-identity.yaml"
+DEMO_IDENTITY = ROOT / "schoolgate" / "store" / "data" / "demo-identity.yaml"
 NAME = "admin.school.test"
 
 

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from policy.model import Verdict
-from store.admin_models import RequestState, UnblockRequestRow
-from store.db import make_engine, upgrade
-from store.models import (
+from schoolgate.policy.model import Verdict
+from schoolgate.store.admin_models import RequestState, UnblockRequestRow
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import (
     AlertRow,
     AlertSeverity,
     AlertState,

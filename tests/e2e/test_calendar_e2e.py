@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from store.db import upgrade
-from store.policy_files import load_policy
+from schoolgate.store.db import upgrade
+from schoolgate.store.policy_files import load_policy
 from tests.e2e.test_admin_browser import running_admin
 from tests.e2e.test_admin_stories import WIDTHS, Story, _context
 from tests.support.browser import CHROMIUM_ARGS, need_browser

@@ -15,7 +15,7 @@ from tests.support.gateway import Gateway, running_gateway, write_identity
 
 pytestmark = pytest.mark.e2e
 
-SEED = Path(__file__).resolve().parents[2] / "policy" / "data" / "seed.yaml"
+SEED = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml"
 
 # (category, rule, host): some from the vendored upstream feeds, some from the hand-kept core.
 SAMPLES = [

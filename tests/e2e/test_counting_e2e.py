@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.db import make_engine, upgrade
-from store.models import CircumventionAttemptRow, SanctionRow, SanctionState
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import CircumventionAttemptRow, SanctionRow, SanctionState
 from tests.e2e.test_detection_e2e import sanction_policy
 from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
 from tests.support.gateway import (

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from policy.model import Scope, TargetKind
-from policy.techniques import Technique
-from store.db import make_engine, upgrade
-from store.models import (
+from schoolgate.policy.model import Scope, TargetKind
+from schoolgate.policy.techniques import Technique
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import (
     CircumventionAttemptRow,
     EventRow,
     ExceptionRow,
@@ -28,7 +28,7 @@ from store.models import (
     SanctionState,
     bump_change_counter,
 )
-from store.sanctions import place_sanction
+from schoolgate.store.sanctions import place_sanction
 from tests.support.gateway import (
     Gateway,
     noon_zone,

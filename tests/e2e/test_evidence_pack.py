@@ -13,12 +13,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from admin_api.app import make_app
-from admin_api.deps import current_user
-from admin_api.evidence import review_gateway
-from admin_api.services.evidence import Account, LiveGateway, build_pack
-from store.db import make_engine, upgrade
-from store.policy_files import load_policy, shipped_lists_dir
+from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.deps import current_user
+from schoolgate.admin_api.evidence import review_gateway
+from schoolgate.admin_api.services.evidence import Account, LiveGateway, build_pack
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.policy_files import load_policy, shipped_lists_dir
 from tests.admin_api.conftest import USERS, settings_for
 from tests.support.gateway import (
     PASSWORD,

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from policy.model import Verdict
 from schoolgate.commands.gateway import LAST_OVERRIDES
-from store.db import default_database_url, make_engine, upgrade
-from store.models import LocalListRow
+from schoolgate.policy.model import Verdict
+from schoolgate.store.db import default_database_url, make_engine, upgrade
+from schoolgate.store.models import LocalListRow
 from tests.support.gateway import (
     Gateway,
     free_port,

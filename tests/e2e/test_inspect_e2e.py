@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import tests.support.gateway as harness
-from store.db import make_engine, upgrade
-from store.models import AlertRow, EventRow
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import AlertRow, EventRow
 from tests.support.gateway import Gateway, running_gateway, wait_for, write_identity, write_policy
 
 ENGINE_HOSTS = ("bing.com", "duckduckgo.com", "yahoo.com", "search.yahoo.com", "ecosia.org",

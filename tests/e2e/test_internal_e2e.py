@@ -32,7 +32,7 @@ from tests.support.route_to_origins import STAND_IN
 pytestmark = pytest.mark.e2e
 
 HERE = Path(__file__).resolve().parent
-SEED = (HERE.parents[1] / "policy" / "data" / "seed.yaml").read_text()
+SEED = (HERE.parents[1] / "schoolgate" / "policy" / "data" / "seed.yaml").read_text()
 
 # The test's own resolver: names that point inside (DNS can point any name anywhere).
 RESOLVES_INSIDE = {
@@ -365,7 +365,7 @@ def rewriting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     Instagram page."""
     from datetime import UTC, datetime, timedelta
 
-    from policy.model import (
+    from schoolgate.policy.model import (
         ApprovedException,
         LocalListEntry,
         Overrides,
@@ -373,7 +373,7 @@ def rewriting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         TargetKind,
         Verdict,
     )
-    from store.snapshots import write_overrides_atomically
+    from schoolgate.store.snapshots import write_overrides_atomically
     folder = tmp_path_factory.mktemp("rewriting")
     overrides = folder / "overrides.json"
     write_overrides_atomically(overrides, Overrides(

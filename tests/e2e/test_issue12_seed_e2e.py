@@ -19,8 +19,14 @@ import httpx
 import pytest
 
 import tests.support.gateway as harness
-from store.db import upgrade
-from store.models import AlertRow, CircumventionAttemptRow, EventRow, SanctionRow, SanctionState
+from schoolgate.store.db import upgrade
+from schoolgate.store.models import (
+    AlertRow,
+    CircumventionAttemptRow,
+    EventRow,
+    SanctionRow,
+    SanctionState,
+)
 from tests.e2e.test_inspect_e2e import Received, query_of, rows
 from tests.e2e.test_refusals_e2e import events_for, recorded_with, send_raw
 from tests.support.gateway import (
@@ -31,8 +37,8 @@ from tests.support.gateway import (
     write_identity,
 )
 
-SEED = Path(__file__).resolve().parents[2] / "policy" / "data" / "seed.yaml"
-PAGES = Path(__file__).resolve().parents[1] / "proxy_addons" / "proxy_pages"
+SEED = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml"
+PAGES = Path(__file__).resolve().parents[1] / "schoolgate" / "proxy_addons" / "proxy_pages"
 REAL_START_ORIGIN = harness.start_origin
 EXTRA_HOSTS = ("google.co.uk", "bing.com", "duckduckgo.com", "search.yahoo.com", "yahoo.com",
                "youtube.com", "ecosia.org", "barclays.co.uk")

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import tests.support.gateway as harness
-from store.db import upgrade
-from store.models import CircumventionAttemptRow, EventRow
+from schoolgate.store.db import upgrade
+from schoolgate.store.models import CircumventionAttemptRow, EventRow
 from tests.e2e.test_inspect_e2e import rows
 from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
 from tests.support.gateway import (
@@ -31,7 +31,7 @@ from tests.support.gateway import (
 
 REAL_START_ORIGIN = harness.start_origin
 BIG_TAIL = b"<p>" + b"long page " * 40_000 + b"</p>"  # beyond what is held to be checked
-PAGES = Path(__file__).resolve().parents[1] / "proxy_addons" / "proxy_pages"
+PAGES = Path(__file__).resolve().parents[1] / "schoolgate" / "proxy_addons" / "proxy_pages"
 POLICY_TAIL = """
 inspection:
   pupil: {inspect: all}

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from policy.techniques import Technique
-from store.db import make_engine, upgrade
-from store.models import CircumventionAttemptRow, EventRow
+from schoolgate.policy.techniques import Technique
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import CircumventionAttemptRow, EventRow
 from tests.support.gateway import Gateway, running_gateway, wait_for, write_policy
 
 pytestmark = pytest.mark.e2e

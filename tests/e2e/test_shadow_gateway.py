@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from proxy_addons.shadow import SHADOW_POLICY, SHADOW_ROLES
-from store.db import default_database_url, make_engine
-from store.models import ShadowDifferenceRow
+from schoolgate.proxy_addons.shadow import SHADOW_POLICY, SHADOW_ROLES
+from schoolgate.store.db import default_database_url, make_engine
+from schoolgate.store.models import ShadowDifferenceRow
 from tests.support.gateway import Gateway, running_gateway, wait_for, write_identity, write_policy
 
 pytestmark = pytest.mark.e2e

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from store.db import make_engine, upgrade
-from store.models import SanctionRow, SanctionState, SupervisedSessionRow
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import SanctionRow, SanctionState, SupervisedSessionRow
 from tests.e2e.test_admin_browser import (
     DEMO_IDENTITY,
     running_admin,

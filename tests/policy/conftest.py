@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from policy.model import Policy
-from policy.parse import parse_policy
+from schoolgate.policy.model import Policy
+from schoolgate.policy.parse import parse_policy
 from tests.support.policies import POLICY_TEXT
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from policy.addresses import InternalKind, address_kind, name_kind
-from policy.decide import decide, unblockable
-from policy.errors import PolicyError
-from policy.model import (
+from schoolgate.policy.addresses import InternalKind, address_kind, name_kind
+from schoolgate.policy.decide import decide, unblockable
+from schoolgate.policy.errors import PolicyError
+from schoolgate.policy.model import (
     ApprovedException,
     LocalListEntry,
     Overrides,
@@ -26,11 +26,11 @@ from policy.model import (
     TargetKind,
     Verdict,
 )
-from policy.parse import parse_policy
-from store.policy_files import load_policy
+from schoolgate.policy.parse import parse_policy
+from schoolgate.store.policy_files import load_policy
 from tests.policy.test_decide import BREAK, LESSON, PUPIL, STAFF
 
-SEED_TEXT = (Path(__file__).resolve().parents[2] / "policy" / "data" / "seed.yaml").read_text()
+SEED_TEXT = (Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def with_seed(extra: str) -> Policy:
 
 
 def load_policy_text(text: str) -> Policy:
-    folder = Path(__file__).resolve().parents[2] / "policy" / "data"
+    folder = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data"
     lists = {p.name: p.read_text() for p in folder.glob("lists/*.t*")}  # .txt lists, .terms
     return parse_policy(text, source="policy.yaml", lists=lists)
 
@@ -289,7 +289,7 @@ def test_an_approval_of_a_rewritten_site_is_an_approval_of_the_site(seed: Policy
 
 
 def test_explain_says_why_an_internal_address_is_blocked(seed: Policy) -> None:
-    from policy.explain import explain_decision
+    from schoolgate.policy.explain import explain_decision
 
     decision = decide(seed, Request("127.0.0.1", 8081), PUPIL, None, LESSON)
     words = explain_decision(seed, decision, PUPIL, LESSON)

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.calendar import (
+from schoolgate.policy.calendar import (
     BankHolidayRegion,
     Calendar,
     bank_holidays_for,
     calendar_problems,
 )
-from policy.model import DateRange, Period, PeriodKind, When
+from schoolgate.policy.model import DateRange, Period, PeriodKind, When
 
 LONDON = ZoneInfo("Europe/London")
 BREAK, LESSON = PeriodKind.BREAK, PeriodKind.LESSON

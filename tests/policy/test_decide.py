@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from policy.decide import CHECKS, decide, unblockable
-from policy.model import (
+from schoolgate.policy.decide import CHECKS, decide, unblockable
+from schoolgate.policy.model import (
     ApprovedException,
     LocalListEntry,
     Overrides,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from policy.diff import GAIN, LOSE, replay, table_diff
-from policy.model import Policy
-from store.policy_files import load_policy, seed_policy_path
+from schoolgate.policy.diff import GAIN, LOSE, replay, table_diff
+from schoolgate.policy.model import Policy
+from schoolgate.store.policy_files import load_policy, seed_policy_path
 
 MONDAY = date(2026, 11, 23)  # a school day (no terms listed: every weekday is a term day)
 
@@ -88,8 +88,8 @@ def test_remembering_verdicts_gives_the_same_answer_as_deciding_each_one(
     """Every 7 minutes for a week (weekend, bank-holiday-free days, both breaks, before and
     after school), several roles and sites: the grouped replay equals a plain count made by
     calling decide() for every single request."""
-    from policy.decide import decide
-    from policy.model import Request, Subject
+    from schoolgate.policy.decide import decide
+    from schoolgate.policy.model import Request, Subject
 
     old, new = policies(tmp_path)
     hosts = ["www.facebook.com", "tiktok.com", "www.bbc.co.uk", "x.com", "unknown.example"]

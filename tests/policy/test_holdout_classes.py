@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from policy.decide import decide
-from policy.hostnames import normalise_host
-from policy.model import Policy, Request, Subject, Verdict
-from store.policy_files import load_policy
+from schoolgate.policy.decide import decide
+from schoolgate.policy.hostnames import normalise_host
+from schoolgate.policy.model import Policy, Request, Subject, Verdict
+from schoolgate.store.policy_files import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSON = datetime(2026, 12, 3, 11, 15, tzinfo=UTC)  # a Thursday, lesson time
@@ -80,8 +80,9 @@ def seed() -> Policy:
 def known_text() -> str:
     """Everything a rule or a list was written from: the lists, the manifest and hand-added
     file, the rule's source, the docs and the other tests."""
-    files = [*sorted((ROOT / "policy" / "data").rglob("*.txt")),
-             *sorted((ROOT / "policy" / "data").rglob("*.yaml")), ROOT / "policy" / "hostclass.py",
+    package = ROOT / "schoolgate" / "policy"
+    files = [*sorted((package / "data").rglob("*.txt")),
+             *sorted((package / "data").rglob("*.yaml")), package / "hostclass.py",
              *sorted((ROOT / "docs").glob("*.md")),
              *[p for p in sorted((ROOT / "tests").rglob("*.py")) if p.name != Path(__file__).name]]
     return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files).lower()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.hostclass import (
+from schoolgate.policy.hostclass import (
     FRONTEND,
     LOOKALIKE,
     cdn_platform,
@@ -17,7 +17,7 @@ from policy.hostclass import (
     skeleton,
     special_use,
 )
-from policy.hostnames import Host, normalise_host
+from schoolgate.policy.hostnames import Host, normalise_host
 
 KNOWN = frozenset({"x", "instagram", "facebook", "social", "tor", FRONTEND, LOOKALIKE})
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from policy import hostnames
-from policy.hostnames import (
+from schoolgate.policy import hostnames
+from schoolgate.policy.hostnames import (
     DomainIndex,
     Host,
     HostError,

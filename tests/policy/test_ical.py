@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from policy.calendar import BankHolidayRegion, Calendar
-from policy.ical import MAX_ICS_BYTES, parse_term_dates_ics
-from policy.term_dates import DatedItem, DateKind
+from schoolgate.policy.calendar import BankHolidayRegion, Calendar
+from schoolgate.policy.ical import MAX_ICS_BYTES, parse_term_dates_ics
+from schoolgate.policy.term_dates import DatedItem, DateKind
 
 FILES = Path(__file__).parent / "ics"
 LONDON = ZoneInfo("Europe/London")

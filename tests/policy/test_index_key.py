@@ -17,7 +17,7 @@ HOSTS = ["x.com", "api.x.com", "xbox.com", "www.instagram.com", "cdn.fbcdn.net",
 
 SCRIPT = f"""
 import json, sys, tracemalloc
-from store.policy_files import load_policy
+from schoolgate.store.policy_files import load_policy
 tracemalloc.start()
 policy = load_policy(None)
 index = policy.domains

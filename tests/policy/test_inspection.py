@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from policy.errors import PolicyError
-from policy.inspection import InspectMode, SearchSettings, SearchTerm, YouTubeMode, parse_term_list
-from policy.parse import list_files_named, parse_policy
-from store.policy_files import load_policy
+from schoolgate.policy.errors import PolicyError
+from schoolgate.policy.inspection import (
+    InspectMode,
+    SearchSettings,
+    SearchTerm,
+    YouTubeMode,
+    parse_term_list,
+)
+from schoolgate.policy.parse import list_files_named, parse_policy
+from schoolgate.store.policy_files import load_policy
 
 BASE = """\
 name: t

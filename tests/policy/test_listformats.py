@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from policy.listformats import (
+from schoolgate.policy.listformats import (
     MAX_INCLUDE_DEPTH,
     MAX_LINE_LENGTH,
     MAX_PROBLEMS,
@@ -19,7 +19,7 @@ from policy.listformats import (
     parse_list,
     resolve_v2fly,
 )
-from policy.lists import DomainList, parse_domain_list
+from schoolgate.policy.lists import DomainList, parse_domain_list
 
 # (format, text, hosts, skipped reasons (substrings), problem places)
 TABLE: list[tuple[ListFormat, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = [

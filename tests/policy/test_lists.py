@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.lists import (
+from schoolgate.policy.lists import (
     EXACT_PREFIX,
     DomainList,
     ListOverlap,
@@ -20,7 +20,7 @@ from policy.lists import (
     parse_domain_list,
 )
 
-LISTS_DIR = Path(__file__).resolve().parents[2] / "policy" / "data" / "lists"
+LISTS_DIR = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "lists"
 SHIPPED = ("x", "instagram", "facebook", "social", "web_proxy", "vpn", "tor", "doh", "banking",
            "health", "platform_frontend", "lookalike", "pinned_apps", "adult", "gambling",
            "malware_phishing", "piracy", "violence", "self_harm", "extremism",

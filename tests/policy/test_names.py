@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from policy.names import canonical_user, same_user
+from schoolgate.policy.names import canonical_user, same_user
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from policy.errors import PolicyError
-from policy.model import PeriodKind, Verdict
-from policy.parse import list_files_named, parse_policy
+from schoolgate.policy.errors import PolicyError
+from schoolgate.policy.model import PeriodKind, Verdict
+from schoolgate.policy.parse import list_files_named, parse_policy
 from tests.support.policies import POLICY_TEXT
 
 
@@ -107,7 +107,7 @@ def test_list_files_named() -> None:
 def test_a_threshold_recommends_a_sanction_unless_the_policy_says_sanction() -> None:
     # The safe default (ops review L5): reaching the threshold proposes a sanction to the DSL;
     # one is placed automatically only when the school writes `on_threshold: sanction`.
-    from policy.model import SanctionAction
+    from schoolgate.policy.model import SanctionAction
     data = yaml.safe_load(POLICY_TEXT)
     data.setdefault("circumvention", {}).pop("on_threshold", None)
     policy = parse_policy(yaml.safe_dump(data), source="p.yaml")
@@ -118,5 +118,5 @@ def test_a_threshold_recommends_a_sanction_unless_the_policy_says_sanction() -> 
 
 
 def test_the_model_default_is_to_recommend() -> None:
-    from policy.model import CircumventionSettings, SanctionAction
+    from schoolgate.policy.model import CircumventionSettings, SanctionAction
     assert CircumventionSettings().on_threshold is SanctionAction.RECOMMEND

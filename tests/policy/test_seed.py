@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from policy.decide import decide
-from policy.explain import explain_decision
-from policy.model import Policy, Reason, Request, Subject, Verdict
-from policy.parse import parse_policy
-from store.policy_files import load_policy
+from schoolgate.policy.decide import decide
+from schoolgate.policy.explain import explain_decision
+from schoolgate.policy.model import Policy, Reason, Request, Subject, Verdict
+from schoolgate.policy.parse import parse_policy
+from schoolgate.store.policy_files import load_policy
 
-SEED = Path(__file__).resolve().parents[2] / "policy" / "data" / "seed.yaml"
+SEED = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml"
 SHIPPED_LISTS = {path.name: path.read_text(encoding="utf-8")
                  for path in (SEED.parent / "lists").glob("*.t*")}  # .txt lists, .terms
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from policy.parse import parse_policy
-from policy.table import policy_table
+from schoolgate.policy.parse import parse_policy
+from schoolgate.policy.table import policy_table
 
 POLICY = """\
 name: table

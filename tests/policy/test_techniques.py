@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from policy.decide import decide
-from policy.explain import explain_decision
-from policy.model import Request, Subject
-from policy.techniques import WORDS, Technique, counted, describe_technique
-from store.policy_files import load_policy
+from schoolgate.policy.decide import decide
+from schoolgate.policy.explain import explain_decision
+from schoolgate.policy.model import Request, Subject
+from schoolgate.policy.techniques import WORDS, Technique, counted, describe_technique
+from schoolgate.store.policy_files import load_policy
 
 
 @pytest.mark.parametrize("technique", list(Technique))

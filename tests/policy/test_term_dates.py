@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from policy.calendar import BankHolidayRegion, Calendar
-from policy.model import DateRange, Policy
-from policy.term_dates import (
+from schoolgate.policy.calendar import BankHolidayRegion, Calendar
+from schoolgate.policy.model import DateRange, Policy
+from schoolgate.policy.term_dates import (
     CannotRewrite,
     DatedItem,
     DateKind,
@@ -28,7 +28,7 @@ from policy.term_dates import (
     with_dates,
     year_months,
 )
-from store.policy_files import load_policy, seed_policy_path
+from schoolgate.store.policy_files import load_policy, seed_policy_path
 
 LONDON = ZoneInfo("Europe/London")
 AUTUMN = DatedItem(date(2026, 9, 3), date(2026, 12, 18), DateKind.TERM, "Autumn term")

@@ -10,10 +10,10 @@ from mitmproxy.test import taddons
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from policy.model import Reason, Verdict
-from proxy_addons.recording import ActWindow, act_site
-from store.events import AttemptEvidence, Event
-from store.models import AlertRow, CircumventionAttemptRow, SanctionRow
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.proxy_addons.recording import ActWindow, act_site
+from schoolgate.store.events import AttemptEvidence, Event
+from schoolgate.store.models import AlertRow, CircumventionAttemptRow, SanctionRow
 from tests.proxy_addons.test_record import Rig, rig  # noqa: F401  (the fixture)
 
 

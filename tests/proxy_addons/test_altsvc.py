@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mitmproxy.test import tflow, tutils
 
-from proxy_addons.altsvc import StripAltSvc
+from schoolgate.proxy_addons.altsvc import StripAltSvc
 
 
 def test_alt_svc_is_dropped_and_the_response_streamed() -> None:

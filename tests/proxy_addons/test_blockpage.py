@@ -8,10 +8,10 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from policy.model import Decision, Reason, Subject, Verdict
-from proxy_addons.blockpage import BlockPageSettings, describe_opening, make_block_page
-from store.policy_files import load_policy
-from store.tokens import read_access_token
+from schoolgate.policy.model import Decision, Reason, Subject, Verdict
+from schoolgate.proxy_addons.blockpage import BlockPageSettings, describe_opening, make_block_page
+from schoolgate.store.policy_files import load_policy
+from schoolgate.store.tokens import read_access_token
 
 SECRET = b"s" * 40
 SETTINGS = BlockPageSettings("http://admin.test:8081/", SECRET)
@@ -115,7 +115,7 @@ def test_opening_on_another_day_names_the_day(seed) -> None:  # type: ignore[no-
 
 
 def test_template_file_exists() -> None:
-    import proxy_addons
+    from schoolgate import proxy_addons
     assert (Path(proxy_addons.__file__).parent / "templates" / "blocked.html").is_file()
 
 

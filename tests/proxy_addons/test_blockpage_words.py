@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from policy.model import Decision, Policy, Reason, Subject, Verdict
-from proxy_addons.blockpage import BlockPageSettings, describe_opening, make_block_page
-from store.policy_files import load_policy
+from schoolgate.policy.model import Decision, Policy, Reason, Subject, Verdict
+from schoolgate.proxy_addons.blockpage import BlockPageSettings, describe_opening, make_block_page
+from schoolgate.store.policy_files import load_policy
 
 SETTINGS = BlockPageSettings("http://admin.test:8081/", b"s" * 40)
 # Thursday 3 December 2026, 00:56 in London; the sanction ends on Thursday 17 December.

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from policy.model import Decision, Reason, SanctionAction, Subject, Verdict
-from proxy_addons.blockpage import BlockPageSettings, make_block_page
-from store.policy_files import load_policy
+from schoolgate.policy.model import Decision, Reason, SanctionAction, Subject, Verdict
+from schoolgate.proxy_addons.blockpage import BlockPageSettings, make_block_page
+from schoolgate.store.policy_files import load_policy
 
 SETTINGS = BlockPageSettings("http://admin.test:8081/", b"s" * 40)
 AT = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)

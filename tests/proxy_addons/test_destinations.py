@@ -13,11 +13,11 @@ from mitmproxy.connection import Server
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.test import taddons, tflow, tutils
 
-from policy.addresses import InternalKind
-from policy.model import Decision, Reason, Subject, Verdict
-from proxy_addons import context
-from proxy_addons.blockpage import BlockPageSettings
-from proxy_addons.destinations import (
+from schoolgate.policy.addresses import InternalKind
+from schoolgate.policy.model import Decision, Reason, Subject, Verdict
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.blockpage import BlockPageSettings
+from schoolgate.proxy_addons.destinations import (
     GuardDestinations,
     LookupFailed,
     Resolver,
@@ -104,7 +104,7 @@ def guard(tmp_path: Path) -> Iterator[tuple[GuardDestinations, taddons.context]]
 
 def decided(host: str, port: int, *, role: str = "pupil", allowed: bool = True,
             connect: bool = False, policy=None) -> tflow.HTTPFlow:  # type: ignore[no-untyped-def]
-    from store.policy_files import load_policy
+    from schoolgate.store.policy_files import load_policy
     if connect:
         flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host=host, port=port, path=b"",
                                            authority=f"{host}:{port}".encode()))

@@ -14,11 +14,11 @@ from mitmproxy.proxy import context as proxy_context
 from mitmproxy.test import taddons, tflow, tutils
 from mitmproxy.tls import ClientHello, ClientHelloData, TlsData
 
-from policy.model import Decision, Reason, Verdict
-from policy.techniques import Technique
-from proxy_addons import context
-from proxy_addons.context import Identity, IdentitySource
-from proxy_addons.detect import (
+from schoolgate.policy.model import Decision, Reason, Verdict
+from schoolgate.policy.techniques import Technique
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.context import Identity, IdentitySource
+from schoolgate.proxy_addons.detect import (
     Detect,
     RepeatCounter,
     doh_evidence,
@@ -29,8 +29,8 @@ from proxy_addons.detect import (
     url_host,
     viewed_target,
 )
-from proxy_addons.enforce import Enforce
-from proxy_addons.policy_source import PolicySource
+from schoolgate.proxy_addons.enforce import Enforce
+from schoolgate.proxy_addons.policy_source import PolicySource
 from tests.support.gateway import write_policy
 from tests.support.tls_hello import ECH, ECH_PAYLOAD, client_hello_body
 
@@ -442,7 +442,7 @@ def test_a_tcp_tunnel_is_blocked(addons: tuple[Enforce, Detect, taddons.context]
 
 def test_an_error_while_detecting_blocks(addons: tuple[Enforce, Detect, taddons.context],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import proxy_addons.detect as detect_module
+    import schoolgate.proxy_addons.detect as detect_module
 
     def explode(*_args: object) -> None:
         raise RuntimeError("boom")

@@ -12,13 +12,13 @@ from mitmproxy.proxy import context as proxy_context
 from mitmproxy.test import taddons, tflow, tutils
 from mitmproxy.tls import ClientHello, ClientHelloData
 
-import proxy_addons.enforce as enforce_module
-from policy.model import LocalListEntry, Overrides, Reason, Verdict
-from proxy_addons import context
-from proxy_addons.context import Identity, IdentitySource
-from proxy_addons.enforce import Enforce
-from proxy_addons.policy_source import PolicySource
-from store.snapshots import write_overrides_atomically
+import schoolgate.proxy_addons.enforce as enforce_module
+from schoolgate.policy.model import LocalListEntry, Overrides, Reason, Verdict
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.context import Identity, IdentitySource
+from schoolgate.proxy_addons.enforce import Enforce
+from schoolgate.proxy_addons.policy_source import PolicySource
+from schoolgate.store.snapshots import write_overrides_atomically
 from tests.support.gateway import write_policy
 
 

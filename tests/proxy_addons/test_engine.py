@@ -11,18 +11,18 @@ from mitmproxy import exceptions, hooks, options
 from mitmproxy.proxy import server_hooks
 from mitmproxy.test import tflow
 
-from proxy_addons.enforce import Enforce
-from proxy_addons.engine import (
+from schoolgate.proxy_addons.enforce import Enforce
+from schoolgate.proxy_addons.engine import (
     LeanMaster,
     front_door,
     load_scripts,
     make_parser,
     option_specs,
 )
-from proxy_addons.frontdoor import FrontDoor
-from proxy_addons.identity import Identify
-from proxy_addons.policy_source import PolicySource
-from proxy_addons.stats import GatewayStats
+from schoolgate.proxy_addons.frontdoor import FrontDoor
+from schoolgate.proxy_addons.identity import Identify
+from schoolgate.proxy_addons.policy_source import PolicySource
+from schoolgate.proxy_addons.stats import GatewayStats
 
 
 def specs(*argv: str) -> list[str]:

@@ -12,9 +12,9 @@ from mitmproxy import exceptions, http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
-from proxy_addons.ca import CERT_PEM, ensure_school_ca
-from proxy_addons.gateway_pages import PAC_TYPE, GatewayPages
-from proxy_addons.policy_source import PolicySource
+from schoolgate.proxy_addons.ca import CERT_PEM, ensure_school_ca
+from schoolgate.proxy_addons.gateway_pages import PAC_TYPE, GatewayPages
+from schoolgate.proxy_addons.policy_source import PolicySource
 
 GATEWAY = ("10.0.0.5", 8080)
 
@@ -126,10 +126,10 @@ internal:
 
 
 def direct_policy(tmp_path: Path) -> Path:
-    seed = (Path(__file__).resolve().parents[2] / "policy" / "data" / "seed.yaml").read_text()
+    seed = (Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml").read_text()
     path = tmp_path / "policy.yaml"
     path.write_text(seed.replace("internal:\n  allow: []\n", "") + DIRECT_POLICY)
-    lists = Path(__file__).resolve().parents[2] / "policy" / "data" / "lists"
+    lists = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "lists"
     for item in lists.iterdir():
         (tmp_path / item.name).write_text(item.read_text())
     return path

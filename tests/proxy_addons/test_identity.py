@@ -15,16 +15,16 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 
-from proxy_addons import context
-from proxy_addons.context import Identity, IdentitySource
-from proxy_addons.identity import DEFAULT, Identify, parse_basic
-from store.db import upgrade
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.context import Identity, IdentitySource
+from schoolgate.proxy_addons.identity import DEFAULT, Identify, parse_basic
+from schoolgate.store.db import upgrade
 from tests.support.postgres import database_url, postgres_session_url
 from tests.support.slapd import SlapdServer
 
 __all__ = ["database_url", "postgres_session_url"]
 
-DATA = Path(__file__).resolve().parents[2] / "store" / "data"
+DATA = Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data"
 DEMO = DATA / "demo-identity.yaml"
 ROLES = [{"group": "SocialMedia", "role": "social_media_manager"},
          {"group": "Staff", "role": "staff"}, {"group": "Pupils", "role": "pupil"}]

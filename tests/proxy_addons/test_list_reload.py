@@ -7,12 +7,12 @@ from pathlib import Path
 
 from mitmproxy.test import taddons, tflow, tutils
 
-from policy.model import Reason
-from proxy_addons import context
-from proxy_addons.context import Identity, IdentitySource
-from proxy_addons.enforce import Enforce
-from proxy_addons.policy_source import PolicySource
-from store.list_updates import update_lists
+from schoolgate.policy.model import Reason
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.context import Identity, IdentitySource
+from schoolgate.proxy_addons.enforce import Enforce
+from schoolgate.proxy_addons.policy_source import PolicySource
+from schoolgate.store.list_updates import update_lists
 
 POLICY = """
 name: reload test

@@ -14,14 +14,19 @@ from mitmproxy.test import taddons, tflow, tutils
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from policy.model import Decision, Reason, Verdict
-from proxy_addons import context
-from proxy_addons.detect import Detect
-from proxy_addons.enforce import Enforce
-from proxy_addons.metrics import WRITER_COUNTERS, WRITER_GAUGES, GatewayCollector, Metrics
-from proxy_addons.policy_source import PolicySource
-from proxy_addons.stats import GatewayStats, Metric, counters
-from store.event_writer import WriterStats
+from schoolgate.policy.model import Decision, Reason, Verdict
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.detect import Detect
+from schoolgate.proxy_addons.enforce import Enforce
+from schoolgate.proxy_addons.metrics import (
+    WRITER_COUNTERS,
+    WRITER_GAUGES,
+    GatewayCollector,
+    Metrics,
+)
+from schoolgate.proxy_addons.policy_source import PolicySource
+from schoolgate.proxy_addons.stats import GatewayStats, Metric, counters
+from schoolgate.store.event_writer import WriterStats
 from tests.support.gateway import write_policy
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -99,7 +104,7 @@ def test_a_failing_detect_shows_in_the_engine_error_metric(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The review found Detect's errors counted where no metric read them."""
     stats, _, enforce, detect = chain
-    import proxy_addons.detect as detect_module
+    import schoolgate.proxy_addons.detect as detect_module
 
     def explode(*_args: object) -> None:
         raise RuntimeError("boom")

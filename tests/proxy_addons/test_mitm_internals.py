@@ -15,9 +15,9 @@ from mitmproxy.proxy.layers import modes
 from mitmproxy.proxy.layers.http import _base, _http1, _http2, _http3
 from mitmproxy.test import taddons
 
-from proxy_addons import mitm_internals
-from proxy_addons.limits import Limits
-from proxy_addons.mitm_internals import HeadLimits, _check_head
+from schoolgate.proxy_addons import mitm_internals
+from schoolgate.proxy_addons.limits import Limits
+from schoolgate.proxy_addons.mitm_internals import HeadLimits, _check_head
 from tests.support.tls_hello import ECH, client_hello_record
 
 
@@ -98,7 +98,7 @@ def test_bad_limits_are_refused_and_the_old_ones_stay(name: str, value: int) -> 
 def test_an_open_server_connection_can_be_given_back_its_name() -> None:
     from mitmproxy.connection import ConnectionState, Server
 
-    from proxy_addons.mitm_internals import name_open_server
+    from schoolgate.proxy_addons.mitm_internals import name_open_server
 
     conn = Server(address=("192.0.2.7", 443))
     conn.state = ConnectionState.OPEN

@@ -11,12 +11,12 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-import proxy_addons.page_check as page_check
-from policy.model import Decision, Overrides, Reason, Subject, Verdict
-from policy.parse import parse_policy
-from proxy_addons import context
-from proxy_addons.blockpage import BlockPageSettings
-from proxy_addons.page_check import HELD, MAX_HELD, CheckPages
+import schoolgate.proxy_addons.page_check as page_check
+from schoolgate.policy.model import Decision, Overrides, Reason, Subject, Verdict
+from schoolgate.policy.parse import parse_policy
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.blockpage import BlockPageSettings
+from schoolgate.proxy_addons.page_check import HELD, MAX_HELD, CheckPages
 from tests.support.policies import POLICY_TEXT
 
 PAGES = Path(__file__).parent / "proxy_pages"

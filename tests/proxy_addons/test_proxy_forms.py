@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from proxy_addons.proxy_forms import MAX_CHARS, MAX_FORM_CHARS, MAX_FORMS, proxy_form_evidence
+from schoolgate.proxy_addons.proxy_forms import (
+    MAX_CHARS,
+    MAX_FORM_CHARS,
+    MAX_FORMS,
+    proxy_form_evidence,
+)
 
 PAGES = Path(__file__).parent / "proxy_pages"
 

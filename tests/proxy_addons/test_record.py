@@ -17,17 +17,17 @@ from mitmproxy.tls import ClientHello, ClientHelloData, TlsData
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from policy.model import Decision, Reason, Verdict
-from policy.techniques import Technique
-from proxy_addons import context
-from proxy_addons.context import Identity, IdentitySource
-from proxy_addons.detect import Detect
-from proxy_addons.enforce import Enforce
-from proxy_addons.policy_source import PolicySource
-from proxy_addons.record import RecordEvents
-from proxy_addons.recording import make_event, parse_devices, redact_query
-from store.db import make_engine, upgrade
-from store.models import (
+from schoolgate.policy.model import Decision, Reason, Verdict
+from schoolgate.policy.techniques import Technique
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.context import Identity, IdentitySource
+from schoolgate.proxy_addons.detect import Detect
+from schoolgate.proxy_addons.enforce import Enforce
+from schoolgate.proxy_addons.policy_source import PolicySource
+from schoolgate.proxy_addons.record import RecordEvents
+from schoolgate.proxy_addons.recording import make_event, parse_devices, redact_query
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import (
     AlertRow,
     CircumventionAttemptRow,
     EventRow,

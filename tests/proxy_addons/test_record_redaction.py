@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from policy.model import Decision, Reason, Verdict
-from proxy_addons.recording import make_event, redact_path, redact_query
+from schoolgate.policy.model import Decision, Reason, Verdict
+from schoolgate.proxy_addons.recording import make_event, redact_path, redact_query
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwdXBpbDEifQ.c2lnbmF0dXJlLXNpZw"
 

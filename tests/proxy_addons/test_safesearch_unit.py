@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from policy.inspection import SearchTerm, YouTubeMode
-from proxy_addons.proxy_scripts import proxy_script_evidence, tunnel_upgrade_evidence
-from proxy_addons.safesearch import (
+from schoolgate.policy.inspection import SearchTerm, YouTubeMode
+from schoolgate.proxy_addons.proxy_scripts import proxy_script_evidence, tunnel_upgrade_evidence
+from schoolgate.proxy_addons.safesearch import (
     alert_severity,
     alert_summary,
     is_search_host,
@@ -16,7 +16,7 @@ from proxy_addons.safesearch import (
     unsafe_search_page,
     youtube_header,
 )
-from proxy_addons.search_terms import (
+from schoolgate.proxy_addons.search_terms import (
     CANNOT_ENFORCE,
     ENGINES,
     engine_terms,
@@ -24,7 +24,7 @@ from proxy_addons.search_terms import (
     search_engine,
     search_terms,
 )
-from store.models import AlertSeverity
+from schoolgate.store.models import AlertSeverity
 
 
 @pytest.mark.parametrize(("host", "path", "name", "safe"), [

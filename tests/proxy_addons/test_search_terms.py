@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy_addons.search_terms import MAX_TERMS, search_terms
+from schoolgate.proxy_addons.search_terms import MAX_TERMS, search_terms
 
 
 @pytest.mark.parametrize(("host", "path", "query", "terms"), [

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 from mitmproxy.test import taddons, tflow
 
-from policy.decide import decide
-from policy.model import Decision, Reason, Request, Subject, Verdict
-from proxy_addons import context
-from proxy_addons.policy_source import PolicySource
-from proxy_addons.shadow import Shadow, Trial
-from store.policy_files import load_policy
+from schoolgate.policy.decide import decide
+from schoolgate.policy.model import Decision, Reason, Request, Subject, Verdict
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.policy_source import PolicySource
+from schoolgate.proxy_addons.shadow import Shadow, Trial
+from schoolgate.store.policy_files import load_policy
 
 
 def _flow(host: str, role: str, verdict: Verdict, reason: Reason = Reason.RULE_ALLOW,

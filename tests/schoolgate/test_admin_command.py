@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from schoolgate.commands.admin import DEMO_IDENTITY, prepare_database, settings_from
-from store.db import default_database_url
+from schoolgate.store.db import default_database_url
 
 
 def _args(tmp_path: Path, **extra: object) -> argparse.Namespace:
@@ -134,13 +134,13 @@ def test_the_admin_serves_https_with_a_certificate_from_the_school_ca(tmp_path: 
 
 # --- L7: the admin follows the policy file ------------------------------------------------------
 
-SEED = Path(__file__).resolve().parents[2] / "policy" / "data" / "seed.yaml"
+SEED = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml"
 
 
 def test_the_admin_reloads_a_changed_policy_and_keeps_the_old_on_error(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from schoolgate.commands.admin import PolicyWatcher
-    from store.policy_files import load_policy
+    from schoolgate.store.policy_files import load_policy
 
     folder = tmp_path / "cm"
     (folder / "..v1").mkdir(parents=True)

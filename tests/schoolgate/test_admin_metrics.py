@@ -13,8 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from schoolgate.admin_metrics import install_admin_metrics
-from store.db import make_engine, upgrade
-from store.models import AlertRow, AlertSeverity, AlertState
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import AlertRow, AlertSeverity, AlertState
 
 CREATED = datetime(2026, 10, 5, 9, 30, tzinfo=UTC)
 

@@ -16,9 +16,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from proxy_addons.ca import CERT_PEM, KEY_AND_CERT, ensure_school_ca
 from schoolgate.cli import main
 from schoolgate.commands.ca import CAError, activate, export, published, stage
+from schoolgate.proxy_addons.ca import CERT_PEM, KEY_AND_CERT, ensure_school_ca
 
 T0 = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from store.policy_files import seed_policy_path
+from schoolgate.store.policy_files import seed_policy_path
 
 SCHOOLGATE = str(Path(sys.executable).parent / "schoolgate")
 
@@ -143,7 +143,7 @@ def test_policy_table_on_a_weekend() -> None:
     assert "is not a school day: weekend" in result.stdout
 
 
-DEMO_IDENTITY = str(Path(__file__).resolve().parents[2] / "store" / "data" / "demo-identity.yaml")
+DEMO_IDENTITY = str(Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-identity.yaml")
 
 
 @pytest.mark.parametrize(("user", "role", "verdict"), [

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from policy.model import Reason, Verdict
-from store.db import head_revision, make_engine
-from store.event_writer import EventInserter
-from store.events import Event, event_row
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.db import head_revision, make_engine
+from schoolgate.store.event_writer import EventInserter
+from schoolgate.store.events import Event, event_row
 from tests.support.postgres import database_url, postgres_session_url
 
 __all__ = ["database_url", "postgres_session_url"]

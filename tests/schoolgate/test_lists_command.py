@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from schoolgate.cli import main
 from schoolgate.commands.run import banner
-from store.db import make_engine, upgrade
-from store.models import AlertRow
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import AlertRow
 
 POLICY = """
 name: cli lists

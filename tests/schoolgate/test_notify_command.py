@@ -13,13 +13,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from store.admin_models import RequestState, UnblockRequestRow
-from store.db import make_engine, upgrade
+from schoolgate.store.admin_models import RequestState, UnblockRequestRow
+from schoolgate.store.db import make_engine, upgrade
 from tests.admin_api.mail_tls import make_mail_tls
 from tests.support.smtp_sink import smtp_sink
 
 SCHOOLGATE = Path(sys.executable).with_name("schoolgate")
-DEMO_IDENTITY = Path(__file__).resolve().parents[2] / "store" / "data" / "demo-identity.yaml"
+DEMO_IDENTITY = Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-identity.yaml"
 
 
 def notify(data_dir: Path, settings: Path, **env_extra: str) -> subprocess.CompletedProcess[str]:

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from policy.model import Reason, Verdict
 from schoolgate.commands.policy import parse_duration
-from store.db import make_engine, upgrade
-from store.models import EventRow
-from store.policy_files import load_policy, seed_policy_path
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import EventRow
+from schoolgate.store.policy_files import load_policy, seed_policy_path
 from tests.support.postgres import database_url, postgres_session_url
 
 __all__ = ["database_url", "postgres_session_url"]

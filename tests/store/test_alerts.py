@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from policy.techniques import Technique
-from store.alerts import (
+from schoolgate.policy.techniques import Technique
+from schoolgate.store.alerts import (
     Alert,
     AlertKind,
     PushSettings,
@@ -22,8 +22,8 @@ from store.alerts import (
     push_alert,
     raise_alert,
 )
-from store.db import make_engine, upgrade
-from store.models import AlertRow, AlertSeverity, AlertState
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import AlertRow, AlertSeverity, AlertState
 from tests.admin_api.mail_tls import make_mail_tls
 from tests.support.smtp_sink import smtp_sink
 from tests.support.webhook_sink import webhook_sink

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from policy.model import CircumventionSettings
-from store.db import make_engine, upgrade
-from store.sanctions import count_act
+from schoolgate.policy.model import CircumventionSettings
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.sanctions import count_act
 from tests.support.postgres import database_url, postgres_session_url
 
 __all__ = ["database_url", "postgres_session_url"]

@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from store import models
-from store.db import (
+from schoolgate.store import models
+from schoolgate.store.db import (
     SchemaOutOfDate,
     current_revision,
     default_database_url,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from store.db import default_database_url, make_engine, secure_directory, upgrade
+from schoolgate.store.db import default_database_url, make_engine, secure_directory, upgrade
 
 
 def mode(path: Path) -> int:

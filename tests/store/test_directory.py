@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from store.directory import (
+from schoolgate.store.directory import (
     DirectoryUnavailable,
     DirectoryUser,
     LdapDirectory,
@@ -19,11 +19,11 @@ from store.directory import (
     parse_users_file,
     verify_password,
 )
-from store.identity_config import IdentityConfigError, LdapSettings, load_identity_config
+from schoolgate.store.identity_config import IdentityConfigError, LdapSettings, load_identity_config
 from tests.support.slapd import MAIL, PEOPLE, SlapdServer, start_slapd
 
 pytestmark = pytest.mark.ldap
-DEMO_USERS = Path(__file__).resolve().parents[2] / "store" / "data" / "demo-users.yaml"
+DEMO_USERS = Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-users.yaml"
 
 
 def settings_for(server: SlapdServer, folder: Path, *, group_mode: str = "member_of",

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from policy.model import CircumventionSettings, Reason, Verdict
-from store.alerts import Alert
-from store.db import make_engine, upgrade
-from store.escalation import AlertWorker, Job, attempt_alert_job, threshold_job
-from store.events import AttemptEvidence, Event
-from store.models import AlertRow
+from schoolgate.policy.model import CircumventionSettings, Reason, Verdict
+from schoolgate.store.alerts import Alert
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.escalation import AlertWorker, Job, attempt_alert_job, threshold_job
+from schoolgate.store.events import AttemptEvidence, Event
+from schoolgate.store.models import AlertRow
 
 AT = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from policy.model import Reason, Verdict
-from store.db import make_engine, upgrade
-from store.event_writer import EventInserter, EventWriter
-from store.events import AttemptEvidence, Event, event_row, json_line
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.event_writer import EventInserter, EventWriter
+from schoolgate.store.events import AttemptEvidence, Event, event_row, json_line
 from tests.support.event_writer_child import numbered
 from tests.support.postgres import (
     PrivatePostgres,

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from policy.model import Reason, Verdict
-from store.db import default_database_url, make_engine, upgrade
-from store.event_writer import EventWriter
-from store.events import Event
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.db import default_database_url, make_engine, upgrade
+from schoolgate.store.event_writer import EventWriter
+from schoolgate.store.events import Event
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -79,7 +79,7 @@ async def test_the_events_file_going_away_is_noticed_and_nothing_is_lost(
             shutil.copy(backup, database)
         else:
             database.chmod(0o444)
-        with caplog.at_level(logging.WARNING, logger="store.event_writer"):
+        with caplog.at_level(logging.WARNING, logger="schoolgate.store.event_writer"):
             await _write(writer, range(20, 40))
         if what == "replaced":
             # Written into the new file, not the old inode; the log says it was reopened.

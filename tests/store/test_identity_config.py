@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from store.identity_config import (
+from schoolgate.store.identity_config import (
     GroupMode,
     IdentityConfigError,
     LdapSettings,
@@ -15,7 +15,7 @@ from store.identity_config import (
     parse_identity_config,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "store" / "data"
+DATA = Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data"
 
 LDAP = """
 directory:

@@ -11,9 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.orm import Session
 
-from store.db import make_engine, upgrade
-from store.incident_models import IncidentNoteRow
-from store.models import Base
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.incident_models import IncidentNoteRow
+from schoolgate.store.models import Base
 from tests.support.postgres import database_url, postgres_session_url
 
 __all__ = ["database_url", "postgres_session_url"]

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from policy.lists import DomainList, parse_domain_list
 from schoolgate.cli import main
 from schoolgate.commands.lists import SHIPPED_MANIFEST, VENDORED_UPSTREAM
-from store.list_build import BUILT_MARK, BuildError, build_lists, load_manifest
-from store.list_status import ListStatusReader
-from store.policy_files import shipped_lists_dir
+from schoolgate.policy.lists import DomainList, parse_domain_list
+from schoolgate.store.list_build import BUILT_MARK, BuildError, build_lists, load_manifest
+from schoolgate.store.list_status import ListStatusReader
+from schoolgate.store.policy_files import shipped_lists_dir
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 UPSTREAM = {

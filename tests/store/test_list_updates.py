@@ -19,18 +19,18 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from policy.lists import DomainList, parse_domain_list
-from store.db import make_engine, upgrade
-from store.list_status import STATE_FILE, ListStatusReader, policy_stamp
-from store.list_updates import (
+from schoolgate.policy.lists import DomainList, parse_domain_list
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.list_status import STATE_FILE, ListStatusReader, policy_stamp
+from schoolgate.store.list_updates import (
     AlertKinds,
     ListsConfigError,
     load_config,
     raise_list_alerts,
     update_lists,
 )
-from store.models import AlertRow
-from store.policy_files import load_policy
+from schoolgate.store.models import AlertRow
+from schoolgate.store.policy_files import load_policy
 
 NOW = datetime(2026, 12, 3, 5, 0, tzinfo=UTC)
 

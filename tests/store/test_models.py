@@ -11,9 +11,9 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from policy.model import Verdict
-from store.db import make_engine, upgrade
-from store.models import (
+from schoolgate.policy.model import Verdict
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import (
     AlertRow,
     AlertSeverity,
     AlertState,

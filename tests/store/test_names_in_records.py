@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from policy.model import Reason, Verdict
-from store.events import Event
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.events import Event
 
 
 def test_an_events_user_is_the_canonical_name() -> None:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from policy.model import (
+from schoolgate.policy.model import (
     ApprovedException,
     LocalListEntry,
     Overrides,
@@ -24,16 +24,16 @@ from policy.model import (
     TargetKind,
     Verdict,
 )
-from store.db import make_engine, upgrade
-from store.models import (
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import (
     ExceptionRow,
     LocalListRow,
     SanctionRow,
     SanctionState,
     SupervisedSessionRow,
 )
-from store.overrides_db import DatabaseOverridesSource
-from store.snapshots import OverridesSource
+from schoolgate.store.overrides_db import DatabaseOverridesSource
+from schoolgate.store.snapshots import OverridesSource
 from tests.support.postgres import (
     PrivatePostgres,
     database_url,
@@ -165,7 +165,7 @@ def test_an_outage_keeps_the_last_snapshot_and_logs_once(
         before = source.load_now()
         assert before.sanctions
         private_postgres.stop()
-        with caplog.at_level(logging.WARNING, logger="store.overrides_db"):
+        with caplog.at_level(logging.WARNING, logger="schoolgate.store.overrides_db"):
             assert source.load_now() is before
             assert source.load_now() is before
         assert source.last_problem is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from store.policy_files import load_policy
+from schoolgate.store.policy_files import load_policy
 
 POLICY = """\
 name: once

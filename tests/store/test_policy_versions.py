@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from policy.model import Reason, Verdict
-from store import policy_versions as versions
-from store.db import make_engine, upgrade
-from store.models import EventRow, LocalListRow
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store import policy_versions as versions
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import EventRow, LocalListRow
 from tests.support.postgres import database_url, postgres_session_url
 
 __all__ = ["database_url", "postgres_session_url"]

@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from policy.model import Reason, Verdict
-from store.db import make_engine, upgrade
-from store.event_writer import EventInserter
-from store.events import Event as RecordedEvent
-from store.events import event_row as _row
-from store.models import (
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.event_writer import EventInserter
+from schoolgate.store.events import Event as RecordedEvent
+from schoolgate.store.events import event_row as _row
+from schoolgate.store.models import (
     AlertRow,
     AlertSeverity,
     AlertState,
@@ -24,7 +24,7 @@ from store.models import (
     SanctionState,
     SupervisedSessionRow,
 )
-from store.retention import RetentionDays, purge
+from schoolgate.store.retention import RetentionDays, purge
 from tests.support.postgres import database_url, postgres_session_url
 
 __all__ = ["database_url", "postgres_session_url"]

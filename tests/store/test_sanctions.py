@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from policy.model import CircumventionSettings, SanctionAction
-from store.db import make_engine, upgrade
-from store.models import AlertRow, AlertSeverity, SanctionRow, SanctionState
-from store.overrides_db import DatabaseOverridesSource
-from store.sanctions import (
+from schoolgate.policy.model import CircumventionSettings, SanctionAction
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import AlertRow, AlertSeverity, SanctionRow, SanctionState
+from schoolgate.store.overrides_db import DatabaseOverridesSource
+from schoolgate.store.sanctions import (
     AttemptWindow,
     SanctionNotFound,
     active_sanction,

@@ -8,9 +8,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from policy.model import Reason, Verdict
-from store.events import AttemptEvidence, Event, event_json_line
-from store.siem import SiemLines
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.events import AttemptEvidence, Event, event_json_line
+from schoolgate.store.siem import SiemLines
 
 AT = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from policy.model import (
+from schoolgate.policy.model import (
     ApprovedException,
     LocalListEntry,
     Overrides,
@@ -18,7 +18,7 @@ from policy.model import (
     TargetKind,
     Verdict,
 )
-from store.snapshots import (
+from schoolgate.store.snapshots import (
     FileOverridesSource,
     SnapshotError,
     dump_overrides,

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
-from store.db import make_engine, upgrade
-from store.models import SignInThrottleRow
-from store.throttle import ADDRESS, USER, USER_AT_ADDRESS, Limit, Throttle
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import SignInThrottleRow
+from schoolgate.store.throttle import ADDRESS, USER, USER_AT_ADDRESS, Limit, Throttle
 from tests.support.postgres import database_url, postgres_session_url
 
 __all__ = ["database_url", "postgres_session_url"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from store.tokens import (
+from schoolgate.store.tokens import (
     AccessClaims,
     AccessTokenError,
     load_or_create_secret,

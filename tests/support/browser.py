@@ -17,7 +17,7 @@ from tests.support.gateway import SCHOOLGATE, free_port, wait_until_listening
 from tests.support.needs import need, need_program
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_IDENTITY = ROOT / "store" / "data" / "demo-identity.yaml"
+DEMO_IDENTITY = ROOT / "schoolgate" / "store" / "data" / "demo-identity.yaml"
 
 # No QUIC (the gateway is an explicit TCP proxy); no background traffic to the outside world.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-quic", "--disable-background-networking",

@@ -10,10 +10,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from policy.model import Reason, Verdict
-from store.db import make_engine
-from store.event_writer import EventWriter
-from store.events import Event
+from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.db import make_engine
+from schoolgate.store.event_writer import EventWriter
+from schoolgate.store.events import Event
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import proxy_addons.enforce as enforce
+import schoolgate.proxy_addons.enforce as enforce
 
 EXPLODING_HOST = "explode.test"
 _real_decide = enforce.decide

@@ -41,7 +41,7 @@ from wsproto.connection import Connection as WsConnection
 from wsproto.connection import ConnectionType as WsType
 
 from schoolgate.commands.gateway import DEFAULT_ENGINE, ENGINES
-from store.directory import hash_password
+from schoolgate.store.directory import hash_password
 from tests.support.route_to_origins import STAND_IN
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -230,7 +230,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def migrated_engine(database_url: str) -> Iterator[Engine]:
     """An engine on a database of each kind (database_url), migrated to the newest schema."""
-    from store.db import make_engine, upgrade
+    from schoolgate.store.db import make_engine, upgrade
 
     upgrade(database_url)
     made = make_engine(database_url)

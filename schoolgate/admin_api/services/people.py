@@ -1,0 +1,86 @@
+"""Who a name is, as the gateway would see them: a person's role from the directory (for the
+checks that must use the beneficiary's role, never the reviewer's), and how many people a group
+or a role holds (for the plain summary of a wide grant's reach), where the directory can say.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from schoolgate.admin_api.resources import Resources
+from schoolgate.policy.model import Scope
+from schoolgate.store.directory import DirectoryUnavailable, DirectoryUser
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A name looked up: `known` False when the directory does not know it (or could not be
+    asked); `role` is then the policy's default role, as at the gateway."""
+
+    name: str
+    known: bool
+    role: str
+    groups: frozenset[str] = frozenset()
+    display_name: str = ""
+    unavailable: bool = False
+
+
+async def look_up(resources: Resources, name: str) -> Person:
+    """The person called `name` in the directory, with the role the gateway would give them."""
+    default = resources.policy.default_role
+    name = name.strip()
+    directory = resources.directory
+    if not name or directory is None or "\n" in name or len(name) > 200:
+        return Person(name=name, known=False, role=default, unavailable=directory is None)
+    try:
+        found = await directory.lookup(name)
+    except DirectoryUnavailable:
+        return Person(name=name, known=False, role=default, unavailable=True)
+    if found is None:
+        return Person(name=name, known=False, role=default)
+    role = resources.identity.role_for_groups(found.groups) or default
+    return Person(name=found.username, known=True, role=role, groups=found.groups,
+                  display_name=found.display_name)
+
+
+def _everyone(resources: Resources) -> list[DirectoryUser] | None:
+    """Every user, when the directory is a users file (an LDAP directory is not listed: it can
+    be large, and the count is only for the summary)."""
+    users = getattr(resources.directory, "_users", None)
+    if not isinstance(users, dict):
+        return None
+    found = []
+    for name, user in users.values():
+        found.append(DirectoryUser(name, frozenset(getattr(user, "groups", ())), name))
+    return found
+
+
+def count_covered(resources: Resources, *, scope: Scope, who: str | None) -> int | None:
+    """How many people a grant with this scope covers, or None if the directory cannot say."""
+    if scope is Scope.USER:
+        return 1
+    users = _everyone(resources)
+    if users is None:
+        return None
+    default = resources.policy.default_role
+    if scope is Scope.GROUP:
+        wanted = (who or "").casefold()
+        return sum(1 for u in users if wanted in {g.casefold() for g in u.groups})
+    if scope is Scope.ROLE:
+        return sum(1 for u in users
+                   if (resources.identity.role_for_groups(u.groups) or default) == who)
+    return len(users)
+
+
+def group_role(resources: Resources, group: str | None) -> str | None:
+    """The role most members of `group` have (for explaining a class request), or None if
+    the directory cannot list them."""
+    users = _everyone(resources) if group else None
+    if not users or not group:
+        return None
+    default = resources.policy.default_role
+    wanted = group.casefold()
+    roles = Counter(resources.identity.role_for_groups(u.groups) or default for u in users
+                    if wanted in {g.casefold() for g in u.groups})
+    return roles.most_common(1)[0][0] if roles else None

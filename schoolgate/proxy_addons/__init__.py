@@ -1,0 +1,1 @@
+"""mitmproxy addons of the schoolgate gateway; `schoolgate.proxy_addons.main.addons` is the ordered list."""

@@ -1,0 +1,551 @@
+"""Circumvention signals that need more than the host name: DNS-over-HTTPS to any host, archive,
+cache and translation viewers of blocked pages, TLS Encrypted ClientHello, CONNECT and plain HTTP
+to ports the policy does not allow (`ports:`), non-HTTP protocols inside a tunnel, the same
+blocked platform again and again, and (blocked but never counted) a blocked platform's widgets
+on an allowed page.
+
+Runs after Enforce and reads what it decided (flow.metadata DECISION and INPUTS). A finding sets
+flow.metadata TECHNIQUE and EVIDENCE (what was seen: never bodies, cookies or passwords); a new
+block also replaces DECISION and the response. Any error blocks (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from mitmproxy import ctx, http, tcp
+from mitmproxy.addonmanager import Loader
+from mitmproxy.connection import Client
+from mitmproxy.proxy.server_hooks import ServerConnectionHookData
+from mitmproxy.tls import ClientHelloData, TlsData
+
+from schoolgate.policy.decide import decide
+from schoolgate.policy.hostnames import HostError, is_subdomain_or_same, normalise_host
+from schoolgate.policy.model import Decision, Reason, Request, Verdict
+from schoolgate.policy.techniques import Technique
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.blockpage import make_plain_block
+from schoolgate.proxy_addons.errors import options_error
+from schoolgate.proxy_addons.flows import (
+    block_response,
+    client_ip,
+    close_client,
+    fail_closed,
+    host_name,
+)
+from schoolgate.proxy_addons.proxy_scripts import proxy_script_evidence, tunnel_upgrade_evidence
+from schoolgate.proxy_addons.stats import GatewayStats
+
+logger = logging.getLogger(__name__)
+
+DOH_TYPES = ("application/dns-message", "application/dns-json")
+ECH_EXTENSION = 0xFE0D  # TLS Encrypted ClientHello (draft-ietf-tls-esni; IANA registry)
+ECH_RULE = "encrypted-client-hello"
+# How a client's "ech_required" alert (121) reads in the TLS library's error text.
+_ECH_REFUSAL = re.compile(r"\bech\b|ech_required|\b121\b")
+Evidence = dict[str, str]
+
+# --- pure detection helpers ----------------------------------------------------------------
+
+
+def doh_evidence(path: str, query: str, content_type: str, accept: str) -> Evidence | None:
+    """What marks a request as DNS-over-HTTPS (RFC 8484 and the JSON API), else None."""
+    for header, value in (("content-type", content_type), ("accept", accept)):
+        lowered = value.lower()
+        for kind in DOH_TYPES:
+            if kind in lowered:
+                return {"signal": header, "value": kind}
+    if path.rstrip("/").lower().endswith("/dns-query"):
+        return {"signal": "path", "value": "/dns-query"}
+    try:
+        if "dns" in parse_qs(query, keep_blank_values=True, max_num_fields=100):
+            return {"signal": "query", "value": "dns="}
+    except ValueError:
+        return None
+    return None
+
+
+def url_host(text: str) -> str | None:
+    """The normalised host of a URL, or of a bare "host/path" as archives write it; None if
+    there is none. Percent-encoding and Wayback's "https:/x.com" are undone first."""
+    text = unquote(text.strip())
+    text = re.sub(r"^[a-z][a-z0-9+.-]*:/*", "", text, flags=re.IGNORECASE)
+    text = text.lstrip("/")
+    host = re.split(r"[/?#\\]", text, maxsplit=1)[0]
+    host = host.rpartition("@")[2]
+    host = host.partition("]")[0] + "]" if host.startswith("[") else host.partition(":")[0]
+    host = host.removeprefix("*.").rstrip("*")  # Wayback wildcards: *.x.com, x.com*
+    if not host or "*" in host:
+        return None
+    found = normalise_host(host)
+    if isinstance(found, HostError) or ("." not in found.name and found.ip is None):
+        return None
+    return found.name
+
+
+_WAYBACK_HOSTS = ("web.archive.org", "wayback.archive.org")
+_WAYBACK_PATH = re.compile(r"^/(?:web|save)/(?:[0-9*]{1,14}[a-z_*]*/)?(.+)$", re.IGNORECASE)
+_ARCHIVE_TODAY = ("archive.today", "archive.ph", "archive.is", "archive.li", "archive.vn",
+                  "archive.md", "archive.fo")
+_ARCHIVE_TODAY_PATH = re.compile(
+    r"^/(?:(?:newest|oldest|timegate|timemap(?:/\w+)?)/|[0-9.\-]{8,}/|o/\w+/)?(.+)$")
+_GOOGLE_TRANSLATE = re.compile(r"^translate\.google(\.com?)?(\.[a-z]{2,3})?$")
+
+
+def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | None:
+    """If `host` + `path` + `query` shows another site's page (an archive, a cache, a
+    translation proxy), that site's host and the technique; else None."""
+    params = _params(query)
+    if host in _WAYBACK_HOSTS or host.endswith(".web.archive.org"):
+        match = _WAYBACK_PATH.match(path)
+        if match:
+            return _found(Technique.ARCHIVE_VIEWER, match.group(1))
+        return _found(Technique.ARCHIVE_VIEWER, params.get("url"))
+    if host in _ARCHIVE_TODAY:
+        target = params.get("url") or (params.get("q") if path.startswith("/search") else None)
+        if target:
+            return _found(Technique.ARCHIVE_VIEWER, target)
+        match = _ARCHIVE_TODAY_PATH.match(path)
+        text = match.group(1) if match else ""
+        # a bare short id (/AbC12) names no site; only something with a dot does
+        return _found(Technique.ARCHIVE_VIEWER, text) if "." in text else None
+    if host == "webcache.googleusercontent.com":
+        cached = params.get("q", "")
+        if cached.startswith("cache:"):
+            rest = cached[len("cache:"):]
+            # "cache:<id>:<url>" or "cache:<url>"
+            head, sep, tail = rest.partition(":")
+            if sep and re.fullmatch(r"[A-Za-z0-9_-]{6,}", head) and not tail.startswith("//"):
+                rest = tail
+            return _found(Technique.ARCHIVE_VIEWER, rest)
+        return None
+    if _GOOGLE_TRANSLATE.match(host) or host == "translate.googleusercontent.com":
+        return _found(Technique.REWRITING_PROXY, params.get("u"))
+    if host in ("translatetheweb.com", "www.translatetheweb.com"):
+        return _found(Technique.REWRITING_PROXY, params.get("a"))
+    return None
+
+
+def is_viewer_host(host: str) -> bool:
+    """Does this host show other sites' pages by URL (so its traffic must be decrypted for
+    `viewed_target` to read the path)?"""
+    return (host in _WAYBACK_HOSTS or host.endswith(".web.archive.org")
+            or host in _ARCHIVE_TODAY or host == "webcache.googleusercontent.com"
+            or bool(_GOOGLE_TRANSLATE.match(host)) or host == "translate.googleusercontent.com"
+            or host in ("translatetheweb.com", "www.translatetheweb.com"))
+
+
+def _params(query: str) -> dict[str, str]:
+    try:
+        parsed = parse_qs(query, keep_blank_values=False, max_num_fields=100)
+    except ValueError:
+        return {}
+    return {name: values[0] for name, values in parsed.items()}
+
+
+def _found(technique: Technique, text: str | None) -> tuple[Technique, str] | None:
+    target = url_host(text) if text else None
+    return (technique, target) if target else None
+
+
+def ech_refused(error: str) -> bool:
+    """Does a failed client handshake's error say the client wanted its ECH accepted?"""
+    return _ECH_REFUSAL.search(error.lower()) is not None
+
+
+def has_ech(extensions: Iterable[tuple[int, bytes]]) -> bool:
+    return any(kind == ECH_EXTENSION for kind, _ in extensions)
+
+
+# Protocols a request may ask to switch to: websockets are how web apps talk; anything else (h2c,
+# TLS by RFC 2817, connect-udp over HTTP/1.1, ...) would take the connection past the filter's
+# HTTP inspection, so it is refused and recorded.
+ALLOWED_UPGRADES = frozenset({"websocket"})
+
+
+def refused_upgrade(header: str) -> str | None:
+    """The Upgrade header's value if it asks for a protocol other than websocket, else None."""
+    tokens = [t.strip().split("/")[0].lower() for t in header.split(",") if t.strip()]
+    return header.strip() if any(t not in ALLOWED_UPGRADES for t in tokens) else None
+
+
+def looks_embedded(headers: Mapping[str, str]) -> bool:
+    """Was this request made by a page for one of its parts (a script, an iframe, an image, a
+    fetch) rather than by the person going to the site? Judged by Sec-Fetch-* when the browser
+    sends them, else by a Referer with an Accept that does not ask for a page."""
+    dest = headers.get("sec-fetch-dest", "").lower()
+    site = headers.get("sec-fetch-site", "").lower()
+    if site in ("none", "same-origin", "same-site"):
+        return False  # typed or bookmarked, or the blocked site's own page
+    if dest:
+        return dest != "document"
+    if not headers.get("referer"):
+        return False
+    return "text/html" not in headers.get("accept", "").lower()
+
+
+def referer_host(headers: Mapping[str, str]) -> str | None:
+    referer = headers.get("referer", "")
+    if not referer:
+        return None
+    try:
+        name = urlsplit(referer).hostname
+    except ValueError:
+        return None
+    return url_host(name) if name else None
+
+
+class RepeatCounter:
+    """Blocked requests per (who, platform) in a sliding window; says when one reaches the
+    threshold, then starts that count again. Bounded: idle keys are dropped."""
+
+    def __init__(self, threshold: int, window_seconds: float, *, max_keys: int = 50_000) -> None:
+        self.threshold = threshold
+        self.window = window_seconds
+        self.max_keys = max_keys
+        self._seen: dict[tuple[str, str], deque[float]] = {}
+
+    def add(self, who: str, platform: str, now: float) -> int | None:
+        """Count one; the count if it reached the threshold (the count restarts), else None."""
+        key = (who, platform)
+        times = self._seen.get(key)
+        if times is None:
+            if len(self._seen) >= self.max_keys:
+                self._prune(now)
+            times = self._seen[key] = deque()
+        times.append(now)
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(times) >= self.threshold:
+            count = len(times)
+            del self._seen[key]
+            return count
+        return None
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, t in self._seen.items() if not t or t[-1] <= now - self.window]:
+            del self._seen[key]
+        if len(self._seen) >= self.max_keys:
+            self._seen.clear()  # a flood of distinct keys: forget rather than grow
+
+
+def parse_ports(values: Sequence[str]) -> frozenset[int]:
+    """Port numbers from option values; each may be a comma-separated list ("80,443,8443"),
+    since `schoolgate gateway -- --set` passes one value per option."""
+    ports = set()
+    for value in (v.strip() for item in values for v in item.split(",")):
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise ValueError(f"{value!r} is not a port number (1-65535)")
+        ports.add(int(value))
+    return frozenset(ports)
+
+
+# Blocks that count towards "the same platform again and again": the person chose the site.
+_REPEATABLE = frozenset({Reason.RULE_BLOCK, Reason.LOCKED, Reason.LOCAL_BLOCK})
+
+# --- the addon -------------------------------------------------------------------------------
+
+
+class Detect:
+    def __init__(self, stats: GatewayStats | None = None) -> None:
+        self._ports: frozenset[int] = frozenset()  # the option; empty: the policy's ports
+        self._repeats = RepeatCounter(5, 120.0)
+        self._refuse: set[str] = set()  # client ids to close before they reach a server
+        self._ech_clients: set[str] = set()  # client ids whose ClientHello carried ECH
+        self.stats = stats or GatewayStats()
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option("schoolgate_connect_ports", Sequence[str], [],
+                          "Overrides the policy's ports.connect (say it in the policy instead): "
+                          "ports a CONNECT tunnel may go to (each value may be a comma-separated "
+                          "list); any other port is refused at the CONNECT, for every host, as a "
+                          "circumvention attempt (technique unusual_port). Empty: the policy's.")
+        loader.add_option("schoolgate_repeat_count", int, 5,
+                          "Blocked requests by one person to one blocked platform within "
+                          "schoolgate_repeat_window_seconds that count as one circumvention "
+                          "attempt (technique repeated_attempts).")
+        loader.add_option("schoolgate_repeat_window_seconds", int, 120,
+                          "The window for schoolgate_repeat_count, in seconds.")
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        if "schoolgate_connect_ports" in updated:
+            try:
+                self._ports = parse_ports(opts.schoolgate_connect_ports)
+            except ValueError as exc:
+                raise options_error(f"schoolgate_connect_ports: {exc}") from None
+        if updated & {"schoolgate_repeat_count", "schoolgate_repeat_window_seconds"}:
+            if opts.schoolgate_repeat_count < 2 or opts.schoolgate_repeat_window_seconds < 1:
+                raise options_error("schoolgate_repeat_count must be at least 2 and "
+                                     "schoolgate_repeat_window_seconds at least 1")
+            self._repeats = RepeatCounter(opts.schoolgate_repeat_count,
+                                          opts.schoolgate_repeat_window_seconds)
+
+    # --- CONNECT: unusual ports --------------------------------------------------------------
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """A CONNECT to a port the policy does not allow is refused here, whatever the host's
+        verdict: a blocked host too (it would otherwise be answered 200 for its block page)."""
+        if flow.response or flow.error or not flow.live:
+            return
+        try:
+            decision = flow.metadata.get(context.DECISION)
+            inputs = flow.metadata.get(context.INPUTS)
+            if not isinstance(decision, Decision) or \
+                    not isinstance(inputs, context.DecisionInputs):
+                return  # not decided by Enforce: a gateway page, or a 407
+            port = flow.request.port
+            if port not in (self._ports or inputs.policy.ports.connect):
+                blocked = _unusual_port(decision)
+                self._found(flow, blocked, {"port": str(port), "kind": "connect"})
+                flow.response = make_plain_block(blocked)
+        except Exception:
+            self._error(flow, "http_connect")
+
+    # --- TLS ClientHello: Encrypted ClientHello ----------------------------------------------
+
+    def tls_clienthello(self, data: ClientHelloData) -> None:
+        server = data.context.server
+        if server.address is None:
+            return  # TLS to the gateway itself (secure web proxy)
+        try:
+            if not has_ech(data.client_hello.extensions):
+                self._inspect_viewers(data)
+                return
+            self._encrypted_hello(data)
+        except Exception:
+            self.stats.detect_errors += 1
+            logger.exception("checking the TLS ClientHello failed; refusing the connection")
+            self._refuse_hello(data, Decision(Verdict.BLOCK, Reason.ENGINE_ERROR), None)
+
+    def _encrypted_hello(self, data: ClientHelloData) -> None:
+        """A ClientHello carrying Encrypted ClientHello. Browsers send a dummy one ("GREASE")
+        in every handshake, and by design it looks exactly like real ECH, so it is never a
+        reason to refuse. It is never relayed unread either (a real one could hide any host
+        behind an allowed outer name): the gateway answers the handshake itself and does not
+        accept ECH. A dummy carries on as usual; a client really hiding its destination must
+        retry without ECH (then its real destination is decided) or give up, which
+        tls_failed_client records as an attempt. An outer name that disagrees with the CONNECT
+        target was already blocked by Enforce: it is named an ECH attempt here."""
+        client = data.context.client
+        sni = data.client_hello.sni
+        note = context.hello_notes.get(client.id)
+        evidence = {"outer_sni": sni or "", "extension": hex(ECH_EXTENSION)}
+        self.stats.ech_seen += 1
+        if note is not None and note.decision.technique == Technique.HOST_MISMATCH:
+            decision = note.decision._replace(rule=ECH_RULE, technique=Technique.ECH)
+            context.hello_notes[client.id] = replace(note, decision=decision, evidence=evidence)
+            return
+        self._ech_clients.add(client.id)
+        if data.ignore_connection and not (note is not None and note.never_decrypt):
+            data.ignore_connection = False
+            self.stats.ech_intercepted += 1
+            if note is not None:
+                context.hello_notes[client.id] = replace(note, passthrough=False)
+
+    def tls_failed_client(self, data: TlsData) -> None:
+        """A client that sent ECH and then gave up on our handshake because we did not accept
+        its ECH (alert ech_required): it was hiding its destination."""
+        client = data.context.client
+        if client.id not in self._ech_clients:
+            return
+        error = client.error or ""
+        if not ech_refused(error):
+            return  # some other failure (an untrusted CA, a closed tab): not an attempt
+        try:
+            note = context.hello_notes.get(client.id)
+            sni = note.sni if note is not None else client.sni
+            host = note.decision.host if note is not None else host_name(sni or "")
+            decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=ECH_RULE, host=host,
+                                technique=Technique.ECH)
+            self.stats.detect_blocked += 1
+            context.hello_notes[client.id] = context.HelloNote(
+                decision, passthrough=False, sni=sni,
+                evidence={"outer_sni": sni or "", "extension": hex(ECH_EXTENSION),
+                          "client_error": error[:200]})
+        except Exception:
+            self.stats.detect_errors += 1
+            logger.exception("recording an encrypted ClientHello attempt failed")
+
+    def _inspect_viewers(self, data: ClientHelloData) -> None:
+        """An allowed archive or translation viewer would be relayed unread: decrypt it, so
+        each request's target is decided (every request inside is decided again)."""
+        client = data.context.client
+        note = context.hello_notes.get(client.id)
+        if data.ignore_connection and note is not None and note.passthrough and \
+                note.decision.allowed and is_viewer_host(note.decision.host or ""):
+            data.ignore_connection = False
+            context.hello_notes[client.id] = replace(note, passthrough=False)
+            self.stats.viewers_intercepted += 1
+
+    def _refuse_hello(self, data: ClientHelloData, decision: Decision,
+                      evidence: Evidence | None) -> None:
+        self.stats.detect_blocked += 1
+        client = data.context.client
+        data.ignore_connection = True  # relayed to nowhere: server_connect refuses it
+        self._refuse.add(client.id)
+        context.hello_notes[client.id] = context.HelloNote(
+            decision, passthrough=False, sni=data.client_hello.sni, evidence=evidence)
+
+    def server_connect(self, data: ServerConnectionHookData) -> None:
+        if data.client.id in self._refuse:
+            data.server.error = "blocked by the school's web filter"
+
+    # --- inside a tunnel: not HTTP at all ----------------------------------------------------
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        try:
+            address = flow.server_conn.address
+            host = flow.client_conn.sni or (str(address[0]) if address else "")
+            decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="tunnel-protocol",
+                                host=host_name(host) if host else None,
+                                technique=Technique.TUNNEL_PROTOCOL)
+            evidence = {"port": str(address[1]) if address else "",
+                        "inside_tls": "yes" if flow.client_conn.tls_established else "no"}
+        except Exception:
+            logger.exception("describing a TCP tunnel failed; blocking it")
+            self.stats.detect_errors += 1
+            decision, evidence = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR), {}
+        self._found(flow, decision, evidence)
+        self._refuse.add(flow.client_conn.id)  # the relay's server connection is refused
+        if flow.server_conn.timestamp_start is not None:
+            close_client(flow.client_conn)  # already connected (eager): close it now
+
+    # --- every intercepted request -----------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.error or not flow.live:
+            return
+        decision = flow.metadata.get(context.DECISION)
+        inputs = flow.metadata.get(context.INPUTS)
+        if not isinstance(decision, Decision) or not isinstance(inputs, context.DecisionInputs):
+            return  # not decided by Enforce: a gateway page, or a 407
+        try:
+            if decision.allowed:
+                if flow.response is None:
+                    self._look_deeper(flow, decision, inputs)
+            elif decision.technique is None:
+                self._classify_block(flow, decision, inputs)
+        except Exception:
+            self._error(flow, "requestheaders")
+
+    def _look_deeper(self, flow: http.HTTPFlow, decision: Decision,
+                     inputs: context.DecisionInputs) -> None:
+        request = flow.request
+        ports = inputs.policy.ports.http if request.scheme == "http" else \
+            (self._ports or inputs.policy.ports.connect)
+        if request.port not in ports:
+            self._block(flow, inputs, _unusual_port(decision),
+                        {"port": str(request.port), "kind": request.scheme})
+            return
+        upgrade = refused_upgrade(request.headers.get("upgrade", ""))
+        if upgrade is not None:
+            self._block(flow, inputs, Decision(
+                Verdict.BLOCK, Reason.CIRCUMVENTION, rule="protocol-upgrade",
+                category=decision.category, host=decision.host,
+                technique=Technique.PROTOCOL_UPGRADE), {"upgrade": upgrade[:100]})
+            return
+        path, _, query = request.path.partition("?")
+        evidence = doh_evidence(path, query, request.headers.get("content-type", ""),
+                                request.headers.get("accept", ""))
+        if evidence is not None:
+            self._block(flow, inputs, Decision(
+                Verdict.BLOCK, Reason.CIRCUMVENTION, rule="dns-over-https",
+                category=decision.category, host=decision.host,
+                technique=Technique.DOH_CONTENT), evidence)
+            return
+        found = self._proxy_or_tunnel(request, path, query)
+        if found is not None:
+            self._block(flow, inputs, Decision(
+                Verdict.BLOCK, Reason.CIRCUMVENTION, rule=found[0], category=decision.category,
+                host=decision.host, technique=found[1]), found[2])
+            return
+        viewed = viewed_target(decision.host or "", path, query)
+        if viewed is None:
+            return
+        technique, target = viewed
+        inner = decide(inputs.policy, Request(target), inputs.subject, inputs.overrides,
+                       inputs.at)
+        if inner.allowed:
+            return
+        self._block(flow, inputs, Decision(
+            Verdict.BLOCK, Reason.CIRCUMVENTION, rule=inner.rule, category=inner.category,
+            host=decision.host, technique=technique),
+            {"viewer": decision.host or "", "target": target, "target_reason": inner.reason})
+
+    @staticmethod
+    def _proxy_or_tunnel(request: http.Request, path: str,
+                         query: str) -> tuple[str, str, Evidence] | None:
+        """A web-proxy script on any host, or a request asking to become a tunnel (MASQUE)."""
+        tunnel = tunnel_upgrade_evidence(path, request.headers.get("upgrade", ""))
+        if tunnel is not None:
+            return "tunnel-upgrade", Technique.TUNNEL_PROTOCOL, tunnel
+        script = proxy_script_evidence(path, query)
+        if script is not None:
+            return "web-proxy-script", Technique.WEB_PROXY, script
+        return None
+
+    def _classify_block(self, flow: http.HTTPFlow, decision: Decision,
+                        inputs: context.DecisionInputs) -> None:
+        """A plain block by Enforce: a widget on an allowed page (recorded, never counted), or
+        the same platform once too often (an attempt)."""
+        headers = flow.request.headers
+        if looks_embedded(headers):
+            page = referer_host(headers)
+            if page is not None and decision.host is not None and \
+                    not is_subdomain_or_same(page, decision.host):
+                on_page = decide(inputs.policy, Request(page), inputs.subject,
+                                 inputs.overrides, inputs.at)
+                if on_page.allowed and on_page.category != decision.category:
+                    self._found(flow, None, {"page": page, "dest": headers.get(
+                        "sec-fetch-dest", ""), "platform": decision.category or ""},
+                        technique=Technique.EMBEDDED_WIDGET)
+                    return
+        if decision.reason not in _REPEATABLE or decision.category is None:
+            return
+        if headers.get("sec-fetch-dest", "document").lower() != "document":
+            return  # a favicon or a part of the block page: not the person asking again
+        who = inputs.subject.user or client_ip(flow.client_conn) or "unknown"
+        count = self._repeats.add(who, decision.category, time.monotonic())
+        if count is not None:
+            self._found(flow, None, {"platform": decision.category, "count": str(count),
+                                     "window_seconds": f"{self._repeats.window:g}"},
+                        technique=Technique.REPEATED_ATTEMPTS)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _block(self, flow: http.HTTPFlow, inputs: context.DecisionInputs, decision: Decision,
+               evidence: Evidence) -> None:
+        self._found(flow, decision, evidence)
+        flow.response = block_response(flow, decision, inputs.subject, at=inputs.at,
+                                       policy=inputs.policy, page=inputs.page)
+
+    def _found(self, flow: http.HTTPFlow | tcp.TCPFlow, decision: Decision | None,
+               evidence: Evidence, *, technique: str | None = None) -> None:
+        """Mark a finding on the flow; `decision` None keeps the flow's (already a block)."""
+        if decision is not None:
+            flow.metadata[context.DECISION] = decision
+            technique = decision.technique
+            self.stats.detect_blocked += 1
+        flow.metadata[context.TECHNIQUE] = technique
+        flow.metadata[context.EVIDENCE] = evidence
+
+    def _error(self, flow: http.HTTPFlow, where: str) -> None:
+        self.stats.detect_errors += 1
+        fail_closed(flow, "circumvention detection", where)
+
+    def client_disconnected(self, client: Client) -> None:
+        self._refuse.discard(client.id)
+        self._ech_clients.discard(client.id)
+
+
+def _unusual_port(decision: Decision) -> Decision:
+    return Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="unusual-port",
+                    category=decision.category, host=decision.host,
+                    technique=Technique.UNUSUAL_PORT)

@@ -1,0 +1,258 @@
+"""The lean engine: schoolgate's addons on mitmproxy's proxy core with only the built-in addons
+the gateway needs, instead of mitmdump's ~35 (each of which is offered every event).
+
+`run_lean(arguments)` takes the subset of mitmdump's command line that `schoolgate gateway`
+writes (`--mode`, `--listen-host`, `--listen-port`, `-s`, `--set name=value`, `-q`) and runs
+until SIGINT/SIGTERM; a bad option, a script that fails to load or an error logged while
+starting (e.g. the port is taken) ends it with a message and a non-zero status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import addonmanager, exceptions, flow, hooks, master, options
+from mitmproxy.addons import (
+    block,
+    core,
+    disable_h2c,
+    errorcheck,
+    next_layer,
+    proxyserver,
+    script,
+    termlog,
+    tlsconfig,
+)
+
+from schoolgate.proxy_addons.enforce import Enforce
+from schoolgate.proxy_addons.frontdoor import FrontDoor, Gate
+from schoolgate.proxy_addons.identity import Identify
+
+logger = logging.getLogger(__name__)
+
+PROG = "schoolgate gateway --engine lean"
+
+# Options of mitmdump's addons that the lean engine does not load. Setting one of them to its
+# harmless value is accepted and ignored (gateway.py writes them for mitmdump); any other value
+# is refused, because the feature behind it is not there.
+IGNORED_OPTIONS = {"flow_detail": ("0",), "onboarding": ("false", "False")}
+
+# termlog_verbosity -> the lowest level worth making a log record for at all.
+_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO,
+           "alert": logging.INFO, "debug": logging.DEBUG}
+
+
+def builtin_addons() -> list[object]:
+    """The built-in addons the gateway relies on, in mitmdump's relative order.
+
+    Core (option checks, core commands), Block (`block_global`/`block_private`: refuse clients
+    from public addresses, as mitmdump does by default), DisableH2C (refuse h2c upgrades the
+    proxy cannot carry), Proxyserver (listening, `connection_strategy`, streaming, timeouts),
+    NextLayer (what protocol comes next; `ignore_hosts` and our `ignore_connection`) and
+    TlsConfig (the school CA, upstream verification). Left out on purpose: ProxyAuth (Identify
+    replaces it), UpdateAltSvc (StripAltSvc), Onboarding (the gateway serves its CA itself),
+    ScriptLoader (scripts are loaded once, never hot-reloaded), the dumper, and the replay,
+    save, map and modify addons.
+    """
+    server: Any = proxyserver.Proxyserver  # mitmproxy leaves its __init__ unannotated
+    return [core.Core(), block.Block(), disable_h2c.DisableH2C(), server()]
+
+
+def after_addons() -> list[object]:
+    """Built-ins that come after the gateway's own addons (where mitmdump has them)."""
+    return [next_layer.NextLayer(), tlsconfig.TlsConfig()]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("--mode", "-m", action="append", default=[],
+                        help="proxy mode, as mitmdump's --mode (default: regular)")
+    parser.add_argument("--listen-host", default=None, help="address to listen on")
+    parser.add_argument("--listen-port", type=int, default=None, help="port to listen on")
+    parser.add_argument("-s", "--scripts", action="append", default=[], metavar="SCRIPT",
+                        help="an addon script, loaded once after schoolgate's addons")
+    parser.add_argument("--set", dest="setoptions", action="append", default=[],
+                        metavar="option=value", help="set an option, as mitmdump's --set")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
+    return parser
+
+
+class DispatchTable(addonmanager.AddonManager):
+    """mitmproxy's AddonManager, but each hook's handlers are looked up once, not on every
+    event: mitmproxy walks every addon with getattr, a generator and a context manager for
+    each event, about a third of the proxy's CPU per request. The table is rebuilt whenever
+    addons are added or removed (this engine has no hot-reloaded scripts, and no addon here
+    grows hooks at run time). As in mitmproxy, an exception in a hook is logged and the
+    other addons still run; AddonHalt stops the event, OptionsError propagates."""
+
+    def __init__(self, owner: master.Master) -> None:
+        super().__init__(owner)  # type: ignore[no-untyped-call]
+        self._handlers: dict[str, list[Callable[..., Any]]] = {}
+
+    def register(self, addon: Any) -> Any:
+        self._handlers.clear()
+        return super().register(addon)  # type: ignore[no-untyped-call]
+
+    def add(self, *addons: Any) -> None:
+        super().add(*addons)  # type: ignore[no-untyped-call]
+        self._handlers.clear()
+
+    def remove(self, addon: Any) -> None:
+        super().remove(addon)  # type: ignore[no-untyped-call]
+        self._handlers.clear()
+
+    def clear(self) -> None:
+        super().clear()  # type: ignore[no-untyped-call]
+        self._handlers.clear()
+
+    def handlers(self, event: hooks.Hook) -> list[Callable[..., Any]]:
+        found = self._handlers.get(event.name)
+        if found is None:
+            found = [func for top in self.chain for _addon, func in self._iter_hooks(top, event)]
+            self._handlers[event.name] = found
+        return found
+
+    async def handle_lifecycle(self, event: hooks.Hook) -> None:
+        args = event.args()
+        await self._trigger(event, args)
+        # mitmproxy follows every flow event with an `update` event; no addon here wants it.
+        if args and isinstance(args[0], flow.Flow):
+            update = hooks.UpdateHook([args[0]])
+            if self.handlers(update):
+                await self._trigger(update, update.args())
+
+    async def trigger_event(self, event: hooks.Hook) -> None:
+        await self._trigger(event, event.args())
+
+    async def _trigger(self, event: hooks.Hook, args: list[Any]) -> None:
+        for func in self.handlers(event):
+            try:
+                result = func(*args)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except exceptions.AddonHalt:
+                return
+            except exceptions.OptionsError:
+                raise
+            except Exception as error:
+                logger.error(f"Addon error: {error}", exc_info=True)
+
+
+class LeanMaster(master.Master):
+    """A mitmproxy Master with the lean built-ins around the given addons."""
+
+    def __init__(self, opts: options.Options, addons: Sequence[object]) -> None:
+        super().__init__(opts, with_termlog=False)
+        self.addons = DispatchTable(self)
+        self._termlog_addon = termlog.TermLog()
+        self.add(self._termlog_addon)
+        self.add(*builtin_addons(), *addons, *after_addons())
+        # Exits the process if anything logs an error before the proxy is serving.
+        self.add(errorcheck.ErrorCheck())
+
+    def add(self, *addons: object) -> None:
+        """Append addons to the chain (mitmproxy's AddonManager.add, which is unannotated)."""
+        manager: Any = self.addons
+        manager.add(*addons)
+
+
+def front_door(lean: LeanMaster, addons: Sequence[object]) -> FrontDoor | None:
+    """The front door, wired to the gateway's Identify and Enforce and to the addon chain's
+    hooks (the one place they meet); None without those addons (then mitmproxy serves all)."""
+    identify = next((a for a in addons if isinstance(a, Identify)), None)
+    enforce = next((a for a in addons if isinstance(a, Enforce)), None)
+    proxyserver = lean.addons.get("proxyserver")  # type: ignore[no-untyped-call]
+    if identify is None or enforce is None or proxyserver is None:
+        return None
+    gate = Gate(identify=identify.identify_now, passes_through=enforce.passes_through,
+                run_hook=lean.addons.handle_lifecycle)
+    return FrontDoor(proxyserver, gate, enforce.stats)
+
+
+def _options_error(message: str) -> exceptions.OptionsError:
+    return exceptions.OptionsError(message)  # type: ignore[no-untyped-call]
+
+
+def load_scripts(paths: Sequence[str]) -> list[object]:
+    """The addons of each script (its `addons` list, else the module itself)."""
+    loaded: list[object] = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise _options_error(f"script {path!r} does not exist")
+        module = script.load_script(path)
+        if module is None:  # load_script has logged the error
+            raise _options_error(f"script {path!r} could not be loaded (see above)")
+        loaded.extend(getattr(module, "addons", [module]))
+    return loaded
+
+
+def option_specs(args: argparse.Namespace) -> list[str]:
+    """All the `name=value` settings the command line asks for, in mitmproxy's `--set` form."""
+    specs = [f"mode={mode}" for mode in args.mode]
+    if args.listen_host is not None:
+        specs.append(f"listen_host={args.listen_host}")
+    if args.listen_port is not None:
+        specs.append(f"listen_port={args.listen_port}")
+    if args.quiet:
+        specs.append("termlog_verbosity=error")
+    kept = []
+    for spec in [*specs, *args.setoptions]:
+        name, _, value = spec.partition("=")
+        if name in IGNORED_OPTIONS:
+            if value not in IGNORED_OPTIONS[name]:
+                raise _options_error(
+                    f"option {name}={value}: the lean engine does not load the mitmproxy addon "
+                    f"behind {name!r}; use --engine mitmdump for it")
+            continue
+        kept.append(spec)
+    return kept
+
+
+def _quieten_logging(opts: options.Options) -> None:
+    """Make no log records below what the terminal shows: mitmproxy makes one per connection
+    event and hands each to every handler and (as `add_log`) to every addon."""
+    level = _LEVELS.get(str(opts.termlog_verbosity), logging.INFO)
+    logging.getLogger().setLevel(min(level, logging.WARNING))
+
+
+async def _main(arguments: Sequence[str], addons: Sequence[object]) -> int:
+    args = make_parser().parse_args(list(arguments))
+    logging.getLogger().setLevel(logging.INFO)
+    opts = options.Options()
+    try:
+        # Scripts go straight after schoolgate's addons, where mitmdump's ScriptLoader has them.
+        lean = LeanMaster(opts, [*addons, *load_scripts(args.scripts)])
+        door = front_door(lean, addons)
+        if door is not None:
+            lean.add(door)
+        opts.set(*option_specs(args))
+    except exceptions.OptionsError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
+    _quieten_logging(opts)
+    opts.changed.connect(lambda updated: _quieten_logging(opts))
+
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, lean.shutdown)
+    # A client that goes away mid-write must not kill the process.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    await lean.run()
+    return 0
+
+
+def run_lean(arguments: Sequence[str], addons: Sequence[object] | None = None) -> int:
+    """Run the lean gateway until it is told to stop; the process's exit status."""
+    if addons is None:
+        from schoolgate.proxy_addons.main import addons as gateway_addons
+
+        addons = gateway_addons
+    return asyncio.run(_main(arguments, addons))

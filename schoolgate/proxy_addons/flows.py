@@ -1,0 +1,76 @@
+"""Small helpers the addons share about flows and connections (written once, here): a host's
+canonical name, the client's address as events spell it, and answering or cutting a flow.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from mitmproxy import ctx, http
+from mitmproxy.connection import Address, Client
+
+from schoolgate.policy.hostnames import HostError, normalise_host
+from schoolgate.policy.model import Decision, Policy, Reason, Subject, Verdict
+from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.blockpage import BlockPageSettings, make_block_page, make_plain_block
+
+logger = logging.getLogger(__name__)
+
+
+def host_name(raw: str | None) -> str | None:
+    """The canonical name of a host as a client wrote it; None if it is not a valid host."""
+    if not raw:
+        return None
+    host = normalise_host(raw)
+    return None if isinstance(host, HostError) else host.name
+
+
+def same_host(a: str, b: str) -> bool:
+    """Whether two host names are one host, however spelt (case, a trailing dot, IDNA)."""
+    na, nb = host_name(a), host_name(b)
+    return na is not None and na == nb
+
+
+def address_ip(address: Address | None) -> str | None:
+    """The IP of a peer address as events and detectors spell it: an IPv4-mapped IPv6 address
+    (::ffff:10.0.0.5, from a dual-stack listener) as plain IPv4."""
+    if not address:
+        return None
+    ip = str(address[0])
+    return ip.removeprefix("::ffff:") if ip.startswith("::ffff:") and "." in ip else ip
+
+
+def client_ip(client: Client) -> str | None:
+    return address_ip(client.peername)
+
+
+def block_response(flow: http.HTTPFlow, decision: Decision, subject: Subject, *,
+                   at: datetime, policy: Policy, page: BlockPageSettings) -> http.Response:
+    """The block page for a blocked request, or a plain 403 if it cannot be rendered."""
+    try:
+        return make_block_page(decision, subject, site=flow.request.pretty_host, at=at,
+                               policy=policy, settings=page)
+    except Exception:
+        logger.exception("rendering the block page failed; sending a plain one")
+        return make_plain_block(decision)
+
+
+def fail_closed(flow: http.HTTPFlow, addon: str, where: str) -> None:
+    """Block a flow because deciding it failed (fail closed); the caller counts the error."""
+    logger.exception("%s failed in %s; blocking (fail closed)", addon, where)
+    decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
+    flow.metadata[context.DECISION] = decision
+    flow.response = make_plain_block(decision)
+
+
+def close_client(client: Client) -> None:
+    """Close a client's connection now, from outside the hook that answers it. mitmproxy 12 has
+    no public call for this (`flow.kill()` is only noticed by the HTTP layer): this relies on
+    the Proxyserver addon's `connections` (client id -> ConnectionHandler) and the handler's
+    `close_connection`, like proxy_addons/mitm_internals.py's other uses of internals."""
+    master = getattr(ctx, "master", None)
+    proxyserver = master.addons.get("proxyserver") if master is not None else None
+    handler = getattr(proxyserver, "connections", {}).get(client.id)
+    if handler is not None:
+        handler.close_connection(client)
