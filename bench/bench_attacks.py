@@ -62,11 +62,16 @@ def measure(gw: Gateway, name: str, attack: Callable[[], None]) -> dict[str, obj
             stop.set()
             thread.join()
     time.sleep(2)
-    return {"attack": name, "seconds": time.monotonic() - started, "rss_before": before,
-            "rss_peak": watch.peak, "rss_after": rss_mib(gw.proc.pid),
-            "user_median_ms": statistics.median(waits) * 1000 if waits else float("nan"),
-            "user_max_ms": max(waits) * 1000 if waits else float("nan"),
-            "user_requests": len(waits)}
+    return {
+        "attack": name,
+        "seconds": time.monotonic() - started,
+        "rss_before": before,
+        "rss_peak": watch.peak,
+        "rss_after": rss_mib(gw.proc.pid),
+        "user_median_ms": statistics.median(waits) * 1000 if waits else float("nan"),
+        "user_max_ms": max(waits) * 1000 if waits else float("nan"),
+        "user_requests": len(waits),
+    }
 
 
 def main() -> None:
@@ -78,19 +83,33 @@ def main() -> None:
     policy = folder / "policy.yaml"
     write_policy(policy, in_break=False)
     timeout = args.head_timeout
-    extra = ["--set", f"schoolgate_head_timeout={timeout}",
-             "--set", f"schoolgate_keepalive_timeout={timeout}"]
-    with running_gateway(folder, policy=policy, identity=write_identity(folder / "id"),
-                         extra_args=extra, engine=args.engine) as gw:
+    extra = [
+        "--set",
+        f"schoolgate_head_timeout={timeout}",
+        "--set",
+        f"schoolgate_keepalive_timeout={timeout}",
+    ]
+    with running_gateway(
+        folder,
+        policy=policy,
+        identity=write_identity(folder / "id"),
+        extra_args=extra,
+        engine=args.engine,
+    ) as gw:
         normal_request(gw)
         idle = timed(lambda: normal_request(gw))
-        print(f"engine {args.engine}, head time-out {timeout} s; a normal request with no "
-              f"attack: {idle * 1000:.1f} ms; gateway RSS {rss_mib(gw.proc.pid):.0f} MiB")
+        print(
+            f"engine {args.engine}, head time-out {timeout} s; a normal request with no "
+            f"attack: {idle * 1000:.1f} ms; gateway RSS {rss_mib(gw.proc.pid):.0f} MiB"
+        )
 
         def slowloris() -> None:
-            with held_connections(gw.port, source_addresses(3, start=100), 200,
-                                  first_bytes=b"GET http://learning.test/ HTTP/1.1\r\n"
-                                              b"Host: learning.test\r\nX-A: ") as socks:
+            with held_connections(
+                gw.port,
+                source_addresses(3, start=100),
+                200,
+                first_bytes=b"GET http://learning.test/ HTTP/1.1\r\nHost: learning.test\r\nX-A: ",
+            ) as socks:
                 trickle(socks, seconds=timeout - 2)
                 wait_closed(socks, timeout=timeout + 15)
 
@@ -99,8 +118,11 @@ def main() -> None:
                 wait_closed(socks, timeout=timeout + 30)
 
         results = [
-            measure(gw, "header flood: 30 connections x 20 MiB header",
-                    lambda: header_flood(gw.port, connections=30, megabytes=20) and None),
+            measure(
+                gw,
+                "header flood: 30 connections x 20 MiB header",
+                lambda: header_flood(gw.port, connections=30, megabytes=20) and None,
+            ),
             measure(gw, "100,000 header lines", lambda: header_lines(gw.port) and None),
             measure(gw, "slowloris: 600 connections, 1 byte/s", slowloris),
             measure(gw, "3,750 idle connections", idle_connections),
@@ -108,10 +130,12 @@ def main() -> None:
     print("| attack | lasted | RSS before | RSS peak | RSS after | normal request median / max |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
-        print(f"| {r['attack']} | {r['seconds']:.0f} s | {r['rss_before']:.0f} MiB | "
-              f"{r['rss_peak']:.0f} MiB | {r['rss_after']:.0f} MiB | "
-              f"{r['user_median_ms']:.0f} / {r['user_max_ms']:.0f} ms "
-              f"({r['user_requests']} requests) |")
+        print(
+            f"| {r['attack']} | {r['seconds']:.0f} s | {r['rss_before']:.0f} MiB | "
+            f"{r['rss_peak']:.0f} MiB | {r['rss_after']:.0f} MiB | "
+            f"{r['user_median_ms']:.0f} / {r['user_max_ms']:.0f} ms "
+            f"({r['user_requests']} requests) |"
+        )
 
 
 if __name__ == "__main__":

@@ -23,23 +23,41 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from schoolgate.proxy_addons.main import addons
 from tests.support.gateway import write_policy
 
-HOSTS = ["learning.test", "www.bbc.co.uk", "x.com", "www.facebook.com", "cdn.example.org",
-         "www.google.com", "news.example.com", "www.tiktok.com"]
+HOSTS = [
+    "learning.test",
+    "www.bbc.co.uk",
+    "x.com",
+    "www.facebook.com",
+    "cdn.example.org",
+    "www.google.com",
+    "news.example.com",
+    "www.tiktok.com",
+]
 HOOKS = ("requestheaders", "request", "responseheaders", "response")
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
 folder = pathlib.Path(tempfile.mkdtemp())
 write_policy(folder / "policy.yaml", in_break=False)
 with taddons.context(*addons) as tctx:
-    tctx.options.update(schoolgate_policy=str(folder / "policy.yaml"),
-                        schoolgate_secret_file=str(folder / "secret"),
-                        schoolgate_metrics_port=0)
-    chain = [[getattr(a, h) for a in addons if hasattr(a, h)
-              and not inspect.iscoroutinefunction(getattr(a, h))] for h in HOOKS]
+    tctx.options.update(
+        schoolgate_policy=str(folder / "policy.yaml"),
+        schoolgate_secret_file=str(folder / "secret"),
+        schoolgate_metrics_port=0,
+    )
+    chain = [
+        [
+            getattr(a, h)
+            for a in addons
+            if hasattr(a, h) and not inspect.iscoroutinefunction(getattr(a, h))
+        ]
+        for h in HOOKS
+    ]
     flows = []
     for i in range(n):
         host = HOSTS[i % len(HOSTS)]
-        f = tflow.tflow(req=tutils.treq(host=host, port=443, scheme=b"https", authority=b"",
-                                        path=b"/page?q=1"), resp=False)
+        f = tflow.tflow(
+            req=tutils.treq(host=host, port=443, scheme=b"https", authority=b"", path=b"/page?q=1"),
+            resp=False,
+        )
         f.request.headers["Host"] = host
         f.client_conn.sni = host
         flows.append(f)

@@ -21,9 +21,17 @@ from schoolgate.store.policy_files import seed_policy_path, shipped_lists_dir
 SYNTHETIC = "synthetic.txt"
 # A mix of what a school sees: allowed sites, listed platforms, deep subdomains, misses.
 HOSTS = [
-    "www.bbc.co.uk", "www.facebook.com", "scontent-lhr8-1.xx.fbcdn.net", "pbs.twimg.com",
-    "www.google.com", "classroom.google.com", "www.tiktok.com", "api.x.com",
-    "assets.example-learning.org", "cdn.jsdelivr.net", "d123.synthetic-domain.test",
+    "www.bbc.co.uk",
+    "www.facebook.com",
+    "scontent-lhr8-1.xx.fbcdn.net",
+    "pbs.twimg.com",
+    "www.google.com",
+    "classroom.google.com",
+    "www.tiktok.com",
+    "api.x.com",
+    "assets.example-learning.org",
+    "cdn.jsdelivr.net",
+    "d123.synthetic-domain.test",
     "a.b.c.d.e.f.deep.example.com",
 ]
 SUBJECTS = [Subject(role="pupil", user="pupil1"), Subject(role="staff", user="teacher1")]
@@ -34,11 +42,14 @@ def seed_with_synthetic(size: int) -> tuple[Policy, float]:
     text = seed_policy_path().read_text()
     lists = {name: (shipped_lists_dir() / name).read_text() for name in list_files_named(text)}
     if size:
-        header = ("# category: synthetic\n# description: benchmark\n# compiled: 2026-11-21\n"
-                  "# source: generated\n")
+        header = (
+            "# category: synthetic\n# description: benchmark\n# compiled: 2026-11-21\n"
+            "# source: generated\n"
+        )
         lists[SYNTHETIC] = header + "\n".join(f"d{i}.synthetic-domain.test" for i in range(size))
-        text = text.replace("categories:\n", "categories:\n  synthetic:\n"
-                            f"    lists: [{SYNTHETIC}]\n", 1)
+        text = text.replace(
+            "categories:\n", f"categories:\n  synthetic:\n    lists: [{SYNTHETIC}]\n", 1
+        )
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
@@ -86,13 +97,17 @@ def main() -> None:
     parser.add_argument("--sizes", default="0,1000,10000,100000,1000000")
     parser.add_argument("--n", type=int, default=200_000, help="decisions per size")
     args = parser.parse_args()
-    print(f"{'synthetic domains':>18} {'index size':>10} {'median ns':>10} {'p99 ns':>8} "
-          f"{'decisions/s':>12} {'bytes/domain':>13} {'calibration ns':>15}")
+    print(
+        f"{'synthetic domains':>18} {'index size':>10} {'median ns':>10} {'p99 ns':>8} "
+        f"{'decisions/s':>12} {'bytes/domain':>13} {'calibration ns':>15}"
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         policy, per_domain = seed_with_synthetic(size)
         median, p99 = measure(policy, args.n)
-        print(f"{size:>18,} {len(policy.domains):>10,} {median:>10.0f} {p99:>8.0f} "
-              f"{1e9 / median:>12,.0f} {per_domain:>13.1f} {calibration_ns():>15.0f}")
+        print(
+            f"{size:>18,} {len(policy.domains):>10,} {median:>10.0f} {p99:>8.0f} "
+            f"{1e9 / median:>12,.0f} {per_domain:>13.1f} {calibration_ns():>15.0f}"
+        )
         del policy
         gc.collect()
 

@@ -60,13 +60,31 @@ def host_mix(lists: dict[str, list[str]]) -> dict[str, list[str]]:
     """The fixed mix of request hosts, by kind (synthetic hits depend on the size)."""
     listed = lists["adult"][len(lists["adult"]) // 2]
     return {
-        "canonical hit": ["x.com", "api.x.com", "www.instagram.com",
-                          "scontent-lhr8-1.cdninstagram.com", listed, "www." + listed],
-        "canonical miss": ["www.bbc.co.uk", "classroom.google.com", "www.example.org",
-                           "r3---sn-aigl6nek.googlevideo.com"],
+        "canonical hit": [
+            "x.com",
+            "api.x.com",
+            "www.instagram.com",
+            "scontent-lhr8-1.cdninstagram.com",
+            listed,
+            "www." + listed,
+        ],
+        "canonical miss": [
+            "www.bbc.co.uk",
+            "classroom.google.com",
+            "www.example.org",
+            "r3---sn-aigl6nek.googlevideo.com",
+        ],
         "deep subdomain": ["a.b.c.d.e.f.api.x.com", "a.b.c.d.e.f.g.example.net"],
-        "non-canonical": ["WWW.Instagram.COM.", "ｘ.ｃｏｍ", "x\u3002com", "in\u00adstagram.com",
-                          "bücher.de", "xn--bcher-kva.de", "0x7f.1", "[::ffff:127.0.0.1]"],
+        "non-canonical": [
+            "WWW.Instagram.COM.",
+            "ｘ.ｃｏｍ",
+            "x\u3002com",
+            "in\u00adstagram.com",
+            "bücher.de",
+            "xn--bcher-kva.de",
+            "0x7f.1",
+            "[::ffff:127.0.0.1]",
+        ],
     }
 
 
@@ -82,8 +100,9 @@ def time_per_call(call: Callable[[str], object], host: str, batch: int) -> float
     return (time.perf_counter_ns() - start) / batch
 
 
-def measure(index: DomainIndex, mix: dict[str, list[str]], rounds: int,
-            batch: int) -> dict[str, dict[str, list[float]]]:
+def measure(
+    index: DomainIndex, mix: dict[str, list[str]], rounds: int, batch: int
+) -> dict[str, dict[str, list[float]]]:
     def warm(raw: str) -> object:
         host = normalise_host(raw)
         return index.categories(host.name) if isinstance(host, Host) else ()
@@ -125,19 +144,26 @@ def calibration_ns() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000,100000,1000000",
-                        help="comma-separated numbers of listed domains")
+    parser.add_argument(
+        "--sizes",
+        default="1000,10000,100000,1000000",
+        help="comma-separated numbers of listed domains",
+    )
     parser.add_argument("--rounds", type=int, default=30, help="samples per host and mode")
     parser.add_argument("--batch", type=int, default=200, help="calls per timed sample")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    print(f"Python {sys.version.split()[0]}; calibration: str.lower('www.example.com') = "
-          f"{calibration_ns():.0f} ns")
+    print(
+        f"Python {sys.version.split()[0]}; calibration: str.lower('www.example.com') = "
+        f"{calibration_ns():.0f} ns"
+    )
     print("ns per normalise_host + categories; memory in bytes per listed domain\n")
-    header = (f"{'domains':>9} {'bytes/dom':>9} {'peak/dom':>9} {'build s':>8} | "
-              f"{'warm med':>8} {'warm p99':>8} | {'cold med':>8} {'cold p99':>8} | "
-              f"{'cold canonical':>14} {'cold non-canon':>14}")
+    header = (
+        f"{'domains':>9} {'bytes/dom':>9} {'peak/dom':>9} {'build s':>8} | "
+        f"{'warm med':>8} {'warm p99':>8} | {'cold med':>8} {'cold p99':>8} | "
+        f"{'cold canonical':>14} {'cold non-canon':>14}"
+    )
     print(header)
     print("-" * len(header))
     for size in sizes:
@@ -148,13 +174,16 @@ def main() -> None:
         samples = measure(index, host_mix(lists), args.rounds, args.batch)
         warm = [v for values in samples["warm"].values() for v in values]
         cold = [v for values in samples["cold"].values() for v in values]
-        canonical = [v for k, values in samples["cold"].items() if k != "non-canonical"
-                     for v in values]
+        canonical = [
+            v for k, values in samples["cold"].items() if k != "non-canonical" for v in values
+        ]
         odd = samples["cold"]["non-canonical"]
-        print(f"{len(index):>9} {kept:>9.1f} {peak:>9.1f} {build_s:>8.1f} | "
-              f"{statistics.median(warm):>8.0f} {percentile(warm, 0.99):>8.0f} | "
-              f"{statistics.median(cold):>8.0f} {percentile(cold, 0.99):>8.0f} | "
-              f"{statistics.median(canonical):>14.0f} {statistics.median(odd):>14.0f}")
+        print(
+            f"{len(index):>9} {kept:>9.1f} {peak:>9.1f} {build_s:>8.1f} | "
+            f"{statistics.median(warm):>8.0f} {percentile(warm, 0.99):>8.0f} | "
+            f"{statistics.median(cold):>8.0f} {percentile(cold, 0.99):>8.0f} | "
+            f"{statistics.median(canonical):>14.0f} {statistics.median(odd):>14.0f}"
+        )
         del index, lists
         gc.collect()
 

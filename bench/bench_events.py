@@ -31,15 +31,25 @@ HOSTS = ["www.bbc.co.uk", "classroom.google.com", "www.instagram.com", "cdn.jsde
 def make_event(i: int, at: datetime) -> Event:
     blocked = i % 5 == 0
     return Event(
-        at=at, host=HOSTS[i % len(HOSTS)], user=f"pupil{i % 300}", role="pupil",
-        identity_source="proxy_auth", client_ip=f"10.0.{i % 4}.{i % 250}", method="GET",
-        scheme="https", port=443, path="/news/article-12345" if blocked else None,
-        query="q=cats" if blocked else None, category="instagram" if blocked else None,
+        at=at,
+        host=HOSTS[i % len(HOSTS)],
+        user=f"pupil{i % 300}",
+        role="pupil",
+        identity_source="proxy_auth",
+        client_ip=f"10.0.{i % 4}.{i % 250}",
+        method="GET",
+        scheme="https",
+        port=443,
+        path="/news/article-12345" if blocked else None,
+        query="q=cats" if blocked else None,
+        category="instagram" if blocked else None,
         verdict=Verdict.BLOCK if blocked else Verdict.ALLOW,
         reason=Reason.RULE_BLOCK if blocked else Reason.DEFAULT_ALLOW,
-        rule="pupils-no-social" if blocked else None, intercepted=blocked,
+        rule="pupils-no-social" if blocked else None,
+        intercepted=blocked,
         technique="web_proxy" if i % 100 == 0 else None,
-        attempt=AttemptEvidence({"list": "web_proxy"}) if i % 100 == 0 else None)
+        attempt=AttemptEvidence({"list": "web_proxy"}) if i % 100 == 0 else None,
+    )
 
 
 async def run(url: str, n: int) -> tuple[float, int]:
@@ -74,8 +84,9 @@ async def run(url: str, n: int) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--n", type=int, default=200_000, help="events per run")
-    parser.add_argument("--postgres", help="an empty PostgreSQL database URL (skipped if not "
-                                           "given)")
+    parser.add_argument(
+        "--postgres", help="an empty PostgreSQL database URL (skipped if not given)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data:
         targets = [("SQLite (WAL file)", f"sqlite:///{data}/bench.db")]

@@ -60,8 +60,13 @@ PROXIES = ("bare", "lean_mitm", "lean", "schoolgate", "squid", "e2guardian")
 DEFAULT_PROXIES = ("bare", "lean_mitm", "lean", "squid", "e2guardian")
 GATEWAYS = {"lean", "lean_mitm", "schoolgate"}  # take names (their own hosts file)
 PASS_ONLY = {"squid", "e2guardian"}  # configured without decryption: passthrough and HTTP only
-CLASSES = ("http", "https_passthrough", "https_passthrough_keepalive", "https_keepalive",
-           "https_newconn")
+CLASSES = (
+    "http",
+    "https_passthrough",
+    "https_passthrough_keepalive",
+    "https_keepalive",
+    "https_newconn",
+)
 CLASS_TITLES = {
     "http": "plain HTTP 22 B, keep-alive (wrk, absolute-form)",
     "https_passthrough": "HTTPS passed through, new tunnel per request",
@@ -70,9 +75,13 @@ CLASS_TITLES = {
     "https_newconn": "HTTPS intercepted, new connection per request",
 }
 # Issue 15's targets for the lean gateway (with its front door), as ratios in one run.
-TARGETS = {"http": ("e2guardian", 1.0), "https_passthrough": ("e2guardian", 1.0),
-           "https_passthrough_keepalive": ("squid", 2.0), "https_keepalive": ("bare", 1.0),
-           "https_newconn": ("bare", 1.0)}
+TARGETS = {
+    "http": ("e2guardian", 1.0),
+    "https_passthrough": ("e2guardian", 1.0),
+    "https_passthrough_keepalive": ("squid", 2.0),
+    "https_keepalive": ("bare", 1.0),
+    "https_newconn": ("bare", 1.0),
+}
 
 BENCH_POLICY = f"""\
 name: "gateway benchmark policy"
@@ -140,8 +149,14 @@ shutdown_lifetime 1 seconds
 
 # e2guardian: Debian's configuration with these settings replaced (no upstream proxy: it
 # connects directly; no decryption, its default; dockermode keeps it in the foreground).
-E2GUARDIAN_SETTINGS = {"filterip": "127.0.0.1", "nodaemon": "on", "dockermode": "on",
-                       "nologger": "on", "loglevel": "0", "httpworkers": "100"}
+E2GUARDIAN_SETTINGS = {
+    "filterip": "127.0.0.1",
+    "nodaemon": "on",
+    "dockermode": "on",
+    "nologger": "on",
+    "loglevel": "0",
+    "httpworkers": "100",
+}
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -192,8 +207,13 @@ class Setup:
     def start(self, name: str, command: list[str], port: int, root: Path = ROOT) -> Started:
         log = self.folder / f"{name}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=self.folder, env={**os.environ, "PYTHONPATH": str(root)})
+            proc = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.folder,
+                env={**os.environ, "PYTHONPATH": str(root)},
+            )
         one = Started(name, port, proc, log)
         self.started.append(one)
         wait_listening(port, proc, log, name)
@@ -245,10 +265,17 @@ def e2guardian_command(folder: Path, port: int) -> list[str] | None:
     own = folder / "e2guardian"
     own.mkdir(mode=0o777)
     own.chmod(0o777)  # e2guardian drops to its own user
-    settings = {**E2GUARDIAN_SETTINGS, "filterports": str(port),
-                "transparenthttpsport": str(free_port()), "pidfilename": f"'{own}/e2.pid'"}
-    lines = [line for line in debian.read_text().splitlines()
-             if line.lstrip("#").split("=")[0].strip() not in settings]
+    settings = {
+        **E2GUARDIAN_SETTINGS,
+        "filterports": str(port),
+        "transparenthttpsport": str(free_port()),
+        "pidfilename": f"'{own}/e2.pid'",
+    }
+    lines = [
+        line
+        for line in debian.read_text().splitlines()
+        if line.lstrip("#").split("=")[0].strip() not in settings
+    ]
     lines += [f"{name} = {value}" for name, value in settings.items()]
     # e2guardian reads its filter group's file next to the main one (NAMEf1.conf).
     (own / "e2guardian.conf").write_text("\n".join(lines) + "\n")
@@ -269,19 +296,30 @@ def origin_setup(folder: Path, pin: bool) -> tuple[Setup, list[str]]:
     setup = Setup(folder, origin_ca, Path(), free_port(), free_port(), pin_proxy, pin_load)
     (folder / "nginx" / "tmp").mkdir(parents=True)
     conf = folder / "nginx" / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=folder / "nginx", http_port=setup.http_port,
-                                      https_port=setup.https_port, cert=origin_ca.cert_pem,
-                                      key=origin_ca.key_pem))
-    (folder / "policy.yaml").write_text(BENCH_POLICY.replace("HTTPS_PORT", str(setup.https_port))
-                                        .replace("HTTP_PORT", str(setup.http_port)))
-    (folder / "hosts").write_text("".join(f"{address} {name}\n"
-                                          for name, address in ADDRESSES.items()))
+    conf.write_text(
+        NGINX_CONF.format(
+            dir=folder / "nginx",
+            http_port=setup.http_port,
+            https_port=setup.https_port,
+            cert=origin_ca.cert_pem,
+            key=origin_ca.key_pem,
+        )
+    )
+    (folder / "policy.yaml").write_text(
+        BENCH_POLICY.replace("HTTPS_PORT", str(setup.https_port)).replace(
+            "HTTP_PORT", str(setup.http_port)
+        )
+    )
+    (folder / "hosts").write_text(
+        "".join(f"{address} {name}\n" for name, address in ADDRESSES.items())
+    )
     return setup, [*pin_load, nginx, "-c", str(conf), "-p", str(folder / "nginx")]
 
 
 @contextlib.contextmanager
-def environment(folder: Path, pin: bool, wanted: Sequence[str], baseline: Path | None = None
-                ) -> Iterator[tuple[Setup, dict[str, Started]]]:
+def environment(
+    folder: Path, pin: bool, wanted: Sequence[str], baseline: Path | None = None
+) -> Iterator[tuple[Setup, dict[str, Started]]]:
     setup, nginx = origin_setup(folder, pin)
     pin_proxy, origin_ca, policy = setup.pin_proxy, setup.origin_ca, folder / "policy.yaml"
     data = folder / "gateway-data"
@@ -293,37 +331,81 @@ def environment(folder: Path, pin: bool, wanted: Sequence[str], baseline: Path |
         setup.start("nginx", nginx, setup.http_port)
         if "bare" in wanted:
             port = free_port()
-            proxies["bare"] = setup.start("bare", [
-                *pin_proxy, str(BIN / "mitmdump"), "-q", "--listen-host", "127.0.0.1",
-                "--listen-port", str(port), "--set", "connection_strategy=lazy",
-                "--set", f"confdir={data / 'ca'}", "--set", upstream_ca,
-                "--ignore-hosts", rf"^{re.escape(ADDRESSES[PASS_HOST])}:"], port)
+            proxies["bare"] = setup.start(
+                "bare",
+                [
+                    *pin_proxy,
+                    str(BIN / "mitmdump"),
+                    "-q",
+                    "--listen-host",
+                    "127.0.0.1",
+                    "--listen-port",
+                    str(port),
+                    "--set",
+                    "connection_strategy=lazy",
+                    "--set",
+                    f"confdir={data / 'ca'}",
+                    "--set",
+                    upstream_ca,
+                    "--ignore-hosts",
+                    rf"^{re.escape(ADDRESSES[PASS_HOST])}:",
+                ],
+                port,
+            )
         runs: list[tuple[str, str, list[str], Path]] = [
-            (name, engine, extra, ROOT) for name, engine, extra in (
+            (name, engine, extra, ROOT)
+            for name, engine, extra in (
                 ("schoolgate", "mitmdump", []),
                 ("lean_mitm", "lean", ["--set", "schoolgate_front_door=false"]),
-                ("lean", "lean", [])) if name in wanted]
+                ("lean", "lean", []),
+            )
+            if name in wanted
+        ]
         if baseline is not None:  # the same commands from another checkout (--baseline)
-            runs += [("schoolgate-base", "mitmdump", [], baseline),
-                     ("lean-base", "lean", [], baseline)]
+            runs += [
+                ("schoolgate-base", "mitmdump", [], baseline),
+                ("lean-base", "lean", [], baseline),
+            ]
         for name, engine, extra, root in runs:
             port = free_port()
-            proxies[name] = setup.start(name, [
-                *pin_proxy, str(BIN / "schoolgate"), "gateway", "--engine", engine,
-                "--policy", str(policy), "--listen-host", "127.0.0.1",
-                "--listen-port", str(port), "--data-dir", str(data), "--", "--set", upstream_ca,
-                # Detect blocks CONNECTs to ports other than these: the origin's is odd.
-                "--set", f"schoolgate_connect_ports={setup.https_port}",
-                "--set", f"schoolgate_hosts_file={folder / 'hosts'}", *extra,
-            ], port, root)
+            proxies[name] = setup.start(
+                name,
+                [
+                    *pin_proxy,
+                    str(BIN / "schoolgate"),
+                    "gateway",
+                    "--engine",
+                    engine,
+                    "--policy",
+                    str(policy),
+                    "--listen-host",
+                    "127.0.0.1",
+                    "--listen-port",
+                    str(port),
+                    "--data-dir",
+                    str(data),
+                    "--",
+                    "--set",
+                    upstream_ca,
+                    # Detect blocks CONNECTs to ports other than these: the origin's is odd.
+                    "--set",
+                    f"schoolgate_connect_ports={setup.https_port}",
+                    "--set",
+                    f"schoolgate_hosts_file={folder / 'hosts'}",
+                    *extra,
+                ],
+                port,
+                root,
+            )
         for name, make in (("squid", squid_command), ("e2guardian", e2guardian_command)):
             if name not in wanted:
                 continue
             port = free_port()
             command = make(folder, port)
             if command is None:
-                print(f"# {name} is not installed (apt-get install -y {name}): left out",
-                      flush=True)
+                print(
+                    f"# {name} is not installed (apt-get install -y {name}): left out", flush=True
+                )
                 continue
             proxies[name] = setup.start(name, [*pin_proxy, *command], port)
         yield setup, proxies
@@ -346,20 +428,49 @@ class Load:
     concurrency: int
 
 
-FULL = Load(seconds=6, wrk_connections=10, connections=10, requests_per_connection=60,
-            new_connections=150, concurrency=8)
-QUICK = Load(seconds=2, wrk_connections=4, connections=4, requests_per_connection=20,
-             new_connections=30, concurrency=4)
-WARMUP = Load(seconds=1, wrk_connections=2, connections=2, requests_per_connection=5,
-              new_connections=5, concurrency=2)
+FULL = Load(
+    seconds=6,
+    wrk_connections=10,
+    connections=10,
+    requests_per_connection=60,
+    new_connections=150,
+    concurrency=8,
+)
+QUICK = Load(
+    seconds=2,
+    wrk_connections=4,
+    connections=4,
+    requests_per_connection=20,
+    new_connections=30,
+    concurrency=4,
+)
+WARMUP = Load(
+    seconds=1,
+    wrk_connections=2,
+    connections=2,
+    requests_per_connection=5,
+    new_connections=5,
+    concurrency=2,
+)
 
 
 def run_wrk(setup: Setup, proxy: str, proxy_port: int, load: Load) -> int:
     """Plain HTTP through the proxy; the number of requests answered without error."""
     url = f"http://{target(proxy, PLAIN_HOST)}:{setup.http_port}/"
-    command = [*setup.pin_load, "wrk", "-t1", f"-c{load.wrk_connections}",
-               f"-d{max(1, round(load.seconds))}s", "--timeout", "10s", "-s", str(WRK_SCRIPT),
-               f"http://127.0.0.1:{proxy_port}", "--", url]
+    command = [
+        *setup.pin_load,
+        "wrk",
+        "-t1",
+        f"-c{load.wrk_connections}",
+        f"-d{max(1, round(load.seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(WRK_SCRIPT),
+        f"http://127.0.0.1:{proxy_port}",
+        "--",
+        url,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=load.seconds + 60)
     line = next((x for x in result.stdout.splitlines() if x.startswith("{")), None)
     if line is None:
@@ -388,8 +499,9 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _connection(proxy_port: int, to: str, host: str, port: int, requests: int,
-                      context: ssl.SSLContext) -> int:
+async def _connection(
+    proxy_port: int, to: str, host: str, port: int, requests: int, context: ssl.SSLContext
+) -> int:
     """CONNECT `to`, TLS with SNI `host`, then `requests` GETs on the one connection; how many
     got a 200."""
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
@@ -403,8 +515,9 @@ async def _connection(proxy_port: int, to: str, host: str, port: int, requests: 
         await writer.start_tls(context, server_hostname=host)
         for i in range(requests):
             close = b"Connection: close\r\n" if i == requests - 1 else b""
-            writer.write(b"GET / HTTP/1.1\r\nHost: " + f"{host}:{port}".encode() + b"\r\n"
-                         + close + b"\r\n")
+            writer.write(
+                b"GET / HTTP/1.1\r\nHost: " + f"{host}:{port}".encode() + b"\r\n" + close + b"\r\n"
+            )
             await writer.drain()
             ok += await _read_response(reader) == 200
     finally:
@@ -414,9 +527,17 @@ async def _connection(proxy_port: int, to: str, host: str, port: int, requests: 
     return ok
 
 
-async def _https_load(proxy_port: int, to: str, host: str, port: int, connections: int,
-                      requests: int, concurrency: int, seconds: float,
-                      context: ssl.SSLContext) -> int:
+async def _https_load(
+    proxy_port: int,
+    to: str,
+    host: str,
+    port: int,
+    connections: int,
+    requests: int,
+    concurrency: int,
+    seconds: float,
+    context: ssl.SSLContext,
+) -> int:
     deadline = time.monotonic() + seconds
     queue = iter(range(connections))
     done = failed = 0
@@ -428,7 +549,8 @@ async def _https_load(proxy_port: int, to: str, host: str, port: int, connection
                 return
             try:
                 ok = await asyncio.wait_for(
-                    _connection(proxy_port, to, host, port, requests, context), timeout=30)
+                    _connection(proxy_port, to, host, port, requests, context), timeout=30
+                )
             except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError):
                 failed += 1
                 continue
@@ -451,22 +573,36 @@ def run_https(setup: Setup, proxy: str, proxy_port: int, kind: str, load: Load) 
     else:
         host, connections, requests = PASS_HOST, load.new_connections, 1
     concurrency = min(load.concurrency, connections)
-    return asyncio.run(_https_load(proxy_port, target(proxy, host), host, setup.https_port,
-                                   connections, requests, concurrency, load.seconds * 4,
-                                   context))
+    return asyncio.run(
+        _https_load(
+            proxy_port,
+            target(proxy, host),
+            host,
+            setup.https_port,
+            connections,
+            requests,
+            concurrency,
+            load.seconds * 4,
+            context,
+        )
+    )
 
 
 def drive(setup: Setup, proxy: Started, kind: str, load: Load) -> tuple[float, int]:
     """One measurement: (CPU seconds the proxy used, requests completed)."""
     before = cpu_seconds(proxy.proc.pid)
-    completed = (run_wrk(setup, proxy.name, proxy.port, load) if kind == "http"
-                 else run_https(setup, proxy.name, proxy.port, kind, load))
+    completed = (
+        run_wrk(setup, proxy.name, proxy.port, load)
+        if kind == "http"
+        else run_https(setup, proxy.name, proxy.port, kind, load)
+    )
     time.sleep(0.5)  # let the proxy finish closing the connections: that is its work too
     return cpu_seconds(proxy.proc.pid) - before, completed
 
 
 def issuer_seen(setup: Setup, proxy: Started, host: str) -> str:
     """The common name of the certificate issuer the client sees for `host` via `proxy`."""
+
     async def probe() -> str:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         to = f"{target(proxy.name, host)}:{setup.https_port}"
@@ -479,6 +615,7 @@ def issuer_seen(setup: Setup, proxy: Started, host: str) -> str:
         writer.close()
         issuer = dict(x[0] for x in (cert or {}).get("issuer", ()))
         return str(issuer.get("commonName", "?"))
+
     return asyncio.run(probe())
 
 
@@ -490,13 +627,24 @@ def median(values: Sequence[float]) -> float:
 
 
 def machine_state() -> dict[str, object]:
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "?")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
     import mitmproxy.version
-    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
-            "cpu_model": model, "loadavg": os.getloadavg(), "python": platform.python_version(),
-            "mitmproxy": mitmproxy.version.VERSION}
+
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "loadavg": os.getloadavg(),
+        "python": platform.python_version(),
+        "mitmproxy": mitmproxy.version.VERSION,
+    }
 
 
 def applies(kind: str, proxy: str) -> bool:
@@ -508,15 +656,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, small loads")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5; quick 1)")
-    parser.add_argument("--classes", default=",".join(CLASSES),
-                        help=f"comma-separated subset of {','.join(CLASSES)}")
-    parser.add_argument("--proxies", default=",".join(DEFAULT_PROXIES),
-                        help=f"comma-separated subset of {','.join(PROXIES)}")
+    parser.add_argument(
+        "--classes",
+        default=",".join(CLASSES),
+        help=f"comma-separated subset of {','.join(CLASSES)}",
+    )
+    parser.add_argument(
+        "--proxies",
+        default=",".join(DEFAULT_PROXIES),
+        help=f"comma-separated subset of {','.join(PROXIES)}",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--json", type=Path, help="also write every sample to this file")
-    parser.add_argument("--baseline", type=Path, help="also run both engines from this checkout "
-                        "(e.g. a git worktree of an older commit), as schoolgate-base and "
-                        "lean-base, in the same rounds")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run both engines from this checkout "
+        "(e.g. a git worktree of an older commit), as schoolgate-base and "
+        "lean-base, in the same rounds",
+    )
     args = parser.parse_args(argv)
     load = QUICK if args.quick else FULL
     rounds = args.rounds or (1 if args.quick else 5)
@@ -524,24 +682,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     wanted = [p for p in args.proxies.split(",") if p]
     unknown = (set(classes) - set(CLASSES)) | (set(wanted) - set(PROXIES))
     if unknown:
-        parser.error(f"unknown {sorted(unknown)}; classes: {', '.join(CLASSES)}; "
-                     f"proxies: {', '.join(PROXIES)}")
+        parser.error(
+            f"unknown {sorted(unknown)}; classes: {', '.join(CLASSES)}; "
+            f"proxies: {', '.join(PROXIES)}"
+        )
 
     state = machine_state()
-    print(f"# {state['date']}; {state['cpus']} CPUs ({state['cpu_model']}); load average "
-          f"{state['loadavg']}; Python {state['python']}; mitmproxy {state['mitmproxy']}")
+    print(
+        f"# {state['date']}; {state['cpus']} CPUs ({state['cpu_model']}); load average "
+        f"{state['loadavg']}; Python {state['python']}; mitmproxy {state['mitmproxy']}"
+    )
     samples: list[dict[str, object]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp, \
-            environment(Path(tmp), not args.no_pin, wanted, args.baseline) as (setup, proxies):
-        print(f"# pinning: proxies {setup.pin_proxy[-1:] or 'none'}, load and origin "
-              f"{setup.pin_load[-1:] or 'none'}")
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp,
+        environment(Path(tmp), not args.no_pin, wanted, args.baseline) as (setup, proxies),
+    ):
+        print(
+            f"# pinning: proxies {setup.pin_proxy[-1:] or 'none'}, load and origin "
+            f"{setup.pin_load[-1:] or 'none'}"
+        )
         names = list(proxies)
         for name, proxy in proxies.items():
-            hosts = [h for h in (INTERCEPT_HOST, PASS_HOST)
-                     if h == PASS_HOST or name not in PASS_ONLY]
+            hosts = [
+                h for h in (INTERCEPT_HOST, PASS_HOST) if h == PASS_HOST or name not in PASS_ONLY
+            ]
             seen = {h: issuer_seen(setup, proxy, h) for h in hosts}
-            print(f"# {name}: " + ", ".join(f"{h} certificate issued by {seen[h]!r}"
-                                             for h in hosts))
+            print(
+                f"# {name}: " + ", ".join(f"{h} certificate issued by {seen[h]!r}" for h in hosts)
+            )
             for kind in classes:  # warm-up: certificates, caches, imports
                 if applies(kind, name):
                     drive(setup, proxy, kind, WARMUP)
@@ -554,11 +722,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         continue
                     cpu, completed = drive(setup, proxies[name], kind, load)
                     us = cpu / completed * 1e6 if completed else float("nan")
-                    samples.append({"round": number, "class": kind, "proxy": name,
-                                    "cpu_s": round(cpu, 3), "requests": completed,
-                                    "us_per_request": round(us, 1)})
-                    print(f"round {number + 1}/{rounds} {kind:28} {name:10} {completed:6} req "
-                          f"{cpu:6.2f} s CPU {us:8.0f} us/req", flush=True)
+                    samples.append(
+                        {
+                            "round": number,
+                            "class": kind,
+                            "proxy": name,
+                            "cpu_s": round(cpu, 3),
+                            "requests": completed,
+                            "us_per_request": round(us, 1),
+                        }
+                    )
+                    print(
+                        f"round {number + 1}/{rounds} {kind:28} {name:10} {completed:6} req "
+                        f"{cpu:6.2f} s CPU {us:8.0f} us/req",
+                        flush=True,
+                    )
         state["loadavg_after"] = os.getloadavg()
     print_table(samples, classes, names)
     if args.baseline is not None:
@@ -569,19 +747,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def print_table(samples: list[dict[str, object]], classes: Sequence[str],
-                names: Sequence[str]) -> None:
+def print_table(
+    samples: list[dict[str, object]], classes: Sequence[str], names: Sequence[str]
+) -> None:
     def values(kind: str, proxy: str) -> list[float]:
-        return [float(str(s["us_per_request"])) for s in samples
-                if s["class"] == kind and s["proxy"] == proxy]
+        return [
+            float(str(s["us_per_request"]))
+            for s in samples
+            if s["class"] == kind and s["proxy"] == proxy
+        ]
 
     def round_ratios(kind: str, proxy: str, against: str) -> list[float]:
         ratios = []
         for r in sorted({int(str(s["round"])) for s in samples}):
-            mine = [float(str(s["us_per_request"])) for s in samples if s["round"] == r
-                    and s["class"] == kind and s["proxy"] == proxy]
-            other = [float(str(s["us_per_request"])) for s in samples if s["round"] == r
-                     and s["class"] == kind and s["proxy"] == against]
+            mine = [
+                float(str(s["us_per_request"]))
+                for s in samples
+                if s["round"] == r and s["class"] == kind and s["proxy"] == proxy
+            ]
+            other = [
+                float(str(s["us_per_request"]))
+                for s in samples
+                if s["round"] == r and s["class"] == kind and s["proxy"] == against
+            ]
             if mine and other and other[0] > 0:
                 ratios.append(mine[0] / other[0])
         return ratios
@@ -593,13 +781,18 @@ def print_table(samples: list[dict[str, object]], classes: Sequence[str],
     print(f"| class | {' | '.join(names)} |")
     print(f"|---|{'---:|' * len(names)}")
     for kind in classes:
-        print(f"| {CLASS_TITLES[kind]} | "
-              + " | ".join(cell(median(values(kind, n))) for n in names) + " |")
+        print(
+            f"| {CLASS_TITLES[kind]} | "
+            + " | ".join(cell(median(values(kind, n))) for n in names)
+            + " |"
+        )
     if "lean" not in names:
         return
     others = [n for n in names if n != "lean"]
-    print("\nlean (with the front door) / each other proxy: median of the per-round ratios;"
-          " target: issue 15's")
+    print(
+        "\nlean (with the front door) / each other proxy: median of the per-round ratios;"
+        " target: issue 15's"
+    )
     print(f"| class | {' | '.join('lean / ' + n for n in others)} | target |")
     print(f"|---|{'---:|' * (len(others) + 1)}")
     for kind in classes:
@@ -611,12 +804,17 @@ def print_table(samples: list[dict[str, object]], classes: Sequence[str],
         print(f"| {CLASS_TITLES[kind]} | {' | '.join(ratios)} | <= {limit:g} x {against} |")
 
 
-def print_baseline(samples: list[dict[str, object]], classes: Sequence[str],
-                   baseline: Path) -> None:
+def print_baseline(
+    samples: list[dict[str, object]], classes: Sequence[str], baseline: Path
+) -> None:
     """This checkout against --baseline, engine by engine: median of the per-round ratios."""
+
     def per_round(kind: str, proxy: str) -> dict[int, float]:
-        return {int(str(s["round"])): float(str(s["us_per_request"])) for s in samples
-                if s["class"] == kind and s["proxy"] == proxy}
+        return {
+            int(str(s["round"])): float(str(s["us_per_request"]))
+            for s in samples
+            if s["class"] == kind and s["proxy"] == proxy
+        }
 
     print(f"\nthis checkout / {baseline} (median of per-round ratios; rounds in brackets)")
     for kind in classes:
@@ -624,8 +822,9 @@ def print_baseline(samples: list[dict[str, object]], classes: Sequence[str],
         for engine in ("schoolgate", "lean"):
             new, old = per_round(kind, engine), per_round(kind, f"{engine}-base")
             ratios = [new[r] / old[r] for r in sorted(new) if r in old and old[r] > 0]
-            cells.append(f"{engine} {median(ratios):5.2f} ["
-                         + ", ".join(f"{x:.2f}" for x in ratios) + "]")
+            cells.append(
+                f"{engine} {median(ratios):5.2f} [" + ", ".join(f"{x:.2f}" for x in ratios) + "]"
+            )
         print(f"{CLASS_TITLES[kind]:52} " + "   ".join(cells))
 
 

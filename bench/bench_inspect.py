@@ -52,10 +52,18 @@ MODES = ("listed", "all")
 # Keep-alive connections carry 20 requests each. (An earlier run saw an intercepted kept
 # connection stall after its fifth request and used 4; re-measured on 2026-12-03 it no longer
 # does, and tests/e2e/test_proxy_pages_e2e.py keeps one connection for twenty requests.)
-RUN = Load(seconds=4, wrk_connections=0, connections=20, requests_per_connection=20,
-           new_connections=80, concurrency=4)
-CLASSES = {"newconn": "HTTPS to an unlisted site, new connection per request",
-           "keepalive": "HTTPS to an unlisted site, keep-alive"}
+RUN = Load(
+    seconds=4,
+    wrk_connections=0,
+    connections=20,
+    requests_per_connection=20,
+    new_connections=80,
+    concurrency=4,
+)
+CLASSES = {
+    "newconn": "HTTPS to an unlisted site, new connection per request",
+    "keepalive": "HTTPS to an unlisted site, keep-alive",
+}
 
 
 @contextlib.contextmanager
@@ -65,7 +73,8 @@ def gateways(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Started
     origin = start_origin(origin_ca)
     setup = Setup(folder, origin_ca, Path(), free_port(), origin.port, pin_proxy, pin_load)
     base = BENCH_POLICY.replace("HTTPS_PORT", str(setup.https_port)).replace(
-        "HTTP_PORT", str(setup.http_port))
+        "HTTP_PORT", str(setup.http_port)
+    )
     data = folder / "gateway-data"
     data.mkdir()
     setup.school_ca = ensure_school_ca(data / "ca", "Benchmark Primary School").cert_pem_path
@@ -75,12 +84,30 @@ def gateways(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Started
             policy = folder / f"policy-{mode}.yaml"
             policy.write_text(base + f"inspection:\n  pupil: {{inspect: {mode}}}\n")
             port = free_port()
-            started[mode] = setup.start(f"gateway-{mode}", [
-                *setup.pin_proxy, str(BIN / "schoolgate"), "gateway", "--engine", "lean",
-                "--policy", str(policy), "--listen-host", "127.0.0.1",
-                "--listen-port", str(port), "--data-dir", str(data), "--",
-                "--set", f"ssl_verify_upstream_trusted_ca={setup.origin_ca.ca_pem}",
-                "--set", f"schoolgate_connect_ports={setup.https_port}"], port)
+            started[mode] = setup.start(
+                f"gateway-{mode}",
+                [
+                    *setup.pin_proxy,
+                    str(BIN / "schoolgate"),
+                    "gateway",
+                    "--engine",
+                    "lean",
+                    "--policy",
+                    str(policy),
+                    "--listen-host",
+                    "127.0.0.1",
+                    "--listen-port",
+                    str(port),
+                    "--data-dir",
+                    str(data),
+                    "--",
+                    "--set",
+                    f"ssl_verify_upstream_trusted_ca={setup.origin_ca.ca_pem}",
+                    "--set",
+                    f"schoolgate_connect_ports={setup.https_port}",
+                ],
+                port,
+            )
         yield setup, started
     finally:
         setup.stop_all()
@@ -88,12 +115,24 @@ def gateways(folder: Path, pin: bool) -> Iterator[tuple[Setup, dict[str, Started
 
 
 def drive(setup: Setup, proxy: Started, kind: str, load: Load) -> tuple[float, int]:
-    connections, requests = ((load.new_connections, 1) if kind == "newconn"
-                             else (load.connections, load.requests_per_connection))
+    connections, requests = (
+        (load.new_connections, 1)
+        if kind == "newconn"
+        else (load.connections, load.requests_per_connection)
+    )
     before = cpu_seconds(proxy.proc.pid)
-    done = asyncio.run(_https_load(proxy.port, PASS_HOST, setup.https_port, connections,
-                                   requests, min(load.concurrency, connections),
-                                   load.seconds * 4, client_context(setup)))
+    done = asyncio.run(
+        _https_load(
+            proxy.port,
+            PASS_HOST,
+            setup.https_port,
+            connections,
+            requests,
+            min(load.concurrency, connections),
+            load.seconds * 4,
+            client_context(setup),
+        )
+    )
     time.sleep(0.5)
     return cpu_seconds(proxy.proc.pid) - before, done
 
@@ -106,11 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     load = QUICK if args.quick else RUN
     state = machine_state()
-    print(f"# {state['date']}; {state['cpus']} CPUs ({state['cpu_model']}); load average "
-          f"{state['loadavg']}; Python {state['python']}; mitmproxy {state['mitmproxy']}")
+    print(
+        f"# {state['date']}; {state['cpus']} CPUs ({state['cpu_model']}); load average "
+        f"{state['loadavg']}; Python {state['python']}; mitmproxy {state['mitmproxy']}"
+    )
     results: dict[tuple[str, str], list[float]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-inspect-") as tmp, \
-            gateways(Path(tmp), not args.no_pin) as (setup, started):
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-inspect-") as tmp,
+        gateways(Path(tmp), not args.no_pin) as (setup, started),
+    ):
         for proxy in started.values():
             for kind in CLASSES:
                 drive(setup, proxy, kind, WARMUP)
@@ -121,8 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     cpu, done = drive(setup, started[mode], kind, load)
                     us = cpu / done * 1e6 if done else float("nan")
                     results.setdefault((kind, mode), []).append(us)
-                    print(f"round {number + 1}/{args.rounds} {kind:9} inspect:{mode:6} {done:5} "
-                          f"req {cpu:6.2f} s CPU {us:7.0f} us/req", flush=True)
+                    print(
+                        f"round {number + 1}/{args.rounds} {kind:9} inspect:{mode:6} {done:5} "
+                        f"req {cpu:6.2f} s CPU {us:7.0f} us/req",
+                        flush=True,
+                    )
     print("\n| traffic | inspect: listed | inspect: all | all / listed |")
     print("| --- | --- | --- | --- |")
     for kind, title in CLASSES.items():

@@ -50,8 +50,9 @@ rules:
   - {name: adult, roles: all, categories: [adult], action: block}
 default: allow
 """
-SEED_LIST = "# category: adult\n# description: d\n# compiled: 2026-12-01\n# source: s\n" \
-            "seed.example\n"
+SEED_LIST = (
+    "# category: adult\n# description: d\n# compiled: 2026-12-01\n# source: s\nseed.example\n"
+)
 
 
 class Quiet(SimpleHTTPRequestHandler):
@@ -72,8 +73,9 @@ def timed[T](call: Any, *args: Any, **kwargs: Any) -> tuple[T, float]:
     return result, time.perf_counter() - started
 
 
-def decision_ns(policies: dict[str, Policy], hosts: list[str], rounds: int = 40,
-                batch: int = 200) -> dict[str, tuple[float, float]]:
+def decision_ns(
+    policies: dict[str, Policy], hosts: list[str], rounds: int = 40, batch: int = 200
+) -> dict[str, tuple[float, float]]:
     """Median and p99 ns per decide() over `hosts` for each policy (each sample the mean of
     `batch` calls). The policies take turns sample by sample, so a busy moment on a shared
     machine falls on all of them alike."""
@@ -123,9 +125,21 @@ def gateway_start(policy: Path, data: Path) -> tuple[float, int]:
     port = free_port()
     data.mkdir(parents=True, exist_ok=True)
     log = data / f"gateway-{port}.log"
-    command = [str(BIN / "schoolgate"), "gateway", "--listen-host", "127.0.0.1",
-               "--listen-port", str(port), "--data-dir", str(data), "--policy", str(policy),
-               "--", "--set", "schoolgate_metrics_port=0"]
+    command = [
+        str(BIN / "schoolgate"),
+        "gateway",
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        str(port),
+        "--data-dir",
+        str(data),
+        "--policy",
+        str(policy),
+        "--",
+        "--set",
+        "schoolgate_metrics_port=0",
+    ]
     started = time.perf_counter()
     with log.open("wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -171,12 +185,19 @@ def bench_build(folder: Path, count: int) -> float:
         pins.setdefault(source, {})[path] = hashlib.sha256(text.encode()).hexdigest()
     lines = ["sources:"]
     for source, paths in pins.items():
-        lines += [f"  {source}:", f"    repository: https://example.test/{source}",
-                  f"    commit: {'ab' * 20}", "    files:"]
+        lines += [
+            f"  {source}:",
+            f"    repository: https://example.test/{source}",
+            f"    commit: {'ab' * 20}",
+            "    files:",
+        ]
         lines += [f"      {p}: {d}" for p, d in paths.items()]
-    lines += ["outputs:", "  - {list: big.txt, category: big, description: Big, "
-              "compiled: 2026-12-01, feeds: [{source: v2, kind: v2fly, name: big}, "
-              "{source: adg, kind: adguard-service, name: big}]}"]
+    lines += [
+        "outputs:",
+        "  - {list: big.txt, category: big, description: Big, "
+        "compiled: 2026-12-01, feeds: [{source: v2, kind: v2fly, name: big}, "
+        "{source: adg, kind: adguard-service, name: big}]}",
+    ]
     manifest = folder / "sources.yaml"
     manifest.write_text("\n".join(lines) + "\n")
     loaded, hand = load_manifest(manifest)
@@ -188,8 +209,15 @@ def decide_only(count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-decide-") as tmp:
         root = Path(tmp)
         names = synthetic_domains(count)
-        body = format_list_file(ListFile("adult", "d", datetime(2026, 12, 1).date(), ("s",),
-                                         compact(ListEntry(n) for n in names)))
+        body = format_list_file(
+            ListFile(
+                "adult",
+                "d",
+                datetime(2026, 12, 1).date(),
+                ("s",),
+                compact(ListEntry(n) for n in names),
+            )
+        )
         del names
         last = body.rstrip("\n").rsplit("\n", 1)[-1].split()[0]
         policies: dict[str, Policy] = {}
@@ -198,35 +226,57 @@ def decide_only(count: int) -> None:
             (root / name / "policy.yaml").write_text(POLICY)
             (root / name / "adult.txt").write_text(text)
             policies[name] = load_policy(root / name / "policy.yaml")
-        hosts = ["x.com", "api.x.com", "www." + last, "www.bbc.co.uk", "classroom.google.com",
-                 "a.b.c.d.e.f.g.example.net"]
+        hosts = [
+            "x.com",
+            "api.x.com",
+            "www." + last,
+            "www.bbc.co.uk",
+            "classroom.google.com",
+            "a.b.c.d.e.f.g.example.net",
+        ]
         times = decision_ns(policies, hosts)
-        print(f"decide() median / p99 ns over {len(hosts)} hosts: "
-              f"{times['small'][0]:.0f} / {times['small'][1]:.0f} with a 2-domain list; "
-              f"{times['big'][0]:.0f} / {times['big'][1]:.0f} with {count:,}")
+        print(
+            f"decide() median / p99 ns over {len(hosts)} hosts: "
+            f"{times['small'][0]:.0f} / {times['small'][1]:.0f} with a 2-domain list; "
+            f"{times['big'][0]:.0f} / {times['big'][1]:.0f} with {count:,}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--domains", type=int, default=5_000_000,
-                        help="entries in the content list (default 5,000,000)")
-    parser.add_argument("--build-domains", type=int, default=200_000,
-                        help="names in the synthetic upstream for `lists build`")
+    parser.add_argument(
+        "--domains",
+        type=int,
+        default=5_000_000,
+        help="entries in the content list (default 5,000,000)",
+    )
+    parser.add_argument(
+        "--build-domains",
+        type=int,
+        default=200_000,
+        help="names in the synthetic upstream for `lists build`",
+    )
     parser.add_argument("--no-gateway", action="store_true", help="skip the gateway start")
-    parser.add_argument("--decide-only", action="store_true",
-                        help="only the decision times (the list is written directly)")
+    parser.add_argument(
+        "--decide-only",
+        action="store_true",
+        help="only the decision times (the list is written directly)",
+    )
     args = parser.parse_args()
     if args.decide_only:
         decide_only(args.domains)
         return
     with tempfile.TemporaryDirectory(prefix="bench-lists-") as tmp:
         root = Path(tmp)
-        print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores; "
-              f"content list: {args.domains:,} domains\n")
+        print(
+            f"Python {sys.version.split()[0]}, {os.cpu_count()} cores; "
+            f"content list: {args.domains:,} domains\n"
+        )
 
         seconds = bench_build(root / "build", args.build_domains)
-        print(f"lists build, {args.build_domains:,} upstream names (v2fly + AdGuard): "
-              f"{seconds:.1f} s")
+        print(
+            f"lists build, {args.build_domains:,} upstream names (v2fly + AdGuard): {seconds:.1f} s"
+        )
 
         feed = root / "feed"
         feed.mkdir()
@@ -245,24 +295,29 @@ def main() -> None:
         server, url = serve(feed)
         (school / "lists.yaml").write_text(
             f"sources:\n  - {{name: feed, category: adult, format: ut1-domains, "
-            f"url: \"{url}/domains\", sha256_url: \"{url}/domains.sha256\", "
-            f"max_bytes: 500000000}}\n")
-        report, seconds = timed(update_lists, school / "lists.yaml", now=datetime.now(UTC),
-                                policy_path=policy_path)
+            f'url: "{url}/domains", sha256_url: "{url}/domains.sha256", '
+            f"max_bytes: 500000000}}\n"
+        )
+        report, seconds = timed(
+            update_lists, school / "lists.yaml", now=datetime.now(UTC), policy_path=policy_path
+        )
         server.shutdown()
         assert report.ok, report
         entries = report.outcomes[0].entries
-        print(f"lists update, {entries:,} entries (fetch, sha256, parse, compact, write, "
-              f"policy check): {seconds:.1f} s")
+        print(
+            f"lists update, {entries:,} entries (fetch, sha256, parse, compact, write, "
+            f"policy check): {seconds:.1f} s"
+        )
 
         forget_loaded_policy()  # the update's policy check loaded these very bytes
         policy, seconds = timed(load_policy, policy_path)
-        print(f"policy load with the list (the gateway's start and reload work): "
-              f"{seconds:.1f} s")
+        print(f"policy load with the list (the gateway's start and reload work): {seconds:.1f} s")
         kept, peak = policy_memory(policy_path)
-        print(f"memory the loaded policy keeps: {kept / entries:.1f} bytes per domain "
-              f"({kept / 1e6:.0f} MB); peak while loading {peak / entries:.0f} bytes per "
-              "domain")
+        print(
+            f"memory the loaded policy keeps: {kept / entries:.1f} bytes per domain "
+            f"({kept / 1e6:.0f} MB); peak while loading {peak / entries:.0f} bytes per "
+            "domain"
+        )
 
         last = (school / "adult.txt").read_text().rstrip("\n").rsplit("\n", 1)[-1].split()[0]
         small_dir = root / "small"
@@ -270,22 +325,32 @@ def main() -> None:
         (small_dir / "policy.yaml").write_text(POLICY)
         (small_dir / "adult.txt").write_text(SEED_LIST + last + "\n")  # the same hit in both
         small_policy = load_policy(small_dir / "policy.yaml")
-        hosts = ["x.com", "api.x.com", "www." + last, "www.bbc.co.uk", "classroom.google.com",
-                 "a.b.c.d.e.f.g.example.net"]
+        hosts = [
+            "x.com",
+            "api.x.com",
+            "www." + last,
+            "www.bbc.co.uk",
+            "classroom.google.com",
+            "a.b.c.d.e.f.g.example.net",
+        ]
         times = decision_ns({"small": small_policy, "big": policy}, hosts)
         (s_med, s_p99), (b_med, b_p99) = times["small"], times["big"]
-        print(f"decide() median / p99 ns over {len(hosts)} hosts: {s_med:.0f} / {s_p99:.0f} "
-              f"with a 2-domain list; {b_med:.0f} / {b_p99:.0f} with {entries:,}")
+        print(
+            f"decide() median / p99 ns over {len(hosts)} hosts: {s_med:.0f} / {s_p99:.0f} "
+            f"with a 2-domain list; {b_med:.0f} / {b_p99:.0f} with {entries:,}"
+        )
         del policy
         gc.collect()
 
         if not args.no_gateway:
             start_small, rss_small = gateway_start(small_dir / "policy.yaml", root / "gw1")
             start_big, rss_big = gateway_start(policy_path, root / "gw2")
-            print(f"gateway start to listening: {start_small:.1f} s, RSS "
-                  f"{rss_small / 1e6:.0f} MB with a 2-domain list; {start_big:.1f} s, RSS "
-                  f"{rss_big / 1e6:.0f} MB with {entries:,} "
-                  f"({(rss_big - rss_small) / entries:.0f} bytes per domain)")
+            print(
+                f"gateway start to listening: {start_small:.1f} s, RSS "
+                f"{rss_small / 1e6:.0f} MB with a 2-domain list; {start_big:.1f} s, RSS "
+                f"{rss_big / 1e6:.0f} MB with {entries:,} "
+                f"({(rss_big - rss_small) / entries:.0f} bytes per domain)"
+            )
 
 
 if __name__ == "__main__":

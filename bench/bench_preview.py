@@ -28,9 +28,18 @@ from schoolgate.store.policy_files import load_policy, seed_policy_path
 from schoolgate.store.policy_versions import recorded_decisions
 
 HOSTS = [
-    "www.bbc.co.uk", "www.facebook.com", "scontent-lhr8-1.xx.fbcdn.net", "pbs.twimg.com",
-    "www.google.com", "classroom.google.com", "www.tiktok.com", "api.x.com",
-    "assets.example-learning.org", "cdn.jsdelivr.net", "www.youtube.com", "m.facebook.com",
+    "www.bbc.co.uk",
+    "www.facebook.com",
+    "scontent-lhr8-1.xx.fbcdn.net",
+    "pbs.twimg.com",
+    "www.google.com",
+    "classroom.google.com",
+    "www.tiktok.com",
+    "api.x.com",
+    "assets.example-learning.org",
+    "cdn.jsdelivr.net",
+    "www.youtube.com",
+    "m.facebook.com",
 ]
 ROLES = ["pupil", "pupil", "pupil", "staff"]
 BATCH = 20_000
@@ -45,11 +54,20 @@ def fill(url: str, count: int, until: datetime) -> float:
     with engine.begin() as conn:
         rows = []
         for i in range(count):
-            rows.append({"id": str(uuid.UUID(int=i)), "replica": "bench", "seq": i,
-                         "at": start + step * i, "user": f"user{i % 600}",
-                         "role": ROLES[i % len(ROLES)], "host": HOSTS[i % len(HOSTS)],
-                         "verdict": Verdict.ALLOW, "reason": Reason.RULE_ALLOW.value,
-                         "intercepted": False})
+            rows.append(
+                {
+                    "id": str(uuid.UUID(int=i)),
+                    "replica": "bench",
+                    "seq": i,
+                    "at": start + step * i,
+                    "user": f"user{i % 600}",
+                    "role": ROLES[i % len(ROLES)],
+                    "host": HOSTS[i % len(HOSTS)],
+                    "verdict": Verdict.ALLOW,
+                    "reason": Reason.RULE_ALLOW.value,
+                    "intercepted": False,
+                }
+            )
             if len(rows) == BATCH:
                 conn.execute(insert(EventRow), rows)
                 rows = []
@@ -71,22 +89,33 @@ def main() -> None:
         print(f"wrote {args.events:,} events in {filled:.1f} s")
         old = load_policy(None)
         new_path = Path(folder) / "new.yaml"
-        new_path.write_text(seed_policy_path().read_text(encoding="utf-8").replace(
-            "    categories: [facebook, social]\n    when: [break]\n",
-            "    categories: [social]\n    when: [break]\n"), encoding="utf-8")
+        new_path.write_text(
+            seed_policy_path()
+            .read_text(encoding="utf-8")
+            .replace(
+                "    categories: [facebook, social]\n    when: [break]\n",
+                "    categories: [social]\n    when: [break]\n",
+            ),
+            encoding="utf-8",
+        )
         new = load_policy(new_path)
         engine = make_engine(url)
         began = time.perf_counter()
         with Session(engine) as session:
-            history = list(recorded_decisions(session, since=until - timedelta(days=7),
-                                              until=until + timedelta(seconds=1)))
+            history = list(
+                recorded_decisions(
+                    session, since=until - timedelta(days=7), until=until + timedelta(seconds=1)
+                )
+            )
         read = time.perf_counter() - began
         began = time.perf_counter()
         found = replay(old, new, history)
         replayed = time.perf_counter() - began
         engine.dispose()
-        print(f"read {len(history):,} events in {read:.1f} s; replayed in {replayed:.1f} s; "
-              f"total {read + replayed:.1f} s; {found.changed:,} would change")
+        print(
+            f"read {len(history):,} events in {read:.1f} s; replayed in {replayed:.1f} s; "
+            f"total {read + replayed:.1f} s; {found.changed:,} would change"
+        )
         for flip in found.flips[:5]:
             print(f"  {flip.sentence}")
 

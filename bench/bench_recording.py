@@ -47,8 +47,9 @@ SETUPS = ("off", "on")
 
 
 @contextlib.contextmanager
-def environment(folder: Path, pin: bool, engine: str) -> Iterator[tuple[Setup, dict[str, Started],
-                                                                        str]]:
+def environment(
+    folder: Path, pin: bool, engine: str
+) -> Iterator[tuple[Setup, dict[str, Started], str]]:
     setup, nginx = origin_setup(folder, pin)
     pin_proxy, origin_ca, policy = setup.pin_proxy, setup.origin_ca, folder / "policy.yaml"
     database = f"sqlite:///{folder / 'schoolgate.db'}"
@@ -62,15 +63,37 @@ def environment(folder: Path, pin: bool, engine: str) -> Iterator[tuple[Setup, d
             data.mkdir()
             school = ensure_school_ca(data / "ca", "Benchmark Primary School")
             setup.school_ca = school.cert_pem_path  # both CAs differ; the client trusts each
-            recording = ["--set", f"schoolgate_database_url={database}"] if name == "on" else \
-                ["--set", "schoolgate_recording=false"]
+            recording = (
+                ["--set", f"schoolgate_database_url={database}"]
+                if name == "on"
+                else ["--set", "schoolgate_recording=false"]
+            )
             port = free_port()
-            proxies[name] = setup.start(name, [
-                *pin_proxy, str(BIN / "schoolgate"), "gateway", "--engine", engine,
-                "--policy", str(policy), "--listen-host", "127.0.0.1",
-                "--listen-port", str(port), "--data-dir", str(data), "--",
-                "--set", upstream_ca, "--set",
-                f"schoolgate_connect_ports=80,443,{setup.https_port}", *recording], port)
+            proxies[name] = setup.start(
+                name,
+                [
+                    *pin_proxy,
+                    str(BIN / "schoolgate"),
+                    "gateway",
+                    "--engine",
+                    engine,
+                    "--policy",
+                    str(policy),
+                    "--listen-host",
+                    "127.0.0.1",
+                    "--listen-port",
+                    str(port),
+                    "--data-dir",
+                    str(data),
+                    "--",
+                    "--set",
+                    upstream_ca,
+                    "--set",
+                    f"schoolgate_connect_ports=80,443,{setup.https_port}",
+                    *recording,
+                ],
+                port,
+            )
             proxies[name].log.with_suffix(".ca").write_text(str(school.cert_pem_path))
         yield setup, proxies, database
     finally:
@@ -86,6 +109,7 @@ def events_written(database: str) -> int:
     from sqlalchemy.orm import Session
 
     from schoolgate.store.models import EventRow
+
     engine = make_engine(database)
     try:
         with Session(engine) as session:
@@ -98,20 +122,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, small loads")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5; quick 1)")
-    parser.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
-                        help=f"the gateway engine (default: {DEFAULT_ENGINE}, as the product's)")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=DEFAULT_ENGINE,
+        help=f"the gateway engine (default: {DEFAULT_ENGINE}, as the product's)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     args = parser.parse_args(argv)
     load = QUICK if args.quick else FULL
     rounds = args.rounds or (1 if args.quick else 5)
     state = machine_state()
-    print(f"# {state['date']}; {state['cpus']} CPUs ({state['cpu_model']}); load average "
-          f"{state['loadavg']}; Python {state['python']}; mitmproxy {state['mitmproxy']}; "
-          f"engine {args.engine}")
+    print(
+        f"# {state['date']}; {state['cpus']} CPUs ({state['cpu_model']}); load average "
+        f"{state['loadavg']}; Python {state['python']}; mitmproxy {state['mitmproxy']}; "
+        f"engine {args.engine}"
+    )
     us: dict[tuple[str, str], list[float]] = {}
     ratios: dict[str, list[float]] = {k: [] for k in CLASSES}
-    with tempfile.TemporaryDirectory(prefix="bench-recording-") as tmp, \
-            environment(Path(tmp), not args.no_pin, args.engine) as (setup, proxies, database):
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-recording-") as tmp,
+        environment(Path(tmp), not args.no_pin, args.engine) as (setup, proxies, database),
+    ):
         for proxy in proxies.values():
             use_ca(setup, proxy)
             for kind in CLASSES:
@@ -126,19 +158,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                     per = cpu / completed * 1e6 if completed else float("nan")
                     us.setdefault((kind, name), []).append(per)
                     this_round[name] = per
-                    print(f"round {number + 1}/{rounds} {kind:16} recording {name:3} "
-                          f"{completed:6} req {cpu:6.2f} s CPU {per:7.0f} us/req", flush=True)
+                    print(
+                        f"round {number + 1}/{rounds} {kind:16} recording {name:3} "
+                        f"{completed:6} req {cpu:6.2f} s CPU {per:7.0f} us/req",
+                        flush=True,
+                    )
                 ratios[kind].append(this_round["on"] / this_round["off"])
         written = events_written(database)
     print(f"\n# events in the database after the run: {written}")
-    print("| traffic | recording off (us CPU/req) | recording on (us CPU/req) | on/off "
-          "(median of per-round ratios) |")
+    print(
+        "| traffic | recording off (us CPU/req) | recording on (us CPU/req) | on/off "
+        "(median of per-round ratios) |"
+    )
     print("| --- | ---: | ---: | ---: |")
     for kind in CLASSES:
-        print(f"| {kind} | {statistics.median(us[(kind, 'off')]):.0f} | "
-              f"{statistics.median(us[(kind, 'on')]):.0f} | "
-              f"{statistics.median(ratios[kind]):.3f} "
-              f"(rounds: {', '.join(f'{r:.3f}' for r in ratios[kind])}) |")
+        print(
+            f"| {kind} | {statistics.median(us[(kind, 'off')]):.0f} | "
+            f"{statistics.median(us[(kind, 'on')]):.0f} | "
+            f"{statistics.median(ratios[kind]):.3f} "
+            f"(rounds: {', '.join(f'{r:.3f}' for r in ratios[kind])}) |"
+        )
     print(f"# load average at the end: {os.getloadavg()}")
     return 0
 

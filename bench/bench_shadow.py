@@ -19,8 +19,14 @@ from schoolgate.proxy_addons.policy_source import PolicySource
 from schoolgate.proxy_addons.shadow import Shadow, Trial
 from schoolgate.store.policy_files import load_policy
 
-HOSTS = ["www.bbc.co.uk", "www.facebook.com", "www.tiktok.com", "classroom.google.com",
-         "example.org", "pbs.twimg.com"]
+HOSTS = [
+    "www.bbc.co.uk",
+    "www.facebook.com",
+    "www.tiktok.com",
+    "classroom.google.com",
+    "example.org",
+    "pbs.twimg.com",
+]
 
 
 def flows(n: int) -> list[object]:
@@ -29,11 +35,14 @@ def flows(n: int) -> list[object]:
         flow = tflow.tflow()
         flow.request.host = HOSTS[i % len(HOSTS)]
         flow.request.scheme = "http"
-        flow.metadata[context.DECISION] = Decision(Verdict.ALLOW, Reason.RULE_ALLOW,
-                                                   host=HOSTS[i % len(HOSTS)])
+        flow.metadata[context.DECISION] = Decision(
+            Verdict.ALLOW, Reason.RULE_ALLOW, host=HOSTS[i % len(HOSTS)]
+        )
         flow.metadata[context.IDENTITY] = context.Identity(
-            role="staff" if i % 2 else "pupil", source=context.IdentitySource.LOCAL,
-            user=f"u{i % 50}")
+            role="staff" if i % 2 else "pupil",
+            source=context.IdentitySource.LOCAL,
+            user=f"u{i % 50}",
+        )
         made.append(flow)
     return made
 
@@ -55,10 +64,12 @@ def main() -> None:
         off = [per_request(shadow, batch) for _ in range(3)]
         shadow.trial = Trial(load_policy(None), "bench", frozenset())
         on = [per_request(shadow, batch) for _ in range(3)]
-    print(f"no shadow: {statistics.median(off):.2f} µs/request; shadow on: "
-          f"{statistics.median(on):.2f} µs/request; added "
-          f"{statistics.median(on) - statistics.median(off):.2f} µs; "
-          f"{sum(shadow._pending.values()):,} differences counted")
+    print(
+        f"no shadow: {statistics.median(off):.2f} µs/request; shadow on: "
+        f"{statistics.median(on):.2f} µs/request; added "
+        f"{statistics.median(on) - statistics.median(off):.2f} µs; "
+        f"{sum(shadow._pending.values()):,} differences counted"
+    )
 
 
 if __name__ == "__main__":

@@ -81,24 +81,69 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60
 
 def measure(workers: int, args: argparse.Namespace, folder: Path) -> Run:
     port = free_port()
-    command = [SCHOOLGATE, "gateway", "--workers", str(workers), "--engine", args.engine,
-               "--listen-host", "127.0.0.1", "--listen-port", str(port),
-               "--data-dir", str(folder / "data"), "--", "--set", "schoolgate_metrics_port=0",
-               "--set", "schoolgate_recording=false"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    command = [
+        SCHOOLGATE,
+        "gateway",
+        "--workers",
+        str(workers),
+        "--engine",
+        args.engine,
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        str(port),
+        "--data-dir",
+        str(folder / "data"),
+        "--",
+        "--set",
+        "schoolgate_metrics_port=0",
+        "--set",
+        "schoolgate_recording=false",
+    ]
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         wait_listening(port, proc)
         pids = children(proc.pid) if workers > 1 else [proc.pid]
         # Warm up every worker (certificates, caches, imports) before measuring.
-        subprocess.run(["wrk", "-t1", f"-c{args.connections}", "-d2s", "-s", str(WRK_SCRIPT),
-                        f"http://127.0.0.1:{port}", "--", TARGET], capture_output=True,
-                       timeout=60, check=True)
+        subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{args.connections}",
+                "-d2s",
+                "-s",
+                str(WRK_SCRIPT),
+                f"http://127.0.0.1:{port}",
+                "--",
+                TARGET,
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
         before = cpu_seconds(pids)
-        out = subprocess.run(["wrk", "-t2", f"-c{args.connections}", f"-d{args.seconds}s",
-                              "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}", "--", TARGET],
-                             capture_output=True, text=True, timeout=args.seconds + 60,
-                             check=True).stdout
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t2",
+                f"-c{args.connections}",
+                f"-d{args.seconds}s",
+                "-s",
+                str(WRK_SCRIPT),
+                f"http://127.0.0.1:{port}",
+                "--",
+                TARGET,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=args.seconds + 60,
+            check=True,
+        ).stdout
         used = cpu_seconds(pids) - before
         summary = json.loads(out.strip().splitlines()[-1])
         # The block page is a 403, which wrk counts as a "status" error: it is the answer.
@@ -133,19 +178,25 @@ def main() -> int:
             for n in order:
                 run = measure(n, args, Path(tmp))
                 runs[n].append(run)
-                print(f"round {round_ + 1}: {n} worker(s): {run.rps:8.0f} req/s, "
-                      f"{run.cpu_us_per_request:6.0f} us CPU/request, {run.errors} errors",
-                      file=sys.stderr, flush=True)
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, engine {args.engine}, wrk -t2 -c{args.connections} "
-          f"-d{args.seconds}s, {args.rounds} rounds (median)\n")
+                print(
+                    f"round {round_ + 1}: {n} worker(s): {run.rps:8.0f} req/s, "
+                    f"{run.cpu_us_per_request:6.0f} us CPU/request, {run.errors} errors",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    print(
+        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, engine {args.engine}, wrk -t2 -c{args.connections} "
+        f"-d{args.seconds}s, {args.rounds} rounds (median)\n"
+    )
     print("workers   req/s   scaling (x one worker)   CPU us/request")
     one = statistics.median(r.rps for r in runs[1])
     for n in counts:
         rps = statistics.median(r.rps for r in runs[n])
         cpu = statistics.median(r.cpu_us_per_request for r in runs[n])
-        print(f"{n:7d} {rps:7.0f}   {rps / one:5.2f} (target >= {0.8 * n:.1f})"
-              f"            {cpu:6.0f}")
+        print(
+            f"{n:7d} {rps:7.0f}   {rps / one:5.2f} (target >= {0.8 * n:.1f})            {cpu:6.0f}"
+        )
     return 0
 
 

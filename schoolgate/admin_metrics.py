@@ -40,8 +40,10 @@ class AdminCollector(Collector):
         self._engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("schoolgate_admin_database_up",
-                               "1 if the admin could count requests and alerts in the database.")
+        up = GaugeMetricFamily(
+            "schoolgate_admin_database_up",
+            "1 if the admin could count requests and alerts in the database.",
+        )
         try:
             with self._engine.connect() as conn:
                 pending = int(conn.execute(PENDING_SQL).scalar_one())
@@ -54,18 +56,23 @@ class AdminCollector(Collector):
             return
         up.add_metric([], 1.0)
         yield up
-        waiting = GaugeMetricFamily("schoolgate_admin_unblock_requests_pending",
-                                    "Unblock requests waiting for the business manager.")
+        waiting = GaugeMetricFamily(
+            "schoolgate_admin_unblock_requests_pending",
+            "Unblock requests waiting for the business manager.",
+        )
         waiting.add_metric([], float(pending))
         yield waiting
         since = GaugeMetricFamily(
             "schoolgate_admin_unblock_request_oldest_pending_timestamp_seconds",
-            "When the oldest waiting unblock request was made (Unix time); 0 if none waits.")
+            "When the oldest waiting unblock request was made (Unix time); 0 if none waits.",
+        )
         since.add_metric([], _timestamp(oldest))
         yield since
-        open_alerts = GaugeMetricFamily("schoolgate_admin_alerts_open",
-                                        "Circumvention alerts not yet reviewed by the DSL.",
-                                        labels=["severity"])
+        open_alerts = GaugeMetricFamily(
+            "schoolgate_admin_alerts_open",
+            "Circumvention alerts not yet reviewed by the DSL.",
+            labels=["severity"],
+        )
         for severity in SEVERITIES:
             open_alerts.add_metric([severity], float(alerts.get(severity, 0)))
         yield open_alerts
@@ -96,21 +103,26 @@ class RequestTimer:
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
             method = scope.get("method", "GET")
-            self.histogram.labels(method if method in _METHODS else "other", route,
-                                  f"{status // 100}xx").observe(time.perf_counter() - started)
+            self.histogram.labels(
+                method if method in _METHODS else "other", route, f"{status // 100}xx"
+            ).observe(time.perf_counter() - started)
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def install_admin_metrics(app: FastAPI, database_url: str, *,
-                          registry: CollectorRegistry | None = None) -> CollectorRegistry:
+def install_admin_metrics(
+    app: FastAPI, database_url: str, *, registry: CollectorRegistry | None = None
+) -> CollectorRegistry:
     """Add the latency middleware, the database counts and GET /metrics to the admin app."""
     registry = registry or CollectorRegistry()
-    histogram = Histogram("schoolgate_admin_request_seconds",
-                          "Admin requests: time to the last byte, by route and status class.",
-                          ["method", "route", "status"], buckets=LATENCY_BUCKETS,
-                          registry=registry)
+    histogram = Histogram(
+        "schoolgate_admin_request_seconds",
+        "Admin requests: time to the last byte, by route and status class.",
+        ["method", "route", "status"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
     engine = make_engine(database_url)
     registry.register(AdminCollector(engine))
     app.add_middleware(RequestTimer, histogram=histogram)

@@ -63,8 +63,9 @@ def worker_arguments(extra: Sequence[str], index: int) -> list[str]:
     items: list[str] = []
     arguments = iter(extra)
     for arg in arguments:
-        pair = next(arguments, "") if arg == "--set" else arg[6:] if arg.startswith("--set=") \
-            else None
+        pair = (
+            next(arguments, "") if arg == "--set" else arg[6:] if arg.startswith("--set=") else None
+        )
         if pair is not None and pair.startswith(f"{METRICS_OPTION}="):
             base = int(pair.partition("=")[2])
             continue
@@ -72,8 +73,11 @@ def worker_arguments(extra: Sequence[str], index: int) -> list[str]:
         if arg == "--set" and pair is not None:
             items.append(pair)
     if base == 0:
-        return [*items, "--set", f"{METRICS_OPTION}=0"] if items[:1] == ["--"] else \
-            ["--", *items, "--set", f"{METRICS_OPTION}=0"]
+        return (
+            [*items, "--set", f"{METRICS_OPTION}=0"]
+            if items[:1] == ["--"]
+            else ["--", *items, "--set", f"{METRICS_OPTION}=0"]
+        )
     if items[:1] != ["--"]:
         items = ["--", *items]
     return [*items, "--set", f"{METRICS_OPTION}={base + index}"]
@@ -124,7 +128,11 @@ def run_workers(count: int, run_one: Callable[[int], int]) -> int:
         if code != 0 and result == 0:
             result = code if code > 0 else 128 - code
         if not stopping:
-            print(f"schoolgate gateway: worker {index} ended (status {code}); stopping the "
-                  "others so the service restarts whole", file=sys.stderr, flush=True)
+            print(
+                f"schoolgate gateway: worker {index} ended (status {code}); stopping the "
+                "others so the service restarts whole",
+                file=sys.stderr,
+                flush=True,
+            )
             stop_all(signal.SIGTERM)
     return result

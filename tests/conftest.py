@@ -22,9 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(FAST_OPTION, action="store_true", default=False,
-                     help="the fast lane: only the tests that start no process and need no "
-                          "service (the others are deselected; one that starts a process fails)")
+    parser.addoption(
+        FAST_OPTION,
+        action="store_true",
+        default=False,
+        help="the fast lane: only the tests that start no process and need no "
+        "service (the others are deselected; one that starts a process fails)",
+    )
     add_option(parser)
 
 
@@ -37,8 +41,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """The fast lane does not even collect the folders whose every test is slow."""
-    if config.getoption(FAST_OPTION) and collection_path.parent == ROOT / "tests" \
-            and collection_path.name in SLOW_FOLDERS:
+    if (
+        config.getoption(FAST_OPTION)
+        and collection_path.parent == ROOT / "tests"
+        and collection_path.name in SLOW_FOLDERS
+    ):
         return True
     return None
 

@@ -36,16 +36,49 @@ ALLOWED: dict[str, set[str]] = {
 
 # Modules whose use means I/O, a clock or logging: none of them belongs in policy/.
 IMPURE_MODULES = {
-    "logging", "os", "pathlib", "socket", "subprocess", "time", "shutil", "tempfile", "asyncio",
-    "sqlite3", "urllib", "http", "httpx", "sqlalchemy", "random", "secrets",
-    "sys", "warnings", "io", "glob", "threading", "multiprocessing", "signal", "requests",
+    "logging",
+    "os",
+    "pathlib",
+    "socket",
+    "subprocess",
+    "time",
+    "shutil",
+    "tempfile",
+    "asyncio",
+    "sqlite3",
+    "urllib",
+    "http",
+    "httpx",
+    "sqlalchemy",
+    "random",
+    "secrets",
+    "sys",
+    "warnings",
+    "io",
+    "glob",
+    "threading",
+    "multiprocessing",
+    "signal",
+    "requests",
 }
 IMPURE_CALLS = {"open", "print", "input", "breakpoint", "exec", "eval", "__import__"}
 # Not .time(): on a datetime that is its time of day, not a clock.
 CLOCK_ATTRIBUTES = {"now", "utcnow", "today", "monotonic", "perf_counter", "time_ns"}
 # File and environment access through an object the caller handed in (a Path, os.environ).
-IO_ATTRIBUTES = {"read_text", "read_bytes", "write_text", "write_bytes", "open", "unlink",
-                 "mkdir", "getenv", "environ", "touch", "rename", "iterdir"}
+IO_ATTRIBUTES = {
+    "read_text",
+    "read_bytes",
+    "write_text",
+    "write_bytes",
+    "open",
+    "unlink",
+    "mkdir",
+    "getenv",
+    "environ",
+    "touch",
+    "rename",
+    "iterdir",
+}
 # The one read policy/ does: a library's own shipped data, read once like tzdata (ZoneInfo):
 # Unicode's confusables from confusable-homoglyphs. (file in policy's folder, what) pairs.
 ALLOWED_READS = {("hostclass.py", "read_text"), ("hostclass.py", "importlib")}
@@ -80,8 +113,9 @@ def imported(tree: ast.AST) -> Iterator[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             # `from schoolgate import policy` imports the package policy, not the command line
             full = [f"{node.module}.{alias.name}" for alias in node.names]
-            inner = [name for name in full
-                     if ours(node.module) not in LAYERS and ours(name) in LAYERS]
+            inner = [
+                name for name in full if ours(node.module) not in LAYERS and ours(name) in LAYERS
+            ]
             for name in inner:
                 yield node.lineno, name
             if len(inner) < len(full):
@@ -104,13 +138,16 @@ def where(path: Path) -> str:
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_imports_point_one_way(package: str) -> None:
-    wrong = sorted({
-        f"{where(path)}:{line} imports {name}"
-        for path in modules(package)
-        for line, name in imported(parse(path))
-        if (found := ours(name)) is not None and found != package
-        and found not in ALLOWED[package]
-    })
+    wrong = sorted(
+        {
+            f"{where(path)}:{line} imports {name}"
+            for path in modules(package)
+            for line, name in imported(parse(path))
+            if (found := ours(name)) is not None
+            and found != package
+            and found not in ALLOWED[package]
+        }
+    )
     assert wrong == [], f"{package} may import only {sorted(ALLOWED[package])} of ours"
 
 
@@ -119,13 +156,20 @@ def test_policy_is_pure() -> None:
     for path in modules("policy"):
         tree = parse(path)
         at, inside = where(path), path.relative_to(package_dir("policy")).as_posix()
-        found += [f"{at}:{line} imports {name}" for line, name in top(tree)
-                  if name in IMPURE_MODULES]
-        found += [f"{at}:{line} imports {name}" for line, name in top(tree)
-                  if name == "importlib" and (inside, "importlib") not in ALLOWED_READS]
+        found += [
+            f"{at}:{line} imports {name}" for line, name in top(tree) if name in IMPURE_MODULES
+        ]
+        found += [
+            f"{at}:{line} imports {name}"
+            for line, name in top(tree)
+            if name == "importlib" and (inside, "importlib") not in ALLOWED_READS
+        ]
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr in IO_ATTRIBUTES and (
-                    inside, node.attr) not in ALLOWED_READS:
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in IO_ATTRIBUTES
+                and (inside, node.attr) not in ALLOWED_READS
+            ):
                 found.append(f"{at}:{node.lineno} uses .{node.attr} (file or environment)")
             if not isinstance(node, ast.Call):
                 continue
@@ -143,22 +187,27 @@ def test_no_module_is_imported_by_a_name_in_a_string(package: str) -> None:
     for path in modules(package):
         for node in ast.walk(parse(path)):
             if isinstance(node, ast.Call) and (
-                    (isinstance(node.func, ast.Attribute)
-                     and node.func.attr in {"import_module", "find_spec"})
-                    or (isinstance(node.func, ast.Name) and node.func.id == "__import__")):
+                (
+                    isinstance(node.func, ast.Attribute)
+                    and node.func.attr in {"import_module", "find_spec"}
+                )
+                or (isinstance(node.func, ast.Name) and node.func.id == "__import__")
+            ):
                 found.append(f"{where(path)}:{node.lineno}")
     assert found == [], "import by name in code, so the import graph stays visible"
 
 
 def test_our_packages_are_imported_by_their_installed_names() -> None:
-    wrong = sorted({
-        f"{where(path)}:{line} imports {name} (use {import_prefix(found)})"
-        for package in [*LAYERS, CLI]
-        for path in modules(package)
-        for line, name in imported(parse(path))
-        if (found := ours(name)) in LAYERS and not (
-            name == import_prefix(found) or name.startswith(import_prefix(found) + "."))
-    })
+    wrong = sorted(
+        {
+            f"{where(path)}:{line} imports {name} (use {import_prefix(found)})"
+            for package in [*LAYERS, CLI]
+            for path in modules(package)
+            for line, name in imported(parse(path))
+            if (found := ours(name)) in LAYERS
+            and not (name == import_prefix(found) or name.startswith(import_prefix(found) + "."))
+        }
+    )
     assert wrong == []
 
 

@@ -19,12 +19,27 @@ ROOT = Path(__file__).resolve().parent
 def run_pytest(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     data = tmp_path / ".coverage"
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         f"--basetemp={tmp_path / 'inner'}", "--cov", "--cov-report=",
-         f"--cov-config={ROOT.parent / 'pyproject.toml'}", *extra,
-         str(ROOT / "schoolgate" / "policy" / "test_names.py")],
-        cwd=ROOT.parent, capture_output=True, text=True, timeout=600, check=False,
-        env={"COVERAGE_FILE": str(data), "PATH": str(Path(sys.executable).parent)})
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--basetemp={tmp_path / 'inner'}",
+            "--cov",
+            "--cov-report=",
+            f"--cov-config={ROOT.parent / 'pyproject.toml'}",
+            *extra,
+            str(ROOT / "schoolgate" / "policy" / "test_names.py"),
+        ],
+        cwd=ROOT.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={"COVERAGE_FILE": str(data), "PATH": str(Path(sys.executable).parent)},
+    )
 
 
 @pytest.mark.slow
@@ -50,4 +65,5 @@ def test_the_floors_are_for_policy_and_store_and_the_words_say_when_one_is_broke
     assert Measured("store", 90.94, 91.0).broken
     assert not Measured("store", 91.0, 91.0).broken
     assert Measured("store", 90.94, 91.0).words() == (
-        "store/: 90.9 % of lines (floor 91 %) BELOW ITS FLOOR")
+        "store/: 90.9 % of lines (floor 91 %) BELOW ITS FLOOR"
+    )

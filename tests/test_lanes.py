@@ -43,7 +43,7 @@ def test_the_analysis_follows_helpers_and_classes_and_leaves_pure_code_alone() -
     assert not finder.function(_pure)
 
 
-LANE_TESTS = '''
+LANE_TESTS = """
 import subprocess
 
 
@@ -61,17 +61,33 @@ def test_pure():
 
 def test_hides_its_process():
     getattr(__import__("sub" + "process"), "run")(["true"], check=True)
-'''
+"""
 
 
 def test_in_the_fast_lane_a_slow_test_is_deselected_or_fails_never_kept(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text("from tests.conftest import *  # noqa: F403\n")
     (tmp_path / "test_lane_example.py").write_text(textwrap.dedent(LANE_TESTS))
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--fast", "-q", "-p", "no:cacheprovider",
-         "-o", "addopts=", f"--rootdir={tmp_path}", str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--fast",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            f"--rootdir={tmp_path}",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     out = result.stdout + result.stderr
     assert "1 failed, 1 passed, 1 deselected" in out, out
     assert "test_hides_its_process" in out

@@ -34,7 +34,8 @@ def test_ruff_format() -> None:
     result = run(str(BIN / "ruff"), "format", "--check", "--quiet", ".")
     assert result.returncode == 0, (
         "run `.venv/bin/ruff format .` (or `.venv/bin/pre-commit run --all-files`):\n"
-        + (result.stdout + result.stderr)[:3000])
+        + (result.stdout + result.stderr)[:3000]
+    )
 
 
 def test_the_formatter_and_the_linter_agree_on_the_line_length() -> None:

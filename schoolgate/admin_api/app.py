@@ -43,8 +43,10 @@ from schoolgate.admin_api.settings import Settings, get_settings
 
 STATIC = Path(__file__).resolve().with_name("static")
 MAX_BODY_BYTES = 1_500_000  # a pasted policy (512 kB) and some; forms are far smaller
-_CSP = ("default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'")
+_CSP = (
+    "default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 _DOCS_PAGE = """<!doctype html>
@@ -60,20 +62,29 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or request.url.path in ("/healthz", "/readyz")
 
 
-def _error_page(request: Request, status: int, message: str,
-                problems: dict[str, str] | None = None) -> Response:
+def _error_page(
+    request: Request, status: int, message: str, problems: dict[str, str] | None = None
+) -> Response:
     pages: Pages = request.app.state.pages
     session = getattr(request.state, "session", None)
     user = session.user if isinstance(session, SessionData) else None
-    return pages.render(request, "error.html", user=user, status=status, code=status,
-                        message=message, problems=problems or {})
+    return pages.render(
+        request,
+        "error.html",
+        user=user,
+        status=status,
+        code=status,
+        message=message,
+        problems=problems or {},
+    )
 
 
 async def handle_admin_error(request: Request, error: Exception) -> Response:
     """The one mapping from domain errors to HTTP."""
     assert isinstance(error, AdminError)
-    headers = ({"Retry-After": str(error.retry_after)}
-               if isinstance(error, TooManyAttempts) else None)
+    headers = (
+        {"Retry-After": str(error.retry_after)} if isinstance(error, TooManyAttempts) else None
+    )
     if _wants_json(request):
         body: dict[str, object] = {"error": error.code, "message": error.message}
         if problems := getattr(error, "problems", None):
@@ -82,8 +93,7 @@ async def handle_admin_error(request: Request, error: Exception) -> Response:
     if isinstance(error, NotSignedIn):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)
-    response = _error_page(request, error.status, error.message,
-                           getattr(error, "problems", None))
+    response = _error_page(request, error.status, error.message, getattr(error, "problems", None))
     if headers:
         response.headers.update(headers)
     return response
@@ -95,24 +105,36 @@ async def handle_framework_error(request: Request, error: Exception) -> Response
         if isinstance(error, RequestValidationError):
             # Our own body, without FastAPI's echo of the input: that may hold text that
             # cannot even be encoded (lone surrogates), and it repeats what was sent.
-            problems = {".".join(str(p) for p in item["loc"]): str(item["msg"])
-                        for item in error.errors()}
-            return JSONResponse({"error": "invalid_input", "message": "; ".join(
-                f"{where}: {text}" for where, text in problems.items()),
-                "problems": problems}, status_code=422)
+            problems = {
+                ".".join(str(p) for p in item["loc"]): str(item["msg"]) for item in error.errors()
+            }
+            return JSONResponse(
+                {
+                    "error": "invalid_input",
+                    "message": "; ".join(f"{where}: {text}" for where, text in problems.items()),
+                    "problems": problems,
+                },
+                status_code=422,
+            )
         assert isinstance(error, StarletteHTTPException)
         return await http_exception_handler(request, error)
     if isinstance(error, RequestValidationError):
-        return _error_page(request, 422, "Some of the details in the address are not valid; "
-                                         "go back and use the page's own links and forms.")
+        return _error_page(
+            request,
+            422,
+            "Some of the details in the address are not valid; "
+            "go back and use the page's own links and forms.",
+        )
     assert isinstance(error, StarletteHTTPException)
     words = {404: "There is no such page.", 405: "This page cannot be used that way."}
-    return _error_page(request, error.status_code,
-                       words.get(error.status_code, str(error.detail)))
+    return _error_page(request, error.status_code, words.get(error.status_code, str(error.detail)))
 
 
-def make_app(settings: Settings | None = None, *, resources: Resources | None = None,
-             ) -> FastAPI:
+def make_app(
+    settings: Settings | None = None,
+    *,
+    resources: Resources | None = None,
+) -> FastAPI:
     settings = settings or (resources.settings if resources else get_settings())
     resources = resources or make_resources(settings)
 
@@ -121,28 +143,39 @@ def make_app(settings: Settings | None = None, *, resources: Resources | None = 
         yield
         resources.close()
 
-    app = FastAPI(title="schoolgate admin", version="1",
-                  description="Unblock requests, local lists, exceptions, explain, the policy "
-                              "and the audit log. Sign in at /signin; unsafe calls need the "
-                              "session's X-CSRF-Token header.",
-                  docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
-                  dependencies=[Depends(check_csrf)])
+    app = FastAPI(
+        title="schoolgate admin",
+        version="1",
+        description="Unblock requests, local lists, exceptions, explain, the policy "
+        "and the audit log. Sign in at /signin; unsafe calls need the "
+        "session's X-CSRF-Token header.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+        dependencies=[Depends(check_csrf)],
+    )
     app.state.resources = resources
     app.state.pages = Pages(school_name=settings.school_name, zone=settings.zone)
 
     @app.middleware("http")
-    async def sessions_and_headers(request: Request,
-                                   call_next: Callable[[Request], Awaitable[Response]],
-                                   ) -> Response:
+    async def sessions_and_headers(
+        request: Request,
+        call_next: Callable[[Request], Awaitable[Response]],
+    ) -> Response:
         length = request.headers.get("content-length", "")
         if length and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"error": "too_large", "message": "the request is too large"},
-                                status_code=413)
+            return JSONResponse(
+                {"error": "too_large", "message": "the request is too large"}, status_code=413
+            )
         if request.url.path.endswith(".csv") and request.headers.get(
-                "sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            "sec-fetch-site", "same-origin"
+        ) not in ("same-origin", "none"):
             # An export is audited: a link on another site must not make someone "export".
-            return JSONResponse({"error": "not_allowed", "message": "open the export from the "
-                                 "admin's own page"}, status_code=403)
+            return JSONResponse(
+                {"error": "not_allowed", "message": "open the export from the admin's own page"},
+                status_code=403,
+            )
         request.state.session = await load_session(resources, request)
         response = await call_next(request)
         session: SessionData = request.state.session
@@ -170,8 +203,22 @@ def make_app(settings: Settings | None = None, *, resources: Resources | None = 
         """Swagger UI from the package's own files on this origin, with the CSP kept: no
         third-party script (finding 20)."""
         return HTMLResponse(_DOCS_PAGE, headers={"Cache-Control": "no-store"})
-    for module in (home, auth, requests, lists, exceptions, explain, policy_view, audit,
-                   system, monitoring, records, calendar, teacher):
+
+    for module in (
+        home,
+        auth,
+        requests,
+        lists,
+        exceptions,
+        explain,
+        policy_view,
+        audit,
+        system,
+        monitoring,
+        records,
+        calendar,
+        teacher,
+    ):
         app.include_router(module.router)
         if hasattr(module, "api"):
             app.include_router(module.api)

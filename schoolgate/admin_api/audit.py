@@ -39,42 +39,73 @@ def _filters(action: str, actor: str) -> tuple[str | None, str | None]:
 
 
 @router.get("/audit", include_in_schema=False)
-def audit_page(request: Request, pages: Annotated[Pages, Depends(get_pages)], user: AuditReader,
-               session: Db, page: Page = 1, action: Text = "", actor: Text = "") -> Response:
+def audit_page(
+    request: Request,
+    pages: Annotated[Pages, Depends(get_pages)],
+    user: AuditReader,
+    session: Db,
+    page: Page = 1,
+    action: Text = "",
+    actor: Text = "",
+) -> Response:
     wanted_action, wanted_actor = _filters(action, actor)
-    found, total = service.list_entries(session, page=page, action=wanted_action,
-                                        actor=wanted_actor)
+    found, total = service.list_entries(
+        session, page=page, action=wanted_action, actor=wanted_actor
+    )
     rows = service.for_reader(found, user)
     pages_count = max(1, -(-total // service.PAGE_SIZE))
-    return pages.render(request, "audit.html", user=user, rows=rows, total=total, page=page,
-                        pages_count=pages_count, action=action, actor=actor)
+    return pages.render(
+        request,
+        "audit.html",
+        user=user,
+        rows=rows,
+        total=total,
+        page=page,
+        pages_count=pages_count,
+        action=action,
+        actor=actor,
+    )
 
 
 def _cell(value: str) -> str:
     # A cell starting with = + - @ (or their full-width forms, which spreadsheets also read
     # as formulas) would be run as a formula by a spreadsheet.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b",
-                                         "\uff0d", "\uff20") else value
+    return (
+        "'" + value
+        if value[:1] in ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+        else value
+    )
 
 
 @router.get("/audit.csv", include_in_schema=False)
 def audit_csv(user: AuditReader, session: Db) -> Response:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "at_utc", "actor", "actor_roles", "action", "target", "before",
-                     "after"])
+    writer.writerow(["id", "at_utc", "actor", "actor_roles", "action", "target", "before", "after"])
     for row in service.for_reader(service.export_entries(session), user):
-        writer.writerow([row.id, row.at.isoformat(), _cell(row.actor), row.actor_roles,
-                         row.action, _cell(row.target),
-                         _cell(json.dumps(row.before, sort_keys=True)) if row.before else "",
-                         _cell(json.dumps(row.after, sort_keys=True)) if row.after else ""])
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": 'attachment; filename="schoolgate-audit-log.csv"'})
+        writer.writerow(
+            [
+                row.id,
+                row.at.isoformat(),
+                _cell(row.actor),
+                row.actor_roles,
+                row.action,
+                _cell(row.target),
+                _cell(json.dumps(row.before, sort_keys=True)) if row.before else "",
+                _cell(json.dumps(row.after, sort_keys=True)) if row.after else "",
+            ]
+        )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="schoolgate-audit-log.csv"'},
+    )
 
 
 @api.get("/audit", response_model=list[AuditEntryPublic])
-def audit_entries(user: AuditReader, session: Db, page: Page = 1, action: Text = "",
-                  actor: Text = "") -> list[AuditEntryPublic]:
+def audit_entries(
+    user: AuditReader, session: Db, page: Page = 1, action: Text = "", actor: Text = ""
+) -> list[AuditEntryPublic]:
     """One page (100) of entries, newest first."""
     wanted_action, wanted_actor = _filters(action, actor)
     rows, _ = service.list_entries(session, page=page, action=wanted_action, actor=wanted_actor)

@@ -50,32 +50,57 @@ def safe_next(target: str) -> str:
     return target
 
 
-def user_from_directory(resources: Resources, found: DirectoryUser, source: str,
-                        ) -> SignedInUser:
+def user_from_directory(
+    resources: Resources,
+    found: DirectoryUser,
+    source: str,
+) -> SignedInUser:
     policy = resources.policy
     policy_role = resources.identity.role_for_groups(found.groups) or policy.default_role
-    roles = roles_for(groups=found.groups, admin_groups=resources.settings.admin_groups,
-                      policy_role=policy_role, default_role=policy.default_role)
-    return SignedInUser(username=found.username, display_name=found.display_name,
-                        roles=roles, policy_role=policy_role, groups=found.groups, source=source)
+    roles = roles_for(
+        groups=found.groups,
+        admin_groups=resources.settings.admin_groups,
+        policy_role=policy_role,
+        default_role=policy.default_role,
+    )
+    return SignedInUser(
+        username=found.username,
+        display_name=found.display_name,
+        roles=roles,
+        policy_role=policy_role,
+        groups=found.groups,
+        source=source,
+    )
 
 
-async def authenticate(resources: Resources, username: str, password: str,
-                       ) -> SignedInUser | None:
+async def authenticate(
+    resources: Resources,
+    username: str,
+    password: str,
+) -> SignedInUser | None:
     """The person, or None for a wrong user name or password. Unavailable if the directory
     cannot answer (the break-glass administrator and admin accounts still work)."""
     settings = resources.settings
-    if settings.breakglass_username and settings.breakglass_password_hash and \
-            hmac.compare_digest(_canonical(username).encode(),
-                                _canonical(settings.breakglass_username).encode()):
-        ok = await asyncio.to_thread(verify_password, password,
-                                     settings.breakglass_password_hash.get_secret_value())
+    if (
+        settings.breakglass_username
+        and settings.breakglass_password_hash
+        and hmac.compare_digest(
+            _canonical(username).encode(), _canonical(settings.breakglass_username).encode()
+        )
+    ):
+        ok = await asyncio.to_thread(
+            verify_password, password, settings.breakglass_password_hash.get_secret_value()
+        )
         if not ok:
             return None
         roles = frozenset({Role.STAFF, *settings.breakglass_roles})
-        return SignedInUser(username=settings.breakglass_username,
-                            display_name="Break-glass administrator", roles=roles,
-                            policy_role=resources.policy.default_role, source="break-glass")
+        return SignedInUser(
+            username=settings.breakglass_username,
+            display_name="Break-glass administrator",
+            roles=roles,
+            policy_role=resources.policy.default_role,
+            source="break-glass",
+        )
     if resources.admin_accounts is not None:
         found = await resources.admin_accounts.authenticate(username, password)
         if found is not None:
@@ -85,9 +110,11 @@ async def authenticate(resources: Resources, username: str, password: str,
     try:
         found = await resources.directory.authenticate(username, password)
     except DirectoryUnavailable:
-        raise Unavailable("the school directory cannot be reached just now, so staff and "
-                          "pupils cannot sign in; try again in a minute (IT: see the admin's "
-                          "log)") from None
+        raise Unavailable(
+            "the school directory cannot be reached just now, so staff and "
+            "pupils cannot sign in; try again in a minute (IT: see the admin's "
+            "log)"
+        ) from None
     return user_from_directory(resources, found, "directory") if found else None
 
 
@@ -104,8 +131,9 @@ async def refreshed_user(resources: Resources, user: SignedInUser) -> SignedInUs
     if user.source == "break-glass":
         name = resources.settings.breakglass_username
         return user if name and _canonical(name) == _canonical(user.username) else None
-    directory = (resources.admin_accounts if user.source == "admin accounts file"
-                 else resources.directory)
+    directory = (
+        resources.admin_accounts if user.source == "admin accounts file" else resources.directory
+    )
     if directory is None:
         return None
     found = await directory.lookup(user.username)
@@ -128,12 +156,14 @@ async def load_session(resources: Resources, request: Request) -> SessionData:
     try:
         fresh = await refreshed_user(resources, user)
     except DirectoryUnavailable:
-        log.warning("could not re-read %s's roles (the directory is unavailable); trying again "
-                    "at their next request", user.username)
+        log.warning(
+            "could not re-read %s's roles (the directory is unavailable); trying again "
+            "at their next request",
+            user.username,
+        )
         return session
     if fresh is None:
-        log.info("%s is no longer in the directory: their admin session has ended",
-                 user.username)
+        log.info("%s is no longer in the directory: their admin session has ended", user.username)
         return SessionData()
     session.user, session.checked, session.changed = fresh, now, True
     return session
@@ -145,23 +175,38 @@ def _valid_after(resources: Resources, username: str) -> datetime | None:
 
 
 @router.get("/signin", include_in_schema=False)
-def signin_form(request: Request, pages: Annotated[Pages, Depends(get_pages)],
-                user: Annotated[SignedInUser | None, Depends(optional_user)],
-                next: str = "/") -> Response:
-    return pages.render(request, "signin.html", user=user, next=safe_next(next[:2048]),
-                        errors={}, username="")
+def signin_form(
+    request: Request,
+    pages: Annotated[Pages, Depends(get_pages)],
+    user: Annotated[SignedInUser | None, Depends(optional_user)],
+    next: str = "/",
+) -> Response:
+    return pages.render(
+        request, "signin.html", user=user, next=safe_next(next[:2048]), errors={}, username=""
+    )
 
 
 @router.post("/signin", include_in_schema=False)
-async def signin(request: Request, resources: Res, now: Now,
-                 pages: Annotated[Pages, Depends(get_pages)],
-                 fields: Annotated[dict[str, str], Depends(form_fields)]) -> Response:
+async def signin(
+    request: Request,
+    resources: Res,
+    now: Now,
+    pages: Annotated[Pages, Depends(get_pages)],
+    fields: Annotated[dict[str, str], Depends(form_fields)],
+) -> Response:
     next_page = safe_next(fields.get("next", "/")[:2048])
     typed = fields.get("username", "")[:256]
 
     def again(errors: dict[str, str], status: int) -> Response:
-        return pages.render(request, "signin.html", user=None, next=next_page, errors=errors,
-                            username=typed, status=status)
+        return pages.render(
+            request,
+            "signin.html",
+            user=None,
+            next=next_page,
+            errors=errors,
+            username=typed,
+            status=status,
+        )
 
     try:
         form = validate(SignIn, fields)
@@ -178,12 +223,16 @@ async def signin(request: Request, resources: Res, now: Now,
     if not attempt.allowed:
         wait = attempt.retry_after
         minutes = max(1, round(wait / 60))
-        raise TooManyAttempts(f"too many failed sign-ins; please wait about {minutes} minute"
-                              f"{'s' if minutes != 1 else ''} and try again", retry_after=wait)
+        raise TooManyAttempts(
+            f"too many failed sign-ins; please wait about {minutes} minute"
+            f"{'s' if minutes != 1 else ''} and try again",
+            retry_after=wait,
+        )
     user = await authenticate(resources, username, form.password)
     if user is None:
-        return again({"form": "That user name and password do not match. Check them and try "
-                              "again."}, 401)
+        return again(
+            {"form": "That user name and password do not match. Check them and try again."}, 401
+        )
     await run_in_threadpool(resources.throttle.succeeded, attempt)
     start_session(request, user)
     if user.roles & ADMIN_ROLES or user.source == "break-glass":
@@ -193,14 +242,24 @@ async def signin(request: Request, resources: Res, now: Now,
 
 def _record_signin(resources: Resources, user: SignedInUser, ip: str, now: datetime) -> None:
     with resources.sessions() as session:
-        audit.record(session, actor=user, action="signin", target=f"session:{user.source}",
-                     at=now, after={"ip": ip, "roles": sorted(user.roles)})
+        audit.record(
+            session,
+            actor=user,
+            action="signin",
+            target=f"session:{user.source}",
+            at=now,
+            after={"ip": ip, "roles": sorted(user.roles)},
+        )
         session.commit()
 
 
 @router.post("/signout", include_in_schema=False)
-def signout(request: Request, resources: Res, now: Now,
-            user: Annotated[SignedInUser | None, Depends(optional_user)]) -> Response:
+def signout(
+    request: Request,
+    resources: Res,
+    now: Now,
+    user: Annotated[SignedInUser | None, Depends(optional_user)],
+) -> Response:
     """Ends this person's sessions on the server too: a copied cookie no longer works."""
     if user is not None:
         with resources.sessions() as db:

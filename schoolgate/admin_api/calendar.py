@@ -46,20 +46,37 @@ from schoolgate.store import policy_versions as versions
 
 router = APIRouter(tags=["calendar"])
 PagesDep = Annotated[Pages, Depends(get_pages)]
-CalendarReader = Annotated[SignedInUser, Depends(require_role(
-    Role.IT_TECHNICIAN, Role.BUSINESS_MANAGER, Role.DSL))]
+CalendarReader = Annotated[
+    SignedInUser, Depends(require_role(Role.IT_TECHNICIAN, Role.BUSINESS_MANAGER, Role.DSL))
+]
 LEAVE_OUT = "leave"
-KIND_CHOICES = [(k.value, KIND_WORDS[k].capitalize()) for k in DateKind] + \
-    [(LEAVE_OUT, "Leave out")]
-REGIONS = [(r.value, r.value.replace("-", " ").title().replace(" And ", " and "))
-           for r in BankHolidayRegion] + [("none", "None")]
+KIND_CHOICES = [(k.value, KIND_WORDS[k].capitalize()) for k in DateKind] + [
+    (LEAVE_OUT, "Leave out")
+]
+REGIONS = [
+    (r.value, r.value.replace("-", " ").title().replace(" And ", " and "))
+    for r in BankHolidayRegion
+] + [("none", "None")]
 BLANK_ROWS = 3
 SAVED = r"^(version-[0-9]+|unchanged)?$"
 # A letter for each kind of day, beside its colour and border, so none is told by colour alone.
-DAY_CODES = {DayKind.TERM: "S", DayKind.HOLIDAY: "H", DayKind.INSET: "I", DayKind.CLOSURE: "C",
-             DayKind.BANK_HOLIDAY: "B", DayKind.WEEKEND: "-"}
-WEEKDAYS = [("Mon", "Monday"), ("Tue", "Tuesday"), ("Wed", "Wednesday"), ("Thu", "Thursday"),
-            ("Fri", "Friday"), ("Sat", "Saturday"), ("Sun", "Sunday")]
+DAY_CODES = {
+    DayKind.TERM: "S",
+    DayKind.HOLIDAY: "H",
+    DayKind.INSET: "I",
+    DayKind.CLOSURE: "C",
+    DayKind.BANK_HOLIDAY: "B",
+    DayKind.WEEKEND: "-",
+}
+WEEKDAYS = [
+    ("Mon", "Monday"),
+    ("Tue", "Tuesday"),
+    ("Wed", "Wednesday"),
+    ("Thu", "Thursday"),
+    ("Fri", "Friday"),
+    ("Sat", "Saturday"),
+    ("Sun", "Sunday"),
+]
 
 
 @dataclass
@@ -107,31 +124,48 @@ def _region(cal: Calendar) -> str:
 
 
 @router.get("/calendar", include_in_schema=False)
-def year_page(request: Request, pages: PagesDep, user: CalendarReader, resources: Res,
-              now: Now, session: Db,
-              year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
-              saved: Annotated[str, Query(max_length=40, pattern=SAVED)] = "") -> Response:
+def year_page(
+    request: Request,
+    pages: PagesDep,
+    user: CalendarReader,
+    resources: Res,
+    now: Now,
+    session: Db,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    saved: Annotated[str, Query(max_length=40, pattern=SAVED)] = "",
+) -> Response:
     """The school year as months of days, each marked in words."""
     cal = running_calendar(session, resources, now)
     today = now.astimezone(cal.timezone).date()
     first_year = year if year is not None else school_year_start(today)
     it = Role.IT_TECHNICIAN in user.roles
     months = [(first, _weeks(days)) for first, days in year_months(cal, first_year)]
-    return pages.render(request, "calendar.html", user=user, months=months,
-                        first_year=first_year, today=today, codes=list(DAY_CODES.items()),
-                        code_of=DAY_CODES, words=DAY_WORDS, weekdays=WEEKDAYS,
-                        items=[i for i in items_of(cal) if _in_year(i, first_year)],
-                        kind_words=KIND_WORDS, region=dict(REGIONS)[_region(cal)],
-                        saved=saved,
-                        version=running_version(session, resources, now) if it else None,
-                        can_edit=it, bank_holidays=_bank_holidays(cal, first_year))
+    return pages.render(
+        request,
+        "calendar.html",
+        user=user,
+        months=months,
+        first_year=first_year,
+        today=today,
+        codes=list(DAY_CODES.items()),
+        code_of=DAY_CODES,
+        words=DAY_WORDS,
+        weekdays=WEEKDAYS,
+        items=[i for i in items_of(cal) if _in_year(i, first_year)],
+        kind_words=KIND_WORDS,
+        region=dict(REGIONS)[_region(cal)],
+        saved=saved,
+        version=running_version(session, resources, now) if it else None,
+        can_edit=it,
+        bank_holidays=_bank_holidays(cal, first_year),
+    )
 
 
 def _weeks(days: tuple[Day, ...]) -> list[list[Day | None]]:
     """A month's days as weeks, Monday first, with blanks before the 1st and after the last."""
     cells: list[Day | None] = [None] * days[0].day.weekday() + list(days)
     cells += [None] * (-len(cells) % 7)
-    return [cells[i:i + 7] for i in range(0, len(cells), 7)]
+    return [cells[i : i + 7] for i in range(0, len(cells), 7)]
 
 
 def _in_year(item: DatedItem, first_year: int) -> bool:
@@ -152,35 +186,72 @@ def _bank_holidays(cal: Calendar, first_year: int) -> list[tuple[date, str]]:
 # --- the editor -------------------------------------------------------------------------------
 
 
-def _editor(request: Request, pages: Pages, user: SignedInUser, resources: Resources, *,
-            session: Db, now: datetime, rows: list[Row], region: str, reason: str = "",
-            errors: dict[str, str] | None = None, status: int = 200,
-            preview: dict[str, Any] | None = None, imported: IcsImport | None = None,
-            ) -> Response:
+def _editor(
+    request: Request,
+    pages: Pages,
+    user: SignedInUser,
+    resources: Resources,
+    *,
+    session: Db,
+    now: datetime,
+    rows: list[Row],
+    region: str,
+    reason: str = "",
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    preview: dict[str, Any] | None = None,
+    imported: IcsImport | None = None,
+) -> Response:
     version = running_version(session, resources, now)
-    return pages.render(request, "calendar_edit.html", user=user, rows=rows, region=region,
-                        reason=reason, errors=errors or {}, status=status, preview=preview,
-                        imported=imported, version=version, kinds=KIND_CHOICES,
-                        regions=REGIONS, kind_words=KIND_WORDS, max_ics=MAX_ICS_BYTES,
-                        blank=BLANK_ROWS)
+    return pages.render(
+        request,
+        "calendar_edit.html",
+        user=user,
+        rows=rows,
+        region=region,
+        reason=reason,
+        errors=errors or {},
+        status=status,
+        preview=preview,
+        imported=imported,
+        version=version,
+        kinds=KIND_CHOICES,
+        regions=REGIONS,
+        kind_words=KIND_WORDS,
+        max_ics=MAX_ICS_BYTES,
+        blank=BLANK_ROWS,
+    )
 
 
 @router.get("/calendar/edit", include_in_schema=False)
-def edit_page(request: Request, pages: PagesDep, user: ItTechnician, resources: Res, now: Now,
-              session: Db) -> Response:
+def edit_page(
+    request: Request, pages: PagesDep, user: ItTechnician, resources: Res, now: Now, session: Db
+) -> Response:
     """The terms, holidays, INSET days and closures of the running policy, to change."""
     service.editable_path(resources.settings.policy_file)
     cal = running_calendar(session, resources, now)
-    return _editor(request, pages, user, resources, session=session, now=now,
-                   rows=[Row.of(i) for i in items_of(cal)], region=_region(cal))
+    return _editor(
+        request,
+        pages,
+        user,
+        resources,
+        session=session,
+        now=now,
+        rows=[Row.of(i) for i in items_of(cal)],
+        region=_region(cal),
+    )
 
 
 def rows_from_form(form: dict[str, str]) -> list[Row]:
     """The editor's rows as typed; a row with nothing in it is dropped."""
     rows = []
     for i in range(min(_count(form.get("rows", "")), MAX_ITEMS + BLANK_ROWS)):
-        row = Row(*(form.get(f"{field}_{i}", "").strip()[:200]
-                    for field in ("kind", "name", "start", "end")))
+        row = Row(
+            *(
+                form.get(f"{field}_{i}", "").strip()[:200]
+                for field in ("kind", "name", "start", "end")
+            )
+        )
         if row.name or row.start or row.end:
             rows.append(row)
     return rows
@@ -206,8 +277,7 @@ def items_from_rows(rows: list[Row]) -> tuple[DatedItem, ...]:
             problems[f"kind_{i}"] = f"{label}: choose what it is (a term, a holiday, ...)"
             continue
         start = _date(row.start, f"start_{i}", f"{label}: the first day", problems)
-        end = _date(row.end, f"end_{i}", f"{label}: the last day", problems) if row.end \
-            else start
+        end = _date(row.end, f"end_{i}", f"{label}: the last day", problems) if row.end else start
         if start is None or end is None:
             continue
         name = name_for(kind, row.name)
@@ -226,8 +296,11 @@ def _date(raw: str, field: str, words: str, problems: dict[str, str]) -> date | 
     try:
         day = date.fromisoformat(raw)
     except ValueError:
-        problems[field] = (f"{words} is missing: give a date" if not raw else
-                           f"{words} '{raw}' is not a date: write it like 2027-01-05")
+        problems[field] = (
+            f"{words} is missing: give a date"
+            if not raw
+            else f"{words} '{raw}' is not a date: write it like 2027-01-05"
+        )
         return None
     if not 2000 <= day.year <= 2100:
         problems[field] = f"{words} ({raw}) is too far away: give a date this century"
@@ -235,25 +308,27 @@ def _date(raw: str, field: str, words: str, problems: dict[str, str]) -> date | 
     return day
 
 
-def calendar_text(session: Db, resources: Resources, items: tuple[DatedItem, ...],
-                  region: str, *, now: datetime) -> str:
+def calendar_text(
+    session: Db, resources: Resources, items: tuple[DatedItem, ...], region: str, *, now: datetime
+) -> str:
     """The running policy's text with these dates (and bank-holiday region) in its calendar."""
     if region not in {r for r, _ in REGIONS}:
-        raise InvalidInput({"bank_holidays": "choose the bank holidays of a part of the UK, "
-                                             "or none"})
+        raise InvalidInput(
+            {"bank_holidays": "choose the bank holidays of a part of the UK, or none"}
+        )
     running_version(session, resources, now)  # notices an edit made on the server first
     latest = versions.latest(session, versions.POLICY)
     if latest is None:
-        raise InvalidInput({"form": "The policy file could not be read; look at the Policy "
-                                    "page"})
+        raise InvalidInput({"form": "The policy file could not be read; look at the Policy page"})
     try:
         return with_dates(latest.text, items, bank_holidays=region)
     except CannotRewrite as error:
         raise InvalidInput({"form": str(error)[:1].upper() + str(error)[1:]}) from None
 
 
-def calendar_preview(session: Db, resources: Resources, text: str, *, days: int,
-                     now: datetime) -> dict[str, Any]:
+def calendar_preview(
+    session: Db, resources: Resources, text: str, *, days: int, now: datetime
+) -> dict[str, Any]:
     """'What would change?' for a calendar: the days that change (this school year and the
     next, and as far as any date reaches), then the recorded history replayed."""
     path = service.editable_path(resources.settings.policy_file)
@@ -269,11 +344,15 @@ def calendar_preview(session: Db, resources: Resources, text: str, *, days: int,
 
 async def _form(request: Request, *, files: int = 0) -> Any:
     try:
-        return await request.form(max_files=files, max_fields=4 * (MAX_ITEMS + BLANK_ROWS) + 20,
-                                  max_part_size=MAX_ICS_BYTES + 1)
+        return await request.form(
+            max_files=files,
+            max_fields=4 * (MAX_ITEMS + BLANK_ROWS) + 20,
+            max_part_size=MAX_ICS_BYTES + 1,
+        )
     except Exception:
-        raise InvalidInput({"form": "The form could not be read; reload the page and try "
-                                    "again"}) from None
+        raise InvalidInput(
+            {"form": "The form could not be read; reload the page and try again"}
+        ) from None
 
 
 def _texts(form: Any) -> dict[str, str]:
@@ -281,8 +360,9 @@ def _texts(form: Any) -> dict[str, str]:
 
 
 @router.post("/calendar/edit", include_in_schema=False)
-async def edit_post(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
-                    now: Now, session: Db) -> Response:
+async def edit_post(
+    request: Request, pages: PagesDep, user: ItTechnician, resources: Res, now: Now, session: Db
+) -> Response:
     """'Add rows', 'What would change?' (action=preview) or 'Save' (action=save)."""
     path = service.editable_path(resources.settings.policy_file)
     form = _texts(await _form(request))
@@ -291,29 +371,68 @@ async def edit_post(request: Request, pages: PagesDep, user: ItTechnician, resou
     try:
         if action == "add":
             rows += [Row("", "", "", "") for _ in range(BLANK_ROWS)]
-            return _editor(request, pages, user, resources, session=session, now=now,
-                           rows=rows, region=region, reason=reason)
+            return _editor(
+                request,
+                pages,
+                user,
+                resources,
+                session=session,
+                now=now,
+                rows=rows,
+                region=region,
+                reason=reason,
+            )
         text = calendar_text(session, resources, items_from_rows(rows), region, now=now)
         if action == "save":
             why = " ".join(reason.split())
-            row, policy = service.save(session, actor=user, path=path, text=text,
-                                       reason=f"school calendar: {why}" if why else "", at=now)
+            row, policy = service.save(
+                session,
+                actor=user,
+                path=path,
+                text=text,
+                reason=f"school calendar: {why}" if why else "",
+                at=now,
+            )
             resources.policy = policy  # the admin's own view; the gateway reloads the file
             done = f"version-{row.id}" if row is not None else "unchanged"
             return RedirectResponse(f"/calendar?saved={done}", status_code=303)
-        preview = calendar_preview(session, resources, text, days=_days(form.get("days", "")),
-                                   now=now)
+        preview = calendar_preview(
+            session, resources, text, days=_days(form.get("days", "")), now=now
+        )
     except InvalidInput as error:
         session.rollback()
         # The whole policy's problems (a file broken on the server) have no box here.
-        problems = {("form" if field == "text" else field): message
-                    for field, message in error.problems.items()}
+        problems = {
+            ("form" if field == "text" else field): message
+            for field, message in error.problems.items()
+        }
         if "form" in problems and "text" in error.problems:
             problems["form"] = f"The policy file has a problem: {problems['form']}"
-        return _editor(request, pages, user, resources, session=session, now=now, rows=rows,
-                       region=region, reason=reason, errors=problems, status=422)
-    return _editor(request, pages, user, resources, session=session, now=now, rows=rows,
-                   region=region, reason=reason, preview=preview)
+        return _editor(
+            request,
+            pages,
+            user,
+            resources,
+            session=session,
+            now=now,
+            rows=rows,
+            region=region,
+            reason=reason,
+            errors=problems,
+            status=422,
+        )
+    return _editor(
+        request,
+        pages,
+        user,
+        resources,
+        session=session,
+        now=now,
+        rows=rows,
+        region=region,
+        reason=reason,
+        preview=preview,
+    )
 
 
 def _days(raw: str) -> int:
@@ -323,8 +442,9 @@ def _days(raw: str) -> int:
 
 
 @router.post("/calendar/import", include_in_schema=False)
-async def import_post(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
-                      now: Now, session: Db) -> Response:
+async def import_post(
+    request: Request, pages: PagesDep, user: ItTechnician, resources: Res, now: Now, session: Db
+) -> Response:
     """Read an uploaded .ics and show the editor with its dates in place of those it covers,
     each saying how it was understood. Nothing is saved until 'Save'."""
     service.editable_path(resources.settings.policy_file)
@@ -338,19 +458,47 @@ async def import_post(request: Request, pages: PagesDep, user: ItTechnician, res
         raw = await upload.read(MAX_ICS_BYTES + 1)
         found = parse_term_dates_ics(raw, cal)
         if not found.understood:
-            raise InvalidInput({"file": "The file could not be imported: "
-                                        + "; ".join(found.problems)})
+            raise InvalidInput(
+                {"file": "The file could not be imported: " + "; ".join(found.problems)}
+            )
     except InvalidInput as error:
-        return _editor(request, pages, user, resources, session=session, now=now, rows=rows,
-                       region=region, errors=error.problems, status=422)
+        return _editor(
+            request,
+            pages,
+            user,
+            resources,
+            session=session,
+            now=now,
+            rows=rows,
+            region=region,
+            errors=error.problems,
+            status=422,
+        )
     imported = found.items()
     kept = merged(items_of(cal), imported)
     why = {(u.item.start, u.item.end, u.item.name): u.why for u in found.understood if u.item}
     rows = [Row.of(i, why.get((i.start, i.end, i.name), "")) for i in kept]
     # What was left out is offered too, so a person can choose what it is.
-    rows += [Row(LEAVE_OUT, u.summary, u.start.isoformat(),
-                 "" if u.end == u.start else u.end.isoformat(), u.why)
-             for u in found.understood if u.item is None]
+    rows += [
+        Row(
+            LEAVE_OUT,
+            u.summary,
+            u.start.isoformat(),
+            "" if u.end == u.start else u.end.isoformat(),
+            u.why,
+        )
+        for u in found.understood
+        if u.item is None
+    ]
     rows.sort(key=lambda row: (row.start, row.end))
-    return _editor(request, pages, user, resources, session=session, now=now, rows=rows,
-                   region=region, imported=found)
+    return _editor(
+        request,
+        pages,
+        user,
+        resources,
+        session=session,
+        now=now,
+        rows=rows,
+        region=region,
+        imported=found,
+    )

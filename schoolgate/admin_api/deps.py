@@ -21,8 +21,11 @@ from schoolgate.store.admin_models import RequestState, UnblockRequestRow
 from schoolgate.store.models import ExceptionRow
 
 ROLE_WORDS = {
-    Role.PUPIL: "pupils", Role.STAFF: "staff", Role.BUSINESS_MANAGER: "the Business Manager",
-    Role.DSL: "the Designated Safeguarding Lead", Role.IT_TECHNICIAN: "IT technicians",
+    Role.PUPIL: "pupils",
+    Role.STAFF: "staff",
+    Role.BUSINESS_MANAGER: "the Business Manager",
+    Role.DSL: "the Designated Safeguarding Lead",
+    Role.IT_TECHNICIAN: "IT technicians",
 }
 _ID = re.compile(r"[0-9a-fA-F-]{1,36}")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -52,8 +55,9 @@ def require_role(*roles: Role) -> Callable[[SignedInUser], SignedInUser]:
 
     def check(user: CurrentUser) -> SignedInUser:
         if user.roles.isdisjoint(allowed):
-            raise NotAllowed(f"only {words} may open this page; you are signed in as "
-                             f"{user.username}")
+            raise NotAllowed(
+                f"only {words} may open this page; you are signed in as {user.username}"
+            )
         return user
 
     check.__name__ = "require_" + "_or_".join(roles)
@@ -64,8 +68,10 @@ BusinessManager = Annotated[SignedInUser, Depends(require_role(Role.BUSINESS_MAN
 ItTechnician = Annotated[SignedInUser, Depends(require_role(Role.IT_TECHNICIAN))]
 AuditReader = Annotated[SignedInUser, Depends(require_role(Role.IT_TECHNICIAN, Role.DSL))]
 Dsl = Annotated[SignedInUser, Depends(require_role(Role.DSL))]
-Staff = Annotated[SignedInUser, Depends(require_role(Role.STAFF, Role.BUSINESS_MANAGER,
-                                                     Role.DSL, Role.IT_TECHNICIAN))]
+Staff = Annotated[
+    SignedInUser,
+    Depends(require_role(Role.STAFF, Role.BUSINESS_MANAGER, Role.DSL, Role.IT_TECHNICIAN)),
+]
 
 
 def looks_like_id(value: str) -> bool:
@@ -73,8 +79,9 @@ def looks_like_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
 
 
-def approved_exception(exception_id: Annotated[str, Path(max_length=36)],
-                       user: BusinessManager, session: Db) -> ExceptionRow:
+def approved_exception(
+    exception_id: Annotated[str, Path(max_length=36)], user: BusinessManager, session: Db
+) -> ExceptionRow:
     """An approved exception, for the Business Manager (who lists and revokes them)."""
     row = session.get(ExceptionRow, exception_id) if looks_like_id(exception_id) else None
     if row is None:
@@ -92,8 +99,9 @@ def _load_request(session: Session, request_id: str) -> UnblockRequestRow:
     return row
 
 
-def visible_unblock_request(request_id: Annotated[str, Path(max_length=36)], user: CurrentUser,
-                            session: Db) -> UnblockRequestRow:
+def visible_unblock_request(
+    request_id: Annotated[str, Path(max_length=36)], user: CurrentUser, session: Db
+) -> UnblockRequestRow:
     """The request, if it is the signed-in person's own or they are the Business Manager."""
     row = _load_request(session, request_id)
     if not (user.has(Role.BUSINESS_MANAGER) or user.same_person(row.requester)):
@@ -101,8 +109,9 @@ def visible_unblock_request(request_id: Annotated[str, Path(max_length=36)], use
     return row
 
 
-def reviewable_unblock_request(request_id: Annotated[str, Path(max_length=36)],
-                               user: BusinessManager, session: Db) -> UnblockRequestRow:
+def reviewable_unblock_request(
+    request_id: Annotated[str, Path(max_length=36)], user: BusinessManager, session: Db
+) -> UnblockRequestRow:
     """The request, if it exists, is still pending, and is not the reviewer's own (nobody
     approves their own request)."""
     row = _load_request(session, request_id)
@@ -128,7 +137,8 @@ async def check_csrf(request: Request) -> None:
         return
     token = request.headers.get(CSRF_HEADER)
     if token is None and request.headers.get("content-type", "").startswith(
-            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
         try:
             form = await request.form(max_files=1, max_fields=200)
         except Exception:  # a malformed body: treat as no token (the answer is the same)
@@ -136,8 +146,10 @@ async def check_csrf(request: Request) -> None:
         value = form.get(CSRF_FIELD) if form is not None else None
         token = value if isinstance(value, str) else None
     if not csrf_matches(session_of(request), token):
-        raise CsrfFailed("this form has expired or did not come from this site; go back, "
-                         "reload the page and try again")
+        raise CsrfFailed(
+            "this form has expired or did not come from this site; go back, "
+            "reload the page and try again"
+        )
 
 
 def client_ip(request: Request) -> str:

@@ -19,17 +19,37 @@ from collections.abc import Mapping
 
 # What each form field is, in the words of the person filling it in.
 FIELD_WORDS: dict[str, str] = {
-    "why": "why you need it", "host": "the website", "site": "the website",
-    "who": "who it is for", "for_group": "the class or group", "wanted_on": "the day",
-    "wanted_period": "the lesson", "until": "the end time", "hours": "the number of hours",
-    "days": "the number of days", "minutes": "the number of minutes", "note": "the note",
-    "user": "the person's user name", "username": "your user name",
-    "password": "your password", "what_happened": "what happened",
-    "action_taken": "what was done", "outcome": "the outcome", "reason": "the reason",
-    "from": "the first day", "to": "the last day", "at": "the time", "ip": "the address",
-    "category": "the kind of website", "technique": "the way round the filter",
-    "verdict": "block or allow", "scope": "who it is for", "target_kind": "what it opens",
-    "duration": "for how long", "period": "the period", "text": "the policy",
+    "why": "why you need it",
+    "host": "the website",
+    "site": "the website",
+    "who": "who it is for",
+    "for_group": "the class or group",
+    "wanted_on": "the day",
+    "wanted_period": "the lesson",
+    "until": "the end time",
+    "hours": "the number of hours",
+    "days": "the number of days",
+    "minutes": "the number of minutes",
+    "note": "the note",
+    "user": "the person's user name",
+    "username": "your user name",
+    "password": "your password",
+    "what_happened": "what happened",
+    "action_taken": "what was done",
+    "outcome": "the outcome",
+    "reason": "the reason",
+    "from": "the first day",
+    "to": "the last day",
+    "at": "the time",
+    "ip": "the address",
+    "category": "the kind of website",
+    "technique": "the way round the filter",
+    "verdict": "block or allow",
+    "scope": "who it is for",
+    "target_kind": "what it opens",
+    "duration": "for how long",
+    "period": "the period",
+    "text": "the policy",
     "week": "the week",
 }
 
@@ -87,8 +107,12 @@ class InvalidInput(AdminError):
 
     def __init__(self, problems: Mapping[str, str], message: str | None = None) -> None:
         self.problems = {field: plain_problem(field, text) for field, text in problems.items()}
-        super().__init__(message or "; ".join(f"{field}: {text}" if field else text
-                                              for field, text in self.problems.items()))
+        super().__init__(
+            message
+            or "; ".join(
+                f"{field}: {text}" if field else text for field, text in self.problems.items()
+            )
+        )
 
 
 class PolicyForbids(InvalidInput):

@@ -27,8 +27,9 @@ from schoolgate.store.policy_files import seed_policy_path, shipped_lists_dir
 
 router = APIRouter(tags=["review"])
 PagesDep = Annotated[Pages, Depends(get_pages)]
-Reviewer = Annotated[SignedInUser, Depends(require_role(
-    Role.DSL, Role.IT_TECHNICIAN, Role.BUSINESS_MANAGER))]
+Reviewer = Annotated[
+    SignedInUser, Depends(require_role(Role.DSL, Role.IT_TECHNICIAN, Role.BUSINESS_MANAGER))
+]
 DayText = Annotated[str, Query(alias="date", max_length=30)]
 
 
@@ -57,11 +58,13 @@ def load_gateway(settings: ReviewSettings) -> LiveGateway | None:
             raw = yaml.safe_load(settings.accounts_file.read_text(encoding="utf-8")) or {}
             for role, entry in dict(raw).items():
                 found = _AccountEntry.model_validate(entry)
-                accounts[str(role)] = Account(found.username, found.password_file.read_text(
-                    encoding="utf-8").strip())
+                accounts[str(role)] = Account(
+                    found.username, found.password_file.read_text(encoding="utf-8").strip()
+                )
         except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
-            raise ValueError(f"{settings.accounts_file}: the review's test accounts cannot be "
-                             f"read: {exc}") from None
+            raise ValueError(
+                f"{settings.accounts_file}: the review's test accounts cannot be read: {exc}"
+            ) from None
     return LiveGateway(settings.proxy, accounts)
 
 
@@ -84,54 +87,102 @@ def _day(text: str, now: datetime, zone: object) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidInput({"date": "Please give the day as a date, for example 2026-12-18"}
-                           ) from None
+        raise InvalidInput(
+            {"date": "Please give the day as a date, for example 2026-12-18"}
+        ) from None
 
 
-def _pack(resources: Res, session: Db, now: datetime, day: date,
-          gateway: LiveGateway | None, user: SignedInUser) -> EvidencePack:
+def _pack(
+    resources: Res,
+    session: Db,
+    now: datetime,
+    day: date,
+    gateway: LiveGateway | None,
+    user: SignedInUser,
+) -> EvidencePack:
     folders: list[Path] = []
     if resources.settings.policy_file is not None:
-        folders += [resources.settings.policy_file.parent / "lists",
-                    resources.settings.policy_file.parent]
+        folders += [
+            resources.settings.policy_file.parent / "lists",
+            resources.settings.policy_file.parent,
+        ]
     folders.append(shipped_lists_dir())
     policy_file = resources.settings.policy_file or seed_policy_path()
     try:
         policy_text = policy_file.read_text(encoding="utf-8")
     except OSError:
         policy_text = ""  # then only the list files name sites to test
-    pack = build_pack(session, policy=resources.policy, day=day, now=now,
-                      list_folders=folders, gateway=gateway, policy_text=policy_text)
-    audit.record(session, actor=user, action="review.evidence_pack", target=day.isoformat(),
-                 at=now, after={"passed": pack.passed, "failed": pack.failed})
+    pack = build_pack(
+        session,
+        policy=resources.policy,
+        day=day,
+        now=now,
+        list_folders=folders,
+        gateway=gateway,
+        policy_text=policy_text,
+    )
+    audit.record(
+        session,
+        actor=user,
+        action="review.evidence_pack",
+        target=day.isoformat(),
+        at=now,
+        after={"passed": pack.passed, "failed": pack.failed},
+    )
     session.commit()
     return pack
 
 
 @router.get("/review", include_in_schema=False)
-def review_page(request: Request, pages: PagesDep, user: Reviewer, resources: Res, session: Db,
-                now: Now, gateway: Gateway, day_text: DayText = "") -> Response:
+def review_page(
+    request: Request,
+    pages: PagesDep,
+    user: Reviewer,
+    resources: Res,
+    session: Db,
+    now: Now,
+    gateway: Gateway,
+    day_text: DayText = "",
+) -> Response:
     zone = resources.policy.calendar.timezone
     if not day_text:
-        return pages.render(request, "evidence.html", user=user, pack=None,
-                            day=now.astimezone(zone).date(), errors={})
+        return pages.render(
+            request,
+            "evidence.html",
+            user=user,
+            pack=None,
+            day=now.astimezone(zone).date(),
+            errors={},
+        )
     try:
         day = _day(day_text, now, zone)
     except InvalidInput as error:
-        return pages.render(request, "evidence.html", user=user, pack=None,
-                            day=now.astimezone(zone).date(), errors=error.problems,
-                            status=422)
+        return pages.render(
+            request,
+            "evidence.html",
+            user=user,
+            pack=None,
+            day=now.astimezone(zone).date(),
+            errors=error.problems,
+            status=422,
+        )
     pack = _pack(resources, session, now, day, gateway, user)
     return pages.render(request, "evidence.html", user=user, pack=pack, day=day, errors={})
 
 
 @router.get("/review.pdf", include_in_schema=False)
-def review_pdf(user: Reviewer, resources: Res, session: Db, now: Now, gateway: Gateway,
-               day_text: DayText = "") -> Response:
+def review_pdf(
+    user: Reviewer, resources: Res, session: Db, now: Now, gateway: Gateway, day_text: DayText = ""
+) -> Response:
     zone = resources.policy.calendar.timezone
     day = _day(day_text, now, zone)
     pack = _pack(resources, session, now, day, gateway, user)
     pdf = pack_pdf(pack, school=resources.settings.school_name, zone=zone)
-    return Response(pdf, media_type="application/pdf", headers={
-        "Content-Disposition": f'attachment; filename="schoolgate-review-{day.isoformat()}.pdf"',
-        "Cache-Control": "no-store"})
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="schoolgate-review-{day.isoformat()}.pdf"',
+            "Cache-Control": "no-store",
+        },
+    )

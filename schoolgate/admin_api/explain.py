@@ -22,25 +22,49 @@ Short = Annotated[str, Query(max_length=300)]
 
 
 @router.get("/explain", include_in_schema=False)
-async def explain_page(request: Request, pages: Annotated[Pages, Depends(get_pages)],
-                       user: Staff, resources: Res, now: Now, role: Short = "", who: Short = "",
-                       host: Short = "", at: Short = "") -> Response:
+async def explain_page(
+    request: Request,
+    pages: Annotated[Pages, Depends(get_pages)],
+    user: Staff,
+    resources: Res,
+    now: Now,
+    role: Short = "",
+    who: Short = "",
+    host: Short = "",
+    at: Short = "",
+) -> Response:
     answer, errors, status = None, {}, 200
     if host or at or who:
         try:
-            answer = await as_the_gateway(resources, role=role, who=who, host=host, at=at,
-                                          now=now, viewer=user)
+            answer = await as_the_gateway(
+                resources, role=role, who=who, host=host, at=at, now=now, viewer=user
+            )
         except InvalidInput as error:
             errors, status = error.problems, 422
-    return pages.render(request, "explain.html", user=user, roles=list(resources.policy.roles),
-                        values={"role": role, "who": who, "host": host, "at": at},
-                        answer=answer, errors=errors, status=status)
+    return pages.render(
+        request,
+        "explain.html",
+        user=user,
+        roles=list(resources.policy.roles),
+        values={"role": role, "who": who, "host": host, "at": at},
+        answer=answer,
+        errors=errors,
+        status=status,
+    )
 
 
 @api.get("/explain", response_model=ExplainPublic)
-async def explain_api(user: Staff, resources: Res, now: Now, host: Short, role: Short = "",
-                      who: Short = "", at: Short = "") -> ExplainPublic:
+async def explain_api(
+    user: Staff,
+    resources: Res,
+    now: Now,
+    host: Short,
+    role: Short = "",
+    who: Short = "",
+    at: Short = "",
+) -> ExplainPublic:
     """The decision for role (or user) at host and time (ISO 8601; no offset: school time), as
     the gateway would make it: with the current exceptions, sanctions and local lists."""
-    return await as_the_gateway(resources, role=role, who=who, host=host, at=at, now=now,
-                                viewer=user)
+    return await as_the_gateway(
+        resources, role=role, who=who, host=host, at=at, now=now, viewer=user
+    )

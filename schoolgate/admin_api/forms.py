@@ -49,8 +49,7 @@ FreeText = Annotated[str, AfterValidator(_free_text)]
 # (field, error type) -> a sentence written for that field; then error type -> a sentence
 # for any field ({label} is the field in words). Anything else says what the check said.
 _FOR_FIELD: dict[tuple[str, str], str] = {
-    ("why", "too_short"): "Please tell us a bit more about why (at least {min_length} "
-                          "characters)",
+    ("why", "too_short"): "Please tell us a bit more about why (at least {min_length} characters)",
     ("why", "missing"): "Please tell us why you need this website",
     ("host", "missing"): "Please type the website's name, for example www.bbc.co.uk",
     ("host", "too_short"): "Please type the website's name, for example www.bbc.co.uk",
@@ -74,13 +73,11 @@ _FOR_KIND: dict[str, str] = {
     "date_type": "Please give {label} as a date, for example 2026-12-18",
     "date_from_datetime_parsing": "Please give {label} as a date, for example 2026-12-18",
     "date_from_datetime_inexact": "Please give {label} as a date, for example 2026-12-18",
-    "datetime_parsing": "Please give {label} as a day and a time, for example "
-                        "2026-12-18 10:30",
+    "datetime_parsing": "Please give {label} as a day and a time, for example 2026-12-18 10:30",
     "datetime_type": "Please give {label} as a day and a time, for example 2026-12-18 10:30",
     "datetime_from_date_parsing": "Please give {label} as a day and a time, for example "
-                                  "2026-12-18 10:30",
-    "string_pattern_mismatch": "Please check {label}: it has characters that cannot be used "
-                               "there",
+    "2026-12-18 10:30",
+    "string_pattern_mismatch": "Please check {label}: it has characters that cannot be used there",
     "string_type": "Please type {label} as text",
     "bool_parsing": "Please choose yes or no for {label}",
     "json_invalid": "The form could not be read; reload the page and try again",
@@ -140,8 +137,10 @@ def site_of(text: str) -> str:
 def validate[M: BaseModel](model: type[M], data: Any) -> M:
     """`model` from form fields or JSON; InvalidInput(field -> message) if anything is wrong."""
     if isinstance(data, Mapping):
-        data = {key: (site_of(value) if key in _SITE_FIELDS and isinstance(value, str)
-                      else value) for key, value in data.items()}
+        data = {
+            key: (site_of(value) if key in _SITE_FIELDS and isinstance(value, str) else value)
+            for key, value in data.items()
+        }
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -153,8 +152,9 @@ async def form_fields(request: Request) -> dict[str, str]:
     try:
         form = await request.form(max_files=1, max_fields=200)
     except Exception:  # a malformed body: the same answer as an empty form
-        raise InvalidInput({"form": "the form could not be read; reload the page and try "
-                                    "again"}) from None
+        raise InvalidInput(
+            {"form": "the form could not be read; reload the page and try again"}
+        ) from None
     fields: dict[str, str] = {}
     for key, value in form.multi_items():
         if isinstance(value, str) and key != "csrf_token" and value.strip():

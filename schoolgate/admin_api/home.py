@@ -21,18 +21,31 @@ OUTCOMES_SHOWN_FOR = timedelta(days=7)
 
 
 @router.get("/", include_in_schema=False)
-def home(request: Request, pages: Annotated[Pages, Depends(get_pages)], user: CurrentUser,
-         session: Db, now: Now) -> Response:
-    return pages.render(request, "home.html", user=user, items=nav_for(user),
-                        todo=waiting_counts(session, user),
-                        outcomes=recent_outcomes(session, username=user.username,
-                                                 since=now - OUTCOMES_SHOWN_FOR),
-                        is_admin=not user.roles.isdisjoint(ADMIN_ROLES),
-                        is_pupil=Role.PUPIL in user.roles)
+def home(
+    request: Request,
+    pages: Annotated[Pages, Depends(get_pages)],
+    user: CurrentUser,
+    session: Db,
+    now: Now,
+) -> Response:
+    return pages.render(
+        request,
+        "home.html",
+        user=user,
+        items=nav_for(user),
+        todo=waiting_counts(session, user),
+        outcomes=recent_outcomes(session, username=user.username, since=now - OUTCOMES_SHOWN_FOR),
+        is_admin=not user.roles.isdisjoint(ADMIN_ROLES),
+        is_pupil=Role.PUPIL in user.roles,
+    )
 
 
 @api.get("/me", response_model=MePublic)
 def me(user: CurrentUser) -> MePublic:
     """Who is signed in, and their roles."""
-    return MePublic(username=user.username, display_name=user.display_name,
-                    roles=sorted(user.roles), policy_role=user.policy_role)
+    return MePublic(
+        username=user.username,
+        display_name=user.display_name,
+        roles=sorted(user.roles),
+        policy_role=user.policy_role,
+    )

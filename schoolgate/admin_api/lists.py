@@ -24,70 +24,138 @@ PagesDep = Annotated[Pages, Depends(get_pages)]
 Form = Annotated[dict[str, str], Depends(form_fields)]
 
 
-def _page(request: Request, pages: Pages, user: BusinessManager, session: Db, *,
-          errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
-          status: int = 200, notice: str = "") -> Response:
+def _page(
+    request: Request,
+    pages: Pages,
+    user: BusinessManager,
+    session: Db,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    status: int = 200,
+    notice: str = "",
+) -> Response:
     policy = get_resources(request).policy
-    never = [name for name, category in policy.categories.items()
-             if category.locked or category.not_unblockable_for
-             or category.no_wide_grants_for]
-    return pages.render(request, "lists.html", user=user, rows=service.entries(session),
-                        errors=errors or {}, values=values or {}, status=status,
-                        never=never, **({"notice": notice} if notice else {}))
+    never = [
+        name
+        for name, category in policy.categories.items()
+        if category.locked or category.not_unblockable_for or category.no_wide_grants_for
+    ]
+    return pages.render(
+        request,
+        "lists.html",
+        user=user,
+        rows=service.entries(session),
+        errors=errors or {},
+        values=values or {},
+        status=status,
+        never=never,
+        **({"notice": notice} if notice else {}),
+    )
 
 
 @router.get("/lists", include_in_schema=False)
-def lists_page(request: Request, pages: PagesDep, user: BusinessManager, session: Db,
-               host: Annotated[str, Query(max_length=300)] = "") -> Response:
+def lists_page(
+    request: Request,
+    pages: PagesDep,
+    user: BusinessManager,
+    session: Db,
+    host: Annotated[str, Query(max_length=300)] = "",
+) -> Response:
     return _page(request, pages, user, session, values={"host": host})
 
 
 @router.post("/lists", include_in_schema=False)
-def add_page(request: Request, pages: PagesDep, user: BusinessManager, session: Db, now: Now,
-             resources: Res, fields: Form) -> Response:
+def add_page(
+    request: Request,
+    pages: PagesDep,
+    user: BusinessManager,
+    session: Db,
+    now: Now,
+    resources: Res,
+    fields: Form,
+) -> Response:
     try:
         form = validate(LocalListEntryCreate, fields)
-        row = service.add_entry(session, actor=user, host=form.host, verdict=form.verdict,
-                                note=form.note, at=now, policy=resources.policy)
+        row = service.add_entry(
+            session,
+            actor=user,
+            host=form.host,
+            verdict=form.verdict,
+            note=form.note,
+            at=now,
+            policy=resources.policy,
+        )
     except InvalidInput as error:
-        return _page(request, pages, user, session, errors=error.problems, values=fields,
-                     status=422)
+        return _page(
+            request, pages, user, session, errors=error.problems, values=fields, status=422
+        )
     if row.verdict is Verdict.BLOCK:
         overridden = service.conflicts(session, name=row.host, at=now)
         if overridden:
-            return _page(request, pages, user, session, notice=(
-                f"Added to the block list. Warning: {row.host} was also open through "
-                f"{'; '.join(overridden)}. The block wins over these, so {row.host} is now "
-                "blocked for everyone. Remove the block if you meant them to keep it."))
+            return _page(
+                request,
+                pages,
+                user,
+                session,
+                notice=(
+                    f"Added to the block list. Warning: {row.host} was also open through "
+                    f"{'; '.join(overridden)}. The block wins over these, so {row.host} is now "
+                    "blocked for everyone. Remove the block if you meant them to keep it."
+                ),
+            )
     return RedirectResponse(f"/lists?done=list-{row.verdict.value}", status_code=303)
 
 
-def _confirm_remove(request: Request, pages: Pages, user: BusinessManager, host: str, *,
-                    errors: dict[str, str], values: dict[str, str], status: int) -> Response:
-    return pages.render(request, "confirm.html", user=user, title=f"Remove {host}?",
-                        what=f"{host} will no longer be on the local lists; the policy alone "
-                             "will decide it again, within a few seconds.",
-                        action="/lists/remove", hidden={"host": host},
-                        button=f"Yes, remove {host}", back="/lists", errors=errors,
-                        values=values, status=status)
+def _confirm_remove(
+    request: Request,
+    pages: Pages,
+    user: BusinessManager,
+    host: str,
+    *,
+    errors: dict[str, str],
+    values: dict[str, str],
+    status: int,
+) -> Response:
+    return pages.render(
+        request,
+        "confirm.html",
+        user=user,
+        title=f"Remove {host}?",
+        what=f"{host} will no longer be on the local lists; the policy alone "
+        "will decide it again, within a few seconds.",
+        action="/lists/remove",
+        hidden={"host": host},
+        button=f"Yes, remove {host}",
+        back="/lists",
+        errors=errors,
+        values=values,
+        status=status,
+    )
 
 
 @router.get("/lists/remove", include_in_schema=False)
-def confirm_remove_page(request: Request, pages: PagesDep, user: BusinessManager,
-                        host: Annotated[str, Query(max_length=300)] = "") -> Response:
+def confirm_remove_page(
+    request: Request,
+    pages: PagesDep,
+    user: BusinessManager,
+    host: Annotated[str, Query(max_length=300)] = "",
+) -> Response:
     return _confirm_remove(request, pages, user, host, errors={}, values={}, status=200)
 
 
 @router.post("/lists/remove", include_in_schema=False)
-def remove_page(request: Request, pages: PagesDep, user: BusinessManager, session: Db,
-                now: Now, fields: Form) -> Response:
+def remove_page(
+    request: Request, pages: PagesDep, user: BusinessManager, session: Db, now: Now, fields: Form
+) -> Response:
     host = fields.get("host", "")[:300]
     try:
         form = validate(RemovalCreate, fields)
         service.remove_entry(session, actor=user, host=host, at=now, reason=form.reason)
     except InvalidInput as error:
-        return _confirm_remove(request, pages, user, host, errors=error.problems,
-                               values=fields, status=422)
+        return _confirm_remove(
+            request, pages, user, host, errors=error.problems, values=fields, status=422
+        )
     return RedirectResponse("/lists?done=list-removed", status_code=303)
 
 
@@ -97,20 +165,33 @@ def list_entries(user: BusinessManager, session: Db) -> list[LocalListEntryPubli
 
 
 @api.post("/lists", response_model=LocalListEntryPublic, status_code=201)
-def add_entry(body: LocalListEntryCreate, user: BusinessManager, session: Db,
-              now: Now, resources: Res) -> LocalListEntryPublic:
+def add_entry(
+    body: LocalListEntryCreate, user: BusinessManager, session: Db, now: Now, resources: Res
+) -> LocalListEntryPublic:
     """Block or allow a host (and its subdomains) for everyone, with a note. A pasted URL is
     understood as its site. Refused (422): a whole top-level domain or public suffix, an allow
     the policy would never honour or that a local block covers. A local block wins over any
     local allow or exception for the same site."""
-    row = service.add_entry(session, actor=user, host=body.host, verdict=body.verdict,
-                            note=body.note, at=now, policy=resources.policy)
+    row = service.add_entry(
+        session,
+        actor=user,
+        host=body.host,
+        verdict=body.verdict,
+        note=body.note,
+        at=now,
+        policy=resources.policy,
+    )
     return LocalListEntryPublic.model_validate(row)
 
 
 @api.delete("/lists/{host}", status_code=204)
-def remove_entry(host: str, user: BusinessManager, session: Db, now: Now,
-                 reason: Annotated[str, Query(max_length=500)] = "") -> Response:
+def remove_entry(
+    host: str,
+    user: BusinessManager,
+    session: Db,
+    now: Now,
+    reason: Annotated[str, Query(max_length=500)] = "",
+) -> Response:
     """Remove a site from the local lists (`reason`, kept in the audit log)."""
     service.remove_entry(session, actor=user, host=host[:300], at=now, reason=reason)
     return Response(status_code=204)

@@ -52,14 +52,27 @@ CursorText = Annotated[str, Query(max_length=200)]
 Minutes = Annotated[int, Query(ge=1, le=service.MAX_TIMELINE_MINUTES)]
 
 
-def event_query(user: Text = "", ip: Text = "", host: Text = "", category: Text = "",
-                verdict: Text = "", technique: Text = "",
-                from_day: Annotated[str, Query(alias="from", max_length=30)] = "",
-                to_day: Annotated[str, Query(alias="to", max_length=30)] = "",
-                ) -> dict[str, str]:
+def event_query(
+    user: Text = "",
+    ip: Text = "",
+    host: Text = "",
+    category: Text = "",
+    verdict: Text = "",
+    technique: Text = "",
+    from_day: Annotated[str, Query(alias="from", max_length=30)] = "",
+    to_day: Annotated[str, Query(alias="to", max_length=30)] = "",
+) -> dict[str, str]:
     """The filters as typed (checked by `parse_filters`, which explains any mistake)."""
-    return {"user": user, "ip": ip, "host": host, "category": category, "verdict": verdict,
-            "technique": technique, "from": from_day, "to": to_day}
+    return {
+        "user": user,
+        "ip": ip,
+        "host": host,
+        "category": category,
+        "verdict": verdict,
+        "technique": technique,
+        "from": from_day,
+        "to": to_day,
+    }
 
 
 Filters = Annotated[dict[str, str], Depends(event_query)]
@@ -76,17 +89,25 @@ def parse_filters(raw: dict[str, str], zone: ZoneInfo, *, loose: bool = False) -
     if query.host:
         found = normalise_host(query.host)
         if isinstance(found, HostError):
-            raise InvalidInput({"host": f"{found.message}; type a site's name, for example "
-                                        "www.tiktok.com"})
+            raise InvalidInput(
+                {"host": f"{found.message}; type a site's name, for example www.tiktok.com"}
+            )
         host = found.name
     since = until = None
     if query.from_day:
         since = day_bounds(query.from_day, query.from_day, zone)[0]
     if query.to_day:
         until = day_bounds(query.to_day, query.to_day, zone)[1]
-    return EventFilter(user=query.user or None, client_ip=query.ip or None, host=host,
-                       category=query.category or None, verdict=query.verdict,
-                       technique=query.technique or None, since=since, until=until)
+    return EventFilter(
+        user=query.user or None,
+        client_ip=query.ip or None,
+        host=host,
+        category=query.category or None,
+        verdict=query.verdict,
+        technique=query.technique or None,
+        since=since,
+        until=until,
+    )
 
 
 def _loose_filter(query: EventQuery, zone: ZoneInfo) -> EventFilter:
@@ -102,11 +123,17 @@ def _loose_filter(query: EventQuery, zone: ZoneInfo) -> EventFilter:
             return None
         return tuple(words.codes_matching(typed, table)) or (typed,)
 
-    return EventFilter(user_contains=query.user or None, client_ip=query.ip or None,
-                       host_within=site, categories=codes(query.category, words.CATEGORIES),
-                       verdict=query.verdict,
-                       techniques=codes(query.technique, words.TECHNIQUES),
-                       since=since, until=until, skip_favicons=True)
+    return EventFilter(
+        user_contains=query.user or None,
+        client_ip=query.ip or None,
+        host_within=site,
+        categories=codes(query.category, words.CATEGORIES),
+        verdict=query.verdict,
+        techniques=codes(query.technique, words.TECHNIQUES),
+        since=since,
+        until=until,
+        skip_favicons=True,
+    )
 
 
 def parse_cursor(text: str, field: str) -> Cursor | None:
@@ -119,30 +146,55 @@ def parse_cursor(text: str, field: str) -> Cursor | None:
 
 
 @router.get("/monitoring", include_in_schema=False)
-def monitoring_page(request: Request, pages: PagesDep, user: Dsl, session: Db,
-                    now: Now) -> Response:
+def monitoring_page(
+    request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now
+) -> Response:
     view = sanction_service.sanctions_view(session, at=now)
-    return pages.render(request, "monitoring.html", user=user,
-                        open_alerts=alert_service.count_open(session),
-                        in_force=len(view.in_force), recommended=len(view.recommended))
+    return pages.render(
+        request,
+        "monitoring.html",
+        user=user,
+        open_alerts=alert_service.count_open(session),
+        in_force=len(view.in_force),
+        recommended=len(view.recommended),
+    )
 
 
 @router.get("/monitoring/events", include_in_schema=False)
-def events_page(request: Request, pages: PagesDep, user: Dsl, session: Db, zone: Zone,
-                raw: Filters, older: CursorText = "", newer: CursorText = "") -> Response:
+def events_page(
+    request: Request,
+    pages: PagesDep,
+    user: Dsl,
+    session: Db,
+    zone: Zone,
+    raw: Filters,
+    older: CursorText = "",
+    newer: CursorText = "",
+) -> Response:
     errors: dict[str, str] = {}
     page = service.EventPage([], None, None)
     try:
         filters = parse_filters(raw, zone, loose=True)
-        page = service.events_page(session, filters=filters,
-                                   older=parse_cursor(older, "older"),
-                                   newer=parse_cursor(newer, "newer"))
+        page = service.events_page(
+            session,
+            filters=filters,
+            older=parse_cursor(older, "older"),
+            newer=parse_cursor(newer, "newer"),
+        )
     except InvalidInput as error:
         errors = error.problems
     query = {k: v for k, v in raw.items() if v}
-    return pages.render(request, "monitoring_events.html", user=user, page=page,
-                        values=raw, errors=errors, query=query, first_page=not (older or newer),
-                        status=422 if errors else 200)
+    return pages.render(
+        request,
+        "monitoring_events.html",
+        user=user,
+        page=page,
+        values=raw,
+        errors=errors,
+        query=query,
+        first_page=not (older or newer),
+        status=422 if errors else 200,
+    )
 
 
 def csv_cell(value: object) -> str:
@@ -151,9 +203,28 @@ def csv_cell(value: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-CSV_COLUMNS = ("at_utc", "at_local", "user", "role", "client_ip", "device", "method", "scheme",
-               "host", "port", "path", "query", "search_terms", "category", "verdict", "reason",
-               "rule", "technique", "intercepted", "id")
+CSV_COLUMNS = (
+    "at_utc",
+    "at_local",
+    "user",
+    "role",
+    "client_ip",
+    "device",
+    "method",
+    "scheme",
+    "host",
+    "port",
+    "path",
+    "query",
+    "search_terms",
+    "category",
+    "verdict",
+    "reason",
+    "rule",
+    "technique",
+    "intercepted",
+    "id",
+)
 
 
 def _csv_lines(rows: Iterator[EventRow], zone: ZoneInfo) -> Iterator[str]:
@@ -161,10 +232,19 @@ def _csv_lines(rows: Iterator[EventRow], zone: ZoneInfo) -> Iterator[str]:
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for number, row in enumerate(rows):
-        writer.writerow([row.at.isoformat(), row.at.astimezone(zone).isoformat(),
-                         *(csv_cell(getattr(row, name)) for name in CSV_COLUMNS[2:14]),
-                         row.verdict.value, csv_cell(row.reason), csv_cell(row.rule),
-                         csv_cell(row.technique), "yes" if row.intercepted else "no", row.id])
+        writer.writerow(
+            [
+                row.at.isoformat(),
+                row.at.astimezone(zone).isoformat(),
+                *(csv_cell(getattr(row, name)) for name in CSV_COLUMNS[2:14]),
+                row.verdict.value,
+                csv_cell(row.reason),
+                csv_cell(row.rule),
+                csv_cell(row.technique),
+                "yes" if row.intercepted else "no",
+                row.id,
+            ]
+        )
         if number % 200 == 0:
             yield out.getvalue()
             out.seek(0)
@@ -173,22 +253,35 @@ def _csv_lines(rows: Iterator[EventRow], zone: ZoneInfo) -> Iterator[str]:
 
 
 @router.get("/monitoring/events.csv", include_in_schema=False)
-def events_csv(user: Dsl, session: Db, resources: Res, zone: Zone, now: Now,
-               raw: Filters) -> Response:
+def events_csv(
+    user: Dsl, session: Db, resources: Res, zone: Zone, now: Now, raw: Filters
+) -> Response:
     """Every matching event, newest first, streamed (the export is in the audit log)."""
     filters = parse_filters(raw, zone, loose=True)
-    audit.record(session, actor=user, action="events.export", target="events", at=now,
-                 after={k: v for k, v in raw.items() if v})
+    audit.record(
+        session,
+        actor=user,
+        action="events.export",
+        target="events",
+        at=now,
+        after={k: v for k, v in raw.items() if v},
+    )
     session.commit()
     rows = service.walk_events(resources.sessions, filters=filters)
-    return StreamingResponse(_csv_lines(rows, zone), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": 'attachment; filename='
-                                      f'"schoolgate-events-{now:%Y%m%d-%H%M}.csv"',
-                                      "Cache-Control": "no-store"})
+    return StreamingResponse(
+        _csv_lines(rows, zone),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": "attachment; filename="
+            f'"schoolgate-events-{now:%Y%m%d-%H%M}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
-def _timeline(session: Db, zone: ZoneInfo, *, user: str, at: str, event: str,
-              minutes: int, now: datetime) -> service.Timeline:
+def _timeline(
+    session: Db, zone: ZoneInfo, *, user: str, at: str, event: str, minutes: int, now: datetime
+) -> service.Timeline:
     if event:
         row = session.get(EventRow, event) if looks_like_id(event) else None
         if row is None:
@@ -204,11 +297,12 @@ def _timeline(session: Db, zone: ZoneInfo, *, user: str, at: str, event: str,
         try:
             around = school_time(datetime.fromisoformat(at.strip()), zone)
         except ValueError:
-            problems["at"] = ("Please give the time as a day and a time, for example "
-                              "2026-12-18 10:30 (or leave it empty for their latest visits)")
+            problems["at"] = (
+                "Please give the time as a day and a time, for example "
+                "2026-12-18 10:30 (or leave it empty for their latest visits)"
+            )
     elif user.strip():  # no time: around this person's latest visit
-        latest = session.scalar(select(func.max(EventRow.at)).where(
-            EventRow.user == user.strip()))
+        latest = session.scalar(select(func.max(EventRow.at)).where(EventRow.user == user.strip()))
         if latest is not None:
             around = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
     if problems:
@@ -217,51 +311,80 @@ def _timeline(session: Db, zone: ZoneInfo, *, user: str, at: str, event: str,
 
 
 @router.get("/monitoring/timeline", include_in_schema=False)
-def timeline_page(request: Request, pages: PagesDep, user: Dsl, session: Db, zone: Zone,
-                  now: Now,
-                  who: Annotated[str, Query(alias="user", max_length=200)] = "",
-                  at: Annotated[str, Query(max_length=40)] = "",
-                  event: Annotated[str, Query(max_length=40)] = "",
-                  minutes: Minutes = 30) -> Response:
+def timeline_page(
+    request: Request,
+    pages: PagesDep,
+    user: Dsl,
+    session: Db,
+    zone: Zone,
+    now: Now,
+    who: Annotated[str, Query(alias="user", max_length=200)] = "",
+    at: Annotated[str, Query(max_length=40)] = "",
+    event: Annotated[str, Query(max_length=40)] = "",
+    minutes: Minutes = 30,
+) -> Response:
     errors: dict[str, str] = {}
     found = None
     if who or at or event:
         try:
-            found = _timeline(session, zone, user=who, at=at, event=event, minutes=minutes,
-                              now=now)
+            found = _timeline(session, zone, user=who, at=at, event=event, minutes=minutes, now=now)
         except InvalidInput as error:
             errors = error.problems
     values = {"user": who, "at": at, "minutes": minutes}
     if found is not None:  # show what was found (e.g. around an event) in the form
         middle = found.start + (found.end - found.start) / 2
-        values |= {"user": found.user, "at": middle.astimezone(zone).replace(tzinfo=None)
-                   .isoformat(timespec="seconds")}
-    return pages.render(request, "monitoring_timeline.html", user=user, timeline=found,
-                        errors=errors, values=values,
-                        status=422 if errors else 200)
+        values |= {
+            "user": found.user,
+            "at": middle.astimezone(zone).replace(tzinfo=None).isoformat(timespec="seconds"),
+        }
+    return pages.render(
+        request,
+        "monitoring_timeline.html",
+        user=user,
+        timeline=found,
+        errors=errors,
+        values=values,
+        status=422 if errors else 200,
+    )
 
 
 @api.get("/events", response_model=EventPagePublic)
-def list_events(user: Dsl, session: Db, zone: Zone, raw: Filters, older: CursorText = "",
-                newer: CursorText = "",
-                limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)] = 100,
-                ) -> EventPagePublic:
+def list_events(
+    user: Dsl,
+    session: Db,
+    zone: Zone,
+    raw: Filters,
+    older: CursorText = "",
+    newer: CursorText = "",
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)] = 100,
+) -> EventPagePublic:
     """Events matching the filters, newest first, `limit` at a time. Dates (`from`, `to`) are
     the school's days; `to` is included. Follow `older` for the next page."""
-    page = service.events_page(session, filters=parse_filters(raw, zone),
-                               older=parse_cursor(older, "older"),
-                               newer=parse_cursor(newer, "newer"), limit=limit)
-    return EventPagePublic(events=[EventPublic.model_validate(r) for r in page.rows],
-                           older=page.older.encode() if page.older else None,
-                           newer=page.newer.encode() if page.newer else None)
+    page = service.events_page(
+        session,
+        filters=parse_filters(raw, zone),
+        older=parse_cursor(older, "older"),
+        newer=parse_cursor(newer, "newer"),
+        limit=limit,
+    )
+    return EventPagePublic(
+        events=[EventPublic.model_validate(r) for r in page.rows],
+        older=page.older.encode() if page.older else None,
+        newer=page.newer.encode() if page.newer else None,
+    )
 
 
 @api.get("/timeline", response_model=TimelinePublic)
-def get_timeline(user: Dsl, session: Db, zone: Zone, now: Now,
-                 who: Annotated[str, Query(alias="user", max_length=200)] = "",
-                 at: Annotated[str, Query(max_length=40)] = "",
-                 event: Annotated[str, Query(max_length=40)] = "",
-                 minutes: Minutes = 30) -> TimelinePublic:
+def get_timeline(
+    user: Dsl,
+    session: Db,
+    zone: Zone,
+    now: Now,
+    who: Annotated[str, Query(alias="user", max_length=200)] = "",
+    at: Annotated[str, Query(max_length=40)] = "",
+    event: Annotated[str, Query(max_length=40)] = "",
+    minutes: Minutes = 30,
+) -> TimelinePublic:
     """One user's events, attempts and incident notes from `minutes` before to `minutes` after
     `at` (school time if no zone is given), or around one event (`event`)."""
     found = _timeline(session, zone, user=who, at=at, event=event, minutes=minutes, now=now)

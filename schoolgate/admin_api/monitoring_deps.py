@@ -27,8 +27,10 @@ def dsl_alert(alert_id: IdPath, user: Dsl, session: Db) -> AlertRow:
 def open_alert(row: Annotated[AlertRow, Depends(dsl_alert)]) -> AlertRow:
     """The alert, if it is not closed yet (closing records the outcome once)."""
     if row.state is AlertState.CLOSED:
-        raise Conflict(f"this alert was already closed by {row.acknowledged_by}; write an "
-                       "incident note to add to it")
+        raise Conflict(
+            f"this alert was already closed by {row.acknowledged_by}; write an "
+            "incident note to add to it"
+        )
     return row
 
 

@@ -46,13 +46,21 @@ def waiting_counts(session: Session, user: SignedInUser) -> dict[str, int]:
     """Menu path -> how many things wait there for this person (only the non-zero ones)."""
     counts: dict[str, int] = {}
     if Role.BUSINESS_MANAGER in user.roles:
-        counts["/requests"] = session.scalar(
-            select(func.count()).select_from(UnblockRequestRow)
-            .where(UnblockRequestRow.state == RequestState.PENDING)) or 0
+        counts["/requests"] = (
+            session.scalar(
+                select(func.count())
+                .select_from(UnblockRequestRow)
+                .where(UnblockRequestRow.state == RequestState.PENDING)
+            )
+            or 0
+        )
     if Role.DSL in user.roles:
-        counts["/monitoring"] = session.scalar(
-            select(func.count()).select_from(AlertRow)
-            .where(AlertRow.state == AlertState.OPEN)) or 0
+        counts["/monitoring"] = (
+            session.scalar(
+                select(func.count()).select_from(AlertRow).where(AlertRow.state == AlertState.OPEN)
+            )
+            or 0
+        )
     return {path: count for path, count in counts.items() if count}
 
 
@@ -69,15 +77,23 @@ def waiting_for(request: Request, user: SignedInUser | None) -> dict[str, int]:
         return {}
 
 
-def recent_outcomes(session: Session, *, username: str, since: datetime,
-                    ) -> Sequence[UnblockRequestRow]:
+def recent_outcomes(
+    session: Session,
+    *,
+    username: str,
+    since: datetime,
+) -> Sequence[UnblockRequestRow]:
     """This person's requests decided since `since`, newest first (for their start page)."""
     return session.scalars(
         select(UnblockRequestRow)
-        .where(UnblockRequestRow.requester == username,
-               UnblockRequestRow.state != RequestState.PENDING,
-               UnblockRequestRow.reviewed_at >= since)
-        .order_by(UnblockRequestRow.reviewed_at.desc()).limit(5)).all()
+        .where(
+            UnblockRequestRow.requester == username,
+            UnblockRequestRow.state != RequestState.PENDING,
+            UnblockRequestRow.reviewed_at >= since,
+        )
+        .order_by(UnblockRequestRow.reviewed_at.desc())
+        .limit(5)
+    ).all()
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -118,9 +134,11 @@ class NotificationSettings(_Strict):
     @classmethod
     def _no_address_map(cls, raw: object) -> object:
         if isinstance(raw, dict) and "addresses" in raw:
-            raise ValueError("'addresses' is no longer read: each requester's e-mail address "
-                             "comes from the directory (LDAP 'mail', or 'mail' in the users "
-                             "file); remove the 'addresses' section")
+            raise ValueError(
+                "'addresses' is no longer read: each requester's e-mail address "
+                "comes from the directory (LDAP 'mail', or 'mail' in the users "
+                "file); remove the 'addresses' section"
+            )
         return raw
 
 
@@ -133,8 +151,9 @@ def parse_notification_settings(text: str, *, source: str) -> NotificationSettin
     try:
         return NotificationSettings.model_validate(raw)
     except ValidationError as exc:
-        found = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-                 for e in exc.errors()]
+        found = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        ]
         raise ValueError("\n  ".join([f"{source}: {len(found)} problem(s)", *found])) from None
 
 
@@ -174,9 +193,12 @@ def _request_lines(rows: Iterable[UnblockRequestRow], admin: str, zone: ZoneInfo
         who = f"{row.requester_name} ({row.requester})"
         if row.for_group:
             who += f" for {row.for_group}"
-        lines += [f"- {what}, asked by {who} on {_when(row.created_at, zone)}",
-                  f"  Why: {row.why.strip()[:300]}",
-                  f"  Decide: {admin}/requests/{row.id}", ""]
+        lines += [
+            f"- {what}, asked by {who} on {_when(row.created_at, zone)}",
+            f"  Why: {row.why.strip()[:300]}",
+            f"  Decide: {admin}/requests/{row.id}",
+            "",
+        ]
     return lines
 
 
@@ -213,8 +235,9 @@ class _State:
         temporary.replace(self.path)
 
 
-def _due(now_local: datetime, at: time, last: datetime, zone: ZoneInfo,
-         weekday: int | None = None) -> bool:
+def _due(
+    now_local: datetime, at: time, last: datetime, zone: ZoneInfo, weekday: int | None = None
+) -> bool:
     """Whether a schedule point ('each day at `at`', or 'on `weekday` at `at`') has passed since
     `last` (an aware instant), looking back up to a week."""
     for back in range(8):
@@ -247,9 +270,16 @@ class DirectoryAddresses:
         self._loop.close()
 
 
-def run_notifications(session: Session, settings: NotificationSettings, *, now: datetime,
-                      zone: ZoneInfo, state_file: Path, mailer: Mailer = _smtp,
-                      address_of: Callable[[str], str | None] | None = None) -> Sent:
+def run_notifications(
+    session: Session,
+    settings: NotificationSettings,
+    *,
+    now: datetime,
+    zone: ZoneInfo,
+    state_file: Path,
+    mailer: Mailer = _smtp,
+    address_of: Callable[[str], str | None] | None = None,
+) -> Sent:
     """Send whatever is due now; remember it in `state_file` so it is sent once. A failed
     e-mail is logged and tried again at the next run. `address_of` gives a requester's
     e-mail address (`DirectoryAddresses`); without it, requesters are told on their pages only."""
@@ -274,36 +304,60 @@ def run_notifications(session: Session, settings: NotificationSettings, *, now: 
     if bm is not None:
         since = state.instant("requests", first_run)
         if bm.mode is RequestMode.EACH:
-            rows = session.scalars(select(UnblockRequestRow).where(
-                UnblockRequestRow.state == RequestState.PENDING,
-                UnblockRequestRow.created_at > since).order_by(UnblockRequestRow.created_at)
+            rows = session.scalars(
+                select(UnblockRequestRow)
+                .where(
+                    UnblockRequestRow.state == RequestState.PENDING,
+                    UnblockRequestRow.created_at > since,
+                )
+                .order_by(UnblockRequestRow.created_at)
             ).all()
-            subject = (f"{len(rows)} new unblock request{'s' if len(rows) != 1 else ''} "
-                       "waiting for you")
-            if rows and mail(bm.to, subject, [
-                    "New requests to unblock a website are waiting for your decision:", "",
-                    *_request_lines(rows, admin, zone), f"All requests: {admin}/requests"]):
+            subject = (
+                f"{len(rows)} new unblock request{'s' if len(rows) != 1 else ''} waiting for you"
+            )
+            if rows and mail(
+                bm.to,
+                subject,
+                [
+                    "New requests to unblock a website are waiting for your decision:",
+                    "",
+                    *_request_lines(rows, admin, zone),
+                    f"All requests: {admin}/requests",
+                ],
+            ):
                 state.set("requests", max(_aware(r.created_at) for r in rows))
         elif _due(now_local, bm.daily_at, state.since_first_run("requests_digest", now), zone):
-            rows = session.scalars(select(UnblockRequestRow).where(
-                UnblockRequestRow.state == RequestState.PENDING)
-                .order_by(UnblockRequestRow.created_at)).all()
+            rows = session.scalars(
+                select(UnblockRequestRow)
+                .where(UnblockRequestRow.state == RequestState.PENDING)
+                .order_by(UnblockRequestRow.created_at)
+            ).all()
             ok = True
             if rows:
-                ok = mail(bm.to, f"Daily digest: {len(rows)} unblock request"
-                          f"{'s' if len(rows) != 1 else ''} waiting", [
-                              "These requests are still waiting for your decision:", "",
-                              *_request_lines(rows, admin, zone),
-                              f"All requests: {admin}/requests"])
+                ok = mail(
+                    bm.to,
+                    f"Daily digest: {len(rows)} unblock request"
+                    f"{'s' if len(rows) != 1 else ''} waiting",
+                    [
+                        "These requests are still waiting for your decision:",
+                        "",
+                        *_request_lines(rows, admin, zone),
+                        f"All requests: {admin}/requests",
+                    ],
+                )
             if ok:
                 state.set("requests_digest", now)
 
     # 2. Decisions, to each requester.
     if settings.requesters:
         since = state.instant("outcomes", first_run)
-        rows = session.scalars(select(UnblockRequestRow).where(
-            UnblockRequestRow.state != RequestState.PENDING,
-            UnblockRequestRow.reviewed_at > since).order_by(UnblockRequestRow.reviewed_at)
+        rows = session.scalars(
+            select(UnblockRequestRow)
+            .where(
+                UnblockRequestRow.state != RequestState.PENDING,
+                UnblockRequestRow.reviewed_at > since,
+            )
+            .order_by(UnblockRequestRow.reviewed_at)
         ).all()
         newest = since
         for row in rows:
@@ -327,22 +381,40 @@ def run_notifications(session: Session, settings: NotificationSettings, *, now: 
     dsl = settings.dsl
     if dsl is not None:
         since = state.instant("alerts", first_run)
-        alerts = [a for a in session.scalars(select(AlertRow).where(AlertRow.at > since)
-                                             .order_by(AlertRow.at)).all()
-                  if _RANK[a.severity] >= _RANK[dsl.alerts_from]]
+        alerts = [
+            a
+            for a in session.scalars(
+                select(AlertRow).where(AlertRow.at > since).order_by(AlertRow.at)
+            ).all()
+            if _RANK[a.severity] >= _RANK[dsl.alerts_from]
+        ]
         if alerts:
             lines = ["New alerts for you to review:", ""]
             for alert in alerts:
-                lines += [f"- {str(alert.severity).upper()}: {alert.summary}",
-                          f"  {_when(alert.at, zone)}; {admin}/monitoring/alerts/{alert.id}", ""]
-            if mail(dsl.to, f"{len(alerts)} new safeguarding alert"
-                            f"{'s' if len(alerts) != 1 else ''}", lines):
+                lines += [
+                    f"- {str(alert.severity).upper()}: {alert.summary}",
+                    f"  {_when(alert.at, zone)}; {admin}/monitoring/alerts/{alert.id}",
+                    "",
+                ]
+            if mail(
+                dsl.to,
+                f"{len(alerts)} new safeguarding alert{'s' if len(alerts) != 1 else ''}",
+                lines,
+            ):
                 state.set("alerts", max(_aware(a.at) for a in alerts))
-        if _due(now_local, dsl.weekly_at, state.since_first_run("weekly", now), zone,
-                weekday=dsl.weekly_on):
+        if _due(
+            now_local,
+            dsl.weekly_at,
+            state.since_first_run("weekly", now),
+            zone,
+            weekday=dsl.weekly_on,
+        ):
             monday = week_of(now_local.date()) - timedelta(days=7)  # the week just ended
-            if mail(dsl.to, f"Weekly summary: week of {monday.day} {monday.strftime('%B')}",
-                    _weekly_lines(session, monday, zone, admin)):
+            if mail(
+                dsl.to,
+                f"Weekly summary: week of {monday.day} {monday.strftime('%B')}",
+                _weekly_lines(session, monday, zone, admin),
+            ):
                 state.set("weekly", now)
     state.save()
     return sent
@@ -351,34 +423,44 @@ def run_notifications(session: Session, settings: NotificationSettings, *, now: 
 def _outcome(row: UnblockRequestRow, admin: str, zone: ZoneInfo) -> tuple[str, list[str]]:
     if row.state is RequestState.APPROVED:
         ends = (row.grant or {}).get("ends")
-        until = (f" until {_when(datetime.fromisoformat(ends), zone)}" if isinstance(ends, str)
-                 else "")
-        return (f"Yes: you can use {row.host}{until}",
-                [f"Your request to use {row.host} was approved{until}.", "",
-                 f"See it here: {admin}/requests/{row.id}"])
+        until = (
+            f" until {_when(datetime.fromisoformat(ends), zone)}" if isinstance(ends, str) else ""
+        )
+        return (
+            f"Yes: you can use {row.host}{until}",
+            [
+                f"Your request to use {row.host} was approved{until}.",
+                "",
+                f"See it here: {admin}/requests/{row.id}",
+            ],
+        )
     lines = [f"Your request to use {row.host} was not approved."]
     if row.review_note:
         lines += ["", f"The reason: {row.review_note.strip()}"]
-    return (f"Not this time: {row.host}",
-            [*lines, "", f"See it here: {admin}/requests/{row.id}"])
+    return (f"Not this time: {row.host}", [*lines, "", f"See it here: {admin}/requests/{row.id}"])
 
 
-def _weekly_lines(session: Session, monday: date_type, zone: ZoneInfo,
-                  admin: str) -> list[str]:
+def _weekly_lines(session: Session, monday: date_type, zone: ZoneInfo, admin: str) -> list[str]:
     summary = weekly_summary(session, monday=monday, zone=zone)
-    lines = [f"The week of {monday.strftime('%A')} {monday.day} {monday.strftime('%B %Y')}:", "",
-             f"Websites blocked: {summary.blocked}",
-             f"Attempts to get round the filter: {summary.attempts}",
-             f"Alerts still open: {summary.alerts_still_open}",
-             f"Incident notes written: {summary.incident_notes}", ""]
+    lines = [
+        f"The week of {monday.strftime('%A')} {monday.day} {monday.strftime('%B %Y')}:",
+        "",
+        f"Websites blocked: {summary.blocked}",
+        f"Attempts to get round the filter: {summary.attempts}",
+        f"Alerts still open: {summary.alerts_still_open}",
+        f"Incident notes written: {summary.incident_notes}",
+        "",
+    ]
     if summary.blocked_by_category:
         lines.append("Blocked, by kind of website:")
-        lines += [f"  {category_words(name)}: {count}"
-                  for name, count in summary.blocked_by_category]
+        lines += [
+            f"  {category_words(name)}: {count}" for name, count in summary.blocked_by_category
+        ]
     if summary.attempts_by_technique:
         lines.append("Attempts, by way round the filter:")
-        lines += [f"  {technique_words(name)}: {count}"
-                  for name, count in summary.attempts_by_technique]
+        lines += [
+            f"  {technique_words(name)}: {count}" for name, count in summary.attempts_by_technique
+        ]
     if summary.top_users:
         lines.append("Most attempts:")
         lines += [f"  {name}: {count}" for name, count in summary.top_users]
@@ -395,13 +477,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from schoolgate.admin_api.settings import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--settings", type=Path, required=True,
-                        help="the notifications file (YAML)")
+    parser.add_argument(
+        "--settings", type=Path, required=True, help="the notifications file (YAML)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     try:
-        notices = parse_notification_settings(args.settings.read_text(encoding="utf-8"),
-                                              source=str(args.settings))
+        notices = parse_notification_settings(
+            args.settings.read_text(encoding="utf-8"), source=str(args.settings)
+        )
     except (OSError, ValueError) as exc:
         print(f"schoolgate notifications: {exc}", file=sys.stderr)
         return 2
@@ -410,9 +494,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     addresses = DirectoryAddresses(resources.directory) if resources.directory else None
     try:
         with resources.sessions() as session:
-            sent = run_notifications(session, notices, now=datetime.now(UTC), zone=admin.zone,
-                                     state_file=admin.data_dir / "notifications-state.json",
-                                     address_of=addresses)
+            sent = run_notifications(
+                session,
+                notices,
+                now=datetime.now(UTC),
+                zone=admin.zone,
+                state_file=admin.data_dir / "notifications-state.json",
+                address_of=addresses,
+            )
     finally:
         if addresses is not None:
             addresses.close()
@@ -424,4 +513,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

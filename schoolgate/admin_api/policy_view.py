@@ -34,11 +34,24 @@ MAX_PREVIEW_DAYS = 31
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-def _page(request: Request, pages: Pages, user: ItTechnician, resources: Res, day: date,
-          *, session: Db, now: datetime, result: PolicyCheckPublic | None = None,
-          text: str = "", errors: dict[str, str] | None = None, status: int = 200,
-          edit_text: str | None = None, reason: str = "", preview: dict[str, Any] | None = None,
-          saved: str = "") -> Response:
+def _page(
+    request: Request,
+    pages: Pages,
+    user: ItTechnician,
+    resources: Res,
+    day: date,
+    *,
+    session: Db,
+    now: datetime,
+    result: PolicyCheckPublic | None = None,
+    text: str = "",
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    edit_text: str | None = None,
+    reason: str = "",
+    preview: dict[str, Any] | None = None,
+    saved: str = "",
+) -> Response:
     policy = resources.policy
     if abs((day - now.astimezone(policy.calendar.timezone).date()).days) > MAX_DAYS_AWAY:
         raise InvalidInput({"date": "choose a day within ten years of today"})
@@ -47,26 +60,49 @@ def _page(request: Request, pages: Pages, user: ItTechnician, resources: Res, da
     if edit_text is None:
         latest = versions.latest(session, versions.POLICY)
         edit_text = latest.text if latest is not None and version["editable"] else ""
-    return pages.render(request, "policy.html", user=user, policy=policy,
-                        policy_summary=summary(policy), header=header, rows=rows, note=note,
-                        day=day, result=result, text=text, errors=errors or {}, status=status,
-                        version=version, edit_text=edit_text, reason=reason, preview=preview,
-                        saved=saved)
+    return pages.render(
+        request,
+        "policy.html",
+        user=user,
+        policy=policy,
+        policy_summary=summary(policy),
+        header=header,
+        rows=rows,
+        note=note,
+        day=day,
+        result=result,
+        text=text,
+        errors=errors or {},
+        status=status,
+        version=version,
+        edit_text=edit_text,
+        reason=reason,
+        preview=preview,
+        saved=saved,
+    )
 
 
 @router.get("/policy", include_in_schema=False)
-def policy_page(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
-                now: Now, session: Db, day: Annotated[date | None, Query(alias="date")] = None,
-                saved: Annotated[str, Query(max_length=40, pattern=r"^[0-9a-z-]*$")] = "",
-                ) -> Response:
+def policy_page(
+    request: Request,
+    pages: PagesDep,
+    user: ItTechnician,
+    resources: Res,
+    now: Now,
+    session: Db,
+    day: Annotated[date | None, Query(alias="date")] = None,
+    saved: Annotated[str, Query(max_length=40, pattern=r"^[0-9a-z-]*$")] = "",
+) -> Response:
     today = now.astimezone(resources.policy.calendar.timezone).date()
-    return _page(request, pages, user, resources, day or today, session=session, now=now,
-                 saved=saved)
+    return _page(
+        request, pages, user, resources, day or today, session=session, now=now, saved=saved
+    )
 
 
 @router.post("/policy/check", include_in_schema=False)
-async def check_page(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
-                     now: Now, session: Db) -> Response:
+async def check_page(
+    request: Request, pages: PagesDep, user: ItTechnician, resources: Res, now: Now, session: Db
+) -> Response:
     today = now.astimezone(resources.policy.calendar.timezone).date()
     try:
         form = await request.form(max_files=1, max_fields=10, max_part_size=MAX_POLICY_BYTES)
@@ -84,22 +120,43 @@ async def check_page(request: Request, pages: PagesDep, user: ItTechnician, reso
     try:
         body = validate(PolicyCheckCreate, {"text": text})
     except InvalidInput as error:
-        return _page(request, pages, user, resources, today, session=session, now=now,
-                     text=text[:MAX_POLICY_BYTES], errors=error.problems, status=422)
+        return _page(
+            request,
+            pages,
+            user,
+            resources,
+            today,
+            session=session,
+            now=now,
+            text=text[:MAX_POLICY_BYTES],
+            errors=error.problems,
+            status=422,
+        )
     result = check_policy_text(body.text)
-    return _page(request, pages, user, resources, today, session=session, now=now,
-                 result=result, text=body.text)
+    return _page(
+        request,
+        pages,
+        user,
+        resources,
+        today,
+        session=session,
+        now=now,
+        result=result,
+        text=body.text,
+    )
 
 
-def preview_against_history(session: Db, resources: Resources, new_text: str, *, days: int,
-                            now: datetime) -> dict[str, Any]:
+def preview_against_history(
+    session: Db, resources: Resources, new_text: str, *, days: int, now: datetime
+) -> dict[str, Any]:
     """What the new text would have changed over the last `days` days of recorded decisions,
     and the governors' tables of both policies for today."""
     path = service.editable_path(resources.settings.policy_file)
     new = service.check_text(new_text, path=path).policy
     old = resources.policy
-    found = replay(old, new, versions.recorded_decisions(
-        session, since=now - timedelta(days=days), until=now))
+    found = replay(
+        old, new, versions.recorded_decisions(session, since=now - timedelta(days=days), until=now)
+    )
     today = now.astimezone(old.calendar.timezone).date()
     return {"days": days, "result": found, "tables": table_diff(old, new, today)}
 
@@ -108,8 +165,9 @@ async def _edit_form(request: Request) -> dict[str, str]:
     try:
         form = await request.form(max_files=0, max_fields=10, max_part_size=MAX_POLICY_BYTES)
     except Exception:
-        raise InvalidInput({"text": "the form could not be read; reload the page and try "
-                                    "again"}) from None
+        raise InvalidInput(
+            {"text": "the form could not be read; reload the page and try again"}
+        ) from None
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
@@ -124,8 +182,9 @@ def _days(raw: str) -> int:
 
 
 @router.post("/policy/edit", include_in_schema=False)
-async def edit_page(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
-                    now: Now, session: Db) -> Response:
+async def edit_page(
+    request: Request, pages: PagesDep, user: ItTechnician, resources: Res, now: Now, session: Db
+) -> Response:
     """'What would change?' (action=preview) or 'Save' (action=save) for the edited text."""
     today = now.astimezone(resources.policy.calendar.timezone).date()
     form = await _edit_form(request)
@@ -135,113 +194,225 @@ async def edit_page(request: Request, pages: PagesDep, user: ItTechnician, resou
         if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
             raise InvalidInput({"text": f"the policy is longer than {MAX_POLICY_BYTES:,} bytes"})
         if form.get("action") == "shadow":
-            service.start_shadow(session, actor=user, path=path, text=text,
-                                 roles=form.get("shadow_roles", ""), running=resources.policy,
-                                 at=now)
+            service.start_shadow(
+                session,
+                actor=user,
+                path=path,
+                text=text,
+                roles=form.get("shadow_roles", ""),
+                running=resources.policy,
+                at=now,
+            )
             return RedirectResponse("/policy/shadow", status_code=303)
         if form.get("action") == "save":
-            row, policy = service.save(session, actor=user, path=path, text=text,
-                                       reason=reason, at=now)
+            row, policy = service.save(
+                session, actor=user, path=path, text=text, reason=reason, at=now
+            )
             resources.policy = policy  # the admin's own view; the gateway reloads the file
             done = f"version-{row.id}" if row is not None else "unchanged"
             return RedirectResponse(f"/policy?saved={done}", status_code=303)
-        found = preview_against_history(session, resources, text,
-                                        days=_days(form.get("days", "")), now=now)
+        found = preview_against_history(
+            session, resources, text, days=_days(form.get("days", "")), now=now
+        )
     except InvalidInput as error:
         session.rollback()
-        return _page(request, pages, user, resources, today, session=session, now=now,
-                     errors=error.problems, edit_text=text, reason=reason, status=422)
-    return _page(request, pages, user, resources, today, session=session, now=now,
-                 edit_text=text, reason=reason, preview=found)
+        return _page(
+            request,
+            pages,
+            user,
+            resources,
+            today,
+            session=session,
+            now=now,
+            errors=error.problems,
+            edit_text=text,
+            reason=reason,
+            status=422,
+        )
+    return _page(
+        request,
+        pages,
+        user,
+        resources,
+        today,
+        session=session,
+        now=now,
+        edit_text=text,
+        reason=reason,
+        preview=found,
+    )
 
 
 @router.get("/policy/versions", include_in_schema=False)
-def versions_page(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
-                  now: Now, session: Db,
-                  saved: Annotated[str, Query(max_length=40, pattern=r"^[0-9a-z-]*$")] = "",
-                  ) -> Response:
+def versions_page(
+    request: Request,
+    pages: PagesDep,
+    user: ItTechnician,
+    resources: Res,
+    now: Now,
+    session: Db,
+    saved: Annotated[str, Query(max_length=40, pattern=r"^[0-9a-z-]*$")] = "",
+) -> Response:
     running = running_version(session, resources, now)
-    return pages.render(request, "policy_versions.html", user=user, version=running,
-                        saved=saved,
-                        policy_rows=versions.history(session, versions.POLICY),
-                        list_rows=versions.history(session, versions.LISTS),
-                        short=versions.short_id)
+    return pages.render(
+        request,
+        "policy_versions.html",
+        user=user,
+        version=running,
+        saved=saved,
+        policy_rows=versions.history(session, versions.POLICY),
+        list_rows=versions.history(session, versions.LISTS),
+        short=versions.short_id,
+    )
 
 
 @router.get("/policy/versions/{version_id}", include_in_schema=False)
-def version_page(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
-                 now: Now, session: Db, version_id: VersionId) -> Response:
+def version_page(
+    request: Request,
+    pages: PagesDep,
+    user: ItTechnician,
+    resources: Res,
+    now: Now,
+    session: Db,
+    version_id: VersionId,
+) -> Response:
     running = running_version(session, resources, now)
     row = versions.get(session, version_id)
     if row is None:
         raise NotFound(f"There is no version {version_id}.")
-    return pages.render(request, "policy_version.html", user=user, version=running, row=row,
-                        short=versions.short_id, errors={})
+    return pages.render(
+        request,
+        "policy_version.html",
+        user=user,
+        version=running,
+        row=row,
+        short=versions.short_id,
+        errors={},
+    )
 
 
 @router.post("/policy/versions/{version_id}/restore", include_in_schema=False)
-async def restore_page(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
-                       now: Now, session: Db, version_id: VersionId) -> Response:
+async def restore_page(
+    request: Request,
+    pages: PagesDep,
+    user: ItTechnician,
+    resources: Res,
+    now: Now,
+    session: Db,
+    version_id: VersionId,
+) -> Response:
     form = await _edit_form(request)
     old = versions.get(session, version_id)
     if old is not None and old.kind == versions.LISTS:
         try:
-            restored = service.restore_lists(session, actor=user, version_id=version_id,
-                                             reason=form.get("reason", ""),
-                                             policy=resources.policy, at=now)
+            restored = service.restore_lists(
+                session,
+                actor=user,
+                version_id=version_id,
+                reason=form.get("reason", ""),
+                policy=resources.policy,
+                at=now,
+            )
         except InvalidInput as error:
             session.rollback()
-            return pages.render(request, "policy_version.html", user=user,
-                                version=running_version(session, resources, now), row=old,
-                                short=versions.short_id, errors=error.problems, status=422)
+            return pages.render(
+                request,
+                "policy_version.html",
+                user=user,
+                version=running_version(session, resources, now),
+                row=old,
+                short=versions.short_id,
+                errors=error.problems,
+                status=422,
+            )
         done = f"lists-version-{restored.id}" if restored is not None else "unchanged"
         return RedirectResponse(f"/policy/versions?saved={done}", status_code=303)
     path = service.editable_path(resources.settings.policy_file)
     try:
-        row, policy = service.restore(session, actor=user, path=path, version_id=version_id,
-                                      reason=form.get("reason", ""), at=now)
+        row, policy = service.restore(
+            session,
+            actor=user,
+            path=path,
+            version_id=version_id,
+            reason=form.get("reason", ""),
+            at=now,
+        )
     except InvalidInput as error:
         session.rollback()
         old = versions.get(session, version_id)
         if old is None:
             raise NotFound(f"There is no version {version_id}.") from None
-        return pages.render(request, "policy_version.html", user=user,
-                            version=running_version(session, resources, now), row=old,
-                            short=versions.short_id, errors=error.problems, status=422)
+        return pages.render(
+            request,
+            "policy_version.html",
+            user=user,
+            version=running_version(session, resources, now),
+            row=old,
+            short=versions.short_id,
+            errors=error.problems,
+            status=422,
+        )
     resources.policy = policy
     done = f"version-{row.id}" if row is not None else "unchanged"
     return RedirectResponse(f"/policy?saved={done}", status_code=303)
 
 
 @router.get("/policy/shadow", include_in_schema=False)
-def shadow_page(request: Request, pages: PagesDep, user: ItTechnician, resources: Res,
-                now: Now, session: Db) -> Response:
+def shadow_page(
+    request: Request, pages: PagesDep, user: ItTechnician, resources: Res, now: Now, session: Db
+) -> Response:
     """What the policy running in shadow would have done differently, so far."""
     path = service.editable_path(resources.settings.policy_file)
     state = service.shadow_state(path)
     rows = service.shadow_report(session, sha256=state.sha256) if state is not None else []
-    return pages.render(request, "policy_shadow.html", user=user, state=state, rows=rows,
-                        short=versions.short_id, errors={},
-                        version=running_version(session, resources, now))
+    return pages.render(
+        request,
+        "policy_shadow.html",
+        user=user,
+        state=state,
+        rows=rows,
+        short=versions.short_id,
+        errors={},
+        version=running_version(session, resources, now),
+    )
 
 
 @router.post("/policy/shadow/{outcome}", include_in_schema=False)
-async def shadow_end_page(request: Request, pages: PagesDep, user: ItTechnician,
-                          resources: Res, now: Now, session: Db,
-                          outcome: Annotated[str, Path(pattern="^(promote|discard)$")],
-                          ) -> Response:
+async def shadow_end_page(
+    request: Request,
+    pages: PagesDep,
+    user: ItTechnician,
+    resources: Res,
+    now: Now,
+    session: Db,
+    outcome: Annotated[str, Path(pattern="^(promote|discard)$")],
+) -> Response:
     form = await _edit_form(request)
     path = service.editable_path(resources.settings.policy_file)
     try:
-        row = service.end_shadow(session, actor=user, path=path, promote=outcome == "promote",
-                                 reason=form.get("reason", ""), at=now)
+        row = service.end_shadow(
+            session,
+            actor=user,
+            path=path,
+            promote=outcome == "promote",
+            reason=form.get("reason", ""),
+            at=now,
+        )
     except InvalidInput as error:
         session.rollback()
         state = service.shadow_state(path)
         rows = service.shadow_report(session, sha256=state.sha256) if state else []
-        return pages.render(request, "policy_shadow.html", user=user, state=state, rows=rows,
-                            short=versions.short_id, errors=error.problems, status=422,
-                            version=running_version(session, resources, now))
+        return pages.render(
+            request,
+            "policy_shadow.html",
+            user=user,
+            state=state,
+            rows=rows,
+            short=versions.short_id,
+            errors=error.problems,
+            status=422,
+            version=running_version(session, resources, now),
+        )
     if row is not None:
         resources.policy = load_policy_file(path)
         return RedirectResponse(f"/policy?saved=version-{row.id}", status_code=303)
@@ -249,15 +420,29 @@ async def shadow_end_page(request: Request, pages: PagesDep, user: ItTechnician,
 
 
 @api.get("/policy/versions")
-def versions_api(user: ItTechnician, resources: Res, now: Now, session: Db,
-                 ) -> dict[str, object]:
+def versions_api(
+    user: ItTechnician,
+    resources: Res,
+    now: Now,
+    session: Db,
+) -> dict[str, object]:
     """The running version and the policy's versions, newest first (no texts)."""
     running = running_version(session, resources, now)
-    return {"running": {k: (v.isoformat() if isinstance(v, datetime) else v)
-                        for k, v in running.items()},
-            "versions": [{"id": r.id, "sha256": r.sha256, "at": r.at.isoformat(),
-                          "author": r.author, "reason": r.reason}
-                         for r in versions.history(session, versions.POLICY)]}
+    return {
+        "running": {
+            k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in running.items()
+        },
+        "versions": [
+            {
+                "id": r.id,
+                "sha256": r.sha256,
+                "at": r.at.isoformat(),
+                "author": r.author,
+                "reason": r.reason,
+            }
+            for r in versions.history(session, versions.POLICY)
+        ],
+    }
 
 
 @api.post("/policy/check", response_model=PolicyCheckPublic)
@@ -267,14 +452,24 @@ def check_policy(body: PolicyCheckCreate, user: ItTechnician) -> PolicyCheckPubl
 
 
 @api.get("/policy/table")
-def policy_table_api(user: ItTechnician, resources: Res, now: Now,
-                     day: Annotated[date | None, Query(alias="date")] = None,
-                     ) -> dict[str, object]:
+def policy_table_api(
+    user: ItTechnician,
+    resources: Res,
+    now: Now,
+    day: Annotated[date | None, Query(alias="date")] = None,
+) -> dict[str, object]:
     """The running policy: role x category x part of the day, for one day."""
     the_day = day or now.astimezone(resources.policy.calendar.timezone).date()
-    if abs((the_day - now.astimezone(resources.policy.calendar.timezone).date()).days) \
-            > MAX_DAYS_AWAY:
+    if (
+        abs((the_day - now.astimezone(resources.policy.calendar.timezone).date()).days)
+        > MAX_DAYS_AWAY
+    ):
         raise InvalidInput({"date": "choose a day within ten years of today"})
     header, rows, note = policy_table(resources.policy, the_day)
-    return {"summary": summary(resources.policy), "note": note, "header": header, "rows": rows,
-            "generated_at": now.astimezone(resources.policy.calendar.timezone).isoformat()}
+    return {
+        "summary": summary(resources.policy),
+        "note": note,
+        "header": header,
+        "rows": rows,
+        "generated_at": now.astimezone(resources.policy.calendar.timezone).isoformat(),
+    }

@@ -44,17 +44,24 @@ NAV: list[NavItem] = [
     NavItem("My class", "/teacher", frozenset({Role.STAFF})),
     NavItem("Explain", "/explain", STAFF_SIDE),
     NavItem("Policy", "/policy", frozenset({Role.IT_TECHNICIAN})),
-    NavItem("School calendar", "/calendar",
-            frozenset({Role.IT_TECHNICIAN, Role.BUSINESS_MANAGER, Role.DSL})),
+    NavItem(
+        "School calendar",
+        "/calendar",
+        frozenset({Role.IT_TECHNICIAN, Role.BUSINESS_MANAGER, Role.DSL}),
+    ),
     NavItem("System", "/system", frozenset({Role.IT_TECHNICIAN})),
     NavItem("Audit log", "/audit", frozenset({Role.IT_TECHNICIAN, Role.DSL})),
-    NavItem("Annual review", "/review",
-            frozenset({Role.DSL, Role.IT_TECHNICIAN, Role.BUSINESS_MANAGER})),
+    NavItem(
+        "Annual review", "/review", frozenset({Role.DSL, Role.IT_TECHNICIAN, Role.BUSINESS_MANAGER})
+    ),
 ]
 
 ROLE_LABELS = {
-    Role.PUPIL: "Pupil", Role.STAFF: "Staff", Role.BUSINESS_MANAGER: "Business Manager",
-    Role.DSL: "Designated Safeguarding Lead", Role.IT_TECHNICIAN: "IT technician",
+    Role.PUPIL: "Pupil",
+    Role.STAFF: "Staff",
+    Role.BUSINESS_MANAGER: "Business Manager",
+    Role.DSL: "Designated Safeguarding Lead",
+    Role.IT_TECHNICIAN: "IT technician",
 }
 
 
@@ -66,15 +73,18 @@ def nav_for(user: SignedInUser | None) -> list[NavItem]:
 
 def role_label(user: SignedInUser) -> str:
     admin = sorted(user.roles & ADMIN_ROLES)
-    return ", ".join(ROLE_LABELS[r] for r in admin) or ROLE_LABELS[
-        Role.STAFF if Role.STAFF in user.roles else Role.PUPIL]
+    return (
+        ", ".join(ROLE_LABELS[r] for r in admin)
+        or ROLE_LABELS[Role.STAFF if Role.STAFF in user.roles else Role.PUPIL]
+    )
 
 
 class Pages:
     """Renders templates with what every page needs (user, nav, CSRF token, school)."""
 
-    def __init__(self, *, school_name: str, zone: Any,
-                 now: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, *, school_name: str, zone: Any, now: Callable[[], datetime] | None = None
+    ) -> None:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
             autoescape=True,  # every template, whatever its name
@@ -98,8 +108,9 @@ class Pages:
         self.env.globals["kinds"] = list(words.CATEGORIES.items())
         self.env.globals["kinds_by_code"] = dict(words.CATEGORIES)
 
-    def when(self, value: datetime | str | None, with_day: bool = True,
-             seconds: bool = False) -> str:
+    def when(
+        self, value: datetime | str | None, with_day: bool = True, seconds: bool = False
+    ) -> str:
         """'Friday 18 December, 10:30' in the school's zone ('Friday 18 December 2027, 10:30'
         outside this year; '10:30' alone with `with_day=False`; '10:30:05' with `seconds`)."""
         if value is None or value == "":
@@ -120,6 +131,7 @@ class Pages:
     def plain_times(self, text: str) -> str:
         """Text with machine times in it ('until 2026-12-17 00:56 UTC') read as people say
         them ('until Thursday 17 December, 00:56', in the school's zone)."""
+
         def local(found: re.Match[str]) -> str:
             try:
                 stamp = found.group(1).removesuffix(" UTC").removesuffix("Z")
@@ -127,6 +139,7 @@ class Pages:
             except ValueError:
                 return found.group(0)
             return self.when(moment, seconds=False)
+
         return _MACHINE_TIME.sub(local, text)
 
     def details(self, values: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -136,8 +149,10 @@ class Pages:
         for key, value in values.items():
             if key == "id" or key.endswith("_id") or key.endswith("_ids") or value in (None, ""):
                 continue
-            label = _DETAIL_LABELS.get(key) or key.removesuffix("_seconds").replace(
-                "_", " ").capitalize()
+            label = (
+                _DETAIL_LABELS.get(key)
+                or key.removesuffix("_seconds").replace("_", " ").capitalize()
+            )
             if key.endswith("_seconds") and isinstance(value, int | float):
                 text = f"{round(value / 60)} minutes" if value >= 60 else f"{value} seconds"
             elif key in ("technique", "techniques"):
@@ -168,21 +183,39 @@ class Pages:
         year = "" if value.year == this_year else f" {value.year}"
         return f"{value.strftime('%A')} {value.day} {value.strftime('%B')}{year}"
 
-    def render(self, request: Request, template: str, *, user: SignedInUser | None,
-               status: int = 200, **context: Any) -> HTMLResponse:
+    def render(
+        self,
+        request: Request,
+        template: str,
+        *,
+        user: SignedInUser | None,
+        status: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
         context.setdefault("notice", notice_for(request))  # what the last action did
         html = self.env.get_template(template).render(
-            user=user, nav=nav_for(user), role_label=role_label(user) if user else "",
+            user=user,
+            nav=nav_for(user),
+            role_label=role_label(user) if user else "",
             waiting=waiting_for(request, user),
-            csrf_token=session_of(request).csrf, path=request.url.path, **context)
-        return HTMLResponse(html, status_code=status,
-                            headers={"Cache-Control": "no-store"})
+            csrf_token=session_of(request).csrf,
+            path=request.url.path,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-_MACHINE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
-                           r"(?:[+-]\d{2}:\d{2}| UTC|Z)?)")
-_DETAIL_LABELS = {"window_seconds": "Within", "host": "Website", "hosts": "Websites",
-                  "technique": "Way round the filter", "category": "Kind of website"}
+_MACHINE_TIME = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+    r"(?:[+-]\d{2}:\d{2}| UTC|Z)?)"
+)
+_DETAIL_LABELS = {
+    "window_seconds": "Within",
+    "host": "Website",
+    "hosts": "Websites",
+    "technique": "Way round the filter",
+    "category": "Kind of website",
+}
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}.*")
 
 

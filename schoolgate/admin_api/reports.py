@@ -58,98 +58,167 @@ def week(text: str, now: datetime, zone: ZoneInfo) -> date:
 
 
 def _series(counts: service.DailyCounts) -> DailySeriesPublic:
-    return DailySeriesPublic(days=list(counts.days),
-                             series={k: list(v) for k, v in counts.series.items()})
+    return DailySeriesPublic(
+        days=list(counts.days), series={k: list(v) for k, v in counts.series.items()}
+    )
 
 
-def _in_words(series: dict[str, tuple[int, ...]], *, techniques: bool = False,
-              ) -> dict[str, tuple[int, ...]]:
+def _in_words(
+    series: dict[str, tuple[int, ...]],
+    *,
+    techniques: bool = False,
+) -> dict[str, tuple[int, ...]]:
     """The series' names as people know them ('social' -> 'social media')."""
     name = words.technique_words if techniques else words.category_words
-    return {(name(key) if key != "attempts" else "attempts"): values
-            for key, values in series.items()}
+    return {
+        (name(key) if key != "attempts" else "attempts"): values for key, values in series.items()
+    }
 
 
 @router.get("/monitoring/charts", include_in_schema=False)
-def charts_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now,
-                zone: Zone, first_text: Annotated[str, Query(alias="from", max_length=30)] = "",
-                last_text: Annotated[str, Query(alias="to", max_length=30)] = "") -> Response:
+def charts_page(
+    request: Request,
+    pages: PagesDep,
+    user: Dsl,
+    session: Db,
+    now: Now,
+    zone: Zone,
+    first_text: Annotated[str, Query(alias="from", max_length=30)] = "",
+    last_text: Annotated[str, Query(alias="to", max_length=30)] = "",
+) -> Response:
     first, last = span(first_text, last_text, now, zone)
     start, end = service.day_bounds(first, last, zone)
     blocked = service.blocked_per_day(session, first=first, last=last, zone=zone)
     attempts = service.attempts_per_day(session, first=first, last=last, zone=zone)
     top = service.top_users_by_attempts(session, start=start, end=end)
     return pages.render(
-        request, "monitoring_charts.html", user=user, first=first, last=last,
-        blocked=blocked, attempts=attempts, top=top,
-        blocked_svg=stacked_bars(title="Websites blocked per day, by kind",
-                                 days=blocked.days, series=_in_words(blocked.series)),
-        attempts_svg=stacked_bars(title="Attempts to get round the filter per day",
-                                  days=attempts.days, series=_in_words(attempts.series,
-                                                                       techniques=True)),
-        top_svg=ranking_bars(title="People with the most attempts", items=top))
+        request,
+        "monitoring_charts.html",
+        user=user,
+        first=first,
+        last=last,
+        blocked=blocked,
+        attempts=attempts,
+        top=top,
+        blocked_svg=stacked_bars(
+            title="Websites blocked per day, by kind",
+            days=blocked.days,
+            series=_in_words(blocked.series),
+        ),
+        attempts_svg=stacked_bars(
+            title="Attempts to get round the filter per day",
+            days=attempts.days,
+            series=_in_words(attempts.series, techniques=True),
+        ),
+        top_svg=ranking_bars(title="People with the most attempts", items=top),
+    )
 
 
 @router.get("/monitoring/weekly", include_in_schema=False)
-def weekly_page(request: Request, pages: PagesDep, user: Dsl, session: Db, now: Now,
-                zone: Zone, week_text: Annotated[str, Query(alias="week", max_length=30)] = "",
-                ) -> Response:
+def weekly_page(
+    request: Request,
+    pages: PagesDep,
+    user: Dsl,
+    session: Db,
+    now: Now,
+    zone: Zone,
+    week_text: Annotated[str, Query(alias="week", max_length=30)] = "",
+) -> Response:
     monday = week(week_text, now, zone)
     summary = service.weekly_summary(session, monday=monday, zone=zone)
     return pages.render(
-        request, "monitoring_weekly.html", user=user, summary=summary,
-        previous=monday - timedelta(days=7), following=monday + timedelta(days=7),
-        blocked_svg=stacked_bars(title="Websites blocked per day, by kind",
-                                 days=summary.blocked_daily.days,
-                                 series=_in_words(summary.blocked_daily.series)),
-        attempts_svg=stacked_bars(title="Attempts to get round the filter per day",
-                                  days=summary.attempts_daily.days,
-                                  series=_in_words(summary.attempts_daily.series,
-                                                   techniques=True)))
+        request,
+        "monitoring_weekly.html",
+        user=user,
+        summary=summary,
+        previous=monday - timedelta(days=7),
+        following=monday + timedelta(days=7),
+        blocked_svg=stacked_bars(
+            title="Websites blocked per day, by kind",
+            days=summary.blocked_daily.days,
+            series=_in_words(summary.blocked_daily.series),
+        ),
+        attempts_svg=stacked_bars(
+            title="Attempts to get round the filter per day",
+            days=summary.attempts_daily.days,
+            series=_in_words(summary.attempts_daily.series, techniques=True),
+        ),
+    )
 
 
 @router.get("/monitoring/weekly.csv", include_in_schema=False)
-def weekly_csv(user: Dsl, session: Db, now: Now, zone: Zone,
-               week_text: Annotated[str, Query(alias="week", max_length=30)] = "") -> Response:
+def weekly_csv(
+    user: Dsl,
+    session: Db,
+    now: Now,
+    zone: Zone,
+    week_text: Annotated[str, Query(alias="week", max_length=30)] = "",
+) -> Response:
     monday = week(week_text, now, zone)
     summary = service.weekly_summary(session, monday=monday, zone=zone)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["section", "item", "value"])
     for section, item, value in summary.rows():
-        writer.writerow([section, "'" + item if item[:1] in "=+-@\t\r" and item else item,
-                         value])
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="schoolgate-week-{monday}.csv"',
-        "Cache-Control": "no-store"})
+        writer.writerow([section, "'" + item if item[:1] in "=+-@\t\r" and item else item, value])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="schoolgate-week-{monday}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @api.get("/charts", response_model=ChartsPublic)
-def charts(user: Dsl, session: Db, now: Now, zone: Zone,
-           first_text: Annotated[str, Query(alias="from", max_length=30)] = "",
-           last_text: Annotated[str, Query(alias="to", max_length=30)] = "") -> ChartsPublic:
+def charts(
+    user: Dsl,
+    session: Db,
+    now: Now,
+    zone: Zone,
+    first_text: Annotated[str, Query(alias="from", max_length=30)] = "",
+    last_text: Annotated[str, Query(alias="to", max_length=30)] = "",
+) -> ChartsPublic:
     """The charts' numbers for the school days `from`..`to` (default: the last 14 days)."""
     first, last = span(first_text, last_text, now, zone)
     start, end = service.day_bounds(first, last, zone)
     return ChartsPublic(
-        first=first, last=last,
-        blocked_per_day=_series(service.blocked_per_day(session, first=first, last=last,
-                                                        zone=zone)),
-        attempts_per_day=_series(service.attempts_per_day(session, first=first, last=last,
-                                                          zone=zone)),
-        top_users_by_attempts=service.top_users_by_attempts(session, start=start, end=end))
+        first=first,
+        last=last,
+        blocked_per_day=_series(
+            service.blocked_per_day(session, first=first, last=last, zone=zone)
+        ),
+        attempts_per_day=_series(
+            service.attempts_per_day(session, first=first, last=last, zone=zone)
+        ),
+        top_users_by_attempts=service.top_users_by_attempts(session, start=start, end=end),
+    )
 
 
 @api.get("/weekly", response_model=WeeklySummaryPublic)
-def weekly(user: Dsl, session: Db, now: Now, zone: Zone,
-           week_text: Annotated[str, Query(alias="week", max_length=30)] = "",
-           ) -> WeeklySummaryPublic:
+def weekly(
+    user: Dsl,
+    session: Db,
+    now: Now,
+    zone: Zone,
+    week_text: Annotated[str, Query(alias="week", max_length=30)] = "",
+) -> WeeklySummaryPublic:
     """The summary of the week (Monday to Sunday) containing the day `week` (default: now)."""
     s = service.weekly_summary(session, monday=week(week_text, now, zone), zone=zone)
     return WeeklySummaryPublic(
-        first=s.first, last=s.last, events=s.events, blocked=s.blocked,
-        blocked_by_category=s.blocked_by_category, attempts=s.attempts,
-        attempts_by_technique=s.attempts_by_technique, top_users=s.top_users,
-        alerts_by_severity=s.alerts_by_severity, alerts_still_open=s.alerts_still_open,
-        sanctions_by_state=s.sanctions_by_state, incident_notes=s.incident_notes,
-        blocked_per_day=_series(s.blocked_daily), attempts_per_day=_series(s.attempts_daily))
+        first=s.first,
+        last=s.last,
+        events=s.events,
+        blocked=s.blocked,
+        blocked_by_category=s.blocked_by_category,
+        attempts=s.attempts,
+        attempts_by_technique=s.attempts_by_technique,
+        top_users=s.top_users,
+        alerts_by_severity=s.alerts_by_severity,
+        alerts_still_open=s.alerts_still_open,
+        sanctions_by_state=s.sanctions_by_state,
+        incident_notes=s.incident_notes,
+        blocked_per_day=_series(s.blocked_daily),
+        attempts_per_day=_series(s.attempts_daily),
+    )

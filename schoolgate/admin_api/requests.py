@@ -52,106 +52,210 @@ Visible = Annotated[UnblockRequestRow, Depends(visible_unblock_request)]
 # --- pages ---------------------------------------------------------------------------------
 
 
-def _new_form(request: Request, pages: Pages, resources: Resources, user: CurrentUser,
-              now: datetime, *, token: str | None, values: dict[str, str],
-              errors: dict[str, str], status: int = 200) -> Response:
+def _new_form(
+    request: Request,
+    pages: Pages,
+    resources: Resources,
+    user: CurrentUser,
+    now: datetime,
+    *,
+    token: str | None,
+    values: dict[str, str],
+    errors: dict[str, str],
+    status: int = 200,
+) -> Response:
     claims = None
     if token:
         try:
             claims = read_claims(resources, token)
         except AccessTokenError as error:
-            return pages.render(request, "request_link_refused.html", user=user,
-                                message=str(error), status=400)
-    return pages.render(request, "request_new.html", user=user, claims=claims, token=token,
-                        values=values, errors=errors,
-                        period_times=period_times(resources.policy, now=now), status=status)
+            return pages.render(
+                request, "request_link_refused.html", user=user, message=str(error), status=400
+            )
+    return pages.render(
+        request,
+        "request_new.html",
+        user=user,
+        claims=claims,
+        token=token,
+        values=values,
+        errors=errors,
+        period_times=period_times(resources.policy, now=now),
+        status=status,
+    )
 
 
 @router.get("/requests/new", include_in_schema=False)
-def new_request_page(request: Request, pages: PagesDep, resources: Res, user: CurrentUser,
-                     now: Now, token: Annotated[str | None, Query(max_length=4096)] = None,
-                     host: Annotated[str, Query(max_length=300)] = "") -> Response:
-    return _new_form(request, pages, resources, user, now, token=token, values={"host": host},
-                     errors={})
+def new_request_page(
+    request: Request,
+    pages: PagesDep,
+    resources: Res,
+    user: CurrentUser,
+    now: Now,
+    token: Annotated[str | None, Query(max_length=4096)] = None,
+    host: Annotated[str, Query(max_length=300)] = "",
+) -> Response:
+    return _new_form(
+        request, pages, resources, user, now, token=token, values={"host": host}, errors={}
+    )
 
 
 @router.post("/requests/new", include_in_schema=False)
-def submit_request_page(request: Request, pages: PagesDep, resources: Res, user: CurrentUser,
-                        session: Db, now: Now, fields: Form) -> Response:
+def submit_request_page(
+    request: Request,
+    pages: PagesDep,
+    resources: Res,
+    user: CurrentUser,
+    session: Db,
+    now: Now,
+    fields: Form,
+) -> Response:
     token = fields.get("token")
     try:
         form = validate(UnblockRequestCreate, fields)
         claims = read_claims(resources, form.token) if form.token else None
-        row = service.create_request(session, requester=user, form=form, claims=claims,
-                                     policy=resources.policy, at=now)
+        row = service.create_request(
+            session, requester=user, form=form, claims=claims, policy=resources.policy, at=now
+        )
     except AccessTokenError as error:
-        return pages.render(request, "request_link_refused.html", user=user,
-                            message=str(error), status=400)
+        return pages.render(
+            request, "request_link_refused.html", user=user, message=str(error), status=400
+        )
     except InvalidInput as error:
-        return _new_form(request, pages, resources, user, now, token=token, values=fields,
-                         errors=error.problems, status=422)
+        return _new_form(
+            request,
+            pages,
+            resources,
+            user,
+            now,
+            token=token,
+            values=fields,
+            errors=error.problems,
+            status=422,
+        )
     return RedirectResponse(f"/requests/{row.id}?done=sent", status_code=303)
 
 
 @router.get("/requests/mine", include_in_schema=False)
-def my_requests_page(request: Request, pages: PagesDep, user: CurrentUser, session: Db,
-                     ) -> Response:
+def my_requests_page(
+    request: Request,
+    pages: PagesDep,
+    user: CurrentUser,
+    session: Db,
+) -> Response:
     rows = service.requests_of(session, username=user.username)
     return pages.render(request, "requests_mine.html", user=user, rows=rows)
 
 
 @router.get("/requests", include_in_schema=False)
-def queue_page(request: Request, pages: PagesDep, user: BusinessManager, session: Db,
-               ) -> Response:
-    return pages.render(request, "requests_queue.html", user=user,
-                        pending=service.queue(session),
-                        decided=service.queue(session, state=RequestState.APPROVED)[:50],
-                        denied=service.queue(session, state=RequestState.DENIED)[:50])
+def queue_page(
+    request: Request,
+    pages: PagesDep,
+    user: BusinessManager,
+    session: Db,
+) -> Response:
+    return pages.render(
+        request,
+        "requests_queue.html",
+        user=user,
+        pending=service.queue(session),
+        decided=service.queue(session, state=RequestState.APPROVED)[:50],
+        denied=service.queue(session, state=RequestState.DENIED)[:50],
+    )
 
 
-def _detail(request: Request, pages: Pages, resources: Resources, user: CurrentUser,
-            row: UnblockRequestRow, now: datetime, *, errors: dict[str, str] | None = None,
-            values: dict[str, Any] | None = None, status: int = 200) -> Response:
+def _detail(
+    request: Request,
+    pages: Pages,
+    resources: Resources,
+    user: CurrentUser,
+    row: UnblockRequestRow,
+    now: datetime,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
     policy = resources.policy
     return pages.render(
-        request, "request_detail.html", user=user, row=row,
-        context=decision_context(policy, row, now, group_role=group_role(resources,
-                                                                         row.for_group)),
+        request,
+        "request_detail.html",
+        user=user,
+        row=row,
+        context=decision_context(policy, row, now, group_role=group_role(resources, row.for_group)),
         can_review=may_review(user, row),
-        periods=period_choices(policy, now=now), roles=list(policy.roles),
+        periods=period_choices(policy, now=now),
+        roles=list(policy.roles),
         errors={k: v for k, v in (errors or {}).items() if k != "confirm_wide"},
-        values=values or {}, status=status,
-        wide=(errors or {}).get("confirm_wide", ""))
+        values=values or {},
+        status=status,
+        wide=(errors or {}).get("confirm_wide", ""),
+    )
 
 
 @router.get("/requests/{request_id}", include_in_schema=False)
-def request_page(request: Request, pages: PagesDep, resources: Res, user: CurrentUser,
-                 row: Visible, now: Now) -> Response:
+def request_page(
+    request: Request, pages: PagesDep, resources: Res, user: CurrentUser, row: Visible, now: Now
+) -> Response:
     return _detail(request, pages, resources, user, row, now)
 
 
 @router.post("/requests/{request_id}/approve", include_in_schema=False)
-def approve_page(request: Request, pages: PagesDep, resources: Res, user: BusinessManager,
-                 row: Reviewable, session: Db, now: Now, fields: Form) -> Response:
+def approve_page(
+    request: Request,
+    pages: PagesDep,
+    resources: Res,
+    user: BusinessManager,
+    row: Reviewable,
+    session: Db,
+    now: Now,
+    fields: Form,
+) -> Response:
     try:
         form = validate(ApprovalCreate, fields)
         approve(resources, session, row=row, reviewer=user, form=form, now=now)
     except InvalidInput as error:
-        return _detail(request, pages, resources, user, row, now, errors=error.problems,
-                       values=fields, status=422)
+        return _detail(
+            request,
+            pages,
+            resources,
+            user,
+            row,
+            now,
+            errors=error.problems,
+            values=fields,
+            status=422,
+        )
     return RedirectResponse(f"/requests/{row.id}?done=approved", status_code=303)
 
 
 @router.post("/requests/{request_id}/deny", include_in_schema=False)
-def deny_page(request: Request, pages: PagesDep, resources: Res, user: BusinessManager,
-              row: Reviewable, session: Db, now: Now, fields: Form) -> Response:
+def deny_page(
+    request: Request,
+    pages: PagesDep,
+    resources: Res,
+    user: BusinessManager,
+    row: Reviewable,
+    session: Db,
+    now: Now,
+    fields: Form,
+) -> Response:
     try:
         form = validate(DenialCreate, fields)
         if fields.get("confirm") != "yes":
             raise InvalidInput({"confirm": "tick the box to confirm you mean to deny it"})
     except InvalidInput as error:
-        return _detail(request, pages, resources, user, row, now, errors=error.problems,
-                       values=fields, status=422)
+        return _detail(
+            request,
+            pages,
+            resources,
+            user,
+            row,
+            now,
+            errors=error.problems,
+            values=fields,
+            status=422,
+        )
     service.deny_request(session, row=row, reviewer=user, reason=form.reason, at=now)
     return RedirectResponse(f"/requests/{row.id}?done=denied", status_code=303)
 
@@ -170,21 +274,24 @@ def my_requests(user: CurrentUser, session: Db) -> list[UnblockRequestPublic]:
 
 
 @api.post("/requests", response_model=UnblockRequestPublic, status_code=201)
-def submit_request(body: UnblockRequestCreate, user: CurrentUser, resources: Res, session: Db,
-                   now: Now) -> UnblockRequestPublic:
+def submit_request(
+    body: UnblockRequestCreate, user: CurrentUser, resources: Res, session: Db, now: Now
+) -> UnblockRequestPublic:
     """Write a request to the Business Manager (with the block page's token, or a host)."""
     try:
         claims = read_claims(resources, body.token) if body.token else None
     except AccessTokenError as error:
         raise InvalidInput({"token": str(error)}) from None
-    row = service.create_request(session, requester=user, form=body, claims=claims,
-                                 policy=resources.policy, at=now)
+    row = service.create_request(
+        session, requester=user, form=body, claims=claims, policy=resources.policy, at=now
+    )
     return UnblockRequestPublic.model_validate(row)
 
 
 @api.get("/requests", response_model=list[UnblockRequestPublic])
-def request_queue(user: BusinessManager, session: Db,
-                  state: RequestState = RequestState.PENDING) -> list[UnblockRequestPublic]:
+def request_queue(
+    user: BusinessManager, session: Db, state: RequestState = RequestState.PENDING
+) -> list[UnblockRequestPublic]:
     """The Business Manager's queue (pending by default, oldest first)."""
     return _public(service.queue(session, state=state))
 
@@ -195,8 +302,14 @@ def get_request(row: Visible) -> UnblockRequestPublic:
 
 
 @api.post("/requests/{request_id}/approve", response_model=UnblockRequestPublic)
-def approve_api(body: ApprovalCreate, user: BusinessManager, row: Reviewable, resources: Res,
-                session: Db, now: Now) -> UnblockRequestPublic:
+def approve_api(
+    body: ApprovalCreate,
+    user: BusinessManager,
+    row: Reviewable,
+    resources: Res,
+    session: Db,
+    now: Now,
+) -> UnblockRequestPublic:
     """Approve with a scope, a target and a duration; refused if the policy forbids it. A grant
     wider than the request (a role, everyone, another group, a whole category, longer than a
     day, permanent) needs `confirm_wide: true`; without it the answer (422, problem
@@ -206,7 +319,8 @@ def approve_api(body: ApprovalCreate, user: BusinessManager, row: Reviewable, re
 
 
 @api.post("/requests/{request_id}/deny", response_model=UnblockRequestPublic)
-def deny(body: DenialCreate, user: BusinessManager, row: Reviewable, session: Db,
-         now: Now) -> UnblockRequestPublic:
+def deny(
+    body: DenialCreate, user: BusinessManager, row: Reviewable, session: Db, now: Now
+) -> UnblockRequestPublic:
     done = service.deny_request(session, row=row, reviewer=user, reason=body.reason, at=now)
     return UnblockRequestPublic.model_validate(done)

@@ -66,17 +66,21 @@ def load_session_secret(settings: Settings) -> bytes:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except OSError as error:
-        raise ValueError(f"{path}: cannot read the session secret file: "
-                         f"{error.strerror or error}") from None
+        raise ValueError(
+            f"{path}: cannot read the session secret file: {error.strerror or error}"
+        ) from None
     if is_placeholder(text) and settings.environment is not Environment.DEVELOPMENT:
-        raise ValueError(f"{path}: the session secret is empty, too short or a placeholder; "
-                         "put at least 32 random characters in it")
+        raise ValueError(
+            f"{path}: the session secret is empty, too short or a placeholder; "
+            "put at least 32 random characters in it"
+        )
     return text.encode()
 
 
 def make_resources(settings: Settings, *, engine: Engine | None = None) -> Resources:
-    identity = (load_identity_config(settings.identity_file) if settings.identity_file
-                else IdentityConfig())
+    identity = (
+        load_identity_config(settings.identity_file) if settings.identity_file else IdentityConfig()
+    )
     engine = engine or make_engine(settings.effective_database_url)
     accounts: Path | None = settings.admin_accounts_file
     return Resources(
@@ -88,12 +92,17 @@ def make_resources(settings: Settings, *, engine: Engine | None = None) -> Resou
         directory=make_directory(identity.directory),
         admin_accounts=LocalDirectory(accounts) if accounts else None,
         access_token_secret=load_or_create_secret(settings.data_dir / ACCESS_TOKEN_SECRET_FILE),
-        codec=SessionCodec(load_session_secret(settings),
-                           max_age_seconds=settings.session_max_age_seconds,
-                           secure=settings.cookie_secure),
-        throttle=SignInThrottle(engine, max_per_user=settings.signin_max_failures_per_user,
-                                max_per_ip=settings.signin_max_failures_per_ip,
-                                window_seconds=settings.signin_window_seconds),
+        codec=SessionCodec(
+            load_session_secret(settings),
+            max_age_seconds=settings.session_max_age_seconds,
+            secure=settings.cookie_secure,
+        ),
+        throttle=SignInThrottle(
+            engine,
+            max_per_user=settings.signin_max_failures_per_user,
+            max_per_ip=settings.signin_max_failures_per_ip,
+            window_seconds=settings.signin_window_seconds,
+        ),
     )
 
 

@@ -44,8 +44,9 @@ class SignedInUser:
         return username is not None and username.casefold() == self.username.casefold()
 
 
-def roles_for(*, groups: frozenset[str], admin_groups: dict[str, Role], policy_role: str,
-              default_role: str) -> frozenset[Role]:
+def roles_for(
+    *, groups: frozenset[str], admin_groups: dict[str, Role], policy_role: str, default_role: str
+) -> frozenset[Role]:
     """Admin roles from directory groups (ignoring case, as AD does); pupil or staff from the
     gateway role: the policy's default (most restrictive) role is a pupil's, any other staff."""
     held = {group.casefold() for group in groups}

@@ -57,30 +57,55 @@ class SessionCodec:
             return SessionData()
         try:
             payload: Any = self._serializer.loads(raw, max_age=self.max_age_seconds)
-            return SessionData(csrf=str(payload["csrf"]), user=_user(payload.get("user")),
-                               changed=False, issued=float(payload.get("t", 0)),
-                               checked=float(payload.get("c", 0)))
+            return SessionData(
+                csrf=str(payload["csrf"]),
+                user=_user(payload.get("user")),
+                changed=False,
+                issued=float(payload.get("t", 0)),
+                checked=float(payload.get("c", 0)),
+            )
         except (BadSignature, KeyError, TypeError, ValueError):
             return SessionData()  # expired, forged or from an older version: start again
 
     def write(self, response: Response, session: SessionData) -> None:
-        payload: dict[str, Any] = {"csrf": session.csrf, "user": None, "t": session.issued,
-                                   "c": session.checked}
+        payload: dict[str, Any] = {
+            "csrf": session.csrf,
+            "user": None,
+            "t": session.issued,
+            "c": session.checked,
+        }
         if session.user is not None:
             u = session.user
-            payload["user"] = {"u": u.username, "n": u.display_name, "r": sorted(u.roles),
-                               "p": u.policy_role, "g": sorted(u.groups), "s": u.source}
-        response.set_cookie(COOKIE, self._serializer.dumps(payload),
-                            max_age=self.max_age_seconds, httponly=True, samesite="lax",
-                            secure=self.secure, path="/")
+            payload["user"] = {
+                "u": u.username,
+                "n": u.display_name,
+                "r": sorted(u.roles),
+                "p": u.policy_role,
+                "g": sorted(u.groups),
+                "s": u.source,
+            }
+        response.set_cookie(
+            COOKIE,
+            self._serializer.dumps(payload),
+            max_age=self.max_age_seconds,
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+            path="/",
+        )
 
 
 def _user(data: Any) -> SignedInUser | None:
     if data is None:
         return None
-    return SignedInUser(username=str(data["u"]), display_name=str(data["n"]),
-                        roles=frozenset(Role(r) for r in data["r"]), policy_role=str(data["p"]),
-                        groups=frozenset(str(g) for g in data["g"]), source=str(data["s"]))
+    return SignedInUser(
+        username=str(data["u"]),
+        display_name=str(data["n"]),
+        roles=frozenset(Role(r) for r in data["r"]),
+        policy_role=str(data["p"]),
+        groups=frozenset(str(g) for g in data["g"]),
+        source=str(data["s"]),
+    )
 
 
 def session_of(request: Request) -> SessionData:
@@ -129,5 +154,6 @@ def end_sessions(db: Session, *, username: str, at: datetime) -> None:
 
 def valid_after(db: Session, *, username: str) -> datetime | None:
     """Sessions of `username` issued before this instant have ended (None: no stamp)."""
-    return db.scalars(select(SessionStampRow.valid_after)
-                      .where(SessionStampRow.user == _stamp_key(username))).first()
+    return db.scalars(
+        select(SessionStampRow.valid_after).where(SessionStampRow.user == _stamp_key(username))
+    ).first()

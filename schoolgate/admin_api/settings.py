@@ -21,8 +21,22 @@ from schoolgate.store.directory import verify_password
 SESSION_SECRET_FILE = "admin-session-secret"  # noqa: S105 - a file name
 # The gateway's secret file: it signs the block page's links.
 ACCESS_TOKEN_SECRET_FILE = "secret"  # noqa: S105 - a file name
-PLACEHOLDERS = frozenset({"", "changeme", "change-me", "change_me", "secret", "password",
-                          "placeholder", "xxx", "todo", "replace-me", "replaceme", "default"})
+PLACEHOLDERS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "change_me",
+        "secret",
+        "password",
+        "placeholder",
+        "xxx",
+        "todo",
+        "replace-me",
+        "replaceme",
+        "default",
+    }
+)
 MIN_SECRET_LENGTH = 32
 
 
@@ -41,9 +55,12 @@ DEFAULT_ADMIN_GROUPS: dict[str, Role] = {
 
 def is_placeholder(secret: str) -> bool:
     text = secret.strip()
-    return (text.lower() in PLACEHOLDERS or len(text) < MIN_SECRET_LENGTH
-            or len(set(text)) < 8  # "aaaa…" is long but guessable: not random characters
-            or text.lower().startswith(("change", "your-", "<")))
+    return (
+        text.lower() in PLACEHOLDERS
+        or len(text) < MIN_SECRET_LENGTH
+        or len(set(text)) < 8  # "aaaa…" is long but guessable: not random characters
+        or text.lower().startswith(("change", "your-", "<"))
+    )
 
 
 class Settings(BaseSettings):
@@ -91,27 +108,34 @@ class Settings(BaseSettings):
     def _admin_groups(cls, value: dict[str, Role]) -> dict[str, Role]:
         bad = [group for group, role in value.items() if role in (Role.PUPIL, Role.STAFF)]
         if bad:
-            raise ValueError(f"groups {bad} map to pupil/staff: admin_groups maps directory "
-                             "groups to business_manager, dsl or it_technician only")
+            raise ValueError(
+                f"groups {bad} map to pupil/staff: admin_groups maps directory "
+                "groups to business_manager, dsl or it_technician only"
+            )
         return value
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:
         development = self.environment is Environment.DEVELOPMENT
-        secret = (self.session_secret.get_secret_value() if self.session_secret is not None
-                  else None)
+        secret = self.session_secret.get_secret_value() if self.session_secret is not None else None
         if secret is not None and is_placeholder(secret) and not development:
-            raise ValueError("SCHOOLGATE_SESSION_SECRET is empty, too short or a placeholder: "
-                             f"set it to at least {MIN_SECRET_LENGTH} random characters (e.g. "
-                             "`python -c 'import secrets; print(secrets.token_hex(32))'`)")
+            raise ValueError(
+                "SCHOOLGATE_SESSION_SECRET is empty, too short or a placeholder: "
+                f"set it to at least {MIN_SECRET_LENGTH} random characters (e.g. "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
         if secret is None and self.session_secret_file is None and not development:
-            raise ValueError("no session secret: set SCHOOLGATE_SESSION_SECRET or "
-                             "SCHOOLGATE_SESSION_SECRET_FILE (only SCHOOLGATE_ENVIRONMENT="
-                             "development may generate one in the data directory)")
+            raise ValueError(
+                "no session secret: set SCHOOLGATE_SESSION_SECRET or "
+                "SCHOOLGATE_SESSION_SECRET_FILE (only SCHOOLGATE_ENVIRONMENT="
+                "development may generate one in the data directory)"
+            )
         if (self.breakglass_username is None) != (self.breakglass_password_hash is None):
-            raise ValueError("the break-glass administrator needs both "
-                             "SCHOOLGATE_BREAKGLASS_USERNAME and "
-                             "SCHOOLGATE_BREAKGLASS_PASSWORD_HASH (or neither)")
+            raise ValueError(
+                "the break-glass administrator needs both "
+                "SCHOOLGATE_BREAKGLASS_USERNAME and "
+                "SCHOOLGATE_BREAKGLASS_PASSWORD_HASH (or neither)"
+            )
         if self.breakglass_password_hash is not None:
             try:
                 verify_password("", self.breakglass_password_hash.get_secret_value())

@@ -11,8 +11,17 @@ from datetime import date
 from markupsafe import Markup, escape
 
 # Colour-blind-safe (Okabe-Ito), then greys for anything beyond.
-PALETTE = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442",
-           "#505a5f", "#b1b4b6")
+PALETTE = (
+    "#0072b2",
+    "#e69f00",
+    "#009e73",
+    "#cc79a7",
+    "#56b4e9",
+    "#d55e00",
+    "#f0e442",
+    "#505a5f",
+    "#b1b4b6",
+)
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
 
@@ -33,8 +42,14 @@ def _axis(value: int) -> tuple[int, int]:
         scale *= 10
 
 
-def stacked_bars(*, title: str, days: Sequence[date], series: Mapping[str, Sequence[int]],
-                 width: int = 760, height: int = 280) -> Markup:
+def stacked_bars(
+    *,
+    title: str,
+    days: Sequence[date],
+    series: Mapping[str, Sequence[int]],
+    width: int = 760,
+    height: int = 280,
+) -> Markup:
     """One bar per day, stacked by series, with a legend; a figure a screen reader reads by
     its title (the page shows the same numbers as a table)."""
     left, right, top, bottom = 44, 10, 28, 46
@@ -43,15 +58,19 @@ def stacked_bars(*, title: str, days: Sequence[date], series: Mapping[str, Seque
     y_max, step = _axis(max(totals, default=0))
     slot = plot_w / max(len(days), 1)
     bar = max(min(slot * 0.7, 40), 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-             f'width="100%" role="img" aria-label="{escape(title)}" class="chart">',
-             f"<title>{escape(title)}</title>"]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="100%" role="img" aria-label="{escape(title)}" class="chart">',
+        f"<title>{escape(title)}</title>",
+    ]
     for value in range(0, y_max + 1, step):
         y = top + plot_h - plot_h * value / y_max
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
-                     'stroke="#dddddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>'
-                     f"{value}</text>")
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dddddd"/>'
+        )
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{value}</text>'
+        )
     for i, day in enumerate(days):
         x = left + slot * i + (slot - bar) / 2
         y = top + plot_h
@@ -60,16 +79,22 @@ def stacked_bars(*, title: str, days: Sequence[date], series: Mapping[str, Seque
                 continue
             h = plot_h * values[i] / y_max
             y -= h
-            parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                         f'fill="{colour(index)}"><title>{escape(day.isoformat())} '
-                         f"{escape(name)}: {values[i]}</title></rect>")
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+                f'fill="{colour(index)}"><title>{escape(day.isoformat())} '
+                f"{escape(name)}: {values[i]}</title></rect>"
+            )
         if len(days) <= 16 or i % max(len(days) // 12, 1) == 0:
-            parts.append(f'<text x="{x + bar / 2:.1f}" y="{top + plot_h + 16}" '
-                         f'text-anchor="middle" {FONT}>{day:%d %b}</text>')
+            parts.append(
+                f'<text x="{x + bar / 2:.1f}" y="{top + plot_h + 16}" '
+                f'text-anchor="middle" {FONT}>{day:%d %b}</text>'
+            )
     legend_x = left
     for index, name in enumerate(series):
-        parts.append(f'<rect x="{legend_x}" y="{height - 16}" width="12" height="12" '
-                     f'fill="{colour(index)}"/>')
+        parts.append(
+            f'<rect x="{legend_x}" y="{height - 16}" width="12" height="12" '
+            f'fill="{colour(index)}"/>'
+        )
         parts.append(f'<text x="{legend_x + 16}" y="{height - 6}" {FONT}>{escape(name)}</text>')
         legend_x += 24 + 7 * len(name)
     parts.append(f'<text x="{left}" y="16" {FONT} font-weight="bold">{escape(title)}</text>')
@@ -77,28 +102,34 @@ def stacked_bars(*, title: str, days: Sequence[date], series: Mapping[str, Seque
     return Markup("".join(parts))  # noqa: S704 - each text in it went through escape()
 
 
-def ranking_bars(*, title: str, items: Sequence[tuple[str, int]], width: int = 760,
-                 bar_height: int = 22) -> Markup:
+def ranking_bars(
+    *, title: str, items: Sequence[tuple[str, int]], width: int = 760, bar_height: int = 22
+) -> Markup:
     """Horizontal bars, largest first, each labelled with its name and count."""
     label_w, top = 220, 28
     height = top + bar_height * max(len(items), 1) + 10
     most = max((count for _, count in items), default=0) or 1
     plot_w = width - label_w - 60
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-             f'width="100%" role="img" aria-label="{escape(title)}" class="chart">',
-             f"<title>{escape(title)}</title>",
-             f'<text x="0" y="16" {FONT} font-weight="bold">{escape(title)}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="100%" role="img" aria-label="{escape(title)}" class="chart">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="0" y="16" {FONT} font-weight="bold">{escape(title)}</text>',
+    ]
     if not items:
         parts.append(f'<text x="0" y="{top + 14}" {FONT}>None in this period.</text>')
     for row, (name, count) in enumerate(items):
         y = top + row * bar_height
         w = plot_w * count / most
         shown = name if len(name) <= 30 else name[:29] + "…"
-        parts.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" {FONT}>'
-                     f"{escape(shown)}</text>")
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" '
-                     f'height="{bar_height - 6}" fill="{colour(0)}"><title>{escape(name)}: '
-                     f"{count}</title></rect>")
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" {FONT}>{escape(shown)}</text>'
+        )
+        parts.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" '
+            f'height="{bar_height - 6}" fill="{colour(0)}"><title>{escape(name)}: '
+            f"{count}</title></rect>"
+        )
         parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" {FONT}>{count}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - each text in it went through escape()

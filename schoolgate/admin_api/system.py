@@ -30,8 +30,10 @@ def readiness(resources: Resources) -> dict[str, Any]:
     except SchemaOutOfDate as error:
         checks["database"] = {"ok": False, "problem": str(error)}
     except (SQLAlchemyError, OSError) as error:
-        checks["database"] = {"ok": False, "problem": f"cannot reach the database "
-                                                      f"({type(error).__name__})"}
+        checks["database"] = {
+            "ok": False,
+            "problem": f"cannot reach the database ({type(error).__name__})",
+        }
     return {"ready": all(check["ok"] for check in checks.values()), "checks": checks}
 
 
@@ -65,9 +67,12 @@ def configuration(resources: Resources) -> list[tuple[str, str]]:
         ("School time zone", s.school_timezone),
         ("Session lifetime", f"{s.session_max_age_seconds // 60} minutes"),
         ("Secure cookies", "yes" if s.cookie_secure else "no (http demo)"),
-        ("Sign-in throttling", f"{s.signin_max_failures_per_user} failures per user name, "
-                               f"{s.signin_max_failures_per_ip} per address, in "
-                               f"{s.signin_window_seconds // 60} minutes (in memory)"),
+        (
+            "Sign-in throttling",
+            f"{s.signin_max_failures_per_user} failures per user name, "
+            f"{s.signin_max_failures_per_ip} per address, in "
+            f"{s.signin_window_seconds // 60} minutes (in memory)",
+        ),
         ("Admin groups", ", ".join(f"{g} → {r.value}" for g, r in s.admin_groups.items())),
     ]
 
@@ -88,9 +93,19 @@ def age_text(seconds: float | None) -> str:
 
 
 @router.get("/system", include_in_schema=False)
-def system_page(request: Request, pages: Annotated[Pages, Depends(get_pages)],
-                user: ItTechnician, resources: Res, now: Now) -> Response:
-    return pages.render(request, "system.html", user=user, health=readiness(resources),
-                        config=configuration(resources),
-                        lists=lists_report(resources, now=now),
-                        age_text=age_text)
+def system_page(
+    request: Request,
+    pages: Annotated[Pages, Depends(get_pages)],
+    user: ItTechnician,
+    resources: Res,
+    now: Now,
+) -> Response:
+    return pages.render(
+        request,
+        "system.html",
+        user=user,
+        health=readiness(resources),
+        config=configuration(resources),
+        lists=lists_report(resources, now=now),
+        age_text=age_text,
+    )

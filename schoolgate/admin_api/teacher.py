@@ -24,32 +24,62 @@ PAGE = "/teacher"
 CHOICES = (20, 40, 60, 90, 120)  # minutes offered: a lesson, a double lesson...
 
 
-def _page(request: Request, pages: Pages, user: Staff, session: Db, now: Now, res: Res, *,
-          errors: dict[str, str] | None = None, status: int = 200) -> Response:
+def _page(
+    request: Request,
+    pages: Pages,
+    user: Staff,
+    session: Db,
+    now: Now,
+    res: Res,
+    *,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
     return pages.render(
-        request, "teacher.html", user=user, status=status, errors=errors or {},
-        choices=CHOICES, classes=class_names(res.identity, user), dsl=user.has(Role.DSL),
-        pupils=class_pupils(session, identity=res.identity, directory=res.directory,
-                            actor=user, at=now))
+        request,
+        "teacher.html",
+        user=user,
+        status=status,
+        errors=errors or {},
+        choices=CHOICES,
+        classes=class_names(res.identity, user),
+        dsl=user.has(Role.DSL),
+        pupils=class_pupils(
+            session, identity=res.identity, directory=res.directory, actor=user, at=now
+        ),
+    )
 
 
 @router.get(PAGE, include_in_schema=False)
-def teacher_page(request: Request, pages: Annotated[Pages, Depends(get_pages)], user: Staff,
-                 session: Db, now: Now, res: Res) -> Response:
+def teacher_page(
+    request: Request,
+    pages: Annotated[Pages, Depends(get_pages)],
+    user: Staff,
+    session: Db,
+    now: Now,
+    res: Res,
+) -> Response:
     return _page(request, pages, user, session, now, res)
 
 
 @router.post(PAGE, include_in_schema=False)
-def supervise(request: Request, pages: Annotated[Pages, Depends(get_pages)], user: Staff,
-              session: Db, now: Now, res: Res,
-              fields: Annotated[dict[str, str], Depends(form_fields)]) -> Response:
+def supervise(
+    request: Request,
+    pages: Annotated[Pages, Depends(get_pages)],
+    user: Staff,
+    session: Db,
+    now: Now,
+    res: Res,
+    fields: Annotated[dict[str, str], Depends(form_fields)],
+) -> Response:
     try:
         form = validate(SupervisedSessionCreate, fields)
-        pupil = check_may_supervise(identity=res.identity, directory=res.directory,
-                                    actor=user, user=form.user)
-        service.open_session(session, actor=user, user=pupil, minutes=form.minutes, at=now,
-                             directory=res.directory)
+        pupil = check_may_supervise(
+            identity=res.identity, directory=res.directory, actor=user, user=form.user
+        )
+        service.open_session(
+            session, actor=user, user=pupil, minutes=form.minutes, at=now, directory=res.directory
+        )
     except InvalidInput as error:
-        return _page(request, pages, user, session, now, res, errors=error.problems,
-                     status=422)
+        return _page(request, pages, user, session, now, res, errors=error.problems, status=422)
     return RedirectResponse(PAGE, status_code=303)

@@ -28,13 +28,18 @@ MAX_FORWARDED = 20  # addresses read from X-Forwarded-For, nearest first
 class SignInThrottle:
     """Sign-in attempts for the admin, reserved before the password is checked."""
 
-    def __init__(self, engine: Engine | None, *, max_per_user: int, max_per_ip: int,
-                 window_seconds: float) -> None:
-        self.throttle = Throttle(engine, scope="admin", limits={
-            USER_AT_ADDRESS: Limit(max_per_user, window_seconds),
-            ADDRESS: Limit(max_per_ip, window_seconds),
-            USER: Limit(4 * max_per_user, window_seconds),
-        })
+    def __init__(
+        self, engine: Engine | None, *, max_per_user: int, max_per_ip: int, window_seconds: float
+    ) -> None:
+        self.throttle = Throttle(
+            engine,
+            scope="admin",
+            limits={
+                USER_AT_ADDRESS: Limit(max_per_user, window_seconds),
+                ADDRESS: Limit(max_per_ip, window_seconds),
+                USER: Limit(4 * max_per_user, window_seconds),
+            },
+        )
 
     def reserve(self, user: str, address: str) -> Attempt:
         """`user` is the canonical user name. Blocking: call from a worker thread."""
@@ -61,8 +66,11 @@ def client_address(request: Request, trusted_proxies: Sequence[Network]) -> str:
 
     if not trusted_proxies or not trusted(peer):
         return peer
-    hops = [hop.strip() for line in request.headers.getlist("x-forwarded-for")
-            for hop in line.split(",")][-MAX_FORWARDED:]
+    hops = [
+        hop.strip()
+        for line in request.headers.getlist("x-forwarded-for")
+        for hop in line.split(",")
+    ][-MAX_FORWARDED:]
     for hop in reversed(hops):
         if _address(hop) is None:
             return peer  # not an address: a forged or broken header proves nothing

@@ -99,6 +99,10 @@ def codes_matching(words: str, table: dict[str, str]) -> list[str]:
     needle = words.strip().lower()
     if not needle:
         return []
-    return [code for code, name in table.items()
-            if needle in code.lower() or needle in name.lower()
-            or needle.replace(" ", "_") in code.lower()]
+    return [
+        code
+        for code, name in table.items()
+        if needle in code.lower()
+        or needle in name.lower()
+        or needle.replace(" ", "_") in code.lower()
+    ]

@@ -26,33 +26,55 @@ logger = logging.getLogger("schoolgate.admin")
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "admin", help="run the admin service (web pages and API for staff)",
-        description="Run the admin web service. Flags override SCHOOLGATE_* settings.")
+        "admin",
+        help="run the admin service (web pages and API for staff)",
+        description="Run the admin web service. Flags override SCHOOLGATE_* settings.",
+    )
     parser.add_argument("--listen-host", default="127.0.0.1", help="address (127.0.0.1)")
     parser.add_argument("--listen-port", type=int, default=8081, help="port (8081)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="where the database and secrets live ($SCHOOLGATE_DATA_DIR or "
-                             "./var/schoolgate)")
-    parser.add_argument("--identity", type=Path, default=None,
-                        help="identity settings (the directory staff and pupils sign in with)")
-    parser.add_argument("--policy", type=Path, default=None,
-                        help="policy file (default: the seed policy)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the database and secrets live ($SCHOOLGATE_DATA_DIR or ./var/schoolgate)",
+    )
+    parser.add_argument(
+        "--identity",
+        type=Path,
+        default=None,
+        help="identity settings (the directory staff and pupils sign in with)",
+    )
+    parser.add_argument(
+        "--policy", type=Path, default=None, help="policy file (default: the seed policy)"
+    )
     parser.add_argument("--gateway-url", default=None, help="the gateway's address")
-    parser.add_argument("--database", default=None,
-                        help="database URL (default: $SCHOOLGATE_DATABASE_URL, else "
-                             "schoolgate.db in the data directory, migrated automatically)")
-    parser.add_argument("--tls-cert", type=Path,
-                        default=_env_path("SCHOOLGATE_ADMIN_TLS_CERT"),
-                        help="serve HTTPS with this certificate (PEM, with its chain), e.g. "
-                             "one from 'schoolgate ca server-cert' ($SCHOOLGATE_ADMIN_TLS_CERT)")
-    parser.add_argument("--tls-key", type=Path, default=_env_path("SCHOOLGATE_ADMIN_TLS_KEY"),
-                        help="the certificate's private key ($SCHOOLGATE_ADMIN_TLS_KEY)")
-    parser.add_argument("--forwarded-allow-ips",
-                        default=os.environ.get("SCHOOLGATE_FORWARDED_ALLOW_IPS") or None,
-                        help="behind an HTTPS reverse proxy or Ingress: the proxy's addresses "
-                             "(comma-separated, or * when only the proxy can reach the admin), "
-                             "whose X-Forwarded-For/-Proto headers give the client's address "
-                             "and https ($SCHOOLGATE_FORWARDED_ALLOW_IPS; default: none)")
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="database URL (default: $SCHOOLGATE_DATABASE_URL, else "
+        "schoolgate.db in the data directory, migrated automatically)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=_env_path("SCHOOLGATE_ADMIN_TLS_CERT"),
+        help="serve HTTPS with this certificate (PEM, with its chain), e.g. "
+        "one from 'schoolgate ca server-cert' ($SCHOOLGATE_ADMIN_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        type=Path,
+        default=_env_path("SCHOOLGATE_ADMIN_TLS_KEY"),
+        help="the certificate's private key ($SCHOOLGATE_ADMIN_TLS_KEY)",
+    )
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default=os.environ.get("SCHOOLGATE_FORWARDED_ALLOW_IPS") or None,
+        help="behind an HTTPS reverse proxy or Ingress: the proxy's addresses "
+        "(comma-separated, or * when only the proxy can reach the admin), "
+        "whose X-Forwarded-For/-Proto headers give the client's address "
+        "and https ($SCHOOLGATE_FORWARDED_ALLOW_IPS; default: none)",
+    )
     parser.set_defaults(handler=run_admin)
 
 
@@ -86,8 +108,9 @@ class PolicyWatcher:
         try:
             policy = load_policy(self.path)
         except PolicyError as error:
-            logger.warning("the changed policy file was refused; the policy in force "
-                           "stays:\n%s", error)
+            logger.warning(
+                "the changed policy file was refused; the policy in force stays:\n%s", error
+            )
             return False
         self.resources.policy = policy  # one reference swap: requests see old or new, whole
         logger.warning("policy reloaded from %s", self.path)
@@ -115,19 +138,22 @@ def _env_path(name: str) -> Path | None:
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
-def plain_http_problem(*, cookie_secure: bool, listen_host: str, tls: bool,
-                       behind_proxy: bool) -> str | None:
+def plain_http_problem(
+    *, cookie_secure: bool, listen_host: str, tls: bool, behind_proxy: bool
+) -> str | None:
     """Why sign-in would fail without a word, or None. Browsers drop a Secure cookie sent over
     plain http:// to any address but loopback, so signing in would just start again."""
     if not cookie_secure or tls or behind_proxy:
         return None
     if listen_host in LOOPBACK_NAMES or listen_host.startswith("127."):
         return None  # loopback: only a local HTTPS reverse proxy (or this machine) reaches it
-    return (f"the admin would serve plain HTTP on {listen_host}, but its sign-in cookie is "
-            "Secure, so browsers would drop it and nobody could sign in. Serve HTTPS "
-            "(--tls-cert/--tls-key, e.g. from 'schoolgate ca server-cert'), or put it behind "
-            "an HTTPS reverse proxy and set --forwarded-allow-ips, or for a plain-HTTP trial "
-            "set SCHOOLGATE_COOKIE_SECURE=false")
+    return (
+        f"the admin would serve plain HTTP on {listen_host}, but its sign-in cookie is "
+        "Secure, so browsers would drop it and nobody could sign in. Serve HTTPS "
+        "(--tls-cert/--tls-key, e.g. from 'schoolgate ca server-cert'), or put it behind "
+        "an HTTPS reverse proxy and set --forwarded-allow-ips, or for a plain-HTTP trial "
+        "set SCHOOLGATE_COOKIE_SECURE=false"
+    )
 
 
 def _is_demo(identity: Path | None) -> bool:
@@ -140,14 +166,21 @@ def settings_from(args: argparse.Namespace) -> Any:
     from schoolgate.admin_api.settings import Settings
 
     explicit: dict[str, Any] = {}
-    for flag, name in (("data_dir", "data_dir"), ("identity", "identity_file"),
-                       ("policy", "policy_file"), ("gateway_url", "gateway_url"),
-                       ("database", "database_url")):
+    for flag, name in (
+        ("data_dir", "data_dir"),
+        ("identity", "identity_file"),
+        ("policy", "policy_file"),
+        ("gateway_url", "gateway_url"),
+        ("database", "database_url"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             explicit[name] = value
-    identity = args.identity or (Path(os.environ["SCHOOLGATE_IDENTITY_FILE"])
-                                 if os.environ.get("SCHOOLGATE_IDENTITY_FILE") else None)
+    identity = args.identity or (
+        Path(os.environ["SCHOOLGATE_IDENTITY_FILE"])
+        if os.environ.get("SCHOOLGATE_IDENTITY_FILE")
+        else None
+    )
     if _is_demo(identity):
         if "SCHOOLGATE_ENVIRONMENT" not in os.environ:
             explicit["environment"] = "development"
@@ -170,11 +203,12 @@ def run_admin(args: argparse.Namespace) -> int:
     except ValidationError as error:
         for item in error.errors():
             where = ".".join(str(p) for p in item["loc"]) or "settings"
-            print(f"schoolgate admin: {where}: {item['msg'].removeprefix('Value error, ')}",
-                  file=sys.stderr)
+            print(
+                f"schoolgate admin: {where}: {item['msg'].removeprefix('Value error, ')}",
+                file=sys.stderr,
+            )
         return 2
-    problem = prepare_database(settings.effective_database_url,
-                               embedded=settings.embedded_database)
+    problem = prepare_database(settings.effective_database_url, embedded=settings.embedded_database)
     if problem is not None:
         print(f"schoolgate admin: {problem}", file=sys.stderr)
         return 2
@@ -187,9 +221,12 @@ def run_admin(args: argparse.Namespace) -> int:
         print("schoolgate admin: HTTPS needs both --tls-cert and --tls-key", file=sys.stderr)
         return 2
     tls = args.tls_cert is not None
-    problem = plain_http_problem(cookie_secure=settings.cookie_secure,
-                                 listen_host=args.listen_host, tls=tls,
-                                 behind_proxy=args.forwarded_allow_ips is not None)
+    problem = plain_http_problem(
+        cookie_secure=settings.cookie_secure,
+        listen_host=args.listen_host,
+        tls=tls,
+        behind_proxy=args.forwarded_allow_ips is not None,
+    )
     if problem is not None:
         print(f"schoolgate admin: {problem}", file=sys.stderr)
         return 2
@@ -198,12 +235,20 @@ def run_admin(args: argparse.Namespace) -> int:
     if settings.policy_file is not None:
         PolicyWatcher(resources, Path(settings.policy_file)).start()
     scheme = "https" if tls else "http"
-    print(f"schoolgate admin: {scheme}://{args.listen_host}:{args.listen_port}/ "
-          f"(database {display_url(settings.effective_database_url)})", flush=True)
-    uvicorn.run(app, host=args.listen_host, port=args.listen_port, log_level="info",
-                proxy_headers=args.forwarded_allow_ips is not None,
-                forwarded_allow_ips=args.forwarded_allow_ips,
-                ssl_certfile=str(args.tls_cert) if tls else None,
-                ssl_keyfile=str(args.tls_key) if tls else None,
-                server_header=False)
+    print(
+        f"schoolgate admin: {scheme}://{args.listen_host}:{args.listen_port}/ "
+        f"(database {display_url(settings.effective_database_url)})",
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=args.listen_host,
+        port=args.listen_port,
+        log_level="info",
+        proxy_headers=args.forwarded_allow_ips is not None,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        ssl_certfile=str(args.tls_cert) if tls else None,
+        ssl_keyfile=str(args.tls_key) if tls else None,
+        server_header=False,
+    )
     return 0

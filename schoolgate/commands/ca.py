@@ -75,8 +75,10 @@ def published(confdir: Path, now: datetime) -> Published:
     try:
         current = _certs((confdir / KEY_AND_CERT).read_bytes())[0]
     except FileNotFoundError:
-        raise CAError(f"there is no school CA in {confdir} yet: start the gateway once "
-                      "(schoolgate gateway) or give the right --data-dir") from None
+        raise CAError(
+            f"there is no school CA in {confdir} yet: start the gateway once "
+            "(schoolgate gateway) or give the right --data-dir"
+        ) from None
     state = read_state(confdir)
     staged = confdir / NEXT
     nxt = _certs(staged.read_bytes())[0] if staged.exists() else None
@@ -84,12 +86,14 @@ def published(confdir: Path, now: datetime) -> Published:
         _certs((confdir / PREVIOUS / p["file"]).read_bytes())[0]
         for p in state.get("previous", [])
         if datetime.fromisoformat(p["retire_after"]) > now
-        and (confdir / PREVIOUS / p["file"]).exists())
+        and (confdir / PREVIOUS / p["file"]).exists()
+    )
     return Published(current, nxt, previous)
 
 
-def export(confdir: Path, fmt: str, now: datetime, *, current_only: bool = False,
-           staged: bool = False) -> bytes:
+def export(
+    confdir: Path, fmt: str, now: datetime, *, current_only: bool = False, staged: bool = False
+) -> bytes:
     """The published certificates as PEM (a bundle), DER (one certificate: the one in use, or
     the staged one) or PKCS#12 (certificates only, no key, no password). `staged`: only the
     staged next CA, in any format, to hand out before it goes live."""
@@ -107,7 +111,8 @@ def export(confdir: Path, fmt: str, now: datetime, *, current_only: bool = False
         return certs[0].public_bytes(serialization.Encoding.DER)
     if fmt == "p12":
         return pkcs12.serialize_key_and_certificates(
-            b"school web filter CA", None, None, certs, serialization.NoEncryption())
+            b"school web filter CA", None, None, certs, serialization.NoEncryption()
+        )
     raise CAError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
@@ -115,17 +120,23 @@ def stage(confdir: Path, school_name: str, overlap: timedelta, now: datetime) ->
     """Make the next CA beside the one in use and publish both; returns when it may go live."""
     published(confdir, now)  # there is a CA to rotate
     if (confdir / NEXT).exists():
-        raise CAError(f"a new CA is already staged ({confdir / NEXT}): switch to it with "
-                      "'schoolgate ca rotate --activate', or delete that file to start over")
+        raise CAError(
+            f"a new CA is already staged ({confdir / NEXT}): switch to it with "
+            "'schoolgate ca rotate --activate', or delete that file to start over"
+        )
     key, cert = make_school_ca(school_name, now=now)
-    pem = key.private_bytes(serialization.Encoding.PEM,
-                            serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption()) + \
-        cert.public_bytes(serialization.Encoding.PEM)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ) + cert.public_bytes(serialization.Encoding.PEM)
     _write_atomic(confdir / NEXT, pem, 0o600)
     state = read_state(confdir)
-    state["next"] = {"staged_at": now.isoformat(), "activate_after": (now + overlap).isoformat(),
-                     "overlap_days": overlap.days}
+    state["next"] = {
+        "staged_at": now.isoformat(),
+        "activate_after": (now + overlap).isoformat(),
+        "overlap_days": overlap.days,
+    }
     _write_atomic(confdir / STATE, json.dumps(state, indent=2).encode(), 0o644)
     republish(confdir, now)
     return now + overlap
@@ -139,9 +150,11 @@ def activate(confdir: Path, now: datetime, *, force: bool = False) -> Published:
         raise CAError("no new CA is staged: run 'schoolgate ca rotate' first")
     after = datetime.fromisoformat(staged["activate_after"])
     if now < after and not force:
-        raise CAError(f"the staged CA may go live after {after:%Y-%m-%d %H:%M} UTC, when devices "
-                      "have had time to trust it; --force switches now (devices that do not "
-                      "trust it yet will show certificate errors)")
+        raise CAError(
+            f"the staged CA may go live after {after:%Y-%m-%d %H:%M} UTC, when devices "
+            "have had time to trust it; --force switches now (devices that do not "
+            "trust it yet will show certificate errors)"
+        )
     old = _certs((confdir / KEY_AND_CERT).read_bytes())[0]
     if not (confdir / PREVIOUS).exists():
         (confdir / PREVIOUS).mkdir()
@@ -156,8 +169,8 @@ def activate(confdir: Path, now: datetime, *, force: bool = False) -> Published:
     overlap = timedelta(days=int(staged.get("overlap_days", 30)))
     state.pop("next")
     state.setdefault("previous", []).append(
-        {"file": name, "retired_at": now.isoformat(),
-         "retire_after": (now + overlap).isoformat()})
+        {"file": name, "retired_at": now.isoformat(), "retire_after": (now + overlap).isoformat()}
+    )
     _write_atomic(confdir / STATE, json.dumps(state, indent=2).encode(), 0o644)
     return republish(confdir, now)
 
@@ -234,8 +247,7 @@ def server_cert(confdir: Path, hosts: list[str], now: datetime) -> tuple[bytes, 
             names.append(x509.DNSName(host.lower().rstrip(".")))
     key = ec.generate_private_key(ec.SECP256R1())
     # on its own line, so that its ignore stays on the line mypy reports however it is formatted
-    authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(
-        ca_cert.public_key())  # type: ignore[arg-type]
+    authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key())  # type: ignore[arg-type]
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0][:64])]))
@@ -243,88 +255,140 @@ def server_cert(confdir: Path, hosts: list[str], now: datetime) -> tuple[bytes, 
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(min(now + timedelta(days=SERVER_CERT_DAYS),
-                             ca_cert.not_valid_after_utc))
+        .not_valid_after(min(now + timedelta(days=SERVER_CERT_DAYS), ca_cert.not_valid_after_utc))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(authority, critical=False)
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
-    chain = cert.public_bytes(serialization.Encoding.PEM) + \
-        ca_cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    chain = cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(
+        serialization.Encoding.PEM
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return chain, key_pem
 
 
 def describe(cert: x509.Certificate) -> str:
-    return (f"{cert.subject.rfc4514_string()} serial {cert.serial_number:x}, valid until "
-            f"{cert.not_valid_after_utc:%Y-%m-%d}")
+    return (
+        f"{cert.subject.rfc4514_string()} serial {cert.serial_number:x}, valid until "
+        f"{cert.not_valid_after_utc:%Y-%m-%d}"
+    )
 
 
 # --- the command line ---------------------------------------------------------------------------
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("ca", help="export or rotate the school CA certificate",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "ca", help="export or rotate the school CA certificate", description=__doc__
+    )
     commands = parser.add_subparsers(dest="ca_command", metavar="ACTION")
     commands.required = True
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", type=Path, default=None,
-                        help="the gateway's data directory (default: $SCHOOLGATE_DATA_DIR or "
-                             "./var/schoolgate)")
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the gateway's data directory (default: $SCHOOLGATE_DATA_DIR or ./var/schoolgate)",
+    )
 
-    exp = commands.add_parser("export", parents=[common], help="write the CA certificate(s)",
-                              description="pem: every published certificate (during a rotation "
-                                          "both); der: the one in use (.cer/.crt for Windows, "
-                                          "Intune, Jamf, ChromeOS); p12: certificates only.")
-    exp.add_argument("--format", choices=FORMATS, default="pem",
-                     help="pem (default), der (.cer/.crt) or p12")
+    exp = commands.add_parser(
+        "export",
+        parents=[common],
+        help="write the CA certificate(s)",
+        description="pem: every published certificate (during a rotation "
+        "both); der: the one in use (.cer/.crt for Windows, "
+        "Intune, Jamf, ChromeOS); p12: certificates only.",
+    )
+    exp.add_argument(
+        "--format", choices=FORMATS, default="pem", help="pem (default), der (.cer/.crt) or p12"
+    )
     exp.add_argument("--out", type=Path, help="write here (default: standard output)")
     which = exp.add_mutually_exclusive_group()
-    which.add_argument("--current-only", action="store_true",
-                       help="only the certificate in use, even during a rotation")
-    which.add_argument("--staged", action="store_true",
-                       help="only the staged new CA (after 'ca rotate', before --activate): "
-                            "hand it to device managers in any format before it goes live")
+    which.add_argument(
+        "--current-only",
+        action="store_true",
+        help="only the certificate in use, even during a rotation",
+    )
+    which.add_argument(
+        "--staged",
+        action="store_true",
+        help="only the staged new CA (after 'ca rotate', before --activate): "
+        "hand it to device managers in any format before it goes live",
+    )
     exp.set_defaults(handler=run_export)
 
-    rot = commands.add_parser("rotate", parents=[common], help="stage a new CA, or switch to it",
-                              description="Without --activate: make a new CA and publish it "
-                                          "beside the one in use. After the overlap, --activate "
-                                          "puts it in use (restart the gateway then); the old "
-                                          "certificate stays published for another overlap.")
-    rot.add_argument("--overlap-days", type=int, default=30,
-                     help="days both certificates are published before and after the switch "
-                          "(default: 30)")
+    rot = commands.add_parser(
+        "rotate",
+        parents=[common],
+        help="stage a new CA, or switch to it",
+        description="Without --activate: make a new CA and publish it "
+        "beside the one in use. After the overlap, --activate "
+        "puts it in use (restart the gateway then); the old "
+        "certificate stays published for another overlap.",
+    )
+    rot.add_argument(
+        "--overlap-days",
+        type=int,
+        default=30,
+        help="days both certificates are published before and after the switch (default: 30)",
+    )
     rot.add_argument("--activate", action="store_true", help="put the staged CA in use")
-    rot.add_argument("--force", action="store_true", help="with --activate: before the overlap "
-                                                          "has passed")
-    rot.add_argument("--school-name", default=os.environ.get("SCHOOLGATE_SCHOOL_NAME") or None,
-                     help="the name in the new CA (default: $SCHOOLGATE_SCHOOL_NAME, else the "
-                          "name in the CA in use)")
+    rot.add_argument(
+        "--force", action="store_true", help="with --activate: before the overlap has passed"
+    )
+    rot.add_argument(
+        "--school-name",
+        default=os.environ.get("SCHOOLGATE_SCHOOL_NAME") or None,
+        help="the name in the new CA (default: $SCHOOLGATE_SCHOOL_NAME, else the "
+        "name in the CA in use)",
+    )
     rot.set_defaults(handler=run_rotate)
 
     srv = commands.add_parser(
-        "server-cert", parents=[common],
+        "server-cert",
+        parents=[common],
         help="issue an HTTPS certificate for the admin from the school CA",
         description="Issue a certificate (and key) for the admin's HTTPS from the school CA, "
-                    "which school devices already trust for the gateway; makes the CA first if "
-                    "there is none. Serve it with 'schoolgate admin --tls-cert --tls-key'.")
-    srv.add_argument("--host", action="append", default=[], required=True,
-                     help="a name or address people reach the admin by (repeat for more)")
-    srv.add_argument("--out-dir", type=Path, required=True,
-                     help="writes admin-cert.pem (certificate and CA) and admin-key.pem here")
-    srv.add_argument("--school-name", default=os.environ.get("SCHOOLGATE_SCHOOL_NAME", "School"),
-                     help="the school's name, for a CA made now ($SCHOOLGATE_SCHOOL_NAME)")
+        "which school devices already trust for the gateway; makes the CA first if "
+        "there is none. Serve it with 'schoolgate admin --tls-cert --tls-key'.",
+    )
+    srv.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        required=True,
+        help="a name or address people reach the admin by (repeat for more)",
+    )
+    srv.add_argument(
+        "--out-dir",
+        type=Path,
+        required=True,
+        help="writes admin-cert.pem (certificate and CA) and admin-key.pem here",
+    )
+    srv.add_argument(
+        "--school-name",
+        default=os.environ.get("SCHOOLGATE_SCHOOL_NAME", "School"),
+        help="the school's name, for a CA made now ($SCHOOLGATE_SCHOOL_NAME)",
+    )
     srv.set_defaults(handler=run_server_cert)
 
     status = commands.add_parser("status", parents=[common], help="what is in use and published")
@@ -338,8 +402,13 @@ def _confdir(args: argparse.Namespace) -> Path:
 def run_export(args: argparse.Namespace) -> int:
     try:
         _refresh(_confdir(args))
-        data = export(_confdir(args), args.format, datetime.now(UTC),
-                      current_only=args.current_only, staged=args.staged)
+        data = export(
+            _confdir(args),
+            args.format,
+            datetime.now(UTC),
+            current_only=args.current_only,
+            staged=args.staged,
+        )
         if args.out is None:
             sys.stdout.buffer.write(data)
         else:
@@ -356,9 +425,12 @@ def run_rotate(args: argparse.Namespace) -> int:
     try:
         if args.activate:
             pub = activate(confdir, now, force=args.force)
-            print(f"schoolgate ca: now in use: {describe(pub.current)}. Restart the gateway "
-                  "(every worker) to sign with it. Still published: "
-                  f"{len(pub.previous)} previous certificate(s).", file=sys.stderr)
+            print(
+                f"schoolgate ca: now in use: {describe(pub.current)}. Restart the gateway "
+                "(every worker) to sign with it. Still published: "
+                f"{len(pub.previous)} previous certificate(s).",
+                file=sys.stderr,
+            )
             return 0
         if args.overlap_days < 1:
             raise CAError("--overlap-days must be at least 1")
@@ -370,11 +442,14 @@ def run_rotate(args: argparse.Namespace) -> int:
     except (CAError, OSError) as exc:
         print(f"schoolgate ca rotate: {exc}", file=sys.stderr)
         return 2
-    print(f"schoolgate ca: a new CA is staged and published beside the one in use (the "
-          "running gateway's /ca.pem serves both now). Distribute it now: 'schoolgate ca export "
-          "--format pem' (both certificates), or '--staged --format der|p12|pem' (the new one); "
-          f"after {after:%Y-%m-%d} run 'schoolgate ca rotate --activate' and restart the "
-          "gateway.", file=sys.stderr)
+    print(
+        f"schoolgate ca: a new CA is staged and published beside the one in use (the "
+        "running gateway's /ca.pem serves both now). Distribute it now: 'schoolgate ca export "
+        "--format pem' (both certificates), or '--staged --format der|p12|pem' (the new one); "
+        f"after {after:%Y-%m-%d} run 'schoolgate ca rotate --activate' and restart the "
+        "gateway.",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -383,8 +458,11 @@ def _refresh(confdir: Path) -> None:
         return  # published() says what is wrong
     dropped = refresh_published(confdir, datetime.now(UTC))
     if dropped:
-        print(f"schoolgate ca: {dropped} old certificate(s) whose overlap has ended are no "
-              "longer published", file=sys.stderr)
+        print(
+            f"schoolgate ca: {dropped} old certificate(s) whose overlap has ended are no "
+            "longer published",
+            file=sys.stderr,
+        )
 
 
 def run_server_cert(args: argparse.Namespace) -> int:
@@ -403,10 +481,12 @@ def run_server_cert(args: argparse.Namespace) -> int:
     except (CAError, OSError) as exc:
         print(f"schoolgate ca server-cert: {exc}", file=sys.stderr)
         return 2
-    print(f"schoolgate ca: wrote {args.out_dir / 'admin-cert.pem'} and admin-key.pem for "
-          f"{', '.join(args.host)}; serve them with 'schoolgate admin --tls-cert "
-          f"{args.out_dir / 'admin-cert.pem'} --tls-key {args.out_dir / 'admin-key.pem'}'",
-          file=sys.stderr)
+    print(
+        f"schoolgate ca: wrote {args.out_dir / 'admin-cert.pem'} and admin-key.pem for "
+        f"{', '.join(args.host)}; serve them with 'schoolgate admin --tls-cert "
+        f"{args.out_dir / 'admin-cert.pem'} --tls-key {args.out_dir / 'admin-key.pem'}'",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -421,8 +501,10 @@ def run_status(args: argparse.Namespace) -> int:
     state = read_state(confdir)
     print(f"in use:    {describe(pub.current)}")
     if pub.next is not None:
-        print(f"staged:    {describe(pub.next)}; may go live after "
-              f"{state['next']['activate_after'][:10]}")
+        print(
+            f"staged:    {describe(pub.next)}; may go live after "
+            f"{state['next']['activate_after'][:10]}"
+        )
     for cert in pub.previous:
         print(f"previous:  {describe(cert)}")
     return 0

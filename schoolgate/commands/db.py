@@ -23,15 +23,20 @@ from schoolgate.store.db import (
 )
 from schoolgate.store.retention import RetentionDays, purge
 
-URL_HELP = ("database URL, e.g. sqlite:////var/lib/schoolgate/schoolgate.db or "
-            "postgresql+psycopg://user:password@host/schoolgate (default: "
-            "$SCHOOLGATE_DATABASE_URL, else schoolgate.db in $SCHOOLGATE_DATA_DIR or "
-            "./var/schoolgate)")
+URL_HELP = (
+    "database URL, e.g. sqlite:////var/lib/schoolgate/schoolgate.db or "
+    "postgresql+psycopg://user:password@host/schoolgate (default: "
+    "$SCHOOLGATE_DATABASE_URL, else schoolgate.db in $SCHOOLGATE_DATA_DIR or "
+    "./var/schoolgate)"
+)
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("db", help="the database: upgrade the schema, status, purge",
-                                   description="Manage schoolgate's database.")
+    parser = subparsers.add_parser(
+        "db",
+        help="the database: upgrade the schema, status, purge",
+        description="Manage schoolgate's database.",
+    )
     commands = parser.add_subparsers(dest="db_command", metavar="ACTION")
     commands.required = True
 
@@ -46,16 +51,35 @@ def register(subparsers: Any) -> None:
     defaults = RetentionDays()
     clean = commands.add_parser("purge", help="delete records older than their retention")
     clean.add_argument("--database", help=URL_HELP)
-    clean.add_argument("--events-days", type=int, default=defaults.events, metavar="N",
-                       help=f"keep browsing events N days (default {defaults.events})")
-    clean.add_argument("--attempts-days", type=int, default=defaults.attempts, metavar="N",
-                       help="keep circumvention attempts N days (default "
-                            f"{defaults.attempts})")
-    clean.add_argument("--alerts-days", type=int, default=defaults.alerts, metavar="N",
-                       help=f"keep alerts N days (default {defaults.alerts})")
-    clean.add_argument("--sanctions-days", type=int, default=defaults.sanctions, metavar="N",
-                       help="keep sanctions and supervised sessions N days after they ended "
-                            f"(default {defaults.sanctions})")
+    clean.add_argument(
+        "--events-days",
+        type=int,
+        default=defaults.events,
+        metavar="N",
+        help=f"keep browsing events N days (default {defaults.events})",
+    )
+    clean.add_argument(
+        "--attempts-days",
+        type=int,
+        default=defaults.attempts,
+        metavar="N",
+        help=f"keep circumvention attempts N days (default {defaults.attempts})",
+    )
+    clean.add_argument(
+        "--alerts-days",
+        type=int,
+        default=defaults.alerts,
+        metavar="N",
+        help=f"keep alerts N days (default {defaults.alerts})",
+    )
+    clean.add_argument(
+        "--sanctions-days",
+        type=int,
+        default=defaults.sanctions,
+        metavar="N",
+        help="keep sanctions and supervised sessions N days after they ended "
+        f"(default {defaults.sanctions})",
+    )
     clean.set_defaults(handler=run_purge)
 
 
@@ -87,8 +111,9 @@ def run_upgrade(args: argparse.Namespace) -> int:
     if before == head:
         print(f"{display_url(url)}: already at revision {head}; nothing to do")
     else:
-        print(f"{display_url(url)}: upgraded from {before or 'an empty database'} to "
-              f"revision {head}")
+        print(
+            f"{display_url(url)}: upgraded from {before or 'an empty database'} to revision {head}"
+        )
     return 0
 
 
@@ -96,8 +121,10 @@ def run_status(args: argparse.Namespace) -> int:
     url = _url(args)
     path = sqlite_file(url)
     if path is not None and not path.exists():
-        print(f"database: {display_url(url)}\nrevision: none (the file does not exist)\n"
-              f"needed:   {head_revision()}\nrun: schoolgate db upgrade --database '{url}'")
+        print(
+            f"database: {display_url(url)}\nrevision: none (the file does not exist)\n"
+            f"needed:   {head_revision()}\nrun: schoolgate db upgrade --database '{url}'"
+        )
         return 1
     try:
         engine = make_engine(url)
@@ -107,8 +134,10 @@ def run_status(args: argparse.Namespace) -> int:
         finally:
             engine.dispose()
     except SchemaOutOfDate as exc:
-        print(f"database: {display_url(url)}\nrevision: {current or 'none (empty)'}\n"
-              f"needed:   {head_revision()}\n{exc}")
+        print(
+            f"database: {display_url(url)}\nrevision: {current or 'none (empty)'}\n"
+            f"needed:   {head_revision()}\n{exc}"
+        )
         return 1
     except (SQLAlchemyError, ValueError) as exc:
         return _fail("status", url, exc)
@@ -119,8 +148,12 @@ def run_status(args: argparse.Namespace) -> int:
 def run_purge(args: argparse.Namespace) -> int:
     url = _url(args)
     try:
-        days = RetentionDays(events=args.events_days, attempts=args.attempts_days,
-                             alerts=args.alerts_days, sanctions=args.sanctions_days)
+        days = RetentionDays(
+            events=args.events_days,
+            attempts=args.attempts_days,
+            alerts=args.alerts_days,
+            sanctions=args.sanctions_days,
+        )
     except ValueError as exc:
         print(f"schoolgate db purge: {exc}", file=sys.stderr)
         return 2

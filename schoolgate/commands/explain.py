@@ -22,28 +22,43 @@ from schoolgate.store.identity_config import IdentityConfigError, load_identity_
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "explain", help="the decision for a role or user, host and time, and why",
+        "explain",
+        help="the decision for a role or user, host and time, and why",
         description="Print the decision and, in words, why; including when access next opens. "
-                    "With --batch, read JSON lines {\"role\" or \"user\", \"host\", \"at\"} and "
-                    "write one JSON decision per line, in order.")
+        'With --batch, read JSON lines {"role" or "user", "host", "at"} and '
+        "write one JSON decision per line, in order.",
+    )
     parser.add_argument("--role", help="a role of the policy")
-    parser.add_argument("--user", help="a user name: the role comes from the directory of "
-                                       "--identity (else the default role), unless --role")
-    parser.add_argument("--groups", default="", help="the user's groups, comma-separated "
-                                                    "(instead of asking the directory)")
-    parser.add_argument("--identity", type=Path,
-                        default=Path(os.environ["SCHOOLGATE_IDENTITY"])
-                        if os.environ.get("SCHOOLGATE_IDENTITY") else None,
-                        help="identity settings whose directory says who --user is "
-                             "(default: $SCHOOLGATE_IDENTITY)")
+    parser.add_argument(
+        "--user",
+        help="a user name: the role comes from the directory of "
+        "--identity (else the default role), unless --role",
+    )
+    parser.add_argument(
+        "--groups",
+        default="",
+        help="the user's groups, comma-separated (instead of asking the directory)",
+    )
+    parser.add_argument(
+        "--identity",
+        type=Path,
+        default=Path(os.environ["SCHOOLGATE_IDENTITY"])
+        if os.environ.get("SCHOOLGATE_IDENTITY")
+        else None,
+        help="identity settings whose directory says who --user is (default: $SCHOOLGATE_IDENTITY)",
+    )
     parser.add_argument("--host", help="the host name (any spelling)")
-    parser.add_argument("--at", help="ISO-8601 time, e.g. 2026-11-23T10:35:00+00:00 "
-                                     "(a time without offset is read in the school's zone; "
-                                     "default: now)")
+    parser.add_argument(
+        "--at",
+        help="ISO-8601 time, e.g. 2026-11-23T10:35:00+00:00 "
+        "(a time without offset is read in the school's zone; "
+        "default: now)",
+    )
     parser.add_argument("--policy", help="policy file (default: the seed policy)")
     parser.add_argument("--json", action="store_true", help="print the Decision as JSON")
-    parser.add_argument("--batch", metavar="FILE",
-                        help="JSON lines to decide ('-' for standard input)")
+    parser.add_argument(
+        "--batch", metavar="FILE", help="JSON lines to decide ('-' for standard input)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -56,8 +71,12 @@ def parse_at(text: str | None, policy: Policy) -> datetime:
     return value
 
 
-def decision_json(policy: Policy, decision: Decision, subject: Subject, at: datetime,
-                  ) -> dict[str, Any]:
+def decision_json(
+    policy: Policy,
+    decision: Decision,
+    subject: Subject,
+    at: datetime,
+) -> dict[str, Any]:
     return {
         "verdict": decision.verdict.value,
         "reason": decision.reason.value,
@@ -119,8 +138,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return run_batch(resolver, args.batch)
     if not args.host or not (args.role or args.user):
-        print("schoolgate explain: give --host and --role (or --user), or --batch FILE",
-              file=sys.stderr)
+        print(
+            "schoolgate explain: give --host and --role (or --user), or --batch FILE",
+            file=sys.stderr,
+        )
         return 2
     try:
         at = parse_at(args.at, policy)
@@ -149,14 +170,16 @@ def batch_lines(resolver: Resolver, lines: Iterable[str]) -> Iterator[dict[str, 
                 raise ValueError("each line must be a JSON object")
             unknown = set(question) - {"role", "user", "groups", "host", "at"}
             if unknown:
-                raise ValueError(f"unknown keys {sorted(unknown)} (known: role, user, groups, "
-                                 "host, at)")
+                raise ValueError(
+                    f"unknown keys {sorted(unknown)} (known: role, user, groups, host, at)"
+                )
             if not isinstance(question.get("host"), str) or not question["host"]:
                 raise ValueError("'host' is required and must be a string")
             if not (question.get("role") or question.get("user")):
                 raise ValueError("give 'role' or 'user'")
-            subject = resolver.subject(question.get("role"), question.get("user"),
-                                       question.get("groups") or ())
+            subject = resolver.subject(
+                question.get("role"), question.get("user"), question.get("groups") or ()
+            )
             at = parse_at(question.get("at"), policy)
         except (ValueError, TypeError) as exc:
             yield {"line": number, "error": str(exc)}

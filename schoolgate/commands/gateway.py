@@ -36,49 +36,88 @@ LAST_OVERRIDES = "overrides-last.json"
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "gateway", help="run the filtering gateway (mitmproxy with schoolgate's addons)",
+        "gateway",
+        help="run the filtering gateway (mitmproxy with schoolgate's addons)",
         description="Validate the policy, then run mitmdump with schoolgate's addons. Arguments "
-                    "after '--' go to mitmdump unchanged (e.g. -- --set tcp_timeout=300).")
+        "after '--' go to mitmdump unchanged (e.g. -- --set tcp_timeout=300).",
+    )
     parser.add_argument("--policy", type=Path, help="policy file (default: the seed policy)")
     parser.add_argument("--listen-host", default="", help="address to listen on (default: all)")
     parser.add_argument("--listen-port", type=int, default=8080, help="port (default: 8080)")
-    parser.add_argument("--mode", choices=MODES, default="regular",
-                        help="regular: an explicit proxy (PAC/WPAD, proxy auth); transparent: "
-                             "traffic redirected by the firewall (default: regular)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="where the CA, the link-signing secret and the overrides live "
-                             "(default: $SCHOOLGATE_DATA_DIR or ./var/schoolgate)")
-    parser.add_argument("--identity", type=Path, help="identity settings file (directory, "
-                        "local users, subnets); default: everyone gets the default role")
-    parser.add_argument("--database", default=None,
-                        help="database the admin writes exceptions, sanctions and local lists "
-                             "to, and events are recorded in (default: "
-                             "$SCHOOLGATE_DATABASE_URL, else SQLite in the data directory, "
-                             "migrated on start)")
-    parser.add_argument("--overrides", type=Path, default=None,
-                        help="run without a database: read exceptions, sanctions and local "
-                             "lists from this snapshot file instead (events go only to "
-                             "--siem)")
-    parser.add_argument("--siem", default=None,
-                        help="also write every event as a JSON line to this file ('-': stdout)")
-    parser.add_argument("--admin-url", default="http://127.0.0.1:8081",
-                        help="the admin service's address, for 'Ask for access' links")
-    parser.add_argument("--gateway-host", default="",
-                        help="the gateway's host name as clients know it (PAC file)")
-    parser.add_argument("--school-name", default=os.environ.get("SCHOOLGATE_SCHOOL_NAME",
-                                                                "School"),
-                        help="the school's name, put in the CA certificate made on first start")
-    parser.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
-                        help="lean: mitmproxy's proxy core with only the built-in addons the "
-                             "gateway needs (about half the CPU per request; accepts -s and "
-                             "--set after '--', no script hot-reload); mitmdump: mitmproxy's "
-                             f"mitmdump with all its built-in addons (default: {DEFAULT_ENGINE})")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="gateway processes sharing the listening port (SO_REUSEPORT), "
-                             "e.g. one per core; worker i serves metrics on the metrics port "
-                             "+ i (default: 1)")
-    parser.add_argument("mitmdump_args", nargs=argparse.REMAINDER,
-                        help="after '--': extra mitmdump arguments")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="regular",
+        help="regular: an explicit proxy (PAC/WPAD, proxy auth); transparent: "
+        "traffic redirected by the firewall (default: regular)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the CA, the link-signing secret and the overrides live "
+        "(default: $SCHOOLGATE_DATA_DIR or ./var/schoolgate)",
+    )
+    parser.add_argument(
+        "--identity",
+        type=Path,
+        help="identity settings file (directory, "
+        "local users, subnets); default: everyone gets the default role",
+    )
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="database the admin writes exceptions, sanctions and local lists "
+        "to, and events are recorded in (default: "
+        "$SCHOOLGATE_DATABASE_URL, else SQLite in the data directory, "
+        "migrated on start)",
+    )
+    parser.add_argument(
+        "--overrides",
+        type=Path,
+        default=None,
+        help="run without a database: read exceptions, sanctions and local "
+        "lists from this snapshot file instead (events go only to "
+        "--siem)",
+    )
+    parser.add_argument(
+        "--siem",
+        default=None,
+        help="also write every event as a JSON line to this file ('-': stdout)",
+    )
+    parser.add_argument(
+        "--admin-url",
+        default="http://127.0.0.1:8081",
+        help="the admin service's address, for 'Ask for access' links",
+    )
+    parser.add_argument(
+        "--gateway-host", default="", help="the gateway's host name as clients know it (PAC file)"
+    )
+    parser.add_argument(
+        "--school-name",
+        default=os.environ.get("SCHOOLGATE_SCHOOL_NAME", "School"),
+        help="the school's name, put in the CA certificate made on first start",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=DEFAULT_ENGINE,
+        help="lean: mitmproxy's proxy core with only the built-in addons the "
+        "gateway needs (about half the CPU per request; accepts -s and "
+        "--set after '--', no script hot-reload); mitmdump: mitmproxy's "
+        f"mitmdump with all its built-in addons (default: {DEFAULT_ENGINE})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes sharing the listening port (SO_REUSEPORT), "
+        "e.g. one per core; worker i serves metrics on the metrics port "
+        "+ i (default: 1)",
+    )
+    parser.add_argument(
+        "mitmdump_args", nargs=argparse.REMAINDER, help="after '--': extra mitmdump arguments"
+    )
     parser.set_defaults(handler=run_gateway)
 
 
@@ -88,8 +127,9 @@ def data_dir(args: argparse.Namespace) -> Path:
     return Path(os.environ.get("SCHOOLGATE_DATA_DIR", "") or DEFAULT_DATA_DIR)
 
 
-def mitmdump_arguments(args: argparse.Namespace, data: Path, *, loader_script: bool = True
-                       ) -> list[str]:
+def mitmdump_arguments(
+    args: argparse.Namespace, data: Path, *, loader_script: bool = True
+) -> list[str]:
     """The mitmdump command line (without the program name) for these arguments; without the
     loader script for the lean engine, which adds the addons itself."""
     loader = Path(str(resources.files("schoolgate.proxy_addons") / "loader.py"))
@@ -173,28 +213,39 @@ def _merge_sets(extra: list[str], sets: dict[str, str]) -> tuple[list[str], list
             if value is not None:
                 rest.append(value)
     merged = {name: [value] for name, value in sets.items() if name not in given} | given
-    return rest, [arg for name, values in merged.items() for value in values
-                  for arg in ("--set", f"{name}={value}")]
+    return rest, [
+        arg
+        for name, values in merged.items()
+        for value in values
+        for arg in ("--set", f"{name}={value}")
+    ]
 
 
 def run_gateway(args: argparse.Namespace) -> int:
     try:
         load_policy(args.policy)
     except PolicyError as exc:
-        print(f"schoolgate gateway: the policy cannot be used, so the gateway was not "
-              f"started:\n{exc}", file=sys.stderr)
+        print(
+            f"schoolgate gateway: the policy cannot be used, so the gateway was not "
+            f"started:\n{exc}",
+            file=sys.stderr,
+        )
         return 2
     data = data_dir(args)
     try:
         secure_directory(data)
         ca = ensure_school_ca(data / "ca", args.school_name)
     except OSError as exc:
-        print(f"schoolgate gateway: cannot prepare the data directory {data}: {exc}",
-              file=sys.stderr)
+        print(
+            f"schoolgate gateway: cannot prepare the data directory {data}: {exc}", file=sys.stderr
+        )
         return 2
     if ca.created:
-        print(f"schoolgate gateway: made the school CA; install {ca.cert_pem_path} on school "
-              "devices as a trusted root", file=sys.stderr)
+        print(
+            f"schoolgate gateway: made the school CA; install {ca.cert_pem_path} on school "
+            "devices as a trusted root",
+            file=sys.stderr,
+        )
     if args.workers < 1:
         print("schoolgate gateway: --workers must be at least 1", file=sys.stderr)
         return 2
@@ -203,10 +254,13 @@ def run_gateway(args: argparse.Namespace) -> int:
         # The embedded SQLite is migrated here; any other database must already be current.
         embedded = database == default_database_url(data)
         if not embedded and not database_answers(database):
-            print(f"schoolgate gateway: the database {display_url(database)} does not answer; "
-                  "starting without it: events wait in the spool, and the overrides come from "
-                  f"the last snapshot ({data / LAST_OVERRIDES}) or, without one, the policy "
-                  "alone, until it is back", file=sys.stderr)
+            print(
+                f"schoolgate gateway: the database {display_url(database)} does not answer; "
+                "starting without it: events wait in the spool, and the overrides come from "
+                f"the last snapshot ({data / LAST_OVERRIDES}) or, without one, the policy "
+                "alone, until it is back",
+                file=sys.stderr,
+            )
         else:
             problem = prepare_database(database, embedded=embedded)
             if problem is not None:

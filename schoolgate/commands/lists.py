@@ -28,53 +28,80 @@ from schoolgate.store.list_updates import (
 SHIPPED_MANIFEST = Path(policy.__file__).resolve().parent / "data" / "sources.yaml"
 VENDORED_UPSTREAM = SHIPPED_MANIFEST.parent / "upstream"  # the pinned files, with their licences
 SHIPPED_LISTS = SHIPPED_MANIFEST.parent / "lists"
-DB_HELP = ("database to raise alerts for IT in (stale or failing lists); default: "
-           "$SCHOOLGATE_DATABASE_URL, else no alerts")
+DB_HELP = (
+    "database to raise alerts for IT in (stale or failing lists); default: "
+    "$SCHOOLGATE_DATABASE_URL, else no alerts"
+)
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("lists", help="update the category lists, show their state, "
-                                                 "or build them from pinned sources")
+    parser = subparsers.add_parser(
+        "lists",
+        help="update the category lists, show their state, or build them from pinned sources",
+    )
     sub = parser.add_subparsers(dest="lists_command", metavar="SUBCOMMAND")
     sub.required = True
 
     update = sub.add_parser(
-        "update", help="fetch the lists named in lists.yaml and swap them in atomically",
+        "update",
+        help="fetch the lists named in lists.yaml and swap them in atomically",
         description="Fetch every source in lists.yaml (beside the policy), verify it, and "
-                    "write each list beside the policy. A list whose source fails keeps its "
-                    "last good file. The running gateway picks the new lists up by itself. "
-                    "Exit 0: all updated; 1: some kept their old file; 2: lists.yaml is wrong.")
-    update.add_argument("--policy", type=Path, required=True,
-                        help="the policy file; the lists are written beside it and it must "
-                             "still load with them")
-    update.add_argument("--config", type=Path,
-                        help=f"the sources file (default: {CONFIG_FILE} beside the policy)")
+        "write each list beside the policy. A list whose source fails keeps its "
+        "last good file. The running gateway picks the new lists up by itself. "
+        "Exit 0: all updated; 1: some kept their old file; 2: lists.yaml is wrong.",
+    )
+    update.add_argument(
+        "--policy",
+        type=Path,
+        required=True,
+        help="the policy file; the lists are written beside it and it must still load with them",
+    )
+    update.add_argument(
+        "--config", type=Path, help=f"the sources file (default: {CONFIG_FILE} beside the policy)"
+    )
     update.add_argument("--database", help=DB_HELP)
     update.set_defaults(handler=run_update)
 
     status = sub.add_parser(
-        "status", help="each list's age and entry count, empty categories, stale lists",
-        description="Exit 0 when no list is stale or missing, 1 otherwise.")
+        "status",
+        help="each list's age and entry count, empty categories, stale lists",
+        description="Exit 0 when no list is stale or missing, 1 otherwise.",
+    )
     status.add_argument("--policy", type=Path, help="the policy file (default: the seed)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument("--database", help=DB_HELP)
     status.set_defaults(handler=run_status)
 
     build = sub.add_parser(
-        "build", help="build list files from pinned upstream checkouts (sources.yaml)",
+        "build",
+        help="build list files from pinned upstream checkouts (sources.yaml)",
         description="Read the upstream checkouts named in the manifest (each in "
-                    "UPSTREAM/<source>/ at its pinned commit; every file's sha256 is checked) "
-                    "and write one list file per output. The same inputs always give the same "
-                    "bytes. With --check, write nothing and exit 1 if a file would change.")
-    build.add_argument("--manifest", type=Path, default=SHIPPED_MANIFEST,
-                       help="the manifest (default: policy/data/sources.yaml)")
-    build.add_argument("--upstream", type=Path, default=VENDORED_UPSTREAM,
-                       help="folder holding one checkout per source, named after it (default: "
-                            "the pinned files vendored in policy/data/upstream)")
-    build.add_argument("--out", type=Path, default=SHIPPED_LISTS,
-                       help="where to write the lists (default: policy/data/lists)")
-    build.add_argument("--check", action="store_true",
-                       help="compare with the files in --out instead of writing")
+        "UPSTREAM/<source>/ at its pinned commit; every file's sha256 is checked) "
+        "and write one list file per output. The same inputs always give the same "
+        "bytes. With --check, write nothing and exit 1 if a file would change.",
+    )
+    build.add_argument(
+        "--manifest",
+        type=Path,
+        default=SHIPPED_MANIFEST,
+        help="the manifest (default: policy/data/sources.yaml)",
+    )
+    build.add_argument(
+        "--upstream",
+        type=Path,
+        default=VENDORED_UPSTREAM,
+        help="folder holding one checkout per source, named after it (default: "
+        "the pinned files vendored in policy/data/upstream)",
+    )
+    build.add_argument(
+        "--out",
+        type=Path,
+        default=SHIPPED_LISTS,
+        help="where to write the lists (default: policy/data/lists)",
+    )
+    build.add_argument(
+        "--check", action="store_true", help="compare with the files in --out instead of writing"
+    )
     build.set_defaults(handler=run_build)
 
 
@@ -88,11 +115,15 @@ def run_update(args: argparse.Namespace) -> int:
         return 2
     for outcome in report.outcomes:
         if outcome.written:
-            print(f"{outcome.list_name}: updated, {outcome.entries} entries "
-                  f"(category {outcome.category})")
+            print(
+                f"{outcome.list_name}: updated, {outcome.entries} entries "
+                f"(category {outcome.category})"
+            )
         else:
-            print(f"{outcome.list_name}: NOT updated; the last good list stays in use: "
-                  f"{outcome.error}")
+            print(
+                f"{outcome.list_name}: NOT updated; the last good list stays in use: "
+                f"{outcome.error}"
+            )
         for line in outcome.messages:
             print(f"  {line}")
     status = ListStatusReader().read(args.policy, now=now)
@@ -154,8 +185,10 @@ def empty_category_lines(policy: Path | None) -> list[str]:
     if not report.empty:
         return []
     names = ", ".join(e.name for e in report.empty)
-    return [f"  Empty categories (they block nothing yet): {names}.",
-            "  Fill them with 'schoolgate lists update' (see docs/list-updates.md)."]
+    return [
+        f"  Empty categories (they block nothing yet): {names}.",
+        "  Fill them with 'schoolgate lists update' (see docs/list-updates.md).",
+    ]
 
 
 def _print_empty(report: ListsReport) -> None:
@@ -171,8 +204,9 @@ def _alerts(url: str | None, report: ListsReport, failures: list[Any], now: date
         engine = make_engine(url)
         try:
             with Session(engine) as session, session.begin():
-                raised = raise_list_alerts(session=session, report=report, failures=failures,
-                                           at=now)
+                raised = raise_list_alerts(
+                    session=session, report=report, failures=failures, at=now
+                )
         finally:
             engine.dispose()
     except (SQLAlchemyError, OSError) as exc:

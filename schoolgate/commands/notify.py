@@ -15,11 +15,16 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "notify", help="send waiting notifications by e-mail, once (run it from a timer)",
-        description=__doc__)
-    parser.add_argument("--settings", required=True, metavar="FILE",
-                        help="the notifications file (YAML: e-mail server, who gets what); "
-                             "see docs/admin.md")
+        "notify",
+        help="send waiting notifications by e-mail, once (run it from a timer)",
+        description=__doc__,
+    )
+    parser.add_argument(
+        "--settings",
+        required=True,
+        metavar="FILE",
+        help="the notifications file (YAML: e-mail server, who gets what); see docs/admin.md",
+    )
     parser.set_defaults(handler=run)
 
 

@@ -51,8 +51,10 @@ def parse_gateway(text: str, default_port: int) -> tuple[str, int]:
         host, _, raw = text.partition(":")
         port = _port(raw, text)
     if not host or any(c in host for c in "/\"' \\"):
-        raise ValueError(f"{text!r} is not a host name or address (for example "
-                         "gateway.school.lan or gateway.school.lan:8080)")
+        raise ValueError(
+            f"{text!r} is not a host name or address (for example "
+            "gateway.school.lan or gateway.school.lan:8080)"
+        )
     return host.rstrip("."), port
 
 
@@ -68,19 +70,32 @@ def _bracket(host: str) -> str:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "pac", help="write the proxy auto-config (PAC) file, with WPAD notes",
+        "pac",
+        help="write the proxy auto-config (PAC) file, with WPAD notes",
         description="Write the PAC file that sends every internet host through the gateway (and "
-                    "never DIRECT), for Group Policy, MDM or a WPAD web server.")
-    parser.add_argument("--gateway", action="append", required=True, metavar="HOST[:PORT]",
-                        help="the gateway as devices reach it; repeat for fail-over, in order")
-    parser.add_argument("--port", type=int, default=8080,
-                        help="port for gateways given without one (default: 8080)")
-    parser.add_argument("--policy", type=Path, metavar="FILE",
-                        help="the policy whose internal.allow entries marked 'direct: true' go "
-                             "DIRECT (default: the seed policy)")
+        "never DIRECT), for Group Policy, MDM or a WPAD web server.",
+    )
+    parser.add_argument(
+        "--gateway",
+        action="append",
+        required=True,
+        metavar="HOST[:PORT]",
+        help="the gateway as devices reach it; repeat for fail-over, in order",
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port for gateways given without one (default: 8080)"
+    )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="the policy whose internal.allow entries marked 'direct: true' go "
+        "DIRECT (default: the seed policy)",
+    )
     parser.add_argument("--out", type=Path, help="write here (default: standard output)")
-    parser.add_argument("--no-notes", action="store_true",
-                        help="do not print the WPAD notes (on standard error)")
+    parser.add_argument(
+        "--no-notes", action="store_true", help="do not print the WPAD notes (on standard error)"
+    )
     parser.set_defaults(handler=run_pac)
 
 

@@ -26,34 +26,55 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
     sub.required = True
 
-    check = sub.add_parser("check", help="validate a policy file and the lists it names",
-                           description="Exit 0 with a one-line summary, or exit 1 listing "
-                                       "every problem with its place.")
+    check = sub.add_parser(
+        "check",
+        help="validate a policy file and the lists it names",
+        description="Exit 0 with a one-line summary, or exit 1 listing "
+        "every problem with its place.",
+    )
     check.add_argument("file", help="the policy YAML file")
     check.set_defaults(handler=run_check)
 
     table = sub.add_parser("table", help="role x category x period matrix (governors' review)")
     table.add_argument("--policy", help="policy file (default: the seed policy)")
-    table.add_argument("--date", type=date.fromisoformat, default=None,
-                       help="the day to show, YYYY-MM-DD (default: today)")
+    table.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        default=None,
+        help="the day to show, YYYY-MM-DD (default: today)",
+    )
     table.add_argument("--csv", action="store_true", help="print CSV instead of a text table")
     table.set_defaults(handler=run_table)
 
-    diff = sub.add_parser("diff", help="what changing from OLD to NEW would do",
-                          description="The governors' table cells that change (for --date), "
-                                      "and with --against-history the recorded decisions of "
-                                      "that many days replayed through both policies, the "
-                                      "ones that flip grouped in words. Exit 1 if a policy "
-                                      "has problems.")
+    diff = sub.add_parser(
+        "diff",
+        help="what changing from OLD to NEW would do",
+        description="The governors' table cells that change (for --date), "
+        "and with --against-history the recorded decisions of "
+        "that many days replayed through both policies, the "
+        "ones that flip grouped in words. Exit 1 if a policy "
+        "has problems.",
+    )
     diff.add_argument("old", help="the policy in force (YAML file)")
     diff.add_argument("new", help="the proposed policy (YAML file)")
-    diff.add_argument("--against-history", metavar="DURATION", default=None,
-                      help="replay the recorded decisions of the last DURATION, e.g. 7d or 12h")
-    diff.add_argument("--database", default=None,
-                      help="database URL holding the events (default: $SCHOOLGATE_DATABASE_URL, "
-                           "else the embedded SQLite file)")
-    diff.add_argument("--date", type=date.fromisoformat, default=None,
-                      help="the day of the governors' table, YYYY-MM-DD (default: today)")
+    diff.add_argument(
+        "--against-history",
+        metavar="DURATION",
+        default=None,
+        help="replay the recorded decisions of the last DURATION, e.g. 7d or 12h",
+    )
+    diff.add_argument(
+        "--database",
+        default=None,
+        help="database URL holding the events (default: $SCHOOLGATE_DATABASE_URL, "
+        "else the embedded SQLite file)",
+    )
+    diff.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        default=None,
+        help="the day of the governors' table, YYYY-MM-DD (default: today)",
+    )
     diff.set_defaults(handler=run_diff)
 
 
@@ -89,8 +110,9 @@ def parse_duration(text: str) -> timedelta:
     """'7d' or '12h' as a timedelta; ValueError saying what to write otherwise."""
     found = _DURATION.match(text.strip())
     if found is None or int(found.group(1)) == 0:
-        raise ValueError(f"--against-history {text!r}: write a number of days or hours, "
-                         "e.g. 7d or 12h")
+        raise ValueError(
+            f"--against-history {text!r}: write a number of days or hours, e.g. 7d or 12h"
+        )
     amount = int(found.group(1))
     return timedelta(days=amount) if found.group(2) == "d" else timedelta(hours=amount)
 
@@ -127,8 +149,10 @@ def run_diff(args: argparse.Namespace) -> int:
             found = replay(old, new, recorded_decisions(session, since=now - span, until=now))
     finally:
         engine.dispose()
-    print(f"\nRecorded decisions since {(now - span).isoformat(timespec='minutes')} "
-          f"({display_url(url)}): {found.replayed:,} replayed, {found.changed:,} would change.")
+    print(
+        f"\nRecorded decisions since {(now - span).isoformat(timespec='minutes')} "
+        f"({display_url(url)}): {found.replayed:,} replayed, {found.changed:,} would change."
+    )
     for flip in found.flips:
         print(f"  {flip.sentence}")
     if not found.flips:

@@ -29,25 +29,39 @@ DEMO_ACCOUNTS = ("pupil1", "pupil2", "teacher1", "socialmedia1", "bursar1", "dsl
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "run", help="start schoolgate on embedded defaults (seed policy, demo directory)",
+        "run",
+        help="start schoolgate on embedded defaults (seed policy, demo directory)",
         description="Start the gateway (and the admin) on embedded defaults and say where to "
-                    "point a browser and the proxy. Ctrl-C stops everything.")
-    parser.add_argument("--listen-host", default="127.0.0.1",
-                        help="the address the gateway and the admin listen on (default "
-                             "127.0.0.1; 0.0.0.0 makes both reachable from the school network)")
-    parser.add_argument("--public-name", default=None,
-                        help="the name or address devices reach this machine by, used in the "
-                             "banner and the block page's links (default: the listen address, "
-                             "or this machine's own address when listening on 0.0.0.0)")
+        "point a browser and the proxy. Ctrl-C stops everything.",
+    )
+    parser.add_argument(
+        "--listen-host",
+        default="127.0.0.1",
+        help="the address the gateway and the admin listen on (default "
+        "127.0.0.1; 0.0.0.0 makes both reachable from the school network)",
+    )
+    parser.add_argument(
+        "--public-name",
+        default=None,
+        help="the name or address devices reach this machine by, used in the "
+        "banner and the block page's links (default: the listen address, "
+        "or this machine's own address when listening on 0.0.0.0)",
+    )
     parser.add_argument("--listen-port", type=int, default=8080, help="gateway port (8080)")
     parser.add_argument("--admin-port", type=int, default=8081, help="admin port (8081)")
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("SCHOOLGATE_DATA_DIR", "") or
-                                     "var/schoolgate"),
-                        help="where the CA, database and secrets live (./var/schoolgate)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("SCHOOLGATE_DATA_DIR", "") or "var/schoolgate"),
+        help="where the CA, database and secrets live (./var/schoolgate)",
+    )
     parser.add_argument("--policy", type=Path, help="policy file (default: the seed policy)")
-    parser.add_argument("--identity", type=Path, default=DEMO_IDENTITY,
-                        help="identity settings (default: the demo directory)")
+    parser.add_argument(
+        "--identity",
+        type=Path,
+        default=DEMO_IDENTITY,
+        help="identity settings (default: the demo directory)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -100,9 +114,11 @@ def port_problem(host: str, port: int, flag: str) -> str | None:
         try:
             s.bind((address, port))
         except OSError as error:
-            return (f"cannot listen on {address} port {port} ({error.strerror}): "
-                    f"another program uses it. Stop that program, or choose another port "
-                    f"with {flag} PORT")
+            return (
+                f"cannot listen on {address} port {port} ({error.strerror}): "
+                f"another program uses it. Stop that program, or choose another port "
+                f"with {flag} PORT"
+            )
     return None
 
 
@@ -110,19 +126,40 @@ def _child_commands(args: argparse.Namespace) -> dict[str, list[str]]:
     me = [sys.executable, "-m", "schoolgate.cli"]
     host = _url_host(public_host(args))
     admin_url = f"http://{host}:{args.admin_port}"
-    gateway = [*me, "gateway", "--listen-host", args.listen_host,
-               "--listen-port", str(args.listen_port), "--data-dir", str(args.data_dir),
-               "--identity", str(args.identity), "--admin-url", admin_url]
+    gateway = [
+        *me,
+        "gateway",
+        "--listen-host",
+        args.listen_host,
+        "--listen-port",
+        str(args.listen_port),
+        "--data-dir",
+        str(args.data_dir),
+        "--identity",
+        str(args.identity),
+        "--admin-url",
+        admin_url,
+    ]
     if args.policy:
         gateway += ["--policy", str(args.policy)]
     if args.public_name:
         gateway += ["--gateway-host", args.public_name]  # the PAC file names it too
     commands = {"gateway": gateway}
     if _admin_available():
-        admin = [*me, "admin", "--listen-host", args.listen_host or "0.0.0.0",  # noqa: S104
-                 "--listen-port", str(args.admin_port),
-                 "--data-dir", str(args.data_dir), "--identity", str(args.identity),
-                 "--gateway-url", f"http://{host}:{args.listen_port}"]
+        admin = [
+            *me,
+            "admin",
+            "--listen-host",
+            args.listen_host or "0.0.0.0",  # noqa: S104
+            "--listen-port",
+            str(args.admin_port),
+            "--data-dir",
+            str(args.data_dir),
+            "--identity",
+            str(args.identity),
+            "--gateway-url",
+            f"http://{host}:{args.listen_port}",
+        ]
         if args.policy:
             admin += ["--policy", str(args.policy)]
         commands["admin"] = admin
@@ -158,11 +195,15 @@ def banner(args: argparse.Namespace, started: set[str]) -> str:
         f"  School CA: http://{proxy}/ca.pem  (install it so the browser can show block pages)",
     ]
     if "admin" in started:
-        lines.append(f"  Admin:     http://{host}:{args.admin_port}/  (sign in with a demo "
-                     "account: bursar1, dsl1, it1)")
-        lines.append("             plain HTTP on purpose, for this trial: its sign-in cookie is "
-                     "not marked Secure. For real use put the admin behind HTTPS "
-                     "(docs/quick-start.md).")
+        lines.append(
+            f"  Admin:     http://{host}:{args.admin_port}/  (sign in with a demo "
+            "account: bursar1, dsl1, it1)"
+        )
+        lines.append(
+            "             plain HTTP on purpose, for this trial: its sign-in cookie is "
+            "not marked Secure. For real use put the admin behind HTTPS "
+            "(docs/quick-start.md)."
+        )
     lines += [
         f"  Policy:    {args.policy or 'the seed policy (policy/data/seed.yaml)'}",
         f"  Data:      {args.data_dir}",
@@ -206,15 +247,19 @@ def run(args: argparse.Namespace) -> int:
                 env["SCHOOLGATE_COOKIE_SECURE"] = "false"  # the plain-HTTP trial, on purpose
             children[name] = subprocess.Popen(command, env=env)
             if not _wait_listening(host, ports[name], children[name], 60):
-                print(f"schoolgate run: the {name} did not start (see the messages above)",
-                      file=sys.stderr)
+                print(
+                    f"schoolgate run: the {name} did not start (see the messages above)",
+                    file=sys.stderr,
+                )
                 return 1
         print(banner(args, set(children)), flush=True)
         while not stopping:
             for name, child in children.items():
                 if child.poll() is not None:
-                    print(f"schoolgate run: the {name} stopped (exit {child.returncode})",
-                          file=sys.stderr)
+                    print(
+                        f"schoolgate run: the {name} stopped (exit {child.returncode})",
+                        file=sys.stderr,
+                    )
                     return child.returncode or 1
             time.sleep(0.5)
         return 0

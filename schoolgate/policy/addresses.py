@@ -35,17 +35,30 @@ class InternalKind(StrEnum):
     SINGLE_LABEL = "single_label"  # a name with no dot: a compose or Kubernetes service
 
 
-METADATA_ADDRESSES: frozenset[IPAddress] = frozenset({
-    ipaddress.ip_address("169.254.169.254"),  # AWS, Azure, GCP, OpenStack, DigitalOcean ...
-    ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
-    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
-    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
-})
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),  # AWS, Azure, GCP, OpenStack, DigitalOcean ...
+        ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
+        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+        ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+    }
+)
 METADATA_NAMES = ("metadata.google.internal", "metadata.goog", "instance-data.ec2.internal")
 # Special-use and private-use top-level names: never public websites.
 # (".test" and ".example" are left out: they never resolve, and tests use them as stand-ins.)
-LOCAL_SUFFIXES = ("localhost", "internal", "local", "localdomain", "home.arpa", "home", "lan",
-                  "intranet", "corp", "private", "invalid")
+LOCAL_SUFFIXES = (
+    "localhost",
+    "internal",
+    "local",
+    "localdomain",
+    "home.arpa",
+    "home",
+    "lan",
+    "intranet",
+    "corp",
+    "private",
+    "invalid",
+)
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _COMPAT = ipaddress.ip_network("::/96")
@@ -131,8 +144,7 @@ class InternalAllow:
             return False
         if ip is not None:
             inner = embedded_ipv4(ip)
-            return any(ip in net or (inner is not None and inner in net)
-                       for net in self.networks)
+            return any(ip in net or (inner is not None and inner in net) for net in self.networks)
         return any(is_subdomain_or_same(name, host) for host in self.hosts)
 
     @property
@@ -146,8 +158,9 @@ class InternalSettings:
 
     allow: tuple[InternalAllow, ...] = ()
 
-    def allowed(self, name: str, ip: IPAddress | None, role: str,
-                port: int | None) -> InternalAllow | None:
+    def allowed(
+        self, name: str, ip: IPAddress | None, role: str, port: int | None
+    ) -> InternalAllow | None:
         return next((a for a in self.allow if a.covers(name, ip, role, port)), None)
 
 

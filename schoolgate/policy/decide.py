@@ -96,22 +96,26 @@ class _Context(NamedTuple):
 Check = Callable[[_Context], Decision | None]
 
 
-def decide(policy: Policy, request: Request, subject: Subject, overrides: Overrides | None,
-           at: datetime) -> Decision:
+def decide(
+    policy: Policy, request: Request, subject: Subject, overrides: Overrides | None, at: datetime
+) -> Decision:
     """The verdict for `subject` asking for `request` at the aware instant `at`.
 
     `overrides` None means none (no exceptions, sanctions or local lists)."""
     if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError("decide() needs an aware datetime for 'at' (for example "
-                         "datetime.now(UTC)); a naive one has no place in time")
+        raise ValueError(
+            "decide() needs an aware datetime for 'at' (for example "
+            "datetime.now(UTC)); a naive one has no place in time"
+        )
     if subject.role not in policy.roles:
         # An unknown role gets the most restrictive one: fail closed.
         subject = replace(subject, role=policy.default_role)
     facts = host_facts(policy, request.host)
     if isinstance(facts, HostError):
         return Decision(Verdict.BLOCK, Reason.INVALID_HOST, rule=facts.message)
-    ctx = _Context(policy, facts, subject, overrides or NO_OVERRIDES, at, at.timestamp(),
-                   request.port)
+    ctx = _Context(
+        policy, facts, subject, overrides or NO_OVERRIDES, at, at.timestamp(), request.port
+    )
     decision = _first(ctx)
     if decision.verdict is Verdict.BLOCK and decision.reason in _TIME_BOUND_REASONS:
         opens = _opens_at(ctx)
@@ -130,8 +134,14 @@ def host_facts(policy: Policy, raw: str) -> _HostFacts | HostError:
             facts = host
         else:
             proxied = None if host.ip else unwrap_rewriting_proxy(host.name)
-            facts = _HostFacts(host.name, host.ip, policy.domains.categories(host.name), proxied,
-                               host_kind(host.name, host.ip), {})
+            facts = _HostFacts(
+                host.name,
+                host.ip,
+                policy.domains.categories(host.name),
+                proxied,
+                host_kind(host.name, host.ip),
+                {},
+            )
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
         memo[raw] = facts
@@ -181,8 +191,9 @@ def window_open(policy: Policy, rule: Rule, at: datetime, stamp: float) -> bool:
     when = rule.when
     value = calendar.matches(when, at)
     # next_change looks _WINDOW_HORIZON ahead; None means "no change before then", not never.
-    change = (calendar.next_change(when, at, horizon_days=_WINDOW_HORIZON.days)
-              or at + _WINDOW_HORIZON)
+    change = (
+        calendar.next_change(when, at, horizon_days=_WINDOW_HORIZON.days) or at + _WINDOW_HORIZON
+    )
     policy.window_memo[rule.name] = (stamp, change.timestamp(), value)
     return value
 
@@ -209,8 +220,10 @@ def _internal(ctx: _Context) -> Decision | None:
     kind = ctx.host.internal
     if kind is None:
         return None
-    if ctx.policy.internal.allowed(ctx.host.name, ctx.host.ip, ctx.subject.role,
-                                   ctx.port) is not None:
+    if (
+        ctx.policy.internal.allowed(ctx.host.name, ctx.host.ip, ctx.subject.role, ctx.port)
+        is not None
+    ):
         return None  # the school lets this role reach it: the other checks decide
     return _block(ctx, Reason.INTERNAL_ADDRESS, rule=f"internal:{kind.value}")
 
@@ -219,14 +232,17 @@ def _sanction(ctx: _Context) -> Decision | None:
     user = ctx.subject.user
     if user is None or not ctx.overrides.sanctions:
         return None
-    sanction = next((s for s in ctx.overrides.sanctions if s.user == user and s.active(ctx.at)),
-                    None)
+    sanction = next(
+        (s for s in ctx.overrides.sanctions if s.user == user and s.active(ctx.at)), None
+    )
     if sanction is None:
         return None
     if any(s.user == user and s.active(ctx.at) for s in ctx.overrides.supervised_sessions):
         return None
-    if any(is_subdomain_or_same(ctx.host.name, allowed)
-           for allowed in ctx.policy.circumvention.supervised_allowlist):
+    if any(
+        is_subdomain_or_same(ctx.host.name, allowed)
+        for allowed in ctx.policy.circumvention.supervised_allowlist
+    ):
         return None
     return _block(ctx, Reason.SUPERVISED_ONLY, rule=sanction.id)
 
@@ -245,20 +261,44 @@ def _exception(ctx: _Context) -> Decision | None:
             return None  # a rewriting proxy opens only what would be allowed anyway
     # A local block wins over a broader local allow or exception (a parent site, a category);
     # one for the blocked site itself or narrower is the Business Manager's deliberate choice.
-    blocks = [entry.host for entry in ctx.overrides.local_list
-              if entry.verdict is Verdict.BLOCK and is_subdomain_or_same(ctx.host.name, entry.host)]
+    blocks = [
+        entry.host
+        for entry in ctx.overrides.local_list
+        if entry.verdict is Verdict.BLOCK and is_subdomain_or_same(ctx.host.name, entry.host)
+    ]
     for entry in ctx.overrides.local_list:
-        if entry.verdict is Verdict.ALLOW and is_subdomain_or_same(ctx.host.name, entry.host) \
-                and not any(_broader(entry.host, block) for block in blocks):
-            return Decision(Verdict.ALLOW, Reason.EXCEPTION, rule=f"local-allow:{entry.host}",
-                            category=_first_category(ctx), host=ctx.host.name)
+        if (
+            entry.verdict is Verdict.ALLOW
+            and is_subdomain_or_same(ctx.host.name, entry.host)
+            and not any(_broader(entry.host, block) for block in blocks)
+        ):
+            return Decision(
+                Verdict.ALLOW,
+                Reason.EXCEPTION,
+                rule=f"local-allow:{entry.host}",
+                category=_first_category(ctx),
+                host=ctx.host.name,
+            )
     for exc in ctx.overrides.exceptions:
-        if exc.active(ctx.at) and _covers(exc, ctx) and not (blocks and (
-                exc.target_kind is TargetKind.CATEGORY
-                or any(_broader(exc.target, block) for block in blocks))):
+        if (
+            exc.active(ctx.at)
+            and _covers(exc, ctx)
+            and not (
+                blocks
+                and (
+                    exc.target_kind is TargetKind.CATEGORY
+                    or any(_broader(exc.target, block) for block in blocks)
+                )
+            )
+        ):
             category = exc.target if exc.target_kind is TargetKind.CATEGORY else None
-            return Decision(Verdict.ALLOW, Reason.EXCEPTION, rule=exc.id,
-                            category=category or _first_category(ctx), host=ctx.host.name)
+            return Decision(
+                Verdict.ALLOW,
+                Reason.EXCEPTION,
+                rule=exc.id,
+                category=category or _first_category(ctx),
+                host=ctx.host.name,
+            )
     return None
 
 
@@ -270,16 +310,19 @@ def _broader(opened: str, blocked: str) -> bool:
 def _local_block(ctx: _Context) -> Decision | None:
     for entry in ctx.overrides.local_list:
         if entry.verdict is Verdict.BLOCK and is_subdomain_or_same(ctx.host.name, entry.host):
-            return _block(ctx, Reason.LOCAL_BLOCK, rule=f"local-block:{entry.host}",
-                          category=_first_category(ctx))
+            return _block(
+                ctx,
+                Reason.LOCAL_BLOCK,
+                rule=f"local-block:{entry.host}",
+                category=_first_category(ctx),
+            )
     return None
 
 
 def _ip_literal(ctx: _Context) -> Decision | None:
     ip = ctx.host.ip
     if ip is not None and ctx.policy.circumvention.block_ip_literals and ip.is_global:
-        return _block(ctx, Reason.CIRCUMVENTION, rule="ip-literal",
-                      technique=Technique.IP_LITERAL)
+        return _block(ctx, Reason.CIRCUMVENTION, rule="ip-literal", technique=Technique.IP_LITERAL)
     return None
 
 
@@ -288,9 +331,14 @@ def _rewriting_proxy(ctx: _Context) -> Decision | None:
     if target is not None and ctx.policy.circumvention.block_rewriting_proxies:
         inner = decide(ctx.policy, Request(target), ctx.subject, ctx.overrides, ctx.at)
         if inner.verdict is Verdict.BLOCK:
-            return Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=inner.rule,
-                            category=inner.category, host=ctx.host.name,
-                            technique=Technique.REWRITING_PROXY)
+            return Decision(
+                Verdict.BLOCK,
+                Reason.CIRCUMVENTION,
+                rule=inner.rule,
+                category=inner.category,
+                host=ctx.host.name,
+                technique=Technique.REWRITING_PROXY,
+            )
     return None
 
 
@@ -299,8 +347,9 @@ def _rules(ctx: _Context) -> Decision | None:
         return None  # no rule can name an uncategorised host
     for rule in ctx.policy.rules_by_role[ctx.subject.role]:
         category = _rule_category(rule, ctx)
-        if category is None or not (rule.when.always
-                                    or window_open(ctx.policy, rule, ctx.at, ctx.stamp)):
+        if category is None or not (
+            rule.when.always or window_open(ctx.policy, rule, ctx.at, ctx.stamp)
+        ):
             continue
         made = ctx.host.decisions.get(rule.name)
         if made is None:
@@ -311,11 +360,13 @@ def _rules(ctx: _Context) -> Decision | None:
 
 def _rule_decision(ctx: _Context, rule: Rule, category: str) -> Decision:
     if rule.verdict is Verdict.ALLOW:
-        return Decision(Verdict.ALLOW, Reason.RULE_ALLOW, rule=rule.name, category=category,
-                        host=ctx.host.name)
+        return Decision(
+            Verdict.ALLOW, Reason.RULE_ALLOW, rule=rule.name, category=category, host=ctx.host.name
+        )
     if ctx.policy.categories[category].circumvention:
-        return _block(ctx, Reason.CIRCUMVENTION, rule=rule.name, category=category,
-                      technique=category)
+        return _block(
+            ctx, Reason.CIRCUMVENTION, rule=rule.name, category=category, technique=category
+        )
     return _block(ctx, Reason.RULE_BLOCK, rule=rule.name, category=category)
 
 
@@ -323,8 +374,12 @@ def _default(ctx: _Context) -> Decision:
     made = ctx.host.decisions.get("")
     if made is None:
         if ctx.policy.default is Verdict.ALLOW:
-            made = Decision(Verdict.ALLOW, Reason.DEFAULT_ALLOW, category=_first_category(ctx),
-                            host=ctx.host.name)
+            made = Decision(
+                Verdict.ALLOW,
+                Reason.DEFAULT_ALLOW,
+                category=_first_category(ctx),
+                host=ctx.host.name,
+            )
         else:
             made = _block(ctx, Reason.DEFAULT_BLOCK, category=_first_category(ctx))
         ctx.host.decisions[""] = made
@@ -344,17 +399,23 @@ CHECKS: tuple[tuple[str, Check], ...] = (
 )
 
 # Blocks that the calendar or a future exception may lift (others never open by themselves).
-_TIME_BOUND_REASONS = frozenset({Reason.RULE_BLOCK, Reason.DEFAULT_BLOCK,
-                                 Reason.SUPERVISED_ONLY})
+_TIME_BOUND_REASONS = frozenset({Reason.RULE_BLOCK, Reason.DEFAULT_BLOCK, Reason.SUPERVISED_ONLY})
 
 
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _block(ctx: _Context, reason: Reason, *, rule: str | None = None,
-           category: str | None = None, technique: str | None = None) -> Decision:
-    return Decision(Verdict.BLOCK, reason, rule=rule, category=category, host=ctx.host.name,
-                    technique=technique)
+def _block(
+    ctx: _Context,
+    reason: Reason,
+    *,
+    rule: str | None = None,
+    category: str | None = None,
+    technique: str | None = None,
+) -> Decision:
+    return Decision(
+        Verdict.BLOCK, reason, rule=rule, category=category, host=ctx.host.name, technique=technique
+    )
 
 
 def _first_category(ctx: _Context) -> str | None:
@@ -393,11 +454,17 @@ def _opens_at(ctx: _Context) -> datetime | None:
     """The first instant after ctx.at at which this subject would be allowed this host, if the
     calendar, a sanction's end or an exception's start will bring one; None if nothing will."""
     calendar = ctx.policy.calendar
-    timed = [r.when for r in ctx.policy.rules_by_role[ctx.subject.role]
-             if not r.when.always and _rule_category(r, ctx) is not None]
+    timed = [
+        r.when
+        for r in ctx.policy.rules_by_role[ctx.subject.role]
+        if not r.when.always and _rule_category(r, ctx) is not None
+    ]
     instants = {e.starts for e in ctx.overrides.exceptions if e.starts > ctx.at}
-    instants |= {s.ends for s in ctx.overrides.sanctions
-                 if s.user == ctx.subject.user and s.ends is not None and s.ends > ctx.at}
+    instants |= {
+        s.ends
+        for s in ctx.overrides.sanctions
+        if s.user == ctx.subject.user and s.ends is not None and s.ends > ctx.at
+    }
     at = ctx.at
     for _ in range(_OPENS_AT_STEPS):
         changes = [c for c in (calendar.next_change(w, at) for w in timed) if c is not None]

@@ -59,12 +59,14 @@ class _Group:
     users: set[str] = field(default_factory=set)
 
 
-def replay(old: Policy, new: Policy,
-           decisions: Iterable[tuple[str | None, str | None, str, datetime]]) -> Preview:
+def replay(
+    old: Policy, new: Policy, decisions: Iterable[tuple[str | None, str | None, str, datetime]]
+) -> Preview:
     """Replay (user, role, host, at) through both policies; group the flips."""
     groups: dict[tuple[str, str, str, str], _Group] = {}
-    remembered: dict[tuple[str, str, frozenset[str], frozenset[str]],
-                     tuple[Decision, Decision]] = {}
+    remembered: dict[
+        tuple[str, str, frozenset[str], frozenset[str]], tuple[Decision, Decision]
+    ] = {}
     replayed = changed = 0
     for user, role, host, at in decisions:
         replayed += 1
@@ -75,8 +77,10 @@ def replay(old: Policy, new: Policy,
             if len(remembered) >= MAX_REMEMBERED:
                 remembered.clear()
             subject = Subject(role=the_role)
-            pair = remembered[memo] = (_verdict(old, host, subject, at),
-                                       _verdict(new, host, subject, at))
+            pair = remembered[memo] = (
+                _verdict(old, host, subject, at),
+                _verdict(new, host, subject, at),
+            )
         before, after = pair
         if before.verdict is after.verdict:
             continue
@@ -89,11 +93,23 @@ def replay(old: Policy, new: Policy,
             group = groups[key] = _Group()
         group.requests += 1
         group.users.add(user or "(a device with no name)")
-    flips = tuple(sorted(
-        (Flip(role=k[0], direction=k[1], what=k[2], when=k[3], requests=g.requests,
-              people=len(g.users), examples=tuple(sorted(g.users)[:MAX_EXAMPLES]))
-         for k, g in groups.items()),
-        key=lambda f: (-f.requests, f.role, f.direction, f.what, f.when)))
+    flips = tuple(
+        sorted(
+            (
+                Flip(
+                    role=k[0],
+                    direction=k[1],
+                    what=k[2],
+                    when=k[3],
+                    requests=g.requests,
+                    people=len(g.users),
+                    examples=tuple(sorted(g.users)[:MAX_EXAMPLES]),
+                )
+                for k, g in groups.items()
+            ),
+            key=lambda f: (-f.requests, f.role, f.direction, f.what, f.when),
+        )
+    )
     return Preview(replayed=replayed, changed=changed, flips=flips)
 
 
@@ -125,8 +141,9 @@ def table_diff(old: Policy, new: Policy, day: date) -> TableDiff:
     role, category and column title)."""
     h_old, r_old, n_old = policy_table(old, day)
     h_new, r_new, n_new = policy_table(new, day)
-    old_cells = {(row[0], row[1], h_old[i]): cell
-                 for row in r_old for i, cell in enumerate(row) if i >= 2}
+    old_cells = {
+        (row[0], row[1], h_old[i]): cell for row in r_old for i, cell in enumerate(row) if i >= 2
+    }
     changed = []
     for row in r_new:
         for i, cell in enumerate(row):

@@ -15,65 +15,91 @@ def format_when(policy: Policy, at: datetime) -> str:
     return f"{local.strftime('%A')} {local.day} {local.strftime('%B %Y')} at {clock}"
 
 
-def explain_decision(policy: Policy, decision: Decision, subject: Subject,
-                     at: datetime | None = None) -> str:
+def explain_decision(
+    policy: Policy, decision: Decision, subject: Subject, at: datetime | None = None
+) -> str:
     """A few plain sentences: what was decided, which rule or list did it, and when it opens."""
     host = decision.host or "this site"
     who = f"{subject.user} ({subject.role})" if subject.user else f"role {subject.role}"
     verb = "Allowed" if decision.allowed else "Blocked"
-    lines = [f"{verb}: {host} for {who}"
-             + (f", {format_when(policy, at)} ({policy.calendar.describe(at)})." if at else ".")]
+    lines = [
+        f"{verb}: {host} for {who}"
+        + (f", {format_when(policy, at)} ({policy.calendar.describe(at)})." if at else ".")
+    ]
     rule = next((r for r in policy.rules if r.name == decision.rule), None)
     category = policy.categories.get(decision.category or "")
-    cat_words = (f"the category '{category.name}' ({category.description})" if category
-                 else "no category")
+    cat_words = (
+        f"the category '{category.name}' ({category.description})" if category else "no category"
+    )
     match decision.reason:
         case Reason.LOCKED:
-            lines.append(f"{host} is in {cat_words}, which is locked: no exception, admin or "
-                         "approver can unblock it.")
+            lines.append(
+                f"{host} is in {cat_words}, which is locked: no exception, admin or "
+                "approver can unblock it."
+            )
         case Reason.SUPERVISED_ONLY:
-            lines.append(f"{subject.user} is on a supervised-only sanction: "
-                         "only the supervised allowlist can be used until a member of staff "
-                         "opens a supervised session.")
+            lines.append(
+                f"{subject.user} is on a supervised-only sanction: "
+                "only the supervised allowlist can be used until a member of staff "
+                "opens a supervised session."
+            )
         case Reason.EXCEPTION:
-            lines.append(f"An approved exception ({decision.rule}) opens it; {host} is in "
-                         f"{cat_words}.")
+            lines.append(
+                f"An approved exception ({decision.rule}) opens it; {host} is in {cat_words}."
+            )
         case Reason.LOCAL_BLOCK:
             lines.append(f"It is on the school's local block list ({decision.rule}).")
         case Reason.CIRCUMVENTION:
             technique = describe_technique(decision.technique or "")
-            lines.append(f"This looks like a way round the filter: {technique}. Attempts are "
-                         "recorded for the Designated Safeguarding Lead.")
+            lines.append(
+                f"This looks like a way round the filter: {technique}. Attempts are "
+                "recorded for the Designated Safeguarding Lead."
+            )
             if rule:
                 lines.append(f"Rule '{rule.name}': {rule.description}")
         case Reason.RULE_ALLOW | Reason.RULE_BLOCK if rule is not None:
-            lines.append(f"Rule '{rule.name}' (rule {rule.index + 1} of {len(policy.rules)}) "
-                         f"decided: {rule.description or rule.name}")
+            lines.append(
+                f"Rule '{rule.name}' (rule {rule.index + 1} of {len(policy.rules)}) "
+                f"decided: {rule.description or rule.name}"
+            )
             lines.append(f"{host} is in {cat_words}.")
         case Reason.DEFAULT_ALLOW | Reason.DEFAULT_BLOCK:
             if category is None:
-                lines.append(f"{host} is in no category of the policy, and no rule covers it "
-                             f"for role {subject.role}, so the policy's default applies "
-                             f"({policy.default.value}).")
+                lines.append(
+                    f"{host} is in no category of the policy, and no rule covers it "
+                    f"for role {subject.role}, so the policy's default applies "
+                    f"({policy.default.value})."
+                )
             else:
-                lines.append(f"No rule covers {cat_words} for role {subject.role}, so the "
-                             f"policy's default applies ({policy.default.value}).")
+                lines.append(
+                    f"No rule covers {cat_words} for role {subject.role}, so the "
+                    f"policy's default applies ({policy.default.value})."
+                )
         case Reason.INVALID_HOST:
-            lines.append(f"The host name could not be understood ({decision.rule}); it is "
-                         "blocked to be safe.")
+            lines.append(
+                f"The host name could not be understood ({decision.rule}); it is "
+                "blocked to be safe."
+            )
         case Reason.INTERNAL_ADDRESS:
-            lines.append(f"{host} is inside the school's own network (or the gateway itself), "
-                         "which cannot be reached through the filter unless IT has listed it "
-                         "under 'internal: allow' in the policy.")
+            lines.append(
+                f"{host} is inside the school's own network (or the gateway itself), "
+                "which cannot be reached through the filter unless IT has listed it "
+                "under 'internal: allow' in the policy."
+            )
         case Reason.ENGINE_ERROR:
-            lines.append("Deciding failed, so the gateway blocked it to be safe; IT has the "
-                         "details in the gateway log.")
+            lines.append(
+                "Deciding failed, so the gateway blocked it to be safe; IT has the "
+                "details in the gateway log."
+            )
         case _:
             lines.append(f"Reason: {decision.reason.value}.")
     if decision.opens_at is not None:
-        lines.append(f"Access next opens {format_when(policy, decision.opens_at)} "
-                     f"({policy.calendar.describe(decision.opens_at)}).")
+        lines.append(
+            f"Access next opens {format_when(policy, decision.opens_at)} "
+            f"({policy.calendar.describe(decision.opens_at)})."
+        )
     elif not decision.allowed and decision.reason in (Reason.RULE_BLOCK, Reason.DEFAULT_BLOCK):
-        lines.append("It does not open at any time for this role; ask the Business Manager if "
-                     "you need it.")
+        lines.append(
+            "It does not open at any time for this role; ask the Business Manager if you need it."
+        )
     return "\n".join(lines)

@@ -42,17 +42,37 @@ _TOR = "tor"
 # host whose registrable domain is confusable with one of these (but is not one of them) is a
 # lookalike. Kept to the names people type and click; the lists hold the rest.
 PROTECTED_DOMAINS: dict[str, str] = {
-    "x.com": "x", "twitter.com": "x", "t.co": "x", "twimg.com": "x",
-    "instagram.com": "instagram", "cdninstagram.com": "instagram", "instagr.am": "instagram",
+    "x.com": "x",
+    "twitter.com": "x",
+    "t.co": "x",
+    "twimg.com": "x",
+    "instagram.com": "instagram",
+    "cdninstagram.com": "instagram",
+    "instagr.am": "instagram",
     "ig.me": "instagram",
-    "facebook.com": "facebook", "fb.com": "facebook", "fb.me": "facebook",
-    "fbcdn.net": "facebook", "facebook.net": "facebook", "messenger.com": "facebook",
-    "m.me": "facebook", "fb.watch": "facebook",
-    "tiktok.com": "social", "tiktokv.com": "social", "tiktokcdn.com": "social",
-    "snapchat.com": "social", "whatsapp.com": "social", "whatsapp.net": "social",
-    "wa.me": "social", "discord.com": "social", "discord.gg": "social",
-    "discordapp.com": "social", "reddit.com": "social", "redd.it": "social",
-    "threads.net": "social", "threads.com": "social", "telegram.org": "social",
+    "facebook.com": "facebook",
+    "fb.com": "facebook",
+    "fb.me": "facebook",
+    "fbcdn.net": "facebook",
+    "facebook.net": "facebook",
+    "messenger.com": "facebook",
+    "m.me": "facebook",
+    "fb.watch": "facebook",
+    "tiktok.com": "social",
+    "tiktokv.com": "social",
+    "tiktokcdn.com": "social",
+    "snapchat.com": "social",
+    "whatsapp.com": "social",
+    "whatsapp.net": "social",
+    "wa.me": "social",
+    "discord.com": "social",
+    "discord.gg": "social",
+    "discordapp.com": "social",
+    "reddit.com": "social",
+    "redd.it": "social",
+    "threads.net": "social",
+    "threads.com": "social",
+    "telegram.org": "social",
     "t.me": "social",
 }
 
@@ -61,9 +81,16 @@ PROTECTED_DOMAINS: dict[str, str] = {
 # country-code variants defensively and redirect them to the main site. Only distinctive
 # names: short or ordinary words (x, threads, signal, messenger) are never matched this way.
 BRANDS: dict[str, str] = {
-    "twitter": "x", "instagram": "instagram", "facebook": "facebook", "tiktok": "social",
-    "snapchat": "social", "whatsapp": "social", "discord": "social", "reddit": "social",
-    "musically": "social", "douyin": "social",
+    "twitter": "x",
+    "instagram": "instagram",
+    "facebook": "facebook",
+    "tiktok": "social",
+    "snapchat": "social",
+    "whatsapp": "social",
+    "discord": "social",
+    "reddit": "social",
+    "musically": "social",
+    "douyin": "social",
 }
 
 # Long brand names whose typo-squats (within this many edits or swaps: faceboook, instgram,
@@ -72,20 +99,37 @@ BRANDS: dict[str, str] = {
 # discord ~ discard, reddit ~ redditch) would catch ordinary words, so they are not here;
 # labels containing "twitter" or "instagram" are front-ends (below).
 TYPO_BRANDS: dict[str, tuple[int, str]] = {
-    "facebook": (2, "facebook"), "instagram": (2, "instagram"), "snapchat": (1, "social"),
+    "facebook": (2, "facebook"),
+    "instagram": (2, "instagram"),
+    "snapchat": (1, "social"),
     "whatsapp": (1, "social"),
 }
 # Ordinary names within those distances, never lookalikes.
-NOT_TYPOS = frozenset({"casebook", "facebank", "racebook", "pacebook", "notebook", "whatsup",
-                       "snapchap", "snapcat", "instagrab"})
+NOT_TYPOS = frozenset(
+    {
+        "casebook",
+        "facebank",
+        "racebook",
+        "pacebook",
+        "notebook",
+        "whatsup",
+        "snapchap",
+        "snapcat",
+        "instagrab",
+    }
+)
 
 # Words in a registrable domain's own name that advertise a way round the filter: proxy and
 # unblocker sites (croxyproxy, proxysite, unblockit, "unblocked games"), VPN providers
 # (nordvpn, hotspotvpn, vpnbook), Tor2web gateways (onion.ly, onion.ws, tor2web.org). Only
 # the registrable name is read, never a subdomain: vpn.trust.org.uk or proxy.school.uk are a
 # school's own services. Applied only to hosts no list names.
-CIRCUMVENTION_WORDS: dict[str, str] = {"proxy": "web_proxy", "unblock": "web_proxy",
-                                       "vpn": "vpn", "tor2web": _TOR}
+CIRCUMVENTION_WORDS: dict[str, str] = {
+    "proxy": "web_proxy",
+    "unblock": "web_proxy",
+    "vpn": "vpn",
+    "tor2web": _TOR,
+}
 # ...and the whole-name Tor2web gateway brand
 TOR2WEB_NAMES = frozenset({"onion", "tor2web"})
 # Names that carry such a word for an ordinary reason.
@@ -107,8 +151,17 @@ ADULT_TLDS = frozenset({"xxx", "porn", "adult", "sex"})
 # Front-end and viewer software named in a host's labels (a whole '-'-separated token, or the
 # token followed by digits: nitter.net, nitter.poast.org, nitter-2.example.org), per
 # zedeus/nitter's instance wiki, Bibliogram's and Proxigram's, Redlib's and ProxiTok's docs.
-FRONTEND_SOFTWARE = ("nitter", "bibliogram", "proxigram", "libreddit", "redlib", "teddit",
-                     "proxitok", "xcancel", "twiiit")
+FRONTEND_SOFTWARE = (
+    "nitter",
+    "bibliogram",
+    "proxigram",
+    "libreddit",
+    "redlib",
+    "teddit",
+    "proxitok",
+    "xcancel",
+    "twiiit",
+)
 # A label carrying the platform's name inside a longer word is a fixer, mirror or viewer:
 # fxtwitter, vxtwitter, ddinstagram, kkinstagram, instagramez, twitterviewer ...
 FRONTEND_INFIXES = ("twitter", "instagram")
@@ -117,7 +170,8 @@ FRONTEND_INFIXES = ("twitter", "instagram")
 _INSTA = re.compile(r"insta(?![nl])")
 _VIEWER_WORDS = re.compile(
     r"view|stalk|stor(?:y|ies)|save|download|dl|dp|anon|reel|gram|navigat|snap|fix|zoom|"
-    r"follow|profile|pic|photo|video|ssss?|fetch|look|hunt|peek|spy|highlight")
+    r"follow|profile|pic|photo|video|ssss?|fetch|look|hunt|peek|spy|highlight"
+)
 
 # Hosts under Meta's shared CDN and edge whose labels name Instagram or WhatsApp are those
 # apps, not Facebook: instagram.flhr8-1.fna.fbcdn.net, z-p42-instagram.c10r.facebook.com,
@@ -130,19 +184,44 @@ _PLATFORM_CATEGORIES = frozenset({"x", "instagram", "facebook"})
 # twitter.map.fastly.net, dualstack.reddit.map.fastly.net, instagramstatic-a.akamaihd.net,
 # p16-tiktokcdn-com.akamaized.net. A host under one of them whose label (or a '-'-separated
 # part of one) starts with a platform's name is that platform's; the CDN itself never is.
-SHARED_CDNS = ("map.fastly.net", "global.ssl.fastly.net", "akamaihd.net", "akamaized.net",
-               "edgekey.net", "edgesuite.net", "akamaiedge.net")
+SHARED_CDNS = (
+    "map.fastly.net",
+    "global.ssl.fastly.net",
+    "akamaihd.net",
+    "akamaized.net",
+    "edgekey.net",
+    "edgesuite.net",
+    "akamaiedge.net",
+)
 CDN_NAMES: dict[str, str] = {
-    "twitter": "x", "twimg": "x", "instagram": "instagram", "fbcdn": "facebook",
-    "fbexternal": "facebook", "fbstatic": "facebook", "facebook": "facebook",
-    "tiktok": "social", "bytedance": "social", "snapchat": "social", "reddit": "social",
-    "discord": "social", "whatsapp": "social",
+    "twitter": "x",
+    "twimg": "x",
+    "instagram": "instagram",
+    "fbcdn": "facebook",
+    "fbexternal": "facebook",
+    "fbstatic": "facebook",
+    "facebook": "facebook",
+    "tiktok": "social",
+    "bytedance": "social",
+    "snapchat": "social",
+    "reddit": "social",
+    "discord": "social",
+    "whatsapp": "social",
 }
 
 # Every category name_categories can add: an index without any of them skips the work.
-DERIVED_CATEGORIES = frozenset({LOOKALIKE, FRONTEND, _TOR, ADULT, *PROTECTED_DOMAINS.values(),
-                                *BRANDS.values(), *CDN_NAMES.values(),
-                                *CIRCUMVENTION_WORDS.values()})
+DERIVED_CATEGORIES = frozenset(
+    {
+        LOOKALIKE,
+        FRONTEND,
+        _TOR,
+        ADULT,
+        *PROTECTED_DOMAINS.values(),
+        *BRANDS.values(),
+        *CDN_NAMES.values(),
+        *CIRCUMVENTION_WORDS.values(),
+    }
+)
 
 _PSL = PublicSuffixList(only_icann=True)  # ICANN section only: github.io is not a suffix
 
@@ -165,8 +244,11 @@ def _load_confusables() -> dict[str, str]:
 
     confusable-homoglyphs ships Unicode's confusables.txt as char -> its homoglyphs, in both
     directions; the prototype of a pair is the ASCII side, so this keeps what maps to ASCII."""
-    text = resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text(
-        encoding="utf-8")
+    text = (
+        resources.files("confusable_homoglyphs")
+        .joinpath("confusables.json")
+        .read_text(encoding="utf-8")
+    )
     data: dict[str, list[dict[str, str]]] = json.loads(text)
     to_ascii: dict[str, str] = {}
     for char, glyphs in data.items():
@@ -264,9 +346,8 @@ def _within(text: str, target: str, limit: int) -> bool:
     for i, char in enumerate(text, start=1):
         current = [i]
         for j, wanted in enumerate(target, start=1):
-            cost = min(previous[j] + 1, current[j - 1] + 1,
-                       previous[j - 1] + (char != wanted))
-            if (i > 1 and j > 1 and char == target[j - 2] and text[i - 2] == wanted):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != wanted))
+            if i > 1 and j > 1 and char == target[j - 2] and text[i - 2] == wanted:
                 cost = min(cost, previous2[j - 2] + 1)
             current.append(cost)
         if min(current) > limit:
@@ -333,8 +414,11 @@ def _is_frontend(labels: Iterable[str]) -> bool:
     return False
 
 
-def name_categories(known: Container[str], name: str, listed: tuple[str, ...],
-                    ) -> tuple[str, ...]:
+def name_categories(
+    known: Container[str],
+    name: str,
+    listed: tuple[str, ...],
+) -> tuple[str, ...]:
     """The categories of canonical host `name`: `listed` (what the lists said, most specific
     first) with what the name itself shows, most specific first. Only categories in `known`
     (the policy's) are added. `name` is a host name, never an IP literal."""

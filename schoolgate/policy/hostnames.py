@@ -45,7 +45,8 @@ _SURROUNDING_SPACE = " \t\n\r\f\v"
 # and a last label that is not a number (WHATWG reads those as IPv4). Names with an 'xn--'
 # label take the slow path, where the A-label is checked.
 _CANONICAL_ASCII = re.compile(
-    r"(?:[a-z0-9_-]{1,63}\.)*(?!(?:[0-9]+|0x[0-9a-f]*)\.?\Z)[a-z0-9_-]{1,63}\.?")
+    r"(?:[a-z0-9_-]{1,63}\.)*(?!(?:[0-9]+|0x[0-9a-f]*)\.?\Z)[a-z0-9_-]{1,63}\.?"
+)
 _ASCII_LABEL = re.compile(r"[a-z0-9_-]+")
 _ALLOWED_ASCII = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 # WHATWG "ends in a number": the last label is decimal digits, or 0x and hex digits.
@@ -55,8 +56,10 @@ _OCTAL = re.compile(r"[0-7]+")
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _IPV6_TEXT = re.compile(r"[0-9A-Fa-f:.]+")
 _URL_PART = re.compile(r"[/?#@\\]")
-_PORT_HINT = ("':' is only allowed in an IPv6 address, and this is not one; a host name never "
-              "carries a port (remove ':port')")
+_PORT_HINT = (
+    "':' is only allowed in an IPv6 address, and this is not one; a host name never "
+    "carries a port (remove ':port')"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,17 +134,23 @@ def _slow_path(text: str) -> Host:
     if not text:
         _refuse("the host name is empty")
     if len(text) > MAX_INPUT_LENGTH:
-        _refuse(f"the host name is {len(text)} characters long; no host name is longer than "
-                f"{MAX_NAME_LENGTH}")
+        _refuse(
+            f"the host name is {len(text)} characters long; no host name is longer than "
+            f"{MAX_NAME_LENGTH}"
+        )
     if text.startswith("["):
         if not text.endswith("]"):
-            _refuse("an IPv6 address in brackets must end with ']' (and a port is not part of "
-                    "a host: remove ':port')")
+            _refuse(
+                "an IPv6 address in brackets must end with ']' (and a port is not part of "
+                "a host: remove ':port')"
+            )
         return _ipv6(text[1:-1], bracketed=True)
     url_part = _URL_PART.search(text)
     if url_part is not None:
-        _refuse(f"contains {_describe(url_part.group())} at position {url_part.start() + 1}: "
-                "give the host name alone, not a URL or user@host")
+        _refuse(
+            f"contains {_describe(url_part.group())} at position {url_part.start() + 1}: "
+            "give the host name alone, not a URL or user@host"
+        )
     if ":" in text:
         if _IPV6_TEXT.fullmatch(text.partition("%")[0]):
             return _ipv6(text, bracketed=False)
@@ -156,8 +165,10 @@ def _slow_path(text: str) -> Host:
         if codepoint is None:
             _refuse(f"cannot be read as an internationalised name: {exc}")
         where = f" at position {position}" if position else ""
-        _refuse(f"contains {_describe(chr(codepoint))}{where}, which browsers do not allow "
-                "in a host name")
+        _refuse(
+            f"contains {_describe(chr(codepoint))}{where}, which browsers do not allow "
+            "in a host name"
+        )
     if mapped != text.lower():
         _check_characters(mapped, text, mapped_from=True)
     if mapped.endswith("."):
@@ -171,8 +182,7 @@ def _slow_path(text: str) -> Host:
         return _ipv4(labels)
     name = ".".join(_to_ascii_label(label) for label in labels)
     if len(name) > MAX_NAME_LENGTH:
-        _refuse(f"the host name is {len(name)} characters long; the limit is "
-                f"{MAX_NAME_LENGTH}")
+        _refuse(f"the host name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
     return Host(name)
 
 
@@ -181,10 +191,14 @@ def _check_characters(text: str, raw: str, *, mapped_from: bool = False) -> None
     for position, char in enumerate(text, start=1):
         if char.isascii() and char not in _ALLOWED_ASCII:
             if mapped_from:
-                _refuse(f"a character in {raw!r} stands for {_describe(char)}, which is not "
-                        "allowed in a host name")
-            _refuse(f"contains {_describe(char)} at position {position}, which is not allowed "
-                    "in a host name")
+                _refuse(
+                    f"a character in {raw!r} stands for {_describe(char)}, which is not "
+                    "allowed in a host name"
+                )
+            _refuse(
+                f"contains {_describe(char)} at position {position}, which is not allowed "
+                "in a host name"
+            )
 
 
 def _describe(char: str) -> str:
@@ -192,8 +206,12 @@ def _describe(char: str) -> str:
     name = unicodedata.name(char, "")
     if not name:
         category = unicodedata.category(char)
-        kind = {"Cc": "a control character", "Cs": "a lone surrogate",
-                "Co": "a private-use character", "Cn": "an unassigned code point"}
+        kind = {
+            "Cc": "a control character",
+            "Cs": "a lone surrogate",
+            "Co": "a private-use character",
+            "Cn": "an unassigned code point",
+        }
         return f"{code} ({kind.get(category, 'an unnamed character')})"
     if char.isprintable() and not char.isspace():
         return f"{char!r} ({code} {name})"
@@ -206,8 +224,7 @@ def _to_ascii_label(label: str) -> str:
             try:
                 idna.ulabel(label)  # checks the Punycode and that it is the canonical A-label
             except (idna.IDNAError, UnicodeError) as exc:
-                _refuse(f"the label {label!r} is not a valid internationalised (xn--) label: "
-                        f"{exc}")
+                _refuse(f"the label {label!r} is not a valid internationalised (xn--) label: {exc}")
         elif not _ASCII_LABEL.fullmatch(label):  # pragma: no cover - _check_characters did
             _refuse(f"the label {label!r} has characters not allowed in a host name")
         ascii_label = label
@@ -217,8 +234,10 @@ def _to_ascii_label(label: str) -> str:
         except (idna.IDNAError, UnicodeError) as exc:
             _refuse(f"the label {label!r} is not a valid internationalised label: {exc}")
     if len(ascii_label) > MAX_LABEL_LENGTH:
-        _refuse(f"the label {ascii_label[:20]!r}... is {len(ascii_label)} characters long; "
-                f"the limit is {MAX_LABEL_LENGTH}")
+        _refuse(
+            f"the label {ascii_label[:20]!r}... is {len(ascii_label)} characters long; "
+            f"the limit is {MAX_LABEL_LENGTH}"
+        )
     return ascii_label
 
 
@@ -226,8 +245,10 @@ def _ipv4(labels: list[str]) -> Host:
     """The WHATWG URL IPv4 parser: 1 to 4 parts, each decimal, octal (0...) or hex (0x...)."""
     shown = ".".join(labels)
     if len(labels) > 4:
-        _refuse(f"{shown!r} ends in a number, so it must be an IPv4 address, but it has "
-                f"{len(labels)} parts (at most 4)")
+        _refuse(
+            f"{shown!r} ends in a number, so it must be an IPv4 address, but it has "
+            f"{len(labels)} parts (at most 4)"
+        )
     numbers = [_ipv4_number(part, shown) for part in labels]
     *leading, last = numbers
     for number in leading:
@@ -248,8 +269,10 @@ def _ipv4_number(part: str, shown: str) -> int:
     else:
         digits, base, pattern = part, 10, _DECIMAL
     if pattern.fullmatch(digits) is None:
-        _refuse(f"{shown!r} ends in a number, so it must be an IPv4 address, but {part!r} is "
-                "not a decimal, octal (0...) or hex (0x...) number")
+        _refuse(
+            f"{shown!r} ends in a number, so it must be an IPv4 address, but {part!r} is "
+            "not a decimal, octal (0...) or hex (0x...) number"
+        )
     return int(digits, base) if digits else 0
 
 
@@ -305,8 +328,17 @@ class DomainIndex:
     copying it between processes (pickle) is refused; rebuild it from the lists instead.
     """
 
-    __slots__ = ("_by_mask", "_classify", "_exact", "_key", "_masks", "_max_dots", "_min_dots",
-                 "_names", "_recent")
+    __slots__ = (
+        "_by_mask",
+        "_classify",
+        "_exact",
+        "_key",
+        "_masks",
+        "_max_dots",
+        "_min_dots",
+        "_names",
+        "_recent",
+    )
 
     _masks: dict[int, int]
     _names: tuple[str, ...]
@@ -318,8 +350,16 @@ class DomainIndex:
     _classify: frozenset[str]
     _key: str
 
-    def __init__(self, masks: dict[int, int], names: tuple[str, ...], *, min_dots: int,
-                 max_dots: int, exact: bool = False, key: str = "") -> None:
+    def __init__(
+        self,
+        masks: dict[int, int],
+        names: tuple[str, ...],
+        *,
+        min_dots: int,
+        max_dots: int,
+        exact: bool = False,
+        key: str = "",
+    ) -> None:
         """Use `DomainIndex.build` or `DomainIndex.empty()`."""
         self._masks = masks
         self._key = key
@@ -333,8 +373,9 @@ class DomainIndex:
         self._recent = {}  # a memo of recent answers: the index itself never changes
 
     @classmethod
-    def build(cls, lists: Mapping[str, Iterable[str]], *, key: str = "",
-              checked: bool = False) -> Self:
+    def build(
+        cls, lists: Mapping[str, Iterable[str]], *, key: str = "", checked: bool = False
+    ) -> Self:
         """An index of category -> canonical domains (or IP literals, matched exactly), its
         hashes keyed by the secret `key` (see the class docstring).
 
@@ -353,17 +394,18 @@ class DomainIndex:
         for bit, category in enumerate(names):
             entries = lists[category]
             if not isinstance(category, str) or not category:
-                raise ValueError(f"category {category!r}: a category name must be non-empty "
-                                 "text")
+                raise ValueError(f"category {category!r}: a category name must be non-empty text")
             if isinstance(entries, str):
-                raise ValueError(f"category {category!r}: expected a list of domains, got the "
-                                 f"single string {entries[:40]!r}")
+                raise ValueError(
+                    f"category {category!r}: expected a list of domains, got the "
+                    f"single string {entries[:40]!r}"
+                )
             flag = 1 << bit
             for entry in entries:
                 if isinstance(entry, str) and entry.startswith(EXACT_PREFIX):
                     # stored under its own spelling, which no suffix walk ever hashes
                     if not checked:
-                        _check_canonical(category, entry[len(EXACT_PREFIX):])
+                        _check_canonical(category, entry[len(EXACT_PREFIX) :])
                     exact = True
                 else:
                     if not checked:
@@ -374,8 +416,7 @@ class DomainIndex:
                 masks[stored] = interned.setdefault(mask, mask)  # a few ints shared by all
         if not depths:
             return cls(masks, names, min_dots=_NO_DEPTH, max_dots=-1, exact=exact, key=key)
-        return cls(masks, names, min_dots=min(depths), max_dots=max(depths), exact=exact,
-                   key=key)
+        return cls(masks, names, min_dots=min(depths), max_dots=max(depths), exact=exact, key=key)
 
     @classmethod
     def empty(cls) -> DomainIndex:
@@ -443,8 +484,10 @@ class DomainIndex:
         return self
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError("a DomainIndex holds per-process string hashes and cannot be copied to "
-                        "another process; build it there from the domain lists")
+        raise TypeError(
+            "a DomainIndex holds per-process string hashes and cannot be copied to "
+            "another process; build it there from the domain lists"
+        )
 
 
 def _check_canonical(category: str, entry: object) -> None:
@@ -452,11 +495,11 @@ def _check_canonical(category: str, entry: object) -> None:
         raise ValueError(f"category {category!r}: {entry!r} is not a domain name (not text)")
     found = _read_host(entry)
     if isinstance(found, HostError):
-        raise ValueError(f"category {category!r}: {entry!r} is not a host name: "
-                         f"{found.message}")
+        raise ValueError(f"category {category!r}: {entry!r} is not a host name: {found.message}")
     if found.name != entry:
-        raise ValueError(f"category {category!r}: {entry!r} is not in canonical form; write "
-                         f"it as {found.name!r}")
+        raise ValueError(
+            f"category {category!r}: {entry!r} is not in canonical form; write it as {found.name!r}"
+        )
 
 
 def _is_ip_text(name: str) -> bool:

@@ -25,8 +25,11 @@ MAX_EVENTS = 2000
 MAX_OCCURRENCES = 60  # of one repeating event inside the file's span
 _START = r"starts?|begins?|opens?|commences?|first day"
 _END = r"ends?|finish(?:es)?|closes?|last day"
-_MARKER = re.compile(rf"^(?:(?P<pre>{_START}|{_END}|start|end)\s+(?:of\s+)?)?(?P<term>.*?)"
-                     rf"\s*(?:[-:,]\s*)?(?P<post>{_START}|{_END})?\s*$", re.IGNORECASE)
+_MARKER = re.compile(
+    rf"^(?:(?P<pre>{_START}|{_END}|start|end)\s+(?:of\s+)?)?(?P<term>.*?)"
+    rf"\s*(?:[-:,]\s*)?(?P<post>{_START}|{_END})?\s*$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +62,24 @@ class _Event:
 def parse_term_dates_ics(raw: bytes, cal: Calendar) -> IcsImport:
     """The term dates in an .ics file, as `cal`'s school would keep them."""
     if len(raw) > MAX_ICS_BYTES:
-        return IcsImport((), (f"the file is larger than {MAX_ICS_BYTES // 1_000_000} MB: a "
-                              "term-dates calendar is far smaller; is it the right file?",))
+        return IcsImport(
+            (),
+            (
+                f"the file is larger than {MAX_ICS_BYTES // 1_000_000} MB: a "
+                "term-dates calendar is far smaller; is it the right file?",
+            ),
+        )
     text, note = _text(raw)
     try:
         parsed = icalendar.Calendar.from_ical(text)
     except Exception as error:  # any malformed file gets words, never a crash
-        return IcsImport((), (f"this is not an iCalendar (.ics) file ({_short(error)}); "
-                              "download the term dates again as .ics or iCal",))
+        return IcsImport(
+            (),
+            (
+                f"this is not an iCalendar (.ics) file ({_short(error)}); "
+                "download the term dates again as .ics or iCal",
+            ),
+        )
     events, problems = _events(parsed, cal)
     if note:
         problems.insert(0, note)
@@ -82,8 +95,10 @@ def _text(raw: bytes) -> tuple[str, str]:
     try:
         return unfolded.decode("utf-8-sig"), ""
     except UnicodeDecodeError:
-        return (unfolded.decode("cp1252", errors="replace"),
-                "the file is not UTF-8 text, so it was read as Windows text: check the names")
+        return (
+            unfolded.decode("cp1252", errors="replace"),
+            "the file is not UTF-8 text, so it was read as Windows text: check the names",
+        )
 
 
 def _short(error: Exception) -> str:
@@ -105,8 +120,10 @@ def _events(parsed: icalendar.Component, cal: Calendar) -> tuple[list[_Event], l
         try:
             start, end = _day_span(component.start, component.end, cal)
         except Exception as error:
-            problems.append(f"the event {_summary(component)!r} has no readable dates "
-                            f"({_short(error)}): left out")
+            problems.append(
+                f"the event {_summary(component)!r} has no readable dates "
+                f"({_short(error)}): left out"
+            )
             continue
         (repeating if component.rrules else single).append((component, start, end))
     found = [_Event(_summary(c), s, e) for c, s, e in single]
@@ -120,8 +137,10 @@ def _events(parsed: icalendar.Component, cal: Calendar) -> tuple[list[_Event], l
         try:
             days = _occurrences(component, start, first, last)
         except Exception as error:
-            problems.append(f"the repeating event {_summary(component)!r} could not be read "
-                            f"({_short(error)}): left out")
+            problems.append(
+                f"the repeating event {_summary(component)!r} could not be read "
+                f"({_short(error)}): left out"
+            )
             continue
         length = end - start
         found += [_Event(_summary(component), day, day + length) for day in days]
@@ -130,8 +149,10 @@ def _events(parsed: icalendar.Component, cal: Calendar) -> tuple[list[_Event], l
 
 def _summary(component: icalendar.Component) -> str:
     """The event's title on one line, without hidden or control characters."""
-    text = "".join(c if c.isprintable() else " " if c.isspace() else ""
-                   for c in str(component.get("SUMMARY", "")))
+    text = "".join(
+        c if c.isprintable() else " " if c.isspace() else ""
+        for c in str(component.get("SUMMARY", ""))
+    )
     return " ".join(text.split())[:100] or "(no title)"
 
 
@@ -152,8 +173,12 @@ def _day_span(start: date | datetime, end: date | datetime, cal: Calendar) -> tu
     return first, max(first, last)
 
 
-def _occurrences(component: icalendar.Event, start: date, first: date, last: date,
-                 ) -> list[date]:
+def _occurrences(
+    component: icalendar.Event,
+    start: date,
+    first: date,
+    last: date,
+) -> list[date]:
     """The days a repeating event falls on from `first` to `last`, by its RRULE and EXDATEs
     (read in whole days: a bank holiday is a day, whatever its time)."""
     excluded = {d.date() if isinstance(d, datetime) else d for d in component.exdates}
@@ -163,8 +188,9 @@ def _occurrences(component: icalendar.Event, start: date, first: date, last: dat
         # Whole days: an UNTIL with a time (often in UTC) is read as its date.
         text = re.sub(r"UNTIL=(\d{8})T\d{6}Z?", r"UNTIL=\1", text)
         recurrence = rrulestr(text, dtstart=datetime.combine(start, time(0)))
-        for moment in recurrence.between(datetime.combine(first, time(0)),
-                                         datetime.combine(last, time(0)), inc=True):
+        for moment in recurrence.between(
+            datetime.combine(first, time(0)), datetime.combine(last, time(0)), inc=True
+        ):
             days.add(moment.date())
             if len(days) > MAX_OCCURRENCES:
                 break
@@ -182,21 +208,43 @@ def _understand(events: list[_Event], cal: Calendar) -> list[Understood]:
             if is_start:
                 open_terms[name.casefold()] = (event, name)
                 continue
-            opened = open_terms.pop(name.casefold(), None) or \
-                (open_terms.pop(next(iter(open_terms))) if len(open_terms) == 1 else None)
+            opened = open_terms.pop(name.casefold(), None) or (
+                open_terms.pop(next(iter(open_terms))) if len(open_terms) == 1 else None
+            )
             if opened is not None:
                 begun, name = opened
                 term = DatedItem(begun.start, event.end, DateKind.TERM, name or "Term")
-                found.append(Understood(f"{begun.summary} ... {event.summary}", begun.start,
-                                        event.end, term, "a term: from its start to its end"))
+                found.append(
+                    Understood(
+                        f"{begun.summary} ... {event.summary}",
+                        begun.start,
+                        event.end,
+                        term,
+                        "a term: from its start to its end",
+                    )
+                )
                 continue
-            found.append(Understood(event.summary, event.start, event.end, None,
-                                    "the end of a term with no start before it: left out"))
+            found.append(
+                Understood(
+                    event.summary,
+                    event.start,
+                    event.end,
+                    None,
+                    "the end of a term with no start before it: left out",
+                )
+            )
             continue
         found.append(_one(event, cal))
     for begun, _ in open_terms.values():
-        found.append(Understood(begun.summary, begun.start, begun.end, None,
-                                "the start of a term with no end after it: left out"))
+        found.append(
+            Understood(
+                begun.summary,
+                begun.start,
+                begun.end,
+                None,
+                "the start of a term with no end after it: left out",
+            )
+        )
     if sum(u.item is not None for u in found) > MAX_ITEMS:
         found = found[:MAX_ITEMS]
     return sorted(found, key=lambda u: (u.start, u.end, u.summary))
@@ -220,13 +268,24 @@ def _one(event: _Event, cal: Calendar) -> Understood:
     days = [event.start + timedelta(days=n) for n in range((event.end - event.start).days + 1)]
     known = [cal.bank_holiday(day) for day in days]
     if all(known):
-        return Understood(event.summary, event.start, event.end, None,
-                          f"a bank holiday schoolgate already knows ({known[0]}): left out")
+        return Understood(
+            event.summary,
+            event.start,
+            event.end,
+            None,
+            f"a bank holiday schoolgate already knows ({known[0]}): left out",
+        )
     kind = kind_of_name(event.summary)
     if kind is None:
-        return Understood(event.summary, event.start, event.end, None,
-                          "its name says no term, holiday, INSET day or closure: left out "
-                          "(choose what it is to keep it)")
+        return Understood(
+            event.summary,
+            event.start,
+            event.end,
+            None,
+            "its name says no term, holiday, INSET day or closure: left out "
+            "(choose what it is to keep it)",
+        )
     item = DatedItem(event.start, event.end, kind, event.summary)
-    return Understood(event.summary, event.start, event.end, item,
-                      f"{KIND_WORDS[kind]}, by its name")
+    return Understood(
+        event.summary, event.start, event.end, item, f"{KIND_WORDS[kind]}, by its name"
+    )

@@ -25,11 +25,21 @@ MAX_PROBLEMS = 200  # problems kept per file (all are counted)
 MAX_INCLUDE_DEPTH = 16  # v2fly include chains deeper than this are refused
 
 # Names a hosts file maps for the machine itself, not sites: never list entries.
-_HOSTS_HOUSEKEEPING = frozenset({
-    "localhost", "localhost.localdomain", "local", "broadcasthost", "ip6-localhost",
-    "ip6-loopback", "ip6-localnet", "ip6-mcastprefix", "ip6-allnodes", "ip6-allrouters",
-    "ip6-allhosts",
-})
+_HOSTS_HOUSEKEEPING = frozenset(
+    {
+        "localhost",
+        "localhost.localdomain",
+        "local",
+        "broadcasthost",
+        "ip6-localhost",
+        "ip6-loopback",
+        "ip6-localnet",
+        "ip6-mcastprefix",
+        "ip6-allnodes",
+        "ip6-allrouters",
+        "ip6-allhosts",
+    }
+)
 _V2FLY_PREFIXES = ("domain", "full", "keyword", "regexp", "regex", "include")
 _ABP_DOMAIN_RULE = re.compile(r"\|\|([^/^$|*]+)\^?(?:\$(.*))?")
 _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -82,8 +92,15 @@ class _Reader:
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(FormatProblem(f"{file or self.source}:{line_no}", message))
 
-    def host(self, line_no: int, raw: str, *, what: str = "entry",
-             file: str | None = None, prefix: str = "") -> str | None:
+    def host(
+        self,
+        line_no: int,
+        raw: str,
+        *,
+        what: str = "entry",
+        file: str | None = None,
+        prefix: str = "",
+    ) -> str | None:
         """Add `raw` as a host name (with `prefix`, such as "full:"), or note the problem.
         Returns the canonical name."""
         name = canonical_host(raw)
@@ -97,17 +114,24 @@ class _Reader:
         """(line number, stripped line) of every line that is short enough to read."""
         for line_no, raw in enumerate(text.splitlines(), start=1):
             if len(raw) > MAX_LINE_LENGTH:
-                self.problem(line_no, f"the line is {len(raw)} characters long (at most "
-                                      f"{MAX_LINE_LENGTH}): it was not read")
+                self.problem(
+                    line_no,
+                    f"the line is {len(raw)} characters long (at most "
+                    f"{MAX_LINE_LENGTH}): it was not read",
+                )
                 continue
             line = raw.strip().lstrip("\ufeff")
             if line:
                 yield line_no, line
 
     def result(self) -> ParsedList:
-        return ParsedList(tuple(self.hosts), tuple(sorted(self.skipped.items())),
-                          tuple(sorted(self.notes.items())), tuple(self.problems),
-                          self.problem_count)
+        return ParsedList(
+            tuple(self.hosts),
+            tuple(sorted(self.skipped.items())),
+            tuple(sorted(self.notes.items())),
+            tuple(self.problems),
+            self.problem_count,
+        )
 
 
 def canonical_host(raw: str) -> str | FormatProblem:
@@ -123,12 +147,16 @@ def canonical_host(raw: str) -> str | FormatProblem:
     if isinstance(host, HostError):
         return FormatProblem("", host.message)
     if host.ip is not None:
-        return FormatProblem("", "is an IP address: lists hold host names (the gateway's "
-                                 "IP-literal rule handles addresses)")
+        return FormatProblem(
+            "",
+            "is an IP address: lists hold host names (the gateway's "
+            "IP-literal rule handles addresses)",
+        )
     name = host.name
     if "." not in name:
-        return FormatProblem("", "has only one label: a list entry is a full name like "
-                                 "'example.com'")
+        return FormatProblem(
+            "", "has only one label: a list entry is a full name like 'example.com'"
+        )
     if DOMAIN_RE.fullmatch(name) is None:
         return FormatProblem("", f"{name!r} is not a host name a list can hold")
     return name
@@ -166,12 +194,18 @@ def parse_hosts(text: str, *, source: str) -> ParsedList:
         if not fields:
             continue
         if len(fields) == 1:
-            reader.problem(line_no, f"{fields[0][:80]!r} has no address before it: write "
-                                    "'0.0.0.0 example.com' (or use format 'domains')")
+            reader.problem(
+                line_no,
+                f"{fields[0][:80]!r} has no address before it: write "
+                "'0.0.0.0 example.com' (or use format 'domains')",
+            )
             continue
         if not _is_ip(fields[0]):
-            reader.problem(line_no, f"{fields[0][:80]!r} is not an IP address: a hosts file "
-                                    "line starts with one, like '0.0.0.0 example.com'")
+            reader.problem(
+                line_no,
+                f"{fields[0][:80]!r} is not an IP address: a hosts file "
+                "line starts with one, like '0.0.0.0 example.com'",
+            )
             continue
         for name in fields[1:]:
             if name.lower() in _HOSTS_HOUSEKEEPING:
@@ -186,8 +220,11 @@ def parse_adblock(text: str, *, source: str) -> ParsedList:
     no path) are read; exception, cosmetic and other rules are counted and skipped."""
     reader = _Reader(source)
     for line_no, line in reader.lines(text):
-        if line.startswith("!") or (line.startswith("#") and not line.startswith("##")) or \
-                line.startswith("["):
+        if (
+            line.startswith("!")
+            or (line.startswith("#") and not line.startswith("##"))
+            or line.startswith("[")
+        ):
             continue  # a comment, or the '[Adblock Plus 2.0]' header
         if line.startswith("@@"):
             reader.skipped["exception rules (@@): an allow list is kept by the school"] += 1
@@ -203,9 +240,10 @@ def parse_adblock(text: str, *, source: str) -> ParsedList:
                 reader.skipped["rules for addresses or parts of pages, not whole domains"] += 1
             continue
         host, options = match.group(1), match.group(2)
-        if options and any(opt.strip() not in ("important", "all", "document", "third-party",
-                                               "3p", "")
-                           for opt in options.split(",")):
+        if options and any(
+            opt.strip() not in ("important", "all", "document", "third-party", "3p", "")
+            for opt in options.split(",")
+        ):
             reader.skipped["rules limited by options ($...): not a whole-domain block"] += 1
             continue
         if _is_ip(host):
@@ -256,8 +294,10 @@ def _parse_urls(text: str, *, source: str, whole_host_for_paths: bool) -> Parsed
             continue
         if path.strip("/"):
             if not whole_host_for_paths:
-                reader.skipped["URLs with a path (the gateway cannot block one page without "
-                               "blocking the whole site)"] += 1
+                reader.skipped[
+                    "URLs with a path (the gateway cannot block one page without "
+                    "blocking the whole site)"
+                ] += 1
                 continue
             if reader.host(line_no, host, what="URL host") is not None:
                 reader.notes["URLs with a path: their whole host is blocked"] += 1
@@ -308,30 +348,49 @@ def parse_v2fly_file(text: str, *, name: str, source: str | None = None) -> V2fl
         head, attrs = words[0], words[1:]
         bad = [a for a in attrs if not (a.startswith(("@", "&")) and len(a) > 1)]
         if bad:
-            reader.problem(line_no, f"{bad[0][:40]!r} is not an attribute: attributes are "
-                                    "written '@name' after the value")
+            reader.problem(
+                line_no,
+                f"{bad[0][:40]!r} is not an attribute: attributes are "
+                "written '@name' after the value",
+            )
             continue
         kind, sep, value = head.partition(":")
         if not sep:
             kind, value = "domain", head
         elif kind not in _V2FLY_PREFIXES:
-            reader.problem(line_no, f"unknown rule type {kind[:20]!r}: use domain:, full:, "
-                                    "keyword:, regexp: or include:")
+            reader.problem(
+                line_no,
+                f"unknown rule type {kind[:20]!r}: use domain:, full:, "
+                "keyword:, regexp: or include:",
+            )
             continue
         tags = [a[1:] for a in attrs if a.startswith("@")]  # '&affiliation' tags are not ours
         if kind == "include":
-            includes.append(V2flyInclude(
-                value, frozenset(t for t in tags if not t.startswith("-")),
-                frozenset(t[1:] for t in tags if t.startswith("-")), line_no))
+            includes.append(
+                V2flyInclude(
+                    value,
+                    frozenset(t for t in tags if not t.startswith("-")),
+                    frozenset(t[1:] for t in tags if t.startswith("-")),
+                    line_no,
+                )
+            )
             continue
-        rules.append(V2flyRule("regexp" if kind == "regex" else kind, value, frozenset(tags),
-                               line_no))
-    return V2flyFile(name, tuple(rules), tuple(includes), tuple(reader.problems),
-                     reader.problem_count)
+        rules.append(
+            V2flyRule("regexp" if kind == "regex" else kind, value, frozenset(tags), line_no)
+        )
+    return V2flyFile(
+        name, tuple(rules), tuple(includes), tuple(reader.problems), reader.problem_count
+    )
 
 
-def resolve_v2fly(files: Mapping[str, str], root: str, *, data_dir: str = "data",
-                  exclude_attrs: Iterable[str] = (), exact_hosts: bool = False) -> ParsedList:
+def resolve_v2fly(
+    files: Mapping[str, str],
+    root: str,
+    *,
+    data_dir: str = "data",
+    exclude_attrs: Iterable[str] = (),
+    exact_hosts: bool = False,
+) -> ParsedList:
     """The host names of v2fly list `root`, following its `include:` lines through `files`
     (file name -> text, the `data/` directory). `keyword:` and `regexp:` rules are counted and
     skipped (they are not host names); entries carrying any of `exclude_attrs` are left out.
@@ -344,8 +403,13 @@ def resolve_v2fly(files: Mapping[str, str], root: str, *, data_dir: str = "data"
     parsed: dict[str, V2flyFile] = {}
     done: set[tuple[str, frozenset[str], frozenset[str]]] = set()
 
-    def visit(name: str, wanted: frozenset[str], unwanted: frozenset[str],
-              chain: tuple[str, ...], where: str) -> None:
+    def visit(
+        name: str,
+        wanted: frozenset[str],
+        unwanted: frozenset[str],
+        chain: tuple[str, ...],
+        where: str,
+    ) -> None:
         def problem(message: str) -> None:
             reader.problem(_line(where), message, file=_file(where))
 
@@ -353,21 +417,25 @@ def resolve_v2fly(files: Mapping[str, str], root: str, *, data_dir: str = "data"
             problem(f"include cycle: {' -> '.join((*chain, name))}: remove one include")
             return
         if len(chain) >= MAX_INCLUDE_DEPTH:
-            problem(f"includes nested more than {MAX_INCLUDE_DEPTH} deep "
-                    f"({' -> '.join(chain[:4])} ...)")
+            problem(
+                f"includes nested more than {MAX_INCLUDE_DEPTH} deep ({' -> '.join(chain[:4])} ...)"
+            )
             return
         key = (name, wanted, unwanted)
         if key in done:
             return
         done.add(key)
         if name not in files:
-            problem(f"include:{name[:60]} names no file in {data_dir}/ (check the spelling, "
-                    "or fetch that file too)")
+            problem(
+                f"include:{name[:60]} names no file in {data_dir}/ (check the spelling, "
+                "or fetch that file too)"
+            )
             return
         file = parsed.get(name)
         if file is None:
-            file = parsed[name] = parse_v2fly_file(files[name], name=name,
-                                                   source=_in(data_dir, name))
+            file = parsed[name] = parse_v2fly_file(
+                files[name], name=name, source=_in(data_dir, name)
+            )
             for found in file.problems:
                 reader.problem(_line(found.where), found.message, file=_file(found.where))
             reader.problem_count += file.problem_count - len(file.problems)
@@ -377,22 +445,29 @@ def resolve_v2fly(files: Mapping[str, str], root: str, *, data_dir: str = "data"
             if rule.attrs & unwanted:
                 continue
             if rule.attrs & excluded:
-                reader.skipped[f"entries with attribute @{min(rule.attrs & excluded)} "
-                               "(left out by exclude_attrs)"] += 1
+                reader.skipped[
+                    f"entries with attribute @{min(rule.attrs & excluded)} "
+                    "(left out by exclude_attrs)"
+                ] += 1
                 continue
             if rule.kind in ("keyword", "regexp"):
-                reader.skipped[f"{rule.kind}: rules (they match patterns, not host "
-                               "names)"] += 1
+                reader.skipped[f"{rule.kind}: rules (they match patterns, not host names)"] += 1
                 continue
             if rule.kind == "domain" and "." not in rule.value.strip("."):
-                reader.skipped["whole top-level domains (a list holds names, not "
-                               "'.adult' or '.hsbc')"] += 1
+                reader.skipped[
+                    "whole top-level domains (a list holds names, not '.adult' or '.hsbc')"
+                ] += 1
                 continue
             exact = EXACT_PREFIX if exact_hosts and rule.kind == "full" else ""
             reader.host(rule.line, rule.value, file=_in(data_dir, name), prefix=exact)
         for inc in file.includes:
-            visit(inc.name, wanted | inc.wanted, unwanted | inc.unwanted, (*chain, name),
-                  f"{_in(data_dir, name)}:{inc.line}")
+            visit(
+                inc.name,
+                wanted | inc.wanted,
+                unwanted | inc.unwanted,
+                (*chain, name),
+                f"{_in(data_dir, name)}:{inc.line}",
+            )
 
     visit(root, frozenset(), frozenset(), (), f"{_in(data_dir, root)}:1")
     return reader.result()
@@ -451,16 +526,18 @@ def compact(entries: Iterable[ListEntry]) -> tuple[ListEntry, ...]:
     first: dict[str, ListEntry] = {}
     for entry in entries:
         first.setdefault(entry.host, entry)
-    kept = [e for name, e in first.items()
-            if not any(p in first for p in list(parents(name))[1:])]
+    kept = [e for name, e in first.items() if not any(p in first for p in list(parents(name))[1:])]
     return tuple(sorted(kept, key=lambda e: e.host))
 
 
 def format_list_file(lst: ListFile) -> str:
     """The text of a list file in the project's format (docs/lists.md); entries are written
     as given, so pass them through `compact` first."""
-    lines = [f"# category: {lst.category}", f"# description: {_one_line(lst.description)}",
-             f"# compiled: {lst.compiled.isoformat()}"]
+    lines = [
+        f"# category: {lst.category}",
+        f"# description: {_one_line(lst.description)}",
+        f"# compiled: {lst.compiled.isoformat()}",
+    ]
     lines.extend(f"# source: {_one_line(s)}" for s in lst.sources)
     lines.extend(f"# {_one_line(r)}" for r in lst.remarks)
     for entry in lst.entries:
@@ -484,8 +561,25 @@ def _one_line(text: str) -> str:
 
 
 __all__: Sequence[str] = (
-    "FormatProblem", "ListEntry", "ListFile", "ListFormat", "ParsedList", "V2flyFile",
-    "V2flyInclude", "V2flyRule", "canonical_host", "compact", "format_list_file",
-    "parse_adblock", "parse_domains", "parse_hosts", "parse_iwf", "parse_list",
-    "parse_ut1_domains", "parse_ut1_urls", "parse_v2fly_file", "resolve_v2fly", "summarise",
+    "FormatProblem",
+    "ListEntry",
+    "ListFile",
+    "ListFormat",
+    "ParsedList",
+    "V2flyFile",
+    "V2flyInclude",
+    "V2flyRule",
+    "canonical_host",
+    "compact",
+    "format_list_file",
+    "parse_adblock",
+    "parse_domains",
+    "parse_hosts",
+    "parse_iwf",
+    "parse_list",
+    "parse_ut1_domains",
+    "parse_ut1_urls",
+    "parse_v2fly_file",
+    "resolve_v2fly",
+    "summarise",
 )

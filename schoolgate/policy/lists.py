@@ -80,22 +80,26 @@ def parse_domain_list(text: str, *, source: str) -> DomainList | list[ListProble
                 continue  # a plain comment
             value = match.group(2)
             if not in_header:
-                problem(line_no, f"the header line '# {key}:' comes after the first domain: "
-                                 "move it up into the header at the top of the file")
+                problem(
+                    line_no,
+                    f"the header line '# {key}:' comes after the first domain: "
+                    "move it up into the header at the top of the file",
+                )
             elif not value:
                 problem(line_no, f"'# {key}:' has no value: write one after the colon")
             elif key == "source":
                 sources.append(value)
             elif key in headers:
-                problem(line_no, f"'# {key}:' appears twice (first on line {headers[key][1]}): "
-                                 "keep one")
+                problem(
+                    line_no, f"'# {key}:' appears twice (first on line {headers[key][1]}): keep one"
+                )
             else:
                 headers[key] = (value, line_no)
             continue
         in_header = False
         entry = line.partition("#")[0].strip()
         exact = entry.startswith(EXACT_PREFIX)
-        message = _entry_problem(entry[len(EXACT_PREFIX):] if exact else entry)
+        message = _entry_problem(entry[len(EXACT_PREFIX) :] if exact else entry)
         if message is not None:
             problem(line_no, message)
             continue
@@ -107,12 +111,20 @@ def parse_domain_list(text: str, *, source: str) -> DomainList | list[ListProble
     _check_coverage(seen, problem)
     category, description, compiled = _check_header(headers, sources, source, problems)
     if not seen:
-        problems.append(ListProblem(f"{source}:1", "the list has no domains: add one per line, "
-                                                   f"like {_EXAMPLE}"))
+        problems.append(
+            ListProblem(
+                f"{source}:1", f"the list has no domains: add one per line, like {_EXAMPLE}"
+            )
+        )
     if problems or category is None or description is None or compiled is None:
         return sorted(problems, key=_line_number)
-    return DomainList(category=category, description=description, compiled=compiled,
-                      sources=tuple(sources), domains=tuple(seen))
+    return DomainList(
+        category=category,
+        description=description,
+        compiled=compiled,
+        sources=tuple(sources),
+        domains=tuple(seen),
+    )
 
 
 def parents(domain: str) -> Iterable[str]:
@@ -122,7 +134,7 @@ def parents(domain: str) -> Iterable[str]:
     the host (a.b.c, b.c): an exact host is covered by a listed domain, never the other way."""
     if domain.startswith(EXACT_PREFIX):
         yield domain
-        domain = domain[len(EXACT_PREFIX):]
+        domain = domain[len(EXACT_PREFIX) :]
     labels = domain.split(".")
     for i in range(len(labels) - 1):
         yield ".".join(labels[i:])
@@ -139,8 +151,11 @@ def find_overlaps(lists: Sequence[DomainList]) -> list[ListOverlap]:
         for domain in domain_list.domains:
             mine = domain_list.category
             for parent in parents(domain):
-                overlaps.extend(ListOverlap(domain, mine, parent, other)
-                                for other in owners.get(parent, ()) if other != mine)
+                overlaps.extend(
+                    ListOverlap(domain, mine, parent, other)
+                    for other in owners.get(parent, ())
+                    if other != mine
+                )
     return overlaps
 
 
@@ -155,16 +170,23 @@ def _check_coverage(seen: dict[str, int], problem: Callable[[int, str], None]) -
             parent = None
             dot = name.find(".")
             while parent is None and name.find(".", dot + 1) != -1:
-                candidate = name[dot + 1:]  # each parent with two labels or more
+                candidate = name[dot + 1 :]  # each parent with two labels or more
                 parent = candidate if candidate in seen else None
                 dot = name.find(".", dot + 1)
         if parent is not None:
-            problem(line_no, f"'{domain}' is already covered by '{parent}' on line "
-                             f"{seen[parent]}: remove it (or make it a comment)")
+            problem(
+                line_no,
+                f"'{domain}' is already covered by '{parent}' on line "
+                f"{seen[parent]}: remove it (or make it a comment)",
+            )
 
 
-def _check_header(headers: dict[str, tuple[str, int]], sources: list[str], source: str,
-                  problems: list[ListProblem]) -> tuple[str | None, str | None, date | None]:
+def _check_header(
+    headers: dict[str, tuple[str, int]],
+    sources: list[str],
+    source: str,
+    problems: list[ListProblem],
+) -> tuple[str | None, str | None, date | None]:
     top = f"{source}:1"
     hints = {
         "category": "'# category: <name>' (the file's name without .txt)",
@@ -175,22 +197,35 @@ def _check_header(headers: dict[str, tuple[str, int]], sources: list[str], sourc
         if key not in headers:
             problems.append(ListProblem(top, f"missing header {hint}: add it at the top"))
     if not sources:
-        problems.append(ListProblem(top, "missing header '# source: <where the domains came "
-                                         "from, with a date or commit>': add at least one"))
+        problems.append(
+            ListProblem(
+                top,
+                "missing header '# source: <where the domains came "
+                "from, with a date or commit>': add at least one",
+            )
+        )
     category = headers.get("category")
     if category is not None and not _CATEGORY_RE.fullmatch(category[0]):
-        problems.append(ListProblem(f"{source}:{category[1]}",
-                                    f"category {category[0]!r} is not a valid name: use lowercase "
-                                    "letters, digits and '_', starting with a letter"))
+        problems.append(
+            ListProblem(
+                f"{source}:{category[1]}",
+                f"category {category[0]!r} is not a valid name: use lowercase "
+                "letters, digits and '_', starting with a letter",
+            )
+        )
         category = None
     compiled: date | None = None
     if "compiled" in headers:
         value, line_no = headers["compiled"]
         compiled = _iso_date(value)
         if compiled is None:
-            problems.append(ListProblem(f"{source}:{line_no}",
-                                        f"compiled date {value!r} is not a date: write it as "
-                                        "YYYY-MM-DD, like '2026-11-21'"))
+            problems.append(
+                ListProblem(
+                    f"{source}:{line_no}",
+                    f"compiled date {value!r} is not a date: write it as "
+                    "YYYY-MM-DD, like '2026-11-21'",
+                )
+            )
     description = headers.get("description")
     return (category[0] if category else None, description[0] if description else None, compiled)
 
@@ -217,8 +252,10 @@ def _entry_problem(entry: str) -> str | None:
         return f"{shown} has spaces: write one domain per line"
     if "://" in entry or "/" in entry:
         host = entry.split("://", 1)[-1].split("/", 1)[0].split("@")[-1].split(":")[0]
-        return (f"{shown} is not a domain: write just the host name, like "
-                f"'{host.lower() or 'example.com'}'")
+        return (
+            f"{shown} is not a domain: write just the host name, like "
+            f"'{host.lower() or 'example.com'}'"
+        )
     if entry.startswith("||") or entry.endswith("^"):
         host = entry.strip("|^").lower()
         return f"{shown} is filter syntax, not a domain: write just '{host}'"
@@ -228,8 +265,10 @@ def _entry_problem(entry: str) -> str | None:
     if "*" in entry:
         return f"{shown} has a wildcard: list the domain that covers the names you mean"
     if _is_ip(entry):
-        return (f"{shown} is an IP address, not a domain: these lists hold host names only "
-                "(IP literals are blocked by the circumvention settings)")
+        return (
+            f"{shown} is an IP address, not a domain: these lists hold host names only "
+            "(IP literals are blocked by the circumvention settings)"
+        )
     if ":" in entry:
         host = entry.rsplit(":", 1)[0]
         return f"{shown} has a port: write just '{host.lower()}'"
@@ -270,8 +309,10 @@ def _punycode_problem(entry: str) -> str | None:
             try:
                 label[4:].encode("ascii").decode("punycode")
             except UnicodeError:
-                return (f"'{entry}': the label '{label}' is not valid punycode: copy the "
-                        "A-label from a converter, or write the name in Unicode to see it")
+                return (
+                    f"'{entry}': the label '{label}' is not valid punycode: copy the "
+                    "A-label from a converter, or write the name in Unicode to see it"
+                )
     return None
 
 

@@ -265,10 +265,12 @@ class Policy:
     # order, and bounded memos of what decide() learnt: host spellings; each rule's calendar
     # window (open or shut, and until when).
     rules_by_role: Mapping[str, tuple[Rule, ...]] = field(
-        default_factory=dict, compare=False, repr=False)
+        default_factory=dict, compare=False, repr=False
+    )
     memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
     window_memo: dict[str, tuple[float, float, bool]] = field(
-        default_factory=dict, compare=False, repr=False)
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if not self.rules_by_role:

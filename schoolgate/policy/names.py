@@ -21,12 +21,15 @@ def canonical_user(raw: str) -> str:
     if not name:
         raise ValueError("the user name is empty; type the person's school user name")
     if len(name) > MAX_USER_LENGTH:
-        raise ValueError(f"the user name is longer than {MAX_USER_LENGTH} characters; "
-                         "type the person's school user name")
-    if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
-           for ch in name):
-        raise ValueError("the user name contains control or invisible characters; type it "
-                         "again using letters, digits and punctuation only")
+        raise ValueError(
+            f"the user name is longer than {MAX_USER_LENGTH} characters; "
+            "type the person's school user name"
+        )
+    if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"} for ch in name):
+        raise ValueError(
+            "the user name contains control or invisible characters; type it "
+            "again using letters, digits and punctuation only"
+        )
     return name
 
 

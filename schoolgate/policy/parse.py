@@ -62,7 +62,8 @@ class _PolicyLoader(yaml.SafeLoader):
             if key in seen:
                 first = seen[key].start_mark.line + 1
                 raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
+                    "while reading a mapping",
+                    node.start_mark,
                     f"the key {key!r} appears twice (first at line {first})",
                     key_node.start_mark,
                 )
@@ -80,7 +81,8 @@ _PolicyLoader.add_implicit_resolver(
     _INT, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789")
 )
 _PolicyLoader.add_implicit_resolver(
-    _FLOAT, re.compile(r"^[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?$"),
+    _FLOAT,
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?$"),
     list("-+0123456789."),
 )
 
@@ -237,17 +239,23 @@ def list_files_named(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse_policy(text: str, *, source: str, lists: Mapping[str, str] | None = None,
-                 index_key: str = "") -> Policy:
+def parse_policy(
+    text: str, *, source: str, lists: Mapping[str, str] | None = None, index_key: str = ""
+) -> Policy:
     """Parse a policy text. `lists` maps each list file name the policy names to its text;
     `index_key` is the secret that keys the domain index's hashes (see DomainIndex).
 
     Raises PolicyError listing every problem found, each with its place."""
     data = _load_yaml(text, source)
     if not isinstance(data, dict):
-        raise PolicyError(source, ["the policy must be a YAML mapping (keys like 'roles:', "
-                                   "'categories:', 'rules:'), not "
-                                   f"{type(data).__name__}"])
+        raise PolicyError(
+            source,
+            [
+                "the policy must be a YAML mapping (keys like 'roles:', "
+                "'categories:', 'rules:'), not "
+                f"{type(data).__name__}"
+            ],
+        )
     try:
         spec = _PolicyIn.model_validate(data)
     except ValidationError as exc:
@@ -297,8 +305,9 @@ def _parse_clock(value: str) -> time | None:
 class _Builder:
     """Turns the validated schema into frozen policy objects, collecting semantic problems."""
 
-    def __init__(self, spec: _PolicyIn, source: str, lists: Mapping[str, str],
-                 index_key: str = "") -> None:
+    def __init__(
+        self, spec: _PolicyIn, source: str, lists: Mapping[str, str], index_key: str = ""
+    ) -> None:
         self.index_key = index_key
         self.spec = spec
         self.source = source
@@ -312,8 +321,9 @@ class _Builder:
         spec = self.spec
         roles = {name: Role(name, description) for name, description in spec.roles.items()}
         if spec.default_role not in roles:
-            self.problem("default_role", f"unknown role {spec.default_role!r} "
-                                         f"(known: {_known(roles)})")
+            self.problem(
+                "default_role", f"unknown role {spec.default_role!r} (known: {_known(roles)})"
+            )
         categories, domain_lists = self._categories(roles)
         calendar = self._calendar()
         rules = self._rules(roles, categories, calendar)
@@ -327,16 +337,30 @@ class _Builder:
         assert calendar is not None
         assert domains is not None
         return Policy(
-            name=spec.name, source=self.source, roles=roles, default_role=spec.default_role,
-            categories=categories, domains=domains, calendar=calendar, rules=rules,
-            default=spec.default, circumvention=circumvention, internal=internal,
-            ports=PortSettings(connect=frozenset(spec.ports.connect),
-                               http=frozenset(spec.ports.http)),
-            inspection=inspection, search=search,
+            name=spec.name,
+            source=self.source,
+            roles=roles,
+            default_role=spec.default_role,
+            categories=categories,
+            domains=domains,
+            calendar=calendar,
+            rules=rules,
+            default=spec.default,
+            circumvention=circumvention,
+            internal=internal,
+            ports=PortSettings(
+                connect=frozenset(spec.ports.connect), http=frozenset(spec.ports.http)
+            ),
+            inspection=inspection,
+            search=search,
         )
 
-    def _role_names(self, value: list[str] | str, where: str, roles: Mapping[str, Role],
-                    ) -> frozenset[str]:
+    def _role_names(
+        self,
+        value: list[str] | str,
+        where: str,
+        roles: Mapping[str, Role],
+    ) -> frozenset[str]:
         if value == ALL_ROLES:
             return frozenset(roles)
         names: list[str] = []
@@ -344,14 +368,17 @@ class _Builder:
             if name == ALL_ROLES:
                 names.extend(roles)
             elif name not in roles:
-                self.problem(f"{where}[{i}]", f"unknown role {name!r} "
-                                              f"(known: {_known(roles)}, or 'all')")
+                self.problem(
+                    f"{where}[{i}]", f"unknown role {name!r} (known: {_known(roles)}, or 'all')"
+                )
             else:
                 names.append(name)
         return frozenset(names)
 
-    def _categories(self, roles: Mapping[str, Role],
-                    ) -> tuple[dict[str, Category], dict[str, list[str]]]:
+    def _categories(
+        self,
+        roles: Mapping[str, Role],
+    ) -> tuple[dict[str, Category], dict[str, list[str]]]:
         categories: dict[str, Category] = {}
         domains: dict[str, list[str]] = {}
         for name, cat in self.spec.categories.items():
@@ -360,36 +387,50 @@ class _Builder:
             for i, list_name in enumerate(cat.lists):
                 text = self.lists.get(list_name)
                 if text is None:
-                    self.problem(f"{where}.lists[{i}]", f"list file {list_name!r} was not found "
-                                 "(put it beside the policy file, or use a shipped list: "
-                                 f"{_known(n for n in self.lists)})")
+                    self.problem(
+                        f"{where}.lists[{i}]",
+                        f"list file {list_name!r} was not found "
+                        "(put it beside the policy file, or use a shipped list: "
+                        f"{_known(n for n in self.lists)})",
+                    )
                     continue
                 parsed = parse_domain_list(text, source=list_name)
                 if isinstance(parsed, DomainList):
                     entries.extend(parsed.domains)
                 else:
-                    self.problems.extend(f"{where}.lists[{i}]: {p.where}: {p.message}"
-                                         for p in parsed)
+                    self.problems.extend(
+                        f"{where}.lists[{i}]: {p.where}: {p.message}" for p in parsed
+                    )
             for i, raw in enumerate(cat.domains):
                 host = normalise_host(raw)
                 if isinstance(host, HostError):
-                    self.problem(f"{where}.domains[{i}]", f"{raw!r} is not a host name: "
-                                                          f"{host.message}")
+                    self.problem(
+                        f"{where}.domains[{i}]", f"{raw!r} is not a host name: {host.message}"
+                    )
                 else:
                     entries.append(host.name)
             if cat.sensitive and cat.circumvention:
-                self.problem(where, "a category cannot be both sensitive (never decrypted) and "
-                                    "circumvention (blocked as a trick): pick one")
+                self.problem(
+                    where,
+                    "a category cannot be both sensitive (never decrypted) and "
+                    "circumvention (blocked as a trick): pick one",
+                )
             unique = list(dict.fromkeys(entries))
             domains[name] = unique
             categories[name] = Category(
-                name=name, description=cat.description, locked=cat.locked,
-                not_unblockable_for=self._role_names(cat.not_unblockable_for,
-                                                     f"{where}.not_unblockable_for", roles),
-                no_wide_grants_for=self._role_names(cat.no_wide_grants_for,
-                                                    f"{where}.no_wide_grants_for", roles),
-                circumvention=cat.circumvention, sensitive=cat.sensitive,
-                lists=tuple(cat.lists), domain_count=len(unique),
+                name=name,
+                description=cat.description,
+                locked=cat.locked,
+                not_unblockable_for=self._role_names(
+                    cat.not_unblockable_for, f"{where}.not_unblockable_for", roles
+                ),
+                no_wide_grants_for=self._role_names(
+                    cat.no_wide_grants_for, f"{where}.no_wide_grants_for", roles
+                ),
+                circumvention=cat.circumvention,
+                sensitive=cat.sensitive,
+                lists=tuple(cat.lists),
+                domain_count=len(unique),
                 example_domain=unique[0] if unique else "",
             )
         return categories, domains
@@ -405,8 +446,11 @@ class _Builder:
     def _clock(self, value: str, where: str) -> time:
         parsed = _parse_clock(value)
         if parsed is None:
-            self.problem(where, f"{value!r} is not a time of day: write it as HH:MM or "
-                                "HH:MM:SS in 24-hour form, like '10:30'")
+            self.problem(
+                where,
+                f"{value!r} is not a time of day: write it as HH:MM or "
+                "HH:MM:SS in 24-hour form, like '10:30'",
+            )
             return time(0)
         return parsed
 
@@ -417,19 +461,27 @@ class _Builder:
         try:
             zone = ZoneInfo(cal.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            self.problem(f"{where}.timezone", f"unknown time zone {cal.timezone!r} "
-                                              "(use an IANA name like 'Europe/London')")
+            self.problem(
+                f"{where}.timezone",
+                f"unknown time zone {cal.timezone!r} (use an IANA name like 'Europe/London')",
+            )
             zone = ZoneInfo("UTC")
         days = []
         for i, day in enumerate(cal.school_days):
             if day.lower() not in WEEKDAYS:
-                self.problem(f"{where}.school_days[{i}]", f"{day!r} is not a day of the week "
-                                                          f"(known: {', '.join(WEEKDAYS)})")
+                self.problem(
+                    f"{where}.school_days[{i}]",
+                    f"{day!r} is not a day of the week (known: {', '.join(WEEKDAYS)})",
+                )
             else:
                 days.append(WEEKDAYS.index(day.lower()))
         periods = tuple(
-            Period(p.name, p.kind, self._clock(p.start, f"{where}.periods[{i}].start"),
-                   self._clock(p.end, f"{where}.periods[{i}].end"))
+            Period(
+                p.name,
+                p.kind,
+                self._clock(p.start, f"{where}.periods[{i}].start"),
+                self._clock(p.end, f"{where}.periods[{i}].end"),
+            )
             for i, p in enumerate(cal.periods)
         )
         calendar = Calendar(
@@ -453,33 +505,50 @@ class _Builder:
             self.problem(f"{where}.{place}", message)
         return calendar
 
-    def _rules(self, roles: Mapping[str, Role], categories: Mapping[str, Category],
-               calendar: Calendar | None) -> tuple[Rule, ...]:
+    def _rules(
+        self,
+        roles: Mapping[str, Role],
+        categories: Mapping[str, Category],
+        calendar: Calendar | None,
+    ) -> tuple[Rule, ...]:
         rules = []
         seen: dict[str, int] = {}
         windows = calendar.window_names() if calendar else frozenset()
         for i, rule in enumerate(self.spec.rules):
             where = f"rules[{i}]"
             if rule.name in seen:
-                self.problem(f"{where}.name", f"the name {rule.name!r} is already used by "
-                                              f"rules[{seen[rule.name]}]: names must be unique")
+                self.problem(
+                    f"{where}.name",
+                    f"the name {rule.name!r} is already used by "
+                    f"rules[{seen[rule.name]}]: names must be unique",
+                )
             seen.setdefault(rule.name, i)
             for j, cat in enumerate(rule.categories):
                 if cat not in categories:
-                    self.problem(f"{where}.categories[{j}]", f"unknown category {cat!r} "
-                                                             f"(known: {_known(categories)})")
+                    self.problem(
+                        f"{where}.categories[{j}]",
+                        f"unknown category {cat!r} (known: {_known(categories)})",
+                    )
             for j, window in enumerate(rule.when):
                 if window not in windows and window != "always":
-                    self.problem(f"{where}.when[{j}]", f"unknown time window {window!r} "
-                                                       f"(known: {_known(windows)}, always)")
+                    self.problem(
+                        f"{where}.when[{j}]",
+                        f"unknown time window {window!r} (known: {_known(windows)}, always)",
+                    )
             when = When(tuple(w for w in rule.when if w != "always"))
             if "always" in rule.when:
                 when = When()
-            rules.append(Rule(
-                name=rule.name, roles=self._role_names(rule.roles, f"{where}.roles", roles),
-                categories=frozenset(rule.categories), verdict=rule.action, when=when,
-                description=rule.description, index=i,
-            ))
+            rules.append(
+                Rule(
+                    name=rule.name,
+                    roles=self._role_names(rule.roles, f"{where}.roles", roles),
+                    categories=frozenset(rule.categories),
+                    verdict=rule.action,
+                    when=when,
+                    description=rule.description,
+                    index=i,
+                )
+            )
         return tuple(rules)
 
     def _circumvention(self) -> CircumventionSettings:
@@ -488,8 +557,10 @@ class _Builder:
         for i, raw in enumerate(spec.supervised_allowlist):
             host = normalise_host(raw)
             if isinstance(host, HostError):
-                self.problem(f"circumvention.supervised_allowlist[{i}]",
-                             f"{raw!r} is not a host name: {host.message}")
+                self.problem(
+                    f"circumvention.supervised_allowlist[{i}]",
+                    f"{raw!r} is not a host name: {host.message}",
+                )
             else:
                 allow.append(host.name)
         return CircumventionSettings(
@@ -506,8 +577,9 @@ class _Builder:
         by_role = {}
         for role, spec in self.spec.inspection.items():
             if role not in roles:
-                self.problem(f"inspection.{role}", f"unknown role {role!r} (known: "
-                                                   f"{_known(roles)})")
+                self.problem(
+                    f"inspection.{role}", f"unknown role {role!r} (known: {_known(roles)})"
+                )
                 continue
             by_role[role] = RoleInspection(spec.inspect, spec.safe_search, spec.youtube)
         return InspectionSettings(by_role)
@@ -517,8 +589,11 @@ class _Builder:
         for i, name in enumerate(self.spec.search.alert_terms):
             text = self.lists.get(name)
             if text is None:
-                self.problem(f"search.alert_terms[{i}]", f"the term list {name!r} was not found "
-                             "(put it beside the policy file, or name a shipped one)")
+                self.problem(
+                    f"search.alert_terms[{i}]",
+                    f"the term list {name!r} was not found "
+                    "(put it beside the policy file, or name a shipped one)",
+                )
                 continue
             found, problems = parse_term_list(text, source=name)
             terms.extend(found)
@@ -537,19 +612,30 @@ class _Builder:
                     try:
                         networks.append(ipaddress.ip_network(raw, strict=True))
                     except ValueError as exc:
-                        self.problem(f"{where}.hosts[{j}]", f"{raw!r} is not an address range: "
-                                     f"{exc} (write it like 10.0.5.0/24 or fd00:1::/64)")
+                        self.problem(
+                            f"{where}.hosts[{j}]",
+                            f"{raw!r} is not an address range: "
+                            f"{exc} (write it like 10.0.5.0/24 or fd00:1::/64)",
+                        )
                     continue
                 host = normalise_host(raw)
                 if isinstance(host, HostError):
-                    self.problem(f"{where}.hosts[{j}]", f"{raw!r} is not a host name, address "
-                                                        f"or address range: {host.message}")
+                    self.problem(
+                        f"{where}.hosts[{j}]",
+                        f"{raw!r} is not a host name, address or address range: {host.message}",
+                    )
                 elif host.ip is not None:
                     networks.append(ipaddress.ip_network(host.ip))
                 else:
                     hosts.append(host.name)
-            entries.append(InternalAllow(
-                hosts=tuple(hosts), networks=tuple(networks),
-                roles=self._role_names(entry.roles, f"{where}.roles", roles),
-                ports=frozenset(entry.ports), direct=entry.direct, note=entry.note))
+            entries.append(
+                InternalAllow(
+                    hosts=tuple(hosts),
+                    networks=tuple(networks),
+                    roles=self._role_names(entry.roles, f"{where}.roles", roles),
+                    ports=frozenset(entry.ports),
+                    direct=entry.direct,
+                    note=entry.note,
+                )
+            )
         return InternalSettings(allow=tuple(entries))

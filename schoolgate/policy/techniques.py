@@ -41,17 +41,16 @@ class Technique(StrEnum):
 WORDS: dict[str, str] = {
     Technique.IP_LITERAL: "a public IP address typed instead of a site's name",
     Technique.REWRITING_PROXY: "a page-rewriting proxy (such as a translate proxy) showing a "
-                               "blocked site",
-    Technique.HOST_MISMATCH: "a connection whose address, certificate name and site name "
-                             "disagree",
+    "blocked site",
+    Technique.HOST_MISMATCH: "a connection whose address, certificate name and site name disagree",
     Technique.WEB_PROXY: "a web proxy or unblocker site",
     Technique.VPN: "a VPN service",
     Technique.TOR: "Tor",
     Technique.DOH: "DNS-over-HTTPS, which hides look-ups from the school's filter",
     Technique.PLATFORM_FRONTEND: "a front-end, mirror or viewer site that shows X or Instagram "
-                                 "another way",
+    "another way",
     Technique.LOOKALIKE: "a name made to look like a social-media site's own, with lookalike "
-                         "letters",
+    "letters",
     Technique.DOH_CONTENT: "DNS-over-HTTPS sent to a site that is not a known resolver",
     Technique.ARCHIVE_VIEWER: "an archive, cache or translation viewer showing a blocked page",
     Technique.ECH: "an encrypted hello that hides which site is being visited",
@@ -72,8 +71,9 @@ def describe_technique(technique: str) -> str:
 NOT_COUNTED: frozenset[str] = frozenset({Technique.EMBEDDED_WIDGET})
 
 # Signals that suggest a determined attempt: their alert is high severity at once.
-HIGH_SEVERITY: frozenset[str] = frozenset({Technique.ECH, Technique.VPN, Technique.TOR,
-                                           Technique.TUNNEL_PROTOCOL})
+HIGH_SEVERITY: frozenset[str] = frozenset(
+    {Technique.ECH, Technique.VPN, Technique.TOR, Technique.TUNNEL_PROTOCOL}
+)
 
 
 def counted(technique: str) -> bool:

@@ -32,21 +32,39 @@ class DateKind(StrEnum):
 
 
 KIND_WORDS = {
-    DateKind.TERM: "term", DateKind.HOLIDAY: "holiday", DateKind.INSET: "INSET day",
-    DateKind.CLOSURE: "closure", DateKind.BANK_HOLIDAY: "bank holiday",
+    DateKind.TERM: "term",
+    DateKind.HOLIDAY: "holiday",
+    DateKind.INSET: "INSET day",
+    DateKind.CLOSURE: "closure",
+    DateKind.BANK_HOLIDAY: "bank holiday",
 }
 
 # The plain rules, first match wins, on the name in lower case with "-" and "_" read as spaces.
 # They are the same for a closure's name in the policy and an event's summary in an .ics file.
 _RULES: tuple[tuple[DateKind, re.Pattern[str]], ...] = (
-    (DateKind.INSET, re.compile(r"\binset\b|training day|staff (?:development|training)|"
-                                r"teacher (?:day|training)|non pupil|professional development|"
-                                r"\bpd day\b|\bcpd\b")),
+    (
+        DateKind.INSET,
+        re.compile(
+            r"\binset\b|training day|staff (?:development|training)|"
+            r"teacher (?:day|training)|non pupil|professional development|"
+            r"\bpd day\b|\bcpd\b"
+        ),
+    ),
     (DateKind.BANK_HOLIDAY, re.compile(r"bank holiday|\bcoronation\b|\bjubilee\b")),
-    (DateKind.HOLIDAY, re.compile(r"half term|\bholidays?\b|\bvacation\b|"
-                                  r"\bchristmas\b|\beaster\b|\bwhitsun\b|\bmidterm\b")),
-    (DateKind.CLOSURE, re.compile(r"\bclos(?:ed|ure)\b|\bsnow\b|\bpolling\b|\belection\b|"
-                                  r"\bshut\b|\bstrike\b|\bemergency\b")),
+    (
+        DateKind.HOLIDAY,
+        re.compile(
+            r"half term|\bholidays?\b|\bvacation\b|"
+            r"\bchristmas\b|\beaster\b|\bwhitsun\b|\bmidterm\b"
+        ),
+    ),
+    (
+        DateKind.CLOSURE,
+        re.compile(
+            r"\bclos(?:ed|ure)\b|\bsnow\b|\bpolling\b|\belection\b|"
+            r"\bshut\b|\bstrike\b|\bemergency\b"
+        ),
+    ),
     (DateKind.TERM, re.compile(r"\bterm\b|\bsemester\b")),
 )
 
@@ -116,18 +134,36 @@ def item_problems(items: tuple[DatedItem, ...]) -> list[tuple[int, str, str]]:
         elif len(item.name) > 100:
             problems.append((i, "name", "keep the name under 100 characters"))
         elif not all(c.isprintable() for c in item.name):
-            problems.append((i, "name", "the name has a hidden or control character (a line break, "
-                                "a direction mark, ...): type it again"))
+            problems.append(
+                (
+                    i,
+                    "name",
+                    "the name has a hidden or control character (a line break, "
+                    "a direction mark, ...): type it again",
+                )
+            )
         if item.end < item.start:
-            problems.append((i, "end", f"it ends ({_day(item.end)}) before it starts "
-                                f"({_day(item.start)}): swap the dates"))
+            problems.append(
+                (
+                    i,
+                    "end",
+                    f"it ends ({_day(item.end)}) before it starts "
+                    f"({_day(item.start)}): swap the dates",
+                )
+            )
     terms = [(i, t) for i, t in enumerate(items) if t.kind is DateKind.TERM and t.start <= t.end]
     for n, (_, first) in enumerate(terms):
-        for j, second in terms[n + 1:]:
+        for j, second in terms[n + 1 :]:
             if first.start <= second.end and second.start <= first.end:
-                problems.append((j, "start", f"'{second.name}' overlaps the term '{first.name}' "
-                                    f"({_day(first.start)} to {_day(first.end)}): terms "
-                                    "may not share a day"))
+                problems.append(
+                    (
+                        j,
+                        "start",
+                        f"'{second.name}' overlaps the term '{first.name}' "
+                        f"({_day(first.start)} to {_day(first.end)}): terms "
+                        "may not share a day",
+                    )
+                )
     return problems
 
 
@@ -150,12 +186,19 @@ class DayKind(StrEnum):
 
 
 DAY_WORDS = {
-    DayKind.WEEKEND: "weekend", DayKind.BANK_HOLIDAY: "bank holiday",
-    DayKind.INSET: "INSET day (no pupils)", DayKind.CLOSURE: "school closed",
-    DayKind.HOLIDAY: "holiday", DayKind.TERM: "school day",
+    DayKind.WEEKEND: "weekend",
+    DayKind.BANK_HOLIDAY: "bank holiday",
+    DayKind.INSET: "INSET day (no pupils)",
+    DayKind.CLOSURE: "school closed",
+    DayKind.HOLIDAY: "holiday",
+    DayKind.TERM: "school day",
 }
-_CLOSURE_DAYS = {DateKind.INSET: DayKind.INSET, DateKind.BANK_HOLIDAY: DayKind.BANK_HOLIDAY,
-                 DateKind.HOLIDAY: DayKind.HOLIDAY, DateKind.CLOSURE: DayKind.CLOSURE}
+_CLOSURE_DAYS = {
+    DateKind.INSET: DayKind.INSET,
+    DateKind.BANK_HOLIDAY: DayKind.BANK_HOLIDAY,
+    DateKind.HOLIDAY: DayKind.HOLIDAY,
+    DateKind.CLOSURE: DayKind.CLOSURE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +247,9 @@ def year_months(cal: Calendar, first_year: int) -> tuple[tuple[date, tuple[Day, 
         year, month = first_year + (8 + offset) // 12, (8 + offset) % 12 + 1
         first = date(year, month, 1)
         following = date(year + month // 12, month % 12 + 1, 1)
-        days = tuple(day_of(cal, first + timedelta(days=n))
-                     for n in range((following - first).days))
+        days = tuple(
+            day_of(cal, first + timedelta(days=n)) for n in range((following - first).days)
+        )
         months.append((first, days))
     return tuple(months)
 
@@ -222,8 +266,11 @@ class Change:
     after: Day
 
     def sentence(self) -> str:
-        span = _day(self.first) if self.first == self.last else \
-            f"{_day(self.first)} to {_day(self.last)}"
+        span = (
+            _day(self.first)
+            if self.first == self.last
+            else f"{_day(self.first)} to {_day(self.last)}"
+        )
         return f"{span}: {_what(self.before)}, would be {_what(self.after)}"
 
 
@@ -241,12 +288,14 @@ def changed_days(old: Calendar, new: Calendar, start: date, end: date) -> list[C
         before, after = day_of(old, day), day_of(new, day)
         if (before.kind, before.note, before.school) != (after.kind, after.note, after.school):
             last = found[-1] if found else None
-            same = last is not None and (last.before.kind, last.before.note, last.after.kind,
-                                         last.after.note) == (before.kind, before.note,
-                                                              after.kind, after.note)
+            same = last is not None and (
+                last.before.kind,
+                last.before.note,
+                last.after.kind,
+                last.after.note,
+            ) == (before.kind, before.note, after.kind, after.note)
             gap = _days_between(last.last, day) if last is not None else []
-            if last is not None and same and all(
-                    d.weekday() not in new.school_days for d in gap):
+            if last is not None and same and all(d.weekday() not in new.school_days for d in gap):
                 found[-1] = Change(last.first, day, last.before, last.after)
             else:
                 found.append(Change(day, day, before, after))
@@ -258,8 +307,10 @@ def _days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range(1, (last - first).days)]
 
 
-def merged(existing: tuple[DatedItem, ...], imported: tuple[DatedItem, ...],
-           ) -> tuple[DatedItem, ...]:
+def merged(
+    existing: tuple[DatedItem, ...],
+    imported: tuple[DatedItem, ...],
+) -> tuple[DatedItem, ...]:
     """The imported items in place of the existing ones they cover: an existing item that
     shares a day with the imported file's span (its first to its last date) is replaced; the
     rest (another school year's dates) is kept."""
@@ -277,26 +328,35 @@ class CannotRewrite(ValueError):
     """The policy text is not laid out so its dates can be replaced (say how to fix it)."""
 
 
-def with_dates(text: str, items: tuple[DatedItem, ...], *, bank_holidays: str | None = None,
-               ) -> str:
+def with_dates(
+    text: str,
+    items: tuple[DatedItem, ...],
+    *,
+    bank_holidays: str | None = None,
+) -> str:
     """`text` with its `calendar.terms` and `calendar.closures` replaced by `items` (and
     `calendar.bank_holidays` by `bank_holidays` when given); every other line, comments
     included, is left as it was."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
-        raise CannotRewrite(f"the policy is not valid YAML ({error}); fix it on the Policy "
-                            "page first") from None
+        raise CannotRewrite(
+            f"the policy is not valid YAML ({error}); fix it on the Policy page first"
+        ) from None
     calendar = _value(root, "calendar")
     if not isinstance(calendar, yaml.MappingNode) or calendar.flow_style:
-        raise CannotRewrite("the policy's calendar is not written as a block of keys "
-                            "('calendar:' on its own line, one key a line below it); write it "
-                            "so on the Policy page first")
+        raise CannotRewrite(
+            "the policy's calendar is not written as a block of keys "
+            "('calendar:' on its own line, one key a line below it); write it "
+            "so on the Policy page first"
+        )
     indent = " " * calendar.value[0][0].start_mark.column
     terms = [i for i in items if i.kind is DateKind.TERM]
     closures = [i for i in items if i.kind is not DateKind.TERM]
-    wanted = {"terms": _sequence("terms", terms, indent),
-              "closures": _sequence("closures", closures, indent)}
+    wanted = {
+        "terms": _sequence("terms", terms, indent),
+        "closures": _sequence("closures", closures, indent),
+    }
     if bank_holidays is not None:
         wanted["bank_holidays"] = f"bank_holidays: {bank_holidays}"
     edits: list[tuple[int, int, str]] = []  # (start, end, new text), applied from the end
@@ -315,8 +375,9 @@ def with_dates(text: str, items: tuple[DatedItem, ...], *, bank_holidays: str | 
 def _value(node: yaml.Node | None, key: str) -> yaml.Node | None:
     if not isinstance(node, yaml.MappingNode):
         return None
-    return next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key),
-                None)
+    return next(
+        (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None
+    )
 
 
 def _content_end(node: yaml.Node) -> int:
@@ -334,8 +395,13 @@ def _sequence(key: str, items: list[DatedItem], indent: str) -> str:
         return f"{key}: []"
     lines = [f"{key}:"]
     for item in sorted(items):
-        end = "" if item.end == item.start and item.kind is not DateKind.TERM else \
-            f", end: {item.end.isoformat()}"
-        lines.append(f"{indent}  - {{name: {json.dumps(item.name, ensure_ascii=False)}, "
-                     f"start: {item.start.isoformat()}{end}}}")
+        end = (
+            ""
+            if item.end == item.start and item.kind is not DateKind.TERM
+            else f", end: {item.end.isoformat()}"
+        )
+        lines.append(
+            f"{indent}  - {{name: {json.dumps(item.name, ensure_ascii=False)}, "
+            f"start: {item.start.isoformat()}{end}}}"
+        )
     return "\n".join(lines)

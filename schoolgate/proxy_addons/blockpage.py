@@ -34,35 +34,34 @@ _WHY = {
     Reason.LOCAL_BLOCK: "Your school has blocked this website.",
     Reason.RULE_BLOCK: "Your school has decided this website is not for use at school.",
     Reason.CIRCUMVENTION: "This website is a way to get round the school's safety filter, so "
-                          "it is blocked. Your teachers can see that it was tried. If you keep "
-                          "trying, you may have to use the computer only with a teacher.",
+    "it is blocked. Your teachers can see that it was tried. If you keep "
+    "trying, you may have to use the computer only with a teacher.",
     Reason.DEFAULT_BLOCK: "This website is not on the list of websites you can use at school.",
     Reason.INTERNAL_ADDRESS: "This address is part of the school's own computer systems, so "
-                             "it cannot be opened through the filter.",
+    "it cannot be opened through the filter.",
     Reason.INVALID_HOST: "We could not understand this web address, so it is blocked to keep "
-                         "you safe.",
+    "you safe.",
     Reason.ENGINE_ERROR: "Something went wrong while checking this website, so it is blocked "
-                         "to keep you safe. Please try again in a minute.",
+    "to keep you safe. Please try again in a minute.",
 }
 _WHY_TIME = "This website is not for use at school at this time."
 # The same for staff: adult words, with who decides.
 _WHY_STAFF = {
     Reason.LOCKED: "This site is on a list that the school never allows (illegal or harmful "
-                   "content); no one at school can unblock it.",
+    "content); no one at school can unblock it.",
     Reason.SUPERVISED_ONLY: "Your account is supervised only: you can browse only in a "
-                            "supervised session. The Designated Safeguarding Lead can tell you "
-                            "more.",
+    "supervised session. The Designated Safeguarding Lead can tell you "
+    "more.",
     Reason.LOCAL_BLOCK: "The school has blocked this site on its own list.",
-    Reason.RULE_BLOCK: "The school's policy does not allow this site for your role at this "
-                       "time.",
+    Reason.RULE_BLOCK: "The school's policy does not allow this site for your role at this time.",
     Reason.CIRCUMVENTION: "This looks like a way to get round the school's filter (a proxy, "
-                          "VPN or similar), so it is blocked and the attempt is recorded. "
-                          "Repeated attempts are reported to the Designated Safeguarding Lead, "
-                          "who may make your account supervised only.",
+    "VPN or similar), so it is blocked and the attempt is recorded. "
+    "Repeated attempts are reported to the Designated Safeguarding Lead, "
+    "who may make your account supervised only.",
     Reason.DEFAULT_BLOCK: "This site is not on the list of sites allowed for your role.",
     Reason.INVALID_HOST: "The filter could not understand this web address, so it is blocked.",
     Reason.ENGINE_ERROR: "The filter hit an error while checking this site, so it is blocked to "
-                         "be safe. Try again in a minute; if it keeps happening, tell IT.",
+    "be safe. Try again in a minute; if it keeps happening, tell IT.",
 }
 _WHY_TIME_STAFF = "The school's policy does not allow this site for your role at this time."
 # Roles that read the children's words (an unidentified person gets the policy's default role,
@@ -76,47 +75,78 @@ class BlockPageSettings:
     secret: bytes  # signs the "ask for access" token
 
 
-def make_block_page(decision: Decision, subject: Subject, *, site: str, at: datetime,
-                    policy: Policy | None, settings: BlockPageSettings) -> http.Response:
+def make_block_page(
+    decision: Decision,
+    subject: Subject,
+    *,
+    site: str,
+    at: datetime,
+    policy: Policy | None,
+    settings: BlockPageSettings,
+) -> http.Response:
     """A 403 response carrying the block page for `decision` (`site`: what the client asked
     for, as it sent it)."""
-    html = render_block_page(decision, subject, site=site, at=at, policy=policy,
-                             settings=settings)
-    return http.Response.make(403, html.encode("utf-8"), {
-        "Content-Type": "text/html; charset=utf-8",
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-    })
+    html = render_block_page(decision, subject, site=site, at=at, policy=policy, settings=settings)
+    return http.Response.make(
+        403,
+        html.encode("utf-8"),
+        {
+            "Content-Type": "text/html; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
 
 
 def make_plain_block(decision: Decision) -> http.Response:
     """A plain-text 403 where no page can be shown (a refused CONNECT, an error while deciding,
     a page that failed to render): the reason, and what it was about."""
     about = decision.technique or decision.host
-    text = (f"Blocked by the school's web filter ({decision.reason.value}"
-            f"{': ' + about if about else ''}).\n")
-    return http.Response.make(403, text.encode(), {"Content-Type": "text/plain; charset=utf-8",
-                                                   "Cache-Control": "no-store"})
+    text = (
+        f"Blocked by the school's web filter ({decision.reason.value}"
+        f"{': ' + about if about else ''}).\n"
+    )
+    return http.Response.make(
+        403,
+        text.encode(),
+        {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"},
+    )
 
 
-def render_block_page(decision: Decision, subject: Subject, *, site: str, at: datetime,
-                      policy: Policy | None, settings: BlockPageSettings) -> str:
+def render_block_page(
+    decision: Decision,
+    subject: Subject,
+    *,
+    site: str,
+    at: datetime,
+    policy: Policy | None,
+    settings: BlockPageSettings,
+) -> str:
     # "Ask for access" from a page-rewriting proxy asks for the site it shows.
     asked = decision.host or site
-    claims = AccessClaims(host=unwrap_rewriting_proxy(asked) or asked, role=subject.role, at=at,
-                          user=subject.user, category=decision.category,
-                          reason=decision.reason.value)
+    claims = AccessClaims(
+        host=unwrap_rewriting_proxy(asked) or asked,
+        role=subject.role,
+        at=at,
+        user=subject.user,
+        category=decision.category,
+        reason=decision.reason.value,
+    )
     token = make_access_token(settings.secret, claims)
     ask_url = f"{settings.admin_url.rstrip('/')}/requests/new?{urlencode({'token': token})}"
-    child = subject.role in CHILD_ROLES or (policy is not None
-                                            and subject.role == policy.default_role)
+    child = subject.role in CHILD_ROLES or (
+        policy is not None and subject.role == policy.default_role
+    )
     opens = None
     if decision.opens_at is not None and policy is not None:
         opens = describe_opening(policy, decision.opens_at, at)
     words = _WHY if child else _WHY_STAFF
-    why = (_WHY_TIME if child else _WHY_TIME_STAFF) if opens else \
-        words.get(decision.reason, words[Reason.RULE_BLOCK])
+    why = (
+        (_WHY_TIME if child else _WHY_TIME_STAFF)
+        if opens
+        else words.get(decision.reason, words[Reason.RULE_BLOCK])
+    )
     supervised = decision.reason is Reason.SUPERVISED_ONLY
     if supervised:
         why, opens = _supervised_words(policy, decision, at, child=child), None
@@ -137,7 +167,8 @@ def render_block_page(decision: Decision, subject: Subject, *, site: str, at: da
         role=subject.role,
         when=format_when(policy, at) if policy is not None else at.isoformat(),
         explanation=_without_ids(
-            explain_decision(policy, decision, subject, at) if policy else "", decision),
+            explain_decision(policy, decision, subject, at) if policy else "", decision
+        ),
     )
 
 
@@ -161,18 +192,23 @@ def _without_ids(text: str, decision: Decision) -> str:
     return text
 
 
-def _supervised_words(policy: Policy | None, decision: Decision, at: datetime, *,
-                      child: bool) -> str:
+def _supervised_words(
+    policy: Policy | None, decision: Decision, at: datetime, *, child: bool
+) -> str:
     """What a supervised-only sanction means, and until when (the first moment this site
     opens again, which is the sanction's end for a site that is otherwise allowed)."""
     until = ""
     if decision.opens_at is not None and policy is not None:
         until = f" until {day_name(policy, decision.opens_at, at)}"
     if child:
-        return (f"You can use the computer only with a teacher{until}. "
-                "A teacher can sit with you so you can carry on with your work.")
-    return (f"Your account is supervised only{until}: you can browse only in a supervised "
-            "session. The Designated Safeguarding Lead can tell you more.")
+        return (
+            f"You can use the computer only with a teacher{until}. "
+            "A teacher can sit with you so you can carry on with your work."
+        )
+    return (
+        f"Your account is supervised only{until}: you can browse only in a supervised "
+        "session. The Designated Safeguarding Lead can tell you more."
+    )
 
 
 def day_name(policy: Policy, instant: datetime, at: datetime) -> str:

@@ -44,9 +44,11 @@ def ensure_school_ca(confdir: Path, school_name: str, *, now: datetime | None = 
         if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
             os.chown(confdir, owner.st_uid, owner.st_gid)
     key, cert = make_school_ca(school_name, now=now or datetime.now(UTC))
-    key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     _write(confdir / KEY_AND_CERT, key_pem + cert_pem, mode=0o600)
     _write(confdir / CERT_PEM, cert_pem, mode=0o644)
@@ -54,15 +56,18 @@ def ensure_school_ca(confdir: Path, school_name: str, *, now: datetime | None = 
     return SchoolCA(confdir, created=True)
 
 
-def make_school_ca(school_name: str, *, now: datetime,
-                   key_size: int = 2048) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+def make_school_ca(
+    school_name: str, *, now: datetime, key_size: int = 2048
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     """A self-signed CA: CA:TRUE, keyCertSign. RSA because mitmproxy reuses the CA key for the
     certificates it makes per site, and every client understands RSA."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, f"schoolgate CA ({school_name})"[:64]),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, school_name[:64] or "schoolgate"),
-    ])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, f"schoolgate CA ({school_name})"[:64]),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, school_name[:64] or "schoolgate"),
+        ]
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -72,12 +77,21 @@ def make_school_ca(school_name: str, *, now: datetime,
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return key, cert

@@ -71,11 +71,14 @@ class HelloNote:
 # The one option two addons declare (Enforce reads overrides from it, RecordEvents writes to
 # it); mitmproxy accepts a second declaration only if it is identical, so it is spelt once here.
 DATABASE_URL_OPTION = (
-    "schoolgate_database_url", str, "",
+    "schoolgate_database_url",
+    str,
+    "",
     "The shared database (sqlite:///file or postgresql+psycopg://user@host/db): overrides "
     "(exceptions, sanctions, sessions, local lists) are read from it instead of the "
     "schoolgate_overrides file, and events, attempts, alerts and sanctions are written to it. "
-    "Empty: no database.")
+    "Empty: no database.",
+)
 
 # client connection id -> its ClientHello note; removed when the connection ends.
 hello_notes: dict[str, HelloNote] = {}

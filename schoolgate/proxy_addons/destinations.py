@@ -61,8 +61,9 @@ def parse_hosts_file(text: str, *, source: str) -> dict[str, tuple[IPAddress, ..
         try:
             address = ipaddress.ip_address(fields[0])
         except ValueError:
-            raise ValueError(f"{source}: line {number}: {fields[0]!r} is not an IP address"
-                             ) from None
+            raise ValueError(
+                f"{source}: line {number}: {fields[0]!r} is not an IP address"
+            ) from None
         for raw in fields[1:]:
             wildcard = raw.startswith("*.")
             host = normalise_host(raw.removeprefix("*."))
@@ -96,13 +97,15 @@ class Resolver:
         loop = asyncio.get_running_loop()
         try:
             infos = await asyncio.wait_for(
-                loop.getaddrinfo(host.name, port, type=socket.SOCK_STREAM), self.timeout)
+                loop.getaddrinfo(host.name, port, type=socket.SOCK_STREAM), self.timeout
+            )
         except TimeoutError:
             raise LookupFailed(f"looking up {host.name} took over {self.timeout:g}s") from None
         except OSError as exc:
             raise LookupFailed(f"{host.name} could not be looked up: {exc}") from None
-        addresses = tuple(dict.fromkeys(
-            ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos))
+        addresses = tuple(
+            dict.fromkeys(ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos)
+        )
         if not addresses:
             raise LookupFailed(f"{host.name} has no addresses")
         if len(self._cache) >= _CACHE_LIMIT:
@@ -122,9 +125,14 @@ class Resolver:
         raise LookupFailed(f"{name} is not in the gateway's hosts file")
 
 
-def judge(policy: Policy | None, role: str | None, name: str, port: int,
-          addresses: tuple[IPAddress, ...], own_ports: frozenset[int],
-          ) -> tuple[InternalKind, IPAddress] | None:
+def judge(
+    policy: Policy | None,
+    role: str | None,
+    name: str,
+    port: int,
+    addresses: tuple[IPAddress, ...],
+    own_ports: frozenset[int],
+) -> tuple[InternalKind, IPAddress] | None:
     """The first address that may not be reached, and why; None when every one may. An
     internal address passes only by the policy's internal allow list (by the name or by the
     address, for the role and port), and never on one of the gateway's own ports."""
@@ -132,9 +140,15 @@ def judge(policy: Policy | None, role: str | None, name: str, port: int,
         kind = address_kind(ip)
         if kind is None:
             continue
-        if port not in own_ports and policy is not None and role is not None and (
+        if (
+            port not in own_ports
+            and policy is not None
+            and role is not None
+            and (
                 policy.internal.allowed(name, None, role, port) is not None
-                or policy.internal.allowed(name, ip, role, port) is not None):
+                or policy.internal.allowed(name, ip, role, port) is not None
+            )
+        ):
             continue
         return kind, ip
     return None
@@ -152,13 +166,20 @@ class GuardDestinations:
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
-            "schoolgate_hosts_file", str, "",
+            "schoolgate_hosts_file",
+            str,
+            "",
             "FOR TESTS AND SPECIAL SET-UPS ONLY: a hosts-format file (ADDRESS NAME ...; *.name "
             "for names below it). When set, destinations are looked up only there, never in "
-            "DNS, and a name not in it is refused. Empty (normal use): the system's resolver.")
-        loader.add_option("schoolgate_resolve_timeout_ms", int, 5000,
-                          "How long, in milliseconds, looking up a destination may take before "
-                          "it is refused (fail closed).")
+            "DNS, and a name not in it is refused. Empty (normal use): the system's resolver.",
+        )
+        loader.add_option(
+            "schoolgate_resolve_timeout_ms",
+            int,
+            5000,
+            "How long, in milliseconds, looking up a destination may take before "
+            "it is refused (fail closed).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -218,8 +239,9 @@ class GuardDestinations:
             found = judge(policy, role, name, port, addresses, self.own_ports)
             if found is not None:
                 self.stats.destinations_blocked += 1
-                logger.warning("refused a connection to %s:%s (%s, %s)", name, port,
-                               found[1], found[0].value)
+                logger.warning(
+                    "refused a connection to %s:%s (%s, %s)", name, port, found[1], found[0].value
+                )
                 server.error = "refused by the school's web filter (internal address)"
                 return
             pinned = addresses[0]
@@ -278,20 +300,38 @@ class GuardDestinations:
         except LookupFailed as exc:
             self.stats.destinations_lookup_failed += 1
             flow.response = http.Response.make(
-                502, f"The school's web filter could not find this website ({exc}).\n".encode(),
-                {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"})
+                502,
+                f"The school's web filter could not find this website ({exc}).\n".encode(),
+                {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"},
+            )
             return
         found = judge(inputs.policy, role, name, port, addresses, self.own_ports)
         if found is None:
             self._pins[(client, name, port)] = addresses[0]
             return
         kind, refused = found
-        self._block(flow, inputs, Decision(
-            Verdict.BLOCK, Reason.INTERNAL_ADDRESS, rule=f"internal:{kind.value}",
-            category=decision.category, host=decision.host), connect, str(refused))
+        self._block(
+            flow,
+            inputs,
+            Decision(
+                Verdict.BLOCK,
+                Reason.INTERNAL_ADDRESS,
+                rule=f"internal:{kind.value}",
+                category=decision.category,
+                host=decision.host,
+            ),
+            connect,
+            str(refused),
+        )
 
-    def _block(self, flow: http.HTTPFlow, inputs: context.DecisionInputs, decision: Decision,
-               connect: bool, address: str | None) -> None:
+    def _block(
+        self,
+        flow: http.HTTPFlow,
+        inputs: context.DecisionInputs,
+        decision: Decision,
+        connect: bool,
+        address: str | None,
+    ) -> None:
         self.stats.destinations_blocked += 1
         flow.metadata[context.DECISION] = decision
         if address is not None:
@@ -299,5 +339,6 @@ class GuardDestinations:
         if connect:
             flow.response = make_plain_block(decision)
             return
-        flow.response = block_response(flow, decision, inputs.subject, at=inputs.at,
-                                       policy=inputs.policy, page=inputs.page)
+        flow.response = block_response(
+            flow, decision, inputs.subject, at=inputs.at, policy=inputs.policy, page=inputs.page
+        )

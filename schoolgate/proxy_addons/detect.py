@@ -91,10 +91,18 @@ def url_host(text: str) -> str | None:
 
 _WAYBACK_HOSTS = ("web.archive.org", "wayback.archive.org")
 _WAYBACK_PATH = re.compile(r"^/(?:web|save)/(?:[0-9*]{1,14}[a-z_*]*/)?(.+)$", re.IGNORECASE)
-_ARCHIVE_TODAY = ("archive.today", "archive.ph", "archive.is", "archive.li", "archive.vn",
-                  "archive.md", "archive.fo")
+_ARCHIVE_TODAY = (
+    "archive.today",
+    "archive.ph",
+    "archive.is",
+    "archive.li",
+    "archive.vn",
+    "archive.md",
+    "archive.fo",
+)
 _ARCHIVE_TODAY_PATH = re.compile(
-    r"^/(?:(?:newest|oldest|timegate|timemap(?:/\w+)?)/|[0-9.\-]{8,}/|o/\w+/)?(.+)$")
+    r"^/(?:(?:newest|oldest|timegate|timemap(?:/\w+)?)/|[0-9.\-]{8,}/|o/\w+/)?(.+)$"
+)
 _GOOGLE_TRANSLATE = re.compile(r"^translate\.google(\.com?)?(\.[a-z]{2,3})?$")
 
 
@@ -118,7 +126,7 @@ def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | N
     if host == "webcache.googleusercontent.com":
         cached = params.get("q", "")
         if cached.startswith("cache:"):
-            rest = cached[len("cache:"):]
+            rest = cached[len("cache:") :]
             # "cache:<id>:<url>" or "cache:<url>"
             head, sep, tail = rest.partition(":")
             if sep and re.fullmatch(r"[A-Za-z0-9_-]{6,}", head) and not tail.startswith("//"):
@@ -135,10 +143,15 @@ def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | N
 def is_viewer_host(host: str) -> bool:
     """Does this host show other sites' pages by URL (so its traffic must be decrypted for
     `viewed_target` to read the path)?"""
-    return (host in _WAYBACK_HOSTS or host.endswith(".web.archive.org")
-            or host in _ARCHIVE_TODAY or host == "webcache.googleusercontent.com"
-            or bool(_GOOGLE_TRANSLATE.match(host)) or host == "translate.googleusercontent.com"
-            or host in ("translatetheweb.com", "www.translatetheweb.com"))
+    return (
+        host in _WAYBACK_HOSTS
+        or host.endswith(".web.archive.org")
+        or host in _ARCHIVE_TODAY
+        or host == "webcache.googleusercontent.com"
+        or bool(_GOOGLE_TRANSLATE.match(host))
+        or host == "translate.googleusercontent.com"
+        or host in ("translatetheweb.com", "www.translatetheweb.com")
+    )
 
 
 def _params(query: str) -> dict[str, str]:
@@ -261,17 +274,29 @@ class Detect:
         self.stats = stats or GatewayStats()
 
     def load(self, loader: Loader) -> None:
-        loader.add_option("schoolgate_connect_ports", Sequence[str], [],
-                          "Overrides the policy's ports.connect (say it in the policy instead): "
-                          "ports a CONNECT tunnel may go to (each value may be a comma-separated "
-                          "list); any other port is refused at the CONNECT, for every host, as a "
-                          "circumvention attempt (technique unusual_port). Empty: the policy's.")
-        loader.add_option("schoolgate_repeat_count", int, 5,
-                          "Blocked requests by one person to one blocked platform within "
-                          "schoolgate_repeat_window_seconds that count as one circumvention "
-                          "attempt (technique repeated_attempts).")
-        loader.add_option("schoolgate_repeat_window_seconds", int, 120,
-                          "The window for schoolgate_repeat_count, in seconds.")
+        loader.add_option(
+            "schoolgate_connect_ports",
+            Sequence[str],
+            [],
+            "Overrides the policy's ports.connect (say it in the policy instead): "
+            "ports a CONNECT tunnel may go to (each value may be a comma-separated "
+            "list); any other port is refused at the CONNECT, for every host, as a "
+            "circumvention attempt (technique unusual_port). Empty: the policy's.",
+        )
+        loader.add_option(
+            "schoolgate_repeat_count",
+            int,
+            5,
+            "Blocked requests by one person to one blocked platform within "
+            "schoolgate_repeat_window_seconds that count as one circumvention "
+            "attempt (technique repeated_attempts).",
+        )
+        loader.add_option(
+            "schoolgate_repeat_window_seconds",
+            int,
+            120,
+            "The window for schoolgate_repeat_count, in seconds.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -282,10 +307,13 @@ class Detect:
                 raise options_error(f"schoolgate_connect_ports: {exc}") from None
         if updated & {"schoolgate_repeat_count", "schoolgate_repeat_window_seconds"}:
             if opts.schoolgate_repeat_count < 2 or opts.schoolgate_repeat_window_seconds < 1:
-                raise options_error("schoolgate_repeat_count must be at least 2 and "
-                                     "schoolgate_repeat_window_seconds at least 1")
-            self._repeats = RepeatCounter(opts.schoolgate_repeat_count,
-                                          opts.schoolgate_repeat_window_seconds)
+                raise options_error(
+                    "schoolgate_repeat_count must be at least 2 and "
+                    "schoolgate_repeat_window_seconds at least 1"
+                )
+            self._repeats = RepeatCounter(
+                opts.schoolgate_repeat_count, opts.schoolgate_repeat_window_seconds
+            )
 
     # --- CONNECT: unusual ports --------------------------------------------------------------
 
@@ -297,8 +325,7 @@ class Detect:
         try:
             decision = flow.metadata.get(context.DECISION)
             inputs = flow.metadata.get(context.INPUTS)
-            if not isinstance(decision, Decision) or \
-                    not isinstance(inputs, context.DecisionInputs):
+            if not isinstance(decision, Decision) or not isinstance(inputs, context.DecisionInputs):
                 return  # not decided by Enforce: a gateway page, or a 407
             port = flow.request.port
             if port not in (self._ports or inputs.policy.ports.connect):
@@ -362,13 +389,24 @@ class Detect:
             note = context.hello_notes.get(client.id)
             sni = note.sni if note is not None else client.sni
             host = note.decision.host if note is not None else host_name(sni or "")
-            decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=ECH_RULE, host=host,
-                                technique=Technique.ECH)
+            decision = Decision(
+                Verdict.BLOCK,
+                Reason.CIRCUMVENTION,
+                rule=ECH_RULE,
+                host=host,
+                technique=Technique.ECH,
+            )
             self.stats.detect_blocked += 1
             context.hello_notes[client.id] = context.HelloNote(
-                decision, passthrough=False, sni=sni,
-                evidence={"outer_sni": sni or "", "extension": hex(ECH_EXTENSION),
-                          "client_error": error[:200]})
+                decision,
+                passthrough=False,
+                sni=sni,
+                evidence={
+                    "outer_sni": sni or "",
+                    "extension": hex(ECH_EXTENSION),
+                    "client_error": error[:200],
+                },
+            )
         except Exception:
             self.stats.detect_errors += 1
             logger.exception("recording an encrypted ClientHello attempt failed")
@@ -378,20 +416,27 @@ class Detect:
         each request's target is decided (every request inside is decided again)."""
         client = data.context.client
         note = context.hello_notes.get(client.id)
-        if data.ignore_connection and note is not None and note.passthrough and \
-                note.decision.allowed and is_viewer_host(note.decision.host or ""):
+        if (
+            data.ignore_connection
+            and note is not None
+            and note.passthrough
+            and note.decision.allowed
+            and is_viewer_host(note.decision.host or "")
+        ):
             data.ignore_connection = False
             context.hello_notes[client.id] = replace(note, passthrough=False)
             self.stats.viewers_intercepted += 1
 
-    def _refuse_hello(self, data: ClientHelloData, decision: Decision,
-                      evidence: Evidence | None) -> None:
+    def _refuse_hello(
+        self, data: ClientHelloData, decision: Decision, evidence: Evidence | None
+    ) -> None:
         self.stats.detect_blocked += 1
         client = data.context.client
         data.ignore_connection = True  # relayed to nowhere: server_connect refuses it
         self._refuse.add(client.id)
         context.hello_notes[client.id] = context.HelloNote(
-            decision, passthrough=False, sni=data.client_hello.sni, evidence=evidence)
+            decision, passthrough=False, sni=data.client_hello.sni, evidence=evidence
+        )
 
     def server_connect(self, data: ServerConnectionHookData) -> None:
         if data.client.id in self._refuse:
@@ -403,11 +448,17 @@ class Detect:
         try:
             address = flow.server_conn.address
             host = flow.client_conn.sni or (str(address[0]) if address else "")
-            decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="tunnel-protocol",
-                                host=host_name(host) if host else None,
-                                technique=Technique.TUNNEL_PROTOCOL)
-            evidence = {"port": str(address[1]) if address else "",
-                        "inside_tls": "yes" if flow.client_conn.tls_established else "no"}
+            decision = Decision(
+                Verdict.BLOCK,
+                Reason.CIRCUMVENTION,
+                rule="tunnel-protocol",
+                host=host_name(host) if host else None,
+                technique=Technique.TUNNEL_PROTOCOL,
+            )
+            evidence = {
+                "port": str(address[1]) if address else "",
+                "inside_tls": "yes" if flow.client_conn.tls_established else "no",
+            }
         except Exception:
             logger.exception("describing a TCP tunnel failed; blocking it")
             self.stats.detect_errors += 1
@@ -435,53 +486,99 @@ class Detect:
         except Exception:
             self._error(flow, "requestheaders")
 
-    def _look_deeper(self, flow: http.HTTPFlow, decision: Decision,
-                     inputs: context.DecisionInputs) -> None:
+    def _look_deeper(
+        self, flow: http.HTTPFlow, decision: Decision, inputs: context.DecisionInputs
+    ) -> None:
         request = flow.request
-        ports = inputs.policy.ports.http if request.scheme == "http" else \
-            (self._ports or inputs.policy.ports.connect)
+        ports = (
+            inputs.policy.ports.http
+            if request.scheme == "http"
+            else (self._ports or inputs.policy.ports.connect)
+        )
         if request.port not in ports:
-            self._block(flow, inputs, _unusual_port(decision),
-                        {"port": str(request.port), "kind": request.scheme})
+            self._block(
+                flow,
+                inputs,
+                _unusual_port(decision),
+                {"port": str(request.port), "kind": request.scheme},
+            )
             return
         upgrade = refused_upgrade(request.headers.get("upgrade", ""))
         if upgrade is not None:
-            self._block(flow, inputs, Decision(
-                Verdict.BLOCK, Reason.CIRCUMVENTION, rule="protocol-upgrade",
-                category=decision.category, host=decision.host,
-                technique=Technique.PROTOCOL_UPGRADE), {"upgrade": upgrade[:100]})
+            self._block(
+                flow,
+                inputs,
+                Decision(
+                    Verdict.BLOCK,
+                    Reason.CIRCUMVENTION,
+                    rule="protocol-upgrade",
+                    category=decision.category,
+                    host=decision.host,
+                    technique=Technique.PROTOCOL_UPGRADE,
+                ),
+                {"upgrade": upgrade[:100]},
+            )
             return
         path, _, query = request.path.partition("?")
-        evidence = doh_evidence(path, query, request.headers.get("content-type", ""),
-                                request.headers.get("accept", ""))
+        evidence = doh_evidence(
+            path, query, request.headers.get("content-type", ""), request.headers.get("accept", "")
+        )
         if evidence is not None:
-            self._block(flow, inputs, Decision(
-                Verdict.BLOCK, Reason.CIRCUMVENTION, rule="dns-over-https",
-                category=decision.category, host=decision.host,
-                technique=Technique.DOH_CONTENT), evidence)
+            self._block(
+                flow,
+                inputs,
+                Decision(
+                    Verdict.BLOCK,
+                    Reason.CIRCUMVENTION,
+                    rule="dns-over-https",
+                    category=decision.category,
+                    host=decision.host,
+                    technique=Technique.DOH_CONTENT,
+                ),
+                evidence,
+            )
             return
         found = self._proxy_or_tunnel(request, path, query)
         if found is not None:
-            self._block(flow, inputs, Decision(
-                Verdict.BLOCK, Reason.CIRCUMVENTION, rule=found[0], category=decision.category,
-                host=decision.host, technique=found[1]), found[2])
+            self._block(
+                flow,
+                inputs,
+                Decision(
+                    Verdict.BLOCK,
+                    Reason.CIRCUMVENTION,
+                    rule=found[0],
+                    category=decision.category,
+                    host=decision.host,
+                    technique=found[1],
+                ),
+                found[2],
+            )
             return
         viewed = viewed_target(decision.host or "", path, query)
         if viewed is None:
             return
         technique, target = viewed
-        inner = decide(inputs.policy, Request(target), inputs.subject, inputs.overrides,
-                       inputs.at)
+        inner = decide(inputs.policy, Request(target), inputs.subject, inputs.overrides, inputs.at)
         if inner.allowed:
             return
-        self._block(flow, inputs, Decision(
-            Verdict.BLOCK, Reason.CIRCUMVENTION, rule=inner.rule, category=inner.category,
-            host=decision.host, technique=technique),
-            {"viewer": decision.host or "", "target": target, "target_reason": inner.reason})
+        self._block(
+            flow,
+            inputs,
+            Decision(
+                Verdict.BLOCK,
+                Reason.CIRCUMVENTION,
+                rule=inner.rule,
+                category=inner.category,
+                host=decision.host,
+                technique=technique,
+            ),
+            {"viewer": decision.host or "", "target": target, "target_reason": inner.reason},
+        )
 
     @staticmethod
-    def _proxy_or_tunnel(request: http.Request, path: str,
-                         query: str) -> tuple[str, str, Evidence] | None:
+    def _proxy_or_tunnel(
+        request: http.Request, path: str, query: str
+    ) -> tuple[str, str, Evidence] | None:
         """A web-proxy script on any host, or a request asking to become a tunnel (MASQUE)."""
         tunnel = tunnel_upgrade_evidence(path, request.headers.get("upgrade", ""))
         if tunnel is not None:
@@ -491,21 +588,33 @@ class Detect:
             return "web-proxy-script", Technique.WEB_PROXY, script
         return None
 
-    def _classify_block(self, flow: http.HTTPFlow, decision: Decision,
-                        inputs: context.DecisionInputs) -> None:
+    def _classify_block(
+        self, flow: http.HTTPFlow, decision: Decision, inputs: context.DecisionInputs
+    ) -> None:
         """A plain block by Enforce: a widget on an allowed page (recorded, never counted), or
         the same platform once too often (an attempt)."""
         headers = flow.request.headers
         if looks_embedded(headers):
             page = referer_host(headers)
-            if page is not None and decision.host is not None and \
-                    not is_subdomain_or_same(page, decision.host):
-                on_page = decide(inputs.policy, Request(page), inputs.subject,
-                                 inputs.overrides, inputs.at)
+            if (
+                page is not None
+                and decision.host is not None
+                and not is_subdomain_or_same(page, decision.host)
+            ):
+                on_page = decide(
+                    inputs.policy, Request(page), inputs.subject, inputs.overrides, inputs.at
+                )
                 if on_page.allowed and on_page.category != decision.category:
-                    self._found(flow, None, {"page": page, "dest": headers.get(
-                        "sec-fetch-dest", ""), "platform": decision.category or ""},
-                        technique=Technique.EMBEDDED_WIDGET)
+                    self._found(
+                        flow,
+                        None,
+                        {
+                            "page": page,
+                            "dest": headers.get("sec-fetch-dest", ""),
+                            "platform": decision.category or "",
+                        },
+                        technique=Technique.EMBEDDED_WIDGET,
+                    )
                     return
         if decision.reason not in _REPEATABLE or decision.category is None:
             return
@@ -514,20 +623,39 @@ class Detect:
         who = inputs.subject.user or client_ip(flow.client_conn) or "unknown"
         count = self._repeats.add(who, decision.category, time.monotonic())
         if count is not None:
-            self._found(flow, None, {"platform": decision.category, "count": str(count),
-                                     "window_seconds": f"{self._repeats.window:g}"},
-                        technique=Technique.REPEATED_ATTEMPTS)
+            self._found(
+                flow,
+                None,
+                {
+                    "platform": decision.category,
+                    "count": str(count),
+                    "window_seconds": f"{self._repeats.window:g}",
+                },
+                technique=Technique.REPEATED_ATTEMPTS,
+            )
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _block(self, flow: http.HTTPFlow, inputs: context.DecisionInputs, decision: Decision,
-               evidence: Evidence) -> None:
+    def _block(
+        self,
+        flow: http.HTTPFlow,
+        inputs: context.DecisionInputs,
+        decision: Decision,
+        evidence: Evidence,
+    ) -> None:
         self._found(flow, decision, evidence)
-        flow.response = block_response(flow, decision, inputs.subject, at=inputs.at,
-                                       policy=inputs.policy, page=inputs.page)
+        flow.response = block_response(
+            flow, decision, inputs.subject, at=inputs.at, policy=inputs.policy, page=inputs.page
+        )
 
-    def _found(self, flow: http.HTTPFlow | tcp.TCPFlow, decision: Decision | None,
-               evidence: Evidence, *, technique: str | None = None) -> None:
+    def _found(
+        self,
+        flow: http.HTTPFlow | tcp.TCPFlow,
+        decision: Decision | None,
+        evidence: Evidence,
+        *,
+        technique: str | None = None,
+    ) -> None:
         """Mark a finding on the flow; `decision` None keeps the flow's (already a block)."""
         if decision is not None:
             flow.metadata[context.DECISION] = decision
@@ -546,6 +674,11 @@ class Detect:
 
 
 def _unusual_port(decision: Decision) -> Decision:
-    return Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="unusual-port",
-                    category=decision.category, host=decision.host,
-                    technique=Technique.UNUSUAL_PORT)
+    return Decision(
+        Verdict.BLOCK,
+        Reason.CIRCUMVENTION,
+        rule="unusual-port",
+        category=decision.category,
+        host=decision.host,
+        technique=Technique.UNUSUAL_PORT,
+    )

@@ -70,12 +70,20 @@ class Enforce:
         source.after_refresh(self._sweep_websockets)
 
     def load(self, loader: Loader) -> None:
-        loader.add_option("schoolgate_sensitive_hosts", Sequence[str], [],
-                          "Extra hosts (and their subdomains) never decrypted, besides the "
-                          "policy's sensitive categories.")
-        loader.add_option("schoolgate_https_block_page", bool, True,
-                          "Intercept blocked HTTPS sites to show the block page (devices trust "
-                          "the school CA). False: refuse their CONNECT with 403.")
+        loader.add_option(
+            "schoolgate_sensitive_hosts",
+            Sequence[str],
+            [],
+            "Extra hosts (and their subdomains) never decrypted, besides the "
+            "policy's sensitive categories.",
+        )
+        loader.add_option(
+            "schoolgate_https_block_page",
+            bool,
+            True,
+            "Intercept blocked HTTPS sites to show the block page (devices trust "
+            "the school CA). False: refuse their CONNECT with 403.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if not updated & {"schoolgate_sensitive_hosts", "schoolgate_https_block_page"}:
@@ -104,15 +112,18 @@ class Enforce:
             self._subjects[flow.client_conn.id] = subject
             decision, at = self._decide(snap, flow.request.host, flow.request.port, subject)
             flow.metadata[context.DECISION] = decision
-            flow.metadata[context.INPUTS] = context.DecisionInputs(snap.policy, subject,
-                                                                   self._source.overrides, at,
-                                                                   snap.page)
+            flow.metadata[context.INPUTS] = context.DecisionInputs(
+                snap.policy, subject, self._source.overrides, at, snap.page
+            )
             if decision.allowed:
                 return
             never = decision.host is None or self._never_decrypt(snap, decision.host)
             # An internal address is refused at once: no tunnel is ever opened towards one.
-            if never or not self._settings.https_block_page or \
-                    decision.reason is Reason.INTERNAL_ADDRESS:
+            if (
+                never
+                or not self._settings.https_block_page
+                or decision.reason is Reason.INTERNAL_ADDRESS
+            ):
                 self.stats.refused += 1
                 flow.response = make_plain_block(decision)
         except Exception:
@@ -128,27 +139,37 @@ class Enforce:
             subject = self._subjects.get(client.id, Subject(snap.policy.default_role))
             connect_host = None if _transparent(client) else server.address[0]
             if sni and connect_host and not same_host(sni, connect_host):
-                decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="sni-mismatch",
-                                    host=host_name(connect_host), technique=MISMATCH)
+                decision = Decision(
+                    Verdict.BLOCK,
+                    Reason.CIRCUMVENTION,
+                    rule="sni-mismatch",
+                    host=host_name(connect_host),
+                    technique=MISMATCH,
+                )
                 self._tunnel_blocks[client.id] = decision
             else:
-                decision, _ = self._decide(snap, sni or server.address[0], server.address[1],
-                                           subject)
+                decision, _ = self._decide(
+                    snap, sni or server.address[0], server.address[1], subject
+                )
             host = decision.host
             never = host is not None and self._never_decrypt(snap, host)
             if never:
                 data.ignore_connection = True
                 if not decision.allowed:
                     self._refuse.add(client.id)  # closed in server_connect, nothing decrypted
-            elif decision.allowed and host is not None and \
-                    not self._needs_inspection(snap, host, subject):
+            elif (
+                decision.allowed
+                and host is not None
+                and not self._needs_inspection(snap, host, subject)
+            ):
                 self.stats.passed_through += 1
                 data.ignore_connection = True
             else:
                 self.stats.intercepted += 1
             # Only relayed connections are recorded from here; intercepted ones per request.
-            context.hello_notes[client.id] = context.HelloNote(decision, data.ignore_connection,
-                                                               sni, never_decrypt=never)
+            context.hello_notes[client.id] = context.HelloNote(
+                decision, data.ignore_connection, sni, never_decrypt=never
+            )
         except Exception:
             # Intercepting is the safe side: every request inside is decided again.
             self.stats.enforce_errors += 1
@@ -166,7 +187,8 @@ class Enforce:
             flow.metadata[context.DECISION] = decision
             snap = self._source.snapshot
             flow.metadata[context.INPUTS] = context.DecisionInputs(
-                snap.policy, subject, self._source.overrides, at, snap.page)
+                snap.policy, subject, self._source.overrides, at, snap.page
+            )
             if not decision.allowed:
                 flow.response = self._block_response(flow, decision, subject, at)
         except Exception:
@@ -190,8 +212,9 @@ class Enforce:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _decide(self, snap: PolicySnapshot, host: str, port: int | None,
-                subject: Subject) -> tuple[Decision, datetime]:
+    def _decide(
+        self, snap: PolicySnapshot, host: str, port: int | None, subject: Subject
+    ) -> tuple[Decision, datetime]:
         at = datetime.now(UTC)  # read once per decision; decide() gets it passed in
         decision = decide(snap.policy, Request(host, port), subject, self._source.overrides, at)
         return decision, at
@@ -209,9 +232,17 @@ class Enforce:
         if flow.client_conn.sni:
             names.append(flow.client_conn.sni)
         if any(not same_host(asked, other) for other in names[1:]):
-            return (Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="host-mismatch",
-                             host=host_name(names[-1]), technique=MISMATCH),
-                    datetime.now(UTC), subject)
+            return (
+                Decision(
+                    Verdict.BLOCK,
+                    Reason.CIRCUMVENTION,
+                    rule="host-mismatch",
+                    host=host_name(names[-1]),
+                    technique=MISMATCH,
+                ),
+                datetime.now(UTC),
+                subject,
+            )
         decision, at = self._decide(snap, asked, flow.request.port, subject)
         return decision, at, subject
 
@@ -229,12 +260,14 @@ class Enforce:
         stats, no state; the front door's first look, before the hooks decide for real."""
         snap = self._source.snapshot
         subject = _subject_of(identity, snap.policy)
-        decision = decide(snap.policy, Request(host, port), subject, self._source.overrides,
-                          datetime.now(UTC))
+        decision = decide(
+            snap.policy, Request(host, port), subject, self._source.overrides, datetime.now(UTC)
+        )
         if not decision.allowed or decision.host is None:
             return False
-        return self._never_decrypt(snap, decision.host) or \
-            not self._needs_inspection(snap, decision.host, subject)
+        return self._never_decrypt(snap, decision.host) or not self._needs_inspection(
+            snap, decision.host, subject
+        )
 
     def _never_decrypt(self, snap: PolicySnapshot, host: str) -> bool:
         if any(is_subdomain_or_same(host, s) for s in self._settings.sensitive_hosts):
@@ -253,8 +286,9 @@ class Enforce:
             return True
         if (role.safe_search or role.youtube is not YouTubeMode.OFF) and is_search_host(host):
             return True
-        return bool(snap.policy.domains.categories(host)) or \
-            unwrap_rewriting_proxy(host) is not None
+        return (
+            bool(snap.policy.domains.categories(host)) or unwrap_rewriting_proxy(host) is not None
+        )
 
     def _check_websocket(self, flow: http.HTTPFlow) -> None:
         """Re-decide a live websocket; cut it when its verdict has become a block."""
@@ -278,11 +312,11 @@ class Enforce:
             flow.kill()  # type: ignore[no-untyped-call]
         close_client(flow.client_conn)
 
-    def _block_response(self, flow: http.HTTPFlow, decision: Decision, subject: Subject,
-                        at: datetime) -> http.Response:
+    def _block_response(
+        self, flow: http.HTTPFlow, decision: Decision, subject: Subject, at: datetime
+    ) -> http.Response:
         snap = self._source.snapshot
-        return block_response(flow, decision, subject, at=at, policy=snap.policy,
-                              page=snap.page)
+        return block_response(flow, decision, subject, at=at, policy=snap.policy, page=snap.page)
 
     def _engine_error(self, flow: http.HTTPFlow, where: str) -> None:
         self.stats.enforce_errors += 1

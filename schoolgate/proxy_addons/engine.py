@@ -46,8 +46,13 @@ PROG = "schoolgate gateway --engine lean"
 IGNORED_OPTIONS = {"flow_detail": ("0",), "onboarding": ("false", "False")}
 
 # termlog_verbosity -> the lowest level worth making a log record for at all.
-_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO,
-           "alert": logging.INFO, "debug": logging.DEBUG}
+_LEVELS = {
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "info": logging.INFO,
+    "alert": logging.INFO,
+    "debug": logging.DEBUG,
+}
 
 
 def builtin_addons() -> list[object]:
@@ -73,14 +78,31 @@ def after_addons() -> list[object]:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
-    parser.add_argument("--mode", "-m", action="append", default=[],
-                        help="proxy mode, as mitmdump's --mode (default: regular)")
+    parser.add_argument(
+        "--mode",
+        "-m",
+        action="append",
+        default=[],
+        help="proxy mode, as mitmdump's --mode (default: regular)",
+    )
     parser.add_argument("--listen-host", default=None, help="address to listen on")
     parser.add_argument("--listen-port", type=int, default=None, help="port to listen on")
-    parser.add_argument("-s", "--scripts", action="append", default=[], metavar="SCRIPT",
-                        help="an addon script, loaded once after schoolgate's addons")
-    parser.add_argument("--set", dest="setoptions", action="append", default=[],
-                        metavar="option=value", help="set an option, as mitmdump's --set")
+    parser.add_argument(
+        "-s",
+        "--scripts",
+        action="append",
+        default=[],
+        metavar="SCRIPT",
+        help="an addon script, loaded once after schoolgate's addons",
+    )
+    parser.add_argument(
+        "--set",
+        dest="setoptions",
+        action="append",
+        default=[],
+        metavar="option=value",
+        help="set an option, as mitmdump's --set",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     return parser
 
@@ -172,8 +194,11 @@ def front_door(lean: LeanMaster, addons: Sequence[object]) -> FrontDoor | None:
     proxyserver = lean.addons.get("proxyserver")  # type: ignore[no-untyped-call]
     if identify is None or enforce is None or proxyserver is None:
         return None
-    gate = Gate(identify=identify.identify_now, passes_through=enforce.passes_through,
-                run_hook=lean.addons.handle_lifecycle)
+    gate = Gate(
+        identify=identify.identify_now,
+        passes_through=enforce.passes_through,
+        run_hook=lean.addons.handle_lifecycle,
+    )
     return FrontDoor(proxyserver, gate, enforce.stats)
 
 
@@ -210,7 +235,8 @@ def option_specs(args: argparse.Namespace) -> list[str]:
             if value not in IGNORED_OPTIONS[name]:
                 raise _options_error(
                     f"option {name}={value}: the lean engine does not load the mitmproxy addon "
-                    f"behind {name!r}; use --engine mitmdump for it")
+                    f"behind {name!r}; use --engine mitmdump for it"
+                )
             continue
         kept.append(spec)
     return kept

@@ -45,12 +45,20 @@ def client_ip(client: Client) -> str | None:
     return address_ip(client.peername)
 
 
-def block_response(flow: http.HTTPFlow, decision: Decision, subject: Subject, *,
-                   at: datetime, policy: Policy, page: BlockPageSettings) -> http.Response:
+def block_response(
+    flow: http.HTTPFlow,
+    decision: Decision,
+    subject: Subject,
+    *,
+    at: datetime,
+    policy: Policy,
+    page: BlockPageSettings,
+) -> http.Response:
     """The block page for a blocked request, or a plain 403 if it cannot be rendered."""
     try:
-        return make_block_page(decision, subject, site=flow.request.pretty_host, at=at,
-                               policy=policy, settings=page)
+        return make_block_page(
+            decision, subject, site=flow.request.pretty_host, at=at, policy=policy, settings=page
+        )
     except Exception:
         logger.exception("rendering the block page failed; sending a plain one")
         return make_plain_block(decision)

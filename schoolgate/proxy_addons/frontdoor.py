@@ -91,17 +91,21 @@ class FrontDoor:
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
-            "schoolgate_front_door", bool, True,
+            "schoolgate_front_door",
+            bool,
+            True,
             "Serve allowed HTTPS tunnels that are not decrypted in schoolgate's own front door "
             "(same decisions, events and limits; much less CPU). False: mitmproxy serves every "
-            "connection.")
+            "connection.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "schoolgate_front_door" in updated:
             self.enabled = bool(ctx.options.schoolgate_front_door)
 
-    async def accept(self, instance: Any, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+    async def accept(
+        self, instance: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         if not self.enabled:
             await mitm_internals.hand_over(instance, reader, writer)
             return
@@ -118,23 +122,31 @@ def _assemble(response: http.Response) -> bytes:
     return bytes(http1.assemble_response(response))  # type: ignore[no-untyped-call]
 
 
-
-
 class _Door:
     """One client connection while the front door holds it."""
 
-    def __init__(self, owner: FrontDoor, instance: Any, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        owner: FrontDoor,
+        instance: Any,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         self.owner, self.instance, self.reader, self.writer = owner, instance, reader, writer
         self.client = Client(
-            transport_protocol="tcp", peername=writer.get_extra_info("peername"),
-            sockname=writer.get_extra_info("sockname"), timestamp_start=time.time(),
-            proxy_mode=instance.mode, state=ConnectionState.OPEN)
+            transport_protocol="tcp",
+            peername=writer.get_extra_info("peername"),
+            sockname=writer.get_extra_info("sockname"),
+            timestamp_start=time.time(),
+            proxy_mode=instance.mode,
+            state=ConnectionState.OPEN,
+        )
         self.server: Server | None = None
         self.announced = False
         self.finished = False
-        self.deadline = asyncio.get_running_loop().time() + \
-            mitm_internals.head_limits().first_seconds
+        self.deadline = (
+            asyncio.get_running_loop().time() + mitm_internals.head_limits().first_seconds
+        )
 
     # --- what Limits, Enforce and Detect call on a registered connection (mitmproxy's names) ---
 
@@ -167,8 +179,11 @@ class _Door:
             head, _, rest = data.partition(b"\r\n\r\n")
             request = self._fast_request(head, data)
             identity = None if request is None else self._identity(request)
-            if request is None or identity is None or \
-                    not self._passes(request.host, request.port, identity):
+            if (
+                request is None
+                or identity is None
+                or not self._passes(request.host, request.port, identity)
+            ):
                 stats.door_handed_over += 1
                 await self._hand_over(data, tunnel=None)
                 return
@@ -187,7 +202,7 @@ class _Door:
         data = b""
         limits = mitm_internals.head_limits()
         while b"\r\n\r\n" not in data:
-            if not CONNECT.startswith(data[:len(CONNECT)]) or len(data) > limits.max_bytes:
+            if not CONNECT.startswith(data[: len(CONNECT)]) or len(data) > limits.max_bytes:
                 self.owner.stats.door_handed_over += 1
                 await self._hand_over(data, tunnel=None)
                 return None
@@ -195,8 +210,9 @@ class _Door:
             if chunk is None:  # too slow: as mitmproxy's own head time-out
                 mitm_internals.note_head_timeout()
                 if data.strip():
-                    self.writer.write(mitm_internals.error_response(
-                        408, "The request took too long to arrive."))
+                    self.writer.write(
+                        mitm_internals.error_response(408, "The request took too long to arrive.")
+                    )
                 await self.end()
                 return None
             if not chunk:
@@ -223,9 +239,12 @@ class _Door:
             request = http1.read_request_head(head.split(b"\r\n"))
         except ValueError:
             return None
-        if request.method != "CONNECT" or \
-                request.http_version not in ("HTTP/1.1", "HTTP/1.0") or \
-                "content-length" in request.headers or "transfer-encoding" in request.headers:
+        if (
+            request.method != "CONNECT"
+            or request.http_version not in ("HTTP/1.1", "HTTP/1.0")
+            or "content-length" in request.headers
+            or "transfer-encoding" in request.headers
+        ):
             return None
         if validate_request(HTTPMode.regular, request, ctx.options.validate_inbound_headers):
             return None
@@ -233,8 +252,9 @@ class _Door:
 
     def _identity(self, request: http.Request) -> Identity | None:
         try:
-            found = self.owner.gate.identify(request.headers.get("proxy-authorization"),
-                                             self.client.peername)
+            found = self.owner.gate.identify(
+                request.headers.get("proxy-authorization"), self.client.peername
+            )
         except Exception:
             logger.exception("the front door's first look at an identity failed")
             return None
@@ -264,8 +284,16 @@ class _Door:
             await self.end()
             return None
         self.server.address = (request.host, request.port)
-        flow.response = http.Response(request.data.http_version, 200, b"Connection established",
-                                      http.Headers(), b"", None, time.time(), time.time())
+        flow.response = http.Response(
+            request.data.http_version,
+            200,
+            b"Connection established",
+            http.Headers(),
+            b"",
+            None,
+            time.time(),
+            time.time(),
+        )
         await run(HttpConnectedHook(flow))
         self.writer.write(_assemble(flow.response))
         return flow
@@ -292,8 +320,12 @@ class _Door:
             data += chunk
         sni = None if hello is None else hello.sni
         # (An SNI naming the CONNECT's host, however spelt, was decided with it.)
-        if hello is None or has_ech(hello.extensions) or is_viewer_host(host) or \
-                (sni and sni != host and not same_host(sni, host)):
+        if (
+            hello is None
+            or has_ech(hello.extensions)
+            or is_viewer_host(host)
+            or (sni and sni != host and not same_host(sni, host))
+        ):
             stats.door_handed_over_in_tunnel += 1
             await self._hand_over(data, tunnel=self.server)
             return
@@ -307,8 +339,11 @@ class _Door:
             # The first look said "relay", the gateway's hooks say "inspect" (or refuse): never
             # relay it; the hooks have run, so mitmproxy cannot start over. Close it.
             stats.door_disagreed += 1
-            logger.warning("the front door closed a tunnel to %s: the gateway's hooks would "
-                           "not relay it unread", host)
+            logger.warning(
+                "the front door closed a tunnel to %s: the gateway's hooks would "
+                "not relay it unread",
+                host,
+            )
             await self.end()
             return
         upstream = await self._open_server()
@@ -316,12 +351,14 @@ class _Door:
             return
         self.owner.proxyserver.connections.pop(self.client.id, None)  # ours to time out now
         stats.door_spliced += 1
-        await _Splice.run(self.reader, self.writer, upstream, data,
-                          float(ctx.options.tcp_timeout))
+        await _Splice.run(self.reader, self.writer, upstream, data, float(ctx.options.tcp_timeout))
         self.server.timestamp_end = time.time()
         self.server.state = ConnectionState.CLOSED
-        await run(server_hooks.ServerDisconnectedHook(
-            server_hooks.ServerConnectionHookData(self.server, self.client)))
+        await run(
+            server_hooks.ServerDisconnectedHook(
+                server_hooks.ServerConnectionHookData(self.server, self.client)
+            )
+        )
         await self.finish()
 
     async def _open_server(self) -> asyncio.Transport | None:
@@ -339,7 +376,8 @@ class _Door:
             try:
                 async with asyncio.timeout(CONNECT_SECONDS):
                     transport, _ = await asyncio.get_running_loop().create_connection(
-                        _Pipe, str(server.address[0]), int(server.address[1]))
+                        _Pipe, str(server.address[0]), int(server.address[1])
+                    )
             except (OSError, TimeoutError) as error:
                 server.error = str(error) or type(error).__name__
         if transport is None:
@@ -357,8 +395,9 @@ class _Door:
         self.owner.proxyserver.connections.pop(self.client.id, None)
         mitm_internals.unread(self.reader, data)
         self.finished = True  # mitmproxy sends client_disconnected from here on
-        await mitm_internals.hand_over(self.instance, self.reader, self.writer,
-                                       client=self.client, tunnel=tunnel)
+        await mitm_internals.hand_over(
+            self.instance, self.reader, self.writer, client=self.client, tunnel=tunnel
+        )
 
     async def end(self) -> None:
         """Close the client's connection here, and say so to the hooks."""
@@ -440,8 +479,14 @@ class _Splice:
             self.done.set_result(None)
 
     @classmethod
-    async def run(cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                  upstream: Any, first: bytes, timeout: float) -> None:
+    async def run(
+        cls,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upstream: Any,
+        first: bytes,
+        timeout: float,
+    ) -> None:
         splice = cls(timeout)
         client_transport: Any = writer.transport
         client_transport.pause_reading()

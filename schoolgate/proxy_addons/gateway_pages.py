@@ -80,10 +80,14 @@ class GatewayPages:
         self._ca: _CA | None = None
 
     def load(self, loader: Loader) -> None:
-        loader.add_option("schoolgate_gateway_host", str, "",
-                          "The gateway's own host name as clients know it (e.g. "
-                          "gateway.school.lan): used in the PAC file, and requests for it are "
-                          "answered by the gateway, never forwarded.")
+        loader.add_option(
+            "schoolgate_gateway_host",
+            str,
+            "",
+            "The gateway's own host name as clients know it (e.g. "
+            "gateway.school.lan): used in the PAC file, and requests for it are "
+            "answered by the gateway, never forwarded.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "schoolgate_gateway_host" in updated:
@@ -91,7 +95,8 @@ class GatewayPages:
             if any(c in name for c in "/:\"' \\"):
                 raise options_error(
                     f"schoolgate_gateway_host: {name!r} is not a host name (give just the name, "
-                    "for example gateway.school.lan)")
+                    "for example gateway.school.lan)"
+                )
             self._gateway_host = name
         if "confdir" in updated:
             self._ca = _read_ca(Path(ctx.options.confdir).expanduser())
@@ -104,8 +109,10 @@ class GatewayPages:
         if flow.response or not self._addressed_to_gateway(flow):
             return
         flow.response = http.Response.make(
-            403, b"Open the gateway's pages over http:// (for example /proxy.pac).\n",
-            {"Content-Type": "text/plain; charset=utf-8"})
+            403,
+            b"Open the gateway's pages over http:// (for example /proxy.pac).\n",
+            {"Content-Type": "text/plain; charset=utf-8"},
+        )
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or not self._addressed_to_gateway(flow):
@@ -131,24 +138,41 @@ class GatewayPages:
             return http.Response.make(405, b"Only GET is supported here.\n", {"Allow": "GET"})
         path = flow.request.path.split("?", 1)[0]
         if path in ("/proxy.pac", "/wpad.dat"):
-            return http.Response.make(200, self._pac(flow).encode(), {
-                "Content-Type": PAC_TYPE, "Cache-Control": "max-age=300"})
+            return http.Response.make(
+                200,
+                self._pac(flow).encode(),
+                {"Content-Type": PAC_TYPE, "Cache-Control": "max-age=300"},
+            )
         if path in ("/ca.pem", "/ca.crt"):
             self._ca = reread_ca(Path(ctx.options.confdir).expanduser(), self._ca)
             if self._ca is None:
                 return http.Response.make(503, b"The school certificate is not ready yet.\n")
             if path == "/ca.pem":
-                return http.Response.make(200, self._ca.pem, {
-                    "Content-Type": "application/x-pem-file",
-                    "Content-Disposition": 'attachment; filename="school-ca.pem"'})
-            return http.Response.make(200, self._ca.der, {
-                "Content-Type": "application/x-x509-ca-cert",
-                "Content-Disposition": 'attachment; filename="school-ca.crt"'})
+                return http.Response.make(
+                    200,
+                    self._ca.pem,
+                    {
+                        "Content-Type": "application/x-pem-file",
+                        "Content-Disposition": 'attachment; filename="school-ca.pem"',
+                    },
+                )
+            return http.Response.make(
+                200,
+                self._ca.der,
+                {
+                    "Content-Type": "application/x-x509-ca-cert",
+                    "Content-Disposition": 'attachment; filename="school-ca.crt"',
+                },
+            )
         if path == "/":
-            return http.Response.make(200, _INDEX.encode(), {
-                "Content-Type": "text/html; charset=utf-8"})
-        return http.Response.make(404, b"Not found. See / for what the gateway serves.\n",
-                                  {"Content-Type": "text/plain; charset=utf-8"})
+            return http.Response.make(
+                200, _INDEX.encode(), {"Content-Type": "text/html; charset=utf-8"}
+            )
+        return http.Response.make(
+            404,
+            b"Not found. See / for what the gateway serves.\n",
+            {"Content-Type": "text/plain; charset=utf-8"},
+        )
 
     def _pac(self, flow: http.HTTPFlow) -> str:
         sockname = flow.client_conn.sockname
@@ -173,12 +197,17 @@ def make_pac(gateway: str, proxies: str, internal: InternalSettings | None = Non
     everything else through `proxies` ("PROXY host:port[; PROXY ...]"), never DIRECT."""
     direct = [entry for entry in (internal.allow if internal else ()) if entry.direct]
     names = sorted({host for entry in direct for host in entry.hosts})
-    nets = [[str(net.network_address), str(net.netmask)] for entry in direct
-            for net in entry.networks if net.version == 4]
+    nets = [
+        [str(net.network_address), str(net.netmask)]
+        for entry in direct
+        for net in entry.networks
+        if net.version == 4
+    ]
     # json.dumps: a valid, safely quoted JavaScript literal.
-    return (f"var GATEWAY = {json.dumps(gateway)};\nvar PROXY = {json.dumps(proxies)};\n"
-            f"var DIRECT_NAMES = {json.dumps(names)};\nvar DIRECT_NETS = {json.dumps(nets)};\n"
-            + _PAC)
+    return (
+        f"var GATEWAY = {json.dumps(gateway)};\nvar PROXY = {json.dumps(proxies)};\n"
+        f"var DIRECT_NAMES = {json.dumps(names)};\nvar DIRECT_NETS = {json.dumps(nets)};\n" + _PAC
+    )
 
 
 def _read_ca(confdir: Path) -> _CA | None:

@@ -76,14 +76,19 @@ def is_explicit(flow: http.HTTPFlow) -> bool:
 
 def make_challenge(retry_after: int = 0) -> http.Response:
     """The 407 that asks for a sign-in; with `retry_after`, it also says to wait."""
-    headers = {"Proxy-Authenticate": 'Basic realm="schoolgate"', "Cache-Control": "no-store",
-               "Content-Type": "text/plain; charset=utf-8"}
+    headers = {
+        "Proxy-Authenticate": 'Basic realm="schoolgate"',
+        "Cache-Control": "no-store",
+        "Content-Type": "text/plain; charset=utf-8",
+    }
     text = "Sign in with your school account to use the internet.\n"
     if retry_after:
         minutes = max(1, round(retry_after / 60))
         headers["Retry-After"] = str(retry_after)
-        text = (f"Too many wrong passwords. Wait {minutes} minute{'s' if minutes != 1 else ''}, "
-                "then sign in with your school account again.\n")
+        text = (
+            f"Too many wrong passwords. Wait {minutes} minute{'s' if minutes != 1 else ''}, "
+            "then sign in with your school account again.\n"
+        )
     return http.Response.make(407, text.encode(), headers)
 
 
@@ -130,10 +135,14 @@ class Setup:
     cache: TtlCache = field(default_factory=TtlCache)
 
 
-def make_throttle(engine: Engine | None, *, per_user: int, per_address: int,
-                  window_seconds: int) -> Throttle:
-    return Throttle(engine, scope="proxy", limits={
-        USER: Limit(per_user, window_seconds), ADDRESS: Limit(per_address, window_seconds)})
+def make_throttle(
+    engine: Engine | None, *, per_user: int, per_address: int, window_seconds: int
+) -> Throttle:
+    return Throttle(
+        engine,
+        scope="proxy",
+        limits={USER: Limit(per_user, window_seconds), ADDRESS: Limit(per_address, window_seconds)},
+    )
 
 
 def load_setup(path: str) -> Setup:
@@ -144,8 +153,11 @@ def load_setup(path: str) -> Setup:
     directory = make_directory(config.directory)
     if directory is None:
         return Setup(config)
-    source = (IdentitySource.DIRECTORY if isinstance(config.directory, LdapSettings)
-              else IdentitySource.LOCAL)
+    source = (
+        IdentitySource.DIRECTORY
+        if isinstance(config.directory, LdapSettings)
+        else IdentitySource.LOCAL
+    )
     return Setup(config, directory, source)
 
 
@@ -164,28 +176,43 @@ class Identify:
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
-            "schoolgate_identity", str, "",
+            "schoolgate_identity",
+            str,
+            "",
             "Path of the identity configuration (identity.yaml): the directory to check proxy "
             "credentials against, groups and subnets mapped to roles, cache times. Empty: "
-            "nobody signs in and everyone gets the policy's default role.")
+            "nobody signs in and everyone gets the policy's default role.",
+        )
         loader.add_option(*context.DATABASE_URL_OPTION)
         loader.add_option(
-            "schoolgate_signin_failures_per_user", int, 3,
+            "schoolgate_signin_failures_per_user",
+            int,
+            3,
             "Wrong proxy passwords allowed for one user name per window before the directory "
             "is no longer asked for that name (keep it well below Active Directory's lock-out "
-            "threshold, so a pupil guessing cannot lock a teacher out).")
+            "threshold, so a pupil guessing cannot lock a teacher out).",
+        )
         loader.add_option(
-            "schoolgate_signin_failures_per_address", int, 30,
-            "Wrong proxy passwords allowed from one client address per window.")
+            "schoolgate_signin_failures_per_address",
+            int,
+            30,
+            "Wrong proxy passwords allowed from one client address per window.",
+        )
         loader.add_option(
-            "schoolgate_signin_window_seconds", int, 600,
+            "schoolgate_signin_window_seconds",
+            int,
+            600,
             "The sign-in throttle's window; each window in a row that reaches a limit doubles "
-            "the wait (up to an hour).")
+            "the wait (up to an hour).",
+        )
 
     def configure(self, updated: set[str]) -> None:
-        throttle_options = {"schoolgate_database_url", "schoolgate_signin_failures_per_user",
-                            "schoolgate_signin_failures_per_address",
-                            "schoolgate_signin_window_seconds"}
+        throttle_options = {
+            "schoolgate_database_url",
+            "schoolgate_signin_failures_per_user",
+            "schoolgate_signin_failures_per_address",
+            "schoolgate_signin_window_seconds",
+        }
         if updated & throttle_options:
             self._configure_throttle()
         if "schoolgate_identity" not in updated:
@@ -200,13 +227,16 @@ class Identify:
 
     def _configure_throttle(self) -> None:
         opts = ctx.options
-        limits = (opts.schoolgate_signin_failures_per_user,
-                  opts.schoolgate_signin_failures_per_address,
-                  opts.schoolgate_signin_window_seconds)
+        limits = (
+            opts.schoolgate_signin_failures_per_user,
+            opts.schoolgate_signin_failures_per_address,
+            opts.schoolgate_signin_window_seconds,
+        )
         if min(limits) < 1:
             raise options_error(
                 "schoolgate_signin_failures_per_user, _per_address and _window_seconds must be "
-                "at least 1")
+                "at least 1"
+            )
         engine = None
         if opts.schoolgate_database_url:
             try:
@@ -215,8 +245,9 @@ class Identify:
                 raise options_error(f"schoolgate_database_url: {error}") from None
         old_engine, self._engine = self._engine, engine
         self.throttle.close()
-        self.throttle = make_throttle(engine, per_user=limits[0], per_address=limits[1],
-                                      window_seconds=limits[2])
+        self.throttle = make_throttle(
+            engine, per_user=limits[0], per_address=limits[1], window_seconds=limits[2]
+        )
         if old_engine is not None:
             old_engine.dispose()
 
@@ -256,8 +287,9 @@ class Identify:
             # most restrictive role.
             self.stats.identify_errors += 1
             if is_explicit(flow) and AUTH_HEADER in flow.request.headers:
-                log.warning("identifying a client failed; asking it to sign in again",
-                            exc_info=True)
+                log.warning(
+                    "identifying a client failed; asking it to sign in again", exc_info=True
+                )
                 self.stats.challenged += 1
                 flow.response = make_challenge()
                 return
@@ -282,8 +314,7 @@ class Identify:
             return await self._check(setup, credentials[0], credentials[1], address)
         return _without_credentials(setup, peer, explicit=explicit)
 
-    def identify_now(self, header: str | None, peer: Address | None
-                     ) -> Identity | Challenge | None:
+    def identify_now(self, header: str | None, peer: Address | None) -> Identity | Challenge | None:
         """What an explicit proxy client's CONNECT would be identified as, when that needs no
         directory and changes nothing (no throttle, no stats): None when it would have to ask
         the directory (credentials not in the cache). For the front door's first look."""
@@ -299,8 +330,9 @@ class Identify:
     def _key(self, username: str, password: str) -> _Key:
         return (username, hmac.digest(self._secret, password.encode(), hashlib.sha256))
 
-    async def _check(self, setup: Setup, username: str, password: str, address: str
-                     ) -> Identity | Challenge:
+    async def _check(
+        self, setup: Setup, username: str, password: str, address: str
+    ) -> Identity | Challenge:
         key = self._key(username, password)
         hit, identity = setup.cache.get(key, self.clock())
         if hit:
@@ -323,18 +355,19 @@ class Identify:
             self.stats.stale_identities += 1
             return stale
         self.stats.unverified += 1
-        log.info("a sign-in for %r could not be checked (%s): asked to sign in again",
-                 key[0], why)
+        log.info("a sign-in for %r could not be checked (%s): asked to sign in again", key[0], why)
         return ASK
 
-    async def _ask(self, setup: Setup, key: _Key, username: str, password: str,
-                   address: str) -> Identity | Challenge:
+    async def _ask(
+        self, setup: Setup, key: _Key, username: str, password: str, address: str
+    ) -> Identity | Challenge:
         assert setup.directory is not None
         ttl = setup.config.cache
         if self.clock() < self._down_until:
             return self._unverified(setup, key, "the directory is down")
-        attempt: Attempt = await asyncio.to_thread(self.throttle.reserve, user=username,
-                                                   address=address)
+        attempt: Attempt = await asyncio.to_thread(
+            self.throttle.reserve, user=username, address=address
+        )
         if not attempt.allowed:
             self.stats.throttled += 1
             stale = setup.cache.stale(key)
@@ -348,8 +381,11 @@ class Identify:
         except DirectoryUnavailable as error:
             self.stats.directory_errors += 1
             if not self._directory_down:
-                log.warning("the directory is unavailable; people already signed in keep their "
-                            "role, other sign-ins are asked again until it answers: %s", error)
+                log.warning(
+                    "the directory is unavailable; people already signed in keep their "
+                    "role, other sign-ins are asked again until it answers: %s",
+                    error,
+                )
             self._directory_down = True
             # For a short while, do not wait on a hung directory for every new sign-in.
             self._down_until = self.clock() + ttl.negative_seconds
@@ -369,8 +405,12 @@ class Identify:
             name = canonical_user(user.username)
         except ValueError:
             name = username
-        identity = Identity(role=setup.config.role_for_groups(user.groups), source=setup.source,
-                            user=name, groups=user.groups)
+        identity = Identity(
+            role=setup.config.role_for_groups(user.groups),
+            source=setup.source,
+            user=name,
+            groups=user.groups,
+        )
         setup.cache.put(key, identity, self.clock() + ttl.positive_seconds)
         return identity
 
@@ -386,8 +426,9 @@ def _credentials(header: str) -> tuple[str, str] | None:
         return None  # not a user name at all: nobody to ask the directory about
 
 
-def _without_credentials(setup: Setup, peer: Address | None, *, explicit: bool
-                         ) -> Identity | Challenge:
+def _without_credentials(
+    setup: Setup, peer: Address | None, *, explicit: bool
+) -> Identity | Challenge:
     subnet = setup.config.subnet_for(str(peer[0])) if peer else None
     if subnet and (subnet.without_auth or not explicit or not setup.config.auth_required):
         return Identity(role=subnet.role, source=IdentitySource.SUBNET)

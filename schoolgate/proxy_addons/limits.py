@@ -28,27 +28,59 @@ logger = logging.getLogger(__name__)
 
 # (option, default, minimum, help); every one is an int.
 OPTIONS: tuple[tuple[str, int, int, str], ...] = (
-    ("schoolgate_max_request_line", 8 * 1024, 256,
-     "Longest HTTP/1 request line (method, address, version) in bytes; longer is answered 414 "
-     "and the connection closed."),
-    ("schoolgate_max_header_bytes", 32 * 1024, 1024,
-     "Largest HTTP/1 request head (request line and all headers) in bytes; larger is answered "
-     "431 and the connection closed."),
-    ("schoolgate_max_headers", 100, 10,
-     "Most header lines in one HTTP/1 request; more is answered 431 and the connection closed."),
-    ("schoolgate_head_timeout", 30, 1,
-     "Seconds a new connection has to deliver its first complete request (including CONNECT "
-     "and the TLS handshake), however slowly bytes trickle in; then it is closed."),
-    ("schoolgate_keepalive_timeout", 60, 1,
-     "Seconds a kept-alive HTTP/1 connection may wait for, and take to send, its next request "
-     "head; then it is closed."),
-    ("schoolgate_max_connections_per_client", 256, 1,
-     "Most simultaneous connections from one client address; more are closed at once."),
-    ("schoolgate_max_connections", 4000, 1,
-     "Most simultaneous client connections in total; more are closed at once."),
-    ("schoolgate_max_answered_body", 64 * 1024, 0,
-     "Largest request body, in bytes, the gateway reads for a request it answers itself "
-     "(sign in, block page); a larger one, or one of unknown size, closes the connection."),
+    (
+        "schoolgate_max_request_line",
+        8 * 1024,
+        256,
+        "Longest HTTP/1 request line (method, address, version) in bytes; longer is answered 414 "
+        "and the connection closed.",
+    ),
+    (
+        "schoolgate_max_header_bytes",
+        32 * 1024,
+        1024,
+        "Largest HTTP/1 request head (request line and all headers) in bytes; larger is answered "
+        "431 and the connection closed.",
+    ),
+    (
+        "schoolgate_max_headers",
+        100,
+        10,
+        "Most header lines in one HTTP/1 request; more is answered 431 and the connection closed.",
+    ),
+    (
+        "schoolgate_head_timeout",
+        30,
+        1,
+        "Seconds a new connection has to deliver its first complete request (including CONNECT "
+        "and the TLS handshake), however slowly bytes trickle in; then it is closed.",
+    ),
+    (
+        "schoolgate_keepalive_timeout",
+        60,
+        1,
+        "Seconds a kept-alive HTTP/1 connection may wait for, and take to send, its next request "
+        "head; then it is closed.",
+    ),
+    (
+        "schoolgate_max_connections_per_client",
+        256,
+        1,
+        "Most simultaneous connections from one client address; more are closed at once.",
+    ),
+    (
+        "schoolgate_max_connections",
+        4000,
+        1,
+        "Most simultaneous client connections in total; more are closed at once.",
+    ),
+    (
+        "schoolgate_max_answered_body",
+        64 * 1024,
+        0,
+        "Largest request body, in bytes, the gateway reads for a request it answers itself "
+        "(sign in, block page); a larger one, or one of unknown size, closes the connection.",
+    ),
 )
 
 
@@ -84,20 +116,26 @@ class Limits:
         if not updated & names:
             return
         opts = ctx.options
-        problems = [f"{name} must be at least {minimum} (got {getattr(opts, name)})"
-                    for name, _default, minimum, _text in OPTIONS
-                    if getattr(opts, name) < minimum]
+        problems = [
+            f"{name} must be at least {minimum} (got {getattr(opts, name)})"
+            for name, _default, minimum, _text in OPTIONS
+            if getattr(opts, name) < minimum
+        ]
         if opts.schoolgate_max_request_line > opts.schoolgate_max_header_bytes:
-            problems.append("schoolgate_max_request_line cannot be larger than "
-                            "schoolgate_max_header_bytes")
+            problems.append(
+                "schoolgate_max_request_line cannot be larger than schoolgate_max_header_bytes"
+            )
         if problems:
             raise options_error("; ".join(problems))
-        mitm_internals.set_head_limits(mitm_internals.HeadLimits(
-            max_line=opts.schoolgate_max_request_line,
-            max_bytes=opts.schoolgate_max_header_bytes,
-            max_headers=opts.schoolgate_max_headers,
-            first_seconds=opts.schoolgate_head_timeout,
-            idle_seconds=opts.schoolgate_keepalive_timeout))
+        mitm_internals.set_head_limits(
+            mitm_internals.HeadLimits(
+                max_line=opts.schoolgate_max_request_line,
+                max_bytes=opts.schoolgate_max_header_bytes,
+                max_headers=opts.schoolgate_max_headers,
+                first_seconds=opts.schoolgate_head_timeout,
+                idle_seconds=opts.schoolgate_keepalive_timeout,
+            )
+        )
 
     @property
     def head_stats(self) -> dict[str, int]:
@@ -121,7 +159,8 @@ class Limits:
         self._counted.add(client.id)
         loop = asyncio.get_running_loop()
         self._timers[client.id] = loop.call_later(
-            opts.schoolgate_head_timeout, self._first_request_late, client)
+            opts.schoolgate_head_timeout, self._first_request_late, client
+        )
 
     def client_disconnected(self, client: Client) -> None:
         self._arrived(client)

@@ -41,26 +41,52 @@ logger = logging.getLogger(__name__)
 NONE = "none"  # label value when a flow has no category / role / technique
 OTHER = "other"  # label value once a label has seen MAX_LABEL_VALUES distinct values
 MAX_LABEL_VALUES = 64
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                   5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 STALL_SECONDS = 15.0  # /healthz fails when the event loop has not ticked for this long
 LISTS_EVERY_SECONDS = 30.0  # how often the lists' state is re-read (and at every reload)
 # The event writer's own counters (store.event_writer.WriterStats field, metric name, help).
 WRITER_GAUGES = (
     ("queued", "schoolgate_events_queue_depth", "Events waiting in memory for the writer."),
-    ("spool_bytes", "schoolgate_events_spool_bytes",
-     "Size of the on-disk spool of events not yet in the database."),
+    (
+        "spool_bytes",
+        "schoolgate_events_spool_bytes",
+        "Size of the on-disk spool of events not yet in the database.",
+    ),
 )
 WRITER_COUNTERS = (
     ("written", "schoolgate_events_written_total", "Events written to the database."),
     ("dropped", "schoolgate_events_dropped_total", "Events lost. Must stay 0."),
     ("spooled", "schoolgate_events_spooled_total", "Events written to the spool file."),
-    ("replayed", "schoolgate_events_replayed_total",
-     "Spooled events inserted once the database answered again."),
-    ("db_failures", "schoolgate_events_write_errors_total",
-     "Batches the database refused or timed out on (then spooled)."),
-    ("rejected", "schoolgate_events_rejected_total",
-     "Events the database refused for their content (kept in rejected.events)."),
+    (
+        "replayed",
+        "schoolgate_events_replayed_total",
+        "Spooled events inserted once the database answered again.",
+    ),
+    (
+        "db_failures",
+        "schoolgate_events_write_errors_total",
+        "Batches the database refused or timed out on (then spooled).",
+    ),
+    (
+        "rejected",
+        "schoolgate_events_rejected_total",
+        "Events the database refused for their content (kept in rejected.events).",
+    ),
 )
 
 
@@ -89,8 +115,12 @@ class GatewayCollector(Collector):
     writer's counters and the lists' state, at scrape time. Runs in the metrics server's
     thread: it only reads, never changes anything."""
 
-    def __init__(self, stats: GatewayStats, source: PolicySource,
-                 lists: Callable[[], ListsReport | None] = lambda: None) -> None:
+    def __init__(
+        self,
+        stats: GatewayStats,
+        source: PolicySource,
+        lists: Callable[[], ListsReport | None] = lambda: None,
+    ) -> None:
         self._stats = stats
         self._source = source
         self._lists = lists
@@ -109,7 +139,8 @@ def stats_metrics(stats: GatewayStats) -> Iterator[Metric]:
         family = families.get(metric.name)
         if family is None:
             family = families[metric.name] = CounterMetricFamily(
-                metric.name, metric.help, labels=list(metric.labels))
+                metric.name, metric.help, labels=list(metric.labels)
+            )
         family.add_metric(list(metric.labels.values()), value)
     yield from families.values()
 
@@ -117,24 +148,31 @@ def stats_metrics(stats: GatewayStats) -> Iterator[Metric]:
 def policy_metrics(source: PolicySource) -> Iterator[Metric]:
     """The policy in force and how its last (re)load went."""
     snapshot = getattr(source, "snapshot", None)
-    info = GaugeMetricFamily("schoolgate_policy_info",
-                             "The policy in force (version: hash of the file; 1 = current).",
-                             labels=["version"])
+    info = GaugeMetricFamily(
+        "schoolgate_policy_info",
+        "The policy in force (version: hash of the file; 1 = current).",
+        labels=["version"],
+    )
     info.add_metric([snapshot.version if snapshot is not None else "none"], 1.0)
     last_reload = source.last_reload
-    last = GaugeMetricFamily("schoolgate_policy_last_reload_success",
-                             "1 if the last policy (re)load was accepted, 0 if refused.")
+    last = GaugeMetricFamily(
+        "schoolgate_policy_last_reload_success",
+        "1 if the last policy (re)load was accepted, 0 if refused.",
+    )
     last.add_metric([], 1.0 if last_reload.result is ReloadResult.OK else 0.0)
-    when = GaugeMetricFamily("schoolgate_policy_last_reload_timestamp_seconds",
-                             "When the policy was last (re)loaded or refused (Unix time).")
+    when = GaugeMetricFamily(
+        "schoolgate_policy_last_reload_timestamp_seconds",
+        "When the policy was last (re)loaded or refused (Unix time).",
+    )
     when.add_metric([], last_reload.at)
     yield from (info, last, when)
 
 
 def writer_metrics(read: Callable[[], WriterStats] | None) -> Iterator[Metric]:
     """The event writer's counters, when this gateway has one (recording to a database)."""
-    present = GaugeMetricFamily("schoolgate_event_writer_present",
-                                "1 if the event recorder is loaded in this gateway.")
+    present = GaugeMetricFamily(
+        "schoolgate_event_writer_present", "1 if the event recorder is loaded in this gateway."
+    )
     present.add_metric([], 0.0 if read is None else 1.0)
     yield present
     if read is None:
@@ -151,8 +189,9 @@ def writer_metrics(read: Callable[[], WriterStats] | None) -> Iterator[Metric]:
 class Metrics:
     """Counts decisions, latency and circumvention per flow; serves /metrics and /healthz."""
 
-    def __init__(self, source: PolicySource, stats: GatewayStats,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, source: PolicySource, stats: GatewayStats, registry: CollectorRegistry | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self._source = source
         self._stats = stats
@@ -162,19 +201,31 @@ class Metrics:
         self._seen_reloads = 0
         self._labels = {name: BoundedLabel() for name in ("category", "role", "technique")}
         self.requests = Counter(
-            "schoolgate_requests", "Decisions on requests (stage=request) and on CONNECT "
-            "tunnels (stage=connect).", ["stage", "verdict", "reason", "category", "role"],
-            registry=self.registry)
+            "schoolgate_requests",
+            "Decisions on requests (stage=request) and on CONNECT tunnels (stage=connect).",
+            ["stage", "verdict", "reason", "category", "role"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "schoolgate_decision_seconds", "From the request head being read to the verdict "
-            "(identity, directory wait and policy together).", ["stage"],
-            buckets=LATENCY_BUCKETS, registry=self.registry)
+            "schoolgate_decision_seconds",
+            "From the request head being read to the verdict "
+            "(identity, directory wait and policy together).",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.attempts = Counter(
-            "schoolgate_circumvention_attempts", "Attempts to get round the filter, by "
-            "technique.", ["technique"], registry=self.registry)
+            "schoolgate_circumvention_attempts",
+            "Attempts to get round the filter, by technique.",
+            ["technique"],
+            registry=self.registry,
+        )
         self.identities = Counter(
-            "schoolgate_identities", "Requests by where the user's identity came from.",
-            ["source"], registry=self.registry)
+            "schoolgate_identities",
+            "Requests by where the user's identity came from.",
+            ["source"],
+            registry=self.registry,
+        )
         self._list_reader = ListStatusReader()
         self.lists: ListsReport | None = None
         self._lists_due = 0.0
@@ -183,12 +234,20 @@ class Metrics:
     # --- lifecycle -----------------------------------------------------------------------------
 
     def load(self, loader: Loader) -> None:
-        loader.add_option("schoolgate_metrics_port", int, 9090,
-                          "Port of the Prometheus endpoint (/metrics, and /healthz for probes). "
-                          "0: no endpoint. With several workers, worker i uses this port + i.")
-        loader.add_option("schoolgate_metrics_host", str, "127.0.0.1",
-                          "Address the Prometheus endpoint listens on (0.0.0.0 in containers, "
-                          "so the scraper can reach it).")
+        loader.add_option(
+            "schoolgate_metrics_port",
+            int,
+            9090,
+            "Port of the Prometheus endpoint (/metrics, and /healthz for probes). "
+            "0: no endpoint. With several workers, worker i uses this port + i.",
+        )
+        loader.add_option(
+            "schoolgate_metrics_host",
+            str,
+            "127.0.0.1",
+            "Address the Prometheus endpoint listens on (0.0.0.0 in containers, "
+            "so the scraper can reach it).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "schoolgate_metrics_port" in updated:
@@ -196,10 +255,12 @@ class Metrics:
             if not 0 <= port <= 65535:
                 raise options_error(
                     f"schoolgate_metrics_port: {port} is not a port (0-65535; 0 turns the "
-                    "metrics endpoint off)")
+                    "metrics endpoint off)"
+                )
         if "schoolgate_metrics_host" in updated and not ctx.options.schoolgate_metrics_host:
             raise options_error(
-                "schoolgate_metrics_host is empty: give an address such as 127.0.0.1")
+                "schoolgate_metrics_host is empty: give an address such as 127.0.0.1"
+            )
 
     def running(self) -> None:
         self._tick_task.start()
@@ -209,8 +270,13 @@ class Metrics:
             try:
                 self._server, _thread = start_http_server(port, host, self.registry)
             except OSError as exc:  # WARNING, not ERROR: errorcheck would end the gateway
-                logger.warning("the metrics endpoint cannot listen on %s:%s (%s); the gateway "
-                               "runs on without it", host, port, exc)
+                logger.warning(
+                    "the metrics endpoint cannot listen on %s:%s (%s); the gateway "
+                    "runs on without it",
+                    host,
+                    port,
+                    exc,
+                )
                 return
             self._server.set_app(self._app())
             logger.info("metrics on http://%s:%s/metrics", host, port)
@@ -250,9 +316,13 @@ class Metrics:
             return  # answered before any decision (gateway pages, 407) or never decided
         identity = flow.metadata.get(context.IDENTITY)
         role = getattr(identity, "role", None) or "default"
-        self.requests.labels(stage, str(decision.verdict), str(decision.reason),
-                             self._labels["category"](decision.category),
-                             self._labels["role"](role)).inc()
+        self.requests.labels(
+            stage,
+            str(decision.verdict),
+            str(decision.reason),
+            self._labels["category"](decision.category),
+            self._labels["role"](role),
+        ).inc()
         if stage == "request" and identity is not None:
             self.identities.labels(str(getattr(identity, "source", NONE))).inc()
         technique = flow.metadata.get(context.TECHNIQUE) or decision.technique
@@ -281,7 +351,8 @@ class Metrics:
             return
         try:
             self.lists = await asyncio.to_thread(
-                self._list_reader.read, path, now=datetime.now(UTC))
+                self._list_reader.read, path, now=datetime.now(UTC)
+            )
         except Exception:  # health must keep answering; the next tick tries again
             logger.warning("reading the lists' state failed", exc_info=True)
 
@@ -318,21 +389,32 @@ def list_metrics(report: ListsReport | None, now: float) -> Iterator[Metric]:
     """Each list's entries and age, whether it is stale, and the empty categories."""
     if report is None:
         return
-    entries = GaugeMetricFamily("schoolgate_list_entries", "Entries in each domain list file "
-                                "the policy names.", labels=["list"])
-    age = GaugeMetricFamily("schoolgate_list_age_seconds", "Seconds since each list was last "
-                            "updated ('lists update') or compiled (its header date).",
-                            labels=["list"])
-    stale = GaugeMetricFamily("schoolgate_list_stale", "1 if a list that 'lists update' keeps "
-                              "is older than its allowed age, or missing.", labels=["list"])
+    entries = GaugeMetricFamily(
+        "schoolgate_list_entries",
+        "Entries in each domain list file the policy names.",
+        labels=["list"],
+    )
+    age = GaugeMetricFamily(
+        "schoolgate_list_age_seconds",
+        "Seconds since each list was last updated ('lists update') or compiled (its header date).",
+        labels=["list"],
+    )
+    stale = GaugeMetricFamily(
+        "schoolgate_list_stale",
+        "1 if a list that 'lists update' keeps is older than its allowed age, or missing.",
+        labels=["list"],
+    )
     for status in report.lists:
         label = Path(status.name).stem  # no dots or slashes in label values
         entries.add_metric([label], float(status.entries))
         if status.updated_at is not None:
             age.add_metric([label], max(0.0, now - status.updated_at.timestamp()))
         stale.add_metric([label], 1.0 if status.stale else 0.0)
-    empty = GaugeMetricFamily("schoolgate_category_empty", "1 for each category with no "
-                              "domains (it blocks nothing until filled).", labels=["category"])
+    empty = GaugeMetricFamily(
+        "schoolgate_category_empty",
+        "1 for each category with no domains (it blocks nothing until filled).",
+        labels=["category"],
+    )
     for category in report.empty:
         empty.add_metric([category.name], 1.0)
     yield from (entries, age, stale, empty)
@@ -342,4 +424,3 @@ def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
     family = CounterMetricFamily(name.removesuffix("_total"), text)
     family.add_metric([], float(value))
     return family
-

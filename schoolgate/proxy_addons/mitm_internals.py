@@ -54,8 +54,12 @@ class HeadLimits:
 
 
 _limits = HeadLimits()
-_stats: dict[str, int] = {"head_too_large": 0, "line_too_long": 0, "too_many_headers": 0,
-                          "head_timeouts": 0}
+_stats: dict[str, int] = {
+    "head_too_large": 0,
+    "line_too_long": 0,
+    "too_many_headers": 0,
+    "head_timeouts": 0,
+}
 
 
 def set_head_limits(limits: HeadLimits) -> None:
@@ -98,9 +102,11 @@ def error_response(status: int, text: str) -> bytes:
 def format_error(status_code: int, message: str) -> bytes:
     """An error body that names nobody: status, reason and the message."""
     reason = status_codes.RESPONSES.get(status_code, "Error")
-    return (f"<!doctype html><html><head><title>{status_code} {reason}</title></head><body>"
-            f"<h1>{status_code} {reason}</h1><p>{html.escape(message)}</p>"
-            f"<p>({PRODUCT})</p></body></html>").encode("utf-8", "replace")
+    return (
+        f"<!doctype html><html><head><title>{status_code} {reason}</title></head><body>"
+        f"<h1>{status_code} {reason}</h1><p>{html.escape(message)}</p>"
+        f"<p>({PRODUCT})</p></body></html>"
+    ).encode("utf-8", "replace")
 
 
 def _anonymise_errors() -> None:
@@ -138,8 +144,7 @@ def _check_head(buf: bytes, limits: HeadLimits) -> tuple[str, int, str] | None:
     return None
 
 
-def _limited_handle_event(self: Any, event: events.Event
-                          ) -> Generator[commands.Command, Any, None]:
+def _limited_handle_event(self: Any, event: events.Event) -> Generator[commands.Command, Any, None]:
     assert _original_handle_event is not None
     limits = _limits
     if isinstance(event, events.Wakeup) and getattr(event.command, "_sg", False):
@@ -159,8 +164,11 @@ def _limited_handle_event(self: Any, event: events.Event
         # which is not text): only its size is bounded there.
         data = bytes(self.buf) + event.data
         if self.state == self.wait:
-            problem = None if len(data) <= limits.max_bytes else (
-                "head_too_large", 431, "The request headers are too large.")
+            problem = (
+                None
+                if len(data) <= limits.max_bytes
+                else ("head_too_large", 431, "The request headers are too large.")
+            )
         else:
             problem = _check_head(data, limits)
         if problem is not None:
@@ -174,8 +182,7 @@ def _limited_handle_event(self: Any, event: events.Event
     if self.state == self.read_headers:
         if getattr(self, "_sg_timer", None) is None:
             served = getattr(self, "_sg_served", False)
-            timer = commands.RequestWakeup(limits.idle_seconds if served
-                                           else limits.first_seconds)
+            timer = commands.RequestWakeup(limits.idle_seconds if served else limits.first_seconds)
             timer._sg = True  # type: ignore[attr-defined]
             self._sg_timer = timer
             yield timer
@@ -235,7 +242,8 @@ def _really_close() -> None:
         return
     _original_close_connection = server.ConnectionHandler.close_connection
     server.ConnectionHandler.close_connection = (  # type: ignore[method-assign]
-        _closing_close_connection)
+        _closing_close_connection
+    )
 
 
 def install() -> None:
@@ -276,6 +284,7 @@ def name_open_server(server_conn: Any, address: tuple[str, int]) -> None:
 # - `mitmproxy.proxy.layers.tls.parse_client_hello(data)`: None until the whole ClientHello is
 #   there, ValueError when it is not one.
 
+
 def route_streams(proxyserver: Any, accept: Callable[[Any, Any, Any], Any]) -> None:
     """From now on, every connection accepted by a regular-mode server goes to
     `accept(instance, reader, writer)` instead of mitmproxy (which `hand_over` reaches). Call it
@@ -291,8 +300,9 @@ class _Router:
 
     def route(self) -> None:
         for instance in self.proxyserver.servers:
-            if isinstance(instance.mode, mode_specs.RegularMode) and \
-                    not getattr(instance, "_sg_routed", False):
+            if isinstance(instance.mode, mode_specs.RegularMode) and not getattr(
+                instance, "_sg_routed", False
+            ):
                 instance._sg_routed = True
                 instance.handle_stream = functools.partial(self.accept, instance)
 
@@ -314,8 +324,13 @@ def take_buffered(reader: asyncio.StreamReader) -> bytes:
     return data
 
 
-async def hand_over(instance: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    client: Client | None = None, tunnel: Any = None) -> None:
+async def hand_over(
+    instance: Any,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    client: Client | None = None,
+    tunnel: Any = None,
+) -> None:
     """Let mitmproxy serve this connection from here on. Without `client`, from scratch, as if
     it had accepted it. With `client` (whose client_connected hook has run already), as that
     client: from the proxy request on, or, with `tunnel` (the Server of a CONNECT the front
@@ -324,13 +339,16 @@ async def hand_over(instance: Any, reader: asyncio.StreamReader, writer: asyncio
         await type(instance).handle_stream(instance, reader, writer)
         return
     master = ctx.master
-    handler = _Resumed(master, reader, writer, ctx.options,  # type: ignore[no-untyped-call]
-                       instance.mode)
+    handler = _Resumed(
+        master,
+        reader,
+        writer,
+        ctx.options,  # type: ignore[no-untyped-call]
+        instance.mode,
+    )
     handler.client = client
-    handler.transports = {client: server.ConnectionIO(handler=None, reader=reader,
-                                                      writer=writer)}
-    handler.timeout_watchdog = server.TimeoutWatchdog(ctx.options.tcp_timeout,
-                                                      handler.on_timeout)
+    handler.transports = {client: server.ConnectionIO(handler=None, reader=reader, writer=writer)}
+    handler.timeout_watchdog = server.TimeoutWatchdog(ctx.options.tcp_timeout, handler.on_timeout)
     context = proxy_context.Context(client, ctx.options)
     if tunnel is None:
         handler.layer = instance.make_top_layer(context)

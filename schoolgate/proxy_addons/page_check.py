@@ -106,13 +106,15 @@ class CheckPages:
             return
         decision = flow.metadata.get(context.DECISION)
         inputs = flow.metadata.get(context.INPUTS)
-        if not isinstance(decision, Decision) or not decision.allowed or \
-                not isinstance(inputs, context.DecisionInputs):
+        if (
+            not isinstance(decision, Decision)
+            or not decision.allowed
+            or not isinstance(inputs, context.DecisionInputs)
+        ):
             return
         try:
             role = inputs.policy.inspection.for_role(inputs.subject.role)
-            if role.inspect is not InspectMode.ALL or not is_page_to_check(flow.request,
-                                                                           response):
+            if role.inspect is not InspectMode.ALL or not is_page_to_check(flow.request, response):
                 return
             size = announced_size(response)
             if size is not None and size > MAX_HELD:
@@ -143,8 +145,9 @@ class CheckPages:
         if evidence is not None:
             inputs = flow.metadata[context.INPUTS]
             decision = self._found(flow, evidence)
-            flow.response = block_response(flow, decision, inputs.subject, at=inputs.at,
-                                           policy=inputs.policy, page=inputs.page)
+            flow.response = block_response(
+                flow, decision, inputs.subject, at=inputs.at, policy=inputs.policy, page=inputs.page
+            )
 
     def check_held(self, flow: http.HTTPFlow, body: bytes) -> bytes | None:
         """A streamed page's whole body: the block page's bytes (in the page's own content
@@ -161,27 +164,37 @@ class CheckPages:
                 return None
             inputs = flow.metadata[context.INPUTS]
             decision = self._found(flow, evidence)
-            probe.text = render_block_page(decision, inputs.subject,
-                                           site=flow.request.pretty_host, at=inputs.at,
-                                           policy=inputs.policy, settings=inputs.page)
+            probe.text = render_block_page(
+                decision,
+                inputs.subject,
+                site=flow.request.pretty_host,
+                at=inputs.at,
+                policy=inputs.policy,
+                settings=inputs.page,
+            )
             return probe.raw_content
         except Exception:  # fail closed: the page is not shown unchecked
             self.stats.page_check_errors += 1
             logger.exception("checking a streamed page failed; dropping its body")
-            flow.metadata[context.DECISION] = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR,
-                                                       rule=RULE)
+            flow.metadata[context.DECISION] = Decision(
+                Verdict.BLOCK, Reason.ENGINE_ERROR, rule=RULE
+            )
             flow.metadata[context.LATE] = True
             return b""
 
     def _found(self, flow: http.HTTPFlow, evidence: dict[str, str]) -> Decision:
         allowed = flow.metadata[context.DECISION]
-        decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule=RULE,
-                            category=allowed.category, host=allowed.host,
-                            technique=Technique.WEB_PROXY)
+        decision = Decision(
+            Verdict.BLOCK,
+            Reason.CIRCUMVENTION,
+            rule=RULE,
+            category=allowed.category,
+            host=allowed.host,
+            technique=Technique.WEB_PROXY,
+        )
         flow.metadata[context.DECISION] = decision
         flow.metadata[context.TECHNIQUE] = Technique.WEB_PROXY
         flow.metadata[context.EVIDENCE] = evidence
         flow.metadata[context.LATE] = True
         self.stats.pages_blocked += 1
         return decision
-

@@ -89,23 +89,43 @@ class PolicySource:
         self._listeners.append(listener)
 
     def load(self, loader: Loader) -> None:
-        loader.add_option("schoolgate_policy", str, "",
-                          "Policy file (YAML). Empty: the seed policy shipped with schoolgate.")
-        loader.add_option("schoolgate_overrides", str, "",
-                          "Overrides snapshot file (JSON: exceptions, sanctions, supervised "
-                          "sessions, local lists), replaced atomically by the admin. Empty: "
-                          "none. With a database: where the last overrides read from it are "
-                          "kept, for a start while it is down.")
+        loader.add_option(
+            "schoolgate_policy",
+            str,
+            "",
+            "Policy file (YAML). Empty: the seed policy shipped with schoolgate.",
+        )
+        loader.add_option(
+            "schoolgate_overrides",
+            str,
+            "",
+            "Overrides snapshot file (JSON: exceptions, sanctions, supervised "
+            "sessions, local lists), replaced atomically by the admin. Empty: "
+            "none. With a database: where the last overrides read from it are "
+            "kept, for a start while it is down.",
+        )
         loader.add_option(*context.DATABASE_URL_OPTION)
-        loader.add_option("schoolgate_refresh_ms", int, 2000,
-                          "How often, in milliseconds, the overrides and the policy file are "
-                          "re-read (a change reaches the gateway within this time).")
-        loader.add_option("schoolgate_admin_url", str, "http://127.0.0.1:8081",
-                          "Base URL of the admin service; the block page's 'Ask for access' "
-                          "link points at its /requests/new form.")
-        loader.add_option("schoolgate_secret_file", str, "",
-                          "File holding the secret that signs 'Ask for access' links (made if "
-                          "missing). Empty: a random secret for this run only.")
+        loader.add_option(
+            "schoolgate_refresh_ms",
+            int,
+            2000,
+            "How often, in milliseconds, the overrides and the policy file are "
+            "re-read (a change reaches the gateway within this time).",
+        )
+        loader.add_option(
+            "schoolgate_admin_url",
+            str,
+            "http://127.0.0.1:8081",
+            "Base URL of the admin service; the block page's 'Ask for access' "
+            "link points at its /requests/new form.",
+        )
+        loader.add_option(
+            "schoolgate_secret_file",
+            str,
+            "",
+            "File holding the secret that signs 'Ask for access' links (made if "
+            "missing). Empty: a random secret for this run only.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         old: PolicySnapshot | None = getattr(self, "snapshot", None)
@@ -126,26 +146,31 @@ class PolicySource:
             raise options_error("schoolgate_refresh_ms must be at least 100 (milliseconds)")
         admin_url = opts.schoolgate_admin_url
         if not admin_url.startswith(("http://", "https://")):
-            raise options_error(f"schoolgate_admin_url: {admin_url!r} is not an "
-                                "http:// or https:// URL")
+            raise options_error(
+                f"schoolgate_admin_url: {admin_url!r} is not an http:// or https:// URL"
+            )
         page = old.page if old is not None and "schoolgate_secret_file" not in updated else None
         if page is None or page.admin_url != admin_url:
             page = BlockPageSettings(admin_url, _secret(opts.schoolgate_secret_file))
         if old is None or updated & {"schoolgate_overrides", "schoolgate_database_url"}:
-            self._source = _overrides_source(opts.schoolgate_database_url,
-                                             opts.schoolgate_overrides)
+            self._source = _overrides_source(
+                opts.schoolgate_database_url, opts.schoolgate_overrides
+            )
             self.overrides = self._source.load_now() if self._source else NO_OVERRIDES
-        self.snapshot = PolicySnapshot(policy, path, stamp, version, page,
-                                       opts.schoolgate_refresh_ms / 1000)
+        self.snapshot = PolicySnapshot(
+            policy, path, stamp, version, page, opts.schoolgate_refresh_ms / 1000
+        )
 
     # --- background refresh ------------------------------------------------------------------
 
     def running(self) -> None:
         # Here, not in configure: the first configure sees the defaults, before --set arrives.
         if not ctx.options.schoolgate_secret_file:
-            logger.warning("schoolgate_secret_file is not set: 'Ask for access' links are "
-                           "signed with a secret for this run only, and the admin cannot "
-                           "check them")
+            logger.warning(
+                "schoolgate_secret_file is not set: 'Ask for access' links are "
+                "signed with a secret for this run only, and the admin cannot "
+                "check them"
+            )
         self._task.start()
 
     async def done(self) -> None:
@@ -178,8 +203,9 @@ class PolicySource:
         except PolicyError as exc:
             self.stats.policy_reloads_refused += 1
             self.last_reload = LastReload(ReloadResult.REFUSED, time.time())
-            logger.warning("the changed policy file was refused; the running policy stays in "
-                           "force:\n%s", exc)
+            logger.warning(
+                "the changed policy file was refused; the running policy stays in force:\n%s", exc
+            )
             # The stamp is kept, so the same broken file is not read (and refused) again.
             self.snapshot = replace(self.snapshot, stamp=stamp)
             return

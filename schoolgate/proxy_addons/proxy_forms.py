@@ -35,26 +35,56 @@ MAX_CHARS = 256 * 1024  # a proxy's own page is small; only the start of a page 
 MAX_FORM_CHARS = 16 * 1024  # and its form smaller still: only the start of each form is read
 MAX_FORMS = 20  # a proxy's page has one or two forms
 
-_GLYPE_OPTIONS = frozenset({"encodeurl", "encodepage", "allowcookies", "stripjs",
-                            "stripobjects", "tempcookies", "showform", "striptitle"})
-_PHPROXY_FLAGS = frozenset({"include_form", "remove_scripts", "accept_cookies", "show_images",
-                            "show_referer", "rotate13", "base64_encode", "strip_meta",
-                            "strip_title", "session_cookies", "encrypt_page", "encrypt_url",
-                            "remove_objects"})
+_GLYPE_OPTIONS = frozenset(
+    {
+        "encodeurl",
+        "encodepage",
+        "allowcookies",
+        "stripjs",
+        "stripobjects",
+        "tempcookies",
+        "showform",
+        "striptitle",
+    }
+)
+_PHPROXY_FLAGS = frozenset(
+    {
+        "include_form",
+        "remove_scripts",
+        "accept_cookies",
+        "show_images",
+        "show_referer",
+        "rotate13",
+        "base64_encode",
+        "strip_meta",
+        "strip_title",
+        "session_cookies",
+        "encrypt_page",
+        "encrypt_url",
+        "remove_objects",
+    }
+)
 _PHPROXY_FIELDS = frozenset({"____pgfa", "____pbavn", "__script_get_form"})
 _PHPROXY_FORMS = frozenset({"poxy_url_form", "poxy_settings_form"})
 _CGIPROXY_OPTIONS = frozenset({"rc", "rs", "fa", "br", "if"})
 _CGIPROXY_ACTION = re.compile(r"/nph-[\w.-]*\.(cgi|pl)(/|$)", re.IGNORECASE)
 # Field names that proxy front pages give the address box.
 _URL_NAMES = frozenset({"url", "u", "q", "address", "addr", "link", "site", "target", "web"})
-_URL_HINT = re.compile(r"\b(urls?\b|web ?address|website address|https?://|www\.|"
-                       r"enter (a |the )?(site|website|address)\b)", re.IGNORECASE)
+_URL_HINT = re.compile(
+    r"\b(urls?\b|web ?address|website address|https?://|www\.|"
+    r"enter (a |the )?(site|website|address)\b)",
+    re.IGNORECASE,
+)
 # "proxy" also inside a name (miniProxy, CroxyProxy, proxysite)
-_PROXY_WORDS = re.compile(r"proxy|proxies|proxif|\b(unblock\w*|anonymous(ly)?|bypass\w*|"
-                          r"hide your ip|surf (freely|privately))\b", re.IGNORECASE)
+_PROXY_WORDS = re.compile(
+    r"proxy|proxies|proxif|\b(unblock\w*|anonymous(ly)?|bypass\w*|"
+    r"hide your ip|surf (freely|privately))\b",
+    re.IGNORECASE,
+)
 # An onsubmit that sends the browser to a script with the typed address appended (miniProxy).
-_APPENDS_FIELD = re.compile(r"location(\.href)?\s*=\s*['\"][^'\"]*\?['\"]\s*\+\s*[^;]*\.value",
-                            re.IGNORECASE)
+_APPENDS_FIELD = re.compile(
+    r"location(\.href)?\s*=\s*['\"][^'\"]*\?['\"]\s*\+\s*[^;]*\.value", re.IGNORECASE
+)
 _TEXT_TYPES = frozenset({"", "text", "url", "search"})
 
 
@@ -89,8 +119,7 @@ class _Reader(HTMLParser):
             self._open.onsubmit = values.get("onsubmit", "")[:2000]
             self.forms.append(self._open)
         elif tag in ("input", "textarea"):
-            self._field(values, "textarea" if tag == "textarea" else
-                        values.get("type", "").lower())
+            self._field(values, "textarea" if tag == "textarea" else values.get("type", "").lower())
 
     def _field(self, values: dict[str, str], kind: str) -> None:
         form = self._open
@@ -103,8 +132,9 @@ class _Reader(HTMLParser):
         elif kind == "checkbox":
             form.checkboxes.add(name.lower())
         elif kind in _TEXT_TYPES or kind == "textarea":
-            hint = " ".join(values.get(k, "") for k in ("placeholder", "aria-label", "title",
-                                                         "value", "id"))
+            hint = " ".join(
+                values.get(k, "") for k in ("placeholder", "aria-label", "title", "value", "id")
+            )
             form.text_fields.append((name, kind, hint))
 
     def handle_endtag(self, tag: str) -> None:
@@ -162,16 +192,19 @@ def proxy_form_evidence(html: str) -> Evidence | None:
         found = _known_script(form)
         if found is not None:
             return found
-    asking = [(form, name) for form in forms
-              if (name := _asks_for_a_web_address(form)) is not None]
+    asking = [(form, name) for form in forms if (name := _asks_for_a_web_address(form)) is not None]
     if not asking:
         return None
     proxy_talk = _PROXY_WORDS.search(page_words(html))
     if proxy_talk is None:
         return None
     form, field_name = asking[0]
-    return {"script": "web-proxy-form", "field": field_name[:50],
-            "action": _short(form.action), "words": proxy_talk.group(0)[:50]}
+    return {
+        "script": "web-proxy-form",
+        "field": field_name[:50],
+        "action": _short(form.action),
+        "words": proxy_talk.group(0)[:50],
+    }
 
 
 def _known_script(form: _Form) -> Evidence | None:
@@ -192,8 +225,9 @@ def _known_script(form: _Form) -> Evidence | None:
     if "urlform" in form.form_names and "url" in names:
         return {"script": "cgiproxy", "form": "URLform"}
     cgi = form.checkboxes & _CGIPROXY_OPTIONS
-    if (len(cgi) >= 3 and form.text_fields) or \
-            (_CGIPROXY_ACTION.search(urlsplit(action).path) and form.text_fields):
+    if (len(cgi) >= 3 and form.text_fields) or (
+        _CGIPROXY_ACTION.search(urlsplit(action).path) and form.text_fields
+    ):
         return {"script": "cgiproxy", "action": _short(form.action)}
     return None
 
@@ -209,8 +243,9 @@ def _asks_for_a_web_address(form: _Form) -> str | None:
     if _APPENDS_FIELD.search(form.onsubmit):
         return name or "(unnamed)"
     labels = " ".join(form.label_text)
-    if kind == "url" or (name.lower() in _URL_NAMES and
-                         (_URL_HINT.search(hint) or _URL_HINT.search(labels))):
+    if kind == "url" or (
+        name.lower() in _URL_NAMES and (_URL_HINT.search(hint) or _URL_HINT.search(labels))
+    ):
         return name or kind
     if _URL_HINT.search(hint) and not re.search(r"\bsearch\b", hint, re.IGNORECASE):
         return name or "(unnamed)"

@@ -85,34 +85,60 @@ class RecordEvents:
         self.stats = stats or GatewayStats()
 
     def load(self, loader: Loader) -> None:
-        loader.add_option("schoolgate_recording", bool, True,
-                          "Record every decision as an event (database and/or SIEM lines).")
+        loader.add_option(
+            "schoolgate_recording",
+            bool,
+            True,
+            "Record every decision as an event (database and/or SIEM lines).",
+        )
         loader.add_option(*context.DATABASE_URL_OPTION)
-        loader.add_option("schoolgate_spool_dir", str, "",
-                          "Where events wait on disk while the database is unavailable. Empty: "
-                          "'spool' next to the CA directory (confdir).")
-        loader.add_option("schoolgate_siem", str, "",
-                          "Also write events as JSON lines to this file, or '-' for stdout.")
-        loader.add_option("schoolgate_devices", str, "",
-                          "YAML file mapping client IP addresses to device names, recorded "
-                          "with each event.")
-        loader.add_option("schoolgate_act_seconds", int, ACT_SECONDS,
-                          "Requests from one person or device to the same site with the same "
-                          "technique within this many seconds of the first are one attempt "
-                          "(favicons, retries, reloads); see docs/monitoring.md.")
-        loader.add_option("schoolgate_alert_push", str, "",
-                          "YAML file saying where urgent alerts are pushed at once (email via "
-                          "SMTP, a webhook); see docs/monitoring.md. Empty: nothing pushed.")
+        loader.add_option(
+            "schoolgate_spool_dir",
+            str,
+            "",
+            "Where events wait on disk while the database is unavailable. Empty: "
+            "'spool' next to the CA directory (confdir).",
+        )
+        loader.add_option(
+            "schoolgate_siem",
+            str,
+            "",
+            "Also write events as JSON lines to this file, or '-' for stdout.",
+        )
+        loader.add_option(
+            "schoolgate_devices",
+            str,
+            "",
+            "YAML file mapping client IP addresses to device names, recorded with each event.",
+        )
+        loader.add_option(
+            "schoolgate_act_seconds",
+            int,
+            ACT_SECONDS,
+            "Requests from one person or device to the same site with the same "
+            "technique within this many seconds of the first are one attempt "
+            "(favicons, retries, reloads); see docs/monitoring.md.",
+        )
+        loader.add_option(
+            "schoolgate_alert_push",
+            str,
+            "",
+            "YAML file saying where urgent alerts are pushed at once (email via "
+            "SMTP, a webhook); see docs/monitoring.md. Empty: nothing pushed.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
         if self._started and updated & set(_STATIC_OPTIONS):
-            raise options_error(f"{', '.join(sorted(updated & set(_STATIC_OPTIONS)))} cannot "
-                                 "change while the gateway runs; restart it")
+            raise options_error(
+                f"{', '.join(sorted(updated & set(_STATIC_OPTIONS)))} cannot "
+                "change while the gateway runs; restart it"
+            )
         self._enabled = opts.schoolgate_recording
         if opts.schoolgate_act_seconds < 0:
-            raise options_error("schoolgate_act_seconds must be 0 or more (0: every request "
-                                "is its own attempt)")
+            raise options_error(
+                "schoolgate_act_seconds must be 0 or more (0: every request is its own attempt)"
+            )
         self._acts.seconds = opts.schoolgate_act_seconds
         if "schoolgate_devices" in updated:
             self._devices = _load(opts.schoolgate_devices, parse_devices, "schoolgate_devices")
@@ -138,10 +164,12 @@ class RecordEvents:
             return
         self._refusals.install()
         if self._engine is not None:
-            spool = opts.schoolgate_spool_dir or str(Path(opts.confdir).expanduser().parent
-                                                     / "spool")
-            writer = EventWriter(self._engine, spool_dir=Path(spool),
-                                 siem_path=opts.schoolgate_siem or None)
+            spool = opts.schoolgate_spool_dir or str(
+                Path(opts.confdir).expanduser().parent / "spool"
+            )
+            writer = EventWriter(
+                self._engine, spool_dir=Path(spool), siem_path=opts.schoolgate_siem or None
+            )
             self._sink = writer
             self.stats.event_writer = lambda: writer.stats
         elif opts.schoolgate_siem:
@@ -197,13 +225,25 @@ class RecordEvents:
         try:
             sent, host, technique = read_refused(sent)
             ip = address_ip(peer)
-            decision = Decision(Verdict.BLOCK, Reason.INVALID_HOST, host=host,
-                                technique=technique)
-            self._submit(make_event(
-                decision=decision, at=datetime.now(UTC), host=host, identity=None, role=None,
-                ip=ip, device=self._devices.get(ip or ""), method=None, scheme=None, port=None,
-                target=None, intercepted=False, technique=technique,
-                evidence={"error": error[:200], "sent": sent}))
+            decision = Decision(Verdict.BLOCK, Reason.INVALID_HOST, host=host, technique=technique)
+            self._submit(
+                make_event(
+                    decision=decision,
+                    at=datetime.now(UTC),
+                    host=host,
+                    identity=None,
+                    role=None,
+                    ip=ip,
+                    device=self._devices.get(ip or ""),
+                    method=None,
+                    scheme=None,
+                    port=None,
+                    target=None,
+                    intercepted=False,
+                    technique=technique,
+                    evidence={"error": error[:200], "sent": sent},
+                )
+            )
         except Exception:
             self._failed("refused_by_mitmproxy")
 
@@ -220,23 +260,33 @@ class RecordEvents:
         if note is not None and note.decision.technique == Technique.ECH:
             self._record_hello(client, data.context.server.address, note)
 
-    def _record_hello(self, client: Client, address: Address | None,
-                      note: context.HelloNote) -> None:
+    def _record_hello(
+        self, client: Client, address: Address | None, note: context.HelloNote
+    ) -> None:
         if not self._recording:
             return
         self._unanswered.pop(client.id, None)
         try:
             tunnel = self._tunnels.get(client.id)
             technique = note.decision.technique
-            self._submit(make_event(
-                decision=note.decision, at=datetime.now(UTC),
-                host=note.decision.host or note.sni or (str(address[0]) if address else "?"),
-                identity=tunnel.identity if tunnel else None,
-                role=tunnel.role if tunnel else None, ip=client_ip(client),
-                device=self._devices.get(client_ip(client) or ""), method=None,
-                scheme="https", port=address[1] if address else None, target=None,
-                intercepted=False, technique=technique,
-                evidence=note.evidence or decided_evidence(note.decision)))
+            self._submit(
+                make_event(
+                    decision=note.decision,
+                    at=datetime.now(UTC),
+                    host=note.decision.host or note.sni or (str(address[0]) if address else "?"),
+                    identity=tunnel.identity if tunnel else None,
+                    role=tunnel.role if tunnel else None,
+                    ip=client_ip(client),
+                    device=self._devices.get(client_ip(client) or ""),
+                    method=None,
+                    scheme="https",
+                    port=address[1] if address else None,
+                    target=None,
+                    intercepted=False,
+                    technique=technique,
+                    evidence=note.evidence or decided_evidence(note.decision),
+                )
+            )
         except Exception:
             self._failed("tls_clienthello")
 
@@ -256,9 +306,10 @@ class RecordEvents:
         if event is not None and self._recording:  # blocked, and cut before any request
             attempt = event.attempt
             if attempt is not None:
-                attempt = AttemptEvidence(evidence={**attempt.evidence,
-                                                    "cut": "no request after the CONNECT"},
-                                          counted=attempt.counted)
+                attempt = AttemptEvidence(
+                    evidence={**attempt.evidence, "cut": "no request after the CONNECT"},
+                    counted=attempt.counted,
+                )
             self._submit(replace(event, attempt=attempt))
 
     # --- helpers -------------------------------------------------------------------------------
@@ -276,8 +327,7 @@ class RecordEvents:
             self._unanswered.pop(flow.client_conn.id, None)
             self._submit(event)
 
-    def _flow_event(self, flow: http.HTTPFlow | tcp.TCPFlow, *, intercepted: bool
-                    ) -> Event | None:
+    def _flow_event(self, flow: http.HTTPFlow | tcp.TCPFlow, *, intercepted: bool) -> Event | None:
         decision = flow.metadata.get(context.DECISION)
         if not isinstance(decision, Decision):
             return None  # not decided: a gateway page, a 407
@@ -310,10 +360,21 @@ class RecordEvents:
                 method, scheme, port = None, None, address[1] if address else None
                 target = None
             return make_event(
-                decision=decision, at=at, host=host, identity=identity, role=role, ip=ip,
-                device=self._devices.get(ip or ""), method=method, scheme=scheme, port=port,
-                target=target, intercepted=intercepted, technique=technique,
-                evidence=evidence)
+                decision=decision,
+                at=at,
+                host=host,
+                identity=identity,
+                role=role,
+                ip=ip,
+                device=self._devices.get(ip or ""),
+                method=method,
+                scheme=scheme,
+                port=port,
+                target=target,
+                intercepted=intercepted,
+                technique=technique,
+                evidence=evidence,
+            )
         except Exception:
             self._failed("recording")
             return None
@@ -324,8 +385,12 @@ class RecordEvents:
             first = self._acts.first_of(event)
             if first is not None:  # a follow-up of an act already counted
                 self.stats.follow_ups += 1
-                event = replace(event, attempt=AttemptEvidence(
-                    evidence={**event.attempt.evidence, "same_act_as": first}, counted=False))
+                event = replace(
+                    event,
+                    attempt=AttemptEvidence(
+                        evidence={**event.attempt.evidence, "same_act_as": first}, counted=False
+                    ),
+                )
         if self._sink is not None:
             self._sink.submit(event)
         attempt = event.attempt
@@ -338,8 +403,11 @@ class RecordEvents:
         who = event.user or event.client_ip or "unknown"
         self._alert_attempt(event, who)
         if event.user is not None:
-            self._worker.submit(threshold_job(event, self._settings, act=act_key(event),
-                                              act_seconds=self._acts.seconds))
+            self._worker.submit(
+                threshold_job(
+                    event, self._settings, act=act_key(event), act_seconds=self._acts.seconds
+                )
+            )
 
     def _alert_attempt(self, event: Event, who: str) -> None:
         """One alert per person and technique per threshold window: the attempts table keeps
@@ -374,8 +442,11 @@ def _engine(url: str) -> Engine | None:
         raise options_error(f"schoolgate_database_url: {exc}") from None
     except SQLAlchemyError as exc:
         # Unreachable now: filter anyway; events wait in the spool until it is back.
-        logger.warning("the database %s cannot be reached (%s); events will be spooled until "
-                       "it is back", display_url(url), str(exc).strip().splitlines()[0])
+        logger.warning(
+            "the database %s cannot be reached (%s); events will be spooled until it is back",
+            display_url(url),
+            str(exc).strip().splitlines()[0],
+        )
     return engine
 
 

@@ -23,23 +23,53 @@ from schoolgate.store.events import AttemptEvidence, Event
 
 MAX_TEXT = 2000  # characters of a path or query kept
 # Query parameters whose values are never recorded (credentials and tokens in URLs).
-_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|key|session|sid|code|sig|cred|otp|"
-                           r"ticket|jwt|bearer|saml|nonce", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"pass|pwd|secret|token|auth|key|session|sid|code|sig|cred|otp|"
+    r"ticket|jwt|bearer|saml|nonce",
+    re.IGNORECASE,
+)
 # An e-mail address, also percent-encoded (@ as %40): replaced wherever it appears.
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
-                    re.IGNORECASE)
+_EMAIL = re.compile(
+    r"[A-Za-z0-9._%+\-]+(?:@|%40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}", re.IGNORECASE
+)
 # A JSON Web Token (header.payload.signature), whatever the parameter is called.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
 # Path segments after which the next segment is a secret (/reset/<token>, /invite/<code>).
-_SECRET_BEFORE = frozenset({
-    "reset", "reset-password", "password-reset", "resetpassword", "password", "verify",
-    "verify-email", "verification", "confirm", "confirmation", "activate", "activation",
-    "invite", "invitation", "magic", "magic-link", "magiclink", "token", "tokens",
-    "unsubscribe", "share", "otp", "recover", "recovery"})
+_SECRET_BEFORE = frozenset(
+    {
+        "reset",
+        "reset-password",
+        "password-reset",
+        "resetpassword",
+        "password",
+        "verify",
+        "verify-email",
+        "verification",
+        "confirm",
+        "confirmation",
+        "activate",
+        "activation",
+        "invite",
+        "invitation",
+        "magic",
+        "magic-link",
+        "magiclink",
+        "token",
+        "tokens",
+        "unsubscribe",
+        "share",
+        "otp",
+        "recover",
+        "recovery",
+    }
+)
 # A token-like run inside a segment: 20+ letters and digits mixed, or 32+ hex digits.
-_TOKEN_RUN = re.compile(r"(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}|"
-                        r"[0-9a-fA-F]{32,}")
+_TOKEN_RUN = re.compile(
+    r"(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}|"
+    r"[0-9a-fA-F]{32,}"
+)
 REDACTED = "[redacted]"
+
 
 def redact_query(query: str) -> str:
     """The query string with the values of credential-like parameters replaced, and e-mail
@@ -76,10 +106,23 @@ def redact_path(path: str) -> str:
     return "/".join(kept)
 
 
-def make_event(*, decision: Decision, at: datetime, host: str, identity: object,
-               role: str | None, ip: str | None, device: str | None, method: str | None,
-               scheme: str | None, port: int | None, target: str | None, intercepted: bool,
-               technique: str | None, evidence: Mapping[str, Any] | None) -> Event:
+def make_event(
+    *,
+    decision: Decision,
+    at: datetime,
+    host: str,
+    identity: object,
+    role: str | None,
+    ip: str | None,
+    device: str | None,
+    method: str | None,
+    scheme: str | None,
+    port: int | None,
+    target: str | None,
+    intercepted: bool,
+    technique: str | None,
+    evidence: Mapping[str, Any] | None,
+) -> Event:
     """One event. `target` is the request path with its query; it is kept (redacted) only for
     intercepted traffic. A technique makes it a circumvention attempt."""
     path = query = terms = None
@@ -94,14 +137,32 @@ def make_event(*, decision: Decision, at: datetime, host: str, identity: object,
         role = role or identity.role
     attempt = None
     if technique:
-        attempt = AttemptEvidence(evidence={str(k): _scalar(v) for k, v in
-                                            (evidence or {}).items()},
-                                  counted=counted(technique))
-    return Event(at=at, host=host[:300], verdict=decision.verdict, reason=decision.reason,
-                 user=user, role=role, identity_source=source, client_ip=ip, device=device,
-                 method=method, scheme=scheme, port=port, path=path, query=query,
-                 search_terms=terms, category=decision.category, rule=decision.rule,
-                 technique=technique, intercepted=intercepted, attempt=attempt)
+        attempt = AttemptEvidence(
+            evidence={str(k): _scalar(v) for k, v in (evidence or {}).items()},
+            counted=counted(technique),
+        )
+    return Event(
+        at=at,
+        host=host[:300],
+        verdict=decision.verdict,
+        reason=decision.reason,
+        user=user,
+        role=role,
+        identity_source=source,
+        client_ip=ip,
+        device=device,
+        method=method,
+        scheme=scheme,
+        port=port,
+        path=path,
+        query=query,
+        search_terms=terms,
+        category=decision.category,
+        rule=decision.rule,
+        technique=technique,
+        intercepted=intercepted,
+        attempt=attempt,
+    )
 
 
 def _scalar(value: object) -> str | int | float | bool | None:
@@ -186,11 +247,15 @@ def act_site(host: str) -> str:
     return found or ".".join(name.split(".")[-2:])
 
 
-def decided_evidence(decision: Decision, request: http.Request | None = None,
-                      sni: str | None = None) -> dict[str, str]:
+def decided_evidence(
+    decision: Decision, request: http.Request | None = None, sni: str | None = None
+) -> dict[str, str]:
     """Evidence for techniques decided from the host name: what was asked and what matched."""
-    evidence = {"host": decision.host or "", "rule": decision.rule or "",
-                "category": decision.category or ""}
+    evidence = {
+        "host": decision.host or "",
+        "rule": decision.rule or "",
+        "category": decision.category or "",
+    }
     if request is not None:
         evidence["host_header"] = request.pretty_host
         if request.method == "CONNECT" or sni:

@@ -17,12 +17,17 @@ from schoolgate.policy.techniques import Technique
 REFUSAL_LOGGER = "mitmproxy.proxy.server"  # where mitmproxy logs a request it could not read
 MAX_SENT = 300  # characters of an unreadable request line kept
 # "<peer>: Bad HTTP request line: b'...'" and the like (mitmproxy/net/http/http1/read.py)
-_REFUSED = re.compile(r": (Bad HTTP request line|Invalid header line|Invalid headers|"
-                      r"Unknown HTTP version|Bad HTTP request|Invalid HTTP/2 request headers|"
-                      r"HTTP/2 protocol error|Invalid HTTP)(?:: (.*))?$", re.DOTALL)
+_REFUSED = re.compile(
+    r": (Bad HTTP request line|Invalid header line|Invalid headers|"
+    r"Unknown HTTP version|Bad HTTP request|Invalid HTTP/2 request headers|"
+    r"HTTP/2 protocol error|Invalid HTTP)(?:: (.*))?$",
+    re.DOTALL,
+)
 _USERINFO = re.compile(r"(//)[^/@\s'\\]*@")  # user:password@ in a URL: never recorded
-_SENT_HOST = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://(?:\[redacted\]@)?"
-                        r"([A-Za-z0-9._-]{1,253})(?=[:/ ?#']|$)")
+_SENT_HOST = re.compile(
+    r"[a-zA-Z][a-zA-Z0-9+.-]*://(?:\[redacted\]@)?"
+    r"([A-Za-z0-9._-]{1,253})(?=[:/ ?#']|$)"
+)
 
 
 class RefusalLog(logging.Filter):
@@ -63,8 +68,11 @@ class RefusalLog(logging.Filter):
         if found is None:
             return
         peer = getattr(record, "client", None)
-        self.refused(peer if isinstance(peer, tuple) else None, found.group(1),
-                     (found.group(2) or "").strip())
+        self.refused(
+            peer if isinstance(peer, tuple) else None,
+            found.group(1),
+            (found.group(2) or "").strip(),
+        )
 
 
 def read_refused(sent: str) -> tuple[str, str, Technique]:
@@ -74,6 +82,5 @@ def read_refused(sent: str) -> tuple[str, str, Technique]:
     found = _SENT_HOST.search(sent)
     host = found.group(1).lower()[:300] if found else "(unreadable request)"
     # HTTP/2 extended CONNECT (RFC 8441, `:protocol`) asks for another protocol
-    technique = Technique.PROTOCOL_UPGRADE if ":protocol" in sent else \
-        Technique.MALFORMED_REQUEST
+    technique = Technique.PROTOCOL_UPGRADE if ":protocol" in sent else Technique.MALFORMED_REQUEST
     return sent, host, technique

@@ -54,8 +54,12 @@ URGENT_TOPICS = frozenset({"suicide", "self_harm", "abuse"})
 # YouTube's hosts that honour the YouTube-Restrict header (Google Workspace Admin Help,
 # "Restrict YouTube content on your network or managed devices",
 # support.google.com/a/answer/6214622).
-YOUTUBE_HOSTS = ("youtube.com", "youtube-nocookie.com", "youtube.googleapis.com",
-                 "youtubei.googleapis.com")
+YOUTUBE_HOSTS = (
+    "youtube.com",
+    "youtube-nocookie.com",
+    "youtube.googleapis.com",
+    "youtubei.googleapis.com",
+)
 
 
 def is_youtube_host(host: str) -> bool:
@@ -92,8 +96,11 @@ instead. Nobody is in trouble for this.</p>
 <p style="color:#555">({html.escape(site)}: safe search cannot be forced; rule
 {SAFE_SEARCH_RULE})</p>
 </body></html>"""
-    return http.Response.make(403, body.encode(), {"Content-Type": "text/html; charset=utf-8",
-                                                   "Cache-Control": "no-store"})
+    return http.Response.make(
+        403,
+        body.encode(),
+        {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +132,16 @@ class SafeSearch:
             try:
                 push = load_push_settings(Path(path).expanduser())
             except ValueError:
-                logger.warning("safeguarding search alerts are not pushed: %s is not valid",
-                               path)
+                logger.warning("safeguarding search alerts are not pushed: %s is not valid", path)
         try:
             engine = make_engine(url)
         except Exception:
-            logger.warning("safeguarding search alerts: the database %s cannot be used; "
-                           "alerts go to the log only", url.split("@")[-1], exc_info=True)
+            logger.warning(
+                "safeguarding search alerts: the database %s cannot be used; "
+                "alerts go to the log only",
+                url.split("@")[-1],
+                exc_info=True,
+            )
             return
         self._worker = AlertWorker(engine, self.stats, push=push, retries=3, retry_seconds=1.0)
         self._worker.start()
@@ -146,8 +156,11 @@ class SafeSearch:
             return
         decision = flow.metadata.get(context.DECISION)
         inputs = flow.metadata.get(context.INPUTS)
-        if not isinstance(decision, Decision) or not isinstance(inputs, context.DecisionInputs) \
-                or not decision.allowed:
+        if (
+            not isinstance(decision, Decision)
+            or not isinstance(inputs, context.DecisionInputs)
+            or not decision.allowed
+        ):
             return  # not decided by Enforce, or already blocked
         try:
             self._make_safe(flow, decision, inputs)
@@ -158,8 +171,9 @@ class SafeSearch:
             flow.metadata[context.DECISION] = blocked
             flow.response = make_plain_block(blocked)
 
-    def _make_safe(self, flow: http.HTTPFlow, decision: Decision,
-                   inputs: context.DecisionInputs) -> None:
+    def _make_safe(
+        self, flow: http.HTTPFlow, decision: Decision, inputs: context.DecisionInputs
+    ) -> None:
         request = flow.request
         host = decision.host or request.pretty_host.lower()
         settings: RoleInspection = inputs.policy.inspection.for_role(inputs.subject.role)
@@ -175,8 +189,9 @@ class SafeSearch:
         if settings.safe_search:
             if engine.safe == CANNOT_ENFORCE:
                 if terms:
-                    blocked = Decision(Verdict.BLOCK, Reason.RULE_BLOCK, rule=SAFE_SEARCH_RULE,
-                                       host=host)
+                    blocked = Decision(
+                        Verdict.BLOCK, Reason.RULE_BLOCK, rule=SAFE_SEARCH_RULE, host=host
+                    )
                     flow.metadata[context.DECISION] = blocked
                     flow.response = unsafe_search_page(engine.name, host)
                     self.stats.unsafe_search_blocked += 1
@@ -190,8 +205,9 @@ class SafeSearch:
 
     # --- safeguarding terms --------------------------------------------------------------
 
-    def _check_terms(self, flow: http.HTTPFlow, inputs: context.DecisionInputs,
-                     engine: Engine, terms: str) -> None:
+    def _check_terms(
+        self, flow: http.HTTPFlow, inputs: context.DecisionInputs, engine: Engine, terms: str
+    ) -> None:
         matched = inputs.policy.search.matches(terms)
         if not matched:
             return
@@ -212,14 +228,27 @@ class SafeSearch:
         summary = alert_summary(who, terms, matched, engine.name)
         logger.warning("safeguarding search: %s", summary)
         if self._worker is not None:
-            self._worker.submit(_alert_job(_Finding(user, who, inputs.subject.role, inputs.at,
-                                                    terms, matched, engine.name, page, ip),
-                                           summary))
+            self._worker.submit(
+                _alert_job(
+                    _Finding(
+                        user,
+                        who,
+                        inputs.subject.role,
+                        inputs.at,
+                        terms,
+                        matched,
+                        engine.name,
+                        page,
+                        ip,
+                    ),
+                    summary,
+                )
+            )
 
 
 def alert_summary(who: str, terms: str, matched: tuple[SearchTerm, ...], engine: str) -> str:
     topics = ", ".join(dict.fromkeys(t.topic.replace("_", " ") for t in matched))
-    return f"{who} searched {engine} for \"{terms[:200]}\" ({topics})"
+    return f'{who} searched {engine} for "{terms[:200]}" ({topics})'
 
 
 def alert_severity(matched: tuple[SearchTerm, ...]) -> AlertSeverity:
@@ -229,13 +258,26 @@ def alert_severity(matched: tuple[SearchTerm, ...]) -> AlertSeverity:
 
 
 def _alert_job(finding: _Finding, summary: str) -> Job:
-    details = {"search_terms": finding.terms, "matched": [t.words for t in finding.matched],
-               "topics": sorted({t.topic for t in finding.matched}), "engine": finding.engine,
-               "page": finding.page, "role": finding.role, "client_ip": finding.client_ip,
-               "at": finding.at.isoformat()}
+    details = {
+        "search_terms": finding.terms,
+        "matched": [t.words for t in finding.matched],
+        "topics": sorted({t.topic for t in finding.matched}),
+        "engine": finding.engine,
+        "page": finding.page,
+        "role": finding.role,
+        "client_ip": finding.client_ip,
+        "at": finding.at.isoformat(),
+    }
 
     def run(session: Session) -> Alert:
-        return raise_alert(session=session, severity=alert_severity(finding.matched),
-                           kind=ALERT_KIND, user=finding.user, at=finding.at,
-                           summary=summary, details=details)
+        return raise_alert(
+            session=session,
+            severity=alert_severity(finding.matched),
+            kind=ALERT_KIND,
+            user=finding.user,
+            at=finding.at,
+            summary=summary,
+            details=details,
+        )
+
     return Job("safeguarding alert", run)

@@ -53,17 +53,23 @@ def parse_sites(text: str, *, source: str) -> tuple[Engine, ...]:
             elif raw_safe in (SAFE_BY_DESIGN, CANNOT_ENFORCE):
                 safe = str(raw_safe)
             else:
-                raise ValueError(f"safe: {raw_safe!r} is not a mapping of parameters, "
-                                 f"'{SAFE_BY_DESIGN}' or '{CANNOT_ENFORCE}'")
+                raise ValueError(
+                    f"safe: {raw_safe!r} is not a mapping of parameters, "
+                    f"'{SAFE_BY_DESIGN}' or '{CANNOT_ENFORCE}'"
+                )
             if not params:
                 raise ValueError("params: name at least one query parameter")
-            words = tuple(w for w in re.findall(r"[a-z]{3,}", host.replace("\\.", " "))
-                          if w != "com")
-            engines.append(Engine(name, re.compile(host), re.compile(path), params, safe,
-                                  words or ("",)))
+            words = tuple(
+                w for w in re.findall(r"[a-z]{3,}", host.replace("\\.", " ")) if w != "com"
+            )
+            engines.append(
+                Engine(name, re.compile(host), re.compile(path), params, safe, words or ("",))
+            )
         except (KeyError, TypeError) as exc:
-            problems.append(f"{where}: missing or malformed {exc}: each engine needs name, "
-                            "host, path and params")
+            problems.append(
+                f"{where}: missing or malformed {exc}: each engine needs name, "
+                "host, path and params"
+            )
         except (ValueError, re.error) as exc:
             problems.append(f"{where}: {exc}")
     if problems:

@@ -41,8 +41,9 @@ logger = logging.getLogger(__name__)
 
 # Only verdicts the policy text made are compared: overrides, circumvention and address checks
 # come before the rules and are the same under either policy.
-COMPARED = frozenset({Reason.RULE_ALLOW, Reason.RULE_BLOCK, Reason.DEFAULT_ALLOW,
-                      Reason.DEFAULT_BLOCK})
+COMPARED = frozenset(
+    {Reason.RULE_ALLOW, Reason.RULE_BLOCK, Reason.DEFAULT_ALLOW, Reason.DEFAULT_BLOCK}
+)
 EVERY_SECONDS = 2.0
 # shadow sha256, role, host, live verdict, shadow verdict, shadow rule
 Key = tuple[str, str, str, str, str, str]
@@ -59,7 +60,8 @@ class Trial:
     sha256: str
     roles: frozenset[str]  # empty: every role
     remembered: dict[tuple[str, str, int | None, frozenset[str]], tuple[Verdict, str]] = field(
-        default_factory=dict)
+        default_factory=dict
+    )
 
 
 class Shadow:
@@ -73,10 +75,14 @@ class Shadow:
         self.stats = stats or GatewayStats()
 
     def load(self, loader: Loader) -> None:
-        loader.add_option("schoolgate_shadow_dir", str, "",
-                          "Folder holding shadow.yaml (a proposed policy decided alongside the "
-                          "live one, never enforced) and shadow-roles.txt. Empty: the folder "
-                          "of the policy file.")
+        loader.add_option(
+            "schoolgate_shadow_dir",
+            str,
+            "",
+            "Folder holding shadow.yaml (a proposed policy decided alongside the "
+            "live one, never enforced) and shadow-roles.txt. Empty: the folder "
+            "of the policy file.",
+        )
 
     def running(self) -> None:
         self._task.start()
@@ -122,8 +128,9 @@ class Shadow:
                 found = trial.remembered[memo] = (shadow.verdict, shadow.rule or "")
             self.stats.shadow_compared += 1
             if found[0] is not live.verdict:
-                self._pending[(trial.sha256, role, host, str(live.verdict), str(found[0]),
-                               found[1])] += 1
+                self._pending[
+                    (trial.sha256, role, host, str(live.verdict), str(found[0]), found[1])
+                ] += 1
         except Exception:  # shadow mode must never change what happens to a request
             self.stats.shadow_errors += 1
             logger.warning("shadow decision failed", exc_info=True)
@@ -152,8 +159,9 @@ class Shadow:
         if folder is None:
             return
         files = (folder / SHADOW_POLICY, folder / SHADOW_ROLES)
-        stamp = tuple((s.st_ino, s.st_size, s.st_mtime_ns) if (s := _stat(f)) else None
-                      for f in files)
+        stamp = tuple(
+            (s.st_ino, s.st_size, s.st_mtime_ns) if (s := _stat(f)) else None for f in files
+        )
         if stamp == self._stamp:
             return
         self._stamp = stamp
@@ -171,8 +179,11 @@ class Shadow:
             return
         wanted = frozenset(line.strip() for line in roles.splitlines() if line.strip())
         self.trial = Trial(policy, content_hash(text), wanted)
-        logger.warning("shadow mode: %s runs in shadow for %s", files[0],
-                       ", ".join(sorted(wanted)) or "every role")
+        logger.warning(
+            "shadow mode: %s runs in shadow for %s",
+            files[0],
+            ", ".join(sorted(wanted)) or "every role",
+        )
 
     def flush(self) -> None:
         """Write the counted differences (nothing is lost if writing fails: they wait)."""
@@ -187,10 +198,22 @@ class Shadow:
         now = datetime.now(UTC)
         try:
             with self._engine.begin() as conn:
-                conn.execute(insert(ShadowDifferenceRow), [
-                    {"shadow_sha256": sha, "at": now, "role": role[:100], "host": host[:300],
-                     "live": live, "shadow": shadow, "rule": rule[:200], "requests": count}
-                    for (sha, role, host, live, shadow, rule), count in pending.items()])
+                conn.execute(
+                    insert(ShadowDifferenceRow),
+                    [
+                        {
+                            "shadow_sha256": sha,
+                            "at": now,
+                            "role": role[:100],
+                            "host": host[:300],
+                            "live": live,
+                            "shadow": shadow,
+                            "rule": rule[:200],
+                            "requests": count,
+                        }
+                        for (sha, role, host, live, shadow, rule), count in pending.items()
+                    ],
+                )
         except Exception:
             self._pending.update(pending)
             raise
@@ -202,4 +225,3 @@ def _stat(path: Path) -> os.stat_result | None:
         return path.stat()
     except OSError:
         return None
-

@@ -58,9 +58,15 @@ class Alert:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "at": self.at.isoformat(), "severity": str(self.severity),
-                "kind": self.kind, "user": self.user, "summary": self.summary,
-                "details": dict(self.details)}
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "severity": str(self.severity),
+            "kind": self.kind,
+            "user": self.user,
+            "summary": self.summary,
+            "details": dict(self.details),
+        }
 
 
 def attempt_severity(technique: str) -> AlertSeverity:
@@ -72,13 +78,30 @@ def attempt_severity(technique: str) -> AlertSeverity:
     return AlertSeverity.LOW
 
 
-def raise_alert(*, session: Session, severity: AlertSeverity, kind: str, summary: str,
-                at: datetime, user: str | None = None,
-                details: Mapping[str, Any] | None = None) -> Alert:
+def raise_alert(
+    *,
+    session: Session,
+    severity: AlertSeverity,
+    kind: str,
+    summary: str,
+    at: datetime,
+    user: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Alert:
     """Record an open alert in the caller's transaction; returns it (for pushing)."""
     alert = Alert(str(uuid.uuid4()), at, severity, kind, summary, user, dict(details or {}))
-    session.add(AlertRow(id=alert.id, at=at, severity=severity, kind=kind, user=user,
-                         summary=summary, details=dict(alert.details), state=AlertState.OPEN))
+    session.add(
+        AlertRow(
+            id=alert.id,
+            at=at,
+            severity=severity,
+            kind=kind,
+            user=user,
+            summary=summary,
+            details=dict(alert.details),
+            state=AlertState.OPEN,
+        )
+    )
     return alert
 
 
@@ -122,14 +145,18 @@ class EmailSettings(_Strict):
     @model_validator(mode="after")
     def _encrypted_unless_turned_off(self) -> EmailSettings:
         if self.starttls is False:
-            raise ValueError("starttls: false would send e-mail (pupils' names, alerts) in "
-                             "clear text; remove it to use STARTTLS, or write `security: none` "
-                             "if the mail server really has no TLS")
+            raise ValueError(
+                "starttls: false would send e-mail (pupils' names, alerts) in "
+                "clear text; remove it to use STARTTLS, or write `security: none` "
+                "if the mail server really has no TLS"
+            )
         if self.starttls and self.security is not EmailSecurity.STARTTLS:
             raise ValueError("give either `security` or the older `starttls`, not both")
         if self.security is EmailSecurity.NONE and self.username:
-            raise ValueError("a login (username) would send the password in clear text with "
-                             "`security: none`; use `security: starttls` or `tls`")
+            raise ValueError(
+                "a login (username) would send the password in clear text with "
+                "`security: none`; use `security: starttls` or `tls`"
+            )
         return self
 
     @property
@@ -158,8 +185,9 @@ class PushSettings(_Strict):
     webhook: WebhookSettings | None = None
 
     def wants(self, alert: Alert) -> bool:
-        return (self.email is not None or self.webhook is not None) and \
-            _RANK[alert.severity] >= _RANK[self.min_severity]
+        return (self.email is not None or self.webhook is not None) and _RANK[
+            alert.severity
+        ] >= _RANK[self.min_severity]
 
 
 NO_PUSH = PushSettings()
@@ -174,8 +202,9 @@ def parse_push_settings(text: str, *, source: str) -> PushSettings:
     try:
         return PushSettings.model_validate(raw)
     except ValidationError as exc:
-        found = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-                 for e in exc.errors()]
+        found = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        ]
         raise ValueError("\n  ".join([f"{source}: {len(found)} problem(s)", *found])) from None
 
 
@@ -183,8 +212,7 @@ def load_push_settings(path: Path) -> PushSettings:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read the alert push settings: {exc.strerror}") \
-            from None
+        raise ValueError(f"{path}: cannot read the alert push settings: {exc.strerror}") from None
     return parse_push_settings(text, source=str(path))
 
 
@@ -193,12 +221,16 @@ def load_push_settings(path: Path) -> PushSettings:
 
 def send_email(settings: EmailSettings, alert: Alert) -> None:
     """Send one alert by SMTP (blocking: call it in a thread). Raises on failure."""
-    send_message(settings, subject=f"[schoolgate {alert.severity} alert] {alert.summary}",
-                 text=_email_text(alert))
+    send_message(
+        settings,
+        subject=f"[schoolgate {alert.severity} alert] {alert.summary}",
+        text=_email_text(alert),
+    )
 
 
-def send_message(settings: EmailSettings, *, subject: str, text: str,
-                 to: tuple[str, ...] | None = None) -> None:
+def send_message(
+    settings: EmailSettings, *, subject: str, text: str, to: tuple[str, ...] | None = None
+) -> None:
     """Send one plain-text e-mail by SMTP, encrypted as `settings.security` says (blocking:
     call it in a thread); `to` overrides the settings' recipients. The server's certificate
     is checked (against `ca_file` if given). Raises on failure: a server that offers no
@@ -208,15 +240,14 @@ def send_message(settings: EmailSettings, *, subject: str, text: str,
     message["From"] = settings.sender
     message["To"] = ", ".join(to or settings.to)
     message.set_content(text)
-    context = ssl.create_default_context(
-        cafile=str(settings.ca_file) if settings.ca_file else None)
+    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
     smtp: smtplib.SMTP
     if settings.security is EmailSecurity.TLS:
-        smtp = smtplib.SMTP_SSL(settings.host, settings.smtp_port,
-                                timeout=settings.timeout_seconds, context=context)
+        smtp = smtplib.SMTP_SSL(
+            settings.host, settings.smtp_port, timeout=settings.timeout_seconds, context=context
+        )
     else:
-        smtp = smtplib.SMTP(settings.host, settings.smtp_port,
-                            timeout=settings.timeout_seconds)
+        smtp = smtplib.SMTP(settings.host, settings.smtp_port, timeout=settings.timeout_seconds)
     with smtp:
         if settings.security is EmailSecurity.STARTTLS:
             smtp.starttls(context=context)  # SMTPNotSupportedError if the server cannot
@@ -229,9 +260,13 @@ def send_message(settings: EmailSettings, *, subject: str, text: str,
 
 
 def _email_text(alert: Alert) -> str:
-    lines = [alert.summary, "", f"Severity: {alert.severity}",
-             f"When (UTC): {alert.at.isoformat(timespec='seconds')}",
-             f"User: {alert.user or 'unknown'}"]
+    lines = [
+        alert.summary,
+        "",
+        f"Severity: {alert.severity}",
+        f"When (UTC): {alert.at.isoformat(timespec='seconds')}",
+        f"User: {alert.user or 'unknown'}",
+    ]
     lines += [f"{name}: {value}" for name, value in alert.details.items()]
     lines += ["", "Review it in the schoolgate admin (Alerts)."]
     return "\n".join(lines) + "\n"
@@ -247,8 +282,9 @@ def post_webhook(settings: WebhookSettings, alert: Alert) -> None:
             if attempt:
                 time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
             try:
-                response = client.post(settings.url, content=body,
-                                        headers={"Content-Type": "application/json"})
+                response = client.post(
+                    settings.url, content=body, headers={"Content-Type": "application/json"}
+                )
             except httpx.HTTPError as exc:
                 last = exc
                 continue
@@ -256,8 +292,9 @@ def post_webhook(settings: WebhookSettings, alert: Alert) -> None:
                 response.raise_for_status()
                 return
             last = RuntimeError(f"{settings.url} answered {response.status_code}")
-    raise RuntimeError(f"posting the alert to the webhook failed after "
-                       f"{settings.retries + 1} tries: {last}")
+    raise RuntimeError(
+        f"posting the alert to the webhook failed after {settings.retries + 1} tries: {last}"
+    )
 
 
 async def push_alert(settings: PushSettings, alert: Alert) -> dict[str, str | None]:
@@ -271,6 +308,9 @@ async def push_alert(settings: PushSettings, alert: Alert) -> dict[str, str | No
     if settings.webhook is not None:
         jobs["webhook"] = asyncio.to_thread(post_webhook, settings.webhook, alert)
     results = await asyncio.gather(*jobs.values(), return_exceptions=True)
-    return {name: (None if not isinstance(result, BaseException) else
-                   f"{type(result).__name__}: {result}")
-            for name, result in zip(jobs, results, strict=True)}
+    return {
+        name: (
+            None if not isinstance(result, BaseException) else f"{type(result).__name__}: {result}"
+        )
+        for name, result in zip(jobs, results, strict=True)
+    }

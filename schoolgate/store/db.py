@@ -44,7 +44,8 @@ def secure_directory(path: Path) -> Path:
             path.chmod(mode & 0o770)
         except PermissionError:  # not ours (e.g. /tmp): leave it, and say so
             logging.getLogger(__name__).warning(
-                "%s is open to every user (mode %o) and is not ours to change", path, mode)
+                "%s is open to every user (mode %o) and is not ours to change", path, mode
+            )
     return path
 
 
@@ -57,8 +58,9 @@ def secure_sqlite_file(path: Path) -> None:
         # Only when missing: closing any descriptor of a file SQLite has open in this process
         # would drop that process's locks on it (POSIX), so an existing file is never opened.
         with contextlib.suppress(FileExistsError):
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                             DATABASE_FILE_MODE))
+            os.close(
+                os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DATABASE_FILE_MODE)
+            )
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         try:
             if file.stat().st_mode & 0o777 != DATABASE_FILE_MODE:
@@ -68,7 +70,9 @@ def secure_sqlite_file(path: Path) -> None:
         except PermissionError:  # not ours (e.g. made by another service account): say so
             logging.getLogger(__name__).warning(
                 "cannot restrict %s to its owner (mode %o wanted); fix it with chmod 600",
-                file, DATABASE_FILE_MODE)
+                file,
+                DATABASE_FILE_MODE,
+            )
 
 
 def default_database_url(data_dir: Path) -> str:
@@ -109,18 +113,22 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             secure_sqlite_file(Path(parsed.database))
-            kwargs.setdefault("connect_args", {}).setdefault("timeout",
-                                                             SQLITE_BUSY_TIMEOUT_MS / 1000)
+            kwargs.setdefault("connect_args", {}).setdefault(
+                "timeout", SQLITE_BUSY_TIMEOUT_MS / 1000
+            )
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if backend == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
-        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout",
-                                                         POSTGRES_CONNECT_TIMEOUT_S)
+        kwargs.setdefault("connect_args", {}).setdefault(
+            "connect_timeout", POSTGRES_CONNECT_TIMEOUT_S
+        )
         return create_engine(parsed, **kwargs)
-    raise ValueError(f"database URL {display_url(parsed)!r}: schoolgate supports sqlite:/// "
-                     "files and postgresql+psycopg:// servers")
+    raise ValueError(
+        f"database URL {display_url(parsed)!r}: schoolgate supports sqlite:/// "
+        "files and postgresql+psycopg:// servers"
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -179,7 +187,8 @@ def upgrade(url: str | URL, revision: str = "head") -> None:
                 connection.execute(text("DELETE FROM schema_compat"))
                 connection.execute(
                     text("INSERT INTO schema_compat (id, oldest_compatible) VALUES (1, :o)"),
-                    {"o": oldest_compatible(reached)})
+                    {"o": oldest_compatible(reached)},
+                )
     finally:
         engine.dispose()
 
@@ -191,8 +200,7 @@ def oldest_compatible(revision: str) -> str:
     script = ScriptDirectory.from_config(alembic_config())
     current = script.get_revision(revision)
     assert current is not None, revision
-    while getattr(current.module, "expand_only", False) and isinstance(current.down_revision,
-                                                                        str):
+    while getattr(current.module, "expand_only", False) and isinstance(current.down_revision, str):
         below = script.get_revision(current.down_revision)
         assert below is not None
         current = below
@@ -205,8 +213,7 @@ def _compatible_with_this_release(engine: Engine) -> str | None:
     with engine.connect() as connection:
         if not inspect(connection).has_table(COMPAT_TABLE):
             return None
-        oldest = connection.execute(
-            text("SELECT oldest_compatible FROM schema_compat")).scalar()
+        oldest = connection.execute(text("SELECT oldest_compatible FROM schema_compat")).scalar()
     script = ScriptDirectory.from_config(alembic_config())
     ours = {rev.revision for rev in script.walk_revisions()}  # this release's head and below
     return oldest if oldest in ours else None
@@ -230,15 +237,23 @@ def require_current_schema(engine: Engine) -> None:
     if current is not None and current not in known:
         serves = _compatible_with_this_release(engine)
         if serves is not None:  # a newer release only expanded the schema: carry on
-            log.info("the database %s is at revision %r, newer than this schoolgate's %r; it "
-                     "still serves every release since %r, so this one runs on it (upgrade "
-                     "this one soon)", url, current, head, serves)
+            log.info(
+                "the database %s is at revision %r, newer than this schoolgate's %r; it "
+                "still serves every release since %r, so this one runs on it (upgrade "
+                "this one soon)",
+                url,
+                current,
+                head,
+                serves,
+            )
             return
         raise SchemaOutOfDate(
             f"the database {url} is at schema revision {current!r}, which this version of "
             f"schoolgate does not know (it expects {head!r}): the database was upgraded by a "
-            "newer schoolgate; install that version (or newer) here too")
+            "newer schoolgate; install that version (or newer) here too"
+        )
     where = "empty (no schoolgate tables)" if current is None else f"at revision {current!r}"
     raise SchemaOutOfDate(
         f"the database {url} is {where}, but this version of schoolgate needs revision "
-        f"{head!r}; run: schoolgate db upgrade --database '{url}'")
+        f"{head!r}; run: schoolgate db upgrade --database '{url}'"
+    )

@@ -102,8 +102,9 @@ def _b64(data: bytes) -> str:
 def hash_password(password: str) -> str:
     """An scrypt hash for the users file: `scrypt$n$r$p$salt$digest` (base64)."""
     salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P,
-                            dklen=32)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
+    )
     return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 
 
@@ -117,19 +118,23 @@ def _hasher(encoded: str) -> tuple[bytes, Callable[[str], bytes]]:
             salt, digest = base64.b64decode(parts[3], validate=True), base64.b64decode(parts[4])
             if not (2 <= n <= 2**20 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
                 raise ValueError("scrypt parameters out of range")
-            return digest, lambda pw: hashlib.scrypt(pw.encode(), salt=salt, n=n, r=r, p=p,
-                                                     maxmem=256 * n * r * p, dklen=len(digest))
+            return digest, lambda pw: hashlib.scrypt(
+                pw.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r * p, dklen=len(digest)
+            )
         if scheme == "pbkdf2_sha256" and len(parts) == 3:
             rounds = int(parts[0])
             salt, digest = base64.b64decode(parts[1], validate=True), base64.b64decode(parts[2])
             if not 1000 <= rounds <= 10_000_000:
                 raise ValueError("pbkdf2 iterations out of range")
-            return digest, lambda pw: hashlib.pbkdf2_hmac("sha256", pw.encode(), salt, rounds,
-                                                          dklen=len(digest))
+            return digest, lambda pw: hashlib.pbkdf2_hmac(
+                "sha256", pw.encode(), salt, rounds, dklen=len(digest)
+            )
     except (ValueError, TypeError) as error:
         raise ValueError(f"malformed {scheme} password hash ({error})") from None
-    raise ValueError("not a password hash: expected scrypt$n$r$p$salt$digest or "
-                     "pbkdf2_sha256$iterations$salt$digest (make one with hash_password)")
+    raise ValueError(
+        "not a password hash: expected scrypt$n$r$p$salt$digest or "
+        "pbkdf2_sha256$iterations$salt$digest (make one with hash_password)"
+    )
 
 
 def verify_password(password: str, encoded: str) -> bool:
@@ -177,8 +182,10 @@ def parse_users_file(text: str, *, source: str) -> Mapping[str, LocalUser]:
             problems.append(f"{source}: users.{name!r}: {error}")
             continue
         if canonical in seen:
-            problems.append(f"{source}: users.{name}: same user as {seen[canonical]!r} "
-                            "(user names ignore case and width)")
+            problems.append(
+                f"{source}: users.{name}: same user as {seen[canonical]!r} "
+                "(user names ignore case and width)"
+            )
         seen[canonical] = name
     if problems:
         raise IdentityConfigError(problems)
@@ -192,8 +199,9 @@ class LocalDirectory:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
-            raise IdentityConfigError([f"{path}: cannot read the users file: "
-                                       f"{error.strerror or error}"]) from None
+            raise IdentityConfigError(
+                [f"{path}: cannot read the users file: {error.strerror or error}"]
+            ) from None
         users = parse_users_file(text, source=path.name)
         self._users = {canonical_user(name): (name, user) for name, user in users.items()}
         self._slots = asyncio.Semaphore(4)  # each check holds 16 MiB for scrypt
@@ -219,8 +227,9 @@ class LocalDirectory:
 
     @staticmethod
     def _as_user(name: str, written: str, user: LocalUser) -> DirectoryUser:
-        return DirectoryUser(name, frozenset(user.groups), user.display_name or written,
-                             plain_address(user.mail))
+        return DirectoryUser(
+            name, frozenset(user.groups), user.display_name or written, plain_address(user.mail)
+        )
 
     def close(self) -> None:
         pass
@@ -258,13 +267,18 @@ class LdapDirectory:
         try:
             self._bind_password = settings.bind_password_file.read_text(encoding="utf-8").strip()
         except OSError as error:
-            raise IdentityConfigError([f"{settings.bind_password_file}: cannot read the bind "
-                                       f"password: {error.strerror or error}"]) from None
+            raise IdentityConfigError(
+                [
+                    f"{settings.bind_password_file}: cannot read the bind "
+                    f"password: {error.strerror or error}"
+                ]
+            ) from None
         ca_file = str(settings.ca_file) if settings.ca_file else None
         self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca_file)
         self._idle: queue.LifoQueue[ldap3.Connection] = queue.LifoQueue(settings.pool_size)
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=settings.max_concurrent, thread_name_prefix="schoolgate-ldap")
+            max_workers=settings.max_concurrent, thread_name_prefix="schoolgate-ldap"
+        )
         # Released when the worker thread finishes, not when the caller gives up, so a hung
         # server can never occupy more than max_concurrent threads.
         self._slots = asyncio.Semaphore(settings.max_concurrent)
@@ -323,8 +337,10 @@ class LdapDirectory:
             # Bind anyway (as nobody), so an unknown user costs what a wrong password costs
             # and the timing does not tell who exists (the local directory's dummy hash).
             with contextlib.suppress(DirectoryUnavailable):
-                self._bind_as(f"cn=schoolgate-nobody-{os.urandom(6).hex()},"
-                              f"{self._settings.user_search_base}", password)
+                self._bind_as(
+                    f"cn=schoolgate-nobody-{os.urandom(6).hex()},{self._settings.user_search_base}",
+                    password,
+                )
             return None
         dn, attributes = found
         if not self._bind_as(dn, password):
@@ -342,11 +358,11 @@ class LdapDirectory:
         else:
             groups = self._with_service(lambda conn: self._search_groups(conn, dn))
         name = next(iter(_values(attributes, s.username_attribute)), username)
-        display = next(iter(_values(attributes, s.display_name_attribute)
-                            or _values(attributes, "cn")), name)
+        display = next(
+            iter(_values(attributes, s.display_name_attribute) or _values(attributes, "cn")), name
+        )
         mail = plain_address(next(iter(_values(attributes, s.mail_attribute)), ""))
-        return DirectoryUser(_canonical_or_none(name) or username, frozenset(groups), display,
-                             mail)
+        return DirectoryUser(_canonical_or_none(name) or username, frozenset(groups), display, mail)
 
     def _find_user(self, conn: ldap3.Connection, username: str) -> tuple[str, Any] | None:
         s = self._settings
@@ -373,13 +389,15 @@ class LdapDirectory:
         for item in conn.response or []:
             if item.get("type") == "searchResEntry":
                 names += _values(item["attributes"], lookup.name_attribute)[:1] or [
-                    _group_name(str(item["dn"]))]
+                    _group_name(str(item["dn"]))
+                ]
         return names
 
     def _check(self, conn: ldap3.Connection, doing: str) -> None:
         if conn.result["result"] != 0:
-            raise _ServerError(f"{doing}: {conn.result['description']} "
-                               f"{conn.result.get('message') or ''}".rstrip())
+            raise _ServerError(
+                f"{doing}: {conn.result['description']} {conn.result.get('message') or ''}".rstrip()
+            )
 
     def _with_service(self, operation: Callable[[ldap3.Connection], T]) -> T:
         """Run `operation` on a pooled service connection; one retry on a fresh connection when
@@ -394,9 +412,11 @@ class LdapDirectory:
                 if conn is None:
                     conn = self._connect(self._settings.bind_dn, self._bind_password)
                     if not conn.bind():
-                        raise _ServerError(f"the service account {self._settings.bind_dn} was "
-                                           f"refused ({conn.result['description']}); check "
-                                           "bind_dn and the bind password file")
+                        raise _ServerError(
+                            f"the service account {self._settings.bind_dn} was "
+                            f"refused ({conn.result['description']}); check "
+                            "bind_dn and the bind password file"
+                        )
                 result = operation(conn)
             except _ServerError as failure:
                 if conn is not None:
@@ -424,8 +444,9 @@ class LdapDirectory:
                 return True
             if conn.result["result"] in _REFUSED:
                 return False
-            raise DirectoryUnavailable(f"{self.url}: checking the password: "
-                                       f"{conn.result['description']}")
+            raise DirectoryUnavailable(
+                f"{self.url}: checking the password: {conn.result['description']}"
+            )
         except (_ServerError, LDAPException, OSError) as error:
             raise DirectoryUnavailable(f"{self.url}: checking the password: {error}") from None
         finally:
@@ -436,13 +457,23 @@ class LdapDirectory:
     def _connect(self, user: str, password: str) -> ldap3.Connection:
         s = self._settings
         encrypted = s.url.startswith("ldaps://")
-        server = ldap3.Server(s.url, use_ssl=encrypted,
-                              tls=self._tls if encrypted or s.start_tls else None,
-                              connect_timeout=s.timeouts.connect_seconds, get_info=ldap3.NONE)
-        conn = ldap3.Connection(server, user=user, password=password, read_only=True,
-                                # ldap3 packs this into SO_RCVTIMEO as whole seconds
-                                receive_timeout=math.ceil(s.timeouts.receive_seconds),
-                                auto_referrals=False, raise_exceptions=False)
+        server = ldap3.Server(
+            s.url,
+            use_ssl=encrypted,
+            tls=self._tls if encrypted or s.start_tls else None,
+            connect_timeout=s.timeouts.connect_seconds,
+            get_info=ldap3.NONE,
+        )
+        conn = ldap3.Connection(
+            server,
+            user=user,
+            password=password,
+            read_only=True,
+            # ldap3 packs this into SO_RCVTIMEO as whole seconds
+            receive_timeout=math.ceil(s.timeouts.receive_seconds),
+            auto_referrals=False,
+            raise_exceptions=False,
+        )
         conn.open()
         if s.start_tls and not conn.start_tls():
             _close(conn)

@@ -57,9 +57,16 @@ class AlertWorker:
     """Use from one asyncio loop: `start()` (in mitmproxy's `running`), `submit(job)` from hooks
     (never waits), `await close()` (in `done`)."""
 
-    def __init__(self, engine: Engine, counters: EscalationCounters, *,
-                 push: PushSettings = NO_PUSH, queue_size: int = 10_000, retries: int = 30,
-                 retry_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        counters: EscalationCounters,
+        *,
+        push: PushSettings = NO_PUSH,
+        queue_size: int = 10_000,
+        retries: int = 30,
+        retry_seconds: float = 2.0,
+    ) -> None:
         self.engine = engine
         self.counters = counters
         self.push = push
@@ -73,8 +80,7 @@ class AlertWorker:
             self._jobs.put_nowait(job)
         except asyncio.QueueFull:
             self.counters.alert_jobs_dropped += 1
-            logger.warning("too many alert and sanction writes waiting; dropped one (%s)",
-                           job.what)
+            logger.warning("too many alert and sanction writes waiting; dropped one (%s)", job.what)
 
     def start(self) -> None:
         if self._task is None:
@@ -112,8 +118,11 @@ class AlertWorker:
             except Exception as exc:
                 self.counters.alerts_errors += 1
                 if attempt == 0:
-                    logger.warning("writing a %s to the database failed (%s); retrying",
-                                   job.what, str(exc).splitlines()[0] if str(exc) else exc)
+                    logger.warning(
+                        "writing a %s to the database failed (%s); retrying",
+                        job.what,
+                        str(exc).splitlines()[0] if str(exc) else exc,
+                    )
                 await asyncio.sleep(self.retry_seconds)
         self.counters.alert_jobs_dropped += 1
         logger.error("gave up writing a %s to the database", job.what)
@@ -146,19 +155,35 @@ def attempt_alert_job(event: Event) -> Job:
     """The DSL's alert for a counted attempt."""
     technique = event.technique or "unknown"
     who = event.user or f"the device at {event.client_ip or 'an unknown address'}"
-    details = {"technique": technique, "host": event.host, "client_ip": event.client_ip,
-               "event_id": event.id, **(event.attempt.evidence if event.attempt else {})}
+    details = {
+        "technique": technique,
+        "host": event.host,
+        "client_ip": event.client_ip,
+        "event_id": event.id,
+        **(event.attempt.evidence if event.attempt else {}),
+    }
 
     def run(session: Session) -> Alert:
-        return raise_alert(session=session, severity=attempt_severity(technique),
-                           kind=AlertKind.ATTEMPT, user=event.user, at=event.at,
-                           summary=f"{who} tried to get round the filter ({technique}: "
-                                   f"{event.host})", details=details)
+        return raise_alert(
+            session=session,
+            severity=attempt_severity(technique),
+            kind=AlertKind.ATTEMPT,
+            user=event.user,
+            at=event.at,
+            summary=f"{who} tried to get round the filter ({technique}: {event.host})",
+            details=details,
+        )
+
     return Job("alert", run)
 
 
-def threshold_job(event: Event, settings: CircumventionSettings, *, act: str | None = None,
-                  act_seconds: float = 0.0) -> Job:
+def threshold_job(
+    event: Event,
+    settings: CircumventionSettings,
+    *,
+    act: str | None = None,
+    act_seconds: float = 0.0,
+) -> Job:
     """Count the act in the shared window; if it reached the threshold, act on it (in the same
     transaction, so two gateways cannot both act on one threshold). `act` names the act (its
     site and technique), so a follow-up that another worker counted first within
@@ -168,11 +193,23 @@ def threshold_job(event: Event, settings: CircumventionSettings, *, act: str | N
         raise ValueError("only a signed-in person's attempts count towards a sanction")
 
     def run(session: Session) -> Alert | None:
-        attempts = count_act(session=session, user=user, at=event.at, settings=settings,
-                             act=act, act_seconds=act_seconds)
+        attempts = count_act(
+            session=session,
+            user=user,
+            at=event.at,
+            settings=settings,
+            act=act,
+            act_seconds=act_seconds,
+        )
         if attempts is None:
             return None
-        return on_threshold(session=session, user=user, attempts=attempts, settings=settings,
-                            at=event.at, details={"last_technique": event.technique,
-                                                  "last_host": event.host}).alert
+        return on_threshold(
+            session=session,
+            user=user,
+            attempts=attempts,
+            settings=settings,
+            at=event.at,
+            details={"last_technique": event.technique, "last_host": event.host},
+        ).alert
+
     return Job("threshold", run)

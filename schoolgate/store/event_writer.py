@@ -86,33 +86,40 @@ class EventInserter:
         self.dialect = engine.dialect.name
         table = EventRow.__table__
         self.columns = [c.name for c in table.columns]
-        self.lengths = {c.name: c.type.length for c in table.columns
-                        if isinstance(c.type, String) and c.type.length}
+        self.lengths = {
+            c.name: c.type.length
+            for c in table.columns
+            if isinstance(c.type, String) and c.type.length
+        }
         quoted = ", ".join(engine.dialect.identifier_preparer.quote(c) for c in self.columns)
         if self.dialect == "sqlite":
             marks = ", ".join("?" for _ in self.columns)
             # Built from our own table's column names only: no outside text reaches it.
-            self.sql = (f"INSERT INTO events ({quoted}) VALUES ({marks}) "  # noqa: S608
-                        "ON CONFLICT (id) DO NOTHING")
-            self.attempts: Executable = sqlite.insert(CircumventionAttemptRow) \
-                .on_conflict_do_nothing(index_elements=["id"])
+            self.sql = (
+                f"INSERT INTO events ({quoted}) VALUES ({marks}) "  # noqa: S608
+                "ON CONFLICT (id) DO NOTHING"
+            )
+            self.attempts: Executable = sqlite.insert(
+                CircumventionAttemptRow
+            ).on_conflict_do_nothing(index_elements=["id"])
         elif self.dialect == "postgresql":
             arrays = ", ".join(f"%s::{c.type.compile(engine.dialect)}[]" for c in table.columns)
-            self.sql = (f"INSERT INTO events ({quoted}) SELECT * "  # noqa: S608
-                        f"FROM unnest({arrays}) ON CONFLICT (id) DO NOTHING")
-            self.attempts = postgresql.insert(CircumventionAttemptRow) \
-                .on_conflict_do_nothing(index_elements=["id"])
+            self.sql = (
+                f"INSERT INTO events ({quoted}) SELECT * "  # noqa: S608
+                f"FROM unnest({arrays}) ON CONFLICT (id) DO NOTHING"
+            )
+            self.attempts = postgresql.insert(CircumventionAttemptRow).on_conflict_do_nothing(
+                index_elements=["id"]
+            )
         else:
-            raise ValueError(f"the event writer supports SQLite and PostgreSQL, not "
-                             f"{self.dialect}")
+            raise ValueError(f"the event writer supports SQLite and PostgreSQL, not {self.dialect}")
 
     def _params(self, rows: list[dict[str, Any]]) -> Any:
         columns = self.columns
         if self.dialect == "sqlite":
             # The text form SQLAlchemy's SQLite DateTime uses, so ORM reads and comparisons
             # see the same values as rows it wrote itself.
-            return [tuple(_sqlite_time(r[c]) if c == "at" else r[c] for c in columns)
-                    for r in rows]
+            return [tuple(_sqlite_time(r[c]) if c == "at" else r[c] for c in columns) for r in rows]
         return [[r[c] for r in rows] for c in columns]
 
     def insert(self, items: Sequence[Item]) -> None:
@@ -134,15 +141,18 @@ class EventInserter:
             self.insert(items)
             return []
         except (DataError, IntegrityError) as exc:
-            logger.warning("the database refused a batch of events (%s); storing them one by "
-                           "one", str(exc).splitlines()[0])
+            logger.warning(
+                "the database refused a batch of events (%s); storing them one by one",
+                str(exc).splitlines()[0],
+            )
         rejected = []
         for row, attempt in items:
             try:
                 self.insert([(self._cut(row), attempt)])
             except (DataError, IntegrityError) as exc:
-                logger.error("the database refused event %s: %s", row.get("id"),
-                             str(exc).splitlines()[0])
+                logger.error(
+                    "the database refused event %s: %s", row.get("id"), str(exc).splitlines()[0]
+                )
                 rejected.append((row, attempt))
         return rejected
 
@@ -188,16 +198,19 @@ class _SqliteFileWatch:
             self._identity = None
             raise DatabaseFileProblem(
                 f"the database file {self.path} is gone (deleted or moved); put it back or "
-                "run 'schoolgate db upgrade'") from None
+                "run 'schoolgate db upgrade'"
+            ) from None
         identity = (st.st_dev, st.st_ino)
         if self._identity is not None and identity != self._identity:
-            logger.warning("the database file %s was replaced while the gateway ran; reopening "
-                           "it", self.path)
+            logger.warning(
+                "the database file %s was replaced while the gateway ran; reopening it", self.path
+            )
             self.engine.dispose()
         self._identity = identity
         if not st.st_mode & 0o200:
-            raise DatabaseFileProblem(f"the database file {self.path} is read-only; make it "
-                                      "writable again (chmod 600)")
+            raise DatabaseFileProblem(
+                f"the database file {self.path} is read-only; make it writable again (chmod 600)"
+            )
 
     def after(self) -> None:
         """Raise DatabaseFileProblem if the file went away or was replaced during the write
@@ -208,11 +221,11 @@ class _SqliteFileWatch:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            raise DatabaseFileProblem(f"the database file {self.path} went away during a "
-                                      "write") from None
+            raise DatabaseFileProblem(
+                f"the database file {self.path} went away during a write"
+            ) from None
         if (st.st_dev, st.st_ino) != self._identity:
-            raise DatabaseFileProblem(f"the database file {self.path} was replaced during a "
-                                      "write")
+            raise DatabaseFileProblem(f"the database file {self.path} was replaced during a write")
 
 
 # --- the writer ----------------------------------------------------------------------------
@@ -225,10 +238,19 @@ class EventWriter:
     Use from one asyncio loop: `await start()` (in mitmproxy: `running`), `submit(event)` from
     hooks, `await close()` (in `done`)."""
 
-    def __init__(self, engine: Engine, *, spool_dir: Path, replica: str | None = None,
-                 queue_size: int = 20_000, batch_size: int = 2_000,
-                 flush_seconds: float = 0.2, retry_seconds: float = 1.0,
-                 db_timeout_seconds: float = 10.0, siem_path: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        spool_dir: Path,
+        replica: str | None = None,
+        queue_size: int = 20_000,
+        batch_size: int = 2_000,
+        flush_seconds: float = 0.2,
+        retry_seconds: float = 1.0,
+        db_timeout_seconds: float = 10.0,
+        siem_path: str | None = None,
+    ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
         self.engine = engine
@@ -256,8 +278,19 @@ class EventWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
-        self._n = dict.fromkeys(("submitted", "written", "spooled", "replayed", "dropped",
-                                 "db_failures", "bad_spool_lines", "rejected"), 0)
+        self._n = dict.fromkeys(
+            (
+                "submitted",
+                "written",
+                "spooled",
+                "replayed",
+                "dropped",
+                "db_failures",
+                "bad_spool_lines",
+                "rejected",
+            ),
+            0,
+        )
 
     # --- the hot path ----------------------------------------------------------------------
 
@@ -276,19 +309,27 @@ class EventWriter:
                 self._spool_now([item])
         except Exception:
             self._n["dropped"] += 1
-            logger.exception("an event could not be recorded (dropped): %s %s",
-                             getattr(event, "host", "?"), getattr(event, "at", "?"))
+            logger.exception(
+                "an event could not be recorded (dropped): %s %s",
+                getattr(event, "host", "?"),
+                getattr(event, "at", "?"),
+            )
 
     @property
     def stats(self) -> WriterStats:
         spool = self._spool.pending_bytes if self._spool is not None else 0
         return WriterStats(
-            submitted=self._n["submitted"], queued=self._queue.qsize(),
-            written=self._n["written"], spooled=self._n["spooled"],
-            replayed=self._n["replayed"], dropped=self._n["dropped"],
+            submitted=self._n["submitted"],
+            queued=self._queue.qsize(),
+            written=self._n["written"],
+            spooled=self._n["spooled"],
+            replayed=self._n["replayed"],
+            dropped=self._n["dropped"],
             spool_bytes=spool + sum(o.pending_bytes for o in self._orphans),
-            db_failures=self._n["db_failures"], bad_spool_lines=self._n["bad_spool_lines"],
-            rejected=self._n["rejected"])
+            db_failures=self._n["db_failures"],
+            bad_spool_lines=self._n["bad_spool_lines"],
+            rejected=self._n["rejected"],
+        )
 
     @property
     def spool_path(self) -> Path | None:
@@ -312,8 +353,10 @@ class EventWriter:
 
     def _open_files(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        found = sorted(self.spool_dir.glob(f"*{SPOOL_SUFFIX}"),
-                       key=lambda p: (p.stat().st_mtime_ns if p.exists() else 0, p.name))
+        found = sorted(
+            self.spool_dir.glob(f"*{SPOOL_SUFFIX}"),
+            key=lambda p: (p.stat().st_mtime_ns if p.exists() else 0, p.name),
+        )
         for path in found:
             orphan = Spool.claim(path)
             if orphan is None:
@@ -321,8 +364,9 @@ class EventWriter:
             if orphan.size == 0:
                 orphan.close(remove=True)
                 continue
-            logger.warning("replaying %d bytes of events spooled by a previous run: %s",
-                           orphan.size, path)
+            logger.warning(
+                "replaying %d bytes of events spooled by a previous run: %s", orphan.size, path
+            )
             self._orphans.append(orphan)
         name = f"{safe_name(self.replica)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._spool = Spool.create(self.spool_dir, name)
@@ -375,8 +419,11 @@ class EventWriter:
                 await self._deliver(batch)
             if self._spool_pending() and not self._db_resting():
                 await self._replay()
-            if self._closing and self._queue.empty() and (
-                    not self._spool_pending() or self._db_resting()):
+            if (
+                self._closing
+                and self._queue.empty()
+                and (not self._spool_pending() or self._db_resting())
+            ):
                 return
 
     async def _collect(self, *, wait: bool) -> list[tuple[int, Event]]:
@@ -399,8 +446,7 @@ class EventWriter:
         return batch
 
     def _spool_pending(self) -> bool:
-        return bool(self._orphans) or (self._spool is not None and
-                                       self._spool.pending_bytes > 0)
+        return bool(self._orphans) or (self._spool is not None and self._spool.pending_bytes > 0)
 
     def _db_resting(self) -> bool:
         return time.monotonic() < self._retry_at
@@ -442,14 +488,15 @@ class EventWriter:
                     return
                 if source.torn_tail():
                     self._n["bad_spool_lines"] += 1
-                    logger.warning("%s: skipped an incomplete last line (the writer died "
-                                   "while writing it)", source.path)
+                    logger.warning(
+                        "%s: skipped an incomplete last line (the writer died while writing it)",
+                        source.path,
+                    )
                 self._orphans.pop(0)
                 await self._in_file_thread(partial(source.close, remove=True))
                 continue
             items = self._parse(source, lines)
-            if items and not await self._call_db(
-                    partial(self._store, items)):
+            if items and not await self._call_db(partial(self._store, items)):
                 return
             source.commit(end)
             self._n["replayed"] += len(items)
@@ -463,8 +510,9 @@ class EventWriter:
                 items.append(from_json_line(line))
             except (ValueError, KeyError, TypeError) as exc:
                 self._n["bad_spool_lines"] += 1
-                logger.warning("%s: skipped an unreadable spooled event (%s): %.200r",
-                               source.path, exc, line)
+                logger.warning(
+                    "%s: skipped an unreadable spooled event (%s): %.200r", source.path, exc, line
+                )
         return items
 
     # --- database calls, spool and SIEM writes ------------------------------------------------
@@ -503,10 +551,14 @@ class EventWriter:
         self._n["db_failures"] += 1
         self._retry_at = time.monotonic() + self.retry_seconds
         if self._db_problem is None:
-            logger.warning("cannot write events to the database %s (%s); spooling them to %s "
-                           "and retrying every %g s",
-                           self.engine.url.render_as_string(hide_password=True), problem,
-                           self.spool_dir, self.retry_seconds)
+            logger.warning(
+                "cannot write events to the database %s (%s); spooling them to %s "
+                "and retrying every %g s",
+                self.engine.url.render_as_string(hide_password=True),
+                problem,
+                self.spool_dir,
+                self.retry_seconds,
+            )
         self._db_problem = problem
 
     async def _to_spool(self, batch: list[tuple[int, Event]]) -> None:
@@ -520,14 +572,17 @@ class EventWriter:
     def _spool_lines(self, replica: str, batch: list[tuple[int, Event]], *, sync: bool) -> None:
         if self._spool is None:
             raise RuntimeError("the event writer was not started: no spool file is open")
-        data = b"".join(event_json_line(replica, seq, event)
-                        for seq, event in batch)
+        data = b"".join(event_json_line(replica, seq, event) for seq, event in batch)
         try:
             self._spool.append(data, sync=sync)
         except OSError:
             self._n["dropped"] += len(batch)
-            logger.exception("%d events lost: the database is unavailable and the spool file "
-                             "%s cannot be written", len(batch), self._spool.path)
+            logger.exception(
+                "%d events lost: the database is unavailable and the spool file "
+                "%s cannot be written",
+                len(batch),
+                self._spool.path,
+            )
             return
         self._n["spooled"] += len(batch)
         if self._siem is not None:
@@ -541,8 +596,7 @@ class EventWriter:
         out = self._siem
         if out is None:
             return
-        text = "".join(event_json_line(replica, seq, e).decode()
-                       for seq, e in batch)
+        text = "".join(event_json_line(replica, seq, e).decode() for seq, e in batch)
         try:
             with self._siem_lock:
                 out.write(text)

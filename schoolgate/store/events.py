@@ -68,8 +68,9 @@ class Event:
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
-            raise ValueError(f"Event.at must be an aware datetime, not {self.at!r} "
-                             "(use datetime.now(UTC))")
+            raise ValueError(
+                f"Event.at must be an aware datetime, not {self.at!r} (use datetime.now(UTC))"
+            )
         if self.user is not None:  # one spelling of a person in the records
             object.__setattr__(self, "user", user_key(self.user))
 
@@ -80,15 +81,28 @@ class Event:
 def event_row(replica: str, seq: int, event: Event) -> dict[str, Any]:
     decrypted = event.intercepted
     return {
-        "id": event.id, "replica": replica, "seq": seq, "at": event.at, "user": event.user,
-        "role": event.role, "identity_source": event.identity_source,
-        "client_ip": event.client_ip, "device": event.device, "method": event.method,
-        "scheme": event.scheme, "host": event.host, "port": event.port,
+        "id": event.id,
+        "replica": replica,
+        "seq": seq,
+        "at": event.at,
+        "user": event.user,
+        "role": event.role,
+        "identity_source": event.identity_source,
+        "client_ip": event.client_ip,
+        "device": event.device,
+        "method": event.method,
+        "scheme": event.scheme,
+        "host": event.host,
+        "port": event.port,
         "path": event.path if decrypted else None,
         "query": event.query if decrypted else None,
-        "search_terms": event.search_terms, "category": event.category,
-        "verdict": str(event.verdict), "reason": str(event.reason), "rule": event.rule,
-        "technique": event.technique, "intercepted": decrypted,
+        "search_terms": event.search_terms,
+        "category": event.category,
+        "verdict": str(event.verdict),
+        "reason": str(event.reason),
+        "rule": event.rule,
+        "technique": event.technique,
+        "intercepted": decrypted,
     }
 
 
@@ -125,7 +139,14 @@ Item = tuple[dict[str, Any], dict[str, Any] | None]  # (events row, attempt or N
 
 
 def attempt_row(row: Mapping[str, Any], attempt: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "event_id": row["id"], "at": row["at"], "user": row["user"],
-            "client_ip": row["client_ip"], "host": row["host"],
-            "technique": row["technique"] or "unknown",
-            "evidence": attempt.get("evidence") or {}, "counted": bool(attempt.get("counted"))}
+    return {
+        "id": row["id"],
+        "event_id": row["id"],
+        "at": row["at"],
+        "user": row["user"],
+        "client_ip": row["client_ip"],
+        "host": row["host"],
+        "technique": row["technique"] or "unknown",
+        "evidence": attempt.get("evidence") or {},
+        "counted": bool(attempt.get("counted")),
+    }

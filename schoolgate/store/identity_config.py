@@ -165,8 +165,9 @@ class ClassGroup:
     """Members of the directory group `group` teach the pupils in the groups `teaches`."""
 
     group: Annotated[str, Field(min_length=1, max_length=256)]
-    teaches: Annotated[tuple[Annotated[str, Field(min_length=1, max_length=256)], ...],
-                       Field(min_length=1)]
+    teaches: Annotated[
+        tuple[Annotated[str, Field(min_length=1, max_length=256)], ...], Field(min_length=1)
+    ]
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -188,8 +189,12 @@ class IdentityConfig:
     def classes_taught(self, groups: Iterable[str]) -> frozenset[str]:
         """The pupils' groups (case-folded) that a member of `groups` teaches."""
         held = {group.casefold() for group in groups}
-        return frozenset(taught.casefold() for mapping in self.classes
-                         if mapping.group.casefold() in held for taught in mapping.teaches)
+        return frozenset(
+            taught.casefold()
+            for mapping in self.classes
+            if mapping.group.casefold() in held
+            for taught in mapping.teaches
+        )
 
     def role_for_groups(self, groups: Iterable[str]) -> str | None:
         """The role of the first mapping whose group the user is in (names compare as AD does,
@@ -223,8 +228,9 @@ def format_location(loc: Sequence[int | str]) -> str:
     return text
 
 
-def located_problems(error: ValidationError, *, source: str,
-                     skip: Iterable[str] = ("ldap", "local")) -> list[str]:
+def located_problems(
+    error: ValidationError, *, source: str, skip: Iterable[str] = ("ldap", "local")
+) -> list[str]:
     """One `source: place: message` line per pydantic error (union tags left out of the place)."""
     skipped = set(skip)
     problems = []
@@ -237,8 +243,7 @@ def located_problems(error: ValidationError, *, source: str,
             message = "required setting is missing"
         elif item["type"] == "union_tag_invalid":
             context = item.get("ctx", {})
-            message = (f"unknown kind {context.get('tag')!r} "
-                       f"(known: {context.get('expected_tags')})")
+            message = f"unknown kind {context.get('tag')!r} (known: {context.get('expected_tags')})"
         where = format_location(loc) or "(top level)"
         problems.append(f"{source}: {where}: {message}")
     return problems
@@ -277,8 +282,9 @@ def load_identity_config(path: Path) -> IdentityConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise IdentityConfigError([f"{path}: cannot read the identity configuration: "
-                                   f"{error.strerror or error}"]) from None
+        raise IdentityConfigError(
+            [f"{path}: cannot read the identity configuration: {error.strerror or error}"]
+        ) from None
     config = parse_identity_config(text, source=source)
     directory = config.directory
     base = path.parent
@@ -287,15 +293,19 @@ def load_identity_config(path: Path) -> IdentityConfig:
         files = {"directory.users_file": directory.users_file}
     elif isinstance(directory, LdapSettings):
         ca_file = base / directory.ca_file if directory.ca_file else None
-        directory = dataclasses.replace(directory, ca_file=ca_file,
-                                        bind_password_file=base / directory.bind_password_file)
+        directory = dataclasses.replace(
+            directory, ca_file=ca_file, bind_password_file=base / directory.bind_password_file
+        )
         files = {"directory.bind_password_file": directory.bind_password_file}
         if ca_file is not None:
             files["directory.ca_file"] = ca_file
     else:
         return config
-    problems = [f"{source}: {place}: cannot read {file}" for place, file in files.items()
-                if not (file.is_file() and os.access(file, os.R_OK))]
+    problems = [
+        f"{source}: {place}: cannot read {file}"
+        for place, file in files.items()
+        if not (file.is_file() and os.access(file, os.R_OK))
+    ]
     if problems:
         raise IdentityConfigError(problems)
     return dataclasses.replace(config, directory=directory)

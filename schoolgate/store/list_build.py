@@ -35,8 +35,10 @@ from schoolgate.policy.listformats import (
 )
 from schoolgate.policy.lists import EXACT_PREFIX
 
-BUILT_MARK = ("Built by 'schoolgate lists build' from policy/data/sources.yaml: do not edit by "
-              "hand; change the manifest or hand-added.yaml and rebuild.")
+BUILT_MARK = (
+    "Built by 'schoolgate lists build' from policy/data/sources.yaml: do not edit by "
+    "hand; change the manifest or hand-added.yaml and rebuild."
+)
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_FILE_BYTES = 50_000_000
@@ -117,8 +119,10 @@ class Manifest(_Strict):
         for output in self.outputs:
             for feed in output.feeds:
                 if feed.source not in self.sources:
-                    raise ValueError(f"output {output.list}: feed source {feed.source!r} is "
-                                     f"not under 'sources' (known: {', '.join(self.sources)})")
+                    raise ValueError(
+                        f"output {output.list}: feed source {feed.source!r} is "
+                        f"not under 'sources' (known: {', '.join(self.sources)})"
+                    )
                 if feed.kind == "file" and feed.format is None:
                     raise ValueError(f"output {output.list}: a 'file' feed needs a format")
         return self
@@ -143,16 +147,16 @@ def load_manifest(path: Path) -> tuple[Manifest, dict[str, HandList]]:
         raw = _yaml(hand_path) or {}
         if not isinstance(raw, dict):
             raise BuildError(f"{hand_path}: expected a mapping of list name -> add/remove")
-        hand = {str(k): _validated(HandList, v, hand_path, where=str(k))
-                for k, v in raw.items()}
+        hand = {str(k): _validated(HandList, v, hand_path, where=str(k)) for k, v in raw.items()}
         unknown = sorted(set(hand) - {o.list for o in manifest.outputs})
         if unknown:
             raise BuildError(f"{hand_path}: {', '.join(unknown)}: no such output in {path}")
     return manifest, hand
 
 
-def build_lists(manifest: Manifest, hand: Mapping[str, HandList], upstream: Path
-                ) -> list[BuiltList]:
+def build_lists(
+    manifest: Manifest, hand: Mapping[str, HandList], upstream: Path
+) -> list[BuiltList]:
     """Every output list's text, from the checkouts under `upstream`. Raises BuildError with
     every problem (a missing or changed file, an entry that is not a host name, ...)."""
     problems: list[str] = []
@@ -169,29 +173,44 @@ def build_lists(manifest: Manifest, hand: Mapping[str, HandList], upstream: Path
             sources.append(f"{src.repository} {', '.join(paths)} (commit {src.commit})")
         own = hand.get(output.list, HandList())
         where = f"{manifest.hand_added}: {output.list}:"
-        removed = {name: raw for _, raw, name in _hand_names(own.remove, problems,
-                                                             f"{where} remove")}
+        removed = {
+            name: raw for _, raw, name in _hand_names(own.remove, problems, f"{where} remove")
+        }
         given = {e.host for e in entries}
-        problems.extend(f"{where} remove {raw!r}: no feed gives it: drop the entry"
-                        for name, raw in removed.items()
-                        if name not in given and EXACT_PREFIX + name not in given)
-        entries = [e for e in entries if e.host not in removed
-                   and e.host.removeprefix(EXACT_PREFIX) not in removed]
+        problems.extend(
+            f"{where} remove {raw!r}: no feed gives it: drop the entry"
+            for name, raw in removed.items()
+            if name not in given and EXACT_PREFIX + name not in given
+        )
+        entries = [
+            e
+            for e in entries
+            if e.host not in removed and e.host.removeprefix(EXACT_PREFIX) not in removed
+        ]
         for item, _, name in _hand_names(own.add, problems, f"{where} add"):
             entries.append(ListEntry(name, f"hand: {item.reason}"))
         if own.add:
             sources.append(f"hand-added entries, each with its reason ({manifest.hand_added})")
         kept = compact(entries)
-        text = format_list_file(ListFile(output.category, output.description, output.compiled,
-                                         tuple(sources), kept, (BUILT_MARK, *output.remarks)))
+        text = format_list_file(
+            ListFile(
+                output.category,
+                output.description,
+                output.compiled,
+                tuple(sources),
+                kept,
+                (BUILT_MARK, *output.remarks),
+            )
+        )
         built.append(BuiltList(output.list, text, len(kept)))
     if problems:
         raise BuildError("\n".join(problems))
     return built
 
 
-def _hand_names(items: tuple[HandEntry, ...], problems: list[str], where: str
-                ) -> list[tuple[HandEntry, str, str]]:
+def _hand_names(
+    items: tuple[HandEntry, ...], problems: list[str], where: str
+) -> list[tuple[HandEntry, str, str]]:
     """(entry, name as written, canonical name) of every name in `items`; a `full:` prefix (one
     host, not its subdomains) is kept. Names that are not host names become problems."""
     out: list[tuple[HandEntry, str, str]] = []
@@ -206,12 +225,12 @@ def _hand_names(items: tuple[HandEntry, ...], problems: list[str], where: str
     return out
 
 
-def _feed(feed: Feed, files: Mapping[str, str], problems: list[str], out: str
-          ) -> tuple[ParsedList, list[str]]:
+def _feed(
+    feed: Feed, files: Mapping[str, str], problems: list[str], out: str
+) -> tuple[ParsedList, list[str]]:
     if feed.kind == "v2fly":
         data = {p.removeprefix("data/"): t for p, t in files.items() if p.startswith("data/")}
-        parsed = resolve_v2fly(data, feed.name, exclude_attrs=feed.exclude_attrs,
-                               exact_hosts=True)
+        parsed = resolve_v2fly(data, feed.name, exclude_attrs=feed.exclude_attrs, exact_hosts=True)
         paths = [f"data/{feed.name}"]
     elif feed.kind == "adguard-service":
         path = f"services/{feed.name}.yml"
@@ -221,8 +240,9 @@ def _feed(feed: Feed, files: Mapping[str, str], problems: list[str], out: str
         assert feed.format is not None  # checked by the manifest
         text = files.get(feed.name)
         if text is None:
-            problems.append(f"{out}: {feed.source}:{feed.name} is not pinned under the "
-                            "source's files")
+            problems.append(
+                f"{out}: {feed.source}:{feed.name} is not pinned under the source's files"
+            )
             return ParsedList(()), [feed.name]
         parsed = parse_list(feed.format, text, source=feed.name)
         paths = [feed.name]
@@ -246,14 +266,16 @@ def _adguard_service(text: str | None, path: str, problems: list[str]) -> Parsed
     return parse_adblock("\n".join(rules), source=path)
 
 
-def _read_pinned(manifest: Manifest, upstream: Path, problems: list[str]
-                 ) -> dict[str, dict[str, str]]:
+def _read_pinned(
+    manifest: Manifest, upstream: Path, problems: list[str]
+) -> dict[str, dict[str, str]]:
     texts: dict[str, dict[str, str]] = {}
     for name, src in manifest.sources.items():
         root = upstream / name
         if not root.is_dir():
-            problems.append(f"{root}: missing: check out {src.repository} at commit "
-                            f"{src.commit} there")
+            problems.append(
+                f"{root}: missing: check out {src.repository} at commit {src.commit} there"
+            )
             continue
         for path, digest in src.files.items():
             file = root / path
@@ -263,14 +285,17 @@ def _read_pinned(manifest: Manifest, upstream: Path, problems: list[str]
                     continue
                 data = file.read_bytes()
             except OSError as exc:
-                problems.append(f"{file}: cannot read it ({exc}): is the checkout at commit "
-                                f"{src.commit}?")
+                problems.append(
+                    f"{file}: cannot read it ({exc}): is the checkout at commit {src.commit}?"
+                )
                 continue
             got = hashlib.sha256(data).hexdigest()
             if got != digest:
-                problems.append(f"{file}: sha256 {got[:16]}... is not the pinned "
-                                f"{digest[:16]}...: check out commit {src.commit}, or pin "
-                                "the new file on purpose")
+                problems.append(
+                    f"{file}: sha256 {got[:16]}... is not the pinned "
+                    f"{digest[:16]}...: check out commit {src.commit}, or pin "
+                    "the new file on purpose"
+                )
                 continue
             texts.setdefault(name, {})[path] = data.decode("utf-8", "replace")
     return texts
@@ -288,6 +313,9 @@ def _validated[M: BaseModel](model: type[M], data: object, path: Path, where: st
         return model.model_validate(data)
     except ValidationError as exc:
         prefix = f"{where}." if where else ""
-        raise BuildError("\n".join(
-            f"{path}: {prefix}{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-            for e in exc.errors())) from None
+        raise BuildError(
+            "\n".join(
+                f"{path}: {prefix}{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+                for e in exc.errors()
+            )
+        ) from None

@@ -52,12 +52,17 @@ class ListStatus:
     last_error: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return {"list": self.name, "categories": list(self.categories), "path": self.path,
-                "entries": self.entries,
-                "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-                "age_seconds": round(self.age_seconds) if self.age_seconds is not None
-                else None, "updated_by": self.updated_by, "stale": self.stale,
-                "last_error": self.last_error}
+        return {
+            "list": self.name,
+            "categories": list(self.categories),
+            "path": self.path,
+            "entries": self.entries,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "age_seconds": round(self.age_seconds) if self.age_seconds is not None else None,
+            "updated_by": self.updated_by,
+            "stale": self.stale,
+            "last_error": self.last_error,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,22 +82,29 @@ class ListsReport:
         return tuple(s for s in self.lists if s.stale)
 
     def as_json(self) -> dict[str, Any]:
-        return {"lists": [s.as_json() for s in self.lists],
-                "empty_categories": [{"category": e.name, "how_to_fill": e.how_to_fill}
-                                     for e in self.empty],
-                "stale_lists": [s.name for s in self.stale],
-                "max_age_seconds": int(self.max_age.total_seconds())}
+        return {
+            "lists": [s.as_json() for s in self.lists],
+            "empty_categories": [
+                {"category": e.name, "how_to_fill": e.how_to_fill} for e in self.empty
+            ],
+            "stale_lists": [s.name for s in self.stale],
+            "max_age_seconds": int(self.max_age.total_seconds()),
+        }
 
 
 def how_to_fill(category: str, *, locked: bool) -> str:
     if locked:
-        return (f"'{category}' is empty. Add the IWF or CTIRU URL list your school receives as a "
-                f"source in {CONFIG_FILE} beside the policy (format: iwf, category: {category}), "
-                f"run 'schoolgate lists update', then name {category}.txt under the category's "
-                "'lists:' in the policy.")
-    return (f"'{category}' is empty. Add a source for it in {CONFIG_FILE} beside the policy "
-            f"(for example a UT1 category, format: ut1-domains), run 'schoolgate lists "
-            f"update', then name {category}.txt under the category's 'lists:' in the policy.")
+        return (
+            f"'{category}' is empty. Add the IWF or CTIRU URL list your school receives as a "
+            f"source in {CONFIG_FILE} beside the policy (format: iwf, category: {category}), "
+            f"run 'schoolgate lists update', then name {category}.txt under the category's "
+            "'lists:' in the policy."
+        )
+    return (
+        f"'{category}' is empty. Add a source for it in {CONFIG_FILE} beside the policy "
+        f"(for example a UT1 category, format: ut1-domains), run 'schoolgate lists "
+        f"update', then name {category}.txt under the category's 'lists:' in the policy."
+    )
 
 
 def read_state(policy_dir: Path) -> dict[str, Any]:
@@ -156,18 +168,35 @@ class ListStatusReader:
             statuses.append(status)
             entries_of[name] = status.entries
         empty = tuple(
-            EmptyCategory(c, how_to_fill(c, locked=c in locked)) for c, lists in
-            categories.items()
-            if not inline.get(c) and not any(entries_of.get(n, 0) for n in lists))
+            EmptyCategory(c, how_to_fill(c, locked=c in locked))
+            for c, lists in categories.items()
+            if not inline.get(c) and not any(entries_of.get(n, 0) for n in lists)
+        )
         return ListsReport(tuple(statuses), empty, max_age)
 
-    def _status(self, name: str, cats: Sequence[str], policy_dir: Path, state: Any,
-                now: datetime, max_age: timedelta) -> ListStatus:
+    def _status(
+        self,
+        name: str,
+        cats: Sequence[str],
+        policy_dir: Path,
+        state: Any,
+        now: datetime,
+        max_age: timedelta,
+    ) -> ListStatus:
         found = find_list(name, policy_dir)
         error = str(state.get("last_error") or "") if isinstance(state, dict) else ""
         if found is None:
-            return ListStatus(name, tuple(cats), "", 0, None, None, "missing", True,
-                              error or "the file is missing")
+            return ListStatus(
+                name,
+                tuple(cats),
+                "",
+                0,
+                None,
+                None,
+                "missing",
+                True,
+                error or "the file is missing",
+            )
         entries, compiled = self._count(found)
         updated_at: datetime | None = None
         updated_by = "compiled"
@@ -181,10 +210,10 @@ class ListStatusReader:
             updated_at = datetime.combine(compiled, time(0), UTC)
         age = (now - updated_at).total_seconds() if updated_at is not None else None
         # Only lists that `lists update` keeps can go stale; shipped ones change on upgrade.
-        stale = updated_by == "lists update" and age is not None and \
-            age > max_age.total_seconds()
-        return ListStatus(name, tuple(cats), str(found), entries, updated_at, age, updated_by,
-                          stale, error)
+        stale = updated_by == "lists update" and age is not None and age > max_age.total_seconds()
+        return ListStatus(
+            name, tuple(cats), str(found), entries, updated_at, age, updated_by, stale, error
+        )
 
     def _count(self, path: Path) -> tuple[int, date | None]:
         key = str(path)
@@ -210,11 +239,15 @@ def count_list_file(path: Path) -> tuple[int, date | None]:
                 if not line:
                     continue
                 if line.startswith(b"#"):
-                    if compiled is None and line_no < _HEADER_LINES and \
-                            line[1:].strip().startswith(b"compiled:"):
+                    if (
+                        compiled is None
+                        and line_no < _HEADER_LINES
+                        and line[1:].strip().startswith(b"compiled:")
+                    ):
                         try:
                             compiled = date.fromisoformat(
-                                line.split(b":", 1)[1].strip().decode("ascii"))
+                                line.split(b":", 1)[1].strip().decode("ascii")
+                            )
                         except (ValueError, UnicodeDecodeError):
                             compiled = None
                     continue
@@ -224,8 +257,9 @@ def count_list_file(path: Path) -> tuple[int, date | None]:
     return entries, compiled
 
 
-def _categories(spec: Any) -> tuple[dict[str, list[str]], dict[str, list[str]],
-                                    dict[str, bool], set[str]]:
+def _categories(
+    spec: Any,
+) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, bool], set[str]]:
     """(category -> its lists, list -> its categories, category -> has inline domains,
     locked categories) from a policy document, tolerating anything malformed."""
     categories: dict[str, list[str]] = {}
@@ -238,8 +272,11 @@ def _categories(spec: Any) -> tuple[dict[str, list[str]], dict[str, list[str]],
     for cat, body in raw.items():
         if not isinstance(cat, str) or not isinstance(body, Mapping):
             continue
-        lists = [n for n in body.get("lists") or [] if isinstance(n, str)] \
-            if isinstance(body.get("lists"), list) else []
+        lists = (
+            [n for n in body.get("lists") or [] if isinstance(n, str)]
+            if isinstance(body.get("lists"), list)
+            else []
+        )
         categories[cat] = lists
         for name in lists:
             named.setdefault(name, []).append(cat)

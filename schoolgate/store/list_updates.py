@@ -91,17 +91,19 @@ class SourceSpec(_Strict):
             raise ValueError("give exactly one of 'url' (http:// or https://) or 'path'")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url {self.url!r} is not an http:// or https:// URL")
-        if self.sha256_url is not None and not self.sha256_url.startswith(("http://",
-                                                                           "https://")):
+        if self.sha256_url is not None and not self.sha256_url.startswith(("http://", "https://")):
             raise ValueError(f"sha256_url {self.sha256_url!r} is not an http(s):// URL")
         if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
             raise ValueError("sha256 must be 64 lowercase hex digits")
         if not _CATEGORY.fullmatch(self.category):
-            raise ValueError(f"category {self.category!r}: use lowercase letters, digits and "
-                             "'_', starting with a letter")
+            raise ValueError(
+                f"category {self.category!r}: use lowercase letters, digits and "
+                "'_', starting with a letter"
+            )
         if self.list is not None and not _LIST_NAME.fullmatch(self.list):
-            raise ValueError(f"list {self.list!r}: a file name like 'adult.txt' (lowercase, "
-                             "no folders)")
+            raise ValueError(
+                f"list {self.list!r}: a file name like 'adult.txt' (lowercase, no folders)"
+            )
         if self.min_entries > self.max_entries:
             raise ValueError("min_entries is larger than max_entries")
         return self
@@ -125,8 +127,10 @@ class ListsConfig(_Strict):
         owner: dict[str, str] = {}
         for s in self.sources:
             if owner.setdefault(s.list_name, s.category) != s.category:
-                raise ValueError(f"list {s.list_name} is fed for two categories "
-                                 f"({owner[s.list_name]}, {s.category}): use one")
+                raise ValueError(
+                    f"list {s.list_name} is fed for two categories "
+                    f"({owner[s.list_name]}, {s.category}): use one"
+                )
         return self
 
 
@@ -138,15 +142,18 @@ def load_config(path: Path) -> ListsConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ListsConfigError(f"{path}: the file does not exist (see docs/list-updates.md "
-                               "for an example)") from None
+        raise ListsConfigError(
+            f"{path}: the file does not exist (see docs/list-updates.md for an example)"
+        ) from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ListsConfigError(f"{path}: cannot read it: {exc}") from None
     try:
         return ListsConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-                 for e in exc.errors()]
+        lines = [
+            f"{path}: {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+            for e in exc.errors()
+        ]
         raise ListsConfigError("\n".join(lines)) from None
 
 
@@ -163,8 +170,9 @@ Fetch = Callable[[str, int, float], bytes]
 def http_fetch(url: str, max_bytes: int, timeout: float) -> bytes:
     """GET `url`, refusing more than `max_bytes` (read in pieces, never all at once)."""
     try:
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True,
-                          trust_env=False) as response:
+        with httpx.stream(
+            "GET", url, timeout=timeout, follow_redirects=True, trust_env=False
+        ) as response:
             if response.status_code != 200:
                 raise SourceFailed(f"{url} answered HTTP {response.status_code}")
             chunks: list[bytes] = []
@@ -172,8 +180,10 @@ def http_fetch(url: str, max_bytes: int, timeout: float) -> bytes:
             for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > max_bytes:
-                    raise SourceFailed(f"{url} sent more than max_bytes ({max_bytes}): raise "
-                                       "max_bytes if the list really grew")
+                    raise SourceFailed(
+                        f"{url} sent more than max_bytes ({max_bytes}): raise "
+                        "max_bytes if the list really grew"
+                    )
                 chunks.append(chunk)
             return b"".join(chunks)
     except httpx.HTTPError as exc:
@@ -199,12 +209,13 @@ def _expected_sha256(spec: SourceSpec, fetch: Fetch, timeout: float) -> str | No
     rows = [line.split() for line in text.splitlines() if line.strip()]
     # 'sha256sum' output may list several files ('HEX  name' or 'HEX *name'): take ours
     wanted = (spec.url or "").rsplit("/", 1)[-1]
-    named = [r[0] for r in rows if len(r) >= 2 and r[-1].lstrip("*").rsplit("/", 1)[-1] ==
-             wanted]
+    named = [r[0] for r in rows if len(r) >= 2 and r[-1].lstrip("*").rsplit("/", 1)[-1] == wanted]
     digest = (named[0] if named else rows[0][0] if rows else "").lower()
     if not _SHA256.fullmatch(digest):
-        raise SourceFailed(f"{spec.sha256_url} does not start with a SHA-256 checksum (or "
-                           f"has none for {wanted or 'the file'})")
+        raise SourceFailed(
+            f"{spec.sha256_url} does not start with a SHA-256 checksum (or "
+            f"has none for {wanted or 'the file'})"
+        )
     return digest
 
 
@@ -218,14 +229,18 @@ class SourceResult:
     checked: bool  # a checksum was compared
 
 
-def read_source(spec: SourceSpec, base: Path, *, fetch: Fetch = http_fetch,
-                timeout: float = 60) -> SourceResult:
+def read_source(
+    spec: SourceSpec, base: Path, *, fetch: Fetch = http_fetch, timeout: float = 60
+) -> SourceResult:
     """Fetch or read one source, verify it, and parse it. Raises SourceFailed."""
     if spec.url is not None:
         origin, data = spec.url, fetch(spec.url, spec.max_bytes, timeout)
     else:
-        local = spec.path if spec.path is not None and spec.path.is_absolute() else \
-            base / (spec.path or Path())
+        local = (
+            spec.path
+            if spec.path is not None and spec.path.is_absolute()
+            else base / (spec.path or Path())
+        )
         origin = str(local)
         if local.is_dir():
             return _read_ut1_dir(spec, local)
@@ -233,8 +248,10 @@ def read_source(spec: SourceSpec, base: Path, *, fetch: Fetch = http_fetch,
     digest = hashlib.sha256(data).hexdigest()
     expected = _expected_sha256(spec, fetch, timeout)
     if expected is not None and digest != expected:
-        raise SourceFailed(f"{origin}: checksum mismatch (got sha256 {digest[:16]}..., "
-                           f"expected {expected[:16]}...): the file was changed or cut short")
+        raise SourceFailed(
+            f"{origin}: checksum mismatch (got sha256 {digest[:16]}..., "
+            f"expected {expected[:16]}...): the file was changed or cut short"
+        )
     if origin.endswith((".tar.gz", ".tgz")):
         parsed = _parse_ut1_tarball(data, spec, origin)
     else:
@@ -268,19 +285,22 @@ def _parse_ut1_tarball(data: bytes, spec: SourceSpec, origin: str) -> ParsedList
                     continue
                 total += member.size
                 if total > spec.max_bytes:
-                    raise SourceFailed(f"{origin}: unpacks to more than max_bytes "
-                                       f"({spec.max_bytes})")
+                    raise SourceFailed(
+                        f"{origin}: unpacks to more than max_bytes ({spec.max_bytes})"
+                    )
                 handle = archive.extractfile(member)
                 if handle is not None:
-                    texts[base] = texts.get(base, "") + handle.read().decode("utf-8",
-                                                                             "replace")
+                    texts[base] = texts.get(base, "") + handle.read().decode("utf-8", "replace")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise SourceFailed(f"{origin}: not a readable .tar.gz ({exc})") from None
     if "domains" not in texts:
-        raise SourceFailed(f"{origin}: the archive has no 'domains' file (is it a UT1 "
-                           "category archive?)")
-    return _merge(parse_ut1_domains(texts["domains"], source=f"{spec.name}/domains"),
-                  parse_ut1_urls(texts.get("urls", ""), source=f"{spec.name}/urls"))
+        raise SourceFailed(
+            f"{origin}: the archive has no 'domains' file (is it a UT1 category archive?)"
+        )
+    return _merge(
+        parse_ut1_domains(texts["domains"], source=f"{spec.name}/domains"),
+        parse_ut1_urls(texts.get("urls", ""), source=f"{spec.name}/urls"),
+    )
 
 
 def _read_ut1_dir(spec: SourceSpec, folder: Path) -> SourceResult:
@@ -291,36 +311,50 @@ def _read_ut1_dir(spec: SourceSpec, folder: Path) -> SourceResult:
     data = _read_local(domains, spec.max_bytes)
     urls = folder / "urls"
     urls_data = _read_local(urls, spec.max_bytes) if urls.is_file() else b""
-    parsed = _merge(parse_ut1_domains(data.decode("utf-8", "replace"),
-                                      source=f"{spec.name}/domains"),
-                    parse_ut1_urls(urls_data.decode("utf-8", "replace"),
-                                   source=f"{spec.name}/urls"))
+    parsed = _merge(
+        parse_ut1_domains(data.decode("utf-8", "replace"), source=f"{spec.name}/domains"),
+        parse_ut1_urls(urls_data.decode("utf-8", "replace"), source=f"{spec.name}/urls"),
+    )
     _check_counts(spec, parsed, str(folder))
-    return SourceResult(spec.name, str(folder), hashlib.sha256(data + urls_data).hexdigest(),
-                        len(data) + len(urls_data), parsed, False)
+    return SourceResult(
+        spec.name,
+        str(folder),
+        hashlib.sha256(data + urls_data).hexdigest(),
+        len(data) + len(urls_data),
+        parsed,
+        False,
+    )
 
 
 def _merge(a: ParsedList, b: ParsedList) -> ParsedList:
     hosts = dict.fromkeys(a.hosts)
     hosts.update(dict.fromkeys(b.hosts))
-    return ParsedList(tuple(hosts), a.skipped + b.skipped, a.notes + b.notes,
-                      a.problems + b.problems, a.problem_count + b.problem_count)
+    return ParsedList(
+        tuple(hosts),
+        a.skipped + b.skipped,
+        a.notes + b.notes,
+        a.problems + b.problems,
+        a.problem_count + b.problem_count,
+    )
 
 
 def _check_counts(spec: SourceSpec, parsed: ParsedList, origin: str) -> None:
     count = len(parsed.hosts)
     if count < spec.min_entries:
-        raise SourceFailed(f"{origin}: {count} entries, fewer than min_entries "
-                           f"({spec.min_entries}): an empty or cut-short download?")
+        raise SourceFailed(
+            f"{origin}: {count} entries, fewer than min_entries "
+            f"({spec.min_entries}): an empty or cut-short download?"
+        )
     if count > spec.max_entries:
-        raise SourceFailed(f"{origin}: {count} entries, more than max_entries "
-                           f"({spec.max_entries})")
+        raise SourceFailed(f"{origin}: {count} entries, more than max_entries ({spec.max_entries})")
     read = count + sum(n for _, n in parsed.skipped) + parsed.problem_count
     if parsed.problem_count > max(5, spec.max_problem_ratio * read):
         first = parsed.problems[0] if parsed.problems else None
         detail = f" (first: {first.where}: {first.message})" if first else ""
-        raise SourceFailed(f"{origin}: {parsed.problem_count} of {read} lines are not valid "
-                           f"{spec.format} entries{detail}: wrong format or wrong file?")
+        raise SourceFailed(
+            f"{origin}: {parsed.problem_count} of {read} lines are not valid "
+            f"{spec.format} entries{detail}: wrong format or wrong file?"
+        )
 
 
 # --- the update --------------------------------------------------------------------------------
@@ -346,8 +380,9 @@ class UpdateReport:
         return not self.policy_error and all(not o.error for o in self.outcomes)
 
 
-def update_lists(config_path: Path, *, now: datetime, policy_path: Path | None = None,
-                 fetch: Fetch = http_fetch) -> UpdateReport:
+def update_lists(
+    config_path: Path, *, now: datetime, policy_path: Path | None = None, fetch: Fetch = http_fetch
+) -> UpdateReport:
     """Refresh every list named in `config_path`; write the good ones beside it atomically.
 
     If `policy_path` is given, the policy must still load with the new lists, or nothing is
@@ -366,8 +401,9 @@ def update_lists(config_path: Path, *, now: datetime, policy_path: Path | None =
         results: list[SourceResult] = []
         for spec in specs:
             try:
-                results.append(read_source(spec, out_dir, fetch=fetch,
-                                           timeout=config.timeout_seconds))
+                results.append(
+                    read_source(spec, out_dir, fetch=fetch, timeout=config.timeout_seconds)
+                )
             except SourceFailed as exc:
                 outcome.error = f"source {spec.name}: {exc}"
                 break
@@ -375,13 +411,17 @@ def update_lists(config_path: Path, *, now: datetime, policy_path: Path | None =
             continue
         entries = compact(ListEntry(h) for r in results for h in r.parsed.hosts)
         stamp = now.strftime("%Y-%m-%d %H:%M UTC")
-        sources = tuple(f"{r.name}: {r.origin} (fetched {stamp}, sha256 {r.sha256[:16]}, "
-                        f"{'checksum verified' if r.checked else 'no checksum offered'})"
-                        for r in results)
-        description = specs[0].description or f"{specs[0].category}: fetched by 'schoolgate " \
-                                               "lists update'"
-        texts[list_name] = format_list_file(ListFile(specs[0].category, description,
-                                                     now.date(), sources, entries))
+        sources = tuple(
+            f"{r.name}: {r.origin} (fetched {stamp}, sha256 {r.sha256[:16]}, "
+            f"{'checksum verified' if r.checked else 'no checksum offered'})"
+            for r in results
+        )
+        description = (
+            specs[0].description or f"{specs[0].category}: fetched by 'schoolgate lists update'"
+        )
+        texts[list_name] = format_list_file(
+            ListFile(specs[0].category, description, now.date(), sources, entries)
+        )
         outcome.entries = len(entries)
         for r in results:
             outcome.messages.append(f"{r.name}: {len(r.parsed.hosts)} names from {r.origin}")
@@ -395,18 +435,25 @@ def update_lists(config_path: Path, *, now: datetime, policy_path: Path | None =
         entry["last_attempt"] = now.isoformat()
         text = texts.get(outcome.list_name)
         if policy_error or text is None:
-            entry["last_error"] = outcome.error or f"the policy refused the new lists: " \
-                                                   f"{policy_error}"
+            entry["last_error"] = (
+                outcome.error or f"the policy refused the new lists: {policy_error}"
+            )
             if not outcome.error:
                 outcome.error = entry["last_error"]
             continue
         write_atomic(out_dir / outcome.list_name, text.encode("utf-8"))
         outcome.written = True
-        entry.update({"updated_at": now.isoformat(), "entries": outcome.entries,
-                      "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                      "last_error": ""})
-    write_atomic(out_dir / STATE_FILE, json.dumps({"lists": state}, indent=2,
-                                                   sort_keys=True).encode("utf-8"))
+        entry.update(
+            {
+                "updated_at": now.isoformat(),
+                "entries": outcome.entries,
+                "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                "last_error": "",
+            }
+        )
+    write_atomic(
+        out_dir / STATE_FILE, json.dumps({"lists": state}, indent=2, sort_keys=True).encode("utf-8")
+    )
     return UpdateReport(tuple(outcomes), policy_error)
 
 
@@ -445,8 +492,9 @@ def _load_state(out_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     lists = data.get("lists") if isinstance(data, dict) else None
-    return {k: v for k, v in lists.items() if isinstance(v, dict)} \
-        if isinstance(lists, dict) else {}
+    return (
+        {k: v for k, v in lists.items() if isinstance(v, dict)} if isinstance(lists, dict) else {}
+    )
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -467,34 +515,50 @@ def write_atomic(path: Path, data: bytes) -> None:
 # --- alerts for IT -------------------------------------------------------------------------------
 
 
-def raise_list_alerts(*, session: Session, report: ListsReport, failures: Sequence[ListOutcome],
-                      at: datetime) -> int:
+def raise_list_alerts(
+    *, session: Session, report: ListsReport, failures: Sequence[ListOutcome], at: datetime
+) -> int:
     """Raise one open alert per stale list and per failed update, unless one is already open for
     that list and kind. Returns how many were raised."""
-    open_rows = session.scalars(select(AlertRow).where(
-        AlertRow.state == AlertState.OPEN,
-        AlertRow.kind.in_((AlertKinds.LIST_STALE, AlertKinds.LIST_UPDATE_FAILED)))).all()
+    open_rows = session.scalars(
+        select(AlertRow).where(
+            AlertRow.state == AlertState.OPEN,
+            AlertRow.kind.in_((AlertKinds.LIST_STALE, AlertKinds.LIST_UPDATE_FAILED)),
+        )
+    ).all()
     already = {(row.kind, str((row.details or {}).get("list"))) for row in open_rows}
     raised = 0
     for status in report.stale:
         if (AlertKinds.LIST_STALE, status.name) in already:
             continue
         days = (status.age_seconds or 0) / 86400
-        raise_alert(session=session, severity=AlertSeverity.MEDIUM, kind=AlertKinds.LIST_STALE,
-                    summary=f"The list {status.name} is {days:.1f} days old (allowed: "
-                            f"{report.max_age / timedelta(days=1):.1f}). Check that "
-                            "'schoolgate lists update' runs and can reach its sources.",
-                    at=at, details={"list": status.name, "categories": list(status.categories),
-                                    "last_error": status.last_error})
+        raise_alert(
+            session=session,
+            severity=AlertSeverity.MEDIUM,
+            kind=AlertKinds.LIST_STALE,
+            summary=f"The list {status.name} is {days:.1f} days old (allowed: "
+            f"{report.max_age / timedelta(days=1):.1f}). Check that "
+            "'schoolgate lists update' runs and can reach its sources.",
+            at=at,
+            details={
+                "list": status.name,
+                "categories": list(status.categories),
+                "last_error": status.last_error,
+            },
+        )
         raised += 1
     for outcome in failures:
         if (AlertKinds.LIST_UPDATE_FAILED, outcome.list_name) in already:
             continue
-        raise_alert(session=session, severity=AlertSeverity.LOW,
-                    kind=AlertKinds.LIST_UPDATE_FAILED,
-                    summary=f"Updating {outcome.list_name} failed; the last good list stays in "
-                            f"use. {outcome.error[:300]}",
-                    at=at, details={"list": outcome.list_name, "error": outcome.error[:2000]})
+        raise_alert(
+            session=session,
+            severity=AlertSeverity.LOW,
+            kind=AlertKinds.LIST_UPDATE_FAILED,
+            summary=f"Updating {outcome.list_name} failed; the last good list stays in "
+            f"use. {outcome.error[:300]}",
+            at=at,
+            details={"list": outcome.list_name, "error": outcome.error[:2000]},
+        )
         raised += 1
     return raised
 
@@ -503,6 +567,16 @@ def status_after_update(policy_path: Path | None, *, now: datetime) -> ListsRepo
     return ListStatusReader().read(policy_path, now=now)
 
 
-__all__ = ["CONFIG_FILE", "AlertKinds", "ListsConfig", "ListsConfigError", "SourceFailed",
-           "SourceSpec", "UpdateReport", "load_config", "raise_list_alerts", "read_source",
-           "update_lists"]
+__all__ = [
+    "CONFIG_FILE",
+    "AlertKinds",
+    "ListsConfig",
+    "ListsConfigError",
+    "SourceFailed",
+    "SourceSpec",
+    "UpdateReport",
+    "load_config",
+    "raise_list_alerts",
+    "read_source",
+    "update_lists",
+]

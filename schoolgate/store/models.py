@@ -55,8 +55,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()} given to the database: "
-                             "schoolgate stores aware times only (e.g. datetime.now(UTC))")
+            raise ValueError(
+                f"naive datetime {value.isoformat()} given to the database: "
+                "schoolgate stores aware times only (e.g. datetime.now(UTC))"
+            )
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
@@ -88,9 +90,15 @@ class AlertState(StrEnum):
 
 def enum_column(cls: type[StrEnum], name: str) -> Enum:
     """A StrEnum stored as its value in a short string column with a CHECK constraint."""
-    return Enum(cls, name=name, native_enum=False, create_constraint=True, length=16,
-                values_callable=lambda members: [m.value for m in members],
-                validate_strings=True)
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
 
 
 class Base(DeclarativeBase):
@@ -290,8 +298,11 @@ class ChangeCounter(Base):
 def bump_change_counter(session: Session) -> None:
     """Count a change to the overrides, in the caller's transaction (the triggers do too; a
     double count is harmless: readers only compare for equality)."""
-    session.execute(update(ChangeCounter).where(ChangeCounter.id == CHANGES_ROW)
-                    .values(counter=ChangeCounter.counter + 1))
+    session.execute(
+        update(ChangeCounter)
+        .where(ChangeCounter.id == CHANGES_ROW)
+        .values(counter=ChangeCounter.counter + 1)
+    )
 
 
 class PolicyVersionRow(Base):

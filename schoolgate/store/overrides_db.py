@@ -51,8 +51,13 @@ class DatabaseOverridesSource:
     Wiring it into the gateway is one line where the file source is made:
     `source = DatabaseOverridesSource.from_url(url)`."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] | None = None,
-                 full_reload_seconds: float = FULL_RELOAD_SECONDS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        full_reload_seconds: float = FULL_RELOAD_SECONDS,
+    ) -> None:
         self.engine = engine
         self._clock = clock or (lambda: datetime.now(UTC))
         self._full_reload_seconds = full_reload_seconds
@@ -77,8 +82,9 @@ class DatabaseOverridesSource:
         """Blocking form of `load` (for start-up and tests). Never raises."""
         try:
             with Session(self.engine) as session:
-                counter = session.scalar(select(ChangeCounter.counter)
-                                      .where(ChangeCounter.id == CHANGES_ROW))
+                counter = session.scalar(
+                    select(ChangeCounter.counter).where(ChangeCounter.id == CHANGES_ROW)
+                )
                 stale = time.monotonic() - self._loaded_at >= self._full_reload_seconds
                 if counter is not None and counter == self._counter and not stale:
                     self._recovered()
@@ -86,9 +92,11 @@ class DatabaseOverridesSource:
                 overrides = self._read(session)
         except SQLAlchemyError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self._problem(f"reading the overrides from the database "
-                          f"{self.engine.url.render_as_string(hide_password=True)} failed "
-                          f"({first}); keeping the previous snapshot until it is back")
+            self._problem(
+                f"reading the overrides from the database "
+                f"{self.engine.url.render_as_string(hide_password=True)} failed "
+                f"({first}); keeping the previous snapshot until it is back"
+            )
             return self._current
         self._current, self._counter = overrides, counter
         self._loaded_at = time.monotonic()
@@ -99,9 +107,11 @@ class DatabaseOverridesSource:
     def _read(self, session: Session) -> Overrides:
         since = self._clock() - ENDED_GRACE
         exceptions = []
-        for e in session.scalars(select(ExceptionRow).where(
-                or_(ExceptionRow.ends.is_(None), ExceptionRow.ends > since))
-                .order_by(ExceptionRow.starts, ExceptionRow.id)):
+        for e in session.scalars(
+            select(ExceptionRow)
+            .where(or_(ExceptionRow.ends.is_(None), ExceptionRow.ends > since))
+            .order_by(ExceptionRow.starts, ExceptionRow.id)
+        ):
             target = e.target
             if e.target_kind is TargetKind.HOST:
                 host = self._host(e.target, f"exception {e.id}")
@@ -109,33 +119,52 @@ class DatabaseOverridesSource:
                     continue
                 target = host
             who = user_key(e.who) if e.scope is Scope.USER and e.who else e.who
-            exceptions.append(ApprovedException(id=e.id, scope=e.scope,
-                                                target_kind=e.target_kind, target=target,
-                                                starts=e.starts, ends=e.ends, who=who))
+            exceptions.append(
+                ApprovedException(
+                    id=e.id,
+                    scope=e.scope,
+                    target_kind=e.target_kind,
+                    target=target,
+                    starts=e.starts,
+                    ends=e.ends,
+                    who=who,
+                )
+            )
         sanctions = tuple(
             Sanction(s.id, user_key(s.user), s.starts, s.ends)
-            for s in session.scalars(select(SanctionRow).where(
-                SanctionRow.state == SanctionState.PLACED,
-                or_(SanctionRow.ends.is_(None), SanctionRow.ends > since))
-                .order_by(SanctionRow.starts, SanctionRow.id)))
+            for s in session.scalars(
+                select(SanctionRow)
+                .where(
+                    SanctionRow.state == SanctionState.PLACED,
+                    or_(SanctionRow.ends.is_(None), SanctionRow.ends > since),
+                )
+                .order_by(SanctionRow.starts, SanctionRow.id)
+            )
+        )
         sessions = tuple(
             SupervisedSession(user_key(s.user), s.starts, s.ends)
-            for s in session.scalars(select(SupervisedSessionRow).where(
-                SupervisedSessionRow.ends > since)
-                .order_by(SupervisedSessionRow.starts, SupervisedSessionRow.id)))
+            for s in session.scalars(
+                select(SupervisedSessionRow)
+                .where(SupervisedSessionRow.ends > since)
+                .order_by(SupervisedSessionRow.starts, SupervisedSessionRow.id)
+            )
+        )
         local = []
         for row in session.scalars(select(LocalListRow).order_by(LocalListRow.host)):
             host = self._host(row.host, "local list entry")
             if host is not None:
                 local.append(LocalListEntry(host, row.verdict, row.note))
-        return Overrides(exceptions=tuple(exceptions), sanctions=sanctions,
-                         supervised_sessions=sessions, local_list=tuple(local))
+        return Overrides(
+            exceptions=tuple(exceptions),
+            sanctions=sanctions,
+            supervised_sessions=sessions,
+            local_list=tuple(local),
+        )
 
     def _host(self, raw: str, where: str) -> str | None:
         found = normalise_host(raw)
         if isinstance(found, HostError):
-            logger.warning("%s: host %r left out of the overrides: %s", where, raw,
-                           found.message)
+            logger.warning("%s: host %r left out of the overrides: %s", where, raw, found.message)
             return None
         return found.name
 

@@ -40,8 +40,13 @@ def load_policy(path: Path | str | None = None) -> Policy:
     try:
         text = policy_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError(source, ["the file does not exist (give the path of a policy YAML "
-                                   "file, or leave it out to use the seed policy)"]) from None
+        raise PolicyError(
+            source,
+            [
+                "the file does not exist (give the path of a policy YAML "
+                "file, or leave it out to use the seed policy)"
+            ],
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(source, [f"cannot read the file: {exc}"]) from None
     lists: dict[str, str] = {}

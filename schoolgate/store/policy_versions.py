@@ -44,8 +44,12 @@ def short_id(sha256: str) -> str:
 
 def unified_diff(old: str, new: str, *, old_name: str, new_name: str) -> str:
     """A unified diff, cut short (with a note) when it is very long."""
-    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                 fromfile=old_name, tofile=new_name)
+    lines = difflib.unified_diff(
+        old.splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile=old_name,
+        tofile=new_name,
+    )
     text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
     if len(text) > MAX_DIFF_CHARS:
         return text[:MAX_DIFF_CHARS] + "\n... (diff cut short: compare the two versions)\n"
@@ -53,22 +57,31 @@ def unified_diff(old: str, new: str, *, old_name: str, new_name: str) -> str:
 
 
 def latest(session: Session, kind: str) -> PolicyVersionRow | None:
-    return session.scalars(select(PolicyVersionRow).where(PolicyVersionRow.kind == kind)
-                           .order_by(PolicyVersionRow.id.desc()).limit(1)).first()
+    return session.scalars(
+        select(PolicyVersionRow)
+        .where(PolicyVersionRow.kind == kind)
+        .order_by(PolicyVersionRow.id.desc())
+        .limit(1)
+    ).first()
 
 
 def history(session: Session, kind: str, *, limit: int = 200) -> Sequence[PolicyVersionRow]:
     """The newest `limit` versions of one kind, newest first."""
-    return session.scalars(select(PolicyVersionRow).where(PolicyVersionRow.kind == kind)
-                           .order_by(PolicyVersionRow.id.desc()).limit(limit)).all()
+    return session.scalars(
+        select(PolicyVersionRow)
+        .where(PolicyVersionRow.kind == kind)
+        .order_by(PolicyVersionRow.id.desc())
+        .limit(limit)
+    ).all()
 
 
 def get(session: Session, version_id: int) -> PolicyVersionRow | None:
     return session.get(PolicyVersionRow, version_id)
 
 
-def record(session: Session, *, kind: str, text: str, author: str, reason: str,
-           at: datetime) -> PolicyVersionRow | None:
+def record(
+    session: Session, *, kind: str, text: str, author: str, reason: str, at: datetime
+) -> PolicyVersionRow | None:
     """Add a version to the caller's transaction (the caller commits), or None when the text
     is the same as the newest version of that kind."""
     sha = content_hash(text)
@@ -77,9 +90,15 @@ def record(session: Session, *, kind: str, text: str, author: str, reason: str,
         return None
     old_text = before.text if before is not None else ""
     old_name = f"version {before.id}" if before is not None else "(nothing recorded)"
-    row = PolicyVersionRow(kind=kind, sha256=sha, at=at, author=author[:200], reason=reason,
-                           text=text, diff=unified_diff(old_text, text, old_name=old_name,
-                                                        new_name="this version"))
+    row = PolicyVersionRow(
+        kind=kind,
+        sha256=sha,
+        at=at,
+        author=author[:200],
+        reason=reason,
+        text=text,
+        diff=unified_diff(old_text, text, old_name=old_name, new_name="this version"),
+    )
     session.add(row)
     session.flush()  # gives the row its sequence number
     return row
@@ -100,8 +119,14 @@ def notice_file(session: Session, path: Path, *, at: datetime) -> PolicyVersionR
     except (OSError, UnicodeDecodeError):
         return None
     first = latest(session, POLICY) is None
-    row = record(session, kind=POLICY, text=text, author=OUTSIDE,
-                 reason=FIRST_SEEN if first else CHANGED_OUTSIDE, at=at)
+    row = record(
+        session,
+        kind=POLICY,
+        text=text,
+        author=OUTSIDE,
+        reason=FIRST_SEEN if first else CHANGED_OUTSIDE,
+        at=at,
+    )
     if row is not None:
         session.commit()
     return row
@@ -109,11 +134,13 @@ def notice_file(session: Session, path: Path, *, at: datetime) -> PolicyVersionR
 
 def lists_text(session: Session) -> str:
     """The local lists as text, one line a host, sorted: what a lists version stores."""
-    rows = session.scalars(select(LocalListRow).order_by(LocalListRow.verdict,
-                                                         LocalListRow.host)).all()
-    return "".join(f"{row.verdict.value} {row.host}"
-                   f"{'  # ' + ' '.join(row.note.split()) if row.note else ''}\n"
-                   for row in rows)
+    rows = session.scalars(
+        select(LocalListRow).order_by(LocalListRow.verdict, LocalListRow.host)
+    ).all()
+    return "".join(
+        f"{row.verdict.value} {row.host}{'  # ' + ' '.join(row.note.split()) if row.note else ''}\n"
+        for row in rows
+    )
 
 
 def parse_lists_text(text: str) -> list[tuple[str, str, str]]:
@@ -148,10 +175,13 @@ def write_atomically(path: Path, text: str) -> None:
 HistoryEvent = tuple[str | None, str | None, str, datetime]  # user, role, host, at
 
 
-def recorded_decisions(session: Session, *, since: datetime, until: datetime,
-                       batch: int = 20_000) -> Iterator[HistoryEvent]:
+def recorded_decisions(
+    session: Session, *, since: datetime, until: datetime, batch: int = 20_000
+) -> Iterator[HistoryEvent]:
     """Every recorded decision in [since, until), as (user, role, host, at), streamed."""
-    query = (select(EventRow.user, EventRow.role, EventRow.host, EventRow.at)
-             .where(EventRow.at >= since, EventRow.at < until)
-             .execution_options(yield_per=batch))
+    query = (
+        select(EventRow.user, EventRow.role, EventRow.host, EventRow.at)
+        .where(EventRow.at >= since, EventRow.at < until)
+        .execution_options(yield_per=batch)
+    )
     yield from ((user, role, host, at) for user, role, host, at in session.execute(query))

@@ -46,15 +46,24 @@ class RetentionDays:
     incident_notes: int = 25 * 365
 
     def __post_init__(self) -> None:
-        for name in ("events", "attempts", "alerts", "sanctions", "audit_log", "requests",
-                     "incident_notes"):
+        for name in (
+            "events",
+            "attempts",
+            "alerts",
+            "sanctions",
+            "audit_log",
+            "requests",
+            "incident_notes",
+        ):
             if getattr(self, name) < 1:
-                raise ValueError(f"retention for {name} must be at least 1 day, not "
-                                 f"{getattr(self, name)}")
+                raise ValueError(
+                    f"retention for {name} must be at least 1 day, not {getattr(self, name)}"
+                )
 
 
-def purge(engine: Engine, *, now: datetime, days: RetentionDays | None = None,
-          batch: int = BATCH) -> dict[str, int]:
+def purge(
+    engine: Engine, *, now: datetime, days: RetentionDays | None = None, batch: int = BATCH
+) -> dict[str, int]:
     """Delete records older than their retention; returns how many rows went, per table."""
     days = days or RetentionDays()
 
@@ -65,29 +74,64 @@ def purge(engine: Engine, *, now: datetime, days: RetentionDays | None = None,
     return {
         "events": _delete(engine, EventRow, EventRow.id, EventRow.at < before(days.events), batch),
         "circumvention_attempts": _delete(
-            engine, CircumventionAttemptRow, CircumventionAttemptRow.id,
-            CircumventionAttemptRow.at < before(days.attempts), batch),
+            engine,
+            CircumventionAttemptRow,
+            CircumventionAttemptRow.id,
+            CircumventionAttemptRow.at < before(days.attempts),
+            batch,
+        ),
         "alerts": _delete(engine, AlertRow, AlertRow.id, AlertRow.at < before(days.alerts), batch),
         # A sanction goes once it ended (or was lifted, or only recommended) long enough ago;
         # one with no end stays.
-        "sanctions": _delete(engine, SanctionRow, SanctionRow.id, or_(
-            and_(SanctionRow.ends.is_not(None), SanctionRow.ends < ended),
-            and_(SanctionRow.state == SanctionState.LIFTED, SanctionRow.lifted_at < ended),
-            and_(SanctionRow.state == SanctionState.RECOMMENDED, SanctionRow.starts < ended)),
-                             batch),
-        "supervised_sessions": _delete(engine, SupervisedSessionRow, SupervisedSessionRow.id,
-                                       SupervisedSessionRow.ends < ended, batch),
-        "audit_log": _delete(engine, AuditEntryRow, AuditEntryRow.id,
-                             AuditEntryRow.at < before(days.audit_log), batch),
-        "unblock_requests": _delete(engine, UnblockRequestRow, UnblockRequestRow.id,
-                                    UnblockRequestRow.created_at < before(days.requests), batch),
-        "incident_notes": _delete(engine, IncidentNoteRow, IncidentNoteRow.id,
-                                  IncidentNoteRow.at < before(days.incident_notes), batch),
+        "sanctions": _delete(
+            engine,
+            SanctionRow,
+            SanctionRow.id,
+            or_(
+                and_(SanctionRow.ends.is_not(None), SanctionRow.ends < ended),
+                and_(SanctionRow.state == SanctionState.LIFTED, SanctionRow.lifted_at < ended),
+                and_(SanctionRow.state == SanctionState.RECOMMENDED, SanctionRow.starts < ended),
+            ),
+            batch,
+        ),
+        "supervised_sessions": _delete(
+            engine,
+            SupervisedSessionRow,
+            SupervisedSessionRow.id,
+            SupervisedSessionRow.ends < ended,
+            batch,
+        ),
+        "audit_log": _delete(
+            engine,
+            AuditEntryRow,
+            AuditEntryRow.id,
+            AuditEntryRow.at < before(days.audit_log),
+            batch,
+        ),
+        "unblock_requests": _delete(
+            engine,
+            UnblockRequestRow,
+            UnblockRequestRow.id,
+            UnblockRequestRow.created_at < before(days.requests),
+            batch,
+        ),
+        "incident_notes": _delete(
+            engine,
+            IncidentNoteRow,
+            IncidentNoteRow.id,
+            IncidentNoteRow.at < before(days.incident_notes),
+            batch,
+        ),
     }
 
 
-def _delete(engine: Engine, table: type[Base], key: InstrumentedAttribute[Any],
-            old: ColumnElement[bool], batch: int) -> int:
+def _delete(
+    engine: Engine,
+    table: type[Base],
+    key: InstrumentedAttribute[Any],
+    old: ColumnElement[bool],
+    batch: int,
+) -> int:
     total = 0
     while True:
         with engine.begin() as conn:

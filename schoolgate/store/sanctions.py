@@ -53,8 +53,9 @@ class AttemptWindow:
         self.max_users = max_users
         self._seen: dict[str, deque[datetime]] = {}
 
-    def add(self, user: str, at: datetime, settings: CircumventionSettings
-            ) -> tuple[datetime, ...] | None:
+    def add(
+        self, user: str, at: datetime, settings: CircumventionSettings
+    ) -> tuple[datetime, ...] | None:
         """Count one attempt at `at`; the attempts in the window if this one reached
         `threshold_attempts` within `threshold_window_seconds`, else None."""
         window = timedelta(seconds=settings.threshold_window_seconds)
@@ -81,9 +82,15 @@ class AttemptWindow:
             self._seen.clear()
 
 
-def count_act(*, session: Session, user: str, at: datetime, settings: CircumventionSettings,
-              act: str | None = None, act_seconds: float = 0.0
-              ) -> tuple[datetime, ...] | None:
+def count_act(
+    *,
+    session: Session,
+    user: str,
+    at: datetime,
+    settings: CircumventionSettings,
+    act: str | None = None,
+    act_seconds: float = 0.0,
+) -> tuple[datetime, ...] | None:
     """Count one act of `user` at `at` in the shared window (the database): the acts in the
     window if this one reached `threshold_attempts` within `threshold_window_seconds` (the
     count then starts again), else None. The user's row is written first and locked, so
@@ -96,10 +103,14 @@ def count_act(*, session: Session, user: str, at: datetime, settings: Circumvent
     conn = session.connection()
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     # The first statement writes: SQLite takes its write lock here, PostgreSQL the row lock next.
-    conn.execute(insert(table).values(user=user, times=[], updated=at)
-                 .on_conflict_do_nothing(index_elements=["user"]))
-    row = conn.execute(select(table.c.times, table.c.acts).where(table.c.user == user)
-                       .with_for_update()).one()
+    conn.execute(
+        insert(table)
+        .values(user=user, times=[], updated=at)
+        .on_conflict_do_nothing(index_elements=["user"])
+    )
+    row = conn.execute(
+        select(table.c.times, table.c.acts).where(table.c.user == user).with_for_update()
+    ).one()
     acts = _acts_in_progress(row.acts, at, act_seconds)
     if act is not None and act_seconds > 0:
         began = acts.get(act)
@@ -111,8 +122,11 @@ def count_act(*, session: Session, user: str, at: datetime, settings: Circumvent
     times = [t for t in times if t > at - window]
     reached = len(times) >= settings.threshold_attempts
     kept = [] if reached else [t.isoformat() for t in times]
-    conn.execute(update(table).where(table.c.user == user).values(
-        times=kept, updated=at, acts={k: v.isoformat() for k, v in acts.items()} or None))
+    conn.execute(
+        update(table)
+        .where(table.c.user == user)
+        .values(times=kept, updated=at, acts={k: v.isoformat() for k, v in acts.items()} or None)
+    )
     return tuple(times) if reached else None
 
 
@@ -141,21 +155,36 @@ class ThresholdOutcome:
     alert: Alert
 
 
-def on_threshold(*, session: Session, user: str, attempts: Sequence[datetime],
-                 settings: CircumventionSettings, at: datetime,
-                 details: Mapping[str, Any] | None = None) -> ThresholdOutcome:
+def on_threshold(
+    *,
+    session: Session,
+    user: str,
+    attempts: Sequence[datetime],
+    settings: CircumventionSettings,
+    at: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> ThresholdOutcome:
     """A user reached the policy's threshold: place a supervised-only sanction (or only
     recommend one, as the policy says) and raise a high-severity alert. A user already under a
     sanction in force gets the alert only."""
     window = settings.threshold_window_seconds
-    said = (f"{len(attempts)} attempts to get round the filter within "
-            f"{_duration(window)}")
-    info = {**(details or {}), "attempts": len(attempts),
-            "first_attempt": min(attempts).isoformat(), "window_seconds": window}
+    said = f"{len(attempts)} attempts to get round the filter within {_duration(window)}"
+    info = {
+        **(details or {}),
+        "attempts": len(attempts),
+        "first_attempt": min(attempts).isoformat(),
+        "window_seconds": window,
+    }
     if active_sanction(session=session, user=user, at=at) is not None:
-        alert = raise_alert(session=session, severity=AlertSeverity.HIGH,
-                            kind=AlertKind.ATTEMPT, user=user, at=at, details=info,
-                            summary=f"{user}: {said}, while already supervised-only")
+        alert = raise_alert(
+            session=session,
+            severity=AlertSeverity.HIGH,
+            kind=AlertKind.ATTEMPT,
+            user=user,
+            at=at,
+            details=info,
+            summary=f"{user}: {said}, while already supervised-only",
+        )
         return ThresholdOutcome(None, None, alert)
     ends = at + timedelta(days=settings.sanction_days)
     if settings.on_threshold is SanctionAction.SANCTION:
@@ -163,12 +192,28 @@ def on_threshold(*, session: Session, user: str, attempts: Sequence[datetime],
         summary = f"{user} is now supervised-only until {ends:%Y-%m-%d %H:%M} UTC: {said}"
     else:
         state, kind = SanctionState.RECOMMENDED, AlertKind.SANCTION_RECOMMENDED
-        summary = (f"{user}: {said}; a supervised-only sanction of "
-                   f"{settings.sanction_days} days is recommended")
-    sanction_id = place_sanction(session=session, user=user, starts=at, ends=ends,
-                                 reason=said, placed_by=AUTOMATIC, state=state)
-    alert = raise_alert(session=session, severity=AlertSeverity.HIGH, kind=kind, user=user,
-                        at=at, summary=summary, details={**info, "sanction_id": sanction_id})
+        summary = (
+            f"{user}: {said}; a supervised-only sanction of "
+            f"{settings.sanction_days} days is recommended"
+        )
+    sanction_id = place_sanction(
+        session=session,
+        user=user,
+        starts=at,
+        ends=ends,
+        reason=said,
+        placed_by=AUTOMATIC,
+        state=state,
+    )
+    alert = raise_alert(
+        session=session,
+        severity=AlertSeverity.HIGH,
+        kind=kind,
+        user=user,
+        at=at,
+        summary=summary,
+        details={**info, "sanction_id": sanction_id},
+    )
     return ThresholdOutcome(sanction_id, state, alert)
 
 
@@ -183,43 +228,67 @@ def _duration(seconds: int) -> str:
 # --- service functions ------------------------------------------------------------------------
 
 
-def place_sanction(*, session: Session, user: str, starts: datetime, ends: datetime | None,
-                   reason: str, placed_by: str, note: str = "",
-                   state: SanctionState = SanctionState.PLACED) -> str:
+def place_sanction(
+    *,
+    session: Session,
+    user: str,
+    starts: datetime,
+    ends: datetime | None,
+    reason: str,
+    placed_by: str,
+    note: str = "",
+    state: SanctionState = SanctionState.PLACED,
+) -> str:
     """A supervised-only sanction on `user` for [starts, ends) (ends None: until lifted), or
     with state RECOMMENDED a recommendation the DSL decides on. Returns its id."""
     user = canonical_user(user)  # ValueError says what is wrong with the name
     if ends is not None and ends <= starts:
-        raise ValueError(f"a sanction must end after it starts ({starts.isoformat()} -> "
-                         f"{ends.isoformat()})")
+        raise ValueError(
+            f"a sanction must end after it starts ({starts.isoformat()} -> {ends.isoformat()})"
+        )
     if state is SanctionState.LIFTED:
         raise ValueError("a new sanction cannot start lifted; use lift_sanction")
     sanction_id = str(uuid.uuid4())
-    session.add(SanctionRow(id=sanction_id, user=user, starts=starts, ends=ends, reason=reason,
-                            placed_by=placed_by, state=state, note=note))
+    session.add(
+        SanctionRow(
+            id=sanction_id,
+            user=user,
+            starts=starts,
+            ends=ends,
+            reason=reason,
+            placed_by=placed_by,
+            state=state,
+            note=note,
+        )
+    )
     session.flush()
     bump_change_counter(session)
     return sanction_id
 
 
-def extend_sanction(*, session: Session, sanction_id: str, ends: datetime | None, by: str,
-                    note: str | None = None) -> None:
+def extend_sanction(
+    *, session: Session, sanction_id: str, ends: datetime | None, by: str, note: str | None = None
+) -> None:
     """Move a sanction's end (None: until lifted). A recommendation extended is placed."""
     row = _get(session, sanction_id)
     if row.state is SanctionState.LIFTED:
-        raise ValueError(f"sanction {sanction_id} was lifted by {row.lifted_by}; place a new "
-                         "one instead")
+        raise ValueError(
+            f"sanction {sanction_id} was lifted by {row.lifted_by}; place a new one instead"
+        )
     if ends is not None and ends <= row.starts:
-        raise ValueError(f"sanction {sanction_id} starts {row.starts.isoformat()}; the new "
-                         f"end {ends.isoformat()} is not after it")
+        raise ValueError(
+            f"sanction {sanction_id} starts {row.starts.isoformat()}; the new "
+            f"end {ends.isoformat()} is not after it"
+        )
     row.ends = ends
     row.state = SanctionState.PLACED
     row.note = _add_note(row.note, f"extended by {by}" + (f": {note}" if note else ""))
     bump_change_counter(session)
 
 
-def lift_sanction(*, session: Session, sanction_id: str, by: str, at: datetime,
-                  note: str | None = None) -> None:
+def lift_sanction(
+    *, session: Session, sanction_id: str, by: str, at: datetime, note: str | None = None
+) -> None:
     """End a sanction (or dismiss a recommendation) now."""
     row = _get(session, sanction_id)
     if row.state is SanctionState.LIFTED:
@@ -231,15 +300,19 @@ def lift_sanction(*, session: Session, sanction_id: str, by: str, at: datetime,
     bump_change_counter(session)
 
 
-def open_supervised_session(*, session: Session, user: str, starts: datetime, ends: datetime,
-                            opened_by: str) -> str:
+def open_supervised_session(
+    *, session: Session, user: str, starts: datetime, ends: datetime, opened_by: str
+) -> str:
     """A member of staff supervises `user` for [starts, ends): the sanction does not block."""
     user = canonical_user(user)
     if ends <= starts:
         raise ValueError("a supervised session must end after it starts")
     session_id = str(uuid.uuid4())
-    session.add(SupervisedSessionRow(id=session_id, user=user, starts=starts, ends=ends,
-                                     opened_by=opened_by))
+    session.add(
+        SupervisedSessionRow(
+            id=session_id, user=user, starts=starts, ends=ends, opened_by=opened_by
+        )
+    )
     session.flush()
     bump_change_counter(session)
     return session_id
@@ -251,10 +324,17 @@ def active_sanction(*, session: Session, user: str, at: datetime) -> SanctionRow
         user = canonical_user(user)
     except ValueError:
         return None
-    return session.scalars(select(SanctionRow).where(
-        SanctionRow.user == user, SanctionRow.state == SanctionState.PLACED,
-        SanctionRow.starts <= at, or_(SanctionRow.ends.is_(None), SanctionRow.ends > at))
-        .order_by(SanctionRow.starts).limit(1)).first()
+    return session.scalars(
+        select(SanctionRow)
+        .where(
+            SanctionRow.user == user,
+            SanctionRow.state == SanctionState.PLACED,
+            SanctionRow.starts <= at,
+            or_(SanctionRow.ends.is_(None), SanctionRow.ends > at),
+        )
+        .order_by(SanctionRow.starts)
+        .limit(1)
+    ).first()
 
 
 def _get(session: Session, sanction_id: str) -> SanctionRow:

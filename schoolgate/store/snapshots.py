@@ -102,10 +102,10 @@ def parse_overrides(text: str, *, source: str) -> Overrides:
     try:
         spec = _OverridesIn.model_validate(raw)
     except ValidationError as exc:
-        found = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-                 for e in exc.errors()]
-        raise SnapshotError("\n  ".join([f"{source}: {len(found)} problem(s)", *found])) \
-            from None
+        found = [
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise SnapshotError("\n  ".join([f"{source}: {len(found)} problem(s)", *found])) from None
     problems: list[str] = []
 
     def host(value: str, where: str) -> str:
@@ -117,22 +117,30 @@ def parse_overrides(text: str, *, source: str) -> Overrides:
 
     exceptions = tuple(
         ApprovedException(
-            id=e.id, scope=e.scope, target_kind=e.target_kind,
+            id=e.id,
+            scope=e.scope,
+            target_kind=e.target_kind,
             target=host(e.target, f"exceptions.{i}.target")
-            if e.target_kind is TargetKind.HOST else e.target,
-            starts=e.starts, ends=e.ends,
-            who=user_key(e.who) if e.scope is Scope.USER and e.who else e.who)
-        for i, e in enumerate(spec.exceptions))
-    local = tuple(LocalListEntry(host(e.host, f"local_list.{i}.host"), e.verdict, e.note)
-                  for i, e in enumerate(spec.local_list))
+            if e.target_kind is TargetKind.HOST
+            else e.target,
+            starts=e.starts,
+            ends=e.ends,
+            who=user_key(e.who) if e.scope is Scope.USER and e.who else e.who,
+        )
+        for i, e in enumerate(spec.exceptions)
+    )
+    local = tuple(
+        LocalListEntry(host(e.host, f"local_list.{i}.host"), e.verdict, e.note)
+        for i, e in enumerate(spec.local_list)
+    )
     if problems:
         raise SnapshotError("\n  ".join([f"{source}: {len(problems)} problem(s)", *problems]))
     return Overrides(
         exceptions=exceptions,
-        sanctions=tuple(Sanction(s.id, user_key(s.user), s.starts, s.ends)
-                        for s in spec.sanctions),
-        supervised_sessions=tuple(SupervisedSession(user_key(s.user), s.starts, s.ends)
-                                  for s in spec.supervised_sessions),
+        sanctions=tuple(Sanction(s.id, user_key(s.user), s.starts, s.ends) for s in spec.sanctions),
+        supervised_sessions=tuple(
+            SupervisedSession(user_key(s.user), s.starts, s.ends) for s in spec.supervised_sessions
+        ),
         local_list=local,
     )
 
@@ -143,17 +151,34 @@ def dump_overrides(overrides: Overrides) -> str:
     def when(value: datetime | None) -> str | None:
         return None if value is None else value.isoformat()
 
-    return json.dumps({
-        "exceptions": [{"id": e.id, "scope": e.scope, "target_kind": e.target_kind,
-                        "target": e.target, "starts": when(e.starts), "ends": when(e.ends),
-                        "who": e.who} for e in overrides.exceptions],
-        "sanctions": [{"id": s.id, "user": s.user, "starts": when(s.starts),
-                       "ends": when(s.ends)} for s in overrides.sanctions],
-        "supervised_sessions": [{"user": s.user, "starts": when(s.starts),
-                                 "ends": when(s.ends)} for s in overrides.supervised_sessions],
-        "local_list": [{"host": e.host, "verdict": e.verdict, "note": e.note}
-                       for e in overrides.local_list],
-    }, indent=2)
+    return json.dumps(
+        {
+            "exceptions": [
+                {
+                    "id": e.id,
+                    "scope": e.scope,
+                    "target_kind": e.target_kind,
+                    "target": e.target,
+                    "starts": when(e.starts),
+                    "ends": when(e.ends),
+                    "who": e.who,
+                }
+                for e in overrides.exceptions
+            ],
+            "sanctions": [
+                {"id": s.id, "user": s.user, "starts": when(s.starts), "ends": when(s.ends)}
+                for s in overrides.sanctions
+            ],
+            "supervised_sessions": [
+                {"user": s.user, "starts": when(s.starts), "ends": when(s.ends)}
+                for s in overrides.supervised_sessions
+            ],
+            "local_list": [
+                {"host": e.host, "verdict": e.verdict, "note": e.note} for e in overrides.local_list
+            ],
+        },
+        indent=2,
+    )
 
 
 def write_overrides_atomically(path: Path, overrides: Overrides) -> None:
@@ -189,8 +214,9 @@ class FileOverridesSource:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            self._problem(f"{self.path}: the overrides file does not exist; keeping the "
-                          "previous snapshot")
+            self._problem(
+                f"{self.path}: the overrides file does not exist; keeping the previous snapshot"
+            )
             return self._current
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         if stamp == self._seen:
@@ -248,8 +274,10 @@ class LastSnapshotSource:
         if self.database.last_problem is None:
             if self.state != self.DATABASE:
                 if self._fallback is not None:
-                    logger.warning("the overrides database answers again; its overrides "
-                                   "replace the last snapshot's")
+                    logger.warning(
+                        "the overrides database answers again; its overrides "
+                        "replace the last snapshot's"
+                    )
                 self.state = self.DATABASE
             if overrides is not self._saved:
                 self._save(overrides)
@@ -264,8 +292,12 @@ class LastSnapshotSource:
         try:
             write_overrides_atomically(self.path, overrides)
         except OSError as exc:
-            logger.warning("cannot save the overrides snapshot %s (%s); a start while the "
-                           "database is down would run on the policy alone", self.path, exc)
+            logger.warning(
+                "cannot save the overrides snapshot %s (%s); a start while the "
+                "database is down would run on the policy alone",
+                self.path,
+                exc,
+            )
             return
         self._saved = overrides
 
@@ -275,17 +307,26 @@ class LastSnapshotSource:
             overrides = parse_overrides(text, source=str(self.path))
         except FileNotFoundError:
             self.state = self.POLICY_ONLY
-            logger.warning("the overrides database cannot be read and there is no saved "
-                           "snapshot (%s) yet: running on the policy alone (no exceptions, "
-                           "sanctions or local lists) until the database answers", self.path)
+            logger.warning(
+                "the overrides database cannot be read and there is no saved "
+                "snapshot (%s) yet: running on the policy alone (no exceptions, "
+                "sanctions or local lists) until the database answers",
+                self.path,
+            )
             return Overrides()
         except (OSError, UnicodeDecodeError, SnapshotError) as exc:
             self.state = self.POLICY_ONLY
-            logger.warning("the overrides database cannot be read and the saved snapshot is "
-                           "unusable (%s): running on the policy alone until the database "
-                           "answers", exc)
+            logger.warning(
+                "the overrides database cannot be read and the saved snapshot is "
+                "unusable (%s): running on the policy alone until the database "
+                "answers",
+                exc,
+            )
             return Overrides()
         self.state = self.SNAPSHOT
-        logger.warning("the overrides database cannot be read: enforcing the last snapshot "
-                       "saved in %s until it answers", self.path)
+        logger.warning(
+            "the overrides database cannot be read: enforcing the last snapshot "
+            "saved in %s until it answers",
+            self.path,
+        )
         return overrides

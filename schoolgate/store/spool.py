@@ -15,6 +15,7 @@ from pathlib import Path
 SPOOL_SUFFIX = ".jsonl"
 _READ_BYTES = 4 << 20  # how much of a spool file one replay step reads at most
 
+
 class Spool:
     """One append-only JSON-lines spool file, locked (flock) by the writer that owns it.
 

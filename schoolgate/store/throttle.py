@@ -62,8 +62,9 @@ class Attempt:
 
 def memory_engine() -> Engine:
     """A private in-memory database holding only the throttle's table."""
-    engine = create_engine("sqlite://", poolclass=StaticPool,
-                           connect_args={"check_same_thread": False})
+    engine = create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
     SignInThrottleRow.metadata.create_all(engine, tables=[_TABLE])
     return engine
 
@@ -73,9 +74,16 @@ class Throttle:
     ADDRESS, USER_AT_ADDRESS). Thread-safe; blocking (call it from a worker thread in async
     code)."""
 
-    def __init__(self, engine: Engine | None, *, scope: str, limits: Mapping[str, Limit],
-                 max_rows: int = 100_000, prune_every_seconds: float = 60.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        engine: Engine | None,
+        *,
+        scope: str,
+        limits: Mapping[str, Limit],
+        max_rows: int = 100_000,
+        prune_every_seconds: float = 60.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         unknown = set(limits) - {USER, ADDRESS, USER_AT_ADDRESS}
         if unknown:
             raise ValueError(f"unknown throttle key kinds: {sorted(unknown)}")
@@ -112,9 +120,17 @@ class Throttle:
 
     def _keys(self, user: str, address: str) -> tuple[tuple[str, str], ...]:
         values = {USER: user, ADDRESS: address, USER_AT_ADDRESS: f"{user}\x00{address}"}
-        return tuple(sorted(  # one order everywhere: no deadlocks between rows
-            (kind, hashlib.sha256(f"{self.scope}\x00{kind}\x00{values[kind]}".encode())
-             .hexdigest()) for kind in self.limits))
+        return tuple(
+            sorted(  # one order everywhere: no deadlocks between rows
+                (
+                    kind,
+                    hashlib.sha256(
+                        f"{self.scope}\x00{kind}\x00{values[kind]}".encode()
+                    ).hexdigest(),
+                )
+                for kind in self.limits
+            )
+        )
 
     def _run(self, work: Callable[[Engine], Attempt | None], keys: Any) -> Attempt:
         with self._lock:
@@ -123,8 +139,11 @@ class Throttle:
                     return work(self._engine) or Attempt(True)
                 except SQLAlchemyError as error:
                     self.database_errors += 1
-                    log.warning("the sign-in throttle cannot use the database (%s); counting "
-                                "in this process only until it answers", error.__class__.__name__)
+                    log.warning(
+                        "the sign-in throttle cannot use the database (%s); counting "
+                        "in this process only until it answers",
+                        error.__class__.__name__,
+                    )
             if self._memory is None:
                 self._memory = memory_engine()
             return work(self._memory) or Attempt(True)
@@ -132,15 +151,27 @@ class Throttle:
     def _reserve(self, engine: Engine, keys: tuple[tuple[str, str], ...]) -> Attempt:
         now = self.clock()
         table = _TABLE
-        insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         with engine.connect() as conn:
             for _, key in keys:  # the first statement writes: SQLite takes its write lock here
-                conn.execute(insert(table).values(
-                    key=key, failures=0, window_start=now, strikes=0, locked_until=None,
-                    expires=now).on_conflict_do_nothing(index_elements=["key"]))
-            rows = {row.key: row for row in conn.execute(
-                select(table).where(table.c.key.in_([k for _, k in keys]))
-                .with_for_update())}
+                conn.execute(
+                    insert(table)
+                    .values(
+                        key=key,
+                        failures=0,
+                        window_start=now,
+                        strikes=0,
+                        locked_until=None,
+                        expires=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["key"])
+                )
+            rows = {
+                row.key: row
+                for row in conn.execute(
+                    select(table).where(table.c.key.in_([k for _, k in keys])).with_for_update()
+                )
+            }
             wait, changes = 0.0, []
             for kind, key in keys:
                 refused, values = self._count(rows[key], self.limits[kind], now)
@@ -170,10 +201,18 @@ class Throttle:
             start = now
         failures += 1
         cap = timedelta(seconds=limit.max_wait_seconds)
-        locked_until = (start + min(cap, window * 2 ** min(strikes, 20))
-                        if failures >= limit.max_failures else None)
-        return 0.0, {"failures": failures, "window_start": start, "strikes": strikes,
-                     "locked_until": locked_until, "expires": now + cap + window}
+        locked_until = (
+            start + min(cap, window * 2 ** min(strikes, 20))
+            if failures >= limit.max_failures
+            else None
+        )
+        return 0.0, {
+            "failures": failures,
+            "window_start": start,
+            "strikes": strikes,
+            "locked_until": locked_until,
+            "expires": now + cap + window,
+        }
 
     def _release(self, engine: Engine, keys: tuple[tuple[str, str], ...]) -> None:
         table = _TABLE
@@ -181,8 +220,11 @@ class Throttle:
             for kind, key in keys:
                 if kind == ADDRESS:
                     failures = table.c.failures
-                    conn.execute(update(table).where(table.c.key == key, failures > 0).values(
-                        failures=failures - 1, locked_until=None))
+                    conn.execute(
+                        update(table)
+                        .where(table.c.key == key, failures > 0)
+                        .values(failures=failures - 1, locked_until=None)
+                    )
                 else:
                     conn.execute(delete(table).where(table.c.key == key))
 
@@ -194,10 +236,16 @@ class Throttle:
         table = _TABLE
         with engine.begin() as conn:
             conn.execute(delete(table).where(table.c.expires <= now))
-            excess = conn.execute(select(func.count()).select_from(table)).scalar_one() \
-                - self.max_rows
+            excess = (
+                conn.execute(select(func.count()).select_from(table)).scalar_one() - self.max_rows
+            )
             if excess > 0:
                 unlocked = (table.c.locked_until.is_(None)) | (table.c.locked_until <= now)
-                oldest = select(table.c.key).where(unlocked).order_by(table.c.expires) \
-                    .limit(excess).scalar_subquery()
+                oldest = (
+                    select(table.c.key)
+                    .where(unlocked)
+                    .order_by(table.c.expires)
+                    .limit(excess)
+                    .scalar_subquery()
+                )
                 conn.execute(delete(table).where(table.c.key.in_(oldest)))

@@ -57,11 +57,14 @@ def read_access_token(secret: bytes, token: str, *, max_age_seconds: int) -> Acc
     except SignatureExpired:
         raise AccessTokenError(
             f"the access-request link is older than {max_age_seconds} seconds; open the "
-            "blocked page again to get a fresh link", expired=True) from None
+            "blocked page again to get a fresh link",
+            expired=True,
+        ) from None
     except BadSignature:
         raise AccessTokenError(
             "the access-request link is not genuine (its signature does not match); open "
-            "the blocked page again and use its 'Ask for access' link") from None
+            "the blocked page again and use its 'Ask for access' link"
+        ) from None
     try:
         return AccessClaims(
             host=str(payload["host"]),
@@ -72,8 +75,9 @@ def read_access_token(secret: bytes, token: str, *, max_age_seconds: int) -> Acc
             reason=_optional(payload.get("reason")),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise AccessTokenError(f"the access-request link is signed but incomplete ({exc})") \
-            from None
+        raise AccessTokenError(
+            f"the access-request link is signed but incomplete ({exc})"
+        ) from None
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -92,8 +96,10 @@ def load_or_create_secret(path: Path) -> bytes:
             with os.fdopen(fd, "w", encoding="ascii") as out:
                 out.write(text + "\n")
     if len(text) < 32:
-        raise ValueError(f"{path}: the secret is too short ({len(text)} characters); delete the "
-                         "file to have a new one generated, or put at least 32 random characters")
+        raise ValueError(
+            f"{path}: the secret is too short ({len(text)} characters); delete the "
+            "file to have a new one generated, or put at least 32 random characters"
+        )
     return text.encode("ascii")
 
 

@@ -29,22 +29,40 @@ from tests.support.postgres import postgres_session_url, shared_postgres_url
 
 __all__ = ["postgres_session_url"]
 
-DEMO_IDENTITY = Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-identity.yaml"
+DEMO_IDENTITY = (
+    Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-identity.yaml"
+)
 TEST_SECRET = "test-session-secret-0123456789abcdef0123456789"
 
 USERS: dict[str, SignedInUser | None] = {
     "anonymous": None,
-    "pupil": SignedInUser("pupil1", "Pupil One", frozenset({Role.PUPIL}), "pupil",
-                          frozenset({"Pupils", "Year5"})),
-    "staff": SignedInUser("teacher1", "Teacher One", frozenset({Role.STAFF}), "staff",
-                          frozenset({"Staff", "Teachers-Year5"})),
-    "business_manager": SignedInUser("bursar1", "Business Manager",
-                                     frozenset({Role.STAFF, Role.BUSINESS_MANAGER}), "staff",
-                                     frozenset({"Staff", "BusinessManagers"})),
-    "dsl": SignedInUser("dsl1", "DSL", frozenset({Role.STAFF, Role.DSL}), "staff",
-                        frozenset({"Staff", "DSL"})),
-    "it_technician": SignedInUser("it1", "IT", frozenset({Role.STAFF, Role.IT_TECHNICIAN}),
-                                  "staff", frozenset({"Staff", "ITTechnicians"})),
+    "pupil": SignedInUser(
+        "pupil1", "Pupil One", frozenset({Role.PUPIL}), "pupil", frozenset({"Pupils", "Year5"})
+    ),
+    "staff": SignedInUser(
+        "teacher1",
+        "Teacher One",
+        frozenset({Role.STAFF}),
+        "staff",
+        frozenset({"Staff", "Teachers-Year5"}),
+    ),
+    "business_manager": SignedInUser(
+        "bursar1",
+        "Business Manager",
+        frozenset({Role.STAFF, Role.BUSINESS_MANAGER}),
+        "staff",
+        frozenset({"Staff", "BusinessManagers"}),
+    ),
+    "dsl": SignedInUser(
+        "dsl1", "DSL", frozenset({Role.STAFF, Role.DSL}), "staff", frozenset({"Staff", "DSL"})
+    ),
+    "it_technician": SignedInUser(
+        "it1",
+        "IT",
+        frozenset({Role.STAFF, Role.IT_TECHNICIAN}),
+        "staff",
+        frozenset({"Staff", "ITTechnicians"}),
+    ),
 }
 ROLES = tuple(USERS)
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -52,16 +70,20 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def settings_for(url: str, data_dir: Path, **extra: object) -> Settings:
     values: dict[str, object] = {
-        "environment": Environment.PRODUCTION, "data_dir": data_dir, "database_url": url,
-        "identity_file": DEMO_IDENTITY, "session_secret": TEST_SECRET, "cookie_secure": False,
-        "school_name": "Test Primary"}
+        "environment": Environment.PRODUCTION,
+        "data_dir": data_dir,
+        "database_url": url,
+        "identity_file": DEMO_IDENTITY,
+        "session_secret": TEST_SECRET,
+        "cookie_secure": False,
+        "school_name": "Test Primary",
+    }
     values.update(extra)
     return Settings.model_validate(values)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest,
-                 tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('admin-db') / 'schoolgate.db'}"
     else:
@@ -71,8 +93,10 @@ def database_url(request: pytest.FixtureRequest,
 
 
 @pytest.fixture(scope="session")
-def resources(database_url: str, tmp_path_factory: pytest.TempPathFactory,
-              ) -> Iterator[Resources]:
+def resources(
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Resources]:
     made = make_resources(settings_for(database_url, tmp_path_factory.mktemp("admin-data")))
     yield made
     made.close()
@@ -106,8 +130,15 @@ def sign_in(app: FastAPI, username: str, password: str, next_page: str = "/") ->
     client = TestClient(app, follow_redirects=False)
     token = CSRF.search(client.get("/signin").text)
     assert token is not None
-    answer = client.post("/signin", data={"username": username, "password": password,
-                                          "csrf_token": token.group(1), "next": next_page})
+    answer = client.post(
+        "/signin",
+        data={
+            "username": username,
+            "password": password,
+            "csrf_token": token.group(1),
+            "next": next_page,
+        },
+    )
     assert answer.status_code == 303, answer.text
     return client
 
@@ -130,21 +161,47 @@ class World:
 def make_world(resources: Resources) -> World:
     now = datetime.now(UTC)
     tag = uuid.uuid4().hex[:10]
-    world = World(request_id=str(uuid.uuid4()), exception_id=str(uuid.uuid4()),
-                  host=f"listed-{tag}.example")
+    world = World(
+        request_id=str(uuid.uuid4()), exception_id=str(uuid.uuid4()), host=f"listed-{tag}.example"
+    )
     with resources.sessions() as session:
-        session.add(UnblockRequestRow(
-            id=world.request_id, created_at=now, requester="pupil1", requester_name="Pupil One",
-            requester_role="pupil", blocked_user="pupil1", blocked_role="pupil",
-            blocked_at=now, block_reason="rule_block", from_block_page=True,
-            host=f"www.site-{tag}.example", category=None, why="For my Viking project.",
-            state=RequestState.PENDING))
-        session.add(ExceptionRow(
-            id=world.exception_id, scope=Scope.USER, who="pupil2", target_kind=TargetKind.HOST,
-            target=f"www.open-{tag}.example", starts=now, ends=now + timedelta(hours=1),
-            created_by="someone", created_at=now, note=""))
-        session.add(LocalListRow(host=world.host, verdict=Verdict.BLOCK, note="",
-                                 added_by="someone", added_at=now))
+        session.add(
+            UnblockRequestRow(
+                id=world.request_id,
+                created_at=now,
+                requester="pupil1",
+                requester_name="Pupil One",
+                requester_role="pupil",
+                blocked_user="pupil1",
+                blocked_role="pupil",
+                blocked_at=now,
+                block_reason="rule_block",
+                from_block_page=True,
+                host=f"www.site-{tag}.example",
+                category=None,
+                why="For my Viking project.",
+                state=RequestState.PENDING,
+            )
+        )
+        session.add(
+            ExceptionRow(
+                id=world.exception_id,
+                scope=Scope.USER,
+                who="pupil2",
+                target_kind=TargetKind.HOST,
+                target=f"www.open-{tag}.example",
+                starts=now,
+                ends=now + timedelta(hours=1),
+                created_by="someone",
+                created_at=now,
+                note="",
+            )
+        )
+        session.add(
+            LocalListRow(
+                host=world.host, verdict=Verdict.BLOCK, note="", added_by="someone", added_at=now
+            )
+        )
         session.commit()
     return world
 

@@ -27,18 +27,32 @@ NOTICE = re.compile(r'<div class="ok-summary" role="status"><p>([^<]+)</p>')
 def _sanction(resources: Resources, *, state: SanctionState = SanctionState.PLACED) -> str:
     now = datetime.now(UTC)
     with resources.sessions() as session, session.begin():
-        return place_sanction(session=session, user=f"pupil-{uuid.uuid4().hex[:6]}",
-                              starts=now, ends=now + timedelta(days=3), reason="3 attempts",
-                              placed_by="dsl1", state=state)
+        return place_sanction(
+            session=session,
+            user=f"pupil-{uuid.uuid4().hex[:6]}",
+            starts=now,
+            ends=now + timedelta(days=3),
+            reason="3 attempts",
+            placed_by="dsl1",
+            state=state,
+        )
 
 
 def _alert(resources: Resources) -> str:
     alert_id = str(uuid.uuid4())
     with resources.sessions() as session, session.begin():
-        session.add(AlertRow(id=alert_id, at=datetime.now(UTC), severity=AlertSeverity.HIGH,
-                             kind="circumvention_attempt", user="pupil2",
-                             summary="pupil2 tried a web proxy",
-                             details={"host": "proxysite.test"}, state=AlertState.OPEN))
+        session.add(
+            AlertRow(
+                id=alert_id,
+                at=datetime.now(UTC),
+                severity=AlertSeverity.HIGH,
+                kind="circumvention_attempt",
+                user="pupil2",
+                summary="pupil2 tried a web proxy",
+                details={"host": "proxysite.test"},
+                state=AlertState.OPEN,
+            )
+        )
     return alert_id
 
 
@@ -55,32 +69,41 @@ def _told(client: TestClient, answer_location: str) -> str:
     return found.group(1)
 
 
-@pytest.mark.parametrize(("state", "title", "done"), [
-    (SanctionState.PLACED, "Lift the sanction for", "Lifted."),
-    (SanctionState.RECOMMENDED, "Dismiss the recommendation for", "Dismissed."),
-])
-def test_lifting_a_sanction_asks_why_and_confirms(app: FastAPI, resources: Resources,
-                                                  state: SanctionState, title: str,
-                                                  done: str) -> None:
+@pytest.mark.parametrize(
+    ("state", "title", "done"),
+    [
+        (SanctionState.PLACED, "Lift the sanction for", "Lifted."),
+        (SanctionState.RECOMMENDED, "Dismiss the recommendation for", "Dismissed."),
+    ],
+)
+def test_lifting_a_sanction_asks_why_and_confirms(
+    app: FastAPI, resources: Resources, state: SanctionState, title: str, done: str
+) -> None:
     sanction_id = _sanction(resources, state=state)
     client, csrf = client_for(app, "dsl")
     listing = client.get("/monitoring/sanctions").text
     # No one-click lift: the page links to the confirmation page instead.
-    assert f'<form method="post" action="/monitoring/sanctions/{sanction_id}/lift"' \
-        not in listing
+    assert f'<form method="post" action="/monitoring/sanctions/{sanction_id}/lift"' not in listing
     assert f'href="/monitoring/sanctions/{sanction_id}/lift"' in listing
     confirm = client.get(f"/monitoring/sanctions/{sanction_id}/lift")
     assert confirm.status_code == 200
     assert title in confirm.text
     assert 'name="reason"' in confirm.text
-    for fields in ({}, {"note": "Apologised."}, {"reason": "ok", "confirm": "yes"},
-                   {"reason": "Apologised to the class."}):
-        refused = client.post(f"/monitoring/sanctions/{sanction_id}/lift",
-                              data={"csrf_token": csrf, **fields})
+    for fields in (
+        {},
+        {"note": "Apologised."},
+        {"reason": "ok", "confirm": "yes"},
+        {"reason": "Apologised to the class."},
+    ):
+        refused = client.post(
+            f"/monitoring/sanctions/{sanction_id}/lift", data={"csrf_token": csrf, **fields}
+        )
         assert refused.status_code == 422, fields
         assert _state(resources, sanction_id) is state
-    lifted = client.post(f"/monitoring/sanctions/{sanction_id}/lift", data={
-        "csrf_token": csrf, "reason": "Apologised to the class.", "confirm": "yes"})
+    lifted = client.post(
+        f"/monitoring/sanctions/{sanction_id}/lift",
+        data={"csrf_token": csrf, "reason": "Apologised to the class.", "confirm": "yes"},
+    )
     assert lifted.status_code == 303
     assert _state(resources, sanction_id) is SanctionState.LIFTED
     assert _told(client, lifted.headers["location"]).startswith(done)
@@ -89,8 +112,9 @@ def test_lifting_a_sanction_asks_why_and_confirms(app: FastAPI, resources: Resou
     assert "Apologised to the class." in (note or "")
 
 
-def test_a_lift_of_an_unknown_or_ended_sanction_is_refused(app: FastAPI,
-                                                           resources: Resources) -> None:
+def test_a_lift_of_an_unknown_or_ended_sanction_is_refused(
+    app: FastAPI, resources: Resources
+) -> None:
     client, _ = client_for(app, "dsl")
     assert client.get(f"/monitoring/sanctions/{uuid.uuid4()}/lift").status_code == 404
     sanction_id = _sanction(resources)
@@ -101,33 +125,46 @@ def test_a_lift_of_an_unknown_or_ended_sanction_is_refused(app: FastAPI,
 
 def test_every_sanction_action_ends_with_a_message(app: FastAPI, resources: Resources) -> None:
     client, csrf = client_for(app, "dsl")
-    placed = client.post("/monitoring/sanctions", data={
-        "csrf_token": csrf, "user": "pupil2", "days": "2", "reason": "Tried a VPN again."})
+    placed = client.post(
+        "/monitoring/sanctions",
+        data={"csrf_token": csrf, "user": "pupil2", "days": "2", "reason": "Tried a VPN again."},
+    )
     assert placed.status_code == 303
     assert _told(client, placed.headers["location"]).startswith("Sanction placed.")
     with resources.sessions() as session:
-        sanction_id = session.scalars(select(SanctionRow.id).where(
-            SanctionRow.user == "pupil2", SanctionRow.state == SanctionState.PLACED)).first()
+        sanction_id = session.scalars(
+            select(SanctionRow.id).where(
+                SanctionRow.user == "pupil2", SanctionRow.state == SanctionState.PLACED
+            )
+        ).first()
     assert sanction_id is not None
-    extended = client.post(f"/monitoring/sanctions/{sanction_id}/extend",
-                           data={"csrf_token": csrf, "days": "5"})
+    extended = client.post(
+        f"/monitoring/sanctions/{sanction_id}/extend", data={"csrf_token": csrf, "days": "5"}
+    )
     assert _told(client, extended.headers["location"]).startswith("Extended.")
     recommended = _sanction(resources, state=SanctionState.RECOMMENDED)
-    confirmed = client.post(f"/monitoring/sanctions/{recommended}/extend",
-                            data={"csrf_token": csrf, "days": "5"})
+    confirmed = client.post(
+        f"/monitoring/sanctions/{recommended}/extend", data={"csrf_token": csrf, "days": "5"}
+    )
     assert _told(client, confirmed.headers["location"]).startswith("Sanction placed.")
-    opened = client.post("/monitoring/supervised-sessions", data={
-        "csrf_token": csrf, "user": "pupil2", "minutes": "30"})
+    opened = client.post(
+        "/monitoring/supervised-sessions",
+        data={"csrf_token": csrf, "user": "pupil2", "minutes": "30"},
+    )
     assert _told(client, opened.headers["location"]).startswith("Supervised session open")
     for row_id in (sanction_id, recommended):
-        client.post(f"/monitoring/sanctions/{row_id}/lift", data={
-            "csrf_token": csrf, "reason": "End of the test.", "confirm": "yes"})
+        client.post(
+            f"/monitoring/sanctions/{row_id}/lift",
+            data={"csrf_token": csrf, "reason": "End of the test.", "confirm": "yes"},
+        )
 
 
 def test_a_teachers_supervised_session_ends_with_a_message(app: FastAPI) -> None:
     client, csrf = client_for(app, "staff")
-    opened = client.post("/monitoring/supervised-sessions", data={
-        "csrf_token": csrf, "user": "pupil2", "minutes": "30"})
+    opened = client.post(
+        "/monitoring/supervised-sessions",
+        data={"csrf_token": csrf, "user": "pupil2", "minutes": "30"},
+    )
     assert opened.status_code == 303
     assert _told(client, opened.headers["location"]).startswith("Supervised session open")
 
@@ -135,20 +172,36 @@ def test_a_teachers_supervised_session_ends_with_a_message(app: FastAPI) -> None
 def test_alert_and_note_actions_end_with_a_message(app: FastAPI, resources: Resources) -> None:
     alert_id = _alert(resources)
     client, csrf = client_for(app, "dsl")
-    acknowledged = client.post(f"/monitoring/alerts/{alert_id}/acknowledge",
-                               data={"csrf_token": csrf})
+    acknowledged = client.post(
+        f"/monitoring/alerts/{alert_id}/acknowledge", data={"csrf_token": csrf}
+    )
     assert _told(client, acknowledged.headers["location"]).startswith("Acknowledged.")
-    closed = client.post(f"/monitoring/alerts/{alert_id}/close", data={
-        "csrf_token": csrf, "action_taken": "Spoke to the pupil and their parents.",
-        "outcome": "Supervised-only for a week."})
+    closed = client.post(
+        f"/monitoring/alerts/{alert_id}/close",
+        data={
+            "csrf_token": csrf,
+            "action_taken": "Spoke to the pupil and their parents.",
+            "outcome": "Supervised-only for a week.",
+        },
+    )
     assert closed.status_code == 303
     assert _told(client, closed.headers["location"]).startswith("Closed.")
-    written = client.post("/monitoring/incidents", data={
-        "csrf_token": csrf, "user": "pupil2", "what_happened": "Tried a proxy in ICT.",
-        "action_taken": "Talked it through.", "outcome": "Understood the rule."})
+    written = client.post(
+        "/monitoring/incidents",
+        data={
+            "csrf_token": csrf,
+            "user": "pupil2",
+            "what_happened": "Tried a proxy in ICT.",
+            "action_taken": "Talked it through.",
+            "outcome": "Understood the rule.",
+        },
+    )
     assert written.status_code == 303
     assert _told(client, written.headers["location"]).startswith("Note written.")
     with resources.sessions() as session:
-        actions = set(session.scalars(select(AuditEntryRow.action).where(
-            AuditEntryRow.target == f"alert:{alert_id}")))
+        actions = set(
+            session.scalars(
+                select(AuditEntryRow.action).where(AuditEntryRow.target == f"alert:{alert_id}")
+            )
+        )
     assert {"alert.acknowledge", "alert.close"} <= actions

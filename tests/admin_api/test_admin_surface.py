@@ -50,8 +50,7 @@ def test_readyz_says_only_ready_or_not(app: FastAPI) -> None:
 
 
 @pytest.mark.parametrize("path", ["/monitoring/events.csv?user=pupil1", "/audit.csv"])
-def test_an_audited_export_does_not_run_from_another_sites_link(app: FastAPI,
-                                                                path: str) -> None:
+def test_an_audited_export_does_not_run_from_another_sites_link(app: FastAPI, path: str) -> None:
     client, _ = client_for(app, "dsl")
     refused = client.get(path, headers={"Sec-Fetch-Site": "cross-site"})
     assert refused.status_code == 403

@@ -24,19 +24,28 @@ SECRET_TEXT = "Disclosed a worry about home at break"
 
 def _incident(app: FastAPI, user: str) -> None:
     client, csrf = client_for(app, "dsl")
-    answer = client.post("/api/monitoring/incidents", json={
-        "user": user, "what_happened": SECRET_TEXT, "action_taken": "Spoke to parents",
-        "outcome": "Referred to early help"}, headers={"X-CSRF-Token": csrf})
+    answer = client.post(
+        "/api/monitoring/incidents",
+        json={
+            "user": user,
+            "what_happened": SECRET_TEXT,
+            "action_taken": "Spoke to parents",
+            "outcome": "Referred to early help",
+        },
+        headers={"X-CSRF-Token": csrf},
+    )
     assert answer.status_code in (200, 201), answer.text
     app.dependency_overrides.clear()
 
 
-def test_incident_text_is_not_copied_into_the_audit_log(app: FastAPI,
-                                                        resources: Resources) -> None:
+def test_incident_text_is_not_copied_into_the_audit_log(app: FastAPI, resources: Resources) -> None:
     _incident(app, "pupil2")
     with resources.sessions() as session:
-        entry = session.scalars(select(AuditEntryRow).where(
-            AuditEntryRow.action == "incident.write").order_by(AuditEntryRow.id.desc())).first()
+        entry = session.scalars(
+            select(AuditEntryRow)
+            .where(AuditEntryRow.action == "incident.write")
+            .order_by(AuditEntryRow.id.desc())
+        ).first()
         assert entry is not None
         assert entry.after is not None
         assert SECRET_TEXT not in str(entry.after)
@@ -46,13 +55,19 @@ def test_incident_text_is_not_copied_into_the_audit_log(app: FastAPI,
 
 @pytest.mark.parametrize(("role", "sees"), [("it_technician", False), ("dsl", True)])
 def test_it_sees_that_a_safeguarding_action_happened_not_its_details(
-        app: FastAPI, resources: Resources, role: str, sees: bool) -> None:
+    app: FastAPI, resources: Resources, role: str, sees: bool
+) -> None:
     now = datetime.now(UTC)
     tag = uuid.uuid4().hex[:8]
     with resources.sessions() as session:  # an entry as older versions wrote it, in full
-        audit.record(session, actor=USERS["dsl"] or SignedInUser("dsl1", "", frozenset(), ""),
-                     action="sanction.place", target=f"sanction:{tag}", at=now,
-                     after={"user": "pupil2", "reason": f"{SECRET_TEXT} {tag}"})
+        audit.record(
+            session,
+            actor=USERS["dsl"] or SignedInUser("dsl1", "", frozenset(), ""),
+            action="sanction.place",
+            target=f"sanction:{tag}",
+            at=now,
+            after={"user": "pupil2", "reason": f"{SECRET_TEXT} {tag}"},
+        )
         session.commit()
     client, _ = client_for(app, role)
     api = client.get("/api/audit", params={"action": "sanction.place"}).json()
@@ -70,12 +85,18 @@ def test_it_sees_that_a_safeguarding_action_happened_not_its_details(
     assert (tag in csv_text.split(f"sanction:{tag}", 1)[1].splitlines()[0]) is sees
 
 
-def test_a_full_width_formula_sign_is_neutralised_in_the_csv(app: FastAPI,
-                                                             resources: Resources) -> None:
+def test_a_full_width_formula_sign_is_neutralised_in_the_csv(
+    app: FastAPI, resources: Resources
+) -> None:
     tag = uuid.uuid4().hex[:8]
     with resources.sessions() as session:
-        audit.record(session, actor=SignedInUser("＝HYPERLINK(1)", "", frozenset(), ""),
-                     action=f"test.{tag}", target=f"＝cmd|{tag}", at=datetime.now(UTC))
+        audit.record(
+            session,
+            actor=SignedInUser("＝HYPERLINK(1)", "", frozenset(), ""),
+            action=f"test.{tag}",
+            target=f"＝cmd|{tag}",
+            at=datetime.now(UTC),
+        )
         session.commit()
     client, _ = client_for(app, "it_technician")
     text = client.get("/audit.csv").text

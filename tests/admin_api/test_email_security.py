@@ -23,8 +23,14 @@ from schoolgate.store.models import AlertSeverity
 from tests.admin_api.mail_tls import MailTls, make_mail_tls
 from tests.support.smtp_sink import smtp_sink
 
-ALERT = Alert("a1", datetime(2026, 12, 18, 10, 30, tzinfo=UTC), AlertSeverity.HIGH,
-              "circumvention_attempt", "pupil1 tried a VPN", "pupil1")
+ALERT = Alert(
+    "a1",
+    datetime(2026, 12, 18, 10, 30, tzinfo=UTC),
+    AlertSeverity.HIGH,
+    "circumvention_attempt",
+    "pupil1 tried a VPN",
+    "pupil1",
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +39,10 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> MailTls:
 
 
 def email_yaml(port: int, extra: str = "") -> str:
-    return (f"email: {{host: 127.0.0.1, port: {port}, from: gate@school.test, "
-            f"to: [dsl@school.test]{extra}}}\n")
+    return (
+        f"email: {{host: 127.0.0.1, port: {port}, from: gate@school.test, "
+        f"to: [dsl@school.test]{extra}}}\n"
+    )
 
 
 def test_starttls_is_the_default() -> None:
@@ -46,13 +54,17 @@ def test_starttls_is_the_default() -> None:
     assert no_port.email.smtp_port == 587
 
 
-@pytest.mark.parametrize(("extra", "words"), [
-    (", starttls: false", "security: none"),
-    (", security: none, username: gate", "clear text"),
-    (", security: tls, starttls: true", "not both"),
-])
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (", starttls: false", "security: none"),
+        (", security: none, username: gate", "clear text"),
+        (", security: tls, starttls: true", "not both"),
+    ],
+)
 def test_clear_text_needs_an_explicit_choice_and_never_carries_a_login(
-        extra: str, words: str) -> None:
+    extra: str, words: str
+) -> None:
     with pytest.raises(ValueError, match=words):
         parse_push_settings(email_yaml(2525, extra), source="push.yaml")
 
@@ -70,9 +82,12 @@ def test_alerts_and_the_login_go_encrypted(tls: MailTls, tmp_path: Path) -> None
     password = tmp_path / "smtp-password"
     password.write_text("s3cret\n")
     with smtp_sink(tls.server) as smtp:
-        settings = parse_push_settings(email_yaml(
-            smtp.port, f", username: gate, password_file: '{password}', "
-                       f"ca_file: '{tls.cert}'"), source="t")
+        settings = parse_push_settings(
+            email_yaml(
+                smtp.port, f", username: gate, password_file: '{password}', ca_file: '{tls.cert}'"
+            ),
+            source="t",
+        )
         assert asyncio.run(push_alert(settings, ALERT)) == {"email": None}
         (mail,) = smtp.messages
         assert mail.encrypted

@@ -15,11 +15,17 @@ from schoolgate.admin_api.evidence import review_gateway
 from tests.admin_api.conftest import client_for
 
 
-@pytest.mark.parametrize(("role", "status"), [
-    ("pupil", 403), ("staff", 403), ("business_manager", 200), ("dsl", 200),
-    ("it_technician", 200)])
-def test_the_pack_is_for_the_dsl_it_and_the_bursar(app: FastAPI, role: str,
-                                                   status: int) -> None:
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [
+        ("pupil", 403),
+        ("staff", 403),
+        ("business_manager", 200),
+        ("dsl", 200),
+        ("it_technician", 200),
+    ],
+)
+def test_the_pack_is_for_the_dsl_it_and_the_bursar(app: FastAPI, role: str, status: int) -> None:
     app.dependency_overrides[review_gateway] = lambda: None
     client, _ = client_for(app, role)
     page = client.get("/review", params={"date": "2026-12-18"})
@@ -48,8 +54,13 @@ def _pdf_pages(pdf: bytes, tmp_path: Path) -> list[str]:
         pytest.skip("pdftotext is missing: install Debian's poppler-utils")
     path = tmp_path / "pack.pdf"
     path.write_bytes(pdf)
-    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
-                          text=True, check=True, timeout=60).stdout
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return text.split("\f")
 
 

@@ -42,28 +42,37 @@ def _route_modules() -> set[str]:
         tree = _tree(path)
         for node in tree.body:
             if isinstance(node, ast.Assign) and any(
-                    isinstance(t, ast.Name) and t.id in {"router", "api"} for t in node.targets):
+                isinstance(t, ast.Name) and t.id in {"router", "api"} for t in node.targets
+            ):
                 routes.add(_name(path))
     return routes
 
 
 def test_there_are_routes_to_check() -> None:
-    assert {"schoolgate.admin_api.requests", "schoolgate.admin_api.explain", "schoolgate.admin_api.policy_view"} <= \
-        _route_modules()
+    assert {
+        "schoolgate.admin_api.requests",
+        "schoolgate.admin_api.explain",
+        "schoolgate.admin_api.policy_view",
+    } <= _route_modules()
 
 
 def test_services_never_import_dependencies_or_routes() -> None:
     forbidden = DEPENDENCIES | _route_modules()
-    wrong = [f"{_name(path)} imports {name}"
-             for path in sorted((PACKAGE / "services").glob("*.py"))
-             for name in sorted(_imports(_tree(path)) & forbidden)]
+    wrong = [
+        f"{_name(path)} imports {name}"
+        for path in sorted((PACKAGE / "services").glob("*.py"))
+        for name in sorted(_imports(_tree(path)) & forbidden)
+    ]
     assert wrong == []
 
 
 def test_schemas_never_import_services() -> None:
-    wrong = [f"{module} imports {name}" for module in sorted(SCHEMAS)
-             for name in sorted(_imports(_tree(ROOT / (module.replace(".", "/") + ".py"))))
-             if name.startswith("schoolgate.admin_api.services")]
+    wrong = [
+        f"{module} imports {name}"
+        for module in sorted(SCHEMAS)
+        for name in sorted(_imports(_tree(ROOT / (module.replace(".", "/") + ".py"))))
+        if name.startswith("schoolgate.admin_api.services")
+    ]
     assert wrong == []
 
 
@@ -72,10 +81,14 @@ def test_routes_take_the_time_from_the_now_dependency() -> None:
     for module in sorted(_route_modules()):
         path = ROOT / (module.replace(".", "/") + ".py")
         for node in ast.walk(_tree(path)):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in CLOCK_READS
-                    and isinstance(node.func.value, ast.Name)
-                    and node.func.value.id in {"datetime", "date"}):
-                wrong.append(f"{module}:{node.lineno} calls {node.func.value.id}."
-                             f"{node.func.attr}()")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in CLOCK_READS
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in {"datetime", "date"}
+            ):
+                wrong.append(
+                    f"{module}:{node.lineno} calls {node.func.value.id}.{node.func.attr}()"
+                )
     assert wrong == []

@@ -42,9 +42,10 @@ def _walk(client: Any, params: dict[str, str], limit: int) -> list[str]:
     seen: list[str] = []
     older = ""
     for _ in range(10_000):
-        answer = client.get("/api/monitoring/events",
-                            params={**params, "limit": str(limit),
-                                    **({"older": older} if older else {})})
+        answer = client.get(
+            "/api/monitoring/events",
+            params={**params, "limit": str(limit), **({"older": older} if older else {})},
+        )
         assert answer.status_code == 200, answer.text
         body = answer.json()
         seen += [e["id"] for e in body["events"]]
@@ -66,18 +67,26 @@ def test_a_full_walk_misses_and_repeats_nothing(app: FastAPI, seed: Seed, limit:
 def test_walking_back_with_newer_gives_the_same_pages(app: FastAPI, seed: Seed) -> None:
     client, _ = client_for(app, "dsl")
     user = seed.users()[2]
-    forward = [client.get("/api/monitoring/events",
-                          params={"user": user, "limit": "50"}).json()]
+    forward = [client.get("/api/monitoring/events", params={"user": user, "limit": "50"}).json()]
     while forward[-1]["older"]:
-        forward.append(client.get("/api/monitoring/events", params={
-            "user": user, "limit": "50", "older": forward[-1]["older"]}).json())
+        forward.append(
+            client.get(
+                "/api/monitoring/events",
+                params={"user": user, "limit": "50", "older": forward[-1]["older"]},
+            ).json()
+        )
     assert len(forward) > 3
     back = [forward[-1]]
     while back[-1]["newer"]:
-        back.append(client.get("/api/monitoring/events", params={
-            "user": user, "limit": "50", "newer": back[-1]["newer"]}).json())
-    assert [[e["id"] for e in p["events"]] for p in reversed(back)] == \
-        [[e["id"] for e in p["events"]] for p in forward]
+        back.append(
+            client.get(
+                "/api/monitoring/events",
+                params={"user": user, "limit": "50", "newer": back[-1]["newer"]},
+            ).json()
+        )
+    assert [[e["id"] for e in p["events"]] for p in reversed(back)] == [
+        [e["id"] for e in p["events"]] for p in forward
+    ]
 
 
 def test_the_page_links_walk_the_html_pages(app: FastAPI, seed: Seed) -> None:
@@ -96,9 +105,14 @@ def test_the_page_links_walk_the_html_pages(app: FastAPI, seed: Seed) -> None:
 
 
 def _match(event: dict[str, Any], params: dict[str, str]) -> bool:
-    for name, column in (("user", "user"), ("ip", "client_ip"), ("host", "host"),
-                         ("category", "category"), ("verdict", "verdict"),
-                         ("technique", "technique")):
+    for name, column in (
+        ("user", "user"),
+        ("ip", "client_ip"),
+        ("host", "host"),
+        ("category", "category"),
+        ("verdict", "verdict"),
+        ("technique", "technique"),
+    ):
         if name in params and event[column] != params[name]:
             return False
     return True
@@ -117,11 +131,14 @@ FILTERS = [
 
 
 @pytest.mark.parametrize("params", FILTERS, ids=lambda p: ",".join(p))
-def test_each_filter_finds_exactly_the_matching_events(app: FastAPI, seed: Seed,
-                                                       params: dict[str, str]) -> None:
+def test_each_filter_finds_exactly_the_matching_events(
+    app: FastAPI, seed: Seed, params: dict[str, str]
+) -> None:
     client, _ = client_for(app, "dsl")
-    params = {k: v.replace("{p3}", seed.users()[3]).replace("{p1}", seed.users()[1])
-              for k, v in params.items()}
+    params = {
+        k: v.replace("{p3}", seed.users()[3]).replace("{p1}", seed.users()[1])
+        for k, v in params.items()
+    }
     wanted = {k: (v.lower().rstrip(".") if k == "host" else v) for k, v in params.items()}
     expected = [e for e in seed.events if _match(e, wanted)]
     assert expected
@@ -132,20 +149,24 @@ def test_each_filter_finds_exactly_the_matching_events(app: FastAPI, seed: Seed,
 
 def test_the_date_range_is_the_schools_days(app: FastAPI, resources: Resources) -> None:
     # 23:30 UTC on 30 June is 00:30 on 1 July in London (summer time): it belongs to 1 July.
-    seed = seed_events(resources.sessions, count=10,
-                       start=datetime(2029, 6, 30, 23, 30, tzinfo=UTC))
+    seed = seed_events(
+        resources.sessions, count=10, start=datetime(2029, 6, 30, 23, 30, tzinfo=UTC)
+    )
     client, _ = client_for(app, "dsl")
     user = seed.users()[0]
-    july = client.get("/api/monitoring/events", params={"user": user, "from": "2029-07-01",
-                                                       "to": "2029-07-01"}).json()
-    june = client.get("/api/monitoring/events", params={"user": user, "from": "2029-06-30",
-                                                       "to": "2029-06-30"}).json()
+    july = client.get(
+        "/api/monitoring/events", params={"user": user, "from": "2029-07-01", "to": "2029-07-01"}
+    ).json()
+    june = client.get(
+        "/api/monitoring/events", params={"user": user, "from": "2029-06-30", "to": "2029-06-30"}
+    ).json()
     assert len(july["events"]) == 2
     assert june["events"] == []
 
 
 def test_the_csv_export_streams_every_matching_event_and_is_audited(
-        app: FastAPI, resources: Resources, seed: Seed) -> None:
+    app: FastAPI, resources: Resources, seed: Seed
+) -> None:
     client, _ = client_for(app, "dsl")
     params = _window(seed) | {"verdict": "block"}
     answer = client.get("/monitoring/events.csv", params=params)
@@ -162,43 +183,52 @@ def test_the_csv_export_streams_every_matching_event_and_is_audited(
     assert datetime.fromisoformat(first["at_utc"]) == expected[0]["at"]
     assert datetime.fromisoformat(first["at_local"]).utcoffset() is not None
     with resources.sessions() as session:
-        entry = session.scalars(select(AuditEntryRow).where(
-            AuditEntryRow.action == "events.export").order_by(AuditEntryRow.id.desc())).first()
+        entry = session.scalars(
+            select(AuditEntryRow)
+            .where(AuditEntryRow.action == "events.export")
+            .order_by(AuditEntryRow.id.desc())
+        ).first()
     assert entry is not None
     assert entry.actor == "dsl1"
     assert entry.after == params
 
 
-def test_a_cell_that_a_spreadsheet_would_run_is_defused(app: FastAPI,
-                                                       resources: Resources) -> None:
+def test_a_cell_that_a_spreadsheet_would_run_is_defused(app: FastAPI, resources: Resources) -> None:
     seed = seed_events(resources.sessions, count=10)
     with resources.sessions() as session:
         from schoolgate.store.models import EventRow
+
         row = session.get_one(EventRow, seed.events[0]["id"])
-        row.search_terms = "=HYPERLINK(\"http://evil\")"
+        row.search_terms = '=HYPERLINK("http://evil")'
         session.commit()
     client, _ = client_for(app, "dsl")
-    rows = list(csv.DictReader(io.StringIO(client.get(
-        "/monitoring/events.csv", params={"user": seed.users()[0]}).text)))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(client.get("/monitoring/events.csv", params={"user": seed.users()[0]}).text)
+        )
+    )
     cell = next(r["search_terms"] for r in rows if r["id"] == seed.events[0]["id"])
-    assert cell == "'=HYPERLINK(\"http://evil\")"
+    assert cell == '\'=HYPERLINK("http://evil")'
 
 
 def test_the_timeline_shows_one_users_events_and_attempts_around_a_moment(
-        app: FastAPI, seed: Seed) -> None:
+    app: FastAPI, seed: Seed
+) -> None:
     client, _ = client_for(app, "dsl")
     user = seed.users()[6]  # every 7th event; proxysite.test every 4th: attempts too
     middle = seed.start + timedelta(minutes=4)
     local = middle.astimezone(LONDON).replace(tzinfo=None).isoformat()
-    body = client.get("/api/monitoring/timeline",
-                      params={"user": user, "at": local, "minutes": "2"}).json()
+    body = client.get(
+        "/api/monitoring/timeline", params={"user": user, "at": local, "minutes": "2"}
+    ).json()
     lo, hi = middle - timedelta(minutes=2), middle + timedelta(minutes=2)
     expected = [e for e in seed.events if e["user"] == user and lo <= e["at"] < hi]
     assert [e["id"] for e in body["events"]] == list(reversed(seed.newest_first(expected)))
     attempts = [a for a in seed.attempts if a["user"] == user and lo <= a["at"] < hi]
     assert {a["id"] for a in body["attempts"]} == {a["id"] for a in attempts} != set()
-    around_event = client.get("/api/monitoring/timeline", params={
-        "event": expected[0]["id"], "minutes": "1"}).json()
+    around_event = client.get(
+        "/api/monitoring/timeline", params={"event": expected[0]["id"], "minutes": "1"}
+    ).json()
     assert around_event["user"] == user
     assert expected[0]["id"] in {e["id"] for e in around_event["events"]}
     page = client.get("/monitoring/timeline", params={"event": expected[0]["id"]})
@@ -223,24 +253,36 @@ def test_the_explain_plans_use_the_event_indexes(resources: Resources, seed: See
             # millions is that an index can serve every query. With sequential scans priced
             # out, a query no index can serve still shows "Seq Scan".
             session.connection().exec_driver_sql("SET LOCAL enable_seqscan = off")
-        for filters, index in ((EventFilter(), "ix_events_at"),
-                               (EventFilter(user=seed.users()[0]), "ix_events_user_at"),
-                               (EventFilter(host="x.com"), "ix_events_host_at"),
-                               (EventFilter(category="social"), "ix_events_category_at"),
-                               (EventFilter(verdict=Verdict.ALLOW, since=seed.start), None),
-                               (EventFilter(technique="vpn"), "ix_events_at")):
+        for filters, index in (
+            (EventFilter(), "ix_events_at"),
+            (EventFilter(user=seed.users()[0]), "ix_events_user_at"),
+            (EventFilter(host="x.com"), "ix_events_host_at"),
+            (EventFilter(category="social"), "ix_events_category_at"),
+            (EventFilter(verdict=Verdict.ALLOW, since=seed.start), None),
+            (EventFilter(technique="vpn"), "ix_events_at"),
+        ):
             query = events_query(filters, older=cursor, limit=101)
-            compiled = query.compile(dialect=postgresql.dialect() if dialect.name ==
-                                     "postgresql" else sqlite.dialect())
+            compiled = query.compile(
+                dialect=postgresql.dialect() if dialect.name == "postgresql" else sqlite.dialect()
+            )
             if dialect.name == "postgresql":
-                plan = "\n".join(r[0] for r in session.connection().exec_driver_sql(
-                    "EXPLAIN " + str(compiled), compiled.params).all())
+                plan = "\n".join(
+                    r[0]
+                    for r in session.connection()
+                    .exec_driver_sql("EXPLAIN " + str(compiled), compiled.params)
+                    .all()
+                )
                 assert "Seq Scan" not in plan, plan
             else:
-                values = tuple(_sqlite_value(compiled.params[k])
-                               for k in compiled.positiontup or ())
-                plan = "\n".join(str(r[3]) for r in session.connection().exec_driver_sql(
-                    "EXPLAIN QUERY PLAN " + str(compiled), values).all())
+                values = tuple(
+                    _sqlite_value(compiled.params[k]) for k in compiled.positiontup or ()
+                )
+                plan = "\n".join(
+                    str(r[3])
+                    for r in session.connection()
+                    .exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), values)
+                    .all()
+                )
                 assert "SCAN events" not in plan.replace("SEARCH events", ""), plan
             assert "ix_events_" in plan, plan
             # SQLite always takes the filter's own index; PostgreSQL weighs the statistics
@@ -249,24 +291,42 @@ def test_the_explain_plans_use_the_event_indexes(resources: Resources, seed: See
                 assert index in plan, plan
 
 
-HOSTILE = ["' OR 1=1 --", "\x00", "\ud800", "a" * 301, "%00", "../../etc/passwd",
-           "<script>alert(1)</script>", "2030-02-30", "-1", "999999999999999999999",
-           "\u202e", "x.com\r\nSet-Cookie: a=b", "*", "(&(uid=*))"]
+HOSTILE = [
+    "' OR 1=1 --",
+    "\x00",
+    "\ud800",
+    "a" * 301,
+    "%00",
+    "../../etc/passwd",
+    "<script>alert(1)</script>",
+    "2030-02-30",
+    "-1",
+    "999999999999999999999",
+    "\u202e",
+    "x.com\r\nSet-Cookie: a=b",
+    "*",
+    "(&(uid=*))",
+]
 
 
-@pytest.mark.parametrize("field", ["user", "ip", "host", "category", "verdict", "technique",
-                                   "from", "to", "older", "newer"])
+@pytest.mark.parametrize(
+    "field",
+    ["user", "ip", "host", "category", "verdict", "technique", "from", "to", "older", "newer"],
+)
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
 def test_hostile_filters_get_a_clear_answer_never_a_server_error(
-        app: FastAPI, field: str, value: str) -> None:
+    app: FastAPI, field: str, value: str
+) -> None:
     client, _ = client_for(app, "dsl")
     query = f"{field}={quote(value, errors='surrogatepass')}"  # also bytes that are not UTF-8
     for path in ("/monitoring/events", "/api/monitoring/events", "/monitoring/events.csv"):
         answer = client.get(f"{path}?{query}")
         assert answer.status_code in (200, 422), (path, answer.status_code, answer.text[:300])
         assert "<script>alert" not in answer.text
-    timeline = client.get(f"/api/monitoring/timeline?{query.replace(field, 'user', 1)}"
-                          f"&at={quote(value[:40], errors='surrogatepass')}")
+    timeline = client.get(
+        f"/api/monitoring/timeline?{query.replace(field, 'user', 1)}"
+        f"&at={quote(value[:40], errors='surrogatepass')}"
+    )
     assert timeline.status_code in (200, 404, 422)
 
 

@@ -20,15 +20,41 @@ from tests.admin_api.conftest import client_for
 ROW = re.compile(r'<tr id="e-([0-9a-f-]{36})">')
 
 
-def _event(tag: str, n: int, at: datetime, *, host: str, path: str, category: str | None,
-           technique: str | None = None, reason: str = "rule_block") -> dict[str, object]:
-    return {"id": str(uuid.uuid4()), "replica": "gw", "seq": n, "at": at + timedelta(seconds=n),
-            "user": f"{tag}-pupil{n % 2 + 1}", "role": "pupil", "identity_source": "local",
-            "client_ip": "10.0.0.7", "device": None, "method": "GET", "scheme": "https",
-            "host": host, "port": 443, "path": path, "query": None, "search_terms": None,
-            "category": category, "verdict": "block", "reason": reason,
-            "rule": "pupils-social-media" if category == "social" else None,
-            "technique": technique, "intercepted": True}
+def _event(
+    tag: str,
+    n: int,
+    at: datetime,
+    *,
+    host: str,
+    path: str,
+    category: str | None,
+    technique: str | None = None,
+    reason: str = "rule_block",
+) -> dict[str, object]:
+    return {
+        "id": str(uuid.uuid4()),
+        "replica": "gw",
+        "seq": n,
+        "at": at + timedelta(seconds=n),
+        "user": f"{tag}-pupil{n % 2 + 1}",
+        "role": "pupil",
+        "identity_source": "local",
+        "client_ip": "10.0.0.7",
+        "device": None,
+        "method": "GET",
+        "scheme": "https",
+        "host": host,
+        "port": 443,
+        "path": path,
+        "query": None,
+        "search_terms": None,
+        "category": category,
+        "verdict": "block",
+        "reason": reason,
+        "rule": "pupils-social-media" if category == "social" else None,
+        "technique": technique,
+        "intercepted": True,
+    }
 
 
 @pytest.fixture
@@ -36,22 +62,42 @@ def visits(resources: Resources) -> tuple[str, dict[str, str], str]:
     """One pupil's TikTok visit (page and favicon), another's VPN visit, and an alert."""
     tag = uuid.uuid4().hex[:8]
     at = datetime(2031, 1, 6, 9, 0, tzinfo=UTC) + timedelta(days=int(tag, 16) % 200)
-    rows = [_event(tag, 0, at, host="www.tiktok.com", path="/@someone", category="social"),
-            _event(tag, 2, at, host="www.tiktok.com", path="/favicon.ico", category="social"),
-            _event(tag, 1, at, host="nordvpn.com", path="/", category="vpn", technique="vpn",
-                   reason="circumvention")]
+    rows = [
+        _event(tag, 0, at, host="www.tiktok.com", path="/@someone", category="social"),
+        _event(tag, 2, at, host="www.tiktok.com", path="/favicon.ico", category="social"),
+        _event(
+            tag,
+            1,
+            at,
+            host="nordvpn.com",
+            path="/",
+            category="vpn",
+            technique="vpn",
+            reason="circumvention",
+        ),
+    ]
     alert_id = str(uuid.uuid4())
     with resources.sessions() as session:
         session.execute(insert(EventRow), rows)
-        session.add(AlertRow(
-            id=alert_id, at=at, severity=AlertSeverity.HIGH, kind="sanction_placed",
-            user=f"{tag}-pupil2", state=AlertState.OPEN,
-            summary=f"{tag}-pupil2 is supervised-only until 2031-02-03 09:00 UTC",
-            details={"sanction_id": str(uuid.uuid4()), "window_seconds": 600,
-                     "first_attempt": at.isoformat(), "technique": "vpn"}))
+        session.add(
+            AlertRow(
+                id=alert_id,
+                at=at,
+                severity=AlertSeverity.HIGH,
+                kind="sanction_placed",
+                user=f"{tag}-pupil2",
+                state=AlertState.OPEN,
+                summary=f"{tag}-pupil2 is supervised-only until 2031-02-03 09:00 UTC",
+                details={
+                    "sanction_id": str(uuid.uuid4()),
+                    "window_seconds": 600,
+                    "first_attempt": at.isoformat(),
+                    "technique": "vpn",
+                },
+            )
+        )
         session.commit()
-    ids = {"page": str(rows[0]["id"]), "favicon": str(rows[1]["id"]),
-           "vpn": str(rows[2]["id"])}
+    ids = {"page": str(rows[0]["id"]), "favicon": str(rows[1]["id"]), "vpn": str(rows[2]["id"])}
     return tag, ids, alert_id
 
 
@@ -62,24 +108,29 @@ def _shown(app: FastAPI, **query: str) -> set[str]:
     return set(ROW.findall(page.text))
 
 
-def test_one_visit_is_shown_once(app: FastAPI, visits: tuple[str, dict[str, str], str],
-                                 ) -> None:
+def test_one_visit_is_shown_once(
+    app: FastAPI,
+    visits: tuple[str, dict[str, str], str],
+) -> None:
     tag, ids, _ = visits
     assert _shown(app, user=tag) == {ids["page"], ids["vpn"]}  # no favicon row
 
 
-@pytest.mark.parametrize(("field", "typed", "found"), [
-    ("category", "social media", "page"),
-    ("category", "Social", "page"),
-    ("host", "tiktok.com", "page"),
-    ("host", "https://www.tiktok.com/@someone", "page"),
-    ("host", "tiktok", "page"),
-    ("technique", "VPN", "vpn"),
-    ("category", "vpn", "vpn"),
-])
-def test_filters_find_by_words_and_parts(app: FastAPI,
-                                         visits: tuple[str, dict[str, str], str],
-                                         field: str, typed: str, found: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "typed", "found"),
+    [
+        ("category", "social media", "page"),
+        ("category", "Social", "page"),
+        ("host", "tiktok.com", "page"),
+        ("host", "https://www.tiktok.com/@someone", "page"),
+        ("host", "tiktok", "page"),
+        ("technique", "VPN", "vpn"),
+        ("category", "vpn", "vpn"),
+    ],
+)
+def test_filters_find_by_words_and_parts(
+    app: FastAPI, visits: tuple[str, dict[str, str], str], field: str, typed: str, found: str
+) -> None:
     tag, ids, _ = visits
     assert _shown(app, user=tag.upper(), **{field: typed}) == {ids[found]}
 
@@ -96,13 +147,16 @@ def test_events_are_in_words(app: FastAPI, visits: tuple[str, dict[str, str], st
 
 
 def test_an_alert_reads_without_ids_or_machine_times(
-        app: FastAPI, visits: tuple[str, dict[str, str], str]) -> None:
+    app: FastAPI, visits: tuple[str, dict[str, str], str]
+) -> None:
     _, _, alert_id = visits
     client, _ = client_for(app, "dsl")
     text = client.get(f"/monitoring/alerts/{alert_id}").text
     main = re.sub(r"<[^>]+>", " ", text.split('<main id="main"', 1)[1])  # what people read
-    assert "supervised-only until Monday 3 February, 09:00" in main or \
-        "supervised-only until Monday 3 February 2031, 09:00" in main
+    assert (
+        "supervised-only until Monday 3 February, 09:00" in main
+        or "supervised-only until Monday 3 February 2031, 09:00" in main
+    )
     assert "UTC" not in main
     assert "10 minutes" in main
     assert "sanction_placed" not in main
@@ -110,8 +164,9 @@ def test_an_alert_reads_without_ids_or_machine_times(
     assert "Sanction id" not in main
 
 
-def test_a_timeline_needs_only_a_name(app: FastAPI,
-                                      visits: tuple[str, dict[str, str], str]) -> None:
+def test_a_timeline_needs_only_a_name(
+    app: FastAPI, visits: tuple[str, dict[str, str], str]
+) -> None:
     tag, ids, _ = visits
     client, _ = client_for(app, "dsl")
     page = client.get("/monitoring/timeline", params={"user": f"{tag}-pupil1"})
@@ -123,8 +178,14 @@ def test_a_timeline_needs_only_a_name(app: FastAPI,
 def test_every_alert_kind_the_gateway_raises_has_words() -> None:
     from schoolgate.admin_api.words import alert_kind_words
 
-    for kind in ("circumvention_attempt", "sanction_placed", "sanction_recommended",
-                 "safeguarding_search", "list_stale", "list_update_failed"):
+    for kind in (
+        "circumvention_attempt",
+        "sanction_placed",
+        "sanction_recommended",
+        "safeguarding_search",
+        "list_stale",
+        "list_update_failed",
+    ):
         assert "_" not in alert_kind_words(kind), kind
     assert alert_kind_words("safeguarding_search") == "searched for something worrying"
 

@@ -33,7 +33,9 @@ from tests.admin_api.conftest import World, client_for
 from tests.admin_api.mail_tls import MailTls, make_mail_tls
 from tests.support.smtp_sink import Received, SmtpSink, smtp_sink
 
-DEMO_USERS = Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-users.yaml"
+DEMO_USERS = (
+    Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-users.yaml"
+)
 LONDON = ZoneInfo("Europe/London")
 # Friday 18 December 2026, 10:00 in London (GMT).
 NOW = datetime(2026, 12, 18, 10, 0, tzinfo=UTC)
@@ -65,20 +67,45 @@ def settings_for(sink: SmtpSink, tls: MailTls, extra: str = "") -> NotificationS
         f"to: [unused@school.test], ca_file: '{tls.cert}'}}\n"
         "admin_url: https://admin.school.test\n"
         "business_manager: {to: [bursar@school.test]}\n"
-        "dsl: {to: [dsl@school.test]}\n" + extra, source="notifications.yaml")
+        "dsl: {to: [dsl@school.test]}\n" + extra,
+        source="notifications.yaml",
+    )
 
 
-def add_request(session: Session, *, host: str, at: datetime, requester: str = "pupil1",
-                state: RequestState = RequestState.PENDING, reviewed_at: datetime | None = None,
-                note: str | None = None, ends: datetime | None = None) -> str:
+def add_request(
+    session: Session,
+    *,
+    host: str,
+    at: datetime,
+    requester: str = "pupil1",
+    state: RequestState = RequestState.PENDING,
+    reviewed_at: datetime | None = None,
+    note: str | None = None,
+    ends: datetime | None = None,
+) -> str:
     row_id = str(uuid.uuid4())
-    session.add(UnblockRequestRow(
-        id=row_id, created_at=at, requester=requester, requester_name=requester.title(),
-        requester_role="pupil", blocked_user=requester, blocked_role="pupil", blocked_at=at,
-        block_reason="rule_block", from_block_page=True, host=host, category="social",
-        why="For my Viking project homework.", state=state,
-        reviewed_by="bursar1" if reviewed_at else None, reviewed_at=reviewed_at,
-        review_note=note, grant={"ends": ends.isoformat()} if ends else None))
+    session.add(
+        UnblockRequestRow(
+            id=row_id,
+            created_at=at,
+            requester=requester,
+            requester_name=requester.title(),
+            requester_role="pupil",
+            blocked_user=requester,
+            blocked_role="pupil",
+            blocked_at=at,
+            block_reason="rule_block",
+            from_block_page=True,
+            host=host,
+            category="social",
+            why="For my Viking project homework.",
+            state=state,
+            reviewed_by="bursar1" if reviewed_at else None,
+            reviewed_at=reviewed_at,
+            review_note=note,
+            grant={"ends": ends.isoformat()} if ends else None,
+        )
+    )
     session.commit()
     return row_id
 
@@ -89,20 +116,22 @@ def text_of(mail: Received) -> str:
     return payload.decode().replace("\r\n", "\n")
 
 
-def run(db: sessionmaker[Session], settings: NotificationSettings, now: datetime,
-        state: Path) -> list[str]:
+def run(
+    db: sessionmaker[Session], settings: NotificationSettings, now: datetime, state: Path
+) -> list[str]:
     addresses = DirectoryAddresses(LocalDirectory(DEMO_USERS))
     with db() as session:
-        sent = run_notifications(session, settings, now=now, zone=LONDON, state_file=state,
-                                 address_of=addresses)
+        sent = run_notifications(
+            session, settings, now=now, zone=LONDON, state_file=state, address_of=addresses
+        )
     addresses.close()
     assert sent.failed == []
     return [subject for _to, subject in sent.mails]
 
 
-def test_new_requests_reach_the_business_manager_once(db: sessionmaker[Session],
-                                                      sink: SmtpSink, tls: MailTls,
-                                                      tmp_path: Path) -> None:
+def test_new_requests_reach_the_business_manager_once(
+    db: sessionmaker[Session], sink: SmtpSink, tls: MailTls, tmp_path: Path
+) -> None:
     with db() as session:
         first = add_request(session, host="www.tiktok.com", at=NOW - timedelta(minutes=20))
         add_request(session, host="www.reddit.com", at=NOW - timedelta(minutes=5))
@@ -113,25 +142,33 @@ def test_new_requests_reach_the_business_manager_once(db: sessionmaker[Session],
     assert mail.encrypted
     assert mail.recipients == ["bursar@school.test"]
     body = text_of(mail)
-    assert "www.tiktok.com (social media), asked by Pupil1 (pupil1) on Friday 18 December, " \
-           "09:40" in body
+    assert (
+        "www.tiktok.com (social media), asked by Pupil1 (pupil1) on Friday 18 December, "
+        "09:40" in body
+    )
     assert f"https://admin.school.test/requests/{first}" in body
     assert run(db, settings, NOW + timedelta(minutes=5), state) == []  # nothing new
     with db() as session:
         add_request(session, host="www.discord.com", at=NOW + timedelta(minutes=6))
     assert run(db, settings, NOW + timedelta(minutes=10), state) == [
-        "1 new unblock request waiting for you"]
+        "1 new unblock request waiting for you"
+    ]
 
 
-def test_a_daily_digest_comes_once_a_day_at_its_time(db: sessionmaker[Session], sink: SmtpSink,
-                                                     tls: MailTls, tmp_path: Path) -> None:
+def test_a_daily_digest_comes_once_a_day_at_its_time(
+    db: sessionmaker[Session], sink: SmtpSink, tls: MailTls, tmp_path: Path
+) -> None:
     with db() as session:
         add_request(session, host="www.tiktok.com", at=NOW - timedelta(hours=1))
-    settings = settings_for(sink, tls).model_copy(update={
-        "business_manager": parse_notification_settings(
-            "email: {host: h, from: a@b.c, to: [d@e.f]}\n"
-            "business_manager: {to: [bursar@school.test], mode: daily, daily_at: '15:30'}",
-            source="t").business_manager})
+    settings = settings_for(sink, tls).model_copy(
+        update={
+            "business_manager": parse_notification_settings(
+                "email: {host: h, from: a@b.c, to: [d@e.f]}\n"
+                "business_manager: {to: [bursar@school.test], mode: daily, daily_at: '15:30'}",
+                source="t",
+            ).business_manager
+        }
+    )
     state = tmp_path / "state.json"
     assert run(db, settings, NOW, state) == []  # 10:00: not yet
     at_four = datetime(2026, 12, 18, 16, 0, tzinfo=UTC)
@@ -140,39 +177,67 @@ def test_a_daily_digest_comes_once_a_day_at_its_time(db: sessionmaker[Session], 
 
 
 def test_the_requester_hears_the_outcome_where_an_address_is_known(
-        db: sessionmaker[Session], sink: SmtpSink, tls: MailTls, tmp_path: Path) -> None:
+    db: sessionmaker[Session], sink: SmtpSink, tls: MailTls, tmp_path: Path
+) -> None:
     with db() as session:
-        add_request(session, host="www.bbc.co.uk", at=NOW - timedelta(hours=2),
-                    requester="teacher1", state=RequestState.APPROVED,
-                    reviewed_at=NOW - timedelta(minutes=30),
-                    ends=datetime(2026, 12, 18, 14, 0, tzinfo=UTC))
-        add_request(session, host="www.reddit.com", at=NOW - timedelta(hours=2),
-                    requester="teacher1", state=RequestState.DENIED,
-                    reviewed_at=NOW - timedelta(minutes=20), note="Please use the library.")
-        add_request(session, host="www.tiktok.com", at=NOW - timedelta(hours=2),
-                    requester="pupil7", state=RequestState.DENIED,
-                    reviewed_at=NOW - timedelta(minutes=10), note="No.")
-    settings = settings_for(sink, tls, "").model_copy(update={"business_manager": None,
-                                                              "dsl": None})
+        add_request(
+            session,
+            host="www.bbc.co.uk",
+            at=NOW - timedelta(hours=2),
+            requester="teacher1",
+            state=RequestState.APPROVED,
+            reviewed_at=NOW - timedelta(minutes=30),
+            ends=datetime(2026, 12, 18, 14, 0, tzinfo=UTC),
+        )
+        add_request(
+            session,
+            host="www.reddit.com",
+            at=NOW - timedelta(hours=2),
+            requester="teacher1",
+            state=RequestState.DENIED,
+            reviewed_at=NOW - timedelta(minutes=20),
+            note="Please use the library.",
+        )
+        add_request(
+            session,
+            host="www.tiktok.com",
+            at=NOW - timedelta(hours=2),
+            requester="pupil7",
+            state=RequestState.DENIED,
+            reviewed_at=NOW - timedelta(minutes=10),
+            note="No.",
+        )
+    settings = settings_for(sink, tls, "").model_copy(
+        update={"business_manager": None, "dsl": None}
+    )
     state = tmp_path / "state.json"
     assert run(db, settings, NOW, state) == [
         "Yes: you can use www.bbc.co.uk until Friday 18 December, 14:00",
-        "Not this time: www.reddit.com"]  # pupil7 is unknown: their page tells them
+        "Not this time: www.reddit.com",
+    ]  # pupil7 is unknown: their page tells them
     assert [m.recipients for m in sink.messages] == [["teacher1@demo.school.example"]] * 2
     denied = text_of(sink.messages[1])
     assert "The reason: Please use the library." in denied
     assert run(db, settings, NOW + timedelta(minutes=5), state) == []
 
 
-def test_the_dsl_gets_new_alerts_and_the_weekly_summary(db: sessionmaker[Session],
-                                                        sink: SmtpSink, tls: MailTls,
-                                                        tmp_path: Path) -> None:
+def test_the_dsl_gets_new_alerts_and_the_weekly_summary(
+    db: sessionmaker[Session], sink: SmtpSink, tls: MailTls, tmp_path: Path
+) -> None:
     with db() as session:
         for severity in (AlertSeverity.LOW, AlertSeverity.HIGH):
-            session.add(AlertRow(id=str(uuid.uuid4()), at=NOW - timedelta(minutes=3),
-                                 severity=severity, kind="circumvention_attempt",
-                                 user="pupil1", summary=f"pupil1: a {severity} attempt",
-                                 details={}, state=AlertState.OPEN))
+            session.add(
+                AlertRow(
+                    id=str(uuid.uuid4()),
+                    at=NOW - timedelta(minutes=3),
+                    severity=severity,
+                    kind="circumvention_attempt",
+                    user="pupil1",
+                    summary=f"pupil1: a {severity} attempt",
+                    details={},
+                    state=AlertState.OPEN,
+                )
+            )
         session.commit()
     settings = settings_for(sink, tls).model_copy(update={"business_manager": None})
     state = tmp_path / "state.json"
@@ -184,36 +249,44 @@ def test_the_dsl_gets_new_alerts_and_the_weekly_summary(db: sessionmaker[Session
     assert run(db, settings, monday_nine + timedelta(hours=1), state) == []
 
 
-def test_a_failed_email_is_tried_again_at_the_next_run(db: sessionmaker[Session],
-                                                       tmp_path: Path) -> None:
+def test_a_failed_email_is_tried_again_at_the_next_run(
+    db: sessionmaker[Session], tmp_path: Path
+) -> None:
     with db() as session:
         add_request(session, host="www.tiktok.com", at=NOW - timedelta(minutes=5))
     settings = parse_notification_settings(
         "email: {host: 127.0.0.1, port: 9, from: a@b.c, to: [d@e.f], timeout_seconds: 2}\n"
-        "business_manager: {to: [bursar@school.test]}\nrequesters: false\n", source="t")
+        "business_manager: {to: [bursar@school.test]}\nrequesters: false\n",
+        source="t",
+    )
     state = tmp_path / "state.json"
     calls: list[str] = []
 
-    def broken(_settings: EmailSettings, subject: str, _text: str,
-               _to: tuple[str, ...]) -> None:
+    def broken(_settings: EmailSettings, subject: str, _text: str, _to: tuple[str, ...]) -> None:
         calls.append(subject)
         raise ConnectionRefusedError("the mail server is down")
 
     with db() as session:
-        sent = run_notifications(session, settings, now=NOW, zone=LONDON, state_file=state,
-                                 mailer=broken)
+        sent = run_notifications(
+            session, settings, now=NOW, zone=LONDON, state_file=state, mailer=broken
+        )
         assert sent.failed
-        again = run_notifications(session, settings, now=NOW, zone=LONDON, state_file=state,
-                                  mailer=broken)
+        again = run_notifications(
+            session, settings, now=NOW, zone=LONDON, state_file=state, mailer=broken
+        )
     assert again.failed
     assert calls == ["1 new unblock request waiting for you"] * 2
 
 
-def test_the_business_manager_sees_the_count_on_every_page(app: FastAPI, world: World,
-                                                           resources: Resources) -> None:
+def test_the_business_manager_sees_the_count_on_every_page(
+    app: FastAPI, world: World, resources: Resources
+) -> None:
     with resources.sessions() as session:
-        waiting = session.scalar(select(func.count()).select_from(UnblockRequestRow).where(
-            UnblockRequestRow.state == RequestState.PENDING))
+        waiting = session.scalar(
+            select(func.count())
+            .select_from(UnblockRequestRow)
+            .where(UnblockRequestRow.state == RequestState.PENDING)
+        )
     client, _ = client_for(app, "business_manager")
     home = client.get("/").text
     assert f"<strong>{waiting}</strong> unblock request" in home
@@ -225,8 +298,10 @@ def test_the_business_manager_sees_the_count_on_every_page(app: FastAPI, world: 
 
 def test_an_address_map_in_the_file_is_refused_in_words() -> None:
     with pytest.raises(ValueError, match="comes from the directory"):
-        parse_notification_settings("email: {host: h, from: a@b.c, to: [d@e.f]}\n"
-                                    "addresses: {teacher1: t@school.test}\n", source="n.yaml")
+        parse_notification_settings(
+            "email: {host: h, from: a@b.c, to: [d@e.f]}\naddresses: {teacher1: t@school.test}\n",
+            source="n.yaml",
+        )
 
 
 class _Down:
@@ -237,20 +312,26 @@ class _Down:
 
 
 def test_a_directory_outage_keeps_the_answer_for_the_next_run(
-        db: sessionmaker[Session], sink: SmtpSink, tls: MailTls, tmp_path: Path) -> None:
+    db: sessionmaker[Session], sink: SmtpSink, tls: MailTls, tmp_path: Path
+) -> None:
     with db() as session:
-        add_request(session, host="www.bbc.co.uk", at=NOW - timedelta(hours=2),
-                    requester="teacher1", state=RequestState.DENIED,
-                    reviewed_at=NOW - timedelta(minutes=30), note="Use the library copy.")
-    settings = settings_for(sink, tls).model_copy(update={"business_manager": None,
-                                                          "dsl": None})
+        add_request(
+            session,
+            host="www.bbc.co.uk",
+            at=NOW - timedelta(hours=2),
+            requester="teacher1",
+            state=RequestState.DENIED,
+            reviewed_at=NOW - timedelta(minutes=30),
+            note="Use the library copy.",
+        )
+    settings = settings_for(sink, tls).model_copy(update={"business_manager": None, "dsl": None})
     state = tmp_path / "state.json"
     down = DirectoryAddresses(_Down())  # type: ignore[arg-type]
     with db() as session:
-        sent = run_notifications(session, settings, now=NOW, zone=LONDON, state_file=state,
-                                 address_of=down)
+        sent = run_notifications(
+            session, settings, now=NOW, zone=LONDON, state_file=state, address_of=down
+        )
     down.close()
     assert sent.mails == []
     assert sent.failed == ["address of teacher1: the directory did not answer"]
-    assert run(db, settings, NOW + timedelta(minutes=5), state) == [
-        "Not this time: www.bbc.co.uk"]
+    assert run(db, settings, NOW + timedelta(minutes=5), state) == ["Not this time: www.bbc.co.uk"]

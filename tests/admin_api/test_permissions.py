@@ -47,18 +47,43 @@ ENDPOINTS = [
     Endpoint("GET", "/requests/mine", ALL, 200),
     Endpoint("GET", "/requests", BM, 200),
     Endpoint("GET", "/requests/{request}", OWNER_OR_BM, 200),
-    Endpoint("POST", "/requests/{request}/approve", BM, 303,
-             form={"scope": "user", "target_kind": "host", "duration": "hours", "hours": "1"}),
-    Endpoint("POST", "/requests/{request}/deny", BM, 303, form={"reason": "Not for school.",
-                                                                    "confirm": "yes"}),
+    Endpoint(
+        "POST",
+        "/requests/{request}/approve",
+        BM,
+        303,
+        form={"scope": "user", "target_kind": "host", "duration": "hours", "hours": "1"},
+    ),
+    Endpoint(
+        "POST",
+        "/requests/{request}/deny",
+        BM,
+        303,
+        form={"reason": "Not for school.", "confirm": "yes"},
+    ),
     Endpoint("GET", "/lists", BM, 200),
-    Endpoint("POST", "/lists", BM, 303, form={"host": "new-{tag}.example", "verdict": "block",
-                                              "note": "reported by a teacher"}),
-    Endpoint("POST", "/lists/remove", BM, 303, form={"host": "{host}", "reason": "Not needed",
-                                                     "confirm": "yes"}),
+    Endpoint(
+        "POST",
+        "/lists",
+        BM,
+        303,
+        form={"host": "new-{tag}.example", "verdict": "block", "note": "reported by a teacher"},
+    ),
+    Endpoint(
+        "POST",
+        "/lists/remove",
+        BM,
+        303,
+        form={"host": "{host}", "reason": "Not needed", "confirm": "yes"},
+    ),
     Endpoint("GET", "/exceptions", BM, 200),
-    Endpoint("POST", "/exceptions/{exception}/revoke", BM, 303,
-             form={"reason": "Lesson cancelled", "confirm": "yes"}),
+    Endpoint(
+        "POST",
+        "/exceptions/{exception}/revoke",
+        BM,
+        303,
+        form={"reason": "Lesson cancelled", "confirm": "yes"},
+    ),
     Endpoint("GET", "/explain?host=www.tiktok.com&role=pupil", STAFF_SIDE, 200),
     Endpoint("GET", "/policy", IT, 200),
     Endpoint("POST", "/policy/check", IT, 200, form={"text": "name: x\n"}),
@@ -72,15 +97,30 @@ ENDPOINTS = [
     Endpoint("GET", "/monitoring/timeline?user=pupil1&at=2030-01-06T10:00", DSL, 200),
     Endpoint("GET", "/monitoring/alerts", DSL, 200),
     Endpoint("GET", "/monitoring/incidents", DSL, 200),
-    Endpoint("POST", "/monitoring/incidents", DSL, 303,
-             form={"user": "pupil-{tag}", "what_happened": "Tried a web proxy.",
-                   "action_taken": "Spoke to them.", "outcome": "Understood."}),
+    Endpoint(
+        "POST",
+        "/monitoring/incidents",
+        DSL,
+        303,
+        form={
+            "user": "pupil-{tag}",
+            "what_happened": "Tried a web proxy.",
+            "action_taken": "Spoke to them.",
+            "outcome": "Understood.",
+        },
+    ),
     Endpoint("GET", "/monitoring/sanctions", DSL, 200),
-    Endpoint("POST", "/monitoring/sanctions", DSL, 303,
-             form={"user": "it1", "days": "2", "reason": "Repeated proxy use."}),  # known name
+    Endpoint(
+        "POST",
+        "/monitoring/sanctions",
+        DSL,
+        303,
+        form={"user": "it1", "days": "2", "reason": "Repeated proxy use."},
+    ),  # known name
     # it1 is in no teacher's class: only the DSL supervises anyone (services/classes.py)
-    Endpoint("POST", "/monitoring/supervised-sessions", DSL, 303,
-             form={"user": "it1", "minutes": "30"}),
+    Endpoint(
+        "POST", "/monitoring/supervised-sessions", DSL, 303, form={"user": "it1", "minutes": "30"}
+    ),
     Endpoint("GET", "/teacher", STAFF_SIDE, 200),
     Endpoint("POST", "/teacher", DSL, 303, form={"user": "it1", "minutes": "20"}),
     Endpoint("GET", "/monitoring/charts", DSL, 200),
@@ -92,12 +132,16 @@ ENDPOINTS = [
     Endpoint("POST", "/api/requests", ALL, 201, json={"host": "www.bbc.co.uk", "why": WHY}),
     Endpoint("GET", "/api/requests", BM, 200),
     Endpoint("GET", "/api/requests/{request}", OWNER_OR_BM, 200),
-    Endpoint("POST", "/api/requests/{request}/approve", BM, 200,
-             json={"scope": "user", "target_kind": "host", "duration": "hours", "hours": 2}),
+    Endpoint(
+        "POST",
+        "/api/requests/{request}/approve",
+        BM,
+        200,
+        json={"scope": "user", "target_kind": "host", "duration": "hours", "hours": 2},
+    ),
     Endpoint("POST", "/api/requests/{request}/deny", BM, 200, json={"reason": "Not needed."}),
     Endpoint("GET", "/api/lists", BM, 200),
-    Endpoint("POST", "/api/lists", BM, 201, json={"host": "api-{tag}.example",
-                                                  "verdict": "allow"}),
+    Endpoint("POST", "/api/lists", BM, 201, json={"host": "api-{tag}.example", "verdict": "allow"}),
     Endpoint("DELETE", "/api/lists/{host}", BM, 204),
     Endpoint("GET", "/api/exceptions", BM, 200),
     Endpoint("POST", "/api/exceptions/{exception}/revoke", BM, 200, json={}),
@@ -109,14 +153,29 @@ ENDPOINTS = [
     Endpoint("GET", "/api/monitoring/timeline?user=pupil1&at=2030-01-06T10:00", DSL, 200),
     Endpoint("GET", "/api/monitoring/alerts", DSL, 200),
     Endpoint("GET", "/api/monitoring/incidents", DSL, 200),
-    Endpoint("POST", "/api/monitoring/incidents", DSL, 201,
-             json={"user": "pupil-{tag}", "what_happened": "Tried a web proxy.",
-                   "action_taken": "Spoke to them.", "outcome": "Understood."}),
+    Endpoint(
+        "POST",
+        "/api/monitoring/incidents",
+        DSL,
+        201,
+        json={
+            "user": "pupil-{tag}",
+            "what_happened": "Tried a web proxy.",
+            "action_taken": "Spoke to them.",
+            "outcome": "Understood.",
+        },
+    ),
     Endpoint("GET", "/api/monitoring/sanctions", DSL, 200),
-    Endpoint("POST", "/api/monitoring/sanctions", DSL, 201,
-             json={"user": "it1", "reason": "Repeated proxy use."}),
-    Endpoint("POST", "/api/monitoring/supervised-sessions", DSL, 201,
-             json={"user": "it1", "minutes": 30}),
+    Endpoint(
+        "POST",
+        "/api/monitoring/sanctions",
+        DSL,
+        201,
+        json={"user": "it1", "reason": "Repeated proxy use."},
+    ),
+    Endpoint(
+        "POST", "/api/monitoring/supervised-sessions", DSL, 201, json={"user": "it1", "minutes": 30}
+    ),
     Endpoint("GET", "/api/monitoring/charts", DSL, 200),
     Endpoint("GET", "/api/monitoring/weekly", DSL, 200),
     # open to everyone
@@ -135,15 +194,19 @@ ENDPOINTS = [
 
 
 def _fill(text: str, world: World, tag: str) -> str:
-    return (text.replace("{request}", world.request_id)
-            .replace("{exception}", world.exception_id)
-            .replace("{host}", world.host).replace("{tag}", tag))
+    return (
+        text.replace("{request}", world.request_id)
+        .replace("{exception}", world.exception_id)
+        .replace("{host}", world.host)
+        .replace("{tag}", tag)
+    )
 
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.path}")
-def test_role_x_endpoint(app: FastAPI, resources: Resources, world: World, endpoint: Endpoint,
-                         role: str) -> None:
+def test_role_x_endpoint(
+    app: FastAPI, resources: Resources, world: World, endpoint: Endpoint, role: str
+) -> None:
     client, csrf = client_for(app, role)
     tag = uuid.uuid4().hex[:8]
     path = _fill(endpoint.path, world, tag)
@@ -154,8 +217,10 @@ def test_role_x_endpoint(app: FastAPI, resources: Resources, world: World, endpo
     elif endpoint.method != "GET":
         kwargs["headers"] = {"X-CSRF-Token": csrf}
         if endpoint.json is not None:
-            kwargs["json"] = {k: _fill(v, world, tag) if isinstance(v, str) else v
-                              for k, v in endpoint.json.items()}
+            kwargs["json"] = {
+                k: _fill(v, world, tag) if isinstance(v, str) else v
+                for k, v in endpoint.json.items()
+            }
     answer = client.request(endpoint.method, path, **kwargs)
     if role in endpoint.allowed:
         expected = endpoint.ok
@@ -172,10 +237,18 @@ def test_role_x_endpoint(app: FastAPI, resources: Resources, world: World, endpo
 def test_the_nav_shows_only_what_the_role_may_open(app: FastAPI, role: str) -> None:
     client, _ = client_for(app, role)
     html = client.get("/").text
-    links = {e.path for e in ENDPOINTS if e.method == "GET" and "{" not in e.path
-             and "?" not in e.path and e.path not in ("/", "/signin") and not e.api
-             and not e.path.endswith(".csv") and f'href="{e.path}"' in html
-             and "<nav" in html}
+    links = {
+        e.path
+        for e in ENDPOINTS
+        if e.method == "GET"
+        and "{" not in e.path
+        and "?" not in e.path
+        and e.path not in ("/", "/signin")
+        and not e.api
+        and not e.path.endswith(".csv")
+        and f'href="{e.path}"' in html
+        and "<nav" in html
+    }
     for path in links:
         allowed = next(e.allowed for e in ENDPOINTS if e.method == "GET" and e.path == path)
         assert role in allowed, f"{role} is shown {path}"

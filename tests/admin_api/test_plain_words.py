@@ -20,26 +20,40 @@ from schoolgate.store.admin_models import UnblockRequestRow
 from tests.admin_api.conftest import client_for
 
 LONDON = ZoneInfo("Europe/London")
-RAW = ("Value should have", "after validation", "items", "U+002F", "SOLIDUS",
-       "YYYY-MM-DD", "is required")
+RAW = (
+    "Value should have",
+    "after validation",
+    "items",
+    "U+002F",
+    "SOLIDUS",
+    "YYYY-MM-DD",
+    "is required",
+)
 
 
 def pages(now: datetime = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)) -> Pages:
     return Pages(school_name="Test Primary", zone=LONDON, now=lambda: now)
 
 
-@pytest.mark.parametrize(("value", "kwargs", "shown"), [
-    (datetime(2026, 12, 18, 10, 30, tzinfo=UTC), {}, "Friday 18 December, 10:30"),
-    # British Summer Time: stored 09:30 UTC is 10:30 at school
-    (datetime(2026, 6, 19, 9, 30, tzinfo=UTC), {}, "Friday 19 June, 10:30"),
-    (datetime(2027, 1, 4, 8, 5, 7, tzinfo=UTC), {"seconds": True},
-     "Monday 4 January 2027, 08:05:07"),
-    (datetime(2026, 12, 18, 10, 30, tzinfo=UTC), {"with_day": False}, "10:30"),
-    ("2026-12-18T10:30:00+00:00", {}, "Friday 18 December, 10:30"),
-    (None, {}, "—"),
-])
-def test_when_reads_as_people_say_it(value: datetime | str | None, kwargs: dict[str, bool],
-                                     shown: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "kwargs", "shown"),
+    [
+        (datetime(2026, 12, 18, 10, 30, tzinfo=UTC), {}, "Friday 18 December, 10:30"),
+        # British Summer Time: stored 09:30 UTC is 10:30 at school
+        (datetime(2026, 6, 19, 9, 30, tzinfo=UTC), {}, "Friday 19 June, 10:30"),
+        (
+            datetime(2027, 1, 4, 8, 5, 7, tzinfo=UTC),
+            {"seconds": True},
+            "Monday 4 January 2027, 08:05:07",
+        ),
+        (datetime(2026, 12, 18, 10, 30, tzinfo=UTC), {"with_day": False}, "10:30"),
+        ("2026-12-18T10:30:00+00:00", {}, "Friday 18 December, 10:30"),
+        (None, {}, "—"),
+    ],
+)
+def test_when_reads_as_people_say_it(
+    value: datetime | str | None, kwargs: dict[str, bool], shown: str
+) -> None:
     assert pages().when(value, **kwargs) == shown
 
 
@@ -48,28 +62,47 @@ def test_a_day_has_its_name_and_the_year_only_when_not_this_year() -> None:
     assert pages().day(date(2025, 12, 18)) == "Thursday 18 December 2025"
 
 
-@pytest.mark.parametrize(("typed", "site"), [
-    ("https://www.bbc.co.uk/newsround/123?x=1#top", "www.bbc.co.uk"),
-    ("www.bbc.co.uk/newsround", "www.bbc.co.uk"),
-    ("http://user@Example.org:8080/a", "example.org"),
-    ("www.bbc.co.uk", "www.bbc.co.uk"),
-    ("not a site", "not a site"),
-    ("http://[::1/oops", "http://[::1/oops"),  # not understood: left for the host checks
-])
+@pytest.mark.parametrize(
+    ("typed", "site"),
+    [
+        ("https://www.bbc.co.uk/newsround/123?x=1#top", "www.bbc.co.uk"),
+        ("www.bbc.co.uk/newsround", "www.bbc.co.uk"),
+        ("http://user@Example.org:8080/a", "example.org"),
+        ("www.bbc.co.uk", "www.bbc.co.uk"),
+        ("not a site", "not a site"),
+        ("http://[::1/oops", "http://[::1/oops"),  # not understood: left for the host checks
+    ],
+)
 def test_a_pasted_address_is_read_as_its_site(typed: str, site: str) -> None:
     assert site_of(typed) == site
 
 
-@pytest.mark.parametrize(("data", "field", "words"), [
-    ({"host": "www.bbc.co.uk", "why": "homework"}, "why",
-     "Please tell us a bit more about why (at least 10 characters)"),
-    ({"host": "www.bbc.co.uk"}, "why", "Please tell us why you need this website"),
-    ({"host": "www.bbc.co.uk", "why": "x" * 2001}, "why",
-     "Please make why you need it shorter (2000 characters at most)"),
-    ({"host": "www.bbc.co.uk", "why": "For the Viking project", "wanted_on": "next week",
-      "wanted_period": "09:00-10:00"}, "wanted_on",
-     "Please give the day as a date, for example 2026-12-18"),
-])
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        (
+            {"host": "www.bbc.co.uk", "why": "homework"},
+            "why",
+            "Please tell us a bit more about why (at least 10 characters)",
+        ),
+        ({"host": "www.bbc.co.uk"}, "why", "Please tell us why you need this website"),
+        (
+            {"host": "www.bbc.co.uk", "why": "x" * 2001},
+            "why",
+            "Please make why you need it shorter (2000 characters at most)",
+        ),
+        (
+            {
+                "host": "www.bbc.co.uk",
+                "why": "For the Viking project",
+                "wanted_on": "next week",
+                "wanted_period": "09:00-10:00",
+            },
+            "wanted_on",
+            "Please give the day as a date, for example 2026-12-18",
+        ),
+    ],
+)
 def test_form_problems_are_sentences(data: dict[str, str], field: str, words: str) -> None:
     with pytest.raises(InvalidInput) as info:
         validate(UnblockRequestCreate, data)
@@ -79,29 +112,36 @@ def test_form_problems_are_sentences(data: dict[str, str], field: str, words: st
 
 def test_our_own_checks_name_their_field() -> None:
     with pytest.raises(InvalidInput) as info:
-        validate(LocalListEntryCreate, {"host": "www.a.org", "verdict": "block",
-                                        "note": "bad\x00note"})
+        validate(
+            LocalListEntryCreate, {"host": "www.a.org", "verdict": "block", "note": "bad\x00note"}
+        )
     assert info.value.problems["note"].startswith("The note contains control characters")
 
 
 def test_a_pupils_short_reason_gets_a_plain_sentence_on_the_page(app: FastAPI) -> None:
     client, csrf = client_for(app, "pupil")
-    answer = client.post("/requests/new", data={"host": "www.bbc.co.uk", "why": "homework",
-                                                "csrf_token": csrf})
+    answer = client.post(
+        "/requests/new", data={"host": "www.bbc.co.uk", "why": "homework", "csrf_token": csrf}
+    )
     assert answer.status_code == 422
     assert "Please tell us a bit more about why (at least 10 characters)" in answer.text
     assert not any(raw in answer.text for raw in RAW[:5])
 
 
-def test_a_pasted_url_becomes_a_request_for_its_site(app: FastAPI,
-                                                     resources: Resources) -> None:
+def test_a_pasted_url_becomes_a_request_for_its_site(app: FastAPI, resources: Resources) -> None:
     client, csrf = client_for(app, "staff")
     tag = uuid.uuid4().hex[:8]
-    answer = client.post("/requests/new", data={
-        "host": f"https://www.site-{tag}.example/lesson/plan?id=4", "csrf_token": csrf,
-        "why": "We need this for the Year 6 lesson on Vikings."})
+    answer = client.post(
+        "/requests/new",
+        data={
+            "host": f"https://www.site-{tag}.example/lesson/plan?id=4",
+            "csrf_token": csrf,
+            "why": "We need this for the Year 6 lesson on Vikings.",
+        },
+    )
     assert answer.status_code == 303, answer.text
     with resources.sessions() as session:
-        hosts = session.scalars(select(UnblockRequestRow.host).where(
-            UnblockRequestRow.host.like(f"%{tag}%"))).all()
+        hosts = session.scalars(
+            select(UnblockRequestRow.host).where(UnblockRequestRow.host.like(f"%{tag}%"))
+        ).all()
     assert hosts == [f"www.site-{tag}.example"]

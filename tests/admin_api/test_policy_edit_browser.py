@@ -46,18 +46,27 @@ def admin_with_lunch_events(folder: Path, policy: Path) -> Iterator[str]:
     lunch = _recent_lunch()
     with Session(engine) as session:
         for i, user in enumerate(["teacher1", "teacher1", "teacher2"]):
-            session.add(EventRow(id=str(uuid.uuid4()), replica="r", seq=i,
-                                 at=lunch + timedelta(minutes=i), user=user, role="staff",
-                                 host="www.facebook.com", verdict=Verdict.ALLOW,
-                                 reason=Reason.RULE_ALLOW.value, intercepted=False))
+            session.add(
+                EventRow(
+                    id=str(uuid.uuid4()),
+                    replica="r",
+                    seq=i,
+                    at=lunch + timedelta(minutes=i),
+                    user=user,
+                    role="staff",
+                    host="www.facebook.com",
+                    verdict=Verdict.ALLOW,
+                    reason=Reason.RULE_ALLOW.value,
+                    intercepted=False,
+                )
+            )
         session.commit()
     engine.dispose()
     with running_admin(folder, database=database, policy=policy) as admin:
         yield admin
 
 
-def test_edit_preview_save_and_restore_in_a_browser(tmp_path: Path,
-                                                    artefacts_dir: Path) -> None:
+def test_edit_preview_save_and_restore_in_a_browser(tmp_path: Path, artefacts_dir: Path) -> None:
     chromium, _, sync_api = need_browser()
     policy = tmp_path / "policy.yaml"
     policy.write_bytes(seed_policy_path().read_bytes())
@@ -80,8 +89,9 @@ def _story(page: Any, admin: str, policy: Path, original: str, shots: Path) -> N
     page.goto(f"{admin}/policy")
     assert "Running: version 1" in page.inner_text("#running-version")
 
-    page.fill("#edit-text", original.replace(BREAK_RULE,
-                                             "    categories: [social]\n    when: [break]\n"))
+    page.fill(
+        "#edit-text", original.replace(BREAK_RULE, "    categories: [social]\n    when: [break]\n")
+    )
     page.click("button:has-text('What would change?')")
     page.wait_for_load_state()
     preview = page.inner_text("#preview")

@@ -78,9 +78,15 @@ def test_a_save_writes_the_file_records_a_version_and_audits_the_diff(admin: Adm
     client.get("/policy")
     before = _latest(admin)
     new_text = admin.path.read_text(encoding="utf-8").replace(BREAK_RULE, NO_FACEBOOK_AT_BREAK)
-    answer = client.post("/policy/edit", data={
-        "csrf_token": token, "text": new_text, "reason": "Governors: no Facebook at break",
-        "action": "save"})
+    answer = client.post(
+        "/policy/edit",
+        data={
+            "csrf_token": token,
+            "text": new_text,
+            "reason": "Governors: no Facebook at break",
+            "action": "save",
+        },
+    )
     assert answer.status_code == 303, answer.text
     assert admin.path.read_text(encoding="utf-8") == new_text
     row = _latest(admin)
@@ -88,8 +94,11 @@ def test_a_save_writes_the_file_records_a_version_and_audits_the_diff(admin: Adm
     assert (row.author, row.reason) == ("it1", "Governors: no Facebook at break")
     assert "-    categories: [facebook, social]\n+    categories: [social]\n" in row.diff
     with admin.resources.sessions() as session:
-        entry = session.scalars(select(AuditEntryRow).where(
-            AuditEntryRow.action == "policy.change").order_by(AuditEntryRow.id.desc())).first()
+        entry = session.scalars(
+            select(AuditEntryRow)
+            .where(AuditEntryRow.action == "policy.change")
+            .order_by(AuditEntryRow.id.desc())
+        ).first()
     assert entry is not None
     assert entry.after is not None
     assert entry.after["version"] == row.id
@@ -103,8 +112,9 @@ def test_a_bad_text_is_refused_with_its_place_and_the_file_is_untouched(admin: A
     client, token = _it(admin)
     original = admin.path.read_bytes()
     bad = original.decode().replace("categories: [x, instagram]", "categories: [x, gamez]")
-    answer = client.post("/policy/edit", data={
-        "csrf_token": token, "text": bad, "reason": "typo", "action": "save"})
+    answer = client.post(
+        "/policy/edit", data={"csrf_token": token, "text": bad, "reason": "typo", "action": "save"}
+    )
     assert answer.status_code == 422
     assert "gamez" in answer.text
     assert "rules[0]" in answer.text
@@ -115,16 +125,23 @@ def test_a_bad_text_is_refused_with_its_place_and_the_file_is_untouched(admin: A
 def test_a_save_needs_a_reason(admin: Admin) -> None:
     client, token = _it(admin)
     original = admin.path.read_bytes()
-    answer = client.post("/policy/edit", data={
-        "csrf_token": token, "text": original.decode() + "\n# more\n", "reason": "  ",
-        "action": "save"})
+    answer = client.post(
+        "/policy/edit",
+        data={
+            "csrf_token": token,
+            "text": original.decode() + "\n# more\n",
+            "reason": "  ",
+            "action": "save",
+        },
+    )
     assert answer.status_code == 422
     assert "why the policy is changing" in answer.text
     assert admin.path.read_bytes() == original
 
 
 def test_an_outside_edit_becomes_a_version_and_a_restore_brings_the_old_text_back(
-        admin: Admin) -> None:
+    admin: Admin,
+) -> None:
     client, token = _it(admin)
     client.get("/policy")
     first = _latest(admin)
@@ -136,8 +153,10 @@ def test_an_outside_edit_becomes_a_version_and_a_restore_brings_the_old_text_bac
     assert versions.OUTSIDE in listing.text
     detail = client.get(f"/policy/versions/{outside.id}")
     assert "+# edited on the server" in detail.text
-    answer = client.post(f"/policy/versions/{first.id}/restore",
-                         data={"csrf_token": token, "reason": "undo the server edit"})
+    answer = client.post(
+        f"/policy/versions/{first.id}/restore",
+        data={"csrf_token": token, "reason": "undo the server edit"},
+    )
     assert answer.status_code == 303, answer.text
     assert admin.path.read_text(encoding="utf-8") == first.text
     restored = _latest(admin)
@@ -151,18 +170,37 @@ def test_the_preview_replays_recorded_decisions(admin: Admin) -> None:
     tag = uuid.uuid4().hex[:8]
     with admin.resources.sessions() as session:
         for i, user in enumerate([f"s1{tag}", f"s1{tag}", f"s2{tag}"]):
-            session.add(EventRow(
-                id=str(uuid.uuid4()), replica=f"r{tag}", seq=i, at=lunch + timedelta(minutes=i),
-                user=user, role="staff", host="www.facebook.com", verdict=Verdict.ALLOW,
-                reason=Reason.RULE_ALLOW.value, intercepted=False))
+            session.add(
+                EventRow(
+                    id=str(uuid.uuid4()),
+                    replica=f"r{tag}",
+                    seq=i,
+                    at=lunch + timedelta(minutes=i),
+                    user=user,
+                    role="staff",
+                    host="www.facebook.com",
+                    verdict=Verdict.ALLOW,
+                    reason=Reason.RULE_ALLOW.value,
+                    intercepted=False,
+                )
+            )
         session.commit()
     client, token = _it(admin)
     new_text = admin.path.read_text(encoding="utf-8").replace(BREAK_RULE, NO_FACEBOOK_AT_BREAK)
-    answer = client.post("/policy/edit", data={
-        "csrf_token": token, "text": new_text, "reason": "", "action": "preview", "days": "7"})
+    answer = client.post(
+        "/policy/edit",
+        data={
+            "csrf_token": token,
+            "text": new_text,
+            "reason": "",
+            "action": "preview",
+            "days": "7",
+        },
+    )
     assert answer.status_code == 200, answer.text
-    sentence = re.search(r"Staff would lose facebook during lunch: (\d+) requests? by (\d+)",
-                         answer.text)
+    sentence = re.search(
+        r"Staff would lose facebook during lunch: (\d+) requests? by (\d+)", answer.text
+    )
     assert sentence is not None
     assert int(sentence.group(1)) >= 3  # other tests' events may share the database
     assert "staff facebook lunch 12:00-13:00: allow -&gt; BLOCK" in answer.text
@@ -173,8 +211,10 @@ def test_the_preview_replays_recorded_decisions(admin: Admin) -> None:
 def test_only_it_may_change_the_policy(admin: Admin, role: str) -> None:
     client, token = client_for(admin.app, role)
     original = admin.path.read_bytes()
-    answer = client.post("/policy/edit", data={
-        "csrf_token": token, "text": "name: x\n", "reason": "r", "action": "save"})
+    answer = client.post(
+        "/policy/edit",
+        data={"csrf_token": token, "text": "name: x\n", "reason": "r", "action": "save"},
+    )
     assert answer.status_code == 403
     assert client.get("/policy/versions").status_code == 403
     assert admin.path.read_bytes() == original
@@ -187,8 +227,10 @@ def test_the_admin_and_the_gateway_give_the_same_short_version(admin: Admin) -> 
 
     client, token = _it(admin)
     new_text = admin.path.read_text(encoding="utf-8") + "\n# a comment, so a new version\n"
-    answer = client.post("/policy/edit", data={
-        "csrf_token": token, "text": new_text, "reason": "comment", "action": "save"})
+    answer = client.post(
+        "/policy/edit",
+        data={"csrf_token": token, "text": new_text, "reason": "comment", "action": "save"},
+    )
     assert answer.status_code == 303, answer.text
     row = _latest(admin)
     assert versions.short_id(row.sha256) == policy_version(admin.path)
@@ -200,33 +242,54 @@ def test_the_admin_and_the_gateway_give_the_same_short_version(admin: Admin) -> 
 def test_after_a_save_the_page_names_the_real_file_not_a_temporary(admin: Admin) -> None:
     client, token = _it(admin)
     new_text = admin.path.read_text(encoding="utf-8") + "\n# named after the file\n"
-    answer = client.post("/policy/edit", data={
-        "csrf_token": token, "text": new_text, "reason": "r", "action": "save"})
+    answer = client.post(
+        "/policy/edit",
+        data={"csrf_token": token, "text": new_text, "reason": "r", "action": "save"},
+    )
     assert answer.status_code == 303
     assert admin.resources.policy.source == str(admin.path)
     assert ".policy-check-" not in client.get("/policy").text
 
 
-@pytest.mark.parametrize(("method", "url", "data", "status"), [
-    ("post", "/policy/edit", {"text": "a" * 600_000, "reason": "r", "action": "save"}, 422),
-    ("post", "/policy/edit", {"text": "name: [unclosed\n", "reason": "r", "action": "save"},
-     422),
-    ("post", "/policy/edit", {"text": "x", "reason": "r", "action": "preview", "days": "400"},
-     422),
-    ("post", "/policy/edit", {"text": "x", "reason": "r", "action": "preview", "days": "soon"},
-     422),
-    ("post", "/policy/edit", {"text": "x", "reason": "r" * 2000, "action": "save"}, 422),
-    ("get", "/policy/versions/999999999", None, 404),
-    ("get", "/policy/versions/abc", None, 422),
-    ("get", "/policy/versions/99999999999999999999", None, 422),
-    ("post", "/policy/versions/999999999/restore", {"reason": "r"}, 404),
-])
+@pytest.mark.parametrize(
+    ("method", "url", "data", "status"),
+    [
+        ("post", "/policy/edit", {"text": "a" * 600_000, "reason": "r", "action": "save"}, 422),
+        (
+            "post",
+            "/policy/edit",
+            {"text": "name: [unclosed\n", "reason": "r", "action": "save"},
+            422,
+        ),
+        (
+            "post",
+            "/policy/edit",
+            {"text": "x", "reason": "r", "action": "preview", "days": "400"},
+            422,
+        ),
+        (
+            "post",
+            "/policy/edit",
+            {"text": "x", "reason": "r", "action": "preview", "days": "soon"},
+            422,
+        ),
+        ("post", "/policy/edit", {"text": "x", "reason": "r" * 2000, "action": "save"}, 422),
+        ("get", "/policy/versions/999999999", None, 404),
+        ("get", "/policy/versions/abc", None, 422),
+        ("get", "/policy/versions/99999999999999999999", None, 422),
+        ("post", "/policy/versions/999999999/restore", {"reason": "r"}, 404),
+    ],
+)
 def test_hostile_input_gets_a_clear_answer_and_changes_nothing(
-        admin: Admin, method: str, url: str, data: dict[str, str] | None, status: int) -> None:
+    admin: Admin, method: str, url: str, data: dict[str, str] | None, status: int
+) -> None:
     client, token = _it(admin)
     original = admin.path.read_bytes()
-    answer = (client.get(url) if method == "get"
-              else client.post(url, data={"csrf_token": token, **(data or {})}))
+    answer = (
+        client.get(url)
+        if method == "get"
+        else client.post(url, data={"csrf_token": token, **(data or {})})
+    )
     assert answer.status_code == status, answer.text[:500]
     assert admin.path.read_bytes() == original
 
@@ -236,8 +299,9 @@ def test_a_restore_needs_a_reason(admin: Admin) -> None:
     client.get("/policy")
     first = _latest(admin)
     original = admin.path.read_bytes()
-    answer = client.post(f"/policy/versions/{first.id}/restore",
-                         data={"csrf_token": token, "reason": ""})
+    answer = client.post(
+        f"/policy/versions/{first.id}/restore", data={"csrf_token": token, "reason": ""}
+    )
     assert answer.status_code == 422
     assert "why the policy is changing" in answer.text
     assert admin.path.read_bytes() == original
@@ -249,22 +313,30 @@ def test_the_seed_policy_cannot_be_edited_and_the_page_says_how(app: FastAPI) ->
     assert page.status_code == 200
     assert "SCHOOLGATE_POLICY_FILE" in page.text
     assert 'id="edit-form"' not in page.text
-    answer = client.post("/policy/edit", data={"csrf_token": token, "text": "name: x\n",
-                                               "reason": "r", "action": "save"})
+    answer = client.post(
+        "/policy/edit",
+        data={"csrf_token": token, "text": "name: x\n", "reason": "r", "action": "save"},
+    )
     assert answer.status_code == 409
     assert "seed policy" in answer.text
 
 
-def test_local_list_changes_become_versions_and_an_old_one_can_be_restored(
-        admin: Admin) -> None:
+def test_local_list_changes_become_versions_and_an_old_one_can_be_restored(admin: Admin) -> None:
     from schoolgate.store.models import LocalListRow
 
     tag = uuid.uuid4().hex[:8]
     first_host, second_host = f"first-{tag}.example", f"second-{tag}.example"
     client, token = _it(admin)
     with admin.resources.sessions() as session:
-        session.add(LocalListRow(host=first_host, verdict=Verdict.BLOCK, note="reported",
-                                 added_by="bursar1", added_at=NOW))
+        session.add(
+            LocalListRow(
+                host=first_host,
+                verdict=Verdict.BLOCK,
+                note="reported",
+                added_by="bursar1",
+                added_at=NOW,
+            )
+        )
         session.commit()
     client.get("/policy/versions")
     with admin.resources.sessions() as session:
@@ -272,11 +344,16 @@ def test_local_list_changes_become_versions_and_an_old_one_can_be_restored(
         assert kept is not None
         assert f"block {first_host}  # reported\n" in kept.text
         session.delete(session.get(LocalListRow, first_host))
-        session.add(LocalListRow(host=second_host, verdict=Verdict.BLOCK, note="",
-                                 added_by="bursar1", added_at=NOW))
+        session.add(
+            LocalListRow(
+                host=second_host, verdict=Verdict.BLOCK, note="", added_by="bursar1", added_at=NOW
+            )
+        )
         session.commit()
-    answer = client.post(f"/policy/versions/{kept.id}/restore",
-                         data={"csrf_token": token, "reason": "the old block was right"})
+    answer = client.post(
+        f"/policy/versions/{kept.id}/restore",
+        data={"csrf_token": token, "reason": "the old block was right"},
+    )
     assert answer.status_code == 303, answer.text
     with admin.resources.sessions() as session:
         assert session.get(LocalListRow, first_host) is not None
@@ -285,30 +362,43 @@ def test_local_list_changes_become_versions_and_an_old_one_can_be_restored(
         assert latest is not None
         assert latest.text == kept.text
         assert latest.reason == f"restored version {kept.id}: the old block was right"
-        between = [r for r in versions.history(session, versions.LISTS)
-                   if kept.id < r.id < latest.id]
+        between = [
+            r for r in versions.history(session, versions.LISTS) if kept.id < r.id < latest.id
+        ]
         assert any(second_host in r.text for r in between)  # the change in between was kept
-        entry = session.scalars(select(AuditEntryRow).where(
-            AuditEntryRow.action == "list.restore").order_by(AuditEntryRow.id.desc())).first()
+        entry = session.scalars(
+            select(AuditEntryRow)
+            .where(AuditEntryRow.action == "list.restore")
+            .order_by(AuditEntryRow.id.desc())
+        ).first()
         assert entry is not None
         assert entry.after is not None
         assert f"-block {second_host}" in str(entry.after["diff"])
 
 
 def test_a_proposed_policy_runs_in_shadow_shows_its_differences_and_is_promoted(
-        admin: Admin) -> None:
+    admin: Admin,
+) -> None:
     from schoolgate.store.models import ShadowDifferenceRow
 
     client, token = _it(admin)
     original = admin.path.read_text(encoding="utf-8")
     proposed = original.replace(BREAK_RULE, NO_FACEBOOK_AT_BREAK)
-    refused = client.post("/policy/edit", data={
-        "csrf_token": token, "text": proposed, "shadow_roles": "staff, wizards",
-        "action": "shadow"})
+    refused = client.post(
+        "/policy/edit",
+        data={
+            "csrf_token": token,
+            "text": proposed,
+            "shadow_roles": "staff, wizards",
+            "action": "shadow",
+        },
+    )
     assert refused.status_code == 422
     assert "unknown role &#39;wizards&#39;" in refused.text
-    answer = client.post("/policy/edit", data={
-        "csrf_token": token, "text": proposed, "shadow_roles": "staff", "action": "shadow"})
+    answer = client.post(
+        "/policy/edit",
+        data={"csrf_token": token, "text": proposed, "shadow_roles": "staff", "action": "shadow"},
+    )
     assert answer.status_code == 303, answer.text
     shadow_file = admin.path.parent / versions.SHADOW_POLICY
     assert shadow_file.read_text(encoding="utf-8") == proposed
@@ -317,19 +407,32 @@ def test_a_proposed_policy_runs_in_shadow_shows_its_differences_and_is_promoted(
     sha = versions.content_hash(proposed)
     with admin.resources.sessions() as session:
         for requests in (2, 3):
-            session.add(ShadowDifferenceRow(
-                shadow_sha256=sha, at=NOW, role="staff", host="facebook.com", live="allow",
-                shadow="block", rule="staff-social-media-otherwise", requests=requests))
+            session.add(
+                ShadowDifferenceRow(
+                    shadow_sha256=sha,
+                    at=NOW,
+                    role="staff",
+                    host="facebook.com",
+                    live="allow",
+                    shadow="block",
+                    rule="staff-social-media-otherwise",
+                    requests=requests,
+                )
+            )
         session.commit()
     report = client.get("/policy/shadow")
     assert report.status_code == 200
     assert "being tried in shadow for staff" in report.text
     assert "facebook.com" in report.text
     assert "<td>5</td>" in report.text
-    assert client.post("/policy/shadow/promote",
-                       data={"csrf_token": token, "reason": ""}).status_code == 422
-    done = client.post("/policy/shadow/promote",
-                       data={"csrf_token": token, "reason": "a week in shadow, as expected"})
+    assert (
+        client.post("/policy/shadow/promote", data={"csrf_token": token, "reason": ""}).status_code
+        == 422
+    )
+    done = client.post(
+        "/policy/shadow/promote",
+        data={"csrf_token": token, "reason": "a week in shadow, as expected"},
+    )
     assert done.status_code == 303, done.text
     assert admin.path.read_text(encoding="utf-8") == proposed
     assert not shadow_file.exists()
@@ -339,13 +442,14 @@ def test_a_proposed_policy_runs_in_shadow_shows_its_differences_and_is_promoted(
 def test_a_shadow_can_be_discarded(admin: Admin) -> None:
     client, token = _it(admin)
     original = admin.path.read_text(encoding="utf-8")
-    client.post("/policy/edit", data={
-        "csrf_token": token, "text": original + "\n# trial\n", "action": "shadow"})
+    client.post(
+        "/policy/edit",
+        data={"csrf_token": token, "text": original + "\n# trial\n", "action": "shadow"},
+    )
     assert (admin.path.parent / versions.SHADOW_POLICY).exists()
     done = client.post("/policy/shadow/discard", data={"csrf_token": token})
     assert done.status_code == 303
     assert not (admin.path.parent / versions.SHADOW_POLICY).exists()
     assert admin.path.read_text(encoding="utf-8") == original
     assert "Nothing is being tried in shadow" in client.get("/policy/shadow").text
-    assert client.post("/policy/shadow/discard",
-                       data={"csrf_token": token}).status_code == 404
+    assert client.post("/policy/shadow/discard", data={"csrf_token": token}).status_code == 404

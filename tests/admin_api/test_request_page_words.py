@@ -17,18 +17,22 @@ from tests.admin_api.conftest import client_for
 def test_the_request_page_speaks_to_each_reader(app: FastAPI) -> None:
     host = f"v{uuid.uuid4().hex[:6]}.tiktok.com"  # social media, and a site of its own
     pupil, csrf = client_for(app, "pupil")
-    sent = pupil.post("/api/requests", headers={"X-CSRF-Token": csrf},
-                      json={"host": host, "why": "A dance video for our PE topic."})
+    sent = pupil.post(
+        "/api/requests",
+        headers={"X-CSRF-Token": csrf},
+        json={"host": host, "why": "A dance video for our PE topic."},
+    )
     assert sent.status_code == 201, sent.text
     request_id = sent.json()["id"]
     bursar, csrf = client_for(app, "business_manager")
     deciding = bursar.get(f"/requests/{request_id}").text
     assert "Why it is blocked" in deciding
     assert "ask the Business Manager" not in deciding
-    approved = bursar.post(f"/api/requests/{request_id}/approve",
-                           headers={"X-CSRF-Token": csrf},
-                           json={"scope": "user", "target_kind": "host", "duration": "hours",
-                                 "hours": 1})
+    approved = bursar.post(
+        f"/api/requests/{request_id}/approve",
+        headers={"X-CSRF-Token": csrf},
+        json={"scope": "user", "target_kind": "host", "duration": "hours", "hours": 1},
+    )
     assert approved.status_code == 200, approved.text
     decided = bursar.get(f"/requests/{request_id}").text
     assert f"{host} for pupil1, until" in decided
@@ -40,8 +44,7 @@ def test_the_request_page_speaks_to_each_reader(app: FastAPI) -> None:
     assert "does not open at any time" not in mine
 
 
-def test_my_requests_say_which_class_day_and_lesson(app: FastAPI,
-                                                    resources: Resources) -> None:
+def test_my_requests_say_which_class_day_and_lesson(app: FastAPI, resources: Resources) -> None:
     # UX review: the teacher's "My requests" left out the class, day and period, so lesson
     # requests looked alike; and each row's only link was its date.
     cal = resources.policy.calendar
@@ -51,12 +54,20 @@ def test_my_requests_say_which_class_day_and_lesson(app: FastAPI,
     start, end, _, _ = cal.day_timeline(day)[-1]
     host = f"v{uuid.uuid4().hex[:6]}.tiktok.com"
     teacher, csrf = client_for(app, "staff")
-    sent = teacher.post("/api/requests", headers={"X-CSRF-Token": csrf}, json={
-        "host": host, "why": "A dance video for our PE topic.", "for_group": "Year5",
-        "wanted_on": day.isoformat(), "wanted_period": f"{start:%H:%M}-{end:%H:%M}"})
+    sent = teacher.post(
+        "/api/requests",
+        headers={"X-CSRF-Token": csrf},
+        json={
+            "host": host,
+            "why": "A dance video for our PE topic.",
+            "for_group": "Year5",
+            "wanted_on": day.isoformat(),
+            "wanted_period": f"{start:%H:%M}-{end:%H:%M}",
+        },
+    )
     assert sent.status_code == 201, sent.text
     mine = teacher.get("/requests/mine").text
-    row = mine[mine.index(host) - 400:mine.index(host) + 400]
+    row = mine[mine.index(host) - 400 : mine.index(host) + 400]
     assert "for Year5" in row
     assert f"{day:%A} {day.day} {day:%B}" in row
     assert f"{start:%H:%M}" in row
@@ -64,7 +75,8 @@ def test_my_requests_say_which_class_day_and_lesson(app: FastAPI,
 
 
 def test_the_header_names_the_role_once_and_the_monitoring_menu_marks_the_page(
-        app: FastAPI) -> None:
+    app: FastAPI,
+) -> None:
     # UX review: "Business Manager (Business Manager)"; the monitoring menu did not say
     # which page was open.
     bursar, _ = client_for(app, "business_manager")

@@ -31,10 +31,20 @@ def counter(resources: Resources) -> int:
         return int(session.scalars(select(ChangeCounter.counter)).one())
 
 
-def block_link(resources: Resources, host: str = "www.tiktok.com", user: str = "pupil1",
-               category: str = "social") -> str:
-    claims = AccessClaims(host=host, role="pupil", at=datetime.now(UTC), user=user,
-                          category=category, reason="rule_block")
+def block_link(
+    resources: Resources,
+    host: str = "www.tiktok.com",
+    user: str = "pupil1",
+    category: str = "social",
+) -> str:
+    claims = AccessClaims(
+        host=host,
+        role="pupil",
+        at=datetime.now(UTC),
+        user=user,
+        category=category,
+        reason="rule_block",
+    )
     return make_access_token(resources.access_token_secret, claims)
 
 
@@ -44,17 +54,24 @@ def request_id_from(location: str) -> str:
     return found.group(1)
 
 
-def test_block_page_link_to_approval_to_the_gateway_allowing_it(app: FastAPI,
-                                                                resources: Resources) -> None:
+def test_block_page_link_to_approval_to_the_gateway_allowing_it(
+    app: FastAPI, resources: Resources
+) -> None:
     pupil = sign_in(app, "pupil1", "pupil1-demo")
     token = block_link(resources)
     form = pupil.get("/requests/new", params={"token": token})
     assert form.status_code == 200
     assert "www.tiktok.com" in form.text
     assert "social" in form.text
-    sent = pupil.post("/requests/new", data={"token": token, "why": WHY,
-                                             "host": "evil.example",  # ignored: the link says
-                                             "csrf_token": csrf_of(pupil)})
+    sent = pupil.post(
+        "/requests/new",
+        data={
+            "token": token,
+            "why": WHY,
+            "host": "evil.example",  # ignored: the link says
+            "csrf_token": csrf_of(pupil),
+        },
+    )
     assert sent.status_code == 303
     request_id = request_id_from(sent.headers["location"])
 
@@ -65,9 +82,17 @@ def test_block_page_link_to_approval_to_the_gateway_allowing_it(app: FastAPI,
     detail = bursar.get(f"/requests/{request_id}").text
     assert "pupils-social-media" in detail  # the decision context, in the policy's words
     before = counter(resources)
-    approved = bursar.post(f"/requests/{request_id}/approve", data={
-        "scope": "user", "target_kind": "host", "duration": "hours", "hours": "1",
-        "note": "For this lesson only", "csrf_token": csrf_of(bursar)})
+    approved = bursar.post(
+        f"/requests/{request_id}/approve",
+        data={
+            "scope": "user",
+            "target_kind": "host",
+            "duration": "hours",
+            "hours": "1",
+            "note": "For this lesson only",
+            "csrf_token": csrf_of(bursar),
+        },
+    )
     assert approved.status_code == 303
     assert counter(resources) > before
 
@@ -83,8 +108,9 @@ def test_block_page_link_to_approval_to_the_gateway_allowing_it(app: FastAPI,
         assert (exception.target_kind, exception.target) == (TargetKind.HOST, "www.tiktok.com")
         assert exception.ends is not None
         assert timedelta(minutes=59) < exception.ends - exception.starts <= timedelta(hours=1)
-        actions = session.scalars(select(AuditEntryRow.action).where(
-            AuditEntryRow.target == f"request:{request_id}")).all()
+        actions = session.scalars(
+            select(AuditEntryRow.action).where(AuditEntryRow.target == f"request:{request_id}")
+        ).all()
         assert sorted(actions) == ["request.approve", "request.create"]
 
     # What the gateway reads from the database now lets pupil1 in, and nobody else.
@@ -93,11 +119,21 @@ def test_block_page_link_to_approval_to_the_gateway_allowing_it(app: FastAPI,
     pupil1 = Subject(role="pupil", user="pupil1", groups=frozenset({"Pupils"}))
     allowed = decide(resources.policy, Request("www.tiktok.com"), pupil1, overrides, now)
     assert (allowed.verdict, allowed.reason) == (Verdict.ALLOW, Reason.EXCEPTION)
-    other = decide(resources.policy, Request("www.tiktok.com"),
-                   Subject(role="pupil", user="pupil2"), overrides, now)
+    other = decide(
+        resources.policy,
+        Request("www.tiktok.com"),
+        Subject(role="pupil", user="pupil2"),
+        overrides,
+        now,
+    )
     assert other.verdict is Verdict.BLOCK
-    later = decide(resources.policy, Request("www.tiktok.com"), pupil1, overrides,
-                   now + timedelta(hours=1, seconds=1))
+    later = decide(
+        resources.policy,
+        Request("www.tiktok.com"),
+        pupil1,
+        overrides,
+        now + timedelta(hours=1, seconds=1),
+    )
     assert later.verdict is Verdict.BLOCK  # it expires by itself
 
     mine = pupil.get("/requests/mine").text
@@ -108,13 +144,19 @@ def test_block_page_link_to_approval_to_the_gateway_allowing_it(app: FastAPI,
 
 def test_a_denial_and_its_reason_reach_the_requester(app: FastAPI) -> None:
     teacher = sign_in(app, "teacher1", "teacher1-demo")
-    sent = teacher.post("/requests/new", data={"host": "www.reddit.com", "why": WHY,
-                                               "csrf_token": csrf_of(teacher)})
+    sent = teacher.post(
+        "/requests/new", data={"host": "www.reddit.com", "why": WHY, "csrf_token": csrf_of(teacher)}
+    )
     request_id = request_id_from(sent.headers["location"])
     bursar = sign_in(app, "bursar1", "bursar1-demo")
-    denied = bursar.post(f"/requests/{request_id}/deny", data={
-        "reason": "Please use the school's news sites instead.", "confirm": "yes",
-        "csrf_token": csrf_of(bursar)})
+    denied = bursar.post(
+        f"/requests/{request_id}/deny",
+        data={
+            "reason": "Please use the school's news sites instead.",
+            "confirm": "yes",
+            "csrf_token": csrf_of(bursar),
+        },
+    )
     assert denied.status_code == 303
     page = teacher.get(f"/requests/{request_id}").text
     assert "denied" in page
@@ -124,7 +166,8 @@ def test_a_denial_and_its_reason_reach_the_requester(app: FastAPI) -> None:
 
 
 def test_a_teacher_asks_for_a_class_for_a_lesson_and_gets_that_period(
-        app: FastAPI, resources: Resources) -> None:
+    app: FastAPI, resources: Resources
+) -> None:
     teacher = sign_in(app, "teacher1", "teacher1-demo")
     cal = resources.policy.calendar
     day = datetime.now(cal.timezone).date() + timedelta(days=1)
@@ -132,15 +175,30 @@ def test_a_teacher_asks_for_a_class_for_a_lesson_and_gets_that_period(
         day += timedelta(days=1)
     start, end, _, _ = cal.day_timeline(day)[-1]  # the afternoon's lesson
     period = f"{start:%H:%M}-{end:%H:%M}"
-    sent = teacher.post("/requests/new", data={
-        "host": "www.tiktok.com", "why": WHY, "for_group": "Year5",
-        "wanted_on": day.isoformat(), "wanted_period": period, "csrf_token": csrf_of(teacher)})
+    sent = teacher.post(
+        "/requests/new",
+        data={
+            "host": "www.tiktok.com",
+            "why": WHY,
+            "for_group": "Year5",
+            "wanted_on": day.isoformat(),
+            "wanted_period": period,
+            "csrf_token": csrf_of(teacher),
+        },
+    )
     assert sent.status_code == 303, sent.text
     request_id = request_id_from(sent.headers["location"])
     bursar = sign_in(app, "bursar1", "bursar1-demo")
-    approved = bursar.post(f"/requests/{request_id}/approve", data={
-        "scope": "group", "target_kind": "host", "duration": "period",
-        "period": f"{day.isoformat()} {period}", "csrf_token": csrf_of(bursar)})
+    approved = bursar.post(
+        f"/requests/{request_id}/approve",
+        data={
+            "scope": "group",
+            "target_kind": "host",
+            "duration": "period",
+            "period": f"{day.isoformat()} {period}",
+            "csrf_token": csrf_of(bursar),
+        },
+    )
     assert approved.status_code == 303, approved.text
     with resources.sessions() as session:
         row = session.get(UnblockRequestRow, request_id)
@@ -156,21 +214,29 @@ def test_a_teacher_asks_for_a_class_for_a_lesson_and_gets_that_period(
 
 def test_a_pupil_cannot_ask_for_a_whole_class(app: FastAPI) -> None:
     pupil, csrf = client_for(app, "pupil")
-    answer = pupil.post("/requests/new", data={"host": "www.tiktok.com", "why": WHY,
-                                               "for_group": "Year5", "csrf_token": csrf})
+    answer = pupil.post(
+        "/requests/new",
+        data={"host": "www.tiktok.com", "why": WHY, "for_group": "Year5", "csrf_token": csrf},
+    )
     assert answer.status_code == 403
 
 
-def test_permanent_for_everyone_is_a_local_allow_entry(app: FastAPI,
-                                                       resources: Resources) -> None:
+def test_permanent_for_everyone_is_a_local_allow_entry(app: FastAPI, resources: Resources) -> None:
     pupil, csrf = client_for(app, "pupil")
     host = f"www.museum-{time.time_ns()}.example"
     sent = pupil.post("/requests/new", data={"host": host, "why": WHY, "csrf_token": csrf})
     request_id = request_id_from(sent.headers["location"])
     bursar, csrf = client_for(app, "business_manager")
-    approved = bursar.post(f"/requests/{request_id}/approve", data={
-        "scope": "everyone", "target_kind": "host", "duration": "permanent",
-        "confirm_wide": "yes", "csrf_token": csrf})
+    approved = bursar.post(
+        f"/requests/{request_id}/approve",
+        data={
+            "scope": "everyone",
+            "target_kind": "host",
+            "duration": "permanent",
+            "confirm_wide": "yes",
+            "csrf_token": csrf,
+        },
+    )
     assert approved.status_code == 303
     with resources.sessions() as session:
         entry = session.get(LocalListRow, host)
@@ -178,18 +244,31 @@ def test_permanent_for_everyone_is_a_local_allow_entry(app: FastAPI,
         assert entry.verdict is Verdict.ALLOW
 
 
-def stored_request(resources: Resources, host: str, *, requester: str = "pupil1",
-                   role: str = "pupil") -> str:
+def stored_request(
+    resources: Resources, host: str, *, requester: str = "pupil1", role: str = "pupil"
+) -> str:
     """A pending request written straight to the database (as an older version let anyone
     send): for the checks made when it is decided."""
     request_id = str(uuid.uuid4())
     category = next(iter(resources.policy.domains.categories(host)), None)
     with resources.sessions() as session:
-        session.add(UnblockRequestRow(
-            id=request_id, created_at=datetime.now(UTC), requester=requester,
-            requester_name=requester, requester_role=role, blocked_user=requester,
-            blocked_role=role, blocked_at=datetime.now(UTC), from_block_page=True, host=host,
-            category=category, why=WHY, state=RequestState.PENDING))
+        session.add(
+            UnblockRequestRow(
+                id=request_id,
+                created_at=datetime.now(UTC),
+                requester=requester,
+                requester_name=requester,
+                requester_role=role,
+                blocked_user=requester,
+                blocked_role=role,
+                blocked_at=datetime.now(UTC),
+                from_block_page=True,
+                host=host,
+                category=category,
+                why=WHY,
+                state=RequestState.PENDING,
+            )
+        )
         session.commit()
     return request_id
 
@@ -206,12 +285,17 @@ def test_nobody_approves_their_own_request(app: FastAPI, resources: Resources) -
     request_id = _pending(app, "business_manager", "www.facebook.com")
     bursar, csrf = client_for(app, "business_manager")
     assert "Approve" not in bursar.get(f"/requests/{request_id}").text
-    answer = bursar.post(f"/requests/{request_id}/approve", data={
-        "scope": "user", "duration": "hours", "hours": "1", "csrf_token": csrf})
+    answer = bursar.post(
+        f"/requests/{request_id}/approve",
+        data={"scope": "user", "duration": "hours", "hours": "1", "csrf_token": csrf},
+    )
     assert answer.status_code == 403
     assert "your own request" in answer.text
-    api = bursar.post(f"/api/requests/{request_id}/deny", json={"reason": "mine anyway"},
-                      headers={"X-CSRF-Token": csrf})
+    api = bursar.post(
+        f"/api/requests/{request_id}/deny",
+        json={"reason": "mine anyway"},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert api.status_code == 403
     with resources.sessions() as session:
         row = session.get(UnblockRequestRow, request_id)
@@ -219,24 +303,35 @@ def test_nobody_approves_their_own_request(app: FastAPI, resources: Resources) -
         assert row.state is RequestState.PENDING
 
 
-@pytest.mark.parametrize(("host", "form", "words"), [
-    # X is not unblockable for anyone: not for the pupil, not for everyone.
-    ("x.com", {"scope": "user", "target_kind": "host"}, "cannot be unblocked for pupil"),
-    ("x.com", {"scope": "everyone", "target_kind": "category"}, "cannot be unblocked for"),
-    # web proxies are not unblockable for pupils: a group might hold pupils.
-    ("www.croxyproxy.com", {"scope": "group", "who": "Year5", "target_kind": "host"},
-     "cannot be unblocked for pupil"),
-    ("www.croxyproxy.com", {"scope": "role", "who": "pupil", "target_kind": "host"},
-     "cannot be unblocked for pupil"),
-])
+@pytest.mark.parametrize(
+    ("host", "form", "words"),
+    [
+        # X is not unblockable for anyone: not for the pupil, not for everyone.
+        ("x.com", {"scope": "user", "target_kind": "host"}, "cannot be unblocked for pupil"),
+        ("x.com", {"scope": "everyone", "target_kind": "category"}, "cannot be unblocked for"),
+        # web proxies are not unblockable for pupils: a group might hold pupils.
+        (
+            "www.croxyproxy.com",
+            {"scope": "group", "who": "Year5", "target_kind": "host"},
+            "cannot be unblocked for pupil",
+        ),
+        (
+            "www.croxyproxy.com",
+            {"scope": "role", "who": "pupil", "target_kind": "host"},
+            "cannot be unblocked for pupil",
+        ),
+    ],
+)
 def test_what_the_policy_forbids_is_refused_with_a_clear_message(
-        app: FastAPI, resources: Resources, host: str, form: dict[str, str],
-        words: str) -> None:
+    app: FastAPI, resources: Resources, host: str, form: dict[str, str], words: str
+) -> None:
     request_id = stored_request(resources, host)  # a pupil could no longer send it (below)
     bursar, csrf = client_for(app, "business_manager")
     before = counter(resources)
-    answer = bursar.post(f"/requests/{request_id}/approve", data={
-        **form, "duration": "hours", "hours": "1", "csrf_token": csrf})
+    answer = bursar.post(
+        f"/requests/{request_id}/approve",
+        data={**form, "duration": "hours", "hours": "1", "csrf_token": csrf},
+    )
     assert answer.status_code == 422
     assert words in answer.text
     assert counter(resources) == before
@@ -254,9 +349,11 @@ def test_a_locked_category_is_refused(app: FastAPI, resources: Resources) -> Non
         row.category = "illegal_content"  # the locked slot of the seed policy
         session.commit()
     bursar, csrf = client_for(app, "business_manager")
-    answer = bursar.post(f"/api/requests/{request_id}/approve", json={
-        "scope": "user", "target_kind": "category", "duration": "hours", "hours": 1},
-        headers={"X-CSRF-Token": csrf})
+    answer = bursar.post(
+        f"/api/requests/{request_id}/approve",
+        json={"scope": "user", "target_kind": "category", "duration": "hours", "hours": 1},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert answer.status_code == 422
     assert answer.json()["error"] == "policy_forbids"
     assert "locked" in answer.json()["message"]
@@ -267,21 +364,37 @@ def _old_token(resources: Resources) -> str:
         def get_timestamp(self) -> int:
             return int(time.time()) - 30 * 86400
 
-    serializer = URLSafeTimedSerializer(resources.access_token_secret,
-                                        salt="schoolgate.access-request.v1", signer=Old)
-    return str(serializer.dumps({"host": "www.tiktok.com", "role": "pupil",
-                                 "at": datetime.now(UTC).isoformat(), "user": "pupil1"}))
+    serializer = URLSafeTimedSerializer(
+        resources.access_token_secret, salt="schoolgate.access-request.v1", signer=Old
+    )
+    return str(
+        serializer.dumps(
+            {
+                "host": "www.tiktok.com",
+                "role": "pupil",
+                "at": datetime.now(UTC).isoformat(),
+                "user": "pupil1",
+            }
+        )
+    )
 
 
-@pytest.mark.parametrize(("kind", "words"), [
-    ("forged", "not genuine"), ("tampered", "not genuine"), ("expired", "older than")])
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [("forged", "not genuine"), ("tampered", "not genuine"), ("expired", "older than")],
+)
 def test_a_forged_or_expired_link_is_refused_and_fills_nothing(
-        app: FastAPI, resources: Resources, kind: str, words: str) -> None:
+    app: FastAPI, resources: Resources, kind: str, words: str
+) -> None:
     genuine = block_link(resources, host="www.snapchat.com")
-    token = {"forged": make_access_token(b"not-the-school-secret" * 2, AccessClaims(
-                 host="www.snapchat.com", role="pupil", at=datetime.now(UTC))),
-             "tampered": genuine[:-3] + ("AAA" if not genuine.endswith("AAA") else "BBB"),
-             "expired": _old_token(resources)}[kind]
+    token = {
+        "forged": make_access_token(
+            b"not-the-school-secret" * 2,
+            AccessClaims(host="www.snapchat.com", role="pupil", at=datetime.now(UTC)),
+        ),
+        "tampered": genuine[:-3] + ("AAA" if not genuine.endswith("AAA") else "BBB"),
+        "expired": _old_token(resources),
+    }[kind]
     pupil, csrf = client_for(app, "pupil")
     page = pupil.get("/requests/new", params={"token": token})
     assert page.status_code == 400
@@ -289,18 +402,23 @@ def test_a_forged_or_expired_link_is_refused_and_fills_nothing(
     assert "www.snapchat.com" not in page.text
     posted = pupil.post("/requests/new", data={"token": token, "why": WHY, "csrf_token": csrf})
     assert posted.status_code == 400
-    api = pupil.post("/api/requests", json={"token": token, "why": WHY},
-                     headers={"X-CSRF-Token": csrf})
+    api = pupil.post(
+        "/api/requests", json={"token": token, "why": WHY}, headers={"X-CSRF-Token": csrf}
+    )
     assert api.status_code == 422
     assert words in api.json()["message"]
 
 
-def test_revoking_an_exception_ends_it_and_bumps_the_counter(app: FastAPI,
-                                                             resources: Resources) -> None:
+def test_revoking_an_exception_ends_it_and_bumps_the_counter(
+    app: FastAPI, resources: Resources
+) -> None:
     request_id = _pending(app, "pupil", "www.tiktok.com")
     bursar, csrf = client_for(app, "business_manager")
-    done = bursar.post(f"/api/requests/{request_id}/approve", headers={"X-CSRF-Token": csrf},
-                       json={"scope": "user", "duration": "hours", "hours": 3}).json()
+    done = bursar.post(
+        f"/api/requests/{request_id}/approve",
+        headers={"X-CSRF-Token": csrf},
+        json={"scope": "user", "duration": "hours", "hours": 3},
+    ).json()
     assert done["state"] == "approved"
     with resources.sessions() as session:
         row = session.get(UnblockRequestRow, request_id)
@@ -309,35 +427,52 @@ def test_revoking_an_exception_ends_it_and_bumps_the_counter(app: FastAPI,
     listed = bursar.get("/api/exceptions").json()
     assert exception_id in {item["id"] for item in listed}
     before = counter(resources)
-    revoked = bursar.post(f"/exceptions/{exception_id}/revoke", data={
-        "reason": "The lesson was cancelled.", "confirm": "yes", "csrf_token": csrf})
+    revoked = bursar.post(
+        f"/exceptions/{exception_id}/revoke",
+        data={"reason": "The lesson was cancelled.", "confirm": "yes", "csrf_token": csrf},
+    )
     assert revoked.status_code == 303
     assert counter(resources) > before
     assert exception_id not in {item["id"] for item in bursar.get("/api/exceptions").json()}
 
 
-@pytest.mark.parametrize(("who", "role", "verdict", "rule"), [
-    ("socialmedia1", "social_media_manager", "allow", "official-accounts"),  # from the directory
-    ("teacher1", "staff", "block", "staff-social-media-otherwise"),
-    ("nobody-known", "pupil", "block", "pupils-social-media"),  # unknown: the default role
-])
-def test_explain_takes_a_users_role_from_the_directory(app: FastAPI, who: str, role: str,
-                                                       verdict: str, rule: str) -> None:
+@pytest.mark.parametrize(
+    ("who", "role", "verdict", "rule"),
+    [
+        (
+            "socialmedia1",
+            "social_media_manager",
+            "allow",
+            "official-accounts",
+        ),  # from the directory
+        ("teacher1", "staff", "block", "staff-social-media-otherwise"),
+        ("nobody-known", "pupil", "block", "pupils-social-media"),  # unknown: the default role
+    ],
+)
+def test_explain_takes_a_users_role_from_the_directory(
+    app: FastAPI, who: str, role: str, verdict: str, rule: str
+) -> None:
     client, _ = client_for(app, "business_manager")
-    answer = client.get("/api/explain", params={"who": who, "host": "www.facebook.com",
-                                                "at": "2026-11-23T09:00"})
+    answer = client.get(
+        "/api/explain", params={"who": who, "host": "www.facebook.com", "at": "2026-11-23T09:00"}
+    )
     assert answer.status_code == 200, answer.text
     assert (answer.json()["role"], answer.json()["verdict"], answer.json()["rule"]) == (
-        role, verdict, rule)
+        role,
+        verdict,
+        rule,
+    )
 
 
 def test_explain_sees_the_local_lists_and_exceptions_as_the_gateway_does(
-        app: FastAPI, world: World) -> None:
+    app: FastAPI, world: World
+) -> None:
     client, _ = client_for(app, "business_manager")
     listed = client.get("/api/explain", params={"role": "staff", "host": world.host}).json()
     assert (listed["verdict"], listed["reason"]) == ("block", "local_block")
     opened_host = world.host.replace("listed-", "www.open-")
     for who, reason in (("pupil2", "exception"), ("pupil1", "default_allow")):
-        answer = client.get("/api/explain", params={"role": "pupil", "who": who,
-                                                    "host": opened_host}).json()
+        answer = client.get(
+            "/api/explain", params={"role": "pupil", "who": who, "host": opened_host}
+        ).json()
         assert answer["reason"] == reason, (who, answer)

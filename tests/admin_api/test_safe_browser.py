@@ -42,7 +42,8 @@ def main_text(page: Any) -> str:
 
 
 def test_the_wide_grant_needs_its_confirmation_and_the_seed_refuses_it_for_pupils(
-        tmp_path: Path, artefacts_dir: Path) -> None:
+    tmp_path: Path, artefacts_dir: Path
+) -> None:
     chromium, _, sync_api = need_browser()
     shots = Shots(artefacts_dir, "safe")
     with _admin(tmp_path) as admin, sync_api.sync_playwright() as p:
@@ -156,8 +157,14 @@ def test_docs_work_in_the_browser_with_the_csp_on(tmp_path: Path, artefacts_dir:
             requested: list[str] = []
             page.on("request", lambda request: requested.append(request.url))
             refused: list[str] = []
-            page.on("console", lambda message: refused.append(message.text)
-                    if "Content Security Policy" in message.text else None)
+            page.on(
+                "console",
+                lambda message: (
+                    refused.append(message.text)
+                    if "Content Security Policy" in message.text
+                    else None
+                ),
+            )
             answer = page.goto(f"{admin}/docs")
             assert answer is not None
             assert "default-src 'self'" in answer.headers["content-security-policy"]

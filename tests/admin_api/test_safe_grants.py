@@ -29,27 +29,30 @@ def _state(resources: Resources, request_id: str) -> UnblockRequestRow:
 
 def _approve(app: FastAPI, request_id: str, **body: object) -> tuple[int, dict[str, object]]:
     bursar, csrf = client_for(app, "business_manager")
-    answer = bursar.post(f"/api/requests/{request_id}/approve", json={
-        "duration": "hours", "hours": 1, **body}, headers={"X-CSRF-Token": csrf})
+    answer = bursar.post(
+        f"/api/requests/{request_id}/approve",
+        json={"duration": "hours", "hours": 1, **body},
+        headers={"X-CSRF-Token": csrf},
+    )
     return answer.status_code, answer.json()
 
 
 # --- nobody decides their own request (finding 7) -----------------------------------------
 
 
-def test_the_reviewer_cannot_name_themselves_as_the_beneficiary(app: FastAPI,
-                                                                resources: Resources) -> None:
-    request_id = stored_request(resources, "www.facebook.com", requester="teacher1",
-                                role="staff")
-    status, body = _approve(app, request_id, scope="user", who="bursar1",
-                            target_kind="category")
+def test_the_reviewer_cannot_name_themselves_as_the_beneficiary(
+    app: FastAPI, resources: Resources
+) -> None:
+    request_id = stored_request(resources, "www.facebook.com", requester="teacher1", role="staff")
+    status, body = _approve(app, request_id, scope="user", who="bursar1", target_kind="category")
     assert status == 422, body
     assert "only be for the person who was blocked or who asked" in str(body)
     assert _state(resources, request_id).state is RequestState.PENDING
 
 
 def test_a_user_grant_names_only_the_blocked_person_or_the_requester(
-        app: FastAPI, resources: Resources) -> None:
+    app: FastAPI, resources: Resources
+) -> None:
     request_id = stored_request(resources, "www.tiktok.com")
     status, body = _approve(app, request_id, scope="user", who="pupil2")
     assert status == 422
@@ -59,14 +62,19 @@ def test_a_user_grant_names_only_the_blocked_person_or_the_requester(
     assert body["grant"]["who"] == "PUPIL1"  # type: ignore[index]
 
 
-@pytest.mark.parametrize(("scope", "who", "words"), [
-    ("role", "staff", "you have the role staff"),
-    ("group", "businessmanagers", "you are in the group businessmanagers"),
-])
+@pytest.mark.parametrize(
+    ("scope", "who", "words"),
+    [
+        ("role", "staff", "you have the role staff"),
+        ("group", "businessmanagers", "you are in the group businessmanagers"),
+    ],
+)
 def test_a_role_or_group_grant_that_includes_the_reviewer_is_refused(
-        app: FastAPI, resources: Resources, scope: str, who: str, words: str) -> None:
-    request_id = stored_request(resources, f"www.museum-{time.time_ns()}.example",
-                                requester="teacher1", role="staff")
+    app: FastAPI, resources: Resources, scope: str, who: str, words: str
+) -> None:
+    request_id = stored_request(
+        resources, f"www.museum-{time.time_ns()}.example", requester="teacher1", role="staff"
+    )
     status, body = _approve(app, request_id, scope=scope, who=who, confirm_wide=True)
     assert status == 403, body
     assert words in str(body["message"])
@@ -74,7 +82,8 @@ def test_a_role_or_group_grant_that_includes_the_reviewer_is_refused(
 
 
 def test_a_user_grant_is_checked_with_that_persons_role_in_the_directory(
-        app: FastAPI, resources: Resources) -> None:
+    app: FastAPI, resources: Resources
+) -> None:
     """Finding 18: the request's recorded role said staff, but pupil2 is a pupil in the
     directory, and VPNs can never be unblocked for pupils."""
     request_id = stored_request(resources, "nordvpn.com", requester="pupil2", role="staff")
@@ -89,7 +98,8 @@ def test_a_user_grant_is_checked_with_that_persons_role_in_the_directory(
 
 
 def test_a_wider_grant_needs_a_confirmation_that_states_its_reach(
-        app: FastAPI, resources: Resources) -> None:
+    app: FastAPI, resources: Resources
+) -> None:
     host = f"www.museum-{time.time_ns()}.example"
     request_id = stored_request(resources, host)
     status, body = _approve(app, request_id, scope="role", who="pupil")
@@ -110,8 +120,9 @@ def test_longer_than_a_day_needs_a_confirmation(app: FastAPI, resources: Resourc
     status, body = _approve(app, request_id, scope="user", duration="until", until=until)
     assert status == 422
     assert "for longer than a day" in str(body["problems"])
-    status, body = _approve(app, request_id, scope="user", duration="until", until=until,
-                            confirm_wide=True)
+    status, body = _approve(
+        app, request_id, scope="user", duration="until", until=until, confirm_wide=True
+    )
     assert status == 200, body
 
 
@@ -121,14 +132,18 @@ def test_the_narrow_grant_needs_no_confirmation(app: FastAPI, resources: Resourc
     assert status == 200, body
 
 
-@pytest.mark.parametrize("body", [
-    {"scope": "everyone", "target_kind": "host"},  # everyone-wide
-    {"scope": "role", "who": "pupil", "target_kind": "host"},
-    {"scope": "user", "target_kind": "category"},  # category-wide, even for one pupil
-    {"scope": "group", "who": "Year5", "target_kind": "category"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"scope": "everyone", "target_kind": "host"},  # everyone-wide
+        {"scope": "role", "who": "pupil", "target_kind": "host"},
+        {"scope": "user", "target_kind": "category"},  # category-wide, even for one pupil
+        {"scope": "group", "who": "Year5", "target_kind": "category"},
+    ],
+)
 def test_the_seed_policy_forbids_wide_openings_of_social_media_for_pupils(
-        app: FastAPI, resources: Resources, body: dict[str, str]) -> None:
+    app: FastAPI, resources: Resources, body: dict[str, str]
+) -> None:
     request_id = stored_request(resources, "www.tiktok.com")
     status, answer = _approve(app, request_id, confirm_wide=True, **body)
     assert status == 422, answer
@@ -138,21 +153,25 @@ def test_the_seed_policy_forbids_wide_openings_of_social_media_for_pupils(
         assert session.query(ExceptionRow).filter_by(request_id=request_id).count() == 0
 
 
-def test_the_page_asks_for_the_confirmation_and_then_approves(app: FastAPI,
-                                                              resources: Resources) -> None:
+def test_the_page_asks_for_the_confirmation_and_then_approves(
+    app: FastAPI, resources: Resources
+) -> None:
     host = f"www.museum-{time.time_ns()}.example"
     request_id = stored_request(resources, host)
     bursar = sign_in(app, "bursar1", "bursar1-demo")
     fields = {"scope": "everyone", "target_kind": "host", "duration": "hours", "hours": "2"}
-    asked = bursar.post(f"/requests/{request_id}/approve",
-                        data={**fields, "csrf_token": csrf_of(bursar)})
+    asked = bursar.post(
+        f"/requests/{request_id}/approve", data={**fields, "csrf_token": csrf_of(bursar)}
+    )
     assert asked.status_code == 422
     assert "Check before you approve" in asked.text
     assert "This lets all " in asked.text
     assert "people at school (everyone)" in asked.text
     assert 'name="confirm_wide" value="yes"' in asked.text
-    done = bursar.post(f"/requests/{request_id}/approve",
-                       data={**fields, "confirm_wide": "yes", "csrf_token": csrf_of(bursar)})
+    done = bursar.post(
+        f"/requests/{request_id}/approve",
+        data={**fields, "confirm_wide": "yes", "csrf_token": csrf_of(bursar)},
+    )
     assert done.status_code == 303
     assert done.headers["location"].endswith("?done=approved")
     assert "Approved." in bursar.get(done.headers["location"]).text
@@ -162,33 +181,42 @@ def test_the_page_asks_for_the_confirmation_and_then_approves(app: FastAPI,
 
 
 def test_a_request_for_a_site_that_can_never_be_unblocked_is_refused_before_it_is_queued(
-        app: FastAPI, resources: Resources) -> None:
+    app: FastAPI, resources: Resources
+) -> None:
     pupil, csrf = client_for(app, "pupil")
-    answer = pupil.post("/requests/new", data={"host": "https://x.com/home", "why": WHY,
-                                               "csrf_token": csrf})
+    answer = pupil.post(
+        "/requests/new", data={"host": "https://x.com/home", "why": WHY, "csrf_token": csrf}
+    )
     assert answer.status_code == 422
     assert "x.com can never be unblocked at school, even if you ask" in answer.text
-    api = pupil.post("/api/requests", json={"host": "www.croxyproxy.com", "why": WHY},
-                     headers={"X-CSRF-Token": csrf})
+    api = pupil.post(
+        "/api/requests",
+        json={"host": "www.croxyproxy.com", "why": WHY},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert api.status_code == 422
     assert "can never be unblocked" in api.json()["message"]
 
 
 def test_a_pasted_address_is_understood_as_its_site(app: FastAPI) -> None:
     pupil, csrf = client_for(app, "pupil")
-    answer = pupil.post("/api/requests", json={
-        "host": "https://www.BBC.co.uk/bitesize/topics?x=1#top", "why": WHY},
-        headers={"X-CSRF-Token": csrf})
+    answer = pupil.post(
+        "/api/requests",
+        json={"host": "https://www.BBC.co.uk/bitesize/topics?x=1#top", "why": WHY},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert answer.status_code == 201, answer.text
     assert answer.json()["host"] == "www.bbc.co.uk"
 
 
 def test_after_sending_the_pupil_is_told_what_happens_next_and_later_until_when(
-        app: FastAPI, resources: Resources) -> None:
+    app: FastAPI, resources: Resources
+) -> None:
     pupil = sign_in(app, "pupil1", "pupil1-demo")
     token = block_link(resources)
-    sent = pupil.post("/requests/new", data={"token": token, "why": WHY,
-                                             "csrf_token": csrf_of(pupil)})
+    sent = pupil.post(
+        "/requests/new", data={"token": token, "why": WHY, "csrf_token": csrf_of(pupil)}
+    )
     assert sent.status_code == 303
     page = pupil.get(sent.headers["location"]).text
     assert "Sent - the Business Manager will look at it" in page
@@ -201,20 +229,24 @@ def test_after_sending_the_pupil_is_told_what_happens_next_and_later_until_when(
     assert "until " in pupil.get("/requests/mine").text
 
 
-def test_a_block_page_link_is_tied_to_its_person_and_single_use(app: FastAPI,
-                                                                resources: Resources) -> None:
+def test_a_block_page_link_is_tied_to_its_person_and_single_use(
+    app: FastAPI, resources: Resources
+) -> None:
     token = block_link(resources, host="www.snapchat.com", user="pupil1")
     other = sign_in(app, "pupil2", "pupil2-demo")
-    refused = other.post("/requests/new", data={"token": token, "why": WHY,
-                                                "csrf_token": csrf_of(other)})
+    refused = other.post(
+        "/requests/new", data={"token": token, "why": WHY, "csrf_token": csrf_of(other)}
+    )
     assert refused.status_code == 422
     assert "made for someone else" in refused.text
     owner = sign_in(app, "pupil1", "pupil1-demo")
-    first = owner.post("/requests/new", data={"token": token, "why": WHY,
-                                              "csrf_token": csrf_of(owner)})
+    first = owner.post(
+        "/requests/new", data={"token": token, "why": WHY, "csrf_token": csrf_of(owner)}
+    )
     assert first.status_code == 303
-    again = owner.post("/requests/new", data={"token": token, "why": WHY,
-                                              "csrf_token": csrf_of(owner)})
+    again = owner.post(
+        "/requests/new", data={"token": token, "why": WHY, "csrf_token": csrf_of(owner)}
+    )
     assert again.status_code == 422
     assert "already sent a request from this link" in again.text
 
@@ -222,13 +254,17 @@ def test_a_block_page_link_is_tied_to_its_person_and_single_use(app: FastAPI,
 def test_deny_asks_for_a_reason_and_a_confirmation(app: FastAPI, resources: Resources) -> None:
     request_id = stored_request(resources, "www.tiktok.com")
     bursar = sign_in(app, "bursar1", "bursar1-demo")
-    unconfirmed = bursar.post(f"/requests/{request_id}/deny", data={
-        "reason": "Not for school work.", "csrf_token": csrf_of(bursar)})
+    unconfirmed = bursar.post(
+        f"/requests/{request_id}/deny",
+        data={"reason": "Not for school work.", "csrf_token": csrf_of(bursar)},
+    )
     assert unconfirmed.status_code == 422
     assert "tick the box to confirm" in unconfirmed.text
     assert _state(resources, request_id).state is RequestState.PENDING
-    done = bursar.post(f"/requests/{request_id}/deny", data={
-        "reason": "Not for school work.", "confirm": "yes", "csrf_token": csrf_of(bursar)})
+    done = bursar.post(
+        f"/requests/{request_id}/deny",
+        data={"reason": "Not for school work.", "confirm": "yes", "csrf_token": csrf_of(bursar)},
+    )
     assert done.status_code == 303
     assert "Denied." in bursar.get(done.headers["location"]).text
 
@@ -243,25 +279,36 @@ def test_a_typed_end_time_is_never_silently_ignored(app: FastAPI, resources: Res
     assert _state(resources, request_id).state is RequestState.PENDING
 
 
-def test_after_deciding_the_next_request_is_one_click_away(app: FastAPI,
-                                                           resources: Resources) -> None:
+def test_after_deciding_the_next_request_is_one_click_away(
+    app: FastAPI, resources: Resources
+) -> None:
     request_id = stored_request(resources, "www.tiktok.com")
     bursar = sign_in(app, "bursar1", "bursar1-demo")
-    done = bursar.post(f"/requests/{request_id}/approve", data={
-        "scope": "user", "target_kind": "host", "duration": "hours", "hours": "1",
-        "csrf_token": csrf_of(bursar)})
+    done = bursar.post(
+        f"/requests/{request_id}/approve",
+        data={
+            "scope": "user",
+            "target_kind": "host",
+            "duration": "hours",
+            "hours": "1",
+            "csrf_token": csrf_of(bursar),
+        },
+    )
     assert done.status_code == 303
-    assert 'href="/requests">Next request in the queue' in bursar.get(
-        done.headers["location"]).text
+    assert 'href="/requests">Next request in the queue' in bursar.get(done.headers["location"]).text
 
 
 def test_a_request_or_grant_through_a_page_rewriting_proxy_is_judged_by_the_site_inside(
-        app: FastAPI, resources: Resources) -> None:
+    app: FastAPI, resources: Resources
+) -> None:
     """Security finding 2, admin side: an ordinary approval opened Instagram through
     www-instagram-com.translate.goog."""
     pupil, csrf = client_for(app, "pupil")
-    typed = pupil.post("/api/requests", json={"host": "www-instagram-com.translate.goog",
-                                              "why": WHY}, headers={"X-CSRF-Token": csrf})
+    typed = pupil.post(
+        "/api/requests",
+        json={"host": "www-instagram-com.translate.goog", "why": WHY},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert typed.status_code == 422
     assert "can never be unblocked" in typed.json()["message"]
     request_id = stored_request(resources, "www-instagram-com.translate.goog")  # already queued
@@ -272,12 +319,15 @@ def test_a_request_or_grant_through_a_page_rewriting_proxy_is_judged_by_the_site
 
 
 def test_a_class_request_is_explained_for_the_class_not_the_teacher(
-        app: FastAPI, resources: Resources) -> None:
+    app: FastAPI, resources: Resources
+) -> None:
     """UX finding 5: the approval page explained Year 6's TikTok request for the teacher
     ("Allowed ... for teacher1 (staff)")."""
     teacher, csrf = client_for(app, "staff")
-    sent = teacher.post("/requests/new", data={"host": "www.tiktok.com", "why": WHY,
-                                               "for_group": "Year5", "csrf_token": csrf})
+    sent = teacher.post(
+        "/requests/new",
+        data={"host": "www.tiktok.com", "why": WHY, "for_group": "Year5", "csrf_token": csrf},
+    )
     assert sent.status_code == 303, sent.text
     request_id = request_id_from(sent.headers["location"])
     app.dependency_overrides.clear()
@@ -289,14 +339,17 @@ def test_a_class_request_is_explained_for_the_class_not_the_teacher(
 
 
 def test_a_request_for_a_whole_ending_is_refused_and_never_becomes_a_local_allow(
-        app: FastAPI, resources: Resources) -> None:
+    app: FastAPI, resources: Resources
+) -> None:
     pupil, csrf = client_for(app, "pupil")
-    typed = pupil.post("/api/requests", json={"host": "co.uk", "why": WHY},
-                       headers={"X-CSRF-Token": csrf})
+    typed = pupil.post(
+        "/api/requests", json={"host": "co.uk", "why": WHY}, headers={"X-CSRF-Token": csrf}
+    )
     assert typed.status_code == 422
     assert "a whole ending shared by many websites" in typed.json()["message"]
     request_id = stored_request(resources, "co.uk")  # queued before this check existed
-    status, body = _approve(app, request_id, scope="everyone", duration="permanent",
-                            confirm_wide=True)
+    status, body = _approve(
+        app, request_id, scope="everyone", duration="permanent", confirm_wide=True
+    )
     assert status == 422, body
     assert _state(resources, request_id).state is RequestState.PENDING

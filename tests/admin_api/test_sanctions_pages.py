@@ -33,33 +33,48 @@ def _counter(resources: Resources) -> int:
 
 def _actions(resources: Resources, target: str) -> list[str]:
     with resources.sessions() as session:
-        return list(session.scalars(select(AuditEntryRow.action).where(
-            AuditEntryRow.target == target).order_by(AuditEntryRow.id)))
+        return list(
+            session.scalars(
+                select(AuditEntryRow.action)
+                .where(AuditEntryRow.target == target)
+                .order_by(AuditEntryRow.id)
+            )
+        )
 
 
 def _recommended(resources: Resources, user: str) -> str:
     now = datetime.now(UTC)
     with resources.sessions() as session, session.begin():
-        return place_sanction(session=session, user=user, starts=now,
-                              ends=now + timedelta(days=14), reason="3 attempts",
-                              placed_by="schoolgate", state=SanctionState.RECOMMENDED)
+        return place_sanction(
+            session=session,
+            user=user,
+            starts=now,
+            ends=now + timedelta(days=14),
+            reason="3 attempts",
+            placed_by="schoolgate",
+            state=SanctionState.RECOMMENDED,
+        )
 
 
-def test_a_sanction_placed_reaches_the_gateways_overrides(app: FastAPI,
-                                                          resources: Resources) -> None:
+def test_a_sanction_placed_reaches_the_gateways_overrides(
+    app: FastAPI, resources: Resources
+) -> None:
     user = "pupil2"  # a person the directory knows (others are refused); lifted at the end
     reason = f"Tried a VPN twice ({uuid.uuid4().hex[:6]})."
     source = DatabaseOverridesSource(resources.engine)
     source.load_now()
     counter = _counter(resources)
     client, csrf = client_for(app, "dsl")
-    answer = client.post("/monitoring/sanctions", data={
-        "csrf_token": csrf, "user": user, "days": "7", "reason": reason})
+    answer = client.post(
+        "/monitoring/sanctions",
+        data={"csrf_token": csrf, "user": user, "days": "7", "reason": reason},
+    )
     assert answer.status_code == 303
     assert _counter(resources) > counter
     with resources.sessions() as session:
-        row = session.scalars(select(SanctionRow).where(SanctionRow.user == user,
-                                                        SanctionRow.reason == reason)).one()
+        row = session.scalars(
+            select(SanctionRow).where(SanctionRow.user == user, SanctionRow.reason == reason)
+        ).one()
     assert row.state is SanctionState.PLACED
     assert row.placed_by == "dsl1"
     assert row.ends is not None
@@ -67,34 +82,50 @@ def test_a_sanction_placed_reaches_the_gateways_overrides(app: FastAPI,
     assert _actions(resources, f"sanction:{row.id}") == ["sanction.place"]
     assert user in {s.user for s in source.load_now().sanctions}
     assert user in client.get("/monitoring/sanctions").text
-    assert client.post(f"/api/monitoring/sanctions/{row.id}/lift",
-                       headers={"X-CSRF-Token": csrf}, json={}).status_code == 200
+    assert (
+        client.post(
+            f"/api/monitoring/sanctions/{row.id}/lift", headers={"X-CSRF-Token": csrf}, json={}
+        ).status_code
+        == 200
+    )
 
 
 def test_extend_lift_and_a_supervised_session(app: FastAPI, resources: Resources) -> None:
     user = "pupil2"  # a person the directory knows (others are refused); lifted at the end
     client, csrf = client_for(app, "dsl")
-    placed = client.post("/api/monitoring/sanctions", headers={"X-CSRF-Token": csrf},
-                         json={"user": user, "reason": "Repeated proxy use.", "days": 2})
+    placed = client.post(
+        "/api/monitoring/sanctions",
+        headers={"X-CSRF-Token": csrf},
+        json={"user": user, "reason": "Repeated proxy use.", "days": 2},
+    )
     assert placed.status_code == 201
     sanction_id = placed.json()["id"]
     counter = _counter(resources)
-    extended = client.post(f"/api/monitoring/sanctions/{sanction_id}/extend",
-                           headers={"X-CSRF-Token": csrf}, json={"note": "still trying"})
+    extended = client.post(
+        f"/api/monitoring/sanctions/{sanction_id}/extend",
+        headers={"X-CSRF-Token": csrf},
+        json={"note": "still trying"},
+    )
     assert extended.status_code == 200
     assert extended.json()["ends"] is None  # until lifted
     assert "extended by dsl1: still trying" in extended.json()["note"]
-    session_answer = client.post("/monitoring/supervised-sessions", data={
-        "csrf_token": csrf, "user": user, "minutes": "45"})
+    session_answer = client.post(
+        "/monitoring/supervised-sessions", data={"csrf_token": csrf, "user": user, "minutes": "45"}
+    )
     assert session_answer.status_code == 303
     with resources.sessions() as session:
-        opened = session.scalars(select(SupervisedSessionRow).where(
-            SupervisedSessionRow.user == user).order_by(SupervisedSessionRow.starts.desc())
-            .limit(1)).one()
+        opened = session.scalars(
+            select(SupervisedSessionRow)
+            .where(SupervisedSessionRow.user == user)
+            .order_by(SupervisedSessionRow.starts.desc())
+            .limit(1)
+        ).one()
     assert opened.ends - opened.starts == timedelta(minutes=45)
     assert opened.opened_by == "dsl1"
-    lifted = client.post(f"/monitoring/sanctions/{sanction_id}/lift",
-                         data={"csrf_token": csrf, "reason": "Apologised.", "confirm": "yes"})
+    lifted = client.post(
+        f"/monitoring/sanctions/{sanction_id}/lift",
+        data={"csrf_token": csrf, "reason": "Apologised.", "confirm": "yes"},
+    )
     assert lifted.status_code == 303
     assert _counter(resources) >= counter + 3
     with resources.sessions() as session:
@@ -102,9 +133,13 @@ def test_extend_lift_and_a_supervised_session(app: FastAPI, resources: Resources
     assert row.state is SanctionState.LIFTED
     assert row.lifted_by == "dsl1"
     assert _actions(resources, f"sanction:{sanction_id}") == [
-        "sanction.place", "sanction.extend", "sanction.lift"]
-    again = client.post(f"/api/monitoring/sanctions/{sanction_id}/lift",
-                        headers={"X-CSRF-Token": csrf}, json={})
+        "sanction.place",
+        "sanction.extend",
+        "sanction.lift",
+    ]
+    again = client.post(
+        f"/api/monitoring/sanctions/{sanction_id}/lift", headers={"X-CSRF-Token": csrf}, json={}
+    )
     assert again.status_code == 409
 
 
@@ -115,26 +150,33 @@ def test_a_recommendation_extended_is_placed(app: FastAPI, resources: Resources)
     page = client.get("/monitoring/sanctions").text
     assert f'action="/monitoring/sanctions/{sanction_id}/extend"' in page
     assert "Place it" in page
-    answer = client.post(f"/monitoring/sanctions/{sanction_id}/extend",
-                         data={"csrf_token": csrf, "days": "14"})
+    answer = client.post(
+        f"/monitoring/sanctions/{sanction_id}/extend", data={"csrf_token": csrf, "days": "14"}
+    )
     assert answer.status_code == 303
     with resources.sessions() as session:
         assert session.get_one(SanctionRow, sanction_id).state is SanctionState.PLACED
     assert _actions(resources, f"sanction:{sanction_id}") == ["sanction.confirm"]
 
 
-@pytest.mark.parametrize(("path", "fields", "field"), [
-    ("/monitoring/sanctions", {"user": "", "reason": "abc"}, "User"),
-    ("/monitoring/sanctions", {"user": "p", "reason": "abc", "days": "0"}, "Days"),
-    ("/monitoring/sanctions", {"user": "p", "reason": "abc", "days": "many"}, "Days"),
-    ("/monitoring/sanctions", {"user": "p\r\nq", "reason": "abc"}, "User"),
-    ("/monitoring/supervised-sessions", {"user": "p", "minutes": "1"}, "Minutes"),
-    ("/monitoring/supervised-sessions", {"user": "p", "minutes": "100000000000000000000"},
-     "Minutes"),
-])
+@pytest.mark.parametrize(
+    ("path", "fields", "field"),
+    [
+        ("/monitoring/sanctions", {"user": "", "reason": "abc"}, "User"),
+        ("/monitoring/sanctions", {"user": "p", "reason": "abc", "days": "0"}, "Days"),
+        ("/monitoring/sanctions", {"user": "p", "reason": "abc", "days": "many"}, "Days"),
+        ("/monitoring/sanctions", {"user": "p\r\nq", "reason": "abc"}, "User"),
+        ("/monitoring/supervised-sessions", {"user": "p", "minutes": "1"}, "Minutes"),
+        (
+            "/monitoring/supervised-sessions",
+            {"user": "p", "minutes": "100000000000000000000"},
+            "Minutes",
+        ),
+    ],
+)
 def test_bad_input_gets_a_clear_message_and_changes_nothing(
-        app: FastAPI, resources: Resources, path: str, fields: dict[str, str],
-        field: str) -> None:
+    app: FastAPI, resources: Resources, path: str, fields: dict[str, str], field: str
+) -> None:
     client, csrf = client_for(app, "dsl")
     counter = _counter(resources)
     answer = client.post(path, data={"csrf_token": csrf, **fields})
@@ -145,14 +187,18 @@ def test_bad_input_gets_a_clear_message_and_changes_nothing(
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("action", ["extend", "lift"])
-def test_only_the_dsl_may_change_a_sanction(app: FastAPI, resources: Resources, role: str,
-                                            action: str) -> None:
+def test_only_the_dsl_may_change_a_sanction(
+    app: FastAPI, resources: Resources, role: str, action: str
+) -> None:
     sanction_id = _recommended(resources, f"pupil-{uuid.uuid4().hex[:6]}")
     client, csrf = client_for(app, role)
-    page = client.post(f"/monitoring/sanctions/{sanction_id}/{action}",
-                       data={"csrf_token": csrf, "reason": "Spoke to them.", "confirm": "yes"})
-    api = client.post(f"/api/monitoring/sanctions/{sanction_id}/{action}",
-                      headers={"X-CSRF-Token": csrf}, json={})
+    page = client.post(
+        f"/monitoring/sanctions/{sanction_id}/{action}",
+        data={"csrf_token": csrf, "reason": "Spoke to them.", "confirm": "yes"},
+    )
+    api = client.post(
+        f"/api/monitoring/sanctions/{sanction_id}/{action}", headers={"X-CSRF-Token": csrf}, json={}
+    )
     if role == "dsl":
         assert (page.status_code, api.status_code) == (303, 409 if action == "lift" else 200)
         return
@@ -165,6 +211,7 @@ def test_only_the_dsl_may_change_a_sanction(app: FastAPI, resources: Resources, 
 @pytest.mark.parametrize("sanction_id", [str(uuid.uuid4()), "zzz", "1" * 36])
 def test_an_unknown_sanction_is_not_found(app: FastAPI, sanction_id: str) -> None:
     client, csrf = client_for(app, "dsl")
-    answer = client.post(f"/api/monitoring/sanctions/{sanction_id}/lift",
-                         headers={"X-CSRF-Token": csrf}, json={})
+    answer = client.post(
+        f"/api/monitoring/sanctions/{sanction_id}/lift", headers={"X-CSRF-Token": csrf}, json={}
+    )
     assert answer.status_code == 404

@@ -36,7 +36,8 @@ def dsl_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
 
 def test_no_generated_request_to_the_dsls_api_gets_a_server_error(dsl_app: FastAPI) -> None:
     operations, seen = call_operations(
-        dsl_app, max_examples=10, wanted=lambda op: op.path.startswith("/api/monitoring/"))
+        dsl_app, max_examples=10, wanted=lambda op: op.path.startswith("/api/monitoring/")
+    )
     assert operations >= 15
     assert len(seen) >= 3 * operations
     assert sum(1 for status in seen if 200 <= status < 300) >= operations

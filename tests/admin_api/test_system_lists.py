@@ -31,15 +31,28 @@ default: allow
 
 def test_system_page_shows_lists(database_url: str, tmp_path: Path) -> None:
     (tmp_path / "policy.yaml").write_text(POLICY)
-    (tmp_path / "adult.txt").write_text("# category: adult\n# description: d\n"
-                                        "# compiled: 2026-11-01\n# source: s\n"
-                                        "a.example\nb.example\nc.example\n")
+    (tmp_path / "adult.txt").write_text(
+        "# category: adult\n# description: d\n"
+        "# compiled: 2026-11-01\n# source: s\n"
+        "a.example\nb.example\nc.example\n"
+    )
     updated = datetime.now(UTC) - timedelta(days=3)
-    (tmp_path / "lists-state.json").write_text(json.dumps({"lists": {"adult.txt": {
-        "updated_at": updated.isoformat(), "last_error": "source ut1: HTTP 404"}}}))
+    (tmp_path / "lists-state.json").write_text(
+        json.dumps(
+            {
+                "lists": {
+                    "adult.txt": {
+                        "updated_at": updated.isoformat(),
+                        "last_error": "source ut1: HTTP 404",
+                    }
+                }
+            }
+        )
+    )
     (tmp_path / "lists.yaml").write_text("max_age_hours: 48\nsources: []\n")
-    resources = make_resources(settings_for(database_url, tmp_path / "data",
-                                            policy_file=tmp_path / "policy.yaml"))
+    resources = make_resources(
+        settings_for(database_url, tmp_path / "data", policy_file=tmp_path / "policy.yaml")
+    )
     try:
         client, _ = client_for(make_app(resources=resources), "it_technician")
         page = client.get("/system")
@@ -55,9 +68,16 @@ def test_system_page_shows_lists(database_url: str, tmp_path: Path) -> None:
     assert "IWF or CTIRU" in text
 
 
-@pytest.mark.parametrize(("seconds", "text"), [
-    (None, "unknown"), (-5, "0 minutes"), (59 * 60, "59 minutes"), (3 * 3600, "3 hours"),
-    (47 * 3600, "47 hours"), (3 * 86400, "3 days"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "unknown"),
+        (-5, "0 minutes"),
+        (59 * 60, "59 minutes"),
+        (3 * 3600, "3 hours"),
+        (47 * 3600, "47 hours"),
+        (3 * 86400, "3 days"),
+    ],
+)
 def test_age_text(seconds: float | None, text: str) -> None:
     assert age_text(seconds) == text

@@ -29,21 +29,32 @@ def sanctioned(resources: Resources) -> Iterator[list[str]]:
     """pupil1 (Year5) and pupil2 (Year6) are supervised-only."""
     now = datetime.now(UTC)
     with resources.sessions() as session, session.begin():
-        ids = [place_sanction(session=session, user=user, starts=now - timedelta(minutes=1),
-                              ends=now + timedelta(days=14), reason="3 attempts",
-                              placed_by="dsl1") for user in ("pupil1", "pupil2")]
+        ids = [
+            place_sanction(
+                session=session,
+                user=user,
+                starts=now - timedelta(minutes=1),
+                ends=now + timedelta(days=14),
+                reason="3 attempts",
+                placed_by="dsl1",
+            )
+            for user in ("pupil1", "pupil2")
+        ]
     yield ids
     with resources.sessions() as session, session.begin():
         for sanction_id in ids:
-            lift_sanction(session=session, sanction_id=sanction_id, by="dsl1",
-                          at=datetime.now(UTC))
+            lift_sanction(session=session, sanction_id=sanction_id, by="dsl1", at=datetime.now(UTC))
 
 
 def test_a_teacher_supervises_a_pupil_of_their_class_and_it_is_audited(
-        app: FastAPI, resources: Resources, sanctioned: list[str]) -> None:
+    app: FastAPI, resources: Resources, sanctioned: list[str]
+) -> None:
     client, csrf = client_for(app, "staff")  # teacher1: Teachers-Year5
-    answer = client.post("/api/monitoring/supervised-sessions",
-                         headers={"X-CSRF-Token": csrf}, json={"user": "Pupil1", "minutes": 40})
+    answer = client.post(
+        "/api/monitoring/supervised-sessions",
+        headers={"X-CSRF-Token": csrf},
+        json={"user": "Pupil1", "minutes": 40},
+    )
     assert answer.status_code == 201, answer.text
     session_id = answer.json()["id"]
     page = client.post("/teacher", data={"csrf_token": csrf, "user": "pupil1", "minutes": "20"})
@@ -51,8 +62,9 @@ def test_a_teacher_supervises_a_pupil_of_their_class_and_it_is_audited(
     assert page.headers["location"] == "/teacher"
     with resources.sessions() as session:
         row = session.get_one(SupervisedSessionRow, session_id)
-        audit = session.scalars(select(AuditEntryRow).where(
-            AuditEntryRow.target == f"supervised_session:{session_id}")).one()
+        audit = session.scalars(
+            select(AuditEntryRow).where(AuditEntryRow.target == f"supervised_session:{session_id}")
+        ).one()
     assert row.user == "pupil1"
     assert row.opened_by == "teacher1"
     assert row.ends - row.starts == timedelta(minutes=40)
@@ -62,33 +74,39 @@ def test_a_teacher_supervises_a_pupil_of_their_class_and_it_is_audited(
 
 
 @pytest.mark.parametrize("how", ["api", "dsl_form", "teacher_page"])
-def test_a_pupil_of_another_class_is_refused(app: FastAPI, resources: Resources,
-                                             sanctioned: list[str], how: str) -> None:
+def test_a_pupil_of_another_class_is_refused(
+    app: FastAPI, resources: Resources, sanctioned: list[str], how: str
+) -> None:
     client, csrf = client_for(app, "staff")
     if how == "api":
-        answer = client.post("/api/monitoring/supervised-sessions",
-                             headers={"X-CSRF-Token": csrf},
-                             json={"user": "pupil2", "minutes": 40})
+        answer = client.post(
+            "/api/monitoring/supervised-sessions",
+            headers={"X-CSRF-Token": csrf},
+            json={"user": "pupil2", "minutes": 40},
+        )
         assert answer.status_code == 403
         assert "not in your class" in answer.text
     else:
         path = "/monitoring/supervised-sessions" if how == "dsl_form" else "/teacher"
-        answer = client.post(path, data={"csrf_token": csrf, "user": "pupil2",
-                                         "minutes": "40"})
+        answer = client.post(path, data={"csrf_token": csrf, "user": "pupil2", "minutes": "40"})
         assert answer.status_code == 403
         assert "pupil2 is not in your class" in answer.text
     with resources.sessions() as session:
-        opened = session.scalars(select(SupervisedSessionRow).where(
-            SupervisedSessionRow.user == "pupil2",
-            SupervisedSessionRow.opened_by == "teacher1")).all()
+        opened = session.scalars(
+            select(SupervisedSessionRow).where(
+                SupervisedSessionRow.user == "pupil2", SupervisedSessionRow.opened_by == "teacher1"
+            )
+        ).all()
     assert opened == []
 
 
-def test_a_teacher_with_no_class_supervises_nobody(app: FastAPI,
-                                                   sanctioned: list[str]) -> None:
+def test_a_teacher_with_no_class_supervises_nobody(app: FastAPI, sanctioned: list[str]) -> None:
     client, csrf = client_for(app, "business_manager")  # staff, teaches no class
-    answer = client.post("/api/monitoring/supervised-sessions",
-                         headers={"X-CSRF-Token": csrf}, json={"user": "pupil1", "minutes": 40})
+    answer = client.post(
+        "/api/monitoring/supervised-sessions",
+        headers={"X-CSRF-Token": csrf},
+        json={"user": "pupil1", "minutes": 40},
+    )
     assert answer.status_code == 403
     assert "does not say which class you teach" in answer.text
     page = client.get("/teacher")
@@ -97,11 +115,15 @@ def test_a_teacher_with_no_class_supervises_nobody(app: FastAPI,
     assert "pupil1" not in page.text
 
 
-def test_the_dsl_supervises_anyone(app: FastAPI, resources: Resources,
-                                   sanctioned: list[str]) -> None:
+def test_the_dsl_supervises_anyone(
+    app: FastAPI, resources: Resources, sanctioned: list[str]
+) -> None:
     client, csrf = client_for(app, "dsl")
-    answer = client.post("/api/monitoring/supervised-sessions",
-                         headers={"X-CSRF-Token": csrf}, json={"user": "pupil2", "minutes": 30})
+    answer = client.post(
+        "/api/monitoring/supervised-sessions",
+        headers={"X-CSRF-Token": csrf},
+        json={"user": "pupil2", "minutes": 30},
+    )
     assert answer.status_code == 201
     page = client.get("/teacher")
     assert "Pupil One (Year 5)" in page.text
@@ -119,8 +141,13 @@ def test_the_teacher_page_lists_only_their_class(app: FastAPI, sanctioned: list[
 
 
 def test_class_groups_compare_ignoring_case(app: FastAPI, sanctioned: list[str]) -> None:
-    teacher = SignedInUser("teacher6", "Teacher Six", frozenset({Role.STAFF}), "staff",
-                           frozenset({"Staff", "TEACHERS-year6"}))
+    teacher = SignedInUser(
+        "teacher6",
+        "Teacher Six",
+        frozenset({Role.STAFF}),
+        "staff",
+        frozenset({"Staff", "TEACHERS-year6"}),
+    )
     app.dependency_overrides[current_user] = lambda: teacher
     client, _csrf = client_for(app, "anonymous")
     page = client.get("/teacher")
@@ -129,21 +156,27 @@ def test_class_groups_compare_ignoring_case(app: FastAPI, sanctioned: list[str])
 
 
 def test_the_identity_file_says_which_class_each_group_teaches() -> None:
-    config = parse_identity_config("classes:\n  - {group: Teachers-Year5, teaches: [Year5]}\n"
-                                   "  - {group: Heads, teaches: [Year5, year6]}\n")
+    config = parse_identity_config(
+        "classes:\n  - {group: Teachers-Year5, teaches: [Year5]}\n"
+        "  - {group: Heads, teaches: [Year5, year6]}\n"
+    )
     assert config.classes_taught({"teachers-year5"}) == {"year5"}
     assert config.classes_taught({"Heads", "Staff"}) == {"year5", "year6"}
     assert config.classes_taught({"Staff"}) == frozenset()
 
 
-@pytest.mark.parametrize(("text", "where"), [
-    ("classes:\n  - {group: T5}\n", "classes[0].teaches"),
-    ("classes:\n  - {group: T5, teaches: []}\n", "classes[0].teaches"),
-    ("classes:\n  - {group: '', teaches: [Year5]}\n", "classes[0].group"),
-    ("classes:\n  - {group: T5, teaches: [Year5], extra: 1}\n", "classes[0].extra"),
-])
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("classes:\n  - {group: T5}\n", "classes[0].teaches"),
+        ("classes:\n  - {group: T5, teaches: []}\n", "classes[0].teaches"),
+        ("classes:\n  - {group: '', teaches: [Year5]}\n", "classes[0].group"),
+        ("classes:\n  - {group: T5, teaches: [Year5], extra: 1}\n", "classes[0].extra"),
+    ],
+)
 def test_a_wrong_class_mapping_is_refused_with_its_place(text: str, where: str) -> None:
     from schoolgate.store.identity_config import IdentityConfigError
+
     with pytest.raises(IdentityConfigError) as raised:
         parse_identity_config(text, source="identity.yaml")
     assert f"identity.yaml: {where}" in str(raised.value)
@@ -151,8 +184,11 @@ def test_a_wrong_class_mapping_is_refused_with_its_place(text: str, where: str) 
 
 def test_a_pupil_cannot_open_one(app: FastAPI) -> None:
     client, csrf = client_for(app, "pupil")
-    answer = client.post("/api/monitoring/supervised-sessions",
-                         headers={"X-CSRF-Token": csrf}, json={"user": "pupil1", "minutes": 40})
+    answer = client.post(
+        "/api/monitoring/supervised-sessions",
+        headers={"X-CSRF-Token": csrf},
+        json={"user": "pupil1", "minutes": 40},
+    )
     assert answer.status_code == 403
     assert client.get("/teacher").status_code == 403
 
@@ -160,5 +196,11 @@ def test_a_pupil_cannot_open_one(app: FastAPI) -> None:
 def test_a_teacher_still_cannot_place_or_see_sanctions(app: FastAPI) -> None:
     client, csrf = client_for(app, "staff")
     assert client.get("/api/monitoring/sanctions").status_code == 403
-    assert client.post("/api/monitoring/sanctions", headers={"X-CSRF-Token": csrf},
-                       json={"user": "pupil2", "reason": "x"}).status_code == 403
+    assert (
+        client.post(
+            "/api/monitoring/sanctions",
+            headers={"X-CSRF-Token": csrf},
+            json={"user": "pupil2", "reason": "x"},
+        ).status_code
+        == 403
+    )

@@ -1,9 +1,9 @@
 """Run inside the test's client network namespace: one probe, its result as JSON on stdout.
 
-  http HOST_HEADER IP PORT      -> {"status": ..., "body": ...} or {"error": ...}
-  https SNI IP PORT CAFILE      -> the same, over TLS with SNI, trusting CAFILE only
-  udp IP PORT                   -> {"reply": ...} or {"error": "ConnectionRefusedError"}
-  tcp IP PORT                   -> {"connected": true} or {"error": ...}
+http HOST_HEADER IP PORT      -> {"status": ..., "body": ...} or {"error": ...}
+https SNI IP PORT CAFILE      -> the same, over TLS with SNI, trusting CAFILE only
+udp IP PORT                   -> {"reply": ...} or {"error": "ConnectionRefusedError"}
+tcp IP PORT                   -> {"connected": true} or {"error": ...}
 """
 
 from __future__ import annotations

@@ -32,12 +32,20 @@ SECRETS = {
 def compose_command() -> list[str]:
     """`docker compose` (v2 plugin) if it works here, else Debian's `docker-compose` (v1.29)."""
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True,
-                                 timeout=30).returncode == 0:
+    if (
+        docker
+        and subprocess.run(
+            [docker, "compose", "version"], capture_output=True, timeout=30
+        ).returncode
+        == 0
+    ):
         return [docker, "compose"]
     legacy = shutil.which("docker-compose")
-    need(legacy is not None, "docker compose (or docker-compose)",
-         "install Debian's 'docker-compose' or Docker's compose plugin")
+    need(
+        legacy is not None,
+        "docker compose (or docker-compose)",
+        "install Debian's 'docker-compose' or Docker's compose plugin",
+    )
     assert legacy is not None
     return [legacy]
 
@@ -52,9 +60,14 @@ def empty_env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_config(env: dict[str, str], env_file: Path) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    return subprocess.run([*compose_command(), "--env-file", str(env_file), "config"],
-                          cwd=COMPOSE, env={**base, **env}, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [*compose_command(), "--env-file", str(env_file), "config"],
+        cwd=COMPOSE,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +79,23 @@ def config(empty_env_file: Path) -> dict[str, Any]:
 
 
 def test_every_service_is_there(config: dict[str, Any]) -> None:
-    assert set(config["services"]) == {"postgres", "migrate", "admin-cert", "gateway", "admin",
-                                       "purge", "notify", "alertmanager", "prometheus", "grafana"}
+    assert set(config["services"]) == {
+        "postgres",
+        "migrate",
+        "admin-cert",
+        "gateway",
+        "admin",
+        "purge",
+        "notify",
+        "alertmanager",
+        "prometheus",
+        "grafana",
+    }
 
 
-@pytest.mark.parametrize("service", ["postgres", "gateway", "admin", "purge", "alertmanager",
-                                     "prometheus", "grafana"])
+@pytest.mark.parametrize(
+    "service", ["postgres", "gateway", "admin", "purge", "alertmanager", "prometheus", "grafana"]
+)
 def test_long_running_services_have_healthchecks(config: dict[str, Any], service: str) -> None:
     check = config["services"][service]["healthcheck"]
     assert check["test"][0] in ("CMD", "CMD-SHELL")
@@ -80,7 +104,8 @@ def test_long_running_services_have_healthchecks(config: dict[str, Any], service
 
 @pytest.mark.parametrize("service", ["gateway", "admin"])
 def test_the_gateway_and_admin_wait_for_migrations_and_the_database(
-        config: dict[str, Any], service: str) -> None:
+    config: dict[str, Any], service: str
+) -> None:
     depends = config["services"][service]["depends_on"]
     assert depends["migrate"]["condition"] == "service_completed_successfully"
     assert depends["postgres"]["condition"] == "service_healthy"
@@ -100,8 +125,9 @@ def test_the_secrets_reach_the_services(config: dict[str, Any]) -> None:
     assert "SCHOOLGATE_SESSION_SECRET" not in config["services"]["gateway"]["environment"]
 
 
-@pytest.mark.parametrize("missing", ["SCHOOLGATE_DB_PASSWORD", "SCHOOLGATE_SESSION_SECRET",
-                                     "GRAFANA_ADMIN_PASSWORD"])
+@pytest.mark.parametrize(
+    "missing", ["SCHOOLGATE_DB_PASSWORD", "SCHOOLGATE_SESSION_SECRET", "GRAFANA_ADMIN_PASSWORD"]
+)
 def test_compose_refuses_to_start_without_a_secret(missing: str, empty_env_file: Path) -> None:
     env = {k: v for k, v in SECRETS.items() if k != missing}
     result = run_config(env, empty_env_file)
@@ -157,18 +183,19 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
     from packaging.requirements import Requirement
 
     lock = _lock()
-    assert all(hashes and all(h.startswith("sha256:") for h in hashes)
-               for _, hashes in lock.values())
+    assert all(
+        hashes and all(h.startswith("sha256:") for h in hashes) for _, hashes in lock.values()
+    )
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for spec in project["dependencies"]:
         requirement = Requirement(spec)
         name = requirement.name.lower().replace("_", "-")
         assert name in lock, f"{name} is not in requirements.lock: run ./scripts/lock.sh"
-        assert requirement.specifier.contains(lock[name][0]), \
+        assert requirement.specifier.contains(lock[name][0]), (
             f"{name}=={lock[name][0]} does not satisfy {spec}: run ./scripts/lock.sh"
+        )
     # mitmproxy's own dependencies are locked too, not only ours
     assert {"cryptography", "h2", "mitmproxy-rs", "pyopenssl"} <= set(lock)
-
 
 
 def test_a_purge_job_applies_retention(config: dict[str, Any]) -> None:
@@ -182,7 +209,8 @@ def test_a_purge_job_applies_retention(config: dict[str, Any]) -> None:
 
 
 def test_the_admin_serves_https_with_a_certificate_from_the_school_ca(
-        config: dict[str, Any]) -> None:
+    config: dict[str, Any],
+) -> None:
     """H1: no plain-HTTP admin whose Secure cookie browsers drop."""
     admin = config["services"]["admin"]
     command = admin["command"]
@@ -217,35 +245,55 @@ def test_one_command_makes_every_file_the_stack_needs(tmp_path: Path) -> None:
     from schoolgate.store.policy_files import load_policy
 
     env = {**os.environ, "SCHOOLGATE_COMPOSE_DIR": str(tmp_path)}
-    first = subprocess.run([str(COMPOSE / "init.sh")], env=env, capture_output=True, text=True,
-                           timeout=60)
+    first = subprocess.run(
+        [str(COMPOSE / "init.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert first.returncode == 0, first.stderr
     assert "Before 'docker compose up -d', edit:" in first.stdout
-    dotenv = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines()
-                  if line and not line.startswith("#"))
+    dotenv = dict(
+        line.split("=", 1)
+        for line in (tmp_path / ".env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     for name in ("SCHOOLGATE_DB_PASSWORD", "SCHOOLGATE_SESSION_SECRET", "GRAFANA_ADMIN_PASSWORD"):
         assert len(dotenv[name]) == 64, name
     assert load_policy(tmp_path / "config" / "policy.yaml").rules
     assert yaml.safe_load((tmp_path / "config" / "identity.yaml").read_text())["directory"]
     alertmanager = yaml.safe_load((tmp_path / "config" / "alertmanager.yml").read_text())
-    assert alertmanager["receivers"][0]["email_configs"][0]["to"] == \
-        dotenv["SCHOOLGATE_ALERT_EMAIL_TO"]
+    assert (
+        alertmanager["receivers"][0]["email_configs"][0]["to"]
+        == dotenv["SCHOOLGATE_ALERT_EMAIL_TO"]
+    )
     amtool = need_program("amtool", "prometheus-alertmanager")
-    checked = subprocess.run([amtool, "check-config", str(tmp_path / "config" /
-                                                          "alertmanager.yml")],
-                             capture_output=True, text=True, timeout=60)
+    checked = subprocess.run(
+        [amtool, "check-config", str(tmp_path / "config" / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     if os.geteuid() == 0:
         assert (tmp_path / "config" / "ldap-bind-password").stat().st_gid == 10001
     (tmp_path / "config" / "policy.yaml").write_text("# mine\n")
-    second = subprocess.run([str(COMPOSE / "init.sh")], env=env, capture_output=True, text=True,
-                            timeout=60)
+    second = subprocess.run(
+        [str(COMPOSE / "init.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert second.returncode == 0, second.stderr
     assert (tmp_path / "config" / "policy.yaml").read_text() == "# mine\n"
-    assert dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines()
-                if line and not line.startswith("#")) == dotenv
+    assert (
+        dict(
+            line.split("=", 1)
+            for line in (tmp_path / ".env").read_text().splitlines()
+            if line and not line.startswith("#")
+        )
+        == dotenv
+    )
     # compose accepts the real folder with this .env
-    result = subprocess.run([*compose_command(), "--env-file", str(tmp_path / ".env"),
-                             "config", "-q"], cwd=COMPOSE, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [*compose_command(), "--env-file", str(tmp_path / ".env"), "config", "-q"],
+        cwd=COMPOSE,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr

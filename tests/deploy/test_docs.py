@@ -40,10 +40,11 @@ VENV_BIN = Path(sys.executable).parent
 NOT_HERE = {
     # command prefix -> why it cannot run on this (Debian 12) machine
     "sudo apt-get install -y python3.12 python3.12-venv git": (
-        "Ubuntu 24.04 only: Debian 12 has no python3.12 package "
-        "(the Debian steps run instead)"),
+        "Ubuntu 24.04 only: Debian 12 has no python3.12 package (the Debian steps run instead)"
+    ),
     "sudo python3.12 -m venv /opt/schoolgate/venv": (
-        "the Ubuntu 24.04 step; the Debian step makes the same environment with uv"),
+        "the Ubuntu 24.04 step; the Debian step makes the same environment with uv"
+    ),
 }
 
 
@@ -89,8 +90,9 @@ def test_the_docs_have_commands_and_the_not_here_list_is_current() -> None:
     assert len(readme) >= 5
     for prefix in NOT_HERE:
         assert any(c.startswith(prefix) for c in quick), f"NOT_HERE is stale: {prefix}"
-    assert not [c for c in quick + readme if re.search(r"pip install\s+(--upgrade\s+)?schoolgate",
-                                                       c)], "never pip install the name"
+    assert not [
+        c for c in quick + readme if re.search(r"pip install\s+(--upgrade\s+)?schoolgate", c)
+    ], "never pip install the name"
 
 
 # --- the quick start ---------------------------------------------------------------------------
@@ -110,10 +112,18 @@ class Sandbox:
     def path(self, text: str) -> str:
         text = text.replace("sqlite:////", f"sqlite:///{self.root}/")  # an absolute file URL
         text = re.sub(r"(?<=-C )/etc(?=\s)", f"{self.root}/etc", text)  # tar -C /etc
-        for where in ("/etc/schoolgate", "/var/lib/schoolgate", "/var/backups/schoolgate",
-                      "/opt/schoolgate", "/opt/uv", "/opt/python", "/etc/systemd/system"):
-            text = re.sub(rf"(?<![\w/]){re.escape(where)}(?=[/\s'\"]|$)",
-                          f"{self.root}{where}", text)
+        for where in (
+            "/etc/schoolgate",
+            "/var/lib/schoolgate",
+            "/var/backups/schoolgate",
+            "/opt/schoolgate",
+            "/opt/uv",
+            "/opt/python",
+            "/etc/systemd/system",
+        ):
+            text = re.sub(
+                rf"(?<![\w/]){re.escape(where)}(?=[/\s'\"]|$)", f"{self.root}{where}", text
+            )
         return text
 
     def rewrite(self, command: str) -> str | None:
@@ -142,8 +152,7 @@ class Sandbox:
         command = command.replace("sudo -u schoolgate ", "")
         command = re.sub(r"(^|[|&] *)sudo ", r"\1", command)
         if self.slapd is not None:
-            command = command.replace("the-service-account-password",
-                                      self.slapd.service_password)
+            command = command.replace("the-service-account-password", self.slapd.service_password)
         command = command.replace("--user jsmith", "--user teacher1")
         return self.path(command)
 
@@ -155,8 +164,14 @@ class Sandbox:
             assert (installed / name).is_file(), f"{command}: {name} was not installed"
 
     def run(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=self.root,
-                              env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def write_identity(self, doc_yaml: str) -> None:
         """The page's identity.yaml, its directory pointed at the test's slapd."""
@@ -164,14 +179,17 @@ class Sandbox:
         document = yaml.safe_load(doc_yaml)
         directory = document["directory"]
         assert directory["bind_password_file"] == "/etc/schoolgate/ldap-bind-password"
-        directory.update({
-            "url": self.slapd.url, "bind_dn": self.slapd.service_dn,
-            "bind_password_file": self.path(directory["bind_password_file"]),
-            "user_search_base": PEOPLE_DN,
-            "user_filter": "(&(objectClass=inetOrgPerson)(uid={username}))",
-            "username_attribute": "uid",
-            "groups": {"mode": "member_of", "search_base": GROUPS_DN},
-        })
+        directory.update(
+            {
+                "url": self.slapd.url,
+                "bind_dn": self.slapd.service_dn,
+                "bind_password_file": self.path(directory["bind_password_file"]),
+                "user_search_base": PEOPLE_DN,
+                "user_filter": "(&(objectClass=inetOrgPerson)(uid={username}))",
+                "username_attribute": "uid",
+                "groups": {"mode": "member_of", "search_base": GROUPS_DN},
+            }
+        )
         directory.pop("ca_file")  # the test directory speaks plain LDAP on loopback
         target = self.root / "etc" / "schoolgate" / "identity.yaml"
         target.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -179,12 +197,18 @@ class Sandbox:
 
 def python_312() -> Path:
     """A Python 3.12 interpreter on this machine (pyenv's on ours)."""
-    for candidate in [shutil.which("python3.12"),
-                      *sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))]:
+    for candidate in [
+        shutil.which("python3.12"),
+        *sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12")),
+    ]:
         if candidate is None:
             continue
-        found = subprocess.run([str(candidate), "-c", "import sys; print(sys.executable)"],
-                               capture_output=True, text=True, timeout=30)
+        found = subprocess.run(
+            [str(candidate), "-c", "import sys; print(sys.executable)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if found.returncode == 0 and found.stdout.strip():
             return Path(found.stdout.strip())
     need(False, "a Python 3.12", "install one (pyenv install 3.12) for the quick start's test")
@@ -230,7 +254,8 @@ def test_every_quick_start_command_runs_as_written(sandbox: Path, tmp_path: Path
             result = box.run(runnable)
             assert result.returncode == 0, (
                 f"docs/quick-start.md: {command}\n(ran as: {runnable})\n"
-                f"{result.stdout[-3000:]}{result.stderr[-3000:]}")
+                f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
+            )
             if " explain " in command:
                 assert "(staff)" in result.stdout, result.stdout
             done.append(command)
@@ -238,8 +263,9 @@ def test_every_quick_start_command_runs_as_written(sandbox: Path, tmp_path: Path
         assert any("ca server-cert" in c for c in done)
         cert = sandbox / "var" / "lib" / "schoolgate" / "admin-tls" / "admin-cert.pem"
         assert cert.is_file()
-        assert (sandbox / "var" / "lib" / "schoolgate" / "admin-tls" / "admin-key.pem").stat() \
-            .st_uid == int(subprocess.check_output(["id", "-u", "nobody"]))
+        assert (
+            sandbox / "var" / "lib" / "schoolgate" / "admin-tls" / "admin-key.pem"
+        ).stat().st_uid == int(subprocess.check_output(["id", "-u", "nobody"]))
 
 
 def check_metrics_command(box: Sandbox, command: str) -> None:
@@ -250,11 +276,26 @@ def check_metrics_command(box: Sandbox, command: str) -> None:
     log = box.root / "gateway.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [schoolgate, "gateway", "--listen-host", "127.0.0.1", "--listen-port", str(port),
-             "--data-dir", box.path("/var/lib/schoolgate"),
-             "--policy", box.path("/etc/schoolgate/policy.yaml"),
-             "--", "--set", f"schoolgate_metrics_port={metrics}"],
-            stdout=out, stderr=subprocess.STDOUT, env=box.env, cwd=box.root)
+            [
+                schoolgate,
+                "gateway",
+                "--listen-host",
+                "127.0.0.1",
+                "--listen-port",
+                str(port),
+                "--data-dir",
+                box.path("/var/lib/schoolgate"),
+                "--policy",
+                box.path("/etc/schoolgate/policy.yaml"),
+                "--",
+                "--set",
+                f"schoolgate_metrics_port={metrics}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=box.env,
+            cwd=box.root,
+        )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -342,7 +383,8 @@ def test_the_backup_and_restore_commands_run_as_written(sandbox: Path, tmp_path:
             continue
         result = box.run(runnable, timeout=120)
         assert result.returncode == 0, (
-            f"docs/backup.md: {command}\n(ran as: {runnable})\n{result.stdout}{result.stderr}")
+            f"docs/backup.md: {command}\n(ran as: {runnable})\n{result.stdout}{result.stderr}"
+        )
         ran.append(command)
         if "sqlite3.connect(sys.argv[1]).backup" in command:  # the backup is taken: lose a row
             sql(database, "DELETE FROM backup_probe")
@@ -369,14 +411,26 @@ def sql(database: Path, statement: str) -> list[tuple[object, ...]]:
 def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
     commands = sh_commands(ROOT / "README.md")
     port, admin_port = _free_port(), _free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SCHOOLGATE_")},
-           "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SCHOOLGATE_")},
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        "PYTHONUNBUFFERED": "1",
+    }
     assert commands[0].startswith("./scripts/run.sh")
     run = subprocess.Popen(
-        ["bash", "-c", f"{commands[0]} --listen-port {port} --admin-port {admin_port} "
-                       f"--data-dir {tmp_path / 'data'}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        [
+            "bash",
+            "-c",
+            f"{commands[0]} --listen-port {port} --admin-port {admin_port} "
+            f"--data-dir {tmp_path / 'data'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out = ""
         deadline = time.monotonic() + 180
@@ -395,8 +449,14 @@ def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
                 if "facebook" in command and not blocked_now("teacher1", "www.facebook.com"):
                     continue  # at break it would really go out to Facebook: never from a test
                 command = command.replace("curl ", "curl -s -o /dev/null -w '%{http_code}' ", 1)
-            result = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env,
-                                    capture_output=True, text=True, timeout=600)
+            result = subprocess.run(
+                ["bash", "-c", command],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert result.returncode == 0, f"README.md: {command}\n{result.stdout}{result.stderr}"
             if command.startswith("curl "):
                 assert result.stdout == "403", (command, result.stdout)
@@ -408,9 +468,21 @@ def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
 
 def blocked_now(user: str, host: str) -> bool:
     result = subprocess.run(
-        [str(VENV_BIN / "schoolgate"), "explain", "--user", user, "--identity",
-         str(ROOT / "schoolgate" / "store" / "data" / "demo-identity.yaml"), "--host", host, "--json"],
-        capture_output=True, text=True, timeout=120)
+        [
+            str(VENV_BIN / "schoolgate"),
+            "explain",
+            "--user",
+            user,
+            "--identity",
+            str(ROOT / "schoolgate" / "store" / "data" / "demo-identity.yaml"),
+            "--host",
+            host,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return '"block"' in result.stdout
 
@@ -428,7 +500,8 @@ def test_the_overview_says_what_the_seed_does_at_the_threshold() -> None:
 def _values(node: object, key: str) -> list[object]:
     if isinstance(node, dict):
         return [v for k, v in node.items() if k == key] + [
-            x for v in node.values() for x in _values(v, key)]
+            x for v in node.values() for x in _values(v, key)
+        ]
     if isinstance(node, list):
         return [x for v in node for x in _values(v, key)]
     return []

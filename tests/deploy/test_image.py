@@ -50,29 +50,53 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for source in sources:
             target = src / destination / (Path(source).name if destination.endswith("/") else "")
             if (ROOT / source).is_dir():
-                shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns(
-                    "__pycache__", "*.pyc"))
+                shutil.copytree(
+                    ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                )
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(ROOT / source, target)
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                             "--disable-pip-version-check", "--no-cache-dir", "--no-deps",
-                             "--target", str(site), str(src)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return site
 
 
 def in_image(site: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SCHOOLGATE_")},
-           "PYTHONPATH": str(site)}
-    return subprocess.run([sys.executable, "-m", "schoolgate.cli", *args], cwd=site.parent,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SCHOOLGATE_")},
+        "PYTHONPATH": str(site),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "schoolgate.cli", *args],
+        cwd=site.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_the_dockerfile_copies_every_package_pyproject_ships() -> None:
-    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "packages"]["find"]["include"]
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"][
+        "find"
+    ]["include"]
     copied = {s for sources, _ in build_stage_copies() for s in sources}
     for pattern in find:
         assert pattern.rstrip("*") in copied, f"the Dockerfile never copies {pattern}"
@@ -81,15 +105,27 @@ def test_the_dockerfile_copies_every_package_pyproject_ships() -> None:
 
 
 def test_the_image_runs_its_own_code_with_its_data(image: Path) -> None:
-    code = ("import admin_api, policy, proxy_addons, schoolgate, store\n"
-            "for m in (admin_api, policy, proxy_addons, schoolgate, store): print(m.__file__)")
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ,
-                            "PYTHONPATH": str(image)}, cwd=image.parent, capture_output=True,
-                            text=True, timeout=60)
+    code = (
+        "import admin_api, policy, proxy_addons, schoolgate, store\n"
+        "for m in (admin_api, policy, proxy_addons, schoolgate, store): print(m.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(image)},
+        cwd=image.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert all(line.startswith(str(image)) for line in result.stdout.split()), result.stdout
-    for data in ("policy/data/seed.yaml", "proxy_addons/templates", "admin_api/templates",
-                 "store/migrations/env.py", "store/data"):
+    for data in (
+        "policy/data/seed.yaml",
+        "proxy_addons/templates",
+        "admin_api/templates",
+        "store/migrations/env.py",
+        "store/data",
+    ):
         assert (image / data).exists(), data
     assert in_image(image, "--help").returncode == 0
 
@@ -104,11 +140,31 @@ def test_the_image_migrates_and_filters(image: Path, tmp_path: Path) -> None:
     with log.open("wb") as out:
         # the image's CMD (gateway --listen-port ...), on loopback and free ports
         proc = subprocess.Popen(
-            [sys.executable, "-m", "schoolgate.cli", "gateway", "--listen-host", "127.0.0.1",
-             "--listen-port", str(port), "--data-dir", str(tmp_path / "data"),
-             "--database", database, "--", "--set", f"schoolgate_metrics_port={metrics}"],
-            env={**{k: v for k, v in os.environ.items() if not k.startswith("SCHOOLGATE_")},
-                 "PYTHONPATH": str(image)}, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "schoolgate.cli",
+                "gateway",
+                "--listen-host",
+                "127.0.0.1",
+                "--listen-port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--database",
+                database,
+                "--",
+                "--set",
+                f"schoolgate_metrics_port={metrics}",
+            ],
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("SCHOOLGATE_")},
+                "PYTHONPATH": str(image),
+            },
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until_listening(port, proc, log, timeout=90)
         with httpx.Client(proxy=f"http://127.0.0.1:{port}", trust_env=False, timeout=20) as c:

@@ -21,7 +21,8 @@ import yaml
 from tests.support.needs import need
 
 kubernetes_validate = pytest.importorskip(
-    "kubernetes_validate", reason="pip install kubernetes-validate (schemas ship with it)")
+    "kubernetes_validate", reason="pip install kubernetes-validate (schemas ship with it)"
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -35,20 +36,33 @@ IMAGE = "registry.example.org/schoolgate:0.1.0"
 @functools.cache
 def build(folder: str) -> tuple[dict[str, Any], ...]:
     kubectl = shutil.which("kubectl")
-    need(kubectl is not None, "kubectl (its built-in kustomize)",
-         "install kubectl (Kubernetes' own packages) to build deploy/kubernetes")
+    need(
+        kubectl is not None,
+        "kubectl (its built-in kustomize)",
+        "install kubectl (Kubernetes' own packages) to build deploy/kubernetes",
+    )
     assert kubectl is not None
-    out = subprocess.run([kubectl, "kustomize", str(KUBE / folder)], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [kubectl, "kustomize", str(KUBE / folder)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
 
 
 def one(folder: str, kind: str, name: str) -> dict[str, Any]:
-    found = [d for d in build(folder) if d["kind"] == kind and
-             (d["metadata"]["name"] == name or (d["metadata"]["name"].startswith(name + "-")
-              and d["metadata"]["name"][len(name) + 1:].isalnum()
-              and len(d["metadata"]["name"]) - len(name) == 11))]  # kustomize's hash suffix
+    found = [
+        d
+        for d in build(folder)
+        if d["kind"] == kind
+        and (
+            d["metadata"]["name"] == name
+            or (
+                d["metadata"]["name"].startswith(name + "-")
+                and d["metadata"]["name"][len(name) + 1 :].isalnum()
+                and len(d["metadata"]["name"]) - len(name) == 11
+            )
+        )
+    ]  # kustomize's hash suffix
     assert len(found) == 1, [d["metadata"]["name"] for d in build(folder) if d["kind"] == kind]
     return found[0]
 
@@ -60,8 +74,9 @@ def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def workloads(folder: str) -> list[dict[str, Any]]:
-    return [d for d in build(folder)
-            if d["kind"] in ("Deployment", "StatefulSet", "Job", "CronJob")]
+    return [
+        d for d in build(folder) if d["kind"] in ("Deployment", "StatefulSet", "Job", "CronJob")
+    ]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -99,8 +114,11 @@ def test_the_migration_job_is_outside_the_base_and_names_its_namespace_itself() 
 
 @pytest.mark.parametrize("folder", BUILDS)
 def test_one_image_named_in_one_place(folder: str) -> None:
-    images = {c["image"] for w in workloads(folder)
-              for c in pod_spec(w)["containers"] + pod_spec(w).get("initContainers", [])}
+    images = {
+        c["image"]
+        for w in workloads(folder)
+        for c in pod_spec(w)["containers"] + pod_spec(w).get("initContainers", [])
+    }
     assert images == {IMAGE}
     raw = [p for p in KUBE.rglob("*.yaml") if IMAGE.split(":")[0] in p.read_text()]
     assert [p.relative_to(KUBE).as_posix() for p in raw] == ["components/image/kustomization.yaml"]
@@ -116,8 +134,9 @@ def test_a_policy_update_reaches_the_pods_as_a_symlink_swap(folder: str) -> None
     assert "policy.yaml" in policy_map["data"]
     for kind, name in (("StatefulSet", "schoolgate-gateway"), ("Deployment", "schoolgate-admin")):
         spec = pod_spec(one(folder, kind, name))
-        volume = next(v for v in spec["volumes"] if v.get("configMap", {}).get("name") ==
-                      "schoolgate-policy")
+        volume = next(
+            v for v in spec["volumes"] if v.get("configMap", {}).get("name") == "schoolgate-policy"
+        )
         container = spec["containers"][0]
         mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
         assert "subPath" not in mount
@@ -159,16 +178,22 @@ def test_the_directory_secrets_come_from_a_secret(folder: str) -> None:
     identity = yaml.safe_load((KUBE / folder / "identity.yaml").read_text())["directory"]
     for kind, name in (("StatefulSet", "schoolgate-gateway"), ("Deployment", "schoolgate-admin")):
         spec = pod_spec(one(folder, kind, name))
-        volume = next(v for v in spec["volumes"]
-                      if v.get("secret", {}).get("secretName") == "schoolgate-directory")
-        mount = next(m for m in spec["containers"][0]["volumeMounts"]
-                     if m["name"] == volume["name"])
+        volume = next(
+            v
+            for v in spec["volumes"]
+            if v.get("secret", {}).get("secretName") == "schoolgate-directory"
+        )
+        mount = next(
+            m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"]
+        )
         assert Path(identity["bind_password_file"]).parent == Path(mount["mountPath"])
         assert Path(identity["ca_file"]).parent == Path(mount["mountPath"])
     example = [d for d in yaml.safe_load_all((KUBE / "secrets.example.yaml").read_text()) if d]
     keys = {d["metadata"]["name"]: set(d["stringData"]) for d in example}
-    assert keys["schoolgate-directory"] == {Path(identity["bind_password_file"]).name,
-                                            Path(identity["ca_file"]).name}
+    assert keys["schoolgate-directory"] == {
+        Path(identity["bind_password_file"]).name,
+        Path(identity["ca_file"]).name,
+    }
 
 
 def test_the_admin_never_mounts_the_ca_key() -> None:
@@ -177,8 +202,10 @@ def test_the_admin_never_mounts_the_ca_key() -> None:
         if volume.get("secret", {}).get("secretName") == "schoolgate-ca":
             assert volume["secret"]["items"] == [{"key": "secret", "path": "secret"}]
     gateway = pod_spec(one("overlays/trust", "StatefulSet", "schoolgate-gateway"))
-    assert any(v.get("secret", {}).get("secretName") == "schoolgate-ca" and "items" not in
-               v["secret"] for v in gateway["volumes"])
+    assert any(
+        v.get("secret", {}).get("secretName") == "schoolgate-ca" and "items" not in v["secret"]
+        for v in gateway["volumes"]
+    )
 
 
 @pytest.mark.parametrize("folder", OVERLAYS)
@@ -202,8 +229,11 @@ def _private(cidr: str) -> bool:
 
 
 def test_network_policies_deny_by_default_and_keep_the_gateway_off_other_pods() -> None:
-    policies = {d["metadata"]["name"]: d["spec"] for d in build("overlays/trust")
-                if d["kind"] == "NetworkPolicy"}
+    policies = {
+        d["metadata"]["name"]: d["spec"]
+        for d in build("overlays/trust")
+        if d["kind"] == "NetworkPolicy"
+    }
     deny = policies["default-deny"]
     assert deny["podSelector"] == {}
     assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
@@ -228,22 +258,31 @@ def test_network_policies_deny_by_default_and_keep_the_gateway_off_other_pods() 
                 assert {p["port"] for p in rule["ports"]} == {53}
     labels = {"app.kubernetes.io/name": "schoolgate-gateway"}
     assert gateway["podSelector"]["matchLabels"] == labels
-    covered = {tuple(sorted(p["podSelector"].get("matchLabels", {}).items()))
-               for p in policies.values()}
+    covered = {
+        tuple(sorted(p["podSelector"].get("matchLabels", {}).items())) for p in policies.values()
+    }
     for workload in workloads("overlays/trust"):
-        template = (workload["spec"]["jobTemplate"]["spec"]["template"]
-                    if workload["kind"] == "CronJob" else workload["spec"]["template"])
+        template = (
+            workload["spec"]["jobTemplate"]["spec"]["template"]
+            if workload["kind"] == "CronJob"
+            else workload["spec"]["template"]
+        )
         pod_labels = template["metadata"]["labels"]
-        assert any(all(pod_labels.get(k) == v for k, v in sel) for sel in covered if sel), \
-            workload["metadata"]["name"]
-    assert all(_private(p["ipBlock"]["cidr"]) or ipaddress.ip_network(
-        p["ipBlock"]["cidr"]).prefixlen == 0 for r in gateway["egress"] for p in r["to"]
-        if "ipBlock" in p)
+        assert any(all(pod_labels.get(k) == v for k, v in sel) for sel in covered if sel), workload[
+            "metadata"
+        ]["name"]
+    assert all(
+        _private(p["ipBlock"]["cidr"]) or ipaddress.ip_network(p["ipBlock"]["cidr"]).prefixlen == 0
+        for r in gateway["egress"]
+        for p in r["to"]
+        if "ipBlock" in p
+    )
 
 
 def test_prometheus_operator_users_get_pod_monitors_with_the_rules_job_names() -> None:
-    monitors = {d["metadata"]["name"]: d for d in build("overlays/trust")
-                if d["kind"] == "PodMonitor"}
+    monitors = {
+        d["metadata"]["name"]: d for d in build("overlays/trust") if d["kind"] == "PodMonitor"
+    }
     assert set(monitors) == {"schoolgate-gateway", "schoolgate-admin"}
     rules = (ROOT / "deploy" / "prometheus" / "schoolgate-rules.yml").read_text()
     for name, monitor in monitors.items():
@@ -254,15 +293,21 @@ def test_prometheus_operator_users_get_pod_monitors_with_the_rules_job_names() -
         kind = "StatefulSet" if name == "schoolgate-gateway" else "Deployment"
         spec = pod_spec(one("overlays/trust", kind, name))
         assert endpoint["port"] in {p["name"] for p in spec["containers"][0]["ports"]}
-        assert monitor["spec"]["selector"]["matchLabels"].items() <= one(
-            "overlays/trust", kind, name)["spec"]["template"]["metadata"]["labels"].items()
+        assert (
+            monitor["spec"]["selector"]["matchLabels"].items()
+            <= one("overlays/trust", kind, name)["spec"]["template"]["metadata"]["labels"].items()
+        )
 
 
 def test_a_small_school_runs_one_of_each_and_a_trust_several() -> None:
     small = one("overlays/small-school", "StatefulSet", "schoolgate-gateway")
     assert small["spec"]["replicas"] == 1
-    assert one("overlays/small-school", "PodDisruptionBudget",
-               "schoolgate-gateway")["spec"]["minAvailable"] == 0  # drains are not blocked
+    assert (
+        one("overlays/small-school", "PodDisruptionBudget", "schoolgate-gateway")["spec"][
+            "minAvailable"
+        ]
+        == 0
+    )  # drains are not blocked
     trust = one("overlays/trust", "StatefulSet", "schoolgate-gateway")
     pdb = one("overlays/trust", "PodDisruptionBudget", "schoolgate-gateway")
     assert trust["spec"]["replicas"] >= 2
@@ -271,8 +316,9 @@ def test_a_small_school_runs_one_of_each_and_a_trust_several() -> None:
     assert not [d for d in build("overlays/small-school") if d["kind"] == "PodMonitor"]
 
 
-@pytest.mark.parametrize(("kind", "name"), [("StatefulSet", "schoolgate-gateway"),
-                                       ("Deployment", "schoolgate-admin")])
+@pytest.mark.parametrize(
+    ("kind", "name"), [("StatefulSet", "schoolgate-gateway"), ("Deployment", "schoolgate-admin")]
+)
 def test_probes_resources_and_no_privileges(kind: str, name: str) -> None:
     spec = pod_spec(one("overlays/trust", kind, name))
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -303,8 +349,11 @@ def test_the_gateway_probes_use_its_metrics_health_endpoint_and_proxy_port() -> 
 
 
 def test_the_database_comes_from_a_secret() -> None:
-    example = {d["metadata"]["name"]: d for d in
-               yaml.safe_load_all((KUBE / "secrets.example.yaml").read_text()) if d}
+    example = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all((KUBE / "secrets.example.yaml").read_text())
+        if d
+    }
     assert "SCHOOLGATE_DATABASE_URL" in example["schoolgate-env"]["stringData"]
     for workload in [*workloads("overlays/trust"), *build("migrate")]:
         container = pod_spec(workload)["containers"][0]
@@ -325,15 +374,19 @@ def test_ca_rotation_with_the_manifests(tmp_path: Path) -> None:
 
     init = pod_spec(one("overlays/trust", "StatefulSet", "schoolgate-gateway"))["initContainers"][0]
     script = init["command"][-1]
-    copied = {Path(word).name for word in shlex.split(script.replace("&&", " "))
-              if word.startswith("/ca/")}
+    copied = {
+        Path(word).name
+        for word in shlex.split(script.replace("&&", " "))
+        if word.startswith("/ca/")
+    }
     assert copied == {"mitmproxy-ca.pem", "mitmproxy-ca-cert.pem", "secret"}
     confdir = tmp_path / "ca"
     now = datetime(2026, 9, 1, tzinfo=UTC)
     ensure_school_ca(confdir, "Trust", now=now)
     stage(confdir, "Trust", timedelta(days=1), now)
-    assert len(x509.load_pem_x509_certificates(
-        (confdir / "mitmproxy-ca-cert.pem").read_bytes())) == 2
+    assert (
+        len(x509.load_pem_x509_certificates((confdir / "mitmproxy-ca-cert.pem").read_bytes())) == 2
+    )
     staged = x509.load_pem_x509_certificates((confdir / "next-ca.pem").read_bytes())[0]
     activate(confdir, now + timedelta(days=2))
     in_use = x509.load_pem_x509_certificates((confdir / "mitmproxy-ca.pem").read_bytes())[0]
@@ -375,8 +428,11 @@ def test_a_cronjob_sends_the_notifications_and_remembers_what_it_sent(folder: st
     assert password is not None
     smtp_volume = next(n for n, p in mounts.items() if p == str(Path(password).parent))
     assert volumes[smtp_volume]["secret"]["secretName"] == "schoolgate-smtp"
-    example = {d["metadata"]["name"]: d for d in
-               yaml.safe_load_all((KUBE / "secrets.example.yaml").read_text()) if d}
+    example = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all((KUBE / "secrets.example.yaml").read_text())
+        if d
+    }
     assert Path(password).name in example["schoolgate-smtp"]["stringData"]
     # the data folder (notifications-state.json) is a claim, not the pod's own disk
     data_dir = one(folder, "ConfigMap", "schoolgate-config")["data"]["SCHOOLGATE_DATA_DIR"]
@@ -385,10 +441,14 @@ def test_a_cronjob_sends_the_notifications_and_remembers_what_it_sent(folder: st
     assert one(folder, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsUser"]
     # it may reach the database and a mail server's ports, and nothing else but DNS
-    policy = next(d["spec"] for d in build(folder) if d["kind"] == "NetworkPolicy" and
-                  d["spec"]["podSelector"].get("matchLabels", {}).items() <=
-                  cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"].items()
-                  and d["spec"]["podSelector"].get("matchLabels"))
+    policy = next(
+        d["spec"]
+        for d in build(folder)
+        if d["kind"] == "NetworkPolicy"
+        and d["spec"]["podSelector"].get("matchLabels", {}).items()
+        <= cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"].items()
+        and d["spec"]["podSelector"].get("matchLabels")
+    )
     ports = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
     assert ports == {5432, 53, 25, 465, 587}
     assert "ingress" not in policy

@@ -30,8 +30,12 @@ from tests.deploy.test_kubernetes import build, pod_spec, workloads
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "kubernetes.md"
 TRUST = ROOT / "deploy" / "kubernetes" / "overlays" / "trust"
-NEEDS_A_CLUSTER = ("kubectl -n schoolgate wait ", "kubectl -n schoolgate delete ",
-                   "kubectl -n schoolgate rollout ", "kubectl label namespace ")
+NEEDS_A_CLUSTER = (
+    "kubectl -n schoolgate wait ",
+    "kubectl -n schoolgate delete ",
+    "kubectl -n schoolgate rollout ",
+    "kubectl label namespace ",
+)
 
 
 def secrets_used() -> dict[str, set[str]]:
@@ -64,8 +68,10 @@ def workstation(tmp_path: Path) -> Path:
     (tmp_path / "deploy").symlink_to(ROOT / "deploy")
     for name in ("policy.yaml", "identity.yaml", "notifications.yaml"):
         shutil.copy(TRUST / name, tmp_path / name)
-    shutil.copy(ROOT / "deploy" / "helm" / "schoolgate" / "values-small-school.yaml",
-                tmp_path / "my-values.yaml")
+    shutil.copy(
+        ROOT / "deploy" / "helm" / "schoolgate" / "values-small-school.yaml",
+        tmp_path / "my-values.yaml",
+    )
     (tmp_path / "ldap-bind-password").write_text("bind-secret")
     (tmp_path / "smtp-password").write_text("smtp-secret")
     (tmp_path / "ad-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
@@ -74,10 +80,12 @@ def workstation(tmp_path: Path) -> Path:
 
 def test_every_command_of_the_kubernetes_page(workstation: Path) -> None:
     kubectl, helm = tool("kubectl"), tool("helm")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SCHOOLGATE_")},
-           "PATH": f"{Path(kubectl).parent}:{Path(helm).parent}:{Path(sys.executable).parent}:"
-                   f"{os.environ.get('PATH', '')}",
-           "KUBECONFIG": str(workstation / "no-cluster")}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SCHOOLGATE_")},
+        "PATH": f"{Path(kubectl).parent}:{Path(helm).parent}:{Path(sys.executable).parent}:"
+        f"{os.environ.get('PATH', '')}",
+        "KUBECONFIG": str(workstation / "no-cluster"),
+    }
     made: dict[str, dict[str, Any]] = {}  # the last rendering of each Secret
     staged: dict[str, Any] | None = None
     ran = 0
@@ -96,15 +104,23 @@ def test_every_command_of_the_kubernetes_page(workstation: Path) -> None:
         elif "--activate" in command:  # "after the overlap": let the 30 days pass
             state_file = workstation / "trust-ca" / "ca" / "rotation.json"
             state = json.loads(state_file.read_text())
-            state["next"]["activate_after"] = (datetime.now(UTC) - timedelta(minutes=1)
-                                               ).isoformat()
+            state["next"]["activate_after"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
             state_file.write_text(json.dumps(state))
-        result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=workstation,
-                                env=env, capture_output=True, text=True, timeout=180)
+        result = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command],
+            cwd=workstation,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert result.returncode == 0, f"docs/kubernetes.md: {command}\n{result.stderr}"
         ran += 1
-        rendered = [d for d in yaml.safe_load_all(result.stdout) if d] \
-            if command.startswith(("kubectl", "helm")) else []
+        rendered = (
+            [d for d in yaml.safe_load_all(result.stdout) if d]
+            if command.startswith(("kubectl", "helm"))
+            else []
+        )
         for doc in rendered:
             if doc.get("kind") == "Secret" and " create " in command:
                 made[doc["metadata"]["name"]] = doc
@@ -129,9 +145,14 @@ def test_every_command_of_the_kubernetes_page(workstation: Path) -> None:
     assert certificates(staged, "mitmproxy-ca.pem")[0] != handed_out  # not live yet
     # "then re-cut the Secret ... with the same two commands": the key in use is the new CA's
     recut = next(c for c in sh_commands(PAGE) if "schoolgate-ca --dry-run" in c)
-    result = subprocess.run(["bash", "-c", recut.removesuffix("| kubectl apply -f -")],
-                            cwd=workstation, env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        ["bash", "-c", recut.removesuffix("| kubectl apply -f -")],
+        cwd=workstation,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     live = yaml.safe_load(result.stdout)
     assert certificates(live, "mitmproxy-ca.pem")[0] == handed_out

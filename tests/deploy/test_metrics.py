@@ -32,7 +32,6 @@ HERE = Path(__file__).resolve().parent
 SUPPORT = HERE.parent / "support"
 
 
-
 def _stats_labels() -> dict[str, set[str]]:
     """The fixed label values of the gateway's own counters (proxy_addons/stats.py)."""
     found: dict[str, set[str]] = {}
@@ -94,11 +93,18 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway,
     port = free_port()
     database = f"sqlite:///{folder / 'schoolgate.db'}"
     upgrade(database)  # the event writer records into it
-    with running_gateway(folder, policy=policy, identity=write_identity(folder / "id"),
-                         extra_scripts=[HERE / "metrics_script.py",
-                                        SUPPORT / "faulty_decide.py"],
-                         extra_args=["--set", f"schoolgate_metrics_port={port}",
-                                     "--set", f"schoolgate_database_url={database}"]) as gw:
+    with running_gateway(
+        folder,
+        policy=policy,
+        identity=write_identity(folder / "id"),
+        extra_scripts=[HERE / "metrics_script.py", SUPPORT / "faulty_decide.py"],
+        extra_args=[
+            "--set",
+            f"schoolgate_metrics_port={port}",
+            "--set",
+            f"schoolgate_database_url={database}",
+        ],
+    ) as gw:
         scraper = Scraper(port)
         wait_for(lambda: _answers(scraper), what="the metrics endpoint")
         yield gw, scraper, policy
@@ -119,8 +125,9 @@ def browse(gw: Gateway) -> None:
         assert c.get("https://www.facebook.com/").status_code == 403
         assert c.get("https://proxysite.test/").status_code == 403
         # Host header naming another site than the tunnel: a circumvention signal.
-        assert c.get("https://www.tiktok.com/", headers={"Host": "learning.test"}
-                     ).status_code == 403
+        assert (
+            c.get("https://www.tiktok.com/", headers={"Host": "learning.test"}).status_code == 403
+        )
     with gw.client("staff1", trust="origin") as c:
         assert c.get("https://learning.test/").status_code == 200  # passed through
     with gw.client("staff1") as c:
@@ -138,12 +145,29 @@ def test_every_metric_is_present_and_moves(gateway: tuple[Gateway, Scraper, Path
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert moved("schoolgate_requests_total", stage="request", verdict="allow",
-                 role="pupil", reason="default_allow") == 1
-    assert moved("schoolgate_requests_total", stage="request", verdict="block",
-                 category="x", role="pupil") == 1
-    assert moved("schoolgate_requests_total", stage="connect", category="facebook",
-                 role="pupil") == 1
+    assert (
+        moved(
+            "schoolgate_requests_total",
+            stage="request",
+            verdict="allow",
+            role="pupil",
+            reason="default_allow",
+        )
+        == 1
+    )
+    assert (
+        moved(
+            "schoolgate_requests_total",
+            stage="request",
+            verdict="block",
+            category="x",
+            role="pupil",
+        )
+        == 1
+    )
+    assert (
+        moved("schoolgate_requests_total", stage="connect", category="facebook", role="pupil") == 1
+    )
     assert moved("schoolgate_requests_total", stage="request", reason="engine_error") == 1
     assert moved("schoolgate_circumvention_attempts_total", technique="host_mismatch") >= 1
     assert moved("schoolgate_circumvention_attempts_total") >= 2
@@ -165,14 +189,19 @@ def test_every_metric_is_present_and_moves(gateway: tuple[Gateway, Scraper, Path
     assert value(after, "schoolgate_event_writer_present") == 1
     assert ("schoolgate_events_queue_depth", ()) in after
     assert ("schoolgate_events_spool_bytes", ()) in after
-    wait_for(lambda: value(scraper.samples(), "schoolgate_events_written_total")
-             >= value(before, "schoolgate_events_written_total") + 5,
-             what="the browsing to be written as events")
+    wait_for(
+        lambda: (
+            value(scraper.samples(), "schoolgate_events_written_total")
+            >= value(before, "schoolgate_events_written_total") + 5
+        ),
+        what="the browsing to be written as events",
+    )
     assert value(scraper.samples(), "schoolgate_events_dropped_total") == 0
 
 
 def test_no_label_carries_a_user_a_host_or_an_address(
-        gateway: tuple[Gateway, Scraper, Path]) -> None:
+    gateway: tuple[Gateway, Scraper, Path],
+) -> None:
     gw, scraper, _ = gateway
     browse(gw)
     forbidden = {*USERS, *ORIGIN_HOSTS, "www.facebook.com", "127.0.0.1", "localhost"}
@@ -197,16 +226,20 @@ def test_a_refused_policy_reload_is_reported(gateway: tuple[Gateway, Scraper, Pa
     good = policy.read_text()
     try:
         policy.write_text(good + "\nrules: [this is not a rule]\n")
-        wait_for(lambda: value(scraper.samples(), "schoolgate_policy_last_reload_success") == 0,
-                 what="the refused reload to show")
+        wait_for(
+            lambda: value(scraper.samples(), "schoolgate_policy_last_reload_success") == 0,
+            what="the refused reload to show",
+        )
         samples = scraper.samples()
         assert value(samples, "schoolgate_policy_reloads_total", result="refused") >= 1
         version = hashlib.sha256(good.encode()).hexdigest()[:12]
         assert value(samples, "schoolgate_policy_info", version=version) == 1  # the old one
     finally:
         write_policy(policy, in_break=False)
-    wait_for(lambda: value(scraper.samples(), "schoolgate_policy_last_reload_success") == 1,
-             what="the good reload to show")
+    wait_for(
+        lambda: value(scraper.samples(), "schoolgate_policy_last_reload_success") == 1,
+        what="the good reload to show",
+    )
     new = hashlib.sha256(policy.read_bytes()).hexdigest()[:12]
     assert value(scraper.samples(), "schoolgate_policy_info", version=new) == 1
 

@@ -43,15 +43,24 @@ class Lab:
     log: Path
 
     def probe(self, *args: str) -> dict[str, object]:
-        out = subprocess.run(["ip", "netns", "exec", self.client, PYTHON,
-                              str(HERE / "netns_client.py"), *args],
-                             capture_output=True, text=True, timeout=60, check=True).stdout
+        out = subprocess.run(
+            ["ip", "netns", "exec", self.client, PYTHON, str(HERE / "netns_client.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
         result: dict[str, object] = json.loads(out)
         return result
 
     def in_router(self, *command: str) -> str:
-        return subprocess.run(["ip", "netns", "exec", self.router, *command],
-                              capture_output=True, text=True, timeout=60, check=True).stdout
+        return subprocess.run(
+            ["ip", "netns", "exec", self.router, *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
 
 
 def sh(*command: str) -> None:
@@ -68,21 +77,28 @@ def namespaces_allowed() -> bool:
 
 def configured_rules(lan_if: str, port: int) -> str:
     text = RULES.read_text()
-    text = re.sub(r'^define LAN_IF = .*$', f'define LAN_IF = "{lan_if}"', text, flags=re.M)
-    text = re.sub(r'^define GATEWAY_PORT = .*$', f"define GATEWAY_PORT = {port}", text,
-                  flags=re.M)
-    text = re.sub(r'^define LAN_TO_SERVERS = .*$',
-                  f"define LAN_TO_SERVERS = {{ {SERVER_IP} . 2222 }}", text, flags=re.M)
-    return re.sub(r'^define DNS_SERVERS = .*$', f"define DNS_SERVERS = {{ {SERVER_IP} }}",
-                  text, flags=re.M)
+    text = re.sub(r"^define LAN_IF = .*$", f'define LAN_IF = "{lan_if}"', text, flags=re.M)
+    text = re.sub(r"^define GATEWAY_PORT = .*$", f"define GATEWAY_PORT = {port}", text, flags=re.M)
+    text = re.sub(
+        r"^define LAN_TO_SERVERS = .*$",
+        f"define LAN_TO_SERVERS = {{ {SERVER_IP} . 2222 }}",
+        text,
+        flags=re.M,
+    )
+    return re.sub(
+        r"^define DNS_SERVERS = .*$", f"define DNS_SERVERS = {{ {SERVER_IP} }}", text, flags=re.M
+    )
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     need_program("ip", "iproute2")
     nft = need_program("nft", "nftables")
-    need(os.geteuid() == 0 and namespaces_allowed(), "network namespaces",
-         "run as root on a machine (or container) that allows `ip netns add`")
+    need(
+        os.geteuid() == 0 and namespaces_allowed(),
+        "network namespaces",
+        "run as root on a machine (or container) that allows `ip netns add`",
+    )
     folder = tmp_path_factory.mktemp("netns")
     tag = uuid.uuid4().hex[:6]
     client, router, server = (f"sg{role}-{tag}" for role in ("c", "r", "s"))
@@ -91,14 +107,42 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         for ns in (client, router, server):
             sh("ip", "netns", "add", ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "link", "add", f"c0{tag}", "netns", client, "type", "veth", "peer", "name",
-           f"r0{tag}", "netns", router)
-        sh("ip", "link", "add", f"r1{tag}", "netns", router, "type", "veth", "peer", "name",
-           f"s0{tag}", "netns", server)
-        for ns, dev, address in ((client, f"c0{tag}", f"{CLIENT_IP}/24"),
-                                 (router, f"r0{tag}", f"{ROUTER_LAN}/24"),
-                                 (router, f"r1{tag}", f"{ROUTER_WAN}/24"),
-                                 (server, f"s0{tag}", f"{SERVER_IP}/24")):
+        sh(
+            "ip",
+            "link",
+            "add",
+            f"c0{tag}",
+            "netns",
+            client,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"r0{tag}",
+            "netns",
+            router,
+        )
+        sh(
+            "ip",
+            "link",
+            "add",
+            f"r1{tag}",
+            "netns",
+            router,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"s0{tag}",
+            "netns",
+            server,
+        )
+        for ns, dev, address in (
+            (client, f"c0{tag}", f"{CLIENT_IP}/24"),
+            (router, f"r0{tag}", f"{ROUTER_LAN}/24"),
+            (router, f"r1{tag}", f"{ROUTER_WAN}/24"),
+            (server, f"s0{tag}", f"{SERVER_IP}/24"),
+        ):
             sh("ip", "-n", ns, "addr", "add", address, "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")
         sh("ip", "-n", client, "route", "add", "default", "via", ROUTER_LAN)
@@ -108,9 +152,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         rules.write_text(configured_rules(f"r0{tag}", 8080))
         sh("ip", "netns", "exec", router, nft, "-f", str(rules))
 
-        origin = subprocess.Popen(["ip", "netns", "exec", server, PYTHON,
-                                   str(HERE / "netns_origin.py"), SERVER_IP],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        origin = subprocess.Popen(
+            ["ip", "netns", "exec", server, PYTHON, str(HERE / "netns_origin.py"), SERVER_IP],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         procs.append(origin)
         assert origin.stdout is not None
         assert origin.stdout.readline().strip() == b"ready"
@@ -120,28 +166,68 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         # The lab's "internet" is a private network of the test's own namespaces, which the
         # gateway refuses as internal unless the policy lists it.
         with policy.open("a") as extra:
-            extra.write("internal:\n  allow:\n    - {hosts: [10.77.1.0/24], roles: [staff], "
-                        "note: the lab's internet}\n")
+            extra.write(
+                "internal:\n  allow:\n    - {hosts: [10.77.1.0/24], roles: [staff], "
+                "note: the lab's internet}\n"
+            )
         identity = folder / "identity.yaml"
-        identity.write_text("subnets:\n  - {cidr: 10.77.0.0/24, role: staff, without_auth: true}"
-                            "\nauth_required: false\n")
+        identity.write_text(
+            "subnets:\n  - {cidr: 10.77.0.0/24, role: staff, without_auth: true}"
+            "\nauth_required: false\n"
+        )
         data, log = folder / "data", folder / "gateway.log"
-        command = ["ip", "netns", "exec", router, SCHOOLGATE, "gateway", "--mode", "transparent",
-                   "--listen-port", "8080", "--data-dir", str(data), "--policy", str(policy),
-                   "--identity", str(identity), "--school-name", "Netns Primary", "--",
-                   "--set", "termlog_verbosity=warn", "-s", str(HERE / "metrics_script.py"),
-                   "--set", "schoolgate_metrics_port=9090"]
+        command = [
+            "ip",
+            "netns",
+            "exec",
+            router,
+            SCHOOLGATE,
+            "gateway",
+            "--mode",
+            "transparent",
+            "--listen-port",
+            "8080",
+            "--data-dir",
+            str(data),
+            "--policy",
+            str(policy),
+            "--identity",
+            str(identity),
+            "--school-name",
+            "Netns Primary",
+            "--",
+            "--set",
+            "termlog_verbosity=warn",
+            "-s",
+            str(HERE / "metrics_script.py"),
+            "--set",
+            "schoolgate_metrics_port=9090",
+        ]
         with log.open("wb") as out:
-            gateway = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=folder)
+            gateway = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                cwd=folder,
+            )
         procs.append(gateway)
         made = Lab(client, router, server, data / "ca" / "mitmproxy-ca-cert.pem", log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert gateway.poll() is None, log.read_text()
-            check = subprocess.run(["ip", "netns", "exec", router, PYTHON, "-c",
-                                    "import socket; socket.create_connection(('127.0.0.1', "
-                                    "9090), 1)"], capture_output=True)
+            check = subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    router,
+                    PYTHON,
+                    "-c",
+                    "import socket; socket.create_connection(('127.0.0.1', 9090), 1)",
+                ],
+                capture_output=True,
+            )
             if check.returncode == 0:
                 break
             time.sleep(0.5)
@@ -181,7 +267,9 @@ def test_https_is_redirected_and_blocked_by_sni(lab: Lab) -> None:
 
 def test_quic_is_refused_though_the_server_answers_udp(lab: Lab) -> None:
     assert lab.probe("udp", SERVER_IP, "443") == {
-        "error": "ConnectionRefusedError", "detail": "[Errno 111] Connection refused"}
+        "error": "ConnectionRefusedError",
+        "detail": "[Errno 111] Connection refused",
+    }
 
 
 @pytest.mark.parametrize("port", ["853", "8443"])
@@ -202,10 +290,15 @@ def test_a_listed_server_and_port_still_passes(lab: Lab) -> None:
 
 def test_the_client_was_identified_by_its_subnet(lab: Lab) -> None:
     lab.probe("http", "learning.test", SERVER_IP, "80")
-    metrics = lab.in_router(PYTHON, "-c", "import urllib.request; print(urllib.request.urlopen("
-                            "'http://127.0.0.1:9090/metrics', timeout=5).read().decode())")
-    subnet = re.search(r'^schoolgate_identities_total\{source="subnet"\} ([0-9.e+]+)$', metrics,
-                       re.M)
+    metrics = lab.in_router(
+        PYTHON,
+        "-c",
+        "import urllib.request; print(urllib.request.urlopen("
+        "'http://127.0.0.1:9090/metrics', timeout=5).read().decode())",
+    )
+    subnet = re.search(
+        r'^schoolgate_identities_total\{source="subnet"\} ([0-9.e+]+)$', metrics, re.M
+    )
     assert subnet is not None
     assert float(subnet.group(1)) >= 1
     assert re.search(r'^schoolgate_requests_total\{.*role="staff".*\} [1-9]', metrics, re.M)

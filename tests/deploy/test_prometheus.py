@@ -30,13 +30,19 @@ NAME = re.compile(r"\bschoolgate_[a-z_]+\b")
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     tool = need_program("promtool", "prometheus")
-    return subprocess.run([tool, *args], cwd=PROMETHEUS, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [tool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("args", [("check", "config", "prometheus.yml"),
-                                  ("check", "rules", "schoolgate-rules.yml"),
-                                  ("test", "rules", "schoolgate-rules.test.yml")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check", "config", "prometheus.yml"),
+        ("check", "rules", "schoolgate-rules.yml"),
+        ("test", "rules", "schoolgate-rules.test.yml"),
+    ],
+)
 def test_promtool_accepts(args: tuple[str, ...]) -> None:
     result = promtool(*args)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -45,8 +51,13 @@ def test_promtool_accepts(args: tuple[str, ...]) -> None:
 
 def test_every_alert_the_issue_asks_for_is_there() -> None:
     rules = (PROMETHEUS / "schoolgate-rules.yml").read_text()
-    for alert in ("SchoolgateGatewayDown", "SchoolgateEngineErrors", "SchoolgateEventsDropped",
-                  "SchoolgateSpoolGrowing", "SchoolgateDirectoryUnreachable"):
+    for alert in (
+        "SchoolgateGatewayDown",
+        "SchoolgateEngineErrors",
+        "SchoolgateEventsDropped",
+        "SchoolgateSpoolGrowing",
+        "SchoolgateDirectoryUnreachable",
+    ):
         assert f"alert: {alert}" in rules
 
 
@@ -63,8 +74,17 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     metrics.identities.labels("directory").inc()
     # The real writer's counters (not a stand-in whose names could drift from it).
     stats.event_writer = lambda: WriterStats(
-        submitted=6, queued=1, written=5, spooled=1, replayed=0, dropped=0, spool_bytes=10,
-        db_failures=0, bad_spool_lines=0, rejected=0)
+        submitted=6,
+        queued=1,
+        written=5,
+        spooled=1,
+        replayed=0,
+        dropped=0,
+        spool_bytes=10,
+        db_failures=0,
+        bad_spool_lines=0,
+        rejected=0,
+    )
     text = generate_latest(metrics.registry).decode()
     folder = tmp_path_factory.mktemp("admin-db")
     url = f"sqlite:///{folder / 'schoolgate.db'}"
@@ -100,14 +120,20 @@ def test_there_is_a_dashboard_for_it_and_one_for_the_dsl() -> None:
     titles = {json.loads(p.read_text())["uid"]: p for p in DASHBOARDS}
     assert set(titles) == {"schoolgate-it", "schoolgate-dsl"}
     dsl = titles["schoolgate-dsl"].read_text()
-    for metric in ("schoolgate_circumvention_attempts_total",
-                   "schoolgate_admin_unblock_requests_pending", "schoolgate_admin_alerts_open"):
+    for metric in (
+        "schoolgate_circumvention_attempts_total",
+        "schoolgate_admin_unblock_requests_pending",
+        "schoolgate_admin_alerts_open",
+    ):
         assert metric in dsl
 
 
 # Gauges the admin reads from the database: every admin replica reports the same value.
-DATABASE_GAUGES = ("schoolgate_admin_unblock_requests_pending", "schoolgate_admin_alerts_open",
-                   "schoolgate_admin_unblock_request_oldest_pending_timestamp_seconds")
+DATABASE_GAUGES = (
+    "schoolgate_admin_unblock_requests_pending",
+    "schoolgate_admin_alerts_open",
+    "schoolgate_admin_unblock_request_oldest_pending_timestamp_seconds",
+)
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
@@ -124,7 +150,9 @@ def test_database_gauges_are_not_added_up_over_admin_replicas(path: Path) -> Non
 
 
 def test_the_gauge_check_sees_a_sum() -> None:
-    for bad in ("sum(schoolgate_admin_alerts_open)",
-                "sum by (severity) (schoolgate_admin_alerts_open)"):
+    for bad in (
+        "sum(schoolgate_admin_alerts_open)",
+        "sum by (severity) (schoolgate_admin_alerts_open)",
+    ):
         plain = re.sub(r"\s+(by|without)\s*\([^()]*\)", "", bad)
         assert re.search(r"\b(sum|count)\s*\(\s*schoolgate_admin_alerts_open\b", plain)

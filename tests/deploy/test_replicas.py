@@ -47,12 +47,14 @@ def fail(app: FastAPI, username: str) -> int:
     client = TestClient(app, follow_redirects=False)
     token = CSRF.search(client.get("/signin").text)
     assert token is not None
-    return client.post("/signin", data={"username": username, "password": "wrong",
-                                        "csrf_token": token.group(1)}).status_code
+    return client.post(
+        "/signin", data={"username": username, "password": "wrong", "csrf_token": token.group(1)}
+    ).status_code
 
 
 def test_signing_out_on_one_replica_ends_the_session_on_every_other(
-        replicas: tuple[FastAPI, FastAPI]) -> None:
+    replicas: tuple[FastAPI, FastAPI],
+) -> None:
     first, second = replicas
     client = sign_in(first, "bursar1", "bursar1-demo")
     cookie = client.cookies["sg_session"]
@@ -65,8 +67,7 @@ def test_signing_out_on_one_replica_ends_the_session_on_every_other(
     assert other.get("/api/me").status_code == 401
 
 
-def test_failed_sign_ins_count_on_every_replica_together(
-        replicas: tuple[FastAPI, FastAPI]) -> None:
+def test_failed_sign_ins_count_on_every_replica_together(replicas: tuple[FastAPI, FastAPI]) -> None:
     """The per-person limit (5 in 15 minutes by default) is one count, wherever the guesses
     land: alternating replicas does not give anyone twice the tries."""
     first, second = replicas
@@ -76,7 +77,13 @@ def test_failed_sign_ins_count_on_every_replica_together(
         client = TestClient(app, follow_redirects=False)
         token = CSRF.search(client.get("/signin").text)
         assert token is not None
-        answer = client.post("/signin", data={"username": "teacher1", "password": "teacher1-demo",
-                                              "csrf_token": token.group(1)})
+        answer = client.post(
+            "/signin",
+            data={
+                "username": "teacher1",
+                "password": "teacher1-demo",
+                "csrf_token": token.group(1),
+            },
+        )
         assert answer.status_code == 429, answer.text
     assert sign_in(second, "pupil1", "pupil1-demo").get("/api/me").status_code == 200

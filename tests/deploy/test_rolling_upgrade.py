@@ -34,8 +34,9 @@ def newer_release_upgraded(engine: Engine, *, oldest: str) -> None:
     not know, and the oldest revision its schema still serves."""
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = 'zzzz_next_release'"))
-        conn.execute(text("UPDATE schema_compat SET oldest_compatible = :oldest"),
-                     {"oldest": oldest})
+        conn.execute(
+            text("UPDATE schema_compat SET oldest_compatible = :oldest"), {"oldest": oldest}
+        )
 
 
 def test_db_upgrade_records_the_oldest_release_the_schema_still_serves(engine: Engine) -> None:

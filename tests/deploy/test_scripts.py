@@ -19,9 +19,11 @@ from tests.support.postgres import shared_postgres_available
 
 ROOT = Path(__file__).resolve().parents[2]
 WITH_POSTGRES = ROOT / "scripts" / "with-postgres.sh"
-PROBE = ("import os, psycopg; port = os.environ['SCHOOLGATE_TEST_PG_PORT']; "
-         "psycopg.connect(f'host=127.0.0.1 port={port} user=postgres dbname=postgres')"
-         ".execute('SELECT 1'); print('PORT', port)")
+PROBE = (
+    "import os, psycopg; port = os.environ['SCHOOLGATE_TEST_PG_PORT']; "
+    "psycopg.connect(f'host=127.0.0.1 port={port} user=postgres dbname=postgres')"
+    ".execute('SELECT 1'); print('PORT', port)"
+)
 
 
 def closed_port() -> int:
@@ -31,15 +33,22 @@ def closed_port() -> int:
 
 
 def test_without_a_server_a_private_cluster_runs_for_the_command_and_is_removed(
-        tmp_path: Path) -> None:
-    need(bool(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or os.geteuid() == 0,
-         "PostgreSQL's initdb", "apt-get install postgresql (./scripts/test.sh does, as root)")
+    tmp_path: Path,
+) -> None:
+    need(
+        bool(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or os.geteuid() == 0,
+        "PostgreSQL's initdb",
+        "apt-get install postgresql (./scripts/test.sh does, as root)",
+    )
     before = set(glob.glob("/tmp/sg-test-pg.*"))
     missing = closed_port()
     proc = subprocess.run(
         [str(WITH_POSTGRES), sys.executable, "-c", PROBE],
         env={**os.environ, "SCHOOLGATE_TEST_PG_PORT": str(missing), "SG_PY": sys.executable},
-        capture_output=True, text=True, timeout=300)
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     port = int(proc.stdout.split("PORT ")[1])
     assert port != missing
@@ -50,21 +59,32 @@ def test_without_a_server_a_private_cluster_runs_for_the_command_and_is_removed(
 
 
 def test_an_answering_server_is_used_as_it_is() -> None:
-    need(shared_postgres_available(), "PostgreSQL on the configured address",
-         "./scripts/test.sh starts one")
+    need(
+        shared_postgres_available(),
+        "PostgreSQL on the configured address",
+        "./scripts/test.sh starts one",
+    )
     port = os.environ.get("SCHOOLGATE_TEST_PG_PORT", "5432")
-    proc = subprocess.run([str(WITH_POSTGRES), sys.executable, "-c", PROBE],
-                          env={**os.environ, "SCHOOLGATE_TEST_PG_PORT": port},
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(WITH_POSTGRES), sys.executable, "-c", PROBE],
+        env={**os.environ, "SCHOOLGATE_TEST_PG_PORT": port},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"PORT {port}"
     assert "private" not in proc.stderr
 
 
 def test_the_exit_code_of_the_command_is_kept() -> None:
-    proc = subprocess.run([str(WITH_POSTGRES), "sh", "-c", "exit 7"],
-                          env={**os.environ, "SG_PY": sys.executable},
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(WITH_POSTGRES), "sh", "-c", "exit 7"],
+        env={**os.environ, "SG_PY": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 7
 
 

@@ -29,16 +29,21 @@ def units(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_units_are_there() -> None:
-    assert {"schoolgate-gateway.service", "schoolgate-admin.service",
-            "schoolgate-db-upgrade.service", "schoolgate-purge.service",
-            "schoolgate-purge.timer"} <= set(UNITS)
+    assert {
+        "schoolgate-gateway.service",
+        "schoolgate-admin.service",
+        "schoolgate-db-upgrade.service",
+        "schoolgate-purge.service",
+        "schoolgate-purge.timer",
+    } <= set(UNITS)
 
 
 @pytest.mark.parametrize("name", UNITS)
 def test_systemd_analyze_verify_is_clean(units: Path, name: str) -> None:
     tool = need_program("systemd-analyze", "systemd")
-    result = subprocess.run([tool, "verify", "--man=no", name], cwd=units, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [tool, "verify", "--man=no", name], cwd=units, capture_output=True, text=True, timeout=60
+    )
     # verify only warns (exit 0) about unknown keys: any message about our file is a failure.
     ours = [line for line in (result.stdout + result.stderr).splitlines() if "schoolgate" in line]
     assert result.returncode == 0, result.stderr
@@ -48,8 +53,13 @@ def test_systemd_analyze_verify_is_clean(units: Path, name: str) -> None:
 @pytest.mark.parametrize("name", ["schoolgate-gateway.service", "schoolgate-admin.service"])
 def test_long_running_services_are_hardened(units: Path, name: str) -> None:
     tool = need_program("systemd-analyze", "systemd")
-    result = subprocess.run([tool, "security", "--offline=true", name], cwd=units,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [tool, "security", "--offline=true", name],
+        cwd=units,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
     assert match is not None, result.stdout + result.stderr
     assert float(match.group(1)) <= 2.0  # systemd calls <= 2.0 "OK"; an unhardened unit is 9.6

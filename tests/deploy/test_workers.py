@@ -39,10 +39,15 @@ class Workers:
         return [int(p) for p in path.read_text().split()] if path.exists() else []
 
     def served(self, metrics_port: int) -> float:
-        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5,
-                         trust_env=False).text
-        return sum(float(m) for m in re.findall(
-            r'^schoolgate_requests_total\{[^}]*stage="request"[^}]*\} ([0-9.e+]+)$', text, re.M))
+        text = httpx.get(
+            f"http://127.0.0.1:{metrics_port}/metrics", timeout=5, trust_env=False
+        ).text
+        return sum(
+            float(m)
+            for m in re.findall(
+                r'^schoolgate_requests_total\{[^}]*stage="request"[^}]*\} ([0-9.e+]+)$', text, re.M
+            )
+        )
 
 
 def start(folder: Path) -> Workers:
@@ -50,14 +55,35 @@ def start(folder: Path) -> Workers:
     write_policy(policy, in_break=False)
     port, base = free_port(), consecutive_free_ports(WORKERS)
     log = folder / "gateway.log"
-    command = [SCHOOLGATE, "gateway", "--workers", str(WORKERS), "--listen-host", "127.0.0.1",
-               "--listen-port", str(port), "--data-dir", str(folder / "data"),
-               "--policy", str(policy), "--", "--set", "termlog_verbosity=warn",
-               "-s", str(HERE / "metrics_script.py"),
-               "--set", f"schoolgate_metrics_port={base}"]
+    command = [
+        SCHOOLGATE,
+        "gateway",
+        "--workers",
+        str(WORKERS),
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        str(port),
+        "--data-dir",
+        str(folder / "data"),
+        "--policy",
+        str(policy),
+        "--",
+        "--set",
+        "termlog_verbosity=warn",
+        "-s",
+        str(HERE / "metrics_script.py"),
+        "--set",
+        f"schoolgate_metrics_port={base}",
+    ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
     return Workers(proc, port, [base + i for i in range(WORKERS)], log)
 
 
@@ -96,8 +122,10 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
 
 def _up(port: int) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2,
-                         trust_env=False).status_code == 200
+        return (
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2, trust_env=False).status_code
+            == 200
+        )
     except httpx.HTTPError:
         return False
 
@@ -106,8 +134,9 @@ def test_every_worker_serves_the_one_address(workers: Workers) -> None:
     assert len(workers.children()) == WORKERS
     # New connections each time: the kernel picks a listening socket per connection.
     for _ in range(40):
-        with httpx.Client(proxy=f"http://127.0.0.1:{workers.port}", trust_env=False,
-                          timeout=10) as client:
+        with httpx.Client(
+            proxy=f"http://127.0.0.1:{workers.port}", trust_env=False, timeout=10
+        ) as client:
             response = client.get("http://x.com/")
         assert response.status_code == 403
     per_worker = [workers.served(port) for port in workers.metrics]
@@ -120,8 +149,9 @@ def test_sigterm_stops_every_worker(workers: Workers) -> None:
     workers.proc.send_signal(signal.SIGTERM)
     assert workers.proc.wait(30) == 0
     for pid in children:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
-            f"/proc/{pid}/status").read_text()
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
 
 
 def test_a_dead_worker_takes_the_gateway_down_for_a_clean_restart(workers: Workers) -> None:
@@ -155,13 +185,19 @@ def test_a_killed_master_takes_its_workers_with_it(workers: Workers) -> None:
     assert all(gone(p) for p in children), children
 
 
-@pytest.mark.parametrize(("extra", "index", "expected"), [
-    ([], 0, ["--", "--set", "schoolgate_metrics_port=9090"]),
-    ([], 1, ["--", "--set", "schoolgate_metrics_port=9091"]),
-    # the given port is the base, replaced (not repeated: mitmdump takes one value per option)
-    (["--", "--set", "schoolgate_metrics_port=9200", "-s", "x.py"], 2,
-     ["--", "-s", "x.py", "--set", "schoolgate_metrics_port=9202"]),
-    (["--set=schoolgate_metrics_port=0"], 3, ["--", "--set", "schoolgate_metrics_port=0"]),
-])
+@pytest.mark.parametrize(
+    ("extra", "index", "expected"),
+    [
+        ([], 0, ["--", "--set", "schoolgate_metrics_port=9090"]),
+        ([], 1, ["--", "--set", "schoolgate_metrics_port=9091"]),
+        # the given port is the base, replaced (not repeated: mitmdump takes one value per option)
+        (
+            ["--", "--set", "schoolgate_metrics_port=9200", "-s", "x.py"],
+            2,
+            ["--", "-s", "x.py", "--set", "schoolgate_metrics_port=9202"],
+        ),
+        (["--set=schoolgate_metrics_port=0"], 3, ["--", "--set", "schoolgate_metrics_port=0"]),
+    ],
+)
 def test_worker_arguments(extra: list[str], index: int, expected: list[str]) -> None:
     assert worker_arguments(extra, index) == expected

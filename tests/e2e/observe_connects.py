@@ -39,8 +39,10 @@ class ObserveConnects:
             data.server.error = "test: never sent off loopback"
         if ctx.options.test_connects_log:
             with Path(ctx.options.test_connects_log).open("a") as log:
-                log.write(json.dumps({"host": host, "port": port,
-                                      "refused_by_gateway": refused_before}) + "\n")
+                log.write(
+                    json.dumps({"host": host, "port": port, "refused_by_gateway": refused_before})
+                    + "\n"
+                )
 
 
 addons = [ObserveConnects()]

@@ -55,14 +55,18 @@ def write_recommending_policy(path: Path) -> None:
     a sanction: the story's own blocked visits must not put the pupil on a supervised-only
     sanction that would then block the site the Business Manager approves."""
     now = datetime.now(UTC)
-    text = policy_text(break_from=now - timedelta(hours=4),
-                       break_until=now - timedelta(hours=3, minutes=30), zone=noon_zone(now))
-    path.write_text(text + "circumvention:\n  threshold: {attempts: 3, within_minutes: 10}\n"
-                           "  on_threshold: recommend\n")
+    text = policy_text(
+        break_from=now - timedelta(hours=4),
+        break_until=now - timedelta(hours=3, minutes=30),
+        zone=noon_zone(now),
+    )
+    path.write_text(
+        text + "circumvention:\n  threshold: {attempts: 3, within_minutes: 10}\n"
+        "  on_threshold: recommend\n"
+    )
 
 
-def test_the_unblock_story_and_the_dsls_incident_note(tmp_path: Path,
-                                                      artefacts_dir: Path) -> None:
+def test_the_unblock_story_and_the_dsls_incident_note(tmp_path: Path, artefacts_dir: Path) -> None:
     chromium, certutil, sync_api = need_browser()
     policy = tmp_path / "policy.yaml"
     write_recommending_policy(policy)
@@ -72,20 +76,37 @@ def test_the_unblock_story_and_the_dsls_incident_note(tmp_path: Path,
     # The admin's address goes on the block page, so pick it before the gateway starts.
     admin_port = free_port()
     admin = f"http://127.0.0.1:{admin_port}"
-    with running_gateway(tmp_path / "gw", policy=policy, identity=DEMO_IDENTITY, extra_args=[
-            "--set", f"schoolgate_database_url={database}",
-            "--set", f"schoolgate_admin_url={admin}"]) as gw, \
-            running_admin(tmp_path, port=admin_port, data_dir=gw.data_dir, database=database,
-                          policy=policy):
+    with (
+        running_gateway(
+            tmp_path / "gw",
+            policy=policy,
+            identity=DEMO_IDENTITY,
+            extra_args=[
+                "--set",
+                f"schoolgate_database_url={database}",
+                "--set",
+                f"schoolgate_admin_url={admin}",
+            ],
+        ) as gw,
+        running_admin(
+            tmp_path, port=admin_port, data_dir=gw.data_dir, database=database, policy=policy
+        ),
+    ):
         home = tmp_path / "home"
         trust_ca(home, gw.ca_pem, certutil)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=chromium, env={**os.environ, "HOME": str(home)},
+                executable_path=chromium,
+                env={**os.environ, "HOME": str(home)},
                 args=CHROMIUM_ARGS,
                 # The admin is reached directly, as the school's PAC file arranges.
-                proxy={"server": f"http://127.0.0.1:{gw.port}", "username": "pupil1",
-                       "password": "pupil1-demo", "bypass": "127.0.0.1"})
+                proxy={
+                    "server": f"http://127.0.0.1:{gw.port}",
+                    "username": "pupil1",
+                    "password": "pupil1-demo",
+                    "bypass": "127.0.0.1",
+                },
+            )
             try:
                 _story(browser, admin, shots)
             finally:
@@ -154,13 +175,23 @@ def _story(browser: Any, admin: str, shots: Shots) -> None:
     dsl = browser.new_context().new_page()
     dsl.goto(f"{admin}/monitoring/events?user=pupil1&host={PROXY_SITE}")
     sign_in(dsl, admin, "dsl1")
-    wait_for(lambda: _rows_for(dsl, f"{admin}/monitoring/events?user=pupil1&host={PROXY_SITE}",
-                               PROXY_SITE) > 0, timeout=30, what="the attempt to be recorded")
+    wait_for(
+        lambda: (
+            _rows_for(dsl, f"{admin}/monitoring/events?user=pupil1&host={PROXY_SITE}", PROXY_SITE)
+            > 0
+        ),
+        timeout=30,
+        what="the attempt to be recorded",
+    )
     attempt_row = dsl.locator("tbody tr", has_text=PROXY_SITE).first
     assert "a web proxy or unblocker site" in attempt_row.inner_text()  # in words
     shots.take(dsl, "dsl-finds-the-attempt")
-    assert _rows_for(dsl, f"{admin}/monitoring/events?user=pupil1&host={BLOCKED}"
-                          "&verdict=block", BLOCKED) > 0
+    assert (
+        _rows_for(
+            dsl, f"{admin}/monitoring/events?user=pupil1&host={BLOCKED}&verdict=block", BLOCKED
+        )
+        > 0
+    )
     shots.take(dsl, "dsl-finds-the-blocked-event")
     dsl.locator("tbody tr").first.get_by_role("link", name="Timeline").click()
     dsl.wait_for_load_state()

@@ -29,22 +29,56 @@ NAME = "admin.school.test"
 def test_signing_in_to_the_https_admin_under_its_host_name_works(tmp_path: Path) -> None:
     chromium, certutil, sync_api = need_browser()
     data, tls = tmp_path / "data", tmp_path / "tls"
-    assert main(["ca", "server-cert", "--data-dir", str(data), "--host", NAME, "--host",
-                 "127.0.0.1", "--out-dir", str(tls)]) == 0
+    assert (
+        main(
+            [
+                "ca",
+                "server-cert",
+                "--data-dir",
+                str(data),
+                "--host",
+                NAME,
+                "--host",
+                "127.0.0.1",
+                "--out-dir",
+                str(tls),
+            ]
+        )
+        == 0
+    )
     ca = data / "ca" / "mitmproxy-ca-cert.pem"
     port = free_port()
     env = {**os.environ, "SCHOOLGATE_COOKIE_SECURE": "true"}
     admin = subprocess.Popen(
-        [str(SCHOOLGATE), "admin", "--listen-host", "127.0.0.1", "--listen-port", str(port),
-         "--data-dir", str(data), "--identity", str(DEMO_IDENTITY),
-         "--tls-cert", str(tls / "admin-cert.pem"), "--tls-key", str(tls / "admin-key.pem")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(SCHOOLGATE),
+            "admin",
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--identity",
+            str(DEMO_IDENTITY),
+            "--tls-cert",
+            str(tls / "admin-cert.pem"),
+            "--tls-key",
+            str(tls / "admin-key.pem"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                httpx.get(f"https://127.0.0.1:{port}/healthz", timeout=3,
-                          verify=ssl.create_default_context(cafile=str(ca)))
+                httpx.get(
+                    f"https://127.0.0.1:{port}/healthz",
+                    timeout=3,
+                    verify=ssl.create_default_context(cafile=str(ca)),
+                )
                 break
             except httpx.HTTPError:
                 assert admin.poll() is None
@@ -54,8 +88,10 @@ def test_signing_in_to_the_https_admin_under_its_host_name_works(tmp_path: Path)
         trust_ca(home, ca, certutil)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=chromium, env={**os.environ, "HOME": str(home)},
-                args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {NAME} 127.0.0.1"])
+                executable_path=chromium,
+                env={**os.environ, "HOME": str(home)},
+                args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {NAME} 127.0.0.1"],
+            )
             try:
                 context = browser.new_context()
                 page = context.new_page()

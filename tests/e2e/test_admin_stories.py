@@ -64,72 +64,171 @@ def seed(database: str) -> Ids:
     now = datetime.now(UTC)
     ids = Ids(pending=str(uuid.uuid4()), approved=str(uuid.uuid4()), alert=str(uuid.uuid4()))
     engine = make_engine(database)
-    base = {"requester_role": "pupil", "blocked_role": "pupil", "block_reason": "rule_block",
-            "from_block_page": True, "category": "social", "for_group": None,
-            "wanted_on": None, "wanted_period": None}
+    base = {
+        "requester_role": "pupil",
+        "blocked_role": "pupil",
+        "block_reason": "rule_block",
+        "from_block_page": True,
+        "category": "social",
+        "for_group": None,
+        "wanted_on": None,
+        "wanted_period": None,
+    }
     with Session(engine) as session:
-        session.add(UnblockRequestRow(
-            id=ids.pending, created_at=now - timedelta(minutes=12), requester="pupil1",
-            requester_name="Pupil One", blocked_user="pupil1", blocked_at=now,
-            host="www.tiktok.com", why="I want to watch a video about volcanoes for my "
-            "science homework.", state=RequestState.PENDING, **base))
-        session.add(UnblockRequestRow(
-            id=ids.approved, created_at=now - timedelta(hours=3), requester="pupil1",
-            requester_name="Pupil One", blocked_user="pupil1", blocked_at=now,
-            host="www.reddit.com", why="Our class is reading a thread about the Romans.",
-            state=RequestState.APPROVED, reviewed_by="bursar1",
-            reviewed_at=now - timedelta(hours=1),
-            grant={"ends": (now + timedelta(hours=2)).isoformat(), "scope": "user",
-                   "who": "pupil1", "target_kind": "host", "target": "www.reddit.com"},
-            **base))
-        session.add(UnblockRequestRow(
-            id=str(uuid.uuid4()), created_at=now - timedelta(hours=5), requester="teacher1",
-            requester_name="Teacher One", blocked_user="teacher1", blocked_at=now,
-            host="www.discord.com", why="A coding club server for Year 6.",
-            state=RequestState.DENIED, reviewed_by="bursar1",
-            reviewed_at=now - timedelta(hours=2), review_note="Please use the school's "
-            "own coding site instead.", **(base | {"requester_role": "staff"})))
+        session.add(
+            UnblockRequestRow(
+                id=ids.pending,
+                created_at=now - timedelta(minutes=12),
+                requester="pupil1",
+                requester_name="Pupil One",
+                blocked_user="pupil1",
+                blocked_at=now,
+                host="www.tiktok.com",
+                why="I want to watch a video about volcanoes for my science homework.",
+                state=RequestState.PENDING,
+                **base,
+            )
+        )
+        session.add(
+            UnblockRequestRow(
+                id=ids.approved,
+                created_at=now - timedelta(hours=3),
+                requester="pupil1",
+                requester_name="Pupil One",
+                blocked_user="pupil1",
+                blocked_at=now,
+                host="www.reddit.com",
+                why="Our class is reading a thread about the Romans.",
+                state=RequestState.APPROVED,
+                reviewed_by="bursar1",
+                reviewed_at=now - timedelta(hours=1),
+                grant={
+                    "ends": (now + timedelta(hours=2)).isoformat(),
+                    "scope": "user",
+                    "who": "pupil1",
+                    "target_kind": "host",
+                    "target": "www.reddit.com",
+                },
+                **base,
+            )
+        )
+        session.add(
+            UnblockRequestRow(
+                id=str(uuid.uuid4()),
+                created_at=now - timedelta(hours=5),
+                requester="teacher1",
+                requester_name="Teacher One",
+                blocked_user="teacher1",
+                blocked_at=now,
+                host="www.discord.com",
+                why="A coding club server for Year 6.",
+                state=RequestState.DENIED,
+                reviewed_by="bursar1",
+                reviewed_at=now - timedelta(hours=2),
+                review_note="Please use the school's own coding site instead.",
+                **(base | {"requester_role": "staff"}),
+            )
+        )
         events = []
-        for n, (user, host, path, category, verdict, reason, technique) in enumerate([
+        for n, (user, host, path, category, verdict, reason, technique) in enumerate(
+            [
                 ("pupil1", "www.tiktok.com", "/@science", "social", "block", "rule_block", None),
-                ("pupil1", "www.tiktok.com", "/favicon.ico", "social", "block", "rule_block",
-                 None),
+                ("pupil1", "www.tiktok.com", "/favicon.ico", "social", "block", "rule_block", None),
                 ("pupil1", "nordvpn.com", "/", "vpn", "block", "circumvention", "vpn"),
-                ("pupil2", "www.croxyproxy.com", "/", "web_proxy", "block", "circumvention",
-                 "web_proxy"),
-                ("teacher1", "www.bbc.co.uk", "/newsround", None, "allow", "default_allow",
-                 None)]):
-            events.append({
-                "id": str(uuid.uuid4()), "replica": "story", "seq": n,
-                "at": now - timedelta(minutes=30 - n), "user": user,
-                "role": "staff" if user == "teacher1" else "pupil",
-                "identity_source": "proxy_auth", "client_ip": f"10.0.5.{20 + n}",
-                "device": None, "method": "GET", "scheme": "https", "host": host,
-                "port": 443, "path": path, "query": None, "search_terms": None,
-                "category": category, "verdict": Verdict(verdict), "reason": reason,
-                "rule": "pupils-social-media" if category == "social" else None,
-                "technique": technique, "intercepted": True})
+                (
+                    "pupil2",
+                    "www.croxyproxy.com",
+                    "/",
+                    "web_proxy",
+                    "block",
+                    "circumvention",
+                    "web_proxy",
+                ),
+                ("teacher1", "www.bbc.co.uk", "/newsround", None, "allow", "default_allow", None),
+            ]
+        ):
+            events.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "replica": "story",
+                    "seq": n,
+                    "at": now - timedelta(minutes=30 - n),
+                    "user": user,
+                    "role": "staff" if user == "teacher1" else "pupil",
+                    "identity_source": "proxy_auth",
+                    "client_ip": f"10.0.5.{20 + n}",
+                    "device": None,
+                    "method": "GET",
+                    "scheme": "https",
+                    "host": host,
+                    "port": 443,
+                    "path": path,
+                    "query": None,
+                    "search_terms": None,
+                    "category": category,
+                    "verdict": Verdict(verdict),
+                    "reason": reason,
+                    "rule": "pupils-social-media" if category == "social" else None,
+                    "technique": technique,
+                    "intercepted": True,
+                }
+            )
         session.execute(insert(EventRow), events)
-        session.add(CircumventionAttemptRow(
-            id=str(uuid.uuid4()), event_id=events[2]["id"], at=events[2]["at"], user="pupil1",
-            client_ip="10.0.5.22", host="nordvpn.com", technique="vpn",
-            evidence={"host": "nordvpn.com"}, counted=True))
-        session.add(AlertRow(
-            id=ids.alert, at=now - timedelta(minutes=26), severity=AlertSeverity.HIGH,
-            kind="circumvention_attempt", user="pupil1", state=AlertState.OPEN,
-            summary="pupil1 tried a VPN (nordvpn.com)",
-            details={"technique": "vpn", "host": "nordvpn.com", "window_seconds": 600,
-                     "first_attempt": events[2]["at"].isoformat()}))
-        session.add(AlertRow(
-            id=str(uuid.uuid4()), at=now - timedelta(minutes=20), severity=AlertSeverity.MEDIUM,
-            kind="sanction_placed", user="pupil2", state=AlertState.OPEN,
-            summary=f"pupil2 is supervised-only until "
-                    f"{(now + timedelta(days=14)):%Y-%m-%d %H:%M} UTC",
-            details={"sanction_id": str(uuid.uuid4()), "attempts": 3}))
-        session.add(SanctionRow(
-            id=str(uuid.uuid4()), user="pupil2", starts=now - timedelta(minutes=20),
-            ends=now + timedelta(days=14), reason="Three attempts to use a web proxy.",
-            placed_by="schoolgate", state=SanctionState.PLACED, note=""))
+        session.add(
+            CircumventionAttemptRow(
+                id=str(uuid.uuid4()),
+                event_id=events[2]["id"],
+                at=events[2]["at"],
+                user="pupil1",
+                client_ip="10.0.5.22",
+                host="nordvpn.com",
+                technique="vpn",
+                evidence={"host": "nordvpn.com"},
+                counted=True,
+            )
+        )
+        session.add(
+            AlertRow(
+                id=ids.alert,
+                at=now - timedelta(minutes=26),
+                severity=AlertSeverity.HIGH,
+                kind="circumvention_attempt",
+                user="pupil1",
+                state=AlertState.OPEN,
+                summary="pupil1 tried a VPN (nordvpn.com)",
+                details={
+                    "technique": "vpn",
+                    "host": "nordvpn.com",
+                    "window_seconds": 600,
+                    "first_attempt": events[2]["at"].isoformat(),
+                },
+            )
+        )
+        session.add(
+            AlertRow(
+                id=str(uuid.uuid4()),
+                at=now - timedelta(minutes=20),
+                severity=AlertSeverity.MEDIUM,
+                kind="sanction_placed",
+                user="pupil2",
+                state=AlertState.OPEN,
+                summary=f"pupil2 is supervised-only until "
+                f"{(now + timedelta(days=14)):%Y-%m-%d %H:%M} UTC",
+                details={"sanction_id": str(uuid.uuid4()), "attempts": 3},
+            )
+        )
+        session.add(
+            SanctionRow(
+                id=str(uuid.uuid4()),
+                user="pupil2",
+                starts=now - timedelta(minutes=20),
+                ends=now + timedelta(days=14),
+                reason="Three attempts to use a web proxy.",
+                placed_by="schoolgate",
+                state=SanctionState.PLACED,
+                note="",
+            )
+        )
         session.commit()
     engine.dispose()
     return ids
@@ -147,16 +246,21 @@ class Story:
         page = self.page
         page.wait_for_load_state()
         self.count += 1
-        page.screenshot(path=str(self.folder / f"{self.width}-{self.who}-{self.count:02d}-"
-                                               f"{name}.png"), full_page=True)
+        page.screenshot(
+            path=str(self.folder / f"{self.width}-{self.who}-{self.count:02d}-{name}.png"),
+            full_page=True,
+        )
         wide = page.evaluate("document.scrollingElement.scrollWidth")
         inner = page.evaluate("innerWidth")
         if self.width == "phone" and wide > inner:
             self.problems.append(f"{self.who} {name}: {wide} px wide on a {inner} px screen")
         page.add_script_tag(content=AXE)
-        found = page.evaluate("async (tags) => (await axe.run(document, {runOnly: {type: "
-                              "'tag', values: tags}})).violations.map(v => v.id + ' (' + "
-                              "v.impact + ', ' + v.nodes.length + ')')", AXE_TAGS)
+        found = page.evaluate(
+            "async (tags) => (await axe.run(document, {runOnly: {type: "
+            "'tag', values: tags}})).violations.map(v => v.id + ' (' + "
+            "v.impact + ', ' + v.nodes.length + ')')",
+            AXE_TAGS,
+        )
         if found:
             self.problems.append(f"{self.who} {name} ({self.width}): axe: {found}")
         text: str = page.inner_text("body")
@@ -177,11 +281,20 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     ids = seed(database)
     admin_port = free_port()
     admin = f"http://127.0.0.1:{admin_port}"
-    with running_gateway(tmp / "gw", policy=policy, identity=DEMO_IDENTITY, extra_args=[
-            "--set", f"schoolgate_database_url={database}",
-            "--set", f"schoolgate_admin_url={admin}"]) as gw, \
-            running_admin(tmp, port=admin_port, data_dir=gw.data_dir, database=database,
-                          policy=policy):
+    with (
+        running_gateway(
+            tmp / "gw",
+            policy=policy,
+            identity=DEMO_IDENTITY,
+            extra_args=[
+                "--set",
+                f"schoolgate_database_url={database}",
+                "--set",
+                f"schoolgate_admin_url={admin}",
+            ],
+        ) as gw,
+        running_admin(tmp, port=admin_port, data_dir=gw.data_dir, database=database, policy=policy),
+    ):
         yield {"admin": admin, "gw": gw, "ids": ids, "home": tmp / "home"}
 
 
@@ -193,22 +306,38 @@ def chromium(services: dict[str, Any]) -> Iterator[tuple[Any, str]]:
         yield p, chromium_path
 
 
-def _browser(chromium: tuple[Any, str], services: dict[str, Any], proxy_user: str | None,
-             ) -> Any:
+def _browser(
+    chromium: tuple[Any, str],
+    services: dict[str, Any],
+    proxy_user: str | None,
+) -> Any:
     p, path = chromium
     proxy = None
     if proxy_user:
-        proxy = {"server": f"http://127.0.0.1:{services['gw'].port}", "username": proxy_user,
-                 "password": f"{proxy_user}-demo", "bypass": "127.0.0.1"}
-    return p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, proxy=proxy,
-                             env={**os.environ, "HOME": str(services["home"])})
+        proxy = {
+            "server": f"http://127.0.0.1:{services['gw'].port}",
+            "username": proxy_user,
+            "password": f"{proxy_user}-demo",
+            "bypass": "127.0.0.1",
+        }
+    return p.chromium.launch(
+        executable_path=path,
+        args=CHROMIUM_ARGS,
+        proxy=proxy,
+        env={**os.environ, "HOME": str(services["home"])},
+    )
 
 
 def _context(browser: Any, width: str) -> Any:
     phone = width == "phone"
-    return browser.new_context(viewport=WIDTHS[width], device_scale_factor=2 if phone else 1,
-                               is_mobile=phone, has_touch=phone, bypass_csp=True,
-                               locale="en-GB")
+    return browser.new_context(
+        viewport=WIDTHS[width],
+        device_scale_factor=2 if phone else 1,
+        is_mobile=phone,
+        has_touch=phone,
+        bypass_csp=True,
+        locale="en-GB",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -219,8 +348,9 @@ def shots(artefacts_dir: Path) -> Path:
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
-def test_the_pupils_story(services: dict[str, Any], chromium: tuple[Any, str], shots: Path,
-                          width: str) -> None:
+def test_the_pupils_story(
+    services: dict[str, Any], chromium: tuple[Any, str], shots: Path, width: str
+) -> None:
     admin, ids = services["admin"], services["ids"]
     browser = _browser(chromium, services, "pupil1")
     try:
@@ -249,8 +379,9 @@ def test_the_pupils_story(services: dict[str, Any], chromium: tuple[Any, str], s
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
-def test_the_sanctioned_pupils_page(services: dict[str, Any], chromium: tuple[Any, str],
-                                    shots: Path, width: str) -> None:
+def test_the_sanctioned_pupils_page(
+    services: dict[str, Any], chromium: tuple[Any, str], shots: Path, width: str
+) -> None:
     browser = _browser(chromium, services, "pupil2")
     try:
         story = Story(_context(browser, width).new_page(), width, "pupil2", shots)
@@ -265,28 +396,50 @@ def test_the_sanctioned_pupils_page(services: dict[str, Any], chromium: tuple[An
 
 
 STAFF_PAGES = {
-    "teacher1": [("/", "start"), ("/requests/mine", "my-requests"),
-                 ("/requests/new", "ask"), ("/explain", "explain")],
-    "bursar1": [("/", "start"), ("/requests", "requests"), ("/requests/{pending}", "request"),
-                ("/lists", "local-lists"), ("/exceptions", "exceptions"),
-                ("/review", "review-form")],
-    "dsl1": [("/", "start"), ("/monitoring", "monitoring"),
-             ("/monitoring/events", "events"), ("/monitoring/events?category=social+media",
-                                                "events-social-media"),
-             ("/monitoring/alerts", "alerts"), ("/monitoring/alerts/{alert}", "alert"),
-             ("/monitoring/incidents", "incident-notes"), ("/monitoring/sanctions", "sanctions"),
-             ("/monitoring/timeline?user=pupil1", "timeline"),
-             ("/monitoring/charts", "charts"), ("/monitoring/weekly", "weekly"),
-             ("/audit", "audit"), ("/review?date={today}", "evidence-pack")],
-    "it1": [("/", "start"), ("/policy", "policy"), ("/system", "system"), ("/audit", "audit"),
-            ("/explain", "explain")],
+    "teacher1": [
+        ("/", "start"),
+        ("/requests/mine", "my-requests"),
+        ("/requests/new", "ask"),
+        ("/explain", "explain"),
+    ],
+    "bursar1": [
+        ("/", "start"),
+        ("/requests", "requests"),
+        ("/requests/{pending}", "request"),
+        ("/lists", "local-lists"),
+        ("/exceptions", "exceptions"),
+        ("/review", "review-form"),
+    ],
+    "dsl1": [
+        ("/", "start"),
+        ("/monitoring", "monitoring"),
+        ("/monitoring/events", "events"),
+        ("/monitoring/events?category=social+media", "events-social-media"),
+        ("/monitoring/alerts", "alerts"),
+        ("/monitoring/alerts/{alert}", "alert"),
+        ("/monitoring/incidents", "incident-notes"),
+        ("/monitoring/sanctions", "sanctions"),
+        ("/monitoring/timeline?user=pupil1", "timeline"),
+        ("/monitoring/charts", "charts"),
+        ("/monitoring/weekly", "weekly"),
+        ("/audit", "audit"),
+        ("/review?date={today}", "evidence-pack"),
+    ],
+    "it1": [
+        ("/", "start"),
+        ("/policy", "policy"),
+        ("/system", "system"),
+        ("/audit", "audit"),
+        ("/explain", "explain"),
+    ],
 }
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
 @pytest.mark.parametrize("who", list(STAFF_PAGES))
-def test_each_staff_roles_pages(services: dict[str, Any], chromium: tuple[Any, str],
-                                shots: Path, who: str, width: str) -> None:
+def test_each_staff_roles_pages(
+    services: dict[str, Any], chromium: tuple[Any, str], shots: Path, who: str, width: str
+) -> None:
     admin, ids = services["admin"], services["ids"]
     browser = _browser(chromium, services, None)
     try:

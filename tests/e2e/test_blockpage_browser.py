@@ -19,23 +19,29 @@ def test_block_page_renders_in_chromium(tmp_path: Path, artefacts_dir: Path) -> 
     policy = tmp_path / "policy.yaml"
     write_policy(policy, in_break=False)
     home = tmp_path / "home"
-    with running_gateway(tmp_path / "gw", policy=policy,
-                         identity=write_identity(tmp_path / "id")) as gw:
+    with running_gateway(
+        tmp_path / "gw", policy=policy, identity=write_identity(tmp_path / "id")
+    ) as gw:
         trust_ca(home, gw.ca_pem, certutil)
         env = {**os.environ, "HOME": str(home)}
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=chromium, env=env, args=CHROMIUM_ARGS,
-                proxy={"server": f"http://127.0.0.1:{gw.port}", "username": "staff1",
-                       "password": PASSWORD})
+                executable_path=chromium,
+                env=env,
+                args=CHROMIUM_ARGS,
+                proxy={
+                    "server": f"http://127.0.0.1:{gw.port}",
+                    "username": "staff1",
+                    "password": PASSWORD,
+                },
+            )
             try:
                 page = browser.new_page()
                 response = page.goto("https://www.facebook.com/")
                 assert response is not None
                 assert response.status == 403
                 text = page.inner_text("body")
-                page.screenshot(path=str(artefacts_dir / "blockpage-chromium.png"),
-                                full_page=True)
+                page.screenshot(path=str(artefacts_dir / "blockpage-chromium.png"), full_page=True)
                 link = page.get_attribute("a.ask", "href") or ""
             finally:
                 browser.close()

@@ -32,23 +32,31 @@ from tests.support.gateway import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 # What the staff meeting is corrected to at each width, and how the year view then says it.
-KINDS = {"desktop": ("inset", "Staff meeting (INSET day) (INSET day (no pupils))"),
-         "phone": ("closure", "Staff meeting (school closed)")}
+KINDS = {
+    "desktop": ("inset", "Staff meeting (INSET day) (INSET day (no pupils))"),
+    "phone": ("closure", "Staff meeting (school closed)"),
+}
 
 
 def term_dates(today: date) -> bytes:
     """The county's file: today a snow day, a week on a staff meeting (not understood), and a
     term around both."""
+
     def event(uid: str, first: date, days: int, summary: str) -> str:
-        return (f"BEGIN:VEVENT\r\nUID:{uid}@county.example\r\nDTSTAMP:20260301T120000Z\r\n"
-                f"DTSTART;VALUE=DATE:{first:%Y%m%d}\r\n"
-                f"DTEND;VALUE=DATE:{first + timedelta(days=days):%Y%m%d}\r\n"
-                f"SUMMARY:{summary}\r\nEND:VEVENT\r\n")
-    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//County//Term dates//EN\r\n"
-            + event("term", today - timedelta(days=30), 61, "Current term")
-            + event("snow", today, 1, "Snow day - school closed")
-            + event("meeting", today + timedelta(days=7), 1, "Staff meeting")
-            + "END:VCALENDAR\r\n").encode()
+        return (
+            f"BEGIN:VEVENT\r\nUID:{uid}@county.example\r\nDTSTAMP:20260301T120000Z\r\n"
+            f"DTSTART;VALUE=DATE:{first:%Y%m%d}\r\n"
+            f"DTEND;VALUE=DATE:{first + timedelta(days=days):%Y%m%d}\r\n"
+            f"SUMMARY:{summary}\r\nEND:VEVENT\r\n"
+        )
+
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//County//Term dates//EN\r\n"
+        + event("term", today - timedelta(days=30), 61, "Current term")
+        + event("snow", today, 1, "Snow day - school closed")
+        + event("meeting", today + timedelta(days=7), 1, "Staff meeting")
+        + "END:VCALENDAR\r\n"
+    ).encode()
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +67,16 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     database = f"sqlite:///{tmp / 'schoolgate.db'}"
     upgrade(database)
     admin_port = free_port()
-    with running_gateway(tmp / "gw", policy=policy, identity=write_identity(tmp / "id"),
-                         extra_args=["--set", f"schoolgate_database_url={database}"]) as gw, \
-            running_admin(admin_port, tmp, gw.data_dir, database, policy):
-        yield {"admin": f"http://127.0.0.1:{admin_port}", "gw": gw, "policy": policy,
-               "tmp": tmp}
+    with (
+        running_gateway(
+            tmp / "gw",
+            policy=policy,
+            identity=write_identity(tmp / "id"),
+            extra_args=["--set", f"schoolgate_database_url={database}"],
+        ) as gw,
+        running_admin(admin_port, tmp, gw.data_dir, database, policy),
+    ):
+        yield {"admin": f"http://127.0.0.1:{admin_port}", "gw": gw, "policy": policy, "tmp": tmp}
 
 
 def _facebook(gw: Gateway) -> int:
@@ -80,8 +93,9 @@ def _sign_in(page: Any, admin: str) -> None:
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
-def test_it_imports_corrects_and_saves_the_term_dates(services: dict[str, Any], width: str,
-                                                      artefacts_dir: Path) -> None:
+def test_it_imports_corrects_and_saves_the_term_dates(
+    services: dict[str, Any], width: str, artefacts_dir: Path
+) -> None:
     chromium, _, sync_api = need_browser()
     admin, gw, policy = services["admin"], services["gw"], services["policy"]
     zone = ZoneInfo(load_policy(policy).calendar.timezone.key)
@@ -93,8 +107,9 @@ def test_it_imports_corrects_and_saves_the_term_dates(services: dict[str, Any], 
     shots = artefacts_dir / "stories"
     shots.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS,
-                                    env={**os.environ})
+        browser = p.chromium.launch(
+            executable_path=chromium, args=CHROMIUM_ARGS, env={**os.environ}
+        )
         try:
             page = _context(browser, width).new_page()
             story = Story(page, width, "it-calendar", shots)
@@ -118,12 +133,13 @@ def test_it_imports_corrects_and_saves_the_term_dates(services: dict[str, Any], 
             text = story.look("saved")
             assert "Saved as version" in text
             cell = page.locator("td[aria-current='date']").inner_text()
-            assert "Snow day - school closed (school closed) (today)" in \
-                page.locator("td[aria-current='date'] .visually-hidden").inner_text()
+            assert (
+                "Snow day - school closed (school closed) (today)"
+                in page.locator("td[aria-current='date'] .visually-hidden").inner_text()
+            )
             assert cell.split()[:2] == [str(today.day), "C"]
             meeting = today + timedelta(days=7)
-            assert f"{meeting:%A} {meeting.day} {meeting:%B}: {KINDS[width][1]}" in \
-                page.content()
+            assert f"{meeting:%A} {meeting.day} {meeting:%B}: {KINDS[width][1]}" in page.content()
             text = story.visit(f"{admin}/policy/versions", "versions")
             assert f"school calendar: County term dates ({width})" in text
         finally:

@@ -51,8 +51,9 @@ def _get(gw: Gateway, user: str, host: str) -> httpx.Response:
 
 
 @pytest.mark.parametrize(("category", "rule", "host"), SAMPLES)
-def test_content_is_blocked_for_pupils_with_its_reason(seeded: Gateway, category: str,
-                                                       rule: str, host: str) -> None:
+def test_content_is_blocked_for_pupils_with_its_reason(
+    seeded: Gateway, category: str, rule: str, host: str
+) -> None:
     response = _get(seeded, "pupil1", host)
     assert response.status_code == 403, (host, response.text[:300])
     assert f"<dt>Category</dt><dd>{category}</dd>" in response.text

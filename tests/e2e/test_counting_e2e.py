@@ -43,9 +43,13 @@ def proxysite_attempts(url: str) -> list[CircumventionAttemptRow]:
     engine = make_engine(url)
     try:
         with Session(engine) as session:
-            return list(session.scalars(select(CircumventionAttemptRow).where(
-                CircumventionAttemptRow.host == "proxysite.test")
-                .order_by(CircumventionAttemptRow.at)))
+            return list(
+                session.scalars(
+                    select(CircumventionAttemptRow)
+                    .where(CircumventionAttemptRow.host == "proxysite.test")
+                    .order_by(CircumventionAttemptRow.at)
+                )
+            )
     finally:
         engine.dispose()
 
@@ -59,37 +63,57 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.mark.browser
 def test_one_visit_in_chromium_is_one_attempt_and_three_tries_are_three(
-        tmp_path: Path, sqlite_url: str) -> None:
+    tmp_path: Path, sqlite_url: str
+) -> None:
     chromium, certutil, sync_api = need_browser()
     policy = tmp_path / "policy.yaml"
     sanction_policy(policy)
     home = tmp_path / "home"
-    with running_gateway(tmp_path / "gw", policy=policy,
-                         identity=write_identity(tmp_path / "id"),
-                         extra_args=["--set", f"schoolgate_database_url={sqlite_url}",
-                                     "--set", f"schoolgate_act_seconds={ACT_SECONDS}"]) as gw:
+    with running_gateway(
+        tmp_path / "gw",
+        policy=policy,
+        identity=write_identity(tmp_path / "id"),
+        extra_args=[
+            "--set",
+            f"schoolgate_database_url={sqlite_url}",
+            "--set",
+            f"schoolgate_act_seconds={ACT_SECONDS}",
+        ],
+    ) as gw:
         trust_ca(home, gw.ca_pem, certutil)
         env = {**os.environ, "HOME": str(home)}
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=chromium, env=env, args=CHROMIUM_ARGS,
-                proxy={"server": f"http://127.0.0.1:{gw.port}", "username": "pupil1",
-                       "password": PASSWORD})
+                executable_path=chromium,
+                env=env,
+                args=CHROMIUM_ARGS,
+                proxy={
+                    "server": f"http://127.0.0.1:{gw.port}",
+                    "username": "pupil1",
+                    "password": PASSWORD,
+                },
+            )
             try:
                 page = browser.new_page()
                 response = page.goto("https://proxysite.test/")
                 assert response is not None
                 assert response.status == 403
                 page.reload()  # at once: the same act
-                wait_for(lambda: len(proxysite_attempts(sqlite_url)) >= 2, timeout=20,
-                         what="the visit and its reload recorded")
+                wait_for(
+                    lambda: len(proxysite_attempts(sqlite_url)) >= 2,
+                    timeout=20,
+                    what="the visit and its reload recorded",
+                )
                 one_visit = proxysite_attempts(sqlite_url)
                 assert [a.counted for a in one_visit].count(True) == 1
                 for _ in range(2):  # two more deliberate tries, each after the window
                     time.sleep(ACT_SECONDS + 0.5)
                     page.goto("https://proxysite.test/again")
-                wait_for(lambda: len(proxysite_attempts(sqlite_url)) >= len(one_visit) + 2,
-                         timeout=20, what="the later tries recorded")
+                wait_for(
+                    lambda: len(proxysite_attempts(sqlite_url)) >= len(one_visit) + 2,
+                    timeout=20,
+                    what="the later tries recorded",
+                )
             finally:
                 browser.close()
         counted = [a for a in proxysite_attempts(sqlite_url) if a.counted]
@@ -101,9 +125,14 @@ def sanctioned(url: str) -> bool:
     engine = make_engine(url)
     try:
         with Session(engine) as session:
-            return session.scalars(select(SanctionRow).where(
-                SanctionRow.user == "pupil1",
-                SanctionRow.state == SanctionState.PLACED)).first() is not None
+            return (
+                session.scalars(
+                    select(SanctionRow).where(
+                        SanctionRow.user == "pupil1", SanctionRow.state == SanctionState.PLACED
+                    )
+                ).first()
+                is not None
+            )
     finally:
         engine.dispose()
 
@@ -114,10 +143,10 @@ def two_gateways(tmp_path: Path, url: str) -> Iterator[tuple[Gateway, Gateway]]:
     sanction_policy(policy)  # 3 attempts within 10 minutes place a sanction
     identity = write_identity(tmp_path / "id")
     args = ["--set", f"schoolgate_database_url={url}", "--set", "schoolgate_act_seconds=0"]
-    with running_gateway(tmp_path / "a", policy=policy, identity=identity,
-                         extra_args=args) as one, \
-            running_gateway(tmp_path / "b", policy=policy, identity=identity,
-                            extra_args=args) as two:
+    with (
+        running_gateway(tmp_path / "a", policy=policy, identity=identity, extra_args=args) as one,
+        running_gateway(tmp_path / "b", policy=policy, identity=identity, extra_args=args) as two,
+    ):
         yield one, two
 
 
@@ -125,17 +154,24 @@ def reach_the_threshold_together(tmp_path: Path, url: str) -> None:
     with two_gateways(tmp_path, url) as (one, two):
         assert get(one, "https://proxysite.test/1", "pupil1").status_code == 403
         assert get(one, "https://proxysite.test/2", "pupil1").status_code == 403
-        wait_for(lambda: sum(a.counted for a in proxysite_attempts(url)) == 2, timeout=20,
-                 what="two attempts recorded by the first gateway")
+        wait_for(
+            lambda: sum(a.counted for a in proxysite_attempts(url)) == 2,
+            timeout=20,
+            what="two attempts recorded by the first gateway",
+        )
         time.sleep(1)
         assert not sanctioned(url)  # two attempts: not yet
         assert get(two, "https://proxysite.test/3", "pupil1").status_code == 403
-        wait_for(lambda: sanctioned(url), timeout=20,
-                 what="the sanction placed by the second gateway's third attempt")
+        wait_for(
+            lambda: sanctioned(url),
+            timeout=20,
+            what="the sanction placed by the second gateway's third attempt",
+        )
 
 
 def test_two_gateways_on_one_sqlite_file_reach_the_threshold_together(
-        tmp_path: Path, sqlite_url: str) -> None:
+    tmp_path: Path, sqlite_url: str
+) -> None:
     reach_the_threshold_together(tmp_path, sqlite_url)
 
 
@@ -147,7 +183,8 @@ def test_two_gateways_on_postgresql_reach_the_threshold_together(tmp_path: Path)
 
 @pytest.mark.browser
 def test_a_blocked_widget_on_an_allowed_page_in_chromium_is_never_counted(
-        tmp_path: Path, sqlite_url: str) -> None:
+    tmp_path: Path, sqlite_url: str
+) -> None:
     chromium, certutil, sync_api = need_browser()
     policy = tmp_path / "policy.yaml"
     sanction_policy(policy)
@@ -156,28 +193,47 @@ def test_a_blocked_widget_on_an_allowed_page_in_chromium_is_never_counted(
 
     def twitter_attempts() -> list[CircumventionAttemptRow]:
         with Session(engine) as session:
-            return list(session.scalars(select(CircumventionAttemptRow).where(
-                CircumventionAttemptRow.host == "platform.twitter.com")))
-    with running_gateway(tmp_path / "gw", policy=policy,
-                         identity=write_identity(tmp_path / "id"),
-                         extra_args=["--set", f"schoolgate_database_url={sqlite_url}"]) as gw:
+            return list(
+                session.scalars(
+                    select(CircumventionAttemptRow).where(
+                        CircumventionAttemptRow.host == "platform.twitter.com"
+                    )
+                )
+            )
+
+    with running_gateway(
+        tmp_path / "gw",
+        policy=policy,
+        identity=write_identity(tmp_path / "id"),
+        extra_args=["--set", f"schoolgate_database_url={sqlite_url}"],
+    ) as gw:
         trust_ca(home, gw.ca_pem, certutil)
         env = {**os.environ, "HOME": str(home)}
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=chromium, env=env, args=CHROMIUM_ARGS,
-                proxy={"server": f"http://127.0.0.1:{gw.port}", "username": "pupil1",
-                       "password": PASSWORD})
+                executable_path=chromium,
+                env=env,
+                args=CHROMIUM_ARGS,
+                proxy={
+                    "server": f"http://127.0.0.1:{gw.port}",
+                    "username": "pupil1",
+                    "password": PASSWORD,
+                },
+            )
             try:
                 page = browser.new_page()
                 # An allowed news page (served by the browser itself) embedding an X post.
-                page.route("https://www.bbc.co.uk/news", lambda route: route.fulfill(
-                    status=200, content_type="text/html",
-                    body='<h1>News</h1><iframe src="https://platform.twitter.com/embed/'
-                         'Tweet.html?id=1"></iframe>'))
+                page.route(
+                    "https://www.bbc.co.uk/news",
+                    lambda route: route.fulfill(
+                        status=200,
+                        content_type="text/html",
+                        body='<h1>News</h1><iframe src="https://platform.twitter.com/embed/'
+                        'Tweet.html?id=1"></iframe>',
+                    ),
+                )
                 page.goto("https://www.bbc.co.uk/news")
-                wait_for(lambda: bool(twitter_attempts()), timeout=20,
-                         what="the widget recorded")
+                wait_for(lambda: bool(twitter_attempts()), timeout=20, what="the widget recorded")
             finally:
                 browser.close()
         rows = twitter_attempts()
@@ -194,19 +250,27 @@ def test_one_act_through_two_gateways_counts_once(tmp_path: Path, sqlite_url: st
     sanction_policy(policy)
     policy.write_text(policy.read_text().replace("attempts: 3,", "attempts: 2,"))
     identity = write_identity(tmp_path / "id")
-    args = ["--set", f"schoolgate_database_url={sqlite_url}",
-            "--set", f"schoolgate_act_seconds={ACT_SECONDS}"]
-    with running_gateway(tmp_path / "a", policy=policy, identity=identity,
-                         extra_args=args) as one, \
-            running_gateway(tmp_path / "b", policy=policy, identity=identity,
-                            extra_args=args) as two:
+    args = [
+        "--set",
+        f"schoolgate_database_url={sqlite_url}",
+        "--set",
+        f"schoolgate_act_seconds={ACT_SECONDS}",
+    ]
+    with (
+        running_gateway(tmp_path / "a", policy=policy, identity=identity, extra_args=args) as one,
+        running_gateway(tmp_path / "b", policy=policy, identity=identity, extra_args=args) as two,
+    ):
         assert get(one, "https://proxysite.test/", "pupil1").status_code == 403
         assert get(two, "https://proxysite.test/", "pupil1").status_code == 403  # the reload
-        wait_for(lambda: len(proxysite_attempts(sqlite_url)) == 2, timeout=20,
-                 what="both requests recorded")
+        wait_for(
+            lambda: len(proxysite_attempts(sqlite_url)) == 2,
+            timeout=20,
+            what="both requests recorded",
+        )
         time.sleep(2)  # the threshold jobs run off the request path
         assert not sanctioned(sqlite_url)
         time.sleep(ACT_SECONDS + 0.5)
         assert get(two, "https://proxysite.test/again", "pupil1").status_code == 403
-        wait_for(lambda: sanctioned(sqlite_url), timeout=20,
-                 what="the sanction after the second act")
+        wait_for(
+            lambda: sanctioned(sqlite_url), timeout=20, what="the sanction after the second act"
+        )

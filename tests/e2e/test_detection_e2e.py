@@ -65,9 +65,18 @@ def anon(tmp_path_factory: pytest.TempPathFactory, db: str) -> Iterator[Gateway]
     folder = tmp_path_factory.mktemp("anon")
     policy = folder / "policy.yaml"
     write_policy(policy, in_break=False)
-    with running_gateway(folder, policy=policy, extra_args=[
-            "--set", f"schoolgate_database_url={db}", "--set", "schoolgate_repeat_count=3",
-            "--set", f"schoolgate_siem={folder / 'siem.jsonl'}"]) as gw:
+    with running_gateway(
+        folder,
+        policy=policy,
+        extra_args=[
+            "--set",
+            f"schoolgate_database_url={db}",
+            "--set",
+            "schoolgate_repeat_count=3",
+            "--set",
+            f"schoolgate_siem={folder / 'siem.jsonl'}",
+        ],
+    ) as gw:
         yield gw
 
 
@@ -95,6 +104,7 @@ def event_for(url: str, predicate: object, what: str) -> EventRow:
     def seen() -> bool:
         found[:] = [e for e in events(url) if predicate(e)]  # type: ignore[operator]
         return bool(found)
+
     wait_for(seen, timeout=20, what=what)
     return found[-1]
 
@@ -111,13 +121,25 @@ TAG = uuid.uuid4().hex[:8]  # marks this run's requests in the shared table
 DETECTED = [
     # (method, url, headers, technique)
     ("GET", f"https://www-instagram-com.translate.goog/?r={TAG}", {}, Technique.REWRITING_PROXY),
-    ("GET", f"https://web.archive.org/web/2024/https://www.instagram.com/?r={TAG}", {},
-     Technique.ARCHIVE_VIEWER),
+    (
+        "GET",
+        f"https://web.archive.org/web/2024/https://www.instagram.com/?r={TAG}",
+        {},
+        Technique.ARCHIVE_VIEWER,
+    ),
     ("GET", f"https://archive.ph/newest/https://x.com/?r={TAG}", {}, Technique.ARCHIVE_VIEWER),
-    ("POST", f"http://learning.test/resolve?r={TAG}",
-     {"Content-Type": "application/dns-message"}, Technique.DOH_CONTENT),
-    ("GET", f"https://www-bbc-co-uk.translate.goog/dns-query?r={TAG}",
-     {"Accept": "application/dns-message"}, Technique.DOH_CONTENT),
+    (
+        "POST",
+        f"http://learning.test/resolve?r={TAG}",
+        {"Content-Type": "application/dns-message"},
+        Technique.DOH_CONTENT,
+    ),
+    (
+        "GET",
+        f"https://www-bbc-co-uk.translate.goog/dns-query?r={TAG}",
+        {"Accept": "application/dns-message"},
+        Technique.DOH_CONTENT,
+    ),
     ("GET", f"https://proxysite.test/?r={TAG}", {}, Technique.WEB_PROXY),
     ("GET", f"https://8.8.8.8/?r={TAG}", {}, Technique.IP_LITERAL),
     ("GET", f"http://learning.test/?r={TAG}", {"Host": "x.com"}, Technique.HOST_MISMATCH),
@@ -125,13 +147,17 @@ DETECTED = [
 
 
 @pytest.mark.parametrize(("method", "url", "headers", "technique"), DETECTED)
-def test_detected_and_blocked(anon: Gateway, db: str, method: str, url: str,
-                              headers: dict[str, str], technique: Technique) -> None:
+def test_detected_and_blocked(
+    anon: Gateway, db: str, method: str, url: str, headers: dict[str, str], technique: Technique
+) -> None:
     response = get(anon, url, method=method, headers=headers, content=b"\0\1" * 8)
     assert response.status_code == 403
     assert technique in response.text  # the block page (or plain 403) names the technique
-    row = event_for(db, lambda e: e.query is not None and TAG in e.query and
-                    e.technique == technique, f"the {technique} event")
+    row = event_for(
+        db,
+        lambda e: e.query is not None and TAG in e.query and e.technique == technique,
+        f"the {technique} event",
+    )
     assert (row.verdict, row.reason, row.intercepted) == ("block", "circumvention", True)
     assert row.role == "pupil"
     attempt = next(a for a in attempts(db) if a.event_id == row.id)
@@ -139,11 +165,14 @@ def test_detected_and_blocked(anon: Gateway, db: str, method: str, url: str,
     assert attempt.evidence  # what was seen
 
 
-@pytest.mark.parametrize("url", [
-    "https://www-bbc-co-uk.translate.goog/news",  # a rewriting proxy of an allowed site
-    "https://web.archive.org/web/2024/https://www.bbc.co.uk/",  # an allowed page, archived
-    "https://archive.ph/AbC12",  # a short id: nothing says which site
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://www-bbc-co-uk.translate.goog/news",  # a rewriting proxy of an allowed site
+        "https://web.archive.org/web/2024/https://www.bbc.co.uk/",  # an allowed page, archived
+        "https://archive.ph/AbC12",  # a short id: nothing says which site
+    ],
+)
 def test_viewers_of_allowed_sites_stay_allowed(anon: Gateway, db: str, url: str) -> None:
     response = get(anon, url)
     assert response.status_code == 200
@@ -152,9 +181,16 @@ def test_viewers_of_allowed_sites_stay_allowed(anon: Gateway, db: str, url: str)
 
 def test_embedded_widget_is_blocked_but_not_counted(anon: Gateway, db: str) -> None:
     for _ in range(4):  # more than schoolgate_repeat_count: widgets never add up
-        response = get(anon, f"https://platform.twitter.com/embed/Tweet.html?w={TAG}", headers={
-            "Referer": "https://www.bbc.co.uk/news", "Sec-Fetch-Dest": "iframe",
-            "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"})
+        response = get(
+            anon,
+            f"https://platform.twitter.com/embed/Tweet.html?w={TAG}",
+            headers={
+                "Referer": "https://www.bbc.co.uk/news",
+                "Sec-Fetch-Dest": "iframe",
+                "Sec-Fetch-Site": "cross-site",
+                "Sec-Fetch-Mode": "navigate",
+            },
+        )
         assert response.status_code == 403
     row = event_for(db, lambda e: e.query == f"w={TAG}", "the widget events")
     assert row.technique == Technique.EMBEDDED_WIDGET
@@ -232,27 +268,46 @@ def test_non_http_inside_a_tunnel_is_refused(anon: Gateway, db: str) -> None:
     assert row.verdict == "block"
 
 
-def test_allowed_blocked_and_passed_through_traffic_is_recorded(anon: Gateway, db: str,
-                                                                tmp_path: Path) -> None:
-    search = get(anon, f"http://www.google.com/search?q=tudor+houses&r={TAG}&password=hunter2",
-                 headers={"Cookie": "SID=cookie-secret"})
+def test_allowed_blocked_and_passed_through_traffic_is_recorded(
+    anon: Gateway, db: str, tmp_path: Path
+) -> None:
+    search = get(
+        anon,
+        f"http://www.google.com/search?q=tudor+houses&r={TAG}&password=hunter2",
+        headers={"Cookie": "SID=cookie-secret"},
+    )
     assert search.status_code == 200
-    assert get(anon, f"https://x.com/home?r={TAG}", method="POST",
-               content=b"password=body-secret").status_code == 403
+    assert (
+        get(
+            anon, f"https://x.com/home?r={TAG}", method="POST", content=b"password=body-secret"
+        ).status_code
+        == 403
+    )
     with anon.client(trust="origin") as client:  # only the origin's CA: must be passed through
         assert client.get("https://learning.test/passed").status_code == 200
     google = event_for(db, lambda e: e.search_terms == "tudor houses", "the search event")
     assert (google.verdict, google.host, google.method, google.path) == (
-        "allow", "www.google.com", "GET", "/search")
+        "allow",
+        "www.google.com",
+        "GET",
+        "/search",
+    )
     assert google.query is not None
     assert "password=[redacted]" in google.query
     x = event_for(db, lambda e: e.query == f"r={TAG}" and e.host == "x.com", "the x.com event")
     assert (x.verdict, x.reason, x.category, x.method) == ("block", "rule_block", "x", "POST")
     # (not the blocked tunnels to learning.test of the tests before: each names a technique)
-    relayed = event_for(db, lambda e: e.host == "learning.test" and not e.intercepted
-                        and e.technique is None, "the passed-through event")
+    relayed = event_for(
+        db,
+        lambda e: e.host == "learning.test" and not e.intercepted and e.technique is None,
+        "the passed-through event",
+    )
     assert (relayed.verdict, relayed.path, relayed.query, relayed.port) == (
-        "allow", None, None, 443)
+        "allow",
+        None,
+        None,
+        443,
+    )
     everything = repr([vars(e) for e in events(db)]) + repr([vars(a) for a in attempts(db)])
     siem = (anon.data_dir.parent / "siem.jsonl").read_text()
     assert "tudor houses" in siem
@@ -266,11 +321,16 @@ def test_allowed_blocked_and_passed_through_traffic_is_recorded(anon: Gateway, d
 
 def sanction_policy(path: Path) -> None:
     now = datetime.now(UTC)
-    text = policy_text(break_from=now - timedelta(hours=4),
-                       break_until=now - timedelta(hours=3, minutes=30), zone=noon_zone(now))
-    path.write_text(text + "circumvention:\n  threshold: {attempts: 3, within_minutes: 10}\n"
-                           "  on_threshold: sanction\n  sanction_days: 14\n"
-                           "  supervised_allowlist: [learning.test]\n")
+    text = policy_text(
+        break_from=now - timedelta(hours=4),
+        break_until=now - timedelta(hours=3, minutes=30),
+        zone=noon_zone(now),
+    )
+    path.write_text(
+        text + "circumvention:\n  threshold: {attempts: 3, within_minutes: 10}\n"
+        "  on_threshold: sanction\n  sanction_days: 14\n"
+        "  supervised_allowlist: [learning.test]\n"
+    )
 
 
 def test_three_attempts_in_ten_minutes_place_a_sanction(tmp_path: Path) -> None:
@@ -278,9 +338,12 @@ def test_three_attempts_in_ten_minutes_place_a_sanction(tmp_path: Path) -> None:
     upgrade(url)
     policy = tmp_path / "policy.yaml"
     sanction_policy(policy)
-    with running_gateway(tmp_path / "gw", policy=policy, identity=write_identity(tmp_path / "id"),
-                         extra_args=["--set", f"schoolgate_database_url={url}",
-                                     "--set", "schoolgate_act_seconds=0"]) as gw:
+    with running_gateway(
+        tmp_path / "gw",
+        policy=policy,
+        identity=write_identity(tmp_path / "id"),
+        extra_args=["--set", f"schoolgate_database_url={url}", "--set", "schoolgate_act_seconds=0"],
+    ) as gw:
         assert get(gw, "http://www.google.com/", "pupil1").status_code == 200
         for i in range(3):  # no act window: each request is its own attempt
             assert get(gw, f"https://proxysite.test/{i}", "pupil1").status_code == 403
@@ -288,14 +351,21 @@ def test_three_attempts_in_ten_minutes_place_a_sanction(tmp_path: Path) -> None:
 
         def sanctioned() -> bool:
             with Session(engine) as session:
-                return session.scalars(select(SanctionRow).where(
-                    SanctionRow.user == "pupil1",
-                    SanctionRow.state == SanctionState.PLACED)).first() is not None
+                return (
+                    session.scalars(
+                        select(SanctionRow).where(
+                            SanctionRow.user == "pupil1", SanctionRow.state == SanctionState.PLACED
+                        )
+                    ).first()
+                    is not None
+                )
+
         wait_for(sanctioned, timeout=20, what="the sanction in the database")
 
         def blocked_everywhere() -> bool:
             response = get(gw, "http://www.google.com/", "pupil1")
             return response.status_code == 403 and "supervised_only" in response.text
+
         wait_for(blocked_everywhere, timeout=APPLIES_WITHIN, what="the sanction to apply")
         assert get(gw, "https://learning.test/", "pupil1").status_code == 200  # allowlist
         assert get(gw, "http://www.google.com/", "staff1").status_code == 200  # only pupil1
@@ -312,29 +382,52 @@ def test_two_gateways_pick_up_database_changes(tmp_path: Path) -> None:
         write_policy(policy, in_break=False)
         identity = write_identity(tmp_path / "id")
         args = ["--set", f"schoolgate_database_url={url}"]
-        with running_gateway(tmp_path / "a", policy=policy, identity=identity,
-                             extra_args=args) as one, \
-                running_gateway(tmp_path / "b", policy=policy, identity=identity,
-                                extra_args=args) as two:
+        with (
+            running_gateway(
+                tmp_path / "a", policy=policy, identity=identity, extra_args=args
+            ) as one,
+            running_gateway(
+                tmp_path / "b", policy=policy, identity=identity, extra_args=args
+            ) as two,
+        ):
             for gw in (one, two):
                 assert get(gw, "https://www.tiktok.com/", "pupil1").status_code == 403
                 assert get(gw, "http://www.google.com/", "staff1").status_code == 200
             engine = make_engine(url)
             now = datetime.now(UTC)
             with Session(engine) as session, session.begin():
-                session.add(ExceptionRow(
-                    id=str(uuid.uuid4()), scope=Scope.USER, who="pupil1",
-                    target_kind=TargetKind.HOST, target="tiktok.com", starts=now,
-                    ends=now + timedelta(hours=1), created_by="bm1", created_at=now,
-                    note="curriculum activity"))
+                session.add(
+                    ExceptionRow(
+                        id=str(uuid.uuid4()),
+                        scope=Scope.USER,
+                        who="pupil1",
+                        target_kind=TargetKind.HOST,
+                        target="tiktok.com",
+                        starts=now,
+                        ends=now + timedelta(hours=1),
+                        created_by="bm1",
+                        created_at=now,
+                        note="curriculum activity",
+                    )
+                )
                 bump_change_counter(session)
-                place_sanction(session=session, user="staff1", starts=now,
-                               ends=now + timedelta(days=1), reason="test", placed_by="dsl1")
+                place_sanction(
+                    session=session,
+                    user="staff1",
+                    starts=now,
+                    ends=now + timedelta(days=1),
+                    reason="test",
+                    placed_by="dsl1",
+                )
             engine.dispose()
             for gw in (one, two):
-                wait_for(lambda gw=gw: get(gw, "https://www.tiktok.com/", "pupil1"
-                                           ).status_code == 200,
-                         timeout=APPLIES_WITHIN, what="the exception on both gateways")
-                wait_for(lambda gw=gw: get(gw, "http://www.google.com/", "staff1"
-                                           ).status_code == 403,
-                         timeout=APPLIES_WITHIN, what="the sanction on both gateways")
+                wait_for(
+                    lambda gw=gw: get(gw, "https://www.tiktok.com/", "pupil1").status_code == 200,
+                    timeout=APPLIES_WITHIN,
+                    what="the exception on both gateways",
+                )
+                wait_for(
+                    lambda gw=gw: get(gw, "http://www.google.com/", "staff1").status_code == 403,
+                    timeout=APPLIES_WITHIN,
+                    what="the sanction on both gateways",
+                )

@@ -29,8 +29,11 @@ from tests.support.gateway import (
 )
 
 pytestmark = pytest.mark.e2e
-ACCOUNTS = {"pupil": Account("pupil1", PASSWORD), "staff": Account("staff1", PASSWORD),
-            "social_media_manager": Account("smm1", PASSWORD)}
+ACCOUNTS = {
+    "pupil": Account("pupil1", PASSWORD),
+    "staff": Account("staff1", PASSWORD),
+    "social_media_manager": Account("smm1", PASSWORD),
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +54,9 @@ def admin_for(tmp_path: Path, policy: Path, gw: Gateway) -> FastAPI:
     return app
 
 
-def test_every_blocking_rule_holds_through_the_gateway(gateway: tuple[Gateway, Path],
-                                                       tmp_path: Path,
-                                                       artefacts_dir: Path) -> None:
+def test_every_blocking_rule_holds_through_the_gateway(
+    gateway: tuple[Gateway, Path], tmp_path: Path, artefacts_dir: Path
+) -> None:
     gw, policy = gateway
     client = TestClient(admin_for(tmp_path, policy, gw))
     page = client.get("/review", params={"date": datetime.now(UTC).date().isoformat()})
@@ -75,15 +78,21 @@ def test_every_blocking_rule_holds_through_the_gateway(gateway: tuple[Gateway, P
     (artefacts_dir / "review-evidence-pack.pdf").write_bytes(pdf.content)
 
 
-def test_a_rule_the_gateway_does_not_enforce_fails(gateway: tuple[Gateway, Path],
-                                                    tmp_path: Path) -> None:
+def test_a_rule_the_gateway_does_not_enforce_fails(
+    gateway: tuple[Gateway, Path], tmp_path: Path
+) -> None:
     gw, running = gateway
     # The admin reviews a stricter policy than the gateway runs: staff may not see the
     # violence category either (the running policy blocks it for pupils only, at any time).
     stricter = tmp_path / "stricter.yaml"
-    stricter.write_text(running.read_text().replace(
-        "rules:\n", "rules:\n  - {name: staff-no-social, roles: [staff], categories: [violence],"
-                    " action: block}\n", 1))
+    stricter.write_text(
+        running.read_text().replace(
+            "rules:\n",
+            "rules:\n  - {name: staff-no-social, roles: [staff], categories: [violence],"
+            " action: block}\n",
+            1,
+        )
+    )
     client = TestClient(admin_for(tmp_path, stricter, gw))
     text = client.get("/review", params={"date": "2026-12-18"}).text
     assert "1 failed" in text
@@ -97,10 +106,16 @@ def test_without_a_gateway_nothing_is_tried_and_the_lists_are_dated(tmp_path: Pa
     engine = make_engine(url)
     policy = load_policy()
     from sqlalchemy.orm import Session
+
     with Session(engine) as session:
-        pack = build_pack(session, policy=policy, day=datetime(2026, 12, 18).date(),
-                          now=datetime(2026, 12, 18, 10, tzinfo=UTC),
-                          list_folders=[shipped_lists_dir()], gateway=None)
+        pack = build_pack(
+            session,
+            policy=policy,
+            day=datetime(2026, 12, 18).date(),
+            now=datetime(2026, 12, 18, 10, tzinfo=UTC),
+            list_folders=[shipped_lists_dir()],
+            gateway=None,
+        )
     engine.dispose()
     assert pack.failed == 0
     assert pack.passed == 0

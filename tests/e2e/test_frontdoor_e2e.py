@@ -51,9 +51,13 @@ def lean_gateway(folder: Path, *extra: str, signs_in: bool = True) -> Iterator[G
     write_policy(policy_file, in_break=False)
     metrics = free_port()
     identity = write_identity(folder / "id") if signs_in else None
-    with running_gateway(folder, policy=policy_file, identity=identity,
-                         engine="lean", extra_args=[
-                             "--set", f"schoolgate_metrics_port={metrics}", *extra]) as gw:
+    with running_gateway(
+        folder,
+        policy=policy_file,
+        identity=identity,
+        engine="lean",
+        extra_args=["--set", f"schoolgate_metrics_port={metrics}", *extra],
+    ) as gw:
         gw.metrics_port = metrics  # type: ignore[attr-defined]
         yield gw
 
@@ -62,8 +66,13 @@ def lean_gateway(folder: Path, *extra: str, signs_in: bool = True) -> Iterator[G
 def door(tmp_path_factory: pytest.TempPathFactory, db: str) -> Iterator[Gateway]:
     """The lean gateway (front door on, the default), with sign-ins, recording into SQLite and
     a short head time-out."""
-    with lean_gateway(tmp_path_factory.mktemp("door"), "--set", f"schoolgate_database_url={db}",
-                      "--set", "schoolgate_head_timeout=3") as gw:
+    with lean_gateway(
+        tmp_path_factory.mktemp("door"),
+        "--set",
+        f"schoolgate_database_url={db}",
+        "--set",
+        "schoolgate_head_timeout=3",
+    ) as gw:
         yield gw
 
 
@@ -76,15 +85,23 @@ def tried(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 
 def door_counts(gw: Gateway) -> dict[str, float]:
-    text = httpx.get(f"http://127.0.0.1:{gw.metrics_port}/metrics",  # type: ignore[attr-defined]
-                     timeout=10, trust_env=False).text
-    return {m[1]: float(m[2]) for m in
-            re.finditer(r'^schoolgate_front_door_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
+    text = httpx.get(
+        f"http://127.0.0.1:{gw.metrics_port}/metrics",  # type: ignore[attr-defined]
+        timeout=10,
+        trust_env=False,
+    ).text
+    return {
+        m[1]: float(m[2])
+        for m in re.finditer(r'^schoolgate_front_door_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
+    }
 
 
 def counted(gw: Gateway, outcome: str, before: dict[str, float], more: int = 1) -> None:
-    wait_for(lambda: door_counts(gw).get(outcome, 0) >= before.get(outcome, 0) + more,
-             timeout=10, what=f"{more} more {outcome} in the front door's metric")
+    wait_for(
+        lambda: door_counts(gw).get(outcome, 0) >= before.get(outcome, 0) + more,
+        timeout=10,
+        what=f"{more} more {outcome} in the front door's metric",
+    )
 
 
 def auth(user: str, password: str = PASSWORD) -> str:
@@ -125,8 +142,9 @@ def read_all(raw: socket.socket) -> bytes:
 # --- what it splices ----------------------------------------------------------------------------
 
 
-def test_an_allowed_uncategorised_tunnel_is_spliced_by_the_front_door(door: Gateway,
-                                                                      db: str) -> None:
+def test_an_allowed_uncategorised_tunnel_is_spliced_by_the_front_door(
+    door: Gateway, db: str
+) -> None:
     signed_in(door, "pupil1")
     response = spliced(door, "pupil1", "https://learning.test/spliced")
     assert "hello from the origin" in response.text
@@ -138,6 +156,7 @@ def test_an_allowed_uncategorised_tunnel_is_spliced_by_the_front_door(door: Gate
         rows = [e for e in events(db) if e.host == "learning.test" and not e.intercepted]
         row = rows[-1] if rows else None
         return row is not None
+
     wait_for(recorded, timeout=20, what="the spliced tunnel's event")
     assert row is not None
     assert (row.verdict, row.user) == ("allow", "pupil1")
@@ -225,8 +244,9 @@ def test_bytes_that_are_not_tls_are_handed_to_mitmproxy_and_refused(tried: Gatew
 
 
 @pytest.mark.parametrize("target", ["learning.test:8443", "learning.test:22", "x.com:443"])
-def test_other_ports_and_blocked_hosts_are_refused_never_contacted(tried: Gateway,
-                                                                      target: str) -> None:
+def test_other_ports_and_blocked_hosts_are_refused_never_contacted(
+    tried: Gateway, target: str
+) -> None:
     signed_in(tried, "smm1")
     before = door_counts(tried)
     connections = (tried.http_origin.connections, tried.https_origin.connections)
@@ -250,8 +270,10 @@ def test_sign_ins_go_to_mitmproxy_until_the_directory_has_answered(door: Gateway
     with raw:
         assert raw.recv(4096).startswith(b"HTTP/1.1 407")
     with socket.create_connection(("127.0.0.1", door.port), timeout=10) as raw:
-        raw.sendall(b"CONNECT learning.test:443 HTTP/1.1\r\nHost: learning.test:443\r\n"
-                    b"Proxy-Authorization: " + auth("staff1", "wrong").encode() + b"\r\n\r\n")
+        raw.sendall(
+            b"CONNECT learning.test:443 HTTP/1.1\r\nHost: learning.test:443\r\n"
+            b"Proxy-Authorization: " + auth("staff1", "wrong").encode() + b"\r\n\r\n"
+        )
         assert raw.recv(4096).startswith(b"HTTP/1.1 407")
     counted(door, "handed_over", before, more=2)
     assert door_counts(door).get("spliced", 0) == before.get("spliced", 0)
@@ -268,14 +290,15 @@ def test_a_client_that_never_finishes_its_connect_is_closed(door: Gateway) -> No
         started = time.monotonic()
         reply = read_all(raw)
     # Closed (with a 408 if the head's own time-out came first, else by Limits' timer).
-    assert reply in (b"", ) or reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert reply in (b"",) or reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert time.monotonic() - started < 15  # schoolgate_head_timeout=3, with slack
 
 
 def test_an_oversized_connect_head_is_refused(door: Gateway) -> None:
     with socket.create_connection(("127.0.0.1", door.port), timeout=20) as raw:
-        raw.sendall(b"CONNECT learning.test:443 HTTP/1.1\r\n" +
-                    b"X-Filler: " + b"a" * 40_000 + b"\r\n\r\n")
+        raw.sendall(
+            b"CONNECT learning.test:443 HTTP/1.1\r\n" + b"X-Filler: " + b"a" * 40_000 + b"\r\n\r\n"
+        )
         reply = read_all(raw)
     assert reply.startswith(b"HTTP/1.1 431"), reply[:200]
 

@@ -74,8 +74,9 @@ SEED_RULES = [
 
 
 @pytest.mark.parametrize(("user", "url", "in_lesson", "in_break"), SEED_RULES)
-def test_seed_rules_in_lesson_and_break(lesson: Gateway, lunch: Gateway, user: str, url: str,
-                                        in_lesson: int, in_break: int) -> None:
+def test_seed_rules_in_lesson_and_break(
+    lesson: Gateway, lunch: Gateway, user: str, url: str, in_lesson: int, in_break: int
+) -> None:
     for gw, expected in ((lesson, in_lesson), (lunch, in_break)):
         response = fetch(gw, user, url)
         assert response.status_code == expected, (url, user, response.text[:300])
@@ -118,7 +119,8 @@ def test_allowed_uncategorised_https_is_passed_through(lesson: Gateway) -> None:
 
 
 def test_intercepted_allowed_site_shows_the_school_certificate_and_drops_alt_svc(
-        lunch: Gateway) -> None:
+    lunch: Gateway,
+) -> None:
     with lunch.client("staff1", trust="gateway") as client:
         response = client.get("https://www.facebook.com/")
     assert response.status_code == 200
@@ -135,8 +137,10 @@ def _tunnel_request(gw: Gateway, *, connect: str, sni: str, host: str) -> bytes:
     """CONNECT to `connect`, TLS with SNI `sni` (trusting the school CA), then GET with Host
     `host`; the raw response."""
     with socket.create_connection(("127.0.0.1", gw.port), timeout=20) as raw:
-        raw.sendall(f"CONNECT {connect}:443 HTTP/1.1\r\nHost: {connect}:443\r\n"
-                    f"Proxy-Authorization: {_auth('staff1')}\r\n\r\n".encode())
+        raw.sendall(
+            f"CONNECT {connect}:443 HTTP/1.1\r\nHost: {connect}:443\r\n"
+            f"Proxy-Authorization: {_auth('staff1')}\r\n\r\n".encode()
+        )
         reply = raw.recv(4096)
         assert reply.startswith(b"HTTP/1.1 200"), reply
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -150,12 +154,16 @@ def _tunnel_request(gw: Gateway, *, connect: str, sni: str, host: str) -> bytes:
     return b"".join(chunks)
 
 
-@pytest.mark.parametrize(("connect", "sni", "host"), [
-    ("www.facebook.com", "x.com", "www.facebook.com"),  # SNI differs from CONNECT
-    ("www.facebook.com", "www.facebook.com", "x.com"),  # Host differs (domain fronting)
-])
-def test_connect_sni_host_mismatch_is_blocked(lunch: Gateway, connect: str, sni: str,
-                                              host: str) -> None:
+@pytest.mark.parametrize(
+    ("connect", "sni", "host"),
+    [
+        ("www.facebook.com", "x.com", "www.facebook.com"),  # SNI differs from CONNECT
+        ("www.facebook.com", "www.facebook.com", "x.com"),  # Host differs (domain fronting)
+    ],
+)
+def test_connect_sni_host_mismatch_is_blocked(
+    lunch: Gateway, connect: str, sni: str, host: str
+) -> None:
     reply = _tunnel_request(lunch, connect=connect, sni=sni, host=host)
     assert reply.startswith(b"HTTP/1.1 403"), reply[:200]
     assert b"host_mismatch" in reply
@@ -196,9 +204,12 @@ def test_pac_and_ca_are_served_by_the_gateway(lesson: Gateway) -> None:
 def fault_gateway(tmp_path: Path) -> Iterator[Gateway]:
     policy = tmp_path / "policy.yaml"
     write_policy(policy, in_break=False)
-    with running_gateway(tmp_path, policy=policy, identity=write_identity(tmp_path / "id"),
-                         extra_scripts=[Path(__file__).parents[1] / "support" /
-                                        "faulty_decide.py"]) as gw:
+    with running_gateway(
+        tmp_path,
+        policy=policy,
+        identity=write_identity(tmp_path / "id"),
+        extra_scripts=[Path(__file__).parents[1] / "support" / "faulty_decide.py"],
+    ) as gw:
         yield gw
 
 
@@ -219,8 +230,7 @@ def test_an_error_while_deciding_blocks(fault_gateway: Gateway) -> None:
 def test_a_broken_policy_reload_keeps_the_running_policy(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     write_policy(policy, in_break=False)
-    with running_gateway(tmp_path, policy=policy,
-                         identity=write_identity(tmp_path / "id")) as gw:
+    with running_gateway(tmp_path, policy=policy, identity=write_identity(tmp_path / "id")) as gw:
         assert fetch(gw, "staff1", "http://learning.test/").status_code == 200
         policy.write_text("name: broken\nroles: [this is not a mapping\n")
         wait_for(lambda: "was refused" in gw.log_text(), what="the refused reload")
@@ -228,19 +238,34 @@ def test_a_broken_policy_reload_keeps_the_running_policy(tmp_path: Path) -> None
         assert fetch(gw, "staff1", "http://learning.test/").status_code == 200
         # A good change is picked up: the reload really happens.
         write_policy(policy, in_break=False, extra_x_domains=["learning.test"])
-        wait_for(lambda: fetch(gw, "staff1", "http://learning.test/").status_code == 403,
-                 what="the good policy to take effect")
+        wait_for(
+            lambda: fetch(gw, "staff1", "http://learning.test/").status_code == 403,
+            what="the good policy to take effect",
+        )
 
 
 def test_gateway_refuses_to_start_with_a_bad_policy(tmp_path: Path) -> None:
     import subprocess
 
     from tests.support.gateway import SCHOOLGATE
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nroles: {pupil: p}\ndefault_role: nobody\n")
-    result = subprocess.run([str(SCHOOLGATE), "gateway", "--policy", str(bad), "--data-dir",
-                             str(tmp_path / "data"), "--listen-port", "1"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            str(SCHOOLGATE),
+            "gateway",
+            "--policy",
+            str(bad),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--listen-port",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "gateway was not started" in result.stderr
     assert "bad.yaml" in result.stderr
@@ -252,11 +277,12 @@ def test_a_websocket_opened_in_the_break_is_cut_when_the_break_ends(tmp_path: Pa
 
     policy = tmp_path / "policy.yaml"
     break_ends = write_policy(policy, in_break=True, break_seconds=25)
-    with running_gateway(tmp_path, policy=policy,
-                         identity=write_identity(tmp_path / "id")) as gw:
+    with running_gateway(tmp_path, policy=policy, identity=write_identity(tmp_path / "id")) as gw:
         raw = socket.create_connection(("127.0.0.1", gw.port), timeout=20)
-        raw.sendall(b"CONNECT www.facebook.com:443 HTTP/1.1\r\nHost: www.facebook.com:443\r\n"
-                    + f"Proxy-Authorization: {_auth('staff1')}\r\n\r\n".encode())
+        raw.sendall(
+            b"CONNECT www.facebook.com:443 HTTP/1.1\r\nHost: www.facebook.com:443\r\n"
+            + f"Proxy-Authorization: {_auth('staff1')}\r\n\r\n".encode()
+        )
         assert raw.recv(4096).startswith(b"HTTP/1.1 200")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.load_verify_locations(cafile=str(gw.ca_pem))

@@ -36,8 +36,9 @@ def _gateway(folder: Path, ldap: SlapdServer) -> Iterator[Gateway]:
     fallbacks are remembered for 1 s only, so a recovery shows at once."""
     policy = folder / "policy.yaml"
     write_policy(policy, in_break=False)
-    identity = ldap.write_identity_config(folder / "identity",
-                                          cache={"positive_seconds": 600, "negative_seconds": 1})
+    identity = ldap.write_identity_config(
+        folder / "identity", cache={"positive_seconds": 600, "negative_seconds": 1}
+    )
     with running_gateway(folder, policy=policy, identity=identity) as gw:
         yield gw
 
@@ -69,8 +70,9 @@ BY_GROUP = [
 
 
 @pytest.mark.parametrize(("user", "url", "status"), BY_GROUP)
-def test_directory_users_browse_with_their_groups_role(ldap_gateway: Gateway, user: str,
-                                                        url: str, status: int) -> None:
+def test_directory_users_browse_with_their_groups_role(
+    ldap_gateway: Gateway, user: str, url: str, status: int
+) -> None:
     response = fetch(ldap_gateway, user, f"{user}-pass", url)
     assert response.status_code == status, (user, url, response.text[:300])
     if status == 403:
@@ -79,12 +81,15 @@ def test_directory_users_browse_with_their_groups_role(ldap_gateway: Gateway, us
         assert "hello from the origin" in response.text
 
 
-@pytest.mark.parametrize(("user", "password"), [
-    ("teacher1", "not-the-password"),  # wrong password
-    ("teacher1", ""),  # empty password: never an anonymous bind
-    ("nobody", "nobody-pass"),  # not in the directory
-    ("*", "teacher1-pass"),  # a filter wildcard is a name, not a pattern
-])
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [
+        ("teacher1", "not-the-password"),  # wrong password
+        ("teacher1", ""),  # empty password: never an anonymous bind
+        ("nobody", "nobody-pass"),  # not in the directory
+        ("*", "teacher1-pass"),  # a filter wildcard is a name, not a pattern
+    ],
+)
 def test_refused_sign_ins_get_407(ldap_gateway: Gateway, user: str, password: str) -> None:
     response = fetch(ldap_gateway, user, password, "http://learning.test/")
     assert response.status_code == 407
@@ -93,19 +98,20 @@ def test_refused_sign_ins_get_407(ldap_gateway: Gateway, user: str, password: st
         fetch(ldap_gateway, user, password, "https://learning.test/")
 
 
-def test_ldap_outage_keeps_signed_in_users_and_asks_new_ones_again(
-        tmp_path: Path) -> None:
+def test_ldap_outage_keeps_signed_in_users_and_asks_new_ones_again(tmp_path: Path) -> None:
     need_program("slapd", "slapd")
     ldap = start_slapd(tmp_path)
     try:
         with _gateway(tmp_path, ldap) as gw:
-            assert fetch(gw, "teacher1", "teacher1-pass", "https://violence.test/"
-                         ).status_code == 200
+            assert (
+                fetch(gw, "teacher1", "teacher1-pass", "https://violence.test/").status_code == 200
+            )
             ldap.stop()
 
             # Signed in before the outage: keeps the staff role.
-            assert fetch(gw, "teacher1", "teacher1-pass", "https://violence.test/"
-                         ).status_code == 200
+            assert (
+                fetch(gw, "teacher1", "teacher1-pass", "https://violence.test/").status_code == 200
+            )
             # New sign-ins could not be checked: asked again, never browsing as nobody
             # (finding 11 of the December security review).
             assert fetch(gw, "dsl1", "dsl1-pass", "http://learning.test/").status_code == 407
@@ -117,12 +123,20 @@ def test_ldap_outage_keeps_signed_in_users_and_asks_new_ones_again(
             ldap.start()
             # Someone never seen before signs in at once (or after the short hold,
             # negative_seconds, in which the gateway does not wait on a down directory).
-            wait_for(lambda: fetch(gw, "it1", "it1-pass", "http://learning.test/"
-                                   ).status_code == 200, what="a new sign-in once LDAP is back")
+            wait_for(
+                lambda: fetch(gw, "it1", "it1-pass", "http://learning.test/").status_code == 200,
+                what="a new sign-in once LDAP is back",
+            )
             assert fetch(gw, "it1", "it1-pass", "https://violence.test/").status_code == 200
-            wait_for(lambda: fetch(gw, "socialmedia1", "socialmedia1-pass",
-                                   "https://www.facebook.com/").status_code == 200,
-                     what="the social media manager's role once LDAP is back")
+            wait_for(
+                lambda: (
+                    fetch(
+                        gw, "socialmedia1", "socialmedia1-pass", "https://www.facebook.com/"
+                    ).status_code
+                    == 200
+                ),
+                what="the social media manager's role once LDAP is back",
+            )
             assert fetch(gw, "teacher1", "wrong", "http://learning.test/").status_code == 407
     finally:
         ldap.stop()

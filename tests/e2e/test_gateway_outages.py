@@ -79,13 +79,21 @@ def spooled(gw: Gateway) -> int:
 
 
 def test_a_start_while_postgres_is_down_runs_on_what_it_has_and_catches_up(
-        postgres: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    postgres: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = postgres.url
     upgrade(url)
     engine = make_engine(url)
     with Session(engine) as session, session.begin():  # the school blocked learning.test
-        session.add(LocalListRow(host="learning.test", verdict=Verdict.BLOCK, note="test",
-                                 added_by="bursar1", added_at=datetime.now(UTC)))
+        session.add(
+            LocalListRow(
+                host="learning.test",
+                verdict=Verdict.BLOCK,
+                note="test",
+                added_by="bursar1",
+                added_at=datetime.now(UTC),
+            )
+        )
     engine.dispose()
     monkeypatch.setenv("SCHOOLGATE_DATABASE_URL", url)
     policy = tmp_path / "policy.yaml"
@@ -95,8 +103,12 @@ def test_a_start_while_postgres_is_down_runs_on_what_it_has_and_catches_up(
     # 1. Down at the first start, no snapshot yet: the policy alone, and it says so.
     postgres.stop()
     metrics = free_port()
-    with running_gateway(tmp_path / "first", policy=policy, identity=identity,
-                         extra_args=["--set", f"schoolgate_metrics_port={metrics}"]) as gw:
+    with running_gateway(
+        tmp_path / "first",
+        policy=policy,
+        identity=identity,
+        extra_args=["--set", f"schoolgate_metrics_port={metrics}"],
+    ) as gw:
         assert "does not answer" in gw.log_text()
         assert "policy alone" in gw.log_text()
         assert "policy only" in json.loads(health(metrics))["overrides"]
@@ -121,25 +133,30 @@ def test_a_start_while_postgres_is_down_runs_on_what_it_has_and_catches_up(
     (second / "data").mkdir(parents=True)
     (second / "data" / LAST_OVERRIDES).write_text(snapshot)
     assert data_dir != second / "data"
-    with running_gateway(second, policy=policy, identity=identity,
-                         extra_args=["--set", f"schoolgate_metrics_port={metrics}"]) as gw:
+    with running_gateway(
+        second,
+        policy=policy,
+        identity=identity,
+        extra_args=["--set", f"schoolgate_metrics_port={metrics}"],
+    ) as gw:
         assert "last snapshot" in gw.log_text()
         assert "last snapshot" in json.loads(health(metrics))["overrides"]
         assert status(gw, "http://learning.test/") == 403
         assert status(gw, "http://bbc.co.uk/second-outage") == 200
         wait_for(lambda: spooled(gw) > 0, what="the events in the spool")
         postgres.start()
-        wait_for(lambda: stored_hosts(url).count("bbc.co.uk") >= 2,
-                 what="the second outage's events")
+        wait_for(
+            lambda: stored_hosts(url).count("bbc.co.uk") >= 2, what="the second outage's events"
+        )
         assert status(gw, "http://learning.test/") == 403
 
 
 def test_the_events_file_deleted_while_running_is_noticed_and_nothing_is_lost(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     policy = tmp_path / "policy.yaml"
     write_policy(policy, in_break=False)
-    with running_gateway(tmp_path, policy=policy, identity=write_identity(tmp_path / "id")
-                         ) as gw:
+    with running_gateway(tmp_path, policy=policy, identity=write_identity(tmp_path / "id")) as gw:
         url = default_database_url(gw.data_dir)
         assert status(gw, "http://bbc.co.uk/before") == 200
         wait_for(lambda: "bbc.co.uk" in stored_hosts(url), what="the first event")

@@ -43,21 +43,30 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp("hostile")
     policy = folder / "policy.yaml"
     write_policy(policy, in_break=False)
-    with running_gateway(folder, policy=policy, identity=write_identity(folder / "id"),
-                         extra_args=["--set", f"schoolgate_head_timeout={HEAD_TIMEOUT}",
-                                     "--set", f"schoolgate_keepalive_timeout={HEAD_TIMEOUT}",
-                                     "--set",
-                                     f"schoolgate_max_connections_per_client={PER_CLIENT}"]
-                         ) as gw:
+    with running_gateway(
+        folder,
+        policy=policy,
+        identity=write_identity(folder / "id"),
+        extra_args=[
+            "--set",
+            f"schoolgate_head_timeout={HEAD_TIMEOUT}",
+            "--set",
+            f"schoolgate_keepalive_timeout={HEAD_TIMEOUT}",
+            "--set",
+            f"schoolgate_max_connections_per_client={PER_CLIENT}",
+        ],
+    ) as gw:
         served(gw)  # warm: the first request loads what the gateway loads lazily
         yield gw
 
 
 def served(gw: Gateway) -> float:
     """A normal signed-in user's request; the seconds it took (asserts it was served)."""
+
     def get() -> None:
         with gw.client("staff1") as client:
             assert client.get("http://learning.test/").status_code == 200
+
     return timed(get)
 
 
@@ -73,12 +82,16 @@ def test_header_flood_is_cut_off_and_memory_stays_bounded(gateway: Gateway) -> N
     assert rss_mib(gateway.proc.pid) - idle < RETURN_MIB
 
 
-@pytest.mark.parametrize(("head", "status"), [
-    (b"GET http://learning.test/" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", b"414"),
-    (b"GET http://learning.test/ HTTP/1.1\r\nX: " + b"a" * 40_000 + b"\r\n\r\n", b"431"),
-])
-def test_oversized_heads_are_refused_without_naming_the_proxy(gateway: Gateway, head: bytes,
-                                                              status: bytes) -> None:
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET http://learning.test/" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", b"414"),
+        (b"GET http://learning.test/ HTTP/1.1\r\nX: " + b"a" * 40_000 + b"\r\n\r\n", b"431"),
+    ],
+)
+def test_oversized_heads_are_refused_without_naming_the_proxy(
+    gateway: Gateway, head: bytes, status: bytes
+) -> None:
     with connect(gateway.port) as sock:
         sock.sendall(head)
         reply = read_reply(sock)
@@ -97,10 +110,15 @@ def test_a_hundred_thousand_header_lines_are_refused(gateway: Gateway) -> None:
 def test_slowloris_connections_are_closed_and_users_served(gateway: Gateway) -> None:
     idle = rss_mib(gateway.proc.pid)
     times: list[float] = []
-    with RssWatch(gateway.proc.pid) as watch, held_connections(
-            gateway.port, source_addresses(3), PER_CLIENT,
-            first_bytes=b"GET http://learning.test/ HTTP/1.1\r\nHost: learning.test\r\nX-A: "
-    ) as socks:
+    with (
+        RssWatch(gateway.proc.pid) as watch,
+        held_connections(
+            gateway.port,
+            source_addresses(3),
+            PER_CLIENT,
+            first_bytes=b"GET http://learning.test/ HTTP/1.1\r\nHost: learning.test\r\nX-A: ",
+        ) as socks,
+    ):
         # One byte a second on each: the gateway must not wait for the head for ever.
         trickle(socks, seconds=HEAD_TIMEOUT - 2, during=lambda: times.append(served(gateway)))
         closed, _waited = wait_closed(socks, timeout=HEAD_TIMEOUT + 10)
@@ -136,8 +154,10 @@ def test_thousands_of_idle_connections_are_closed(gateway: Gateway) -> None:
     idle = rss_mib(gateway.proc.pid)
     sources = source_addresses(30, start=20)
     times: list[float] = []
-    with RssWatch(gateway.proc.pid) as watch, held_connections(gateway.port, sources,
-                                                                PER_CLIENT) as socks:
+    with (
+        RssWatch(gateway.proc.pid) as watch,
+        held_connections(gateway.port, sources, PER_CLIENT) as socks,
+    ):
         times.append(served(gateway))
         # Nothing sent: each is closed once the head time-out has passed since it opened.
         closed, _ = wait_closed(socks, timeout=HEAD_TIMEOUT + 15)
@@ -150,8 +170,10 @@ def test_thousands_of_idle_connections_are_closed(gateway: Gateway) -> None:
 
 def test_connect_without_a_tls_handshake_is_closed(gateway: Gateway) -> None:
     with connect(gateway.port) as sock:
-        sock.sendall(b"CONNECT learning.test:443 HTTP/1.1\r\nHost: learning.test:443\r\n"
-                     b"Proxy-Authorization: Basic c3RhZmYxOmNvcnJlY3QgaG9yc2U=\r\n\r\n")
+        sock.sendall(
+            b"CONNECT learning.test:443 HTTP/1.1\r\nHost: learning.test:443\r\n"
+            b"Proxy-Authorization: Basic c3RhZmYxOmNvcnJlY3QgaG9yc2U=\r\n\r\n"
+        )
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         closed, _waited = wait_closed([sock], timeout=HEAD_TIMEOUT + 10)  # no ClientHello
     assert closed == 1
@@ -164,8 +186,10 @@ def test_large_body_for_a_sign_in_answer_is_not_read(gateway: Gateway) -> None:
 
     def upload() -> None:
         with connect(gateway.port, timeout=5) as sock:
-            sock.sendall(b"POST http://learning.test/upload HTTP/1.1\r\n"
-                         b"Host: learning.test\r\nContent-Length: 50000000\r\n\r\n")
+            sock.sendall(
+                b"POST http://learning.test/upload HTTP/1.1\r\n"
+                b"Host: learning.test\r\nContent-Length: 50000000\r\n\r\n"
+            )
             while sent[0] < 50_000_000:
                 sent[0] += sock.send(b"a" * (1 << 20))
 

@@ -34,7 +34,8 @@ def gateway(tmp_path: Path, ldap: SlapdServer) -> Iterator[Gateway]:
     policy = tmp_path / "policy.yaml"
     write_policy(policy, in_break=False)
     identity = ldap.write_identity_config(
-        tmp_path / "identity", cache={"positive_seconds": 600, "negative_seconds": 1})
+        tmp_path / "identity", cache={"positive_seconds": 600, "negative_seconds": 1}
+    )
     with running_gateway(tmp_path, policy=policy, identity=identity) as gw:
         yield gw
 
@@ -45,8 +46,12 @@ def test_guessing_a_teachers_password_is_backed_off(gateway: Gateway) -> None:
         response = fetch(gateway, "teacher1", f"guess{n}", "http://learning.test/")
         assert response.status_code == 407
         assert "retry-after" not in response.headers
-    for user, password in [("teacher1", "guess3"), ("teacher1", "teacher1-pass"),
-                           ("ｔｅａｃｈｅｒ１", "teacher1-pass"), ("Teacher1", "teacher1-pass")]:
+    for user, password in [
+        ("teacher1", "guess3"),
+        ("teacher1", "teacher1-pass"),
+        ("ｔｅａｃｈｅｒ１", "teacher1-pass"),
+        ("Teacher1", "teacher1-pass"),
+    ]:
         response = fetch(gateway, user, password, "http://learning.test/")
         assert response.status_code == 407, user
         assert 500 < int(response.headers["retry-after"]) <= 600

@@ -74,8 +74,10 @@ class Listener:
                 data = conn.recv(65536)
                 with self.lock:
                     self.received += data
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n"
-                             b"Connection: close\r\n\r\nhello from in")
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n"
+                    b"Connection: close\r\n\r\nhello from in"
+                )
 
     def nothing_received(self) -> bool:
         with self.lock:
@@ -112,8 +114,11 @@ def start(folder: Path, *, widen: bool) -> Iterator[Setup]:
     internal-address checks stands between a client and the listeners."""
     folder.mkdir(parents=True, exist_ok=True)
     v4 = listen(socket.AF_INET, "127.0.0.1")
-    v6 = listen(socket.AF_INET6, "::1", v4.port) if _free_v6(v4.port) else listen(
-        socket.AF_INET6, "::1")
+    v6 = (
+        listen(socket.AF_INET6, "::1", v4.port)
+        if _free_v6(v4.port)
+        else listen(socket.AF_INET6, "::1")
+    )
     allowed = listen(socket.AF_INET, "127.0.0.1")
     # Many refusals here count as attempts (odd ports): the DSL is told rather than pupil1
     # sanctioned, so a later test is not answered "supervised only" instead.
@@ -123,24 +128,38 @@ def start(folder: Path, *, widen: bool) -> Iterator[Setup]:
         ports = f"{v4.port}, {v6.port}, {allowed.port}"
         text = text.replace("  connect: [443, 80]", f"  connect: [443, 80, {ports}]")
         text = text.replace("  http: [80]", f"  http: [80, {ports}]")
-        text = text.replace("internal:\n  allow: []\n", (
-            "internal:\n  allow:\n"
-            f"    - {{hosts: [127.0.0.1/32], roles: [staff], ports: [{allowed.port}]}}\n"))
+        text = text.replace(
+            "internal:\n  allow: []\n",
+            (
+                "internal:\n  allow:\n"
+                f"    - {{hosts: [127.0.0.1/32], roles: [staff], ports: [{allowed.port}]}}\n"
+            ),
+        )
         assert str(allowed.port) in text
     policy = folder / "policy.yaml"
     policy.write_text(text)
     hosts = folder / "hosts-inside"
     lines = [f"{STAND_IN} {name} *.{name}" for name in ORIGIN_HOSTS]
-    lines += [f"{address} {name}" for name, addresses in RESOLVES_INSIDE.items()
-              for address in addresses]
+    lines += [
+        f"{address} {name}" for name, addresses in RESOLVES_INSIDE.items() for address in addresses
+    ]
     hosts.write_text("\n".join(lines) + "\n")
     connects, siem = folder / "connects.jsonl", folder / "siem.jsonl"
     try:
-        with running_gateway(folder, policy=policy, identity=write_identity(folder / "id"),
-                             extra_scripts=[HERE / "observe_connects.py"],
-                             extra_args=["--set", f"schoolgate_hosts_file={hosts}",
-                                         "--set", f"test_connects_log={connects}",
-                                         "--set", f"schoolgate_siem={siem}"]) as gw:
+        with running_gateway(
+            folder,
+            policy=policy,
+            identity=write_identity(folder / "id"),
+            extra_scripts=[HERE / "observe_connects.py"],
+            extra_args=[
+                "--set",
+                f"schoolgate_hosts_file={hosts}",
+                "--set",
+                f"test_connects_log={connects}",
+                "--set",
+                f"schoolgate_siem={siem}",
+            ],
+        ) as gw:
             yield Setup(gw, v4, v6, allowed, connects, siem)
     finally:
         for listener in (v4, v6, allowed):
@@ -177,9 +196,10 @@ def plain(gw: Gateway, user: str, authority: str, path: str = "/secret") -> tupl
     auth = base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
     with socket.create_connection(("127.0.0.1", gw.port), 10) as raw:
         raw.settimeout(10)
-        raw.sendall(f"GET http://{authority}{path} HTTP/1.1\r\nHost: {authority}\r\n"
-                    f"Proxy-Authorization: Basic {auth}\r\nConnection: close\r\n\r\n"
-                    .encode())
+        raw.sendall(
+            f"GET http://{authority}{path} HTTP/1.1\r\nHost: {authority}\r\n"
+            f"Proxy-Authorization: Basic {auth}\r\nConnection: close\r\n\r\n".encode()
+        )
         reply = b""
         with contextlib.suppress(OSError):
             while chunk := raw.recv(65536):
@@ -202,8 +222,10 @@ def connect(gw: Gateway, user: str, target: str) -> bytes:
     auth = base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
     with socket.create_connection(("127.0.0.1", gw.port), 10) as raw:
         raw.settimeout(10)
-        raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-                    f"Proxy-Authorization: Basic {auth}\r\n\r\n".encode())
+        raw.sendall(
+            f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+            f"Proxy-Authorization: Basic {auth}\r\n\r\n".encode()
+        )
         reply = raw.recv(4096)
         if not reply.startswith(b"HTTP/1.1 200"):
             raw.settimeout(2)
@@ -222,24 +244,52 @@ def connect(gw: Gateway, user: str, target: str) -> bytes:
         return reply
 
 
-LOOPBACK_SPELLINGS = ["127.0.0.1", "127.1", "127.0.0.2", "2130706433", "0x7f000001", "0x7f.1",
-                      "017700000001", "0177.0.0.1", "localhost", "LocalHost.", "app.localhost",
-                      "[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]",
-                      "0.0.0.0", "0", "[::]"]
+LOOPBACK_SPELLINGS = [
+    "127.0.0.1",
+    "127.1",
+    "127.0.0.2",
+    "2130706433",
+    "0x7f000001",
+    "0x7f.1",
+    "017700000001",
+    "0177.0.0.1",
+    "localhost",
+    "LocalHost.",
+    "app.localhost",
+    "[::1]",
+    "[0:0:0:0:0:0:0:1]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "0.0.0.0",
+    "0",
+    "[::]",
+]
 RESOLVING_TO_LOOPBACK = ["rebind.test", "also-public.test", "v6-loopback.test", "mapped.test"]
 
 
 # Spellings of 127.0.0.1 (and names resolving only to it, or to it and a public address),
 # which the wide policy's allow list opens to staff on the allowed listener's port.
-STAFF_MAY = {"127.0.0.1", "127.1", "2130706433", "0x7f000001", "0x7f.1", "017700000001",
-             "0177.0.0.1", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "rebind.test", "mapped.test",
-             "also-public.test"}
+STAFF_MAY = {
+    "127.0.0.1",
+    "127.1",
+    "2130706433",
+    "0x7f000001",
+    "0x7f.1",
+    "017700000001",
+    "0177.0.0.1",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "rebind.test",
+    "mapped.test",
+    "also-public.test",
+}
 
 
 @pytest.mark.parametrize("user", ["pupil1", "staff1"])
 @pytest.mark.parametrize("host", LOOPBACK_SPELLINGS + RESOLVING_TO_LOOPBACK)
-def test_loopback_listeners_receive_nothing_over_plain_http(wide: Setup, user: str,
-                                                            host: str) -> None:
+def test_loopback_listeners_receive_nothing_over_plain_http(
+    wide: Setup, user: str, host: str
+) -> None:
     for listener in (wide.v4, wide.v6, wide.allowed):
         status, body = plain(wide.gw, user, f"{host}:{listener.port}")
         if user == "staff1" and listener is wide.allowed and host in STAFF_MAY:
@@ -252,8 +302,9 @@ def test_loopback_listeners_receive_nothing_over_plain_http(wide: Setup, user: s
 
 @pytest.mark.parametrize("user", ["pupil1", "staff1"])
 @pytest.mark.parametrize("host", LOOPBACK_SPELLINGS + RESOLVING_TO_LOOPBACK)
-def test_loopback_listeners_receive_nothing_through_connect(wide: Setup, user: str,
-                                                            host: str) -> None:
+def test_loopback_listeners_receive_nothing_through_connect(
+    wide: Setup, user: str, host: str
+) -> None:
     for listener in (wide.v4, wide.v6):
         reply = connect(wide.gw, user, f"{host}:{listener.port}")
         assert reply.startswith(b"HTTP/1.1 403"), reply[:300]  # refused at the CONNECT
@@ -277,10 +328,13 @@ def test_the_allow_list_opens_one_loopback_port_for_staff_only(wide: Setup) -> N
 
 
 @pytest.mark.parametrize("host", [*LOOPBACK_SPELLINGS[:6], "rebind.test"])
-def test_the_seed_ports_refuse_odd_ports_at_connect_for_every_host(seed: Setup,
-                                                                   host: str) -> None:
-    for target in (f"{host}:{seed.v4.port}", f"x.com:{seed.v4.port}",
-                   f"learning.test:{seed.v4.port}", "learning.test:22"):
+def test_the_seed_ports_refuse_odd_ports_at_connect_for_every_host(seed: Setup, host: str) -> None:
+    for target in (
+        f"{host}:{seed.v4.port}",
+        f"x.com:{seed.v4.port}",
+        f"learning.test:{seed.v4.port}",
+        "learning.test:22",
+    ):
         reply = connect(seed.gw, "pupil1", target)
         assert reply.startswith(b"HTTP/1.1 403"), (target, reply[:200])
     assert seed.v4.nothing_received()
@@ -321,7 +375,8 @@ OBSERVED = [  # (url, the address a connection would have gone to)
 @pytest.mark.parametrize("user", ["pupil1", "staff1"])
 @pytest.mark.parametrize(("url", "address"), OBSERVED)
 def test_private_link_local_and_metadata_are_refused_before_any_connection(
-        seed: Setup, user: str, url: str, address: str) -> None:
+    seed: Setup, user: str, url: str, address: str
+) -> None:
     if url.startswith("http://"):  # written by hand: clients drop the brackets of [v6]
         authority, _, path = url.removeprefix("http://").partition("/")
         status, body = plain(seed.gw, user, authority, "/" + path)
@@ -348,8 +403,12 @@ def test_internal_refusals_are_recorded(seed: Setup) -> None:
             return []
         lines = [json.loads(line) for line in seed.siem.read_text().splitlines() if line]
         return [e for e in lines if e.get("reason") == "internal_address"]
-    wait_for(lambda: {"cloud.test", "127.0.0.1"} <= {str(e.get("host")) for e in recorded()},
-             timeout=20, what="internal_address events in the SIEM lines")
+
+    wait_for(
+        lambda: {"cloud.test", "127.0.0.1"} <= {str(e.get("host")) for e in recorded()},
+        timeout=20,
+        what="internal_address events in the SIEM lines",
+    )
     event = next(e for e in recorded() if e.get("host") == "cloud.test")
     assert event["verdict"] == "block"
     assert event.get("user") == "pupil1"
@@ -374,36 +433,54 @@ def rewriting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         Verdict,
     )
     from schoolgate.store.snapshots import write_overrides_atomically
+
     folder = tmp_path_factory.mktemp("rewriting")
     overrides = folder / "overrides.json"
-    write_overrides_atomically(overrides, Overrides(
-        exceptions=(ApprovedException(
-            "approved-1", Scope.USER, TargetKind.HOST, "www-instagram-com.translate.goog",
-            starts=datetime.now(UTC) - timedelta(hours=1), who="pupil1"),),
-        local_list=(LocalListEntry("translate.goog", Verdict.ALLOW, "EAL pupils"),)))
-    with running_gateway(folder, policy=None, identity=write_identity(folder / "id"),
-                         overrides=overrides) as gw:
+    write_overrides_atomically(
+        overrides,
+        Overrides(
+            exceptions=(
+                ApprovedException(
+                    "approved-1",
+                    Scope.USER,
+                    TargetKind.HOST,
+                    "www-instagram-com.translate.goog",
+                    starts=datetime.now(UTC) - timedelta(hours=1),
+                    who="pupil1",
+                ),
+            ),
+            local_list=(LocalListEntry("translate.goog", Verdict.ALLOW, "EAL pupils"),),
+        ),
+    )
+    with running_gateway(
+        folder, policy=None, identity=write_identity(folder / "id"), overrides=overrides
+    ) as gw:
         yield gw
 
 
-@pytest.mark.parametrize(("user", "url", "status"), [
-    ("pupil1", "https://www-instagram-com.translate.goog/", 403),  # approved, still locked
-    ("staff1", "https://www-instagram-com.translate.goog/", 403),
-    ("staff1", "https://www-x-com.translate.goog/home", 403),
-    ("pupil1", "https://www-tiktok-com.translate.goog/", 403),  # social: not for pupils
-    ("staff1", "https://www-bbc-co-uk.translate.goog/news", 200),  # allowed anyway
-    ("pupil1", "https://www-bbc-co-uk.translate.goog/news", 200),
-])
+@pytest.mark.parametrize(
+    ("user", "url", "status"),
+    [
+        ("pupil1", "https://www-instagram-com.translate.goog/", 403),  # approved, still locked
+        ("staff1", "https://www-instagram-com.translate.goog/", 403),
+        ("staff1", "https://www-x-com.translate.goog/home", 403),
+        ("pupil1", "https://www-tiktok-com.translate.goog/", 403),  # social: not for pupils
+        ("staff1", "https://www-bbc-co-uk.translate.goog/news", 200),  # allowed anyway
+        ("pupil1", "https://www-bbc-co-uk.translate.goog/news", 200),
+    ],
+)
 def test_a_rewriting_proxy_opens_only_what_would_be_allowed_anyway(
-        rewriting: Gateway, user: str, url: str, status: int) -> None:
+    rewriting: Gateway, user: str, url: str, status: int
+) -> None:
     response = get(rewriting, user, url)
     assert response.status_code == status, (user, url, response.text[:300])
     if status == 403:
         assert "/requests/new?token=" not in response.text or "tiktok" in url
 
 
-@pytest.mark.parametrize("spelling", ["0x7f.1", "2130706433", "127.0.0.2", "[::1]",
-                                      "[::ffff:127.0.0.1]", "rebind.test"])
+@pytest.mark.parametrize(
+    "spelling", ["0x7f.1", "2130706433", "127.0.0.2", "[::1]", "[::ffff:127.0.0.1]", "rebind.test"]
+)
 def test_the_gateways_own_port_is_not_reachable_through_it(seed: Setup, spelling: str) -> None:
     status, body = plain(seed.gw, "staff1", f"{spelling}:{seed.gw.port}", "/proxy.pac")
     assert status == 403, body[:200]

@@ -40,8 +40,16 @@ from tests.support.gateway import (
 SEED = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml"
 PAGES = Path(__file__).resolve().parents[1] / "schoolgate" / "proxy_addons" / "proxy_pages"
 REAL_START_ORIGIN = harness.start_origin
-EXTRA_HOSTS = ("google.co.uk", "bing.com", "duckduckgo.com", "search.yahoo.com", "yahoo.com",
-               "youtube.com", "ecosia.org", "barclays.co.uk")
+EXTRA_HOSTS = (
+    "google.co.uk",
+    "bing.com",
+    "duckduckgo.com",
+    "search.yahoo.com",
+    "yahoo.com",
+    "youtube.com",
+    "ecosia.org",
+    "barclays.co.uk",
+)
 ACT_SECONDS = 2
 
 
@@ -52,8 +60,11 @@ class Setup:
     received: list[Received]
 
     def seen(self, host: str, path_start: str) -> list[Received]:
-        return [r for r in list(self.received)
-                if r.host.split(":")[0] == host and r.path.startswith(path_start)]
+        return [
+            r
+            for r in list(self.received)
+            if r.host.split(":")[0] == host and r.path.startswith(path_start)
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +80,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 
         class Recording(base):  # type: ignore[misc, valid-type]
             def do_GET(self) -> None:
-                received.append(Received(self.headers.get("Host", ""), self.path,
-                                         {k.lower(): v for k, v in self.headers.items()}))
+                received.append(
+                    Received(
+                        self.headers.get("Host", ""),
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                    )
+                )
                 if self.path.startswith("/glype/"):
                     body = (PAGES / "held_out" / "glypestrap.html").read_bytes()
                     self.send_response(200)
@@ -87,15 +103,28 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(harness, "ORIGIN_HOSTS", (*harness.ORIGIN_HOSTS, *EXTRA_HOSTS))
         mp.setattr(harness, "start_origin", recording_origin)
-        with running_gateway(folder / "gw", policy=SEED,
-                             identity=write_identity(folder / "identity"), extra_args=[
-                                 "--set", f"schoolgate_database_url={db}",
-                                 "--set", f"schoolgate_act_seconds={ACT_SECONDS}"]) as gw:
+        with running_gateway(
+            folder / "gw",
+            policy=SEED,
+            identity=write_identity(folder / "identity"),
+            extra_args=[
+                "--set",
+                f"schoolgate_database_url={db}",
+                "--set",
+                f"schoolgate_act_seconds={ACT_SECONDS}",
+            ],
+        ) as gw:
             yield Setup(gw, db, received)
 
 
-def get(setup: Setup, user: str, url: str, *, trust: str = "gateway",
-        headers: dict[str, str] | None = None) -> httpx.Response:
+def get(
+    setup: Setup,
+    user: str,
+    url: str,
+    *,
+    trust: str = "gateway",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     with setup.gateway.client(user, trust=trust) as client:
         return client.get(url, headers=headers)
 
@@ -104,32 +133,38 @@ def get(setup: Setup, user: str, url: str, *, trust: str = "gateway",
 
 
 def test_fronting_on_an_unlisted_host_pupil_blocked_staff_relayed(setup: Setup) -> None:
-    assert get(setup, "pupil1", "https://learning.test/f",
-               headers={"Host": "x.com"}).status_code == 403
+    assert (
+        get(setup, "pupil1", "https://learning.test/f", headers={"Host": "x.com"}).status_code
+        == 403
+    )
     assert not setup.seen("x.com", "/f")
-    staff = get(setup, "staff1", "https://learning.test/g", headers={"Host": "x.com"},
-                trust="origin")  # relayed unread: the origin's own certificate
+    staff = get(
+        setup, "staff1", "https://learning.test/g", headers={"Host": "x.com"}, trust="origin"
+    )  # relayed unread: the origin's own certificate
     assert staff.status_code == 200
 
 
-@pytest.mark.parametrize(("path", "headers", "technique"), [
-    ("/dns-query?dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB", {}, "doh_content"),
-    ("/resolve?name=x.com", {"Accept": "application/dns-json"}, "doh_content"),
-    ("/browse.php?u=https%3A%2F%2Fx.com%2F&b=4", {}, "web_proxy"),
-    ("/glype/index.php", {}, "web_proxy"),  # by its form, on an ordinary URL
-    ("/masque", {"Upgrade": "connect-udp", "Connection": "Upgrade"}, "protocol_upgrade"),
-    ("/.well-known/masque/udp/192.0.2.1/53/", {}, "tunnel_protocol"),
-])
+@pytest.mark.parametrize(
+    ("path", "headers", "technique"),
+    [
+        ("/dns-query?dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB", {}, "doh_content"),
+        ("/resolve?name=x.com", {"Accept": "application/dns-json"}, "doh_content"),
+        ("/browse.php?u=https%3A%2F%2Fx.com%2F&b=4", {}, "web_proxy"),
+        ("/glype/index.php", {}, "web_proxy"),  # by its form, on an ordinary URL
+        ("/masque", {"Upgrade": "connect-udp", "Connection": "Upgrade"}, "protocol_upgrade"),
+        ("/.well-known/masque/udp/192.0.2.1/53/", {}, "tunnel_protocol"),
+    ],
+)
 def test_circumvention_on_an_unlisted_host_is_blocked_and_recorded_once(
-        setup: Setup, path: str, headers: dict[str, str], technique: str) -> None:
-    assert get(setup, "pupil1", f"https://learning.test{path}",
-               headers=headers).status_code == 403
+    setup: Setup, path: str, headers: dict[str, str], technique: str
+) -> None:
+    assert get(setup, "pupil1", f"https://learning.test{path}", headers=headers).status_code == 403
     bare = path.split("?")[0]
 
     def attempts() -> list[CircumventionAttemptRow]:
-        events = {e.id for e in rows(setup.db, EventRow) if e.path == bare
-                  and e.verdict == "block"}
+        events = {e.id for e in rows(setup.db, EventRow) if e.path == bare and e.verdict == "block"}
         return [a for a in rows(setup.db, CircumventionAttemptRow) if a.event_id in events]
+
     wait_for(lambda: bool(attempts()), what=f"the attempt at {path}")
     found = attempts()
     assert len(found) == 1
@@ -143,14 +178,18 @@ def test_banking_is_never_decrypted_for_pupils(setup: Setup) -> None:
 # --- safe search, search terms --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("url", "host", "param", "value"), [
-    ("https://www.google.co.uk/search?q=cats&safe=off", "www.google.co.uk", "safe", "active"),
-    ("https://www.bing.com/search?q=cats", "www.bing.com", "adlt", "strict"),
-    ("https://duckduckgo.com/?q=cats", "duckduckgo.com", "kp", "1"),
-    ("https://search.yahoo.com/search?p=cats", "search.yahoo.com", "vm", "r"),
-])
-def test_pupil_searches_are_made_safe(setup: Setup, url: str, host: str, param: str,
-                                      value: str) -> None:
+@pytest.mark.parametrize(
+    ("url", "host", "param", "value"),
+    [
+        ("https://www.google.co.uk/search?q=cats&safe=off", "www.google.co.uk", "safe", "active"),
+        ("https://www.bing.com/search?q=cats", "www.bing.com", "adlt", "strict"),
+        ("https://duckduckgo.com/?q=cats", "duckduckgo.com", "kp", "1"),
+        ("https://search.yahoo.com/search?p=cats", "search.yahoo.com", "vm", "r"),
+    ],
+)
+def test_pupil_searches_are_made_safe(
+    setup: Setup, url: str, host: str, param: str, value: str
+) -> None:
     before = len(setup.seen(host, "/"))
     assert get(setup, "pupil1", url).status_code == 200
     arrived = setup.seen(host, "/")[before:]
@@ -160,8 +199,15 @@ def test_pupil_searches_are_made_safe(setup: Setup, url: str, host: str, param: 
 
 def test_youtube_is_restricted_for_pupils(setup: Setup) -> None:
     before = len(setup.seen("www.youtube.com", "/"))
-    assert get(setup, "pupil1", "https://www.youtube.com/results?search_query=volcano",
-               headers={"YouTube-Restrict": "Off"}).status_code == 200
+    assert (
+        get(
+            setup,
+            "pupil1",
+            "https://www.youtube.com/results?search_query=volcano",
+            headers={"YouTube-Restrict": "Off"},
+        ).status_code
+        == 200
+    )
     assert setup.seen("www.youtube.com", "/")[before:][-1].headers["youtube-restrict"] == "Strict"
 
 
@@ -172,14 +218,21 @@ def test_a_search_that_cannot_be_made_safe_is_blocked_for_pupils(setup: Setup) -
 
 
 def test_search_terms_are_kept_and_a_seed_term_alerts_the_dsl(setup: Setup) -> None:
-    assert get(setup, "pupil1",
-               "https://www.bing.com/search?q=volcano+homework").status_code == 200
-    assert get(setup, "pupil1",
-               "https://www.google.co.uk/search?q=i+want+to+kill+myself").status_code == 200
-    wait_for(lambda: any(e.search_terms == "volcano homework" for e in rows(setup.db, EventRow)),
-             what="the search terms recorded")
-    wait_for(lambda: any(a.kind == "safeguarding_search" and a.user == "pupil1"
-                         for a in rows(setup.db, AlertRow)), what="the safeguarding alert")
+    assert get(setup, "pupil1", "https://www.bing.com/search?q=volcano+homework").status_code == 200
+    assert (
+        get(setup, "pupil1", "https://www.google.co.uk/search?q=i+want+to+kill+myself").status_code
+        == 200
+    )
+    wait_for(
+        lambda: any(e.search_terms == "volcano homework" for e in rows(setup.db, EventRow)),
+        what="the search terms recorded",
+    )
+    wait_for(
+        lambda: any(
+            a.kind == "safeguarding_search" and a.user == "pupil1" for a in rows(setup.db, AlertRow)
+        ),
+        what="the safeguarding alert",
+    )
 
 
 # --- fair counting --------------------------------------------------------------------------------
@@ -187,37 +240,55 @@ def test_search_terms_are_kept_and_a_seed_term_alerts_the_dsl(setup: Setup) -> N
 
 def test_one_visit_is_one_attempt_and_the_threshold_only_recommends(setup: Setup) -> None:
     def counted() -> list[CircumventionAttemptRow]:
-        return [a for a in rows(setup.db, CircumventionAttemptRow)
-                if a.host.endswith("croxyproxy.com") and a.user == "staff1" and a.counted]
+        return [
+            a
+            for a in rows(setup.db, CircumventionAttemptRow)
+            if a.host.endswith("croxyproxy.com") and a.user == "staff1" and a.counted
+        ]
+
     # one visit: the page, its favicon and a reload, at once
     with setup.gateway.client("staff1") as client:
         assert client.get("https://www.croxyproxy.com/").status_code == 403
-        client.get("https://www.croxyproxy.com/favicon.ico",
-                   headers={"Sec-Fetch-Dest": "image"})
+        client.get("https://www.croxyproxy.com/favicon.ico", headers={"Sec-Fetch-Dest": "image"})
         client.get("https://www.croxyproxy.com/")
-    wait_for(lambda: len([a for a in rows(setup.db, CircumventionAttemptRow)
-                          if a.host.endswith("croxyproxy.com") and a.user == "staff1"]) >= 3,
-             what="the visit's requests recorded")
+    wait_for(
+        lambda: (
+            len(
+                [
+                    a
+                    for a in rows(setup.db, CircumventionAttemptRow)
+                    if a.host.endswith("croxyproxy.com") and a.user == "staff1"
+                ]
+            )
+            >= 3
+        ),
+        what="the visit's requests recorded",
+    )
     assert len(counted()) == 1
     # two more deliberate tries, each after the act: three acts reach the seed's threshold
     for _ in range(2):
         time.sleep(ACT_SECONDS + 0.5)
         assert get(setup, "staff1", "https://www.croxyproxy.com/").status_code == 403
     wait_for(lambda: len(counted()) == 3, what="three acts")
-    wait_for(lambda: any(s.user == "staff1" for s in rows(setup.db, SanctionRow)),
-             what="the threshold reached")
+    wait_for(
+        lambda: any(s.user == "staff1" for s in rows(setup.db, SanctionRow)),
+        what="the threshold reached",
+    )
     (sanction,) = [s for s in rows(setup.db, SanctionRow) if s.user == "staff1"]
     assert sanction.state == SanctionState.RECOMMENDED  # the default: the DSL decides
-    assert get(setup, "staff1", "https://learning.test/still-fine",
-               trust="origin").status_code == 200  # nothing blocked by a recommendation
+    assert (
+        get(setup, "staff1", "https://learning.test/still-fine", trust="origin").status_code == 200
+    )  # nothing blocked by a recommendation
 
 
 # --- every refusal recorded -------------------------------------------------------------------
 
 
 def test_a_request_mitmproxy_refuses_is_recorded(setup: Setup) -> None:
-    reply = send_raw(setup.gateway, b"GET http://pupil:hunter2@www.tiktok.com/ HTTP/1.1\r\n"
-                                    b"Host: www.tiktok.com\r\n\r\n")
+    reply = send_raw(
+        setup.gateway,
+        b"GET http://pupil:hunter2@www.tiktok.com/ HTTP/1.1\r\nHost: www.tiktok.com\r\n\r\n",
+    )
     assert reply.startswith(b"HTTP/1.1 400")
     row = recorded_with(setup.db, "[redacted]@www.tiktok.com")
     assert "hunter2" not in repr(row.evidence)
@@ -228,8 +299,10 @@ def test_a_cut_handshake_to_a_blocked_host_is_recorded_once(setup: Setup) -> Non
     before = len(events_for(setup.db, host))
     auth = base64.b64encode(f"pupil1:{PASSWORD}".encode()).decode()
     with socket.create_connection(("127.0.0.1", setup.gateway.port), 10) as raw:
-        raw.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n"
-                    f"Proxy-Authorization: Basic {auth}\r\n\r\n".encode())
+        raw.sendall(
+            f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n"
+            f"Proxy-Authorization: Basic {auth}\r\n\r\n".encode()
+        )
         assert raw.recv(4096).startswith(b"HTTP/1.1 200")
         context = ssl.create_default_context(cafile=str(setup.gateway.ca_pem))
         with context.wrap_socket(raw, server_hostname=host):

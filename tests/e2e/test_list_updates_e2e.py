@@ -74,8 +74,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, P
     policy.write_text(POLICY)
     (folder / "adult.txt").write_text(OLD)
     port = free_port()
-    with running_gateway(folder, policy=policy, identity=write_identity(folder / "id"),
-                         extra_args=["--set", f"schoolgate_metrics_port={port}"]) as gw:
+    with running_gateway(
+        folder,
+        policy=policy,
+        identity=write_identity(folder / "id"),
+        extra_args=["--set", f"schoolgate_metrics_port={port}"],
+    ) as gw:
         metrics = f"http://127.0.0.1:{port}"
         wait_for(lambda: _health(metrics) is not None, what="the metrics endpoint")
         yield gw, policy, metrics
@@ -95,8 +99,7 @@ def _adult(metrics: str) -> dict[str, Any]:
     return next((s for s in health.get("lists", []) if s["list"] == "adult.txt"), {})
 
 
-def test_update_is_enforced_without_restart(setup: tuple[Gateway, Path, str],
-                                            feed: str) -> None:
+def test_update_is_enforced_without_restart(setup: tuple[Gateway, Path, str], feed: str) -> None:
     gw, policy, metrics = setup
     with gw.client("staff1") as client:
         assert client.get("http://learning.test/").status_code == 200
@@ -108,9 +111,15 @@ def test_update_is_enforced_without_restart(setup: tuple[Gateway, Path, str],
     assert "IWF" in health["empty_categories"][0]["how_to_fill"]
     (policy.parent / "lists.yaml").write_text(
         f"max_age_hours: 24\nsources:\n  - {{name: feed, category: adult, format: "
-        f"ut1-domains, url: \"{feed}/adult/domains\"}}\n")
-    done = subprocess.run([str(SCHOOLGATE), "lists", "update", "--policy", str(policy)],
-                          capture_output=True, text=True, timeout=120, check=False)
+        f'ut1-domains, url: "{feed}/adult/domains"}}\n'
+    )
+    done = subprocess.run(
+        [str(SCHOOLGATE), "lists", "update", "--policy", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "adult.txt: updated, 2 entries" in done.stdout
     wait_for(lambda: _adult(metrics).get("entries") == 2, what="health to show the new list")
@@ -127,20 +136,29 @@ def test_update_is_enforced_without_restart(setup: tuple[Gateway, Path, str],
     assert 'schoolgate_list_age_seconds{list="adult"}' in text
 
 
-def test_a_failing_source_keeps_the_list_and_says_so(setup: tuple[Gateway, Path, str],
-                                                     feed: str) -> None:
+def test_a_failing_source_keeps_the_list_and_says_so(
+    setup: tuple[Gateway, Path, str], feed: str
+) -> None:
     gw, policy, metrics = setup
     (policy.parent / "lists.yaml").write_text(
-        f"sources:\n  - {{name: feed, category: adult, format: ut1-domains, "
-        f"url: \"{feed}/gone\"}}\n")
-    done = subprocess.run([str(SCHOOLGATE), "lists", "update", "--policy", str(policy)],
-                          capture_output=True, text=True, timeout=120, check=False)
+        f'sources:\n  - {{name: feed, category: adult, format: ut1-domains, url: "{feed}/gone"}}\n'
+    )
+    done = subprocess.run(
+        [str(SCHOOLGATE), "lists", "update", "--policy", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 1
     assert "NOT updated; the last good list stays in use" in done.stdout
     assert "HTTP 404" in done.stdout
     with gw.client("staff1") as client:
         assert client.get("http://learning.test/").status_code == 403
     # health says so within its re-read interval (30 s), and still counts the good list
-    wait_for(lambda: "HTTP 404" in _adult(metrics).get("last_error", ""), timeout=45,
-             what="health to show the failed update")
+    wait_for(
+        lambda: "HTTP 404" in _adult(metrics).get("last_error", ""),
+        timeout=45,
+        what="health to show the failed update",
+    )
     assert _adult(metrics)["entries"] == 2

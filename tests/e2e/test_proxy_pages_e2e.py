@@ -57,8 +57,7 @@ def page_origin(ca: harness.OriginCA | None) -> harness.Origin:
         def do_GET(self) -> None:
             how, _, rest = self.path.lstrip("/").partition("/")
             page = PAGES / rest
-            if how not in ("pages", "chunked", "gzip-chunked", "big-chunked") or \
-                    not page.is_file():
+            if how not in ("pages", "chunked", "gzip-chunked", "big-chunked") or not page.is_file():
                 super().do_GET()
                 return
             body = page.read_bytes()
@@ -77,7 +76,7 @@ def page_origin(ca: harness.OriginCA | None) -> harness.Origin:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for start in range(0, len(body), 700):
-                chunk = body[start:start + 700]
+                chunk = body[start : start + 700]
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\n\r\n")
 
@@ -101,8 +100,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(harness, "start_origin", page_origin)
         identity = write_identity(folder / "identity")
-        with running_gateway(folder / "gw", policy=policy, identity=identity,
-                             extra_args=["--set", f"schoolgate_database_url={db}"]) as gw:
+        with running_gateway(
+            folder / "gw",
+            policy=policy,
+            identity=identity,
+            extra_args=["--set", f"schoolgate_database_url={db}"],
+        ) as gw:
             yield Setup(gw, db)
 
 
@@ -110,8 +113,11 @@ def events(db: str) -> list[EventRow]:
     return rows(db, EventRow)
 
 
-PROXY_PAGES = [f"{p.parent.name}/{p.name}" for folder in ("written_from", "held_out")
-               for p in sorted((PAGES / folder).glob("*.html"))]
+PROXY_PAGES = [
+    f"{p.parent.name}/{p.name}"
+    for folder in ("written_from", "held_out")
+    for p in sorted((PAGES / folder).glob("*.html"))
+]
 ORDINARY = [f"ordinary/{p.name}" for p in sorted((PAGES / "ordinary").glob("*.html"))]
 
 
@@ -124,9 +130,15 @@ def test_a_proxy_front_page_is_blocked_for_a_pupil_and_recorded(setup: Setup, pa
     assert "Powered by" not in response.text
 
     def recorded() -> bool:
-        return any(e.rule == "web-proxy-form" and e.technique == "web_proxy"
-                   and e.user == "pupil1" and e.path == path and e.verdict == "block"
-                   for e in events(setup.db))
+        return any(
+            e.rule == "web-proxy-form"
+            and e.technique == "web_proxy"
+            and e.user == "pupil1"
+            and e.path == path
+            and e.verdict == "block"
+            for e in events(setup.db)
+        )
+
     wait_for(recorded, what=f"an attempt event for {page}")
     found = [e for e in events(setup.db) if e.path == path and e.verdict == "block"]
     assert len(found) == 1  # recorded once
@@ -144,8 +156,7 @@ def test_ordinary_pages_with_forms_reach_the_pupil_untouched(setup: Setup, page:
 
 
 @pytest.mark.parametrize("how", ["chunked", "gzip-chunked"])
-def test_a_proxy_page_of_unknown_size_is_replaced_by_the_block_page(setup: Setup,
-                                                                    how: str) -> None:
+def test_a_proxy_page_of_unknown_size_is_replaced_by_the_block_page(setup: Setup, how: str) -> None:
     path = f"/{how}/held_out/glypestrap.html"
     with setup.gateway.client("pupil1") as client:
         response = client.get(f"https://learning.test{path}")
@@ -154,8 +165,10 @@ def test_a_proxy_page_of_unknown_size_is_replaced_by_the_block_page(setup: Setup
     assert "blocked" in response.text.lower()
     assert ordinary.status_code == 200
     assert ordinary.content == (PAGES / "ordinary/school-search.html").read_bytes()
-    wait_for(lambda: any(e.path == path and e.rule == "web-proxy-form"
-                         for e in events(setup.db)), what="the streamed page's attempt")
+    wait_for(
+        lambda: any(e.path == path and e.rule == "web-proxy-form" for e in events(setup.db)),
+        what="the streamed page's attempt",
+    )
 
 
 def test_a_long_page_of_unknown_size_is_passed_on_whole_unchecked(setup: Setup) -> None:
@@ -168,8 +181,10 @@ def test_a_long_page_of_unknown_size_is_passed_on_whole_unchecked(setup: Setup) 
 
 def test_a_proxy_page_answering_a_post_is_blocked(setup: Setup) -> None:
     with setup.gateway.client("pupil1") as client:
-        response = client.post("https://learning.test/post/written_from/phproxy-front.html",
-                               data={"q": "https://x.com/"})
+        response = client.post(
+            "https://learning.test/post/written_from/phproxy-front.html",
+            data={"q": "https://x.com/"},
+        )
     assert response.status_code == 403
 
 
@@ -181,31 +196,41 @@ def test_staff_pages_are_not_inspected(setup: Setup) -> None:
 
 
 @pytest.mark.parametrize(("user", "trust"), [("pupil1", "gateway"), ("staff1", "origin")])
-def test_a_kept_alive_connection_carries_twenty_requests(setup: Setup, user: str,
-                                                         trust: str) -> None:
+def test_a_kept_alive_connection_carries_twenty_requests(
+    setup: Setup, user: str, trust: str
+) -> None:
     # A benchmark once saw an intercepted kept-alive connection stall after its fifth request.
     # Pupil: decrypted (and each page checked); staff: relayed unread. One client connection,
     # one origin connection, twenty answers (a stall would end in the client's read time-out).
     origin = setup.gateway.https_origin
     before = origin.connections
     with setup.gateway.client(user, trust=trust) as client:
-        statuses = [client.get(f"https://learning.test/pages/ordinary/login.html?n={n}")
-                    .status_code for n in range(20)]
+        statuses = [
+            client.get(f"https://learning.test/pages/ordinary/login.html?n={n}").status_code
+            for n in range(20)
+        ]
     assert statuses == [200] * 20
     assert origin.connections - before == 1
 
 
 @pytest.mark.browser
-def test_chromium_is_shown_the_block_page_for_a_proxy_front_page(setup: Setup,
-                                                                 tmp_path: Path) -> None:
+def test_chromium_is_shown_the_block_page_for_a_proxy_front_page(
+    setup: Setup, tmp_path: Path
+) -> None:
     chromium, certutil, sync_api = need_browser()
     home = tmp_path / "home"
     trust_ca(home, setup.gateway.ca_pem, certutil)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=chromium, env={**os.environ, "HOME": str(home)},
-            args=CHROMIUM_ARGS, proxy={"server": f"http://127.0.0.1:{setup.gateway.port}",
-                                       "username": "pupil1", "password": PASSWORD})
+            executable_path=chromium,
+            env={**os.environ, "HOME": str(home)},
+            args=CHROMIUM_ARGS,
+            proxy={
+                "server": f"http://127.0.0.1:{setup.gateway.port}",
+                "username": "pupil1",
+                "password": PASSWORD,
+            },
+        )
         try:
             page = browser.new_page()
             blocked = page.goto("https://learning.test/pages/held_out/php-proxy-fork.html")

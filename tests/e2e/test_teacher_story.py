@@ -47,10 +47,20 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     upgrade(database)
     admin_port = free_port()
     admin = f"http://127.0.0.1:{admin_port}"
-    with running_gateway(tmp / "gw", policy=policy, identity=DEMO_IDENTITY, extra_args=[
-            "--set", f"schoolgate_database_url={database}",
-            "--set", f"schoolgate_admin_url={admin}"]) as gw, \
-            running_admin(admin_port, tmp, gw.data_dir, database, policy):
+    with (
+        running_gateway(
+            tmp / "gw",
+            policy=policy,
+            identity=DEMO_IDENTITY,
+            extra_args=[
+                "--set",
+                f"schoolgate_database_url={database}",
+                "--set",
+                f"schoolgate_admin_url={admin}",
+            ],
+        ) as gw,
+        running_admin(admin_port, tmp, gw.data_dir, database, policy),
+    ):
         yield {"admin": admin, "gw": gw, "home": tmp / "home", "db": database}
 
 
@@ -63,25 +73,37 @@ def sanction_both(database: str) -> None:
             session.execute(delete(SupervisedSessionRow))
             session.execute(delete(SanctionRow))
             for user in ("pupil1", "pupil2"):
-                session.add(SanctionRow(
-                    id=str(uuid.uuid4()), user=user, starts=now - timedelta(minutes=5),
-                    ends=now + timedelta(days=14), reason="Three attempts to use a web proxy.",
-                    placed_by="dsl1", state=SanctionState.PLACED, note=""))
+                session.add(
+                    SanctionRow(
+                        id=str(uuid.uuid4()),
+                        user=user,
+                        starts=now - timedelta(minutes=5),
+                        ends=now + timedelta(days=14),
+                        reason="Three attempts to use a web proxy.",
+                        placed_by="dsl1",
+                        state=SanctionState.PLACED,
+                        note="",
+                    )
+                )
     finally:
         engine.dispose()
 
 
 def pupil1_status(services: dict[str, Any]) -> int:
     gw = services["gw"]
-    with httpx.Client(proxy=f"http://pupil1:pupil1-demo@127.0.0.1:{gw.port}",
-                      trust_env=False, timeout=20) as client:
+    with httpx.Client(
+        proxy=f"http://pupil1:pupil1-demo@127.0.0.1:{gw.port}", trust_env=False, timeout=20
+    ) as client:
         return client.get("http://learning.test/lesson").status_code
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
-def test_a_teacher_supervises_a_pupil_of_their_class(services: dict[str, Any],
-                                                      chromium: tuple[Any, str],  # noqa: F811
-                                                      artefacts_dir: Path, width: str) -> None:
+def test_a_teacher_supervises_a_pupil_of_their_class(
+    services: dict[str, Any],
+    chromium: tuple[Any, str],  # noqa: F811
+    artefacts_dir: Path,
+    width: str,
+) -> None:
     shots = artefacts_dir / "stories"
     shots.mkdir(exist_ok=True)
     admin, database = services["admin"], services["db"]

@@ -34,11 +34,19 @@ STAFF = Subject(role="staff", user="teacher1", groups=frozenset({"Staff"}))
 SMM = Subject(role="social_media_manager", user="comms1")
 
 
-def exc(scope: Scope, who: str | None, kind: TargetKind, target: str, *,
-        starts: datetime = MONDAY - timedelta(days=1), ends: datetime | None = None,
-        id: str = "ex-1") -> ApprovedException:
-    return ApprovedException(id=id, scope=scope, who=who, target_kind=kind, target=target,
-                             starts=starts, ends=ends)
+def exc(
+    scope: Scope,
+    who: str | None,
+    kind: TargetKind,
+    target: str,
+    *,
+    starts: datetime = MONDAY - timedelta(days=1),
+    ends: datetime | None = None,
+    id: str = "ex-1",
+) -> ApprovedException:
+    return ApprovedException(
+        id=id, scope=scope, who=who, target_kind=kind, target=target, starts=starts, ends=ends
+    )
 
 
 SANCTION_PUPIL = Sanction(id="sanction-1", user="pupil1", starts=MONDAY - timedelta(days=1))
@@ -47,58 +55,155 @@ SANCTION_STAFF = Sanction(id="sanction-2", user="teacher1", starts=MONDAY - time
 
 def test_precedence_is_written_once_in_order() -> None:
     assert [name for name, _ in CHECKS] == [
-        "locked", "internal", "sanction", "exception",
+        "locked",
+        "internal",
+        "sanction",
+        "exception",
         # what was one `rules` step, its four sub-steps named (review 2026-12, 1.2 point 3)
-        "local_block", "ip_literal", "rewriting_proxy", "rules",
-        "default"]
+        "local_block",
+        "ip_literal",
+        "rewriting_proxy",
+        "rules",
+        "default",
+    ]
 
 
 # Every precedence pair: the earlier check wins over the later one.
 PRECEDENCE = [
     # (case, subject, host, overrides, at, verdict, reason)
-    ("locked beats sanction", PUPIL, "locked.example", Overrides(sanctions=(SANCTION_PUPIL,)),
-     LESSON, Verdict.BLOCK, Reason.LOCKED),
-    ("locked beats exception", STAFF, "locked.example",
-     Overrides(exceptions=(exc(Scope.EVERYONE, None, TargetKind.HOST, "locked.example"),)),
-     LESSON, Verdict.BLOCK, Reason.LOCKED),
-    ("locked beats local allow", STAFF, "www.locked.example",
-     Overrides(local_list=(LocalListEntry("locked.example", Verdict.ALLOW),)),
-     LESSON, Verdict.BLOCK, Reason.LOCKED),
-    ("locked beats an allowing rule", STAFF, "locked.example", None, LESSON,
-     Verdict.BLOCK, Reason.LOCKED),
-    ("sanction beats exception", PUPIL, "tiktok.com",
-     Overrides(sanctions=(SANCTION_PUPIL,),
-               exceptions=(exc(Scope.USER, "pupil1", TargetKind.HOST, "tiktok.com"),)),
-     LESSON, Verdict.BLOCK, Reason.SUPERVISED_ONLY),
-    ("sanction beats an allowing rule", SMM.__class__(role="social_media_manager", user="pupil1"),
-     "facebook.com", Overrides(sanctions=(SANCTION_PUPIL,)), LESSON,
-     Verdict.BLOCK, Reason.SUPERVISED_ONLY),
-    ("sanction beats default", STAFF, "example.org", Overrides(sanctions=(SANCTION_STAFF,)),
-     LESSON, Verdict.BLOCK, Reason.SUPERVISED_ONLY),
-    ("exception beats a blocking rule", PUPIL, "www.tiktok.com",
-     Overrides(exceptions=(exc(Scope.GROUP, "Year5", TargetKind.CATEGORY, "social"),)),
-     LESSON, Verdict.ALLOW, Reason.EXCEPTION),
-    ("exception beats local block", PUPIL, "news.example",
-     Overrides(local_list=(LocalListEntry("news.example", Verdict.BLOCK),),
-               exceptions=(exc(Scope.ROLE, "pupil", TargetKind.HOST, "news.example"),)),
-     LESSON, Verdict.ALLOW, Reason.EXCEPTION),
-    ("exception beats default block", STAFF, "facebook.com",
-     Overrides(exceptions=(exc(Scope.USER, "teacher1", TargetKind.HOST, "facebook.com"),)),
-     LESSON, Verdict.ALLOW, Reason.EXCEPTION),
-    ("local block beats an allowing rule", SMM, "facebook.com",
-     Overrides(local_list=(LocalListEntry("facebook.com", Verdict.BLOCK),)),
-     LESSON, Verdict.BLOCK, Reason.LOCAL_BLOCK),
+    (
+        "locked beats sanction",
+        PUPIL,
+        "locked.example",
+        Overrides(sanctions=(SANCTION_PUPIL,)),
+        LESSON,
+        Verdict.BLOCK,
+        Reason.LOCKED,
+    ),
+    (
+        "locked beats exception",
+        STAFF,
+        "locked.example",
+        Overrides(exceptions=(exc(Scope.EVERYONE, None, TargetKind.HOST, "locked.example"),)),
+        LESSON,
+        Verdict.BLOCK,
+        Reason.LOCKED,
+    ),
+    (
+        "locked beats local allow",
+        STAFF,
+        "www.locked.example",
+        Overrides(local_list=(LocalListEntry("locked.example", Verdict.ALLOW),)),
+        LESSON,
+        Verdict.BLOCK,
+        Reason.LOCKED,
+    ),
+    (
+        "locked beats an allowing rule",
+        STAFF,
+        "locked.example",
+        None,
+        LESSON,
+        Verdict.BLOCK,
+        Reason.LOCKED,
+    ),
+    (
+        "sanction beats exception",
+        PUPIL,
+        "tiktok.com",
+        Overrides(
+            sanctions=(SANCTION_PUPIL,),
+            exceptions=(exc(Scope.USER, "pupil1", TargetKind.HOST, "tiktok.com"),),
+        ),
+        LESSON,
+        Verdict.BLOCK,
+        Reason.SUPERVISED_ONLY,
+    ),
+    (
+        "sanction beats an allowing rule",
+        SMM.__class__(role="social_media_manager", user="pupil1"),
+        "facebook.com",
+        Overrides(sanctions=(SANCTION_PUPIL,)),
+        LESSON,
+        Verdict.BLOCK,
+        Reason.SUPERVISED_ONLY,
+    ),
+    (
+        "sanction beats default",
+        STAFF,
+        "example.org",
+        Overrides(sanctions=(SANCTION_STAFF,)),
+        LESSON,
+        Verdict.BLOCK,
+        Reason.SUPERVISED_ONLY,
+    ),
+    (
+        "exception beats a blocking rule",
+        PUPIL,
+        "www.tiktok.com",
+        Overrides(exceptions=(exc(Scope.GROUP, "Year5", TargetKind.CATEGORY, "social"),)),
+        LESSON,
+        Verdict.ALLOW,
+        Reason.EXCEPTION,
+    ),
+    (
+        "exception beats local block",
+        PUPIL,
+        "news.example",
+        Overrides(
+            local_list=(LocalListEntry("news.example", Verdict.BLOCK),),
+            exceptions=(exc(Scope.ROLE, "pupil", TargetKind.HOST, "news.example"),),
+        ),
+        LESSON,
+        Verdict.ALLOW,
+        Reason.EXCEPTION,
+    ),
+    (
+        "exception beats default block",
+        STAFF,
+        "facebook.com",
+        Overrides(exceptions=(exc(Scope.USER, "teacher1", TargetKind.HOST, "facebook.com"),)),
+        LESSON,
+        Verdict.ALLOW,
+        Reason.EXCEPTION,
+    ),
+    (
+        "local block beats an allowing rule",
+        SMM,
+        "facebook.com",
+        Overrides(local_list=(LocalListEntry("facebook.com", Verdict.BLOCK),)),
+        LESSON,
+        Verdict.BLOCK,
+        Reason.LOCAL_BLOCK,
+    ),
     ("rule beats default", PUPIL, "tiktok.com", None, LESSON, Verdict.BLOCK, Reason.RULE_BLOCK),
-    ("default when no rule matches", PUPIL, "example.org", None, LESSON,
-     Verdict.ALLOW, Reason.DEFAULT_ALLOW),
+    (
+        "default when no rule matches",
+        PUPIL,
+        "example.org",
+        None,
+        LESSON,
+        Verdict.ALLOW,
+        Reason.DEFAULT_ALLOW,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "subject", "host", "overrides", "at", "verdict", "reason"),
-                         PRECEDENCE, ids=[row[0] for row in PRECEDENCE])
-def test_precedence(policy: Policy, case: str, subject: Subject, host: str,
-                    overrides: Overrides | None, at: datetime, verdict: Verdict,
-                    reason: Reason) -> None:
+@pytest.mark.parametrize(
+    ("case", "subject", "host", "overrides", "at", "verdict", "reason"),
+    PRECEDENCE,
+    ids=[row[0] for row in PRECEDENCE],
+)
+def test_precedence(
+    policy: Policy,
+    case: str,
+    subject: Subject,
+    host: str,
+    overrides: Overrides | None,
+    at: datetime,
+    verdict: Verdict,
+    reason: Reason,
+) -> None:
     decision = decide(policy, Request(host), subject, overrides, at)
     assert (decision.verdict, decision.reason) == (verdict, reason), case
 
@@ -115,8 +220,13 @@ SEED_RULES = [
     (SMM, "facebook.com", MONDAY.replace(hour=20), Verdict.ALLOW, "official-accounts"),
     (STAFF, "www.facebook.com", LESSON, Verdict.BLOCK, "staff-social-media-otherwise"),
     (STAFF, "www.facebook.com", BREAK, Verdict.ALLOW, "staff-social-media-at-break"),
-    (STAFF, "scontent.fbcdn.net", MONDAY.replace(hour=12, minute=30), Verdict.ALLOW,
-     "staff-social-media-at-break"),
+    (
+        STAFF,
+        "scontent.fbcdn.net",
+        MONDAY.replace(hour=12, minute=30),
+        Verdict.ALLOW,
+        "staff-social-media-at-break",
+    ),
     (PUPIL, "facebook.com", BREAK, Verdict.BLOCK, "pupils-social-media"),
     (PUPIL, "www.tiktok.com", BREAK, Verdict.BLOCK, "pupils-social-media"),
     (STAFF, "www.tiktok.com", LESSON, Verdict.BLOCK, "staff-social-media-otherwise"),
@@ -130,8 +240,9 @@ SEED_RULES = [
 
 
 @pytest.mark.parametrize(("subject", "host", "at", "verdict", "rule"), SEED_RULES)
-def test_seed_rules(policy: Policy, subject: Subject, host: str, at: datetime,
-                    verdict: Verdict, rule: str | None) -> None:
+def test_seed_rules(
+    policy: Policy, subject: Subject, host: str, at: datetime, verdict: Verdict, rule: str | None
+) -> None:
     decision = decide(policy, Request(host), subject, None, at)
     assert decision.verdict is verdict
     assert decision.rule == rule
@@ -159,17 +270,21 @@ STAFF_FACEBOOK = [
     (datetime(2026, 3, 30, 9, 29, 59, tzinfo=UTC), False, datetime(2026, 3, 30, 9, 30, tzinfo=UTC)),
     (datetime(2026, 10, 26, 10, 30, tzinfo=UTC), True, None),
     (datetime(2026, 10, 26, 9, 30, tzinfo=UTC), False, datetime(2026, 10, 26, 10, 30, tzinfo=UTC)),
-    (datetime(2027, 3, 30, 11, 0, tzinfo=UTC), True, None),   # 12:00 BST, lunch
-    (datetime(2027, 3, 29, 11, 0, tzinfo=UTC), False,  # Easter Monday 2027: no school
-     datetime(2027, 3, 30, 9, 30, tzinfo=UTC)),
-    (datetime(2027, 11, 1, 12, 0, tzinfo=UTC), True, None),   # 12:00 GMT, lunch
+    (datetime(2027, 3, 30, 11, 0, tzinfo=UTC), True, None),  # 12:00 BST, lunch
+    (
+        datetime(2027, 3, 29, 11, 0, tzinfo=UTC),
+        False,  # Easter Monday 2027: no school
+        datetime(2027, 3, 30, 9, 30, tzinfo=UTC),
+    ),
+    (datetime(2027, 11, 1, 12, 0, tzinfo=UTC), True, None),  # 12:00 GMT, lunch
     (datetime(2027, 11, 1, 11, 59, 59, tzinfo=UTC), False, datetime(2027, 11, 1, 12, tzinfo=UTC)),
 ]
 
 
 @pytest.mark.parametrize(("at", "allowed", "opens_at"), STAFF_FACEBOOK)
-def test_staff_facebook_to_the_second(policy: Policy, at: datetime, allowed: bool,
-                                      opens_at: datetime | None) -> None:
+def test_staff_facebook_to_the_second(
+    policy: Policy, at: datetime, allowed: bool, opens_at: datetime | None
+) -> None:
     decision = decide(policy, Request("www.facebook.com"), STAFF, None, at)
     assert decision.allowed is allowed
     assert decision.opens_at == opens_at
@@ -182,8 +297,14 @@ def test_pupil_social_block_never_opens_by_itself(policy: Policy) -> None:
 
 def test_opens_at_a_future_exception(policy: Policy) -> None:
     starts = MONDAY.replace(hour=13, minute=30)
-    grant = exc(Scope.GROUP, "Year5", TargetKind.CATEGORY, "social", starts=starts,
-                ends=starts + timedelta(hours=1))
+    grant = exc(
+        Scope.GROUP,
+        "Year5",
+        TargetKind.CATEGORY,
+        "social",
+        starts=starts,
+        ends=starts + timedelta(hours=1),
+    )
     decision = decide(policy, Request("tiktok.com"), PUPIL, Overrides(exceptions=(grant,)), LESSON)
     assert decision.verdict is Verdict.BLOCK
     assert decision.opens_at == starts
@@ -198,18 +319,28 @@ EXCEPTION_TIMES = [
 
 
 @pytest.mark.parametrize(("at", "allowed"), EXCEPTION_TIMES)
-def test_exception_window_is_checked_against_at(policy: Policy, at: datetime,
-                                                allowed: bool) -> None:
-    grant = exc(Scope.USER, "pupil1", TargetKind.HOST, "tiktok.com",
-                starts=MONDAY.replace(hour=14), ends=MONDAY.replace(hour=15))
+def test_exception_window_is_checked_against_at(
+    policy: Policy, at: datetime, allowed: bool
+) -> None:
+    grant = exc(
+        Scope.USER,
+        "pupil1",
+        TargetKind.HOST,
+        "tiktok.com",
+        starts=MONDAY.replace(hour=14),
+        ends=MONDAY.replace(hour=15),
+    )
     decision = decide(policy, Request("vm.tiktok.com"), PUPIL, Overrides(exceptions=(grant,)), at)
     assert decision.allowed is allowed
 
 
 SCOPES = [
-    (Scope.USER, "pupil1", True), (Scope.USER, "pupil2", False),
-    (Scope.GROUP, "Year5", True), (Scope.GROUP, "Year6", False),
-    (Scope.ROLE, "pupil", True), (Scope.ROLE, "staff", False),
+    (Scope.USER, "pupil1", True),
+    (Scope.USER, "pupil2", False),
+    (Scope.GROUP, "Year5", True),
+    (Scope.GROUP, "Year6", False),
+    (Scope.ROLE, "pupil", True),
+    (Scope.ROLE, "staff", False),
     (Scope.EVERYONE, None, True),
 ]
 
@@ -217,15 +348,18 @@ SCOPES = [
 @pytest.mark.parametrize(("scope", "who", "applies"), SCOPES)
 def test_exception_scopes(policy: Policy, scope: Scope, who: str | None, applies: bool) -> None:
     grant = exc(scope, who, TargetKind.HOST, "reddit.com")
-    decision = decide(policy, Request("old.reddit.com"), PUPIL, Overrides(exceptions=(grant,)),
-                      LESSON)
+    decision = decide(
+        policy, Request("old.reddit.com"), PUPIL, Overrides(exceptions=(grant,)), LESSON
+    )
     assert decision.allowed is applies
 
 
 def test_exception_never_opens_a_category_not_unblockable_for_the_role(policy: Policy) -> None:
     overrides = Overrides(
-        exceptions=(exc(Scope.EVERYONE, None, TargetKind.HOST, "x.com"),
-                    exc(Scope.ROLE, "pupil", TargetKind.CATEGORY, "vpn", id="ex-2")),
+        exceptions=(
+            exc(Scope.EVERYONE, None, TargetKind.HOST, "x.com"),
+            exc(Scope.ROLE, "pupil", TargetKind.CATEGORY, "vpn", id="ex-2"),
+        ),
         local_list=(LocalListEntry("instagram.com", Verdict.ALLOW),),
     )
     for subject, host in [(STAFF, "x.com"), (PUPIL, "nordvpn.com"), (SMM, "instagram.com")]:
@@ -236,30 +370,46 @@ def test_supervised_only(policy: Policy) -> None:
     sanctions = (SANCTION_PUPIL,)
     blocked = decide(policy, Request("example.org"), PUPIL, Overrides(sanctions=sanctions), LESSON)
     assert blocked.reason is Reason.SUPERVISED_ONLY
-    allowlisted = decide(policy, Request("www.learning.example"), PUPIL,
-                         Overrides(sanctions=sanctions), LESSON)
+    allowlisted = decide(
+        policy, Request("www.learning.example"), PUPIL, Overrides(sanctions=sanctions), LESSON
+    )
     assert allowlisted.reason is Reason.DEFAULT_ALLOW
-    still_rules = decide(policy, Request("tiktok.com"), PUPIL, Overrides(
-        sanctions=sanctions,
-        supervised_sessions=(SupervisedSession("pupil1", LESSON, LESSON + timedelta(hours=1)),)),
-        LESSON)
+    still_rules = decide(
+        policy,
+        Request("tiktok.com"),
+        PUPIL,
+        Overrides(
+            sanctions=sanctions,
+            supervised_sessions=(SupervisedSession("pupil1", LESSON, LESSON + timedelta(hours=1)),),
+        ),
+        LESSON,
+    )
     assert still_rules.reason is Reason.RULE_BLOCK  # supervision lifts the sanction, not rules
-    supervised = decide(policy, Request("example.org"), PUPIL, Overrides(
-        sanctions=sanctions,
-        supervised_sessions=(SupervisedSession("pupil1", LESSON, LESSON + timedelta(hours=1)),)),
-        LESSON)
+    supervised = decide(
+        policy,
+        Request("example.org"),
+        PUPIL,
+        Overrides(
+            sanctions=sanctions,
+            supervised_sessions=(SupervisedSession("pupil1", LESSON, LESSON + timedelta(hours=1)),),
+        ),
+        LESSON,
+    )
     assert supervised.allowed
-    ended = Sanction(id="s", user="pupil1", starts=LESSON - timedelta(days=2),
-                     ends=LESSON - timedelta(seconds=1))
-    assert decide(policy, Request("example.org"), PUPIL, Overrides(sanctions=(ended,)),
-                  LESSON).allowed
+    ended = Sanction(
+        id="s", user="pupil1", starts=LESSON - timedelta(days=2), ends=LESSON - timedelta(seconds=1)
+    )
+    assert decide(
+        policy, Request("example.org"), PUPIL, Overrides(sanctions=(ended,)), LESSON
+    ).allowed
 
 
 def test_sanction_opens_when_it_ends(policy: Policy) -> None:
     ends = LESSON + timedelta(days=3)
     sanction = Sanction(id="s", user="pupil1", starts=LESSON - timedelta(days=1), ends=ends)
-    decision = decide(policy, Request("example.org"), PUPIL, Overrides(sanctions=(sanction,)),
-                      LESSON)
+    decision = decide(
+        policy, Request("example.org"), PUPIL, Overrides(sanctions=(sanction,)), LESSON
+    )
     assert decision.opens_at == ends
 
 
@@ -284,8 +434,9 @@ TRICKS = [
 
 
 @pytest.mark.parametrize(("host", "verdict", "reason", "technique"), TRICKS)
-def test_tricks_with_host_names(policy: Policy, host: str, verdict: Verdict, reason: Reason,
-                                technique: str | None) -> None:
+def test_tricks_with_host_names(
+    policy: Policy, host: str, verdict: Verdict, reason: Reason, technique: str | None
+) -> None:
     decision = decide(policy, Request(host), PUPIL, None, LESSON)
     assert (decision.verdict, decision.reason, decision.technique) == (verdict, reason, technique)
 
@@ -300,15 +451,18 @@ def test_naive_time_is_refused(policy: Policy) -> None:
         decide(policy, Request("x.com"), PUPIL, None, datetime(2026, 11, 23, 10, 0))
 
 
-@pytest.mark.parametrize(("host", "role", "expected"), [
-    ("tiktok.com", "pupil", True),
-    ("facebook.com", "pupil", True),
-    ("x.com", "staff", False),  # not unblockable for anyone
-    ("www.locked.example", "staff", False),  # locked
-    ("nordvpn.com", "pupil", False),
-    ("nordvpn.com", "staff", True),
-    ("example.org", "pupil", True),
-    ("exa mple", "pupil", False),  # cannot be read: nothing to grant
-])
+@pytest.mark.parametrize(
+    ("host", "role", "expected"),
+    [
+        ("tiktok.com", "pupil", True),
+        ("facebook.com", "pupil", True),
+        ("x.com", "staff", False),  # not unblockable for anyone
+        ("www.locked.example", "staff", False),  # locked
+        ("nordvpn.com", "pupil", False),
+        ("nordvpn.com", "staff", True),
+        ("example.org", "pupil", True),
+        ("exa mple", "pupil", False),  # cannot be read: nothing to grant
+    ],
+)
 def test_unblockable(policy: Policy, host: str, role: str, expected: bool) -> None:
     assert unblockable(policy, host, role) is expected

@@ -35,9 +35,9 @@ HISTORY = [
     ("s1", "staff", "facebook.com", at(12, 40)),
     ("s2", "staff", "m.facebook.com", at(12, 5)),
     ("s3", "staff", "facebook.com", at(12, 59)),
-    ("s1", "staff", "facebook.com", at(10, 35)),   # morning break
-    ("s1", "staff", "facebook.com", at(9, 30)),    # lesson: blocked before and after
-    ("p1", "pupil", "facebook.com", at(12, 30)),   # pupils: blocked before and after
+    ("s1", "staff", "facebook.com", at(10, 35)),  # morning break
+    ("s1", "staff", "facebook.com", at(9, 30)),  # lesson: blocked before and after
+    ("p1", "pupil", "facebook.com", at(12, 30)),  # pupils: blocked before and after
     ("s2", "staff", "www.bbc.co.uk", at(12, 30)),  # allowed before and after
 ]
 
@@ -57,7 +57,9 @@ def test_the_reverse_change_is_a_gain(tmp_path: Path) -> None:
     old, new = policies(tmp_path)
     found = replay(new, old, HISTORY)
     assert {(f.direction, f.when, f.requests) for f in found.flips} == {
-        (GAIN, "lunch", 4), (GAIN, "morning break", 1)}
+        (GAIN, "lunch", 4),
+        (GAIN, "morning break", 1),
+    }
     assert LOSE not in {f.direction for f in found.flips}
 
 
@@ -83,8 +85,7 @@ def test_the_governors_tables_name_the_changed_cells(tmp_path: Path) -> None:
     }
 
 
-def test_remembering_verdicts_gives_the_same_answer_as_deciding_each_one(
-        tmp_path: Path) -> None:
+def test_remembering_verdicts_gives_the_same_answer_as_deciding_each_one(tmp_path: Path) -> None:
     """Every 7 minutes for a week (weekend, bank-holiday-free days, both breaks, before and
     after school), several roles and sites: the grouped replay equals a plain count made by
     calling decide() for every single request."""
@@ -94,9 +95,15 @@ def test_remembering_verdicts_gives_the_same_answer_as_deciding_each_one(
     old, new = policies(tmp_path)
     hosts = ["www.facebook.com", "tiktok.com", "www.bbc.co.uk", "x.com", "unknown.example"]
     start = datetime(2026, 11, 21, 0, 3, tzinfo=UTC)  # a Saturday
-    history = [(f"u{i % 11}", ("staff", "pupil", "social_media_manager")[i % 3],
-                hosts[i % len(hosts)], start + timedelta(minutes=7 * i))
-               for i in range(7 * 24 * 60 // 7)]
+    history = [
+        (
+            f"u{i % 11}",
+            ("staff", "pupil", "social_media_manager")[i % 3],
+            hosts[i % len(hosts)],
+            start + timedelta(minutes=7 * i),
+        )
+        for i in range(7 * 24 * 60 // 7)
+    ]
     found = replay(old, new, history)
     expected: dict[tuple[str, str], int] = {}
     for user, role, host, when in history:

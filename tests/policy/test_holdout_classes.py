@@ -33,23 +33,37 @@ HOLDOUT: dict[str, list[tuple[str, str]]] = {
         ("insta-stories-online.com", "platform_frontend"),
     ],
     "regional and legacy domains": [
-        ("facebook.com.mx", "facebook"), ("instagram.co.jp", "instagram"),
-        ("twitter.com.ar", "x"), ("tiktok.com.au", "social"), ("snapchat.fr", "social"),
-        ("reddit.de", "social"), ("discord.com.br", "social"), ("whatsapp.it", "social"),
+        ("facebook.com.mx", "facebook"),
+        ("instagram.co.jp", "instagram"),
+        ("twitter.com.ar", "x"),
+        ("tiktok.com.au", "social"),
+        ("snapchat.fr", "social"),
+        ("reddit.de", "social"),
+        ("discord.com.br", "social"),
+        ("whatsapp.it", "social"),
     ],
     "lookalikes": [
-        ("faceb\u043eok.co.uk", "lookalike"), ("wh\u0430tsapp.com", "lookalike"),
-        ("disc\u043erd.gg", "lookalike"), ("\u0456nstagram.net", "lookalike"),
-        ("redd\u0456t.net", "lookalike"), ("facebuuk.com", "lookalike"),
-        ("snapchaat.com", "lookalike"), ("whatsaap.com", "lookalike"),
-        ("twltter.com", "lookalike"), ("dlscord.com", "lookalike"),
+        ("faceb\u043eok.co.uk", "lookalike"),
+        ("wh\u0430tsapp.com", "lookalike"),
+        ("disc\u043erd.gg", "lookalike"),
+        ("\u0456nstagram.net", "lookalike"),
+        ("redd\u0456t.net", "lookalike"),
+        ("facebuuk.com", "lookalike"),
+        ("snapchaat.com", "lookalike"),
+        ("whatsaap.com", "lookalike"),
+        ("twltter.com", "lookalike"),
+        ("dlscord.com", "lookalike"),
     ],
     "special-use names": [
-        ("examplehiddenservice.onion", "tor"), ("www.someforum.i2p", "tor"),
-        ("service.loki", "tor"), ("relay.exit", "tor"),
+        ("examplehiddenservice.onion", "tor"),
+        ("www.someforum.i2p", "tor"),
+        ("service.loki", "tor"),
+        ("relay.exit", "tor"),
     ],
     "VPN names": [
-        ("freevpnplanet.com", "vpn"), ("ultravpn.com", "vpn"), ("vpnly.net", "vpn"),
+        ("freevpnplanet.com", "vpn"),
+        ("ultravpn.com", "vpn"),
+        ("vpnly.net", "vpn"),
     ],
     "Instagram on Meta's CDN": [
         ("instagram.fyvr3-1.fna.fbcdn.net", "instagram"),
@@ -62,13 +76,20 @@ HOLDOUT: dict[str, list[tuple[str, str]]] = {
         ("twitter-video.akamaized.net", "x"),
     ],
     "sites under adult top-level domains": [
-        ("anything.xxx", "adult"), ("www.somesite.porn", "adult"),
+        ("anything.xxx", "adult"),
+        ("www.somesite.porn", "adult"),
     ],
 }
 # the same classes, names that must stay open (ordinary sites that look a little alike)
-LEFT_ALONE = ["scontent.fman2-1.fna.fbcdn.net", "bbcnews.map.fastly.net", "reddish.com",
-              "xxx.example.com", "instantpot.com", "lg.com",
-              "torquaylibrary.org.uk"]
+LEFT_ALONE = [
+    "scontent.fman2-1.fna.fbcdn.net",
+    "bbcnews.map.fastly.net",
+    "reddish.com",
+    "xxx.example.com",
+    "instantpot.com",
+    "lg.com",
+    "torquaylibrary.org.uk",
+]
 
 
 @cache
@@ -81,10 +102,13 @@ def known_text() -> str:
     """Everything a rule or a list was written from: the lists, the manifest and hand-added
     file, the rule's source, the docs and the other tests."""
     package = ROOT / "schoolgate" / "policy"
-    files = [*sorted((package / "data").rglob("*.txt")),
-             *sorted((package / "data").rglob("*.yaml")), package / "hostclass.py",
-             *sorted((ROOT / "docs").glob("*.md")),
-             *[p for p in sorted((ROOT / "tests").rglob("*.py")) if p.name != Path(__file__).name]]
+    files = [
+        *sorted((package / "data").rglob("*.txt")),
+        *sorted((package / "data").rglob("*.yaml")),
+        package / "hostclass.py",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *[p for p in sorted((ROOT / "tests").rglob("*.py")) if p.name != Path(__file__).name],
+    ]
     return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files).lower()
 
 

@@ -212,9 +212,11 @@ def uncached() -> Iterator[None]:
 
 @pytest.mark.usefixtures("uncached")
 def test_an_unexpected_failure_inside_is_an_error_not_an_exception(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def broken(*_args: object, **_kwargs: object) -> str:
         raise RuntimeError("boom")
+
     monkeypatch.setattr(hostnames, "uts46_remap", broken)
     result = normalise_host("bücher.de")
     assert isinstance(result, HostError)
@@ -232,9 +234,11 @@ def test_only_short_input_is_remembered() -> None:
 
 @pytest.mark.usefixtures("uncached")
 def test_canonical_ascii_hosts_do_not_touch_the_idna_library(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def forbidden(*_args: object, **_kwargs: object) -> str:
         raise AssertionError("the fast path called the idna library")
+
     monkeypatch.setattr(hostnames, "uts46_remap", forbidden)
     monkeypatch.setattr(idna, "alabel", forbidden)
     monkeypatch.setattr(idna, "ulabel", forbidden)
@@ -244,9 +248,25 @@ def test_canonical_ascii_hosts_do_not_touch_the_idna_library(
 
 # --- properties ---------------------------------------------------------------------------
 
-HOSTILE = st.sampled_from([
-    *".-_:[]%/@ \t\x00\x7f0123456789abcxX", "xn--", "0x", "\u3002", "\uff0e", "\u200c", "\u200d",
-    "\u00ad", "ß", "ü", "\u0308", "\u05d0", "\u0627", "\ud800", "\U0001f4a9"])
+HOSTILE = st.sampled_from(
+    [
+        *".-_:[]%/@ \t\x00\x7f0123456789abcxX",
+        "xn--",
+        "0x",
+        "\u3002",
+        "\uff0e",
+        "\u200c",
+        "\u200d",
+        "\u00ad",
+        "ß",
+        "ü",
+        "\u0308",
+        "\u05d0",
+        "\u0627",
+        "\ud800",
+        "\U0001f4a9",
+    ]
+)
 
 
 @given(st.one_of(st.text(), st.lists(HOSTILE).map("".join)))
@@ -267,13 +287,15 @@ def test_normalise_never_raises_and_is_idempotent(raw: str) -> None:
     assert len(result.name) <= 253
 
 
-LABEL = st.text(alphabet=string.ascii_lowercase + string.digits + "-_", min_size=1,
-                max_size=12)
+LABEL = st.text(alphabet=string.ascii_lowercase + string.digits + "-_", min_size=1, max_size=12)
 ASCII_NAME = st.lists(LABEL, min_size=1, max_size=5).map(".".join)
 
 
-@given(st.one_of(ASCII_NAME, st.text(alphabet=string.ascii_letters + string.digits + "-_.x",
-                                     max_size=40)))
+@given(
+    st.one_of(
+        ASCII_NAME, st.text(alphabet=string.ascii_letters + string.digits + "-_.x", max_size=40)
+    )
+)
 @settings(max_examples=400)
 def test_the_fast_path_agrees_with_the_slow_path(raw: str) -> None:
     fast = normalise_host(raw)
@@ -324,8 +346,11 @@ def spelling(draw: st.DrawFn, name: str) -> str:
     return draw(st.sampled_from(["", " ", "\t"])) + text + draw(st.sampled_from(["", " "]))
 
 
-@given(st.sampled_from(sorted({d for ds in LISTED.values() for d in ds})).flatmap(
-    lambda name: st.tuples(st.just(name), spelling(name))))
+@given(
+    st.sampled_from(sorted({d for ds in LISTED.values() for d in ds})).flatmap(
+        lambda name: st.tuples(st.just(name), spelling(name))
+    )
+)
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 def test_any_spelling_of_a_listed_host_gets_its_categories(case: tuple[str, str]) -> None:
     listed, raw = case
@@ -339,12 +364,16 @@ DOMAIN_LABEL = st.sampled_from(["x", "com", "net", "notx", "xbox", "a", "b-c", "
 SMALL_NAME = st.lists(DOMAIN_LABEL, min_size=1, max_size=4).map(".".join)
 
 
-@given(st.dictionaries(st.sampled_from(["c1", "c2", "c3", "c4"]),
-                       st.lists(SMALL_NAME, max_size=6), max_size=4),
-       SMALL_NAME)
+@given(
+    st.dictionaries(
+        st.sampled_from(["c1", "c2", "c3", "c4"]), st.lists(SMALL_NAME, max_size=6), max_size=4
+    ),
+    SMALL_NAME,
+)
 @settings(max_examples=400)
 def test_only_the_domain_itself_and_its_subdomains_match(
-        lists: dict[str, list[str]], host: str) -> None:
+    lists: dict[str, list[str]], host: str
+) -> None:
     index = DomainIndex.build(lists)
     expected: list[str] = []
     suffixes = [host.split(".", i)[-1] for i in range(host.count(".") + 1)]
@@ -359,37 +388,44 @@ def test_only_the_domain_itself_and_its_subdomains_match(
 
 # --- label-boundary matching -----------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "domain", "covered"), [
-    ("x.com", "x.com", True),
-    ("api.x.com", "x.com", True),
-    ("a.b.c.x.com", "x.com", True),
-    ("xbox.com", "x.com", False),
-    ("netx.com", "x.com", False),
-    ("notx.com", "x.com", False),
-    ("x.com.evil.example", "x.com", False),
-    ("x.co", "x.com", False),
-    ("com", "x.com", False),
-    ("x.com", "", False),
-    ("x.com", "com", True),
-])
+
+@pytest.mark.parametrize(
+    ("name", "domain", "covered"),
+    [
+        ("x.com", "x.com", True),
+        ("api.x.com", "x.com", True),
+        ("a.b.c.x.com", "x.com", True),
+        ("xbox.com", "x.com", False),
+        ("netx.com", "x.com", False),
+        ("notx.com", "x.com", False),
+        ("x.com.evil.example", "x.com", False),
+        ("x.co", "x.com", False),
+        ("com", "x.com", False),
+        ("x.com", "", False),
+        ("x.com", "com", True),
+    ],
+)
 def test_is_subdomain_or_same(name: str, domain: str, covered: bool) -> None:
     assert is_subdomain_or_same(name, domain) is covered
 
 
-@pytest.mark.parametrize(("host", "categories"), [
-    ("x.com", ("x",)),
-    ("api.x.com", ("x",)),
-    ("pbs.twimg.com", ("x",)),
-    ("xbox.com", ()),
-    ("netx.com", ()),
-    ("notx.com", ()),
-    ("x.co", ()),
-    ("www.instagram.com", ("instagram", "social")),
-    ("facebook.com.evil.example", ()),
-    ("www.facebook.com", ("facebook",)),
-    ("evil.example", ()),
-    ("com", ()),
-])
+@pytest.mark.parametrize(
+    ("host", "categories"),
+    [
+        ("x.com", ("x",)),
+        ("api.x.com", ("x",)),
+        ("pbs.twimg.com", ("x",)),
+        ("xbox.com", ()),
+        ("netx.com", ()),
+        ("notx.com", ()),
+        ("x.co", ()),
+        ("www.instagram.com", ("instagram", "social")),
+        ("facebook.com.evil.example", ()),
+        ("www.facebook.com", ("facebook",)),
+        ("evil.example", ()),
+        ("com", ()),
+    ],
+)
 def test_index_matches_on_label_boundaries(host: str, categories: tuple[str, ...]) -> None:
     assert INDEX.categories(host) == categories
 
@@ -400,11 +436,13 @@ def test_a_host_under_a_listed_domain_only_gets_that_domains_categories() -> Non
 
 
 def test_categories_come_most_specific_suffix_first_without_duplicates() -> None:
-    index = DomainIndex.build({
-        "broad": ["example.com"],
-        "cdn": ["cdn.example.com", "example.com"],
-        "deep": ["img.cdn.example.com"],
-    })
+    index = DomainIndex.build(
+        {
+            "broad": ["example.com"],
+            "cdn": ["cdn.example.com", "example.com"],
+            "deep": ["img.cdn.example.com"],
+        }
+    )
     assert index.categories("img.cdn.example.com") == ("deep", "cdn", "broad")
     assert index.categories("x.img.cdn.example.com") == ("deep", "cdn", "broad")
     assert index.categories("cdn.example.com") == ("cdn", "broad")
@@ -439,20 +477,24 @@ def test_the_empty_index_matches_nothing() -> None:
     assert DomainIndex.build({"a": []}).categories("x.com") == ()
 
 
-@pytest.mark.parametrize(("lists", "fragment"), [
-    ({"x": ["X.com"]}, "'X.com' is not in canonical form; write it as 'x.com'"),
-    ({"x": ["x.com."]}, "write it as 'x.com'"),
-    ({"x": ["bücher.de"]}, "write it as 'xn--bcher-kva.de'"),
-    ({"x": ["127.1"]}, "write it as '127.0.0.1'"),
-    ({"x": ["[::1]"]}, "write it as '::1'"),
-    ({"social": ["ok.com", "bad host.com"]}, "category 'social': 'bad host.com' is not a host"),
-    ({"x": [""]}, "is empty"),
-    ({"x": "x.com"}, "expected a list of domains"),
-    ({"x": [3]}, "not text"),
-    ({"": ["x.com"]}, "non-empty"),
-])
+@pytest.mark.parametrize(
+    ("lists", "fragment"),
+    [
+        ({"x": ["X.com"]}, "'X.com' is not in canonical form; write it as 'x.com'"),
+        ({"x": ["x.com."]}, "write it as 'x.com'"),
+        ({"x": ["bücher.de"]}, "write it as 'xn--bcher-kva.de'"),
+        ({"x": ["127.1"]}, "write it as '127.0.0.1'"),
+        ({"x": ["[::1]"]}, "write it as '::1'"),
+        ({"social": ["ok.com", "bad host.com"]}, "category 'social': 'bad host.com' is not a host"),
+        ({"x": [""]}, "is empty"),
+        ({"x": "x.com"}, "expected a list of domains"),
+        ({"x": [3]}, "not text"),
+        ({"": ["x.com"]}, "non-empty"),
+    ],
+)
 def test_build_refuses_entries_that_are_not_canonical(
-        lists: dict[str, object], fragment: str) -> None:
+    lists: dict[str, object], fragment: str
+) -> None:
     with pytest.raises(ValueError, match="category") as raised:
         DomainIndex.build(lists)  # type: ignore[arg-type]
     assert fragment in str(raised.value)
@@ -483,51 +525,58 @@ def test_the_index_cannot_be_sent_to_another_process() -> None:
 
 # --- page-rewriting proxies --------------------------------------------------------------------
 
+
 def _amp_label(host: str) -> str:
     """How the AMP cache writes `host` into a label (amp-toolbox cache-url's algorithm)."""
     text = idna.decode(host).replace("-", "--").replace(".", "-")
     return text if text.isascii() else "xn--" + text.encode("punycode").decode("ascii")
 
 
-@pytest.mark.parametrize(("name", "target"), [
-    ("www-instagram-com.translate.goog", "www.instagram.com"),
-    ("www-bbc-co-uk.translate.goog", "www.bbc.co.uk"),
-    ("x-com.translate.goog", "x.com"),
-    ("my--site-example-com.translate.goog", "my-site.example.com"),
-    ("a----b-example-org.translate.goog", "a--b.example.org"),
-    ("www---instagram-com.translate.goog", "www-.instagram.com"),  # '---' reads as '-.'
-    ("0-bcher--kva-de.translate.goog", "xn--bcher-kva.de"),  # IDN: "0-" stands for "xn--"
-    ("0-example-com.translate.goog", "0.example.com"),  # not an A-label: read literally
-    ("1-example-com.translate.goog", "1.example.com"),  # still under example.com
-    ("xn--bcher-de-65a.translate.goog", "xn--bcher-kva.de"),  # a whole-label Unicode form
-    ("www-example-com.cdn.ampproject.org", "www.example.com"),
-    ("amp--cloud-de.cdn.ampproject.org", "amp-cloud.de"),
-    (_amp_label("xn--bcher-kva.de") + ".cdn.ampproject.org", "xn--bcher-kva.de"),
-    ("0-ab----cd-com-0.cdn.ampproject.org", "ab--cd.com"),
-    ("www-example-com.www.bing-amp.com", "www.example.com"),
-])
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [
+        ("www-instagram-com.translate.goog", "www.instagram.com"),
+        ("www-bbc-co-uk.translate.goog", "www.bbc.co.uk"),
+        ("x-com.translate.goog", "x.com"),
+        ("my--site-example-com.translate.goog", "my-site.example.com"),
+        ("a----b-example-org.translate.goog", "a--b.example.org"),
+        ("www---instagram-com.translate.goog", "www-.instagram.com"),  # '---' reads as '-.'
+        ("0-bcher--kva-de.translate.goog", "xn--bcher-kva.de"),  # IDN: "0-" stands for "xn--"
+        ("0-example-com.translate.goog", "0.example.com"),  # not an A-label: read literally
+        ("1-example-com.translate.goog", "1.example.com"),  # still under example.com
+        ("xn--bcher-de-65a.translate.goog", "xn--bcher-kva.de"),  # a whole-label Unicode form
+        ("www-example-com.cdn.ampproject.org", "www.example.com"),
+        ("amp--cloud-de.cdn.ampproject.org", "amp-cloud.de"),
+        (_amp_label("xn--bcher-kva.de") + ".cdn.ampproject.org", "xn--bcher-kva.de"),
+        ("0-ab----cd-com-0.cdn.ampproject.org", "ab--cd.com"),
+        ("www-example-com.www.bing-amp.com", "www.example.com"),
+    ],
+)
 def test_unwrap_rewriting_proxy(name: str, target: str) -> None:
     assert normalise_host(name) == Host(name)  # the inputs are canonical names
     assert unwrap_rewriting_proxy(name) == target
 
 
-@pytest.mark.parametrize("name", [
-    "translate.goog",
-    "www.translate.goog",  # decodes to one label, not a host
-    "a.b-com.translate.goog",  # deeper than the proxy's one-label scheme
-    "nottranslate.goog",
-    "translate.goog.evil.example",
-    "www-instagram-com.translate.goog.evil.example",
-    "www-instagram-com.example.com",
-    "www.instagram.com",
-    "x.com",
-    "127.0.0.1",
-    "::1",
-    "example-123.translate.goog",  # "example.123" ends in a number and is not IPv4
-    "xn--zz-zz-zz.translate.goog",  # not valid Punycode
-    "abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst.cdn.ampproject.org",  # hashed
-    "cdn.ampproject.org",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "translate.goog",
+        "www.translate.goog",  # decodes to one label, not a host
+        "a.b-com.translate.goog",  # deeper than the proxy's one-label scheme
+        "nottranslate.goog",
+        "translate.goog.evil.example",
+        "www-instagram-com.translate.goog.evil.example",
+        "www-instagram-com.example.com",
+        "www.instagram.com",
+        "x.com",
+        "127.0.0.1",
+        "::1",
+        "example-123.translate.goog",  # "example.123" ends in a number and is not IPv4
+        "xn--zz-zz-zz.translate.goog",  # not valid Punycode
+        "abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst.cdn.ampproject.org",  # hashed
+        "cdn.ampproject.org",
+    ],
+)
 def test_only_known_proxy_hosts_are_unwrapped(name: str) -> None:
     assert unwrap_rewriting_proxy(name) is None
 
@@ -553,8 +602,9 @@ def test_unwrapped_targets_are_canonical_and_shorter(prefix_source: str) -> None
 
 
 def test_an_exact_host_matches_itself_only_and_comes_first() -> None:
-    index = DomainIndex.build({"cdn": ["fastly.example"],
-                               "x": ["full:twitter.map.fastly.example", "x.com"]})
+    index = DomainIndex.build(
+        {"cdn": ["fastly.example"], "x": ["full:twitter.map.fastly.example", "x.com"]}
+    )
     assert index.categories("twitter.map.fastly.example") == ("x", "cdn")
     assert index.categories("a.twitter.map.fastly.example") == ("cdn",)
     assert index.categories("map.fastly.example") == ("cdn",)
@@ -571,8 +621,15 @@ def test_an_index_of_exact_hosts_alone_matches_nothing_else(host: str) -> None:
 
 def test_the_index_adds_the_classes_a_name_shows_when_it_has_their_categories() -> None:
     # policy/hostclass.py: lookalikes, front-ends, .onion names, platform CDN names
-    index = DomainIndex.build({"facebook": ["facebook.com"], "x": ["x.com"], "tor": [],
-                               "lookalike": [], "platform_frontend": []})
+    index = DomainIndex.build(
+        {
+            "facebook": ["facebook.com"],
+            "x": ["x.com"],
+            "tor": [],
+            "lookalike": [],
+            "platform_frontend": [],
+        }
+    )
     assert index.categories("faceb00k.com") == ("lookalike",)
     assert index.categories("nitter.net") == ("platform_frontend",)
     assert index.categories("abc.onion") == ("tor",)

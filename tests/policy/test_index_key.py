@@ -12,8 +12,17 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HOSTS = ["x.com", "api.x.com", "xbox.com", "www.instagram.com", "cdn.fbcdn.net",
-         "learning.test", "www.tiktok.com", "notx.com", "8.8.8.8"]
+HOSTS = [
+    "x.com",
+    "api.x.com",
+    "xbox.com",
+    "www.instagram.com",
+    "cdn.fbcdn.net",
+    "learning.test",
+    "www.tiktok.com",
+    "notx.com",
+    "8.8.8.8",
+]
 
 SCRIPT = f"""
 import json, sys, tracemalloc
@@ -33,8 +42,15 @@ print(json.dumps({{
 
 def run(seed: str) -> dict[str, object]:
     env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=120, check=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=ROOT,
+    )
     result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
     return result
 

@@ -41,10 +41,19 @@ def test_the_seed_inspects_everything_for_pupils_and_listed_for_staff() -> None:
     assert staff.youtube is YouTubeMode.OFF
 
 
-@pytest.mark.parametrize("host", ["courier.push.apple.com", "mesu.apple.com",
-                                  "download.windowsupdate.com", "fe2.update.microsoft.com",
-                                  "play.googleapis.com", "mtalk.google.com", "barclays.co.uk",
-                                  "www.nhs.uk"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "courier.push.apple.com",
+        "mesu.apple.com",
+        "download.windowsupdate.com",
+        "fe2.update.microsoft.com",
+        "play.googleapis.com",
+        "mtalk.google.com",
+        "barclays.co.uk",
+        "www.nhs.uk",
+    ],
+)
 def test_the_seed_never_decrypts_pinned_apps_banking_and_health(host: str) -> None:
     seed = load_policy()
     categories = seed.domains.categories(host)
@@ -61,8 +70,10 @@ def test_an_unnamed_role_gets_listed_and_no_forced_safe_search() -> None:
 
 def test_bad_inspection_settings_are_reported_with_their_place() -> None:
     with pytest.raises(PolicyError) as caught:
-        parse_policy(BASE + "inspection:\n  pupils: {inspect: everything}\n  staff: {youtube: "
-                            "maybe}\n", source="p.yaml")
+        parse_policy(
+            BASE + "inspection:\n  pupils: {inspect: everything}\n  staff: {youtube: maybe}\n",
+            source="p.yaml",
+        )
     text = str(caught.value)
     assert "inspection.pupils" in text
     assert "inspection.staff.youtube" in text
@@ -88,25 +99,35 @@ def test_a_term_list_beside_the_policy_is_read(tmp_path: Path) -> None:
 
 
 def test_term_list_topics_comments_and_problems() -> None:
-    terms, problems = parse_term_list("# a comment\nsuicide\n# topic: self_harm\nSelf-Harm  # x\n"
-                                      "\n!!!\n", source="t.terms")
+    terms, problems = parse_term_list(
+        "# a comment\nsuicide\n# topic: self_harm\nSelf-Harm  # x\n\n!!!\n", source="t.terms"
+    )
     assert terms == [SearchTerm("suicide", "safeguarding"), SearchTerm("self harm", "self_harm")]
     assert problems == ["t.terms: line 6: '!!!' has no letters or digits"]
 
 
-@pytest.mark.parametrize(("searched", "found"), [
-    ("how to SELF-HARM", ("self harm",)),
-    ("self   harm", ("self harm",)),
-    ("i want to kill myself now", ("kill myself",)),
-    ("harmless selfie", ()),
-    ("unsuicided", ()),  # whole words only
-    ("suicide squad and self harm", ("suicide", "self harm")),
-    ("", ()),
-])
-def test_terms_match_whole_words_in_any_case_and_spacing(searched: str,
-                                                         found: tuple[str, ...]) -> None:
-    settings = SearchSettings((SearchTerm("suicide", "suicide"), SearchTerm("self harm", "sh"),
-                               SearchTerm("kill myself", "suicide")))
+@pytest.mark.parametrize(
+    ("searched", "found"),
+    [
+        ("how to SELF-HARM", ("self harm",)),
+        ("self   harm", ("self harm",)),
+        ("i want to kill myself now", ("kill myself",)),
+        ("harmless selfie", ()),
+        ("unsuicided", ()),  # whole words only
+        ("suicide squad and self harm", ("suicide", "self harm")),
+        ("", ()),
+    ],
+)
+def test_terms_match_whole_words_in_any_case_and_spacing(
+    searched: str, found: tuple[str, ...]
+) -> None:
+    settings = SearchSettings(
+        (
+            SearchTerm("suicide", "suicide"),
+            SearchTerm("self harm", "sh"),
+            SearchTerm("kill myself", "suicide"),
+        )
+    )
     assert tuple(t.words for t in settings.matches(searched)) == found
 
 

@@ -18,43 +18,85 @@ def broken(old: str, new: str) -> str:
 
 ERRORS = [
     # (case, text, expected fragment of one problem)
-    ("unknown category in a rule",
-     broken("categories: [vpn], action", "categories: [vpn, gamez], action"),
-     "rules[1].categories[1]: unknown category 'gamez' (known: bank, facebook, instagram, "
-     "locked_cat, social, vpn, x)"),
-    ("unknown role in a rule", broken("roles: [staff], categories: [facebook, social], action: "
-                                      "block", "roles: [staf], categories: [facebook], action: "
-                                      "block"),
-     "rules[4].roles[0]: unknown role 'staf' "
-     "(known: pupil, social_media_manager, staff, or 'all')"),
-    ("unknown default role", broken("default_role: pupil", "default_role: guest"),
-     "default_role: unknown role 'guest'"),
-    ("unknown key", broken("default: allow", "default: allow\ncolour: blue"),
-     "colour: unknown key"),
-    ("unknown key in a category", broken("{locked: true, domains", "{lockd: true, domains"),
-     "categories.locked_cat.lockd: unknown key"),
-    ("bad action", broken("categories: [vpn], action: block", "categories: [vpn], action: deny"),
-     "rules[1].action: Input should be 'allow' or 'block'"),
-    ("unknown window", broken("when: [break]", "when: [playtime]"),
-     "rules[3].when[0]: unknown time window 'playtime' (known: break, lesson, lunch, "
-     "morning break, outside_school_day, school_day, always)"),
-    ("bad time", broken('start: "10:30"', 'start: "10.30"'),
-     "calendar.periods[0].start: '10.30' is not a time of day: write it as HH:MM"),
-    ("period end before start", broken('end: "13:00"', 'end: "11:00"'),
-     "calendar.periods[1]"),
-    ("bad time zone", broken("timezone: Europe/London", "timezone: Europe/Londn"),
-     "calendar.timezone: unknown time zone 'Europe/Londn'"),
-    ("bad weekday", broken("school_day: {", "school_days: [monday, funday]\n  school_day: {"),
-     "calendar.school_days[1]: 'funday' is not a day of the week"),
-    ("bad domain", broken("domains: [tiktok.com, reddit.com]", "domains: [tiktok.com, 'red dit']"),
-     "categories.social.domains[1]: 'red dit' is not a host name"),
-    ("duplicate rule name", broken("name: staff-locked", "name: circumvention"),
-     "rules[6].name: the name 'circumvention' is already used by rules[1]"),
-    ("missing list file", broken("{domains: [tiktok.com, reddit.com]}",
-                                 "{lists: [social.txt], domains: [tiktok.com]}"),
-     "categories.social.lists[0]: list file 'social.txt' was not found"),
-    ("duplicate key", broken("default: allow", "default: allow\ndefault: block"),
-     "the key 'default' appears twice"),
+    (
+        "unknown category in a rule",
+        broken("categories: [vpn], action", "categories: [vpn, gamez], action"),
+        "rules[1].categories[1]: unknown category 'gamez' (known: bank, facebook, instagram, "
+        "locked_cat, social, vpn, x)",
+    ),
+    (
+        "unknown role in a rule",
+        broken(
+            "roles: [staff], categories: [facebook, social], action: block",
+            "roles: [staf], categories: [facebook], action: block",
+        ),
+        "rules[4].roles[0]: unknown role 'staf' "
+        "(known: pupil, social_media_manager, staff, or 'all')",
+    ),
+    (
+        "unknown default role",
+        broken("default_role: pupil", "default_role: guest"),
+        "default_role: unknown role 'guest'",
+    ),
+    (
+        "unknown key",
+        broken("default: allow", "default: allow\ncolour: blue"),
+        "colour: unknown key",
+    ),
+    (
+        "unknown key in a category",
+        broken("{locked: true, domains", "{lockd: true, domains"),
+        "categories.locked_cat.lockd: unknown key",
+    ),
+    (
+        "bad action",
+        broken("categories: [vpn], action: block", "categories: [vpn], action: deny"),
+        "rules[1].action: Input should be 'allow' or 'block'",
+    ),
+    (
+        "unknown window",
+        broken("when: [break]", "when: [playtime]"),
+        "rules[3].when[0]: unknown time window 'playtime' (known: break, lesson, lunch, "
+        "morning break, outside_school_day, school_day, always)",
+    ),
+    (
+        "bad time",
+        broken('start: "10:30"', 'start: "10.30"'),
+        "calendar.periods[0].start: '10.30' is not a time of day: write it as HH:MM",
+    ),
+    ("period end before start", broken('end: "13:00"', 'end: "11:00"'), "calendar.periods[1]"),
+    (
+        "bad time zone",
+        broken("timezone: Europe/London", "timezone: Europe/Londn"),
+        "calendar.timezone: unknown time zone 'Europe/Londn'",
+    ),
+    (
+        "bad weekday",
+        broken("school_day: {", "school_days: [monday, funday]\n  school_day: {"),
+        "calendar.school_days[1]: 'funday' is not a day of the week",
+    ),
+    (
+        "bad domain",
+        broken("domains: [tiktok.com, reddit.com]", "domains: [tiktok.com, 'red dit']"),
+        "categories.social.domains[1]: 'red dit' is not a host name",
+    ),
+    (
+        "duplicate rule name",
+        broken("name: staff-locked", "name: circumvention"),
+        "rules[6].name: the name 'circumvention' is already used by rules[1]",
+    ),
+    (
+        "missing list file",
+        broken(
+            "{domains: [tiktok.com, reddit.com]}", "{lists: [social.txt], domains: [tiktok.com]}"
+        ),
+        "categories.social.lists[0]: list file 'social.txt' was not found",
+    ),
+    (
+        "duplicate key",
+        broken("default: allow", "default: allow\ndefault: block"),
+        "the key 'default' appears twice",
+    ),
     ("not yaml", "roles: [unclosed", "not valid YAML"),
     ("not a mapping", "- just\n- a list\n", "must be a YAML mapping"),
     ("missing required", broken("default: allow", ""), "default: required, but missing"),
@@ -81,11 +123,16 @@ def test_every_problem_is_reported_not_just_the_first() -> None:
 
 def test_times_stay_times_not_sexagesimal_numbers() -> None:
     # YAML 1.1 reads an unquoted 10:30 as the number 630; the policy reader must not.
-    policy = parse_policy(POLICY_TEXT.replace('"10:30"', "10:30").replace('"10:45"', "10:45"),
-                          source="p.yaml")
+    policy = parse_policy(
+        POLICY_TEXT.replace('"10:30"', "10:30").replace('"10:45"', "10:45"), source="p.yaml"
+    )
     first = policy.calendar.periods[0]
     assert (first.name, first.kind, first.start.hour, first.start.minute) == (
-        "morning break", PeriodKind.BREAK, 10, 30)
+        "morning break",
+        PeriodKind.BREAK,
+        10,
+        30,
+    )
 
 
 def test_parsed_policy_is_frozen() -> None:
@@ -108,6 +155,7 @@ def test_a_threshold_recommends_a_sanction_unless_the_policy_says_sanction() -> 
     # The safe default (ops review L5): reaching the threshold proposes a sanction to the DSL;
     # one is placed automatically only when the school writes `on_threshold: sanction`.
     from schoolgate.policy.model import SanctionAction
+
     data = yaml.safe_load(POLICY_TEXT)
     data.setdefault("circumvention", {}).pop("on_threshold", None)
     policy = parse_policy(yaml.safe_dump(data), source="p.yaml")
@@ -119,4 +167,5 @@ def test_a_threshold_recommends_a_sanction_unless_the_policy_says_sanction() -> 
 
 def test_the_model_default_is_to_recommend() -> None:
     from schoolgate.policy.model import CircumventionSettings, SanctionAction
+
     assert CircumventionSettings().on_threshold is SanctionAction.RECOMMEND

@@ -16,8 +16,9 @@ from schoolgate.policy.parse import parse_policy
 from schoolgate.store.policy_files import load_policy
 
 SEED = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml"
-SHIPPED_LISTS = {path.name: path.read_text(encoding="utf-8")
-                 for path in (SEED.parent / "lists").glob("*.t*")}  # .txt lists, .terms
+SHIPPED_LISTS = {
+    path.name: path.read_text(encoding="utf-8") for path in (SEED.parent / "lists").glob("*.t*")
+}  # .txt lists, .terms
 
 LONDON = ZoneInfo("Europe/London")
 LESSON = datetime(2026, 11, 23, 9, 15, tzinfo=LONDON)  # Monday
@@ -40,18 +41,39 @@ def seed() -> Policy:
     return load_policy()
 
 
-X_AND_INSTAGRAM = ["x.com", "www.x.com", "api.x.com", "twitter.com", "mobile.twitter.com",
-                   "t.co", "pbs.twimg.com", "abs.twimg.com", "video.twimg.com",
-                   "instagram.com", "www.instagram.com", "i.instagram.com", "instagr.am",
-                   "scontent-lhr8-1.cdninstagram.com", "ig.me",
-                   # regional and legacy names, CDN names, Instagram on Meta's CDN
-                   "twitter.co.uk", "www.twitter.fr", "twitter.com.mx", "twitter.ch",
-                   "instagram.de", "www.instagram.co.uk", "instagram.com.br",
-                   "twitter.map.fastly.net", "dualstack.twitter.map.fastly.net",
-                   "instagramstatic-a.akamaihd.net",
-                   "instagram.flhr8-1.fna.fbcdn.net", "instagram.fman2-1.fna.fbcdn.net",
-                   "z-p42-instagram.c10r.facebook.com",
-                   "scontent-lhr6-2.cdninstagram.com", "static.cdninstagram.com"]
+X_AND_INSTAGRAM = [
+    "x.com",
+    "www.x.com",
+    "api.x.com",
+    "twitter.com",
+    "mobile.twitter.com",
+    "t.co",
+    "pbs.twimg.com",
+    "abs.twimg.com",
+    "video.twimg.com",
+    "instagram.com",
+    "www.instagram.com",
+    "i.instagram.com",
+    "instagr.am",
+    "scontent-lhr8-1.cdninstagram.com",
+    "ig.me",
+    # regional and legacy names, CDN names, Instagram on Meta's CDN
+    "twitter.co.uk",
+    "www.twitter.fr",
+    "twitter.com.mx",
+    "twitter.ch",
+    "instagram.de",
+    "www.instagram.co.uk",
+    "instagram.com.br",
+    "twitter.map.fastly.net",
+    "dualstack.twitter.map.fastly.net",
+    "instagramstatic-a.akamaihd.net",
+    "instagram.flhr8-1.fna.fbcdn.net",
+    "instagram.fman2-1.fna.fbcdn.net",
+    "z-p42-instagram.c10r.facebook.com",
+    "scontent-lhr6-2.cdninstagram.com",
+    "static.cdninstagram.com",
+]
 
 
 @pytest.mark.parametrize("host", X_AND_INSTAGRAM)
@@ -63,16 +85,30 @@ def test_x_and_instagram_blocked_for_everyone_at_all_times(seed: Policy, host: s
             assert decision.rule == "x-and-instagram"
 
 
-FACEBOOK = ["facebook.com", "www.facebook.com", "m.facebook.com", "fb.com", "fb.me",
-            "static.xx.fbcdn.net", "scontent.fbcdn.net", "www.messenger.com", "fb.watch",
-            # Facebook's own CDN stays Facebook; regional names
-            "scontent-lhr8-1.xx.fbcdn.net", "video.flhr8-1.fna.fbcdn.net",
-            "facebook.de", "www.facebook.co.uk", "facebook.com.au", "fbcdn-a.akamaihd.net"]
+FACEBOOK = [
+    "facebook.com",
+    "www.facebook.com",
+    "m.facebook.com",
+    "fb.com",
+    "fb.me",
+    "static.xx.fbcdn.net",
+    "scontent.fbcdn.net",
+    "www.messenger.com",
+    "fb.watch",
+    # Facebook's own CDN stays Facebook; regional names
+    "scontent-lhr8-1.xx.fbcdn.net",
+    "video.flhr8-1.fna.fbcdn.net",
+    "facebook.de",
+    "www.facebook.co.uk",
+    "facebook.com.au",
+    "fbcdn-a.akamaihd.net",
+]
 
 
 @pytest.mark.parametrize("host", FACEBOOK)
-def test_facebook_pupils_never_staff_at_break_official_accounts_always(seed: Policy,
-                                                                       host: str) -> None:
+def test_facebook_pupils_never_staff_at_break_official_accounts_always(
+    seed: Policy, host: str
+) -> None:
     for at in ALL_TIMES:
         assert not decide(seed, Request(host), PUPIL, None, at).allowed
         assert not decide(seed, Request(host), UNKNOWN, None, at).allowed
@@ -86,20 +122,43 @@ def test_facebook_pupils_never_staff_at_break_official_accounts_always(seed: Pol
         assert decision.opens_at is not None
 
 
-SOCIAL = ["www.tiktok.com", "web.snapchat.com", "web.whatsapp.com", "discord.com",
-          "www.reddit.com", "www.threads.net", "bsky.app", "www.pinterest.co.uk",
-          # the platforms' infrastructure, regional names and CDN names of their own
-          "api16-normal-c-useast1a.tiktokv.com", "p16-sign-va.tiktokcdn.com",
-          "log.byteoversea.com", "sf16-website-login.neutral.ttwstatic.com", "tiktok.de",
-          "www.tiktok.co.uk", "cf-st.sc-cdn.net", "app.snapchat.de", "media.discordapp.net",
-          "cdn.discordapp.com", "discord.gg", "i.redd.it", "preview.redd.it",
-          "reddit.map.fastly.net", "dualstack.reddit.map.fastly.net", "reddit.co.uk",
-          "p16-tiktokcdn-com.akamaized.net", "mmg.whatsapp.net", "wa.me", "whatsapp.de"]
+SOCIAL = [
+    "www.tiktok.com",
+    "web.snapchat.com",
+    "web.whatsapp.com",
+    "discord.com",
+    "www.reddit.com",
+    "www.threads.net",
+    "bsky.app",
+    "www.pinterest.co.uk",
+    # the platforms' infrastructure, regional names and CDN names of their own
+    "api16-normal-c-useast1a.tiktokv.com",
+    "p16-sign-va.tiktokcdn.com",
+    "log.byteoversea.com",
+    "sf16-website-login.neutral.ttwstatic.com",
+    "tiktok.de",
+    "www.tiktok.co.uk",
+    "cf-st.sc-cdn.net",
+    "app.snapchat.de",
+    "media.discordapp.net",
+    "cdn.discordapp.com",
+    "discord.gg",
+    "i.redd.it",
+    "preview.redd.it",
+    "reddit.map.fastly.net",
+    "dualstack.reddit.map.fastly.net",
+    "reddit.co.uk",
+    "p16-tiktokcdn-com.akamaized.net",
+    "mmg.whatsapp.net",
+    "wa.me",
+    "whatsapp.de",
+]
 
 
 @pytest.mark.parametrize("host", SOCIAL)
-def test_social_media_blocked_for_pupils_and_for_staff_outside_breaks(seed: Policy,
-                                                                       host: str) -> None:
+def test_social_media_blocked_for_pupils_and_for_staff_outside_breaks(
+    seed: Policy, host: str
+) -> None:
     # The seeds: "Staff must not use social media within lesson times (for personal use)";
     # "Staff members are permitted to use social media during break times".
     for at in ALL_TIMES:
@@ -112,8 +171,7 @@ def test_social_media_blocked_for_pupils_and_for_staff_outside_breaks(seed: Poli
     assert lesson.opens_at == MORNING_BREAK
     for at in (MORNING_BREAK, LUNCH, SUMMER_BREAK):
         decision = decide(seed, Request(host), STAFF, None, at)
-        assert (decision.verdict, decision.rule) == (Verdict.ALLOW,
-                                                     "staff-social-media-at-break")
+        assert (decision.verdict, decision.rule) == (Verdict.ALLOW, "staff-social-media-at-break")
     for at in (EVENING, SATURDAY):
         assert not decide(seed, Request(host), STAFF, None, at).allowed
 
@@ -127,9 +185,14 @@ def test_the_staff_rules_say_social_media_in_their_descriptions(seed: Policy) ->
     assert "staff-facebook-otherwise" not in rules
 
 
-CIRCUMVENTION = [("www.croxyproxy.com", "web_proxy"), ("nordvpn.com", "vpn"),
-                 ("www.torproject.org", "tor"), ("dns.google", "doh"),
-                 ("cloudflare-dns.com", "doh"), ("mozilla.cloudflare-dns.com", "doh")]
+CIRCUMVENTION = [
+    ("www.croxyproxy.com", "web_proxy"),
+    ("nordvpn.com", "vpn"),
+    ("www.torproject.org", "tor"),
+    ("dns.google", "doh"),
+    ("cloudflare-dns.com", "doh"),
+    ("mozilla.cloudflare-dns.com", "doh"),
+]
 
 
 @pytest.mark.parametrize(("host", "technique"), CIRCUMVENTION)
@@ -137,18 +200,40 @@ def test_circumvention_blocked_for_everyone(seed: Policy, host: str, technique: 
     for subject in EVERYONE:
         decision = decide(seed, Request(host), subject, None, LESSON)
         assert (decision.verdict, decision.reason, decision.technique) == (
-            Verdict.BLOCK, Reason.CIRCUMVENTION, technique)
+            Verdict.BLOCK,
+            Reason.CIRCUMVENTION,
+            technique,
+        )
 
 
-ALLOWED_FOR_PUPILS = ["www.bbc.co.uk", "www.google.com", "www.youtube.com", "xbox.com",
-                      "netx.com", "facebook.com.evil.example", "www-bbc-co-uk.translate.goog",
-                      "www.nhs.uk", "www.hsbc.co.uk",
-                      # names that only look like the classes above
-                      "knitter.co.uk", "www.knitting.com", "instant-view.example.com",
-                      "www.instacart.com", "install.example.org", "www.instapaper.com",
-                      "www.fastly.com", "other.map.fastly.net", "www.akamaihd.net",
-                      "fbcdn.example.org", "www.redditch.gov.uk", "discordia.example.org",
-                      "www.clever.com", "www.rnib.org.uk", "x.co", "x.ai"]
+ALLOWED_FOR_PUPILS = [
+    "www.bbc.co.uk",
+    "www.google.com",
+    "www.youtube.com",
+    "xbox.com",
+    "netx.com",
+    "facebook.com.evil.example",
+    "www-bbc-co-uk.translate.goog",
+    "www.nhs.uk",
+    "www.hsbc.co.uk",
+    # names that only look like the classes above
+    "knitter.co.uk",
+    "www.knitting.com",
+    "instant-view.example.com",
+    "www.instacart.com",
+    "install.example.org",
+    "www.instapaper.com",
+    "www.fastly.com",
+    "other.map.fastly.net",
+    "www.akamaihd.net",
+    "fbcdn.example.org",
+    "www.redditch.gov.uk",
+    "discordia.example.org",
+    "www.clever.com",
+    "www.rnib.org.uk",
+    "x.co",
+    "x.ai",
+]
 
 
 @pytest.mark.parametrize("host", ALLOWED_FOR_PUPILS)
@@ -183,59 +268,120 @@ def test_instagram_on_metas_cdn_is_blocked_for_staff_at_break(seed: Policy) -> N
     assert decide(seed, Request("scontent.xx.fbcdn.net"), STAFF, None, LUNCH).allowed
 
 
-LOOKALIKES = ["xn--fcebook-2fg.com",  # Cyrillic a
-              "f\u0430cebook.com", "faceb\u043e\u043ek.com", "www.faceb00k.com",
-              "xn--nstagram-skb.com",  # Latin small dotless i
-              "xn--nstagram-shh.com",  # Cyrillic i
-              "instagrarn.com", "tvvitter.com", "xn--twtter-q9a.com", "t\u0131ktok.com",
-              "xn--dscord-p9a.gg", "xn--tiktk-mye.com", "xn--napchat-iog.com",
-              "xn--reddt-q2e.com", "rn.me", "whats\u0430pp.com", "faceb0ok.co.uk"]
+LOOKALIKES = [
+    "xn--fcebook-2fg.com",  # Cyrillic a
+    "f\u0430cebook.com",
+    "faceb\u043e\u043ek.com",
+    "www.faceb00k.com",
+    "xn--nstagram-skb.com",  # Latin small dotless i
+    "xn--nstagram-shh.com",  # Cyrillic i
+    "instagrarn.com",
+    "tvvitter.com",
+    "xn--twtter-q9a.com",
+    "t\u0131ktok.com",
+    "xn--dscord-p9a.gg",
+    "xn--tiktk-mye.com",
+    "xn--napchat-iog.com",
+    "xn--reddt-q2e.com",
+    "rn.me",
+    "whats\u0430pp.com",
+    "faceb0ok.co.uk",
+]
 
 
 @pytest.mark.parametrize("host", LOOKALIKES)
 def test_a_lookalike_of_a_platform_is_circumvention_never_the_platforms_allow(
-        seed: Policy, host: str) -> None:
+    seed: Policy, host: str
+) -> None:
     for subject in EVERYONE:
         for at in (LESSON, LUNCH):
             decision = decide(seed, Request(host), subject, None, at)
             assert (decision.verdict, decision.reason, decision.technique) == (
-                Verdict.BLOCK, Reason.CIRCUMVENTION, "lookalike"), (host, subject, at)
+                Verdict.BLOCK,
+                Reason.CIRCUMVENTION,
+                "lookalike",
+            ), (host, subject, at)
 
 
-FRONTENDS = ["nitter.net", "nitter.poast.org", "nitter.example.org", "nitter-2.example.net",
-             "xcancel.com", "fxtwitter.com", "d.fxtwitter.com", "vxtwitter.com",
-             "api.vxtwitter.com", "fixupx.com", "twitterviewer.example", "ddinstagram.com",
-             "www.kkinstagram.com", "instagramez.com", "saveinsta.app", "snapinsta.app",
-             "www.instastories.example", "insta-stalker.example.com", "picuki.com",
-             "www.imginn.com", "instanavigation.com", "bibliogram.art",
-             "bibliogram.example.org", "farside.link"]
+FRONTENDS = [
+    "nitter.net",
+    "nitter.poast.org",
+    "nitter.example.org",
+    "nitter-2.example.net",
+    "xcancel.com",
+    "fxtwitter.com",
+    "d.fxtwitter.com",
+    "vxtwitter.com",
+    "api.vxtwitter.com",
+    "fixupx.com",
+    "twitterviewer.example",
+    "ddinstagram.com",
+    "www.kkinstagram.com",
+    "instagramez.com",
+    "saveinsta.app",
+    "snapinsta.app",
+    "www.instastories.example",
+    "insta-stalker.example.com",
+    "picuki.com",
+    "www.imginn.com",
+    "instanavigation.com",
+    "bibliogram.art",
+    "bibliogram.example.org",
+    "farside.link",
+]
 
 
 @pytest.mark.parametrize("host", FRONTENDS)
-def test_front_ends_of_x_and_instagram_are_circumvention_for_everyone(seed: Policy,
-                                                                      host: str) -> None:
+def test_front_ends_of_x_and_instagram_are_circumvention_for_everyone(
+    seed: Policy, host: str
+) -> None:
     for subject in EVERYONE:
         decision = decide(seed, Request(host), subject, None, LUNCH)
         assert (decision.verdict, decision.reason, decision.technique) == (
-            Verdict.BLOCK, Reason.CIRCUMVENTION, "platform_frontend"), (host, subject)
+            Verdict.BLOCK,
+            Reason.CIRCUMVENTION,
+            "platform_frontend",
+        ), (host, subject)
     assert not seed.categories["platform_frontend"].not_unblockable_for - {
-        "pupil", "staff", "social_media_manager"}
+        "pupil",
+        "staff",
+        "social_media_manager",
+    }
     assert {"pupil", "staff"} <= seed.categories["platform_frontend"].not_unblockable_for
 
 
-@pytest.mark.parametrize("host", ["duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion",
-                                  "facebookcorewwwi.onion", "www.example.onion",
-                                  "example.i2p", "exitnode.exit", "example.loki"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion",
+        "facebookcorewwwi.onion",
+        "www.example.onion",
+        "example.i2p",
+        "exitnode.exit",
+        "example.loki",
+    ],
+)
 def test_anonymity_network_names_are_tor(seed: Policy, host: str) -> None:
     for subject in EVERYONE:
         decision = decide(seed, Request(host), subject, None, LESSON)
         assert (decision.verdict, decision.reason, decision.technique) == (
-            Verdict.BLOCK, Reason.CIRCUMVENTION, "tor"), (host, subject)
+            Verdict.BLOCK,
+            Reason.CIRCUMVENTION,
+            "tor",
+        ), (host, subject)
 
 
-@pytest.mark.parametrize("host", ["prmsrvs.com", "node-1.frmdom.com", "holavpn.net",
-                                  "whiskergalaxy.com", "api.whiskergalaxy.com",
-                                  "assets.totallyacdn.com"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "prmsrvs.com",
+        "node-1.frmdom.com",
+        "holavpn.net",
+        "whiskergalaxy.com",
+        "api.whiskergalaxy.com",
+        "assets.totallyacdn.com",
+    ],
+)
 def test_vpn_extension_endpoints_are_circumvention(seed: Policy, host: str) -> None:
     decision = decide(seed, Request(host), STAFF, None, LUNCH)
     assert (decision.verdict, decision.technique) == (Verdict.BLOCK, "vpn")
@@ -269,12 +415,16 @@ def test_content_categories_block_pupils_and_staff_as_described(name: str) -> No
     assert ("for everyone" in description) is (name in CONTENT_FOR_EVERYONE)
 
 
-@pytest.mark.parametrize(("host", "words"), [
-    ("faceb00k.com", "lookalike letters"),
-    ("nitter.net", "shows X or Instagram another way"),
-])
-def test_explain_says_what_the_new_circumvention_classes_are(seed: Policy, host: str,
-                                                             words: str) -> None:
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [
+        ("faceb00k.com", "lookalike letters"),
+        ("nitter.net", "shows X or Instagram another way"),
+    ],
+)
+def test_explain_says_what_the_new_circumvention_classes_are(
+    seed: Policy, host: str, words: str
+) -> None:
     decision = decide(seed, Request(host), STAFF, None, LUNCH)
     assert words in explain_decision(seed, decision, STAFF, LUNCH)
 
@@ -282,25 +432,57 @@ def test_explain_says_what_the_new_circumvention_classes_are(seed: Policy, host:
 # A sample of what v2fly domain-list-community (commit c975ccef9c19) and AdGuard's services
 # attribute to the platforms, typo-squats included: all of it is closed to pupils, and the
 # typo-squats are lookalikes for everyone.
-FROM_THE_SOURCES = ["acebooik.com", "faacebok.com", "facbook.com", "facebokbook.com",
-                    "faceebot.com", "facebook-login.com", "wwwfacebook.com", "fbworkmail.com",
-                    "atdmt2.com", "crowdtangle.com", "groups.com", "workplace.com",
-                    "imtagram.com", "instgram.com", "lnstagram-help.com", "instagramtips.com",
-                    "carstagram.com", "tik-tokapi.com", "tiktokrow-cdn.com", "douyinpic.com",
-                    "roovza.launches.appsflyersdk.com", "airhornbot.com", "whatsapp-plus.me",
-                    "redditmail.com", "twitter.biz", "twvid.com", "dns.seia.io",
-                    "common.dot.dns.yandex.net"]
+FROM_THE_SOURCES = [
+    "acebooik.com",
+    "faacebok.com",
+    "facbook.com",
+    "facebokbook.com",
+    "faceebot.com",
+    "facebook-login.com",
+    "wwwfacebook.com",
+    "fbworkmail.com",
+    "atdmt2.com",
+    "crowdtangle.com",
+    "groups.com",
+    "workplace.com",
+    "imtagram.com",
+    "instgram.com",
+    "lnstagram-help.com",
+    "instagramtips.com",
+    "carstagram.com",
+    "tik-tokapi.com",
+    "tiktokrow-cdn.com",
+    "douyinpic.com",
+    "roovza.launches.appsflyersdk.com",
+    "airhornbot.com",
+    "whatsapp-plus.me",
+    "redditmail.com",
+    "twitter.biz",
+    "twvid.com",
+    "dns.seia.io",
+    "common.dot.dns.yandex.net",
+]
 
 
 @pytest.mark.parametrize("host", FROM_THE_SOURCES)
 def test_names_the_maintained_sources_attribute_to_a_platform_are_closed_to_pupils(
-        seed: Policy, host: str) -> None:
+    seed: Policy, host: str
+) -> None:
     for at in (LESSON, LUNCH):
         assert not decide(seed, Request(host), PUPIL, None, at).allowed, host
 
 
-@pytest.mark.parametrize("host", ["acebooik.com", "faacebok.com", "facebokbook.com",
-                                  "wwwfacebook.com", "imtagram.com", "lnstagram-help.com"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "acebooik.com",
+        "faacebok.com",
+        "facebokbook.com",
+        "wwwfacebook.com",
+        "imtagram.com",
+        "lnstagram-help.com",
+    ],
+)
 def test_typo_squats_are_lookalikes_even_for_staff_at_break(seed: Policy, host: str) -> None:
     decision = decide(seed, Request(host), STAFF, None, LUNCH)
     assert (decision.verdict, decision.technique) == (Verdict.BLOCK, "lookalike")

@@ -33,9 +33,7 @@ def test_every_category_has_a_row_and_the_empty_and_locked_ones_are_named() -> N
     assert verdicts[("staff", "illegal_content")] == {"BLOCK"}  # locked: blocked for everyone
     assert verdicts[("staff", "social")] == {"BLOCK"}
     assert verdicts[("pupil", "(uncategorised)")] == {"allow"}
-    assert "Locked (no exception, admin or approver can ever unblock it): illegal_content." \
-        in note
-    assert "filled by list updates ('schoolgate lists update'): illegal_content, violence." \
-        in note
+    assert "Locked (no exception, admin or approver can ever unblock it): illegal_content." in note
+    assert "filled by list updates ('schoolgate lists update'): illegal_content, violence." in note
     # the stand-in host used for an empty category leaves the real policy as it was
     assert policy.domains.categories("violence.empty-category.example") == ()

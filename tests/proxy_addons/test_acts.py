@@ -17,11 +17,24 @@ from schoolgate.store.models import AlertRow, CircumventionAttemptRow, SanctionR
 from tests.proxy_addons.test_record import Rig, rig  # noqa: F401  (the fixture)
 
 
-def attempt(host: str, at: datetime, *, user: str | None = "pupil1", ip: str = "10.0.0.5",
-            technique: str = "vpn") -> Event:
-    return Event(at=at, host=host, verdict=Verdict.BLOCK, reason=Reason.CIRCUMVENTION,
-                 user=user, client_ip=ip, technique=technique,
-                 attempt=AttemptEvidence({}, counted=True))
+def attempt(
+    host: str,
+    at: datetime,
+    *,
+    user: str | None = "pupil1",
+    ip: str = "10.0.0.5",
+    technique: str = "vpn",
+) -> Event:
+    return Event(
+        at=at,
+        host=host,
+        verdict=Verdict.BLOCK,
+        reason=Reason.CIRCUMVENTION,
+        user=user,
+        client_ip=ip,
+        technique=technique,
+        attempt=AttemptEvidence({}, counted=True),
+    )
 
 
 def test_act_window_groups_by_person_site_and_technique() -> None:
@@ -55,16 +68,20 @@ def test_act_site_is_the_registrable_domain() -> None:
 
 
 async def test_a_page_and_its_follow_ups_are_one_attempt(rig: Rig) -> None:  # noqa: F811
-    page = rig.request("web.archive.org", "/web/2024/https://www.instagram.com/",
-                       headers={"sec-fetch-dest": "document", "sec-fetch-site": "none"})
+    page = rig.request(
+        "web.archive.org",
+        "/web/2024/https://www.instagram.com/",
+        headers={"sec-fetch-dest": "document", "sec-fetch-site": "none"},
+    )
     assert page.response is not None
     assert page.response.status_code == 403
     rig.request("web.archive.org", "/favicon.ico", headers={"sec-fetch-dest": "image"})
     rig.request("web.archive.org", "/web/2024/https://www.instagram.com/")  # a reload
     await rig.record.done()
     with Session(rig.engine) as session:
-        rows = list(session.scalars(select(CircumventionAttemptRow)
-                                    .order_by(CircumventionAttemptRow.at)))
+        rows = list(
+            session.scalars(select(CircumventionAttemptRow).order_by(CircumventionAttemptRow.at))
+        )
         alerts = list(session.scalars(select(AlertRow)))
     archive = [r for r in rows if r.host == "web.archive.org"]
     assert len(archive) >= 2  # every request is still recorded ...

@@ -8,8 +8,9 @@ from schoolgate.proxy_addons.altsvc import StripAltSvc
 
 
 def test_alt_svc_is_dropped_and_the_response_streamed() -> None:
-    flow = tflow.tflow(resp=tutils.tresp(headers=[(b"Alt-Svc", b'h3=":443"'),
-                                                  (b"Content-Type", b"text/html")]))
+    flow = tflow.tflow(
+        resp=tutils.tresp(headers=[(b"Alt-Svc", b'h3=":443"'), (b"Content-Type", b"text/html")])
+    )
     StripAltSvc().responseheaders(flow)
     assert flow.response is not None
     assert "alt-svc" not in flow.response.headers

@@ -26,10 +26,22 @@ def seed():  # type: ignore[no-untyped-def]
 
 def test_time_based_block_says_when_it_opens(seed) -> None:  # type: ignore[no-untyped-def]
     opens = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
-    decision = Decision(Verdict.BLOCK, Reason.RULE_BLOCK, rule="staff-facebook-otherwise",
-                        category="facebook", host="www.facebook.com", opens_at=opens)
-    response = make_block_page(decision, Subject("staff", "mrs.jones"), site="www.facebook.com",
-                               at=AT, policy=seed, settings=SETTINGS)
+    decision = Decision(
+        Verdict.BLOCK,
+        Reason.RULE_BLOCK,
+        rule="staff-facebook-otherwise",
+        category="facebook",
+        host="www.facebook.com",
+        opens_at=opens,
+    )
+    response = make_block_page(
+        decision,
+        Subject("staff", "mrs.jones"),
+        site="www.facebook.com",
+        at=AT,
+        policy=seed,
+        settings=SETTINGS,
+    )
     html = response.text or ""
     assert response.status_code == 403
     assert response.headers["Cache-Control"] == "no-store"
@@ -42,16 +54,36 @@ def test_time_based_block_says_when_it_opens(seed) -> None:  # type: ignore[no-u
 
 
 def test_ask_for_access_link_carries_a_signed_token(seed) -> None:  # type: ignore[no-untyped-def]
-    decision = Decision(Verdict.BLOCK, Reason.RULE_BLOCK, rule="pupils-social-media",
-                        category="social", host="www.tiktok.com")
-    html = make_block_page(decision, Subject("pupil", "pupil1"), site="www.tiktok.com", at=AT,
-                           policy=seed, settings=SETTINGS).text or ""
+    decision = Decision(
+        Verdict.BLOCK,
+        Reason.RULE_BLOCK,
+        rule="pupils-social-media",
+        category="social",
+        host="www.tiktok.com",
+    )
+    html = (
+        make_block_page(
+            decision,
+            Subject("pupil", "pupil1"),
+            site="www.tiktok.com",
+            at=AT,
+            policy=seed,
+            settings=SETTINGS,
+        ).text
+        or ""
+    )
     start = html.index('href="') + len('href="')
-    url = urlparse(html[start:html.index('"', start)].replace("&amp;", "&"))
+    url = urlparse(html[start : html.index('"', start)].replace("&amp;", "&"))
     assert (url.scheme, url.netloc, url.path) == ("http", "admin.test:8081", "/requests/new")
     claims = read_access_token(SECRET, parse_qs(url.query)["token"][0], max_age_seconds=10**9)
-    assert (claims.user, claims.role, claims.host, claims.category, claims.reason, claims.at) \
-        == ("pupil1", "pupil", "www.tiktok.com", "social", "rule_block", AT)
+    assert (claims.user, claims.role, claims.host, claims.category, claims.reason, claims.at) == (
+        "pupil1",
+        "pupil",
+        "www.tiktok.com",
+        "social",
+        "rule_block",
+        AT,
+    )
 
 
 ASKING = [
@@ -76,22 +108,32 @@ ASKING = [
 
 @pytest.mark.parametrize(("role", "host", "reason", "category", "offered"), ASKING)
 def test_ask_for_access_only_where_an_approval_could_open_it(  # type: ignore[no-untyped-def]
-        seed, role: str, host: str, reason: Reason, category: str | None,
-        offered: bool) -> None:
+    seed, role: str, host: str, reason: Reason, category: str | None, offered: bool
+) -> None:
     decision = Decision(Verdict.BLOCK, reason, category=category, host=host)
-    html = make_block_page(decision, Subject(role, "someone"), site=host, at=AT, policy=seed,
-                           settings=SETTINGS).text or ""
+    html = (
+        make_block_page(
+            decision, Subject(role, "someone"), site=host, at=AT, policy=seed, settings=SETTINGS
+        ).text
+        or ""
+    )
     assert ("/requests/new?token=" in html) is offered
     sanctioned = reason is Reason.SUPERVISED_ONLY  # says "only with a teacher" instead
     assert ("cannot be unblocked at school" in html) is (not offered and not sanctioned)
 
 
-@pytest.mark.parametrize("reason", [r for r in Reason if r not in (Reason.RULE_ALLOW,
-                                    Reason.DEFAULT_ALLOW, Reason.EXCEPTION)])
+@pytest.mark.parametrize(
+    "reason",
+    [r for r in Reason if r not in (Reason.RULE_ALLOW, Reason.DEFAULT_ALLOW, Reason.EXCEPTION)],
+)
 def test_every_block_reason_has_plain_words(seed, reason: Reason) -> None:  # type: ignore[no-untyped-def]
     decision = Decision(Verdict.BLOCK, reason, host="example.test")
-    html = make_block_page(decision, Subject("pupil"), site="example.test", at=AT,
-                           policy=seed, settings=SETTINGS).text or ""
+    html = (
+        make_block_page(
+            decision, Subject("pupil"), site="example.test", at=AT, policy=seed, settings=SETTINGS
+        ).text
+        or ""
+    )
     assert reason.value in html
     assert "(not signed in)" in html
 
@@ -99,8 +141,17 @@ def test_every_block_reason_has_plain_words(seed, reason: Reason) -> None:  # ty
 def test_what_the_client_sent_is_escaped(seed) -> None:  # type: ignore[no-untyped-def]
     hostile = '<script>alert("x")</script>.test'
     decision = Decision(Verdict.BLOCK, Reason.INVALID_HOST, rule="<b>bad</b>")
-    html = make_block_page(decision, Subject("pupil", '<img src=x onerror=1>'), site=hostile,
-                           at=AT, policy=seed, settings=SETTINGS).text or ""
+    html = (
+        make_block_page(
+            decision,
+            Subject("pupil", "<img src=x onerror=1>"),
+            site=hostile,
+            at=AT,
+            policy=seed,
+            settings=SETTINGS,
+        ).text
+        or ""
+    )
     assert "<script>" not in html
     assert "<img" not in html
     assert "<b>bad" not in html
@@ -110,24 +161,41 @@ def test_what_the_client_sent_is_escaped(seed) -> None:  # type: ignore[no-untyp
 def test_opening_on_another_day_names_the_day(seed) -> None:  # type: ignore[no-untyped-def]
     friday_evening = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
     monday_break = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
-    assert describe_opening(seed, monday_break, friday_evening) == \
-        "You can use it at morning break on Monday 23 November, from 10:30."
+    assert (
+        describe_opening(seed, monday_break, friday_evening)
+        == "You can use it at morning break on Monday 23 November, from 10:30."
+    )
 
 
 def test_template_file_exists() -> None:
     from schoolgate import proxy_addons
+
     assert (Path(proxy_addons.__file__).parent / "templates" / "blocked.html").is_file()
 
 
 def test_ask_for_access_from_a_rewritten_url_asks_for_the_site_it_shows(  # type: ignore[no-untyped-def]
-        seed) -> None:
-    decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="pupils-social-media",
-                        category="social", host="www-tiktok-com.translate.goog",
-                        technique="rewriting_proxy")
-    html = make_block_page(decision, Subject("pupil", "pupil1"),
-                           site="www-tiktok-com.translate.goog", at=AT, policy=seed,
-                           settings=SETTINGS).text or ""
+    seed,
+) -> None:
+    decision = Decision(
+        Verdict.BLOCK,
+        Reason.CIRCUMVENTION,
+        rule="pupils-social-media",
+        category="social",
+        host="www-tiktok-com.translate.goog",
+        technique="rewriting_proxy",
+    )
+    html = (
+        make_block_page(
+            decision,
+            Subject("pupil", "pupil1"),
+            site="www-tiktok-com.translate.goog",
+            at=AT,
+            policy=seed,
+            settings=SETTINGS,
+        ).text
+        or ""
+    )
     start = html.index('class="ask" href="') + len('class="ask" href="')
-    url = urlparse(html[start:html.index('"', start)].replace("&amp;", "&"))
+    url = urlparse(html[start : html.index('"', start)].replace("&amp;", "&"))
     claims = read_access_token(SECRET, parse_qs(url.query)["token"][0], max_age_seconds=10**9)
     assert claims.host == "www.tiktok.com"

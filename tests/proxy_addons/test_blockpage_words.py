@@ -25,13 +25,27 @@ def seed() -> Policy:
 
 
 def page(seed: Policy, decision: Decision, role: str, user: str = "pupil1") -> str:
-    return make_block_page(decision, Subject(role, user), site=decision.host or "x.test", at=AT,
-                           policy=seed, settings=SETTINGS).text or ""
+    return (
+        make_block_page(
+            decision,
+            Subject(role, user),
+            site=decision.host or "x.test",
+            at=AT,
+            policy=seed,
+            settings=SETTINGS,
+        ).text
+        or ""
+    )
 
 
 def test_a_sanctioned_pupil_reads_what_is_happening_and_until_when(seed: Policy) -> None:
-    decision = Decision(Verdict.BLOCK, Reason.SUPERVISED_ONLY, rule=SANCTION_ID,
-                        host="www.pinterest.com", opens_at=ENDS)
+    decision = Decision(
+        Verdict.BLOCK,
+        Reason.SUPERVISED_ONLY,
+        rule=SANCTION_ID,
+        host="www.pinterest.com",
+        opens_at=ENDS,
+    )
     html = page(seed, decision, "pupil")
     assert "You can use the computer only with a teacher until Thursday 17 December." in html
     assert "You can use it on Thursday" not in html  # the old, dateless and wrong promise
@@ -42,15 +56,21 @@ def test_a_sanctioned_pupil_reads_what_is_happening_and_until_when(seed: Policy)
 
 
 def test_a_sanctioned_pupil_without_an_end_in_sight_is_told_so_plainly(seed: Policy) -> None:
-    decision = Decision(Verdict.BLOCK, Reason.SUPERVISED_ONLY, rule=SANCTION_ID,
-                        host="www.tiktok.com")
+    decision = Decision(
+        Verdict.BLOCK, Reason.SUPERVISED_ONLY, rule=SANCTION_ID, host="www.tiktok.com"
+    )
     html = page(seed, decision, "pupil")
     assert "You can use the computer only with a teacher." in html
 
 
 def test_pupils_and_staff_read_different_words(seed: Policy) -> None:
-    decision = Decision(Verdict.BLOCK, Reason.RULE_BLOCK, rule="pupils-social-media",
-                        category="social", host="www.tiktok.com")
+    decision = Decision(
+        Verdict.BLOCK,
+        Reason.RULE_BLOCK,
+        rule="pupils-social-media",
+        category="social",
+        host="www.tiktok.com",
+    )
     pupil = page(seed, decision, "pupil")
     assert "You can ask to use it." in pupil
     assert "A grown-up at school will read what you write and decide." in pupil
@@ -63,8 +83,9 @@ def test_pupils_and_staff_read_different_words(seed: Policy) -> None:
 
 
 def test_a_blocked_vpn_reads_plainly_for_a_pupil(seed: Policy) -> None:
-    decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, category="vpn",
-                        host="nordvpn.com", technique="vpn")
+    decision = Decision(
+        Verdict.BLOCK, Reason.CIRCUMVENTION, category="vpn", host="nordvpn.com", technique="vpn"
+    )
     html = page(seed, decision, "pupil")
     assert "a way to get round the school&#39;s safety filter" in html
     assert "This website cannot be unblocked at school, even if you ask." in html
@@ -72,7 +93,11 @@ def test_a_blocked_vpn_reads_plainly_for_a_pupil(seed: Policy) -> None:
 
 def test_an_opening_on_another_day_has_its_date(seed: Policy) -> None:
     thursday = datetime(2026, 12, 3, 18, 0, tzinfo=UTC)
-    assert describe_opening(seed, datetime(2026, 12, 4, 10, 30, tzinfo=UTC), thursday) == \
-        "You can use it at morning break tomorrow, from 10:30."
-    assert describe_opening(seed, datetime(2026, 12, 7, 10, 30, tzinfo=UTC), thursday) == \
-        "You can use it at morning break on Monday 7 December, from 10:30."
+    assert (
+        describe_opening(seed, datetime(2026, 12, 4, 10, 30, tzinfo=UTC), thursday)
+        == "You can use it at morning break tomorrow, from 10:30."
+    )
+    assert (
+        describe_opening(seed, datetime(2026, 12, 7, 10, 30, tzinfo=UTC), thursday)
+        == "You can use it at morning break on Monday 7 December, from 10:30."
+    )

@@ -19,10 +19,25 @@ def test_the_seed_recommends_rather_than_sanctions() -> None:
 
 
 def attempt_page(role: str) -> str:
-    decision = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION, rule="circumvention",
-                        category="vpn", host="www.vpn.example", technique="vpn")
-    return make_block_page(decision, Subject(role, "someone"), site="www.vpn.example", at=AT,
-                           policy=load_policy(), settings=SETTINGS).text or ""
+    decision = Decision(
+        Verdict.BLOCK,
+        Reason.CIRCUMVENTION,
+        rule="circumvention",
+        category="vpn",
+        host="www.vpn.example",
+        technique="vpn",
+    )
+    return (
+        make_block_page(
+            decision,
+            Subject(role, "someone"),
+            site="www.vpn.example",
+            at=AT,
+            policy=load_policy(),
+            settings=SETTINGS,
+        ).text
+        or ""
+    )
 
 
 def test_a_pupil_is_told_what_trying_again_can_lead_to() -> None:

@@ -47,11 +47,14 @@ def test_hosts_file_is_read_with_wildcards_and_every_address() -> None:
     assert hosts["*.learning.test"] == (ip("192.0.0.9"),)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("10.0.0.1\n", "line 1: expected an address and a name"),
-    ("\n300.1.1.1 a.test\n", "line 2: '300.1.1.1' is not an IP address"),
-    ("10.0.0.1 'bad name'\n", "line 1:"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("10.0.0.1\n", "line 1: expected an address and a name"),
+        ("\n300.1.1.1 a.test\n", "line 2: '300.1.1.1' is not an IP address"),
+        ("10.0.0.1 'bad name'\n", "line 1:"),
+    ],
+)
 def test_hosts_file_mistakes_name_the_line(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_hosts_file(text, source="hosts")
@@ -73,22 +76,32 @@ def allowing():  # type: ignore[no-untyped-def]
     return with_seed(ALLOW)
 
 
-@pytest.mark.parametrize(("name", "role", "port", "addresses", "refused"), [
-    ("learning.test", "pupil", 443, ["192.0.0.9"], None),
-    ("rebind.test", "pupil", 80, ["127.0.0.1"], InternalKind.LOOPBACK),
-    ("both.test", "pupil", 80, ["192.0.0.9", "::1"], InternalKind.LOOPBACK),  # every address
-    ("cloud.test", "staff", 80, ["169.254.169.254"], InternalKind.METADATA),
-    ("mis.school.lan", "staff", 443, ["10.0.5.20"], None),  # allowed by its name
-    ("mis.school.lan", "pupil", 443, ["10.0.5.20"], InternalKind.PRIVATE),
-    ("printer.test", "staff", 80, ["10.0.5.20"], None),  # allowed by its address and port
-    ("printer.test", "staff", 8080, ["10.0.5.20"], InternalKind.PRIVATE),
-    ("mis.school.lan", "staff", 8080, ["10.0.5.20"], InternalKind.PRIVATE),  # our own port
-    ("mis.school.lan", None, 443, ["10.0.5.20"], InternalKind.PRIVATE),  # nobody known
-])
-def test_judge(allowing, name: str, role: str | None, port: int,  # type: ignore[no-untyped-def]
-               addresses: list[str], refused: InternalKind | None) -> None:
-    found = judge(allowing, role, name, port, tuple(ip(a) for a in addresses),
-                  frozenset({8080, 8081}))
+@pytest.mark.parametrize(
+    ("name", "role", "port", "addresses", "refused"),
+    [
+        ("learning.test", "pupil", 443, ["192.0.0.9"], None),
+        ("rebind.test", "pupil", 80, ["127.0.0.1"], InternalKind.LOOPBACK),
+        ("both.test", "pupil", 80, ["192.0.0.9", "::1"], InternalKind.LOOPBACK),  # every address
+        ("cloud.test", "staff", 80, ["169.254.169.254"], InternalKind.METADATA),
+        ("mis.school.lan", "staff", 443, ["10.0.5.20"], None),  # allowed by its name
+        ("mis.school.lan", "pupil", 443, ["10.0.5.20"], InternalKind.PRIVATE),
+        ("printer.test", "staff", 80, ["10.0.5.20"], None),  # allowed by its address and port
+        ("printer.test", "staff", 8080, ["10.0.5.20"], InternalKind.PRIVATE),
+        ("mis.school.lan", "staff", 8080, ["10.0.5.20"], InternalKind.PRIVATE),  # our own port
+        ("mis.school.lan", None, 443, ["10.0.5.20"], InternalKind.PRIVATE),  # nobody known
+    ],
+)
+def test_judge(
+    allowing,
+    name: str,
+    role: str | None,
+    port: int,  # type: ignore[no-untyped-def]
+    addresses: list[str],
+    refused: InternalKind | None,
+) -> None:
+    found = judge(
+        allowing, role, name, port, tuple(ip(a) for a in addresses), frozenset({8080, 8081})
+    )
     assert (found[0] if found else None) is refused
 
 
@@ -102,25 +115,46 @@ def guard(tmp_path: Path) -> Iterator[tuple[GuardDestinations, taddons.context]]
         yield addon, tctx
 
 
-def decided(host: str, port: int, *, role: str = "pupil", allowed: bool = True,
-            connect: bool = False, policy=None) -> tflow.HTTPFlow:  # type: ignore[no-untyped-def]
+def decided(
+    host: str,
+    port: int,
+    *,
+    role: str = "pupil",
+    allowed: bool = True,
+    connect: bool = False,
+    policy=None,
+) -> tflow.HTTPFlow:  # type: ignore[no-untyped-def]
     from schoolgate.store.policy_files import load_policy
+
     if connect:
-        flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host=host, port=port, path=b"",
-                                           authority=f"{host}:{port}".encode()))
+        flow = tflow.tflow(
+            req=tutils.treq(
+                method=b"CONNECT",
+                host=host,
+                port=port,
+                path=b"",
+                authority=f"{host}:{port}".encode(),
+            )
+        )
     else:
-        flow = tflow.tflow(req=tutils.treq(host=host, port=port, scheme=b"http", authority=b"",
-                                           path=b"/"))
+        flow = tflow.tflow(
+            req=tutils.treq(host=host, port=port, scheme=b"http", authority=b"", path=b"/")
+        )
     verdict = Verdict.ALLOW if allowed else Verdict.BLOCK
     flow.metadata[context.DECISION] = Decision(verdict, Reason.DEFAULT_ALLOW, host=host)
     flow.metadata[context.INPUTS] = context.DecisionInputs(
-        policy or load_policy(), Subject(role, "someone"), None, LESSON,  # type: ignore[arg-type]
-        BlockPageSettings("http://admin.test", b"s" * 40))
+        policy or load_policy(),
+        Subject(role, "someone"),
+        None,
+        LESSON,  # type: ignore[arg-type]
+        BlockPageSettings("http://admin.test", b"s" * 40),
+    )
     return flow
 
 
 async def test_a_name_resolving_inside_is_blocked_and_recorded_as_internal(
-        guard: tuple[GuardDestinations, taddons.context]) -> None:
+    guard: tuple[GuardDestinations, taddons.context],
+) -> None:
     addon, _ = guard
     for connect in (False, True):
         flow = decided("rebind.test", 80, connect=connect)
@@ -132,8 +166,9 @@ async def test_a_name_resolving_inside_is_blocked_and_recorded_as_internal(
         assert flow.metadata[context.EVIDENCE] == {"resolved_address": "127.0.0.1"}
 
 
-async def test_an_unknown_name_fails_closed(guard: tuple[GuardDestinations,
-                                                         taddons.context]) -> None:
+async def test_an_unknown_name_fails_closed(
+    guard: tuple[GuardDestinations, taddons.context],
+) -> None:
     addon, _ = guard
     flow = decided("nowhere.test", 80)
     await addon.requestheaders(flow)
@@ -141,23 +176,30 @@ async def test_an_unknown_name_fails_closed(guard: tuple[GuardDestinations,
     assert flow.response.status_code == 502
 
 
-async def test_blocked_flows_are_not_looked_up(guard: tuple[GuardDestinations,
-                                                            taddons.context]) -> None:
+async def test_blocked_flows_are_not_looked_up(
+    guard: tuple[GuardDestinations, taddons.context],
+) -> None:
     addon, _ = guard
     flow = decided("rebind.test", 80, allowed=False)
     await addon.requestheaders(flow)
     assert flow.response is None  # Enforce answers it; nothing is connected
 
 
-def hook(client_flow: tflow.HTTPFlow, host: str, port: int, *,  # type: ignore[name-defined]
-         tls: bool = False) -> ServerConnectionHookData:
+def hook(
+    client_flow: tflow.HTTPFlow,
+    host: str,
+    port: int,
+    *,  # type: ignore[name-defined]
+    tls: bool = False,
+) -> ServerConnectionHookData:
     server = Server(address=(host, port))
     server.tls = tls
     return ServerConnectionHookData(client=client_flow.client_conn, server=server)
 
 
 async def test_the_connection_goes_to_the_checked_address_then_keeps_its_name(
-        guard: tuple[GuardDestinations, taddons.context]) -> None:
+    guard: tuple[GuardDestinations, taddons.context],
+) -> None:
     addon, _ = guard
     flow = decided("learning.test", 443, connect=True)
     await addon.http_connect(flow)
@@ -171,11 +213,19 @@ async def test_the_connection_goes_to_the_checked_address_then_keeps_its_name(
     assert data.server.address == ("learning.test", 443)  # reusable for the same name
 
 
-@pytest.mark.parametrize(("host", "port"), [("rebind.test", 443), ("127.0.0.1", 80),
-                                            ("both.test", 443), ("169.254.169.254", 80),
-                                            ("nowhere.test", 443)])
+@pytest.mark.parametrize(
+    ("host", "port"),
+    [
+        ("rebind.test", 443),
+        ("127.0.0.1", 80),
+        ("both.test", 443),
+        ("169.254.169.254", 80),
+        ("nowhere.test", 443),
+    ],
+)
 async def test_server_connect_refuses_what_was_not_checked(
-        guard: tuple[GuardDestinations, taddons.context], host: str, port: int) -> None:
+    guard: tuple[GuardDestinations, taddons.context], host: str, port: int
+) -> None:
     addon, _ = guard
     data = hook(decided("learning.test", 443), host, port)
     await addon.server_connect(data)
@@ -195,8 +245,10 @@ def test_own_ports_and_bad_options(guard: tuple[GuardDestinations, taddons.conte
 
 
 async def test_transparent_mode_judges_where_the_client_was_going(
-        guard: tuple[GuardDestinations, taddons.context]) -> None:
+    guard: tuple[GuardDestinations, taddons.context],
+) -> None:
     from mitmproxy.proxy.mode_specs import ProxyMode
+
     addon, _ = guard
     flow = decided("learning.test", 80)  # the Host header names a public site ...
     flow.client_conn.proxy_mode = ProxyMode.parse("transparent")
@@ -212,7 +264,8 @@ class BrokenResolver(Resolver):
 
 
 async def test_an_error_while_checking_fails_closed(
-        guard: tuple[GuardDestinations, taddons.context]) -> None:
+    guard: tuple[GuardDestinations, taddons.context],
+) -> None:
     addon, _ = guard
     addon.resolver = BrokenResolver()
     flow = decided("learning.test", 80)

@@ -37,34 +37,39 @@ from tests.support.tls_hello import ECH, ECH_PAYLOAD, client_hello_body
 # --- pure helpers ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "query", "ctype", "accept", "signal"), [
-    ("/anything", "", "application/dns-message", "", "content-type"),
-    ("/x", "", "", "application/dns-json", "accept"),
-    ("/x", "", "", "text/html, application/dns-message;q=0.9", "accept"),
-    ("/dns-query", "", "", "", "path"),
-    ("/resolver/dns-query/", "", "", "", "path"),
-    ("/", "dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB", "", "", "query"),
-    ("/search", "q=dns", "", "", None),  # the word in a search is not DoH
-    ("/dns-queryx", "", "text/html", "text/html", None),
-    ("/", "adns=1", "application/json", "*/*", None),
-])
-def test_doh_evidence(path: str, query: str, ctype: str, accept: str,
-                      signal: str | None) -> None:
+@pytest.mark.parametrize(
+    ("path", "query", "ctype", "accept", "signal"),
+    [
+        ("/anything", "", "application/dns-message", "", "content-type"),
+        ("/x", "", "", "application/dns-json", "accept"),
+        ("/x", "", "", "text/html, application/dns-message;q=0.9", "accept"),
+        ("/dns-query", "", "", "", "path"),
+        ("/resolver/dns-query/", "", "", "", "path"),
+        ("/", "dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB", "", "", "query"),
+        ("/search", "q=dns", "", "", None),  # the word in a search is not DoH
+        ("/dns-queryx", "", "text/html", "text/html", None),
+        ("/", "adns=1", "application/json", "*/*", None),
+    ],
+)
+def test_doh_evidence(path: str, query: str, ctype: str, accept: str, signal: str | None) -> None:
     found = doh_evidence(path, query, ctype, accept)
     assert (found["signal"] if found else None) == signal
 
 
-@pytest.mark.parametrize(("text", "host"), [
-    ("https://www.instagram.com/p/abc", "www.instagram.com"),
-    ("http:/instagram.com/", "instagram.com"),  # Wayback collapses the slashes
-    ("instagram.com/foo", "instagram.com"),
-    ("*.instagram.com", "instagram.com"),
-    ("https%3A%2F%2FX.COM%2Fhome", "x.com"),
-    ("https://user:pw@x.com:8443/a", "x.com"),
-    ("AbC12", None),  # an archive's short id, no host
-    ("", None),
-    ("https://*/", None),
-])
+@pytest.mark.parametrize(
+    ("text", "host"),
+    [
+        ("https://www.instagram.com/p/abc", "www.instagram.com"),
+        ("http:/instagram.com/", "instagram.com"),  # Wayback collapses the slashes
+        ("instagram.com/foo", "instagram.com"),
+        ("*.instagram.com", "instagram.com"),
+        ("https%3A%2F%2FX.COM%2Fhome", "x.com"),
+        ("https://user:pw@x.com:8443/a", "x.com"),
+        ("AbC12", None),  # an archive's short id, no host
+        ("", None),
+        ("https://*/", None),
+    ],
+)
 def test_url_host(text: str, host: str | None) -> None:
     assert url_host(text) == host
 
@@ -72,45 +77,68 @@ def test_url_host(text: str, host: str | None) -> None:
 ARCHIVE, PROXY = Technique.ARCHIVE_VIEWER, Technique.REWRITING_PROXY
 
 
-@pytest.mark.parametrize(("host", "path", "query", "found"), [
-    ("web.archive.org", "/web/20240101000000/https://www.instagram.com/", "",
-     (ARCHIVE, "www.instagram.com")),
-    ("web.archive.org", "/web/2024*/instagram.com*", "", (ARCHIVE, "instagram.com")),
-    ("web.archive.org", "/web/*/instagram.com/*", "", (ARCHIVE, "instagram.com")),
-    ("web.archive.org", "/web/20240101000000id_/http:/x.com/home", "", (ARCHIVE, "x.com")),
-    ("web.archive.org", "/web/https://x.com", "", (ARCHIVE, "x.com")),
-    ("web.archive.org", "/cdx/search/cdx", "url=instagram.com", (ARCHIVE, "instagram.com")),
-    ("web.archive.org", "/", "", None),
-    ("archive.ph", "/newest/https://www.instagram.com/", "", (ARCHIVE, "www.instagram.com")),
-    ("archive.today", "/2024.01.01-000000/https://x.com/", "", (ARCHIVE, "x.com")),
-    ("archive.is", "/https://x.com/elonmusk", "", (ARCHIVE, "x.com")),
-    ("archive.ph", "/submit/", "url=https%3A%2F%2Fx.com%2F", (ARCHIVE, "x.com")),
-    ("archive.ph", "/AbC12", "", None),  # a short id: the target is unknown
-    ("webcache.googleusercontent.com", "/search", "q=cache:https://www.instagram.com/",
-     (ARCHIVE, "www.instagram.com")),
-    ("webcache.googleusercontent.com", "/search", "q=cache:AbCdEf123:x.com/home",
-     (ARCHIVE, "x.com")),
-    ("translate.google.com", "/translate", "sl=auto&tl=fr&u=https://www.instagram.com/",
-     (PROXY, "www.instagram.com")),
-    ("translate.google.co.uk", "/website", "u=x.com", (PROXY, "x.com")),
-    ("translate.googleusercontent.com", "/translate_c", "u=https://x.com", (PROXY, "x.com")),
-    ("www.translatetheweb.com", "/", "from=&to=en&a=https://x.com/", (PROXY, "x.com")),
-    ("translate.google.com", "/", "", None),
-    ("www.bbc.co.uk", "/web/2024/https://x.com", "", None),  # not an archive
-])
-def test_viewed_target(host: str, path: str, query: str,
-                       found: tuple[Technique, str] | None) -> None:
+@pytest.mark.parametrize(
+    ("host", "path", "query", "found"),
+    [
+        (
+            "web.archive.org",
+            "/web/20240101000000/https://www.instagram.com/",
+            "",
+            (ARCHIVE, "www.instagram.com"),
+        ),
+        ("web.archive.org", "/web/2024*/instagram.com*", "", (ARCHIVE, "instagram.com")),
+        ("web.archive.org", "/web/*/instagram.com/*", "", (ARCHIVE, "instagram.com")),
+        ("web.archive.org", "/web/20240101000000id_/http:/x.com/home", "", (ARCHIVE, "x.com")),
+        ("web.archive.org", "/web/https://x.com", "", (ARCHIVE, "x.com")),
+        ("web.archive.org", "/cdx/search/cdx", "url=instagram.com", (ARCHIVE, "instagram.com")),
+        ("web.archive.org", "/", "", None),
+        ("archive.ph", "/newest/https://www.instagram.com/", "", (ARCHIVE, "www.instagram.com")),
+        ("archive.today", "/2024.01.01-000000/https://x.com/", "", (ARCHIVE, "x.com")),
+        ("archive.is", "/https://x.com/elonmusk", "", (ARCHIVE, "x.com")),
+        ("archive.ph", "/submit/", "url=https%3A%2F%2Fx.com%2F", (ARCHIVE, "x.com")),
+        ("archive.ph", "/AbC12", "", None),  # a short id: the target is unknown
+        (
+            "webcache.googleusercontent.com",
+            "/search",
+            "q=cache:https://www.instagram.com/",
+            (ARCHIVE, "www.instagram.com"),
+        ),
+        (
+            "webcache.googleusercontent.com",
+            "/search",
+            "q=cache:AbCdEf123:x.com/home",
+            (ARCHIVE, "x.com"),
+        ),
+        (
+            "translate.google.com",
+            "/translate",
+            "sl=auto&tl=fr&u=https://www.instagram.com/",
+            (PROXY, "www.instagram.com"),
+        ),
+        ("translate.google.co.uk", "/website", "u=x.com", (PROXY, "x.com")),
+        ("translate.googleusercontent.com", "/translate_c", "u=https://x.com", (PROXY, "x.com")),
+        ("www.translatetheweb.com", "/", "from=&to=en&a=https://x.com/", (PROXY, "x.com")),
+        ("translate.google.com", "/", "", None),
+        ("www.bbc.co.uk", "/web/2024/https://x.com", "", None),  # not an archive
+    ],
+)
+def test_viewed_target(
+    host: str, path: str, query: str, found: tuple[Technique, str] | None
+) -> None:
     assert viewed_target(host, path, query) == found
 
 
-@pytest.mark.parametrize(("error", "refused"), [
-    ("OpenSSL Error([('SSL routines', '', 'tlsv1 alert ech required')])", True),
-    ("OpenSSL Error([('SSL routines', '', 'ssl/tls alert ech_required')])", True),
-    ("OpenSSL Error([('SSL routines', '', 'tlsv1 alert unknown (121)')])", True),
-    ("OpenSSL Error([('SSL routines', '', 'tlsv1 alert unknown ca')])", False),
-    ("The client may not trust the proxy's certificate (technical detail)", False),
-    ("connection closed", False),
-])
+@pytest.mark.parametrize(
+    ("error", "refused"),
+    [
+        ("OpenSSL Error([('SSL routines', '', 'tlsv1 alert ech required')])", True),
+        ("OpenSSL Error([('SSL routines', '', 'ssl/tls alert ech_required')])", True),
+        ("OpenSSL Error([('SSL routines', '', 'tlsv1 alert unknown (121)')])", True),
+        ("OpenSSL Error([('SSL routines', '', 'tlsv1 alert unknown ca')])", False),
+        ("The client may not trust the proxy's certificate (technical detail)", False),
+        ("connection closed", False),
+    ],
+)
 def test_ech_refused(error: str, refused: bool) -> None:
     assert ech_refused(error) is refused
 
@@ -120,19 +148,42 @@ def test_has_ech() -> None:
     assert not has_ech(ClientHello(client_hello_body("plain.test")).extensions)
 
 
-@pytest.mark.parametrize(("headers", "embedded"), [
-    ({"sec-fetch-dest": "iframe", "sec-fetch-site": "cross-site",
-      "sec-fetch-mode": "navigate", "referer": "https://www.bbc.co.uk/"}, True),
-    ({"sec-fetch-dest": "script", "sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors"},
-     True),
-    ({"sec-fetch-dest": "document", "sec-fetch-site": "cross-site",
-      "sec-fetch-mode": "navigate", "referer": "https://www.bbc.co.uk/"}, False),  # a link
-    ({"sec-fetch-dest": "document", "sec-fetch-site": "none"}, False),  # typed in
-    ({"sec-fetch-dest": "image", "sec-fetch-site": "same-origin"}, False),  # its own favicon
-    ({"referer": "https://www.bbc.co.uk/", "accept": "*/*"}, True),  # no Sec-Fetch: Accept
-    ({"referer": "https://www.bbc.co.uk/", "accept": "text/html,*/*"}, False),
-    ({"accept": "*/*"}, False),  # nothing says what embedded it
-])
+@pytest.mark.parametrize(
+    ("headers", "embedded"),
+    [
+        (
+            {
+                "sec-fetch-dest": "iframe",
+                "sec-fetch-site": "cross-site",
+                "sec-fetch-mode": "navigate",
+                "referer": "https://www.bbc.co.uk/",
+            },
+            True,
+        ),
+        (
+            {
+                "sec-fetch-dest": "script",
+                "sec-fetch-site": "cross-site",
+                "sec-fetch-mode": "no-cors",
+            },
+            True,
+        ),
+        (
+            {
+                "sec-fetch-dest": "document",
+                "sec-fetch-site": "cross-site",
+                "sec-fetch-mode": "navigate",
+                "referer": "https://www.bbc.co.uk/",
+            },
+            False,
+        ),  # a link
+        ({"sec-fetch-dest": "document", "sec-fetch-site": "none"}, False),  # typed in
+        ({"sec-fetch-dest": "image", "sec-fetch-site": "same-origin"}, False),  # its own favicon
+        ({"referer": "https://www.bbc.co.uk/", "accept": "*/*"}, True),  # no Sec-Fetch: Accept
+        ({"referer": "https://www.bbc.co.uk/", "accept": "text/html,*/*"}, False),
+        ({"accept": "*/*"}, False),  # nothing says what embedded it
+    ],
+)
 def test_looks_embedded(headers: dict[str, str], embedded: bool) -> None:
     assert looks_embedded(headers) is embedded
 
@@ -161,9 +212,16 @@ def test_ports_may_be_comma_separated() -> None:
     assert parse_ports(["80, 443,8443"]) == frozenset({80, 443, 8443})
 
 
-@pytest.mark.parametrize(("values", "ok"), [(["80", "443"], True), (["8080"], True),
-                                             (["http"], False), (["0"], False),
-                                             (["70000"], False)])
+@pytest.mark.parametrize(
+    ("values", "ok"),
+    [
+        (["80", "443"], True),
+        (["8080"], True),
+        (["http"], False),
+        (["0"], False),
+        (["70000"], False),
+    ],
+)
 def test_parse_ports(values: list[str], ok: bool) -> None:
     if ok:
         assert parse_ports(values) == frozenset(int(v) for v in values)
@@ -182,22 +240,31 @@ def addons(tmp_path: Path) -> Iterator[tuple[Enforce, Detect, taddons.context]]:
     source = PolicySource()
     enforce, detect = Enforce(source), Detect()
     with taddons.context(source, enforce, detect) as tctx:
-        tctx.configure(enforce, schoolgate_policy=str(policy),
-                       schoolgate_secret_file=str(tmp_path / "secret"),
-                       schoolgate_repeat_count=3)
+        tctx.configure(
+            enforce,
+            schoolgate_policy=str(policy),
+            schoolgate_secret_file=str(tmp_path / "secret"),
+            schoolgate_repeat_count=3,
+        )
         yield enforce, detect, tctx
 
 
-def request(host: str, path: str = "/", *, user: str = "pupil1", role: str = "pupil",
-            headers: dict[str, str] | None = None) -> http.HTTPFlow:
-    flow = tflow.tflow(req=tutils.treq(host=host, port=443, scheme=b"https", authority=b"",
-                                       path=path.encode()))
+def request(
+    host: str,
+    path: str = "/",
+    *,
+    user: str = "pupil1",
+    role: str = "pupil",
+    headers: dict[str, str] | None = None,
+) -> http.HTTPFlow:
+    flow = tflow.tflow(
+        req=tutils.treq(host=host, port=443, scheme=b"https", authority=b"", path=path.encode())
+    )
     flow.request.headers["Host"] = host
     for name, value in (headers or {}).items():
         flow.request.headers[name] = value
     flow.client_conn.sni = host
-    flow.metadata[context.IDENTITY] = Identity(role=role, source=IdentitySource.LOCAL,
-                                               user=user)
+    flow.metadata[context.IDENTITY] = Identity(role=role, source=IdentitySource.LOCAL, user=user)
     return flow
 
 
@@ -210,23 +277,41 @@ def run(addons: tuple[Enforce, Detect, taddons.context], flow: http.HTTPFlow) ->
     return decision
 
 
-@pytest.mark.parametrize(("host", "path", "headers", "technique"), [
-    ("learning.test", "/anything", {"content-type": "application/dns-message"},
-     Technique.DOH_CONTENT),
-    ("learning.test", "/x", {"accept": "application/dns-json"}, Technique.DOH_CONTENT),
-    ("learning.test", "/dns-query?dns=AAAB", {}, Technique.DOH_CONTENT),
-    ("web.archive.org", "/web/2024/https://www.instagram.com/", {}, Technique.ARCHIVE_VIEWER),
-    ("archive.ph", "/newest/https://x.com/", {}, Technique.ARCHIVE_VIEWER),
-    ("translate.google.com", "/translate?u=https://www.instagram.com/",
-     {}, Technique.REWRITING_PROXY),
-])
+@pytest.mark.parametrize(
+    ("host", "path", "headers", "technique"),
+    [
+        (
+            "learning.test",
+            "/anything",
+            {"content-type": "application/dns-message"},
+            Technique.DOH_CONTENT,
+        ),
+        ("learning.test", "/x", {"accept": "application/dns-json"}, Technique.DOH_CONTENT),
+        ("learning.test", "/dns-query?dns=AAAB", {}, Technique.DOH_CONTENT),
+        ("web.archive.org", "/web/2024/https://www.instagram.com/", {}, Technique.ARCHIVE_VIEWER),
+        ("archive.ph", "/newest/https://x.com/", {}, Technique.ARCHIVE_VIEWER),
+        (
+            "translate.google.com",
+            "/translate?u=https://www.instagram.com/",
+            {},
+            Technique.REWRITING_PROXY,
+        ),
+    ],
+)
 def test_signals_on_allowed_requests_are_blocked_with_the_block_page(
-        addons: tuple[Enforce, Detect, taddons.context], host: str, path: str,
-        headers: dict[str, str], technique: Technique) -> None:
+    addons: tuple[Enforce, Detect, taddons.context],
+    host: str,
+    path: str,
+    headers: dict[str, str],
+    technique: Technique,
+) -> None:
     flow = request(host, path, headers=headers)
     decision = run(addons, flow)
     assert (decision.verdict, decision.reason, decision.technique) == (
-        Verdict.BLOCK, Reason.CIRCUMVENTION, technique)
+        Verdict.BLOCK,
+        Reason.CIRCUMVENTION,
+        technique,
+    )
     assert flow.metadata[context.TECHNIQUE] == technique
     assert flow.metadata[context.EVIDENCE]
     assert flow.response is not None
@@ -234,14 +319,18 @@ def test_signals_on_allowed_requests_are_blocked_with_the_block_page(
     assert b"This website is blocked at school" in flow.response.content
 
 
-@pytest.mark.parametrize(("host", "path"), [
-    ("web.archive.org", "/web/2024/https://www.bbc.co.uk/"),  # an allowed page, archived
-    ("translate.google.com", "/translate?u=https://learning.test/"),
-    ("archive.ph", "/AbC12"),
-    ("learning.test", "/search?q=dns+query"),
-])
-def test_allowed_viewers_and_lookalikes_pass(addons: tuple[Enforce, Detect, taddons.context],
-                                             host: str, path: str) -> None:
+@pytest.mark.parametrize(
+    ("host", "path"),
+    [
+        ("web.archive.org", "/web/2024/https://www.bbc.co.uk/"),  # an allowed page, archived
+        ("translate.google.com", "/translate?u=https://learning.test/"),
+        ("archive.ph", "/AbC12"),
+        ("learning.test", "/search?q=dns+query"),
+    ],
+)
+def test_allowed_viewers_and_lookalikes_pass(
+    addons: tuple[Enforce, Detect, taddons.context], host: str, path: str
+) -> None:
     flow = request(host, path)
     assert run(addons, flow).allowed
     assert flow.response is None
@@ -249,20 +338,27 @@ def test_allowed_viewers_and_lookalikes_pass(addons: tuple[Enforce, Detect, tadd
 
 
 def test_archive_target_is_decided_for_this_person(
-        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    addons: tuple[Enforce, Detect, taddons.context],
+) -> None:
     """Facebook archived: blocked for a pupil, allowed for the official-accounts role."""
     path = "/web/2024/https://www.facebook.com/school"
     assert not run(addons, request("web.archive.org", path)).allowed
-    assert run(addons, request("web.archive.org", path, user="smm1",
-                               role="social_media_manager")).allowed
+    assert run(
+        addons, request("web.archive.org", path, user="smm1", role="social_media_manager")
+    ).allowed
 
 
-WIDGET = {"sec-fetch-dest": "iframe", "sec-fetch-site": "cross-site",
-          "sec-fetch-mode": "navigate", "referer": "https://www.bbc.co.uk/news"}
+WIDGET = {
+    "sec-fetch-dest": "iframe",
+    "sec-fetch-site": "cross-site",
+    "sec-fetch-mode": "navigate",
+    "referer": "https://www.bbc.co.uk/news",
+}
 
 
 def test_a_widget_on_an_allowed_page_is_blocked_but_not_an_attempt(
-        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    addons: tuple[Enforce, Detect, taddons.context],
+) -> None:
     for _ in range(5):  # more than the repeat threshold: widgets never add up
         flow = request("platform.twitter.com", "/embed/Tweet.html", headers=WIDGET)
         decision = run(addons, flow)
@@ -273,7 +369,8 @@ def test_a_widget_on_an_allowed_page_is_blocked_but_not_an_attempt(
 
 
 def test_a_widget_on_a_blocked_page_is_not_a_widget(
-        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    addons: tuple[Enforce, Detect, taddons.context],
+) -> None:
     headers = {**WIDGET, "referer": "https://www.instagram.com/"}
     flow = request("platform.twitter.com", "/embed/Tweet.html", headers=headers)
     run(addons, flow)
@@ -281,33 +378,49 @@ def test_a_widget_on_a_blocked_page_is_not_a_widget(
 
 
 def test_the_same_blocked_platform_again_and_again_is_one_attempt(
-        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    addons: tuple[Enforce, Detect, taddons.context],
+) -> None:
     found = []
     for i in range(7):
         host = "x.com" if i % 2 else "twitter.com"  # one platform, several names
         flow = request(host, headers={"sec-fetch-dest": "document", "sec-fetch-site": "none"})
         run(addons, flow)
         found.append(flow.metadata.get(context.TECHNIQUE))
-    assert found == [None, None, Technique.REPEATED_ATTEMPTS, None, None,
-                     Technique.REPEATED_ATTEMPTS, None]
-    favicon = request("x.com", "/favicon.ico", headers={"sec-fetch-dest": "image",
-                                                        "sec-fetch-site": "same-origin"})
+    assert found == [
+        None,
+        None,
+        Technique.REPEATED_ATTEMPTS,
+        None,
+        None,
+        Technique.REPEATED_ATTEMPTS,
+        None,
+    ]
+    favicon = request(
+        "x.com",
+        "/favicon.ico",
+        headers={"sec-fetch-dest": "image", "sec-fetch-site": "same-origin"},
+    )
     run(addons, favicon)
     run(addons, favicon)
     assert context.TECHNIQUE not in favicon.metadata
 
 
 def connect(host: str, port: int) -> http.HTTPFlow:
-    flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host=host, port=port, path=b"",
-                                       authority=f"{host}:{port}".encode()))
-    flow.metadata[context.IDENTITY] = Identity(role="pupil", source=IdentitySource.LOCAL,
-                                               user="pupil1")
+    flow = tflow.tflow(
+        req=tutils.treq(
+            method=b"CONNECT", host=host, port=port, path=b"", authority=f"{host}:{port}".encode()
+        )
+    )
+    flow.metadata[context.IDENTITY] = Identity(
+        role="pupil", source=IdentitySource.LOCAL, user="pupil1"
+    )
     return flow
 
 
 @pytest.mark.parametrize("host", ["learning.test", "x.com", "www.tiktok.com"])
 def test_unusual_connect_port_is_refused_for_allowed_and_blocked_hosts(
-        addons: tuple[Enforce, Detect, taddons.context], host: str) -> None:
+    addons: tuple[Enforce, Detect, taddons.context], host: str
+) -> None:
     enforce, detect, _ = addons
     for port, blocked in ((443, False), (80, False), (8443, True), (22, True), (6379, True)):
         flow = connect(host, port)
@@ -324,7 +437,8 @@ def test_unusual_connect_port_is_refused_for_allowed_and_blocked_hosts(
 
 
 def test_the_connect_ports_option_still_overrides_the_policy(
-        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    addons: tuple[Enforce, Detect, taddons.context],
+) -> None:
     enforce, detect, tctx = addons
     tctx.configure(detect, schoolgate_connect_ports=["443,8443"])
     for port, blocked in ((8443, False), (80, True)):
@@ -334,16 +448,18 @@ def test_the_connect_ports_option_still_overrides_the_policy(
         assert (flow.response is not None) is blocked
 
 
-@pytest.mark.parametrize(("port", "blocked"), [(80, False), (8080, True), (6379, True),
-                                               (22, True)])
+@pytest.mark.parametrize(("port", "blocked"), [(80, False), (8080, True), (6379, True), (22, True)])
 def test_plain_http_goes_only_to_the_policys_http_ports(
-        addons: tuple[Enforce, Detect, taddons.context], port: int, blocked: bool) -> None:
-    flow = tflow.tflow(req=tutils.treq(host="learning.test", port=port, scheme=b"http",
-                                       authority=b"", path=b"/"))
+    addons: tuple[Enforce, Detect, taddons.context], port: int, blocked: bool
+) -> None:
+    flow = tflow.tflow(
+        req=tutils.treq(host="learning.test", port=port, scheme=b"http", authority=b"", path=b"/")
+    )
     flow.request.headers["Host"] = f"learning.test:{port}" if port != 80 else "learning.test"
     flow.client_conn.sni = None  # plain HTTP: no TLS to the gateway
-    flow.metadata[context.IDENTITY] = Identity(role="staff", source=IdentitySource.LOCAL,
-                                               user="staff1")
+    flow.metadata[context.IDENTITY] = Identity(
+        role="staff", source=IdentitySource.LOCAL, user="staff1"
+    )
     decision = run(addons, flow)
     assert (flow.response is not None) is blocked
     if blocked:
@@ -351,8 +467,7 @@ def test_plain_http_goes_only_to_the_policys_http_ports(
         assert flow.metadata[context.EVIDENCE] == {"port": str(port), "kind": "http"}
 
 
-def test_connect_ports_option_is_validated(addons: tuple[Enforce, Detect, taddons.context]
-                                           ) -> None:
+def test_connect_ports_option_is_validated(addons: tuple[Enforce, Detect, taddons.context]) -> None:
     _, detect, tctx = addons
     with pytest.raises(exceptions.OptionsError, match="schoolgate_connect_ports"):
         tctx.configure(detect, schoolgate_connect_ports=["https"])
@@ -365,7 +480,8 @@ def hello(sni: str, extensions: dict[int, bytes] | None = None) -> ClientHelloDa
 
 
 def test_a_dummy_ech_extension_is_intercepted_not_refused(
-        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    addons: tuple[Enforce, Detect, taddons.context],
+) -> None:
     enforce, detect, _ = addons
     data = hello("learning.test", {ECH: ECH_PAYLOAD})
     enforce.tls_clienthello(data)
@@ -378,7 +494,8 @@ def test_a_dummy_ech_extension_is_intercepted_not_refused(
 
 
 def test_ech_the_client_insists_on_is_an_attempt(
-        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    addons: tuple[Enforce, Detect, taddons.context],
+) -> None:
     enforce, detect, _ = addons
     data = hello("learning.test", {ECH: ECH_PAYLOAD})
     enforce.tls_clienthello(data)
@@ -393,7 +510,8 @@ def test_ech_the_client_insists_on_is_an_attempt(
 
 
 def test_ech_with_a_sensitive_host_is_still_never_decrypted(
-        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    addons: tuple[Enforce, Detect, taddons.context],
+) -> None:
     enforce, detect, _ = addons
     data = hello("bank.test", {ECH: ECH_PAYLOAD})
     enforce.tls_clienthello(data)
@@ -403,8 +521,7 @@ def test_ech_with_a_sensitive_host_is_still_never_decrypted(
     assert data.ignore_connection
 
 
-def test_plain_client_hello_is_left_alone(addons: tuple[Enforce, Detect, taddons.context]
-                                          ) -> None:
+def test_plain_client_hello_is_left_alone(addons: tuple[Enforce, Detect, taddons.context]) -> None:
     enforce, detect, _ = addons
     data = hello("learning.test")
     enforce.tls_clienthello(data)
@@ -416,10 +533,15 @@ def test_plain_client_hello_is_left_alone(addons: tuple[Enforce, Detect, taddons
 
 
 def test_allowed_archive_viewers_are_decrypted_not_relayed(
-        addons: tuple[Enforce, Detect, taddons.context]) -> None:
+    addons: tuple[Enforce, Detect, taddons.context],
+) -> None:
     enforce, detect, _ = addons
-    for sni, relayed in (("web.archive.org", False), ("archive.ph", False),
-                         ("translate.google.com", False), ("learning.test", True)):
+    for sni, relayed in (
+        ("web.archive.org", False),
+        ("archive.ph", False),
+        ("translate.google.com", False),
+        ("learning.test", True),
+    ):
         data = hello(sni)
         enforce.tls_clienthello(data)
         detect.tls_clienthello(data)
@@ -435,13 +557,15 @@ def test_a_tcp_tunnel_is_blocked(addons: tuple[Enforce, Detect, taddons.context]
     assert flow.metadata[context.TECHNIQUE] == Technique.TUNNEL_PROTOCOL
     assert not flow.metadata[context.DECISION].allowed
     from mitmproxy.proxy.server_hooks import ServerConnectionHookData
+
     connect = ServerConnectionHookData(flow.server_conn, flow.client_conn)
     detect.server_connect(connect)
     assert flow.server_conn.error
 
 
-def test_an_error_while_detecting_blocks(addons: tuple[Enforce, Detect, taddons.context],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_error_while_detecting_blocks(
+    addons: tuple[Enforce, Detect, taddons.context], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import schoolgate.proxy_addons.detect as detect_module
 
     def explode(*_args: object) -> None:

@@ -34,39 +34,56 @@ def addon(policy_file: Path, tmp_path: Path) -> Iterator[tuple[Enforce, taddons.
     source = PolicySource()
     enforce = Enforce(source)
     with taddons.context(source, enforce) as tctx:
-        tctx.configure(enforce, schoolgate_policy=str(policy_file),
-                       schoolgate_secret_file=str(tmp_path / "secret"))
+        tctx.configure(
+            enforce,
+            schoolgate_policy=str(policy_file),
+            schoolgate_secret_file=str(tmp_path / "secret"),
+        )
         yield enforce, tctx
 
 
-def request_flow(host: str, *, role: str | None = None, user: str | None = None,
-                 scheme: str = "https", host_header: str | None = None) -> http.HTTPFlow:
-    flow = tflow.tflow(req=tutils.treq(host=host, port=443 if scheme == "https" else 80,
-                                       scheme=scheme.encode(), authority=b""))
+def request_flow(
+    host: str,
+    *,
+    role: str | None = None,
+    user: str | None = None,
+    scheme: str = "https",
+    host_header: str | None = None,
+) -> http.HTTPFlow:
+    flow = tflow.tflow(
+        req=tutils.treq(
+            host=host, port=443 if scheme == "https" else 80, scheme=scheme.encode(), authority=b""
+        )
+    )
     flow.request.headers["Host"] = host_header or host
     flow.client_conn.sni = host if scheme == "https" else None
     if role is not None or user is not None:
-        flow.metadata[context.IDENTITY] = Identity(role=role, source=IdentitySource.LOCAL,
-                                                   user=user)
+        flow.metadata[context.IDENTITY] = Identity(
+            role=role, source=IdentitySource.LOCAL, user=user
+        )
     return flow
 
 
-@pytest.mark.parametrize(("host", "role", "blocked"), [
-    ("x.com", "staff", True),
-    ("api.twitter.com", "social_media_manager", True),
-    ("www.instagram.com", "pupil", True),
-    ("www.facebook.com", "pupil", True),
-    ("www.facebook.com", "staff", True),  # lesson time
-    ("www.facebook.com", "social_media_manager", False),
-    ("www.tiktok.com", "pupil", True),
-    ("www.tiktok.com", "staff", True),  # lesson time: staff use social media at break only
-    ("learning.test", "pupil", False),
-    ("xbox.com", "pupil", False),  # label boundaries
-    ("www.facebook.com", None, True),  # no identity: the default (pupil) role
-    ("www.facebook.com", "governor", True),  # unknown role: the default role
-])
-def test_requestheaders_applies_the_policy(addon: tuple[Enforce, taddons.context], host: str,
-                                           role: str | None, blocked: bool) -> None:
+@pytest.mark.parametrize(
+    ("host", "role", "blocked"),
+    [
+        ("x.com", "staff", True),
+        ("api.twitter.com", "social_media_manager", True),
+        ("www.instagram.com", "pupil", True),
+        ("www.facebook.com", "pupil", True),
+        ("www.facebook.com", "staff", True),  # lesson time
+        ("www.facebook.com", "social_media_manager", False),
+        ("www.tiktok.com", "pupil", True),
+        ("www.tiktok.com", "staff", True),  # lesson time: staff use social media at break only
+        ("learning.test", "pupil", False),
+        ("xbox.com", "pupil", False),  # label boundaries
+        ("www.facebook.com", None, True),  # no identity: the default (pupil) role
+        ("www.facebook.com", "governor", True),  # unknown role: the default role
+    ],
+)
+def test_requestheaders_applies_the_policy(
+    addon: tuple[Enforce, taddons.context], host: str, role: str | None, blocked: bool
+) -> None:
     enforce, _ = addon
     flow = request_flow(host, role=role)
     enforce.requestheaders(flow)
@@ -91,7 +108,8 @@ def test_an_earlier_answer_is_respected(addon: tuple[Enforce, taddons.context]) 
 
 
 def test_host_header_that_disagrees_with_the_destination_is_blocked(
-        addon: tuple[Enforce, taddons.context]) -> None:
+    addon: tuple[Enforce, taddons.context],
+) -> None:
     enforce, _ = addon
     flow = request_flow("learning.test", role="staff", host_header="x.com")
     enforce.requestheaders(flow)
@@ -102,8 +120,9 @@ def test_host_header_that_disagrees_with_the_destination_is_blocked(
     assert flow.response.status_code == 403
 
 
-def test_an_exception_while_deciding_blocks(addon: tuple[Enforce, taddons.context],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_exception_while_deciding_blocks(
+    addon: tuple[Enforce, taddons.context], monkeypatch: pytest.MonkeyPatch
+) -> None:
     enforce, _ = addon
 
     def explode(*_args: object, **_kwargs: object) -> None:
@@ -119,27 +138,35 @@ def test_an_exception_while_deciding_blocks(addon: tuple[Enforce, taddons.contex
 
 
 def test_blocked_connect_is_let_through_for_the_page_or_refused(
-        addon: tuple[Enforce, taddons.context]) -> None:
+    addon: tuple[Enforce, taddons.context],
+) -> None:
     enforce, tctx = addon
-    flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="x.com", port=443,
-                                       authority=b"x.com:443", path=b""))
+    flow = tflow.tflow(
+        req=tutils.treq(method=b"CONNECT", host="x.com", port=443, authority=b"x.com:443", path=b"")
+    )
     enforce.http_connect(flow)
     assert flow.response is None  # intercepted later to show the page
     tctx.configure(enforce, schoolgate_https_block_page=False)
-    flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="x.com", port=443,
-                                       authority=b"x.com:443", path=b""))
+    flow = tflow.tflow(
+        req=tutils.treq(method=b"CONNECT", host="x.com", port=443, authority=b"x.com:443", path=b"")
+    )
     enforce.http_connect(flow)
     assert flow.response is not None
     assert flow.response.status_code == 403
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "10.0.0.1",
-                                  "169.254.169.254", "prometheus"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "localhost", "::1", "10.0.0.1", "169.254.169.254", "prometheus"]
+)
 def test_a_connect_to_an_internal_address_is_refused_at_once(
-        addon: tuple[Enforce, taddons.context], host: str) -> None:
+    addon: tuple[Enforce, taddons.context], host: str
+) -> None:
     enforce, _ = addon
-    flow = tflow.tflow(req=tutils.treq(method=b"CONNECT", host=host, port=443,
-                                       authority=f"{host}:443".encode(), path=b""))
+    flow = tflow.tflow(
+        req=tutils.treq(
+            method=b"CONNECT", host=host, port=443, authority=f"{host}:443".encode(), path=b""
+        )
+    )
     enforce.http_connect(flow)
     assert flow.response is not None  # never a tunnel, not even for a block page
     assert flow.response.status_code == 403
@@ -148,6 +175,7 @@ def test_a_connect_to_an_internal_address_is_refused_at_once(
 
 def clienthello(host: str, sni: str | None) -> ClientHelloData:
     from mitmproxy import ctx as mitm_ctx
+
     client = tflow.tclient_conn()
     ctx = proxy_context.Context(client, mitm_ctx.options)
     ctx.server = Server(address=(host, 443))
@@ -158,6 +186,7 @@ def clienthello(host: str, sni: str | None) -> ClientHelloData:
 def _client_hello_bytes(sni: str | None) -> bytes:
     """A real ClientHello made by Python's ssl module (handshake message only)."""
     import ssl
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = context.wrap_bio(incoming, outgoing, server_hostname=sni)
@@ -167,15 +196,19 @@ def _client_hello_bytes(sni: str | None) -> bytes:
     return record[9:]  # strip the TLS record header (5 bytes) and handshake header (4)
 
 
-@pytest.mark.parametrize(("host", "sni", "ignored"), [
-    ("learning.test", "learning.test", True),  # allowed, uncategorised: passed through
-    ("bank.test", "bank.test", True),  # sensitive: never decrypted
-    ("www.facebook.com", "www.facebook.com", False),  # categorised: its verdict can change
-    ("x.com", "x.com", False),  # blocked: intercepted for the page
-    ("learning.test", "x.com", False),  # SNI disagrees with CONNECT: intercepted and blocked
-])
+@pytest.mark.parametrize(
+    ("host", "sni", "ignored"),
+    [
+        ("learning.test", "learning.test", True),  # allowed, uncategorised: passed through
+        ("bank.test", "bank.test", True),  # sensitive: never decrypted
+        ("www.facebook.com", "www.facebook.com", False),  # categorised: its verdict can change
+        ("x.com", "x.com", False),  # blocked: intercepted for the page
+        ("learning.test", "x.com", False),  # SNI disagrees with CONNECT: intercepted and blocked
+    ],
+)
 def test_clienthello_passes_through_only_what_needs_no_inspection(
-        addon: tuple[Enforce, taddons.context], host: str, sni: str, ignored: bool) -> None:
+    addon: tuple[Enforce, taddons.context], host: str, sni: str, ignored: bool
+) -> None:
     enforce, _ = addon
     data = clienthello(host, sni)
     enforce.tls_clienthello(data)
@@ -183,7 +216,8 @@ def test_clienthello_passes_through_only_what_needs_no_inspection(
 
 
 def test_sni_mismatch_blocks_every_request_in_the_tunnel(
-        addon: tuple[Enforce, taddons.context]) -> None:
+    addon: tuple[Enforce, taddons.context],
+) -> None:
     enforce, _ = addon
     data = clienthello("learning.test", "x.com")
     enforce.tls_clienthello(data)
@@ -194,7 +228,8 @@ def test_sni_mismatch_blocks_every_request_in_the_tunnel(
 
 
 def test_configured_sensitive_hosts_are_never_decrypted(
-        addon: tuple[Enforce, taddons.context]) -> None:
+    addon: tuple[Enforce, taddons.context],
+) -> None:
     enforce, tctx = addon
     tctx.configure(enforce, schoolgate_sensitive_hosts=["nhs.test"])
     data = clienthello("www.nhs.test", "www.nhs.test")
@@ -203,7 +238,8 @@ def test_configured_sensitive_hosts_are_never_decrypted(
 
 
 def test_a_bad_policy_option_is_refused_and_the_running_one_stays(
-        addon: tuple[Enforce, taddons.context], tmp_path: Path) -> None:
+    addon: tuple[Enforce, taddons.context], tmp_path: Path
+) -> None:
     enforce, tctx = addon
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: broken\n")
@@ -215,27 +251,34 @@ def test_a_bad_policy_option_is_refused_and_the_running_one_stays(
     assert flow.response.status_code == 403
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("schoolgate_sensitive_hosts", ["bad host name!"]),
-    ("schoolgate_refresh_ms", 0),
-    ("schoolgate_refresh_ms", 99),
-    ("schoolgate_admin_url", "ftp://admin"),
-])
-def test_bad_options_are_refused(addon: tuple[Enforce, taddons.context], option: str,
-                                 value: object) -> None:
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("schoolgate_sensitive_hosts", ["bad host name!"]),
+        ("schoolgate_refresh_ms", 0),
+        ("schoolgate_refresh_ms", 99),
+        ("schoolgate_admin_url", "ftp://admin"),
+    ],
+)
+def test_bad_options_are_refused(
+    addon: tuple[Enforce, taddons.context], option: str, value: object
+) -> None:
     enforce, tctx = addon
     with pytest.raises(exceptions.OptionsError, match=option):
         tctx.configure(enforce, **{option: value})
 
 
 async def test_refresh_picks_up_overrides_and_a_changed_policy(
-        addon: tuple[Enforce, taddons.context], tmp_path: Path, policy_file: Path) -> None:
+    addon: tuple[Enforce, taddons.context], tmp_path: Path, policy_file: Path
+) -> None:
     enforce, tctx = addon
     overrides = tmp_path / "overrides.json"
     write_overrides_atomically(overrides, Overrides())
     tctx.configure(enforce, schoolgate_overrides=str(overrides))
-    write_overrides_atomically(overrides, Overrides(local_list=(
-        LocalListEntry("learning.test", Verdict.BLOCK, "reported"),)))
+    write_overrides_atomically(
+        overrides,
+        Overrides(local_list=(LocalListEntry("learning.test", Verdict.BLOCK, "reported"),)),
+    )
     await enforce._source.refresh()
     flow = request_flow("learning.test", role="staff")
     enforce.requestheaders(flow)

@@ -30,10 +30,23 @@ def specs(*argv: str) -> list[str]:
 
 
 def test_the_command_line_becomes_mitmproxy_settings() -> None:
-    assert specs("--mode", "regular", "--listen-host", "127.0.0.1", "--listen-port", "3128",
-                 "-q", "--set", "schoolgate_front_door=false") == [
-        "mode=regular", "listen_host=127.0.0.1", "listen_port=3128",
-        "termlog_verbosity=error", "schoolgate_front_door=false"]
+    assert specs(
+        "--mode",
+        "regular",
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        "3128",
+        "-q",
+        "--set",
+        "schoolgate_front_door=false",
+    ) == [
+        "mode=regular",
+        "listen_host=127.0.0.1",
+        "listen_port=3128",
+        "termlog_verbosity=error",
+        "schoolgate_front_door=false",
+    ]
 
 
 def test_mitmdump_only_options_are_ignored_when_harmless_and_refused_otherwise() -> None:
@@ -50,8 +63,7 @@ def test_a_missing_script_is_refused_by_name(tmp_path: Path) -> None:
 class Calls:
     """A real addon that notes the hooks it gets, and fails or halts when told."""
 
-    def __init__(self, name: str, seen: list[str], fail: bool = False,
-                 halt: bool = False) -> None:
+    def __init__(self, name: str, seen: list[str], fail: bool = False, halt: bool = False) -> None:
         self.name, self.seen, self.fail, self.halt = name, seen, fail, halt
 
     async def client_connected(self, client: object) -> None:
@@ -66,8 +78,15 @@ def test_the_dispatch_table_runs_every_handler_in_order_past_a_failing_one() -> 
     seen: list[str] = []
 
     async def run() -> None:
-        lean = LeanMaster(options.Options(), [Calls("a", seen, fail=True), Calls("b", seen),
-                                              Calls("c", seen, halt=True), Calls("d", seen)])
+        lean = LeanMaster(
+            options.Options(),
+            [
+                Calls("a", seen, fail=True),
+                Calls("b", seen),
+                Calls("c", seen, halt=True),
+                Calls("d", seen),
+            ],
+        )
         client = tflow.tclient_conn()
         await lean.addons.handle_lifecycle(server_hooks.ClientConnectedHook(client))
         # looked up once per hook, rebuilt when the chain changes
@@ -76,6 +95,7 @@ def test_the_dispatch_table_runs_every_handler_in_order_past_a_failing_one() -> 
         assert table(server_hooks.ClientConnectedHook(client)) is before  # looked up once
         lean.add(Calls("e", seen))
         assert len(table(server_hooks.ClientConnectedHook(client))) == len(before) + 1
+
     asyncio.run(run())
     assert seen == ["a", "b", "c"]  # "a" failed (logged), "c" halted the event
 
@@ -94,4 +114,5 @@ def test_the_front_door_is_wired_only_with_identify_and_enforce() -> None:
         assert door.stats is stats  # the front door counts in the gateway's one GatewayStats
         hook: hooks.Hook = server_hooks.ClientConnectedHook(tflow.tclient_conn())
         await door.gate.run_hook(hook)  # the chain's own dispatch
+
     asyncio.run(run())

@@ -29,24 +29,31 @@ def pages(tmp_path: Path) -> Iterator[tuple[GatewayPages, taddons.context]]:
         yield addon, tctx
 
 
-def get(host: str, port: int, path: str, *, method: str = "GET",
-        mode: str = "regular") -> http.HTTPFlow:
-    flow = tflow.tflow(req=tutils.treq(host=host, port=port, path=path.encode(),
-                                       method=method.encode(), authority=b""))
+def get(
+    host: str, port: int, path: str, *, method: str = "GET", mode: str = "regular"
+) -> http.HTTPFlow:
+    flow = tflow.tflow(
+        req=tutils.treq(
+            host=host, port=port, path=path.encode(), method=method.encode(), authority=b""
+        )
+    )
     flow.client_conn.sockname = GATEWAY
     flow.client_conn.proxy_mode = ProxyMode.parse(mode)
     return flow
 
 
-@pytest.mark.parametrize(("host", "port", "ours"), [
-    ("10.0.0.5", 8080, True),  # the address the client reached us on
-    ("10.0.0.5", 80, False),  # another service on the same machine
-    ("example.com", 8080, False),
-    ("gateway.school.test", 80, True),  # the configured gateway name, any port
-])
+@pytest.mark.parametrize(
+    ("host", "port", "ours"),
+    [
+        ("10.0.0.5", 8080, True),  # the address the client reached us on
+        ("10.0.0.5", 80, False),  # another service on the same machine
+        ("example.com", 8080, False),
+        ("gateway.school.test", 80, True),  # the configured gateway name, any port
+    ],
+)
 def test_only_requests_for_the_gateway_are_answered(
-        pages: tuple[GatewayPages, taddons.context], host: str, port: int,
-        ours: bool) -> None:
+    pages: tuple[GatewayPages, taddons.context], host: str, port: int, ours: bool
+) -> None:
     addon, tctx = pages
     tctx.configure(addon, schoolgate_gateway_host="Gateway.School.Test.")
     flow = get(host, port, "/")
@@ -55,7 +62,8 @@ def test_only_requests_for_the_gateway_are_answered(
 
 
 def test_transparent_mode_never_mistakes_the_destination_for_us(
-        pages: tuple[GatewayPages, taddons.context]) -> None:
+    pages: tuple[GatewayPages, taddons.context],
+) -> None:
     addon, _ = pages
     flow = get(*GATEWAY, "/proxy.pac", mode="transparent")
     addon.requestheaders(flow)
@@ -63,7 +71,8 @@ def test_transparent_mode_never_mistakes_the_destination_for_us(
 
 
 def test_pac_routes_through_the_gateway_and_never_direct_for_the_internet(
-        pages: tuple[GatewayPages, taddons.context]) -> None:
+    pages: tuple[GatewayPages, taddons.context],
+) -> None:
     addon, _ = pages
     for path in ("/proxy.pac", "/wpad.dat"):
         flow = get(*GATEWAY, path)
@@ -89,11 +98,17 @@ def test_ca_downloads(pages: tuple[GatewayPages, taddons.context], tmp_path: Pat
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
 
-@pytest.mark.parametrize(("path", "method", "status"), [
-    ("/", "GET", 200), ("/nothing-here", "GET", 404), ("/proxy.pac", "POST", 405),
-])
-def test_other_paths_and_methods(pages: tuple[GatewayPages, taddons.context], path: str,
-                                 method: str, status: int) -> None:
+@pytest.mark.parametrize(
+    ("path", "method", "status"),
+    [
+        ("/", "GET", 200),
+        ("/nothing-here", "GET", 404),
+        ("/proxy.pac", "POST", 405),
+    ],
+)
+def test_other_paths_and_methods(
+    pages: tuple[GatewayPages, taddons.context], path: str, method: str, status: int
+) -> None:
     addon, _ = pages
     flow = get(*GATEWAY, path, method=method)
     addon.requestheaders(flow)
@@ -126,7 +141,9 @@ internal:
 
 
 def direct_policy(tmp_path: Path) -> Path:
-    seed = (Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml").read_text()
+    seed = (
+        Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml"
+    ).read_text()
     path = tmp_path / "policy.yaml"
     path.write_text(seed.replace("internal:\n  allow: []\n", "") + DIRECT_POLICY)
     lists = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "lists"
@@ -136,15 +153,22 @@ def direct_policy(tmp_path: Path) -> Path:
 
 
 PAC_DIRECT = [  # (host, DIRECT?): only the entries marked direct, names on label boundaries
-    ("mis.school.lan", True), ("reports.mis.school.lan", True), ("notmis.school.lan", False),
-    ("mis.school.lan.evil.com", False), ("10.20.3.4", True), ("printer.school.lan", False),
-    ("192.0.2.7", False), ("www.bbc.co.uk", False),
+    ("mis.school.lan", True),
+    ("reports.mis.school.lan", True),
+    ("notmis.school.lan", False),
+    ("mis.school.lan.evil.com", False),
+    ("10.20.3.4", True),
+    ("printer.school.lan", False),
+    ("192.0.2.7", False),
+    ("www.bbc.co.uk", False),
 ]
 
 
 def test_the_served_pac_sends_the_policys_direct_entries_direct(
-        pages: tuple[GatewayPages, taddons.context], tmp_path: Path) -> None:
+    pages: tuple[GatewayPages, taddons.context], tmp_path: Path
+) -> None:
     from tests.schoolgate.test_pac import evaluate
+
     addon, tctx = pages
     tctx.options.schoolgate_policy = str(direct_policy(tmp_path))  # PolicySource's option
     flow = get(*GATEWAY, "/proxy.pac")
@@ -154,13 +178,28 @@ def test_the_served_pac_sends_the_policys_direct_entries_direct(
     assert [a == "DIRECT" for a in answers] == [d for _, d in PAC_DIRECT]
 
 
-def test_the_pac_command_reads_the_policy(tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_pac_command_reads_the_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from schoolgate.cli import main
     from tests.schoolgate.test_pac import evaluate
+
     out = tmp_path / "proxy.pac"
-    assert main(["pac", "--gateway", "gw.school.lan", "--policy",
-                 str(direct_policy(tmp_path)), "--out", str(out), "--no-notes"]) == 0
+    assert (
+        main(
+            [
+                "pac",
+                "--gateway",
+                "gw.school.lan",
+                "--policy",
+                str(direct_policy(tmp_path)),
+                "--out",
+                str(out),
+                "--no-notes",
+            ]
+        )
+        == 0
+    )
     answers = evaluate(out.read_text(), [h for h, _ in PAC_DIRECT], tmp_path)
     assert [a == "DIRECT" for a in answers] == [d for _, d in PAC_DIRECT]
     # the seed policy has no direct entries: a name is never DIRECT

@@ -26,17 +26,25 @@ __all__ = ["database_url", "postgres_session_url"]
 
 DATA = Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data"
 DEMO = DATA / "demo-identity.yaml"
-ROLES = [{"group": "SocialMedia", "role": "social_media_manager"},
-         {"group": "Staff", "role": "staff"}, {"group": "Pupils", "role": "pupil"}]
+ROLES = [
+    {"group": "SocialMedia", "role": "social_media_manager"},
+    {"group": "Staff", "role": "staff"},
+    {"group": "Pupils", "role": "pupil"},
+]
 
 
 def basic(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
-def make_flow(*, auth: str | None = None, peer: str = "192.0.2.10",
-              mode: str = "regular", connect: bool = False,
-              client: object | None = None) -> http.HTTPFlow:
+def make_flow(
+    *,
+    auth: str | None = None,
+    peer: str = "192.0.2.10",
+    mode: str = "regular",
+    connect: bool = False,
+    client: object | None = None,
+) -> http.HTTPFlow:
     flow = tflow.tflow(client_conn=client) if client is not None else tflow.tflow()
     flow.client_conn.peername = (peer, 50123)
     flow.client_conn.proxy_mode = mode_specs.ProxyMode.parse(mode)
@@ -69,8 +77,9 @@ def write_config(folder: Path, **document: object) -> Path:
 
 
 def local_config(folder: Path, **extra: object) -> Path:
-    return write_config(folder, directory={"kind": "local",
-                                           "users_file": str(DATA / "demo-users.yaml")}, **extra)
+    return write_config(
+        folder, directory={"kind": "local", "users_file": str(DATA / "demo-users.yaml")}, **extra
+    )
 
 
 def identity_of(flow: http.HTTPFlow) -> Identity | None:
@@ -80,22 +89,28 @@ def identity_of(flow: http.HTTPFlow) -> Identity | None:
 
 
 def challenged(flow: http.HTTPFlow) -> bool:
-    return (flow.response is not None and flow.response.status_code == 407
-            and flow.response.headers["Proxy-Authenticate"] == 'Basic realm="schoolgate"')
+    return (
+        flow.response is not None
+        and flow.response.status_code == 407
+        and flow.response.headers["Proxy-Authenticate"] == 'Basic realm="schoolgate"'
+    )
 
 
-@pytest.mark.parametrize(("header", "expected"), [
-    (basic("pupil1", "pw"), ("pupil1", "pw")),
-    (basic("pupil1", "p:w:x"), ("pupil1", "p:w:x")),  # passwords may contain colons
-    (basic("Zoë", "pässword"), ("Zoë", "pässword")),
-    ("basic " + base64.b64encode(b"a:b").decode(), ("a", "b")),
-    (basic("", "pw"), None),
-    ("Basic " + base64.b64encode(b"no colon").decode(), None),
-    ("Basic !!!", None),
-    ("Basic " + base64.b64encode(b"\xff:x").decode(), None),
-    ("Bearer abc", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (basic("pupil1", "pw"), ("pupil1", "pw")),
+        (basic("pupil1", "p:w:x"), ("pupil1", "p:w:x")),  # passwords may contain colons
+        (basic("Zoë", "pässword"), ("Zoë", "pässword")),
+        ("basic " + base64.b64encode(b"a:b").decode(), ("a", "b")),
+        (basic("", "pw"), None),
+        ("Basic " + base64.b64encode(b"no colon").decode(), None),
+        ("Basic !!!", None),
+        ("Basic " + base64.b64encode(b"\xff:x").decode(), None),
+        ("Bearer abc", None),
+        ("", None),
+    ],
+)
 def test_parse_basic(header: str, expected: tuple[str, str] | None) -> None:
     assert parse_basic(header) == expected
 
@@ -108,10 +123,17 @@ async def test_without_a_configuration_everyone_gets_the_default_role(addon: Ide
     assert "Proxy-Authorization" not in flow.request.headers
 
 
-@pytest.mark.parametrize(("username", "role"), [
-    ("pupil1", "pupil"), ("teacher1", "staff"), ("socialmedia1", "social_media_manager"),
-    ("bursar1", "staff"), ("dsl1", "staff"), ("it1", "staff"),
-])
+@pytest.mark.parametrize(
+    ("username", "role"),
+    [
+        ("pupil1", "pupil"),
+        ("teacher1", "staff"),
+        ("socialmedia1", "social_media_manager"),
+        ("bursar1", "staff"),
+        ("dsl1", "staff"),
+        ("it1", "staff"),
+    ],
+)
 async def test_demo_users_get_their_role(addon: Identify, username: str, role: str) -> None:
     configure(addon, DEMO)
     password = f"{username}-demo"
@@ -125,8 +147,16 @@ async def test_demo_users_get_their_role(addon: Identify, username: str, role: s
     assert password not in repr(flow.metadata)
 
 
-@pytest.mark.parametrize("auth", [basic("pupil1", "wrong"), basic("nobody", "pupil1-demo"),
-                                  "Basic garbage", "Negotiate abc", None])
+@pytest.mark.parametrize(
+    "auth",
+    [
+        basic("pupil1", "wrong"),
+        basic("nobody", "pupil1-demo"),
+        "Basic garbage",
+        "Negotiate abc",
+        None,
+    ],
+)
 async def test_wrong_or_missing_credentials_get_407(addon: Identify, auth: str | None) -> None:
     configure(addon, DEMO)
     for connect in (True, False):
@@ -138,7 +168,8 @@ async def test_wrong_or_missing_credentials_get_407(addon: Identify, auth: str |
 
 
 async def test_without_auth_required_a_client_without_credentials_gets_the_default(
-        addon: Identify, tmp_path: Path) -> None:
+    addon: Identify, tmp_path: Path
+) -> None:
     configure(addon, local_config(tmp_path, auth_required=False))
     flow = make_flow()
     await addon.requestheaders(flow)
@@ -148,24 +179,40 @@ async def test_without_auth_required_a_client_without_credentials_gets_the_defau
     assert challenged(wrong)
 
 
-SUBNETS = [{"cidr": "10.20.0.0/16", "role": "pupil", "without_auth": True},
-           {"cidr": "10.30.0.0/16", "role": "staff"}]
+SUBNETS = [
+    {"cidr": "10.20.0.0/16", "role": "pupil", "without_auth": True},
+    {"cidr": "10.30.0.0/16", "role": "staff"},
+]
 
 
-@pytest.mark.parametrize(("peer", "mode", "auth", "expected"), [
-    ("10.20.1.1", "regular", None, Identity("pupil", IdentitySource.SUBNET)),
-    ("::ffff:10.20.1.1", "regular", None, Identity("pupil", IdentitySource.SUBNET)),
-    ("10.30.1.1", "regular", None, None),  # a subnet that must still sign in: 407
-    ("10.30.1.1", "transparent", None, Identity("staff", IdentitySource.SUBNET)),
-    ("10.99.1.1", "transparent", None, DEFAULT),  # no proxy auth possible, no subnet
-    ("10.99.1.1", "wireguard", basic("teacher1", "teacher1-demo"), DEFAULT),
-    # Credentials beat the subnet: a teacher signing in on a pupil device.
-    ("10.20.1.1", "regular", basic("teacher1", "teacher1-demo"),
-     Identity("staff", IdentitySource.LOCAL, "teacher1", frozenset({"Staff", "Teachers-Year5"}))),
-])
+@pytest.mark.parametrize(
+    ("peer", "mode", "auth", "expected"),
+    [
+        ("10.20.1.1", "regular", None, Identity("pupil", IdentitySource.SUBNET)),
+        ("::ffff:10.20.1.1", "regular", None, Identity("pupil", IdentitySource.SUBNET)),
+        ("10.30.1.1", "regular", None, None),  # a subnet that must still sign in: 407
+        ("10.30.1.1", "transparent", None, Identity("staff", IdentitySource.SUBNET)),
+        ("10.99.1.1", "transparent", None, DEFAULT),  # no proxy auth possible, no subnet
+        ("10.99.1.1", "wireguard", basic("teacher1", "teacher1-demo"), DEFAULT),
+        # Credentials beat the subnet: a teacher signing in on a pupil device.
+        (
+            "10.20.1.1",
+            "regular",
+            basic("teacher1", "teacher1-demo"),
+            Identity(
+                "staff", IdentitySource.LOCAL, "teacher1", frozenset({"Staff", "Teachers-Year5"})
+            ),
+        ),
+    ],
+)
 async def test_subnets_map_devices_that_cannot_sign_in(
-        addon: Identify, tmp_path: Path, peer: str, mode: str, auth: str | None,
-        expected: Identity | None) -> None:
+    addon: Identify,
+    tmp_path: Path,
+    peer: str,
+    mode: str,
+    auth: str | None,
+    expected: Identity | None,
+) -> None:
     configure(addon, local_config(tmp_path, subnets=SUBNETS))
     flow = make_flow(peer=peer, mode=mode, auth=auth)
     await addon.requestheaders(flow)
@@ -174,7 +221,8 @@ async def test_subnets_map_devices_that_cannot_sign_in(
 
 
 async def test_a_tunnel_is_checked_once_and_its_requests_share_the_identity(
-        addon: Identify) -> None:
+    addon: Identify,
+) -> None:
     configure(addon, DEMO)
     connect = make_flow(auth=basic("socialmedia1", "socialmedia1-demo"), connect=True)
     await addon.http_connect(connect)
@@ -207,7 +255,8 @@ async def test_simultaneous_sign_ins_ask_the_directory_once(addon: Identify) -> 
     flows = [make_flow(auth=basic("teacher1", "teacher1-demo")) for _ in range(6)]
     await asyncio.gather(*(addon.requestheaders(flow) for flow in flows))
     assert {identity_of(flow) for flow in flows} == {
-        Identity("staff", IdentitySource.LOCAL, "teacher1", frozenset({"Staff", "Teachers-Year5"}))}
+        Identity("staff", IdentitySource.LOCAL, "teacher1", frozenset({"Staff", "Teachers-Year5"}))
+    }
     assert addon.stats.directory_lookups == 1
 
 
@@ -248,8 +297,9 @@ async def test_an_error_inside_the_hook_fails_closed(addon: Identify) -> None:
     assert addon.stats.identify_errors == 1
     # Without credentials (a transparent client), the most restrictive role.
     plain = make_flow(mode="transparent", connect=True)
-    addon._setup = dataclasses.replace(addon._setup, config=dataclasses.replace(
-        addon._setup.config, subnets=()))
+    addon._setup = dataclasses.replace(
+        addon._setup, config=dataclasses.replace(addon._setup.config, subnets=())
+    )
     addon._identify = broken_identify  # type: ignore[method-assign]
     await addon.http_connect(plain)
     assert identity_of(plain) == DEFAULT
@@ -263,7 +313,8 @@ async def broken_identify(flow: http.HTTPFlow) -> Identity:
 
 
 async def test_a_bad_configuration_is_refused_and_the_running_one_kept(
-        addon: Identify, tmp_path: Path) -> None:
+    addon: Identify, tmp_path: Path
+) -> None:
     configure(addon, DEMO)
     bad = tmp_path / "identity.yaml"
     bad.write_text("groups_to_roles: [{group: Staff, role: Staff}]\ncolour: blue\n")
@@ -283,14 +334,17 @@ async def test_a_bad_configuration_is_refused_and_the_running_one_kept(
 
 # --- against a real slapd --------------------------------------------------------------------
 
+
 @pytest.mark.ldap
-async def test_ldap_sign_in_gives_role_and_groups(addon: Identify, shared_slapd: SlapdServer,
-                                                  tmp_path: Path) -> None:
+async def test_ldap_sign_in_gives_role_and_groups(
+    addon: Identify, shared_slapd: SlapdServer, tmp_path: Path
+) -> None:
     configure(addon, shared_slapd.write_identity_config(tmp_path))
     flow = make_flow(auth=basic("pupil1", "pupil1-pass"), connect=True)
     await addon.http_connect(flow)
-    assert identity_of(flow) == Identity("pupil", IdentitySource.DIRECTORY, "pupil1",
-                                         frozenset({"Pupils", "Year5"}))
+    assert identity_of(flow) == Identity(
+        "pupil", IdentitySource.DIRECTORY, "pupil1", frozenset({"Pupils", "Year5"})
+    )
     wrong = make_flow(auth=basic("pupil1", "pupil2-pass"), connect=True)
     await addon.http_connect(wrong)
     assert challenged(wrong)
@@ -301,7 +355,8 @@ async def test_ldap_sign_in_gives_role_and_groups(addon: Identify, shared_slapd:
 
 @pytest.mark.ldap
 async def test_ldap_down_mid_run_only_the_exact_pairs_verified_before_get_in(
-        addon: Identify, slapd_server: SlapdServer, tmp_path: Path) -> None:
+    addon: Identify, slapd_server: SlapdServer, tmp_path: Path
+) -> None:
     # Finding 11: while the directory was down, any credentials got the default role.
     configure(addon, slapd_server.write_identity_config(tmp_path))
     now = [0.0]
@@ -366,14 +421,19 @@ def retry_after(flow: http.HTTPFlow) -> int:
 
 
 async def test_guessing_stops_after_three_wrong_passwords_and_the_directory_is_not_asked(
-        addon: Identify) -> None:
+    addon: Identify,
+) -> None:
     # Finding 3: ~930 guesses a minute, the right password accepted at the end.
     configure(addon, DEMO)
     for n in range(3):
         await addon.requestheaders(flow := make_flow(auth=basic("teacher1", f"guess{n}")))
         assert retry_after(flow) == 0
-    for auth in (basic("teacher1", "guess3"), basic("teacher1", "teacher1-demo"),
-                 basic("ｔｅａｃｈｅｒ１", "teacher1-demo"), basic("TEACHER1", "guess4")):
+    for auth in (
+        basic("teacher1", "guess3"),
+        basic("teacher1", "teacher1-demo"),
+        basic("ｔｅａｃｈｅｒ１", "teacher1-demo"),
+        basic("TEACHER1", "guess4"),
+    ):
         await addon.requestheaders(flow := make_flow(auth=auth, peer="192.0.2.77"))
         assert 500 < retry_after(flow) <= 600, auth
         assert flow.response is not None
@@ -386,15 +446,17 @@ async def test_guessing_stops_after_three_wrong_passwords_and_the_directory_is_n
 
 
 async def test_people_signed_in_before_are_not_locked_out_by_a_guesser(
-        addon: Identify, tmp_path: Path) -> None:
+    addon: Identify, tmp_path: Path
+) -> None:
     configure(addon, local_config(tmp_path, cache={"positive_seconds": 60}))
     now = [0.0]
     addon.clock = lambda: now[0]
     await addon.requestheaders(flow := make_flow(auth=basic("teacher1", "teacher1-demo")))
     assert identity_of(flow) is not None
     for n in range(5):
-        await addon.requestheaders(make_flow(auth=basic("teacher1", f"guess{n}"),
-                                             peer="192.0.2.66"))
+        await addon.requestheaders(
+            make_flow(auth=basic("teacher1", f"guess{n}"), peer="192.0.2.66")
+        )
     now[0] = 120.0  # her cached sign-in has expired; her name is backed off
     await addon.requestheaders(again := make_flow(auth=basic("teacher1", "teacher1-demo")))
     found = identity_of(again)
@@ -406,14 +468,15 @@ async def test_one_address_trying_many_names_is_backed_off(addon: Identify) -> N
     configure(addon, DEMO)
     ctx.options.update(schoolgate_signin_failures_per_address=4)
     for name in ("teacher1", "dsl1", "it1", "bursar1"):
-        await addon.requestheaders(flow := make_flow(auth=basic(name, "guess"),
-                                                     peer="192.0.2.66"))
+        await addon.requestheaders(flow := make_flow(auth=basic(name, "guess"), peer="192.0.2.66"))
         assert retry_after(flow) == 0
-    await addon.requestheaders(flow := make_flow(auth=basic("pupil1", "pupil1-demo"),
-                                                 peer="192.0.2.66"))
+    await addon.requestheaders(
+        flow := make_flow(auth=basic("pupil1", "pupil1-demo"), peer="192.0.2.66")
+    )
     assert retry_after(flow) > 0
-    await addon.requestheaders(flow := make_flow(auth=basic("pupil1", "pupil1-demo"),
-                                                 peer="192.0.2.67"))
+    await addon.requestheaders(
+        flow := make_flow(auth=basic("pupil1", "pupil1-demo"), peer="192.0.2.67")
+    )
     assert identity_of(flow) is not None
 
 
@@ -429,7 +492,8 @@ async def test_every_worker_and_replica_shares_the_count(database_url: str) -> N
         with taddons.context(identify):
             configure(identify, DEMO)
             ctx.options.update(schoolgate_database_url=database_url)
-            await identify.requestheaders(flow := make_flow(auth=basic("dsl1", f"g{worker}"),
-                                                            peer=f"192.0.2.{worker + 1}"))
+            await identify.requestheaders(
+                flow := make_flow(auth=basic("dsl1", f"g{worker}"), peer=f"192.0.2.{worker + 1}")
+            )
             assert (retry_after(flow) > 0) is (worker == 3), worker
         identify.done()

@@ -25,16 +25,16 @@ rules:
   - {name: adult, roles: all, categories: [adult], action: block}
 default: allow
 """
-OLD_ADULT = "# category: adult\n# description: d\n# compiled: 2026-11-01\n# source: s\n" \
-            "old.example\n"
+OLD_ADULT = (
+    "# category: adult\n# description: d\n# compiled: 2026-11-01\n# source: s\nold.example\n"
+)
 
 
 def decide(enforce: Enforce, host: str) -> Reason:
     flow = tflow.tflow(req=tutils.treq(host=host, port=443, scheme=b"https", authority=b""))
     flow.request.headers["Host"] = host
     flow.client_conn.sni = host
-    flow.metadata[context.IDENTITY] = Identity(role="staff", source=IdentitySource.LOCAL,
-                                               user="t")
+    flow.metadata[context.IDENTITY] = Identity(role="staff", source=IdentitySource.LOCAL, user="t")
     enforce.requestheaders(flow)
     reason: Reason = flow.metadata[context.DECISION].reason
     return reason
@@ -46,13 +46,15 @@ async def test_updated_list_is_enforced_without_a_restart(tmp_path: Path) -> Non
     (tmp_path / "adult.txt").write_text(OLD_ADULT)
     (tmp_path / "feed.txt").write_text("porn.example\n")
     config = tmp_path / "lists.yaml"
-    config.write_text("sources:\n  - {name: feed, category: adult, format: domains, "
-                      "path: feed.txt}\n")
+    config.write_text(
+        "sources:\n  - {name: feed, category: adult, format: domains, path: feed.txt}\n"
+    )
     source = PolicySource()
     enforce = Enforce(source)
     with taddons.context(source, enforce) as tctx:
-        tctx.configure(enforce, schoolgate_policy=str(policy),
-                       schoolgate_secret_file=str(tmp_path / "secret"))
+        tctx.configure(
+            enforce, schoolgate_policy=str(policy), schoolgate_secret_file=str(tmp_path / "secret")
+        )
         assert decide(enforce, "www.porn.example") is Reason.DEFAULT_ALLOW
         assert decide(enforce, "old.example") is Reason.RULE_BLOCK
         assert update_lists(config, now=datetime.now(UTC), policy_path=policy).ok

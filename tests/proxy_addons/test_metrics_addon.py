@@ -34,8 +34,11 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def scrape(registry: CollectorRegistry) -> Samples:
     text = generate_latest(registry).decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def collected(stats: GatewayStats, source: PolicySource | None = None) -> Samples:
@@ -73,17 +76,22 @@ def test_every_field_is_exported_with_its_own_value() -> None:
         assert samples.get(key) == number, item.name
 
 
-@pytest.mark.parametrize("addon", ["identify", "enforce", "shadow", "detect", "safesearch",
-                                   "destinations", "record", "alerts"])
+@pytest.mark.parametrize(
+    "addon",
+    ["identify", "enforce", "shadow", "detect", "safesearch", "destinations", "record", "alerts"],
+)
 def test_each_addons_engine_errors_reach_the_alerted_metric(addon: str) -> None:
     stats = GatewayStats()
     setattr(stats, f"{addon}_errors", 2)
     samples = collected(stats)
     assert samples[("schoolgate_engine_errors_total", (("addon", addon),))] == 2
     # deploy/prometheus/schoolgate-rules.yml alerts on increase() of exactly this name
-    assert "schoolgate_engine_errors_total" in \
-        (Path(__file__).resolve().parents[2] / "deploy" / "prometheus" /
-         "schoolgate-rules.yml").read_text()
+    assert (
+        "schoolgate_engine_errors_total"
+        in (
+            Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "schoolgate-rules.yml"
+        ).read_text()
+    )
 
 
 @pytest.fixture
@@ -94,14 +102,15 @@ def chain(tmp_path: Path) -> Iterator[tuple[GatewayStats, PolicySource, Enforce,
     source = PolicySource(stats)
     enforce, detect = Enforce(source, stats), Detect(stats)
     with taddons.context(source, enforce, detect) as tctx:
-        tctx.configure(enforce, schoolgate_policy=str(policy),
-                       schoolgate_secret_file=str(tmp_path / "secret"))
+        tctx.configure(
+            enforce, schoolgate_policy=str(policy), schoolgate_secret_file=str(tmp_path / "secret")
+        )
         yield stats, source, enforce, detect
 
 
 def test_a_failing_detect_shows_in_the_engine_error_metric(
-        chain: tuple[GatewayStats, PolicySource, Enforce, Detect],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    chain: tuple[GatewayStats, PolicySource, Enforce, Detect], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The review found Detect's errors counted where no metric read them."""
     stats, _, enforce, detect = chain
     import schoolgate.proxy_addons.detect as detect_module
@@ -110,8 +119,9 @@ def test_a_failing_detect_shows_in_the_engine_error_metric(
         raise RuntimeError("boom")
 
     monkeypatch.setattr(detect_module, "doh_evidence", explode)
-    flow = tflow.tflow(req=tutils.treq(host="learning.test", port=443, scheme=b"https",
-                                       authority=b""))
+    flow = tflow.tflow(
+        req=tutils.treq(host="learning.test", port=443, scheme=b"https", authority=b"")
+    )
     flow.request.headers["Host"] = "learning.test"
     flow.client_conn.sni = "learning.test"
     enforce.requestheaders(flow)
@@ -121,7 +131,8 @@ def test_a_failing_detect_shows_in_the_engine_error_metric(
 
 
 def test_the_policy_state_comes_from_the_policy_source(
-        chain: tuple[GatewayStats, PolicySource, Enforce, Detect]) -> None:
+    chain: tuple[GatewayStats, PolicySource, Enforce, Detect],
+) -> None:
     stats, source, _, _ = chain
     samples = collected(stats, source)
     version = source.snapshot.version
@@ -136,8 +147,17 @@ def test_writer_metrics_read_the_writers_own_fields() -> None:
     stats = GatewayStats()
     assert collected(stats)[("schoolgate_event_writer_present", ())] == 0
     stats.event_writer = lambda: WriterStats(
-        submitted=9, queued=3, written=5, spooled=4, replayed=2, dropped=0, spool_bytes=77,
-        db_failures=1, bad_spool_lines=0, rejected=0)
+        submitted=9,
+        queued=3,
+        written=5,
+        spooled=4,
+        replayed=2,
+        dropped=0,
+        spool_bytes=77,
+        db_failures=1,
+        bad_spool_lines=0,
+        rejected=0,
+    )
     samples = collected(stats)
     assert samples[("schoolgate_event_writer_present", ())] == 1
     assert samples[("schoolgate_events_queue_depth", ())] == 3
@@ -154,17 +174,28 @@ def test_flows_are_counted_once_decided() -> None:
     undecided = tflow.tflow(resp=True)
     metrics.response(undecided)  # a gateway page or a 407: no decision, not counted
     decided = tflow.tflow(resp=True)
-    decided.metadata[context.DECISION] = Decision(Verdict.BLOCK, Reason.CIRCUMVENTION,
-                                                  category="x", technique="doh_content")
+    decided.metadata[context.DECISION] = Decision(
+        Verdict.BLOCK, Reason.CIRCUMVENTION, category="x", technique="doh_content"
+    )
     decided.metadata[context.IDENTITY] = context.Identity("pupil", context.IdentitySource.SUBNET)
     metrics.response(decided)
     samples = scrape(metrics.registry)
     request_samples = {k: v for k, v in samples.items() if k[0] == "schoolgate_requests_total"}
-    assert request_samples == {("schoolgate_requests_total", (
-        ("category", "x"), ("reason", "circumvention"), ("role", "pupil"), ("stage", "request"),
-        ("verdict", "block"))): 1}
-    assert samples[("schoolgate_circumvention_attempts_total",
-                    (("technique", "doh_content"),))] == 1
+    assert request_samples == {
+        (
+            "schoolgate_requests_total",
+            (
+                ("category", "x"),
+                ("reason", "circumvention"),
+                ("role", "pupil"),
+                ("stage", "request"),
+                ("verdict", "block"),
+            ),
+        ): 1
+    }
+    assert (
+        samples[("schoolgate_circumvention_attempts_total", (("technique", "doh_content"),))] == 1
+    )
     assert samples[("schoolgate_identities_total", (("source", "subnet"),))] == 1
 
 

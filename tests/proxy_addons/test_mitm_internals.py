@@ -23,7 +23,8 @@ from tests.support.tls_hello import ECH, client_hello_record
 
 def test_mitmproxy_is_the_version_the_internals_were_read_from() -> None:
     assert version.VERSION.startswith("12."), (
-        f"mitmproxy {version.VERSION}: re-read proxy_addons/mitm_internals.py against it")
+        f"mitmproxy {version.VERSION}: re-read proxy_addons/mitm_internals.py against it"
+    )
 
 
 def test_http1_server_still_buffers_the_head_where_we_bound_it() -> None:
@@ -54,8 +55,9 @@ def test_wakeups_and_closing_are_where_we_use_them() -> None:
     assert callable(server.ConnectionHandler.on_timeout)
     assert "self.connections" in inspect.getsource(proxyserver.Proxyserver.register_connection)
     assert "self.client.error" in inspect.getsource(server.ConnectionHandler.handle_client)
-    close = inspect.getsource(mitm_internals._original_close_connection or
-                              server.ConnectionHandler.close_connection)
+    close = inspect.getsource(
+        mitm_internals._original_close_connection or server.ConnectionHandler.close_connection
+    )
     assert "handler.cancel(" in close
     assert "self.transports[connection]" in close
     assert "writer.close()" in inspect.getsource(server.ConnectionHandler.handle_connection)
@@ -64,27 +66,33 @@ def test_wakeups_and_closing_are_where_we_use_them() -> None:
 LIMITS = HeadLimits(max_line=100, max_bytes=400, max_headers=5)
 
 
-@pytest.mark.parametrize(("data", "expected"), [
-    (b"GET http://a.test/ HTTP/1.1\r\nHost: a\r\n\r\n", None),
-    (b"GET http://a.test/ HTTP/1.1\r\nHo", None),  # incomplete but within bounds
-    (b"GET /" + b"a" * 100, 414),  # no end of line yet, already too long
-    (b"GET /" + b"a" * 100 + b" HTTP/1.1\r\n\r\n", 414),
-    (b"GET / HTTP/1.1\r\nX: " + b"a" * 400, 431),  # never-ending header
-    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 6, 431),  # too many header lines, unfinished
-    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 4 + b"\r\n", None),
-    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" + b"b" * 5000, None),  # a body is not the head
-])
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"GET http://a.test/ HTTP/1.1\r\nHost: a\r\n\r\n", None),
+        (b"GET http://a.test/ HTTP/1.1\r\nHo", None),  # incomplete but within bounds
+        (b"GET /" + b"a" * 100, 414),  # no end of line yet, already too long
+        (b"GET /" + b"a" * 100 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * 400, 431),  # never-ending header
+        (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 6, 431),  # too many header lines, unfinished
+        (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 4 + b"\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" + b"b" * 5000, None),  # a body is not the head
+    ],
+)
 def test_head_checks(data: bytes, expected: int | None) -> None:
     problem = _check_head(data, LIMITS)
     assert (problem[1] if problem else None) == expected
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("schoolgate_max_header_bytes", 10),
-    ("schoolgate_head_timeout", 0),
-    ("schoolgate_max_connections_per_client", 0),
-    ("schoolgate_max_request_line", 1 << 20),  # larger than the whole head
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("schoolgate_max_header_bytes", 10),
+        ("schoolgate_head_timeout", 0),
+        ("schoolgate_max_connections_per_client", 0),
+        ("schoolgate_max_request_line", 1 << 20),  # larger than the whole head
+    ],
+)
 def test_bad_limits_are_refused_and_the_old_ones_stay(name: str, value: int) -> None:
     addon = Limits()
     with taddons.context(addon) as tctx:
@@ -130,8 +138,7 @@ def test_the_hand_over_still_fits_mitmproxys_connection_handler() -> None:
     handle = inspect.getsource(server.ConnectionHandler.handle_client)
     assert handle.index("ClientConnectedHook(self.client)") < handle.index("handle_connection")
     assert "self.transports[self.client]" in handle
-    assert set(inspect.signature(server.ConnectionIO).parameters) == {"handler", "reader",
-                                                                      "writer"}
+    assert set(inspect.signature(server.ConnectionIO).parameters) == {"handler", "reader", "writer"}
     assert list(inspect.signature(server.TimeoutWatchdog).parameters) == ["timeout", "callback"]
     start = inspect.getsource(modes.DestinationKnown.finish_start)
     assert "self.child_layer.handle_event(events.Start())" in start
@@ -148,6 +155,7 @@ def test_a_stream_reader_still_keeps_its_bytes_in_a_buffer() -> None:
         assert mitm_internals.take_buffered(reader) == b"left"
         reader.feed_eof()
         assert await reader.read() == b""
+
     asyncio.run(check())
 
 
@@ -161,8 +169,10 @@ def test_mitmproxys_client_hello_parser_is_where_the_front_door_uses_it() -> Non
         mitm_internals.parse_hello(b"SSH-2.0-OpenSSH_9.6\r\n")
     with pytest.raises(ValueError, match="empty"):
         mitm_internals.parse_hello(b"\x16\x03\x01\x00\x00")
-    for hook, name in ((mitm_internals.HttpConnectHook, "http_connect"),
-                       (mitm_internals.HttpConnectedHook, "http_connected"),
-                       (mitm_internals.HttpConnectErrorHook, "http_connect_error"),
-                       (mitm_internals.TlsClienthelloHook, "tls_clienthello")):
+    for hook, name in (
+        (mitm_internals.HttpConnectHook, "http_connect"),
+        (mitm_internals.HttpConnectedHook, "http_connected"),
+        (mitm_internals.HttpConnectErrorHook, "http_connect_error"),
+        (mitm_internals.TlsClienthelloHook, "tls_clienthello"),
+    ):
         assert hook.name == name

@@ -21,23 +21,36 @@ from tests.support.policies import POLICY_TEXT
 
 PAGES = Path(__file__).parent / "proxy_pages"
 GLYPE = (PAGES / "written_from/glype-default.html").read_bytes()
-POLICY = parse_policy(POLICY_TEXT + "inspection:\n  pupil: {inspect: all}\n"
-                      "  staff: {inspect: listed}\n", source="p.yaml")
+POLICY = parse_policy(
+    POLICY_TEXT + "inspection:\n  pupil: {inspect: all}\n  staff: {inspect: listed}\n",
+    source="p.yaml",
+)
 
 
-def flow_for(role: str, body: bytes = GLYPE, *, kind: str = "text/html; charset=utf-8",
-             dest: str | None = "document", size: bool = True) -> http.HTTPFlow:
+def flow_for(
+    role: str,
+    body: bytes = GLYPE,
+    *,
+    kind: str = "text/html; charset=utf-8",
+    dest: str | None = "document",
+    size: bool = True,
+) -> http.HTTPFlow:
     headers = [(b"Content-Type", kind.encode())]
     if size:
         headers.append((b"Content-Length", str(len(body)).encode()))
     flow = tflow.tflow(resp=tutils.tresp(headers=headers, content=body))
     if dest is not None:
         flow.request.headers["Sec-Fetch-Dest"] = dest
-    flow.metadata[context.DECISION] = Decision(Verdict.ALLOW, Reason.DEFAULT_ALLOW,
-                                               host="helper.example")
+    flow.metadata[context.DECISION] = Decision(
+        Verdict.ALLOW, Reason.DEFAULT_ALLOW, host="helper.example"
+    )
     flow.metadata[context.INPUTS] = context.DecisionInputs(
-        POLICY, Subject(role, "someone"), Overrides(),
-        datetime(2026, 12, 3, 10, tzinfo=UTC), BlockPageSettings("http://admin", b"k" * 32))
+        POLICY,
+        Subject(role, "someone"),
+        Overrides(),
+        datetime(2026, 12, 3, 10, tzinfo=UTC),
+        BlockPageSettings("http://admin", b"k" * 32),
+    )
     assert flow.response is not None
     flow.response.stream = True  # as StripAltSvc left it
     return flow
@@ -53,17 +66,23 @@ def test_a_pupils_proxy_page_is_held_and_blocked() -> None:
     assert flow.response.status_code == 403
     decision = flow.metadata[context.DECISION]
     assert (decision.verdict, decision.rule, decision.technique) == (
-        Verdict.BLOCK, "web-proxy-form", "web_proxy")
+        Verdict.BLOCK,
+        "web-proxy-form",
+        "web_proxy",
+    )
     assert flow.metadata[context.LATE] is True
     assert flow.metadata[context.EVIDENCE]["script"] == "glype"
 
 
-@pytest.mark.parametrize(("role", "kwargs"), [
-    ("staff", {}),  # inspect: listed
-    ("pupil", {"kind": "image/png"}),
-    ("pupil", {"dest": "script"}),
-    ("pupil", {"body": GLYPE + b" " * MAX_HELD}),  # announced larger than what is held
-])
+@pytest.mark.parametrize(
+    ("role", "kwargs"),
+    [
+        ("staff", {}),  # inspect: listed
+        ("pupil", {"kind": "image/png"}),
+        ("pupil", {"dest": "script"}),
+        ("pupil", {"body": GLYPE + b" " * MAX_HELD}),  # announced larger than what is held
+    ],
+)
 def test_other_responses_stream_unread(role: str, kwargs: dict[str, object]) -> None:
     addon, flow = CheckPages(), flow_for(role, **kwargs)  # type: ignore[arg-type]
     addon.responseheaders(flow)
@@ -90,6 +109,7 @@ def test_a_page_of_unknown_size_is_held_as_it_streams() -> None:
 def test_an_error_while_reading_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(html: str) -> None:
         raise RuntimeError("boom")
+
     monkeypatch.setattr(page_check, "proxy_form_evidence", broken)
     addon, flow = CheckPages(), flow_for("pupil")
     addon.responseheaders(flow)
@@ -103,6 +123,7 @@ def test_an_error_while_reading_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_an_error_before_reading_closes_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(request: http.Request, response: http.Response) -> bool:
         raise RuntimeError("boom")
+
     monkeypatch.setattr(page_check, "is_page_to_check", broken)
     addon, flow = CheckPages(), flow_for("pupil")
     addon.responseheaders(flow)

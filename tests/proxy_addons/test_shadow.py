@@ -16,15 +16,19 @@ from schoolgate.proxy_addons.shadow import Shadow, Trial
 from schoolgate.store.policy_files import load_policy
 
 
-def _flow(host: str, role: str, verdict: Verdict, reason: Reason = Reason.RULE_ALLOW,
-          ) -> tflow.http.HTTPFlow:
+def _flow(
+    host: str,
+    role: str,
+    verdict: Verdict,
+    reason: Reason = Reason.RULE_ALLOW,
+) -> tflow.http.HTTPFlow:
     flow = tflow.tflow()
     flow.request.host = host
     flow.request.scheme = "http"
     flow.metadata[context.DECISION] = Decision(verdict, reason, host=host)
-    flow.metadata[context.IDENTITY] = context.Identity(role=role,
-                                                       source=context.IdentitySource.LOCAL,
-                                                       user="someone")
+    flow.metadata[context.IDENTITY] = context.Identity(
+        role=role, source=context.IdentitySource.LOCAL, user="someone"
+    )
     return flow
 
 
@@ -39,7 +43,8 @@ def test_only_chosen_roles_and_rule_verdicts_are_compared() -> None:
         shadow.requestheaders(_flow("x.com", "pupil", Verdict.ALLOW, Reason.EXCEPTION))
         shadow.requestheaders(_flow("x.com", "pupil", Verdict.BLOCK, Reason.RULE_BLOCK))
     assert dict(shadow._pending) == {
-        ("abc", "pupil", "x.com", "allow", "block", "x-and-instagram"): 1}
+        ("abc", "pupil", "x.com", "allow", "block", "x-and-instagram"): 1
+    }
 
 
 def test_a_remembered_verdict_is_the_one_decide_gives() -> None:
@@ -49,8 +54,7 @@ def test_a_remembered_verdict_is_the_one_decide_gives() -> None:
         shadow.trial = Trial(seed, "abc", frozenset())
         for _ in range(3):
             shadow.requestheaders(_flow("www.facebook.com", "staff", Verdict.ALLOW))
-    fresh = decide(seed, Request("www.facebook.com", 80), Subject("staff"), None,
-                   datetime.now(UTC))
+    fresh = decide(seed, Request("www.facebook.com", 80), Subject("staff"), None, datetime.now(UTC))
     assert [v for v, _ in shadow.trial.remembered.values()] == [fresh.verdict]
     expected = 3 if fresh.verdict is Verdict.BLOCK else 0
     assert sum(shadow._pending.values()) == expected
@@ -62,7 +66,8 @@ def test_a_failing_comparison_changes_nothing_and_is_counted() -> None:
         shadow.trial = Trial(load_policy(None), "abc", frozenset())
         flow = _flow("x.com", "pupil", Verdict.ALLOW)
         flow.metadata[context.IDENTITY] = context.Identity(
-            role=["pupil"], source=context.IdentitySource.LOCAL)  # type: ignore[arg-type]
+            role=["pupil"], source=context.IdentitySource.LOCAL
+        )  # type: ignore[arg-type]
         shadow.requestheaders(flow)
     assert flow.response is None
     assert shadow.stats.shadow_errors == 1

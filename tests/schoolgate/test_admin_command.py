@@ -12,16 +12,26 @@ from schoolgate.store.db import default_database_url
 
 
 def _args(tmp_path: Path, **extra: object) -> argparse.Namespace:
-    values: dict[str, object] = {"data_dir": tmp_path, "identity": None, "policy": None,
-                                 "gateway_url": None, "database": None}
+    values: dict[str, object] = {
+        "data_dir": tmp_path,
+        "identity": None,
+        "policy": None,
+        "gateway_url": None,
+        "database": None,
+    }
     values.update(extra)
     return argparse.Namespace(**values)
 
 
 def test_the_demo_directory_means_development_and_http_cookies(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SCHOOLGATE_ENVIRONMENT", "SCHOOLGATE_COOKIE_SECURE",
-                 "SCHOOLGATE_SESSION_SECRET", "SCHOOLGATE_DATABASE_URL"):
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "SCHOOLGATE_ENVIRONMENT",
+        "SCHOOLGATE_COOKIE_SECURE",
+        "SCHOOLGATE_SESSION_SECRET",
+        "SCHOOLGATE_DATABASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     settings = settings_from(_args(tmp_path, identity=DEMO_IDENTITY))
     assert settings.environment.value == "development"
@@ -29,8 +39,9 @@ def test_the_demo_directory_means_development_and_http_cookies(
     assert settings.embedded_database
 
 
-def test_elsewhere_production_wants_a_secret(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_elsewhere_production_wants_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SCHOOLGATE_ENVIRONMENT", raising=False)
     monkeypatch.delenv("SCHOOLGATE_SESSION_SECRET", raising=False)
     other = tmp_path / "identity.yaml"
@@ -39,8 +50,7 @@ def test_elsewhere_production_wants_a_secret(tmp_path: Path,
         settings_from(_args(tmp_path, identity=other))
 
 
-def test_the_embedded_database_is_migrated_and_any_other_is_only_checked(
-        tmp_path: Path) -> None:
+def test_the_embedded_database_is_migrated_and_any_other_is_only_checked(tmp_path: Path) -> None:
     url = default_database_url(tmp_path)
     assert prepare_database(url, embedded=True) is None
     other = f"sqlite:///{tmp_path / 'other.db'}"
@@ -65,18 +75,23 @@ from schoolgate.commands.admin import plain_http_problem  # noqa: E402
 SCHOOLGATE = str(Path(sys.executable).parent / "schoolgate")
 
 
-@pytest.mark.parametrize(("secure", "host", "tls", "proxied", "refused"), [
-    (True, "0.0.0.0", False, False, True),
-    (True, "10.1.2.3", False, False, True),
-    (True, "127.0.0.1", False, False, False),  # behind a local HTTPS reverse proxy
-    (True, "0.0.0.0", True, False, False),
-    (True, "0.0.0.0", False, True, False),
-    (False, "0.0.0.0", False, False, False),  # the plain-HTTP trial, on purpose
-])
+@pytest.mark.parametrize(
+    ("secure", "host", "tls", "proxied", "refused"),
+    [
+        (True, "0.0.0.0", False, False, True),
+        (True, "10.1.2.3", False, False, True),
+        (True, "127.0.0.1", False, False, False),  # behind a local HTTPS reverse proxy
+        (True, "0.0.0.0", True, False, False),
+        (True, "0.0.0.0", False, True, False),
+        (False, "0.0.0.0", False, False, False),  # the plain-HTTP trial, on purpose
+    ],
+)
 def test_a_secure_cookie_over_plain_http_beyond_loopback_is_refused(
-        secure: bool, host: str, tls: bool, proxied: bool, refused: bool) -> None:
-    problem = plain_http_problem(cookie_secure=secure, listen_host=host, tls=tls,
-                                 behind_proxy=proxied)
+    secure: bool, host: str, tls: bool, proxied: bool, refused: bool
+) -> None:
+    problem = plain_http_problem(
+        cookie_secure=secure, listen_host=host, tls=tls, behind_proxy=proxied
+    )
     assert (problem is not None) == refused
     if problem:
         assert "SCHOOLGATE_COOKIE_SECURE=false" in problem
@@ -91,10 +106,24 @@ def _port() -> int:
 
 def test_the_admin_command_refuses_to_start_where_nobody_could_sign_in(tmp_path: Path) -> None:
     env = {**os.environ, "SCHOOLGATE_COOKIE_SECURE": "true"}
-    proc = subprocess.run([SCHOOLGATE, "admin", "--listen-host", "0.0.0.0", "--listen-port",
-                           str(_port()), "--data-dir", str(tmp_path), "--identity",
-                           str(DEMO_IDENTITY)], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [
+            SCHOOLGATE,
+            "admin",
+            "--listen-host",
+            "0.0.0.0",
+            "--listen-port",
+            str(_port()),
+            "--data-dir",
+            str(tmp_path),
+            "--identity",
+            str(DEMO_IDENTITY),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "nobody could sign in" in proc.stderr
 
@@ -104,22 +133,57 @@ def test_the_admin_serves_https_with_a_certificate_from_the_school_ca(tmp_path: 
     from schoolgate.cli import main
 
     data, tls = tmp_path / "data", tmp_path / "tls"
-    assert main(["ca", "server-cert", "--data-dir", str(data), "--host", "localhost",
-                 "--host", "127.0.0.1", "--out-dir", str(tls)]) == 0
+    assert (
+        main(
+            [
+                "ca",
+                "server-cert",
+                "--data-dir",
+                str(data),
+                "--host",
+                "localhost",
+                "--host",
+                "127.0.0.1",
+                "--out-dir",
+                str(tls),
+            ]
+        )
+        == 0
+    )
     port = _port()
     env = {**os.environ, "SCHOOLGATE_COOKIE_SECURE": "true"}
     proc = subprocess.Popen(
-        [SCHOOLGATE, "admin", "--listen-host", "0.0.0.0", "--listen-port", str(port),
-         "--data-dir", str(data), "--identity", str(DEMO_IDENTITY),
-         "--tls-cert", str(tls / "admin-cert.pem"), "--tls-key", str(tls / "admin-key.pem")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            SCHOOLGATE,
+            "admin",
+            "--listen-host",
+            "0.0.0.0",
+            "--listen-port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--identity",
+            str(DEMO_IDENTITY),
+            "--tls-cert",
+            str(tls / "admin-cert.pem"),
+            "--tls-key",
+            str(tls / "admin-key.pem"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         ca = str(data / "ca" / "mitmproxy-ca-cert.pem")
         deadline = time.monotonic() + 60
         while True:
             try:
-                page = httpx.get(f"https://127.0.0.1:{port}/signin", timeout=5, trust_env=False,
-                                 verify=ssl.create_default_context(cafile=ca))
+                page = httpx.get(
+                    f"https://127.0.0.1:{port}/signin",
+                    timeout=5,
+                    trust_env=False,
+                    verify=ssl.create_default_context(cafile=ca),
+                )
                 break
             except httpx.ConnectError:
                 assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
@@ -138,7 +202,8 @@ SEED = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / 
 
 
 def test_the_admin_reloads_a_changed_policy_and_keeps_the_old_on_error(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from schoolgate.commands.admin import PolicyWatcher
     from schoolgate.store.policy_files import load_policy
 
@@ -154,8 +219,10 @@ def test_the_admin_reloads_a_changed_policy_and_keeps_the_old_on_error(
 
     (folder / "..v2").mkdir()
     (folder / "..v2" / "policy.yaml").write_text(
-        SEED.read_text().replace('name: "Seed social-media policy (UK primary school)"',
-                                 'name: "Updated"'))
+        SEED.read_text().replace(
+            'name: "Seed social-media policy (UK primary school)"', 'name: "Updated"'
+        )
+    )
     (folder / "..tmp").symlink_to("..v2")
     os.replace(folder / "..tmp", folder / "..data")  # kubelet's swap
     assert watcher.check() is True

@@ -21,24 +21,39 @@ CREATED = datetime(2026, 10, 5, 9, 30, tzinfo=UTC)
 
 def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     body = client.get("/metrics").text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(body) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+    }
 
 
 def add_request(url: str, ident: str, state: str) -> None:
     with make_engine(url).begin() as conn:
-        conn.execute(text(
-            "INSERT INTO unblock_requests (id, created_at, requester, requester_name, "
-            "requester_role, from_block_page, host, why, state) VALUES (:id, :at, 'staff1', "
-            "'A Teacher', 'staff', 0, 'example.org', 'for a lesson', :state)"),
-            {"id": ident, "at": CREATED.replace(tzinfo=None), "state": state})
+        conn.execute(
+            text(
+                "INSERT INTO unblock_requests (id, created_at, requester, requester_name, "
+                "requester_role, from_block_page, host, why, state) VALUES (:id, :at, 'staff1', "
+                "'A Teacher', 'staff', 0, 'example.org', 'for a lesson', :state)"
+            ),
+            {"id": ident, "at": CREATED.replace(tzinfo=None), "state": state},
+        )
 
 
 def add_alert(url: str, ident: int, severity: str, state: str) -> None:
     with Session(make_engine(url)) as session, session.begin():
-        session.add(AlertRow(id=f"a{ident}", at=CREATED, severity=AlertSeverity(severity),
-                             kind="circumvention", user=None, summary="an attempt", details={},
-                             state=AlertState(state)))
+        session.add(
+            AlertRow(
+                id=f"a{ident}",
+                at=CREATED,
+                severity=AlertSeverity(severity),
+                kind="circumvention",
+                user=None,
+                summary="an attempt",
+                details={},
+                state=AlertState(state),
+            )
+        )
 
 
 def test_counts_and_latency(tmp_path: Path) -> None:
@@ -69,8 +84,10 @@ def test_counts_and_latency(tmp_path: Path) -> None:
     after = samples(client)
     assert after[("schoolgate_admin_database_up", ())] == 1
     assert after[("schoolgate_admin_unblock_requests_pending", ())] == 2
-    assert after[("schoolgate_admin_unblock_request_oldest_pending_timestamp_seconds", ())] == \
-        CREATED.timestamp()
+    assert (
+        after[("schoolgate_admin_unblock_request_oldest_pending_timestamp_seconds", ())]
+        == CREATED.timestamp()
+    )
     assert after[("schoolgate_admin_alerts_open", (("severity", "high"),))] == 1
     assert after[("schoolgate_admin_alerts_open", (("severity", "low"),))] == 1
     by_route = (("method", "GET"), ("route", "/requests/{request_id}"), ("status", "2xx"))

@@ -53,18 +53,27 @@ def test_openssl_reads_the_exports(confdir: Path, tmp_path: Path) -> None:
         pytest.skip("openssl is not installed")
     der = tmp_path / "ca.cer"
     der.write_bytes(export(confdir, "der", T0))
-    text = subprocess.run([openssl, "x509", "-inform", "DER", "-in", str(der), "-noout",
-                           "-subject"], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        [openssl, "x509", "-inform", "DER", "-in", str(der), "-noout", "-subject"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "Test Primary" in text
     p12 = tmp_path / "ca.p12"
     p12.write_bytes(export(confdir, "p12", T0))
-    out = subprocess.run([openssl, "pkcs12", "-in", str(p12), "-nokeys", "-passin", "pass:"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [openssl, "pkcs12", "-in", str(p12), "-nokeys", "-passin", "pass:"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.count("BEGIN CERTIFICATE") == 1
 
 
 def test_rotation_publishes_both_switches_after_the_overlap_and_retires_the_old(
-        confdir: Path) -> None:
+    confdir: Path,
+) -> None:
     old = published(confdir, T0).current
     go_live = stage(confdir, "Test Primary", 30 * DAY, T0)
     assert go_live == T0 + 30 * DAY
@@ -106,6 +115,7 @@ def test_force_switches_early_and_a_second_stage_is_refused(confdir: Path) -> No
 def test_a_gateway_restarted_on_the_new_ca_loads_it(confdir: Path) -> None:
     """mitmproxy's own loader accepts the CA file a rotation leaves behind."""
     from mitmproxy.certs import CertStore
+
     stage(confdir, "Test Primary", DAY, T0)
     new = published(confdir, T0).next
     activate(confdir, T0 + 2 * DAY)
@@ -134,7 +144,8 @@ def test_the_commands(tmp_path: Path, confdir: Path, capsys: pytest.CaptureFixtu
 
 @pytest.mark.parametrize("fmt", ["pem", "der", "p12"])
 def test_the_staged_certificate_exports_in_every_format_before_it_goes_live(
-        confdir: Path, fmt: str) -> None:
+    confdir: Path, fmt: str
+) -> None:
     with pytest.raises(CAError, match="no new CA is staged"):
         export(confdir, fmt, T0, staged=True)
     stage(confdir, "Test Primary", 30 * DAY, T0)
@@ -154,13 +165,16 @@ def test_the_staged_der_export_from_the_command_line(tmp_path: Path, confdir: Pa
     data = str(confdir.parent)
     assert main(["ca", "rotate", "--data-dir", data, "--overlap-days", "14"]) == 0
     out = tmp_path / "school-ca-next.cer"
-    assert main(["ca", "export", "--data-dir", data, "--staged", "--format", "der",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["ca", "export", "--data-dir", data, "--staged", "--format", "der", "--out", str(out)])
+        == 0
+    )
     assert x509.load_der_x509_certificate(out.read_bytes()) == published(confdir, T0).next
 
 
 def test_the_new_ca_keeps_the_school_name_of_the_one_in_use(
-        confdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    confdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SCHOOLGATE_SCHOOL_NAME", raising=False)
     assert main(["ca", "rotate", "--data-dir", str(confdir.parent)]) == 0
     staged = published(confdir, T0).next
@@ -182,10 +196,26 @@ def test_rotating_as_root_keeps_the_files_the_service_users(confdir: Path) -> No
 
 
 def test_a_server_certificate_for_the_admin_is_issued_by_the_school_ca(
-        tmp_path: Path, confdir: Path) -> None:
+    tmp_path: Path, confdir: Path
+) -> None:
     out = tmp_path / "tls"
-    assert main(["ca", "server-cert", "--data-dir", str(confdir.parent), "--host",
-                 "admin.school.test", "--host", "127.0.0.1", "--out-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "ca",
+                "server-cert",
+                "--data-dir",
+                str(confdir.parent),
+                "--host",
+                "admin.school.test",
+                "--host",
+                "127.0.0.1",
+                "--out-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     context = ssl.create_default_context(cafile=str(confdir / CERT_PEM))
     context.load_cert_chain(out / "admin-cert.pem", out / "admin-key.pem")  # key matches
     leaf, issuer = x509.load_pem_x509_certificates((out / "admin-cert.pem").read_bytes())
@@ -193,8 +223,21 @@ def test_a_server_certificate_for_the_admin_is_issued_by_the_school_ca(
     names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["admin.school.test"]
     assert stat.S_IMODE((out / "admin-key.pem").stat().st_mode) == 0o600
-    assert main(["ca", "server-cert", "--data-dir", str(confdir.parent), "--host", "a/b",
-                 "--out-dir", str(out)]) == 2
+    assert (
+        main(
+            [
+                "ca",
+                "server-cert",
+                "--data-dir",
+                str(confdir.parent),
+                "--host",
+                "a/b",
+                "--out-dir",
+                str(out),
+            ]
+        )
+        == 2
+    )
 
 
 @pytest.mark.e2e
@@ -224,4 +267,5 @@ def test_an_old_certificate_leaves_the_published_file_after_its_overlap(confdir:
     assert refresh_published(confdir, T0 + 2 * DAY) == 0  # still in its overlap
     assert refresh_published(confdir, T0 + 4 * DAY) == 1
     assert x509.load_pem_x509_certificates(served.read_bytes()) == [
-        published(confdir, T0 + 4 * DAY).current]
+        published(confdir, T0 + 4 * DAY).current
+    ]

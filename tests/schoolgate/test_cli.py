@@ -16,8 +16,9 @@ SCHOOLGATE = str(Path(sys.executable).parent / "schoolgate")
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SCHOOLGATE, *args], capture_output=True, text=True, input=stdin,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [SCHOOLGATE, *args], capture_output=True, text=True, input=stdin, timeout=120, check=False
+    )
 
 
 def test_policy_check_seed() -> None:
@@ -79,8 +80,7 @@ def test_explain_json(role: str, host: str, at: str, verdict: str, opens_at: str
 
 
 def test_explain_words_say_when_it_opens() -> None:
-    result = run("explain", "--role", "staff", "--host", "facebook.com", "--at",
-                 "2026-11-23T09:00")
+    result = run("explain", "--role", "staff", "--host", "facebook.com", "--at", "2026-11-23T09:00")
     assert result.returncode == 0
     assert "Blocked" in result.stdout
     assert "staff-social-media-otherwise" in result.stdout
@@ -128,8 +128,9 @@ def test_policy_table_for_the_governors() -> None:
     pupil_social = next(r for r in rows if r[:2] == ["pupil", "social"])
     assert set(pupil_social[2:]) == {"BLOCK"}
     # the seeds: staff use social media at break only, like Facebook
-    staff_social = dict(zip(header[2:], next(r for r in rows if r[:2] == ["staff", "social"])[2:],
-                            strict=True))
+    staff_social = dict(
+        zip(header[2:], next(r for r in rows if r[:2] == ["staff", "social"])[2:], strict=True)
+    )
     assert staff_social == by_period
     official = next(r for r in rows if r[:2] == ["social_media_manager", "social"])
     assert set(official[2:]) == {"allow"}
@@ -143,18 +144,33 @@ def test_policy_table_on_a_weekend() -> None:
     assert "is not a school day: weekend" in result.stdout
 
 
-DEMO_IDENTITY = str(Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-identity.yaml")
+DEMO_IDENTITY = str(
+    Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-identity.yaml"
+)
 
 
-@pytest.mark.parametrize(("user", "role", "verdict"), [
-    ("socialmedia1", "social_media_manager", "allow"),  # the official accounts, in lesson time
-    ("teacher1", "staff", "block"),
-    ("pupil1", "pupil", "block"),
-    ("someone-unknown", "pupil", "block"),  # unknown users get the default role
-])
+@pytest.mark.parametrize(
+    ("user", "role", "verdict"),
+    [
+        ("socialmedia1", "social_media_manager", "allow"),  # the official accounts, in lesson time
+        ("teacher1", "staff", "block"),
+        ("pupil1", "pupil", "block"),
+        ("someone-unknown", "pupil", "block"),  # unknown users get the default role
+    ],
+)
 def test_explain_user_gets_the_role_from_the_directory(user: str, role: str, verdict: str) -> None:
-    result = run("explain", "--user", user, "--identity", DEMO_IDENTITY, "--host", "facebook.com",
-                 "--at", "2026-11-23T09:00", "--json")
+    result = run(
+        "explain",
+        "--user",
+        user,
+        "--identity",
+        DEMO_IDENTITY,
+        "--host",
+        "facebook.com",
+        "--at",
+        "2026-11-23T09:00",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     decision = json.loads(result.stdout)
     assert (decision["role"], decision["verdict"]) == (role, verdict)

@@ -22,13 +22,24 @@ __all__ = ["database_url", "postgres_session_url"]
 SCHOOLGATE = str(Path(sys.executable).parent / "schoolgate")
 
 
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items()
-                   if k not in {"SCHOOLGATE_DATABASE_URL", "SCHOOLGATE_DATA_DIR"}}
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SCHOOLGATE_DATABASE_URL", "SCHOOLGATE_DATA_DIR"}
+    }
     environment.update(env or {})
-    return subprocess.run([SCHOOLGATE, "db", *args], capture_output=True, text=True,
-                          timeout=120, check=False, cwd=cwd, env=environment)
+    return subprocess.run(
+        [SCHOOLGATE, "db", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+        env=environment,
+    )
 
 
 def test_upgrade_status_and_purge_by_url(database_url: str, tmp_path: Path) -> None:
@@ -49,10 +60,24 @@ def test_upgrade_status_and_purge_by_url(database_url: str, tmp_path: Path) -> N
 
     engine = make_engine(database_url)
     now = datetime.now(UTC)
-    EventInserter(engine).insert([
-        (event_row("r", i, Event(at=now - timedelta(days=age), host="x.example",
-                            verdict=Verdict.ALLOW, reason=Reason.RULE_ALLOW)), None)
-        for i, age in enumerate([1, 40, 100])])
+    EventInserter(engine).insert(
+        [
+            (
+                event_row(
+                    "r",
+                    i,
+                    Event(
+                        at=now - timedelta(days=age),
+                        host="x.example",
+                        verdict=Verdict.ALLOW,
+                        reason=Reason.RULE_ALLOW,
+                    ),
+                ),
+                None,
+            )
+            for i, age in enumerate([1, 40, 100])
+        ]
+    )
     purged = run("purge", "--database", database_url, "--events-days", "30", cwd=tmp_path)
     assert purged.returncode == 0, purged.stderr
     assert "events: 2 deleted" in purged.stdout
@@ -63,7 +88,8 @@ def test_upgrade_status_and_purge_by_url(database_url: str, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("env", [None, "SCHOOLGATE_DATA_DIR"])
 def test_the_default_database_is_schoolgate_db_in_the_data_dir(
-        tmp_path: Path, env: str | None) -> None:
+    tmp_path: Path, env: str | None
+) -> None:
     data = tmp_path / "data" if env else tmp_path / "var" / "schoolgate"
     variables = {env: str(data)} if env else None
     result = run("upgrade", cwd=tmp_path, env=variables)
@@ -79,12 +105,17 @@ def test_the_database_url_comes_from_the_environment(tmp_path: Path) -> None:
     assert (tmp_path / "elsewhere.db").is_file()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["status", "--database", "postgresql://nobody:pw@127.0.0.1:9/none"],
-     "postgresql+psycopg://nobody:***@127.0.0.1:9/none"),
-    (["upgrade", "--database", "mysql://u@127.0.0.1/x"], "supports sqlite"),
-    (["purge", "--events-days", "0"], "at least 1 day"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["status", "--database", "postgresql://nobody:pw@127.0.0.1:9/none"],
+            "postgresql+psycopg://nobody:***@127.0.0.1:9/none",
+        ),
+        (["upgrade", "--database", "mysql://u@127.0.0.1/x"], "supports sqlite"),
+        (["purge", "--events-days", "0"], "at least 1 day"),
+    ],
+)
 def test_problems_are_reported_clearly(tmp_path: Path, args: list[str], message: str) -> None:
     result = run(*args, cwd=tmp_path)
     assert result.returncode == 2

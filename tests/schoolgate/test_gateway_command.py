@@ -11,8 +11,11 @@ from schoolgate.commands.gateway import data_dir, mitmdump_arguments
 
 
 def sets_of(argv: list[str]) -> list[tuple[str, str]]:
-    return [tuple(argv[i + 1].split("=", 1)) for i, a in enumerate(argv)  # type: ignore[misc]
-            if a == "--set"]
+    return [
+        tuple(argv[i + 1].split("=", 1))
+        for i, a in enumerate(argv)  # type: ignore[misc]
+        if a == "--set"
+    ]
 
 
 def command_for(tmp_path: Path, *extra: str) -> list[str]:
@@ -33,8 +36,9 @@ def test_safe_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not any(name.startswith("emudhra") for name in sets)
 
 
-def test_overrides_file_runs_without_a_database(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overrides_file_runs_without_a_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SCHOOLGATE_DATABASE_URL", raising=False)
     sets = dict(sets_of(command_for(tmp_path, "--overrides", str(tmp_path / "o.json"))))
     assert sets["schoolgate_overrides"] == str((tmp_path / "o.json").resolve())
@@ -42,25 +46,44 @@ def test_overrides_file_runs_without_a_database(tmp_path: Path,
 
 
 def test_extra_sets_replace_defaults_and_list_options_keep_every_value(tmp_path: Path) -> None:
-    argv = command_for(tmp_path, "--", "--set", "connection_strategy=eager",
-                       "--set", "schoolgate_connect_ports=80", "--set=schoolgate_connect_ports=443",
-                       "-s", "extra.py")
+    argv = command_for(
+        tmp_path,
+        "--",
+        "--set",
+        "connection_strategy=eager",
+        "--set",
+        "schoolgate_connect_ports=80",
+        "--set=schoolgate_connect_ports=443",
+        "-s",
+        "extra.py",
+    )
     sets = sets_of(argv)
     assert [v for n, v in sets if n == "connection_strategy"] == ["eager"]
     assert [v for n, v in sets if n == "schoolgate_connect_ports"] == ["80", "443"]
     assert argv[-2:] == ["-s", "extra.py"]
 
 
-def test_the_gateway_refuses_an_out_of_date_database_and_says_what_to_run(
-        tmp_path: Path) -> None:
+def test_the_gateway_refuses_an_out_of_date_database_and_says_what_to_run(tmp_path: Path) -> None:
     import subprocess
     import sys
 
     other = tmp_path / "elsewhere.db"  # not the embedded default: never migrated for you
     other.write_bytes(b"")
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "schoolgate"), "gateway", "--data-dir",
-         str(tmp_path / "data"), "--listen-port", "0", "--database", f"sqlite:///{other}"],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            str(Path(sys.executable).parent / "schoolgate"),
+            "gateway",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--listen-port",
+            "0",
+            "--database",
+            f"sqlite:///{other}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2, result.stderr
     assert "schoolgate db upgrade --database" in result.stderr

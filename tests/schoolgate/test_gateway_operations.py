@@ -58,9 +58,22 @@ def start(tmp_path: Path, policy: Path, *extra: str) -> tuple[subprocess.Popen[b
     log = tmp_path / "gateway.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [SCHOOLGATE, "gateway", "--listen-host", "127.0.0.1", "--listen-port", str(port),
-             "--data-dir", str(tmp_path / "data"), "--policy", str(policy), *extra],
-            stdout=out, stderr=subprocess.STDOUT)
+            [
+                SCHOOLGATE,
+                "gateway",
+                "--listen-host",
+                "127.0.0.1",
+                "--listen-port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--policy",
+                str(policy),
+                *extra,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     wait_until_listening(port, proc, log)
     return proc, log
 

@@ -42,7 +42,8 @@ def policy(tmp_path: Path) -> Path:
 
 def test_update_then_status(policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (policy.parent / "lists.yaml").write_text(
-        "sources:\n  - {name: feed, category: adult, format: domains, path: feed.txt}\n")
+        "sources:\n  - {name: feed, category: adult, format: domains, path: feed.txt}\n"
+    )
     assert main(["lists", "update", "--policy", str(policy)]) == 0
     out = capsys.readouterr().out
     assert "adult.txt: updated, 2 entries (category adult)" in out
@@ -54,10 +55,12 @@ def test_update_then_status(policy: Path, capsys: pytest.CaptureFixture[str]) ->
     assert [e["category"] for e in status["empty_categories"]] == ["illegal_content"]
 
 
-def test_update_failure_and_bad_config_exit_codes(policy: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_update_failure_and_bad_config_exit_codes(
+    policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (policy.parent / "lists.yaml").write_text(
-        "sources:\n  - {name: feed, category: adult, format: domains, path: nowhere.txt}\n")
+        "sources:\n  - {name: feed, category: adult, format: domains, path: nowhere.txt}\n"
+    )
     assert main(["lists", "update", "--policy", str(policy)]) == 1
     assert "NOT updated; the last good list stays in use" in capsys.readouterr().out
     assert (policy.parent / "adult.txt").read_text() == ADULT
@@ -66,8 +69,9 @@ def test_update_failure_and_bad_config_exit_codes(policy: Path,
     assert "lists.yaml: sources.0.category" in capsys.readouterr().err
 
 
-def test_status_exit_code_for_a_missing_list(policy: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_exit_code_for_a_missing_list(
+    policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # a list of the school's own (schoolgate ships no list of that name to fall back on)
     policy.write_text(POLICY.replace("adult.txt", "adult-local.txt"))
     (policy.parent / "adult-local.txt").write_text(ADULT)
@@ -79,23 +83,33 @@ def test_status_exit_code_for_a_missing_list(policy: Path,
 
 
 def test_run_banner_names_the_empty_categories(policy: Path) -> None:
-    args = argparse.Namespace(listen_host="127.0.0.1", listen_port=8080, admin_port=8081,
-                              policy=policy, data_dir=Path("var"), public_name=None)
+    args = argparse.Namespace(
+        listen_host="127.0.0.1",
+        listen_port=8080,
+        admin_port=8081,
+        policy=policy,
+        data_dir=Path("var"),
+        public_name=None,
+    )
     text = banner(args, {"gateway"})
     assert "Empty categories (they block nothing yet): illegal_content." in text
     assert "schoolgate lists update" in text
 
 
-def test_status_raises_a_stale_alert_in_the_database(policy: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_raises_a_stale_alert_in_the_database(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{tmp_path / 'alerts.db'}"
     upgrade(url)
-    (policy.parent / "lists.yaml").write_text("max_age_hours: 1\nsources:\n  - {name: feed, "
-                                              "category: adult, format: domains, "
-                                              "path: feed.txt}\n")
+    (policy.parent / "lists.yaml").write_text(
+        "max_age_hours: 1\nsources:\n  - {name: feed, "
+        "category: adult, format: domains, "
+        "path: feed.txt}\n"
+    )
     old = (datetime.now(UTC) - timedelta(hours=5)).isoformat()
-    (policy.parent / "lists-state.json").write_text(json.dumps(
-        {"lists": {"adult.txt": {"updated_at": old, "last_error": ""}}}))
+    (policy.parent / "lists-state.json").write_text(
+        json.dumps({"lists": {"adult.txt": {"updated_at": old, "last_error": ""}}})
+    )
     assert main(["lists", "status", "--policy", str(policy), "--database", url]) == 1
     assert "raised 1 alert(s) for IT" in capsys.readouterr().out
     assert main(["lists", "status", "--policy", str(policy), "--database", url]) == 1

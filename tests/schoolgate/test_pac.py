@@ -52,9 +52,14 @@ def evaluate(pac: str, hosts: list[str], tmp_path: Path) -> list[str]:
     path = tmp_path / "proxy.pac"
     path.write_text(pac)
     cases = [[f"https://{h}/", h] for h in hosts]
-    result = subprocess.run([node, str(HERE / "pac_runner.js"), str(path)],
-                            input=json.dumps(cases), capture_output=True, text=True, timeout=60,
-                            check=True)
+    result = subprocess.run(
+        [node, str(HERE / "pac_runner.js"), str(path)],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     answers: list[str] = json.loads(result.stdout)
     return answers
 
@@ -69,8 +74,11 @@ def test_no_internet_host_is_ever_direct(tmp_path: Path) -> None:
     rng = random.Random(20260923)  # fixed: the same names every run
     alphabet = string.ascii_lowercase + string.digits + "-."
     names = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))) for _ in range(300)]
-    public_ips = [f"{rng.choice([1, 8, 23, 51, 104, 142, 185, 203])}.{rng.randint(0, 255)}."
-                  f"{rng.randint(0, 255)}.{rng.randint(0, 255)}" for _ in range(100)]
+    public_ips = [
+        f"{rng.choice([1, 8, 23, 51, 104, 142, 185, 203])}.{rng.randint(0, 255)}."
+        f"{rng.randint(0, 255)}.{rng.randint(0, 255)}"
+        for _ in range(100)
+    ]
     hosts = [n for n in names if n not in ("localhost", GATEWAY)] + public_ips
     answers = evaluate(make_pac([(GATEWAY, 8080)]), hosts, tmp_path)
     assert [h for h, a in zip(hosts, answers, strict=True) if a != PROXY] == []
@@ -79,28 +87,34 @@ def test_no_internet_host_is_ever_direct(tmp_path: Path) -> None:
 def test_fail_over_lists_every_gateway_in_order(tmp_path: Path) -> None:
     pac = make_pac([("gw1.trust.lan", 3128), ("gw2.trust.lan", 3128), ("fd00::5", 8080)])
     answers = evaluate(pac, ["example.org", "gw1.trust.lan"], tmp_path)
-    assert answers == ["PROXY gw1.trust.lan:3128; PROXY gw2.trust.lan:3128; PROXY [fd00::5]:8080",
-                       "DIRECT"]
+    assert answers == [
+        "PROXY gw1.trust.lan:3128; PROXY gw2.trust.lan:3128; PROXY [fd00::5]:8080",
+        "DIRECT",
+    ]
 
 
 def test_the_command_writes_the_file_and_the_wpad_notes(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "wpad.dat"
-    assert main(["pac", "--gateway", "Gateway.School.LAN.", "--port", "3128",
-                 "--out", str(out)]) == 0
-    assert evaluate(out.read_text(), ["example.org"], tmp_path) == [
-        "PROXY gateway.school.lan:3128"]
+    assert (
+        main(["pac", "--gateway", "Gateway.School.LAN.", "--port", "3128", "--out", str(out)]) == 0
+    )
+    assert evaluate(out.read_text(), ["example.org"], tmp_path) == ["PROXY gateway.school.lan:3128"]
     notes = capsys.readouterr().err
     assert "option 252" in notes
     assert "http://gateway.school.lan:3128/wpad.dat" in notes
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("gw.lan", ("gw.lan", 8080)),
-    ("gw.lan:3128", ("gw.lan", 3128)),
-    ("[fd00::1]:8443", ("fd00::1", 8443)),
-    ("10.0.0.5", ("10.0.0.5", 8080)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("gw.lan", ("gw.lan", 8080)),
+        ("gw.lan:3128", ("gw.lan", 3128)),
+        ("[fd00::1]:8443", ("fd00::1", 8443)),
+        ("10.0.0.5", ("10.0.0.5", 8080)),
+    ],
+)
 def test_parse_gateway(text: str, expected: tuple[str, int]) -> None:
     assert parse_gateway(text, 8080) == expected
 

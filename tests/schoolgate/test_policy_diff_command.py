@@ -30,8 +30,12 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
     old = tmp_path / "old.yaml"
     old.write_bytes(seed_policy_path().read_bytes())
     new = tmp_path / "new.yaml"
-    new.write_text(old.read_text(encoding="utf-8").replace(
-        BREAK_RULE, "    categories: [social]\n    when: [break]\n"), encoding="utf-8")
+    new.write_text(
+        old.read_text(encoding="utf-8").replace(
+            BREAK_RULE, "    categories: [social]\n    when: [break]\n"
+        ),
+        encoding="utf-8",
+    )
     return old, new
 
 
@@ -47,8 +51,13 @@ def _recent_lunch() -> datetime:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SCHOOLGATE, "policy", "diff", *args], capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [SCHOOLGATE, "policy", "diff", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_without_history_it_names_the_changed_cells(tmp_path: Path) -> None:
@@ -59,18 +68,32 @@ def test_without_history_it_names_the_changed_cells(tmp_path: Path) -> None:
     assert "staff facebook morning break 10:30-10:45: allow -> BLOCK" in done.stdout
 
 
-def test_against_history_it_counts_who_would_lose_what(database_url: str,
-                                                       tmp_path: Path) -> None:
+def test_against_history_it_counts_who_would_lose_what(database_url: str, tmp_path: Path) -> None:
     upgrade(database_url)
     engine = make_engine(database_url)
     lunch = _recent_lunch()
-    rows = [("s1", lunch), ("s1", lunch + timedelta(minutes=5)), ("s2", lunch),
-            ("s3", lunch - timedelta(days=30))]  # too old: left out
+    rows = [
+        ("s1", lunch),
+        ("s1", lunch + timedelta(minutes=5)),
+        ("s2", lunch),
+        ("s3", lunch - timedelta(days=30)),
+    ]  # too old: left out
     with Session(engine) as session:
         for i, (user, at) in enumerate(rows):
-            session.add(EventRow(id=str(uuid.uuid4()), replica="r", seq=i, at=at, user=user,
-                                 role="staff", host="www.facebook.com", verdict=Verdict.ALLOW,
-                                 reason=Reason.RULE_ALLOW.value, intercepted=False))
+            session.add(
+                EventRow(
+                    id=str(uuid.uuid4()),
+                    replica="r",
+                    seq=i,
+                    at=at,
+                    user=user,
+                    role="staff",
+                    host="www.facebook.com",
+                    verdict=Verdict.ALLOW,
+                    reason=Reason.RULE_ALLOW.value,
+                    intercepted=False,
+                )
+            )
         session.commit()
     engine.dispose()
     old, new = _files(tmp_path)
@@ -82,16 +105,20 @@ def test_against_history_it_counts_who_would_lose_what(database_url: str,
 
 def test_a_bad_new_policy_is_reported_with_its_place(tmp_path: Path) -> None:
     old, new = _files(tmp_path)
-    new.write_text(old.read_text(encoding="utf-8").replace("categories: [x, instagram]",
-                                                           "categories: [x, gamez]"))
+    new.write_text(
+        old.read_text(encoding="utf-8").replace(
+            "categories: [x, instagram]", "categories: [x, gamez]"
+        )
+    )
     done = run(str(old), str(new))
     assert done.returncode == 1
     assert "rules[0]" in done.stderr
     assert "gamez" in done.stderr
 
 
-@pytest.mark.parametrize(("text", "expected"), [("7d", timedelta(days=7)),
-                                                ("12h", timedelta(hours=12))])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("7d", timedelta(days=7)), ("12h", timedelta(hours=12))]
+)
 def test_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 

@@ -26,10 +26,21 @@ def free_port() -> int:
 def test_run_starts_the_product_on_embedded_defaults(tmp_path: Path) -> None:
     port, admin_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [SCHOOLGATE, "run", "--listen-port", str(port), "--admin-port", str(admin_port),
-         "--data-dir", str(tmp_path / "data")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            SCHOOLGATE,
+            "run",
+            "--listen-port",
+            str(port),
+            "--admin-port",
+            str(admin_port),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     out = ""
     try:
         assert proc.stdout is not None
@@ -62,8 +73,11 @@ def test_run_starts_the_product_on_embedded_defaults(tmp_path: Path) -> None:
 def _start(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [SCHOOLGATE, "run", "--data-dir", str(tmp_path / "data"), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def _read_banner(proc: subprocess.Popen[str], seconds: float = 90) -> str:
@@ -91,8 +105,19 @@ def test_listening_on_all_addresses_makes_the_admin_and_links_reachable(tmp_path
     Only loopback addresses are contacted: 127.0.0.2 proves the admin is not bound to
     127.0.0.1 alone."""
     port, admin_port = free_port(), free_port()
-    proc = _start(["--listen-host", "0.0.0.0", "--public-name", "gateway.school.test",
-                   "--listen-port", str(port), "--admin-port", str(admin_port)], tmp_path)
+    proc = _start(
+        [
+            "--listen-host",
+            "0.0.0.0",
+            "--public-name",
+            "gateway.school.test",
+            "--listen-port",
+            str(port),
+            "--admin-port",
+            str(admin_port),
+        ],
+        tmp_path,
+    )
     try:
         out = _read_banner(proc)
         assert f"Proxy:     gateway.school.test:{port}" in out
@@ -123,15 +148,14 @@ def test_the_default_public_address_is_this_machines_own_when_listening_everywhe
 
     args = argparse.Namespace(listen_host="0.0.0.0", public_name=None)
     assert public_host(args) == own_address()
-    assert public_host(argparse.Namespace(listen_host="127.0.0.1", public_name=None)) == \
-        "127.0.0.1"
-    assert public_host(argparse.Namespace(listen_host="0.0.0.0", public_name="gw.lan")) == \
-        "gw.lan"
+    assert public_host(argparse.Namespace(listen_host="127.0.0.1", public_name=None)) == "127.0.0.1"
+    assert public_host(argparse.Namespace(listen_host="0.0.0.0", public_name="gw.lan")) == "gw.lan"
 
 
 @pytest.mark.parametrize("which", ["--listen-port", "--admin-port"])
 def test_a_taken_port_is_reported_with_schoolgates_own_flag_and_no_banner(
-        tmp_path: Path, which: str) -> None:
+    tmp_path: Path, which: str
+) -> None:
     port, admin_port = free_port(), free_port()
     taken = port if which == "--listen-port" else admin_port
     with socket.socket() as holder:
@@ -139,9 +163,20 @@ def test_a_taken_port_is_reported_with_schoolgates_own_flag_and_no_banner(
         holder.listen()
         started = time.monotonic()
         proc = subprocess.run(
-            [SCHOOLGATE, "run", "--data-dir", str(tmp_path / "data"), "--listen-port", str(port),
-             "--admin-port", str(admin_port)],
-            capture_output=True, text=True, timeout=60)
+            [
+                SCHOOLGATE,
+                "run",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--listen-port",
+                str(port),
+                "--admin-port",
+                str(admin_port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert proc.returncode == 2
     assert "Press Ctrl-C" not in proc.stdout
     assert f"port {taken}" in proc.stderr

@@ -42,8 +42,11 @@ async def _serve_twice_on_one_port() -> tuple[int, int, int]:
     port = first.sockets[0].getsockname()[1]
     second = await asyncio.start_server(nothing, "127.0.0.1", port)  # refused without reuse
     try:
-        return (port, second.sockets[0].getsockname()[1],
-                first.sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
+        return (
+            port,
+            second.sockets[0].getsockname()[1],
+            first.sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT),
+        )
     finally:
         for server in (first, second):
             server.close()
@@ -89,23 +92,33 @@ def test_enable_reuse_port_wraps_once_and_keeps_an_explicit_choice() -> None:
 M = "schoolgate_metrics_port"
 
 
-@pytest.mark.parametrize(("extra", "index", "expected"), [
-    ([], 0, ["--", "--set", f"{M}=9090"]),
-    ([], 3, ["--", "--set", f"{M}=9093"]),
-    (["--set", f"{M}=9200", "-s", "x.py"], 1, ["--", "-s", "x.py", "--set", f"{M}=9201"]),
-    ([f"--set={M}=9200"], 2, ["--", "--set", f"{M}=9202"]),
-    (["--", "--set", "termlog_verbosity=warn"], 1,
-     ["--", "--set", "termlog_verbosity=warn", "--set", f"{M}=9091"]),
-    (["--set=termlog_verbosity=warn"], 0, ["--", "--set=termlog_verbosity=warn",
-                                           "--set", f"{M}=9090"]),
-    # metrics switched off: every worker keeps them off (no port 1, 2, ...)
-    (["--set", f"{M}=0"], 2, ["--", "--set", f"{M}=0"]),
-    (["--", "--set", f"{M}=0", "-q"], 1, ["--", "-q", "--set", f"{M}=0"]),
-    # the last metrics setting wins, as in mitmdump
-    (["--set", f"{M}=9100", "--set", f"{M}=9300"], 1, ["--", "--set", f"{M}=9301"]),
-])
+@pytest.mark.parametrize(
+    ("extra", "index", "expected"),
+    [
+        ([], 0, ["--", "--set", f"{M}=9090"]),
+        ([], 3, ["--", "--set", f"{M}=9093"]),
+        (["--set", f"{M}=9200", "-s", "x.py"], 1, ["--", "-s", "x.py", "--set", f"{M}=9201"]),
+        ([f"--set={M}=9200"], 2, ["--", "--set", f"{M}=9202"]),
+        (
+            ["--", "--set", "termlog_verbosity=warn"],
+            1,
+            ["--", "--set", "termlog_verbosity=warn", "--set", f"{M}=9091"],
+        ),
+        (
+            ["--set=termlog_verbosity=warn"],
+            0,
+            ["--", "--set=termlog_verbosity=warn", "--set", f"{M}=9090"],
+        ),
+        # metrics switched off: every worker keeps them off (no port 1, 2, ...)
+        (["--set", f"{M}=0"], 2, ["--", "--set", f"{M}=0"]),
+        (["--", "--set", f"{M}=0", "-q"], 1, ["--", "-q", "--set", f"{M}=0"]),
+        # the last metrics setting wins, as in mitmdump
+        (["--set", f"{M}=9100", "--set", f"{M}=9300"], 1, ["--", "--set", f"{M}=9301"]),
+    ],
+)
 def test_each_worker_gets_the_arguments_and_its_own_metrics_port(
-        extra: list[str], index: int, expected: list[str]) -> None:
+    extra: list[str], index: int, expected: list[str]
+) -> None:
     assert worker_arguments(extra, index) == expected
 
 
@@ -168,8 +181,9 @@ def _wait_until_it_catches(pid: int, signum: int) -> None:
     deadline = time.monotonic() + BOUND
     while True:
         status = Path(f"/proc/{pid}/status").read_text()
-        caught = int(next(line for line in status.splitlines()
-                          if line.startswith("SigCgt:")).split()[1], 16)
+        caught = int(
+            next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16
+        )
         if caught & (1 << (signum - 1)):
             return
         assert time.monotonic() < deadline, f"{pid} never caught signal {signum}"
@@ -178,6 +192,7 @@ def _wait_until_it_catches(pid: int, signum: int) -> None:
 
 def wait_for_a_signal(folder: Path, index: int) -> int:
     """A worker that says it is ready, then waits for a signal and notes which one came."""
+
     def note(signum: int, _frame: object) -> None:
         (folder / f"got-{index}").write_text(str(signum))
         raise SystemExit(0)
@@ -196,8 +211,9 @@ def test_every_worker_runs_once_with_its_index_and_a_clean_end_is_0(tmp_path: Pa
         # the first to end stops the others: each waits, stoppable, until all have run
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         (tmp_path / f"ran-{index}-{os.getpid()}").write_text("")
-        _wait_for_files([tmp_path / f"ready-{i}" for i in range(3)],
-                        ready=tmp_path / f"ready-{index}")
+        _wait_for_files(
+            [tmp_path / f"ready-{i}" for i in range(3)], ready=tmp_path / f"ready-{index}"
+        )
         return 0
 
     with parent_running(3, run_one, tmp_path / "err") as parent:
@@ -211,15 +227,19 @@ def test_every_worker_runs_once_with_its_index_and_a_clean_end_is_0(tmp_path: Pa
     assert (tmp_path / "err").read_text().count("stopping the others") == 1
 
 
-@pytest.mark.parametrize(("how", "expected"), [
-    ("return 3", 3),
-    ("exit 5", 5),
-    ("exit with words", 1),
-    ("raise", 1),
-    ("killed", 128 + signal.SIGKILL),
-])
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("return 3", 3),
+        ("exit 5", 5),
+        ("exit with words", 1),
+        ("raise", 1),
+        ("killed", 128 + signal.SIGKILL),
+    ],
+)
 def test_a_worker_that_dies_stops_the_others_and_its_status_is_the_result(
-        tmp_path: Path, how: str, expected: int) -> None:
+    tmp_path: Path, how: str, expected: int
+) -> None:
     def run_one(index: int) -> int:
         if index == 1:
             return wait_for_a_signal(tmp_path, index)
@@ -244,15 +264,20 @@ def test_a_worker_that_dies_stops_the_others_and_its_status_is_the_result(
         assert "RuntimeError: worker 0 broke" in err  # the traceback is not lost
 
 
-@pytest.mark.parametrize(("sent", "forwarded"), [
-    (signal.SIGTERM, signal.SIGTERM),
-    (signal.SIGINT, signal.SIGINT),
-    (signal.SIGHUP, signal.SIGTERM),
-])
+@pytest.mark.parametrize(
+    ("sent", "forwarded"),
+    [
+        (signal.SIGTERM, signal.SIGTERM),
+        (signal.SIGINT, signal.SIGINT),
+        (signal.SIGHUP, signal.SIGTERM),
+    ],
+)
 def test_the_service_managers_signal_stops_every_worker(
-        tmp_path: Path, sent: signal.Signals, forwarded: signal.Signals) -> None:
-    with parent_running(3, lambda index: wait_for_a_signal(tmp_path, index),
-                        tmp_path / "err") as parent:
+    tmp_path: Path, sent: signal.Signals, forwarded: signal.Signals
+) -> None:
+    with parent_running(
+        3, lambda index: wait_for_a_signal(tmp_path, index), tmp_path / "err"
+    ) as parent:
         _wait_for_files([tmp_path / f"ready-{i}" for i in range(3)])
         # its handlers (TERM, INT, then HUP) come right after the last fork
         _wait_until_it_catches(parent, signal.SIGHUP)

@@ -39,32 +39,52 @@ def engine(tmp_path: Path) -> Engine:
 
 
 def an_alert(severity: AlertSeverity = AlertSeverity.HIGH) -> Alert:
-    return Alert("a1", AT, severity, AlertKind.SANCTION_PLACED, "pupil1 is now supervised-only",
-                 "pupil1", {"attempts": 3})
+    return Alert(
+        "a1",
+        AT,
+        severity,
+        AlertKind.SANCTION_PLACED,
+        "pupil1 is now supervised-only",
+        "pupil1",
+        {"attempts": 3},
+    )
 
 
-@pytest.mark.parametrize(("technique", "severity"), [
-    (Technique.WEB_PROXY, AlertSeverity.LOW),
-    (Technique.ARCHIVE_VIEWER, AlertSeverity.LOW),
-    (Technique.REPEATED_ATTEMPTS, AlertSeverity.MEDIUM),
-    (Technique.ECH, AlertSeverity.HIGH),
-    (Technique.VPN, AlertSeverity.HIGH),
-    (Technique.TUNNEL_PROTOCOL, AlertSeverity.HIGH),
-])
+@pytest.mark.parametrize(
+    ("technique", "severity"),
+    [
+        (Technique.WEB_PROXY, AlertSeverity.LOW),
+        (Technique.ARCHIVE_VIEWER, AlertSeverity.LOW),
+        (Technique.REPEATED_ATTEMPTS, AlertSeverity.MEDIUM),
+        (Technique.ECH, AlertSeverity.HIGH),
+        (Technique.VPN, AlertSeverity.HIGH),
+        (Technique.TUNNEL_PROTOCOL, AlertSeverity.HIGH),
+    ],
+)
 def test_attempt_severity(technique: Technique, severity: AlertSeverity) -> None:
     assert attempt_severity(technique) is severity
 
 
 def test_raise_alert_records_an_open_alert(engine: Engine) -> None:
     with Session(engine) as session, session.begin():
-        alert = raise_alert(session=session, severity=AlertSeverity.LOW,
-                            kind=AlertKind.ATTEMPT, summary="pupil1 tried a web proxy",
-                            at=AT, user="pupil1", details={"host": "proxysite.test"})
+        alert = raise_alert(
+            session=session,
+            severity=AlertSeverity.LOW,
+            kind=AlertKind.ATTEMPT,
+            summary="pupil1 tried a web proxy",
+            at=AT,
+            user="pupil1",
+            details={"host": "proxysite.test"},
+        )
     with Session(engine) as session, session.begin():
         row = session.get(AlertRow, alert.id)
         assert row is not None
         assert (row.severity, row.state, row.user, row.at) == (
-            AlertSeverity.LOW, AlertState.OPEN, "pupil1", AT)
+            AlertSeverity.LOW,
+            AlertState.OPEN,
+            "pupil1",
+            AT,
+        )
         assert row.details == {"host": "proxysite.test"}
         assert row.pushed_at is None
         mark_pushed(session=session, alert_id=alert.id, at=AT)
@@ -75,14 +95,17 @@ def test_raise_alert_records_an_open_alert(engine: Engine) -> None:
 def test_push_settings_parse_and_report_every_problem(tmp_path: Path) -> None:
     settings = parse_push_settings(
         "email: {host: 127.0.0.1, port: 2525, from: gate@school.test, to: [dsl@school.test]}\n"
-        "webhook: {url: 'http://127.0.0.1:9/hook', retries: 1}\n", source="push.yaml")
+        "webhook: {url: 'http://127.0.0.1:9/hook', retries: 1}\n",
+        source="push.yaml",
+    )
     assert settings.email is not None
     assert settings.email.to == ("dsl@school.test",)
     assert settings.webhook is not None
     assert settings.min_severity is AlertSeverity.HIGH
     with pytest.raises(ValueError, match=r"push\.yaml: 3 problem") as info:
-        parse_push_settings("email: {host: h, to: []}\nwebhook: {url: ftp://x}\n",
-                            source="push.yaml")
+        parse_push_settings(
+            "email: {host: h, to: []}\nwebhook: {url: ftp://x}\n", source="push.yaml"
+        )
     text = str(info.value)
     assert "email.from" in text
     assert "email.to" in text
@@ -108,7 +131,9 @@ def test_high_alert_is_emailed_and_posted(tmp_path: Path) -> None:
             f"email: {{host: 127.0.0.1, port: {smtp.port}, from: gate@school.test, "
             f"to: [dsl@school.test, deputy@school.test], username: gate, "
             f"password_file: '{password}', ca_file: '{tls.cert}'}}\n"
-            f"webhook: {{url: '{hook.url}', retries: 2, timeout_seconds: 2}}\n", source="t")
+            f"webhook: {{url: '{hook.url}', retries: 2, timeout_seconds: 2}}\n",
+            source="t",
+        )
         result = asyncio.run(push_alert(settings, an_alert()))
         assert result == {"email": None, "webhook": None}
         (mail,) = smtp.messages

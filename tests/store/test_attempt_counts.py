@@ -56,7 +56,8 @@ def test_acts_outside_the_window_do_not_count(engines: tuple[Engine, Engine]) ->
 
 
 def test_simultaneous_acts_from_two_processes_are_all_counted(
-        engines: tuple[Engine, Engine]) -> None:
+    engines: tuple[Engine, Engine],
+) -> None:
     one, two = engines
     at = [T0 + timedelta(seconds=i) for i in range(30)]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -64,11 +65,21 @@ def test_simultaneous_acts_from_two_processes_are_all_counted(
     assert sum(r is not None for r in results) == 10  # 30 acts, a threshold every 3
 
 
-def shared_act(engine: Engine, at: datetime, site: str, user: str = "pupil1",
-               ) -> tuple[datetime, ...] | None:
+def shared_act(
+    engine: Engine,
+    at: datetime,
+    site: str,
+    user: str = "pupil1",
+) -> tuple[datetime, ...] | None:
     with Session(engine) as session, session.begin():
-        return count_act(session=session, user=user, at=at, settings=SETTINGS,
-                         act=f"{site}|web_proxy", act_seconds=30)
+        return count_act(
+            session=session,
+            user=user,
+            at=at,
+            settings=SETTINGS,
+            act=f"{site}|web_proxy",
+            act_seconds=30,
+        )
 
 
 def test_one_act_seen_by_two_processes_counts_once(engines: tuple[Engine, Engine]) -> None:

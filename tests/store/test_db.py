@@ -25,8 +25,16 @@ from tests.support.postgres import database_url, postgres_session_url
 
 __all__ = ["database_url", "postgres_session_url"]
 
-OUR_TABLES = {"events", "circumvention_attempts", "sanctions", "supervised_sessions",
-              "exceptions", "local_list", "alerts", "changes"}
+OUR_TABLES = {
+    "events",
+    "circumvention_attempts",
+    "sanctions",
+    "supervised_sessions",
+    "exceptions",
+    "local_list",
+    "alerts",
+    "changes",
+}
 
 
 def test_upgrade_makes_every_table_at_the_head_revision(database_url: str) -> None:
@@ -63,7 +71,8 @@ def test_the_models_match_the_migrations(database_url: str) -> None:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "include_object": ours})
+                conn, opts={"compare_type": True, "include_object": ours}
+            )
             assert compare_metadata(context, models.Base.metadata) == []
     finally:
         engine.dispose()
@@ -71,7 +80,8 @@ def test_the_models_match_the_migrations(database_url: str) -> None:
 
 @pytest.mark.parametrize("revision", [None, "0001"])
 def test_an_out_of_date_schema_is_refused_with_the_command_to_run(
-        database_url: str, revision: str | None) -> None:
+    database_url: str, revision: str | None
+) -> None:
     if revision is not None:
         if revision == head_revision():
             pytest.skip("0001 is the newest revision: nothing is older")
@@ -113,12 +123,15 @@ def test_sqlite_connections_use_wal_a_busy_timeout_and_foreign_keys(tmp_path: Pa
         engine.dispose()
 
 
-@pytest.mark.parametrize(("given", "driver"), [
-    ("postgresql://u:p@db.example/sg", "postgresql+psycopg"),
-    ("postgres://u@db.example/sg", "postgresql+psycopg"),
-    ("postgresql+psycopg://u@db.example/sg", "postgresql+psycopg"),
-    ("sqlite:////var/lib/schoolgate/schoolgate.db", "sqlite"),
-])
+@pytest.mark.parametrize(
+    ("given", "driver"),
+    [
+        ("postgresql://u:p@db.example/sg", "postgresql+psycopg"),
+        ("postgres://u@db.example/sg", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@db.example/sg", "postgresql+psycopg"),
+        ("sqlite:////var/lib/schoolgate/schoolgate.db", "sqlite"),
+    ],
+)
 def test_postgresql_urls_use_psycopg(given: str, driver: str) -> None:
     assert normalise_url(given).drivername == driver
 

@@ -23,77 +23,102 @@ from schoolgate.store.identity_config import IdentityConfigError, LdapSettings, 
 from tests.support.slapd import MAIL, PEOPLE, SlapdServer, start_slapd
 
 pytestmark = pytest.mark.ldap
-DEMO_USERS = Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-users.yaml"
+DEMO_USERS = (
+    Path(__file__).resolve().parents[2] / "schoolgate" / "store" / "data" / "demo-users.yaml"
+)
 
 
-def settings_for(server: SlapdServer, folder: Path, *, group_mode: str = "member_of",
-                 **changes: object) -> LdapSettings:
+def settings_for(
+    server: SlapdServer, folder: Path, *, group_mode: str = "member_of", **changes: object
+) -> LdapSettings:
     config = load_identity_config(server.write_identity_config(folder, group_mode=group_mode))
     assert isinstance(config.directory, LdapSettings)
     return dataclasses.replace(config.directory, **changes)  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=["member_of", "search"])
-async def directory(request: pytest.FixtureRequest, shared_slapd: SlapdServer,
-                    tmp_path: Path) -> AsyncIterator[LdapDirectory]:
+async def directory(
+    request: pytest.FixtureRequest, shared_slapd: SlapdServer, tmp_path: Path
+) -> AsyncIterator[LdapDirectory]:
     ldap = LdapDirectory(settings_for(shared_slapd, tmp_path, group_mode=request.param))
     yield ldap
     ldap.close()
 
 
 @pytest.mark.parametrize("username", list(PEOPLE))
-async def test_each_person_signs_in_with_their_groups(directory: LdapDirectory,
-                                                      username: str) -> None:
+async def test_each_person_signs_in_with_their_groups(
+    directory: LdapDirectory, username: str
+) -> None:
     display, password, groups = PEOPLE[username]
     user = await directory.authenticate(username, password)
     assert user == DirectoryUser(username, frozenset(groups), display, MAIL.get(username, ""))
 
 
 async def test_user_names_ignore_case_and_come_back_as_the_directory_spells_them(
-        directory: LdapDirectory) -> None:
+    directory: LdapDirectory,
+) -> None:
     user = await directory.authenticate("TEACHER1", "teacher1-pass")
     assert user is not None
     assert user.username == "teacher1"
 
 
 @pytest.mark.parametrize("username", list(PEOPLE))
-async def test_lookup_finds_groups_without_a_password(directory: LdapDirectory,
-                                                      username: str) -> None:
+async def test_lookup_finds_groups_without_a_password(
+    directory: LdapDirectory, username: str
+) -> None:
     display, _password, groups = PEOPLE[username]
-    assert await directory.lookup(username) == DirectoryUser(username, frozenset(groups), display,
-                                                             MAIL.get(username, ""))
+    assert await directory.lookup(username) == DirectoryUser(
+        username, frozenset(groups), display, MAIL.get(username, "")
+    )
 
 
 @pytest.mark.parametrize("username", ["nobody", "", "*", "pupil*", "*)(uid=*"])
-async def test_lookup_of_unknown_or_hostile_names_finds_nobody(directory: LdapDirectory,
-                                                               username: str) -> None:
+async def test_lookup_of_unknown_or_hostile_names_finds_nobody(
+    directory: LdapDirectory, username: str
+) -> None:
     assert await directory.lookup(username) is None
 
 
-@pytest.mark.parametrize(("username", "password"), [
-    ("pupil1", "teacher1-pass"),  # someone else's password
-    ("pupil1", "PUPIL1-PASS"),  # passwords do not ignore case
-    ("pupil1", ""),  # an empty password would be an unauthenticated bind, which LDAP accepts
-    ("nobody", "pupil1-pass"),
-    ("", "pupil1-pass"),
-])
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        ("pupil1", "teacher1-pass"),  # someone else's password
+        ("pupil1", "PUPIL1-PASS"),  # passwords do not ignore case
+        ("pupil1", ""),  # an empty password would be an unauthenticated bind, which LDAP accepts
+        ("nobody", "pupil1-pass"),
+        ("", "pupil1-pass"),
+    ],
+)
 async def test_wrong_credentials_and_unknown_users_are_refused(
-        directory: LdapDirectory, username: str, password: str) -> None:
+    directory: LdapDirectory, username: str, password: str
+) -> None:
     assert await directory.authenticate(username, password) is None
 
 
-@pytest.mark.parametrize("username", [
-    "*)(uid=*", "*", "pupil*", "pupil1)(uid=*", "*)(|(uid=*", "pupil1)(objectClass=*",
-    "\\2a", "pupil1\x00", "uid=pupil1,ou=people,dc=school,dc=test",
-])
+@pytest.mark.parametrize(
+    "username",
+    [
+        "*)(uid=*",
+        "*",
+        "pupil*",
+        "pupil1)(uid=*",
+        "*)(|(uid=*",
+        "pupil1)(objectClass=*",
+        "\\2a",
+        "pupil1\x00",
+        "uid=pupil1,ou=people,dc=school,dc=test",
+    ],
+)
 @pytest.mark.parametrize("password", ["pupil1-pass", "teacher1-pass"])
 async def test_filter_metacharacters_in_the_username_match_nobody(
-        directory: LdapDirectory, username: str, password: str) -> None:
+    directory: LdapDirectory, username: str, password: str
+) -> None:
     assert await directory.authenticate(username, password) is None
 
 
-async def test_a_stopped_server_is_unavailable_then_comes_back(slapd_server: SlapdServer,
-                                                               tmp_path: Path) -> None:
+async def test_a_stopped_server_is_unavailable_then_comes_back(
+    slapd_server: SlapdServer, tmp_path: Path
+) -> None:
     ldap = LdapDirectory(settings_for(slapd_server, tmp_path))
     try:
         assert await ldap.authenticate("it1", "it1-pass") is not None  # a pooled connection
@@ -108,11 +133,16 @@ async def test_a_stopped_server_is_unavailable_then_comes_back(slapd_server: Sla
         ldap.close()
 
 
-async def test_a_server_that_never_answers_times_out(slapd_server: SlapdServer,
-                                                     tmp_path: Path) -> None:
+async def test_a_server_that_never_answers_times_out(
+    slapd_server: SlapdServer, tmp_path: Path
+) -> None:
     settings = settings_for(slapd_server, tmp_path)
-    quick = dataclasses.replace(settings, timeouts=dataclasses.replace(
-        settings.timeouts, connect_seconds=1, receive_seconds=1, total_seconds=1))
+    quick = dataclasses.replace(
+        settings,
+        timeouts=dataclasses.replace(
+            settings.timeouts, connect_seconds=1, receive_seconds=1, total_seconds=1
+        ),
+    )
     ldap = LdapDirectory(quick)
     slapd_server.pause()  # the kernel still accepts the connection; nobody answers
     try:
@@ -123,13 +153,19 @@ async def test_a_server_that_never_answers_times_out(slapd_server: SlapdServer,
         ldap.close()
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"bind_dn": "cn=nobody,dc=school,dc=test"}, "service account cn=nobody"),
-    ({"user_search_base": "ou=missing,dc=school,dc=test"}, "searching for the user: noSuchObject"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"bind_dn": "cn=nobody,dc=school,dc=test"}, "service account cn=nobody"),
+        (
+            {"user_search_base": "ou=missing,dc=school,dc=test"},
+            "searching for the user: noSuchObject",
+        ),
+    ],
+)
 async def test_a_misconfigured_directory_is_unavailable_not_a_wrong_password(
-        shared_slapd: SlapdServer, tmp_path: Path, changes: dict[str, str],
-        message: str) -> None:
+    shared_slapd: SlapdServer, tmp_path: Path, changes: dict[str, str], message: str
+) -> None:
     ldap = LdapDirectory(settings_for(shared_slapd, tmp_path, **changes))
     try:
         with pytest.raises(DirectoryUnavailable, match=message):
@@ -157,8 +193,9 @@ async def test_start_tls_with_the_school_ca(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_a_missing_bind_password_file_is_a_configuration_error(shared_slapd: SlapdServer,
-                                                               tmp_path: Path) -> None:
+def test_a_missing_bind_password_file_is_a_configuration_error(
+    shared_slapd: SlapdServer, tmp_path: Path
+) -> None:
     settings = settings_for(shared_slapd, tmp_path)
     missing = dataclasses.replace(settings, bind_password_file=tmp_path / "missing")
     with pytest.raises(IdentityConfigError, match="cannot read the bind password"):
@@ -179,8 +216,9 @@ DEMO = {  # user -> groups, as documented at the top of store/data/demo-users.ya
 
 
 @pytest.mark.parametrize(("username", "groups"), DEMO.items())
-async def test_demo_accounts_sign_in_with_the_documented_passwords(username: str,
-                                                                   groups: set[str]) -> None:
+async def test_demo_accounts_sign_in_with_the_documented_passwords(
+    username: str, groups: set[str]
+) -> None:
     directory = LocalDirectory(DEMO_USERS)
     user = await directory.authenticate(username, f"{username}-demo")
     assert user is not None
@@ -201,26 +239,33 @@ async def test_the_users_file_answers_lookups() -> None:
 async def test_an_address_that_could_inject_mail_headers_is_left_out(tmp_path: Path) -> None:
     users = tmp_path / "users.yaml"
     digest = hash_password("a-pass")
-    users.write_text(f"users:\n  a: {{password_hash: '{digest}', "
-                     "mail: \"a@x.test\\nBcc: b@y.test\"}\n")
+    users.write_text(
+        f"users:\n  a: {{password_hash: '{digest}', mail: \"a@x.test\\nBcc: b@y.test\"}}\n"
+    )
     found = await LocalDirectory(users).lookup("a")
     assert found is not None
     assert found.mail == ""
 
 
-@pytest.mark.parametrize(("username", "password"), [
-    ("nobody", "pupil1-demo"), ("", ""), ("pupil1", ""), ("*", "pupil1-demo")])
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("nobody", "pupil1-demo"), ("", ""), ("pupil1", ""), ("*", "pupil1-demo")],
+)
 async def test_the_users_file_refuses_unknown_users_and_wrong_passwords(
-        username: str, password: str) -> None:
+    username: str, password: str
+) -> None:
     assert await LocalDirectory(DEMO_USERS).authenticate(username, password) is None
 
 
-@pytest.mark.parametrize("encoded", [
-    hash_password("correct horse"),
-    # pbkdf2_sha256, 1000 rounds, salt "salt": made elsewhere (e.g. by a migration script)
-    "pbkdf2_sha256$1000$c2FsdA==$"
-    + base64.b64encode(hashlib.pbkdf2_hmac("sha256", b"correct horse", b"salt", 1000)).decode(),
-])
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        hash_password("correct horse"),
+        # pbkdf2_sha256, 1000 rounds, salt "salt": made elsewhere (e.g. by a migration script)
+        "pbkdf2_sha256$1000$c2FsdA==$"
+        + base64.b64encode(hashlib.pbkdf2_hmac("sha256", b"correct horse", b"salt", 1000)).decode(),
+    ],
+)
 def test_password_hashes_verify(encoded: str) -> None:
     assert verify_password("correct horse", encoded)
     assert not verify_password("correct horse ", encoded)
@@ -230,26 +275,50 @@ def test_hashes_are_salted() -> None:
     assert hash_password("same") != hash_password("same")
 
 
-@pytest.mark.parametrize(("text", "problems"), [
-    ("users:\n  a: {password_hash: 'md5$abc'}\n",
-     ["users.yaml: users.a.password_hash: not a password hash: expected scrypt$n$r$p$salt$digest"
-      " or pbkdf2_sha256$iterations$salt$digest (make one with hash_password)"]),
-    ("users:\n  a: {password_hash: 'scrypt$3$8$1$AA==$AA=='}\n",
-     ["users.yaml: users.a.password_hash: malformed scrypt password hash "
-      "(scrypt parameters out of range)"]),
-    ("users:\n  a: {groups: [Staff]}\n",
-     ["users.yaml: users.a.password_hash: required setting is missing"]),
-    ("users:\n  a: {password_hash: x, group: [Staff]}\n",
-     ["users.yaml: users.a.password_hash: not a password hash: expected "
-      "scrypt$n$r$p$salt$digest or pbkdf2_sha256$iterations$salt$digest "
-      "(make one with hash_password)",
-      "users.yaml: users.a.group: unknown setting (check the spelling)"]),
-    (f"users:\n  Ann: {{password_hash: '{hash_password('x')}'}}\n"
-     f"  ann: {{password_hash: '{hash_password('y')}'}}\n",
-     ["users.yaml: users.ann: same user as 'Ann' (user names ignore case and width)"]),
-    ("people: []\n", ["users.yaml: users: required setting is missing",
-                      "users.yaml: people: unknown setting (check the spelling)"]),
-])
+@pytest.mark.parametrize(
+    ("text", "problems"),
+    [
+        (
+            "users:\n  a: {password_hash: 'md5$abc'}\n",
+            [
+                "users.yaml: users.a.password_hash: not a password hash: expected scrypt$n$r$p$salt$digest"
+                " or pbkdf2_sha256$iterations$salt$digest (make one with hash_password)"
+            ],
+        ),
+        (
+            "users:\n  a: {password_hash: 'scrypt$3$8$1$AA==$AA=='}\n",
+            [
+                "users.yaml: users.a.password_hash: malformed scrypt password hash "
+                "(scrypt parameters out of range)"
+            ],
+        ),
+        (
+            "users:\n  a: {groups: [Staff]}\n",
+            ["users.yaml: users.a.password_hash: required setting is missing"],
+        ),
+        (
+            "users:\n  a: {password_hash: x, group: [Staff]}\n",
+            [
+                "users.yaml: users.a.password_hash: not a password hash: expected "
+                "scrypt$n$r$p$salt$digest or pbkdf2_sha256$iterations$salt$digest "
+                "(make one with hash_password)",
+                "users.yaml: users.a.group: unknown setting (check the spelling)",
+            ],
+        ),
+        (
+            f"users:\n  Ann: {{password_hash: '{hash_password('x')}'}}\n"
+            f"  ann: {{password_hash: '{hash_password('y')}'}}\n",
+            ["users.yaml: users.ann: same user as 'Ann' (user names ignore case and width)"],
+        ),
+        (
+            "people: []\n",
+            [
+                "users.yaml: users: required setting is missing",
+                "users.yaml: people: unknown setting (check the spelling)",
+            ],
+        ),
+    ],
+)
 def test_users_file_problems_are_located(text: str, problems: list[str]) -> None:
     with pytest.raises(IdentityConfigError) as raised:
         parse_users_file(text, source="users.yaml")
@@ -260,8 +329,9 @@ def test_users_file_problems_are_located(text: str, problems: list[str]) -> None
 
 
 @pytest.mark.parametrize("typed", ["ｔｅａｃｈｅｒ１", "TEACHER１", " Teacher1 "])
-async def test_every_spelling_signs_in_as_the_canonical_name(directory: LdapDirectory,
-                                                             typed: str) -> None:
+async def test_every_spelling_signs_in_as_the_canonical_name(
+    directory: LdapDirectory, typed: str
+) -> None:
     user = await directory.authenticate(typed, "teacher1-pass")
     assert user is not None
     assert user.username == "teacher1"
@@ -284,8 +354,9 @@ async def test_the_users_file_knows_every_spelling_by_the_canonical_name(typed: 
 def test_a_users_file_name_with_control_characters_is_refused() -> None:
     encoded = hash_password("x")
     with pytest.raises(IdentityConfigError) as raised:
-        parse_users_file(f'users:\n  "ann\\x07": {{password_hash: "{encoded}"}}\n',
-                         source="users.yaml")
+        parse_users_file(
+            f'users:\n  "ann\\x07": {{password_hash: "{encoded}"}}\n', source="users.yaml"
+        )
     assert "control or invisible characters" in raised.value.problems[0]
 
 
@@ -300,7 +371,8 @@ class CountingLdap(LdapDirectory):
 
 
 async def test_an_unknown_user_costs_the_directory_what_a_wrong_password_costs(
-        shared_slapd: SlapdServer, tmp_path: Path) -> None:
+    shared_slapd: SlapdServer, tmp_path: Path
+) -> None:
     # Finding 22: a wrong password bound as the user, an unknown user did not (~1 ms less).
     ldap = CountingLdap(settings_for(shared_slapd, tmp_path))
     try:

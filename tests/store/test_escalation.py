@@ -39,9 +39,16 @@ def engine(tmp_path: Path) -> Engine:
 
 
 def attempt(user: str | None = "pupil1") -> Event:
-    return Event(at=AT, host="vpn.example", verdict=Verdict.BLOCK, reason=Reason.CIRCUMVENTION,
-                 user=user, client_ip="10.0.0.9", technique="web_proxy",
-                 attempt=AttemptEvidence({"path": "/browse.php"}))
+    return Event(
+        at=AT,
+        host="vpn.example",
+        verdict=Verdict.BLOCK,
+        reason=Reason.CIRCUMVENTION,
+        user=user,
+        client_ip="10.0.0.9",
+        technique="web_proxy",
+        attempt=AttemptEvidence({"path": "/browse.php"}),
+    )
 
 
 def alerts(engine: Engine) -> list[AlertRow]:

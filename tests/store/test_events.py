@@ -37,9 +37,14 @@ DOWN_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:9/none"  # discard port
 
 
 def _event(i: int, **changes: object) -> Event:
-    fields: dict[str, object] = {"at": T0 + timedelta(milliseconds=i), "host": f"h{i}.example",
-                                 "verdict": Verdict.ALLOW, "reason": Reason.RULE_ALLOW,
-                                 "user": f"user{i % 7}", "role": "pupil"}
+    fields: dict[str, object] = {
+        "at": T0 + timedelta(milliseconds=i),
+        "host": f"h{i}.example",
+        "verdict": Verdict.ALLOW,
+        "reason": Reason.RULE_ALLOW,
+        "user": f"user{i % 7}",
+        "role": "pupil",
+    }
     fields.update(changes)
     return Event(**fields)  # type: ignore[arg-type]
 
@@ -47,8 +52,9 @@ def _event(i: int, **changes: object) -> Event:
 def _rows(engine: Engine) -> list[tuple[str, int]]:
     """(id, seq) of every stored event, in the order readers use."""
     with engine.connect() as conn:
-        return [(r[0], r[1]) for r in conn.execute(
-            text("SELECT id, seq FROM events ORDER BY at, seq"))]
+        return [
+            (r[0], r[1]) for r in conn.execute(text("SELECT id, seq FROM events ORDER BY at, seq"))
+        ]
 
 
 async def _until(condition: Callable[[], bool], what: str, limit: float = 60) -> None:
@@ -62,8 +68,7 @@ async def _until(condition: Callable[[], bool], what: str, limit: float = 60) ->
 
 
 def _writer(engine: Engine, tmp_path: Path, **options: object) -> EventWriter:
-    settings: dict[str, object] = {"batch_size": 500, "flush_seconds": 0.02,
-                                   "retry_seconds": 0.2}
+    settings: dict[str, object] = {"batch_size": 500, "flush_seconds": 0.02, "retry_seconds": 0.2}
     settings.update(options)
     return EventWriter(engine, spool_dir=tmp_path / "spool", **settings)  # type: ignore[arg-type]
 
@@ -98,27 +103,41 @@ async def test_what_is_stored_and_what_never_is(database_url: str, tmp_path: Pat
     writer = _writer(engine, tmp_path, siem_path=str(tmp_path / "siem.jsonl"))
     await writer.start()
     passed = _event(1, path="/secret", query="q=1", intercepted=False, method="CONNECT")
-    decrypted = _event(2, path="/search", query="q=cats", intercepted=True, method="GET",
-                       search_terms="cats")
-    attempt = _event(3, verdict=Verdict.BLOCK, reason=Reason.CIRCUMVENTION,
-                     technique="web_proxy", attempt=AttemptEvidence({"list": "web_proxy"}))
-    widget = _event(4, verdict=Verdict.BLOCK, reason=Reason.RULE_BLOCK, technique="widget",
-                    attempt=AttemptEvidence({"referer": "https://school.example/"},
-                                            counted=False))
+    decrypted = _event(
+        2, path="/search", query="q=cats", intercepted=True, method="GET", search_terms="cats"
+    )
+    attempt = _event(
+        3,
+        verdict=Verdict.BLOCK,
+        reason=Reason.CIRCUMVENTION,
+        technique="web_proxy",
+        attempt=AttemptEvidence({"list": "web_proxy"}),
+    )
+    widget = _event(
+        4,
+        verdict=Verdict.BLOCK,
+        reason=Reason.RULE_BLOCK,
+        technique="widget",
+        attempt=AttemptEvidence({"referer": "https://school.example/"}, counted=False),
+    )
     for event in (passed, decrypted, attempt, widget):
         writer.submit(event)
     await _until(lambda: writer.stats.written == 4, "4 events written")
     await writer.close()
     with engine.connect() as conn:
         paths: dict[str, str | None] = {
-            r[0]: r[1] for r in conn.execute(text("SELECT id, path FROM events"))}
-        attempts = conn.execute(text(
-            "SELECT event_id, technique, counted FROM circumvention_attempts ORDER BY at")).all()
+            r[0]: r[1] for r in conn.execute(text("SELECT id, path FROM events"))
+        }
+        attempts = conn.execute(
+            text("SELECT event_id, technique, counted FROM circumvention_attempts ORDER BY at")
+        ).all()
     engine.dispose()
     assert paths[passed.id] is None  # passed through: never the path
     assert paths[decrypted.id] == "/search"
     assert [(a[0], a[1], bool(a[2])) for a in attempts] == [
-        (attempt.id, "web_proxy", True), (widget.id, "widget", False)]
+        (attempt.id, "web_proxy", True),
+        (widget.id, "widget", False),
+    ]
     siem = [json.loads(line) for line in (tmp_path / "siem.jsonl").read_text().splitlines()]
     assert [r["id"] for r in siem] == [passed.id, decrypted.id, attempt.id, widget.id]
     assert siem[0]["path"] is None
@@ -128,13 +147,18 @@ async def test_what_is_stored_and_what_never_is(database_url: str, tmp_path: Pat
 
 def test_an_event_must_have_an_aware_time() -> None:
     with pytest.raises(ValueError, match="aware"):
-        Event(at=datetime(2026, 11, 23, 9, 0), host="x.example", verdict=Verdict.ALLOW,
-              reason=Reason.RULE_ALLOW)
+        Event(
+            at=datetime(2026, 11, 23, 9, 0),
+            host="x.example",
+            verdict=Verdict.ALLOW,
+            reason=Reason.RULE_ALLOW,
+        )
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 async def test_a_down_database_spools_and_replays_exactly_once(
-        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if kind == "sqlite":
         # A file in a directory that does not exist yet: every connection fails.
         down_url = up_url = f"sqlite:///{tmp_path / 'later' / 'schoolgate.db'}"
@@ -171,7 +195,8 @@ async def test_a_down_database_spools_and_replays_exactly_once(
 
 @pytest.mark.postgres
 async def test_postgres_stopped_in_the_middle_of_a_load_loses_nothing(
-        private_postgres: PrivatePostgres, tmp_path: Path) -> None:
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
     upgrade(private_postgres.url)
     engine = make_engine(private_postgres.url)
     writer = _writer(engine, tmp_path, queue_size=2000)
@@ -189,9 +214,15 @@ async def test_postgres_stopped_in_the_middle_of_a_load_loses_nothing(
             if round_ == 40:
                 await asyncio.to_thread(private_postgres.start)
             await asyncio.sleep(0.05)
-        await _until(lambda: writer.stats.spool_bytes == 0 and writer.stats.queued == 0
-                     and writer.stats.written + writer.stats.replayed == len(submitted),
-                     "every event written or replayed", limit=120)
+        await _until(
+            lambda: (
+                writer.stats.spool_bytes == 0
+                and writer.stats.queued == 0
+                and writer.stats.written + writer.stats.replayed == len(submitted)
+            ),
+            "every event written or replayed",
+            limit=120,
+        )
         stats = writer.stats
         assert stats.written >= stopped_after - 2000  # it was writing before the outage
         assert stats.spooled > 0
@@ -207,7 +238,8 @@ async def test_postgres_stopped_in_the_middle_of_a_load_loses_nothing(
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 async def test_a_killed_writers_spool_is_replayed_by_the_next_one(
-        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'db' / 'schoolgate.db'}"
         down_url = url  # its directory does not exist yet
@@ -216,8 +248,11 @@ async def test_a_killed_writers_spool_is_replayed_by_the_next_one(
         down_url = DOWN_POSTGRES
     spool = tmp_path / "spool"
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.event_writer_child", down_url, str(spool),
-         "1500"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "tests.support.event_writer_child", down_url, str(spool), "1500"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None
         assert await asyncio.to_thread(child.stdout.readline) == "spooled 1500\n"
@@ -250,7 +285,8 @@ def _shared_url(request: pytest.FixtureRequest) -> str:
 
 
 async def test_a_replay_after_a_crash_between_insert_and_truncation_makes_no_duplicates(
-        database_url: str, tmp_path: Path) -> None:
+    database_url: str, tmp_path: Path
+) -> None:
     upgrade(database_url)
     engine = make_engine(database_url)
     events = [_event(i) for i in range(300)]
@@ -285,8 +321,9 @@ async def test_a_full_queue_spools_at_once_and_drops_nothing(tmp_path: Path) -> 
             highest = max(highest, writer.stats.queued)
         assert highest == 50  # memory stays bounded by the queue
         assert writer.stats.spooled == 1950
-        await _until(lambda: writer.stats.written + writer.stats.replayed == 2000,
-                     "every event stored")
+        await _until(
+            lambda: writer.stats.written + writer.stats.replayed == 2000, "every event stored"
+        )
         assert writer.stats.dropped == 0
         assert sorted(id for id, _ in _rows(engine)) == sorted(e.id for e in submitted)
         assert sorted(seq for _, seq in _rows(engine)) == [seq for _, seq in _rows(engine)]
@@ -296,7 +333,8 @@ async def test_a_full_queue_spools_at_once_and_drops_nothing(tmp_path: Path) -> 
 
 
 async def test_close_with_the_database_down_keeps_the_spool_for_the_next_start(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     url = f"sqlite:///{tmp_path / 'later' / 'schoolgate.db'}"
     engine = make_engine(url)
     first = _writer(engine, tmp_path, flush_seconds=5.0)
@@ -343,7 +381,8 @@ async def test_a_live_writers_spool_is_never_taken_by_another(tmp_path: Path) ->
 
 
 async def test_rows_the_database_refuses_are_set_aside_not_retried_forever(
-        database_url: str, tmp_path: Path) -> None:
+    database_url: str, tmp_path: Path
+) -> None:
     upgrade(database_url)
     engine = make_engine(database_url)
     good, long_host, bad = _event(0), _event(1, host="a" * 400 + ".example"), _event(2)

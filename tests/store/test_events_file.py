@@ -23,8 +23,12 @@ T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def _event(i: int) -> Event:
-    return Event(at=T0 + timedelta(milliseconds=i), host=f"h{i}.example", verdict=Verdict.ALLOW,
-                 reason=Reason.RULE_ALLOW)
+    return Event(
+        at=T0 + timedelta(milliseconds=i),
+        host=f"h{i}.example",
+        verdict=Verdict.ALLOW,
+        reason=Reason.RULE_ALLOW,
+    )
 
 
 def _hosts(engine: Engine) -> set[str]:
@@ -60,11 +64,13 @@ def _remove(database: Path) -> None:
 
 @pytest.mark.parametrize("what", ["deleted", "replaced", "read-only"])
 async def test_the_events_file_going_away_is_noticed_and_nothing_is_lost(
-        tmp_path: Path, what: str, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, what: str, caplog: pytest.LogCaptureFixture
+) -> None:
     url, database = _database(tmp_path / "data")
     engine = make_engine(url)
-    writer = EventWriter(engine, spool_dir=tmp_path / "spool", batch_size=50,
-                         flush_seconds=0.02, retry_seconds=0.2)
+    writer = EventWriter(
+        engine, spool_dir=tmp_path / "spool", batch_size=50, flush_seconds=0.02, retry_seconds=0.2
+    )
     await writer.start()
     try:
         await _write(writer, range(0, 20))
@@ -83,8 +89,10 @@ async def test_the_events_file_going_away_is_noticed_and_nothing_is_lost(
             await _write(writer, range(20, 40))
         if what == "replaced":
             # Written into the new file, not the old inode; the log says it was reopened.
-            await _until(lambda: {f"h{i}.example" for i in range(20, 40)} <= _hosts(engine),
-                         "the events in the replacing file")
+            await _until(
+                lambda: {f"h{i}.example" for i in range(20, 40)} <= _hosts(engine),
+                "the events in the replacing file",
+            )
             assert "was replaced" in caplog.text
         else:
             assert writer.stats.db_failures >= 1  # the write-error metric counts it

@@ -30,7 +30,8 @@ def test_migration_0003_makes_the_modelled_table(database_url: str) -> None:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "include_object": ours})
+                conn, opts={"compare_type": True, "include_object": ours}
+            )
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
@@ -43,9 +44,18 @@ def test_a_note_keeps_its_times_in_utc(database_url: str) -> None:
     try:
         with Session(engine) as session:
             note_id = str(uuid.uuid4())
-            session.add(IncidentNoteRow(id=note_id, at=written, user="pupil1",
-                                        written_by="dsl1", happened_at=written,
-                                        what_happened="a", action_taken="b", outcome="c"))
+            session.add(
+                IncidentNoteRow(
+                    id=note_id,
+                    at=written,
+                    user="pupil1",
+                    written_by="dsl1",
+                    happened_at=written,
+                    what_happened="a",
+                    action_taken="b",
+                    outcome="c",
+                )
+            )
             session.commit()
         with Session(engine) as session:
             row = session.get_one(IncidentNoteRow, note_id)

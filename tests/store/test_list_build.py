@@ -21,15 +21,15 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 UPSTREAM = {
     "v2": {
         "data/chirp": "# Chirp\ninclude:chirp-ads\ninclude:chirp-cn @-cn\ndomain:chirp.example\n"
-                      "full:api.chirp.example\nkeyword:chirp\nregexp:^chirp[0-9]+\\.net$\n"
-                      "chirp.map.cdn.example\n",
+        "full:api.chirp.example\nkeyword:chirp\nregexp:^chirp[0-9]+\\.net$\n"
+        "chirp.map.cdn.example\n",
         "data/chirp-ads": "ads-chirp.example @ads\n",
         "data/chirp-cn": "chirp.cn.example @cn\nchirp-global.example\n",
     },
     "adg": {
         "services/chirp.yml": "id: chirp\nname: Chirp\nrules:\n  - '||chirp.example^'\n"
-                              "  - '||chirpimg.example^'\n  - '||chirpp.example^'\n"
-                              "group: social_network\n",
+        "  - '||chirpimg.example^'\n  - '||chirpp.example^'\n"
+        "group: social_network\n",
     },
 }
 HAND = """\
@@ -67,14 +67,24 @@ def write_fixture(root: Path) -> Path:
             pins.setdefault(source, {})[path] = hashlib.sha256(text.encode()).hexdigest()
     lines = ["sources:"]
     for source, files in pins.items():
-        lines += [f"  {source}:", f"    repository: https://example.test/{source}",
-                  f"    commit: {COMMIT}", "    files:"]
+        lines += [
+            f"  {source}:",
+            f"    repository: https://example.test/{source}",
+            f"    commit: {COMMIT}",
+            "    files:",
+        ]
         lines += [f"      {path}: {digest}" for path, digest in files.items()]
-    lines += ["hand_added: hand-added.yaml", "outputs:", "  - list: chirp.txt",
-              "    category: chirp", "    description: 'Chirp: the site and its CDN'",
-              "    compiled: 2026-11-21", "    feeds:",
-              "      - {source: v2, kind: v2fly, name: chirp}",
-              "      - {source: adg, kind: adguard-service, name: chirp}"]
+    lines += [
+        "hand_added: hand-added.yaml",
+        "outputs:",
+        "  - list: chirp.txt",
+        "    category: chirp",
+        "    description: 'Chirp: the site and its CDN'",
+        "    compiled: 2026-11-21",
+        "    feeds:",
+        "      - {source: v2, kind: v2fly, name: chirp}",
+        "      - {source: adg, kind: adguard-service, name: chirp}",
+    ]
     manifest = root / "sources.yaml"
     manifest.write_text("\n".join(lines) + "\n")
     (root / "hand-added.yaml").write_text(HAND)
@@ -94,8 +104,16 @@ def test_build_is_byte_for_byte_and_deterministic(tmp_path: Path) -> None:
 
 def test_cli_build_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = write_fixture(tmp_path)
-    args = ["lists", "build", "--manifest", str(manifest), "--upstream",
-            str(tmp_path / "upstream"), "--out", str(tmp_path / "out")]
+    args = [
+        "lists",
+        "build",
+        "--manifest",
+        str(manifest),
+        "--upstream",
+        str(tmp_path / "upstream"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main([*args, "--check"]) == 1  # nothing built yet
     assert main(args) == 0
     assert (tmp_path / "out" / "chirp.txt").read_text() == EXPECTED
@@ -119,13 +137,17 @@ def test_a_changed_or_missing_upstream_file_is_refused(tmp_path: Path) -> None:
         build_lists(manifest, hand, tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (("commit: " + COMMIT, "commit: abc"), "40-digit"),
-    (("name: chirp}", "name: chirp, bogus: 1}"), "Extra inputs"),
-    (("source: adg,", "source: nope,"), "not under 'sources'"),
-])
-def test_bad_manifest_is_refused_with_its_place(tmp_path: Path, change: tuple[str, str],
-                                                message: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("commit: " + COMMIT, "commit: abc"), "40-digit"),
+        (("name: chirp}", "name: chirp, bogus: 1}"), "Extra inputs"),
+        (("source: adg,", "source: nope,"), "not under 'sources'"),
+    ],
+)
+def test_bad_manifest_is_refused_with_its_place(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
     manifest = write_fixture(tmp_path)
     manifest.write_text(manifest.read_text().replace(*change, 1))
     with pytest.raises(BuildError, match=message) as info:
@@ -154,7 +176,8 @@ def test_every_shipped_list_is_the_build_of_the_vendored_pinned_sources() -> Non
     built = build_lists(manifest, hand, VENDORED_UPSTREAM)
     assert built == build_lists(manifest, hand, VENDORED_UPSTREAM)
     assert sorted(item.name for item in built) == sorted(
-        p.name for p in shipped_lists_dir().glob("*.txt"))
+        p.name for p in shipped_lists_dir().glob("*.txt")
+    )
     for item in built:
         shipped = (shipped_lists_dir() / item.name).read_text(encoding="utf-8")
         assert BUILT_MARK in shipped, item.name
@@ -184,8 +207,17 @@ def test_the_seed_ships_no_empty_content_category() -> None:
     report = ListStatusReader().read(None, now=datetime(2026, 12, 3, tzinfo=UTC))
     assert [e.name for e in report.empty] == ["illegal_content"]
     by_category = {c: s for s in report.lists for c in s.categories}
-    for category in ("adult", "gambling", "malware_phishing", "piracy", "violence", "self_harm",
-                     "extremism", "discrimination", "drugs"):
+    for category in (
+        "adult",
+        "gambling",
+        "malware_phishing",
+        "piracy",
+        "violence",
+        "self_harm",
+        "extremism",
+        "discrimination",
+        "drugs",
+    ):
         status = by_category[category]
         assert status.entries > 0, status
         assert status.age_seconds is not None, status
@@ -202,20 +234,27 @@ def test_exact_hosts_grouped_reasons_and_stale_removals(tmp_path: Path) -> None:
     data = tmp_path / "upstream" / "v2" / "data" / "chirp"
     text = data.read_text() + "full:cdn.shared.example\nadult\n"
     data.write_text(text)
-    manifest.write_text(manifest.read_text().replace(
-        hashlib.sha256(UPSTREAM["v2"]["data/chirp"].encode()).hexdigest(),
-        hashlib.sha256(text.encode()).hexdigest()))
-    (tmp_path / "hand-added.yaml").write_text(HAND.replace(
-        "    - {domain: chirpp.example, reason: \"a typo-squat, not the platform\"}\n",
-        "    - reason: \"typo-squats, not the platform\"\n"
-        "      domains: [chirpp.example, chirp-global.example]\n"))
+    manifest.write_text(
+        manifest.read_text().replace(
+            hashlib.sha256(UPSTREAM["v2"]["data/chirp"].encode()).hexdigest(),
+            hashlib.sha256(text.encode()).hexdigest(),
+        )
+    )
+    (tmp_path / "hand-added.yaml").write_text(
+        HAND.replace(
+            '    - {domain: chirpp.example, reason: "a typo-squat, not the platform"}\n',
+            '    - reason: "typo-squats, not the platform"\n'
+            "      domains: [chirpp.example, chirp-global.example]\n",
+        )
+    )
     loaded, hand = load_manifest(manifest)
     (built,) = build_lists(loaded, hand, tmp_path / "upstream")
     assert "full:cdn.shared.example  # v2@0123456789ab data/chirp\n" in built.text
     assert "chirp-global.example" not in built.text
     assert "\nadult" not in built.text
-    (tmp_path / "hand-added.yaml").write_text(HAND + "    - {domain: gone.example, reason: "
-                                                     "\"no longer upstream\"}\n")
+    (tmp_path / "hand-added.yaml").write_text(
+        HAND + '    - {domain: gone.example, reason: "no longer upstream"}\n'
+    )
     loaded, hand = load_manifest(manifest)
     with pytest.raises(BuildError, match=r"remove 'gone\.example': no feed gives it"):
         build_lists(loaded, hand, tmp_path / "upstream")

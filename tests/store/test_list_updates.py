@@ -50,8 +50,9 @@ rules:
 default: allow
 """
 
-OLD_ADULT = "# category: adult\n# description: d\n# compiled: 2026-11-01\n# source: s\n" \
-            "old.example\n"
+OLD_ADULT = (
+    "# category: adult\n# description: d\n# compiled: 2026-11-01\n# source: s\nold.example\n"
+)
 
 
 class Origin:
@@ -116,16 +117,20 @@ def adult_domains(policy: Path) -> tuple[str, ...]:
 def test_update_from_http_with_checksum_file(origin: Origin, school: Path) -> None:
     body = b"# UT1 adult\nporn.example\nwww.porn.example\nxxx.example\n10.1.2.3\n"
     origin.files["/adult/domains"] = body
-    origin.files["/adult/domains.sha256"] = \
+    origin.files["/adult/domains.sha256"] = (
         f"{hashlib.sha256(body).hexdigest()}  domains\n".encode()
+    )
     origin.files["/extra.txt"] = b"||ads.example^\n@@||ok.example^\n"
-    config = write_config(school, f"""
+    config = write_config(
+        school,
+        f"""
 max_age_hours: 24
 sources:
   - {{name: ut1-adult, category: adult, format: ut1-domains, url: "{origin.url}/adult/domains",
      sha256_url: "{origin.url}/adult/domains.sha256", description: "Adult (UT1)"}}
   - {{name: extra, category: adult, format: adblock, url: "{origin.url}/extra.txt"}}
-""")
+""",
+    )
     report = update_lists(config, now=NOW, policy_path=school)
     assert report.ok, report
     assert adult_domains(school) == ("ads.example", "porn.example", "xxx.example")
@@ -145,24 +150,34 @@ sources:
     assert not list(school.parent.glob(".adult.txt.*"))  # no temp file left behind
 
 
-@pytest.mark.parametrize(("files", "source", "why"), [
-    ({"/d": b"porn.example\n"}, 'url: "{url}/d", sha256: "' + "0" * 64 + '"',
-     "checksum mismatch"),
-    ({"/d": b"porn.example\n", "/d.sha256": b"nothex\n"},
-     'url: "{url}/d", sha256_url: "{url}/d.sha256"', "does not start with a SHA-256"),
-    ({}, 'url: "{url}/missing"', "HTTP 404"),
-    ({"/d": b"a.example\n" * 50}, 'url: "{url}/d", max_bytes: 100', "max_bytes"),
-    ({"/d": b"# nothing\n"}, 'url: "{url}/d"', "fewer than min_entries"),
-    ({"/d": b"good.example\n" + b"bad!name\n" * 40}, 'url: "{url}/d"', "not valid"),
-    ({}, 'url: "http://127.0.0.1:9/d"', "cannot fetch"),
-])
-def test_a_failing_source_keeps_the_last_good_list(origin: Origin, school: Path,
-                                                   files: dict[str, bytes], source: str,
-                                                   why: str) -> None:
+@pytest.mark.parametrize(
+    ("files", "source", "why"),
+    [
+        (
+            {"/d": b"porn.example\n"},
+            'url: "{url}/d", sha256: "' + "0" * 64 + '"',
+            "checksum mismatch",
+        ),
+        (
+            {"/d": b"porn.example\n", "/d.sha256": b"nothex\n"},
+            'url: "{url}/d", sha256_url: "{url}/d.sha256"',
+            "does not start with a SHA-256",
+        ),
+        ({}, 'url: "{url}/missing"', "HTTP 404"),
+        ({"/d": b"a.example\n" * 50}, 'url: "{url}/d", max_bytes: 100', "max_bytes"),
+        ({"/d": b"# nothing\n"}, 'url: "{url}/d"', "fewer than min_entries"),
+        ({"/d": b"good.example\n" + b"bad!name\n" * 40}, 'url: "{url}/d"', "not valid"),
+        ({}, 'url: "http://127.0.0.1:9/d"', "cannot fetch"),
+    ],
+)
+def test_a_failing_source_keeps_the_last_good_list(
+    origin: Origin, school: Path, files: dict[str, bytes], source: str, why: str
+) -> None:
     origin.files.update(files)
     spec = source.replace("{url}", origin.url)
-    config = write_config(school, f"sources:\n  - {{name: s, category: adult, format: domains, "
-                                  f"{spec}}}\n")
+    config = write_config(
+        school, f"sources:\n  - {{name: s, category: adult, format: domains, {spec}}}\n"
+    )
     report = update_lists(config, now=NOW, policy_path=school)
     assert not report.ok
     assert why in report.outcomes[0].error
@@ -174,19 +189,23 @@ def test_a_failing_source_keeps_the_last_good_list(origin: Origin, school: Path,
 
 def test_one_failing_source_of_two_keeps_the_whole_list(origin: Origin, school: Path) -> None:
     origin.files["/a"] = b"a.example\n"
-    config = write_config(school, f"""
+    config = write_config(
+        school,
+        f"""
 sources:
   - {{name: a, category: adult, format: domains, url: "{origin.url}/a"}}
   - {{name: b, category: adult, format: domains, url: "{origin.url}/b"}}
-""")
+""",
+    )
     report = update_lists(config, now=NOW, policy_path=school)
     assert "source b" in report.outcomes[0].error
     assert adult_domains(school) == ("old.example",)
 
 
 def test_ut1_directory_and_tarball(tmp_path: Path, origin: Origin) -> None:
-    (tmp_path / "policy.yaml").write_text(POLICY.replace("gambling: {domains: []}",
-                                                         "gambling: {lists: [gambling.txt]}"))
+    (tmp_path / "policy.yaml").write_text(
+        POLICY.replace("gambling: {domains: []}", "gambling: {lists: [gambling.txt]}")
+    )
     (tmp_path / "adult.txt").write_text(OLD_ADULT)
     (tmp_path / "gambling.txt").write_text(OLD_ADULT.replace("adult", "gambling"))
     folder = tmp_path / "ut1" / "gambling"
@@ -195,17 +214,23 @@ def test_ut1_directory_and_tarball(tmp_path: Path, origin: Origin) -> None:
     (folder / "urls").write_text("site.example/casino\nwhole.example\n")
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        for name, data in (("adult/domains", b"porn.example\n"),
-                           ("adult/urls", b"host.example/page\n"), ("adult/usage", b"black\n")):
+        for name, data in (
+            ("adult/domains", b"porn.example\n"),
+            ("adult/urls", b"host.example/page\n"),
+            ("adult/usage", b"black\n"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     origin.files["/adult.tar.gz"] = archive.getvalue()
-    config = write_config(tmp_path / "policy.yaml", f"""
+    config = write_config(
+        tmp_path / "policy.yaml",
+        f"""
 sources:
   - {{name: ut1-gambling, category: gambling, format: ut1-domains, path: ut1/gambling}}
   - {{name: ut1-adult, category: adult, format: ut1-domains, url: "{origin.url}/adult.tar.gz"}}
-""")
+""",
+    )
     report = update_lists(config, now=NOW, policy_path=tmp_path / "policy.yaml")
     assert report.ok, report
     gambling = parse_domain_list((tmp_path / "gambling.txt").read_text(), source="g")
@@ -217,30 +242,44 @@ sources:
 def test_gzip_source_and_bounded_unpacking(origin: Origin, school: Path) -> None:
     origin.files["/d.gz"] = gzip.compress(b"gz.example\n")
     origin.files["/bomb.gz"] = gzip.compress(b"a" * 1_000_000)
-    config = write_config(school, f"""
+    config = write_config(
+        school,
+        f"""
 sources:
   - {{name: gz, category: adult, format: domains, url: "{origin.url}/d.gz"}}
-""")
+""",
+    )
     assert update_lists(config, now=NOW).ok
     assert adult_domains(school) == ("gz.example",)
-    config = write_config(school, f"""
+    config = write_config(
+        school,
+        f"""
 sources:
   - {{name: gz, category: adult, format: domains, url: "{origin.url}/bomb.gz", max_bytes: 5000}}
-""")
+""",
+    )
     report = update_lists(config, now=NOW)
     assert "unpacks to more than max_bytes" in report.outcomes[0].error
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ("sources: []", "sources"),
-    ("sources:\n  - {name: a, category: adult, format: nope, url: 'http://127.0.0.1/'}",
-     "format"),
-    ("sources:\n  - {name: a, category: adult, format: domains}", "exactly one of"),
-    ("sources:\n  - {name: a, category: Adult, format: domains, path: x}", "category"),
-    ("sources:\n  - {name: a, category: adult, format: domains, url: 'ftp://x/'}", "http"),
-    ("sources:\n  - {name: a, category: a, format: domains, path: x}\n"
-     "  - {name: a, category: a, format: domains, path: y}", "unique"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("sources: []", "sources"),
+        (
+            "sources:\n  - {name: a, category: adult, format: nope, url: 'http://127.0.0.1/'}",
+            "format",
+        ),
+        ("sources:\n  - {name: a, category: adult, format: domains}", "exactly one of"),
+        ("sources:\n  - {name: a, category: Adult, format: domains, path: x}", "category"),
+        ("sources:\n  - {name: a, category: adult, format: domains, url: 'ftp://x/'}", "http"),
+        (
+            "sources:\n  - {name: a, category: a, format: domains, path: x}\n"
+            "  - {name: a, category: a, format: domains, path: y}",
+            "unique",
+        ),
+    ],
+)
 def test_bad_config_is_refused_with_its_place(school: Path, body: str, message: str) -> None:
     config = write_config(school, body)
     with pytest.raises(ListsConfigError, match=message) as info:
@@ -250,17 +289,22 @@ def test_bad_config_is_refused_with_its_place(school: Path, body: str, message: 
 
 def test_iwf_list_fills_the_locked_slot(origin: Origin, tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY.replace("illegal_content: {locked: true, domains: [], "
-                                     "description: IWF slot}",
-                                     "illegal_content: {locked: true, lists: [iwf.txt], "
-                                     "description: IWF slot}"))
+    policy.write_text(
+        POLICY.replace(
+            "illegal_content: {locked: true, domains: [], description: IWF slot}",
+            "illegal_content: {locked: true, lists: [iwf.txt], description: IWF slot}",
+        )
+    )
     (tmp_path / "adult.txt").write_text(OLD_ADULT)
     (tmp_path / "iwf.txt").write_text(OLD_ADULT.replace("adult", "illegal_content"))
     origin.files["/iwf"] = b"http://bad.example/abc.jpg\nworse.example/\n"
-    config = write_config(policy, f"""
+    config = write_config(
+        policy,
+        f"""
 sources:
   - {{name: iwf, category: illegal_content, list: iwf.txt, format: iwf, url: "{origin.url}/iwf"}}
-""")
+""",
+    )
     assert update_lists(config, now=NOW, policy_path=policy).ok
     loaded = load_policy(policy)
     assert loaded.domains.categories("bad.example") == ("illegal_content",)
@@ -269,14 +313,21 @@ sources:
 
 def test_status_ages_counts_empty_categories_and_stale(origin: Origin, school: Path) -> None:
     origin.files["/d"] = b"a.example\nb.example\n"
-    config = write_config(school, f"max_age_hours: 24\nsources:\n  - {{name: s, category: "
-                                  f"adult, format: domains, url: \"{origin.url}/d\"}}\n")
+    config = write_config(
+        school,
+        f"max_age_hours: 24\nsources:\n  - {{name: s, category: "
+        f'adult, format: domains, url: "{origin.url}/d"}}\n',
+    )
     update_lists(config, now=NOW, policy_path=school)
     reader = ListStatusReader()
     fresh = reader.read(school, now=NOW + timedelta(hours=1))
     (adult,) = fresh.lists
-    assert (adult.name, adult.entries, adult.updated_by, adult.stale) == \
-        ("adult.txt", 2, "lists update", False)
+    assert (adult.name, adult.entries, adult.updated_by, adult.stale) == (
+        "adult.txt",
+        2,
+        "lists update",
+        False,
+    )
     assert adult.age_seconds == 3600
     assert [e.name for e in fresh.empty] == ["illegal_content", "gambling"]
     assert "IWF" in fresh.empty[0].how_to_fill
@@ -304,13 +355,17 @@ def test_policy_stamp_changes_when_a_list_appears_or_changes(school: Path) -> No
     assert policy_stamp(school) == second
 
 
-def test_alerts_for_stale_and_failed_lists_raised_once(origin: Origin, school: Path,
-                                                       tmp_path: Path) -> None:
+def test_alerts_for_stale_and_failed_lists_raised_once(
+    origin: Origin, school: Path, tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     upgrade(url)
     origin.files["/d"] = b"a.example\n"
-    config = write_config(school, f"max_age_hours: 1\nsources:\n  - {{name: s, category: "
-                                  f"adult, format: domains, url: \"{origin.url}/d\"}}\n")
+    config = write_config(
+        school,
+        f"max_age_hours: 1\nsources:\n  - {{name: s, category: "
+        f'adult, format: domains, url: "{origin.url}/d"}}\n',
+    )
     update_lists(config, now=NOW, policy_path=school)
     del origin.files["/d"]
     failed = update_lists(config, now=NOW + timedelta(hours=3), policy_path=school)
@@ -319,9 +374,12 @@ def test_alerts_for_stale_and_failed_lists_raised_once(origin: Origin, school: P
     try:
         for _ in range(2):  # the second run finds them open and adds none
             with Session(engine) as session, session.begin():
-                raise_list_alerts(session=session, report=report,
-                                  failures=[o for o in failed.outcomes if o.error],
-                                  at=NOW + timedelta(hours=3))
+                raise_list_alerts(
+                    session=session,
+                    report=report,
+                    failures=[o for o in failed.outcomes if o.error],
+                    at=NOW + timedelta(hours=3),
+                )
         with Session(engine) as session:
             rows = session.scalars(select(AlertRow)).all()
             kinds = sorted(r.kind for r in rows)
@@ -335,8 +393,11 @@ def test_alerts_for_stale_and_failed_lists_raised_once(origin: Origin, school: P
 
 def test_a_source_that_hangs_times_out(origin: Origin, school: Path) -> None:
     origin.files["/slow"] = b"late.example\n"
-    config = write_config(school, f"timeout_seconds: 0.5\nsources:\n  - {{name: s, category: "
-                                  f"adult, format: domains, url: \"{origin.url}/slow\"}}\n")
+    config = write_config(
+        school,
+        f"timeout_seconds: 0.5\nsources:\n  - {{name: s, category: "
+        f'adult, format: domains, url: "{origin.url}/slow"}}\n',
+    )
     started = time.monotonic()
     report = update_lists(config, now=NOW, policy_path=school)
     assert time.monotonic() - started < 3
@@ -348,9 +409,13 @@ def test_checksum_file_listing_several_files(origin: Origin, school: Path) -> No
     body = b"sum.example\n"
     origin.files["/lists/adult.txt"] = body
     origin.files["/lists/SHA256SUMS"] = (
-        f"{'1' * 64}  gambling.txt\n{hashlib.sha256(body).hexdigest()} *adult.txt\n").encode()
-    config = write_config(school, f"sources:\n  - {{name: s, category: adult, format: domains, "
-                                  f"url: \"{origin.url}/lists/adult.txt\", "
-                                  f"sha256_url: \"{origin.url}/lists/SHA256SUMS\"}}\n")
+        f"{'1' * 64}  gambling.txt\n{hashlib.sha256(body).hexdigest()} *adult.txt\n"
+    ).encode()
+    config = write_config(
+        school,
+        f"sources:\n  - {{name: s, category: adult, format: domains, "
+        f'url: "{origin.url}/lists/adult.txt", '
+        f'sha256_url: "{origin.url}/lists/SHA256SUMS"}}\n',
+    )
     assert update_lists(config, now=NOW, policy_path=school).ok
     assert adult_domains(school) == ("sum.example",)

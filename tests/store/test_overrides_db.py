@@ -55,40 +55,79 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _sanction(id: str, *, state: SanctionState = SanctionState.PLACED,
-              ends: datetime | None = None, user: str = "pupil1") -> SanctionRow:
-    return SanctionRow(id=id, user=user, starts=NOW - HOUR, ends=ends, reason="3 attempts",
-                       placed_by="schoolgate", state=state, lifted_by=None, lifted_at=None,
-                       note="")
+def _sanction(
+    id: str,
+    *,
+    state: SanctionState = SanctionState.PLACED,
+    ends: datetime | None = None,
+    user: str = "pupil1",
+) -> SanctionRow:
+    return SanctionRow(
+        id=id,
+        user=user,
+        starts=NOW - HOUR,
+        ends=ends,
+        reason="3 attempts",
+        placed_by="schoolgate",
+        state=state,
+        lifted_by=None,
+        lifted_at=None,
+        note="",
+    )
 
 
-def _exception(id: str, target: str, *, kind: TargetKind = TargetKind.HOST,
-               ends: datetime | None = None) -> ExceptionRow:
-    return ExceptionRow(id=id, scope=Scope.GROUP, who="Year5", target_kind=kind,
-                        target=target, starts=NOW, ends=ends, created_by="bm",
-                        created_at=NOW - HOUR, request_id=None, note="")
+def _exception(
+    id: str, target: str, *, kind: TargetKind = TargetKind.HOST, ends: datetime | None = None
+) -> ExceptionRow:
+    return ExceptionRow(
+        id=id,
+        scope=Scope.GROUP,
+        who="Year5",
+        target_kind=kind,
+        target=target,
+        starts=NOW,
+        ends=ends,
+        created_by="bm",
+        created_at=NOW - HOUR,
+        request_id=None,
+        note="",
+    )
 
 
 def _seed(engine: Engine) -> None:
     with Session(engine) as session, session.begin():
-        session.add_all([
-            _exception("e1", "WWW.Example.COM.", ends=NOW + HOUR),
-            _exception("e2", "social", kind=TargetKind.CATEGORY),
-            _exception("e-old", "old.example", ends=NOW - 2 * HOUR),  # ended: left out
-            _exception("e-bad", "exa mple.com"),  # not a host name: left out, logged
-            _sanction("s1", ends=NOW + 14 * 24 * HOUR),
-            _sanction("s-lifted", state=SanctionState.LIFTED),
-            _sanction("s-recommended", state=SanctionState.RECOMMENDED),
-            _sanction("s-ended", ends=NOW - HOUR),
-            SupervisedSessionRow(id="v1", user="pupil1", starts=NOW, ends=NOW + HOUR,
-                                 opened_by="teacher1"),
-            SupervisedSessionRow(id="v-old", user="pupil1", starts=NOW - 3 * HOUR,
-                                 ends=NOW - 2 * HOUR, opened_by="teacher1"),
-            LocalListRow(host="bad.example", verdict=Verdict.BLOCK, note="reported",
-                         added_by="bm", added_at=NOW),
-            LocalListRow(host="good.example", verdict=Verdict.ALLOW, note="", added_by="bm",
-                         added_at=NOW),
-        ])
+        session.add_all(
+            [
+                _exception("e1", "WWW.Example.COM.", ends=NOW + HOUR),
+                _exception("e2", "social", kind=TargetKind.CATEGORY),
+                _exception("e-old", "old.example", ends=NOW - 2 * HOUR),  # ended: left out
+                _exception("e-bad", "exa mple.com"),  # not a host name: left out, logged
+                _sanction("s1", ends=NOW + 14 * 24 * HOUR),
+                _sanction("s-lifted", state=SanctionState.LIFTED),
+                _sanction("s-recommended", state=SanctionState.RECOMMENDED),
+                _sanction("s-ended", ends=NOW - HOUR),
+                SupervisedSessionRow(
+                    id="v1", user="pupil1", starts=NOW, ends=NOW + HOUR, opened_by="teacher1"
+                ),
+                SupervisedSessionRow(
+                    id="v-old",
+                    user="pupil1",
+                    starts=NOW - 3 * HOUR,
+                    ends=NOW - 2 * HOUR,
+                    opened_by="teacher1",
+                ),
+                LocalListRow(
+                    host="bad.example",
+                    verdict=Verdict.BLOCK,
+                    note="reported",
+                    added_by="bm",
+                    added_at=NOW,
+                ),
+                LocalListRow(
+                    host="good.example", verdict=Verdict.ALLOW, note="", added_by="bm", added_at=NOW
+                ),
+            ]
+        )
 
 
 def test_the_source_has_the_gateways_protocol(engine: Engine) -> None:
@@ -101,15 +140,17 @@ def test_rows_become_the_snapshot_of_what_is_active_or_to_come(engine: Engine) -
     source = DatabaseOverridesSource(engine, clock=lambda: NOW)
     assert source.load_now() == Overrides(
         exceptions=(
-            ApprovedException("e1", Scope.GROUP, TargetKind.HOST, "www.example.com", NOW,
-                              NOW + HOUR, "Year5"),
-            ApprovedException("e2", Scope.GROUP, TargetKind.CATEGORY, "social", NOW, None,
-                              "Year5"),
+            ApprovedException(
+                "e1", Scope.GROUP, TargetKind.HOST, "www.example.com", NOW, NOW + HOUR, "Year5"
+            ),
+            ApprovedException("e2", Scope.GROUP, TargetKind.CATEGORY, "social", NOW, None, "Year5"),
         ),
         sanctions=(Sanction("s1", "pupil1", NOW - HOUR, NOW + 14 * 24 * HOUR),),
         supervised_sessions=(SupervisedSession("pupil1", NOW, NOW + HOUR),),
-        local_list=(LocalListEntry("bad.example", Verdict.BLOCK, "reported"),
-                    LocalListEntry("good.example", Verdict.ALLOW, "")),
+        local_list=(
+            LocalListEntry("bad.example", Verdict.BLOCK, "reported"),
+            LocalListEntry("good.example", Verdict.ALLOW, ""),
+        ),
     )
 
 
@@ -156,7 +197,8 @@ async def test_a_change_reaches_a_refreshing_source_within_5_seconds(database_ur
 
 @pytest.mark.postgres
 def test_an_outage_keeps_the_last_snapshot_and_logs_once(
-        private_postgres: PrivatePostgres, caplog: pytest.LogCaptureFixture) -> None:
+    private_postgres: PrivatePostgres, caplog: pytest.LogCaptureFixture
+) -> None:
     upgrade(private_postgres.url)
     engine = make_engine(private_postgres.url)
     try:

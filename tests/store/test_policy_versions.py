@@ -34,12 +34,20 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 def test_versions_are_recorded_only_on_change_with_a_diff(engine: Engine) -> None:
     with Session(engine) as session:
-        first = versions.record(session, kind=versions.POLICY, text="a: 1\n", author="it1",
-                                reason="start", at=T0)
-        same = versions.record(session, kind=versions.POLICY, text="a: 1\n", author="it1",
-                               reason="again", at=T0)
-        second = versions.record(session, kind=versions.POLICY, text="a: 2\n", author="it2",
-                                 reason="two", at=T0 + timedelta(minutes=1))
+        first = versions.record(
+            session, kind=versions.POLICY, text="a: 1\n", author="it1", reason="start", at=T0
+        )
+        same = versions.record(
+            session, kind=versions.POLICY, text="a: 1\n", author="it1", reason="again", at=T0
+        )
+        second = versions.record(
+            session,
+            kind=versions.POLICY,
+            text="a: 2\n",
+            author="it2",
+            reason="two",
+            at=T0 + timedelta(minutes=1),
+        )
         session.commit()
         assert first is not None
         assert second is not None
@@ -50,10 +58,8 @@ def test_versions_are_recorded_only_on_change_with_a_diff(engine: Engine) -> Non
     with Session(engine) as session:
         back = versions.get(session, first.id)
         assert back is not None
-        assert (back.text, back.author, back.reason, back.at) == (
-            "a: 1\n", "it1", "start", T0)
-        assert [r.id for r in versions.history(session, versions.POLICY)] == [second.id,
-                                                                               first.id]
+        assert (back.text, back.author, back.reason, back.at) == ("a: 1\n", "it1", "start", T0)
+        assert [r.id for r in versions.history(session, versions.POLICY)] == [second.id, first.id]
         latest = versions.latest(session, versions.POLICY)
         assert latest is not None
         assert latest.id == second.id
@@ -62,8 +68,9 @@ def test_versions_are_recorded_only_on_change_with_a_diff(engine: Engine) -> Non
 def test_restoring_an_old_text_is_a_new_version(engine: Engine) -> None:
     with Session(engine) as session:
         for text in ("v: 1\n", "v: 2\n", "v: 1\n"):
-            versions.record(session, kind=versions.POLICY, text=text, author="it1",
-                            reason="r", at=T0)
+            versions.record(
+                session, kind=versions.POLICY, text=text, author="it1", reason="r", at=T0
+            )
         session.commit()
         rows = versions.history(session, versions.POLICY)
         assert [r.text for r in rows] == ["v: 1\n", "v: 2\n", "v: 1\n"]
@@ -71,8 +78,7 @@ def test_restoring_an_old_text_is_a_new_version(engine: Engine) -> None:
         assert rows[0].id != rows[2].id
 
 
-def test_a_file_edited_outside_the_admin_becomes_a_version(engine: Engine,
-                                                           tmp_path: Path) -> None:
+def test_a_file_edited_outside_the_admin_becomes_a_version(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text("name: one\n", encoding="utf-8")
     with Session(engine) as session:
@@ -103,25 +109,52 @@ def test_the_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path: Pa
 
 def test_the_local_lists_as_text(engine: Engine) -> None:
     with Session(engine) as session:
-        session.add_all([
-            LocalListRow(host="b.example", verdict=Verdict.BLOCK, note="reported\nby a parent",
-                         added_by="bursar1", added_at=T0),
-            LocalListRow(host="a.example", verdict=Verdict.ALLOW, note="", added_by="bursar1",
-                         added_at=T0)])
+        session.add_all(
+            [
+                LocalListRow(
+                    host="b.example",
+                    verdict=Verdict.BLOCK,
+                    note="reported\nby a parent",
+                    added_by="bursar1",
+                    added_at=T0,
+                ),
+                LocalListRow(
+                    host="a.example",
+                    verdict=Verdict.ALLOW,
+                    note="",
+                    added_by="bursar1",
+                    added_at=T0,
+                ),
+            ]
+        )
         session.commit()
-        assert versions.lists_text(session) == ("allow a.example\n"
-                                                "block b.example  # reported by a parent\n")
+        assert versions.lists_text(session) == (
+            "allow a.example\nblock b.example  # reported by a parent\n"
+        )
 
 
 def test_recorded_decisions_stream_back_within_the_window(engine: Engine) -> None:
     with Session(engine) as session:
         for i, minutes in enumerate((-10, 0, 30, 60)):
-            session.add(EventRow(
-                id=str(uuid.uuid4()), replica="r", seq=i, at=T0 + timedelta(minutes=minutes),
-                user=f"u{i}", role="staff", host=f"h{i}.example", verdict=Verdict.ALLOW,
-                reason=Reason.RULE_ALLOW.value, intercepted=False))
+            session.add(
+                EventRow(
+                    id=str(uuid.uuid4()),
+                    replica="r",
+                    seq=i,
+                    at=T0 + timedelta(minutes=minutes),
+                    user=f"u{i}",
+                    role="staff",
+                    host=f"h{i}.example",
+                    verdict=Verdict.ALLOW,
+                    reason=Reason.RULE_ALLOW.value,
+                    intercepted=False,
+                )
+            )
         session.commit()
-        found = list(versions.recorded_decisions(session, since=T0,
-                                                 until=T0 + timedelta(minutes=60)))
-        assert sorted(found) == [("u1", "staff", "h1.example", T0),
-                                 ("u2", "staff", "h2.example", T0 + timedelta(minutes=30))]
+        found = list(
+            versions.recorded_decisions(session, since=T0, until=T0 + timedelta(minutes=60))
+        )
+        assert sorted(found) == [
+            ("u1", "staff", "h1.example", T0),
+            ("u2", "staff", "h2.example", T0 + timedelta(minutes=30)),
+        ]

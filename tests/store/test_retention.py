@@ -43,19 +43,55 @@ def test_each_table_keeps_its_own_number_of_days(database_url: str) -> None:
     try:
         # Events 89, 90 (exactly: kept) and 91, 200 days old, five in all.
         ages = [0, 89, 90, 91, 200]
-        EventInserter(engine).insert([
-            (_row("r", i, RecordedEvent(at=NOW - age * DAY, host="x.example",
-                                        verdict=Verdict.ALLOW, reason=Reason.RULE_ALLOW)),
-             None) for i, age in enumerate(ages)])
+        EventInserter(engine).insert(
+            [
+                (
+                    _row(
+                        "r",
+                        i,
+                        RecordedEvent(
+                            at=NOW - age * DAY,
+                            host="x.example",
+                            verdict=Verdict.ALLOW,
+                            reason=Reason.RULE_ALLOW,
+                        ),
+                    ),
+                    None,
+                )
+                for i, age in enumerate(ages)
+            ]
+        )
         with Session(engine) as session, session.begin():
             for i, age in enumerate([10, 364, 366]):
-                session.add(CircumventionAttemptRow(
-                    id=f"c{i}", event_id=None, at=NOW - age * DAY, user="p", client_ip=None,
-                    host="proxy.example", technique="web_proxy", evidence={}, counted=True))
-                session.add(AlertRow(id=f"a{i}", at=NOW - age * DAY, severity=AlertSeverity.LOW,
-                                     kind="attempt", user="p", summary="s", details={},
-                                     state=AlertState.CLOSED, acknowledged_by=None,
-                                     action_taken=None, outcome=None, pushed_at=None))
+                session.add(
+                    CircumventionAttemptRow(
+                        id=f"c{i}",
+                        event_id=None,
+                        at=NOW - age * DAY,
+                        user="p",
+                        client_ip=None,
+                        host="proxy.example",
+                        technique="web_proxy",
+                        evidence={},
+                        counted=True,
+                    )
+                )
+                session.add(
+                    AlertRow(
+                        id=f"a{i}",
+                        at=NOW - age * DAY,
+                        severity=AlertSeverity.LOW,
+                        kind="attempt",
+                        user="p",
+                        summary="s",
+                        details={},
+                        state=AlertState.CLOSED,
+                        acknowledged_by=None,
+                        action_taken=None,
+                        outcome=None,
+                        pushed_at=None,
+                    )
+                )
             sanctions = [
                 ("ended-long-ago", NOW - 400 * DAY, SanctionState.PLACED, None),
                 ("ended-recently", NOW - 10 * DAY, SanctionState.PLACED, None),
@@ -64,24 +100,48 @@ def test_each_table_keeps_its_own_number_of_days(database_url: str) -> None:
                 ("recommended-long-ago", None, SanctionState.RECOMMENDED, None),
             ]
             for id, ends, state, lifted_at in sanctions:
-                session.add(SanctionRow(id=id, user="p", starts=NOW - 500 * DAY, ends=ends,
-                                        reason="r", placed_by="dsl", state=state,
-                                        lifted_by=None, lifted_at=lifted_at, note=""))
+                session.add(
+                    SanctionRow(
+                        id=id,
+                        user="p",
+                        starts=NOW - 500 * DAY,
+                        ends=ends,
+                        reason="r",
+                        placed_by="dsl",
+                        state=state,
+                        lifted_by=None,
+                        lifted_at=lifted_at,
+                        note="",
+                    )
+                )
             for i, age in enumerate([1, 400]):
-                session.add(SupervisedSessionRow(id=f"v{i}", user="p",
-                                                 starts=NOW - age * DAY - DAY,
-                                                 ends=NOW - age * DAY, opened_by="t"))
+                session.add(
+                    SupervisedSessionRow(
+                        id=f"v{i}",
+                        user="p",
+                        starts=NOW - age * DAY - DAY,
+                        ends=NOW - age * DAY,
+                        opened_by="t",
+                    )
+                )
 
         counts = purge(engine, now=NOW, days=RetentionDays(), batch=2)
 
-        assert counts == {"events": 2, "circumvention_attempts": 1, "alerts": 1,
-                          "sanctions": 3, "supervised_sessions": 1, "audit_log": 0,
-                          "unblock_requests": 0, "incident_notes": 0}
+        assert counts == {
+            "events": 2,
+            "circumvention_attempts": 1,
+            "alerts": 1,
+            "sanctions": 3,
+            "supervised_sessions": 1,
+            "audit_log": 0,
+            "unblock_requests": 0,
+            "incident_notes": 0,
+        }
         with Session(engine) as session:
             assert sorted(session.scalars(select(EventRow.at))) == [
-                NOW - age * DAY for age in (90, 89, 0)]
-            assert sorted(session.scalars(select(SanctionRow.id))) == [
-                "ended-recently", "no-end"]
+                NOW - age * DAY for age in (90, 89, 0)
+            ]
+            assert sorted(session.scalars(select(SanctionRow.id))) == ["ended-recently", "no-end"]
             assert _count(session, CircumventionAttemptRow) == 2
             assert _count(session, AlertRow) == 2
             assert _count(session, SupervisedSessionRow) == 1
@@ -94,10 +154,23 @@ def test_shorter_retention_is_configurable(database_url: str) -> None:
     upgrade(database_url)
     engine = make_engine(database_url)
     try:
-        EventInserter(engine).insert([
-            (_row("r", 1, RecordedEvent(at=NOW - 8 * DAY, host="x.example",
-                                        verdict=Verdict.ALLOW, reason=Reason.RULE_ALLOW)),
-             None)])
+        EventInserter(engine).insert(
+            [
+                (
+                    _row(
+                        "r",
+                        1,
+                        RecordedEvent(
+                            at=NOW - 8 * DAY,
+                            host="x.example",
+                            verdict=Verdict.ALLOW,
+                            reason=Reason.RULE_ALLOW,
+                        ),
+                    ),
+                    None,
+                )
+            ]
+        )
         assert purge(engine, now=NOW, days=RetentionDays(events=30))["events"] == 0
         assert purge(engine, now=NOW, days=RetentionDays(events=7))["events"] == 1
     finally:

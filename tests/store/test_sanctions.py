@@ -26,8 +26,9 @@ from schoolgate.store.sanctions import (
 )
 
 T0 = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
-SETTINGS = CircumventionSettings(threshold_attempts=3, threshold_window_seconds=600,
-                                 sanction_days=14)
+SETTINGS = CircumventionSettings(
+    threshold_attempts=3, threshold_window_seconds=600, sanction_days=14
+)
 
 
 @pytest.fixture
@@ -64,18 +65,24 @@ def test_the_window_stays_bounded() -> None:
     assert len(window._seen) <= 10
 
 
-@pytest.mark.parametrize(("action", "state", "blocked"), [
-    (SanctionAction.SANCTION, SanctionState.PLACED, True),
-    (SanctionAction.RECOMMEND, SanctionState.RECOMMENDED, False),
-])
+@pytest.mark.parametrize(
+    ("action", "state", "blocked"),
+    [
+        (SanctionAction.SANCTION, SanctionState.PLACED, True),
+        (SanctionAction.RECOMMEND, SanctionState.RECOMMENDED, False),
+    ],
+)
 def test_on_threshold_places_or_recommends_and_alerts(
-        engine: Engine, action: SanctionAction, state: SanctionState, blocked: bool) -> None:
-    settings = CircumventionSettings(threshold_attempts=3, threshold_window_seconds=600,
-                                     on_threshold=action, sanction_days=14)
+    engine: Engine, action: SanctionAction, state: SanctionState, blocked: bool
+) -> None:
+    settings = CircumventionSettings(
+        threshold_attempts=3, threshold_window_seconds=600, on_threshold=action, sanction_days=14
+    )
     attempts = (T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2))
     with Session(engine) as session, session.begin():
-        outcome = on_threshold(session=session, user="pupil1", attempts=attempts,
-                               settings=settings, at=attempts[-1])
+        outcome = on_threshold(
+            session=session, user="pupil1", attempts=attempts, settings=settings, at=attempts[-1]
+        )
     assert outcome.state is state
     assert outcome.alert.severity is AlertSeverity.HIGH
     with Session(engine) as session:
@@ -92,11 +99,22 @@ def test_on_threshold_places_or_recommends_and_alerts(
 
 def test_on_threshold_while_already_sanctioned_only_alerts(engine: Engine) -> None:
     with Session(engine) as session, session.begin():
-        place_sanction(session=session, user="pupil1", starts=T0, ends=T0 + timedelta(days=1),
-                       reason="by hand", placed_by="dsl")
+        place_sanction(
+            session=session,
+            user="pupil1",
+            starts=T0,
+            ends=T0 + timedelta(days=1),
+            reason="by hand",
+            placed_by="dsl",
+        )
     with Session(engine) as session, session.begin():
-        outcome = on_threshold(session=session, user="pupil1", attempts=(T0, T0, T0),
-                               settings=SETTINGS, at=T0 + timedelta(hours=1))
+        outcome = on_threshold(
+            session=session,
+            user="pupil1",
+            attempts=(T0, T0, T0),
+            settings=SETTINGS,
+            at=T0 + timedelta(hours=1),
+        )
     assert outcome.sanction_id is None
     with Session(engine) as session:
         assert len(session.scalars(select(SanctionRow)).all()) == 1
@@ -106,17 +124,32 @@ def test_on_threshold_while_already_sanctioned_only_alerts(engine: Engine) -> No
 def test_place_extend_lift_and_supervise_reach_the_gateway_snapshot(engine: Engine) -> None:
     source = DatabaseOverridesSource(engine, clock=lambda: T0)
     with Session(engine) as session, session.begin():
-        sid = place_sanction(session=session, user="pupil1", starts=T0,
-                             ends=T0 + timedelta(days=1), reason="r", placed_by="dsl")
-    assert [(s.id, s.ends) for s in source.load_now().sanctions] == [
-        (sid, T0 + timedelta(days=1))]
+        sid = place_sanction(
+            session=session,
+            user="pupil1",
+            starts=T0,
+            ends=T0 + timedelta(days=1),
+            reason="r",
+            placed_by="dsl",
+        )
+    assert [(s.id, s.ends) for s in source.load_now().sanctions] == [(sid, T0 + timedelta(days=1))]
     with Session(engine) as session, session.begin():
-        extend_sanction(session=session, sanction_id=sid, ends=T0 + timedelta(days=7),
-                        by="dsl", note="second incident")
+        extend_sanction(
+            session=session,
+            sanction_id=sid,
+            ends=T0 + timedelta(days=7),
+            by="dsl",
+            note="second incident",
+        )
     assert source.load_now().sanctions[0].ends == T0 + timedelta(days=7)
     with Session(engine) as session, session.begin():
-        open_supervised_session(session=session, user="pupil1", starts=T0,
-                                ends=T0 + timedelta(hours=1), opened_by="teacher1")
+        open_supervised_session(
+            session=session,
+            user="pupil1",
+            starts=T0,
+            ends=T0 + timedelta(hours=1),
+            opened_by="teacher1",
+        )
     assert [s.user for s in source.load_now().supervised_sessions] == ["pupil1"]
     with Session(engine) as session, session.begin():
         assert active_sanction(session=session, user="pupil1", at=T0) is not None
@@ -131,28 +164,51 @@ def test_place_extend_lift_and_supervise_reach_the_gateway_snapshot(engine: Engi
         assert "lifted by dsl: spoke to them" in row.note
 
 
-@pytest.mark.parametrize(("call", "error"), [
-    (lambda s: place_sanction(session=s, user="", starts=T0, ends=None, reason="r",
-                              placed_by="dsl"), "user name is empty"),
-    (lambda s: place_sanction(session=s, user="p", starts=T0, ends=T0, reason="r",
-                              placed_by="dsl"), "must end after it starts"),
-    (lambda s: extend_sanction(session=s, sanction_id="nope", ends=None, by="dsl"),
-     "no sanction has the id"),
-    (lambda s: lift_sanction(session=s, sanction_id="nope", by="dsl", at=T0),
-     "no sanction has the id"),
-    (lambda s: open_supervised_session(session=s, user="p", starts=T0, ends=T0,
-                                       opened_by="t"), "must end after it starts"),
-])
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (
+            lambda s: place_sanction(
+                session=s, user="", starts=T0, ends=None, reason="r", placed_by="dsl"
+            ),
+            "user name is empty",
+        ),
+        (
+            lambda s: place_sanction(
+                session=s, user="p", starts=T0, ends=T0, reason="r", placed_by="dsl"
+            ),
+            "must end after it starts",
+        ),
+        (
+            lambda s: extend_sanction(session=s, sanction_id="nope", ends=None, by="dsl"),
+            "no sanction has the id",
+        ),
+        (
+            lambda s: lift_sanction(session=s, sanction_id="nope", by="dsl", at=T0),
+            "no sanction has the id",
+        ),
+        (
+            lambda s: open_supervised_session(
+                session=s, user="p", starts=T0, ends=T0, opened_by="t"
+            ),
+            "must end after it starts",
+        ),
+    ],
+)
 def test_service_functions_refuse_bad_input(engine: Engine, call: object, error: str) -> None:
-    with Session(engine) as session, session.begin(), \
-            pytest.raises((ValueError, SanctionNotFound), match=error):
+    with (
+        Session(engine) as session,
+        session.begin(),
+        pytest.raises((ValueError, SanctionNotFound), match=error),
+    ):
         call(session)  # type: ignore[operator]
 
 
 def test_a_lifted_sanction_cannot_be_extended(engine: Engine) -> None:
     with Session(engine) as session, session.begin():
-        sid = place_sanction(session=session, user="p", starts=T0, ends=None, reason="r",
-                             placed_by="dsl")
+        sid = place_sanction(
+            session=session, user="p", starts=T0, ends=None, reason="r", placed_by="dsl"
+        )
         lift_sanction(session=session, sanction_id=sid, by="dsl", at=T0)
         with pytest.raises(ValueError, match="was lifted"):
             extend_sanction(session=session, sanction_id=sid, ends=None, by="dsl")
@@ -164,10 +220,21 @@ def test_a_lifted_sanction_cannot_be_extended(engine: Engine) -> None:
 def test_a_sanction_is_stored_and_found_under_the_canonical_name(engine: Engine) -> None:
     now = datetime.now(UTC)  # the overrides source reads the real clock
     with Session(engine) as session, session.begin():
-        place_sanction(session=session, user=" ＰＵＰＩＬ１", starts=now, ends=None,
-                       reason="typed on a Japanese keyboard", placed_by="dsl1")
-        open_supervised_session(session=session, user="Pupil1", starts=now,
-                                ends=now + timedelta(minutes=30), opened_by="teacher1")
+        place_sanction(
+            session=session,
+            user=" ＰＵＰＩＬ１",
+            starts=now,
+            ends=None,
+            reason="typed on a Japanese keyboard",
+            placed_by="dsl1",
+        )
+        open_supervised_session(
+            session=session,
+            user="Pupil1",
+            starts=now,
+            ends=now + timedelta(minutes=30),
+            opened_by="teacher1",
+        )
     with Session(engine) as session:
         assert session.scalars(select(SanctionRow.user)).all() == ["pupil1"]
         found = active_sanction(session=session, user="PUPIL1", at=now + timedelta(hours=1))
@@ -180,7 +247,17 @@ def test_a_sanction_is_stored_and_found_under_the_canonical_name(engine: Engine)
 def test_rows_written_before_names_were_canonical_still_apply(engine: Engine) -> None:
     now = datetime.now(UTC)
     with Session(engine) as session, session.begin():
-        session.add(SanctionRow(id="old", user="Pupil1", starts=now, ends=None, reason="old",
-                                placed_by="dsl1", state=SanctionState.PLACED, note=""))
+        session.add(
+            SanctionRow(
+                id="old",
+                user="Pupil1",
+                starts=now,
+                ends=None,
+                reason="old",
+                placed_by="dsl1",
+                state=SanctionState.PLACED,
+                note="",
+            )
+        )
     overrides = DatabaseOverridesSource(engine).load_now()
     assert [s.user for s in overrides.sanctions] == ["pupil1"]

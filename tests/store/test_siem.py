@@ -16,9 +16,18 @@ AT = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
 
 def relayed_event() -> Event:
-    return Event(at=AT, host="vpn.example", verdict=Verdict.BLOCK, reason=Reason.CIRCUMVENTION,
-                 user="Pupil1", path="/secret-path", query="q=1", technique="web_proxy",
-                 intercepted=False, attempt=AttemptEvidence({"port": "8443"}))
+    return Event(
+        at=AT,
+        host="vpn.example",
+        verdict=Verdict.BLOCK,
+        reason=Reason.CIRCUMVENTION,
+        user="Pupil1",
+        path="/secret-path",
+        query="q=1",
+        technique="web_proxy",
+        intercepted=False,
+        attempt=AttemptEvidence({"port": "8443"}),
+    )
 
 
 async def test_without_a_database_the_siem_line_is_the_writers_line(tmp_path: Path) -> None:

@@ -29,10 +29,10 @@ from schoolgate.store.snapshots import (
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 FULL = Overrides(
-    exceptions=(ApprovedException("e1", Scope.GROUP, TargetKind.CATEGORY, "social", T0, T1,
-                                  "Year6"),
-                ApprovedException("e2", Scope.USER, TargetKind.HOST, "www.tiktok.com", T0, None,
-                                  "pupil1")),
+    exceptions=(
+        ApprovedException("e1", Scope.GROUP, TargetKind.CATEGORY, "social", T0, T1, "Year6"),
+        ApprovedException("e2", Scope.USER, TargetKind.HOST, "www.tiktok.com", T0, None, "pupil1"),
+    ),
     sanctions=(Sanction("s1", "pupil2", T0, T1),),
     supervised_sessions=(SupervisedSession("pupil2", T0, T1),),
     local_list=(LocalListEntry("bad.example", Verdict.BLOCK, "reported by staff"),),
@@ -48,14 +48,19 @@ def test_hosts_are_normalised() -> None:
     assert parse_overrides(text, source="t").local_list[0].host == "bad.example"
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{", "not valid JSON"),
-    ('{"sanctions": [{"id": "s", "user": "u", "starts": "2026-01-01T09:00:00"}]}',
-     "sanctions.0.starts"),
-    ('{"exceptions": [], "surprise": 1}', "surprise"),
-    ('{"local_list": [{"host": "a b", "verdict": "block"}]}', "local_list.0.host"),
-    ('{"local_list": [{"host": "a.example", "verdict": "maybe"}]}', "local_list.0.verdict"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "not valid JSON"),
+        (
+            '{"sanctions": [{"id": "s", "user": "u", "starts": "2026-01-01T09:00:00"}]}',
+            "sanctions.0.starts",
+        ),
+        ('{"exceptions": [], "surprise": 1}', "surprise"),
+        ('{"local_list": [{"host": "a b", "verdict": "block"}]}', "local_list.0.host"),
+        ('{"local_list": [{"host": "a.example", "verdict": "maybe"}]}', "local_list.0.verdict"),
+    ],
+)
 def test_problems_are_located(text: str, message: str) -> None:
     with pytest.raises(SnapshotError, match=message):
         parse_overrides(text, source="overrides.json")

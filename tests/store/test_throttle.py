@@ -34,15 +34,23 @@ class Clock:
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     upgrade(database_url)
-    engine = make_engine(database_url, pool_size=20) if "postgresql" in database_url \
+    engine = (
+        make_engine(database_url, pool_size=20)
+        if "postgresql" in database_url
         else make_engine(database_url)
+    )
     yield engine
     engine.dispose()
 
 
 def proxy_throttle(engine: Engine | None, clock: Clock, **kw: object) -> Throttle:
-    return Throttle(engine, scope="proxy", clock=clock,
-                    limits={USER: Limit(3, 600), ADDRESS: Limit(30, 600)}, **kw)  # type: ignore[arg-type]
+    return Throttle(
+        engine,
+        scope="proxy",
+        clock=clock,
+        limits={USER: Limit(3, 600), ADDRESS: Limit(30, 600)},
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_three_failures_then_a_wait_until_the_window_ends_then_longer(engine: Engine) -> None:
@@ -91,9 +99,12 @@ def test_the_address_limit_covers_many_user_names(engine: Engine) -> None:
 def test_the_right_password_from_another_address_is_not_refused(engine: Engine) -> None:
     # Finding 13: five wrong passwords for dsl1 from anywhere locked the DSL out for 15 minutes.
     clock = Clock()
-    throttle = Throttle(engine, scope="admin", clock=clock,
-                        limits={USER_AT_ADDRESS: Limit(5, 900), ADDRESS: Limit(30, 900),
-                                USER: Limit(50, 900)})
+    throttle = Throttle(
+        engine,
+        scope="admin",
+        clock=clock,
+        limits={USER_AT_ADDRESS: Limit(5, 900), ADDRESS: Limit(30, 900), USER: Limit(50, 900)},
+    )
     for _ in range(5):
         assert throttle.reserve(user="dsl1", address="10.0.0.66").allowed
     assert not throttle.reserve(user="dsl1", address="10.0.0.66").allowed
@@ -105,9 +116,12 @@ def test_a_burst_counts_every_attempt_before_any_password_is_checked(engine: Eng
     throttle = proxy_throttle(engine, Clock())
     twin = proxy_throttle(engine, Clock())  # another worker or replica on the same database
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        outcomes = list(pool.map(
-            lambda n: (throttle if n % 2 else twin).reserve(user="dsl1", address=f"10.0.1.{n}"),
-            range(60)))
+        outcomes = list(
+            pool.map(
+                lambda n: (throttle if n % 2 else twin).reserve(user="dsl1", address=f"10.0.1.{n}"),
+                range(60),
+            )
+        )
     assert sum(o.allowed for o in outcomes) == 3
 
 
@@ -128,8 +142,14 @@ def _rows(engine: Engine) -> int:
 def test_bounded_in_size_without_forgetting_a_lock(engine: Engine) -> None:
     # Finding 5's note: a flood of made-up keys cleared every count, locks included.
     clock = Clock()
-    throttle = Throttle(engine, scope="proxy", clock=clock, max_rows=50, prune_every_seconds=0,
-                        limits={USER: Limit(3, 600)})
+    throttle = Throttle(
+        engine,
+        scope="proxy",
+        clock=clock,
+        max_rows=50,
+        prune_every_seconds=0,
+        limits={USER: Limit(3, 600)},
+    )
     for _ in range(3):
         throttle.reserve(user="dsl1", address="x")
     for n in range(200):

@@ -18,8 +18,14 @@ from schoolgate.store.tokens import (
 )
 
 SECRET = b"0123456789abcdef0123456789abcdef"
-CLAIMS = AccessClaims(host="www.facebook.com", role="staff", user="staff1", category="facebook",
-                      reason="rule_block", at=datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
+CLAIMS = AccessClaims(
+    host="www.facebook.com",
+    role="staff",
+    user="staff1",
+    category="facebook",
+    reason="rule_block",
+    at=datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
+)
 
 
 def test_round_trip() -> None:
@@ -27,11 +33,14 @@ def test_round_trip() -> None:
     assert read_access_token(SECRET, token, max_age_seconds=10**9) == CLAIMS
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),  # damaged signature
-    lambda t: make_access_token(b"another secret of enough length!!", CLAIMS),  # wrong key
-    lambda t: URLSafeTimedSerializer(SECRET, salt="other").dumps({"host": "x"}),  # other salt
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),  # damaged signature
+        lambda t: make_access_token(b"another secret of enough length!!", CLAIMS),  # wrong key
+        lambda t: URLSafeTimedSerializer(SECRET, salt="other").dumps({"host": "x"}),  # other salt
+    ],
+)
 def test_forged_tokens_are_refused(tamper: object) -> None:
     token = tamper(make_access_token(SECRET, CLAIMS))  # type: ignore[operator]
     with pytest.raises(AccessTokenError, match="not genuine") as caught:
@@ -42,6 +51,7 @@ def test_forged_tokens_are_refused(tamper: object) -> None:
 def test_expired_tokens_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     token = make_access_token(SECRET, CLAIMS)
     import itsdangerous.timed
+
     later = datetime.now(UTC) + timedelta(hours=2)
     monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: later.timestamp())
     with pytest.raises(AccessTokenError, match="older than 3600 seconds") as caught:

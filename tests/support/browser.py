@@ -20,8 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO_IDENTITY = ROOT / "schoolgate" / "store" / "data" / "demo-identity.yaml"
 
 # No QUIC (the gateway is an explicit TCP proxy); no background traffic to the outside world.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def need_browser() -> tuple[str, str, ModuleType]:
@@ -31,8 +36,11 @@ def need_browser() -> tuple[str, str, ModuleType]:
     try:
         import playwright.sync_api as sync_api
     except ImportError:
-        need(False, "playwright", "pip install playwright (the Python package; the browser is "
-                                  "Debian's chromium)")
+        need(
+            False,
+            "playwright",
+            "pip install playwright (the Python package; the browser is Debian's chromium)",
+        )
         raise
     return chromium, certutil, sync_api
 
@@ -42,8 +50,10 @@ def trust_ca(home: Path, ca_pem: Path, certutil: str) -> None:
     nssdb = home / ".pki" / "nssdb"
     nssdb.mkdir(parents=True)
     subprocess.run([certutil, "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
-    subprocess.run([certutil, "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "school", "-i",
-                    str(ca_pem)], check=True)
+    subprocess.run(
+        [certutil, "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "school", "-i", str(ca_pem)],
+        check=True,
+    )
 
 
 def sign_in(page: Any, admin: str, username: str, password: str | None = None) -> None:
@@ -75,13 +85,20 @@ class Shots:
 
     def take(self, page: Any, name: str) -> None:
         self.count += 1
-        page.screenshot(path=str(self.folder / f"{self.prefix}-{self.count:02d}-{name}.png"),
-                        full_page=True)
+        page.screenshot(
+            path=str(self.folder / f"{self.prefix}-{self.count:02d}-{name}.png"), full_page=True
+        )
 
 
 @contextlib.contextmanager
-def running_admin(folder: Path, *, database: str, port: int | None = None,
-                  data_dir: Path | None = None, policy: Path | None = None) -> Iterator[str]:
+def running_admin(
+    folder: Path,
+    *,
+    database: str,
+    port: int | None = None,
+    data_dir: Path | None = None,
+    policy: Path | None = None,
+) -> Iterator[str]:
     """`schoolgate admin` on a free (or the given) loopback port with the demo directory,
     `folder/data` as its data directory unless one is given (a gateway's, whose secret signs
     the block page's links), until the block ends; yields its address."""
@@ -90,13 +107,24 @@ def running_admin(folder: Path, *, database: str, port: int | None = None,
         data_dir = folder / "data"
         data_dir.mkdir()
     log = folder / "admin.log"
-    command = [str(SCHOOLGATE), "admin", "--listen-host", "127.0.0.1", "--listen-port",
-               str(port), "--data-dir", str(data_dir), "--identity", str(DEMO_IDENTITY),
-               "--database", database, *(["--policy", str(policy)] if policy else [])]
+    command = [
+        str(SCHOOLGATE),
+        "admin",
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--identity",
+        str(DEMO_IDENTITY),
+        "--database",
+        database,
+        *(["--policy", str(policy)] if policy else []),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHOOLGATE_SCHOOL_NAME": "Test Primary"}
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
-                                env=env)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=env)
     try:
         wait_until_listening(port, proc, log)
         yield f"http://127.0.0.1:{port}"

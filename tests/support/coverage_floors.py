@@ -35,8 +35,9 @@ class Measured:
 
     def words(self) -> str:
         verdict = "BELOW ITS FLOOR" if self.broken else "ok"
-        return (f"{self.package}/: {self.percent:.1f} % of lines (floor {self.floor:.0f} %) "
-                f"{verdict}")
+        return (
+            f"{self.package}/: {self.percent:.1f} % of lines (floor {self.floor:.0f} %) {verdict}"
+        )
 
 
 def measure(data_file: Path, floors: dict[str, float]) -> list[Measured]:
@@ -65,9 +66,13 @@ def _data_file(config: pytest.Config) -> Path | None:
 
 
 def add_option(parser: pytest.Parser) -> None:
-    parser.addoption(FLOORS_OPTION, action="store_true", default=False,
-                     help="fail the run when policy/ or store/ is covered below its floor "
-                          "(needs --cov; ./scripts/test.sh passes both for the full suite)")
+    parser.addoption(
+        FLOORS_OPTION,
+        action="store_true",
+        default=False,
+        help="fail the run when policy/ or store/ is covered below its floor "
+        "(needs --cov; ./scripts/test.sh passes both for the full suite)",
+    )
 
 
 class FloorCheck:
@@ -81,8 +86,9 @@ class FloorCheck:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         data_file = _data_file(session.config)
         if data_file is None or not data_file.exists():
-            self.problem = ("no coverage data: the floors need pytest-cov's --cov "
-                            "(./scripts/test.sh passes it)")
+            self.problem = (
+                "no coverage data: the floors need pytest-cov's --cov (./scripts/test.sh passes it)"
+            )
         else:
             self.results = measure(data_file, FLOORS)
         if (self.problem or any(m.broken for m in self.results)) and session.exitstatus == 0:
@@ -98,4 +104,6 @@ class FloorCheck:
             terminalreporter.write_line(
                 "FAILED: a package's coverage fell below its floor (tests/support/"
                 "coverage_floors.py); add tests for the lines the report in "
-                "test-artifacts/coverage/ shows red", red=True)
+                "test-artifacts/coverage/ shows red",
+                red=True,
+            )

@@ -19,14 +19,20 @@ T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def numbered(i: int) -> Event:
-    return Event(at=T0 + timedelta(milliseconds=i), host=f"h{i}.example", user="pupil1",
-                 verdict=Verdict.BLOCK, reason=Reason.RULE_BLOCK, id=f"00000000-0000-4000-"
-                 f"8000-{i:012d}")
+    return Event(
+        at=T0 + timedelta(milliseconds=i),
+        host=f"h{i}.example",
+        user="pupil1",
+        verdict=Verdict.BLOCK,
+        reason=Reason.RULE_BLOCK,
+        id=f"00000000-0000-4000-8000-{i:012d}",
+    )
 
 
 async def main(url: str, spool_dir: Path, count: int) -> None:
-    writer = EventWriter(make_engine(url), spool_dir=spool_dir, batch_size=100,
-                         flush_seconds=0.01, retry_seconds=60)
+    writer = EventWriter(
+        make_engine(url), spool_dir=spool_dir, batch_size=100, flush_seconds=0.01, retry_seconds=60
+    )
     await writer.start()
     for i in range(count):
         writer.submit(numbered(i))

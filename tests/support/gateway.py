@@ -53,10 +53,24 @@ USERS = {"pupil1": ["Pupils"], "staff1": ["Staff"], "smm1": ["Staff", "SocialMed
 
 
 # Host names the tests use; every one is routed to the local origins if it is ever contacted.
-ORIGIN_HOSTS = ("learning.test", "x.com", "twitter.com", "instagram.com", "facebook.com",
-                "tiktok.com", "proxysite.test", "bank.test", "explode.test", "violence.test",
-                # archive and translation viewers, a search engine, an allowed news site
-                "archive.org", "archive.ph", "translate.goog", "google.com", "bbc.co.uk")
+ORIGIN_HOSTS = (
+    "learning.test",
+    "x.com",
+    "twitter.com",
+    "instagram.com",
+    "facebook.com",
+    "tiktok.com",
+    "proxysite.test",
+    "bank.test",
+    "explode.test",
+    "violence.test",
+    # archive and translation viewers, a search engine, an allowed news site
+    "archive.org",
+    "archive.ph",
+    "translate.goog",
+    "google.com",
+    "bbc.co.uk",
+)
 
 
 def default_engine() -> str:
@@ -72,8 +86,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until_listening(port: int, proc: subprocess.Popen[bytes], log: Path,
-                         timeout: float = 60) -> None:
+def wait_until_listening(
+    port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -101,30 +116,46 @@ class OriginCA:
         now = datetime.now(UTC)
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "schoolgate test origin CA")])
-        ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
-              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-              .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                           False), critical=True)
-              .sign(ca_key, hashes.SHA256()))
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
         for name in names:
             sans += [x509.DNSName(name), x509.DNSName(f"*.{name}")]
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "origin")]))
-                .issuer_name(ca_name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
-                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                .sign(ca_key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "origin")]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
         made = cls(folder / "test-ca.pem", folder / "origin-cert.pem", folder / "origin-key.pem")
         made.ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
         made.cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        made.key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                   serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
+        made.key_pem.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
         return made
 
 
@@ -152,9 +183,11 @@ class Origin:
 
     def contacted_for(self, name: str) -> bool:
         """Did any connection or request for `name` (or a subdomain) arrive here?"""
+
         def match(value: str | None) -> bool:
             value = (value or "").split(":")[0].lower()
             return value == name or value.endswith("." + name)
+
         with self.lock:
             return any(match(s) for s in self.snis) or any(match(r.host) for r in self.requests)
 
@@ -224,8 +257,9 @@ def start_origin(ca: OriginCA | None) -> Origin:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(ca.cert_pem, ca.key_pem)
 
-        def remember_sni(sock: ssl.SSLObject | ssl.SSLSocket, name: str | None,
-                         _ctx: ssl.SSLContext) -> None:
+        def remember_sni(
+            sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, _ctx: ssl.SSLContext
+        ) -> None:
             with origin.lock:
                 origin.snis.append(name)
             sock.schoolgate_sni = name  # type: ignore[union-attr]
@@ -247,10 +281,12 @@ def noon_zone(now: datetime) -> str:
     return "Etc/GMT" + (f"-{offset}" if offset > 0 else f"+{-offset}" if offset < 0 else "")
 
 
-def policy_text(*, break_from: datetime, break_until: datetime, zone: str,
-                     extra_x_domains: Sequence[str] = ()) -> str:
+def policy_text(
+    *, break_from: datetime, break_until: datetime, zone: str, extra_x_domains: Sequence[str] = ()
+) -> str:
     """The seed policy's rules over small inline domain lists, with one break period."""
     from zoneinfo import ZoneInfo
+
     tz = ZoneInfo(zone)
     start = break_from.astimezone(tz).strftime("%H:%M:%S")
     end = break_until.astimezone(tz).strftime("%H:%M:%S")
@@ -293,8 +329,9 @@ default: allow
 """
 
 
-def write_policy(path: Path, *, in_break: bool, break_seconds: int = 1800,
-                 extra_x_domains: Sequence[str] = ()) -> datetime:
+def write_policy(
+    path: Path, *, in_break: bool, break_seconds: int = 1800, extra_x_domains: Sequence[str] = ()
+) -> datetime:
     """Write a test policy whose break is on now (for `break_seconds`) or not; returns when the
     break ends (in_break) or starts (not in_break)."""
     now = datetime.now(UTC)
@@ -303,8 +340,9 @@ def write_policy(path: Path, *, in_break: bool, break_seconds: int = 1800,
         start, end = now - timedelta(minutes=5), now + timedelta(seconds=break_seconds)
     else:
         start, end = now - timedelta(hours=4), now - timedelta(hours=3, minutes=30)
-    text = policy_text(break_from=start, break_until=end, zone=zone,
-                            extra_x_domains=extra_x_domains)
+    text = policy_text(
+        break_from=start, break_until=end, zone=zone, extra_x_domains=extra_x_domains
+    )
     temp = path.with_suffix(".tmp")
     temp.write_text(text)
     os.replace(temp, path)
@@ -316,8 +354,11 @@ def write_identity(folder: Path) -> Path:
     """An identity file with a local users file: pupil1, staff1, smm1 (password PASSWORD)."""
     folder.mkdir(parents=True, exist_ok=True)
     hashed = hash_password(PASSWORD)
-    users = {"users": {name: {"password_hash": hashed, "groups": groups}
-                       for name, groups in USERS.items()}}
+    users = {
+        "users": {
+            name: {"password_hash": hashed, "groups": groups} for name, groups in USERS.items()
+        }
+    }
     (folder / "users.yaml").write_text(json.dumps(users))
     identity = folder / "identity.yaml"
     identity.write_text(
@@ -326,7 +367,8 @@ def write_identity(folder: Path) -> Path:
         "  - {group: SocialMedia, role: social_media_manager}\n"
         "  - {group: Staff, role: staff}\n"
         "  - {group: Pupils, role: pupil}\n"
-        "auth_required: true\n")
+        "auth_required: true\n"
+    )
     return identity
 
 
@@ -360,8 +402,7 @@ class Gateway:
             context.load_verify_locations(cafile=str(self.ca_pem))
         if trust in ("origin", "both"):
             context.load_verify_locations(cafile=str(self.test_ca.ca_pem))
-        return httpx.Client(proxy=self.proxy_url(user), verify=context, timeout=20,
-                            trust_env=False)
+        return httpx.Client(proxy=self.proxy_url(user), verify=context, timeout=20, trust_env=False)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -380,10 +421,16 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def running_gateway(folder: Path, *, policy: Path | None, identity: Path | None = None,
-                    overrides: Path | None = None, extra_scripts: Sequence[Path] = (),
-                    extra_args: Sequence[str] = (), engine: str | None = None
-                    ) -> Iterator[Gateway]:
+def running_gateway(
+    folder: Path,
+    *,
+    policy: Path | None,
+    identity: Path | None = None,
+    overrides: Path | None = None,
+    extra_scripts: Sequence[Path] = (),
+    extra_args: Sequence[str] = (),
+    engine: str | None = None,
+) -> Iterator[Gateway]:
     """Start `schoolgate gateway` with the test routing (and any extra scripts); stop it after.
     `engine`: "mitmdump" or "lean" (default: $SCHOOLGATE_E2E_ENGINE, else mitmdump)."""
     engine = engine or default_engine()
@@ -391,17 +438,31 @@ def running_gateway(folder: Path, *, policy: Path | None, identity: Path | None 
     test_ca = OriginCA.make(folder / "origin-ca", ORIGIN_HOSTS)
     http_origin, https_origin = start_origin(None), start_origin(test_ca)
     routes = folder / "routes.json"
-    routes.write_text(json.dumps({name: {"http": http_origin.port, "https": https_origin.port}
-                                  for name in ORIGIN_HOSTS}))
+    routes.write_text(
+        json.dumps(
+            {name: {"http": http_origin.port, "https": https_origin.port} for name in ORIGIN_HOSTS}
+        )
+    )
     # No DNS here: the gateway looks origin names up in this file (one stand-in public address,
     # which route_to_origins.py turns into the local origins after the gateway has checked it).
     hosts = folder / "hosts"
     hosts.write_text("".join(f"{STAND_IN} {name} *.{name}\n" for name in ORIGIN_HOSTS))
     port = free_port()
     data_dir = folder / "data"
-    command = [str(SCHOOLGATE), "gateway", "--listen-host", "127.0.0.1",
-               "--listen-port", str(port), "--data-dir", str(data_dir),
-               "--school-name", "Test Primary School", "--engine", engine]
+    command = [
+        str(SCHOOLGATE),
+        "gateway",
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--school-name",
+        "Test Primary School",
+        "--engine",
+        engine,
+    ]
     if policy is not None:
         command += ["--policy", str(policy)]
     if identity is not None:
@@ -413,13 +474,17 @@ def running_gateway(folder: Path, *, policy: Path | None, identity: Path | None 
         command += ["-s", str(script)]
     if not any(str(a).startswith("schoolgate_hosts_file=") for a in extra_args):
         command += ["--set", f"schoolgate_hosts_file={hosts}"]  # unless the test gives its own
-    command += ["--set", f"test_routes={routes}",
-                "--set", f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}", *extra_args]
+    command += [
+        "--set",
+        f"test_routes={routes}",
+        "--set",
+        f"ssl_verify_upstream_trusted_ca={test_ca.ca_pem}",
+        *extra_args,
+    ]
     log = folder / "gateway.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
-                                env=env)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=env)
     gateway = Gateway(proc, port, data_dir, log, test_ca, http_origin, https_origin, engine)
     try:
         wait_until_listening(port, proc, log)

@@ -74,8 +74,9 @@ def read_reply(sock: socket.socket, limit: int = 4096) -> bytes:
     return data
 
 
-def header_flood(port: int, *, connections: int = 30, megabytes: int = 20,
-                 timeout: float = 30) -> list[bytes]:
+def header_flood(
+    port: int, *, connections: int = 30, megabytes: int = 20, timeout: float = 30
+) -> list[bytes]:
     """Finding 4's reproduction: each connection starts a request (no credentials) and then
     sends `megabytes` MiB of one never-ending header. Returns each connection's reply."""
     replies: list[bytes] = [b""] * connections
@@ -88,8 +89,9 @@ def header_flood(port: int, *, connections: int = 30, megabytes: int = 20,
             return
         with sock:
             try:
-                sock.sendall(b"GET http://www.instagram.com/ HTTP/1.1\r\n"
-                             b"Host: www.instagram.com\r\nX-Big: ")
+                sock.sendall(
+                    b"GET http://www.instagram.com/ HTTP/1.1\r\nHost: www.instagram.com\r\nX-Big: "
+                )
                 for _ in range(megabytes):
                     sock.sendall(chunk)
             except OSError:
@@ -113,8 +115,9 @@ def header_lines(port: int, *, lines: int = 100_000) -> bytes:
 
 
 @contextlib.contextmanager
-def held_connections(port: int, sources: list[str], per_source: int, *,
-                     first_bytes: bytes = b"") -> Iterator[list[socket.socket]]:
+def held_connections(
+    port: int, sources: list[str], per_source: int, *, first_bytes: bytes = b""
+) -> Iterator[list[socket.socket]]:
     """Open `per_source` connections from each source address and keep them (sending
     `first_bytes` on each); every one is closed on exit. Connections refused at once are
     still returned (they read as closed)."""
@@ -133,8 +136,13 @@ def held_connections(port: int, sources: list[str], per_source: int, *,
             sock.close()
 
 
-def trickle(socks: list[socket.socket], *, seconds: float, every: float = 1.0,
-            during: Callable[[], None] | None = None) -> None:
+def trickle(
+    socks: list[socket.socket],
+    *,
+    seconds: float,
+    every: float = 1.0,
+    during: Callable[[], None] | None = None,
+) -> None:
     """Slowloris: one more header byte on every open connection each `every` seconds, for
     `seconds`; calls `during()` after each round (e.g. a normal user's request)."""
     end = time.monotonic() + seconds

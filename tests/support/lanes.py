@@ -28,20 +28,43 @@ import pytest
 SLOW_MARKERS = ("slow", "e2e", "ldap", "postgres", "browser")
 # Fixtures that start a service (or hand out a database on one), or build the admin app on its
 # database (tests/admin_api/conftest.py).
-SLOW_FIXTURES = frozenset({
-    "slapd_server", "shared_slapd", "postgres_session_url", "postgres_url", "private_postgres",
-    "resources", "shared_app",
-})
+SLOW_FIXTURES = frozenset(
+    {
+        "slapd_server",
+        "shared_slapd",
+        "postgres_session_url",
+        "postgres_url",
+        "private_postgres",
+        "resources",
+        "shared_app",
+    }
+)
 # Parameter values that put a test on a real service.
 SLOW_PARAMS = frozenset({"postgresql"})
 # Names whose use in a test's code (or in what it calls) means a process or a service.
-SLOW_NAMES = frozenset({
-    "subprocess", "Popen", "create_subprocess_exec", "create_subprocess_shell", "spawn",
-    "running_gateway", "start_slapd", "running_slapd", "need_browser", "trust_ca",
-    "start_private_postgres", "shared_postgres_database", "shared_postgres_available",
-    "sync_playwright", "async_playwright",
-    "TestClient", "make_app", "make_resources", "schemathesis",
-})
+SLOW_NAMES = frozenset(
+    {
+        "subprocess",
+        "Popen",
+        "create_subprocess_exec",
+        "create_subprocess_shell",
+        "spawn",
+        "running_gateway",
+        "start_slapd",
+        "running_slapd",
+        "need_browser",
+        "trust_ca",
+        "start_private_postgres",
+        "shared_postgres_database",
+        "shared_postgres_available",
+        "sync_playwright",
+        "async_playwright",
+        "TestClient",
+        "make_app",
+        "make_resources",
+        "schemathesis",
+    }
+)
 # A property test running at least this many examples is slow (Hypothesis's default is 100).
 SLOW_EXAMPLES = 200
 # Folders whose every test is slow: the fast lane does not even collect them.
@@ -50,14 +73,17 @@ SLOW_FOLDERS = ("e2e",)
 FOLLOWED_PREFIXES = ("tests.", "test_", "conftest")
 
 FAST_OPTION = "--fast"
-HOW_TO_FIX = ("a test in the fast lane must start no process and need no service: mark it "
-              "@pytest.mark.slow (or use a fixture that starts the service, which marks its "
-              "users; see tests/support/lanes.py)")
+HOW_TO_FIX = (
+    "a test in the fast lane must start no process and need no service: mark it "
+    "@pytest.mark.slow (or use a fixture that starts the service, which marks its "
+    "users; see tests/support/lanes.py)"
+)
 
 
 def _followed(module_name: str) -> bool:
     return module_name.startswith(FOLLOWED_PREFIXES) or module_name.split(".")[-1].startswith(
-        ("test_", "conftest"))
+        ("test_", "conftest")
+    )
 
 
 class SlowCodeFinder:
@@ -80,8 +106,10 @@ class SlowCodeFinder:
         # `from tests.x import helper` inside the function: look the names up there too
         scopes = [scope, *(vars(m) for m in map(_test_module, code.co_names) if m is not None)]
         found = any(self._name(name, s) for name in code.co_names for s in scopes) or any(
-            self._code(const, scope) for const in code.co_consts
-            if isinstance(const, types.CodeType))
+            self._code(const, scope)
+            for const in code.co_consts
+            if isinstance(const, types.CodeType)
+        )
         self._seen[code] = found
         return found
 
@@ -135,7 +163,7 @@ def why_slow(item: pytest.Item, finder: SlowCodeFinder) -> str | None:
         return "its code starts a process or a service"
     info = getattr(item, "_fixtureinfo", None)
     for name in fixtures:
-        for definition in (info.name2fixturedefs.get(name, ()) if info else ()):
+        for definition in info.name2fixturedefs.get(name, ()) if info else ():
             if finder.function(definition.func):
                 return f"its fixture {name} starts a process or a service"
     return None
@@ -178,8 +206,9 @@ class Tripwire:
     def _audit(cls, event: str, args: tuple[Any, ...]) -> None:
         if cls.armed and event in {"subprocess.Popen", "os.posix_spawn", "os.exec"}:
             program = args[0] if args else "?"
-            pytest.fail(f"the fast lane started a process ({program!r}): {HOW_TO_FIX}",
-                        pytrace=False)
+            pytest.fail(
+                f"the fast lane started a process ({program!r}): {HOW_TO_FIX}", pytrace=False
+            )
 
 
 def refuse_in_fast_lane(what: str) -> None:

@@ -32,6 +32,10 @@ def need_program(name: str, package: str) -> str:
         path = shutil.which(candidate)
         if path:
             return path
-    need(False, name, f"install Debian's '{package}' (apt-get install {package}) "
-                      "or run ./scripts/test.sh as root, which installs it")
+    need(
+        False,
+        name,
+        f"install Debian's '{package}' (apt-get install {package}) "
+        "or run ./scripts/test.sh as root, which installs it",
+    )
     raise AssertionError("unreachable")

@@ -30,17 +30,24 @@ from tests.support.needs import need
 SHARED_HOST = os.environ.get("SCHOOLGATE_TEST_PG_HOST", "127.0.0.1")
 SHARED_PORT = int(os.environ.get("SCHOOLGATE_TEST_PG_PORT", "5432"))
 SHARED_USER = os.environ.get("SCHOOLGATE_TEST_PG_USER", "postgres")
-HOW = ("run PostgreSQL on 127.0.0.1:5432 with trust authentication for local connections "
-       "(./scripts/test.sh as root sets it up), or set SCHOOLGATE_TEST_PG_HOST/PORT/USER")
+HOW = (
+    "run PostgreSQL on 127.0.0.1:5432 with trust authentication for local connections "
+    "(./scripts/test.sh as root sets it up), or set SCHOOLGATE_TEST_PG_HOST/PORT/USER"
+)
 
 
-def _admin_conninfo(dbname: str = "postgres", port: int = SHARED_PORT,
-                    host: str = SHARED_HOST, user: str = SHARED_USER) -> str:
+def _admin_conninfo(
+    dbname: str = "postgres",
+    port: int = SHARED_PORT,
+    host: str = SHARED_HOST,
+    user: str = SHARED_USER,
+) -> str:
     return f"host={host} port={port} user={user} dbname={dbname} connect_timeout=3"
 
 
-def _url(dbname: str, port: int = SHARED_PORT, host: str = SHARED_HOST,
-         user: str = SHARED_USER) -> str:
+def _url(
+    dbname: str, port: int = SHARED_PORT, host: str = SHARED_HOST, user: str = SHARED_USER
+) -> str:
     return f"postgresql+psycopg://{user}@{host}:{port}/{dbname}"
 
 
@@ -64,8 +71,9 @@ def create_database(port: int = SHARED_PORT, host: str = SHARED_HOST) -> str:
 
 def drop_database(name: str, port: int = SHARED_PORT, host: str = SHARED_HOST) -> None:
     with psycopg.connect(_admin_conninfo(port=port, host=host), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                     .format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @contextlib.contextmanager
@@ -122,13 +130,19 @@ class PrivatePostgres:
         return ["runuser", "-u", self.run_as, "--", *args] if self.run_as else list(args)
 
     def _pg_ctl(self, *args: str, timeout: float = 60) -> None:
-        subprocess.run(self._cmd(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"),
-                                 *args), check=True, capture_output=True, timeout=timeout)
+        subprocess.run(
+            self._cmd(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), *args),
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
 
     def start(self) -> None:
-        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-                   f"-c unix_socket_directories={self.root} -c fsync=off "
-                   "-c max_connections=20 -c shared_buffers=16MB")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c unix_socket_directories={self.root} -c fsync=off "
+            "-c max_connections=20 -c shared_buffers=16MB"
+        )
         self._pg_ctl("start", "-w", "-l", str(self.root / "server.log"), "-o", options)
         self._running = True
 
@@ -155,8 +169,11 @@ def start_private_postgres(tmp_path: Path | None = None) -> PrivatePostgres:
     Its files live in a fresh directory under /tmp (not `tmp_path`, which is private to root
     when tests run as root) owned by the user the server runs as; `.close()` removes them."""
     initdb = _pg_bin("initdb")
-    need(initdb is not None, "PostgreSQL's initdb",
-         "install Debian's 'postgresql' package (apt-get install postgresql)")
+    need(
+        initdb is not None,
+        "PostgreSQL's initdb",
+        "install Debian's 'postgresql' package (apt-get install postgresql)",
+    )
     assert initdb is not None
     bindir = Path(initdb).parent
     run_as = None
@@ -167,22 +184,37 @@ def start_private_postgres(tmp_path: Path | None = None) -> PrivatePostgres:
             user = pwd.getpwnam(run_as)
         except KeyError:
             shutil.rmtree(root)
-            need(False, "a 'postgres' user to run a private PostgreSQL as",
-                 "install Debian's 'postgresql' package, which creates it")
+            need(
+                False,
+                "a 'postgres' user to run a private PostgreSQL as",
+                "install Debian's 'postgresql' package, which creates it",
+            )
             raise
         os.chown(root, user.pw_uid, user.pw_gid)
     server = PrivatePostgres(root=root, port=_free_port(), bindir=bindir, run_as=run_as)
     try:
-        subprocess.run(server._cmd(str(initdb), "-D", str(root / "data"), "-U", "postgres",
-                                   "--auth=trust", "--no-sync", "-E", "UTF8"),
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            server._cmd(
+                str(initdb),
+                "-D",
+                str(root / "data"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         server.start()
         deadline = time.monotonic() + 30
         while True:
             try:
                 with psycopg.connect(_admin_conninfo(port=server.port), autocommit=True) as c:
-                    c.execute(sql.SQL("CREATE DATABASE {}").format(
-                        sql.Identifier(server.database)))
+                    c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(server.database)))
                 break
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:

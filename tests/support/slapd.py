@@ -112,7 +112,9 @@ class SlapdServer:
         # -d 0 keeps slapd in the foreground (no daemon to lose track of) without debug noise.
         self.process = subprocess.Popen(
             [self.slapd, "-f", str(self.root / "slapd.conf"), "-h", self.url + "/", "-d", "0"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=_die_with_parent,
         )
         log.close()
@@ -142,18 +144,23 @@ class SlapdServer:
 
     def admin_connection(self) -> ldap3.Connection:
         server = ldap3.Server(self.url, connect_timeout=5)
-        return ldap3.Connection(server, ADMIN_DN, self.admin_password, auto_bind=True,
-                                receive_timeout=10)
+        return ldap3.Connection(
+            server, ADMIN_DN, self.admin_password, auto_bind=True, receive_timeout=10
+        )
 
-    def write_identity_config(self, directory: Path, *, group_mode: str = "member_of",
-                              **extra: object) -> Path:
+    def write_identity_config(
+        self, directory: Path, *, group_mode: str = "member_of", **extra: object
+    ) -> Path:
         """Write identity.yaml (and the bind password file beside it) pointing at this server."""
         directory.mkdir(parents=True, exist_ok=True)
         secret = directory / "ldap-bind-password"
         secret.write_text(self.service_password + "\n")
         ldap: dict[str, object] = {
-            "kind": "ldap", "url": self.url, "bind_dn": self.service_dn,
-            "bind_password_file": str(secret), "user_search_base": self.people_dn,
+            "kind": "ldap",
+            "url": self.url,
+            "bind_dn": self.service_dn,
+            "bind_password_file": str(secret),
+            "user_search_base": self.people_dn,
             "user_filter": "(&(objectClass=inetOrgPerson)(uid={username}))",
             "groups": {"mode": group_mode, "search_base": self.groups_dn},
             "timeouts": {"connect_seconds": 2, "receive_seconds": 2, "total_seconds": 3},
@@ -172,10 +179,13 @@ class SlapdServer:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"slapd exited with {self.process.returncode}; "
-                                   f"log:\n{self.log_path.read_text(errors='replace')}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.5
+                raise RuntimeError(
+                    f"slapd exited with {self.process.returncode}; "
+                    f"log:\n{self.log_path.read_text(errors='replace')}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
             ):
                 return
             time.sleep(0.05)
@@ -184,6 +194,7 @@ class SlapdServer:
     def _load_directory(self) -> None:
         conn = self.admin_connection()
         try:
+
             def add(dn: str, classes: list[str], attributes: dict[str, object]) -> None:
                 if not conn.add(dn, classes, attributes):
                     raise RuntimeError(f"could not add {dn}: {conn.result}")
@@ -191,20 +202,34 @@ class SlapdServer:
             add(BASE_DN, ["dcObject", "organization"], {"dc": "school", "o": "Test School"})
             for unit in ("people", "groups", "services"):
                 add(f"ou={unit},{BASE_DN}", ["organizationalUnit"], {"ou": unit})
-            add(SERVICE_DN, ["organizationalRole", "simpleSecurityObject"],
-                {"cn": "schoolgate", "userPassword": self.service_password})
+            add(
+                SERVICE_DN,
+                ["organizationalRole", "simpleSecurityObject"],
+                {"cn": "schoolgate", "userPassword": self.service_password},
+            )
             for index, (name, (display, password, _)) in enumerate(PEOPLE.items()):
-                add(f"uid={name},{PEOPLE_DN}", ["inetOrgPerson", "posixAccount"], {
-                    "uid": name, "cn": display, "sn": display.split()[-1],
-                    "displayName": display, "userPassword": password,
-                    "uidNumber": 10000 + index, "gidNumber": 10000,
-                    "homeDirectory": f"/home/{name}",
-                    **({"mail": MAIL[name]} if name in MAIL else {}),
-                })
+                add(
+                    f"uid={name},{PEOPLE_DN}",
+                    ["inetOrgPerson", "posixAccount"],
+                    {
+                        "uid": name,
+                        "cn": display,
+                        "sn": display.split()[-1],
+                        "displayName": display,
+                        "userPassword": password,
+                        "uidNumber": 10000 + index,
+                        "gidNumber": 10000,
+                        "homeDirectory": f"/home/{name}",
+                        **({"mail": MAIL[name]} if name in MAIL else {}),
+                    },
+                )
             # Added after the people, so the memberof overlay writes each person's memberOf.
             for group in GROUPS:
-                members = [f"uid={name},{PEOPLE_DN}" for name, (_, _, groups) in PEOPLE.items()
-                           if group in groups]
+                members = [
+                    f"uid={name},{PEOPLE_DN}"
+                    for name, (_, _, groups) in PEOPLE.items()
+                    if group in groups
+                ]
                 add(f"cn={group},{GROUPS_DN}", ["groupOfNames"], {"cn": group, "member": members})
         finally:
             conn.unbind()
@@ -220,41 +245,73 @@ def _write_tls_files(root: Path) -> tuple[Path, Path, Path]:
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "schoolgate test LDAP CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(days=1))
-          .not_valid_after(now + datetime.timedelta(days=30))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                         critical=False)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            # ldap3 checks host names itself and compares only DNS names, so the address is
-            # also written as one.
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.DNSName("127.0.0.1"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        # ldap3 checks host names itself and compares only DNS names, so the address is
+        # also written as one.
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.DNSName("127.0.0.1"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     ca_file, cert_file, key_file = root / "ca.pem", root / "server.pem", root / "server.key"
     ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return ca_file, cert_file, key_file
 
 
@@ -266,17 +323,28 @@ def start_slapd(tmp_path: Path, *, tls: bool = False) -> SlapdServer:
     server = SlapdServer(root=root, port=_free_port(), slapd=slapd)
     lines = [f"include /etc/ldap/schema/{schema}.schema" for schema in _SCHEMAS]
     lines += [
-        "modulepath /usr/lib/ldap", "moduleload back_mdb", "moduleload memberof",
-        f"pidfile {root}/slapd.pid", f"argsfile {root}/slapd.args",
+        "modulepath /usr/lib/ldap",
+        "moduleload back_mdb",
+        "moduleload memberof",
+        f"pidfile {root}/slapd.pid",
+        f"argsfile {root}/slapd.args",
     ]
     if tls:
         ca_file, cert_file, key_file = _write_tls_files(root)
         server.ca_file = ca_file
-        lines += [f"TLSCACertificateFile {ca_file}", f"TLSCertificateFile {cert_file}",
-                  f"TLSCertificateKeyFile {key_file}"]
+        lines += [
+            f"TLSCACertificateFile {ca_file}",
+            f"TLSCertificateFile {cert_file}",
+            f"TLSCertificateKeyFile {key_file}",
+        ]
     lines += [
-        "database mdb", "maxsize 16777216", f'suffix "{BASE_DN}"', f'rootdn "{ADMIN_DN}"',
-        f"rootpw {server.admin_password}", f"directory {root}/db", "overlay memberof",
+        "database mdb",
+        "maxsize 16777216",
+        f'suffix "{BASE_DN}"',
+        f'rootdn "{ADMIN_DN}"',
+        f"rootpw {server.admin_password}",
+        f"directory {root}/db",
+        "overlay memberof",
         # Passwords: only for binding. Everything else: the service account and oneself.
         "access to attrs=userPassword by self write by anonymous auth by * none",
         f'access to * by dn.exact="{SERVICE_DN}" read by self read by * none',
@@ -301,6 +369,7 @@ def running_slapd(tmp_path: Path, *, tls: bool = False) -> Iterator[SlapdServer]
 
 
 # Fixtures: import them into a conftest.py (`from tests.support.slapd import slapd_server`).
+
 
 @pytest.fixture
 def slapd_server(tmp_path: Path) -> Iterator[SlapdServer]:

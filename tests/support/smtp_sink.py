@@ -80,9 +80,9 @@ def smtp_sink(tls: ssl.SSLContext | None = None) -> Iterator[SmtpSink]:
                     while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
                         body += chunk[1:] if chunk.startswith(b"..") else chunk
                     with sink.lock:
-                        sink.messages.append(Received(sender, recipients,
-                                                      message_from_bytes(body), login,
-                                                      encrypted))
+                        sink.messages.append(
+                            Received(sender, recipients, message_from_bytes(body), login, encrypted)
+                        )
                     sender, recipients = "", []
                     self.reply("250 queued")
                 elif verb == "QUIT":

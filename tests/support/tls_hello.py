@@ -20,8 +20,14 @@ def client_hello_body(sni: str | None, extensions: dict[int, bytes] | None = Non
         exts += (0).to_bytes(2, "big") + _vec(_vec(name, 2), 2)
     for kind, data in (extensions or {}).items():
         exts += kind.to_bytes(2, "big") + _vec(data, 2)
-    return (b"\x03\x03" + os.urandom(32) + _vec(os.urandom(32), 1)
-            + _vec(b"\x13\x01\x13\x02\xc0\x2f", 2) + _vec(b"\x00", 1) + _vec(exts, 2))
+    return (
+        b"\x03\x03"
+        + os.urandom(32)
+        + _vec(os.urandom(32), 1)
+        + _vec(b"\x13\x01\x13\x02\xc0\x2f", 2)
+        + _vec(b"\x00", 1)
+        + _vec(exts, 2)
+    )
 
 
 def client_hello_record(sni: str | None, extensions: dict[int, bytes] | None = None) -> bytes:
@@ -32,8 +38,9 @@ def client_hello_record(sni: str | None, extensions: dict[int, bytes] | None = N
 
 
 # An ECH "outer" extension payload: type outer(0), kdf/aead ids, config id, enc, payload.
-ECH_PAYLOAD = b"\x00" + b"\x00\x01\x00\x01" + b"\x2a" + _vec(os.urandom(32), 2) \
-    + _vec(os.urandom(64), 2)
+ECH_PAYLOAD = (
+    b"\x00" + b"\x00\x01\x00\x01" + b"\x2a" + _vec(os.urandom(32), 2) + _vec(os.urandom(64), 2)
+)
 
 
 def real_client_hello_record(sni: str, extensions: dict[int, bytes]) -> bytes:
@@ -50,14 +57,14 @@ def real_client_hello_record(sni: str, extensions: dict[int, bytes]) -> bytes:
     with contextlib.suppress(ssl.SSLWantReadError):
         conn.do_handshake()
     record = outgoing.read()
-    body = bytearray(record[9:9 + int.from_bytes(record[6:9], "big")])
+    body = bytearray(record[9 : 9 + int.from_bytes(record[6:9], "big")])
     at = 2 + 32  # version, random
     at += 1 + body[at]  # session id
-    at += 2 + int.from_bytes(body[at:at + 2], "big")  # cipher suites
+    at += 2 + int.from_bytes(body[at : at + 2], "big")  # cipher suites
     at += 1 + body[at]  # compression methods
     added = b"".join(kind.to_bytes(2, "big") + _vec(data, 2) for kind, data in extensions.items())
-    total = int.from_bytes(body[at:at + 2], "big") + len(added)
-    body[at:at + 2] = total.to_bytes(2, "big")
+    total = int.from_bytes(body[at : at + 2], "big") + len(added)
+    body[at : at + 2] = total.to_bytes(2, "big")
     body += added
     handshake = b"\x01" + len(body).to_bytes(3, "big") + bytes(body)
     return record[:3] + len(handshake).to_bytes(2, "big") + handshake

@@ -57,24 +57,49 @@ def for_reader(rows: Sequence[AuditEntryRow], reader: SignedInUser) -> list[Audi
     views = []
     for row in rows:
         hide = not dsl and is_safeguarding(row.action)
-        views.append(AuditView(
-            id=row.id, at=row.at, actor=row.actor, actor_roles=row.actor_roles,
-            action=row.action, target=row.target, before=None if hide else row.before,
-            after=None if hide else row.after, details_hidden=hide))
+        views.append(
+            AuditView(
+                id=row.id,
+                at=row.at,
+                actor=row.actor,
+                actor_roles=row.actor_roles,
+                action=row.action,
+                target=row.target,
+                before=None if hide else row.before,
+                after=None if hide else row.after,
+                details_hidden=hide,
+            )
+        )
     return views
 
 
-def record(session: Session, *, actor: SignedInUser, action: str, target: str, at: datetime,
-           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
+def record(
+    session: Session,
+    *,
+    actor: SignedInUser,
+    action: str,
+    target: str,
+    at: datetime,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
     """Add an audit entry to the session's open transaction (the caller commits)."""
-    session.add(AuditEntryRow(
-        at=at, actor=actor.username[:200],
-        actor_roles=",".join(sorted(r.value for r in actor.roles & ADMIN_ROLES)) or "-",
-        action=action, target=target[:400], before=before, after=after))
+    session.add(
+        AuditEntryRow(
+            at=at,
+            actor=actor.username[:200],
+            actor_roles=",".join(sorted(r.value for r in actor.roles & ADMIN_ROLES)) or "-",
+            action=action,
+            target=target[:400],
+            before=before,
+            after=after,
+        )
+    )
 
 
-def list_entries(session: Session, *, page: int = 1, action: str | None = None,
-                 actor: str | None = None) -> tuple[Sequence[AuditEntryRow], int]:
+def list_entries(
+    session: Session, *, page: int = 1, action: str | None = None, actor: str | None = None
+) -> tuple[Sequence[AuditEntryRow], int]:
     """One page of entries, newest first, and the number of entries that match."""
     query = select(AuditEntryRow)
     if action:
@@ -82,11 +107,15 @@ def list_entries(session: Session, *, page: int = 1, action: str | None = None,
     if actor:
         query = query.where(func.lower(AuditEntryRow.actor) == actor.casefold())
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(AuditEntryRow.id.desc())
-                           .offset((max(page, 1) - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
+    rows = session.scalars(
+        query.order_by(AuditEntryRow.id.desc())
+        .offset((max(page, 1) - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    ).all()
     return rows, total
 
 
 def export_entries(session: Session) -> Sequence[AuditEntryRow]:
-    return session.scalars(select(AuditEntryRow).order_by(AuditEntryRow.id)
-                           .limit(EXPORT_LIMIT)).all()
+    return session.scalars(
+        select(AuditEntryRow).order_by(AuditEntryRow.id).limit(EXPORT_LIMIT)
+    ).all()

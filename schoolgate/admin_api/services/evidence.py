@@ -122,9 +122,11 @@ def rules_in_words(policy: Policy) -> list[str]:
     locked = [category_words(c.name) for c in policy.categories.values() if c.locked]
     if locked:
         lines.append(f"Never allowed for anyone, whatever is approved: {', '.join(locked)}.")
-    lines.append(f"Anything else is {'allowed' if policy.default is Verdict.ALLOW else 'blocked'}"
-                 f"; a person the filter cannot identify is treated as "
-                 f"{role_words(policy.default_role)}.")
+    lines.append(
+        f"Anything else is {'allowed' if policy.default is Verdict.ALLOW else 'blocked'}"
+        f"; a person the filter cannot identify is treated as "
+        f"{role_words(policy.default_role)}."
+    )
     return lines
 
 
@@ -133,14 +135,21 @@ def safe_search_words(policy: Policy) -> str:
     roles = sorted(policy.roles)
     forced = [r for r in roles if policy.inspection.for_role(r).safe_search]
     if not forced:
-        return ("The policy does not enforce SafeSearch: searches are not filtered by the "
-                "search engines' own safe modes. Consider it at this review.")
+        return (
+            "The policy does not enforce SafeSearch: searches are not filtered by the "
+            "search engines' own safe modes. Consider it at this review."
+        )
     others = [role_words(r) for r in roles if r not in forced]
-    text = (f"SafeSearch is forced for {', '.join(role_words(r) for r in forced)} (Google, "
-            "Bing, DuckDuckGo and Yahoo; a search engine where it cannot be forced is "
-            "blocked)" + (f", not for {', '.join(others)}" if others else "") + ".")
-    youtube = [f"{role_words(r)} ({policy.inspection.for_role(r).youtube.value})" for r in roles
-               if policy.inspection.for_role(r).youtube.value != "off"]
+    text = (
+        f"SafeSearch is forced for {', '.join(role_words(r) for r in forced)} (Google, "
+        "Bing, DuckDuckGo and Yahoo; a search engine where it cannot be forced is "
+        "blocked)" + (f", not for {', '.join(others)}" if others else "") + "."
+    )
+    youtube = [
+        f"{role_words(r)} ({policy.inspection.for_role(r).youtube.value})"
+        for r in roles
+        if policy.inspection.for_role(r).youtube.value != "off"
+    ]
     if youtube:
         text += f" YouTube Restricted Mode: {', '.join(youtube)}."
     return text + " This is the policy's setting; the live test does not search."
@@ -154,25 +163,32 @@ def load_lists(policy: Policy, folders: Sequence[Path]) -> dict[str, DomainList]
             for folder in folders:
                 path = folder / name
                 if path.is_file():
-                    parsed = parse_domain_list(path.read_text(encoding="utf-8"),
-                                               source=str(path))
+                    parsed = parse_domain_list(path.read_text(encoding="utf-8"), source=str(path))
                     if isinstance(parsed, DomainList):
                         found[name] = parsed
                     break
     return found
 
 
-def list_freshness(policy: Policy, lists: dict[str, DomainList], day: date,
-                   ) -> list[ListFreshness]:
+def list_freshness(
+    policy: Policy,
+    lists: dict[str, DomainList],
+    day: date,
+) -> list[ListFreshness]:
     shown: list[ListFreshness] = []
     for category in policy.categories.values():
         for name in category.lists:
             parsed = lists.get(name)
             compiled = parsed.compiled if parsed else None
-            shown.append(ListFreshness(
-                category=category_words(category.name), file=name, compiled=compiled,
-                domains=len(parsed.domains) if parsed else 0,
-                stale=compiled is None or (day - compiled).days > STALE_AFTER_DAYS))
+            shown.append(
+                ListFreshness(
+                    category=category_words(category.name),
+                    file=name,
+                    compiled=compiled,
+                    domains=len(parsed.domains) if parsed else 0,
+                    stale=compiled is None or (day - compiled).days > STALE_AFTER_DAYS,
+                )
+            )
     return shown
 
 
@@ -192,8 +208,9 @@ def inline_domains(policy_text: str) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def _sample_host(policy: Policy, category: str, lists: dict[str, DomainList],
-                 inline: dict[str, tuple[str, ...]]) -> str | None:
+def _sample_host(
+    policy: Policy, category: str, lists: dict[str, DomainList], inline: dict[str, tuple[str, ...]]
+) -> str | None:
     if inline.get(category):
         return inline[category][0]
     for name in policy.categories[category].lists:
@@ -203,8 +220,9 @@ def _sample_host(policy: Policy, category: str, lists: dict[str, DomainList],
     return None
 
 
-def _specs(policy: Policy, lists: dict[str, DomainList],
-           inline: dict[str, tuple[str, ...]]) -> list[tuple[str, str, str]]:
+def _specs(
+    policy: Policy, lists: dict[str, DomainList], inline: dict[str, tuple[str, ...]]
+) -> list[tuple[str, str, str]]:
     """(about, role, host): each rule's categories for its roles, each circumvention category
     and each locked list for every role, once each."""
     specs: list[tuple[str, str, str]] = []
@@ -236,8 +254,9 @@ def ask_gateway(gateway: LiveGateway, account: Account | None, host: str) -> str
         token = base64.b64encode(f"{account.username}:{account.password}".encode()).decode()
         headers["Proxy-Authorization"] = f"Basic {token}"
     try:
-        with httpx.Client(proxy=gateway.proxy_url, trust_env=False,
-                          timeout=LIVE_TIMEOUT_SECONDS) as client:
+        with httpx.Client(
+            proxy=gateway.proxy_url, trust_env=False, timeout=LIVE_TIMEOUT_SECONDS
+        ) as client:
             answer = client.get(f"http://{host}/", headers=headers)
     except httpx.HTTPError as error:
         return f"could not ask: {type(error).__name__}"
@@ -247,9 +266,13 @@ def ask_gateway(gateway: LiveGateway, account: Account | None, host: str) -> str
     return "blocked" if blocked else "allowed"
 
 
-def live_checks(policy: Policy, lists: dict[str, DomainList], gateway: LiveGateway | None,
-                now: datetime, inline: dict[str, tuple[str, ...]] | None = None,
-                ) -> list[RuleCheck]:
+def live_checks(
+    policy: Policy,
+    lists: dict[str, DomainList],
+    gateway: LiveGateway | None,
+    now: datetime,
+    inline: dict[str, tuple[str, ...]] | None = None,
+) -> list[RuleCheck]:
     checks: list[RuleCheck] = []
     for about, role, host in _specs(policy, lists, inline or {}):
         expected = decide(policy, Request(host), Subject(role, None), NO_OVERRIDES, now).verdict
@@ -272,41 +295,68 @@ def counts(session: Session, *, day: date, zone: ZoneInfo) -> Counts:
     start, end = day_bounds(first, day, zone)
 
     def requests(*where: ColumnElement[bool]) -> int:
-        return session.scalar(select(func.count()).select_from(UnblockRequestRow)
-                              .where(*where)) or 0
+        return (
+            session.scalar(select(func.count()).select_from(UnblockRequestRow).where(*where)) or 0
+        )
 
     made = (UnblockRequestRow.created_at >= start, UnblockRequestRow.created_at < end)
     decided = (UnblockRequestRow.reviewed_at >= start, UnblockRequestRow.reviewed_at < end)
     return Counts(
-        first=first, last=day,
-        blocked=session.scalar(select(func.count()).select_from(EventRow).where(
-            EventRow.at >= start, EventRow.at < end, EventRow.verdict == Verdict.BLOCK)) or 0,
+        first=first,
+        last=day,
+        blocked=session.scalar(
+            select(func.count())
+            .select_from(EventRow)
+            .where(EventRow.at >= start, EventRow.at < end, EventRow.verdict == Verdict.BLOCK)
+        )
+        or 0,
         requests=requests(*made),
         approved=requests(*decided, UnblockRequestRow.state == RequestState.APPROVED),
         denied=requests(*decided, UnblockRequestRow.state == RequestState.DENIED),
-        pending=requests(*made, UnblockRequestRow.state == RequestState.PENDING))
+        pending=requests(*made, UnblockRequestRow.state == RequestState.PENDING),
+    )
 
 
-def build_pack(session: Session, *, policy: Policy, day: date, now: datetime,
-               list_folders: Sequence[Path], gateway: LiveGateway | None,
-               policy_text: str = "") -> EvidencePack:
+def build_pack(
+    session: Session,
+    *,
+    policy: Policy,
+    day: date,
+    now: datetime,
+    list_folders: Sequence[Path],
+    gateway: LiveGateway | None,
+    policy_text: str = "",
+) -> EvidencePack:
     """The whole pack for `day` (the live test runs `now`)."""
     lists = load_lists(policy, list_folders)
     header, table, note = policy_table(policy, day)
     header = ["Who", "Kind of website", *header[2:]]
     verdicts = {"BLOCK": "blocked", "allow": "allowed"}
-    rows = [[role_words(row[0]),
-             category_words(row[1]) if row[1] != "(uncategorised)" else "any other site",
-             *(verdicts.get(cell, cell) for cell in row[2:])] for row in table]
+    rows = [
+        [
+            role_words(row[0]),
+            category_words(row[1]) if row[1] != "(uncategorised)" else "any other site",
+            *(verdicts.get(cell, cell) for cell in row[2:]),
+        ]
+        for row in table
+    ]
     safesearch = safe_search_words(policy)
     return EvidencePack(
-        day=day, made_at=now, policy_name=policy.name, rules_in_words=rules_in_words(policy),
-        header=header, rows=rows, table_note=note,
+        day=day,
+        made_at=now,
+        policy_name=policy.name,
+        rules_in_words=rules_in_words(policy),
+        header=header,
+        rows=rows,
+        table_note=note,
         checks=live_checks(policy, lists, gateway, now, inline_domains(policy_text)),
         lists=list_freshness(policy, lists, day),
         counts=counts(session, day=day, zone=policy.calendar.timezone),
         safesearch=safesearch,
-        gateway=(f"Asked the gateway at {gateway.proxy_url}" if gateway else
-                 "No gateway was set for the live test (SCHOOLGATE_REVIEW_PROXY), so only the "
-                 "policy's answers are shown"))
-
+        gateway=(
+            f"Asked the gateway at {gateway.proxy_url}"
+            if gateway
+            else "No gateway was set for the live test (SCHOOLGATE_REVIEW_PROXY), so only the "
+            "policy's answers are shown"
+        ),
+    )

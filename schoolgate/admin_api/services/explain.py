@@ -27,9 +27,17 @@ from schoolgate.store.overrides_db import DatabaseOverridesSource
 MAX_DISTANCE = timedelta(days=3660)
 
 
-def explain(policy: Policy, *, role: str, user: str, host: str, at: str, now: datetime,
-            overrides: Overrides | None = None, groups: frozenset[str] = frozenset(),
-            ) -> ExplainPublic:
+def explain(
+    policy: Policy,
+    *,
+    role: str,
+    user: str,
+    host: str,
+    at: str,
+    now: datetime,
+    overrides: Overrides | None = None,
+    groups: frozenset[str] = frozenset(),
+) -> ExplainPublic:
     problems: dict[str, str] = {}
     if role and role not in policy.roles:
         problems["role"] = f"choose one of the policy's roles ({', '.join(policy.roles)})"
@@ -55,10 +63,18 @@ def explain(policy: Policy, *, role: str, user: str, host: str, at: str, now: da
         raise InvalidInput(problems)
     subject = Subject(role=role or policy.default_role, user=user.strip() or None, groups=groups)
     decision = decide(policy, PolicyRequest(host.strip()), subject, overrides, when)
-    return ExplainPublic(verdict=decision.verdict, reason=decision.reason.value,
-                         rule=decision.rule, category=decision.category, host=decision.host,
-                         opens_at=decision.opens_at, role=subject.role, user=subject.user,
-                         at=when, explanation=explain_decision(policy, decision, subject, when))
+    return ExplainPublic(
+        verdict=decision.verdict,
+        reason=decision.reason.value,
+        rule=decision.rule,
+        category=decision.category,
+        host=decision.host,
+        opens_at=decision.opens_at,
+        role=subject.role,
+        user=subject.user,
+        at=when,
+        explanation=explain_decision(policy, decision, subject, when),
+    )
 
 
 def visible_overrides(overrides: Overrides, viewer: SignedInUser) -> tuple[Overrides, str]:
@@ -66,25 +82,43 @@ def visible_overrides(overrides: Overrides, viewer: SignedInUser) -> tuple[Overr
     DSL and IT see everything; other staff do not see other people's sanctions (nor which
     pupils are supervised), and only the Business Manager sees exceptions for named people."""
     if viewer.has(Role.DSL, Role.IT_TECHNICIAN):
-        return overrides, ("the policy, the local lists, every exception in force, and "
-                           "supervised-only sanctions")
+        return overrides, (
+            "the policy, the local lists, every exception in force, and supervised-only sanctions"
+        )
     own = user_key(viewer.username)
-    exceptions = tuple(exc for exc in overrides.exceptions
-                       if exc.scope is not Scope.USER or viewer.has(Role.BUSINESS_MANAGER)
-                       or user_key(exc.who or "") == own)
+    exceptions = tuple(
+        exc
+        for exc in overrides.exceptions
+        if exc.scope is not Scope.USER
+        or viewer.has(Role.BUSINESS_MANAGER)
+        or user_key(exc.who or "") == own
+    )
     sanctions = tuple(s for s in overrides.sanctions if user_key(s.user) == own)
     sessions = tuple(s for s in overrides.supervised_sessions if user_key(s.user) == own)
-    named = ("every exception in force" if viewer.has(Role.BUSINESS_MANAGER) else
-             "exceptions for classes, groups, roles and everyone (not those for other named "
-             "people)")
-    return (replace(overrides, exceptions=exceptions, sanctions=sanctions,
-                    supervised_sessions=sessions),
-            f"the policy, the local lists and {named}; not sanctions (only the Designated "
-            "Safeguarding Lead and IT see those)")
+    named = (
+        "every exception in force"
+        if viewer.has(Role.BUSINESS_MANAGER)
+        else "exceptions for classes, groups, roles and everyone (not those for other named people)"
+    )
+    return (
+        replace(
+            overrides, exceptions=exceptions, sanctions=sanctions, supervised_sessions=sessions
+        ),
+        f"the policy, the local lists and {named}; not sanctions (only the Designated "
+        "Safeguarding Lead and IT see those)",
+    )
 
 
-async def as_the_gateway(resources: Resources, *, role: str, who: str, host: str, at: str,
-                         now: datetime, viewer: SignedInUser) -> ExplainPublic:
+async def as_the_gateway(
+    resources: Resources,
+    *,
+    role: str,
+    who: str,
+    host: str,
+    at: str,
+    now: datetime,
+    viewer: SignedInUser,
+) -> ExplainPublic:
     """explain() with what the gateway would know: the live overrides (as much as the viewer
     may see) and, for a named person, their groups and their real role from the directory
     (someone the directory does not know gets the default role, as at the gateway, and the
@@ -99,20 +133,34 @@ async def as_the_gateway(resources: Resources, *, role: str, who: str, host: str
         if person.known:
             groups = person.groups
             if role and role != person.role:
-                note = (f"{person.name} has the role {person.role} in the directory, so this "
-                        f"answer is for {person.role}, not {role}. ")
+                note = (
+                    f"{person.name} has the role {person.role} in the directory, so this "
+                    f"answer is for {person.role}, not {role}. "
+                )
             role = person.role
         elif person.unavailable:
-            note = (f"The directory could not be asked about {name}; this answer is for the "
-                    f"role {role or resources.policy.default_role}. ")
+            note = (
+                f"The directory could not be asked about {name}; this answer is for the "
+                f"role {role or resources.policy.default_role}. "
+            )
         else:
-            note = (f"Nobody called {name} is in the directory; the gateway would treat them "
-                    f"as someone it cannot identify (role {resources.policy.default_role}). ")
+            note = (
+                f"Nobody called {name} is in the directory; the gateway would treat them "
+                f"as someone it cannot identify (role {resources.policy.default_role}). "
+            )
             role = resources.policy.default_role
     overrides = await run_in_threadpool(DatabaseOverridesSource(resources.engine).load_now)
     shown, includes = visible_overrides(overrides, viewer)
-    answer = explain(resources.policy, role=role, user=user_key(name) if name else "",
-                     host=site_of(host), at=at,
-                     now=now, overrides=shown, groups=groups)
-    return answer.model_copy(update={"known_user": known, "includes": includes,
-                                     "explanation": note + answer.explanation})
+    answer = explain(
+        resources.policy,
+        role=role,
+        user=user_key(name) if name else "",
+        host=site_of(host),
+        at=at,
+        now=now,
+        overrides=shown,
+        groups=groups,
+    )
+    return answer.model_copy(
+        update={"known_user": known, "includes": includes, "explanation": note + answer.explanation}
+    )

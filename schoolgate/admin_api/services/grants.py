@@ -37,14 +37,22 @@ class Grant:
     @property
     def local_allow(self) -> bool:
         """Permanent, for everyone, one host: kept as a local allow-list entry."""
-        return (self.ends is None and self.scope is Scope.EVERYONE
-                and self.target_kind is TargetKind.HOST)
+        return (
+            self.ends is None
+            and self.scope is Scope.EVERYONE
+            and self.target_kind is TargetKind.HOST
+        )
 
     def as_json(self) -> dict[str, Any]:
-        return {"scope": self.scope.value, "who": self.who,
-                "target_kind": self.target_kind.value, "target": self.target,
-                "starts": self.starts.isoformat(),
-                "ends": self.ends.isoformat() if self.ends else None, "label": self.label}
+        return {
+            "scope": self.scope.value,
+            "who": self.who,
+            "target_kind": self.target_kind.value,
+            "target": self.target,
+            "starts": self.starts.isoformat(),
+            "ends": self.ends.isoformat() if self.ends else None,
+            "label": self.label,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +81,16 @@ def period_choices(policy: Policy, *, now: datetime, days: int = 7) -> list[Peri
         for start, end, name, _ in cal.day_timeline(day):
             if datetime.combine(day, end, cal.timezone) <= now:
                 continue
-            day_label = "Today" if offset == 0 else f"{day.strftime('%A')} {day.day} " \
-                                                    f"{day.strftime('%B')}"
-            choices.append(PeriodChoice(f"{day.isoformat()} {_hm(start)}-{_hm(end)}",
-                                        period_words(name, start, end), day_label))
+            day_label = (
+                "Today" if offset == 0 else f"{day.strftime('%A')} {day.day} {day.strftime('%B')}"
+            )
+            choices.append(
+                PeriodChoice(
+                    f"{day.isoformat()} {_hm(start)}-{_hm(end)}",
+                    period_words(name, start, end),
+                    day_label,
+                )
+            )
     return choices
 
 
@@ -89,8 +103,13 @@ def period_times(policy: Policy, *, now: datetime) -> list[tuple[str, str]]:
     return sorted(seen.items())
 
 
-def resolve_period(policy: Policy, value: str, *, now: datetime, field: str = "period",
-                   ) -> tuple[datetime, datetime, str]:
+def resolve_period(
+    policy: Policy,
+    value: str,
+    *,
+    now: datetime,
+    field: str = "period",
+) -> tuple[datetime, datetime, str]:
     """(starts, ends, words) for "YYYY-MM-DD HH:MM-HH:MM", which must be one of that school
     day's periods in the calendar and not over yet."""
     match = _PERIOD.match(value.strip())
@@ -110,19 +129,32 @@ def resolve_period(policy: Policy, value: str, *, now: datetime, field: str = "p
             ends = datetime.combine(day, end, cal.timezone)
             if ends <= now:
                 raise InvalidInput({field: "that period is over; choose one still to come"})
-            return starts, ends, f"{day.strftime('%A')} {day.day} {day.strftime('%B')}: " + \
-                period_words(name, start, end)
+            return (
+                starts,
+                ends,
+                f"{day.strftime('%A')} {day.day} {day.strftime('%B')}: "
+                + period_words(name, start, end),
+            )
     noon = datetime.combine(day, time(12), cal.timezone)
     if not cal.day_timeline(day):
-        raise InvalidInput({field: f"{day.isoformat()} is not a school day "
-                                   f"({cal.describe(noon)})"})
-    raise InvalidInput({field: f"there is no period {_hm(start)}-{_hm(end)} on "
-                               f"{day.isoformat()} in the school's calendar"})
+        raise InvalidInput({field: f"{day.isoformat()} is not a school day ({cal.describe(noon)})"})
+    raise InvalidInput(
+        {
+            field: f"there is no period {_hm(start)}-{_hm(end)} on "
+            f"{day.isoformat()} in the school's calendar"
+        }
+    )
 
 
-def resolve_times(policy: Policy, *, duration: Duration, now: datetime, hours: int,
-                  until: datetime | None, period: str | None,
-                  ) -> tuple[datetime, datetime | None, str]:
+def resolve_times(
+    policy: Policy,
+    *,
+    duration: Duration,
+    now: datetime,
+    hours: int,
+    until: datetime | None,
+    period: str | None,
+) -> tuple[datetime, datetime | None, str]:
     """(starts, ends, words) for the chosen duration; `until` without a zone is school time."""
     if duration is Duration.HOURS:
         return now, now + timedelta(hours=hours), f"for {hours} hour{'s' if hours != 1 else ''}"
@@ -134,8 +166,12 @@ def resolve_times(policy: Policy, *, duration: Duration, now: datetime, hours: i
         if until <= now:
             raise InvalidInput({"until": "that time has passed; give a time still to come"})
         if until - now > MAX_AHEAD:
-            raise InvalidInput({"until": "that is more than a year ahead; choose "
-                                         "'permanently' instead, or an earlier time"})
+            raise InvalidInput(
+                {
+                    "until": "that is more than a year ahead; choose "
+                    "'permanently' instead, or an earlier time"
+                }
+            )
         return now, until, ""
     if duration is Duration.PERIOD:
         if not period:
@@ -152,8 +188,9 @@ def _covered(policy: Policy, grant: Grant, user_roles: frozenset[str]) -> tuple[
     if grant.scope is Scope.ROLE:
         return {grant.who or ""}, f"the role {grant.who}"
     # a group, or everyone, may include any role
-    return set(policy.roles), (f"the group {grant.who}" if grant.scope is Scope.GROUP
-                               else "everyone")
+    return set(policy.roles), (
+        f"the group {grant.who}" if grant.scope is Scope.GROUP else "everyone"
+    )
 
 
 def judged_hosts(name: str) -> tuple[str, ...]:
@@ -174,15 +211,22 @@ def never_unblockable_for(policy: Policy, name: str, roles: set[str]) -> list[st
     page-rewriting proxies too); every role for a page-rewriting proxy itself."""
     if is_rewriting_proxy(name):
         return sorted(roles)
-    return sorted(role for role in roles
-                  if not all(unblockable(policy, host, role) for host in judged_hosts(name)))
+    return sorted(
+        role
+        for role in roles
+        if not all(unblockable(policy, host, role) for host in judged_hosts(name))
+    )
 
 
 def _categories(policy: Policy, grant: Grant) -> tuple[str, ...]:
     if grant.target_kind is TargetKind.CATEGORY:
         if grant.target not in policy.categories:
-            raise InvalidInput({"target_kind": "this site is in no category of the policy; "
-                                               "approve it for the site instead"})
+            raise InvalidInput(
+                {
+                    "target_kind": "this site is in no category of the policy; "
+                    "approve it for the site instead"
+                }
+            )
         return (grant.target,)
     host = normalise_host(grant.target)
     if isinstance(host, HostError):
@@ -202,36 +246,55 @@ def check_grant(policy: Policy, grant: Grant, *, user_roles: frozenset[str]) -> 
     if grant.scope is Scope.ROLE and grant.who not in policy.roles:
         raise InvalidInput({"who": f"choose a role of the policy ({', '.join(policy.roles)})"})
     covered, whom = _covered(policy, grant, user_roles)
-    wide = grant.target_kind is TargetKind.CATEGORY or grant.scope in (Scope.EVERYONE,
-                                                                         Scope.ROLE)
+    wide = grant.target_kind is TargetKind.CATEGORY or grant.scope in (Scope.EVERYONE, Scope.ROLE)
     for name in categories:
         category = policy.categories[name]
         if category.locked:
-            raise PolicyForbids({"target": f"{grant.target} is in the locked category "
-                                           f"'{name}': nothing can unblock it, not even an "
-                                           "approved exception"})
+            raise PolicyForbids(
+                {
+                    "target": f"{grant.target} is in the locked category "
+                    f"'{name}': nothing can unblock it, not even an "
+                    "approved exception"
+                }
+            )
         refused = sorted(covered & category.not_unblockable_for)
         if refused:
-            raise PolicyForbids({"scope": f"the policy says the category '{name}' cannot be "
-                                          f"unblocked for {', '.join(refused)}; a grant to "
-                                          f"{whom} would cover them, so it is refused"})
+            raise PolicyForbids(
+                {
+                    "scope": f"the policy says the category '{name}' cannot be "
+                    f"unblocked for {', '.join(refused)}; a grant to "
+                    f"{whom} would cover them, so it is refused"
+                }
+            )
         narrow_only = sorted(covered & category.no_wide_grants_for)
         if wide and narrow_only:
-            raise PolicyForbids({"scope": f"the school's policy does not allow opening "
-                                          f"'{name}' for all {', '.join(narrow_only)}s or for "
-                                          "a whole category at once: approve this one site "
-                                          "for the person or the class that asked"})
+            raise PolicyForbids(
+                {
+                    "scope": f"the school's policy does not allow opening "
+                    f"'{name}' for all {', '.join(narrow_only)}s or for "
+                    "a whole category at once: approve this one site "
+                    "for the person or the class that asked"
+                }
+            )
     if grant.target_kind is TargetKind.HOST:
         if is_rewriting_proxy(grant.target):
-            raise PolicyForbids({"target": f"{grant.target} is a page-rewriting proxy: opening "
-                                           "it would open every website through it, "
-                                           "including ones that can never be unblocked"})
+            raise PolicyForbids(
+                {
+                    "target": f"{grant.target} is a page-rewriting proxy: opening "
+                    "it would open every website through it, "
+                    "including ones that can never be unblocked"
+                }
+            )
         refused = never_unblockable_for(policy, grant.target, covered & set(policy.roles))
         if refused:
-            raise PolicyForbids({"scope": f"{grant.target} can never be unblocked for "
-                                          f"{refused[0]}s (the school's policy keeps it "
-                                          f"blocked); a grant to {whom} would cover them, so "
-                                          "it is refused"})
+            raise PolicyForbids(
+                {
+                    "scope": f"{grant.target} can never be unblocked for "
+                    f"{refused[0]}s (the school's policy keeps it "
+                    f"blocked); a grant to {whom} would cover them, so "
+                    "it is refused"
+                }
+            )
 
 
 def widenings(grant: Grant, *, asked_for_group: str | None) -> list[str]:
@@ -242,8 +305,10 @@ def widenings(grant: Grant, *, asked_for_group: str | None) -> list[str]:
         wider.append(f"everyone with the role {grant.who}")
     elif grant.scope is Scope.EVERYONE:
         wider.append("everyone")
-    elif grant.scope is Scope.GROUP and (grant.who or "").casefold() != (
-            asked_for_group or "").casefold():
+    elif (
+        grant.scope is Scope.GROUP
+        and (grant.who or "").casefold() != (asked_for_group or "").casefold()
+    ):
         wider.append(f"the whole group {grant.who}")
     if grant.target_kind is TargetKind.CATEGORY:
         wider.append(f"every site in the category '{grant.target}'")
@@ -268,8 +333,10 @@ def reach_words(policy: Policy, grant: Grant, *, people: int | None) -> str:
         case Scope.ROLE:
             role = str(grant.who)
             pupils = "pupil" if people == 1 else "pupils"
-            whom = (f"{every} {count}"
-                    f"{pupils if role == 'pupil' else persons + ' with the role ' + role}")
+            whom = (
+                f"{every} {count}"
+                f"{pupils if role == 'pupil' else persons + ' with the role ' + role}"
+            )
         case _:
             whom = f"all {count}{persons} at school (everyone)"
     if grant.target_kind is TargetKind.CATEGORY:
@@ -286,8 +353,13 @@ def reach_words(policy: Policy, grant: Grant, *, people: int | None) -> str:
     return f"This lets {whom} use {what} {until}."
 
 
-def build_grant(policy: Policy, row: UnblockRequestRow, form: ApprovalCreate, now: datetime,
-                reviewer: SignedInUser) -> Grant:
+def build_grant(
+    policy: Policy,
+    row: UnblockRequestRow,
+    form: ApprovalCreate,
+    now: datetime,
+    reviewer: SignedInUser,
+) -> Grant:
     """The grant the form asks for. Nobody decides their own request, in any field: a grant
     for one person is for the person who was blocked or who asked, and a role or group grant
     must not include the reviewer."""
@@ -297,35 +369,65 @@ def build_grant(policy: Policy, row: UnblockRequestRow, form: ApprovalCreate, no
             who = form.who or row.blocked_user or row.requester
             allowed = {name.casefold() for name in (row.blocked_user, row.requester) if name}
             if who.casefold() not in allowed:
-                raise InvalidInput({"who": "a grant for one person can only be for the person "
-                                           "who was blocked or who asked ("
-                                           f"{' or '.join(sorted(allowed))}); to open it for "
-                                           "others, choose a class or group"})
+                raise InvalidInput(
+                    {
+                        "who": "a grant for one person can only be for the person "
+                        "who was blocked or who asked ("
+                        f"{' or '.join(sorted(allowed))}); to open it for "
+                        "others, choose a class or group"
+                    }
+                )
             if reviewer.same_person(who):
-                raise NotAllowed("this would give you access yourself: another Business "
-                                 "Manager must decide it")
+                raise NotAllowed(
+                    "this would give you access yourself: another Business Manager must decide it"
+                )
         case Scope.GROUP:
             who = form.who or row.for_group
             if not who:
                 raise InvalidInput({"who": "name the group or class (as in the directory)"})
             if who.casefold() in {group.casefold() for group in reviewer.groups}:
-                raise NotAllowed(f"you are in the group {who}, so this would give you access "
-                                 "too: another Business Manager must decide it")
+                raise NotAllowed(
+                    f"you are in the group {who}, so this would give you access "
+                    "too: another Business Manager must decide it"
+                )
         case Scope.ROLE:
             who = form.who or row.blocked_role or row.requester_role
             if who == reviewer.policy_role:
-                raise NotAllowed(f"you have the role {who}, so this would give you access "
-                                 "too: another Business Manager must decide it")
+                raise NotAllowed(
+                    f"you have the role {who}, so this would give you access "
+                    "too: another Business Manager must decide it"
+                )
         case _:
             who = None
     if form.target_kind is TargetKind.CATEGORY and not row.category:
-        raise InvalidInput({"target_kind": "this site is in no category of the policy; "
-                                           "approve it for the site instead"})
+        raise InvalidInput(
+            {
+                "target_kind": "this site is in no category of the policy; "
+                "approve it for the site instead"
+            }
+        )
     target = row.category if form.target_kind is TargetKind.CATEGORY else row.host
     if form.until is not None and form.duration is not Duration.UNTIL:
-        raise InvalidInput({"until": "you typed an end time but chose another “For how long”: "
-                                     "choose “Until” to use that time, or clear it"})
-    starts, ends, label = resolve_times(policy, duration=form.duration, now=now,
-                                        hours=form.hours, until=form.until, period=form.period)
-    return Grant(scope=form.scope, who=who, target_kind=form.target_kind, target=target or "",
-                 starts=starts, ends=ends, label=label)
+        raise InvalidInput(
+            {
+                "until": "you typed an end time but chose another “For how long”: "
+                "choose “Until” to use that time, or clear it"
+            }
+        )
+    starts, ends, label = resolve_times(
+        policy,
+        duration=form.duration,
+        now=now,
+        hours=form.hours,
+        until=form.until,
+        period=form.period,
+    )
+    return Grant(
+        scope=form.scope,
+        who=who,
+        target_kind=form.target_kind,
+        target=target or "",
+        starts=starts,
+        ends=ends,
+        label=label,
+    )

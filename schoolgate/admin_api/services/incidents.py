@@ -19,44 +19,97 @@ LIST_LIMIT = 200
 
 
 def as_json(row: IncidentNoteRow) -> dict[str, Any]:
-    return {"user": row.user, "happened_at": row.happened_at.isoformat()
-            if row.happened_at else None, "what_happened": row.what_happened,
-            "action_taken": row.action_taken, "outcome": row.outcome,
-            "alert_id": row.alert_id, "event_id": row.event_id}
+    return {
+        "user": row.user,
+        "happened_at": row.happened_at.isoformat() if row.happened_at else None,
+        "what_happened": row.what_happened,
+        "action_taken": row.action_taken,
+        "outcome": row.outcome,
+        "alert_id": row.alert_id,
+        "event_id": row.event_id,
+    }
 
 
-def add_note(session: Session, *, actor: SignedInUser, user: str, what_happened: str,
-             action_taken: str, outcome: str, at: datetime, happened_at: datetime | None = None,
-             alert_id: str | None = None, event_id: str | None = None) -> IncidentNoteRow:
+def add_note(
+    session: Session,
+    *,
+    actor: SignedInUser,
+    user: str,
+    what_happened: str,
+    action_taken: str,
+    outcome: str,
+    at: datetime,
+    happened_at: datetime | None = None,
+    alert_id: str | None = None,
+    event_id: str | None = None,
+) -> IncidentNoteRow:
     """Record a note in the caller's transaction, with its audit entry (the caller commits)."""
-    row = IncidentNoteRow(id=str(uuid.uuid4()), at=at, user=user, written_by=actor.username,
-                          happened_at=happened_at, what_happened=what_happened,
-                          action_taken=action_taken, outcome=outcome, alert_id=alert_id,
-                          event_id=event_id)
+    row = IncidentNoteRow(
+        id=str(uuid.uuid4()),
+        at=at,
+        user=user,
+        written_by=actor.username,
+        happened_at=happened_at,
+        what_happened=what_happened,
+        action_taken=action_taken,
+        outcome=outcome,
+        alert_id=alert_id,
+        event_id=event_id,
+    )
     session.add(row)
-    audit.record(session, actor=actor, action="incident.write", target=f"incident:{row.id}",
-                 at=at, after=audit.without_notes(as_json(row)))
+    audit.record(
+        session,
+        actor=actor,
+        action="incident.write",
+        target=f"incident:{row.id}",
+        at=at,
+        after=audit.without_notes(as_json(row)),
+    )
     return row
 
 
-def write_note(session: Session, *, actor: SignedInUser, user: str, what_happened: str,
-               action_taken: str, outcome: str, at: datetime,
-               happened_at: datetime | None = None, alert_id: str | None = None,
-               event_id: str | None = None) -> IncidentNoteRow:
-    row = add_note(session, actor=actor, user=user, what_happened=what_happened,
-                   action_taken=action_taken, outcome=outcome, at=at, happened_at=happened_at,
-                   alert_id=alert_id, event_id=event_id)
+def write_note(
+    session: Session,
+    *,
+    actor: SignedInUser,
+    user: str,
+    what_happened: str,
+    action_taken: str,
+    outcome: str,
+    at: datetime,
+    happened_at: datetime | None = None,
+    alert_id: str | None = None,
+    event_id: str | None = None,
+) -> IncidentNoteRow:
+    row = add_note(
+        session,
+        actor=actor,
+        user=user,
+        what_happened=what_happened,
+        action_taken=action_taken,
+        outcome=outcome,
+        at=at,
+        happened_at=happened_at,
+        alert_id=alert_id,
+        event_id=event_id,
+    )
     session.commit()
     return row
 
 
-def list_notes(session: Session, *, user: str | None = None, alert_id: str | None = None,
-               limit: int = LIST_LIMIT) -> Sequence[IncidentNoteRow]:
+def list_notes(
+    session: Session,
+    *,
+    user: str | None = None,
+    alert_id: str | None = None,
+    limit: int = LIST_LIMIT,
+) -> Sequence[IncidentNoteRow]:
     """The newest notes first, about one user or one alert if given."""
     query = select(IncidentNoteRow)
     if user is not None:
         query = query.where(IncidentNoteRow.user == user)
     if alert_id is not None:
         query = query.where(IncidentNoteRow.alert_id == alert_id)
-    return session.scalars(query.order_by(IncidentNoteRow.at.desc(), IncidentNoteRow.id)
-                           .limit(limit)).all()
+    return session.scalars(
+        query.order_by(IncidentNoteRow.at.desc(), IncidentNoteRow.id).limit(limit)
+    ).all()

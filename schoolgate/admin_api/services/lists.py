@@ -29,8 +29,12 @@ from schoolgate.store.models import ExceptionRow, LocalListRow, bump_change_coun
 def _as_json(row: LocalListRow | None) -> dict[str, Any] | None:
     if row is None:
         return None
-    return {"host": row.host, "verdict": row.verdict.value, "note": row.note,
-            "added_by": row.added_by}
+    return {
+        "host": row.host,
+        "verdict": row.verdict.value,
+        "note": row.note,
+        "added_by": row.added_by,
+    }
 
 
 def normalised(host: str, *, field: str = "host") -> str:
@@ -44,17 +48,34 @@ def check_allow(policy: Policy, name: str) -> None:
     same check as an approval, and is refused where it could never work (a site the policy
     never unblocks for some role, judged inside page-rewriting proxies too)."""
     if is_rewriting_proxy(name):
-        raise PolicyForbids({"host": f"{name} is a page-rewriting proxy: allowing it would "
-                                     "open every website through it, including ones that can "
-                                     "never be unblocked. Nothing has been changed."})
+        raise PolicyForbids(
+            {
+                "host": f"{name} is a page-rewriting proxy: allowing it would "
+                "open every website through it, including ones that can "
+                "never be unblocked. Nothing has been changed."
+            }
+        )
     refused = never_unblockable_for(policy, name, set(policy.roles))
     if refused:
-        raise PolicyForbids({"host": f"{name} can never be unblocked for {refused[0]}s: the "
-                                     "school's policy keeps it blocked, so an allow here "
-                                     "would not work. Nothing has been changed."})
-    check_grant(policy, Grant(scope=Scope.EVERYONE, who=None, target_kind=TargetKind.HOST,
-                              target=name, starts=datetime.min.replace(tzinfo=UTC), ends=None),
-                user_roles=frozenset())
+        raise PolicyForbids(
+            {
+                "host": f"{name} can never be unblocked for {refused[0]}s: the "
+                "school's policy keeps it blocked, so an allow here "
+                "would not work. Nothing has been changed."
+            }
+        )
+    check_grant(
+        policy,
+        Grant(
+            scope=Scope.EVERYONE,
+            who=None,
+            target_kind=TargetKind.HOST,
+            target=name,
+            starts=datetime.min.replace(tzinfo=UTC),
+            ends=None,
+        ),
+        user_roles=frozenset(),
+    )
 
 
 def conflicts(session: Session, *, name: str, at: datetime) -> list[str]:
@@ -64,12 +85,17 @@ def conflicts(session: Session, *, name: str, at: datetime) -> list[str]:
     for row in session.scalars(select(LocalListRow).where(LocalListRow.verdict == Verdict.ALLOW)):
         if is_subdomain_or_same(name, row.host):
             found.append(f"the local allow of {row.host}")
-    rows = session.scalars(select(ExceptionRow).where(
-        or_(ExceptionRow.ends.is_(None), ExceptionRow.ends > at)).limit(1000))
+    rows = session.scalars(
+        select(ExceptionRow)
+        .where(or_(ExceptionRow.ends.is_(None), ExceptionRow.ends > at))
+        .limit(1000)
+    )
     for exc in rows:
         if exc.target_kind is TargetKind.HOST and is_subdomain_or_same(name, exc.target):
-            found.append(f"the exception for {exc.target} "
-                         f"({exc.scope.value}{' ' + exc.who if exc.who else ''})")
+            found.append(
+                f"the exception for {exc.target} "
+                f"({exc.scope.value}{' ' + exc.who if exc.who else ''})"
+            )
     return found
 
 
@@ -82,12 +108,21 @@ def blocked_by(session: Session, *, name: str) -> str | None:
 
 
 def entries(session: Session) -> Sequence[LocalListRow]:
-    return session.scalars(select(LocalListRow).order_by(LocalListRow.verdict,
-                                                         LocalListRow.host)).all()
+    return session.scalars(
+        select(LocalListRow).order_by(LocalListRow.verdict, LocalListRow.host)
+    ).all()
 
 
-def add_entry(session: Session, *, actor: SignedInUser, host: str, verdict: Verdict, note: str,
-              at: datetime, policy: Policy) -> LocalListRow:
+def add_entry(
+    session: Session,
+    *,
+    actor: SignedInUser,
+    host: str,
+    verdict: Verdict,
+    note: str,
+    at: datetime,
+    policy: Policy,
+) -> LocalListRow:
     """Block or allow `host` (and its subdomains) for everyone; replaces an entry for it.
     Refused: a whole top-level domain or public suffix; an allow the policy would never honour
     or that a local block covers (the block wins: remove it first)."""
@@ -97,26 +132,39 @@ def add_entry(session: Session, *, actor: SignedInUser, host: str, verdict: Verd
         check_allow(policy, name)
         blocking = blocked_by(session, name=name)
         if blocking is not None and blocking != name:
-            raise InvalidInput({"host": f"{name} is covered by the local block of {blocking}, "
-                                        "and a local block always wins. Remove that block "
-                                        "first if you mean to allow this site."})
+            raise InvalidInput(
+                {
+                    "host": f"{name} is covered by the local block of {blocking}, "
+                    "and a local block always wins. Remove that block "
+                    "first if you mean to allow this site."
+                }
+            )
     row = session.get(LocalListRow, name)
     before = _as_json(row)
     if row is None:
-        row = LocalListRow(host=name, verdict=verdict, note=note, added_by=actor.username,
-                           added_at=at)
+        row = LocalListRow(
+            host=name, verdict=verdict, note=note, added_by=actor.username, added_at=at
+        )
         session.add(row)
     else:
         row.verdict, row.note, row.added_by, row.added_at = verdict, note, actor.username, at
     bump_change_counter(session)
-    audit.record(session, actor=actor, action=f"list.{verdict.value}", target=f"list:{name}",
-                 at=at, before=before, after=_as_json(row))
+    audit.record(
+        session,
+        actor=actor,
+        action=f"list.{verdict.value}",
+        target=f"list:{name}",
+        at=at,
+        before=before,
+        after=_as_json(row),
+    )
     session.commit()
     return row
 
 
-def remove_entry(session: Session, *, actor: SignedInUser, host: str, at: datetime,
-                 reason: str = "") -> None:
+def remove_entry(
+    session: Session, *, actor: SignedInUser, host: str, at: datetime, reason: str = ""
+) -> None:
     name = normalised(host)
     row = session.get(LocalListRow, name)
     if row is None:
@@ -124,6 +172,13 @@ def remove_entry(session: Session, *, actor: SignedInUser, host: str, at: dateti
     before = _as_json(row)
     session.delete(row)
     bump_change_counter(session)
-    audit.record(session, actor=actor, action="list.remove", target=f"list:{name}", at=at,
-                 before=before, after={"reason": reason} if reason else None)
+    audit.record(
+        session,
+        actor=actor,
+        action="list.remove",
+        target=f"list:{name}",
+        at=at,
+        before=before,
+        after={"reason": reason} if reason else None,
+    )
     session.commit()

@@ -55,23 +55,29 @@ class EventFilter:
     def conditions(self) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
         if self.user_contains:
-            found.append(func.lower(EventRow.user).contains(self.user_contains.lower(),
-                                                            autoescape=True))
+            found.append(
+                func.lower(EventRow.user).contains(self.user_contains.lower(), autoescape=True)
+            )
         if self.host_within:
             site = self.host_within
-            found.append(or_(EventRow.host == site,
-                             EventRow.host.endswith("." + site, autoescape=True))
-                         if "." in site else EventRow.host.contains(site, autoescape=True))
+            found.append(
+                or_(EventRow.host == site, EventRow.host.endswith("." + site, autoescape=True))
+                if "." in site
+                else EventRow.host.contains(site, autoescape=True)
+            )
         if self.categories is not None:
             found.append(EventRow.category.in_(self.categories))
         if self.techniques is not None:
             found.append(EventRow.technique.in_(self.techniques))
         if self.skip_favicons:
-            found.append(or_(EventRow.path.is_(None),
-                             ~EventRow.path.startswith("/favicon.ico")))
-        for column, value in ((EventRow.user, self.user), (EventRow.client_ip, self.client_ip),
-                              (EventRow.host, self.host), (EventRow.category, self.category),
-                              (EventRow.technique, self.technique)):
+            found.append(or_(EventRow.path.is_(None), ~EventRow.path.startswith("/favicon.ico")))
+        for column, value in (
+            (EventRow.user, self.user),
+            (EventRow.client_ip, self.client_ip),
+            (EventRow.host, self.host),
+            (EventRow.category, self.category),
+            (EventRow.technique, self.technique),
+        ):
             if value is not None:
                 found.append(column == value)
         if self.verdict is not None:
@@ -105,9 +111,10 @@ class Cursor:
             at = datetime.fromisoformat(at_text)
             seq = int(seq_text)
         except (binascii.Error, UnicodeDecodeError, ValueError) as error:
-            raise ValueError("this page link is damaged; start again from the newest "
-                             "events") from error
-        if at.tzinfo is None or not row_id or len(row_id) > 36 or abs(seq) >= 2 ** 63:
+            raise ValueError(
+                "this page link is damaged; start again from the newest events"
+            ) from error
+        if at.tzinfo is None or not row_id or len(row_id) > 36 or abs(seq) >= 2**63:
             raise ValueError("this page link is damaged; start again from the newest events")
         return cls(at, seq, row_id)
 
@@ -128,23 +135,34 @@ class EventPage:
 
 def _older_than(cursor: Cursor) -> ColumnElement[bool]:
     # (at, seq, id) < cursor, spelled so that `at <= :at` is an index range condition.
-    return and_(EventRow.at <= cursor.at, or_(
-        EventRow.at < cursor.at, EventRow.seq < cursor.seq,
-        and_(EventRow.seq == cursor.seq, EventRow.id < cursor.id)))
+    return and_(
+        EventRow.at <= cursor.at,
+        or_(
+            EventRow.at < cursor.at,
+            EventRow.seq < cursor.seq,
+            and_(EventRow.seq == cursor.seq, EventRow.id < cursor.id),
+        ),
+    )
 
 
 def _newer_than(cursor: Cursor) -> ColumnElement[bool]:
-    return and_(EventRow.at >= cursor.at, or_(
-        EventRow.at > cursor.at, EventRow.seq > cursor.seq,
-        and_(EventRow.seq == cursor.seq, EventRow.id > cursor.id)))
+    return and_(
+        EventRow.at >= cursor.at,
+        or_(
+            EventRow.at > cursor.at,
+            EventRow.seq > cursor.seq,
+            and_(EventRow.seq == cursor.seq, EventRow.id > cursor.id),
+        ),
+    )
 
 
 def _newest_first(query: Select[Any]) -> Select[Any]:
     return query.order_by(EventRow.at.desc(), EventRow.seq.desc(), EventRow.id.desc())
 
 
-def events_query(filters: EventFilter, *, older: Cursor | None = None,
-                 limit: int = PAGE_SIZE) -> Select[EventRow]:
+def events_query(
+    filters: EventFilter, *, older: Cursor | None = None, limit: int = PAGE_SIZE
+) -> Select[EventRow]:
     """The SELECT for one newest-first page (also what the plan tests EXPLAIN)."""
     query = select(EventRow).where(*filters.conditions())
     if older is not None:
@@ -152,35 +170,55 @@ def events_query(filters: EventFilter, *, older: Cursor | None = None,
     return _newest_first(query).limit(limit)
 
 
-def events_page(session: Session, *, filters: EventFilter, older: Cursor | None = None,
-                newer: Cursor | None = None, limit: int = PAGE_SIZE) -> EventPage:
+def events_page(
+    session: Session,
+    *,
+    filters: EventFilter,
+    older: Cursor | None = None,
+    newer: Cursor | None = None,
+    limit: int = PAGE_SIZE,
+) -> EventPage:
     """One page of matching events, newest first: the newest (no cursor), the page after
     `older`, or the page before `newer`."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
     if newer is not None:
-        query = (select(EventRow).where(*filters.conditions(), _newer_than(newer))
-                 .order_by(EventRow.at, EventRow.seq, EventRow.id).limit(limit + 1))
+        query = (
+            select(EventRow)
+            .where(*filters.conditions(), _newer_than(newer))
+            .order_by(EventRow.at, EventRow.seq, EventRow.id)
+            .limit(limit + 1)
+        )
         found = list(session.scalars(query))
         more_newer = len(found) > limit
         rows = list(reversed(found[:limit]))
-        return EventPage(rows, Cursor.of(rows[-1]) if rows else None,
-                         Cursor.of(rows[0]) if rows and more_newer else None)
+        return EventPage(
+            rows,
+            Cursor.of(rows[-1]) if rows else None,
+            Cursor.of(rows[0]) if rows and more_newer else None,
+        )
     found = list(session.scalars(events_query(filters, older=older, limit=limit + 1)))
     rows = found[:limit]
-    return EventPage(rows, Cursor.of(rows[-1]) if len(found) > limit else None,
-                     Cursor.of(rows[0]) if rows and older is not None else None)
+    return EventPage(
+        rows,
+        Cursor.of(rows[-1]) if len(found) > limit else None,
+        Cursor.of(rows[0]) if rows and older is not None else None,
+    )
 
 
-def walk_events(sessions: sessionmaker[Session], *, filters: EventFilter,
-                max_rows: int = EXPORT_MAX_ROWS) -> Iterator[EventRow]:
+def walk_events(
+    sessions: sessionmaker[Session], *, filters: EventFilter, max_rows: int = EXPORT_MAX_ROWS
+) -> Iterator[EventRow]:
     """Every matching event, newest first, in keyset batches, each batch in a short session of
     its own (a long export holds no transaction open while the gateway writes)."""
     cursor: Cursor | None = None
     sent = 0
     while sent < max_rows:
         with sessions() as session:
-            batch = list(session.scalars(events_query(
-                filters, older=cursor, limit=min(EXPORT_BATCH, max_rows - sent))))
+            batch = list(
+                session.scalars(
+                    events_query(filters, older=cursor, limit=min(EXPORT_BATCH, max_rows - sent))
+                )
+            )
             session.expunge_all()
         yield from batch
         sent += len(batch)
@@ -203,23 +241,39 @@ class Timeline:
     truncated: bool  # more events than shown
 
 
-def timeline(session: Session, *, user: str, around: datetime, minutes: int,
-             limit: int = 2000) -> Timeline:
+def timeline(
+    session: Session, *, user: str, around: datetime, minutes: int, limit: int = 2000
+) -> Timeline:
     """What `user` did from `minutes` before `around` to `minutes` after it."""
     minutes = max(1, min(minutes, MAX_TIMELINE_MINUTES))
     start, end = around - timedelta(minutes=minutes), around + timedelta(minutes=minutes)
-    events = list(session.scalars(
-        select(EventRow).where(EventRow.user == user, EventRow.at >= start, EventRow.at < end)
-        .order_by(EventRow.at, EventRow.seq, EventRow.id).limit(limit + 1)))
+    events = list(
+        session.scalars(
+            select(EventRow)
+            .where(EventRow.user == user, EventRow.at >= start, EventRow.at < end)
+            .order_by(EventRow.at, EventRow.seq, EventRow.id)
+            .limit(limit + 1)
+        )
+    )
     attempts = session.scalars(
-        select(CircumventionAttemptRow).where(CircumventionAttemptRow.user == user,
-                                              CircumventionAttemptRow.at >= start,
-                                              CircumventionAttemptRow.at < end)
-        .order_by(CircumventionAttemptRow.at).limit(limit)).all()
+        select(CircumventionAttemptRow)
+        .where(
+            CircumventionAttemptRow.user == user,
+            CircumventionAttemptRow.at >= start,
+            CircumventionAttemptRow.at < end,
+        )
+        .order_by(CircumventionAttemptRow.at)
+        .limit(limit)
+    ).all()
     notes = session.scalars(
-        select(IncidentNoteRow).where(IncidentNoteRow.user == user, or_(
-            and_(IncidentNoteRow.happened_at >= start, IncidentNoteRow.happened_at < end),
-            and_(IncidentNoteRow.at >= start, IncidentNoteRow.at < end)))
-        .order_by(IncidentNoteRow.at)).all()
+        select(IncidentNoteRow)
+        .where(
+            IncidentNoteRow.user == user,
+            or_(
+                and_(IncidentNoteRow.happened_at >= start, IncidentNoteRow.happened_at < end),
+                and_(IncidentNoteRow.at >= start, IncidentNoteRow.at < end),
+            ),
+        )
+        .order_by(IncidentNoteRow.at)
+    ).all()
     return Timeline(user, start, end, events[:limit], attempts, notes, len(events) > limit)
-

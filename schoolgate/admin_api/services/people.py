@@ -40,8 +40,13 @@ async def look_up(resources: Resources, name: str) -> Person:
     if found is None:
         return Person(name=name, known=False, role=default)
     role = resources.identity.role_for_groups(found.groups) or default
-    return Person(name=found.username, known=True, role=role, groups=found.groups,
-                  display_name=found.display_name)
+    return Person(
+        name=found.username,
+        known=True,
+        role=role,
+        groups=found.groups,
+        display_name=found.display_name,
+    )
 
 
 def _everyone(resources: Resources) -> list[DirectoryUser] | None:
@@ -68,8 +73,9 @@ def count_covered(resources: Resources, *, scope: Scope, who: str | None) -> int
         wanted = (who or "").casefold()
         return sum(1 for u in users if wanted in {g.casefold() for g in u.groups})
     if scope is Scope.ROLE:
-        return sum(1 for u in users
-                   if (resources.identity.role_for_groups(u.groups) or default) == who)
+        return sum(
+            1 for u in users if (resources.identity.role_for_groups(u.groups) or default) == who
+        )
     return len(users)
 
 
@@ -81,6 +87,9 @@ def group_role(resources: Resources, group: str | None) -> str | None:
         return None
     default = resources.policy.default_role
     wanted = group.casefold()
-    roles = Counter(resources.identity.role_for_groups(u.groups) or default for u in users
-                    if wanted in {g.casefold() for g in u.groups})
+    roles = Counter(
+        resources.identity.role_for_groups(u.groups) or default
+        for u in users
+        if wanted in {g.casefold() for g in u.groups}
+    )
     return roles.most_common(1)[0][0] if roles else None

@@ -47,9 +47,11 @@ class Checked:
 def editable_path(policy_file: Path | None) -> Path:
     """The policy file the admin may change, or Conflict saying how to give it one."""
     if policy_file is None:
-        raise Conflict("The gateway runs the seed policy shipped with schoolgate, which cannot "
-                       "be changed here. Copy it to a file, set SCHOOLGATE_POLICY_FILE (and the "
-                       "gateway's schoolgate_policy option) to that file, and restart.")
+        raise Conflict(
+            "The gateway runs the seed policy shipped with schoolgate, which cannot "
+            "be changed here. Copy it to a file, set SCHOOLGATE_POLICY_FILE (and the "
+            "gateway's schoolgate_policy option) to that file, and restart."
+        )
     return policy_file
 
 
@@ -74,8 +76,7 @@ def check_text(text: str, *, path: Path) -> Checked:
 def _reason(reason: str) -> str:
     cleaned = " ".join(reason.split())
     if not cleaned:
-        raise InvalidInput({"reason": "say why the policy is changing (for the governors' "
-                                      "record)"})
+        raise InvalidInput({"reason": "say why the policy is changing (for the governors' record)"})
     if len(cleaned) > MAX_REASON:
         raise InvalidInput({"reason": f"keep the reason under {MAX_REASON} characters"})
     if not cleaned.isprintable():  # a NUL cannot even be stored in PostgreSQL
@@ -83,28 +84,38 @@ def _reason(reason: str) -> str:
     return cleaned
 
 
-def save(session: Session, *, actor: SignedInUser, path: Path, text: str, reason: str,
-         at: datetime) -> tuple[PolicyVersionRow | None, Policy]:
+def save(
+    session: Session, *, actor: SignedInUser, path: Path, text: str, reason: str, at: datetime
+) -> tuple[PolicyVersionRow | None, Policy]:
     """Check `text`, record it as a new version with an audit entry, write the file atomically
     and commit. Returns (the new version or None when nothing changed, the parsed policy)."""
     why = _reason(reason)
     checked = check_text(text, path=path)
     versions.notice_file(session, path, at=at)  # an outside edit first gets its own version
     before = versions.latest(session, versions.POLICY)
-    row = versions.record(session, kind=versions.POLICY, text=checked.text,
-                          author=actor.username, reason=why, at=at)
+    row = versions.record(
+        session, kind=versions.POLICY, text=checked.text, author=actor.username, reason=why, at=at
+    )
     if row is None:
         return None, checked.policy
-    audit.record(session, actor=actor, action="policy.change",
-                 target=f"policy version {row.id} ({versions.short_id(row.sha256)})", at=at,
-                 before=_summary(before), after={**(_summary(row) or {}), "diff": row.diff})
+    audit.record(
+        session,
+        actor=actor,
+        action="policy.change",
+        target=f"policy version {row.id} ({versions.short_id(row.sha256)})",
+        at=at,
+        before=_summary(before),
+        after={**(_summary(row) or {}), "diff": row.diff},
+    )
     try:
         versions.write_atomically(path, checked.text)
     except OSError as error:
         session.rollback()
-        raise Unavailable(f"The policy file {path} could not be written "
-                          f"({error.strerror or error}): the admin needs to be allowed to "
-                          "write to its folder. Nothing was changed.") from None
+        raise Unavailable(
+            f"The policy file {path} could not be written "
+            f"({error.strerror or error}): the admin needs to be allowed to "
+            "write to its folder. Nothing was changed."
+        ) from None
     session.commit()
     try:  # the same text, now named after the real file (its summary names the file)
         return row, load_policy(path)
@@ -112,19 +123,33 @@ def save(session: Session, *, actor: SignedInUser, path: Path, text: str, reason
         return row, checked.policy
 
 
-def restore(session: Session, *, actor: SignedInUser, path: Path, version_id: int,
-            reason: str, at: datetime) -> tuple[PolicyVersionRow | None, Policy]:
+def restore(
+    session: Session, *, actor: SignedInUser, path: Path, version_id: int, reason: str, at: datetime
+) -> tuple[PolicyVersionRow | None, Policy]:
     """Make an old policy version the running one again (as a new version)."""
     old = versions.get(session, version_id)
     if old is None or old.kind != versions.POLICY:
         raise NotFound(f"There is no policy version {version_id}.")
     why = _reason(reason)
-    return save(session, actor=actor, path=path, text=old.text,
-                reason=f"restored version {old.id}: {why}", at=at)
+    return save(
+        session,
+        actor=actor,
+        path=path,
+        text=old.text,
+        reason=f"restored version {old.id}: {why}",
+        at=at,
+    )
 
 
-def restore_lists(session: Session, *, actor: SignedInUser, version_id: int, reason: str,
-                  policy: Policy, at: datetime) -> PolicyVersionRow | None:
+def restore_lists(
+    session: Session,
+    *,
+    actor: SignedInUser,
+    version_id: int,
+    reason: str,
+    policy: Policy,
+    at: datetime,
+) -> PolicyVersionRow | None:
     """Make the local lists what they were in an old lists version (as a new version). Each
     allow is checked again against the policy in force, as when it was first added; if any is
     refused, nothing changes."""
@@ -142,17 +167,30 @@ def restore_lists(session: Session, *, actor: SignedInUser, version_id: int, rea
         session.delete(entry)
     session.flush()
     for verdict, host, note in wanted:
-        session.add(LocalListRow(host=host, verdict=Verdict(verdict), note=note,
-                                 added_by=actor.username, added_at=at))
+        session.add(
+            LocalListRow(
+                host=host, verdict=Verdict(verdict), note=note, added_by=actor.username, added_at=at
+            )
+        )
     session.flush()
     bump_change_counter(session)
-    row = versions.record(session, kind=versions.LISTS, text=versions.lists_text(session),
-                          author=actor.username, reason=f"restored version {old.id}: {why}",
-                          at=at)
-    audit.record(session, actor=actor, action="list.restore",
-                 target=f"lists version {row.id if row else old.id}", at=at,
-                 before={"lists": before},
-                 after={"restored": old.id, "reason": why, "diff": row.diff if row else ""})
+    row = versions.record(
+        session,
+        kind=versions.LISTS,
+        text=versions.lists_text(session),
+        author=actor.username,
+        reason=f"restored version {old.id}: {why}",
+        at=at,
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="list.restore",
+        target=f"lists version {row.id if row else old.id}",
+        at=at,
+        before={"lists": before},
+        after={"restored": old.id, "reason": why, "diff": row.diff if row else ""},
+    )
     session.commit()
     return row
 
@@ -163,8 +201,9 @@ def notice_lists(session: Session, *, at: datetime) -> PolicyVersionRow | None:
     text = versions.lists_text(session)
     if not text and versions.latest(session, versions.LISTS) is None:
         return None  # no lists yet: nothing to record
-    row = versions.record(session, kind=versions.LISTS, text=text, author=LISTS_AUTHOR,
-                          reason=LISTS_REASON, at=at)
+    row = versions.record(
+        session, kind=versions.LISTS, text=text, author=LISTS_AUTHOR, reason=LISTS_REASON, at=at
+    )
     if row is not None:
         session.commit()
     return row
@@ -173,8 +212,12 @@ def notice_lists(session: Session, *, at: datetime) -> PolicyVersionRow | None:
 def _summary(row: PolicyVersionRow | None) -> dict[str, object] | None:
     if row is None:
         return None
-    return {"version": row.id, "sha256": versions.short_id(row.sha256), "author": row.author,
-            "reason": row.reason}
+    return {
+        "version": row.id,
+        "sha256": versions.short_id(row.sha256),
+        "author": row.author,
+        "reason": row.reason,
+    }
 
 
 # --- shadow mode ---------------------------------------------------------------------------
@@ -202,50 +245,90 @@ def shadow_state(path: Path) -> ShadowState | None:
         roles = roles_file.read_text(encoding="utf-8")
     except OSError:
         roles = ""
-    return ShadowState(text, versions.content_hash(text),
-                       tuple(r.strip() for r in roles.splitlines() if r.strip()))
+    return ShadowState(
+        text, versions.content_hash(text), tuple(r.strip() for r in roles.splitlines() if r.strip())
+    )
 
 
-def start_shadow(session: Session, *, actor: SignedInUser, path: Path, text: str,
-                 roles: str, running: Policy, at: datetime) -> ShadowState:
+def start_shadow(
+    session: Session,
+    *,
+    actor: SignedInUser,
+    path: Path,
+    text: str,
+    roles: str,
+    running: Policy,
+    at: datetime,
+) -> ShadowState:
     """Check `text` and run it in shadow for `roles` (comma-separated; empty: every role)."""
     checked = check_text(text, path=path)
     wanted = tuple(dict.fromkeys(r.strip() for r in roles.split(",") if r.strip()))
     unknown = [r for r in wanted if r not in running.roles]
     if unknown:
-        raise InvalidInput({"shadow_roles": f"unknown role {unknown[0]!r} (the roles are: "
-                                            f"{', '.join(running.roles)})"})
+        raise InvalidInput(
+            {
+                "shadow_roles": f"unknown role {unknown[0]!r} (the roles are: "
+                f"{', '.join(running.roles)})"
+            }
+        )
     policy_file, roles_file = shadow_files(path)
     versions.write_atomically(roles_file, "".join(f"{r}\n" for r in wanted))
     versions.write_atomically(policy_file, checked.text)
     state = ShadowState(checked.text, versions.content_hash(checked.text), wanted)
-    audit.record(session, actor=actor, action="policy.shadow.start",
-                 target=f"shadow {versions.short_id(state.sha256)}", at=at,
-                 after={"roles": list(wanted) or "every role",
-                        "diff": versions.unified_diff(
-                            versions.read_policy_text(path), checked.text,
-                            old_name="running policy", new_name="shadow")})
+    audit.record(
+        session,
+        actor=actor,
+        action="policy.shadow.start",
+        target=f"shadow {versions.short_id(state.sha256)}",
+        at=at,
+        after={
+            "roles": list(wanted) or "every role",
+            "diff": versions.unified_diff(
+                versions.read_policy_text(path),
+                checked.text,
+                old_name="running policy",
+                new_name="shadow",
+            ),
+        },
+    )
     session.commit()
     return state
 
 
-def shadow_report(session: Session, *, sha256: str, limit: int = 500,
-                  ) -> list[tuple[str, str, str, str, str, int]]:
+def shadow_report(
+    session: Session,
+    *,
+    sha256: str,
+    limit: int = 500,
+) -> list[tuple[str, str, str, str, str, int]]:
     """(role, host, live, shadow, rule, requests) for one shadow text, most requests first."""
     total = func.sum(ShadowDifferenceRow.requests)
-    query = (select(ShadowDifferenceRow.role, ShadowDifferenceRow.host, ShadowDifferenceRow.live,
-                    ShadowDifferenceRow.shadow, ShadowDifferenceRow.rule, total)
-             .where(ShadowDifferenceRow.shadow_sha256 == sha256)
-             .group_by(ShadowDifferenceRow.role, ShadowDifferenceRow.host,
-                       ShadowDifferenceRow.live, ShadowDifferenceRow.shadow,
-                       ShadowDifferenceRow.rule)
-             .order_by(total.desc()).limit(limit))
-    return [(r, h, live, s, rule, int(n or 0))
-            for r, h, live, s, rule, n in session.execute(query)]
+    query = (
+        select(
+            ShadowDifferenceRow.role,
+            ShadowDifferenceRow.host,
+            ShadowDifferenceRow.live,
+            ShadowDifferenceRow.shadow,
+            ShadowDifferenceRow.rule,
+            total,
+        )
+        .where(ShadowDifferenceRow.shadow_sha256 == sha256)
+        .group_by(
+            ShadowDifferenceRow.role,
+            ShadowDifferenceRow.host,
+            ShadowDifferenceRow.live,
+            ShadowDifferenceRow.shadow,
+            ShadowDifferenceRow.rule,
+        )
+        .order_by(total.desc())
+        .limit(limit)
+    )
+    return [(r, h, live, s, rule, int(n or 0)) for r, h, live, s, rule, n in session.execute(query)]
 
 
-def end_shadow(session: Session, *, actor: SignedInUser, path: Path, promote: bool,
-               reason: str, at: datetime) -> PolicyVersionRow | None:
+def end_shadow(
+    session: Session, *, actor: SignedInUser, path: Path, promote: bool, reason: str, at: datetime
+) -> PolicyVersionRow | None:
     """Promote the shadow policy (saved as a new version) or discard it; either way the shadow
     files are removed, so the gateway stops deciding twice."""
     state = shadow_state(path)
@@ -253,13 +336,23 @@ def end_shadow(session: Session, *, actor: SignedInUser, path: Path, promote: bo
         raise NotFound("No policy is running in shadow.")
     row = None
     if promote:
-        row, _ = save(session, actor=actor, path=path, text=state.text,
-                      reason=f"promoted from shadow: {_reason(reason)}", at=at)
+        row, _ = save(
+            session,
+            actor=actor,
+            path=path,
+            text=state.text,
+            reason=f"promoted from shadow: {_reason(reason)}",
+            at=at,
+        )
     for file in shadow_files(path):
         file.unlink(missing_ok=True)
-    audit.record(session, actor=actor, action="policy.shadow." +
-                 ("promote" if promote else "discard"),
-                 target=f"shadow {versions.short_id(state.sha256)}", at=at,
-                 after={"version": row.id if row else None, "reason": reason.strip()})
+    audit.record(
+        session,
+        actor=actor,
+        action="policy.shadow." + ("promote" if promote else "discard"),
+        target=f"shadow {versions.short_id(state.sha256)}",
+        at=at,
+        after={"version": row.id if row else None, "reason": reason.strip()},
+    )
     session.commit()
     return row

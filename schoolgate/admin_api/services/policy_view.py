@@ -30,11 +30,15 @@ def check_policy_text(text: str, *, source: str = "pasted policy") -> PolicyChec
     try:
         policy = parse_policy(text, source=source, lists=lists)
     except PolicyError as error:
-        return PolicyCheckPublic(ok=False, summary=f"{len(error.problems)} problem(s) found",
-                                 problems=error.problems)
+        return PolicyCheckPublic(
+            ok=False, summary=f"{len(error.problems)} problem(s) found", problems=error.problems
+        )
     except Exception as error:  # hostile text must get an answer, never a crash
-        return PolicyCheckPublic(ok=False, summary="the text could not be read as a policy",
-                                 problems=[f"{source}: {type(error).__name__}"])
+        return PolicyCheckPublic(
+            ok=False,
+            summary="the text could not be read as a policy",
+            problems=[f"{source}: {type(error).__name__}"],
+        )
     return PolicyCheckPublic(ok=True, summary=summary(policy), problems=[])
 
 
@@ -47,7 +51,13 @@ def running_version(session: Session, resources: Resources, at: datetime) -> dic
     notice_lists(session, at=at)
     row = versions.latest(session, versions.POLICY) if path is not None else None
     lists_row = versions.latest(session, versions.LISTS)
-    return {"editable": path is not None, "file": str(path) if path else "the seed policy",
-            "id": row.id if row else None, "short": versions.short_id(row.sha256) if row
-            else "seed", "author": row.author if row else "", "at": row.at if row else None,
-            "reason": row.reason if row else "", "lists_id": lists_row.id if lists_row else None}
+    return {
+        "editable": path is not None,
+        "file": str(path) if path else "the seed policy",
+        "id": row.id if row else None,
+        "short": versions.short_id(row.sha256) if row else "seed",
+        "author": row.author if row else "",
+        "at": row.at if row else None,
+        "reason": row.reason if row else "",
+        "lists_id": lists_row.id if lists_row else None,
+    }

@@ -39,8 +39,7 @@ def _plain(value: Any) -> Any:
 def _rows(session: Session, table: type[DeclarativeBase], condition: Any) -> list[dict[str, Any]]:
     columns = table.__table__.columns
     found = session.scalars(select(table).where(condition).limit(LIMIT)).all()
-    return [{column.key: _plain(getattr(row, column.key)) for column in columns}
-            for row in found]
+    return [{column.key: _plain(getattr(row, column.key)) for column in columns} for row in found]
 
 
 def subject_access(session: Session, *, user: str, at: datetime) -> dict[str, Any]:
@@ -54,17 +53,23 @@ def subject_access(session: Session, *, user: str, at: datetime) -> dict[str, An
         "subject": user.strip(),
         "made_at": at.isoformat(),
         "browsing_events": _rows(session, EventRow, same(EventRow.user)),
-        "circumvention_attempts": _rows(session, CircumventionAttemptRow,
-                                        same(CircumventionAttemptRow.user)),
+        "circumvention_attempts": _rows(
+            session, CircumventionAttemptRow, same(CircumventionAttemptRow.user)
+        ),
         "alerts": _rows(session, AlertRow, same(AlertRow.user)),
         "sanctions": _rows(session, SanctionRow, same(SanctionRow.user)),
-        "supervised_sessions": _rows(session, SupervisedSessionRow,
-                                     same(SupervisedSessionRow.user)),
+        "supervised_sessions": _rows(
+            session, SupervisedSessionRow, same(SupervisedSessionRow.user)
+        ),
         "incident_notes": _rows(session, IncidentNoteRow, same(IncidentNoteRow.user)),
-        "unblock_requests": _rows(session, UnblockRequestRow, or_(
-            same(UnblockRequestRow.requester), same(UnblockRequestRow.blocked_user))),
-        "exceptions": _rows(session, ExceptionRow, or_(
-            same(ExceptionRow.who), same(ExceptionRow.created_by))),
+        "unblock_requests": _rows(
+            session,
+            UnblockRequestRow,
+            or_(same(UnblockRequestRow.requester), same(UnblockRequestRow.blocked_user)),
+        ),
+        "exceptions": _rows(
+            session, ExceptionRow, or_(same(ExceptionRow.who), same(ExceptionRow.created_by))
+        ),
         "local_list_entries_added": _rows(session, LocalListRow, same(LocalListRow.added_by)),
         "audit_entries": _rows(session, AuditEntryRow, same(AuditEntryRow.actor)),
     }

@@ -64,8 +64,11 @@ def _days(first: date, last: date) -> tuple[date, ...]:
     return tuple(first + timedelta(days=n) for n in range((last - first).days + 1))
 
 
-def _fold(rows: Iterable[Sequence[Any]], days: tuple[date, ...], zone: ZoneInfo,
-          ) -> dict[str, Counter[date]]:
+def _fold(
+    rows: Iterable[Sequence[Any]],
+    days: tuple[date, ...],
+    zone: ZoneInfo,
+) -> dict[str, Counter[date]]:
     """(utc hour, series, n) rows -> series -> local day -> n."""
     found: dict[str, Counter[date]] = defaultdict(Counter)
     for hour, name, count in rows:
@@ -73,19 +76,26 @@ def _fold(rows: Iterable[Sequence[Any]], days: tuple[date, ...], zone: ZoneInfo,
     return found
 
 
-def _as_series(found: dict[str, Counter[date]], days: tuple[date, ...],
-               keep: int | None = None) -> dict[str, tuple[int, ...]]:
+def _as_series(
+    found: dict[str, Counter[date]], days: tuple[date, ...], keep: int | None = None
+) -> dict[str, tuple[int, ...]]:
     ranked = sorted(found, key=lambda name: (-sum(found[name].values()), name))
-    shown, rest = (ranked, []) if keep is None or len(ranked) <= keep + 1 else \
-        (ranked[:keep], ranked[keep:])
+    shown, rest = (
+        (ranked, []) if keep is None or len(ranked) <= keep + 1 else (ranked[:keep], ranked[keep:])
+    )
     series = {name: tuple(found[name][day] for day in days) for name in shown}
     if rest:
         series["other"] = tuple(sum(found[name][day] for name in rest) for day in days)
     return series
 
 
-def blocked_per_day(session: Session, *, first: date, last: date, zone: ZoneInfo,
-                    ) -> DailyCounts:
+def blocked_per_day(
+    session: Session,
+    *,
+    first: date,
+    last: date,
+    zone: ZoneInfo,
+) -> DailyCounts:
     """Blocked requests per school day, one series per category (the biggest few)."""
     start, end = day_bounds(first, last, zone)
     hour = _hour(EventRow.at, session.get_bind().dialect.name)
@@ -93,13 +103,19 @@ def blocked_per_day(session: Session, *, first: date, last: date, zone: ZoneInfo
     rows = session.execute(
         select(hour, category, func.count())
         .where(EventRow.verdict == Verdict.BLOCK, EventRow.at >= start, EventRow.at < end)
-        .group_by(hour, category)).all()
+        .group_by(hour, category)
+    ).all()
     days = _days(first, last)
     return DailyCounts(days, _as_series(_fold(rows, days, zone), days, SERIES_SHOWN))
 
 
-def attempts_per_day(session: Session, *, first: date, last: date, zone: ZoneInfo,
-                     ) -> DailyCounts:
+def attempts_per_day(
+    session: Session,
+    *,
+    first: date,
+    last: date,
+    zone: ZoneInfo,
+) -> DailyCounts:
     """Circumvention attempts per school day: those that count towards a sanction, and the
     widgets of blocked platforms on allowed pages (recorded, never counted)."""
     start, end = day_bounds(first, last, zone)
@@ -107,34 +123,46 @@ def attempts_per_day(session: Session, *, first: date, last: date, zone: ZoneInf
     rows = session.execute(
         select(hour, CircumventionAttemptRow.counted, func.count())
         .where(CircumventionAttemptRow.at >= start, CircumventionAttemptRow.at < end)
-        .group_by(hour, CircumventionAttemptRow.counted)).all()
-    named = [(h, "attempts" if counted else "widgets (not counted)", n)
-             for h, counted, n in rows]
+        .group_by(hour, CircumventionAttemptRow.counted)
+    ).all()
+    named = [(h, "attempts" if counted else "widgets (not counted)", n) for h, counted, n in rows]
     days = _days(first, last)
     found = _fold(named, days, zone)
     found.setdefault("attempts", Counter())
     return DailyCounts(days, _as_series(found, days))
 
 
-def top_users_by_attempts(session: Session, *, start: datetime, end: datetime,
-                          limit: int = 10) -> list[tuple[str, int]]:
+def top_users_by_attempts(
+    session: Session, *, start: datetime, end: datetime, limit: int = 10
+) -> list[tuple[str, int]]:
     """The users with most counted attempts in [start, end), most first."""
     count = func.count().label("n")
     rows = session.execute(
         select(CircumventionAttemptRow.user, count)
-        .where(CircumventionAttemptRow.at >= start, CircumventionAttemptRow.at < end,
-               CircumventionAttemptRow.counted.is_(True),
-               CircumventionAttemptRow.user.is_not(None))
+        .where(
+            CircumventionAttemptRow.at >= start,
+            CircumventionAttemptRow.at < end,
+            CircumventionAttemptRow.counted.is_(True),
+            CircumventionAttemptRow.user.is_not(None),
+        )
         .group_by(CircumventionAttemptRow.user)
-        .order_by(count.desc(), CircumventionAttemptRow.user).limit(limit)).all()
+        .order_by(count.desc(), CircumventionAttemptRow.user)
+        .limit(limit)
+    ).all()
     return [(str(user), int(n)) for user, n in rows]
 
 
-def _counts(session: Session, column: Any, *where: ColumnElement[bool],
-            limit: int = 20) -> list[tuple[str, int]]:
+def _counts(
+    session: Session, column: Any, *where: ColumnElement[bool], limit: int = 20
+) -> list[tuple[str, int]]:
     count = func.count().label("n")
-    rows = session.execute(select(column, count).where(*where).group_by(column)
-                           .order_by(count.desc(), column).limit(limit)).all()
+    rows = session.execute(
+        select(column, count)
+        .where(*where)
+        .group_by(column)
+        .order_by(count.desc(), column)
+        .limit(limit)
+    ).all()
     return [(str(name) if name is not None else UNCATEGORISED, int(n)) for name, n in rows]
 
 
@@ -164,11 +192,13 @@ class WeeklySummary:
         yield "totals", "circumvention attempts", self.attempts
         yield "totals", "alerts still open", self.alerts_still_open
         yield "totals", "incident notes written", self.incident_notes
-        for section, items in (("blocked by category", self.blocked_by_category),
-                               ("attempts by technique", self.attempts_by_technique),
-                               ("top users by attempts", self.top_users),
-                               ("alerts by severity", self.alerts_by_severity),
-                               ("sanctions by state", self.sanctions_by_state)):
+        for section, items in (
+            ("blocked by category", self.blocked_by_category),
+            ("attempts by technique", self.attempts_by_technique),
+            ("top users by attempts", self.top_users),
+            ("alerts by severity", self.alerts_by_severity),
+            ("sanctions by state", self.sanctions_by_state),
+        ):
             for name, value in items:
                 yield section, name, value
         for day, name, value in self.blocked_daily.rows():
@@ -189,24 +219,42 @@ def weekly_summary(session: Session, *, monday: date, zone: ZoneInfo) -> WeeklyS
     attempts_in_week = (CircumventionAttemptRow.at >= start, CircumventionAttemptRow.at < end)
     alerts_in_week = (AlertRow.at >= start, AlertRow.at < end)
     return WeeklySummary(
-        first=first, last=last,
+        first=first,
+        last=last,
         events=session.scalar(select(func.count()).select_from(EventRow).where(*in_week)) or 0,
-        blocked=session.scalar(select(func.count()).select_from(EventRow).where(
-            *in_week, EventRow.verdict == Verdict.BLOCK)) or 0,
-        blocked_by_category=_counts(session, EventRow.category, *in_week,
-                                    EventRow.verdict == Verdict.BLOCK),
-        attempts=session.scalar(select(func.count()).select_from(CircumventionAttemptRow)
-                                .where(*attempts_in_week)) or 0,
-        attempts_by_technique=_counts(session, CircumventionAttemptRow.technique,
-                                      *attempts_in_week),
+        blocked=session.scalar(
+            select(func.count())
+            .select_from(EventRow)
+            .where(*in_week, EventRow.verdict == Verdict.BLOCK)
+        )
+        or 0,
+        blocked_by_category=_counts(
+            session, EventRow.category, *in_week, EventRow.verdict == Verdict.BLOCK
+        ),
+        attempts=session.scalar(
+            select(func.count()).select_from(CircumventionAttemptRow).where(*attempts_in_week)
+        )
+        or 0,
+        attempts_by_technique=_counts(
+            session, CircumventionAttemptRow.technique, *attempts_in_week
+        ),
         top_users=top_users_by_attempts(session, start=start, end=end),
         alerts_by_severity=_counts(session, AlertRow.severity, *alerts_in_week),
-        alerts_still_open=session.scalar(select(func.count()).select_from(AlertRow).where(
-            *alerts_in_week, AlertRow.state != "closed")) or 0,
-        sanctions_by_state=_counts(session, SanctionRow.state, SanctionRow.starts >= start,
-                                   SanctionRow.starts < end),
-        incident_notes=session.scalar(select(func.count()).select_from(IncidentNoteRow).where(
-            IncidentNoteRow.at >= start, IncidentNoteRow.at < end)) or 0,
+        alerts_still_open=session.scalar(
+            select(func.count())
+            .select_from(AlertRow)
+            .where(*alerts_in_week, AlertRow.state != "closed")
+        )
+        or 0,
+        sanctions_by_state=_counts(
+            session, SanctionRow.state, SanctionRow.starts >= start, SanctionRow.starts < end
+        ),
+        incident_notes=session.scalar(
+            select(func.count())
+            .select_from(IncidentNoteRow)
+            .where(IncidentNoteRow.at >= start, IncidentNoteRow.at < end)
+        )
+        or 0,
         blocked_daily=blocked_per_day(session, first=first, last=last, zone=zone),
         attempts_daily=attempts_per_day(session, first=first, last=last, zone=zone),
     )

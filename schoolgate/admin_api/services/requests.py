@@ -47,183 +47,337 @@ QUEUE_LIMIT = 500
 
 def snapshot(row: UnblockRequestRow) -> dict[str, Any]:
     """The request as JSON for the audit log's before/after."""
-    return {"id": row.id, "state": row.state.value, "host": row.host, "category": row.category,
-            "requester": row.requester, "blocked_user": row.blocked_user,
-            "for_group": row.for_group, "reviewed_by": row.reviewed_by,
-            "review_note": row.review_note, "grant": row.grant}
+    return {
+        "id": row.id,
+        "state": row.state.value,
+        "host": row.host,
+        "category": row.category,
+        "requester": row.requester,
+        "blocked_user": row.blocked_user,
+        "for_group": row.for_group,
+        "reviewed_by": row.reviewed_by,
+        "review_note": row.review_note,
+        "grant": row.grant,
+    }
 
 
-def create_request(session: Session, *, requester: SignedInUser, form: UnblockRequestCreate,
-                   claims: AccessClaims | None, policy: Policy, at: datetime,
-                   ) -> UnblockRequestRow:
+def create_request(
+    session: Session,
+    *,
+    requester: SignedInUser,
+    form: UnblockRequestCreate,
+    claims: AccessClaims | None,
+    policy: Policy,
+    at: datetime,
+) -> UnblockRequestRow:
     """Record a written request. `claims` come from a genuine block-page link (checked by the
     caller); without them the host is the one typed."""
     if claims is not None and claims.user and not requester.same_person(claims.user):
-        raise InvalidInput({"token": "this link was made for someone else's block page. "
-                                     "Use the link on your own block page, or type the "
-                                     "website's name instead"})
+        raise InvalidInput(
+            {
+                "token": "this link was made for someone else's block page. "
+                "Use the link on your own block page, or type the "
+                "website's name instead"
+            }
+        )
     raw_host = claims.host if claims is not None else site_of(form.host)
     host = normalise_host(raw_host)
     if isinstance(host, HostError):
-        raise InvalidInput({"host": "we could not read that as a website. Type or paste its "
-                                    "address, for example www.example.org"})
+        raise InvalidInput(
+            {
+                "host": "we could not read that as a website. Type or paste its "
+                "address, for example www.example.org"
+            }
+        )
     refuse_public_suffix(host.name)
     if claims is not None:
-        used = session.scalar(select(UnblockRequestRow.id).where(
-            UnblockRequestRow.from_block_page.is_(True),
-            UnblockRequestRow.host == host.name,
-            UnblockRequestRow.blocked_at == claims.at,
-            func.lower(UnblockRequestRow.requester) == requester.username.casefold()).limit(1))
+        used = session.scalar(
+            select(UnblockRequestRow.id)
+            .where(
+                UnblockRequestRow.from_block_page.is_(True),
+                UnblockRequestRow.host == host.name,
+                UnblockRequestRow.blocked_at == claims.at,
+                func.lower(UnblockRequestRow.requester) == requester.username.casefold(),
+            )
+            .limit(1)
+        )
         if used is not None:
-            raise InvalidInput({"token": "you have already sent a request from this link; "
-                                         "see “My requests” for the answer"})
+            raise InvalidInput(
+                {
+                    "token": "you have already sent a request from this link; "
+                    "see “My requests” for the answer"
+                }
+            )
     category = claims.category if claims is not None else None
     if category is None:
         category = next(iter(policy.domains.categories(host.name)), None)
     if form.for_group is not None and not requester.is_staff:
         raise NotAllowed("only staff can ask for access for a class or group")
-    roles = set(policy.roles) if form.for_group else {
-        claims.role if claims is not None and claims.role else requester.policy_role}
+    roles = (
+        set(policy.roles)
+        if form.for_group
+        else {claims.role if claims is not None and claims.role else requester.policy_role}
+    )
     judged = (roles & set(policy.roles)) or {policy.default_role}
     refused = never_unblockable_for(policy, host.name, judged)
     if refused:
-        raise InvalidInput({"host": f"{host.name} can never be unblocked at school, even if "
-                                    "you ask: the school's policy keeps it blocked for "
-                                    f"{refused[0]}s. Nothing has been sent."})
+        raise InvalidInput(
+            {
+                "host": f"{host.name} can never be unblocked at school, even if "
+                "you ask: the school's policy keeps it blocked for "
+                f"{refused[0]}s. Nothing has been sent."
+            }
+        )
     if form.wanted_on is not None and form.wanted_period is not None:
-        resolve_period(policy, f"{form.wanted_on.isoformat()} {form.wanted_period}", now=at,
-                       field="wanted_period")
+        resolve_period(
+            policy,
+            f"{form.wanted_on.isoformat()} {form.wanted_period}",
+            now=at,
+            field="wanted_period",
+        )
     row = UnblockRequestRow(
-        id=str(uuid.uuid4()), created_at=at, requester=requester.username,
-        requester_name=requester.display_name[:200], requester_role=requester.policy_role,
+        id=str(uuid.uuid4()),
+        created_at=at,
+        requester=requester.username,
+        requester_name=requester.display_name[:200],
+        requester_role=requester.policy_role,
         blocked_user=claims.user if claims else None,
         blocked_role=claims.role if claims else None,
         blocked_at=claims.at if claims else None,
         block_reason=claims.reason if claims else None,
-        from_block_page=claims is not None, host=host.name, category=category, why=form.why,
-        for_group=form.for_group, wanted_on=form.wanted_on, wanted_period=form.wanted_period,
-        state=RequestState.PENDING)
+        from_block_page=claims is not None,
+        host=host.name,
+        category=category,
+        why=form.why,
+        for_group=form.for_group,
+        wanted_on=form.wanted_on,
+        wanted_period=form.wanted_period,
+        state=RequestState.PENDING,
+    )
     session.add(row)
-    audit.record(session, actor=requester, action="request.create", target=f"request:{row.id}",
-                 at=at, after=snapshot(row))
+    audit.record(
+        session,
+        actor=requester,
+        action="request.create",
+        target=f"request:{row.id}",
+        at=at,
+        after=snapshot(row),
+    )
     session.commit()
     return row
 
 
-def _decide(session: Session, *, row: UnblockRequestRow, reviewer: SignedInUser,
-            state: RequestState, at: datetime, **values: Any) -> None:
+def _decide(
+    session: Session,
+    *,
+    row: UnblockRequestRow,
+    reviewer: SignedInUser,
+    state: RequestState,
+    at: datetime,
+    **values: Any,
+) -> None:
     """Mark the request decided, only if it is still pending (two reviewers at once: one wins)."""
     result = session.execute(
         update(UnblockRequestRow)
         .where(UnblockRequestRow.id == row.id, UnblockRequestRow.state == RequestState.PENDING)
         .values(state=state, reviewed_by=reviewer.username, reviewed_at=at, **values)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     if getattr(result, "rowcount", 1) != 1:
         session.rollback()
         raise Conflict("someone else decided this request a moment ago; reload the queue")
 
 
-def approve_request(session: Session, *, row: UnblockRequestRow, reviewer: SignedInUser,
-                    grant: Grant, note: str, policy: Policy, at: datetime,
-                    user_roles: frozenset[str] = frozenset(), confirmed: bool = False,
-                    people: int | None = None) -> UnblockRequestRow:
+def approve_request(
+    session: Session,
+    *,
+    row: UnblockRequestRow,
+    reviewer: SignedInUser,
+    grant: Grant,
+    note: str,
+    policy: Policy,
+    at: datetime,
+    user_roles: frozenset[str] = frozenset(),
+    confirmed: bool = False,
+    people: int | None = None,
+) -> UnblockRequestRow:
     """Grant access as `grant` says, after checking it against the policy (a grant to one
     person with `user_roles`, that person's roles), and only with `confirmed` if it is wider
     than the request."""
-    check_grant(policy, grant, user_roles=user_roles or frozenset(
-        {row.blocked_role or row.requester_role}))
+    check_grant(
+        policy, grant, user_roles=user_roles or frozenset({row.blocked_role or row.requester_role})
+    )
     wider = widenings(grant, asked_for_group=row.for_group)
     blocking = blocked_by(session, name=row.host)
     if blocking is not None:
-        wider.append(f"past the local block of {blocking}"
-                     + (" (the block still wins for a whole category)"
-                        if grant.target_kind is TargetKind.CATEGORY else ""))
+        wider.append(
+            f"past the local block of {blocking}"
+            + (
+                " (the block still wins for a whole category)"
+                if grant.target_kind is TargetKind.CATEGORY
+                else ""
+            )
+        )
     if wider and not confirmed:
-        raise InvalidInput({"confirm_wide": f"{reach_words(policy, grant, people=people)} "
-                                            f"That is wider than the request ({', '.join(wider)})"
-                                            ". Check it, then confirm to go ahead."})
+        raise InvalidInput(
+            {
+                "confirm_wide": f"{reach_words(policy, grant, people=people)} "
+                f"That is wider than the request ({', '.join(wider)})"
+                ". Check it, then confirm to go ahead."
+            }
+        )
     before = snapshot(row)
     exception_id: str | None = None
     local_host: str | None = None
     if grant.local_allow:
         refuse_public_suffix(grant.target, field="target")
         existing = session.get(LocalListRow, grant.target)
-        previous = ({"host": existing.host, "verdict": existing.verdict.value,
-                     "note": existing.note} if existing else None)
+        previous = (
+            {"host": existing.host, "verdict": existing.verdict.value, "note": existing.note}
+            if existing
+            else None
+        )
         if existing is None:
-            session.add(LocalListRow(host=grant.target, verdict=Verdict.ALLOW,
-                                     note=f"unblock request {row.id}: {note}"[:500],
-                                     added_by=reviewer.username, added_at=at))
+            session.add(
+                LocalListRow(
+                    host=grant.target,
+                    verdict=Verdict.ALLOW,
+                    note=f"unblock request {row.id}: {note}"[:500],
+                    added_by=reviewer.username,
+                    added_at=at,
+                )
+            )
         else:
             existing.verdict, existing.note = Verdict.ALLOW, f"unblock request {row.id}"
             existing.added_by, existing.added_at = reviewer.username, at
         local_host = grant.target
-        audit.record(session, actor=reviewer, action="list.add", target=f"list:{grant.target}",
-                     at=at, before=previous, after={"host": grant.target, "verdict": "allow"})
+        audit.record(
+            session,
+            actor=reviewer,
+            action="list.add",
+            target=f"list:{grant.target}",
+            at=at,
+            before=previous,
+            after={"host": grant.target, "verdict": "allow"},
+        )
     else:
         exception_id = str(uuid.uuid4())
-        session.add(ExceptionRow(
-            id=exception_id, scope=grant.scope, who=grant.who, target_kind=grant.target_kind,
-            target=grant.target, starts=grant.starts, ends=grant.ends,
-            created_by=reviewer.username, created_at=at, request_id=row.id, note=note))
+        session.add(
+            ExceptionRow(
+                id=exception_id,
+                scope=grant.scope,
+                who=grant.who,
+                target_kind=grant.target_kind,
+                target=grant.target,
+                starts=grant.starts,
+                ends=grant.ends,
+                created_by=reviewer.username,
+                created_at=at,
+                request_id=row.id,
+                note=note,
+            )
+        )
     bump_change_counter(session)
-    _decide(session, row=row, reviewer=reviewer, state=RequestState.APPROVED, at=at,
-            review_note=note or None, grant=grant.as_json(), exception_id=exception_id,
-            local_list_host=local_host)
+    _decide(
+        session,
+        row=row,
+        reviewer=reviewer,
+        state=RequestState.APPROVED,
+        at=at,
+        review_note=note or None,
+        grant=grant.as_json(),
+        exception_id=exception_id,
+        local_list_host=local_host,
+    )
     session.flush()
     session.refresh(row)
-    audit.record(session, actor=reviewer, action="request.approve", target=f"request:{row.id}",
-                 at=at, before=before, after=snapshot(row))
+    audit.record(
+        session,
+        actor=reviewer,
+        action="request.approve",
+        target=f"request:{row.id}",
+        at=at,
+        before=before,
+        after=snapshot(row),
+    )
     session.commit()
     return row
 
 
-def deny_request(session: Session, *, row: UnblockRequestRow, reviewer: SignedInUser,
-                 reason: str, at: datetime) -> UnblockRequestRow:
+def deny_request(
+    session: Session, *, row: UnblockRequestRow, reviewer: SignedInUser, reason: str, at: datetime
+) -> UnblockRequestRow:
     before = snapshot(row)
-    _decide(session, row=row, reviewer=reviewer, state=RequestState.DENIED, at=at,
-            review_note=reason)
+    _decide(
+        session, row=row, reviewer=reviewer, state=RequestState.DENIED, at=at, review_note=reason
+    )
     session.flush()
     session.refresh(row)
-    audit.record(session, actor=reviewer, action="request.deny", target=f"request:{row.id}",
-                 at=at, before=before, after=snapshot(row))
+    audit.record(
+        session,
+        actor=reviewer,
+        action="request.deny",
+        target=f"request:{row.id}",
+        at=at,
+        before=before,
+        after=snapshot(row),
+    )
     session.commit()
     return row
 
 
 def requests_of(session: Session, *, username: str) -> Sequence[UnblockRequestRow]:
-    return session.scalars(select(UnblockRequestRow)
-                           .where(func.lower(UnblockRequestRow.requester) == username.casefold())
-                           .order_by(UnblockRequestRow.created_at.desc()).limit(200)).all()
+    return session.scalars(
+        select(UnblockRequestRow)
+        .where(func.lower(UnblockRequestRow.requester) == username.casefold())
+        .order_by(UnblockRequestRow.created_at.desc())
+        .limit(200)
+    ).all()
 
 
-def queue(session: Session, *, state: RequestState = RequestState.PENDING,
-          ) -> Sequence[UnblockRequestRow]:
-    order = (UnblockRequestRow.created_at.asc() if state is RequestState.PENDING
-             else UnblockRequestRow.reviewed_at.desc())
-    return session.scalars(select(UnblockRequestRow).where(UnblockRequestRow.state == state)
-                           .order_by(order).limit(QUEUE_LIMIT)).all()
+def queue(
+    session: Session,
+    *,
+    state: RequestState = RequestState.PENDING,
+) -> Sequence[UnblockRequestRow]:
+    order = (
+        UnblockRequestRow.created_at.asc()
+        if state is RequestState.PENDING
+        else UnblockRequestRow.reviewed_at.desc()
+    )
+    return session.scalars(
+        select(UnblockRequestRow)
+        .where(UnblockRequestRow.state == state)
+        .order_by(order)
+        .limit(QUEUE_LIMIT)
+    ).all()
 
 
 # --- reading links, explaining and approving (called by the routes) -----------------------
 
 
 def read_claims(resources: Resources, token: str) -> AccessClaims:
-    return read_access_token(resources.access_token_secret, token[:4096],
-                             max_age_seconds=resources.settings.access_link_max_age_seconds)
+    return read_access_token(
+        resources.access_token_secret,
+        token[:4096],
+        max_age_seconds=resources.settings.access_link_max_age_seconds,
+    )
 
 
-def decision_context(policy: Policy, row: UnblockRequestRow, at: datetime, *,
-                     group_role: str | None = None) -> str:
+def decision_context(
+    policy: Policy, row: UnblockRequestRow, at: datetime, *, group_role: str | None = None
+) -> str:
     """Why the site is blocked for the people the request is about, in the policy's words
     (the decision, not anyone's browsing): for a class or group, its members (`group_role`,
     their role in the directory), not the teacher who asked."""
     if row.for_group:
-        subject = Subject(role=group_role or policy.default_role, user=None,
-                          groups=frozenset({row.for_group}))
+        subject = Subject(
+            role=group_role or policy.default_role, user=None, groups=frozenset({row.for_group})
+        )
     else:
-        subject = Subject(role=row.blocked_role or row.requester_role,
-                          user=row.blocked_user or row.requester)
+        subject = Subject(
+            role=row.blocked_role or row.requester_role, user=row.blocked_user or row.requester
+        )
     if subject.role not in policy.roles:
         subject = Subject(role=policy.default_role, user=subject.user, groups=subject.groups)
     when = row.blocked_at or at
@@ -236,24 +390,44 @@ def decision_context(policy: Policy, row: UnblockRequestRow, at: datetime, *,
     return words
 
 
-def beneficiary_roles(resources: Resources, row: UnblockRequestRow, grant: Grant,
-                      ) -> frozenset[str]:
+def beneficiary_roles(
+    resources: Resources,
+    row: UnblockRequestRow,
+    grant: Grant,
+) -> frozenset[str]:
     """For a grant to one person, the roles to check it with: the role recorded for them (the
     block page's or their session's) and their role in the directory now (unknown: the default
     role). Never the reviewer's. Called from a worker thread (a sync route)."""
     if grant.scope is not Scope.USER or grant.who is None:
         return frozenset()
-    recorded = (row.blocked_role if row.blocked_user and grant.who.casefold()
-                == row.blocked_user.casefold() else row.requester_role)
+    recorded = (
+        row.blocked_role
+        if row.blocked_user and grant.who.casefold() == row.blocked_user.casefold()
+        else row.requester_role
+    )
     person = anyio.from_thread.run(look_up, resources, grant.who)
     return frozenset(role for role in (recorded, person.role) if role)
 
 
-def approve(resources: Resources, session: Session, *, row: UnblockRequestRow,
-            reviewer: SignedInUser, form: ApprovalCreate, now: datetime) -> UnblockRequestRow:
+def approve(
+    resources: Resources,
+    session: Session,
+    *,
+    row: UnblockRequestRow,
+    reviewer: SignedInUser,
+    form: ApprovalCreate,
+    now: datetime,
+) -> UnblockRequestRow:
     grant = build_grant(resources.policy, row, form, now, reviewer)
     return approve_request(
-        session, row=row, reviewer=reviewer, grant=grant, note=form.note,
-        policy=resources.policy, at=now, user_roles=beneficiary_roles(resources, row, grant),
+        session,
+        row=row,
+        reviewer=reviewer,
+        grant=grant,
+        note=form.note,
+        policy=resources.policy,
+        at=now,
+        user_roles=beneficiary_roles(resources, row, grant),
         confirmed=form.confirm_wide,
-        people=count_covered(resources, scope=grant.scope, who=grant.who))
+        people=count_covered(resources, scope=grant.scope, who=grant.who),
+    )

@@ -31,9 +31,16 @@ RECENT = timedelta(days=30)  # ended or lifted sanctions this recent are listed 
 
 
 def as_json(row: SanctionRow) -> dict[str, Any]:
-    return {"user": row.user, "state": row.state.value, "starts": row.starts.isoformat(),
-            "ends": row.ends.isoformat() if row.ends else None, "reason": row.reason,
-            "placed_by": row.placed_by, "lifted_by": row.lifted_by, "note": row.note}
+    return {
+        "user": row.user,
+        "state": row.state.value,
+        "starts": row.starts.isoformat(),
+        "ends": row.ends.isoformat() if row.ends else None,
+        "reason": row.reason,
+        "placed_by": row.placed_by,
+        "lifted_by": row.lifted_by,
+        "note": row.note,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +53,34 @@ class SanctionsView:
 
 def sanctions_view(session: Session, *, at: datetime) -> SanctionsView:
     not_ended = or_(SanctionRow.ends.is_(None), SanctionRow.ends > at)
-    in_force = session.scalars(select(SanctionRow).where(
-        SanctionRow.state == SanctionState.PLACED, not_ended)
-        .order_by(SanctionRow.starts.desc())).all()
-    recommended = session.scalars(select(SanctionRow).where(
-        SanctionRow.state == SanctionState.RECOMMENDED, not_ended)
-        .order_by(SanctionRow.starts.desc())).all()
-    recent = session.scalars(select(SanctionRow).where(or_(
-        (SanctionRow.state == SanctionState.LIFTED) & (SanctionRow.lifted_at > at - RECENT),
-        (SanctionRow.state != SanctionState.LIFTED) & (SanctionRow.ends <= at)
-        & (SanctionRow.ends > at - RECENT)))
-        .order_by(SanctionRow.starts.desc()).limit(200)).all()
-    sessions = session.scalars(select(SupervisedSessionRow).where(
-        SupervisedSessionRow.ends > at).order_by(SupervisedSessionRow.starts)).all()
+    in_force = session.scalars(
+        select(SanctionRow)
+        .where(SanctionRow.state == SanctionState.PLACED, not_ended)
+        .order_by(SanctionRow.starts.desc())
+    ).all()
+    recommended = session.scalars(
+        select(SanctionRow)
+        .where(SanctionRow.state == SanctionState.RECOMMENDED, not_ended)
+        .order_by(SanctionRow.starts.desc())
+    ).all()
+    recent = session.scalars(
+        select(SanctionRow)
+        .where(
+            or_(
+                (SanctionRow.state == SanctionState.LIFTED) & (SanctionRow.lifted_at > at - RECENT),
+                (SanctionRow.state != SanctionState.LIFTED)
+                & (SanctionRow.ends <= at)
+                & (SanctionRow.ends > at - RECENT),
+            )
+        )
+        .order_by(SanctionRow.starts.desc())
+        .limit(200)
+    ).all()
+    sessions = session.scalars(
+        select(SupervisedSessionRow)
+        .where(SupervisedSessionRow.ends > at)
+        .order_by(SupervisedSessionRow.starts)
+    ).all()
     return SanctionsView(in_force, recommended, recent, sessions)
 
 
@@ -78,11 +100,17 @@ def directory_name(directory: Directory | None, typed: str) -> str:
     try:
         found = lookup_user(directory, name)
     except DirectoryUnavailable:
-        raise Unavailable("the school directory cannot be reached just now, so that name "
-                          "cannot be checked; try again in a minute") from None
+        raise Unavailable(
+            "the school directory cannot be reached just now, so that name "
+            "cannot be checked; try again in a minute"
+        ) from None
     if found is None:
-        raise InvalidInput({"user": f"We could not find anyone called {typed.strip()!r} in the "
-                                    "school's directory: check the spelling"})
+        raise InvalidInput(
+            {
+                "user": f"We could not find anyone called {typed.strip()!r} in the "
+                "school's directory: check the spelling"
+            }
+        )
     return canonical_user(found.username)
 
 
@@ -94,72 +122,138 @@ def lookup_user(directory: Directory, name: str) -> DirectoryUser | None:
         return asyncio.run(directory.lookup(name))
 
 
-def place(session: Session, *, actor: SignedInUser, user: str, ends: datetime | None,
-          reason: str, at: datetime, directory: Directory | None = None) -> SanctionRow:
+def place(
+    session: Session,
+    *,
+    actor: SignedInUser,
+    user: str,
+    ends: datetime | None,
+    reason: str,
+    at: datetime,
+    directory: Directory | None = None,
+) -> SanctionRow:
     """Supervised-only for `user` from now until `ends` (None: until lifted). With a directory,
     only a person it knows."""
     user = directory_name(directory, user)
     try:
-        sanction_id = store.place_sanction(session=session, user=user, starts=at, ends=ends,
-                                           reason=reason, placed_by=actor.username)
+        sanction_id = store.place_sanction(
+            session=session,
+            user=user,
+            starts=at,
+            ends=ends,
+            reason=reason,
+            placed_by=actor.username,
+        )
     except ValueError as error:
         session.rollback()
         raise _refused(error, "ends") from None
     row = session.get_one(SanctionRow, sanction_id)
-    audit.record(session, actor=actor, action="sanction.place", target=f"sanction:{row.id}",
-                 at=at, after=audit.without_notes(as_json(row)))
+    audit.record(
+        session,
+        actor=actor,
+        action="sanction.place",
+        target=f"sanction:{row.id}",
+        at=at,
+        after=audit.without_notes(as_json(row)),
+    )
     session.commit()
     return row
 
 
-def extend(session: Session, *, actor: SignedInUser, sanction: SanctionRow,
-           ends: datetime | None, note: str, at: datetime) -> SanctionRow:
+def extend(
+    session: Session,
+    *,
+    actor: SignedInUser,
+    sanction: SanctionRow,
+    ends: datetime | None,
+    note: str,
+    at: datetime,
+) -> SanctionRow:
     """Move the end (None: until lifted). Extending a recommendation places it."""
     before = as_json(sanction)
     if ends is not None and ends <= at:
         raise InvalidInput({"ends": "the new end is in the past; choose a later date and time"})
     try:
-        store.extend_sanction(session=session, sanction_id=sanction.id, ends=ends,
-                              by=actor.username, note=note or None)
+        store.extend_sanction(
+            session=session,
+            sanction_id=sanction.id,
+            ends=ends,
+            by=actor.username,
+            note=note or None,
+        )
     except ValueError as error:
         session.rollback()
         raise _refused(error, "ends") from None
     action = "sanction.extend" if before["state"] == SanctionState.PLACED else "sanction.confirm"
-    audit.record(session, actor=actor, action=action, target=f"sanction:{sanction.id}", at=at,
-                 before=audit.without_notes(before),
-                 after=audit.without_notes(as_json(sanction)))
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        target=f"sanction:{sanction.id}",
+        at=at,
+        before=audit.without_notes(before),
+        after=audit.without_notes(as_json(sanction)),
+    )
     session.commit()
     return sanction
 
 
-def lift(session: Session, *, actor: SignedInUser, sanction: SanctionRow, note: str,
-         at: datetime) -> SanctionRow:
+def lift(
+    session: Session, *, actor: SignedInUser, sanction: SanctionRow, note: str, at: datetime
+) -> SanctionRow:
     """End it now (or dismiss a recommendation)."""
     before = as_json(sanction)
-    store.lift_sanction(session=session, sanction_id=sanction.id, by=actor.username, at=at,
-                        note=note or None)
-    audit.record(session, actor=actor, action="sanction.lift", target=f"sanction:{sanction.id}",
-                 at=at, before=audit.without_notes(before),
-                 after=audit.without_notes(as_json(sanction)))
+    store.lift_sanction(
+        session=session, sanction_id=sanction.id, by=actor.username, at=at, note=note or None
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="sanction.lift",
+        target=f"sanction:{sanction.id}",
+        at=at,
+        before=audit.without_notes(before),
+        after=audit.without_notes(as_json(sanction)),
+    )
     session.commit()
     return sanction
 
 
-def open_session(session: Session, *, actor: SignedInUser, user: str, minutes: int,
-                 at: datetime, directory: Directory | None = None) -> SupervisedSessionRow:
+def open_session(
+    session: Session,
+    *,
+    actor: SignedInUser,
+    user: str,
+    minutes: int,
+    at: datetime,
+    directory: Directory | None = None,
+) -> SupervisedSessionRow:
     """`actor` supervises `user` from now for `minutes`: the sanction does not block meanwhile."""
     user = directory_name(directory, user)
     try:
         session_id = store.open_supervised_session(
-            session=session, user=user, starts=at, ends=at + timedelta(minutes=minutes),
-            opened_by=actor.username)
+            session=session,
+            user=user,
+            starts=at,
+            ends=at + timedelta(minutes=minutes),
+            opened_by=actor.username,
+        )
     except ValueError as error:
         session.rollback()
         raise _refused(error, "minutes") from None
     row = session.get_one(SupervisedSessionRow, session_id)
-    audit.record(session, actor=actor, action="supervised_session.open",
-                 target=f"supervised_session:{row.id}", at=at,
-                 after={"user": user, "starts": row.starts.isoformat(),
-                        "ends": row.ends.isoformat(), "opened_by": row.opened_by})
+    audit.record(
+        session,
+        actor=actor,
+        action="supervised_session.open",
+        target=f"supervised_session:{row.id}",
+        at=at,
+        after={
+            "user": user,
+            "starts": row.starts.isoformat(),
+            "ends": row.ends.isoformat(),
+            "opened_by": row.opened_by,
+        },
+    )
     session.commit()
     return row

@@ -38,8 +38,12 @@ def site_name(typed: str, *, field: str = "host") -> str:
     what is wrong with it."""
     found = normalise_host(site_of(typed))
     if isinstance(found, HostError):
-        raise InvalidInput({field: "we could not read that as a website. Type or paste its "
-                                   "address, for example www.example.org"})
+        raise InvalidInput(
+            {
+                field: "we could not read that as a website. Type or paste its "
+                "address, for example www.example.org"
+            }
+        )
     return found.name
 
 
@@ -52,7 +56,11 @@ def refuse_public_suffix(name: str, *, field: str = "host") -> None:
     except ValueError:
         pass
     if "." not in name.strip(".") or _suffixes().is_public(name):
-        raise InvalidInput({field: f"“{name}” is a whole ending shared by many websites, not "
-                                   "one site: an entry for it would cover every website "
-                                   f"ending in .{name}. Type the site's full name, for "
-                                   "example www.example.org"})
+        raise InvalidInput(
+            {
+                field: f"“{name}” is a whole ending shared by many websites, not "
+                "one site: an entry for it would cover every website "
+                f"ending in .{name}. Type the site's full name, for "
+                "example www.example.org"
+            }
+        )

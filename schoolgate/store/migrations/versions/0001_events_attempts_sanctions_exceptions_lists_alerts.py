@@ -56,9 +56,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
         _check("verdict", ("allow", "block")),
     )
-    for name, columns in (("user_at", ["user", "at"]), ("at", ["at"]),
-                          ("host_at", ["host", "at"]), ("category_at", ["category", "at"]),
-                          ("verdict_at", ["verdict", "at"])):
+    for name, columns in (
+        ("user_at", ["user", "at"]),
+        ("at", ["at"]),
+        ("host_at", ["host", "at"]),
+        ("category_at", ["category", "at"]),
+        ("verdict_at", ["verdict", "at"]),
+    ):
         op.create_index(f"ix_events_{name}", "events", columns)
 
     op.create_table(
@@ -74,8 +78,7 @@ def upgrade() -> None:
         sa.Column("counted", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_circumvention_attempts")),
     )
-    op.create_index("ix_circumvention_attempts_user_at", "circumvention_attempts",
-                    ["user", "at"])
+    op.create_index("ix_circumvention_attempts_user_at", "circumvention_attempts", ["user", "at"])
 
     op.create_table(
         "sanctions",
@@ -177,14 +180,18 @@ def _create_change_triggers() -> None:
             END;
             $$ LANGUAGE plpgsql""")
         for table in OVERRIDE_TABLES:
-            op.execute(f"CREATE TRIGGER {table}_bump_changes AFTER INSERT OR UPDATE OR DELETE "
-                       f"OR TRUNCATE ON {table} FOR EACH STATEMENT "
-                       "EXECUTE FUNCTION schoolgate_bump_changes()")
+            op.execute(
+                f"CREATE TRIGGER {table}_bump_changes AFTER INSERT OR UPDATE OR DELETE "
+                f"OR TRUNCATE ON {table} FOR EACH STATEMENT "
+                "EXECUTE FUNCTION schoolgate_bump_changes()"
+            )
         return
     for table in OVERRIDE_TABLES:
         for action in ("insert", "update", "delete"):
-            op.execute(f"CREATE TRIGGER {table}_{action}_bump_changes AFTER {action.upper()} "
-                       f"ON {table} BEGIN {bump}; END")
+            op.execute(
+                f"CREATE TRIGGER {table}_{action}_bump_changes AFTER {action.upper()} "
+                f"ON {table} BEGIN {bump}; END"
+            )
 
 
 def downgrade() -> None:
@@ -192,6 +199,14 @@ def downgrade() -> None:
         for table in OVERRIDE_TABLES:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_bump_changes ON {table}")
         op.execute("DROP FUNCTION IF EXISTS schoolgate_bump_changes()")
-    for table in ("changes", "alerts", "local_list", "exceptions", "supervised_sessions",
-                  "sanctions", "circumvention_attempts", "events"):
+    for table in (
+        "changes",
+        "alerts",
+        "local_list",
+        "exceptions",
+        "supervised_sessions",
+        "sanctions",
+        "circumvention_attempts",
+        "events",
+    ):
         op.drop_table(table)

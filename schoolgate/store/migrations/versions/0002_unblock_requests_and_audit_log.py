@@ -50,13 +50,18 @@ def upgrade() -> None:
         sa.CheckConstraint("state IN ('pending', 'approved', 'denied')", name="state"),
     )
     op.create_index("ix_unblock_requests_requester", "unblock_requests", ["requester"])
-    op.create_index("ix_unblock_requests_state_created_at", "unblock_requests",
-                    ["state", "created_at"])
+    op.create_index(
+        "ix_unblock_requests_state_created_at", "unblock_requests", ["state", "created_at"]
+    )
 
     op.create_table(
         "audit_log",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False,
-                  autoincrement=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            nullable=False,
+            autoincrement=True,
+        ),
         sa.Column("at", UTCDateTime(), nullable=False),
         sa.Column("actor", sa.String(200), nullable=False),
         sa.Column("actor_roles", sa.String(200), nullable=False),

@@ -48,8 +48,7 @@ def upgrade() -> None:
         sa.Column("requests", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_shadow_differences")),
     )
-    op.create_index("ix_shadow_differences_sha_at", "shadow_differences",
-                    ["shadow_sha256", "at"])
+    op.create_index("ix_shadow_differences_sha_at", "shadow_differences", ["shadow_sha256", "at"])
 
 
 def downgrade() -> None:
