@@ -160,10 +160,10 @@ def test_every_sanction_action_ends_with_a_message(app: FastAPI, resources: Reso
 
 
 def test_a_teachers_supervised_session_ends_with_a_message(app: FastAPI) -> None:
-    client, csrf = client_for(app, "staff")
+    client, csrf = client_for(app, "staff")  # teacher1, who teaches Year5: pupil1's class
     opened = client.post(
         "/monitoring/supervised-sessions",
-        data={"csrf_token": csrf, "user": "pupil2", "minutes": "30"},
+        data={"csrf_token": csrf, "user": "pupil1", "minutes": "30"},
     )
     assert opened.status_code == 303
     assert _told(client, opened.headers["location"]).startswith("Supervised session open")

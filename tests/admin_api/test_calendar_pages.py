@@ -25,7 +25,7 @@ from tests.admin_api.test_hostile import HOSTILE as FORM_HOSTILE
 from tests.admin_api.test_policy_pages import Admin
 
 admin = test_policy_pages.admin  # the same fixture: a school copy of the seed, the time fixed
-ICS = Path(__file__).resolve().parents[1] / "schoolgate" / "policy" / "ics"
+ICS = Path(__file__).resolve().parents[1] / "policy" / "ics"
 SNOW_DAY = date(2026, 12, 4)
 
 

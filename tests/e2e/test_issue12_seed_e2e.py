@@ -38,7 +38,7 @@ from tests.support.gateway import (
 )
 
 SEED = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml"
-PAGES = Path(__file__).resolve().parents[1] / "schoolgate" / "proxy_addons" / "proxy_pages"
+PAGES = Path(__file__).resolve().parents[1] / "proxy_addons" / "proxy_pages"
 REAL_START_ORIGIN = harness.start_origin
 EXTRA_HOSTS = (
     "google.co.uk",

@@ -31,7 +31,7 @@ from tests.support.gateway import (
 
 REAL_START_ORIGIN = harness.start_origin
 BIG_TAIL = b"<p>" + b"long page " * 40_000 + b"</p>"  # beyond what is held to be checked
-PAGES = Path(__file__).resolve().parents[1] / "schoolgate" / "proxy_addons" / "proxy_pages"
+PAGES = Path(__file__).resolve().parents[1] / "proxy_addons" / "proxy_pages"
 POLICY_TAIL = """
 inspection:
   pupil: {inspect: all}
