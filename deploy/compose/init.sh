@@ -35,7 +35,7 @@ while IFS= read -r line; do  # .env is compose's format, not shell: read it, nev
 done < .env
 
 if [ ! -f config/policy.yaml ]; then
-    cp "$repo/policy/data/seed.yaml" config/policy.yaml
+    cp "$repo/schoolgate/policy/data/seed.yaml" config/policy.yaml
     echo "made config/policy.yaml (the seed policy)"
     todo+=("config/policy.yaml: the calendar (term dates, INSET days, lesson and break times; docs/policy.md)")
 fi

@@ -106,7 +106,8 @@ def test_the_dockerfile_copies_every_package_pyproject_ships() -> None:
 
 def test_the_image_runs_its_own_code_with_its_data(image: Path) -> None:
     code = (
-        "import admin_api, policy, proxy_addons, schoolgate, store\n"
+        "import schoolgate\n"
+        "from schoolgate import admin_api, policy, proxy_addons, store\n"
         "for m in (admin_api, policy, proxy_addons, schoolgate, store): print(m.__file__)"
     )
     result = subprocess.run(
@@ -120,11 +121,11 @@ def test_the_image_runs_its_own_code_with_its_data(image: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert all(line.startswith(str(image)) for line in result.stdout.split()), result.stdout
     for data in (
-        "policy/data/seed.yaml",
-        "proxy_addons/templates",
-        "admin_api/templates",
-        "store/migrations/env.py",
-        "store/data",
+        "schoolgate/policy/data/seed.yaml",
+        "schoolgate/proxy_addons/templates",
+        "schoolgate/admin_api/templates",
+        "schoolgate/store/migrations/env.py",
+        "schoolgate/store/data",
     ):
         assert (image / data).exists(), data
     assert in_image(image, "--help").returncode == 0
