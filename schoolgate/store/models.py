@@ -180,6 +180,21 @@ class AttemptCountRow(Base):
     acts: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
 
+class ActMarkRow(Base):
+    """Shared marks of what was already decided, read and written by every gateway worker and
+    replica in one locked transaction (store/acts.py `claim`): an act in progress (its first
+    event, so a follow-up that another worker sees names it) and the last attempt alert per
+    person (or device address) and technique (one alert per window). One row per key."""
+
+    __tablename__ = "act_marks"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    at: Mapped[datetime]
+    event_id: Mapped[str] = mapped_column(String(36))
+
+    __table_args__ = (Index("ix_act_marks_at", "at"),)
+
+
 class SanctionRow(Base):
     """A supervised-only sanction (placed) or a recommendation of one, and who lifted it."""
 

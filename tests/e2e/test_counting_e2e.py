@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from schoolgate.store.alerts import AlertKind
 from schoolgate.store.db import make_engine, upgrade
-from schoolgate.store.models import CircumventionAttemptRow, SanctionRow, SanctionState
+from schoolgate.store.models import AlertRow, CircumventionAttemptRow, SanctionRow, SanctionState
 from tests.e2e.test_detection_e2e import sanction_policy
 from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
 from tests.support.gateway import (
@@ -274,3 +275,64 @@ def test_one_act_through_two_gateways_counts_once(tmp_path: Path, sqlite_url: st
         wait_for(
             lambda: sanctioned(sqlite_url), timeout=20, what="the sanction after the second act"
         )
+
+
+def attempt_alerts(url: str) -> list[AlertRow]:
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            return list(
+                session.scalars(
+                    select(AlertRow).where(
+                        AlertRow.kind == AlertKind.ATTEMPT, AlertRow.user == "pupil1"
+                    )
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def one_act_one_alert_through_two_gateways(tmp_path: Path, url: str) -> None:
+    # A page through one gateway process and its reload through the other: one act, so one
+    # counted row, one alert, and the reload's row names the page's as its act.
+    policy = tmp_path / "policy.yaml"
+    sanction_policy(policy)
+    identity = write_identity(tmp_path / "id")
+    args = [
+        "--set",
+        f"schoolgate_database_url={url}",
+        "--set",
+        f"schoolgate_act_seconds={ACT_SECONDS * 10}",
+    ]
+    with (
+        running_gateway(tmp_path / "a", policy=policy, identity=identity, extra_args=args) as one,
+        running_gateway(tmp_path / "b", policy=policy, identity=identity, extra_args=args) as two,
+    ):
+        assert get(one, "https://proxysite.test/", "pupil1").status_code == 403
+        wait_for(lambda: len(attempt_alerts(url)) == 1, timeout=20, what="the page's alert")
+        assert get(two, "https://proxysite.test/", "pupil1").status_code == 403  # the reload
+
+        def settled() -> bool:
+            rows = proxysite_attempts(url)
+            return len(rows) == 2 and [r.counted for r in rows] == [True, False]
+
+        wait_for(settled, timeout=20, what="the reload recorded as the page's follow-up")
+        time.sleep(2)  # anything still to come from the second gateway's alert worker
+        page, reload = proxysite_attempts(url)
+        assert reload.evidence["same_act_as"] == page.event_id
+        assert "same_act_as" not in page.evidence
+        assert len(attempt_alerts(url)) == 1
+
+
+def test_a_page_and_its_reload_through_two_gateways_on_sqlite_are_one_act_one_alert(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    one_act_one_alert_through_two_gateways(tmp_path, sqlite_url)
+
+
+def test_a_page_and_its_reload_through_two_gateways_on_postgresql_are_one_act_one_alert(
+    tmp_path: Path,
+) -> None:
+    with shared_postgres_database() as url:
+        upgrade(url)
+        one_act_one_alert_through_two_gateways(tmp_path, url)
