@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from schoolgate.store.alerts import AlertKind
@@ -40,19 +40,23 @@ def get(gw: Gateway, url: str, user: str) -> httpx.Response:
         return client.get(url)
 
 
-def proxysite_attempts(url: str) -> list[CircumventionAttemptRow]:
+def scalars[T](url: str, statement: Select[T]) -> list[T]:
+    """What `statement` reads from the database at `url` (an engine of its own, let go)."""
     engine = make_engine(url)
     try:
         with Session(engine) as session:
-            return list(
-                session.scalars(
-                    select(CircumventionAttemptRow)
-                    .where(CircumventionAttemptRow.host == "proxysite.test")
-                    .order_by(CircumventionAttemptRow.at)
-                )
-            )
+            return list(session.scalars(statement))
     finally:
         engine.dispose()
+
+
+def proxysite_attempts(url: str) -> list[CircumventionAttemptRow]:
+    return scalars(
+        url,
+        select(CircumventionAttemptRow)
+        .where(CircumventionAttemptRow.host == "proxysite.test")
+        .order_by(CircumventionAttemptRow.at),
+    )
 
 
 @pytest.fixture
@@ -278,19 +282,13 @@ def test_one_act_through_two_gateways_counts_once(tmp_path: Path, sqlite_url: st
 
 
 def attempt_alerts(url: str, user: str | None = "pupil1") -> list[AlertRow]:
-    engine = make_engine(url)
-    try:
-        with Session(engine) as session:
-            return list(
-                session.scalars(
-                    select(AlertRow).where(
-                        AlertRow.kind == AlertKind.ATTEMPT,
-                        AlertRow.user == user if user else AlertRow.user.is_(None),
-                    )
-                )
-            )
-    finally:
-        engine.dispose()
+    return scalars(
+        url,
+        select(AlertRow).where(
+            AlertRow.kind == AlertKind.ATTEMPT,
+            AlertRow.user == user if user else AlertRow.user.is_(None),
+        ),
+    )
 
 
 def one_act_one_alert_through_two_gateways(

@@ -6,7 +6,6 @@ gateway processes; the event writer's own insert of the attempt row may come bef
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,27 +14,19 @@ from sqlalchemy.orm import Session
 
 from schoolgate.policy.model import CircumventionSettings, Reason, Verdict
 from schoolgate.store.alerts import AlertKind
-from schoolgate.store.db import make_engine, upgrade
 from schoolgate.store.escalation import act_job, in_transaction
 from schoolgate.store.event_writer import EventInserter
 from schoolgate.store.events import AttemptEvidence, Event, attempt_record, event_row
 from schoolgate.store.models import ActMarkRow, AlertRow, CircumventionAttemptRow
+from tests.store.test_attempt_counts import engines
 from tests.support.postgres import database_url, postgres_session_url
 
-__all__ = ["database_url", "postgres_session_url"]
+# Fixtures: `engines`, two engines on one database (SQLite and PostgreSQL).
+__all__ = ["database_url", "engines", "postgres_session_url"]
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 SETTINGS = CircumventionSettings(threshold_attempts=3, threshold_window_seconds=600)
 ACT = "vpn.example|web_proxy"
-
-
-@pytest.fixture
-def engines(database_url: str) -> Iterator[tuple[Engine, Engine]]:
-    upgrade(database_url)
-    one, two = make_engine(database_url), make_engine(database_url)
-    yield one, two
-    one.dispose()
-    two.dispose()
 
 
 def attempt(at: datetime, *, user: str | None = "pupil1", path: str = "/") -> Event:
