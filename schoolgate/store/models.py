@@ -169,8 +169,8 @@ class AttemptCountRow(Base):
     """The counted acts of one user still inside the sanction threshold's window, shared by
     every gateway worker and replica (store/sanctions.py `count_act`): the threshold is reached
     together, not per process. `times` is a JSON list of ISO 8601 UTC instants. `acts` maps
-    the acts in progress ("site|technique") to when each began, so a follow-up request seen by
-    another worker is not a second act."""
+    the acts in progress ("site|technique") to when each began, for `count_act(act=...)`; the
+    gateway now decides acts in `act_marks` (store/acts.py) and counts without it."""
 
     __tablename__ = "attempt_counts"
 
