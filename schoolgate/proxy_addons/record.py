@@ -7,8 +7,11 @@ An attempt is an act, not a request (docs/monitoring.md, "What counts as one att
 requests one person's device makes to the same registrable site with the same technique within
 `schoolgate_act_seconds` of the act's first request are one act. Every request is still recorded;
 only the act's first is `counted`, the others name it (`same_act_as`). Only counted acts raise an
-alert and count towards the sanction threshold, which is kept in the database (shared by every
-worker and replica).
+alert and count towards the sanction threshold. This process's own act window decides at once
+for the requests it sees; with a database, each act it sees first is then decided again for
+every worker and replica, off the request path in one transaction (store/escalation.py
+`act_job`): a follow-up of an act another worker saw first has its row marked so, and the alert
+(one per person and technique per window) and the threshold are shared the same way.
 
 Last in the addon list, so it sees the final decision (Enforce's, or Detect's on top of it).
 """
@@ -18,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -47,7 +49,7 @@ from schoolgate.proxy_addons.refusals import RefusalLog, read_refused
 from schoolgate.proxy_addons.stats import GatewayStats
 from schoolgate.store.alerts import NO_PUSH, PushSettings, load_push_settings
 from schoolgate.store.db import SchemaOutOfDate, display_url, make_engine, require_current_schema
-from schoolgate.store.escalation import AlertWorker, attempt_alert_job, threshold_job
+from schoolgate.store.escalation import AlertWorker, act_job
 from schoolgate.store.event_writer import EventWriter
 from schoolgate.store.events import AttemptEvidence, Event
 from schoolgate.store.siem import SiemLines
@@ -79,7 +81,6 @@ class RecordEvents:
         self._refusals = RefusalLog(self.refused_by_mitmproxy)
         self._acts = ActWindow(ACT_SECONDS)
         self._settings = CircumventionSettings()  # the running policy's (seen on each flow)
-        self._alerted: dict[tuple[str, str], float] = {}  # (who, technique) -> last alert
         self._starting: asyncio.Task[None] | None = None
         self._started = False
         self.stats = stats or GatewayStats()
@@ -400,28 +401,9 @@ class RecordEvents:
         if not attempt.counted or self._worker is None:
             return
         self.stats.acts += 1
-        who = event.user or event.client_ip or "unknown"
-        self._alert_attempt(event, who)
-        if event.user is not None:
-            self._worker.submit(
-                threshold_job(
-                    event, self._settings, act=act_key(event), act_seconds=self._acts.seconds
-                )
-            )
-
-    def _alert_attempt(self, event: Event, who: str) -> None:
-        """One alert per person and technique per threshold window: the attempts table keeps
-        every attempt, the DSL's list stays readable."""
-        key = (who, event.technique or "")
-        now = time.monotonic()
-        last = self._alerted.get(key)
-        if last is not None and now - last < self._settings.threshold_window_seconds:
-            return
-        if len(self._alerted) > 50_000:
-            self._alerted.clear()
-        self._alerted[key] = now
-        if self._worker is not None:
-            self._worker.submit(attempt_alert_job(event))
+        self._worker.submit(
+            act_job(event, self._settings, act=act_key(event), act_seconds=self._acts.seconds)
+        )
 
     def _failed(self, where: str) -> None:
         # Recording never blocks traffic: the decision stands; the failure is counted and logged.

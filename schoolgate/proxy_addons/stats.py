@@ -184,10 +184,12 @@ class GatewayStats:
         "schoolgate_attempt_events", "Events that are circumvention attempts (follow-ups included)."
     )
     acts: int = _counter(
-        "schoolgate_attempt_acts", "Attempts counted as acts towards alerts and sanctions."
+        "schoolgate_attempt_acts",
+        "Attempts this process saw first of their act (then decided for all workers).",
     )
     follow_ups: int = _counter(
-        "schoolgate_attempt_follow_ups", "Attempt requests that belonged to an act already counted."
+        "schoolgate_attempt_follow_ups",
+        "Attempt requests this process saw as follow-ups of an act it counted.",
     )
     alerts_raised: int = _counter(
         "schoolgate_gateway_alerts_raised", "Alerts and sanction checks the gateway wrote."

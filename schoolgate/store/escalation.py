@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from schoolgate.policy.model import CircumventionSettings
+from schoolgate.store.acts import claim, forget_old, mark_follow_up, who
 from schoolgate.store.alerts import (
     NO_PUSH,
     Alert,
@@ -47,10 +48,10 @@ class EscalationCounters(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A database write off the request path; returns the alert it raised (to push), if any."""
+    """A database write off the request path; returns the alert(s) it raised (to push)."""
 
     what: str
-    run: Callable[[Session], Alert | None]
+    run: Callable[[Session], Alert | list[Alert] | None]
 
 
 class AlertWorker:
@@ -100,8 +101,10 @@ class AlertWorker:
         while True:
             job = await self._jobs.get()
             try:
-                alert = await self._run(job)
-                if alert is not None:
+                raised = await self._run(job)
+                for alert in raised if isinstance(raised, list) else [raised]:
+                    if alert is None:
+                        continue
                     self.counters.alerts_raised += 1
                     if self.push.wants(alert):
                         await self._push(alert)
@@ -111,7 +114,7 @@ class AlertWorker:
             finally:
                 self._jobs.task_done()
 
-    async def _run(self, job: Job) -> Alert | None:
+    async def _run(self, job: Job) -> Alert | list[Alert] | None:
         for attempt in range(self.retries):
             try:
                 return await asyncio.to_thread(in_transaction, self.engine, job.run)
@@ -149,6 +152,44 @@ def _mark(session: Session, alert: Alert) -> None:
 
 
 # --- the jobs for circumvention attempts --------------------------------------------------------
+
+
+def act_job(event: Event, settings: CircumventionSettings, *, act: str, act_seconds: float) -> Job:
+    """The shared decisions about an attempt this worker saw as the first of an act (`act`
+    names its site and technique), in one transaction: is it a follow-up of an act that another
+    worker saw first within `act_seconds` (then its row says so, `same_act_as`, and nothing
+    else happens)? Otherwise it is a counted act: the DSL's alert unless one was raised for
+    this person (or device) and technique within the threshold window, and, for a signed-in
+    person, the sanction threshold. Devices known only by their address get the same."""
+    person = who(event)
+
+    def run(session: Session) -> list[Alert]:
+        forget_old(session=session, at=event.at)
+        first = claim(
+            session=session,
+            key=f"act|{person}|{act}",
+            at=event.at,
+            seconds=act_seconds,
+            event_id=event.id,
+        )
+        if first is not None:
+            mark_follow_up(session=session, event=event, first=first)
+            return []
+        raised = []
+        already = claim(
+            session=session,
+            key=f"alert|{person}|{event.technique or ''}",
+            at=event.at,
+            seconds=settings.threshold_window_seconds,
+            event_id=event.id,
+        )
+        if already is None:
+            raised.append(attempt_alert_job(event).run(session))
+        if event.user is not None:
+            raised.append(threshold_job(event, settings).run(session))
+        return [alert for alert in raised if isinstance(alert, Alert)]
+
+    return Job("attempt", run)
 
 
 def attempt_alert_job(event: Event) -> Job:

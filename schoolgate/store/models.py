@@ -169,8 +169,8 @@ class AttemptCountRow(Base):
     """The counted acts of one user still inside the sanction threshold's window, shared by
     every gateway worker and replica (store/sanctions.py `count_act`): the threshold is reached
     together, not per process. `times` is a JSON list of ISO 8601 UTC instants. `acts` maps
-    the acts in progress ("site|technique") to when each began, so a follow-up request seen by
-    another worker is not a second act."""
+    the acts in progress ("site|technique") to when each began, for `count_act(act=...)`; the
+    gateway now decides acts in `act_marks` (store/acts.py) and counts without it."""
 
     __tablename__ = "attempt_counts"
 
@@ -178,6 +178,21 @@ class AttemptCountRow(Base):
     times: Mapped[list[str]] = mapped_column(JSON)
     updated: Mapped[datetime] = mapped_column(UTCDateTime)
     acts: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+
+
+class ActMarkRow(Base):
+    """Shared marks of what was already decided, read and written by every gateway worker and
+    replica in one locked transaction (store/acts.py `claim`): an act in progress (its first
+    event, so a follow-up that another worker sees names it) and the last attempt alert per
+    person (or device address) and technique (one alert per window). One row per key."""
+
+    __tablename__ = "act_marks"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    at: Mapped[datetime]
+    event_id: Mapped[str] = mapped_column(String(36))
+
+    __table_args__ = (Index("ix_act_marks_at", "at"),)
 
 
 class SanctionRow(Base):

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from schoolgate.store.alerts import AlertKind
 from schoolgate.store.db import make_engine, upgrade
-from schoolgate.store.models import CircumventionAttemptRow, SanctionRow, SanctionState
+from schoolgate.store.models import AlertRow, CircumventionAttemptRow, SanctionRow, SanctionState
 from tests.e2e.test_detection_e2e import sanction_policy
 from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
 from tests.support.gateway import (
@@ -39,19 +40,23 @@ def get(gw: Gateway, url: str, user: str) -> httpx.Response:
         return client.get(url)
 
 
-def proxysite_attempts(url: str) -> list[CircumventionAttemptRow]:
+def scalars[T](url: str, statement: Select[T]) -> list[T]:
+    """What `statement` reads from the database at `url` (an engine of its own, let go)."""
     engine = make_engine(url)
     try:
         with Session(engine) as session:
-            return list(
-                session.scalars(
-                    select(CircumventionAttemptRow)
-                    .where(CircumventionAttemptRow.host == "proxysite.test")
-                    .order_by(CircumventionAttemptRow.at)
-                )
-            )
+            return list(session.scalars(statement))
     finally:
         engine.dispose()
+
+
+def proxysite_attempts(url: str) -> list[CircumventionAttemptRow]:
+    return scalars(
+        url,
+        select(CircumventionAttemptRow)
+        .where(CircumventionAttemptRow.host == "proxysite.test")
+        .order_by(CircumventionAttemptRow.at),
+    )
 
 
 @pytest.fixture
@@ -274,3 +279,81 @@ def test_one_act_through_two_gateways_counts_once(tmp_path: Path, sqlite_url: st
         wait_for(
             lambda: sanctioned(sqlite_url), timeout=20, what="the sanction after the second act"
         )
+
+
+def attempt_alerts(url: str, user: str | None = "pupil1") -> list[AlertRow]:
+    return scalars(
+        url,
+        select(AlertRow).where(
+            AlertRow.kind == AlertKind.ATTEMPT,
+            AlertRow.user == user if user else AlertRow.user.is_(None),
+        ),
+    )
+
+
+def one_act_one_alert_through_two_gateways(
+    tmp_path: Path, url: str, user: str | None = "pupil1"
+) -> None:
+    # A page through one gateway process and its reload through the other: one act, so one
+    # counted row, one alert, and the reload's row names the page's as its act. With no user,
+    # a device known only by its address (a subnet that need not sign in).
+    policy = tmp_path / "policy.yaml"
+    sanction_policy(policy)
+    identity = write_identity(tmp_path / "id")
+    if user is None:
+        identity.write_text(
+            identity.read_text()
+            + "subnets: [{cidr: 127.0.0.0/8, role: pupil, without_auth: true}]\n"
+        )
+    args = [
+        "--set",
+        f"schoolgate_database_url={url}",
+        "--set",
+        f"schoolgate_act_seconds={ACT_SECONDS * 10}",
+    ]
+
+    def visit(gw: Gateway) -> int:
+        if user is not None:
+            return get(gw, "https://proxysite.test/", user).status_code
+        with gw.client(None, trust="both") as client:
+            return client.get("https://proxysite.test/").status_code
+
+    with (
+        running_gateway(tmp_path / "a", policy=policy, identity=identity, extra_args=args) as one,
+        running_gateway(tmp_path / "b", policy=policy, identity=identity, extra_args=args) as two,
+    ):
+        assert visit(one) == 403
+        wait_for(lambda: len(attempt_alerts(url, user)) == 1, timeout=20, what="the page's alert")
+        assert visit(two) == 403  # the reload
+
+        def settled() -> bool:
+            rows = proxysite_attempts(url)
+            return len(rows) == 2 and [r.counted for r in rows] == [True, False]
+
+        wait_for(settled, timeout=20, what="the reload recorded as the page's follow-up")
+        time.sleep(2)  # anything still to come from the second gateway's alert worker
+        page, reload = proxysite_attempts(url)
+        assert (page.user, reload.user) == (user, user)
+        assert reload.evidence["same_act_as"] == page.event_id
+        assert "same_act_as" not in page.evidence
+        assert len(attempt_alerts(url, user)) == 1
+
+
+def test_a_page_and_its_reload_through_two_gateways_on_sqlite_are_one_act_one_alert(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    one_act_one_alert_through_two_gateways(tmp_path, sqlite_url)
+
+
+def test_a_device_known_by_its_address_through_two_gateways_makes_one_act_one_alert(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    one_act_one_alert_through_two_gateways(tmp_path, sqlite_url, user=None)
+
+
+def test_a_page_and_its_reload_through_two_gateways_on_postgresql_are_one_act_one_alert(
+    tmp_path: Path,
+) -> None:
+    with shared_postgres_database() as url:
+        upgrade(url)
+        one_act_one_alert_through_two_gateways(tmp_path, url)

@@ -137,6 +137,7 @@ class Rig:
     detect: Detect
     record: RecordEvents
     engine: Engine
+    source: PolicySource
 
     def request(
         self,
@@ -203,7 +204,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             schoolgate_siem=str(tmp_path / "siem.jsonl"),
         )
         record.running()
-        yield Rig(enforce, detect, record, make_engine(url))
+        yield Rig(enforce, detect, record, make_engine(url), source)
         await record.done()
 
 
@@ -295,7 +296,7 @@ async def test_three_attempts_recommend_or_place_a_sanction(
     policy.write_text(policy.read_text() + tail)
     with taddons.context(rig.record) as tctx:  # each request its own act (no act window)
         tctx.configure(rig.record, schoolgate_act_seconds=0)
-    await rig.enforce.refresh()
+    await rig.source.refresh()
     for path in (
         "/web/2024/https://x.com/",
         "/web/2024/https://www.instagram.com/",
