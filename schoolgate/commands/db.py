@@ -70,7 +70,8 @@ def register(subparsers: Any) -> None:
         type=int,
         default=defaults.alerts,
         metavar="N",
-        help=f"keep alerts N days (default {defaults.alerts})",
+        help="keep alerts N days after they were closed; one not closed is kept "
+        f"(default {defaults.alerts})",
     )
     clean.add_argument(
         "--sanctions-days",
@@ -79,6 +80,28 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="keep sanctions and supervised sessions N days after they ended "
         f"(default {defaults.sanctions})",
+    )
+    clean.add_argument(
+        "--audit-log-days",
+        type=int,
+        default=defaults.audit_log,
+        metavar="N",
+        help=f"keep the admin's audit log N days (default {defaults.audit_log})",
+    )
+    clean.add_argument(
+        "--requests-days",
+        type=int,
+        default=defaults.requests,
+        metavar="N",
+        help=f"keep unblock requests (names and reasons) N days (default {defaults.requests})",
+    )
+    clean.add_argument(
+        "--incident-notes-days",
+        type=int,
+        default=defaults.incident_notes,
+        metavar="N",
+        help="keep incident notes (safeguarding records) N days "
+        f"(default {defaults.incident_notes}: 25 years)",
     )
     clean.set_defaults(handler=run_purge)
 
@@ -153,6 +176,9 @@ def run_purge(args: argparse.Namespace) -> int:
             attempts=args.attempts_days,
             alerts=args.alerts_days,
             sanctions=args.sanctions_days,
+            audit_log=args.audit_log_days,
+            requests=args.requests_days,
+            incident_notes=args.incident_notes_days,
         )
     except ValueError as exc:
         print(f"schoolgate db purge: {exc}", file=sys.stderr)
