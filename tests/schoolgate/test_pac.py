@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from schoolgate.cli import main
-from schoolgate.policy.addresses import InternalAllow, InternalSettings
 from schoolgate.commands.pac import make_pac, parse_gateway
+from schoolgate.policy.addresses import InternalAllow, InternalSettings
 from tests.support.needs import need
 
 HERE = Path(__file__).resolve().parent
