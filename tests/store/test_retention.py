@@ -76,22 +76,7 @@ def test_each_table_keeps_its_own_number_of_days(database_url: str) -> None:
                         counted=True,
                     )
                 )
-                session.add(
-                    AlertRow(
-                        id=f"a{i}",
-                        at=NOW - age * DAY,
-                        severity=AlertSeverity.LOW,
-                        kind="attempt",
-                        user="p",
-                        summary="s",
-                        details={},
-                        state=AlertState.CLOSED,
-                        acknowledged_by=None,
-                        action_taken=None,
-                        outcome=None,
-                        pushed_at=None,
-                    )
-                )
+                session.add(_alert(f"a{i}", age, AlertState.CLOSED, None))
             sanctions = [
                 ("ended-long-ago", NOW - 400 * DAY, SanctionState.PLACED, None),
                 ("ended-recently", NOW - 10 * DAY, SanctionState.PLACED, None),
