@@ -221,7 +221,8 @@ class Metrics:
         )
         self.attempts = Counter(
             "schoolgate_circumvention_attempts",
-            "Attempts to get round the filter, by technique.",
+            "Requests that tried to get round the filter, by technique (an HTTPS attempt once: "
+            "with its request, or with its tunnel if no request followed).",
             ["technique"],
             registry=self.registry,
         )
