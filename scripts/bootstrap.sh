@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Sourced by scripts/run.sh and scripts/test.sh: finds a Python >= 3.12, makes .venv and
-# installs schoolgate into it (again only when pyproject.toml changes).
+# installs schoolgate into it (again only when pyproject.toml changes, or the caller needs more).
+# The caller says what it needs in SG_EXTRAS before sourcing: "runtime" (run.sh: what running
+# the gateway and admin needs) or "test" (test.sh, and the default: the [test] extras too, about
+# 630 MB more). The stamp records the pyproject.toml hash and what was installed; "test" covers
+# "runtime", so switching from test.sh to run.sh installs nothing.
 # Sets SG_VENV and SG_PY for the caller.
 set -euo pipefail
 
@@ -53,13 +57,24 @@ MSG
 fi
 
 SG_PY="$SG_VENV/bin/python"
+SG_EXTRAS="${SG_EXTRAS:-test}"
+case "$SG_EXTRAS" in
+    runtime) sg_target="$SG_ROOT" ;;
+    test) sg_target="$SG_ROOT[test]" ;;
+    *) echo "schoolgate: SG_EXTRAS must be runtime or test, not '$SG_EXTRAS'" >&2; exit 2 ;;
+esac
 stamp="$SG_VENV/.schoolgate-installed"
-want="$(cat "$SG_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "schoolgate: installing schoolgate and its dependencies into $SG_VENV" >&2
+want="$(sha256sum < "$SG_ROOT/pyproject.toml" | cut -d' ' -f1)"
+have_hash="" have_extras=""
+if [ -f "$stamp" ]; then
+    read -r have_hash have_extras < "$stamp" || true
+    have_extras="${have_extras:-test}"  # a stamp without it is from when [test] always went in
+fi
+if [ "$have_hash" != "$want" ] || { [ "$SG_EXTRAS" = test ] && [ "$have_extras" != test ]; }; then
+    echo "schoolgate: installing schoolgate and its dependencies ($SG_EXTRAS) into $SG_VENV" >&2
     "$SG_PY" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-    "$SG_PY" -m pip install --quiet --disable-pip-version-check -e "$SG_ROOT[test]" >&2
-    echo "$want" > "$stamp"
+    "$SG_PY" -m pip install --quiet --disable-pip-version-check -e "$sg_target" >&2
+    echo "$want $SG_EXTRAS" > "$stamp"
 fi
 export SG_ROOT SG_VENV SG_PY
 export PATH="$SG_VENV/bin:$PATH"

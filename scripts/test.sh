@@ -9,6 +9,7 @@
 #                                                 and need no service (no system packages, no
 #                                                 PostgreSQL); under a minute
 set -euo pipefail
+SG_EXTRAS=test  # the [test] extras: pytest, ruff, mypy, playwright, ...
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 cd "$SG_ROOT"
 if [ "${1:-}" = "--fast" ]; then

@@ -51,36 +51,28 @@ def register(subparsers: Any) -> None:
     defaults = RetentionDays()
     clean = commands.add_parser("purge", help="delete records older than their retention")
     clean.add_argument("--database", help=URL_HELP)
-    clean.add_argument(
-        "--events-days",
-        type=int,
-        default=defaults.events,
-        metavar="N",
-        help=f"keep browsing events N days (default {defaults.events})",
-    )
-    clean.add_argument(
-        "--attempts-days",
-        type=int,
-        default=defaults.attempts,
-        metavar="N",
-        help=f"keep circumvention attempts N days (default {defaults.attempts})",
-    )
-    clean.add_argument(
-        "--alerts-days",
-        type=int,
-        default=defaults.alerts,
-        metavar="N",
-        help=f"keep alerts N days (default {defaults.alerts})",
-    )
-    clean.add_argument(
-        "--sanctions-days",
-        type=int,
-        default=defaults.sanctions,
-        metavar="N",
-        help="keep sanctions and supervised sessions N days after they ended "
-        f"(default {defaults.sanctions})",
-    )
+    for field, what in RETENTION_FLAGS:
+        clean.add_argument(
+            f"--{field.replace('_', '-')}-days",
+            dest=f"{field}_days",
+            type=int,
+            default=getattr(defaults, field),
+            metavar="N",
+            help=f"keep {what} (default {getattr(defaults, field)})",
+        )
     clean.set_defaults(handler=run_purge)
+
+
+# `db purge`'s flags: each RetentionDays field as --FIELD-days, and what it keeps.
+RETENTION_FLAGS = (
+    ("events", "browsing events N days"),
+    ("attempts", "circumvention attempts N days"),
+    ("alerts", "alerts N days after they were closed; one not closed is kept"),
+    ("sanctions", "sanctions and supervised sessions N days after they ended"),
+    ("requests", "unblock requests (names and reasons) N days"),
+    ("audit_log", "the admin's audit log N days"),
+    ("incident_notes", "incident notes (safeguarding records) N days"),
+)
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -149,10 +141,7 @@ def run_purge(args: argparse.Namespace) -> int:
     url = _url(args)
     try:
         days = RetentionDays(
-            events=args.events_days,
-            attempts=args.attempts_days,
-            alerts=args.alerts_days,
-            sanctions=args.sanctions_days,
+            **{field: getattr(args, f"{field}_days") for field, _ in RETENTION_FLAGS}
         )
     except ValueError as exc:
         print(f"schoolgate db purge: {exc}", file=sys.stderr)

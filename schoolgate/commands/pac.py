@@ -18,7 +18,9 @@ How devices find this file:
   - Set it by policy: Group Policy / Intune "automatic configuration script" =
     http://{host}:{port}/proxy.pac (the gateway serves this file itself).
   - WPAD by DNS: make wpad.<your DNS domain> point at the gateway (an A record, or a CNAME to
-    {host}); browsers set to "automatically detect" then ask http://wpad.<domain>/wpad.dat.
+    {host}); browsers set to "automatically detect" then ask http://wpad.<domain>/wpad.dat,
+    on port 80 (not {port}): publish this file on a web server on port 80 at that address, or
+    forward port 80 there to the gateway's {port}.
     Windows DNS Server blocks the name "wpad" until you remove it from its global query block
     list (dnscmd /config /globalqueryblocklist isatap).
   - WPAD by DHCP: option 252 (type string) = http://{host}:{port}/wpad.dat. Chromium-based
@@ -29,13 +31,13 @@ How devices find this file:
 
 
 def make_pac(gateways: list[tuple[str, int]], internal: InternalSettings | None = None) -> str:
-    """The PAC text: DIRECT for the first gateway itself, localhost, private or loopback IP
+    """The PAC text: DIRECT for the gateways themselves, localhost, private or loopback IP
     literals and the policy's `internal.allow` entries marked `direct: true`; every other host
     through the gateways in order (fail-over), never DIRECT."""
     if not gateways:
         raise ValueError("at least one gateway is needed")
     proxies = "; ".join(f"PROXY {_bracket(host)}:{port}" for host, port in gateways)
-    return gateway_pages.make_pac(gateways[0][0], proxies, internal)
+    return gateway_pages.make_pac([host for host, _ in gateways], proxies, internal)
 
 
 def parse_gateway(text: str, default_port: int) -> tuple[str, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,18 +26,65 @@ from schoolgate.proxy_addons.policy_source import PolicySource
 
 PAC_TYPE = "application/x-ns-proxy-autoconfig"
 
-# DIRECT only for the gateway, private or loopback IPv4 literals, and the policy's internal
-# allow-list entries marked `direct` (names and their subdomains; IPv4 ranges, for literals).
+# DIRECT only for the gateways, localhost, private or loopback IP literals (IPv4; IPv6 loopback,
+# unique-local fc00::/7 and link-local fe80::/10; IPv4-mapped IPv6 as its IPv4), and the policy's
+# internal allow-list entries marked `direct` (names and their subdomains; ranges, for literals).
 # Host names are never resolved here (dnsResolve/isInNet on a name would let DNS decide what
-# skips the filter).
+# skips the filter). isInNet is IPv4-only in browsers, so IPv6 literals are matched by ipv6().
 _PAC = """\
+function ipv6(text) {
+  if (!/^[0-9a-f:.]+$/.test(text) || text.indexOf(":") < 0) return null;
+  var v4 = /^(.*:)(\\d{1,3})\\.(\\d{1,3})\\.(\\d{1,3})\\.(\\d{1,3})$/.exec(text);
+  if (v4) {
+    for (var k = 2; k < 6; k++) if (+v4[k] > 255) return null;
+    text = v4[1] + (v4[2] * 256 + +v4[3]).toString(16) + ":" +
+      (v4[4] * 256 + +v4[5]).toString(16);
+  }
+  var halves = text.split("::");
+  if (halves.length > 2) return null;
+  var head = halves[0] === "" ? [] : halves[0].split(":");
+  var tail = halves.length === 2 && halves[1] !== "" ? halves[1].split(":") : [];
+  var given = head.length + tail.length;
+  if (halves.length === 1 ? given !== 8 : given > 7) return null;
+  var parts = head.concat(new Array(8 - given + 1).join("0").split(""), tail);
+  var groups = [];
+  for (var i = 0; i < 8; i++) {
+    if (!/^[0-9a-f]{1,4}$/.test(parts[i])) return null;
+    groups.push(parseInt(parts[i], 16));
+  }
+  return groups;
+}
+function inNet6(groups, net, bits) {
+  var base = ipv6(net);
+  for (var i = 0; i < 8 && bits > 16 * i; i++) {
+    var mask = (0xffff << (16 - Math.min(16, bits - 16 * i))) & 0xffff;
+    if ((groups[i] & mask) !== (base[i] & mask)) return false;
+  }
+  return true;
+}
+var PRIVATE6 = [["::1", 128], ["fc00::", 7], ["fe80::", 10]];
 function FindProxyForURL(url, host) {
   host = host.toLowerCase();
-  if (host === "localhost" || host === GATEWAY) return "DIRECT";
+  if (host.charAt(0) === "[" && host.charAt(host.length - 1) === "]") {
+    host = host.substring(1, host.length - 1);
+  }
+  if (host === "localhost") return "DIRECT";
+  for (var g = 0; g < GATEWAYS.length; g++) if (host === GATEWAYS[g]) return "DIRECT";
   for (var i = 0; i < DIRECT_NAMES.length; i++) {
     var name = DIRECT_NAMES[i];
     if (host === name || (host.length > name.length &&
         host.substring(host.length - name.length - 1) === "." + name)) return "DIRECT";
+  }
+  var v6 = ipv6(host);
+  if (v6 !== null && v6.slice(0, 5).join() === "0,0,0,0,0" && v6[5] === 0xffff) {
+    host = [v6[6] >> 8, v6[6] & 255, v6[7] >> 8, v6[7] & 255].join(".");  // IPv4-mapped
+    v6 = null;
+  }
+  for (var n = 0; v6 !== null && n < DIRECT_NETS6.length; n++) {
+    if (inNet6(v6, DIRECT_NETS6[n][0], DIRECT_NETS6[n][1])) return "DIRECT";
+  }
+  for (var p = 0; v6 !== null && p < PRIVATE6.length; p++) {
+    if (inNet6(v6, PRIVATE6[p][0], PRIVATE6[p][1])) return "DIRECT";
   }
   var literal = /^\\d{1,3}(\\.\\d{1,3}){3}$/.test(host);
   for (var j = 0; literal && j < DIRECT_NETS.length; j++) {
@@ -180,7 +228,7 @@ class GatewayPages:
         if ":" in host:
             host = f"[{host}]"
         proxy = f"PROXY {host}:{sockname[1]}"
-        return make_pac(self._gateway_host or str(sockname[0]), proxy, self._policy_internal())
+        return make_pac([self._gateway_host or str(sockname[0])], proxy, self._policy_internal())
 
     def _policy_internal(self) -> InternalSettings | None:
         """The policy's internal settings, as PolicySource holds them (a refused file keeps the
@@ -191,10 +239,13 @@ class GatewayPages:
             return None
 
 
-def make_pac(gateway: str, proxies: str, internal: InternalSettings | None = None) -> str:
-    """The PAC file: DIRECT for `gateway` itself, localhost, private or loopback IP literals and
-    the `internal.allow` entries marked `direct` (names with their subdomains, IPv4 ranges);
-    everything else through `proxies` ("PROXY host:port[; PROXY ...]"), never DIRECT."""
+def make_pac(
+    gateways: Sequence[str], proxies: str, internal: InternalSettings | None = None
+) -> str:
+    """The PAC file: DIRECT for the `gateways` themselves (every fail-over one), localhost,
+    private or loopback IP literals and the `internal.allow` entries marked `direct` (names
+    with their subdomains, IPv4 and IPv6 ranges); everything else through `proxies`
+    ("PROXY host:port[; PROXY ...]"), never DIRECT."""
     direct = [entry for entry in (internal.allow if internal else ()) if entry.direct]
     names = sorted({host for entry in direct for host in entry.hosts})
     nets = [
@@ -203,10 +254,18 @@ def make_pac(gateway: str, proxies: str, internal: InternalSettings | None = Non
         for net in entry.networks
         if net.version == 4
     ]
+    nets6 = [
+        [str(net.network_address), net.prefixlen]
+        for entry in direct
+        for net in entry.networks
+        if net.version == 6
+    ]
+    hosts = [host.lower() for host in gateways]
     # json.dumps: a valid, safely quoted JavaScript literal.
     return (
-        f"var GATEWAY = {json.dumps(gateway)};\nvar PROXY = {json.dumps(proxies)};\n"
-        f"var DIRECT_NAMES = {json.dumps(names)};\nvar DIRECT_NETS = {json.dumps(nets)};\n" + _PAC
+        f"var GATEWAYS = {json.dumps(hosts)};\nvar PROXY = {json.dumps(proxies)};\n"
+        f"var DIRECT_NAMES = {json.dumps(names)};\nvar DIRECT_NETS = {json.dumps(nets)};\n"
+        f"var DIRECT_NETS6 = {json.dumps(nets6)};\n" + _PAC
     )
 
 

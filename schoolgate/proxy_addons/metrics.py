@@ -23,6 +23,7 @@ from wsgiref.simple_server import WSGIServer
 
 from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.connection import Client
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
@@ -200,6 +201,10 @@ class Metrics:
         self._last_tick = time.monotonic()
         self._seen_reloads = 0
         self._labels = {name: BoundedLabel() for name in ("category", "role", "technique")}
+        # Tunnels opened as an attempt, by client connection: the attempt is counted once, with
+        # the tunnel's first request, or when the client leaves without one (as it is
+        # recorded, proxy_addons/record.py), never at the CONNECT and again at the request.
+        self._tunnel_attempts: dict[str, str] = {}
         self.requests = Counter(
             "schoolgate_requests",
             "Decisions on requests (stage=request) and on CONNECT tunnels (stage=connect).",
@@ -216,7 +221,8 @@ class Metrics:
         )
         self.attempts = Counter(
             "schoolgate_circumvention_attempts",
-            "Attempts to get round the filter, by technique.",
+            "Requests that tried to get round the filter, by technique (an HTTPS attempt once: "
+            "with its request, or with its tunnel if no request followed).",
             ["technique"],
             registry=self.registry,
         )
@@ -305,6 +311,11 @@ class Metrics:
         if flow.request.method != "CONNECT":
             self._count(flow, "request")
 
+    def client_disconnected(self, client: Client) -> None:
+        technique = self._tunnel_attempts.pop(client.id, None)
+        if technique is not None:  # no request followed: the tunnel was the attempt
+            self._count_attempt(technique)
+
     def _observe_latency(self, flow: http.HTTPFlow, stage: str) -> None:
         if context.DECISION in flow.metadata:
             started = flow.request.timestamp_start
@@ -326,8 +337,17 @@ class Metrics:
         if stage == "request" and identity is not None:
             self.identities.labels(str(getattr(identity, "source", NONE))).inc()
         technique = flow.metadata.get(context.TECHNIQUE) or decision.technique
+        client = flow.client_conn.id
+        if stage == "request":
+            self._tunnel_attempts.pop(client, None)  # the tunnel's request is the attempt
+        elif technique and flow.response is None:  # a tunnel: counted with what follows
+            self._tunnel_attempts[client] = str(technique)
+            return
         if technique:
-            self.attempts.labels(self._labels["technique"](technique)).inc()
+            self._count_attempt(str(technique))
+
+    def _count_attempt(self, technique: str) -> None:
+        self.attempts.labels(self._labels["technique"](technique)).inc()
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -202,6 +202,14 @@ class GatewayStats:
         "Alert and sanction writes given up (queue full, "
         "or the database stayed down through every retry). Must stay 0.",
     )
+    alert_write_failures: int = _counter(
+        "schoolgate_gateway_alert_write_failures",
+        "Alert and sanction writes the database refused or timed out on (each is retried).",
+    )
+    alert_push_failures: int = _counter(
+        "schoolgate_gateway_alert_push_failures",
+        "Alert pushes (email, webhook) that failed; the alert is still in the admin.",
+    )
     # Limits
     refused_per_client: int = _counter(
         "schoolgate_connections_over_limit",

@@ -43,7 +43,9 @@ class EscalationCounters(Protocol):
     alerts_raised: int
     alerts_pushed: int
     alert_jobs_dropped: int  # must stay 0
-    alerts_errors: int
+    alert_write_failures: int  # a write the database refused or timed out on (retried)
+    alert_push_failures: int  # an email or webhook push that failed (the alert is kept)
+    alerts_errors: int  # anything else: a bug
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,7 @@ class AlertWorker:
             try:
                 return await asyncio.to_thread(in_transaction, self.engine, job.run)
             except Exception as exc:
-                self.counters.alerts_errors += 1
+                self.counters.alert_write_failures += 1
                 if attempt == 0:
                     logger.warning(
                         "writing a %s to the database failed (%s); retrying",
@@ -135,7 +137,7 @@ class AlertWorker:
         results = await push_alert(self.push, alert)
         for channel, problem in results.items():
             if problem is not None:
-                self.counters.alerts_errors += 1
+                self.counters.alert_push_failures += 1
                 logger.warning("pushing alert %s by %s failed: %s", alert.id, channel, problem)
         if results and all(p is None for p in results.values()):
             self.counters.alerts_pushed += 1

@@ -271,6 +271,8 @@ class AlertRow(Base):
     action_taken: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str | None] = mapped_column(Text)
     pushed_at: Mapped[datetime | None]
+    # When the DSL closed it: retention counts from here (an alert not closed is kept).
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_alerts_state_at", "state", "at"),)
 

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, delete, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from schoolgate.store.admin_models import AuditEntryRow, UnblockRequestRow
 from schoolgate.store.incident_models import IncidentNoteRow
 from schoolgate.store.models import (
     AlertRow,
+    AlertState,
     Base,
     CircumventionAttemptRow,
     EventRow,
@@ -33,7 +34,7 @@ class RetentionDays:
 
     events: int = 90  # browsing events
     attempts: int = 365  # circumvention attempts
-    alerts: int = 365
+    alerts: int = 365  # after the alert was closed (one not closed is kept)
     sanctions: int = 365  # sanctions (and supervised sessions) after they ended
     # The admin's records. Audit log: three years, so that each annual filtering review (DfE
     # filtering and monitoring standards) and the one after can read the year's decisions.
@@ -80,7 +81,18 @@ def purge(
             CircumventionAttemptRow.at < before(days.attempts),
             batch,
         ),
-        "alerts": _delete(engine, AlertRow, AlertRow.id, AlertRow.at < before(days.alerts), batch),
+        # An alert is kept until the DSL closes it, then `alerts` days from its closing (from
+        # when it was raised if it was closed before the closing time was stored).
+        "alerts": _delete(
+            engine,
+            AlertRow,
+            AlertRow.id,
+            and_(
+                AlertRow.state == AlertState.CLOSED,
+                func.coalesce(AlertRow.closed_at, AlertRow.at) < before(days.alerts),
+            ),
+            batch,
+        ),
         # A sanction goes once it ended (or was lifted, or only recommended) long enough ago;
         # one with no end stays.
         "sanctions": _delete(

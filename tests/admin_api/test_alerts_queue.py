@@ -98,6 +98,9 @@ def test_acknowledge_then_close_records_the_action_and_outcome(
         row = session.get_one(AlertRow, alert_id)
         assert row.state is AlertState.CLOSED
         assert row.outcome == "Supervised-only for a week."
+        # retention counts from the closing (ops review L4; store/retention.py)
+        assert row.closed_at is not None
+        assert abs((row.closed_at - datetime.now(UTC)).total_seconds()) < 300
         assert session.get(IncidentNoteRow, note["id"]) is not None
     assert (
         _audit(resources, "alert.close", f"alert:{alert_id}").after["incident_note"] == note["id"]

@@ -128,6 +128,8 @@ def browse(gw: Gateway) -> None:
         assert (
             c.get("https://www.tiktok.com/", headers={"Host": "learning.test"}).status_code == 403
         )
+        # An HTTPS attempt decided at the CONNECT already (an IP literal), then its request.
+        assert c.get("https://8.8.8.8/").status_code == 403
     with gw.client("staff1", trust="origin") as c:
         assert c.get("https://learning.test/").status_code == 200  # passed through
     with gw.client("staff1") as c:
@@ -171,6 +173,8 @@ def test_every_metric_is_present_and_moves(gateway: tuple[Gateway, Scraper, Path
     assert moved("schoolgate_requests_total", stage="request", reason="engine_error") == 1
     assert moved("schoolgate_circumvention_attempts_total", technique="host_mismatch") >= 1
     assert moved("schoolgate_circumvention_attempts_total") >= 2
+    # ops review M10.1: one HTTPS attempt is one, not one at the CONNECT and one at the request
+    assert moved("schoolgate_circumvention_attempts_total", technique="ip_literal") == 1
     assert moved("schoolgate_decision_seconds_count", stage="request") >= 5
     assert moved("schoolgate_decision_seconds_count", stage="connect") >= 4
     assert moved("schoolgate_decision_seconds_sum", stage="request") > 0

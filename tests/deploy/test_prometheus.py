@@ -57,6 +57,9 @@ def test_every_alert_the_issue_asks_for_is_there() -> None:
         "SchoolgateEventsDropped",
         "SchoolgateSpoolGrowing",
         "SchoolgateDirectoryUnreachable",
+        # ops review M10.3: the alert and sanction worker's losses and failed pushes
+        "SchoolgateAlertsLost",
+        "SchoolgateAlertPushFailing",
     ):
         assert f"alert: {alert}" in rules
 

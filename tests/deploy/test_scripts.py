@@ -96,3 +96,70 @@ def test_the_test_command_runs_pytest_under_with_postgres(script: str) -> None:
     assert 'exec "$SG_PY" -m pytest --fast "$@"' in text
     assert "./scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
     assert "./scripts/test.sh" in (ROOT / "README.md").read_text()
+
+
+# --- scripts/bootstrap.sh: what each command installs (newcomer review 10) ---------------------
+# A stand-in interpreter records how bootstrap.sh calls it; the shell logic under test is the
+# real script's (no pip run: that is ./scripts/run.sh itself, in the README's test).
+FAKE_PYTHON = '#!/bin/sh\necho "$*" >> "$(dirname "$0")/../calls.log"\nexit 0\n'
+
+
+@pytest.fixture
+def fake_venv(tmp_path: Path) -> Path:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    for name in ("python", "schoolgate"):
+        path = venv / "bin" / name
+        path.write_text(FAKE_PYTHON)
+        path.chmod(0o755)
+    return venv
+
+
+def installs(venv: Path, *command: str) -> list[str]:
+    """Run a script with the stand-in venv; the `pip install` calls it made (pip's own upgrade
+    left out)."""
+    log = venv / "calls.log"
+    log.unlink(missing_ok=True)
+    env = {**os.environ, "SG_VENV": str(venv)}
+    env.pop("SG_EXTRAS", None)
+    result = subprocess.run(
+        list(command), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines() if log.exists() else []
+    return [c for c in calls if c.startswith("-m pip install") and "--upgrade pip" not in c]
+
+
+def stamp(venv: Path) -> str:
+    return (venv / ".schoolgate-installed").read_text().strip()
+
+
+def test_run_sh_installs_only_what_running_needs(fake_venv: Path) -> None:
+    [call] = installs(fake_venv, "scripts/run.sh", "--help")
+    assert call.endswith(f"-e {ROOT}")  # no [test] extras (~630 MB with them)
+    assert stamp(fake_venv).endswith(" runtime")
+    assert installs(fake_venv, "scripts/run.sh", "--help") == []  # installed once
+
+
+def test_switching_between_run_and_test_installs_what_is_missing(fake_venv: Path) -> None:
+    assert len(installs(fake_venv, "scripts/run.sh", "--help")) == 1
+    # the test command needs the extras: installed on top
+    [call] = installs(fake_venv, "scripts/test.sh", "--fast", "-q")
+    assert call.endswith(f"-e {ROOT}[test]")
+    assert stamp(fake_venv).endswith(" test")
+    # the extras include what running needs: nothing to do either way now
+    assert installs(fake_venv, "scripts/run.sh", "--help") == []
+    assert installs(fake_venv, "scripts/test.sh", "--fast", "-q") == []
+
+
+def test_a_changed_pyproject_or_an_old_stamp_is_handled(fake_venv: Path) -> None:
+    installs(fake_venv, "scripts/test.sh", "--fast", "-q")
+    want = stamp(fake_venv).split()[0]
+    # a stamp written before the extras were recorded (the hash alone) had the extras
+    (fake_venv / ".schoolgate-installed").write_text(want + "\n")
+    assert installs(fake_venv, "scripts/test.sh", "--fast", "-q") == []
+    # pyproject.toml changed since: installed again, with what this command needs
+    (fake_venv / ".schoolgate-installed").write_text("0" * 64 + " test\n")
+    [call] = installs(fake_venv, "scripts/run.sh", "--help")
+    assert call.endswith(f"-e {ROOT}")
+    assert stamp(fake_venv) == f"{want} runtime"

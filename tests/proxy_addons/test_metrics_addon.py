@@ -203,3 +203,55 @@ def test_counters_walks_fields_in_order() -> None:
     stats = GatewayStats(enforce_errors=4)
     found = [(m.name, dict(m.labels), v) for m, v in counters(stats) if v]
     assert found == [("schoolgate_engine_errors", {"addon": "enforce"}, 4.0)]
+
+
+def _attempts(metrics: Metrics) -> float:
+    samples = scrape(metrics.registry)
+    return samples.get(("schoolgate_circumvention_attempts_total", (("technique", "doh"),)), 0.0)
+
+
+def _doh_tunnel() -> tuple[Metrics, object]:
+    stats = GatewayStats()
+    metrics = Metrics(PolicySource(stats), stats)
+    connect = tflow.tflow()
+    connect.request.method = "CONNECT"
+    connect.metadata[context.DECISION] = Decision(
+        Verdict.BLOCK, Reason.CIRCUMVENTION, host="dns.google", technique="doh"
+    )
+    metrics.http_connect(connect)
+    return metrics, connect
+
+
+def test_an_https_attempt_is_counted_once_not_at_connect_and_request() -> None:
+    """Review 2026-12-ops M10.1: one DoH request over HTTPS counted 2 (CONNECT and request)
+    while the database held 1 row. A tunnel's attempt counts with its request."""
+    metrics, connect = _doh_tunnel()
+    request = tflow.tflow(resp=True)
+    request.client_conn = connect.client_conn
+    request.metadata[context.DECISION] = connect.metadata[context.DECISION]
+    metrics.response(request)
+    metrics.client_disconnected(connect.client_conn)
+    assert _attempts(metrics) == 1
+
+
+def test_a_tunnel_cut_before_any_request_is_one_attempt() -> None:
+    """As recorded (record.py): a blocked tunnel the client leaves without a request (a
+    handshake cut short, or relayed without decrypting) is one attempt, counted when it ends."""
+    metrics, connect = _doh_tunnel()
+    assert _attempts(metrics) == 0
+    metrics.client_disconnected(connect.client_conn)
+    metrics.client_disconnected(connect.client_conn)
+    assert _attempts(metrics) == 1
+
+
+def test_an_attempt_refused_at_the_connect_is_counted_there() -> None:
+    stats = GatewayStats()
+    metrics = Metrics(PolicySource(stats), stats)
+    connect = tflow.tflow(resp=True)
+    connect.request.method = "CONNECT"
+    connect.metadata[context.DECISION] = Decision(
+        Verdict.BLOCK, Reason.CIRCUMVENTION, host="dns.google", technique="doh"
+    )
+    metrics.http_connect(connect)
+    metrics.client_disconnected(connect.client_conn)
+    assert _attempts(metrics) == 1

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from schoolgate.policy.model import Reason, Verdict
+from schoolgate.store.admin_models import AuditEntryRow
 from schoolgate.store.db import head_revision, make_engine
 from schoolgate.store.event_writer import EventInserter
 from schoolgate.store.events import Event, event_row
@@ -86,6 +88,33 @@ def test_upgrade_status_and_purge_by_url(database_url: str, tmp_path: Path) -> N
     engine.dispose()
 
 
+def test_purge_takes_the_audit_log_retention(database_url: str, tmp_path: Path) -> None:
+    """Ops review L4: the audit log's (and requests', notes') retention could only be changed
+    in code; `db purge` takes each as a flag."""
+    assert run("upgrade", "--database", database_url, cwd=tmp_path).returncode == 0
+    engine = make_engine(database_url)
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        for age in (10, 400):
+            session.add(
+                AuditEntryRow(
+                    at=now - timedelta(days=age),
+                    actor="it1",
+                    actor_roles="it",
+                    action="policy.publish",
+                    target="policy",
+                    before=None,
+                    after=None,
+                )
+            )
+    kept = run("purge", "--database", database_url, cwd=tmp_path)
+    assert "audit_log: 0 deleted" in kept.stdout, kept.stderr
+    purged = run("purge", "--database", database_url, "--audit-log-days", "365", cwd=tmp_path)
+    assert purged.returncode == 0, purged.stderr
+    assert "audit_log: 1 deleted" in purged.stdout
+    engine.dispose()
+
+
 @pytest.mark.parametrize("env", [None, "SCHOOLGATE_DATA_DIR"])
 def test_the_default_database_is_schoolgate_db_in_the_data_dir(
     tmp_path: Path, env: str | None
@@ -114,6 +143,12 @@ def test_the_database_url_comes_from_the_environment(tmp_path: Path) -> None:
         ),
         (["upgrade", "--database", "mysql://u@127.0.0.1/x"], "supports sqlite"),
         (["purge", "--events-days", "0"], "at least 1 day"),
+        (["purge", "--audit-log-days", "0"], "retention for audit_log must be at least 1 day"),
+        (["purge", "--requests-days", "0"], "retention for requests must be at least 1 day"),
+        (
+            ["purge", "--incident-notes-days", "0"],
+            "retention for incident_notes must be at least 1 day",
+        ),
     ],
 )
 def test_problems_are_reported_clearly(tmp_path: Path, args: list[str], message: str) -> None:

@@ -8,12 +8,14 @@ import random
 import shutil
 import string
 import subprocess
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
 
 from schoolgate.cli import main
 from schoolgate.commands.pac import make_pac, parse_gateway
+from schoolgate.policy.addresses import InternalAllow, InternalSettings
 from tests.support.needs import need
 
 HERE = Path(__file__).resolve().parent
@@ -31,7 +33,24 @@ CASES = [
     ("10.0.0.1.nip.io", PROXY),  # looks like a private literal, is a public name
     ("2130706433", PROXY),  # 127.0.0.1 as a number: not a dotted literal, so through the proxy
     ("0x7f.0.0.1", PROXY),
-    ("::1", PROXY),
+    # IPv6 literals (ops review L2: private ones were proxied): public ones through the proxy,
+    # loopback, unique-local (fc00::/7) and link-local (fe80::/10) DIRECT, as for IPv4.
+    ("2001:4860:4860::8888", PROXY),
+    ("2a00:1450:4009:81f::200e", PROXY),
+    ("fbff::1", PROXY),  # just below fc00::/7
+    ("fec0::1", PROXY),  # just above fe80::/10
+    ("::ffff:8.8.8.8", PROXY),
+    ("::2", PROXY),
+    ("fd00::1.nip.io", PROXY),
+    ("fd00:::1", PROXY),  # not a literal
+    ("::1", "DIRECT"),
+    ("[::1]", "DIRECT"),
+    ("0:0:0:0:0:0:0:1", "DIRECT"),
+    ("fd12:3456:789a::10", "DIRECT"),
+    ("FC00::1", "DIRECT"),
+    ("fe80::1ff:fe23:4567:890a", "DIRECT"),
+    ("febf:ffff::1", "DIRECT"),
+    ("::ffff:192.168.1.10", "DIRECT"),
     ("gateway.school.lan.evil.com", PROXY),
     ("10.1.2.3", "DIRECT"),
     ("172.16.0.9", "DIRECT"),
@@ -86,11 +105,38 @@ def test_no_internet_host_is_ever_direct(tmp_path: Path) -> None:
 
 def test_fail_over_lists_every_gateway_in_order(tmp_path: Path) -> None:
     pac = make_pac([("gw1.trust.lan", 3128), ("gw2.trust.lan", 3128), ("fd00::5", 8080)])
-    answers = evaluate(pac, ["example.org", "gw1.trust.lan"], tmp_path)
+    answers = evaluate(pac, ["example.org", "gw1.trust.lan", "gw2.trust.lan"], tmp_path)
     assert answers == [
         "PROXY gw1.trust.lan:3128; PROXY gw2.trust.lan:3128; PROXY [fd00::5]:8080",
         "DIRECT",
+        "DIRECT",  # ops review L2: every fail-over gateway is reached directly, not the first
     ]
+
+
+def test_the_direct_domain_option_is_the_policys_internal_allow(tmp_path: Path) -> None:
+    """Ops review L2 asked for a DIRECT-domain option: `internal.allow` entries marked
+    `direct: true` (names with their subdomains, IPv4 and IPv6 ranges for literals)."""
+    internal = InternalSettings(
+        allow=(
+            InternalAllow(hosts=("sims.school.lan",), direct=True),
+            InternalAllow(
+                networks=(ip_network("10.50.0.0/16"), ip_network("2001:db8:5::/48")), direct=True
+            ),
+            InternalAllow(hosts=("printer.school.lan",)),
+        )
+    )
+    pac = make_pac([(GATEWAY, 8080)], internal)
+    hosts = [
+        "sims.school.lan",
+        "www.sims.school.lan",
+        "10.50.3.4",
+        "2001:db8:5::9",
+        "2001:db8:6::9",
+        "printer.school.lan",
+        "sims.school.lan.evil.com",
+    ]
+    answers = evaluate(pac, hosts, tmp_path)
+    assert answers == ["DIRECT", "DIRECT", "DIRECT", "DIRECT", PROXY, PROXY, PROXY]
 
 
 def test_the_command_writes_the_file_and_the_wpad_notes(
@@ -103,6 +149,8 @@ def test_the_command_writes_the_file_and_the_wpad_notes(
     assert evaluate(out.read_text(), ["example.org"], tmp_path) == ["PROXY gateway.school.lan:3128"]
     notes = capsys.readouterr().err
     assert "option 252" in notes
+    # ops review L2: DNS WPAD asks on port 80, which the gateway (3128 here) does not serve
+    assert "port 80" in notes
     assert "http://gateway.school.lan:3128/wpad.dat" in notes
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from schoolgate.policy.model import CircumventionSettings, Reason, Verdict
-from schoolgate.store.alerts import Alert
+from schoolgate.store.alerts import Alert, parse_push_settings
 from schoolgate.store.db import make_engine, upgrade
 from schoolgate.store.escalation import AlertWorker, Job, attempt_alert_job, threshold_job
 from schoolgate.store.events import AttemptEvidence, Event
@@ -29,6 +29,8 @@ class Counts:
     alerts_pushed: int = 0
     alert_jobs_dropped: int = 0
     alerts_errors: int = 0
+    alert_write_failures: int = 0
+    alert_push_failures: int = 0
 
 
 @pytest.fixture
@@ -100,7 +102,9 @@ async def test_a_failing_job_is_retried_then_given_up_and_counted(engine: Engine
     worker.submit(Job("alert", fail))
     await worker.close()
     assert len(tries) == 3
-    assert (counts.alerts_errors, counts.alert_jobs_dropped) == (3, 1)
+    # Review 2026-12-ops M10.3: failed writes have their own exported counter, not the
+    # addon's engine errors (which mean a bug).
+    assert counts == Counts(alert_write_failures=3, alert_jobs_dropped=1)
 
 
 async def test_a_full_queue_drops_and_counts(engine: Engine) -> None:
@@ -112,3 +116,19 @@ async def test_a_full_queue_drops_and_counts(engine: Engine) -> None:
     worker.start()
     await asyncio.wait_for(worker.close(), 10)
     assert counts.alerts_raised == 1
+
+
+async def test_a_failed_push_is_counted_as_a_push_failure(engine: Engine) -> None:
+    """Review 2026-12-ops M10.3: an email or webhook push that fails is counted where the
+    metrics export it (schoolgate_gateway_alert_push_failures_total), the alert is kept."""
+    counts = Counts()
+    push = parse_push_settings(
+        "min_severity: low\nwebhook:\n  url: http://127.0.0.1:9/hook\n  retries: 0\n",
+        source="push.yaml",
+    )
+    worker = AlertWorker(engine, counts, push=push)
+    worker.start()
+    worker.submit(attempt_alert_job(attempt()))
+    await worker.close(timeout=30)
+    assert len(alerts(engine)) == 1
+    assert counts == Counts(alerts_raised=1, alert_push_failures=1)

@@ -76,22 +76,7 @@ def test_each_table_keeps_its_own_number_of_days(database_url: str) -> None:
                         counted=True,
                     )
                 )
-                session.add(
-                    AlertRow(
-                        id=f"a{i}",
-                        at=NOW - age * DAY,
-                        severity=AlertSeverity.LOW,
-                        kind="attempt",
-                        user="p",
-                        summary="s",
-                        details={},
-                        state=AlertState.CLOSED,
-                        acknowledged_by=None,
-                        action_taken=None,
-                        outcome=None,
-                        pushed_at=None,
-                    )
-                )
+                session.add(_alert(f"a{i}", age, AlertState.CLOSED, None))
             sanctions = [
                 ("ended-long-ago", NOW - 400 * DAY, SanctionState.PLACED, None),
                 ("ended-recently", NOW - 10 * DAY, SanctionState.PLACED, None),
@@ -181,3 +166,52 @@ def test_shorter_retention_is_configurable(database_url: str) -> None:
 def test_retention_of_less_than_a_day_is_refused(field: str) -> None:
     with pytest.raises(ValueError, match=f"retention for {field} must be at least 1 day"):
         RetentionDays(**{field: 0})
+
+
+def _alert(id: str, age_days: int, state: AlertState, closed_days: int | None) -> AlertRow:
+    return AlertRow(
+        id=id,
+        at=NOW - age_days * DAY,
+        severity=AlertSeverity.HIGH,
+        kind="attempt",
+        user="p",
+        summary="s",
+        details={},
+        state=state,
+        acknowledged_by=None if state is AlertState.OPEN else "dsl1",
+        action_taken=None,
+        outcome=None,
+        pushed_at=None,
+        closed_at=None if closed_days is None else NOW - closed_days * DAY,
+    )
+
+
+def test_an_alert_is_kept_until_it_is_closed_then_its_retention_runs(database_url: str) -> None:
+    """Ops review L4: an open, never-reviewed alert was deleted after 365 days. An alert not
+    closed yet (open, or acknowledged and still being dealt with) is kept however old; a
+    closed one is kept `alerts` days from when it was closed (from when it was raised if
+    it was closed before schoolgate stored that)."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session, session.begin():
+            session.add_all(
+                [
+                    _alert("open-old", 900, AlertState.OPEN, None),
+                    _alert("acknowledged-old", 900, AlertState.ACKNOWLEDGED, None),
+                    _alert("closed-recently", 900, AlertState.CLOSED, 10),
+                    _alert("closed-long-ago", 900, AlertState.CLOSED, 400),
+                    _alert("closed-before-it-was-stored", 400, AlertState.CLOSED, None),
+                    _alert("closed-young", 10, AlertState.CLOSED, None),
+                ]
+            )
+        assert purge(engine, now=NOW)["alerts"] == 2
+        with Session(engine) as session:
+            assert sorted(session.scalars(select(AlertRow.id))) == [
+                "acknowledged-old",
+                "closed-recently",
+                "closed-young",
+                "open-old",
+            ]
+    finally:
+        engine.dispose()

@@ -90,6 +90,7 @@ def close(
     about the alert's user (or "unknown" when the gateway could not tell who it was)."""
     before = as_json(alert)
     alert.state = AlertState.CLOSED
+    alert.closed_at = at
     alert.acknowledged_by = alert.acknowledged_by or actor.username
     alert.action_taken, alert.outcome = action_taken, outcome
     note = incidents.add_note(
