@@ -1,8 +1,8 @@
 """When an alert was closed: retention counts from its closing, and an alert not closed is kept
 (ops review L4: open, never-reviewed alerts were deleted after 365 days).
 
-Revision ID: 0009_ops12_alert_closed_at
-Revises: 0008_shared_acts
+Revision ID: 0010_alert_closed_at
+Revises: 0009_act_marks
 Create Date: 2026-12-03
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from schoolgate.store.models import UTCDateTime
 
-revision: str = "0009_ops12_alert_closed_at"
-down_revision: str | None = "0008_shared_acts"
+revision: str = "0010_alert_closed_at"
+down_revision: str | None = "0009_act_marks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
