@@ -27,8 +27,8 @@ from schoolgate.admin_api.deps import (
 )
 from schoolgate.admin_api.errors import InvalidInput, NotSignedIn
 from schoolgate.admin_api.forms import form_fields, validate
-from schoolgate.admin_api.render import Pages, get_pages
 from schoolgate.admin_api.notices import NOTICES
+from schoolgate.admin_api.render import Pages, get_pages
 from schoolgate.admin_api.resources import Resources
 from schoolgate.admin_api.roles import SignedInUser
 from schoolgate.admin_api.schemas import (
@@ -41,9 +41,9 @@ from schoolgate.admin_api.services import requests as service
 from schoolgate.admin_api.services.grants import period_choices, period_times
 from schoolgate.admin_api.services.people import group_role
 from schoolgate.admin_api.services.requests import (
+    LINK_SOURCE,
     approve,
     decision_context,
-    LINK_SOURCE,
     link_person,
     read_claims,
 )

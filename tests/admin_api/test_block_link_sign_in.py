@@ -50,7 +50,9 @@ def unique_host() -> str:
 
 def rows_for(resources: Resources, host: str) -> list[UnblockRequestRow]:
     with resources.sessions() as session:
-        return list(session.scalars(select(UnblockRequestRow).where(UnblockRequestRow.host == host)))
+        return list(
+            session.scalars(select(UnblockRequestRow).where(UnblockRequestRow.host == host))
+        )
 
 
 def goes_to_sign_in(answer: object) -> bool:
@@ -140,7 +142,9 @@ def test_otherwise_the_link_asks_for_a_sign_in_and_sends_nothing(
     }[case]
     if case == "turned off":
         monkeypatch.setattr(
-            resources, "settings", resources.settings.model_copy(update={"block_link_sign_in": False})
+            resources,
+            "settings",
+            resources.settings.model_copy(update={"block_link_sign_in": False}),
         )
     browser = TestClient(app, follow_redirects=False)
     opened = browser.get("/requests/new", params={"token": token})
