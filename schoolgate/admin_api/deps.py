@@ -46,6 +46,7 @@ def current_user(request: Request) -> SignedInUser:
 
 
 CurrentUser = Annotated[SignedInUser, Depends(current_user)]
+OptionalUser = Annotated[SignedInUser | None, Depends(optional_user)]
 
 
 def require_role(*roles: Role) -> Callable[[SignedInUser], SignedInUser]:

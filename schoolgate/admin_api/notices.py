@@ -10,6 +10,9 @@ NOTICES = {
     "sent": "Sent - the Business Manager will look at it. You will see the answer here and "
     "under “My requests”. If it is approved, this page says until when you can use "
     "the website.",
+    "sent-by-link": "Sent - the Business Manager will look at it. To see the answer, sign in "
+    "and open “My requests”. If it is approved, it says there until when you can use the "
+    "website.",
     "approved": "Approved. The access starts within a few seconds.",
     "denied": "Denied. The person who asked will see your reason.",
     "list-block": "Added to the block list. It is blocked for everyone within a few seconds.",

@@ -103,10 +103,12 @@ class Pages:
         self.env.filters["reason"] = words.reason_words
         self.env.filters["alert_kind"] = words.alert_kind_words
         self.env.filters["role"] = words.role_words
+        self.env.filters["action"] = words.action_words
         self.env.filters["plain_times"] = self.plain_times
         self.env.filters["details"] = self.details
         self.env.globals["kinds"] = list(words.CATEGORIES.items())
         self.env.globals["kinds_by_code"] = dict(words.CATEGORIES)
+        self.env.globals["audit_actions"] = sorted(words.ACTIONS.items(), key=lambda kv: kv[1])
 
     def when(
         self, value: datetime | str | None, with_day: bool = True, seconds: bool = False

@@ -19,15 +19,18 @@ from schoolgate.admin_api.deps import (
     CurrentUser,
     Db,
     Now,
+    OptionalUser,
     Res,
     may_review,
     reviewable_unblock_request,
     visible_unblock_request,
 )
-from schoolgate.admin_api.errors import InvalidInput
+from schoolgate.admin_api.errors import InvalidInput, NotSignedIn
 from schoolgate.admin_api.forms import form_fields, validate
+from schoolgate.admin_api.notices import NOTICES
 from schoolgate.admin_api.render import Pages, get_pages
 from schoolgate.admin_api.resources import Resources
+from schoolgate.admin_api.roles import SignedInUser
 from schoolgate.admin_api.schemas import (
     ApprovalCreate,
     DenialCreate,
@@ -37,7 +40,14 @@ from schoolgate.admin_api.schemas import (
 from schoolgate.admin_api.services import requests as service
 from schoolgate.admin_api.services.grants import period_choices, period_times
 from schoolgate.admin_api.services.people import group_role
-from schoolgate.admin_api.services.requests import approve, decision_context, read_claims
+from schoolgate.admin_api.services.requests import (
+    LINK_SOURCE,
+    approve,
+    decision_context,
+    link_person,
+    read_claims,
+)
+from schoolgate.admin_api.sessions import CSRF_FIELD
 from schoolgate.store.admin_models import RequestState, UnblockRequestRow
 from schoolgate.store.tokens import AccessTokenError
 
@@ -70,12 +80,19 @@ def _new_form(
             claims = read_claims(resources, token)
         except AccessTokenError as error:
             return pages.render(
-                request, "request_link_refused.html", user=user, message=str(error), status=400
+                request,
+                "request_link_refused.html",
+                user=None if user.source == LINK_SOURCE else user,
+                message=str(error),
+                status=400,
             )
+    by_link = user.source == LINK_SOURCE
     return pages.render(
         request,
         "request_new.html",
-        user=user,
+        user=None if by_link else user,  # a link opens this form only: no header, no menu
+        person=user,
+        by_link=by_link,
         claims=claims,
         token=token,
         values=values,
@@ -90,14 +107,24 @@ def new_request_page(
     request: Request,
     pages: PagesDep,
     resources: Res,
-    user: CurrentUser,
+    signed_in: OptionalUser,
     now: Now,
     token: Annotated[str | None, Query(max_length=4096)] = None,
     host: Annotated[str, Query(max_length=300)] = "",
 ) -> Response:
+    user = signed_in or _link_person(resources, token)
     return _new_form(
         request, pages, resources, user, now, token=token, values={"host": host}, errors={}
     )
+
+
+def _link_person(resources: Resources, token: str | None) -> SignedInUser:
+    """Nobody is signed in: the person a fresh block-page link was made for, if the school
+    allows that (services/requests.py `link_person`); else the sign-in page first."""
+    person = link_person(resources, token) if token else None
+    if person is None:
+        raise NotSignedIn("please sign in first")
+    return person
 
 
 @router.post("/requests/new", include_in_schema=False)
@@ -105,12 +132,16 @@ def submit_request_page(
     request: Request,
     pages: PagesDep,
     resources: Res,
-    user: CurrentUser,
+    signed_in: OptionalUser,
     session: Db,
     now: Now,
     fields: Form,
 ) -> Response:
     token = fields.get("token")
+    user = signed_in or _link_person(resources, token)
+    by_link = signed_in is None
+    if by_link:  # the link opens this one request for that site: nothing for a class
+        fields = {k: v for k, v in fields.items() if k in ("token", "why", CSRF_FIELD)}
     try:
         form = validate(UnblockRequestCreate, fields)
         claims = read_claims(resources, form.token) if form.token else None
@@ -132,6 +163,10 @@ def submit_request_page(
             values=fields,
             errors=error.problems,
             status=422,
+        )
+    if by_link:  # no session: say what happened here; following the request needs a sign-in
+        return pages.render(
+            request, "request_sent_by_link.html", user=None, row=row, notice=NOTICES["sent-by-link"]
         )
     return RedirectResponse(f"/requests/{row.id}?done=sent", status_code=303)
 

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
     role_refresh_seconds: Annotated[int, Field(ge=0, le=3600)] = 300  # roles re-read (0: always)
     access_link_max_age_seconds: Annotated[int, Field(ge=60, le=30 * 86400)] = 7 * 86400
+    # The block page's link lets its own person send that one request without signing in
+    # again, for this long after the page was shown (docs/admin.md); False: always sign in.
+    block_link_sign_in: bool = True
+    block_link_sign_in_seconds: Annotated[int, Field(ge=60, le=3600)] = 900
 
     @field_validator("school_timezone")
     @classmethod

@@ -5,11 +5,12 @@ settings in force, secrets left out)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from schoolgate.admin_api.deps import ItTechnician, Now, Res
@@ -17,6 +18,7 @@ from schoolgate.admin_api.render import Pages, get_pages
 from schoolgate.admin_api.resources import Resources
 from schoolgate.store.db import SchemaOutOfDate, display_url, require_current_schema
 from schoolgate.store.list_status import ListsReport, ListStatusReader
+from schoolgate.store.models import EventRow
 
 router = APIRouter(tags=["health"])
 _lists = ListStatusReader()  # remembers each list file's count until the file changes
@@ -77,6 +79,28 @@ def configuration(resources: Resources) -> list[tuple[str, str]]:
     ]
 
 
+def gateway_report(resources: Resources, *, now: datetime) -> dict[str, Any]:
+    """What the admin knows of the gateway: no heartbeat, only the last visit the gateway
+    recorded in the shared database (a quiet night records none, so this is a hint, not a
+    check; the gateway's own /healthz and /metrics say whether it runs)."""
+    try:
+        with resources.sessions() as session:
+            last = session.execute(
+                select(EventRow.at, EventRow.replica).order_by(EventRow.at.desc()).limit(1)
+            ).first()
+    except (SQLAlchemyError, OSError) as error:
+        return {"known": False, "problem": f"It cannot reach the database ({type(error).__name__})"}
+    if last is None:
+        return {"known": False, "problem": "The gateway has recorded no visits yet"}
+    at = last.at if last.at.tzinfo is not None else last.at.replace(tzinfo=UTC)
+    return {
+        "known": True,
+        "at": at,
+        "age": age_text((now - at).total_seconds()),
+        "replica": last.replica,
+    }
+
+
 def lists_report(resources: Resources, *, now: datetime) -> ListsReport:
     return _lists.read(resources.settings.policy_file, now=now)
 
@@ -105,6 +129,7 @@ def system_page(
         "system.html",
         user=user,
         health=readiness(resources),
+        gateway=gateway_report(resources, now=now),
         config=configuration(resources),
         lists=lists_report(resources, now=now),
         age_text=age_text,

@@ -61,6 +61,36 @@ ALERT_KINDS = {
     "list_update_failed": "a filter list could not be updated",
 }
 
+# The audit log's actions (services call audit.record with these codes; the API and the CSV
+# keep the codes).
+ACTIONS = {
+    "signin": "signed in",
+    "request.create": "asked for a website to be unblocked",
+    "request.approve": "approved an unblock request",
+    "request.deny": "denied an unblock request",
+    "exception.revoke": "ended an approved access early",
+    "list.block": "added a website to the block list",
+    "list.allow": "added a website to the allow list",
+    "list.add": "added a website to the allow list (from a request)",
+    "list.remove": "removed a website from the local lists",
+    "list.restore": "put back an earlier version of the local lists",
+    "policy.change": "changed the policy",
+    "policy.shadow.start": "started trying out a new policy",
+    "policy.shadow.promote": "put the tried-out policy in force",
+    "policy.shadow.discard": "dropped the tried-out policy",
+    "sanction.place": "placed a supervised-only sanction",
+    "sanction.extend": "extended a supervised-only sanction",
+    "sanction.confirm": "confirmed a recommended sanction",
+    "sanction.lift": "lifted a supervised-only sanction",
+    "supervised_session.open": "opened a supervised session",
+    "alert.acknowledge": "acknowledged an alert",
+    "alert.close": "closed an alert",
+    "incident.write": "wrote an incident note",
+    "events.export": "downloaded monitoring events",
+    "sar.export": "downloaded everything held about a person",
+    "review.evidence_pack": "made the annual review evidence pack",
+}
+
 
 def _plain(code: str) -> str:
     return code.replace("_", " ")
@@ -91,6 +121,12 @@ def reason_words(code: str | None) -> str:
 
 def alert_kind_words(code: str | None) -> str:
     return ALERT_KINDS.get(code, _plain(code)) if code else ""
+
+
+def action_words(code: str | None) -> str:
+    """An audit log action as people say it: 'sanction.lift' -> 'lifted a supervised-only
+    sanction'."""
+    return ACTIONS.get(code, _plain(code.replace(".", " "))) if code else ""
 
 
 def codes_matching(words: str, table: dict[str, str]) -> list[str]:

@@ -99,6 +99,33 @@ def make_block_page(
     )
 
 
+def reads_child_words(subject_role: str, policy: Policy | None) -> bool:
+    """Pupils, and anyone not identified (the policy's default role), read the children's
+    words."""
+    return subject_role in CHILD_ROLES or (
+        policy is not None and subject_role == policy.default_role
+    )
+
+
+def make_unreachable_page(
+    site: str, *, role: str, policy: Policy | None, problem: str
+) -> http.Response:
+    """A 502 in the block page's voice when an allowed site does not answer (its name cannot be
+    looked up): not blocked, what to do, and for staff the details for IT."""
+    html = _ENV.get_template("unreachable.html").render(
+        site=site, child=reads_child_words(role, policy), problem=problem
+    )
+    return http.Response.make(
+        502,
+        html.encode("utf-8"),
+        {
+            "Content-Type": "text/html; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
 def make_plain_block(decision: Decision) -> http.Response:
     """A plain-text 403 where no page can be shown (a refused CONNECT, an error while deciding,
     a page that failed to render): the reason, and what it was about."""
@@ -135,9 +162,7 @@ def render_block_page(
     )
     token = make_access_token(settings.secret, claims)
     ask_url = f"{settings.admin_url.rstrip('/')}/requests/new?{urlencode({'token': token})}"
-    child = subject.role in CHILD_ROLES or (
-        policy is not None and subject.role == policy.default_role
-    )
+    child = reads_child_words(subject.role, policy)
     opens = None
     if decision.opens_at is not None and policy is not None:
         opens = describe_opening(policy, decision.opens_at, at)

@@ -31,7 +31,7 @@ from schoolgate.policy.addresses import InternalKind, IPAddress, address_kind
 from schoolgate.policy.hostnames import Host, HostError, normalise_host
 from schoolgate.policy.model import Decision, Policy, Reason, Verdict
 from schoolgate.proxy_addons import context
-from schoolgate.proxy_addons.blockpage import make_plain_block
+from schoolgate.proxy_addons.blockpage import make_plain_block, make_unreachable_page
 from schoolgate.proxy_addons.errors import options_error
 from schoolgate.proxy_addons.flows import block_response, fail_closed
 from schoolgate.proxy_addons.mitm_internals import name_open_server
@@ -299,10 +299,11 @@ class GuardDestinations:
             addresses = await self.resolver.resolve(name, port)
         except LookupFailed as exc:
             self.stats.destinations_lookup_failed += 1
-            flow.response = http.Response.make(
-                502,
-                f"The school's web filter could not find this website ({exc}).\n".encode(),
-                {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"},
+            flow.response = make_unreachable_page(
+                name,
+                role=role,
+                policy=inputs.policy,
+                problem=f"The school's web filter could not find this website ({exc}).",
             )
             return
         found = judge(inputs.policy, role, name, port, addresses, self.own_ports)

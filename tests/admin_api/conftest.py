@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from schoolgate.admin_api.app import make_app
-from schoolgate.admin_api.deps import current_user
+from schoolgate.admin_api.deps import current_user, optional_user
 from schoolgate.admin_api.resources import Resources, make_resources
 from schoolgate.admin_api.roles import Role, SignedInUser
 from schoolgate.admin_api.settings import Environment, Settings
@@ -119,6 +119,7 @@ def client_for(app: FastAPI, role: str) -> tuple[TestClient, str]:
     user = USERS[role]
     if user is not None:
         app.dependency_overrides[current_user] = lambda: user
+        app.dependency_overrides[optional_user] = lambda: user
     client = TestClient(app, follow_redirects=False)
     found = CSRF.search(client.get("/signin").text)
     assert found is not None

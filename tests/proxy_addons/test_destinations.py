@@ -176,6 +176,34 @@ async def test_an_unknown_name_fails_closed(
     assert flow.response.status_code == 502
 
 
+@pytest.mark.parametrize(
+    ("role", "words", "not_there"),
+    [
+        ("pupil", "If it still does not work, tell your teacher.", "could not find"),
+        ("staff", "If many websites fail, tell IT.", "tell your teacher"),
+    ],
+)
+async def test_a_site_that_does_not_answer_gets_a_page_in_the_block_pages_voice(
+    guard: tuple[GuardDestinations, taddons.context], role: str, words: str, not_there: str
+) -> None:
+    """The UX review: an allowed site that cannot be reached showed a raw "502 Bad Gateway /
+    [Errno -2] Name or service not known"; now a page for a child, and one for staff."""
+    addon, _ = guard
+    flow = decided("nowhere.test", 80, role=role)
+    await addon.requestheaders(flow)
+    assert flow.response is not None
+    assert flow.response.status_code == 502
+    assert flow.response.headers["Content-Type"].startswith("text/html")
+    page = flow.response.get_text() or ""
+    assert "This website is not answering" in page
+    assert "nowhere.test" in page
+    assert "It is not blocked" in page
+    assert words in page
+    assert not_there not in page
+    assert "Errno" not in page
+    assert "Bad Gateway" not in page
+
+
 async def test_blocked_flows_are_not_looked_up(
     guard: tuple[GuardDestinations, taddons.context],
 ) -> None:

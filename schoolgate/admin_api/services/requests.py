@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from schoolgate.admin_api.errors import Conflict, InvalidInput, NotAllowed
 from schoolgate.admin_api.resources import Resources
-from schoolgate.admin_api.roles import SignedInUser
+from schoolgate.admin_api.roles import SignedInUser, roles_for
 from schoolgate.admin_api.schemas import ApprovalCreate, UnblockRequestCreate
 from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.services.grants import (
@@ -40,7 +40,7 @@ from schoolgate.policy.model import Policy, Scope, Subject, TargetKind, Verdict
 from schoolgate.policy.model import Request as PolicyRequest
 from schoolgate.store.admin_models import RequestState, UnblockRequestRow
 from schoolgate.store.models import ExceptionRow, LocalListRow, bump_change_counter
-from schoolgate.store.tokens import AccessClaims, read_access_token
+from schoolgate.store.tokens import AccessClaims, AccessTokenError, read_access_token
 
 QUEUE_LIMIT = 500
 
@@ -361,6 +361,45 @@ def read_claims(resources: Resources, token: str) -> AccessClaims:
         resources.access_token_secret,
         token[:4096],
         max_age_seconds=resources.settings.access_link_max_age_seconds,
+    )
+
+
+LINK_SOURCE = "block-page link"
+
+
+def link_person(resources: Resources, token: str) -> SignedInUser | None:
+    """Who may send the one request a block-page link is for without signing in again, or None
+    (then they sign in as usual). Only where the school allows it (`block_link_sign_in`), only
+    for a genuine link shown at most `block_link_sign_in_seconds` ago to a person the gateway
+    identified by their own proxy sign-in (a device known by its subnet names nobody), and only
+    while the directory still knows them. The person gets the pupil or staff role and never an
+    admin role, and no session: the request form for that site is all the link opens.
+    Called from a worker thread (a sync route)."""
+    settings = resources.settings
+    if not settings.block_link_sign_in:
+        return None
+    try:
+        claims = read_access_token(
+            resources.access_token_secret,
+            token[:4096],
+            max_age_seconds=settings.block_link_sign_in_seconds,
+        )
+    except AccessTokenError:
+        return None
+    if not claims.user:
+        return None
+    person = anyio.from_thread.run(look_up, resources, claims.user)
+    if not person.known:
+        return None
+    default = resources.policy.default_role
+    return SignedInUser(
+        username=person.name,
+        display_name=person.display_name or person.name,
+        roles=roles_for(
+            groups=frozenset(), admin_groups={}, policy_role=person.role, default_role=default
+        ),
+        policy_role=person.role,
+        source=LINK_SOURCE,
     )
 
 
