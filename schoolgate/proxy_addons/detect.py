@@ -29,13 +29,12 @@ from schoolgate.policy.decide import decide
 from schoolgate.policy.hostnames import HostError, is_subdomain_or_same, normalise_host
 from schoolgate.policy.model import Decision, Reason, Request, Verdict
 from schoolgate.policy.techniques import Technique
-from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons import context, mitm_internals
 from schoolgate.proxy_addons.blockpage import make_plain_block
 from schoolgate.proxy_addons.errors import options_error
 from schoolgate.proxy_addons.flows import (
     block_response,
     client_ip,
-    close_client,
     fail_closed,
     host_name,
 )
@@ -466,7 +465,9 @@ class Detect:
         self._found(flow, decision, evidence)
         self._refuse.add(flow.client_conn.id)  # the relay's server connection is refused
         if flow.server_conn.timestamp_start is not None:
-            close_client(flow.client_conn)  # already connected (eager): close it now
+            mitm_internals.close_client_now(
+                flow.client_conn
+            )  # already connected (eager): close it now
 
     # --- every intercepted request -----------------------------------------------------------
 

@@ -31,12 +31,11 @@ from schoolgate.policy.hostnames import (
 from schoolgate.policy.inspection import InspectMode, YouTubeMode
 from schoolgate.policy.model import Decision, Policy, Reason, Request, Subject, Verdict
 from schoolgate.policy.techniques import Technique
-from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons import context, mitm_internals
 from schoolgate.proxy_addons.blockpage import make_plain_block
 from schoolgate.proxy_addons.errors import options_error
 from schoolgate.proxy_addons.flows import (
     block_response,
-    close_client,
     fail_closed,
     host_name,
     same_host,
@@ -310,7 +309,7 @@ class Enforce:
         self._websockets.pop(flow.id, None)
         with contextlib.suppress(exceptions.ControlException):
             flow.kill()  # type: ignore[no-untyped-call]
-        close_client(flow.client_conn)
+        mitm_internals.close_client_now(flow.client_conn)
 
     def _block_response(
         self, flow: http.HTTPFlow, decision: Decision, subject: Subject, at: datetime

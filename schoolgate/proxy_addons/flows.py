@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 from mitmproxy.connection import Address, Client
 
 from schoolgate.policy.hostnames import HostError, normalise_host
@@ -70,15 +70,3 @@ def fail_closed(flow: http.HTTPFlow, addon: str, where: str) -> None:
     decision = Decision(Verdict.BLOCK, Reason.ENGINE_ERROR)
     flow.metadata[context.DECISION] = decision
     flow.response = make_plain_block(decision)
-
-
-def close_client(client: Client) -> None:
-    """Close a client's connection now, from outside the hook that answers it. mitmproxy 12 has
-    no public call for this (`flow.kill()` is only noticed by the HTTP layer): this relies on
-    the Proxyserver addon's `connections` (client id -> ConnectionHandler) and the handler's
-    `close_connection`, like proxy_addons/mitm_internals.py's other uses of internals."""
-    master = getattr(ctx, "master", None)
-    proxyserver = master.addons.get("proxyserver") if master is not None else None
-    handler = getattr(proxyserver, "connections", {}).get(client.id)
-    if handler is not None:
-        handler.close_connection(client)

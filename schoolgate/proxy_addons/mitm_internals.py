@@ -213,6 +213,18 @@ def close_client(proxyserver: Any, client: Client) -> Callable[[], Any] | None:
     return None
 
 
+def close_client_now(client: Client) -> None:
+    """Close a client's connection now, from outside the hook that answers it (a tunnel cut at
+    the end of a break, a detector's block on an eager connection): mitmproxy 12 has no public
+    call for this (`flow.kill()` is only noticed by the HTTP layer). Relies on the same
+    `connections` (client id -> ConnectionHandler) and the handler's `close_connection`."""
+    master = getattr(ctx, "master", None)
+    proxyserver = master.addons.get("proxyserver") if master is not None else None
+    handler = getattr(proxyserver, "connections", {}).get(client.id)
+    if handler is not None:
+        handler.close_connection(client)
+
+
 # --- 4. a connection closed from a hook is really closed --------------------------------------
 # Relies on: `server.ConnectionHandler.close_connection(connection, half_close)` cancelling the
 # connection's reader task (`self.transports[connection].handler`), which then closes
