@@ -22,6 +22,26 @@ from typing import Any
 from schoolgate import store
 from schoolgate.commands.lists import empty_category_lines
 from schoolgate.store.db import secure_directory
+from schoolgate.store.policy_files import seed_policy_path
+
+TRIAL_POLICY = "policy.yaml"  # the trial's own copy of the seed, in the data directory
+TRIAL_HEADER = (
+    "# This trial's policy: a copy of schoolgate's seed policy, made by `schoolgate run`.\n"
+    "# IT can change it in the admin (Policy, School calendar); schoolgate never overwrites it.\n"
+    "# Delete it to start again from the seed. Its keys: docs/policy.md.\n"
+)
+
+
+def trial_policy(data_dir: Path) -> Path:
+    """The trial's editable policy: the seed, copied into the data directory the first time
+    (the shipped seed itself is read-only, so the admin's editors could change nothing)."""
+    path = data_dir / TRIAL_POLICY
+    if not path.exists():
+        text = seed_policy_path().read_text(encoding="utf-8")
+        path.write_text(TRIAL_HEADER + text, encoding="utf-8")
+        path.chmod(0o640)
+    return path
+
 
 DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
 DEMO_ACCOUNTS = ("pupil1", "pupil2", "teacher1", "socialmedia1", "bursar1", "dsl1", "it1")
@@ -55,7 +75,11 @@ def register(subparsers: Any) -> None:
         default=Path(os.environ.get("SCHOOLGATE_DATA_DIR", "") or "var/schoolgate"),
         help="where the CA, database and secrets live (./var/schoolgate)",
     )
-    parser.add_argument("--policy", type=Path, help="policy file (default: the seed policy)")
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        help="policy file (default: a copy of the seed policy in the data directory, made on the first run)",
+    )
     parser.add_argument(
         "--identity",
         type=Path,
@@ -205,7 +229,7 @@ def banner(args: argparse.Namespace, started: set[str]) -> str:
             "(docs/quick-start.md)."
         )
     lines += [
-        f"  Policy:    {args.policy or 'the seed policy (policy/data/seed.yaml)'}",
+        f"  Policy:    {args.policy or 'the seed policy shipped with schoolgate'}",
         f"  Data:      {args.data_dir}",
         *empty_category_lines(args.policy),
         "  Demo accounts (proxy sign-in): " + ", ".join(f"{u} / {u}-demo" for u in DEMO_ACCOUNTS),
@@ -222,6 +246,8 @@ def banner(args: argparse.Namespace, started: set[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     secure_directory(args.data_dir)  # 0750 whatever the umask (review finding 15)
+    if args.policy is None:
+        args.policy = trial_policy(args.data_dir)
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 

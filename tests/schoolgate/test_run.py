@@ -183,3 +183,36 @@ def test_a_taken_port_is_reported_with_schoolgates_own_flag_and_no_banner(
     assert f"with {which} PORT" in proc.stderr
     assert "--mode regular@" not in proc.stderr + proc.stdout
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.e2e
+def test_the_trials_policy_is_a_copy_of_the_seed_that_it_can_change_in_the_admin(
+    tmp_path: Path,
+) -> None:
+    """Issue 16 as a newcomer meets it: on embedded defaults the admin's policy and calendar
+    editors must work (they answered 409, "the seed policy cannot be changed here")."""
+    port, admin_port = free_port(), free_port()
+    proc = _start(["--listen-port", str(port), "--admin-port", str(admin_port)], tmp_path)
+    try:
+        out = _read_banner(proc)
+        copy = tmp_path / "data" / "policy.yaml"
+        seed = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / "seed.yaml"
+        assert copy.read_text(encoding="utf-8").endswith(seed.read_text(encoding="utf-8"))
+        assert f"Policy:    {copy}" in out
+        with httpx.Client(base_url=f"http://127.0.0.1:{admin_port}", timeout=20) as admin:
+            form = admin.get("/signin").text
+            token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            signed_in = admin.post(
+                "/signin", data={"username": "it1", "password": "it1-demo", "csrf_token": token}
+            )
+            assert signed_in.status_code in (200, 303)
+            assert admin.get("/calendar/edit").status_code == 200
+    finally:
+        _stop(proc)
+    copy.write_text("# changed by IT\n" + copy.read_text(encoding="utf-8"), encoding="utf-8")
+    proc = _start(["--listen-port", str(port), "--admin-port", str(admin_port)], tmp_path)
+    try:
+        _read_banner(proc)
+    finally:
+        _stop(proc)
+    assert copy.read_text(encoding="utf-8").startswith("# changed by IT\n")  # never overwritten
