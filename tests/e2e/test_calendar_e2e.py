@@ -18,9 +18,8 @@ import pytest
 
 from schoolgate.store.db import upgrade
 from schoolgate.store.policy_files import load_policy
-from tests.e2e.test_admin_browser import running_admin
 from tests.e2e.test_admin_stories import WIDTHS, Story, _context
-from tests.support.browser import CHROMIUM_ARGS, need_browser
+from tests.support.browser import CHROMIUM_ARGS, need_browser, running_admin
 from tests.support.gateway import (
     Gateway,
     free_port,
@@ -74,7 +73,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             identity=write_identity(tmp / "id"),
             extra_args=["--set", f"schoolgate_database_url={database}"],
         ) as gw,
-        running_admin(admin_port, tmp, gw.data_dir, database, policy),
+        running_admin(tmp, database=database, port=admin_port, data_dir=gw.data_dir, policy=policy),
     ):
         yield {"admin": f"http://127.0.0.1:{admin_port}", "gw": gw, "policy": policy, "tmp": tmp}
 
