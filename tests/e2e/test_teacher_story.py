@@ -59,7 +59,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                 f"schoolgate_admin_url={admin}",
             ],
         ) as gw,
-        running_admin(admin_port, tmp, gw.data_dir, database, policy),
+        running_admin(tmp, database=database, port=admin_port, data_dir=gw.data_dir, policy=policy),
     ):
         yield {"admin": admin, "gw": gw, "home": tmp / "home", "db": database}
 
