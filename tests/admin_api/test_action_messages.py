@@ -13,11 +13,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from schoolgate.admin_api.resources import Resources
 from schoolgate.store.admin_models import AuditEntryRow
-from schoolgate.store.models import AlertRow, AlertSeverity, AlertState, SanctionRow, SanctionState
+from schoolgate.store.models import (
+    AlertRow,
+    AlertSeverity,
+    AlertState,
+    SanctionRow,
+    SanctionState,
+    SupervisedSessionRow,
+)
 from schoolgate.store.sanctions import place_sanction
 from tests.admin_api.conftest import client_for
 
@@ -159,14 +166,22 @@ def test_every_sanction_action_ends_with_a_message(app: FastAPI, resources: Reso
         )
 
 
-def test_a_teachers_supervised_session_ends_with_a_message(app: FastAPI) -> None:
+def test_a_teachers_supervised_session_ends_with_a_message(
+    app: FastAPI, resources: Resources
+) -> None:
     client, csrf = client_for(app, "staff")  # teacher1, who teaches Year5: pupil1's class
-    opened = client.post(
-        "/monitoring/supervised-sessions",
-        data={"csrf_token": csrf, "user": "pupil1", "minutes": "30"},
-    )
-    assert opened.status_code == 303
-    assert _told(client, opened.headers["location"]).startswith("Supervised session open")
+    try:
+        opened = client.post(
+            "/monitoring/supervised-sessions",
+            data={"csrf_token": csrf, "user": "pupil1", "minutes": "30"},
+        )
+        assert opened.status_code == 303
+        assert _told(client, opened.headers["location"]).startswith("Supervised session open")
+    finally:  # an open session would lift pupil1's sanction in the tests that follow
+        with resources.sessions() as session, session.begin():
+            session.execute(
+                delete(SupervisedSessionRow).where(SupervisedSessionRow.user == "pupil1")
+            )
 
 
 def test_alert_and_note_actions_end_with_a_message(app: FastAPI, resources: Resources) -> None:
