@@ -117,7 +117,7 @@ def test_an_error_while_reading_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert flow.response is not None
     assert flow.response.status_code == 403
     assert flow.metadata[context.DECISION].reason is Reason.ENGINE_ERROR
-    assert addon.stats["engine_errors"] == 1
+    assert addon.stats.page_check_errors == 1
 
 
 def test_an_error_before_reading_closes_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,4 +128,4 @@ def test_an_error_before_reading_closes_the_connection(monkeypatch: pytest.Monke
     addon, flow = CheckPages(), flow_for("pupil")
     addon.responseheaders(flow)
     assert flow.error is not None  # killed: nothing of the page is passed on
-    assert addon.stats["engine_errors"] == 1
+    assert addon.stats.page_check_errors == 1
