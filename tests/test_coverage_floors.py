@@ -31,7 +31,7 @@ def run_pytest(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
             "--cov-report=",
             f"--cov-config={ROOT.parent / 'pyproject.toml'}",
             *extra,
-            str(ROOT / "schoolgate" / "policy" / "test_names.py"),
+            str(ROOT / "policy" / "test_names.py"),
         ],
         cwd=ROOT.parent,
         capture_output=True,

@@ -84,20 +84,20 @@ def register(subparsers: Any) -> None:
         "--manifest",
         type=Path,
         default=SHIPPED_MANIFEST,
-        help="the manifest (default: policy/data/sources.yaml)",
+        help="the manifest (default: schoolgate/policy/data/sources.yaml)",
     )
     build.add_argument(
         "--upstream",
         type=Path,
         default=VENDORED_UPSTREAM,
         help="folder holding one checkout per source, named after it (default: "
-        "the pinned files vendored in policy/data/upstream)",
+        "the pinned files vendored in schoolgate/policy/data/upstream)",
     )
     build.add_argument(
         "--out",
         type=Path,
         default=SHIPPED_LISTS,
-        help="where to write the lists (default: policy/data/lists)",
+        help="where to write the lists (default: schoolgate/policy/data/lists)",
     )
     build.add_argument(
         "--check", action="store_true", help="compare with the files in --out instead of writing"
