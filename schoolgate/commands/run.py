@@ -214,8 +214,8 @@ def banner(args: argparse.Namespace, started: set[str]) -> str:
     lines = [
         "",
         "schoolgate is running on embedded defaults.",
-        f"  Proxy:     {proxy}  (set it in the browser, or use the PAC file "
-        f"http://{proxy}/proxy.pac)",
+        f"  Proxy:     {proxy}  (use the PAC file http://{proxy}/proxy.pac, or set it in "
+        f'the browser with "No proxy for": {host}, so that the admin is reached directly)',
         f"  School CA: http://{proxy}/ca.pem  (install it so the browser can show block pages)",
     ]
     if "admin" in started:

@@ -122,6 +122,10 @@ def test_listening_on_all_addresses_makes_the_admin_and_links_reachable(tmp_path
         out = _read_banner(proc)
         assert f"Proxy:     gateway.school.test:{port}" in out
         assert f"Admin:     http://gateway.school.test:{admin_port}/" in out
+        # A browser set to the proxy by hand sends the admin through it, where the gateway
+        # refuses its own ports (security review, findings 1-4): the block page's "Ask for
+        # access" link would end on a block page. The banner says what to set.
+        assert '"No proxy for": gateway.school.test' in " ".join(out.split())
         assert "127.0.0.1" not in out.split("schoolgate is running")[1]
         # the banner comes once both ports really answer
         for p in (port, admin_port):
