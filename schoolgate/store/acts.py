@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from schoolgate.policy.names import canonical_user
+from schoolgate.store.db import upsert_insert
 from schoolgate.store.events import Event, attempt_record, attempt_row, event_row
 from schoolgate.store.models import ActMarkRow, CircumventionAttemptRow
 
@@ -43,7 +43,7 @@ def claim(*, session: Session, key: str, at: datetime, seconds: float, event_id:
     claimed it less than `seconds` before or after `at`), else the event id that holds it."""
     table: Table = ActMarkRow.__table__  # type: ignore[assignment]
     conn = session.connection()
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = upsert_insert(conn.dialect.name)
     key = key[:400]
     # The first statement writes: SQLite takes its write lock here, PostgreSQL the row lock next.
     conn.execute(
@@ -79,9 +79,7 @@ def mark_follow_up(*, session: Session, event: Event, first: str) -> None:
     }
     values: dict[str, Any] = attempt_row(event_row("", 0, event), record)
     table: Table = CircumventionAttemptRow.__table__  # type: ignore[assignment]
-    insert = (
-        postgresql.insert if session.connection().dialect.name == "postgresql" else sqlite.insert
-    )
+    insert = upsert_insert(session.connection().dialect.name)
     statement = insert(table).values(values)
     session.execute(
         statement.on_conflict_do_update(

@@ -16,6 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -257,3 +258,9 @@ def require_current_schema(engine: Engine) -> None:
         f"the database {url} is {where}, but this version of schoolgate needs revision "
         f"{head!r}; run: schoolgate db upgrade --database '{url}'"
     )
+
+
+def upsert_insert(dialect_name: str) -> Any:
+    """The INSERT construct with ON CONFLICT for this database (PostgreSQL's or SQLite's): the
+    shared tables (throttle, attempt counts, act marks) write their row first, then lock it."""
+    return postgresql.insert if dialect_name == "postgresql" else sqlite.insert

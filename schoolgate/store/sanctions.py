@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from schoolgate.policy.model import CircumventionSettings, SanctionAction
 from schoolgate.policy.names import canonical_user
 from schoolgate.store.alerts import Alert, AlertKind, raise_alert
+from schoolgate.store.db import upsert_insert
 from schoolgate.store.models import (
     AlertSeverity,
     AttemptCountRow,
@@ -101,7 +101,7 @@ def count_act(
     user = canonical_user(user)
     table: Table = AttemptCountRow.__table__  # type: ignore[assignment]
     conn = session.connection()
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = upsert_insert(conn.dialect.name)
     # The first statement writes: SQLite takes its write lock here, PostgreSQL the row lock next.
     conn.execute(
         insert(table)

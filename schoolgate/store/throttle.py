@@ -25,10 +25,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, create_engine, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from schoolgate.store.db import upsert_insert
 from schoolgate.store.models import SignInThrottleRow
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class Throttle:
     def _reserve(self, engine: Engine, keys: tuple[tuple[str, str], ...]) -> Attempt:
         now = self.clock()
         table = _TABLE
-        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = upsert_insert(engine.dialect.name)
         with engine.connect() as conn:
             for _, key in keys:  # the first statement writes: SQLite takes its write lock here
                 conn.execute(
