@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "schoolgate" / "admin_api"
+PACKAGE_NAME = "schoolgate.admin_api"
 DEPENDENCIES = {"schoolgate.admin_api.deps", "schoolgate.admin_api.monitoring_deps"}
 SCHEMAS = {"schoolgate.admin_api.schemas", "schoolgate.admin_api.monitoring_schemas"}
 CLOCK_READS = {"now", "utcnow", "today"}  # time.time(): cookie stamps, not a route's time
@@ -30,10 +31,14 @@ def _imports(tree: ast.AST) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name for name in found if name.startswith("admin_api")}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, (
+                f"line {node.lineno}: relative import (the house style is absolute)"
+            )
+            if node.module:
+                found.add(node.module)
+                found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.startswith(f"{PACKAGE_NAME}.")}
 
 
 def _route_modules() -> set[str]:
@@ -54,6 +59,14 @@ def test_there_are_routes_to_check() -> None:
         "schoolgate.admin_api.explain",
         "schoolgate.admin_api.policy_view",
     } <= _route_modules()
+
+
+def test_the_import_reader_sees_admin_api_imports() -> None:
+    """The guards below are only as good as `_imports`: after the move under `schoolgate/` it
+    looked for names starting "admin_api" and so found none, and every guard passed vacuously."""
+    found = _imports(_tree(PACKAGE / "requests.py"))
+    assert any(name.startswith("schoolgate.admin_api.services") for name in found), found
+    assert "schoolgate.admin_api.deps" in found or "schoolgate.admin_api.deps.Now" in found, found
 
 
 def test_services_never_import_dependencies_or_routes() -> None:
