@@ -29,7 +29,7 @@ KUBE = ROOT / "deploy" / "kubernetes"
 VERSIONS = ("1.30.0", "1.33.0")
 OVERLAYS = ("overlays/small-school", "overlays/trust")
 BUILDS = ("base", *OVERLAYS, "migrate")
-CRD_KINDS = {"PodMonitor"}  # Prometheus Operator's: not in the Kubernetes schemas
+CRD_KINDS = {"PodMonitor", "PrometheusRule"}  # Prometheus Operator's: not in the Kubernetes schemas
 IMAGE = "registry.example.org/schoolgate:0.1.0"
 
 
@@ -297,6 +297,18 @@ def test_prometheus_operator_users_get_pod_monitors_with_the_rules_job_names() -
             monitor["spec"]["selector"]["matchLabels"].items()
             <= one("overlays/trust", kind, name)["spec"]["template"]["metadata"]["labels"].items()
         )
+
+
+def test_prometheus_operator_users_get_the_alert_rules_as_they_are_in_deploy_prometheus() -> None:
+    """The monitoring component said it shipped the alert rules as a PrometheusRule and listed
+    only the PodMonitors; the copy must say what deploy/prometheus says."""
+    (rule,) = [d for d in build("overlays/trust") if d["kind"] == "PrometheusRule"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "schoolgate-rules.yml").read_text())
+    assert rule["spec"] == rules, "copy deploy/prometheus/schoolgate-rules.yml's groups into " + (
+        "deploy/kubernetes/components/monitoring/prometheusrule.yaml"
+    )
+    assert len(rules["groups"][0]["rules"]) >= 10
 
 
 def test_a_small_school_runs_one_of_each_and_a_trust_several() -> None:
