@@ -58,7 +58,8 @@ def enable_reuse_port() -> None:
 
 def worker_arguments(extra: Sequence[str], index: int) -> list[str]:
     """The extra mitmdump arguments for worker `index`: its own metrics port (base + index),
-    replacing any metrics port setting in `extra` (whose value is the base)."""
+    replacing any metrics port setting in `extra` (whose value is the base). A base that is not
+    a port number is a ValueError whose message says what to write instead."""
     base = DEFAULT_METRICS_PORT
     items: list[str] = []
     arguments = iter(extra)
@@ -67,7 +68,13 @@ def worker_arguments(extra: Sequence[str], index: int) -> list[str]:
             next(arguments, "") if arg == "--set" else arg[6:] if arg.startswith("--set=") else None
         )
         if pair is not None and pair.startswith(f"{METRICS_OPTION}="):
-            base = int(pair.partition("=")[2])
+            value = pair.partition("=")[2]
+            if not value.isdigit() or int(value) > 65535:
+                raise ValueError(
+                    f"--set {pair}: the metrics port must be a number from 1 to 65535 (each "
+                    "worker adds its index to it), or 0 to turn the metrics off"
+                )
+            base = int(value)
             continue
         items.append(arg)
         if arg == "--set" and pair is not None:

@@ -267,8 +267,13 @@ def run_gateway(args: argparse.Namespace) -> int:
                 print(f"schoolgate gateway: {problem}", file=sys.stderr)
                 return 2
     if args.workers > 1:
-        from schoolgate.workers import run_workers
+        from schoolgate.workers import run_workers, worker_arguments
 
+        try:
+            worker_arguments(args.mitmdump_args, args.workers - 1)  # every worker's, checked once
+        except ValueError as error:
+            print(f"schoolgate gateway: {error}", file=sys.stderr)
+            return 2
         load_or_create_secret(data / "secret")  # made once, before the workers share it
         return run_workers(args.workers, lambda index: _serve_worker(args, data, index))
     return _serve(args, data)

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -285,3 +286,30 @@ def test_the_service_managers_signal_stops_every_worker(
         assert exit_code(parent) == 0  # every worker ended cleanly on the signal
     assert [(tmp_path / f"got-{i}").read_text() for i in range(3)] == [str(int(forwarded))] * 3
     assert "stopping the others" not in (tmp_path / "err").read_text()  # a stop, not a death
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "70000", ""])
+def test_a_metrics_port_that_is_not_a_port_says_what_to_write(value: str) -> None:
+    with pytest.raises(ValueError, match="must be a number from 1 to 65535") as caught:
+        worker_arguments(["--set", f"{M}={value}"], 0)
+    assert f"--set {M}={value}:" in str(caught.value)
+
+
+def test_the_gateway_command_refuses_a_bad_metrics_port_before_any_worker_starts(
+    tmp_path: Path,
+) -> None:
+    """It ended every worker with a bare ValueError traceback (found in the ops round)."""
+    done = subprocess.run(
+        [
+            *(str(Path(sys.executable).with_name("schoolgate")), "gateway", "--workers", "2"),
+            *("--data-dir", str(tmp_path), "--listen-port", "1", "--", "--set", f"{M}=abc"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"schoolgate gateway: --set {M}=abc: the metrics port must be a number" in done.stderr
+    assert "ended (status" not in done.stderr  # no worker was started to fail
