@@ -388,13 +388,7 @@ class Detect:
             note = context.hello_notes.get(client.id)
             sni = note.sni if note is not None else client.sni
             host = note.decision.host if note is not None else host_name(sni or "")
-            decision = Decision(
-                Verdict.BLOCK,
-                Reason.CIRCUMVENTION,
-                rule=ECH_RULE,
-                host=host,
-                technique=Technique.ECH,
-            )
+            decision = _circumvention(ECH_RULE, Technique.ECH, host=host)
             self.stats.detect_blocked += 1
             context.hello_notes[client.id] = context.HelloNote(
                 decision,
@@ -447,12 +441,8 @@ class Detect:
         try:
             address = flow.server_conn.address
             host = flow.client_conn.sni or (str(address[0]) if address else "")
-            decision = Decision(
-                Verdict.BLOCK,
-                Reason.CIRCUMVENTION,
-                rule="tunnel-protocol",
-                host=host_name(host) if host else None,
-                technique=Technique.TUNNEL_PROTOCOL,
+            decision = _circumvention(
+                "tunnel-protocol", Technique.TUNNEL_PROTOCOL, host=host_name(host) if host else None
             )
             evidence = {
                 "port": str(address[1]) if address else "",
@@ -509,13 +499,11 @@ class Detect:
             self._block(
                 flow,
                 inputs,
-                Decision(
-                    Verdict.BLOCK,
-                    Reason.CIRCUMVENTION,
-                    rule="protocol-upgrade",
-                    category=decision.category,
+                _circumvention(
+                    "protocol-upgrade",
+                    Technique.PROTOCOL_UPGRADE,
                     host=decision.host,
-                    technique=Technique.PROTOCOL_UPGRADE,
+                    category=decision.category,
                 ),
                 {"upgrade": upgrade[:100]},
             )
@@ -528,13 +516,11 @@ class Detect:
             self._block(
                 flow,
                 inputs,
-                Decision(
-                    Verdict.BLOCK,
-                    Reason.CIRCUMVENTION,
-                    rule="dns-over-https",
-                    category=decision.category,
+                _circumvention(
+                    "dns-over-https",
+                    Technique.DOH_CONTENT,
                     host=decision.host,
-                    technique=Technique.DOH_CONTENT,
+                    category=decision.category,
                 ),
                 evidence,
             )
@@ -544,14 +530,7 @@ class Detect:
             self._block(
                 flow,
                 inputs,
-                Decision(
-                    Verdict.BLOCK,
-                    Reason.CIRCUMVENTION,
-                    rule=found[0],
-                    category=decision.category,
-                    host=decision.host,
-                    technique=found[1],
-                ),
+                _circumvention(found[0], found[1], host=decision.host, category=decision.category),
                 found[2],
             )
             return
@@ -565,21 +544,14 @@ class Detect:
         self._block(
             flow,
             inputs,
-            Decision(
-                Verdict.BLOCK,
-                Reason.CIRCUMVENTION,
-                rule=inner.rule,
-                category=inner.category,
-                host=decision.host,
-                technique=technique,
-            ),
+            _circumvention(inner.rule, technique, host=decision.host, category=inner.category),
             {"viewer": decision.host or "", "target": target, "target_reason": inner.reason},
         )
 
     @staticmethod
     def _proxy_or_tunnel(
         request: http.Request, path: str, query: str
-    ) -> tuple[str, str, Evidence] | None:
+    ) -> tuple[str, Technique, Evidence] | None:
         """A web-proxy script on any host, or a request asking to become a tunnel (MASQUE)."""
         tunnel = tunnel_upgrade_evidence(path, request.headers.get("upgrade", ""))
         if tunnel is not None:
@@ -675,11 +647,20 @@ class Detect:
 
 
 def _unusual_port(decision: Decision) -> Decision:
+    return _circumvention(
+        "unusual-port", Technique.UNUSUAL_PORT, host=decision.host, category=decision.category
+    )
+
+
+def _circumvention(
+    rule: str | None, technique: Technique, *, host: str | None, category: str | None = None
+) -> Decision:
+    """A block for an attempt to get round the filter, by `technique`."""
     return Decision(
         Verdict.BLOCK,
         Reason.CIRCUMVENTION,
-        rule="unusual-port",
-        category=decision.category,
-        host=decision.host,
-        technique=Technique.UNUSUAL_PORT,
+        rule=rule,
+        category=category,
+        host=host,
+        technique=technique,
     )
