@@ -72,8 +72,17 @@ if [ -f "$stamp" ]; then
 fi
 if [ "$have_hash" != "$want" ] || { [ "$SG_EXTRAS" = test ] && [ "$have_extras" != test ]; }; then
     echo "schoolgate: installing schoolgate and its dependencies ($SG_EXTRAS) into $SG_VENV" >&2
-    "$SG_PY" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-    "$SG_PY" -m pip install --quiet --disable-pip-version-check -e "$sg_target" >&2
+    # pip's and setuptools' own chatter (index warnings, the editable-install banner) goes to a
+    # log, shown only when the install fails
+    sg_log="$SG_VENV/pip-install.log"
+    if ! { "$SG_PY" -m pip install --quiet --disable-pip-version-check --upgrade pip &&
+           "$SG_PY" -m pip install --quiet --disable-pip-version-check -e "$sg_target"; } \
+            > "$sg_log" 2>&1; then
+        echo "schoolgate: installing into $SG_VENV failed; pip's last lines:" >&2
+        tail -n 25 "$sg_log" >&2
+        echo "schoolgate: the whole output is in $sg_log (a network or package index problem is the usual cause; run the command again once it is fixed)" >&2
+        exit 1
+    fi
     echo "$want $SG_EXTRAS" > "$stamp"
 fi
 export SG_ROOT SG_VENV SG_PY

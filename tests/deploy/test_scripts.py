@@ -130,6 +130,47 @@ def installs(venv: Path, *command: str) -> list[str]:
     return [c for c in calls if c.startswith("-m pip install") and "--upgrade pip" not in c]
 
 
+def test_pips_chatter_is_kept_out_of_the_way_and_shown_when_it_fails(fake_venv: Path) -> None:
+    """The first run printed 117 index warnings and setuptools' boxed editable-install banner
+    (newcomer review 10); pip's output now goes to a log, shown when the install fails."""
+    noisy = (
+        '#!/bin/sh\necho "$*" >> "$(dirname "$0")/../calls.log"\n'
+        "echo \"WARNING: Location 'file:///x' is ignored\" >&2\n"
+        'echo "BuildBackendWarning: Editable installation." >&2\n'
+        'case "$*" in *" -e "*) [ -f "$(dirname "$0")/../fail" ] && '
+        '{ echo "ERROR: No matching distribution found for mitmproxy==12.2.3" >&2; exit 1; } ;; '
+        "esac\nexit 0\n"
+    )
+    (fake_venv / "bin" / "python").write_text(noisy)
+    env = {**os.environ, "SG_VENV": str(fake_venv)}
+    env.pop("SG_EXTRAS", None)
+
+    def run_sh() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["scripts/run.sh", "--help"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    quiet = run_sh()
+    assert quiet.returncode == 0, quiet.stderr
+    assert "is ignored" not in quiet.stderr
+    assert "BuildBackendWarning" not in quiet.stderr
+    assert "installing schoolgate" in quiet.stderr  # what it is doing is still said
+
+    (fake_venv / ".schoolgate-installed").unlink()
+    (fake_venv / "fail").touch()
+    failed = run_sh()
+    assert failed.returncode == 1
+    assert "No matching distribution found for mitmproxy==12.2.3" in failed.stderr
+    assert str(fake_venv / "pip-install.log") in failed.stderr
+    assert not (fake_venv / ".schoolgate-installed").exists()  # tried again next time
+
+
 def stamp(venv: Path) -> str:
     return (venv / ".schoolgate-installed").read_text().strip()
 
