@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from schoolgate.policy.decide import unblockable
 from schoolgate.policy.model import Decision, Policy, Reason, Subject
 from schoolgate.policy.techniques import describe_technique
 
@@ -100,6 +101,21 @@ def explain_decision(
         )
     elif not decision.allowed and decision.reason in (Reason.RULE_BLOCK, Reason.DEFAULT_BLOCK):
         lines.append(
-            "It does not open at any time for this role; ask the Business Manager if you need it."
+            f"It does not open at any time for this role; {how_to_get_it(policy, decision, subject)}"
         )
     return "\n".join(lines)
+
+
+# The end of the sentence above when an approval could open the site. The admin's request page,
+# read by the Business Manager, drops it (services/requests.py).
+ASK_THE_BUSINESS_MANAGER = "ask the Business Manager if you need it."
+
+
+def how_to_get_it(policy: Policy, decision: Decision, subject: Subject) -> str:
+    """What a person can do about a block, in the same words everywhere: ask the Business
+    Manager, but only where an approved request could open the site (never for a locked
+    category, nor one the policy marks as not unblockable for this role, like X and Instagram
+    in the seed); otherwise say plainly that it cannot be unblocked at school."""
+    if decision.host and unblockable(policy, decision.host, subject.role):
+        return ASK_THE_BUSINESS_MANAGER
+    return "it cannot be unblocked at school, even if you ask."

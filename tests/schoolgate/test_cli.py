@@ -174,3 +174,23 @@ def test_explain_user_gets_the_role_from_the_directory(user: str, role: str, ver
     assert result.returncode == 0, result.stderr
     decision = json.loads(result.stdout)
     assert (decision["role"], decision["verdict"]) == (role, verdict)
+
+
+@pytest.mark.parametrize(
+    ("role", "host"),
+    [("pupil", "x.com"), ("staff", "www.instagram.com"), ("social_media_manager", "x.com")],
+)
+def test_explain_never_offers_to_ask_for_what_cannot_be_unblocked(role: str, host: str) -> None:
+    """Newcomer review finding 6: X and Instagram cannot be unblocked at school, so explain
+    says so, like the block page, instead of "ask the Business Manager"."""
+    result = run("explain", "--role", role, "--host", host, "--at", "2026-11-23T12:30")
+    assert result.returncode == 0, result.stderr
+    assert "Blocked" in result.stdout
+    assert "Business Manager" not in result.stdout
+    assert "it cannot be unblocked at school, even if you ask." in result.stdout
+
+
+def test_explain_tells_who_to_ask_where_an_unblock_is_possible() -> None:
+    result = run("explain", "--role", "pupil", "--host", "facebook.com", "--at", "2026-11-23T12:30")
+    assert result.returncode == 0, result.stderr
+    assert "ask the Business Manager if you need it." in result.stdout
