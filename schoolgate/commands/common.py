@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from schoolgate import store
 from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.model import Policy
 from schoolgate.store.db import (
@@ -18,6 +19,9 @@ from schoolgate.store.db import (
     upgrade,
 )
 from schoolgate.store.policy_files import load_policy
+
+# The demo's identity settings: a users file with pupil1, teacher1, socialmedia1, ...
+DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
 
 
 def load_policy_or_report(path: Path | str | None) -> Policy | None:

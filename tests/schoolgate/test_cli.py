@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -108,7 +111,8 @@ def test_explain_batch_keeps_order_and_reports_bad_lines() -> None:
     assert out[0]["verdict"] == "allow"
     assert out[1]["verdict"] == "block"
     assert "give 'role' or 'user'" in out[2]["error"]
-    assert (out[3]["role"], out[3]["verdict"]) == ("pupil", "block")  # unknown user: pupil
+    # without a directory, a user cannot be placed in a role: said, not defaulted
+    assert "pass --identity FILE" in out[3]["error"]
     assert "error" in out[4]
 
 
@@ -155,7 +159,6 @@ DEMO_IDENTITY = str(
         ("socialmedia1", "social_media_manager", "allow"),  # the official accounts, in lesson time
         ("teacher1", "staff", "block"),
         ("pupil1", "pupil", "block"),
-        ("someone-unknown", "pupil", "block"),  # unknown users get the default role
     ],
 )
 def test_explain_user_gets_the_role_from_the_directory(user: str, role: str, verdict: str) -> None:
@@ -194,3 +197,56 @@ def test_explain_tells_who_to_ask_where_an_unblock_is_possible() -> None:
     result = run("explain", "--role", "pupil", "--host", "facebook.com", "--at", "2026-11-23T12:30")
     assert result.returncode == 0, result.stderr
     assert "ask the Business Manager if you need it." in result.stdout
+
+
+def test_explain_user_without_a_directory_is_refused_not_defaulted() -> None:
+    """Newcomer review finding 8: --user teacher1 without --identity used to report
+    'teacher1 (pupil)' silently."""
+    result = subprocess.run(
+        [SCHOOLGATE, "explain", "--user", "teacher1", "--host", "facebook.com"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "SCHOOLGATE_IDENTITY"},
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "pass --identity FILE" in result.stderr
+    assert "demo-identity.yaml" in result.stderr
+    assert "or give --role ROLE" in result.stderr
+
+
+def test_explain_reports_a_user_the_directory_does_not_know() -> None:
+    result = run(
+        "explain", "--user", "teacher11", "--identity", DEMO_IDENTITY, "--host", "facebook.com"
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "nobody called 'teacher11' is in the directory" in result.stderr
+
+
+def test_explain_help_says_what_the_exit_status_means() -> None:
+    words = " ".join(run("explain", "--help").stdout.split())
+    assert "Exit status: 0 when a decision was printed, whether it is allow or block" in words
+
+
+@pytest.mark.parametrize(
+    ("at", "clock"), [("10:35", "10:35"), ("9:05", "09:05"), ("13:45:10", "13:45:10")]
+)
+def test_explain_at_a_clock_time_means_today_at_school(at: str, clock: str) -> None:
+    """Newcomer review finding 12: --at 10:35 gave "Invalid isoformat string"."""
+    result = run("explain", "--role", "staff", "--host", "facebook.com", "--at", at, "--json")
+    assert result.returncode == 0, result.stderr
+    when = datetime.fromisoformat(json.loads(result.stdout)["at"])
+    school = when.astimezone(ZoneInfo("Europe/London"))
+    assert school.date() == datetime.now(ZoneInfo("Europe/London")).date()
+    assert school.strftime("%H:%M:%S").startswith(clock if len(clock) > 5 else clock + ":00")
+
+
+@pytest.mark.parametrize("at", ["10h35", "25:00", "tomorrow", "23/11/2026 10:35"])
+def test_explain_names_the_times_it_can_read(at: str) -> None:
+    result = run("explain", "--role", "staff", "--host", "facebook.com", "--at", at)
+    assert result.returncode == 2
+    assert f"cannot read the time {at!r}: write HH:MM for today (like 10:35)" in result.stderr
+    assert "Traceback" not in result.stderr
