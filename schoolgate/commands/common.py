@@ -3,7 +3,10 @@ technician expects."""
 
 from __future__ import annotations
 
+import argparse
+import re
 import sys
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,6 +34,24 @@ def load_policy_or_report(path: Path | str | None) -> Policy | None:
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return None
+
+
+_UK_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+
+
+def parse_day(text: str) -> date:
+    """A day as a UK user types it (25/12/2026, day first) or in ISO form (2026-12-25); for
+    argparse's `type=`, so a mistake is reported with the option's name and the forms."""
+    found = _UK_DATE.fullmatch(text.strip())
+    try:
+        if found:
+            return date(int(found[3]), int(found[2]), int(found[1]))
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"cannot read the day {text!r}: write it as DD/MM/YYYY (like 25/12/2026) or "
+            "YYYY-MM-DD (like 2026-12-25)"
+        ) from None
 
 
 def prepare_database(url: str, *, embedded: bool) -> str | None:

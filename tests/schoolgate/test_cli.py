@@ -250,3 +250,67 @@ def test_explain_names_the_times_it_can_read(at: str) -> None:
     assert result.returncode == 2
     assert f"cannot read the time {at!r}: write HH:MM for today (like 10:35)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("day", ["25/12/2026", "2026-12-25", "25/12/2026 "])
+def test_policy_table_reads_a_day_as_a_uk_user_types_it(day: str) -> None:
+    """Newcomer review finding 12: --date 25/12/2026 gave "invalid fromisoformat value"."""
+    result = run("policy", "table", "--date", day)
+    assert result.returncode == 0, result.stderr
+    words = " ".join(result.stdout.split())
+    assert "Friday 25 December 2026 is not a school day: bank holiday (Christmas Day)." in words
+
+
+@pytest.mark.parametrize("day", ["31/02/2026", "12/25/2026", "tomorrow"])
+def test_policy_table_names_the_day_forms_it_reads(day: str) -> None:
+    result = run("policy", "table", "--date", day)
+    assert result.returncode == 2
+    assert f"argument --date: cannot read the day {day!r}: write it as DD/MM/YYYY" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_policy_table_fits_100_columns_and_csv_keeps_the_matrix() -> None:
+    """Newcomer review finding 12: the rows were 196-264 characters wide."""
+    text = run("policy", "table", "--date", "2026-11-23")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert "   3  morning break 10:30-10:45" in lines
+    staff = lines.index("staff:")
+    assert lines[staff + 1].split() == ["category", "1", "2", "3", "4", "5", "6", "7"]
+    facebook = next(line for line in lines[staff:] if line.split()[0] == "facebook")
+    assert facebook.split()[1:] == ["BLOCK", "BLOCK", "allow", "BLOCK", "allow", "BLOCK", "BLOCK"]
+    matrix = run("policy", "table", "--date", "2026-11-23", "--csv")
+    assert len(matrix.stdout.splitlines()[0].split(",")) == 2 + 7  # the whole matrix, unchanged
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("policy", "table", "--csv"),
+        ("explain", "--role", "staff", "--host", "facebook.com"),
+        ("pac", "--gateway", "gateway.school.lan:8080"),
+    ],
+)
+def test_a_reader_that_stops_early_gets_no_traceback(args: tuple[str, ...]) -> None:
+    """`schoolgate policy table --csv | head -1` ended in a BrokenPipeError traceback: the
+    reader here stops before the first byte, which is what head does once it has a line."""
+    process = subprocess.Popen(
+        [SCHOOLGATE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, errors = process.communicate(timeout=120)
+    assert "Traceback" not in errors
+    assert "BrokenPipeError" not in errors
+    assert process.returncode == 141
+
+
+def test_pac_help_names_what_goes_direct() -> None:
+    words = " ".join(run("pac", "--help").stdout.split())
+    assert "never DIRECT)" not in words
+    assert "Only these go DIRECT (not through the gateway): localhost, the gateway itself, " in (
+        words
+    )
