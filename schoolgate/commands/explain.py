@@ -160,10 +160,9 @@ class Resolver:
                 )
             held = found
         mapped = self.config.role_for_groups(held)
-        # a known user in no mapped group gets the default role, as at the gateway
-        return Subject(
-            role=mapped if mapped in policy.roles else policy.default_role, user=user, groups=held
-        )
+        if mapped is None or mapped not in policy.roles:
+            mapped = policy.default_role  # in no mapped group: the default role, as at the gateway
+        return Subject(role=mapped, user=user, groups=held)
 
     def _groups_of(self, user: str) -> frozenset[str] | None:
         if user not in self.known:

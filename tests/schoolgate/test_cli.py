@@ -43,7 +43,10 @@ def test_policy_check_lists_every_problem(tmp_path: Path) -> None:
     result = run("policy", "check", str(bad))
     assert result.returncode == 1
     assert "3 problems" in result.stderr
-    assert "rules[0].categories[1]: unknown category 'instagramm'" in result.stderr
+    assert (
+        "rule 1 'x-and-instagram' (rules[0].categories[1]): unknown category 'instagramm' "
+        "(did you mean 'instagram'?" in result.stderr
+    )
     assert "default_role: unknown role 'pupils'" in result.stderr
     assert "calendar.periods[0].start: '25:30' is not a time of day" in result.stderr
 
@@ -51,7 +54,34 @@ def test_policy_check_lists_every_problem(tmp_path: Path) -> None:
 def test_policy_check_missing_file(tmp_path: Path) -> None:
     result = run("policy", "check", str(tmp_path / "nope.yaml"))
     assert result.returncode == 1
-    assert "does not exist" in result.stderr
+    assert "does not exist (check the path and its spelling" in result.stderr
+    assert "seed policy" not in result.stderr  # policy check's FILE cannot be left out
+
+
+def test_policy_check_shows_every_problem_in_one_run(tmp_path: Path) -> None:
+    """Newcomer review finding 11, as the review ran it: an unknown key, a bad time, an
+    unknown category, a misspelt list and action, all in one run, with suggestions and rules
+    numbered as people count them."""
+    text = seed_policy_path().read_text()
+    text = text.replace("default: allow", "defualt: allow")
+    text = text.replace('start: "10:30"', 'start: "10:75"')
+    text = text.replace("categories: [facebook, social]", "categories: [facebook, socail]", 1)
+    text = text.replace("lists: [social.txt]", "lists: [socail.txt]")
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(text)
+    result = run("policy", "check", str(bad))
+    assert result.returncode == 1
+    problems = result.stderr.splitlines()
+    assert problems[0] == f"{bad}: 5 problems"
+    words = "\n".join(problems)
+    assert "defualt: unknown key (did you mean 'default'?" in words
+    assert "calendar.periods[0].start: '10:75' is not a time of day" in words
+    assert "unknown category 'socail' (did you mean 'social'?" in words
+    assert "list file 'socail.txt' was not found (did you mean 'social.txt'?" in words
+    shipped = sorted(p.name for p in (seed_policy_path().parent / "lists").glob("*.txt"))
+    assert f"use a shipped list: {', '.join(shipped)})" in words
+    assert "(rules[" in words
+    assert "rule 0 " not in words
 
 
 # The seed rules at the times that matter (Monday 23 November 2026 is a school day, GMT).
