@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,10 +41,23 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The shell's status for a writer whose reader went away (128 + SIGPIPE), as `yes | head` gives.
+STOPPED_READING = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    result: int = args.handler(args)
+    try:
+        result: int = args.handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped early (`schoolgate policy table --csv | head -1`): not a fault
+        # worth a traceback. Point stdout at /dev/null so Python's own flush at exit is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return STOPPED_READING
     return result
 
 

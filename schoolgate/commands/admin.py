@@ -15,11 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schoolgate import store
-from schoolgate.commands.common import prepare_database
+from schoolgate.commands.common import DEMO_IDENTITY, prepare_database
 from schoolgate.store.db import display_url
 
-DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
 POLICY_CHECK_SECONDS = 5.0
 logger = logging.getLogger("schoolgate.admin")
 

@@ -391,7 +391,13 @@ def register(subparsers: Any) -> None:
     )
     srv.set_defaults(handler=run_server_cert)
 
-    status = commands.add_parser("status", parents=[common], help="what is in use and published")
+    status = commands.add_parser(
+        "status",
+        parents=[common],
+        help="what is in use and published",
+        description="Print the CA certificate in use, a staged one (and from when it may go "
+        "live) and the previous ones still published.",
+    )
     status.set_defaults(handler=run_status)
 
 

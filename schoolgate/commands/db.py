@@ -40,16 +40,33 @@ def register(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="db_command", metavar="ACTION")
     commands.required = True
 
-    up = commands.add_parser("upgrade", help="apply the schema migrations (safe to repeat)")
+    up = commands.add_parser(
+        "upgrade",
+        help="apply the schema migrations (safe to repeat)",
+        description="Bring the database's tables up to this version of schoolgate (Alembic "
+        "migrations). Run it after installing a new version, before starting the services; "
+        "running it again changes nothing.",
+    )
     up.add_argument("--database", help=URL_HELP)
     up.set_defaults(handler=run_upgrade)
 
-    status = commands.add_parser("status", help="show the schema revision (exit 1: upgrade)")
+    status = commands.add_parser(
+        "status",
+        help="show the schema revision (exit 1: upgrade)",
+        description="Print the database's schema revision and whether it is current. Exit 0 "
+        "when it is; exit 1 when `schoolgate db upgrade` is needed.",
+    )
     status.add_argument("--database", help=URL_HELP)
     status.set_defaults(handler=run_status)
 
     defaults = RetentionDays()
-    clean = commands.add_parser("purge", help="delete records older than their retention")
+    clean = commands.add_parser(
+        "purge",
+        help="delete records older than their retention",
+        description="Delete what is older than the school keeps it for (the defaults follow "
+        "docs/storage.md; each --...-days option changes one). Run it daily, e.g. from the "
+        "timer deploy/systemd/schoolgate-purge.timer.",
+    )
     clean.add_argument("--database", help=URL_HELP)
     for field, what in RETENTION_FLAGS:
         clean.add_argument(

@@ -6,18 +6,26 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
-from schoolgate.commands.common import load_policy_or_report
+from schoolgate.commands.common import DEMO_IDENTITY, load_policy_or_report
 from schoolgate.policy.decide import decide
 from schoolgate.policy.explain import explain_decision
 from schoolgate.policy.model import Decision, Policy, Request, Subject
 from schoolgate.store.directory import DirectoryUnavailable, make_directory
 from schoolgate.store.identity_config import IdentityConfigError, load_identity_config
+
+EXIT_CODES = (
+    "Exit status: 0 when a decision was printed, whether it is allow or block (read the "
+    "verdict, or the 'verdict' key of --json); 1 when the policy has problems or, with "
+    "--batch, a line could not be answered; 2 when the question cannot be asked (a missing "
+    "option, an unknown role or user, an unreadable time)."
+)
 
 
 def register(subparsers: Any) -> None:
@@ -27,17 +35,19 @@ def register(subparsers: Any) -> None:
         description="Print the decision and, in words, why; including when access next opens. "
         'With --batch, read JSON lines {"role" or "user", "host", "at"} and '
         "write one JSON decision per line, in order.",
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--role", help="a role of the policy")
     parser.add_argument(
         "--user",
-        help="a user name: the role comes from the directory of "
-        "--identity (else the default role), unless --role",
+        help="a user name: the role comes from the directory of --identity (a name the "
+        "directory does not know is an error), unless --role is given",
     )
     parser.add_argument(
         "--groups",
         default="",
-        help="the user's groups, comma-separated (instead of asking the directory)",
+        help="the user's groups, comma-separated (instead of asking the directory; "
+        "--identity maps them to a role)",
     )
     parser.add_argument(
         "--identity",
@@ -45,14 +55,15 @@ def register(subparsers: Any) -> None:
         default=Path(os.environ["SCHOOLGATE_IDENTITY"])
         if os.environ.get("SCHOOLGATE_IDENTITY")
         else None,
-        help="identity settings whose directory says who --user is (default: $SCHOOLGATE_IDENTITY)",
+        help="identity settings whose directory says who --user is, e.g. the demo's "
+        f"{DEMO_IDENTITY} (default: $SCHOOLGATE_IDENTITY)",
     )
     parser.add_argument("--host", help="the host name (any spelling)")
     parser.add_argument(
         "--at",
-        help="ISO-8601 time, e.g. 2026-11-23T10:35:00+00:00 "
-        "(a time without offset is read in the school's zone; "
-        "default: now)",
+        help="when: HH:MM for today (like 10:35), or a date and time like 2026-11-23T10:35 "
+        "or 2026-11-23T10:35:00+00:00 (a time without an offset is in the school's time "
+        "zone; default: now)",
     )
     parser.add_argument("--policy", help="policy file (default: the seed policy)")
     parser.add_argument("--json", action="store_true", help="print the Decision as JSON")
@@ -62,12 +73,32 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def parse_at(text: str | None, policy: Policy) -> datetime:
-    if not text:
-        return datetime.now(UTC)
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+_CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?")
+
+
+def parse_at(text: str | None, policy: Policy, *, now: datetime | None = None) -> datetime:
+    """When a question is about: now, HH:MM (today in the school's zone) or an ISO date and
+    time (without an offset: in the school's zone). ValueError naming the forms otherwise."""
+    zone = policy.calendar.timezone
+    now = now or datetime.now(UTC)
+    if not text or not text.strip():
+        return now
+    text = text.strip()
+    clock = _CLOCK.fullmatch(text)
+    if clock:
+        today = now.astimezone(zone).date()
+        moment = time(int(clock[1]), int(clock[2]), int(clock[3] or 0))
+        return datetime.combine(today, moment, tzinfo=zone)
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"cannot read the time {text!r}: write HH:MM for today (like 10:35), or a date "
+            "and time like 2026-11-23T10:35 (add +00:00 or Z for UTC; without it the time "
+            "is in the school's time zone)"
+        ) from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=policy.calendar.timezone)
+        value = value.replace(tzinfo=zone)
     return value
 
 
@@ -93,36 +124,54 @@ def decision_json(
 
 
 class Resolver:
-    """Turns a question's role/user/groups into a Subject, asking the directory (once per user)
-    for a user's groups when no role or groups are given."""
+    """Turns a question's role/user/groups into a Subject. Without a role, the role comes from
+    the directory of the identity settings (asked once per user for a user's groups), as at the
+    gateway; with no identity settings, or for a name the directory does not know, it is an
+    error rather than a silent default."""
 
     def __init__(self, policy: Policy, identity: Path | None) -> None:
         self.policy = policy
+        self.identity = identity
         self.config = load_identity_config(identity) if identity else None
         self.directory = make_directory(self.config.directory) if self.config else None
-        self.known: dict[str, frozenset[str]] = {}
+        self.known: dict[str, frozenset[str] | None] = {}
 
     def subject(self, role: str | None, user: str | None, groups: Iterable[str] = ()) -> Subject:
         policy = self.policy
-        if role is not None and role not in policy.roles:
-            raise ValueError(f"unknown role {role!r} (known: {', '.join(policy.roles)})")
         held = frozenset(groups)
-        if user and not role and not held and self.directory is not None:
-            held = self._groups_of(user)
-        if role is None and self.config is not None:
-            role = self.config.role_for_groups(held)
-        if role is None or role not in policy.roles:
-            role = policy.default_role  # unknown to the directory, or mapped to no role
-        return Subject(role=role, user=user, groups=held)
+        if role is not None:
+            if role not in policy.roles:
+                raise ValueError(f"unknown role {role!r} (known: {', '.join(policy.roles)})")
+            return Subject(role=role, user=user, groups=held)
+        if self.config is None:
+            raise ValueError(
+                f"to say who {user!r} is, schoolgate needs the directory: "
+                "pass --identity FILE (the identity settings; the demo's are "
+                f"{DEMO_IDENTITY}) or set $SCHOOLGATE_IDENTITY, or give --role ROLE "
+                f"(one of: {', '.join(policy.roles)})"
+            )
+        if user and not held:
+            found = self._groups_of(user)
+            if found is None:
+                raise ValueError(
+                    f"nobody called {user!r} is in the directory of {self.identity}: check "
+                    "the spelling, or give --role ROLE to ask about a role (someone the "
+                    f"gateway cannot identify gets the role {policy.default_role})"
+                )
+            held = found
+        mapped = self.config.role_for_groups(held)
+        if mapped is None or mapped not in policy.roles:
+            mapped = policy.default_role  # in no mapped group: the default role, as at the gateway
+        return Subject(role=mapped, user=user, groups=held)
 
-    def _groups_of(self, user: str) -> frozenset[str]:
+    def _groups_of(self, user: str) -> frozenset[str] | None:
         if user not in self.known:
             assert self.directory is not None
             try:
                 found = asyncio.run(self.directory.lookup(user))
             except DirectoryUnavailable as exc:
                 raise ValueError(f"the directory cannot say who {user!r} is: {exc}") from None
-            self.known[user] = found.groups if found else frozenset()
+            self.known[user] = found.groups if found else None
         return self.known[user]
 
 

@@ -38,6 +38,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "lists",
         help="update the category lists, show their state, or build them from pinned sources",
+        description="The domain lists behind the policy's categories: fetch updates, say how "
+        "old each is, or build them from pinned upstream checkouts (docs/list-updates.md).",
     )
     sub = parser.add_subparsers(dest="lists_command", metavar="SUBCOMMAND")
     sub.required = True

@@ -74,8 +74,11 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "pac",
         help="write the proxy auto-config (PAC) file, with WPAD notes",
-        description="Write the PAC file that sends every internet host through the gateway (and "
-        "never DIRECT), for Group Policy, MDM or a WPAD web server.",
+        description="Write the PAC file that sends every internet host through the gateway, "
+        "for Group Policy, MDM or a WPAD web server. Only these go DIRECT (not through the "
+        "gateway): localhost, the gateway itself, private and loopback IP addresses, and the "
+        "policy's internal.allow entries marked 'direct: true'. If no gateway answers, "
+        "the browser tries the next one, never DIRECT.",
     )
     parser.add_argument(
         "--gateway",

@@ -7,12 +7,13 @@ import argparse
 import csv
 import re
 import sys
-from datetime import UTC, date, datetime, timedelta
+import textwrap
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from schoolgate.commands.common import load_policy_or_report, prepare_database
+from schoolgate.commands.common import load_policy_or_report, parse_day, prepare_database
 from schoolgate.policy.diff import replay, table_diff
 from schoolgate.policy.table import policy_table, summary
 from schoolgate.store.db import database_url_from_environment, display_url, make_engine
@@ -22,7 +23,12 @@ _DURATION = re.compile(r"^(\d{1,3})([dh])$")
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("policy", help="check a policy file, or print it as a table")
+    parser = subparsers.add_parser(
+        "policy",
+        help="check a policy file, or print it as a table",
+        description="The policy file for people: check it, show it as the governors' table, "
+        "or see what a change to it would do.",
+    )
     sub = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
     sub.required = True
 
@@ -35,13 +41,19 @@ def register(subparsers: Any) -> None:
     check.add_argument("file", help="the policy YAML file")
     check.set_defaults(handler=run_check)
 
-    table = sub.add_parser("table", help="role x category x period matrix (governors' review)")
+    table = sub.add_parser(
+        "table",
+        help="role x category x period matrix (governors' review)",
+        description="What each role gets for each category in each part of one day (the "
+        "verdict in the middle of each period). The text table has one block per role, "
+        "periods numbered with a key, to fit 100 columns; --csv gives the whole matrix.",
+    )
     table.add_argument("--policy", help="policy file (default: the seed policy)")
     table.add_argument(
         "--date",
-        type=date.fromisoformat,
+        type=parse_day,
         default=None,
-        help="the day to show, YYYY-MM-DD (default: today)",
+        help="the day to show, DD/MM/YYYY or YYYY-MM-DD (default: today)",
     )
     table.add_argument("--csv", action="store_true", help="print CSV instead of a text table")
     table.set_defaults(handler=run_table)
@@ -71,9 +83,9 @@ def register(subparsers: Any) -> None:
     )
     diff.add_argument(
         "--date",
-        type=date.fromisoformat,
+        type=parse_day,
         default=None,
-        help="the day of the governors' table, YYYY-MM-DD (default: today)",
+        help="the day of the governors' table, DD/MM/YYYY or YYYY-MM-DD (default: today)",
     )
     diff.set_defaults(handler=run_diff)
 
@@ -97,13 +109,43 @@ def run_table(args: argparse.Namespace) -> int:
         writer.writerow(header)
         writer.writerows(rows)
         return 0
-    print(f"{policy.name}\n{note}\n")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for i, row in enumerate([header, *rows]):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print("\n".join(text_table(policy.name, note, header, rows)))
     return 0
+
+
+TABLE_WIDTH = 100  # columns: a normal terminal, and an A4 page in a fixed-width font
+
+
+def text_table(name: str, note: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """The governors' table as lines of at most TABLE_WIDTH characters: a key numbering the
+    parts of the day, then one block per role (categories as rows, parts as numbered columns);
+    if the parts do not fit across, a role's block repeats with the next parts."""
+    parts = header[2:]
+    lines = [*textwrap.wrap(name, TABLE_WIDTH), *textwrap.wrap(note, TABLE_WIDTH), ""]
+    lines.append("Parts of the day:")
+    lines += [f"  {number:>2}  {part}" for number, part in enumerate(parts, start=1)]
+    category_width = max(len(row[1]) for row in rows)
+    cell = max(len("BLOCK"), len(str(len(parts)))) + 2
+    across = max(1, (TABLE_WIDTH - 2 - category_width) // cell)
+    for role in dict.fromkeys(row[0] for row in rows):
+        mine = [row for row in rows if row[0] == role]
+        for first in range(0, len(parts), across):
+            shown = range(first, min(first + across, len(parts)))
+            lines += ["", f"{role}:"]
+            lines.append(
+                (
+                    "  "
+                    + "category".ljust(category_width)
+                    + "".join(str(i + 1).rjust(cell) for i in shown)
+                ).rstrip()
+            )
+            for row in mine:
+                lines.append(
+                    "  "
+                    + row[1].ljust(category_width)
+                    + "".join(row[2 + i].rjust(cell) for i in shown)
+                )
+    return lines
 
 
 def parse_duration(text: str) -> timedelta:

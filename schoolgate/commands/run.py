@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from schoolgate import store
+from schoolgate.commands.common import DEMO_IDENTITY
 from schoolgate.commands.lists import empty_category_lines
 from schoolgate.store.db import secure_directory
 from schoolgate.store.policy_files import seed_policy_path
@@ -43,7 +43,6 @@ def trial_policy(data_dir: Path) -> Path:
     return path
 
 
-DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
 DEMO_ACCOUNTS = ("pupil1", "pupil2", "teacher1", "socialmedia1", "bursar1", "dsl1", "it1")
 
 

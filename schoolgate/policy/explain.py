@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from schoolgate.policy.decide import unblockable
 from schoolgate.policy.model import Decision, Policy, Reason, Subject
 from schoolgate.policy.techniques import describe_technique
 
@@ -100,6 +101,34 @@ def explain_decision(
         )
     elif not decision.allowed and decision.reason in (Reason.RULE_BLOCK, Reason.DEFAULT_BLOCK):
         lines.append(
-            "It does not open at any time for this role; ask the Business Manager if you need it."
+            f"It does not open at any time for this role; {how_to_get_it(policy, decision, subject)}"
         )
     return "\n".join(lines)
+
+
+# The end of the sentence above when an approval could open the site. The admin's request page,
+# read by the Business Manager, drops it (services/requests.py).
+ASK_THE_BUSINESS_MANAGER = "ask the Business Manager if you need it."
+
+
+def can_ask_for(policy: Policy, decision: Decision, role: str, site: str = "") -> bool:
+    """Whether an approved unblock request could open what `decision` blocked, for `role`: the
+    one rule behind the block page's "Ask for access" and the words "ask the Business Manager".
+    Never for a locked category or one the policy marks as not unblockable for the role (X and
+    Instagram in the seed), nor a page-rewriting proxy of such a site (`unblockable` judges the
+    site it shows); a supervised-only sanction is lifted by the DSL, not by a request; an
+    internal address is opened only by the policy's internal allow list. `site`: what the
+    client asked for, when the decision has no host."""
+    if decision.reason in (Reason.SUPERVISED_ONLY, Reason.INTERNAL_ADDRESS):
+        return False
+    host = decision.host or site
+    return bool(host) and unblockable(policy, host, role)
+
+
+def how_to_get_it(policy: Policy, decision: Decision, subject: Subject) -> str:
+    """What a person can do about a block, in the same words everywhere: ask the Business
+    Manager where an approved request could open the site (can_ask_for); otherwise say plainly
+    that it cannot be unblocked at school."""
+    if can_ask_for(policy, decision, subject.role):
+        return ASK_THE_BUSINESS_MANAGER
+    return "it cannot be unblocked at school, even if you ask."

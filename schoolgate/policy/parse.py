@@ -6,11 +6,13 @@ domain-list files it names (`list_files_named`) and passes their texts in.
 
 from __future__ import annotations
 
+import copy
+import difflib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -240,12 +242,21 @@ def list_files_named(text: str) -> tuple[str, ...]:
 
 
 def parse_policy(
-    text: str, *, source: str, lists: Mapping[str, str] | None = None, index_key: str = ""
+    text: str,
+    *,
+    source: str,
+    lists: Mapping[str, str] | None = None,
+    index_key: str = "",
+    known_lists: Iterable[str] = (),
 ) -> Policy:
     """Parse a policy text. `lists` maps each list file name the policy names to its text;
-    `index_key` is the secret that keys the domain index's hashes (see DomainIndex).
+    `index_key` is the secret that keys the domain index's hashes (see DomainIndex);
+    `known_lists` names the list files that could be used (the shipped ones), for the message
+    about a list that was not found.
 
-    Raises PolicyError listing every problem found, each with its place."""
+    Raises PolicyError listing every problem found, each with its place: when the structure
+    has problems (an unknown key, a wrong kind of value), the rest of the policy is still
+    checked with those parts left out, so one run shows everything."""
     data = _load_yaml(text, source)
     if not isinstance(data, dict):
         raise PolicyError(
@@ -256,27 +267,218 @@ def parse_policy(
                 f"{type(data).__name__}"
             ],
         )
+    lists = lists or {}
+    available = tuple(dict.fromkeys([*known_lists, *lists]))
     try:
         spec = _PolicyIn.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(source, _schema_problems(exc)) from None
-    return _Builder(spec, source, lists or {}, index_key).build()
+        problems = _schema_problems(exc) + _problems_around(data, exc, lists, available)
+        raise PolicyError(source, [_numbered(p, data) for p in problems]) from None
+    try:
+        return _Builder(spec, source, lists, index_key, available).build()
+    except PolicyError as error:
+        raise PolicyError(source, [_numbered(p, data) for p in error.problems]) from None
+
+
+# --- problems in plain words -----------------------------------------------------------------
+
+# pydantic's names for the branches of a union, and for a mapping's key: not places in the file
+_BRANCHES = frozenset({"list[str]", "literal['all']", "function-after", "str", "date", "[key]"})
 
 
 def _schema_problems(exc: ValidationError) -> list[str]:
-    problems = []
+    problems: list[str] = []
     for error in exc.errors():
         where = _place(error["loc"])
-        if error["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see docs/policy.md for the keys allowed)"
-        elif error["type"] == "missing":
-            message = "required, but missing"
-        else:
-            message = error["msg"]
-            if "input" in error and error["type"] not in ("model_type", "dict_type"):
-                message = f"{message} (got {error['input']!r})"
-        problems.append(f"{where}: {message}" if where else message)
+        message = _plain_words(error)
+        problem = f"{where}: {message}" if where else message
+        if problem not in problems:
+            problems.append(problem)
     return problems
+
+
+def _plain_words(error: Any) -> str:
+    """pydantic's message for one error, in words a technician reads without a manual."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        hint = _did_you_mean(str(error["loc"][-1]), _fields_at(error["loc"]))
+        return (
+            f"unknown key ({hint or 'check the spelling; '}see docs/policy.md for the keys allowed)"
+        )
+    if kind == "missing":
+        return "required, but missing"
+    if kind in ("enum", "literal_error"):
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        hint = _did_you_mean(value, choices) if isinstance(value, str) else ""
+        return f"{value!r} is not one of the choices: write {_either(choices)}" + (
+            f" ({hint.strip()})" if hint else ""
+        )
+    date_words = "should be a date, written YYYY-MM-DD (like 2026-09-03)"
+    words = {
+        "string_type": "should be text",
+        "bool_type": "should be true or false",
+        "bool_parsing": "should be true or false",
+        "int_type": "should be a whole number",
+        "int_parsing": "should be a whole number",
+        "int_from_float": "should be a whole number",
+        "list_type": "should be a list, like [a, b]",
+        "dict_type": "should be a set of 'key: value' lines",
+        "model_type": "should be a set of 'key: value' lines",
+        "date_type": date_words,
+        "date_parsing": date_words,
+        "date_from_datetime_parsing": date_words,
+        "greater_than_equal": f"should be {ctx.get('ge')} or more",
+        "less_than_equal": f"should be {ctx.get('le')} or less",
+        "too_short": f"needs at least {ctx.get('min_length')} item(s)",
+        "string_too_short": "must not be empty",
+        "string_too_long": f"is too long: at most {ctx.get('max_length')} characters",
+        "string_pattern_mismatch": "is not a name schoolgate can use: lower-case letters, "
+        "digits and _, starting with a letter (like social_media)",
+    }
+    got = f" (got {value!r})" if kind not in ("model_type", "dict_type") else ""
+    return words.get(kind, str(error["msg"])) + got
+
+
+def _either(choices: Sequence[str]) -> str:
+    quoted = [f"'{c}'" for c in choices]
+    if len(quoted) < 2:
+        return "".join(quoted)
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    """ "did you mean 'social'? " for a close spelling among `known`, else ''."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'? " if close and close[0] != name else ""
+
+
+def _fields_at(loc: Sequence[int | str]) -> list[str]:
+    """The keys allowed where `loc` points (the fields of the model holding its last part)."""
+    model: type[BaseModel] = _PolicyIn
+    into_container = False
+    for part in loc[:-1]:
+        if part in _BRANCHES:
+            continue
+        if into_container:  # a list index, or a name in a mapping of models
+            into_container = False
+            continue
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        found = _model_in(field.annotation) if field is not None else None
+        if found is None:
+            return []
+        model, into_container = found
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> tuple[type[BaseModel], bool] | None:
+    """The schema model an annotation holds, and whether it is inside a list or mapping."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    for arg in get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg, True
+        inner = _model_in(arg)
+        if inner is not None:
+            return inner
+    return None
+
+
+_RULE_PLACE = re.compile(r"rules\[(\d+)\]")
+
+
+def _numbered(problem: str, data: Mapping[str, Any]) -> str:
+    """Name a rule as people count, like the block page's "rule 5 of 6": 'rules[3].when[0]:
+    ...' becomes "rule 4 'staff-at-break' (rules[3].when[0]): ..."."""
+    found = _RULE_PLACE.match(problem)
+    if found is None:
+        return problem
+    place, colon, message = problem.partition(": ")
+    index = int(found[1])
+    rules = data.get("rules")
+    rule = rules[index] if isinstance(rules, list) and index < len(rules) else None
+    name = rule.get("name") if isinstance(rule, dict) else None
+    label = f"rule {index + 1}" + (f" {name!r}" if isinstance(name, str) and name else "")
+    return f"{label} ({place}){colon}{message}"
+
+
+# --- checking the rest when the structure has problems ---------------------------------------
+
+# What stands in for a missing or wrong value so that the rest can still be checked; problems
+# found at a stand-in's place are not reported (the structural one already is).
+_STAND_INS: dict[str, Any] = {
+    "name": "?",
+    "default": "allow",
+    "action": "block",
+    "roles": "all",
+    "categories": ["?"],
+    "kind": "lesson",
+    "hosts": ["stand-in.invalid"],
+    "attempts": 3,
+    "within_minutes": 10,
+}
+
+
+def _problems_around(
+    data: dict[str, Any],
+    exc: ValidationError,
+    lists: Mapping[str, str],
+    available: Sequence[str],
+) -> list[str]:
+    """The policy's other problems, found with the structural ones left out (an unknown key
+    removed, a wrong or missing value stood in for); none when the rest cannot be built."""
+    data = copy.deepcopy(data)
+    patched: set[str] = set()
+    for _ in range(4):
+        for error in exc.errors():
+            path = [part for part in error["loc"] if part not in _BRANCHES]
+            if not _patch(data, path, error["type"]):
+                return []
+            patched.add(_place(error["loc"]))
+        try:
+            spec = _PolicyIn.model_validate(data)
+        except ValidationError as again:
+            exc = again
+            continue
+        try:
+            _Builder(spec, "", lists, "", available).build()
+        except PolicyError as error:
+            return [p for p in error.problems if not any(_under(p, at) for at in patched)]
+        return []
+    return []
+
+
+def _patch(data: dict[str, Any], path: Sequence[int | str], kind: str) -> bool:
+    """Leave out or stand in for the value at `path`; False if that cannot be done."""
+    parent: Any = data
+    for part in path[:-1]:
+        try:
+            parent = parent[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    last = path[-1] if path else None
+    if isinstance(parent, dict) and isinstance(last, str):
+        if kind == "extra_forbidden" or kind == "string_pattern_mismatch":
+            parent.pop(last, None)  # an unknown key, or a name that cannot be used
+        elif last == "default_role" and isinstance(data.get("roles"), dict) and data["roles"]:
+            parent[last] = next(iter(data["roles"]))
+        elif last in _STAND_INS:
+            parent[last] = copy.deepcopy(_STAND_INS[last])
+        elif kind != "missing" and last in parent:
+            del parent[last]  # a wrong value where the schema has a default
+        else:
+            return False
+        return True
+    if isinstance(parent, list) and isinstance(last, int) and last < len(parent):
+        if isinstance(parent[last], dict | list):
+            return False
+        parent[last] = "?"
+        return True
+    return False
+
+
+def _under(problem: str, place: str) -> bool:
+    return problem.startswith(place) and problem[len(place) : len(place) + 1] in (".", "[", ":")
 
 
 def _place(loc: Sequence[int | str]) -> str:
@@ -284,7 +486,7 @@ def _place(loc: Sequence[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("list[str]", "literal['all']", "function-after", "str", "date"):
+        elif part in _BRANCHES:
             continue  # pydantic's union branch names are not places in the file
         else:
             out += f".{part}" if out else str(part)
@@ -293,6 +495,13 @@ def _place(loc: Sequence[int | str]) -> str:
 
 def _known(names: Iterable[str]) -> str:
     return ", ".join(sorted(names)) or "none defined"
+
+
+def _unknown(what: str, name: str, known: Iterable[str], extra: str = "") -> str:
+    """The words for a name that is not one of `known`: "unknown category 'socail' (did you
+    mean 'social'? known: ...)"."""
+    known = list(known)
+    return f"unknown {what} {name!r} ({_did_you_mean(name, known)}known: {_known(known)}{extra})"
 
 
 def _parse_clock(value: str) -> time | None:
@@ -306,9 +515,15 @@ class _Builder:
     """Turns the validated schema into frozen policy objects, collecting semantic problems."""
 
     def __init__(
-        self, spec: _PolicyIn, source: str, lists: Mapping[str, str], index_key: str = ""
+        self,
+        spec: _PolicyIn,
+        source: str,
+        lists: Mapping[str, str],
+        index_key: str = "",
+        available: Sequence[str] = (),
     ) -> None:
         self.index_key = index_key
+        self.available = available
         self.spec = spec
         self.source = source
         self.lists = lists
@@ -321,9 +536,7 @@ class _Builder:
         spec = self.spec
         roles = {name: Role(name, description) for name, description in spec.roles.items()}
         if spec.default_role not in roles:
-            self.problem(
-                "default_role", f"unknown role {spec.default_role!r} (known: {_known(roles)})"
-            )
+            self.problem("default_role", _unknown("role", spec.default_role, roles))
         categories, domain_lists = self._categories(roles)
         calendar = self._calendar()
         rules = self._rules(roles, categories, calendar)
@@ -368,9 +581,7 @@ class _Builder:
             if name == ALL_ROLES:
                 names.extend(roles)
             elif name not in roles:
-                self.problem(
-                    f"{where}[{i}]", f"unknown role {name!r} (known: {_known(roles)}, or 'all')"
-                )
+                self.problem(f"{where}[{i}]", _unknown("role", name, roles, ", or 'all'"))
             else:
                 names.append(name)
         return frozenset(names)
@@ -387,11 +598,12 @@ class _Builder:
             for i, list_name in enumerate(cat.lists):
                 text = self.lists.get(list_name)
                 if text is None:
+                    shipped = [n for n in self.available if n.endswith(".txt")]
                     self.problem(
                         f"{where}.lists[{i}]",
                         f"list file {list_name!r} was not found "
-                        "(put it beside the policy file, or use a shipped list: "
-                        f"{_known(n for n in self.lists)})",
+                        f"({_did_you_mean(list_name, shipped)}put it beside the policy file, "
+                        f"or use a shipped list: {_known(shipped)})",
                     )
                     continue
                 parsed = parse_domain_list(text, source=list_name)
@@ -520,20 +732,16 @@ class _Builder:
                 self.problem(
                     f"{where}.name",
                     f"the name {rule.name!r} is already used by "
-                    f"rules[{seen[rule.name]}]: names must be unique",
+                    f"rule {seen[rule.name] + 1}: names must be unique",
                 )
             seen.setdefault(rule.name, i)
             for j, cat in enumerate(rule.categories):
                 if cat not in categories:
-                    self.problem(
-                        f"{where}.categories[{j}]",
-                        f"unknown category {cat!r} (known: {_known(categories)})",
-                    )
+                    self.problem(f"{where}.categories[{j}]", _unknown("category", cat, categories))
             for j, window in enumerate(rule.when):
                 if window not in windows and window != "always":
                     self.problem(
-                        f"{where}.when[{j}]",
-                        f"unknown time window {window!r} (known: {_known(windows)}, always)",
+                        f"{where}.when[{j}]", _unknown("time window", window, windows, ", always")
                     )
             when = When(tuple(w for w in rule.when if w != "always"))
             if "always" in rule.when:
@@ -577,9 +785,7 @@ class _Builder:
         by_role = {}
         for role, spec in self.spec.inspection.items():
             if role not in roles:
-                self.problem(
-                    f"inspection.{role}", f"unknown role {role!r} (known: {_known(roles)})"
-                )
+                self.problem(f"inspection.{role}", _unknown("role", role, roles))
                 continue
             by_role[role] = RoleInspection(spec.inspect, spec.safe_search, spec.youtube)
         return InspectionSettings(by_role)

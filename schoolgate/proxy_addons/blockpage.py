@@ -15,8 +15,7 @@ from urllib.parse import urlencode
 import jinja2
 from mitmproxy import http
 
-from schoolgate.policy.decide import unblockable
-from schoolgate.policy.explain import explain_decision, format_when
+from schoolgate.policy.explain import can_ask_for, explain_decision, format_when
 from schoolgate.policy.hostnames import unwrap_rewriting_proxy
 from schoolgate.policy.model import Decision, Policy, Reason, Subject
 from schoolgate.store.tokens import AccessClaims, make_access_token
@@ -198,16 +197,11 @@ def render_block_page(
 
 
 def _can_ask(policy: Policy | None, decision: Decision, subject: Subject, site: str) -> bool:
-    """Offer "Ask for access" only where an approval could open the site: never for a locked
-    category or one the policy says cannot be unblocked for this role; a supervised-only
-    sanction is lifted by the DSL, not by an unblock request; an internal address is opened
-    only by the policy's internal allow list. A page-rewriting proxy is judged by the site it
-    shows (`unblockable` does that)."""
-    if decision.reason in (Reason.SUPERVISED_ONLY, Reason.INTERNAL_ADDRESS):
-        return False
+    """Offer "Ask for access" only where an approval could open the site (can_ask_for); with
+    no policy to judge by, offer it, except where no request can help."""
     if policy is None:
-        return True
-    return unblockable(policy, decision.host or site, subject.role)
+        return decision.reason not in (Reason.SUPERVISED_ONLY, Reason.INTERNAL_ADDRESS)
+    return can_ask_for(policy, decision, subject.role, site)
 
 
 def _without_ids(text: str, decision: Decision) -> str:

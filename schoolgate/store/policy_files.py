@@ -43,8 +43,8 @@ def load_policy(path: Path | str | None = None) -> Policy:
         raise PolicyError(
             source,
             [
-                "the file does not exist (give the path of a policy YAML "
-                "file, or leave it out to use the seed policy)"
+                "the file does not exist (check the path and its spelling: give the path "
+                "of a policy YAML file)"
             ],
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -62,7 +62,10 @@ def load_policy(path: Path | str | None = None) -> Policy:
     last = _last_loaded.get(real)
     if last is not None and last[0] == key:  # the same bytes, however the path was spelled
         return last[1] if last[1].source == source else replace(last[1], source=source)
-    loaded = parse_policy(text, source=source, lists=lists, index_key=INDEX_KEY)
+    shipped = sorted(path.name for path in shipped_lists_dir().iterdir() if path.is_file())
+    loaded = parse_policy(
+        text, source=source, lists=lists, index_key=INDEX_KEY, known_lists=shipped
+    )
     _last_loaded[real] = (key, loaded)
     return loaded
 

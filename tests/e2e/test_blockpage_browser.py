@@ -48,5 +48,5 @@ def test_block_page_renders_in_chromium(tmp_path: Path, artefacts_dir: Path) -> 
     assert "This website is blocked at school" in text
     assert "www.facebook.com" in text
     assert "You can use it at lunch" in text
-    assert "If you need this website for your learning, ask for access." in text
+    assert "If you need this website for your work, you can ask the Business Manager" in text
     assert link.startswith("http://127.0.0.1:8081/requests/new?token=")

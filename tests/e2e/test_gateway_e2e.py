@@ -3,6 +3,8 @@ clients and real local origins: the seed rules, passthrough, mismatches, fail-cl
 
 from __future__ import annotations
 
+import html
+import re
 import socket
 import ssl
 from base64 import b64encode
@@ -93,6 +95,48 @@ def test_block_page_says_when_facebook_opens_for_staff(lesson: Gateway) -> None:
     assert "You can use it at lunch" in response.text
     assert "staff-social-media-otherwise" in response.text  # details for staff: the rule
     assert "/requests/new?token=" in response.text
+
+
+def page_words(response: httpx.Response) -> tuple[str, str]:
+    """The block page's text for the reader, and the staff details, without tags."""
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html.unescape(response.text)))
+    main, _, details = text.partition("Details for staff")
+    return main, details
+
+
+def test_staff_read_adult_words_on_the_block_page(lesson: Gateway) -> None:
+    """Newcomer review finding 9: a member of staff blocked from Facebook in lesson time reads
+    who decides, when it opens and how to ask the Business Manager, not a child's words."""
+    response = fetch(lesson, "staff1", "https://www.facebook.com/")
+    assert response.status_code == 403
+    main, details = page_words(response)
+    assert "The school's policy does not allow this site for your role at this time." in main
+    assert "You can use it at lunch" in main
+    assert "you can ask the Business Manager to unblock it" in main
+    assert "The Business Manager decides each request" in main
+    for childish in ("your learning", "your teacher", "A grown-up", "school work"):
+        assert childish not in main + details
+
+
+def test_pupils_still_read_a_childs_words(lesson: Gateway) -> None:
+    response = fetch(lesson, "pupil1", "https://www.tiktok.com/")
+    assert response.status_code == 403
+    main, _ = page_words(response)
+    assert "Do you need this website for your school work? You can ask to use it." in main
+    assert "A grown-up at school will read what you write and decide." in main
+    assert "Business Manager" not in main
+
+
+@pytest.mark.parametrize("user", ["pupil1", "staff1"])
+def test_x_cannot_be_unblocked_anywhere_on_the_page(lesson: Gateway, user: str) -> None:
+    """Newcomer review finding 6: the staff details agree with the page's main text."""
+    response = fetch(lesson, user, "https://x.com/home")
+    assert response.status_code == 403
+    main, details = page_words(response)
+    assert "cannot be unblocked at school, even if you ask" in main
+    assert "it cannot be unblocked at school, even if you ask." in details
+    assert "Business Manager" not in main + details
+    assert "/requests/new?token=" not in response.text
 
 
 def test_without_credentials_the_gateway_asks_for_them(lesson: Gateway) -> None:

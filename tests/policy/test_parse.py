@@ -21,8 +21,8 @@ ERRORS = [
     (
         "unknown category in a rule",
         broken("categories: [vpn], action", "categories: [vpn, gamez], action"),
-        "rules[1].categories[1]: unknown category 'gamez' (known: bank, facebook, instagram, "
-        "locked_cat, social, vpn, x)",
+        "rule 2 'circumvention' (rules[1].categories[1]): unknown category 'gamez' (known: bank, "
+        "facebook, instagram, locked_cat, social, vpn, x)",
     ),
     (
         "unknown role in a rule",
@@ -30,8 +30,8 @@ ERRORS = [
             "roles: [staff], categories: [facebook, social], action: block",
             "roles: [staf], categories: [facebook], action: block",
         ),
-        "rules[4].roles[0]: unknown role 'staf' "
-        "(known: pupil, social_media_manager, staff, or 'all')",
+        "(rules[4].roles[0]): unknown role 'staf' "
+        "(did you mean 'staff'? known: pupil, social_media_manager, staff, or 'all')",
     ),
     (
         "unknown default role",
@@ -51,12 +51,13 @@ ERRORS = [
     (
         "bad action",
         broken("categories: [vpn], action: block", "categories: [vpn], action: deny"),
-        "rules[1].action: Input should be 'allow' or 'block'",
+        "rule 2 'circumvention' (rules[1].action): 'deny' is not one of the choices: "
+        "write 'allow' or 'block'",
     ),
     (
         "unknown window",
         broken("when: [break]", "when: [playtime]"),
-        "rules[3].when[0]: unknown time window 'playtime' (known: break, lesson, lunch, "
+        "(rules[3].when[0]): unknown time window 'playtime' (known: break, lesson, lunch, "
         "morning break, outside_school_day, school_day, always)",
     ),
     (
@@ -83,7 +84,8 @@ ERRORS = [
     (
         "duplicate rule name",
         broken("name: staff-locked", "name: circumvention"),
-        "rules[6].name: the name 'circumvention' is already used by rules[1]",
+        "rule 7 'circumvention' (rules[6].name): the name 'circumvention' is already used by "
+        "rule 2",
     ),
     (
         "missing list file",
@@ -119,6 +121,73 @@ def test_every_problem_is_reported_not_just_the_first() -> None:
     with pytest.raises(PolicyError) as caught:
         parse_policy(text, source="policy.yaml")
     assert len(caught.value.problems) == 3, caught.value.problems
+
+
+def problems_of(text: str, **kwargs: object) -> list[str]:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, source="policy.yaml", **kwargs)  # type: ignore[arg-type]
+    return caught.value.problems
+
+
+def test_structural_and_other_problems_are_reported_together() -> None:
+    """Newcomer review finding 11: an unknown key hid a bad time and an unknown category
+    until the key was fixed."""
+    text = broken("default: allow", "defualt: allow")
+    text = text.replace('start: "10:30"', 'start: "10:75"')
+    text = text.replace("categories: [vpn], action", "categories: [vpn, socail], action")
+    text = text.replace(
+        "categories: [vpn, socail], action: block", "categories: [vpn, socail], action: alow"
+    )
+    problems = problems_of(text)
+    assert problems == [
+        "rule 2 'circumvention' (rules[1].action): 'alow' is not one of the choices: write "
+        "'allow' or 'block' (did you mean 'allow'?)",
+        "default: required, but missing",
+        "defualt: unknown key (did you mean 'default'? see docs/policy.md for the keys allowed)",
+        "calendar.periods[0].start: '10:75' is not a time of day: write it as HH:MM or HH:MM:SS "
+        "in 24-hour form, like '10:30'",
+        "rule 2 'circumvention' (rules[1].categories[1]): unknown category 'socail' (did you "
+        "mean 'social'? known: bank, facebook, instagram, locked_cat, social, vpn, x)",
+    ]
+
+
+def test_a_key_in_a_rule_is_suggested_from_the_rule_s_keys() -> None:
+    problems = problems_of(broken("when: [break]", "wehn: [break]"))
+    assert problems == [
+        "rule 4 'staff-social-media-at-break' (rules[3].wehn): unknown key (did you mean "
+        "'when'? see docs/policy.md for the keys allowed)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ("default: allow", "default: [allow]", "default: ['allow'] is not one of the choices"),
+        ("{locked: true,", "{locked: maybe,", "locked: should be true or false (got 'maybe')"),
+        ("name: staff-locked", "name: ''", "(rules[6].name): must not be empty (got '')"),
+        (
+            "school_day: {",
+            "terms: [{name: t, start: soon}]\n  school_day: {",
+            "calendar.terms[0].start: should be a date, written YYYY-MM-DD",
+        ),
+    ],
+)
+def test_schema_problems_are_in_plain_words(old: str, new: str, words: str) -> None:
+    problems = problems_of(broken(old, new))
+    assert any(words in p for p in problems), problems
+    assert not any("Input should" in p for p in problems), problems
+
+
+def test_a_missing_list_names_every_shipped_list_and_the_closest() -> None:
+    text = broken(
+        "{domains: [tiktok.com, reddit.com]}", "{lists: [socail.txt], domains: [tiktok.com]}"
+    )
+    problems = problems_of(text, known_lists=["facebook.txt", "social.txt", "x.txt"])
+    assert problems == [
+        "categories.social.lists[0]: list file 'socail.txt' was not found (did you mean "
+        "'social.txt'? put it beside the policy file, or use a shipped list: facebook.txt, "
+        "social.txt, x.txt)"
+    ]
 
 
 def test_times_stay_times_not_sexagesimal_numbers() -> None:

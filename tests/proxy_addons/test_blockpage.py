@@ -47,7 +47,7 @@ def test_time_based_block_says_when_it_opens(seed) -> None:  # type: ignore[no-u
     assert response.headers["Cache-Control"] == "no-store"
     assert "This website is blocked at school" in html
     assert "You can use it at morning break, from 10:30." in html
-    assert "If you need this website for your learning, ask for access." in html
+    assert "If you need this website for your work, you can ask the Business Manager" in html
     assert "Business Manager" in html
     for detail in ("staff-facebook-otherwise", "rule_block", "facebook", "mrs.jones", "staff"):
         assert detail in html

@@ -36,7 +36,8 @@ def add_request(url: str, ident: str, state: str) -> None:
                 "requester_role, from_block_page, host, why, state) VALUES (:id, :at, 'staff1', "
                 "'A Teacher', 'staff', 0, 'example.org', 'for a lesson', :state)"
             ),
-            {"id": ident, "at": CREATED.replace(tzinfo=None), "state": state},
+            # as SQLAlchemy stores a DateTime on SQLite (sqlite3's own adapter is deprecated)
+            {"id": ident, "at": CREATED.replace(tzinfo=None).isoformat(sep=" "), "state": state},
         )
 
 

@@ -34,7 +34,7 @@ from schoolgate.admin_api.services.lists import blocked_by
 from schoolgate.admin_api.services.people import count_covered, look_up
 from schoolgate.admin_api.services.sites import refuse_public_suffix, site_of
 from schoolgate.policy.decide import decide
-from schoolgate.policy.explain import explain_decision
+from schoolgate.policy.explain import ASK_THE_BUSINESS_MANAGER, explain_decision
 from schoolgate.policy.hostnames import HostError, normalise_host
 from schoolgate.policy.model import Policy, Scope, Subject, TargetKind, Verdict
 from schoolgate.policy.model import Request as PolicyRequest
@@ -423,7 +423,7 @@ def decision_context(
     decision = decide(policy, PolicyRequest(row.host), subject, None, when)
     words = explain_decision(policy, decision, subject, when)
     # Read by the Business Manager, who decides: not "ask the Business Manager".
-    words = words.replace("; ask the Business Manager if you need it.", ".")
+    words = words.replace(f"; {ASK_THE_BUSINESS_MANAGER}", ".")
     if row.for_group:
         words = f"For the class or group {row.for_group} ({subject.role}s):\n{words}"
     return words
