@@ -150,6 +150,17 @@ def csrf_of(client: TestClient, page: str = "/requests/mine") -> str:
     return found.group(1)
 
 
+def blocked_site(site: str = "tiktok.com") -> str:
+    """A site of its own under `site`, which the seed policy blocks (tiktok.com: for pupils at
+    all times, for staff outside break times): no grant an earlier test made covers it, so a
+    request for it is queued (a request for a site that is open is refused: nothing to decide)."""
+    return f"v{uuid.uuid4().hex[:8]}.{site}"
+
+
+# Blocked for every role at all times, and no rule forbids unblocking it: anyone may ask.
+FOR_EVERYONE = "123moviesfree.net"
+
+
 @dataclass
 class World:
     """Rows a matrix test can act on: a pending request by pupil1, an exception, a list entry."""

@@ -4,11 +4,14 @@ characters, SQL and LDAP metacharacters. Never a 5xx; what was typed comes back 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
 
-from tests.admin_api.conftest import World, client_for
+from schoolgate.admin_api.resources import Resources
+from schoolgate.store.admin_models import UnblockRequestRow
+from tests.admin_api.conftest import World, blocked_site, client_for
 
 HOSTILE = {
     "script": "<script>alert('x')</script>",
@@ -130,12 +133,12 @@ def test_hostile_json_never_crashes(app: FastAPI, body: dict[str, object]) -> No
     assert answer.status_code == 422, answer.text[:300]
 
 
-def test_typed_text_is_escaped_where_staff_read_it(app: FastAPI) -> None:
+def test_typed_text_is_escaped_where_staff_read_it(app: FastAPI, resources: Resources) -> None:
     client, csrf = client_for(app, "pupil")
     sent = client.post(
         "/requests/new",
         data={
-            "host": "www.tiktok.com",
+            "host": blocked_site(),
             "why": "Please <b>now</b> <script>alert(1)</script>",
             "csrf_token": csrf,
         },
@@ -145,6 +148,11 @@ def test_typed_text_is_escaped_where_staff_read_it(app: FastAPI) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<b>now</b>" not in page
     app.dependency_overrides.clear()
+    with resources.sessions() as session:  # first in the queue, which shows the 500 oldest
+        row = session.get(UnblockRequestRow, sent.headers["location"].split("/")[2].split("?")[0])
+        assert row is not None
+        row.created_at = datetime(2000, 1, 1, tzinfo=UTC)
+        session.commit()
     bursar, _ = client_for(app, "business_manager")
     queue = bursar.get("/requests").text
     assert "&lt;script&gt;" in queue

@@ -134,7 +134,8 @@ def test_a_pasted_url_becomes_a_request_for_its_site(app: FastAPI, resources: Re
     answer = client.post(
         "/requests/new",
         data={
-            "host": f"https://www.site-{tag}.example/lesson/plan?id=4",
+            "host": f"https://www.site-{tag}.tiktok.com/lesson/plan?id=4",
+            "for_group": "Year6",
             "csrf_token": csrf,
             "why": "We need this for the Year 6 lesson on Vikings.",
         },
@@ -144,4 +145,4 @@ def test_a_pasted_url_becomes_a_request_for_its_site(app: FastAPI, resources: Re
         hosts = session.scalars(
             select(UnblockRequestRow.host).where(UnblockRequestRow.host.like(f"%{tag}%"))
         ).all()
-    assert hosts == [f"www.site-{tag}.example"]
+    assert hosts == [f"www.site-{tag}.tiktok.com"]
