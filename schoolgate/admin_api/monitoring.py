@@ -280,7 +280,15 @@ def events_csv(
 
 
 def _timeline(
-    session: Db, zone: ZoneInfo, *, user: str, at: str, event: str, minutes: int, now: datetime
+    session: Db,
+    zone: ZoneInfo,
+    *,
+    user: str,
+    at: str,
+    event: str,
+    minutes: int,
+    now: datetime,
+    skip_favicons: bool = False,
 ) -> service.Timeline:
     if event:
         row = session.get(EventRow, event) if looks_like_id(event) else None
@@ -288,7 +296,9 @@ def _timeline(
             raise NotFound(f"there is no event {event[:36]!r} (it may have been purged)")
         if row.user is None:
             raise InvalidInput({"event": "the gateway did not know who made this request"})
-        return service.timeline(session, user=row.user, around=row.at, minutes=minutes)
+        return service.timeline(
+            session, user=row.user, around=row.at, minutes=minutes, skip_favicons=skip_favicons
+        )
     problems = {}
     if not user.strip():
         problems["user"] = "Please type whose timeline to show (their user name)"
@@ -307,7 +317,9 @@ def _timeline(
             around = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
     if problems:
         raise InvalidInput(problems)
-    return service.timeline(session, user=user.strip(), around=around, minutes=minutes)
+    return service.timeline(
+        session, user=user.strip(), around=around, minutes=minutes, skip_favicons=skip_favicons
+    )
 
 
 @router.get("/monitoring/timeline", include_in_schema=False)
@@ -327,7 +339,16 @@ def timeline_page(
     found = None
     if who or at or event:
         try:
-            found = _timeline(session, zone, user=who, at=at, event=event, minutes=minutes, now=now)
+            found = _timeline(
+                session,
+                zone,
+                user=who,
+                at=at,
+                event=event,
+                minutes=minutes,
+                now=now,
+                skip_favicons=True,  # one act shown once, as on the events page
+            )
         except InvalidInput as error:
             errors = error.problems
     values = {"user": who, "at": at, "minutes": minutes}

@@ -116,6 +116,23 @@ def test_one_visit_is_shown_once(
     assert _shown(app, user=tag) == {ids["page"], ids["vpn"]}  # no favicon row
 
 
+def test_the_timeline_shows_one_visit_once_too(
+    app: FastAPI, resources: Resources, visits: tuple[str, dict[str, str], str]
+) -> None:
+    # Walked in Chromium: the events page left the favicon out, the timeline still showed it.
+    tag, ids, _ = visits
+    with resources.sessions() as session:
+        at = session.get_one(EventRow, ids["page"]).at
+    client, _ = client_for(app, "dsl")
+    page = client.get(
+        "/monitoring/timeline",
+        params={"user": f"{tag}-pupil1", "at": f"{at:%Y-%m-%d %H:%M}", "minutes": "120"},
+    )
+    assert page.status_code == 200, page.text
+    assert set(ROW.findall(page.text)) == {ids["page"]}
+    assert "favicon.ico" not in page.text
+
+
 @pytest.mark.parametrize(
     ("field", "typed", "found"),
     [

@@ -242,15 +242,23 @@ class Timeline:
 
 
 def timeline(
-    session: Session, *, user: str, around: datetime, minutes: int, limit: int = 2000
+    session: Session,
+    *,
+    user: str,
+    around: datetime,
+    minutes: int,
+    limit: int = 2000,
+    skip_favicons: bool = False,
 ) -> Timeline:
-    """What `user` did from `minutes` before `around` to `minutes` after it."""
+    """What `user` did from `minutes` before `around` to `minutes` after it (for the page,
+    `skip_favicons`: without the favicon a browser fetches by itself after each page)."""
     minutes = max(1, min(minutes, MAX_TIMELINE_MINUTES))
     start, end = around - timedelta(minutes=minutes), around + timedelta(minutes=minutes)
     events = list(
         session.scalars(
             select(EventRow)
             .where(EventRow.user == user, EventRow.at >= start, EventRow.at < end)
+            .where(*EventFilter(skip_favicons=skip_favicons).conditions())
             .order_by(EventRow.at, EventRow.seq, EventRow.id)
             .limit(limit + 1)
         )
