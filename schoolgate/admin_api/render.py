@@ -231,6 +231,7 @@ _MACHINE_TIME = re.compile(
 )
 _DETAIL_LABELS = {
     "window_seconds": "Within",
+    "ip": "From the address",
     "host": "Website",
     "hosts": "Websites",
     "technique": "Way round the filter",

@@ -40,7 +40,7 @@ from schoolgate.admin_api.schemas import (
 )
 from schoolgate.admin_api.services import requests as service
 from schoolgate.admin_api.services.grants import period_choices, period_times
-from schoolgate.admin_api.services.people import group_role
+from schoolgate.admin_api.services.people import group_role, known_groups, unknown_group
 from schoolgate.admin_api.services.requests import (
     LINK_SOURCE,
     approve,
@@ -180,7 +180,10 @@ def _create(
     now: datetime,
 ) -> UnblockRequestRow:
     """Record the request, judged against what the gateway would do now (a site that is open
-    for the person or the class at the time asked is refused: nothing to decide)."""
+    for the person or the class at the time asked is refused: nothing to decide; so is a
+    request for a class or group the directory does not know)."""
+    if problem := unknown_group(resources, form.for_group):
+        raise InvalidInput({"for_group": problem})
     return service.create_request(
         session,
         requester=user,
@@ -243,6 +246,7 @@ def _detail(
         can_review=may_review(user, row),
         periods=period_choices(policy, now=now),
         roles=list(policy.roles),
+        groups=known_groups(resources),
         errors={k: v for k, v in (errors or {}).items() if k != "confirm_wide"},
         values=values or {},
         status=status,

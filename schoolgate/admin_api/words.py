@@ -114,6 +114,13 @@ def role_words(code: str | None) -> str:
     return _plain(code) if code else ""
 
 
+def roles_words(code: str | None) -> str:
+    """The people with a role, as people say it: 'pupil' -> 'pupils', 'staff' -> 'staff',
+    'social_media_manager' -> 'social media managers'."""
+    said = role_words(code)
+    return said if not said or said.endswith(("staff", "s")) else f"{said}s"
+
+
 def technique_words(code: str | None) -> str:
     return TECHNIQUES.get(code, _plain(code)) if code else ""
 

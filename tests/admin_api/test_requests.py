@@ -21,7 +21,14 @@ from schoolgate.store.admin_models import AuditEntryRow, RequestState, UnblockRe
 from schoolgate.store.models import ChangeCounter, ExceptionRow, LocalListRow
 from schoolgate.store.overrides_db import DatabaseOverridesSource
 from schoolgate.store.tokens import AccessClaims, make_access_token
-from tests.admin_api.conftest import World, blocked_site, client_for, csrf_of, sign_in
+from tests.admin_api.conftest import (
+    FOR_EVERYONE,
+    World,
+    blocked_site,
+    client_for,
+    csrf_of,
+    sign_in,
+)
 
 WHY = "We are studying how people share news online in our literacy lesson."
 
@@ -146,7 +153,13 @@ def test_block_page_link_to_approval_to_the_gateway_allowing_it(
 def test_a_denial_and_its_reason_reach_the_requester(app: FastAPI) -> None:
     teacher = sign_in(app, "teacher1", "teacher1-demo")
     sent = teacher.post(
-        "/requests/new", data={"host": "www.reddit.com", "why": WHY, "csrf_token": csrf_of(teacher)}
+        "/requests/new",
+        data={  # for the class: staff may use Reddit at break, pupils never
+            "host": "www.reddit.com",
+            "why": WHY,
+            "for_group": "Year5",
+            "csrf_token": csrf_of(teacher),
+        },
     )
     request_id = request_id_from(sent.headers["location"])
     bursar = sign_in(app, "bursar1", "bursar1-demo")
@@ -290,7 +303,8 @@ def _pending(app: FastAPI, role: str, host: str) -> str:
 
 
 def test_nobody_approves_their_own_request(app: FastAPI, resources: Resources) -> None:
-    request_id = _pending(app, "business_manager", "www.facebook.com")
+    # Blocked for staff at all times (the BM asks for a Facebook site at lunch: not blocked).
+    request_id = _pending(app, "business_manager", blocked_site(FOR_EVERYONE))
     bursar, csrf = client_for(app, "business_manager")
     assert "Approve" not in bursar.get(f"/requests/{request_id}").text
     answer = bursar.post(

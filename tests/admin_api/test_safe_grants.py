@@ -188,7 +188,7 @@ def test_a_request_for_a_site_that_can_never_be_unblocked_is_refused_before_it_i
         "/requests/new", data={"host": "https://x.com/home", "why": WHY, "csrf_token": csrf}
     )
     assert answer.status_code == 422
-    assert "x.com can never be unblocked at school, even if you ask" in answer.text
+    assert "This site, x.com, can never be unblocked at school, even if you ask" in answer.text
     api = pupil.post(
         "/api/requests",
         json={"host": "www.croxyproxy.com", "why": WHY},
@@ -260,7 +260,7 @@ def test_deny_asks_for_a_reason_and_a_confirmation(app: FastAPI, resources: Reso
         data={"reason": "Not for school work.", "csrf_token": csrf_of(bursar)},
     )
     assert unconfirmed.status_code == 422
-    assert "tick the box to confirm" in unconfirmed.text
+    assert "Tick the box to confirm" in unconfirmed.text
     assert _state(resources, request_id).state is RequestState.PENDING
     done = bursar.post(
         f"/requests/{request_id}/deny",
@@ -276,7 +276,7 @@ def test_a_typed_end_time_is_never_silently_ignored(app: FastAPI, resources: Res
     until = (datetime.now(UTC) + timedelta(hours=5)).isoformat()
     status, body = _approve(app, request_id, scope="user", duration="hours", until=until)
     assert status == 422
-    assert "you typed an end time" in str(body["problems"])
+    assert "You typed an end time" in str(body["problems"])
     assert _state(resources, request_id).state is RequestState.PENDING
 
 

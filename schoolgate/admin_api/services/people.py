@@ -79,6 +79,24 @@ def count_covered(resources: Resources, *, scope: Scope, who: str | None) -> int
     return len(users)
 
 
+def known_groups(resources: Resources) -> list[str]:
+    """The directory's group names, to offer on the approval form (none when the directory
+    cannot list its users: then the name is typed)."""
+    users = _everyone(resources) or []
+    return sorted({group for user in users for group in user.groups}, key=str.casefold)
+
+
+def unknown_group(resources: Resources, group: str | None) -> str | None:
+    """A problem in words if the directory can list its users and none is in `group` (a typo:
+    a grant or a request for it would reach nobody); else None."""
+    if not group or count_covered(resources, scope=Scope.GROUP, who=group) != 0:
+        return None
+    return (
+        f"nobody in the school directory is in the class or group {group}: check its name "
+        "(as in the directory, for example Year5)"
+    )
+
+
 def group_role(resources: Resources, group: str | None) -> str | None:
     """The role most members of `group` have (for explaining a class request), or None if
     the directory cannot list them."""

@@ -31,8 +31,9 @@ from schoolgate.admin_api.services.grants import (
     widenings,
 )
 from schoolgate.admin_api.services.lists import blocked_by
-from schoolgate.admin_api.services.people import count_covered, look_up
+from schoolgate.admin_api.services.people import count_covered, look_up, unknown_group
 from schoolgate.admin_api.services.sites import refuse_public_suffix, site_of
+from schoolgate.admin_api.words import roles_words
 from schoolgate.policy.decide import decide
 from schoolgate.policy.explain import explain_decision
 from schoolgate.policy.hostnames import HostError, normalise_host
@@ -129,9 +130,9 @@ def create_request(
     if refused:
         raise InvalidInput(
             {
-                "host": f"{host.name} can never be unblocked at school, even if "
-                "you ask: the school's policy keeps it blocked for "
-                f"{refused[0]}s. Nothing has been sent."
+                "host": f"This site, {host.name}, can never be unblocked at school, even "
+                "if you ask: the school's policy keeps it blocked for "
+                f"{roles_words(refused[0])}. Nothing has been sent."
             }
         )
     wanted: tuple[datetime, datetime, str] | None = None
@@ -502,7 +503,7 @@ def decision_context(
     # Read by the Business Manager, who decides: not "ask the Business Manager".
     words = words.replace("; ask the Business Manager if you need it.", ".")
     if row.for_group:
-        words = f"For the class or group {row.for_group} ({subject.role}s):\n{words}"
+        words = f"For the class or group {row.for_group} ({roles_words(subject.role)}):\n{words}"
     return words
 
 
@@ -535,6 +536,8 @@ def approve(
     now: datetime,
 ) -> UnblockRequestRow:
     grant = build_grant(resources.policy, row, form, now, reviewer)
+    if grant.scope is Scope.GROUP and (problem := unknown_group(resources, grant.who)):
+        raise InvalidInput({"who": problem})
     return approve_request(
         session,
         row=row,
