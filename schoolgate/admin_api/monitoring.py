@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -30,11 +31,13 @@ from schoolgate.admin_api.monitoring_schemas import (
     TimelinePublic,
 )
 from schoolgate.admin_api.render import Pages, get_pages
+from schoolgate.admin_api.resources import Resources
 from schoolgate.admin_api.services import alerts as alert_service
 from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.services import monitoring as service
 from schoolgate.admin_api.services import sanctions as sanction_service
 from schoolgate.admin_api.services.monitoring import Cursor, EventFilter
+from schoolgate.admin_api.services.people import named
 from schoolgate.admin_api.services.reports import day_bounds
 from schoolgate.policy.hostnames import HostError, normalise_host
 from schoolgate.store.models import EventRow
@@ -76,6 +79,13 @@ def event_query(
 
 
 Filters = Annotated[dict[str, str], Depends(event_query)]
+
+
+def with_names(filters: EventFilter, resources: Resources) -> EventFilter:
+    """The page's "Who" also finds people by their name in the directory ('Pupil One')."""
+    if not filters.user_contains:
+        return filters
+    return replace(filters, users_named=named(resources, filters.user_contains))
 
 
 def parse_filters(raw: dict[str, str], zone: ZoneInfo, *, loose: bool = False) -> EventFilter:
@@ -166,6 +176,7 @@ def events_page(
     pages: PagesDep,
     user: Dsl,
     session: Db,
+    resources: Res,
     zone: Zone,
     raw: Filters,
     older: CursorText = "",
@@ -174,7 +185,7 @@ def events_page(
     errors: dict[str, str] = {}
     page = service.EventPage([], None, None)
     try:
-        filters = parse_filters(raw, zone, loose=True)
+        filters = with_names(parse_filters(raw, zone, loose=True), resources)
         page = service.events_page(
             session,
             filters=filters,
@@ -257,7 +268,7 @@ def events_csv(
     user: Dsl, session: Db, resources: Res, zone: Zone, now: Now, raw: Filters
 ) -> Response:
     """Every matching event, newest first, streamed (the export is in the audit log)."""
-    filters = parse_filters(raw, zone, loose=True)
+    filters = with_names(parse_filters(raw, zone, loose=True), resources)
     audit.record(
         session,
         actor=user,

@@ -47,6 +47,7 @@ class EventFilter:
     # categories or techniques, and leaving out the favicon a browser fetches by itself after
     # every page (one act shown once).
     user_contains: str | None = None
+    users_named: tuple[str, ...] = ()  # or these users (their names in the directory matched)
     host_within: str | None = None
     categories: tuple[str, ...] | None = None
     techniques: tuple[str, ...] | None = None
@@ -56,7 +57,10 @@ class EventFilter:
         found: list[ColumnElement[bool]] = []
         if self.user_contains:
             found.append(
-                func.lower(EventRow.user).contains(self.user_contains.lower(), autoescape=True)
+                or_(
+                    func.lower(EventRow.user).contains(self.user_contains.lower(), autoescape=True),
+                    EventRow.user.in_(self.users_named),
+                )
             )
         if self.host_within:
             site = self.host_within

@@ -57,8 +57,19 @@ def _everyone(resources: Resources) -> list[DirectoryUser] | None:
         return None
     found = []
     for name, user in users.values():
-        found.append(DirectoryUser(name, frozenset(getattr(user, "groups", ())), name))
+        shown = getattr(user, "display_name", "") or name
+        found.append(DirectoryUser(name, frozenset(getattr(user, "groups", ())), shown))
     return found
+
+
+def named(resources: Resources, words: str) -> tuple[str, ...]:
+    """The user names of the people whose name in the directory contains `words` (any case):
+    'Pupil One' finds pupil1. Only where the directory can list its users (a users file)."""
+    wanted = " ".join(words.split()).casefold()
+    if not wanted:
+        return ()
+    users = _everyone(resources) or []
+    return tuple(u.username for u in users if wanted in u.display_name.casefold())
 
 
 def count_covered(resources: Resources, *, scope: Scope, who: str | None) -> int | None:
