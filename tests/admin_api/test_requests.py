@@ -27,6 +27,7 @@ from tests.admin_api.conftest import (
     blocked_site,
     client_for,
     csrf_of,
+    first_in_queue,
     sign_in,
 )
 
@@ -82,9 +83,9 @@ def test_block_page_link_to_approval_to_the_gateway_allowing_it(
     )
     assert sent.status_code == 303
     request_id = request_id_from(sent.headers["location"])
-
     bursar = sign_in(app, "bursar1", "bursar1-demo")
-    queue = bursar.get("/requests").text
+    with first_in_queue(resources, request_id):
+        queue = bursar.get("/requests").text
     assert host in queue
     assert "Pupil One" in queue
     detail = bursar.get(f"/requests/{request_id}").text
