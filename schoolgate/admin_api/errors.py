@@ -15,6 +15,7 @@ admin_api/app.py turns them into a page (for people) or JSON (under /api).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 # What each form field is, in the words of the person filling it in.
@@ -59,12 +60,38 @@ def field_words(field: str) -> str:
     return FIELD_WORDS.get(field, field.replace("_", " "))
 
 
+# A problem that starts with one of these says something about its field, which it then
+# names ('contains a slash' -> 'The website contains a slash'); any other is a sentence of its
+# own ('choose a period' -> 'Choose a period', not 'The period choose a period').
+_ABOUT_THE_FIELD = (
+    "must ",
+    "contains ",
+    "is ",
+    "isn't ",
+    "has ",
+    "cannot ",
+    "can only ",
+    "should ",
+    "was ",
+    "needs ",
+    "does ",
+    "looks ",
+)
+
+
+# A problem that starts with a name (a site, 'rules[0].categories') keeps its case.
+_NAME_FIRST = re.compile(r"[a-z0-9-]+[.\[_]\S*[ ,:]")
+
+
 def plain_problem(field: str, text: str) -> str:
-    """A problem as a sentence that names its field: 'contains a slash' on `host` becomes
-    'The website contains a slash'."""
+    """A problem as a sentence: one about the field names it ('contains a slash' on `host`
+    becomes 'The website contains a slash'); an instruction or a sentence of its own is only
+    given its capital ('name the group' -> 'Name the group')."""
     text = text.strip()
-    if text[:1].islower() and field not in ("", "form"):
+    if text.startswith(_ABOUT_THE_FIELD) and field not in ("", "form"):
         text = f"{field_words(field)} {text}"
+    if _NAME_FIRST.match(text):  # "x.com can never ...", not "X.com can never ..."
+        return text
     return text[:1].upper() + text[1:]
 
 

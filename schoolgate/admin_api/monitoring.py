@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -30,11 +31,13 @@ from schoolgate.admin_api.monitoring_schemas import (
     TimelinePublic,
 )
 from schoolgate.admin_api.render import Pages, get_pages
+from schoolgate.admin_api.resources import Resources
 from schoolgate.admin_api.services import alerts as alert_service
 from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.services import monitoring as service
 from schoolgate.admin_api.services import sanctions as sanction_service
 from schoolgate.admin_api.services.monitoring import Cursor, EventFilter
+from schoolgate.admin_api.services.people import named
 from schoolgate.admin_api.services.reports import day_bounds
 from schoolgate.policy.hostnames import HostError, normalise_host
 from schoolgate.store.models import EventRow
@@ -76,6 +79,13 @@ def event_query(
 
 
 Filters = Annotated[dict[str, str], Depends(event_query)]
+
+
+def with_names(filters: EventFilter, resources: Resources) -> EventFilter:
+    """The page's "Who" also finds people by their name in the directory ('Pupil One')."""
+    if not filters.user_contains:
+        return filters
+    return replace(filters, users_named=named(resources, filters.user_contains))
 
 
 def parse_filters(raw: dict[str, str], zone: ZoneInfo, *, loose: bool = False) -> EventFilter:
@@ -166,6 +176,7 @@ def events_page(
     pages: PagesDep,
     user: Dsl,
     session: Db,
+    resources: Res,
     zone: Zone,
     raw: Filters,
     older: CursorText = "",
@@ -174,7 +185,7 @@ def events_page(
     errors: dict[str, str] = {}
     page = service.EventPage([], None, None)
     try:
-        filters = parse_filters(raw, zone, loose=True)
+        filters = with_names(parse_filters(raw, zone, loose=True), resources)
         page = service.events_page(
             session,
             filters=filters,
@@ -257,7 +268,7 @@ def events_csv(
     user: Dsl, session: Db, resources: Res, zone: Zone, now: Now, raw: Filters
 ) -> Response:
     """Every matching event, newest first, streamed (the export is in the audit log)."""
-    filters = parse_filters(raw, zone, loose=True)
+    filters = with_names(parse_filters(raw, zone, loose=True), resources)
     audit.record(
         session,
         actor=user,
@@ -280,7 +291,15 @@ def events_csv(
 
 
 def _timeline(
-    session: Db, zone: ZoneInfo, *, user: str, at: str, event: str, minutes: int, now: datetime
+    session: Db,
+    zone: ZoneInfo,
+    *,
+    user: str,
+    at: str,
+    event: str,
+    minutes: int,
+    now: datetime,
+    skip_favicons: bool = False,
 ) -> service.Timeline:
     if event:
         row = session.get(EventRow, event) if looks_like_id(event) else None
@@ -288,7 +307,9 @@ def _timeline(
             raise NotFound(f"there is no event {event[:36]!r} (it may have been purged)")
         if row.user is None:
             raise InvalidInput({"event": "the gateway did not know who made this request"})
-        return service.timeline(session, user=row.user, around=row.at, minutes=minutes)
+        return service.timeline(
+            session, user=row.user, around=row.at, minutes=minutes, skip_favicons=skip_favicons
+        )
     problems = {}
     if not user.strip():
         problems["user"] = "Please type whose timeline to show (their user name)"
@@ -307,7 +328,9 @@ def _timeline(
             around = latest if latest.tzinfo else latest.replace(tzinfo=UTC)
     if problems:
         raise InvalidInput(problems)
-    return service.timeline(session, user=user.strip(), around=around, minutes=minutes)
+    return service.timeline(
+        session, user=user.strip(), around=around, minutes=minutes, skip_favicons=skip_favicons
+    )
 
 
 @router.get("/monitoring/timeline", include_in_schema=False)
@@ -327,7 +350,16 @@ def timeline_page(
     found = None
     if who or at or event:
         try:
-            found = _timeline(session, zone, user=who, at=at, event=event, minutes=minutes, now=now)
+            found = _timeline(
+                session,
+                zone,
+                user=who,
+                at=at,
+                event=event,
+                minutes=minutes,
+                now=now,
+                skip_favicons=True,  # one act shown once, as on the events page
+            )
         except InvalidInput as error:
             errors = error.problems
     values = {"user": who, "at": at, "minutes": minutes}

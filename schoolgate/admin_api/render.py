@@ -106,6 +106,8 @@ class Pages:
         self.env.filters["action"] = words.action_words
         self.env.filters["plain_times"] = self.plain_times
         self.env.filters["details"] = self.details
+        self.env.filters["what"] = self.audit_what
+        self.env.filters["grant"] = words.grant_words
         self.env.globals["kinds"] = list(words.CATEGORIES.items())
         self.env.globals["kinds_by_code"] = dict(words.CATEGORIES)
         self.env.globals["audit_actions"] = sorted(words.ACTIONS.items(), key=lambda kv: kv[1])
@@ -148,8 +150,18 @@ class Pages:
         """An alert's details as (label, text) in words: ids left out (they stay in the API),
         seconds as minutes, times as `when`, techniques and categories by name."""
         shown: list[tuple[str, str]] = []
+        reach = {"scope", "who", "target_kind", "target"}
+        if reach <= values.keys():  # an exception: its reach in one sentence
+            shown.append(("Access", words.grant_words(values)))
         for key, value in values.items():
             if key == "id" or key.endswith("_id") or key.endswith("_ids") or value in (None, ""):
+                continue
+            if key in reach and reach <= values.keys():
+                continue
+            if key == "grant" and isinstance(value, Mapping):
+                ends = value.get("ends")
+                until = f", until {self.when(ends)}" if ends else ", with no end"
+                shown.append(("Access given", words.grant_words(value) + until))
                 continue
             label = (
                 _DETAIL_LABELS.get(key)
@@ -169,6 +181,12 @@ class Pages:
                 text = str(value)
             shown.append((label, text))
         return shown
+
+    def audit_what(self, row: Any) -> str:
+        """What an audit entry (services.audit.AuditView) is about, in words."""
+        return words.audit_what(
+            row.action, row.target, row.before, row.after, hidden=row.details_hidden, day=self.day
+        )
 
     def day(self, value: date | datetime | str | None) -> str:
         """'Friday 18 December' (with the year when it is not this year)."""
@@ -213,6 +231,7 @@ _MACHINE_TIME = re.compile(
 )
 _DETAIL_LABELS = {
     "window_seconds": "Within",
+    "ip": "From the address",
     "host": "Website",
     "hosts": "Websites",
     "technique": "Way round the filter",

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from schoolgate.admin_api.deps import (
     BusinessManager,
@@ -39,17 +40,18 @@ from schoolgate.admin_api.schemas import (
 )
 from schoolgate.admin_api.services import requests as service
 from schoolgate.admin_api.services.grants import period_choices, period_times
-from schoolgate.admin_api.services.people import group_role
+from schoolgate.admin_api.services.people import group_role, known_groups, unknown_group
 from schoolgate.admin_api.services.requests import (
     LINK_SOURCE,
     approve,
     decision_context,
     link_person,
+    live_overrides,
     read_claims,
 )
 from schoolgate.admin_api.sessions import CSRF_FIELD
 from schoolgate.store.admin_models import RequestState, UnblockRequestRow
-from schoolgate.store.tokens import AccessTokenError
+from schoolgate.store.tokens import AccessClaims, AccessTokenError
 
 router = APIRouter(tags=["unblock requests"])
 api = APIRouter(prefix="/api", tags=["unblock requests"])
@@ -145,9 +147,7 @@ def submit_request_page(
     try:
         form = validate(UnblockRequestCreate, fields)
         claims = read_claims(resources, form.token) if form.token else None
-        row = service.create_request(
-            session, requester=user, form=form, claims=claims, policy=resources.policy, at=now
-        )
+        row = _create(resources, session, user, form, claims, now)
     except AccessTokenError as error:
         return pages.render(
             request, "request_link_refused.html", user=user, message=str(error), status=400
@@ -169,6 +169,31 @@ def submit_request_page(
             request, "request_sent_by_link.html", user=None, row=row, notice=NOTICES["sent-by-link"]
         )
     return RedirectResponse(f"/requests/{row.id}?done=sent", status_code=303)
+
+
+def _create(
+    resources: Resources,
+    session: Session,
+    user: SignedInUser,
+    form: UnblockRequestCreate,
+    claims: AccessClaims | None,
+    now: datetime,
+) -> UnblockRequestRow:
+    """Record the request, judged against what the gateway would do now (a site that is open
+    for the person or the class at the time asked is refused: nothing to decide; so is a
+    request for a class or group the directory does not know)."""
+    if problem := unknown_group(resources, form.for_group):
+        raise InvalidInput({"for_group": problem})
+    return service.create_request(
+        session,
+        requester=user,
+        form=form,
+        claims=claims,
+        policy=resources.policy,
+        at=now,
+        overrides=live_overrides(resources),
+        group_role=group_role(resources, form.for_group),
+    )
 
 
 @router.get("/requests/mine", include_in_schema=False)
@@ -221,6 +246,7 @@ def _detail(
         can_review=may_review(user, row),
         periods=period_choices(policy, now=now),
         roles=list(policy.roles),
+        groups=known_groups(resources),
         errors={k: v for k, v in (errors or {}).items() if k != "confirm_wide"},
         values=values or {},
         status=status,
@@ -317,9 +343,7 @@ def submit_request(
         claims = read_claims(resources, body.token) if body.token else None
     except AccessTokenError as error:
         raise InvalidInput({"token": str(error)}) from None
-    row = service.create_request(
-        session, requester=user, form=body, claims=claims, policy=resources.policy, at=now
-    )
+    row = _create(resources, session, user, body, claims, now)
     return UnblockRequestPublic.model_validate(row)
 
 

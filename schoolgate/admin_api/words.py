@@ -4,6 +4,9 @@ CSV exports). One place, used by the pages (`words` in every template) and the e
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 CATEGORIES = {
     "illegal_content": "illegal content (IWF/CTIRU lists)",
     "x": "X (Twitter)",
@@ -111,6 +114,13 @@ def role_words(code: str | None) -> str:
     return _plain(code) if code else ""
 
 
+def roles_words(code: str | None) -> str:
+    """The people with a role, as people say it: 'pupil' -> 'pupils', 'staff' -> 'staff',
+    'social_media_manager' -> 'social media managers'."""
+    said = role_words(code)
+    return said if not said or said.endswith(("staff", "s")) else f"{said}s"
+
+
 def technique_words(code: str | None) -> str:
     return TECHNIQUES.get(code, _plain(code)) if code else ""
 
@@ -142,3 +152,77 @@ def codes_matching(words: str, table: dict[str, str]) -> list[str]:
         or needle in name.lower()
         or needle.replace(" ", "_") in code.lower()
     ]
+
+
+def grant_words(grant: Mapping[str, Any]) -> str:
+    """What an exception (or a request's grant) opens, and for whom: 'www.tiktok.com for
+    pupil1', 'every site in social media for the class or group Year5'."""
+    target = str(grant.get("target") or "")
+    what = (
+        f"every site in {category_words(target)}"
+        if grant.get("target_kind") == "category"
+        else target
+    )
+    who = grant.get("who")
+    scope = grant.get("scope")
+    if scope == "user":
+        return f"{what} for {who}"
+    if scope == "group":
+        return f"{what} for the class or group {who}"
+    if scope == "role":
+        return f"{what} for everyone with the role {role_words(str(who or ''))}"
+    return f"{what} for everyone"
+
+
+def audit_what(
+    action: str,
+    target: str,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    *,
+    hidden: bool = False,
+    day: Callable[[str], str] = str,
+) -> str:
+    """What an audit entry is about, in words: the request's site and person, the list entry,
+    the reach of the access ended, the pupil of a sanction (the ids stay in the API and the
+    CSV). An entry whose details the reader may not see (`hidden`) names no pupil."""
+    kind, _, key = target.partition(":")
+    values = {**(before or {}), **(after or {})}
+    user = values.get("user")
+    if kind == "request":
+        host, person = values.get("host"), values.get("requester")
+        if not host:
+            return "an unblock request"
+        group = values.get("for_group")
+        return f"{host}, asked for by {person}" + (
+            f" for the class or group {group}" if group else ""
+        )
+    if kind == "list":
+        verdict = values.get("verdict")
+        return f"{key} on the {verdict} list" if verdict in ("block", "allow") else key
+    if kind == "exception":
+        return f"access to {grant_words(values)}" if values.get("target") else "an access"
+    if kind == "user":
+        return f"everything held about {key}"
+    if kind == "session":
+        return "the admin pages" if key == "directory" else f"the admin pages ({key})"
+    named = {
+        "sanction": "a supervised-only sanction",
+        "supervised_session": "a supervised session",
+        "alert": "an alert",
+        "incident": "an incident note",
+    }
+    if kind in named:
+        about = {"sanction": " on ", "supervised_session": " for "}.get(kind, " about ")
+        return named[kind] + (f"{about}{user}" if user and not hidden else "")
+    if action == "events.export":
+        return "monitoring events" + (f" about {user}" if user and not hidden else "")
+    if action == "review.evidence_pack":
+        return f"the evidence pack for {day(target)}"
+    if target.startswith("policy version "):
+        return "the policy, " + target.split(" (", 1)[0].removeprefix("policy ")
+    if target.startswith("lists version "):
+        return "the local lists, " + target.removeprefix("lists ")
+    if target.startswith("shadow "):
+        return "the tried-out policy"
+    return target

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,6 +149,33 @@ def csrf_of(client: TestClient, page: str = "/requests/mine") -> str:
     found = CSRF.search(client.get(page).text)
     assert found is not None
     return found.group(1)
+
+
+def blocked_site(site: str = "tiktok.com") -> str:
+    """A site of its own under `site`, which the seed policy blocks (tiktok.com: for pupils at
+    all times, for staff outside break times): no grant an earlier test made covers it, so a
+    request for it is queued (a request for a site that is open is refused: nothing to decide)."""
+    return f"v{uuid.uuid4().hex[:8]}.{site}"
+
+
+@contextmanager
+def first_in_queue(resources: Resources, request_id: str) -> Iterator[None]:
+    """Meanwhile a pending request is the oldest, so the queue page (the 500 oldest) shows it:
+    the session's shared database holds hundreds of pending requests from other tests."""
+    with resources.sessions() as session:
+        row = session.get_one(UnblockRequestRow, request_id)
+        asked, row.created_at = row.created_at, datetime(2000, 1, 1, tzinfo=UTC)
+        session.commit()
+    try:
+        yield
+    finally:
+        with resources.sessions() as session:
+            session.get_one(UnblockRequestRow, request_id).created_at = asked
+            session.commit()
+
+
+# Blocked for every role at all times, and no rule forbids unblocking it: anyone may ask.
+FOR_EVERYONE = "123moviesfree.net"
 
 
 @dataclass

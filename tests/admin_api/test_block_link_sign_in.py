@@ -18,7 +18,7 @@ from sqlalchemy import select
 from schoolgate.admin_api.resources import Resources
 from schoolgate.store.admin_models import UnblockRequestRow
 from schoolgate.store.tokens import AccessClaims, make_access_token
-from tests.admin_api.conftest import CSRF, sign_in
+from tests.admin_api.conftest import CSRF, blocked_site, sign_in
 
 WHY = "I need it for my homework about the Romans and their roads."
 
@@ -45,7 +45,7 @@ def old_link(resources: Resources, *, host: str, seconds_ago: int) -> str:
 
 
 def unique_host() -> str:
-    return f"www.site-{time.time_ns()}.example"
+    return blocked_site()
 
 
 def rows_for(resources: Resources, host: str) -> list[UnblockRequestRow]:

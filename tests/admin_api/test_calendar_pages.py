@@ -172,7 +172,7 @@ def test_a_policy_file_broken_on_the_server_is_said_plainly(admin: Admin) -> Non
 @pytest.mark.parametrize(
     ("rows", "reason", "field", "words"),
     [
-        (YEAR, "", "reason", "say why the policy is changing"),
+        (YEAR, "", "reason", "Say why the policy is changing"),
         (
             [("closure", "Snow day", "2026-12-05", "2026-12-04")],
             "x",
@@ -229,7 +229,7 @@ def test_an_unknown_bank_holiday_region_is_refused(admin: Admin) -> None:
     data = _form(token, YEAR, reason="x", action="save") | {"bank_holidays": "wales-only"}
     answer = client.post("/calendar/edit", data=data)
     assert answer.status_code == 422
-    assert "choose the bank holidays of a part of the UK, or none" in answer.text
+    assert "Choose the bank holidays of a part of the UK, or none" in answer.text
 
 
 def test_what_would_change_names_the_days_and_saves_nothing(admin: Admin) -> None:

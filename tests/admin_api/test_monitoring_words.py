@@ -116,6 +116,38 @@ def test_one_visit_is_shown_once(
     assert _shown(app, user=tag) == {ids["page"], ids["vpn"]}  # no favicon row
 
 
+def test_the_timeline_shows_one_visit_once_too(
+    app: FastAPI, resources: Resources, visits: tuple[str, dict[str, str], str]
+) -> None:
+    # Walked in Chromium: the events page left the favicon out, the timeline still showed it.
+    tag, ids, _ = visits
+    with resources.sessions() as session:
+        at = session.get_one(EventRow, ids["page"]).at
+    client, _ = client_for(app, "dsl")
+    page = client.get(
+        "/monitoring/timeline",
+        params={"user": f"{tag}-pupil1", "at": f"{at:%Y-%m-%d %H:%M}", "minutes": "120"},
+    )
+    assert page.status_code == 200, page.text
+    assert set(ROW.findall(page.text)) == {ids["page"]}
+    assert "favicon.ico" not in page.text
+
+
+@pytest.mark.parametrize("typed", ["Pupil One", "pupil one", "pupil1"])
+def test_who_finds_a_person_by_their_name_in_the_directory(
+    app: FastAPI, resources: Resources, typed: str
+) -> None:
+    # UX review finding 11, walked again in Chromium: "Pupil One" found no events.
+    tag = uuid.uuid4().hex[:8]
+    event = _event(tag, 0, datetime.now(UTC), host=f"{tag}.tiktok.com", path="/", category="social")
+    event["user"] = "pupil1"  # Pupil One (Year 5) in the demo directory
+    with resources.sessions() as session:
+        session.execute(insert(EventRow), [event])
+        session.commit()
+    assert _shown(app, user=typed, host=f"{tag}.tiktok.com") == {event["id"]}
+    assert _shown(app, user="Pupil Two", host=f"{tag}.tiktok.com") == set()
+
+
 @pytest.mark.parametrize(
     ("field", "typed", "found"),
     [

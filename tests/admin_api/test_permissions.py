@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from schoolgate.admin_api.resources import Resources
-from tests.admin_api.conftest import ROLES, World, client_for
+from tests.admin_api.conftest import FOR_EVERYONE, ROLES, World, client_for
 
 ALL = frozenset(ROLES) - {"anonymous"}
 STAFF_SIDE = ALL - {"pupil"}
@@ -43,7 +43,9 @@ ENDPOINTS = [
     # pages
     Endpoint("GET", "/", ALL, 200),
     Endpoint("GET", "/requests/new", ALL, 200),
-    Endpoint("POST", "/requests/new", ALL, 303, form={"host": "www.bbc.co.uk", "why": WHY}),
+    Endpoint(
+        "POST", "/requests/new", ALL, 303, form={"host": f"{{tag}}.{FOR_EVERYONE}", "why": WHY}
+    ),
     Endpoint("GET", "/requests/mine", ALL, 200),
     Endpoint("GET", "/requests", BM, 200),
     Endpoint("GET", "/requests/{request}", OWNER_OR_BM, 200),
@@ -129,7 +131,9 @@ ENDPOINTS = [
     # the API
     Endpoint("GET", "/api/me", ALL, 200),
     Endpoint("GET", "/api/requests/mine", ALL, 200),
-    Endpoint("POST", "/api/requests", ALL, 201, json={"host": "www.bbc.co.uk", "why": WHY}),
+    Endpoint(
+        "POST", "/api/requests", ALL, 201, json={"host": f"{{tag}}.{FOR_EVERYONE}", "why": WHY}
+    ),
     Endpoint("GET", "/api/requests", BM, 200),
     Endpoint("GET", "/api/requests/{request}", OWNER_OR_BM, 200),
     Endpoint(

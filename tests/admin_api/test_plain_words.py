@@ -16,8 +16,10 @@ from schoolgate.admin_api.forms import site_of, validate
 from schoolgate.admin_api.render import Pages
 from schoolgate.admin_api.resources import Resources
 from schoolgate.admin_api.schemas import LocalListEntryCreate, UnblockRequestCreate
+from schoolgate.admin_api.words import roles_words
 from schoolgate.store.admin_models import UnblockRequestRow
-from tests.admin_api.conftest import client_for
+from tests.admin_api.conftest import blocked_site, client_for, sign_in
+from tests.admin_api.test_requests import stored_request
 
 LONDON = ZoneInfo("Europe/London")
 RAW = (
@@ -118,6 +120,52 @@ def test_our_own_checks_name_their_field() -> None:
     assert info.value.problems["note"].startswith("The note contains control characters")
 
 
+@pytest.mark.parametrize(
+    ("field", "text", "words"),
+    [
+        ("host", "contains a slash", "The website contains a slash"),
+        ("reason", "has a hidden character", "The reason has a hidden character"),
+        # Instructions and sentences of their own are not glued to the field's name (the walk
+        # in Chromium read "Who it is for name the group or class" and "The end time you typed
+        # an end time but chose another ...").
+        ("who", "name the group or class", "Name the group or class"),
+        ("until", "you typed an end time", "You typed an end time"),
+        ("days", "give a whole number of days", "Give a whole number of days"),
+        ("period", "that period is over", "That period is over"),
+        ("form", "the form could not be read", "The form could not be read"),
+    ],
+)
+def test_a_problem_names_its_field_only_when_it_is_about_it(
+    field: str, text: str, words: str
+) -> None:
+    assert InvalidInput({field: text}).problems[field] == words
+
+
+def test_the_approval_forms_problems_read_as_sentences(app: FastAPI, resources: Resources) -> None:
+    request_id = stored_request(resources, blocked_site())
+    bursar, csrf = client_for(app, "business_manager")
+    answer = bursar.post(
+        f"/requests/{request_id}/approve",
+        data={"scope": "group", "duration": "hours", "hours": "1", "csrf_token": csrf},
+    )
+    assert answer.status_code == 422
+    assert "Name the group or class" in answer.text
+    assert "Who it is for name" not in answer.text
+    typed = bursar.post(
+        f"/requests/{request_id}/approve",
+        data={
+            "scope": "user",
+            "duration": "hours",
+            "hours": "1",
+            "until": "2030-01-01T10:00",
+            "csrf_token": csrf,
+        },
+    )
+    assert typed.status_code == 422
+    assert "You typed an end time but chose another" in typed.text
+    assert "The end time you typed" not in typed.text
+
+
 def test_a_pupils_short_reason_gets_a_plain_sentence_on_the_page(app: FastAPI) -> None:
     client, csrf = client_for(app, "pupil")
     answer = client.post(
@@ -134,7 +182,8 @@ def test_a_pasted_url_becomes_a_request_for_its_site(app: FastAPI, resources: Re
     answer = client.post(
         "/requests/new",
         data={
-            "host": f"https://www.site-{tag}.example/lesson/plan?id=4",
+            "host": f"https://www.site-{tag}.tiktok.com/lesson/plan?id=4",
+            "for_group": "Year6",
             "csrf_token": csrf,
             "why": "We need this for the Year 6 lesson on Vikings.",
         },
@@ -144,4 +193,33 @@ def test_a_pasted_url_becomes_a_request_for_its_site(app: FastAPI, resources: Re
         hosts = session.scalars(
             select(UnblockRequestRow.host).where(UnblockRequestRow.host.like(f"%{tag}%"))
         ).all()
-    assert hosts == [f"www.site-{tag}.example"]
+    assert hosts == [f"www.site-{tag}.tiktok.com"]
+
+
+def test_people_with_a_role_are_named_as_people_say_it() -> None:
+    assert [roles_words(r) for r in ("pupil", "staff", "social_media_manager")] == [
+        "pupils",
+        "staff",
+        "social media managers",
+    ]
+
+
+def test_what_the_walk_in_chromium_still_read_as_code(app: FastAPI) -> None:
+    # A site that can never be unblocked, refused for a member of staff: "staffs", "X.com".
+    teacher, csrf = client_for(app, "staff")
+    refused = teacher.post(
+        "/requests/new",
+        data={"host": "x.com", "why": "For our lesson on news.", "csrf_token": csrf},
+    )
+    assert refused.status_code == 422
+    assert "This site, x.com, can never be unblocked at school" in refused.text
+    assert "keeps it blocked for staff. Nothing has been sent." in refused.text
+    app.dependency_overrides.clear()
+    it = sign_in(app, "it1", "it1-demo")  # a real sign-in: an audit entry with its address
+    explain = it.get("/explain").text
+    assert '<option value="social_media_manager">social media manager</option>' in explain
+    system = it.get("/system").text
+    assert ".To check it" not in system
+    audit = it.get("/audit", params={"action": "signin", "actor": "it1"}).text
+    assert "<dt>From the address</dt>" in audit
+    assert "<dt>Ip</dt>" not in audit

@@ -394,7 +394,7 @@ def test_a_proposed_policy_runs_in_shadow_shows_its_differences_and_is_promoted(
         },
     )
     assert refused.status_code == 422
-    assert "unknown role &#39;wizards&#39;" in refused.text
+    assert "Unknown role &#39;wizards&#39;" in refused.text
     answer = client.post(
         "/policy/edit",
         data={"csrf_token": token, "text": proposed, "shadow_roles": "staff", "action": "shadow"},

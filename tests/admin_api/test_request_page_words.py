@@ -6,12 +6,14 @@ approval; and what was given reads as a sentence, not "host www.tiktok.com for u
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
 from schoolgate.admin_api.resources import Resources
-from tests.admin_api.conftest import client_for
+from schoolgate.store.admin_models import RequestState, UnblockRequestRow
+from tests.admin_api.conftest import blocked_site, client_for
+from tests.admin_api.test_requests import stored_request
 
 
 def test_the_request_page_speaks_to_each_reader(app: FastAPI) -> None:
@@ -85,3 +87,30 @@ def test_the_header_names_the_role_once_and_the_monitoring_menu_marks_the_page(
     dsl, _ = client_for(app, "dsl")
     page = dsl.get("/monitoring/sanctions").text
     assert '<a href="/monitoring/sanctions" aria-current="page">Sanctions</a>' in page
+
+
+def test_an_approval_written_by_an_older_version_still_shows(
+    app: FastAPI, resources: Resources
+) -> None:
+    # Walked in Chromium: a grant stored without its "label" (older versions) was a 500 page.
+    host = blocked_site()
+    request_id = stored_request(resources, host)
+    ends = datetime.now(UTC) + timedelta(hours=2)
+    with resources.sessions() as session:
+        row = session.get_one(UnblockRequestRow, request_id)
+        row.state = RequestState.APPROVED
+        row.reviewed_by, row.reviewed_at = "bursar1", datetime.now(UTC)
+        row.grant = {
+            "scope": "user",
+            "who": "pupil1",
+            "target_kind": "host",
+            "target": host,
+            "ends": ends.isoformat(),
+        }
+        session.commit()
+    for role in ("business_manager", "pupil"):
+        app.dependency_overrides.clear()
+        client, _ = client_for(app, role)
+        page = client.get(f"/requests/{request_id}")
+        assert page.status_code == 200, page.text
+        assert f"{host} for pupil1, until" in page.text

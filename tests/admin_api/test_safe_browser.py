@@ -6,7 +6,8 @@ steps at phone width, kept as artefacts:
 1. a teacher pastes a URL to ask for a class, and is told what happens next;
 2. the Business Manager tries "everyone" and "the whole category": the seed policy refuses;
 3. approves what was asked (the class, the site) and is told it is done;
-4. a pupil's request, widened to every pupil, needs the confirmation that states its reach;
+4. a pupil's request for an open site is refused (nothing to decide); once a local block covers
+   it, the request widened to every pupil needs the confirmation that states its reach;
 5. the local lists refuse a whole ending (co.uk); removing an entry asks why and confirms.
 """
 
@@ -39,6 +40,14 @@ def _admin(folder: Path) -> Iterator[str]:
 
 def main_text(page: Any) -> str:
     return str(page.inner_text("main"))
+
+
+def add_to_list(page: Any, host: str, verdict: str) -> None:
+    """Type `host` on the local lists page and add it to the `verdict` list."""
+    page.fill("#host", host)
+    page.check(f"input[name=verdict][value={verdict}]")
+    page.click("button:has-text('Add to the list')")
+    page.wait_for_load_state()
 
 
 def test_the_wide_grant_needs_its_confirmation_and_the_seed_refuses_it_for_pupils(
@@ -93,11 +102,23 @@ def _story(browser: Any, admin: str, shots: Shots) -> None:
     assert "Approved. The access starts within a few seconds." in main_text(bursar)
     shots.take(bursar, "bursar-class-approved")
 
-    # 4. A pupil asks for a site; widening it to every pupil needs the confirmation.
+    # 4. A pupil asks for a site that is open: told so, nothing is sent. Once a local block
+    # covers it (by mistake), the request is sent; widening it to every pupil needs the
+    # confirmation.
     pupil = signed_in(browser, admin, "pupil1")
     pupil.goto(f"{admin}/requests/new")
     pupil.fill("#host", "https://www.example-museum.org/vikings")
     pupil.fill("#why", WHY)
+    pupil.click("button:has-text('Send the request')")
+    pupil.wait_for_load_state()
+    assert (
+        "This site, www.example-museum.org, is not blocked for you: you can use it now. "
+        "Nothing has been sent."
+    ) in main_text(pupil)
+    shots.take(pupil, "pupil-request-open-site")
+    bursar.goto(f"{admin}/lists")
+    add_to_list(bursar, "www.example-museum.org", "block")
+    assert "Added to the block list" in main_text(bursar)
     pupil.click("button:has-text('Send the request')")
     pupil.wait_for_load_state()
     assert "Sent - the Business Manager will look at it" in main_text(pupil)
@@ -123,16 +144,10 @@ def _story(browser: Any, admin: str, shots: Shots) -> None:
 
     # 5. The local lists: a whole ending is refused; removing asks why and confirms.
     bursar.goto(f"{admin}/lists")
-    bursar.fill("#host", "co.uk")
-    bursar.check("input[name=verdict][value=allow]")
-    bursar.click("button:has-text('Add to the list')")
-    bursar.wait_for_load_state()
+    add_to_list(bursar, "co.uk", "allow")
     assert "a whole ending shared by many websites" in main_text(bursar)
     shots.take(bursar, "bursar-lists-suffix-refused")
-    bursar.fill("#host", "https://www.badsite.example/page")
-    bursar.check("input[name=verdict][value=block]")
-    bursar.click("button:has-text('Add to the list')")
-    bursar.wait_for_load_state()
+    add_to_list(bursar, "https://www.badsite.example/page", "block")
     assert "Added to the block list" in main_text(bursar)
     bursar.click("a:has-text('Remove www.badsite.example')")
     bursar.wait_for_load_state()

@@ -406,6 +406,7 @@ STAFF_PAGES = {
         ("/", "start"),
         ("/requests", "requests"),
         ("/requests/{pending}", "request"),
+        ("/requests/{approved}", "request-approved"),
         ("/lists", "local-lists"),
         ("/exceptions", "exceptions"),
         ("/review", "review-form"),
@@ -450,7 +451,9 @@ def test_each_staff_roles_pages(
         today = datetime.now(UTC).date().isoformat()
         texts = {}
         for path, name in STAFF_PAGES[who]:
-            url = admin + path.format(pending=ids.pending, alert=ids.alert, today=today)
+            url = admin + path.format(
+                pending=ids.pending, approved=ids.approved, alert=ids.alert, today=today
+            )
             texts[name] = story.visit(url, name)
         story.visit(f"{admin}/no-such-page", "not-found")
     finally:

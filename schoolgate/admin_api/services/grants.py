@@ -15,6 +15,7 @@ from typing import Any
 from schoolgate.admin_api.errors import InvalidInput, NotAllowed, PolicyForbids
 from schoolgate.admin_api.roles import SignedInUser
 from schoolgate.admin_api.schemas import ApprovalCreate, Duration
+from schoolgate.admin_api.words import category_words, role_words, roles_words
 from schoolgate.policy.decide import unblockable
 from schoolgate.policy.hostnames import HostError, normalise_host, unwrap_rewriting_proxy
 from schoolgate.policy.model import Policy, Scope, TargetKind
@@ -290,7 +291,7 @@ def check_grant(policy: Policy, grant: Grant, *, user_roles: frozenset[str]) -> 
             raise PolicyForbids(
                 {
                     "scope": f"{grant.target} can never be unblocked for "
-                    f"{refused[0]}s (the school's policy keeps it "
+                    f"{roles_words(refused[0])} (the school's policy keeps it "
                     f"blocked); a grant to {whom} would cover them, so "
                     "it is refused"
                 }
@@ -302,7 +303,7 @@ def widenings(grant: Grant, *, asked_for_group: str | None) -> list[str]:
     a role, everyone, another group, a whole category, longer than a day, or permanently."""
     wider = []
     if grant.scope is Scope.ROLE:
-        wider.append(f"everyone with the role {grant.who}")
+        wider.append(f"everyone with the role {role_words(grant.who)}")
     elif grant.scope is Scope.EVERYONE:
         wider.append("everyone")
     elif (
@@ -311,7 +312,7 @@ def widenings(grant: Grant, *, asked_for_group: str | None) -> list[str]:
     ):
         wider.append(f"the whole group {grant.who}")
     if grant.target_kind is TargetKind.CATEGORY:
-        wider.append(f"every site in the category '{grant.target}'")
+        wider.append(f"every site in {category_words(grant.target)}")
     if grant.ends is None:
         wider.append("permanently")
     elif grant.ends - grant.starts > timedelta(days=1):
@@ -335,14 +336,14 @@ def reach_words(policy: Policy, grant: Grant, *, people: int | None) -> str:
             pupils = "pupil" if people == 1 else "pupils"
             whom = (
                 f"{every} {count}"
-                f"{pupils if role == 'pupil' else persons + ' with the role ' + role}"
+                f"{pupils if role == 'pupil' else persons + ' with the role ' + role_words(role)}"
             )
         case _:
             whom = f"all {count}{persons} at school (everyone)"
     if grant.target_kind is TargetKind.CATEGORY:
         category = policy.categories.get(grant.target)
         sites = category.domain_count if category else 0
-        what = f"{sites} sites in the category '{grant.target}'"
+        what = f"{sites} site{'' if sites == 1 else 's'} in {category_words(grant.target)}"
     else:
         what = f"{grant.target} (and its subdomains)"
     if grant.ends is None:
@@ -351,6 +352,15 @@ def reach_words(policy: Policy, grant: Grant, *, people: int | None) -> str:
         end = grant.ends.astimezone(policy.calendar.timezone)
         until = f"until {end.strftime('%A')} {end.day} {end.strftime('%B')}, {_hm(end.time())}"
     return f"This lets {whom} use {what} {until}."
+
+
+def _role_named(policy: Policy, typed: str | None) -> str | None:
+    """The policy's role for a role typed as people say it ('Social media manager' is
+    social_media_manager); anything else as typed (the policy check then refuses it)."""
+    if not typed:
+        return None
+    wanted = typed.strip().casefold().replace(" ", "_")
+    return next((role for role in policy.roles if role.casefold() == wanted), typed)
 
 
 def build_grant(
@@ -391,7 +401,7 @@ def build_grant(
                     "too: another Business Manager must decide it"
                 )
         case Scope.ROLE:
-            who = form.who or row.blocked_role or row.requester_role
+            who = _role_named(policy, form.who) or row.blocked_role or row.requester_role
             if who == reviewer.policy_role:
                 raise NotAllowed(
                     f"you have the role {who}, so this would give you access "

@@ -21,6 +21,7 @@ from schoolgate.admin_api.services.grants import (
     never_unblockable_for,
 )
 from schoolgate.admin_api.services.sites import refuse_public_suffix, site_name
+from schoolgate.admin_api.words import roles_words
 from schoolgate.policy.hostnames import is_subdomain_or_same
 from schoolgate.policy.model import Policy, Scope, TargetKind, Verdict
 from schoolgate.store.models import ExceptionRow, LocalListRow, bump_change_counter
@@ -59,7 +60,7 @@ def check_allow(policy: Policy, name: str) -> None:
     if refused:
         raise PolicyForbids(
             {
-                "host": f"{name} can never be unblocked for {refused[0]}s: the "
+                "host": f"{name} can never be unblocked for {roles_words(refused[0])}: the "
                 "school's policy keeps it blocked, so an allow here "
                 "would not work. Nothing has been changed."
             }

@@ -47,6 +47,7 @@ class EventFilter:
     # categories or techniques, and leaving out the favicon a browser fetches by itself after
     # every page (one act shown once).
     user_contains: str | None = None
+    users_named: tuple[str, ...] = ()  # or these users (their names in the directory matched)
     host_within: str | None = None
     categories: tuple[str, ...] | None = None
     techniques: tuple[str, ...] | None = None
@@ -56,7 +57,10 @@ class EventFilter:
         found: list[ColumnElement[bool]] = []
         if self.user_contains:
             found.append(
-                func.lower(EventRow.user).contains(self.user_contains.lower(), autoescape=True)
+                or_(
+                    func.lower(EventRow.user).contains(self.user_contains.lower(), autoescape=True),
+                    EventRow.user.in_(self.users_named),
+                )
             )
         if self.host_within:
             site = self.host_within
@@ -242,15 +246,23 @@ class Timeline:
 
 
 def timeline(
-    session: Session, *, user: str, around: datetime, minutes: int, limit: int = 2000
+    session: Session,
+    *,
+    user: str,
+    around: datetime,
+    minutes: int,
+    limit: int = 2000,
+    skip_favicons: bool = False,
 ) -> Timeline:
-    """What `user` did from `minutes` before `around` to `minutes` after it."""
+    """What `user` did from `minutes` before `around` to `minutes` after it (for the page,
+    `skip_favicons`: without the favicon a browser fetches by itself after each page)."""
     minutes = max(1, min(minutes, MAX_TIMELINE_MINUTES))
     start, end = around - timedelta(minutes=minutes), around + timedelta(minutes=minutes)
     events = list(
         session.scalars(
             select(EventRow)
             .where(EventRow.user == user, EventRow.at >= start, EventRow.at < end)
+            .where(*EventFilter(skip_favicons=skip_favicons).conditions())
             .order_by(EventRow.at, EventRow.seq, EventRow.id)
             .limit(limit + 1)
         )

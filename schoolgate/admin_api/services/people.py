@@ -57,8 +57,19 @@ def _everyone(resources: Resources) -> list[DirectoryUser] | None:
         return None
     found = []
     for name, user in users.values():
-        found.append(DirectoryUser(name, frozenset(getattr(user, "groups", ())), name))
+        shown = getattr(user, "display_name", "") or name
+        found.append(DirectoryUser(name, frozenset(getattr(user, "groups", ())), shown))
     return found
+
+
+def named(resources: Resources, words: str) -> tuple[str, ...]:
+    """The user names of the people whose name in the directory contains `words` (any case):
+    'Pupil One' finds pupil1. Only where the directory can list its users (a users file)."""
+    wanted = " ".join(words.split()).casefold()
+    if not wanted:
+        return ()
+    users = _everyone(resources) or []
+    return tuple(u.username for u in users if wanted in u.display_name.casefold())
 
 
 def count_covered(resources: Resources, *, scope: Scope, who: str | None) -> int | None:
@@ -77,6 +88,24 @@ def count_covered(resources: Resources, *, scope: Scope, who: str | None) -> int
             1 for u in users if (resources.identity.role_for_groups(u.groups) or default) == who
         )
     return len(users)
+
+
+def known_groups(resources: Resources) -> list[str]:
+    """The directory's group names, to offer on the approval form (none when the directory
+    cannot list its users: then the name is typed)."""
+    users = _everyone(resources) or []
+    return sorted({group for user in users for group in user.groups}, key=str.casefold)
+
+
+def unknown_group(resources: Resources, group: str | None) -> str | None:
+    """A problem in words if the directory can list its users and none is in `group` (a typo:
+    a grant or a request for it would reach nobody); else None."""
+    if not group or count_covered(resources, scope=Scope.GROUP, who=group) != 0:
+        return None
+    return (
+        f"nobody in the school directory is in the class or group {group}: check its name "
+        "(as in the directory, for example Year5)"
+    )
 
 
 def group_role(resources: Resources, group: str | None) -> str | None:

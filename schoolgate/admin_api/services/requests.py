@@ -31,15 +31,18 @@ from schoolgate.admin_api.services.grants import (
     widenings,
 )
 from schoolgate.admin_api.services.lists import blocked_by
-from schoolgate.admin_api.services.people import count_covered, look_up
+from schoolgate.admin_api.services.people import count_covered, look_up, unknown_group
 from schoolgate.admin_api.services.sites import refuse_public_suffix, site_of
+from schoolgate.admin_api.words import roles_words
 from schoolgate.policy.decide import decide
 from schoolgate.policy.explain import ASK_THE_BUSINESS_MANAGER, explain_decision
 from schoolgate.policy.hostnames import HostError, normalise_host
-from schoolgate.policy.model import Policy, Scope, Subject, TargetKind, Verdict
+from schoolgate.policy.model import Overrides, Policy, Scope, Subject, TargetKind, Verdict
 from schoolgate.policy.model import Request as PolicyRequest
+from schoolgate.policy.names import user_key
 from schoolgate.store.admin_models import RequestState, UnblockRequestRow
 from schoolgate.store.models import ExceptionRow, LocalListRow, bump_change_counter
+from schoolgate.store.overrides_db import DatabaseOverridesSource
 from schoolgate.store.tokens import AccessClaims, AccessTokenError, read_access_token
 
 QUEUE_LIMIT = 500
@@ -69,9 +72,13 @@ def create_request(
     claims: AccessClaims | None,
     policy: Policy,
     at: datetime,
+    overrides: Overrides | None = None,
+    group_role: str | None = None,
 ) -> UnblockRequestRow:
     """Record a written request. `claims` come from a genuine block-page link (checked by the
-    caller); without them the host is the one typed."""
+    caller); without them the host is the one typed. With `overrides` (the live exceptions,
+    sanctions and local lists), a request for a site that is open for the person (or the
+    class, whose members have `group_role`) at the time asked is refused: nothing to decide."""
     if claims is not None and claims.user and not requester.same_person(claims.user):
         raise InvalidInput(
             {
@@ -123,17 +130,28 @@ def create_request(
     if refused:
         raise InvalidInput(
             {
-                "host": f"{host.name} can never be unblocked at school, even if "
-                "you ask: the school's policy keeps it blocked for "
-                f"{refused[0]}s. Nothing has been sent."
+                "host": f"This site, {host.name}, can never be unblocked at school, even "
+                "if you ask: the school's policy keeps it blocked for "
+                f"{roles_words(refused[0])}. Nothing has been sent."
             }
         )
+    wanted: tuple[datetime, datetime, str] | None = None
     if form.wanted_on is not None and form.wanted_period is not None:
-        resolve_period(
+        wanted = resolve_period(
             policy,
             f"{form.wanted_on.isoformat()} {form.wanted_period}",
             now=at,
             field="wanted_period",
+        )
+    if overrides is not None:
+        refuse_if_open(
+            policy,
+            overrides,
+            host=host.name,
+            subject=_beneficiary(policy, requester, claims, form.for_group, group_role),
+            at=at,
+            wanted=wanted,
+            group=form.for_group,
         )
     row = UnblockRequestRow(
         id=str(uuid.uuid4()),
@@ -165,6 +183,58 @@ def create_request(
     )
     session.commit()
     return row
+
+
+def _beneficiary(
+    policy: Policy,
+    requester: SignedInUser,
+    claims: AccessClaims | None,
+    group: str | None,
+    group_role: str | None,
+) -> Subject:
+    """Who a request is for, as the gateway sees them: the class or group (its members' role),
+    the person the block page was shown to, or the requester."""
+    if group:
+        return Subject(role=group_role or policy.default_role, groups=frozenset({group}))
+    if claims is not None:
+        role = claims.role or policy.default_role
+        return Subject(
+            role=role if role in policy.roles else policy.default_role,
+            user=user_key(claims.user) if claims.user else None,
+            groups=requester.groups if claims.user else frozenset(),
+        )
+    role = requester.policy_role
+    return Subject(
+        role=role if role in policy.roles else policy.default_role,
+        user=user_key(requester.username),
+        groups=requester.groups,
+    )
+
+
+def refuse_if_open(
+    policy: Policy,
+    overrides: Overrides,
+    *,
+    host: str,
+    subject: Subject,
+    at: datetime,
+    wanted: tuple[datetime, datetime, str] | None,
+    group: str | None,
+) -> None:
+    """Refuse (in plain words) a request for a site the gateway would let `subject` use at
+    the time asked (the lesson's start, or now): it would wait in the queue for nothing."""
+    when = max(wanted[0], at) if wanted else at
+    if decide(policy, PolicyRequest(host), subject, overrides, when).verdict is not Verdict.ALLOW:
+        return
+    who, they = (f"the class or group {group}", "they") if group else ("you", "you")
+    then = (
+        f" on {wanted[2].replace(': ', ', ', 1)}: {they} can use it then"
+        if wanted
+        else f": {they} can use it now"
+    )
+    raise InvalidInput(
+        {"host": f"This site, {host}, is not blocked for {who}{then}. Nothing has been sent."}
+    )
 
 
 def _decide(
@@ -356,6 +426,14 @@ def queue(
 # --- reading links, explaining and approving (called by the routes) -----------------------
 
 
+def live_overrides(resources: Resources) -> Overrides | None:
+    """The exceptions, sanctions and local lists in force, as the gateway reads them; None if
+    the database could not be read (then a request is not judged open, and is queued)."""
+    source = DatabaseOverridesSource(resources.engine)
+    overrides = source.load_now()
+    return None if source.last_problem else overrides
+
+
 def read_claims(resources: Resources, token: str) -> AccessClaims:
     return read_access_token(
         resources.access_token_secret,
@@ -425,7 +503,7 @@ def decision_context(
     # Read by the Business Manager, who decides: not "ask the Business Manager".
     words = words.replace(f"; {ASK_THE_BUSINESS_MANAGER}", ".")
     if row.for_group:
-        words = f"For the class or group {row.for_group} ({subject.role}s):\n{words}"
+        words = f"For the class or group {row.for_group} ({roles_words(subject.role)}):\n{words}"
     return words
 
 
@@ -458,6 +536,8 @@ def approve(
     now: datetime,
 ) -> UnblockRequestRow:
     grant = build_grant(resources.policy, row, form, now, reviewer)
+    if grant.scope is Scope.GROUP and (problem := unknown_group(resources, grant.who)):
+        raise InvalidInput({"who": problem})
     return approve_request(
         session,
         row=row,
