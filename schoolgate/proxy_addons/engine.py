@@ -32,6 +32,7 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 
+from schoolgate.proxy_addons import mitm_internals
 from schoolgate.proxy_addons.enforce import Enforce
 from schoolgate.proxy_addons.frontdoor import FrontDoor, Gate
 from schoolgate.proxy_addons.identity import Identify
@@ -252,6 +253,7 @@ def _quieten_logging(opts: options.Options) -> None:
 async def _main(arguments: Sequence[str], addons: Sequence[object]) -> int:
     args = make_parser().parse_args(list(arguments))
     logging.getLogger().setLevel(logging.INFO)
+    mitm_internals.skip_message_type_checks()
     opts = options.Options()
     try:
         # Scripts go straight after schoolgate's addons, where mitmdump's ScriptLoader has them.

@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from mitmproxy import ctx, version
+from mitmproxy import ctx, http, version
 from mitmproxy.connection import Client
 from mitmproxy.net.http import status_codes
 from mitmproxy.proxy import (
@@ -437,3 +437,21 @@ class PreparsedHello(ClientHello):
     def extensions(self) -> list[tuple[int, bytes]]:
         return list(self._extensions)
 
+
+# --- 7. no run-time type checks on HTTP messages (the lean engine's process) ------------------
+# Relies on: `mitmproxy.http.MessageData.__post_init__`, which exists only to type-check every
+# field of a new RequestData or ResponseData (mitmproxy defines it under `if __debug__:`, so
+# `python -O` leaves it out too) and is looked up when the dataclass's `__init__` runs. It was
+# 11 % of the lean gateway's CPU per plain-HTTP request and 4 % per tunnel (32 checks per
+# request; docs/benchmarks.md), and about half the cost of each CONNECT's request and answer
+# in the front door. The messages are built by mitmproxy's parsers and by the gateway's
+# tested addons; a wrong type still fails when the message is sent.
+
+
+def _unchecked(self: Any) -> None:
+    return None
+
+
+def skip_message_type_checks() -> None:
+    """Build HTTP messages without mitmproxy's run-time type checks (as `python -O` does)."""
+    http.MessageData.__post_init__ = _unchecked  # type: ignore[method-assign]

@@ -8,7 +8,7 @@ import asyncio
 import inspect
 
 import pytest
-from mitmproxy import exceptions, version
+from mitmproxy import exceptions, http, version
 from mitmproxy.addons import proxyserver
 from mitmproxy.proxy import commands, events, layer, mode_servers, server
 from mitmproxy.proxy.layers import modes
@@ -178,3 +178,33 @@ def test_a_preparsed_hello_is_mitmproxys_client_hello_and_parses_the_rest_on_dem
     ):
         assert hook.name == name
 
+
+def test_the_lean_engine_can_build_messages_without_mitmproxys_type_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Restored after the test: the checks stay on in this test process.
+    monkeypatch.setattr(http.MessageData, "__post_init__", http.MessageData.__post_init__)
+    response = http.Response.make(200)
+    with pytest.raises(TypeError, match="http_version"):
+        http.ResponseData(
+            "HTTP/1.1",  # type: ignore[arg-type]
+            response.headers,
+            b"",
+            None,
+            0.0,
+            None,
+            200,
+            b"OK",
+        )
+    mitm_internals.skip_message_type_checks()
+    data = http.ResponseData(
+        "HTTP/1.1",  # type: ignore[arg-type]
+        response.headers,
+        b"",
+        None,
+        0.0,
+        None,
+        200,
+        b"OK",
+    )
+    assert data.http_version == "HTTP/1.1"  # not checked any more
