@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import inspect
 import logging
 import signal
@@ -144,19 +145,25 @@ class DispatchTable(addonmanager.AddonManager):
         return found
 
     async def handle_lifecycle(self, event: hooks.Hook) -> None:
-        args = event.args()
-        await self._trigger(event, args)
+        handlers = self.handlers(event)
         # mitmproxy follows every flow event with an `update` event; no addon here wants it.
-        if args and isinstance(args[0], flow.Flow):
-            update = hooks.UpdateHook([args[0]])
-            if self.handlers(update):
-                await self._trigger(update, update.args())
+        updates = self.handlers(_UPDATE)
+        if not handlers and not updates:
+            return  # nobody listens: not even the arguments are gathered
+        args = _args(event)
+        await self._call(handlers, args)
+        if updates and args and isinstance(args[0], flow.Flow):
+            await self._call(updates, [[args[0]]])
 
     async def trigger_event(self, event: hooks.Hook) -> None:
         await self._trigger(event, event.args())
 
     async def _trigger(self, event: hooks.Hook, args: list[Any]) -> None:
-        for func in self.handlers(event):
+        await self._call(self.handlers(event), args)
+
+    @staticmethod
+    async def _call(handlers: list[Callable[..., Any]], args: list[Any]) -> None:
+        for func in handlers:
             try:
                 result = func(*args)
                 if result is not None and inspect.isawaitable(result):
@@ -167,6 +174,20 @@ class DispatchTable(addonmanager.AddonManager):
                 raise
             except Exception as error:
                 logger.error(f"Addon error: {error}", exc_info=True)
+
+
+_UPDATE = hooks.UpdateHook([])  # the key of the `update` hook's handlers
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _args(event: hooks.Hook) -> list[Any]:
+    """`event.args()` (its dataclass fields' values, in order), with the field names looked up
+    once per hook class rather than with `dataclasses.fields` on every event."""
+    kind: Any = type(event)
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return [getattr(event, name) for name in names]
 
 
 class LeanMaster(master.Master):
