@@ -184,27 +184,12 @@ def test_the_lean_engine_can_build_messages_without_mitmproxys_type_checks(
 ) -> None:
     # Restored after the test: the checks stay on in this test process.
     monkeypatch.setattr(http.MessageData, "__post_init__", http.MessageData.__post_init__)
-    response = http.Response.make(200)
+    headers = http.Response.make(200).headers
+
+    def built() -> http.ResponseData:  # a str where mitmproxy wants bytes
+        return http.ResponseData("HTTP/1.1", headers, b"", None, 0.0, None, 200, b"OK")  # type: ignore[arg-type]
+
     with pytest.raises(TypeError, match="http_version"):
-        http.ResponseData(
-            "HTTP/1.1",  # type: ignore[arg-type]
-            response.headers,
-            b"",
-            None,
-            0.0,
-            None,
-            200,
-            b"OK",
-        )
+        built()
     mitm_internals.skip_message_type_checks()
-    data = http.ResponseData(
-        "HTTP/1.1",  # type: ignore[arg-type]
-        response.headers,
-        b"",
-        None,
-        0.0,
-        None,
-        200,
-        b"OK",
-    )
-    assert data.http_version == "HTTP/1.1"  # not checked any more
+    assert built().http_version == "HTTP/1.1"  # not checked any more
