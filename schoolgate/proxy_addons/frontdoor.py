@@ -51,6 +51,7 @@ from schoolgate.proxy_addons import mitm_internals
 from schoolgate.proxy_addons.context import Identity
 from schoolgate.proxy_addons.detect import has_ech, is_viewer_host
 from schoolgate.proxy_addons.flows import same_host
+from schoolgate.proxy_addons.frontdoor_connect import read_connect
 from schoolgate.proxy_addons.frontdoor_hello import read_hello
 from schoolgate.proxy_addons.mitm_internals import (
     HttpConnectedHook,
@@ -237,10 +238,12 @@ class _Door:
         valid for mitmproxy, no body. (Ports are the hooks' to refuse, answered from here.)"""
         if mitm_internals.check_head(data) is not None:
             return None
-        try:
-            request = http1.read_request_head(head.split(b"\r\n"))
-        except ValueError:
-            return None
+        request = read_connect(head)  # the common case; anything else as mitmproxy reads it
+        if request is None:
+            try:
+                request = http1.read_request_head(head.split(b"\r\n"))
+            except ValueError:
+                return None
         if (
             request.method != "CONNECT"
             or request.http_version not in ("HTTP/1.1", "HTTP/1.0")
