@@ -66,7 +66,7 @@ HEADERS = st.lists(
 )
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(
     HOSTS,
     st.sampled_from(["443", "0", "65536", "00443", "8080", "x"]),
@@ -80,7 +80,7 @@ def test_built_connects_are_read_as_mitmproxy_reads_them_or_left_to_it(
     agrees(head)
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=80))
 def test_any_bytes_after_a_connect_line_never_disagree(junk: bytes) -> None:
     agrees(b"CONNECT a.example:443 HTTP/1.1\r\n" + junk)

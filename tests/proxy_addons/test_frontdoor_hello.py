@@ -252,16 +252,19 @@ def hellos(draw: st.DrawFn) -> bytes:
     return data[: draw(st.integers(0, len(data)))] if draw(st.booleans()) else data
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hellos())
 def test_built_and_broken_hellos_never_disagree_with_mitmproxy(data: bytes) -> None:
     agrees(data)
 
 
-@settings(max_examples=150)
+MUTATED = python_hello("mutate.example", ["h2"])
+
+
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=600), st.integers(0, 2000))
 def test_a_real_hello_with_any_byte_changed_never_disagrees(junk: bytes, where: int) -> None:
-    data = python_hello("mutate.example", ["h2"])
+    data = MUTATED
     at = where % len(data)
     agrees(data[:at] + junk[:4] + data[at + len(junk[:4]) :])
     agrees(data + junk)
