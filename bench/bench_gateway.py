@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import ssl
 import statistics
@@ -316,9 +317,33 @@ def origin_setup(folder: Path, pin: bool) -> tuple[Setup, list[str]]:
     return setup, [*pin_load, nginx, "-c", str(conf), "-p", str(folder / "nginx")]
 
 
+# `--profile FILE`: the lean gateway runs under cProfile (process CPU time, the event loop's
+# thread only) while the loads run (the bench signals it: SIGUSR1 on, SIGUSR2 off), written to
+# FILE when it stops. cProfile roughly doubles the cost: read it for where the time goes, never
+# for the table.
+PROFILED = (
+    "import cProfile, os, signal, sys, time\n"
+    "from schoolgate.cli import main\n"
+    "sys.argv = ['schoolgate', *sys.argv[2:]]\n"
+    "profile = cProfile.Profile(time.process_time)\n"
+    "signal.signal(signal.SIGUSR1, lambda *_: profile.enable())\n"
+    "signal.signal(signal.SIGUSR2, lambda *_: profile.disable())\n"
+    "try:\n"
+    "    main()\n"
+    "finally:\n"
+    "    profile.disable()\n"
+    "    profile.dump_stats(os.environ['SG_PROFILE'])\n"
+)
+PROFILING: set[int] = set()  # the pids of the profiled gateways
+
+
 @contextlib.contextmanager
 def environment(
-    folder: Path, pin: bool, wanted: Sequence[str], baseline: Path | None = None
+    folder: Path,
+    pin: bool,
+    wanted: Sequence[str],
+    baseline: Path | None = None,
+    profile: Path | None = None,
 ) -> Iterator[tuple[Setup, dict[str, Started]]]:
     setup, nginx = origin_setup(folder, pin)
     pin_proxy, origin_ca, policy = setup.pin_proxy, setup.origin_ca, folder / "policy.yaml"
@@ -368,11 +393,15 @@ def environment(
             ]
         for name, engine, extra, root in runs:
             port = free_port()
+            program = [str(BIN / "schoolgate")]
+            if profile is not None and name == "lean":
+                os.environ["SG_PROFILE"] = str(profile)
+                program = [str(BIN / "python"), "-c", PROFILED, "schoolgate"]
             proxies[name] = setup.start(
                 name,
                 [
                     *pin_proxy,
-                    str(BIN / "schoolgate"),
+                    *program,
                     "gateway",
                     "--engine",
                     engine,
@@ -397,6 +426,8 @@ def environment(
                 port,
                 root,
             )
+            if program[0] != str(BIN / "schoolgate"):
+                PROFILING.add(proxies[name].proc.pid)
         for name, make in (("squid", squid_command), ("e2guardian", e2guardian_command)):
             if name not in wanted:
                 continue
@@ -591,12 +622,17 @@ def run_https(setup: Setup, proxy: str, proxy_port: int, kind: str, load: Load) 
 def drive(setup: Setup, proxy: Started, kind: str, load: Load) -> tuple[float, int]:
     """One measurement: (CPU seconds the proxy used, requests completed)."""
     before = cpu_seconds(proxy.proc.pid)
+    profiled = proxy.proc.pid in PROFILING
+    if profiled:
+        os.kill(proxy.proc.pid, signal.SIGUSR1)
     completed = (
         run_wrk(setup, proxy.name, proxy.port, load)
         if kind == "http"
         else run_https(setup, proxy.name, proxy.port, kind, load)
     )
     time.sleep(0.5)  # let the proxy finish closing the connections: that is its work too
+    if profiled:
+        os.kill(proxy.proc.pid, signal.SIGUSR2)
     return cpu_seconds(proxy.proc.pid) - before, completed
 
 
@@ -669,6 +705,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--json", type=Path, help="also write every sample to this file")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the lean gateway under cProfile and write its stats to this file "
+        "(for where the time goes: it doubles the cost)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="also run both engines from this checkout "
@@ -695,7 +737,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples: list[dict[str, object]] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp,
-        environment(Path(tmp), not args.no_pin, wanted, args.baseline) as (setup, proxies),
+        environment(Path(tmp), not args.no_pin, wanted, args.baseline, args.profile) as (
+            setup,
+            proxies,
+        ),
     ):
         print(
             f"# pinning: proxies {setup.pin_proxy[-1:] or 'none'}, load and origin "

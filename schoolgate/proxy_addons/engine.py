@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import inspect
 import logging
 import signal
@@ -32,6 +33,7 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 
+from schoolgate.proxy_addons import mitm_internals
 from schoolgate.proxy_addons.enforce import Enforce
 from schoolgate.proxy_addons.frontdoor import FrontDoor, Gate
 from schoolgate.proxy_addons.identity import Identify
@@ -143,19 +145,25 @@ class DispatchTable(addonmanager.AddonManager):
         return found
 
     async def handle_lifecycle(self, event: hooks.Hook) -> None:
-        args = event.args()
-        await self._trigger(event, args)
+        handlers = self.handlers(event)
         # mitmproxy follows every flow event with an `update` event; no addon here wants it.
-        if args and isinstance(args[0], flow.Flow):
-            update = hooks.UpdateHook([args[0]])
-            if self.handlers(update):
-                await self._trigger(update, update.args())
+        updates = self.handlers(_UPDATE)
+        if not handlers and not updates:
+            return  # nobody listens: not even the arguments are gathered
+        args = _args(event)
+        await self._call(handlers, args)
+        if updates and args and isinstance(args[0], flow.Flow):
+            await self._call(updates, [[args[0]]])
 
     async def trigger_event(self, event: hooks.Hook) -> None:
         await self._trigger(event, event.args())
 
     async def _trigger(self, event: hooks.Hook, args: list[Any]) -> None:
-        for func in self.handlers(event):
+        await self._call(self.handlers(event), args)
+
+    @staticmethod
+    async def _call(handlers: list[Callable[..., Any]], args: list[Any]) -> None:
+        for func in handlers:
             try:
                 result = func(*args)
                 if result is not None and inspect.isawaitable(result):
@@ -166,6 +174,20 @@ class DispatchTable(addonmanager.AddonManager):
                 raise
             except Exception as error:
                 logger.error(f"Addon error: {error}", exc_info=True)
+
+
+_UPDATE = hooks.UpdateHook([])  # the key of the `update` hook's handlers
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _args(event: hooks.Hook) -> list[Any]:
+    """`event.args()` (its dataclass fields' values, in order), with the field names looked up
+    once per hook class rather than with `dataclasses.fields` on every event."""
+    kind: Any = type(event)
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return [getattr(event, name) for name in names]
 
 
 class LeanMaster(master.Master):
@@ -252,6 +274,7 @@ def _quieten_logging(opts: options.Options) -> None:
 async def _main(arguments: Sequence[str], addons: Sequence[object]) -> int:
     args = make_parser().parse_args(list(arguments))
     logging.getLogger().setLevel(logging.INFO)
+    mitm_internals.skip_message_type_checks()
     opts = options.Options()
     try:
         # Scripts go straight after schoolgate's addons, where mitmdump's ScriptLoader has them.

@@ -11,7 +11,8 @@ it itself:
    policy would relay unread (`Gate.passes_through`), gets the gateway's CONNECT hooks, run
    exactly as mitmproxy runs them (identity, decision, ports, internal addresses, detectors,
    events, metrics). Their answer (407, 403, 502) is sent from here; else 200.
-3. It reads the TLS ClientHello (parsed with mitmproxy's own parser). If it names the same host
+3. It reads the TLS ClientHello (proxy_addons/frontdoor_hello.py: only what the hooks read, strictly;
+   anything it does not fully understand goes to mitmproxy). If it names the same host
    and carries no Encrypted ClientHello, the `tls_clienthello` hooks decide again, then
    `server_connect` (destination checks and DNS pinning) and the connection to the checked
    address, `server_connected`, and the two sockets are spliced; `server_disconnected` and
@@ -50,6 +51,8 @@ from schoolgate.proxy_addons import mitm_internals
 from schoolgate.proxy_addons.context import Identity
 from schoolgate.proxy_addons.detect import has_ech, is_viewer_host
 from schoolgate.proxy_addons.flows import same_host
+from schoolgate.proxy_addons.frontdoor_connect import read_connect
+from schoolgate.proxy_addons.frontdoor_hello import read_hello
 from schoolgate.proxy_addons.mitm_internals import (
     HttpConnectedHook,
     HttpConnectErrorHook,
@@ -235,10 +238,12 @@ class _Door:
         valid for mitmproxy, no body. (Ports are the hooks' to refuse, answered from here.)"""
         if mitm_internals.check_head(data) is not None:
             return None
-        try:
-            request = http1.read_request_head(head.split(b"\r\n"))
-        except ValueError:
-            return None
+        request = read_connect(head)  # the common case; anything else as mitmproxy reads it
+        if request is None:
+            try:
+                request = http1.read_request_head(head.split(b"\r\n"))
+            except ValueError:
+                return None
         if (
             request.method != "CONNECT"
             or request.http_version not in ("HTTP/1.1", "HTTP/1.0")
@@ -306,7 +311,7 @@ class _Door:
             if data and data[0] != 0x16:
                 break  # not TLS at all: mitmproxy's detectors look at it
             try:
-                hello = mitm_internals.parse_hello(data)
+                hello = read_hello(data)
             except ValueError:
                 break
             if hello is not None or len(data) > HELLO_MAX:

@@ -1,8 +1,8 @@
 """The only place schoolgate reaches into mitmproxy 12.2.3's private internals: the HTTP/1
 request-head limits and time-out (mitmproxy buffers a request head without any bound: "FIXME:
 protect against header size DoS" in `Http1Server.read_headers`), error responses that do not
-name the proxy, closing a client connection from an addon, and the front door's way in and
-hand-over (proxy_addons/frontdoor.py).
+name the proxy, closing a client connection from an addon, and the front door's way in,
+hand-over and pre-read ClientHello (proxy_addons/frontdoor.py).
 
 Each item below names what it relies on. `tests/proxy_addons/test_mitm_internals.py` checks
 every one of them, so an upgrade that moves them fails loudly instead of silently dropping a
@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from mitmproxy import ctx, version
+from mitmproxy import ctx, http, version
 from mitmproxy.connection import Client
 from mitmproxy.net.http import status_codes
 from mitmproxy.proxy import (
@@ -36,6 +36,7 @@ from mitmproxy.proxy import context as proxy_context
 from mitmproxy.proxy.layers import modes
 from mitmproxy.proxy.layers import tls as tls_layer
 from mitmproxy.proxy.layers.http import _base, _hooks, _http1, _http2, _http3
+from mitmproxy.tls import ClientHello
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +294,7 @@ def name_open_server(server_conn: Any, address: tuple[str, int]) -> None:
 # - asyncio's `StreamReader._buffer` (a bytearray of what was read from the socket and not yet
 #   consumed): what the front door read is put back in front of it, so mitmproxy reads the
 #   original bytes from the original peer;
-# - `mitmproxy.proxy.layers.tls.parse_client_hello(data)`: None until the whole ClientHello is
-#   there, ValueError when it is not one.
+# - `mitmproxy.tls.ClientHello`'s private `_raw_bytes` and `_client_hello` (PreparsedHello).
 
 
 def route_streams(proxyserver: Any, accept: Callable[[Any, Any, Any], Any]) -> None:
@@ -401,7 +401,57 @@ HttpConnectErrorHook = _hooks.HttpConnectErrorHook
 TlsClienthelloHook = tls_layer.TlsClienthelloHook
 
 
-def parse_hello(data: bytes) -> Any:
-    """mitmproxy's ClientHello from the first bytes of a connection: None while incomplete;
-    ValueError if they are not a TLS ClientHello."""
-    return tls_layer.parse_client_hello(data)
+class PreparsedHello(ClientHello):
+    """A ClientHello read by the front door's own reader (proxy_addons/frontdoor_hello.py):
+    mitmproxy's class, so every hook takes it as one, with its SNI, ALPN offers and extensions
+    given; whatever else a hook asks of it (cipher suites, ...) is parsed by mitmproxy's own
+    parser on first use. Relies on `ClientHello` keeping the handshake body in `_raw_bytes` and
+    the parsed structure in `_client_hello`, and answering `sni`, `alpn_protocols` and
+    `extensions` as properties."""
+
+    def __init__(
+        self,
+        raw: bytes,
+        sni: str | None,
+        alpn_protocols: tuple[bytes, ...],
+        extensions: tuple[tuple[int, bytes], ...],
+    ) -> None:
+        self._raw_bytes = raw
+        self._sni = sni
+        self._alpn_protocols = alpn_protocols
+        self._extensions = extensions
+
+    @functools.cached_property
+    def _client_hello(self) -> Any:  # type: ignore[override]
+        return ClientHello(self._raw_bytes)._client_hello
+
+    @property
+    def sni(self) -> str | None:
+        return self._sni
+
+    @property
+    def alpn_protocols(self) -> list[bytes]:
+        return list(self._alpn_protocols)
+
+    @property
+    def extensions(self) -> list[tuple[int, bytes]]:
+        return list(self._extensions)
+
+
+# --- 7. no run-time type checks on HTTP messages (the lean engine's process) ------------------
+# Relies on: `mitmproxy.http.MessageData.__post_init__`, which exists only to type-check every
+# field of a new RequestData or ResponseData (mitmproxy defines it under `if __debug__:`, so
+# `python -O` leaves it out too) and is looked up when the dataclass's `__init__` runs. It was
+# 11 % of the lean gateway's CPU per plain-HTTP request and 4 % per tunnel (32 checks per
+# request; docs/benchmarks.md), and about half the cost of each CONNECT's request and answer
+# in the front door. The messages are built by mitmproxy's parsers and by the gateway's
+# tested addons; a wrong type still fails when the message is sent.
+
+
+def _unchecked(self: Any) -> None:
+    return None
+
+
+def skip_message_type_checks() -> None:
+    """Build HTTP messages without mitmproxy's run-time type checks (as `python -O` does)."""
+    http.MessageData.__post_init__ = _unchecked  # type: ignore[method-assign]

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
-from mitmproxy import exceptions, hooks, options
+from mitmproxy import exceptions, hooks, http, options, tls
 from mitmproxy.proxy import server_hooks
+from mitmproxy.proxy.context import Context
+from mitmproxy.proxy.layers.http import HttpRequestHeadersHook
 from mitmproxy.test import tflow
 
 from schoolgate.proxy_addons.enforce import Enforce
@@ -21,6 +24,7 @@ from schoolgate.proxy_addons.engine import (
 )
 from schoolgate.proxy_addons.frontdoor import FrontDoor
 from schoolgate.proxy_addons.identity import Identify
+from schoolgate.proxy_addons.mitm_internals import TlsClienthelloHook
 from schoolgate.proxy_addons.policy_source import PolicySource
 from schoolgate.proxy_addons.stats import GatewayStats
 
@@ -114,5 +118,39 @@ def test_the_front_door_is_wired_only_with_identify_and_enforce() -> None:
         assert door.stats is stats  # the front door counts in the gateway's one GatewayStats
         hook: hooks.Hook = server_hooks.ClientConnectedHook(tflow.tclient_conn())
         await door.gate.run_hook(hook)  # the chain's own dispatch
+
+    asyncio.run(run())
+
+
+class Updates:
+    def __init__(self, seen: list[object]) -> None:
+        self.seen = seen
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self.seen.append(("requestheaders", flow))
+
+    def update(self, flows: list[http.HTTPFlow]) -> None:
+        self.seen.append(("update", flows))
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        self.seen.append(("tls_clienthello", data))
+
+
+def test_the_dispatch_table_passes_each_hooks_arguments_and_the_update_after_a_flow_event() -> None:
+    seen: list[object] = []
+
+    async def run() -> None:
+        lean = LeanMaster(options.Options(), [Updates(seen)])
+        flow = tflow.tflow()
+        await lean.addons.handle_lifecycle(HttpRequestHeadersHook(flow))
+        hello: Any = None
+        data = tls.ClientHelloData(Context(flow.client_conn, options.Options()), hello)
+        await lean.addons.handle_lifecycle(TlsClienthelloHook(data))
+        await lean.addons.handle_lifecycle(server_hooks.ClientConnectedHook(flow.client_conn))
+        assert seen == [
+            ("requestheaders", flow),
+            ("update", [flow]),
+            ("tls_clienthello", data),  # not a flow: no update
+        ]
 
     asyncio.run(run())

@@ -8,12 +8,13 @@ import asyncio
 import inspect
 
 import pytest
-from mitmproxy import exceptions, version
+from mitmproxy import exceptions, http, version
 from mitmproxy.addons import proxyserver
 from mitmproxy.proxy import commands, events, layer, mode_servers, server
 from mitmproxy.proxy.layers import modes
 from mitmproxy.proxy.layers.http import _base, _http1, _http2, _http3
 from mitmproxy.test import taddons
+from mitmproxy.tls import ClientHello
 
 from schoolgate.proxy_addons import mitm_internals
 from schoolgate.proxy_addons.limits import Limits
@@ -159,16 +160,16 @@ def test_a_stream_reader_still_keeps_its_bytes_in_a_buffer() -> None:
     asyncio.run(check())
 
 
-def test_mitmproxys_client_hello_parser_is_where_the_front_door_uses_it() -> None:
+def test_a_preparsed_hello_is_mitmproxys_client_hello_and_parses_the_rest_on_demand() -> None:
     record = client_hello_record("learning.test", {ECH: b"\x00"})
-    assert mitm_internals.parse_hello(record[:20]) is None  # incomplete: read on
-    hello = mitm_internals.parse_hello(record)
+    body = record[9:]
+    hello = mitm_internals.PreparsedHello(body, "learning.test", (b"h2",), ((ECH, b"\x00"),))
+    assert isinstance(hello, ClientHello)
     assert hello.sni == "learning.test"
-    assert ECH in [kind for kind, _ in hello.extensions]
-    with pytest.raises(ValueError, match="TLS record"):
-        mitm_internals.parse_hello(b"SSH-2.0-OpenSSH_9.6\r\n")
-    with pytest.raises(ValueError, match="empty"):
-        mitm_internals.parse_hello(b"\x16\x03\x01\x00\x00")
+    assert hello.alpn_protocols == [b"h2"]
+    assert hello.extensions == [(ECH, b"\x00")]
+    assert hello.cipher_suites == ClientHello(body).cipher_suites  # mitmproxy's parser, lazily
+    assert hello.raw_bytes(wrap_in_record=False) == body
     for hook, name in (
         (mitm_internals.HttpConnectHook, "http_connect"),
         (mitm_internals.HttpConnectedHook, "http_connected"),
@@ -176,3 +177,19 @@ def test_mitmproxys_client_hello_parser_is_where_the_front_door_uses_it() -> Non
         (mitm_internals.TlsClienthelloHook, "tls_clienthello"),
     ):
         assert hook.name == name
+
+
+def test_the_lean_engine_can_build_messages_without_mitmproxys_type_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Restored after the test: the checks stay on in this test process.
+    monkeypatch.setattr(http.MessageData, "__post_init__", http.MessageData.__post_init__)
+    headers = http.Response.make(200).headers
+
+    def built() -> http.ResponseData:  # a str where mitmproxy wants bytes
+        return http.ResponseData("HTTP/1.1", headers, b"", None, 0.0, None, 200, b"OK")  # type: ignore[arg-type]
+
+    with pytest.raises(TypeError, match="http_version"):
+        built()
+    mitm_internals.skip_message_type_checks()
+    assert built().http_version == "HTTP/1.1"  # not checked any more
