@@ -246,21 +246,46 @@ def parse_policy(
     `index_key` is the secret that keys the domain index's hashes (see DomainIndex).
 
     Raises PolicyError listing every problem found, each with its place."""
-    data = _load_yaml(text, source)
+    return parse_policy_mapping(
+        read_policy_yaml(text, source), source=source, lists=lists, index_key=index_key
+    )
+
+
+def read_policy_yaml(text: str, source: str) -> Any:
+    """The YAML of a policy-like text as plain data (10:30 stays a string, a key given twice
+    is an error). Raises PolicyError with the line and column of a YAML mistake."""
+    return _load_yaml(text, source)
+
+
+def parse_policy_mapping(
+    data: Any,
+    *,
+    source: str,
+    lists: Mapping[str, str] | None = None,
+    index_key: str = "",
+    same_domains_as: Policy | None = None,
+) -> Policy:
+    """`parse_policy` for a policy already read from YAML (the trust layer builds each school's
+    policy as data: schoolgate/policy/trust.py).
+
+    `same_domains_as`: a policy whose categories have the very same names, lists and domains
+    (the caller makes sure); its domain index is shared instead of built again, so a hundred
+    schools on one trust's lists hold the lists once."""
+    spec = validated(_PolicyIn, data, source, "the policy", "'roles:', 'categories:', 'rules:'")
+    return _Builder(spec, source, lists or {}, index_key, same_domains_as).build()
+
+
+def validated[M: BaseModel](model: type[M], data: Any, source: str, what: str, keys: str) -> M:
+    """`data` read from YAML checked against the schema `model`; PolicyError listing every
+    problem with its place otherwise (`what` and example `keys` say what the file should be)."""
     if not isinstance(data, dict):
         raise PolicyError(
-            source,
-            [
-                "the policy must be a YAML mapping (keys like 'roles:', "
-                "'categories:', 'rules:'), not "
-                f"{type(data).__name__}"
-            ],
+            source, [f"{what} must be a YAML mapping (keys like {keys}), not {type(data).__name__}"]
         )
     try:
-        spec = _PolicyIn.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(source, _schema_problems(exc)) from None
-    return _Builder(spec, source, lists or {}, index_key).build()
 
 
 def _schema_problems(exc: ValidationError) -> list[str]:
@@ -306,9 +331,15 @@ class _Builder:
     """Turns the validated schema into frozen policy objects, collecting semantic problems."""
 
     def __init__(
-        self, spec: _PolicyIn, source: str, lists: Mapping[str, str], index_key: str = ""
+        self,
+        spec: _PolicyIn,
+        source: str,
+        lists: Mapping[str, str],
+        index_key: str = "",
+        shared: Policy | None = None,
     ) -> None:
         self.index_key = index_key
+        self.shared = shared
         self.spec = spec
         self.source = source
         self.lists = lists
@@ -331,7 +362,7 @@ class _Builder:
         internal = self._internal(roles)
         inspection = self._inspection(roles)
         search = self._search()
-        domains = self._index(domain_lists)
+        domains = self.shared.domains if self.shared else self._index(domain_lists)
         if self.problems:
             raise PolicyError(self.source, self.problems)
         assert calendar is not None
@@ -384,7 +415,8 @@ class _Builder:
         for name, cat in self.spec.categories.items():
             where = f"categories.{name}"
             entries: list[str] = []
-            for i, list_name in enumerate(cat.lists):
+            shared = self.shared.categories.get(name) if self.shared else None
+            for i, list_name in enumerate(() if shared else cat.lists):
                 text = self.lists.get(list_name)
                 if text is None:
                     self.problem(
@@ -401,7 +433,7 @@ class _Builder:
                     self.problems.extend(
                         f"{where}.lists[{i}]: {p.where}: {p.message}" for p in parsed
                     )
-            for i, raw in enumerate(cat.domains):
+            for i, raw in enumerate(() if shared else cat.domains):
                 host = normalise_host(raw)
                 if isinstance(host, HostError):
                     self.problem(
@@ -430,8 +462,8 @@ class _Builder:
                 circumvention=cat.circumvention,
                 sensitive=cat.sensitive,
                 lists=tuple(cat.lists),
-                domain_count=len(unique),
-                example_domain=unique[0] if unique else "",
+                domain_count=shared.domain_count if shared else len(unique),
+                example_domain=shared.example_domain if shared else (unique[0] if unique else ""),
             )
         return categories, domains
 
