@@ -40,6 +40,7 @@ from schoolgate.policy.parse import (
 
 REFUSE = "refuse"  # `unmatched: refuse`: a client in no school's subnet is turned away
 TRUST_ONLY_KEYS = ("roles", "default_role", "circumvention")  # one for every school
+_MEMO_LIMIT = 65_536  # client addresses remembered per trust file
 _YOUTUBE_STRICTNESS = {YouTubeMode.OFF: 0, YouTubeMode.MODERATE: 1, YouTubeMode.STRICT: 2}
 
 SchoolId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_-]*$")]
@@ -120,6 +121,7 @@ class TrustFile:
     _table: tuple[tuple[int, int, dict[int, str]], ...] = field(
         default=(), compare=False, repr=False
     )
+    _memo: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         table: dict[tuple[int, int], dict[int, str]] = {}
@@ -139,6 +141,17 @@ class TrustFile:
         return self.schools[found] if found is not None else None
 
     def _match(self, address: str | IPAddress) -> str | None:
+        if isinstance(address, str):
+            try:
+                return self._memo[address]
+            except KeyError:
+                if len(self._memo) >= _MEMO_LIMIT:
+                    self._memo.clear()  # bounded; a miss costs only the look-up below
+                found = self._memo[address] = self._lookup(address)
+                return found
+        return self._lookup(address)
+
+    def _lookup(self, address: str | IPAddress) -> str | None:
         try:
             ip = ipaddress.ip_address(address) if isinstance(address, str) else address
         except ValueError:

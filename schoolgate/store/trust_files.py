@@ -7,11 +7,13 @@ policy first, then among the shipped lists, as for a single school (store/policy
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.parse import list_files_named
 from schoolgate.policy.trust import SchoolSource, Trust, TrustFile, compile_trust, parse_trust_file
+from schoolgate.store.list_status import FileStamp, policy_stamp
 from schoolgate.store.policy_files import INDEX_KEY, find_list
 
 
@@ -89,3 +91,36 @@ def _lists(text: str, policy_path: Path, problems: list[str]) -> dict[str, str]:
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(f"list file {where}: cannot read it: {exc}")
     return found
+
+
+def trust_files(path: Path) -> list[Path]:
+    """The trust file, its base policy and every school's policy file, as named now (only the
+    trust file if it cannot be read)."""
+    try:
+        trust = load_trust_file(path)
+    except PolicyError:
+        return [path]
+    folder = path.parent
+    named = [folder / trust.base]
+    named += [folder / s.policy for s in trust.schools.values() if s.policy is not None]
+    return [path, *named]
+
+
+def trust_stamp(path: Path) -> tuple[FileStamp | None, ...]:
+    """The stamps of every file a trust is made of (each policy's lists included): any of them
+    written or replaced changes it, so the gateway reloads the trust."""
+    return tuple(stamp for file in trust_files(path) for stamp in policy_stamp(file))
+
+
+def trust_version(path: Path) -> str:
+    """12 hex digits of the SHA-256 of the trust file, its base policy and every school's
+    policy file, in that order: the same label on every gateway that runs the same trust."""
+    digest = hashlib.sha256()
+    for file in trust_files(path):
+        try:
+            data = file.read_bytes()
+        except OSError:
+            return "unreadable"
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()[:12]
