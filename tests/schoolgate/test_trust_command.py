@@ -111,3 +111,49 @@ def test_trust_check_names_missing_files(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert "the trust file" in missing.stderr
     assert "does not exist" in missing.stderr
+
+
+def test_add_school_keeps_the_file_and_starts_the_school_on_the_base(tmp_path: Path) -> None:
+    trust = make_trust(tmp_path)
+    trust.write_text("# Oak Learning Trust's schools\n" + TRUST)
+    result = run(
+        "trust", "add-school", str(trust), "ash", "--name", "Ash Infants",
+        "--subnet", "10.3.0.0/16", "--subnet", "10.4.0.0/16", "--policy", "ash/policy.yaml",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = trust.read_text()
+    assert text.startswith("# Oak Learning Trust's schools\n" + TRUST.rstrip("\n"))
+    assert text.endswith(
+        '\n  ash: {"name": "Ash Infants", "subnets": ["10.3.0.0/16", "10.4.0.0/16"], '
+        '"policy": "ash/policy.yaml"}\n'
+    )
+    made = tmp_path / "ash" / "policy.yaml"
+    assert made.read_text().startswith("# Ash Infants's own policy")
+    assert f"Added ash (Ash Infants) to {trust}." in result.stdout
+    assert "  ash: Ash Infants: its own policy ash/policy.yaml (" in result.stdout
+    check = run("trust", "check", str(trust))
+    assert check.returncode == 0, check.stderr
+    assert "clients 10.3.0.0/16, 10.4.0.0/16" in check.stdout
+
+
+def test_add_school_refuses_what_would_break_the_trust(tmp_path: Path) -> None:
+    trust = make_trust(tmp_path)
+    before = trust.read_text()
+    taken = run(
+        "trust", "add-school", str(trust), "oak", "--name", "Oak", "--subnet", "10.9.0.0/16"
+    )
+    assert taken.returncode == 1
+    assert "there is already a school 'oak': choose another id" in taken.stderr
+    clash = run(
+        "trust", "add-school", str(trust), "ash", "--name", "Ash",
+        "--subnet", "10.1.0.0/16", "--policy", "ash.yaml",
+    )  # fmt: skip
+    assert clash.returncode == 1
+    assert "the school was not added" in clash.stderr
+    assert "10.1.0.0/16 is already given to the school 'oak'" in clash.stderr
+    assert trust.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "oak", "trust.yaml"]
+    trust.write_text(before.replace("schools:\n  oak:", "schools: {oak: {}}\nold:\n  oak:"))
+    flow = run("trust", "add-school", str(trust), "ash", "--name", "Ash", "--subnet", "10.3.0.0/16")
+    assert flow.returncode == 1
+    assert "add-school needs 'schools:' written as a block" in flow.stderr
