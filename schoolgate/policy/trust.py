@@ -38,6 +38,7 @@ from schoolgate.policy.parse import (
     validated,
 )
 
+LOCKED_DEFAULT_RULE = "trust-default-for-locked"  # see _merge
 REFUSE = "refuse"  # `unmatched: refuse`: a client in no school's subnet is turned away
 TRUST_ONLY_KEYS = ("roles", "default_role", "circumvention")  # one for every school
 _MEMO_LIMIT = 65_536  # client addresses remembered per trust file
@@ -362,6 +363,18 @@ def _merge(base: _BaseContext, school: School, data: Mapping[str, Any]) -> dict[
         categories[name]["not_unblockable_for"] = "all"  # no school's exception opens it
     merged["categories"] = {**categories, **(data.get("categories") or {})}
     merged["rules"] = [*(data.get("rules") or []), *(base.data.get("rules") or [])]
+    base_default = base.data.get("default")
+    if data.get("default", base_default) != base_default and base.locked:
+        # A locked category the trust leaves to its default verdict keeps that verdict.
+        merged["rules"].append(
+            {
+                "name": LOCKED_DEFAULT_RULE,
+                "description": "The trust's default verdict, for the categories it locks",
+                "roles": "all",
+                "categories": sorted(base.locked),
+                "action": base_default,
+            }
+        )
     for key in ("calendar", "default", "ports"):
         if key in data:
             merged[key] = data[key]
@@ -400,7 +413,7 @@ def _lock_problems(base: _BaseContext, spec: _OverrideIn, lists: Mapping[str, st
                 "of its own, never change the trust's (to block more, add a category of "
                 "your own and a rule that blocks it)"
             )
-    rule_names = {rule.name for rule in policy.rules}
+    rule_names = {rule.name for rule in policy.rules} | {LOCKED_DEFAULT_RULE}
     overlaps: dict[str, tuple[str, str] | None] = {}
     for i, rule in enumerate(spec.rules):
         where = f"rules[{i}] ({rule.name!r})"

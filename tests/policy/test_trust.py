@@ -520,3 +520,56 @@ def test_problems_of_the_base_name_it() -> None:
 def test_an_empty_override_is_the_base() -> None:
     trust = compiled(oak="", elm="# nothing yet\n")
     assert trust.policies["oak"].rules == trust.base.rules
+
+
+def test_a_locked_category_keeps_the_trusts_default_when_a_school_changes_its_own() -> None:
+    # No rule of the base names 'bank': the base blocks it by its default verdict. A school may
+    # make its default 'allow' (the default is not locked here), but not for what is locked.
+    base = BASE_WITH_INSPECTION.replace("default: allow", "default: block")
+    unlocked = TRUST_TEXT.replace("  default: true\n", "").replace("[social, vpn]", "[bank]")
+    trust = compile_trust(
+        trust_file(unlocked),
+        base_text=base,
+        base_source="b",
+        base_lists={},
+        schools={"oak": SchoolSource("default: allow\n", "oak.yaml")},
+    )
+    oak, elm = trust.policies["oak"], trust.policies["elm"]
+    assert decide(trust.base, Request("bank.example"), STAFF, None, LESSON).reason is (
+        Reason.DEFAULT_BLOCK
+    )
+    decision = decide(oak, Request("bank.example"), STAFF, None, LESSON)
+    assert (decision.verdict, decision.rule) == (Verdict.BLOCK, "trust-default-for-locked")
+    assert decide(oak, Request("learning.example"), STAFF, None, LESSON).verdict is Verdict.ALLOW
+    assert elm.rules == trust.base.rules  # a school that keeps the default gets no extra rule
+
+
+def test_twenty_schools_each_with_its_own_lunch() -> None:
+    """Twenty schools, each with its lunch at its own hour; a client of each school, at each
+    school's lunch, gets Facebook (staff) only at its own school's lunch."""
+    lines = ["name: Twenty", "base: b.yaml", "schools:"]
+    sources = {}
+    for i in range(20):
+        lines.append(f"  s{i}: {{name: School {i}, subnets: [10.{i}.0.0/16], policy: s{i}.yaml}}")
+        minute = f"{i * 3:02d}"
+        sources[f"s{i}"] = SchoolSource(
+            'calendar:\n  school_day: {start: "08:00", end: "16:00"}\n  periods:\n'
+            f'    - {{name: lunch, kind: break, start: "12:{minute}", end: "12:{minute}:59"}}\n',
+            f"s{i}.yaml",
+        )
+    trust = compile_trust(
+        parse_trust_file("\n".join(lines) + "\n", source="t"),
+        base_text=POLICY_TEXT,
+        base_source="b",
+        base_lists={},
+        schools=sources,
+    )
+    facebook = Request("facebook.com")
+    for i in range(20):
+        at_lunch = LESSON.replace(hour=12, minute=i * 3, second=30)
+        for j in range(20):
+            found = trust.policy_for(f"10.{j}.1.1")
+            assert found is not None
+            assert found[0].id == f"s{j}"
+            allowed = decide(found[1], facebook, STAFF, None, at_lunch).verdict is Verdict.ALLOW
+            assert allowed == (i == j), (i, j)
