@@ -84,19 +84,33 @@ def trust_file(text: str = TRUST_TEXT) -> TrustFile:
     return parse_trust_file(text, source="trust.yaml")
 
 
+def compile_with(
+    trust: TrustFile | None = None,
+    *,
+    base: str = BASE_WITH_INSPECTION,
+    schools: dict[str, SchoolSource] | None = None,
+    **overrides: str,
+) -> Trust:
+    """The trust (default: TRUST_TEXT) compiled over `base`; `overrides` maps a school's id to
+    the text of its override file (<id>.yaml)."""
+    sources = dict(schools or {})
+    sources.update({sid: SchoolSource(text, f"{sid}.yaml") for sid, text in overrides.items()})
+    return compile_trust(
+        trust or trust_file(),
+        base_text=base,
+        base_source="trust-policy.yaml",
+        base_lists={},
+        schools=sources,
+    )
+
+
 def compiled(oak: str | None = None, elm: str | None = ELM_CALENDAR, **lists: str) -> Trust:
     schools = {}
     if oak is not None:
         schools["oak"] = SchoolSource(oak, "oak.yaml", lists)
     if elm is not None:
         schools["elm"] = SchoolSource(elm, "elm.yaml", lists)
-    return compile_trust(
-        trust_file(),
-        base_text=BASE_WITH_INSPECTION,
-        base_source="trust-policy.yaml",
-        base_lists={},
-        schools=schools,
-    )
+    return compile_with(schools=schools)
 
 
 def problems_of(oak: str, **lists: str) -> list[str]:
@@ -406,13 +420,13 @@ def test_the_default_verdict_lock() -> None:
     base = BASE_WITH_INSPECTION.replace("default: allow", "default: block")
     sources = {"oak": SchoolSource("default: allow\n", "oak.yaml")}
     with pytest.raises(PolicyError) as caught:
-        compile_trust(trust_file(), base_text=base, base_source="b", base_lists={}, schools=sources)
+        compile_with(base=base, schools=sources)
     assert caught.value.problems == [
         "school 'oak' (oak.yaml): default: the trust locks the default verdict ('block'): "
         "a school may not make it 'allow'"
     ]
     unlocked = trust_file(TRUST_TEXT.replace("  default: true\n", ""))
-    trust = compile_trust(unlocked, base_text=base, base_source="b", base_lists={}, schools=sources)
+    trust = compile_with(unlocked, base=base, schools=sources)
     assert trust.policies["oak"].default is Verdict.ALLOW
     assert trust.policies["elm"].default is Verdict.BLOCK
 
@@ -441,13 +455,7 @@ ports: {connect: [443], http: [80]}
 
 def test_without_locks_a_school_may_loosen() -> None:
     unlocked = TRUST_TEXT.replace("  default: true\n", "").replace("  ports: true\n", "")
-    trust = compile_trust(
-        trust_file(unlocked),
-        base_text=BASE_WITH_INSPECTION,
-        base_source="trust-policy.yaml",
-        base_lists={},
-        schools={"oak": SchoolSource("ports: {connect: [443, 8443]}\n", "oak.yaml")},
-    )
+    trust = compile_with(trust_file(unlocked), oak="ports: {connect: [443, 8443]}\n")
     assert trust.policies["oak"].ports.connect == {443, 8443}
 
 
@@ -460,13 +468,7 @@ calendar:
     - {name: dinner, kind: break, start: "12:00", end: "13:00"}
 """
     with pytest.raises(PolicyError) as caught:
-        compile_trust(
-            trust_file(),
-            base_text=base,
-            base_source="b",
-            base_lists={},
-            schools={"oak": SchoolSource(oak, "oak.yaml")},
-        )
+        compile_with(base=base, oak=oak)
     assert caught.value.problems == [
         "school 'oak' (oak.yaml): the trust's rules[3].when[0]: unknown time window 'lunch' "
         "(known: break, dinner, lesson, outside_school_day, school_day, always) "
@@ -494,26 +496,14 @@ def test_a_schools_own_mistakes_are_placed_in_its_file() -> None:
 
 def test_locks_must_name_categories_of_the_base() -> None:
     with pytest.raises(PolicyError) as caught:
-        compile_trust(
-            trust_file(TRUST_TEXT.replace("[social, vpn]", "[social, gamez]")),
-            base_text=POLICY_TEXT,
-            base_source="trust-policy.yaml",
-            base_lists={},
-            schools={},
-        )
+        compile_with(trust_file(TRUST_TEXT.replace("[social, vpn]", "[social, gamez]")))
     (problem,) = caught.value.problems
     assert problem.startswith("locks.categories: 'gamez' is not a category of the base policy")
 
 
 def test_problems_of_the_base_name_it() -> None:
     with pytest.raises(PolicyError) as caught:
-        compile_trust(
-            trust_file(),
-            base_text=POLICY_TEXT.replace("default: allow", "default: maybe"),
-            base_source="trust-policy.yaml",
-            base_lists={},
-            schools={},
-        )
+        compile_with(base=POLICY_TEXT.replace("default: allow", "default: maybe"))
     assert caught.value.problems[0].startswith("the base policy (trust-policy.yaml): default:")
 
 
@@ -527,13 +517,7 @@ def test_a_locked_category_keeps_the_trusts_default_when_a_school_changes_its_ow
     # make its default 'allow' (the default is not locked here), but not for what is locked.
     base = BASE_WITH_INSPECTION.replace("default: allow", "default: block")
     unlocked = TRUST_TEXT.replace("  default: true\n", "").replace("[social, vpn]", "[bank]")
-    trust = compile_trust(
-        trust_file(unlocked),
-        base_text=base,
-        base_source="b",
-        base_lists={},
-        schools={"oak": SchoolSource("default: allow\n", "oak.yaml")},
-    )
+    trust = compile_with(trust_file(unlocked), base=base, oak="default: allow\n")
     oak, elm = trust.policies["oak"], trust.policies["elm"]
     assert decide(trust.base, Request("bank.example"), STAFF, None, LESSON).reason is (
         Reason.DEFAULT_BLOCK
@@ -557,12 +541,8 @@ def test_twenty_schools_each_with_its_own_lunch() -> None:
             f'    - {{name: lunch, kind: break, start: "12:{minute}", end: "12:{minute}:59"}}\n',
             f"s{i}.yaml",
         )
-    trust = compile_trust(
-        parse_trust_file("\n".join(lines) + "\n", source="t"),
-        base_text=POLICY_TEXT,
-        base_source="b",
-        base_lists={},
-        schools=sources,
+    trust = compile_with(
+        parse_trust_file("\n".join(lines) + "\n", source="t"), base=POLICY_TEXT, schools=sources
     )
     facebook = Request("facebook.com")
     for i in range(20):
