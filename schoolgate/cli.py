@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "schoolgate.commands.admin",
     "schoolgate.commands.notify",
     "schoolgate.commands.policy",
+    "schoolgate.commands.trust",
     "schoolgate.commands.lists",
     "schoolgate.commands.explain",
     "schoolgate.commands.db",

@@ -92,6 +92,11 @@ def explain_decision(
                 "Deciding failed, so the gateway blocked it to be safe; IT has the "
                 "details in the gateway log."
             )
+        case Reason.NO_SCHOOL:
+            lines.append(
+                "The device's address is in none of the trust's schools' subnets, so the "
+                "gateway refused it (the trust file's 'unmatched: refuse')."
+            )
         case _:
             lines.append(f"Reason: {decision.reason.value}.")
     if decision.opens_at is not None:

@@ -257,16 +257,37 @@ def parse_policy(
     Raises PolicyError listing every problem found, each with its place: when the structure
     has problems (an unknown key, a wrong kind of value), the rest of the policy is still
     checked with those parts left out, so one run shows everything."""
-    data = _load_yaml(text, source)
-    if not isinstance(data, dict):
-        raise PolicyError(
-            source,
-            [
-                "the policy must be a YAML mapping (keys like 'roles:', "
-                "'categories:', 'rules:'), not "
-                f"{type(data).__name__}"
-            ],
-        )
+    return parse_policy_mapping(
+        read_policy_yaml(text, source),
+        source=source,
+        lists=lists,
+        index_key=index_key,
+        known_lists=known_lists,
+    )
+
+
+def read_policy_yaml(text: str, source: str) -> Any:
+    """The YAML of a policy-like text as plain data (10:30 stays a string, a key given twice
+    is an error). Raises PolicyError with the line and column of a YAML mistake."""
+    return _load_yaml(text, source)
+
+
+def parse_policy_mapping(
+    data: Any,
+    *,
+    source: str,
+    lists: Mapping[str, str] | None = None,
+    index_key: str = "",
+    known_lists: Iterable[str] = (),
+    same_domains_as: Policy | None = None,
+) -> Policy:
+    """`parse_policy` for a policy already read from YAML (the trust layer builds each school's
+    policy as data: schoolgate/policy/trust.py).
+
+    `same_domains_as`: a policy whose categories have the very same names, lists and domains
+    (the caller makes sure); its domain index is shared instead of built again, so a hundred
+    schools on one trust's lists hold the lists once."""
+    _require_mapping(data, source, "the policy", "'roles:', 'categories:', 'rules:'")
     lists = lists or {}
     available = tuple(dict.fromkeys([*known_lists, *lists]))
     try:
@@ -275,9 +296,26 @@ def parse_policy(
         problems = _schema_problems(exc) + _problems_around(data, exc, lists, available)
         raise PolicyError(source, [_numbered(p, data) for p in problems]) from None
     try:
-        return _Builder(spec, source, lists, index_key, available).build()
+        return _Builder(spec, source, lists, index_key, available, same_domains_as).build()
     except PolicyError as error:
         raise PolicyError(source, [_numbered(p, data) for p in error.problems]) from None
+
+
+def validated[M: BaseModel](model: type[M], data: Any, source: str, what: str, keys: str) -> M:
+    """`data` read from YAML checked against the schema `model`; PolicyError listing every
+    problem with its place otherwise (`what` and example `keys` say what the file should be)."""
+    _require_mapping(data, source, what, keys)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(source, _schema_problems(exc)) from None
+
+
+def _require_mapping(data: Any, source: str, what: str, keys: str) -> None:
+    if not isinstance(data, dict):
+        raise PolicyError(
+            source, [f"{what} must be a YAML mapping (keys like {keys}), not {type(data).__name__}"]
+        )
 
 
 # --- problems in plain words -----------------------------------------------------------------
@@ -521,9 +559,11 @@ class _Builder:
         lists: Mapping[str, str],
         index_key: str = "",
         available: Sequence[str] = (),
+        shared: Policy | None = None,
     ) -> None:
         self.index_key = index_key
         self.available = available
+        self.shared = shared
         self.spec = spec
         self.source = source
         self.lists = lists
@@ -544,7 +584,7 @@ class _Builder:
         internal = self._internal(roles)
         inspection = self._inspection(roles)
         search = self._search()
-        domains = self._index(domain_lists)
+        domains = self.shared.domains if self.shared else self._index(domain_lists)
         if self.problems:
             raise PolicyError(self.source, self.problems)
         assert calendar is not None
@@ -595,7 +635,8 @@ class _Builder:
         for name, cat in self.spec.categories.items():
             where = f"categories.{name}"
             entries: list[str] = []
-            for i, list_name in enumerate(cat.lists):
+            shared = self.shared.categories.get(name) if self.shared else None
+            for i, list_name in enumerate(() if shared else cat.lists):
                 text = self.lists.get(list_name)
                 if text is None:
                     shipped = [n for n in self.available if n.endswith(".txt")]
@@ -613,7 +654,7 @@ class _Builder:
                     self.problems.extend(
                         f"{where}.lists[{i}]: {p.where}: {p.message}" for p in parsed
                     )
-            for i, raw in enumerate(cat.domains):
+            for i, raw in enumerate(() if shared else cat.domains):
                 host = normalise_host(raw)
                 if isinstance(host, HostError):
                     self.problem(
@@ -642,8 +683,8 @@ class _Builder:
                 circumvention=cat.circumvention,
                 sensitive=cat.sensitive,
                 lists=tuple(cat.lists),
-                domain_count=len(unique),
-                example_domain=unique[0] if unique else "",
+                domain_count=shared.domain_count if shared else len(unique),
+                example_domain=shared.example_domain if shared else (unique[0] if unique else ""),
             )
         return categories, domains
 

@@ -42,6 +42,8 @@ _WHY = {
     "you safe.",
     Reason.ENGINE_ERROR: "Something went wrong while checking this website, so it is blocked "
     "to keep you safe. Please try again in a minute.",
+    Reason.NO_SCHOOL: "This computer is not set up for the school's filter yet, so it cannot "
+    "open websites. Please tell your teacher.",
 }
 _WHY_TIME = "This website is not for use at school at this time."
 # The same for staff: adult words, with who decides.
@@ -61,6 +63,8 @@ _WHY_STAFF = {
     Reason.INVALID_HOST: "The filter could not understand this web address, so it is blocked.",
     Reason.ENGINE_ERROR: "The filter hit an error while checking this site, so it is blocked to "
     "be safe. Try again in a minute; if it keeps happening, tell IT.",
+    Reason.NO_SCHOOL: "This device's network address belongs to none of the trust's schools, "
+    "so the filter refuses it. Tell IT: the school's address ranges are in the trust file.",
 }
 _WHY_TIME_STAFF = "The school's policy does not allow this site for your role at this time."
 # Roles that read the children's words (an unidentified person gets the policy's default role,

@@ -36,11 +36,12 @@ from schoolgate.proxy_addons.blockpage import make_plain_block
 from schoolgate.proxy_addons.errors import options_error
 from schoolgate.proxy_addons.flows import (
     block_response,
+    client_ip,
     fail_closed,
     host_name,
     same_host,
 )
-from schoolgate.proxy_addons.policy_source import PolicySnapshot, PolicySource
+from schoolgate.proxy_addons.policy_source import PolicySource
 from schoolgate.proxy_addons.safesearch import is_search_host
 from schoolgate.proxy_addons.stats import GatewayStats
 
@@ -107,16 +108,20 @@ class Enforce:
             return
         try:
             snap = self._source.snapshot
-            subject = self._subject(flow, snap.policy)
+            policy = snap.policy_for(client_ip(flow.client_conn))
+            if policy is None:
+                self._refuse_no_school(flow)
+                return
+            subject = self._subject(flow, policy)
             self._subjects[flow.client_conn.id] = subject
-            decision, at = self._decide(snap, flow.request.host, flow.request.port, subject)
+            decision, at = self._decide(policy, flow.request.host, flow.request.port, subject)
             flow.metadata[context.DECISION] = decision
             flow.metadata[context.INPUTS] = context.DecisionInputs(
-                snap.policy, subject, self._source.overrides, at, snap.page
+                policy, subject, self._source.overrides, at, snap.page
             )
             if decision.allowed:
                 return
-            never = decision.host is None or self._never_decrypt(snap, decision.host)
+            never = decision.host is None or self._never_decrypt(policy, decision.host)
             # An internal address is refused at once: no tunnel is ever opened towards one.
             if (
                 never
@@ -133,9 +138,13 @@ class Enforce:
         if server.address is None:
             return  # TLS to the gateway itself (secure web proxy), not to a destination
         try:
-            snap = self._source.snapshot
+            policy = self._source.snapshot.policy_for(client_ip(client))
             sni = data.client_hello.sni
-            subject = self._subjects.get(client.id, Subject(snap.policy.default_role))
+            if policy is None:  # in no school's subnets: nothing is decrypted or connected
+                data.ignore_connection = True
+                self._refuse.add(client.id)
+                return
+            subject = self._subjects.get(client.id, Subject(policy.default_role))
             connect_host = None if _transparent(client) else server.address[0]
             if sni and connect_host and not same_host(sni, connect_host):
                 decision = Decision(
@@ -148,10 +157,10 @@ class Enforce:
                 self._tunnel_blocks[client.id] = decision
             else:
                 decision, _ = self._decide(
-                    snap, sni or server.address[0], server.address[1], subject
+                    policy, sni or server.address[0], server.address[1], subject
                 )
             host = decision.host
-            never = host is not None and self._never_decrypt(snap, host)
+            never = host is not None and self._never_decrypt(policy, host)
             if never:
                 data.ignore_connection = True
                 if not decision.allowed:
@@ -159,7 +168,7 @@ class Enforce:
             elif (
                 decision.allowed
                 and host is not None
-                and not self._needs_inspection(snap, host, subject)
+                and not self._needs_inspection(policy, host, subject)
             ):
                 self.stats.passed_through += 1
                 data.ignore_connection = True
@@ -182,14 +191,15 @@ class Enforce:
         if flow.response or flow.error or not flow.live:
             return
         try:
-            decision, at, subject = self._decide_request(flow)
+            decision, at, subject, policy = self._decide_request(flow)
             flow.metadata[context.DECISION] = decision
-            snap = self._source.snapshot
             flow.metadata[context.INPUTS] = context.DecisionInputs(
-                snap.policy, subject, self._source.overrides, at, snap.page
+                policy, subject, self._source.overrides, at, self._source.snapshot.page
             )
-            if not decision.allowed:
-                flow.response = self._block_response(flow, decision, subject, at)
+            if decision.reason is Reason.NO_SCHOOL:
+                flow.response = make_plain_block(decision)  # no school: no school's page
+            elif not decision.allowed:
+                flow.response = self._block_response(flow, decision, subject, at, policy)
         except Exception:
             self._engine_error(flow, "requestheaders")
 
@@ -212,18 +222,35 @@ class Enforce:
     # --- helpers -----------------------------------------------------------------------------
 
     def _decide(
-        self, snap: PolicySnapshot, host: str, port: int | None, subject: Subject
+        self, policy: Policy, host: str, port: int | None, subject: Subject
     ) -> tuple[Decision, datetime]:
         at = datetime.now(UTC)  # read once per decision; decide() gets it passed in
-        decision = decide(snap.policy, Request(host, port), subject, self._source.overrides, at)
+        decision = decide(policy, Request(host, port), subject, self._source.overrides, at)
         return decision, at
 
-    def _decide_request(self, flow: http.HTTPFlow) -> tuple[Decision, datetime, Subject]:
+    def _refuse_no_school(self, flow: http.HTTPFlow) -> None:
+        """A trust's gateway, a client in no school's subnets: refused, with the trust's base
+        policy standing in for the record (docs/trust.md)."""
         snap = self._source.snapshot
-        subject = self._subject(flow, snap.policy)
+        decision = Decision(Verdict.BLOCK, Reason.NO_SCHOOL)
+        subject = Subject(snap.policy.default_role)
+        flow.metadata[context.DECISION] = decision
+        flow.metadata[context.INPUTS] = context.DecisionInputs(
+            snap.policy, subject, self._source.overrides, datetime.now(UTC), snap.page
+        )
+        self.stats.refused += 1
+        flow.response = make_plain_block(decision)
+
+    def _decide_request(self, flow: http.HTTPFlow) -> tuple[Decision, datetime, Subject, Policy]:
+        snap = self._source.snapshot
+        policy = snap.policy_for(client_ip(flow.client_conn))
+        if policy is None:
+            no_school = Decision(Verdict.BLOCK, Reason.NO_SCHOOL)
+            return no_school, datetime.now(UTC), Subject(snap.policy.default_role), snap.policy
+        subject = self._subject(flow, policy)
         blocked = self._tunnel_blocks.get(flow.client_conn.id)
         if blocked is not None:
-            return blocked, datetime.now(UTC), subject
+            return blocked, datetime.now(UTC), subject, policy
         asked = flow.request.pretty_host  # Host / :authority: the client chose it
         names = [asked]
         if not _transparent(flow.client_conn):
@@ -241,9 +268,10 @@ class Enforce:
                 ),
                 datetime.now(UTC),
                 subject,
+                policy,
             )
-        decision, at = self._decide(snap, asked, flow.request.port, subject)
-        return decision, at, subject
+        decision, at = self._decide(policy, asked, flow.request.port, subject)
+        return decision, at, subject, policy
 
     def _subject(self, flow: http.HTTPFlow, policy: Policy) -> Subject:
         """Who is asking; unknown people and unknown roles get the default role (fail closed)."""
@@ -258,36 +286,36 @@ class Enforce:
         be relayed unread (allowed, and never decrypted or not to be inspected)? Pure: no
         stats, no state; the front door's first look, before the hooks decide for real."""
         snap = self._source.snapshot
+        if snap.trust is not None:
+            return False  # no client address here to find the school by: the hooks decide
         subject = _subject_of(identity, snap.policy)
         decision = decide(
             snap.policy, Request(host, port), subject, self._source.overrides, datetime.now(UTC)
         )
         if not decision.allowed or decision.host is None:
             return False
-        return self._never_decrypt(snap, decision.host) or not self._needs_inspection(
-            snap, decision.host, subject
+        return self._never_decrypt(snap.policy, decision.host) or not self._needs_inspection(
+            snap.policy, decision.host, subject
         )
 
-    def _never_decrypt(self, snap: PolicySnapshot, host: str) -> bool:
+    def _never_decrypt(self, policy: Policy, host: str) -> bool:
         if any(is_subdomain_or_same(host, s) for s in self._settings.sensitive_hosts):
             return True
-        categories = snap.policy.domains.categories(host)
-        return any(snap.policy.categories[c].sensitive for c in categories)
+        categories = policy.domains.categories(host)
+        return any(policy.categories[c].sensitive for c in categories)
 
-    def _needs_inspection(self, snap: PolicySnapshot, host: str, subject: Subject) -> bool:
+    def _needs_inspection(self, policy: Policy, host: str, subject: Subject) -> bool:
         """Must this allowed connection be decrypted? Always for a role with `inspect: all`
         (the never-decrypt hosts were passed through before this is asked); for the others,
         whose verdict can change per request (role, time, exceptions): any categorised host,
         page-rewriting proxies, which can show any site, and the search engines and YouTube
         when the role's safe search or Restricted Mode must be forced."""
-        role = snap.policy.inspection.for_role(subject.role)
+        role = policy.inspection.for_role(subject.role)
         if role.inspect is InspectMode.ALL:
             return True
         if (role.safe_search or role.youtube is not YouTubeMode.OFF) and is_search_host(host):
             return True
-        return (
-            bool(snap.policy.domains.categories(host)) or unwrap_rewriting_proxy(host) is not None
-        )
+        return bool(policy.domains.categories(host)) or unwrap_rewriting_proxy(host) is not None
 
     def _check_websocket(self, flow: http.HTTPFlow) -> None:
         """Re-decide a live websocket; cut it when its verdict has become a block."""
@@ -295,7 +323,7 @@ class Enforce:
             self._websockets.pop(flow.id, None)
             return
         try:
-            decision, _at, _subject = self._decide_request(flow)
+            decision, _at, _subject, _policy = self._decide_request(flow)
         except Exception:
             self.stats.enforce_errors += 1
             logger.exception("re-deciding a websocket failed; closing it")
@@ -312,10 +340,15 @@ class Enforce:
         mitm_internals.close_client_now(flow.client_conn)
 
     def _block_response(
-        self, flow: http.HTTPFlow, decision: Decision, subject: Subject, at: datetime
+        self,
+        flow: http.HTTPFlow,
+        decision: Decision,
+        subject: Subject,
+        at: datetime,
+        policy: Policy,
     ) -> http.Response:
-        snap = self._source.snapshot
-        return block_response(flow, decision, subject, at=at, policy=snap.policy, page=snap.page)
+        page = self._source.snapshot.page
+        return block_response(flow, decision, subject, at=at, policy=policy, page=page)
 
     def _engine_error(self, flow: http.HTTPFlow, where: str) -> None:
         self.stats.enforce_errors += 1

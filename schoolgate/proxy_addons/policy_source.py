@@ -21,6 +21,7 @@ from mitmproxy.addonmanager import Loader
 
 from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.model import NO_OVERRIDES, Overrides, Policy
+from schoolgate.policy.trust import Trust
 from schoolgate.proxy_addons import context
 from schoolgate.proxy_addons.background import Background
 from schoolgate.proxy_addons.blockpage import BlockPageSettings
@@ -31,6 +32,7 @@ from schoolgate.store.overrides_db import DatabaseOverridesSource
 from schoolgate.store.policy_files import load_policy
 from schoolgate.store.snapshots import FileOverridesSource, LastSnapshotSource, OverridesSource
 from schoolgate.store.tokens import load_or_create_secret
+from schoolgate.store.trust_files import load_trust, trust_stamp, trust_version
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,17 @@ class PolicySnapshot:
     version: str  # 12 hex digits of the file's SHA-256, or "seed"
     page: BlockPageSettings  # how block pages are made (admin link, signing secret)
     refresh_seconds: float
+    # With a trust file (docs/trust.md): every school's policy; `policy` is then the trust's
+    # base, `path` the trust file, and each client gets its school's policy (policy_for).
+    trust: Trust | None = None
+
+    def policy_for(self, address: str | None) -> Policy | None:
+        """The policy for a client at `address`: the one policy, or with a trust that of the
+        client's school. None: the client is in no school's subnets and is refused."""
+        if self.trust is None:
+            return self.policy
+        found = self.trust.policy_for(address or "")
+        return None if found is None else found[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +117,14 @@ class PolicySource:
             "none. With a database: where the last overrides read from it are "
             "kept, for a start while it is down.",
         )
+        loader.add_option(
+            "schoolgate_trust",
+            str,
+            "",
+            "Trust file (YAML, docs/trust.md): many schools on one gateway, each client "
+            "getting its school's policy by its address. Replaces schoolgate_policy. Empty: "
+            "one school.",
+        )
         loader.add_option(*context.DATABASE_URL_OPTION)
         loader.add_option(
             "schoolgate_refresh_ms",
@@ -132,13 +153,29 @@ class PolicySource:
         if old is not None and not any(o.startswith("schoolgate_") for o in updated):
             return
         opts = ctx.options
-        if old is None or "schoolgate_policy" in updated:
-            path = Path(opts.schoolgate_policy).expanduser() if opts.schoolgate_policy else None
-            try:
-                policy = load_policy(path)
-            except PolicyError as exc:
-                raise options_error(f"schoolgate_policy: {exc}") from None
-            stamp, version = _stamp(path), policy_version(path)
+        trust = old.trust if old is not None else None
+        path: Path | None
+        if old is None or updated & {"schoolgate_policy", "schoolgate_trust"}:
+            if opts.schoolgate_trust:
+                if opts.schoolgate_policy:
+                    raise options_error(
+                        "set schoolgate_trust or schoolgate_policy, not both: a trust's "
+                        "policies are named in its trust file"
+                    )
+                path = Path(opts.schoolgate_trust).expanduser()
+                try:
+                    trust = load_trust(path)
+                except PolicyError as exc:
+                    raise options_error(f"schoolgate_trust: {exc}") from None
+                policy = trust.base
+            else:
+                path = Path(opts.schoolgate_policy).expanduser() if opts.schoolgate_policy else None
+                try:
+                    policy = load_policy(path)
+                except PolicyError as exc:
+                    raise options_error(f"schoolgate_policy: {exc}") from None
+                trust = None
+            stamp, version = _stamp(path, trust), _version(path, trust)
             self.last_reload = LastReload(ReloadResult.OK, time.time())
         else:
             policy, path, stamp, version = old.policy, old.path, old.stamp, old.version
@@ -158,7 +195,7 @@ class PolicySource:
             )
             self.overrides = self._source.load_now() if self._source else NO_OVERRIDES
         self.snapshot = PolicySnapshot(
-            policy, path, stamp, version, page, opts.schoolgate_refresh_ms / 1000
+            policy, path, stamp, version, page, opts.schoolgate_refresh_ms / 1000, trust
         )
 
     # --- background refresh ------------------------------------------------------------------
@@ -191,15 +228,20 @@ class PolicySource:
             self.overrides = await self._source.load()
         snap = self.snapshot
         if snap.path is not None:
-            stamp = await asyncio.to_thread(_stamp, snap.path)
+            stamp = await asyncio.to_thread(_stamp, snap.path, snap.trust)
             if stamp != snap.stamp:
                 await self._reload(snap.path, stamp)
         for listener in self._listeners:
             listener()
 
     async def _reload(self, path: Path, stamp: FileStamp | None) -> None:
+        trust: Trust | None = None
         try:
-            policy = await asyncio.to_thread(load_policy, path)
+            if self.snapshot.trust is not None:
+                trust = await asyncio.to_thread(load_trust, path)
+                policy = trust.base
+            else:
+                policy = await asyncio.to_thread(load_policy, path)
         except PolicyError as exc:
             self.stats.policy_reloads_refused += 1
             self.last_reload = LastReload(ReloadResult.REFUSED, time.time())
@@ -209,12 +251,14 @@ class PolicySource:
             # The stamp is kept, so the same broken file is not read (and refused) again.
             self.snapshot = replace(self.snapshot, stamp=stamp)
             return
-        version = await asyncio.to_thread(policy_version, path)
+        version = await asyncio.to_thread(_version, path, trust)
         self.stats.policy_reloads += 1
         self.last_reload = LastReload(ReloadResult.OK, time.time())
         logger.warning("policy reloaded from %s", path)
         # Swap the whole snapshot (options may have changed it while we were reading).
-        self.snapshot = replace(self.snapshot, policy=policy, stamp=stamp, version=version)
+        self.snapshot = replace(
+            self.snapshot, policy=policy, stamp=stamp, version=version, trust=trust
+        )
 
 
 def policy_version(path: Path | None) -> str:
@@ -244,8 +288,14 @@ def _overrides_source(database_url: str, snapshot_file: str) -> OverridesSource 
     return None
 
 
-def _stamp(path: Path | None) -> FileStamp | None:
-    return None if path is None else policy_stamp(path)
+def _stamp(path: Path | None, trust: Trust | None) -> FileStamp | None:
+    if path is None:
+        return None
+    return trust_stamp(path) if trust is not None else policy_stamp(path)
+
+
+def _version(path: Path | None, trust: Trust | None) -> str:
+    return trust_version(path) if trust is not None and path is not None else policy_version(path)
 
 
 def _secret(path: str) -> bytes:

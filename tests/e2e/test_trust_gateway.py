@@ -1,0 +1,191 @@
+"""One gateway, two schools (docs/trust.md): a real `schoolgate gateway` given a trust file, and
+real HTTP(S) clients whose sockets are bound to 127.0.0.2 (Oak's subnet) and 127.0.0.3 (Elm's).
+Each school gets its own break times; a client in no school's subnet is refused; a change to
+one school's policy file is picked up without a restart."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpcore
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.models import EventRow
+from tests.support.gateway import (
+    Gateway,
+    noon_zone,
+    policy_text,
+    running_gateway,
+    wait_for,
+    write_identity,
+)
+
+pytestmark = pytest.mark.e2e
+
+OAK, ELM, NOWHERE = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+
+
+def calendar(zone: str, start: datetime, end: datetime) -> str:
+    """A school's own calendar (an override file) with its lunch from `start` to `end`."""
+    tz = ZoneInfo(zone)
+    return f"""\
+calendar:
+  timezone: "{zone}"
+  school_days: [monday, tuesday, wednesday, thursday, friday, saturday, sunday]
+  school_day: {{start: "01:00", end: "23:00"}}
+  periods:
+    - {{name: lunch, kind: break, start: "{start.astimezone(tz):%H:%M:%S}",
+       end: "{end.astimezone(tz):%H:%M:%S}"}}
+  bank_holidays: none
+"""
+
+
+def write_atomically(path: Path, text: str) -> None:
+    temp = path.with_suffix(".tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+@pytest.fixture(scope="module")
+def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Path]]:
+    tmp = tmp_path_factory.mktemp("trust")
+    now = datetime.now(UTC)
+    zone = noon_zone(now)
+    earlier = (now - timedelta(hours=4), now - timedelta(hours=3, minutes=30))
+    # The trust's base: lunch hours ago. Oak's own calendar: lunch now. Elm keeps the base.
+    (tmp / "base.yaml").write_text(
+        policy_text(break_from=earlier[0], break_until=earlier[1], zone=zone)
+    )
+    (tmp / "oak.yaml").write_text(
+        calendar(zone, now - timedelta(minutes=5), now + timedelta(hours=1))
+    )
+    (tmp / "elm.yaml").write_text(calendar(zone, *earlier))
+    (tmp / "trust.yaml").write_text(
+        "name: Test Trust\n"
+        "base: base.yaml\n"
+        "locks: {categories: [x, instagram]}\n"
+        "unmatched: refuse\n"
+        "schools:\n"
+        f"  oak: {{name: Oak Primary, subnets: [{OAK}/32], policy: oak.yaml}}\n"
+        f"  elm: {{name: Elm Primary, subnets: [{ELM}/32], policy: elm.yaml}}\n"
+    )
+    database = f"sqlite:///{tmp / 'schoolgate.db'}"
+    upgrade(database)
+    with running_gateway(
+        tmp / "gw",
+        policy=None,
+        identity=write_identity(tmp / "id"),
+        extra_args=[
+            *("--set", f"schoolgate_trust={tmp / 'trust.yaml'}"),
+            *("--set", f"schoolgate_database_url={database}"),
+        ],
+    ) as gw:
+        yield gw, tmp
+
+
+class FromAddress(httpcore.SyncBackend):
+    """httpcore's own network backend, every connection made from one local address."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        return super().connect_tcp(host, port, timeout, self.address, socket_options)
+
+
+def client_from(gw: Gateway, address: str, user: str | None = "staff1") -> httpx.Client:
+    """A client through the gateway whose connections come from `address`. httpx and httpcore
+    do not pass `local_address` on to a proxy's connections, so the transport's pool is
+    httpcore's proxy pool, made as httpx makes it, on a backend that binds every socket."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=str(gw.ca_pem))
+    context.load_verify_locations(cafile=str(gw.test_ca.ca_pem))
+    proxy = httpx.Proxy(gw.proxy_url(user))
+    transport = httpx.HTTPTransport(verify=context)
+    transport._pool = httpcore.HTTPProxy(
+        proxy_url=httpcore.URL(
+            scheme=proxy.url.raw_scheme,
+            host=proxy.url.raw_host,
+            port=proxy.url.port,
+            target=proxy.url.raw_path,
+        ),
+        proxy_auth=proxy.raw_auth,
+        ssl_context=context,
+        network_backend=FromAddress(address),
+    )
+    return httpx.Client(transport=transport, timeout=20, trust_env=False)
+
+
+@pytest.mark.parametrize("url", ["http://www.facebook.com/", "https://www.facebook.com/"])
+def test_each_school_gets_its_own_break_times(trust: tuple[Gateway, Path], url: str) -> None:
+    gw, _ = trust
+    with client_from(gw, OAK) as oak:
+        assert oak.get(url).status_code == 200  # Oak's lunch is now: staff may use Facebook
+    with client_from(gw, ELM) as elm:
+        blocked = elm.get(url)  # HTTPS too: the block page inside the school's own TLS
+    assert blocked.status_code == 403
+    assert "staff-social-media-otherwise" in blocked.text  # Elm's lunch was hours ago
+
+
+def test_the_trusts_rules_hold_in_every_school(trust: tuple[Gateway, Path]) -> None:
+    gw, _ = trust
+    for address in (OAK, ELM):
+        with client_from(gw, address) as client:
+            assert client.get("http://x.com/").status_code == 403
+            assert client.get("http://learning.test/").status_code == 200
+
+
+def test_a_client_in_no_schools_subnet_is_refused(trust: tuple[Gateway, Path]) -> None:
+    gw, tmp = trust
+    with client_from(gw, NOWHERE) as stranger:
+        plain = stranger.get("http://learning.test/")
+        with pytest.raises(httpx.ProxyError, match="403"):
+            stranger.get("https://learning.test/")
+    assert plain.status_code == 403
+    assert "no_school" in plain.text
+    engine = make_engine(f"sqlite:///{tmp / 'schoolgate.db'}")
+
+    def recorded() -> list[tuple[str | None, str]]:
+        with Session(engine) as session:
+            rows = session.scalars(select(EventRow).where(EventRow.reason == "no_school"))
+            return [(row.client_ip, row.host) for row in rows]
+
+    try:
+        wait_for(lambda: (NOWHERE, "learning.test") in recorded(), what="the refusal's event")
+    finally:
+        engine.dispose()
+    with client_from(gw, "127.0.0.1") as local:
+        assert local.get("http://learning.test/").status_code == 403
+
+
+def test_a_change_to_one_schools_policy_is_picked_up(trust: tuple[Gateway, Path]) -> None:
+    gw, tmp = trust
+    now = datetime.now(UTC)
+    zone = noon_zone(now)
+    write_atomically(
+        tmp / "elm.yaml", calendar(zone, now - timedelta(minutes=5), now + timedelta(hours=1))
+    )
+
+    def elm_at_lunch() -> bool:
+        with client_from(gw, ELM) as elm:
+            return elm.get("http://www.facebook.com/").status_code == 200
+
+    wait_for(elm_at_lunch, what="Elm's new lunch time to reach the gateway")
+    assert "policy reloaded from" in gw.log_text()

@@ -1,0 +1,159 @@
+"""`schoolgate trust check`, run as a technician runs it, on real files: the seed policy as the
+trust's base, two schools with their own calendars and lists (store/trust_files.py reads them)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from schoolgate.store.policy_files import seed_policy_path
+from tests.schoolgate.test_cli import run
+
+TRUST = """
+name: Oak Learning Trust
+base: base/policy.yaml
+locks:
+  categories: [social, adult]
+  inspection: true
+schools:
+  oak:
+    name: Oak Primary
+    subnets: [10.1.0.0/16]
+    policy: oak/policy.yaml
+  elm:
+    name: Elm Primary
+    subnets: [10.2.0.0/16, "fd00:2::/48"]
+"""
+
+OAK = """
+calendar:
+  school_day: {start: "09:00", end: "15:30"}
+  periods:
+    - {name: morning break, kind: break, start: "11:00", end: "11:15"}
+    - {name: lunch, kind: break, start: "12:30", end: "13:30"}
+categories:
+  clubs: {description: After-school clubs, lists: [clubs.txt]}
+rules:
+  - {name: clubs, roles: all, categories: [clubs], action: allow}
+"""
+
+CLUBS = """# category: clubs
+# description: the after-school clubs' booking sites
+# compiled: 2026-11-01
+# source: the school office, November 2026
+clubs.example
+"""
+
+
+def make_trust(folder: Path, oak: str = OAK, clubs: str = CLUBS) -> Path:
+    (folder / "base").mkdir()
+    shutil.copy(seed_policy_path(), folder / "base" / "policy.yaml")
+    (folder / "oak").mkdir()
+    (folder / "oak" / "policy.yaml").write_text(oak)
+    (folder / "oak" / "clubs.txt").write_text(clubs)
+    trust = folder / "trust.yaml"
+    trust.write_text(TRUST)
+    return trust
+
+
+def test_trust_check_says_what_each_school_gets(tmp_path: Path) -> None:
+    result = run("trust", "check", str(make_trust(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Oak Learning Trust: 2 schools, base policy base/policy.yaml"
+    assert lines[1].startswith("  oak: Oak Primary: its own policy oak/policy.yaml (")
+    assert lines[1].endswith("clients 10.1.0.0/16")
+    assert lines[2].startswith("  elm: Elm Primary: the base policy (")
+    assert lines[2].endswith("clients 10.2.0.0/16, fd00:2::/48")
+    assert lines[3] == "Locked by the trust: categories adult, social; inspection"
+    assert lines[4] == "A device in no school's subnets is refused."
+
+
+def test_trust_check_refuses_a_school_loosening_a_lock(tmp_path: Path) -> None:
+    oak = OAK + "  - {name: tiktok-club, roles: [pupil], categories: [social], action: allow}\n"
+    oak += "inspection:\n  pupil: {inspect: listed}\n"
+    result = run("trust", "check", str(make_trust(tmp_path, oak=oak)))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"{tmp_path / 'trust.yaml'}: 4 problems" in result.stderr
+    assert (
+        "school 'oak' (oak/policy.yaml): rules[1] ('tiktok-club'): the trust locks 'social': "
+        "a school may not allow it" in result.stderr
+    )
+    assert (
+        "school 'oak' (oak/policy.yaml): inspection.pupil.inspect: the trust locks inspection "
+        "and decrypts all for 'pupil': a school may not make it 'listed'" in result.stderr
+    )
+
+
+def test_trust_check_finds_a_schools_list_beside_its_policy_only(tmp_path: Path) -> None:
+    trust = make_trust(tmp_path)
+    (tmp_path / "oak" / "clubs.txt").unlink()
+    result = run("trust", "check", str(trust))
+    assert result.returncode == 1
+    assert (
+        "school 'oak' (oak/policy.yaml): categories.clubs.lists[0]: list file 'clubs.txt' "
+        "was not found" in result.stderr
+    )
+
+
+def test_trust_check_names_missing_files(tmp_path: Path) -> None:
+    trust = make_trust(tmp_path)
+    (tmp_path / "oak" / "policy.yaml").unlink()
+    (tmp_path / "base" / "policy.yaml").unlink()
+    result = run("trust", "check", str(trust))
+    assert result.returncode == 1
+    assert "2 problems" in result.stderr
+    assert "base: the file" in result.stderr
+    assert "schools.oak.policy: the file" in result.stderr
+    assert "does not exist (paths are relative to the trust file)" in result.stderr
+    missing = run("trust", "check", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 1
+    assert "the trust file" in missing.stderr
+    assert "does not exist" in missing.stderr
+
+
+def test_add_school_keeps_the_file_and_starts_the_school_on_the_base(tmp_path: Path) -> None:
+    trust = make_trust(tmp_path)
+    trust.write_text("# Oak Learning Trust's schools\n" + TRUST)
+    result = run(
+        "trust", "add-school", str(trust), "ash", "--name", "Ash Infants",
+        "--subnet", "10.3.0.0/16", "--subnet", "10.4.0.0/16", "--policy", "ash/policy.yaml",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = trust.read_text()
+    assert text.startswith("# Oak Learning Trust's schools\n" + TRUST.rstrip("\n"))
+    assert text.endswith(
+        '\n  ash: {"name": "Ash Infants", "subnets": ["10.3.0.0/16", "10.4.0.0/16"], '
+        '"policy": "ash/policy.yaml"}\n'
+    )
+    made = tmp_path / "ash" / "policy.yaml"
+    assert made.read_text().startswith("# Ash Infants's own policy")
+    assert f"Added ash (Ash Infants) to {trust}." in result.stdout
+    assert "  ash: Ash Infants: its own policy ash/policy.yaml (" in result.stdout
+    check = run("trust", "check", str(trust))
+    assert check.returncode == 0, check.stderr
+    assert "clients 10.3.0.0/16, 10.4.0.0/16" in check.stdout
+
+
+def test_add_school_refuses_what_would_break_the_trust(tmp_path: Path) -> None:
+    trust = make_trust(tmp_path)
+    before = trust.read_text()
+    taken = run(
+        "trust", "add-school", str(trust), "oak", "--name", "Oak", "--subnet", "10.9.0.0/16"
+    )
+    assert taken.returncode == 1
+    assert "there is already a school 'oak': choose another id" in taken.stderr
+    clash = run(
+        "trust", "add-school", str(trust), "ash", "--name", "Ash",
+        "--subnet", "10.1.0.0/16", "--policy", "ash.yaml",
+    )  # fmt: skip
+    assert clash.returncode == 1
+    assert "the school was not added" in clash.stderr
+    assert "10.1.0.0/16 is already given to the school 'oak'" in clash.stderr
+    assert trust.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "oak", "trust.yaml"]
+    trust.write_text(before.replace("schools:\n  oak:", "schools: {oak: {}}\nold:\n  oak:"))
+    flow = run("trust", "add-school", str(trust), "ash", "--name", "Ash", "--subnet", "10.3.0.0/16")
+    assert flow.returncode == 1
+    assert "add-school needs 'schools:' written as a block" in flow.stderr
