@@ -19,7 +19,11 @@ from schoolgate.store.trust_files import load_trust
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "trust", help="many schools, one service: check a trust file (docs/trust.md)"
+        "trust",
+        help="many schools, one service: check a trust file (docs/trust.md)",
+        description="A trust or local authority runs one schoolgate for many schools: the trust "
+        "file names each school, its client address ranges and its own policy on top of the "
+        "trust's base policy, whose locks no school can loosen (docs/trust.md).",
     )
     sub = parser.add_subparsers(dest="trust_command", metavar="SUBCOMMAND")
     sub.required = True

@@ -269,7 +269,7 @@ def compile_trust(
     """Each school's policy, from the trust's base policy and the school's override.
 
     Raises PolicyError (source: the trust file) listing every problem of the base policy and
-    of every school, each school's named: `school 'oak' (oak.yaml): rules[0] ('x'): ...`."""
+    of every school, each school's named: `school 'oak' (oak.yaml): rule 1 'x' (rules[0]): ...`."""
     base_data = read_policy_yaml(base_text, base_source)
     try:
         base = parse_policy_mapping(
@@ -390,14 +390,24 @@ def _merge(base: _BaseContext, school: School, data: Mapping[str, Any]) -> dict[
 
 def _trust_place(problem: str, school_rules: int) -> str:
     """A problem of the merged policy, placed where a person can find it: the school's rules
-    come first, so rules[N] beyond them is the trust's rule N - school_rules."""
-    match = re.match(r"rules\[(\d+)\](.*)", problem, re.DOTALL)
-    if match is None or int(match[1]) < school_rules:
+    come first, so rules[N] beyond them is the trust's rule N - school_rules. The parser names
+    a rule as people count ("rule 4 'name' (rules[3].when[0]): ..."); the trust's are renumbered
+    the same way."""
+    match = _MERGED_RULE.match(problem)
+    if match is None or int(match["index"]) < school_rules:
         return problem
+    index = int(match["index"]) - school_rules
+    name = f" {match['name']}" if match["name"] else ""
     hint = ""
-    if ".when[" in match[2]:
+    if ".when[" in match["rest"]:
         hint = " (a school's calendar must have the periods the trust's rules name)"
-    return f"the trust's rules[{int(match[1]) - school_rules}]{match[2]}{hint}"
+    return f"the trust's rule {index + 1}{name} (rules[{index}]{match['rest']}){match['message']}{hint}"
+
+
+_MERGED_RULE = re.compile(
+    r"rule \d+(?: (?P<name>'[^']*'))? \(rules\[(?P<index>\d+)\](?P<rest>[^)]*)\)(?P<message>.*)",
+    re.DOTALL,
+)
 
 
 # --- locks: a school may tighten, never loosen ---------------------------------------------
@@ -416,7 +426,7 @@ def _lock_problems(base: _BaseContext, spec: _OverrideIn, lists: Mapping[str, st
     rule_names = {rule.name for rule in policy.rules} | {LOCKED_DEFAULT_RULE}
     overlaps: dict[str, tuple[str, str] | None] = {}
     for i, rule in enumerate(spec.rules):
-        where = f"rules[{i}] ({rule.name!r})"
+        where = f"rule {i + 1} {rule.name!r} (rules[{i}])"
         if rule.name in rule_names:
             problems.append(
                 f"{where}: the trust's policy already has a rule named {rule.name!r}: "

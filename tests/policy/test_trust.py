@@ -320,7 +320,7 @@ def test_a_locked_category_cannot_be_opened_by_a_schools_exception() -> None:
 def test_allowing_a_locked_category_is_refused_naming_school_and_rule() -> None:
     oak = "rules:\n  - {name: tiktok-club, roles: [pupil], categories: [social], action: allow}\n"
     assert problems_of(oak) == [
-        "school 'oak' (oak.yaml): rules[0] ('tiktok-club'): the trust locks 'social': a school "
+        "school 'oak' (oak.yaml): rule 1 'tiktok-club' (rules[0]): the trust locks 'social': a school "
         "may not allow it (a school may block more; ask the trust to change its policy)"
     ]
 
@@ -351,7 +351,7 @@ rules:
 """
     (problem,) = problems_of(oak, **{"clubs.txt": list_text("clubs", listed)})
     assert problem == (
-        f"school 'oak' (oak.yaml): rules[0] ('clubs'): allows 'clubs', which lists {site!r}, "
+        f"school 'oak' (oak.yaml): rule 1 'clubs' (rules[0]): allows 'clubs', which lists {site!r}, "
         f"a site of {category!r} that the trust locks: a school may not allow it"
     )
 
@@ -406,7 +406,7 @@ def test_an_unlocked_category_may_be_loosened_by_a_school() -> None:
         ),
         (
             "rules:\n  - {name: circumvention, roles: all, categories: [x], action: block}\n",
-            "rules[0] ('circumvention'): the trust's policy already has a rule named "
+            "rule 1 'circumvention' (rules[0]): the trust's policy already has a rule named "
             "'circumvention': give the school's rule another name",
         ),
     ],
@@ -470,7 +470,8 @@ calendar:
     with pytest.raises(PolicyError) as caught:
         compile_with(base=base, oak=oak)
     assert caught.value.problems == [
-        "school 'oak' (oak.yaml): the trust's rules[3].when[0]: unknown time window 'lunch' "
+        "school 'oak' (oak.yaml): the trust's rule 4 'staff-social-media-at-break' "
+        "(rules[3].when[0]): unknown time window 'lunch' "
         "(known: break, dinner, lesson, outside_school_day, school_day, always) "
         "(a school's calendar must have the periods the trust's rules name)"
     ]
@@ -481,7 +482,7 @@ def test_problems_of_every_school_are_listed_together() -> None:
     with pytest.raises(PolicyError) as caught:
         compiled(oak=bad, elm=bad + "colour: blue\n")
     problems = caught.value.problems
-    assert problems[0].startswith("school 'oak' (oak.yaml): rules[0] ('r'): the trust locks")
+    assert problems[0].startswith("school 'oak' (oak.yaml): rule 1 'r' (rules[0]): the trust locks")
     assert problems[1] == (
         "school 'elm' (elm.yaml): colour: unknown key (check the spelling; see "
         "docs/policy.md for the keys allowed)"
@@ -491,7 +492,9 @@ def test_problems_of_every_school_are_listed_together() -> None:
 def test_a_schools_own_mistakes_are_placed_in_its_file() -> None:
     oak = "rules:\n  - {name: r, roles: [pupil], categories: [gamez], action: block}\n"
     (problem,) = problems_of(oak)
-    assert problem.startswith("school 'oak' (oak.yaml): rules[0].categories[0]: unknown category")
+    assert problem.startswith(
+        "school 'oak' (oak.yaml): rule 1 'r' (rules[0].categories[0]): unknown category"
+    )
 
 
 def test_locks_must_name_categories_of_the_base() -> None:

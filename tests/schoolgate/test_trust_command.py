@@ -77,7 +77,7 @@ def test_trust_check_refuses_a_school_loosening_a_lock(tmp_path: Path) -> None:
     assert result.stdout == ""
     assert f"{tmp_path / 'trust.yaml'}: 4 problems" in result.stderr
     assert (
-        "school 'oak' (oak/policy.yaml): rules[1] ('tiktok-club'): the trust locks 'social': "
+        "school 'oak' (oak/policy.yaml): rule 2 'tiktok-club' (rules[1]): the trust locks 'social': "
         "a school may not allow it" in result.stderr
     )
     assert (
