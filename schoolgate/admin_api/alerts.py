@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from schoolgate.admin_api.deps import Db, Dsl, Now
+from schoolgate.admin_api.deps import Db, Dsl, Now, Res
 from schoolgate.admin_api.errors import InvalidInput
 from schoolgate.admin_api.forms import form_fields, validate
 from schoolgate.admin_api.monitoring_deps import DslAlert, OpenAlert
@@ -18,6 +18,7 @@ from schoolgate.admin_api.render import Pages, get_pages
 from schoolgate.admin_api.services import alerts as service
 from schoolgate.admin_api.services import incidents
 from schoolgate.admin_api.services import monitoring as monitoring_service
+from schoolgate.admin_api.services.people import display_names
 from schoolgate.store.models import AlertRow, AlertState
 
 router = APIRouter(tags=["circumvention alerts"])
@@ -35,10 +36,18 @@ Shown = Annotated[str, Query(pattern="^(open|closed|all)$")]
 
 @router.get("/monitoring/alerts", include_in_schema=False)
 def alerts_page(
-    request: Request, pages: PagesDep, user: Dsl, session: Db, show: Shown = "open"
+    request: Request,
+    pages: PagesDep,
+    user: Dsl,
+    session: Db,
+    resources: Res,
+    show: Shown = "open",
 ) -> Response:
     rows = service.list_alerts(session, states=SHOWN[show])
-    return pages.render(request, "monitoring_alerts.html", user=user, rows=rows, show=show)
+    names = display_names(resources, (row.user for row in rows))
+    return pages.render(
+        request, "monitoring_alerts.html", user=user, rows=rows, show=show, names=names
+    )
 
 
 def _detail(

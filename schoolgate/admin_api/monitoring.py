@@ -37,7 +37,12 @@ from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.services import monitoring as service
 from schoolgate.admin_api.services import sanctions as sanction_service
 from schoolgate.admin_api.services.monitoring import Cursor, EventFilter
-from schoolgate.admin_api.services.people import named
+from schoolgate.admin_api.services.people import (
+    display_names,
+    group_members,
+    known_groups,
+    named,
+)
 from schoolgate.admin_api.services.reports import day_bounds
 from schoolgate.policy.hostnames import HostError, normalise_host
 from schoolgate.store.models import EventRow
@@ -62,6 +67,7 @@ def event_query(
     category: Text = "",
     verdict: Text = "",
     technique: Text = "",
+    group: Annotated[str, Query(max_length=200)] = "",
     from_day: Annotated[str, Query(alias="from", max_length=30)] = "",
     to_day: Annotated[str, Query(alias="to", max_length=30)] = "",
 ) -> dict[str, str]:
@@ -73,6 +79,7 @@ def event_query(
         "category": category,
         "verdict": verdict,
         "technique": technique,
+        "group": group,
         "from": from_day,
         "to": to_day,
     }
@@ -86,6 +93,32 @@ def with_names(filters: EventFilter, resources: Resources) -> EventFilter:
     if not filters.user_contains:
         return filters
     return replace(filters, users_named=named(resources, filters.user_contains))
+
+
+def in_group(filters: EventFilter, group: str, resources: Resources) -> EventFilter:
+    """Only the members of the class or group `group` (as the directory names it); a class
+    the directory does not have, or a directory that cannot list its classes, is explained
+    (InvalidInput), never read as "everyone"."""
+    group = group.strip()
+    if not group:
+        return filters
+    if group_members(resources, group) is None:
+        raise InvalidInput(
+            {
+                "group": "the school directory here cannot list who is in a class, so events "
+                "cannot be shown by class; type the person's name in Who instead"
+            }
+        )
+    offered = {g.casefold(): g for g in known_groups(resources)}
+    if group.casefold() not in offered:
+        choices = ", ".join(offered.values()) or "none"
+        raise InvalidInput(
+            {
+                "group": f"there is no class or group called {group} in the school directory; "
+                f"choose one of: {choices}"
+            }
+        )
+    return replace(filters, users_in=group_members(resources, group))
 
 
 def parse_filters(raw: dict[str, str], zone: ZoneInfo, *, loose: bool = False) -> EventFilter:
@@ -185,7 +218,9 @@ def events_page(
     errors: dict[str, str] = {}
     page = service.EventPage([], None, None)
     try:
-        filters = with_names(parse_filters(raw, zone, loose=True), resources)
+        filters = in_group(
+            with_names(parse_filters(raw, zone, loose=True), resources), raw["group"], resources
+        )
         page = service.events_page(
             session,
             filters=filters,
@@ -200,6 +235,8 @@ def events_page(
         "monitoring_events.html",
         user=user,
         page=page,
+        names=display_names(resources, (row.user for row in page.rows)),
+        groups=known_groups(resources),
         values=raw,
         errors=errors,
         query=query,
@@ -268,7 +305,9 @@ def events_csv(
     user: Dsl, session: Db, resources: Res, zone: Zone, now: Now, raw: Filters
 ) -> Response:
     """Every matching event, newest first, streamed (the export is in the audit log)."""
-    filters = with_names(parse_filters(raw, zone, loose=True), resources)
+    filters = in_group(
+        with_names(parse_filters(raw, zone, loose=True), resources), raw["group"], resources
+    )
     audit.record(
         session,
         actor=user,
@@ -339,6 +378,7 @@ def timeline_page(
     pages: PagesDep,
     user: Dsl,
     session: Db,
+    resources: Res,
     zone: Zone,
     now: Now,
     who: Annotated[str, Query(alias="user", max_length=200)] = "",
@@ -374,6 +414,7 @@ def timeline_page(
         "monitoring_timeline.html",
         user=user,
         timeline=found,
+        names=display_names(resources, [found.user] if found else []),
         errors=errors,
         values=values,
         status=422 if errors else 200,
@@ -384,6 +425,7 @@ def timeline_page(
 def list_events(
     user: Dsl,
     session: Db,
+    resources: Res,
     zone: Zone,
     raw: Filters,
     older: CursorText = "",
@@ -391,10 +433,11 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)] = 100,
 ) -> EventPagePublic:
     """Events matching the filters, newest first, `limit` at a time. Dates (`from`, `to`) are
-    the school's days; `to` is included. Follow `older` for the next page."""
+    the school's days; `to` is included. `group`: only the members of that class or group in
+    the directory (for example Year5). Follow `older` for the next page."""
     page = service.events_page(
         session,
-        filters=parse_filters(raw, zone),
+        filters=in_group(parse_filters(raw, zone), raw["group"], resources),
         older=parse_cursor(older, "older"),
         newer=parse_cursor(newer, "newer"),
         limit=limit,

@@ -52,6 +52,8 @@ class EventFilter:
     categories: tuple[str, ...] | None = None
     techniques: tuple[str, ...] | None = None
     skip_favicons: bool = False
+    # Only these users (the members of a class or group in the directory); () finds nothing.
+    users_in: tuple[str, ...] | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
@@ -73,6 +75,8 @@ class EventFilter:
             found.append(EventRow.category.in_(self.categories))
         if self.techniques is not None:
             found.append(EventRow.technique.in_(self.techniques))
+        if self.users_in is not None:
+            found.append(EventRow.user.in_(self.users_in))
         if self.skip_favicons:
             found.append(or_(EventRow.path.is_(None), ~EventRow.path.startswith("/favicon.ico")))
         for column, value in (

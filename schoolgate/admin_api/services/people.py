@@ -6,6 +6,7 @@ or a role holds (for the plain summary of a wide grant's reach), where the direc
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from schoolgate.admin_api.resources import Resources
@@ -70,6 +71,31 @@ def named(resources: Resources, words: str) -> tuple[str, ...]:
         return ()
     users = _everyone(resources) or []
     return tuple(u.username for u in users if wanted in u.display_name.casefold())
+
+
+def display_names(resources: Resources, logins: Iterable[str | None]) -> dict[str, str]:
+    """Login -> name in the directory, for the logins the directory knows and can list (a users
+    file, read in memory); the rest are left out (shown by their login). Asks no server, so a
+    directory that is down never fails a page: an LDAP directory names nobody here."""
+    users = _everyone(resources) or []
+    by_login = {u.username.casefold(): u.display_name for u in users}
+    found = {}
+    for login in {x for x in logins if x}:
+        shown = by_login.get(login.casefold(), "")
+        if shown and shown.casefold() != login.casefold():
+            found[login] = shown
+    return found
+
+
+def group_members(resources: Resources, group: str) -> tuple[str, ...] | None:
+    """The logins of the members of `group` (any case; each login also in lower case, as the
+    gateway may log it), or None when the directory cannot list its users."""
+    users = _everyone(resources)
+    if users is None:
+        return None
+    wanted = group.strip().casefold()
+    logins = [u.username for u in users if wanted in {g.casefold() for g in u.groups}]
+    return tuple(sorted(set(logins) | {x.lower() for x in logins}))
 
 
 def count_covered(resources: Resources, *, scope: Scope, who: str | None) -> int | None:

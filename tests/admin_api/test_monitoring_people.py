@@ -1,0 +1,160 @@
+"""Monitoring by class and name (UX review finding 11, the last of it): people are shown by their
+name in the directory with the login in small print ("Pupil One (Year 5) (pupil1)"), unknown
+ones by login; a class/year filter offers the directory's groups, on the page and in the API;
+and a directory that cannot be listed never fails the page."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import insert
+
+from schoolgate.admin_api.resources import Resources
+from schoolgate.store.models import AlertRow, AlertSeverity, AlertState, EventRow
+from tests.admin_api.conftest import client_for
+from tests.admin_api.test_monitoring_words import _event
+
+ROW = re.compile(r'<tr id="e-([0-9a-f-]{36})">')
+
+
+@pytest.fixture
+def class_visits(resources: Resources) -> tuple[str, dict[str, str]]:
+    """Visits to one made-up site by pupil1 (Year5), pupil2 (Year6) and a login the
+    directory does not know."""
+    tag = uuid.uuid4().hex[:8]
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    rows = []
+    for n, login in enumerate(["pupil1", "pupil2", f"{tag}-visitor"]):
+        row = _event(tag, n, at, host=f"{tag}.tiktok.com", path="/", category="social")
+        row["user"] = login
+        rows.append(row)
+    with resources.sessions() as session:
+        session.execute(insert(EventRow), rows)
+        session.commit()
+    return tag, {str(r["user"]): str(r["id"]) for r in rows}
+
+
+def _page(app: FastAPI, **query: str) -> str:
+    client, _ = client_for(app, "dsl")
+    page = client.get("/monitoring/events", params=query)
+    assert page.status_code == 200, page.text
+    return page.text
+
+
+def test_people_are_shown_by_their_name_with_the_login_in_small_print(
+    app: FastAPI, class_visits: tuple[str, dict[str, str]]
+) -> None:
+    tag, _ = class_visits
+    text = _page(app, host=f"{tag}.tiktok.com")
+    assert 'Pupil One (Year 5) <span class="muted">(pupil1, pupil)</span>' in text
+    assert 'Pupil Two (Year 6) <span class="muted">(pupil2, pupil)</span>' in text
+    assert f'{tag}-visitor <span class="muted">(pupil)</span>' in text  # unknown: login only
+
+
+@pytest.mark.parametrize(("group", "who"), [("Year5", "pupil1"), ("year6", "pupil2")])
+def test_the_class_filter_shows_only_that_class(
+    app: FastAPI, class_visits: tuple[str, dict[str, str]], group: str, who: str
+) -> None:
+    tag, ids = class_visits
+    text = _page(app, host=f"{tag}.tiktok.com", group=group)
+    assert set(ROW.findall(text)) == {ids[who]}
+
+
+def test_the_class_filter_offers_the_directory_groups(app: FastAPI) -> None:
+    text = _page(app, group="Year5")
+    select = re.search(r'<select id="group" name="group">(.*?)</select>', text, re.S)
+    assert select is not None
+    offered = re.findall(r'<option value="([^"]*)"', select.group(1))
+    assert {"", "Year5", "Year6", "Pupils"} <= set(offered)
+    assert '<option value="Year5" selected>' in select.group(1)
+
+
+def test_an_unknown_class_is_explained_not_read_as_everyone(
+    app: FastAPI, class_visits: tuple[str, dict[str, str]]
+) -> None:
+    tag, _ = class_visits
+    client, _ = client_for(app, "dsl")
+    page = client.get("/monitoring/events", params={"host": f"{tag}.tiktok.com", "group": "Yr5"})
+    assert page.status_code == 422
+    assert "There is no class or group called Yr5" in page.text
+    assert "Year5" in page.text
+    assert not ROW.findall(page.text)
+
+
+def test_the_api_filters_by_class_too(
+    app: FastAPI, class_visits: tuple[str, dict[str, str]]
+) -> None:
+    tag, ids = class_visits
+    client, _ = client_for(app, "dsl")
+    found = client.get(
+        "/api/monitoring/events", params={"host": f"{tag}.tiktok.com", "group": "Year5"}
+    )
+    assert found.status_code == 200, found.text
+    assert [e["id"] for e in found.json()["events"]] == [ids["pupil1"]]
+    wrong = client.get("/api/monitoring/events", params={"group": "Nobody"})
+    assert wrong.status_code == 422
+    assert "Nobody" in wrong.text
+
+
+def test_the_csv_export_filters_by_class(
+    app: FastAPI, class_visits: tuple[str, dict[str, str]]
+) -> None:
+    tag, ids = class_visits
+    client, _ = client_for(app, "dsl")
+    found = client.get(
+        "/monitoring/events.csv", params={"host": f"{tag}.tiktok.com", "group": "Year6"}
+    )
+    assert found.status_code == 200
+    assert ids["pupil2"] in found.text
+    assert ids["pupil1"] not in found.text
+
+
+def test_the_timeline_and_alerts_name_the_person(
+    app: FastAPI, resources: Resources, class_visits: tuple[str, dict[str, str]]
+) -> None:
+    tag, _ = class_visits
+    alert_id = str(uuid.uuid4())
+    with resources.sessions() as session:
+        session.add(
+            AlertRow(
+                id=alert_id,
+                at=datetime.now(UTC),
+                severity=AlertSeverity.HIGH,
+                kind="repeated_attempts",
+                user="pupil1",
+                state=AlertState.OPEN,
+                summary=f"{tag} pupil1 tried a VPN",
+                details={},
+            )
+        )
+        session.commit()
+    client, _ = client_for(app, "dsl")
+    timeline = client.get("/monitoring/timeline", params={"user": "pupil1"})
+    assert timeline.status_code == 200
+    assert '<h2>Pupil One (Year 5) <span class="muted">(pupil1)</span>:' in timeline.text
+    alerts = client.get("/monitoring/alerts")
+    assert alerts.status_code == 200
+    assert 'Pupil One (Year 5) <span class="muted">(pupil1)</span>' in alerts.text
+
+
+def test_without_a_directory_the_pages_show_logins(
+    app: FastAPI,
+    resources: Resources,
+    class_visits: tuple[str, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The directory could not be asked (none set up, or LDAP, which is never listed): the
+    # page still shows, by login, and the class filter says why it cannot work.
+    tag, _ = class_visits
+    monkeypatch.setattr(resources, "directory", None)
+    text = _page(app, host=f"{tag}.tiktok.com")
+    assert "Pupil One (Year 5)" not in text
+    assert 'pupil1 <span class="muted">(pupil)</span>' in text
+    client, _ = client_for(app, "dsl")
+    page = client.get("/monitoring/events", params={"group": "Year5"})
+    assert page.status_code == 422
+    assert "cannot list who is in a class" in page.text
