@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from schoolgate.policy.decide import unblockable
@@ -16,16 +17,32 @@ def format_when(policy: Policy, at: datetime) -> str:
     return f"{local.strftime('%A')} {local.day} {local.strftime('%B %Y')} at {clock}"
 
 
+def format_when_plain(policy: Policy, at: datetime, *, now: datetime) -> str:
+    """'Thursday 3 December, 12:47' in the school's time zone, as the admin's pages write
+    times: no seconds, and the year only when it is not `now`'s year."""
+    zone = policy.calendar.timezone
+    local = at.astimezone(zone)
+    year = f" {local.year}" if local.year != now.astimezone(zone).year else ""
+    return f"{local.strftime('%A')} {local.day} {local.strftime('%B')}{year}, {local:%H:%M}"
+
+
 def explain_decision(
-    policy: Policy, decision: Decision, subject: Subject, at: datetime | None = None
+    policy: Policy,
+    decision: Decision,
+    subject: Subject,
+    at: datetime | None = None,
+    *,
+    clock: Callable[[datetime], str] | None = None,
 ) -> str:
-    """A few plain sentences: what was decided, which rule or list did it, and when it opens."""
+    """A few plain sentences: what was decided, which rule or list did it, and when it opens.
+    `clock` writes the times (the CLI's and the block page's `format_when` if not given)."""
+    when_words = clock or (lambda moment: format_when(policy, moment))
     host = decision.host or "this site"
     who = f"{subject.user} ({subject.role})" if subject.user else f"role {subject.role}"
     verb = "Allowed" if decision.allowed else "Blocked"
     lines = [
         f"{verb}: {host} for {who}"
-        + (f", {format_when(policy, at)} ({policy.calendar.describe(at)})." if at else ".")
+        + (f", {when_words(at)} ({policy.calendar.describe(at)})." if at else ".")
     ]
     rule = next((r for r in policy.rules if r.name == decision.rule), None)
     category = policy.categories.get(decision.category or "")
@@ -101,7 +118,7 @@ def explain_decision(
             lines.append(f"Reason: {decision.reason.value}.")
     if decision.opens_at is not None:
         lines.append(
-            f"Access next opens {format_when(policy, decision.opens_at)} "
+            f"Access next opens {when_words(decision.opens_at)} "
             f"({policy.calendar.describe(decision.opens_at)})."
         )
     elif not decision.allowed and decision.reason in (Reason.RULE_BLOCK, Reason.DEFAULT_BLOCK):
