@@ -156,7 +156,9 @@ def make_app(
         dependencies=[Depends(check_csrf)],
     )
     app.state.resources = resources
-    app.state.pages = Pages(school_name=settings.school_name, zone=settings.zone)
+    app.state.pages = Pages(
+        school_name=settings.school_name, zone=resources.settings.zone
+    )  # the zone as make_resources settled it (the policy's, unless given)
 
     @app.middleware("http")
     async def sessions_and_headers(

@@ -498,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 session,
                 notices,
                 now=datetime.now(UTC),
-                zone=admin.zone,
+                zone=resources.settings.zone,  # the policy's, unless given
                 state_file=admin.data_dir / "notifications-state.json",
                 address_of=addresses,
             )

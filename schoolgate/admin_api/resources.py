@@ -78,6 +78,8 @@ def load_session_secret(settings: Settings) -> bytes:
 
 
 def make_resources(settings: Settings, *, engine: Engine | None = None) -> Resources:
+    policy = load_policy(settings.policy_file)
+    settings = settings.with_policy_zone(policy.calendar.timezone.key)  # ValueError: a mismatch
     identity = (
         load_identity_config(settings.identity_file) if settings.identity_file else IdentityConfig()
     )
@@ -87,7 +89,7 @@ def make_resources(settings: Settings, *, engine: Engine | None = None) -> Resou
         settings=settings,
         engine=engine,
         sessions=sessionmaker(engine, expire_on_commit=False),
-        policy=load_policy(settings.policy_file),
+        policy=policy,
         identity=identity,
         directory=make_directory(identity.directory),
         admin_accounts=LocalDirectory(accounts) if accounts else None,

@@ -63,6 +63,9 @@ def is_placeholder(secret: str) -> bool:
     )
 
 
+SEED_TIMEZONE = "Europe/London"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCHOOLGATE_", extra="ignore", frozen=True)
 
@@ -73,7 +76,9 @@ class Settings(BaseSettings):
     policy_file: Path | None = None  # None: the seed policy
     gateway_url: str = "http://127.0.0.1:8080"
     school_name: str = "Our school"
-    school_timezone: str = "Europe/London"  # times are shown in this zone; stored in UTC
+    # Times are shown in this zone (stored in UTC). None: the policy calendar's zone, which
+    # make_resources fills in; a zone given here that differs from the policy's is refused.
+    school_timezone: str | None = None
 
     session_secret: SecretStr | None = None  # signs session cookies; or session_secret_file
     session_secret_file: Path | None = None
@@ -100,7 +105,9 @@ class Settings(BaseSettings):
 
     @field_validator("school_timezone")
     @classmethod
-    def _zone(cls, value: str) -> str:
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -158,7 +165,23 @@ class Settings(BaseSettings):
 
     @property
     def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.school_timezone)
+        """The school's zone (before make_resources has read the policy: the seed's)."""
+        return ZoneInfo(self.school_timezone or SEED_TIMEZONE)
+
+    def with_policy_zone(self, policy_zone: str) -> Settings:
+        """These settings with the school's zone taken from the policy's calendar when it was
+        not given; ValueError (in words) when it was given and differs: the gateway decides
+        lesson times in the policy's zone, so the admin must show times in the same one."""
+        if self.school_timezone is None:
+            return self.model_copy(update={"school_timezone": policy_zone})
+        if self.school_timezone != policy_zone:
+            raise ValueError(
+                f"SCHOOLGATE_SCHOOL_TIMEZONE is {self.school_timezone} but the policy's calendar "
+                f"is in {policy_zone}: the admin would show times an hour or more away from the "
+                "gateway's. Remove SCHOOLGATE_SCHOOL_TIMEZONE (the admin then uses the policy's "
+                f"zone) or set it to {policy_zone}"
+            )
+        return self
 
 
 @functools.lru_cache(maxsize=1)

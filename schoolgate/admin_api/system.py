@@ -66,7 +66,7 @@ def configuration(resources: Resources) -> list[tuple[str, str]]:
         ("Break-glass administrator", s.breakglass_username or "(none)"),
         ("Policy", f"{resources.policy.name} ({resources.policy.source})"),
         ("Gateway", s.gateway_url),
-        ("School time zone", s.school_timezone),
+        ("School time zone", str(s.zone)),
         ("Session lifetime", f"{s.session_max_age_seconds // 60} minutes"),
         ("Secure cookies", "yes" if s.cookie_secure else "no (http demo)"),
         (
