@@ -1,22 +1,30 @@
 """Monitoring by class and name (UX review finding 11, the last of it): people are shown by their
 name in the directory with the login in small print ("Pupil One (Year 5) (pupil1)"), unknown
-ones by login; a class/year filter offers the directory's groups, on the page and in the API;
+ones by login (a real LDAP directory too, and one that stops answering fails nothing); a
+class/year filter offers the directory's groups, on the page and in the API;
 and a directory that cannot be listed never fails the page."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import insert
 
-from schoolgate.admin_api.resources import Resources
+from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.resources import Resources, make_resources
+from schoolgate.admin_api.services.people import NAME_LOOKUP_SECONDS
 from schoolgate.store.models import AlertRow, AlertSeverity, AlertState, EventRow
-from tests.admin_api.conftest import client_for
+from tests.admin_api.conftest import client_for, settings_for
 from tests.admin_api.test_monitoring_words import _event
+from tests.support.slapd import SlapdServer, slapd_server
+
+__all__ = ["slapd_server"]
 
 ROW = re.compile(r'<tr id="e-([0-9a-f-]{36})">')
 
@@ -147,8 +155,8 @@ def test_without_a_directory_the_pages_show_logins(
     class_visits: tuple[str, dict[str, str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The directory could not be asked (none set up, or LDAP, which is never listed): the
-    # page still shows, by login, and the class filter says why it cannot work.
+    # No directory to ask: the page still shows, by login, and the class filter says why it
+    # cannot work (as with LDAP, whose classes the admin does not list).
     tag, _ = class_visits
     monkeypatch.setattr(resources, "directory", None)
     text = _page(app, host=f"{tag}.tiktok.com")
@@ -158,3 +166,35 @@ def test_without_a_directory_the_pages_show_logins(
     page = client.get("/monitoring/events", params={"group": "Year5"})
     assert page.status_code == 422
     assert "cannot list who is in a class" in page.text
+
+
+@pytest.mark.ldap
+def test_a_real_ldap_directory_names_people_and_a_frozen_one_fails_nothing(
+    slapd_server: SlapdServer, tmp_path: Path, resources: Resources
+) -> None:
+    identity = slapd_server.write_identity_config(tmp_path / "identity")
+    settings = settings_for(
+        resources.settings.effective_database_url, tmp_path, identity_file=identity
+    )
+    ldap_resources = make_resources(settings)
+    try:
+        tag = uuid.uuid4().hex[:8]
+        row = _event(tag, 0, datetime.now(UTC), host=f"{tag}.tiktok.com", path="/", category=None)
+        row["user"] = "pupil1"
+        with ldap_resources.sessions() as session:
+            session.execute(insert(EventRow), [row])
+            session.commit()
+        app = make_app(resources=ldap_resources)
+        assert 'Pupil One <span class="muted">(pupil1, pupil)</span>' in _page(
+            app, host=f"{tag}.tiktok.com"
+        )
+        slapd_server.pause()  # the directory stops answering: the page still shows, by login
+        try:
+            started = time.monotonic()
+            text = _page(app, host=f"{tag}.tiktok.com")
+            assert time.monotonic() - started < NAME_LOOKUP_SECONDS + 3
+            assert 'pupil1 <span class="muted">(pupil)</span>' in text
+        finally:
+            slapd_server.resume()
+    finally:
+        ldap_resources.close()

@@ -5,13 +5,19 @@ or a role holds (for the plain summary of a wide grant's reach), where the direc
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import anyio.from_thread
+
 from schoolgate.admin_api.resources import Resources
 from schoolgate.policy.model import Scope
-from schoolgate.store.directory import DirectoryUnavailable, DirectoryUser
+from schoolgate.store.directory import Directory, DirectoryUnavailable, DirectoryUser
+
+NAME_LOOKUP_SECONDS = 2.0  # a page waits at most this long for the directory's names
+MAX_NAME_LOOKUPS = 100  # distinct people named on one page (a page holds 100 events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +80,38 @@ def named(resources: Resources, words: str) -> tuple[str, ...]:
 
 
 def display_names(resources: Resources, logins: Iterable[str | None]) -> dict[str, str]:
-    """Login -> name in the directory, for the logins the directory knows and can list (a users
-    file, read in memory); the rest are left out (shown by their login). Asks no server, so a
-    directory that is down never fails a page: an LDAP directory names nobody here."""
-    users = _everyone(resources) or []
-    by_login = {u.username.casefold(): u.display_name for u in users}
-    found = {}
-    for login in {x for x in logins if x}:
-        shown = by_login.get(login.casefold(), "")
-        if shown and shown.casefold() != login.casefold():
-            found[login] = shown
-    return found
+    """Login -> name in the directory, for the logins it knows; the rest are left out (shown
+    by their login). A users file is read in memory; an LDAP directory is asked, all at once,
+    for at most NAME_LOOKUP_SECONDS: a directory that is down or slow names nobody, and the
+    page still shows. Called from a sync route's worker thread."""
+    wanted = sorted({x for x in logins if x})[:MAX_NAME_LOOKUPS]
+    users = _everyone(resources)
+    if users is not None:
+        by_login = {u.username.casefold(): u.display_name for u in users}
+        shown = {login: by_login.get(login.casefold(), "") for login in wanted}
+    elif resources.directory is None or not wanted:
+        return {}
+    else:
+        try:
+            shown = anyio.from_thread.run(_looked_up, resources.directory, wanted)
+        except Exception:  # no event loop to ask from, or anything else: logins only
+            return {}
+    return {k: v for k, v in shown.items() if v and v.casefold() != k.casefold()}
+
+
+async def _looked_up(directory: Directory, logins: list[str]) -> dict[str, str]:
+    async def one(login: str) -> tuple[str, str]:
+        try:
+            found = await directory.lookup(login)
+        except (DirectoryUnavailable, ValueError):
+            return login, ""
+        return login, found.display_name if found is not None else ""
+
+    try:
+        async with asyncio.timeout(NAME_LOOKUP_SECONDS):
+            return dict(await asyncio.gather(*(one(login) for login in logins)))
+    except TimeoutError:
+        return {}
 
 
 def group_members(resources: Resources, group: str) -> tuple[str, ...] | None:
