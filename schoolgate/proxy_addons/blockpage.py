@@ -54,7 +54,7 @@ _WHY_STAFF = {
     "supervised session. The Designated Safeguarding Lead can tell you "
     "more.",
     Reason.LOCAL_BLOCK: "The school has blocked this site on its own list.",
-    Reason.RULE_BLOCK: "The school's policy does not allow this site for your role at this time.",
+    Reason.RULE_BLOCK: "The school's policy does not allow this site for your role.",
     Reason.CIRCUMVENTION: "This looks like a way to get round the school's filter (a proxy, "
     "VPN or similar), so it is blocked and the attempt is recorded. "
     "Repeated attempts are reported to the Designated Safeguarding Lead, "

@@ -53,6 +53,28 @@ def test_time_based_block_says_when_it_opens(seed) -> None:  # type: ignore[no-u
         assert detail in html
 
 
+def test_a_block_that_never_opens_does_not_say_at_this_time(seed) -> None:  # type: ignore[no-untyped-def]
+    """Staff blocked from X read "does not allow this site for your role at this time" and then
+    "cannot be unblocked at school": 'at this time' promised another time (found running it)."""
+    decision = Decision(
+        Verdict.BLOCK, Reason.RULE_BLOCK, rule="x-and-instagram", category="x", host="x.com"
+    )
+    html = (
+        make_block_page(
+            decision,
+            Subject("staff", "mrs.jones"),
+            site="x.com",
+            at=AT,
+            policy=seed,
+            settings=SETTINGS,
+        ).text
+        or ""
+    )
+    assert "The school&#39;s policy does not allow this site for your role." in html
+    assert "at this time" not in html
+    assert "cannot be unblocked at school" in html
+
+
 def test_ask_for_access_link_carries_a_signed_token(seed) -> None:  # type: ignore[no-untyped-def]
     decision = Decision(
         Verdict.BLOCK,
