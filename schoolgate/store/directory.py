@@ -22,6 +22,7 @@ import os
 import queue
 import re
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,9 @@ _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 # unwillingToPerform.
 _REFUSED = frozenset({49, 48, 53})
 _SIZE_LIMIT_EXCEEDED = 4
+_PAGED_RESULTS = "1.2.840.113556.1.4.319"
+MAX_LISTED_USERS = 20_000  # a listing of more people is refused (no class lists then)
+LIST_SECONDS = 60.0  # ... and so is one that takes longer
 
 
 class DirectoryUnavailable(Exception):
@@ -351,12 +355,66 @@ class LdapDirectory:
         found = self._with_service(lambda conn: self._find_user(conn, username))
         return None if found is None else self._user(username, *found)
 
-    def _user(self, username: str, dn: str, attributes: Any) -> DirectoryUser:
+    def list_users_sync(
+        self, *, max_users: int = MAX_LISTED_USERS, seconds: float = LIST_SECONDS
+    ) -> list[DirectoryUser]:
+        """Every user under the user base that the configured user filter matches, with their
+        groups (read the way `lookup` reads them), for the admin's class lists. One paged
+        search; DirectoryUnavailable if the server fails, it holds more than `max_users`
+        people, or the listing takes longer than `seconds`. Runs in the caller's thread."""
+        deadline = time.monotonic() + seconds
+        return self._with_service(lambda conn: self._list_users(conn, max_users, deadline))
+
+    def _list_users(
+        self, conn: ldap3.Connection, max_users: int, deadline: float
+    ) -> list[DirectoryUser]:
+        s = self._settings
+        wanted = self._user_attributes()
+        query = s.user_filter.format(username="*")
+        found: list[DirectoryUser] = []
+        cookie: bytes | None = None
+        while True:
+            conn.search(
+                s.user_search_base,
+                query,
+                ldap3.SUBTREE,
+                attributes=wanted,
+                paged_size=500,
+                paged_cookie=cookie,
+                time_limit=max(1, math.ceil(deadline - time.monotonic())),
+            )
+            self._check(conn, "listing the users")
+            # Kept before the loop: a group search on the same connection replaces them.
+            entries = list(conn.response or [])
+            controls = conn.result.get("controls") or {}
+            for item in entries:
+                if item.get("type") != "searchResEntry":
+                    continue
+                attributes = item["attributes"]
+                name = next(iter(_values(attributes, s.username_attribute)), "")
+                if _canonical_or_none(name) is None:
+                    continue
+                found.append(self._user(name, str(item["dn"]), attributes, conn))
+                if len(found) > max_users:
+                    raise _ServerError(f"more than {max_users} users: not listed")
+                if time.monotonic() > deadline:
+                    raise _ServerError("listing the users took too long")
+            cookie = controls.get(_PAGED_RESULTS, {}).get("value", {}).get("cookie")
+            if not cookie:
+                return found
+
+    def _user(
+        self, username: str, dn: str, attributes: Any, conn: ldap3.Connection | None = None
+    ) -> DirectoryUser:
         s = self._settings
         if s.groups.mode is GroupMode.MEMBER_OF:
             groups = [_group_name(value) for value in _values(attributes, "memberOf")]
         else:
-            groups = self._with_service(lambda conn: self._search_groups(conn, dn))
+            groups = (
+                self._search_groups(conn, dn)
+                if conn is not None
+                else self._with_service(lambda service: self._search_groups(service, dn))
+            )
         name = next(iter(_values(attributes, s.username_attribute)), username)
         display = next(
             iter(_values(attributes, s.display_name_attribute) or _values(attributes, "cn")), name
@@ -364,11 +422,15 @@ class LdapDirectory:
         mail = plain_address(next(iter(_values(attributes, s.mail_attribute)), ""))
         return DirectoryUser(_canonical_or_none(name) or username, frozenset(groups), display, mail)
 
-    def _find_user(self, conn: ldap3.Connection, username: str) -> tuple[str, Any] | None:
+    def _user_attributes(self) -> list[str]:
+        """The attributes read for a user (groups too, where they are on the user)."""
         s = self._settings
         wanted = [s.username_attribute, s.display_name_attribute, "cn", s.mail_attribute]
-        if s.groups.mode is GroupMode.MEMBER_OF:
-            wanted.append("memberOf")
+        return [*wanted, "memberOf"] if s.groups.mode is GroupMode.MEMBER_OF else wanted
+
+    def _find_user(self, conn: ldap3.Connection, username: str) -> tuple[str, Any] | None:
+        s = self._settings
+        wanted = self._user_attributes()
         query = s.user_filter.format(username=escape_filter_chars(username))
         conn.search(s.user_search_base, query, ldap3.SUBTREE, attributes=wanted, size_limit=2)
         if conn.result["result"] == _SIZE_LIMIT_EXCEEDED:

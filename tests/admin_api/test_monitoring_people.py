@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,10 +19,16 @@ from sqlalchemy import insert
 
 from schoolgate.admin_api.app import make_app
 from schoolgate.admin_api.resources import Resources, make_resources
-from schoolgate.admin_api.services.people import NAME_LOOKUP_SECONDS
+from schoolgate.admin_api.services import people
+from schoolgate.admin_api.services.people import NAME_LOOKUP_SECONDS, known_groups
+from schoolgate.store.directory import LdapDirectory
 from schoolgate.store.models import AlertRow, AlertSeverity, AlertState, EventRow
-from tests.admin_api.conftest import client_for, settings_for
+from tests.admin_api.conftest import blocked_site, client_for, settings_for
+from tests.admin_api.test_approval_words import UNKNOWN
 from tests.admin_api.test_monitoring_words import _event
+from tests.admin_api.test_request_not_blocked import ask
+from tests.admin_api.test_requests import stored_request
+from tests.admin_api.test_safe_grants import _approve
 from tests.support.slapd import SlapdServer, slapd_server
 
 __all__ = ["slapd_server"]
@@ -198,3 +205,113 @@ def test_a_real_ldap_directory_names_people_and_a_frozen_one_fails_nothing(
             slapd_server.resume()
     finally:
         ldap_resources.close()
+
+
+@pytest.fixture
+def ldap_resources(
+    slapd_server: SlapdServer, tmp_path: Path, resources: Resources
+) -> Iterator[Resources]:
+    """The admin on the same database, with the real slapd as its directory."""
+    identity = slapd_server.write_identity_config(tmp_path / "identity")
+    settings = settings_for(
+        resources.settings.effective_database_url, tmp_path, identity_file=identity
+    )
+    found = make_resources(settings)
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+def _listed(resources: Resources) -> list[str]:
+    """The directory's groups, once the listing the first use starts in the background is in."""
+    deadline = time.monotonic() + 15
+    while not (groups := known_groups(resources)):
+        assert time.monotonic() < deadline, "the directory's users were never listed"
+        time.sleep(0.1)
+    return groups
+
+
+@pytest.mark.ldap
+def test_with_ldap_classes_filter_events_and_the_approval_form_offers_the_groups(
+    ldap_resources: Resources, class_visits: tuple[str, dict[str, str]]
+) -> None:
+    tag, ids = class_visits
+    app = make_app(resources=ldap_resources)
+    assert {"Pupils", "Year5", "Staff"} <= set(_listed(ldap_resources))
+    text = _page(app, host=f"{tag}.tiktok.com", group="year5")
+    assert set(ROW.findall(text)) == {ids["pupil1"]}  # pupil2 is in Pupils, not Year5
+    assert '<option value="Year5" selected>' in text
+    text = _page(app, host=f"{tag}.tiktok.com", group="Pupils")
+    assert set(ROW.findall(text)) == {ids["pupil1"], ids["pupil2"]}
+    client, _ = client_for(app, "dsl")
+    wrong = client.get("/monitoring/events", params={"host": f"{tag}.tiktok.com", "group": "Yr5"})
+    assert wrong.status_code == 422
+    assert "There is no class or group called Yr5" in wrong.text
+
+    request_id = stored_request(ldap_resources, blocked_site())
+    bursar, _ = client_for(app, "business_manager")
+    page = bursar.get(f"/requests/{request_id}").text
+    assert '<datalist id="known-groups">' in page
+    assert '<option value="Year5">' in page
+    status, body = _approve(
+        app, request_id, scope="group", who="Year9", target_kind="host", confirm_wide=True
+    )
+    assert status == 422
+    assert UNKNOWN in str(body["message"])
+    assert ask(app, "staff", blocked_site(), for_group="Year9").status_code == 422
+    known = ask(app, "staff", blocked_site(), for_group="year5")
+    assert known.status_code == 201, known.text
+
+
+@pytest.mark.ldap
+def test_with_ldap_stopped_the_pages_work_from_the_last_listing(
+    slapd_server: SlapdServer,
+    ldap_resources: Resources,
+    class_visits: tuple[str, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    tag, ids = class_visits
+    app = make_app(resources=ldap_resources)
+    _listed(ldap_resources)
+    directory = ldap_resources.directory
+    assert isinstance(directory, LdapDirectory)
+    slapd_server.stop()
+    try:
+        people._SNAPSHOTS[directory].next_refresh = 0.0  # a refresh is due: it will fail
+        started = time.monotonic()
+        text = _page(app, host=f"{tag}.tiktok.com", group="Year5")
+        assert time.monotonic() - started < NAME_LOOKUP_SECONDS + 3
+        assert set(ROW.findall(text)) == {ids["pupil1"]}
+        deadline = time.monotonic() + 15
+        while people._SNAPSHOTS[directory].refreshing:  # the failed refresh keeps the listing
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert set(ROW.findall(_page(app, host=f"{tag}.tiktok.com", group="Year5"))) == {
+            ids["pupil1"]
+        }
+        request_id = stored_request(ldap_resources, blocked_site())
+        bursar, _ = client_for(app, "business_manager")
+        assert '<option value="Year5">' in bursar.get(f"/requests/{request_id}").text
+
+        # Never listed (an admin started while the directory is down): names are typed.
+        identity = slapd_server.write_identity_config(tmp_path / "identity-2")
+        fresh = make_resources(
+            settings_for(
+                ldap_resources.settings.effective_database_url, tmp_path, identity_file=identity
+            )
+        )
+        try:
+            fresh_app = make_app(resources=fresh)
+            client, _ = client_for(fresh_app, "dsl")
+            page = client.get("/monitoring/events", params={"group": "Year5"})
+            assert page.status_code == 422
+            assert "cannot list who is in a class" in page.text
+            bursar, _ = client_for(fresh_app, "business_manager")
+            answer = bursar.get(f"/requests/{request_id}")
+            assert answer.status_code == 200
+            assert "known-groups" not in answer.text
+        finally:
+            fresh.close()
+    finally:
+        slapd_server.start()

@@ -385,3 +385,34 @@ async def test_an_unknown_user_costs_the_directory_what_a_wrong_password_costs(
         assert cost["nobody-at-all"] == cost["teacher1"] == 1
     finally:
         ldap.close()
+
+
+async def test_the_directory_lists_everyone_with_their_groups(directory: LdapDirectory) -> None:
+    listed = {user.username: user for user in directory.list_users_sync()}
+    assert set(listed) == set(PEOPLE)
+    for name, (display, _, groups) in PEOPLE.items():
+        assert listed[name] == DirectoryUser(name, frozenset(groups), display, MAIL.get(name, ""))
+
+
+def test_a_directory_larger_than_the_cap_is_not_listed(
+    shared_slapd: SlapdServer, tmp_path: Path
+) -> None:
+    ldap = LdapDirectory(settings_for(shared_slapd, tmp_path))
+    try:
+        with pytest.raises(DirectoryUnavailable, match="more than 3 users"):
+            ldap.list_users_sync(max_users=3)
+    finally:
+        ldap.close()
+
+
+def test_a_stopped_directory_cannot_be_listed(slapd_server: SlapdServer, tmp_path: Path) -> None:
+    ldap = LdapDirectory(settings_for(slapd_server, tmp_path))
+    try:
+        slapd_server.stop()
+        try:
+            with pytest.raises(DirectoryUnavailable):
+                ldap.list_users_sync()
+        finally:
+            slapd_server.start()
+    finally:
+        ldap.close()

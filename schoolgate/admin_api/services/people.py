@@ -6,6 +6,10 @@ or a role holds (for the plain summary of a wide grant's reach), where the direc
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+import time
+import weakref
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,10 +18,19 @@ import anyio.from_thread
 
 from schoolgate.admin_api.resources import Resources
 from schoolgate.policy.model import Scope
-from schoolgate.store.directory import Directory, DirectoryUnavailable, DirectoryUser
+from schoolgate.store.directory import (
+    Directory,
+    DirectoryUnavailable,
+    DirectoryUser,
+    LdapDirectory,
+)
 
 NAME_LOOKUP_SECONDS = 2.0  # a page waits at most this long for the directory's names
 MAX_NAME_LOOKUPS = 100  # distinct people named on one page (a page holds 100 events)
+REFRESH_SECONDS = 600.0  # an LDAP directory's users are listed again this often
+RETRY_SECONDS = 60.0  # ... or this soon after a listing failed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +69,60 @@ async def look_up(resources: Resources, name: str) -> Person:
     )
 
 
+@dataclass(slots=True)
+class _Snapshot:
+    """The last listing of an LDAP directory's users, and when to list them again."""
+
+    users: list[DirectoryUser] | None = None
+    next_refresh: float = 0.0
+    refreshing: bool = False
+
+
+_SNAPSHOTS: weakref.WeakKeyDictionary[LdapDirectory, _Snapshot] = weakref.WeakKeyDictionary()
+_SNAPSHOTS_LOCK = threading.Lock()
+
+
+def refresh_snapshot(directory: LdapDirectory) -> bool:
+    """List the directory's users now (in this thread) and keep them for the pages; False,
+    keeping the last listing, when the directory cannot be listed."""
+    with _SNAPSHOTS_LOCK:
+        snapshot = _SNAPSHOTS.setdefault(directory, _Snapshot())
+    try:
+        users = directory.list_users_sync()
+    except Exception as error:  # down, too big, too slow, closed: the last listing stays
+        log.warning("cannot list the directory's users for the class lists: %s", error)
+        with _SNAPSHOTS_LOCK:
+            snapshot.next_refresh = time.monotonic() + RETRY_SECONDS
+            snapshot.refreshing = False
+        return False
+    with _SNAPSHOTS_LOCK:
+        snapshot.users = users
+        snapshot.next_refresh = time.monotonic() + REFRESH_SECONDS
+        snapshot.refreshing = False
+    return True
+
+
+def _ldap_users(directory: LdapDirectory) -> list[DirectoryUser] | None:
+    """The last listing of the directory's users (None before the first one), starting a
+    refresh in the background when it is due: a page never waits on the directory."""
+    with _SNAPSHOTS_LOCK:
+        snapshot = _SNAPSHOTS.setdefault(directory, _Snapshot())
+        due = not snapshot.refreshing and time.monotonic() >= snapshot.next_refresh
+        if due:
+            snapshot.refreshing = True
+        users = snapshot.users
+    if due:
+        threading.Thread(
+            target=refresh_snapshot, args=(directory,), name="schoolgate-people", daemon=True
+        ).start()
+    return users
+
+
 def _everyone(resources: Resources) -> list[DirectoryUser] | None:
-    """Every user, when the directory is a users file (an LDAP directory is not listed: it can
-    be large, and the count is only for the summary)."""
+    """Every user: a users file is read in memory; an LDAP directory from its last listing,
+    refreshed in the background (None until the first listing: then names are typed)."""
+    if isinstance(resources.directory, LdapDirectory):
+        return _ldap_users(resources.directory)
     users = getattr(resources.directory, "_users", None)
     if not isinstance(users, dict):
         return None
@@ -85,7 +149,8 @@ def display_names(resources: Resources, logins: Iterable[str | None]) -> dict[st
     for at most NAME_LOOKUP_SECONDS: a directory that is down or slow names nobody, and the
     page still shows. Called from a sync route's worker thread."""
     wanted = sorted({x for x in logins if x})[:MAX_NAME_LOOKUPS]
-    users = _everyone(resources)
+    # An LDAP directory is asked for names, as before its users were listed for classes.
+    users = None if isinstance(resources.directory, LdapDirectory) else _everyone(resources)
     if users is not None:
         by_login = {u.username.casefold(): u.display_name for u in users}
         shown = {login: by_login.get(login.casefold(), "") for login in wanted}
