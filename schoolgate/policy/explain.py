@@ -133,6 +133,19 @@ def explain_decision(
 ASK_THE_BUSINESS_MANAGER = "ask the Business Manager if you need it."
 
 
+def explain_plainly(
+    policy: Policy, decision: Decision, subject: Subject, at: datetime, *, now: datetime
+) -> str:
+    """`explain_decision` with the admin's way of writing times (`format_when_plain`)."""
+    return explain_decision(
+        policy,
+        decision,
+        subject,
+        at,
+        clock=lambda moment: format_when_plain(policy, moment, now=now),
+    )
+
+
 def can_ask_for(policy: Policy, decision: Decision, role: str, site: str = "") -> bool:
     """Whether an approved unblock request could open what `decision` blocked, for `role`: the
     one rule behind the block page's "Ask for access" and the words "ask the Business Manager".

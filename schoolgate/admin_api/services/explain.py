@@ -18,7 +18,7 @@ from schoolgate.admin_api.schemas import ExplainPublic
 from schoolgate.admin_api.services.people import look_up
 from schoolgate.admin_api.services.sites import site_of
 from schoolgate.policy.decide import decide
-from schoolgate.policy.explain import explain_decision, format_when_plain
+from schoolgate.policy.explain import explain_plainly
 from schoolgate.policy.model import Overrides, Policy, Scope, Subject
 from schoolgate.policy.model import Request as PolicyRequest
 from schoolgate.policy.names import user_key
@@ -73,13 +73,7 @@ def explain(
         role=subject.role,
         user=subject.user,
         at=when,
-        explanation=explain_decision(
-            policy,
-            decision,
-            subject,
-            when,
-            clock=lambda moment: format_when_plain(policy, moment, now=now),
-        ),
+        explanation=explain_plainly(policy, decision, subject, when, now=now),
     )
 
 

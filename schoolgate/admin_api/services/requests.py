@@ -37,8 +37,7 @@ from schoolgate.admin_api.words import roles_words
 from schoolgate.policy.decide import decide
 from schoolgate.policy.explain import (
     ASK_THE_BUSINESS_MANAGER,
-    explain_decision,
-    format_when_plain,
+    explain_plainly,
 )
 from schoolgate.policy.hostnames import HostError, normalise_host
 from schoolgate.policy.model import Overrides, Policy, Scope, Subject, TargetKind, Verdict
@@ -503,13 +502,7 @@ def decision_context(
         subject = Subject(role=policy.default_role, user=subject.user, groups=subject.groups)
     when = row.blocked_at or at
     decision = decide(policy, PolicyRequest(row.host), subject, None, when)
-    words = explain_decision(
-        policy,
-        decision,
-        subject,
-        when,
-        clock=lambda moment: format_when_plain(policy, moment, now=at),
-    )
+    words = explain_plainly(policy, decision, subject, when, now=at)
     # Read by the Business Manager, who decides: not "ask the Business Manager".
     words = words.replace(f"; {ASK_THE_BUSINESS_MANAGER}", ".")
     if row.for_group:
