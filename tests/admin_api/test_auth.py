@@ -156,21 +156,24 @@ async def test_a_burst_of_guesses_is_counted_before_any_password_is_checked(
     app: FastAPI, shared_throttle: SignInThrottle
 ) -> None:
     # Finding 5: 60 parallel wrong passwords and one right one: 401 x60, then signed in.
-    async def attempt(n: int) -> int:
+    # The right password goes after the burst: sent inside it, it may land among the first
+    # five and, as a directory does, forget the failures before it (then five more are let in,
+    # which is right for the real DSL and made this test fail at random).
+    async def attempt(password: str) -> int:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://admin.test") as client:
             token = CSRF.search((await client.get("/signin")).text)
             assert token is not None
-            password = "dsl1-demo" if n == 29 else f"guess{n}"
             answer = await client.post(
                 "/signin",
                 data={"username": "dsl1", "password": password, "csrf_token": token.group(1)},
             )
             return answer.status_code
 
-    statuses = await asyncio.gather(*(attempt(n) for n in range(30)))
-    assert statuses.count(401) + statuses.count(303) == 5
+    statuses = await asyncio.gather(*(attempt(f"guess{n}") for n in range(30)))
+    assert statuses.count(401) == 5
     assert statuses.count(429) == 25
+    assert await attempt("dsl1-demo") == 429
 
 
 def test_someone_elses_guesses_do_not_keep_the_dsl_out(
