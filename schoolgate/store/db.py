@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +40,21 @@ def secure_directory(path: Path) -> Path:
     """Make `path` (and missing parents) with DATA_DIR_MODE whatever the umask, and take the
     permissions of everybody else away from it if it already exists."""
     path.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o007:
+    mode = path.stat().st_mode & 0o7777
+    if mode & (stat.S_ISVTX | stat.S_IWOTH):
+        # A directory every user shares (/tmp, /var/tmp): never ours to close, even as root
+        # (closing /tmp breaks every other service on the machine). Say so and leave it.
+        log.warning(
+            "%s is a directory every user shares (mode %o): keep schoolgate's data in a "
+            "folder of its own instead",
+            path,
+            mode,
+        )
+    elif mode & 0o007:
         try:
             path.chmod(mode & 0o770)
-        except PermissionError:  # not ours (e.g. /tmp): leave it, and say so
-            logging.getLogger(__name__).warning(
-                "%s is open to every user (mode %o) and is not ours to change", path, mode
-            )
+        except PermissionError:  # not ours: leave it, and say so
+            log.warning("%s is open to every user (mode %o) and is not ours to change", path, mode)
     return path
 
 
@@ -69,7 +77,7 @@ def secure_sqlite_file(path: Path) -> None:
         except FileNotFoundError:
             pass
         except PermissionError:  # not ours (e.g. made by another service account): say so
-            logging.getLogger(__name__).warning(
+            log.warning(
                 "cannot restrict %s to its owner (mode %o wanted); fix it with chmod 600",
                 file,
                 DATABASE_FILE_MODE,

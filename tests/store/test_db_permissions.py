@@ -56,3 +56,18 @@ def test_open_permissions_left_by_an_older_version_are_tightened(tmp_path: Path)
     secure_directory(data)
     assert mode(database) == 0o600
     assert mode(data) == 0o750
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_a_database_in_a_shared_directory_leaves_the_directory_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found in a test run: a SQLite file in /tmp, as root, closed /tmp to 0770, and every
+    # service that is not root (PostgreSQL's initdb here) lost its temporary directory.
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    make_engine(f"sqlite:///{shared / 'probe.db'}").dispose()
+    assert mode(shared) == 0o1777
+    assert mode(shared / "probe.db") == 0o600
+    assert "a directory every user shares" in caplog.text
