@@ -8,6 +8,7 @@ it is on by default in the lean engine."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import ssl
@@ -321,3 +322,28 @@ def test_the_front_door_can_be_switched_off(tmp_path: Path) -> None:
         counts = door_counts(gw)
         assert counts  # exported...
         assert not any(counts.values())  # ...and nothing went through it
+
+
+def loaded_loop(gw: Gateway) -> str:
+    """Which event loop the gateway's process has loaded: uvloop's library, or none of it."""
+    maps = Path(f"/proc/{gw.proc.pid}/maps").read_text()
+    return "uvloop" if "/uvloop/loop." in maps else "asyncio"
+
+
+def test_the_gateway_runs_on_uvloop_and_splices_there(door: Gateway) -> None:
+    pytest.importorskip("uvloop")
+    if os.environ.get("SCHOOLGATE_EVENT_LOOP", "").strip().lower() == "asyncio":
+        pytest.skip("this run asks for asyncio's loop (SCHOOLGATE_EVENT_LOOP=asyncio)")
+    signed_in(door, "pupil1")
+    spliced(door, "pupil1", "https://learning.test/on-uvloop")
+    assert loaded_loop(door) == "uvloop"
+
+
+def test_the_gateway_runs_on_asyncios_loop_when_told_and_splices_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCHOOLGATE_EVENT_LOOP", "asyncio")
+    with lean_gateway(tmp_path) as gw:
+        signed_in(gw, "pupil1")
+        spliced(gw, "pupil1", "https://learning.test/on-asyncio")
+        assert loaded_loop(gw) == "asyncio"

@@ -4,6 +4,7 @@ and where the front door is wired in. The gateway itself runs on it in tests/e2e
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from mitmproxy.test import tflow
 
 from schoolgate.proxy_addons.enforce import Enforce
 from schoolgate.proxy_addons.engine import (
+    EVENT_LOOP_VARIABLE,
     LeanMaster,
     front_door,
     load_scripts,
+    loop_factory,
     make_parser,
     option_specs,
 )
@@ -154,3 +157,27 @@ def test_the_dispatch_table_passes_each_hooks_arguments_and_the_update_after_a_f
         ]
 
     asyncio.run(run())
+
+
+# --- the event loop: uvloop where installed, asyncio's own when told ----------------------------
+
+
+def test_the_lean_engine_runs_on_uvloop_unless_told_otherwise() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    assert loop_factory({}) is uvloop.new_event_loop
+    assert loop_factory({EVENT_LOOP_VARIABLE: "uvloop"}) is uvloop.new_event_loop
+    assert loop_factory({EVENT_LOOP_VARIABLE: " AsyncIO "}) is asyncio.new_event_loop
+
+
+def test_an_unknown_event_loop_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="'trio': use 'uvloop' or 'asyncio'"):
+        loop_factory({EVENT_LOOP_VARIABLE: "trio"})
+
+
+def test_without_uvloop_the_engine_falls_back_to_asyncio_unless_uvloop_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    assert loop_factory({}) is asyncio.new_event_loop
+    with pytest.raises(ValueError, match="uvloop is not installed"):
+        loop_factory({EVENT_LOOP_VARIABLE: "uvloop"})
