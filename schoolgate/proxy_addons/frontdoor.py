@@ -43,7 +43,6 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Address, Client, ConnectionState, Server
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import server_hooks
-from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.http import HTTPMode, validate_request
 from mitmproxy.tls import ClientHelloData
 
@@ -336,8 +335,7 @@ class _Door:
             return
         self.client.sni = sni
         self.client.alpn_offers = hello.alpn_protocols
-        context = Context(self.client, ctx.options)
-        context.server = self.server
+        context = mitm_internals.context_for(self.client, self.server, ctx.options)
         hello_data = ClientHelloData(context, hello)
         await run(TlsClienthelloHook(hello_data))
         if not hello_data.ignore_connection:
@@ -475,8 +473,10 @@ class _Splice:
     def __init__(self, timeout: float) -> None:
         self.active = False
         self.open = 2
-        self.done = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.done = self.loop.create_future()
         self.timeout = timeout
+        self.timer: asyncio.TimerHandle | None = None
 
     def lost(self) -> None:
         self.open -= 1
@@ -512,15 +512,18 @@ class _Splice:
         await splice.wait(client_transport, upstream)
 
     async def wait(self, client: Any, upstream: Any) -> None:
-        while True:
+        """Until both sockets are closed; both are closed after a whole time-out in which
+        nothing went either way (one timer, looked at once per time-out)."""
+        self.timer = self.loop.call_later(self.timeout, self.idle, client, upstream)
+        try:
+            await self.done
+        finally:
+            self.timer.cancel()
+
+    def idle(self, client: Any, upstream: Any) -> None:
+        if self.active:
             self.active = False
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await asyncio.shield(self.done)
-                return
-            except TimeoutError:
-                if not self.active:  # nothing either way for a whole time-out: close
-                    client.close()
-                    upstream.close()
-                    await self.done
-                    return
+            self.timer = self.loop.call_later(self.timeout, self.idle, client, upstream)
+            return
+        client.close()
+        upstream.close()

@@ -395,6 +395,15 @@ class _Tunnel(modes.DestinationKnown):
             yield from self.finish_start()
 
 
+def context_for(client: Client, tunnel: Any, options: Any) -> proxy_context.Context:
+    """`Context(client, options)` with `tunnel` (a Server) as its server, without making the
+    Server that `Context.__init__` makes only to be replaced (its id, its ~25 checked attribute
+    sets). Relies on a Context being its `client`, `server`, `options` and `layers`."""
+    context: proxy_context.Context = proxy_context.Context.__new__(proxy_context.Context)
+    context.client, context.server, context.options, context.layers = client, tunnel, options, []
+    return context
+
+
 # The hooks the front door sends itself: mitmproxy keeps their classes beside the layers that
 # send them (`layers/http/_hooks.py`, `layers/tls.py`), not in its public `hooks` module.
 HttpConnectHook = _hooks.HttpConnectHook

@@ -227,3 +227,18 @@ def test_the_eager_task_factory_runs_on_asyncio_and_on_uvloop(loop_kind: str) ->
 
     with asyncio.Runner(loop_factory=new_loop) as runner:
         assert runner.run(main()) == (["at once"], "done")
+
+
+def test_a_context_for_a_known_server_is_what_mitmproxy_would_make_with_it() -> None:
+    from mitmproxy import options
+    from mitmproxy.connection import Client, Server
+    from mitmproxy.proxy.context import Context
+
+    client = Client(peername=("127.0.0.1", 1), sockname=("127.0.0.1", 2), timestamp_start=0)
+    tunnel = Server(address=("example.test", 443))
+    opts = options.Options()
+    made = mitm_internals.context_for(client, tunnel, opts)
+    theirs = Context(client, opts)
+    theirs.server = tunnel
+    assert vars(made) == vars(theirs)
+    assert made.fork().server is tunnel
