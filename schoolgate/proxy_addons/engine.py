@@ -157,6 +157,20 @@ class DispatchTable(addonmanager.AddonManager):
         if updates and args and isinstance(args[0], flow.Flow):
             await self._call(updates, [[args[0]]])
 
+    async def run_named(self, name: str, *args: Any) -> None:
+        """`handle_lifecycle(TheHook(*args))` for the hook called `name`, without making the hook
+        object (mitmproxy's hooks check their class on every instance) or reading its fields
+        back: the front door's way to run a hook, several times on every tunnel."""
+        handlers = self._handlers.get(name)
+        if handlers is None:
+            kind: Any = hooks.all_hooks[name]
+            handlers = self.handlers(kind.__new__(kind))  # only its name is looked at
+        updates = self.handlers(_UPDATE)
+        if handlers:
+            await self._call(handlers, list(args))
+        if updates and args and isinstance(args[0], flow.Flow):
+            await self._call(updates, [[args[0]]])
+
     async def trigger_event(self, event: hooks.Hook) -> None:
         await self._trigger(event, event.args())
 
@@ -195,6 +209,8 @@ def _args(event: hooks.Hook) -> list[Any]:
 class LeanMaster(master.Master):
     """A mitmproxy Master with the lean built-ins around the given addons."""
 
+    addons: DispatchTable
+
     def __init__(self, opts: options.Options, addons: Sequence[object]) -> None:
         super().__init__(opts, with_termlog=False)
         self.addons = DispatchTable(self)
@@ -221,7 +237,7 @@ def front_door(lean: LeanMaster, addons: Sequence[object]) -> FrontDoor | None:
     gate = Gate(
         identify=identify.identify_now,
         passes_through=enforce.passes_through,
-        run_hook=lean.addons.handle_lifecycle,
+        run_hook=lean.addons.run_named,
     )
     return FrontDoor(proxyserver, gate, enforce.stats)
 

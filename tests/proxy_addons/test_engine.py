@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mitmproxy import exceptions, hooks, http, options, tls
+from mitmproxy import exceptions, http, options, tls
 from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.http import HttpRequestHeadersHook
@@ -119,8 +119,7 @@ def test_the_front_door_is_wired_only_with_identify_and_enforce() -> None:
         assert door.gate.identify == identify.identify_now
         assert door.gate.passes_through == enforce.passes_through
         assert door.stats is stats  # the front door counts in the gateway's one GatewayStats
-        hook: hooks.Hook = server_hooks.ClientConnectedHook(tflow.tclient_conn())
-        await door.gate.run_hook(hook)  # the chain's own dispatch
+        assert door.gate.run_hook == lean.addons.run_named  # the chain's own dispatch
 
     asyncio.run(run())
 
@@ -155,6 +154,12 @@ def test_the_dispatch_table_passes_each_hooks_arguments_and_the_update_after_a_f
             ("update", [flow]),
             ("tls_clienthello", data),  # not a flow: no update
         ]
+        # By name, without the hook object (the front door's way): the same calls.
+        seen.clear()
+        await lean.addons.run_named(HttpRequestHeadersHook.name, flow)
+        await lean.addons.run_named(TlsClienthelloHook.name, data)
+        await lean.addons.run_named(server_hooks.ClientConnectedHook.name, flow.client_conn)
+        assert seen == [("requestheaders", flow), ("update", [flow]), ("tls_clienthello", data)]
 
     asyncio.run(run())
 
