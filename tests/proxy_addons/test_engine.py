@@ -24,6 +24,7 @@ from schoolgate.proxy_addons.engine import (
     loop_factory,
     make_parser,
     option_specs,
+    run_lean,
 )
 from schoolgate.proxy_addons.frontdoor import FrontDoor
 from schoolgate.proxy_addons.identity import Identify
@@ -186,3 +187,11 @@ def test_without_uvloop_the_engine_falls_back_to_asyncio_unless_uvloop_is_asked_
     assert loop_factory({}) is asyncio.new_event_loop
     with pytest.raises(ValueError, match="uvloop is not installed"):
         loop_factory({EVENT_LOOP_VARIABLE: "uvloop"})
+
+
+def test_the_gateway_will_not_start_on_an_unknown_event_loop(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(EVENT_LOOP_VARIABLE, "trio")
+    assert run_lean([], addons=[]) == 1
+    assert "SCHOOLGATE_EVENT_LOOP='trio': use 'uvloop' or 'asyncio'" in capsys.readouterr().err
