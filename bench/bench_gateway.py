@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -57,9 +58,11 @@ PLAIN_HOST = "plain.bench.test"  # plain HTTP, uncategorised: allowed
 INTERCEPT_HOST = "inspect.bench.test"  # categorised ("curriculum", allowed): decrypted
 PASS_HOST = "pass.bench.test"  # uncategorised, allowed: passed through
 ADDRESSES = {PLAIN_HOST: "127.0.0.1", INTERCEPT_HOST: "127.0.0.1", PASS_HOST: "127.0.0.2"}
-PROXIES = ("bare", "lean_mitm", "lean", "schoolgate", "squid", "e2guardian")
+PROXIES = ("bare", "lean_mitm", "lean", "lean_asyncio", "schoolgate", "squid", "e2guardian")
 DEFAULT_PROXIES = ("bare", "lean_mitm", "lean", "squid", "e2guardian")
-GATEWAYS = {"lean", "lean_mitm", "schoolgate"}  # take names (their own hosts file)
+# The gateways take names (their own hosts file); so do --baseline's (they were sent the
+# loopback addresses, so the passed-through class was decrypted there and nothing counted).
+GATEWAYS = {"lean", "lean_mitm", "lean_asyncio", "schoolgate", "lean-base", "schoolgate-base"}
 PASS_ONLY = {"squid", "e2guardian"}  # configured without decryption: passthrough and HTTP only
 CLASSES = (
     "http",
@@ -205,7 +208,14 @@ class Setup:
     pin_load: list[str]  # taskset prefix for nginx and wrk
     started: list[Started] = field(default_factory=list)
 
-    def start(self, name: str, command: list[str], port: int, root: Path = ROOT) -> Started:
+    def start(
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        root: Path = ROOT,
+        env: dict[str, str] | None = None,
+    ) -> Started:
         log = self.folder / f"{name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -213,7 +223,7 @@ class Setup:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.folder,
-                env={**os.environ, "PYTHONPATH": str(root)},
+                env={**os.environ, "PYTHONPATH": str(root), **(env or {})},
             )
         one = Started(name, port, proc, log)
         self.started.append(one)
@@ -383,6 +393,7 @@ def environment(
                 ("schoolgate", "mitmdump", []),
                 ("lean_mitm", "lean", ["--set", "schoolgate_front_door=false"]),
                 ("lean", "lean", []),
+                ("lean_asyncio", "lean", []),
             )
             if name in wanted
         ]
@@ -425,6 +436,8 @@ def environment(
                 ],
                 port,
                 root,
+                # lean_asyncio: the lean gateway on asyncio's own loop instead of uvloop's
+                {"SCHOOLGATE_EVENT_LOOP": "asyncio"} if name == "lean_asyncio" else None,
             )
             if program[0] != str(BIN / "schoolgate"):
                 PROFILING.add(proxies[name].proc.pid)
@@ -717,8 +730,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(e.g. a git worktree of an older commit), as schoolgate-base and "
         "lean-base, in the same rounds",
     )
+    parser.add_argument(
+        "--new-connections",
+        type=int,
+        default=None,
+        help="connections per round in the new-connection and new-tunnel classes (default "
+        f"{FULL.new_connections}; more for a finer figure: CPU is counted in 10 ms ticks)",
+    )
     args = parser.parse_args(argv)
     load = QUICK if args.quick else FULL
+    if args.new_connections is not None:
+        load = dataclasses.replace(load, new_connections=args.new_connections)
     rounds = args.rounds or (1 if args.quick else 5)
     classes = [c for c in args.classes.split(",") if c]
     wanted = [p for p in args.proxies.split(",") if p]

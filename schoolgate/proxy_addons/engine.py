@@ -14,9 +14,10 @@ import asyncio
 import dataclasses
 import inspect
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from schoolgate.proxy_addons.identity import Identify
 logger = logging.getLogger(__name__)
 
 PROG = "schoolgate gateway --engine lean"
+EVENT_LOOP_VARIABLE = "SCHOOLGATE_EVENT_LOOP"  # uvloop (the default where installed) or asyncio
 
 # Options of mitmdump's addons that the lean engine does not load. Setting one of them to its
 # harmless value is accepted and ignored (gateway.py writes them for mitmdump); any other value
@@ -155,6 +157,20 @@ class DispatchTable(addonmanager.AddonManager):
         if updates and args and isinstance(args[0], flow.Flow):
             await self._call(updates, [[args[0]]])
 
+    async def run_named(self, name: str, *args: Any) -> None:
+        """`handle_lifecycle(TheHook(*args))` for the hook called `name`, without making the hook
+        object (mitmproxy's hooks check their class on every instance) or reading its fields
+        back: the front door's way to run a hook, several times on every tunnel."""
+        handlers = self._handlers.get(name)
+        if handlers is None:
+            kind: Any = hooks.all_hooks[name]
+            handlers = self.handlers(kind.__new__(kind))  # only its name is looked at
+        updates = self.handlers(_UPDATE)
+        if handlers:
+            await self._call(handlers, list(args))
+        if updates and args and isinstance(args[0], flow.Flow):
+            await self._call(updates, [[args[0]]])
+
     async def trigger_event(self, event: hooks.Hook) -> None:
         await self._trigger(event, event.args())
 
@@ -193,6 +209,8 @@ def _args(event: hooks.Hook) -> list[Any]:
 class LeanMaster(master.Master):
     """A mitmproxy Master with the lean built-ins around the given addons."""
 
+    addons: DispatchTable
+
     def __init__(self, opts: options.Options, addons: Sequence[object]) -> None:
         super().__init__(opts, with_termlog=False)
         self.addons = DispatchTable(self)
@@ -219,7 +237,7 @@ def front_door(lean: LeanMaster, addons: Sequence[object]) -> FrontDoor | None:
     gate = Gate(
         identify=identify.identify_now,
         passes_through=enforce.passes_through,
-        run_hook=lean.addons.handle_lifecycle,
+        run_hook=lean.addons.run_named,
     )
     return FrontDoor(proxyserver, gate, enforce.stats)
 
@@ -298,10 +316,42 @@ async def _main(arguments: Sequence[str], addons: Sequence[object]) -> int:
     return 0
 
 
+def loop_factory(
+    environ: Mapping[str, str] = os.environ,
+) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop the lean engine runs on: uvloop where it is installed (less CPU per
+    connection: its transports and streams are written in C), asyncio's own loop when it is
+    not, or when SCHOOLGATE_EVENT_LOOP=asyncio says so. Any other value than `uvloop`,
+    `asyncio` or empty is refused."""
+    wanted = environ.get(EVENT_LOOP_VARIABLE, "").strip().lower()
+    if wanted not in ("", "uvloop", "asyncio"):
+        raise ValueError(
+            f"{EVENT_LOOP_VARIABLE}={wanted!r}: use 'uvloop' or 'asyncio' (or leave it unset)"
+        )
+    if wanted != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if wanted == "uvloop":
+                raise ValueError(
+                    f"{EVENT_LOOP_VARIABLE}=uvloop, but uvloop is not installed here"
+                ) from None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
 def run_lean(arguments: Sequence[str], addons: Sequence[object] | None = None) -> int:
     """Run the lean gateway until it is told to stop; the process's exit status."""
     if addons is None:
         from schoolgate.proxy_addons.main import addons as gateway_addons
 
         addons = gateway_addons
-    return asyncio.run(_main(arguments, addons))
+    try:
+        factory = loop_factory()
+    except ValueError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
+    mitm_internals.eager_tasks_on_any_loop()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_main(arguments, addons))

@@ -38,12 +38,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mitmproxy import ctx, hooks, http
+from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Address, Client, ConnectionState, Server
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import server_hooks
-from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.http import HTTPMode, validate_request
 from mitmproxy.tls import ClientHelloData
 
@@ -68,18 +67,31 @@ HELLO_MAX = 64 * 1024  # a ClientHello larger than this goes to mitmproxy
 PIPE_BUFFER = 32 * 1024  # bytes read at once per direction of a spliced tunnel (64 KiB a tunnel)
 CONNECT_SECONDS = 10.0  # to open the upstream connection
 
+# The hooks the front door runs, by mitmproxy's names for them.
+CLIENT_CONNECTED = server_hooks.ClientConnectedHook.name
+HTTP_CONNECT = HttpConnectHook.name
+HTTP_CONNECT_ERROR = HttpConnectErrorHook.name
+HTTP_CONNECTED = HttpConnectedHook.name
+TLS_CLIENTHELLO = TlsClienthelloHook.name
+SERVER_CONNECT = server_hooks.ServerConnectHook.name
+SERVER_CONNECT_ERROR = server_hooks.ServerConnectErrorHook.name
+SERVER_CONNECTED = server_hooks.ServerConnectedHook.name
+SERVER_DISCONNECTED = server_hooks.ServerDisconnectedHook.name
+CLIENT_DISCONNECTED = server_hooks.ClientDisconnectedHook.name
+
 
 @dataclass(frozen=True, slots=True)
 class Gate:
     """What the front door asks of the gateway. `identify(proxy_authorization, peer)`: the
     identity of an explicit proxy client when no directory is needed, a challenge, or None
     (Identify.identify_now); `passes_through(host, port, identity)`: would such a tunnel be
-    relayed unread (Enforce.passes_through); `run_hook(hook)`: run one hook through the addon
-    chain, as mitmproxy does (the lean engine's DispatchTable.handle_lifecycle)."""
+    relayed unread (Enforce.passes_through); `run_hook(name, *args)`: run the hook called
+    `name` with those arguments through the addon chain, as mitmproxy does (the lean engine's
+    DispatchTable.run_named)."""
 
     identify: Callable[[str | None, Address | None], object]
     passes_through: Callable[[str, int, Identity], bool]
-    run_hook: Callable[[hooks.Hook], Awaitable[None]]
+    run_hook: Callable[..., Awaitable[None]]
 
 
 class FrontDoor:
@@ -90,6 +102,9 @@ class FrontDoor:
         self.proxyserver = proxyserver
         self.stats = stats if stats is not None else GatewayStats()
         self.enabled = True
+        # Options read on every connection, kept here: each `ctx.options.x` is a deep copy.
+        self.validate_inbound_headers = True
+        self.tcp_timeout = 600.0
         mitm_internals.route_streams(proxyserver, self.accept)
 
     def load(self, loader: Loader) -> None:
@@ -103,8 +118,13 @@ class FrontDoor:
         )
 
     def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
         if "schoolgate_front_door" in updated:
-            self.enabled = bool(ctx.options.schoolgate_front_door)
+            self.enabled = bool(opts.schoolgate_front_door)
+        if "validate_inbound_headers" in updated:
+            self.validate_inbound_headers = bool(opts.validate_inbound_headers)
+        if "tcp_timeout" in updated:
+            self.tcp_timeout = float(opts.tcp_timeout)
 
     async def accept(
         self, instance: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -171,7 +191,7 @@ class _Door:
         connections[self.client.id] = self
         try:
             self.announced = True
-            await gate.run_hook(server_hooks.ClientConnectedHook(self.client))
+            await gate.run_hook(CLIENT_CONNECTED, self.client)
             if self.client.error:
                 stats.door_refused += 1
                 await self.end()
@@ -251,7 +271,7 @@ class _Door:
             or "transfer-encoding" in request.headers
         ):
             return None
-        if validate_request(HTTPMode.regular, request, ctx.options.validate_inbound_headers):
+        if validate_request(HTTPMode.regular, request, self.owner.validate_inbound_headers):
             return None
         return request
 
@@ -279,12 +299,12 @@ class _Door:
         self.server = Server(address=None, transport_protocol="tcp")
         flow = http.HTTPFlow(self.client, self.server, live=True)
         flow.request = request
-        await run(HttpConnectHook(flow))
+        await run(HTTP_CONNECT, flow)
         if flow.response is not None or flow.error is not None:
             self.owner.stats.door_answered += 1
             if flow.response is not None and flow.error is None:
                 self.writer.write(_assemble(flow.response))
-            await run(HttpConnectErrorHook(flow))
+            await run(HTTP_CONNECT_ERROR, flow)
             flow.live = False
             await self.end()
             return None
@@ -299,7 +319,7 @@ class _Door:
             time.time(),
             time.time(),
         )
-        await run(HttpConnectedHook(flow))
+        await run(HTTP_CONNECTED, flow)
         self.writer.write(_assemble(flow.response))
         return flow
 
@@ -336,10 +356,9 @@ class _Door:
             return
         self.client.sni = sni
         self.client.alpn_offers = hello.alpn_protocols
-        context = Context(self.client, ctx.options)
-        context.server = self.server
+        context = mitm_internals.context_for(self.client, self.server, ctx.options)
         hello_data = ClientHelloData(context, hello)
-        await run(TlsClienthelloHook(hello_data))
+        await run(TLS_CLIENTHELLO, hello_data)
         if not hello_data.ignore_connection:
             # The first look said "relay", the gateway's hooks say "inspect" (or refuse): never
             # relay it; the hooks have run, so mitmproxy cannot start over. Close it.
@@ -356,13 +375,11 @@ class _Door:
             return
         self.owner.proxyserver.connections.pop(self.client.id, None)  # ours to time out now
         stats.door_spliced += 1
-        await _Splice.run(self.reader, self.writer, upstream, data, float(ctx.options.tcp_timeout))
+        await _Splice.run(self.reader, self.writer, upstream, data, self.owner.tcp_timeout)
         self.server.timestamp_end = time.time()
         self.server.state = ConnectionState.CLOSED
         await run(
-            server_hooks.ServerDisconnectedHook(
-                server_hooks.ServerConnectionHookData(self.server, self.client)
-            )
+            SERVER_DISCONNECTED, server_hooks.ServerConnectionHookData(self.server, self.client)
         )
         await self.finish()
 
@@ -373,7 +390,7 @@ class _Door:
         assert self.server is not None
         server = self.server
         data = server_hooks.ServerConnectionHookData(server, self.client)
-        await run(server_hooks.ServerConnectHook(data))
+        await run(SERVER_CONNECT, data)
         transport = None
         if not server.error:
             assert server.address is not None
@@ -386,14 +403,14 @@ class _Door:
             except (OSError, TimeoutError) as error:
                 server.error = str(error) or type(error).__name__
         if transport is None:
-            await run(server_hooks.ServerConnectErrorHook(data))
+            await run(SERVER_CONNECT_ERROR, data)
             await self.end()
             return None
         server.peername = transport.get_extra_info("peername")
         server.sockname = transport.get_extra_info("sockname")
         server.timestamp_tcp_setup = time.time()
         server.state = ConnectionState.OPEN
-        await run(server_hooks.ServerConnectedHook(data))
+        await run(SERVER_CONNECTED, data)
         return transport
 
     async def _hand_over(self, data: bytes, *, tunnel: Server | None) -> None:
@@ -416,7 +433,7 @@ class _Door:
         self.finished = True
         self.client.timestamp_end = time.time()
         self.client.state = ConnectionState.CLOSED
-        await self.owner.gate.run_hook(server_hooks.ClientDisconnectedHook(self.client))
+        await self.owner.gate.run_hook(CLIENT_DISCONNECTED, self.client)
 
 
 class _Pipe(asyncio.BufferedProtocol):
@@ -475,8 +492,10 @@ class _Splice:
     def __init__(self, timeout: float) -> None:
         self.active = False
         self.open = 2
-        self.done = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.done = self.loop.create_future()
         self.timeout = timeout
+        self.timer: asyncio.TimerHandle | None = None
 
     def lost(self) -> None:
         self.open -= 1
@@ -512,15 +531,18 @@ class _Splice:
         await splice.wait(client_transport, upstream)
 
     async def wait(self, client: Any, upstream: Any) -> None:
-        while True:
+        """Until both sockets are closed; both are closed after a whole time-out in which
+        nothing went either way (one timer, looked at once per time-out)."""
+        self.timer = self.loop.call_later(self.timeout, self.idle, client, upstream)
+        try:
+            await self.done
+        finally:
+            self.timer.cancel()
+
+    def idle(self, client: Any, upstream: Any) -> None:
+        if self.active:
             self.active = False
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await asyncio.shield(self.done)
-                return
-            except TimeoutError:
-                if not self.active:  # nothing either way for a whole time-out: close
-                    client.close()
-                    upstream.close()
-                    await self.done
-                    return
+            self.timer = self.loop.call_later(self.timeout, self.idle, client, upstream)
+            return
+        client.close()
+        upstream.close()

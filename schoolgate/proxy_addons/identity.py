@@ -44,6 +44,7 @@ from schoolgate.store.identity_config import (
     IdentityConfig,
     IdentityConfigError,
     LdapSettings,
+    SubnetRole,
     load_identity_config,
 )
 from schoolgate.store.throttle import ADDRESS, USER, Attempt, Limit, Throttle
@@ -125,6 +126,10 @@ class TtlCache:
             self._entries.popitem(last=False)
 
 
+SUBNET_MEMORY = 4096  # client addresses whose subnet is remembered per configuration
+_UNKNOWN = object()
+
+
 @dataclass(frozen=True)
 class Setup:
     """One configuration and what it built; replaced whole when the option changes."""
@@ -133,6 +138,17 @@ class Setup:
     directory: Directory | None = None
     source: IdentitySource = IdentitySource.DEFAULT
     cache: TtlCache = field(default_factory=TtlCache)
+    # client address -> its subnet under this configuration (the front door and Identify both
+    # ask on every new connection); gone with the configuration, bounded.
+    subnets: dict[str, SubnetRole | None] = field(default_factory=dict)
+
+    def subnet_for(self, address: str) -> SubnetRole | None:
+        found = self.subnets.get(address, _UNKNOWN)
+        if found is _UNKNOWN:
+            if len(self.subnets) >= SUBNET_MEMORY:
+                self.subnets.clear()
+            found = self.subnets[address] = self.config.subnet_for(address)
+        return found  # type: ignore[return-value]
 
 
 def make_throttle(
@@ -429,7 +445,7 @@ def _credentials(header: str) -> tuple[str, str] | None:
 def _without_credentials(
     setup: Setup, peer: Address | None, *, explicit: bool
 ) -> Identity | Challenge:
-    subnet = setup.config.subnet_for(str(peer[0])) if peer else None
+    subnet = setup.subnet_for(str(peer[0])) if peer else None
     if subnet and (subnet.without_auth or not explicit or not setup.config.auth_required):
         return Identity(role=subnet.role, source=IdentitySource.SUBNET)
     if explicit and setup.config.auth_required and setup.directory is not None:

@@ -2,7 +2,8 @@
 request-head limits and time-out (mitmproxy buffers a request head without any bound: "FIXME:
 protect against header size DoS" in `Http1Server.read_headers`), error responses that do not
 name the proxy, closing a client connection from an addon, and the front door's way in,
-hand-over and pre-read ClientHello (proxy_addons/frontdoor.py).
+hand-over and pre-read ClientHello (proxy_addons/frontdoor.py), and an eager task factory that
+uvloop accepts (proxy_addons/engine.py).
 
 Each item below names what it relies on. `tests/proxy_addons/test_mitm_internals.py` checks
 every one of them, so an upgrade that moves them fails loudly instead of silently dropping a
@@ -37,6 +38,7 @@ from mitmproxy.proxy.layers import modes
 from mitmproxy.proxy.layers import tls as tls_layer
 from mitmproxy.proxy.layers.http import _base, _hooks, _http1, _http2, _http3
 from mitmproxy.tls import ClientHello
+from mitmproxy.utils import asyncio_utils
 
 logger = logging.getLogger(__name__)
 
@@ -393,6 +395,15 @@ class _Tunnel(modes.DestinationKnown):
             yield from self.finish_start()
 
 
+def context_for(client: Client, tunnel: Any, options: Any) -> proxy_context.Context:
+    """`Context(client, options)` with `tunnel` (a Server) as its server, without making the
+    Server that `Context.__init__` makes only to be replaced (its id, its ~25 checked attribute
+    sets). Relies on a Context being its `client`, `server`, `options` and `layers`."""
+    context: proxy_context.Context = proxy_context.Context.__new__(proxy_context.Context)
+    context.client, context.server, context.options, context.layers = client, tunnel, options, []
+    return context
+
+
 # The hooks the front door sends itself: mitmproxy keeps their classes beside the layers that
 # send them (`layers/http/_hooks.py`, `layers/tls.py`), not in its public `hooks` module.
 HttpConnectHook = _hooks.HttpConnectHook
@@ -455,3 +466,38 @@ def _unchecked(self: Any) -> None:
 def skip_message_type_checks() -> None:
     """Build HTTP messages without mitmproxy's run-time type checks (as `python -O` does)."""
     http.MessageData.__post_init__ = _unchecked  # type: ignore[method-assign]
+
+
+# --- 8. eager tasks on any event loop (the lean engine on uvloop) -----------------------------
+# Relies on: `Master.run()` entering `mitmproxy.utils.asyncio_utils.set_eager_task_factory()`,
+# a context manager looked up on that module when `run` is called, which installs asyncio's
+# `eager_task_factory`. That factory takes no `eager_start` argument, which uvloop 0.23's
+# `create_task` passes on Python 3.13 (TypeError: ... 'eager_start'); this one accepts it and
+# makes the same eager tasks, on asyncio's loop and on uvloop's.
+
+
+def _eager_task(
+    loop: asyncio.AbstractEventLoop,
+    coro: Any,
+    *,
+    name: str | None = None,
+    context: Any = None,
+    eager_start: bool | None = None,
+) -> asyncio.Task[Any]:
+    return asyncio.Task(coro, loop=loop, name=name, context=context, eager_start=True)
+
+
+@contextlib.contextmanager
+def _set_eager_task_factory() -> Generator[None]:
+    loop = asyncio.get_running_loop()
+    existing = loop.get_task_factory()
+    loop.set_task_factory(_eager_task)
+    try:
+        yield
+    finally:
+        loop.set_task_factory(existing)
+
+
+def eager_tasks_on_any_loop() -> None:
+    """Let mitmproxy's master install an eager task factory that uvloop accepts too."""
+    asyncio_utils.set_eager_task_factory = _set_eager_task_factory

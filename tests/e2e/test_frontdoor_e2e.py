@@ -8,6 +8,7 @@ it is on by default in the lean engine."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import ssl
@@ -321,3 +322,68 @@ def test_the_front_door_can_be_switched_off(tmp_path: Path) -> None:
         counts = door_counts(gw)
         assert counts  # exported...
         assert not any(counts.values())  # ...and nothing went through it
+
+
+def loaded_loop(gw: Gateway) -> str:
+    """Which event loop the gateway's process has loaded: uvloop's library, or none of it."""
+    maps = Path(f"/proc/{gw.proc.pid}/maps").read_text()
+    return "uvloop" if "/uvloop/loop." in maps else "asyncio"
+
+
+def test_the_gateway_runs_on_uvloop_and_splices_there(door: Gateway) -> None:
+    pytest.importorskip("uvloop")
+    if os.environ.get("SCHOOLGATE_EVENT_LOOP", "").strip().lower() == "asyncio":
+        pytest.skip("this run asks for asyncio's loop (SCHOOLGATE_EVENT_LOOP=asyncio)")
+    signed_in(door, "pupil1")
+    spliced(door, "pupil1", "https://learning.test/on-uvloop")
+    assert loaded_loop(door) == "uvloop"
+
+
+def test_the_gateway_runs_on_asyncios_loop_when_told_and_splices_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCHOOLGATE_EVENT_LOOP", "asyncio")
+    with lean_gateway(tmp_path) as gw:
+        signed_in(gw, "pupil1")
+        spliced(gw, "pupil1", "https://learning.test/on-asyncio")
+        assert loaded_loop(gw) == "asyncio"
+
+
+def echo_once(tls: ssl.SSLSocket, ws: WSConnection, payload: bytes) -> bytes:
+    tls.sendall(ws.send(wsevents.BytesMessage(data=payload)))
+    while True:
+        data = tls.recv(65536)
+        assert data, "the tunnel closed"
+        ws.receive_data(data)
+        for event in ws.events():
+            if isinstance(event, wsevents.BytesMessage):
+                return bytes(event.data)
+
+
+def test_a_spliced_tunnel_lives_while_used_and_closes_after_a_silent_time_out(
+    tmp_path: Path,
+) -> None:
+    with lean_gateway(tmp_path, "--set", "tcp_timeout=2", signs_in=False) as gw:
+        before = door_counts(gw)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(cafile=str(gw.test_ca.ca_pem))
+        raw = connect(gw, "learning.test:443", user=None)
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        ws = WSConnection(ConnectionType.CLIENT)
+        with context.wrap_socket(raw, server_hostname="learning.test") as tls:
+            tls.sendall(ws.send(wsevents.Request(host="learning.test", target="/ws")))
+            while not any(isinstance(e, wsevents.AcceptConnection) for e in ws.events()):
+                data = tls.recv(65536)
+                assert data, "the tunnel closed during the websocket handshake"
+                ws.receive_data(data)
+            counted(gw, "spliced", before)
+            for n in range(6):  # 4.8 s in use, more than twice the time-out
+                assert echo_once(tls, ws, b"tick %d" % n) == b"tick %d" % n
+                time.sleep(0.8)
+            silent = time.monotonic()
+            tls.settimeout(15)
+            with contextlib.suppress(OSError):
+                while tls.recv(65536):
+                    pass
+            waited = time.monotonic() - silent
+        assert 1.5 <= waited <= 6, f"closed after {waited:.1f} s of silence (time-out 2 s)"

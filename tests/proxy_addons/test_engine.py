@@ -4,11 +4,12 @@ and where the front door is wired in. The gateway itself runs on it in tests/e2e
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mitmproxy import exceptions, hooks, http, options, tls
+from mitmproxy import exceptions, http, options, tls
 from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.http import HttpRequestHeadersHook
@@ -16,11 +17,14 @@ from mitmproxy.test import tflow
 
 from schoolgate.proxy_addons.enforce import Enforce
 from schoolgate.proxy_addons.engine import (
+    EVENT_LOOP_VARIABLE,
     LeanMaster,
     front_door,
     load_scripts,
+    loop_factory,
     make_parser,
     option_specs,
+    run_lean,
 )
 from schoolgate.proxy_addons.frontdoor import FrontDoor
 from schoolgate.proxy_addons.identity import Identify
@@ -116,8 +120,7 @@ def test_the_front_door_is_wired_only_with_identify_and_enforce() -> None:
         assert door.gate.identify == identify.identify_now
         assert door.gate.passes_through == enforce.passes_through
         assert door.stats is stats  # the front door counts in the gateway's one GatewayStats
-        hook: hooks.Hook = server_hooks.ClientConnectedHook(tflow.tclient_conn())
-        await door.gate.run_hook(hook)  # the chain's own dispatch
+        assert door.gate.run_hook == lean.addons.run_named  # the chain's own dispatch
 
     asyncio.run(run())
 
@@ -152,5 +155,43 @@ def test_the_dispatch_table_passes_each_hooks_arguments_and_the_update_after_a_f
             ("update", [flow]),
             ("tls_clienthello", data),  # not a flow: no update
         ]
+        # By name, without the hook object (the front door's way): the same calls.
+        seen.clear()
+        await lean.addons.run_named(HttpRequestHeadersHook.name, flow)
+        await lean.addons.run_named(TlsClienthelloHook.name, data)
+        await lean.addons.run_named(server_hooks.ClientConnectedHook.name, flow.client_conn)
+        assert seen == [("requestheaders", flow), ("update", [flow]), ("tls_clienthello", data)]
 
     asyncio.run(run())
+
+
+# --- the event loop: uvloop where installed, asyncio's own when told ----------------------------
+
+
+def test_the_lean_engine_runs_on_uvloop_unless_told_otherwise() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    assert loop_factory({}) is uvloop.new_event_loop
+    assert loop_factory({EVENT_LOOP_VARIABLE: "uvloop"}) is uvloop.new_event_loop
+    assert loop_factory({EVENT_LOOP_VARIABLE: " AsyncIO "}) is asyncio.new_event_loop
+
+
+def test_an_unknown_event_loop_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="'trio': use 'uvloop' or 'asyncio'"):
+        loop_factory({EVENT_LOOP_VARIABLE: "trio"})
+
+
+def test_without_uvloop_the_engine_falls_back_to_asyncio_unless_uvloop_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    assert loop_factory({}) is asyncio.new_event_loop
+    with pytest.raises(ValueError, match="uvloop is not installed"):
+        loop_factory({EVENT_LOOP_VARIABLE: "uvloop"})
+
+
+def test_the_gateway_will_not_start_on_an_unknown_event_loop(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(EVENT_LOOP_VARIABLE, "trio")
+    assert run_lean([], addons=[]) == 1
+    assert "SCHOOLGATE_EVENT_LOOP='trio': use 'uvloop' or 'asyncio'" in capsys.readouterr().err

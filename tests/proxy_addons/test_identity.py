@@ -220,6 +220,43 @@ async def test_subnets_map_devices_that_cannot_sign_in(
     assert challenged(flow) is (expected is None)
 
 
+async def test_a_clients_subnet_is_looked_up_once_per_configuration(
+    addon: Identify, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(addon, local_config(tmp_path, subnets=SUBNETS))
+    asked: list[str] = []
+    config = addon._setup.config
+    looked_up = type(config).subnet_for
+
+    def counting(self: object, address: str) -> object:
+        asked.append(address)
+        return looked_up(config, address)
+
+    monkeypatch.setattr(type(config), "subnet_for", counting)
+    for _ in range(3):  # the front door's first look, then Identify, on every connection
+        assert addon.identify_now(None, ("10.20.1.1", 50123)) == Identity(
+            "pupil", IdentitySource.SUBNET
+        )
+        flow = make_flow(peer="10.20.1.1", connect=True)
+        await addon.http_connect(flow)
+        assert identity_of(flow) == Identity("pupil", IdentitySource.SUBNET)
+    assert asked == ["10.20.1.1"]
+
+
+async def test_a_new_configuration_looks_the_subnet_up_again(
+    addon: Identify, tmp_path: Path
+) -> None:
+    configure(addon, local_config(tmp_path, subnets=SUBNETS))
+    assert addon.identify_now(None, ("10.20.1.1", 1)) == Identity("pupil", IdentitySource.SUBNET)
+    moved = [{"cidr": "10.20.0.0/16", "role": "staff", "without_auth": True}]
+    (tmp_path / "again").mkdir()
+    configure(addon, local_config(tmp_path / "again", subnets=moved))
+    assert addon.identify_now(None, ("10.20.1.1", 1)) == Identity("staff", IdentitySource.SUBNET)
+    (tmp_path / "none").mkdir()
+    configure(addon, local_config(tmp_path / "none", subnets=[]))
+    assert addon.identify_now(None, ("10.20.1.1", 1)) == addon.identify_now(None, None)
+
+
 async def test_a_tunnel_is_checked_once_and_its_requests_share_the_identity(
     addon: Identify,
 ) -> None:

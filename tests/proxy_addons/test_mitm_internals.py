@@ -193,3 +193,52 @@ def test_the_lean_engine_can_build_messages_without_mitmproxys_type_checks(
         built()
     mitm_internals.skip_message_type_checks()
     assert built().http_version == "HTTP/1.1"  # not checked any more
+
+
+def test_mitmproxys_master_installs_its_eager_task_factory_where_we_replace_it() -> None:
+    from mitmproxy import master
+    from mitmproxy.utils import asyncio_utils
+
+    assert "asyncio_utils.set_eager_task_factory()" in inspect.getsource(master.Master.run)
+    assert callable(asyncio_utils.set_eager_task_factory)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_the_eager_task_factory_runs_on_asyncio_and_on_uvloop(loop_kind: str) -> None:
+    """uvloop 0.23 passes `eager_start` to the task factory, which asyncio's own eager factory
+    refuses (TypeError): mitmproxy's master could not run on it."""
+    from mitmproxy.utils import asyncio_utils
+
+    uvloop = pytest.importorskip("uvloop") if loop_kind == "uvloop" else None
+    new_loop = asyncio.new_event_loop if uvloop is None else uvloop.new_event_loop
+    mitm_internals.eager_tasks_on_any_loop()
+    started: list[str] = []
+
+    async def note() -> str:
+        started.append("at once")
+        await asyncio.sleep(0)
+        return "done"
+
+    async def main() -> tuple[list[str], str]:
+        with asyncio_utils.set_eager_task_factory():
+            task = asyncio.get_running_loop().create_task(note(), name="eager")
+            seen = list(started)  # an eager task has run to its first await already
+            return seen, await task
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        assert runner.run(main()) == (["at once"], "done")
+
+
+def test_a_context_for_a_known_server_is_what_mitmproxy_would_make_with_it() -> None:
+    from mitmproxy import options
+    from mitmproxy.connection import Client, Server
+    from mitmproxy.proxy.context import Context
+
+    client = Client(peername=("127.0.0.1", 1), sockname=("127.0.0.1", 2), timestamp_start=0)
+    tunnel = Server(address=("example.test", 443))
+    opts = options.Options()
+    made = mitm_internals.context_for(client, tunnel, opts)
+    theirs = Context(client, opts)
+    theirs.server = tunnel
+    assert vars(made) == vars(theirs)
+    assert made.fork().server is tunnel
