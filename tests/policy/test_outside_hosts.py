@@ -116,7 +116,11 @@ def test_platform_hosts_are_blocked_for_pupils_in_lesson_and_at_break(
 TIKTOK_VIEWERS = ["urlebird.com", "www.tikwm.com", "snaptik.app", "ssstik.io", "tokview.com"]
 
 
-@pytest.mark.parametrize("host", TIKTOK_VIEWERS)
+# ...and the ones no list names yet, by the brand inside their name.
+TIKTOK_VIEWERS_BY_NAME = ["tiktokviewer.net", "www.tiktok-downloader.io", "savetiktok.example"]
+
+
+@pytest.mark.parametrize("host", [*TIKTOK_VIEWERS, *TIKTOK_VIEWERS_BY_NAME])
 def test_tiktok_viewers_count_as_tiktok(seed: Policy, host: str) -> None:
     assert _verdict(seed, host, PUPIL, LESSON) == (Verdict.BLOCK, "social")
     assert _verdict(seed, host, STAFF, LESSON) == (Verdict.BLOCK, "social")
