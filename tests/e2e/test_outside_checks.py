@@ -20,11 +20,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
 import yaml
 
 from tests.support.gateway import PASSWORD, Gateway, noon_zone, running_gateway, write_identity
+from tests.support.tls_hello import ECH, ECH_PAYLOAD, client_hello_record
 
 pytestmark = pytest.mark.e2e
 
@@ -219,6 +223,7 @@ def test_spellings_are_blocked_for_staff_at_break(at_break: Gateway, host: str, 
 
 # --- the Host header, the URL and the SNI against each other ----------------------------------
 
+FB = "www.facebook.com:443"
 # (CONNECT target, SNI, request): staff at break, where the tunnel to Facebook is allowed.
 TUNNEL_TRICKS = [
     ("www.facebook.com:443", "www.facebook.com", "GET / HTTP/1.1\r\nHost: x.com\r\n"),
@@ -243,6 +248,15 @@ TUNNEL_TRICKS = [
     ),
     ("www.facebook.com:443", "www.facebook.com", "GET / HTTP/1.1\r\nHost: x.com.\r\n"),
     ("www.facebook.com:443", "www.facebook.com", "GET / HTTP/1.1\r\nHost: X.COM:443\r\n"),
+    # two Host headers, either order, and two names in one
+    (FB, "www.facebook.com", "GET / HTTP/1.1\r\nHost: www.facebook.com\r\nHost: x.com\r\n"),
+    (FB, "www.facebook.com", "GET / HTTP/1.1\r\nHost: x.com\r\nHost: www.facebook.com\r\n"),
+    (FB, "www.facebook.com", "GET / HTTP/1.1\r\nHost: www.facebook.com, x.com\r\n"),
+    (
+        FB,
+        "www.facebook.com",
+        "GET https://www.facebook.com@x.com/ HTTP/1.1\r\nHost: www.facebook.com\r\n",
+    ),
 ]
 
 
@@ -296,6 +310,13 @@ PLAIN_TRICKS = [
     "GET / HTTP/1.1\r\nHost: x.com\r\n",  # origin form, as if the gateway were the site
     "GET / HTTP/1.1\r\nHost: \r\n",
     "GET / HTTP/1.0\r\n",
+    "GET ftp://x.com/ HTTP/1.1\r\nHost: x.com\r\n",
+    "GET http://www.facebook.com/ HTTP/1.1\r\nHost: www.facebook.com\r\nHost: x.com\r\n",
+    # a body framed two ways (request smuggling): refused, never passed on
+    "POST http://learning.test/ HTTP/1.1\r\nHost: learning.test\r\nTransfer-Encoding: chunked\r\n"
+    "Content-Length: 40\r\n\r\n0\r\n\r\nGET http://x.com/ HTTP/1.1\r\nHost: x.com\r\n",
+    "CONNECT learning.test@x.com:443 HTTP/1.1\r\nHost: x.com\r\n",  # userinfo at the CONNECT
+    "CONNECT x%2ecom:443 HTTP/1.1\r\nHost: x.com\r\n",
 ]
 
 
@@ -403,3 +424,52 @@ def test_a_request_line_naming_another_site_is_host_mismatch(at_break: Gateway, 
     assert reply.startswith(b"HTTP/1.1 403"), reply[:300]
     assert b"<dt>Technique</dt><dd>host_mismatch</dd>" in reply
     assert _untouched(at_break)
+
+
+def test_http2_coalescing_cannot_reach_x_through_a_facebook_connection(at_break: Gateway) -> None:
+    """One HTTP/2 connection to Facebook, a second stream for x.com (what browsers do for hosts
+    sharing a certificate): the second is decided on its own and blocked."""
+    raw = socket.create_connection(("127.0.0.1", at_break.port), timeout=20)
+    raw.sendall(
+        f"CONNECT {FB} HTTP/1.1\r\nHost: {FB}\r\n"
+        f"Proxy-Authorization: {_auth('staff1')}\r\n\r\n".encode()
+    )
+    assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=str(at_break.ca_pem))
+    context.set_alpn_protocols(["h2"])
+    with context.wrap_socket(raw, server_hostname="www.facebook.com") as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+        conn = h2.connection.H2Connection(h2.config.H2Configuration())
+        conn.initiate_connection()
+        statuses = []
+        for authority in ("www.facebook.com", "x.com"):
+            stream = conn.get_next_available_stream_id()
+            request = [(":method", "GET"), (":scheme", "https"), (":path", "/")]
+            conn.send_headers(stream, [*request, (":authority", authority)], end_stream=True)
+            tls.sendall(conn.data_to_send())
+            ended = False
+            while not ended and (data := tls.recv(65536)):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        statuses.append(dict(event.headers)[b":status"])
+                    ended = ended or (
+                        isinstance(event, h2.events.StreamEnded) and event.stream_id == stream
+                    )
+                tls.sendall(conn.data_to_send())
+    assert statuses == [b"200", b"403"]
+    assert _untouched(at_break)
+
+
+def test_an_encrypted_client_hello_hiding_the_site_is_refused(at_break: Gateway) -> None:
+    with socket.create_connection(("127.0.0.1", at_break.port), timeout=20) as raw:
+        raw.sendall(
+            b"CONNECT learning.test:443 HTTP/1.1\r\nHost: learning.test:443\r\n"
+            + f"Proxy-Authorization: {_auth('pupil1')}\r\n\r\n".encode()
+        )
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        before = at_break.https_origin.connections
+        raw.sendall(client_hello_record("cover.example", {ECH: ECH_PAYLOAD}))
+        reply = _read_all(raw)
+    assert not reply.startswith(b"\x16\x03")  # no handshake: the hidden site was never reached
+    assert at_break.https_origin.connections == before
