@@ -158,6 +158,14 @@ BLOCKED_FOR_PUPILS = [
     ("p16-sign-va.tiktokcdn.com", "social"),
     ("web.snapchat.com", "social"),
     ("urlebird.com", "social"),
+    ("tiktokviewer.net", "social"),
+    # the circumvention categories
+    ("nordvpn.com", "vpn"),
+    ("www.croxyproxy.com", "web_proxy"),
+    ("bridges.torproject.org", "tor"),
+    ("dns.google", "doh"),
+    ("nitter.net", "platform_frontend"),
+    ("xn--fcebook-8va.com", "lookalike"),
 ]
 
 
@@ -473,3 +481,26 @@ def test_an_encrypted_client_hello_hiding_the_site_is_refused(at_break: Gateway)
         reply = _read_all(raw)
     assert not reply.startswith(b"\x16\x03")  # no handshake: the hidden site was never reached
     assert at_break.https_origin.connections == before
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        "GET / HTTP/1.1\r\nHost: x.com\r\n",
+        "GET http://x.com/ HTTP/1.1\r\nHost: learning.test\r\n",
+    ],
+)
+def test_plain_http_in_a_port_80_tunnel_is_decided_like_any_request(
+    at_break: Gateway, request_head: str
+) -> None:
+    # Browsers send ws:// through a proxy as CONNECT host:80; the HTTP inside is decided too.
+    with socket.create_connection(("127.0.0.1", at_break.port), timeout=20) as raw:
+        raw.sendall(
+            b"CONNECT learning.test:80 HTTP/1.1\r\nHost: learning.test:80\r\n"
+            + f"Proxy-Authorization: {_auth('pupil1')}\r\n\r\n".encode()
+        )
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        raw.sendall((request_head + "Connection: close\r\n\r\n").encode())
+        reply = _read_all(raw)
+    assert reply.startswith(b"HTTP/1.1 403"), reply[:300]
+    assert _untouched(at_break)
