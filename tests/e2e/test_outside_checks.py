@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import time
 from base64 import b64encode
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,14 +37,18 @@ SEED = Path(__file__).resolve().parents[2] / "schoolgate" / "policy" / "data" / 
 DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
-def write_seed(path: Path, *, in_break: bool) -> None:
-    """The shipped seed policy, its calendar moved so that now is in a break (or in lesson)."""
+def write_seed(
+    path: Path, *, in_break: bool, start: datetime | None = None, end: datetime | None = None
+) -> None:
+    """The shipped seed policy, its calendar moved so that now is in a break (or in lesson),
+    or so that its one break runs from `start` to `end`."""
     now = datetime.now(UTC)
     zone = noon_zone(now)  # now is 12:xx there: the day's windows never cross midnight
-    if in_break:
-        start, end = now - timedelta(minutes=5), now + timedelta(hours=1)
-    else:
-        start, end = now - timedelta(hours=4), now - timedelta(hours=3, minutes=30)
+    if start is None or end is None:
+        if in_break:
+            start, end = now - timedelta(minutes=5), now + timedelta(hours=1)
+        else:
+            start, end = now - timedelta(hours=4), now - timedelta(hours=3, minutes=30)
     local = ZoneInfo(zone)
     spec = yaml.safe_load(SEED.read_text(encoding="utf-8"))
     spec["calendar"].update(
@@ -504,3 +509,25 @@ def test_plain_http_in_a_port_80_tunnel_is_decided_like_any_request(
         reply = _read_all(raw)
     assert reply.startswith(b"HTTP/1.1 403"), reply[:300]
     assert _untouched(at_break)
+
+
+def test_the_break_opens_and_closes_on_the_second_on_one_kept_alive_connection(
+    tmp_path: Path,
+) -> None:
+    """Staff keep one connection to Facebook open across the break's start and its end: the
+    first request after each edge gets the new verdict (nothing is remembered per connection)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    start, end = now + timedelta(seconds=15), now + timedelta(seconds=23)
+    policy = tmp_path / "policy.yaml"
+    write_seed(policy, in_break=False, start=start, end=end)
+    with (
+        running_gateway(tmp_path, policy=policy, identity=write_identity(tmp_path / "id")) as gw,
+        gw.client("staff1", trust="both") as client,
+    ):
+        seen = []
+        for edge in (start, end):
+            before = client.get("https://www.facebook.com/")
+            assert datetime.now(UTC) < edge, "the machine was too slow to ask before the edge"
+            time.sleep(max(0.0, (edge - datetime.now(UTC)).total_seconds()) + 0.3)
+            seen.append((before.status_code, client.get("https://www.facebook.com/").status_code))
+    assert seen == [(403, 200), (200, 403)]
