@@ -422,6 +422,17 @@ def _is_frontend(labels: Iterable[str]) -> bool:
     return False
 
 
+# X's and Instagram's own domains: carried whole in front of another registrable domain
+# (www.instagram.com.proxy.example, x.com.mirror.example.org) they are the shape of a suffix
+# proxy, which shows the site under its own name.
+_FRONTED_DOMAINS = tuple(d for d, c in PROTECTED_DOMAINS.items() if c in ("x", "instagram"))
+
+
+def _embeds_platform(inner: str) -> bool:
+    padded = f".{inner}."
+    return any(f".{domain}." in padded for domain in _FRONTED_DOMAINS)
+
+
 def name_categories(
     known: Container[str],
     name: str,
@@ -449,7 +460,7 @@ def name_categories(
         labels = [*inner.split(".")] if inner else []
         if registrable is not None:
             labels.append(registrable.partition(".")[0])
-        if _is_frontend(labels):
+        if _is_frontend(labels) or (inner and _embeds_platform(inner)):
             found.append(FRONTEND)
     if not listed and not found and registrable is not None:
         word = circumvention_word(registrable.partition(".")[0])

@@ -147,6 +147,10 @@ SPELLINGS = [
     ("www-instagram-com.cdn.ampproject.org", "instagram"),
     ("facebookwkhpilnemxj7asaniu7vnjjbiltxjqhye3mhbshg7kx5tfyd.onion", "tor"),
     ("facebookcorewwwi.onion.ws", "tor"),
+    # a suffix proxy: the blocked site's whole name in front of the proxy's own
+    ("www.instagram.com.evil.example", "platform_frontend"),
+    ("x.com.evil.example", "platform_frontend"),
+    ("mobile.twitter.com.some-mirror.example.org", "platform_frontend"),
 ]
 
 
