@@ -171,6 +171,7 @@ BLOCKED_FOR_PUPILS = [
     ("dns.google", "doh"),
     ("nitter.net", "platform_frontend"),
     ("xn--fcebook-8va.com", "lookalike"),
+    ("www.instagram.com.evil.example", "platform_frontend"),  # a suffix proxy
 ]
 
 
