@@ -22,6 +22,7 @@ from publicsuffixlist import PublicSuffixList
 
 __all__ = [
     "ADULT_TLDS",
+    "BUILT_AROUND",
     "DERIVED_CATEGORIES",
     "FRONTEND",
     "LOOKALIKE",
@@ -118,6 +119,12 @@ NOT_TYPOS = frozenset(
         "instagrab",
     }
 )
+
+# Brands whose name inside a longer registrable name (tiktokviewer, tiktok-downloader,
+# savetiktok) marks a viewer or downloader of that platform: it shows the platform's videos on a
+# site of its own, so it counts as the platform (social: never for pupils, staff at break). X
+# and Instagram have the front-end rule below instead; Facebook and Snapchat the lookalike rule.
+BUILT_AROUND: dict[str, str] = {"tiktok": "social"}
 
 # Words in a registrable domain's own name that advertise a way round the filter: proxy and
 # unblocker sites (croxyproxy, proxysite, unblockit, "unblocked games"), VPN providers
@@ -220,6 +227,7 @@ DERIVED_CATEGORIES = frozenset(
         *BRANDS.values(),
         *CDN_NAMES.values(),
         *CIRCUMVENTION_WORDS.values(),
+        *BUILT_AROUND.values(),
     }
 )
 
@@ -414,6 +422,17 @@ def _is_frontend(labels: Iterable[str]) -> bool:
     return False
 
 
+# X's and Instagram's own domains: carried whole in front of another registrable domain
+# (www.instagram.com.proxy.example, x.com.mirror.example.org) they are the shape of a suffix
+# proxy, which shows the site under its own name.
+_FRONTED_DOMAINS = tuple(d for d, c in PROTECTED_DOMAINS.items() if c in ("x", "instagram"))
+
+
+def _embeds_platform(inner: str) -> bool:
+    padded = f".{inner}."
+    return any(f".{domain}." in padded for domain in _FRONTED_DOMAINS)
+
+
 def name_categories(
     known: Container[str],
     name: str,
@@ -441,16 +460,19 @@ def name_categories(
         labels = [*inner.split(".")] if inner else []
         if registrable is not None:
             labels.append(registrable.partition(".")[0])
-        if _is_frontend(labels):
+        if _is_frontend(labels) or (inner and _embeds_platform(inner)):
             found.append(FRONTEND)
     if not listed and not found and registrable is not None:
         word = circumvention_word(registrable.partition(".")[0])
         if word is not None:
             found.append(word)
     if registrable is not None and LOOKALIKE not in found:
-        brand = BRANDS.get(registrable.partition(".")[0])
+        label = registrable.partition(".")[0]
+        brand = BRANDS.get(label)
         if brand is not None and brand in known and brand not in listed:
             found.append(brand)  # facebook.de, twitter.co.uk: a regional domain
+        elif brand is None and not listed:
+            found.extend(c for infix, c in BUILT_AROUND.items() if infix in label)  # tiktokviewer
     if not found:
         return listed
     extra = [c for c in dict.fromkeys(found) if c in known and c not in listed]

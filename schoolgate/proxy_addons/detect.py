@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from mitmproxy import ctx, http, tcp
 from mitmproxy.addonmanager import Loader
 from mitmproxy.connection import Client
+from mitmproxy.net.http.url import parse_authority
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.tls import ClientHelloData, TlsData
 
@@ -37,6 +38,7 @@ from schoolgate.proxy_addons.flows import (
     client_ip,
     fail_closed,
     host_name,
+    same_host,
 )
 from schoolgate.proxy_addons.proxy_scripts import proxy_script_evidence, tunnel_upgrade_evidence
 from schoolgate.proxy_addons.stats import GatewayStats
@@ -103,6 +105,27 @@ _ARCHIVE_TODAY_PATH = re.compile(
     r"^/(?:(?:newest|oldest|timegate|timemap(?:/\w+)?)/|[0-9.\-]{8,}/|o/\w+/)?(.+)$"
 )
 _GOOGLE_TRANSLATE = re.compile(r"^translate\.google(\.com?)?(\.[a-z]{2,3})?$")
+# Yandex's page translation: translate.yandex.<tld>/translate?url=..., then the page itself
+# through translated.turbopages.org/proxy_u/<languages and key>/<scheme>/<host>/<path>.
+_YANDEX_TRANSLATE = re.compile(r"^translate\.yandex(\.com?)?(\.[a-z]{2,3})?$")
+_TURBOPAGES = ("translated.turbopages.org",)
+_TURBOPAGES_PATH = re.compile(r"^/proxy_u/[^/]+/(?:https?/)?([^/?#]+)", re.IGNORECASE)
+# A reader proxy fetches any page for you and returns its text: r.jina.ai/https://x.com/...
+_READER_PROXIES = ("r.jina.ai",)
+
+
+def fronted_host(authority: str, asked: str) -> str | None:
+    """The site a request line's absolute-form URL names (`authority`, as in "GET https://x.com/
+    HTTP/1.1" inside a tunnel to another site) when it is not the site asked for and decided
+    (`asked`: the Host header, else the tunnel's). Servers route by that URL, not by Host (RFC
+    9112, 3.2.2), so a shared front would serve the URL's site. None when there is no URL or it
+    names the same site."""
+    if not authority:
+        return None
+    host, _ = parse_authority(authority, check=False)
+    if same_host(host, asked):
+        return None
+    return host_name(host) or host[:100]
 
 
 def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | None:
@@ -136,6 +159,13 @@ def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | N
         return _found(Technique.REWRITING_PROXY, params.get("u"))
     if host in ("translatetheweb.com", "www.translatetheweb.com"):
         return _found(Technique.REWRITING_PROXY, params.get("a"))
+    if _YANDEX_TRANSLATE.match(host):
+        return _found(Technique.REWRITING_PROXY, params.get("url"))
+    if host in _TURBOPAGES:
+        match = _TURBOPAGES_PATH.match(path)
+        return _found(Technique.REWRITING_PROXY, match.group(1) if match else None)
+    if host in _READER_PROXIES:
+        return _found(Technique.REWRITING_PROXY, path.lstrip("/"))
     return None
 
 
@@ -150,6 +180,9 @@ def is_viewer_host(host: str) -> bool:
         or bool(_GOOGLE_TRANSLATE.match(host))
         or host == "translate.googleusercontent.com"
         or host in ("translatetheweb.com", "www.translatetheweb.com")
+        or bool(_YANDEX_TRANSLATE.match(host))
+        or host in _TURBOPAGES
+        or host in _READER_PROXIES
     )
 
 
@@ -481,6 +514,15 @@ class Detect:
         self, flow: http.HTTPFlow, decision: Decision, inputs: context.DecisionInputs
     ) -> None:
         request = flow.request
+        fronted = fronted_host(request.authority, request.pretty_host)
+        if fronted is not None:
+            self._block(
+                flow,
+                inputs,
+                _circumvention("host-mismatch", Technique.HOST_MISMATCH, host=fronted),
+                {"request_line": request.authority[:100], "host": request.pretty_host[:100]},
+            )
+            return
         ports = (
             inputs.policy.ports.http
             if request.scheme == "http"

@@ -23,6 +23,7 @@ from schoolgate.proxy_addons.detect import (
     RepeatCounter,
     doh_evidence,
     ech_refused,
+    fronted_host,
     has_ech,
     looks_embedded,
     parse_ports,
@@ -78,6 +79,22 @@ ARCHIVE, PROXY = Technique.ARCHIVE_VIEWER, Technique.REWRITING_PROXY
 
 
 @pytest.mark.parametrize(
+    ("authority", "asked", "fronted"),
+    [
+        ("", "www.facebook.com", None),  # origin form: no URL in the request line
+        ("www.facebook.com", "www.facebook.com", None),
+        ("WWW.Facebook.com.:443", "www.facebook.com", None),
+        ("x.com", "www.facebook.com", "x.com"),
+        ("x.com:443", "learning.test", "x.com"),
+        ("[::1]:443", "learning.test", "::1"),
+        ("a b", "learning.test", "a b"),  # not a host at all: still not the site asked for
+    ],
+)
+def test_fronted_host(authority: str, asked: str, fronted: str | None) -> None:
+    assert fronted_host(authority, asked) == fronted
+
+
+@pytest.mark.parametrize(
     ("host", "path", "query", "found"),
     [
         (
@@ -120,6 +137,24 @@ ARCHIVE, PROXY = Technique.ARCHIVE_VIEWER, Technique.REWRITING_PROXY
         ("www.translatetheweb.com", "/", "from=&to=en&a=https://x.com/", (PROXY, "x.com")),
         ("translate.google.com", "/", "", None),
         ("www.bbc.co.uk", "/web/2024/https://x.com", "", None),  # not an archive
+        # found by the outside checks (tests/e2e/test_outside_checks.py)
+        ("r.jina.ai", "/https://x.com/home", "", (PROXY, "x.com")),
+        ("r.jina.ai", "/www.instagram.com", "", (PROXY, "www.instagram.com")),
+        ("r.jina.ai", "/", "", None),
+        ("translate.yandex.com", "/translate", "url=https://x.com/&lang=en-fr", (PROXY, "x.com")),
+        (
+            "translate.yandex.ru",
+            "/translate",
+            "url=www.instagram.com",
+            (PROXY, "www.instagram.com"),
+        ),
+        (
+            "translated.turbopages.org",
+            "/proxy_u/en-fr.fr.1a2b-3c4d-74722d776562/https/www.instagram.com/p/1/",
+            "",
+            (PROXY, "www.instagram.com"),
+        ),
+        ("translated.turbopages.org", "/", "", None),
     ],
 )
 def test_viewed_target(

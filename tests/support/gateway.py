@@ -70,6 +70,11 @@ ORIGIN_HOSTS = (
     "translate.goog",
     "google.com",
     "bbc.co.uk",
+    # more viewers: Google's cache, a reader proxy, Yandex's translation and its page proxy
+    "googleusercontent.com",
+    "jina.ai",
+    "yandex.com",
+    "turbopages.org",
 )
 
 
