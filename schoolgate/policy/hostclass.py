@@ -422,10 +422,12 @@ def _is_frontend(labels: Iterable[str]) -> bool:
     return False
 
 
-# X's and Instagram's own domains: carried whole in front of another registrable domain
-# (www.instagram.com.proxy.example, x.com.mirror.example.org) they are the shape of a suffix
-# proxy, which shows the site under its own name.
-_FRONTED_DOMAINS = tuple(d for d, c in PROTECTED_DOMAINS.items() if c in ("x", "instagram"))
+# The protected platforms' own web domains: carried whole in front of another registrable
+# domain (www.instagram.com.proxy.example, facebook.com.mirror.example.org) they are the shape of
+# a suffix proxy, which shows the site under its own name (a proxy for everyone, even for staff
+# at break: they have the site itself). Short links (t.co, fb.me, wa.me) are left out: two
+# letters in front of another name are as likely a coincidence as a proxy.
+_FRONTED_DOMAINS = tuple(d for d in PROTECTED_DOMAINS if d.endswith((".com", ".net")))
 
 
 def _embeds_platform(inner: str) -> bool:

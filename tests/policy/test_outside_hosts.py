@@ -151,6 +151,9 @@ SPELLINGS = [
     ("www.instagram.com.evil.example", "platform_frontend"),
     ("x.com.evil.example", "platform_frontend"),
     ("mobile.twitter.com.some-mirror.example.org", "platform_frontend"),
+    ("facebook.com.evil.example", "platform_frontend"),
+    ("m.facebook.com.mirror.example.org", "platform_frontend"),
+    ("www.tiktok.com.proxy.example.net", "platform_frontend"),
 ]
 
 

@@ -192,6 +192,10 @@ CIRCUMVENTION = [
     ("dns.google", "doh"),
     ("cloudflare-dns.com", "doh"),
     ("mozilla.cloudflare-dns.com", "doh"),
+    # suffix proxies: the platform's whole name in front of the proxy's own, even at break
+    ("facebook.com.evil.example", "platform_frontend"),
+    ("www.facebook.com.evil.example", "platform_frontend"),
+    ("www.tiktok.com.mirror.example.org", "platform_frontend"),
 ]
 
 
@@ -204,6 +208,7 @@ def test_circumvention_blocked_for_everyone(seed: Policy, host: str, technique: 
             Reason.CIRCUMVENTION,
             technique,
         )
+    assert not decide(seed, Request(host), STAFF, None, MORNING_BREAK).allowed
 
 
 ALLOWED_FOR_PUPILS = [
@@ -212,7 +217,6 @@ ALLOWED_FOR_PUPILS = [
     "www.youtube.com",
     "xbox.com",
     "netx.com",
-    "facebook.com.evil.example",
     "www-bbc-co-uk.translate.goog",
     "www.nhs.uk",
     "www.hsbc.co.uk",
@@ -233,6 +237,8 @@ ALLOWED_FOR_PUPILS = [
     "www.rnib.org.uk",
     "x.co",
     "x.ai",
+    "box.com.au",  # 'x.com' inside a name is not a suffix proxy
+    "www.t.co.example.org",  # nor a short link's two letters
 ]
 
 
