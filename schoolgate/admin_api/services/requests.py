@@ -348,6 +348,7 @@ def approve_request(
                 created_at=at,
                 request_id=row.id,
                 note=note,
+                school=row.school,  # the request's school, whoever approves it
             )
         )
     bump_change_counter(session)
