@@ -102,6 +102,20 @@ Staff = Annotated[
 ]
 
 
+def list_editor(user: BusinessManager, resources: Res) -> SignedInUser:
+    """A Business Manager who may change the local lists. With a trust file the lists apply in
+    every school (docs/trust.md), so only a trust role may change them."""
+    if resources.trust is not None and not user.every_school:
+        raise NotAllowed(
+            "the local lists apply in every school of the trust, so only the trust's staff "
+            "may change them; ask the trust's IT team"
+        )
+    return user
+
+
+ListEditor = Annotated[SignedInUser, Depends(list_editor)]
+
+
 def looks_like_id(value: str) -> bool:
     """Ids are UUIDs: anything else cannot name a row (and is never sent to the database)."""
     return _ID.fullmatch(value) is not None

@@ -564,3 +564,72 @@ def test_no_dsl_role_without_one_schools_dsl_group(
     assert client.get("/api/monitoring/alerts").status_code == 403
     me = client.get("/api/me").json()
     assert "dsl" not in me["roles"]
+
+
+# --- what would reach other schools through the gateway is the trust's to change ----------
+
+
+def test_only_the_trusts_staff_change_the_local_lists(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    app, _ = trust_app
+    site = {"host": f"lists-{uuid.uuid4().hex[:8]}.example", "verdict": "block"}
+    client, csrf = _signed_in(app, school_users("oak")["business_manager"])
+    refused = _send(client, csrf, "POST", "/api/lists", json=site)
+    assert refused.status_code == 403
+    assert "every school of the trust" in refused.text
+    assert site["host"] not in client.get("/api/lists").text  # nothing was added
+    client, csrf = _signed_in(app, TRUST_STAFF)
+    assert _send(client, csrf, "POST", "/api/lists", json=site).status_code == 201
+
+
+@pytest.mark.parametrize("scope", ["everyone", "role", "group"])
+def test_a_school_grants_only_to_named_people(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], scope: str
+) -> None:
+    app, resources = trust_app
+    client, csrf = _signed_in(app, school_users("oak")["business_manager"])
+    grant = {"scope": scope, "target_kind": "host", "duration": "hours", "hours": 1}
+    grant |= {"who": {"role": "pupil", "group": "Year5"}.get(scope)}
+    answer = _send(
+        client, csrf, "POST", f"/api/requests/{schools['oak'].request}/approve", json=grant
+    )
+    assert answer.status_code == 422, answer.text[:300]  # as every grant the policy forbids
+    assert "one named person" in answer.text
+    assert _snapshot(resources, schools["oak"])[0] is RequestState.PENDING
+
+
+def test_the_trusts_staff_see_each_rows_school(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows]
+) -> None:
+    app, _ = trust_app
+    client, _ = _signed_in(app, TRUST_STAFF)
+    pupil = schools["oak"].pupil
+    for path in (
+        "/api/requests",
+        "/api/exceptions",
+        "/api/monitoring/alerts",
+        "/api/monitoring/sanctions",
+        "/api/monitoring/incidents",
+        f"/api/monitoring/events?user={pupil}",
+        "/api/audit",
+    ):
+        found = _schools_of_tagged(client.get(path).json(), schools)
+        assert found == {rows.tag: rows.school for rows in schools.values()}, path
+
+
+def _schools_of_tagged(data: Any, schools: dict[str, SchoolRows]) -> dict[str, str | None]:
+    """{tag: the `school` of the object whose text holds it}, from any JSON answer."""
+    found: dict[str, str | None] = {}
+    if isinstance(data, list):
+        for item in data:
+            found |= _schools_of_tagged(item, schools)
+    elif isinstance(data, dict):
+        text = json.dumps(data)
+        for rows in schools.values():
+            if rows.tag in text and "school" in data:
+                found[rows.tag] = data["school"]
+        for value in data.values():
+            if isinstance(value, list | dict):
+                found |= _schools_of_tagged(value, schools)
+    return found

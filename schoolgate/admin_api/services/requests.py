@@ -16,7 +16,7 @@ import anyio.from_thread
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from schoolgate.admin_api.errors import Conflict, InvalidInput, NotAllowed
+from schoolgate.admin_api.errors import Conflict, InvalidInput, NotAllowed, PolicyForbids
 from schoolgate.admin_api.resources import Resources
 from schoolgate.admin_api.roles import SignedInUser, roles_for
 from schoolgate.admin_api.schemas import ApprovalCreate, UnblockRequestCreate
@@ -277,6 +277,15 @@ def approve_request(
     """Grant access as `grant` says, after checking it against the policy (a grant to one
     person with `user_roles`, that person's roles), and only with `confirmed` if it is wider
     than the request."""
+    if reviewer.school is not None and not reviewer.every_school and grant.scope is not Scope.USER:
+        # With a trust, the gateway applies an exception in every school (docs/trust.md).
+        raise PolicyForbids(
+            {
+                "scope": "in a trust, a school may open a site for one named person only: a "
+                "grant to a class, a role or everyone would open it in every school of the "
+                "trust. Approve it for the person who asked, or ask the trust's staff"
+            }
+        )
     check_grant(
         policy, grant, user_roles=user_roles or frozenset({row.blocked_role or row.requester_role})
     )
