@@ -18,6 +18,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from schoolgate.admin_api.app import make_app
 from schoolgate.admin_api.resources import Resources, make_resources
@@ -39,7 +40,8 @@ from schoolgate.store.models import (
     SupervisedSessionRow,
 )
 from schoolgate.store.policy_files import seed_policy_path
-from tests.admin_api.conftest import client_for, settings_for
+from schoolgate.store.tokens import AccessClaims, make_access_token
+from tests.admin_api.conftest import blocked_site, client_for, settings_for
 from tests.support.postgres import postgres_session_url, shared_postgres_url
 
 __all__ = ["postgres_session_url"]
@@ -102,12 +104,17 @@ def trust_app(
             {"users": {n: {"password_hash": hashed, "groups": g} for n, g in ACCOUNTS.items()}}
         )
     )
+    (tmp / "identity.yaml").write_text(  # the same people as the directory (block links)
+        "directory: {kind: local, users_file: accounts.yaml}\n"
+        "groups_to_roles:\n  - {group: Staff, role: staff}\n  - {group: Pupils, role: pupil}\n"
+    )
     resources = make_resources(
         settings_for(
             url,
             tmp / "data",
             trust_file=tmp / "trust.yaml",
             admin_accounts_file=tmp / "accounts.yaml",
+            identity_file=tmp / "identity.yaml",
         )
     )
     app = make_app(resources=resources)
@@ -590,7 +597,7 @@ def test_a_school_grants_only_to_named_people(
     app, resources = trust_app
     client, csrf = _signed_in(app, school_users("oak")["business_manager"])
     grant = {"scope": scope, "target_kind": "host", "duration": "hours", "hours": 1}
-    grant |= {"who": {"role": "pupil", "group": "Year5"}.get(scope)}
+    grant |= {"who": {"role": "pupil", "group": "Pupils"}.get(scope)}
     answer = _send(
         client, csrf, "POST", f"/api/requests/{schools['oak'].request}/approve", json=grant
     )
@@ -633,3 +640,26 @@ def _schools_of_tagged(data: Any, schools: dict[str, SchoolRows]) -> dict[str, s
             if isinstance(value, list | dict):
                 found |= _schools_of_tagged(value, schools)
     return found
+
+
+def test_a_request_from_a_block_pages_link_is_its_persons_schools(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    """The link's person is not signed in: their school comes from their groups (`oak`)."""
+    app, resources = trust_app
+    app.dependency_overrides.clear()
+    host = blocked_site()
+    claims = AccessClaims(
+        host=host, role="pupil", at=datetime.now(UTC), user="oak-pupil", reason="rule_block"
+    )
+    token = make_access_token(resources.access_token_secret, claims)
+    browser = TestClient(app, follow_redirects=False)
+    form = browser.get("/requests/new", params={"token": token})
+    assert form.status_code == 200, form.text[:300]
+    csrf = form.text.split('name="csrf_token" value="')[1].split('"')[0]
+    why = "I need it for my homework about the Romans and their roads."
+    sent = browser.post("/requests/new", data={"token": token, "why": why, "csrf_token": csrf})
+    assert sent.status_code == 200, sent.text[:300]
+    with resources.sessions() as session:
+        (row,) = session.scalars(select(UnblockRequestRow).where(UnblockRequestRow.host == host))
+        assert (row.requester, row.school) == ("oak-pupil", "oak")

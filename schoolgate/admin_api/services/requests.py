@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from schoolgate.admin_api.errors import Conflict, InvalidInput, NotAllowed, PolicyForbids
 from schoolgate.admin_api.resources import Resources
-from schoolgate.admin_api.roles import SignedInUser, roles_for
+from schoolgate.admin_api.roles import SignedInUser, place_in_trust, roles_for
 from schoolgate.admin_api.schemas import ApprovalCreate, UnblockRequestCreate
 from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.services.grants import (
@@ -174,6 +174,7 @@ def create_request(
         wanted_on=form.wanted_on,
         wanted_period=form.wanted_period,
         state=RequestState.PENDING,
+        school=requester.school,  # None: the signed-in person's scope gives it
     )
     session.add(row)
     audit.record(
@@ -483,6 +484,13 @@ def link_person(resources: Resources, token: str) -> SignedInUser | None:
     if not person.known:
         return None
     default = resources.policy.default_role
+    school = None
+    if resources.trust is not None:  # the request is their school's (docs/trust.md)
+        school = place_in_trust(
+            groups=person.groups,
+            schools=resources.trust.schools,
+            admin_groups=resources.settings.admin_groups,
+        ).school
     return SignedInUser(
         username=person.name,
         display_name=person.display_name or person.name,
@@ -491,6 +499,7 @@ def link_person(resources: Resources, token: str) -> SignedInUser | None:
         ),
         policy_role=person.role,
         source=LINK_SOURCE,
+        school=school,
     )
 
 
