@@ -116,7 +116,7 @@ async def authenticate(
             roles=roles,
             policy_role=resources.policy.default_role,
             source="break-glass",
-            every_school=True,  # the platform's own account: with a trust, every school
+            every_school=resources.trust is not None,  # the platform's: every school
         )
     if resources.admin_accounts is not None:
         found = await resources.admin_accounts.authenticate(username, password)

@@ -663,3 +663,26 @@ def test_a_request_from_a_block_pages_link_is_its_persons_schools(
     with resources.sessions() as session:
         (row,) = session.scalars(select(UnblockRequestRow).where(UnblockRequestRow.host == host))
         assert (row.requester, row.school) == ("oak-pupil", "oak")
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        ("/monitoring/alerts", "dsl"),
+        ("/exceptions", "business_manager"),
+        ("/requests", "business_manager"),
+    ],
+)
+def test_the_trusts_pages_show_each_rows_school(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], path: str, role: str
+) -> None:
+    app, _ = trust_app
+    column = '<th scope="col">School</th>'
+    client, _ = _signed_in(app, TRUST_STAFF)
+    page = client.get(path).text
+    assert column in page
+    for rows in schools.values():  # the school in the same table row as the row's own tag
+        (row,) = [tr for tr in page.split("<tr") if rows.tag in tr]
+        assert f">{rows.school}</td>" in row
+    client, _ = _signed_in(app, school_users("oak")[role])
+    assert column not in client.get(path).text  # one school's staff: no column
