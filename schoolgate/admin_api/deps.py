@@ -102,18 +102,29 @@ Staff = Annotated[
 ]
 
 
-def list_editor(user: BusinessManager, resources: Res) -> SignedInUser:
-    """A Business Manager who may change the local lists. With a trust file the lists apply in
-    every school (docs/trust.md), so only a trust role may change them."""
+def _trust_wide(user: SignedInUser, resources: Resources, what: str) -> SignedInUser:
+    """`user`, if they may change something every school of a trust shares (docs/trust.md):
+    anyone without a trust file, only a trust role with one."""
     if resources.trust is not None and not user.every_school:
         raise NotAllowed(
-            "the local lists apply in every school of the trust, so only the trust's staff "
-            "may change them; ask the trust's IT team"
+            f"{what} apply in every school of the trust, so only the trust's staff may "
+            "change them; ask the trust's IT team"
         )
     return user
 
 
+def list_editor(user: BusinessManager, resources: Res) -> SignedInUser:
+    """A Business Manager who may change the local lists."""
+    return _trust_wide(user, resources, "the local lists")
+
+
+def policy_editor(user: ItTechnician, resources: Res) -> SignedInUser:
+    """An IT technician who may change the policy file (its rules, calendar, shadow)."""
+    return _trust_wide(user, resources, "the policy and its calendar")
+
+
 ListEditor = Annotated[SignedInUser, Depends(list_editor)]
+PolicyEditor = Annotated[SignedInUser, Depends(policy_editor)]
 
 
 def looks_like_id(value: str) -> bool:

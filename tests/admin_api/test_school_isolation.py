@@ -690,3 +690,26 @@ def test_the_trusts_pages_show_each_rows_school(
         assert any(f">{rows.school}</td>" in tr for tr in tagged)
     client, _ = _signed_in(app, school_users("oak")[role])
     assert column not in client.get(path).text  # one school's staff: no column
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/policy/edit",
+        "/policy/versions/1/restore",
+        "/policy/shadow/discard",
+        "/calendar/edit",
+        "/calendar/import",
+    ],
+)
+def test_only_the_trusts_staff_change_the_shared_policy(
+    trust_app: tuple[FastAPI, Resources], path: str
+) -> None:
+    app, _ = trust_app
+    client, csrf = _signed_in(app, school_users("oak")["it_technician"])
+    answer = _send(client, csrf, "POST", path, form={"text": "name: x\n", "reason": "test"})
+    assert answer.status_code == 403, answer.text[:300]
+    assert "every school of the trust" in answer.text
+    client, csrf = _signed_in(app, TRUST_STAFF)
+    answer = _send(client, csrf, "POST", path, form={"text": "name: x\n", "reason": "test"})
+    assert answer.status_code != 403, answer.text[:300]
