@@ -713,3 +713,23 @@ def test_only_the_trusts_staff_change_the_shared_policy(
     client, csrf = _signed_in(app, TRUST_STAFF)
     answer = _send(client, csrf, "POST", path, form={"text": "name: x\n", "reason": "test"})
     assert answer.status_code != 403, answer.text[:300]
+
+
+def test_the_weekly_report_counts_the_schools_own_rows(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows]
+) -> None:
+    """A school's weekly report counts its own rows; the trust's is the sum of the schools'."""
+    app, _ = trust_app
+    counted: dict[str, dict[str, int]] = {}
+    for who, user in (
+        ("oak", school_users("oak")["dsl"]),
+        ("elm", school_users("elm")["dsl"]),
+        ("trust", TRUST_STAFF),
+    ):
+        client, _ = _signed_in(app, user)
+        week = client.get("/api/monitoring/weekly").json()
+        counted[who] = {key: week[key] for key in ("events", "attempts", "incident_notes")}
+    for key in ("events", "attempts", "incident_notes"):
+        assert counted["oak"][key] > 0
+        assert counted["elm"][key] > 0
+        assert counted["trust"][key] == counted["oak"][key] + counted["elm"][key], key
