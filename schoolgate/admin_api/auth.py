@@ -27,7 +27,13 @@ from schoolgate.admin_api.errors import InvalidInput, TooManyAttempts, Unavailab
 from schoolgate.admin_api.forms import SingleLine, form_fields, validate
 from schoolgate.admin_api.render import Pages, get_pages
 from schoolgate.admin_api.resources import Resources
-from schoolgate.admin_api.roles import ADMIN_ROLES, Role, SignedInUser, roles_for
+from schoolgate.admin_api.roles import (
+    ADMIN_ROLES,
+    Role,
+    SignedInUser,
+    place_in_trust,
+    roles_for,
+)
 from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.sessions import SessionData, end_sessions, start_session, valid_after
 from schoolgate.policy.names import canonical_user
@@ -57,8 +63,16 @@ def user_from_directory(
 ) -> SignedInUser:
     policy = resources.policy
     policy_role = resources.identity.role_for_groups(found.groups) or policy.default_role
+    admin_groups, school, every_school = found.groups, None, False
+    if resources.trust is not None:  # roles come from groups named after a school or the trust
+        placed = place_in_trust(
+            groups=found.groups,
+            schools=resources.trust.schools,
+            admin_groups=resources.settings.admin_groups,
+        )
+        admin_groups, school, every_school = placed.admin_groups, placed.school, placed.every_school
     roles = roles_for(
-        groups=found.groups,
+        groups=admin_groups,
         admin_groups=resources.settings.admin_groups,
         policy_role=policy_role,
         default_role=policy.default_role,
@@ -70,6 +84,8 @@ def user_from_directory(
         policy_role=policy_role,
         groups=found.groups,
         source=source,
+        school=school,
+        every_school=every_school,
     )
 
 
@@ -100,6 +116,7 @@ async def authenticate(
             roles=roles,
             policy_role=resources.policy.default_role,
             source="break-glass",
+            every_school=resources.trust is not None,  # the platform's: every school
         )
     if resources.admin_accounts is not None:
         found = await resources.admin_accounts.authenticate(username, password)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from schoolgate.admin_api.deps import Db, ItTechnician, Now, Res, require_role
+from schoolgate.admin_api.deps import Db, ItTechnician, Now, PolicyEditor, Res, require_role
 from schoolgate.admin_api.errors import InvalidInput
 from schoolgate.admin_api.policy_view import preview_against_history
 from schoolgate.admin_api.render import Pages, get_pages
@@ -361,7 +361,7 @@ def _texts(form: Any) -> dict[str, str]:
 
 @router.post("/calendar/edit", include_in_schema=False)
 async def edit_post(
-    request: Request, pages: PagesDep, user: ItTechnician, resources: Res, now: Now, session: Db
+    request: Request, pages: PagesDep, user: PolicyEditor, resources: Res, now: Now, session: Db
 ) -> Response:
     """'Add rows', 'What would change?' (action=preview) or 'Save' (action=save)."""
     path = service.editable_path(resources.settings.policy_file)
@@ -443,7 +443,7 @@ def _days(raw: str) -> int:
 
 @router.post("/calendar/import", include_in_schema=False)
 async def import_post(
-    request: Request, pages: PagesDep, user: ItTechnician, resources: Res, now: Now, session: Db
+    request: Request, pages: PagesDep, user: PolicyEditor, resources: Res, now: Now, session: Db
 ) -> Response:
     """Read an uploaded .ics and show the editor with its dates in place of those it covers,
     each saying how it was understood. Nothing is saved until 'Save'."""

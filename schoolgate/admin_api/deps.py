@@ -19,6 +19,7 @@ from schoolgate.admin_api.sessions import CSRF_FIELD, CSRF_HEADER, csrf_matches,
 from schoolgate.admin_api.throttle import client_address
 from schoolgate.store.admin_models import RequestState, UnblockRequestRow
 from schoolgate.store.models import ExceptionRow
+from schoolgate.store.school_scope import EVERY_SCHOOL, SchoolScope, scope_session
 
 ROLE_WORDS = {
     Role.PUPIL: "pupils",
@@ -30,7 +31,6 @@ ROLE_WORDS = {
 _ID = re.compile(r"[0-9a-fA-F-]{1,36}")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-Db = Annotated[Session, Depends(db_session)]
 Res = Annotated[Resources, Depends(get_resources)]
 
 
@@ -47,6 +47,33 @@ def current_user(request: Request) -> SignedInUser:
 
 CurrentUser = Annotated[SignedInUser, Depends(current_user)]
 OptionalUser = Annotated[SignedInUser | None, Depends(optional_user)]
+
+
+def school_scope(request: Request, user: OptionalUser, resources: Res) -> SchoolScope:
+    """Whose rows this request may see and change: everything without a trust file; with one,
+    the person's own school's, or with a trust role every school's (narrowed to one by
+    `?school=<id>`); nobody's for a person the trust places in no school."""
+    trust = resources.trust
+    if trust is None:
+        return EVERY_SCHOOL
+    if user is None:
+        return SchoolScope()
+    if user.every_school:
+        wanted = request.query_params.get("school")
+        return SchoolScope(wanted) if wanted in trust.schools else EVERY_SCHOOL
+    return SchoolScope(user.school)
+
+
+Scope = Annotated[SchoolScope, Depends(school_scope)]
+
+
+def scoped_db(session: Annotated[Session, Depends(db_session)], scope: Scope) -> Session:
+    """The request's database session, limited to `school_scope`'s rows: every query, count
+    and look-up by id (a guessed id of another school's row is not found: 404, never 403)."""
+    return scope_session(session, scope)
+
+
+Db = Annotated[Session, Depends(scoped_db)]
 
 
 def require_role(*roles: Role) -> Callable[[SignedInUser], SignedInUser]:
@@ -73,6 +100,31 @@ Staff = Annotated[
     SignedInUser,
     Depends(require_role(Role.STAFF, Role.BUSINESS_MANAGER, Role.DSL, Role.IT_TECHNICIAN)),
 ]
+
+
+def _trust_wide(user: SignedInUser, resources: Resources, what: str) -> SignedInUser:
+    """`user`, if they may change something every school of a trust shares (docs/trust.md):
+    anyone without a trust file, only a trust role with one."""
+    if resources.trust is not None and not user.every_school:
+        raise NotAllowed(
+            f"{what} apply in every school of the trust, so only the trust's staff may "
+            "change them; ask the trust's IT team"
+        )
+    return user
+
+
+def list_editor(user: BusinessManager, resources: Res) -> SignedInUser:
+    """A Business Manager who may change the local lists."""
+    return _trust_wide(user, resources, "the local lists")
+
+
+def policy_editor(user: ItTechnician, resources: Res) -> SignedInUser:
+    """An IT technician who may change the policy file (its rules, calendar, shadow)."""
+    return _trust_wide(user, resources, "the policy and its calendar")
+
+
+ListEditor = Annotated[SignedInUser, Depends(list_editor)]
+PolicyEditor = Annotated[SignedInUser, Depends(policy_editor)]
 
 
 def looks_like_id(value: str) -> bool:

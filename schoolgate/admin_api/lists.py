@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from schoolgate.admin_api.deps import BusinessManager, Db, Now, Res
+from schoolgate.admin_api.deps import BusinessManager, Db, ListEditor, Now, Res
 from schoolgate.admin_api.errors import InvalidInput
 from schoolgate.admin_api.forms import form_fields, validate
 from schoolgate.admin_api.render import Pages, get_pages
@@ -69,7 +69,7 @@ def lists_page(
 def add_page(
     request: Request,
     pages: PagesDep,
-    user: BusinessManager,
+    user: ListEditor,
     session: Db,
     now: Now,
     resources: Res,
@@ -146,7 +146,7 @@ def confirm_remove_page(
 
 @router.post("/lists/remove", include_in_schema=False)
 def remove_page(
-    request: Request, pages: PagesDep, user: BusinessManager, session: Db, now: Now, fields: Form
+    request: Request, pages: PagesDep, user: ListEditor, session: Db, now: Now, fields: Form
 ) -> Response:
     host = fields.get("host", "")[:300]
     try:
@@ -166,7 +166,7 @@ def list_entries(user: BusinessManager, session: Db) -> list[LocalListEntryPubli
 
 @api.post("/lists", response_model=LocalListEntryPublic, status_code=201)
 def add_entry(
-    body: LocalListEntryCreate, user: BusinessManager, session: Db, now: Now, resources: Res
+    body: LocalListEntryCreate, user: ListEditor, session: Db, now: Now, resources: Res
 ) -> LocalListEntryPublic:
     """Block or allow a host (and its subdomains) for everyone, with a note. A pasted URL is
     understood as its site. Refused (422): a whole top-level domain or public suffix, an allow
@@ -187,7 +187,7 @@ def add_entry(
 @api.delete("/lists/{host}", status_code=204)
 def remove_entry(
     host: str,
-    user: BusinessManager,
+    user: ListEditor,
     session: Db,
     now: Now,
     reason: Annotated[str, Query(max_length=500)] = "",

@@ -20,7 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import func, select
 
 from schoolgate.admin_api import alerts, evidence, incidents, reports, sanctions, words
-from schoolgate.admin_api.deps import Db, Dsl, Now, Res, looks_like_id
+from schoolgate.admin_api.deps import Db, Dsl, Now, Res, Scope, looks_like_id
 from schoolgate.admin_api.errors import InvalidInput, NotFound
 from schoolgate.admin_api.forms import validate
 from schoolgate.admin_api.monitoring_deps import Zone, school_time
@@ -46,6 +46,7 @@ from schoolgate.admin_api.services.people import (
 from schoolgate.admin_api.services.reports import day_bounds
 from schoolgate.policy.hostnames import HostError, normalise_host
 from schoolgate.store.models import EventRow
+from schoolgate.store.school_scope import scoped_sessions
 
 router = APIRouter(tags=["monitoring"])
 api = APIRouter(prefix="/api/monitoring", tags=["monitoring"])
@@ -302,7 +303,7 @@ def _csv_lines(rows: Iterator[EventRow], zone: ZoneInfo) -> Iterator[str]:
 
 @router.get("/monitoring/events.csv", include_in_schema=False)
 def events_csv(
-    user: Dsl, session: Db, resources: Res, zone: Zone, now: Now, raw: Filters
+    user: Dsl, session: Db, resources: Res, zone: Zone, now: Now, raw: Filters, scope: Scope
 ) -> Response:
     """Every matching event, newest first, streamed (the export is in the audit log)."""
     filters = in_group(
@@ -317,7 +318,7 @@ def events_csv(
         after={k: v for k, v in raw.items() if v},
     )
     session.commit()
-    rows = service.walk_events(resources.sessions, filters=filters)
+    rows = service.walk_events(scoped_sessions(resources.sessions, scope), filters=filters)
     return StreamingResponse(
         _csv_lines(rows, zone),
         media_type="text/csv; charset=utf-8",

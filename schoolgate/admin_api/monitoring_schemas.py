@@ -69,6 +69,7 @@ class EventPublic(Out):
     rule: str | None
     technique: str | None
     intercepted: bool
+    school: str | None = None  # the school's id, with a trust file (docs/trust.md)
 
 
 class EventPagePublic(Out):
@@ -89,6 +90,7 @@ class AttemptPublic(Out):
     technique: str
     evidence: dict[str, Any]
     counted: bool
+    school: str | None = None  # the school's id, with a trust file (docs/trust.md)
 
 
 class IncidentNoteCreate(In):
@@ -115,6 +117,7 @@ class IncidentNotePublic(Out):
     outcome: str
     alert_id: str | None
     event_id: str | None
+    school: str | None = None  # the school's id, with a trust file (docs/trust.md)
 
 
 class TimelinePublic(Out):
@@ -139,6 +142,7 @@ class AlertPublic(Out):
     acknowledged_by: str | None
     action_taken: str | None
     outcome: str | None
+    school: str | None = None  # the school's id, with a trust file (docs/trust.md)
 
 
 class AlertClose(In):
@@ -161,6 +165,7 @@ class SanctionPublic(Out):
     lifted_by: str | None
     lifted_at: datetime | None
     note: str
+    school: str | None = None  # the school's id, with a trust file (docs/trust.md)
 
 
 class SanctionCreate(In):
@@ -196,6 +201,7 @@ class SupervisedSessionPublic(Out):
     starts: datetime
     ends: datetime
     opened_by: str
+    school: str | None = None  # the school's id, with a trust file (docs/trust.md)
 
 
 class DailySeriesPublic(Out):

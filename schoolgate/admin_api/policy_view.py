@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from schoolgate.admin_api.deps import Db, ItTechnician, Now, Res
+from schoolgate.admin_api.deps import Db, ItTechnician, Now, PolicyEditor, Res
 from schoolgate.admin_api.errors import InvalidInput, NotFound
 from schoolgate.admin_api.forms import validate
 from schoolgate.admin_api.render import Pages, get_pages
@@ -183,7 +183,7 @@ def _days(raw: str) -> int:
 
 @router.post("/policy/edit", include_in_schema=False)
 async def edit_page(
-    request: Request, pages: PagesDep, user: ItTechnician, resources: Res, now: Now, session: Db
+    request: Request, pages: PagesDep, user: PolicyEditor, resources: Res, now: Now, session: Db
 ) -> Response:
     """'What would change?' (action=preview) or 'Save' (action=save) for the edited text."""
     today = now.astimezone(resources.policy.calendar.timezone).date()
@@ -295,7 +295,7 @@ def version_page(
 async def restore_page(
     request: Request,
     pages: PagesDep,
-    user: ItTechnician,
+    user: PolicyEditor,
     resources: Res,
     now: Now,
     session: Db,
@@ -381,7 +381,7 @@ def shadow_page(
 async def shadow_end_page(
     request: Request,
     pages: PagesDep,
-    user: ItTechnician,
+    user: PolicyEditor,
     resources: Res,
     now: Now,
     session: Db,

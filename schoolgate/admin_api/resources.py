@@ -15,6 +15,7 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from schoolgate.admin_api.roles import TRUST_PREFIX
 from schoolgate.admin_api.sessions import SessionCodec
 from schoolgate.admin_api.settings import (
     ACCESS_TOKEN_SECRET_FILE,
@@ -25,6 +26,7 @@ from schoolgate.admin_api.settings import (
 )
 from schoolgate.admin_api.throttle import SignInThrottle
 from schoolgate.policy.model import Policy
+from schoolgate.policy.trust import TrustFile
 from schoolgate.store.db import make_engine
 from schoolgate.store.directory import Directory, LocalDirectory, make_directory
 from schoolgate.store.identity_config import (
@@ -33,6 +35,7 @@ from schoolgate.store.identity_config import (
 )
 from schoolgate.store.policy_files import load_policy
 from schoolgate.store.tokens import load_or_create_secret
+from schoolgate.store.trust_files import load_trust_file
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Resources:
     access_token_secret: bytes  # the gateway's: verifies block-page links
     codec: SessionCodec
     throttle: SignInThrottle
+    trust: TrustFile | None = None  # many schools: each person sees their own school's rows
 
     def close(self) -> None:
         for directory in (self.directory, self.admin_accounts):
@@ -83,6 +87,7 @@ def make_resources(settings: Settings, *, engine: Engine | None = None) -> Resou
     identity = (
         load_identity_config(settings.identity_file) if settings.identity_file else IdentityConfig()
     )
+    trust = load_trust(settings.trust_file) if settings.trust_file is not None else None
     engine = engine or make_engine(settings.effective_database_url)
     accounts: Path | None = settings.admin_accounts_file
     return Resources(
@@ -105,7 +110,20 @@ def make_resources(settings: Settings, *, engine: Engine | None = None) -> Resou
             max_per_ip=settings.signin_max_failures_per_ip,
             window_seconds=settings.signin_window_seconds,
         ),
+        trust=trust,
     )
+
+
+def load_trust(path: Path) -> TrustFile:
+    """The trust file (PolicyError listing its problems), refused if a school's id is the
+    prefix of the trust's own groups (`trust-DSL` would then mean two things)."""
+    trust = load_trust_file(path)
+    if TRUST_PREFIX in trust.schools:
+        raise ValueError(
+            f"{path}: a school may not have the id {TRUST_PREFIX!r}: the admin gives trust "
+            f"roles through the groups '{TRUST_PREFIX}-<group>' (rename the school)"
+        )
+    return trust
 
 
 def get_resources(request: Request) -> Resources:

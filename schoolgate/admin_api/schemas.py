@@ -78,6 +78,7 @@ class UnblockRequestPublic(Out):
     reviewed_at: datetime | None
     review_note: str | None
     grant: dict[str, Any] | None
+    school: str | None = None  # the school's id, with a trust file (docs/trust.md)
 
 
 class ApprovalCreate(In):
@@ -136,6 +137,7 @@ class ExceptionPublic(Out):
     created_at: datetime
     request_id: str | None
     note: str
+    school: str | None = None  # the school's id, with a trust file (docs/trust.md)
 
 
 class AuditEntryPublic(Out):
@@ -148,6 +150,7 @@ class AuditEntryPublic(Out):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     details_hidden: bool = False  # a safeguarding action's details: for the DSL only
+    school: str | None = None  # the school's id, with a trust file (docs/trust.md)
 
 
 class ExplainPublic(Out):

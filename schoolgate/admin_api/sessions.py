@@ -83,6 +83,8 @@ class SessionCodec:
                 "p": u.policy_role,
                 "g": sorted(u.groups),
                 "s": u.source,
+                "sc": u.school,
+                "e": u.every_school,
             }
         response.set_cookie(
             COOKIE,
@@ -105,6 +107,8 @@ def _user(data: Any) -> SignedInUser | None:
         policy_role=str(data["p"]),
         groups=frozenset(str(g) for g in data["g"]),
         source=str(data["s"]),
+        school=str(data["sc"]) if data.get("sc") is not None else None,
+        every_school=data.get("e") is True,
     )
 
 

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     database_url: str | None = None  # None: the SQLite file in the data directory
     identity_file: Path | None = None  # the directory to sign in with (identity.yaml)
     policy_file: Path | None = None  # None: the seed policy
+    # Many schools (docs/trust.md): the gateway's trust file; each person then sees and acts
+    # on their own school's rows only (a trust role: every school's). None: one school.
+    trust_file: Path | None = None
     gateway_url: str = "http://127.0.0.1:8080"
     school_name: str = "Our school"
     # Times are shown in this zone (stored in UTC). None: the policy calendar's zone, which

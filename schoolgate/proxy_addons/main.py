@@ -52,7 +52,7 @@ addons: list[object] = [
     CheckPages(stats),
     # Every final decision becomes an event (store/event_writer.py); attempts feed the alert
     # and sanction worker (store/escalation.py). Reads what the deciders left on the flow.
-    RecordEvents(stats),
+    RecordEvents(stats, source),
     # After the deciders, so it sees every decision: Prometheus counters and /healthz.
     Metrics(source, stats),
     # Connection caps and time-outs; after every other addon has answered a request, refuses

@@ -67,6 +67,14 @@ class PolicySnapshot:
         found = self.trust.policy_for(address or "")
         return None if found is None else found[1]
 
+    def school_for(self, address: str | None) -> str | None:
+        """The id of the school a client at `address` belongs to; None without a trust file,
+        or for a client in no school's subnets (what its records then carry)."""
+        if self.trust is None:
+            return None
+        school = self.trust.file.school_for(address or "")
+        return None if school is None else school.id
+
 
 @dataclass(frozen=True, slots=True)
 class LastReload:

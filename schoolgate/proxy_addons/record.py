@@ -38,6 +38,7 @@ from schoolgate.policy.techniques import Technique
 from schoolgate.proxy_addons import context
 from schoolgate.proxy_addons.errors import options_error
 from schoolgate.proxy_addons.flows import address_ip, client_ip
+from schoolgate.proxy_addons.policy_source import PolicySource
 from schoolgate.proxy_addons.recording import (
     ActWindow,
     act_key,
@@ -67,7 +68,10 @@ class _Tunnel:
 
 
 class RecordEvents:
-    def __init__(self, stats: GatewayStats | None = None) -> None:
+    def __init__(
+        self, stats: GatewayStats | None = None, source: PolicySource | None = None
+    ) -> None:
+        self._source = source  # with a trust file: each event's school (docs/trust.md)
         self._sink: EventWriter | SiemLines | None = None  # where events go
         self._worker: AlertWorker | None = None  # alerts and sanctions (with a database)
         self._engine: Engine | None = None
@@ -243,6 +247,7 @@ class RecordEvents:
                     intercepted=False,
                     technique=technique,
                     evidence={"error": error[:200], "sent": sent},
+                    school=self._school(ip),
                 )
             )
         except Exception:
@@ -286,6 +291,7 @@ class RecordEvents:
                     intercepted=False,
                     technique=technique,
                     evidence=note.evidence or decided_evidence(note.decision),
+                    school=self._school(client_ip(client)),
                 )
             )
         except Exception:
@@ -314,6 +320,9 @@ class RecordEvents:
             self._submit(replace(event, attempt=attempt))
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _school(self, ip: str | None) -> str | None:
+        return self._source.snapshot.school_for(ip) if self._source is not None else None
 
     @property
     def _recording(self) -> bool:
@@ -375,6 +384,7 @@ class RecordEvents:
                 intercepted=intercepted,
                 technique=technique,
                 evidence=evidence,
+                school=self._school(ip),
             )
         except Exception:
             self._failed("recording")

@@ -122,9 +122,11 @@ def make_event(
     intercepted: bool,
     technique: str | None,
     evidence: Mapping[str, Any] | None,
+    school: str | None = None,
 ) -> Event:
-    """One event. `target` is the request path with its query; it is kept (redacted) only for
-    intercepted traffic. A technique makes it a circumvention attempt."""
+    """One event (of `school`, with a trust file). `target` is the request path with its
+    query; it is kept (redacted) only for intercepted traffic. A technique makes it a
+    circumvention attempt."""
     path = query = terms = None
     if intercepted and target is not None:
         raw_path, _, raw_query = target.partition("?")
@@ -162,6 +164,7 @@ def make_event(
         technique=technique,
         intercepted=intercepted,
         attempt=attempt,
+        school=school,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Date, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from schoolgate.store.models import Base, enum_column
+from schoolgate.store.models import Base, enum_column, school_column
 
 
 class RequestState(StrEnum):
@@ -52,8 +52,12 @@ class UnblockRequestRow(Base):
     grant: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # what was granted, for people
     exception_id: Mapped[str | None] = mapped_column(String(36))
     local_list_host: Mapped[str | None] = mapped_column(String(300))
+    school: Mapped[str | None] = school_column()
 
-    __table_args__ = (Index("ix_unblock_requests_state_created_at", "state", "created_at"),)
+    __table_args__ = (
+        Index("ix_unblock_requests_state_created_at", "state", "created_at"),
+        Index("ix_unblock_requests_school_created_at", "school", "created_at"),
+    )
 
 
 class AuditEntryRow(Base):
@@ -71,3 +75,6 @@ class AuditEntryRow(Base):
     target: Mapped[str] = mapped_column(String(400))  # e.g. "unblock_request:<id>"
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    school: Mapped[str | None] = school_column()
+
+    __table_args__ = (Index("ix_audit_log_school_at", "school", "at"),)

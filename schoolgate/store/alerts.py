@@ -87,8 +87,10 @@ def raise_alert(
     at: datetime,
     user: str | None = None,
     details: Mapping[str, Any] | None = None,
+    school: str | None = None,
 ) -> Alert:
-    """Record an open alert in the caller's transaction; returns it (for pushing)."""
+    """Record an open alert in the caller's transaction; returns it (for pushing). `school`:
+    whose alert it is with a trust file (None: a single school)."""
     alert = Alert(str(uuid.uuid4()), at, severity, kind, summary, user, dict(details or {}))
     session.add(
         AlertRow(
@@ -100,6 +102,7 @@ def raise_alert(
             summary=summary,
             details=dict(alert.details),
             state=AlertState.OPEN,
+            school=school,
         )
     )
     return alert

@@ -215,6 +215,7 @@ def attempt_alert_job(event: Event) -> Job:
             at=event.at,
             summary=f"{who} tried to get round the filter ({technique}: {event.host})",
             details=details,
+            school=event.school,
         )
 
     return Job("alert", run)
@@ -253,6 +254,7 @@ def threshold_job(
             settings=settings,
             at=event.at,
             details={"last_technique": event.technique, "last_host": event.host},
+            school=event.school,
         ).alert
 
     return Job("threshold", run)

@@ -65,6 +65,7 @@ class Event:
     intercepted: bool = False
     attempt: AttemptEvidence | None = None
     id: str = field(default_factory=new_event_id)
+    school: str | None = None  # the client's school with a trust file (docs/trust.md)
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
@@ -103,6 +104,7 @@ def event_row(replica: str, seq: int, event: Event) -> dict[str, Any]:
         "rule": event.rule,
         "technique": event.technique,
         "intercepted": decrypted,
+        "school": event.school,
     }
 
 
@@ -129,6 +131,7 @@ def from_json_line(line: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
     if not isinstance(record, dict) or "id" not in record or "at" not in record:
         raise ValueError("not an event record")
     attempt = record.pop("attempt", None)
+    record.setdefault("school", None)  # spooled by a gateway from before schools
     record["at"] = datetime.fromisoformat(record["at"])
     if record["at"].tzinfo is None:
         raise ValueError("naive time")
@@ -149,4 +152,5 @@ def attempt_row(row: Mapping[str, Any], attempt: Mapping[str, Any]) -> dict[str,
         "technique": row["technique"] or "unknown",
         "evidence": attempt.get("evidence") or {},
         "counted": bool(attempt.get("counted")),
+        "school": row.get("school"),
     }

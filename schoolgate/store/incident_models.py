@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from schoolgate.store.models import Base
+from schoolgate.store.models import Base, school_column
 
 
 class IncidentNoteRow(Base):
@@ -30,9 +30,11 @@ class IncidentNoteRow(Base):
     outcome: Mapped[str] = mapped_column(Text)
     alert_id: Mapped[str | None] = mapped_column(String(36))
     event_id: Mapped[str | None] = mapped_column(String(36))
+    school: Mapped[str | None] = school_column()
 
     __table_args__ = (
         Index("ix_incident_notes_user_at", "user", "at"),
         Index("ix_incident_notes_at", "at"),
         Index("ix_incident_notes_alert_id", "alert_id"),
+        Index("ix_incident_notes_school_at", "school", "at"),
     )

@@ -106,6 +106,27 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
+# The tables that hold one school's data carry its id from the trust file (docs/trust.md);
+# NULL: a single-school install (no trust file), or a row no school could be found for.
+SCHOOL_TABLES = (
+    "events",
+    "circumvention_attempts",
+    "sanctions",
+    "supervised_sessions",
+    "exceptions",
+    "alerts",
+    "unblock_requests",
+    "incident_notes",
+    "audit_log",
+)
+SCHOOL_ID_LENGTH = 40  # policy/trust.py SchoolId
+
+
+def school_column() -> Mapped[str | None]:
+    """The `school` column of a table in SCHOOL_TABLES (indexed with the table's time)."""
+    return mapped_column(String(SCHOOL_ID_LENGTH), default=None)
+
+
 class EventRow(Base):
     """One decision: per request for intercepted traffic, per connection for passed-through
     traffic. Path and query are kept only when the traffic was decrypted."""
@@ -135,6 +156,7 @@ class EventRow(Base):
     rule: Mapped[str | None] = mapped_column(String(200))
     technique: Mapped[str | None] = mapped_column(String(64))
     intercepted: Mapped[bool] = mapped_column(Boolean)
+    school: Mapped[str | None] = school_column()
 
     __table_args__ = (
         Index("ix_events_user_at", "user", "at"),
@@ -142,6 +164,7 @@ class EventRow(Base):
         Index("ix_events_host_at", "host", "at"),
         Index("ix_events_category_at", "category", "at"),
         Index("ix_events_verdict_at", "verdict", "at"),
+        Index("ix_events_school_at", "school", "at"),
     )
 
 
@@ -161,8 +184,12 @@ class CircumventionAttemptRow(Base):
     technique: Mapped[str] = mapped_column(String(64))
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
     counted: Mapped[bool] = mapped_column(Boolean)
+    school: Mapped[str | None] = school_column()
 
-    __table_args__ = (Index("ix_circumvention_attempts_user_at", "user", "at"),)
+    __table_args__ = (
+        Index("ix_circumvention_attempts_user_at", "user", "at"),
+        Index("ix_circumvention_attempts_school_at", "school", "at"),
+    )
 
 
 class AttemptCountRow(Base):
@@ -210,6 +237,9 @@ class SanctionRow(Base):
     lifted_by: Mapped[str | None] = mapped_column(String(200))
     lifted_at: Mapped[datetime | None]
     note: Mapped[str] = mapped_column(Text, default="")
+    school: Mapped[str | None] = school_column()
+
+    __table_args__ = (Index("ix_sanctions_school_starts", "school", "starts"),)
 
 
 class SupervisedSessionRow(Base):
@@ -222,6 +252,9 @@ class SupervisedSessionRow(Base):
     starts: Mapped[datetime]
     ends: Mapped[datetime]
     opened_by: Mapped[str] = mapped_column(String(200))
+    school: Mapped[str | None] = school_column()
+
+    __table_args__ = (Index("ix_supervised_sessions_school_starts", "school", "starts"),)
 
 
 class ExceptionRow(Base):
@@ -240,6 +273,9 @@ class ExceptionRow(Base):
     created_at: Mapped[datetime]
     request_id: Mapped[str | None] = mapped_column(String(36))  # the unblock request, if any
     note: Mapped[str] = mapped_column(Text, default="")
+    school: Mapped[str | None] = school_column()
+
+    __table_args__ = (Index("ix_exceptions_school_starts", "school", "starts"),)
 
 
 class LocalListRow(Base):
@@ -273,8 +309,12 @@ class AlertRow(Base):
     pushed_at: Mapped[datetime | None]
     # When the DSL closed it: retention counts from here (an alert not closed is kept).
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    school: Mapped[str | None] = school_column()
 
-    __table_args__ = (Index("ix_alerts_state_at", "state", "at"),)
+    __table_args__ = (
+        Index("ix_alerts_state_at", "state", "at"),
+        Index("ix_alerts_school_at", "school", "at"),
+    )
 
 
 class SignInThrottleRow(Base):

@@ -163,6 +163,7 @@ def on_threshold(
     settings: CircumventionSettings,
     at: datetime,
     details: Mapping[str, Any] | None = None,
+    school: str | None = None,
 ) -> ThresholdOutcome:
     """A user reached the policy's threshold: place a supervised-only sanction (or only
     recommend one, as the policy says) and raise a high-severity alert. A user already under a
@@ -184,6 +185,7 @@ def on_threshold(
             at=at,
             details=info,
             summary=f"{user}: {said}, while already supervised-only",
+            school=school,
         )
         return ThresholdOutcome(None, None, alert)
     ends = at + timedelta(days=settings.sanction_days)
@@ -204,6 +206,7 @@ def on_threshold(
         reason=said,
         placed_by=AUTOMATIC,
         state=state,
+        school=school,
     )
     alert = raise_alert(
         session=session,
@@ -213,6 +216,7 @@ def on_threshold(
         at=at,
         summary=summary,
         details={**info, "sanction_id": sanction_id},
+        school=school,
     )
     return ThresholdOutcome(sanction_id, state, alert)
 
@@ -238,6 +242,7 @@ def place_sanction(
     placed_by: str,
     note: str = "",
     state: SanctionState = SanctionState.PLACED,
+    school: str | None = None,
 ) -> str:
     """A supervised-only sanction on `user` for [starts, ends) (ends None: until lifted), or
     with state RECOMMENDED a recommendation the DSL decides on. Returns its id."""
@@ -259,6 +264,7 @@ def place_sanction(
             placed_by=placed_by,
             state=state,
             note=note,
+            school=school,
         )
     )
     session.flush()

@@ -9,6 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+import schoolgate.store.admin_models
+import schoolgate.store.incident_models  # noqa: F401 - their tables, on the metadata
 from schoolgate.store import models
 from schoolgate.store.db import (
     SchemaOutOfDate,
@@ -34,6 +36,7 @@ OUR_TABLES = {
     "local_list",
     "alerts",
     "changes",
+    *models.SCHOOL_TABLES,  # each school's own rows (migration 0011)
 }
 
 

@@ -103,6 +103,7 @@ def close(
         at=at,
         happened_at=alert.at,
         alert_id=alert.id,
+        school=alert.school,  # the alert's school, whoever closes it
     )
     audit.record(
         session,

@@ -50,6 +50,7 @@ class AuditView:
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     details_hidden: bool
+    school: str | None = None  # with a trust file: whose entry it is
 
 
 def for_reader(rows: Sequence[AuditEntryRow], reader: SignedInUser) -> list[AuditView]:
@@ -68,6 +69,7 @@ def for_reader(rows: Sequence[AuditEntryRow], reader: SignedInUser) -> list[Audi
                 before=None if hide else row.before,
                 after=None if hide else row.after,
                 details_hidden=hide,
+                school=row.school,
             )
         )
     return views

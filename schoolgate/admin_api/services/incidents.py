@@ -42,8 +42,10 @@ def add_note(
     happened_at: datetime | None = None,
     alert_id: str | None = None,
     event_id: str | None = None,
+    school: str | None = None,
 ) -> IncidentNoteRow:
-    """Record a note in the caller's transaction, with its audit entry (the caller commits)."""
+    """Record a note in the caller's transaction, with its audit entry (the caller commits).
+    `school` None: the signed-in person's (store/school_scope.py)."""
     row = IncidentNoteRow(
         id=str(uuid.uuid4()),
         at=at,
@@ -55,6 +57,7 @@ def add_note(
         outcome=outcome,
         alert_id=alert_id,
         event_id=event_id,
+        school=school,
     )
     session.add(row)
     audit.record(

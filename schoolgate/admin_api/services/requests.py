@@ -16,9 +16,9 @@ import anyio.from_thread
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from schoolgate.admin_api.errors import Conflict, InvalidInput, NotAllowed
+from schoolgate.admin_api.errors import Conflict, InvalidInput, NotAllowed, PolicyForbids
 from schoolgate.admin_api.resources import Resources
-from schoolgate.admin_api.roles import SignedInUser, roles_for
+from schoolgate.admin_api.roles import SignedInUser, place_in_trust, roles_for
 from schoolgate.admin_api.schemas import ApprovalCreate, UnblockRequestCreate
 from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.services.grants import (
@@ -174,6 +174,7 @@ def create_request(
         wanted_on=form.wanted_on,
         wanted_period=form.wanted_period,
         state=RequestState.PENDING,
+        school=requester.school,  # None: the signed-in person's scope gives it
     )
     session.add(row)
     audit.record(
@@ -277,6 +278,15 @@ def approve_request(
     """Grant access as `grant` says, after checking it against the policy (a grant to one
     person with `user_roles`, that person's roles), and only with `confirmed` if it is wider
     than the request."""
+    if reviewer.school is not None and not reviewer.every_school and grant.scope is not Scope.USER:
+        # With a trust, the gateway applies an exception in every school (docs/trust.md).
+        raise PolicyForbids(
+            {
+                "scope": "in a trust, a school may open a site for one named person only: a "
+                "grant to a class, a role or everyone would open it in every school of the "
+                "trust. Approve it for the person who asked, or ask the trust's staff"
+            }
+        )
     check_grant(
         policy, grant, user_roles=user_roles or frozenset({row.blocked_role or row.requester_role})
     )
@@ -348,6 +358,7 @@ def approve_request(
                 created_at=at,
                 request_id=row.id,
                 note=note,
+                school=row.school,  # the request's school, whoever approves it
             )
         )
     bump_change_counter(session)
@@ -473,6 +484,13 @@ def link_person(resources: Resources, token: str) -> SignedInUser | None:
     if not person.known:
         return None
     default = resources.policy.default_role
+    school = None
+    if resources.trust is not None:  # the request is their school's (docs/trust.md)
+        school = place_in_trust(
+            groups=person.groups,
+            schools=resources.trust.schools,
+            admin_groups=resources.settings.admin_groups,
+        ).school
     return SignedInUser(
         username=person.name,
         display_name=person.display_name or person.name,
@@ -481,6 +499,7 @@ def link_person(resources: Resources, token: str) -> SignedInUser | None:
         ),
         policy_role=person.role,
         source=LINK_SOURCE,
+        school=school,
     )
 
 

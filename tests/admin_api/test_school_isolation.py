@@ -1,0 +1,735 @@
+"""Each school's own data in the admin (docs/trust.md): an admin given a trust file of two
+schools, Oak and Elm, on SQLite and PostgreSQL. Every route that takes the id of a school's row
+or lists such rows, used by each school's staff against the other school's rows, answers 404
+(never 403, which would confirm the row exists) or leaves them out, and changes nothing; the
+same person sees and acts on their own school's rows; the trust's roles see both schools'.
+Like the role matrix (test_permissions.py), with the school as the second axis."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.resources import Resources, make_resources
+from schoolgate.admin_api.roles import Role, SignedInUser
+from schoolgate.policy.model import Scope, TargetKind
+from schoolgate.store.admin_models import AuditEntryRow, RequestState, UnblockRequestRow
+from schoolgate.store.db import upgrade
+from schoolgate.store.directory import hash_password
+from schoolgate.store.incident_models import IncidentNoteRow
+from schoolgate.store.models import (
+    AlertRow,
+    AlertSeverity,
+    AlertState,
+    CircumventionAttemptRow,
+    EventRow,
+    ExceptionRow,
+    SanctionRow,
+    SanctionState,
+    SupervisedSessionRow,
+)
+from schoolgate.store.policy_files import seed_policy_path
+from schoolgate.store.tokens import AccessClaims, make_access_token
+from tests.admin_api.conftest import blocked_site, client_for, settings_for
+from tests.support.postgres import postgres_session_url, shared_postgres_url
+
+__all__ = ["postgres_session_url"]
+
+SCHOOLS = ("oak", "elm")
+PASSWORD = "correct horse battery staple"
+ACCOUNTS = {  # the admin accounts file: groups named after a school, or the trust
+    "oak-dsl": ["Staff", "oak-DSL"],
+    "elm-bm": ["Staff", "elm-BusinessManagers"],
+    "oak-pupil": ["Pupils", "oak"],
+    "trust-lead": ["Staff", "trust-DSL"],
+    "two-schools": ["Staff", "oak-DSL", "elm-DSL"],  # in two schools: in neither
+    "plain-dsl": ["Staff", "DSL"],  # a group that names no school: no role
+}
+
+
+def _user(name: str, roles: set[Role], school: str | None, every: bool = False) -> SignedInUser:
+    return SignedInUser(
+        name,
+        name,
+        frozenset({Role.STAFF, *roles}),
+        "staff",
+        school=school,
+        every_school=every,
+    )
+
+
+def school_users(school: str) -> dict[str, SignedInUser]:
+    return {
+        "business_manager": _user(f"{school}-bm1", {Role.BUSINESS_MANAGER}, school),
+        "dsl": _user(f"{school}-dsl1", {Role.DSL}, school),
+        "it_technician": _user(f"{school}-it1", {Role.IT_TECHNICIAN}, school),
+    }
+
+
+TRUST_STAFF = _user(
+    "trust-lead1", {Role.DSL, Role.BUSINESS_MANAGER, Role.IT_TECHNICIAN}, None, every=True
+)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def trust_app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[FastAPI, Resources]]:
+    tmp = tmp_path_factory.mktemp("trust-admin")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'schoolgate.db'}"
+    else:
+        url = shared_postgres_url(request.getfixturevalue("postgres_session_url"))
+    upgrade(url)
+    (tmp / "base.yaml").write_text(seed_policy_path().read_text())
+    (tmp / "trust.yaml").write_text(
+        "name: Test Trust\nbase: base.yaml\nschools:\n"
+        "  oak: {name: Oak Primary, subnets: [127.0.0.2/32]}\n"
+        "  elm: {name: Elm Primary, subnets: [127.0.0.3/32]}\n"
+    )
+    hashed = hash_password(PASSWORD)
+    (tmp / "accounts.yaml").write_text(
+        json.dumps(
+            {"users": {n: {"password_hash": hashed, "groups": g} for n, g in ACCOUNTS.items()}}
+        )
+    )
+    (tmp / "identity.yaml").write_text(  # the same people as the directory (block links)
+        "directory: {kind: local, users_file: accounts.yaml}\n"
+        "groups_to_roles:\n  - {group: Staff, role: staff}\n  - {group: Pupils, role: pupil}\n"
+    )
+    resources = make_resources(
+        settings_for(
+            url,
+            tmp / "data",
+            trust_file=tmp / "trust.yaml",
+            admin_accounts_file=tmp / "accounts.yaml",
+            identity_file=tmp / "identity.yaml",
+        )
+    )
+    app = make_app(resources=resources)
+    yield app, resources
+    app.dependency_overrides.clear()
+    resources.close()
+
+
+@dataclass(frozen=True)
+class SchoolRows:
+    """One school's rows, each marked with the school's own tag (found in any page or answer
+    that shows them)."""
+
+    school: str
+    tag: str
+    request: str
+    exception: str
+    alert: str
+    sanction: str
+    event: str
+    pupil: str  # the same user name in both schools: only the rows tell them apart
+
+
+def make_rows(resources: Resources, school: str, pupil: str) -> SchoolRows:
+    now = datetime.now(UTC)
+    tag = f"{school}{uuid.uuid4().hex[:8]}"
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    rows = SchoolRows(school, tag, *ids, pupil=pupil)
+    host = f"www.{tag}.example"
+    with resources.sessions() as session:  # no scope: as the gateway writes them
+        session.add_all(
+            [
+                UnblockRequestRow(
+                    id=rows.request,
+                    created_at=datetime(2001, 1, 1, tzinfo=UTC),  # first in the queue
+                    requester=pupil,
+                    requester_name="A Pupil",
+                    requester_role="pupil",
+                    blocked_user=pupil,
+                    blocked_role="pupil",
+                    blocked_at=now,
+                    block_reason="rule_block",
+                    from_block_page=True,
+                    host=host,
+                    category=None,
+                    why=f"For my project ({tag}).",
+                    state=RequestState.PENDING,
+                    school=school,
+                ),
+                ExceptionRow(
+                    id=rows.exception,
+                    scope=Scope.USER,
+                    who=pupil,
+                    target_kind=TargetKind.HOST,
+                    target=host,
+                    starts=now,
+                    ends=now + timedelta(hours=1),
+                    created_by="someone",
+                    created_at=now,
+                    note=tag,
+                    school=school,
+                ),
+                AlertRow(
+                    id=rows.alert,
+                    at=now,
+                    severity=AlertSeverity.HIGH,
+                    kind="circumvention_attempt",
+                    user=pupil,
+                    summary=f"{pupil} tried a web proxy ({tag})",
+                    details={"host": host},
+                    state=AlertState.OPEN,
+                    school=school,
+                ),
+                SanctionRow(
+                    id=rows.sanction,
+                    user=pupil,
+                    starts=now,
+                    ends=now + timedelta(days=3),
+                    reason=f"Repeated proxy use ({tag})",
+                    placed_by="schoolgate",
+                    state=SanctionState.PLACED,
+                    note="",
+                    school=school,
+                ),
+                SupervisedSessionRow(
+                    id=ids[0],
+                    user=pupil,
+                    starts=now,
+                    ends=now + timedelta(minutes=30),
+                    opened_by=f"teacher-{tag}",
+                    school=school,
+                ),
+                EventRow(
+                    id=rows.event,
+                    replica="test",
+                    seq=1,
+                    at=now - timedelta(minutes=1),
+                    user=pupil,
+                    role="pupil",
+                    host=host,
+                    verdict="block",
+                    reason="rule_block",
+                    intercepted=False,
+                    school=school,
+                ),
+                CircumventionAttemptRow(
+                    id=rows.event,
+                    event_id=rows.event,
+                    at=now - timedelta(minutes=1),
+                    user=pupil,
+                    host=host,
+                    technique="web_proxy",
+                    evidence={},
+                    counted=True,
+                    school=school,
+                ),
+                IncidentNoteRow(
+                    id=ids[1],
+                    at=now,
+                    user=pupil,
+                    written_by="dsl",
+                    what_happened=f"Tried a proxy ({tag}).",
+                    action_taken="Spoke to them.",
+                    outcome="Understood.",
+                    school=school,
+                ),
+                AuditEntryRow(
+                    at=now,
+                    actor=f"staff-{tag}",
+                    actor_roles="dsl",
+                    action="test.entry",
+                    target=f"test:{tag}",
+                    school=school,
+                ),
+            ]
+        )
+        session.commit()
+    return rows
+
+
+@pytest.fixture
+def schools(trust_app: tuple[FastAPI, Resources]) -> dict[str, SchoolRows]:
+    _, resources = trust_app
+    pupil = f"pupil-{uuid.uuid4().hex[:6]}"
+    return {school: make_rows(resources, school, pupil) for school in SCHOOLS}
+
+
+# --- the routes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ById:
+    method: str
+    path: str  # {id} is the row's id
+    row: str  # which row of SchoolRows
+    role: str  # a school role allowed to use it
+    ok: int  # what a row of the person's own school (or any, for a trust role) gets
+    form: dict[str, str] | None = None
+    json: dict[str, Any] | None = None
+
+
+BY_ID = [
+    ById("GET", "/requests/{id}", "request", "business_manager", 200),
+    ById(
+        "POST",
+        "/requests/{id}/approve",
+        "request",
+        "business_manager",
+        303,
+        form={"scope": "user", "target_kind": "host", "duration": "hours", "hours": "1"},
+    ),
+    ById(
+        "POST",
+        "/requests/{id}/deny",
+        "request",
+        "business_manager",
+        303,
+        form={"reason": "Not for school.", "confirm": "yes"},
+    ),
+    ById("GET", "/api/requests/{id}", "request", "business_manager", 200),
+    ById(
+        "POST",
+        "/api/requests/{id}/approve",
+        "request",
+        "business_manager",
+        200,
+        json={"scope": "user", "target_kind": "host", "duration": "hours", "hours": 2},
+    ),
+    ById(
+        "POST",
+        "/api/requests/{id}/deny",
+        "request",
+        "business_manager",
+        200,
+        json={"reason": "Not needed."},
+    ),
+    ById("GET", "/exceptions/{id}/revoke", "exception", "business_manager", 200),
+    ById(
+        "POST",
+        "/exceptions/{id}/revoke",
+        "exception",
+        "business_manager",
+        303,
+        form={"reason": "Lesson cancelled", "confirm": "yes"},
+    ),
+    ById("POST", "/api/exceptions/{id}/revoke", "exception", "business_manager", 200, json={}),
+    ById("GET", "/monitoring/alerts/{id}", "alert", "dsl", 200),
+    ById("POST", "/monitoring/alerts/{id}/acknowledge", "alert", "dsl", 303, form={}),
+    ById(
+        "POST",
+        "/monitoring/alerts/{id}/close",
+        "alert",
+        "dsl",
+        303,
+        form={"action_taken": "Spoke to them.", "outcome": "Understood."},
+    ),
+    ById("GET", "/api/monitoring/alerts/{id}", "alert", "dsl", 200),
+    ById("POST", "/api/monitoring/alerts/{id}/acknowledge", "alert", "dsl", 200, json={}),
+    ById(
+        "POST",
+        "/api/monitoring/alerts/{id}/close",
+        "alert",
+        "dsl",
+        200,
+        json={"action_taken": "Spoke to them.", "outcome": "Understood."},
+    ),
+    ById("POST", "/monitoring/sanctions/{id}/extend", "sanction", "dsl", 303, form={"days": "5"}),
+    ById("GET", "/monitoring/sanctions/{id}/lift", "sanction", "dsl", 200),
+    ById(
+        "POST",
+        "/monitoring/sanctions/{id}/lift",
+        "sanction",
+        "dsl",
+        303,
+        form={"reason": "Behaviour improved", "confirm": "yes"},
+    ),
+    ById("POST", "/api/monitoring/sanctions/{id}/extend", "sanction", "dsl", 200, json={"days": 5}),
+    ById("POST", "/api/monitoring/sanctions/{id}/lift", "sanction", "dsl", 200, json={}),
+    ById("GET", "/monitoring/timeline?event={id}", "event", "dsl", 200),
+    ById("GET", "/api/monitoring/timeline?event={id}", "event", "dsl", 200),
+]
+
+# Routes listing a school's rows (as the role that may open them): {pupil} is the shared name.
+LISTS = [
+    ("/requests", "business_manager"),
+    ("/api/requests", "business_manager"),
+    ("/exceptions", "business_manager"),
+    ("/api/exceptions", "business_manager"),
+    ("/monitoring/alerts", "dsl"),
+    ("/api/monitoring/alerts", "dsl"),
+    ("/monitoring/sanctions", "dsl"),
+    ("/api/monitoring/sanctions", "dsl"),
+    ("/monitoring/incidents", "dsl"),
+    ("/api/monitoring/incidents", "dsl"),
+    ("/monitoring/events?user={pupil}", "dsl"),
+    ("/monitoring/events.csv?user={pupil}", "dsl"),
+    ("/api/monitoring/events?user={pupil}", "dsl"),
+    ("/monitoring/timeline?user={pupil}", "dsl"),
+    ("/api/monitoring/timeline?user={pupil}", "dsl"),
+    ("/audit", "it_technician"),
+    ("/api/audit", "it_technician"),
+    ("/audit.csv", "it_technician"),
+]
+SUBJECT_ACCESS = [("POST", "/records/subject-access"), ("POST", "/api/records/subject-access")]
+
+
+def _send(client: TestClient, csrf: str, method: str, path: str, **given: Any) -> Any:
+    kwargs: dict[str, Any] = {}
+    if given.get("form") is not None:
+        kwargs["data"] = {**given["form"], "csrf_token": csrf}
+    elif method != "GET":
+        kwargs["headers"] = {"X-CSRF-Token": csrf}
+        kwargs["json"] = given.get("json") or {}
+    return client.request(method, path, **kwargs)
+
+
+def _signed_in(app: FastAPI, user: SignedInUser) -> tuple[TestClient, str]:
+    from schoolgate.admin_api.deps import current_user, optional_user
+
+    app.dependency_overrides[current_user] = lambda: user
+    app.dependency_overrides[optional_user] = lambda: user
+    return client_for(app, "anonymous")
+
+
+def _snapshot(resources: Resources, rows: SchoolRows) -> tuple[Any, ...]:
+    with resources.sessions() as session:
+        request = session.get_one(UnblockRequestRow, rows.request)
+        exception = session.get_one(ExceptionRow, rows.exception)
+        alert = session.get_one(AlertRow, rows.alert)
+        sanction = session.get_one(SanctionRow, rows.sanction)
+        return (
+            request.state,
+            exception.ends,
+            alert.state,
+            sanction.state,
+            sanction.ends,
+        )
+
+
+@pytest.mark.parametrize("route", BY_ID, ids=lambda r: f"{r.method} {r.path}")
+def test_another_schools_row_by_id_is_not_found_and_unchanged(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], route: ById
+) -> None:
+    app, resources = trust_app
+    for mine, theirs in (("oak", "elm"), ("elm", "oak")):
+        other = schools[theirs]
+        before = _snapshot(resources, other)
+        client, csrf = _signed_in(app, school_users(mine)[route.role])
+        path = route.path.replace("{id}", getattr(other, route.row))
+        answer = _send(client, csrf, route.method, path, form=route.form, json=route.json)
+        assert answer.status_code == 404, (mine, answer.text[:300])
+        assert other.tag not in answer.text
+        assert _snapshot(resources, other) == before
+
+
+@pytest.mark.parametrize("route", BY_ID, ids=lambda r: f"{r.method} {r.path}")
+def test_a_schools_own_row_by_id_works(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], route: ById
+) -> None:
+    app, _ = trust_app
+    own = schools["oak"]
+    client, csrf = _signed_in(app, school_users("oak")[route.role])
+    path = route.path.replace("{id}", getattr(own, route.row))
+    answer = _send(client, csrf, route.method, path, form=route.form, json=route.json)
+    assert answer.status_code == route.ok, answer.text[:300]
+
+
+@pytest.mark.parametrize("route", BY_ID, ids=lambda r: f"{r.method} {r.path}")
+def test_the_trusts_roles_reach_every_schools_row_by_id(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], route: ById
+) -> None:
+    app, _ = trust_app
+    client, csrf = _signed_in(app, TRUST_STAFF)
+    for rows in schools.values():
+        path = route.path.replace("{id}", getattr(rows, route.row))
+        answer = _send(client, csrf, route.method, path, form=route.form, json=route.json)
+        assert answer.status_code == route.ok, (rows.school, answer.text[:300])
+
+
+@pytest.mark.parametrize(("path", "role"), LISTS, ids=[p for p, _ in LISTS])
+def test_a_list_shows_only_the_schools_own_rows(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], path: str, role: str
+) -> None:
+    app, _ = trust_app
+    pupil = schools["oak"].pupil
+    for mine, theirs in (("oak", "elm"), ("elm", "oak")):
+        client, _ = _signed_in(app, school_users(mine)[role])
+        answer = client.get(path.replace("{pupil}", pupil))
+        assert answer.status_code == 200, answer.text[:300]
+        if "timeline" not in path and "people" not in path:
+            assert schools[mine].tag in answer.text, f"{mine} does not see its own rows"
+        assert schools[theirs].tag not in answer.text, f"{mine} sees {theirs}'s rows"
+
+
+@pytest.mark.parametrize(("path", "role"), LISTS, ids=[p for p, _ in LISTS])
+def test_the_trusts_roles_list_every_schools_rows(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], path: str, role: str
+) -> None:
+    app, _ = trust_app
+    client, _ = _signed_in(app, TRUST_STAFF)
+    pupil = schools["oak"].pupil
+    answer = client.get(path.replace("{pupil}", pupil))
+    assert answer.status_code == 200, answer.text[:300]
+    if "timeline" not in path and "people" not in path:
+        assert all(rows.tag in answer.text for rows in schools.values())
+    narrowed = client.get(
+        path.replace("{pupil}", pupil) + ("&" if "?" in path else "?") + "school=elm"
+    )
+    assert schools["oak"].tag not in narrowed.text  # ?school= narrows a trust role to one
+
+
+@pytest.mark.parametrize(("method", "path"), SUBJECT_ACCESS)
+def test_a_subject_access_record_holds_only_the_schools_rows(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], method: str, path: str
+) -> None:
+    app, _ = trust_app
+    client, csrf = _signed_in(app, school_users("oak")["it_technician"])
+    pupil = schools["oak"].pupil
+    form = {"user": pupil} if not path.startswith("/api/") else None
+    answer = _send(client, csrf, method, path, form=form, json={"user": pupil})
+    assert answer.status_code == 200, answer.text[:300]
+    assert schools["oak"].tag in answer.text
+    assert schools["elm"].tag not in answer.text
+
+
+def _routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, set[str]]]:
+    """(path, methods) of every APIRoute, also of the routers FastAPI includes in others."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield prefix + route.path, route.methods
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _routes(included.routes, prefix + route.include_context.prefix)
+
+
+def test_every_route_taking_a_rows_id_is_in_the_matrix(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    app, _ = trust_app
+    covered = {(r.method, r.path.split("?")[0].replace("{id}", "")) for r in BY_ID}
+    school_ids = ("{request_id}", "{exception_id}", "{alert_id}", "{sanction_id}")
+    found = set()
+    for path, methods in _routes(app.routes):
+        if any(i in path for i in school_ids):
+            for i in school_ids:
+                path = path.replace(i, "")
+            found |= {(method, path) for method in methods}
+    assert found
+    assert found <= covered, sorted(found - covered)
+
+
+# --- who belongs where: groups named after a school or the trust ------------------------
+
+
+def _sign_in(app: FastAPI, username: str) -> TestClient:
+    app.dependency_overrides.clear()
+    client = TestClient(app, follow_redirects=False)
+    csrf = client.get("/signin").text.split('name="csrf_token" value="')[1].split('"')[0]
+    answer = client.post(
+        "/signin",
+        data={"username": username, "password": PASSWORD, "csrf_token": csrf, "next": "/"},
+    )
+    assert answer.status_code == 303, answer.text[:300]
+    return client
+
+
+@pytest.mark.parametrize(
+    ("username", "sees"),
+    [
+        ("oak-dsl", {"oak"}),  # group oak-DSL: Oak's DSL
+        ("trust-lead", {"oak", "elm"}),  # group trust-DSL: the DSL of every school
+    ],
+)
+def test_a_school_group_gives_that_schools_role_and_rows(
+    trust_app: tuple[FastAPI, Resources],
+    schools: dict[str, SchoolRows],
+    username: str,
+    sees: set[str],
+) -> None:
+    app, _ = trust_app
+    client = _sign_in(app, username)
+    answer = client.get("/api/monitoring/alerts")
+    assert answer.status_code == 200, answer.text[:300]
+    shown = {school for school, rows in schools.items() if rows.tag in answer.text}
+    assert shown == sees
+
+
+@pytest.mark.parametrize("username", ["two-schools", "plain-dsl", "oak-pupil", "elm-bm"])
+def test_no_dsl_role_without_one_schools_dsl_group(
+    trust_app: tuple[FastAPI, Resources], username: str
+) -> None:
+    app, _ = trust_app
+    client = _sign_in(app, username)
+    assert client.get("/api/monitoring/alerts").status_code == 403
+    me = client.get("/api/me").json()
+    assert "dsl" not in me["roles"]
+
+
+# --- what would reach other schools through the gateway is the trust's to change ----------
+
+
+def test_only_the_trusts_staff_change_the_local_lists(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    app, _ = trust_app
+    site = {"host": f"lists-{uuid.uuid4().hex[:8]}.example", "verdict": "block"}
+    client, csrf = _signed_in(app, school_users("oak")["business_manager"])
+    refused = _send(client, csrf, "POST", "/api/lists", json=site)
+    assert refused.status_code == 403
+    assert "every school of the trust" in refused.text
+    assert site["host"] not in client.get("/api/lists").text  # nothing was added
+    client, csrf = _signed_in(app, TRUST_STAFF)
+    assert _send(client, csrf, "POST", "/api/lists", json=site).status_code == 201
+
+
+@pytest.mark.parametrize("scope", ["everyone", "role", "group"])
+def test_a_school_grants_only_to_named_people(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], scope: str
+) -> None:
+    app, resources = trust_app
+    client, csrf = _signed_in(app, school_users("oak")["business_manager"])
+    grant = {"scope": scope, "target_kind": "host", "duration": "hours", "hours": 1}
+    grant |= {"who": {"role": "pupil", "group": "Pupils"}.get(scope)}
+    answer = _send(
+        client, csrf, "POST", f"/api/requests/{schools['oak'].request}/approve", json=grant
+    )
+    assert answer.status_code == 422, answer.text[:300]  # as every grant the policy forbids
+    assert "one named person" in answer.text
+    assert _snapshot(resources, schools["oak"])[0] is RequestState.PENDING
+
+
+def test_the_trusts_staff_see_each_rows_school(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows]
+) -> None:
+    app, _ = trust_app
+    client, _ = _signed_in(app, TRUST_STAFF)
+    pupil = schools["oak"].pupil
+    for path in (
+        "/api/requests",
+        "/api/exceptions",
+        "/api/monitoring/alerts",
+        "/api/monitoring/sanctions",
+        "/api/monitoring/incidents",
+        f"/api/monitoring/events?user={pupil}",
+        "/api/audit",
+    ):
+        found = _schools_of_tagged(client.get(path).json(), schools)
+        assert found == {rows.tag: rows.school for rows in schools.values()}, path
+
+
+def _schools_of_tagged(data: Any, schools: dict[str, SchoolRows]) -> dict[str, str | None]:
+    """{tag: the `school` of the object whose text holds it}, from any JSON answer."""
+    found: dict[str, str | None] = {}
+    if isinstance(data, list):
+        for item in data:
+            found |= _schools_of_tagged(item, schools)
+    elif isinstance(data, dict):
+        text = json.dumps(data)
+        for rows in schools.values():
+            if rows.tag in text and "school" in data:
+                found[rows.tag] = data["school"]
+        for value in data.values():
+            if isinstance(value, list | dict):
+                found |= _schools_of_tagged(value, schools)
+    return found
+
+
+def test_a_request_from_a_block_pages_link_is_its_persons_schools(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    """The link's person is not signed in: their school comes from their groups (`oak`)."""
+    app, resources = trust_app
+    app.dependency_overrides.clear()
+    host = blocked_site()
+    claims = AccessClaims(
+        host=host, role="pupil", at=datetime.now(UTC), user="oak-pupil", reason="rule_block"
+    )
+    token = make_access_token(resources.access_token_secret, claims)
+    browser = TestClient(app, follow_redirects=False)
+    form = browser.get("/requests/new", params={"token": token})
+    assert form.status_code == 200, form.text[:300]
+    csrf = form.text.split('name="csrf_token" value="')[1].split('"')[0]
+    why = "I need it for my homework about the Romans and their roads."
+    sent = browser.post("/requests/new", data={"token": token, "why": why, "csrf_token": csrf})
+    assert sent.status_code == 200, sent.text[:300]
+    with resources.sessions() as session:
+        (row,) = session.scalars(select(UnblockRequestRow).where(UnblockRequestRow.host == host))
+        assert (row.requester, row.school) == ("oak-pupil", "oak")
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        ("/monitoring/alerts", "dsl"),
+        ("/exceptions", "business_manager"),
+        ("/requests", "business_manager"),
+        ("/monitoring/sanctions", "dsl"),
+        ("/monitoring/events?user={pupil}", "dsl"),
+    ],
+)
+def test_the_trusts_pages_show_each_rows_school(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], path: str, role: str
+) -> None:
+    app, _ = trust_app
+    column = '<th scope="col">School</th>'
+    path = path.replace("{pupil}", schools["oak"].pupil)
+    client, _ = _signed_in(app, TRUST_STAFF)
+    page = client.get(path).text
+    assert column in page
+    for rows in schools.values():  # the school in the same table row as the row's own tag
+        tagged = [tr for tr in page.split("<tr") if rows.tag in tr]
+        assert tagged
+        assert any(f">{rows.school}</td>" in tr for tr in tagged)
+    client, _ = _signed_in(app, school_users("oak")[role])
+    assert column not in client.get(path).text  # one school's staff: no column
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/policy/edit",
+        "/policy/versions/1/restore",
+        "/policy/shadow/discard",
+        "/calendar/edit",
+        "/calendar/import",
+    ],
+)
+def test_only_the_trusts_staff_change_the_shared_policy(
+    trust_app: tuple[FastAPI, Resources], path: str
+) -> None:
+    app, _ = trust_app
+    client, csrf = _signed_in(app, school_users("oak")["it_technician"])
+    answer = _send(client, csrf, "POST", path, form={"text": "name: x\n", "reason": "test"})
+    assert answer.status_code == 403, answer.text[:300]
+    assert "every school of the trust" in answer.text
+    client, csrf = _signed_in(app, TRUST_STAFF)
+    answer = _send(client, csrf, "POST", path, form={"text": "name: x\n", "reason": "test"})
+    assert answer.status_code != 403, answer.text[:300]
+
+
+def test_the_weekly_report_counts_the_schools_own_rows(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows]
+) -> None:
+    """A school's weekly report counts its own rows; the trust's is the sum of the schools'."""
+    app, _ = trust_app
+    counted: dict[str, dict[str, int]] = {}
+    for who, user in (
+        ("oak", school_users("oak")["dsl"]),
+        ("elm", school_users("elm")["dsl"]),
+        ("trust", TRUST_STAFF),
+    ):
+        client, _ = _signed_in(app, user)
+        week = client.get("/api/monitoring/weekly").json()
+        counted[who] = {key: week[key] for key in ("events", "attempts", "incident_notes")}
+    for key in ("events", "attempts", "incident_notes"):
+        assert counted["oak"][key] > 0
+        assert counted["elm"][key] > 0
+        assert counted["trust"][key] == counted["oak"][key] + counted["elm"][key], key

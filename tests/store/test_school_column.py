@@ -1,0 +1,63 @@
+"""Migration 0011: the `school` column on the tables holding a school's data, up and down on
+SQLite and PostgreSQL, keeping the rows (test_db.py checks the models match it); rows written
+before keep NULL, a single-school install."""
+
+from __future__ import annotations
+
+from alembic import command
+from sqlalchemy import inspect, text
+
+from schoolgate.store import models
+from schoolgate.store.db import alembic_config, current_revision, make_engine, upgrade
+from tests.support.postgres import database_url, postgres_session_url
+
+__all__ = ["database_url", "postgres_session_url"]
+
+BEFORE = "0010_alert_closed_at"
+SCHOOL = "0011_school_column"
+
+
+def _school_columns(url: str) -> dict[str, bool]:
+    engine = make_engine(url)
+    try:
+        found = inspect(engine)
+        return {
+            table: any(c["name"] == "school" for c in found.get_columns(table))
+            for table in models.SCHOOL_TABLES
+        }
+    finally:
+        engine.dispose()
+
+
+def test_the_school_column_goes_up_and_down_keeping_the_rows(database_url: str) -> None:
+    upgrade(database_url, BEFORE)
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO alerts (id, at, severity, kind, summary, details, state) "
+                    "VALUES ('a1', '2026-12-03 10:00:00', 'low', 'attempt', 'x', '{}', 'open')"
+                )
+            )
+        assert _school_columns(database_url) == dict.fromkeys(models.SCHOOL_TABLES, False)
+
+        upgrade(database_url)
+        assert current_revision(engine) == SCHOOL
+        assert _school_columns(database_url) == dict.fromkeys(models.SCHOOL_TABLES, True)
+        indexes = {i["name"] for i in inspect(engine).get_indexes("events")}
+        assert "ix_events_school_at" in indexes
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT id, school FROM alerts")).all() == [("a1", None)]
+            conn.execute(text("UPDATE alerts SET school = 'oak'"))
+
+        command.downgrade(alembic_config(database_url), BEFORE)
+        assert current_revision(engine) == BEFORE
+        assert _school_columns(database_url) == dict.fromkeys(models.SCHOOL_TABLES, False)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id FROM alerts")).scalars().all() == ["a1"]
+
+        upgrade(database_url)  # and up again, as a rolled-back release upgrades once more
+        assert _school_columns(database_url) == dict.fromkeys(models.SCHOOL_TABLES, True)
+    finally:
+        engine.dispose()
