@@ -1,7 +1,8 @@
 """Prometheus metrics for the admin service: unblock requests waiting, alerts open (counted in the
 shared database at scrape time) and request latency by route, served at the admin's /metrics.
 
-Wiring (one line where the admin app is made): `install_admin_metrics(app, database_url)`.
+Wiring (one line where the admin app is made): `install_admin_metrics(app, engine)`, with the
+admin's own engine (whoever made it disposes of it; no second pool to the same database).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from schoolgate.store.db import make_engine
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 def install_admin_metrics(
-    app: FastAPI, database_url: str, *, registry: CollectorRegistry | None = None
+    app: FastAPI, engine: Engine, *, registry: CollectorRegistry | None = None
 ) -> CollectorRegistry:
     """Add the latency middleware, the database counts and GET /metrics to the admin app."""
     registry = registry or CollectorRegistry()
@@ -123,7 +122,6 @@ def install_admin_metrics(
         buckets=LATENCY_BUCKETS,
         registry=registry,
     )
-    engine = make_engine(database_url)
     registry.register(AdminCollector(engine))
     app.add_middleware(RequestTimer, histogram=histogram)
 

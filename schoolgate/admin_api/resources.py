@@ -56,6 +56,7 @@ class Resources:
         for directory in (self.directory, self.admin_accounts):
             if directory is not None:
                 directory.close()
+        self.throttle.close()
         self.engine.dispose()
 
 

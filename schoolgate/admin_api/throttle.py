@@ -48,6 +48,10 @@ class SignInThrottle:
     def succeeded(self, attempt: Attempt) -> None:
         self.throttle.succeeded(attempt)
 
+    def close(self) -> None:
+        """Close the in-memory database it may have fallen back to (not the shared one)."""
+        self.throttle.close()
+
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:

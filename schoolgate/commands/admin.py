@@ -229,7 +229,7 @@ def run_admin(args: argparse.Namespace) -> int:
         print(f"schoolgate admin: {problem}", file=sys.stderr)
         return 2
     app = make_app(resources=resources)
-    install_admin_metrics(app, settings.effective_database_url)
+    install_admin_metrics(app, resources.engine)
     if settings.policy_file is not None:
         PolicyWatcher(resources, Path(settings.policy_file)).start()
     scheme = "https" if tls else "http"

@@ -8,6 +8,7 @@ import re
 import sys
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,6 +26,17 @@ from schoolgate.store.policy_files import load_policy
 
 # The demo's identity settings: a users file with pupil1, teacher1, socialmedia1, ...
 DEMO_IDENTITY = Path(store.__file__).resolve().parent / "data" / "demo-identity.yaml"
+
+
+def add_command_group(subparsers: Any, name: str, *, help: str, description: str) -> Any:
+    """`schoolgate NAME SUBCOMMAND ...`: a command made of sub-commands, built one way for all
+    (one of them is required; the handler's choice is in `args.NAME_command`). Returns the
+    group to add the sub-commands to; say in each one's description what its exit status
+    means (tests/schoolgate/test_cli_help.py)."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    group = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+    group.required = True
+    return group
 
 
 def load_policy_or_report(path: Path | str | None) -> Policy | None:

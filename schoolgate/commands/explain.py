@@ -207,6 +207,42 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+_ROW_KEYS = ("role", "user", "groups", "host", "at")
+
+
+def read_question(line: str) -> dict[str, Any]:
+    """One batch line as a question whose values have the right types; ValueError saying what
+    to write otherwise (a number, list or null where text belongs would crash further on)."""
+    question = json.loads(line)
+    if not isinstance(question, dict):
+        raise ValueError('each line must be a JSON object, like {"role": "staff", "host": "x.com"}')
+    unknown = set(question) - set(_ROW_KEYS)
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)} (known: {', '.join(_ROW_KEYS)})")
+    host = question.get("host")
+    if not isinstance(host, str) or not host:
+        raise ValueError("'host' is required and must be a host name in quotes, like \"x.com\"")
+    for key, what, example in (
+        ("role", "a role's name", '"staff"'),
+        ("user", "a user name", '"j.smith"'),
+        ("at", "a time", '"10:35" or "2026-11-23T10:35" (leave \'at\' out for now)'),
+    ):
+        if key in question and not isinstance(question[key], str):
+            raise ValueError(
+                f"{key!r} must be {what} written as text in quotes, like {example}, "
+                f"not {json.dumps(question[key])}"
+            )
+    groups = question.get("groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise ValueError(
+            '\'groups\' must be a list of group names in quotes, like ["staff", "year7"], '
+            f"not {json.dumps(groups)}"
+        )
+    if not (question.get("role") or question.get("user")):
+        raise ValueError("give 'role' or 'user', like \"role\": \"staff\"")
+    return question
+
+
 def batch_lines(resolver: Resolver, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     """One JSON object per input line, in order; a bad line gives {"line": n, "error": ...}."""
     policy = resolver.policy
@@ -214,24 +250,13 @@ def batch_lines(resolver: Resolver, lines: Iterable[str]) -> Iterator[dict[str, 
         if not line.strip():
             continue
         try:
-            question = json.loads(line)
-            if not isinstance(question, dict):
-                raise ValueError("each line must be a JSON object")
-            unknown = set(question) - {"role", "user", "groups", "host", "at"}
-            if unknown:
-                raise ValueError(
-                    f"unknown keys {sorted(unknown)} (known: role, user, groups, host, at)"
-                )
-            if not isinstance(question.get("host"), str) or not question["host"]:
-                raise ValueError("'host' is required and must be a string")
-            if not (question.get("role") or question.get("user")):
-                raise ValueError("give 'role' or 'user'")
+            question = read_question(line)
             subject = resolver.subject(
-                question.get("role"), question.get("user"), question.get("groups") or ()
+                question.get("role"), question.get("user"), question.get("groups", [])
             )
             at = parse_at(question.get("at"), policy)
-        except (ValueError, TypeError) as exc:
-            yield {"line": number, "error": str(exc)}
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            yield {"line": number, "error": f"line {number}: {exc}"}
             continue
         decision = decide(policy, Request(question["host"]), subject, None, at)
         yield {"line": number, **decision_json(policy, decision, subject, at)}

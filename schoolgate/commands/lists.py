@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from schoolgate import policy
+from schoolgate.commands.common import add_command_group
 from schoolgate.store.db import display_url, make_engine
 from schoolgate.store.list_build import BuildError, build_lists, load_manifest
 from schoolgate.store.list_status import CONFIG_FILE, ListsReport, ListStatusReader
@@ -35,14 +36,13 @@ DB_HELP = (
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    sub = add_command_group(
+        subparsers,
         "lists",
         help="update the category lists, show their state, or build them from pinned sources",
         description="The domain lists behind the policy's categories: fetch updates, say how "
         "old each is, or build them from pinned upstream checkouts (docs/list-updates.md).",
     )
-    sub = parser.add_subparsers(dest="lists_command", metavar="SUBCOMMAND")
-    sub.required = True
 
     update = sub.add_parser(
         "update",
@@ -80,7 +80,9 @@ def register(subparsers: Any) -> None:
         description="Read the upstream checkouts named in the manifest (each in "
         "UPSTREAM/<source>/ at its pinned commit; every file's sha256 is checked) "
         "and write one list file per output. The same inputs always give the same "
-        "bytes. With --check, write nothing and exit 1 if a file would change.",
+        "bytes. With --check, write nothing and exit 1 if a file would change. "
+        "Exit 0 when the lists were built (or, with --check, are the same); 2 when the "
+        "manifest or a checkout is wrong.",
     )
     build.add_argument(
         "--manifest",

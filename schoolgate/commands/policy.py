@@ -13,7 +13,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from schoolgate.commands.common import load_policy_or_report, parse_day, prepare_database
+from schoolgate.commands.common import (
+    add_command_group,
+    load_policy_or_report,
+    parse_day,
+    prepare_database,
+)
 from schoolgate.policy.diff import replay, table_diff
 from schoolgate.policy.table import policy_table, summary
 from schoolgate.store.db import database_url_from_environment, display_url, make_engine
@@ -23,14 +28,13 @@ _DURATION = re.compile(r"^(\d{1,3})([dh])$")
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    sub = add_command_group(
+        subparsers,
         "policy",
-        help="check a policy file, or print it as a table",
+        help="check a policy file, print it as a table, or see what a change would do",
         description="The policy file for people: check it, show it as the governors' table, "
         "or see what a change to it would do.",
     )
-    sub = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
-    sub.required = True
 
     check = sub.add_parser(
         "check",
@@ -46,7 +50,8 @@ def register(subparsers: Any) -> None:
         help="role x category x period matrix (governors' review)",
         description="What each role gets for each category in each part of one day (the "
         "verdict in the middle of each period). The text table has one block per role, "
-        "periods numbered with a key, to fit 100 columns; --csv gives the whole matrix.",
+        "periods numbered with a key, to fit 100 columns; --csv gives the whole matrix. "
+        "Exit 0 with the table, or exit 1 listing every problem of the policy.",
     )
     table.add_argument("--policy", help="policy file (default: the seed policy)")
     table.add_argument(
@@ -64,8 +69,9 @@ def register(subparsers: Any) -> None:
         description="The governors' table cells that change (for --date), "
         "and with --against-history the recorded decisions of "
         "that many days replayed through both policies, the "
-        "ones that flip grouped in words. Exit 1 if a policy "
-        "has problems.",
+        "ones that flip grouped in words. Exit 0 with the "
+        "differences; 1 if a policy has problems or the database cannot be used; 2 "
+        "for a --against-history that cannot be read.",
     )
     diff.add_argument("old", help="the policy in force (YAML file)")
     diff.add_argument("new", help="the proposed policy (YAML file)")

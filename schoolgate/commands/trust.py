@@ -1,5 +1,6 @@
-"""`schoolgate trust check FILE`: one schoolgate for many schools (docs/trust.md). Checks the
-trust file, the trust's base policy and every school's own, and says what each school gets."""
+"""`schoolgate trust check FILE` and `schoolgate trust add-school FILE ID`: one schoolgate for
+many schools (docs/trust.md). Checks the trust file, the trust's base policy and every school's
+own, and says what each school gets; adds a school only if the trust still checks with it."""
 
 from __future__ import annotations
 
@@ -12,21 +13,22 @@ from typing import Any
 
 import yaml
 
+from schoolgate.commands.common import add_command_group
 from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.trust import Trust
 from schoolgate.store.trust_files import load_trust
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    sub = add_command_group(
+        subparsers,
         "trust",
-        help="many schools, one service: check a trust file (docs/trust.md)",
+        help="many schools, one service: check a trust file, or add a school to it",
         description="A trust or local authority runs one schoolgate for many schools: the trust "
         "file names each school, its client address ranges and its own policy on top of the "
         "trust's base policy, whose locks no school can loosen (docs/trust.md).",
     )
-    sub = parser.add_subparsers(dest="trust_command", metavar="SUBCOMMAND")
-    sub.required = True
+
     check = sub.add_parser(
         "check",
         help="validate a trust file, its base policy and every school's policy",
@@ -35,13 +37,16 @@ def register(subparsers: Any) -> None:
     )
     check.add_argument("file", help="the trust YAML file")
     check.set_defaults(handler=run_check)
+
     add = sub.add_parser(
         "add-school",
         help="add a school to a trust file, checked whole before it is written",
         description="Adds the school at the end of 'schools:' (the rest of the file, comments "
         "included, is kept), checks the whole trust with it, and only then replaces the file. "
         "With --policy naming a file that does not exist yet, an empty one is made: the "
-        "school starts on the trust's base policy.",
+        "school starts on the trust's base policy. Exit 0 when the school was added; 1, "
+        "with nothing written, when the trust file cannot be read or the trust would have "
+        "problems with the school.",
     )
     add.add_argument("file", help="the trust YAML file")
     add.add_argument("id", help="the school's short id: a-z, 0-9, '-' and '_', e.g. oak")

@@ -1,13 +1,22 @@
-"""Say in words why a decision came out as it did, for staff, the CLI and the block page."""
+"""Say in words why a decision came out as it did, for staff, the CLI and the block page; the
+last sentence is chosen for its reader (`Reader`): the person who may ask, or the one who decides."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 
 from schoolgate.policy.decide import unblockable
 from schoolgate.policy.model import Decision, Policy, Reason, Subject
 from schoolgate.policy.techniques import describe_technique
+
+
+class Reader(StrEnum):
+    """Who reads an explanation, which decides what it says can be done about a block."""
+
+    ASKER = "asker"  # the person blocked, or IT at the CLI: "ask the Business Manager"
+    DECIDER = "decider"  # the Business Manager deciding a request: what an approval would do
 
 
 def format_when(policy: Policy, at: datetime) -> str:
@@ -33,9 +42,11 @@ def explain_decision(
     at: datetime | None = None,
     *,
     clock: Callable[[datetime], str] | None = None,
+    reader: Reader = Reader.ASKER,
 ) -> str:
     """A few plain sentences: what was decided, which rule or list did it, and when it opens.
-    `clock` writes the times (the CLI's and the block page's `format_when` if not given)."""
+    `clock` writes the times (the CLI's and the block page's `format_when` if not given);
+    `reader` chooses what it says can be done about a block (`how_to_get_it`)."""
     when_words = clock or (lambda moment: format_when(policy, moment))
     host = decision.host or "this site"
     who = f"{subject.user} ({subject.role})" if subject.user else f"role {subject.role}"
@@ -123,18 +134,30 @@ def explain_decision(
         )
     elif not decision.allowed and decision.reason in (Reason.RULE_BLOCK, Reason.DEFAULT_BLOCK):
         lines.append(
-            f"It does not open at any time for this role; {how_to_get_it(policy, decision, subject)}"
+            "It does not open at any time for this role; "
+            + how_to_get_it(policy, decision, subject, reader)
         )
     return "\n".join(lines)
 
 
-# The end of the sentence above when an approval could open the site. The admin's request page,
-# read by the Business Manager, drops it (services/requests.py).
-ASK_THE_BUSINESS_MANAGER = "ask the Business Manager if you need it."
+# What can be done about a block that does not open, by reader and by whether an approved
+# request could open the site (can_ask_for).
+WHAT_CAN_BE_DONE: dict[tuple[Reader, bool], str] = {
+    (Reader.ASKER, True): "ask the Business Manager if you need it.",
+    (Reader.ASKER, False): "it cannot be unblocked at school, even if you ask.",
+    (Reader.DECIDER, True): "only an approved request opens it.",
+    (Reader.DECIDER, False): "it cannot be unblocked at school, even with an approved request.",
+}
 
 
 def explain_plainly(
-    policy: Policy, decision: Decision, subject: Subject, at: datetime, *, now: datetime
+    policy: Policy,
+    decision: Decision,
+    subject: Subject,
+    at: datetime,
+    *,
+    now: datetime,
+    reader: Reader = Reader.ASKER,
 ) -> str:
     """`explain_decision` with the admin's way of writing times (`format_when_plain`)."""
     return explain_decision(
@@ -143,6 +166,7 @@ def explain_plainly(
         subject,
         at,
         clock=lambda moment: format_when_plain(policy, moment, now=now),
+        reader=reader,
     )
 
 
@@ -160,10 +184,11 @@ def can_ask_for(policy: Policy, decision: Decision, role: str, site: str = "") -
     return bool(host) and unblockable(policy, host, role)
 
 
-def how_to_get_it(policy: Policy, decision: Decision, subject: Subject) -> str:
-    """What a person can do about a block, in the same words everywhere: ask the Business
-    Manager where an approved request could open the site (can_ask_for); otherwise say plainly
-    that it cannot be unblocked at school."""
-    if can_ask_for(policy, decision, subject.role):
-        return ASK_THE_BUSINESS_MANAGER
-    return "it cannot be unblocked at school, even if you ask."
+def how_to_get_it(
+    policy: Policy, decision: Decision, subject: Subject, reader: Reader = Reader.ASKER
+) -> str:
+    """What can be done about a block, in the same words everywhere: for the person who may
+    ask, ask the Business Manager where an approved request could open the site (can_ask_for);
+    for the Business Manager, that an approval would open it; otherwise, plainly, that it
+    cannot be unblocked at school."""
+    return WHAT_CAN_BE_DONE[reader, can_ask_for(policy, decision, subject.role)]

@@ -19,12 +19,12 @@ from sqlalchemy import delete
 from starlette.requests import Request
 
 from schoolgate.admin_api.app import make_app
-from schoolgate.admin_api.resources import Resources, make_resources
+from schoolgate.admin_api.resources import Resources
 from schoolgate.admin_api.settings import Settings
 from schoolgate.admin_api.throttle import SignInThrottle, client_address
 from schoolgate.store.directory import hash_password
 from schoolgate.store.models import SignInThrottleRow
-from tests.admin_api.conftest import CSRF, TEST_SECRET, settings_for, sign_in
+from tests.admin_api.conftest import CSRF, TEST_SECRET, OwnResources, settings_for, sign_in
 from tests.support.slapd import SlapdServer, shared_slapd, slapd_server
 
 __all__ = ["shared_slapd", "slapd_server"]
@@ -67,9 +67,11 @@ def test_the_session_cookie_is_httponly_samesite_and_signed_out_clears_it(app: F
     assert client.get("/api/me").status_code == 401
 
 
-def test_secure_cookies_by_default(resources: Resources, tmp_path: Path) -> None:
+def test_secure_cookies_by_default(
+    resources: Resources, tmp_path: Path, own_resources: OwnResources
+) -> None:
     settings = settings_for(resources.settings.effective_database_url, tmp_path, cookie_secure=True)
-    client = TestClient(make_app(resources=make_resources(settings)))
+    client = TestClient(make_app(resources=own_resources(settings)))
     assert "secure" in client.get("/signin").headers["set-cookie"].lower()
 
 
@@ -251,14 +253,16 @@ def test_next_never_leads_off_the_site(app: FastAPI) -> None:
         assert answer.headers["location"] == "/"
 
 
-def test_the_break_glass_administrator(resources: Resources, tmp_path: Path) -> None:
+def test_the_break_glass_administrator(
+    resources: Resources, tmp_path: Path, own_resources: OwnResources
+) -> None:
     settings = settings_for(
         resources.settings.effective_database_url,
         tmp_path,
         breakglass_username="rescue",
         breakglass_password_hash=hash_password("a long rescue phrase"),
     )
-    app = make_app(resources=make_resources(settings))
+    app = make_app(resources=own_resources(settings))
     client = sign_in(app, "rescue", "a long rescue phrase")
     assert client.get("/api/me").json()["roles"] == ["business_manager", "it_technician", "staff"]
     assert client.get("/system").status_code == 200
@@ -308,13 +312,17 @@ HOSTILE_NAMES = [
 
 @pytest.mark.parametrize("username", HOSTILE_NAMES)
 def test_a_hostile_user_name_against_real_ldap_signs_nobody_in(
-    shared_slapd: SlapdServer, tmp_path: Path, resources: Resources, username: str
+    shared_slapd: SlapdServer,
+    tmp_path: Path,
+    resources: Resources,
+    username: str,
+    own_resources: OwnResources,
 ) -> None:
     identity = shared_slapd.write_identity_config(tmp_path / "identity")
     settings = settings_for(
         resources.settings.effective_database_url, tmp_path, identity_file=identity
     )
-    app = make_app(resources=make_resources(settings))
+    app = make_app(resources=own_resources(settings))
     client = TestClient(app, follow_redirects=False)
     for password in ("pupil1-pass", "*"):
         answer = client.post("/signin", data=_form(client, username=username, password=password))
@@ -329,13 +337,18 @@ def test_a_hostile_user_name_against_real_ldap_signs_nobody_in(
     [("bursar1", "business_manager"), ("dsl1", "dsl"), ("it1", "it_technician")],
 )
 def test_admin_roles_come_from_the_real_directorys_groups(
-    shared_slapd: SlapdServer, tmp_path: Path, resources: Resources, username: str, role: str
+    shared_slapd: SlapdServer,
+    tmp_path: Path,
+    resources: Resources,
+    username: str,
+    role: str,
+    own_resources: OwnResources,
 ) -> None:
     identity = shared_slapd.write_identity_config(tmp_path / "identity")
     settings = settings_for(
         resources.settings.effective_database_url, tmp_path, identity_file=identity
     )
-    app = make_app(resources=make_resources(settings))
+    app = make_app(resources=own_resources(settings))
     me = sign_in(app, username, f"{username}-pass").get("/api/me").json()
     assert role in me["roles"]
     others = {"business_manager", "dsl", "it_technician"} - {role}
@@ -344,7 +357,7 @@ def test_admin_roles_come_from_the_real_directorys_groups(
 
 @pytest.mark.ldap
 def test_a_role_removed_in_the_directory_ends_at_the_next_request(
-    slapd_server: SlapdServer, tmp_path: Path, resources: Resources
+    slapd_server: SlapdServer, tmp_path: Path, resources: Resources, own_resources: OwnResources
 ) -> None:
     # Finding 12: the roles lived in the cookie for 8 hours.
     identity = slapd_server.write_identity_config(tmp_path / "identity")
@@ -354,7 +367,7 @@ def test_a_role_removed_in_the_directory_ends_at_the_next_request(
         identity_file=identity,
         role_refresh_seconds=0,
     )
-    app = make_app(resources=make_resources(settings))
+    app = make_app(resources=own_resources(settings))
     client = sign_in(app, "bursar1", "bursar1-pass")
     assert "business_manager" in client.get("/api/me").json()["roles"]
     with slapd_server.admin_connection() as ldap:
@@ -373,12 +386,12 @@ def test_a_role_removed_in_the_directory_ends_at_the_next_request(
 
 
 def test_behind_a_trusted_reverse_proxy_each_client_is_counted_apart(
-    resources: Resources, tmp_path: Path
+    resources: Resources, tmp_path: Path, own_resources: OwnResources
 ) -> None:
     settings = settings_for(
         resources.settings.effective_database_url, tmp_path, trusted_proxies=["192.0.2.1/32"]
     )
-    made = make_resources(settings)
+    made = own_resources(settings)
     made.throttle = SignInThrottle(None, max_per_user=5, max_per_ip=30, window_seconds=900)
     app = make_app(resources=made)
     proxy = TestClient(app, follow_redirects=False, client=("192.0.2.1", 40000))

@@ -30,6 +30,7 @@ def test_the_request_page_speaks_to_each_reader(app: FastAPI) -> None:
     deciding = bursar.get(f"/requests/{request_id}").text
     assert "Why it is blocked" in deciding
     assert "ask the Business Manager" not in deciding
+    assert "only an approved request opens it." in deciding  # words chosen for her
     approved = bursar.post(
         f"/api/requests/{request_id}/approve",
         headers={"X-CSRF-Token": csrf},

@@ -18,7 +18,7 @@ from schoolgate.admin_metrics import install_admin_metrics
 from schoolgate.proxy_addons.metrics import Metrics
 from schoolgate.proxy_addons.policy_source import PolicySource
 from schoolgate.proxy_addons.stats import GatewayStats
-from schoolgate.store.db import upgrade
+from schoolgate.store.db import make_engine, upgrade
 from schoolgate.store.event_writer import WriterStats
 from tests.support.needs import need_program
 
@@ -92,10 +92,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     folder = tmp_path_factory.mktemp("admin-db")
     url = f"sqlite:///{folder / 'schoolgate.db'}"
     upgrade(url)
-    admin = install_admin_metrics(FastAPI(), url)
-    admin_histogram = admin._names_to_collectors["schoolgate_admin_request_seconds"]
-    admin_histogram.labels("GET", "/", "2xx").observe(0.01)  # type: ignore[attr-defined]
-    text += generate_latest(admin).decode()
+    engine = make_engine(url)
+    try:
+        admin = install_admin_metrics(FastAPI(), engine)
+        admin_histogram = admin._names_to_collectors["schoolgate_admin_request_seconds"]
+        admin_histogram.labels("GET", "/", "2xx").observe(0.01)  # type: ignore[attr-defined]
+        text += generate_latest(admin).decode()
+    finally:
+        engine.dispose()
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 

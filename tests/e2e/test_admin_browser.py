@@ -14,7 +14,6 @@ directory and signing secret. The story, with a screenshot of every step kept as
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,13 +24,12 @@ import pytest
 
 from schoolgate.store.db import upgrade
 from tests.support.browser import (
-    CHROMIUM_ARGS,
     DEMO_IDENTITY,
     Shots,
+    chromium_behind,
     need_browser,
     running_admin,
     sign_in,
-    trust_ca,
 )
 from tests.support.gateway import (
     free_port,
@@ -68,7 +66,7 @@ def write_recommending_policy(path: Path) -> None:
 
 
 def test_the_unblock_story_and_the_dsls_incident_note(tmp_path: Path, artefacts_dir: Path) -> None:
-    chromium, certutil, sync_api = need_browser()
+    need_browser()  # skip before starting a gateway when there is no browser
     policy = tmp_path / "policy.yaml"
     write_recommending_policy(policy)
     database = f"sqlite:///{tmp_path / 'schoolgate.db'}"
@@ -94,24 +92,10 @@ def test_the_unblock_story_and_the_dsls_incident_note(tmp_path: Path, artefacts_
         ),
     ):
         home = tmp_path / "home"
-        trust_ca(home, gw.ca_pem, certutil)
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=chromium,
-                env={**os.environ, "HOME": str(home)},
-                args=CHROMIUM_ARGS,
-                # The admin is reached directly, as the school's PAC file arranges.
-                proxy={
-                    "server": f"http://127.0.0.1:{gw.port}",
-                    "username": "pupil1",
-                    "password": "pupil1-demo",
-                    "bypass": "127.0.0.1",
-                },
-            )
-            try:
-                _story(browser, admin, shots)
-            finally:
-                browser.close()
+        with chromium_behind(  # the admin is reached directly, as the PAC file arranges
+            gw.port, gw.ca_pem, home, "pupil1", "pupil1-demo", bypass="127.0.0.1"
+        ) as browser:
+            _story(browser, admin, shots)
     assert shots.count >= 10
 
 

@@ -3,48 +3,34 @@ CA from its own NSS store, as a school device would. A screenshot is kept as an 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
+from tests.support.browser import chromium_behind, need_browser
 from tests.support.gateway import PASSWORD, running_gateway, write_identity, write_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 def test_block_page_renders_in_chromium(tmp_path: Path, artefacts_dir: Path) -> None:
-    chromium, certutil, sync_api = need_browser()
+    need_browser()  # skip before starting a gateway when there is no browser
     policy = tmp_path / "policy.yaml"
     write_policy(policy, in_break=False)
     home = tmp_path / "home"
-    with running_gateway(
-        tmp_path / "gw", policy=policy, identity=write_identity(tmp_path / "id")
-    ) as gw:
-        trust_ca(home, gw.ca_pem, certutil)
-        env = {**os.environ, "HOME": str(home)}
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=chromium,
-                env=env,
-                args=CHROMIUM_ARGS,
-                proxy={
-                    "server": f"http://127.0.0.1:{gw.port}",
-                    "username": "staff1",
-                    "password": PASSWORD,
-                },
-            )
-            try:
-                page = browser.new_page()
-                response = page.goto("https://www.facebook.com/")
-                assert response is not None
-                assert response.status == 403
-                text = page.inner_text("body")
-                page.screenshot(path=str(artefacts_dir / "blockpage-chromium.png"), full_page=True)
-                link = page.get_attribute("a.ask", "href") or ""
-            finally:
-                browser.close()
+    with (
+        running_gateway(
+            tmp_path / "gw", policy=policy, identity=write_identity(tmp_path / "id")
+        ) as gw,
+        chromium_behind(gw.port, gw.ca_pem, home, "staff1", PASSWORD) as browser,
+    ):
+        page = browser.new_page()
+        response = page.goto("https://www.facebook.com/")
+        assert response is not None
+        assert response.status == 403
+        text = page.inner_text("body")
+        page.screenshot(path=str(artefacts_dir / "blockpage-chromium.png"), full_page=True)
+        link = page.get_attribute("a.ask", "href") or ""
     assert "This website is blocked at school" in text
     assert "www.facebook.com" in text
     assert "You can use it at lunch" in text

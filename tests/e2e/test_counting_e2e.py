@@ -6,7 +6,6 @@ sharing one database (SQLite and PostgreSQL) reach the sanction threshold togeth
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from schoolgate.store.alerts import AlertKind
 from schoolgate.store.db import make_engine, upgrade
 from schoolgate.store.models import AlertRow, CircumventionAttemptRow, SanctionRow, SanctionState
 from tests.e2e.test_detection_e2e import sanction_policy
-from tests.support.browser import CHROMIUM_ARGS, need_browser, trust_ca
+from tests.support.browser import chromium_behind, need_browser
 from tests.support.gateway import (
     PASSWORD,
     Gateway,
@@ -70,7 +69,7 @@ def sqlite_url(tmp_path: Path) -> str:
 def test_one_visit_in_chromium_is_one_attempt_and_three_tries_are_three(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    chromium, certutil, sync_api = need_browser()
+    need_browser()  # skip before starting a gateway when there is no browser
     policy = tmp_path / "policy.yaml"
     sanction_policy(policy)
     home = tmp_path / "home"
@@ -85,42 +84,27 @@ def test_one_visit_in_chromium_is_one_attempt_and_three_tries_are_three(
             f"schoolgate_act_seconds={ACT_SECONDS}",
         ],
     ) as gw:
-        trust_ca(home, gw.ca_pem, certutil)
-        env = {**os.environ, "HOME": str(home)}
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=chromium,
-                env=env,
-                args=CHROMIUM_ARGS,
-                proxy={
-                    "server": f"http://127.0.0.1:{gw.port}",
-                    "username": "pupil1",
-                    "password": PASSWORD,
-                },
+        with chromium_behind(gw.port, gw.ca_pem, home, "pupil1", PASSWORD) as browser:
+            page = browser.new_page()
+            response = page.goto("https://proxysite.test/")
+            assert response is not None
+            assert response.status == 403
+            page.reload()  # at once: the same act
+            wait_for(
+                lambda: len(proxysite_attempts(sqlite_url)) >= 2,
+                timeout=20,
+                what="the visit and its reload recorded",
             )
-            try:
-                page = browser.new_page()
-                response = page.goto("https://proxysite.test/")
-                assert response is not None
-                assert response.status == 403
-                page.reload()  # at once: the same act
-                wait_for(
-                    lambda: len(proxysite_attempts(sqlite_url)) >= 2,
-                    timeout=20,
-                    what="the visit and its reload recorded",
-                )
-                one_visit = proxysite_attempts(sqlite_url)
-                assert [a.counted for a in one_visit].count(True) == 1
-                for _ in range(2):  # two more deliberate tries, each after the window
-                    time.sleep(ACT_SECONDS + 0.5)
-                    page.goto("https://proxysite.test/again")
-                wait_for(
-                    lambda: len(proxysite_attempts(sqlite_url)) >= len(one_visit) + 2,
-                    timeout=20,
-                    what="the later tries recorded",
-                )
-            finally:
-                browser.close()
+            one_visit = proxysite_attempts(sqlite_url)
+            assert [a.counted for a in one_visit].count(True) == 1
+            for _ in range(2):  # two more deliberate tries, each after the window
+                time.sleep(ACT_SECONDS + 0.5)
+                page.goto("https://proxysite.test/again")
+            wait_for(
+                lambda: len(proxysite_attempts(sqlite_url)) >= len(one_visit) + 2,
+                timeout=20,
+                what="the later tries recorded",
+            )
         counted = [a for a in proxysite_attempts(sqlite_url) if a.counted]
         assert len(counted) == 3
         assert all(a.user == "pupil1" for a in counted)
@@ -190,7 +174,7 @@ def test_two_gateways_on_postgresql_reach_the_threshold_together(tmp_path: Path)
 def test_a_blocked_widget_on_an_allowed_page_in_chromium_is_never_counted(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    chromium, certutil, sync_api = need_browser()
+    need_browser()  # skip before starting a gateway when there is no browser
     policy = tmp_path / "policy.yaml"
     sanction_policy(policy)
     home = tmp_path / "home"
@@ -212,35 +196,20 @@ def test_a_blocked_widget_on_an_allowed_page_in_chromium_is_never_counted(
         identity=write_identity(tmp_path / "id"),
         extra_args=["--set", f"schoolgate_database_url={sqlite_url}"],
     ) as gw:
-        trust_ca(home, gw.ca_pem, certutil)
-        env = {**os.environ, "HOME": str(home)}
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=chromium,
-                env=env,
-                args=CHROMIUM_ARGS,
-                proxy={
-                    "server": f"http://127.0.0.1:{gw.port}",
-                    "username": "pupil1",
-                    "password": PASSWORD,
-                },
+        with chromium_behind(gw.port, gw.ca_pem, home, "pupil1", PASSWORD) as browser:
+            page = browser.new_page()
+            # An allowed news page (served by the browser itself) embedding an X post.
+            page.route(
+                "https://www.bbc.co.uk/news",
+                lambda route: route.fulfill(
+                    status=200,
+                    content_type="text/html",
+                    body='<h1>News</h1><iframe src="https://platform.twitter.com/embed/'
+                    'Tweet.html?id=1"></iframe>',
+                ),
             )
-            try:
-                page = browser.new_page()
-                # An allowed news page (served by the browser itself) embedding an X post.
-                page.route(
-                    "https://www.bbc.co.uk/news",
-                    lambda route: route.fulfill(
-                        status=200,
-                        content_type="text/html",
-                        body='<h1>News</h1><iframe src="https://platform.twitter.com/embed/'
-                        'Tweet.html?id=1"></iframe>',
-                    ),
-                )
-                page.goto("https://www.bbc.co.uk/news")
-                wait_for(lambda: bool(twitter_attempts()), timeout=20, what="the widget recorded")
-            finally:
-                browser.close()
+            page.goto("https://www.bbc.co.uk/news")
+            wait_for(lambda: bool(twitter_attempts()), timeout=20, what="the widget recorded")
         rows = twitter_attempts()
         engine.dispose()
     assert {r.technique for r in rows} == {"embedded_widget"}

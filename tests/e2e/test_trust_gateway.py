@@ -29,6 +29,7 @@ from tests.support.gateway import (
     wait_for,
     write_identity,
 )
+from tests.support.trusts import write_trust
 
 pytestmark = pytest.mark.e2e
 
@@ -63,21 +64,20 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, P
     zone = noon_zone(now)
     earlier = (now - timedelta(hours=4), now - timedelta(hours=3, minutes=30))
     # The trust's base: lunch hours ago. Oak's own calendar: lunch now. Elm keeps the base.
-    (tmp / "base.yaml").write_text(
-        policy_text(break_from=earlier[0], break_until=earlier[1], zone=zone)
-    )
-    (tmp / "oak.yaml").write_text(
-        calendar(zone, now - timedelta(minutes=5), now + timedelta(hours=1))
-    )
-    (tmp / "elm.yaml").write_text(calendar(zone, *earlier))
-    (tmp / "trust.yaml").write_text(
+    trust = write_trust(
+        tmp,
         "name: Test Trust\n"
         "base: base.yaml\n"
         "locks: {categories: [x, instagram]}\n"
         "unmatched: refuse\n"
         "schools:\n"
         f"  oak: {{name: Oak Primary, subnets: [{OAK}/32], policy: oak.yaml}}\n"
-        f"  elm: {{name: Elm Primary, subnets: [{ELM}/32], policy: elm.yaml}}\n"
+        f"  elm: {{name: Elm Primary, subnets: [{ELM}/32], policy: elm.yaml}}\n",
+        {
+            "base.yaml": policy_text(break_from=earlier[0], break_until=earlier[1], zone=zone),
+            "oak.yaml": calendar(zone, now - timedelta(minutes=5), now + timedelta(hours=1)),
+            "elm.yaml": calendar(zone, *earlier),
+        },
     )
     database = f"sqlite:///{tmp / 'schoolgate.db'}"
     upgrade(database)
@@ -86,7 +86,7 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, P
         policy=None,
         identity=write_identity(tmp / "id"),
         extra_args=[
-            *("--set", f"schoolgate_trust={tmp / 'trust.yaml'}"),
+            *("--set", f"schoolgate_trust={trust}"),
             *("--set", f"schoolgate_database_url={database}"),
         ],
     ) as gw:

@@ -27,6 +27,7 @@ from schoolgate.policy.trust import (
 )
 from tests.policy.test_decide import BREAK, LESSON, PUPIL, STAFF
 from tests.support.policies import POLICY_TEXT
+from tests.support.trusts import list_text
 
 TRUST_TEXT = """
 name: Oak Learning Trust
@@ -70,14 +71,6 @@ inspection:
 ports: {connect: [443, 80], http: [80]}
 """
 )
-
-
-def list_text(name: str, *domains: str) -> str:
-    """A domain-list file with the headers every list carries (docs/lists.md)."""
-    return (
-        f"# category: {name}\n# description: {name} for the tests\n# compiled: 2026-01-05\n"
-        "# source: written for tests/policy/test_trust.py\n" + "".join(f"{d}\n" for d in domains)
-    )
 
 
 def trust_file(text: str = TRUST_TEXT) -> TrustFile:

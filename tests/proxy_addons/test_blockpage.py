@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import ParseResult, parse_qs, urlparse
 
 import pytest
 
-from schoolgate.policy.model import Decision, Reason, Subject, Verdict
+from schoolgate.policy.model import Decision, Policy, Reason, Subject, Verdict
 from schoolgate.proxy_addons.blockpage import BlockPageSettings, describe_opening, make_block_page
 from schoolgate.store.policy_files import load_policy
 from schoolgate.store.tokens import read_access_token
@@ -22,6 +22,20 @@ AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def seed():  # type: ignore[no-untyped-def]
     return load_policy()
+
+
+def page_html(policy: Policy, decision: Decision, subject: Subject, site: str) -> str:
+    """The block page's HTML for `decision`, at AT with the test's settings."""
+    response = make_block_page(
+        decision, subject, site=site, at=AT, policy=policy, settings=SETTINGS
+    )
+    return response.text or ""
+
+
+def ask_link(html: str, before: str) -> ParseResult:
+    """The first link after `before` (like 'href="'), as the browser would follow it."""
+    start = html.index(before) + len(before)
+    return urlparse(html[start : html.index('"', start)].replace("&amp;", "&"))
 
 
 def test_time_based_block_says_when_it_opens(seed) -> None:  # type: ignore[no-untyped-def]
@@ -59,17 +73,7 @@ def test_a_block_that_never_opens_does_not_say_at_this_time(seed) -> None:  # ty
     decision = Decision(
         Verdict.BLOCK, Reason.RULE_BLOCK, rule="x-and-instagram", category="x", host="x.com"
     )
-    html = (
-        make_block_page(
-            decision,
-            Subject("staff", "mrs.jones"),
-            site="x.com",
-            at=AT,
-            policy=seed,
-            settings=SETTINGS,
-        ).text
-        or ""
-    )
+    html = page_html(seed, decision, Subject("staff", "mrs.jones"), "x.com")
     assert "The school&#39;s policy does not allow this site for your role." in html
     assert "at this time" not in html
     assert "cannot be unblocked at school" in html
@@ -83,19 +87,8 @@ def test_ask_for_access_link_carries_a_signed_token(seed) -> None:  # type: igno
         category="social",
         host="www.tiktok.com",
     )
-    html = (
-        make_block_page(
-            decision,
-            Subject("pupil", "pupil1"),
-            site="www.tiktok.com",
-            at=AT,
-            policy=seed,
-            settings=SETTINGS,
-        ).text
-        or ""
-    )
-    start = html.index('href="') + len('href="')
-    url = urlparse(html[start : html.index('"', start)].replace("&amp;", "&"))
+    html = page_html(seed, decision, Subject("pupil", "pupil1"), "www.tiktok.com")
+    url = ask_link(html, 'href="')
     assert (url.scheme, url.netloc, url.path) == ("http", "admin.test:8081", "/requests/new")
     claims = read_access_token(SECRET, parse_qs(url.query)["token"][0], max_age_seconds=10**9)
     assert (claims.user, claims.role, claims.host, claims.category, claims.reason, claims.at) == (
@@ -133,12 +126,7 @@ def test_ask_for_access_only_where_an_approval_could_open_it(  # type: ignore[no
     seed, role: str, host: str, reason: Reason, category: str | None, offered: bool
 ) -> None:
     decision = Decision(Verdict.BLOCK, reason, category=category, host=host)
-    html = (
-        make_block_page(
-            decision, Subject(role, "someone"), site=host, at=AT, policy=seed, settings=SETTINGS
-        ).text
-        or ""
-    )
+    html = page_html(seed, decision, Subject(role, "someone"), host)
     assert ("/requests/new?token=" in html) is offered
     sanctioned = reason is Reason.SUPERVISED_ONLY  # says "only with a teacher" instead
     assert ("cannot be unblocked at school" in html) is (not offered and not sanctioned)
@@ -150,12 +138,7 @@ def test_ask_for_access_only_where_an_approval_could_open_it(  # type: ignore[no
 )
 def test_every_block_reason_has_plain_words(seed, reason: Reason) -> None:  # type: ignore[no-untyped-def]
     decision = Decision(Verdict.BLOCK, reason, host="example.test")
-    html = (
-        make_block_page(
-            decision, Subject("pupil"), site="example.test", at=AT, policy=seed, settings=SETTINGS
-        ).text
-        or ""
-    )
+    html = page_html(seed, decision, Subject("pupil"), "example.test")
     assert reason.value in html
     assert "(not signed in)" in html
 
@@ -163,17 +146,7 @@ def test_every_block_reason_has_plain_words(seed, reason: Reason) -> None:  # ty
 def test_what_the_client_sent_is_escaped(seed) -> None:  # type: ignore[no-untyped-def]
     hostile = '<script>alert("x")</script>.test'
     decision = Decision(Verdict.BLOCK, Reason.INVALID_HOST, rule="<b>bad</b>")
-    html = (
-        make_block_page(
-            decision,
-            Subject("pupil", "<img src=x onerror=1>"),
-            site=hostile,
-            at=AT,
-            policy=seed,
-            settings=SETTINGS,
-        ).text
-        or ""
-    )
+    html = page_html(seed, decision, Subject("pupil", "<img src=x onerror=1>"), hostile)
     assert "<script>" not in html
     assert "<img" not in html
     assert "<b>bad" not in html
@@ -206,18 +179,7 @@ def test_ask_for_access_from_a_rewritten_url_asks_for_the_site_it_shows(  # type
         host="www-tiktok-com.translate.goog",
         technique="rewriting_proxy",
     )
-    html = (
-        make_block_page(
-            decision,
-            Subject("pupil", "pupil1"),
-            site="www-tiktok-com.translate.goog",
-            at=AT,
-            policy=seed,
-            settings=SETTINGS,
-        ).text
-        or ""
-    )
-    start = html.index('class="ask" href="') + len('class="ask" href="')
-    url = urlparse(html[start : html.index('"', start)].replace("&amp;", "&"))
+    html = page_html(seed, decision, Subject("pupil", "pupil1"), "www-tiktok-com.translate.goog")
+    url = ask_link(html, 'class="ask" href="')
     claims = read_access_token(SECRET, parse_qs(url.query)["token"][0], max_age_seconds=10**9)
     assert claims.host == "www.tiktok.com"

@@ -16,6 +16,7 @@ from schoolgate.proxy_addons.context import Identity, IdentitySource
 from schoolgate.proxy_addons.enforce import Enforce
 from schoolgate.proxy_addons.policy_source import PolicySource
 from tests.support.policies import POLICY_TEXT
+from tests.support.trusts import list_text, write_trust
 
 TRUST = """
 name: Test Trust
@@ -25,7 +26,6 @@ schools:
   oak: {name: Oak, subnets: [10.1.0.0/16], policy: oak.yaml}
   elm: {name: Elm, subnets: [10.2.0.0/16]}
 """
-GAMES = "# category: games\n# description: d\n# compiled: 2026-11-01\n# source: s\n{}\n"
 OAK = """
 categories:
   games: {lists: [games.txt]}
@@ -35,12 +35,12 @@ rules:
 
 
 def make_trust(folder: Path) -> Path:
-    (folder / "base.yaml").write_text(POLICY_TEXT)
-    (folder / "oak.yaml").write_text(OAK)
-    (folder / "games.txt").write_text(GAMES.format("games.example"))
-    trust = folder / "trust.yaml"
-    trust.write_text(TRUST)
-    return trust
+    files = {
+        "base.yaml": POLICY_TEXT,
+        "oak.yaml": OAK,
+        "games.txt": list_text("games", "games.example"),
+    }
+    return write_trust(folder, TRUST, files)
 
 
 def decide(enforce: Enforce, host: str, client: str) -> Decision:
@@ -75,7 +75,7 @@ async def test_each_client_is_decided_with_its_schools_policy(tmp_path: Path) ->
         assert not enforce.passes_through("learning.example", 443, identity)
 
         # a list of one school changes: the trust is reloaded
-        (tmp_path / "games.txt").write_text(GAMES.format("othergames.example"))
+        (tmp_path / "games.txt").write_text(list_text("games", "othergames.example"))
         await source.refresh()
         assert source.stats.policy_reloads == 1
         assert decide(enforce, "othergames.example", "10.1.2.3").rule == "oak-games"

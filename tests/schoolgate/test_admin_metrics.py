@@ -3,18 +3,24 @@ database, request latency by route template (never the raw path), served at /met
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from schoolgate.admin_metrics import install_admin_metrics
 from schoolgate.store.db import make_engine, upgrade
 from schoolgate.store.models import AlertRow, AlertSeverity, AlertState
+from tests.support.leaks import UNCLOSED_SQLITE, closed_what_it_opened
+
+__all__ = ["closed_what_it_opened"]
+pytestmark = list(UNCLOSED_SQLITE)  # the metrics' engine was never disposed
 
 CREATED = datetime(2026, 10, 5, 9, 30, tzinfo=UTC)
 
@@ -28,8 +34,8 @@ def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]],
     }
 
 
-def add_request(url: str, ident: str, state: str) -> None:
-    with make_engine(url).begin() as conn:
+def add_request(engine: Engine, ident: str, state: str) -> None:
+    with engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO unblock_requests (id, created_at, requester, requester_name, "
@@ -41,8 +47,8 @@ def add_request(url: str, ident: str, state: str) -> None:
         )
 
 
-def add_alert(url: str, ident: int, severity: str, state: str) -> None:
-    with Session(make_engine(url)) as session, session.begin():
+def add_alert(engine: Engine, ident: int, severity: str, state: str) -> None:
+    with Session(engine) as session, session.begin():
         session.add(
             AlertRow(
                 id=f"a{ident}",
@@ -57,27 +63,34 @@ def add_alert(url: str, ident: int, severity: str, state: str) -> None:
         )
 
 
-def test_counts_and_latency(tmp_path: Path) -> None:
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path / 'schoolgate.db'}"
     upgrade(url)
+    made = make_engine(url)
+    yield made
+    made.dispose()
+
+
+def test_counts_and_latency(engine: Engine) -> None:
     app = FastAPI()
 
     @app.get("/requests/{request_id}")
     def show(request_id: str) -> dict[str, str]:
         return {"id": request_id}
 
-    install_admin_metrics(app, url)
+    install_admin_metrics(app, engine)
     client = TestClient(app)
     before = samples(client)
     assert before[("schoolgate_admin_unblock_requests_pending", ())] == 0
     assert before[("schoolgate_admin_alerts_open", (("severity", "high"),))] == 0
 
-    add_request(url, "r1", "pending")
-    add_request(url, "r2", "pending")
-    add_request(url, "r3", "denied")
-    add_alert(url, 1, "high", "open")
-    add_alert(url, 2, "high", "closed")
-    add_alert(url, 3, "low", "open")
+    add_request(engine, "r1", "pending")
+    add_request(engine, "r2", "pending")
+    add_request(engine, "r3", "denied")
+    add_alert(engine, 1, "high", "open")
+    add_alert(engine, 2, "high", "closed")
+    add_alert(engine, 3, "low", "open")
     for ident in ("pupil1-secret-id", "another"):
         assert client.get(f"/requests/{ident}").status_code == 200
     assert client.get("/no/such/page").status_code == 404
@@ -101,7 +114,11 @@ def test_counts_and_latency(tmp_path: Path) -> None:
 
 def test_a_database_that_is_not_there_is_reported_not_raised(tmp_path: Path) -> None:
     app = FastAPI()
-    install_admin_metrics(app, f"sqlite:///{tmp_path / 'empty.db'}")  # no tables
-    got = samples(TestClient(app))
+    empty = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no tables
+    try:
+        install_admin_metrics(app, empty)
+        got = samples(TestClient(app))
+    finally:
+        empty.dispose()
     assert got[("schoolgate_admin_database_up", ())] == 0
     assert ("schoolgate_admin_unblock_requests_pending", ()) not in got

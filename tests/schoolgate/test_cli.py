@@ -146,6 +146,36 @@ def test_explain_batch_keeps_order_and_reports_bad_lines() -> None:
     assert "error" in out[4]
 
 
+@pytest.mark.parametrize(
+    ("row", "words"),
+    [
+        ({"role": "staff", "host": "x.com", "at": 1035}, "'at' must be a time written as text"),
+        (
+            {"role": "staff", "host": "x.com", "at": ["10:35"]},
+            "'at' must be a time written as text",
+        ),
+        ({"role": "staff", "host": "x.com", "at": None}, "'at' must be a time written as text"),
+        ({"role": ["staff"], "host": "x.com"}, "'role' must be a role's name written as text"),
+        ({"role": 5, "host": "x.com"}, "'role' must be a role's name written as text"),
+        ({"user": {"name": "a"}, "host": "x.com"}, "'user' must be a user name written as text"),
+        ({"role": "staff", "host": "x.com", "groups": "staff"}, "'groups' must be a list"),
+        ({"role": "staff", "host": "x.com", "groups": [1, 2]}, "'groups' must be a list"),
+        ({"role": "staff", "host": 7}, "'host' is required and must be a host name"),
+    ],
+)
+def test_explain_batch_names_a_malformed_row(row: dict[str, object], words: str) -> None:
+    good = {"role": "staff", "host": "facebook.com", "at": "2026-11-23T10:35:00Z"}
+    text = "\n".join(json.dumps(line) for line in (good, row, good)) + "\n"
+    result = run("explain", "--batch", "-", stdin=text)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1  # a line could not be answered, as for the other bad lines
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["line"] for o in out] == [1, 2, 3]
+    assert out[0]["verdict"] == out[2]["verdict"] == "allow"
+    assert out[1]["error"].startswith(f"line 2: {words}"), out[1]["error"]
+    assert "like" in out[1]["error"]  # says what to write
+
+
 def test_policy_table_for_the_governors() -> None:
     result = run("policy", "table", "--date", "2026-11-23", "--csv")
     assert result.returncode == 0, result.stderr

@@ -44,3 +44,21 @@ def test_every_option_has_help_text() -> None:
             if not action.help or action.help == argparse.SUPPRESS or not action.help.strip():
                 missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
     assert missing == [], f"options without help text: {missing}"
+
+
+def test_the_file_checking_commands_have_one_shape() -> None:
+    """`policy`, `trust` and `lists` are built alike (the same sub-command group, one helper):
+    each sub-command's description says what its exit status means, so a script or a timer
+    can act on it (`trust add-school` and `policy table` said nothing)."""
+    groups = {"schoolgate policy", "schoolgate trust", "schoolgate lists"}
+    silent = []
+    for path, sub, _ in commands(make_parser()):
+        if path in groups:
+            (group,) = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+            assert (group.metavar, group.required) == ("SUBCOMMAND", True), path
+            assert group.dest == f"{path.split()[-1]}_command", path
+        elif path.rsplit(" ", 1)[0] in groups:
+            words = f"{sub.description} {sub.epilog or ''}"
+            if "Exit 0" not in words and "Exit status" not in words:
+                silent.append(path)
+    assert silent == [], f"sub-commands that do not say what their exit status means: {silent}"

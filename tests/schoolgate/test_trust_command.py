@@ -3,11 +3,11 @@ trust's base, two schools with their own calendars and lists (store/trust_files.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from schoolgate.store.policy_files import seed_policy_path
 from tests.schoolgate.test_cli import run
+from tests.support.trusts import list_text, write_trust
 
 TRUST = """
 name: Oak Learning Trust
@@ -37,23 +37,16 @@ rules:
   - {name: clubs, roles: all, categories: [clubs], action: allow}
 """
 
-CLUBS = """# category: clubs
-# description: the after-school clubs' booking sites
-# compiled: 2026-11-01
-# source: the school office, November 2026
-clubs.example
-"""
+CLUBS = list_text("clubs", "clubs.example", description="the after-school clubs' booking sites")
 
 
-def make_trust(folder: Path, oak: str = OAK, clubs: str = CLUBS) -> Path:
-    (folder / "base").mkdir()
-    shutil.copy(seed_policy_path(), folder / "base" / "policy.yaml")
-    (folder / "oak").mkdir()
-    (folder / "oak" / "policy.yaml").write_text(oak)
-    (folder / "oak" / "clubs.txt").write_text(clubs)
-    trust = folder / "trust.yaml"
-    trust.write_text(TRUST)
-    return trust
+def make_trust(folder: Path, oak: str = OAK) -> Path:
+    files = {
+        "base/policy.yaml": seed_policy_path().read_text(),
+        "oak/policy.yaml": oak,
+        "oak/clubs.txt": CLUBS,
+    }
+    return write_trust(folder, TRUST, files)
 
 
 def test_trust_check_says_what_each_school_gets(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ database read back through the gateway's DatabaseOverridesSource."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,10 @@ from schoolgate.store.sanctions import (
     open_supervised_session,
     place_sanction,
 )
+from tests.support.leaks import UNCLOSED_SQLITE, closed_what_it_opened
+
+__all__ = ["closed_what_it_opened"]
+pytestmark = list(UNCLOSED_SQLITE)  # its engine fixture was never disposed
 
 T0 = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
 SETTINGS = CircumventionSettings(
@@ -32,10 +37,12 @@ SETTINGS = CircumventionSettings(
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
+def engine(tmp_path: Path) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path / 'sg.db'}"
     upgrade(url)
-    return make_engine(url)
+    made = make_engine(url)
+    yield made
+    made.dispose()
 
 
 def test_three_attempts_in_ten_minutes_reach_the_threshold() -> None:

@@ -13,9 +13,11 @@ from sqlalchemy import Engine, func, select
 from schoolgate.store.db import make_engine, upgrade
 from schoolgate.store.models import SignInThrottleRow
 from schoolgate.store.throttle import ADDRESS, USER, USER_AT_ADDRESS, Limit, Throttle
+from tests.support.leaks import UNCLOSED_SQLITE, closed_what_it_opened
 from tests.support.postgres import database_url, postgres_session_url
 
-__all__ = ["database_url", "postgres_session_url"]
+__all__ = ["closed_what_it_opened", "database_url", "postgres_session_url"]
+pytestmark = list(UNCLOSED_SQLITE)  # the memory fallback and a broken engine were left open
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
@@ -168,6 +170,7 @@ def test_without_a_database_it_counts_in_memory() -> None:
     for _ in range(3):
         assert throttle.reserve(user="pupil1", address="10.0.0.5").allowed
     assert not throttle.reserve(user="pupil1", address="10.0.0.5").allowed
+    throttle.close()
 
 
 def test_a_database_that_fails_falls_back_to_memory(tmp_path: object) -> None:
@@ -178,3 +181,5 @@ def test_a_database_that_fails_falls_back_to_memory(tmp_path: object) -> None:
         assert throttle.reserve(user="pupil1", address="10.0.0.5").allowed
     assert not throttle.reserve(user="pupil1", address="10.0.0.5").allowed
     assert throttle.database_errors == 4
+    throttle.close()
+    broken.dispose()

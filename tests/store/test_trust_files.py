@@ -11,6 +11,7 @@ import pytest
 from schoolgate.policy.errors import PolicyError
 from schoolgate.store.trust_files import load_trust, load_trust_file, trust_stamp, trust_version
 from tests.support.policies import POLICY_TEXT
+from tests.support.trusts import list_text, write_trust
 
 TRUST = """
 name: Test Trust
@@ -19,18 +20,13 @@ schools:
   oak: {name: Oak, subnets: [10.1.0.0/16], policy: oak/oak.yaml}
   elm: {name: Elm, subnets: [10.2.0.0/16]}
 """
-GAMES = "# category: games\n# description: d\n# compiled: 2026-11-01\n# source: s\ngames.example\n"
+GAMES = list_text("games", "games.example")
 OAK = "categories:\n  games: {lists: [games.txt]}\n"
 
 
 def make_trust(folder: Path) -> Path:
-    (folder / "base.yaml").write_text(POLICY_TEXT)
-    (folder / "oak").mkdir()
-    (folder / "oak" / "oak.yaml").write_text(OAK)
-    (folder / "oak" / "games.txt").write_text(GAMES)
-    trust = folder / "trust.yaml"
-    trust.write_text(TRUST)
-    return trust
+    files = {"base.yaml": POLICY_TEXT, "oak/oak.yaml": OAK, "oak/games.txt": GAMES}
+    return write_trust(folder, TRUST, files)
 
 
 def test_a_trust_is_read_with_each_schools_lists_beside_its_file(tmp_path: Path) -> None:

@@ -56,6 +56,41 @@ def trust_ca(home: Path, ca_pem: Path, certutil: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def chromium_behind(
+    gateway_port: int,
+    ca_pem: Path,
+    home: Path,
+    username: str,
+    password: str,
+    *,
+    bypass: str | None = None,
+) -> Iterator[Any]:
+    """Chromium as a school device: trusting the gateway's CA (an NSS store in `home`) and
+    going through the gateway on `gateway_port` signed in as `username` (but straight to
+    `bypass`, as the school's PAC file arranges for the admin); closed after."""
+    chromium, certutil, sync_api = need_browser()
+    trust_ca(home, ca_pem, certutil)
+    proxy = {
+        "server": f"http://127.0.0.1:{gateway_port}",
+        "username": username,
+        "password": password,
+    }
+    if bypass is not None:
+        proxy["bypass"] = bypass
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            env={**os.environ, "HOME": str(home)},
+            args=CHROMIUM_ARGS,
+            proxy=proxy,
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def sign_in(page: Any, admin: str, username: str, password: str | None = None) -> None:
     """Sign in through the form (the page the admin sent us to, or /signin); the demo
     directory's password is `<user>-demo`."""

@@ -35,10 +35,7 @@ from schoolgate.admin_api.services.people import count_covered, look_up, unknown
 from schoolgate.admin_api.services.sites import refuse_public_suffix, site_of
 from schoolgate.admin_api.words import roles_words
 from schoolgate.policy.decide import decide
-from schoolgate.policy.explain import (
-    ASK_THE_BUSINESS_MANAGER,
-    explain_plainly,
-)
+from schoolgate.policy.explain import Reader, explain_plainly
 from schoolgate.policy.hostnames import HostError, normalise_host
 from schoolgate.policy.model import Overrides, Policy, Scope, Subject, TargetKind, Verdict
 from schoolgate.policy.model import Request as PolicyRequest
@@ -521,9 +518,8 @@ def decision_context(
         subject = Subject(role=policy.default_role, user=subject.user, groups=subject.groups)
     when = row.blocked_at or at
     decision = decide(policy, PolicyRequest(row.host), subject, None, when)
-    words = explain_plainly(policy, decision, subject, when, now=at)
     # Read by the Business Manager, who decides: not "ask the Business Manager".
-    words = words.replace(f"; {ASK_THE_BUSINESS_MANAGER}", ".")
+    words = explain_plainly(policy, decision, subject, when, now=at, reader=Reader.DECIDER)
     if row.for_group:
         words = f"For the class or group {row.for_group} ({roles_words(subject.role)}):\n{words}"
     return words

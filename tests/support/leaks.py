@@ -1,0 +1,25 @@
+"""An SQLite connection a test leaves open (an engine never disposed, a throttle or the admin's
+resources never closed) fails that test: the warning, then the unraisable exception pytest makes
+of it (it is raised in the connection's finaliser). For the test folders and modules that close
+everything they open; tests/store and tests/proxy_addons do not yet (CHANGELOG, Known)."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+UNCLOSED_SQLITE = (
+    pytest.mark.filterwarnings("error:unclosed database:ResourceWarning"),
+    pytest.mark.filterwarnings(
+        "error:Exception ignored in. <sqlite3\\.Connection:pytest.PytestUnraisableExceptionWarning"
+    ),
+)
+
+
+@pytest.fixture(autouse=True)
+def closed_what_it_opened() -> Iterator[None]:
+    """Collect after each test, so what it left open is charged to it and not to a later one."""
+    yield
+    gc.collect()
