@@ -19,17 +19,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.db import make_engine
 from schoolgate.store.models import EventRow
 from tests.support.gateway import (
     Gateway,
     noon_zone,
     policy_text,
-    running_gateway,
     wait_for,
-    write_identity,
 )
-from tests.support.trusts import write_trust
+from tests.support.trusts import running_trust_gateway, write_trust
 
 pytestmark = pytest.mark.e2e
 
@@ -79,17 +77,7 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, P
             "elm.yaml": calendar(zone, *earlier),
         },
     )
-    database = f"sqlite:///{tmp / 'schoolgate.db'}"
-    upgrade(database)
-    with running_gateway(
-        tmp / "gw",
-        policy=None,
-        identity=write_identity(tmp / "id"),
-        extra_args=[
-            *("--set", f"schoolgate_trust={trust}"),
-            *("--set", f"schoolgate_database_url={database}"),
-        ],
-    ) as gw:
+    with running_trust_gateway(tmp, trust) as gw:
         yield gw, tmp
 
 

@@ -12,17 +12,16 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from schoolgate.store.db import make_engine, upgrade
+from schoolgate.store.db import make_engine
 from schoolgate.store.models import AlertRow, CircumventionAttemptRow, EventRow, SanctionRow
 from tests.e2e.test_trust_gateway import ELM, NOWHERE, OAK, client_from
 from tests.support.gateway import (
     Gateway,
     noon_zone,
     policy_text,
-    running_gateway,
     wait_for,
-    write_identity,
 )
+from tests.support.trusts import running_trust_gateway, write_trust
 
 pytestmark = pytest.mark.e2e
 
@@ -31,33 +30,27 @@ pytestmark = pytest.mark.e2e
 def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Engine]]:
     tmp = tmp_path_factory.mktemp("trust-records")
     now = datetime.now(UTC)
-    (tmp / "base.yaml").write_text(
-        policy_text(
-            break_from=now - timedelta(hours=4),
-            break_until=now - timedelta(hours=3),
-            zone=noon_zone(now),
-        )
-    )
-    (tmp / "trust.yaml").write_text(
+    trust = write_trust(
+        tmp,
         "name: Test Trust\n"
         "base: base.yaml\n"
         "unmatched: refuse\n"
         "schools:\n"
         f"  oak: {{name: Oak Primary, subnets: [{OAK}/32]}}\n"
-        f"  elm: {{name: Elm Primary, subnets: [{ELM}/32]}}\n"
+        f"  elm: {{name: Elm Primary, subnets: [{ELM}/32]}}\n",
+        {
+            "base.yaml": policy_text(
+                break_from=now - timedelta(hours=4),
+                break_until=now - timedelta(hours=3),
+                zone=noon_zone(now),
+            )
+        },
     )
-    database = f"sqlite:///{tmp / 'schoolgate.db'}"
-    upgrade(database)
-    engine = make_engine(database)
-    with running_gateway(
-        tmp / "gw",
-        policy=None,
-        identity=write_identity(tmp / "id"),
-        extra_args=[
-            *("--set", f"schoolgate_trust={tmp / 'trust.yaml'}"),
-            *("--set", f"schoolgate_database_url={database}"),
-            *("--set", "schoolgate_act_seconds=0"),  # every try its own act: the threshold
-        ],
+    engine = make_engine(f"sqlite:///{tmp / 'schoolgate.db'}")
+    with running_trust_gateway(
+        tmp,
+        trust,
+        *("--set", "schoolgate_act_seconds=0"),  # every try its own act: the threshold
     ) as gw:
         yield gw, engine
     engine.dispose()

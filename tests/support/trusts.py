@@ -3,8 +3,12 @@ own policies and their domain lists, each written where the trust's paths say.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+
+from schoolgate.store.db import upgrade
+from tests.support.gateway import Gateway, running_gateway, write_identity
 
 
 def list_text(name: str, *domains: str, description: str | None = None) -> str:
@@ -26,3 +30,22 @@ def write_trust(folder: Path, trust: str, files: Mapping[str, str]) -> Path:
     path = folder / "trust.yaml"
     path.write_text(trust)
     return path
+
+
+@contextmanager
+def running_trust_gateway(folder: Path, trust: Path, *extra_args: str) -> Iterator[Gateway]:
+    """A real gateway serving the trust file `trust`, the demo identities and a SQLite database
+    made in `folder` (`folder`/schoolgate.db, upgraded first)."""
+    database = f"sqlite:///{folder / 'schoolgate.db'}"
+    upgrade(database)
+    with running_gateway(
+        folder / "gw",
+        policy=None,
+        identity=write_identity(folder / "id"),
+        extra_args=[
+            *("--set", f"schoolgate_trust={trust}"),
+            *("--set", f"schoolgate_database_url={database}"),
+            *extra_args,
+        ],
+    ) as gw:
+        yield gw
