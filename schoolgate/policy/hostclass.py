@@ -279,6 +279,10 @@ def _load_confusables() -> dict[str, str]:
 
 
 _TO_ASCII = _load_confusables()
+# Letters that look like 'x' in a browser's address bar but that confusables.txt does not pair
+# with it (Greek chi, Latin chi, Cyrillic ha with descender or hook, x with a palatal hook):
+# each spells X's own name (χ.com) with nothing to catch it otherwise.
+_TO_ASCII.update(dict.fromkeys("\u03c7\uab53\u04b3\u04fd\u04ff\u1d8d", "x"))
 # ASCII that UTS #39 itself reads as other ASCII (confusables.txt: 0 -> O, 1 -> l, rn -> m,
 # vv -> w, cl -> d), applied after lowercasing.
 _ASCII_DIGITS = str.maketrans({"0": "o", "1": "l"})

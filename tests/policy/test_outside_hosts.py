@@ -140,6 +140,9 @@ SPELLINGS = [
     ("xn--fcebook-8va.com", "lookalike"),  # "fàcebook.com" in Punycode
     ("f\u0430cebook.com", "lookalike"),  # Cyrillic 'а'
     ("\u0456nstagram.com", "lookalike"),  # Cyrillic 'і'
+    ("\u03c7.com", "lookalike"),  # Greek 'χ', which confusables.txt does not pair with 'x'
+    ("\uab53.com", "lookalike"),  # Latin small chi
+    ("xn--z4a.com", "lookalike"),  # Cyrillic 'ҳ' in Punycode
     ("www-instagram-com.translate.goog", "instagram"),
     ("x-com.translate.goog", "x"),
     ("www-facebook-com.translate.goog", "facebook"),
