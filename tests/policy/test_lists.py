@@ -214,6 +214,8 @@ def test_a_host_under_shared_infrastructure_is_listed_exactly_or_is_a_platform_b
         ("doh", "dns.google"),
         ("doh", "cloudflare-dns.com"),
         ("doh", "one.one.one.one"),
+        ("doh", "dns0.eu"),  # kids.dns0.eu and open.dns0.eu were open (only zero. was listed)
+        ("doh", "doh.dns4all.eu"),
         ("banking", "nationwide.co.uk"),
         ("health", "nhs.uk"),
     ],
