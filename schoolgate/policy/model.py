@@ -7,7 +7,7 @@ school day are `datetime.time` values read in the calendar's own `ZoneInfo`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
@@ -129,6 +129,7 @@ class ApprovedException:
     starts: datetime
     ends: datetime | None = None
     who: str | None = None  # user name, group name or role name; None for EVERYONE
+    school: str | None = None  # with a trust: the school it was granted in; None: every school
 
     def active(self, at: datetime) -> bool:
         return self.starts <= at and (self.ends is None or at < self.ends)
@@ -176,6 +177,16 @@ class Overrides:
     sanctions: tuple[Sanction, ...] = ()
     supervised_sessions: tuple[SupervisedSession, ...] = ()
     local_list: tuple[LocalListEntry, ...] = ()
+
+    def for_school(self, school: str | None) -> Overrides:
+        """What applies to a client of `school` (None: no school's): without the exceptions
+        granted in another school. Sanctions and supervised sessions are about one person and
+        stay (a sanction only ever closes more)."""
+        if all(e.school is None or e.school == school for e in self.exceptions):
+            return self
+        return replace(
+            self, exceptions=tuple(e for e in self.exceptions if e.school in (None, school))
+        )
 
 
 NO_OVERRIDES = Overrides()

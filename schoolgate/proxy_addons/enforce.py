@@ -29,7 +29,15 @@ from schoolgate.policy.hostnames import (
     unwrap_rewriting_proxy,
 )
 from schoolgate.policy.inspection import InspectMode, YouTubeMode
-from schoolgate.policy.model import Decision, Policy, Reason, Request, Subject, Verdict
+from schoolgate.policy.model import (
+    Decision,
+    Overrides,
+    Policy,
+    Reason,
+    Request,
+    Subject,
+    Verdict,
+)
 from schoolgate.policy.techniques import Technique
 from schoolgate.proxy_addons import context, mitm_internals
 from schoolgate.proxy_addons.blockpage import make_plain_block
@@ -108,16 +116,18 @@ class Enforce:
             return
         try:
             snap = self._source.snapshot
-            policy = snap.policy_for(client_ip(flow.client_conn))
+            policy, overrides = self._for_client(client_ip(flow.client_conn))
             if policy is None:
                 self._refuse_no_school(flow)
                 return
             subject = self._subject(flow, policy)
             self._subjects[flow.client_conn.id] = subject
-            decision, at = self._decide(policy, flow.request.host, flow.request.port, subject)
+            decision, at = self._decide(
+                policy, overrides, flow.request.host, flow.request.port, subject
+            )
             flow.metadata[context.DECISION] = decision
             flow.metadata[context.INPUTS] = context.DecisionInputs(
-                policy, subject, self._source.overrides, at, snap.page
+                policy, subject, overrides, at, snap.page
             )
             if decision.allowed:
                 return
@@ -138,7 +148,7 @@ class Enforce:
         if server.address is None:
             return  # TLS to the gateway itself (secure web proxy), not to a destination
         try:
-            policy = self._source.snapshot.policy_for(client_ip(client))
+            policy, overrides = self._for_client(client_ip(client))
             sni = data.client_hello.sni
             if policy is None:  # in no school's subnets: nothing is decrypted or connected
                 data.ignore_connection = True
@@ -157,7 +167,7 @@ class Enforce:
                 self._tunnel_blocks[client.id] = decision
             else:
                 decision, _ = self._decide(
-                    policy, sni or server.address[0], server.address[1], subject
+                    policy, overrides, sni or server.address[0], server.address[1], subject
                 )
             host = decision.host
             never = host is not None and self._never_decrypt(policy, host)
@@ -191,10 +201,10 @@ class Enforce:
         if flow.response or flow.error or not flow.live:
             return
         try:
-            decision, at, subject, policy = self._decide_request(flow)
+            decision, at, subject, policy, overrides = self._decide_request(flow)
             flow.metadata[context.DECISION] = decision
             flow.metadata[context.INPUTS] = context.DecisionInputs(
-                policy, subject, self._source.overrides, at, self._source.snapshot.page
+                policy, subject, overrides, at, self._source.snapshot.page
             )
             if decision.reason is Reason.NO_SCHOOL:
                 flow.response = make_plain_block(decision)  # no school: no school's page
@@ -221,11 +231,21 @@ class Enforce:
 
     # --- helpers -----------------------------------------------------------------------------
 
+    def _for_client(self, address: str | None) -> tuple[Policy | None, Overrides]:
+        """The policy for a client at `address` (with a trust its school's; None: in no
+        school's subnets) and the overrides that apply to it: with a trust, another school's
+        exceptions never open anything for this client (docs/trust.md)."""
+        snap = self._source.snapshot
+        if snap.trust is None:
+            return snap.policy, self._source.overrides
+        return snap.policy_for(address), self._source.overrides_for(snap.school_for(address))
+
+    @staticmethod
     def _decide(
-        self, policy: Policy, host: str, port: int | None, subject: Subject
+        policy: Policy, overrides: Overrides, host: str, port: int | None, subject: Subject
     ) -> tuple[Decision, datetime]:
         at = datetime.now(UTC)  # read once per decision; decide() gets it passed in
-        decision = decide(policy, Request(host, port), subject, self._source.overrides, at)
+        decision = decide(policy, Request(host, port), subject, overrides, at)
         return decision, at
 
     def _refuse_no_school(self, flow: http.HTTPFlow) -> None:
@@ -236,21 +256,24 @@ class Enforce:
         subject = Subject(snap.policy.default_role)
         flow.metadata[context.DECISION] = decision
         flow.metadata[context.INPUTS] = context.DecisionInputs(
-            snap.policy, subject, self._source.overrides, datetime.now(UTC), snap.page
+            snap.policy, subject, self._source.overrides_for(None), datetime.now(UTC), snap.page
         )
         self.stats.refused += 1
         flow.response = make_plain_block(decision)
 
-    def _decide_request(self, flow: http.HTTPFlow) -> tuple[Decision, datetime, Subject, Policy]:
+    def _decide_request(
+        self, flow: http.HTTPFlow
+    ) -> tuple[Decision, datetime, Subject, Policy, Overrides]:
         snap = self._source.snapshot
-        policy = snap.policy_for(client_ip(flow.client_conn))
+        policy, overrides = self._for_client(client_ip(flow.client_conn))
         if policy is None:
             no_school = Decision(Verdict.BLOCK, Reason.NO_SCHOOL)
-            return no_school, datetime.now(UTC), Subject(snap.policy.default_role), snap.policy
+            base = Subject(snap.policy.default_role)
+            return no_school, datetime.now(UTC), base, snap.policy, overrides
         subject = self._subject(flow, policy)
         blocked = self._tunnel_blocks.get(flow.client_conn.id)
         if blocked is not None:
-            return blocked, datetime.now(UTC), subject, policy
+            return blocked, datetime.now(UTC), subject, policy, overrides
         asked = flow.request.pretty_host  # Host / :authority: the client chose it
         names = [asked]
         if not _transparent(flow.client_conn):
@@ -269,9 +292,10 @@ class Enforce:
                 datetime.now(UTC),
                 subject,
                 policy,
+                overrides,
             )
-        decision, at = self._decide(policy, asked, flow.request.port, subject)
-        return decision, at, subject, policy
+        decision, at = self._decide(policy, overrides, asked, flow.request.port, subject)
+        return decision, at, subject, policy, overrides
 
     def _subject(self, flow: http.HTTPFlow, policy: Policy) -> Subject:
         """Who is asking; unknown people and unknown roles get the default role (fail closed)."""
@@ -323,7 +347,7 @@ class Enforce:
             self._websockets.pop(flow.id, None)
             return
         try:
-            decision, _at, _subject, _policy = self._decide_request(flow)
+            decision = self._decide_request(flow)[0]
         except Exception:
             self.stats.enforce_errors += 1
             logger.exception("re-deciding a websocket failed; closing it")

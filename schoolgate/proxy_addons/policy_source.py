@@ -99,6 +99,19 @@ class PolicySource:
         self._task = Background(self._refresh_forever)
         self._listeners: list[Callable[[], None]] = []
         self.last_reload = LastReload(ReloadResult.OK, time.time())
+        self._by_school: tuple[Overrides, dict[str | None, Overrides]] = (NO_OVERRIDES, {})
+
+    def overrides_for(self, school: str | None) -> Overrides:
+        """The overrides in force for a client of `school` (Overrides.for_school), worked out
+        once per school each time the overrides are read again."""
+        current, found = self._by_school
+        if current is not self.overrides:
+            current, found = self.overrides, {}
+            self._by_school = (current, found)
+        mine = found.get(school)
+        if mine is None:
+            mine = found[school] = current.for_school(school)
+        return mine
 
     @property
     def overrides_state(self) -> str:

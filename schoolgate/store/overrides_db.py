@@ -128,6 +128,7 @@ class DatabaseOverridesSource:
                     starts=e.starts,
                     ends=e.ends,
                     who=who,
+                    school=e.school,
                 )
             )
         sanctions = tuple(

@@ -65,6 +65,7 @@ class _ExceptionIn(_Strict):
     starts: AwareDatetime
     ends: AwareDatetime | None = None
     who: str | None = None
+    school: str | None = None
 
 
 class _SanctionIn(_Strict):
@@ -126,6 +127,7 @@ def parse_overrides(text: str, *, source: str) -> Overrides:
             starts=e.starts,
             ends=e.ends,
             who=user_key(e.who) if e.scope is Scope.USER and e.who else e.who,
+            school=e.school,
         )
         for i, e in enumerate(spec.exceptions)
     )
@@ -162,6 +164,7 @@ def dump_overrides(overrides: Overrides) -> str:
                     "starts": when(e.starts),
                     "ends": when(e.ends),
                     "who": e.who,
+                    "school": e.school,
                 }
                 for e in overrides.exceptions
             ],

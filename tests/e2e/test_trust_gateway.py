@@ -16,11 +16,12 @@ from zoneinfo import ZoneInfo
 import httpcore
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from schoolgate.policy.model import Scope, TargetKind
 from schoolgate.store.db import make_engine
-from schoolgate.store.models import EventRow
+from schoolgate.store.models import EventRow, ExceptionRow
 from tests.support.gateway import (
     Gateway,
     noon_zone,
@@ -177,3 +178,52 @@ def test_a_change_to_one_schools_policy_is_picked_up(trust: tuple[Gateway, Path]
 
     wait_for(elm_at_lunch, what="Elm's new lunch time to reach the gateway")
     assert "policy reloaded from" in gw.log_text()
+
+
+def test_one_schools_exception_opens_nothing_in_another(trust: tuple[Gateway, Path]) -> None:
+    # An exception granted in Oak (its school column) for every pupil: Oak's pupils reach the
+    # site, Elm's are still blocked; the same grant by the trust (no school) opens it in both.
+    gw, tmp = trust
+    engine = make_engine(f"sqlite:///{tmp / 'schoolgate.db'}")
+    now = datetime.now(UTC)
+
+    def grant(ident: str, host: str, school: str | None) -> None:
+        with Session(engine) as session, session.begin():
+            session.add(
+                ExceptionRow(
+                    id=ident,
+                    scope=Scope.ROLE,
+                    who="pupil",
+                    target_kind=TargetKind.HOST,
+                    target=host,
+                    starts=now - timedelta(minutes=1),
+                    ends=now + timedelta(hours=1),
+                    created_by="bursar1",
+                    created_at=now,
+                    school=school,
+                )
+            )
+
+    def status(address: str, url: str) -> int:
+        with client_from(gw, address, "pupil1") as client:
+            return client.get(url).status_code
+
+    try:
+        assert status(OAK, "http://www.facebook.com/") == 403
+        grant("oak-only", "www.facebook.com", "oak")
+        wait_for(
+            lambda: status(OAK, "http://www.facebook.com/") == 200,
+            what="Oak's exception to reach the gateway",
+        )
+        for url in ("http://www.facebook.com/", "https://www.facebook.com/"):
+            assert status(OAK, url) == 200
+            assert status(ELM, url) == 403  # HTTPS: the block page inside the school's TLS
+        grant("trust-wide", "www.facebook.com", None)
+        wait_for(
+            lambda: status(ELM, "http://www.facebook.com/") == 200,
+            what="the trust's exception to reach the gateway",
+        )
+    finally:
+        with Session(engine) as session, session.begin():
+            session.execute(delete(ExceptionRow))
+        engine.dispose()

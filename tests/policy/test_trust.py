@@ -14,6 +14,7 @@ from schoolgate.policy.model import (
     Overrides,
     Reason,
     Request,
+    Sanction,
     Scope,
     TargetKind,
     Verdict,
@@ -25,6 +26,7 @@ from schoolgate.policy.trust import (
     compile_trust,
     parse_trust_file,
 )
+from schoolgate.proxy_addons.policy_source import PolicySource
 from tests.policy.test_decide import BREAK, LESSON, PUPIL, STAFF
 from tests.support.policies import POLICY_TEXT
 from tests.support.trusts import list_text
@@ -549,3 +551,39 @@ def test_twenty_schools_each_with_its_own_lunch() -> None:
             assert found[0].id == f"s{j}"
             allowed = decide(found[1], facebook, STAFF, None, at_lunch).verdict is Verdict.ALLOW
             assert allowed == (i == j), (i, j)
+
+
+def test_an_exception_applies_only_in_the_school_it_was_granted_in() -> None:
+    grant = {
+        school: ApprovedException(
+            f"e-{school}",
+            Scope.ROLE,
+            TargetKind.HOST,
+            "www.tiktok.com",
+            LESSON,
+            None,
+            "pupil",
+            school=school,
+        )
+        for school in ("oak", "elm", None)
+    }
+    both = Overrides(exceptions=(grant["oak"], grant["elm"]))
+    assert both.for_school("oak").exceptions == (grant["oak"],)
+    assert both.for_school("elm").exceptions == (grant["elm"],)
+    assert both.for_school(None).exceptions == ()  # a client in no school: none of them
+    everyone = Overrides(exceptions=(grant[None],), sanctions=(Sanction("s", "pupil1", LESSON),))
+    assert everyone.for_school("oak") is everyone  # nothing to leave out: the same snapshot
+
+
+def test_the_gateway_works_out_each_schools_overrides_once_per_refresh() -> None:
+    source = PolicySource()
+    oak = ApprovedException(
+        "e", Scope.ROLE, TargetKind.HOST, "www.tiktok.com", LESSON, None, "pupil", school="oak"
+    )
+    source.overrides = Overrides(exceptions=(oak,))
+    first = source.overrides_for("elm")
+    assert first.exceptions == ()
+    assert source.overrides_for("elm") is first
+    assert source.overrides_for("oak").exceptions == (oak,)
+    source.overrides = Overrides()  # read again: worked out afresh
+    assert source.overrides_for("oak").exceptions == ()

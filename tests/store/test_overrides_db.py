@@ -77,7 +77,12 @@ def _sanction(
 
 
 def _exception(
-    id: str, target: str, *, kind: TargetKind = TargetKind.HOST, ends: datetime | None = None
+    id: str,
+    target: str,
+    *,
+    kind: TargetKind = TargetKind.HOST,
+    ends: datetime | None = None,
+    school: str | None = None,
 ) -> ExceptionRow:
     return ExceptionRow(
         id=id,
@@ -91,6 +96,7 @@ def _exception(
         created_at=NOW - HOUR,
         request_id=None,
         note="",
+        school=school,
     )
 
 
@@ -99,7 +105,7 @@ def _seed(engine: Engine) -> None:
         session.add_all(
             [
                 _exception("e1", "WWW.Example.COM.", ends=NOW + HOUR),
-                _exception("e2", "social", kind=TargetKind.CATEGORY),
+                _exception("e2", "social", kind=TargetKind.CATEGORY, school="oak"),
                 _exception("e-old", "old.example", ends=NOW - 2 * HOUR),  # ended: left out
                 _exception("e-bad", "exa mple.com"),  # not a host name: left out, logged
                 _sanction("s1", ends=NOW + 14 * 24 * HOUR),
@@ -143,7 +149,9 @@ def test_rows_become_the_snapshot_of_what_is_active_or_to_come(engine: Engine) -
             ApprovedException(
                 "e1", Scope.GROUP, TargetKind.HOST, "www.example.com", NOW, NOW + HOUR, "Year5"
             ),
-            ApprovedException("e2", Scope.GROUP, TargetKind.CATEGORY, "social", NOW, None, "Year5"),
+            ApprovedException(
+                "e2", Scope.GROUP, TargetKind.CATEGORY, "social", NOW, None, "Year5", "oak"
+            ),
         ),
         sanctions=(Sanction("s1", "pupil1", NOW - HOUR, NOW + 14 * 24 * HOUR),),
         supervised_sessions=(SupervisedSession("pupil1", NOW, NOW + HOUR),),

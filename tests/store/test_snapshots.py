@@ -32,6 +32,9 @@ FULL = Overrides(
     exceptions=(
         ApprovedException("e1", Scope.GROUP, TargetKind.CATEGORY, "social", T0, T1, "Year6"),
         ApprovedException("e2", Scope.USER, TargetKind.HOST, "www.tiktok.com", T0, None, "pupil1"),
+        ApprovedException(
+            "e3", Scope.ROLE, TargetKind.HOST, "www.bbc.co.uk", T0, T1, "pupil", school="oak"
+        ),
     ),
     sanctions=(Sanction("s1", "pupil2", T0, T1),),
     supervised_sessions=(SupervisedSession("pupil2", T0, T1),),
