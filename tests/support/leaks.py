@@ -20,6 +20,10 @@ UNCLOSED_SQLITE = (
 
 @pytest.fixture(autouse=True)
 def closed_what_it_opened() -> Iterator[None]:
-    """Collect after each test, so what it left open is charged to it and not to a later one."""
+    """Collect after each test, so what it left open is charged to it and not to a later one.
+    What survives is then frozen (gc.freeze): the next test's collection walks only the objects
+    made since, not the whole heap again (a full collection after every test made the admin's
+    tests three times slower, and CI with coverage slower still)."""
     yield
     gc.collect()
+    gc.freeze()
