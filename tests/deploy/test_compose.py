@@ -169,7 +169,8 @@ def _lock() -> dict[str, tuple[str, list[str]]]:
             entries[name][1].append(line.removeprefix("--hash="))
         else:
             assert not line.startswith("--"), f"no index options in the lock: {line}"
-            package, _, version = line.partition("==")
+            package, _, version = line.partition(";")[0].partition("==")  # no marker
+            version = version.strip()
             assert version, f"not pinned: {line}"
             name = package.lower().replace("_", "-")
             entries[name] = (version, [])

@@ -6,6 +6,7 @@ everything they open; tests/store and tests/proxy_addons do not yet (CHANGELOG, 
 from __future__ import annotations
 
 import gc
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +25,10 @@ def closed_what_it_opened() -> Iterator[None]:
     What survives is then frozen (gc.freeze): the next test's collection walks only the objects
     made since, not the whole heap again (a full collection after every test made the admin's
     tests three times slower, and CI with coverage slower still)."""
+    with warnings.catch_warnings():  # what earlier tests outside the check left is not ours
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    gc.freeze()
     yield
     gc.collect()
     gc.freeze()
