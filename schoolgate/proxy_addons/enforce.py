@@ -238,7 +238,11 @@ class Enforce:
         snap = self._source.snapshot
         if snap.trust is None:
             return snap.policy, self._source.overrides
-        return snap.policy_for(address), self._source.overrides_for(snap.school_for(address))
+        found = snap.trust.policy_for(address or "")  # one subnet look-up: school and policy
+        if found is None:
+            return None, self._source.overrides_for(None)
+        school, policy = found
+        return policy, self._source.overrides_for(school.id)
 
     @staticmethod
     def _decide(
