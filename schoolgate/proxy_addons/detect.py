@@ -112,6 +112,15 @@ _TURBOPAGES = ("translated.turbopages.org",)
 _TURBOPAGES_PATH = re.compile(r"^/proxy_u/[^/]+/(?:https?/)?([^/?#]+)", re.IGNORECASE)
 # A reader proxy fetches any page for you and returns its text: r.jina.ai/https://x.com/...
 _READER_PROXIES = ("r.jina.ai",)
+# An image proxy fetches any picture by its address: i0.wp.com/<host>/<path> (WordPress's Jetpack),
+# wsrv.nl/?url=<url> (images.weserv.nl), cdn.statically.io/img/<host>/<path>, and Google's
+# gadget proxy (images1-focus-opensocial.googleusercontent.com/gadgets/proxy?url=<url>). A
+# blocked platform's pictures through one are that platform's pictures.
+_PATH_IMAGE_PROXY = re.compile(r"^i[0-3]\.wp\.com$")
+_QUERY_IMAGE_PROXIES = ("wsrv.nl", "images.weserv.nl")
+_STATICALLY = ("cdn.statically.io",)
+_STATICALLY_PATH = re.compile(r"^/(?:img|screenshot)/(?:https?://)?([^/?#]+)", re.IGNORECASE)
+_GADGET_PROXY = re.compile(r"^images\d*-focus-opensocial\.googleusercontent\.com$")
 
 
 def fronted_host(authority: str, asked: str) -> str | None:
@@ -164,8 +173,13 @@ def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | N
     if host in _TURBOPAGES:
         match = _TURBOPAGES_PATH.match(path)
         return _found(Technique.REWRITING_PROXY, match.group(1) if match else None)
-    if host in _READER_PROXIES:
+    if host in _READER_PROXIES or _PATH_IMAGE_PROXY.match(host):
         return _found(Technique.REWRITING_PROXY, path.lstrip("/"))
+    if host in _QUERY_IMAGE_PROXIES or _GADGET_PROXY.match(host):
+        return _found(Technique.REWRITING_PROXY, params.get("url"))
+    if host in _STATICALLY:
+        match = _STATICALLY_PATH.match(path)
+        return _found(Technique.REWRITING_PROXY, match.group(1) if match else None)
     return None
 
 
@@ -183,6 +197,10 @@ def is_viewer_host(host: str) -> bool:
         or bool(_YANDEX_TRANSLATE.match(host))
         or host in _TURBOPAGES
         or host in _READER_PROXIES
+        or bool(_PATH_IMAGE_PROXY.match(host))
+        or host in _QUERY_IMAGE_PROXIES
+        or bool(_GADGET_PROXY.match(host))
+        or host in _STATICALLY
     )
 
 

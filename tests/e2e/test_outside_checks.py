@@ -380,6 +380,9 @@ VIEWERS = [
     "https://r.jina.ai/https://x.com/",
     "https://translate.yandex.com/translate?url=https://www.instagram.com/&lang=en-fr",
     "https://translated.turbopages.org/proxy_u/en-fr.fr.1a2b3c4d-5e6f7a8b-9c0d1e2f-74722d776562/https/x.com/",
+    # image proxies: the platforms' pictures by their address
+    "https://i0.wp.com/pbs.twimg.com/media/a.jpg",
+    "https://wsrv.nl/?url=https://scontent.cdninstagram.com/v/1.jpg",
 ]
 
 
@@ -396,6 +399,7 @@ def test_viewers_of_a_blocked_page_are_blocked(at_break: Gateway, url: str) -> N
     [
         "https://web.archive.org/web/2024/https://www.bbc.co.uk/",
         "https://www-bbc-co-uk.translate.goog/",
+        "https://i0.wp.com/www.bbc.co.uk/news/1.jpg",  # a school blog's pictures through Jetpack
     ],
 )
 def test_viewers_of_an_allowed_page_stay_open(at_break: Gateway, url: str) -> None:

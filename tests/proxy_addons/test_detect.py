@@ -155,6 +155,33 @@ def test_fronted_host(authority: str, asked: str, fronted: str | None) -> None:
             (PROXY, "www.instagram.com"),
         ),
         ("translated.turbopages.org", "/", "", None),
+        # image proxies: a blocked platform's pictures by their address
+        (
+            "i0.wp.com",
+            "/scontent.cdninstagram.com/v/t51/1.jpg",
+            "",
+            (PROXY, "scontent.cdninstagram.com"),
+        ),
+        ("i2.wp.com", "/pbs.twimg.com/media/a.jpg", "ssl=1", (PROXY, "pbs.twimg.com")),
+        ("i1.wp.com", "/www.bbc.co.uk/news/1.jpg", "", (PROXY, "www.bbc.co.uk")),
+        ("wsrv.nl", "/", "url=https://pbs.twimg.com/media/a.jpg&w=300", (PROXY, "pbs.twimg.com")),
+        (
+            "images.weserv.nl",
+            "/",
+            "url=ssl:scontent.cdninstagram.com/1.jpg",
+            (PROXY, "scontent.cdninstagram.com"),
+        ),
+        ("cdn.statically.io", "/img/pbs.twimg.com/media/a.jpg", "", (PROXY, "pbs.twimg.com")),
+        ("cdn.statically.io", "/screenshot/https://x.com/", "", (PROXY, "x.com")),
+        (
+            "images1-focus-opensocial.googleusercontent.com",
+            "/gadgets/proxy",
+            "container=focus&url=https://pbs.twimg.com/a.jpg",
+            (PROXY, "pbs.twimg.com"),
+        ),
+        ("i0.wp.com", "/", "", None),
+        ("wsrv.nl", "/", "", None),
+        ("i9.wp.com", "/x.com/a.jpg", "", None),  # not Jetpack's
     ],
 )
 def test_viewed_target(

@@ -75,6 +75,9 @@ ORIGIN_HOSTS = (
     "jina.ai",
     "yandex.com",
     "turbopages.org",
+    # image proxies
+    "wp.com",
+    "wsrv.nl",
 )
 
 
