@@ -76,7 +76,9 @@ def url_host(text: str) -> str | None:
     """The normalised host of a URL, or of a bare "host/path" as archives write it; None if
     there is none. Percent-encoding and Wayback's "https:/x.com" are undone first."""
     text = unquote(text.strip())
-    text = re.sub(r"^[a-z][a-z0-9+.-]*:/*", "", text, flags=re.IGNORECASE)
+    # a scheme is followed by a slash ("https://", Wayback's "https:/"), or is weserv's "ssl:";
+    # "x.com:443/..." is a host and port
+    text = re.sub(r"^(?:[a-z][a-z0-9+.-]*:/+|ssl:)", "", text, flags=re.IGNORECASE)
     text = text.lstrip("/")
     host = re.split(r"[/?#\\]", text, maxsplit=1)[0]
     host = host.rpartition("@")[2]
@@ -135,6 +137,28 @@ def fronted_host(authority: str, asked: str) -> str | None:
     if same_host(host, asked):
         return None
     return host_name(host) or host[:100]
+
+
+# Headers a front or an application behind it may route by instead of Host. Browsers never send
+# them; a client that names a blocked site in one is asking the allowed site's front for it.
+_FORWARDED_HOST_HEADERS = ("x-forwarded-host", "x-host", "x-original-host", "x-forwarded-server")
+_FORWARDED_HOST = re.compile(r"(?:^|[;,\s])host\s*=\s*\"?([^\";,\s]+)", re.IGNORECASE)
+
+
+def forwarded_hosts(headers: http.Headers, asked: str) -> list[str]:
+    """The other sites a request's forwarding headers name (X-Forwarded-Host, X-Host,
+    X-Original-Host, X-Forwarded-Server, `Forwarded: host=`), each once, leaving out the site
+    asked for (`asked`)."""
+    values = [value for name in _FORWARDED_HOST_HEADERS for value in headers.get_all(name)]
+    for value in headers.get_all("forwarded"):
+        values += _FORWARDED_HOST.findall(value)
+    found: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            host = url_host(part)
+            if host is not None and not same_host(host, asked) and host not in found:
+                found.append(host)
+    return found[:8]
 
 
 def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | None:
@@ -541,6 +565,18 @@ class Detect:
                 {"request_line": request.authority[:100], "host": request.pretty_host[:100]},
             )
             return
+        for named in forwarded_hosts(request.headers, request.pretty_host):
+            inner = decide(
+                inputs.policy, Request(named), inputs.subject, inputs.overrides, inputs.at
+            )
+            if not inner.allowed:
+                self._block(
+                    flow,
+                    inputs,
+                    _circumvention("host-mismatch", Technique.HOST_MISMATCH, host=named),
+                    {"forwarded_host": named[:100], "host": request.pretty_host[:100]},
+                )
+                return
         ports = (
             inputs.policy.ports.http
             if request.scheme == "http"

@@ -23,6 +23,7 @@ from schoolgate.proxy_addons.detect import (
     RepeatCounter,
     doh_evidence,
     ech_refused,
+    forwarded_hosts,
     fronted_host,
     has_ech,
     looks_embedded,
@@ -69,6 +70,8 @@ def test_doh_evidence(path: str, query: str, ctype: str, accept: str, signal: st
         ("AbC12", None),  # an archive's short id, no host
         ("", None),
         ("https://*/", None),
+        ("X.COM:443/home", "x.com"),  # a host and port, not a scheme "x.com:"
+        ("ssl:pbs.twimg.com/a.jpg", "pbs.twimg.com"),  # weserv's old spelling of https
     ],
 )
 def test_url_host(text: str, host: str | None) -> None:
@@ -92,6 +95,25 @@ ARCHIVE, PROXY = Technique.ARCHIVE_VIEWER, Technique.REWRITING_PROXY
 )
 def test_fronted_host(authority: str, asked: str, fronted: str | None) -> None:
     assert fronted_host(authority, asked) == fronted
+
+
+@pytest.mark.parametrize(
+    ("fields", "found"),
+    [
+        ([("X-Forwarded-Host", "x.com")], ["x.com"]),
+        ([("X-Forwarded-Host", "www.facebook.com, X.COM:443")], ["x.com"]),
+        ([("x-host", "https://www.instagram.com/")], ["www.instagram.com"]),
+        ([("Forwarded", 'for=1.2.3.4;host="x.com";proto=https')], ["x.com"]),
+        ([("Forwarded", "for=1.2.3.4, host=x.com")], ["x.com"]),
+        ([("Forwarded", "for=1.2.3.4;proto=https")], []),
+        ([("X-Original-Host", "x.com"), ("X-Forwarded-Server", "x.com")], ["x.com"]),
+        ([("X-Forwarded-Host", "www.facebook.com")], []),
+        ([("X-Forwarded-For", "x.com")], []),  # an address list, not a site
+    ],
+)
+def test_forwarded_hosts(fields: list[tuple[str, str]], found: list[str]) -> None:
+    headers = http.Headers([(k.encode(), v.encode()) for k, v in fields])
+    assert forwarded_hosts(headers, "www.facebook.com") == found
 
 
 @pytest.mark.parametrize(
