@@ -141,6 +141,12 @@ class Database:
         """Distinct schools named by the events recorded at or after `since`."""
         return int(self._one("SELECT count(DISTINCT school) FROM events WHERE at >= %s", (since,)))
 
+    def bytes_per_row(self) -> float:
+        """The events table's size on disk with its indexes (after VACUUM), per row."""
+        self.conn.execute("VACUUM ANALYZE events")
+        size = self._one("SELECT pg_total_relation_size('events')")
+        return int(size) / max(self.rows(), 1)
+
     def backend_cpu(self) -> dict[int, float]:
         """CPU seconds of each backend connected to this database, this one left out."""
         pids = self.conn.execute(
@@ -454,6 +460,9 @@ def main() -> int:
                         flush=True,
                     )
             setup.stop_all()  # the writers alone: no gateway, no origin
+            if runs:
+                row_bytes = db.bytes_per_row()
+                print(f"# the gateways' events: {row_bytes:.0f} bytes a row with its indexes")
             for writers in (int(n) for n in args.writers.split(",") if n):
                 writer_runs.append(measure_writers(db, writers, args.writer_events, folder))
         finally:
