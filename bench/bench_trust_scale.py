@@ -395,24 +395,30 @@ def measure_writers(db: Database, writers: int, n: int, folder: Path) -> WriterR
         spawn.Process(
             target=writer_child,
             args=(db.url, n, i, go, stored, end, str(folder / f"spool-{writers}-{i}")),
+            daemon=True,
         )
         for i in range(writers)
     ]
     before_rows = db.rows()
-    for child in children:
-        child.start()
-    time.sleep(3 + writers)  # the children build their events and connect (not timed)
-    before_pg = db.backend_cpu()
-    started = time.monotonic()
-    go.set()
-    for _ in children:
-        stored.get(timeout=120)
-    seconds = time.monotonic() - started
-    pg_cpu = cpu_since(db, before_pg)
-    rows = db.rows() - before_rows
-    end.set()
-    for child in children:
-        child.join(60)
+    try:
+        for child in children:
+            child.start()
+        time.sleep(3 + writers)  # the children build their events and connect (not timed)
+        before_pg = db.backend_cpu()
+        started = time.monotonic()
+        go.set()
+        for _ in children:
+            stored.get(timeout=120)
+        seconds = time.monotonic() - started
+        pg_cpu = cpu_since(db, before_pg)
+        rows = db.rows() - before_rows
+    finally:
+        go.set()
+        end.set()
+        for child in children:
+            child.join(60)
+            if child.is_alive():
+                child.kill()
     return WriterRun(writers, rows, seconds, pg_cpu / max(rows, 1) * 1e6)
 
 
