@@ -33,10 +33,12 @@ def write_trust(folder: Path, trust: str, files: Mapping[str, str]) -> Path:
 
 
 @contextmanager
-def running_trust_gateway(folder: Path, trust: Path, *extra_args: str) -> Iterator[Gateway]:
-    """A real gateway serving the trust file `trust`, the demo identities and a SQLite database
-    made in `folder` (`folder`/schoolgate.db, upgraded first)."""
-    database = f"sqlite:///{folder / 'schoolgate.db'}"
+def running_trust_gateway(
+    folder: Path, trust: Path, *extra_args: str, database: str | None = None
+) -> Iterator[Gateway]:
+    """A real gateway serving the trust file `trust`, the demo identities and the database at
+    URL `database` (default: a SQLite database made in `folder`/schoolgate.db), upgraded first."""
+    database = database or f"sqlite:///{folder / 'schoolgate.db'}"
     upgrade(database)
     with running_gateway(
         folder / "gw",
