@@ -114,8 +114,15 @@ def _trust_wide(user: SignedInUser, resources: Resources, what: str) -> SignedIn
 
 
 def list_editor(user: BusinessManager, resources: Res) -> SignedInUser:
-    """A Business Manager who may change the local lists."""
-    return _trust_wide(user, resources, "the local lists")
+    """A Business Manager who may change the local lists: with a trust file, a school's own
+    (docs/trust.md) or, for the trust's staff, the trust's; never a person the trust places in
+    no school (their entry would apply in every school)."""
+    if resources.trust is not None and user.school is None and not user.every_school:
+        raise NotAllowed(
+            "you belong to no school of the trust (or to more than one), so you have no local "
+            "lists to change; ask the trust's IT team to put you in your school's groups"
+        )
+    return user
 
 
 def policy_editor(user: ItTechnician, resources: Res) -> SignedInUser:

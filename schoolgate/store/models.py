@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
     update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -118,6 +119,7 @@ SCHOOL_TABLES = (
     "unblock_requests",
     "incident_notes",
     "audit_log",
+    "local_list",  # migration 0012
 )
 SCHOOL_ID_LENGTH = 40  # policy/trust.py SchoolId
 
@@ -279,15 +281,38 @@ class ExceptionRow(Base):
 
 
 class LocalListRow(Base):
-    """The business manager's local lists: a host allowed or blocked for everyone."""
+    """The business manager's local lists: a host allowed or blocked for everyone of a school
+    (`school`), or of the whole trust or the one school without a trust file (`school` NULL).
+    A host is on each list at most once (the two partial unique indexes: NULL never equals
+    NULL in a plain unique index)."""
 
     __tablename__ = "local_list"
 
-    host: Mapped[str] = mapped_column(String(300), primary_key=True)  # normalised
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(300))  # normalised
     verdict: Mapped[Verdict] = mapped_column(enum_column(Verdict, "verdict"))
     note: Mapped[str] = mapped_column(Text, default="")
     added_by: Mapped[str] = mapped_column(String(200))
     added_at: Mapped[datetime]
+    school: Mapped[str | None] = school_column()
+
+    __table_args__ = (
+        Index(
+            "uq_local_list_host_no_school",
+            "host",
+            unique=True,
+            sqlite_where=text("school IS NULL"),
+            postgresql_where=text("school IS NULL"),
+        ),
+        Index(
+            "uq_local_list_school_host",
+            "school",
+            "host",
+            unique=True,
+            sqlite_where=text("school IS NOT NULL"),
+            postgresql_where=text("school IS NOT NULL"),
+        ),
+    )
 
 
 class AlertRow(Base):
