@@ -661,6 +661,11 @@ def test_the_trusts_staff_change_the_trusts_lists_or_one_schools(
     assert f"/lists/remove?host={host}" not in page
     assert _send(client, csrf, "DELETE", f"/api/lists/{host}").status_code == 404
     assert len(_listed(resources, host)) == 2
+    client, csrf = _signed_in(app, TRUST_STAFF)  # a school the trust does not have: refused
+    typo = _send(client, csrf, "POST", "/api/lists?school=ok", json={**site, "host": f"x.{host}"})
+    assert typo.status_code == 404, typo.text[:300]
+    assert "no school 'ok'" in typo.text
+    assert _listed(resources, f"x.{host}") == []
 
 
 def test_a_school_cannot_allow_what_the_trusts_list_blocks(
@@ -849,3 +854,37 @@ def test_the_weekly_report_counts_the_schools_own_rows(
         assert counted["oak"][key] > 0
         assert counted["elm"][key] > 0
         assert counted["trust"][key] == counted["oak"][key] + counted["elm"][key], key
+
+
+def test_explain_answers_with_the_viewers_own_schools_lists(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    """Explain decides as the gateway would for the viewer's school: Elm's local block of a
+    site is not Oak's (nor shown to Oak's staff), and the trust's applies to both."""
+    app, resources = trust_app
+    elms, trusts = (f"{name}-{uuid.uuid4().hex[:8]}.example" for name in ("elm", "trust"))
+    with resources.sessions() as session:
+        for host, school in ((elms, "elm"), (trusts, None)):
+            session.add(
+                LocalListRow(
+                    host=host,
+                    verdict=Verdict.BLOCK,
+                    note="",
+                    added_by="bm",
+                    added_at=datetime.now(UTC),
+                    school=school,
+                )
+            )
+        session.commit()
+
+    def verdicts(user: SignedInUser) -> tuple[str, str]:
+        client, _ = _signed_in(app, user)
+        found = [
+            client.get("/api/explain", params={"host": h, "role": "staff"}).json()
+            for h in (elms, trusts)
+        ]
+        return found[0]["verdict"], found[1]["verdict"]
+
+    assert verdicts(school_users("elm")["business_manager"]) == ("block", "block")
+    assert verdicts(school_users("oak")["business_manager"]) == ("allow", "block")
+    assert verdicts(TRUST_STAFF) == ("allow", "block")  # the trust's own lists
