@@ -727,6 +727,27 @@ def test_a_school_grants_to_its_own_classes_and_roles(
     assert shown["school"] == "oak"
 
 
+def test_a_schools_grant_past_the_trusts_block_is_refused(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows]
+) -> None:
+    """The trust blocks the site a request of Oak's is for: a grant would open nothing (the
+    trust's block wins in every school), so it is refused, saying why, and stays pending."""
+    app, resources = trust_app
+    with resources.sessions() as session:
+        host = session.get_one(UnblockRequestRow, schools["oak"].request).host
+    client, csrf = _signed_in(app, TRUST_STAFF)
+    site = {"host": host.removeprefix("www."), "verdict": "block"}
+    assert _send(client, csrf, "POST", "/api/lists", json=site).status_code == 201
+    client, csrf = _signed_in(app, school_users("oak")["business_manager"])
+    grant = {"scope": "user", "target_kind": "host", "duration": "hours", "hours": 1}
+    answer = _send(
+        client, csrf, "POST", f"/api/requests/{schools['oak'].request}/approve", json=grant
+    )
+    assert answer.status_code == 422, answer.text[:300]
+    assert "the trust's block wins in every school" in answer.text
+    assert _snapshot(resources, schools["oak"])[0] is RequestState.PENDING
+
+
 def test_the_trusts_staff_see_each_rows_school(
     trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows]
 ) -> None:

@@ -127,7 +127,8 @@ def conflicts(session: Session, *, name: str, at: datetime, school: str | None =
     found = []
     for host, owner in in_force(session, school=school, verdict=Verdict.ALLOW):
         if is_subdomain_or_same(name, host):
-            found.append(f"the {'trust' if owner is None and school else 'local'} allow of {host}")
+            whose = "trust's" if owner is None and school else "local"
+            found.append(f"the {whose} allow of {host}")
     rows = session.scalars(
         select(ExceptionRow)
         .where(or_(ExceptionRow.ends.is_(None), ExceptionRow.ends > at))
@@ -146,12 +147,15 @@ def blocked_by(session: Session, *, name: str, school: str | None = None) -> str
     """The local block that covers `name` (the same site or a parent) for a client of
     `school`, on its own list or the trust's, if any."""
     return next(
-        (host for host, _ in _blocks(session, name=name, school=school)),
+        (host for host, _ in blocks_covering(session, name=name, school=school)),
         None,
     )
 
 
-def _blocks(session: Session, *, name: str, school: str | None) -> list[tuple[str, str | None]]:
+def blocks_covering(
+    session: Session, *, name: str, school: str | None
+) -> list[tuple[str, str | None]]:
+    """(host, list's school) of the local blocks covering `name` for a client of `school`."""
     return [
         (host, owner)
         for host, owner in in_force(session, school=school, verdict=Verdict.BLOCK)
@@ -187,7 +191,7 @@ def add_entry(
     refuse_public_suffix(name)
     if verdict is Verdict.ALLOW:
         check_allow(policy, name)
-        for blocking, owner in _blocks(session, name=name, school=school):
+        for blocking, owner in blocks_covering(session, name=name, school=school):
             if owner != school:
                 raise InvalidInput(
                     {

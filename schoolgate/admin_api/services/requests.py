@@ -30,7 +30,7 @@ from schoolgate.admin_api.services.grants import (
     resolve_period,
     widenings,
 )
-from schoolgate.admin_api.services.lists import blocked_by, find_entry
+from schoolgate.admin_api.services.lists import blocked_by, blocks_covering, find_entry
 from schoolgate.admin_api.services.people import count_covered, look_up, unknown_group
 from schoolgate.admin_api.services.sites import refuse_public_suffix, site_of
 from schoolgate.admin_api.words import roles_words
@@ -279,6 +279,19 @@ def approve_request(
     check_grant(
         policy, grant, user_roles=user_roles or frozenset({row.blocked_role or row.requester_role})
     )
+    trusts = [
+        h
+        for h, owner in blocks_covering(session, name=row.host, school=row.school)
+        if owner != row.school
+    ]
+    if trusts and grant.target_kind is TargetKind.HOST:
+        raise InvalidInput(
+            {
+                "target": f"{row.host} is covered by the trust's local block of {trusts[0]}, "
+                "and the trust's block wins in every school, so this would open nothing. "
+                "Deny the request, or ask the trust's staff to remove their block"
+            }
+        )
     wider = widenings(grant, asked_for_group=row.for_group)
     blocking = blocked_by(session, name=row.host, school=row.school)
     if blocking is not None:
