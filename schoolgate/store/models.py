@@ -120,12 +120,15 @@ SCHOOL_TABLES = (
     "incident_notes",
     "audit_log",
     "local_list",  # migration 0012
+    "attempt_counts",  # migration 0013: the person's school, for exporting or removing it
+    "act_marks",
 )
 SCHOOL_ID_LENGTH = 40  # policy/trust.py SchoolId
 
 
 def school_column() -> Mapped[str | None]:
-    """The `school` column of a table in SCHOOL_TABLES (indexed with the table's time)."""
+    """The `school` column of a table in SCHOOL_TABLES (indexed with the table's time, but for
+    the small, self-pruning `attempt_counts` and `act_marks`)."""
     return mapped_column(String(SCHOOL_ID_LENGTH), default=None)
 
 
@@ -207,6 +210,7 @@ class AttemptCountRow(Base):
     times: Mapped[list[str]] = mapped_column(JSON)
     updated: Mapped[datetime] = mapped_column(UTCDateTime)
     acts: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    school: Mapped[str | None] = school_column()  # of the person's latest counted act
 
 
 class ActMarkRow(Base):
@@ -220,6 +224,7 @@ class ActMarkRow(Base):
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
     at: Mapped[datetime]
     event_id: Mapped[str] = mapped_column(String(36))
+    school: Mapped[str | None] = school_column()  # of the event that holds the mark
 
     __table_args__ = (Index("ix_act_marks_at", "at"),)
 
