@@ -13,7 +13,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from schoolgate.store.db import make_engine
-from schoolgate.store.models import AlertRow, CircumventionAttemptRow, EventRow, SanctionRow
+from schoolgate.store.models import (
+    AlertRow,
+    AttemptCountRow,
+    CircumventionAttemptRow,
+    EventRow,
+    SanctionRow,
+)
 from tests.e2e.test_trust_gateway import ELM, NOWHERE, OAK, client_from
 from tests.support.gateway import (
     Gateway,
@@ -94,3 +100,5 @@ def test_every_record_carries_its_clients_school(trust: tuple[Gateway, Engine]) 
         ("staff1", "elm"),
     }
     assert {kind for _, kind, _ in alerts} == {"circumvention_attempt", "sanction_recommended"}
+    counts = {(c.user, c.school) for c in _rows(engine, AttemptCountRow)}  # migration 0013
+    assert counts == {("pupil1", "oak"), ("staff1", "elm")}
