@@ -152,7 +152,8 @@ schools:
         "a client address must belong to one school"
     )
     assert problems[3].startswith("unmatched: 'birch' is neither 'refuse' nor one of the schools")
-    assert problems[4].startswith("schools.ash: no subnets, so no client could ever be attributed")
+    assert problems[4].startswith("schools.ash: no subnets, listeners or directory, so no client")
+    assert "its people's group under 'directory:'" in problems[4]
     assert len(problems) == 5
 
 
