@@ -2,7 +2,8 @@
 a school"): a real `schoolgate gateway` listening on three ports. Oak's clients connect to the
 first, Elm's to the second (the trust file's `listeners:`); on the third, which names no
 school, the person signed in decides by their directory group. The same client address gets
-Oak's or Elm's break times accordingly, and every event is recorded with that school."""
+Oak's or Elm's break times accordingly, and every event is recorded with that school. Then a
+real LDAP directory: a person under a school's OU gets that school's break times."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from sqlalchemy.orm import Session
 
 from schoolgate.store.db import make_engine
 from schoolgate.store.models import EventRow
+from tests.e2e.test_gateway_ldap_e2e import fetch
 from tests.e2e.test_trust_gateway import calendar, client_from
 from tests.support.gateway import Gateway, free_port, noon_zone, policy_text, wait_for
+from tests.support.needs import need_program
+from tests.support.slapd import PEOPLE_DN, start_slapd
 from tests.support.trusts import TRUST_HEAD, running_trust_gateway, write_trust
 
 pytestmark = pytest.mark.e2e
@@ -34,27 +38,31 @@ PEOPLE = {
 FACEBOOK = ("http://www.facebook.com/", "https://www.facebook.com/")
 
 
+def lunch_files() -> dict[str, str]:
+    """The trust's base (lunch hours ago), Oak's calendar (lunch now) and Elm's (the base's)."""
+    now = datetime.now(UTC)
+    zone = noon_zone(now)
+    earlier = (now - timedelta(hours=4), now - timedelta(hours=3, minutes=30))
+    return {
+        "base.yaml": policy_text(break_from=earlier[0], break_until=earlier[1], zone=zone),
+        "oak.yaml": calendar(zone, now - timedelta(minutes=5), now + timedelta(hours=1)),
+        "elm.yaml": calendar(zone, *earlier),
+    }
+
+
 @pytest.fixture(scope="module")
 def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Path, int, int]]:
     """The gateway, its folder, and the ports of Oak's and Elm's listeners (the gateway's own
     port, `gw.port`, names no school)."""
     tmp = tmp_path_factory.mktemp("attribution")
-    now = datetime.now(UTC)
-    zone = noon_zone(now)
-    earlier = (now - timedelta(hours=4), now - timedelta(hours=3, minutes=30))
     oak_port, elm_port = free_port(), free_port()
-    # The trust's base: lunch hours ago. Oak's own calendar: lunch now. Elm's: the base's.
     trust = write_trust(
         tmp,
         TRUST_HEAD + "  oak: {name: Oak Primary, policy: oak.yaml, directory: {group: OakStaff},\n"
         f"        listeners: ['127.0.0.1:{oak_port}']}}\n"
         "  elm: {name: Elm Primary, policy: elm.yaml, directory: {group: ElmStaff},\n"
         f"        listeners: ['127.0.0.1:{elm_port}']}}\n",
-        {
-            "base.yaml": policy_text(break_from=earlier[0], break_until=earlier[1], zone=zone),
-            "oak.yaml": calendar(zone, now - timedelta(minutes=5), now + timedelta(hours=1)),
-            "elm.yaml": calendar(zone, *earlier),
-        },
+        lunch_files(),
     )
     modes = ("--mode", f"regular@{oak_port}", "--mode", f"regular@{elm_port}")
     with running_trust_gateway(tmp, trust, *modes, people=PEOPLE) as gw:
@@ -143,3 +151,37 @@ def test_each_event_is_recorded_with_the_school_that_decided_it(
         assert {row for row in recorded() if row[:2] in mine} == expected
     finally:
         engine.dispose()
+
+
+# --- by OU, signing in against a real LDAP directory -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ldap_trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """Oak's people are those under the directory's people OU; Elm's, the SocialMedia group
+    (whose members are under that OU too: in both schools)."""
+    need_program("slapd", "slapd")
+    tmp = tmp_path_factory.mktemp("attribution-ldap")
+    ldap = start_slapd(tmp)
+    try:
+        trust = write_trust(
+            tmp,
+            TRUST_HEAD
+            + f"  oak: {{name: Oak Primary, policy: oak.yaml, directory: {{ou: '{PEOPLE_DN}'}}}}\n"
+            "  elm: {name: Elm Primary, policy: elm.yaml, directory: {group: SocialMedia}}\n",
+            lunch_files(),
+        )
+        identity = ldap.write_identity_config(tmp / "identity")
+        with running_trust_gateway(tmp, trust, identity=identity) as gw:
+            yield gw
+    finally:
+        ldap.stop()
+
+
+def test_a_person_under_a_schools_ou_gets_its_break_times(ldap_trust: Gateway) -> None:
+    for url in FACEBOOK:  # teacher1 (Staff) is under the people OU: Oak's lunch is now
+        response = fetch(ldap_trust, "teacher1", "teacher1-pass", url)
+        assert response.status_code == 200, response.text[:300]
+    refused = fetch(ldap_trust, "socialmedia1", "socialmedia1-pass", "http://learning.test/")
+    assert refused.status_code == 403  # under Oak's OU and in Elm's group: neither school
+    assert "no_school" in refused.text

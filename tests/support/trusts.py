@@ -37,16 +37,21 @@ def write_trust(folder: Path, trust: str, files: Mapping[str, str]) -> Path:
 
 @contextmanager
 def running_trust_gateway(
-    folder: Path, trust: Path, *extra_args: str, people: Mapping[str, list[str]] = USERS
+    folder: Path,
+    trust: Path,
+    *extra_args: str,
+    people: Mapping[str, list[str]] = USERS,
+    identity: Path | None = None,
 ) -> Iterator[Gateway]:
     """A real gateway serving the trust file `trust`, the demo identities (or `people`: name ->
-    groups) and a SQLite database made in `folder` (`folder`/schoolgate.db, upgraded first)."""
+    groups; or the identity file `identity`) and a SQLite database made in `folder`
+    (`folder`/schoolgate.db, upgraded first)."""
     database = f"sqlite:///{folder / 'schoolgate.db'}"
     upgrade(database)
     with running_gateway(
         folder / "gw",
         policy=None,
-        identity=write_identity(folder / "id", people),
+        identity=identity or write_identity(folder / "id", people),
         extra_args=[
             *("--set", f"schoolgate_trust={trust}"),
             *("--set", f"schoolgate_database_url={database}"),
