@@ -103,13 +103,20 @@ class Attributor:
     _memo: dict[tuple[frozenset[str], str | None], str | None] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _sockets: dict[Any, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     def by_listener(self, sockname: Any) -> str | None:
         """The school whose listener the client connected to; None: no school names it."""
         if not self.listeners:
             return None
-        found = listener_of(sockname)
-        return self.listeners.get(found) if found is not None else None
+        try:
+            return self._sockets[sockname]  # a gateway has few local addresses: remembered
+        except (KeyError, TypeError):  # TypeError: not hashable, so not a socket address
+            found = listener_of(sockname)
+            school = self.listeners.get(found) if found is not None else None
+            if isinstance(sockname, tuple) and len(self._sockets) < _MEMO_LIMIT:
+                self._sockets[sockname] = school
+            return school
 
     def by_directory(self, groups: frozenset[str], dn: str | None) -> str | None:
         """The school of a signed-in person by their groups and DN; None: no school's group or

@@ -326,12 +326,7 @@ class Trust:
 
     file: TrustFile
     base: Policy
-    policies: Mapping[str, Policy]
-
-    def policy_for(self, address: str | IPAddress) -> tuple[School, Policy] | None:
-        """The school a client at `address` belongs to and its policy (None: refuse it)."""
-        school = self.file.school_for(address)
-        return None if school is None else (school, self.policies[school.id])
+    policies: Mapping[str, Policy]  # by school id; a request's school: TrustFile.attribute
 
 
 def compile_trust(

@@ -67,20 +67,13 @@ class PolicySnapshot:
     page: BlockPageSettings  # how block pages are made (admin link, signing secret)
     refresh_seconds: float
     # With a trust file (docs/trust.md): every school's policy; `policy` is then the trust's
-    # base, `path` the trust file, and each client gets its school's policy (policy_for).
+    # base, `path` the trust file, and each request gets its school's policy (`attribute`).
     trust: Trust | None = None
 
-    def policy_for(self, address: str | None) -> Policy | None:
-        """The policy for a client at `address`: the one policy, or with a trust that of the
-        client's school. None: the client is in no school's subnets and is refused."""
-        if self.trust is None:
-            return self.policy
-        found = self.trust.policy_for(address or "")
-        return None if found is None else found[1]
-
     def school_for(self, address: str | None) -> str | None:
-        """The id of the school a client at `address` belongs to; None without a trust file,
-        or for a client in no school's subnets (what its records then carry)."""
+        """The id of the school a client at `address` belongs to by its subnet alone; None
+        without a trust file, or for a client in no school's subnets. Only for what has no
+        connection or identity to attribute (mitmproxy's refusals): else `attribute`."""
         if self.trust is None:
             return None
         school = self.trust.file.school_for(address or "")

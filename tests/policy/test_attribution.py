@@ -219,12 +219,17 @@ def test_unmatched_and_ambiguous_people_get_the_school_the_trust_names(
     assert (found.school.id, found.by) == ("ash", by)
 
 
-def test_the_directory_answer_is_remembered_per_person() -> None:
+def test_the_answers_are_remembered_per_person_and_per_socket_address() -> None:
     attributor = trust_file().attributor
     groups = frozenset({"OakPupils"})
     assert attributor.by_directory(groups, None) == "oak"
     assert attributor.by_directory(frozenset({"OakPupils", "AshPupils"}), None) == AMBIGUOUS
     assert attributor._memo[(groups, None)] == "oak"
+    for _ in range(2):
+        assert attributor.by_listener(("10.9.0.2", 3128)) == "elm"
+        assert attributor.by_listener(("10.9.0.2", 3129)) is None
+        assert attributor.by_listener(["10.9.0.2", 3128]) is None  # not a socket address
+    assert attributor._sockets == {("10.9.0.2", 3128): "elm", ("10.9.0.2", 3129): None}
 
 
 @pytest.mark.parametrize(
