@@ -10,14 +10,18 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy.tls import ClientHello, TlsData
 
 from schoolgate.policy.model import Decision, Reason
+from schoolgate.policy.techniques import Technique
 from schoolgate.proxy_addons import context
 from schoolgate.proxy_addons.context import Identity, IdentitySource
+from schoolgate.proxy_addons.detect import Detect
 from schoolgate.proxy_addons.enforce import Enforce
 from schoolgate.proxy_addons.policy_source import PolicySource
 from tests.proxy_addons.test_enforce import clienthello
 from tests.support.policies import POLICY_TEXT
+from tests.support.tls_hello import ECH, ECH_PAYLOAD, client_hello_body
 from tests.support.trusts import list_text, write_trust
 
 TRUST = """
@@ -224,3 +228,26 @@ def test_the_tunnels_clienthello_is_decided_for_the_school_of_its_connect(tmp_pa
         assert (note.school, note.decision.rule) == ("oak", "oak-games")
         enforce.client_disconnected(connect.client_conn)
         assert connect.client_conn.id not in context.hello_notes
+
+
+def test_detects_notes_keep_the_connections_school(tmp_path: Path) -> None:
+    # An ECH ClientHello whose client then gives up (an attempt Detect records on its own
+    # note): the note still carries the school Enforce found at the CONNECT, by listener.
+    source = PolicySource()
+    enforce, detect = Enforce(source), Detect()
+    with taddons.context(source, enforce, detect) as tctx:
+        tctx.configure(enforce, schoolgate_trust=str(write_trust(tmp_path, ATTRIBUTED, FILES)))
+        connect = tflow.tflow(req=tutils.treq(method=b"CONNECT", host="learning.test", port=443))
+        connect.client_conn.peername = ("10.2.0.5", 50000)  # Elm's subnet ...
+        connect.client_conn.sockname = ("10.9.0.1", 3128)  # ... through Oak's listener
+        enforce.http_connect(connect)
+        client = connect.client_conn
+        hello = clienthello("learning.test", "learning.test")
+        hello.context.client = client
+        hello.client_hello = ClientHello(client_hello_body("learning.test", {ECH: ECH_PAYLOAD}))
+        for addon in (enforce, detect):
+            addon.tls_clienthello(hello)
+        client.error = "OpenSSL Error([('SSL routines', '', 'tlsv1 alert ech required')])"
+        detect.tls_failed_client(TlsData(client, hello.context))
+        note = context.hello_notes.pop(client.id)
+        assert (note.decision.technique, note.school) == (Technique.ECH, "oak")
