@@ -232,6 +232,16 @@ def test_the_answers_are_remembered_per_person_and_per_socket_address() -> None:
     assert attributor._sockets == {("10.9.0.2", 3128): "elm", ("10.9.0.2", 3129): None}
 
 
+def test_without_listeners_or_directory_only_the_subnet_counts() -> None:
+    trust = trust_file(
+        "name: T\nbase: b.yaml\nschools:\n  oak: {name: Oak, subnets: [10.1.0.0/16]}\n"
+    )
+    found = trust.attribute(listener=("10.9.0.1", 3128), address="10.1.0.5")
+    assert (found.school.id if found.school else None, found.by) == ("oak", By.SUBNET)
+    nobody = trust.attribute(address="192.0.2.1", groups=frozenset({"OakPupils"}), dn=OAK_DN)
+    assert (nobody.school, nobody.by) == (None, By.UNMATCHED)
+
+
 @pytest.mark.parametrize(
     ("sockname", "expected"),
     [
