@@ -41,8 +41,9 @@ class Reason(StrEnum):
     INTERNAL_ADDRESS = "internal_address"  # loopback, private, link-local, metadata, a local
     #                                        name: not on the policy's internal allow list
     ENGINE_ERROR = "engine_error"  # deciding failed: fail closed (set by the enforcement point)
-    NO_SCHOOL = "no_school"  # a trust's gateway: the client is in no school's subnets (refused,
-    #                          set by the enforcement point; docs/trust.md)
+    NO_SCHOOL = "no_school"  # a trust's gateway: the request belongs to no school (no school's
+    #                          listener, subnet or directory group: refused, set by the
+    #                          enforcement point; docs/trust.md)
 
 
 class PeriodKind(StrEnum):

@@ -106,14 +106,17 @@ class FromAddress(httpcore.SyncBackend):
         return super().connect_tcp(host, port, timeout, self.address, socket_options)
 
 
-def client_from(gw: Gateway, address: str, user: str | None = "staff1") -> httpx.Client:
-    """A client through the gateway whose connections come from `address`. httpx and httpcore
-    do not pass `local_address` on to a proxy's connections, so the transport's pool is
-    httpcore's proxy pool, made as httpx makes it, on a backend that binds every socket."""
+def client_from(
+    gw: Gateway, address: str, user: str | None = "staff1", *, port: int | None = None
+) -> httpx.Client:
+    """A client through the gateway (its listener on `port`, default its first) whose
+    connections come from `address`. httpx and httpcore do not pass `local_address` on to a
+    proxy's connections, so the transport's pool is httpcore's proxy pool, made as httpx makes
+    it, on a backend that binds every socket."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cafile=str(gw.ca_pem))
     context.load_verify_locations(cafile=str(gw.test_ca.ca_pem))
-    proxy = httpx.Proxy(gw.proxy_url(user))
+    proxy = httpx.Proxy(httpx.URL(gw.proxy_url(user)).copy_with(port=port or gw.port))
     transport = httpx.HTTPTransport(verify=context)
     transport._pool = httpcore.HTTPProxy(
         proxy_url=httpcore.URL(

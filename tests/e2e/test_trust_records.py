@@ -27,7 +27,7 @@ from tests.support.gateway import (
     policy_text,
     wait_for,
 )
-from tests.support.trusts import running_trust_gateway, write_trust
+from tests.support.trusts import TRUST_HEAD, running_trust_gateway, write_trust
 
 pytestmark = pytest.mark.e2e
 
@@ -38,11 +38,7 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, E
     now = datetime.now(UTC)
     trust = write_trust(
         tmp,
-        "name: Test Trust\n"
-        "base: base.yaml\n"
-        "unmatched: refuse\n"
-        "schools:\n"
-        f"  oak: {{name: Oak Primary, subnets: [{OAK}/32]}}\n"
+        f"{TRUST_HEAD}  oak: {{name: Oak Primary, subnets: [{OAK}/32]}}\n"
         f"  elm: {{name: Elm Primary, subnets: [{ELM}/32]}}\n",
         {
             "base.yaml": policy_text(

@@ -155,7 +155,8 @@ schools:
         "a client address must belong to one school"
     )
     assert problems[3].startswith("unmatched: 'birch' is neither 'refuse' nor one of the schools")
-    assert problems[4].startswith("schools.ash: no subnets, so no client could ever be attributed")
+    assert problems[4].startswith("schools.ash: no subnets, listeners or directory, so no client")
+    assert "its people's group under 'directory:'" in problems[4]
     assert len(problems) == 5
 
 
@@ -240,11 +241,10 @@ def test_each_school_gets_its_own_break_times() -> None:
     assert decide(elm, facebook, STAFF, None, oak_break).verdict is Verdict.BLOCK
     assert decide(oak, facebook, STAFF, None, elm_break).verdict is Verdict.BLOCK
     assert decide(elm, facebook, STAFF, None, elm_break).verdict is Verdict.ALLOW
-    found = trust.policy_for("127.0.0.3")
+    found = trust.file.attribute(address="127.0.0.3").school
     assert found is not None
-    assert found[0].id == "elm"
-    assert found[1] is elm
-    assert trust.policy_for("127.0.0.9") is None
+    assert trust.policies[found.id] is elm
+    assert trust.file.attribute(address="127.0.0.9").school is None
 
 
 def test_a_school_without_an_override_runs_the_base_and_shares_its_lists() -> None:
@@ -549,10 +549,11 @@ def test_twenty_schools_each_with_its_own_lunch() -> None:
     for i in range(20):
         at_lunch = LESSON.replace(hour=12, minute=i * 3, second=30)
         for j in range(20):
-            found = trust.policy_for(f"10.{j}.1.1")
+            found = trust.file.attribute(address=f"10.{j}.1.1").school
             assert found is not None
-            assert found[0].id == f"s{j}"
-            allowed = decide(found[1], facebook, STAFF, None, at_lunch).verdict is Verdict.ALLOW
+            assert found.id == f"s{j}"
+            policy = trust.policies[found.id]
+            allowed = decide(policy, facebook, STAFF, None, at_lunch).verdict is Verdict.ALLOW
             assert allowed == (i == j), (i, j)
 
 
