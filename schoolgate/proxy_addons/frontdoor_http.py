@@ -462,7 +462,8 @@ class _Plain:
 
 
 def _closes(request: http.Request, response: http.Response) -> bool:
+    close: Any = http1.connection_close  # unannotated in mitmproxy
     return bool(
-        http1.connection_close(request.http_version, request.headers)
-        or http1.connection_close(response.http_version, response.headers)
+        close(request.http_version, request.headers)
+        or close(response.http_version, response.headers)
     )

@@ -132,12 +132,12 @@ def test_every_request_on_a_kept_alive_connection_is_decided_and_recorded(
     with connection(door) as raw:
         for n in range(5):
             raw.sendall(request_bytes(f"http://learning.test/kept/{n}"))
-            status, headers, body = read_response(raw, buffer)
+            status, _headers, body = read_response(raw, buffer)
             assert status == 200
             assert body == b"hello from the origin: host=learning.test\n"
         # The same connection, now to a blocked host: its own decision, mitmproxy's block page.
         raw.sendall(request_bytes("http://x.com/after-five"))
-        status, headers, body = read_response(raw, buffer)
+        status, _headers, body = read_response(raw, buffer)
     assert status == 403
     assert b"x.com" in body
     assert not door.contacted("x.com")
