@@ -29,10 +29,10 @@ from typing import Any
 
 from mitmproxy import ctx, flow, http
 from mitmproxy.connection import ConnectionState, Server
+from mitmproxy.net.check import is_valid_host
 from mitmproxy.net.http import http1
 from mitmproxy.net.http.validate import validate_headers
 from mitmproxy.proxy import server_hooks
-from mitmproxy.proxy.layers.http import HTTPMode, validate_request
 
 from schoolgate.proxy_addons import mitm_internals
 from schoolgate.proxy_addons.context import Identity
@@ -56,10 +56,20 @@ RESPONSE_HEAD_MAX = 256 * 1024  # a longer response head is a 502
 HELD_BODY_MAX = 32 * 1024 * 1024  # a body a hook holds back (stream off) larger than this: 502
 READ_SIZE = 64 * 1024
 
-_REQUEST_LINE = re.compile(rb"(GET|HEAD) http://[\x21-\x7e]+ HTTP/1\.1")
-_HEADER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e]*")
+# The shape read here; anything else is None (mitmproxy's path). Host names without IDNA labels,
+# so the name is what mitmproxy's parser makes of it; header lines of a token name and visible
+# characters (no obs-fold, no bare CR or LF, no obs-text).
+_REQUEST_LINE = re.compile(
+    rb"(GET|HEAD) http://([A-Za-z0-9.-]{1,253})(?::([0-9]{1,5}))?(/[\x21-\x7e]*)? HTTP/1\.1"
+)
+_HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t\x20-\x7e]*)")
+_RESPONSE_LINE = re.compile(rb"(HTTP/1\.[01]) ([1-5][0-9][0-9])(?: ([\x21-\x7e][\x20-\x7e]*))?")
+_LENGTH = re.compile(rb"0|[1-9][0-9]{0,17}")  # mitmproxy's valid Content-Length, bounded
 # Headers whose presence means the request is not a plain bodiless GET or HEAD.
-_REFUSED = ("content-length", "transfer-encoding", "expect", "upgrade", "te", "http2-settings")
+_REFUSED = frozenset(
+    (b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"te", b"http2-settings")
+)
+_CONNECTION_TOKENS = frozenset((b"", b"keep-alive", b"close"))
 
 
 def may_serve(data: bytes) -> bool:
@@ -67,43 +77,112 @@ def may_serve(data: bytes) -> bool:
     return any(start.startswith(data[: len(start)]) for start in STARTS)
 
 
-def read_plain(head: bytes) -> http.Request | None:
-    """The request in `head` (without its blank line) when the front door may serve it: read by
-    mitmproxy's parser and valid for mitmproxy, and within the narrower shape above; else None."""
-    lines = head.split(b"\r\n")
-    if not _REQUEST_LINE.fullmatch(lines[0]):
-        return None
-    if not all(_HEADER.fullmatch(line) for line in lines[1:]):
-        return None  # obs-fold, bad bytes, a bare CR or LF, an empty name
-    try:
-        request = http1.read_request_head(lines)
-        if http1.expected_http_body_size(request) != 0:
+def _fields(lines: list[bytes]) -> list[tuple[bytes, bytes]] | None:
+    fields = []
+    for text in lines:
+        header = _HEADER.fullmatch(text)
+        if header is None:
             return None
-    except ValueError:
-        return None
-    headers = request.headers
-    if request.scheme != "http" or any(name in headers for name in _REFUSED):
-        return None
-    if validate_request(HTTPMode.regular, request, True):
-        return None
-    hosts = headers.get_all("host")
-    if len(hosts) != 1 or not _same_authority(hosts[0], request.host, request.port):
-        return None
-    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-    if not tokens <= {"", "keep-alive", "close"}:
-        return None
-    return request
+        fields.append((header[1], header[2].strip()))
+    return fields
 
 
-def _same_authority(header: str, host: str, port: int) -> bool:
-    name, colon, given = header.rpartition(":")
-    if not colon or "]" in given:
-        name, given = header, ""
+def read_plain(head: bytes) -> http.Request | None:
+    """The request in `head` (its lines, without the blank line that ends it) when the front
+    door may serve it, as mitmproxy's `http1.read_request_head` reads it (and valid for
+    mitmproxy's HTTP/1 layer, with no body: tests/proxy_addons/test_frontdoor_http.py checks
+    both); else None."""
+    lines = head.split(b"\r\n")
+    line = _REQUEST_LINE.fullmatch(lines[0])
+    if line is None:
+        return None
+    method, host, port_text, path = line.groups()
+    port = 80 if port_text is None else int(port_text)
+    if not 0 < port <= 65535 or b"xn--" in host.lower() or not is_valid_host(host):
+        return None
+    fields = _fields(lines[1:])
+    if fields is None:
+        return None
+    hosts, connection = [], b""
+    for name, value in fields:
+        lower = name.lower()
+        if lower in _REFUSED:
+            return None
+        if lower == b"host":
+            hosts.append(value)
+        elif lower == b"connection":
+            connection += b"," + value
+    if len(hosts) != 1 or not _same_authority(hosts[0], host, port):
+        return None
+    if not {t.strip().lower() for t in connection.split(b",")} <= _CONNECTION_TOKENS:
+        return None
+    return http.Request(
+        host=host.decode("ascii"),
+        port=port,
+        method=method,
+        scheme=b"http",
+        authority=host if port_text is None else host + b":" + port_text,
+        path=path or b"/",
+        http_version=b"HTTP/1.1",
+        headers=http.Headers(fields),
+        content=None,
+        trailers=None,
+        timestamp_start=time.time(),
+        timestamp_end=None,
+    )
+
+
+def _same_authority(header: bytes, host: bytes, port: int) -> bool:
+    name, colon, given = header.rpartition(b":")
+    if not colon:
+        name, given = header, b""
     if given and (not given.isdigit() or int(given) != port):
         return False
     if not given and port != 80:
         return False
-    return same_host(name.strip("[]"), host)
+    return same_host(name.decode("ascii"), host.decode("ascii"))
+
+
+def read_response(request: http.Request, head: bytes) -> tuple[http.Response, int | None]:
+    """The response in `head` (its lines, without the blank line that ends it) and its body's
+    size as mitmproxy's `expected_http_body_size` gives it, after mitmproxy's own header checks
+    (validate_headers). The common shape is read here; anything else by mitmproxy's parser.
+    ValueError: what mitmproxy would refuse, and a bare CR or LF anywhere."""
+    lines = head.split(b"\r\n")
+    if b"\n" in head.replace(b"\r\n", b"") or b"\r" in head.replace(b"\r\n", b""):
+        raise ValueError("a bare CR or LF in the response head")  # never guess where lines end
+    line = _RESPONSE_LINE.fullmatch(lines[0])
+    fields = None if line is None else _fields(lines[1:])
+    if line is None or fields is None:
+        return _read_response_as_mitmproxy(request, lines)
+    lengths = [v for n, v in fields if n.lower() == b"content-length"]
+    if any(n.lower() == b"transfer-encoding" for n, _ in fields) or len(lengths) > 1:
+        return _read_response_as_mitmproxy(request, lines)
+    if lengths and not _LENGTH.fullmatch(lengths[0]):
+        return _read_response_as_mitmproxy(request, lines)
+    status = int(line[2])
+    response = http.Response(
+        http_version=line[1],
+        status_code=status,
+        reason=line[3] or b"",
+        headers=http.Headers(fields),
+        content=None,
+        trailers=None,
+        timestamp_start=time.time(),
+        timestamp_end=None,
+    )
+    if request.method == "HEAD" or status < 200 or status in (204, 304):
+        return response, 0
+    return response, int(lengths[0]) if lengths else -1
+
+
+def _read_response_as_mitmproxy(
+    request: http.Request, lines: list[bytes]
+) -> tuple[http.Response, int | None]:
+    response = http1.read_response_head(lines)
+    size = http1.expected_http_body_size(request, response)
+    validate_headers(response)
+    return response, size
 
 
 async def serve(door: Any, data: bytes) -> None:
@@ -270,17 +349,12 @@ class _Plain:
         return keep and done
 
     def _read_response(self, request: http.Request, head: bytes) -> tuple[http.Response, int]:
-        lines = head[:-4].split(b"\r\n")
         try:
-            response = http1.read_response_head(lines)
-            size = http1.expected_http_body_size(request, response)
-            if self.door.owner.validate_inbound_headers:
-                validate_headers(response)
+            response, size = read_response(request, head[:-4])
         except ValueError as error:
             raise _Failed(f"Cannot parse HTTP response: {error}") from error
         if response.status_code < 200:  # 1xx (and 101): not for this simple exchange
             raise _Failed(f"unexpected interim response {response.status_code}")
-        assert size is None or isinstance(size, int)
         return response, (-2 if size is None else size)
 
     async def _body(
@@ -462,8 +536,20 @@ class _Plain:
 
 
 def _closes(request: http.Request, response: http.Response) -> bool:
-    close: Any = http1.connection_close  # unannotated in mitmproxy
-    return bool(
-        close(request.http_version, request.headers)
-        or close(response.http_version, response.headers)
-    )
+    """mitmproxy's `http1.connection_close` for the request or the response (its tokens are
+    compared as they are written, as there)."""
+    return _close(request) or _close(response)
+
+
+def _close(message: http.Message) -> bool:
+    tokens = [
+        token.strip()
+        for name, value in message.headers.fields
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    ]
+    if b"close" in tokens:
+        return True
+    if b"keep-alive" in tokens:
+        return False
+    return message.data.http_version != b"HTTP/1.1"

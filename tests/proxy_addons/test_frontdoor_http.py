@@ -13,28 +13,140 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mitmproxy import http
 from mitmproxy.connection import Client, ConnectionState
 from mitmproxy.net.http import http1
+from mitmproxy.net.http.validate import validate_headers
 from mitmproxy.proxy import mode_specs
+from mitmproxy.proxy.layers.http import HTTPMode, validate_request
 from mitmproxy.test import taddons
 
 from schoolgate.proxy_addons import frontdoor_http
 from schoolgate.proxy_addons.context import Identity, IdentitySource
-from schoolgate.proxy_addons.frontdoor_http import may_serve, read_plain
+from schoolgate.proxy_addons.frontdoor_http import may_serve, read_plain, read_response
 from schoolgate.proxy_addons.stats import GatewayStats
 
 GOOD = b"GET http://a.example/p?q=1 HTTP/1.1\r\nHost: a.example\r\nUser-Agent: t"
 
 
-def test_the_common_request_is_read_as_mitmproxy_reads_it() -> None:
-    ours = read_plain(GOOD)
-    theirs = http1.read_request_head(GOOD.split(b"\r\n"))
-    assert ours is not None
-    for name in ("host", "port", "method", "scheme", "authority", "path", "http_version"):
+FIELDS = ("host", "port", "method", "scheme", "authority", "path", "http_version")
+
+
+def agrees(head: bytes) -> http.Request | None:
+    """read_plain's request, which mitmproxy reads the same way, finds valid and bodiless."""
+    ours = read_plain(head)
+    if ours is None:
+        return None
+    theirs = http1.read_request_head(head.split(b"\r\n"))
+    for name in FIELDS:
         assert getattr(ours, name) == getattr(theirs, name), name
     assert ours.headers.fields == theirs.headers.fields
-    assert read_plain(b"HEAD http://a.example:8080/ HTTP/1.1\r\nHost: a.example:8080") is not None
+    assert validate_request(HTTPMode.regular, theirs, True) is None
+    assert http1.expected_http_body_size(theirs) == 0
+    return ours
+
+
+def test_the_common_request_is_read_as_mitmproxy_reads_it() -> None:
+    assert agrees(GOOD) is not None
+    assert agrees(b"GET http://a.example HTTP/1.1\r\nHost: a.example\r\nX-Empty:") is not None
+    assert agrees(b"HEAD http://a.example:8080/ HTTP/1.1\r\nHost: a.example:8080") is not None
+
+
+URL_HOSTS = st.sampled_from(
+    ["a.example", "A.Example", "xn--bcher-kva.example", "a_b.example", "-a.example", "1.2.3.4"]
+) | st.text("abcXY09.-_:[]@", min_size=0, max_size=12)
+LINES = st.lists(
+    st.sampled_from(
+        [b"X-A:  b ", b" folded", b"Bad Name: x", b"Y:", b"Connection: close", b"Host: a.example"]
+    )
+    | st.binary(max_size=12),
+    max_size=3,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["GET", "HEAD", "get", "POST"]),
+    URL_HOSTS,
+    st.sampled_from(["", ":80", ":080", ":0", ":8080", ":65536", ":"]),
+    st.sampled_from(["", "/", "/p?q=1", "?q", "/a b", "/%41#f"]),
+    st.sampled_from(["HTTP/1.1", "HTTP/1.0", "http/1.1"]),
+    LINES,
+)
+def test_built_requests_are_read_as_mitmproxy_reads_them_or_left_to_it(
+    method: str, host: str, port: str, path: str, version: str, lines: list[bytes]
+) -> None:
+    authority = f"{host}{port}"
+    head = b"\r\n".join(
+        [
+            f"{method} http://{authority}{path} {version}".encode(),
+            f"Host: {authority}".encode(),
+            *lines,
+        ]
+    )
+    agrees(head)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=80))
+def test_any_bytes_after_a_request_line_never_disagree(junk: bytes) -> None:
+    agrees(b"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n" + junk)
+    agrees(b"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\nX: " + junk)
+
+
+def response_agrees(method: str, head: bytes) -> None:
+    """read_response gives what mitmproxy's reader, body size and header checks give, or both
+    refuse the response."""
+    request = http.Request.make(method, "http://a.example/")
+    lines = head.split(b"\r\n")
+    try:
+        theirs = http1.read_response_head(lines)
+        size = http1.expected_http_body_size(request, theirs)
+        validate_headers(theirs)
+    except ValueError:
+        with pytest.raises(ValueError, match=r"."):
+            read_response(request, head)
+        return
+    ours, our_size = read_response(request, head)
+    assert our_size == size
+    for name in ("http_version", "status_code", "reason"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert ours.headers.fields == theirs.headers.fields
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["GET", "HEAD"]),
+    st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 "]),
+    st.sampled_from(["200", "204", "304", "101", "404", "099", "999", "20"]),
+    st.sampled_from(["", " OK", "  OK", " OK ", " Not Found", " \xe9", " "]),
+    st.lists(
+        st.sampled_from(
+            [
+                b"Content-Length: 5",
+                b"Content-Length: 05",
+                b"Content-Length: 6",
+                b"Content-Length: x",
+                b"Content-Length: ",
+                b"Transfer-Encoding: chunked",
+                b"Transfer-Encoding: gzip",
+                b"Connection: close",
+                b"X-A: \xe9",
+                b" folded",
+                b"Bad Name: 1",
+            ]
+        )
+        | st.binary(min_size=1, max_size=10).filter(lambda b: b"\r" not in b and b"\n" not in b),
+        max_size=3,
+    ),
+)
+def test_responses_are_read_as_mitmproxy_reads_them(
+    method: str, version: str, status: str, reason: str, lines: list[bytes]
+) -> None:
+    head = b"\r\n".join([f"{version} {status}{reason}".encode("latin-1"), *lines])
+    response_agrees(method, head)
 
 
 @pytest.mark.parametrize(
@@ -366,3 +478,12 @@ async def test_a_refused_upstream_is_a_502_with_the_connect_error_hooks() -> Non
     assert "server_connect_error" in gate.hooks
     assert "error" in gate.hooks
     assert origin.connections == 0
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"HTTP/1.1 200 OK\r\nX: a\nContent-Length: 0", b"HTTP/1.1 200 OK\r\nX: a\rY: b"],
+)
+def test_a_response_head_with_a_bare_cr_or_lf_is_refused(head: bytes) -> None:
+    with pytest.raises(ValueError, match="bare CR or LF"):
+        read_response(http.Request.make("GET", "http://a.example/"), head)
