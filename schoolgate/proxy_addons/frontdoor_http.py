@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import time
 from typing import Any
@@ -132,6 +133,14 @@ def read_plain(head: bytes) -> http.Request | None:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _inspected_elsewhere(host: str) -> bool:
+    """Hosts whose plain HTTP mitmproxy's path serves whatever the policy says: search engines
+    (search terms are recorded, safe search forced) and page viewers (Detect reads the path).
+    Both are fixed lists in code, so the answer per host never changes."""
+    return is_search_host(host) or is_viewer_host(host)
+
+
 def _same_authority(header: bytes, host: bytes, port: int) -> bool:
     name, colon, given = header.rpartition(b":")
     if not colon:
@@ -225,6 +234,9 @@ class _Plain:
         self.gate = door.owner.gate
         self.stats = door.owner.stats
         self.upstream: _Upstream | None = None
+        # The server of a flow until it is connected: one per client connection, as mitmproxy's
+        # context.server is.
+        self.placeholder = Server(address=None)
 
     async def serve(self, data: bytes | None) -> None:
         try:
@@ -246,7 +258,7 @@ class _Plain:
             return None
         self.stats.door_requests += 1
         request.authority = ""  # origin-form upstream, as mitmproxy's regular mode sends it
-        http_flow = http.HTTPFlow(door.client, Server(address=None), live=True)
+        http_flow = http.HTTPFlow(door.client, self.placeholder, live=True)
         http_flow.request = request
         try:
             keep = await self._exchange(http_flow)
@@ -278,8 +290,7 @@ class _Plain:
                 return None
             host = request.host.lower().rstrip(".")
             if (
-                is_search_host(host)
-                or is_viewer_host(host)
+                _inspected_elsewhere(host)
                 or self._addressed_to_gateway(host, request.port)
                 or not self.gate.passes_through(host, request.port, found)
             ):
@@ -338,9 +349,18 @@ class _Plain:
             keep = await self._send_whole(http_flow)
         else:
             writer = self.door.writer
-            writer.write(http1.assemble_response_head(response))  # type: ignore[no-untyped-call]
-            chunked = "chunked" in response.headers.get("transfer-encoding", "").lower()
-            await self._body(upstream, size, (writer, chunked))
+            head = http1.assemble_response_head(response)  # type: ignore[no-untyped-call]
+            if 0 <= size <= READ_SIZE:  # small: head and body in one write (one system call)
+                try:
+                    body = await upstream.reader.readexactly(size)
+                except asyncio.IncompleteReadError as error:
+                    raise _Failed("server closed connection") from error
+                writer.write(head + body)
+                await writer.drain()
+            else:
+                writer.write(head)
+                chunked = "chunked" in response.headers.get("transfer-encoding", "").lower()
+                await self._body(upstream, size, (writer, chunked))
             response.timestamp_end = time.time()
             await run(RESPONSE, http_flow)
             keep = not await self._killed(http_flow)

@@ -411,12 +411,20 @@ async def test_a_response_it_cannot_frame_is_a_502_and_an_error(answer: bytes) -
     assert door.ended
 
 
-async def test_a_body_cut_short_is_an_error_and_the_client_is_closed() -> None:
+@pytest.mark.parametrize(
+    ("length", "sent"),
+    [(100, b"HTTP/1.1 502"), (frontdoor_http.READ_SIZE + 1, b"HTTP/1.1 200 OK")],
+    ids=["small: a 502", "large: streamed, then cut"],
+)
+async def test_a_body_cut_short_is_an_error_and_the_client_is_closed(
+    length: int, sent: bytes
+) -> None:
     received, gate, door, _ = await run_door(
-        [b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort#close"], get("/short")
+        [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nshort#close" % length], get("/short")
     )
-    assert received.endswith(b"short#close")
+    assert received.startswith(sent)
     assert "error" in gate.hooks
+    assert "response" not in gate.hooks
     assert door.ended
 
 
