@@ -114,9 +114,9 @@ class FrontDoor:
             "schoolgate_front_door",
             bool,
             True,
-            "Serve allowed HTTPS tunnels that are not decrypted in schoolgate's own front door "
-            "(same decisions, events and limits; much less CPU). False: mitmproxy serves every "
-            "connection.",
+            "Serve allowed HTTPS tunnels that are not decrypted, and plain HTTP that needs no "
+            "inspection, in schoolgate's own front door (same decisions, events and limits; much "
+            "less CPU). False: mitmproxy serves every connection.",
         )
 
     def configure(self, updated: set[str]) -> None:
