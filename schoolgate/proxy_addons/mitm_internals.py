@@ -2,7 +2,8 @@
 request-head limits and time-out (mitmproxy buffers a request head without any bound: "FIXME:
 protect against header size DoS" in `Http1Server.read_headers`), error responses that do not
 name the proxy, closing a client connection from an addon, and the front door's way in,
-hand-over and pre-read ClientHello (proxy_addons/frontdoor.py), and an eager task factory that
+hand-over and pre-read ClientHello (proxy_addons/frontdoor.py), mitmproxy's chunked-body reader
+for the front door's plain HTTP (proxy_addons/frontdoor_http.py), and an eager task factory that
 uvloop accepts (proxy_addons/engine.py).
 
 Each item below names what it relies on. `tests/proxy_addons/test_mitm_internals.py` checks
