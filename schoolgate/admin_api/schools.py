@@ -38,6 +38,7 @@ from schoolgate.store.school_data import (
     export_school,
     why_id_is_taken,
 )
+from schoolgate.store.school_scope import session_scope
 from schoolgate.store.trust_edits import TrustNotChanged, add_school, checked_without, replace_text
 
 router = APIRouter(tags=["schools"])
@@ -294,17 +295,19 @@ def _summary(
 ) -> TrustSummary:
     trust = resources.trust
     assert trust is not None
+    scope = session_scope(session)
+    only = scope.school if scope is not None and not scope.every else None
     shown = {
         school.id: school.name
         for school in trust.schools.values()
-        if user.every_school or school.id == user.school
+        if (user.every_school and only in (None, school.id)) or school.id == user.school
     }
     return trust_summary(
         session,
         schools=shown,
         at=now,
         zone=resources.policy.calendar.timezone,
-        every_school=user.every_school,
+        every_school=user.every_school and only is None,
     )
 
 

@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, func, insert, select
+from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, insert, select
 
 from schoolgate.store import admin_models, incident_models
 from schoolgate.store.models import Base
@@ -30,9 +30,9 @@ REMOVED_ACTION = "trust.remove_school"  # the audit entry that keeps a removed i
 _BATCH = 1000
 
 
-def school_tables() -> list[Table]:
+def school_tables(metadata: MetaData = Base.metadata) -> list[Table]:
     """The tables holding a school's rows (a `school` column), parents before children."""
-    return [table for table in Base.metadata.sorted_tables if "school" in table.c]
+    return [table for table in metadata.sorted_tables if "school" in table.c]
 
 
 def count_rows(connection: Connection, school: str) -> dict[str, int]:

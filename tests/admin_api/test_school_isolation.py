@@ -896,6 +896,9 @@ def test_the_summary_shows_each_school_to_the_trust_and_its_own_to_a_school(
         client, _ = _signed_in(app, school_users("oak")["dsl"])
         (oak,) = client.get(path).json()["schools"]
         assert oak == trust["oak"]
+        client, _ = _signed_in(app, TRUST_STAFF)
+        narrowed = client.get(path + "?school=elm").json()["schools"]
+        assert [row["school"] for row in narrowed] == ["elm"]
         assert oak["events"] >= 1
         assert oak["open_alerts"] >= 1
         assert oak["pending_requests"] >= 1

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.orm import sessionmaker
 
 from schoolgate.store.admin_models import AuditEntryRow
@@ -72,6 +72,13 @@ def test_every_table_with_a_school_column_is_found_from_the_models() -> None:
     found = {table.name for table in school_tables()}
     assert {"events", "alerts", "unblock_requests", "incident_notes", "audit_log"} <= found
     assert "schema_compat" not in found  # a table without the column
+
+
+def test_a_table_given_a_school_column_later_is_found_without_a_change() -> None:
+    later = MetaData()
+    Table("local_list", later, Column("host", String(300), primary_key=True))
+    Table("new_thing", later, Column("id", Integer, primary_key=True), Column("school", String(40)))
+    assert [table.name for table in school_tables(later)] == ["new_thing"]
 
 
 def test_an_export_holds_exactly_one_schools_rows_and_its_policy(

@@ -37,6 +37,7 @@ TABLE_WORDS = {
     "unblock_requests": "unblock requests",
     "incident_notes": "incident notes",
     "audit_log": "audit log entries",
+    "local_list": "local list entries",
 }
 COUNTS = ("events", "blocked", "attempts", "open_alerts", "pending_requests", "active_sanctions")
 
