@@ -192,10 +192,18 @@ def test_removal_needs_an_export_of_exactly_the_rows_it_deletes(
     assert "nothing was deleted: make a new export" in stale.stderr
     assert trust.read_text() == before
     assert _counts(url, "oak")["events"] == oak_before["events"] + 1
-    gone = _cli("remove-school", trust, "oak", url, "--no-export")
+    fresh = tmp_path / "oak-again.zip"
+    assert _cli("export-school", trust, "oak", url, "--out", str(fresh)).returncode == 0
+    gone = _cli("remove-school", trust, "oak", url, "--export", str(fresh))
     assert gone.returncode == 0, gone.stderr
+    assert "Exported" not in gone.stdout  # the export given was used, not made again
     assert set(_counts(url, "oak").values()) == {0}
-    assert rows["elm"].tag  # elm's rows are checked in the test above
+    elm = _counts(url, "elm")
+    without = _cli("remove-school", trust, "elm", url, "--no-export")
+    assert without.returncode == 1  # the last school: a trust needs one
+    assert "the school was not removed" in without.stderr
+    assert _counts(url, "elm") == elm
+    assert rows["elm"].tag
 
 
 def make_rows_later(url: str, school: str) -> None:
@@ -237,3 +245,17 @@ def test_without_school_keeps_the_rest_of_the_file() -> None:
     assert without_school(text, "b") == text.replace("  b: {name: B, subnets: [10.2.0.0/16]}\n", "")
     with pytest.raises(ValueError, match="there is no school 'c'"):
         without_school(text, "c")
+
+
+def test_no_export_removes_a_school_without_one(
+    two_schools: tuple[Path, str, dict[str, SchoolRows]], tmp_path: Path
+) -> None:
+    trust, url, _ = two_schools
+    oak = _counts(url, "oak")
+    result = _cli("remove-school", trust, "elm", url, "--no-export")
+    assert result.returncode == 0, result.stderr
+    assert "Exported" not in result.stdout
+    assert set(_counts(url, "elm").values()) == {0}
+    assert _counts(url, "oak") == oak
+    assert "elm" not in trust.read_text()
+    assert list(tmp_path.glob("*.zip")) == []
