@@ -271,9 +271,23 @@ def remove_school(
             errors={"form": f"{school.name} was not removed: {words}"},
             status=409,
         )
-    replace_text(path, new_text)
-    resources.trust = load_trust(path)  # one reference swap
     deleted = ", ".join(f"{table} {n}" for table, n in counts.items() if n) or "none"
+    try:
+        replace_text(path, new_text)
+    except TrustNotChanged as error:
+        return _schools_page(
+            request,
+            pages,
+            user,
+            resources,
+            errors={
+                "form": f"{school.name}'s records were exported to {out} and deleted "
+                f"({deleted}), but the trust file was not changed: {error.summary}. Take "
+                f"{school.id} out of the trust file by hand."
+            },
+            status=500,
+        )
+    resources.trust = load_trust(path)  # one reference swap
     return _schools_page(
         request,
         pages,

@@ -5,6 +5,7 @@ whole trust is checked with the change, and only then is the file replaced. Shar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -61,16 +62,19 @@ def add_school(
         new_text = with_school(text, school_id, entry)
     except ValueError as exc:
         raise TrustNotChanged(f"{path}: {exc}", []) from None
-    made = None
+    made, folders = None, []
     if policy and not (path.parent / policy).exists():
         made = path.parent / policy
+        folders = [folder for folder in made.parents if not folder.exists()]
         made.parent.mkdir(parents=True, exist_ok=True)
         made.write_text(STARTER_POLICY.format(name=name), encoding="utf-8")
     try:
         trust = _replace_if_it_loads(path, new_text, "the school was not added")
     except TrustNotChanged:
-        if made is not None:
+        if made is not None:  # take back what was made for it, folders included
             made.unlink()
+            for folder in folders:
+                folder.rmdir()
         raise
     return SchoolAdded(trust, made)
 
@@ -108,7 +112,16 @@ def _read(path: Path) -> str:
 
 def _trial(path: Path, text: str) -> Path:
     trial = path.with_name(f".{path.name}.new")
-    trial.write_text(text, encoding="utf-8")
+    try:
+        trial.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            trial.unlink(missing_ok=True)  # a part written, if any
+        raise TrustNotChanged(
+            f"cannot write beside the trust file {path} ({exc.strerror or exc}): the folder "
+            "must be writable (a read-only mount, such as a ConfigMap, is changed at its source)",
+            [],
+        ) from None
     return trial
 
 
