@@ -271,7 +271,13 @@ def remove_school(
             errors={"form": f"{school.name} was not removed: {words}"},
             status=409,
         )
-    deleted = ", ".join(f"{table} {n}" for table, n in counts.items() if n) or "none"
+    total = sum(counts.values())
+    deleted = (
+        f"{total} records deleted: "
+        + ", ".join(f"{TABLE_WORDS.get(table, table)} {n}" for table, n in counts.items() if n)
+        if total
+        else "it had no records to delete"
+    )
     try:
         replace_text(path, new_text)
     except TrustNotChanged as error:
@@ -281,8 +287,8 @@ def remove_school(
             user,
             resources,
             errors={
-                "form": f"{school.name}'s records were exported to {out} and deleted "
-                f"({deleted}), but the trust file was not changed: {error.summary}. Take "
+                "form": f"{school.name}'s records were exported to {out} ({deleted}), but "
+                f"the trust file was not changed: {error.summary}. Take "
                 f"{school.id} out of the trust file by hand."
             },
             status=500,
@@ -295,8 +301,8 @@ def remove_school(
         resources,
         notice=(
             f"{school.name} ({school.id}) was removed from the trust. Its records were "
-            f"exported first to {out} on the admin server, then deleted ({sum(counts.values())} "
-            f"in all: {deleted}). The id {school.id} will never be given to another school."
+            f"exported first to {out} on the admin server ({deleted}). The id {school.id} "
+            "will never be given to another school."
         ),
     )
 

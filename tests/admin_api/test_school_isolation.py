@@ -856,6 +856,8 @@ def test_the_trusts_it_team_adds_exports_and_removes_a_school(
     )
     assert removed.status_code == 200, removed.text[:300]
     assert "was removed from the trust" in removed.text
+    assert "records deleted: " in removed.text
+    assert "websites visited 1" in removed.text
     assert set(_rows_of(resources, school).values()) == {0}
     assert {s: _rows_of(resources, s) for s in SCHOOLS} == others  # untouched
     assert trust_file.read_text() == original
