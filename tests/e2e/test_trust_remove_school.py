@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,8 @@ from schoolgate.store.db import make_engine
 from schoolgate.store.models import EventRow
 from tests.e2e.test_trust_gateway import ELM, OAK, client_from
 from tests.schoolgate.test_cli import run
-from tests.support.gateway import noon_zone, policy_text, wait_for
-from tests.support.trusts import running_trust_gateway, write_trust
+from tests.support.gateway import wait_for
+from tests.support.trusts import running_trust_gateway, write_two_schools
 
 pytestmark = pytest.mark.e2e
 
@@ -29,19 +29,7 @@ def test_a_removed_schools_devices_are_refused_and_the_other_school_goes_on(
     tmp_path: Path,
 ) -> None:
     now = datetime.now(UTC)
-    trust = write_trust(
-        tmp_path,
-        "name: Test Trust\nbase: base.yaml\nunmatched: refuse\nschools:\n"
-        f"  oak: {{name: Oak Primary, subnets: [{OAK}/32]}}\n"
-        f"  elm: {{name: Elm Primary, subnets: [{ELM}/32]}}\n",
-        {
-            "base.yaml": policy_text(
-                break_from=now - timedelta(hours=4),
-                break_until=now - timedelta(hours=3),
-                zone=noon_zone(now),
-            )
-        },
-    )
+    trust = write_two_schools(tmp_path, oak=OAK, elm=ELM, now=now)
     database = f"sqlite:///{tmp_path / 'schoolgate.db'}"
     with running_trust_gateway(tmp_path, trust) as gw:
         engine = make_engine(database)

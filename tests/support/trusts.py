@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from schoolgate.store.db import upgrade
-from tests.support.gateway import Gateway, running_gateway, write_identity
+from tests.support.gateway import Gateway, noon_zone, policy_text, running_gateway, write_identity
 
 
 def list_text(name: str, *domains: str, description: str | None = None) -> str:
@@ -30,6 +31,24 @@ def write_trust(folder: Path, trust: str, files: Mapping[str, str]) -> Path:
     path = folder / "trust.yaml"
     path.write_text(trust)
     return path
+
+
+def write_two_schools(folder: Path, *, oak: str, elm: str, now: datetime) -> Path:
+    """A trust of Oak (`oak`/32) and Elm (`elm`/32) on the test base policy, its break hours
+    before `now`, refusing clients in no school's subnets; returns the trust file."""
+    return write_trust(
+        folder,
+        "name: Test Trust\nbase: base.yaml\nunmatched: refuse\nschools:\n"
+        f"  oak: {{name: Oak Primary, subnets: [{oak}/32]}}\n"
+        f"  elm: {{name: Elm Primary, subnets: [{elm}/32]}}\n",
+        {
+            "base.yaml": policy_text(
+                break_from=now - timedelta(hours=4),
+                break_until=now - timedelta(hours=3),
+                zone=noon_zone(now),
+            )
+        },
+    )
 
 
 @contextmanager
