@@ -52,10 +52,10 @@ FIELD_WORDS: dict[str, str] = {
     "period": "the period",
     "text": "the policy",
     "week": "the week",
-    "id": "the school's id",
-    "name": "the school's name",
+    "school_id": "the school's id",
+    "school_name": "the school's name",
     "subnets": "the school's address ranges",
-    "policy": "the school's policy file",
+    "policy_file": "the school's policy file",
     "school_id_again": "the school's id",
 }
 

@@ -126,10 +126,12 @@ def _relative_file(path: str) -> str:
 class SchoolCreate(In):
     """A school to add to the trust (the trust file checks the rest, with every problem)."""
 
-    id: Annotated[SingleLine, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_-]*$")]
-    name: Annotated[SingleLine, Field(min_length=1, max_length=200)]
+    school_id: Annotated[
+        SingleLine, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_-]*$")
+    ]
+    school_name: Annotated[SingleLine, Field(min_length=1, max_length=200)]
     subnets: Annotated[FreeText, Field(max_length=5000)] = ""
-    policy: Annotated[SingleLine, Field(max_length=300), AfterValidator(_relative_file)] = ""
+    policy_file: Annotated[SingleLine, Field(max_length=300), AfterValidator(_relative_file)] = ""
 
     def subnet_list(self) -> list[str]:
         """The ranges typed, one per line or separated by commas or spaces."""

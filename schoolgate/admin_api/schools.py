@@ -104,15 +104,15 @@ def add_school_page(
 ) -> Response:
     try:
         form = validate(SchoolCreate, fields)
-        taken = why_id_is_taken(resources.engine, form.id)
+        taken = why_id_is_taken(resources.engine, form.school_id)
         if taken is not None:
-            raise InvalidInput({"id": taken[:1].upper() + taken[1:]})
+            raise InvalidInput({"school_id": taken[:1].upper() + taken[1:]})
         added = add_school(
             _trust_path(resources),
-            form.id,
-            name=form.name,
+            form.school_id,
+            name=form.school_name,
             subnets=form.subnet_list(),
-            policy=form.policy or None,
+            policy=form.policy_file or None,
         )
     except InvalidInput as error:
         return _schools_page(
@@ -130,14 +130,14 @@ def add_school_page(
             status=422,
         )
     resources.trust = load_trust(_trust_path(resources))  # one reference swap
-    after = {"id": form.id, "name": form.name, "subnets": form.subnet_list()}
+    after = {"id": form.school_id, "name": form.school_name, "subnets": form.subnet_list()}
     audit.record(
         session,
         actor=user,
         action="school.add",
-        target=f"school:{form.id}",
+        target=f"school:{form.school_id}",
         at=now,
-        after=after | {"policy": form.policy or None, "made_policy": bool(added.made_policy)},
+        after=after | {"policy": form.policy_file or None, "made_policy": bool(added.made_policy)},
     )
     session.commit()
     return RedirectResponse("/schools?done=school-added", status_code=303)

@@ -750,7 +750,7 @@ TRUST_IT = SignedInUser(
 # Every route of the Schools page: (method, path, form); {school} is the other school's id.
 SCHOOL_ROUTES = [
     ("GET", "/schools", None),
-    ("POST", "/schools", {"id": "ash", "name": "Ash Infants", "subnets": "127.0.0.9/32"}),
+    ("POST", "/schools", {"school_id": "ash", "school_name": "Ash", "subnets": "127.0.0.9/32"}),
     ("POST", "/schools/{school}/export", {}),
     ("GET", "/schools/{school}/remove", None),
     ("POST", "/schools/{school}/remove", {"school_id_again": "{school}"}),
@@ -823,13 +823,13 @@ def test_the_trusts_it_team_adds_exports_and_removes_a_school(
         csrf,
         "POST",
         "/schools",
-        form={"id": "ash", "name": "Ash", "subnets": "127.0.0.2/32"},
+        form={"school_id": "ash", "school_name": "Ash", "subnets": "127.0.0.2/32"},
     )
     assert clash.status_code == 422
     assert "127.0.0.2/32 is already given to the school" in clash.text
     assert trust_file.read_text() == original
     school = f"ash{uuid.uuid4().hex[:6]}"
-    form = {"id": school, "name": "Ash Infants", "subnets": "127.0.0.9/32"}
+    form = {"school_id": school, "school_name": "Ash Infants", "subnets": "127.0.0.9/32"}
     added = _send(client, csrf, "POST", "/schools", form=form)
     assert added.status_code == 303, added.text[:300]
     assert resources.trust is not None
@@ -910,3 +910,28 @@ def test_the_summary_shows_each_school_to_the_trust_and_its_own_to_a_school(
 def test_without_a_trust_there_are_no_schools_pages(app: FastAPI, path: str) -> None:
     client, _ = client_for(app, "it_technician")
     assert client.get(path).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"school_id": "Ash!"}, "Please give the school&#39;s id in small letters"),
+        ({"school_id": ""}, "Please fill in the school&#39;s id"),
+        ({"policy_file": "../../etc/x.yaml"}, "must be a file inside the trust&#39;s folder"),
+        ({"policy_file": "/etc/x.yaml"}, "must be a file inside the trust&#39;s folder"),
+        ({"school_id": "trust"}, "may not have the id"),
+    ],
+)
+def test_adding_a_school_says_what_is_wrong_in_words(
+    trust_app: tuple[FastAPI, Resources], fields: dict[str, str], words: str
+) -> None:
+    app, resources = trust_app
+    trust_file = resources.settings.trust_file
+    assert trust_file is not None
+    before = trust_file.read_text()
+    client, csrf = _signed_in(app, TRUST_IT)
+    form = {"school_id": "ash", "school_name": "Ash", "subnets": "127.0.0.9/32"} | fields
+    answer = _send(client, csrf, "POST", "/schools", form=form)
+    assert answer.status_code == 422, answer.text[:300]
+    assert words in answer.text
+    assert trust_file.read_text() == before

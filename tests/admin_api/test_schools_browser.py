@@ -95,8 +95,8 @@ def test_the_trusts_it_team_manages_schools_and_a_schools_dsl_sees_its_own(
             assert rows["oak"].tag in held
             assert rows["elm"].tag not in held
 
-            page.fill("#id", "ash")
-            page.fill("#name", "Ash Infants")
+            page.fill("#school_id", "ash")
+            page.fill("#school_name", "Ash Infants")
             page.fill("#subnets", "10.3.0.0/16")
             page.click("button:has-text('Add the school')")
             page.wait_for_load_state()
