@@ -58,6 +58,9 @@ ACCOUNTS = {  # the admin accounts file: groups named after a school, or the tru
     "trust-lead": ["Staff", "trust-DSL"],
     "two-schools": ["Staff", "oak-DSL", "elm-DSL"],  # in two schools: in neither
     "plain-dsl": ["Staff", "DSL"],  # a group that names no school: no role
+    # placed by the trust file's `directory:` (Elm's pupils' group), as the gateway places them
+    "elm-by-group": ["Pupils", "ElmPupils"],
+    "oak-and-elm-group": ["Pupils", "oak", "ElmPupils"],  # in two schools: in neither
 }
 
 
@@ -99,7 +102,7 @@ def trust_app(
     (tmp / "trust.yaml").write_text(
         "name: Test Trust\nbase: base.yaml\nschools:\n"
         "  oak: {name: Oak Primary, subnets: [127.0.0.2/32]}\n"
-        "  elm: {name: Elm Primary, subnets: [127.0.0.3/32]}\n"
+        "  elm: {name: Elm Primary, subnets: [127.0.0.3/32], directory: {group: ElmPupils}}\n"
     )
     hashed = hash_password(PASSWORD)
     (tmp / "accounts.yaml").write_text(
@@ -786,15 +789,21 @@ def _schools_of_tagged(data: Any, schools: dict[str, SchoolRows]) -> dict[str, s
     return found
 
 
+@pytest.mark.parametrize(
+    ("person", "school"),
+    [("oak-pupil", "oak"), ("elm-by-group", "elm"), ("oak-and-elm-group", None)],
+)
 def test_a_request_from_a_block_pages_link_is_its_persons_schools(
-    trust_app: tuple[FastAPI, Resources],
+    trust_app: tuple[FastAPI, Resources], person: str, school: str | None
 ) -> None:
-    """The link's person is not signed in: their school comes from their groups (`oak`)."""
+    """The link's person is not signed in: their school comes from their groups (`oak`), or
+    from the trust file's `directory:` group as at the gateway (`ElmPupils`); both schools'
+    groups is neither school's (seen by the trust's roles only)."""
     app, resources = trust_app
     app.dependency_overrides.clear()
     host = blocked_site()
     claims = AccessClaims(
-        host=host, role="pupil", at=datetime.now(UTC), user="oak-pupil", reason="rule_block"
+        host=host, role="pupil", at=datetime.now(UTC), user=person, reason="rule_block"
     )
     token = make_access_token(resources.access_token_secret, claims)
     browser = TestClient(app, follow_redirects=False)
@@ -806,7 +815,7 @@ def test_a_request_from_a_block_pages_link_is_its_persons_schools(
     assert sent.status_code == 200, sent.text[:300]
     with resources.sessions() as session:
         (row,) = session.scalars(select(UnblockRequestRow).where(UnblockRequestRow.host == host))
-        assert (row.requester, row.school) == ("oak-pupil", "oak")
+        assert (row.requester, row.school) == (person, school)
 
 
 @pytest.mark.parametrize(
