@@ -133,10 +133,12 @@ def running_admin(
     port: int | None = None,
     data_dir: Path | None = None,
     policy: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """`schoolgate admin` on a free (or the given) loopback port with the demo directory,
     `folder/data` as its data directory unless one is given (a gateway's, whose secret signs
-    the block page's links), until the block ends; yields its address."""
+    the block page's links), and `env` added to its environment (a trust file, say), until
+    the block ends; yields its address."""
     port = port or free_port()
     if data_dir is None:
         data_dir = folder / "data"
@@ -157,7 +159,12 @@ def running_admin(
         database,
         *(["--policy", str(policy)] if policy else []),
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHOOLGATE_SCHOOL_NAME": "Test Primary"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SCHOOLGATE_SCHOOL_NAME": "Test Primary",
+        **(env or {}),
+    }
     with log.open("wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=env)
     try:
