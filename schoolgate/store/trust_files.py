@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from schoolgate.policy.errors import PolicyError
@@ -23,14 +24,19 @@ def load_trust_file(path: Path | str) -> TrustFile:
     return parse_trust_file(_read(Path(path), str(path), "trust file"), source=str(path))
 
 
-def load_trust(path: Path | str, *, texts: Mapping[Path, str] | None = None) -> Trust:
-    """The trust at `path` with every school's policy compiled. `texts` stand in for the
-    policy files they name (an edit checked with the whole trust before it is written).
+def load_trust(
+    path: Path | str, *, texts: Mapping[Path, str] | None = None, only: str | None = None
+) -> Trust:
+    """The trust at `path` with every school's policy compiled (`only`: that school's alone,
+    for a page showing one school's). `texts` stand in for the policy files they name (an
+    edit checked with the whole trust before it is written).
 
     Raises PolicyError listing every problem: of the trust file, of its base policy, and of
     each school's policy (each named)."""
     trust_path = Path(path)
     trust = load_trust_file(trust_path)
+    if only is not None:
+        trust = replace(trust, schools={only: trust.schools[only]}, _memo={})
     folder = trust_path.parent
     base_path = folder / trust.base
     problems: list[str] = []

@@ -8,8 +8,10 @@ narrows the pages to one school with `?school=`."""
 from __future__ import annotations
 
 import html
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -20,10 +22,11 @@ from fastapi.testclient import TestClient
 from schoolgate.admin_api.app import make_app
 from schoolgate.admin_api.resources import Resources, make_resources
 from schoolgate.admin_api.roles import SignedInUser
+from schoolgate.policy.model import Reason, Verdict
 from schoolgate.policy.term_dates import with_calendar_of
 from schoolgate.store import policy_versions as versions
 from schoolgate.store.db import upgrade
-from schoolgate.store.models import PolicyVersionRow
+from schoolgate.store.models import EventRow, PolicyVersionRow
 from schoolgate.store.policy_files import seed_policy_path
 from schoolgate.store.trust_files import load_trust
 from tests.admin_api.conftest import client_for, settings_for
@@ -283,3 +286,78 @@ def test_shadow_mode_stays_the_trusts(trust: TrustAdmin) -> None:
     assert shadow.status_code == 403
     assert not (trust.folder / "oak" / versions.SHADOW_POLICY).exists()
     assert 'value="shadow"' not in client.get("/policy").text
+
+
+def test_a_change_of_the_trusts_base_is_checked_with_every_school(trust: TrustAdmin) -> None:
+    """A base rule taking the name of a school's own rule would stop the gateway loading the
+    trust: it is refused, naming the school, and the base is left as it was."""
+    (trust.folder / "oak" / "policy.yaml").write_text(
+        "rules:\n  - {name: oak-extra, roles: all, categories: [gambling], action: block}\n"
+    )
+    base = trust.text("base.yaml")
+    clash = base.replace(
+        "\nrules:\n",
+        "\nrules:\n  - {name: oak-extra, roles: all, categories: [gambling], action: block}\n",
+        1,
+    )
+    client, csrf = _as(trust, TRUST_STAFF)
+    answer = _save_policy(client, csrf, clash)
+    assert answer.status_code == 422, answer.text[:500]
+    assert "school 'oak'" in html.unescape(answer.text).lower()
+    assert "already has a rule named 'oak-extra'" in html.unescape(answer.text)
+    assert trust.text("base.yaml") == base
+    fine = base.replace(
+        "\nrules:\n",
+        "\nrules:\n  - {name: trust-extra, roles: all, categories: [gambling], action: block}\n",
+        1,
+    )
+    assert _save_policy(client, csrf, fine).status_code == 303
+    assert trust.text("base.yaml") == fine
+
+
+def test_another_schools_broken_file_is_not_shown_and_blocks_a_save(trust: TrustAdmin) -> None:
+    (trust.folder / "elm" / "policy.yaml").write_text("rules: [{name: elm-secret-rule}]\n")
+    client, csrf = _as(trust, _it("oak"))
+    page = client.get("/policy")
+    assert page.status_code == 200  # Oak's own policy still compiles
+    assert "elm-secret-rule" not in page.text
+    answer = _save_policy(client, csrf, "default: block\n")
+    assert answer.status_code == 422
+    assert "elm-secret-rule" not in answer.text
+    assert "ask the trust's IT team" in html.unescape(answer.text)
+    assert trust.text("oak/policy.yaml") == OAK_TEXT  # the gateway would not take it up
+
+
+def test_a_schools_preview_replays_its_own_visits(trust: TrustAdmin) -> None:
+    at = datetime.now(UTC) - timedelta(hours=1)
+    with trust.resources.sessions() as session:
+        for i, school in enumerate(["oak", "oak", "elm", "elm", "elm"]):
+            session.add(
+                EventRow(
+                    id=str(uuid.uuid4()),
+                    replica="r",
+                    seq=i,
+                    at=at,
+                    user=f"{school}-teacher",
+                    role="staff",
+                    host="www.facebook.com",
+                    verdict=Verdict.ALLOW,
+                    reason=Reason.RULE_ALLOW.value,
+                    intercepted=False,
+                    school=school,
+                )
+            )
+        session.commit()
+    client, csrf = _as(trust, _it("oak"))
+    answer = client.post(
+        "/policy/edit",
+        data={
+            "csrf_token": csrf,
+            "text": "default: block\n",
+            "reason": "",
+            "days": "1",
+            "action": "preview",
+        },
+    )
+    assert answer.status_code == 200, answer.text[:500]
+    assert "2 decisions from the last 1 days replayed" in answer.text

@@ -30,7 +30,8 @@ from schoolgate.store import policy_versions as versions
 from schoolgate.store.models import PolicyVersionRow
 from schoolgate.store.trust_files import load_trust, trust_stamp
 
-_compiled: dict[Path, tuple[object, Trust]] = {}  # trust file -> (its files' stamps, compiled)
+# (trust file, school) -> (the trust's files' stamps, that school's policy compiled)
+_compiled: dict[tuple[Path, str], tuple[object, Trust]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class PolicyPlace:
     path: Path | None  # the file edited (a school's override); None: none to edit
     kind: str  # the kind of its versions in policy_versions
     school: School | None = None
-    trust_file: Path | None = None
+    trust_file: Path | None = None  # the file is one of this trust's: checked with it
 
     @property
     def query(self) -> str:
@@ -70,9 +71,10 @@ def place_for(resources: Resources, user: SignedInUser, wanted: str | None) -> P
     settings = resources.settings
     if trust is None or settings.trust_file is None:
         return PolicyPlace(settings.policy_file, versions.POLICY)
+    folder = settings.trust_file.parent
     if user.every_school:
         if not wanted:
-            return PolicyPlace(settings.policy_file, versions.POLICY)
+            return _base_place(settings.policy_file, folder / trust.base, settings.trust_file)
         school_id = wanted
     elif user.school is not None:
         school_id = user.school
@@ -84,9 +86,16 @@ def place_for(resources: Resources, user: SignedInUser, wanted: str | None) -> P
     school = trust.schools.get(school_id)
     if school is None:
         raise NotFound(f"there is no school {school_id[:40]!r} in this trust")
-    folder = settings.trust_file.parent
     path = folder / school.policy if school.policy is not None else None
     return PolicyPlace(path, versions.school_kind(school.id), school, settings.trust_file)
+
+
+def _base_place(policy_file: Path | None, base: Path, trust_file: Path) -> PolicyPlace:
+    """The trust's base policy, when it is the admin's policy file: checked with the whole
+    trust, so a change no school's policy can live with is refused before it is written."""
+    if policy_file is not None and policy_file.resolve() == base.resolve():
+        return PolicyPlace(base, versions.POLICY, None, trust_file)
+    return PolicyPlace(policy_file, versions.POLICY)
 
 
 def place_policy(resources: Resources, place: PolicyPlace) -> Policy:
@@ -95,7 +104,7 @@ def place_policy(resources: Resources, place: PolicyPlace) -> Policy:
     if place.school is None or place.trust_file is None:
         return resources.policy
     try:
-        return _trust(place.trust_file).policies[place.school.id]
+        return _trust(place.trust_file, place.school.id).policies[place.school.id]
     except PolicyError as error:
         raise Conflict(
             "The trust's policy files have a problem, so this school's policy cannot be "
@@ -104,13 +113,15 @@ def place_policy(resources: Resources, place: PolicyPlace) -> Policy:
         ) from None
 
 
-def _trust(path: Path) -> Trust:
+def _trust(path: Path, school: str) -> Trust:
+    """The trust at `path` with `school`'s policy compiled, kept until one of its files
+    changes."""
     stamp = trust_stamp(path)
-    cached = _compiled.get(path)
+    cached = _compiled.get((path, school))
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    trust = load_trust(path)
-    _compiled[path] = (stamp, trust)
+    trust = load_trust(path, only=school)
+    _compiled[(path, school)] = (stamp, trust)
     return trust
 
 
@@ -120,11 +131,13 @@ def check_place_text(place: PolicyPlace, text: str) -> Checked:
     another file refuses it too, since the gateway would keep the old trust), or
     InvalidInput."""
     path = place.editable()
-    if place.school is None or place.trust_file is None:
+    if place.trust_file is None:
         return check_text(text, path=path)
     try:
         trust = load_trust(place.trust_file, texts={path: text})
     except PolicyError as error:
+        if place.school is None:  # the trust's IT: every problem, each school's named
+            raise InvalidInput({"text": "; ".join(error.problems)}) from None
         prefix = f"school {place.school.id!r} ({place.school.policy}): "
         own = [p.removeprefix(prefix) for p in error.problems if p.startswith(prefix)]
         if not own:
@@ -134,6 +147,8 @@ def check_place_text(place: PolicyPlace, text: str) -> Checked:
                 "check' and correct it (nothing was changed)"
             ]
         raise InvalidInput({"text": "; ".join(own)}) from None
+    if place.school is None:
+        return Checked(text=text, policy=trust.base)
     return Checked(text=text, policy=trust.policies[place.school.id])
 
 
@@ -149,7 +164,7 @@ def save_place(
 ) -> tuple[PolicyVersionRow | None, Policy]:
     """Save `text` (or restore the version `restoring`) as this place's new version, checked
     as the gateway will load it, and write its file (services/policy_versions.py `save`)."""
-    check = None if place.school is None else partial(check_place_text, place)
+    check = None if place.trust_file is None else partial(check_place_text, place)
     if restoring is not None:
         return restore(
             session,
