@@ -22,7 +22,7 @@ from schoolgate.admin_api.deps import (
     ShadowEditor,
     shadow_editor,
 )
-from schoolgate.admin_api.errors import InvalidInput, NotFound
+from schoolgate.admin_api.errors import Conflict, InvalidInput, NotFound
 from schoolgate.admin_api.forms import validate
 from schoolgate.admin_api.render import Pages, get_pages
 from schoolgate.admin_api.resources import Resources
@@ -74,10 +74,16 @@ def _page(
     preview: dict[str, Any] | None = None,
     saved: str = "",
 ) -> Response:
-    policy = place_policy(resources, place)
-    if abs((day - now.astimezone(policy.calendar.timezone).date()).days) > MAX_DAYS_AWAY:
+    try:
+        policy = place_policy(resources, place)
+    except Conflict as error:  # a school's file broken on the server: the editor still shows
+        if place.school is None:
+            raise
+        policy, broken = None, error.message
+    zone = (policy or resources.policy).calendar.timezone
+    if abs((day - now.astimezone(zone).date()).days) > MAX_DAYS_AWAY:
         raise InvalidInput({"date": "choose a day within ten years of today"})
-    header, rows, note = policy_table(policy, day)
+    header, rows, note = policy_table(policy, day) if policy else ([], [], broken)
     version = running_version(session, resources, now, place)
     if edit_text is None:
         latest = versions.latest(session, place.kind)
@@ -87,7 +93,7 @@ def _page(
         "policy.html",
         user=user,
         policy=policy,
-        policy_summary=summary(policy),
+        policy_summary=summary(policy) if policy else "",
         header=header,
         rows=rows,
         note=note,

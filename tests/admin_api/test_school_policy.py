@@ -361,3 +361,31 @@ def test_a_schools_preview_replays_its_own_visits(trust: TrustAdmin) -> None:
     )
     assert answer.status_code == 200, answer.text[:500]
     assert "2 decisions from the last 1 days replayed" in answer.text
+
+
+def test_a_schools_file_broken_on_the_server_can_be_put_right_here(trust: TrustAdmin) -> None:
+    client, csrf = _as(trust, _it("oak"))
+    assert client.get("/policy").status_code == 200  # seen once, good
+    broken = "rules: [{name: half-a-rule}]\n"
+    (trust.folder / "oak" / "policy.yaml").write_text(broken)
+    page = client.get("/policy")
+    assert page.status_code == 200  # the last good policy, as the gateway keeps it
+    assert html.escape(broken, quote=False) in page.text  # the file as it is, to correct
+    assert _save_policy(client, csrf, OAK_TEXT).status_code == 303
+    assert trust.text("oak/policy.yaml") == OAK_TEXT
+
+
+def test_a_schools_file_broken_before_the_admin_saw_it_is_said_in_words(
+    trust: TrustAdmin,
+) -> None:
+    broken = "rules: [{name: half-a-rule}]\n"
+    (trust.folder / "oak" / "policy.yaml").write_text(broken)
+    client, csrf = _as(trust, _it("oak"))
+    page = client.get("/policy")
+    assert page.status_code == 200
+    words = html.unescape(page.text)
+    assert "Oak Primary's policy cannot be shown:" in words
+    assert "half-a-rule" in words
+    assert html.escape(broken, quote=False) in page.text  # the editor, to put it right
+    assert _save_policy(client, csrf, OAK_TEXT).status_code == 303
+    assert "Oak Primary's policy cannot be shown" not in html.unescape(client.get("/policy").text)

@@ -25,13 +25,13 @@ from schoolgate.admin_api.services.policy_versions import (
 )
 from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.model import Policy
-from schoolgate.policy.trust import School, Trust
+from schoolgate.policy.trust import School
 from schoolgate.store import policy_versions as versions
 from schoolgate.store.models import PolicyVersionRow
 from schoolgate.store.trust_files import load_trust, trust_stamp
 
 # (trust file, school) -> (the trust's files' stamps, that school's policy compiled)
-_compiled: dict[tuple[Path, str], tuple[object, Trust]] = {}
+_compiled: dict[tuple[Path, str], tuple[object, Policy]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,29 +100,27 @@ def _base_place(policy_file: Path | None, base: Path, trust_file: Path) -> Polic
 
 def place_policy(resources: Resources, place: PolicyPlace) -> Policy:
     """The policy the gateway runs for this place: the school's compiled from the trust's
-    files as they are now, else the admin's own (the single school's, or the base)."""
+    files as they are now, else the admin's own (the single school's, or the base). A file
+    broken on the server leaves the last good one (as the gateway keeps its running trust)."""
     if place.school is None or place.trust_file is None:
         return resources.policy
-    try:
-        return _trust(place.trust_file, place.school.id).policies[place.school.id]
-    except PolicyError as error:
-        raise Conflict(
-            "The trust's policy files have a problem, so this school's policy cannot be "
-            f"shown: {'; '.join(error.problems)[:2000]}. Run 'schoolgate trust check' on "
-            "the trust file and correct what it lists."
-        ) from None
-
-
-def _trust(path: Path, school: str) -> Trust:
-    """The trust at `path` with `school`'s policy compiled, kept until one of its files
-    changes."""
-    stamp = trust_stamp(path)
-    cached = _compiled.get((path, school))
+    key = (place.trust_file, place.school.id)
+    stamp = trust_stamp(place.trust_file)
+    cached = _compiled.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    trust = load_trust(path, only=school)
-    _compiled[(path, school)] = (stamp, trust)
-    return trust
+    try:
+        policy = load_trust(place.trust_file, only=place.school.id).policies[place.school.id]
+    except PolicyError as error:
+        if cached is not None:
+            return cached[1]
+        raise Conflict(
+            f"{place.school.name}'s policy cannot be shown: "
+            f"{'; '.join(error.problems)[:2000]}. Correct the file, or restore a version "
+            "that worked on All versions (/policy/versions)."
+        ) from None
+    _compiled[key] = (stamp, policy)
+    return policy
 
 
 def check_place_text(place: PolicyPlace, text: str) -> Checked:
