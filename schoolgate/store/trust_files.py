@@ -36,6 +36,8 @@ def load_trust(
     trust_path = Path(path)
     trust = load_trust_file(trust_path)
     if only is not None:
+        if only not in trust.schools:
+            raise PolicyError(trust.source, [f"schools: there is no school {only!r} any more"])
         trust = replace(trust, schools={only: trust.schools[only]}, _memo={})
     folder = trust_path.parent
     base_path = folder / trust.base

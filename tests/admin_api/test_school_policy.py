@@ -389,3 +389,21 @@ def test_a_schools_file_broken_before_the_admin_saw_it_is_said_in_words(
     assert html.escape(broken, quote=False) in page.text  # the editor, to put it right
     assert _save_policy(client, csrf, OAK_TEXT).status_code == 303
     assert "Oak Primary's policy cannot be shown" not in html.unescape(client.get("/policy").text)
+
+
+def test_a_school_taken_out_of_the_trust_file_meanwhile_is_said_in_words(
+    trust: TrustAdmin,
+) -> None:
+    """The admin read the trust file at start; a school removed from it since is not a crash."""
+    trust_file = trust.folder / "trust.yaml"
+    trust_file.write_text(
+        "\n".join(line for line in trust_file.read_text().splitlines() if "oak:" not in line) + "\n"
+    )
+    client, csrf = _as(trust, _it("oak"))
+    page = client.get("/policy")
+    assert page.status_code == 200
+    assert "there is no school 'oak' any more" in html.unescape(page.text)
+    answer = _save_policy(client, csrf, "default: block\n")
+    assert answer.status_code == 422
+    assert "the trust file no longer names this school" in html.unescape(answer.text).lower()
+    assert trust.text("oak/policy.yaml") == OAK_TEXT

@@ -147,7 +147,12 @@ def check_place_text(place: PolicyPlace, text: str) -> Checked:
         raise InvalidInput({"text": "; ".join(own)}) from None
     if place.school is None:
         return Checked(text=text, policy=trust.base)
-    return Checked(text=text, policy=trust.policies[place.school.id])
+    policy = trust.policies.get(place.school.id)
+    if policy is None:  # the trust file changed since the admin started
+        raise InvalidInput(
+            {"text": "the trust file no longer names this school; ask the trust's IT team"}
+        )
+    return Checked(text=text, policy=policy)
 
 
 def save_place(
