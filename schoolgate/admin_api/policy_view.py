@@ -35,6 +35,7 @@ from schoolgate.admin_api.services.school_policy import (
     check_place_text,
     place_policy,
     save_place,
+    trust_problems,
 )
 from schoolgate.policy.diff import replay, table_diff
 from schoolgate.policy.table import policy_table, summary
@@ -176,7 +177,7 @@ async def check_page(
             errors=error.problems,
             status=422,
         )
-    result = check_policy_text(body.text)
+    result = _check(place, body.text)
     return _page(
         request,
         pages,
@@ -189,6 +190,19 @@ async def check_page(
         result=result,
         text=body.text,
     )
+
+
+def _check(place: PolicyPlace, text: str) -> PolicyCheckPublic:
+    """A pasted policy checked: on a school's page, as the school's own file with the whole
+    trust (what a save would say); else as a whole policy file."""
+    if place.school is None or place.path is None:
+        return check_policy_text(text)
+    policy, problems = trust_problems(place, text)
+    if policy is None:
+        return PolicyCheckPublic(
+            ok=False, summary=f"{len(problems)} problem(s) found", problems=problems
+        )
+    return PolicyCheckPublic(ok=True, summary=summary(policy), problems=[])
 
 
 def preview_against_history(

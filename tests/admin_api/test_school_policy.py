@@ -407,3 +407,13 @@ def test_a_school_taken_out_of_the_trust_file_meanwhile_is_said_in_words(
     assert answer.status_code == 422
     assert "the trust file no longer names this school" in html.unescape(answer.text).lower()
     assert trust.text("oak/policy.yaml") == OAK_TEXT
+
+
+def test_a_schools_check_box_checks_a_text_as_the_schools_own_part(trust: TrustAdmin) -> None:
+    client, csrf = _as(trust, _it("oak"))
+    refused = client.post("/policy/check", data={"csrf_token": csrf, "text": LOOSENING})
+    assert refused.status_code == 200
+    assert LOCK_WORDS[1:] in html.unescape(refused.text)  # as a save would say it
+    fine = client.post("/policy/check", data={"csrf_token": csrf, "text": "default: block\n"})
+    assert "No problems" in fine.text
+    assert trust.text("oak/policy.yaml") == OAK_TEXT  # only checked

@@ -125,34 +125,41 @@ def place_policy(resources: Resources, place: PolicyPlace) -> Policy:
 
 def check_place_text(place: PolicyPlace, text: str) -> Checked:
     """`text` as the new content of this place's file, checked as the gateway will load it:
-    a school's with the whole trust (the school's problems in its own words; a problem in
-    another file refuses it too, since the gateway would keep the old trust), or
-    InvalidInput."""
+    in a trust, with the whole trust (`trust_problems`), or InvalidInput."""
     path = place.editable()
     if place.trust_file is None:
         return check_text(text, path=path)
+    policy, problems = trust_problems(place, text)
+    if policy is None:
+        raise InvalidInput({"text": "; ".join(problems)})
+    return Checked(text=text, policy=policy)
+
+
+def trust_problems(place: PolicyPlace, text: str) -> tuple[Policy | None, list[str]]:
+    """`text` in place of this place's file, the whole trust compiled with it: (the place's
+    policy, []) or (None, every problem). A school's are its own, in its own words; a problem
+    in another school's file refuses it too (the gateway would keep the old trust), unnamed."""
+    path, trust_file = place.editable(), place.trust_file
+    if trust_file is None:
+        return None, ["this policy is not one of a trust's"]
     try:
-        trust = load_trust(place.trust_file, texts={path: text})
+        trust = load_trust(trust_file, texts={path: text})
     except PolicyError as error:
         if place.school is None:  # the trust's IT: every problem, each school's named
-            raise InvalidInput({"text": "; ".join(error.problems)}) from None
+            return None, list(error.problems)
         prefix = f"school {place.school.id!r} ({place.school.policy}): "
         own = [p.removeprefix(prefix) for p in error.problems if p.startswith(prefix)]
-        if not own:
-            own = [
-                "the trust's other policy files have a problem, so the gateway would not "
-                "take up this change; ask the trust's IT team to run 'schoolgate trust "
-                "check' and correct it (nothing was changed)"
-            ]
-        raise InvalidInput({"text": "; ".join(own)}) from None
+        return None, own or [
+            "the trust's other policy files have a problem, so the gateway would not "
+            "take up this change; ask the trust's IT team to run 'schoolgate trust "
+            "check' and correct it (nothing was changed)"
+        ]
     if place.school is None:
-        return Checked(text=text, policy=trust.base)
+        return trust.base, []
     policy = trust.policies.get(place.school.id)
     if policy is None:  # the trust file changed since the admin started
-        raise InvalidInput(
-            {"text": "the trust file no longer names this school; ask the trust's IT team"}
-        )
-    return Checked(text=text, policy=policy)
+        return None, ["the trust file no longer names this school; ask the trust's IT team"]
+    return policy, []
 
 
 def save_place(
