@@ -36,6 +36,7 @@ from schoolgate.admin_api.services.school_policy import (
     check_place_text,
     place_policy,
     save_place,
+    schools_to_choose,
 )
 from schoolgate.policy.calendar import BankHolidayRegion, Calendar
 from schoolgate.policy.ical import MAX_ICS_BYTES, IcsImport, parse_term_dates_ics
@@ -181,6 +182,7 @@ def year_page(
         can_edit=it,
         school=place.school,
         query=place.query,
+        schools=schools_to_choose(resources, user),
         bank_holidays=_bank_holidays(cal, first_year),
     )
 

@@ -35,6 +35,7 @@ from schoolgate.admin_api.services.school_policy import (
     check_place_text,
     place_policy,
     save_place,
+    schools_to_choose,
     trust_problems,
 )
 from schoolgate.policy.diff import replay, table_diff
@@ -108,6 +109,7 @@ def _page(
         reason=reason,
         preview=preview,
         saved=saved,
+        schools=schools_to_choose(resources, user),
     )
 
 

@@ -212,8 +212,8 @@ def test_a_school_restores_its_own_version(trust: TrustAdmin) -> None:
 def test_the_trusts_it_narrows_the_pages_to_one_school(trust: TrustAdmin) -> None:
     client, csrf = _as(trust, TRUST_STAFF)
     base = client.get("/policy").text
-    assert "Oak Primary" not in base
-    assert "Elm Primary" not in base
+    assert "<h1>The policy</h1>" in base  # the trust's base, as before
+    assert 'id="school-policy"' not in base
     page = client.get("/policy?school=elm").text
     assert "Elm Primary: the policy" in page
     assert 'action="/policy/edit?school=elm"' in page
@@ -228,7 +228,7 @@ def test_the_trusts_it_narrows_the_pages_to_one_school(trust: TrustAdmin) -> Non
     assert (newest.author, newest.text) == ("trust-lead1", text)
     assert client.get("/policy?school=nowhere").status_code == 404
     # The trust's base policy is edited as before, without `?school=`.
-    assert "Oak Primary" not in client.get("/calendar").text
+    assert "Oak Primary: school calendar" not in client.get("/calendar").text
     assert "Oak Primary: school calendar" in client.get("/calendar?school=oak").text
 
 
@@ -417,3 +417,16 @@ def test_a_schools_check_box_checks_a_text_as_the_schools_own_part(trust: TrustA
     fine = client.post("/policy/check", data={"csrf_token": csrf, "text": "default: block\n"})
     assert "No problems" in fine.text
     assert trust.text("oak/policy.yaml") == OAK_TEXT  # only checked
+
+
+@pytest.mark.parametrize("page", ["/policy", "/calendar"])
+def test_the_trusts_it_chooses_a_school_from_the_page(trust: TrustAdmin, page: str) -> None:
+    client, _ = _as(trust, TRUST_STAFF)
+    shown = client.get(page).text
+    for school in ("oak", "elm", "ash"):
+        assert f'href="{page}?school={school}"' in shown
+    narrowed = client.get(f"{page}?school=oak").text
+    assert f'<a href="{page}">the trust</a>' in narrowed
+    assert "<strong>Oak Primary</strong>" in narrowed
+    oak, _ = _as(trust, _it("oak"))
+    assert 'id="schools"' not in oak.get(page).text  # a school's staff see their own only

@@ -90,6 +90,13 @@ def place_for(resources: Resources, user: SignedInUser, wanted: str | None) -> P
     return PolicyPlace(path, versions.school_kind(school.id), school, settings.trust_file)
 
 
+def schools_to_choose(resources: Resources, user: SignedInUser) -> list[School]:
+    """The schools a trust role may narrow the pages to (none for anyone else)."""
+    if resources.trust is None or not user.every_school:
+        return []
+    return sorted(resources.trust.schools.values(), key=lambda school: school.name)
+
+
 def _base_place(policy_file: Path | None, base: Path, trust_file: Path) -> PolicyPlace:
     """The trust's base policy, when it is the admin's policy file: checked with the whole
     trust, so a change no school's policy can live with is refused before it is written."""
