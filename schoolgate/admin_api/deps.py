@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from schoolgate.admin_api.errors import Conflict, CsrfFailed, NotAllowed, NotFound, NotSignedIn
 from schoolgate.admin_api.resources import Resources, db_session, get_resources
-from schoolgate.admin_api.roles import Role, SignedInUser
+from schoolgate.admin_api.roles import TRUST_PREFIX, Role, SignedInUser
 from schoolgate.admin_api.services.school_policy import PolicyPlace, place_for
 from schoolgate.admin_api.sessions import CSRF_FIELD, CSRF_HEADER, csrf_matches, session_of
 from schoolgate.admin_api.throttle import client_address
@@ -114,9 +114,26 @@ def _trust_wide(user: SignedInUser, resources: Resources, what: str) -> SignedIn
     return user
 
 
-def list_editor(user: BusinessManager, resources: Res) -> SignedInUser:
-    """A Business Manager who may change the local lists."""
-    return _trust_wide(user, resources, "the local lists")
+def list_editor(request: Request, user: BusinessManager, resources: Res) -> SignedInUser:
+    """A Business Manager who may change the local lists: with a trust file, a school's own
+    (docs/trust.md) or, for the trust's staff, the trust's or the school of `?school=` (one
+    the trust does not have is refused, never taken as the trust's); never a person the trust
+    places in no school (their entry would apply in every school)."""
+    trust = resources.trust
+    if trust is None:
+        return user
+    wanted = request.query_params.get("school")
+    if user.every_school and wanted is not None and wanted not in trust.schools:
+        raise NotFound(
+            f"the trust has no school {wanted[:40]!r}: give one of "
+            f"{', '.join(sorted(trust.schools))}, or no school for the trust's own lists"
+        )
+    if user.school is None and not user.every_school:
+        raise NotAllowed(
+            "you belong to no school of the trust (or to more than one), so you have no local "
+            "lists to change; ask the trust's IT team to put you in your school's groups"
+        )
+    return user
 
 
 def policy_editor(user: ItTechnician) -> SignedInUser:
@@ -140,7 +157,40 @@ def policy_place(
     return place_for(resources, user, school)
 
 
+def trust_it(user: CurrentUser, resources: Res) -> SignedInUser:
+    """The trust's IT team (`trust-<IT group>`, or the break-glass account), who add, export
+    and remove schools; with no trust file there are no schools to manage (404)."""
+    if resources.trust is None:
+        raise NotFound("there is no trust file: this schoolgate serves one school")
+    it_groups = {
+        f"{TRUST_PREFIX}-{group}".casefold()
+        for group, role in resources.settings.admin_groups.items()
+        if role is Role.IT_TECHNICIAN
+    }
+    held = {group.casefold() for group in user.groups}
+    trust_wide = user.source == "break-glass" or bool(held & it_groups)
+    if not (user.every_school and user.has(Role.IT_TECHNICIAN) and trust_wide):
+        raise NotAllowed("only the trust's IT team may add, export or remove schools; ask them")
+    return user
+
+
+def trust_reader(
+    user: Annotated[
+        SignedInUser,
+        Depends(require_role(Role.BUSINESS_MANAGER, Role.DSL, Role.IT_TECHNICIAN)),
+    ],
+    resources: Res,
+) -> SignedInUser:
+    """Anyone with an admin role, when there is a trust (404 without one): the trust's roles
+    see every school, a school's staff their own."""
+    if resources.trust is None:
+        raise NotFound("there is no trust file: this schoolgate serves one school")
+    return user
+
+
 ListEditor = Annotated[SignedInUser, Depends(list_editor)]
+TrustIt = Annotated[SignedInUser, Depends(trust_it)]
+TrustReader = Annotated[SignedInUser, Depends(trust_reader)]
 PolicyEditor = Annotated[SignedInUser, Depends(policy_editor)]
 ShadowEditor = Annotated[SignedInUser, Depends(shadow_editor)]
 Place = Annotated[PolicyPlace, Depends(policy_place)]

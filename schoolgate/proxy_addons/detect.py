@@ -474,6 +474,7 @@ class Detect:
                     "extension": hex(ECH_EXTENSION),
                     "client_error": error[:200],
                 },
+                school=note.school if note is not None else None,
             )
         except Exception:
             self.stats.detect_errors += 1
@@ -502,8 +503,13 @@ class Detect:
         client = data.context.client
         data.ignore_connection = True  # relayed to nowhere: server_connect refuses it
         self._refuse.add(client.id)
+        note = context.hello_notes.get(client.id)  # Enforce's, with the connection's school
         context.hello_notes[client.id] = context.HelloNote(
-            decision, passthrough=False, sni=data.client_hello.sni, evidence=evidence
+            decision,
+            passthrough=False,
+            sni=data.client_hello.sni,
+            evidence=evidence,
+            school=note.school if note is not None else None,
         )
 
     def server_connect(self, data: ServerConnectionHookData) -> None:

@@ -7,8 +7,10 @@ Like the role matrix (test_permissions.py), with the school as the second axis."
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +25,7 @@ from sqlalchemy import select
 from schoolgate.admin_api.app import make_app
 from schoolgate.admin_api.resources import Resources, make_resources
 from schoolgate.admin_api.roles import Role, SignedInUser
-from schoolgate.policy.model import Scope, TargetKind
+from schoolgate.policy.model import Scope, TargetKind, Verdict
 from schoolgate.store.admin_models import AuditEntryRow, RequestState, UnblockRequestRow
 from schoolgate.store.db import upgrade
 from schoolgate.store.directory import hash_password
@@ -35,6 +37,7 @@ from schoolgate.store.models import (
     CircumventionAttemptRow,
     EventRow,
     ExceptionRow,
+    LocalListRow,
     SanctionRow,
     SanctionState,
     SupervisedSessionRow,
@@ -136,6 +139,12 @@ class SchoolRows:
     sanction: str
     event: str
     pupil: str  # the same user name in both schools: only the rows tell them apart
+
+    @property
+    def listed(self) -> str:
+        """The host on the school's own local list (its note holds the tag: an answer that
+        names the host asked about shows no more than was asked)."""
+        return f"listed-{self.request[:8]}.example"
 
 
 def make_rows(resources: Resources, school: str, pupil: str) -> SchoolRows:
@@ -239,6 +248,14 @@ def make_rows(resources: Resources, school: str, pupil: str) -> SchoolRows:
                     what_happened=f"Tried a proxy ({tag}).",
                     action_taken="Spoke to them.",
                     outcome="Understood.",
+                    school=school,
+                ),
+                LocalListRow(
+                    host=rows.listed,
+                    verdict=Verdict.BLOCK,
+                    note=f"reported ({tag})",
+                    added_by=f"bm-{tag}",
+                    added_at=now,
                     school=school,
                 ),
                 AuditEntryRow(
@@ -355,6 +372,15 @@ BY_ID = [
     ById("POST", "/api/monitoring/sanctions/{id}/lift", "sanction", "dsl", 200, json={}),
     ById("GET", "/monitoring/timeline?event={id}", "event", "dsl", 200),
     ById("GET", "/api/monitoring/timeline?event={id}", "event", "dsl", 200),
+    ById("DELETE", "/api/lists/{id}?reason=done", "listed", "business_manager", 204),
+    ById(
+        "POST",
+        "/lists/remove",
+        "listed",
+        "business_manager",
+        303,
+        form={"host": "{id}", "reason": "No longer needed", "confirm": "yes"},
+    ),
 ]
 
 # Routes listing a school's rows (as the role that may open them): {pupil} is the shared name.
@@ -377,14 +403,20 @@ LISTS = [
     ("/audit", "it_technician"),
     ("/api/audit", "it_technician"),
     ("/audit.csv", "it_technician"),
+    ("/lists", "business_manager"),
+    ("/api/lists", "business_manager"),
 ]
 SUBJECT_ACCESS = [("POST", "/records/subject-access"), ("POST", "/api/records/subject-access")]
 
 
-def _send(client: TestClient, csrf: str, method: str, path: str, **given: Any) -> Any:
+def _send(
+    client: TestClient, csrf: str, method: str, path: str, row: str = "", **given: Any
+) -> Any:
+    """`method` `path` with the route's form or JSON body, its "{id}" values made `row`."""
     kwargs: dict[str, Any] = {}
     if given.get("form") is not None:
-        kwargs["data"] = {**given["form"], "csrf_token": csrf}
+        form = {key: value.replace("{id}", row) for key, value in given["form"].items()}
+        kwargs["data"] = {**form, "csrf_token": csrf}
     elif method != "GET":
         kwargs["headers"] = {"X-CSRF-Token": csrf}
         kwargs["json"] = given.get("json") or {}
@@ -405,12 +437,14 @@ def _snapshot(resources: Resources, rows: SchoolRows) -> tuple[Any, ...]:
         exception = session.get_one(ExceptionRow, rows.exception)
         alert = session.get_one(AlertRow, rows.alert)
         sanction = session.get_one(SanctionRow, rows.sanction)
+        listed = session.scalars(select(LocalListRow).where(LocalListRow.host == rows.listed))
         return (
             request.state,
             exception.ends,
             alert.state,
             sanction.state,
             sanction.ends,
+            [(entry.verdict, entry.school) for entry in listed],
         )
 
 
@@ -423,8 +457,9 @@ def test_another_schools_row_by_id_is_not_found_and_unchanged(
         other = schools[theirs]
         before = _snapshot(resources, other)
         client, csrf = _signed_in(app, school_users(mine)[route.role])
-        path = route.path.replace("{id}", getattr(other, route.row))
-        answer = _send(client, csrf, route.method, path, form=route.form, json=route.json)
+        row = getattr(other, route.row)
+        path = route.path.replace("{id}", row)
+        answer = _send(client, csrf, route.method, path, row, form=route.form, json=route.json)
         assert answer.status_code == 404, (mine, answer.text[:300])
         assert other.tag not in answer.text
         assert _snapshot(resources, other) == before
@@ -437,8 +472,9 @@ def test_a_schools_own_row_by_id_works(
     app, _ = trust_app
     own = schools["oak"]
     client, csrf = _signed_in(app, school_users("oak")[route.role])
-    path = route.path.replace("{id}", getattr(own, route.row))
-    answer = _send(client, csrf, route.method, path, form=route.form, json=route.json)
+    row = getattr(own, route.row)
+    path = route.path.replace("{id}", row)
+    answer = _send(client, csrf, route.method, path, row, form=route.form, json=route.json)
     assert answer.status_code == route.ok, answer.text[:300]
 
 
@@ -449,8 +485,10 @@ def test_the_trusts_roles_reach_every_schools_row_by_id(
     app, _ = trust_app
     client, csrf = _signed_in(app, TRUST_STAFF)
     for rows in schools.values():
-        path = route.path.replace("{id}", getattr(rows, route.row))
-        answer = _send(client, csrf, route.method, path, form=route.form, json=route.json)
+        row = getattr(rows, route.row)
+        path = route.path.replace("{id}", row) + ("&" if "?" in route.path else "?")
+        path += f"school={rows.school}"  # a trust role changes a school's list narrowed to it
+        answer = _send(client, csrf, route.method, path, row, form=route.form, json=route.json)
         assert answer.status_code == route.ok, (rows.school, answer.text[:300])
 
 
@@ -515,7 +553,7 @@ def test_every_route_taking_a_rows_id_is_in_the_matrix(
 ) -> None:
     app, _ = trust_app
     covered = {(r.method, r.path.split("?")[0].replace("{id}", "")) for r in BY_ID}
-    school_ids = ("{request_id}", "{exception_id}", "{alert_id}", "{sanction_id}")
+    school_ids = ("{request_id}", "{exception_id}", "{alert_id}", "{sanction_id}", "{host}")
     found = set()
     for path, methods in _routes(app.routes):
         if any(i in path for i in school_ids):
@@ -573,36 +611,142 @@ def test_no_dsl_role_without_one_schools_dsl_group(
     assert "dsl" not in me["roles"]
 
 
-# --- what would reach other schools through the gateway is the trust's to change ----------
+# --- each school's local lists, and the trust's ---------------------------------------------
 
 
-def test_only_the_trusts_staff_change_the_local_lists(
+def _listed(resources: Resources, host: str) -> list[tuple[Verdict, str | None]]:
+    with resources.sessions() as session:  # no scope: every list
+        rows = session.scalars(select(LocalListRow).where(LocalListRow.host == host))
+        return sorted(((row.verdict, row.school) for row in rows), key=str)
+
+
+def test_a_schools_business_manager_changes_their_schools_own_lists(
     trust_app: tuple[FastAPI, Resources],
 ) -> None:
-    app, _ = trust_app
-    site = {"host": f"lists-{uuid.uuid4().hex[:8]}.example", "verdict": "block"}
+    app, resources = trust_app
+    host = f"lists-{uuid.uuid4().hex[:8]}.example"
+    site = {"host": host, "verdict": "block", "note": "reported by a parent"}
+    for school in SCHOOLS:  # the same site on both schools' lists, each its own entry
+        client, csrf = _signed_in(app, school_users(school)["business_manager"])
+        added = _send(client, csrf, "POST", "/api/lists", json=site)
+        assert added.status_code == 201, added.text[:300]
+        assert added.json()["school"] == school
+    assert _listed(resources, host) == [(Verdict.BLOCK, "elm"), (Verdict.BLOCK, "oak")]
     client, csrf = _signed_in(app, school_users("oak")["business_manager"])
-    refused = _send(client, csrf, "POST", "/api/lists", json=site)
-    assert refused.status_code == 403
-    assert "every school of the trust" in refused.text
-    assert site["host"] not in client.get("/api/lists").text  # nothing was added
+    assert _send(client, csrf, "DELETE", f"/api/lists/{host}").status_code == 204
+    assert _listed(resources, host) == [(Verdict.BLOCK, "elm")]  # Elm's stays
+    assert _send(client, csrf, "DELETE", f"/api/lists/{host}").status_code == 404
+
+
+def test_the_trusts_staff_change_the_trusts_lists_or_one_schools(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    app, resources = trust_app
+    host = f"trust-{uuid.uuid4().hex[:8]}.example"
     client, csrf = _signed_in(app, TRUST_STAFF)
+    site = {"host": host, "verdict": "block"}
     assert _send(client, csrf, "POST", "/api/lists", json=site).status_code == 201
+    narrowed = _send(client, csrf, "POST", "/api/lists?school=elm", json=site)
+    assert narrowed.status_code == 201
+    assert _listed(resources, host) == [(Verdict.BLOCK, "elm"), (Verdict.BLOCK, None)]
+    shown = {(row["host"], row["school"]) for row in client.get("/api/lists").json()}
+    assert {(host, None), (host, "elm")} <= shown
+    page = client.get("/lists").text
+    assert '<th scope="col">School</th>' in page
+    assert f"/lists/remove?host={host}&amp;school=elm" in page  # removes Elm's, not the trust's
+    # Oak's Business Manager sees the trust's entry, apart, and cannot remove it
+    client, csrf = _signed_in(app, school_users("oak")["business_manager"])
+    assert host not in json.dumps(client.get("/api/lists").json())  # Oak's own list
+    page = client.get("/lists").text
+    assert "The trust&#39;s lists" in page or "The trust's lists" in page
+    assert host in page.split("The trust")[-1]
+    assert f"/lists/remove?host={host}" not in page
+    assert _send(client, csrf, "DELETE", f"/api/lists/{host}").status_code == 404
+    assert len(_listed(resources, host)) == 2
+    client, csrf = _signed_in(app, TRUST_STAFF)  # a school the trust does not have: refused
+    typo = _send(client, csrf, "POST", "/api/lists?school=ok", json={**site, "host": f"x.{host}"})
+    assert typo.status_code == 404, typo.text[:300]
+    assert "no school 'ok'" in typo.text
+    assert _listed(resources, f"x.{host}") == []
+
+
+def test_a_school_cannot_allow_what_the_trusts_list_blocks(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    app, resources = trust_app
+    host = f"blocked-{uuid.uuid4().hex[:8]}.example"
+    client, csrf = _signed_in(app, TRUST_STAFF)
+    assert _send(client, csrf, "POST", "/api/lists", json={"host": host, "verdict": "block"})
+    client, csrf = _signed_in(app, school_users("elm")["business_manager"])
+    for wanted in (host, f"www.{host}"):
+        refused = _send(
+            client, csrf, "POST", "/api/lists", json={"host": wanted, "verdict": "allow"}
+        )
+        assert refused.status_code == 422, refused.text[:300]
+        assert "the trust's local block" in refused.text
+    assert _listed(resources, host) == [(Verdict.BLOCK, None)]
+    assert _listed(resources, f"www.{host}") == []
+
+
+def test_someone_in_no_school_changes_no_list(trust_app: tuple[FastAPI, Resources]) -> None:
+    app, resources = trust_app
+    host = f"nowhere-{uuid.uuid4().hex[:8]}.example"
+    client, csrf = _signed_in(app, _user("lost-bm", {Role.BUSINESS_MANAGER}, None))
+    refused = _send(client, csrf, "POST", "/api/lists", json={"host": host, "verdict": "allow"})
+    assert refused.status_code == 403, refused.text[:300]
+    assert "no school" in refused.text
+    assert _listed(resources, host) == []
+
+
+# --- a school's grants: to its own classes and roles ------------------------------------------
 
 
 @pytest.mark.parametrize("scope", ["everyone", "role", "group"])
-def test_a_school_grants_only_to_named_people(
+def test_a_school_grants_to_its_own_classes_and_roles(
     trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], scope: str
 ) -> None:
     app, resources = trust_app
     client, csrf = _signed_in(app, school_users("oak")["business_manager"])
     grant = {"scope": scope, "target_kind": "host", "duration": "hours", "hours": 1}
-    grant |= {"who": {"role": "pupil", "group": "Pupils"}.get(scope)}
+    grant |= {"who": {"role": "pupil", "group": "Pupils"}.get(scope), "confirm_wide": True}
     answer = _send(
         client, csrf, "POST", f"/api/requests/{schools['oak'].request}/approve", json=grant
     )
-    assert answer.status_code == 422, answer.text[:300]  # as every grant the policy forbids
-    assert "one named person" in answer.text
+    assert answer.status_code == 200, answer.text[:300]
+    with resources.sessions() as session:
+        (row,) = session.scalars(
+            select(ExceptionRow).where(ExceptionRow.request_id == schools["oak"].request)
+        )
+        assert (row.scope.value, row.school) == (scope, "oak")  # opens it in Oak only
+        exception = row.id
+    # Oak's page lists it; Elm's Business Manager sees nothing of it; the trust sees its school
+    assert exception in client.get("/exceptions").text
+    client, _ = _signed_in(app, school_users("elm")["business_manager"])
+    assert exception not in client.get("/exceptions").text
+    assert exception not in client.get("/api/exceptions").text
+    client, _ = _signed_in(app, TRUST_STAFF)
+    (shown,) = [e for e in client.get("/api/exceptions").json() if e["id"] == exception]
+    assert shown["school"] == "oak"
+
+
+def test_a_schools_grant_past_the_trusts_block_is_refused(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows]
+) -> None:
+    """The trust blocks the site a request of Oak's is for: a grant would open nothing (the
+    trust's block wins in every school), so it is refused, saying why, and stays pending."""
+    app, resources = trust_app
+    with resources.sessions() as session:
+        host = session.get_one(UnblockRequestRow, schools["oak"].request).host
+    client, csrf = _signed_in(app, TRUST_STAFF)
+    site = {"host": host.removeprefix("www."), "verdict": "block"}
+    assert _send(client, csrf, "POST", "/api/lists", json=site).status_code == 201
+    client, csrf = _signed_in(app, school_users("oak")["business_manager"])
+    grant = {"scope": "user", "target_kind": "host", "duration": "hours", "hours": 1}
+    answer = _send(
+        client, csrf, "POST", f"/api/requests/{schools['oak'].request}/approve", json=grant
+    )
+    assert answer.status_code == 422, answer.text[:300]
+    assert "the trust's block wins in every school" in answer.text
     assert _snapshot(resources, schools["oak"])[0] is RequestState.PENDING
 
 
@@ -734,3 +878,237 @@ def test_the_weekly_report_counts_the_schools_own_rows(
         assert counted["oak"][key] > 0
         assert counted["elm"][key] > 0
         assert counted["trust"][key] == counted["oak"][key] + counted["elm"][key], key
+
+
+def test_explain_answers_with_the_viewers_own_schools_lists(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    """Explain decides as the gateway would for the viewer's school: Elm's local block of a
+    site is not Oak's (nor shown to Oak's staff), and the trust's applies to both."""
+    app, resources = trust_app
+    elms, trusts = (f"{name}-{uuid.uuid4().hex[:8]}.example" for name in ("elm", "trust"))
+    with resources.sessions() as session:
+        for host, school in ((elms, "elm"), (trusts, None)):
+            session.add(
+                LocalListRow(
+                    host=host,
+                    verdict=Verdict.BLOCK,
+                    note="",
+                    added_by="bm",
+                    added_at=datetime.now(UTC),
+                    school=school,
+                )
+            )
+        session.commit()
+
+    def verdicts(user: SignedInUser) -> tuple[str, str]:
+        client, _ = _signed_in(app, user)
+        found = [
+            client.get("/api/explain", params={"host": h, "role": "staff"}).json()
+            for h in (elms, trusts)
+        ]
+        return found[0]["verdict"], found[1]["verdict"]
+
+    assert verdicts(school_users("elm")["business_manager"]) == ("block", "block")
+    assert verdicts(school_users("oak")["business_manager"]) == ("allow", "block")
+    assert verdicts(TRUST_STAFF) == ("allow", "block")  # the trust's own lists
+
+
+# --- the trust's schools: adding, exporting and removing one; the summary -----------------
+
+TRUST_IT = SignedInUser(
+    "trust-it1",
+    "Trust IT",
+    frozenset({Role.STAFF, Role.IT_TECHNICIAN}),
+    "staff",
+    groups=frozenset({"Staff", "trust-ITTechnicians"}),
+    every_school=True,
+)
+# Every route of the Schools page: (method, path, form); {school} is the other school's id.
+SCHOOL_ROUTES = [
+    ("GET", "/schools", None),
+    ("POST", "/schools", {"school_id": "ash", "school_name": "Ash", "subnets": "127.0.0.9/32"}),
+    ("POST", "/schools/{school}/export", {}),
+    ("GET", "/schools/{school}/remove", None),
+    ("POST", "/schools/{school}/remove", {"school_id_again": "{school}"}),
+]
+
+
+def _rows_of(resources: Resources, school: str) -> dict[str, int]:
+    from schoolgate.store.school_data import count_rows
+
+    with resources.engine.connect() as connection:
+        return count_rows(connection, school)
+
+
+@pytest.mark.parametrize(("method", "path", "form"), SCHOOL_ROUTES, ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    "user",
+    [*school_users("oak").values(), TRUST_STAFF],  # a school's staff; trust roles but IT
+    ids=lambda u: u.username,
+)
+def test_only_the_trusts_it_team_reaches_the_schools_page(
+    trust_app: tuple[FastAPI, Resources],
+    schools: dict[str, SchoolRows],
+    method: str,
+    path: str,
+    form: dict[str, str] | None,
+    user: SignedInUser,
+) -> None:
+    app, resources = trust_app
+    trust_file = resources.settings.trust_file
+    assert trust_file is not None
+    before = (trust_file.read_text(), _rows_of(resources, "elm"))
+    client, csrf = _signed_in(app, user)
+    path = path.replace("{school}", "elm")
+    if form is not None:
+        form = {key: value.replace("{school}", "elm") for key, value in form.items()}
+    answer = _send(client, csrf, method, path, form=form)
+    assert answer.status_code == 403, answer.text[:300]
+    assert "IT team may add, export or remove schools" in answer.text
+    assert schools["elm"].tag not in answer.text
+    assert (trust_file.read_text(), _rows_of(resources, "elm")) == before
+
+
+def test_every_schools_route_is_in_the_matrix(trust_app: tuple[FastAPI, Resources]) -> None:
+    app, _ = trust_app
+    covered = {(m, p.replace("{school}", "{school_id}")) for m, p, _ in SCHOOL_ROUTES}
+    found = {
+        (method, path)
+        for path, methods in _routes(app.routes)
+        if path.startswith("/schools")
+        for method in methods
+    }
+    assert found == covered
+
+
+def test_the_trusts_it_team_adds_exports_and_removes_a_school(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows]
+) -> None:
+    app, resources = trust_app
+    trust_file = resources.settings.trust_file
+    assert trust_file is not None
+    original = trust_file.read_text()
+    others = {school: _rows_of(resources, school) for school in SCHOOLS}
+    client, csrf = _signed_in(app, TRUST_IT)
+    page = client.get("/schools")
+    assert page.status_code == 200
+    assert "Oak Primary" in page.text
+    assert "Elm Primary" in page.text
+    clash = _send(
+        client,
+        csrf,
+        "POST",
+        "/schools",
+        form={"school_id": "ash", "school_name": "Ash", "subnets": "127.0.0.2/32"},
+    )
+    assert clash.status_code == 422
+    assert "127.0.0.2/32 is already given to the school" in clash.text
+    assert trust_file.read_text() == original
+    school = f"ash{uuid.uuid4().hex[:6]}"
+    form = {"school_id": school, "school_name": "Ash Infants", "subnets": "127.0.0.9/32"}
+    added = _send(client, csrf, "POST", "/schools", form=form)
+    assert added.status_code == 303, added.text[:300]
+    assert resources.trust is not None
+    assert school in resources.trust.schools
+    assert trust_file.read_text().startswith(original.rstrip("\n"))
+    ash = make_rows(resources, school, "pupil-ash")
+    export = _send(client, csrf, "POST", f"/schools/{school}/export", form={})
+    assert export.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(export.content)) as pack:
+        held = "".join(pack.read(n).decode() for n in pack.namelist())
+    assert ash.tag in held
+    assert all(schools[s].tag not in held for s in SCHOOLS)
+    confirm = client.get(f"/schools/{school}/remove")
+    assert confirm.status_code == 200
+    assert f"Remove Ash Infants ({school}) from the trust?" in confirm.text
+    assert "<td>websites visited</td><td>1</td>" in confirm.text
+    wrong = _send(
+        client, csrf, "POST", f"/schools/{school}/remove", form={"school_id_again": "oak"}
+    )
+    assert wrong.status_code == 422
+    assert f"Please type {school} to remove Ash Infants" in wrong.text
+    removed = _send(
+        client, csrf, "POST", f"/schools/{school}/remove", form={"school_id_again": school}
+    )
+    assert removed.status_code == 200, removed.text[:300]
+    assert "was removed from the trust" in removed.text
+    assert "records deleted: " in removed.text
+    assert "websites visited 1" in removed.text
+    assert set(_rows_of(resources, school).values()) == {0}
+    assert {s: _rows_of(resources, s) for s in SCHOOLS} == others  # untouched
+    assert trust_file.read_text() == original
+    assert school not in resources.trust.schools
+    kept = list((resources.settings.data_dir / "school-exports").glob(f"{school}-*.zip"))
+    assert len(kept) == 1
+    again = _send(client, csrf, "POST", "/schools", form=form)
+    assert again.status_code == 422
+    assert "an id is never reused" in again.text
+    with resources.sessions() as session:
+        actions = set(
+            session.scalars(
+                select(AuditEntryRow.action).where(AuditEntryRow.target == f"school:{school}")
+            )
+        )
+    assert actions == {"school.add", "school.export", "trust.remove_school"}
+
+
+@pytest.mark.parametrize("path", ["/trust", "/api/trust/summary"])
+def test_the_summary_shows_each_school_to_the_trust_and_its_own_to_a_school(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], path: str
+) -> None:
+    app, _ = trust_app
+    client, _ = _signed_in(app, TRUST_STAFF)
+    everyone = client.get(path)
+    assert everyone.status_code == 200, everyone.text[:300]
+    assert "Oak Primary" in everyone.text
+    assert "Elm Primary" in everyone.text
+    for mine, theirs in (("oak", "elm"), ("elm", "oak")):
+        client, _ = _signed_in(app, school_users(mine)["business_manager"])
+        own = client.get(path)
+        assert own.status_code == 200, own.text[:300]
+        assert {"oak": "Oak Primary", "elm": "Elm Primary"}[mine] in own.text
+        assert {"oak": "Oak Primary", "elm": "Elm Primary"}[theirs] not in own.text
+        assert "No school" not in own.text
+    if path.startswith("/api/"):
+        trust = {row["school"]: row for row in everyone.json()["schools"]}
+        client, _ = _signed_in(app, school_users("oak")["dsl"])
+        (oak,) = client.get(path).json()["schools"]
+        assert oak == trust["oak"]
+        client, _ = _signed_in(app, TRUST_STAFF)
+        narrowed = client.get(path + "?school=elm").json()["schools"]
+        assert [row["school"] for row in narrowed] == ["elm"]
+        assert oak["events"] >= 1
+        assert oak["open_alerts"] >= 1
+        assert oak["pending_requests"] >= 1
+
+
+@pytest.mark.parametrize("path", ["/schools", "/trust", "/api/trust/summary"])
+def test_without_a_trust_there_are_no_schools_pages(app: FastAPI, path: str) -> None:
+    client, _ = client_for(app, "it_technician")
+    assert client.get(path).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"school_id": "Ash!"}, "Please give the school&#39;s id in small letters"),
+        ({"school_id": ""}, "Please fill in the school&#39;s id"),
+        ({"policy_file": "../../etc/x.yaml"}, "must be a file inside the trust&#39;s folder"),
+        ({"policy_file": "/etc/x.yaml"}, "must be a file inside the trust&#39;s folder"),
+        ({"school_id": "trust"}, "may not have the id"),
+    ],
+)
+def test_adding_a_school_says_what_is_wrong_in_words(
+    trust_app: tuple[FastAPI, Resources], fields: dict[str, str], words: str
+) -> None:
+    app, resources = trust_app
+    trust_file = resources.settings.trust_file
+    assert trust_file is not None
+    before = trust_file.read_text()
+    client, csrf = _signed_in(app, TRUST_IT)
+    form = {"school_id": "ash", "school_name": "Ash", "subnets": "127.0.0.9/32"} | fields
+    answer = _send(client, csrf, "POST", "/schools", form=form)
+    assert answer.status_code == 422, answer.text[:300]
+    assert words in answer.text
+    assert trust_file.read_text() == before

@@ -6,22 +6,26 @@ client in no school's subnets is recorded with none."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from schoolgate.store.db import make_engine
-from schoolgate.store.models import AlertRow, CircumventionAttemptRow, EventRow, SanctionRow
+from schoolgate.store.models import (
+    AlertRow,
+    AttemptCountRow,
+    CircumventionAttemptRow,
+    EventRow,
+    SanctionRow,
+)
 from tests.e2e.test_trust_gateway import ELM, NOWHERE, OAK, client_from
 from tests.support.gateway import (
     Gateway,
-    noon_zone,
-    policy_text,
     wait_for,
 )
-from tests.support.trusts import running_trust_gateway, write_trust
+from tests.support.trusts import running_trust_gateway, write_two_schools
 
 pytestmark = pytest.mark.e2e
 
@@ -30,22 +34,7 @@ pytestmark = pytest.mark.e2e
 def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Engine]]:
     tmp = tmp_path_factory.mktemp("trust-records")
     now = datetime.now(UTC)
-    trust = write_trust(
-        tmp,
-        "name: Test Trust\n"
-        "base: base.yaml\n"
-        "unmatched: refuse\n"
-        "schools:\n"
-        f"  oak: {{name: Oak Primary, subnets: [{OAK}/32]}}\n"
-        f"  elm: {{name: Elm Primary, subnets: [{ELM}/32]}}\n",
-        {
-            "base.yaml": policy_text(
-                break_from=now - timedelta(hours=4),
-                break_until=now - timedelta(hours=3),
-                zone=noon_zone(now),
-            )
-        },
-    )
+    trust = write_two_schools(tmp, oak=OAK, elm=ELM, now=now)
     engine = make_engine(f"sqlite:///{tmp / 'schoolgate.db'}")
     with running_trust_gateway(
         tmp,
@@ -94,3 +83,5 @@ def test_every_record_carries_its_clients_school(trust: tuple[Gateway, Engine]) 
         ("staff1", "elm"),
     }
     assert {kind for _, kind, _ in alerts} == {"circumvention_attempt", "sanction_recommended"}
+    counts = {(c.user, c.school) for c in _rows(engine, AttemptCountRow)}  # migration 0013
+    assert counts == {("pupil1", "oak"), ("staff1", "elm")}

@@ -5,10 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from schoolgate.store.db import upgrade
-from tests.support.gateway import Gateway, running_gateway, write_identity
+from tests.support.gateway import (
+    USERS,
+    Gateway,
+    noon_zone,
+    policy_text,
+    running_gateway,
+    write_identity,
+)
+
+# A trust file's first lines, before its schools (docs/trust.md); the tests add the schools.
+TRUST_HEAD = "name: Test Trust\nbase: base.yaml\nunmatched: refuse\nschools:\n"
 
 
 def list_text(name: str, *domains: str, description: str | None = None) -> str:
@@ -32,16 +43,41 @@ def write_trust(folder: Path, trust: str, files: Mapping[str, str]) -> Path:
     return path
 
 
+def write_two_schools(folder: Path, *, oak: str, elm: str, now: datetime) -> Path:
+    """A trust of Oak (`oak`/32) and Elm (`elm`/32) on the test base policy, its break hours
+    before `now`, refusing clients in no school's subnets; returns the trust file."""
+    return write_trust(
+        folder,
+        TRUST_HEAD + f"  oak: {{name: Oak Primary, subnets: [{oak}/32]}}\n"
+        f"  elm: {{name: Elm Primary, subnets: [{elm}/32]}}\n",
+        {
+            "base.yaml": policy_text(
+                break_from=now - timedelta(hours=4),
+                break_until=now - timedelta(hours=3),
+                zone=noon_zone(now),
+            )
+        },
+    )
+
+
 @contextmanager
-def running_trust_gateway(folder: Path, trust: Path, *extra_args: str) -> Iterator[Gateway]:
-    """A real gateway serving the trust file `trust`, the demo identities and a SQLite database
-    made in `folder` (`folder`/schoolgate.db, upgraded first)."""
-    database = f"sqlite:///{folder / 'schoolgate.db'}"
+def running_trust_gateway(
+    folder: Path,
+    trust: Path,
+    *extra_args: str,
+    people: Mapping[str, list[str]] = USERS,
+    identity: Path | None = None,
+    database: str | None = None,
+) -> Iterator[Gateway]:
+    """A real gateway serving the trust file `trust`, the demo identities (or `people`: name ->
+    groups; or the identity file `identity`) and the database at URL `database` (default: a
+    SQLite database made in `folder`/schoolgate.db), upgraded first."""
+    database = database or f"sqlite:///{folder / 'schoolgate.db'}"
     upgrade(database)
     with running_gateway(
         folder / "gw",
         policy=None,
-        identity=write_identity(folder / "id"),
+        identity=identity or write_identity(folder / "id", people),
         extra_args=[
             *("--set", f"schoolgate_trust={trust}"),
             *("--set", f"schoolgate_database_url={database}"),
