@@ -845,27 +845,28 @@ def test_the_trusts_pages_show_each_rows_school(
     assert column not in client.get(path).text  # one school's staff: no column
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/policy/edit",
-        "/policy/versions/1/restore",
-        "/policy/shadow/discard",
-        "/calendar/edit",
-        "/calendar/import",
-    ],
-)
-def test_only_the_trusts_staff_change_the_shared_policy(
-    trust_app: tuple[FastAPI, Resources], path: str
-) -> None:
+def test_only_the_trusts_staff_run_shadow_mode(trust_app: tuple[FastAPI, Resources]) -> None:
     app, _ = trust_app
     client, csrf = _signed_in(app, school_users("oak")["it_technician"])
-    answer = _send(client, csrf, "POST", path, form={"text": "name: x\n", "reason": "test"})
+    answer = _send(client, csrf, "POST", "/policy/shadow/discard", form={"reason": "test"})
     assert answer.status_code == 403, answer.text[:300]
     assert "every school of the trust" in answer.text
     client, csrf = _signed_in(app, TRUST_STAFF)
-    answer = _send(client, csrf, "POST", path, form={"text": "name: x\n", "reason": "test"})
+    answer = _send(client, csrf, "POST", "/policy/shadow/discard", form={"reason": "test"})
     assert answer.status_code != 403, answer.text[:300]
+
+
+@pytest.mark.parametrize("path", ["/policy/edit", "/calendar/edit", "/calendar/import"])
+def test_a_school_with_no_policy_file_of_its_own_is_told_how_to_get_one(
+    trust_app: tuple[FastAPI, Resources], path: str
+) -> None:
+    """Each school changes its own policy file (test_school_policy.py); these schools have
+    none, so there is nothing of theirs to change, and the trust's base is not theirs."""
+    app, _ = trust_app
+    client, csrf = _signed_in(app, school_users("oak")["it_technician"])
+    answer = _send(client, csrf, "POST", path, form={"text": "name: x\n", "reason": "test"})
+    assert answer.status_code == 409, answer.text[:300]
+    assert "it has no policy file of its own" in answer.text
 
 
 def test_the_weekly_report_counts_the_schools_own_rows(
