@@ -49,6 +49,7 @@ from schoolgate.admin_api.services.requests import (
     live_overrides,
     read_claims,
 )
+from schoolgate.admin_api.services.school_policy import policy_of_school
 from schoolgate.admin_api.sessions import CSRF_FIELD
 from schoolgate.store.admin_models import RequestState, UnblockRequestRow
 from schoolgate.store.tokens import AccessClaims, AccessTokenError
@@ -99,7 +100,7 @@ def _new_form(
         token=token,
         values=values,
         errors=errors,
-        period_times=period_times(resources.policy, now=now),
+        period_times=period_times(policy_of_school(resources, user.school), now=now),
         status=status,
     )
 
@@ -189,7 +190,7 @@ def _create(
         requester=user,
         form=form,
         claims=claims,
-        policy=resources.policy,
+        policy=policy_of_school(resources, user.school),
         at=now,
         overrides=live_overrides(resources),
         group_role=group_role(resources, form.for_group),
@@ -236,7 +237,7 @@ def _detail(
     values: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    policy = resources.policy
+    policy = policy_of_school(resources, row.school)
     return pages.render(
         request,
         "request_detail.html",

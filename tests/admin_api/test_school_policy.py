@@ -430,3 +430,29 @@ def test_the_trusts_it_chooses_a_school_from_the_page(trust: TrustAdmin, page: s
     assert "<strong>Oak Primary</strong>" in narrowed
     oak, _ = _as(trust, _it("oak"))
     assert 'id="schools"' not in oak.get(page).text  # a school's staff see their own only
+
+
+def test_explain_answers_with_the_viewers_schools_own_policy(trust: TrustAdmin) -> None:
+    """Elm's morning break is 10:15-10:30, the trust's 10:30-10:45: at 10:20 on a Monday Elm's
+    staff may use Facebook and Oak's may not, and Explain says so to each school's staff."""
+    question = {"role": "staff", "host": "www.facebook.com", "at": "2026-12-07T10:20"}
+    verdicts = {}
+    for school in ("oak", "elm"):
+        client, _ = _as(trust, _it(school))
+        answer = client.get("/api/explain", params=question)
+        assert answer.status_code == 200, answer.text
+        verdicts[school] = answer.json()["verdict"]
+    assert verdicts == {"oak": "block", "elm": "allow"}
+    client, _ = _as(trust, TRUST_STAFF)
+    narrowed = client.get("/api/explain", params={**question, "school": "elm"})
+    assert narrowed.json()["verdict"] == "allow", narrowed.text
+
+
+def test_a_request_is_judged_and_shown_with_its_schools_own_times(trust: TrustAdmin) -> None:
+    """The request form's lesson and break times are the person's school's (Elm's break
+    starts at 10:15)."""
+    client, _ = _as(trust, school_users("elm")["business_manager"])
+    page = client.get("/requests/new").text
+    assert "10:15" in page, page[:2000]
+    client, _ = _as(trust, school_users("oak")["business_manager"])
+    assert "10:15" not in client.get("/requests/new").text

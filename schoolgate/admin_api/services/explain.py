@@ -16,6 +16,7 @@ from schoolgate.admin_api.resources import Resources
 from schoolgate.admin_api.roles import Role, SignedInUser
 from schoolgate.admin_api.schemas import ExplainPublic
 from schoolgate.admin_api.services.people import look_up
+from schoolgate.admin_api.services.school_policy import policy_of_school
 from schoolgate.admin_api.services.sites import site_of
 from schoolgate.policy.decide import decide
 from schoolgate.policy.explain import explain_plainly
@@ -156,7 +157,7 @@ async def as_the_gateway(
         overrides = overrides.for_school(school)
     shown, includes = visible_overrides(overrides, viewer)
     answer = explain(
-        resources.policy,
+        policy_of_school(resources, school),
         role=role,
         user=user_key(name) if name else "",
         host=site_of(host),

@@ -32,6 +32,7 @@ from schoolgate.admin_api.services.grants import (
 )
 from schoolgate.admin_api.services.lists import blocked_by, blocks_covering, find_entry
 from schoolgate.admin_api.services.people import count_covered, look_up, unknown_group
+from schoolgate.admin_api.services.school_policy import policy_of_school
 from schoolgate.admin_api.services.sites import refuse_public_suffix, site_of
 from schoolgate.admin_api.words import roles_words
 from schoolgate.policy.decide import decide
@@ -562,7 +563,8 @@ def approve(
     form: ApprovalCreate,
     now: datetime,
 ) -> UnblockRequestRow:
-    grant = build_grant(resources.policy, row, form, now, reviewer)
+    policy = policy_of_school(resources, row.school)  # the policy the grant opens a site in
+    grant = build_grant(policy, row, form, now, reviewer)
     if grant.scope is Scope.GROUP and (problem := unknown_group(resources, grant.who)):
         raise InvalidInput({"who": problem})
     return approve_request(
@@ -571,7 +573,7 @@ def approve(
         reviewer=reviewer,
         grant=grant,
         note=form.note,
-        policy=resources.policy,
+        policy=policy,
         at=now,
         user_roles=beneficiary_roles(resources, row, grant),
         confirmed=form.confirm_wide,

@@ -90,6 +90,19 @@ def place_for(resources: Resources, user: SignedInUser, wanted: str | None) -> P
     return PolicyPlace(path, versions.school_kind(school.id), school, settings.trust_file)
 
 
+def policy_of_school(resources: Resources, school_id: str | None) -> Policy:
+    """The policy the gateway runs for a client of the school `school_id` (its compiled policy,
+    as `place_policy`); the admin's own without a trust, or for no school or one the trust no
+    longer has (a row from before the trust, or of a school removed since)."""
+    trust, trust_file = resources.trust, resources.settings.trust_file
+    school = trust.schools.get(school_id) if trust is not None and school_id else None
+    if school is None or trust_file is None:
+        return resources.policy
+    path = trust_file.parent / school.policy if school.policy is not None else None
+    place = PolicyPlace(path, versions.school_kind(school.id), school, trust_file)
+    return place_policy(resources, place)
+
+
 def schools_to_choose(resources: Resources, user: SignedInUser) -> list[School]:
     """The schools a trust role may narrow the pages to (none for anyone else)."""
     if resources.trust is None or not user.every_school:
