@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from schoolgate.admin_api.deps import school_scope
 from schoolgate.admin_api.roles import Role, SignedInUser
 from schoolgate.admin_api.services.reports import week_of, weekly_summary
 from schoolgate.admin_api.words import category_words, technique_words
@@ -36,6 +37,7 @@ from schoolgate.store.admin_models import RequestState, UnblockRequestRow
 from schoolgate.store.alerts import EmailSettings, send_message
 from schoolgate.store.directory import Directory
 from schoolgate.store.models import AlertRow, AlertSeverity, AlertState
+from schoolgate.store.school_scope import SchoolScope, scope_session
 
 log = logging.getLogger("schoolgate.notifications")
 
@@ -65,12 +67,14 @@ def waiting_counts(session: Session, user: SignedInUser) -> dict[str, int]:
 
 
 def waiting_for(request: Request, user: SignedInUser | None) -> dict[str, int]:
-    """`waiting_counts` for the signed-in person; nothing if the database cannot say."""
+    """`waiting_counts` for the signed-in person, of their own school's rows (with a trust: as
+    the pages count them); nothing if the database cannot say."""
     resources = getattr(request.app.state, "resources", None)
     if user is None or resources is None:
         return {}
     try:
         with resources.sessions() as session:
+            scope_session(session, school_scope(request, user, resources))
             return waiting_counts(session, user)
     except Exception:  # a page must still render when the database is down
         log.warning("could not count what is waiting for %s", user.username, exc_info=True)
@@ -121,14 +125,37 @@ class DslNotices(_Strict):
     weekly_at: time = time(8, 0)
 
 
+class SchoolNotices(_Strict):
+    """With a trust: one school's Business Manager and DSL, sent that school's rows only."""
+
+    business_manager: BusinessManagerNotices | None = None
+    dsl: DslNotices | None = None
+
+
 class NotificationSettings(_Strict):
-    """The notifications file (YAML). A section left out sends nothing of that kind."""
+    """The notifications file (YAML). A section left out sends nothing of that kind. With a
+    trust (docs/trust.md) the top-level `business_manager` and `dsl` are the trust's and get
+    every school's rows; `schools: {<id>: {business_manager, dsl}}` sends each school's own."""
 
     email: EmailSettings
     admin_url: str = "http://127.0.0.1:8081"
     business_manager: BusinessManagerNotices | None = None
     dsl: DslNotices | None = None
     requesters: bool = True  # tell each requester the outcome, where the directory has one
+    schools: dict[str, SchoolNotices] = Field(default_factory=dict)
+
+    def for_school(self, school: str) -> NotificationSettings:
+        """The settings of one school's run: its own addresses; the requesters are told by
+        the trust-wide run, once."""
+        own = self.schools[school]
+        return self.model_copy(
+            update={
+                "business_manager": own.business_manager,
+                "dsl": own.dsl,
+                "requesters": False,
+                "schools": {},
+            }
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -420,6 +447,47 @@ def run_notifications(
     return sent
 
 
+def run_for_schools(
+    sessions: Callable[[], Session],
+    settings: NotificationSettings,
+    *,
+    now: datetime,
+    zone: ZoneInfo,
+    state_file: Path,
+    mailer: Mailer = _smtp,
+    address_of: Callable[[str], str | None] | None = None,
+) -> Sent:
+    """`run_notifications` for the whole file: the top-level sections with every row, then
+    each school's section with a session limited to that school's rows (store/school_scope.py)
+    and its own state file, so one school's people never get another school's pupils."""
+    runs = [(None, settings, state_file, address_of)] + [
+        (
+            school,
+            settings.for_school(school),
+            state_file.with_stem(f"{state_file.stem}.{school}"),
+            None,
+        )
+        for school in settings.schools
+    ]
+    sent = Sent()
+    for school, these, state, addresses in runs:
+        with sessions() as session:
+            if school is not None:
+                scope_session(session, SchoolScope(school))
+            done = run_notifications(
+                session,
+                these,
+                now=now,
+                zone=zone,
+                state_file=state,
+                mailer=mailer,
+                address_of=addresses,
+            )
+        sent.mails += done.mails
+        sent.failed += done.failed
+    return sent
+
+
 def _outcome(row: UnblockRequestRow, admin: str, zone: ZoneInfo) -> tuple[str, list[str]]:
     if row.state is RequestState.APPROVED:
         ends = (row.grant or {}).get("ends")
@@ -491,17 +559,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     admin = get_settings()
     resources = make_resources(admin)
+    schools = set(resources.trust.schools) if resources.trust is not None else set()
+    if unknown := sorted(set(notices.schools) - schools):
+        resources.close()
+        print(
+            f"schoolgate notifications: {args.settings}: schools: {', '.join(unknown)}: "
+            + (
+                "no such school in the trust file; use the schools' ids from it"
+                if resources.trust is not None
+                else "a school's section needs a trust (SCHOOLGATE_TRUST_FILE); remove 'schools'"
+            ),
+            file=sys.stderr,
+        )
+        return 2
     addresses = DirectoryAddresses(resources.directory) if resources.directory else None
     try:
-        with resources.sessions() as session:
-            sent = run_notifications(
-                session,
-                notices,
-                now=datetime.now(UTC),
-                zone=resources.settings.zone,  # the policy's, unless given
-                state_file=admin.data_dir / "notifications-state.json",
-                address_of=addresses,
-            )
+        sent = run_for_schools(
+            resources.sessions,
+            notices,
+            now=datetime.now(UTC),
+            zone=resources.settings.zone,  # the policy's, unless given
+            state_file=admin.data_dir / "notifications-state.json",
+            address_of=addresses,
+        )
     finally:
         if addresses is not None:
             addresses.close()

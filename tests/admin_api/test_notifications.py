@@ -6,6 +6,9 @@ directory (the demo users file here; LDAP's `mail` in tests/store/test_directory
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +24,7 @@ from schoolgate.admin_api.notifications import (
     DirectoryAddresses,
     NotificationSettings,
     parse_notification_settings,
+    run_for_schools,
     run_notifications,
 )
 from schoolgate.admin_api.resources import Resources
@@ -82,6 +86,7 @@ def add_request(
     reviewed_at: datetime | None = None,
     note: str | None = None,
     ends: datetime | None = None,
+    school: str | None = None,
 ) -> str:
     row_id = str(uuid.uuid4())
     session.add(
@@ -104,6 +109,7 @@ def add_request(
             reviewed_at=reviewed_at,
             review_note=note,
             grant={"ends": ends.isoformat()} if ends else None,
+            school=school,
         )
     )
     session.commit()
@@ -335,3 +341,65 @@ def test_a_directory_outage_keeps_the_answer_for_the_next_run(
     assert sent.mails == []
     assert sent.failed == ["address of teacher1: the directory did not answer"]
     assert run(db, settings, NOW + timedelta(minutes=5), state) == ["Not this time: www.bbc.co.uk"]
+
+
+def test_with_a_trust_each_schools_people_get_their_own_schools_requests_only(
+    db: sessionmaker[Session], sink: SmtpSink, tls: MailTls, tmp_path: Path
+) -> None:
+    """docs/trust.md: a school's Business Manager is mailed their own school's requests (a
+    pupil's name and reason), never another school's; the trust's address gets every school's."""
+    with db() as session:
+        add_request(session, host="oak-site.example", at=NOW - timedelta(minutes=9), school="oak")
+        add_request(session, host="elm-site.example", at=NOW - timedelta(minutes=8), school="elm")
+    settings = settings_for(
+        sink,
+        tls,
+        "schools:\n"
+        "  oak: {business_manager: {to: [oak-bursar@school.test]}}\n"
+        "  elm: {business_manager: {to: [elm-bursar@school.test]}, dsl: {to: [elm-dsl@school.test]}}\n",
+    )
+    sent = run_for_schools(db, settings, now=NOW, zone=LONDON, state_file=tmp_path / "state.json")
+    assert sent.failed == []
+    bodies = {tuple(mail.recipients): text_of(mail) for mail in sink.messages}
+    assert set(bodies) == {
+        ("bursar@school.test",),
+        ("oak-bursar@school.test",),
+        ("elm-bursar@school.test",),
+    }
+    trusts = bodies[("bursar@school.test",)]
+    assert "oak-site.example" in trusts
+    assert "elm-site.example" in trusts
+    oaks, elms = bodies[("oak-bursar@school.test",)], bodies[("elm-bursar@school.test",)]
+    assert "oak-site.example" in oaks
+    assert "elm-site.example" not in oaks
+    assert "elm-site.example" in elms
+    assert "oak-site.example" not in elms
+    again = run_for_schools(
+        db,
+        settings,
+        now=NOW + timedelta(minutes=5),
+        zone=LONDON,
+        state_file=tmp_path / "state.json",
+    )
+    assert again.mails == []  # each school's run remembers what it sent
+
+
+def test_a_schools_section_without_a_trust_is_refused_in_words(tmp_path: Path) -> None:
+    settings = tmp_path / "notifications.yaml"
+    settings.write_text(
+        "email: {host: 127.0.0.1, port: 25, from: gate@school.test, to: [a@school.test]}\n"
+        "schools: {oak: {business_manager: {to: [oak@school.test]}}}\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-m", "schoolgate.admin_api.notifications", "--settings", str(settings)],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "SCHOOLGATE_DATA_DIR": str(tmp_path / "data"),
+            "SCHOOLGATE_ENVIRONMENT": "development",
+        },
+        timeout=120,
+    )
+    assert found.returncode == 2, found.stderr
+    assert "schools: oak: a school's section needs a trust" in found.stderr

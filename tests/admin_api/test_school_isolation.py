@@ -1121,3 +1121,30 @@ def test_adding_a_school_says_what_is_wrong_in_words(
     assert answer.status_code == 422, answer.text[:300]
     assert words in answer.text
     assert trust_file.read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("role", "path"), [("business_manager", "/requests"), ("dsl", "/monitoring")]
+)
+def test_the_menus_waiting_counts_are_the_schools_own(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], role: str, path: str
+) -> None:
+    """The count beside a menu item (requests waiting, open alerts) counts the person's own
+    school's rows, as the start page's to-dos do."""
+    app, resources = trust_app
+    model, waiting = (
+        (UnblockRequestRow, UnblockRequestRow.state == RequestState.PENDING)
+        if path == "/requests"
+        else (AlertRow, AlertRow.state == AlertState.OPEN)
+    )
+    with resources.sessions() as session:
+        counts = {
+            school: len(session.scalars(select(model).where(waiting, model.school == school)).all())
+            for school in schools
+        }
+    assert all(counts.values()), counts
+    for school in schools:
+        client, _ = _signed_in(app, school_users(school)[role])
+        page = client.get("/").text
+        shown = page.split(f'<a href="{path}"', 1)[1].split("</a>", 1)[0]
+        assert f'<span class="count">{counts[school]}<' in shown, (school, counts, shown)
