@@ -89,6 +89,20 @@ def register(subparsers: Any) -> None:
     add.add_argument(
         "--policy", help="the school's own policy file, relative to the trust file (optional)"
     )
+    add.add_argument(
+        "--listener",
+        action="append",
+        default=[],
+        metavar="ADDRESS:PORT",
+        help="a gateway address the school's devices connect to, e.g. 10.9.0.1:3128 (repeat "
+        "for more): it attributes them to the school whatever their address",
+    )
+    add.add_argument(
+        "--group", help="the directory group of the school's signed-in people, e.g. OakPupils"
+    )
+    add.add_argument(
+        "--ou", help="the directory OU of the school's people, e.g. 'ou=Oak,dc=trust,dc=example'"
+    )
     add.add_argument("--database", help=DATABASE_HELP)
     add.set_defaults(handler=run_add_school)
 
@@ -147,7 +161,15 @@ def run_add_school(args: argparse.Namespace) -> int:
     if not _id_is_free(args.id, args.database):
         return 1
     try:
-        added = add_school(path, args.id, name=args.name, subnets=args.subnet, policy=args.policy)
+        added = add_school(
+            path,
+            args.id,
+            name=args.name,
+            subnets=args.subnet,
+            policy=args.policy,
+            listeners=args.listener,
+            directory={key: value for key in ("group", "ou") if (value := getattr(args, key))},
+        )
     except TrustNotChanged as exc:
         print(exc, file=sys.stderr)
         return 1

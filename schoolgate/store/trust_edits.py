@@ -41,7 +41,14 @@ class SchoolAdded:
 
 
 def add_school(
-    path: Path, school_id: str, *, name: str, subnets: list[str], policy: str | None
+    path: Path,
+    school_id: str,
+    *,
+    name: str,
+    subnets: list[str],
+    policy: str | None,
+    listeners: list[str] | None = None,
+    directory: dict[str, str] | None = None,
 ) -> SchoolAdded:
     """Add the school at the end of `schools:` if the whole trust still checks with it; with
     `policy` naming a file that does not exist yet, an empty one is made (the school starts
@@ -57,6 +64,10 @@ def add_school(
     entry: dict[str, Any] = {"name": name, "subnets": subnets}
     if policy:
         entry["policy"] = policy
+    if listeners:
+        entry["listeners"] = listeners
+    if directory:
+        entry["directory"] = directory
     text = _read(path)
     try:
         new_text = with_school(text, school_id, entry)

@@ -172,3 +172,29 @@ def test_add_school_refuses_what_would_break_the_trust(tmp_path: Path) -> None:
     flow = run("trust", "add-school", str(trust), "ash", "--name", "Ash", "--subnet", "10.3.0.0/16")
     assert flow.returncode == 1
     assert "add-school needs 'schools:' written as a block" in flow.stderr
+
+
+def test_add_school_takes_listeners_and_a_directory_group(tmp_path: Path) -> None:
+    """A school attributed by the gateway address its devices use and its people's group,
+    with no subnet of its own (docs/trust.md: attribution)."""
+    trust = make_trust(tmp_path)
+    result = run(
+        "trust", "add-school", str(trust), "ash", "--name", "Ash Infants",
+        "--listener", "10.9.0.1:3128", "--group", "AshPeople",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert trust.read_text().endswith(
+        '\n  ash: {"name": "Ash Infants", "subnets": [], "listeners": ["10.9.0.1:3128"], '
+        '"directory": {"group": "AshPeople"}}\n'
+    )
+    check = run("trust", "check", str(trust))
+    assert check.returncode == 0, check.stderr
+    assert "10.9.0.1:3128" in check.stdout
+    assert "AshPeople" in check.stdout
+    before = trust.read_text()
+    taken = run(
+        "trust", "add-school", str(trust), "fir", "--name", "Fir", "--listener", "10.9.0.1:3128"
+    )
+    assert taken.returncode == 1
+    assert "10.9.0.1:3128" in taken.stderr
+    assert trust.read_text() == before
