@@ -23,6 +23,7 @@ from schoolgate.admin_api.render import Pages, get_pages
 from schoolgate.admin_api.roles import Role, SignedInUser
 from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.services.evidence import Account, EvidencePack, LiveGateway, build_pack
+from schoolgate.admin_api.services.school_policy import policy_of_session
 from schoolgate.store.policy_files import seed_policy_path, shipped_lists_dir
 
 router = APIRouter(tags=["review"])
@@ -114,7 +115,7 @@ def _pack(
         policy_text = ""  # then only the list files name sites to test
     pack = build_pack(
         session,
-        policy=resources.policy,
+        policy=policy_of_session(resources, session),
         day=day,
         now=now,
         list_folders=folders,

@@ -19,6 +19,7 @@ from schoolgate.admin_api.render import Pages, get_pages
 from schoolgate.admin_api.resources import get_resources
 from schoolgate.admin_api.schemas import LocalListEntryCreate, LocalListEntryPublic, RemovalCreate
 from schoolgate.admin_api.services import lists as service
+from schoolgate.admin_api.services.school_policy import policy_of_session
 from schoolgate.policy.model import Verdict
 
 router = APIRouter(tags=["local lists"])
@@ -46,7 +47,7 @@ def _page(
     notice: str = "",
 ) -> Response:
     resources = get_resources(request)
-    policy = resources.policy
+    policy = policy_of_session(resources, session)
     never = [
         name
         for name, category in policy.categories.items()
@@ -101,7 +102,7 @@ def add_page(
             verdict=form.verdict,
             note=form.note,
             at=now,
-            policy=resources.policy,
+            policy=policy_of_session(resources, session),
             school=scope.school,
         )
     except InvalidInput as error:
@@ -212,7 +213,7 @@ def add_entry(
         verdict=body.verdict,
         note=body.note,
         at=now,
-        policy=resources.policy,
+        policy=policy_of_session(resources, session),
         school=scope.school,
     )
     return LocalListEntryPublic.model_validate(row)

@@ -456,3 +456,21 @@ def test_a_request_is_judged_and_shown_with_its_schools_own_times(trust: TrustAd
     assert "10:15" in page, page[:2000]
     client, _ = _as(trust, school_users("oak")["business_manager"])
     assert "10:15" not in client.get("/requests/new").text
+
+
+def test_a_local_allow_is_judged_by_the_schools_own_policy(trust: TrustAdmin) -> None:
+    """Oak's own policy never unblocks its games category; a local allow of a games site is
+    refused on Oak's list (it could never work there) and taken on Elm's."""
+    (trust.folder / "oak/policy.yaml").write_text(
+        OAK_TEXT + "categories:\n  games:\n    description: Online games\n"
+        "    domains: [games-oak.example]\n    not_unblockable_for: all\n"
+        "rules:\n  - {name: no-games, roles: all, categories: [games], action: block}\n"
+    )
+    site = {"host": "games-oak.example", "verdict": "allow", "note": "a maths game"}
+    answers = {}
+    for school in ("oak", "elm"):
+        client, csrf = _as(trust, school_users(school)["business_manager"])
+        answers[school] = client.post("/api/lists", json=site, headers={"X-CSRF-Token": csrf})
+    assert answers["oak"].status_code == 422, answers["oak"].text[:300]
+    assert "can never be unblocked" in answers["oak"].text
+    assert answers["elm"].status_code == 201, answers["elm"].text[:300]

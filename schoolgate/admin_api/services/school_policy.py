@@ -28,6 +28,7 @@ from schoolgate.policy.model import Policy
 from schoolgate.policy.trust import School
 from schoolgate.store import policy_versions as versions
 from schoolgate.store.models import PolicyVersionRow
+from schoolgate.store.school_scope import session_scope
 from schoolgate.store.trust_files import load_trust, trust_stamp
 
 # (trust file, school) -> (the trust's files' stamps, that school's policy compiled)
@@ -101,6 +102,13 @@ def policy_of_school(resources: Resources, school_id: str | None) -> Policy:
     path = trust_file.parent / school.policy if school.policy is not None else None
     place = PolicyPlace(path, versions.school_kind(school.id), school, trust_file)
     return place_policy(resources, place)
+
+
+def policy_of_session(resources: Resources, session: Session) -> Policy:
+    """`policy_of_school` for the school a page's database session is limited to (the
+    signed-in person's, or the one a trust role narrowed to); the admin's own otherwise."""
+    scope = session_scope(session)
+    return policy_of_school(resources, scope.school if scope is not None else None)
 
 
 def schools_to_choose(resources: Resources, user: SignedInUser) -> list[School]:
