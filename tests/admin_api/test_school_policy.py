@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from schoolgate.admin_api import resources as resources_module
 from schoolgate.admin_api.app import make_app
 from schoolgate.admin_api.resources import Resources, make_resources
 from schoolgate.admin_api.roles import SignedInUser
@@ -28,6 +29,7 @@ from schoolgate.store import policy_versions as versions
 from schoolgate.store.db import upgrade
 from schoolgate.store.models import EventRow, PolicyVersionRow
 from schoolgate.store.policy_files import seed_policy_path
+from schoolgate.store.trust_edits import add_school
 from schoolgate.store.trust_files import load_trust
 from tests.admin_api.conftest import client_for, settings_for
 from tests.admin_api.test_calendar_pages import YEAR, _form
@@ -474,3 +476,27 @@ def test_a_local_allow_is_judged_by_the_schools_own_policy(trust: TrustAdmin) ->
     assert answers["oak"].status_code == 422, answers["oak"].text[:300]
     assert "can never be unblocked" in answers["oak"].text
     assert answers["elm"].status_code == 201, answers["elm"].text[:300]
+
+
+def test_a_school_added_on_the_command_line_reaches_the_running_admin(
+    trust: TrustAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`schoolgate trust add-school` (or another admin replica) changes the trust file: the
+    running admin reads it again (at most once a second; here at once); a broken change is
+    not taken and the running trust stays."""
+    monkeypatch.setattr(resources_module, "TRUST_CHECK_SECONDS", 0.0)
+    client, _ = _as(trust, TRUST_STAFF)
+
+    def schools() -> set[str]:
+        answer = client.get("/api/trust/summary")
+        assert answer.status_code == 200, answer.text[:300]
+        return {row["school"] for row in answer.json()["schools"]}
+
+    assert schools() == {"oak", "elm", "ash"}
+    add_school(
+        trust.folder / "trust.yaml", "fir", name="Fir Juniors", subnets=["10.4.0.0/16"], policy=None
+    )
+    assert schools() == {"oak", "elm", "ash", "fir"}
+    text = (trust.folder / "trust.yaml").read_text()
+    (trust.folder / "trust.yaml").write_text(text + "  yew: {name: Yew, subnets: [10.1.0.0/16]}\n")
+    assert schools() == {"oak", "elm", "ash", "fir"}  # Oak's range twice: refused, kept

@@ -60,7 +60,7 @@ class PolicyPlace:
                 "file of its own to change here. The trust's IT team can give it one: in "
                 f"the trust file, under the school '{self.school.id}', add "
                 f"'policy: {self.school.id}/policy.yaml' and make that file (empty to start "
-                "with), then restart the admin."
+                "with); the admin reads the changed trust file on its own."
             )
         return self.path
 
