@@ -131,11 +131,17 @@ class SchoolCreate(In):
     ]
     school_name: Annotated[SingleLine, Field(min_length=1, max_length=200)]
     subnets: Annotated[FreeText, Field(max_length=5000)] = ""
+    listeners: Annotated[FreeText, Field(max_length=2000)] = ""
+    directory_group: Annotated[SingleLine, Field(max_length=256)] = ""
     policy_file: Annotated[SingleLine, Field(max_length=300), AfterValidator(_relative_file)] = ""
 
     def subnet_list(self) -> list[str]:
         """The ranges typed, one per line or separated by commas or spaces."""
         return self.subnets.replace(",", " ").split()
+
+    def listener_list(self) -> list[str]:
+        """The gateway addresses typed, one per line or separated by commas or spaces."""
+        return self.listeners.replace(",", " ").split()
 
 
 class SchoolRemoval(In):

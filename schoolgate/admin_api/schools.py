@@ -113,6 +113,8 @@ def add_school_page(
             name=form.school_name,
             subnets=form.subnet_list(),
             policy=form.policy_file or None,
+            listeners=form.listener_list(),
+            directory={"group": form.directory_group} if form.directory_group else None,
         )
     except InvalidInput as error:
         return _schools_page(
@@ -130,7 +132,13 @@ def add_school_page(
             status=422,
         )
     resources.trust = load_trust(_trust_path(resources))  # one reference swap
-    after = {"id": form.school_id, "name": form.school_name, "subnets": form.subnet_list()}
+    after = {
+        "id": form.school_id,
+        "name": form.school_name,
+        "subnets": form.subnet_list(),
+        "listeners": form.listener_list(),
+        "directory_group": form.directory_group,
+    }
     audit.record(
         session,
         actor=user,

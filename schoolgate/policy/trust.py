@@ -25,6 +25,7 @@ from schoolgate.policy.attribution import (
     Listener,
     SchoolKeys,
     check_attribution,
+    show_listener,
 )
 from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.hostnames import HostError, normalise_host
@@ -123,6 +124,17 @@ class School:
     policy: str | None = None  # its override file, relative to the trust file; None: the base
     listeners: tuple[Listener, ...] = ()  # gateway addresses its clients connect to
     directory: DirectoryMatch | None = None  # the group or OU of its signed-in people
+
+    def ways_in(self) -> list[str]:
+        """How a device or person counts as this school's, in words for its staff pages:
+        its address ranges, the gateway addresses its devices use, its directory group or OU."""
+        found = [str(net) for net in self.subnets]
+        found += [f"gateway address {show_listener(each)}" for each in self.listeners]
+        if self.directory is not None and self.directory.group:
+            found.append(f"people in the group {self.directory.group}")
+        if self.directory is not None and self.directory.ou:
+            found.append(f"people under {self.directory.ou}")
+        return found
 
 
 class By(StrEnum):

@@ -1148,3 +1148,38 @@ def test_the_menus_waiting_counts_are_the_schools_own(
         page = client.get("/").text
         shown = page.split(f'<a href="{path}"', 1)[1].split("</a>", 1)[0]
         assert f'<span class="count">{counts[school]}<' in shown, (school, counts, shown)
+
+
+def test_a_school_known_by_a_gateway_address_and_a_group_is_added_in_the_admin(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    """A school with no address range of its own: its devices come in through a gateway
+    address, its people are in a directory group (docs/trust.md, attribution)."""
+    app, resources = trust_app
+    trust_file = resources.settings.trust_file
+    assert trust_file is not None
+    original = trust_file.read_text()
+    client, csrf = _signed_in(app, TRUST_IT)
+    school = f"fir{uuid.uuid4().hex[:6]}"
+    form = {
+        "school_id": school,
+        "school_name": "Fir Juniors",
+        "listeners": "127.0.0.9:3128",
+        "directory_group": "FirPeople",
+    }
+    added = _send(client, csrf, "POST", "/schools", form=form)
+    assert added.status_code == 303, added.text[:300]
+    assert resources.trust is not None
+    assert resources.trust.attributor.by_directory(frozenset({"FirPeople"}), None) == school
+    page = client.get("/schools").text
+    assert "gateway address 127.0.0.9:3128; people in the group FirPeople" in page
+    taken = _send(
+        client, csrf, "POST", "/schools", form={**form, "school_id": f"{school}x", "listeners": ""}
+    )
+    assert taken.status_code == 422  # the group is Fir's already
+    assert "FirPeople" in taken.text
+    removed = _send(
+        client, csrf, "POST", f"/schools/{school}/remove", form={"school_id_again": school}
+    )
+    assert removed.status_code == 200, removed.text[:300]
+    assert trust_file.read_text() == original
