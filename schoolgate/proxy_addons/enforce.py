@@ -3,14 +3,17 @@ pass through what needs no inspection, answer blocked traffic locally, and cut w
 verdict has changed. Any error while deciding blocks (fail closed).
 
 Decisions read the policy and overrides snapshots of PolicySource, which a background task
-refreshes, so nothing on the request path touches a file or the network.
+refreshes, so nothing on the request path touches a file or the network. A decision is reused
+(the front door's first look, the CONNECT, the ClientHello, the requests of a connection) only
+while the snapshots are the same objects and the clock is still before `holds_until`: never
+past a break's end or an exception's expiry.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +24,7 @@ from mitmproxy.proxy.mode_specs import TransparentMode
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.tls import ClientHelloData
 
-from schoolgate.policy.decide import decide
+from schoolgate.policy.decide import decide, holds_until
 from schoolgate.policy.hostnames import (
     HostError,
     is_subdomain_or_same,
@@ -56,6 +59,20 @@ from schoolgate.proxy_addons.stats import GatewayStats
 logger = logging.getLogger(__name__)
 
 MISMATCH = Technique.HOST_MISMATCH  # circumvention: CONNECT target, SNI and Host disagree
+REUSE_LIMIT = 4096  # decisions remembered for reuse (then forgotten all at once)
+
+
+class _Reusable:
+    """A decision and what it was made from: reusable for the same question while `policy`
+    and `overrides` are the same objects and the time is in [since, until) (POSIX seconds)."""
+
+    __slots__ = ("decision", "overrides", "policy", "since", "until")
+
+    def __init__(
+        self, policy: Policy, overrides: Overrides, decision: Decision, since: float, until: float
+    ) -> None:
+        self.policy, self.overrides, self.decision = policy, overrides, decision
+        self.since, self.until = since, until
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +91,8 @@ class Enforce:
         self._tunnel_blocks: dict[str, Decision] = {}  # client id -> block for the whole tunnel
         self._refuse: set[str] = set()  # client ids whose passthrough must never connect
         self._websockets: dict[str, http.HTTPFlow] = {}
+        self._reusable: dict[tuple[str, int | None, Subject], _Reusable] = {}
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests fix it
         self.stats = stats or GatewayStats()
         source.after_refresh(self._sweep_websockets)
 
@@ -244,12 +263,29 @@ class Enforce:
         school, policy = found
         return policy, self._source.overrides_for(school.id)
 
-    @staticmethod
     def _decide(
-        policy: Policy, overrides: Overrides, host: str, port: int | None, subject: Subject
+        self, policy: Policy, overrides: Overrides, host: str, port: int | None, subject: Subject
     ) -> tuple[Decision, datetime]:
-        at = datetime.now(UTC)  # read once per decision; decide() gets it passed in
-        decision = decide(policy, Request(host, port), subject, overrides, at)
+        """decide() at the clock's now (read once), or the same question's answer made
+        earlier, when the snapshots are the same objects and now is before it may change."""
+        at = self.clock()
+        stamp = at.timestamp()
+        key = (host, port, subject)
+        known = self._reusable.get(key)
+        if (
+            known is not None
+            and known.policy is policy
+            and known.overrides is overrides
+            and known.since <= stamp < known.until
+        ):
+            return known.decision, at
+        request = Request(host, port)
+        decision = decide(policy, request, subject, overrides, at)
+        until = holds_until(policy, request, subject, overrides, at).timestamp()
+        if until > stamp:
+            if len(self._reusable) >= REUSE_LIMIT:
+                self._reusable.clear()
+            self._reusable[key] = _Reusable(policy, overrides, decision, stamp, until)
         return decision, at
 
     def _refuse_no_school(self, flow: http.HTTPFlow) -> None:
@@ -309,21 +345,23 @@ class Enforce:
             return remembered or Subject(policy.default_role)
         return _subject_of(ident, policy)
 
-    def passes_through(self, host: str, port: int, identity: context.Identity) -> bool:
-        """Would a CONNECT to host:port by `identity`, whose ClientHello names the same host,
-        be relayed unread (allowed, and never decrypted or not to be inspected)? Pure: no
-        stats, no state; the front door's first look, before the hooks decide for real."""
-        snap = self._source.snapshot
-        if snap.trust is not None:
-            return False  # no client address here to find the school by: the hooks decide
-        subject = _subject_of(identity, snap.policy)
-        decision = decide(
-            snap.policy, Request(host, port), subject, self._source.overrides, datetime.now(UTC)
-        )
+    def passes_through(
+        self, host: str, port: int, identity: context.Identity, address: str | None = None
+    ) -> bool:
+        """Would a CONNECT to host:port by `identity` from `address`, whose ClientHello names
+        the same host, be relayed unread (allowed, and never decrypted or not to be
+        inspected)? With a trust, decided with the client's school's policy and overrides; a
+        client in no school's subnets: False (the hooks refuse it). No stats; the front door's
+        first look, before the hooks decide for real (its decision is remembered for them)."""
+        policy, overrides = self._for_client(address)
+        if policy is None:
+            return False
+        subject = _subject_of(identity, policy)
+        decision, _ = self._decide(policy, overrides, host, port, subject)
         if not decision.allowed or decision.host is None:
             return False
-        return self._never_decrypt(snap.policy, decision.host) or not self._needs_inspection(
-            snap.policy, decision.host, subject
+        return self._never_decrypt(policy, decision.host) or not self._needs_inspection(
+            policy, decision.host, subject
         )
 
     def _never_decrypt(self, policy: Policy, host: str) -> bool:
