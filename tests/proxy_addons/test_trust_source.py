@@ -72,7 +72,12 @@ async def test_each_client_is_decided_with_its_schools_policy(tmp_path: Path) ->
         assert decide(enforce, "games.example", "10.3.0.1").reason is Reason.NO_SCHOOL
         assert decide(enforce, "learning.example", "192.0.2.1").reason is Reason.NO_SCHOOL
         identity = Identity(role="staff", source=IdentitySource.LOCAL, user="t")
-        assert not enforce.passes_through("learning.example", 443, identity)
+        assert not enforce.passes_through("learning.example", 443, identity)  # no address
+        # the front door's first look, by the client's school (issue 17): Oak blocks games
+        assert not enforce.passes_through("games.example", 443, identity, "10.1.2.3")
+        assert enforce.passes_through("games.example", 443, identity, "10.2.2.3")
+        assert enforce.passes_through("learning.example", 443, identity, "::ffff:10.1.2.3")
+        assert not enforce.passes_through("learning.example", 443, identity, "10.3.0.1")
 
         # a list of one school changes: the trust is reloaded
         (tmp_path / "games.txt").write_text(list_text("games", "othergames.example"))
