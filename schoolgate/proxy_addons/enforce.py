@@ -94,7 +94,9 @@ class Enforce:
         self._reusable: dict[tuple[str, int | None, Subject], _Reusable] = {}
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests fix it
         self.stats = stats or GatewayStats()
+        self._reused_from: tuple[object, object] = (None, None)  # the snapshots they came from
         source.after_refresh(self._sweep_websockets)
+        source.after_refresh(self._forget_old_decisions)
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -123,6 +125,14 @@ class Enforce:
                 raise options_error(f"schoolgate_sensitive_hosts: {raw!r}: {host.message}")
             sensitive.append(host.name)
         self._settings = _Settings(tuple(sensitive), opts.schoolgate_https_block_page)
+
+    def _forget_old_decisions(self) -> None:
+        """A new policy or overrides snapshot: the decisions made with the old ones can never
+        be reused again; forget them (they would keep the old snapshots in memory)."""
+        current = (self._source.snapshot, self._source.overrides)
+        if current[0] is not self._reused_from[0] or current[1] is not self._reused_from[1]:
+            self._reused_from = current
+            self._reusable.clear()
 
     def _sweep_websockets(self) -> None:
         for flow in list(self._websockets.values()):

@@ -399,3 +399,26 @@ async def test_a_decision_is_never_reused_past_an_exceptions_expiry(
     assert decided().reason is Reason.RULE_BLOCK
     now[0] = expiry - timedelta(seconds=1)  # a clock that went back: decided again
     assert decided().reason is Reason.EXCEPTION
+
+
+async def test_new_snapshots_forget_the_decisions_made_with_the_old_ones(
+    addon: tuple[Enforce, taddons.context], tmp_path: Path
+) -> None:
+    enforce, tctx = addon
+    overrides = tmp_path / "overrides.json"
+    write_overrides_atomically(overrides, Overrides())
+    tctx.configure(enforce, schoolgate_overrides=str(overrides))
+    await enforce._source.refresh()
+    enforce.requestheaders(request_flow("learning.test", role="staff"))
+    assert enforce._reusable  # remembered for reuse
+    await enforce._source.refresh()  # nothing changed: kept
+    assert enforce._reusable
+    write_overrides_atomically(
+        overrides,
+        Overrides(local_list=(LocalListEntry("learning.test", Verdict.BLOCK, "reported"),)),
+    )
+    await enforce._source.refresh()
+    assert not enforce._reusable  # nothing made with the old overrides is kept alive
+    flow = request_flow("learning.test", role="staff")
+    enforce.requestheaders(flow)
+    assert flow.metadata[context.DECISION].reason is Reason.LOCAL_BLOCK
