@@ -52,26 +52,32 @@ def make_event(i: int, at: datetime) -> Event:
     )
 
 
+async def submit_all(writer: EventWriter, events: list[Event]) -> None:
+    """Submit `events` as fast as the writer takes them (yielding while its queue is more than
+    half full, as a busy proxy's loop would), then wait until every one is stored."""
+    queue_room = 20_000 // 2
+    for i, event in enumerate(events):
+        writer.submit(event)
+        if i % 500 == 0:
+            while writer.stats.queued > queue_room:
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0)
+    while writer.stats.written + writer.stats.replayed < len(events):
+        await asyncio.sleep(0.005)
+
+
 async def run(url: str, n: int) -> tuple[float, int]:
     upgrade(url)
     engine = make_engine(url)
     with tempfile.TemporaryDirectory() as spool:
         writer = EventWriter(engine, spool_dir=Path(spool))
         await writer.start()
-        queue_room = 20_000 // 2
         at = datetime.now(UTC)
         # Built before the clock starts: making an Event is the proxy's cost (measured by
         # bench_recording.py as recording on vs off), not the writer's.
         events = [make_event(i, at) for i in range(n)]
         started = time.perf_counter()
-        for i, event in enumerate(events):
-            writer.submit(event)
-            if i % 500 == 0:
-                while writer.stats.queued > queue_room:
-                    await asyncio.sleep(0.001)
-                await asyncio.sleep(0)
-        while writer.stats.written + writer.stats.replayed < n:
-            await asyncio.sleep(0.005)
+        await submit_all(writer, events)
         elapsed = time.perf_counter() - started
         spooled = writer.stats.spooled
         await writer.close()

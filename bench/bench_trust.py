@@ -101,9 +101,9 @@ def measure(trust: Trust, n: int, *, attribute: bool) -> float:
         start = time.perf_counter_ns()
         for request, subject, client in cases:
             if attribute:
-                found = trust.policy_for(client)
-                assert found is not None
-                decide(found[1], request, subject, None, AT)
+                school = trust.file.attribute(address=client).school
+                assert school is not None
+                decide(trust.policies[school.id], request, subject, None, AT)
             else:
                 decide(only, request, subject, None, AT)
         per_batch.append((time.perf_counter_ns() - start) / len(cases))

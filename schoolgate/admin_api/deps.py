@@ -113,9 +113,26 @@ def _trust_wide(user: SignedInUser, resources: Resources, what: str) -> SignedIn
     return user
 
 
-def list_editor(user: BusinessManager, resources: Res) -> SignedInUser:
-    """A Business Manager who may change the local lists."""
-    return _trust_wide(user, resources, "the local lists")
+def list_editor(request: Request, user: BusinessManager, resources: Res) -> SignedInUser:
+    """A Business Manager who may change the local lists: with a trust file, a school's own
+    (docs/trust.md) or, for the trust's staff, the trust's or the school of `?school=` (one
+    the trust does not have is refused, never taken as the trust's); never a person the trust
+    places in no school (their entry would apply in every school)."""
+    trust = resources.trust
+    if trust is None:
+        return user
+    wanted = request.query_params.get("school")
+    if user.every_school and wanted is not None and wanted not in trust.schools:
+        raise NotFound(
+            f"the trust has no school {wanted[:40]!r}: give one of "
+            f"{', '.join(sorted(trust.schools))}, or no school for the trust's own lists"
+        )
+    if user.school is None and not user.every_school:
+        raise NotAllowed(
+            "you belong to no school of the trust (or to more than one), so you have no local "
+            "lists to change; ask the trust's IT team to put you in your school's groups"
+        )
+    return user
 
 
 def policy_editor(user: ItTechnician, resources: Res) -> SignedInUser:

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from schoolgate.admin_api.deps import Now, Res, Staff
+from schoolgate.admin_api.deps import Now, Res, Scope, Staff
 from schoolgate.admin_api.errors import InvalidInput
 from schoolgate.admin_api.render import Pages, get_pages
 from schoolgate.admin_api.schemas import ExplainPublic
@@ -28,6 +28,7 @@ async def explain_page(
     user: Staff,
     resources: Res,
     now: Now,
+    scope: Scope,
     role: Short = "",
     who: Short = "",
     host: Short = "",
@@ -37,7 +38,14 @@ async def explain_page(
     if host or at or who:
         try:
             answer = await as_the_gateway(
-                resources, role=role, who=who, host=host, at=at, now=now, viewer=user
+                resources,
+                role=role,
+                who=who,
+                host=host,
+                at=at,
+                now=now,
+                viewer=user,
+                school=scope.school,
             )
         except InvalidInput as error:
             errors, status = error.problems, 422
@@ -58,13 +66,15 @@ async def explain_api(
     user: Staff,
     resources: Res,
     now: Now,
+    scope: Scope,
     host: Short,
     role: Short = "",
     who: Short = "",
     at: Short = "",
 ) -> ExplainPublic:
     """The decision for role (or user) at host and time (ISO 8601; no offset: school time), as
-    the gateway would make it: with the current exceptions, sanctions and local lists."""
+    the gateway would make it: with the current exceptions, sanctions and local lists (with a
+    trust file, the viewer's school's and the trust's; `?school=<id>` for the trust's staff)."""
     return await as_the_gateway(
-        resources, role=role, who=who, host=host, at=at, now=now, viewer=user
+        resources, role=role, who=who, host=host, at=at, now=now, viewer=user, school=scope.school
     )

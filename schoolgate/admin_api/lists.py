@@ -1,15 +1,18 @@
 """The local block and allow lists, as pages and an API (Business Manager). In the school's
 words: "Inappropriate content accessed on the School's computers will be reported to the
-Business Manager so that the site can be blocked." Changes reach the gateway within seconds."""
+Business Manager so that the site can be blocked." Changes reach the gateway within seconds.
+With a trust file, a school's staff change their school's own lists and the trust's staff the
+trust's (or a school's, narrowed with `?school=`): the list changed is the scope's school."""
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from schoolgate.admin_api.deps import BusinessManager, Db, ListEditor, Now, Res
+from schoolgate.admin_api.deps import BusinessManager, Db, ListEditor, Now, Res, Scope
 from schoolgate.admin_api.errors import InvalidInput
 from schoolgate.admin_api.forms import form_fields, validate
 from schoolgate.admin_api.render import Pages, get_pages
@@ -24,6 +27,13 @@ PagesDep = Annotated[Pages, Depends(get_pages)]
 Form = Annotated[dict[str, str], Depends(form_fields)]
 
 
+def _narrowed(request: Request, user: BusinessManager) -> str:
+    """The school a trust role narrowed the page to (`?school=`), else ""."""
+    wanted = request.query_params.get("school", "")
+    trust = get_resources(request).trust
+    return wanted if user.every_school and trust is not None and wanted in trust.schools else ""
+
+
 def _page(
     request: Request,
     pages: Pages,
@@ -35,7 +45,8 @@ def _page(
     status: int = 200,
     notice: str = "",
 ) -> Response:
-    policy = get_resources(request).policy
+    resources = get_resources(request)
+    policy = resources.policy
     never = [
         name
         for name, category in policy.categories.items()
@@ -46,10 +57,15 @@ def _page(
         "lists.html",
         user=user,
         rows=service.entries(session),
+        # a school's staff also see the trust's entries, which apply to their clients too
+        trust_rows=service.the_trusts(session)
+        if resources.trust is not None and not user.every_school
+        else [],
         errors=errors or {},
         values=values or {},
         status=status,
         never=never,
+        narrowed=_narrowed(request, user),
         **({"notice": notice} if notice else {}),
     )
 
@@ -73,6 +89,7 @@ def add_page(
     session: Db,
     now: Now,
     resources: Res,
+    scope: Scope,
     fields: Form,
 ) -> Response:
     try:
@@ -85,13 +102,14 @@ def add_page(
             note=form.note,
             at=now,
             policy=resources.policy,
+            school=scope.school,
         )
     except InvalidInput as error:
         return _page(
             request, pages, user, session, errors=error.problems, values=fields, status=422
         )
     if row.verdict is Verdict.BLOCK:
-        overridden = service.conflicts(session, name=row.host, at=now)
+        overridden = service.conflicts(session, name=row.host, at=now, school=row.school)
         if overridden:
             return _page(
                 request,
@@ -117,6 +135,7 @@ def _confirm_remove(
     values: dict[str, str],
     status: int,
 ) -> Response:
+    school = _narrowed(request, user)
     return pages.render(
         request,
         "confirm.html",
@@ -124,7 +143,7 @@ def _confirm_remove(
         title=f"Remove {host}?",
         what=f"{host} will no longer be on the local lists; the policy alone "
         "will decide it again, within a few seconds.",
-        action="/lists/remove",
+        action="/lists/remove" + (f"?school={quote(school)}" if school else ""),
         hidden={"host": host},
         button=f"Yes, remove {host}",
         back="/lists",
@@ -146,12 +165,20 @@ def confirm_remove_page(
 
 @router.post("/lists/remove", include_in_schema=False)
 def remove_page(
-    request: Request, pages: PagesDep, user: ListEditor, session: Db, now: Now, fields: Form
+    request: Request,
+    pages: PagesDep,
+    user: ListEditor,
+    session: Db,
+    now: Now,
+    scope: Scope,
+    fields: Form,
 ) -> Response:
     host = fields.get("host", "")[:300]
     try:
         form = validate(RemovalCreate, fields)
-        service.remove_entry(session, actor=user, host=host, at=now, reason=form.reason)
+        service.remove_entry(
+            session, actor=user, host=host, at=now, reason=form.reason, school=scope.school
+        )
     except InvalidInput as error:
         return _confirm_remove(
             request, pages, user, host, errors=error.problems, values=fields, status=422
@@ -166,12 +193,18 @@ def list_entries(user: BusinessManager, session: Db) -> list[LocalListEntryPubli
 
 @api.post("/lists", response_model=LocalListEntryPublic, status_code=201)
 def add_entry(
-    body: LocalListEntryCreate, user: ListEditor, session: Db, now: Now, resources: Res
+    body: LocalListEntryCreate,
+    user: ListEditor,
+    session: Db,
+    now: Now,
+    resources: Res,
+    scope: Scope,
 ) -> LocalListEntryPublic:
     """Block or allow a host (and its subdomains) for everyone, with a note. A pasted URL is
     understood as its site. Refused (422): a whole top-level domain or public suffix, an allow
     the policy would never honour or that a local block covers. A local block wins over any
-    local allow or exception for the same site."""
+    local allow or exception for the same site. With a trust file: on the person's school's
+    list, or for the trust's staff on the trust's (`?school=<id>`: that school's)."""
     row = service.add_entry(
         session,
         actor=user,
@@ -180,6 +213,7 @@ def add_entry(
         note=body.note,
         at=now,
         policy=resources.policy,
+        school=scope.school,
     )
     return LocalListEntryPublic.model_validate(row)
 
@@ -190,8 +224,12 @@ def remove_entry(
     user: ListEditor,
     session: Db,
     now: Now,
+    scope: Scope,
     reason: Annotated[str, Query(max_length=500)] = "",
 ) -> Response:
-    """Remove a site from the local lists (`reason`, kept in the audit log)."""
-    service.remove_entry(session, actor=user, host=host[:300], at=now, reason=reason)
+    """Remove a site from the local lists (`reason`, kept in the audit log): the person's
+    school's list, or for the trust's staff the trust's (`?school=<id>`: that school's)."""
+    service.remove_entry(
+        session, actor=user, host=host[:300], at=now, reason=reason, school=scope.school
+    )
     return Response(status_code=204)

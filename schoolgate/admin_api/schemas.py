@@ -123,6 +123,7 @@ class LocalListEntryPublic(Out):
     note: str
     added_by: str
     added_at: datetime
+    school: str | None = None  # the school's own list; None: the trust's (docs/trust.md)
 
 
 class ExceptionPublic(Out):

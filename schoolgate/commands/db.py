@@ -21,7 +21,7 @@ from schoolgate.store.db import (
     sqlite_file,
     upgrade,
 )
-from schoolgate.store.retention import RetentionDays, purge
+from schoolgate.store.retention import RetentionDays, purge, refresh_statistics
 
 URL_HELP = (
     "database URL, e.g. sqlite:////var/lib/schoolgate/schoolgate.db or "
@@ -168,6 +168,7 @@ def run_purge(args: argparse.Namespace) -> int:
         try:
             require_current_schema(engine)
             counts = purge(engine, now=datetime.now(UTC), days=days)
+            refresh_statistics(engine)
         finally:
             engine.dispose()
     except SchemaOutOfDate as exc:

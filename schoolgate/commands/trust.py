@@ -14,8 +14,9 @@ from typing import Any
 import yaml
 
 from schoolgate.commands.common import add_command_group
+from schoolgate.policy.attribution import show_listener
 from schoolgate.policy.errors import PolicyError
-from schoolgate.policy.trust import Trust
+from schoolgate.policy.trust import School, Trust
 from schoolgate.store.trust_files import load_trust
 
 
@@ -153,6 +154,19 @@ def _last_scalar(node: yaml.Node) -> yaml.Node:
     return node
 
 
+def _listeners_and_directory(school: School) -> str:
+    """'; listeners ...; people in the group ... or under ...' (docs/trust.md), or ''."""
+    text = ""
+    if school.listeners:
+        text += f"; listeners {', '.join(show_listener(each) for each in school.listeners)}"
+    found = school.directory
+    if found is not None:
+        ways = [f"in the group {found.group}"] if found.group else []
+        ways += [f"under {found.ou}"] if found.ou else []
+        text += f"; people {' or '.join(ways)}"
+    return text
+
+
 def summary(trust: Trust) -> str:
     """The trust in a few lines: its schools, what each runs, where its clients are."""
     file = trust.file
@@ -164,6 +178,7 @@ def summary(trust: Trust) -> str:
         own = f"its own policy {school.policy}" if school.policy else "the base policy"
         lines.append(
             f"  {school.id}: {school.name}: {own} ({len(policy.rules)} rules); clients {subnets}"
+            + _listeners_and_directory(school)
         )
     locks = file.locks
     locked = sorted(locks.categories)
@@ -179,8 +194,11 @@ def summary(trust: Trust) -> str:
         if on
     ]
     lines.append(f"Locked by the trust: {'; '.join(parts) if parts else 'nothing'}")
+    ways = "subnets"
+    if any(school.listeners or school.directory for school in file.schools.values()):
+        ways = "listeners, subnets, directory groups or OUs"
     if file.unmatched is None:
-        lines.append("A device in no school's subnets is refused.")
+        lines.append(f"A device in no school's {ways} is refused.")
     else:
-        lines.append(f"A device in no school's subnets counts as {file.unmatched}.")
+        lines.append(f"A device in no school's {ways} counts as {file.unmatched}.")
     return "\n".join(lines)

@@ -10,7 +10,9 @@ Precedence, first match wins (the CHECKS tuple below, in this order):
                 unless a supervised session is open;
 4. exception  - an approved, unexpired exception (user/group/role/everyone x host/category),
                 or a local allow-list entry; never for a category not unblockable for the role,
-                nor when it is broader than a local block of the site (the block wins);
+                nor when it is broader than a local block of the site, nor when the block is
+                on another list (the trust's or a school's: between two lists a block always
+                wins, so neither can open what the other blocks);
 5. local_block     - the school's local block list (the admin's "block this site");
 6. ip_literal      - a public IP address instead of a name (circumvention);
 7. rewriting_proxy - a page-rewriting proxy (translate.goog) showing a blocked site;
@@ -48,6 +50,7 @@ from schoolgate.policy.model import (
     NO_OVERRIDES,
     ApprovedException,
     Decision,
+    LocalListEntry,
     Overrides,
     Policy,
     Reason,
@@ -321,9 +324,11 @@ def _exception(ctx: _Context) -> Decision | None:
         if not inner.allowed:
             return None  # a rewriting proxy opens only what would be allowed anyway
     # A local block wins over a broader local allow or exception (a parent site, a category);
-    # one for the blocked site itself or narrower is the Business Manager's deliberate choice.
+    # one for the blocked site itself or narrower is the Business Manager's deliberate choice,
+    # made on the same list. A block on another list (the trust's, or the school's own) wins
+    # whatever it covers: fail closed.
     blocks = [
-        entry.host
+        entry
         for entry in ctx.overrides.local_list
         if entry.verdict is Verdict.BLOCK and is_subdomain_or_same(ctx.host.name, entry.host)
     ]
@@ -331,7 +336,7 @@ def _exception(ctx: _Context) -> Decision | None:
         if (
             entry.verdict is Verdict.ALLOW
             and is_subdomain_or_same(ctx.host.name, entry.host)
-            and not any(_broader(entry.host, block) for block in blocks)
+            and not any(_beaten(entry.host, entry.school, block) for block in blocks)
         ):
             return Decision(
                 Verdict.ALLOW,
@@ -348,7 +353,7 @@ def _exception(ctx: _Context) -> Decision | None:
                 blocks
                 and (
                     exc.target_kind is TargetKind.CATEGORY
-                    or any(_broader(exc.target, block) for block in blocks)
+                    or any(_beaten(exc.target, exc.school, block) for block in blocks)
                 )
             )
         ):
@@ -363,9 +368,12 @@ def _exception(ctx: _Context) -> Decision | None:
     return None
 
 
-def _broader(opened: str, blocked: str) -> bool:
-    """Whether an allow or exception for `opened` is broader than a local block of `blocked`."""
-    return opened != blocked and is_subdomain_or_same(blocked, opened)
+def _beaten(opened: str, school: str | None, block: LocalListEntry) -> bool:
+    """Whether a local `block` covering the site wins over an allow or exception for `opened`
+    made in `school`: when it is on another list, or `opened` is broader than it."""
+    if block.school != school:
+        return True
+    return opened != block.host and is_subdomain_or_same(block.host, opened)
 
 
 def _local_block(ctx: _Context) -> Decision | None:

@@ -122,8 +122,10 @@ def explain_decision(
             )
         case Reason.NO_SCHOOL:
             lines.append(
-                "The device's address is in none of the trust's schools' subnets, so the "
-                "gateway refused it (the trust file's 'unmatched: refuse')."
+                "The request belongs to none of the trust's schools (by the gateway address "
+                "the device connected to, the device's address, or the directory group or OU "
+                "of the person signed in; a person in two schools' belongs to neither), so "
+                "the gateway refused it (the trust file's 'unmatched: refuse')."
             )
         case _:
             lines.append(f"Reason: {decision.reason.value}.")

@@ -41,8 +41,9 @@ class Reason(StrEnum):
     INTERNAL_ADDRESS = "internal_address"  # loopback, private, link-local, metadata, a local
     #                                        name: not on the policy's internal allow list
     ENGINE_ERROR = "engine_error"  # deciding failed: fail closed (set by the enforcement point)
-    NO_SCHOOL = "no_school"  # a trust's gateway: the client is in no school's subnets (refused,
-    #                          set by the enforcement point; docs/trust.md)
+    NO_SCHOOL = "no_school"  # a trust's gateway: the request belongs to no school (no school's
+    #                          listener, subnet or directory group: refused, set by the
+    #                          enforcement point; docs/trust.md)
 
 
 class PeriodKind(StrEnum):
@@ -162,11 +163,13 @@ class SupervisedSession:
 
 @dataclass(frozen=True, slots=True)
 class LocalListEntry:
-    """The business manager's local lists: a host blocked or allowed for everyone."""
+    """The business manager's local lists: a host blocked or allowed for everyone of one
+    school (`school`), or of the whole trust, or of the one school without a trust (None)."""
 
     host: str  # normalised
     verdict: Verdict
     note: str = ""
+    school: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +183,15 @@ class Overrides:
 
     def for_school(self, school: str | None) -> Overrides:
         """What applies to a client of `school` (None: no school's): without the exceptions
-        granted in another school. Sanctions and supervised sessions are about one person and
-        stay (a sanction only ever closes more)."""
-        if all(e.school is None or e.school == school for e in self.exceptions):
+        granted and the local list entries made in another school. Sanctions and supervised
+        sessions are about one person and stay (a sanction only ever closes more)."""
+        schools = [e.school for e in self.exceptions] + [e.school for e in self.local_list]
+        if all(s in (None, school) for s in schools):
             return self
         return replace(
-            self, exceptions=tuple(e for e in self.exceptions if e.school in (None, school))
+            self,
+            exceptions=tuple(e for e in self.exceptions if e.school in (None, school)),
+            local_list=tuple(e for e in self.local_list if e.school in (None, school)),
         )
 
 

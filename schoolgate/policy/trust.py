@@ -11,12 +11,21 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError
 
 from schoolgate.policy.addresses import IPNetwork
+from schoolgate.policy.attribution import (
+    AMBIGUOUS,
+    Attributor,
+    DirectoryMatch,
+    Listener,
+    SchoolKeys,
+    check_attribution,
+)
 from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.hostnames import HostError, normalise_host
 from schoolgate.policy.inspection import InspectMode, YouTubeMode
@@ -59,10 +68,17 @@ class _LocksIn(_Strict):
     internal: bool = False
 
 
+class _DirectoryIn(_Strict):
+    group: str | None = Field(default=None, min_length=1, max_length=256)
+    ou: str | None = Field(default=None, min_length=1, max_length=1000)
+
+
 class _SchoolIn(_Strict):
     name: str = Field(min_length=1, max_length=200)
     subnets: list[str] = Field(default_factory=list)
     policy: str | None = None
+    listeners: list[str] = Field(default_factory=list)  # policy/attribution.py
+    directory: _DirectoryIn | None = None
 
 
 class _TrustIn(_Strict):
@@ -105,6 +121,24 @@ class School:
     name: str
     subnets: tuple[IPNetwork, ...] = ()
     policy: str | None = None  # its override file, relative to the trust file; None: the base
+    listeners: tuple[Listener, ...] = ()  # gateway addresses its clients connect to
+    directory: DirectoryMatch | None = None  # the group or OU of its signed-in people
+
+
+class By(StrEnum):
+    """How a request was attributed to its school (docs/trust.md): the first that applies."""
+
+    LISTENER = "listener"
+    SUBNET = "subnet"
+    DIRECTORY = "directory"
+    UNMATCHED = "unmatched"  # none applied: the `unmatched` school, or refused
+    AMBIGUOUS = "ambiguous"  # the person is in two schools' groups: as unmatched
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    school: School | None  # None: refuse the request
+    by: By
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +157,7 @@ class TrustFile:
         default=(), compare=False, repr=False
     )
     _memo: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
+    attributor: Attributor = field(default_factory=Attributor, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         table: dict[tuple[int, int], dict[int, str]] = {}
@@ -135,11 +170,38 @@ class TrustFile:
         object.__setattr__(self, "_table", rows)
 
     def school_for(self, address: str | IPAddress) -> School | None:
-        """The school a client at `address` belongs to (None: refuse it)."""
+        """The school a client at `address` belongs to by its subnet (None: refuse it)."""
         found = self._match(address)
         if found is None and self.unmatched is not None:
             found = self.unmatched
         return self.schools[found] if found is not None else None
+
+    def attribute(
+        self,
+        *,
+        listener: object = None,
+        address: str | IPAddress | None = None,
+        groups: frozenset[str] = frozenset(),
+        dn: str | None = None,
+    ) -> Attribution:
+        """The school of a request, in order of trust, the first that applies: the gateway
+        listener the client connected to (its socket's local address), the client's subnet,
+        the signed-in person's directory group or OU; else `unmatched`. A person in two
+        schools' groups counts as unmatched, never one of them by chance."""
+        found = self.attributor.by_listener(listener)
+        if found is not None:
+            return Attribution(self.schools[found], By.LISTENER)
+        found = self._match(address) if address is not None else None
+        if found is not None:
+            return Attribution(self.schools[found], By.SUBNET)
+        how = By.UNMATCHED
+        if groups or dn:
+            found = self.attributor.by_directory(groups, dn)
+            if found == AMBIGUOUS:
+                how = By.AMBIGUOUS
+            elif found is not None:
+                return Attribution(self.schools[found], By.DIRECTORY)
+        return Attribution(self.schools.get(self.unmatched or ""), how)
 
     def _match(self, address: str | IPAddress) -> str | None:
         if isinstance(address, str):
@@ -196,6 +258,18 @@ def parse_trust_file(text: str, *, source: str) -> TrustFile:
             owner[net] = school_id
             subnets.append(net)
         schools[school_id] = School(school_id, school.name, tuple(subnets), school.policy)
+    keys = {
+        sid: SchoolKeys(s.listeners, DirectoryMatch(s.directory.group, s.directory.ou))
+        if s.directory
+        else SchoolKeys(s.listeners)
+        for sid, s in spec.schools.items()
+    }
+    attributor, listeners, found = check_attribution(keys)
+    problems += found
+    for sid, school_keys in keys.items():
+        schools[sid] = replace(
+            schools[sid], listeners=listeners[sid], directory=school_keys.directory
+        )
     unmatched: str | None = None
     if spec.unmatched != REFUSE:
         if spec.unmatched in schools:
@@ -206,10 +280,12 @@ def parse_trust_file(text: str, *, source: str) -> TrustFile:
                 f"({', '.join(schools)})"
             )
     for school_id, given in spec.schools.items():
-        if not given.subnets and school_id != unmatched:
+        if not (given.subnets or given.listeners or given.directory) and school_id != unmatched:
             problems.append(
-                f"schools.{school_id}: no subnets, so no client could ever be attributed to it "
-                "(list its client address ranges under 'subnets:')"
+                f"schools.{school_id}: no subnets, listeners or directory, so no client could "
+                "ever be attributed to it (list its client address ranges under 'subnets:', "
+                "the gateway addresses its clients use under 'listeners:', or its people's "
+                "group under 'directory:')"
             )
     if problems:
         raise PolicyError(source, problems)
@@ -227,6 +303,7 @@ def parse_trust_file(text: str, *, source: str) -> TrustFile:
         ),
         unmatched=unmatched,
         schools=schools,
+        attributor=attributor,
     )
 
 
@@ -249,12 +326,7 @@ class Trust:
 
     file: TrustFile
     base: Policy
-    policies: Mapping[str, Policy]
-
-    def policy_for(self, address: str | IPAddress) -> tuple[School, Policy] | None:
-        """The school a client at `address` belongs to and its policy (None: refuse it)."""
-        school = self.file.school_for(address)
-        return None if school is None else (school, self.policies[school.id])
+    policies: Mapping[str, Policy]  # by school id; a request's school: TrustFile.attribute
 
 
 def compile_trust(

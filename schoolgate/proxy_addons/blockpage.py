@@ -63,8 +63,9 @@ _WHY_STAFF = {
     Reason.INVALID_HOST: "The filter could not understand this web address, so it is blocked.",
     Reason.ENGINE_ERROR: "The filter hit an error while checking this site, so it is blocked to "
     "be safe. Try again in a minute; if it keeps happening, tell IT.",
-    Reason.NO_SCHOOL: "This device's network address belongs to none of the trust's schools, "
-    "so the filter refuses it. Tell IT: the school's address ranges are in the trust file.",
+    Reason.NO_SCHOOL: "The filter cannot tell which of the trust's schools this device or person "
+    "belongs to, so it refuses it. Tell IT: each school's network addresses and directory "
+    "groups are set in the trust file.",
 }
 _WHY_TIME_STAFF = "The school's policy does not allow this site for your role at this time."
 # Roles that read the children's words (an unidentified person gets the policy's default role,

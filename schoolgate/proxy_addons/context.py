@@ -31,6 +31,7 @@ class Identity:
     source: IdentitySource
     user: str | None = None
     groups: frozenset[str] = frozenset()
+    dn: str | None = None  # the person's entry in the directory (LDAP), for a school's OU
 
 
 # flow.metadata keys
@@ -54,6 +55,7 @@ class DecisionInputs:
     overrides: Overrides
     at: datetime
     page: BlockPageSettings  # how Enforce renders block pages, for a later addon's blocks
+    school: str | None = None  # with a trust: the request's school (None: no school's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class HelloNote:
     sni: str | None
     evidence: Mapping[str, str] | None = None
     never_decrypt: bool = False  # a sensitive host (banking, health): never intercepted
+    school: str | None = None  # with a trust: the connection's school, as Enforce found it
 
 
 # The one option two addons declare (Enforce reads overrides from it, RecordEvents writes to

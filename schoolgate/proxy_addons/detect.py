@@ -76,7 +76,9 @@ def url_host(text: str) -> str | None:
     """The normalised host of a URL, or of a bare "host/path" as archives write it; None if
     there is none. Percent-encoding and Wayback's "https:/x.com" are undone first."""
     text = unquote(text.strip())
-    text = re.sub(r"^[a-z][a-z0-9+.-]*:/*", "", text, flags=re.IGNORECASE)
+    # a scheme is followed by a slash ("https://", Wayback's "https:/"), or is weserv's "ssl:";
+    # "x.com:443/..." is a host and port
+    text = re.sub(r"^(?:[a-z][a-z0-9+.-]*:/+|ssl:)", "", text, flags=re.IGNORECASE)
     text = text.lstrip("/")
     host = re.split(r"[/?#\\]", text, maxsplit=1)[0]
     host = host.rpartition("@")[2]
@@ -112,6 +114,15 @@ _TURBOPAGES = ("translated.turbopages.org",)
 _TURBOPAGES_PATH = re.compile(r"^/proxy_u/[^/]+/(?:https?/)?([^/?#]+)", re.IGNORECASE)
 # A reader proxy fetches any page for you and returns its text: r.jina.ai/https://x.com/...
 _READER_PROXIES = ("r.jina.ai",)
+# An image proxy fetches any picture by its address: i0.wp.com/<host>/<path> (WordPress's Jetpack),
+# wsrv.nl/?url=<url> (images.weserv.nl), cdn.statically.io/img/<host>/<path>, and Google's
+# gadget proxy (images1-focus-opensocial.googleusercontent.com/gadgets/proxy?url=<url>). A
+# blocked platform's pictures through one are that platform's pictures.
+_PATH_IMAGE_PROXY = re.compile(r"^i[0-3]\.wp\.com$")
+_QUERY_IMAGE_PROXIES = ("wsrv.nl", "images.weserv.nl")
+_STATICALLY = ("cdn.statically.io",)
+_STATICALLY_PATH = re.compile(r"^/(?:img|screenshot)/(?:https?://)?([^/?#]+)", re.IGNORECASE)
+_GADGET_PROXY = re.compile(r"^images\d*-focus-opensocial\.googleusercontent\.com$")
 
 
 def fronted_host(authority: str, asked: str) -> str | None:
@@ -126,6 +137,28 @@ def fronted_host(authority: str, asked: str) -> str | None:
     if same_host(host, asked):
         return None
     return host_name(host) or host[:100]
+
+
+# Headers a front or an application behind it may route by instead of Host. Browsers never send
+# them; a client that names a blocked site in one is asking the allowed site's front for it.
+_FORWARDED_HOST_HEADERS = ("x-forwarded-host", "x-host", "x-original-host", "x-forwarded-server")
+_FORWARDED_HOST = re.compile(r"(?:^|[;,\s])host\s*=\s*\"?([^\";,\s]+)", re.IGNORECASE)
+
+
+def forwarded_hosts(headers: http.Headers, asked: str) -> list[str]:
+    """The other sites a request's forwarding headers name (X-Forwarded-Host, X-Host,
+    X-Original-Host, X-Forwarded-Server, `Forwarded: host=`), each once, leaving out the site
+    asked for (`asked`)."""
+    values = [value for name in _FORWARDED_HOST_HEADERS for value in headers.get_all(name)]
+    for value in headers.get_all("forwarded"):
+        values += _FORWARDED_HOST.findall(value)
+    found: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            host = url_host(part)
+            if host is not None and not same_host(host, asked) and host not in found:
+                found.append(host)
+    return found[:8]
 
 
 def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | None:
@@ -164,8 +197,13 @@ def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | N
     if host in _TURBOPAGES:
         match = _TURBOPAGES_PATH.match(path)
         return _found(Technique.REWRITING_PROXY, match.group(1) if match else None)
-    if host in _READER_PROXIES:
+    if host in _READER_PROXIES or _PATH_IMAGE_PROXY.match(host):
         return _found(Technique.REWRITING_PROXY, path.lstrip("/"))
+    if host in _QUERY_IMAGE_PROXIES or _GADGET_PROXY.match(host):
+        return _found(Technique.REWRITING_PROXY, params.get("url"))
+    if host in _STATICALLY:
+        match = _STATICALLY_PATH.match(path)
+        return _found(Technique.REWRITING_PROXY, match.group(1) if match else None)
     return None
 
 
@@ -183,6 +221,10 @@ def is_viewer_host(host: str) -> bool:
         or bool(_YANDEX_TRANSLATE.match(host))
         or host in _TURBOPAGES
         or host in _READER_PROXIES
+        or bool(_PATH_IMAGE_PROXY.match(host))
+        or host in _QUERY_IMAGE_PROXIES
+        or bool(_GADGET_PROXY.match(host))
+        or host in _STATICALLY
     )
 
 
@@ -432,6 +474,7 @@ class Detect:
                     "extension": hex(ECH_EXTENSION),
                     "client_error": error[:200],
                 },
+                school=note.school if note is not None else None,
             )
         except Exception:
             self.stats.detect_errors += 1
@@ -460,8 +503,13 @@ class Detect:
         client = data.context.client
         data.ignore_connection = True  # relayed to nowhere: server_connect refuses it
         self._refuse.add(client.id)
+        note = context.hello_notes.get(client.id)  # Enforce's, with the connection's school
         context.hello_notes[client.id] = context.HelloNote(
-            decision, passthrough=False, sni=data.client_hello.sni, evidence=evidence
+            decision,
+            passthrough=False,
+            sni=data.client_hello.sni,
+            evidence=evidence,
+            school=note.school if note is not None else None,
         )
 
     def server_connect(self, data: ServerConnectionHookData) -> None:
@@ -523,6 +571,18 @@ class Detect:
                 {"request_line": request.authority[:100], "host": request.pretty_host[:100]},
             )
             return
+        for named in forwarded_hosts(request.headers, request.pretty_host):
+            inner = decide(
+                inputs.policy, Request(named), inputs.subject, inputs.overrides, inputs.at
+            )
+            if not inner.allowed:
+                self._block(
+                    flow,
+                    inputs,
+                    _circumvention("host-mismatch", Technique.HOST_MISMATCH, host=named),
+                    {"forwarded_host": named[:100], "host": request.pretty_host[:100]},
+                )
+                return
         ports = (
             inputs.policy.ports.http
             if request.scheme == "http"

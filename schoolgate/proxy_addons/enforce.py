@@ -47,7 +47,6 @@ from schoolgate.proxy_addons.blockpage import make_plain_block
 from schoolgate.proxy_addons.errors import options_error
 from schoolgate.proxy_addons.flows import (
     block_response,
-    client_ip,
     fail_closed,
     host_name,
     same_host,
@@ -88,6 +87,7 @@ class Enforce:
         self._source = source
         self._settings = _Settings()
         self._subjects: dict[str, Subject] = {}  # client id -> who opened the tunnel
+        self._identities: dict[str, context.Identity] = {}  # ... as Identify found them
         self._tunnel_blocks: dict[str, Decision] = {}  # client id -> block for the whole tunnel
         self._refuse: set[str] = set()  # client ids whose passthrough must never connect
         self._websockets: dict[str, http.HTTPFlow] = {}
@@ -145,7 +145,10 @@ class Enforce:
             return
         try:
             snap = self._source.snapshot
-            policy, overrides = self._for_client(client_ip(flow.client_conn))
+            identity = flow.metadata.get(context.IDENTITY)
+            if isinstance(identity, context.Identity):
+                self._identities[flow.client_conn.id] = identity  # for its ClientHello
+            school, policy, overrides = self._for_client(flow.client_conn, identity)
             if policy is None:
                 self._refuse_no_school(flow)
                 return
@@ -156,7 +159,7 @@ class Enforce:
             )
             flow.metadata[context.DECISION] = decision
             flow.metadata[context.INPUTS] = context.DecisionInputs(
-                policy, subject, overrides, at, snap.page
+                policy, subject, overrides, at, snap.page, school
             )
             if decision.allowed:
                 return
@@ -177,7 +180,7 @@ class Enforce:
         if server.address is None:
             return  # TLS to the gateway itself (secure web proxy), not to a destination
         try:
-            policy, overrides = self._for_client(client_ip(client))
+            school, policy, overrides = self._for_client(client, self._identities.get(client.id))
             sni = data.client_hello.sni
             if policy is None:  # in no school's subnets: nothing is decrypted or connected
                 data.ignore_connection = True
@@ -215,7 +218,7 @@ class Enforce:
                 self.stats.intercepted += 1
             # Only relayed connections are recorded from here; intercepted ones per request.
             context.hello_notes[client.id] = context.HelloNote(
-                decision, data.ignore_connection, sni, never_decrypt=never
+                decision, data.ignore_connection, sni, never_decrypt=never, school=school
             )
         except Exception:
             # Intercepting is the safe side: every request inside is decided again.
@@ -230,10 +233,10 @@ class Enforce:
         if flow.response or flow.error or not flow.live:
             return
         try:
-            decision, at, subject, policy, overrides = self._decide_request(flow)
+            decision, at, subject, policy, overrides, school = self._decide_request(flow)
             flow.metadata[context.DECISION] = decision
             flow.metadata[context.INPUTS] = context.DecisionInputs(
-                policy, subject, overrides, at, self._source.snapshot.page
+                policy, subject, overrides, at, self._source.snapshot.page, school
             )
             if decision.reason is Reason.NO_SCHOOL:
                 flow.response = make_plain_block(decision)  # no school: no school's page
@@ -254,24 +257,29 @@ class Enforce:
 
     def client_disconnected(self, client: Client) -> None:
         self._subjects.pop(client.id, None)
+        self._identities.pop(client.id, None)
         self._tunnel_blocks.pop(client.id, None)
         self._refuse.discard(client.id)
         context.hello_notes.pop(client.id, None)
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _for_client(self, address: str | None) -> tuple[Policy | None, Overrides]:
-        """The policy for a client at `address` (with a trust its school's; None: in no
-        school's subnets) and the overrides that apply to it: with a trust, another school's
-        exceptions never open anything for this client (docs/trust.md)."""
+    def _for_client(
+        self, client: Client, identity: object
+    ) -> tuple[str | None, Policy | None, Overrides]:
+        """The school of a request (with a trust: by the listener the client connected to,
+        its address, or the signed-in person's directory group or OU; docs/trust.md), that
+        school's policy (None: the request belongs to no school and is refused), and the
+        overrides that apply to it: another school's exceptions never open anything here. The
+        one look-up per decision: the flow carries its school on from here."""
         snap = self._source.snapshot
         if snap.trust is None:
-            return snap.policy, self._source.overrides
-        found = snap.trust.policy_for(address or "")  # one subnet look-up: school and policy
-        if found is None:
-            return None, self._source.overrides_for(None)
-        school, policy = found
-        return policy, self._source.overrides_for(school.id)
+            return None, snap.policy, self._source.overrides
+        found = snap.attribute(client, identity if isinstance(identity, context.Identity) else None)
+        if found is None or found.school is None:
+            return None, None, self._source.overrides_for(None)
+        school = found.school.id
+        return school, snap.trust.policies[school], self._source.overrides_for(school)
 
     def _decide(
         self, policy: Policy, overrides: Overrides, host: str, port: int | None, subject: Subject
@@ -313,17 +321,19 @@ class Enforce:
 
     def _decide_request(
         self, flow: http.HTTPFlow
-    ) -> tuple[Decision, datetime, Subject, Policy, Overrides]:
+    ) -> tuple[Decision, datetime, Subject, Policy, Overrides, str | None]:
         snap = self._source.snapshot
-        policy, overrides = self._for_client(client_ip(flow.client_conn))
+        school, policy, overrides = self._for_client(
+            flow.client_conn, flow.metadata.get(context.IDENTITY)
+        )
         if policy is None:
             no_school = Decision(Verdict.BLOCK, Reason.NO_SCHOOL)
             base = Subject(snap.policy.default_role)
-            return no_school, datetime.now(UTC), base, snap.policy, overrides
+            return no_school, datetime.now(UTC), base, snap.policy, overrides, None
         subject = self._subject(flow, policy)
         blocked = self._tunnel_blocks.get(flow.client_conn.id)
         if blocked is not None:
-            return blocked, datetime.now(UTC), subject, policy, overrides
+            return blocked, datetime.now(UTC), subject, policy, overrides, school
         asked = flow.request.pretty_host  # Host / :authority: the client chose it
         names = [asked]
         if not _transparent(flow.client_conn):
@@ -343,9 +353,10 @@ class Enforce:
                 subject,
                 policy,
                 overrides,
+                school,
             )
         decision, at = self._decide(policy, overrides, asked, flow.request.port, subject)
-        return decision, at, subject, policy, overrides
+        return decision, at, subject, policy, overrides, school
 
     def _subject(self, flow: http.HTTPFlow, policy: Policy) -> Subject:
         """Who is asking; unknown people and unknown roles get the default role (fail closed)."""
@@ -356,14 +367,22 @@ class Enforce:
         return _subject_of(ident, policy)
 
     def passes_through(
-        self, host: str, port: int, identity: context.Identity, address: str | None = None
+        self, host: str, port: int, identity: context.Identity, client: Client | None = None
     ) -> bool:
-        """Would a CONNECT to host:port by `identity` from `address`, whose ClientHello names
-        the same host, be relayed unread (allowed, and never decrypted or not to be
-        inspected)? With a trust, decided with the client's school's policy and overrides; a
-        client in no school's subnets: False (the hooks refuse it). No stats; the front door's
-        first look, before the hooks decide for real (its decision is remembered for them)."""
-        policy, overrides = self._for_client(address)
+        """Would a CONNECT to host:port by `identity` on `client`'s connection, whose
+        ClientHello names the same host, be relayed unread (allowed, and never decrypted or not
+        to be inspected)? With a trust, decided with the school Enforce's hooks find for it
+        (listener, address, directory group or OU) and its overrides; a request that belongs to
+        no school, or no client to attribute: False (the hooks decide, and refuse it). No stats;
+        the front door's first look, before the hooks decide for real (its decision is
+        remembered for them)."""
+        if client is None:
+            if self._source.snapshot.trust is not None:
+                return False
+            policy: Policy | None = self._source.snapshot.policy
+            overrides = self._source.overrides
+        else:
+            _, policy, overrides = self._for_client(client, identity)
         if policy is None:
             return False
         subject = _subject_of(identity, policy)

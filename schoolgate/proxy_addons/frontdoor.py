@@ -51,7 +51,7 @@ from mitmproxy.tls import ClientHelloData
 from schoolgate.proxy_addons import mitm_internals
 from schoolgate.proxy_addons.context import Identity
 from schoolgate.proxy_addons.detect import has_ech, is_viewer_host
-from schoolgate.proxy_addons.flows import client_ip, same_host
+from schoolgate.proxy_addons.flows import same_host
 from schoolgate.proxy_addons.frontdoor_connect import read_connect
 from schoolgate.proxy_addons.frontdoor_hello import read_hello
 from schoolgate.proxy_addons.mitm_internals import (
@@ -86,14 +86,13 @@ CLIENT_DISCONNECTED = server_hooks.ClientDisconnectedHook.name
 class Gate:
     """What the front door asks of the gateway. `identify(proxy_authorization, peer)`: the
     identity of an explicit proxy client when no directory is needed, a challenge, or None
-    (Identify.identify_now); `passes_through(host, port, identity, client_address)`: would
-    such a tunnel be relayed unread (Enforce.passes_through; with a trust, by the client's
-    school); `run_hook(name, *args)`: run the hook called
-    `name` with those arguments through the addon chain, as mitmproxy does (the lean engine's
-    DispatchTable.run_named)."""
+    (Identify.identify_now); `passes_through(host, port, identity, client)`: would such a
+    tunnel be relayed unread (Enforce.passes_through; with a trust, by the client's school);
+    `run_hook(name, *args)`: run the hook called `name` with those arguments through the addon
+    chain, as mitmproxy does (the lean engine's DispatchTable.run_named)."""
 
     identify: Callable[[str | None, Address | None], object]
-    passes_through: Callable[[str, int, Identity, str | None], bool]
+    passes_through: Callable[[str, int, Identity, Client], bool]
     run_hook: Callable[..., Awaitable[None]]
 
 
@@ -299,7 +298,7 @@ class _Door:
 
     def _passes(self, host: str, port: int, identity: Identity) -> bool:
         try:
-            return self.owner.gate.passes_through(host, port, identity, client_ip(self.client))
+            return self.owner.gate.passes_through(host, port, identity, self.client)
         except Exception:
             logger.exception("the front door's first look at a decision failed")
             return False

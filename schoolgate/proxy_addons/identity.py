@@ -426,6 +426,7 @@ class Identify:
             source=setup.source,
             user=name,
             groups=user.groups,
+            dn=user.dn or None,
         )
         setup.cache.put(key, identity, self.clock() + ttl.positive_seconds)
         return identity

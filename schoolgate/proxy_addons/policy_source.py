@@ -18,10 +18,12 @@ from pathlib import Path
 
 from mitmproxy import ctx
 from mitmproxy.addonmanager import Loader
+from mitmproxy.connection import Client
+from mitmproxy.proxy import mode_specs
 
 from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.model import NO_OVERRIDES, Overrides, Policy
-from schoolgate.policy.trust import Trust
+from schoolgate.policy.trust import Attribution, Trust
 from schoolgate.proxy_addons import context
 from schoolgate.proxy_addons.background import Background
 from schoolgate.proxy_addons.blockpage import BlockPageSettings
@@ -38,6 +40,15 @@ logger = logging.getLogger(__name__)
 
 # (inode, size, mtime_ns) of the policy file and each list it names: has a file been replaced?
 FileStamp = tuple[tuple[int, int, int] | None, ...]
+# Modes whose client socket's local address is the gateway listener the client connected to. In
+# transparent mode mitmproxy reports the client's original destination there, and in the
+# WireGuard, local and TUN modes a tunnel's: something a device chooses, never a listener.
+_LISTENER_MODES = (
+    mode_specs.RegularMode,
+    mode_specs.UpstreamMode,
+    mode_specs.Socks5Mode,
+    mode_specs.ReverseMode,
+)
 
 
 class ReloadResult(StrEnum):
@@ -56,24 +67,32 @@ class PolicySnapshot:
     page: BlockPageSettings  # how block pages are made (admin link, signing secret)
     refresh_seconds: float
     # With a trust file (docs/trust.md): every school's policy; `policy` is then the trust's
-    # base, `path` the trust file, and each client gets its school's policy (policy_for).
+    # base, `path` the trust file, and each request gets its school's policy (`attribute`).
     trust: Trust | None = None
 
-    def policy_for(self, address: str | None) -> Policy | None:
-        """The policy for a client at `address`: the one policy, or with a trust that of the
-        client's school. None: the client is in no school's subnets and is refused."""
-        if self.trust is None:
-            return self.policy
-        found = self.trust.policy_for(address or "")
-        return None if found is None else found[1]
-
     def school_for(self, address: str | None) -> str | None:
-        """The id of the school a client at `address` belongs to; None without a trust file,
-        or for a client in no school's subnets (what its records then carry)."""
+        """The id of the school a client at `address` belongs to by its subnet alone; None
+        without a trust file, or for a client in no school's subnets. Only for what has no
+        connection or identity to attribute (mitmproxy's refusals): else `attribute`."""
         if self.trust is None:
             return None
         school = self.trust.file.school_for(address or "")
         return None if school is None else school.id
+
+    def attribute(self, client: Client, identity: context.Identity | None) -> Attribution | None:
+        """With a trust, the school of a request from `client` by `identity` (the listener it
+        connected to, its address, the person's directory group or OU: TrustFile.attribute);
+        None without a trust file."""
+        if self.trust is None:
+            return None
+        listener = client.sockname if isinstance(client.proxy_mode, _LISTENER_MODES) else None
+        peer = client.peername
+        address = str(peer[0]) if peer else None
+        if identity is None:
+            return self.trust.file.attribute(listener=listener, address=address)
+        return self.trust.file.attribute(
+            listener=listener, address=address, groups=identity.groups, dn=identity.dn
+        )
 
 
 @dataclass(frozen=True, slots=True)

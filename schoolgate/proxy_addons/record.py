@@ -65,13 +65,14 @@ _STATIC_OPTIONS = ("schoolgate_database_url", "schoolgate_spool_dir", "schoolgat
 class _Tunnel:
     identity: object
     role: str | None
+    school: str | None  # as Enforce found it at the CONNECT
 
 
 class RecordEvents:
     def __init__(
         self, stats: GatewayStats | None = None, source: PolicySource | None = None
     ) -> None:
-        self._source = source  # with a trust file: each event's school (docs/trust.md)
+        self._source = source  # with a trust file: a school no decision carried
         self._sink: EventWriter | SiemLines | None = None  # where events go
         self._worker: AlertWorker | None = None  # alerts and sanctions (with a database)
         self._engine: Engine | None = None
@@ -210,8 +211,12 @@ class RecordEvents:
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         inputs = flow.metadata.get(context.INPUTS)
-        role = inputs.subject.role if isinstance(inputs, context.DecisionInputs) else None
-        self._tunnels[flow.client_conn.id] = _Tunnel(flow.metadata.get(context.IDENTITY), role)
+        identity = flow.metadata.get(context.IDENTITY)
+        if isinstance(inputs, context.DecisionInputs):
+            tunnel = _Tunnel(identity, inputs.subject.role, inputs.school)
+        else:
+            tunnel = _Tunnel(identity, None, self._school_of(flow.client_conn, identity))
+        self._tunnels[flow.client_conn.id] = tunnel
         if flow.response is not None:  # refused at the CONNECT: nothing follows
             self._record_flow(flow, intercepted=False)
             return
@@ -291,7 +296,7 @@ class RecordEvents:
                     intercepted=False,
                     technique=technique,
                     evidence=note.evidence or decided_evidence(note.decision),
-                    school=self._school(client_ip(client)),
+                    school=note.school,
                 )
             )
         except Exception:
@@ -322,7 +327,17 @@ class RecordEvents:
     # --- helpers -------------------------------------------------------------------------------
 
     def _school(self, ip: str | None) -> str | None:
+        """The school of a client address, for what mitmproxy refused before any decision."""
         return self._source.snapshot.school_for(ip) if self._source is not None else None
+
+    def _school_of(self, client: Client, identity: object = None) -> str | None:
+        """The school of a flow no decision carried a school for (a hook failed before): found
+        as Enforce finds it."""
+        if self._source is None:
+            return None
+        person = identity if isinstance(identity, context.Identity) else None
+        found = self._source.snapshot.attribute(client, person)
+        return found.school.id if found is not None and found.school is not None else None
 
     @property
     def _recording(self) -> bool:
@@ -344,11 +359,18 @@ class RecordEvents:
         try:
             inputs = flow.metadata.get(context.INPUTS)
             at, role = datetime.now(UTC), None
-            if isinstance(inputs, context.DecisionInputs):
-                at, role = inputs.at, inputs.subject.role
-                self._settings = inputs.policy.circumvention
             identity = flow.metadata.get(context.IDENTITY)
             tunnel = self._tunnels.get(flow.client_conn.id)
+            note = context.hello_notes.get(flow.client_conn.id)
+            if isinstance(inputs, context.DecisionInputs):
+                at, role, school = inputs.at, inputs.subject.role, inputs.school
+                self._settings = inputs.policy.circumvention
+            elif tunnel is not None:  # inside a CONNECT tunnel: the tunnel's
+                school = tunnel.school
+            elif note is not None:  # a transparent connection: its ClientHello's
+                school = note.school
+            else:
+                school = self._school_of(flow.client_conn, identity)
             if identity is None and tunnel is not None:
                 identity, role = tunnel.identity, role or tunnel.role
             technique = flow.metadata.get(context.TECHNIQUE) or decision.technique
@@ -384,7 +406,7 @@ class RecordEvents:
                 intercepted=intercepted,
                 technique=technique,
                 evidence=evidence,
-                school=self._school(ip),
+                school=school,
             )
         except Exception:
             self._failed("recording")

@@ -38,9 +38,18 @@ def who(event: Event) -> str:
     return f"ip:{event.client_ip or 'unknown'}"
 
 
-def claim(*, session: Session, key: str, at: datetime, seconds: float, event_id: str) -> str | None:
+def claim(
+    *,
+    session: Session,
+    key: str,
+    at: datetime,
+    seconds: float,
+    event_id: str,
+    school: str | None = None,
+) -> str | None:
     """Claim `key` for `event_id` at `at`: None if it is now this event's (no other event
-    claimed it less than `seconds` before or after `at`), else the event id that holds it."""
+    claimed it less than `seconds` before or after `at`), else the event id that holds it.
+    The mark carries the school of the event holding it (`school`: docs/trust.md)."""
     table: Table = ActMarkRow.__table__  # type: ignore[assignment]
     conn = session.connection()
     insert = upsert_insert(conn.dialect.name)
@@ -48,7 +57,7 @@ def claim(*, session: Session, key: str, at: datetime, seconds: float, event_id:
     # The first statement writes: SQLite takes its write lock here, PostgreSQL the row lock next.
     conn.execute(
         insert(table)
-        .values(key=key, at=at, event_id=event_id)
+        .values(key=key, at=at, event_id=event_id, school=school)
         .on_conflict_do_nothing(index_elements=["key"])
     )
     row = conn.execute(
@@ -58,7 +67,9 @@ def claim(*, session: Session, key: str, at: datetime, seconds: float, event_id:
         return None
     if abs(at - row.at) < timedelta(seconds=seconds):
         return str(row.event_id)
-    conn.execute(update(table).where(table.c.key == key).values(at=at, event_id=event_id))
+    conn.execute(
+        update(table).where(table.c.key == key).values(at=at, event_id=event_id, school=school)
+    )
     return None
 
 

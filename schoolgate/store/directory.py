@@ -70,6 +70,7 @@ class DirectoryUser:
     groups: frozenset[str]
     display_name: str
     mail: str = ""  # the e-mail address the directory holds, or "" (see `plain_address`)
+    dn: str = ""  # the person's entry (LDAP), or "" (a local users file has none)
 
 
 # One address, nothing that could add a mail header or a second recipient.
@@ -420,7 +421,9 @@ class LdapDirectory:
             iter(_values(attributes, s.display_name_attribute) or _values(attributes, "cn")), name
         )
         mail = plain_address(next(iter(_values(attributes, s.mail_attribute)), ""))
-        return DirectoryUser(_canonical_or_none(name) or username, frozenset(groups), display, mail)
+        return DirectoryUser(
+            _canonical_or_none(name) or username, frozenset(groups), display, mail, dn
+        )
 
     def _user_attributes(self) -> list[str]:
         """The attributes read for a user (groups too, where they are on the user)."""

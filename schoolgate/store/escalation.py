@@ -173,6 +173,7 @@ def act_job(event: Event, settings: CircumventionSettings, *, act: str, act_seco
             at=event.at,
             seconds=act_seconds,
             event_id=event.id,
+            school=event.school,
         )
         if first is not None:
             mark_follow_up(session=session, event=event, first=first)
@@ -184,6 +185,7 @@ def act_job(event: Event, settings: CircumventionSettings, *, act: str, act_seco
             at=event.at,
             seconds=settings.threshold_window_seconds,
             event_id=event.id,
+            school=event.school,
         )
         if already is None:
             raised.append(attempt_alert_job(event).run(session))
@@ -244,6 +246,7 @@ def threshold_job(
             settings=settings,
             act=act,
             act_seconds=act_seconds,
+            school=event.school,
         )
         if attempts is None:
             return None

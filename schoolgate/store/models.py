@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
     update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -118,12 +119,16 @@ SCHOOL_TABLES = (
     "unblock_requests",
     "incident_notes",
     "audit_log",
+    "local_list",  # migration 0012
+    "attempt_counts",  # migration 0013: the person's school, for exporting or removing it
+    "act_marks",
 )
 SCHOOL_ID_LENGTH = 40  # policy/trust.py SchoolId
 
 
 def school_column() -> Mapped[str | None]:
-    """The `school` column of a table in SCHOOL_TABLES (indexed with the table's time)."""
+    """The `school` column of a table in SCHOOL_TABLES (indexed with the table's time, but for
+    the small, self-pruning `attempt_counts` and `act_marks`)."""
     return mapped_column(String(SCHOOL_ID_LENGTH), default=None)
 
 
@@ -205,6 +210,7 @@ class AttemptCountRow(Base):
     times: Mapped[list[str]] = mapped_column(JSON)
     updated: Mapped[datetime] = mapped_column(UTCDateTime)
     acts: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    school: Mapped[str | None] = school_column()  # of the person's latest counted act
 
 
 class ActMarkRow(Base):
@@ -218,6 +224,7 @@ class ActMarkRow(Base):
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
     at: Mapped[datetime]
     event_id: Mapped[str] = mapped_column(String(36))
+    school: Mapped[str | None] = school_column()  # of the event that holds the mark
 
     __table_args__ = (Index("ix_act_marks_at", "at"),)
 
@@ -279,15 +286,38 @@ class ExceptionRow(Base):
 
 
 class LocalListRow(Base):
-    """The business manager's local lists: a host allowed or blocked for everyone."""
+    """The business manager's local lists: a host allowed or blocked for everyone of a school
+    (`school`), or of the whole trust or the one school without a trust file (`school` NULL).
+    A host is on each list at most once (the two partial unique indexes: NULL never equals
+    NULL in a plain unique index)."""
 
     __tablename__ = "local_list"
 
-    host: Mapped[str] = mapped_column(String(300), primary_key=True)  # normalised
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(300))  # normalised
     verdict: Mapped[Verdict] = mapped_column(enum_column(Verdict, "verdict"))
     note: Mapped[str] = mapped_column(Text, default="")
     added_by: Mapped[str] = mapped_column(String(200))
     added_at: Mapped[datetime]
+    school: Mapped[str | None] = school_column()
+
+    __table_args__ = (
+        Index(
+            "uq_local_list_host_no_school",
+            "host",
+            unique=True,
+            sqlite_where=text("school IS NULL"),
+            postgresql_where=text("school IS NULL"),
+        ),
+        Index(
+            "uq_local_list_school_host",
+            "school",
+            "host",
+            unique=True,
+            sqlite_where=text("school IS NOT NULL"),
+            postgresql_where=text("school IS NOT NULL"),
+        ),
+    )
 
 
 class AlertRow(Base):

@@ -151,10 +151,12 @@ class DatabaseOverridesSource:
             )
         )
         local = []
-        for row in session.scalars(select(LocalListRow).order_by(LocalListRow.host)):
+        for row in session.scalars(
+            select(LocalListRow).order_by(LocalListRow.host, LocalListRow.school.nulls_first())
+        ):
             host = self._host(row.host, "local list entry")
             if host is not None:
-                local.append(LocalListEntry(host, row.verdict, row.note))
+                local.append(LocalListEntry(host, row.verdict, row.note, school=row.school))
         return Overrides(
             exceptions=tuple(exceptions),
             sanctions=sanctions,

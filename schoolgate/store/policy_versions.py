@@ -133,25 +133,33 @@ def notice_file(session: Session, path: Path, *, at: datetime) -> PolicyVersionR
 
 
 def lists_text(session: Session) -> str:
-    """The local lists as text, one line a host, sorted: what a lists version stores."""
-    rows = session.scalars(
-        select(LocalListRow).order_by(LocalListRow.verdict, LocalListRow.host)
-    ).all()
+    """The local lists as text, one line a host, sorted: what a lists version stores. With a
+    trust file, every list: a school's entry ends with ` @<school>`. Read past a session's
+    school scope, so the version is the same whoever looks."""
+    table = LocalListRow.__table__
+    rows = session.connection().execute(
+        select(table.c.verdict, table.c.host, table.c.school, table.c.note).order_by(
+            table.c.verdict, table.c.host, table.c.school.nulls_first()
+        )
+    )
     return "".join(
-        f"{row.verdict.value} {row.host}{'  # ' + ' '.join(row.note.split()) if row.note else ''}\n"
-        for row in rows
+        f"{verdict.value} {host}{' @' + school if school else ''}"
+        f"{'  # ' + ' '.join(note.split()) if note else ''}\n"
+        for verdict, host, school, note in rows
     )
 
 
-def parse_lists_text(text: str) -> list[tuple[str, str, str]]:
-    """(verdict, host, note) for each line of a lists version (the inverse of lists_text)."""
+def parse_lists_text(text: str) -> list[tuple[str, str, str, str | None]]:
+    """(verdict, host, note, school) for each line of a lists version (the inverse of
+    lists_text)."""
     entries = []
     for line in text.splitlines():
         if not line.strip():
             continue
         head, _, note = line.partition("  # ")
-        verdict, _, host = head.strip().partition(" ")
-        entries.append((verdict, host.strip(), note.strip()))
+        verdict, _, where = head.strip().partition(" ")
+        host, _, school = where.strip().partition(" @")
+        entries.append((verdict, host.strip(), note.strip(), school.strip() or None))
     return entries
 
 

@@ -152,3 +152,16 @@ def _delete(
         total += count
         if count < batch:
             return total
+
+
+def refresh_statistics(engine: Engine) -> None:
+    """Refresh the query planner's statistics after a purge. SQLite keeps none until `ANALYZE`
+    runs, and without them it may walk the wrong index for a school's or a pupil's page
+    (docs/trust.md, measured 20x slower); `analysis_limit` keeps it to a sample per index, so
+    it takes a moment however big the tables are. PostgreSQL's autovacuum does this on its own.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.begin() as conn:
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE")

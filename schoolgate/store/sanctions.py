@@ -90,6 +90,7 @@ def count_act(
     settings: CircumventionSettings,
     act: str | None = None,
     act_seconds: float = 0.0,
+    school: str | None = None,
 ) -> tuple[datetime, ...] | None:
     """Count one act of `user` at `at` in the shared window (the database): the acts in the
     window if this one reached `threshold_attempts` within `threshold_window_seconds` (the
@@ -97,7 +98,8 @@ def count_act(
     simultaneous acts from two gateways are counted one after the other, never both missed.
 
     `act` names the act ("site|technique"): one that began less than `act_seconds` before `at`
-    (on any worker) is the same act, and is not counted again."""
+    (on any worker) is the same act, and is not counted again. The row carries the school of
+    the person's latest counted act (`school`: docs/trust.md)."""
     user = canonical_user(user)
     table: Table = AttemptCountRow.__table__  # type: ignore[assignment]
     conn = session.connection()
@@ -105,7 +107,7 @@ def count_act(
     # The first statement writes: SQLite takes its write lock here, PostgreSQL the row lock next.
     conn.execute(
         insert(table)
-        .values(user=user, times=[], updated=at)
+        .values(user=user, times=[], updated=at, school=school)
         .on_conflict_do_nothing(index_elements=["user"])
     )
     row = conn.execute(
@@ -125,7 +127,12 @@ def count_act(
     conn.execute(
         update(table)
         .where(table.c.user == user)
-        .values(times=kept, updated=at, acts={k: v.isoformat() for k, v in acts.items()} or None)
+        .values(
+            times=kept,
+            updated=at,
+            acts={k: v.isoformat() for k, v in acts.items()} or None,
+            school=school,
+        )
     )
     return tuple(times) if reached else None
 

@@ -21,6 +21,7 @@ from schoolgate.store.models import (
     CircumventionAttemptRow,
     EventRow,
     ExceptionRow,
+    LocalListRow,
     SanctionRow,
     SupervisedSessionRow,
 )
@@ -35,6 +36,7 @@ SCHOOL_MODELS: tuple[type[Any], ...] = (
     UnblockRequestRow,
     IncidentNoteRow,
     AuditEntryRow,
+    LocalListRow,
 )
 _KEY = "schoolgate.school_scope"
 

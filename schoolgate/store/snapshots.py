@@ -85,6 +85,7 @@ class _LocalIn(_Strict):
     host: str = Field(min_length=1, max_length=300)
     verdict: Verdict
     note: str = ""
+    school: str | None = None
 
 
 class _OverridesIn(_Strict):
@@ -132,7 +133,7 @@ def parse_overrides(text: str, *, source: str) -> Overrides:
         for i, e in enumerate(spec.exceptions)
     )
     local = tuple(
-        LocalListEntry(host(e.host, f"local_list.{i}.host"), e.verdict, e.note)
+        LocalListEntry(host(e.host, f"local_list.{i}.host"), e.verdict, e.note, school=e.school)
         for i, e in enumerate(spec.local_list)
     )
     if problems:
@@ -177,7 +178,8 @@ def dump_overrides(overrides: Overrides) -> str:
                 for s in overrides.supervised_sessions
             ],
             "local_list": [
-                {"host": e.host, "verdict": e.verdict, "note": e.note} for e in overrides.local_list
+                {"host": e.host, "verdict": e.verdict, "note": e.note, "school": e.school}
+                for e in overrides.local_list
             ],
         },
         indent=2,

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from schoolgate.admin_api.app import make_app
 from schoolgate.admin_api.deps import get_now
 from schoolgate.admin_api.resources import Resources, make_resources
+from schoolgate.admin_api.services.lists import find_entry
 from schoolgate.policy.model import Reason, Verdict
 from schoolgate.store import policy_versions as versions
 from schoolgate.store.admin_models import AuditEntryRow
@@ -343,7 +344,7 @@ def test_local_list_changes_become_versions_and_an_old_one_can_be_restored(admin
         kept = versions.latest(session, versions.LISTS)
         assert kept is not None
         assert f"block {first_host}  # reported\n" in kept.text
-        session.delete(session.get(LocalListRow, first_host))
+        session.delete(find_entry(session, first_host, None))
         session.add(
             LocalListRow(
                 host=second_host, verdict=Verdict.BLOCK, note="", added_by="bursar1", added_at=NOW
@@ -356,8 +357,8 @@ def test_local_list_changes_become_versions_and_an_old_one_can_be_restored(admin
     )
     assert answer.status_code == 303, answer.text
     with admin.resources.sessions() as session:
-        assert session.get(LocalListRow, first_host) is not None
-        assert session.get(LocalListRow, second_host) is None
+        assert find_entry(session, first_host, None) is not None
+        assert find_entry(session, second_host, None) is None
         latest = versions.latest(session, versions.LISTS)
         assert latest is not None
         assert latest.text == kept.text

@@ -15,10 +15,11 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from schoolgate.admin_api.resources import Resources
+from schoolgate.admin_api.services.lists import find_entry
 from schoolgate.policy.decide import decide
 from schoolgate.policy.model import Reason, Request, Scope, Subject, TargetKind, Verdict
 from schoolgate.store.admin_models import AuditEntryRow, RequestState, UnblockRequestRow
-from schoolgate.store.models import ChangeCounter, ExceptionRow, LocalListRow
+from schoolgate.store.models import ChangeCounter, ExceptionRow
 from schoolgate.store.overrides_db import DatabaseOverridesSource
 from schoolgate.store.tokens import AccessClaims, make_access_token
 from tests.admin_api.conftest import (
@@ -261,7 +262,7 @@ def test_permanent_for_everyone_is_a_local_allow_entry(app: FastAPI, resources: 
     )
     assert approved.status_code == 303
     with resources.sessions() as session:
-        entry = session.get(LocalListRow, host)
+        entry = find_entry(session, host, None)
         assert entry is not None
         assert entry.verdict is Verdict.ALLOW
 

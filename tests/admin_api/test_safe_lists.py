@@ -16,9 +16,10 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from schoolgate.admin_api.resources import Resources
+from schoolgate.admin_api.services.lists import find_entry
 from schoolgate.policy.model import Scope, TargetKind
 from schoolgate.store.admin_models import AuditEntryRow
-from schoolgate.store.models import ExceptionRow, LocalListRow
+from schoolgate.store.models import ExceptionRow
 from tests.admin_api.conftest import client_for, csrf_of, sign_in
 from tests.admin_api.test_requests import stored_request
 
@@ -51,7 +52,7 @@ def test_a_whole_top_level_domain_or_public_suffix_is_refused(
     assert status == 422, body
     assert "a whole ending shared by many websites" in str(body["message"])
     with resources.sessions() as session:
-        assert session.get(LocalListRow, host.removeprefix("https://").rstrip("/")) is None
+        assert find_entry(session, host.removeprefix("https://").rstrip("/"), None) is None
     assert _explain(app, "www.tiktok.com", role="pupil")["verdict"] == "block"
 
 
@@ -171,7 +172,7 @@ def test_remove_asks_for_a_reason_confirms_and_says_what_happened(
     )
     assert no_reason.status_code == 422
     with resources.sessions() as session:
-        assert session.get(LocalListRow, host) is not None
+        assert find_entry(session, host, None) is not None
     done = bursar.post(
         "/lists/remove",
         data={"host": host, "confirm": "yes", "reason": "It was a mistake", "csrf_token": csrf},
@@ -179,7 +180,7 @@ def test_remove_asks_for_a_reason_confirms_and_says_what_happened(
     assert done.status_code == 303
     assert "Removed from the local lists" in bursar.get(done.headers["location"]).text
     with resources.sessions() as session:
-        assert session.get(LocalListRow, host) is None
+        assert find_entry(session, host, None) is None
         entry = session.scalars(
             select(AuditEntryRow).where(
                 AuditEntryRow.target == f"list:{host}", AuditEntryRow.action == "list.remove"

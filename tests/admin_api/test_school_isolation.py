@@ -23,7 +23,7 @@ from sqlalchemy import select
 from schoolgate.admin_api.app import make_app
 from schoolgate.admin_api.resources import Resources, make_resources
 from schoolgate.admin_api.roles import Role, SignedInUser
-from schoolgate.policy.model import Scope, TargetKind
+from schoolgate.policy.model import Scope, TargetKind, Verdict
 from schoolgate.store.admin_models import AuditEntryRow, RequestState, UnblockRequestRow
 from schoolgate.store.db import upgrade
 from schoolgate.store.directory import hash_password
@@ -35,6 +35,7 @@ from schoolgate.store.models import (
     CircumventionAttemptRow,
     EventRow,
     ExceptionRow,
+    LocalListRow,
     SanctionRow,
     SanctionState,
     SupervisedSessionRow,
@@ -136,6 +137,12 @@ class SchoolRows:
     sanction: str
     event: str
     pupil: str  # the same user name in both schools: only the rows tell them apart
+
+    @property
+    def listed(self) -> str:
+        """The host on the school's own local list (its note holds the tag: an answer that
+        names the host asked about shows no more than was asked)."""
+        return f"listed-{self.request[:8]}.example"
 
 
 def make_rows(resources: Resources, school: str, pupil: str) -> SchoolRows:
@@ -239,6 +246,14 @@ def make_rows(resources: Resources, school: str, pupil: str) -> SchoolRows:
                     what_happened=f"Tried a proxy ({tag}).",
                     action_taken="Spoke to them.",
                     outcome="Understood.",
+                    school=school,
+                ),
+                LocalListRow(
+                    host=rows.listed,
+                    verdict=Verdict.BLOCK,
+                    note=f"reported ({tag})",
+                    added_by=f"bm-{tag}",
+                    added_at=now,
                     school=school,
                 ),
                 AuditEntryRow(
@@ -355,6 +370,15 @@ BY_ID = [
     ById("POST", "/api/monitoring/sanctions/{id}/lift", "sanction", "dsl", 200, json={}),
     ById("GET", "/monitoring/timeline?event={id}", "event", "dsl", 200),
     ById("GET", "/api/monitoring/timeline?event={id}", "event", "dsl", 200),
+    ById("DELETE", "/api/lists/{id}?reason=done", "listed", "business_manager", 204),
+    ById(
+        "POST",
+        "/lists/remove",
+        "listed",
+        "business_manager",
+        303,
+        form={"host": "{id}", "reason": "No longer needed", "confirm": "yes"},
+    ),
 ]
 
 # Routes listing a school's rows (as the role that may open them): {pupil} is the shared name.
@@ -377,14 +401,20 @@ LISTS = [
     ("/audit", "it_technician"),
     ("/api/audit", "it_technician"),
     ("/audit.csv", "it_technician"),
+    ("/lists", "business_manager"),
+    ("/api/lists", "business_manager"),
 ]
 SUBJECT_ACCESS = [("POST", "/records/subject-access"), ("POST", "/api/records/subject-access")]
 
 
-def _send(client: TestClient, csrf: str, method: str, path: str, **given: Any) -> Any:
+def _send(
+    client: TestClient, csrf: str, method: str, path: str, row: str = "", **given: Any
+) -> Any:
+    """`method` `path` with the route's form or JSON body, its "{id}" values made `row`."""
     kwargs: dict[str, Any] = {}
     if given.get("form") is not None:
-        kwargs["data"] = {**given["form"], "csrf_token": csrf}
+        form = {key: value.replace("{id}", row) for key, value in given["form"].items()}
+        kwargs["data"] = {**form, "csrf_token": csrf}
     elif method != "GET":
         kwargs["headers"] = {"X-CSRF-Token": csrf}
         kwargs["json"] = given.get("json") or {}
@@ -405,12 +435,14 @@ def _snapshot(resources: Resources, rows: SchoolRows) -> tuple[Any, ...]:
         exception = session.get_one(ExceptionRow, rows.exception)
         alert = session.get_one(AlertRow, rows.alert)
         sanction = session.get_one(SanctionRow, rows.sanction)
+        listed = session.scalars(select(LocalListRow).where(LocalListRow.host == rows.listed))
         return (
             request.state,
             exception.ends,
             alert.state,
             sanction.state,
             sanction.ends,
+            [(entry.verdict, entry.school) for entry in listed],
         )
 
 
@@ -423,8 +455,9 @@ def test_another_schools_row_by_id_is_not_found_and_unchanged(
         other = schools[theirs]
         before = _snapshot(resources, other)
         client, csrf = _signed_in(app, school_users(mine)[route.role])
-        path = route.path.replace("{id}", getattr(other, route.row))
-        answer = _send(client, csrf, route.method, path, form=route.form, json=route.json)
+        row = getattr(other, route.row)
+        path = route.path.replace("{id}", row)
+        answer = _send(client, csrf, route.method, path, row, form=route.form, json=route.json)
         assert answer.status_code == 404, (mine, answer.text[:300])
         assert other.tag not in answer.text
         assert _snapshot(resources, other) == before
@@ -437,8 +470,9 @@ def test_a_schools_own_row_by_id_works(
     app, _ = trust_app
     own = schools["oak"]
     client, csrf = _signed_in(app, school_users("oak")[route.role])
-    path = route.path.replace("{id}", getattr(own, route.row))
-    answer = _send(client, csrf, route.method, path, form=route.form, json=route.json)
+    row = getattr(own, route.row)
+    path = route.path.replace("{id}", row)
+    answer = _send(client, csrf, route.method, path, row, form=route.form, json=route.json)
     assert answer.status_code == route.ok, answer.text[:300]
 
 
@@ -449,8 +483,10 @@ def test_the_trusts_roles_reach_every_schools_row_by_id(
     app, _ = trust_app
     client, csrf = _signed_in(app, TRUST_STAFF)
     for rows in schools.values():
-        path = route.path.replace("{id}", getattr(rows, route.row))
-        answer = _send(client, csrf, route.method, path, form=route.form, json=route.json)
+        row = getattr(rows, route.row)
+        path = route.path.replace("{id}", row) + ("&" if "?" in route.path else "?")
+        path += f"school={rows.school}"  # a trust role changes a school's list narrowed to it
+        answer = _send(client, csrf, route.method, path, row, form=route.form, json=route.json)
         assert answer.status_code == route.ok, (rows.school, answer.text[:300])
 
 
@@ -515,7 +551,7 @@ def test_every_route_taking_a_rows_id_is_in_the_matrix(
 ) -> None:
     app, _ = trust_app
     covered = {(r.method, r.path.split("?")[0].replace("{id}", "")) for r in BY_ID}
-    school_ids = ("{request_id}", "{exception_id}", "{alert_id}", "{sanction_id}")
+    school_ids = ("{request_id}", "{exception_id}", "{alert_id}", "{sanction_id}", "{host}")
     found = set()
     for path, methods in _routes(app.routes):
         if any(i in path for i in school_ids):
@@ -573,36 +609,142 @@ def test_no_dsl_role_without_one_schools_dsl_group(
     assert "dsl" not in me["roles"]
 
 
-# --- what would reach other schools through the gateway is the trust's to change ----------
+# --- each school's local lists, and the trust's ---------------------------------------------
 
 
-def test_only_the_trusts_staff_change_the_local_lists(
+def _listed(resources: Resources, host: str) -> list[tuple[Verdict, str | None]]:
+    with resources.sessions() as session:  # no scope: every list
+        rows = session.scalars(select(LocalListRow).where(LocalListRow.host == host))
+        return sorted(((row.verdict, row.school) for row in rows), key=str)
+
+
+def test_a_schools_business_manager_changes_their_schools_own_lists(
     trust_app: tuple[FastAPI, Resources],
 ) -> None:
-    app, _ = trust_app
-    site = {"host": f"lists-{uuid.uuid4().hex[:8]}.example", "verdict": "block"}
+    app, resources = trust_app
+    host = f"lists-{uuid.uuid4().hex[:8]}.example"
+    site = {"host": host, "verdict": "block", "note": "reported by a parent"}
+    for school in SCHOOLS:  # the same site on both schools' lists, each its own entry
+        client, csrf = _signed_in(app, school_users(school)["business_manager"])
+        added = _send(client, csrf, "POST", "/api/lists", json=site)
+        assert added.status_code == 201, added.text[:300]
+        assert added.json()["school"] == school
+    assert _listed(resources, host) == [(Verdict.BLOCK, "elm"), (Verdict.BLOCK, "oak")]
     client, csrf = _signed_in(app, school_users("oak")["business_manager"])
-    refused = _send(client, csrf, "POST", "/api/lists", json=site)
-    assert refused.status_code == 403
-    assert "every school of the trust" in refused.text
-    assert site["host"] not in client.get("/api/lists").text  # nothing was added
+    assert _send(client, csrf, "DELETE", f"/api/lists/{host}").status_code == 204
+    assert _listed(resources, host) == [(Verdict.BLOCK, "elm")]  # Elm's stays
+    assert _send(client, csrf, "DELETE", f"/api/lists/{host}").status_code == 404
+
+
+def test_the_trusts_staff_change_the_trusts_lists_or_one_schools(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    app, resources = trust_app
+    host = f"trust-{uuid.uuid4().hex[:8]}.example"
     client, csrf = _signed_in(app, TRUST_STAFF)
+    site = {"host": host, "verdict": "block"}
     assert _send(client, csrf, "POST", "/api/lists", json=site).status_code == 201
+    narrowed = _send(client, csrf, "POST", "/api/lists?school=elm", json=site)
+    assert narrowed.status_code == 201
+    assert _listed(resources, host) == [(Verdict.BLOCK, "elm"), (Verdict.BLOCK, None)]
+    shown = {(row["host"], row["school"]) for row in client.get("/api/lists").json()}
+    assert {(host, None), (host, "elm")} <= shown
+    page = client.get("/lists").text
+    assert '<th scope="col">School</th>' in page
+    assert f"/lists/remove?host={host}&amp;school=elm" in page  # removes Elm's, not the trust's
+    # Oak's Business Manager sees the trust's entry, apart, and cannot remove it
+    client, csrf = _signed_in(app, school_users("oak")["business_manager"])
+    assert host not in json.dumps(client.get("/api/lists").json())  # Oak's own list
+    page = client.get("/lists").text
+    assert "The trust&#39;s lists" in page or "The trust's lists" in page
+    assert host in page.split("The trust")[-1]
+    assert f"/lists/remove?host={host}" not in page
+    assert _send(client, csrf, "DELETE", f"/api/lists/{host}").status_code == 404
+    assert len(_listed(resources, host)) == 2
+    client, csrf = _signed_in(app, TRUST_STAFF)  # a school the trust does not have: refused
+    typo = _send(client, csrf, "POST", "/api/lists?school=ok", json={**site, "host": f"x.{host}"})
+    assert typo.status_code == 404, typo.text[:300]
+    assert "no school 'ok'" in typo.text
+    assert _listed(resources, f"x.{host}") == []
+
+
+def test_a_school_cannot_allow_what_the_trusts_list_blocks(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    app, resources = trust_app
+    host = f"blocked-{uuid.uuid4().hex[:8]}.example"
+    client, csrf = _signed_in(app, TRUST_STAFF)
+    assert _send(client, csrf, "POST", "/api/lists", json={"host": host, "verdict": "block"})
+    client, csrf = _signed_in(app, school_users("elm")["business_manager"])
+    for wanted in (host, f"www.{host}"):
+        refused = _send(
+            client, csrf, "POST", "/api/lists", json={"host": wanted, "verdict": "allow"}
+        )
+        assert refused.status_code == 422, refused.text[:300]
+        assert "the trust's local block" in refused.text
+    assert _listed(resources, host) == [(Verdict.BLOCK, None)]
+    assert _listed(resources, f"www.{host}") == []
+
+
+def test_someone_in_no_school_changes_no_list(trust_app: tuple[FastAPI, Resources]) -> None:
+    app, resources = trust_app
+    host = f"nowhere-{uuid.uuid4().hex[:8]}.example"
+    client, csrf = _signed_in(app, _user("lost-bm", {Role.BUSINESS_MANAGER}, None))
+    refused = _send(client, csrf, "POST", "/api/lists", json={"host": host, "verdict": "allow"})
+    assert refused.status_code == 403, refused.text[:300]
+    assert "no school" in refused.text
+    assert _listed(resources, host) == []
+
+
+# --- a school's grants: to its own classes and roles ------------------------------------------
 
 
 @pytest.mark.parametrize("scope", ["everyone", "role", "group"])
-def test_a_school_grants_only_to_named_people(
+def test_a_school_grants_to_its_own_classes_and_roles(
     trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], scope: str
 ) -> None:
     app, resources = trust_app
     client, csrf = _signed_in(app, school_users("oak")["business_manager"])
     grant = {"scope": scope, "target_kind": "host", "duration": "hours", "hours": 1}
-    grant |= {"who": {"role": "pupil", "group": "Pupils"}.get(scope)}
+    grant |= {"who": {"role": "pupil", "group": "Pupils"}.get(scope), "confirm_wide": True}
     answer = _send(
         client, csrf, "POST", f"/api/requests/{schools['oak'].request}/approve", json=grant
     )
-    assert answer.status_code == 422, answer.text[:300]  # as every grant the policy forbids
-    assert "one named person" in answer.text
+    assert answer.status_code == 200, answer.text[:300]
+    with resources.sessions() as session:
+        (row,) = session.scalars(
+            select(ExceptionRow).where(ExceptionRow.request_id == schools["oak"].request)
+        )
+        assert (row.scope.value, row.school) == (scope, "oak")  # opens it in Oak only
+        exception = row.id
+    # Oak's page lists it; Elm's Business Manager sees nothing of it; the trust sees its school
+    assert exception in client.get("/exceptions").text
+    client, _ = _signed_in(app, school_users("elm")["business_manager"])
+    assert exception not in client.get("/exceptions").text
+    assert exception not in client.get("/api/exceptions").text
+    client, _ = _signed_in(app, TRUST_STAFF)
+    (shown,) = [e for e in client.get("/api/exceptions").json() if e["id"] == exception]
+    assert shown["school"] == "oak"
+
+
+def test_a_schools_grant_past_the_trusts_block_is_refused(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows]
+) -> None:
+    """The trust blocks the site a request of Oak's is for: a grant would open nothing (the
+    trust's block wins in every school), so it is refused, saying why, and stays pending."""
+    app, resources = trust_app
+    with resources.sessions() as session:
+        host = session.get_one(UnblockRequestRow, schools["oak"].request).host
+    client, csrf = _signed_in(app, TRUST_STAFF)
+    site = {"host": host.removeprefix("www."), "verdict": "block"}
+    assert _send(client, csrf, "POST", "/api/lists", json=site).status_code == 201
+    client, csrf = _signed_in(app, school_users("oak")["business_manager"])
+    grant = {"scope": "user", "target_kind": "host", "duration": "hours", "hours": 1}
+    answer = _send(
+        client, csrf, "POST", f"/api/requests/{schools['oak'].request}/approve", json=grant
+    )
+    assert answer.status_code == 422, answer.text[:300]
+    assert "the trust's block wins in every school" in answer.text
     assert _snapshot(resources, schools["oak"])[0] is RequestState.PENDING
 
 
@@ -733,3 +875,37 @@ def test_the_weekly_report_counts_the_schools_own_rows(
         assert counted["oak"][key] > 0
         assert counted["elm"][key] > 0
         assert counted["trust"][key] == counted["oak"][key] + counted["elm"][key], key
+
+
+def test_explain_answers_with_the_viewers_own_schools_lists(
+    trust_app: tuple[FastAPI, Resources],
+) -> None:
+    """Explain decides as the gateway would for the viewer's school: Elm's local block of a
+    site is not Oak's (nor shown to Oak's staff), and the trust's applies to both."""
+    app, resources = trust_app
+    elms, trusts = (f"{name}-{uuid.uuid4().hex[:8]}.example" for name in ("elm", "trust"))
+    with resources.sessions() as session:
+        for host, school in ((elms, "elm"), (trusts, None)):
+            session.add(
+                LocalListRow(
+                    host=host,
+                    verdict=Verdict.BLOCK,
+                    note="",
+                    added_by="bm",
+                    added_at=datetime.now(UTC),
+                    school=school,
+                )
+            )
+        session.commit()
+
+    def verdicts(user: SignedInUser) -> tuple[str, str]:
+        client, _ = _signed_in(app, user)
+        found = [
+            client.get("/api/explain", params={"host": h, "role": "staff"}).json()
+            for h in (elms, trusts)
+        ]
+        return found[0]["verdict"], found[1]["verdict"]
+
+    assert verdicts(school_users("elm")["business_manager"]) == ("block", "block")
+    assert verdicts(school_users("oak")["business_manager"]) == ("allow", "block")
+    assert verdicts(TRUST_STAFF) == ("allow", "block")  # the trust's own lists

@@ -271,6 +271,22 @@ TUNNEL_TRICKS = [
         "www.facebook.com",
         "GET https://www.facebook.com@x.com/ HTTP/1.1\r\nHost: www.facebook.com\r\n",
     ),
+    # a forwarding header a front may route by instead of Host
+    (
+        FB,
+        "www.facebook.com",
+        "GET / HTTP/1.1\r\nHost: www.facebook.com\r\nX-Forwarded-Host: x.com\r\n",
+    ),
+    (
+        FB,
+        "www.facebook.com",
+        "GET / HTTP/1.1\r\nHost: www.facebook.com\r\nX-Host: www.instagram.com\r\n",
+    ),
+    (
+        FB,
+        "www.facebook.com",
+        "GET / HTTP/1.1\r\nHost: www.facebook.com\r\nForwarded: for=1.2.3.4;host=x.com;proto=https\r\n",
+    ),
 ]
 
 
@@ -295,6 +311,9 @@ def test_a_tunnel_to_facebook_cannot_carry_x_or_instagram(
         "GET / HTTP/1.0\r\n",  # HTTP/1.0 without a Host
         "GET / HTTP/1.1\r\nHost: \r\n",  # an empty Host
         "GET / HTTP/1.1\r\nHost: www.facebook.com:443\r\n",  # the port in Host: the same site
+        # a forwarding header naming an allowed site (or the same one) is not a trick
+        "GET / HTTP/1.1\r\nHost: www.facebook.com\r\nX-Forwarded-Host: www.bbc.co.uk\r\n",
+        "GET / HTTP/1.1\r\nHost: www.facebook.com\r\nForwarded: host=www.facebook.com\r\n",
     ],
 )
 def test_a_tunnel_to_facebook_without_a_usable_host_stays_on_facebook(
@@ -380,6 +399,9 @@ VIEWERS = [
     "https://r.jina.ai/https://x.com/",
     "https://translate.yandex.com/translate?url=https://www.instagram.com/&lang=en-fr",
     "https://translated.turbopages.org/proxy_u/en-fr.fr.1a2b3c4d-5e6f7a8b-9c0d1e2f-74722d776562/https/x.com/",
+    # image proxies: the platforms' pictures by their address
+    "https://i0.wp.com/pbs.twimg.com/media/a.jpg",
+    "https://wsrv.nl/?url=https://scontent.cdninstagram.com/v/1.jpg",
 ]
 
 
@@ -396,6 +418,7 @@ def test_viewers_of_a_blocked_page_are_blocked(at_break: Gateway, url: str) -> N
     [
         "https://web.archive.org/web/2024/https://www.bbc.co.uk/",
         "https://www-bbc-co-uk.translate.goog/",
+        "https://i0.wp.com/www.bbc.co.uk/news/1.jpg",  # a school blog's pictures through Jetpack
     ],
 )
 def test_viewers_of_an_allowed_page_stay_open(at_break: Gateway, url: str) -> None:

@@ -1,7 +1,8 @@
 """One gateway, two schools (docs/trust.md): a real `schoolgate gateway` given a trust file, and
 real HTTP(S) clients whose sockets are bound to 127.0.0.2 (Oak's subnet) and 127.0.0.3 (Elm's).
 Each school gets its own break times; a client in no school's subnet is refused; a change to
-one school's policy file is picked up without a restart."""
+one school's policy file is picked up without a restart; a school's local lists and its
+Business Manager's grant to a class open nothing in the other school."""
 
 from __future__ import annotations
 
@@ -19,9 +20,15 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from schoolgate.policy.model import Scope, TargetKind
+from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.deps import current_user, optional_user
+from schoolgate.admin_api.resources import make_resources
+from schoolgate.admin_api.roles import Role, SignedInUser
+from schoolgate.policy.model import Scope, TargetKind, Verdict
+from schoolgate.store.admin_models import RequestState, UnblockRequestRow
 from schoolgate.store.db import make_engine
-from schoolgate.store.models import EventRow, ExceptionRow
+from schoolgate.store.models import EventRow, ExceptionRow, LocalListRow
+from tests.admin_api.conftest import client_for, settings_for
 from tests.support.gateway import (
     Gateway,
     noon_zone,
@@ -67,7 +74,7 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, P
         tmp,
         "name: Test Trust\n"
         "base: base.yaml\n"
-        "locks: {categories: [x, instagram]}\n"
+        "locks: {categories: [x, instagram, social]}\n"
         "unmatched: refuse\n"
         "schools:\n"
         f"  oak: {{name: Oak Primary, subnets: [{OAK}/32], policy: oak.yaml}}\n"
@@ -99,14 +106,17 @@ class FromAddress(httpcore.SyncBackend):
         return super().connect_tcp(host, port, timeout, self.address, socket_options)
 
 
-def client_from(gw: Gateway, address: str, user: str | None = "staff1") -> httpx.Client:
-    """A client through the gateway whose connections come from `address`. httpx and httpcore
-    do not pass `local_address` on to a proxy's connections, so the transport's pool is
-    httpcore's proxy pool, made as httpx makes it, on a backend that binds every socket."""
+def client_from(
+    gw: Gateway, address: str, user: str | None = "staff1", *, port: int | None = None
+) -> httpx.Client:
+    """A client through the gateway (its listener on `port`, default its first) whose
+    connections come from `address`. httpx and httpcore do not pass `local_address` on to a
+    proxy's connections, so the transport's pool is httpcore's proxy pool, made as httpx makes
+    it, on a backend that binds every socket."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cafile=str(gw.ca_pem))
     context.load_verify_locations(cafile=str(gw.test_ca.ca_pem))
-    proxy = httpx.Proxy(gw.proxy_url(user))
+    proxy = httpx.Proxy(httpx.URL(gw.proxy_url(user)).copy_with(port=port or gw.port))
     transport = httpx.HTTPTransport(verify=context)
     transport._pool = httpcore.HTTPProxy(
         proxy_url=httpcore.URL(
@@ -232,3 +242,129 @@ def test_one_schools_exception_opens_nothing_in_another(trust: tuple[Gateway, Pa
         with Session(engine) as session, session.begin():
             session.execute(delete(ExceptionRow))
         engine.dispose()
+
+
+def _status(gw: Gateway, address: str, url: str, user: str = "pupil1") -> int:
+    with client_from(gw, address, user) as client:
+        return client.get(url).status_code
+
+
+def _nothing_left_open(gw: Gateway) -> None:
+    """Wait until an earlier test's grants and lists, deleted, have left the gateway too."""
+    wait_for(
+        lambda: all(_status(gw, a, "http://www.facebook.com/") == 403 for a in (OAK, ELM)),
+        what="the earlier tests' grants to leave the gateway",
+    )
+
+
+def test_each_schools_local_lists_apply_to_its_own_clients(trust: tuple[Gateway, Path]) -> None:
+    """Oak's local allow of a site its pupils are blocked from opens it in Oak only; a local
+    allow never opens what the trust locks (social); between the trust's list and a school's,
+    a block wins either way round."""
+    gw, tmp = trust
+    engine = make_engine(f"sqlite:///{tmp / 'schoolgate.db'}")
+    now = datetime.now(UTC)
+    entries = [
+        ("www.facebook.com", Verdict.ALLOW, "oak"),  # pupils: the trust's rule blocks it
+        ("www.tiktok.com", Verdict.ALLOW, "oak"),  # 'social' is locked by the trust
+        ("bbc.co.uk", Verdict.BLOCK, None),  # the trust blocks, Oak allows a part of it
+        ("www.bbc.co.uk", Verdict.ALLOW, "oak"),
+        ("google.com", Verdict.BLOCK, "elm"),  # Elm blocks, the trust allows it
+        ("google.com", Verdict.ALLOW, None),
+    ]
+    facebook, tiktok = "http://www.facebook.com/", "http://www.tiktok.com/"
+    try:
+        _nothing_left_open(gw)
+        with Session(engine) as session, session.begin():
+            for host, verdict, school in entries:
+                session.add(
+                    LocalListRow(
+                        host=host, verdict=verdict, added_by="bm1", added_at=now, school=school
+                    )
+                )
+        wait_for(lambda: _status(gw, OAK, facebook) == 200, what="Oak's list to reach the gateway")
+        for url in (facebook, "https://www.facebook.com/"):
+            assert _status(gw, OAK, url) == 200
+            assert _status(gw, ELM, url) == 403
+        assert _status(gw, OAK, tiktok) == 403
+        for address in (OAK, ELM):
+            assert _status(gw, address, "http://www.bbc.co.uk/") == 403
+        assert _status(gw, ELM, "http://google.com/") == 403
+        assert _status(gw, OAK, "http://google.com/") == 200
+    finally:
+        with Session(engine) as session, session.begin():
+            session.execute(delete(LocalListRow))
+        engine.dispose()
+
+
+def test_a_schools_grant_to_a_class_opens_nothing_in_another(
+    trust: tuple[Gateway, Path],
+) -> None:
+    """Oak's Business Manager approves a request for the class Pupils, through the admin given
+    the same trust file and database: Oak's pupils reach the site, Elm's do not."""
+    gw, tmp = trust
+    url = f"sqlite:///{tmp / 'schoolgate.db'}"
+    resources = make_resources(
+        settings_for(
+            url,
+            tmp / "admin",
+            trust_file=tmp / "trust.yaml",
+            identity_file=tmp / "id" / "identity.yaml",
+            policy_file=tmp / "base.yaml",
+        )
+    )
+    app = make_app(resources=resources)
+    bursar = SignedInUser(
+        "oak-bm1",
+        "Oak Bursar",
+        frozenset({Role.STAFF, Role.BUSINESS_MANAGER}),
+        "staff",
+        school="oak",
+    )
+    now = datetime.now(UTC)
+    request_id = "5c6a0000-0000-4000-8000-00000000000a"
+    site = "http://www.facebook.com/"
+    try:
+        _nothing_left_open(gw)
+        with resources.sessions() as session:
+            session.add(
+                UnblockRequestRow(
+                    id=request_id,
+                    created_at=now,
+                    requester="pupil1",
+                    requester_name="A Pupil",
+                    requester_role="pupil",
+                    blocked_user="pupil1",
+                    blocked_role="pupil",
+                    blocked_at=now,
+                    block_reason="rule_block",
+                    from_block_page=True,
+                    host="www.facebook.com",
+                    category=None,
+                    why="Our class project on how schools use social media.",
+                    state=RequestState.PENDING,
+                    school="oak",
+                )
+            )
+            session.commit()
+        app.dependency_overrides[current_user] = lambda: bursar
+        app.dependency_overrides[optional_user] = lambda: bursar
+        client, csrf = client_for(app, "anonymous")
+        grant = {"scope": "group", "who": "Pupils", "target_kind": "host", "confirm_wide": True}
+        approved = client.post(
+            f"/api/requests/{request_id}/approve",
+            json=grant | {"duration": "hours", "hours": 1},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert approved.status_code == 200, approved.text[:300]
+        wait_for(lambda: _status(gw, OAK, site) == 200, what="Oak's grant to reach the gateway")
+        assert _status(gw, ELM, site) == 403
+        assert _status(gw, ELM, "https://www.facebook.com/") == 403
+        assert "www.facebook.com" in client.get("/exceptions").text  # Oak's page shows it
+    finally:
+        app.dependency_overrides.clear()
+        with resources.sessions() as session:
+            session.execute(delete(ExceptionRow))
+            session.execute(delete(UnblockRequestRow))
+            session.commit()
+        resources.close()

@@ -13,7 +13,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from schoolgate.store.db import make_engine
-from schoolgate.store.models import AlertRow, CircumventionAttemptRow, EventRow, SanctionRow
+from schoolgate.store.models import (
+    AlertRow,
+    AttemptCountRow,
+    CircumventionAttemptRow,
+    EventRow,
+    SanctionRow,
+)
 from tests.e2e.test_trust_gateway import ELM, NOWHERE, OAK, client_from
 from tests.support.gateway import (
     Gateway,
@@ -21,7 +27,7 @@ from tests.support.gateway import (
     policy_text,
     wait_for,
 )
-from tests.support.trusts import running_trust_gateway, write_trust
+from tests.support.trusts import TRUST_HEAD, running_trust_gateway, write_trust
 
 pytestmark = pytest.mark.e2e
 
@@ -32,11 +38,7 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, E
     now = datetime.now(UTC)
     trust = write_trust(
         tmp,
-        "name: Test Trust\n"
-        "base: base.yaml\n"
-        "unmatched: refuse\n"
-        "schools:\n"
-        f"  oak: {{name: Oak Primary, subnets: [{OAK}/32]}}\n"
+        f"{TRUST_HEAD}  oak: {{name: Oak Primary, subnets: [{OAK}/32]}}\n"
         f"  elm: {{name: Elm Primary, subnets: [{ELM}/32]}}\n",
         {
             "base.yaml": policy_text(
@@ -94,3 +96,5 @@ def test_every_record_carries_its_clients_school(trust: tuple[Gateway, Engine]) 
         ("staff1", "elm"),
     }
     assert {kind for _, kind, _ in alerts} == {"circumvention_attempt", "sanction_recommended"}
+    counts = {(c.user, c.school) for c in _rows(engine, AttemptCountRow)}  # migration 0013
+    assert counts == {("pupil1", "oak"), ("staff1", "elm")}

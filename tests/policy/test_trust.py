@@ -11,11 +11,14 @@ from schoolgate.policy.decide import decide
 from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.model import (
     ApprovedException,
+    LocalListEntry,
     Overrides,
+    Policy,
     Reason,
     Request,
     Sanction,
     Scope,
+    Subject,
     TargetKind,
     Verdict,
 )
@@ -152,7 +155,8 @@ schools:
         "a client address must belong to one school"
     )
     assert problems[3].startswith("unmatched: 'birch' is neither 'refuse' nor one of the schools")
-    assert problems[4].startswith("schools.ash: no subnets, so no client could ever be attributed")
+    assert problems[4].startswith("schools.ash: no subnets, listeners or directory, so no client")
+    assert "its people's group under 'directory:'" in problems[4]
     assert len(problems) == 5
 
 
@@ -237,11 +241,10 @@ def test_each_school_gets_its_own_break_times() -> None:
     assert decide(elm, facebook, STAFF, None, oak_break).verdict is Verdict.BLOCK
     assert decide(oak, facebook, STAFF, None, elm_break).verdict is Verdict.BLOCK
     assert decide(elm, facebook, STAFF, None, elm_break).verdict is Verdict.ALLOW
-    found = trust.policy_for("127.0.0.3")
+    found = trust.file.attribute(address="127.0.0.3").school
     assert found is not None
-    assert found[0].id == "elm"
-    assert found[1] is elm
-    assert trust.policy_for("127.0.0.9") is None
+    assert trust.policies[found.id] is elm
+    assert trust.file.attribute(address="127.0.0.9").school is None
 
 
 def test_a_school_without_an_override_runs_the_base_and_shares_its_lists() -> None:
@@ -546,10 +549,11 @@ def test_twenty_schools_each_with_its_own_lunch() -> None:
     for i in range(20):
         at_lunch = LESSON.replace(hour=12, minute=i * 3, second=30)
         for j in range(20):
-            found = trust.policy_for(f"10.{j}.1.1")
+            found = trust.file.attribute(address=f"10.{j}.1.1").school
             assert found is not None
-            assert found[0].id == f"s{j}"
-            allowed = decide(found[1], facebook, STAFF, None, at_lunch).verdict is Verdict.ALLOW
+            assert found.id == f"s{j}"
+            policy = trust.policies[found.id]
+            allowed = decide(policy, facebook, STAFF, None, at_lunch).verdict is Verdict.ALLOW
             assert allowed == (i == j), (i, j)
 
 
@@ -587,3 +591,112 @@ def test_the_gateway_works_out_each_schools_overrides_once_per_refresh() -> None
     assert source.overrides_for("oak").exceptions == (oak,)
     source.overrides = Overrides()  # read again: worked out afresh
     assert source.overrides_for("oak").exceptions == ()
+
+
+# --- each school's local lists ----------------------------------------------------------------
+
+
+def _entry(host: str, verdict: str, school: str | None) -> LocalListEntry:
+    return LocalListEntry(host, Verdict(verdict), school=school)
+
+
+def test_a_schools_local_lists_apply_only_in_that_school() -> None:
+    trust = compiled()
+    lists = Overrides(
+        local_list=(
+            _entry("www.facebook.com", "allow", "oak"),  # pupils: blocked by the trust's rules
+            _entry("news.example", "block", "elm"),  # allowed by the default
+        )
+    )
+    oak, elm = trust.policies["oak"], trust.policies["elm"]
+    facebook, news = Request("www.facebook.com"), Request("news.example")
+
+    def verdict(policy: Policy, school: str | None, request: Request) -> Verdict:
+        return decide(policy, request, PUPIL, lists.for_school(school), LESSON).verdict
+
+    assert verdict(oak, "oak", facebook) is Verdict.ALLOW
+    assert verdict(elm, "elm", facebook) is Verdict.BLOCK
+    assert verdict(elm, "elm", news) is Verdict.BLOCK
+    assert verdict(oak, "oak", news) is Verdict.ALLOW
+    assert lists.for_school(None).local_list == ()  # a client in no school: neither school's
+
+
+@pytest.mark.parametrize("subject", [PUPIL, STAFF], ids=["pupil", "staff"])
+@pytest.mark.parametrize("host", ["tiktok.com", "www.tiktok.com", "m.reddit.com"])
+def test_a_trust_locked_category_is_never_opened_by_a_schools_local_allow(
+    subject: Subject, host: str
+) -> None:
+    oak = compiled().policies["oak"]
+    assert oak.categories["social"].not_unblockable_for == frozenset(oak.roles)
+    for allowed in (host, "tiktok.com", "reddit.com"):
+        lists = Overrides(local_list=(_entry(allowed, "allow", "oak"),)).for_school("oak")
+        decision = decide(oak, Request(host), subject, lists, LESSON)
+        assert decision.verdict is Verdict.BLOCK, allowed
+        assert decision.reason is not Reason.EXCEPTION
+
+
+# (the trust's entries, Oak's entries, the site an Oak client asks for) -> Oak's verdict.
+# Between two lists a block wins whatever either covers (fail closed); on one list, an allow
+# of the blocked site itself or a part of it is that list's deliberate choice (as before).
+TRUST, OAK = None, "oak"
+CROSS_LISTS = [
+    ([("news.example", "block", TRUST), ("news.example", "allow", OAK)], "news.example", "block"),
+    (
+        [("news.example", "block", TRUST), ("www.news.example", "allow", OAK)],
+        "www.news.example",
+        "block",
+    ),
+    ([("news.example", "allow", TRUST), ("news.example", "block", OAK)], "news.example", "block"),
+    (
+        [("www.news.example", "allow", TRUST), ("news.example", "block", OAK)],
+        "www.news.example",
+        "block",
+    ),
+    (
+        [("news.example", "block", OAK), ("www.news.example", "allow", OAK)],
+        "www.news.example",
+        "allow",
+    ),
+    (
+        [("news.example", "block", TRUST), ("www.news.example", "allow", TRUST)],
+        "www.news.example",
+        "allow",
+    ),
+    ([("news.example", "block", TRUST)], "sport.example", "allow"),
+]
+
+
+@pytest.mark.parametrize(("entries", "host", "expected"), CROSS_LISTS)
+def test_between_the_trusts_list_and_a_schools_a_block_wins(
+    entries: list[tuple[str, str, str | None]], host: str, expected: str
+) -> None:
+    oak = compiled().policies["oak"]
+    lists = Overrides(local_list=tuple(_entry(*e) for e in entries)).for_school("oak")
+    assert decide(oak, Request(host), STAFF, lists, LESSON).verdict is Verdict(expected)
+
+
+@pytest.mark.parametrize(
+    ("block_school", "grant_school", "expected"),
+    [(TRUST, OAK, "block"), (OAK, TRUST, "block"), (OAK, OAK, "allow"), (TRUST, TRUST, "allow")],
+)
+def test_a_block_on_another_list_wins_over_an_exception(
+    block_school: str | None, grant_school: str | None, expected: str
+) -> None:
+    """A grant for www.news.example, narrower than a block of news.example: it opens the site
+    only when the block is on the grant's own list (the school's, or the trust's)."""
+    oak = compiled().policies["oak"]
+    grant = ApprovedException(
+        "g",
+        Scope.ROLE,
+        TargetKind.HOST,
+        "www.news.example",
+        LESSON,
+        None,
+        "staff",
+        school=grant_school,
+    )
+    lists = Overrides(
+        exceptions=(grant,), local_list=(_entry("news.example", "block", block_school),)
+    ).for_school("oak")
+    decision = decide(oak, Request("www.news.example"), STAFF, lists, LESSON)
+    assert decision.verdict is Verdict(expected)

@@ -23,6 +23,7 @@ from schoolgate.proxy_addons.detect import (
     RepeatCounter,
     doh_evidence,
     ech_refused,
+    forwarded_hosts,
     fronted_host,
     has_ech,
     looks_embedded,
@@ -69,6 +70,8 @@ def test_doh_evidence(path: str, query: str, ctype: str, accept: str, signal: st
         ("AbC12", None),  # an archive's short id, no host
         ("", None),
         ("https://*/", None),
+        ("X.COM:443/home", "x.com"),  # a host and port, not a scheme "x.com:"
+        ("ssl:pbs.twimg.com/a.jpg", "pbs.twimg.com"),  # weserv's old spelling of https
     ],
 )
 def test_url_host(text: str, host: str | None) -> None:
@@ -92,6 +95,25 @@ ARCHIVE, PROXY = Technique.ARCHIVE_VIEWER, Technique.REWRITING_PROXY
 )
 def test_fronted_host(authority: str, asked: str, fronted: str | None) -> None:
     assert fronted_host(authority, asked) == fronted
+
+
+@pytest.mark.parametrize(
+    ("fields", "found"),
+    [
+        ([("X-Forwarded-Host", "x.com")], ["x.com"]),
+        ([("X-Forwarded-Host", "www.facebook.com, X.COM:443")], ["x.com"]),
+        ([("x-host", "https://www.instagram.com/")], ["www.instagram.com"]),
+        ([("Forwarded", 'for=1.2.3.4;host="x.com";proto=https')], ["x.com"]),
+        ([("Forwarded", "for=1.2.3.4, host=x.com")], ["x.com"]),
+        ([("Forwarded", "for=1.2.3.4;proto=https")], []),
+        ([("X-Original-Host", "x.com"), ("X-Forwarded-Server", "x.com")], ["x.com"]),
+        ([("X-Forwarded-Host", "www.facebook.com")], []),
+        ([("X-Forwarded-For", "x.com")], []),  # an address list, not a site
+    ],
+)
+def test_forwarded_hosts(fields: list[tuple[str, str]], found: list[str]) -> None:
+    headers = http.Headers([(k.encode(), v.encode()) for k, v in fields])
+    assert forwarded_hosts(headers, "www.facebook.com") == found
 
 
 @pytest.mark.parametrize(
@@ -155,6 +177,33 @@ def test_fronted_host(authority: str, asked: str, fronted: str | None) -> None:
             (PROXY, "www.instagram.com"),
         ),
         ("translated.turbopages.org", "/", "", None),
+        # image proxies: a blocked platform's pictures by their address
+        (
+            "i0.wp.com",
+            "/scontent.cdninstagram.com/v/t51/1.jpg",
+            "",
+            (PROXY, "scontent.cdninstagram.com"),
+        ),
+        ("i2.wp.com", "/pbs.twimg.com/media/a.jpg", "ssl=1", (PROXY, "pbs.twimg.com")),
+        ("i1.wp.com", "/www.bbc.co.uk/news/1.jpg", "", (PROXY, "www.bbc.co.uk")),
+        ("wsrv.nl", "/", "url=https://pbs.twimg.com/media/a.jpg&w=300", (PROXY, "pbs.twimg.com")),
+        (
+            "images.weserv.nl",
+            "/",
+            "url=ssl:scontent.cdninstagram.com/1.jpg",
+            (PROXY, "scontent.cdninstagram.com"),
+        ),
+        ("cdn.statically.io", "/img/pbs.twimg.com/media/a.jpg", "", (PROXY, "pbs.twimg.com")),
+        ("cdn.statically.io", "/screenshot/https://x.com/", "", (PROXY, "x.com")),
+        (
+            "images1-focus-opensocial.googleusercontent.com",
+            "/gadgets/proxy",
+            "container=focus&url=https://pbs.twimg.com/a.jpg",
+            (PROXY, "pbs.twimg.com"),
+        ),
+        ("i0.wp.com", "/", "", None),
+        ("wsrv.nl", "/", "", None),
+        ("i9.wp.com", "/x.com/a.jpg", "", None),  # not Jetpack's
     ],
 )
 def test_viewed_target(

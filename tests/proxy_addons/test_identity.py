@@ -20,7 +20,7 @@ from schoolgate.proxy_addons.context import Identity, IdentitySource
 from schoolgate.proxy_addons.identity import DEFAULT, Identify, parse_basic
 from schoolgate.store.db import upgrade
 from tests.support.postgres import database_url, postgres_session_url
-from tests.support.slapd import SlapdServer
+from tests.support.slapd import PEOPLE_DN, SlapdServer
 
 __all__ = ["database_url", "postgres_session_url"]
 
@@ -379,15 +379,21 @@ async def test_ldap_sign_in_gives_role_and_groups(
     configure(addon, shared_slapd.write_identity_config(tmp_path))
     flow = make_flow(auth=basic("pupil1", "pupil1-pass"), connect=True)
     await addon.http_connect(flow)
-    assert identity_of(flow) == Identity(
-        "pupil", IdentitySource.DIRECTORY, "pupil1", frozenset({"Pupils", "Year5"})
+    assert identity_of(flow) == Identity(  # with their entry's DN, for a school's OU
+        "pupil",
+        IdentitySource.DIRECTORY,
+        "pupil1",
+        frozenset({"Pupils", "Year5"}),
+        f"uid=pupil1,{PEOPLE_DN}",
     )
     wrong = make_flow(auth=basic("pupil1", "pupil2-pass"), connect=True)
     await addon.http_connect(wrong)
     assert challenged(wrong)
     unmapped = make_flow(auth=basic("visitor1", "visitor1-pass"))
     await addon.requestheaders(unmapped)
-    assert identity_of(unmapped) == Identity(None, IdentitySource.DIRECTORY, "visitor1")
+    assert identity_of(unmapped) == Identity(
+        None, IdentitySource.DIRECTORY, "visitor1", dn=f"uid=visitor1,{PEOPLE_DN}"
+    )
 
 
 @pytest.mark.ldap
@@ -400,7 +406,13 @@ async def test_ldap_down_mid_run_only_the_exact_pairs_verified_before_get_in(
     addon.clock = lambda: now[0]
     teacher = basic("teacher1", "teacher1-pass")
     await addon.requestheaders(first := make_flow(auth=teacher))
-    staff = Identity("staff", IdentitySource.DIRECTORY, "teacher1", frozenset({"Staff"}))
+    staff = Identity(
+        "staff",
+        IdentitySource.DIRECTORY,
+        "teacher1",
+        frozenset({"Staff"}),
+        f"uid=teacher1,{PEOPLE_DN}",
+    )
     assert identity_of(first) == staff
 
     slapd_server.stop()

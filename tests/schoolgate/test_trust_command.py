@@ -62,6 +62,28 @@ def test_trust_check_says_what_each_school_gets(tmp_path: Path) -> None:
     assert lines[4] == "A device in no school's subnets is refused."
 
 
+def test_trust_check_names_each_schools_listeners_and_directory(tmp_path: Path) -> None:
+    trust = make_trust(tmp_path)
+    trust.write_text(
+        TRUST.replace(
+            "    policy: oak/policy.yaml\n",
+            "    policy: oak/policy.yaml\n    listeners: ['10.9.0.1:3128', '[fd00::1]:3128']\n"
+            "    directory: {group: OakPupils, ou: 'ou=Oak,dc=trust,dc=org'}\n",
+        )
+    )
+    result = run("trust", "check", str(trust))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].endswith(
+        "clients 10.1.0.0/16; listeners 10.9.0.1:3128, [fd00::1]:3128; "
+        "people in the group OakPupils or under ou=Oak,dc=trust,dc=org"
+    )
+    assert lines[2].endswith("clients 10.2.0.0/16, fd00:2::/48")
+    assert lines[4] == (
+        "A device in no school's listeners, subnets, directory groups or OUs is refused."
+    )
+
+
 def test_trust_check_refuses_a_school_loosening_a_lock(tmp_path: Path) -> None:
     oak = OAK + "  - {name: tiktok-club, roles: [pupil], categories: [social], action: allow}\n"
     oak += "inspection:\n  pupil: {inspect: listed}\n"

@@ -20,7 +20,7 @@ from schoolgate.store.directory import (
     verify_password,
 )
 from schoolgate.store.identity_config import IdentityConfigError, LdapSettings, load_identity_config
-from tests.support.slapd import MAIL, PEOPLE, SlapdServer, start_slapd
+from tests.support.slapd import MAIL, PEOPLE, PEOPLE_DN, SlapdServer, start_slapd
 
 pytestmark = pytest.mark.ldap
 DEMO_USERS = (
@@ -51,7 +51,9 @@ async def test_each_person_signs_in_with_their_groups(
 ) -> None:
     display, password, groups = PEOPLE[username]
     user = await directory.authenticate(username, password)
-    assert user == DirectoryUser(username, frozenset(groups), display, MAIL.get(username, ""))
+    assert user == DirectoryUser(
+        username, frozenset(groups), display, MAIL.get(username, ""), f"uid={username},{PEOPLE_DN}"
+    )
 
 
 async def test_user_names_ignore_case_and_come_back_as_the_directory_spells_them(
@@ -68,7 +70,7 @@ async def test_lookup_finds_groups_without_a_password(
 ) -> None:
     display, _password, groups = PEOPLE[username]
     assert await directory.lookup(username) == DirectoryUser(
-        username, frozenset(groups), display, MAIL.get(username, "")
+        username, frozenset(groups), display, MAIL.get(username, ""), f"uid={username},{PEOPLE_DN}"
     )
 
 
@@ -391,7 +393,9 @@ async def test_the_directory_lists_everyone_with_their_groups(directory: LdapDir
     listed = {user.username: user for user in directory.list_users_sync()}
     assert set(listed) == set(PEOPLE)
     for name, (display, _, groups) in PEOPLE.items():
-        assert listed[name] == DirectoryUser(name, frozenset(groups), display, MAIL.get(name, ""))
+        assert listed[name] == DirectoryUser(
+            name, frozenset(groups), display, MAIL.get(name, ""), f"uid={name},{PEOPLE_DN}"
+        )
 
 
 def test_a_directory_larger_than_the_cap_is_not_listed(

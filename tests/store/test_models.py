@@ -157,7 +157,10 @@ def test_bump_change_counter_counts_in_the_callers_transaction(engine: Engine) -
 @pytest.mark.parametrize(
     ("table", "values"),
     [
-        ("local_list", "('b.example', 'maybe', '', 'bm', '2026-11-23 10:00:00')"),
+        (
+            "local_list (host, verdict, note, added_by, added_at)",
+            "('b.example', 'maybe', '', 'bm', '2026-11-23 10:00:00')",
+        ),
     ],
 )
 def test_check_constraints_refuse_unknown_codes(engine: Engine, table: str, values: str) -> None:

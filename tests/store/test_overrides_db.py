@@ -132,6 +132,14 @@ def _seed(engine: Engine) -> None:
                 LocalListRow(
                     host="good.example", verdict=Verdict.ALLOW, note="", added_by="bm", added_at=NOW
                 ),
+                LocalListRow(  # the same host on Oak's own list (docs/trust.md)
+                    host="bad.example",
+                    verdict=Verdict.ALLOW,
+                    note="oak's",
+                    added_by="oak-bm",
+                    added_at=NOW,
+                    school="oak",
+                ),
             ]
         )
 
@@ -157,6 +165,7 @@ def test_rows_become_the_snapshot_of_what_is_active_or_to_come(engine: Engine) -
         supervised_sessions=(SupervisedSession("pupil1", NOW, NOW + HOUR),),
         local_list=(
             LocalListEntry("bad.example", Verdict.BLOCK, "reported"),
+            LocalListEntry("bad.example", Verdict.ALLOW, "oak's", school="oak"),
             LocalListEntry("good.example", Verdict.ALLOW, ""),
         ),
     )

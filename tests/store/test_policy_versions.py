@@ -125,12 +125,27 @@ def test_the_local_lists_as_text(engine: Engine) -> None:
                     added_by="bursar1",
                     added_at=T0,
                 ),
+                LocalListRow(  # Oak's own list, with a trust file (docs/trust.md)
+                    host="b.example",
+                    verdict=Verdict.BLOCK,
+                    note="oak's",
+                    added_by="oak-bursar",
+                    added_at=T0,
+                    school="oak",
+                ),
             ]
         )
         session.commit()
-        assert versions.lists_text(session) == (
+        text = versions.lists_text(session)
+        assert text == (
             "allow a.example\nblock b.example  # reported by a parent\n"
+            "block b.example @oak  # oak's\n"
         )
+        assert versions.parse_lists_text(text) == [
+            ("allow", "a.example", "", None),
+            ("block", "b.example", "reported by a parent", None),
+            ("block", "b.example", "oak's", "oak"),
+        ]
 
 
 def test_recorded_decisions_stream_back_within_the_window(engine: Engine) -> None:

@@ -6,6 +6,7 @@ gateway processes; the event writer's own insert of the attempt row may come bef
 from __future__ import annotations
 
 import concurrent.futures
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +18,12 @@ from schoolgate.store.alerts import AlertKind
 from schoolgate.store.escalation import act_job, in_transaction
 from schoolgate.store.event_writer import EventInserter
 from schoolgate.store.events import AttemptEvidence, Event, attempt_record, event_row
-from schoolgate.store.models import ActMarkRow, AlertRow, CircumventionAttemptRow
+from schoolgate.store.models import (
+    ActMarkRow,
+    AlertRow,
+    AttemptCountRow,
+    CircumventionAttemptRow,
+)
 from tests.store.test_attempt_counts import engines
 from tests.support.postgres import database_url, postgres_session_url
 
@@ -134,3 +140,17 @@ def test_old_marks_are_forgotten(engines: tuple[Engine, Engine]) -> None:
         keys = list(session.scalars(select(ActMarkRow.key)))
     assert keys
     assert not any("pupil2" in key for key in keys)
+
+
+def test_the_marks_and_counts_carry_the_school_of_the_act(engines: tuple[Engine, Engine]) -> None:
+    """With a trust, the act's marks and the person's count carry the attempt's school (so a
+    school's rows can be exported or removed with the rest of its data: docs/trust.md)."""
+    one, _ = engines
+    first = replace(attempt(T0), school="oak")
+    write(one, first)
+    assert decide(one, first) == 1
+    with Session(one) as session:
+        marks = {row.key.split("|")[0]: row.school for row in session.scalars(select(ActMarkRow))}
+        assert marks == {"act": "oak", "alert": "oak"}
+        (count,) = session.scalars(select(AttemptCountRow))
+        assert (count.user, count.school) == ("pupil1", "oak")

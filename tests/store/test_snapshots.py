@@ -38,7 +38,10 @@ FULL = Overrides(
     ),
     sanctions=(Sanction("s1", "pupil2", T0, T1),),
     supervised_sessions=(SupervisedSession("pupil2", T0, T1),),
-    local_list=(LocalListEntry("bad.example", Verdict.BLOCK, "reported by staff"),),
+    local_list=(
+        LocalListEntry("bad.example", Verdict.BLOCK, "reported by staff"),
+        LocalListEntry("bad.example", Verdict.ALLOW, "oak's own", school="oak"),
+    ),
 )
 
 

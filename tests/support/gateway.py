@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,6 +75,9 @@ ORIGIN_HOSTS = (
     "jina.ai",
     "yandex.com",
     "turbopages.org",
+    # image proxies
+    "wp.com",
+    "wsrv.nl",
 )
 
 
@@ -355,13 +358,14 @@ def write_policy(
     return (end if in_break else start).replace(microsecond=0)
 
 
-def write_identity(folder: Path) -> Path:
-    """An identity file with a local users file: pupil1, staff1, smm1 (password PASSWORD)."""
+def write_identity(folder: Path, people: Mapping[str, list[str]] = USERS) -> Path:
+    """An identity file with a local users file: pupil1, staff1, smm1, or `people` (name ->
+    groups), each with the password PASSWORD."""
     folder.mkdir(parents=True, exist_ok=True)
     hashed = hash_password(PASSWORD)
     users = {
         "users": {
-            name: {"password_hash": hashed, "groups": groups} for name, groups in USERS.items()
+            name: {"password_hash": hashed, "groups": groups} for name, groups in people.items()
         }
     }
     (folder / "users.yaml").write_text(json.dumps(users))

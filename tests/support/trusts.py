@@ -8,7 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from schoolgate.store.db import upgrade
-from tests.support.gateway import Gateway, running_gateway, write_identity
+from tests.support.gateway import USERS, Gateway, running_gateway, write_identity
+
+# A trust file's first lines, before its schools (docs/trust.md); the tests add the schools.
+TRUST_HEAD = "name: Test Trust\nbase: base.yaml\nunmatched: refuse\nschools:\n"
 
 
 def list_text(name: str, *domains: str, description: str | None = None) -> str:
@@ -45,16 +48,24 @@ def write_trust(folder: Path, trust: str, files: Mapping[str, str]) -> Path:
 
 @contextmanager
 def running_trust_gateway(
-    folder: Path, trust: Path, *extra_args: str, engine: str | None = None
+    folder: Path,
+    trust: Path,
+    *extra_args: str,
+    people: Mapping[str, list[str]] = USERS,
+    identity: Path | None = None,
+    database: str | None = None,
+    engine: str | None = None,
 ) -> Iterator[Gateway]:
-    """A real gateway serving the trust file `trust`, the demo identities and a SQLite database
-    made in `folder` (`folder`/schoolgate.db, upgraded first); `engine` as running_gateway's."""
-    database = f"sqlite:///{folder / 'schoolgate.db'}"
+    """A real gateway serving the trust file `trust`, the demo identities (or `people`: name ->
+    groups; or the identity file `identity`) and the database at URL `database` (default: a
+    SQLite database made in `folder`/schoolgate.db), upgraded first; `engine` as
+    running_gateway's."""
+    database = database or f"sqlite:///{folder / 'schoolgate.db'}"
     upgrade(database)
     with running_gateway(
         folder / "gw",
         policy=None,
-        identity=write_identity(folder / "id"),
+        identity=identity or write_identity(folder / "id", people),
         extra_args=[
             *("--set", f"schoolgate_trust={trust}"),
             *("--set", f"schoolgate_database_url={database}"),

@@ -118,11 +118,13 @@ async def as_the_gateway(
     at: str,
     now: datetime,
     viewer: SignedInUser,
+    school: str | None = None,
 ) -> ExplainPublic:
     """explain() with what the gateway would know: the live overrides (as much as the viewer
-    may see) and, for a named person, their groups and their real role from the directory
-    (someone the directory does not know gets the default role, as at the gateway, and the
-    answer says so)."""
+    may see; with a trust file, those a client of `school` gets: its own and the trust's) and,
+    for a named person, their groups and their real role from the directory (someone the
+    directory does not know gets the default role, as at the gateway, and the answer says
+    so)."""
     groups: frozenset[str] = frozenset()
     name = who.strip()
     known: bool | None = None
@@ -150,6 +152,8 @@ async def as_the_gateway(
             )
             role = resources.policy.default_role
     overrides = await run_in_threadpool(DatabaseOverridesSource(resources.engine).load_now)
+    if resources.trust is not None:
+        overrides = overrides.for_school(school)
     shown, includes = visible_overrides(overrides, viewer)
     answer = explain(
         resources.policy,

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from schoolgate.admin_api.errors import Conflict, InvalidInput, NotFound, Unavailable
+from schoolgate.admin_api.errors import Conflict, InvalidInput, NotAllowed, NotFound, Unavailable
 from schoolgate.admin_api.roles import SignedInUser
 from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.services.lists import check_allow
@@ -29,6 +29,7 @@ from schoolgate.store.models import (
     bump_change_counter,
 )
 from schoolgate.store.policy_files import load_policy
+from schoolgate.store.school_scope import session_scope
 
 MAX_REASON = 1000
 SHADOW_POLICY, SHADOW_ROLES = versions.SHADOW_POLICY, versions.SHADOW_ROLES
@@ -157,19 +158,31 @@ def restore_lists(
     if old is None or old.kind != versions.LISTS:
         raise NotFound(f"There is no lists version {version_id}.")
     why = _reason(reason)
+    scope = session_scope(session)
+    if scope is not None and not scope.every:
+        # a version holds every school's lists: restoring it is for the whole trust
+        raise NotAllowed(
+            "a lists version holds the lists of every school of the trust; restore it without "
+            "narrowing the page to one school"
+        )
     notice_lists(session, at=at)  # changes since the last look get their own version first
     wanted = versions.parse_lists_text(old.text)
-    for verdict, host, _ in wanted:
+    for verdict, host, _, _ in wanted:
         if verdict == Verdict.ALLOW.value:
             check_allow(policy, host)
     before = versions.lists_text(session)
     for entry in session.scalars(select(LocalListRow)).all():
         session.delete(entry)
     session.flush()
-    for verdict, host, note in wanted:
+    for verdict, host, note, school in wanted:
         session.add(
             LocalListRow(
-                host=host, verdict=Verdict(verdict), note=note, added_by=actor.username, added_at=at
+                host=host,
+                verdict=Verdict(verdict),
+                note=note,
+                added_by=actor.username,
+                added_at=at,
+                school=school,
             )
         )
     session.flush()

@@ -16,7 +16,7 @@ import anyio.from_thread
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from schoolgate.admin_api.errors import Conflict, InvalidInput, NotAllowed, PolicyForbids
+from schoolgate.admin_api.errors import Conflict, InvalidInput, NotAllowed
 from schoolgate.admin_api.resources import Resources
 from schoolgate.admin_api.roles import SignedInUser, place_in_trust, roles_for
 from schoolgate.admin_api.schemas import ApprovalCreate, UnblockRequestCreate
@@ -30,7 +30,7 @@ from schoolgate.admin_api.services.grants import (
     resolve_period,
     widenings,
 )
-from schoolgate.admin_api.services.lists import blocked_by
+from schoolgate.admin_api.services.lists import blocked_by, blocks_covering, find_entry
 from schoolgate.admin_api.services.people import count_covered, look_up, unknown_group
 from schoolgate.admin_api.services.sites import refuse_public_suffix, site_of
 from schoolgate.admin_api.words import roles_words
@@ -274,21 +274,26 @@ def approve_request(
 ) -> UnblockRequestRow:
     """Grant access as `grant` says, after checking it against the policy (a grant to one
     person with `user_roles`, that person's roles), and only with `confirmed` if it is wider
-    than the request."""
-    if reviewer.school is not None and not reviewer.every_school and grant.scope is not Scope.USER:
-        # With a trust, the gateway applies an exception in every school (docs/trust.md).
-        raise PolicyForbids(
-            {
-                "scope": "in a trust, a school may open a site for one named person only: a "
-                "grant to a class, a role or everyone would open it in every school of the "
-                "trust. Approve it for the person who asked, or ask the trust's staff"
-            }
-        )
+    than the request. With a trust, the grant opens the site in the request's school only
+    (its exception, or its local allow, carries that school: docs/trust.md)."""
     check_grant(
         policy, grant, user_roles=user_roles or frozenset({row.blocked_role or row.requester_role})
     )
+    trusts = [
+        h
+        for h, owner in blocks_covering(session, name=row.host, school=row.school)
+        if owner != row.school
+    ]
+    if trusts and grant.target_kind is TargetKind.HOST:
+        raise InvalidInput(
+            {
+                "target": f"{row.host} is covered by the trust's local block of {trusts[0]}, "
+                "and the trust's block wins in every school, so this would open nothing. "
+                "Deny the request, or ask the trust's staff to remove their block"
+            }
+        )
     wider = widenings(grant, asked_for_group=row.for_group)
-    blocking = blocked_by(session, name=row.host)
+    blocking = blocked_by(session, name=row.host, school=row.school)
     if blocking is not None:
         wider.append(
             f"past the local block of {blocking}"
@@ -311,7 +316,7 @@ def approve_request(
     local_host: str | None = None
     if grant.local_allow:
         refuse_public_suffix(grant.target, field="target")
-        existing = session.get(LocalListRow, grant.target)
+        existing = find_entry(session, grant.target, row.school)
         previous = (
             {"host": existing.host, "verdict": existing.verdict.value, "note": existing.note}
             if existing
@@ -325,6 +330,7 @@ def approve_request(
                     note=f"unblock request {row.id}: {note}"[:500],
                     added_by=reviewer.username,
                     added_at=at,
+                    school=row.school,  # the request's school's own list
                 )
             )
         else:
