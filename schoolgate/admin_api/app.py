@@ -30,6 +30,7 @@ from schoolgate.admin_api import (
     policy_view,
     records,
     requests,
+    schools,
     system,
     teacher,
 )
@@ -220,6 +221,7 @@ def make_app(
         records,
         calendar,
         teacher,
+        schools,
     ):
         app.include_router(module.router)
         if hasattr(module, "api"):

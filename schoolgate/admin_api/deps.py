@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from schoolgate.admin_api.errors import Conflict, CsrfFailed, NotAllowed, NotFound, NotSignedIn
 from schoolgate.admin_api.resources import Resources, db_session, get_resources
-from schoolgate.admin_api.roles import Role, SignedInUser
+from schoolgate.admin_api.roles import TRUST_PREFIX, Role, SignedInUser
 from schoolgate.admin_api.sessions import CSRF_FIELD, CSRF_HEADER, csrf_matches, session_of
 from schoolgate.admin_api.throttle import client_address
 from schoolgate.store.admin_models import RequestState, UnblockRequestRow
@@ -140,7 +140,40 @@ def policy_editor(user: ItTechnician, resources: Res) -> SignedInUser:
     return _trust_wide(user, resources, "the policy and its calendar")
 
 
+def trust_it(user: CurrentUser, resources: Res) -> SignedInUser:
+    """The trust's IT team (`trust-<IT group>`, or the break-glass account), who add, export
+    and remove schools; with no trust file there are no schools to manage (404)."""
+    if resources.trust is None:
+        raise NotFound("there is no trust file: this schoolgate serves one school")
+    it_groups = {
+        f"{TRUST_PREFIX}-{group}".casefold()
+        for group, role in resources.settings.admin_groups.items()
+        if role is Role.IT_TECHNICIAN
+    }
+    held = {group.casefold() for group in user.groups}
+    trust_wide = user.source == "break-glass" or bool(held & it_groups)
+    if not (user.every_school and user.has(Role.IT_TECHNICIAN) and trust_wide):
+        raise NotAllowed("only the trust's IT team may add, export or remove schools; ask them")
+    return user
+
+
+def trust_reader(
+    user: Annotated[
+        SignedInUser,
+        Depends(require_role(Role.BUSINESS_MANAGER, Role.DSL, Role.IT_TECHNICIAN)),
+    ],
+    resources: Res,
+) -> SignedInUser:
+    """Anyone with an admin role, when there is a trust (404 without one): the trust's roles
+    see every school, a school's staff their own."""
+    if resources.trust is None:
+        raise NotFound("there is no trust file: this schoolgate serves one school")
+    return user
+
+
 ListEditor = Annotated[SignedInUser, Depends(list_editor)]
+TrustIt = Annotated[SignedInUser, Depends(trust_it)]
+TrustReader = Annotated[SignedInUser, Depends(trust_reader)]
 PolicyEditor = Annotated[SignedInUser, Depends(policy_editor)]
 
 

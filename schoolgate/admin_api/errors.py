@@ -52,6 +52,11 @@ FIELD_WORDS: dict[str, str] = {
     "period": "the period",
     "text": "the policy",
     "week": "the week",
+    "school_id": "the school's id",
+    "school_name": "the school's name",
+    "subnets": "the school's address ranges",
+    "policy_file": "the school's policy file",
+    "school_id_again": "the school's id",
 }
 
 

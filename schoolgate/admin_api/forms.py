@@ -56,6 +56,11 @@ _FOR_FIELD: dict[tuple[str, str], str] = {
     ("username", "missing"): "Please type your user name",
     ("password", "missing"): "Please type your password",
     ("user", "missing"): "Please type the person's user name, for example pupil1",
+    (
+        "school_id",
+        "string_pattern_mismatch",
+    ): "Please give the school's id in small letters, digits, "
+    "'-' and '_', starting with a letter, for example ash",
 }
 _FOR_KIND: dict[str, str] = {
     "missing": "Please fill in {label}",

@@ -33,6 +33,8 @@ NOTICES = {
     "supervise them, until the time shown.",
     "alert-acknowledged": "Acknowledged. Others can see that you are dealing with it.",
     "alert-closed": "Closed. What you did and the outcome are kept as an incident note.",
+    "school-added": "School added to the trust. Its gateway policy starts within a few seconds; "
+    "give its staff their groups (for example ash-DSL) in the directory.",
     "note-written": "Note written. It is kept as written; to correct it, write another.",
 }
 

@@ -30,6 +30,7 @@ class NavItem:
     label: str
     path: str
     roles: frozenset[Role]
+    trust_roles_only: bool = False  # a trust's page: only for people who see every school
 
 
 # The one place that says which pages each role sees; a new area adds its line here (the DSL's
@@ -51,6 +52,8 @@ NAV: list[NavItem] = [
     ),
     NavItem("System", "/system", frozenset({Role.IT_TECHNICIAN})),
     NavItem("Audit log", "/audit", frozenset({Role.IT_TECHNICIAN, Role.DSL})),
+    NavItem("Schools", "/schools", frozenset({Role.IT_TECHNICIAN}), trust_roles_only=True),
+    NavItem("Schools this week", "/trust", ADMIN_ROLES, trust_roles_only=True),
     NavItem(
         "Annual review", "/review", frozenset({Role.DSL, Role.IT_TECHNICIAN, Role.BUSINESS_MANAGER})
     ),
@@ -68,7 +71,12 @@ ROLE_LABELS = {
 def nav_for(user: SignedInUser | None) -> list[NavItem]:
     if user is None:
         return []
-    return [item for item in NAV if not item.roles.isdisjoint(user.roles)]
+    return [
+        item
+        for item in NAV
+        if not item.roles.isdisjoint(user.roles)
+        and (user.every_school or not item.trust_roles_only)
+    ]
 
 
 def role_label(user: SignedInUser) -> str:

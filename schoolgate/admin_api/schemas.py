@@ -7,7 +7,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from schoolgate.admin_api.forms import FreeText, SingleLine
 from schoolgate.policy.model import Scope, TargetKind, Verdict
@@ -115,6 +115,49 @@ class LocalListEntryCreate(In):
     host: Annotated[SingleLine, Field(min_length=1, max_length=300)]
     verdict: Verdict
     note: Annotated[FreeText, Field(max_length=500)] = ""
+
+
+def _relative_file(path: str) -> str:
+    if path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/"):
+        raise ValueError("must be a file inside the trust's folder, like ash/policy.yaml")
+    return path
+
+
+class SchoolCreate(In):
+    """A school to add to the trust (the trust file checks the rest, with every problem)."""
+
+    school_id: Annotated[
+        SingleLine, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_-]*$")
+    ]
+    school_name: Annotated[SingleLine, Field(min_length=1, max_length=200)]
+    subnets: Annotated[FreeText, Field(max_length=5000)] = ""
+    policy_file: Annotated[SingleLine, Field(max_length=300), AfterValidator(_relative_file)] = ""
+
+    def subnet_list(self) -> list[str]:
+        """The ranges typed, one per line or separated by commas or spaces."""
+        return self.subnets.replace(",", " ").split()
+
+
+class SchoolRemoval(In):
+    """Removing a school: its id typed again, so nobody removes the wrong one by a slip."""
+
+    school_id_again: Annotated[SingleLine, Field(min_length=1, max_length=40)]
+
+
+class SchoolWeekPublic(Out):
+    school: str | None
+    name: str
+    events: int
+    blocked: int
+    attempts: int
+    open_alerts: int
+    pending_requests: int
+    active_sanctions: int
+
+
+class TrustSummaryPublic(Out):
+    since: datetime
+    schools: list[SchoolWeekPublic]
 
 
 class LocalListEntryPublic(Out):

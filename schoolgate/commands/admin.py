@@ -45,6 +45,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--policy", type=Path, default=None, help="policy file (default: the seed policy)"
     )
+    parser.add_argument(
+        "--trust",
+        type=Path,
+        default=None,
+        help="many schools (docs/trust.md): the gateway's trust file; each person then sees "
+        "their own school's records ($SCHOOLGATE_TRUST_FILE)",
+    )
     parser.add_argument("--gateway-url", default=None, help="the gateway's address")
     parser.add_argument(
         "--database",
@@ -168,6 +175,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         ("data_dir", "data_dir"),
         ("identity", "identity_file"),
         ("policy", "policy_file"),
+        ("trust", "trust_file"),
         ("gateway_url", "gateway_url"),
         ("database", "database_url"),
     ):

@@ -1,30 +1,57 @@
-"""`schoolgate trust check FILE` and `schoolgate trust add-school FILE ID`: one schoolgate for
-many schools (docs/trust.md). Checks the trust file, the trust's base policy and every school's
-own, and says what each school gets; adds a school only if the trust still checks with it."""
+"""`schoolgate trust check|add-school|export-school|remove-school`: one schoolgate for many
+schools (docs/trust.md). Checks the trust file, the trust's base policy and every school's own,
+and says what each school gets; adds a school only if the trust still checks with it (and its id
+was never used); exports a school's rows, and removes them with the school when it leaves."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import getpass
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from schoolgate.commands.common import add_command_group
 from schoolgate.policy.attribution import show_listener
 from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.trust import School, Trust
-from schoolgate.store.trust_files import load_trust
+from schoolgate.store.db import (
+    SchemaOutOfDate,
+    database_url_from_environment,
+    display_url,
+    make_engine,
+    require_current_schema,
+    sqlite_file,
+)
+from schoolgate.store.school_data import (
+    ExportOutOfDate,
+    SchoolExport,
+    count_rows,
+    delete_school_rows,
+    export_school,
+    read_export,
+    why_id_is_taken,
+)
+from schoolgate.store.trust_edits import TrustNotChanged, add_school, checked_without, replace_text
+from schoolgate.store.trust_files import load_trust, load_trust_file
+
+DATABASE_HELP = (
+    "the database URL (default: $SCHOOLGATE_DATABASE_URL, else schoolgate.db in "
+    "$SCHOOLGATE_DATA_DIR or ./var/schoolgate)"
+)
 
 
 def register(subparsers: Any) -> None:
     sub = add_command_group(
         subparsers,
         "trust",
-        help="many schools, one service: check a trust file, or add a school to it",
+        help="many schools, one service: check a trust file; add, export or remove a school",
         description="A trust or local authority runs one schoolgate for many schools: the trust "
         "file names each school, its client address ranges and its own policy on top of the "
         "trust's base policy, whose locks no school can loosen (docs/trust.md).",
@@ -62,7 +89,47 @@ def register(subparsers: Any) -> None:
     add.add_argument(
         "--policy", help="the school's own policy file, relative to the trust file (optional)"
     )
+    add.add_argument("--database", help=DATABASE_HELP)
     add.set_defaults(handler=run_add_school)
+
+    export = sub.add_parser(
+        "export-school",
+        help="write one school's rows and its policy file to a zip file",
+        description="Writes every row of the school from every table that holds a school's "
+        "data, one JSON Lines file per table, with a manifest of the counts and the school's "
+        "policy file (docs/trust.md). Exit 0 when the file was written; 1, with no file, when "
+        "the trust file or the database cannot be read or there is no such school.",
+    )
+    export.add_argument("file", help="the trust YAML file")
+    export.add_argument("school", help="the school's id, e.g. oak")
+    export.add_argument("--out", required=True, help="the zip file to write, e.g. oak.zip")
+    export.add_argument("--database", help=DATABASE_HELP)
+    export.set_defaults(handler=run_export_school)
+
+    remove = sub.add_parser(
+        "remove-school",
+        help="delete a school's rows and take it out of the trust file",
+        description="Deletes the school's rows from every table that holds a school's data in "
+        "one transaction (the count per table printed and kept in the audit log), then takes "
+        "the school out of the trust file (the rest kept, comments included) once the trust "
+        "checks without it. Needs an export of the school: --export FILE uses the file if it "
+        "exists (its counts must be the rows deleted) or makes it first; --no-export deletes "
+        "without one. The school's id is never given to another school. Exit 0 when the "
+        "school was removed; 1, with nothing deleted, otherwise.",
+    )
+    remove.add_argument("file", help="the trust YAML file")
+    remove.add_argument("school", help="the school's id, e.g. oak")
+    keep = remove.add_mutually_exclusive_group(required=True)
+    keep.add_argument(
+        "--export", metavar="FILE", help="the school's export (made now if it does not exist)"
+    )
+    keep.add_argument(
+        "--no-export",
+        action="store_true",
+        help="delete the school's rows without an export of them (they are gone for good)",
+    )
+    remove.add_argument("--database", help=DATABASE_HELP)
+    remove.set_defaults(handler=run_remove_school)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -77,81 +144,199 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_add_school(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"cannot read the trust file {path}: {exc}", file=sys.stderr)
+    if not _id_is_free(args.id, args.database):
         return 1
-    entry = {"name": args.name, "subnets": args.subnet}
-    if args.policy:
-        entry["policy"] = args.policy
     try:
-        new_text = with_school(text, args.id, entry)
-    except ValueError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
+        added = add_school(path, args.id, name=args.name, subnets=args.subnet, policy=args.policy)
+    except TrustNotChanged as exc:
+        print(exc, file=sys.stderr)
         return 1
-    made = None
-    if args.policy and not (path.parent / args.policy).exists():
-        made = path.parent / args.policy
-        made.parent.mkdir(parents=True, exist_ok=True)
-        made.write_text(STARTER_POLICY.format(name=args.name), encoding="utf-8")
-    trial = path.with_name(f".{path.name}.new")
-    trial.write_text(new_text, encoding="utf-8")
-    try:
-        trust = load_trust(trial)
-    except PolicyError as exc:
-        trial.unlink()
-        if made is not None:
-            made.unlink()
-        problems = "\n".join(f"  {p}" for p in exc.problems)
-        print(f"{path}: the school was not added:\n{problems}", file=sys.stderr)
-        return 1
-    os.replace(trial, path)
     print(f"Added {args.id} ({args.name}) to {path}.")
-    if made is not None:
-        print(f"Made {made}: empty, so the school starts on the trust's base policy.")
-    print(summary(trust))
+    if added.made_policy is not None:
+        print(f"Made {added.made_policy}: empty, so the school starts on the trust's base policy.")
+    print(summary(added.trust))
     return 0
 
 
-STARTER_POLICY = """\
-# {name}'s own policy: only what differs from the trust's base policy (docs/trust.md).
-# Empty: the base policy as it is. Check with: schoolgate trust check TRUST-FILE
-"""
-
-
-def with_school(text: str, school_id: str, entry: dict[str, Any]) -> str:
-    """`text` with the school added at the end of its `schools:` mapping, the rest unchanged
-    (comments included). ValueError saying what is wrong otherwise."""
+def _id_is_free(school: str, database: str | None) -> bool:
+    """False, after saying why, when the database holds (or held) a school with this id."""
+    url = database or database_url_from_environment()
+    file = sqlite_file(url)
+    if database is None and file is not None and not file.exists():
+        return True  # no database yet: nothing can hold the id
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"not valid YAML: {exc}") from None
-    schools = None
-    if isinstance(root, yaml.MappingNode):
-        schools = next((v for k, v in root.value if k.value == "schools"), None)
-    if not isinstance(schools, yaml.MappingNode) or schools.flow_style or not schools.value:
-        raise ValueError(
-            "add-school needs 'schools:' written as a block, one school per line, with at "
-            "least one school already (see docs/trust.md)"
+        with _engine(url) as engine:
+            taken = why_id_is_taken(engine, school)
+    except (SchemaOutOfDate, SQLAlchemyError) as exc:
+        print(
+            f"cannot check the database {display_url(url)} for {school!r}: {exc}", file=sys.stderr
         )
-    if any(key.value == school_id for key, _ in schools.value):
-        raise ValueError(f"there is already a school {school_id!r}: choose another id")
-    indent = " " * schools.value[0][0].start_mark.column
-    last = _last_scalar(schools).end_mark.index
-    line_end = text.find("\n", last)
-    at = len(text) if line_end == -1 else line_end
-    block = f"\n{indent}{school_id}: " + json.dumps(entry, ensure_ascii=False)
-    return text[:at] + block + text[at:] + ("" if text.endswith("\n") else "\n")
+        return False
+    if taken is not None:
+        print(f"the school was not added: {taken}", file=sys.stderr)
+        return False
+    return True
 
 
-def _last_scalar(node: yaml.Node) -> yaml.Node:
-    """The last thing written inside a block node: its end is exact (a block's own end mark may
-    lie on the next line)."""
-    while not getattr(node, "flow_style", True) and node.value:
-        last = node.value[-1]
-        node = last[1] if isinstance(last, tuple) else last
-    return node
+@contextmanager
+def _engine(url: str) -> Iterator[Engine]:
+    engine = make_engine(url)
+    try:
+        require_current_schema(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _actor() -> str:
+    try:
+        who = getpass.getuser()
+    except (OSError, KeyError):
+        who = "unknown"
+    return f"{who} (command line)"
+
+
+def _school_and_policy(path: Path, school: str) -> tuple[str, tuple[str, str] | None] | None:
+    """The school's name and (policy file name, its text) from the trust file, None after
+    saying why not."""
+    try:
+        trust = load_trust_file(path)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    found = trust.schools.get(school)
+    if found is None:
+        return school, None  # gone from the file already: its rows alone
+    if found.policy is None:
+        return found.name, None
+    try:
+        text = (path.parent / found.policy).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"cannot read {school}'s policy file {found.policy}: {exc}", file=sys.stderr)
+        return None
+    return found.name, (found.policy, text)
+
+
+def _export(engine: Engine, args: argparse.Namespace, out: Path) -> SchoolExport | None:
+    path = Path(args.file)
+    known = _school_and_policy(path, args.school)
+    if known is None:
+        return None
+    name, policy = known
+    trust_name = load_trust_file(path).name
+    made = export_school(
+        engine,
+        out,
+        school=args.school,
+        name=name,
+        trust=trust_name,
+        at=datetime.now(UTC),
+        policy=policy,
+    )
+    total = sum(made.counts.values())
+    print(f"Exported {args.school} ({name}) to {out}: {total} rows ({_counted(made.counts)}).")
+    return made
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{table} {n}" for table, n in sorted(counts.items()))
+
+
+def _in_trust_or_has_rows(engine: Engine, path: Path, school: str) -> bool:
+    try:
+        trust = load_trust_file(path)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return False
+    if school in trust.schools:
+        return True
+    with engine.connect() as connection:
+        if any(count_rows(connection, school).values()):
+            return True
+    known = ", ".join(trust.schools)
+    print(
+        f"{path}: there is no school {school!r} (the trust's schools: {known}), and the "
+        "database holds no rows of one",
+        file=sys.stderr,
+    )
+    return False
+
+
+def run_export_school(args: argparse.Namespace) -> int:
+    url = args.database or database_url_from_environment()
+    try:
+        with _engine(url) as engine:
+            if not _in_trust_or_has_rows(engine, Path(args.file), args.school):
+                return 1
+            return 0 if _export(engine, args, Path(args.out)) is not None else 1
+    except (SchemaOutOfDate, SQLAlchemyError, OSError) as exc:
+        print(f"the school was not exported: {exc}", file=sys.stderr)
+        return 1
+
+
+def run_remove_school(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    url = args.database or database_url_from_environment()
+    try:
+        with _engine(url) as engine:
+            return _remove(engine, args, path)
+    except (SchemaOutOfDate, SQLAlchemyError, OSError) as exc:
+        print(f"the school was not removed: {exc}", file=sys.stderr)
+        return 1
+
+
+def _remove(engine: Engine, args: argparse.Namespace, path: Path) -> int:
+    school = args.school
+    if not _in_trust_or_has_rows(engine, path, school):
+        return 1
+    in_trust = school in load_trust_file(path).schools
+    try:
+        new_text = checked_without(path, school) if in_trust else None
+    except TrustNotChanged as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    exported: dict[str, int] | None = None
+    if args.export is not None:
+        out = Path(args.export)
+        if out.exists():
+            try:
+                found = read_export(out)
+            except ValueError as exc:
+                print(f"the school was not removed: {exc}", file=sys.stderr)
+                return 1
+            if found.school != school:
+                print(
+                    f"the school was not removed: {out} is an export of {found.school!r}, "
+                    f"not of {school!r}",
+                    file=sys.stderr,
+                )
+                return 1
+            exported = found.counts
+        else:
+            made = _export(engine, args, out)
+            if made is None:
+                return 1
+            exported = made.counts
+    try:
+        counts = delete_school_rows(
+            engine,
+            school=school,
+            actor=_actor(),
+            at=datetime.now(UTC),
+            exported=exported,
+            export_file=str(args.export) if args.export is not None else None,
+        )
+    except ExportOutOfDate as exc:
+        print(f"the school was not removed: {exc}", file=sys.stderr)
+        return 1
+    print(f"Deleted {school}'s rows ({sum(counts.values())} in all; in the audit log):")
+    for table, n in counts.items():
+        print(f"  {table}: {n}")
+    if new_text is not None:
+        replace_text(path, new_text)
+        print(f"Removed {school} from {path}; its policy file, if it had one, is left as it was.")
+    print(f"The id {school!r} is never given to another school.")
+    return 0
 
 
 def _listeners_and_directory(school: School) -> str:

@@ -17,7 +17,9 @@ it itself:
    `server_connect` (destination checks and DNS pinning) and the connection to the checked
    address, `server_connected`, and the two sockets are spliced; `server_disconnected` and
    `client_disconnected` end it, as in mitmproxy.
-4. Everything else (plain HTTP, gateway pages, blocked or inspected hosts, sign-ins the
+4. Plain HTTP: an allowed absolute-form GET or HEAD that needs no inspection is served by
+   proxy_addons/frontdoor_http.py, through the same hooks, request by request.
+5. Everything else (other plain HTTP, gateway pages, blocked or inspected hosts, sign-ins the
    directory must check, a ClientHello naming another host, ECH, bytes that are not a
    ClientHello, anything it does not fully understand) goes to mitmproxy with the bytes already
    read, as if mitmproxy had read them itself: from the proxy request, or from the first byte
@@ -48,7 +50,7 @@ from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.layers.http import HTTPMode, validate_request
 from mitmproxy.tls import ClientHelloData
 
-from schoolgate.proxy_addons import mitm_internals
+from schoolgate.proxy_addons import frontdoor_http, mitm_internals
 from schoolgate.proxy_addons.context import Identity
 from schoolgate.proxy_addons.detect import has_ech, is_viewer_host
 from schoolgate.proxy_addons.flows import same_host
@@ -114,9 +116,9 @@ class FrontDoor:
             "schoolgate_front_door",
             bool,
             True,
-            "Serve allowed HTTPS tunnels that are not decrypted in schoolgate's own front door "
-            "(same decisions, events and limits; much less CPU). False: mitmproxy serves every "
-            "connection.",
+            "Serve allowed HTTPS tunnels that are not decrypted, and plain HTTP that needs no "
+            "inspection, in schoolgate's own front door (same decisions, events and limits; much "
+            "less CPU). False: mitmproxy serves every connection.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -212,6 +214,9 @@ class _Door:
             data = await self._read_head()
             if data is None:
                 return
+            if not data.startswith(CONNECT):  # plain HTTP: proxy_addons/frontdoor_http.py
+                await frontdoor_http.serve(self, data)
+                return
             head, _, rest = data.partition(b"\r\n\r\n")
             request = self._fast_request(head, data)
             identity = None if request is None else self._identity(request)
@@ -238,7 +243,8 @@ class _Door:
         data = b""
         limits = mitm_internals.head_limits()
         while b"\r\n\r\n" not in data:
-            if not CONNECT.startswith(data[: len(CONNECT)]) or len(data) > limits.max_bytes:
+            serves = CONNECT.startswith(data[: len(CONNECT)]) or frontdoor_http.may_serve(data)
+            if not serves or len(data) > limits.max_bytes:
                 self.owner.stats.door_handed_over += 1
                 await self._hand_over(data, tunnel=None)
                 return None

@@ -2,7 +2,8 @@
 request-head limits and time-out (mitmproxy buffers a request head without any bound: "FIXME:
 protect against header size DoS" in `Http1Server.read_headers`), error responses that do not
 name the proxy, closing a client connection from an addon, and the front door's way in,
-hand-over and pre-read ClientHello (proxy_addons/frontdoor.py), and an eager task factory that
+hand-over and pre-read ClientHello (proxy_addons/frontdoor.py), mitmproxy's chunked-body reader
+for the front door's plain HTTP (proxy_addons/frontdoor_http.py), and an eager task factory that
 uvloop accepts (proxy_addons/engine.py).
 
 Each item below names what it relies on. `tests/proxy_addons/test_mitm_internals.py` checks
@@ -21,6 +22,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
+import h11
+from h11._receivebuffer import ReceiveBuffer
 from mitmproxy import ctx, http, version
 from mitmproxy.connection import Client
 from mitmproxy.net.http import status_codes
@@ -501,3 +504,19 @@ def _set_eager_task_factory() -> Generator[None]:
 def eager_tasks_on_any_loop() -> None:
     """Let mitmproxy's master install an eager task factory that uvloop accepts too."""
     asyncio_utils.set_eager_task_factory = _set_eager_task_factory
+
+
+# --- 9. chunked bodies in the front door -------------------------------------------------------
+# Relies on: `_http1.make_body_reader(None)` giving h11's ChunkedReader (called with an h11
+# ReceiveBuffer: an `h11.Data`, an `h11.EndOfMessage`, or None for "more bytes"), the reader
+# mitmproxy's HTTP/1 layer decodes chunked bodies with (proxy_addons/frontdoor_http.py).
+
+
+def chunked_reader() -> tuple[Callable[[Any], Any], Any]:
+    """mitmproxy's HTTP/1 chunked-body reader and an empty buffer for it (`buffer += bytes`)."""
+    return _http1.make_body_reader(None), ReceiveBuffer()
+
+
+def is_end_of_message(event: Any) -> bool:
+    """Is this event of a body reader the end of the body?"""
+    return isinstance(event, h11.EndOfMessage)

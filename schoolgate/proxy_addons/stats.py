@@ -40,7 +40,8 @@ def _error(addon: str) -> Any:
 
 FRONT_DOOR = (
     "Connections by what the front door did with them (spliced: relayed by "
-    "schoolgate itself; handed_over: served by mitmproxy)."
+    "schoolgate itself; handed_over: served by mitmproxy; http_requests: plain HTTP "
+    "requests served by schoolgate itself)."
 )
 
 
@@ -163,6 +164,7 @@ class GatewayStats:
     door_handed_over_in_tunnel: int = _door("handed_over_in_tunnel")
     door_disagreed: int = _door("disagreed")
     door_spliced: int = _door("spliced")
+    door_requests: int = _door("http_requests")  # plain HTTP requests served (frontdoor_http)
     # CheckPages
     page_check_errors: int = _error("page_check")
     pages_held: int = _counter(

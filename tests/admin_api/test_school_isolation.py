@@ -7,8 +7,10 @@ Like the role matrix (test_permissions.py), with the school as the second axis."
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -909,3 +911,203 @@ def test_explain_answers_with_the_viewers_own_schools_lists(
     assert verdicts(school_users("elm")["business_manager"]) == ("block", "block")
     assert verdicts(school_users("oak")["business_manager"]) == ("allow", "block")
     assert verdicts(TRUST_STAFF) == ("allow", "block")  # the trust's own lists
+
+
+# --- the trust's schools: adding, exporting and removing one; the summary -----------------
+
+TRUST_IT = SignedInUser(
+    "trust-it1",
+    "Trust IT",
+    frozenset({Role.STAFF, Role.IT_TECHNICIAN}),
+    "staff",
+    groups=frozenset({"Staff", "trust-ITTechnicians"}),
+    every_school=True,
+)
+# Every route of the Schools page: (method, path, form); {school} is the other school's id.
+SCHOOL_ROUTES = [
+    ("GET", "/schools", None),
+    ("POST", "/schools", {"school_id": "ash", "school_name": "Ash", "subnets": "127.0.0.9/32"}),
+    ("POST", "/schools/{school}/export", {}),
+    ("GET", "/schools/{school}/remove", None),
+    ("POST", "/schools/{school}/remove", {"school_id_again": "{school}"}),
+]
+
+
+def _rows_of(resources: Resources, school: str) -> dict[str, int]:
+    from schoolgate.store.school_data import count_rows
+
+    with resources.engine.connect() as connection:
+        return count_rows(connection, school)
+
+
+@pytest.mark.parametrize(("method", "path", "form"), SCHOOL_ROUTES, ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    "user",
+    [*school_users("oak").values(), TRUST_STAFF],  # a school's staff; trust roles but IT
+    ids=lambda u: u.username,
+)
+def test_only_the_trusts_it_team_reaches_the_schools_page(
+    trust_app: tuple[FastAPI, Resources],
+    schools: dict[str, SchoolRows],
+    method: str,
+    path: str,
+    form: dict[str, str] | None,
+    user: SignedInUser,
+) -> None:
+    app, resources = trust_app
+    trust_file = resources.settings.trust_file
+    assert trust_file is not None
+    before = (trust_file.read_text(), _rows_of(resources, "elm"))
+    client, csrf = _signed_in(app, user)
+    path = path.replace("{school}", "elm")
+    if form is not None:
+        form = {key: value.replace("{school}", "elm") for key, value in form.items()}
+    answer = _send(client, csrf, method, path, form=form)
+    assert answer.status_code == 403, answer.text[:300]
+    assert "IT team may add, export or remove schools" in answer.text
+    assert schools["elm"].tag not in answer.text
+    assert (trust_file.read_text(), _rows_of(resources, "elm")) == before
+
+
+def test_every_schools_route_is_in_the_matrix(trust_app: tuple[FastAPI, Resources]) -> None:
+    app, _ = trust_app
+    covered = {(m, p.replace("{school}", "{school_id}")) for m, p, _ in SCHOOL_ROUTES}
+    found = {
+        (method, path)
+        for path, methods in _routes(app.routes)
+        if path.startswith("/schools")
+        for method in methods
+    }
+    assert found == covered
+
+
+def test_the_trusts_it_team_adds_exports_and_removes_a_school(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows]
+) -> None:
+    app, resources = trust_app
+    trust_file = resources.settings.trust_file
+    assert trust_file is not None
+    original = trust_file.read_text()
+    others = {school: _rows_of(resources, school) for school in SCHOOLS}
+    client, csrf = _signed_in(app, TRUST_IT)
+    page = client.get("/schools")
+    assert page.status_code == 200
+    assert "Oak Primary" in page.text
+    assert "Elm Primary" in page.text
+    clash = _send(
+        client,
+        csrf,
+        "POST",
+        "/schools",
+        form={"school_id": "ash", "school_name": "Ash", "subnets": "127.0.0.2/32"},
+    )
+    assert clash.status_code == 422
+    assert "127.0.0.2/32 is already given to the school" in clash.text
+    assert trust_file.read_text() == original
+    school = f"ash{uuid.uuid4().hex[:6]}"
+    form = {"school_id": school, "school_name": "Ash Infants", "subnets": "127.0.0.9/32"}
+    added = _send(client, csrf, "POST", "/schools", form=form)
+    assert added.status_code == 303, added.text[:300]
+    assert resources.trust is not None
+    assert school in resources.trust.schools
+    assert trust_file.read_text().startswith(original.rstrip("\n"))
+    ash = make_rows(resources, school, "pupil-ash")
+    export = _send(client, csrf, "POST", f"/schools/{school}/export", form={})
+    assert export.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(export.content)) as pack:
+        held = "".join(pack.read(n).decode() for n in pack.namelist())
+    assert ash.tag in held
+    assert all(schools[s].tag not in held for s in SCHOOLS)
+    confirm = client.get(f"/schools/{school}/remove")
+    assert confirm.status_code == 200
+    assert f"Remove Ash Infants ({school}) from the trust?" in confirm.text
+    assert "<td>websites visited</td><td>1</td>" in confirm.text
+    wrong = _send(
+        client, csrf, "POST", f"/schools/{school}/remove", form={"school_id_again": "oak"}
+    )
+    assert wrong.status_code == 422
+    assert f"Please type {school} to remove Ash Infants" in wrong.text
+    removed = _send(
+        client, csrf, "POST", f"/schools/{school}/remove", form={"school_id_again": school}
+    )
+    assert removed.status_code == 200, removed.text[:300]
+    assert "was removed from the trust" in removed.text
+    assert "records deleted: " in removed.text
+    assert "websites visited 1" in removed.text
+    assert set(_rows_of(resources, school).values()) == {0}
+    assert {s: _rows_of(resources, s) for s in SCHOOLS} == others  # untouched
+    assert trust_file.read_text() == original
+    assert school not in resources.trust.schools
+    kept = list((resources.settings.data_dir / "school-exports").glob(f"{school}-*.zip"))
+    assert len(kept) == 1
+    again = _send(client, csrf, "POST", "/schools", form=form)
+    assert again.status_code == 422
+    assert "an id is never reused" in again.text
+    with resources.sessions() as session:
+        actions = set(
+            session.scalars(
+                select(AuditEntryRow.action).where(AuditEntryRow.target == f"school:{school}")
+            )
+        )
+    assert actions == {"school.add", "school.export", "trust.remove_school"}
+
+
+@pytest.mark.parametrize("path", ["/trust", "/api/trust/summary"])
+def test_the_summary_shows_each_school_to_the_trust_and_its_own_to_a_school(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows], path: str
+) -> None:
+    app, _ = trust_app
+    client, _ = _signed_in(app, TRUST_STAFF)
+    everyone = client.get(path)
+    assert everyone.status_code == 200, everyone.text[:300]
+    assert "Oak Primary" in everyone.text
+    assert "Elm Primary" in everyone.text
+    for mine, theirs in (("oak", "elm"), ("elm", "oak")):
+        client, _ = _signed_in(app, school_users(mine)["business_manager"])
+        own = client.get(path)
+        assert own.status_code == 200, own.text[:300]
+        assert {"oak": "Oak Primary", "elm": "Elm Primary"}[mine] in own.text
+        assert {"oak": "Oak Primary", "elm": "Elm Primary"}[theirs] not in own.text
+        assert "No school" not in own.text
+    if path.startswith("/api/"):
+        trust = {row["school"]: row for row in everyone.json()["schools"]}
+        client, _ = _signed_in(app, school_users("oak")["dsl"])
+        (oak,) = client.get(path).json()["schools"]
+        assert oak == trust["oak"]
+        client, _ = _signed_in(app, TRUST_STAFF)
+        narrowed = client.get(path + "?school=elm").json()["schools"]
+        assert [row["school"] for row in narrowed] == ["elm"]
+        assert oak["events"] >= 1
+        assert oak["open_alerts"] >= 1
+        assert oak["pending_requests"] >= 1
+
+
+@pytest.mark.parametrize("path", ["/schools", "/trust", "/api/trust/summary"])
+def test_without_a_trust_there_are_no_schools_pages(app: FastAPI, path: str) -> None:
+    client, _ = client_for(app, "it_technician")
+    assert client.get(path).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"school_id": "Ash!"}, "Please give the school&#39;s id in small letters"),
+        ({"school_id": ""}, "Please fill in the school&#39;s id"),
+        ({"policy_file": "../../etc/x.yaml"}, "must be a file inside the trust&#39;s folder"),
+        ({"policy_file": "/etc/x.yaml"}, "must be a file inside the trust&#39;s folder"),
+        ({"school_id": "trust"}, "may not have the id"),
+    ],
+)
+def test_adding_a_school_says_what_is_wrong_in_words(
+    trust_app: tuple[FastAPI, Resources], fields: dict[str, str], words: str
+) -> None:
+    app, resources = trust_app
+    trust_file = resources.settings.trust_file
+    assert trust_file is not None
+    before = trust_file.read_text()
+    client, csrf = _signed_in(app, TRUST_IT)
+    form = {"school_id": "ash", "school_name": "Ash", "subnets": "127.0.0.9/32"} | fields
+    answer = _send(client, csrf, "POST", "/schools", form=form)
+    assert answer.status_code == 422, answer.text[:300]
+    assert words in answer.text
+    assert trust_file.read_text() == before

@@ -6,7 +6,7 @@ client in no school's subnets is recorded with none."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, select
@@ -23,11 +23,9 @@ from schoolgate.store.models import (
 from tests.e2e.test_trust_gateway import ELM, NOWHERE, OAK, client_from
 from tests.support.gateway import (
     Gateway,
-    noon_zone,
-    policy_text,
     wait_for,
 )
-from tests.support.trusts import TRUST_HEAD, running_trust_gateway, write_trust
+from tests.support.trusts import running_trust_gateway, write_two_schools
 
 pytestmark = pytest.mark.e2e
 
@@ -36,18 +34,7 @@ pytestmark = pytest.mark.e2e
 def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Engine]]:
     tmp = tmp_path_factory.mktemp("trust-records")
     now = datetime.now(UTC)
-    trust = write_trust(
-        tmp,
-        f"{TRUST_HEAD}  oak: {{name: Oak Primary, subnets: [{OAK}/32]}}\n"
-        f"  elm: {{name: Elm Primary, subnets: [{ELM}/32]}}\n",
-        {
-            "base.yaml": policy_text(
-                break_from=now - timedelta(hours=4),
-                break_until=now - timedelta(hours=3),
-                zone=noon_zone(now),
-            )
-        },
-    )
+    trust = write_two_schools(tmp, oak=OAK, elm=ELM, now=now)
     engine = make_engine(f"sqlite:///{tmp / 'schoolgate.db'}")
     with running_trust_gateway(
         tmp,

@@ -242,3 +242,14 @@ def test_a_context_for_a_known_server_is_what_mitmproxy_would_make_with_it() -> 
     theirs.server = tunnel
     assert vars(made) == vars(theirs)
     assert made.fork().server is tunnel
+
+
+def test_the_chunked_reader_is_mitmproxys_and_decodes_a_body_to_its_end() -> None:
+    read, buffer = mitm_internals.chunked_reader()
+    assert type(read) is type(_http1.make_body_reader(None))
+    buffer += b"5;x=1\r\nhello\r\n0\r\n\r\n"
+    first = read(buffer)
+    assert bytes(first.data) == b"hello"
+    assert not mitm_internals.is_end_of_message(first)
+    assert mitm_internals.is_end_of_message(read(buffer))
+    assert not len(buffer)

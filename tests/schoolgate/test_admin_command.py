@@ -16,6 +16,7 @@ def _args(tmp_path: Path, **extra: object) -> argparse.Namespace:
         "data_dir": tmp_path,
         "identity": None,
         "policy": None,
+        "trust": None,
         "gateway_url": None,
         "database": None,
     }
@@ -48,6 +49,17 @@ def test_elsewhere_production_wants_a_secret(
     other.write_text("{}\n")
     with pytest.raises(ValueError, match="no session secret"):
         settings_from(_args(tmp_path, identity=other))
+
+
+def test_the_trust_flag_gives_the_trust_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCHOOLGATE_TRUST_FILE", str(tmp_path / "from-environment.yaml"))
+    assert settings_from(_args(tmp_path, identity=DEMO_IDENTITY)).trust_file == (
+        tmp_path / "from-environment.yaml"
+    )
+    flag = tmp_path / "trust.yaml"
+    assert settings_from(_args(tmp_path, identity=DEMO_IDENTITY, trust=flag)).trust_file == flag
 
 
 def test_the_embedded_database_is_migrated_and_any_other_is_only_checked(tmp_path: Path) -> None:

@@ -133,10 +133,13 @@ def running_admin(
     port: int | None = None,
     data_dir: Path | None = None,
     policy: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """`schoolgate admin` on a free (or the given) loopback port with the demo directory,
     `folder/data` as its data directory unless one is given (a gateway's, whose secret signs
-    the block page's links), until the block ends; yields its address."""
+    the block page's links), until the block ends; yields its address. `extra_args` and `env`
+    are added to its command line and environment."""
     port = port or free_port()
     if data_dir is None:
         data_dir = folder / "data"
@@ -156,10 +159,18 @@ def running_admin(
         "--database",
         database,
         *(["--policy", str(policy)] if policy else []),
+        *extra_args,
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHOOLGATE_SCHOOL_NAME": "Test Primary"}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SCHOOLGATE_SCHOOL_NAME": "Test Primary",
+        **(env or {}),
+    }
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=env)
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=environment
+        )
     try:
         wait_until_listening(port, proc, log)
         yield f"http://127.0.0.1:{port}"

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from schoolgate.store.db import upgrade
-from tests.support.gateway import USERS, Gateway, running_gateway, write_identity
+from tests.support.gateway import (
+    USERS,
+    Gateway,
+    noon_zone,
+    policy_text,
+    running_gateway,
+    write_identity,
+)
 
 # A trust file's first lines, before its schools (docs/trust.md); the tests add the schools.
 TRUST_HEAD = "name: Test Trust\nbase: base.yaml\nunmatched: refuse\nschools:\n"
@@ -44,6 +52,23 @@ def write_trust(folder: Path, trust: str, files: Mapping[str, str]) -> Path:
     path = folder / "trust.yaml"
     path.write_text(trust)
     return path
+
+
+def write_two_schools(folder: Path, *, oak: str, elm: str, now: datetime) -> Path:
+    """A trust of Oak (`oak`/32) and Elm (`elm`/32) on the test base policy, its break hours
+    before `now`, refusing clients in no school's subnets; returns the trust file."""
+    return write_trust(
+        folder,
+        TRUST_HEAD + f"  oak: {{name: Oak Primary, subnets: [{oak}/32]}}\n"
+        f"  elm: {{name: Elm Primary, subnets: [{elm}/32]}}\n",
+        {
+            "base.yaml": policy_text(
+                break_from=now - timedelta(hours=4),
+                break_until=now - timedelta(hours=3),
+                zone=noon_zone(now),
+            )
+        },
+    )
 
 
 @contextmanager

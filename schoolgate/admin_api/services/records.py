@@ -6,8 +6,7 @@ directory does, ignoring case."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from enum import Enum
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -24,22 +23,17 @@ from schoolgate.store.models import (
     SanctionRow,
     SupervisedSessionRow,
 )
+from schoolgate.store.school_data import plain_value
 
 LIMIT = 200_000  # rows per table: far more than one person's year of browsing at school
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    return value
 
 
 def _rows(session: Session, table: type[DeclarativeBase], condition: Any) -> list[dict[str, Any]]:
     columns = table.__table__.columns
     found = session.scalars(select(table).where(condition).limit(LIMIT)).all()
-    return [{column.key: _plain(getattr(row, column.key)) for column in columns} for row in found]
+    return [
+        {column.key: plain_value(getattr(row, column.key)) for column in columns} for row in found
+    ]
 
 
 def subject_access(session: Session, *, user: str, at: datetime) -> dict[str, Any]:
