@@ -46,7 +46,7 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, P
         {
             "base.yaml": policy_text(break_from=earlier[0], break_until=earlier[1], zone=zone),
             "oak.yaml": OAK_POLICY + calendar(zone, *earlier),
-            "news.txt": list_text("news", "bbc.co.uk"),
+            "news.txt": list_text("news", "bbc.co.uk", "explode.test"),
         },
     )
     metrics = free_port()
@@ -110,3 +110,24 @@ def test_a_client_in_no_schools_subnets_is_refused_and_never_spliced(
         stranger.get("https://learning.test/")
     assert door_counts(gw).get("spliced", 0) == before.get("spliced", 0)
     refusal_recorded(tmp, NOWHERE, "learning.test")
+
+
+def test_plain_http_is_served_by_the_front_door_for_the_clients_own_school(
+    trust: tuple[Gateway, Path],
+) -> None:
+    gw, _ = trust
+    for address in (ELM, OAK):  # signs in (the directory); that connection stays mitmproxy's
+        with client_from(gw, address) as client:
+            assert client.get("http://learning.test/").status_code == 200
+    before = door_counts(gw)
+    with client_from(gw, ELM) as elm:
+        assert elm.get("http://explode.test/").status_code == 200  # Elm: allowed, served here
+    wait_for(
+        lambda: door_counts(gw).get("http_requests", 0) >= before.get("http_requests", 0) + 1,
+        what="Elm's plain request served by the front door",
+    )
+    served = door_counts(gw).get("http_requests", 0)
+    with client_from(gw, OAK) as oak:
+        blocked = oak.get("http://explode.test/")  # Oak blocks news: mitmproxy's block page
+    assert blocked.status_code == 403
+    assert door_counts(gw).get("http_requests", 0) == served
