@@ -69,6 +69,9 @@ def user_from_directory(
             groups=found.groups,
             schools=resources.trust.schools,
             admin_groups=resources.settings.admin_groups,
+            directory_school=resources.trust.attributor.by_directory(
+                found.groups, found.dn or None
+            ),
         )
         admin_groups, school, every_school = placed.admin_groups, placed.school, placed.every_school
     roles = roles_for(

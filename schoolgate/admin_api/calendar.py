@@ -14,7 +14,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from schoolgate.admin_api.deps import Db, ItTechnician, Now, PolicyEditor, Res, require_role
+from schoolgate.admin_api.deps import (
+    Db,
+    ItTechnician,
+    Now,
+    Place,
+    PolicyEditor,
+    Res,
+    require_role,
+)
 from schoolgate.admin_api.errors import InvalidInput
 from schoolgate.admin_api.policy_view import preview_against_history
 from schoolgate.admin_api.render import Pages, get_pages
@@ -22,6 +30,14 @@ from schoolgate.admin_api.resources import Resources
 from schoolgate.admin_api.roles import Role, SignedInUser
 from schoolgate.admin_api.services import policy_versions as service
 from schoolgate.admin_api.services.policy_view import running_version
+from schoolgate.admin_api.services.school_policy import (
+    PolicyPlace,
+    after_save,
+    check_place_text,
+    place_policy,
+    save_place,
+    schools_to_choose,
+)
 from schoolgate.policy.calendar import BankHolidayRegion, Calendar
 from schoolgate.policy.ical import MAX_ICS_BYTES, IcsImport, parse_term_dates_ics
 from schoolgate.policy.term_dates import (
@@ -39,6 +55,7 @@ from schoolgate.policy.term_dates import (
     merged,
     name_for,
     school_year_start,
+    with_calendar_of,
     with_dates,
     year_months,
 )
@@ -95,15 +112,20 @@ class Row:
         return cls(item.kind.value, item.name, item.start.isoformat(), end, why)
 
 
-def running_calendar(session: Db, resources: Resources, now: datetime) -> Calendar:
+def running_calendar(
+    session: Db, resources: Resources, now: datetime, place: PolicyPlace
+) -> Calendar:
     """The calendar of the policy file as it is now (an edit made on the server is noticed
     and used: the form must not drop dates written into the file by hand), else the admin's
-    own policy's."""
-    path = resources.settings.policy_file
+    own policy's; a school's in a trust, from the trust's files as they are now."""
+    path = place.path
+    if place.school is not None:
+        running_version(session, resources, now, place)
+        return place_policy(resources, place).calendar
     if path is None:
         return resources.policy.calendar
-    running_version(session, resources, now)
-    latest = versions.latest(session, versions.POLICY)
+    running_version(session, resources, now, place)
+    latest = versions.latest(session, place.kind)
     found = _calendar_of(latest.text, path) if latest is not None else None
     return found or resources.policy.calendar
 
@@ -131,11 +153,12 @@ def year_page(
     resources: Res,
     now: Now,
     session: Db,
+    place: Place,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
     saved: Annotated[str, Query(max_length=40, pattern=SAVED)] = "",
 ) -> Response:
     """The school year as months of days, each marked in words."""
-    cal = running_calendar(session, resources, now)
+    cal = running_calendar(session, resources, now, place)
     today = now.astimezone(cal.timezone).date()
     first_year = year if year is not None else school_year_start(today)
     it = Role.IT_TECHNICIAN in user.roles
@@ -155,8 +178,11 @@ def year_page(
         kind_words=KIND_WORDS,
         region=dict(REGIONS)[_region(cal)],
         saved=saved,
-        version=running_version(session, resources, now) if it else None,
+        version=running_version(session, resources, now, place) if it else None,
         can_edit=it,
+        school=place.school,
+        query=place.query,
+        schools=schools_to_choose(resources, user),
         bank_holidays=_bank_holidays(cal, first_year),
     )
 
@@ -192,6 +218,7 @@ def _editor(
     user: SignedInUser,
     resources: Resources,
     *,
+    place: PolicyPlace,
     session: Db,
     now: datetime,
     rows: list[Row],
@@ -202,7 +229,7 @@ def _editor(
     preview: dict[str, Any] | None = None,
     imported: IcsImport | None = None,
 ) -> Response:
-    version = running_version(session, resources, now)
+    version = running_version(session, resources, now, place)
     return pages.render(
         request,
         "calendar_edit.html",
@@ -225,16 +252,23 @@ def _editor(
 
 @router.get("/calendar/edit", include_in_schema=False)
 def edit_page(
-    request: Request, pages: PagesDep, user: ItTechnician, resources: Res, now: Now, session: Db
+    request: Request,
+    pages: PagesDep,
+    user: ItTechnician,
+    resources: Res,
+    now: Now,
+    session: Db,
+    place: Place,
 ) -> Response:
     """The terms, holidays, INSET days and closures of the running policy, to change."""
-    service.editable_path(resources.settings.policy_file)
-    cal = running_calendar(session, resources, now)
+    place.editable()
+    cal = running_calendar(session, resources, now, place)
     return _editor(
         request,
         pages,
         user,
         resources,
+        place=place,
         session=session,
         now=now,
         rows=[Row.of(i) for i in items_of(cal)],
@@ -309,36 +343,58 @@ def _date(raw: str, field: str, words: str, problems: dict[str, str]) -> date | 
 
 
 def calendar_text(
-    session: Db, resources: Resources, items: tuple[DatedItem, ...], region: str, *, now: datetime
+    session: Db,
+    resources: Resources,
+    place: PolicyPlace,
+    items: tuple[DatedItem, ...],
+    region: str,
+    *,
+    now: datetime,
 ) -> str:
-    """The running policy's text with these dates (and bank-holiday region) in its calendar."""
+    """The running policy's text with these dates (and bank-holiday region) in its calendar;
+    a school's own file in a trust, given the trust's calendar first if it has none."""
     if region not in {r for r, _ in REGIONS}:
         raise InvalidInput(
             {"bank_holidays": "choose the bank holidays of a part of the UK, or none"}
         )
-    running_version(session, resources, now)  # notices an edit made on the server first
-    latest = versions.latest(session, versions.POLICY)
+    running_version(session, resources, now, place)  # notices an edit made on the server first
+    latest = versions.latest(session, place.kind)
     if latest is None:
         raise InvalidInput({"form": "The policy file could not be read; look at the Policy page"})
     try:
-        return with_dates(latest.text, items, bank_holidays=region)
+        text = latest.text
+        if place.school is not None:
+            text = with_calendar_of(text, _base_text(resources))
+        return with_dates(text, items, bank_holidays=region)
     except CannotRewrite as error:
         raise InvalidInput({"form": str(error)[:1].upper() + str(error)[1:]}) from None
 
 
+def _base_text(resources: Resources) -> str:
+    """The trust's base policy as written (a school's calendar starts as a copy of its)."""
+    trust, trust_file = resources.trust, resources.settings.trust_file
+    if trust is None or trust_file is None:
+        raise InvalidInput({"form": "This admin runs no trust"})
+    try:
+        return versions.read_policy_text(trust_file.parent / trust.base)
+    except (OSError, UnicodeDecodeError):
+        raise InvalidInput(
+            {"form": "The trust's base policy could not be read; ask the trust's IT team"}
+        ) from None
+
+
 def calendar_preview(
-    session: Db, resources: Resources, text: str, *, days: int, now: datetime
+    session: Db, resources: Resources, place: PolicyPlace, text: str, *, days: int, now: datetime
 ) -> dict[str, Any]:
     """'What would change?' for a calendar: the days that change (this school year and the
     next, and as far as any date reaches), then the recorded history replayed."""
-    path = service.editable_path(resources.settings.policy_file)
-    old = running_calendar(session, resources, now)
-    new = service.check_text(text, path=path).policy.calendar
+    old = running_calendar(session, resources, now, place)
+    new = check_place_text(place, text).policy.calendar
     today = now.astimezone(old.timezone).date()
     reach = [*items_of(old), *items_of(new)]
     first = min([date(school_year_start(today), 9, 1), *(i.start for i in reach)])
     last = max([date(school_year_start(today) + 2, 8, 31), *(i.end for i in reach)])
-    found = preview_against_history(session, resources, text, days=days, now=now)
+    found = preview_against_history(session, resources, text, place=place, days=days, now=now)
     return {**found, "changes": changed_days(old, new, first, last)}
 
 
@@ -361,10 +417,16 @@ def _texts(form: Any) -> dict[str, str]:
 
 @router.post("/calendar/edit", include_in_schema=False)
 async def edit_post(
-    request: Request, pages: PagesDep, user: PolicyEditor, resources: Res, now: Now, session: Db
+    request: Request,
+    pages: PagesDep,
+    user: PolicyEditor,
+    resources: Res,
+    now: Now,
+    session: Db,
+    place: Place,
 ) -> Response:
     """'Add rows', 'What would change?' (action=preview) or 'Save' (action=save)."""
-    path = service.editable_path(resources.settings.policy_file)
+    place.editable()
     form = _texts(await _form(request))
     rows, region = rows_from_form(form), form.get("bank_holidays", "")
     reason, action = form.get("reason", ""), form.get("action", "")
@@ -376,28 +438,30 @@ async def edit_post(
                 pages,
                 user,
                 resources,
+                place=place,
                 session=session,
                 now=now,
                 rows=rows,
                 region=region,
                 reason=reason,
             )
-        text = calendar_text(session, resources, items_from_rows(rows), region, now=now)
+        text = calendar_text(session, resources, place, items_from_rows(rows), region, now=now)
         if action == "save":
             why = " ".join(reason.split())
-            row, policy = service.save(
+            row, policy = save_place(
                 session,
+                place,
                 actor=user,
-                path=path,
                 text=text,
                 reason=f"school calendar: {why}" if why else "",
                 at=now,
             )
-            resources.policy = policy  # the admin's own view; the gateway reloads the file
+            if place.school is None:
+                resources.policy = policy  # the admin's own view; the gateway reloads the file
             done = f"version-{row.id}" if row is not None else "unchanged"
-            return RedirectResponse(f"/calendar?saved={done}", status_code=303)
+            return RedirectResponse(after_save("/calendar", place, done), status_code=303)
         preview = calendar_preview(
-            session, resources, text, days=_days(form.get("days", "")), now=now
+            session, resources, place, text, days=_days(form.get("days", "")), now=now
         )
     except InvalidInput as error:
         session.rollback()
@@ -413,6 +477,7 @@ async def edit_post(
             pages,
             user,
             resources,
+            place=place,
             session=session,
             now=now,
             rows=rows,
@@ -426,6 +491,7 @@ async def edit_post(
         pages,
         user,
         resources,
+        place=place,
         session=session,
         now=now,
         rows=rows,
@@ -443,12 +509,18 @@ def _days(raw: str) -> int:
 
 @router.post("/calendar/import", include_in_schema=False)
 async def import_post(
-    request: Request, pages: PagesDep, user: PolicyEditor, resources: Res, now: Now, session: Db
+    request: Request,
+    pages: PagesDep,
+    user: PolicyEditor,
+    resources: Res,
+    now: Now,
+    session: Db,
+    place: Place,
 ) -> Response:
     """Read an uploaded .ics and show the editor with its dates in place of those it covers,
     each saying how it was understood. Nothing is saved until 'Save'."""
-    service.editable_path(resources.settings.policy_file)
-    cal = running_calendar(session, resources, now)
+    place.editable()
+    cal = running_calendar(session, resources, now, place)
     rows, region = [Row.of(i) for i in items_of(cal)], _region(cal)
     try:
         form = await _form(request, files=1)
@@ -467,6 +539,7 @@ async def import_post(
             pages,
             user,
             resources,
+            place=place,
             session=session,
             now=now,
             rows=rows,
@@ -496,6 +569,7 @@ async def import_post(
         pages,
         user,
         resources,
+        place=place,
         session=session,
         now=now,
         rows=rows,

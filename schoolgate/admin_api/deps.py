@@ -9,12 +9,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from schoolgate.admin_api.errors import Conflict, CsrfFailed, NotAllowed, NotFound, NotSignedIn
 from schoolgate.admin_api.resources import Resources, db_session, get_resources
 from schoolgate.admin_api.roles import TRUST_PREFIX, Role, SignedInUser
+from schoolgate.admin_api.services.school_policy import PolicyPlace, place_for
 from schoolgate.admin_api.sessions import CSRF_FIELD, CSRF_HEADER, csrf_matches, session_of
 from schoolgate.admin_api.throttle import client_address
 from schoolgate.store.admin_models import RequestState, UnblockRequestRow
@@ -135,9 +136,25 @@ def list_editor(request: Request, user: BusinessManager, resources: Res) -> Sign
     return user
 
 
-def policy_editor(user: ItTechnician, resources: Res) -> SignedInUser:
-    """An IT technician who may change the policy file (its rules, calendar, shadow)."""
-    return _trust_wide(user, resources, "the policy and its calendar")
+def policy_editor(user: ItTechnician) -> SignedInUser:
+    """An IT technician who may change the policy file (its rules and calendar): with a trust,
+    their own school's (`policy_place`), or a trust role's the base or `?school=`'s."""
+    return user
+
+
+def shadow_editor(user: ItTechnician, resources: Res) -> SignedInUser:
+    """An IT technician who may see and run the shadow policy: one for a whole trust."""
+    return _trust_wide(user, resources, "shadow mode and its report")
+
+
+def policy_place(
+    user: CurrentUser,
+    resources: Res,
+    school: Annotated[str | None, Query(max_length=40)] = None,
+) -> PolicyPlace:
+    """The policy this person's policy and calendar pages show and change: their school's in
+    a trust (another school's is never reached: `?school=` is for the trust's roles only)."""
+    return place_for(resources, user, school)
 
 
 def trust_it(user: CurrentUser, resources: Res) -> SignedInUser:
@@ -175,6 +192,8 @@ ListEditor = Annotated[SignedInUser, Depends(list_editor)]
 TrustIt = Annotated[SignedInUser, Depends(trust_it)]
 TrustReader = Annotated[SignedInUser, Depends(trust_reader)]
 PolicyEditor = Annotated[SignedInUser, Depends(policy_editor)]
+ShadowEditor = Annotated[SignedInUser, Depends(shadow_editor)]
+Place = Annotated[PolicyPlace, Depends(policy_place)]
 
 
 def looks_like_id(value: str) -> bool:

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from schoolgate.policy.attribution import AMBIGUOUS
+
 
 class Role(StrEnum):
     PUPIL = "pupil"  # may submit requests and follow their own
@@ -77,14 +79,20 @@ class Placement:
 
 
 def place_in_trust(
-    *, groups: Iterable[str], schools: Iterable[str], admin_groups: Iterable[str]
+    *,
+    groups: Iterable[str],
+    schools: Iterable[str],
+    admin_groups: Iterable[str],
+    directory_school: str | None = None,
 ) -> Placement:
     """A person's school and roles in a trust, from their directory groups (ignoring case):
     group `<school>` or any `<school>-<admin group>` places them in that school, whose admin
     group `<school>-<admin group>` gives its role there (`oak-DSL`: Oak's DSL); `trust-<admin
     group>` gives the role in every school (`trust-DSL`: the trust's safeguarding lead). A plain
-    admin group (`DSL`) names no school and gives nothing. Groups of two schools place the
-    person in neither: they see no school's rows (fail closed)."""
+    admin group (`DSL`) names no school and gives nothing. `directory_school` is the school the
+    trust file's `directory:` (a school's group or OU) gives the person, as at the gateway
+    (`Attributor.by_directory`; AMBIGUOUS: two schools'). Groups or OUs of two schools place
+    the person in neither: they see no school's rows (fail closed)."""
     held = {group.casefold() for group in groups}
     names = tuple(admin_groups)
 
@@ -92,11 +100,13 @@ def place_in_trust(
         return f"{prefix}-{name}".casefold() in held
 
     every = frozenset(name for name in names if holds(TRUST_PREFIX, name))
-    found = [
+    found = {
         school
         for school in schools
         if school.casefold() in held or any(holds(school, name) for name in names)
-    ]
-    school = found[0] if len(found) == 1 else None
+    }
+    if directory_school is not None:
+        found.add(directory_school)  # AMBIGUOUS is no school's id: it makes two
+    school = next(iter(found)) if len(found) == 1 and AMBIGUOUS not in found else None
     own = frozenset(name for name in names if school is not None and holds(school, name))
     return Placement(school, bool(every), every | own)

@@ -372,6 +372,28 @@ def with_dates(
     return text
 
 
+def with_calendar_of(text: str, source: str) -> str:
+    """`text` (a school's override in a trust) as it is if it has a `calendar:` of its own,
+    else with the `calendar:` block of `source` (the trust's base policy) added at its end,
+    as written there: the school's own calendar starts as a copy of the trust's."""
+    try:
+        if _value(yaml.compose(text, Loader=yaml.SafeLoader), "calendar") is not None:
+            return text
+        root = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        raise CannotRewrite(
+            f"the policy is not valid YAML ({error}); fix it on the Policy page first"
+        ) from None
+    if not isinstance(root, yaml.MappingNode):
+        raise CannotRewrite("the trust's base policy has no calendar to start from")
+    for key, value in root.value:
+        if isinstance(key, yaml.ScalarNode) and key.value == "calendar":
+            block = source[key.start_mark.index : _content_end(value)]
+            kept = text.rstrip()
+            return f"{kept}\n{block}\n" if kept else f"{block}\n"
+    raise CannotRewrite("the trust's base policy has no calendar to start from")
+
+
 def _value(node: yaml.Node | None, key: str) -> yaml.Node | None:
     if not isinstance(node, yaml.MappingNode):
         return None

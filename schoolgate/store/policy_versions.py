@@ -23,6 +23,7 @@ from schoolgate.store.models import EventRow, LocalListRow, PolicyVersionRow
 
 POLICY = "policy"
 LISTS = "lists"
+KIND_LENGTH = 16  # policy_versions.kind is String(16)
 OUTSIDE = "edited outside the admin"
 FIRST_SEEN = "the policy in force when the admin first looked (no earlier version recorded)"
 CHANGED_OUTSIDE = "the policy file on the server changed without the admin"
@@ -54,6 +55,15 @@ def unified_diff(old: str, new: str, *, old_name: str, new_name: str) -> str:
     if len(text) > MAX_DIFF_CHARS:
         return text[:MAX_DIFF_CHARS] + "\n... (diff cut short: compare the two versions)\n"
     return text
+
+
+def school_kind(school: str) -> str:
+    """The kind of a school's policy versions in a trust (docs/trust.md): `policy:<school>`,
+    or for an id too long for the column `policy:#` and 8 hex digits of its SHA-256."""
+    kind = f"{POLICY}:{school}"
+    if len(kind) <= KIND_LENGTH:
+        return kind
+    return f"{POLICY}:#{hashlib.sha256(school.encode('utf-8')).hexdigest()[:8]}"
 
 
 def latest(session: Session, kind: str) -> PolicyVersionRow | None:
@@ -110,18 +120,20 @@ def read_policy_text(path: Path) -> str:
     return path.read_bytes().decode("utf-8")
 
 
-def notice_file(session: Session, path: Path, *, at: datetime) -> PolicyVersionRow | None:
-    """Record the policy file as a version if it differs from the newest one (the file was
-    edited outside the admin, or this is the first look). Commits. None when unchanged or
-    unreadable (the admin keeps showing the newest recorded version)."""
+def notice_file(
+    session: Session, path: Path, *, at: datetime, kind: str = POLICY
+) -> PolicyVersionRow | None:
+    """Record the policy file as a version of `kind` if it differs from the newest one (the
+    file was edited outside the admin, or this is the first look). Commits. None when
+    unchanged or unreadable (the admin keeps showing the newest recorded version)."""
     try:
         text = read_policy_text(path)
     except (OSError, UnicodeDecodeError):
         return None
-    first = latest(session, POLICY) is None
+    first = latest(session, kind) is None
     row = record(
         session,
-        kind=POLICY,
+        kind=kind,
         text=text,
         author=OUTSIDE,
         reason=FIRST_SEEN if first else CHANGED_OUTSIDE,

@@ -8,6 +8,8 @@ policy first, then among the shipped lists, as for a single school (store/policy
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from schoolgate.policy.errors import PolicyError
@@ -22,24 +24,37 @@ def load_trust_file(path: Path | str) -> TrustFile:
     return parse_trust_file(_read(Path(path), str(path), "trust file"), source=str(path))
 
 
-def load_trust(path: Path | str) -> Trust:
-    """The trust at `path` with every school's policy compiled.
+def load_trust(
+    path: Path | str, *, texts: Mapping[Path, str] | None = None, only: str | None = None
+) -> Trust:
+    """The trust at `path` with every school's policy compiled (`only`: that school's alone,
+    for a page showing one school's). `texts` stand in for the policy files they name (an
+    edit checked with the whole trust before it is written).
 
     Raises PolicyError listing every problem: of the trust file, of its base policy, and of
     each school's policy (each named)."""
     trust_path = Path(path)
     trust = load_trust_file(trust_path)
+    if only is not None:
+        if only not in trust.schools:
+            raise PolicyError(trust.source, [f"schools: there is no school {only!r} any more"])
+        trust = replace(trust, schools={only: trust.schools[only]}, _memo={})
     folder = trust_path.parent
     base_path = folder / trust.base
     problems: list[str] = []
-    base_text = _read_or_note(base_path, "base", problems)
+    given = texts or {}
+    base_text = given.get(base_path)
+    if base_text is None:
+        base_text = _read_or_note(base_path, "base", problems)
     base_lists = _lists(base_text or "", base_path, problems)
     schools: dict[str, SchoolSource] = {}
     for school in trust.schools.values():
         if school.policy is None:
             continue
         school_path = folder / school.policy
-        text = _read_or_note(school_path, f"schools.{school.id}.policy", problems)
+        text = given.get(school_path)
+        if text is None:
+            text = _read_or_note(school_path, f"schools.{school.id}.policy", problems)
         if text is not None:
             lists = _lists(text, school_path, problems)
             schools[school.id] = SchoolSource(text, school.policy, lists)

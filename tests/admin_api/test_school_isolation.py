@@ -58,6 +58,9 @@ ACCOUNTS = {  # the admin accounts file: groups named after a school, or the tru
     "trust-lead": ["Staff", "trust-DSL"],
     "two-schools": ["Staff", "oak-DSL", "elm-DSL"],  # in two schools: in neither
     "plain-dsl": ["Staff", "DSL"],  # a group that names no school: no role
+    # placed by the trust file's `directory:` (Elm's pupils' group), as the gateway places them
+    "elm-by-group": ["Pupils", "ElmPupils"],
+    "oak-and-elm-group": ["Pupils", "oak", "ElmPupils"],  # in two schools: in neither
 }
 
 
@@ -99,7 +102,7 @@ def trust_app(
     (tmp / "trust.yaml").write_text(
         "name: Test Trust\nbase: base.yaml\nschools:\n"
         "  oak: {name: Oak Primary, subnets: [127.0.0.2/32]}\n"
-        "  elm: {name: Elm Primary, subnets: [127.0.0.3/32]}\n"
+        "  elm: {name: Elm Primary, subnets: [127.0.0.3/32], directory: {group: ElmPupils}}\n"
     )
     hashed = hash_password(PASSWORD)
     (tmp / "accounts.yaml").write_text(
@@ -786,15 +789,21 @@ def _schools_of_tagged(data: Any, schools: dict[str, SchoolRows]) -> dict[str, s
     return found
 
 
+@pytest.mark.parametrize(
+    ("person", "school"),
+    [("oak-pupil", "oak"), ("elm-by-group", "elm"), ("oak-and-elm-group", None)],
+)
 def test_a_request_from_a_block_pages_link_is_its_persons_schools(
-    trust_app: tuple[FastAPI, Resources],
+    trust_app: tuple[FastAPI, Resources], person: str, school: str | None
 ) -> None:
-    """The link's person is not signed in: their school comes from their groups (`oak`)."""
+    """The link's person is not signed in: their school comes from their groups (`oak`), or
+    from the trust file's `directory:` group as at the gateway (`ElmPupils`); both schools'
+    groups is neither school's (seen by the trust's roles only)."""
     app, resources = trust_app
     app.dependency_overrides.clear()
     host = blocked_site()
     claims = AccessClaims(
-        host=host, role="pupil", at=datetime.now(UTC), user="oak-pupil", reason="rule_block"
+        host=host, role="pupil", at=datetime.now(UTC), user=person, reason="rule_block"
     )
     token = make_access_token(resources.access_token_secret, claims)
     browser = TestClient(app, follow_redirects=False)
@@ -806,7 +815,7 @@ def test_a_request_from_a_block_pages_link_is_its_persons_schools(
     assert sent.status_code == 200, sent.text[:300]
     with resources.sessions() as session:
         (row,) = session.scalars(select(UnblockRequestRow).where(UnblockRequestRow.host == host))
-        assert (row.requester, row.school) == ("oak-pupil", "oak")
+        assert (row.requester, row.school) == (person, school)
 
 
 @pytest.mark.parametrize(
@@ -836,27 +845,28 @@ def test_the_trusts_pages_show_each_rows_school(
     assert column not in client.get(path).text  # one school's staff: no column
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/policy/edit",
-        "/policy/versions/1/restore",
-        "/policy/shadow/discard",
-        "/calendar/edit",
-        "/calendar/import",
-    ],
-)
-def test_only_the_trusts_staff_change_the_shared_policy(
-    trust_app: tuple[FastAPI, Resources], path: str
-) -> None:
+def test_only_the_trusts_staff_run_shadow_mode(trust_app: tuple[FastAPI, Resources]) -> None:
     app, _ = trust_app
     client, csrf = _signed_in(app, school_users("oak")["it_technician"])
-    answer = _send(client, csrf, "POST", path, form={"text": "name: x\n", "reason": "test"})
+    answer = _send(client, csrf, "POST", "/policy/shadow/discard", form={"reason": "test"})
     assert answer.status_code == 403, answer.text[:300]
     assert "every school of the trust" in answer.text
     client, csrf = _signed_in(app, TRUST_STAFF)
-    answer = _send(client, csrf, "POST", path, form={"text": "name: x\n", "reason": "test"})
+    answer = _send(client, csrf, "POST", "/policy/shadow/discard", form={"reason": "test"})
     assert answer.status_code != 403, answer.text[:300]
+
+
+@pytest.mark.parametrize("path", ["/policy/edit", "/calendar/edit", "/calendar/import"])
+def test_a_school_with_no_policy_file_of_its_own_is_told_how_to_get_one(
+    trust_app: tuple[FastAPI, Resources], path: str
+) -> None:
+    """Each school changes its own policy file (test_school_policy.py); these schools have
+    none, so there is nothing of theirs to change, and the trust's base is not theirs."""
+    app, _ = trust_app
+    client, csrf = _signed_in(app, school_users("oak")["it_technician"])
+    answer = _send(client, csrf, "POST", path, form={"text": "name: x\n", "reason": "test"})
+    assert answer.status_code == 409, answer.text[:300]
+    assert "it has no policy file of its own" in answer.text
 
 
 def test_the_weekly_report_counts_the_schools_own_rows(

@@ -368,3 +368,56 @@ def test_a_schools_grant_to_a_class_opens_nothing_in_another(
             session.execute(delete(UnblockRequestRow))
             session.commit()
         resources.close()
+
+
+def test_a_schools_change_saved_in_the_admin_reaches_the_gateway(
+    trust: tuple[Gateway, Path],
+) -> None:
+    """Oak's IT technician saves Oak's own policy in the admin (the trust's file, checked with
+    the whole trust, written in one step): the running gateway re-reads the trust and Oak's
+    staff lose Facebook at lunch; Elm's clients are decided as before."""
+    gw, tmp = trust
+
+    def status(address: str) -> int:
+        with client_from(gw, address) as client:
+            return client.get("http://www.facebook.com/").status_code
+
+    original = (tmp / "oak.yaml").read_text()
+    wait_for(lambda: status(OAK) == 200, what="Oak's staff to have Facebook at lunch")
+    elm_before = status(ELM)
+    resources = make_resources(
+        settings_for(
+            f"sqlite:///{tmp / 'schoolgate.db'}",
+            tmp / "admin-data",
+            trust_file=tmp / "trust.yaml",
+            policy_file=tmp / "base.yaml",
+        )
+    )
+    app = make_app(resources=resources)
+    oak_it = SignedInUser(
+        "oak-it1", "oak-it1", frozenset({Role.STAFF, Role.IT_TECHNICIAN}), "staff", school="oak"
+    )
+    app.dependency_overrides[current_user] = lambda: oak_it
+    app.dependency_overrides[optional_user] = lambda: oak_it
+    try:
+        client, csrf = client_for(app, "anonymous")
+        text = (tmp / "oak.yaml").read_text() + (
+            "rules:\n  - {name: oak-no-facebook, roles: all, categories: [facebook], "
+            "action: block}\n"
+        )
+        saved = client.post(
+            "/policy/edit",
+            data={"csrf_token": csrf, "text": text, "reason": "no Facebook", "action": "save"},
+        )
+        assert saved.status_code == 303, saved.text[:500]
+    finally:
+        app.dependency_overrides.clear()
+        resources.close()
+    try:
+        assert (tmp / "oak.yaml").read_text() == text
+        wait_for(
+            lambda: status(OAK) == 403, what="Oak's change saved in the admin to reach the gateway"
+        )
+        assert status(ELM) == elm_before
+    finally:  # the later tests find Oak's policy as it was
+        write_atomically(tmp / "oak.yaml", original)

@@ -25,6 +25,7 @@ from schoolgate.policy.term_dates import (
     kind_of_name,
     merged,
     name_for,
+    with_calendar_of,
     with_dates,
     year_months,
 )
@@ -268,3 +269,27 @@ def test_names_with_quotes_and_colons_are_written_safely(tmp_path: Path) -> None
 def test_a_text_whose_calendar_cannot_be_rewritten_says_what_to_do(text: str) -> None:
     with pytest.raises(CannotRewrite, match="on the Policy page"):
         with_dates(text, (SNOW,))
+
+
+BASE = (
+    "name: base\ncalendar:\n  timezone: Europe/London  # the trust's zone\n  terms: []\nrules: []\n"
+)
+BLOCK = "calendar:\n  timezone: Europe/London  # the trust's zone\n  terms: []"
+
+
+@pytest.mark.parametrize(
+    ("school", "expected"),
+    [
+        ("", f"{BLOCK}\n"),  # an empty override: the trust's calendar, as written
+        ("# Oak\nrules: []\n", f"# Oak\nrules: []\n{BLOCK}\n"),  # kept, then the calendar
+        ("calendar:\n  terms: []\n", "calendar:\n  terms: []\n"),  # its own: left alone
+    ],
+)
+def test_a_schools_calendar_starts_as_a_copy_of_the_trusts(school: str, expected: str) -> None:
+    assert with_calendar_of(school, BASE) == expected
+
+
+@pytest.mark.parametrize(("school", "base"), [("rules: [\n", BASE), ("", "rules: []\n")])
+def test_no_calendar_to_copy_is_said_in_words(school: str, base: str) -> None:
+    with pytest.raises(CannotRewrite, match=r"not valid YAML|no calendar to start from"):
+        with_calendar_of(school, base)

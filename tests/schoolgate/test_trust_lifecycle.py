@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy.orm import sessionmaker
 
 from schoolgate.store.admin_models import AuditEntryRow
 from schoolgate.store.db import make_engine, upgrade
-from schoolgate.store.models import EventRow
+from schoolgate.store.models import ActMarkRow, AttemptCountRow, EventRow
 from schoolgate.store.policy_files import seed_policy_path
 from schoolgate.store.school_data import count_rows, school_tables
 from schoolgate.store.trust_edits import without_school
@@ -54,9 +55,25 @@ def two_schools(database_url: str, tmp_path: Path) -> tuple[Path, str, dict[str,
     try:
         writer: Any = SimpleNamespace(sessions=sessionmaker(engine))
         rows = {school: make_rows(writer, school, "pupil-shared") for school in ("oak", "elm")}
+        _person_rows(writer)
     finally:
         engine.dispose()
     return trust, database_url, rows
+
+
+def _person_rows(writer: Any) -> None:
+    """Each school's rows of the tables keyed by a person: attempt counts and act marks."""
+    now = datetime.now(UTC)
+    with writer.sessions() as session, session.begin():
+        for school in ("oak", "elm"):
+            session.add(
+                AttemptCountRow(
+                    user=f"{school}-pupil", times=[now.isoformat()], updated=now, school=school
+                )
+            )
+            session.add(
+                ActMarkRow(key=f"{school}-pupil|x.com", at=now, event_id=school, school=school)
+            )
 
 
 def _counts(url: str, school: str) -> dict[str, int]:
@@ -162,7 +179,8 @@ def test_add_school_refuses_an_id_that_still_has_rows(
     result = _add_school(trust, "elm", url)
     assert result.returncode == 1
     assert (
-        "the database still holds rows of a school 'elm' (alerts 1, audit_log 1," in result.stderr
+        "the database still holds rows of a school 'elm' (act_marks 1, alerts 1, attempt_counts 1, "
+        "audit_log 1," in result.stderr
     )
     assert "events 1" in result.stderr
     assert trust.read_text() == before

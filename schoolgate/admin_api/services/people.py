@@ -44,6 +44,7 @@ class Person:
     groups: frozenset[str] = frozenset()
     display_name: str = ""
     unavailable: bool = False
+    dn: str = ""  # the person's directory entry (LDAP), for a trust's OU per school
 
 
 async def look_up(resources: Resources, name: str) -> Person:
@@ -66,6 +67,7 @@ async def look_up(resources: Resources, name: str) -> Person:
         role=role,
         groups=found.groups,
         display_name=found.display_name,
+        dn=found.dn,
     )
 
 

@@ -8,6 +8,7 @@ discard it."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -86,16 +87,25 @@ def _reason(reason: str) -> str:
 
 
 def save(
-    session: Session, *, actor: SignedInUser, path: Path, text: str, reason: str, at: datetime
+    session: Session,
+    *,
+    actor: SignedInUser,
+    path: Path,
+    text: str,
+    reason: str,
+    at: datetime,
+    kind: str = versions.POLICY,
+    check: Callable[[str], Checked] | None = None,
 ) -> tuple[PolicyVersionRow | None, Policy]:
-    """Check `text`, record it as a new version with an audit entry, write the file atomically
-    and commit. Returns (the new version or None when nothing changed, the parsed policy)."""
+    """Check `text` (by `check`, else as the policy file at `path`), record it as a new
+    version of `kind` with an audit entry, write the file atomically and commit. Returns (the
+    new version or None when nothing changed, the parsed policy)."""
     why = _reason(reason)
-    checked = check_text(text, path=path)
-    versions.notice_file(session, path, at=at)  # an outside edit first gets its own version
-    before = versions.latest(session, versions.POLICY)
+    checked = check(text) if check is not None else check_text(text, path=path)
+    versions.notice_file(session, path, at=at, kind=kind)  # an outside edit: its own version
+    before = versions.latest(session, kind)
     row = versions.record(
-        session, kind=versions.POLICY, text=checked.text, author=actor.username, reason=why, at=at
+        session, kind=kind, text=checked.text, author=actor.username, reason=why, at=at
     )
     if row is None:
         return None, checked.policy
@@ -118,6 +128,8 @@ def save(
             "write to its folder. Nothing was changed."
         ) from None
     session.commit()
+    if check is not None:
+        return row, checked.policy
     try:  # the same text, now named after the real file (its summary names the file)
         return row, load_policy(path)
     except PolicyError:
@@ -125,11 +137,19 @@ def save(
 
 
 def restore(
-    session: Session, *, actor: SignedInUser, path: Path, version_id: int, reason: str, at: datetime
+    session: Session,
+    *,
+    actor: SignedInUser,
+    path: Path,
+    version_id: int,
+    reason: str,
+    at: datetime,
+    kind: str = versions.POLICY,
+    check: Callable[[str], Checked] | None = None,
 ) -> tuple[PolicyVersionRow | None, Policy]:
-    """Make an old policy version the running one again (as a new version)."""
+    """Make an old policy version of `kind` the running one again (as a new version)."""
     old = versions.get(session, version_id)
-    if old is None or old.kind != versions.POLICY:
+    if old is None or old.kind != kind:
         raise NotFound(f"There is no policy version {version_id}.")
     why = _reason(reason)
     return save(
@@ -139,6 +159,8 @@ def restore(
         text=old.text,
         reason=f"restored version {old.id}: {why}",
         at=at,
+        kind=kind,
+        check=check,
     )
 
 

@@ -10,9 +10,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from schoolgate.admin_api.errors import Conflict
 from schoolgate.admin_api.resources import Resources
 from schoolgate.admin_api.schemas import PolicyCheckPublic
 from schoolgate.admin_api.services.policy_versions import notice_lists
+from schoolgate.admin_api.services.school_policy import PolicyPlace
 from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.parse import list_files_named, parse_policy
 from schoolgate.policy.table import summary
@@ -42,14 +44,18 @@ def check_policy_text(text: str, *, source: str = "pasted policy") -> PolicyChec
     return PolicyCheckPublic(ok=True, summary=summary(policy), problems=[])
 
 
-def running_version(session: Session, resources: Resources, at: datetime) -> dict[str, Any]:
+def running_version(
+    session: Session, resources: Resources, at: datetime, place: PolicyPlace | None = None
+) -> dict[str, Any]:
     """Which policy version runs (noticing first a file edited outside the admin, and
-    local-list changes), for the page and the API."""
-    path = resources.settings.policy_file
+    local-list changes), for the page and the API; of `place`'s file when given (a school's
+    in a trust), else of the policy file."""
+    place = place or PolicyPlace(resources.settings.policy_file, versions.POLICY)
+    path = place.path
     if path is not None:
-        versions.notice_file(session, path, at=at)
+        versions.notice_file(session, path, at=at, kind=place.kind)
     notice_lists(session, at=at)
-    row = versions.latest(session, versions.POLICY) if path is not None else None
+    row = versions.latest(session, place.kind) if path is not None else None
     lists_row = versions.latest(session, versions.LISTS)
     return {
         "editable": path is not None,
@@ -60,4 +66,16 @@ def running_version(session: Session, resources: Resources, at: datetime) -> dic
         "at": row.at if row else None,
         "reason": row.reason if row else "",
         "lists_id": lists_row.id if lists_row else None,
+        "school": place.school,
+        "query": place.query,
+        "why_not": _why_not_editable(place),
     }
+
+
+def _why_not_editable(place: PolicyPlace) -> str:
+    """Why the place's policy cannot be changed here, in words ("" when it can)."""
+    try:
+        place.editable()
+    except Conflict as error:
+        return str(error)
+    return ""

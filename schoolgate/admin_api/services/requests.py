@@ -493,6 +493,9 @@ def link_person(resources: Resources, token: str) -> SignedInUser | None:
             groups=person.groups,
             schools=resources.trust.schools,
             admin_groups=resources.settings.admin_groups,
+            directory_school=resources.trust.attributor.by_directory(
+                person.groups, person.dn or None
+            ),
         ).school
     return SignedInUser(
         username=person.name,
