@@ -26,11 +26,14 @@ would be allowed anyway.
 
 A host that cannot be understood is blocked (Reason.INVALID_HOST) before any check: fail closed.
 For a block that time will lift, `opens_at` says when access next opens for this subject.
+`holds_until(...)` says until when an answer holds: the same inputs give the same decision at
+every instant from `at` up to (not including) it, so a caller may reuse it that long.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -53,8 +56,10 @@ from schoolgate.policy.model import (
     Reason,
     Request,
     Rule,
+    Sanction,
     Scope,
     Subject,
+    SupervisedSession,
     TargetKind,
     Verdict,
 )
@@ -125,6 +130,62 @@ def decide(
         if opens is not None:
             decision = decision._replace(opens_at=opens)
     return decision
+
+
+def holds_until(
+    policy: Policy, request: Request, subject: Subject, overrides: Overrides | None, at: datetime
+) -> datetime:
+    """The first instant after `at` at which decide(policy, request, subject, overrides, t)
+    may answer differently from decide(..., at): the next change of the school calendar for
+    any timed rule of the subject's role that names one of the host's categories, and the next
+    start or end of any exception, sanction or supervised session. `at` itself (nothing may be
+    reused) for a page-rewriting proxy, whose answer also depends on the site it shows."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("holds_until() needs an aware datetime for 'at'")
+    if subject.role not in policy.roles:
+        subject = replace(subject, role=policy.default_role)
+    facts = host_facts(policy, request.host)
+    if isinstance(facts, HostError):
+        return at + _WINDOW_HORIZON  # an unreadable host is blocked whatever the time
+    if facts.proxied is not None:
+        return at
+    stamp = at.timestamp()
+    until = _next_override_instant(overrides or NO_OVERRIDES, stamp)
+    ctx = _Context(policy, facts, subject, overrides or NO_OVERRIDES, at, stamp, request.port)
+    for rule in policy.rules_by_role[subject.role]:
+        if rule.when.always or _rule_category(rule, ctx) is None:
+            continue
+        window_open(policy, rule, at, stamp)  # leaves [since, next change) in the memo
+        until = min(until, policy.window_memo[rule.name][1])
+    return datetime.fromtimestamp(until, at.tzinfo)
+
+
+# Overrides snapshot -> the sorted instants (POSIX) at which any of its grants starts or ends.
+# Keyed by id() with the snapshot kept alive beside it, so an id is never reused while cached.
+_INSTANTS: dict[int, tuple[Overrides, tuple[float, ...]]] = {}
+_INSTANTS_LIMIT = 64
+
+
+def _next_override_instant(overrides: Overrides, stamp: float) -> float:
+    """The first start or end of an exception, sanction or supervised session after `stamp`
+    (the horizon when there is none)."""
+    known = _INSTANTS.get(id(overrides))
+    if known is None or known[0] is not overrides:
+        grants: tuple[ApprovedException | Sanction | SupervisedSession, ...] = (
+            *overrides.exceptions,
+            *overrides.sanctions,
+            *overrides.supervised_sessions,
+        )
+        found = {g.starts.timestamp() for g in grants}
+        found |= {g.ends.timestamp() for g in grants if g.ends is not None}
+        if len(_INSTANTS) >= _INSTANTS_LIMIT:
+            _INSTANTS.clear()
+        known = _INSTANTS[id(overrides)] = (overrides, tuple(sorted(found)))
+    instants = known[1]
+    index = bisect_right(instants, stamp)
+    if index < len(instants):
+        return instants[index]
+    return stamp + _WINDOW_HORIZON.total_seconds()
 
 
 def host_facts(policy: Policy, raw: str) -> _HostFacts | HostError:

@@ -3,14 +3,17 @@ pass through what needs no inspection, answer blocked traffic locally, and cut w
 verdict has changed. Any error while deciding blocks (fail closed).
 
 Decisions read the policy and overrides snapshots of PolicySource, which a background task
-refreshes, so nothing on the request path touches a file or the network.
+refreshes, so nothing on the request path touches a file or the network. A decision is reused
+(the front door's first look, the CONNECT, the ClientHello, the requests of a connection) only
+while the snapshots are the same objects and the clock is still before `holds_until`: never
+past a break's end or an exception's expiry.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +24,7 @@ from mitmproxy.proxy.mode_specs import TransparentMode
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.tls import ClientHelloData
 
-from schoolgate.policy.decide import decide
+from schoolgate.policy.decide import decide, holds_until
 from schoolgate.policy.hostnames import (
     HostError,
     is_subdomain_or_same,
@@ -55,6 +58,20 @@ from schoolgate.proxy_addons.stats import GatewayStats
 logger = logging.getLogger(__name__)
 
 MISMATCH = Technique.HOST_MISMATCH  # circumvention: CONNECT target, SNI and Host disagree
+REUSE_LIMIT = 4096  # decisions remembered for reuse (then forgotten all at once)
+
+
+class _Reusable:
+    """A decision and what it was made from: reusable for the same question while `policy`
+    and `overrides` are the same objects and the time is in [since, until) (POSIX seconds)."""
+
+    __slots__ = ("decision", "overrides", "policy", "since", "until")
+
+    def __init__(
+        self, policy: Policy, overrides: Overrides, decision: Decision, since: float, until: float
+    ) -> None:
+        self.policy, self.overrides, self.decision = policy, overrides, decision
+        self.since, self.until = since, until
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +91,12 @@ class Enforce:
         self._tunnel_blocks: dict[str, Decision] = {}  # client id -> block for the whole tunnel
         self._refuse: set[str] = set()  # client ids whose passthrough must never connect
         self._websockets: dict[str, http.HTTPFlow] = {}
+        self._reusable: dict[tuple[str, int | None, Subject], _Reusable] = {}
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests fix it
         self.stats = stats or GatewayStats()
+        self._reused_from: tuple[object, object] = (None, None)  # the snapshots they came from
         source.after_refresh(self._sweep_websockets)
+        source.after_refresh(self._forget_old_decisions)
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -104,6 +125,14 @@ class Enforce:
                 raise options_error(f"schoolgate_sensitive_hosts: {raw!r}: {host.message}")
             sensitive.append(host.name)
         self._settings = _Settings(tuple(sensitive), opts.schoolgate_https_block_page)
+
+    def _forget_old_decisions(self) -> None:
+        """A new policy or overrides snapshot: the decisions made with the old ones can never
+        be reused again; forget them (they would keep the old snapshots in memory)."""
+        current = (self._source.snapshot, self._source.overrides)
+        if current[0] is not self._reused_from[0] or current[1] is not self._reused_from[1]:
+            self._reused_from = current
+            self._reusable.clear()
 
     def _sweep_websockets(self) -> None:
         for flow in list(self._websockets.values()):
@@ -252,12 +281,29 @@ class Enforce:
         school = found.school.id
         return school, snap.trust.policies[school], self._source.overrides_for(school)
 
-    @staticmethod
     def _decide(
-        policy: Policy, overrides: Overrides, host: str, port: int | None, subject: Subject
+        self, policy: Policy, overrides: Overrides, host: str, port: int | None, subject: Subject
     ) -> tuple[Decision, datetime]:
-        at = datetime.now(UTC)  # read once per decision; decide() gets it passed in
-        decision = decide(policy, Request(host, port), subject, overrides, at)
+        """decide() at the clock's now (read once), or the same question's answer made
+        earlier, when the snapshots are the same objects and now is before it may change."""
+        at = self.clock()
+        stamp = at.timestamp()
+        key = (host, port, subject)
+        known = self._reusable.get(key)
+        if (
+            known is not None
+            and known.policy is policy
+            and known.overrides is overrides
+            and known.since <= stamp < known.until
+        ):
+            return known.decision, at
+        request = Request(host, port)
+        decision = decide(policy, request, subject, overrides, at)
+        until = holds_until(policy, request, subject, overrides, at).timestamp()
+        if until > stamp:
+            if len(self._reusable) >= REUSE_LIMIT:
+                self._reusable.clear()
+            self._reusable[key] = _Reusable(policy, overrides, decision, stamp, until)
         return decision, at
 
     def _refuse_no_school(self, flow: http.HTTPFlow) -> None:
@@ -320,21 +366,31 @@ class Enforce:
             return remembered or Subject(policy.default_role)
         return _subject_of(ident, policy)
 
-    def passes_through(self, host: str, port: int, identity: context.Identity) -> bool:
-        """Would a CONNECT to host:port by `identity`, whose ClientHello names the same host,
-        be relayed unread (allowed, and never decrypted or not to be inspected)? Pure: no
-        stats, no state; the front door's first look, before the hooks decide for real."""
-        snap = self._source.snapshot
-        if snap.trust is not None:
-            return False  # no client address here to find the school by: the hooks decide
-        subject = _subject_of(identity, snap.policy)
-        decision = decide(
-            snap.policy, Request(host, port), subject, self._source.overrides, datetime.now(UTC)
-        )
+    def passes_through(
+        self, host: str, port: int, identity: context.Identity, client: Client | None = None
+    ) -> bool:
+        """Would a CONNECT to host:port by `identity` on `client`'s connection, whose
+        ClientHello names the same host, be relayed unread (allowed, and never decrypted or not
+        to be inspected)? With a trust, decided with the school Enforce's hooks find for it
+        (listener, address, directory group or OU) and its overrides; a request that belongs to
+        no school, or no client to attribute: False (the hooks decide, and refuse it). No stats;
+        the front door's first look, before the hooks decide for real (its decision is
+        remembered for them)."""
+        if client is None:
+            if self._source.snapshot.trust is not None:
+                return False
+            policy: Policy | None = self._source.snapshot.policy
+            overrides = self._source.overrides
+        else:
+            _, policy, overrides = self._for_client(client, identity)
+        if policy is None:
+            return False
+        subject = _subject_of(identity, policy)
+        decision, _ = self._decide(policy, overrides, host, port, subject)
         if not decision.allowed or decision.host is None:
             return False
-        return self._never_decrypt(snap.policy, decision.host) or not self._needs_inspection(
-            snap.policy, decision.host, subject
+        return self._never_decrypt(policy, decision.host) or not self._needs_inspection(
+            policy, decision.host, subject
         )
 
     def _never_decrypt(self, policy: Policy, host: str) -> bool:

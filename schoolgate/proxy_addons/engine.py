@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import dataclasses
 import inspect
+import ipaddress
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import addonmanager, exceptions, flow, hooks, master, options
+from mitmproxy import addonmanager, ctx, exceptions, flow, hooks, master, options
 from mitmproxy.addons import (
     block,
     core,
@@ -33,6 +34,7 @@ from mitmproxy.addons import (
     termlog,
     tlsconfig,
 )
+from mitmproxy.proxy import mode_specs
 
 from schoolgate.proxy_addons import mitm_internals
 from schoolgate.proxy_addons.enforce import Enforce
@@ -72,7 +74,43 @@ def builtin_addons() -> list[object]:
     save, map and modify addons.
     """
     server: Any = proxyserver.Proxyserver  # mitmproxy leaves its __init__ unannotated
-    return [core.Core(), block.Block(), disable_h2c.DisableH2C(), server()]
+    return [core.Core(), Block(), disable_h2c.DisableH2C(), server()]
+
+
+class Block(block.Block):
+    """mitmproxy's Block (refuse clients from public or, if asked, private addresses), with
+    its two options read in `configure` rather than on every connection (each `ctx.options.x`
+    is a deep copy) and a client's address judged once per address seen."""
+
+    def __init__(self) -> None:
+        self.block_global, self.block_private = True, False
+        self._kinds: dict[str, tuple[bool, bool, bool]] = {}  # address -> loopback, private, global
+
+    def configure(self, updated: set[str]) -> None:
+        if updated & {"block_global", "block_private"}:
+            self.block_global = bool(ctx.options.block_global)
+            self.block_private = bool(ctx.options.block_private)
+
+    def client_connected(self, client: Any) -> None:
+        peer = str(client.peername[0])
+        kinds = self._kinds.get(peer)
+        if kinds is None:
+            address: Any = ipaddress.ip_address(peer.rsplit("%", 1)[0])
+            if isinstance(address, ipaddress.IPv6Address):
+                address = address.ipv4_mapped or address
+            kinds = (address.is_loopback, address.is_private, address.is_global)
+            if len(self._kinds) >= 65_536:
+                self._kinds.clear()
+            self._kinds[peer] = kinds
+        loopback, private, public = kinds
+        if loopback or isinstance(client.proxy_mode, mode_specs.LocalMode):
+            return
+        if self.block_private and private:
+            logger.warning("Client connection from %s killed by block_private option.", peer)
+            client.error = "Connection killed by block_private."
+        if self.block_global and public:
+            logger.warning("Client connection from %s killed by block_global option.", peer)
+            client.error = "Connection killed by block_global."
 
 
 def after_addons() -> list[object]:

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -86,13 +88,13 @@ CLIENT_DISCONNECTED = server_hooks.ClientDisconnectedHook.name
 class Gate:
     """What the front door asks of the gateway. `identify(proxy_authorization, peer)`: the
     identity of an explicit proxy client when no directory is needed, a challenge, or None
-    (Identify.identify_now); `passes_through(host, port, identity)`: would such a tunnel be
-    relayed unread (Enforce.passes_through); `run_hook(name, *args)`: run the hook called
-    `name` with those arguments through the addon chain, as mitmproxy does (the lean engine's
-    DispatchTable.run_named)."""
+    (Identify.identify_now); `passes_through(host, port, identity, client)`: would such a
+    tunnel be relayed unread (Enforce.passes_through; with a trust, by the client's school);
+    `run_hook(name, *args)`: run the hook called `name` with those arguments through the addon
+    chain, as mitmproxy does (the lean engine's DispatchTable.run_named)."""
 
     identify: Callable[[str | None, Address | None], object]
-    passes_through: Callable[[str, int, Identity], bool]
+    passes_through: Callable[[str, int, Identity, Client], bool]
     run_hook: Callable[..., Awaitable[None]]
 
 
@@ -147,6 +149,16 @@ def _assemble(response: http.Response) -> bytes:
     return bytes(http1.assemble_response(response))  # type: ignore[no-untyped-call]
 
 
+# Connection ids: unique in the process (a counter) and beyond it (a random prefix), in
+# mitmproxy's UUID form, without a uuid4() (16 random bytes and a UUID object) per connection.
+_ID_PREFIX = str(uuid.uuid4())[:24]
+_ID_NUMBERS = itertools.count()
+
+
+def _connection_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_NUMBERS) % 16**12:012x}"
+
+
 class _Door:
     """One client connection while the front door holds it."""
 
@@ -159,6 +171,7 @@ class _Door:
     ) -> None:
         self.owner, self.instance, self.reader, self.writer = owner, instance, reader, writer
         self.client = Client(
+            id=_connection_id(),
             transport_protocol="tcp",
             peername=writer.get_extra_info("peername"),
             sockname=writer.get_extra_info("sockname"),
@@ -264,18 +277,16 @@ class _Door:
         valid for mitmproxy, no body. (Ports are the hooks' to refuse, answered from here.)"""
         if mitm_internals.check_head(data) is not None:
             return None
+        lowered = head.lower()
+        if b"content-length" in lowered or b"transfer-encoding" in lowered:
+            return None  # a CONNECT with a body (or a header merely naming one): mitmproxy's
         request = read_connect(head)  # the common case; anything else as mitmproxy reads it
         if request is None:
             try:
                 request = http1.read_request_head(head.split(b"\r\n"))
             except ValueError:
                 return None
-        if (
-            request.method != "CONNECT"
-            or request.http_version not in ("HTTP/1.1", "HTTP/1.0")
-            or "content-length" in request.headers
-            or "transfer-encoding" in request.headers
-        ):
+        if request.method != "CONNECT" or request.http_version not in ("HTTP/1.1", "HTTP/1.0"):
             return None
         if validate_request(HTTPMode.regular, request, self.owner.validate_inbound_headers):
             return None
@@ -293,7 +304,7 @@ class _Door:
 
     def _passes(self, host: str, port: int, identity: Identity) -> bool:
         try:
-            return self.owner.gate.passes_through(host, port, identity)
+            return self.owner.gate.passes_through(host, port, identity, self.client)
         except Exception:
             logger.exception("the front door's first look at a decision failed")
             return False
@@ -302,7 +313,7 @@ class _Door:
         """The CONNECT's hooks, as mitmproxy runs them; their answer is sent from here. The
         flow once the tunnel is open (200 sent), else None."""
         run = self.owner.gate.run_hook
-        self.server = Server(address=None, transport_protocol="tcp")
+        self.server = Server(id=_connection_id(), address=None, transport_protocol="tcp")
         flow = http.HTTPFlow(self.client, self.server, live=True)
         flow.request = request
         await run(HTTP_CONNECT, flow)

@@ -292,7 +292,7 @@ class _Plain:
             if (
                 _inspected_elsewhere(host)
                 or self._addressed_to_gateway(host, request.port)
-                or not self.gate.passes_through(host, request.port, found)
+                or not self.gate.passes_through(host, request.port, found, self.door.client)
             ):
                 return None
         except Exception:

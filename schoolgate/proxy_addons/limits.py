@@ -104,6 +104,11 @@ class Limits:
         self._total = 0
         self._counted: set[str] = set()  # client ids counted in the totals above
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # The caps read on every connection, kept here: each `ctx.options.x` is a deep copy.
+        defaults = {name: default for name, default, *_ in OPTIONS}
+        self._max_total = defaults["schoolgate_max_connections"]
+        self._max_per_client = defaults["schoolgate_max_connections_per_client"]
+        self._head_timeout = defaults["schoolgate_head_timeout"]
         self.stats = stats or GatewayStats()
 
     def load(self, loader: Loader) -> None:
@@ -127,6 +132,9 @@ class Limits:
             )
         if problems:
             raise options_error("; ".join(problems))
+        self._max_total = opts.schoolgate_max_connections
+        self._max_per_client = opts.schoolgate_max_connections_per_client
+        self._head_timeout = opts.schoolgate_head_timeout
         mitm_internals.set_head_limits(
             mitm_internals.HeadLimits(
                 max_line=opts.schoolgate_max_request_line,
@@ -145,12 +153,11 @@ class Limits:
 
     def client_connected(self, client: Client) -> None:
         address = _address(client)
-        opts = ctx.options
-        if self._total >= opts.schoolgate_max_connections:
+        if self._total >= self._max_total:
             self.stats.refused_total += 1
             client.error = "too many connections to the gateway"  # mitmproxy closes it
             return
-        if self._per_address[address] >= opts.schoolgate_max_connections_per_client:
+        if self._per_address[address] >= self._max_per_client:
             self.stats.refused_per_client += 1
             client.error = f"too many connections from {address}"
             return
@@ -159,7 +166,7 @@ class Limits:
         self._counted.add(client.id)
         loop = asyncio.get_running_loop()
         self._timers[client.id] = loop.call_later(
-            opts.schoolgate_head_timeout, self._first_request_late, client
+            self._head_timeout, self._first_request_late, client
         )
 
     def client_disconnected(self, client: Client) -> None:

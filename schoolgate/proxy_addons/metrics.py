@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 NONE = "none"  # label value when a flow has no category / role / technique
 OTHER = "other"  # label value once a label has seen MAX_LABEL_VALUES distinct values
 MAX_LABEL_VALUES = 64
+CHILDREN_LIMIT = 4096  # labelled children remembered (then forgotten all at once)
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -205,6 +206,10 @@ class Metrics:
         # the tunnel's first request, or when the client leaves without one (as it is
         # recorded, proxy_addons/record.py), never at the CONNECT and again at the request.
         self._tunnel_attempts: dict[str, str] = {}
+        # Labelled children looked up before (prometheus_client checks and locks on every
+        # `labels()`): the latency's by stage, the requests' by the values they were made from
+        # (a BoundedLabel maps a value the same way once it has seen it).
+        self._children: dict[object, Any] = {}
         self.requests = Counter(
             "schoolgate_requests",
             "Decisions on requests (stage=request) and on CONNECT tunnels (stage=connect).",
@@ -319,7 +324,10 @@ class Metrics:
     def _observe_latency(self, flow: http.HTTPFlow, stage: str) -> None:
         if context.DECISION in flow.metadata:
             started = flow.request.timestamp_start
-            self.latency.labels(stage).observe(max(0.0, time.time() - started))
+            child = self._children.get(stage)
+            if child is None:
+                child = self._children[stage] = self.latency.labels(stage)
+            child.observe(max(0.0, time.time() - started))
 
     def _count(self, flow: http.HTTPFlow, stage: str) -> None:
         decision = flow.metadata.get(context.DECISION)
@@ -327,13 +335,19 @@ class Metrics:
             return  # answered before any decision (gateway pages, 407) or never decided
         identity = flow.metadata.get(context.IDENTITY)
         role = getattr(identity, "role", None) or "default"
-        self.requests.labels(
-            stage,
-            str(decision.verdict),
-            str(decision.reason),
-            self._labels["category"](decision.category),
-            self._labels["role"](role),
-        ).inc()
+        key = (stage, decision.verdict, decision.reason, decision.category, role)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) >= CHILDREN_LIMIT:
+                self._children.clear()
+            child = self._children[key] = self.requests.labels(
+                stage,
+                str(decision.verdict),
+                str(decision.reason),
+                self._labels["category"](decision.category),
+                self._labels["role"](role),
+            )
+        child.inc()
         if stage == "request" and identity is not None:
             self.identities.labels(str(getattr(identity, "source", NONE))).inc()
         technique = flow.metadata.get(context.TECHNIQUE) or decision.technique

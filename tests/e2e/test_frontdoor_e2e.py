@@ -387,3 +387,25 @@ def test_a_spliced_tunnel_lives_while_used_and_closes_after_a_silent_time_out(
                     pass
             waited = time.monotonic() - silent
         assert 1.5 <= waited <= 6, f"closed after {waited:.1f} s of silence (time-out 2 s)"
+
+
+@pytest.mark.parametrize(
+    "header", ["Content-Length: 0", "Transfer-Encoding: chunked", "X-Note: no content-length"]
+)
+def test_a_connect_naming_a_body_goes_to_mitmproxy(door: Gateway, header: str) -> None:
+    """A CONNECT with a body, or a header line that merely names one, is never the front
+    door's: mitmproxy reads it (and answers it as it always has)."""
+    signed_in(door, "pupil1")
+    before = door_counts(door)
+    with socket.create_connection(("127.0.0.1", door.port), timeout=10) as raw:
+        raw.sendall(
+            b"CONNECT learning.test:443 HTTP/1.1\r\nHost: learning.test:443\r\n"
+            b"Proxy-Authorization: "
+            + auth("pupil1").encode()
+            + b"\r\n"
+            + header.encode()
+            + b"\r\n\r\n"
+        )
+        raw.recv(4096)
+    counted(door, "handed_over", before)
+    assert door_counts(door).get("tunnels", 0) == before.get("tunnels", 0)

@@ -132,6 +132,21 @@ def client_from(
     return httpx.Client(transport=transport, timeout=20, trust_env=False)
 
 
+def refusal_recorded(folder: Path, address: str, host: str) -> None:
+    """Wait for the event of a refusal of `address` asking for `host` as in no school."""
+    engine = make_engine(f"sqlite:///{folder / 'schoolgate.db'}")
+
+    def recorded() -> list[tuple[str | None, str]]:
+        with Session(engine) as session:
+            rows = session.scalars(select(EventRow).where(EventRow.reason == "no_school"))
+            return [(row.client_ip, row.host) for row in rows]
+
+    try:
+        wait_for(lambda: (address, host) in recorded(), what="the refusal's event")
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("url", ["http://www.facebook.com/", "https://www.facebook.com/"])
 def test_each_school_gets_its_own_break_times(trust: tuple[Gateway, Path], url: str) -> None:
     gw, _ = trust
@@ -159,17 +174,7 @@ def test_a_client_in_no_schools_subnet_is_refused(trust: tuple[Gateway, Path]) -
             stranger.get("https://learning.test/")
     assert plain.status_code == 403
     assert "no_school" in plain.text
-    engine = make_engine(f"sqlite:///{tmp / 'schoolgate.db'}")
-
-    def recorded() -> list[tuple[str | None, str]]:
-        with Session(engine) as session:
-            rows = session.scalars(select(EventRow).where(EventRow.reason == "no_school"))
-            return [(row.client_ip, row.host) for row in rows]
-
-    try:
-        wait_for(lambda: (NOWHERE, "learning.test") in recorded(), what="the refusal's event")
-    finally:
-        engine.dispose()
+    refusal_recorded(tmp, NOWHERE, "learning.test")
     with client_from(gw, "127.0.0.1") as local:
         assert local.get("http://learning.test/").status_code == 403
 

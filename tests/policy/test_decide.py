@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schoolgate.policy.decide import CHECKS, decide, unblockable
+from schoolgate.policy.decide import CHECKS, decide, holds_until, unblockable
 from schoolgate.policy.model import (
     ApprovedException,
     LocalListEntry,
@@ -466,3 +466,85 @@ def test_naive_time_is_refused(policy: Policy) -> None:
 )
 def test_unblockable(policy: Policy, host: str, role: str, expected: bool) -> None:
     assert unblockable(policy, host, role) is expected
+
+
+# holds_until: how long an answer may be reused. At every instant before it, decide() answers
+# the same as at `at`; at it, the answer may change (and in these cases does).
+TIKTOK_14_TO_15 = Overrides(
+    exceptions=(
+        exc(
+            Scope.USER,
+            "pupil1",
+            TargetKind.HOST,
+            "tiktok.com",
+            starts=MONDAY.replace(hour=14),
+            ends=MONDAY.replace(hour=15),
+        ),
+    )
+)
+HOLDS = [
+    # (subject, host, at, overrides, until)
+    (STAFF, "www.facebook.com", at_london("2026-11-23T10:29:59"), None, "2026-11-23T10:30:00"),
+    (STAFF, "www.facebook.com", at_london("2026-11-23T10:35:00"), None, "2026-11-23T10:45:00"),
+    (STAFF, "www.facebook.com", at_london("2026-11-23T12:59:59"), None, "2026-11-23T13:00:00"),
+    (
+        PUPIL,
+        "tiktok.com",
+        MONDAY.replace(hour=14, minute=30),
+        TIKTOK_14_TO_15,
+        "2026-11-23T15:00:00",  # the exception's expiry
+    ),
+    (
+        PUPIL,
+        "tiktok.com",
+        LESSON,
+        TIKTOK_14_TO_15,
+        "2026-11-23T14:00:00",  # the exception's start
+    ),
+    (
+        PUPIL,
+        "example.org",
+        LESSON,
+        Overrides(
+            sanctions=(
+                Sanction("s", "pupil1", LESSON - timedelta(days=1), LESSON + timedelta(hours=2)),
+            )
+        ),
+        "2026-11-23T11:00:00",  # the sanction's end
+    ),
+]
+
+
+@pytest.mark.parametrize(("subject", "host", "at", "overrides", "until"), HOLDS)
+def test_holds_until_the_next_change_and_not_a_microsecond_longer(
+    policy: Policy,
+    subject: Subject,
+    host: str,
+    at: datetime,
+    overrides: Overrides | None,
+    until: str,
+) -> None:
+    held = holds_until(policy, Request(host), subject, overrides, at)
+    assert held == at_london(until)
+    before = decide(policy, Request(host), subject, overrides, at)
+    last = decide(policy, Request(host), subject, overrides, held - timedelta(microseconds=1))
+    assert last == before
+    assert decide(policy, Request(host), subject, overrides, held).verdict is not before.verdict
+
+
+def test_holds_until_an_uncategorised_host_changes_only_with_the_overrides(
+    policy: Policy,
+) -> None:
+    assert holds_until(policy, Request("example.org"), STAFF, None, LESSON) >= LESSON + timedelta(
+        days=365
+    )
+    grant = exc(Scope.EVERYONE, None, TargetKind.CATEGORY, "social", starts=BREAK)
+    assert (
+        holds_until(policy, Request("example.org"), STAFF, Overrides(exceptions=(grant,)), LESSON)
+        == BREAK
+    )
+
+
+def test_holds_until_gives_nothing_to_reuse_for_a_rewriting_proxy(policy: Policy) -> None:
+    host = "www-tiktok-com.translate.goog"
+    assert holds_until(policy, Request(host), STAFF, None, LESSON) == LESSON

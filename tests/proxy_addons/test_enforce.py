@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,17 @@ from mitmproxy.test import taddons, tflow, tutils
 from mitmproxy.tls import ClientHello, ClientHelloData
 
 import schoolgate.proxy_addons.enforce as enforce_module
-from schoolgate.policy.model import LocalListEntry, Overrides, Reason, Verdict
+from schoolgate.policy.decide import decide
+from schoolgate.policy.model import (
+    ApprovedException,
+    Decision,
+    LocalListEntry,
+    Overrides,
+    Reason,
+    Scope,
+    TargetKind,
+    Verdict,
+)
 from schoolgate.proxy_addons import context
 from schoolgate.proxy_addons.context import Identity, IdentitySource
 from schoolgate.proxy_addons.enforce import Enforce
@@ -29,8 +41,9 @@ def policy_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def addon(policy_file: Path, tmp_path: Path) -> Iterator[tuple[Enforce, taddons.context]]:
+@contextlib.contextmanager
+def enforcing(policy_file: Path, tmp_path: Path) -> Iterator[tuple[Enforce, taddons.context]]:
+    """Enforce and its PolicySource in mitmproxy's test context, with `policy_file`."""
     source = PolicySource()
     enforce = Enforce(source)
     with taddons.context(source, enforce) as tctx:
@@ -40,6 +53,12 @@ def addon(policy_file: Path, tmp_path: Path) -> Iterator[tuple[Enforce, taddons.
             schoolgate_secret_file=str(tmp_path / "secret"),
         )
         yield enforce, tctx
+
+
+@pytest.fixture
+def addon(policy_file: Path, tmp_path: Path) -> Iterator[tuple[Enforce, taddons.context]]:
+    with enforcing(policy_file, tmp_path) as both:
+        yield both
 
 
 def request_flow(
@@ -303,3 +322,103 @@ def test_staff_may_use_facebook_in_the_break(tmp_path: Path) -> None:
         enforce.requestheaders(flow)
     assert flow.response is None
     assert flow.metadata[context.DECISION].reason is Reason.RULE_ALLOW
+
+
+# --- decisions reused only while they hold (decide.holds_until), with a fixed clock ---------
+
+
+def test_a_decision_is_reused_within_its_window_and_never_past_the_breaks_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    ends = write_policy(policy_file, in_break=True, break_seconds=600)  # to the second
+    made: list[str] = []
+
+    def counting_decide(*args: object) -> Decision:
+        made.append(args[1].host)  # type: ignore[attr-defined]
+        return decide(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(enforce_module, "decide", counting_decide)
+    with enforcing(policy_file, tmp_path) as (enforce, _):
+        now = [ends - timedelta(microseconds=1)]
+        enforce.clock = lambda: now[0]
+        connect = request_flow("www.facebook.com", role="staff")
+        data = clienthello("www.facebook.com", "www.facebook.com")
+        connect.client_conn = data.context.client
+        enforce.http_connect(connect)
+        enforce.tls_clienthello(data)
+        assert connect.metadata[context.DECISION].allowed  # staff, in the break
+        assert context.hello_notes[data.context.client.id].decision.allowed
+        assert made == ["www.facebook.com"]  # the ClientHello reused the CONNECT's decision
+
+        now[0] = ends  # the break's last instant is over: decided again, blocked
+        later = clienthello("www.facebook.com", "www.facebook.com")
+        later.context.client.id = data.context.client.id
+        enforce.tls_clienthello(later)
+        note = context.hello_notes[data.context.client.id]
+        assert not note.decision.allowed
+        assert note.decision.reason is Reason.RULE_BLOCK
+        assert made == ["www.facebook.com"] * 2
+        request = request_flow("www.facebook.com", role="staff")
+        enforce.requestheaders(request)
+        assert request.response is not None
+        assert request.response.status_code == 403
+
+
+async def test_a_decision_is_never_reused_past_an_exceptions_expiry(
+    addon: tuple[Enforce, taddons.context], tmp_path: Path
+) -> None:
+    enforce, tctx = addon
+    expiry = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+    grant = ApprovedException(
+        id="ex-1",
+        scope=Scope.ROLE,
+        who="pupil",
+        target_kind=TargetKind.HOST,
+        target="www.facebook.com",
+        starts=expiry - timedelta(hours=1),
+        ends=expiry,
+    )
+    overrides = tmp_path / "overrides.json"
+    write_overrides_atomically(overrides, Overrides(exceptions=(grant,)))
+    tctx.configure(enforce, schoolgate_overrides=str(overrides))
+    await enforce._source.refresh()
+    now = [expiry - timedelta(microseconds=1)]
+    enforce.clock = lambda: now[0]
+
+    def decided() -> Decision:
+        flow = request_flow("www.facebook.com", role="pupil")
+        enforce.requestheaders(flow)
+        decision: Decision = flow.metadata[context.DECISION]
+        return decision
+
+    first = decided()
+    assert first.reason is Reason.EXCEPTION
+    assert decided() is first  # reused: the same snapshots, the same second
+    now[0] = expiry
+    assert decided().reason is Reason.RULE_BLOCK
+    now[0] = expiry - timedelta(seconds=1)  # a clock that went back: decided again
+    assert decided().reason is Reason.EXCEPTION
+
+
+async def test_new_snapshots_forget_the_decisions_made_with_the_old_ones(
+    addon: tuple[Enforce, taddons.context], tmp_path: Path
+) -> None:
+    enforce, tctx = addon
+    overrides = tmp_path / "overrides.json"
+    write_overrides_atomically(overrides, Overrides())
+    tctx.configure(enforce, schoolgate_overrides=str(overrides))
+    await enforce._source.refresh()
+    enforce.requestheaders(request_flow("learning.test", role="staff"))
+    assert enforce._reusable  # remembered for reuse
+    await enforce._source.refresh()  # nothing changed: kept
+    assert enforce._reusable
+    write_overrides_atomically(
+        overrides,
+        Overrides(local_list=(LocalListEntry("learning.test", Verdict.BLOCK, "reported"),)),
+    )
+    await enforce._source.refresh()
+    assert not enforce._reusable  # nothing made with the old overrides is kept alive
+    flow = request_flow("learning.test", role="staff")
+    enforce.requestheaders(flow)
+    assert flow.metadata[context.DECISION].reason is Reason.LOCAL_BLOCK

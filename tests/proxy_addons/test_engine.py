@@ -26,6 +26,9 @@ from schoolgate.proxy_addons.engine import (
     option_specs,
     run_lean,
 )
+from schoolgate.proxy_addons.engine import (
+    Block as LeanBlock,
+)
 from schoolgate.proxy_addons.frontdoor import FrontDoor
 from schoolgate.proxy_addons.identity import Identify
 from schoolgate.proxy_addons.mitm_internals import TlsClienthelloHook
@@ -195,3 +198,25 @@ def test_the_gateway_will_not_start_on_an_unknown_event_loop(
     monkeypatch.setenv(EVENT_LOOP_VARIABLE, "trio")
     assert run_lean([], addons=[]) == 1
     assert "SCHOOLGATE_EVENT_LOOP='trio': use 'uvloop' or 'asyncio'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "peer", ["127.0.0.1", "10.1.2.3", "8.8.8.8", "::1", "::ffff:8.8.8.8", "fe80::1%eth0", "fd00::1"]
+)
+@pytest.mark.parametrize(("block_global", "block_private"), [(True, False), (False, True)])
+async def test_the_lean_block_refuses_exactly_what_mitmproxys_block_refuses(
+    peer: str, block_global: bool, block_private: bool
+) -> None:
+    from mitmproxy.addons import block
+    from mitmproxy.test import taddons
+
+    for run in range(2):  # the second time from the remembered answer
+        errors = []
+        for addon in (block.Block(), LeanBlock()):
+            with taddons.context(addon) as tctx:
+                tctx.configure(addon, block_global=block_global, block_private=block_private)
+                client = tflow.tclient_conn()
+                client.peername = (peer, 5000 + run)
+                addon.client_connected(client)
+                errors.append(client.error)
+        assert errors[0] == errors[1]

@@ -229,7 +229,7 @@ class Gate:
     def identify(self, header: str | None, peer: object) -> Identity:
         return Identity("pupil", IdentitySource.DEFAULT)
 
-    def passes_through(self, host: str, port: int, identity: Identity) -> bool:
+    def passes_through(self, host: str, port: int, identity: Identity, client: object) -> bool:
         return host != "blocked.example"
 
     async def run_hook(self, name: str, *args: Any) -> None:

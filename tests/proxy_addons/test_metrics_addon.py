@@ -255,3 +255,20 @@ def test_an_attempt_refused_at_the_connect_is_counted_there() -> None:
     metrics.http_connect(connect)
     metrics.client_disconnected(connect.client_conn)
     assert _attempts(metrics) == 1
+
+
+def test_each_decision_is_counted_under_its_own_labels_every_time() -> None:
+    stats = GatewayStats()
+    metrics = Metrics(PolicySource(stats), stats)
+    allowed = Decision(Verdict.ALLOW, Reason.DEFAULT_ALLOW)
+    for role in ("pupil", "pupil", "staff", "pupil"):
+        flow = tflow.tflow(resp=True)
+        flow.metadata[context.DECISION] = allowed
+        flow.metadata[context.IDENTITY] = context.Identity(role, context.IdentitySource.SUBNET)
+        metrics.response(flow)
+    counts = {
+        dict(labels)["role"]: value
+        for (name, labels), value in scrape(metrics.registry).items()
+        if name == "schoolgate_requests_total"
+    }
+    assert counts == {"pupil": 3, "staff": 1}

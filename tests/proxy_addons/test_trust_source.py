@@ -78,7 +78,18 @@ async def test_each_client_is_decided_with_its_schools_policy(tmp_path: Path) ->
         assert decide(enforce, "games.example", "10.3.0.1").reason is Reason.NO_SCHOOL
         assert decide(enforce, "learning.example", "192.0.2.1").reason is Reason.NO_SCHOOL
         identity = Identity(role="staff", source=IdentitySource.LOCAL, user="t")
-        assert not enforce.passes_through("learning.example", 443, identity)
+        assert not enforce.passes_through("learning.example", 443, identity)  # no client
+
+        def first_look(host: str, address: str) -> bool:
+            client = tflow.tclient_conn()
+            client.peername = (address, 50000)
+            return enforce.passes_through(host, 443, identity, client)
+
+        # the front door's first look, by the client's school (issue 17): Oak blocks games
+        assert not first_look("games.example", "10.1.2.3")
+        assert first_look("games.example", "10.2.2.3")
+        assert first_look("learning.example", "::ffff:10.1.2.3")
+        assert not first_look("learning.example", "10.3.0.1")
 
         # a list of one school changes: the trust is reloaded
         (tmp_path / "games.txt").write_text(list_text("games", "othergames.example"))

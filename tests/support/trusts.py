@@ -31,6 +31,17 @@ def list_text(name: str, *domains: str, description: str | None = None) -> str:
     )
 
 
+def two_schools(*, oak: str, elm: str, oak_policy: str | None = None) -> str:
+    """A trust file's text: base.yaml, clients outside both schools refused, Oak Primary in
+    subnet `oak` (with its own policy file `oak_policy`, if given) and Elm Primary in `elm`."""
+    own = f", policy: {oak_policy}" if oak_policy else ""
+    return (
+        "name: Test Trust\nbase: base.yaml\nunmatched: refuse\nschools:\n"
+        f"  oak: {{name: Oak Primary, subnets: [{oak}]{own}}}\n"
+        f"  elm: {{name: Elm Primary, subnets: [{elm}]}}\n"
+    )
+
+
 def write_trust(folder: Path, trust: str, files: Mapping[str, str]) -> Path:
     """`files` (paths relative to `folder`: the base policy, the schools' policies and lists)
     and the trust file `folder`/trust.yaml holding `trust`; returns the trust file's path."""
@@ -68,10 +79,12 @@ def running_trust_gateway(
     people: Mapping[str, list[str]] = USERS,
     identity: Path | None = None,
     database: str | None = None,
+    engine: str | None = None,
 ) -> Iterator[Gateway]:
     """A real gateway serving the trust file `trust`, the demo identities (or `people`: name ->
     groups; or the identity file `identity`) and the database at URL `database` (default: a
-    SQLite database made in `folder`/schoolgate.db), upgraded first."""
+    SQLite database made in `folder`/schoolgate.db), upgraded first; `engine` as
+    running_gateway's."""
     database = database or f"sqlite:///{folder / 'schoolgate.db'}"
     upgrade(database)
     with running_gateway(
@@ -83,5 +96,6 @@ def running_trust_gateway(
             *("--set", f"schoolgate_database_url={database}"),
             *extra_args,
         ],
+        engine=engine,
     ) as gw:
         yield gw
