@@ -555,3 +555,24 @@ def test_the_break_opens_and_closes_on_the_second_on_one_kept_alive_connection(
             time.sleep(max(0.0, (edge - datetime.now(UTC)).total_seconds()) + 0.3)
             seen.append((before.status_code, client.get("https://www.facebook.com/").status_code))
     assert seen == [(403, 200), (200, 403)]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["X-Forwarded-Host: x.com", "X-Host: www.instagram.com", "Forwarded: host=x.com;proto=http"],
+)
+def test_plain_http_naming_a_blocked_site_in_a_forwarding_header_is_refused(
+    at_break: Gateway, header: str
+) -> None:
+    """The same trick in plain HTTP, which the front door may serve itself: refused, and the
+    allowed site asked for is not sent it either."""
+    for _ in range(2):  # the second time, the sign-in is known: the front door's own path
+        reply = _plain(
+            at_break,
+            "pupil1",
+            f"GET http://learning.test/ HTTP/1.1\r\nHost: learning.test\r\n{header}\r\n"
+            "Connection: close\r\n\r\n",
+        )
+        assert _refused(reply), reply[:300]
+        assert b"host_mismatch" in reply
+    assert _untouched(at_break)
