@@ -542,7 +542,9 @@ def _weekly_lines(session: Session, monday: date_type, zone: ZoneInfo, admin: st
 def main(argv: Sequence[str] | None = None) -> int:
     """Run once: `python -m admin_api.notifications --settings notifications.yaml`."""
     from schoolgate.admin_api.resources import make_resources
-    from schoolgate.admin_api.settings import get_settings
+    from schoolgate.admin_api.settings import get_settings, settings_problems
+    from schoolgate.policy.errors import PolicyError
+    from schoolgate.store.identity_config import IdentityConfigError
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
@@ -557,8 +559,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"schoolgate notifications: {exc}", file=sys.stderr)
         return 2
-    admin = get_settings()
-    resources = make_resources(admin)
+    try:
+        admin = get_settings()
+        resources = make_resources(admin)
+    except ValidationError as error:  # the admin's settings (SCHOOLGATE_*) are incomplete
+        for problem in settings_problems(error):
+            print(f"schoolgate notifications: {problem}", file=sys.stderr)
+        return 2
+    except (PolicyError, IdentityConfigError, ValueError, OSError) as error:
+        print(f"schoolgate notifications: {error}", file=sys.stderr)
+        return 2
     schools = set(resources.trust.schools) if resources.trust is not None else set()
     if unknown := sorted(set(notices.schools) - schools):
         resources.close()

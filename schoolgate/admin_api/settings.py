@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schoolgate.admin_api.roles import Role
@@ -185,6 +192,15 @@ class Settings(BaseSettings):
                 f"zone) or set it to {policy_zone}"
             )
         return self
+
+
+def settings_problems(error: ValidationError) -> list[str]:
+    """Each problem of settings that could not be read, as "where: what" in words."""
+    return [
+        f"{'.'.join(str(p) for p in item['loc']) or 'settings'}: "
+        f"{item['msg'].removeprefix('Value error, ')}"
+        for item in error.errors()
+    ]
 
 
 @functools.lru_cache(maxsize=1)

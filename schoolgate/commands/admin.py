@@ -200,6 +200,7 @@ def run_admin(args: argparse.Namespace) -> int:
 
     from schoolgate.admin_api.app import make_app
     from schoolgate.admin_api.resources import make_resources
+    from schoolgate.admin_api.settings import settings_problems
     from schoolgate.admin_metrics import install_admin_metrics
     from schoolgate.policy.errors import PolicyError
     from schoolgate.store.identity_config import IdentityConfigError
@@ -207,12 +208,8 @@ def run_admin(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args)
     except ValidationError as error:
-        for item in error.errors():
-            where = ".".join(str(p) for p in item["loc"]) or "settings"
-            print(
-                f"schoolgate admin: {where}: {item['msg'].removeprefix('Value error, ')}",
-                file=sys.stderr,
-            )
+        for line in settings_problems(error):
+            print(f"schoolgate admin: {line}", file=sys.stderr)
         return 2
     problem = prepare_database(settings.effective_database_url, embedded=settings.embedded_database)
     if problem is not None:

@@ -403,3 +403,24 @@ def test_a_schools_section_without_a_trust_is_refused_in_words(tmp_path: Path) -
     )
     assert found.returncode == 2, found.stderr
     assert "schools: oak: a school's section needs a trust" in found.stderr
+
+
+def test_incomplete_admin_settings_are_said_in_words(tmp_path: Path) -> None:
+    """The notifications command reads the admin's settings: one it cannot read (no session
+    secret outside development) is a sentence saying what to set, not a traceback."""
+    settings = tmp_path / "notifications.yaml"
+    settings.write_text(
+        "email: {host: 127.0.0.1, port: 25, from: gate@school.test, to: [a@school.test]}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHOOLGATE_")}
+    found = subprocess.run(
+        [str(Path(sys.executable).with_name("schoolgate")), "notify", "--settings", str(settings)],
+        capture_output=True,
+        text=True,
+        env={**env, "SCHOOLGATE_DATA_DIR": str(tmp_path / "data")},
+        timeout=120,
+    )
+    assert found.returncode == 2, found.stderr
+    assert "Traceback" not in found.stderr
+    assert "schoolgate notifications: " in found.stderr
+    assert "set SCHOOLGATE_SESSION_SECRET" in found.stderr
