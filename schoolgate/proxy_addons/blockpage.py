@@ -87,10 +87,14 @@ def make_block_page(
     at: datetime,
     policy: Policy | None,
     settings: BlockPageSettings,
+    school: str | None = None,
 ) -> http.Response:
     """A 403 response carrying the block page for `decision` (`site`: what the client asked
-    for, as it sent it)."""
-    html = render_block_page(decision, subject, site=site, at=at, policy=policy, settings=settings)
+    for, as it sent it; `school`: with a trust, the school decided for, carried in the "Ask
+    for access" link so the request is that school's)."""
+    html = render_block_page(
+        decision, subject, site=site, at=at, policy=policy, settings=settings, school=school
+    )
     return http.Response.make(
         403,
         html.encode("utf-8"),
@@ -153,6 +157,7 @@ def render_block_page(
     at: datetime,
     policy: Policy | None,
     settings: BlockPageSettings,
+    school: str | None = None,
 ) -> str:
     # "Ask for access" from a page-rewriting proxy asks for the site it shows.
     asked = decision.host or site
@@ -163,6 +168,7 @@ def render_block_page(
         user=subject.user,
         category=decision.category,
         reason=decision.reason.value,
+        school=school,
     )
     token = make_access_token(settings.secret, claims)
     ask_url = f"{settings.admin_url.rstrip('/')}/requests/new?{urlencode({'token': token})}"

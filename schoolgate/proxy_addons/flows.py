@@ -55,9 +55,16 @@ def block_response(
     page: BlockPageSettings,
 ) -> http.Response:
     """The block page for a blocked request, or a plain 403 if it cannot be rendered."""
+    inputs = flow.metadata.get(context.INPUTS)
     try:
         return make_block_page(
-            decision, subject, site=flow.request.pretty_host, at=at, policy=policy, settings=page
+            decision,
+            subject,
+            site=flow.request.pretty_host,
+            at=at,
+            policy=policy,
+            settings=page,
+            school=inputs.school if isinstance(inputs, context.DecisionInputs) else None,
         )
     except Exception:
         logger.exception("rendering the block page failed; sending a plain one")

@@ -38,6 +38,7 @@ class AccessClaims:
     user: str | None = None
     category: str | None = None
     reason: str | None = None
+    school: str | None = None  # with a trust: the school the gateway decided for
 
 
 def make_access_token(secret: bytes, claims: AccessClaims) -> str:
@@ -73,6 +74,7 @@ def read_access_token(secret: bytes, token: str, *, max_age_seconds: int) -> Acc
             user=_optional(payload.get("user")),
             category=_optional(payload.get("category")),
             reason=_optional(payload.get("reason")),
+            school=_optional(payload.get("school")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise AccessTokenError(

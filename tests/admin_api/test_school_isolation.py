@@ -790,20 +790,32 @@ def _schools_of_tagged(data: Any, schools: dict[str, SchoolRows]) -> dict[str, s
 
 
 @pytest.mark.parametrize(
-    ("person", "school"),
-    [("oak-pupil", "oak"), ("elm-by-group", "elm"), ("oak-and-elm-group", None)],
+    ("person", "decided", "school"),
+    [
+        ("oak-pupil", None, "oak"),
+        ("elm-by-group", None, "elm"),
+        ("oak-and-elm-group", None, None),
+        ("plain-dsl", "elm", "elm"),  # the gateway decided for Elm (its listener, say)
+        ("oak-pupil", "gone", "oak"),  # a school the trust no longer has: their groups'
+    ],
 )
 def test_a_request_from_a_block_pages_link_is_its_persons_schools(
-    trust_app: tuple[FastAPI, Resources], person: str, school: str | None
+    trust_app: tuple[FastAPI, Resources], person: str, decided: str | None, school: str | None
 ) -> None:
-    """The link's person is not signed in: their school comes from their groups (`oak`), or
-    from the trust file's `directory:` group as at the gateway (`ElmPupils`); both schools'
-    groups is neither school's (seen by the trust's roles only)."""
+    """The link's person is not signed in: the request is the school the gateway decided for
+    (the link names it), else the school of their groups (`oak`) or of the trust file's
+    `directory:` group as at the gateway (`ElmPupils`); both schools' groups is neither
+    school's (seen by the trust's roles only)."""
     app, resources = trust_app
     app.dependency_overrides.clear()
     host = blocked_site()
     claims = AccessClaims(
-        host=host, role="pupil", at=datetime.now(UTC), user=person, reason="rule_block"
+        host=host,
+        role="pupil",
+        at=datetime.now(UTC),
+        user=person,
+        reason="rule_block",
+        school=decided,
     )
     token = make_access_token(resources.access_token_secret, claims)
     browser = TestClient(app, follow_redirects=False)

@@ -7,18 +7,22 @@ real LDAP directory: a person under a school's OU gets that school's break times
 
 from __future__ import annotations
 
+import html
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from schoolgate.admin_api.settings import ACCESS_TOKEN_SECRET_FILE
 from schoolgate.store.db import make_engine
 from schoolgate.store.models import EventRow
+from schoolgate.store.tokens import load_or_create_secret, read_access_token
 from tests.e2e.test_gateway_ldap_e2e import fetch
 from tests.e2e.test_trust_gateway import calendar, client_from
 from tests.support.gateway import Gateway, free_port, noon_zone, policy_text, wait_for
@@ -185,3 +189,17 @@ def test_a_person_under_a_schools_ou_gets_its_break_times(ldap_trust: Gateway) -
     refused = fetch(ldap_trust, "socialmedia1", "socialmedia1-pass", "http://learning.test/")
     assert refused.status_code == 403  # under Oak's OU and in Elm's group: neither school
     assert "no_school" in refused.text
+
+
+def test_the_block_pages_ask_link_carries_the_school_that_decided(
+    trust: tuple[Gateway, Path, int, int],
+) -> None:
+    """Someone in no school's group, blocked through Elm's listener: the "Ask for access" link
+    names Elm (the admin files the request there; its groups would name no school)."""
+    gw, _, _, elm_port = trust
+    blocked = status(gw, "http://www.facebook.com/", user="staff1", port=elm_port)
+    assert blocked.status_code == 403
+    token = unquote(blocked.text.split("/requests/new?token=", 1)[1].split('"', 1)[0])
+    secret = load_or_create_secret(gw.data_dir / ACCESS_TOKEN_SECRET_FILE)
+    claims = read_access_token(secret, html.unescape(token), max_age_seconds=600)
+    assert (claims.host, claims.user, claims.school) == ("www.facebook.com", "staff1", "elm")

@@ -489,7 +489,9 @@ def link_person(resources: Resources, token: str) -> SignedInUser | None:
         return None
     default = resources.policy.default_role
     school = None
-    if resources.trust is not None:  # the request is their school's (docs/trust.md)
+    if resources.trust is not None and claims.school in resources.trust.schools:
+        school = claims.school  # the school whose policy blocked it, as the gateway found it
+    elif resources.trust is not None:  # the request is their school's (docs/trust.md)
         school = place_in_trust(
             groups=person.groups,
             schools=resources.trust.schools,
