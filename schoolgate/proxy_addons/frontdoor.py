@@ -149,6 +149,11 @@ def _assemble(response: http.Response) -> bytes:
     return bytes(http1.assemble_response(response))  # type: ignore[no-untyped-call]
 
 
+def _may_serve_first(data: bytes) -> bool:
+    """Could `data` begin a first request the front door serves (a CONNECT, or plain HTTP)?"""
+    return CONNECT.startswith(data[: len(CONNECT)]) or frontdoor_http.may_serve(data)
+
+
 # Connection ids: unique in the process (a counter) and beyond it (a random prefix), in
 # mitmproxy's UUID form, without a uuid4() (16 random bytes and a UUID object) per connection.
 _ID_PREFIX = str(uuid.uuid4())[:24]
@@ -239,18 +244,38 @@ class _Door:
 
     async def _read_head(self) -> bytes | None:
         """The proxy request's head (and whatever came with it); None when the connection was
-        dealt with here (closed, or handed over because it is not a CONNECT)."""
+        dealt with here (closed, or handed over because it is not one the front door serves)."""
+        return await self.read_head(_may_serve_first, self.deadline)
+
+    async def read_head(
+        self,
+        serves: Callable[[bytes], bool],
+        deadline: float,
+        *,
+        idle: bool = False,
+        before_hand_over: Callable[[], Awaitable[None]] | None = None,
+    ) -> bytes | None:
+        """A request head (and whatever came with it) by `deadline` (the loop's time), while
+        what has come may begin one that `serves` accepts; None when the connection was dealt
+        with here: closed, timed out (as mitmproxy's own head time-out), or handed over with what
+        was read (after `before_hand_over`). `idle`: waiting on a kept-alive connection, where
+        nothing at all by the deadline is not a late request."""
         data = b""
         limits = mitm_internals.head_limits()
+        loop = asyncio.get_running_loop()
         while b"\r\n\r\n" not in data:
-            serves = CONNECT.startswith(data[: len(CONNECT)]) or frontdoor_http.may_serve(data)
-            if not serves or len(data) > limits.max_bytes:
+            if not serves(data) or len(data) > limits.max_bytes:
+                if before_hand_over is not None:
+                    await before_hand_over()
                 self.owner.stats.door_handed_over += 1
                 await self._hand_over(data, tunnel=None)
                 return None
-            chunk = await self._read(limits.max_bytes + 1)
-            if chunk is None:  # too slow: as mitmproxy's own head time-out
-                mitm_internals.note_head_timeout()
+            try:
+                async with asyncio.timeout(max(deadline - loop.time(), 0)):
+                    chunk = await self.reader.read(limits.max_bytes + 1)
+            except TimeoutError:
+                if data.strip() or not idle:
+                    mitm_internals.note_head_timeout()
                 if data.strip():
                     self.writer.write(
                         mitm_internals.error_response(408, "The request took too long to arrive.")

@@ -526,33 +526,11 @@ class _Plain:
     async def _next_head(self) -> bytes | None:
         """The next request's head, when it is one to look at here; None when the connection
         was dealt with (closed, timed out, or handed over with what was read)."""
-        door = self.door
-        limits = mitm_internals.head_limits()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limits.idle_seconds
-        data = b""
-        while b"\r\n\r\n" not in data:
-            if not may_serve(data) or len(data) > limits.max_bytes:
-                await self._drop_upstream()
-                self.stats.door_handed_over += 1
-                await door._hand_over(data, tunnel=None)
-                return None
-            try:
-                async with asyncio.timeout(max(deadline - loop.time(), 0)):
-                    chunk = await door.reader.read(limits.max_bytes + 1)
-            except TimeoutError:
-                if data.strip():
-                    mitm_internals.note_head_timeout()
-                    door.writer.write(
-                        mitm_internals.error_response(408, "The request took too long to arrive.")
-                    )
-                await door.end()
-                return None
-            if not chunk:
-                await door.end()
-                return None
-            data += chunk
-        return data
+        deadline = asyncio.get_running_loop().time() + mitm_internals.head_limits().idle_seconds
+        head: bytes | None = await self.door.read_head(
+            may_serve, deadline, idle=True, before_hand_over=self._drop_upstream
+        )
+        return head
 
 
 def _closes(request: http.Request, response: http.Response) -> bool:

@@ -25,6 +25,7 @@ from mitmproxy.test import taddons
 
 from schoolgate.proxy_addons import frontdoor_http
 from schoolgate.proxy_addons.context import Identity, IdentitySource
+from schoolgate.proxy_addons.frontdoor import _Door
 from schoolgate.proxy_addons.frontdoor_http import may_serve, read_plain, read_response
 from schoolgate.proxy_addons.stats import GatewayStats
 
@@ -261,6 +262,8 @@ class Door:
         )
         self.handed: list[bytes] = []
         self.ended = False
+
+    read_head = _Door.read_head  # the front door's own head reader, on this stand-in
 
     async def _hand_over(self, data: bytes, *, tunnel: object) -> None:
         self.handed.append(data)
