@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -161,71 +161,89 @@ def forwarded_hosts(headers: http.Headers, asked: str) -> list[str]:
     return found[:8]
 
 
+_Viewed = tuple[Technique, str] | None  # what a viewer shows, by technique, or None
+
+
+def _wayback(path: str, params: dict[str, str]) -> _Viewed:
+    match = _WAYBACK_PATH.match(path)
+    return _found(Technique.ARCHIVE_VIEWER, match.group(1) if match else params.get("url"))
+
+
+def _archive_today(path: str, params: dict[str, str]) -> _Viewed:
+    target = params.get("url") or (params.get("q") if path.startswith("/search") else None)
+    if target:
+        return _found(Technique.ARCHIVE_VIEWER, target)
+    match = _ARCHIVE_TODAY_PATH.match(path)
+    text = match.group(1) if match else ""
+    # a bare short id (/AbC12) names no site; only something with a dot does
+    return _found(Technique.ARCHIVE_VIEWER, text) if "." in text else None
+
+
+def _google_cache(path: str, params: dict[str, str]) -> _Viewed:
+    cached = params.get("q", "")
+    if not cached.startswith("cache:"):
+        return None
+    rest = cached[len("cache:") :]
+    # "cache:<id>:<url>" or "cache:<url>"
+    head, sep, tail = rest.partition(":")
+    if sep and re.fullmatch(r"[A-Za-z0-9_-]{6,}", head) and not tail.startswith("//"):
+        rest = tail
+    return _found(Technique.ARCHIVE_VIEWER, rest)
+
+
+def _in_path(pattern: re.Pattern[str]) -> Callable[[str, dict[str, str]], _Viewed]:
+    """A rewriting proxy naming the site in its path, as `pattern`'s first group."""
+
+    def target(path: str, params: dict[str, str]) -> _Viewed:
+        match = pattern.match(path)
+        return _found(Technique.REWRITING_PROXY, match.group(1) if match else None)
+
+    return target
+
+
+def _in_query(name: str) -> Callable[[str, dict[str, str]], _Viewed]:
+    """A rewriting proxy naming the site in its query's parameter `name`."""
+    return lambda path, params: _found(Technique.REWRITING_PROXY, params.get(name))
+
+
+# Each host that shows other sites' pages by URL, and how to read the site it shows: one table
+# for `viewed_target` and `is_viewer_host`, so a viewer is never known to one and not the other.
+_VIEWERS: tuple[tuple[Callable[[str], bool], Callable[[str, dict[str, str]], _Viewed]], ...] = (
+    (lambda h: h in _WAYBACK_HOSTS or h.endswith(".web.archive.org"), _wayback),
+    (lambda h: h in _ARCHIVE_TODAY, _archive_today),
+    (lambda h: h == "webcache.googleusercontent.com", _google_cache),
+    (
+        lambda h: bool(_GOOGLE_TRANSLATE.match(h)) or h == "translate.googleusercontent.com",
+        _in_query("u"),
+    ),
+    (lambda h: h in ("translatetheweb.com", "www.translatetheweb.com"), _in_query("a")),
+    (lambda h: bool(_YANDEX_TRANSLATE.match(h)), _in_query("url")),
+    (lambda h: h in _TURBOPAGES, _in_path(_TURBOPAGES_PATH)),
+    (
+        lambda h: h in _READER_PROXIES or bool(_PATH_IMAGE_PROXY.match(h)),
+        lambda path, params: _found(Technique.REWRITING_PROXY, path.lstrip("/")),
+    ),
+    (
+        lambda h: h in _QUERY_IMAGE_PROXIES or bool(_GADGET_PROXY.match(h)),
+        _in_query("url"),
+    ),
+    (lambda h: h in _STATICALLY, _in_path(_STATICALLY_PATH)),
+)
+
+
 def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | None:
     """If `host` + `path` + `query` shows another site's page (an archive, a cache, a
     translation proxy), that site's host and the technique; else None."""
-    params = _params(query)
-    if host in _WAYBACK_HOSTS or host.endswith(".web.archive.org"):
-        match = _WAYBACK_PATH.match(path)
-        if match:
-            return _found(Technique.ARCHIVE_VIEWER, match.group(1))
-        return _found(Technique.ARCHIVE_VIEWER, params.get("url"))
-    if host in _ARCHIVE_TODAY:
-        target = params.get("url") or (params.get("q") if path.startswith("/search") else None)
-        if target:
-            return _found(Technique.ARCHIVE_VIEWER, target)
-        match = _ARCHIVE_TODAY_PATH.match(path)
-        text = match.group(1) if match else ""
-        # a bare short id (/AbC12) names no site; only something with a dot does
-        return _found(Technique.ARCHIVE_VIEWER, text) if "." in text else None
-    if host == "webcache.googleusercontent.com":
-        cached = params.get("q", "")
-        if cached.startswith("cache:"):
-            rest = cached[len("cache:") :]
-            # "cache:<id>:<url>" or "cache:<url>"
-            head, sep, tail = rest.partition(":")
-            if sep and re.fullmatch(r"[A-Za-z0-9_-]{6,}", head) and not tail.startswith("//"):
-                rest = tail
-            return _found(Technique.ARCHIVE_VIEWER, rest)
-        return None
-    if _GOOGLE_TRANSLATE.match(host) or host == "translate.googleusercontent.com":
-        return _found(Technique.REWRITING_PROXY, params.get("u"))
-    if host in ("translatetheweb.com", "www.translatetheweb.com"):
-        return _found(Technique.REWRITING_PROXY, params.get("a"))
-    if _YANDEX_TRANSLATE.match(host):
-        return _found(Technique.REWRITING_PROXY, params.get("url"))
-    if host in _TURBOPAGES:
-        match = _TURBOPAGES_PATH.match(path)
-        return _found(Technique.REWRITING_PROXY, match.group(1) if match else None)
-    if host in _READER_PROXIES or _PATH_IMAGE_PROXY.match(host):
-        return _found(Technique.REWRITING_PROXY, path.lstrip("/"))
-    if host in _QUERY_IMAGE_PROXIES or _GADGET_PROXY.match(host):
-        return _found(Technique.REWRITING_PROXY, params.get("url"))
-    if host in _STATICALLY:
-        match = _STATICALLY_PATH.match(path)
-        return _found(Technique.REWRITING_PROXY, match.group(1) if match else None)
+    for shows, target in _VIEWERS:
+        if shows(host):
+            return target(path, _params(query))
     return None
 
 
 def is_viewer_host(host: str) -> bool:
     """Does this host show other sites' pages by URL (so its traffic must be decrypted for
     `viewed_target` to read the path)?"""
-    return (
-        host in _WAYBACK_HOSTS
-        or host.endswith(".web.archive.org")
-        or host in _ARCHIVE_TODAY
-        or host == "webcache.googleusercontent.com"
-        or bool(_GOOGLE_TRANSLATE.match(host))
-        or host == "translate.googleusercontent.com"
-        or host in ("translatetheweb.com", "www.translatetheweb.com")
-        or bool(_YANDEX_TRANSLATE.match(host))
-        or host in _TURBOPAGES
-        or host in _READER_PROXIES
-        or bool(_PATH_IMAGE_PROXY.match(host))
-        or host in _QUERY_IMAGE_PROXIES
-        or bool(_GADGET_PROXY.match(host))
-        or host in _STATICALLY
-    )
+    return any(shows(host) for shows, _ in _VIEWERS)
 
 
 def _params(query: str) -> dict[str, str]:

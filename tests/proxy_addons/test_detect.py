@@ -26,6 +26,7 @@ from schoolgate.proxy_addons.detect import (
     forwarded_hosts,
     fronted_host,
     has_ech,
+    is_viewer_host,
     looks_embedded,
     parse_ports,
     url_host,
@@ -210,6 +211,8 @@ def test_viewed_target(
     host: str, path: str, query: str, found: tuple[Technique, str] | None
 ) -> None:
     assert viewed_target(host, path, query) == found
+    if found is not None:  # decrypted, so that the path can be read at all
+        assert is_viewer_host(host)
 
 
 @pytest.mark.parametrize(
