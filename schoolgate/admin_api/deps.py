@@ -136,12 +136,6 @@ def list_editor(request: Request, user: BusinessManager, resources: Res) -> Sign
     return user
 
 
-def policy_editor(user: ItTechnician) -> SignedInUser:
-    """An IT technician who may change the policy file (its rules and calendar): with a trust,
-    their own school's (`policy_place`), or a trust role's the base or `?school=`'s."""
-    return user
-
-
 def shadow_editor(user: ItTechnician, resources: Res) -> SignedInUser:
     """An IT technician who may see and run the shadow policy: one for a whole trust."""
     return _trust_wide(user, resources, "shadow mode and its report")
@@ -191,7 +185,9 @@ def trust_reader(
 ListEditor = Annotated[SignedInUser, Depends(list_editor)]
 TrustIt = Annotated[SignedInUser, Depends(trust_it)]
 TrustReader = Annotated[SignedInUser, Depends(trust_reader)]
-PolicyEditor = Annotated[SignedInUser, Depends(policy_editor)]
+# An IT technician may change the policy file (its rules and calendar): with a trust, which
+# file is their Place's (their own school's, or for a trust role the base or `?school=`'s).
+PolicyEditor = ItTechnician
 ShadowEditor = Annotated[SignedInUser, Depends(shadow_editor)]
 Place = Annotated[PolicyPlace, Depends(policy_place)]
 
