@@ -98,13 +98,8 @@ def checked_without(path: Path, school_id: str) -> str:
         new_text = without_school(text, school_id)
     except ValueError as exc:
         raise TrustNotChanged(f"{path}: {exc}", []) from None
-    trial = _trial(path, new_text)
-    try:
-        load_trust(trial)
-    except PolicyError as exc:
-        raise TrustNotChanged(f"{path}: the school was not removed", exc.problems) from None
-    finally:
-        trial.unlink(missing_ok=True)
+    trial, _ = _load_trial(path, new_text, "the school was not removed")
+    trial.unlink(missing_ok=True)
     return new_text
 
 
@@ -136,13 +131,22 @@ def _trial(path: Path, text: str) -> Path:
     return trial
 
 
-def _replace_if_it_loads(path: Path, text: str, refusal: str) -> Trust:
+def _load_trial(path: Path, text: str, refusal: str) -> tuple[Path, Trust]:
+    """`text` written beside the trust file and loaded as the trust: (that file, the trust);
+    TrustNotChanged with every problem (and nothing left beside it) otherwise."""
     trial = _trial(path, text)
     try:
-        trust = load_trust(trial)
+        return trial, load_trust(trial)
     except PolicyError as exc:
-        trial.unlink()
+        trial.unlink(missing_ok=True)
         raise TrustNotChanged(f"{path}: {refusal}", exc.problems) from None
+    except BaseException:
+        trial.unlink(missing_ok=True)
+        raise
+
+
+def _replace_if_it_loads(path: Path, text: str, refusal: str) -> Trust:
+    trial, trust = _load_trial(path, text, refusal)
     os.replace(trial, path)
     return trust
 
