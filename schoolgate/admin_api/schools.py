@@ -35,7 +35,7 @@ from schoolgate.store.school_data import (
     SchoolExport,
     count_rows,
     delete_school_rows,
-    export_school,
+    export_trust_school,
     why_id_is_taken,
 )
 from schoolgate.store.school_scope import session_scope
@@ -154,19 +154,13 @@ def add_school_page(
 def _export(resources: Resources, school: School, out: Path, at: datetime) -> SchoolExport:
     trust = resources.trust
     assert trust is not None
-    policy = None
-    if school.policy is not None:
-        file = _trust_path(resources).parent / school.policy
-        policy = (school.policy, file.read_text(encoding="utf-8"))
-    return export_school(
-        resources.engine,
-        out,
-        school=school.id,
-        name=school.name,
-        trust=trust.name,
-        at=at,
-        policy=policy,
-    )
+    folder = _trust_path(resources).parent
+    try:
+        return export_trust_school(
+            resources.engine, out, trust=trust, folder=folder, school=school.id, at=at
+        )
+    except ValueError as exc:  # its policy file cannot be read: as the OSError it was
+        raise OSError(str(exc)) from None
 
 
 @router.post("/schools/{school_id}/export", include_in_schema=False)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from schoolgate.commands.common import add_command_group
 from schoolgate.policy.attribution import show_listener
 from schoolgate.policy.errors import PolicyError
-from schoolgate.policy.trust import School, Trust
+from schoolgate.policy.trust import School, Trust, TrustFile
 from schoolgate.store.db import (
     SchemaOutOfDate,
     database_url_from_environment,
@@ -34,7 +34,7 @@ from schoolgate.store.school_data import (
     SchoolExport,
     count_rows,
     delete_school_rows,
-    export_school,
+    export_trust_school,
     read_export,
     why_id_is_taken,
 )
@@ -218,45 +218,29 @@ def _actor() -> str:
     return f"{who} (command line)"
 
 
-def _school_and_policy(path: Path, school: str) -> tuple[str, tuple[str, str] | None] | None:
-    """The school's name and (policy file name, its text) from the trust file, None after
-    saying why not."""
+def _trust_file(path: Path) -> TrustFile | None:
+    """The trust file, read once for the command; None after saying why not."""
     try:
-        trust = load_trust_file(path)
+        return load_trust_file(path)
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return None
-    found = trust.schools.get(school)
-    if found is None:
-        return school, None  # gone from the file already: its rows alone
-    if found.policy is None:
-        return found.name, None
+
+
+def _export(
+    engine: Engine, path: Path, trust: TrustFile, school: str, out: Path
+) -> SchoolExport | None:
     try:
-        text = (path.parent / found.policy).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"cannot read {school}'s policy file {found.policy}: {exc}", file=sys.stderr)
+        made = export_trust_school(
+            engine, out, trust=trust, folder=path.parent, school=school, at=datetime.now(UTC)
+        )
+    except ValueError as exc:  # its policy file cannot be read
+        print(exc, file=sys.stderr)
         return None
-    return found.name, (found.policy, text)
-
-
-def _export(engine: Engine, args: argparse.Namespace, out: Path) -> SchoolExport | None:
-    path = Path(args.file)
-    known = _school_and_policy(path, args.school)
-    if known is None:
-        return None
-    name, policy = known
-    trust_name = load_trust_file(path).name
-    made = export_school(
-        engine,
-        out,
-        school=args.school,
-        name=name,
-        trust=trust_name,
-        at=datetime.now(UTC),
-        policy=policy,
-    )
+    found = trust.schools.get(school)
+    name = found.name if found is not None else school
     total = sum(made.counts.values())
-    print(f"Exported {args.school} ({name}) to {out}: {total} rows ({_counted(made.counts)}).")
+    print(f"Exported {school} ({name}) to {out}: {total} rows ({_counted(made.counts)}).")
     return made
 
 
@@ -264,12 +248,7 @@ def _counted(counts: dict[str, int]) -> str:
     return ", ".join(f"{table} {n}" for table, n in sorted(counts.items()))
 
 
-def _in_trust_or_has_rows(engine: Engine, path: Path, school: str) -> bool:
-    try:
-        trust = load_trust_file(path)
-    except PolicyError as exc:
-        print(exc, file=sys.stderr)
-        return False
+def _in_trust_or_has_rows(engine: Engine, path: Path, trust: TrustFile, school: str) -> bool:
     if school in trust.schools:
         return True
     with engine.connect() as connection:
@@ -286,11 +265,14 @@ def _in_trust_or_has_rows(engine: Engine, path: Path, school: str) -> bool:
 
 def run_export_school(args: argparse.Namespace) -> int:
     url = args.database or database_url_from_environment()
+    path = Path(args.file)
     try:
         with _engine(url) as engine:
-            if not _in_trust_or_has_rows(engine, Path(args.file), args.school):
+            trust = _trust_file(path)
+            if trust is None or not _in_trust_or_has_rows(engine, path, trust, args.school):
                 return 1
-            return 0 if _export(engine, args, Path(args.out)) is not None else 1
+            made = _export(engine, path, trust, args.school, Path(args.out))
+            return 0 if made is not None else 1
     except (SchemaOutOfDate, SQLAlchemyError, OSError) as exc:
         print(f"the school was not exported: {exc}", file=sys.stderr)
         return 1
@@ -309,9 +291,10 @@ def run_remove_school(args: argparse.Namespace) -> int:
 
 def _remove(engine: Engine, args: argparse.Namespace, path: Path) -> int:
     school = args.school
-    if not _in_trust_or_has_rows(engine, path, school):
+    trust = _trust_file(path)
+    if trust is None or not _in_trust_or_has_rows(engine, path, trust, school):
         return 1
-    in_trust = school in load_trust_file(path).schools
+    in_trust = school in trust.schools
     try:
         new_text = checked_without(path, school) if in_trust else None
     except TrustNotChanged as exc:
@@ -335,7 +318,7 @@ def _remove(engine: Engine, args: argparse.Namespace, path: Path) -> int:
                 return 1
             exported = found.counts
         else:
-            made = _export(engine, args, out)
+            made = _export(engine, path, trust, school, out)
             if made is None:
                 return 1
             exported = made.counts

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, insert, select
 
+from schoolgate.policy.trust import TrustFile
 from schoolgate.store import admin_models, incident_models
 from schoolgate.store.models import Base
 
@@ -129,6 +130,25 @@ def export_school(
     finally:
         partial.unlink(missing_ok=True)
     return SchoolExport(school, at.isoformat(), counts)
+
+
+def export_trust_school(
+    engine: Engine, out: Path, *, trust: TrustFile, folder: Path, school: str, at: datetime
+) -> SchoolExport:
+    """`export_school` for the school `school` of `trust` (the trust file in `folder`): its
+    name and its policy file from the trust file; a school gone from the file already, its rows
+    alone. ValueError, saying so, when the school's policy file cannot be read."""
+    found = trust.schools.get(school)
+    policy = None
+    if found is not None and found.policy is not None:
+        try:
+            policy = (found.policy, (folder / found.policy).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read {school}'s policy file {found.policy}: {exc}") from None
+    name = found.name if found is not None else school
+    return export_school(
+        engine, out, school=school, name=name, trust=trust.name, at=at, policy=policy
+    )
 
 
 def _write_table(pack: zipfile.ZipFile, connection: Connection, table: Table, school: str) -> int:
