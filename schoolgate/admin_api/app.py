@@ -5,7 +5,6 @@ the domain errors of admin_api/errors.py into a page for people or JSON under /a
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -180,7 +179,6 @@ def make_app(
                 {"error": "not_allowed", "message": "open the export from the admin's own page"},
                 status_code=403,
             )
-        resources.refresh_trust(time.monotonic())
         request.state.session = await load_session(resources, request)
         response = await call_next(request)
         session: SessionData = request.state.session

@@ -7,8 +7,6 @@ request; `get_resources` hands them to routes as a dependency.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,6 @@ from schoolgate.admin_api.settings import (
     is_placeholder,
 )
 from schoolgate.admin_api.throttle import SignInThrottle
-from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.model import Policy
 from schoolgate.policy.trust import TrustFile
 from schoolgate.store.db import make_engine
@@ -39,9 +36,6 @@ from schoolgate.store.identity_config import (
 from schoolgate.store.policy_files import load_policy
 from schoolgate.store.tokens import load_or_create_secret
 from schoolgate.store.trust_files import load_trust_file
-
-log = logging.getLogger(__name__)
-TRUST_CHECK_SECONDS = 1.0  # how often a request may look at the trust file's stamp
 
 
 @dataclass
@@ -57,26 +51,6 @@ class Resources:
     codec: SessionCodec
     throttle: SignInThrottle
     trust: TrustFile | None = None  # many schools: each person sees their own school's rows
-    _trust_seen: tuple[float, object] = (0.0, None)  # when the trust file was last looked at
-
-    def refresh_trust(self, now: float) -> None:
-        """Read the trust file again if it changed (a school added or removed by the command
-        line, or by another admin replica), looked at most once a second. A changed file with
-        a problem leaves the running trust as it is (as the gateway does), with a warning."""
-        path = self.settings.trust_file
-        if path is None or now - self._trust_seen[0] < TRUST_CHECK_SECONDS:
-            return
-        stamp = file_stamp(path)
-        changed = stamp != self._trust_seen[1]
-        self._trust_seen = (now, stamp)
-        if not changed:
-            return
-        try:
-            self.trust = load_trust(path)  # one reference swap
-        except (PolicyError, ValueError, OSError) as error:
-            log.warning(
-                "the trust file %s changed but cannot be used: kept the one before: %s", path, error
-            )
 
     def close(self) -> None:
         for directory in (self.directory, self.admin_accounts):
@@ -114,10 +88,6 @@ def make_resources(settings: Settings, *, engine: Engine | None = None) -> Resou
     identity = (
         load_identity_config(settings.identity_file) if settings.identity_file else IdentityConfig()
     )
-    trust_seen = (
-        time.monotonic(),
-        file_stamp(settings.trust_file) if settings.trust_file else None,
-    )
     trust = load_trust(settings.trust_file) if settings.trust_file is not None else None
     engine = engine or make_engine(settings.effective_database_url)
     accounts: Path | None = settings.admin_accounts_file
@@ -142,17 +112,7 @@ def make_resources(settings: Settings, *, engine: Engine | None = None) -> Resou
             window_seconds=settings.signin_window_seconds,
         ),
         trust=trust,
-        _trust_seen=trust_seen,
     )
-
-
-def file_stamp(path: Path) -> object:
-    """What changes when a file is written or replaced (None: it cannot be read)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def load_trust(path: Path) -> TrustFile:

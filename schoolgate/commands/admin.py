@@ -19,6 +19,7 @@ from schoolgate.commands.common import DEMO_IDENTITY, prepare_database
 from schoolgate.store.db import display_url
 
 POLICY_CHECK_SECONDS = 5.0
+TRUST_CHECK_SECONDS = 1.0  # a school added on the command line shows within a second
 logger = logging.getLogger("schoolgate.admin")
 
 
@@ -83,11 +84,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run_admin)
 
 
-class PolicyWatcher:
-    """Keeps the admin's policy the file's: the gateway reloads a changed policy by itself, and
-    the admin's pages (policy table, explain, unblock requests) must say the same. A file that
-    fails its check is refused, loudly, and the policy in force stays; the file is watched by
-    its own name (not the resolved one), so a Kubernetes ConfigMap update counts."""
+class FileWatcher:
+    """Keeps a file the admin read at start-up in force as it changes on disk: a changed file
+    is loaded (`_load`) and put in place (`_apply`); one that fails its check is refused,
+    loudly, and the one in force stays. The file is watched by its own name (not the resolved
+    one), so a Kubernetes ConfigMap update counts."""
+
+    what = "file"  # the thing in force, in words: "policy", "trust"
 
     def __init__(self, resources: Any, path: Path) -> None:
         self.resources = resources
@@ -101,24 +104,32 @@ class PolicyWatcher:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
+    def _load(self) -> Any:
+        raise NotImplementedError
+
+    def _apply(self, value: Any) -> None:
+        raise NotImplementedError
+
     def check(self) -> bool:
-        """Reload when the file changed; True when a new policy is now in force."""
+        """Reload when the file changed; True when the new one is now in force."""
         from schoolgate.policy.errors import PolicyError
-        from schoolgate.store.policy_files import load_policy
 
         stamp = self._stamp()
         if stamp == self.stamp or stamp is None:
             return False
         self.stamp = stamp
         try:
-            policy = load_policy(self.path)
-        except PolicyError as error:
+            value = self._load()
+        except (PolicyError, ValueError) as error:
             logger.warning(
-                "the changed policy file was refused; the policy in force stays:\n%s", error
+                "the changed %s file was refused; the %s in force stays:\n%s",
+                self.what,
+                self.what,
+                error,
             )
             return False
-        self.resources.policy = policy  # one reference swap: requests see old or new, whole
-        logger.warning("policy reloaded from %s", self.path)
+        self._apply(value)  # one reference swap: requests see old or new, whole
+        logger.warning("%s reloaded from %s", self.what, self.path)
         return True
 
     def start(self, interval: float = POLICY_CHECK_SECONDS) -> threading.Thread:
@@ -127,12 +138,42 @@ class PolicyWatcher:
                 try:
                     self.check()
                 except Exception:  # never let the watcher die silently
-                    logger.warning("checking the policy file failed", exc_info=True)
+                    logger.warning("checking the %s file failed", self.what, exc_info=True)
 
         stop = threading.Event()
-        thread = threading.Thread(target=loop, name="policy-watcher", daemon=True)
+        thread = threading.Thread(target=loop, name=f"{self.what}-watcher", daemon=True)
         thread.start()
         return thread
+
+
+class PolicyWatcher(FileWatcher):
+    """Keeps the admin's policy the file's: the gateway reloads a changed policy by itself, and
+    the admin's pages (policy table, explain, unblock requests) must say the same."""
+
+    what = "policy"
+
+    def _load(self) -> Any:
+        from schoolgate.store.policy_files import load_policy
+
+        return load_policy(self.path)
+
+    def _apply(self, value: Any) -> None:
+        self.resources.policy = value
+
+
+class TrustWatcher(FileWatcher):
+    """Keeps the admin's trust the trust file's: a school added or removed on the command line
+    (`schoolgate trust add-school`) or by another admin replica reaches this admin's pages."""
+
+    what = "trust"
+
+    def _load(self) -> Any:
+        from schoolgate.admin_api.resources import load_trust
+
+        return load_trust(self.path)
+
+    def _apply(self, value: Any) -> None:
+        self.resources.trust = value
 
 
 def _env_path(name: str) -> Path | None:
@@ -237,6 +278,8 @@ def run_admin(args: argparse.Namespace) -> int:
     install_admin_metrics(app, resources.engine)
     if settings.policy_file is not None:
         PolicyWatcher(resources, Path(settings.policy_file)).start()
+    if settings.trust_file is not None:
+        TrustWatcher(resources, Path(settings.trust_file)).start(TRUST_CHECK_SECONDS)
     scheme = "https" if tls else "http"
     print(
         f"schoolgate admin: {scheme}://{args.listen_host}:{args.listen_port}/ "

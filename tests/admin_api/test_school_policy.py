@@ -19,10 +19,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from schoolgate.admin_api import resources as resources_module
 from schoolgate.admin_api.app import make_app
 from schoolgate.admin_api.resources import Resources, make_resources
 from schoolgate.admin_api.roles import SignedInUser
+from schoolgate.commands.admin import TrustWatcher
 from schoolgate.policy.model import Reason, Verdict
 from schoolgate.policy.term_dates import with_calendar_of
 from schoolgate.store import policy_versions as versions
@@ -478,16 +478,15 @@ def test_a_local_allow_is_judged_by_the_schools_own_policy(trust: TrustAdmin) ->
     assert answers["elm"].status_code == 201, answers["elm"].text[:300]
 
 
-def test_a_school_added_on_the_command_line_reaches_the_running_admin(
-    trust: TrustAdmin, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_school_added_on_the_command_line_reaches_the_running_admin(trust: TrustAdmin) -> None:
     """`schoolgate trust add-school` (or another admin replica) changes the trust file: the
-    running admin reads it again (at most once a second; here at once); a broken change is
-    not taken and the running trust stays."""
-    monkeypatch.setattr(resources_module, "TRUST_CHECK_SECONDS", 0.0)
+    running admin's watcher reads it again (every second under `schoolgate admin`; here at
+    once); a broken change is not taken and the running trust stays."""
+    watcher = TrustWatcher(trust.resources, trust.folder / "trust.yaml")
     client, _ = _as(trust, TRUST_STAFF)
 
     def schools() -> set[str]:
+        watcher.check()
         answer = client.get("/api/trust/summary")
         assert answer.status_code == 200, answer.text[:300]
         return {row["school"] for row in answer.json()["schools"]}
