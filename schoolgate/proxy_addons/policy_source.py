@@ -88,11 +88,8 @@ class PolicySnapshot:
         listener = client.sockname if isinstance(client.proxy_mode, _LISTENER_MODES) else None
         peer = client.peername
         address = str(peer[0]) if peer else None
-        if identity is None:
-            return self.trust.file.attribute(listener=listener, address=address)
-        return self.trust.file.attribute(
-            listener=listener, address=address, groups=identity.groups, dn=identity.dn
-        )
+        groups, dn = (identity.groups, identity.dn) if identity is not None else (frozenset(), None)
+        return self.trust.file.attribute(listener=listener, address=address, groups=groups, dn=dn)
 
 
 @dataclass(frozen=True, slots=True)
