@@ -31,10 +31,10 @@ from schoolgate.admin_api.roles import (
     ADMIN_ROLES,
     Role,
     SignedInUser,
-    place_in_trust,
     roles_for,
 )
 from schoolgate.admin_api.services import audit
+from schoolgate.admin_api.services.people import placement
 from schoolgate.admin_api.sessions import SessionData, end_sessions, start_session, valid_after
 from schoolgate.policy.names import canonical_user
 from schoolgate.store.directory import DirectoryUnavailable, DirectoryUser, verify_password
@@ -64,15 +64,8 @@ def user_from_directory(
     policy = resources.policy
     policy_role = resources.identity.role_for_groups(found.groups) or policy.default_role
     admin_groups, school, every_school = found.groups, None, False
-    if resources.trust is not None:  # roles come from groups named after a school or the trust
-        placed = place_in_trust(
-            groups=found.groups,
-            schools=resources.trust.schools,
-            admin_groups=resources.settings.admin_groups,
-            directory_school=resources.trust.attributor.by_directory(
-                found.groups, found.dn or None
-            ),
-        )
+    placed = placement(resources, found.groups, found.dn)
+    if placed is not None:  # roles come from groups named after a school or the trust
         admin_groups, school, every_school = placed.admin_groups, placed.school, placed.every_school
     roles = roles_for(
         groups=admin_groups,

@@ -32,6 +32,7 @@ from schoolgate.admin_api.monitoring_schemas import (
 )
 from schoolgate.admin_api.render import Pages, get_pages
 from schoolgate.admin_api.resources import Resources
+from schoolgate.admin_api.roles import SignedInUser
 from schoolgate.admin_api.services import alerts as alert_service
 from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.services import monitoring as service
@@ -96,7 +97,9 @@ def with_names(filters: EventFilter, resources: Resources) -> EventFilter:
     return replace(filters, users_named=named(resources, filters.user_contains))
 
 
-def in_group(filters: EventFilter, group: str, resources: Resources) -> EventFilter:
+def in_group(
+    filters: EventFilter, group: str, resources: Resources, viewer: SignedInUser | None = None
+) -> EventFilter:
     """Only the members of the class or group `group` (as the directory names it); a class
     the directory does not have, or a directory that cannot list its classes, is explained
     (InvalidInput), never read as "everyone"."""
@@ -110,7 +113,7 @@ def in_group(filters: EventFilter, group: str, resources: Resources) -> EventFil
                 "cannot be shown by class; type the person's name in Who instead"
             }
         )
-    offered = {g.casefold(): g for g in known_groups(resources)}
+    offered = {g.casefold(): g for g in known_groups(resources, viewer)}
     if group.casefold() not in offered:
         choices = ", ".join(offered.values()) or "none"
         raise InvalidInput(
@@ -220,7 +223,10 @@ def events_page(
     page = service.EventPage([], None, None)
     try:
         filters = in_group(
-            with_names(parse_filters(raw, zone, loose=True), resources), raw["group"], resources
+            with_names(parse_filters(raw, zone, loose=True), resources),
+            raw["group"],
+            resources,
+            user,
         )
         page = service.events_page(
             session,
@@ -237,7 +243,7 @@ def events_page(
         user=user,
         page=page,
         names=display_names(resources, (row.user for row in page.rows)),
-        groups=known_groups(resources),
+        groups=known_groups(resources, user),
         values=raw,
         errors=errors,
         query=query,
@@ -307,7 +313,7 @@ def events_csv(
 ) -> Response:
     """Every matching event, newest first, streamed (the export is in the audit log)."""
     filters = in_group(
-        with_names(parse_filters(raw, zone, loose=True), resources), raw["group"], resources
+        with_names(parse_filters(raw, zone, loose=True), resources), raw["group"], resources, user
     )
     audit.record(
         session,
@@ -438,7 +444,7 @@ def list_events(
     the directory (for example Year5). Follow `older` for the next page."""
     page = service.events_page(
         session,
-        filters=in_group(parse_filters(raw, zone), raw["group"], resources),
+        filters=in_group(parse_filters(raw, zone), raw["group"], resources, user),
         older=parse_cursor(older, "older"),
         newer=parse_cursor(newer, "newer"),
         limit=limit,

@@ -247,7 +247,7 @@ def _detail(
         can_review=may_review(user, row),
         periods=period_choices(policy, now=now),
         roles=list(policy.roles),
-        groups=known_groups(resources),
+        groups=known_groups(resources, user),
         errors={k: v for k, v in (errors or {}).items() if k != "confirm_wide"},
         values=values or {},
         status=status,

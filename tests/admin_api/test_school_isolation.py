@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -1195,3 +1196,28 @@ def test_a_school_known_by_a_gateway_address_and_a_group_is_added_in_the_admin(
     )
     assert removed.status_code == 200, removed.text[:300]
     assert trust_file.read_text() == original
+
+
+def test_a_schools_staff_are_offered_only_their_own_schools_groups(
+    trust_app: tuple[FastAPI, Resources], schools: dict[str, SchoolRows]
+) -> None:
+    """The events page's class filter and the approval form list the directory's groups: a
+    school's staff get those of their own school's people, never another school's (found
+    running issue 17 as a trust: Elm's DSL was offered oak, oak-DSL, ...)."""
+    app, _ = trust_app
+    client, _ = _signed_in(app, school_users("elm")["dsl"])
+    page = client.get("/monitoring/events").text
+    offered = set(re.findall(r'<option value="([^"]*)"', page))
+    assert {"elm-BusinessManagers", "ElmPupils"} <= offered, offered
+    assert not {g for g in offered if g.casefold().startswith("oak")}, offered
+    refused = client.get("/monitoring/events", params={"group": "oak"}).text
+    assert "oak-DSL" not in refused
+    client, _ = _signed_in(app, school_users("oak")["business_manager"])
+    form = client.get(f"/requests/{schools['oak'].request}").text
+    hint = form.split("The school directory's groups: ", 1)[1].split("<", 1)[0]
+    assert "oak" in hint.split(", ")
+    assert "elm" not in hint.split(", ")
+    assert "ElmPupils" not in hint
+    client, _ = _signed_in(app, TRUST_STAFF)
+    everyone = set(re.findall(r'<option value="([^"]*)"', client.get("/monitoring/events").text))
+    assert {"oak", "ElmPupils"} <= everyone

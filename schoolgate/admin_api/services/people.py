@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import anyio.from_thread
 
 from schoolgate.admin_api.resources import Resources
+from schoolgate.admin_api.roles import Placement, SignedInUser, place_in_trust
 from schoolgate.policy.model import Scope
 from schoolgate.store.directory import (
     Directory,
@@ -210,10 +211,34 @@ def count_covered(resources: Resources, *, scope: Scope, who: str | None) -> int
     return len(users)
 
 
-def known_groups(resources: Resources) -> list[str]:
-    """The directory's group names, to offer on the approval form (none when the directory
-    cannot list its users: then the name is typed)."""
+def placement(resources: Resources, groups: frozenset[str], dn: str = "") -> Placement | None:
+    """Where the trust places a person with these directory groups and entry (`dn`): by groups
+    named after a school or the trust, and the trust file's `directory:` as at the gateway
+    (roles.place_in_trust); None without a trust file."""
+    trust = resources.trust
+    if trust is None:
+        return None
+    return place_in_trust(
+        groups=groups,
+        schools=trust.schools,
+        admin_groups=resources.settings.admin_groups,
+        directory_school=trust.attributor.by_directory(groups, dn or None),
+    )
+
+
+def known_groups(resources: Resources, viewer: SignedInUser | None = None) -> list[str]:
+    """The directory's group names, to offer on the approval form and the events filter (none
+    when the directory cannot list its users: then the name is typed). With a trust, a
+    school's staff (`viewer`) are offered only the groups of their own school's people."""
     users = _everyone(resources) or []
+    if resources.trust is not None and viewer is not None and not viewer.every_school:
+        users = [
+            user
+            for user in users
+            if (placed := placement(resources, user.groups, user.dn)) is not None
+            and placed.school == viewer.school
+            and viewer.school is not None
+        ]
     return sorted({group for user in users for group in user.groups}, key=str.casefold)
 
 

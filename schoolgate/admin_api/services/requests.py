@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from schoolgate.admin_api.errors import Conflict, InvalidInput, NotAllowed
 from schoolgate.admin_api.resources import Resources
-from schoolgate.admin_api.roles import SignedInUser, place_in_trust, roles_for
+from schoolgate.admin_api.roles import SignedInUser, roles_for
 from schoolgate.admin_api.schemas import ApprovalCreate, UnblockRequestCreate
 from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.services.grants import (
@@ -31,7 +31,12 @@ from schoolgate.admin_api.services.grants import (
     widenings,
 )
 from schoolgate.admin_api.services.lists import blocked_by, blocks_covering, find_entry
-from schoolgate.admin_api.services.people import count_covered, look_up, unknown_group
+from schoolgate.admin_api.services.people import (
+    count_covered,
+    look_up,
+    placement,
+    unknown_group,
+)
 from schoolgate.admin_api.services.school_policy import policy_of_school
 from schoolgate.admin_api.services.sites import refuse_public_suffix, site_of
 from schoolgate.admin_api.words import roles_words
@@ -491,15 +496,8 @@ def link_person(resources: Resources, token: str) -> SignedInUser | None:
     school = None
     if resources.trust is not None and claims.school in resources.trust.schools:
         school = claims.school  # the school whose policy blocked it, as the gateway found it
-    elif resources.trust is not None:  # the request is their school's (docs/trust.md)
-        school = place_in_trust(
-            groups=person.groups,
-            schools=resources.trust.schools,
-            admin_groups=resources.settings.admin_groups,
-            directory_school=resources.trust.attributor.by_directory(
-                person.groups, person.dn or None
-            ),
-        ).school
+    elif (placed := placement(resources, person.groups, person.dn)) is not None:
+        school = placed.school  # the request is their school's (docs/trust.md)
     return SignedInUser(
         username=person.name,
         display_name=person.display_name or person.name,
