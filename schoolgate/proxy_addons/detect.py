@@ -11,6 +11,7 @@ block also replaces DECISION and the response. Any error blocks (fail closed).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -240,9 +241,11 @@ def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | N
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def is_viewer_host(host: str) -> bool:
     """Does this host show other sites' pages by URL (so its traffic must be decrypted for
-    `viewed_target` to read the path)?"""
+    `viewed_target` to read the path)? Remembered per host (the table is fixed in code; asked
+    twice on every new tunnel)."""
     return any(shows(host) for shows, _ in _VIEWERS)
 
 
@@ -265,7 +268,10 @@ def ech_refused(error: str) -> bool:
 
 
 def has_ech(extensions: Iterable[tuple[int, bytes]]) -> bool:
-    return any(kind == ECH_EXTENSION for kind, _ in extensions)
+    for kind, _ in extensions:  # noqa: SIM110 - a loop, not any(): twice on every new tunnel
+        if kind == ECH_EXTENSION:
+            return True
+    return False
 
 
 # Protocols a request may ask to switch to: websockets are how web apps talk; anything else (h2c,

@@ -28,8 +28,24 @@ def host_name(raw: str | None) -> str | None:
 
 def same_host(a: str, b: str) -> bool:
     """Whether two host names are one host, however spelt (case, a trailing dot, IDNA)."""
+    if a == b:  # the usual case: a ClientHello naming its CONNECT's host as it was written
+        return host_name(a) is not None
     na, nb = host_name(a), host_name(b)
     return na is not None and na == nb
+
+
+def has_header(headers: http.Headers, name: bytes) -> bool:
+    """Does `headers` hold the header `name` (lower case)? As `name in headers`, without the
+    KeyError mitmproxy raises and catches for each header that is absent (on every CONNECT)."""
+    for field, _ in headers.fields:  # noqa: SIM110 - a loop, cheaper than any() here
+        if field.lower() == name:
+            return True
+    return False
+
+
+def header_value(headers: http.Headers, name: bytes) -> str | None:
+    """`headers.get(name)` (values joined as mitmproxy joins them), None when it is absent."""
+    return headers.get(name) if has_header(headers, name) else None
 
 
 def address_ip(address: Address | None) -> str | None:

@@ -53,7 +53,7 @@ from mitmproxy.tls import ClientHelloData
 from schoolgate.proxy_addons import frontdoor_http, mitm_internals
 from schoolgate.proxy_addons.context import Identity
 from schoolgate.proxy_addons.detect import has_ech, is_viewer_host
-from schoolgate.proxy_addons.flows import same_host
+from schoolgate.proxy_addons.flows import header_value, same_host
 from schoolgate.proxy_addons.frontdoor_connect import read_connect
 from schoolgate.proxy_addons.frontdoor_hello import read_hello
 from schoolgate.proxy_addons.mitm_internals import (
@@ -320,7 +320,7 @@ class _Door:
     def _identity(self, request: http.Request) -> Identity | None:
         try:
             found = self.owner.gate.identify(
-                request.headers.get("proxy-authorization"), self.client.peername
+                header_value(request.headers, b"proxy-authorization"), self.client.peername
             )
         except Exception:
             logger.exception("the front door's first look at an identity failed")

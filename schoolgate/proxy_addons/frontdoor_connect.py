@@ -11,6 +11,7 @@ the head with mitmproxy's parser, as before.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 
@@ -20,6 +21,19 @@ from mitmproxy.net.check import is_valid_host
 # Host characters that IDNA decoding leaves as they are; "xn--" labels are refused below.
 _REQUEST_LINE = re.compile(rb"CONNECT ([A-Za-z0-9._-]{1,253}):([0-9]{1,5}) (HTTP/1\.[01])")
 _HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t\x20-\x7e]*)")
+
+
+@functools.lru_cache(maxsize=4096)
+def valid_host(name: bytes) -> bool:
+    """mitmproxy's `is_valid_host`, remembered (a school asks for the same few thousand names
+    all day; the cache is bounded, so a client sending random names only evicts them)."""
+    return bool(is_valid_host(name))
+
+
+def plain_host(host: bytes, port: int) -> bool:
+    """Is `host`:`port` one the front door's readers take as they are: a valid ASCII host name
+    that IDNA decoding would leave alone (no "xn--" label), and a port in range?"""
+    return 0 < port <= 65535 and b"xn--" not in host.lower() and valid_host(host)
 
 
 def read_connect(head: bytes) -> http.Request | None:
@@ -33,7 +47,7 @@ def read_connect(head: bytes) -> http.Request | None:
         return None
     host, port_text, version = line.groups()
     port = int(port_text)
-    if not 0 < port <= 65535 or b"xn--" in host.lower() or not is_valid_host(host):
+    if not plain_host(host, port):
         return None
     fields = []
     for text in lines[1:]:

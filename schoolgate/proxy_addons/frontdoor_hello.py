@@ -16,8 +16,7 @@ span several handshake records), so "not complete yet" (None) means the same her
 
 from __future__ import annotations
 
-from mitmproxy.net.check import is_valid_host
-
+from schoolgate.proxy_addons.frontdoor_connect import valid_host
 from schoolgate.proxy_addons.mitm_internals import PreparsedHello as Hello
 
 RECORD_HEADER = 5
@@ -129,7 +128,7 @@ def _server_name(value: bytes) -> str:
     name = value[5:]
     if int.from_bytes(value[3:5], "big") != len(name) or not name.isascii():
         raise ValueError("not one host name")
-    if not is_valid_host(name):
+    if not valid_host(name):
         raise ValueError("not a valid host name")
     return name.decode("ascii")
 

@@ -30,7 +30,6 @@ from typing import Any
 
 from mitmproxy import ctx, flow, http
 from mitmproxy.connection import ConnectionState, Server
-from mitmproxy.net.check import is_valid_host
 from mitmproxy.net.http import http1
 from mitmproxy.net.http.validate import validate_headers
 from mitmproxy.proxy import server_hooks
@@ -38,7 +37,8 @@ from mitmproxy.proxy import server_hooks
 from schoolgate.proxy_addons import mitm_internals
 from schoolgate.proxy_addons.context import Identity
 from schoolgate.proxy_addons.detect import is_viewer_host
-from schoolgate.proxy_addons.flows import same_host
+from schoolgate.proxy_addons.flows import header_value, same_host
+from schoolgate.proxy_addons.frontdoor_connect import plain_host
 from schoolgate.proxy_addons.safesearch import is_search_host
 
 REQUESTHEADERS = "requestheaders"
@@ -99,7 +99,7 @@ def read_plain(head: bytes) -> http.Request | None:
         return None
     method, host, port_text, path = line.groups()
     port = 80 if port_text is None else int(port_text)
-    if not 0 < port <= 65535 or b"xn--" in host.lower() or not is_valid_host(host):
+    if not plain_host(host, port):
         return None
     fields = _fields(lines[1:])
     if fields is None:
@@ -284,7 +284,7 @@ class _Plain:
         door = self.door
         try:
             found = self.gate.identify(
-                request.headers.get("proxy-authorization"), door.client.peername
+                header_value(request.headers, b"proxy-authorization"), door.client.peername
             )
             if not isinstance(found, Identity):
                 return None

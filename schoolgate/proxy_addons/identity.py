@@ -37,6 +37,7 @@ from schoolgate.policy.names import canonical_user
 from schoolgate.proxy_addons import context
 from schoolgate.proxy_addons.context import Identity, IdentitySource
 from schoolgate.proxy_addons.errors import options_error
+from schoolgate.proxy_addons.flows import has_header, header_value
 from schoolgate.proxy_addons.stats import GatewayStats
 from schoolgate.store.db import make_engine
 from schoolgate.store.directory import Directory, DirectoryUnavailable, make_directory
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT = Identity(role=None, source=IdentitySource.DEFAULT)
 AUTH_HEADER = "Proxy-Authorization"
+AUTH_KEY = AUTH_HEADER.lower().encode()
 _Key = tuple[str, bytes]  # (username, HMAC of the password under a per-process secret)
 
 
@@ -302,7 +304,7 @@ class Identify:
             # role, which would escape the claimed user's sanction); without credentials, the
             # most restrictive role.
             self.stats.identify_errors += 1
-            if is_explicit(flow) and AUTH_HEADER in flow.request.headers:
+            if is_explicit(flow) and has_header(flow.request.headers, AUTH_KEY):
                 log.warning(
                     "identifying a client failed; asking it to sign in again", exc_info=True
                 )
@@ -314,13 +316,14 @@ class Identify:
             if tunnel:
                 self._tunnels[flow.client_conn.id] = DEFAULT
         finally:
-            flow.request.headers.pop(AUTH_HEADER, None)  # never forwarded upstream
+            if has_header(flow.request.headers, AUTH_KEY):
+                del flow.request.headers[AUTH_HEADER]  # never forwarded upstream
 
     async def _identify(self, flow: http.HTTPFlow) -> Identity | Challenge:
         """The identity, or a Challenge when the client must be asked for credentials."""
         setup = self._setup
         explicit = is_explicit(flow)
-        header = flow.request.headers.get(AUTH_HEADER)
+        header = header_value(flow.request.headers, AUTH_KEY)
         peer = flow.client_conn.peername
         if explicit and header is not None and setup.directory is not None:
             credentials = _credentials(header)
