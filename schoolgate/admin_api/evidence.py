@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schoolgate.admin_api.deps import Db, Now, Res, require_role
 from schoolgate.admin_api.errors import InvalidInput
 from schoolgate.admin_api.pdf import pack_pdf
-from schoolgate.admin_api.render import Pages, get_pages
+from schoolgate.admin_api.render import Pages, get_pages, trust_heading
 from schoolgate.admin_api.roles import Role, SignedInUser
 from schoolgate.admin_api.services import audit
 from schoolgate.admin_api.services.evidence import Account, EvidencePack, LiveGateway, build_pack
@@ -173,12 +173,19 @@ def review_page(
 
 @router.get("/review.pdf", include_in_schema=False)
 def review_pdf(
-    user: Reviewer, resources: Res, session: Db, now: Now, gateway: Gateway, day_text: DayText = ""
+    request: Request,
+    user: Reviewer,
+    resources: Res,
+    session: Db,
+    now: Now,
+    gateway: Gateway,
+    day_text: DayText = "",
 ) -> Response:
     zone = resources.policy.calendar.timezone
     day = _day(day_text, now, zone)
     pack = _pack(resources, session, now, day, gateway, user)
-    pdf = pack_pdf(pack, school=resources.settings.school_name, zone=zone)
+    school = trust_heading(request, user) or resources.settings.school_name
+    pdf = pack_pdf(pack, school=school, zone=zone)
     return Response(
         pdf,
         media_type="application/pdf",

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from schoolgate.admin_api import words
+from schoolgate.admin_api.deps import school_scope
 from schoolgate.admin_api.notices import notice_for
 from schoolgate.admin_api.notifications import waiting_for
 from schoolgate.admin_api.roles import ADMIN_ROLES, EVERYONE, STAFF_SIDE, Role, SignedInUser
@@ -221,6 +222,9 @@ class Pages:
         **context: Any,
     ) -> HTMLResponse:
         context.setdefault("notice", notice_for(request))  # what the last action did
+        heading = trust_heading(request, user)
+        if heading is not None:
+            context.setdefault("school_name", heading)
         html = self.env.get_template(template).render(
             user=user,
             nav=nav_for(user),
@@ -231,6 +235,19 @@ class Pages:
             **context,
         )
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def trust_heading(request: Request, user: SignedInUser | None) -> str | None:
+    """With a trust, the name a signed-in person's pages are headed with: their own school's,
+    or the school a trust role narrowed the pages to, else the trust's. None without a trust
+    (the admin's configured `school_name`)."""
+    resources = getattr(request.app.state, "resources", None)
+    trust = getattr(resources, "trust", None)
+    if trust is None or user is None:
+        return None
+    scope = school_scope(request, user, resources)
+    school = trust.schools.get(scope.school) if scope.school is not None else None
+    return school.name if school is not None else str(trust.name)
 
 
 _MACHINE_TIME = re.compile(

@@ -46,7 +46,7 @@ def test_a_wrong_date_gets_a_plain_sentence(app: FastAPI) -> None:
     assert "Please give the day as a date, for example 2026-12-18" in page.text
 
 
-def _pdf_pages(pdf: bytes, tmp_path: Path) -> list[str]:
+def pdf_pages(pdf: bytes, tmp_path: Path) -> list[str]:
     """The text of each page, as poppler's pdftotext lays it out."""
     if shutil.which("pdftotext") is None:
         if os.environ.get("CI") == "true":
@@ -68,7 +68,7 @@ def test_the_pdf_reads_as_words_for_governors(app: FastAPI, tmp_path: Path) -> N
     app.dependency_overrides[review_gateway] = lambda: None
     client, _ = client_for(app, "dsl")
     pdf = client.get("/review.pdf", params={"date": "2026-12-18"})
-    pages = _pdf_pages(pdf.content, tmp_path)
+    pages = pdf_pages(pdf.content, tmp_path)
     text = "\n".join(pages)
     assert "social_media_manager" not in text  # roles in words, never cut mid-name
     assert "social media manager" in text.lower()

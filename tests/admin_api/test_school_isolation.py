@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from schoolgate.admin_api.app import make_app
+from schoolgate.admin_api.evidence import review_gateway
 from schoolgate.admin_api.resources import Resources, make_resources
 from schoolgate.admin_api.roles import Role, SignedInUser
 from schoolgate.policy.model import Scope, TargetKind, Verdict
@@ -46,6 +48,7 @@ from schoolgate.store.models import (
 from schoolgate.store.policy_files import seed_policy_path
 from schoolgate.store.tokens import AccessClaims, make_access_token
 from tests.admin_api.conftest import blocked_site, client_for, settings_for
+from tests.admin_api.test_evidence_page import pdf_pages
 from tests.support.postgres import postgres_session_url, shared_postgres_url
 
 __all__ = ["postgres_session_url"]
@@ -1221,3 +1224,39 @@ def test_a_schools_staff_are_offered_only_their_own_schools_groups(
     client, _ = _signed_in(app, TRUST_STAFF)
     everyone = set(re.findall(r'<option value="([^"]*)"', client.get("/monitoring/events").text))
     assert {"oak", "ElmPupils"} <= everyone
+
+
+@pytest.mark.parametrize(
+    ("username", "heading"),
+    [("oak-dsl", "Oak Primary"), ("elm-bm", "Elm Primary"), ("trust-lead", "Test Trust")],
+)
+def test_each_persons_pages_are_headed_with_their_school(
+    trust_app: tuple[FastAPI, Resources], username: str, heading: str
+) -> None:
+    """Found running issue 17 as Oak's Business Manager: every school's pages said "Our school"
+    (the admin's one configured name). Each school's staff see their own school's name; the
+    trust's staff the trust's, or the school they narrowed the pages to."""
+    app, _ = trust_app
+    client = _sign_in(app, username)
+    page = client.get("/").text
+    assert f'<a class="brand" href="/">{heading} · web filter</a>' in page
+    assert f"– {heading} web filter</title>" in page
+    others = {"Oak Primary", "Elm Primary", "Test Trust"} - {heading}
+    assert not any(f"{other} · web filter" in page for other in others)
+    if username == "trust-lead":
+        narrowed = client.get("/monitoring/events?school=elm").text
+        assert '<a class="brand" href="/">Elm Primary · web filter</a>' in narrowed
+
+
+def test_a_schools_review_pack_names_its_school(
+    trust_app: tuple[FastAPI, Resources], tmp_path: Path
+) -> None:
+    """The annual review's PDF, for governors, names the DSL's own school, not "Our school"."""
+    app, _ = trust_app
+    client = _sign_in(app, "oak-dsl")
+    app.dependency_overrides[review_gateway] = lambda: None  # no live test from here
+    pdf = client.get("/review.pdf", params={"date": "2026-12-18"})
+    assert pdf.status_code == 200
+    text = "\n".join(pdf_pages(pdf.content, tmp_path))
+    assert "Oak Primary" in text
+    assert "Our school" not in text
