@@ -119,7 +119,10 @@ class EventInserter:
         if self.dialect == "sqlite":
             # The text form SQLAlchemy's SQLite DateTime uses, so ORM reads and comparisons
             # see the same values as rows it wrote itself.
-            return [tuple(_sqlite_time(r[c]) if c == "at" else r[c] for c in columns) for r in rows]
+            # (a list made into a tuple: comprehensions are inlined, a generator is not)
+            return [
+                tuple([_sqlite_time(r[c]) if c == "at" else r[c] for c in columns]) for r in rows
+            ]
         return [[r[c] for r in rows] for c in columns]
 
     def insert(self, items: Sequence[Item]) -> None:
