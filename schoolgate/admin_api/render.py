@@ -243,7 +243,7 @@ def trust_heading(request: Request, user: SignedInUser | None) -> str | None:
     (the admin's configured `school_name`)."""
     resources = getattr(request.app.state, "resources", None)
     trust = getattr(resources, "trust", None)
-    if trust is None or user is None:
+    if resources is None or trust is None or user is None:
         return None
     scope = school_scope(request, user, resources)
     school = trust.schools.get(scope.school) if scope.school is not None else None
