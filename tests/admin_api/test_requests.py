@@ -500,3 +500,23 @@ def test_explain_sees_the_local_lists_and_exceptions_as_the_gateway_does(
             "/api/explain", params={"role": "pupil", "who": who, "host": opened_host}
         ).json()
         assert answer["reason"] == reason, (who, answer)
+
+
+def test_the_form_from_a_block_page_speaks_in_words(app: FastAPI, resources: Resources) -> None:
+    """A pupil's form from the block page's link showed the category's and the role's codes
+    ("social", "pupil" in brackets); it names them in words, as every other page does."""
+    pupil = sign_in(app, "pupil1", "pupil1-demo")
+    claims = AccessClaims(
+        host="www.tiktok.com",
+        role="social_media_manager",
+        at=datetime.now(UTC),
+        user="pupil1",
+        category="social",
+        reason="rule_block",
+    )
+    token = make_access_token(resources.access_token_secret, claims)
+    form = pupil.get("/requests/new", params={"token": token}).text
+    assert "<dt>Kind of website</dt><dd>social media</dd>" in form
+    assert "<dd>social</dd>" not in form
+    assert "(social media manager)" in form
+    assert "social_media_manager" not in form
