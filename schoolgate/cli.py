@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "schoolgate.commands.db",
     "schoolgate.commands.ca",
     "schoolgate.commands.pac",
+    "schoolgate.commands.accounts",
 )
 
 

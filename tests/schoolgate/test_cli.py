@@ -374,3 +374,58 @@ def test_pac_help_names_what_goes_direct() -> None:
     assert "Only these go DIRECT (not through the gateway): localhost, the gateway itself, " in (
         words
     )
+
+
+def test_hash_password_makes_a_hash_the_users_file_takes() -> None:
+    """An IT technician made a users file's password_hash by running Python (issue 17's
+    run): `schoolgate hash-password` makes one, and a local directory signs in with it."""
+    from schoolgate.store.directory import verify_password
+
+    password = "walrus candle harbour"
+    result = run("hash-password", stdin=password + "\n")
+    assert result.returncode == 0, result.stderr
+    made = result.stdout.strip()
+    assert password not in result.stdout + result.stderr
+    assert verify_password(password, made)
+    assert not verify_password(password + "!", made)
+    assert "password_hash" in result.stderr  # where to put it
+
+
+def test_hash_password_refuses_a_short_one_in_words() -> None:
+    result = run("hash-password", stdin="short\n")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "That password has 5 characters; use at least 10" in result.stderr
+
+
+def test_hash_password_at_a_terminal_asks_twice() -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [SCHOOLGATE, "hash-password"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # no controlling terminal: getpass reads the pty (stdin)
+        text=True,
+    )
+    os.close(follower)
+    assert process.stderr is not None
+
+    def answer(prompt: str, line: bytes) -> None:
+        # getpass empties the terminal's input when it turns echo off: answer after the prompt
+        seen = ""
+        while not seen.endswith(prompt):
+            char = process.stderr.read(1)
+            assert char, f"no {prompt!r} (stderr so far: {seen!r})"
+            seen += char
+        os.write(leader, line)
+
+    answer("Password: ", b"walrus candle harbour\n")
+    answer("The same again: ", b"walrus candle harbor\n")
+    out, err = process.communicate(timeout=60)
+    os.close(leader)
+    assert process.returncode == 1
+    assert out == ""
+    assert "The two passwords differ; nothing was made." in err
