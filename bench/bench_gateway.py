@@ -58,11 +58,28 @@ PLAIN_HOST = "plain.bench.test"  # plain HTTP, uncategorised: allowed
 INTERCEPT_HOST = "inspect.bench.test"  # categorised ("curriculum", allowed): decrypted
 PASS_HOST = "pass.bench.test"  # uncategorised, allowed: passed through
 ADDRESSES = {PLAIN_HOST: "127.0.0.1", INTERCEPT_HOST: "127.0.0.1", PASS_HOST: "127.0.0.2"}
-PROXIES = ("bare", "lean_mitm", "lean", "lean_asyncio", "schoolgate", "squid", "e2guardian")
+PROXIES = (
+    "bare",
+    "lean_mitm",
+    "lean",
+    "lean_asyncio",
+    "lean_norec",
+    "schoolgate",
+    "squid",
+    "e2guardian",
+)
 DEFAULT_PROXIES = ("bare", "lean_mitm", "lean", "squid", "e2guardian")
 # The gateways take names (their own hosts file); so do --baseline's (they were sent the
 # loopback addresses, so the passed-through class was decrypted there and nothing counted).
-GATEWAYS = {"lean", "lean_mitm", "lean_asyncio", "schoolgate", "lean-base", "schoolgate-base"}
+GATEWAYS = {
+    "lean",
+    "lean_mitm",
+    "lean_asyncio",
+    "lean_norec",
+    "schoolgate",
+    "lean-base",
+    "schoolgate-base",
+}
 PASS_ONLY = {"squid", "e2guardian"}  # configured without decryption: passthrough and HTTP only
 CLASSES = (
     "http",
@@ -394,6 +411,8 @@ def environment(
                 ("lean_mitm", "lean", ["--set", "schoolgate_front_door=false"]),
                 ("lean", "lean", []),
                 ("lean_asyncio", "lean", []),
+                # what recording costs: the same gateway writing no events
+                ("lean_norec", "lean", ["--set", "schoolgate_recording=false"]),
             )
             if name in wanted
         ]

@@ -15,10 +15,12 @@ from typing import Any
 
 from schoolgate.commands.common import DEMO_IDENTITY, load_policy_or_report
 from schoolgate.policy.decide import decide
+from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.explain import explain_decision
 from schoolgate.policy.model import Decision, Policy, Request, Subject
 from schoolgate.store.directory import DirectoryUnavailable, make_directory
 from schoolgate.store.identity_config import IdentityConfigError, load_identity_config
+from schoolgate.store.trust_files import load_trust, load_trust_file
 
 EXIT_CODES = (
     "Exit status: 0 when a decision was printed, whether it is allow or block (read the "
@@ -66,6 +68,13 @@ def register(subparsers: Any) -> None:
         "zone; default: now)",
     )
     parser.add_argument("--policy", help="policy file (default: the seed policy)")
+    parser.add_argument(
+        "--trust",
+        type=Path,
+        help="a trust file (docs/trust.md): decide with one school's policy (its own on the "
+        "trust's base), named by --school",
+    )
+    parser.add_argument("--school", help="with --trust: the school's id in the trust file")
     parser.add_argument("--json", action="store_true", help="print the Decision as JSON")
     parser.add_argument(
         "--batch", metavar="FILE", help="JSON lines to decide ('-' for standard input)"
@@ -175,10 +184,42 @@ class Resolver:
         return self.known[user]
 
 
-def run(args: argparse.Namespace) -> int:
-    policy = load_policy_or_report(args.policy)
-    if policy is None:
+def _policy(args: argparse.Namespace) -> Policy | int:
+    """The policy to decide with: the --policy file, or --school's of the --trust file; else
+    the exit status, after saying what was wrong."""
+    if args.trust is None:
+        if args.school is not None:
+            print("schoolgate explain: --school needs --trust FILE", file=sys.stderr)
+            return 2
+        policy = load_policy_or_report(args.policy)
+        return 1 if policy is None else policy
+    if args.policy is not None:
+        print("schoolgate explain: give --policy or --trust, not both", file=sys.stderr)
+        return 2
+    try:
+        trust = load_trust_file(args.trust)
+        if args.school not in trust.schools:
+            schools = ", ".join(sorted(trust.schools))
+            print(
+                "schoolgate explain: "
+                + (
+                    f"give --school: one of {schools}"
+                    if args.school is None
+                    else f"there is no school {args.school!r} in {args.trust} (it has {schools})"
+                ),
+                file=sys.stderr,
+            )
+            return 2
+        return load_trust(args.trust, only=args.school).policies[args.school]
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
         return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+    if isinstance(policy, int):
+        return policy
     if args.batch:
         try:
             resolver = Resolver(policy, args.identity)

@@ -198,3 +198,27 @@ def test_add_school_takes_listeners_and_a_directory_group(tmp_path: Path) -> Non
     assert taken.returncode == 1
     assert "10.9.0.1:3128" in taken.stderr
     assert trust.read_text() == before
+
+
+def test_explain_answers_for_one_school_of_a_trust(tmp_path: Path) -> None:
+    """`schoolgate explain` read one policy file: a trust's technician could not ask what a
+    school's own policy gives (found running issue 17). With --trust and --school it decides
+    with that school's compiled policy (its own rules on the trust's base)."""
+    trust = str(make_trust(tmp_path))
+    asked = ["explain", "--trust", trust, "--role", "pupil", "--host", "clubs.example", "--json"]
+    oak = run(*asked, "--school", "oak")
+    assert oak.returncode == 0, oak.stderr
+    assert '"rule": "clubs"' in oak.stdout
+    assert '"verdict": "allow"' in oak.stdout
+    elm = run(*asked, "--school", "elm")
+    assert elm.returncode == 0, elm.stderr
+    assert '"rule": "clubs"' not in elm.stdout
+    unnamed = run(*asked)
+    assert unnamed.returncode == 2
+    assert "give --school: one of elm, oak" in unnamed.stderr
+    unknown = run(*asked, "--school", "ash")
+    assert unknown.returncode == 2
+    assert "there is no school 'ash'" in unknown.stderr
+    both = run(*asked, "--school", "oak", "--policy", str(seed_policy_path()))
+    assert both.returncode == 2
+    assert "--policy or --trust, not both" in both.stderr
