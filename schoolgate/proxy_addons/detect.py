@@ -241,12 +241,25 @@ def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | N
     return None
 
 
-@functools.lru_cache(maxsize=4096)
 def is_viewer_host(host: str) -> bool:
     """Does this host show other sites' pages by URL (so its traffic must be decrypted for
     `viewed_target` to read the path)? Remembered per host (the table is fixed in code; asked
-    twice on every new tunnel)."""
+    twice on every new tunnel), in a bounded cache that keeps no name longer than a host."""
+    if len(host) > 255:
+        return _shows_other_sites(host)
+    return _remembered_viewer(host)
+
+
+def _shows_other_sites(host: str) -> bool:
     return any(shows(host) for shows, _ in _VIEWERS)
+
+
+_remembered_viewer = functools.lru_cache(maxsize=4096)(_shows_other_sites)
+
+
+def remembered_viewer_hosts() -> int:
+    """How many viewer look-ups are remembered now (for the memory test)."""
+    return _remembered_viewer.cache_info().currsize
 
 
 def _params(query: str) -> dict[str, str]:

@@ -85,3 +85,24 @@ def test_built_connects_are_read_as_mitmproxy_reads_them_or_left_to_it(
 def test_any_bytes_after_a_connect_line_never_disagree(junk: bytes) -> None:
     agrees(b"CONNECT a.example:443 HTTP/1.1\r\n" + junk)
     agrees(b"CONNECT a.example:443 HTTP/1.1\r\nX: " + junk)
+
+
+def test_remembered_host_checks_never_keep_a_huge_name() -> None:
+    """The host check is remembered per name (a bounded cache); a hostile ClientHello's 60 KB
+    server name must not be kept, or 4,096 of them would hold 240 MB."""
+    from schoolgate.proxy_addons import detect, frontdoor_connect
+
+    huge = b"a" * 60_000
+
+    def sizes() -> tuple[int, int]:
+        return frontdoor_connect.remembered_host_checks(), detect.remembered_viewer_hosts()
+
+    before = sizes()
+    assert not frontdoor_connect.valid_host(huge)
+    assert detect.is_viewer_host("a" * 60_000 + ".web.archive.org")  # still answered right
+    assert not detect.is_viewer_host("a" * 60_000 + ".example.org")
+    assert sizes() == before
+    assert frontdoor_connect.valid_host(b"www.example.com")
+    assert detect.is_viewer_host("web.archive.org")
+    assert frontdoor_connect.remembered_host_checks() >= 1
+    assert detect.remembered_viewer_hosts() >= 1
