@@ -98,8 +98,6 @@ def normalise_host(raw: str) -> Host | HostError:
     """
     if not isinstance(raw, str):
         return HostError(raw=f"<{type(raw).__name__}>", message="a host name must be text")
-    if len(raw) > _REMEMBER_UP_TO:
-        return _read_host(raw)  # never a real host: not worth the memory of remembering
     return _normalise_remembered(raw)
 
 
@@ -112,10 +110,33 @@ def _read_host(raw: str) -> Host | HostError:
         return HostError(raw=raw, message=f"could not be read as a host name ({exc!r})")
 
 
-# The same few thousand hosts come back all day, and building even a frozen Host costs more
-# than a cache hit; the bound keeps a flood of made-up names from costing memory. (Building
-# an index reads its entries with _read_host, so a reload does not flush this.)
-_normalise_remembered = functools.lru_cache(maxsize=16384)(_read_host)
+class ShortNameMemo[K: str | bytes, T]:
+    """`function(name)`, remembered in a bounded LRU for names of at most `longest` characters:
+    the same few thousand hosts come back all day. A longer name (never a real host) is
+    answered afresh and not remembered, so a flood of made-up or huge names costs no memory."""
+
+    def __init__(self, function: Callable[[K], T], *, longest: int, size: int) -> None:
+        self._function: Callable[[K], T] = function
+        self._longest = longest
+        self._remembered: functools._lru_cache_wrapper[T] = functools.lru_cache(maxsize=size)(
+            function
+        )
+
+    def __call__(self, name: K) -> T:
+        if len(name) > self._longest:
+            return self._function(name)
+        return self._remembered(name)
+
+    def cache_info(self) -> functools._CacheInfo:
+        return self._remembered.cache_info()
+
+    def cache_clear(self) -> None:
+        self._remembered.cache_clear()
+
+
+# Building even a frozen Host costs more than a cache hit. (Building an index reads its
+# entries with _read_host, so a reload does not flush this.)
+_normalise_remembered = ShortNameMemo(_read_host, longest=_REMEMBER_UP_TO, size=16384)
 
 
 def _normalise(raw: str) -> Host:

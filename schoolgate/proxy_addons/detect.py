@@ -11,7 +11,6 @@ block also replaces DECISION and the response. Any error blocks (fail closed).
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
@@ -28,7 +27,12 @@ from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.tls import ClientHelloData, TlsData
 
 from schoolgate.policy.decide import decide
-from schoolgate.policy.hostnames import HostError, is_subdomain_or_same, normalise_host
+from schoolgate.policy.hostnames import (
+    HostError,
+    ShortNameMemo,
+    is_subdomain_or_same,
+    normalise_host,
+)
 from schoolgate.policy.model import Decision, Reason, Request, Verdict
 from schoolgate.policy.techniques import Technique
 from schoolgate.proxy_addons import context, mitm_internals
@@ -241,25 +245,19 @@ def viewed_target(host: str, path: str, query: str) -> tuple[Technique, str] | N
     return None
 
 
-def is_viewer_host(host: str) -> bool:
-    """Does this host show other sites' pages by URL (so its traffic must be decrypted for
-    `viewed_target` to read the path)? Remembered per host (the table is fixed in code; asked
-    twice on every new tunnel), in a bounded cache that keeps no name longer than a host."""
-    if len(host) > 255:
-        return _shows_other_sites(host)
-    return _remembered_viewer(host)
-
-
 def _shows_other_sites(host: str) -> bool:
     return any(shows(host) for shows, _ in _VIEWERS)
 
 
-_remembered_viewer = functools.lru_cache(maxsize=4096)(_shows_other_sites)
+# Does this host show other sites' pages by URL (so its traffic must be decrypted for
+# `viewed_target` to read the path)? Remembered per host (the table is fixed in code; asked
+# twice on every new tunnel); no name longer than a host can be is kept.
+is_viewer_host = ShortNameMemo(_shows_other_sites, longest=255, size=4096)
 
 
 def remembered_viewer_hosts() -> int:
     """How many viewer look-ups are remembered now (for the memory test)."""
-    return _remembered_viewer.cache_info().currsize
+    return is_viewer_host.cache_info().currsize
 
 
 def _params(query: str) -> dict[str, str]:

@@ -11,36 +11,31 @@ the head with mitmproxy's parser, as before.
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 
 from mitmproxy import http
 from mitmproxy.net.check import is_valid_host
 
+from schoolgate.policy.hostnames import ShortNameMemo
+
 # Host characters that IDNA decoding leaves as they are; "xn--" labels are refused below.
 _REQUEST_LINE = re.compile(rb"CONNECT ([A-Za-z0-9._-]{1,253}):([0-9]{1,5}) (HTTP/1\.[01])")
 _HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t\x20-\x7e]*)")
 
 
-REMEMBERED_LENGTH = 255  # longer names (never valid hosts) are not remembered
-
-
-@functools.lru_cache(maxsize=4096)
 def _valid_host(name: bytes) -> bool:
     return bool(is_valid_host(name))
 
 
-def valid_host(name: bytes) -> bool:
-    """mitmproxy's `is_valid_host`, remembered (a school asks for the same few thousand names
-    all day). The cache is bounded and keeps no name longer than a host can be, so a client
-    sending random or huge names only evicts names and holds no memory."""
-    return len(name) <= REMEMBERED_LENGTH and _valid_host(name)
+# mitmproxy's `is_valid_host`, remembered per name (a school asks for the same few thousand
+# names all day); no name longer than a host can be is kept.
+valid_host = ShortNameMemo(_valid_host, longest=255, size=4096)
 
 
 def remembered_host_checks() -> int:
     """How many host checks are remembered now (for the memory test)."""
-    return _valid_host.cache_info().currsize
+    return valid_host.cache_info().currsize
 
 
 def plain_host(host: bytes, port: int) -> bool:
