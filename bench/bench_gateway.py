@@ -67,6 +67,9 @@ PROXIES = (
     "schoolgate",
     "squid",
     "e2guardian",
+    "squid_log",
+    "e2guardian_log",
+    "floor",
 )
 DEFAULT_PROXIES = ("bare", "lean_mitm", "lean", "squid", "e2guardian")
 # The gateways take names (their own hosts file); so do --baseline's (they were sent the
@@ -79,8 +82,10 @@ GATEWAYS = {
     "schoolgate",
     "lean-base",
     "schoolgate-base",
+    "floor",
 }
-PASS_ONLY = {"squid", "e2guardian"}  # configured without decryption: passthrough and HTTP only
+# configured without decryption: passthrough and HTTP only
+PASS_ONLY = {"squid", "e2guardian", "squid_log", "e2guardian_log"}
 CLASSES = (
     "http",
     "https_passthrough",
@@ -160,7 +165,7 @@ http_port 127.0.0.1:{port}
 http_access allow all
 cache deny all
 cache_mem 8 MB
-access_log none
+access_log {access_log}
 cache_store_log none
 cache_log {dir}/cache.log
 pid_filename {dir}/squid.pid
@@ -178,6 +183,13 @@ E2GUARDIAN_SETTINGS = {
     "loglevel": "0",
     "httpworkers": "100",
 }
+# e2guardian_log: the same, logging as Debian ships it (loglevel 3: every request), into the
+# benchmark's folder: what a school's filter does, and schoolgate's recording does.
+E2GUARDIAN_LOGGED = {
+    **{k: v for k, v in E2GUARDIAN_SETTINGS.items() if k not in ("nologger", "loglevel")},
+    "nologger": "off",
+    "loglevel": "3",
+}
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -189,10 +201,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of the whole process (all its threads), in seconds: user space (the
+    proxy's own code) and the kernel's work for it (sockets, mostly)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLOCK_TICK, int(fields[12]) / CLOCK_TICK
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the whole process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+    return sum(cpu_split(pid))
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
@@ -274,30 +292,34 @@ def target(proxy: str, host: str) -> str:
     return host if proxy in GATEWAYS else ADDRESSES[host]
 
 
-def squid_command(folder: Path, port: int) -> list[str] | None:
+def squid_command(folder: Path, port: int, logged: bool = False) -> list[str] | None:
+    """Squid with no access log; `logged`: with Squid's default access log (a line a request)."""
     squid = shutil.which("squid") or "/usr/sbin/squid"
     if not Path(squid).exists():
         return None
-    own = folder / "squid"
+    own = folder / ("squid_log" if logged else "squid")
     own.mkdir(mode=0o777)
     own.chmod(0o777)  # squid drops to its own user
-    (own / "squid.conf").write_text(SQUID_CONF.format(port=port, dir=own))
+    access_log = f"daemon:{own}/access.log squid" if logged else "none"
+    (own / "squid.conf").write_text(SQUID_CONF.format(port=port, dir=own, access_log=access_log))
     return [squid, "-N", "-f", str(own / "squid.conf")]
 
 
-def e2guardian_command(folder: Path, port: int) -> list[str] | None:
+def e2guardian_command(folder: Path, port: int, logged: bool = False) -> list[str] | None:
+    """e2guardian with no logger; `logged`: with Debian's logging (every request, to a file)."""
     e2guardian = shutil.which("e2guardian") or "/usr/sbin/e2guardian"
     debian = Path("/etc/e2guardian/e2guardian.conf")
     if not Path(e2guardian).exists() or not debian.exists():
         return None
-    own = folder / "e2guardian"
+    own = folder / ("e2guardian_log" if logged else "e2guardian")
     own.mkdir(mode=0o777)
     own.chmod(0o777)  # e2guardian drops to its own user
     settings = {
-        **E2GUARDIAN_SETTINGS,
+        **(E2GUARDIAN_LOGGED if logged else E2GUARDIAN_SETTINGS),
         "filterports": str(port),
         "transparenthttpsport": str(free_port()),
         "pidfilename": f"'{own}/e2.pid'",
+        **({"loglocation": f"'{own}/access.log'"} if logged else {}),
     }
     lines = [
         line
@@ -460,14 +482,27 @@ def environment(
             )
             if program[0] != str(BIN / "schoolgate"):
                 PROFILING.add(proxies[name].proc.pid)
-        for name, make in (("squid", squid_command), ("e2guardian", e2guardian_command)):
+        if "floor" in wanted:  # Python's floor for a passed-through tunnel: bench/floor_proxy.py
+            port = free_port()
+            floor = [str(BIN / "python"), str(Path(__file__).with_name("floor_proxy.py"))]
+            proxies["floor"] = setup.start(
+                "floor", [*pin_proxy, *floor, str(port), str(folder / "hosts")], port
+            )
+        for name, make in (
+            ("squid", squid_command),
+            ("e2guardian", e2guardian_command),
+            ("squid_log", squid_command),
+            ("e2guardian_log", e2guardian_command),
+        ):
             if name not in wanted:
                 continue
             port = free_port()
-            command = make(folder, port)
+            command = make(folder, port, name.endswith("_log"))
             if command is None:
+                package = name.removesuffix("_log")
                 print(
-                    f"# {name} is not installed (apt-get install -y {name}): left out", flush=True
+                    f"# {name} is not installed (apt-get install -y {package}): left out",
+                    flush=True,
                 )
                 continue
             proxies[name] = setup.start(name, [*pin_proxy, *command], port)
@@ -651,9 +686,10 @@ def run_https(setup: Setup, proxy: str, proxy_port: int, kind: str, load: Load) 
     )
 
 
-def drive(setup: Setup, proxy: Started, kind: str, load: Load) -> tuple[float, int]:
-    """One measurement: (CPU seconds the proxy used, requests completed)."""
-    before = cpu_seconds(proxy.proc.pid)
+def drive(setup: Setup, proxy: Started, kind: str, load: Load) -> tuple[float, float, int]:
+    """One measurement: (CPU seconds the proxy used, of which in user space, requests
+    completed)."""
+    user_before, system_before = cpu_split(proxy.proc.pid)
     profiled = proxy.proc.pid in PROFILING
     if profiled:
         os.kill(proxy.proc.pid, signal.SIGUSR1)
@@ -665,7 +701,9 @@ def drive(setup: Setup, proxy: Started, kind: str, load: Load) -> tuple[float, i
     time.sleep(0.5)  # let the proxy finish closing the connections: that is its work too
     if profiled:
         os.kill(proxy.proc.pid, signal.SIGUSR2)
-    return cpu_seconds(proxy.proc.pid) - before, completed
+    user, system = cpu_split(proxy.proc.pid)
+    user -= user_before
+    return user + system - system_before, user, completed
 
 
 def issuer_seen(setup: Setup, proxy: Started, host: str) -> str:
@@ -716,7 +754,10 @@ def machine_state() -> dict[str, object]:
 
 
 def applies(kind: str, proxy: str) -> bool:
-    """Squid and e2guardian are set up to pass HTTPS through, never to decrypt it."""
+    """Squid and e2guardian are set up to pass HTTPS through, never to decrypt it; the floor
+    (bench/floor_proxy.py) passes tunnels through and does nothing else."""
+    if proxy == "floor":
+        return kind in ("https_passthrough", "https_passthrough_keepalive")
     return not (proxy in PASS_ONLY and kind in ("https_keepalive", "https_newconn"))
 
 
@@ -790,7 +831,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = list(proxies)
         for name, proxy in proxies.items():
             hosts = [
-                h for h in (INTERCEPT_HOST, PASS_HOST) if h == PASS_HOST or name not in PASS_ONLY
+                h
+                for h in (INTERCEPT_HOST, PASS_HOST)
+                if h == PASS_HOST or name not in {*PASS_ONLY, "floor"}
             ]
             seen = {h: issuer_seen(setup, proxy, h) for h in hosts}
             print(
@@ -806,8 +849,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name in order:
                     if not applies(kind, name):
                         continue
-                    cpu, completed = drive(setup, proxies[name], kind, load)
+                    cpu, user, completed = drive(setup, proxies[name], kind, load)
                     us = cpu / completed * 1e6 if completed else float("nan")
+                    user_us = user / completed * 1e6 if completed else float("nan")
                     samples.append(
                         {
                             "round": number,
@@ -816,6 +860,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "cpu_s": round(cpu, 3),
                             "requests": completed,
                             "us_per_request": round(us, 1),
+                            "user_us_per_request": round(user_us, 1),
                         }
                     )
                     print(
@@ -836,12 +881,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def print_table(
     samples: list[dict[str, object]], classes: Sequence[str], names: Sequence[str]
 ) -> None:
-    def values(kind: str, proxy: str) -> list[float]:
-        return [
-            float(str(s["us_per_request"]))
-            for s in samples
-            if s["class"] == kind and s["proxy"] == proxy
-        ]
+    def values(kind: str, proxy: str, field: str = "us_per_request") -> list[float]:
+        return [float(str(s[field])) for s in samples if s["class"] == kind and s["proxy"] == proxy]
 
     def round_ratios(kind: str, proxy: str, against: str) -> list[float]:
         ratios = []
@@ -870,6 +911,17 @@ def print_table(
         print(
             f"| {CLASS_TITLES[kind]} | "
             + " | ".join(cell(median(values(kind, n))) for n in names)
+            + " |"
+        )
+    print(
+        "\nof which in user space (µs, median over rounds; the rest is the kernel's, for sockets)"
+    )
+    print(f"| class | {' | '.join(names)} |")
+    print(f"|---|{'---:|' * len(names)}")
+    for kind in classes:
+        print(
+            f"| {CLASS_TITLES[kind]} | "
+            + " | ".join(cell(median(values(kind, n, "user_us_per_request"))) for n in names)
             + " |"
         )
     if "lean" not in names:
