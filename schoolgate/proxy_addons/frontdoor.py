@@ -276,12 +276,14 @@ class _Door:
             except TimeoutError:
                 if data.strip() or not idle:
                     mitm_internals.note_head_timeout()
-                if data.strip():
+                if data.strip() and not self.writer.is_closing():  # (Limits may have closed it)
                     self.writer.write(
                         mitm_internals.error_response(408, "The request took too long to arrive.")
                     )
                 await self.end()
                 return None
+            except OSError:  # reset by the client (a tab closed mid-load): it has gone
+                chunk = b""
             if not chunk:
                 await self.end()
                 return None
@@ -289,13 +291,16 @@ class _Door:
         return data
 
     async def _read(self, size: int) -> bytes | None:
-        """Up to `size` bytes; None when the client's time to send its first request is up."""
+        """Up to `size` bytes (b"" when the client has gone: closed, or reset); None when the
+        client's time to send its first request is up."""
         left = self.deadline - asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(max(left, 0)):
                 return await self.reader.read(size)
-        except TimeoutError:
+        except TimeoutError:  # (an OSError too: first)
             return None
+        except OSError:
+            return b""
 
     def _fast_request(self, head: bytes, data: bytes) -> http.Request | None:
         """The CONNECT, when it is one the front door serves: HTTP/1, within the head limits,

@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import ssl
+import struct
 import time
 from base64 import b64encode
 from collections.abc import Iterator
@@ -293,6 +294,10 @@ def test_a_client_that_never_finishes_its_connect_is_closed(door: Gateway) -> No
     # Closed (with a 408 if the head's own time-out came first, else by Limits' timer).
     assert reply in (b"",) or reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert time.monotonic() - started < 15  # schoolgate_head_timeout=3, with slack
+    # Whichever came first, the other is no failure (the 408 was once written to the connection
+    # Limits had closed: "the front door failed on a connection" and a traceback).
+    time.sleep(0.5)
+    assert "the front door failed" not in door.log_text()
 
 
 def test_an_oversized_connect_head_is_refused(door: Gateway) -> None:
@@ -313,6 +318,52 @@ def test_clients_vanishing_mid_hello_leave_the_gateway_serving(door: Gateway) ->
         raw.sendall(hello[:cut])
         raw.close()
     spliced(door, "pupil1", "https://learning.test/after")
+
+
+def engine_errors(gw: Gateway) -> float:
+    text = httpx.get(
+        f"http://127.0.0.1:{gw.metrics_port}/metrics",  # type: ignore[attr-defined]
+        timeout=10,
+        trust_env=False,
+    ).text
+    found = re.search(r'^schoolgate_engine_errors_total\{addon="frontdoor"\} (\S+)$', text, re.M)
+    return float(found[1]) if found else 0.0
+
+
+def reset(raw: socket.socket) -> None:
+    """Close with a TCP reset (RST), as a browser tab killed mid-load or wrk's last round does."""
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.close()
+
+
+def test_clients_resetting_their_connections_are_not_front_door_failures(door: Gateway) -> None:
+    """A reset is an ordinary way for a client to go (found by the benchmark: wrk's connections
+    ended in "the front door failed on a connection" with a traceback, and an engine error)."""
+    signed_in(door, "pupil1")
+    errors = engine_errors(door)
+    hello = real_client_hello_record("learning.test", {})
+    raw = socket.create_connection(("127.0.0.1", door.port), timeout=10)
+    raw.sendall(b"CONNECT learning.test:443 HTTP/1.1\r\nHost: learn")  # mid-head
+    time.sleep(0.2)
+    reset(raw)
+    for cut in (0, len(hello) // 2):  # after the 200, before or in the ClientHello
+        raw = connect(door, "learning.test:443")
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        raw.sendall(hello[:cut])
+        time.sleep(0.2)
+        reset(raw)
+    raw = socket.create_connection(("127.0.0.1", door.port), timeout=10)  # kept-alive plain HTTP
+    raw.sendall(
+        b"GET http://learning.test/then-reset HTTP/1.1\r\nHost: learning.test\r\n"
+        + f"Proxy-Authorization: {auth('pupil1')}\r\n\r\n".encode()
+    )
+    assert raw.recv(65536).startswith(b"HTTP/1.1 200")
+    time.sleep(0.2)
+    reset(raw)
+    spliced(door, "pupil1", "https://learning.test/after-resets")
+    time.sleep(0.5)
+    assert "the front door failed" not in door.log_text()
+    assert engine_errors(door) == errors
 
 
 def test_the_front_door_can_be_switched_off(tmp_path: Path) -> None:
