@@ -43,6 +43,7 @@ from schoolgate.proxy_addons.flows import (
     client_ip,
     fail_closed,
     host_name,
+    pretty_host,
     same_host,
 )
 from schoolgate.proxy_addons.proxy_scripts import proxy_script_evidence, tunnel_upgrade_evidence
@@ -597,16 +598,16 @@ class Detect:
         self, flow: http.HTTPFlow, decision: Decision, inputs: context.DecisionInputs
     ) -> None:
         request = flow.request
-        fronted = fronted_host(request.authority, request.pretty_host)
+        fronted = fronted_host(request.authority, pretty_host(request))
         if fronted is not None:
             self._block(
                 flow,
                 inputs,
                 _circumvention("host-mismatch", Technique.HOST_MISMATCH, host=fronted),
-                {"request_line": request.authority[:100], "host": request.pretty_host[:100]},
+                {"request_line": request.authority[:100], "host": pretty_host(request)[:100]},
             )
             return
-        for named in forwarded_hosts(request.headers, request.pretty_host):
+        for named in forwarded_hosts(request.headers, pretty_host(request)):
             inner = decide(
                 inputs.policy, Request(named), inputs.subject, inputs.overrides, inputs.at
             )
@@ -615,7 +616,7 @@ class Detect:
                     flow,
                     inputs,
                     _circumvention("host-mismatch", Technique.HOST_MISMATCH, host=named),
-                    {"forwarded_host": named[:100], "host": request.pretty_host[:100]},
+                    {"forwarded_host": named[:100], "host": pretty_host(request)[:100]},
                 )
                 return
         ports = (

@@ -49,6 +49,7 @@ from schoolgate.proxy_addons.flows import (
     block_response,
     fail_closed,
     host_name,
+    pretty_host,
     same_host,
 )
 from schoolgate.proxy_addons.policy_source import PolicySource
@@ -334,7 +335,7 @@ class Enforce:
         blocked = self._tunnel_blocks.get(flow.client_conn.id)
         if blocked is not None:
             return blocked, datetime.now(UTC), subject, policy, overrides, school
-        asked = flow.request.pretty_host  # Host / :authority: the client chose it
+        asked = pretty_host(flow.request)  # Host / :authority: the client chose it
         names = [asked]
         if not _transparent(flow.client_conn):
             names.append(flow.request.host)  # the CONNECT target or absolute-form URL host

@@ -29,7 +29,7 @@ from schoolgate.policy.model import Decision, Reason, Verdict
 from schoolgate.policy.techniques import Technique
 from schoolgate.proxy_addons import context
 from schoolgate.proxy_addons.blockpage import make_plain_block, render_block_page
-from schoolgate.proxy_addons.flows import block_response
+from schoolgate.proxy_addons.flows import block_response, pretty_host
 from schoolgate.proxy_addons.proxy_forms import proxy_form_evidence
 from schoolgate.proxy_addons.stats import GatewayStats
 
@@ -167,7 +167,7 @@ class CheckPages:
             probe.text = render_block_page(
                 decision,
                 inputs.subject,
-                site=flow.request.pretty_host,
+                site=pretty_host(flow.request),
                 at=inputs.at,
                 policy=inputs.policy,
                 settings=inputs.page,

@@ -37,7 +37,7 @@ from schoolgate.policy.model import CircumventionSettings, Decision, Reason, Ver
 from schoolgate.policy.techniques import Technique
 from schoolgate.proxy_addons import context
 from schoolgate.proxy_addons.errors import options_error
-from schoolgate.proxy_addons.flows import address_ip, client_ip
+from schoolgate.proxy_addons.flows import address_ip, client_ip, pretty_host
 from schoolgate.proxy_addons.policy_source import PolicySource
 from schoolgate.proxy_addons.recording import (
     ActWindow,
@@ -381,7 +381,7 @@ class RecordEvents:
             port: int | None
             if isinstance(flow, http.HTTPFlow):
                 request = flow.request
-                host = decision.host or request.pretty_host
+                host = decision.host or pretty_host(request)
                 if evidence is None and technique:
                     evidence = decided_evidence(decision, request, flow.client_conn.sni)
                 method, scheme, port = request.method, request.scheme, request.port

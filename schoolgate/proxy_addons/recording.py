@@ -18,6 +18,7 @@ from schoolgate.policy.hostclass import registrable_domain
 from schoolgate.policy.model import Decision
 from schoolgate.policy.techniques import counted
 from schoolgate.proxy_addons import context
+from schoolgate.proxy_addons.flows import pretty_host
 from schoolgate.proxy_addons.search_terms import search_terms
 from schoolgate.store.events import AttemptEvidence, Event
 
@@ -260,7 +261,7 @@ def decided_evidence(
         "category": decision.category or "",
     }
     if request is not None:
-        evidence["host_header"] = request.pretty_host
+        evidence["host_header"] = pretty_host(request)
         if request.method == "CONNECT" or sni:
             evidence["connect"] = request.host
         if sni:

@@ -26,7 +26,7 @@ from schoolgate.policy.inspection import RoleInspection, SearchTerm, YouTubeMode
 from schoolgate.policy.model import Decision, Reason, Verdict
 from schoolgate.proxy_addons import context
 from schoolgate.proxy_addons.blockpage import make_plain_block
-from schoolgate.proxy_addons.flows import client_ip
+from schoolgate.proxy_addons.flows import client_ip, pretty_host
 from schoolgate.proxy_addons.search_terms import (
     CANNOT_ENFORCE,
     ENGINES,
@@ -175,7 +175,7 @@ class SafeSearch:
         self, flow: http.HTTPFlow, decision: Decision, inputs: context.DecisionInputs
     ) -> None:
         request = flow.request
-        host = decision.host or request.pretty_host.lower()
+        host = decision.host or pretty_host(request).lower()
         settings: RoleInspection = inputs.policy.inspection.for_role(inputs.subject.role)
         header = youtube_header(settings.youtube)
         if header is not None and is_youtube_host(host):
@@ -223,7 +223,7 @@ class SafeSearch:
         if len(self._alerted) > 50_000:
             self._alerted.clear()
         self._alerted[key] = now
-        page = f"{flow.request.pretty_host}{flow.request.path.partition('?')[0]}"[:500]
+        page = f"{pretty_host(flow.request)}{flow.request.path.partition('?')[0]}"[:500]
         self.stats.safeguarding_searches += 1
         summary = alert_summary(who, terms, matched, engine.name)
         logger.warning("safeguarding search: %s", summary)

@@ -30,6 +30,7 @@ from schoolgate.policy.errors import PolicyError
 from schoolgate.policy.model import Decision, Policy, Reason, Request, Subject, Verdict
 from schoolgate.proxy_addons import context
 from schoolgate.proxy_addons.background import Background
+from schoolgate.proxy_addons.flows import pretty_host
 from schoolgate.proxy_addons.policy_source import PolicySource
 from schoolgate.proxy_addons.stats import GatewayStats
 from schoolgate.store.db import make_engine
@@ -116,7 +117,7 @@ class Shadow:
             role = getattr(ident, "role", None) or policy.default_role
             if trial.roles and role not in trial.roles:
                 return
-            host = live.host or flow.request.pretty_host
+            host = live.host or pretty_host(flow.request)
             port = flow.request.port
             now = datetime.now(UTC)
             memo = (role, host, port, open_windows(policy, now))
