@@ -113,9 +113,22 @@ class Block(block.Block):
             client.error = "Connection killed by block_global."
 
 
+class TlsConfig(tlsconfig.TlsConfig):
+    """mitmproxy's TlsConfig, with the path its CRL is served at worked out once per CA instead
+    of on every request (its `request` hook reads the CA certificate's serial number each time)."""
+
+    _crl: tuple[object, str] | None = None
+
+    def crl_path(self) -> str:
+        ca = self.certstore.default_ca
+        if self._crl is None or self._crl[0] is not ca:
+            self._crl = (ca, super().crl_path())
+        return self._crl[1]
+
+
 def after_addons() -> list[object]:
     """Built-ins that come after the gateway's own addons (where mitmdump has them)."""
-    return [next_layer.NextLayer(), tlsconfig.TlsConfig()]
+    return [next_layer.NextLayer(), TlsConfig()]
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -331,6 +344,7 @@ async def _main(arguments: Sequence[str], addons: Sequence[object]) -> int:
     args = make_parser().parse_args(list(arguments))
     logging.getLogger().setLevel(logging.INFO)
     mitm_internals.skip_message_type_checks()
+    mitm_internals.counted_flow_ids()
     opts = options.Options()
     try:
         # Scripts go straight after schoolgate's addons, where mitmdump's ScriptLoader has them.

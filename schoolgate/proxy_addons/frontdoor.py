@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -154,16 +152,6 @@ def _may_serve_first(data: bytes) -> bool:
     return CONNECT.startswith(data[: len(CONNECT)]) or frontdoor_http.may_serve(data)
 
 
-# Connection ids: unique in the process (a counter) and beyond it (a random prefix), in
-# mitmproxy's UUID form, without a uuid4() (16 random bytes and a UUID object) per connection.
-_ID_PREFIX = str(uuid.uuid4())[:24]
-_ID_NUMBERS = itertools.count()
-
-
-def _connection_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_NUMBERS) % 16**12:012x}"
-
-
 class _Door:
     """One client connection while the front door holds it."""
 
@@ -176,7 +164,7 @@ class _Door:
     ) -> None:
         self.owner, self.instance, self.reader, self.writer = owner, instance, reader, writer
         self.client = Client(
-            id=_connection_id(),
+            id=mitm_internals.new_id(),
             transport_protocol="tcp",
             peername=writer.get_extra_info("peername"),
             sockname=writer.get_extra_info("sockname"),
@@ -343,7 +331,7 @@ class _Door:
         """The CONNECT's hooks, as mitmproxy runs them; their answer is sent from here. The
         flow once the tunnel is open (200 sent), else None."""
         run = self.owner.gate.run_hook
-        self.server = Server(id=_connection_id(), address=None, transport_protocol="tcp")
+        self.server = Server(id=mitm_internals.new_id(), address=None, transport_protocol="tcp")
         flow = http.HTTPFlow(self.client, self.server, live=True)
         flow.request = request
         await run(HTTP_CONNECT, flow)

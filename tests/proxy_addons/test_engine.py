@@ -220,3 +220,33 @@ async def test_the_lean_block_refuses_exactly_what_mitmproxys_block_refuses(
                 addon.client_connected(client)
                 errors.append(client.error)
         assert errors[0] == errors[1]
+
+
+def test_the_lean_tls_config_serves_the_crl_where_mitmproxys_does_and_follows_a_new_ca(
+    tmp_path: Path,
+) -> None:
+    from mitmproxy.addons import tlsconfig
+    from mitmproxy.test import taddons
+
+    from schoolgate.proxy_addons.engine import TlsConfig as LeanTlsConfig
+
+    def answered(addon: Any, path: str) -> bool:
+        flow = tflow.tflow()
+        flow.request.path = path
+        addon.request(flow)
+        return flow.response is not None
+
+    paths: dict[str, list[str]] = {}
+    for name, addon in (("theirs", tlsconfig.TlsConfig()), ("ours", LeanTlsConfig())):
+        with taddons.context(addon) as tctx:
+            for confdir in (tmp_path / name / "one", tmp_path / name / "two"):
+                confdir.mkdir(parents=True)
+                tctx.configure(addon, confdir=str(confdir))
+                path = addon.crl_path()
+                assert path == tlsconfig.TlsConfig.crl_path(addon)  # mitmproxy's own reading
+                assert answered(addon, path)
+                assert not answered(addon, "/other.crl")
+                paths.setdefault(name, []).append(path)
+            first, second = paths[name]
+            assert first != second  # a new CA, a new path: the first is not remembered
+            assert not answered(addon, first)

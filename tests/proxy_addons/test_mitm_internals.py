@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import uuid
 
 import pytest
-from mitmproxy import exceptions, http, version
+from mitmproxy import exceptions, flow, http, version
 from mitmproxy.addons import proxyserver
 from mitmproxy.proxy import commands, events, layer, mode_servers, server
 from mitmproxy.proxy.layers import modes
 from mitmproxy.proxy.layers.http import _base, _http1, _http2, _http3
-from mitmproxy.test import taddons
+from mitmproxy.test import taddons, tflow
 from mitmproxy.tls import ClientHello
 
 from schoolgate.proxy_addons import mitm_internals
@@ -253,3 +254,22 @@ def test_the_chunked_reader_is_mitmproxys_and_decodes_a_body_to_its_end() -> Non
     assert not mitm_internals.is_end_of_message(first)
     assert mitm_internals.is_end_of_message(read(buffer))
     assert not len(buffer)
+
+
+def test_ids_are_unique_and_in_mitmproxys_uuid_form() -> None:
+    made = [mitm_internals.new_id() for _ in range(10_000)]
+    assert len(set(made)) == len(made)
+    assert all(str(uuid.UUID(one)) == one for one in made)
+    assert len({one[:24] for one in made}) == 1  # one random prefix per process, then a count
+
+
+def test_flows_take_counted_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "uuid.uuid4()" in inspect.getsource(flow.Flow.__init__)
+    monkeypatch.setattr(flow, "uuid", flow.uuid)  # restored after the test
+    mitm_internals.counted_flow_ids()
+    first = tflow.tflow()
+    second = http.HTTPFlow(first.client_conn, first.server_conn)
+    copied = first.copy()  # (a copy's id comes from mitmproxy's serializer: a uuid4)
+    assert len({first.id, second.id, copied.id}) == 3
+    prefix = mitm_internals.new_id()[:24]  # made by new_id, not by uuid4
+    assert all(str(uuid.UUID(one)) == one and one[:24] == prefix for one in (first.id, second.id))
