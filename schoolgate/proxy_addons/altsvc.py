@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from mitmproxy import http
 
+from schoolgate.proxy_addons.flows import has_header
+
 
 class StripAltSvc:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         # Only upstream responses reach this hook; block pages are made locally and never do.
         if flow.response is None:
             return
-        if "alt-svc" in flow.response.headers:
+        if has_header(flow.response.headers, b"alt-svc"):
             del flow.response.headers["alt-svc"]
         flow.response.stream = True

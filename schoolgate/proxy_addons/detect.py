@@ -42,6 +42,7 @@ from schoolgate.proxy_addons.flows import (
     block_response,
     client_ip,
     fail_closed,
+    header_value,
     host_name,
     pretty_host,
     same_host,
@@ -148,6 +149,8 @@ def fronted_host(authority: str, asked: str) -> str | None:
 # Headers a front or an application behind it may route by instead of Host. Browsers never send
 # them; a client that names a blocked site in one is asking the allowed site's front for it.
 _FORWARDED_HOST_HEADERS = ("x-forwarded-host", "x-host", "x-original-host", "x-forwarded-server")
+_FORWARDED_HOST_FIELDS = tuple(name.encode() for name in _FORWARDED_HOST_HEADERS)
+_FORWARDING_FIELDS = frozenset((*_FORWARDED_HOST_FIELDS, b"forwarded"))
 _FORWARDED_HOST = re.compile(r"(?:^|[;,\s])host\s*=\s*\"?([^\";,\s]+)", re.IGNORECASE)
 
 
@@ -155,8 +158,15 @@ def forwarded_hosts(headers: http.Headers, asked: str) -> list[str]:
     """The other sites a request's forwarding headers name (X-Forwarded-Host, X-Host,
     X-Original-Host, X-Forwarded-Server, `Forwarded: host=`), each once, leaving out the site
     asked for (`asked`)."""
-    values = [value for name in _FORWARDED_HOST_HEADERS for value in headers.get_all(name)]
-    for value in headers.get_all("forwarded"):
+    named: dict[bytes, list[str]] = {}
+    for field, raw in headers.fields:  # one pass (the usual request has none of them)
+        name = field.lower()
+        if name in _FORWARDING_FIELDS:
+            named.setdefault(name, []).append(raw.decode("utf-8", "surrogateescape"))
+    if not named:
+        return []
+    values = [value for name in _FORWARDED_HOST_FIELDS for value in named.get(name, ())]
+    for value in named.get(b"forwarded", ()):
         values += _FORWARDED_HOST.findall(value)
     found: list[str] = []
     for value in values:
@@ -632,7 +642,8 @@ class Detect:
                 {"port": str(request.port), "kind": request.scheme},
             )
             return
-        upgrade = refused_upgrade(request.headers.get("upgrade", ""))
+        headers = request.headers
+        upgrade = refused_upgrade(header_value(headers, b"upgrade") or "")
         if upgrade is not None:
             self._block(
                 flow,
@@ -648,7 +659,10 @@ class Detect:
             return
         path, _, query = request.path.partition("?")
         evidence = doh_evidence(
-            path, query, request.headers.get("content-type", ""), request.headers.get("accept", "")
+            path,
+            query,
+            header_value(headers, b"content-type") or "",
+            header_value(headers, b"accept") or "",
         )
         if evidence is not None:
             self._block(

@@ -38,6 +38,7 @@ from mitmproxy.proxy import mode_specs
 
 from schoolgate.proxy_addons import mitm_internals
 from schoolgate.proxy_addons.enforce import Enforce
+from schoolgate.proxy_addons.flows import has_header
 from schoolgate.proxy_addons.frontdoor import FrontDoor, Gate
 from schoolgate.proxy_addons.identity import Identify
 
@@ -74,7 +75,18 @@ def builtin_addons() -> list[object]:
     save, map and modify addons.
     """
     server: Any = proxyserver.Proxyserver  # mitmproxy leaves its __init__ unannotated
-    return [core.Core(), Block(), disable_h2c.DisableH2C(), server()]
+    return [core.Core(), Block(), DisableH2C(), server()]
+
+
+class DisableH2C(disable_h2c.DisableH2C):
+    """mitmproxy's DisableH2C (drop h2c upgrade headers, kill HTTP/2 prior-knowledge flows),
+    which looks at a request only when it could be either: it has an Upgrade header or the
+    method PRI. (mitmproxy's looks the header up through its Mapping on every request.)"""
+
+    def process_flow(self, f: Any) -> None:
+        request = f.request
+        if request.data.method == b"PRI" or has_header(request.headers, b"upgrade"):
+            super().process_flow(f)  # type: ignore[no-untyped-call]
 
 
 class Block(block.Block):

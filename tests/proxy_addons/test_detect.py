@@ -3,11 +3,14 @@ a real policy file) for each technique."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from mitmproxy import exceptions, http
 from mitmproxy.connection import Server
 from mitmproxy.proxy import context as proxy_context
@@ -33,6 +36,7 @@ from schoolgate.proxy_addons.detect import (
     viewed_target,
 )
 from schoolgate.proxy_addons.enforce import Enforce
+from schoolgate.proxy_addons.flows import same_host
 from schoolgate.proxy_addons.policy_source import PolicySource
 from tests.support.gateway import write_policy
 from tests.support.tls_hello import ECH, ECH_PAYLOAD, client_hello_body
@@ -115,6 +119,49 @@ def test_fronted_host(authority: str, asked: str, fronted: str | None) -> None:
 def test_forwarded_hosts(fields: list[tuple[str, str]], found: list[str]) -> None:
     headers = http.Headers([(k.encode(), v.encode()) for k, v in fields])
     assert forwarded_hosts(headers, "www.facebook.com") == found
+
+
+def forwarded_hosts_through_mitmproxy(headers: http.Headers, asked: str) -> list[str]:
+    """forwarded_hosts as it was written with mitmproxy's `get_all` (one look-up a name)."""
+    values = [
+        value
+        for name in ("x-forwarded-host", "x-host", "x-original-host", "x-forwarded-server")
+        for value in headers.get_all(name)
+    ]
+    for value in headers.get_all("forwarded"):
+        values += re.findall(r"(?:^|[;,\s])host\s*=\s*\"?([^\";,\s]+)", value, re.IGNORECASE)
+    found: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            host = url_host(part)
+            if host is not None and not same_host(host, asked) and host not in found:
+                found.append(host)
+    return found
+
+
+FORWARDING = st.sampled_from(
+    [
+        *(b"X-Forwarded-Host", b"x-host", b"X-ORIGINAL-HOST", b"x-forwarded-server", b"Forwarded"),
+        *(b"X-Forwarded-For", b"Host", b"Accept"),
+    ]
+)
+SITES = st.sampled_from(
+    [
+        *("x.com", "X.COM:443", "www.facebook.com", "https://i.instagram.com/"),
+        *("for=1.2.3.4;host=x.com", 'host="b\xc3\xbccher.de"', "a.example, b.example", ""),
+        "h\xff.example",
+    ]
+)
+
+
+@given(st.lists(st.tuples(FORWARDING, SITES), max_size=6))
+def test_forwarded_hosts_in_one_pass_are_mitmproxys_in_order(
+    fields: list[tuple[bytes, str]],
+) -> None:
+    headers = http.Headers([(name, value.encode("latin-1")) for name, value in fields])
+    assert forwarded_hosts(headers, "www.facebook.com") == forwarded_hosts_through_mitmproxy(
+        headers, "www.facebook.com"
+    )
 
 
 @pytest.mark.parametrize(

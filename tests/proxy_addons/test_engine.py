@@ -250,3 +250,40 @@ def test_the_lean_tls_config_serves_the_crl_where_mitmproxys_does_and_follows_a_
             first, second = paths[name]
             assert first != second  # a new CA, a new path: the first is not remembered
             assert not answered(addon, first)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "version", "fields"),
+    [
+        ("GET", "/", "HTTP/1.1", [(b"Host", b"a.example")]),
+        (
+            "GET",
+            "/",
+            "HTTP/1.1",
+            [(b"Upgrade", b"h2c"), (b"Connection", b"Upgrade, HTTP2-Settings")],
+        ),
+        ("GET", "/", "HTTP/1.1", [(b"upgrade", b"h2c"), (b"HTTP2-Settings", b"AAMAAABkAAQAAP__")]),
+        ("GET", "/", "HTTP/1.1", [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade")]),
+        ("GET", "/", "HTTP/1.1", [(b"UPGRADE", b"H2C")]),
+        ("PRI", "*", "HTTP/2.0", []),
+        ("PRI", "/", "HTTP/1.1", []),
+    ],
+)
+async def test_the_lean_disable_h2c_does_what_mitmproxys_does(
+    method: str, path: str, version: str, fields: list[tuple[bytes, bytes]]
+) -> None:
+    from mitmproxy.addons import disable_h2c
+    from mitmproxy.test import taddons
+
+    from schoolgate.proxy_addons.engine import DisableH2C as LeanDisableH2C
+
+    outcomes = []
+    for addon in (disable_h2c.DisableH2C(), LeanDisableH2C()):
+        with taddons.context(addon):
+            flow = tflow.tflow()
+            flow.request.method, flow.request.path = method, path
+            flow.request.http_version = version
+            flow.request.headers = http.Headers(fields)
+            addon.request(flow)
+            outcomes.append((flow.request.headers.fields, flow.error and flow.error.msg))
+    assert outcomes[0] == outcomes[1]
