@@ -154,12 +154,12 @@ _FORWARDING_FIELDS = frozenset((*_FORWARDED_HOST_FIELDS, b"forwarded"))
 _FORWARDED_HOST = re.compile(r"(?:^|[;,\s])host\s*=\s*\"?([^\";,\s]+)", re.IGNORECASE)
 
 
-def forwarded_hosts(headers: http.Headers, asked: str) -> list[str]:
-    """The other sites a request's forwarding headers name (X-Forwarded-Host, X-Host,
-    X-Original-Host, X-Forwarded-Server, `Forwarded: host=`), each once, leaving out the site
-    asked for (`asked`)."""
+def forwarding_values(headers: http.Headers) -> list[str]:
+    """What a request's forwarding headers say a site is, in order: each X-Forwarded-Host, X-Host,
+    X-Original-Host and X-Forwarded-Server value (by name, then as sent), then each `host=` of
+    Forwarded. One pass over the fields: the usual request has none of them."""
     named: dict[bytes, list[str]] = {}
-    for field, raw in headers.fields:  # one pass (the usual request has none of them)
+    for field, raw in headers.fields:
         name = field.lower()
         if name in _FORWARDING_FIELDS:
             named.setdefault(name, []).append(raw.decode("utf-8", "surrogateescape"))
@@ -168,8 +168,15 @@ def forwarded_hosts(headers: http.Headers, asked: str) -> list[str]:
     values = [value for name in _FORWARDED_HOST_FIELDS for value in named.get(name, ())]
     for value in named.get(b"forwarded", ()):
         values += _FORWARDED_HOST.findall(value)
+    return values
+
+
+def forwarded_hosts(headers: http.Headers, asked: str) -> list[str]:
+    """The other sites a request's forwarding headers name (X-Forwarded-Host, X-Host,
+    X-Original-Host, X-Forwarded-Server, `Forwarded: host=`), each once, leaving out the site
+    asked for (`asked`)."""
     found: list[str] = []
-    for value in values:
+    for value in forwarding_values(headers):
         for part in value.split(","):
             host = url_host(part)
             if host is not None and not same_host(host, asked) and host not in found:
