@@ -712,7 +712,7 @@ class Detect:
         request: http.Request, path: str, query: str
     ) -> tuple[str, Technique, Evidence] | None:
         """A web-proxy script on any host, or a request asking to become a tunnel (MASQUE)."""
-        tunnel = tunnel_upgrade_evidence(path, request.headers.get("upgrade", ""))
+        tunnel = tunnel_upgrade_evidence(path, header_value(request.headers, b"upgrade") or "")
         if tunnel is not None:
             return "tunnel-upgrade", Technique.TUNNEL_PROTOCOL, tunnel
         script = proxy_script_evidence(path, query)

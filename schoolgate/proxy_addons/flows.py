@@ -67,8 +67,14 @@ def has_header(headers: http.Headers, name: bytes) -> bool:
 
 
 def header_value(headers: http.Headers, name: bytes) -> str | None:
-    """`headers.get(name)` (values joined as mitmproxy joins them), None when it is absent."""
-    return headers.get(name) if has_header(headers, name) else None
+    """`headers.get(name)` (values joined as mitmproxy joins them), None when it is absent: read
+    from the fields in one pass, without mitmproxy's Mapping machinery."""
+    values = [value for field, value in headers.fields if field.lower() == name]
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0].decode("utf-8", "surrogateescape")
+    return ", ".join(value.decode("utf-8", "surrogateescape") for value in values)
 
 
 def address_ip(address: Address | None) -> str | None:

@@ -107,6 +107,7 @@ class FrontDoor:
         # Options read on every connection, kept here: each `ctx.options.x` is a deep copy.
         self.validate_inbound_headers = True
         self.tcp_timeout = 600.0
+        self.gateway_host = ""  # schoolgate_gateway_host, as a name (GatewayPages declares it)
         mitm_internals.route_streams(proxyserver, self.accept)
 
     def load(self, loader: Loader) -> None:
@@ -127,6 +128,9 @@ class FrontDoor:
             self.validate_inbound_headers = bool(opts.validate_inbound_headers)
         if "tcp_timeout" in updated:
             self.tcp_timeout = float(opts.tcp_timeout)
+        if "schoolgate_gateway_host" in updated:
+            name = str(getattr(opts, "schoolgate_gateway_host", "") or "")
+            self.gateway_host = name.strip().lower().rstrip(".")
 
     async def accept(
         self, instance: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -28,7 +28,7 @@ import re
 import time
 from typing import Any
 
-from mitmproxy import ctx, flow, http
+from mitmproxy import flow, http
 from mitmproxy.connection import ConnectionState, Server
 from mitmproxy.net.http import http1
 from mitmproxy.net.http.validate import validate_headers
@@ -301,8 +301,8 @@ class _Plain:
         return request
 
     def _addressed_to_gateway(self, host: str, port: int) -> bool:
-        gateway = str(getattr(ctx.options, "schoolgate_gateway_host", "") or "")
-        if gateway and host == gateway.strip().lower().rstrip("."):
+        gateway = self.door.owner.gateway_host
+        if gateway and host == gateway:
             return True
         sockname = self.door.client.sockname
         if not sockname or port != sockname[1]:

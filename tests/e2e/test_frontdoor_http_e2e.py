@@ -10,6 +10,7 @@ import contextlib
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -324,3 +325,17 @@ def test_requests_are_counted_in_the_gateways_metrics(door: Gateway) -> None:
             raw.sendall(request_bytes(f"http://learning.test/counted/{n}"))
             assert read_response(raw, buffer)[0] == 200
     wait_for(lambda: requests_total() >= start + 3, timeout=10, what="three counted requests")
+
+
+def test_the_gateways_own_name_stays_with_mitmproxy(tmp_path: Path) -> None:
+    """schoolgate_gateway_host (written as an IT technician might) is read once, as a name."""
+    with lean_gateway(
+        tmp_path, "--set", "schoolgate_gateway_host=Gateway.School.Test.", signs_in=False
+    ) as gw:
+        before = door_counts(gw)
+        answer = exchange(gw, request_bytes("http://gateway.school.test/proxy.pac"))
+        assert answer is not None
+        assert answer[0] == 200
+        assert b"FindProxyForURL" in answer[2]
+        counted(gw, "handed_over", before)
+        assert door_counts(gw).get(SERVED, 0) == before.get(SERVED, 0)

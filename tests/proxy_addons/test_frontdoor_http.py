@@ -251,7 +251,9 @@ class Gate:
 class Door:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: Gate):
         self.reader, self.writer = reader, writer
-        self.owner = SimpleNamespace(gate=gate, stats=GatewayStats(), validate_inbound_headers=True)
+        self.owner = SimpleNamespace(
+            gate=gate, stats=GatewayStats(), validate_inbound_headers=True, gateway_host=""
+        )
         self.client = Client(
             transport_protocol="tcp",
             peername=("127.0.0.1", 50000),
@@ -304,7 +306,10 @@ class Origin:
 
 
 async def run_door(
-    answers: list[bytes], requests: bytes, setup: Callable[[Gate], None] | None = None
+    answers: list[bytes],
+    requests: bytes,
+    setup: Callable[[Gate], None] | None = None,
+    gateway_host: str = "",
 ) -> tuple[bytes, Gate, Door, Origin]:
     """Serve `requests` (sent at once after the first head is read by the door) through the front
     door; what the client received (until closed), the gate, the door and the origin."""
@@ -317,6 +322,7 @@ async def run_door(
     reader, writer = await asyncio.open_connection(sock=ours)
     client_reader, client_writer = await asyncio.open_connection(sock=theirs)
     door = Door(reader, writer, gate)
+    door.owner.gateway_host = gateway_host
     first, _, rest = requests.partition(b"\r\n\r\n")
 
     async def client() -> bytes:
@@ -498,3 +504,13 @@ async def test_a_refused_upstream_is_a_502_with_the_connect_error_hooks() -> Non
 def test_a_response_head_with_a_bare_cr_or_lf_is_refused(head: bytes) -> None:
     with pytest.raises(ValueError, match="bare CR or LF"):
         read_response(http.Request.make("GET", "http://a.example/"), head)
+
+
+async def test_a_request_for_the_gateways_own_name_is_handed_over() -> None:
+    pac = get("/proxy.pac", "gateway.school.test")
+    received, _gate, door, origin = await run_door(
+        [OK], get("/1") + pac, gateway_host="gateway.school.test"
+    )
+    assert received.count(b"200 OK") == 1  # the first, from the origin
+    assert door.handed == [pac]  # GatewayPages answers it, in mitmproxy
+    assert [h.split(b" ")[1] for h in origin.heads] == [b"/1"]
