@@ -273,11 +273,6 @@ def _shows_other_sites(host: str) -> bool:
 is_viewer_host = ShortNameMemo(_shows_other_sites, longest=255, size=4096)
 
 
-def remembered_viewer_hosts() -> int:
-    """How many viewer look-ups are remembered now (for the memory test)."""
-    return is_viewer_host.cache_info().currsize
-
-
 def _params(query: str) -> dict[str, str]:
     try:
         parsed = parse_qs(query, keep_blank_values=False, max_num_fields=100)

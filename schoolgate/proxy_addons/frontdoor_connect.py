@@ -33,11 +33,6 @@ def _valid_host(name: bytes) -> bool:
 valid_host = ShortNameMemo(_valid_host, longest=255, size=4096)
 
 
-def remembered_host_checks() -> int:
-    """How many host checks are remembered now (for the memory test)."""
-    return valid_host.cache_info().currsize
-
-
 def plain_host(host: bytes, port: int) -> bool:
     """Is `host`:`port` one the front door's readers take as they are: a valid ASCII host name
     that IDNA decoding would leave alone (no "xn--" label), and a port in range?"""
