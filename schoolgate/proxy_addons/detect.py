@@ -610,16 +610,17 @@ class Detect:
         self, flow: http.HTTPFlow, decision: Decision, inputs: context.DecisionInputs
     ) -> None:
         request = flow.request
-        fronted = fronted_host(request.authority, pretty_host(request))
+        asked = pretty_host(request)
+        fronted = fronted_host(request.authority, asked)
         if fronted is not None:
             self._block(
                 flow,
                 inputs,
                 _circumvention("host-mismatch", Technique.HOST_MISMATCH, host=fronted),
-                {"request_line": request.authority[:100], "host": pretty_host(request)[:100]},
+                {"request_line": request.authority[:100], "host": asked[:100]},
             )
             return
-        for named in forwarded_hosts(request.headers, pretty_host(request)):
+        for named in forwarded_hosts(request.headers, asked):
             inner = decide(
                 inputs.policy, Request(named), inputs.subject, inputs.overrides, inputs.at
             )
@@ -628,7 +629,7 @@ class Detect:
                     flow,
                     inputs,
                     _circumvention("host-mismatch", Technique.HOST_MISMATCH, host=named),
-                    {"forwarded_host": named[:100], "host": pretty_host(request)[:100]},
+                    {"forwarded_host": named[:100], "host": asked[:100]},
                 )
                 return
         ports = (
