@@ -17,9 +17,7 @@ import asyncio
 import contextlib
 import functools
 import html
-import itertools
 import logging
-import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +42,8 @@ from mitmproxy.proxy.layers import tls as tls_layer
 from mitmproxy.proxy.layers.http import _base, _hooks, _http1, _http2, _http3
 from mitmproxy.tls import ClientHello
 from mitmproxy.utils import asyncio_utils
+
+from schoolgate.store.events import new_event_id
 
 logger = logging.getLogger(__name__)
 
@@ -525,17 +525,13 @@ def is_end_of_message(event: Any) -> bool:
 
 
 # --- 10. flow ids (the lean engine's process) --------------------------------------------------
-# Relies on: `mitmproxy.flow.Flow.__init__` (and `Flow.copy`) making each id as
-# `str(uuid.uuid4())`, with `uuid` looked up on the `mitmproxy.flow` module when it runs. A
-# uuid4() is 16 random bytes from the kernel and a UUID object: about 2 % of a plain HTTP
-# request's CPU. Ids for the front door's connections and for flows are made here instead:
-# unique in the process (a counter) and beyond it (a random prefix), in mitmproxy's UUID form.
-_ID_PREFIX = str(uuid.uuid4())[:24]
-_ID_NUMBERS = itertools.count()
-
-
-def new_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_NUMBERS) % 16**12:012x}"
+# Relies on: `mitmproxy.flow.Flow.__init__` making each id as `str(uuid.uuid4())`, with `uuid`
+# looked up on the `mitmproxy.flow` module when it runs (a flow's `copy()` takes its id from
+# mitmproxy's serializer instead: still a uuid4; the gateway copies no flows). A uuid4() is 16
+# random bytes from the kernel and a UUID object: about 2 % of a plain HTTP request's CPU. The
+# front door's connections and the flows take the event ids' kind instead (store/events.py: a
+# random prefix per process and a counter, in mitmproxy's UUID form).
+new_id = new_event_id
 
 
 class _CountedIds:
