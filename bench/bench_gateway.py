@@ -881,8 +881,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def print_table(
     samples: list[dict[str, object]], classes: Sequence[str], names: Sequence[str]
 ) -> None:
-    def values(kind: str, proxy: str, field: str = "us_per_request") -> list[float]:
-        return [float(str(s[field])) for s in samples if s["class"] == kind and s["proxy"] == proxy]
+    def values(kind: str, proxy: str, column: str) -> list[float]:
+        return [
+            float(str(s[column])) for s in samples if s["class"] == kind and s["proxy"] == proxy
+        ]
 
     def round_ratios(kind: str, proxy: str, against: str) -> list[float]:
         ratios = []
@@ -904,26 +906,23 @@ def print_table(
     def cell(value: float) -> str:
         return "-" if value != value else f"{value:,.0f}"  # NaN: not measured
 
-    print("\nCPU per request of the proxy process (µs, median over rounds)")
-    print(f"| class | {' | '.join(names)} |")
-    print(f"|---|{'---:|' * len(names)}")
-    for kind in classes:
-        print(
-            f"| {CLASS_TITLES[kind]} | "
-            + " | ".join(cell(median(values(kind, n))) for n in names)
-            + " |"
-        )
-    print(
-        "\nof which in user space (µs, median over rounds; the rest is the kernel's, for sockets)"
-    )
-    print(f"| class | {' | '.join(names)} |")
-    print(f"|---|{'---:|' * len(names)}")
-    for kind in classes:
-        print(
-            f"| {CLASS_TITLES[kind]} | "
-            + " | ".join(cell(median(values(kind, n, "user_us_per_request"))) for n in names)
-            + " |"
-        )
+    for title, column in (
+        ("CPU per request of the proxy process (µs, median over rounds)", "us_per_request"),
+        (
+            "of which in user space (µs, median over rounds; the rest is the kernel's, for "
+            "sockets)",
+            "user_us_per_request",
+        ),
+    ):
+        print(f"\n{title}")
+        print(f"| class | {' | '.join(names)} |")
+        print(f"|---|{'---:|' * len(names)}")
+        for kind in classes:
+            print(
+                f"| {CLASS_TITLES[kind]} | "
+                + " | ".join(cell(median(values(kind, n, column))) for n in names)
+                + " |"
+            )
     if "lean" not in names:
         return
     others = [n for n in names if n != "lean"]
