@@ -86,12 +86,17 @@ def tried(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         yield gw
 
 
-def door_counts(gw: Gateway) -> dict[str, float]:
-    text = httpx.get(
+def metrics_text(gw: Gateway) -> str:
+    """The gateway's Prometheus page."""
+    return httpx.get(
         f"http://127.0.0.1:{gw.metrics_port}/metrics",  # type: ignore[attr-defined]
         timeout=10,
         trust_env=False,
     ).text
+
+
+def door_counts(gw: Gateway) -> dict[str, float]:
+    text = metrics_text(gw)
     return {
         m[1]: float(m[2])
         for m in re.finditer(r'^schoolgate_front_door_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
@@ -321,11 +326,7 @@ def test_clients_vanishing_mid_hello_leave_the_gateway_serving(door: Gateway) ->
 
 
 def engine_errors(gw: Gateway) -> float:
-    text = httpx.get(
-        f"http://127.0.0.1:{gw.metrics_port}/metrics",  # type: ignore[attr-defined]
-        timeout=10,
-        trust_env=False,
-    ).text
+    text = metrics_text(gw)
     found = re.search(r'^schoolgate_engine_errors_total\{addon="frontdoor"\} (\S+)$', text, re.M)
     return float(found[1]) if found else 0.0
 

@@ -12,12 +12,11 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from schoolgate.store.db import upgrade
 from tests.e2e.test_detection_e2e import events
-from tests.e2e.test_frontdoor_e2e import auth, counted, door_counts, lean_gateway
+from tests.e2e.test_frontdoor_e2e import auth, counted, door_counts, lean_gateway, metrics_text
 from tests.support.gateway import Gateway, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -306,11 +305,7 @@ def test_the_gateways_own_pages_and_search_hosts_stay_with_mitmproxy(door: Gatew
 
 def test_requests_are_counted_in_the_gateways_metrics(door: Gateway) -> None:
     def requests_total() -> float:
-        text = httpx.get(
-            f"http://127.0.0.1:{door.metrics_port}/metrics",  # type: ignore[attr-defined]
-            timeout=10,
-            trust_env=False,
-        ).text
+        text = metrics_text(door)
         return sum(
             float(m[1])
             for m in re.finditer(
