@@ -68,6 +68,7 @@ CONNECT = b"CONNECT "
 HELLO_MAX = 64 * 1024  # a ClientHello larger than this goes to mitmproxy
 PIPE_BUFFER = 32 * 1024  # bytes read at once per direction of a spliced tunnel (64 KiB a tunnel)
 CONNECT_SECONDS = 10.0  # to open the upstream connection
+ESTABLISHED_REASON = b"Connection established"
 
 # The hooks the front door runs, by mitmproxy's names for them.
 CLIENT_CONNECTED = server_hooks.ClientConnectedHook.name
@@ -148,7 +149,32 @@ class FrontDoor:
 
 
 def _assemble(response: http.Response) -> bytes:
+    """The response's bytes on the wire (mitmproxy's `assemble_response`); the answer to
+    nearly every CONNECT, a 200 the hooks left as it was made, from a table."""
+    data = response.data
+    if (
+        data.status_code == 200
+        and data.reason == ESTABLISHED_REASON
+        and not data.headers.fields
+        and data.content == b""
+        and data.trailers is None
+    ):
+        known = _ESTABLISHED.get(data.http_version)
+        if known is not None:
+            return known
     return bytes(http1.assemble_response(response))  # type: ignore[no-untyped-call]
+
+
+def _established(http_version: bytes) -> http.Response:
+    """The 200 that opens a tunnel, as mitmproxy makes it."""
+    now = time.time()
+    return http.Response(http_version, 200, ESTABLISHED_REASON, http.Headers(), b"", None, now, now)
+
+
+_ESTABLISHED = {  # (assembled by mitmproxy's own code)
+    version: bytes(http1.assemble_response(_established(version)))  # type: ignore[no-untyped-call]
+    for version in (b"HTTP/1.0", b"HTTP/1.1")
+}
 
 
 def _may_serve_first(data: bytes) -> bool:
@@ -335,7 +361,7 @@ class _Door:
         """The CONNECT's hooks, as mitmproxy runs them; their answer is sent from here. The
         flow once the tunnel is open (200 sent), else None."""
         run = self.owner.gate.run_hook
-        self.server = Server(id=mitm_internals.new_id(), address=None, transport_protocol="tcp")
+        self.server = mitm_internals.new_server()
         flow = http.HTTPFlow(self.client, self.server, live=True)
         flow.request = request
         await run(HTTP_CONNECT, flow)
@@ -348,16 +374,7 @@ class _Door:
             await self.end()
             return None
         self.server.address = (request.host, request.port)
-        flow.response = http.Response(
-            request.data.http_version,
-            200,
-            b"Connection established",
-            http.Headers(),
-            b"",
-            None,
-            time.time(),
-            time.time(),
-        )
+        flow.response = _established(request.data.http_version)
         await run(HTTP_CONNECTED, flow)
         self.writer.write(_assemble(flow.response))
         return flow

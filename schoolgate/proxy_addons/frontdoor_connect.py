@@ -42,9 +42,10 @@ def plain_host(host: bytes, port: int) -> bool:
 def read_connect(head: bytes) -> http.Request | None:
     """The CONNECT request in `head` (its lines, without the blank line that ends it), or None
     when it is not one this reader fully understands."""
-    lines = head.split(b"\r\n")
-    if any(b"\n" in line or b"\r" in line for line in lines):
+    unbroken = head.replace(b"\r\n", b"")  # (a lone CR or LF: not a plain head)
+    if b"\n" in unbroken or b"\r" in unbroken:
         return None
+    lines = head.split(b"\r\n")
     line = _REQUEST_LINE.fullmatch(lines[0])
     if line is None:
         return None

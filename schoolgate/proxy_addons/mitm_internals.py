@@ -4,7 +4,8 @@ protect against header size DoS" in `Http1Server.read_headers`), error responses
 name the proxy, closing a client connection from an addon, and the front door's way in,
 hand-over and pre-read ClientHello (proxy_addons/frontdoor.py), mitmproxy's chunked-body reader
 for the front door's plain HTTP (proxy_addons/frontdoor_http.py), and an eager task factory that
-uvloop accepts and counted flow ids (proxy_addons/engine.py).
+uvloop accepts and counted flow ids (proxy_addons/engine.py); a Server made without its
+field-by-field checks (the front door's tunnels).
 
 Each item below names what it relies on. `tests/proxy_addons/test_mitm_internals.py` checks
 every one of them, so an upgrade that moves them fails loudly instead of silently dropping a
@@ -25,7 +26,7 @@ from typing import Any
 import h11
 from h11._receivebuffer import ReceiveBuffer
 from mitmproxy import ctx, flow, http, version
-from mitmproxy.connection import Client
+from mitmproxy.connection import Client, Server
 from mitmproxy.net.http import status_codes
 from mitmproxy.proxy import (
     commands,
@@ -543,3 +544,22 @@ class _CountedIds:
 def counted_flow_ids() -> None:
     """Give each flow an id from `new_id` (mitmproxy's Flow.__init__ calls `uuid.uuid4()`)."""
     flow.uuid = _CountedIds  # type: ignore[assignment,attr-defined]
+
+
+# --- 11. a new Server, cheaply (the front door, once per tunnel) --------------------------------
+# Relies on: `mitmproxy.connection.Server` being a dataclass whose every field other than `id`
+# and `address` has an immutable default, and whose instance is its `__dict__` (no slots, no
+# `__post_init__`). Its `__init__` sets each of its twenty fields through `Server.__setattr__`
+# (which guards `address` and `via` against changes on an open connection): six times the cost
+# of copying the fields, once per front-door tunnel. A Server made here has the same fields, in
+# the same order, as `Server(id=..., address=None, transport_protocol="tcp")`.
+_SERVER_FIELDS: dict[str, Any] = dict(vars(Server(id="", address=None, transport_protocol="tcp")))
+
+
+def new_server() -> Server:
+    """`Server(id=new_id(), address=None, transport_protocol="tcp")`, closed, not yet connected."""
+    server: Server = Server.__new__(Server)
+    fields = server.__dict__
+    fields.update(_SERVER_FIELDS)
+    fields["id"] = new_id()
+    return server

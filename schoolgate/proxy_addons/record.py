@@ -280,6 +280,7 @@ class RecordEvents:
         try:
             tunnel = self._tunnels.get(client.id)
             technique = note.decision.technique
+            ip = client_ip(client)
             self._submit(
                 make_event(
                     decision=note.decision,
@@ -287,8 +288,8 @@ class RecordEvents:
                     host=note.decision.host or note.sni or (str(address[0]) if address else "?"),
                     identity=tunnel.identity if tunnel else None,
                     role=tunnel.role if tunnel else None,
-                    ip=client_ip(client),
-                    device=self._devices.get(client_ip(client) or ""),
+                    ip=ip,
+                    device=self._devices.get(ip or ""),
                     method=None,
                     scheme="https",
                     port=address[1] if address else None,

@@ -273,3 +273,18 @@ def test_flows_take_counted_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len({first.id, second.id, copied.id}) == 3
     prefix = mitm_internals.new_id()[:24]  # made by new_id, not by uuid4
     assert all(str(uuid.UUID(one)) == one and one[:24] == prefix for one in (first.id, second.id))
+
+
+def test_a_new_server_is_the_server_mitmproxy_makes_and_still_guards_its_address() -> None:
+    from mitmproxy.connection import ConnectionState, Server
+
+    assert "__post_init__" not in vars(Server)
+    assert not hasattr(Server, "__slots__")
+    made = mitm_internals.new_server()
+    theirs = Server(id=made.id, address=None, transport_protocol="tcp")
+    assert list(vars(made).items()) == list(vars(theirs).items())  # same fields, same order
+    assert made.id != mitm_internals.new_server().id
+    made.address = ("example.test", 443)  # closed: may be set
+    made.state = ConnectionState.OPEN
+    with pytest.raises(RuntimeError, match="open connection"):
+        made.address = ("elsewhere.test", 443)
