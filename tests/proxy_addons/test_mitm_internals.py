@@ -283,6 +283,8 @@ def test_a_new_server_is_the_server_mitmproxy_makes_and_still_guards_its_address
     made = mitm_internals.new_server()
     theirs = Server(id=made.id, address=None, transport_protocol="tcp")
     assert list(vars(made).items()) == list(vars(theirs).items())  # same fields, same order
+    for name, value in vars(theirs).items():  # shared between Servers: none may be mutable
+        assert hash(value) is not None, name  # (a list or a dict raises TypeError here)
     assert made.id != mitm_internals.new_server().id
     made.address = ("example.test", 443)  # closed: may be set
     made.state = ConnectionState.OPEN
