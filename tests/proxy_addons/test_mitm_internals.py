@@ -278,7 +278,7 @@ def test_flows_take_counted_ids(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_new_server_is_the_server_mitmproxy_makes_and_still_guards_its_address() -> None:
     from mitmproxy.connection import ConnectionState, Server
 
-    assert "__post_init__" not in vars(Server)
+    assert not hasattr(Server, "__post_init__")  # (nor on Connection)
     assert not hasattr(Server, "__slots__")
     made = mitm_internals.new_server()
     theirs = Server(id=made.id, address=None, transport_protocol="tcp")
